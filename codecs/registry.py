@@ -1,0 +1,283 @@
+"""One registry of codecs: none, zlib, zstd (levels, trained dictionaries), lz4 (frame), snappy.
+
+A codec is named by a spec string parsed in one place, ``parse_codec``: ``none``, ``zlib``,
+``zlib:5``, ``zstd``, ``zstd:3``, ``zstd:-1``, ``lz4``, ``lz4:9``, ``snappy``. A zstd dictionary is
+passed alongside the spec (``parse_codec("zstd:3", dictionary=...)``).
+
+Compression-type ids are the values of RocketMQ's sysflag bits 8–10 (formats spec §3.3/§3.4):
+LZ4 = 1, ZSTD = 2, ZLIB = 3; 0 is legacy and means ZLIB. RocketMQ has no snappy; mqbench stores
+snappy with the otherwise unused id 4, which a RocketMQ broker or client rejects, so
+``rocketmq_readable`` is False for it.
+
+Contract of ``Codec.decompress(data, size_max)``: returns the original bytes, or raises
+``CodecError`` naming the codec when the input is corrupt, truncated, carries trailing bytes, or
+would decompress to more than ``size_max`` bytes. It never allocates much more than ``size_max``
+(a zip bomb is refused, not expanded), never hangs and never crashes the interpreter.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import lz4.frame
+import snappy
+import zstandard
+
+from mqbench.errors import CodecError, UserError
+
+#: RocketMQ's default body size limit (``maxMessageSize``), also our default decompression bound.
+BODY_SIZE_MAX_BYTES = 4 * 1024 * 1024
+
+#: sysflag compression-type ids (bits 8–10). 0 (legacy) is read as ZLIB.
+TYPE_ID_LZ4 = 1
+TYPE_ID_ZSTD = 2
+TYPE_ID_ZLIB = 3
+TYPE_ID_SNAPPY = 4  # mqbench only; RocketMQ rejects it
+
+# Input step for zstd frames without a content size: a zstd block turns a few bytes into at most
+# 128 KiB, so feeding 256 bytes at a time bounds the overshoot past size_max to a few MiB.
+_ZSTD_STREAM_STEP_BYTES = 256
+
+
+@dataclass(frozen=True)
+class CodecInfo:
+    """What the registry knows about one codec family."""
+
+    name: str
+    type_id: int | None
+    rocketmq_readable: bool
+    level_default: int | None
+    level_min: int | None
+    level_max: int | None
+    summary: str
+
+
+CODECS: dict[str, CodecInfo] = {
+    info.name: info
+    for info in (
+        CodecInfo("none", None, True, None, None, None, "no compression"),
+        CodecInfo("zlib", TYPE_ID_ZLIB, True, 5, 0, 9, "zlib format (RFC 1950), RocketMQ's default at level 5"),
+        CodecInfo("zstd", TYPE_ID_ZSTD, True, 3, -7, 22, "zstd frame; optional trained dictionary"),
+        CodecInfo("lz4", TYPE_ID_LZ4, True, 0, 0, 16, "LZ4 frame format"),
+        CodecInfo("snappy", TYPE_ID_SNAPPY, False, None, None, None, "raw snappy block (mqbench only)"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Codec:
+    """A configured codec: family, level and (zstd only) dictionary.
+
+    ``compress`` and ``decompress`` are bound once to the library's compressor objects, so calling
+    through the registry costs no more than calling the library directly.
+    """
+
+    name: str
+    level: int | None = None
+    dictionary: bytes | None = field(default=None, repr=False)
+    _compress: Callable[[bytes], bytes] = field(default=None, repr=False, compare=False)
+    _decompress: Callable[[bytes, int], bytes] = field(default=None, repr=False, compare=False)
+
+    @property
+    def info(self) -> CodecInfo:
+        return CODECS[self.name]
+
+    @property
+    def type_id(self) -> int | None:
+        """The sysflag compression-type id (bits 8–10), or None for ``none``."""
+        return self.info.type_id
+
+    @property
+    def spec(self) -> str:
+        """The canonical spec string, e.g. ``zstd:3``; ``+dict`` marks a dictionary."""
+        text = self.name if self.level is None else f"{self.name}:{self.level}"
+        return text + ("+dict" if self.dictionary else "")
+
+    @property
+    def is_none(self) -> bool:
+        return self.name == "none"
+
+    def compress(self, data: bytes) -> bytes:
+        """Compress ``data``; never fails for bytes input."""
+        return self._compress(data)
+
+    def decompress(self, data: bytes, size_max: int = BODY_SIZE_MAX_BYTES) -> bytes:
+        """Decompress ``data`` into at most ``size_max`` bytes, or raise ``CodecError``."""
+        return self._decompress(data, size_max)
+
+
+def parse_codec(spec: str, dictionary: bytes | None = None) -> Codec:
+    """Parse a codec spec string such as ``zstd:3`` into a ready ``Codec``.
+
+    Raises ``UserError`` naming the problem for an unknown codec, a bad or out-of-range level, or
+    a dictionary given to a codec other than zstd.
+    """
+    text = spec.strip().lower()
+    name, _, level_text = text.partition(":")
+    info = CODECS.get(name)
+    if info is None:
+        raise UserError(f"unknown codec {spec!r}; known codecs: {', '.join(CODECS)}")
+    level: int | None = None
+    if level_text:
+        if info.level_default is None:
+            raise UserError(f"codec {name!r} takes no level (got {spec!r})")
+        try:
+            level = int(level_text)
+        except ValueError:
+            raise UserError(f"codec level in {spec!r} is not an integer") from None
+        if not info.level_min <= level <= info.level_max:
+            raise UserError(f"{name} level must be in [{info.level_min}, {info.level_max}], got {level}")
+    elif info.level_default is not None:
+        level = info.level_default
+    if dictionary is not None and name != "zstd":
+        raise UserError(f"a dictionary is only supported by zstd, not {name!r}")
+    compress, decompress = _BUILDERS[name](level, dictionary)
+    return Codec(name, level, dictionary, compress, decompress)
+
+
+def parse_codec_list(text: str) -> list[Codec]:
+    """Parse a comma-separated list of specs (``none,zstd:3,lz4``)."""
+    specs = [part for part in (p.strip() for p in text.split(",")) if part]
+    if not specs:
+        raise UserError("empty codec list")
+    return [parse_codec(spec) for spec in specs]
+
+
+def codec_for_type_id(type_id: int) -> Codec:
+    """The codec RocketMQ means by sysflag compression-type ``type_id`` (0 = legacy ZLIB)."""
+    name = {0: "zlib", TYPE_ID_ZLIB: "zlib", TYPE_ID_LZ4: "lz4", TYPE_ID_ZSTD: "zstd", TYPE_ID_SNAPPY: "snappy"}.get(type_id)
+    if name is None:
+        raise CodecError("sysflag", f"unknown compression type id {type_id}")
+    return parse_codec(name)
+
+
+# --- per-family builders: each returns (compress, decompress) bound to library objects -------------
+
+
+def _build_none(level, dictionary):
+    def decompress(data: bytes, size_max: int) -> bytes:
+        if len(data) > size_max:
+            raise CodecError("none", f"{len(data)} bytes exceed the size limit of {size_max}")
+        return bytes(data)
+
+    return bytes, decompress
+
+
+def _build_zlib(level, dictionary):
+    def compress(data: bytes) -> bytes:
+        return zlib.compress(data, level)
+
+    def decompress(data: bytes, size_max: int) -> bytes:
+        inflater = zlib.decompressobj()
+        try:
+            out = inflater.decompress(data, size_max + 1)
+        except zlib.error as exc:
+            raise CodecError("zlib", f"corrupt input: {exc}") from None
+        if len(out) > size_max:
+            raise CodecError("zlib", f"output exceeds the size limit of {size_max} bytes")
+        if not inflater.eof:
+            raise CodecError("zlib", "truncated input")
+        if inflater.unused_data:
+            raise CodecError("zlib", f"{len(inflater.unused_data)} trailing bytes after the stream")
+        return out
+
+    return compress, decompress
+
+
+def _build_zstd(level, dictionary):
+    dict_data = zstandard.ZstdCompressionDict(dictionary) if dictionary else None
+    cctx = zstandard.ZstdCompressor(level=level, dict_data=dict_data)
+    dctx = zstandard.ZstdDecompressor(dict_data=dict_data)
+
+    def decompress(data: bytes, size_max: int) -> bytes:
+        try:
+            content_size = zstandard.frame_content_size(data)
+        except zstandard.ZstdError as exc:
+            raise CodecError("zstd", f"corrupt frame header: {exc}") from None
+        try:
+            if content_size == -1:
+                return _zstd_decompress_unsized(dctx, data, size_max)
+            if content_size > size_max:
+                raise CodecError("zstd", f"frame declares {content_size} bytes, over the size limit of {size_max}")
+            stream = dctx.decompressobj()
+            out = stream.decompress(data)
+        except zstandard.ZstdError as exc:
+            raise CodecError("zstd", f"corrupt input: {exc}") from None
+        if not stream.eof or len(out) != content_size:
+            raise CodecError("zstd", "truncated input")
+        if stream.unused_data:
+            raise CodecError("zstd", f"{len(stream.unused_data)} trailing bytes after the frame")
+        return out
+
+    return cctx.compress, decompress
+
+
+def _zstd_decompress_unsized(dctx, data: bytes, size_max: int) -> bytes:
+    """Frames without a content size (Java's ZstdOutputStream writes these): feed small steps."""
+    stream = dctx.decompressobj()
+    parts: list[bytes] = []
+    produced = 0
+    for start in range(0, len(data), _ZSTD_STREAM_STEP_BYTES):
+        chunk = stream.decompress(data[start : start + _ZSTD_STREAM_STEP_BYTES])
+        produced += len(chunk)
+        if produced > size_max:
+            raise CodecError("zstd", f"output exceeds the size limit of {size_max} bytes")
+        parts.append(chunk)
+        if stream.eof:
+            break
+    if not stream.eof:
+        raise CodecError("zstd", "truncated input")
+    if stream.unused_data:
+        raise CodecError("zstd", f"{len(stream.unused_data)} trailing bytes after the frame")
+    return b"".join(parts)
+
+
+def _build_lz4(level, dictionary):
+    def compress(data: bytes) -> bytes:
+        return lz4.frame.compress(data, compression_level=level)
+
+    def decompress(data: bytes, size_max: int) -> bytes:
+        decoder = lz4.frame.LZ4FrameDecompressor()
+        try:
+            out = decoder.decompress(data, max_length=size_max + 1)
+        except RuntimeError as exc:
+            raise CodecError("lz4", f"corrupt input: {exc}") from None
+        if len(out) > size_max:
+            raise CodecError("lz4", f"output exceeds the size limit of {size_max} bytes")
+        if not decoder.eof:
+            raise CodecError("lz4", "truncated input")
+        if decoder.unused_data:
+            raise CodecError("lz4", f"{len(decoder.unused_data)} trailing bytes after the frame")
+        return out
+
+    return compress, decompress
+
+
+def _snappy_declared_length(data: bytes) -> int:
+    """The uncompressed length a raw snappy block declares in its varint preamble."""
+    value = 0
+    for shift, byte in zip(range(0, 35, 7), data[:5]):
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value
+    raise CodecError("snappy", "corrupt or truncated length preamble")
+
+
+def _build_snappy(level, dictionary):
+    def decompress(data: bytes, size_max: int) -> bytes:
+        declared = _snappy_declared_length(data)
+        if declared > size_max:
+            raise CodecError("snappy", f"block declares {declared} bytes, over the size limit of {size_max}")
+        try:
+            out = snappy.uncompress(data)
+        except Exception as exc:  # python-snappy raises its own UncompressError or cramjam errors
+            raise CodecError("snappy", f"corrupt input: {exc or type(exc).__name__}") from None
+        if len(out) != declared:
+            raise CodecError("snappy", "corrupt input: length does not match the preamble")
+        return bytes(out)
+
+    return snappy.compress, decompress
+
+
+_BUILDERS = {"none": _build_none, "zlib": _build_zlib, "zstd": _build_zstd, "lz4": _build_lz4, "snappy": _build_snappy}

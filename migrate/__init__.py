@@ -1,0 +1,1 @@
+"""mqbench.migrate"""

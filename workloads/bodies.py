@@ -1,0 +1,262 @@
+"""Body models: realistic message bodies for the built-in profiles (orders, notifications, iot).
+
+Compression figures from random bytes are worthless, and so are figures from one record repeated.
+These models produce what the users' topics carry: compact JSON as Java services emit it (fastjson
+style, no spaces), with repeating field names and realistic value distributions:
+
+* ``orders``: order events with Zipf-popular SKUs from a catalogue, log-normal prices, 1–6 line
+  items, masked phone numbers and addresses from a weighted city list, status transitions.
+* ``notifications``: push/SMS/e-mail notifications rendered from a few dozen templates in English and
+  Chinese, with user names, amounts, tracking numbers and deep links filled in.
+* ``iot``: telemetry from a fleet of devices: random-walk sensor readings per device, battery drain,
+  signal strength, GPS drift around a site, occasional alarm events.
+
+Contract: ``generate_bodies(profile, count, rng)`` returns ``count`` bodies (``bytes``) and depends
+only on the state of ``rng``, so a seed reproduces the same payloads bit for bit.
+"""
+from __future__ import annotations
+
+import json
+import random
+import string
+from typing import Callable
+
+_EPOCH_MS = 1_764_000_000_000  # 2025-11-24; payload timestamps start here and move forward
+
+# --- shared vocabularies ----------------------------------------------------------------------
+
+_CITIES = [  # (province, city, district, postcode prefix, weight)
+    ("Zhejiang", "Hangzhou", "Xihu", "3100", 9), ("Guangdong", "Shenzhen", "Nanshan", "5180", 10),
+    ("Beijing", "Beijing", "Haidian", "1000", 12), ("Shanghai", "Shanghai", "Pudong", "2001", 12),
+    ("Sichuan", "Chengdu", "Wuhou", "6100", 7), ("Hubei", "Wuhan", "Hongshan", "4300", 6),
+    ("Jiangsu", "Nanjing", "Gulou", "2100", 6), ("Shaanxi", "Xi'an", "Yanta", "7100", 4),
+    ("Fujian", "Xiamen", "Siming", "3610", 3), ("Shandong", "Qingdao", "Laoshan", "2660", 4),
+    ("Hunan", "Changsha", "Yuelu", "4100", 4), ("Chongqing", "Chongqing", "Yubei", "4011", 5),
+]
+_STREETS = ["Wensan Rd", "Keyuan Rd", "Zhongguancun St", "Century Ave", "Tianfu 3rd St", "Guanggu Ave",
+            "Zhongshan N Rd", "Xiaozhai E Rd", "Huandao Rd", "Haier Rd", "Lushan Rd", "Jinkai Ave"]
+_FIRST = ["Wei", "Fang", "Na", "Min", "Jing", "Li", "Qiang", "Lei", "Jun", "Yang", "Yan", "Jie", "Tao", "Ming",
+          "Chao", "Xiu", "Xia", "Hui", "Ping", "Gang", "Emma", "Liam", "Olivia", "Noah", "Ava", "Lucas"]
+_LAST = ["Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Huang", "Zhao", "Wu", "Zhou", "Xu", "Sun", "Ma", "Zhu",
+         "Hu", "Guo", "He", "Lin", "Smith", "Garcia", "Mueller", "Tanaka"]
+
+_PRODUCT_NOUNS = ["T-Shirt", "Hoodie", "Sneakers", "Backpack", "Water Bottle", "Phone Case", "USB-C Cable",
+                  "Earbuds", "Desk Lamp", "Coffee Beans", "Green Tea", "Face Cream", "Shampoo", "Notebook",
+                  "Mechanical Keyboard", "Mouse", "Power Bank", "Rice Cooker", "Yoga Mat", "Socks 5-Pack"]
+_PRODUCT_ADJ = ["Classic", "Pro", "Lite", "Organic", "Premium", "Slim", "Wireless", "Kids", "Sport", "Eco"]
+_COLORS = ["BLK", "WHT", "RED", "BLU", "GRN", "GRY", "NAV", "PNK"]
+_SIZES = ["XS", "S", "M", "L", "XL", "XXL", "OS"]
+_PAYMENTS = [("ALIPAY", 46), ("WECHAT_PAY", 38), ("UNIONPAY", 9), ("CREDIT_CARD", 5), ("COD", 2)]
+_ORDER_STATUS = [("CREATED", 40), ("PAID", 30), ("SHIPPED", 15), ("DELIVERED", 10), ("CANCELLED", 4), ("REFUNDED", 1)]
+_SOURCES = [("ios", 38), ("android", 44), ("mini_program", 12), ("web", 6)]
+
+
+def _weighted(rng: random.Random, pairs):
+    return rng.choices([p[0] for p in pairs], weights=[p[-1] for p in pairs])[0]
+
+
+def _zipf_index(rng: random.Random, n: int, s: float = 1.1) -> int:
+    """An index in [0, n) drawn with Zipf-like popularity (rank^-s), by inverse transform."""
+    # Continuous approximation of the Zipf CDF; good enough for popularity skew.
+    u = rng.random()
+    if s == 1.0:
+        return min(n - 1, int(n ** u) - 1)
+    a = 1.0 - s
+    value = ((n ** a - 1.0) * u + 1.0) ** (1.0 / a)
+    return min(n - 1, max(0, int(value) - 1))
+
+
+def _phone(rng: random.Random) -> str:
+    return f"1{rng.choice('3456789')}{rng.randint(0, 9)}****{rng.randint(0, 9999):04d}"
+
+
+def _name(rng: random.Random) -> str:
+    return f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
+
+
+# --- orders ------------------------------------------------------------------------------------
+
+
+def _catalogue(rng: random.Random, size: int = 3000):
+    items = []
+    for index in range(size):
+        noun = rng.choice(_PRODUCT_NOUNS)
+        adjective = rng.choice(_PRODUCT_ADJ)
+        sku = f"SKU-{10000 + index}-{rng.choice(_COLORS)}-{rng.choice(_SIZES)}"
+        price = round(min(9999.0, rng.lognormvariate(4.0, 0.9)), 2)
+        items.append((sku, f"{adjective} {noun}", price, rng.randint(1, 400)))  # 400 merchants
+    return items
+
+
+def _orders(rng: random.Random, count: int) -> list[bytes]:
+    catalogue = _catalogue(rng)
+    now_ms = _EPOCH_MS
+    bodies = []
+    for _ in range(count):
+        now_ms += int(rng.expovariate(1 / 40.0))
+        lines = []
+        for _ in range(min(6, 1 + int(rng.expovariate(1.2)))):
+            sku, title, price, merchant = catalogue[_zipf_index(rng, len(catalogue))]
+            lines.append({"merchantId": merchant, "qty": min(20, 1 + int(rng.expovariate(1.5))),
+                          "sku": sku, "title": title, "unitPrice": price})
+        total = round(sum(line["qty"] * line["unitPrice"] for line in lines), 2)
+        discount = round(total * rng.choice([0, 0, 0, 0.05, 0.1, 0.2]), 2)
+        province, city, district, post, _w = _weighted(rng, [(c, c[-1]) for c in _CITIES])
+        status = _weighted(rng, _ORDER_STATUS)
+        order = {
+            "buyer": {"level": rng.choice(["NORMAL", "NORMAL", "NORMAL", "VIP", "SVIP"]),
+                      "userId": rng.randint(10_000_000, 99_999_999)},
+            "coupon": f"CPN{rng.randint(100000, 999999)}" if discount else None,
+            "createTime": now_ms,
+            "currency": "CNY",
+            "discountAmount": discount,
+            "items": lines,
+            "orderId": f"{now_ms // 1000}{rng.randint(0, 999999):06d}{rng.randint(0, 99):02d}",
+            "payAmount": round(total - discount + (0 if total > 99 else 8.0), 2),
+            "payment": {"channel": _weighted(rng, _SOURCES).upper(), "method": _weighted(rng, _PAYMENTS),
+                        "tradeNo": f"{rng.randint(10**15, 10**16 - 1)}" if status != "CREATED" else None},
+            "receiver": {"address": f"{rng.randint(1, 999)} {rng.choice(_STREETS)}, Bldg {rng.randint(1, 30)}, "
+                                    f"Room {rng.randint(101, 2808)}",
+                         "city": city, "district": district, "name": _name(rng), "phone": _phone(rng),
+                         "postcode": f"{post}{rng.randint(10, 99)}", "province": province},
+            "shippingFee": 0 if total > 99 else 8.0,
+            "source": _weighted(rng, _SOURCES),
+            "status": status,
+            "totalAmount": total,
+            "version": rng.randint(1, 4),
+        }
+        bodies.append(json.dumps(_drop_none(order), separators=(",", ":"), ensure_ascii=False).encode())
+    return bodies
+
+
+def _drop_none(value):
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+# --- notifications -----------------------------------------------------------------------------
+
+_TEMPLATES = [  # (template id, channel, locale, title, text, weight)
+    ("ORDER_SHIPPED", "push", "en", "Your order is on its way",
+     "Hi {name}, your order {order} has shipped with {carrier}. Tracking number {tracking}. "
+     "Estimated delivery: {date}.", 14),
+    ("ORDER_SHIPPED", "push", "zh", "您的订单已发货",
+     "亲爱的{name}，您的订单{order}已由{carrier}发出，运单号{tracking}，预计{date}送达。", 18),
+    ("PAYMENT_OK", "push", "en", "Payment received",
+     "We received your payment of CNY {amount} for order {order}. Thank you for shopping with us!", 10),
+    ("PAYMENT_OK", "sms", "zh", "支付成功", "【优选商城】您已成功支付{amount}元，订单号{order}。如非本人操作请致电客服。", 12),
+    ("VERIFY_CODE", "sms", "zh", "验证码", "【优选商城】您的验证码是{code}，5分钟内有效。请勿泄露给他人。", 16),
+    ("VERIFY_CODE", "sms", "en", "Verification code",
+     "Your verification code is {code}. It expires in 5 minutes. Do not share it with anyone.", 6),
+    ("LOGIN_ALERT", "email", "en", "New sign-in to your account",
+     "Hello {name},\nWe noticed a new sign-in to your account from {device} in {city} at {time}. "
+     "If this was you, you can ignore this message. Otherwise, reset your password at {link}.", 4),
+    ("PROMO", "push", "zh", "限时优惠", "{name}，您关注的{product}降价啦！现价{amount}元，限时{hours}小时，点击查看>>", 12),
+    ("PROMO", "push", "en", "Price drop on {product}",
+     "{name}, the {product} on your wish list is now CNY {amount}. Offer ends in {hours} hours.", 5),
+    ("DELIVERED", "push", "zh", "订单已签收", "您的订单{order}已签收，签收人：{name}。期待您的评价！", 8),
+    ("REFUND", "email", "en", "Your refund has been processed",
+     "Hello {name},\nA refund of CNY {amount} for order {order} has been issued to your original payment "
+     "method. It may take 3-5 business days to appear.\nOrder details: {link}", 3),
+]
+_CARRIERS = ["SF Express", "JD Logistics", "ZTO Express", "YTO Express", "China Post EMS", "STO Express"]
+_DEVICES = ["iPhone 15", "Pixel 8", "Xiaomi 14", "Huawei Mate 60", "Chrome on Windows", "Safari on macOS"]
+
+
+def _notifications(rng: random.Random, count: int) -> list[bytes]:
+    now_ms = _EPOCH_MS
+    bodies = []
+    for _ in range(count):
+        now_ms += int(rng.expovariate(1 / 15.0))
+        tid, channel, locale, title, text, _w = _weighted(rng, [(t, t[-1]) for t in _TEMPLATES])
+        order = f"{now_ms // 1000}{rng.randint(0, 999999):06d}"
+        product = f"{rng.choice(_PRODUCT_ADJ)} {rng.choice(_PRODUCT_NOUNS)}"
+        values = {
+            "name": _name(rng), "order": order, "carrier": rng.choice(_CARRIERS),
+            "tracking": f"{rng.choice(['SF', 'JD', 'YT', 'ZT'])}{rng.randint(10**11, 10**12 - 1)}",
+            "date": f"2025-11-{rng.randint(25, 30)}", "amount": f"{rng.lognormvariate(4.2, 0.8):.2f}",
+            "code": f"{rng.randint(0, 999999):06d}", "device": rng.choice(_DEVICES), "city": rng.choice(_CITIES)[1],
+            "time": f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}", "product": product,
+            "hours": rng.choice([2, 6, 12, 24, 48]),
+            "link": f"https://m.example-mall.cn/o/{order}?utm_source={channel}&utm_campaign={tid.lower()}",
+        }
+        message = {
+            "bizType": tid, "channel": channel,
+            "content": text.format(**values), "createTime": now_ms,
+            "deepLink": f"mall://order/detail?orderId={order}" if channel == "push" else None,
+            "locale": "zh_CN" if locale == "zh" else "en_US",
+            "msgId": "".join(rng.choices(string.hexdigits[:16].upper(), k=32)),
+            "priority": "HIGH" if tid in ("VERIFY_CODE", "LOGIN_ALERT") else "NORMAL",
+            "receiver": _phone(rng) if channel == "sms" else rng.randint(10_000_000, 99_999_999),
+            "templateId": f"{tid}_{locale.upper()}_V{rng.randint(1, 3)}",
+            "title": title.format(**values),
+            "ttlSeconds": 300 if tid == "VERIFY_CODE" else 86400,
+        }
+        bodies.append(json.dumps(_drop_none(message), separators=(",", ":"), ensure_ascii=False).encode())
+    return bodies
+
+
+# --- iot -----------------------------------------------------------------------------------------
+
+_DEVICE_MODELS = [("TH-200", "thermo-hygrometer"), ("PM-10", "air-quality"), ("SM-3P", "smart-meter"),
+                  ("GW-LTE", "gateway"), ("CT-8", "cold-chain-tracker")]
+
+
+def _iot(rng: random.Random, count: int) -> list[bytes]:
+    fleet = []
+    for index in range(max(50, min(5000, count // 8))):
+        model, kind = rng.choice(_DEVICE_MODELS)
+        fleet.append({
+            "id": f"{model.lower()}-{rng.randint(0, 0xFFFFFF):06x}", "model": model, "kind": kind,
+            "fw": f"{rng.randint(1, 3)}.{rng.randint(0, 9)}.{rng.randint(0, 40)}",
+            "temp": rng.gauss(22.0, 6.0), "hum": rng.uniform(30, 80), "bat": rng.uniform(40, 100),
+            "lat": 30.25 + rng.uniform(-0.3, 0.3), "lon": 120.15 + rng.uniform(-0.3, 0.3),
+            "seq": rng.randint(0, 100000), "site": f"site-{rng.randint(1, 60):03d}",
+        })
+    now_ms = _EPOCH_MS
+    bodies = []
+    for _ in range(count):
+        now_ms += int(rng.expovariate(1 / 2.0))
+        device = fleet[_zipf_index(rng, len(fleet), 0.6)]
+        device["seq"] += 1
+        device["temp"] += rng.gauss(0, 0.15)
+        device["hum"] = min(100.0, max(0.0, device["hum"] + rng.gauss(0, 0.4)))
+        device["bat"] = max(0.0, device["bat"] - rng.random() * 0.01)
+        metrics = {"battery": round(device["bat"], 1), "rssi": rng.randint(-110, -55)}
+        if device["kind"] in ("thermo-hygrometer", "cold-chain-tracker"):
+            metrics.update(temperature=round(device["temp"], 2), humidity=round(device["hum"], 1))
+        elif device["kind"] == "air-quality":
+            metrics.update(pm25=max(0, int(rng.lognormvariate(3.3, 0.6))), pm10=max(0, int(rng.lognormvariate(3.8, 0.6))),
+                           co2=int(rng.gauss(650, 120)))
+        elif device["kind"] == "smart-meter":
+            metrics.update(voltage=round(rng.gauss(230.0, 1.5), 1), current=round(abs(rng.gauss(4.0, 2.0)), 2),
+                           energyKwh=round(device["seq"] * 0.013, 3))
+        else:
+            metrics.update(uplinkKbps=int(rng.lognormvariate(5, 1)), clients=rng.randint(0, 64))
+        event = {"deviceId": device["id"], "fw": device["fw"], "metrics": metrics, "model": device["model"],
+                 "seq": device["seq"], "site": device["site"], "ts": now_ms, "type": "telemetry"}
+        if device["kind"] == "cold-chain-tracker":
+            device["lat"] += rng.gauss(0, 0.0005)
+            device["lon"] += rng.gauss(0, 0.0005)
+            event["gps"] = {"lat": round(device["lat"], 6), "lon": round(device["lon"], 6)}
+        if rng.random() < 0.01:
+            event["type"] = "alarm"
+            event["alarm"] = {"code": rng.choice(["TEMP_HIGH", "BATTERY_LOW", "DOOR_OPEN", "OFFLINE_RECOVERED"]),
+                              "level": rng.choice(["WARN", "CRITICAL"])}
+        bodies.append(json.dumps(event, separators=(",", ":")).encode())
+    return bodies
+
+
+BODY_MODELS: dict[str, Callable[[random.Random, int], list[bytes]]] = {
+    "orders": _orders,
+    "notifications": _notifications,
+    "iot": _iot,
+}
+
+
+def generate_bodies(profile: str, count: int, rng: random.Random) -> list[bytes]:
+    """``count`` realistic bodies for built-in ``profile``; raises KeyError for an unknown one."""
+    return BODY_MODELS[profile](rng, count)
