@@ -16,6 +16,7 @@ would decompress to more than ``size_max`` bytes. It never allocates much more t
 """
 from __future__ import annotations
 
+import struct
 import zlib
 from dataclasses import dataclass, field
 from typing import Callable
@@ -233,25 +234,55 @@ def _zstd_decompress_unsized(dctx, data: bytes, size_max: int) -> bytes:
     return b"".join(parts)
 
 
+# LZ4 frame header (little-endian): magic 0x184D2204, FLG, BD, then an optional 8-byte content
+# size when FLG bit 3 is set (lz4.frame.compress sets it by default).
+_LZ4_HEADER = struct.Struct("<IBB")
+_LZ4_CONTENT_SIZE = struct.Struct("<Q")
+_LZ4_MAGIC = 0x184D2204
+
+
 def _build_lz4(level, dictionary):
     def compress(data: bytes) -> bytes:
         return lz4.frame.compress(data, compression_level=level)
 
     def decompress(data: bytes, size_max: int) -> bytes:
-        decoder = lz4.frame.LZ4FrameDecompressor()
+        if len(data) < 7:
+            raise CodecError("lz4", "truncated frame header")
+        magic, flags, _bd = _LZ4_HEADER.unpack_from(data, 0)
+        if magic != _LZ4_MAGIC:
+            raise CodecError("lz4", f"bad frame magic 0x{magic:08x}")
+        if not flags & 0x08 or len(data) < 14:
+            return _lz4_decompress_unsized(data, size_max)
+        (content_size,) = _LZ4_CONTENT_SIZE.unpack_from(data, 6)
+        if content_size > size_max:
+            raise CodecError("lz4", f"frame declares {content_size} bytes, over the size limit of {size_max}")
         try:
-            out = decoder.decompress(data, max_length=size_max + 1)
+            out, used = lz4.frame.decompress(data, return_bytes_read=True)
         except RuntimeError as exc:
-            raise CodecError("lz4", f"corrupt input: {exc}") from None
-        if len(out) > size_max:
-            raise CodecError("lz4", f"output exceeds the size limit of {size_max} bytes")
-        if not decoder.eof:
-            raise CodecError("lz4", "truncated input")
-        if decoder.unused_data:
-            raise CodecError("lz4", f"{len(decoder.unused_data)} trailing bytes after the frame")
+            raise CodecError("lz4", f"corrupt or truncated input: {exc}") from None
+        if len(out) != content_size:
+            raise CodecError("lz4", "corrupt input: content size does not match the header")
+        if used != len(data):
+            raise CodecError("lz4", f"{len(data) - used} trailing bytes after the frame")
         return out
 
     return compress, decompress
+
+
+def _lz4_decompress_unsized(data: bytes, size_max: int) -> bytes:
+    """Frames without a content size: a streaming decoder with an output bound."""
+    decoder = lz4.frame.LZ4FrameDecompressor()
+    try:
+        out = decoder.decompress(data, max_length=size_max + 1)
+    except RuntimeError as exc:
+        raise CodecError("lz4", f"corrupt input: {exc}") from None
+    if len(out) > size_max:
+        raise CodecError("lz4", f"output exceeds the size limit of {size_max} bytes")
+    if not decoder.eof:
+        raise CodecError("lz4", "truncated input")
+    if decoder.unused_data:
+        raise CodecError("lz4", f"{len(decoder.unused_data)} trailing bytes after the frame")
+    return out
 
 
 def _snappy_declared_length(data: bytes) -> int:
@@ -275,7 +306,7 @@ def _build_snappy(level, dictionary):
             raise CodecError("snappy", f"corrupt input: {exc or type(exc).__name__}") from None
         if len(out) != declared:
             raise CodecError("snappy", "corrupt input: length does not match the preamble")
-        return bytes(out)
+        return out
 
     return snappy.compress, decompress
 

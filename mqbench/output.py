@@ -25,9 +25,27 @@ def print_json(doc: dict[str, Any]) -> None:
     sys.stdout.write("\n")
 
 
-def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], floatfmt: str = ".1f") -> str:
-    """A plain terminal table with right-aligned numbers."""
-    return tabulate(list(rows), headers=list(headers), floatfmt=floatfmt, tablefmt="simple", disable_numparse=False)
+def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], floatfmt: str = ",.1f") -> str:
+    """A plain terminal table: floats formatted with ``floatfmt``, other values shown as given.
+
+    Columns whose every cell reads as a number are right-aligned, the others left-aligned.
+    """
+    cells = [[f"{v:{floatfmt}}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
+             for row in rows]
+    align = []
+    for column in range(len(headers)):
+        values = [row[column] for row in cells if column < len(row) and row[column] not in ("", "-")]
+        numeric = bool(values) and all(_looks_numeric(v) for v in values)
+        align.append("right" if numeric else "left")
+    return tabulate(cells, headers=list(headers), tablefmt="simple", disable_numparse=True, colalign=align)
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text.replace(",", "").rstrip("%x"))
+    except ValueError:
+        return False
+    return True
 
 
 def is_terminal(stream=None) -> bool:

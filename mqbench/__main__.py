@@ -1,0 +1,4 @@
+"""``python -m mqbench`` runs the CLI."""
+from mqbench.cli import main
+
+main()

@@ -1,0 +1,242 @@
+"""This machine's physical limits, the denominators of every other figure mqbench reports.
+
+Measured in the same run as the figures they divide (never copied from a spec sheet), in at most
+about 30 s altogether:
+
+* disk: sequential write + fdatasync bandwidth (1 MiB writes, fdatasync after each) and fdatasync
+  calls per second (4 KiB writes, fdatasync after each) on the disk holding ``dir``;
+* loopback TCP from Python with asyncio, as the broker uses it: small frames per second (100-byte
+  frames, length-prefixed, each parsed by the receiver) and MB/s with 64 KiB frames; the receiver
+  runs in another process, so the two ends use both cores like a client and a broker do;
+* raw codec speed: each codec library called directly (no registry) on the same realistic payloads
+  at batch 256.
+
+Each measurement runs for a bounded time (``budget_ms``), never a fixed amount of work, so a slow
+disk cannot stretch the command past its budget.
+"""
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import platform
+import random
+import struct
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from mqbench.codecs.bench import direct_functions, make_batches
+from mqbench.codecs.registry import parse_codec
+from mqbench.workloads.bodies import generate_bodies
+
+LIMITS_SCHEMA = "mqbench.limits/1"
+MB = 1_000_000
+_FRAME_HEADER = struct.Struct(">i")
+
+
+def machine_info() -> dict:
+    """What machine the figures were measured on (results carry this)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    memory_bytes = None
+    try:
+        memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        pass
+    return {
+        "cpu_model": cpu,
+        "cpu_cores": os.cpu_count(),
+        "memory_bytes": memory_bytes,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "hostname": platform.node(),
+    }
+
+
+# --- disk ------------------------------------------------------------------------------------------
+
+
+def measure_disk(directory: str | os.PathLike, budget_ms: int = 6000,
+                 clock_ns: Callable[[], int] = time.perf_counter_ns) -> dict:
+    """Sequential write+fdatasync MB/s and fdatasync calls/s in ``directory`` (a temp file, removed)."""
+    directory = Path(directory)
+    half_ns = budget_ms * 1_000_000 // 2
+    chunk = os.urandom(1 << 20)
+    small = os.urandom(4096)
+    fd, path = tempfile.mkstemp(prefix=".mqbench-limits-", dir=directory)
+    try:
+        written = 0
+        start = clock_ns()
+        while clock_ns() - start < half_ns:
+            written += os.write(fd, chunk)
+            os.fdatasync(fd)
+        write_ns = clock_ns() - start
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        syncs = 0
+        start = clock_ns()
+        while clock_ns() - start < half_ns:
+            os.write(fd, small)
+            os.fdatasync(fd)
+            syncs += 1
+        sync_ns = clock_ns() - start
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return {
+        "disk_dir": str(directory),
+        "disk_write_fdatasync_mb_per_s": written / MB / (write_ns / 1e9),
+        "disk_fdatasync_per_s": syncs / (sync_ns / 1e9),
+    }
+
+
+# --- loopback TCP ----------------------------------------------------------------------------------
+
+
+class _CountingReceiver(asyncio.Protocol):
+    """Parses length-prefixed frames one by one, as a frame decoder does, and counts them."""
+
+    def __init__(self, done: asyncio.Future):
+        self.buffer = bytearray()
+        self.frames = 0
+        self.bytes = 0
+        self.done = done
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        position = 0
+        length_total = len(buffer)
+        while length_total - position >= 4:
+            (length,) = _FRAME_HEADER.unpack_from(buffer, position)
+            if length_total - position - 4 < length:
+                break
+            _frame = bytes(buffer[position + 4 : position + 4 + length])
+            position += 4 + length
+            self.frames += 1
+            self.bytes += length + 4
+        del buffer[:position]
+
+    def connection_lost(self, exc) -> None:
+        if not self.done.done():
+            self.done.set_result((self.frames, self.bytes))
+
+
+def _receiver_process(port_queue, result_queue) -> None:
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        server = await loop.create_server(lambda: _CountingReceiver(done), "127.0.0.1", 0)
+        port_queue.put(server.sockets[0].getsockname()[1])
+        frames, nbytes = await done
+        result_queue.put((frames, nbytes, time.perf_counter_ns()))
+        server.close()
+
+    asyncio.run(serve())
+
+
+class _Sender(asyncio.Protocol):
+    def __init__(self):
+        self.can_write = asyncio.Event()
+        self.can_write.set()
+
+    def pause_writing(self) -> None:
+        self.can_write.clear()
+
+    def resume_writing(self) -> None:
+        self.can_write.set()
+
+
+async def _send_frames(port: int, frame_bytes: int, duration_ns: int) -> tuple[int, int]:
+    loop = asyncio.get_running_loop()
+    transport, sender = await loop.create_connection(_Sender, "127.0.0.1", port)
+    frame = _FRAME_HEADER.pack(frame_bytes) + os.urandom(frame_bytes)
+    sent = 0
+    start = time.perf_counter_ns()
+    deadline = start + duration_ns
+    while time.perf_counter_ns() < deadline:
+        for _ in range(64):  # check the clock every 64 frames, not every frame
+            transport.write(frame)
+        sent += 64
+        if not sender.can_write.is_set():
+            await sender.can_write.wait()
+    transport.close()
+    return sent, start
+
+
+def _measure_stream(frame_bytes: int, duration_ms: int) -> tuple[float, float]:
+    """(frames/s, MB/s) of one connection sending ``frame_bytes`` frames to another process."""
+    context = multiprocessing.get_context("spawn")
+    port_queue, result_queue = context.Queue(), context.Queue()
+    receiver = context.Process(target=_receiver_process, args=(port_queue, result_queue), daemon=True)
+    receiver.start()
+    try:
+        port = port_queue.get(timeout=30)
+        sent, start_ns = asyncio.run(_send_frames(port, frame_bytes, duration_ms * 1_000_000))
+        frames, nbytes, end_ns = result_queue.get(timeout=60)
+    finally:
+        receiver.join(timeout=10)
+        if receiver.is_alive():
+            receiver.kill()
+    if frames != sent:
+        raise RuntimeError(f"loopback receiver counted {frames} frames, {sent} were sent")
+    seconds = (end_ns - start_ns) / 1e9
+    return frames / seconds, nbytes / MB / seconds
+
+
+def measure_loopback(budget_ms: int = 6000) -> dict:
+    """Loopback TCP frames/s with 100-byte frames and MB/s with 64 KiB frames."""
+    small_fps, _small_mbps = _measure_stream(100, budget_ms // 2)
+    _large_fps, large_mbps = _measure_stream(64 * 1024, budget_ms // 2)
+    return {"loopback_small_frames_per_s": small_fps, "loopback_frame_bytes_small": 100,
+            "loopback_mb_per_s": large_mbps, "loopback_frame_bytes_large": 64 * 1024}
+
+
+# --- raw codec speed -------------------------------------------------------------------------------
+
+RAW_CODEC_SPECS = ("zlib:5", "zstd:3", "lz4", "snappy")
+
+
+def measure_codecs(budget_ms: int = 8000, profile: str = "orders", batch_msgs: int = 256, seed: int = 1,
+                   clock_ns: Callable[[], int] = time.perf_counter_ns) -> list[dict]:
+    """Each codec library called directly on ``profile`` payloads at ``batch_msgs`` per batch."""
+    bodies = generate_bodies(profile, 2048, random.Random(seed))
+    batches = make_batches(bodies, batch_msgs)
+    raw = sum(len(b) for b in batches)
+    per_direction_ns = budget_ms * 1_000_000 // (2 * len(RAW_CODEC_SPECS))
+    rows = []
+    for spec in RAW_CODEC_SPECS:
+        compress, decompress = direct_functions(parse_codec(spec))
+        packed = [compress(b) for b in batches]
+        speeds = []
+        for function, inputs in ((compress, batches), (decompress, packed)):
+            passes, start = 0, clock_ns()
+            while passes == 0 or clock_ns() - start < per_direction_ns:
+                for item in inputs:
+                    function(item)
+                passes += 1
+            speeds.append(raw * passes / MB / ((clock_ns() - start) / 1e9))
+        rows.append({"codec": spec, "batch_msgs": batch_msgs, "payload": profile,
+                     "compress_mb_per_s": speeds[0], "decompress_mb_per_s": speeds[1],
+                     "compression_ratio": raw / sum(len(p) for p in packed)})
+    return rows
+
+
+def measure_all(directory: str | os.PathLike, budget_ms: int = 24000) -> dict:
+    """Every limit, within about ``budget_ms`` plus process start-up."""
+    quarter = budget_ms // 4
+    return {
+        "machine": machine_info(),
+        **measure_disk(directory, quarter),
+        **measure_loopback(quarter),
+        "codecs": measure_codecs(budget_ms - 2 * quarter),
+    }
