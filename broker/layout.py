@@ -1,0 +1,246 @@
+"""Deployment layouts: rooms, hosts, broker groups and where each replica runs.
+
+A layout is a TOML file (built-ins live in ``broker/layouts/``)::
+
+    name = "3x3"
+    description = "..."
+    cluster = "mqbench"            # RocketMQ cluster name the brokers register under
+    namesrv_host = "h1"            # the host that runs the name server
+    namesrv_port = 9876            # optional
+    broker_port = 10911            # optional: first remoting port on every host
+    instance_port_step = 10        # optional: port distance between instances on one host
+
+    [rooms.room1]
+    hosts = ["h1", "h2", "h3"]
+
+    [hosts.h1]
+    address = "127.0.2.1"          # a host is its own loopback address (the whole 127/8 is local)
+
+    [groups.broker-a]              # one broker group = one Raft group
+    replicas = ["h1", "h2", "h3"]  # one replica on each listed host, ids n0, n1, n2 in this order
+    preferred_leader = "h1"        # optional: the leader moves here once it is caught up
+
+Ports: the instances on one host are numbered in group order (as the groups appear in the file);
+instance k on a host listens for clients on ``broker_port + k * instance_port_step`` and for Raft
+peers on that port + 1. Several instances per host is the multi-instance, cost-saving scheme.
+
+``load_layout(name_or_path)`` returns a validated ``Layout`` or raises ``UserError`` naming the file
+and the key at fault. Everything here is pure: no sockets, no processes.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from mqbench.errors import UserError
+
+BUILTIN_DIR = Path(__file__).parent / "layouts"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TOP_KEYS = {"name", "description", "cluster", "namesrv_host", "namesrv_port", "broker_port", "instance_port_step",
+             "rooms", "hosts", "groups"}
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One broker process: a replica of one group on one host."""
+
+    group: str
+    replica_id: str  # "n0", "n1", ... in the order of the group's replicas
+    host: str
+    room: str
+    address: str
+    port: int
+    raft_port: int
+    preferred_leader: bool
+
+    @property
+    def name(self) -> str:
+        """``group/replica``, how drills and tables name an instance."""
+        return f"{self.group}/{self.replica_id}"
+
+    @property
+    def addr(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    @property
+    def raft_addr(self) -> str:
+        return f"{self.address}:{self.raft_port}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    description: str
+    cluster: str
+    rooms: dict[str, tuple[str, ...]]  # room -> hosts
+    hosts: dict[str, str]  # host -> address
+    groups: dict[str, tuple[str, ...]]  # group -> replica hosts
+    preferred_leaders: dict[str, str]  # group -> host
+    namesrv_host: str
+    namesrv_port: int = 9876
+    broker_port: int = 10911
+    instance_port_step: int = 10
+    source: str = ""
+    instances: tuple[Instance, ...] = field(default=(), compare=False)
+
+    @property
+    def namesrv_addr(self) -> str:
+        return f"{self.hosts[self.namesrv_host]}:{self.namesrv_port}"
+
+    def room_of(self, host: str) -> str:
+        for room, hosts in self.rooms.items():
+            if host in hosts:
+                return room
+        raise KeyError(host)
+
+    def group_instances(self, group: str) -> list[Instance]:
+        return [i for i in self.instances if i.group == group]
+
+    def instance(self, name: str) -> Instance:
+        for candidate in self.instances:
+            if candidate.name == name:
+                return candidate
+        raise UserError(f"layout {self.name!r} has no instance {name!r}; instances: "
+                        + ", ".join(i.name for i in self.instances))
+
+    def with_port_offset(self, offset: int) -> "Layout":
+        """The same layout with every port moved by ``offset`` (to run beside another cluster)."""
+        if offset == 0:
+            return self
+        return _with_instances(replace(self, namesrv_port=self.namesrv_port + offset,
+                                       broker_port=self.broker_port + offset))
+
+
+def builtin_layouts() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.toml"))
+
+
+def load_layout(name_or_path: str | Path) -> Layout:
+    """A built-in layout by name, or a layout file by path; validated."""
+    path = Path(name_or_path)
+    if not path.suffix and not path.exists():
+        path = BUILTIN_DIR / f"{name_or_path}.toml"
+        if not path.exists():
+            raise UserError(f"no layout {str(name_or_path)!r}: built-in layouts are {', '.join(builtin_layouts())}, "
+                            "or give a path to a .toml file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"layout file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"layout file {path} is not valid TOML: {exc}") from None
+    return parse_layout(data, source=str(path))
+
+
+def parse_layout(data: dict, source: str = "<layout>") -> Layout:
+    """Validate a layout document (already parsed TOML) into a ``Layout``."""
+
+    def fail(message: str):
+        raise UserError(f"layout {source}: {message}")
+
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        fail(f"unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("name", "rooms", "hosts", "groups"):
+        if key not in data:
+            fail(f"missing key {key!r}")
+    rooms: dict[str, tuple[str, ...]] = {}
+    for room, spec in _table(data, "rooms", fail).items():
+        _check_name(room, "room", fail)
+        if not isinstance(spec, dict) or set(spec) - {"hosts"} or not isinstance(spec.get("hosts"), list):
+            fail(f"rooms.{room} must be a table with a 'hosts' list")
+        rooms[room] = tuple(spec["hosts"])
+    hosts: dict[str, str] = {}
+    for host, spec in _table(data, "hosts", fail).items():
+        _check_name(host, "host", fail)
+        if not isinstance(spec, dict) or set(spec) - {"address"} or "address" not in spec:
+            fail(f"hosts.{host} must be a table with an 'address'")
+        try:
+            address = ipaddress.ip_address(spec["address"])
+        except (ValueError, TypeError):
+            fail(f"hosts.{host}.address {spec['address']!r} is not an IP address")
+        if not address.is_loopback:
+            # Servers started by mqbench listen only on loopback (or in namespaces it creates).
+            fail(f"hosts.{host}.address {address} is not a loopback address (127.0.0.0/8 or ::1)")
+        hosts[host] = str(address)
+    if len(set(hosts.values())) != len(hosts):
+        fail("two hosts share an address")
+    placed = [h for hs in rooms.values() for h in hs]
+    for host in placed:
+        if host not in hosts:
+            fail(f"room lists unknown host {host!r}")
+    if len(placed) != len(set(placed)):
+        fail("a host is listed in more than one room")
+    missing = set(hosts) - set(placed)
+    if missing:
+        fail(f"host(s) {', '.join(sorted(missing))} are in no room")
+    groups: dict[str, tuple[str, ...]] = {}
+    preferred: dict[str, str] = {}
+    for group, spec in _table(data, "groups", fail).items():
+        _check_name(group, "group", fail)
+        if not isinstance(spec, dict) or set(spec) - {"replicas", "preferred_leader"}:
+            fail(f"groups.{group} may only hold 'replicas' and 'preferred_leader'")
+        replicas = spec.get("replicas")
+        if not isinstance(replicas, list) or not replicas:
+            fail(f"groups.{group}.replicas must be a non-empty list of hosts")
+        for host in replicas:
+            if host not in hosts:
+                fail(f"groups.{group}.replicas names unknown host {host!r}")
+        if len(set(replicas)) != len(replicas):
+            fail(f"groups.{group} places two replicas on one host; a host loss would take both")
+        groups[group] = tuple(replicas)
+        if "preferred_leader" in spec:
+            if spec["preferred_leader"] not in replicas:
+                fail(f"groups.{group}.preferred_leader must be one of its replicas")
+            preferred[group] = spec["preferred_leader"]
+    if not groups:
+        fail("no broker groups")
+    namesrv_host = data.get("namesrv_host", next(iter(hosts)))
+    if namesrv_host not in hosts:
+        fail(f"namesrv_host {namesrv_host!r} is not a host")
+    ports = {}
+    for key, default in (("namesrv_port", 9876), ("broker_port", 10911), ("instance_port_step", 10)):
+        value = data.get(key, default)
+        if not isinstance(value, int) or not 1 <= value <= 65000:
+            fail(f"{key} must be an integer port number")
+        ports[key] = value
+    if ports["instance_port_step"] < 2:
+        fail("instance_port_step must be at least 2 (each instance uses two ports)")
+    layout = Layout(name=str(data["name"]), description=str(data.get("description", "")),
+                    cluster=str(data.get("cluster", "mqbench")), rooms=rooms, hosts=hosts, groups=groups,
+                    preferred_leaders=preferred, namesrv_host=namesrv_host, source=source, **ports)
+    return _with_instances(layout)
+
+
+def _with_instances(layout: Layout) -> Layout:
+    instances = []
+    per_host: dict[str, int] = {}
+    for group, replica_hosts in layout.groups.items():
+        for index, host in enumerate(replica_hosts):
+            k = per_host.get(host, 0)
+            per_host[host] = k + 1
+            port = layout.broker_port + k * layout.instance_port_step
+            instances.append(Instance(group=group, replica_id=f"n{index}", host=host, room=layout.room_of(host),
+                                      address=layout.hosts[host], port=port, raft_port=port + 1,
+                                      preferred_leader=layout.preferred_leaders.get(group) == host))
+    for instance in instances:
+        if instance.address == layout.hosts[layout.namesrv_host] and layout.namesrv_port in (instance.port,
+                                                                                            instance.raft_port):
+            raise UserError(f"layout {layout.source}: name server port {layout.namesrv_port} collides with "
+                            f"instance {instance.name}")
+    return replace(layout, instances=tuple(instances))
+
+
+def _table(data: dict, key: str, fail) -> dict:
+    value = data[key]
+    if not isinstance(value, dict) or not value:
+        fail(f"{key!r} must be a non-empty table")
+    return value
+
+
+def _check_name(name: str, kind: str, fail) -> None:
+    if not _NAME_RE.match(name):
+        fail(f"{kind} name {name!r} must be 1-64 letters, digits, '_' or '-'")
