@@ -1,0 +1,1 @@
+"""The reference broker process: remoting front end, Raft-replicated application state, store."""

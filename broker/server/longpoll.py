@@ -1,0 +1,55 @@
+"""Suspended pulls: a consumer's PULL_MESSAGE with nothing new waits until data arrives or it times out.
+
+RocketMQ holds a pull that finds no new message for up to ``suspendTimeoutMillis`` (15 s by default
+in clients) and answers as soon as the queue grows; without this, consumers either spin or add a
+poll interval to every end-to-end latency.
+
+Contract: ``wait(topic, queue_id, offset, timeout_ms)`` returns True as soon as ``notify`` reports
+the queue's max offset above ``offset``, or False when the timeout passes. ``notify`` is called by
+the broker after committed data is dispatched. Waiters are kept per queue, so a notify costs only
+the waiters of that queue.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+
+class PullWaiters:
+    def __init__(self) -> None:
+        self._waiters: dict[tuple[str, int], list[tuple[int, asyncio.Future]]] = defaultdict(list)
+
+    def __len__(self) -> int:
+        return sum(len(w) for w in self._waiters.values())
+
+    async def wait(self, topic: str, queue_id: int, offset: int, timeout_ms: int) -> bool:
+        future = asyncio.get_running_loop().create_future()
+        key = (topic, queue_id)
+        entry = (offset, future)
+        self._waiters[key].append(entry)
+        try:
+            return await asyncio.wait_for(future, timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                try:
+                    waiters.remove(entry)
+                except ValueError:
+                    pass
+                if not waiters:
+                    del self._waiters[key]
+
+    def notify(self, topic: str, queue_id: int, max_offset: int) -> None:
+        """Wake every waiter of the queue whose offset is below ``max_offset``."""
+        for offset, future in self._waiters.get((topic, queue_id), ()):
+            if offset < max_offset and not future.done():
+                future.set_result(True)
+
+    def wake_all(self) -> None:
+        """Wake everyone (leadership lost, shutting down): they re-check and answer."""
+        for waiters in self._waiters.values():
+            for _offset, future in waiters:
+                if not future.done():
+                    future.set_result(True)

@@ -1,0 +1,182 @@
+"""Real OS processes for a reference cluster: start, find, signal and stop them.
+
+A cluster lives in a directory::
+
+    DIR/cluster.json          what was started: layout, port offset, settings, one record per process
+    DIR/namesrv/namesrv.log   the name server's output
+    DIR/<group>/<replica>/    one broker instance's store, its log file ``broker.log``
+
+Each process runs in its own session (``start_new_session``), so it outlives ``mqbench cluster up``
+and a signal to the launcher does not reach it. A record keeps the process's start time next to its
+pid, so a recycled pid is never mistaken for (or killed as) one of ours.
+
+Contract: ``ClusterState.load(dir)`` raises ``UserError`` when no cluster was started there;
+``kill`` and ``stop`` only ever signal processes whose pid *and* start time match their record.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from mqbench.errors import UserError
+
+STATE_FILE = "cluster.json"
+STATE_SCHEMA = "mqbench.cluster-state/1"
+
+
+@dataclass
+class ProcessRecord:
+    """One process of the cluster, as started."""
+
+    name: str  # "namesrv" or "group/replica"
+    kind: str  # "namesrv" | "broker"
+    host: str
+    room: str
+    addr: str
+    workdir: str
+    argv: list[str]
+    pid: int = 0
+    started_at_s: float = 0.0  # psutil create_time of the process, to detect pid reuse
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.workdir) / f"{self.kind}.log"
+
+    def process(self) -> psutil.Process | None:
+        """The live process this record started, or None if it is gone (or the pid was reused)."""
+        if not self.pid:
+            return None
+        try:
+            proc = psutil.Process(self.pid)
+            if abs(proc.create_time() - self.started_at_s) > 0.05 or proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except psutil.Error:
+            return None
+
+    def alive(self) -> bool:
+        return self.process() is not None
+
+
+@dataclass
+class ClusterState:
+    directory: Path
+    layout_source: str
+    layout_name: str
+    port_offset: int
+    settings: dict = field(default_factory=dict)
+    processes: dict[str, ProcessRecord] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "ClusterState":
+        directory = Path(directory)
+        path = directory / STATE_FILE
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"no cluster in {directory} (no {STATE_FILE}); start one with `mqbench cluster up`") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path} is corrupt: {exc}") from None
+        if doc.get("schema") != STATE_SCHEMA:
+            raise UserError(f"{path} has schema {doc.get('schema')!r}, expected {STATE_SCHEMA!r}")
+        return cls(directory=directory, layout_source=doc["layout_source"], layout_name=doc["layout_name"],
+                   port_offset=doc["port_offset"], settings=doc.get("settings", {}),
+                   processes={name: ProcessRecord(**rec) for name, rec in doc["processes"].items()})
+
+    def save(self) -> None:
+        doc = {"schema": STATE_SCHEMA, "layout_source": self.layout_source, "layout_name": self.layout_name,
+               "port_offset": self.port_offset, "settings": self.settings,
+               "processes": {name: asdict(rec) for name, rec in self.processes.items()}}
+        tmp = self.directory / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=2))
+        os.replace(tmp, self.directory / STATE_FILE)
+
+    def select(self, target: str) -> list[ProcessRecord]:
+        """Processes named by ``target``: an instance (``group/replica``), a host, a room, a group,
+        ``namesrv`` or ``all``. Raises ``UserError`` listing the valid targets otherwise."""
+        records = list(self.processes.values())
+        if target == "all":
+            return records
+        for key in ("name", "host", "room"):
+            chosen = [r for r in records if getattr(r, key) == target and (key == "name" or r.kind == "broker")]
+            if chosen:
+                return chosen
+        chosen = [r for r in records if r.kind == "broker" and r.name.split("/")[0] == target]
+        if chosen:
+            return chosen
+        names = sorted({r.name for r in records} | {r.host for r in records} | {r.room for r in records})
+        raise UserError(f"nothing in this cluster is called {target!r}; choose from: {', '.join(names)}")
+
+
+def spawn(record: ProcessRecord, env: dict | None = None) -> None:
+    """Start ``record``'s process in its own session, output appended to its log; fills pid."""
+    Path(record.workdir).mkdir(parents=True, exist_ok=True)
+    with open(record.log_path, "ab") as log:
+        log.write(f"--- start {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(record.argv)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(record.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=record.workdir, start_new_session=True, env={**os.environ, **(env or {})})
+    record.pid = proc.pid
+    try:
+        record.started_at_s = psutil.Process(proc.pid).create_time()
+    except psutil.Error:  # it died at once; its log says why
+        record.started_at_s = 0.0
+
+
+def python_argv(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def send_signal(records: list[ProcessRecord], sig: int) -> list[str]:
+    """Signal every live process of ``records``; returns the names signalled."""
+    hit = []
+    for record in records:
+        proc = record.process()
+        if proc is None:
+            continue
+        try:
+            proc.send_signal(sig)
+            hit.append(record.name)
+        except psutil.Error:
+            pass
+    return hit
+
+
+def wait_gone(records: list[ProcessRecord], timeout_s: float) -> list[ProcessRecord]:
+    """Wait up to ``timeout_s`` for the processes to exit; returns those still alive."""
+    deadline = time.monotonic() + timeout_s
+    alive = [r for r in records if r.alive()]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [r for r in alive if r.alive()]
+    return alive
+
+
+def stop(records: list[ProcessRecord], timeout_s: float = 10.0) -> dict[str, str]:
+    """Clean stop (SIGTERM), then SIGKILL whatever is left after ``timeout_s``; name -> how it ended."""
+    outcome = {r.name: "not running" for r in records if not r.alive()}
+    running = [r for r in records if r.alive()]
+    send_signal(running, signal.SIGTERM)
+    left = wait_gone(running, timeout_s)
+    send_signal(left, signal.SIGKILL)
+    wait_gone(left, 5.0)
+    for record in running:
+        outcome[record.name] = "killed after timeout" if record in left else "stopped"
+    return outcome
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a log file, for error messages about a process that died."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,55 @@
+"""Installs the official RocketMQ clients the compatibility tests drive, once, under ``.cache/``.
+
+* The official C++ client: PyPI ``rocketmq`` 0.4.4, whose wheel bundles ``librocketmq.so``. It goes
+  into its own virtual environment, because it is a test peer, not a dependency of mqbench.
+* npm ``ali-ons`` 3.x, a pure-JS remoting client.
+
+Each ``ensure_*`` returns what to run, or raises ``pytest.skip`` with the reason when the platform
+cannot run the client (no x86-64 Linux wheel, no node/npm). An install failure on a platform that
+can run it is an error, not a skip: a test that silently skips proves nothing.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("MQBENCH_CLIENT_CACHE", ROOT / ".cache" / "official-clients"))
+HERE = Path(__file__).resolve().parent
+
+
+def ensure_cpp_client() -> list[str]:
+    """argv prefix to run ``cpp_driver.py`` with the official C++ client."""
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip(f"rocketmq 0.4.4 ships librocketmq.so for x86-64 Linux only, not {sys.platform}/{platform.machine()}")
+    venv = CACHE / "cpp-venv"
+    python = venv / "bin" / "python"
+    if not (venv / ".installed").exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "rocketmq==0.4.4"], check=True, timeout=600)
+        subprocess.run([str(python), "-c", "import rocketmq.client"], check=True, timeout=60)
+        (venv / ".installed").touch()
+    return [str(python), str(HERE / "cpp_driver.py")]
+
+
+def ensure_ons_client() -> list[str]:
+    """argv prefix to run ``ons_driver.js`` with npm's ali-ons."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.skip("ali-ons needs node and npm, which this machine does not have")
+    prefix = CACHE / "ons"
+    if not (prefix / ".installed").exists():
+        prefix.mkdir(parents=True, exist_ok=True)
+        subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(prefix), "ali-ons@3"],
+                       check=True, timeout=600)
+        (prefix / ".installed").touch()
+    script = prefix / "ons_driver.js"
+    shutil.copyfile(HERE / "ons_driver.js", script)  # so require('ali-ons') resolves from its node_modules
+    return [node, str(script)]
