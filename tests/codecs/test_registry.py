@@ -181,3 +181,22 @@ def test_spec_parsing_in_one_place():
         parse_codec_list(" , ")
     with pytest.raises(UserError, match="only supported by zstd"):
         parse_codec("lz4", dictionary=b"x")
+
+
+@pytest.mark.parametrize("checksum", [False, True])
+def test_zstd_large_frames_block_walk(checksum):
+    """Frames over the small-frame threshold: raw, RLE and compressed blocks, with and without checksum."""
+    import zstandard
+
+    data = os.urandom(300_000) + b"\0" * 500_000 + b"".join(generate_bodies("orders", 300, random.Random(8)))
+    packed = zstandard.ZstdCompressor(level=3, write_checksum=checksum).compress(data)
+    assert len(packed) > 4096
+    codec = parse_codec("zstd")
+    assert codec.decompress(packed, len(data)) == data
+    for cut in (len(packed) - 1, len(packed) - 4, len(packed) // 2, 5000):
+        with pytest.raises(CodecError, match="zstd"):
+            codec.decompress(packed[:cut], len(data))
+    with pytest.raises(CodecError, match="trailing"):
+        codec.decompress(packed + b"\x00", len(data))
+    with pytest.raises(CodecError, match="trailing"):
+        codec.decompress(packed + packed, len(data))  # a second frame is not silently ignored
