@@ -1,0 +1,1 @@
+"""Reference cluster processes: launch, inspect, signal and stop the broker instances of a layout."""
