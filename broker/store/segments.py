@@ -1,0 +1,267 @@
+"""Segment files: one logical byte space split into fixed-size files (RocketMQ's MappedFileQueue).
+
+A ``SegmentQueue`` owns one directory. Every file in it has the same size (``segment_size_bytes``)
+and is named by the absolute offset of its first byte, in decimal, zero-padded to 20 digits (spec
+2). Offset ``X`` lives in the file named ``X - X % size`` at position ``X % size``.
+
+Contract:
+
+* Files are created at their full size and read as zeros where nothing was written. Creation uses
+  ``ftruncate`` (a sparse file), never writes of zeros, so creating a 1 GiB segment is instant.
+* ``write(offset, data)`` writes inside ONE segment (the caller places records so they never cross
+  a file boundary, as RocketMQ and DLedger do); the segment is created if it is the next one.
+* ``read(offset, size)`` may cross segment boundaries; bytes past the last segment are not returned
+  (the result is shorter).
+* ``truncate(offset)`` makes every byte at and after ``offset`` zero: the tail of the segment that
+  holds ``offset`` is cut with ``ftruncate`` down then up again (the kernel zero-fills), and every
+  later segment is deleted. It is fsynced before it returns.
+* ``flush()`` fdatasyncs every segment written since the last flush. It may run in another thread
+  than ``write``: structural changes (create, delete, close) and the flush take ``self.lock``;
+  plain writes to existing segments do not.
+* On open, a file whose name is not 20 digits, whose size differs from the configured size, or a
+  gap between file names raises ``CorruptDataError`` naming the file (RocketMQ refuses to start
+  too). A last file of length 0 (a crash while creating it) is deleted, as RocketMQ does.
+
+Plain ``os.pwrite``/``os.pread`` on file descriptors are used; no mmap.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from bisect import bisect_right
+from pathlib import Path
+
+from mqbench.errors import CorruptDataError, InvariantViolation, UserError
+
+NAME_DIGITS = 20
+
+
+def segment_name(start_offset: int) -> str:
+    """The 20-digit file name of the segment starting at ``start_offset``."""
+    return f"{start_offset:0{NAME_DIGITS}d}"
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Make a create/rename/delete in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Segment:
+    __slots__ = ("start", "path", "fd")
+
+    def __init__(self, start: int, path: Path, fd: int):
+        self.start = start
+        self.path = path
+        self.fd = fd
+
+
+class SegmentQueue:
+    """A directory of fixed-size segment files addressed by absolute offset (see module doc)."""
+
+    def __init__(self, directory: str | os.PathLike, segment_size_bytes: int, *, create: bool = True):
+        if segment_size_bytes <= 0:
+            raise UserError(f"segment size must be positive, got {segment_size_bytes}")
+        self.directory = Path(directory)
+        self.segment_size_bytes = segment_size_bytes
+        self.lock = threading.RLock()
+        self._segments: list[_Segment] = []
+        self._starts: list[int] = []
+        self._dirty: set[int] = set()
+        self._closed = False
+        if create:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        elif not self.directory.is_dir():
+            raise UserError(f"{self.directory}: no such directory")
+        self._load()
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        names = sorted(p.name for p in self.directory.iterdir() if not p.name.startswith("."))
+        for name in names:
+            path = self.directory / name
+            if len(name) != NAME_DIGITS or not name.isdigit():
+                raise CorruptDataError("not a segment file name (20 digits expected)", where=str(path))
+            if not path.is_file():
+                raise CorruptDataError("segment is not a regular file", where=str(path))
+        prev_start = None
+        for i, name in enumerate(names):
+            path = self.directory / name
+            start = int(name)
+            size = path.stat().st_size
+            if size == 0 and i == len(names) - 1:
+                path.unlink()  # crash while creating the newest file; RocketMQ deletes it too
+                break
+            if size != self.segment_size_bytes:
+                raise CorruptDataError(
+                    f"segment is {size} bytes, expected {self.segment_size_bytes} "
+                    "(all segment files must have the configured size)", where=str(path))
+            if start % self.segment_size_bytes:
+                raise CorruptDataError(
+                    f"segment name is not a multiple of the segment size {self.segment_size_bytes}",
+                    where=str(path))
+            if prev_start is not None and start != prev_start + self.segment_size_bytes:
+                raise CorruptDataError(
+                    f"gap in segment files: expected {segment_name(prev_start + self.segment_size_bytes)}",
+                    where=str(path))
+            prev_start = start
+            self._append_segment(start, path, os.open(path, os.O_RDWR))
+
+    def _append_segment(self, start: int, path: Path, fd: int) -> None:
+        self._segments.append(_Segment(start, path, fd))
+        self._starts.append(start)
+
+    # -- geometry ----------------------------------------------------------------------------
+
+    @property
+    def min_offset(self) -> int:
+        """Start offset of the first segment (0 for an empty queue)."""
+        return self._starts[0] if self._starts else 0
+
+    @property
+    def end_offset(self) -> int:
+        """One past the last byte of the last segment (0 for an empty queue)."""
+        return self._starts[-1] + self.segment_size_bytes if self._starts else 0
+
+    def segment_starts(self) -> list[int]:
+        """Start offsets of the segments, ascending."""
+        return list(self._starts)
+
+    def segment_start(self, offset: int) -> int:
+        """Start offset of the segment that would hold ``offset``."""
+        return offset - offset % self.segment_size_bytes
+
+    def remaining_in_segment(self, offset: int) -> int:
+        """Bytes from ``offset`` to the end of its segment."""
+        return self.segment_size_bytes - offset % self.segment_size_bytes
+
+    def _find(self, offset: int) -> _Segment | None:
+        i = bisect_right(self._starts, offset) - 1
+        if i < 0:
+            return None
+        seg = self._segments[i]
+        if offset >= seg.start + self.segment_size_bytes:
+            return None
+        return seg
+
+    def _create(self, start: int) -> _Segment:
+        with self.lock:
+            seg = self._find(start)
+            if seg is not None:
+                return seg
+            if self._starts and start != self._starts[-1] + self.segment_size_bytes:
+                raise InvariantViolation(
+                    f"{self.directory}: segment {segment_name(start)} would leave a gap after "
+                    f"{segment_name(self._starts[-1])}")
+            if start % self.segment_size_bytes:
+                raise InvariantViolation(f"{self.directory}: segment start {start} is not aligned")
+            path = self.directory / segment_name(start)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            os.ftruncate(fd, self.segment_size_bytes)  # sparse, reads as zeros
+            fsync_dir(self.directory)
+            self._append_segment(start, path, fd)
+            return self._segments[-1]
+
+    def ensure(self, start_offset: int) -> None:
+        """Create the (next) segment starting at ``start_offset`` if it does not exist yet.
+
+        On an empty queue any aligned start is accepted (a queue may begin at a non-zero offset)."""
+        self._create(self.segment_start(start_offset))
+
+    # -- I/O ---------------------------------------------------------------------------------
+
+    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Write ``data`` at absolute ``offset``; it must fit in one segment."""
+        if self._closed:
+            raise InvariantViolation(f"{self.directory}: write after close")
+        if len(data) > self.remaining_in_segment(offset):
+            raise InvariantViolation(
+                f"{self.directory}: write of {len(data)} bytes at {offset} crosses a segment boundary")
+        seg = self._find(offset) or self._create(self.segment_start(offset))
+        pos = offset - seg.start
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(seg.fd, view, pos)
+            view = view[n:]
+            pos += n
+        self._dirty.add(seg.start)
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``offset`` (shorter where the segments end)."""
+        parts = []
+        while size > 0:
+            seg = self._find(offset)
+            if seg is None:
+                break
+            pos = offset - seg.start
+            n = min(size, self.segment_size_bytes - pos)
+            chunk = os.pread(seg.fd, n, pos)
+            parts.append(chunk)
+            if len(chunk) < n:
+                break
+            offset += n
+            size -= n
+        return b"".join(parts)
+
+    def read_segment(self, start: int) -> bytes:
+        """The whole segment starting at ``start`` (used by scans)."""
+        return self.read(start, self.segment_size_bytes)
+
+    def flush(self) -> None:
+        """fdatasync every segment written since the last flush (thread-safe)."""
+        with self.lock:
+            dirty, self._dirty = self._dirty, set()
+            for seg in self._segments:
+                if seg.start in dirty:
+                    os.fdatasync(seg.fd)
+
+    def truncate(self, offset: int) -> None:
+        """Zero every byte at and after ``offset``; delete the segments after it (fsynced)."""
+        with self.lock:
+            keep = []
+            for seg in self._segments:
+                if seg.start + self.segment_size_bytes <= offset:
+                    keep.append(seg)
+                elif seg.start < offset or (seg.start == offset and not keep):
+                    # cut the tail: shrinking then growing back zero-fills it (no writes of zeros);
+                    # a first segment cut at its start is kept (empty) so the queue keeps its start
+                    os.ftruncate(seg.fd, offset - seg.start)
+                    os.ftruncate(seg.fd, self.segment_size_bytes)
+                    os.fsync(seg.fd)
+                    keep.append(seg)
+                else:
+                    os.close(seg.fd)
+                    seg.path.unlink()
+                    self._dirty.discard(seg.start)
+            self._segments = keep
+            self._starts = [s.start for s in keep]
+            fsync_dir(self.directory)
+
+    def delete_before(self, offset: int) -> int:
+        """Delete whole segments that end at or before ``offset`` (retention); returns how many."""
+        with self.lock:
+            n = 0
+            while len(self._segments) > 1 and self._segments[0].start + self.segment_size_bytes <= offset:
+                seg = self._segments.pop(0)
+                self._starts.pop(0)
+                os.close(seg.fd)
+                seg.path.unlink()
+                self._dirty.discard(seg.start)
+                n += 1
+            if n:
+                fsync_dir(self.directory)
+            return n
+
+    def close(self) -> None:
+        """Flush and close every file descriptor."""
+        with self.lock:
+            if self._closed:
+                return
+            self.flush()
+            for seg in self._segments:
+                os.close(seg.fd)
+            self._closed = True
