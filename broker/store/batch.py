@@ -1,0 +1,82 @@
+"""The client batch body (spec 4.1): what a producer sends as one batch, and what a 5.x
+inner-batch record (BatchCQ topics) stores as its BODY.
+
+Pure code, big-endian. The body is the plain concatenation of these records::
+
+    off   size  type   field
+    0     4     int32  TOTALSIZE of this record = 22 + B + P
+    4     4     int32  MAGICCODE, written as 0
+    8     4     int32  BODYCRC, written as 0
+    12    4     int32  FLAG
+    16    4     int32  BODYLENGTH B
+    20    B     bytes  BODY
+    20+B  2     int16  PROPERTIESLENGTH P
+    22+B  P     bytes  properties (record.encode_properties)
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from mqbench.errors import CorruptDataError, UserError
+
+from .record import PROPERTIES_MAX_BYTES, decode_properties, encode_properties
+
+BATCH_ITEM_FIXED_BYTES = 22
+
+_HEAD = struct.Struct(">iiiii")  # TOTALSIZE MAGIC BODYCRC FLAG BODYLENGTH
+_I16 = struct.Struct(">h")
+
+
+@dataclass
+class BatchItem:
+    """One message of a client batch."""
+
+    body: bytes
+    properties: dict[str, str] = field(default_factory=dict)
+    flag: int = 0
+
+
+def encode_batch(items: list[BatchItem]) -> bytes:
+    """The batch body for ``items`` (in order). Raises UserError for oversized properties or fields."""
+    parts = []
+    for item in items:
+        props = encode_properties(item.properties)
+        if len(props) > PROPERTIES_MAX_BYTES:
+            raise UserError(f"batch item properties of {len(props)} bytes are too long (max {PROPERTIES_MAX_BYTES})")
+        total = BATCH_ITEM_FIXED_BYTES + len(item.body) + len(props)
+        try:
+            parts.append(_HEAD.pack(total, 0, 0, item.flag, len(item.body)))
+        except struct.error as exc:
+            raise UserError(f"batch item field out of range: {exc}") from None
+        parts += [bytes(item.body), _I16.pack(len(props)), props]
+    return b"".join(parts)
+
+
+def decode_batch(body, *, where: str | None = None) -> list[BatchItem]:
+    """Split a batch body into its items. The whole body must be consumed exactly.
+
+    Raises CorruptDataError (with ``where`` and the item's offset) for a torn or inconsistent item.
+    """
+    items = []
+    pos = 0
+    end = len(body)
+    while pos < end:
+        if end - pos < BATCH_ITEM_FIXED_BYTES:
+            raise CorruptDataError(f"{end - pos} bytes left, too few for a batch item", where=where, offset=pos)
+        total, _magic, _crc, flag, body_len = _HEAD.unpack_from(body, pos)
+        if body_len < 0 or total < BATCH_ITEM_FIXED_BYTES + body_len or total > end - pos:
+            raise CorruptDataError(f"batch item of {total} bytes with a body of {body_len} does not fit "
+                                   f"({end - pos} bytes left)", where=where, offset=pos)
+        props_at = pos + 20 + body_len
+        props_len = _I16.unpack_from(body, props_at)[0]
+        if props_len < 0 or BATCH_ITEM_FIXED_BYTES + body_len + props_len != total:
+            raise CorruptDataError(f"batch item size {total} differs from its fields "
+                                   f"(body {body_len}, properties {props_len})", where=where, offset=pos)
+        try:
+            properties = decode_properties(body[props_at + 2:props_at + 2 + props_len])
+        except CorruptDataError as exc:
+            raise CorruptDataError(str(exc), where=where, offset=pos) from None
+        items.append(BatchItem(bytes(body[pos + 20:pos + 20 + body_len]), properties, flag))
+        pos += total
+    return items

@@ -1,0 +1,510 @@
+"""The RocketMQ commitlog message record: encode, decode, and the recovery check (spec section 3).
+
+Pure code: bytes in, bytes out, no file I/O. Every integer is big-endian.
+
+Record layout (offsets from the record start; ``BH``/``SH`` = 8 for an IPv4 host, 20 for IPv6;
+``TL`` = 1 for the V1 magic, 2 for V2)::
+
+    off        size  type   field
+    0          4     int32  TOTALSIZE         whole record, this field included
+    4          4     int32  MAGICCODE         MAGIC_V1 / MAGIC_V2 (BLANK_MAGIC: end-of-file blank)
+    8          4     int32  BODYCRC           crc32(body as stored) & 0x7FFFFFFF
+    12         4     int32  QUEUEID
+    16         4     int32  FLAG              the application's flag, opaque
+    20         8     int64  QUEUEOFFSET       index in the consume queue (inner batch: the base)
+    28         8     int64  PHYSICALOFFSET    commitlog offset of byte 0 (DLedger: entry pos + 48)
+    36         4     int32  SYSFLAG           bits: see SYSFLAG_* below
+    40         8     int64  BORNTIMESTAMP     ms
+    48         BH    bytes  BORNHOST          4/16-byte address, then int32 port
+    48+BH      8     int64  STORETIMESTAMP    ms
+    56+BH      SH    bytes  STOREHOST         4/16-byte address, then int32 port
+    56+BH+SH   4     int32  RECONSUMETIMES
+    60+BH+SH   8     int64  PREPAREDTRANSACTIONOFFSET
+    68+BH+SH   4     int32  BODYLENGTH        B
+    72+BH+SH   B     bytes  BODY
+    ...        TL    int8/int16 TOPICLENGTH   T (signed)
+    ...        T     bytes  TOPIC             UTF-8
+    ...        2     int16  PROPERTIESLENGTH  P (0..32767)
+    ...        P     bytes  PROPERTIES        name \\x01 value \\x02 ... (UTF-8)
+
+TOTALSIZE = 91 + B + T + P for V1 with two IPv4 hosts; +1 for V2; +12 per IPv6 host.
+
+The end-of-file blank is 8 bytes: int32 remaining bytes in the file, int32 BLANK_MAGIC. A record is
+only written when at least ``BLANK_MIN_BYTES`` stay free after it.
+"""
+from __future__ import annotations
+
+import ipaddress
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from mqbench.errors import CorruptDataError, UserError
+
+MAGIC_V1 = -626843481  # 0xDAA320A7
+MAGIC_V2 = -626843477  # 0xDAA320AB
+BLANK_MAGIC = -875286124  # 0xCBD43194
+BLANK_MIN_BYTES = 8
+
+SYSFLAG_COMPRESSED = 0x1
+SYSFLAG_MULTI_TAGS = 0x2
+SYSFLAG_TX_MASK = 0xC
+SYSFLAG_TX_NOT = 0x0
+SYSFLAG_TX_PREPARED = 0x4
+SYSFLAG_TX_COMMIT = 0x8
+SYSFLAG_TX_ROLLBACK = 0xC
+SYSFLAG_BORNHOST_V6 = 0x10
+SYSFLAG_STOREHOST_V6 = 0x20
+SYSFLAG_NEED_UNWRAP = 0x40
+SYSFLAG_INNER_BATCH = 0x80
+SYSFLAG_COMPRESSION_MASK = 0x700
+SYSFLAG_COMPRESSION_SHIFT = 8
+# (sysflag & SYSFLAG_COMPRESSION_MASK) >> 8: 0 is legacy (zlib), then lz4, zstd, zlib.
+COMPRESSION_TYPE_NAMES = {0: "zlib", 1: "lz4", 2: "zstd", 3: "zlib"}
+
+NAME_VALUE_SEPARATOR = "\x01"
+PROPERTY_SEPARATOR = "\x02"
+PROPERTIES_MAX_BYTES = 32767
+TOPIC_V1_MAX_BYTES = 127
+TOPIC_V2_MAX_BYTES = 32767
+BODY_MAX_BYTES = 0x7FFFFFFF
+CRC_PROPERTY = "__CRC32#"
+CRC_PROPERTY_BYTES = 20  # len("__CRC32#") + 1 + 10 digits + 1
+
+RECORD_END = 0
+RECORD_BLANK = -1
+
+SCHEDULE_TOPIC = "SCHEDULE_TOPIC_XXXX"
+DEFAULT_MESSAGE_DELAY_LEVEL = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
+
+# The fixed head up to BORNHOST, then the three fields after STOREHOST.
+_HEAD = struct.Struct(">iiiiiqqiq")  # TOTALSIZE MAGIC BODYCRC QUEUEID FLAG QUEUEOFFSET PHYSICALOFFSET SYSFLAG BORNTS
+_I32 = struct.Struct(">i")
+_I64 = struct.Struct(">q")
+_I16 = struct.Struct(">h")
+_I8 = struct.Struct(">b")
+_TAIL = struct.Struct(">iqi")  # RECONSUMETIMES PREPAREDTRANSACTIONOFFSET BODYLENGTH
+_BLANK = struct.Struct(">ii")  # remaining size, BLANK_MAGIC
+_PORT = struct.Struct(">i")
+
+# 91 = the fixed fields (4+4+4+4+4+8+8+4+8 + 8 + 4+8 + 4 + 2) + two IPv4 hosts (8+8) + TL 1,
+# minus nothing: 52 + 16 + 8 + 12 + 1 + 2 = 91.
+_FIXED_BYTES_V1_IPV4 = 91
+_HOST_V6_EXTRA = 12
+_FIELD_PHYSICAL_OFFSET = 28
+_FIELD_QUEUE_OFFSET = 20
+
+
+@dataclass
+class Message:
+    """One commitlog record. ``encode_message`` fills BODYCRC, TOTALSIZE and the IPv6 flags.
+
+    ``version`` 0 picks V1 or V2 by topic length as 5.x brokers do; 1 or 2 forces one.
+    ``body_crc`` and ``version`` are filled in by ``decode_message``.
+    """
+
+    topic: str
+    body: bytes
+    properties: dict[str, str] = field(default_factory=dict)
+    queue_id: int = 0
+    flag: int = 0
+    queue_offset: int = 0
+    physical_offset: int = 0
+    sysflag: int = 0
+    born_timestamp_ms: int = 0
+    born_host: tuple[str, int] = ("127.0.0.1", 0)
+    store_timestamp_ms: int = 0
+    store_host: tuple[str, int] = ("127.0.0.1", 0)
+    reconsume_times: int = 0
+    prepared_tx_offset: int = 0
+    body_crc: int = 0
+    version: int = 0
+
+    @property
+    def tags(self) -> str | None:
+        return self.properties.get("TAGS")
+
+    @property
+    def keys(self) -> list[str]:
+        return [k for k in self.properties.get("KEYS", "").split(" ") if k]
+
+    @property
+    def transaction_type(self) -> int:
+        return self.sysflag & SYSFLAG_TX_MASK
+
+
+def body_crc(body: bytes) -> int:
+    """RocketMQ's CRC (``UtilAll.crc32``): the standard CRC-32 masked to 31 bits."""
+    return zlib.crc32(body) & 0x7FFFFFFF
+
+
+def java_hash(text: str) -> int:
+    """``java.lang.String.hashCode()``: 31*h + c over UTF-16 code units, as a signed int32."""
+    data = text.encode("utf-16-be", "surrogatepass")
+    h = 0
+    for (unit,) in struct.iter_unpack(">H", data):
+        h = (31 * h + unit) & 0xFFFFFFFF
+    return h - 0x100000000 if h & 0x80000000 else h
+
+
+def parse_delay_levels(text: str = DEFAULT_MESSAGE_DELAY_LEVEL) -> list[int]:
+    """``messageDelayLevel`` ("1s 5s ... 2h") to a list of delays in ms; level i is item i-1."""
+    units = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+    levels = []
+    for word in text.split(" "):
+        if not word or word[-1] not in units or not word[:-1].isdigit():
+            raise UserError(f"bad delay level {word!r} in {text!r} (examples: 1s 5m 2h 1d)")
+        levels.append(int(word[:-1]) * units[word[-1]])
+    return levels
+
+
+def tags_code(tags: str | None, topic: str | None = None, *, properties: dict[str, str] | None = None,
+              store_timestamp_ms: int = 0, delay_levels_ms: list[int] | None = None) -> int:
+    """The consume-queue tagsCode (spec 5.1, 5.3): Java hashCode of TAGS, 0 without tags.
+
+    For ``SCHEDULE_TOPIC_XXXX`` it is the deliver time: store time + the delay of the record's
+    ``DELAY`` level (capped at the last level; +1000 ms when the level is unknown).
+    """
+    if topic == SCHEDULE_TOPIC and properties is not None and "DELAY" in properties:
+        levels = delay_levels_ms if delay_levels_ms is not None else parse_delay_levels()
+        try:
+            level = min(int(properties["DELAY"]), len(levels))
+        except ValueError:
+            level = 0
+        if level > 0:
+            return store_timestamp_ms + levels[level - 1]
+        return store_timestamp_ms + 1000
+    if not tags:
+        return 0
+    return java_hash(tags)
+
+
+def message_tags_code(msg: Message, delay_levels_ms: list[int] | None = None) -> int:
+    """``tags_code`` for a whole message (its TAGS, topic, DELAY and store time)."""
+    return tags_code(msg.properties.get("TAGS"), msg.topic, properties=msg.properties,
+                     store_timestamp_ms=msg.store_timestamp_ms, delay_levels_ms=delay_levels_ms)
+
+
+def encode_properties(properties: dict[str, str]) -> bytes:
+    """``name\\x01value\\x02`` for every entry whose value is not None, in dict order, UTF-8.
+
+    Raises UserError for a name that is empty or holds a separator, or a value holding ``\\x02``:
+    those could not be read back. (Java writes an empty value; RocketMQ's reader drops it.)
+    """
+    parts = []
+    for name, value in properties.items():
+        if value is None:
+            continue
+        if not isinstance(name, str) or not name or NAME_VALUE_SEPARATOR in name or PROPERTY_SEPARATOR in name:
+            raise UserError(f"bad message property name {name!r}: must be non-empty without \\x01/\\x02")
+        value = str(value)
+        if PROPERTY_SEPARATOR in value:
+            raise UserError(f"message property {name!r} has a value containing \\x02")
+        parts.append(f"{name}\x01{value}\x02")
+    return "".join(parts).encode("utf-8")
+
+
+def decode_properties(data: bytes | str) -> dict[str, str]:
+    """RocketMQ's ``string2messageProperties`` (spec 3.5).
+
+    Split on ``\\x02``; a segment counts if it has >= 3 characters and its first ``\\x01`` is
+    neither first nor last; key = text before that ``\\x01``, value = the rest (may hold
+    ``\\x01``). Empty keys/values are dropped, the last duplicate wins, and a trailing segment
+    without ``\\x02`` still counts. Raises CorruptDataError for bytes that are not UTF-8.
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CorruptDataError(f"message properties are not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    else:
+        text = data
+    result: dict[str, str] = {}
+    for segment in text.split(PROPERTY_SEPARATOR):
+        if len(segment) < 3:
+            continue
+        sep = segment.find(NAME_VALUE_SEPARATOR)
+        if 0 < sep < len(segment) - 1:
+            result[segment[:sep]] = segment[sep + 1:]
+    return result
+
+
+def _host_bytes(host: tuple[str, int], what: str) -> tuple[bytes, bool]:
+    try:
+        address = ipaddress.ip_address(host[0])
+        port = int(host[1])
+    except (ValueError, TypeError, IndexError) as exc:
+        raise UserError(f"bad {what} {host!r}: {exc}") from None
+    if not -0x80000000 <= port <= 0x7FFFFFFF:
+        raise UserError(f"bad {what} port {port}")
+    return address.packed + _PORT.pack(port), address.version == 6
+
+
+def _topic_version(topic_bytes: bytes, version: int) -> int:
+    if version == 0:
+        version = 2 if len(topic_bytes) > TOPIC_V1_MAX_BYTES else 1
+    if version == 1 and len(topic_bytes) > TOPIC_V1_MAX_BYTES:
+        raise UserError(f"topic of {len(topic_bytes)} bytes does not fit a V1 record (max {TOPIC_V1_MAX_BYTES})")
+    if version == 2 and len(topic_bytes) > TOPIC_V2_MAX_BYTES:
+        raise UserError(f"topic of {len(topic_bytes)} bytes is too long (max {TOPIC_V2_MAX_BYTES})")
+    if version not in (1, 2):
+        raise UserError(f"unknown message version {version} (1 or 2)")
+    if not topic_bytes:
+        raise UserError("empty topic")
+    return version
+
+
+def _size(body_len: int, topic_len: int, props_len: int, version: int, born_v6: bool, store_v6: bool) -> int:
+    return (_FIXED_BYTES_V1_IPV4 + body_len + topic_len + props_len + (version - 1)
+            + _HOST_V6_EXTRA * born_v6 + _HOST_V6_EXTRA * store_v6)
+
+
+def record_size(msg: Message, *, append_prop_crc: bool = False) -> int:
+    """TOTALSIZE of ``encode_message(msg)`` without encoding it (``calMsgLength``)."""
+    topic = msg.topic.encode("utf-8")
+    version = _topic_version(topic, msg.version)
+    props = _final_properties(msg.properties, append_prop_crc)
+    _, born_v6 = _host_bytes(msg.born_host, "born host")
+    _, store_v6 = _host_bytes(msg.store_host, "store host")
+    return _size(len(msg.body), len(topic), len(props), version, born_v6, store_v6)
+
+
+def _final_properties(properties: dict[str, str], append_prop_crc: bool) -> bytes:
+    props = encode_properties(properties)
+    if append_prop_crc:
+        # The CRC property is always the last 20 bytes; its digits are filled in after the rest.
+        if props and not props.endswith(b"\x02"):
+            props += b"\x02"
+        props += CRC_PROPERTY.encode() + b"\x01" + b"0" * 10 + b"\x02"
+    if len(props) > PROPERTIES_MAX_BYTES:
+        raise UserError(f"message properties of {len(props)} bytes are too long (max {PROPERTIES_MAX_BYTES})")
+    return props
+
+
+def crc_digits(crc: int) -> bytes:
+    """The CRC property value: decimal digits least-significant first, right-padded with '0' to 10."""
+    return str(crc)[::-1].ljust(10, "0").encode("ascii")
+
+
+def encode_message(msg: Message, *, append_prop_crc: bool = False) -> bytes:
+    """The record bytes for ``msg`` (spec 3.2): BODYCRC, TOTALSIZE, the IPv6 sysflag bits and
+    the V1/V2 magic are computed here; every other field is taken from ``msg`` as is.
+
+    ``append_prop_crc`` adds the 5.2+ ``__CRC32#`` property (spec 3.6) over the final bytes.
+    Raises UserError when the topic or properties are too long or a host is not an IP address.
+    """
+    topic = msg.topic.encode("utf-8")
+    version = _topic_version(topic, msg.version)
+    props = _final_properties(msg.properties, append_prop_crc)
+    born, born_v6 = _host_bytes(msg.born_host, "born host")
+    store, store_v6 = _host_bytes(msg.store_host, "store host")
+    body = bytes(msg.body)
+    total = _size(len(body), len(topic), len(props), version, born_v6, store_v6)
+    if total > 0x7FFFFFFF:
+        raise UserError(f"message of {total} bytes is too large")
+    sysflag = msg.sysflag & ~(SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6)
+    sysflag |= (SYSFLAG_BORNHOST_V6 if born_v6 else 0) | (SYSFLAG_STOREHOST_V6 if store_v6 else 0)
+    try:
+        parts = [
+            _HEAD.pack(total, MAGIC_V1 if version == 1 else MAGIC_V2, body_crc(body), msg.queue_id, msg.flag,
+                       msg.queue_offset, msg.physical_offset, sysflag, msg.born_timestamp_ms),
+            born,
+            _I64.pack(msg.store_timestamp_ms),
+            store,
+            _TAIL.pack(msg.reconsume_times, msg.prepared_tx_offset, len(body)),
+            body,
+            (_I8 if version == 1 else _I16).pack(len(topic)),
+            topic,
+            _I16.pack(len(props)),
+            props,
+        ]
+    except struct.error as exc:
+        raise UserError(f"message field out of range: {exc}") from None
+    record = b"".join(parts)
+    if append_prop_crc:
+        head = record[:-CRC_PROPERTY_BYTES]
+        record = head + CRC_PROPERTY.encode() + b"\x01" + crc_digits(body_crc(head)) + b"\x02"
+    return record
+
+
+def encode_blank(remaining: int) -> bytes:
+    """The 8-byte end-of-file blank: int32 bytes left in the file, int32 BLANK_MAGIC."""
+    if remaining < BLANK_MIN_BYTES:
+        raise UserError(f"an end-of-file blank needs {BLANK_MIN_BYTES} bytes, {remaining} left")
+    return _BLANK.pack(remaining, BLANK_MAGIC)
+
+
+def set_physical_offset(record: bytes | bytearray, physical_offset: int) -> bytes:
+    """``record`` with PHYSICALOFFSET replaced (the DLedger append hook, spec 11.3)."""
+    return bytes(record[:_FIELD_PHYSICAL_OFFSET]) + _I64.pack(physical_offset) + bytes(record[_FIELD_PHYSICAL_OFFSET + 8:])
+
+
+def message_id(store_host: tuple[str, int], physical_offset: int) -> str:
+    """offsetMsgId: uppercase hex of store address, int32 port, int64 physical offset."""
+    host, _ = _host_bytes(store_host, "store host")
+    return (host + _I64.pack(physical_offset)).hex().upper()
+
+
+def decode_message_id(msg_id: str) -> tuple[tuple[str, int], int]:
+    """The inverse of ``message_id``: ((host, port), physical offset). Raises UserError."""
+    try:
+        raw = bytes.fromhex(msg_id)
+    except ValueError:
+        raise UserError(f"message id {msg_id!r} is not hex") from None
+    if len(raw) not in (16, 28):
+        raise UserError(f"message id {msg_id!r} has {len(raw)} bytes, expected 16 (IPv4) or 28 (IPv6)")
+    addr = raw[:-12]
+    host = str(ipaddress.ip_address(addr))
+    port = _PORT.unpack_from(raw, len(addr))[0]
+    return (host, port), _I64.unpack_from(raw, len(addr) + 4)[0]
+
+
+def _read_host(buf, at: int, v6: bool) -> tuple[str, int]:
+    n = 16 if v6 else 4
+    address = ipaddress.IPv6Address(bytes(buf[at:at + n])) if v6 else ipaddress.IPv4Address(bytes(buf[at:at + n]))
+    return str(address), _PORT.unpack_from(buf, at + n)[0]
+
+
+def _parse(buf, pos: int, end: int, check_crc: bool, where: str | None, full: bool):
+    """Walk one record in ``buf[pos:end]``. Returns (size, fields or None) or raises CorruptDataError.
+
+    Every read is bounds-checked against the record's own end, so a torn or lying record raises
+    CorruptDataError rather than an IndexError or struct.error.
+    """
+    def bad(message: str, at: int = pos) -> CorruptDataError:
+        return CorruptDataError(message, where=where, offset=at)
+
+    if end - pos < 8:
+        raise bad(f"{end - pos} bytes left, too few for a record header")
+    total, magic = _BLANK.unpack_from(buf, pos)
+    if magic == BLANK_MAGIC:
+        raise bad("end-of-file blank, not a message record")
+    if magic not in (MAGIC_V1, MAGIC_V2):
+        raise bad(f"bad magic 0x{magic & 0xFFFFFFFF:08x} (not a message record)")
+    if total < _FIXED_BYTES_V1_IPV4:
+        raise bad(f"record size {total} is below the minimum {_FIXED_BYTES_V1_IPV4}")
+    if total > end - pos:
+        raise bad(f"record of {total} bytes runs past the end of the data ({end - pos} bytes left)")
+    rec_end = pos + total
+    (_, _, crc, queue_id, flag, queue_offset, physical_offset, sysflag, born_ts) = _HEAD.unpack_from(buf, pos)
+    born_v6 = bool(sysflag & SYSFLAG_BORNHOST_V6)
+    store_v6 = bool(sysflag & SYSFLAG_STOREHOST_V6)
+    at = pos + _HEAD.size
+    born_at = at
+    at += 20 if born_v6 else 8
+    store_ts_at = at
+    at += 8
+    store_at = at
+    at += 20 if store_v6 else 8
+    if at + _TAIL.size > rec_end:
+        raise bad(f"record of {total} bytes is too short for its hosts")
+    reconsume, prepared, body_len = _TAIL.unpack_from(buf, at)
+    at += _TAIL.size
+    if body_len < 0 or at + body_len > rec_end:
+        raise bad(f"body length {body_len} does not fit the record of {total} bytes")
+    body_at = at
+    at += body_len
+    version = 1 if magic == MAGIC_V1 else 2
+    tl = version
+    if at + tl > rec_end:
+        raise bad("record ends before its topic length")
+    topic_len = (_I8 if version == 1 else _I16).unpack_from(buf, at)[0]
+    at += tl
+    if topic_len <= 0 or at + topic_len + 2 > rec_end:
+        raise bad(f"topic length {topic_len} does not fit the record of {total} bytes")
+    topic_at = at
+    at += topic_len
+    props_len = _I16.unpack_from(buf, at)[0]
+    at += 2
+    if props_len < 0 or at + props_len != rec_end:
+        expected = _size(body_len, topic_len, props_len, version, born_v6, store_v6)
+        raise bad(f"record size {total} differs from the {expected} its fields add up to")
+    if check_crc:
+        actual = body_crc(buf[body_at:body_at + body_len])
+        if actual != crc:
+            raise bad(f"body CRC mismatch: stored {crc}, computed {actual}")
+    if not full:
+        return total, None
+    try:
+        topic = bytes(buf[topic_at:topic_at + topic_len]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise bad("topic is not UTF-8") from None
+    try:
+        properties = decode_properties(buf[at:at + props_len])
+    except CorruptDataError as exc:
+        raise bad(str(exc)) from None
+    msg = Message(
+        topic=topic, body=bytes(buf[body_at:body_at + body_len]), properties=properties, queue_id=queue_id,
+        flag=flag, queue_offset=queue_offset, physical_offset=physical_offset, sysflag=sysflag,
+        born_timestamp_ms=born_ts, born_host=_read_host(buf, born_at, born_v6),
+        store_timestamp_ms=_I64.unpack_from(buf, store_ts_at)[0], store_host=_read_host(buf, store_at, store_v6),
+        reconsume_times=reconsume, prepared_tx_offset=prepared, body_crc=crc, version=version,
+    )
+    return total, msg
+
+
+def decode_message(buf, pos: int = 0, *, check_crc: bool = True, where: str | None = None,
+                   end: int | None = None) -> tuple[Message, int]:
+    """Decode the record at ``buf[pos:]`` (bytes, bytearray, memoryview or mmap).
+
+    Returns (message, TOTALSIZE). Bytes after the record are left alone (the caller walks on by
+    the size). Raises CorruptDataError naming ``where`` and the offset for anything that is not a
+    whole, self-consistent record (including a BODYCRC mismatch when ``check_crc``).
+    """
+    stop = len(buf) if end is None else min(end, len(buf))
+    if pos < 0 or pos > stop:
+        raise CorruptDataError(f"position {pos} is outside the data", where=where, offset=pos)
+    size, msg = _parse(buf, pos, stop, check_crc, where, True)
+    return msg, size
+
+
+def check_record(buf, pos: int, end: int, *, check_crc: bool = True) -> int:
+    """The recovery check (spec 3.9) on ``buf[pos:end]``.
+
+    Returns the size (> 0) of a valid record at ``pos``, ``RECORD_BLANK`` (-1) for an end-of-file
+    blank, or ``RECORD_END`` (0) when what is there is not a valid record (zeros, torn, a bad size,
+    magic or CRC). Never raises for bad data.
+    """
+    end = min(end, len(buf))
+    if pos < 0 or end - pos < 8:
+        return RECORD_END
+    magic = _I32.unpack_from(buf, pos + 4)[0]
+    if magic == BLANK_MAGIC:
+        return RECORD_BLANK
+    try:
+        size, _ = _parse(buf, pos, end, check_crc, None, False)
+    except CorruptDataError:
+        return RECORD_END
+    return size
+
+
+def peek_fields(buf, pos: int) -> tuple[int, int, int, int, int]:
+    """(TOTALSIZE, QUEUEID, QUEUEOFFSET, PHYSICALOFFSET, SYSFLAG) of a record already checked valid."""
+    total, _, _, queue_id, _, queue_offset, physical_offset, sysflag, _ = _HEAD.unpack_from(buf, pos)
+    return total, queue_id, queue_offset, physical_offset, sysflag
+
+
+def verify_property_crc(record: bytes) -> bool | None:
+    """Check the 5.2+ ``__CRC32#`` property (spec 3.6) of a whole record.
+
+    Returns None when the record has no CRC property, else whether it matches.
+    """
+    tail = bytes(record[-CRC_PROPERTY_BYTES:])
+    prefix = CRC_PROPERTY.encode() + b"\x01"
+    if len(record) < CRC_PROPERTY_BYTES or not tail.startswith(prefix) or not tail.endswith(b"\x02"):
+        return None
+    digits = tail[len(prefix):-1]
+    return digits == crc_digits(body_crc(bytes(record[:-CRC_PROPERTY_BYTES])))
+
+
+def compression_type(sysflag: int) -> str | None:
+    """The codec name a record's body is compressed with, or None when it is not compressed.
+
+    Raises CorruptDataError for a compression-type value RocketMQ does not define.
+    """
+    if not sysflag & SYSFLAG_COMPRESSED:
+        return None
+    kind = (sysflag & SYSFLAG_COMPRESSION_MASK) >> SYSFLAG_COMPRESSION_SHIFT
+    if kind not in COMPRESSION_TYPE_NAMES:
+        raise CorruptDataError(f"unknown compression type {kind} in sysflag 0x{sysflag:x}")
+    return COMPRESSION_TYPE_NAMES[kind]
