@@ -1,0 +1,58 @@
+"""Incremental frame decoder: bytes in, in any pieces; RemotingCommands out. Sans-I/O.
+
+The frame layout is documented in ``command``. The length field is checked as soon as its 4 bytes
+arrive, so an oversized frame is refused before any of it is buffered. ``frame_bytes_max`` bounds
+the whole frame including the length field, as Netty's ``LengthFieldBasedFrameDecoder`` does in
+RocketMQ (``com.rocketmq.remoting.frameMaxLength``, 16 MiB by default).
+
+Contract: ``feed(data)`` returns every command completed by ``data`` (possibly none, possibly
+several) and keeps any partial frame for the next call. A malformed or oversized frame raises
+``PeerError``; the decoder is then poisoned and every later ``feed`` raises the same error, because
+the byte stream has lost its framing and the only safe move is to close the connection.
+"""
+from __future__ import annotations
+
+from mqbench.broker.remoting.command import LENGTH, RemotingCommand, decode_frame_content
+from mqbench.errors import PeerError
+
+FRAME_BYTES_MAX_DEFAULT = 16 * 1024 * 1024
+
+
+class FrameDecoder:
+    def __init__(self, frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT) -> None:
+        if frame_bytes_max < 8:
+            raise ValueError("frame_bytes_max must allow at least the 8-byte frame prefix")
+        self.frame_bytes_max = frame_bytes_max
+        self._buffer = bytearray()
+        self._error: PeerError | None = None
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes received that do not yet form a whole frame."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[RemotingCommand]:
+        if self._error is not None:
+            raise self._error
+        self._buffer += data
+        commands: list[RemotingCommand] = []
+        buffer = self._buffer
+        pos = 0
+        try:
+            while len(buffer) - pos >= 4:
+                (length,) = LENGTH.unpack_from(buffer, pos)
+                if length < 4:
+                    raise PeerError(f"frame length {length} is below the 4-byte minimum")
+                if length + 4 > self.frame_bytes_max:
+                    raise PeerError(f"frame of {length + 4} bytes exceeds the {self.frame_bytes_max}-byte limit")
+                if len(buffer) - pos - 4 < length:
+                    break
+                commands.append(decode_frame_content(buffer[pos + 4:pos + 4 + length]))
+                pos += 4 + length
+        except PeerError as exc:
+            self._error = exc
+            self._buffer = bytearray()
+            raise
+        if pos:
+            del buffer[:pos]
+        return commands
