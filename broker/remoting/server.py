@@ -1,0 +1,106 @@
+"""An asyncio remoting server: accepts connections and dispatches requests by code to async handlers.
+
+Usage::
+
+    server = RemotingServer({codes.GET_ROUTEINFO_BY_TOPIC: on_route})
+    host, port = await server.start("127.0.0.1", 0)
+    ...
+    await server.close()
+
+A handler is ``async def handler(cmd: RemotingCommand, channel: Channel) -> RemotingCommand | None``
+and builds its response with ``cmd.response_to(code, remark, ext_fields, body)``; the channel sets
+the opaque and flags. What happens to unknown codes, malformed frames, failing handlers, one-way
+requests and slow readers is the contract of ``channel.Channel``: REQUEST_CODE_NOT_SUPPORTED,
+closing only that connection, SYSTEM_ERROR with the error text, no response, write backpressure.
+The server pushes requests to a client through the channel (``channel.oneway(...)`` for
+NOTIFY_CONSUMER_IDS_CHANGED, ``channel.request(...)`` when it needs an answer).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from mqbench.broker.remoting.channel import (INFLIGHT_REQUESTS_MAX_DEFAULT, WRITE_BUFFER_BYTES_HIGH_DEFAULT, Channel,
+                                             RequestHandler, unsupported)
+from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.remoting.frame import FRAME_BYTES_MAX_DEFAULT
+
+log = logging.getLogger(__name__)
+
+
+class RemotingServer:
+    def __init__(self, handlers: dict[int, RequestHandler] | None = None, *,
+                 frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT,
+                 write_buffer_bytes_high: int = WRITE_BUFFER_BYTES_HIGH_DEFAULT,
+                 inflight_requests_max: int = INFLIGHT_REQUESTS_MAX_DEFAULT,
+                 on_connect: Callable[[Channel], None] | None = None,
+                 on_disconnect: Callable[[Channel], None] | None = None) -> None:
+        self.handlers: dict[int, RequestHandler] = dict(handlers or {})
+        self.frame_bytes_max = frame_bytes_max
+        self.write_buffer_bytes_high = write_buffer_bytes_high
+        self.inflight_requests_max = inflight_requests_max
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        self.channels: set[Channel] = set()
+        #: Set when a handler raised InvariantViolation; the owner should stop the node.
+        self.fatal_error: BaseException | None = None
+        self.fatal = asyncio.Event()
+        self._server: asyncio.AbstractServer | None = None
+        self._watchers: set[asyncio.Task] = set()
+
+    def register(self, code: int, handler: RequestHandler) -> None:
+        self.handlers[code] = handler
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("server is not listening")
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return host, port
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        """Listen on ``host:port`` (port 0 = ephemeral); returns the bound address."""
+        self._server = await asyncio.start_server(self._accept, host, port, limit=1 << 16)
+        return self.address
+
+    async def close(self) -> None:
+        """Stop accepting, close every connection, wait until they are gone."""
+        if self._server is not None:
+            self._server.close()
+        await asyncio.gather(*(c.aclose("server shutting down") for c in list(self.channels)), return_exceptions=True)
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        channel = Channel(reader, writer, on_request=self._dispatch, frame_bytes_max=self.frame_bytes_max,
+                          write_buffer_bytes_high=self.write_buffer_bytes_high,
+                          inflight_requests_max=self.inflight_requests_max, on_fatal=self._fatal)
+        self.channels.add(channel)
+        if self.on_connect is not None:
+            self.on_connect(channel)
+        watcher = asyncio.current_task()
+        if watcher is not None:
+            self._watchers.add(watcher)
+        try:
+            await channel.wait_closed()
+        finally:
+            self.channels.discard(channel)
+            if watcher is not None:
+                self._watchers.discard(watcher)
+            if self.on_disconnect is not None:
+                self.on_disconnect(channel)
+
+    async def _dispatch(self, cmd: RemotingCommand, channel: Channel) -> RemotingCommand | None:
+        handler = self.handlers.get(cmd.code)
+        if handler is None:
+            return unsupported(cmd)
+        return await handler(cmd, channel)
+
+    def _fatal(self, exc: BaseException) -> None:
+        if self.fatal_error is None:
+            self.fatal_error = exc
+        self.fatal.set()
+        if self._server is not None:
+            self._server.close()
