@@ -219,6 +219,14 @@ class SegmentQueue:
                 if seg.start in dirty:
                     os.fdatasync(seg.fd)
 
+    def flush_from(self, offset: int) -> None:
+        """fdatasync every segment from the one holding ``offset`` on (after a recovery, data read
+        from the page cache may not be on disk yet)."""
+        with self.lock:
+            for seg in self._segments:
+                if seg.start + self.segment_size_bytes > offset:
+                    os.fdatasync(seg.fd)
+
     def truncate(self, offset: int) -> None:
         """Zero every byte at and after ``offset``; delete the segments after it (fsynced)."""
         with self.lock:

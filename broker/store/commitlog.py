@@ -1,0 +1,175 @@
+"""The plain commitlog of ``v4``/``v5`` stores: records back to back in ``{root}/commitlog/``.
+
+Records are laid out as RocketMQ lays them (spec 3.8): a record (or an ordinary batch, as a whole)
+that does not fit in the current segment with 8 bytes to spare is preceded by an end-of-file blank
+``(remaining, BLANK_MAGIC)`` and written at the start of the next segment. A record's
+PHYSICALOFFSET is its own absolute offset.
+
+Both commitlog kinds (this one and ``dledger_log.DLedgerCommitLog``) offer the same interface to
+the store:
+
+* ``end_offset``: the write position (one past the last byte written);
+* ``append_messages(msgs, term=0) -> list[(physical_offset, size)]``: fills each message's
+  PHYSICALOFFSET, encodes and writes them (the caller has assigned queue offsets);
+* ``read(physical_offset, size) -> bytes``: a record's bytes;
+* ``scan(start, stop, check_crc=...)``: yields ``(physical_offset, record_bytes, next_position)``
+  for every record whose entry starts in ``[start, stop)``; ``next_position`` is where the next
+  entry starts, the value to resume a scan (or to checkpoint a dispatch) from;
+* ``recover(start, check_crc)``: walk from ``start`` (a segment start), stop at the first invalid
+  record (spec 3.9), zero everything after it, and return the new end;
+* ``flush()``, ``truncate(position)``, ``close()``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+from mqbench.errors import InvariantViolation, UserError
+
+from .record import (BLANK_MIN_BYTES, RECORD_BLANK, RECORD_END, Message, check_record, encode_blank,
+                     encode_message, record_size)
+from .segments import SegmentQueue
+
+SCAN_CHUNK_BYTES = 4 << 20
+
+
+class SegmentWindow:
+    """Reads a segment through a sliding in-memory window, so a scan of a 1 GiB segment never
+    holds more than a few MiB (plus the largest record)."""
+
+    def __init__(self, segments: SegmentQueue, segment_start: int, chunk_bytes: int = SCAN_CHUNK_BYTES):
+        self.segments = segments
+        self.segment_start = segment_start
+        self.segment_end = segment_start + segments.segment_size_bytes
+        self.chunk_bytes = chunk_bytes
+        self.base = segment_start
+        self.buf = b""
+
+    def view(self, offset: int, need: int) -> tuple[bytes, int, int]:
+        """(buffer, position of ``offset`` in it, usable end) with at least ``need`` bytes from
+        ``offset`` when the segment has them."""
+        rel = offset - self.base
+        if rel < 0 or rel + need > len(self.buf):
+            size = max(self.chunk_bytes, need)
+            size = min(size, self.segment_end - offset)
+            self.buf = self.segments.read(offset, size)
+            self.base = offset
+            rel = 0
+        return self.buf, rel, len(self.buf)
+
+
+def _peek_size(buf: bytes, pos: int, end: int) -> int:
+    return int.from_bytes(buf[pos:pos + 4], "big", signed=True) if end - pos >= 4 else 0
+
+
+class CommitLog:
+    """Plain commitlog over a SegmentQueue (see module doc)."""
+
+    kind = "plain"
+
+    def __init__(self, directory: str | os.PathLike, segment_size_bytes: int):
+        self.segments = SegmentQueue(directory, segment_size_bytes)
+        self.segment_size_bytes = segment_size_bytes
+        self.end_offset = self.segments.min_offset
+        self.last_store_timestamp_ms = 0
+
+    @property
+    def min_offset(self) -> int:
+        return self.segments.min_offset
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def append_messages(self, msgs: list[Message], term: int = 0) -> list[tuple[int, int]]:
+        """Write ``msgs`` back to back in one segment (a batch moves to the next segment whole)."""
+        sizes = [record_size(m) for m in msgs]
+        total = sum(sizes)
+        if total + BLANK_MIN_BYTES > self.segment_size_bytes:
+            raise UserError(f"a batch of {total} bytes does not fit in a commitlog segment of "
+                            f"{self.segment_size_bytes} bytes")
+        pos = self.end_offset
+        remaining = self.segments.remaining_in_segment(pos)
+        if total + BLANK_MIN_BYTES > remaining:
+            self.segments.write(pos, encode_blank(remaining))
+            pos += remaining
+        out, parts = [], []
+        at = pos
+        for msg, size in zip(msgs, sizes):
+            msg.physical_offset = at
+            record = encode_message(msg)
+            if len(record) != size:
+                raise InvariantViolation(f"record_size said {size}, encode_message wrote {len(record)}")
+            parts.append(record)
+            out.append((at, size))
+            at += size
+        self.segments.write(pos, b"".join(parts))
+        self.end_offset = at
+        if msgs:
+            self.last_store_timestamp_ms = msgs[-1].store_timestamp_ms
+        return out
+
+    def read(self, physical_offset: int, size: int) -> bytes:
+        return self.segments.read(physical_offset, size)
+
+    def flush(self) -> None:
+        self.segments.flush()
+
+    def truncate(self, position: int) -> None:
+        self.segments.truncate(position)
+        self.end_offset = max(position, self.segments.min_offset)
+
+    def close(self) -> None:
+        self.segments.close()
+
+    # -- scanning and recovery ---------------------------------------------------------------
+
+    def _walk(self, start: int, stop: int | None, check_crc: bool) -> Iterator[tuple[int, int, bytes, int]]:
+        """Yield (offset, size, buffer, position-in-buffer) for valid records from ``start`` until
+        the first invalid one or ``stop``; sets ``self._walk_end`` to where the walk ended."""
+        pos = start
+        self._walk_end = pos
+        starts = self.segments.segment_starts()
+        if not starts or pos >= self.segments.end_offset:
+            return
+        window = None
+        while stop is None or pos < stop:
+            seg_start = self.segments.segment_start(pos)
+            if seg_start not in starts:
+                break
+            if window is None or window.segment_start != seg_start:
+                window = SegmentWindow(self.segments, seg_start)
+            buf, rel, end = window.view(pos, 8)
+            size = _peek_size(buf, rel, end)
+            if size > 8 and end - rel < size:
+                buf, rel, end = window.view(pos, size)
+            result = check_record(buf, rel, end, check_crc=check_crc)
+            if result == RECORD_BLANK:
+                if size != seg_start + self.segment_size_bytes - pos:
+                    break   # a "blank" that does not close the segment is garbage, not a blank
+                pos = seg_start + self.segment_size_bytes
+                self._walk_end = pos
+                continue
+            if result == RECORD_END:
+                break
+            yield pos, result, buf, rel
+            pos += result
+            self._walk_end = pos
+
+    def scan(self, start: int, stop: int | None = None, *, check_crc: bool = False
+             ) -> Iterator[tuple[int, bytes, int]]:
+        for offset, size, buf, rel in self._walk(start, stop, check_crc):
+            yield offset, bytes(buf[rel:rel + size]), offset + size
+
+    def recover(self, start: int, *, check_crc: bool = True) -> int:
+        """Find the end of valid data from ``start``, zero everything after it; returns the end."""
+        start = max(start, self.segments.min_offset)
+        for _ in self._walk(start, None, check_crc):
+            pass
+        end = self._walk_end
+        if end < self.segments.end_offset:
+            self.segments.truncate(end)
+        self.end_offset = max(end, self.segments.min_offset)
+        return self.end_offset
+
+    def entry_end(self, position: int) -> int:
+        """Plain records: a dispatch limit is already a byte position."""
+        return position

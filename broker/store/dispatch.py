@@ -1,0 +1,157 @@
+"""Dispatch: building the consume queues from commitlog records (RocketMQ's ReputMessageService).
+
+``QueueSet`` owns every ``consumequeue/{topic}/{queueId}/`` and ``batchconsumequeue/{topic}/{queueId}/``
+of a store, opened lazily; topic folder names found on disk are validated with
+``topics.validate_topic`` before they are used as paths (CorruptDataError otherwise).
+
+``dispatch_record(queues, record, physical_offset, is_batch_topic)`` writes the queue unit of one
+record (spec 5.2, 6, 4.4):
+
+* transaction PREPARED and ROLLBACK records get no unit;
+* an inner-batch record (sysflag INNER_BATCH) gets one BCQ unit with base = its QUEUEOFFSET and
+  batchSize = its ``INNER_NUM`` property;
+* any other record on a BatchCQ topic gets a BCQ unit with batchSize 1;
+* every other record gets a CQ unit ``(physical offset, TOTALSIZE, tagsCode)`` at QUEUEOFFSET * 20.
+
+Re-dispatching a record already dispatched rewrites the same unit (CQ) or is skipped (BCQ), so
+recovery can re-dispatch from a conservative point.
+
+``DispatchInfo`` is the few record fields dispatch and the queue-offset table need; reading it
+decodes the record without the CRC check (records were checked when the log was recovered).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from mqbench.errors import CorruptDataError, UserError
+
+from .consume_queue import BatchConsumeQueue, ConsumeQueue
+from .queues import BcqUnit
+from .record import (SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK,
+                     decode_message, message_tags_code)
+from .topics import validate_topic
+
+CQ_DIR = "consumequeue"
+BCQ_DIR = "batchconsumequeue"
+
+
+@dataclass
+class DispatchInfo:
+    topic: str
+    queue_id: int
+    queue_offset: int
+    physical_offset: int
+    size: int
+    sysflag: int
+    tags_code: int
+    store_timestamp_ms: int
+    inner_num: int            # messages the record holds (INNER_NUM for an inner batch, else 1)
+
+    @property
+    def gets_unit(self) -> bool:
+        tx = self.sysflag & SYSFLAG_TX_MASK
+        return tx not in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK)
+
+    @property
+    def is_inner_batch(self) -> bool:
+        return bool(self.sysflag & SYSFLAG_INNER_BATCH)
+
+
+def dispatch_info(record: bytes, where: str | None = None) -> DispatchInfo:
+    """The dispatch fields of a whole record (CorruptDataError for a bad INNER_NUM)."""
+    msg, size = decode_message(record, 0, check_crc=False, where=where)
+    inner = 1
+    if msg.sysflag & SYSFLAG_INNER_BATCH:
+        try:
+            inner = int(msg.properties.get("INNER_NUM", ""))
+        except ValueError:
+            raise CorruptDataError(f"inner-batch record without a valid INNER_NUM "
+                                   f"({msg.properties.get('INNER_NUM')!r})", where=where,
+                                   offset=msg.physical_offset) from None
+        if not 0 < inner <= 0x7FFF:
+            raise CorruptDataError(f"INNER_NUM {inner} out of range 1..32767", where=where, offset=msg.physical_offset)
+    return DispatchInfo(msg.topic, msg.queue_id, msg.queue_offset, msg.physical_offset, size, msg.sysflag,
+                        message_tags_code(msg), msg.store_timestamp_ms, inner)
+
+
+class QueueSet:
+    """Every consume queue and batch consume queue of a store (see module doc)."""
+
+    def __init__(self, root: str | os.PathLike, *, cq_segment_bytes: int, bcq_segment_bytes: int):
+        self.root = Path(root)
+        self.cq_segment_bytes = cq_segment_bytes
+        self.bcq_segment_bytes = bcq_segment_bytes
+        self.cqs: dict[tuple[str, int], ConsumeQueue] = {}
+        self.bcqs: dict[tuple[str, int], BatchConsumeQueue] = {}
+        for kind in (CQ_DIR, BCQ_DIR):
+            for topic, qid in self._on_disk(kind):
+                self.get(topic, qid, batch=kind == BCQ_DIR)
+
+    def _on_disk(self, kind: str) -> Iterator[tuple[str, int]]:
+        base = self.root / kind
+        if not base.is_dir():
+            return
+        for topic_dir in sorted(base.iterdir()):
+            try:
+                validate_topic(topic_dir.name)
+            except UserError as exc:
+                raise CorruptDataError(f"not a topic folder: {exc}", where=str(topic_dir)) from None
+            for qdir in sorted(topic_dir.iterdir()):
+                if not qdir.name.isdigit() or len(qdir.name) > 9:
+                    raise CorruptDataError("not a queue id folder", where=str(qdir))
+                yield topic_dir.name, int(qdir.name)
+
+    def get(self, topic: str, queue_id: int, *, batch: bool) -> ConsumeQueue | BatchConsumeQueue:
+        key = (validate_topic(topic), queue_id)
+        if queue_id < 0:
+            raise UserError(f"queue id {queue_id} is negative")
+        table = self.bcqs if batch else self.cqs
+        q = table.get(key)
+        if q is None:
+            path = self.root / (BCQ_DIR if batch else CQ_DIR) / topic / str(queue_id)
+            q = (BatchConsumeQueue(path, self.bcq_segment_bytes) if batch
+                 else ConsumeQueue(path, self.cq_segment_bytes))
+            table[key] = q
+        return q
+
+    def find(self, topic: str, queue_id: int) -> ConsumeQueue | BatchConsumeQueue | None:
+        key = (topic, queue_id)
+        return self.bcqs.get(key) or self.cqs.get(key)
+
+    def all(self) -> Iterator[tuple[tuple[str, int], ConsumeQueue | BatchConsumeQueue]]:
+        yield from self.cqs.items()
+        yield from self.bcqs.items()
+
+    def max_offsets(self) -> dict[tuple[str, int], int]:
+        out: dict[tuple[str, int], int] = {}
+        for key, q in self.all():
+            out[key] = max(out.get(key, 0), q.max_offset)
+        return out
+
+    def truncate_physical(self, log_end: int) -> int:
+        """Drop units pointing at or past ``log_end`` in every queue; returns how many."""
+        return sum(q.truncate_physical(log_end) for _, q in self.all())
+
+    def flush(self) -> None:
+        for _, q in self.all():
+            q.flush()
+
+    def close(self) -> None:
+        for _, q in self.all():
+            q.close()
+
+
+def dispatch_record(queues: QueueSet, info: DispatchInfo, is_batch_topic: Callable[[str], bool]) -> None:
+    """Write the queue unit for one record (see module doc)."""
+    if not info.gets_unit:
+        return
+    if info.is_inner_batch or is_batch_topic(info.topic):
+        q = queues.get(info.topic, info.queue_id, batch=True)
+        q.put(BcqUnit(info.physical_offset, info.size, info.tags_code, info.store_timestamp_ms,
+                      info.queue_offset, info.inner_num))
+    else:
+        q = queues.get(info.topic, info.queue_id, batch=False)
+        q.put(info.queue_offset, info.physical_offset, info.size, info.tags_code)

@@ -1,0 +1,351 @@
+"""The DLedger-framed log (spec 11): the Raft log's backing store, and the commitlog of the
+``v4-dledger``/``v5-dledger`` stores.
+
+Files under ``{root}/dledger-{self_id}/``:
+
+* ``data/``  entries back to back (header of 48 bytes, then the body), 20-digit segment names. An
+  entry that does not fit in the current segment with 8 bytes to spare is preceded by the DLedger
+  blank ``(-1, remaining)`` and written at the next segment's start; entries never cross files.
+* ``index/`` one 32-byte unit per Raft index at ``index * 32``: magic, pos, size, index, term.
+* ``checkpoint`` ``endIndex``/``committedIndex`` (Java properties text), written atomically with a
+  ``.bak`` by ``save_checkpoint`` (``flush``/``close`` call it).
+
+``DLedgerLog`` (what the Raft log adapter sits on):
+
+* ``append(term, body, *, magic=1) -> (index, pos)``: the entry for the next index (``last_index+1``;
+  the first is 0). ``append_record(term, record)`` does the same for a RocketMQ record, with its
+  PHYSICALOFFSET set to ``pos + 48`` (spec 11.3). ``next_entry_pos(body_length)`` tells where the
+  next entry will go without writing.
+* ``entry(index) -> (EntryHeader, body)``; ``term_at(index)`` (-1 before the first index: the
+  "index -1 has term 0" convention is the caller's); ``last_index`` (-1 when empty), ``last_term``,
+  ``end_pos``.
+* ``truncate_after(index)``: drop every entry after ``index`` (``-1`` empties the log). Dropping a
+  committed entry raises InvariantViolation.
+* ``committed_index`` is separate from the append point: ``set_committed(index)`` moves it (never
+  backwards, never past ``last_index``).
+* ``sync()``: fdatasync data then index. ``close()`` syncs and saves the checkpoint.
+* On open the tail is recovered: entries are checked from the start of the third-last data segment
+  (``check_entry``: magic, size, pos, body length; consecutive indexes; plus ``body_check`` on the
+  body, e.g. the record CRC, because DLedger writes no CRC of its own). The first invalid entry and
+  everything after it is zeroed, the index file is rewritten for the checked range and cut after
+  the last valid index.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+from mqbench.errors import InvariantViolation, UserError
+
+from . import dledger as fmt
+from .atomic import read_with_backup, write_atomic
+from .commitlog import SegmentWindow
+from .record import RECORD_END, Message, check_record, encode_message
+from .segments import SegmentQueue
+
+DEFAULT_INDEX_SEGMENT_BYTES = 32 * 5 * 1024 * 1024   # 167 772 160, DLedgerConfig
+RECOVER_SEGMENTS = 3
+
+
+def record_body_check(body: bytes) -> bool:
+    """A DLedger body that is a RocketMQ record is valid when the record check passes whole.
+
+    Bodies that are not records (magic at +4 is not a record magic) are accepted as they are."""
+    if len(body) >= 8 and body[4:8] in (b"\xda\xa3\x20\xa7", b"\xda\xa3\x20\xab"):
+        return check_record(body, 0, len(body)) == len(body)
+    return True
+
+
+class DLedgerLog:
+    """The DLedger data + index files of one replica (see module doc)."""
+
+    def __init__(self, directory: str | os.PathLike, *, data_segment_bytes: int,
+                 index_segment_bytes: int = DEFAULT_INDEX_SEGMENT_BYTES,
+                 body_check: Callable[[bytes], bool] = record_body_check):
+        if index_segment_bytes % fmt.INDEX_UNIT_BYTES:
+            raise UserError(f"DLedger index segment size {index_segment_bytes} is not a multiple of 32")
+        self.directory = Path(directory)
+        self.data = SegmentQueue(self.directory / "data", data_segment_bytes)
+        self.index = SegmentQueue(self.directory / "index", index_segment_bytes)
+        self.data_segment_bytes = data_segment_bytes
+        self._body_check = body_check
+        self.checkpoint_path = self.directory / "checkpoint"
+        self.first_index = 0
+        self.last_index = -1
+        self.last_term = 0
+        self.end_pos = self.data.min_offset
+        self.committed_index = -1
+        self._recover()
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def _scan_from(self, pos: int, expected_index: int | None) -> Iterator[tuple[fmt.EntryHeader, bytes]]:
+        """Valid entries from ``pos`` on; sets ``self._scan_end``."""
+        starts = self.data.segment_starts()
+        self._scan_end = pos
+        window = None
+        while starts and pos < self.data.end_offset:
+            seg = self.data.segment_start(pos)
+            if window is None or window.segment_start != seg:
+                window = SegmentWindow(self.data, seg)
+            buf, rel, end = window.view(pos, fmt.ENTRY_HEADER_BYTES)
+            size = int.from_bytes(buf[rel + 4:rel + 8], "big", signed=True) if end - rel >= 8 else 0
+            if size > 8 and end - rel < size:
+                buf, rel, end = window.view(pos, size)
+            result = fmt.check_entry(buf, rel, end, pos)
+            if result == fmt.ENTRY_BLANK:
+                if size != seg + self.data_segment_bytes - pos:
+                    return
+                pos = seg + self.data_segment_bytes
+                self._scan_end = pos
+                continue
+            if result == fmt.ENTRY_END:
+                return
+            header = fmt.decode_entry_header(buf, rel)
+            if expected_index is not None and header.index != expected_index:
+                return
+            body = bytes(buf[rel + fmt.ENTRY_HEADER_BYTES:rel + result])
+            if not self._body_check(body):
+                return
+            yield header, body
+            expected_index = header.index + 1
+            pos += result
+            self._scan_end = pos
+
+    def _recover(self) -> None:
+        starts = self.data.segment_starts()
+        if not starts:
+            self._load_checkpoint()
+            return
+        scan_from = starts[max(0, len(starts) - RECOVER_SEGMENTS)]
+        if scan_from != starts[0]:
+            # older segments are trusted; the log's first index is the first entry's
+            head = self.data.read(starts[0], fmt.ENTRY_HEADER_BYTES)
+            self.first_index = fmt.decode_entry_header(head, 0, where=str(self.data.directory)).index
+        # first index of the scanned range: from the entry at its start (None = any)
+        last = None
+        for header, _ in self._scan_from(scan_from, None):
+            if last is None and scan_from == starts[0]:
+                self.first_index = header.index
+            self.index.write(header.index * fmt.INDEX_UNIT_BYTES, fmt.encode_index_unit(
+                header.magic, header.pos, header.size, header.index, header.term))
+            last = header
+        end = self._scan_end
+        if last is None:
+            # nothing valid in the scanned segments: the log ends where they begin
+            prev = self._last_before(scan_from)
+            if prev is not None:
+                self.last_index, self.last_term = prev.index, prev.term
+            else:
+                self.last_index = self.first_index - 1
+        else:
+            self.last_index, self.last_term = last.index, last.term
+        if end < self.data.end_offset:
+            self.data.truncate(end)
+        self.end_pos = max(end, self.data.min_offset)
+        self.index.truncate((self.last_index + 1) * fmt.INDEX_UNIT_BYTES)
+        self.data.flush()
+        self.index.flush()
+        self._load_checkpoint()
+
+    def _last_before(self, pos: int) -> fmt.IndexUnit | None:
+        """The index unit of the last entry that starts before ``pos`` (from the index file)."""
+        lo, hi = self.first_index, (self.index.end_offset // fmt.INDEX_UNIT_BYTES) - 1
+        best = None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            raw = self.index.read(mid * fmt.INDEX_UNIT_BYTES, fmt.INDEX_UNIT_BYTES)
+            if len(raw) < fmt.INDEX_UNIT_BYTES:
+                hi = mid - 1
+                continue
+            unit = fmt.decode_index_unit(raw)
+            if unit.size > 0 and unit.index == mid and unit.pos < pos:
+                best = unit
+                lo = mid + 1
+            else:
+                hi = mid - 1
+        return best
+
+    def _load_checkpoint(self) -> None:
+        where = str(self.checkpoint_path)
+        values = read_with_backup(self.checkpoint_path, lambda data: fmt.dledger_checkpoint(data, where=where))
+        committed = values[1] if values else -1
+        self.committed_index = min(committed, self.last_index)
+
+    def save_checkpoint(self) -> None:
+        write_atomic(self.checkpoint_path, fmt.encode_properties_file(
+            {"endIndex": self.last_index, "committedIndex": self.committed_index}))
+
+    # -- appending ---------------------------------------------------------------------------
+
+    def next_entry_pos(self, body_length: int) -> int:
+        """Where an entry with a body of ``body_length`` bytes would be written next."""
+        size = fmt.ENTRY_HEADER_BYTES + body_length
+        if size + fmt.DLEDGER_BLANK_BYTES > self.data_segment_bytes:
+            raise UserError(f"a DLedger entry of {size} bytes does not fit in a data segment of "
+                            f"{self.data_segment_bytes} bytes")
+        pos = self.end_pos
+        remaining = self.data.remaining_in_segment(pos)
+        return pos if size + fmt.DLEDGER_BLANK_BYTES <= remaining else pos + remaining
+
+    def append(self, term: int, body: bytes, *, magic: int = fmt.DLEDGER_MAGIC) -> tuple[int, int]:
+        """Append the entry for index ``last_index + 1``; returns (index, pos)."""
+        return self._append(term, body, magic, None)
+
+    def append_record(self, term: int, record: bytes) -> tuple[int, int]:
+        """Append a RocketMQ record with PHYSICALOFFSET = pos + 48; returns (index, pos)."""
+        return self._append(term, record, fmt.DLEDGER_MAGIC, True)
+
+    def _append(self, term: int, body: bytes, magic: int, is_record: bool | None) -> tuple[int, int]:
+        if term < self.last_term:
+            raise InvariantViolation(f"term {term} is below the log's last term {self.last_term}")
+        pos = self.next_entry_pos(len(body))
+        if pos != self.end_pos:
+            self.data.write(self.end_pos, fmt.encode_entry_blank(pos - self.end_pos))
+        index = self.last_index + 1
+        if is_record:
+            raw = fmt.encode_record_entry(index, term, pos, body)
+        else:
+            raw = fmt.encode_entry(index, term, pos, body, magic=magic)
+        self.data.write(pos, raw)
+        self.index.write(index * fmt.INDEX_UNIT_BYTES,
+                         fmt.encode_index_unit(magic, pos, len(raw), index, term))
+        self.last_index, self.last_term = index, term
+        self.end_pos = pos + len(raw)
+        return index, pos
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _unit(self, index: int) -> fmt.IndexUnit:
+        if index < self.first_index or index > self.last_index:
+            raise UserError(f"DLedger index {index} is outside the log [{self.first_index}, {self.last_index}]")
+        unit = fmt.decode_index_unit(self.index.read(index * fmt.INDEX_UNIT_BYTES, fmt.INDEX_UNIT_BYTES),
+                                     where=str(self.index.directory))
+        if unit.index != index:
+            raise InvariantViolation(f"DLedger index unit {index} holds index {unit.index}")
+        return unit
+
+    def entry(self, index: int) -> tuple[fmt.EntryHeader, bytes]:
+        """(header, body) of the entry at ``index``."""
+        unit = self._unit(index)
+        raw = self.data.read(unit.pos, unit.size)
+        return fmt.decode_entry(raw, 0, expected_pos=unit.pos, where=str(self.data.directory))
+
+    def entry_span(self, index: int) -> tuple[int, int]:
+        """(pos, size) of the entry at ``index``."""
+        unit = self._unit(index)
+        return unit.pos, unit.size
+
+    def term_at(self, index: int) -> int:
+        """The term of the entry at ``index``; -1 for an index before the first entry."""
+        if index < self.first_index:
+            return -1
+        return self._unit(index).term
+
+    def entries_from(self, pos: int, stop_pos: int) -> Iterator[tuple[fmt.EntryHeader, bytes]]:
+        """Valid entries whose start is in ``[pos, stop_pos)``, in log order."""
+        for header, body in self._scan_from(pos, None):
+            if header.pos >= stop_pos:
+                return
+            yield header, body
+
+    # -- truncation, commit, durability ------------------------------------------------------
+
+    def truncate_after(self, index: int) -> None:
+        """Drop every entry after ``index`` (Raft's divergent-suffix truncation)."""
+        if index >= self.last_index:
+            return
+        if index < self.committed_index:
+            raise InvariantViolation(f"truncating after {index} would drop committed entries "
+                                     f"(committed index {self.committed_index})")
+        if index < self.first_index:
+            end = self.data.min_offset
+            self.last_index, self.last_term = self.first_index - 1, 0
+        else:
+            unit = self._unit(index)
+            end = unit.pos + unit.size
+            self.last_index, self.last_term = index, unit.term
+        self.data.truncate(end)
+        self.index.truncate((self.last_index + 1) * fmt.INDEX_UNIT_BYTES)
+        self.end_pos = max(end, self.data.min_offset)
+
+    def set_committed(self, index: int) -> None:
+        """Move the commit point (never backwards; capped at ``last_index``)."""
+        index = min(index, self.last_index)
+        if index > self.committed_index:
+            self.committed_index = index
+
+    def sync(self) -> None:
+        """fdatasync the data files, then the index files."""
+        self.data.flush()
+        self.index.flush()
+
+    def close(self) -> None:
+        self.sync()
+        self.save_checkpoint()
+        self.data.close()
+        self.index.close()
+
+
+class DLedgerCommitLog:
+    """The commitlog interface of ``commitlog.CommitLog`` over a DLedgerLog: each message (each
+    message of an ordinary batch) is one entry; PHYSICALOFFSET = entry pos + 48."""
+
+    kind = "dledger"
+
+    def __init__(self, log: DLedgerLog):
+        self.log = log
+        self.last_store_timestamp_ms = 0
+
+    @property
+    def end_offset(self) -> int:
+        return self.log.end_pos
+
+    @property
+    def min_offset(self) -> int:
+        return self.log.data.min_offset
+
+    def append_messages(self, msgs: list[Message], term: int = 0) -> list[tuple[int, int]]:
+        out = []
+        for msg in msgs:
+            record = encode_message(msg)
+            _, pos = self.log.append_record(term, record)
+            msg.physical_offset = pos + fmt.ENTRY_HEADER_BYTES
+            out.append((msg.physical_offset, len(record)))
+        if msgs:
+            self.last_store_timestamp_ms = msgs[-1].store_timestamp_ms
+        return out
+
+    def read(self, physical_offset: int, size: int) -> bytes:
+        return self.log.data.read(physical_offset, size)
+
+    def scan(self, start: int, stop: int | None = None, *, check_crc: bool = False
+             ) -> Iterator[tuple[int, bytes, int]]:
+        """Records in entries starting in ``[start, stop)``; entries whose body is not a record
+        (a Raft no-op, a metadata entry) are passed over."""
+        stop = self.log.end_pos if stop is None else stop
+        for header, body in self.log.entries_from(start, stop):
+            nxt = header.pos + header.size
+            if len(body) >= 8 and check_record(body, 0, len(body), check_crc=check_crc) != RECORD_END:
+                yield header.pos + fmt.ENTRY_HEADER_BYTES, body, nxt
+
+    def committed_end(self) -> int:
+        """Position after the last committed entry (the dispatch limit in Raft mode)."""
+        if self.log.committed_index < self.log.first_index:
+            return self.log.data.min_offset
+        pos, size = self.log.entry_span(self.log.committed_index)
+        return pos + size
+
+    def recover(self, start: int, *, check_crc: bool = True) -> int:
+        """The DLedgerLog recovered its tail when it was opened; nothing more to do here."""
+        return self.log.end_pos
+
+    def flush(self) -> None:
+        self.log.sync()
+
+    def truncate(self, position: int) -> None:
+        raise InvariantViolation("a DLedger commitlog is truncated by index (DLedgerLog.truncate_after)")
+
+    def close(self) -> None:
+        self.log.close()

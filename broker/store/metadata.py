@@ -1,0 +1,151 @@
+"""The store's JSON metadata in ``{root}/config/``: topic configs, consumer offsets, delay offsets.
+
+Files (written by ``configs.py`` in the store version's flavour, fastjson layout, atomically with a
+``.bak`` by ``atomic.write_atomic``; read back falling back to the ``.bak``):
+
+* ``topics.json``: ``{"dataVersion":…, "topicConfigTable":{name: TopicConfig}}``; written at once
+  by ``create_topic``/``update_topic`` (rare operations);
+* ``consumerOffset.json``: ``offsetTable`` ``"topic@group": {queueId: next offset}``;
+* ``delayOffset.json``: ``offsetTable`` ``{delay level: next offset}``.
+
+Offsets change often, so ``commit_offset``/``set_delay_offset`` only mark the file dirty; ``persist``
+writes the dirty files (the store calls it from ``flush``, ``close`` and its background flush).
+Every name is validated (``topics.validate_topic``/``validate_group``) before it is stored.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Callable
+
+from mqbench.errors import UserError
+
+from . import configs
+from .atomic import read_with_backup, write_atomic
+from .topics import validate_group, validate_topic
+
+TOPICS_FILE = "topics.json"
+CONSUMER_OFFSETS_FILE = "consumerOffset.json"
+DELAY_OFFSETS_FILE = "delayOffset.json"
+QUEUE_TYPES = ("SimpleCQ", "BatchCQ")
+QUEUE_NUMS_MAX = 1024
+
+
+class Metadata:
+    """Topic configs and offsets of one store (see module doc). Thread-safe."""
+
+    def __init__(self, root: str | os.PathLike, version: str, clock_ms: Callable[[], int]):
+        self.dir = Path(root) / "config"
+        self.version = version
+        self.clock_ms = clock_ms
+        self._lock = threading.Lock()
+        self.topics = self._load(TOPICS_FILE, configs.parse_topics_json) or configs.TopicsFile()
+        for name in self.topics.topics:
+            validate_topic(name)
+        self.offsets = self._load(CONSUMER_OFFSETS_FILE, configs.parse_consumer_offsets_json) or configs.OffsetsFile()
+        self.delay = self._load(DELAY_OFFSETS_FILE, configs.parse_delay_offsets_json) or configs.DelayOffsetsFile()
+        self._dirty: set[str] = set()
+
+    def _load(self, name: str, parse):
+        path = self.dir / name
+        return read_with_backup(path, lambda data: parse(data, where=str(path)))
+
+    def _bump(self, dv: configs.DataVersion | None) -> configs.DataVersion:
+        dv = dv or configs.DataVersion()
+        dv.counter += 1
+        dv.timestamp_ms = self.clock_ms()
+        return dv
+
+    # -- topics ------------------------------------------------------------------------------
+
+    def topic(self, name: str) -> configs.TopicConfig | None:
+        return self.topics.topics.get(name)
+
+    def is_batch_topic(self, name: str) -> bool:
+        cfg = self.topics.topics.get(name)
+        return cfg is not None and cfg.is_batch_cq
+
+    def _check_config(self, cfg: configs.TopicConfig) -> None:
+        validate_topic(cfg.topic_name)
+        for what, n in (("read", cfg.read_queue_nums), ("write", cfg.write_queue_nums)):
+            if not 1 <= n <= QUEUE_NUMS_MAX:
+                raise UserError(f"topic {cfg.topic_name}: {what} queue count {n} is outside 1..{QUEUE_NUMS_MAX}")
+        if not 0 <= cfg.perm <= 15:
+            raise UserError(f"topic {cfg.topic_name}: perm {cfg.perm} is outside 0..15")
+        qtype = cfg.attributes.get("queue.type", "SimpleCQ")
+        if qtype not in QUEUE_TYPES:
+            raise UserError(f"topic {cfg.topic_name}: queue.type {qtype!r} is not one of {', '.join(QUEUE_TYPES)}")
+        if qtype == "BatchCQ" and self.version.startswith("v4"):
+            raise UserError(f"topic {cfg.topic_name}: BatchCQ topics need a v5 store, this one is {self.version}")
+
+    def create_topic(self, name: str, *, read_queue_nums: int = 16, write_queue_nums: int = 16, perm: int = 6,
+                     attributes: dict[str, str] | None = None, order: bool = False) -> configs.TopicConfig:
+        """Create a topic config (UserError if the topic exists) and write ``topics.json``."""
+        cfg = configs.TopicConfig(topic_name=validate_topic(name), read_queue_nums=read_queue_nums,
+                                  write_queue_nums=write_queue_nums, perm=perm, order=order,
+                                  attributes=dict(attributes or {}))
+        self._check_config(cfg)
+        with self._lock:
+            if name in self.topics.topics:
+                raise UserError(f"topic {name} already exists")
+            self.topics.topics[name] = cfg
+            self._write_topics()
+        return cfg
+
+    def update_topic(self, cfg: configs.TopicConfig) -> configs.TopicConfig:
+        """Replace an existing topic's config (UserError if missing; the queue type cannot change)."""
+        self._check_config(cfg)
+        with self._lock:
+            old = self.topics.topics.get(cfg.topic_name)
+            if old is None:
+                raise UserError(f"topic {cfg.topic_name} does not exist")
+            if old.is_batch_cq != cfg.is_batch_cq:
+                raise UserError(f"topic {cfg.topic_name}: queue.type cannot change once the topic exists")
+            self.topics.topics[cfg.topic_name] = cfg
+            self._write_topics()
+        return cfg
+
+    def _write_topics(self) -> None:
+        self.topics.data_version = self._bump(self.topics.data_version)
+        write_atomic(self.dir / TOPICS_FILE, configs.dump_topics_json(self.topics, self.version).encode("utf-8"))
+
+    # -- consumer and delay offsets ----------------------------------------------------------
+
+    def commit_offset(self, group: str, topic: str, queue_id: int, offset: int) -> None:
+        validate_group(group)
+        validate_topic(topic)
+        if "@" in group:
+            raise UserError(f"group {group!r} contains '@'")
+        if queue_id < 0 or offset < 0:
+            raise UserError(f"queue id {queue_id} and offset {offset} must not be negative")
+        with self._lock:
+            self.offsets.offsets.setdefault((topic, group), {})[queue_id] = offset
+            self._dirty.add(CONSUMER_OFFSETS_FILE)
+
+    def query_offset(self, group: str, topic: str, queue_id: int) -> int:
+        """The committed offset, or -1 when the group never committed one for that queue."""
+        return self.offsets.offsets.get((topic, group), {}).get(queue_id, -1)
+
+    def set_delay_offset(self, level: int, offset: int) -> None:
+        if level < 1 or offset < 0:
+            raise UserError(f"delay level {level} must be >= 1 and offset {offset} >= 0")
+        with self._lock:
+            self.delay.offsets[level] = offset
+            self._dirty.add(DELAY_OFFSETS_FILE)
+
+    def delay_offset(self, level: int) -> int:
+        return self.delay.offsets.get(level, 0)
+
+    def persist(self) -> None:
+        """Write the dirty offset files (atomically, keeping ``.bak``)."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            if CONSUMER_OFFSETS_FILE in dirty:
+                self.offsets.data_version = self._bump(self.offsets.data_version)
+                text = configs.dump_consumer_offsets_json(self.offsets, self.version)
+                write_atomic(self.dir / CONSUMER_OFFSETS_FILE, text.encode("utf-8"))
+            if DELAY_OFFSETS_FILE in dirty:
+                self.delay.data_version = self._bump(self.delay.data_version)
+                text = configs.dump_delay_offsets_json(self.delay, self.version)
+                write_atomic(self.dir / DELAY_OFFSETS_FILE, text.encode("utf-8"))

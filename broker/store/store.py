@@ -1,0 +1,517 @@
+"""The Store API the broker calls: one store root, one storage format version.
+
+Opening::
+
+    store = Store.open(root, "v5", create=True, flush_policy="sync")
+
+``Store.open(root, version=None, *, create=False, commitlog_segment_bytes=1 GiB,
+cq_segment_bytes=6_000_000, bcq_segment_bytes=13_800_000, dledger_index_segment_bytes=167_772_160,
+flush_policy="none", clock_ms=None, store_host=("127.0.0.1", 10911), raft_mode=False,
+background_flush=True)``
+
+* ``version`` is checked against the store's marker (``versions.detect_version``): a store of
+  another version is refused (UserError). ``create=True`` makes a new store (and writes the marker);
+  without it a missing store is a UserError.
+* A ``lock`` file (flock) keeps a second process out; an ``abort`` file is created on open and
+  removed by ``close``. Recovery (``recovery.py``) always validates the commitlog tail from the
+  checkpoint (records by magic, size and CRC), zeroes a torn tail and makes the consume queues agree.
+* ``clock_ms`` (a callable returning ms since the epoch) stamps STORETIMESTAMP and born timestamps
+  left at 0; it defaults to the wall clock.
+
+Writing (the queue offsets are assigned here, from a table derived from the log):
+
+* ``append(msg, *, term=0, wait_durable=True) -> AppendResult``
+* ``append_batch(topic, queue_id, items, *, consolidate, properties=None, flag=0, sysflag=0,
+  born_timestamp_ms=0, born_host=..., term=0, wait_durable=True) -> AppendResult``:
+  with ``consolidate=True`` on a BatchCQ topic of a v5 store the batch is ONE record (spec 4.4:
+  body = the client batch body, sysflag NEED_UNWRAP|INNER_BATCH, ``INNER_NUM``/``INNER_BASE``, one
+  BCQ unit); ``consolidate=True`` anywhere else is a UserError. Otherwise one record per message
+  (spec 4.2), written together.
+* ``AppendResult.end_offset`` is the log position to make durable. With ``flush_policy="sync"``
+  and ``wait_durable=True`` the call returns only after the fdatasync covering it (group commit).
+  An asyncio broker passes ``wait_durable=False`` and then ``await asyncio.to_thread(
+  store.wait_durable, result.end_offset)``: the fdatasync runs in a thread, the loop keeps serving.
+
+Dispatch point (when appended messages become readable through ``read_queue``):
+
+* ``none`` / ``interval``: at once after the write (RocketMQ's behaviour; a crash may take back
+  what was read but not yet flushed).
+* ``sync``: after the fdatasync that covers them (a consumer never sees a message that a crash
+  could take back).
+* ``raft_mode=True`` (DLedger versions): only committed entries; the Raft adapter calls
+  ``commit(index)``. Without raft mode a DLedger store commits each entry as it is written.
+
+Reading: ``read_queue(topic, queue_id, offset, max_messages=32, max_bytes=4 MiB) -> ReadResult``
+(messages with their queue offsets, inner batches unwrapped into messages ``base+i``, the next
+offset, status); ``min_offset``/``max_offset(topic, queue_id)``; ``read_message(physical_offset,
+size)``.
+
+Metadata: ``topic_config(name)``, ``create_topic(name, ...)``, ``update_topic(cfg)``,
+``commit_offset(group, topic, queue_id, offset)``, ``query_offset(...) -> int (-1 = none)``,
+``set_delay_offset(level, offset)``, ``delay_offset(level)``.
+
+Raft (DLedger versions): ``dledger`` (the ``DLedgerLog``), ``append_entry(term, body) -> index``
+(a replicated entry on a follower), ``commit(index)``, ``truncate_after(index)``.
+
+``flush()`` makes everything durable (log, queues, checkpoint, offsets); ``close()`` flushes and
+removes the abort file. All public methods are thread-safe.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from mqbench.errors import UserError
+
+from . import versions
+from .atomic import AbortMarker, StoreLock
+from .batch import BatchItem, decode_batch, encode_batch
+from .commitlog import CommitLog
+from .configs import TopicConfig
+from .consume_queue import DEFAULT_BCQ_SEGMENT_BYTES, DEFAULT_CQ_SEGMENT_BYTES, BatchConsumeQueue
+from .dispatch import QueueSet, dispatch_info, dispatch_record
+from .dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerCommitLog, DLedgerLog
+from .flush import POLICY_INTERVAL, POLICY_SYNC, GroupCommit, IntervalFlusher, parse_flush_policy
+from .metadata import Metadata
+from .record import (SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED,
+                     SYSFLAG_TX_ROLLBACK, Message, decode_message, message_id)
+from .recovery import CheckpointState, StoreCheckpoint, commitlog_scan_start, recover_queues
+from .topics import validate_topic
+
+DEFAULT_COMMITLOG_SEGMENT_BYTES = 1 << 30
+DEFAULT_STORE_HOST = ("127.0.0.1", 10911)
+HOUSEKEEPING_MS = 1000
+DLEDGER_SELF_ID = "n0"
+
+
+@dataclass
+class AppendResult:
+    physical_offset: int          # of the first record written
+    queue_offset: int             # of the first message
+    message_count: int
+    record_count: int
+    size_bytes: int               # all records written
+    end_offset: int               # log position to pass to wait_durable
+    msg_ids: list[str] = field(default_factory=list)
+    index: int | None = None      # DLedger index of the last entry written (DLedger versions)
+
+
+@dataclass
+class ReadResult:
+    status: str                   # FOUND, NO_MESSAGE, OFFSET_OVERFLOW, NO_QUEUE
+    messages: list[Message]
+    next_offset: int
+    min_offset: int
+    max_offset: int
+
+
+class Store:
+    """One store root (see module doc). Build it with ``Store.open``."""
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, version: str | None = None, *, create: bool = False,
+             commitlog_segment_bytes: int = DEFAULT_COMMITLOG_SEGMENT_BYTES,
+             cq_segment_bytes: int = DEFAULT_CQ_SEGMENT_BYTES, bcq_segment_bytes: int = DEFAULT_BCQ_SEGMENT_BYTES,
+             dledger_index_segment_bytes: int = DEFAULT_INDEX_SEGMENT_BYTES, flush_policy: str = "none",
+             clock_ms: Callable[[], int] | None = None, store_host: tuple[str, int] = DEFAULT_STORE_HOST,
+             raft_mode: bool = False, background_flush: bool = True) -> "Store":
+        root = Path(root)
+        policy = parse_flush_policy(flush_policy)
+        if version is not None and version not in versions.STORE_VERSIONS:
+            raise UserError(f"unknown store version {version!r} (one of {', '.join(versions.STORE_VERSIONS)})")
+        fresh = not root.exists() or (root.is_dir() and not any(root.iterdir()))
+        if fresh:
+            if not create:
+                raise UserError(f"no store at {root} (pass create to make one)")
+            if version is None:
+                raise UserError("a new store needs a version")
+            root.mkdir(parents=True, exist_ok=True)
+            versions.write_marker(str(root), version)
+        found = versions.detect_version(str(root))
+        if version is not None and found != version:
+            raise UserError(f"the store at {root} is {found}, not {version}")
+        if raft_mode and not versions.is_dledger(found):
+            raise UserError(f"raft mode needs a DLedger store, {root} is {found}")
+        return cls(root, found, policy=policy, commitlog_segment_bytes=commitlog_segment_bytes,
+                   cq_segment_bytes=cq_segment_bytes, bcq_segment_bytes=bcq_segment_bytes,
+                   dledger_index_segment_bytes=dledger_index_segment_bytes,
+                   clock_ms=clock_ms or (lambda: time.time_ns() // 1_000_000), store_host=store_host,
+                   raft_mode=raft_mode, background_flush=background_flush)
+
+    def __init__(self, root: Path, version: str, *, policy, commitlog_segment_bytes: int, cq_segment_bytes: int,
+                 bcq_segment_bytes: int, dledger_index_segment_bytes: int, clock_ms: Callable[[], int],
+                 store_host: tuple[str, int], raft_mode: bool, background_flush: bool):
+        self.root = root
+        self.version = version
+        self.policy = policy
+        self.clock_ms = clock_ms
+        self.store_host = store_host
+        self.raft_mode = raft_mode
+        self._lock = threading.RLock()
+        self._closed = False
+        self._lockfile = StoreLock(root)
+        try:
+            self._abort = AbortMarker(root)
+            self.recovered_abnormally = self._abort.was_present
+            self.meta = Metadata(root, version, clock_ms)
+            self.checkpoint = StoreCheckpoint(root)
+            self.dledger: DLedgerLog | None = None
+            if versions.is_dledger(version):
+                self.dledger = DLedgerLog(root / f"dledger-{DLEDGER_SELF_ID}",
+                                          data_segment_bytes=commitlog_segment_bytes,
+                                          index_segment_bytes=dledger_index_segment_bytes)
+                self.log = DLedgerCommitLog(self.dledger)
+            else:
+                self.log = CommitLog(root / "commitlog", commitlog_segment_bytes)
+            self.queues = QueueSet(root, cq_segment_bytes=cq_segment_bytes, bcq_segment_bytes=bcq_segment_bytes)
+            self._recover()
+        except BaseException:
+            self._lockfile.release()
+            raise
+        self._abort.create(os.getpid())
+        self.group_commit = GroupCommit(self._sync_log, written_offset=self.log.end_offset)
+        self._flusher = None
+        if background_flush:
+            interval = self.policy.interval_ms if self.policy.kind == POLICY_INTERVAL else HOUSEKEEPING_MS
+            # the flush thread runs on real time; the injected clock only stamps records
+            self._flusher = IntervalFlusher(self._background_flush, interval,
+                                            lambda: time.monotonic_ns() // 1_000_000)
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        ck = self.checkpoint.state
+        if isinstance(self.log, CommitLog):
+            segs = self.log.segments.segment_starts()
+            start = commitlog_scan_start(segs, self.log.segment_size_bytes, ck.durable_offset)
+            self.log.recover(start, check_crc=True)
+            self.log.segments.flush_from(start)
+        else:
+            if not self.raft_mode:
+                self.dledger.set_committed(self.dledger.last_index)
+        limit = self._dispatch_limit_unflushed()
+        dispatched = ck.dispatched_offset if ck.dispatched_offset is not None else self.log.min_offset
+        self.units_dropped, self.records_redispatched = recover_queues(
+            self.queues, self.log.scan, dispatched, limit, self.meta.is_batch_topic)
+        self._dispatched = limit
+        self._rebuild_queue_table()
+        self.queues.flush()
+        self.checkpoint.write(CheckpointState(self.log.last_store_timestamp_ms, self.log.last_store_timestamp_ms,
+                                              self.log.end_offset, self._dispatched), fsync=True)
+
+    def _rebuild_queue_table(self) -> None:
+        """Next queue offsets: the queues' ends, then the records written but not yet dispatched."""
+        self._next_offset = self.queues.max_offsets()
+        for _, record, _ in self.log.scan(self._dispatched, None):
+            self._note_offsets(dispatch_info(record, where="commitlog"))
+
+    def _note_offsets(self, info) -> None:
+        if info.gets_unit:
+            key = (info.topic, info.queue_id)
+            self._next_offset[key] = max(self._next_offset.get(key, 0), info.queue_offset + info.inner_num)
+
+    def _dispatch_limit_unflushed(self) -> int:
+        if self.raft_mode:
+            return self.log.committed_end()
+        return self.log.end_offset
+
+    # -- durability --------------------------------------------------------------------------
+
+    def _sync_log(self) -> None:
+        end = self.log.end_offset
+        self.log.flush()
+        st = self.checkpoint.state
+        self.checkpoint.write(CheckpointState(self.log.last_store_timestamp_ms, st.logics_msg_timestamp_ms,
+                                              max(end, st.durable_offset or 0), st.dispatched_offset))
+
+    def wait_durable(self, offset: int) -> int:
+        """Block until every log byte below ``offset`` is fdatasynced (group commit); returns the
+        durable offset. Under the sync policy this also makes the covered messages readable."""
+        flushed = self.group_commit.wait_durable(offset)
+        if self.policy.kind == POLICY_SYNC and not self.raft_mode:
+            with self._lock:
+                self._dispatch_to(min(flushed, self.log.end_offset))
+        return flushed
+
+    def _flush_queues_and_checkpoint(self) -> None:
+        with self._lock:
+            dispatched = self._dispatched
+            queues = [q for _, q in self.queues.all()]
+        for q in queues:
+            q.flush()
+        st = self.checkpoint.state
+        self.checkpoint.write(CheckpointState(st.physic_msg_timestamp_ms, st.physic_msg_timestamp_ms,
+                                              st.durable_offset, dispatched))
+        self.meta.persist()
+        if self.dledger is not None:
+            with self._lock:
+                self.dledger.save_checkpoint()
+
+    def _background_flush(self) -> None:
+        if self.policy.kind == POLICY_INTERVAL:
+            self.group_commit.flush()
+        self._flush_queues_and_checkpoint()
+
+    def flush(self) -> None:
+        """Make the log, the queues, the checkpoint and the offsets durable."""
+        self.wait_durable(self.log.end_offset)
+        self._flush_queues_and_checkpoint()
+
+    def close(self) -> None:
+        """Flush everything, release the files and remove the abort marker (a clean shutdown)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._flusher is not None:
+            self._flusher.stop()
+        self.flush()
+        with self._lock:
+            self.queues.close()
+            self.log.close()
+            self.checkpoint.close()
+            self._abort.remove()
+            self._lockfile.release()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def _dispatch_to(self, limit: int) -> None:
+        if limit <= self._dispatched:
+            return
+        for _, record, nxt in self.log.scan(self._dispatched, limit):
+            dispatch_record(self.queues, dispatch_info(record, where="commitlog"), self.meta.is_batch_topic)
+        self._dispatched = limit
+
+    def _after_append(self, end: int) -> None:
+        self.group_commit.written(end)
+        if self.dledger is not None and not self.raft_mode:
+            self.dledger.set_committed(self.dledger.last_index)
+        if self.policy.kind != POLICY_SYNC and not self.raft_mode:
+            self._dispatch_to(end)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UserError(f"the store at {self.root} is closed")
+        if self._flusher is not None and self._flusher.error is not None:
+            raise UserError(f"the store at {self.root} stopped flushing: {self._flusher.error}")
+
+    def _prepare(self, msg: Message) -> None:
+        validate_topic(msg.topic)
+        if not 0 <= msg.queue_id < 1 << 31:
+            raise UserError(f"queue id {msg.queue_id} is out of range")
+        now = self.clock_ms()
+        msg.store_timestamp_ms = now
+        if not msg.born_timestamp_ms:
+            msg.born_timestamp_ms = now
+        msg.store_host = self.store_host
+        if versions.major(self.version) == 4:
+            msg.version = 1
+            if msg.sysflag & (SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP):
+                raise UserError(f"inner-batch records need a v5 store, this one is {self.version}")
+
+    def _assign(self, msg: Message, count: int) -> None:
+        if msg.sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
+            msg.queue_offset = 0   # half/rollback records take no queue slot (spec 3.10)
+            return
+        key = (msg.topic, msg.queue_id)
+        msg.queue_offset = self._next_offset.get(key, 0)
+        self._next_offset[key] = msg.queue_offset + count
+        if msg.sysflag & SYSFLAG_INNER_BATCH:
+            msg.properties["INNER_BASE"] = str(msg.queue_offset)
+
+    def _write(self, msgs: list[Message], counts: list[int], term: int, wait: bool) -> AppendResult:
+        with self._lock:
+            self._check_open()
+            for m in msgs:
+                self._prepare(m)
+            saved = dict(self._next_offset)
+            for m, n in zip(msgs, counts):
+                self._assign(m, n)
+            try:
+                placed = self.log.append_messages(msgs, term)
+            except BaseException:
+                self._next_offset = saved
+                raise
+            end = self.log.end_offset
+            self._after_append(end)
+        result = AppendResult(
+            physical_offset=placed[0][0], queue_offset=msgs[0].queue_offset, message_count=sum(counts),
+            record_count=len(msgs), size_bytes=sum(s for _, s in placed), end_offset=end,
+            msg_ids=[message_id(self.store_host, p) for p, _ in placed],
+            index=self.dledger.last_index if self.dledger is not None else None)
+        if wait and self.policy.kind == POLICY_SYNC:
+            self.wait_durable(end)
+        return result
+
+    def append(self, msg: Message, *, term: int = 0, wait_durable: bool = True) -> AppendResult:
+        """Store one message (its queue offset, physical offset and store time are filled in)."""
+        if msg.sysflag & SYSFLAG_INNER_BATCH:
+            raise UserError("use append_batch(consolidate=True) for inner-batch records")
+        return self._write([msg], [1], term, wait_durable)
+
+    def append_batch(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
+                     properties: dict[str, str] | None = None, flag: int = 0, sysflag: int = 0,
+                     born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0),
+                     term: int = 0, wait_durable: bool = True) -> AppendResult:
+        """Store a client batch (see module doc); ``properties`` are the batch-level properties."""
+        validate_topic(topic)
+        if not items:
+            raise UserError("an empty batch")
+        if sysflag & (SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP):
+            raise UserError("a batch cannot be transactional or carry inner-batch flags (spec 4.3)")
+        batch_props = dict(properties or {})
+        common = dict(topic=topic, queue_id=queue_id, sysflag=sysflag,
+                      born_timestamp_ms=born_timestamp_ms, born_host=born_host)
+        if consolidate:
+            if not versions.has_batch_cq(self.version):
+                raise UserError(f"consolidated batches need a v5 store, this one is {self.version}")
+            if not self.meta.is_batch_topic(topic):
+                raise UserError(f"topic {topic} is not a BatchCQ topic (attribute queue.type=BatchCQ)")
+            if len(items) > 0x7FFF:
+                raise UserError(f"a consolidated batch holds at most 32767 messages, got {len(items)}")
+            # INNER_BASE is filled in when the queue offset is assigned (_assign)
+            props = {**batch_props, "INNER_NUM": str(len(items)), "INNER_BASE": ""}
+            msg = Message(body=encode_batch(items), properties=props, flag=flag,
+                          **{**common, "sysflag": sysflag | SYSFLAG_NEED_UNWRAP | SYSFLAG_INNER_BATCH})
+            return self._write([msg], [len(items)], term, wait_durable)
+        dledger = versions.is_dledger(self.version)
+        msgs = [Message(body=item.body, flag=item.flag,
+                        properties=dict(item.properties) if dledger else {**item.properties, **batch_props},
+                        **common) for item in items]
+        return self._write(msgs, [1] * len(msgs), term, wait_durable)
+
+    # -- Raft hooks (DLedger versions) -------------------------------------------------------
+
+    def _need_dledger(self) -> DLedgerLog:
+        if self.dledger is None:
+            raise UserError(f"the store at {self.root} is {self.version}, not a DLedger store")
+        return self.dledger
+
+    def append_entry(self, term: int, body: bytes) -> int:
+        """A replicated entry (a follower's append); returns its index."""
+        log = self._need_dledger()
+        with self._lock:
+            self._check_open()
+            is_record = len(body) >= 8 and body[4:8] in (b"\xda\xa3\x20\xa7", b"\xda\xa3\x20\xab")
+            index, _ = log.append_record(term, body) if is_record else log.append(term, body)
+            if is_record:
+                self._note_offsets(dispatch_info(log.entry(index)[1], where="replicated entry"))
+            self._after_append(self.log.end_offset)
+            return index
+
+    def commit(self, index: int) -> None:
+        """Raft mode: entries up to ``index`` are committed; dispatch them."""
+        log = self._need_dledger()
+        with self._lock:
+            log.set_committed(index)
+            self._dispatch_to(self.log.committed_end())
+
+    def truncate_after(self, index: int) -> None:
+        """Raft mode: drop the uncommitted entries after ``index``; the queue-offset table is rebuilt."""
+        log = self._need_dledger()
+        with self._lock:
+            log.truncate_after(index)
+            self.group_commit.reset(min(self.group_commit.flushed_offset, self.log.end_offset))
+            self._dispatched = min(self._dispatched, self.log.end_offset)
+            self._rebuild_queue_table()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def read_message(self, physical_offset: int, size: int) -> Message:
+        """The record at ``physical_offset`` (CorruptDataError if it is not a whole valid record)."""
+        msg, _ = decode_message(self.log.read(physical_offset, size), 0, where="commitlog")
+        return msg
+
+    def min_offset(self, topic: str, queue_id: int) -> int:
+        q = self.queues.find(topic, queue_id)
+        return q.min_offset if q is not None else 0
+
+    def max_offset(self, topic: str, queue_id: int) -> int:
+        """The next queue offset to be dispatched (what consumers can read up to)."""
+        q = self.queues.find(topic, queue_id)
+        return q.max_offset if q is not None else 0
+
+    def read_queue(self, topic: str, queue_id: int, offset: int, max_messages: int = 32,
+                   max_bytes: int = 4 << 20) -> ReadResult:
+        """Messages from ``offset`` on (at least one if any is there, then up to the limits)."""
+        validate_topic(topic)
+        with self._lock:
+            q = self.queues.find(topic, queue_id)
+            if q is None:
+                return ReadResult("NO_QUEUE", [], 0, 0, 0)
+            lo, hi = q.min_offset, q.max_offset
+            if offset >= hi:
+                return ReadResult("OFFSET_OVERFLOW" if offset > hi else "NO_MESSAGE", [], hi, lo, hi)
+            offset = max(offset, lo)
+            out: list[Message] = []
+            used = 0
+            if isinstance(q, BatchConsumeQueue):
+                for unit in q.read_units(offset, max_messages):
+                    record = self.read_message(unit.physical_offset, unit.size)
+                    for m in self._unwrap(record, unit.base_offset):
+                        if m.queue_offset < offset:
+                            continue
+                        if out and (len(out) >= max_messages or used + len(m.body) > max_bytes):
+                            break
+                        out.append(m)
+                        used += len(m.body)
+                    if len(out) >= max_messages or used >= max_bytes:
+                        break
+            else:
+                for qoff, phys, size, _ in q.read_units(offset, max_messages):
+                    if out and used + size > max_bytes:
+                        break
+                    m = self.read_message(phys, size)
+                    m.queue_offset = qoff
+                    out.append(m)
+                    used += size
+            nxt = out[-1].queue_offset + 1 if out else offset
+            return ReadResult("FOUND" if out else "NO_MESSAGE", out, nxt, lo, hi)
+
+    def _unwrap(self, record: Message, base: int) -> list[Message]:
+        if not record.sysflag & SYSFLAG_INNER_BATCH:
+            record.queue_offset = base
+            return [record]
+        items = decode_batch(record.body, where=f"commitlog at {record.physical_offset}")
+        flags = record.sysflag & ~(SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP)
+        return [Message(topic=record.topic, body=item.body, properties=dict(item.properties), flag=item.flag,
+                        queue_id=record.queue_id, queue_offset=base + i, physical_offset=record.physical_offset,
+                        sysflag=flags, born_timestamp_ms=record.born_timestamp_ms, born_host=record.born_host,
+                        store_timestamp_ms=record.store_timestamp_ms, store_host=record.store_host,
+                        reconsume_times=record.reconsume_times, version=record.version)
+                for i, item in enumerate(items)]
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    def topic_config(self, name: str) -> TopicConfig | None:
+        return self.meta.topic(name)
+
+    def create_topic(self, name: str, **fields) -> TopicConfig:
+        return self.meta.create_topic(name, **fields)
+
+    def update_topic(self, cfg: TopicConfig) -> TopicConfig:
+        return self.meta.update_topic(cfg)
+
+    def commit_offset(self, group: str, topic: str, queue_id: int, offset: int) -> None:
+        self.meta.commit_offset(group, topic, queue_id, offset)
+
+    def query_offset(self, group: str, topic: str, queue_id: int) -> int:
+        return self.meta.query_offset(group, topic, queue_id)
+
+    def set_delay_offset(self, level: int, offset: int) -> None:
+        self.meta.set_delay_offset(level, offset)
+
+    def delay_offset(self, level: int) -> int:
+        return self.meta.delay_offset(level)
