@@ -8,8 +8,8 @@ meaning; mqbench adds its own recovery offsets after them, in bytes RocketMQ nev
     0    8     int64  physicMsgTimestamp: store time of the last flushed commitlog record
     8    8     int64  logicsMsgTimestamp: store time of the last record whose queue unit is flushed
     16   8     int64  indexMsgTimestamp: 0 (no IndexFile is written)
-    24   16    -      masterFlushedOffset/confirmPhyOffset: left 0 (4.x reads only 24 bytes and
-                      ``versions.detect`` takes these bytes as 5.x evidence)
+    24   16    int64  masterFlushedOffset/confirmPhyOffset: 0 (not written by a 4.x store; no HA or
+                      controller here, and a 5.x broker truncates to a non-zero confirmPhyOffset)
     64   8     bytes  b"mqbench1": our extension is present
     72   8     int64  durable_offset: every commitlog byte below it was fdatasynced
     80   8     int64  dispatched_offset: every queue unit of a record below it was fdatasynced
@@ -34,13 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import checkpoint as fmt
 from .dispatch import QueueSet, dispatch_info, dispatch_record
 
 CHECKPOINT_FILE = "checkpoint"
-CHECKPOINT_BYTES = 4096
 RECOVER_SEGMENTS = 3
 
-_ROCKETMQ = struct.Struct(">qqq")      # physicMsgTimestamp, logicsMsgTimestamp, indexMsgTimestamp
 _OURS = struct.Struct(">8sqq")         # b"mqbench1", durable_offset, dispatched_offset
 _OURS_AT = 64
 _OURS_TAG = b"mqbench1"
@@ -54,22 +53,25 @@ class CheckpointState:
     dispatched_offset: int | None = None
 
 
-class StoreCheckpoint:
-    """Read/write of ``{root}/checkpoint`` (see module doc)."""
+class CheckpointFile:
+    """Read/write of ``{root}/checkpoint`` (see module doc); the RocketMQ fields are packed by
+    ``checkpoint.encode_checkpoint`` for the store's version."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, version: str):
+        self.version = version
         self.path = Path(root) / CHECKPOINT_FILE
         existed = self.path.exists()
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not existed or os.fstat(self._fd).st_size < CHECKPOINT_BYTES:
-            os.ftruncate(self._fd, CHECKPOINT_BYTES)
+        if not existed or os.fstat(self._fd).st_size < fmt.CHECKPOINT_FILE_BYTES:
+            os.ftruncate(self._fd, fmt.CHECKPOINT_FILE_BYTES)
         self.state = self._read()
 
     def _read(self) -> CheckpointState:
         raw = os.pread(self._fd, _OURS_AT + _OURS.size, 0)
         if len(raw) < _OURS_AT + _OURS.size:
             return CheckpointState()
-        phys_ts, logic_ts, _ = _ROCKETMQ.unpack_from(raw, 0)
+        rocketmq = fmt.decode_checkpoint(raw, where=str(self.path))
+        phys_ts, logic_ts = rocketmq.physic_msg_timestamp_ms, rocketmq.logics_msg_timestamp_ms
         tag, durable, dispatched = _OURS.unpack_from(raw, _OURS_AT)
         if tag != _OURS_TAG or durable < 0 or dispatched < 0:
             return CheckpointState(phys_ts, logic_ts)
@@ -77,8 +79,8 @@ class StoreCheckpoint:
 
     def write(self, state: CheckpointState, *, fsync: bool = False) -> None:
         self.state = state
-        data = bytearray(_OURS_AT + _OURS.size)
-        _ROCKETMQ.pack_into(data, 0, state.physic_msg_timestamp_ms, state.logics_msg_timestamp_ms, 0)
+        data = bytearray(fmt.encode_checkpoint(fmt.StoreCheckpoint(
+            state.physic_msg_timestamp_ms, state.logics_msg_timestamp_ms), version=self.version)[:_OURS_AT + _OURS.size])
         _OURS.pack_into(data, _OURS_AT, _OURS_TAG, state.durable_offset or 0, state.dispatched_offset or 0)
         os.pwrite(self._fd, bytes(data), 0)
         if fsync:

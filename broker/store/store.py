@@ -79,7 +79,7 @@ from .flush import POLICY_INTERVAL, POLICY_SYNC, GroupCommit, IntervalFlusher, p
 from .metadata import Metadata
 from .record import (SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED,
                      SYSFLAG_TX_ROLLBACK, Message, decode_message, message_id)
-from .recovery import CheckpointState, StoreCheckpoint, commitlog_scan_start, recover_queues
+from .recovery import CheckpointFile, CheckpointState, commitlog_scan_start, recover_queues
 from .topics import validate_topic
 
 DEFAULT_COMMITLOG_SEGMENT_BYTES = 1 << 30
@@ -158,7 +158,7 @@ class Store:
             self._abort = AbortMarker(root)
             self.recovered_abnormally = self._abort.was_present
             self.meta = Metadata(root, version, clock_ms)
-            self.checkpoint = StoreCheckpoint(root)
+            self.checkpoint = CheckpointFile(root, version)
             self.dledger: DLedgerLog | None = None
             if versions.is_dledger(version):
                 self.dledger = DLedgerLog(root / f"dledger-{DLEDGER_SELF_ID}",
