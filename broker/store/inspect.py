@@ -1,0 +1,547 @@
+"""What is in a store, read-only: version, files, topics, queues, offsets, and damage.
+
+``inspect_store(root)`` returns a ``mqbench.inspect/1`` document (a dict, unit-suffixed field
+names) for a store written by mqbench or by a real RocketMQ 4.x/5.x broker, plain (``commitlog/``)
+or DLedger (``dledger-*/data/``). It never modifies the store: files are opened read-only and
+no abort/lock file is created. ``iter_messages(root)`` streams the messages of the log.
+
+Damage kinds (each entry names the file and the byte offset in it where known):
+
+* ``torn_tail``: the valid data ends in the log and non-zero bytes follow (``valid_end_offset``,
+  ``nonzero_bytes_after``); ``corrupt_record``: invalid bytes with valid data after them;
+* ``crc_mismatch``: a record whose body CRC differs from BODYCRC; ``bad_entry_body``: a DLedger
+  entry that does not hold a record; ``wrong_physical_offset``: PHYSICALOFFSET differs from where
+  the record is; ``dledger_index_mismatch``/``dledger_index_gap``: the DLedger index disagrees;
+* ``cq_past_end``: a consume-queue entry pointing at or past the end of the valid log;
+  ``cq_mismatch``: an entry pointing at something that is not that queue's record at that offset;
+  ``cq_missing_entry``: a log record whose queue has no entry for it; ``cq_torn``: non-zero bytes
+  after the end of a consume queue;
+* ``file_size_mismatch``, ``unexpected_file``, ``offset_gap``: segment files RocketMQ would refuse;
+* ``config_unreadable``: a JSON/checkpoint file that does not parse (the ``.bak`` is used if it does).
+"""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from mqbench.errors import CorruptDataError, UserError
+from mqbench.output import document
+
+from . import configs, dledger as dl
+from .checkpoint import decode_checkpoint
+from .inspect_files import (
+    LogRecord, MappedFile, SegmentDir, SegmentReader, WalkEnd, count_nonzero, folder_of, iter_files, iter_log,
+    list_segments,
+)
+from .queues import (
+    BCQ_UNIT_BYTES, CQ_UNIT_BYTES, decode_bcq_unit, decode_cq_unit, find_bcq_unit, is_cq_end, is_cq_filler,
+)
+from .record import (
+    SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, check_record, decode_message,
+    peek_fields,
+)
+from .timer_formats import decode_timer_check
+from .versions import detect
+
+SCHEMA = "mqbench.inspect/1"
+DAMAGE_LIST_MAX = 50  # per kind; damage_counts has the totals
+
+
+@dataclass
+class _Queue:
+    topic: str
+    queue_id: int
+    cq_type: str = "none"  # SimpleCQ / BatchCQ / none (no queue files)
+    messages: int = 0
+    min_offset: int | None = None
+    max_offset: int = 0
+    log_records: int = 0
+    log_min_offset: int | None = None
+    log_max_offset: int | None = None
+    segdir: SegmentDir | None = None
+    bcq_units: list = field(default_factory=list)
+
+
+class _Damage:
+    def __init__(self):
+        self.entries: list[dict] = []
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def __call__(self, item: dict) -> None:
+        self.counts[item["kind"]] += 1
+        if self.counts[item["kind"]] <= DAMAGE_LIST_MAX:
+            self.entries.append(item)
+
+
+def _log_dirs(root: str, dledger_dirs: list[str]) -> list[tuple[str, bool]]:
+    """(relative folder, is DLedger) of the log, in address order: an upgraded store keeps its old
+    ``commitlog/`` below the DLedger data."""
+    dirs = []
+    if os.path.isdir(os.path.join(root, "commitlog")):
+        dirs.append(("commitlog", False))
+    if dledger_dirs:
+        dirs.append((f"{dledger_dirs[0]}/data", True))
+    return dirs
+
+
+def _check_readable(root: str) -> None:
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise UserError(f"cannot read the store folder {root} (permission denied)")
+
+
+class _Inspector:
+    def __init__(self, root: str):
+        self.root = root
+        self.damage = _Damage()
+        self.notes: list[str] = []
+        self.queues: dict[tuple[str, int], _Queue] = {}
+
+    def queue(self, topic: str, queue_id: int) -> _Queue:
+        key = (topic, queue_id)
+        if key not in self.queues:
+            self.queues[key] = _Queue(topic, queue_id)
+        return self.queues[key]
+
+    # --- consume queues -------------------------------------------------------------------
+
+    def load_queue_dirs(self) -> None:
+        for folder, kind in (("consumequeue", "SimpleCQ"), ("batchconsumequeue", "BatchCQ")):
+            base = os.path.join(self.root, folder)
+            if not os.path.isdir(base):
+                continue
+            for topic in sorted(os.listdir(base)):
+                tdir = os.path.join(base, topic)
+                if not os.path.isdir(tdir):
+                    continue
+                for qname in sorted(os.listdir(tdir)):
+                    qdir = os.path.join(tdir, qname)
+                    if not os.path.isdir(qdir):
+                        continue
+                    if not qname.isdigit():
+                        self.damage({"kind": "unexpected_file", "file": f"{folder}/{topic}/{qname}",
+                                     "detail": "queue folder name is not a number"})
+                        continue
+                    q = self.queue(topic, int(qname))
+                    q.cq_type = kind
+                    q.segdir = list_segments(qdir, f"{folder}/{topic}/{qname}")
+                    for problem in q.segdir.problems:
+                        self.damage(problem)
+                    if kind == "BatchCQ":
+                        self._load_bcq(q, f"{folder}/{topic}/{qname}")
+
+    def _load_bcq(self, q: _Queue, rel: str) -> None:
+        for seg in q.segdir.segments:
+            with MappedFile(seg.path) as data:
+                pos = 0
+                while pos + BCQ_UNIT_BYTES <= len(data):
+                    unit = decode_bcq_unit(data, pos)
+                    if not unit.is_valid:
+                        break
+                    q.bcq_units.append(unit)
+                    pos += BCQ_UNIT_BYTES
+                nonzero = count_nonzero(data, pos, len(data))
+                if nonzero:
+                    self.damage({"kind": "cq_torn", "file": f"{rel}/{os.path.basename(seg.path)}", "offset": pos,
+                                 "nonzero_bytes_after": nonzero, "detail": "non-zero bytes after the last valid entry"})
+        if q.bcq_units:
+            q.min_offset = q.bcq_units[0].base_offset
+            q.max_offset = q.bcq_units[-1].base_offset + q.bcq_units[-1].batch_size
+            q.messages = sum(u.batch_size for u in q.bcq_units)
+
+    def walk_cq(self, q: _Queue, log: SegmentReader, valid_end: int) -> None:
+        """Count a SimpleCQ queue's entries and check each one against the log."""
+        rel = f"consumequeue/{q.topic}/{q.queue_id}"
+        for seg in q.segdir.segments:
+            rel_file = f"{rel}/{os.path.basename(seg.path)}"
+            with MappedFile(seg.path) as data:
+                pos = 0
+                while pos + CQ_UNIT_BYTES <= len(data):
+                    phys, size, _tags = decode_cq_unit(data, pos)
+                    if is_cq_filler(phys, size):
+                        pos += CQ_UNIT_BYTES
+                        continue
+                    if is_cq_end(phys, size):
+                        break
+                    index = (seg.start + pos) // CQ_UNIT_BYTES
+                    if q.min_offset is None:
+                        q.min_offset = index
+                    q.max_offset = index + 1
+                    q.messages += 1
+                    self._check_cq_entry(q, log, valid_end, phys, size, index, rel_file, pos)
+                    pos += CQ_UNIT_BYTES
+                nonzero = count_nonzero(data, pos, len(data))
+                if nonzero:
+                    self.damage({"kind": "cq_torn", "file": rel_file, "offset": pos, "nonzero_bytes_after": nonzero,
+                                 "detail": "non-zero bytes after the last valid entry"})
+
+    def walk_bcq(self, q: _Queue, log: SegmentReader, valid_end: int) -> None:
+        rel = f"batchconsumequeue/{q.topic}/{q.queue_id}"
+        for i, unit in enumerate(q.bcq_units):
+            # BCQ units are back to back across files; report the logical position.
+            self._check_cq_entry(q, log, valid_end, unit.physical_offset, unit.size, unit.base_offset, rel,
+                                 i * BCQ_UNIT_BYTES, batch_size=unit.batch_size)
+
+    def _check_cq_entry(self, q, log, valid_end, phys, size, queue_offset, rel_file, pos, batch_size=None) -> None:
+        where = {"file": rel_file, "offset": pos, "topic": q.topic, "queue_id": q.queue_id,
+                 "queue_offset": queue_offset, "physical_offset": phys}
+        if phys + size > valid_end:
+            self.damage({"kind": "cq_past_end", **where,
+                         "detail": f"entry points at {phys}+{size}, the valid log ends at {valid_end}"})
+            return
+        problem = self._record_problem(log, phys, size, q, queue_offset, batch_size)
+        if problem:
+            self.damage({"kind": "cq_mismatch", **where, "detail": problem})
+
+    def _record_problem(self, log: SegmentReader, phys: int, size: int, q: _Queue, queue_offset: int,
+                        batch_size: int | None) -> str | None:
+        located = log.locate(phys)
+        if located is None:
+            return "no log file holds that offset"
+        data, pos, _ = located
+        if check_record(data, pos, len(data), check_crc=False) <= 0:
+            return "no valid record at that offset"
+        total, queue_id, record_qoffset, _, sysflag = peek_fields(data, pos)
+        msg, _ = decode_message(data, pos, check_crc=False)
+        if msg.topic != q.topic and not q.topic.startswith("%LMQ%"):
+            return f"the record there is of topic {msg.topic!r}"
+        if q.topic.startswith("%LMQ%"):
+            return None  # LMQ multi-dispatch points at records of other topics
+        if queue_id != q.queue_id:
+            return f"the record there is of queue {queue_id}"
+        if total != size:
+            return f"the record there is {total} bytes, the entry says {size}"
+        if record_qoffset != queue_offset:
+            return f"the record there has queue offset {record_qoffset}"
+        if batch_size is not None and sysflag & SYSFLAG_INNER_BATCH:
+            inner = msg.properties.get("INNER_NUM")
+            if inner is not None and inner != str(batch_size):
+                return f"the record holds INNER_NUM={inner}, the entry says {batch_size}"
+        return None
+
+    # --- the log --------------------------------------------------------------------------
+
+    def on_record(self, rec: LogRecord, cq_readers: dict) -> None:
+        msg, _ = decode_message(rec.data, rec.pos, check_crc=False)
+        if rec.stored_physical_offset != rec.address:
+            self.damage({"kind": "wrong_physical_offset", "file": rec.rel_file, "offset": rec.pos,
+                         "physical_offset": rec.address,
+                         "detail": f"PHYSICALOFFSET says {rec.stored_physical_offset}"})
+        tx = rec.sysflag & SYSFLAG_TX_MASK
+        if tx in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
+            return  # no consume-queue entry by design
+        q = self.queue(msg.topic, rec.queue_id)
+        count = 1
+        if rec.sysflag & SYSFLAG_INNER_BATCH:
+            try:
+                count = max(1, int(msg.properties.get("INNER_NUM", "1")))
+            except ValueError:
+                count = 1
+        q.log_records += 1
+        last = rec.queue_offset + count - 1
+        q.log_min_offset = rec.queue_offset if q.log_min_offset is None else min(q.log_min_offset, rec.queue_offset)
+        q.log_max_offset = last + 1 if q.log_max_offset is None else max(q.log_max_offset, last + 1)
+        problem = self._cq_entry_problem(q, rec, cq_readers)
+        if problem:
+            self.damage({"kind": "cq_missing_entry", "file": rec.rel_file, "offset": rec.pos, "topic": q.topic,
+                         "queue_id": q.queue_id, "queue_offset": rec.queue_offset, "physical_offset": rec.address,
+                         "detail": problem})
+
+    def _cq_entry_problem(self, q: _Queue, rec: LogRecord, cq_readers: dict) -> str | None:
+        if q.segdir is None:
+            return "the queue has no consume queue files"
+        if q.cq_type == "BatchCQ":
+            i = find_bcq_unit(q.bcq_units, rec.queue_offset)
+            if i is None or q.bcq_units[i].physical_offset != rec.address:
+                return "no batch consume queue entry points at this record"
+            return None
+        reader = cq_readers.get((q.topic, q.queue_id))
+        if reader is None:
+            reader = cq_readers[(q.topic, q.queue_id)] = SegmentReader(q.segdir, cache_files=2)
+        located = reader.locate(rec.queue_offset * CQ_UNIT_BYTES)
+        if located is None:
+            return "the consume queue does not reach this queue offset"
+        data, pos, _ = located
+        if pos + CQ_UNIT_BYTES > len(data):
+            return "the consume queue does not reach this queue offset"
+        phys, size, _ = decode_cq_unit(data, pos)
+        if is_cq_end(phys, size) or is_cq_filler(phys, size):
+            return "the consume queue has no entry at this queue offset"
+        if phys != rec.address:
+            return f"the consume queue entry at this queue offset points at {phys}"
+        return None
+
+    def check_dledger_index(self, ddir: str, rec: LogRecord, index_reader: SegmentReader | None, state: dict) -> None:
+        prev = state.get("last_index")
+        if prev is not None and rec.entry_index != prev + 1:
+            self.damage({"kind": "dledger_index_gap", "file": rec.rel_file, "offset": rec.pos - dl.ENTRY_HEADER_BYTES,
+                         "entry_index": rec.entry_index, "detail": f"previous entry has index {prev}"})
+        state["last_index"] = rec.entry_index
+        state.setdefault("first_index", rec.entry_index)
+        state["last_term"] = rec.entry_term
+        if index_reader is None:
+            return
+        located = index_reader.locate(rec.entry_index * dl.INDEX_UNIT_BYTES)
+        entry_pos = rec.address - dl.ENTRY_HEADER_BYTES
+        problem = None
+        if located is None or located[1] + dl.INDEX_UNIT_BYTES > len(located[0]):
+            problem = "no index unit for this entry"
+        else:
+            unit = dl.decode_index_unit(located[0], located[1])
+            if (unit.pos, unit.size, unit.index, unit.term) != (entry_pos, rec.entry_size, rec.entry_index, rec.entry_term):
+                problem = f"index unit says pos {unit.pos}, size {unit.size}, index {unit.index}, term {unit.term}"
+        if problem:
+            self.damage({"kind": "dledger_index_mismatch", "file": f"{ddir}/index", "entry_index": rec.entry_index,
+                         "offset": rec.entry_index * dl.INDEX_UNIT_BYTES, "detail": problem})
+
+    # --- config files ---------------------------------------------------------------------
+
+    def read_config(self, name: str, parse):
+        path = os.path.join(self.root, "config", name)
+        for candidate in (path, path + ".bak"):
+            rel = os.path.relpath(candidate, self.root)
+            try:
+                with open(candidate, "rb") as f:
+                    text = f.read()
+            except FileNotFoundError:
+                continue
+            if not text.strip():
+                continue
+            try:
+                return parse(text, where=rel)
+            except CorruptDataError as exc:
+                self.damage({"kind": "config_unreadable", "file": rel, "offset": exc.offset, "detail": str(exc)})
+        return None
+
+
+def inspect_store(root: str) -> dict:
+    """The ``mqbench.inspect/1`` document for the store at ``root`` (see the module docstring).
+
+    Raises UserError only when ``root`` is not a store or cannot be read; damage is reported.
+    """
+    root = os.path.abspath(root)
+    detection = detect(root)
+    _check_readable(root)
+    ins = _Inspector(root)
+    files: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for rel, size in iter_files(root):
+        group = files[folder_of(rel)]
+        group[0] += 1
+        group[1] += size
+    if os.path.exists(os.path.join(root, "abort")):
+        ins.notes.append("abort file present: the broker is running or did not shut down cleanly")
+
+    ins.load_queue_dirs()
+    log_docs = []
+    valid_end = 0
+    log_dirs = _log_dirs(root, detection.dledger_dirs)
+    segdirs: list[SegmentDir] = []
+    cq_readers: dict = {}
+    for rel, is_dl in log_dirs:
+        segdir = list_segments(os.path.join(root, rel), rel)
+        segdirs.append(segdir)
+        for problem in segdir.problems:
+            ins.damage(problem)
+        if not segdir.segments:
+            log_docs.append({"folder": rel, "dledger": is_dl, "files": 0})
+            continue
+        index_reader = None
+        state: dict = {}
+        if is_dl:
+            ddir = rel.split("/")[0]
+            idx = list_segments(os.path.join(root, ddir, "index"), f"{ddir}/index")
+            index_reader = SegmentReader(idx, cache_files=2) if idx.segments else None
+
+        end = WalkEnd(0)
+        for item in iter_log(segdir, rel, is_dl, end):
+            if isinstance(item, dict):
+                ins.damage(item)
+                continue
+            if is_dl:
+                ins.check_dledger_index(rel.split("/")[0], item, index_reader, state)
+            ins.on_record(item, cq_readers)
+        if index_reader:
+            index_reader.close()
+        valid_end = max(valid_end, end.valid_end_offset)
+        doc = {"folder": rel, "dledger": is_dl, "files": len(segdir.segments), "file_size_bytes": segdir.file_size_bytes,
+               "min_offset": segdir.segments[0].start, "valid_end_offset": end.valid_end_offset,
+               "records": end.records, "end_of_file_blanks": end.blanks}
+        if is_dl:
+            ddir = rel.split("/")[0]
+            doc.update({"entries": end.entries, "first_index": state.get("first_index"),
+                        "last_index": state.get("last_index"), "last_term": state.get("last_term")})
+            doc.update(_dledger_state(ins, ddir))
+        log_docs.append(doc)
+    for reader in cq_readers.values():
+        reader.close()
+
+    log_reader = _MultiReader(segdirs)
+    for q in list(ins.queues.values()):
+        if q.segdir is None:
+            continue
+        if q.cq_type == "BatchCQ":
+            ins.walk_bcq(q, log_reader, valid_end)
+        else:
+            ins.walk_cq(q, log_reader, valid_end)
+    log_reader.close()
+
+    topics_file = ins.read_config("topics.json", configs.parse_topics_json)
+    offsets_file = ins.read_config("consumerOffset.json", configs.parse_consumer_offsets_json)
+    delay_file = ins.read_config("delayOffset.json", configs.parse_delay_offsets_json)
+    groups_file = ins.read_config("subscriptionGroup.json", configs.parse_subscription_groups_json)
+
+    queues = sorted(ins.queues.values(), key=lambda q: (q.topic, q.queue_id))
+    topic_rows: dict[str, dict] = {}
+    for q in queues:
+        row = topic_rows.setdefault(q.topic, {"topic": q.topic, "queues": 0, "messages": 0, "cq_type": q.cq_type})
+        row["queues"] += 1
+        row["messages"] += q.messages if q.segdir is not None else q.log_records
+    if topics_file:
+        for name, config in topics_file.topics.items():
+            row = topic_rows.setdefault(name, {"topic": name, "queues": 0, "messages": 0, "cq_type": "none"})
+            row.update({"configured": True, "read_queue_nums": config.read_queue_nums,
+                        "write_queue_nums": config.write_queue_nums, "perm": config.perm})
+    max_offsets = {(q.topic, q.queue_id): _queue_max(q) for q in queues}
+    consumer_offsets = []
+    if offsets_file:
+        for (topic, group), table in sorted(offsets_file.offsets.items()):
+            for queue_id, offset in sorted(table.items()):
+                top = max_offsets.get((topic, queue_id))
+                consumer_offsets.append({"topic": topic, "group": group, "queue_id": queue_id, "offset": offset,
+                                         "lag_messages": None if top is None else max(0, top - offset)})
+    delay_offsets = []
+    if delay_file:
+        for level, offset in sorted(delay_file.offsets.items()):
+            delay_offsets.append({"level": level, "queue_id": level - 1, "offset": offset})
+
+    return document(
+        SCHEMA,
+        store_path=root,
+        version=detection.version,
+        version_evidence=detection.evidence,
+        files=[{"folder": k, "files": v[0], "size_bytes": v[1]} for k, v in sorted(files.items())],
+        logs=log_docs,
+        topics=sorted(topic_rows.values(), key=lambda r: r["topic"]),
+        queues=[_queue_doc(q) for q in queues],
+        consumer_offsets=consumer_offsets,
+        delay_offsets=delay_offsets,
+        subscription_groups=sorted(groups_file.groups) if groups_file else [],
+        checkpoint=_checkpoint_doc(ins),
+        timer=_timer_doc(ins),
+        notes=ins.notes,
+        damage=ins.damage.entries,
+        damage_counts=dict(sorted(ins.damage.counts.items())),
+    )
+
+
+def _queue_max(q: _Queue) -> int:
+    if q.segdir is not None:
+        return q.max_offset
+    return q.log_max_offset or 0
+
+
+def _queue_doc(q: _Queue) -> dict:
+    has_cq = q.segdir is not None
+    return {
+        "topic": q.topic, "queue_id": q.queue_id, "cq_type": q.cq_type,
+        "messages": q.messages if has_cq else q.log_records,
+        "min_offset": (q.min_offset if has_cq else q.log_min_offset) or 0,
+        "max_offset": q.max_offset if has_cq else (q.log_max_offset or 0),
+        "log_records": q.log_records,
+    }
+
+
+def _dledger_state(ins: _Inspector, ddir: str) -> dict:
+    out = {}
+    for name, parse, keys in (("checkpoint", dl.dledger_checkpoint, ("end_index", "committed_index")),
+                              ("currterm", dl.dledger_currterm, ("current_term", "vote_leader"))):
+        path = os.path.join(ins.root, ddir, name)
+        try:
+            with open(path, "rb") as f:
+                values = parse(f.read(4096), where=f"{ddir}/{name}")
+        except FileNotFoundError:
+            continue
+        except CorruptDataError as exc:
+            ins.damage({"kind": "config_unreadable", "file": f"{ddir}/{name}", "offset": exc.offset, "detail": str(exc)})
+            continue
+        out.update(dict(zip(keys, values)))
+    return out
+
+
+def _checkpoint_doc(ins: _Inspector) -> dict | None:
+    path = os.path.join(ins.root, "checkpoint")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(4096)
+    except FileNotFoundError:
+        return None
+    try:
+        cp = decode_checkpoint(data, where="checkpoint")
+    except CorruptDataError as exc:
+        ins.damage({"kind": "config_unreadable", "file": "checkpoint", "offset": 0, "detail": str(exc)})
+        return None
+    return {"physic_msg_timestamp_ms": cp.physic_msg_timestamp_ms, "logics_msg_timestamp_ms": cp.logics_msg_timestamp_ms,
+            "index_msg_timestamp_ms": cp.index_msg_timestamp_ms, "master_flushed_offset": cp.master_flushed_offset,
+            "confirm_phy_offset": cp.confirm_phy_offset}
+
+
+def _timer_doc(ins: _Inspector) -> dict | None:
+    path = os.path.join(ins.root, "config", "timercheck")
+    wheel = os.path.join(ins.root, "timerwheel")
+    if not os.path.exists(path) and not os.path.exists(wheel):
+        return None
+    doc: dict = {"timerwheel_size_bytes": os.path.getsize(wheel) if os.path.exists(wheel) else None}
+    try:
+        with open(path, "rb") as f:
+            check = decode_timer_check(f.read(4096), where="config/timercheck")
+        doc.update({"last_read_time_ms": check.last_read_time_ms,
+                    "last_timer_log_flush_offset": check.last_timer_log_flush_pos,
+                    "last_timer_queue_offset": check.last_timer_queue_offset})
+    except FileNotFoundError:
+        pass
+    except CorruptDataError as exc:
+        ins.damage({"kind": "config_unreadable", "file": "config/timercheck", "offset": 0, "detail": str(exc)})
+    return doc
+
+
+class _MultiReader:
+    """Random reads over the whole log address space (old ``commitlog/`` below DLedger data)."""
+
+    def __init__(self, segdirs: list[SegmentDir]):
+        self.readers = [SegmentReader(s, cache_files=4) for s in segdirs if s.segments]
+
+    def locate(self, offset: int):
+        for reader in self.readers:
+            hit = reader.locate(offset)
+            if hit is not None:
+                return hit
+        return None
+
+    def close(self) -> None:
+        for reader in self.readers:
+            reader.close()
+
+
+def iter_messages(root: str, limit: int | None = None) -> Iterator[dict]:
+    """Each message of the log in address order, as a dict with topic, queue_id, queue_offset,
+    physical_offset, properties, body_size_bytes, store_timestamp_ms, file and offset. Streams:
+    one file mapped at a time. Records with a bad CRC are included with ``crc_ok`` False."""
+    root = os.path.abspath(root)
+    detection = detect(root)
+    if limit is not None and limit <= 0:
+        return
+    count = 0
+    for rel, is_dl in _log_dirs(root, detection.dledger_dirs):
+        segdir = list_segments(os.path.join(root, rel), rel)
+        for rec in iter_log(segdir, rel, is_dl):
+            if isinstance(rec, dict):
+                continue
+            msg, _ = decode_message(rec.data, rec.pos, check_crc=False)
+            yield {"topic": msg.topic, "queue_id": msg.queue_id, "queue_offset": msg.queue_offset,
+                   "physical_offset": rec.address, "size_bytes": rec.size, "body_size_bytes": len(msg.body),
+                   "sysflag": msg.sysflag, "store_timestamp_ms": msg.store_timestamp_ms,
+                   "properties": msg.properties, "crc_ok": rec.crc_ok, "file": rec.rel_file, "offset": rec.pos}
+            count += 1
+            if limit is not None and count >= limit:
+                return
