@@ -22,6 +22,7 @@ the store:
 from __future__ import annotations
 
 import os
+import re
 from typing import Iterator
 
 from mqbench.errors import InvariantViolation, UserError
@@ -31,6 +32,32 @@ from .record import (BLANK_MIN_BYTES, RECORD_BLANK, RECORD_END, Message, check_r
 from .segments import SegmentQueue
 
 SCAN_CHUNK_BYTES = 4 << 20
+
+_TOPIC_BYTES = re.compile(rb"[%|a-zA-Z0-9_-]+")
+_MAGIC_V1_BYTES = bytes.fromhex("daa320a7")
+
+
+def record_tail_sound(buf, pos: int, size: int) -> bool:
+    """The part of a record the body CRC does not cover, checked for a torn (zero-filled) tail.
+
+    BODYCRC covers only the body, so a crash that loses the last bytes of a record (its topic or
+    properties now read as zeros) can leave a record that passes ``check_record``. A record that
+    the broker wrote has a topic of legal characters and, when it has properties, a property
+    string ending with ``\\x02`` (RocketMQ's writer always ends it so); recovery requires both.
+    ``buf[pos:pos+size]`` must already have passed ``check_record``.
+    """
+    sysflag = int.from_bytes(buf[pos + 36:pos + 40], "big")
+    at = pos + 56 + (20 if sysflag & 0x10 else 8) + (20 if sysflag & 0x20 else 8) + 12
+    body_len = int.from_bytes(buf[at:at + 4], "big")
+    at += 4 + body_len
+    if bytes(buf[pos + 4:pos + 8]) == _MAGIC_V1_BYTES:
+        topic_len, at = buf[at], at + 1
+    else:
+        topic_len, at = int.from_bytes(buf[at:at + 2], "big"), at + 2
+    if not _TOPIC_BYTES.fullmatch(bytes(buf[at:at + topic_len])):
+        return False
+    props_len = int.from_bytes(buf[at + topic_len:at + topic_len + 2], "big")
+    return props_len == 0 or buf[pos + size - 1] == 2
 
 
 class SegmentWindow:
@@ -148,7 +175,7 @@ class CommitLog:
                 pos = seg_start + self.segment_size_bytes
                 self._walk_end = pos
                 continue
-            if result == RECORD_END:
+            if result == RECORD_END or not record_tail_sound(buf, rel, result):
                 break
             yield pos, result, buf, rel
             pos += result

@@ -10,6 +10,13 @@ Files under ``{root}/dledger-{self_id}/``:
 * ``checkpoint`` ``endIndex``/``committedIndex`` (Java properties text), written atomically with a
   ``.bak`` by ``save_checkpoint`` (``flush``/``close`` call it).
 
+Torn entries: DLedger writes no CRC (chainCrc and bodyCrc are always 0, and DLedger 0.3.1.2 never
+reads them), so a crash that loses the end of an entry's body would go unseen. ``DLedgerLog``
+therefore fills bodyCrc (header bytes 40..44) with the masked CRC32 of the body, and recovery
+rejects an entry whose non-zero bodyCrc does not match. Entries written by DLedger itself
+(bodyCrc 0) are checked by ``body_check`` only. This is the one byte difference from DLedger's own
+files; RocketMQ and DLedger ignore the field.
+
 ``DLedgerLog`` (what the Raft log adapter sits on):
 
 * ``append(term, body, *, magic=1) -> (index, pos)``: the entry for the next index (``last_index+1``;
@@ -33,6 +40,7 @@ Files under ``{root}/dledger-{self_id}/``:
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -40,20 +48,26 @@ from mqbench.errors import InvariantViolation, UserError
 
 from . import dledger as fmt
 from .atomic import read_with_backup, write_atomic
-from .commitlog import SegmentWindow
+from .commitlog import SegmentWindow, record_tail_sound
 from .record import RECORD_END, Message, check_record, encode_message
 from .segments import SegmentQueue
 
 DEFAULT_INDEX_SEGMENT_BYTES = 32 * 5 * 1024 * 1024   # 167 772 160, DLedgerConfig
 RECOVER_SEGMENTS = 3
+_BODY_CRC_AT = 40
+
+
+def _body_crc(body) -> int:
+    return zlib.crc32(body) & 0x7FFFFFFF
 
 
 def record_body_check(body: bytes) -> bool:
-    """A DLedger body that is a RocketMQ record is valid when the record check passes whole.
+    """A DLedger body that is a RocketMQ record is valid when the record check passes whole
+    (and its tail is not zero-filled, ``commitlog.record_tail_sound``).
 
     Bodies that are not records (magic at +4 is not a record magic) are accepted as they are."""
     if len(body) >= 8 and body[4:8] in (b"\xda\xa3\x20\xa7", b"\xda\xa3\x20\xab"):
-        return check_record(body, 0, len(body)) == len(body)
+        return check_record(body, 0, len(body)) == len(body) and record_tail_sound(body, 0, len(body))
     return True
 
 
@@ -106,6 +120,8 @@ class DLedgerLog:
             if expected_index is not None and header.index != expected_index:
                 return
             body = bytes(buf[rel + fmt.ENTRY_HEADER_BYTES:rel + result])
+            if header.body_crc and header.body_crc != _body_crc(body):
+                return
             if not self._body_check(body):
                 return
             yield header, body
@@ -208,6 +224,8 @@ class DLedgerLog:
             raw = fmt.encode_record_entry(index, term, pos, body)
         else:
             raw = fmt.encode_entry(index, term, pos, body, magic=magic)
+        crc = _body_crc(memoryview(raw)[fmt.ENTRY_HEADER_BYTES:])
+        raw = raw[:_BODY_CRC_AT] + crc.to_bytes(4, "big") + raw[_BODY_CRC_AT + 4:]
         self.data.write(pos, raw)
         self.index.write(index * fmt.INDEX_UNIT_BYTES,
                          fmt.encode_index_unit(magic, pos, len(raw), index, term))
