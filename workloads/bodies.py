@@ -11,15 +11,22 @@ style, no spaces), with repeating field names and realistic value distributions:
 * ``iot``: telemetry from a fleet of devices: random-walk sensor readings per device, battery drain,
   signal strength, GPS drift around a site, occasional alarm events.
 
+* ``order_timeout``: the payment-timeout check an order service schedules 30 minutes ahead with
+  each new order (small bodies, delayed delivery).
+
 Contract: ``generate_bodies(profile, count, rng)`` returns ``count`` bodies (``bytes``) and depends
 only on the state of ``rng``, so a seed reproduces the same payloads bit for bit.
+``iter_bodies(model, rng, **options)`` is the streaming form the profile generator uses: an endless,
+lazy stream with the model's options (``BODY_STREAMS`` lists them with their bounds).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import string
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 _EPOCH_MS = 1_764_000_000_000  # 2025-11-24; payload timestamps start here and move forward
 
@@ -88,11 +95,11 @@ def _catalogue(rng: random.Random, size: int = 3000):
     return items
 
 
-def _orders(rng: random.Random, count: int) -> list[bytes]:
-    catalogue = _catalogue(rng)
+def iter_orders(rng: random.Random, catalogue_skus: int = 3000) -> Iterator[bytes]:
+    """Order events, endlessly; the catalogue of ``catalogue_skus`` products is drawn first."""
+    catalogue = _catalogue(rng, catalogue_skus)
     now_ms = _EPOCH_MS
-    bodies = []
-    for _ in range(count):
+    while True:
         now_ms += int(rng.expovariate(1 / 40.0))
         lines = []
         for _ in range(min(6, 1 + int(rng.expovariate(1.2)))):
@@ -125,8 +132,7 @@ def _orders(rng: random.Random, count: int) -> list[bytes]:
             "totalAmount": total,
             "version": rng.randint(1, 4),
         }
-        bodies.append(json.dumps(_drop_none(order), separators=(",", ":"), ensure_ascii=False).encode())
-    return bodies
+        yield json.dumps(_drop_none(order), separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _drop_none(value):
@@ -166,10 +172,10 @@ _CARRIERS = ["SF Express", "JD Logistics", "ZTO Express", "YTO Express", "China 
 _DEVICES = ["iPhone 15", "Pixel 8", "Xiaomi 14", "Huawei Mate 60", "Chrome on Windows", "Safari on macOS"]
 
 
-def _notifications(rng: random.Random, count: int) -> list[bytes]:
+def iter_notifications(rng: random.Random) -> Iterator[bytes]:
+    """Rendered notifications, endlessly."""
     now_ms = _EPOCH_MS
-    bodies = []
-    for _ in range(count):
+    while True:
         now_ms += int(rng.expovariate(1 / 15.0))
         tid, channel, locale, title, text, _w = _weighted(rng, [(t, t[-1]) for t in _TEMPLATES])
         order = f"{now_ms // 1000}{rng.randint(0, 999999):06d}"
@@ -195,8 +201,7 @@ def _notifications(rng: random.Random, count: int) -> list[bytes]:
             "title": title.format(**values),
             "ttlSeconds": 300 if tid == "VERIFY_CODE" else 86400,
         }
-        bodies.append(json.dumps(_drop_none(message), separators=(",", ":"), ensure_ascii=False).encode())
-    return bodies
+        yield json.dumps(_drop_none(message), separators=(",", ":"), ensure_ascii=False).encode()
 
 
 # --- iot -----------------------------------------------------------------------------------------
@@ -205,9 +210,11 @@ _DEVICE_MODELS = [("TH-200", "thermo-hygrometer"), ("PM-10", "air-quality"), ("S
                   ("GW-LTE", "gateway"), ("CT-8", "cold-chain-tracker")]
 
 
-def _iot(rng: random.Random, count: int) -> list[bytes]:
+def iter_iot(rng: random.Random, devices: int = 5000, readings_per_message: int = 1) -> Iterator[bytes]:
+    """Device telemetry from a fleet of ``devices`` devices, endlessly; ``readings_per_message`` > 1
+    packs that many readings into one gateway upload."""
     fleet = []
-    for index in range(max(50, min(5000, count // 8))):
+    for index in range(devices):
         model, kind = rng.choice(_DEVICE_MODELS)
         fleet.append({
             "id": f"{model.lower()}-{rng.randint(0, 0xFFFFFF):06x}", "model": model, "kind": kind,
@@ -217,37 +224,118 @@ def _iot(rng: random.Random, count: int) -> list[bytes]:
             "seq": rng.randint(0, 100000), "site": f"site-{rng.randint(1, 60):03d}",
         })
     now_ms = _EPOCH_MS
-    bodies = []
-    for _ in range(count):
+    while True:
         now_ms += int(rng.expovariate(1 / 2.0))
-        device = fleet[_zipf_index(rng, len(fleet), 0.6)]
-        device["seq"] += 1
-        device["temp"] += rng.gauss(0, 0.15)
-        device["hum"] = min(100.0, max(0.0, device["hum"] + rng.gauss(0, 0.4)))
-        device["bat"] = max(0.0, device["bat"] - rng.random() * 0.01)
-        metrics = {"battery": round(device["bat"], 1), "rssi": rng.randint(-110, -55)}
-        if device["kind"] in ("thermo-hygrometer", "cold-chain-tracker"):
-            metrics.update(temperature=round(device["temp"], 2), humidity=round(device["hum"], 1))
-        elif device["kind"] == "air-quality":
-            metrics.update(pm25=max(0, int(rng.lognormvariate(3.3, 0.6))), pm10=max(0, int(rng.lognormvariate(3.8, 0.6))),
-                           co2=int(rng.gauss(650, 120)))
-        elif device["kind"] == "smart-meter":
-            metrics.update(voltage=round(rng.gauss(230.0, 1.5), 1), current=round(abs(rng.gauss(4.0, 2.0)), 2),
-                           energyKwh=round(device["seq"] * 0.013, 3))
-        else:
-            metrics.update(uplinkKbps=int(rng.lognormvariate(5, 1)), clients=rng.randint(0, 64))
-        event = {"deviceId": device["id"], "fw": device["fw"], "metrics": metrics, "model": device["model"],
-                 "seq": device["seq"], "site": device["site"], "ts": now_ms, "type": "telemetry"}
-        if device["kind"] == "cold-chain-tracker":
-            device["lat"] += rng.gauss(0, 0.0005)
-            device["lon"] += rng.gauss(0, 0.0005)
-            event["gps"] = {"lat": round(device["lat"], 6), "lon": round(device["lon"], 6)}
-        if rng.random() < 0.01:
-            event["type"] = "alarm"
-            event["alarm"] = {"code": rng.choice(["TEMP_HIGH", "BATTERY_LOW", "DOOR_OPEN", "OFFLINE_RECOVERED"]),
-                              "level": rng.choice(["WARN", "CRITICAL"])}
-        bodies.append(json.dumps(event, separators=(",", ":")).encode())
-    return bodies
+        if readings_per_message == 1:
+            yield json.dumps(_iot_event(rng, fleet, now_ms), separators=(",", ":")).encode()
+            continue
+        # A gateway uploads several readings in one message (bigger bodies, shared field names:
+        # this is where batching inside the body pays off for compression).
+        readings = [_iot_event(rng, fleet, now_ms + index * 5) for index in range(readings_per_message)]
+        upload = {"gatewayId": f"gw-{readings[0]['site']}", "readings": readings, "sentAt": now_ms + 5 * readings_per_message,
+                  "type": "batch_upload"}
+        yield json.dumps(upload, separators=(",", ":")).encode()
+
+
+def _iot_event(rng: random.Random, fleet: list[dict], now_ms: int) -> dict:
+    device = fleet[_zipf_index(rng, len(fleet), 0.6)]
+    device["seq"] += 1
+    device["temp"] += rng.gauss(0, 0.15)
+    device["hum"] = min(100.0, max(0.0, device["hum"] + rng.gauss(0, 0.4)))
+    device["bat"] = max(0.0, device["bat"] - rng.random() * 0.01)
+    metrics = {"battery": round(device["bat"], 1), "rssi": rng.randint(-110, -55)}
+    if device["kind"] in ("thermo-hygrometer", "cold-chain-tracker"):
+        metrics.update(temperature=round(device["temp"], 2), humidity=round(device["hum"], 1))
+    elif device["kind"] == "air-quality":
+        metrics.update(pm25=max(0, int(rng.lognormvariate(3.3, 0.6))), pm10=max(0, int(rng.lognormvariate(3.8, 0.6))),
+                       co2=int(rng.gauss(650, 120)))
+    elif device["kind"] == "smart-meter":
+        metrics.update(voltage=round(rng.gauss(230.0, 1.5), 1), current=round(abs(rng.gauss(4.0, 2.0)), 2),
+                       energyKwh=round(device["seq"] * 0.013, 3))
+    else:
+        metrics.update(uplinkKbps=int(rng.lognormvariate(5, 1)), clients=rng.randint(0, 64))
+    event = {"deviceId": device["id"], "fw": device["fw"], "metrics": metrics, "model": device["model"],
+             "seq": device["seq"], "site": device["site"], "ts": now_ms, "type": "telemetry"}
+    if device["kind"] == "cold-chain-tracker":
+        device["lat"] += rng.gauss(0, 0.0005)
+        device["lon"] += rng.gauss(0, 0.0005)
+        event["gps"] = {"lat": round(device["lat"], 6), "lon": round(device["lon"], 6)}
+    if rng.random() < 0.01:
+        event["type"] = "alarm"
+        event["alarm"] = {"code": rng.choice(["TEMP_HIGH", "BATTERY_LOW", "DOOR_OPEN", "OFFLINE_RECOVERED"]),
+                          "level": rng.choice(["WARN", "CRITICAL"])}
+    return event
+
+
+# --- order payment timeouts -------------------------------------------------------------------
+
+
+def iter_order_timeouts(rng: random.Random, timeout_ms: int = 1_800_000) -> Iterator[bytes]:
+    """Payment-timeout checks: sent with each new order, delivered ``timeout_ms`` later to close it if unpaid.
+
+    Small bodies (about 200 bytes) whose ids and amounts vary and whose field names repeat.
+    """
+    now_ms = _EPOCH_MS
+    while True:
+        now_ms += int(rng.expovariate(1 / 40.0))
+        check = {
+            "action": "CLOSE_IF_UNPAID", "buyerId": rng.randint(10_000_000, 99_999_999),
+            "createTime": now_ms, "expireTime": now_ms + timeout_ms,
+            "orderId": f"{now_ms // 1000}{rng.randint(0, 999999):06d}{rng.randint(0, 99):02d}",
+            "payAmount": round(min(99999.0, rng.lognormvariate(4.6, 1.0)), 2),
+            "releaseStock": rng.random() < 0.97, "source": _weighted(rng, _SOURCES), "traceId":
+                "".join(rng.choices(string.hexdigits[:16].lower(), k=16)),
+        }
+        yield json.dumps(check, separators=(",", ":")).encode()
+
+
+# --- registry ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BodyStream:
+    """A streaming body model and the integer options a profile may set on it: name -> (default, min, max)."""
+
+    factory: Callable[..., Iterator[bytes]]
+    options: dict[str, tuple[int, int, int]]
+    natural_fields: tuple[str, ...]  # JSON fields a profile may take keys, tags or properties from
+    summary: str
+
+
+BODY_STREAMS: dict[str, BodyStream] = {
+    "orders": BodyStream(iter_orders, {"catalogue_skus": (3000, 1, 1_000_000)},
+                         ("orderId", "status", "source", "currency", "buyer.level", "buyer.userId", "payment.method",
+                          "receiver.city"), "order events: 1-6 Zipf-popular SKUs, prices, addresses, status"),
+    "order_timeout": BodyStream(iter_order_timeouts, {"timeout_ms": (1_800_000, 1000, 259_200_000)},
+                                ("orderId", "action", "source", "buyerId"), "payment-timeout checks for new orders"),
+    "notifications": BodyStream(iter_notifications, {},
+                                ("msgId", "bizType", "channel", "locale", "priority", "templateId", "receiver"),
+                                "push/SMS/e-mail notifications from templates (en, zh)"),
+    "iot": BodyStream(iter_iot, {"devices": (5000, 1, 10_000_000), "readings_per_message": (1, 1, 1000)},
+                      ("deviceId", "type", "model", "site", "gatewayId"),
+                      "device telemetry: random-walk sensors, battery, GPS, alarms"),
+}
+
+
+def iter_bodies(model: str, rng: random.Random, **options: int) -> Iterator[bytes]:
+    """An endless stream of bodies from ``model`` with ``options``; depends only on ``rng``'s state.
+
+    Raises KeyError for an unknown model and TypeError for an unknown option (callers validate first).
+    """
+    return BODY_STREAMS[model].factory(rng, **options)
+
+
+def _orders(rng: random.Random, count: int) -> list[bytes]:
+    return list(itertools.islice(iter_orders(rng), count))
+
+
+def _notifications(rng: random.Random, count: int) -> list[bytes]:
+    return list(itertools.islice(iter_notifications(rng), count))
+
+
+def _iot(rng: random.Random, count: int) -> list[bytes]:
+    # The fleet grows with the sample so that small samples still repeat devices.
+    return list(itertools.islice(iter_iot(rng, max(50, min(5000, count // 8))), count))
 
 
 BODY_MODELS: dict[str, Callable[[random.Random, int], list[bytes]]] = {

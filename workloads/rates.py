@@ -1,0 +1,128 @@
+"""Send rate over time and the arrival times it implies.
+
+A profile's ``[rate]`` table describes the aggregate send rate of all its producers as a function of
+time since the start of the run:
+
+* ``constant``: ``base_msgs_per_s`` all the time;
+* ``diurnal``: a cosine day curve with mean ``base_msgs_per_s``, peak at ``peak_at_s`` in a period
+  of ``period_s`` (86400 for a real day; shorter to squeeze a day into a benchmark), and the trough
+  at ``trough_ratio`` times the peak;
+* ``step``: ``steps = [[at_s, multiplier], ...]``: the base rate times the multiplier of the last
+  step whose ``at_s`` has passed (1.0 before the first);
+* ``burst``: the base rate with bursts (below).
+
+Bursts overlay any shape when ``burst_factor`` is set (and are required by ``burst``): the rate is
+multiplied by ``burst_factor`` for ``burst_length_ms`` every ``burst_every_ms``, the first one
+starting at ``burst_first_ms`` (default: one period in). Flash sales and reconnect storms look
+like this.
+
+``arrivals`` picks how messages are spread at a given rate: ``poisson`` (independent senders:
+exponential gaps, a non-homogeneous Poisson process drawn by thinning) or ``paced`` (evenly spaced,
+1/rate apart). ``iter_arrivals_us(shape, rng)`` yields integer microsecond offsets, non-decreasing,
+lazily and forever; it draws only from the ``rng`` passed in. Pure: no clock, no I/O.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from dataclasses import dataclass
+from typing import Iterator
+
+SHAPES = ("constant", "diurnal", "step", "burst")
+ARRIVALS = ("poisson", "paced")
+
+
+@dataclass(frozen=True)
+class RateShape:
+    """A validated rate shape (see the module docstring for the meaning of each field)."""
+
+    base_msgs_per_s: float
+    shape: str = "constant"
+    arrivals: str = "poisson"
+    period_s: float = 86400.0
+    peak_at_s: float = 0.0
+    trough_ratio: float = 1.0
+    steps: tuple[tuple[float, float], ...] = ()
+    burst_factor: float = 1.0
+    burst_length_ms: int = 0
+    burst_every_ms: int = 0
+    burst_first_ms: int = 0
+
+    def rate_at(self, t_ms: float) -> float:
+        """The intended send rate (msgs/s) at ``t_ms`` since the start."""
+        rate = self.base_msgs_per_s * self._multiplier(t_ms)
+        if self.burst_factor != 1.0 and self.burst_every_ms > 0:
+            since_first_ms = t_ms - self.burst_first_ms
+            if since_first_ms >= 0 and since_first_ms % self.burst_every_ms < self.burst_length_ms:
+                rate *= self.burst_factor
+        return rate
+
+    def _multiplier(self, t_ms: float) -> float:
+        if self.shape == "diurnal":
+            amplitude = (1.0 - self.trough_ratio) / (1.0 + self.trough_ratio)
+            phase = 2.0 * math.pi * ((t_ms / 1000.0 - self.peak_at_s) / self.period_s)
+            return 1.0 + amplitude * math.cos(phase)
+        if self.shape == "step" and self.steps:
+            index = bisect.bisect_right([at_s for at_s, _ in self.steps], t_ms / 1000.0) - 1
+            return self.steps[index][1] if index >= 0 else 1.0
+        return 1.0
+
+    def rate_max(self) -> float:
+        """An upper bound of ``rate_at`` over all time (exact for these shapes)."""
+        if self.shape == "diurnal":
+            amplitude = (1.0 - self.trough_ratio) / (1.0 + self.trough_ratio)
+            top = 1.0 + amplitude
+        elif self.shape == "step" and self.steps:
+            top = max([1.0] + [m for _, m in self.steps])
+        else:
+            top = 1.0
+        return self.base_msgs_per_s * top * max(1.0, self.burst_factor if self.burst_every_ms > 0 else 1.0)
+
+    def horizon_ms(self) -> int:
+        """A span that shows the whole shape once: a period, the steps and a burst cycle."""
+        spans = [60_000]
+        if self.shape == "diurnal":
+            spans.append(int(self.period_s * 1000))
+        if self.shape == "step" and self.steps:
+            spans.append(int(self.steps[-1][0] * 1000 * 1.25) + 1000)
+        if self.burst_every_ms > 0:
+            spans.append(self.burst_first_ms + self.burst_every_ms)
+        return max(spans)
+
+    def summary(self, horizon_ms: int | None = None, points: int = 20_000) -> dict[str, float]:
+        """min/mean/max of the rate over ``horizon_ms`` (default ``horizon_ms()``), on a fine grid."""
+        horizon_ms = horizon_ms or self.horizon_ms()
+        step_ms = horizon_ms / points
+        rates = [self.rate_at(i * step_ms) for i in range(points)]
+        return {"rate_msgs_per_s_min": min(rates), "rate_msgs_per_s_mean": sum(rates) / points,
+                "rate_msgs_per_s_max": max(rates), "horizon_ms": horizon_ms}
+
+    def describe(self) -> str:
+        text = f"{self.base_msgs_per_s:g} msgs/s {self.shape}"
+        if self.shape == "diurnal":
+            text += f" (trough {self.trough_ratio:g}x peak, period {self.period_s:g} s)"
+        if self.burst_every_ms > 0 and self.burst_factor != 1.0:
+            text += (f", bursts x{self.burst_factor:g} for {self.burst_length_ms / 1000:g} s "
+                     f"every {self.burst_every_ms / 1000:g} s")
+        return text
+
+
+def iter_arrivals_us(shape: RateShape, rng: random.Random, start_us: int = 0) -> Iterator[int]:
+    """Intended send offsets in integer microseconds, non-decreasing, endless.
+
+    ``poisson``: thinning (Lewis-Shedler): candidate gaps are exponential at the shape's maximum rate
+    and a candidate at ``t`` is kept with probability ``rate_at(t) / rate_max``; the kept times are
+    a Poisson process with the shape's rate. ``paced``: the next message is 1/rate(t) after the last.
+    """
+    t_s = start_us / 1e6
+    if shape.arrivals == "paced":
+        while True:
+            rate = shape.rate_at(t_s * 1000.0)
+            t_s += 1.0 / rate
+            yield int(t_s * 1e6)
+    rate_max = shape.rate_max()
+    while True:
+        t_s += rng.expovariate(rate_max)
+        if rng.random() * rate_max <= shape.rate_at(t_s * 1000.0):
+            yield int(t_s * 1e6)
