@@ -97,6 +97,7 @@ class _Inspector:
         self.damage = _Damage()
         self.notes: list[str] = []
         self.queues: dict[tuple[str, int], _Queue] = {}
+        self.log_min_offset = 0
 
     def queue(self, topic: str, queue_id: int) -> _Queue:
         key = (topic, queue_id)
@@ -186,6 +187,8 @@ class _Inspector:
     def _check_cq_entry(self, q, log, valid_end, phys, size, queue_offset, rel_file, pos, batch_size=None) -> None:
         where = {"file": rel_file, "offset": pos, "topic": q.topic, "queue_id": q.queue_id,
                  "queue_offset": queue_offset, "physical_offset": phys}
+        if phys < self.log_min_offset:
+            return  # the log files it pointed into were deleted (expired); RocketMQ skips these too
         if phys + size > valid_end:
             self.damage({"kind": "cq_past_end", **where,
                          "detail": f"entry points at {phys}+{size}, the valid log ends at {valid_end}"})
@@ -203,7 +206,10 @@ class _Inspector:
         if check_record(data, pos, len(data), check_crc=False) <= 0:
             return "no valid record at that offset"
         total, queue_id, record_qoffset, _, sysflag = peek_fields(data, pos)
-        msg, _ = decode_message(data, pos, check_crc=False)
+        try:
+            msg, _ = decode_message(data, pos, check_crc=False)
+        except CorruptDataError as exc:
+            return f"the record there does not decode: {exc}"
         if msg.topic != q.topic and not q.topic.startswith("%LMQ%"):
             return f"the record there is of topic {msg.topic!r}"
         if q.topic.startswith("%LMQ%"):
@@ -223,7 +229,12 @@ class _Inspector:
     # --- the log --------------------------------------------------------------------------
 
     def on_record(self, rec: LogRecord, cq_readers: dict) -> None:
-        msg, _ = decode_message(rec.data, rec.pos, check_crc=False)
+        try:
+            msg, _ = decode_message(rec.data, rec.pos, check_crc=False, where=rec.rel_file)
+        except CorruptDataError as exc:  # passes the recovery check, but e.g. its topic is not UTF-8
+            self.damage({"kind": "corrupt_record", "file": rec.rel_file, "offset": rec.pos,
+                         "physical_offset": rec.address, "detail": str(exc)})
+            return
         if rec.stored_physical_offset != rec.address:
             self.damage({"kind": "wrong_physical_offset", "file": rec.rel_file, "offset": rec.pos,
                          "physical_offset": rec.address,
@@ -376,6 +387,8 @@ def inspect_store(root: str) -> dict:
     for reader in cq_readers.values():
         reader.close()
 
+    starts = [d.segments[0].start for d in segdirs if d.segments]
+    ins.log_min_offset = min(starts) if starts else 0
     log_reader = _MultiReader(segdirs)
     for q in list(ins.queues.values()):
         if q.segdir is None:
@@ -537,7 +550,14 @@ def iter_messages(root: str, limit: int | None = None) -> Iterator[dict]:
         for rec in iter_log(segdir, rel, is_dl):
             if isinstance(rec, dict):
                 continue
-            msg, _ = decode_message(rec.data, rec.pos, check_crc=False)
+            try:
+                msg, _ = decode_message(rec.data, rec.pos, check_crc=False)
+            except CorruptDataError as exc:
+                yield {"topic": None, "queue_id": rec.queue_id, "queue_offset": rec.queue_offset,
+                       "physical_offset": rec.address, "size_bytes": rec.size, "body_size_bytes": None,
+                       "sysflag": rec.sysflag, "store_timestamp_ms": None, "properties": {}, "crc_ok": rec.crc_ok,
+                       "file": rec.rel_file, "offset": rec.pos, "error": str(exc)}
+                continue
             yield {"topic": msg.topic, "queue_id": msg.queue_id, "queue_offset": msg.queue_offset,
                    "physical_offset": rec.address, "size_bytes": rec.size, "body_size_bytes": len(msg.body),
                    "sysflag": msg.sysflag, "store_timestamp_ms": msg.store_timestamp_ms,

@@ -107,6 +107,10 @@ def inspect(store: str, as_json: bool, messages: bool, limit: int | None) -> Non
         click.echo("")
         click.echo(f"{'topic':<24} {'queue':>5} {'queue offset':>12} {'physical offset':>16} {'body bytes':>10}  properties")
         for msg in iter_messages(store, limit):
+            if msg.get("error"):
+                click.echo(f"{'?':<24} {msg['queue_id']:>5} {msg['queue_offset']:>12} {msg['physical_offset']:>16} "
+                           f"{'?':>10}  [UNDECODABLE: {_printable(msg['error'])}]")
+                continue
             flag = "" if msg["crc_ok"] else "  [CRC MISMATCH]"
             click.echo(f"{_printable(msg['topic']):<24} {msg['queue_id']:>5} {msg['queue_offset']:>12} {msg['physical_offset']:>16} "
                        f"{msg['body_size_bytes']:>10}  {_fmt_props(msg['properties'])}{flag}")

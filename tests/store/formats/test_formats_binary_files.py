@@ -134,3 +134,40 @@ def test_index_hash_min_value_and_names():
 def test_index_header_round_trip(a, b, c, d, e, f):
     h = ix.IndexHeader(a, b, c, d, e, f)
     assert ix.decode_index_header(ix.encode_index_header(h)) == h
+
+
+@given(_i64, _i64, _i64, _i32, _i32)
+def test_wheel_slot_round_trip(t, first, last, num, magic):
+    slot = tf.WheelSlot(t, first, last, num, magic)
+    assert tf.decode_wheel_slot(tf.encode_wheel_slot(slot) + b"\1") == slot
+
+
+@given(st.lists(_i64, min_size=7, max_size=7))
+def test_timer_check_round_trip(values):
+    check = tf.TimerCheckpoint(*values)
+    data = tf.encode_timer_check(check)
+    assert tf.decode_timer_check(data + b"x") == check
+    for cut in (0, 1, 55):
+        with pytest.raises(CorruptDataError):
+            tf.decode_timer_check(data[:cut])
+
+
+@given(st.integers(0, 2**31 - 1), _i64, _i32, _i32)
+def test_index_item_round_trip(h, off, diff, prev):
+    item = ix.IndexItem(h, off, diff, prev)
+    assert ix.decode_index_item(ix.encode_index_item(item) + b"z") == item
+
+
+@given(st.binary(max_size=80), st.integers(0, 80))
+def test_fuzz_binary_decoders(data, pos):
+    for decode in (tf.decode_timer_unit, tf.decode_wheel_slot, ix.decode_index_header, ix.decode_index_item):
+        try:
+            decode(data, pos)
+        except CorruptDataError:
+            pass
+    assert tf.check_timer_unit(data, pos, len(data)) in (-1, 0, 52)
+    for decode in (cp.decode_checkpoint, tf.decode_timer_check):
+        try:
+            decode(data)
+        except CorruptDataError:
+            pass

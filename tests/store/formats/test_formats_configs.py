@@ -152,3 +152,13 @@ def test_fuzz_loads(text):
         c.loads_fastjson(text)
     except CorruptDataError:
         pass
+
+
+@pytest.mark.parametrize("text", [V4_OFFSETS, V5_OFFSETS])
+def test_json_truncated_at_every_character(text):
+    for cut in range(len(text)):
+        with pytest.raises(CorruptDataError):
+            c.parse_consumer_offsets_json(text[:cut], where="config/consumerOffset.json")
+    assert c.parse_consumer_offsets_json(text + "\n\t ").offsets == OFFSETS  # trailing whitespace is fine
+    with pytest.raises(CorruptDataError, match="trailing"):
+        c.parse_consumer_offsets_json(text + "}")

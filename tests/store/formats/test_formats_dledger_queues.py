@@ -186,3 +186,19 @@ def test_fuzz_batch(data):
         decode_batch(data)
     except CorruptDataError:
         pass
+
+
+@given(st.integers(-2**31, 2**31 - 1), st.integers(-2**63, 2**63 - 1), st.integers(-2**31, 2**31 - 1),
+       st.integers(-2**63, 2**63 - 1), st.integers(-2**63, 2**63 - 1))
+def test_index_unit_round_trip(magic, pos, size, index, term):
+    unit = d.encode_index_unit(magic, pos, size, index, term)
+    assert d.decode_index_unit(unit + b"\0") == d.IndexUnit(magic, pos, size, index, term)
+
+
+@given(st.binary(max_size=60), st.integers(0, 60))
+def test_fuzz_unit_decoders(data, pos):
+    for decode in (decode_cq_unit, decode_bcq_unit, d.decode_index_unit, d.decode_entry_header):
+        try:
+            decode(data, pos)
+        except CorruptDataError:
+            pass
