@@ -1,0 +1,238 @@
+"""``mqbench workloads``: built-in profiles, what a workload looks like, and recorded traces.
+
+Thin: parsing and validation live in ``mqbench.workloads``; this module turns flags into calls and
+results into tables or versioned JSON documents.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mqbench.cli.options import DurationMs, json_option, seed_option
+from mqbench.errors import UserError
+from mqbench.output import document, is_terminal, print_json, table
+
+LIST_SCHEMA = "mqbench.workloads-list/1"
+SHOW_SCHEMA = "mqbench.workload-show/1"
+WRITE_SCHEMA = "mqbench.workloads-write/1"
+DEFAULT_CODECS = "none,zlib:5,zstd:3,lz4,snappy"
+_PROGRESS_EVERY = 20_000
+
+
+@click.group()
+def workloads() -> None:
+    """Workload profiles (orders, notifications, iot) and recorded traces (Parquet)."""
+
+
+@workloads.command("list")
+@json_option
+def list_profiles(as_json: bool) -> None:
+    """List the built-in profiles with a one-line summary each."""
+    from mqbench.workloads.profile import builtin_profiles, load_profile
+
+    rows = []
+    for name in builtin_profiles():
+        profile = load_profile(name)
+        rows.append({"profile": name, "topics": [t.name for t in profile.topics],
+                     "base_msgs_per_s": profile.rate.base_msgs_per_s, "rate_shape": profile.rate.shape,
+                     "delayed_share": profile.delayed_share, "producers": profile.producers.count,
+                     "consumer_groups": [c.group for c in profile.consumers], "summary": profile.description})
+    if as_json:
+        print_json(document(LIST_SCHEMA, profiles=rows))
+        return
+    click.echo(table(([r["profile"], len(r["topics"]), f"{r['base_msgs_per_s']:,.0f}", r["rate_shape"],
+                       f"{r['delayed_share']:.0%}", r["summary"]] for r in rows),
+                     ["profile", "topics", "base msgs/s", "shape", "delayed", "what"]))
+
+
+@workloads.command("show")
+@click.argument("source", metavar="NAME|FILE")
+@click.option("--messages", type=click.IntRange(1, 10_000_000), default=5000, show_default=True,
+              help="How many messages to generate (profile) or read (trace) for the statistics.")
+@click.option("--codecs", "codec_specs", default=DEFAULT_CODECS, show_default=True, metavar="LIST",
+              help="Codecs whose compression ratio on the real bodies is shown.")
+@click.option("--batch", "batch_msgs", type=click.IntRange(2, 100_000), default=32, show_default=True,
+              help="Batch size for the batched compression ratio.")
+@seed_option
+@json_option
+def show(source: str, messages: int, codec_specs: str, batch_msgs: int, seed: int, as_json: bool) -> None:
+    """What a profile (name or .toml) or a trace (.parquet) carries: rates, sizes, delays, keys, compression."""
+    import itertools
+
+    from mqbench.codecs.registry import parse_codec_list
+    from mqbench.workloads.stats import summarize
+
+    codecs = parse_codec_list(codec_specs)
+    profile, info, stream = _open_source(source, seed, messages)
+    stats = summarize(itertools.islice(stream, messages), codecs, batch_msgs)
+    doc = {"source": source, "kind": "profile" if profile else "trace", "seed": seed if profile else info.seed}
+    if profile is not None:
+        doc.update(_profile_fields(profile))
+    else:
+        doc.update(trace={"messages": info.messages, "row_groups": info.row_groups, "source": info.source,
+                          "source_detail": info.source_detail, "profile": info.profile, "seed": info.seed,
+                          "generator_version": info.generator_version})
+    doc["sample"] = stats
+    if as_json:
+        print_json(document(SHOW_SCHEMA, **doc))
+        return
+    _print_show(doc)
+
+
+def _open_source(source: str, seed: int, messages: int):
+    """(profile or None, trace info or None, message iterator) for a profile name/TOML or a trace file."""
+    from mqbench.workloads.generator import generate_messages
+    from mqbench.workloads.profile import load_profile
+    from mqbench.workloads.trace import iter_trace_rows, read_trace_info
+
+    path = Path(source)
+    if path.suffix == ".parquet" or (path.suffix != ".toml" and path.is_file() and _is_parquet(path)):
+        info = read_trace_info(path)
+        return None, info, iter_trace_rows(path)
+    profile = load_profile(source)
+    return profile, None, generate_messages(profile, seed, count=messages)
+
+
+def _is_parquet(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(4) == b"PAR1"
+
+
+def _profile_fields(profile) -> dict:
+    from mqbench.workloads.profile import format_duration_ms
+
+    rate = profile.rate
+    return {
+        "profile": profile.name, "description": profile.description, "path": profile.source,
+        "rate": {"shape": rate.shape, "arrivals": rate.arrivals, "base_msgs_per_s": rate.base_msgs_per_s,
+                 "burst_factor": rate.burst_factor, "burst_length_ms": rate.burst_length_ms,
+                 "burst_every_ms": rate.burst_every_ms, "describe": rate.describe(), **rate.summary()},
+        "delayed_share": profile.delayed_share,
+        "producers": {"count": profile.producers.count, "send": profile.producers.send},
+        "topics": [{"topic": t.name, "queues": t.queues, "batch": t.batch, "batch_msgs": t.batch_msgs,
+                    "share": t.share, "body_model": t.body_model, "key": t.key.describe(),
+                    "tags": t.tags_field and f"body field {t.tags_field}" or ", ".join(v for v, _ in t.tags) or "none",
+                    "delay": t.delay.describe()} for t in profile.topics],
+        "consumers": [{"group": c.group, "topics": list(c.topics), "count": c.count, "subscription": c.subscription,
+                       "processing_ms": c.processing_ms.describe(), "processing_ms_mean": c.processing_ms.mean()}
+                      for c in profile.consumers],
+        "rate_horizon": format_duration_ms(rate.summary()["horizon_ms"]),
+    }
+
+
+def _print_show(doc: dict) -> None:
+    from mqbench.workloads.profile import format_duration_ms
+
+    sample = doc["sample"]
+    if doc["kind"] == "profile":
+        click.echo(f"profile {doc['profile']}: {doc['description']}")
+        r = doc["rate"]
+        click.echo(f"rate: {r['describe']}, {r['arrivals']} arrivals; over {doc['rate_horizon']}: "
+                   f"min {r['rate_msgs_per_s_min']:,.0f}, mean {r['rate_msgs_per_s_mean']:,.0f}, "
+                   f"max {r['rate_msgs_per_s_max']:,.0f} msgs/s")
+        click.echo(f"producers: {doc['producers']['count']} ({doc['producers']['send']} send); "
+                   f"delayed: {doc['delayed_share']:.1%} of messages")
+        click.echo()
+        click.echo(table(([t["topic"], t["queues"], f"{t['batch_msgs']}" if t["batch"] else "no", f"{t['share']:.1%}",
+                           t["body_model"], t["key"], t["tags"], t["delay"]] for t in doc["topics"]),
+                         ["topic", "queues", "batch", "share", "body", "key", "tags", "delay"]))
+        if doc["consumers"]:
+            click.echo()
+            click.echo(table(([c["group"], ", ".join(c["topics"]), c["count"], c["subscription"],
+                               f"{c['processing_ms']} ms"] for c in doc["consumers"]),
+                             ["consumer group", "topics", "consumers", "subscription", "processing"]))
+    else:
+        t = doc["trace"]
+        click.echo(f"trace {doc['source']}: {t['messages']:,} messages in {t['row_groups']} row groups, "
+                   f"{t['source']} ({t['source_detail'] or t['profile'] or '-'}), seed {t['seed']}")
+    click.echo()
+    b = sample["body_bytes"]
+    rate = sample["observed_msgs_per_s"]
+    click.echo(f"sample: {sample['messages']:,} messages over {sample['duration_s']:.2f} s"
+               + (f" ({rate:,.0f} msgs/s)" if rate else ""))
+    click.echo(f"body bytes: avg {b['avg']:,.0f}, min {b['min']:,}, p50 {b['p50']:,}, p90 {b['p90']:,}, "
+               f"p99 {b['p99']:,}, max {b['max']:,}; over 4 KiB (RocketMQ compresses): "
+               f"{sample['bodies_over_4kib_share']:.1%}")
+    d = sample["delay"]
+    if d["delayed_share"]:
+        levels = ", ".join(f"level {level}: {n:,}" for level, n in d["by_level"].items())
+        click.echo(f"delays: {d['delayed_share']:.1%} delayed, p50 {format_duration_ms(d['delay_ms_p50'])}, "
+                   f"p99 {format_duration_ms(d['delay_ms_p99'])}, max {format_duration_ms(d['delay_ms_max'])}"
+                   + (f"; {levels}" if levels else "") + (f"; arbitrary: {d['arbitrary']:,}" if d["arbitrary"] else ""))
+    else:
+        click.echo("delays: none")
+    click.echo()
+    click.echo(table(([t["topic"], f"{t['messages']:,}", f"{t['share']:.1%}", f"{t['body_bytes_avg']:,.0f}",
+                       f"{t['keys_distinct']:,}", f"{t['key_top_share']:.2%}", f"{t['keyless_share']:.0%}",
+                       f"{t['tags_distinct']:,}", ", ".join(x["tag"] for x in t["tags_top"][:3]),
+                       f"{t['delayed_share']:.1%}"] for t in sample["topics"]),
+                     ["topic", "messages", "share", "body B avg", "keys", "top key", "no key", "tags", "top tags",
+                      "delayed"]))
+    if sample["compression"]:
+        click.echo()
+        batch = sample["compression"][0]["batch_msgs"]
+        click.echo(table(([c["codec"], f"{c['ratio_per_message']:.2f}",
+                           f"{c['ratio_batch']:.2f}" if c["ratio_batch"] else "-"] for c in sample["compression"]),
+                         ["codec", "ratio per message", f"ratio per {batch}-message batch"]))
+
+
+@workloads.command("generate")
+@click.argument("profile_name", metavar="NAME|FILE")
+@click.option("--messages", type=click.IntRange(1, 10**12), help="Stop after this many messages.")
+@click.option("--duration", "duration_ms", type=DurationMs(), help="Stop at this much traffic time (e.g. 10m).")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The trace file to write (Parquet, mqbench.trace/1).")
+@seed_option
+@json_option
+def generate(profile_name: str, messages: int | None, duration_ms: int | None, out_path: Path, seed: int,
+             as_json: bool) -> None:
+    """Write a trace of a profile's messages; the same seed gives an identical file."""
+    from mqbench.workloads.generator import GENERATOR_VERSION, generate_messages
+    from mqbench.workloads.profile import load_profile
+    from mqbench.workloads.trace import TraceWriter
+
+    if messages is None and duration_ms is None:
+        raise UserError("give --messages N, --duration D or both: a profile's traffic never ends by itself")
+    if duration_ms is not None and duration_ms <= 0:
+        raise UserError("--duration must be above 0")
+    profile = load_profile(profile_name)
+    _check_out(out_path)
+    with TraceWriter(out_path, source="generated", source_detail=profile.source, profile=profile.name,
+                     profile_document=profile.document, seed=seed, generator_version=GENERATOR_VERSION) as writer:
+        last_offset_us = 0
+        for message in generate_messages(profile, seed, count=messages, duration_ms=duration_ms):
+            writer.write(message)
+            last_offset_us = message.send_offset_us
+            _progress(writer.messages, messages, as_json)
+    _progress_done(as_json)
+    _report_written(out_path, writer.messages, writer.body_bytes, last_offset_us, as_json,
+                    profile=profile.name, seed=seed)
+
+
+def _check_out(out_path: Path) -> None:
+    if not out_path.parent.exists():
+        raise UserError(f"--out {out_path}: folder {out_path.parent} does not exist")
+    if out_path.is_dir():
+        raise UserError(f"--out {out_path} is a directory")
+
+
+def _progress(done: int, total: int | None, quiet: bool) -> None:
+    if done % _PROGRESS_EVERY == 0 and not quiet and is_terminal():
+        of = f" of {total:,}" if total else ""
+        click.echo(f"\r  {done:,}{of} messages...\033[K", err=True, nl=False)
+
+
+def _progress_done(quiet: bool) -> None:
+    if not quiet and is_terminal():
+        click.echo("\r\033[K", err=True, nl=False)
+
+
+def _report_written(out_path: Path, messages: int, body_bytes: int, last_offset_us: int, as_json: bool,
+                    **extra) -> None:
+    if as_json:
+        print_json(document(WRITE_SCHEMA, out=str(out_path), messages=messages, body_bytes=body_bytes,
+                            duration_s=last_offset_us / 1e6, file_bytes=out_path.stat().st_size, **extra))
+        return
+    click.echo(f"wrote {messages:,} messages ({body_bytes / 1e6:,.1f} MB of bodies, {last_offset_us / 1e6:,.1f} s "
+               f"of traffic) to {out_path} ({out_path.stat().st_size / 1e6:,.1f} MB)")
