@@ -236,3 +236,52 @@ def _report_written(out_path: Path, messages: int, body_bytes: int, last_offset_
         return
     click.echo(f"wrote {messages:,} messages ({body_bytes / 1e6:,.1f} MB of bodies, {last_offset_us / 1e6:,.1f} s "
                f"of traffic) to {out_path} ({out_path.stat().st_size / 1e6:,.1f} MB)")
+
+
+@workloads.command("import")
+@click.argument("source", metavar="FILE.jsonl|csv|parquet", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The trace file to write (Parquet, mqbench.trace/1).")
+@click.option("--format", "file_format", type=click.Choice(["jsonl", "csv", "parquet"]),
+              help="Input format; default from the suffix (.jsonl/.ndjson/.json, .csv/.tsv, .parquet).")
+@click.option("--time-column", default="timestamp", show_default=True, help="Column with the send time.")
+@click.option("--time-format", type=click.Choice(["auto", "epoch-s", "epoch-ms", "epoch-us", "iso8601"]),
+              default="auto", show_default=True,
+              help="How times are written; auto tells epoch s/ms/us apart by magnitude and reads ISO-8601 text.")
+@click.option("--body-column", default="body", show_default=True, help="Column with the message body.")
+@click.option("--body-encoding", type=click.Choice(["utf8", "base64", "hex"]), default="utf8", show_default=True,
+              help="How text bodies are encoded (binary Parquet bodies are taken as they are).")
+@click.option("--topic-column", help="Column with the topic [default: topic].")
+@click.option("--topic", help="Topic for rows without a topic column or value.")
+@click.option("--key-column", help="Column with message keys [default: key, if present].")
+@click.option("--tags-column", help="Column with the tag [default: tags, if present].")
+@click.option("--properties-column", help="Column with user properties, a JSON object [default: properties, if present].")
+@click.option("--delay-column", help="Column with the delivery delay in ms [default: delay_ms, if present].")
+@click.option("--reorder-window", "reorder_window_ms", type=DurationMs(), default="10s", show_default=True,
+              help="Rows out of time order by up to this much are put back in order (held in memory).")
+@click.option("--skip-bad", is_flag=True, help="Skip rows that do not parse (reported on stderr) instead of stopping.")
+@json_option
+def import_cmd(source: Path, out_path: Path, file_format: str | None, time_column: str, time_format: str,
+               body_column: str, body_encoding: str, topic_column: str | None, topic: str | None,
+               key_column: str | None, tags_column: str | None, properties_column: str | None,
+               delay_column: str | None, reorder_window_ms: int, skip_bad: bool, as_json: bool) -> None:
+    """Convert an export of real traffic into a trace that `mqbench run` can replay."""
+    from mqbench.workloads.importer import ImportOptions, import_trace
+
+    _check_out(out_path)
+    if out_path.resolve() == source.resolve():
+        raise UserError("--out must differ from the file being imported")
+    options = ImportOptions(time_column=time_column, body_column=body_column, topic_column=topic_column,
+                            key_column=key_column, tags_column=tags_column, properties_column=properties_column,
+                            delay_column=delay_column, topic=topic, time_format=time_format,
+                            body_encoding=body_encoding, file_format=file_format,
+                            reorder_window_ms=reorder_window_ms, skip_bad=skip_bad)
+    result = import_trace(source, out_path, options, progress=lambda done: _progress(done, None, as_json))
+    _progress_done(as_json)
+    for where, reason in result.skipped[:10]:
+        click.echo(f"mqbench: skipped {source} {where}: {reason}", err=True)
+    if result.skipped_count > 10:
+        click.echo(f"mqbench: ... and {result.skipped_count - 10} more bad rows skipped", err=True)
+    _report_written(out_path, result.messages, result.body_bytes, result.duration_us, as_json,
+                    source=str(source), skipped_rows=result.skipped_count,
+                    skipped=[{"where": w, "reason": r} for w, r in result.skipped])
