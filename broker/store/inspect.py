@@ -24,23 +24,22 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from mqbench.errors import CorruptDataError, UserError
 from mqbench.output import document
 
 from . import configs, dledger as dl
 from .checkpoint import decode_checkpoint
-from .inspect_files import (
-    LogRecord, MappedFile, SegmentDir, SegmentReader, WalkEnd, count_nonzero, folder_of, iter_files, iter_log,
-    list_segments,
+from .inspect_files import (  # noqa: F401 - iter_messages is part of this module's API
+    LogRecord, MappedFile, MultiReader, SegmentDir, SegmentReader, WalkEnd, count_nonzero, folder_of, iter_files,
+    iter_log, iter_messages, list_segments, log_dirs,
 )
 from .queues import (
     BCQ_UNIT_BYTES, CQ_UNIT_BYTES, decode_bcq_unit, decode_cq_unit, find_bcq_unit, is_cq_end, is_cq_filler,
 )
 from .record import (
-    SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, check_record, decode_message,
-    peek_fields,
+    SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, check_record,
+    peek_fields, peek_properties, peek_topic,
 )
 from .timer_formats import decode_timer_check
 from .versions import detect
@@ -73,17 +72,6 @@ class _Damage:
         self.counts[item["kind"]] += 1
         if self.counts[item["kind"]] <= DAMAGE_LIST_MAX:
             self.entries.append(item)
-
-
-def _log_dirs(root: str, dledger_dirs: list[str]) -> list[tuple[str, bool]]:
-    """(relative folder, is DLedger) of the log, in address order: an upgraded store keeps its old
-    ``commitlog/`` below the DLedger data."""
-    dirs = []
-    if os.path.isdir(os.path.join(root, "commitlog")):
-        dirs.append(("commitlog", False))
-    if dledger_dirs:
-        dirs.append((f"{dledger_dirs[0]}/data", True))
-    return dirs
 
 
 def _check_readable(root: str) -> None:
@@ -207,11 +195,11 @@ class _Inspector:
             return "no valid record at that offset"
         total, queue_id, record_qoffset, _, sysflag = peek_fields(data, pos)
         try:
-            msg, _ = decode_message(data, pos, check_crc=False)
+            topic = peek_topic(data, pos)
         except CorruptDataError as exc:
             return f"the record there does not decode: {exc}"
-        if msg.topic != q.topic and not q.topic.startswith("%LMQ%"):
-            return f"the record there is of topic {msg.topic!r}"
+        if topic != q.topic and not q.topic.startswith("%LMQ%"):
+            return f"the record there is of topic {topic!r}"
         if q.topic.startswith("%LMQ%"):
             return None  # LMQ multi-dispatch points at records of other topics
         if queue_id != q.queue_id:
@@ -221,7 +209,7 @@ class _Inspector:
         if record_qoffset != queue_offset:
             return f"the record there has queue offset {record_qoffset}"
         if batch_size is not None and sysflag & SYSFLAG_INNER_BATCH:
-            inner = msg.properties.get("INNER_NUM")
+            inner = peek_properties(data, pos).get("INNER_NUM")
             if inner is not None and inner != str(batch_size):
                 return f"the record holds INNER_NUM={inner}, the entry says {batch_size}"
         return None
@@ -230,7 +218,8 @@ class _Inspector:
 
     def on_record(self, rec: LogRecord, cq_readers: dict) -> None:
         try:
-            msg, _ = decode_message(rec.data, rec.pos, check_crc=False, where=rec.rel_file)
+            topic = peek_topic(rec.data, rec.pos, where=rec.rel_file)
+            properties = peek_properties(rec.data, rec.pos, where=rec.rel_file) if rec.sysflag & SYSFLAG_INNER_BATCH else {}
         except CorruptDataError as exc:  # passes the recovery check, but e.g. its topic is not UTF-8
             self.damage({"kind": "corrupt_record", "file": rec.rel_file, "offset": rec.pos,
                          "physical_offset": rec.address, "detail": str(exc)})
@@ -242,11 +231,11 @@ class _Inspector:
         tx = rec.sysflag & SYSFLAG_TX_MASK
         if tx in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
             return  # no consume-queue entry by design
-        q = self.queue(msg.topic, rec.queue_id)
+        q = self.queue(topic, rec.queue_id)
         count = 1
         if rec.sysflag & SYSFLAG_INNER_BATCH:
             try:
-                count = max(1, int(msg.properties.get("INNER_NUM", "1")))
+                count = max(1, int(properties.get("INNER_NUM", "1")))
             except ValueError:
                 count = 1
         q.log_records += 1
@@ -346,10 +335,10 @@ def inspect_store(root: str) -> dict:
     ins.load_queue_dirs()
     log_docs = []
     valid_end = 0
-    log_dirs = _log_dirs(root, detection.dledger_dirs)
+    log_folders = log_dirs(root, detection.dledger_dirs)
     segdirs: list[SegmentDir] = []
     cq_readers: dict = {}
-    for rel, is_dl in log_dirs:
+    for rel, is_dl in log_folders:
         segdir = list_segments(os.path.join(root, rel), rel)
         segdirs.append(segdir)
         for problem in segdir.problems:
@@ -389,7 +378,7 @@ def inspect_store(root: str) -> dict:
 
     starts = [d.segments[0].start for d in segdirs if d.segments]
     ins.log_min_offset = min(starts) if starts else 0
-    log_reader = _MultiReader(segdirs)
+    log_reader = MultiReader(segdirs)
     for q in list(ins.queues.values()):
         if q.segdir is None:
             continue
@@ -516,52 +505,3 @@ def _timer_doc(ins: _Inspector) -> dict | None:
     except CorruptDataError as exc:
         ins.damage({"kind": "config_unreadable", "file": "config/timercheck", "offset": 0, "detail": str(exc)})
     return doc
-
-
-class _MultiReader:
-    """Random reads over the whole log address space (old ``commitlog/`` below DLedger data)."""
-
-    def __init__(self, segdirs: list[SegmentDir]):
-        self.readers = [SegmentReader(s, cache_files=4) for s in segdirs if s.segments]
-
-    def locate(self, offset: int):
-        for reader in self.readers:
-            hit = reader.locate(offset)
-            if hit is not None:
-                return hit
-        return None
-
-    def close(self) -> None:
-        for reader in self.readers:
-            reader.close()
-
-
-def iter_messages(root: str, limit: int | None = None) -> Iterator[dict]:
-    """Each message of the log in address order, as a dict with topic, queue_id, queue_offset,
-    physical_offset, properties, body_size_bytes, store_timestamp_ms, file and offset. Streams:
-    one file mapped at a time. Records with a bad CRC are included with ``crc_ok`` False."""
-    root = os.path.abspath(root)
-    detection = detect(root)
-    if limit is not None and limit <= 0:
-        return
-    count = 0
-    for rel, is_dl in _log_dirs(root, detection.dledger_dirs):
-        segdir = list_segments(os.path.join(root, rel), rel)
-        for rec in iter_log(segdir, rel, is_dl):
-            if isinstance(rec, dict):
-                continue
-            try:
-                msg, _ = decode_message(rec.data, rec.pos, check_crc=False)
-            except CorruptDataError as exc:
-                yield {"topic": None, "queue_id": rec.queue_id, "queue_offset": rec.queue_offset,
-                       "physical_offset": rec.address, "size_bytes": rec.size, "body_size_bytes": None,
-                       "sysflag": rec.sysflag, "store_timestamp_ms": None, "properties": {}, "crc_ok": rec.crc_ok,
-                       "file": rec.rel_file, "offset": rec.pos, "error": str(exc)}
-                continue
-            yield {"topic": msg.topic, "queue_id": msg.queue_id, "queue_offset": msg.queue_offset,
-                   "physical_offset": rec.address, "size_bytes": rec.size, "body_size_bytes": len(msg.body),
-                   "sysflag": msg.sysflag, "store_timestamp_ms": msg.store_timestamp_ms,
-                   "properties": msg.properties, "crc_ok": rec.crc_ok, "file": rec.rel_file, "offset": rec.pos}
-            count += 1
-            if limit is not None and count >= limit:
-                return

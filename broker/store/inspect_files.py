@@ -13,8 +13,11 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from mqbench.errors import CorruptDataError
+
 from . import dledger as dl
-from .record import RECORD_BLANK, check_record, peek_fields
+from .record import RECORD_BLANK, check_record, decode_message, peek_fields
+from .versions import detect
 
 NAME_DIGITS = 20
 _ZERO_CHUNK_BYTES = 1 << 20
@@ -296,3 +299,63 @@ def folder_of(rel_path: str) -> str:
     if parts[0].startswith("dledger-") and len(parts) > 2:
         return f"{parts[0]}/{parts[1]}"
     return parts[0]
+
+
+def log_dirs(root: str, dledger_dirs: list[str]) -> list[tuple[str, bool]]:
+    """(relative folder, is DLedger) of the log, in address order: an upgraded store keeps its old
+    ``commitlog/`` below the DLedger data."""
+    dirs = []
+    if os.path.isdir(os.path.join(root, "commitlog")):
+        dirs.append(("commitlog", False))
+    if dledger_dirs:
+        dirs.append((f"{dledger_dirs[0]}/data", True))
+    return dirs
+
+
+class MultiReader:
+    """Random reads over the whole log address space (old ``commitlog/`` below DLedger data)."""
+
+    def __init__(self, segdirs: list[SegmentDir]):
+        self.readers = [SegmentReader(s, cache_files=4) for s in segdirs if s.segments]
+
+    def locate(self, offset: int):
+        for reader in self.readers:
+            hit = reader.locate(offset)
+            if hit is not None:
+                return hit
+        return None
+
+    def close(self) -> None:
+        for reader in self.readers:
+            reader.close()
+
+
+def iter_messages(root: str, limit: int | None = None) -> Iterator[dict]:
+    """Each message of the log in address order, as a dict with topic, queue_id, queue_offset,
+    physical_offset, properties, body_size_bytes, store_timestamp_ms, file and offset. Streams:
+    one file mapped at a time. Records with a bad CRC are included with ``crc_ok`` False."""
+    root = os.path.abspath(root)
+    detection = detect(root)
+    if limit is not None and limit <= 0:
+        return
+    count = 0
+    for rel, is_dl in log_dirs(root, detection.dledger_dirs):
+        segdir = list_segments(os.path.join(root, rel), rel)
+        for rec in iter_log(segdir, rel, is_dl):
+            if isinstance(rec, dict):
+                continue
+            try:
+                msg, _ = decode_message(rec.data, rec.pos, check_crc=False)
+            except CorruptDataError as exc:
+                yield {"topic": None, "queue_id": rec.queue_id, "queue_offset": rec.queue_offset,
+                       "physical_offset": rec.address, "size_bytes": rec.size, "body_size_bytes": None,
+                       "sysflag": rec.sysflag, "store_timestamp_ms": None, "properties": {}, "crc_ok": rec.crc_ok,
+                       "file": rec.rel_file, "offset": rec.pos, "error": str(exc)}
+                continue
+            yield {"topic": msg.topic, "queue_id": msg.queue_id, "queue_offset": msg.queue_offset,
+                   "physical_offset": rec.address, "size_bytes": rec.size, "body_size_bytes": len(msg.body),
+                   "sysflag": msg.sysflag, "store_timestamp_ms": msg.store_timestamp_ms,
+                   "properties": msg.properties, "crc_ok": rec.crc_ok, "file": rec.rel_file, "offset": rec.pos}
+            count += 1
+            if limit is not None and count >= limit:
+                return

@@ -484,6 +484,40 @@ def peek_fields(buf, pos: int) -> tuple[int, int, int, int, int]:
     return total, queue_id, queue_offset, physical_offset, sysflag
 
 
+def _tail_positions(buf, pos: int) -> tuple[int, int, int, int]:
+    """(topic start, topic length, properties start, properties length) of a record already
+    checked valid with ``check_record``; reads only the length fields."""
+    magic = _I32.unpack_from(buf, pos + 4)[0]
+    sysflag = _I32.unpack_from(buf, pos + 36)[0]
+    at = pos + _HEAD.size + (20 if sysflag & SYSFLAG_BORNHOST_V6 else 8) + 8
+    at += (20 if sysflag & SYSFLAG_STOREHOST_V6 else 8) + 12
+    at += 4 + _I32.unpack_from(buf, at)[0]
+    if magic == MAGIC_V1:
+        topic_len, at = _I8.unpack_from(buf, at)[0], at + 1
+    else:
+        topic_len, at = _I16.unpack_from(buf, at)[0], at + 2
+    props_at = at + topic_len + 2
+    return at, topic_len, props_at, _I16.unpack_from(buf, at + topic_len)[0]
+
+
+def peek_topic(buf, pos: int, *, where: str | None = None) -> str:
+    """The topic of a record already checked valid, without decoding the rest. CorruptDataError if not UTF-8."""
+    topic_at, topic_len, _, _ = _tail_positions(buf, pos)
+    try:
+        return bytes(buf[topic_at:topic_at + topic_len]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptDataError("topic is not UTF-8", where=where, offset=pos) from None
+
+
+def peek_properties(buf, pos: int, *, where: str | None = None) -> dict[str, str]:
+    """The properties of a record already checked valid. CorruptDataError if not UTF-8."""
+    _, _, props_at, props_len = _tail_positions(buf, pos)
+    try:
+        return decode_properties(buf[props_at:props_at + props_len])
+    except CorruptDataError as exc:
+        raise CorruptDataError(str(exc), where=where, offset=pos) from None
+
+
 def verify_property_crc(record: bytes) -> bool | None:
     """Check the 5.2+ ``__CRC32#`` property (spec 3.6) of a whole record.
 

@@ -309,3 +309,22 @@ def test_fuzz_mutated_records(msg, data):
     except CorruptDataError:
         pass
     check_record(bytes(raw), 0, len(raw))
+
+
+@given(messages())
+def test_peek_matches_decode(msg):
+    data = b"\0" * 3 + encode_message(msg) + b"tail"
+    back, _ = decode_message(data, 3)
+    assert r.peek_topic(data, 3) == back.topic
+    assert r.peek_properties(data, 3) == back.properties
+
+
+def test_peek_rejects_bad_utf8():
+    data = bytearray.fromhex(EX2)
+    data[94] = 0xFF
+    with pytest.raises(CorruptDataError, match="topic"):
+        r.peek_topic(bytes(data), 0, where="f")
+    data = bytearray.fromhex(EX2)
+    data[110] = 0xFF
+    with pytest.raises(CorruptDataError, match="UTF-8"):
+        r.peek_properties(bytes(data), 0, where="f")
