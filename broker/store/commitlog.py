@@ -37,6 +37,11 @@ _TOPIC_BYTES = re.compile(rb"[%|a-zA-Z0-9_-]+")
 _MAGIC_V1_BYTES = bytes.fromhex("daa320a7")
 
 
+def physical_offset_field(buf, pos: int) -> int:
+    """PHYSICALOFFSET of the record at ``buf[pos:]``: its own log offset when it was written."""
+    return int.from_bytes(buf[pos + 28:pos + 36], "big", signed=True)
+
+
 def record_tail_sound(buf, pos: int, size: int) -> bool:
     """The part of a record the body CRC does not cover, checked for a torn (zero-filled) tail.
 
@@ -175,8 +180,9 @@ class CommitLog:
                 pos = seg_start + self.segment_size_bytes
                 self._walk_end = pos
                 continue
-            if result == RECORD_END or not record_tail_sound(buf, rel, result):
-                break
+            if (result == RECORD_END or not record_tail_sound(buf, rel, result)
+                    or physical_offset_field(buf, rel) != pos):
+                break   # torn, garbage, or a record that does not know where it is
             yield pos, result, buf, rel
             pos += result
             self._walk_end = pos

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from mqbench.errors import InvariantViolation, UserError
+from mqbench.errors import CorruptDataError, InvariantViolation, UserError
 
 from .queues import (BCQ_UNIT_BYTES, CQ_UNIT_BYTES, BcqUnit, decode_bcq_unit, decode_cq_unit, encode_bcq_unit,
                      encode_cq_filler, encode_cq_unit, is_cq_end, is_cq_filler)
@@ -106,8 +106,10 @@ class ConsumeQueue:
         out = []
         for i in range(len(raw) // CQ_UNIT_BYTES):
             phys, size, tags = decode_cq_unit(raw, i * CQ_UNIT_BYTES)
-            if is_cq_end(phys, size):
-                break
+            if is_cq_end(phys, size):   # below max_offset every unit was written: damage
+                raise CorruptDataError(f"unit {queue_offset + i} (physical offset {phys}, size {size}) is "
+                                       f"not valid inside the queue [{self.min_offset}, {self.max_offset})",
+                                       where=str(self.segments.directory), offset=(queue_offset + i) * CQ_UNIT_BYTES)
             if not is_cq_filler(phys, size):
                 out.append((queue_offset + i, phys, size, tags))
         return out
@@ -117,17 +119,21 @@ class ConsumeQueue:
             return None
         return self._unit(self.max_offset - 1)
 
-    def truncate_physical(self, log_end: int) -> int:
-        """Drop trailing units whose record does not end inside the log; returns how many."""
+    def truncate_physical(self, log_end: int) -> int | None:
+        """Drop trailing units whose record does not end inside the log. Returns None when none
+        was dropped, else the log position to dispatch this queue's records again from (the end
+        of the last unit kept, 0 when none is left): a damaged unit may have looked "ahead"."""
         q = self.max_offset
+        resume = None
         while q > self.min_offset:
             phys, size, _ = self._unit(q - 1)
-            if phys + size <= log_end:
+            if 0 <= phys and 0 < size and phys + size <= log_end:
+                resume = phys + size
                 break
             q -= 1
         dropped = self.max_offset - q
         self.truncate(q)   # also zeroes stale units past the end that a crash may have left
-        return dropped
+        return (resume or 0) if dropped else None
 
     def truncate(self, queue_offset: int) -> None:
         """Zero every unit from ``queue_offset`` on."""
@@ -209,19 +215,26 @@ class BatchConsumeQueue:
             return []
         n = min(count, self.count - i)
         raw = self.segments.read(i * BCQ_UNIT_BYTES, n * BCQ_UNIT_BYTES)
-        return [decode_bcq_unit(raw, k * BCQ_UNIT_BYTES) for k in range(len(raw) // BCQ_UNIT_BYTES)]
+        units = [decode_bcq_unit(raw, k * BCQ_UNIT_BYTES) for k in range(len(raw) // BCQ_UNIT_BYTES)]
+        for k, unit in enumerate(units):
+            if not unit.is_valid:
+                raise CorruptDataError(f"batch unit {i + k} is not valid inside the queue",
+                                       where=str(self.segments.directory), offset=(i + k) * BCQ_UNIT_BYTES)
+        return units
 
-    def truncate_physical(self, log_end: int) -> int:
-        """Drop trailing units whose record does not end inside the log; returns how many."""
+    def truncate_physical(self, log_end: int) -> int | None:
+        """As ``ConsumeQueue.truncate_physical``."""
         i = self.count
+        resume = None
         while i > self.first_unit:
             u = self._unit(i - 1)
-            if u.physical_offset + u.size <= log_end:
+            if u.is_valid and u.physical_offset + u.size <= log_end:
+                resume = u.physical_offset + u.size
                 break
             i -= 1
         dropped = self.count - i
         self.truncate_units(i)
-        return dropped
+        return (resume or 0) if dropped else None
 
     def truncate_units(self, unit_number: int) -> None:
         self.segments.truncate(unit_number * BCQ_UNIT_BYTES)

@@ -131,9 +131,11 @@ class QueueSet:
             out[key] = max(out.get(key, 0), q.max_offset)
         return out
 
-    def truncate_physical(self, log_end: int) -> int:
-        """Drop units pointing at or past ``log_end`` in every queue; returns how many."""
-        return sum(q.truncate_physical(log_end) for _, q in self.all())
+    def truncate_physical(self, log_end: int) -> int | None:
+        """Drop units pointing at or past ``log_end`` in every queue. Returns None when nothing was
+        dropped, else the lowest log position from which records must be dispatched again."""
+        resumes = [r for r in (q.truncate_physical(log_end) for _, q in list(self.all())) if r is not None]
+        return min(resumes) if resumes else None
 
     def flush(self) -> None:
         for _, q in self.all():

@@ -32,8 +32,8 @@ files; RocketMQ and DLedger ignore the field.
   backwards, never past ``last_index``).
 * ``sync()``: fdatasync data then index. ``close()`` syncs and saves the checkpoint.
 * On open the tail is recovered: entries are checked from the start of the third-last data segment
-  (``check_entry``: magic, size, pos, body length; consecutive indexes; plus ``body_check`` on the
-  body, e.g. the record CRC, because DLedger writes no CRC of its own). The first invalid entry and
+  (``check_entry``: magic, size, pos, body length; consecutive indexes; plus ``body_check(body,
+  pos)`` on the body, e.g. the record checks, because DLedger writes no CRC of its own). The first invalid entry and
   everything after it is zeroed, the index file is rewritten for the checked range and cut after
   the last valid index.
 """
@@ -48,7 +48,7 @@ from mqbench.errors import InvariantViolation, UserError
 
 from . import dledger as fmt
 from .atomic import read_with_backup, write_atomic
-from .commitlog import SegmentWindow, record_tail_sound
+from .commitlog import SegmentWindow, physical_offset_field, record_tail_sound
 from .record import RECORD_END, Message, check_record, encode_message
 from .segments import SegmentQueue
 
@@ -61,13 +61,15 @@ def _body_crc(body) -> int:
     return zlib.crc32(body) & 0x7FFFFFFF
 
 
-def record_body_check(body: bytes) -> bool:
-    """A DLedger body that is a RocketMQ record is valid when the record check passes whole
-    (and its tail is not zero-filled, ``commitlog.record_tail_sound``).
+def record_body_check(body: bytes, entry_pos: int) -> bool:
+    """A DLedger body that is a RocketMQ record is valid when the record check passes whole, its
+    tail is not zero-filled (``commitlog.record_tail_sound``) and its PHYSICALOFFSET is the entry's
+    pos + 48.
 
     Bodies that are not records (magic at +4 is not a record magic) are accepted as they are."""
     if len(body) >= 8 and body[4:8] in (b"\xda\xa3\x20\xa7", b"\xda\xa3\x20\xab"):
-        return check_record(body, 0, len(body)) == len(body) and record_tail_sound(body, 0, len(body))
+        return (check_record(body, 0, len(body)) == len(body) and record_tail_sound(body, 0, len(body))
+                and physical_offset_field(body, 0) == entry_pos + fmt.ENTRY_HEADER_BYTES)
     return True
 
 
@@ -76,7 +78,7 @@ class DLedgerLog:
 
     def __init__(self, directory: str | os.PathLike, *, data_segment_bytes: int,
                  index_segment_bytes: int = DEFAULT_INDEX_SEGMENT_BYTES,
-                 body_check: Callable[[bytes], bool] = record_body_check):
+                 body_check: Callable[[bytes, int], bool] = record_body_check):
         if index_segment_bytes % fmt.INDEX_UNIT_BYTES:
             raise UserError(f"DLedger index segment size {index_segment_bytes} is not a multiple of 32")
         self.directory = Path(directory)
@@ -122,7 +124,7 @@ class DLedgerLog:
             body = bytes(buf[rel + fmt.ENTRY_HEADER_BYTES:rel + result])
             if header.body_crc and header.body_crc != _body_crc(body):
                 return
-            if not self._body_check(body):
+            if not self._body_check(body, pos):
                 return
             yield header, body
             expected_index = header.index + 1

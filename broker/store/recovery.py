@@ -23,8 +23,9 @@ validates magic, size and CRC from the segment holding ``durable_offset`` on, or
 ``RECOVER_SEGMENTS`` segments without a checkpoint, and zeroes the torn tail):
 
 1. every queue unit pointing at or past the dispatch limit is dropped (queues ahead of the log);
-2. records from ``dispatched_offset`` up to the dispatch limit are dispatched again (queues behind
-   the log); rewriting a unit that is already there is harmless.
+2. records from ``dispatched_offset`` (or from the end of the last unit kept in a queue that lost
+   units, if lower) up to the dispatch limit are dispatched again (queues behind the log);
+   rewriting a unit that is already there is harmless.
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from mqbench.errors import CorruptDataError, InvariantViolation
 
 from . import checkpoint as fmt
 from .dispatch import QueueSet, dispatch_info, dispatch_record
@@ -110,11 +113,22 @@ def recover_queues(queues: QueueSet, scan, dispatched_offset: int, dispatch_limi
                    is_batch_topic: Callable[[str], bool]) -> tuple[int, int]:
     """Make the queues agree with the log up to ``dispatch_limit`` (see module doc).
 
-    ``scan(start, stop)`` is the commitlog's scan. Returns (units dropped, records re-dispatched).
+    ``scan(start, stop)`` is the commitlog's scan. Returns (the position re-dispatch started from,
+    records re-dispatched).
     """
-    dropped = queues.truncate_physical(dispatch_limit)
+    resume = queues.truncate_physical(dispatch_limit)
+    start = min(dispatched_offset, dispatch_limit)
+    if resume is not None:
+        start = min(start, resume)
     redispatched = 0
-    for offset, record, _ in scan(min(dispatched_offset, dispatch_limit), dispatch_limit):
-        dispatch_record(queues, dispatch_info(record, where="commitlog"), is_batch_topic)
+    for offset, record, _ in scan(start, dispatch_limit):
+        info = dispatch_info(record, where="commitlog")
+        try:
+            dispatch_record(queues, info, is_batch_topic)
+        except InvariantViolation as exc:
+            # a record whose queue offset does not continue its queue: the log itself is damaged
+            raise CorruptDataError(f"record of {info.topic}/{info.queue_id} with queue offset "
+                                   f"{info.queue_offset} does not fit its queue ({exc})",
+                                   where="commitlog", offset=offset) from None
         redispatched += 1
-    return dropped, redispatched
+    return start, redispatched

@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from mqbench.errors import UserError
+from mqbench.errors import CorruptDataError, UserError
 
 from . import versions
 from .atomic import AbortMarker, StoreLock
@@ -195,7 +195,7 @@ class Store:
                 self.dledger.set_committed(self.dledger.last_index)
         limit = self._dispatch_limit_unflushed()
         dispatched = ck.dispatched_offset if ck.dispatched_offset is not None else self.log.min_offset
-        self.units_dropped, self.records_redispatched = recover_queues(
+        self.redispatched_from, self.records_redispatched = recover_queues(
             self.queues, self.log.scan, dispatched, limit, self.meta.is_batch_topic)
         self._dispatched = limit
         self._rebuild_queue_table()
@@ -431,7 +431,24 @@ class Store:
 
     def read_message(self, physical_offset: int, size: int) -> Message:
         """The record at ``physical_offset`` (CorruptDataError if it is not a whole valid record)."""
-        msg, _ = decode_message(self.log.read(physical_offset, size), 0, where="commitlog")
+        raw = self.log.read(physical_offset, size) if physical_offset >= 0 and size > 0 else b""
+        if len(raw) < max(size, 1):
+            raise CorruptDataError(f"no record of {size} bytes there (log ends at {self.log.end_offset})",
+                                   where="commitlog", offset=physical_offset)
+        try:
+            msg, _ = decode_message(raw, 0)
+        except CorruptDataError as exc:
+            raise CorruptDataError(str(exc), where="commitlog", offset=physical_offset) from None
+        return msg
+
+    def _queue_record(self, topic: str, queue_id: int, queue_offset: int, physical_offset: int,
+                      size: int) -> Message:
+        """The record a queue unit points at, checked to be that queue's record at that offset."""
+        msg = self.read_message(physical_offset, size)
+        if (msg.topic, msg.queue_id, msg.queue_offset) != (topic, queue_id, queue_offset):
+            raise CorruptDataError(
+                f"queue unit {topic}/{queue_id}@{queue_offset} points at a record of "
+                f"{msg.topic}/{msg.queue_id}@{msg.queue_offset}", where="consume queue", offset=physical_offset)
         return msg
 
     def min_offset(self, topic: str, queue_id: int) -> int:
@@ -459,7 +476,8 @@ class Store:
             used = 0
             if isinstance(q, BatchConsumeQueue):
                 for unit in q.read_units(offset, max_messages):
-                    record = self.read_message(unit.physical_offset, unit.size)
+                    record = self._queue_record(topic, queue_id, unit.base_offset, unit.physical_offset,
+                                                unit.size)
                     for m in self._unwrap(record, unit.base_offset):
                         if m.queue_offset < offset:
                             continue
@@ -473,8 +491,7 @@ class Store:
                 for qoff, phys, size, _ in q.read_units(offset, max_messages):
                     if out and used + size > max_bytes:
                         break
-                    m = self.read_message(phys, size)
-                    m.queue_offset = qoff
+                    m = self._queue_record(topic, queue_id, qoff, phys, size)
                     out.append(m)
                     used += size
             nxt = out[-1].queue_offset + 1 if out else offset

@@ -119,13 +119,11 @@ def assert_queues_agree(store):
     for (topic, qid), q in store.queues.all():
         if isinstance(q, BatchConsumeQueue):
             for unit in q.read_units(0, 10_000):
-                m = store.read_message(unit.physical_offset, unit.size)
-                assert (m.topic, m.queue_id, m.queue_offset) == (topic, qid, unit.base_offset)
+                store._queue_record(topic, qid, unit.base_offset, unit.physical_offset, unit.size)
                 seen.add(unit.physical_offset)
         else:
             for qoff, phys, size, _ in q.read_units(q.min_offset, q.max_offset - q.min_offset):
-                m = store.read_message(phys, size)
-                assert (m.topic, m.queue_id, m.queue_offset) == (topic, qid, qoff)
+                store._queue_record(topic, qid, qoff, phys, size)   # CorruptDataError if it is not
                 seen.add(phys)
     in_log = {phys for phys, _, _ in store.log.scan(store.log.min_offset, None)}
     assert in_log == seen
