@@ -12,12 +12,14 @@ Damage kinds (each entry names the file and the byte offset in it where known):
 * ``crc_mismatch``: a record whose body CRC differs from BODYCRC; ``bad_entry_body``: a DLedger
   entry that does not hold a record; ``wrong_physical_offset``: PHYSICALOFFSET differs from where
   the record is; ``dledger_index_mismatch``/``dledger_index_gap``: the DLedger index disagrees;
+  ``dledger_entries_missing``: the DLedger checkpoint's committedIndex is beyond the last entry;
 * ``cq_past_end``: a consume-queue entry pointing at or past the end of the valid log;
   ``cq_mismatch``: an entry pointing at something that is not that queue's record at that offset;
   ``cq_missing_entry``: a log record whose queue has no entry for it; ``cq_torn``: non-zero bytes
   after the end of a consume queue;
 * ``file_size_mismatch``, ``unexpected_file``, ``offset_gap``: segment files RocketMQ would refuse;
-* ``config_unreadable``: a JSON/checkpoint file that does not parse (the ``.bak`` is used if it does).
+* ``config_unreadable``: a JSON/checkpoint file that does not parse (the ``.bak`` is used if it does);
+  the timer log gets ``torn_tail`` too (file ``timerlog/...``).
 """
 from __future__ import annotations
 
@@ -29,7 +31,6 @@ from mqbench.errors import CorruptDataError, UserError
 from mqbench.output import document
 
 from . import configs, dledger as dl
-from .checkpoint import decode_checkpoint
 from .inspect_files import (  # noqa: F401 - iter_messages is part of this module's API
     LogRecord, MappedFile, MultiReader, SegmentDir, SegmentReader, WalkEnd, count_nonzero, folder_of, iter_files,
     iter_log, iter_messages, list_segments, log_dirs,
@@ -41,7 +42,7 @@ from .record import (
     SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, check_record,
     peek_fields, peek_properties, peek_topic,
 )
-from .timer_formats import decode_timer_check
+from .inspect_state import checkpoint_doc, dledger_state, index_files_doc, timer_doc
 from .versions import detect
 
 SCHEMA = "mqbench.inspect/1"
@@ -321,8 +322,9 @@ def inspect_store(root: str) -> dict:
     Raises UserError only when ``root`` is not a store or cannot be read; damage is reported.
     """
     root = os.path.abspath(root)
+    if os.path.isdir(root):
+        _check_readable(root)
     detection = detect(root)
-    _check_readable(root)
     ins = _Inspector(root)
     files: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for rel, size in iter_files(root):
@@ -371,7 +373,7 @@ def inspect_store(root: str) -> dict:
             ddir = rel.split("/")[0]
             doc.update({"entries": end.entries, "first_index": state.get("first_index"),
                         "last_index": state.get("last_index"), "last_term": state.get("last_term")})
-            doc.update(_dledger_state(ins, ddir))
+            doc.update(dledger_state(ins.root, ddir, state.get("last_index"), ins.damage, ins.notes))
         log_docs.append(doc)
     for reader in cq_readers.values():
         reader.close()
@@ -429,8 +431,9 @@ def inspect_store(root: str) -> dict:
         consumer_offsets=consumer_offsets,
         delay_offsets=delay_offsets,
         subscription_groups=sorted(groups_file.groups) if groups_file else [],
-        checkpoint=_checkpoint_doc(ins),
-        timer=_timer_doc(ins),
+        checkpoint=checkpoint_doc(root, ins.damage),
+        timer=timer_doc(root, ins.damage),
+        index_files=index_files_doc(root, ins.damage),
         notes=ins.notes,
         damage=ins.damage.entries,
         damage_counts=dict(sorted(ins.damage.counts.items())),
@@ -452,56 +455,3 @@ def _queue_doc(q: _Queue) -> dict:
         "max_offset": q.max_offset if has_cq else (q.log_max_offset or 0),
         "log_records": q.log_records,
     }
-
-
-def _dledger_state(ins: _Inspector, ddir: str) -> dict:
-    out = {}
-    for name, parse, keys in (("checkpoint", dl.dledger_checkpoint, ("end_index", "committed_index")),
-                              ("currterm", dl.dledger_currterm, ("current_term", "vote_leader"))):
-        path = os.path.join(ins.root, ddir, name)
-        try:
-            with open(path, "rb") as f:
-                values = parse(f.read(4096), where=f"{ddir}/{name}")
-        except FileNotFoundError:
-            continue
-        except CorruptDataError as exc:
-            ins.damage({"kind": "config_unreadable", "file": f"{ddir}/{name}", "offset": exc.offset, "detail": str(exc)})
-            continue
-        out.update(dict(zip(keys, values)))
-    return out
-
-
-def _checkpoint_doc(ins: _Inspector) -> dict | None:
-    path = os.path.join(ins.root, "checkpoint")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(4096)
-    except FileNotFoundError:
-        return None
-    try:
-        cp = decode_checkpoint(data, where="checkpoint")
-    except CorruptDataError as exc:
-        ins.damage({"kind": "config_unreadable", "file": "checkpoint", "offset": 0, "detail": str(exc)})
-        return None
-    return {"physic_msg_timestamp_ms": cp.physic_msg_timestamp_ms, "logics_msg_timestamp_ms": cp.logics_msg_timestamp_ms,
-            "index_msg_timestamp_ms": cp.index_msg_timestamp_ms, "master_flushed_offset": cp.master_flushed_offset,
-            "confirm_phy_offset": cp.confirm_phy_offset}
-
-
-def _timer_doc(ins: _Inspector) -> dict | None:
-    path = os.path.join(ins.root, "config", "timercheck")
-    wheel = os.path.join(ins.root, "timerwheel")
-    if not os.path.exists(path) and not os.path.exists(wheel):
-        return None
-    doc: dict = {"timerwheel_size_bytes": os.path.getsize(wheel) if os.path.exists(wheel) else None}
-    try:
-        with open(path, "rb") as f:
-            check = decode_timer_check(f.read(4096), where="config/timercheck")
-        doc.update({"last_read_time_ms": check.last_read_time_ms,
-                    "last_timer_log_flush_offset": check.last_timer_log_flush_pos,
-                    "last_timer_queue_offset": check.last_timer_queue_offset})
-    except FileNotFoundError:
-        pass
-    except CorruptDataError as exc:
-        ins.damage({"kind": "config_unreadable", "file": "config/timercheck", "offset": 0, "detail": str(exc)})
-    return doc

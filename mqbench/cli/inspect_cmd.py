@@ -42,6 +42,14 @@ def _print_text(doc: dict) -> None:
             if "current_term" in log:
                 line += f", current term {log['current_term']}"
         echo(line)
+    timer = doc.get("timer")
+    if timer:
+        echo(f"timer store: wheel {timer['timerwheel_size_bytes']} bytes, "
+             f"{timer.get('timerlog_units', 0)} timer log units, "
+             f"last timer queue offset {timer.get('last_timer_queue_offset', '-')}")
+    for index in doc.get("index_files", []):
+        echo(f"index {index['file']}: {index['items']} items, physical offsets "
+             f"{index['begin_physical_offset']}..{index['end_physical_offset']}")
     if doc["topics"]:
         echo("")
         echo(table([(t["topic"], t["cq_type"], t["queues"], t["messages"]) for t in doc["topics"]],

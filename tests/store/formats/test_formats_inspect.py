@@ -396,3 +396,58 @@ def test_fuzz_damaged_stores_never_crash(version, flips):
         assert doc["schema"] == SCHEMA
         for msg in iter_messages(b.root):
             assert "physical_offset" in msg
+
+
+def test_timer_store_and_index_files(tmp_path):
+    from mqbench.broker.store import index_file as ix, timer_formats as tf
+    b = build(tmp_path, "v5", n=4)
+    b.save()
+    os.makedirs(os.path.join(b.root, "timerlog"))
+    units = b"".join(tf.encode_timer_unit(tf.TimerLogUnit(-1 if i == 0 else (i - 1) * 52, 1, 1_700_000_000_000,
+                                                          10_000, i * 200, 150, 7)) for i in range(3))
+    log = bytearray(512)
+    log[:len(units)] = units
+    with open(os.path.join(b.root, "timerlog", "0" * 20), "wb") as f:
+        f.write(bytes(log))
+    with open(os.path.join(b.root, "timerwheel"), "wb") as f:
+        f.truncate(tf.TIMER_WHEEL_FILE_BYTES)  # sparse: instant
+    with open(os.path.join(b.root, "config", "timercheck"), "wb") as f:
+        f.write(tf.encode_timer_check(tf.TimerCheckpoint(1_700_000_001_000, 156, 3)))
+    os.makedirs(os.path.join(b.root, "index"))
+    header, writes = ix.plan_put(ix.IndexHeader(), 0, "TopicTest#k0", 0, 1_700_000_000_001, hash_slot_num=10, index_num=10)
+    with open(os.path.join(b.root, "index", "20231114221320001"), "wb") as f:
+        f.write(ix.encode_index_header(header) + bytes(40 + 200))
+    doc = inspect_store(b.root)
+    assert doc["damage"] == []
+    assert doc["timer"] == {"timerwheel_size_bytes": 38_707_200, "last_read_time_ms": 1_700_000_001_000,
+                            "last_timer_log_flush_offset": 156, "last_timer_queue_offset": 3,
+                            "timerlog_units": 3, "timerlog_valid_end_offset": 156}
+    assert doc["index_files"] == [{"file": "index/20231114221320001", "items": 1, "hash_slots_used": 1,
+                                   "begin_timestamp_ms": 1_700_000_000_001, "end_timestamp_ms": 1_700_000_000_001,
+                                   "begin_physical_offset": 0, "end_physical_offset": 0}]
+    log[156:160] = b"\x00\x00\x00\x34"  # a torn unit after the last one
+    with open(os.path.join(b.root, "timerlog", "0" * 20), "wb") as f:
+        f.write(bytes(log))
+    with open(os.path.join(b.root, "timerwheel"), "wb") as f:
+        f.truncate(1000)
+    doc = inspect_store(b.root)
+    torn = [d for d in doc["damage"] if d["kind"] == "torn_tail"]
+    assert torn == [{"kind": "torn_tail", "file": "timerlog/" + "0" * 20, "offset": 156, "valid_end_offset": 156,
+                     "nonzero_bytes_after": 1, "detail": torn[0]["detail"]}]
+    assert "file_size_mismatch" in kinds(doc)
+
+
+def test_dledger_commit_state(tmp_path):
+    b = build(tmp_path, "v5-dledger", n=4)
+    b.save()
+    path = os.path.join(b.root, "dledger-n0", "checkpoint")
+    with open(path, "wb") as f:
+        f.write(b"endIndex=4\ncommittedIndex=2\n")
+    doc = inspect_store(b.root)
+    assert any("2 entries after the committed index 2" in n for n in doc["notes"])
+    with open(path, "wb") as f:
+        f.write(b"endIndex=9\ncommittedIndex=9\n")
+    assert "dledger_entries_missing" in kinds(inspect_store(b.root))
+    with open(path, "wb") as f:
+        f.write(b"endIndex=x\n")
+    assert "config_unreadable" in kinds(inspect_store(b.root))
