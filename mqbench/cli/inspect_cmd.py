@@ -83,7 +83,7 @@ def _print_text(doc: dict) -> None:
 @click.argument("store", type=click.Path(file_okay=True, dir_okay=True))
 @json_option
 @click.option("--messages", is_flag=True, help="Also list every message: topic, queue, offsets, properties, body size.")
-@click.option("--limit", type=click.IntRange(min=0), default=None, help="List at most N messages (with --messages).")
+@click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N", help="List at most N messages (with --messages).")
 def inspect(store: str, as_json: bool, messages: bool, limit: int | None) -> None:
     """Show what is in a broker STORE without modifying it.
 
