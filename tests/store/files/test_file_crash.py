@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from crash_writer import body, open_store
-from test_file_recovery import assert_queues_agree
+from store_files_helpers import assert_queues_agree
 
 WRITER = Path(__file__).with_name("crash_writer.py")
 

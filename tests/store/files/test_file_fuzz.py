@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import open_store
 from mqbench.broker.store.segments import segment_name
 from mqbench.errors import UserError
-from test_file_recovery import SEG, assert_queues_agree, build, crash_marker, data_dir
+from store_files_helpers import SEG, assert_queues_agree, build, crash_marker, data_dir, open_store
 
 _BASES: dict[str, tuple[Path, list]] = {}
 

@@ -4,15 +4,13 @@ import zlib
 
 import pytest
 
-from conftest import SMALL, FixedClock, open_store
+from store_files_helpers import FixedClock, open_store
 from mqbench.broker.store import configs
 from mqbench.broker.store.batch import BatchItem
-from mqbench.broker.store.dispatch import dispatch_info
 from mqbench.broker.store.queues import decode_bcq_unit, decode_cq_unit
 from mqbench.broker.store.record import (SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP,
-                                         SYSFLAG_TX_PREPARED, Message, decode_message)
+                                         SYSFLAG_TX_PREPARED, Message)
 from mqbench.broker.store.segments import segment_name
-from mqbench.broker.store.store import Store
 from mqbench.codecs.registry import codec_for_type_id, parse_codec
 from mqbench.errors import UserError
 
