@@ -8,7 +8,7 @@ no abort/lock file is created. ``iter_messages(root)`` streams the messages of t
 Damage kinds (each entry names the file and the byte offset in it where known):
 
 * ``torn_tail``: the valid data ends in the log and non-zero bytes follow (``valid_end_offset``,
-  ``nonzero_bytes_after``); ``corrupt_record``: invalid bytes with valid data after them;
+  ``nonzero_after_bytes``); ``corrupt_record``: invalid bytes with valid data after them;
 * ``crc_mismatch``: a record whose body CRC differs from BODYCRC; ``bad_entry_body``: a DLedger
   entry that does not hold a record; ``wrong_physical_offset``: PHYSICALOFFSET differs from where
   the record is; ``dledger_index_mismatch``/``dledger_index_gap``: the DLedger index disagrees;
@@ -134,7 +134,7 @@ class _Inspector:
                 nonzero = count_nonzero(data, pos, len(data))
                 if nonzero:
                     self.damage({"kind": "cq_torn", "file": f"{rel}/{os.path.basename(seg.path)}", "offset": pos,
-                                 "nonzero_bytes_after": nonzero, "detail": "non-zero bytes after the last valid entry"})
+                                 "nonzero_after_bytes": nonzero, "detail": "non-zero bytes after the last valid entry"})
         if q.bcq_units:
             q.min_offset = q.bcq_units[0].base_offset
             q.max_offset = q.bcq_units[-1].base_offset + q.bcq_units[-1].batch_size
@@ -163,7 +163,7 @@ class _Inspector:
                     pos += CQ_UNIT_BYTES
                 nonzero = count_nonzero(data, pos, len(data))
                 if nonzero:
-                    self.damage({"kind": "cq_torn", "file": rel_file, "offset": pos, "nonzero_bytes_after": nonzero,
+                    self.damage({"kind": "cq_torn", "file": rel_file, "offset": pos, "nonzero_after_bytes": nonzero,
                                  "detail": "non-zero bytes after the last valid entry"})
 
     def walk_bcq(self, q: _Queue, log: SegmentReader, valid_end: int) -> None:

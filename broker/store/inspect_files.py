@@ -205,7 +205,7 @@ def iter_log(segdir: SegmentDir, rel: str, dledger: bool, end: WalkEnd | None = 
                     break
                 if not found and pending is not None:
                     yield {"kind": "corrupt_record", "file": pending["file"], "offset": pending["offset"],
-                           "nonzero_bytes_after": pending["nonzero_bytes_after"],
+                           "nonzero_after_bytes": pending["nonzero_after_bytes"],
                            "detail": "invalid bytes, but valid data follows in a later file"}
                     pending = None
                 found = True
@@ -221,12 +221,12 @@ def iter_log(segdir: SegmentDir, rel: str, dledger: bool, end: WalkEnd | None = 
             if pos < size:
                 nonzero = count_nonzero(data, pos, size)
                 if pending is None:
-                    pending = {"file": rel_file, "offset": pos, "address": seg.start + pos, "nonzero_bytes_after": nonzero}
+                    pending = {"file": rel_file, "offset": pos, "address": seg.start + pos, "nonzero_after_bytes": nonzero}
                 else:
-                    pending["nonzero_bytes_after"] += nonzero
-    if pending is not None and pending["nonzero_bytes_after"]:
+                    pending["nonzero_after_bytes"] += nonzero
+    if pending is not None and pending["nonzero_after_bytes"]:
         yield {"kind": "torn_tail", "file": pending["file"], "offset": pending["offset"],
-               "valid_end_offset": pending["address"], "nonzero_bytes_after": pending["nonzero_bytes_after"],
+               "valid_end_offset": pending["address"], "nonzero_after_bytes": pending["nonzero_after_bytes"],
                "detail": "the valid data ends here and non-zero bytes follow"}
 
 

@@ -119,7 +119,7 @@ def _walk_timer_log(log_dir: str, damage: Damage) -> dict:
             nonzero = count_nonzero(data, pos, len(data)) if pos < len(data) else 0
             if nonzero:
                 tail = {"kind": "torn_tail", "file": rel, "offset": pos, "valid_end_offset": seg.start + pos,
-                        "nonzero_bytes_after": nonzero, "detail": "the valid timer log ends here and non-zero bytes follow"}
+                        "nonzero_after_bytes": nonzero, "detail": "the valid timer log ends here and non-zero bytes follow"}
     if tail:
         damage(tail)
     return {"timerlog_units": units, "timerlog_valid_end_offset": end_offset}

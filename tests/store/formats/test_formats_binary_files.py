@@ -147,7 +147,7 @@ def test_timer_check_round_trip(values):
     check = tf.TimerCheckpoint(*values)
     data = tf.encode_timer_check(check)
     assert tf.decode_timer_check(data + b"x") == check
-    for cut in (0, 1, 55):
+    for cut in range(56):
         with pytest.raises(CorruptDataError):
             tf.decode_timer_check(data[:cut])
 

@@ -103,7 +103,7 @@ def test_torn_tail(tmp_path, version):
     torn = [d for d in doc["damage"] if d["kind"] == "torn_tail"]
     assert len(torn) == 1
     assert torn[0]["file"] == f"{b.log_folder}/{end - end % 1024:020d}" and torn[0]["offset"] == end % 1024
-    assert torn[0]["valid_end_offset"] == end and torn[0]["nonzero_bytes_after"] == 12
+    assert torn[0]["valid_end_offset"] == end and torn[0]["nonzero_after_bytes"] == 12
     assert doc["logs"][0]["records"] == 21
 
 
@@ -433,7 +433,7 @@ def test_timer_store_and_index_files(tmp_path):
     doc = inspect_store(b.root)
     torn = [d for d in doc["damage"] if d["kind"] == "torn_tail"]
     assert torn == [{"kind": "torn_tail", "file": "timerlog/" + "0" * 20, "offset": 156, "valid_end_offset": 156,
-                     "nonzero_bytes_after": 1, "detail": torn[0]["detail"]}]
+                     "nonzero_after_bytes": 1, "detail": torn[0]["detail"]}]
     assert "file_size_mismatch" in kinds(doc)
 
 
