@@ -103,7 +103,7 @@ def parse_distribution(table, where: str) -> Distribution:
     if not isinstance(table, dict):
         fail("must be a number or a table like { distribution = \"lognormal\", median = 4, p99 = 80 }")
     kind = table.get("distribution")
-    if kind not in _KEYS:
+    if not isinstance(kind, str) or kind not in _KEYS:
         fail(f"distribution must be one of {', '.join(_KEYS)} (got {kind!r})")
     required, optional = _KEYS[kind]
     given = set(table) - {"distribution"}

@@ -341,7 +341,7 @@ def _parse_topic(raw, key: str, fail) -> TopicSpec:
     body = raw.get("body")
     if isinstance(body, str):
         body = {"model": body}
-    if not isinstance(body, dict) or body.get("model") not in BODY_STREAMS:
+    if not isinstance(body, dict) or not isinstance(body.get("model"), str) or body["model"] not in BODY_STREAMS:
         fail(f"{key}.body", f"must be {{ model = NAME }} with NAME one of {', '.join(BODY_STREAMS)}")
     stream = BODY_STREAMS[body["model"]]
     options = []
@@ -451,7 +451,7 @@ def _parse_consumer(raw, key: str, topic_names: set[str], fail) -> ConsumerSpec:
     if not isinstance(topics, list) or not topics:
         fail(f"{key}.topics", "must list the topics the group subscribes to")
     for topic in topics:
-        if topic not in topic_names:
+        if not isinstance(topic, str) or topic not in topic_names:
             fail(f"{key}.topics", f"{topic!r} is not a topic of this profile")
     count = _integer(raw, "count", key, fail, default=1, low=1, high=100_000)
     subscription = raw.get("subscription", "*")

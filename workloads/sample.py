@@ -3,9 +3,13 @@
 Used wherever figures must come from real payloads (``codecs bench``, ``codecs train-dict``,
 ``limits``). Contract of ``load_sample(source, count, seed)``:
 
-* a built-in profile name (``orders``, ``notifications``, ``iot``): ``count`` bodies from its body
-  model, reproducible from ``seed``;
-* ``*.parquet``: the ``body`` column of a recorded trace (first ``count`` rows);
+* a built-in body model name (``orders``, ``notifications``, ``iot``, ``order_timeout``): ``count``
+  bodies from that model, reproducible from ``seed`` (unchanged since before profiles existed, so
+  earlier figures stay comparable);
+* a profile ``*.toml`` file: the bodies of its first ``count`` generated messages (all its topics, in
+  their shares), reproducible from ``seed``;
+* ``*.parquet``: an ``mqbench.trace/1`` trace's bodies (validated as it is read), or the ``body``
+  column of any other Parquet file (first ``count`` rows);
 * ``*.jsonl``/``*.ndjson``: each non-empty line is one body, as exported (the JSON text itself);
 * any other file: each non-empty line is one body.
 
@@ -14,22 +18,36 @@ carry it). Raises ``UserError`` for a missing, unreadable or empty source.
 """
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
 from mqbench.errors import UserError
-from mqbench.workloads.bodies import BODY_MODELS, generate_bodies
+from mqbench.workloads.bodies import BODY_MODELS, BODY_STREAMS, generate_bodies, iter_bodies
+from mqbench.workloads.trace import is_trace, iter_trace_rows
 
 
 def load_sample(source: str, count: int = 2000, seed: int = 1) -> tuple[list[bytes], str]:
     if source in BODY_MODELS:
         return generate_bodies(source, count, random.Random(seed)), f"model:{source}:seed={seed}"
+    if source in BODY_STREAMS:
+        bodies = list(itertools.islice(iter_bodies(source, random.Random(seed)), count))
+        return bodies, f"model:{source}:seed={seed}"
     path = Path(source)
+    if path.suffix == ".toml":
+        from mqbench.workloads.generator import generate_messages
+        from mqbench.workloads.profile import load_profile
+
+        profile = load_profile(path)
+        bodies = [message.body for message in generate_messages(profile, seed, count=count)]
+        return bodies, f"profile:{path.name}:seed={seed}"
     if not path.exists():
         raise UserError(f"workload {source!r} is neither a built-in profile ({', '.join(BODY_MODELS)}) nor a file")
     if path.is_dir():
         raise UserError(f"workload {source!r} is a directory, not a file")
-    if path.suffix == ".parquet":
+    if path.suffix == ".parquet" and is_trace(path):
+        bodies = [message.body for message in itertools.islice(iter_trace_rows(path), count) if message.body]
+    elif path.suffix == ".parquet":
         bodies = _parquet_bodies(path, count)
     else:
         with path.open("rb") as handle:

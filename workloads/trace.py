@@ -234,13 +234,22 @@ def _info(parquet, where: str) -> dict:
 
 def iter_trace_rows(path: str | Path, batch_rows: int = 8192) -> Iterator[TraceMessage]:
     """The messages of a trace in file order (= send order), lazily, one row group batch at a time."""
+    import pyarrow as pa
+
     parquet = _open(path)
     where = str(path)
     _check_schema(parquet, where)
     row = 0
     last_offset_us = 0
-    for batch in parquet.iter_batches(batch_size=batch_rows, columns=list(COLUMNS)):
-        columns = {name: batch.column(name).to_pylist() for name in COLUMNS}
+    batches = parquet.iter_batches(batch_size=batch_rows, columns=list(COLUMNS))
+    while True:
+        try:
+            batch = next(batches)
+            columns = {name: batch.column(name).to_pylist() for name in COLUMNS}
+        except StopIteration:
+            return
+        except (OSError, ValueError, pa.ArrowException) as exc:  # damaged pages, bad UTF-8 in a string column
+            raise CorruptDataError(f"unreadable row group data ({exc})", where=f"{where} after row {row}") from None
         for index in range(batch.num_rows):
             offset_us = columns["send_offset_us"][index]
             topic = columns["topic"][index]

@@ -1,0 +1,68 @@
+"""Rate shapes and arrivals: the shape's rate, bursts, and a Poisson process that follows it."""
+import itertools
+import random
+
+import pytest
+
+from mqbench.workloads.rates import RateShape, iter_arrivals_us
+
+
+def test_diurnal_peak_trough_and_mean():
+    shape = RateShape(base_msgs_per_s=1000, shape="diurnal", period_s=100, peak_at_s=25, trough_ratio=0.25)
+    assert shape.rate_at(25_000) == pytest.approx(1600)
+    assert shape.rate_at(75_000) == pytest.approx(400)
+    assert shape.rate_at(75_000) / shape.rate_at(25_000) == pytest.approx(0.25)
+    summary = shape.summary(horizon_ms=100_000)
+    assert summary["rate_msgs_per_s_mean"] == pytest.approx(1000, rel=1e-3)
+    assert shape.rate_max() == pytest.approx(1600)
+
+
+def test_steps_hold_until_the_next_step():
+    shape = RateShape(base_msgs_per_s=100, shape="step", steps=((10, 2.0), (20, 0.5)))
+    assert [shape.rate_at(t) for t in (0, 9_999, 10_000, 19_999, 20_000, 10**9)] == [100, 100, 200, 200, 50, 50]
+    assert shape.rate_max() == 200
+
+
+def test_bursts_multiply_inside_their_windows_only():
+    shape = RateShape(base_msgs_per_s=100, shape="burst", burst_factor=5, burst_length_ms=1000,
+                      burst_every_ms=10_000, burst_first_ms=2000)
+    assert shape.rate_at(1999) == 100
+    assert shape.rate_at(2000) == 500 and shape.rate_at(2999) == 500
+    assert shape.rate_at(3000) == 100 and shape.rate_at(12_500) == 500
+    assert shape.rate_max() == 500
+
+
+@pytest.mark.parametrize("shape", [
+    RateShape(base_msgs_per_s=50, shape="diurnal", period_s=10, trough_ratio=0.1, burst_factor=3,
+              burst_length_ms=500, burst_every_ms=3000),
+    RateShape(base_msgs_per_s=50, shape="step", steps=((0, 0.5), (3, 4.0))),
+])
+def test_rate_max_bounds_rate_at(shape):
+    assert all(shape.rate_at(t) <= shape.rate_max() + 1e-9 for t in range(0, 30_000, 7))
+
+
+def test_poisson_arrivals_follow_the_rate():
+    shape = RateShape(base_msgs_per_s=2000, shape="burst", burst_factor=4, burst_length_ms=1000, burst_every_ms=4000,
+                      burst_first_ms=2000)
+    arrivals = list(itertools.takewhile(lambda t: t < 8_000_000, iter_arrivals_us(shape, random.Random(1))))
+    assert arrivals == sorted(arrivals)
+    in_burst = sum(1 for t in arrivals if 2_000_000 <= t < 3_000_000)
+    calm = sum(1 for t in arrivals if 0 <= t < 1_000_000)
+    assert 1800 < calm < 2200 and 7400 < in_burst < 8600
+    # exponential gaps: about as many gaps above the mean as e^-1 predicts
+    gaps = [b - a for a, b in zip(arrivals[:1500], arrivals[1:1500])]
+    mean = sum(gaps) / len(gaps)
+    assert 0.3 < sum(1 for g in gaps if g > mean) / len(gaps) < 0.44
+
+
+def test_paced_arrivals_are_evenly_spaced():
+    shape = RateShape(base_msgs_per_s=1000, arrivals="paced")
+    arrivals = list(itertools.islice(iter_arrivals_us(shape, random.Random(1)), 100))
+    gaps = {b - a for a, b in zip(arrivals, arrivals[1:])}
+    assert gaps <= {999, 1000, 1001}
+
+
+def test_arrivals_depend_only_on_the_rng():
+    shape = RateShape(base_msgs_per_s=300)
+    first = list(itertools.islice(iter_arrivals_us(shape, random.Random(4)), 500))
+    assert first == list(itertools.islice(iter_arrivals_us(shape, random.Random(4)), 500))
