@@ -21,6 +21,7 @@ from .versions import detect
 
 NAME_DIGITS = 20
 _ZERO_CHUNK_BYTES = 1 << 20
+_RELEASE_EVERY_BYTES = 64 << 20
 
 
 @dataclass
@@ -138,12 +139,26 @@ class SegmentReader:
         self._open.clear()
 
 
+def release(data, start: int, end: int) -> None:
+    """Drop the pages of ``data[start:end]`` from this process's mapping (they are re-read from the
+    file if touched again), so walking a 1 GiB file does not keep 1 GiB resident."""
+    if not isinstance(data, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    lo = start - start % mmap.PAGESIZE
+    hi = min(end, len(data))
+    hi -= hi % mmap.PAGESIZE
+    if hi > lo:
+        data.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
 def count_nonzero(data, start: int, end: int) -> int:
-    """Non-zero bytes in ``data[start:end]``, read in 1 MiB chunks."""
+    """Non-zero bytes in ``data[start:end]``, read in 1 MiB chunks (released as they are read)."""
     total = 0
     for at in range(start, end, _ZERO_CHUNK_BYTES):
-        chunk = data[at:min(end, at + _ZERO_CHUNK_BYTES)]
+        stop = min(end, at + _ZERO_CHUNK_BYTES)
+        chunk = data[at:stop]
         total += len(chunk) - chunk.count(0)
+        release(data, at, stop)
     return total
 
 
@@ -193,7 +208,7 @@ def iter_log(segdir: SegmentDir, rel: str, dledger: bool, end: WalkEnd | None = 
     for seg in segdir.segments:
         rel_file = f"{rel}/{os.path.basename(seg.path)}"
         with MappedFile(seg.path) as data:
-            pos = 0
+            pos = released = 0
             found = False
             while pos < size:
                 out: list = []
@@ -216,6 +231,9 @@ def iter_log(segdir: SegmentDir, rel: str, dledger: bool, end: WalkEnd | None = 
                     break
                 end.records += 1
                 pos += step
+                if pos - released >= _RELEASE_EVERY_BYTES:
+                    release(data, released, pos)
+                    released = pos
             if found:
                 end.valid_end_offset = seg.start + pos
             if pos < size:

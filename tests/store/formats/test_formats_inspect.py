@@ -451,3 +451,30 @@ def test_dledger_commit_state(tmp_path):
     with open(path, "wb") as f:
         f.write(b"endIndex=x\n")
     assert "config_unreadable" in kinds(inspect_store(b.root))
+
+
+@pytest.mark.slow
+@pytest.mark.realproc
+def test_full_size_1gib_commitlog_streams(tmp_path):
+    """A real-size (1 GiB, sparse) commitlog file with records at its start and a torn tail near
+    its end: inspect reads it in a bounded amount of memory (checked in a child process)."""
+    import subprocess
+    import sys
+    b = build(tmp_path, "v4", n=50, log_file_bytes=1 << 30, cq_file_bytes=6_000_000)
+    b.save()
+    path = os.path.join(b.root, "commitlog", "0" * 20)
+    assert os.path.getsize(path) == 1 << 30
+    with open(path, "r+b") as f:
+        f.seek((1 << 30) - 100)
+        f.write(b"\1" * 10)  # garbage far after the valid end
+    # VmHWM (peak resident set of this process image); ru_maxrss would carry the parent's peak over exec.
+    code = ("import json, sys; from mqbench.broker.store.inspect import inspect_store, iter_messages;"
+            "doc = inspect_store(sys.argv[1]); n = sum(1 for _ in iter_messages(sys.argv[1]));"
+            "hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
+            "print(json.dumps([doc['damage'], n, hwm]))")
+    out = subprocess.run([sys.executable, "-c", code, b.root], capture_output=True, text=True, timeout=120, check=True)
+    damage, n, maxrss_kib = json.loads(out.stdout)
+    assert n == 51
+    assert [d["kind"] for d in damage] == ["torn_tail"] and damage[0]["nonzero_after_bytes"] == 10
+    assert damage[0]["valid_end_offset"] == b.write_pos
+    assert maxrss_kib < 200 * 1024, f"inspect used {maxrss_kib} KiB for a 1 GiB file"
