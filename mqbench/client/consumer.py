@@ -1,0 +1,352 @@
+"""mqbench's consumer: clustering-mode pull consumer against any RocketMQ 4.x/5.x cluster.
+
+Lifecycle: ``subscribe(topic, "*" | "a || b")``, ``await start()``, then ``await receive()`` (or
+``async for msg in consumer``), ``await close()``. What runs in the background:
+
+* heartbeat (HEART_BEAT with the subscriptions) to every master of the subscribed topics, at start
+  and every ``heartbeat_interval_ms``;
+* rebalance at start, every ``rebalance_interval_ms`` and when a broker pushes
+  NOTIFY_CONSUMER_IDS_CHANGED: GET_CONSUMER_LIST_BY_GROUP, then ``allocate_averagely`` over the
+  topic's readable queues, exactly as RocketMQ clients split them;
+* one long-poll loop per assigned queue: the start offset from QUERY_CONSUMER_OFFSET, or, when the
+  group has none (QUERY_NOT_FOUND), GET_MIN_OFFSET (``consume_from="first"``) or GET_MAX_OFFSET
+  (``"last"``); then PULL_MESSAGE with the suspend flag and ``suspend_timeout_ms``; answers 19/20/21
+  move to ``nextBeginOffset``; errors back off ``pull_error_backoff_ms`` and refresh the route;
+* offset commits (UPDATE_CONSUMER_OFFSET, one-way) every ``commit_interval_ms``, and a confirmed
+  commit of every queue on ``close`` and when a queue is taken away by a rebalance.
+
+Offsets: a message counts as consumed once ``receive`` has returned it. The committed offset of a
+queue is the offset of its oldest message still buffered, or the next offset to pull when none is
+(so a message is committed only after it was handed out: at-least-once). Messages of a queue that
+a rebalance took away are dropped from the buffer, as RocketMQ drops its process queue.
+Pulled bodies are decoded by ``messages.decode_pulled`` (inner batches unwrapped, decompressed);
+tags are also filtered on the client, because the broker filters by tag hash only. A body that does
+not decode stops that queue and makes ``receive`` raise ``ClientError`` naming it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+from mqbench.broker.remoting import codes, headers
+from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.store.topics import validate_group, validate_topic
+from mqbench.client.connections import TRANSPORT_ERRORS, ClientError
+from mqbench.client.messages import ReceivedMessage, decode_pulled, matches_tags
+from mqbench.client.producer import ClientBase
+from mqbench.client.routes import MessageQueue, allocate_averagely
+from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec
+from mqbench.errors import CorruptDataError, UserError
+
+log = logging.getLogger(__name__)
+
+CONSUME_FROM = {"first": "CONSUME_FROM_FIRST_OFFSET", "last": "CONSUME_FROM_LAST_OFFSET"}
+
+
+@dataclass
+class _QueueState:
+    queue: MessageQueue
+    next_offset: int = -1                                  # next offset to pull; -1 until known
+    inflight: deque = field(default_factory=deque)         # offsets buffered, not yet handed out
+    committed: int = -1                                    # last offset sent to the broker
+    active: bool = True
+    task: asyncio.Task | None = None
+
+    def commit_offset(self) -> int:
+        return self.inflight[0] if self.inflight else self.next_offset
+
+
+class Consumer(ClientBase):
+    def __init__(self, namesrv: str | list[str], group: str, *, consume_from: str = "last",
+                 pull_batch_size: int = 32, suspend_timeout_ms: int = 15_000, pull_error_backoff_ms: int = 1000,
+                 rebalance_interval_ms: int = 20_000, heartbeat_interval_ms: int = 30_000,
+                 commit_interval_ms: int = 5_000, buffer_messages_max: int = 4096,
+                 body_size_max: int = BODY_SIZE_MAX_BYTES, codecs: dict[int, Codec] | None = None, **kwargs) -> None:
+        super().__init__(namesrv, **kwargs)
+        validate_group(group)
+        if consume_from not in CONSUME_FROM:
+            raise UserError(f"consume_from must be one of {', '.join(CONSUME_FROM)}, not {consume_from!r}")
+        self.group = group
+        self.consume_from = consume_from
+        self.pull_batch_size = pull_batch_size
+        self.suspend_timeout_ms = suspend_timeout_ms
+        self.pull_error_backoff_ms = pull_error_backoff_ms
+        self.rebalance_interval_ms = rebalance_interval_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.commit_interval_ms = commit_interval_ms
+        self.body_size_max = body_size_max
+        self.codecs = codecs
+        self.subscriptions: dict[str, str] = {}
+        self.assigned: dict[MessageQueue, _QueueState] = {}
+        self._buffer: asyncio.Queue = asyncio.Queue(maxsize=buffer_messages_max)
+        self._rebalance_wanted = asyncio.Event()
+        self._error: ClientError | None = None
+        self._rebalance_lock = asyncio.Lock()
+
+    def subscribe(self, topic: str, expression: str = "*") -> None:
+        validate_topic(topic)
+        self.subscriptions[topic] = expression
+
+    async def start(self) -> "Consumer":
+        if not self.subscriptions:
+            raise UserError("subscribe to at least one topic before start()")
+        await self.heartbeat()
+        await self.rebalance()
+        self._spawn(self._every(self.heartbeat_interval_ms, self.heartbeat, "consumer heartbeat"), "consumer-heartbeat")
+        self._spawn(self._every(self.commit_interval_ms, self.commit, "offset commit"), "consumer-commit")
+        self._spawn(self._rebalance_loop(), "consumer-rebalance")
+        return self
+
+    async def __aenter__(self) -> "Consumer":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> ReceivedMessage:
+        while True:
+            got = await self.receive(1, timeout_ms=1000)
+            if got:
+                return got[0]
+            if self._closed:
+                raise StopAsyncIteration
+
+    # --- receiving -------------------------------------------------------------------------------
+
+    async def receive(self, max_messages: int = 32, timeout_ms: int = 1000) -> list[ReceivedMessage]:
+        """Up to ``max_messages`` buffered messages; waits up to ``timeout_ms`` for the first one."""
+        if self._error is not None:
+            raise self._error
+        out: list[ReceivedMessage] = []
+        try:
+            item = await asyncio.wait_for(self._buffer.get(), timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            return out
+        self._take(item, out)
+        while len(out) < max_messages and not self._buffer.empty():
+            self._take(self._buffer.get_nowait(), out)
+        return out
+
+    def _take(self, item: tuple[_QueueState, ReceivedMessage], out: list[ReceivedMessage]) -> None:
+        state, message = item
+        if not state.active:
+            return  # the queue went to another consumer; it will deliver from the committed offset
+        if state.inflight and state.inflight[0] == message.queue_offset:
+            state.inflight.popleft()
+        out.append(message)
+
+    # --- background duties -----------------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        data = headers.consumer_data(self.group, self.subscriptions, consume_from_where=CONSUME_FROM[self.consume_from])
+        body = headers.heartbeat_body(self.client_id, [], [data])
+        for addr in await self._master_addrs():
+            try:
+                await self.pool.request(addr, RemotingCommand.request(codes.HEART_BEAT, body=body),
+                                        self.request_timeout_ms)
+            except TRANSPORT_ERRORS as exc:
+                log.info("heartbeat to %s failed: %s", addr, exc)
+
+    async def _master_addrs(self) -> list[str]:
+        addrs: set[str] = set()
+        for topic in self.subscriptions:
+            try:
+                addrs.update((await self.routes.get(topic)).master_addrs())
+            except (ClientError, *TRANSPORT_ERRORS) as exc:
+                log.info("route of %s unavailable: %s", topic, exc)
+        return sorted(addrs)
+
+    async def _on_server_request(self, cmd: RemotingCommand, channel) -> RemotingCommand | None:
+        if cmd.code == codes.NOTIFY_CONSUMER_IDS_CHANGED:
+            self._rebalance_wanted.set()
+            return None if cmd.is_oneway else cmd.response_to(codes.SUCCESS)
+        return await super()._on_server_request(cmd, channel)
+
+    async def _rebalance_loop(self) -> None:
+        # Loops also check _closed: asyncio.wait_for in 3.11 can swallow a cancel that races a wakeup.
+        while not self._closed:
+            try:
+                await asyncio.wait_for(self._rebalance_wanted.wait(), self.rebalance_interval_ms / 1000)
+            except asyncio.TimeoutError:
+                pass
+            self._rebalance_wanted.clear()
+            if self._closed:
+                return
+            try:
+                await self.rebalance()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep rebalancing on the next tick
+                log.warning("rebalance failed: %s", exc)
+
+    async def rebalance(self) -> None:
+        """Recompute this consumer's queues and start/stop pull loops to match."""
+        async with self._rebalance_lock:
+            wanted: set[MessageQueue] = set()
+            for topic, _expression in sorted(self.subscriptions.items()):
+                route = await self.routes.refresh(topic)
+                queues = route.read_queues()
+                addrs = route.master_addrs() or [b.read_addr() for b in route.brokers.values() if b.read_addr()]
+                if not queues or not addrs:
+                    continue
+                response = await self.pool.request(addrs[0], RemotingCommand.request(
+                    codes.GET_CONSUMER_LIST_BY_GROUP, {"consumerGroup": self.group}), self.request_timeout_ms)
+                if response.code != codes.SUCCESS:
+                    raise ClientError(f"consumer list of {self.group!r}: {codes.response_name(response.code)} "
+                                      f"{response.remark or ''}")
+                wanted.update(allocate_averagely(self.client_id, queues, headers.parse_consumer_list(response.body)))
+            for queue in sorted(set(self.assigned) - wanted):
+                state = self.assigned.pop(queue)
+                state.active = False
+                if state.task is not None:
+                    state.task.cancel()
+                    await asyncio.gather(state.task, return_exceptions=True)
+                await self._commit_one(state, confirmed=True)
+            if self._closed:
+                return
+            for queue in sorted(wanted - set(self.assigned)):
+                state = self.assigned[queue] = _QueueState(queue)
+                state.task = asyncio.get_running_loop().create_task(self._pull_loop(state), name=f"pull {queue}")
+
+    async def commit(self, confirmed: bool = False) -> None:
+        for state in list(self.assigned.values()):
+            await self._commit_one(state, confirmed)
+
+    async def _commit_one(self, state: _QueueState, confirmed: bool) -> None:
+        offset = state.commit_offset()
+        if offset < 0 or offset == state.committed:
+            return
+        addr = await self._broker_addr(state.queue)
+        if addr is None:
+            return
+        cmd = RemotingCommand.request(codes.UPDATE_CONSUMER_OFFSET, headers.UpdateConsumerOffsetHeader(
+            self.group, state.queue.topic, state.queue.queue_id, offset).to_ext())
+        try:
+            if confirmed:
+                response = await self.pool.request(addr, cmd, self.request_timeout_ms)
+                if response.code != codes.SUCCESS:
+                    log.warning("commit of %s at %d: %s", state.queue, offset, codes.response_name(response.code))
+                    return
+            else:
+                await self.pool.oneway(addr, cmd)
+            state.committed = offset
+        except TRANSPORT_ERRORS as exc:
+            log.info("commit of %s at %d failed: %s", state.queue, offset, exc)
+
+    async def _broker_addr(self, queue: MessageQueue) -> str | None:
+        route = await self.routes.get(queue.topic)
+        broker = route.brokers.get(queue.broker_name)
+        return broker.read_addr() if broker is not None else None
+
+    # --- pulling ---------------------------------------------------------------------------------
+
+    async def _pull_loop(self, state: _QueueState) -> None:
+        queue = state.queue
+        tags = headers.parse_tag_expression(self.subscriptions.get(queue.topic))
+        while state.active:
+            try:
+                addr = await self._broker_addr(queue)
+                if addr is None:
+                    raise ClientError(f"no broker address for {queue.broker_name}")
+                if state.next_offset < 0:
+                    state.next_offset = await self._start_offset(addr, queue)
+                    state.committed = state.next_offset
+                response = await self.pool.request(addr, self._pull_request(state), self.suspend_timeout_ms
+                                                   + self.request_timeout_ms)
+                await self._on_pull_response(state, response, tags)
+            except asyncio.CancelledError:
+                raise
+            except CorruptDataError as exc:  # a body we cannot decode: stop here, do not skip data
+                self._error = ClientError(f"pull from {queue.topic}/{queue.broker_name}/{queue.queue_id} "
+                                          f"at offset {state.next_offset}: {exc}")
+                log.error("%s", self._error)
+                return
+            except (ClientError, *TRANSPORT_ERRORS) as exc:
+                log.info("pull from %s failed: %s", queue, exc)
+                await self._backoff(queue)
+
+    async def _backoff(self, queue: MessageQueue) -> None:
+        await asyncio.sleep(self.pull_error_backoff_ms / 1000)
+        try:
+            await self.routes.refresh(queue.topic)
+        except (ClientError, *TRANSPORT_ERRORS) as exc:
+            log.info("route refresh of %s failed: %s", queue.topic, exc)
+
+    async def _start_offset(self, addr: str, queue: MessageQueue) -> int:
+        response = await self.pool.request(addr, RemotingCommand.request(
+            codes.QUERY_CONSUMER_OFFSET, headers.QueryConsumerOffsetHeader(self.group, queue.topic,
+                                                                           queue.queue_id).to_ext()),
+            self.request_timeout_ms)
+        if response.code == codes.SUCCESS:
+            offset = headers.OffsetResponseHeader.from_ext(response.ext_fields).offset
+            if offset >= 0:
+                return offset
+        elif response.code != codes.QUERY_NOT_FOUND:
+            raise ClientError(f"offset of {self.group!r} on {queue}: {codes.response_name(response.code)} "
+                              f"{response.remark or ''}")
+        code = codes.GET_MIN_OFFSET if self.consume_from == "first" else codes.GET_MAX_OFFSET
+        response = await self.pool.request(addr, RemotingCommand.request(
+            code, headers.QueueOffsetHeader(queue.topic, queue.queue_id).to_ext()), self.request_timeout_ms)
+        if response.code != codes.SUCCESS:
+            raise ClientError(f"{codes.request_name(code)} of {queue}: {codes.response_name(response.code)} "
+                              f"{response.remark or ''}")
+        return headers.OffsetResponseHeader.from_ext(response.ext_fields).offset
+
+    def _pull_request(self, state: _QueueState) -> RemotingCommand:
+        commit = state.commit_offset()
+        sys_flag = codes.PULL_FLAG_SUSPEND | codes.PULL_FLAG_SUBSCRIPTION
+        if commit > 0 and commit != state.committed:
+            sys_flag |= codes.PULL_FLAG_COMMIT_OFFSET
+        header = headers.PullMessageHeader(
+            consumer_group=self.group, topic=state.queue.topic, queue_id=state.queue.queue_id,
+            queue_offset=state.next_offset, max_msg_nums=self.pull_batch_size, sys_flag=sys_flag,
+            commit_offset=max(commit, 0), suspend_timeout_ms=self.suspend_timeout_ms,
+            subscription=self.subscriptions.get(state.queue.topic, "*"), sub_version=0, expression_type="TAG")
+        return RemotingCommand.request(codes.PULL_MESSAGE, header.to_ext())
+
+    async def _on_pull_response(self, state: _QueueState, response: RemotingCommand, tags: set[str] | None) -> None:
+        queue = state.queue
+        if response.code not in (codes.SUCCESS, codes.PULL_NOT_FOUND, codes.PULL_RETRY_IMMEDIATELY,
+                                 codes.PULL_OFFSET_MOVED):
+            raise ClientError(f"{codes.response_name(response.code)} {response.remark or ''}")
+        answer = headers.PullMessageResponseHeader.from_ext(response.ext_fields)
+        if response.code == codes.SUCCESS and response.body:
+            messages = decode_pulled(response.body, queue.broker_name, body_size_max=self.body_size_max,
+                                     codecs=self.codecs)
+            for message in messages:
+                if message.queue_offset < state.next_offset or not state.active:
+                    continue  # already seen (a broker may answer from an earlier offset)
+                if matches_tags(message, tags):
+                    state.inflight.append(message.queue_offset)
+                    await self._buffer.put((state, message))
+        elif response.code == codes.PULL_OFFSET_MOVED:
+            log.warning("offset %d of %s moved to %d", state.next_offset, queue, answer.next_begin_offset)
+        if state.active:
+            state.next_offset = answer.next_begin_offset
+
+    async def close(self) -> None:
+        """Stop pulling, commit every queue's offset (confirmed), unregister, close connections."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._stop_tasks()  # heartbeat, commit and rebalance loops first: no new queues after this
+        async with self._rebalance_lock:
+            for state in self.assigned.values():
+                state.active = False
+                if state.task is not None:
+                    state.task.cancel()
+            await asyncio.gather(*(s.task for s in self.assigned.values() if s.task), return_exceptions=True)
+        await self.commit(confirmed=True)
+        for addr in await self._master_addrs():
+            try:
+                await self.pool.request(addr, RemotingCommand.request(
+                    codes.UNREGISTER_CLIENT, {"clientID": self.client_id, "consumerGroup": self.group}),
+                    self.request_timeout_ms)
+            except TRANSPORT_ERRORS as exc:
+                log.info("unregister from %s failed: %s", addr, exc)
+        await self.pool.close()

@@ -1,0 +1,172 @@
+"""What the client sends and receives: outgoing messages, client message ids, pulled-body decoding.
+
+Outgoing properties follow RocketMQ's ``MessageConst``: ``TAGS``, ``KEYS`` (space-separated),
+``UNIQ_KEY`` (the client message id), ``WAIT``, ``DELAY`` (level 1-18), ``TIMER_DELIVER_MS`` /
+``TIMER_DELAY_MS`` (5.x arbitrary delay). Pulled bodies are concatenated stored-message records
+(``mqbench.broker.store.record``); a record whose sysflag has INNER_BATCH carries a client batch
+body (``mqbench.broker.store.batch``) that is unwrapped into one message per item with queue
+offsets ``base + i``; a compressed body is decompressed with the codec named by the sysflag's
+compression-type bits (the flag applies to the record's body, before any unwrapping).
+"""
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mqbench.broker.store import record as rec
+from mqbench.broker.store.batch import decode_batch
+from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec, codec_for_type_id
+from mqbench.errors import CodecError, CorruptDataError, UserError
+
+PROPERTY_TAGS = "TAGS"
+PROPERTY_KEYS = "KEYS"
+PROPERTY_UNIQ_KEY = "UNIQ_KEY"
+PROPERTY_WAIT = "WAIT"
+PROPERTY_DELAY = "DELAY"
+PROPERTY_TIMER_DELIVER_MS = "TIMER_DELIVER_MS"
+PROPERTY_TIMER_DELAY_MS = "TIMER_DELAY_MS"
+PROPERTY_INNER_NUM = "INNER_NUM"
+PROPERTY_INNER_BASE = "INNER_BASE"
+DELAY_LEVEL_MAX = 18
+
+_ID_FIXED = struct.Struct(">4shi")  # ip, pid (short), a per-client random int (Java: classloader hash)
+_ID_TAIL = struct.Struct(">iH")     # ms since the start of the month (truncated), counter
+
+
+@dataclass
+class OutgoingMessage:
+    """A message to send. At most one of ``delay_level``, ``deliver_at_ms``, ``delay_ms``."""
+
+    topic: str
+    body: bytes
+    tags: str | None = None
+    keys: list[str] = field(default_factory=list)
+    properties: dict[str, str] = field(default_factory=dict)
+    delay_level: int = 0
+    deliver_at_ms: int | None = None
+    delay_ms: int | None = None
+    flag: int = 0
+
+    def wire_properties(self, uniq_key: str) -> dict[str, str]:
+        """The property map sent (user properties first, then RocketMQ's own keys)."""
+        chosen = [n for n, v in (("delay_level", self.delay_level), ("deliver_at_ms", self.deliver_at_ms),
+                                 ("delay_ms", self.delay_ms)) if v]
+        if len(chosen) > 1:
+            raise UserError(f"message to {self.topic!r}: choose one of {', '.join(chosen)}")
+        if not 0 <= self.delay_level <= DELAY_LEVEL_MAX:
+            raise UserError(f"delay level {self.delay_level} is outside 1..{DELAY_LEVEL_MAX}")
+        props = dict(self.properties)
+        if self.tags:
+            props[PROPERTY_TAGS] = self.tags
+        if self.keys:
+            props[PROPERTY_KEYS] = " ".join(self.keys)
+        if self.delay_level:
+            props[PROPERTY_DELAY] = str(self.delay_level)
+        if self.deliver_at_ms:
+            props[PROPERTY_TIMER_DELIVER_MS] = str(self.deliver_at_ms)
+        if self.delay_ms:
+            props[PROPERTY_TIMER_DELAY_MS] = str(self.delay_ms)
+        props[PROPERTY_UNIQ_KEY] = uniq_key
+        props.setdefault(PROPERTY_WAIT, "true")
+        return props
+
+
+class UniqueIdGenerator:
+    """Client message ids (``UNIQ_KEY``) in the layout of RocketMQ's ``MessageClientIDSetter``:
+    32 upper-case hex digits = IPv4 (4 bytes), pid (2), a per-client random int (4), milliseconds
+    since the start of the id's month (4, as Java's int), a counter (2). The clock is injected."""
+
+    def __init__(self, ip: str, pid: int, salt: int, clock_ms: Callable[[], int], month_start_ms: int) -> None:
+        packed_ip = ipaddress.ip_address(ip).packed[-4:]
+        self._fixed = _ID_FIXED.pack(packed_ip, pid & 0x7FFF, salt & 0x7FFFFFFF).hex().upper()
+        self._clock_ms = clock_ms
+        self._month_start_ms = month_start_ms
+        self._counter = 0
+
+    def next(self) -> str:
+        self._counter = (self._counter + 1) & 0xFFFF
+        delta = (self._clock_ms() - self._month_start_ms) & 0x7FFFFFFF
+        return self._fixed + _ID_TAIL.pack(delta, self._counter).hex().upper()
+
+
+@dataclass
+class ReceivedMessage:
+    """One consumed message, with what the harness needs for end-to-end latency."""
+
+    topic: str
+    broker_name: str
+    queue_id: int
+    queue_offset: int
+    body: bytes
+    properties: dict[str, str]
+    born_timestamp_ms: int
+    store_timestamp_ms: int
+    born_host: tuple[str, int]
+    store_host: tuple[str, int]
+    physical_offset: int
+    sysflag: int
+    reconsume_times: int
+    flag: int = 0
+
+    @property
+    def tags(self) -> str | None:
+        return self.properties.get(PROPERTY_TAGS)
+
+    @property
+    def keys(self) -> list[str]:
+        return [k for k in self.properties.get(PROPERTY_KEYS, "").split(" ") if k]
+
+    @property
+    def msg_id(self) -> str:
+        """The client message id (UNIQ_KEY), or the offset message id when the producer set none."""
+        return self.properties.get(PROPERTY_UNIQ_KEY) or self.offset_msg_id
+
+    @property
+    def offset_msg_id(self) -> str:
+        return rec.message_id(self.store_host, self.physical_offset)
+
+
+def decode_pulled(body: bytes, broker_name: str, *, body_size_max: int = BODY_SIZE_MAX_BYTES,
+                  codecs: dict[int, Codec] | None = None, check_crc: bool = True) -> list[ReceivedMessage]:
+    """Every message in a PULL_MESSAGE body, inner batches unwrapped, bodies decompressed.
+
+    Raises CorruptDataError (or CodecError) naming the record's offset in the body.
+    """
+    out: list[ReceivedMessage] = []
+    pos = 0
+    where = f"pull body from {broker_name}"
+    while pos < len(body):
+        msg, size = rec.decode_message(body, pos, check_crc=check_crc, where=where)
+        payload = msg.body
+        if msg.sysflag & rec.SYSFLAG_COMPRESSED:
+            type_id = (msg.sysflag & rec.SYSFLAG_COMPRESSION_MASK) >> rec.SYSFLAG_COMPRESSION_SHIFT
+            codec = (codecs or {}).get(type_id) or codec_for_type_id(type_id)
+            try:
+                payload = codec.decompress(payload, body_size_max)
+            except CodecError as exc:
+                raise CorruptDataError(f"{msg.topic} offset {msg.queue_offset}: {exc}", where=where, offset=pos) from None
+        if msg.sysflag & rec.SYSFLAG_INNER_BATCH:
+            items = decode_batch(payload, where=f"{where}, inner batch at {msg.topic} offset {msg.queue_offset}")
+            base = int(msg.properties.get(PROPERTY_INNER_BASE, msg.queue_offset))
+            for i, item in enumerate(items):
+                out.append(_received(msg, broker_name, base + i, item.body, item.properties, item.flag))
+        else:
+            out.append(_received(msg, broker_name, msg.queue_offset, payload, msg.properties, msg.flag))
+        pos += size
+    return out
+
+
+def _received(msg: rec.Message, broker_name: str, queue_offset: int, body: bytes, properties: dict[str, str],
+              flag: int) -> ReceivedMessage:
+    return ReceivedMessage(topic=msg.topic, broker_name=broker_name, queue_id=msg.queue_id, queue_offset=queue_offset,
+                           body=body, properties=properties, born_timestamp_ms=msg.born_timestamp_ms,
+                           store_timestamp_ms=msg.store_timestamp_ms, born_host=msg.born_host,
+                           store_host=msg.store_host, physical_offset=msg.physical_offset, sysflag=msg.sysflag,
+                           reconsume_times=msg.reconsume_times, flag=flag)
+
+
+def matches_tags(message: ReceivedMessage, tags: set[str] | None) -> bool:
+    """Client-side tag filter (the broker filters by tag hash code only)."""
+    return tags is None or message.tags in tags

@@ -1,0 +1,277 @@
+"""mqbench's producer: SEND_MESSAGE_V2 and SEND_BATCH_MESSAGE to any RocketMQ 4.x/5.x cluster.
+
+Contract of ``send`` / ``send_batch``:
+
+* The queue is chosen round-robin over the topic's writable queues (brokers with a master).
+* A failed attempt is retried up to ``retries`` more times, on another broker name when the route
+  has one. Failures that trigger a retry: no answer or a broken connection, and the answers
+  SYSTEM_ERROR, SYSTEM_BUSY, SERVICE_NOT_AVAILABLE, NO_PERMISSION, TOPIC_NOT_EXIST (how a broker
+  says "not the leader / not writable here"). Each of these refreshes the route first, so a Raft
+  failover is followed as soon as the name server knows the new leader.
+* Any other answer (e.g. MESSAGE_ILLEGAL) fails at once with ``ClientError`` naming the code and
+  the broker's remark; after the last attempt ``ClientError`` lists every attempt.
+* SEND_OK, FLUSH_DISK_TIMEOUT, FLUSH_SLAVE_TIMEOUT and SLAVE_NOT_AVAILABLE are deliveries: the
+  result's ``status`` names which.
+* Bodies of at least ``compress_over_bytes`` are compressed with ``codec`` and the sysflag gets
+  COMPRESSED plus the codec's compression-type bits (RocketMQ 5 layout). Batches are never
+  compressed, as in RocketMQ, so a record's COMPRESSED flag always means its own body.
+
+The born timestamp (header ``g``) comes from the injected ``clock_ms`` (wall-clock milliseconds by
+default) and is returned in the result, so the harness can compute end-to-end latency.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mqbench.broker.remoting import codes, headers
+from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.store import record as rec
+from mqbench.broker.store.batch import BatchItem, encode_batch
+from mqbench.broker.store.topics import validate_topic
+from mqbench.client.connections import (TRANSPORT_ERRORS, ClientError, ConnectionPool, NameServerClient,
+                                        RouteCache)
+from mqbench.client.messages import OutgoingMessage, UniqueIdGenerator
+from mqbench.client.routes import MessageQueue, TopicRoute
+from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec
+from mqbench.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DELIVERED = {codes.SUCCESS: "SEND_OK", codes.FLUSH_DISK_TIMEOUT: "FLUSH_DISK_TIMEOUT",
+             codes.FLUSH_SLAVE_TIMEOUT: "FLUSH_SLAVE_TIMEOUT", codes.SLAVE_NOT_AVAILABLE: "SLAVE_NOT_AVAILABLE"}
+RETRIED = {codes.SYSTEM_ERROR, codes.SYSTEM_BUSY, codes.SERVICE_NOT_AVAILABLE, codes.NO_PERMISSION,
+           codes.TOPIC_NOT_EXIST}
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def month_start_ms(now_ms: int) -> int:
+    now = datetime.datetime.fromtimestamp(now_ms / 1000, datetime.timezone.utc)
+    return int(now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
+
+
+@dataclass
+class SendResult:
+    status: str
+    msg_id: str                      # client id (UNIQ_KEY); for a batch, the ids joined by commas
+    offset_msg_id: str               # the broker's id(s): store host + commitlog offset
+    queue: MessageQueue
+    queue_offset: int                # of the first message for a batch
+    born_timestamp_ms: int
+    attempts: int
+    msg_ids: list[str] = field(default_factory=list)
+
+
+class _Attempt(Exception):
+    """One failed attempt that may be retried; ``refresh`` says the route is probably stale."""
+
+    def __init__(self, text: str, refresh: bool = True):
+        super().__init__(text)
+        self.refresh = refresh
+
+
+class ClientBase:
+    """What producer and consumer share: connections, name server, route cache, clock, ids."""
+
+    def __init__(self, namesrv: str | list[str], *, client_ip: str = "127.0.0.1", client_id: str | None = None,
+                 request_timeout_ms: int = 3000, route_ttl_ms: int = 30_000,
+                 clock_ms: Callable[[], int] = wall_clock_ms, rng: random.Random | None = None) -> None:
+        self.clock_ms = clock_ms
+        self.rng = rng or random.Random()
+        self.client_ip = client_ip
+        self.client_id = client_id or f"{client_ip}@{os.getpid()}#{self.rng.getrandbits(32)}"
+        self.request_timeout_ms = request_timeout_ms
+        self.pool = ConnectionPool(connect_timeout_ms=request_timeout_ms, on_request=self._on_server_request)
+        self.namesrv = NameServerClient(namesrv, self.pool, timeout_ms=request_timeout_ms)
+        self.routes = RouteCache(self.namesrv, route_ttl_ms=route_ttl_ms, clock_ms=clock_ms)
+        now = clock_ms()
+        self.ids = UniqueIdGenerator(client_ip, os.getpid(), self.rng.getrandbits(31), clock_ms, month_start_ms(now))
+        self._tasks: list[asyncio.Task] = []
+        self._closed = False
+
+    async def _on_server_request(self, cmd: RemotingCommand, channel) -> RemotingCommand | None:
+        return cmd.response_to(codes.REQUEST_CODE_NOT_SUPPORTED, f"request {cmd.code} not supported by mqbench")
+
+    def _spawn(self, coro, name: str) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
+
+    async def _stop_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _every(self, interval_ms: int, action: Callable, what: str) -> None:
+        while not self._closed:
+            await asyncio.sleep(interval_ms / 1000)
+            if self._closed:
+                return
+            try:
+                await action()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a background duty must keep running
+                log.warning("%s failed: %s", what, exc)
+
+
+class Producer(ClientBase):
+    def __init__(self, namesrv: str | list[str], group: str = "PID_mqbench", *, send_timeout_ms: int = 3000,
+                 retries: int = 2, codec: Codec | None = None, compress_over_bytes: int = 4096,
+                 body_bytes_max: int = BODY_SIZE_MAX_BYTES, heartbeat_interval_ms: int = 30_000, **kwargs) -> None:
+        super().__init__(namesrv, **kwargs)
+        self.group = group
+        self.send_timeout_ms = send_timeout_ms
+        self.retries = retries
+        self.codec = None if codec is None or codec.is_none else codec
+        self.compress_over_bytes = compress_over_bytes
+        self.body_bytes_max = body_bytes_max
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self._next_queue = self.rng.randrange(1 << 16)
+        self._heartbeat_addrs: set[str] = set()
+
+    async def start(self) -> "Producer":
+        self._spawn(self._every(self.heartbeat_interval_ms, self.heartbeat, "producer heartbeat"), "producer-heartbeat")
+        return self
+
+    async def __aenter__(self) -> "Producer":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._stop_tasks()
+        for addr in sorted(self._heartbeat_addrs):
+            try:
+                await self.pool.request(addr, RemotingCommand.request(
+                    codes.UNREGISTER_CLIENT, {"clientID": self.client_id, "producerGroup": self.group}),
+                    self.request_timeout_ms)
+            except TRANSPORT_ERRORS as exc:
+                log.info("unregister from %s failed: %s", addr, exc)
+        await self.pool.close()
+
+    async def heartbeat(self) -> None:
+        body = headers.heartbeat_body(self.client_id, [self.group], [])
+        for addr in sorted(self._heartbeat_addrs):
+            await self.pool.request(addr, RemotingCommand.request(codes.HEART_BEAT, body=body), self.request_timeout_ms)
+
+    # --- sending ---------------------------------------------------------------------------------
+
+    async def send(self, msg: OutgoingMessage) -> SendResult:
+        """Send one message (SEND_MESSAGE_V2); see the module contract."""
+        validate_topic(msg.topic)
+        self._check_body(msg.body)
+        uniq_key = self.ids.next()
+        properties = msg.wire_properties(uniq_key)
+        body, sys_flag = msg.body, 0
+        if self.codec is not None and len(body) >= self.compress_over_bytes:
+            body = self.codec.compress(body)
+            sys_flag = rec.SYSFLAG_COMPRESSED | (self.codec.type_id << rec.SYSFLAG_COMPRESSION_SHIFT)
+        return await self._send(codes.SEND_MESSAGE_V2, msg.topic, body, sys_flag, msg.flag, properties,
+                                [uniq_key], msg.delay_level > 0)
+
+    async def send_batch(self, msgs: list[OutgoingMessage]) -> SendResult:
+        """Send messages of one topic as one SEND_BATCH_MESSAGE (client batch body, never compressed)."""
+        if not msgs:
+            raise UserError("send_batch needs at least one message")
+        topic = msgs[0].topic
+        validate_topic(topic)
+        items, ids = [], []
+        for msg in msgs:
+            if msg.topic != topic:
+                raise UserError(f"a batch goes to one topic: {topic!r} and {msg.topic!r} differ")
+            if msg.delay_level or msg.deliver_at_ms or msg.delay_ms:
+                raise UserError("a batch cannot carry delayed messages (RocketMQ refuses them)")
+            self._check_body(msg.body)
+            uniq_key = self.ids.next()
+            ids.append(uniq_key)
+            items.append(BatchItem(msg.body, msg.wire_properties(uniq_key), msg.flag))
+        body = encode_batch(items)
+        if len(body) > self.body_bytes_max:
+            raise UserError(f"batch body of {len(body)} bytes exceeds {self.body_bytes_max}")
+        batch_props = {"UNIQ_KEY": self.ids.next(), "WAIT": "true"}
+        return await self._send(codes.SEND_BATCH_MESSAGE, topic, body, 0, 0, batch_props, ids, False)
+
+    def _check_body(self, body: bytes) -> None:
+        if not body:
+            raise UserError("message body is empty (RocketMQ refuses empty bodies)")
+        if len(body) > self.body_bytes_max:
+            raise UserError(f"message body of {len(body)} bytes exceeds {self.body_bytes_max}")
+
+    async def _send(self, code: int, topic: str, body: bytes, sys_flag: int, flag: int, properties: dict[str, str],
+                    ids: list[str], delayed: bool) -> SendResult:
+        failures: list[str] = []
+        avoid: str | None = None
+        route = await self.routes.get(topic)
+        for attempt in range(1, self.retries + 2):
+            queue = self._select(route, avoid)
+            if queue is None:
+                failures.append("no writable queue with a master in the route")
+                route = await self._refresh(topic, route)
+                continue
+            addr = route.brokers[queue.broker_name].master_addr
+            born_ms = self.clock_ms()
+            header = headers.SendMessageHeader(
+                producer_group=self.group, topic=topic, queue_id=queue.queue_id, sys_flag=sys_flag,
+                born_timestamp_ms=born_ms, flag=flag, properties=rec.encode_properties(properties).decode("utf-8"),
+                reconsume_times=0, unit_mode=False, batch=code == codes.SEND_BATCH_MESSAGE,
+                broker_name=queue.broker_name)
+            cmd = RemotingCommand.request(code, header.to_v2(), body)
+            try:
+                response = await self.pool.request(addr, cmd, self.send_timeout_ms)
+                self._heartbeat_addrs.add(addr)
+                return self._result(response, queue, born_ms, attempt, ids)
+            except _Attempt as exc:
+                failures.append(f"{queue.broker_name} ({addr}): {exc}")
+                avoid = queue.broker_name
+                if exc.refresh:
+                    route = await self._refresh(topic, route)
+            except TRANSPORT_ERRORS as exc:
+                failures.append(f"{queue.broker_name} ({addr}): {exc}")
+                avoid = queue.broker_name
+                route = await self._refresh(topic, route)
+        raise ClientError(f"send to {topic!r} failed after {self.retries + 1} attempts: " + "; ".join(failures))
+
+    async def _refresh(self, topic: str, route: TopicRoute) -> TopicRoute:
+        try:
+            return await self.routes.refresh(topic)
+        except (ClientError, *TRANSPORT_ERRORS) as exc:
+            log.info("route refresh of %s failed: %s", topic, exc)
+            return route
+
+    def _select(self, route: TopicRoute, avoid: str | None) -> MessageQueue | None:
+        queues = route.write_queues()
+        if not queues:
+            return None
+        for _ in range(len(queues)):
+            self._next_queue = (self._next_queue + 1) & 0x7FFFFFFF
+            queue = queues[self._next_queue % len(queues)]
+            if queue.broker_name != avoid:
+                return queue
+        return queues[self._next_queue % len(queues)]
+
+    def _result(self, response: RemotingCommand, queue: MessageQueue, born_ms: int, attempt: int,
+                ids: list[str]) -> SendResult:
+        status = DELIVERED.get(response.code)
+        if status is None:
+            text = f"{codes.response_name(response.code)} {response.remark or ''}".strip()
+            if response.code in RETRIED:
+                raise _Attempt(text)
+            raise ClientError(f"send to {queue.topic!r} on {queue.broker_name}: {text}")
+        answer = headers.SendMessageResponseHeader.from_ext(response.ext_fields)
+        return SendResult(status=status, msg_id=",".join(ids), offset_msg_id=answer.msg_id,
+                          queue=MessageQueue(queue.topic, queue.broker_name, answer.queue_id),
+                          queue_offset=answer.queue_offset, born_timestamp_ms=born_ms, attempts=attempt,
+                          msg_ids=list(ids))
