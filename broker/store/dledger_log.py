@@ -31,7 +31,9 @@ files; RocketMQ and DLedger ignore the field.
 * ``committed_index`` is separate from the append point: ``set_committed(index)`` moves it (never
   backwards, never past ``last_index``).
 * ``sync()``: fdatasync data then index. ``close()`` syncs and saves the checkpoint.
-* On open the tail is recovered: entries are checked from the start of the third-last data segment
+* On open the tail is recovered: entries are checked from ``recover_from`` (a durable position the
+  caller kept, used when the index file confirms an entry ends there) or else from the start of
+  the third-last data segment
   (``check_entry``: magic, size, pos, body length; consecutive indexes; plus ``body_check(body,
   pos)`` on the body, e.g. the record checks, because DLedger writes no CRC of its own). The first invalid entry and
   everything after it is zeroed, the index file is rewritten for the checked range and cut after
@@ -78,7 +80,7 @@ class DLedgerLog:
 
     def __init__(self, directory: str | os.PathLike, *, data_segment_bytes: int,
                  index_segment_bytes: int = DEFAULT_INDEX_SEGMENT_BYTES,
-                 body_check: Callable[[bytes, int], bool] = record_body_check):
+                 body_check: Callable[[bytes, int], bool] = record_body_check, recover_from: int | None = None):
         if index_segment_bytes % fmt.INDEX_UNIT_BYTES:
             raise UserError(f"DLedger index segment size {index_segment_bytes} is not a multiple of 32")
         self.directory = Path(directory)
@@ -92,7 +94,7 @@ class DLedgerLog:
         self.last_term = 0
         self.end_pos = self.data.min_offset
         self.committed_index = -1
-        self._recover()
+        self._recover(recover_from)
 
     # -- recovery ----------------------------------------------------------------------------
 
@@ -131,19 +133,27 @@ class DLedgerLog:
             pos += result
             self._scan_end = pos
 
-    def _recover(self) -> None:
+    def _recover(self, recover_from: int | None) -> None:
         starts = self.data.segment_starts()
         if not starts:
             self._load_checkpoint()
             return
-        scan_from = starts[max(0, len(starts) - RECOVER_SEGMENTS)]
-        if scan_from != starts[0]:
-            # older segments are trusted; the log's first index is the first entry's
-            head = self.data.read(starts[0], fmt.ENTRY_HEADER_BYTES)
-            self.first_index = fmt.decode_entry_header(head, 0, where=str(self.data.directory)).index
-        # first index of the scanned range: from the entry at its start (None = any)
+        head = self.data.read(starts[0], fmt.ENTRY_HEADER_BYTES)
+        if len(head) == fmt.ENTRY_HEADER_BYTES and any(head):
+            first = fmt.decode_entry_header(head, 0)
+            if first.pos == starts[0] and first.index >= 0:
+                self.first_index = first.index   # older segments may have been deleted
+        scan_from, expected = starts[max(0, len(starts) - RECOVER_SEGMENTS)], None
+        if recover_from is not None and starts[0] <= recover_from <= self.data.end_offset:
+            prev = self._last_before(recover_from)
+            boundary = (prev is None and recover_from == starts[0]) or (prev is not None and (
+                prev.pos + prev.size == recover_from or
+                (recover_from % self.data_segment_bytes == 0 and prev.pos < recover_from)))
+            if boundary:   # the durable point is an entry boundary: only what follows needs checking
+                scan_from = recover_from
+                expected = prev.index + 1 if prev is not None else self.first_index
         last = None
-        for header, _ in self._scan_from(scan_from, None):
+        for header, _ in self._scan_from(scan_from, expected):
             if last is None and scan_from == starts[0]:
                 self.first_index = header.index
             self.index.write(header.index * fmt.INDEX_UNIT_BYTES, fmt.encode_index_unit(
@@ -151,7 +161,7 @@ class DLedgerLog:
             last = header
         end = self._scan_end
         if last is None:
-            # nothing valid in the scanned segments: the log ends where they begin
+            # nothing valid from the scan start: the log ends with the entry before it
             prev = self._last_before(scan_from)
             if prev is not None:
                 self.last_index, self.last_term = prev.index, prev.term
@@ -163,7 +173,7 @@ class DLedgerLog:
             self.data.truncate(end)
         self.end_pos = max(end, self.data.min_offset)
         self.index.truncate((self.last_index + 1) * fmt.INDEX_UNIT_BYTES)
-        self.data.flush()
+        self.data.flush_from(scan_from)
         self.index.flush()
         self._load_checkpoint()
 

@@ -13,14 +13,15 @@ meaning; mqbench adds its own recovery offsets after them, in bytes RocketMQ nev
     64   8     bytes  b"mqbench1": our extension is present
     72   8     int64  durable_offset: every commitlog byte below it was fdatasynced
     80   8     int64  dispatched_offset: every queue unit of a record below it was fdatasynced
+    88   4     uint32 CRC32 of bytes 64..88 (a torn or foreign extension is ignored)
 
 Both offsets only ever claim less than the truth: they are written after the fdatasync that
 made them true, with a plain pwrite (no fsync of its own), so after a crash the file holds
 either the new or an older, smaller value.
 
 Recovery (``recover_queues``), given the commitlog end found by the log's own scan (the log
-validates magic, size and CRC from the segment holding ``durable_offset`` on, or from the last
-``RECOVER_SEGMENTS`` segments without a checkpoint, and zeroes the torn tail):
+validates magic, size and CRC from ``durable_offset`` on, or from the start of the third-last
+segment without a usable checkpoint, and zeroes the torn tail):
 
 1. every queue unit pointing at or past the dispatch limit is dropped (queues ahead of the log);
 2. records from ``dispatched_offset`` (or from the end of the last unit kept in a queue that lost
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -43,7 +45,7 @@ from .dispatch import QueueSet, dispatch_info, dispatch_record
 CHECKPOINT_FILE = "checkpoint"
 RECOVER_SEGMENTS = 3
 
-_OURS = struct.Struct(">8sqq")         # b"mqbench1", durable_offset, dispatched_offset
+_OURS = struct.Struct(">8sqqI")        # b"mqbench1", durable_offset, dispatched_offset, crc
 _OURS_AT = 64
 _OURS_TAG = b"mqbench1"
 
@@ -75,8 +77,9 @@ class CheckpointFile:
             return CheckpointState()
         rocketmq = fmt.decode_checkpoint(raw, where=str(self.path))
         phys_ts, logic_ts = rocketmq.physic_msg_timestamp_ms, rocketmq.logics_msg_timestamp_ms
-        tag, durable, dispatched = _OURS.unpack_from(raw, _OURS_AT)
-        if tag != _OURS_TAG or durable < 0 or dispatched < 0:
+        tag, durable, dispatched, crc = _OURS.unpack_from(raw, _OURS_AT)
+        body = raw[_OURS_AT:_OURS_AT + _OURS.size - 4]
+        if tag != _OURS_TAG or durable < 0 or dispatched < 0 or zlib.crc32(body) != crc:
             return CheckpointState(phys_ts, logic_ts)
         return CheckpointState(phys_ts, logic_ts, durable, dispatched)
 
@@ -84,7 +87,9 @@ class CheckpointFile:
         self.state = state
         data = bytearray(fmt.encode_checkpoint(fmt.StoreCheckpoint(
             state.physic_msg_timestamp_ms, state.logics_msg_timestamp_ms), version=self.version)[:_OURS_AT + _OURS.size])
-        _OURS.pack_into(data, _OURS_AT, _OURS_TAG, state.durable_offset or 0, state.dispatched_offset or 0)
+        body = struct.pack(">8sqq", _OURS_TAG, state.durable_offset or 0, state.dispatched_offset or 0)
+        _OURS.pack_into(data, _OURS_AT, _OURS_TAG, state.durable_offset or 0, state.dispatched_offset or 0,
+                        zlib.crc32(body))
         os.pwrite(self._fd, bytes(data), 0)
         if fsync:
             os.fsync(self._fd)
@@ -97,16 +102,14 @@ class CheckpointFile:
 
 
 def commitlog_scan_start(segment_starts: list[int], segment_size_bytes: int, durable_offset: int | None) -> int:
-    """Where the commitlog scan starts: the segment holding ``durable_offset`` (everything before
-    it was fdatasynced), or the third-last segment when there is no checkpoint."""
+    """Where the commitlog scan starts: at ``durable_offset`` (a record boundary below which
+    everything was fdatasynced), or at the third-last segment when there is no usable checkpoint."""
     if not segment_starts:
         return 0
-    if durable_offset is None:
-        return segment_starts[max(0, len(segment_starts) - RECOVER_SEGMENTS)]
-    start = durable_offset - durable_offset % segment_size_bytes
-    if start >= segment_starts[-1]:
-        return segment_starts[-1]
-    return max(start, segment_starts[0])
+    fallback = segment_starts[max(0, len(segment_starts) - RECOVER_SEGMENTS)]
+    if durable_offset is None or durable_offset > segment_starts[-1] + segment_size_bytes:
+        return fallback
+    return max(durable_offset, segment_starts[0])
 
 
 def recover_queues(queues: QueueSet, scan, dispatched_offset: int, dispatch_limit: int,

@@ -163,7 +163,8 @@ class Store:
             if versions.is_dledger(version):
                 self.dledger = DLedgerLog(root / f"dledger-{DLEDGER_SELF_ID}",
                                           data_segment_bytes=commitlog_segment_bytes,
-                                          index_segment_bytes=dledger_index_segment_bytes)
+                                          index_segment_bytes=dledger_index_segment_bytes,
+                                          recover_from=self.checkpoint.state.durable_offset)
                 self.log = DLedgerCommitLog(self.dledger)
             else:
                 self.log = CommitLog(root / "commitlog", commitlog_segment_bytes)
@@ -189,7 +190,7 @@ class Store:
             segs = self.log.segments.segment_starts()
             start = commitlog_scan_start(segs, self.log.segment_size_bytes, ck.durable_offset)
             self.log.recover(start, check_crc=True)
-            self.log.segments.flush_from(start)
+            self.log.segments.flush_from(min(start, self.log.end_offset))
         else:
             if not self.raft_mode:
                 self.dledger.set_committed(self.dledger.last_index)
@@ -423,8 +424,13 @@ class Store:
         log = self._need_dledger()
         with self._lock:
             log.truncate_after(index)
-            self.group_commit.reset(min(self.group_commit.flushed_offset, self.log.end_offset))
-            self._dispatched = min(self._dispatched, self.log.end_offset)
+            end = self.log.end_offset
+            self.group_commit.reset(min(self.group_commit.flushed_offset, end))
+            self._dispatched = min(self._dispatched, end)
+            st = self.checkpoint.state   # never let the checkpoint claim bytes that are gone
+            self.checkpoint.write(CheckpointState(st.physic_msg_timestamp_ms, st.logics_msg_timestamp_ms,
+                                                  min(st.durable_offset or 0, end),
+                                                  min(st.dispatched_offset or 0, end)), fsync=True)
             self._rebuild_queue_table()
 
     # -- reading -----------------------------------------------------------------------------
