@@ -188,7 +188,7 @@ class _Inspector:
 
     def _record_problem(self, log: SegmentReader, phys: int, size: int, q: _Queue, queue_offset: int,
                         batch_size: int | None) -> str | None:
-        located = log.locate(phys)
+        located = log.locate(phys, size)
         if located is None:
             return "no log file holds that offset"
         data, pos, _ = located

@@ -22,6 +22,8 @@ from .versions import detect
 NAME_DIGITS = 20
 _ZERO_CHUNK_BYTES = 1 << 20
 _RELEASE_EVERY_BYTES = 64 << 20
+_RANDOM_RELEASE_EVERY_BYTES = 32 << 20
+_FAULT_AROUND_BYTES = 64 << 10
 
 
 @dataclass
@@ -114,15 +116,26 @@ class SegmentReader:
         self._by_start = {s.start: s for s in segdir.segments}
         self._open: OrderedDict[int, MappedFile] = OrderedDict()
         self._cache_files = cache_files
+        self._touched_bytes = 0
 
-    def locate(self, offset: int):
-        """(mapped bytes, position in file, file start) for ``offset``, or None past the files."""
+    def locate(self, offset: int, nbytes: int = mmap.PAGESIZE):
+        """(mapped bytes, position in file, file start) for ``offset``, or None past the files.
+
+        ``nbytes`` is about how much the caller will read there; once reads add up to 32 MiB the
+        pages of every open mapping are dropped, so random reads do not pile up in memory.
+        """
         size = self.segdir.file_size_bytes
         if size <= 0 or offset < 0:
             return None
         start = offset - offset % size
         if start not in self._by_start:
             return None
+        # The kernel maps up to 64 KiB around each fault ("fault-around"), hence the allowance.
+        self._touched_bytes += max(nbytes, mmap.PAGESIZE) + _FAULT_AROUND_BYTES
+        if self._touched_bytes >= _RANDOM_RELEASE_EVERY_BYTES:
+            self._touched_bytes = 0
+            for mapped in self._open.values():
+                release(mapped.data, 0, len(mapped.data))
         mapped = self._open.get(start)
         if mapped is None:
             mapped = MappedFile(self._by_start[start].path)
@@ -336,9 +349,9 @@ class MultiReader:
     def __init__(self, segdirs: list[SegmentDir]):
         self.readers = [SegmentReader(s, cache_files=4) for s in segdirs if s.segments]
 
-    def locate(self, offset: int):
+    def locate(self, offset: int, nbytes: int = mmap.PAGESIZE):
         for reader in self.readers:
-            hit = reader.locate(offset)
+            hit = reader.locate(offset, nbytes)
             if hit is not None:
                 return hit
         return None

@@ -461,6 +461,8 @@ def test_full_size_1gib_commitlog_streams(tmp_path):
     import subprocess
     import sys
     b = build(tmp_path, "v4", n=50, log_file_bytes=1 << 30, cq_file_bytes=6_000_000)
+    for i in range(6000):  # ~200 MiB of records: the walk and the CQ check touch all of them
+        b.add("Big", os.urandom(32 * 1024), queue_id=i % 4)
     b.save()
     path = os.path.join(b.root, "commitlog", "0" * 20)
     assert os.path.getsize(path) == 1 << 30
@@ -474,7 +476,7 @@ def test_full_size_1gib_commitlog_streams(tmp_path):
             "print(json.dumps([doc['damage'], n, hwm]))")
     out = subprocess.run([sys.executable, "-c", code, b.root], capture_output=True, text=True, timeout=120, check=True)
     damage, n, maxrss_kib = json.loads(out.stdout)
-    assert n == 51
+    assert n == 6051
     assert [d["kind"] for d in damage] == ["torn_tail"] and damage[0]["nonzero_after_bytes"] == 10
     assert damage[0]["valid_end_offset"] == b.write_pos
     assert maxrss_kib < 200 * 1024, f"inspect used {maxrss_kib} KiB for a 1 GiB file"
