@@ -42,7 +42,7 @@ from .record import (
     SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, check_record,
     peek_fields, peek_properties, peek_topic,
 )
-from .inspect_state import checkpoint_doc, dledger_state, index_files_doc, timer_doc
+from .inspect_state import check_dledger_state, checkpoint_doc, index_files_doc, read_dledger_state, timer_doc
 from .versions import detect
 
 SCHEMA = "mqbench.inspect/1"
@@ -217,7 +217,7 @@ class _Inspector:
 
     # --- the log --------------------------------------------------------------------------
 
-    def on_record(self, rec: LogRecord, cq_readers: dict) -> None:
+    def on_record(self, rec: LogRecord, cq_readers: dict, expect_cq: bool = True) -> None:
         try:
             topic = peek_topic(rec.data, rec.pos, where=rec.rel_file)
             properties = peek_properties(rec.data, rec.pos, where=rec.rel_file) if rec.sysflag & SYSFLAG_INNER_BATCH else {}
@@ -243,7 +243,7 @@ class _Inspector:
         last = rec.queue_offset + count - 1
         q.log_min_offset = rec.queue_offset if q.log_min_offset is None else min(q.log_min_offset, rec.queue_offset)
         q.log_max_offset = last + 1 if q.log_max_offset is None else max(q.log_max_offset, last + 1)
-        problem = self._cq_entry_problem(q, rec, cq_readers)
+        problem = self._cq_entry_problem(q, rec, cq_readers) if expect_cq else None
         if problem:
             self.damage({"kind": "cq_missing_entry", "file": rec.rel_file, "offset": rec.pos, "topic": q.topic,
                          "queue_id": q.queue_id, "queue_offset": rec.queue_offset, "physical_offset": rec.address,
@@ -296,6 +296,52 @@ class _Inspector:
             self.damage({"kind": "dledger_index_mismatch", "file": f"{ddir}/index", "entry_index": rec.entry_index,
                          "offset": rec.entry_index * dl.INDEX_UNIT_BYTES, "detail": problem})
 
+    def walk_logs(self, folders: list[tuple[str, bool]]) -> tuple[list[dict], list[SegmentDir], int]:
+        """Walk each log folder (old ``commitlog/`` first, then DLedger data): (log docs, their
+        segment folders, the end of the valid data)."""
+        docs, segdirs, valid_end = [], [], 0
+        cq_readers: dict = {}
+        for rel, is_dl in folders:
+            segdir = list_segments(os.path.join(self.root, rel), rel)
+            segdirs.append(segdir)
+            for problem in segdir.problems:
+                self.damage(problem)
+            if not segdir.segments:
+                docs.append({"folder": rel, "dledger": is_dl, "files": 0})
+                continue
+            ddir = rel.split("/")[0]
+            index_reader, state, dstate = None, {}, {}
+            if is_dl:
+                idx = list_segments(os.path.join(self.root, ddir, "index"), f"{ddir}/index")
+                index_reader = SegmentReader(idx, cache_files=2) if idx.segments else None
+                dstate = read_dledger_state(self.root, ddir, self.damage)
+            # Entries past the committed index are not dispatched yet: no CQ entry is expected.
+            committed = dstate.get("committed_index")
+            end = WalkEnd(0)
+            for item in iter_log(segdir, rel, is_dl, end):
+                if isinstance(item, dict):
+                    self.damage(item)
+                    continue
+                if is_dl:
+                    self.check_dledger_index(ddir, item, index_reader, state)
+                expect_cq = not (is_dl and committed is not None and item.entry_index > committed)
+                self.on_record(item, cq_readers, expect_cq)
+            if index_reader:
+                index_reader.close()
+            valid_end = max(valid_end, end.valid_end_offset)
+            doc = {"folder": rel, "dledger": is_dl, "files": len(segdir.segments),
+                   "file_size_bytes": segdir.file_size_bytes, "min_offset": segdir.segments[0].start,
+                   "valid_end_offset": end.valid_end_offset, "records": end.records, "end_of_file_blanks": end.blanks}
+            if is_dl:
+                doc.update({"entries": end.entries, "first_index": state.get("first_index"),
+                            "last_index": state.get("last_index"), "last_term": state.get("last_term")})
+                check_dledger_state(dstate, ddir, state.get("last_index"), self.damage, self.notes)
+                doc.update(dstate)
+            docs.append(doc)
+        for reader in cq_readers.values():
+            reader.close()
+        return docs, segdirs, valid_end
+
     # --- config files ---------------------------------------------------------------------
 
     def read_config(self, name: str, parse):
@@ -335,49 +381,7 @@ def inspect_store(root: str) -> dict:
         ins.notes.append("abort file present: the broker is running or did not shut down cleanly")
 
     ins.load_queue_dirs()
-    log_docs = []
-    valid_end = 0
-    log_folders = log_dirs(root, detection.dledger_dirs)
-    segdirs: list[SegmentDir] = []
-    cq_readers: dict = {}
-    for rel, is_dl in log_folders:
-        segdir = list_segments(os.path.join(root, rel), rel)
-        segdirs.append(segdir)
-        for problem in segdir.problems:
-            ins.damage(problem)
-        if not segdir.segments:
-            log_docs.append({"folder": rel, "dledger": is_dl, "files": 0})
-            continue
-        index_reader = None
-        state: dict = {}
-        if is_dl:
-            ddir = rel.split("/")[0]
-            idx = list_segments(os.path.join(root, ddir, "index"), f"{ddir}/index")
-            index_reader = SegmentReader(idx, cache_files=2) if idx.segments else None
-
-        end = WalkEnd(0)
-        for item in iter_log(segdir, rel, is_dl, end):
-            if isinstance(item, dict):
-                ins.damage(item)
-                continue
-            if is_dl:
-                ins.check_dledger_index(rel.split("/")[0], item, index_reader, state)
-            ins.on_record(item, cq_readers)
-        if index_reader:
-            index_reader.close()
-        valid_end = max(valid_end, end.valid_end_offset)
-        doc = {"folder": rel, "dledger": is_dl, "files": len(segdir.segments), "file_size_bytes": segdir.file_size_bytes,
-               "min_offset": segdir.segments[0].start, "valid_end_offset": end.valid_end_offset,
-               "records": end.records, "end_of_file_blanks": end.blanks}
-        if is_dl:
-            ddir = rel.split("/")[0]
-            doc.update({"entries": end.entries, "first_index": state.get("first_index"),
-                        "last_index": state.get("last_index"), "last_term": state.get("last_term")})
-            doc.update(dledger_state(ins.root, ddir, state.get("last_index"), ins.damage, ins.notes))
-        log_docs.append(doc)
-    for reader in cq_readers.values():
-        reader.close()
-
+    log_docs, segdirs, valid_end = ins.walk_logs(log_dirs(root, detection.dledger_dirs))
     starts = [d.segments[0].start for d in segdirs if d.segments]
     ins.log_min_offset = min(starts) if starts else 0
     log_reader = MultiReader(segdirs)

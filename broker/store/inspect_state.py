@@ -42,8 +42,8 @@ def checkpoint_doc(root: str, damage: Damage) -> dict | None:
             "confirm_phy_offset": cp.confirm_phy_offset}
 
 
-def dledger_state(root: str, ddir: str, last_index: int | None, damage: Damage, notes: list[str]) -> dict:
-    """endIndex/committedIndex and currTerm/voteLeader, checked against the last entry found."""
+def read_dledger_state(root: str, ddir: str, damage: Damage) -> dict:
+    """endIndex/committedIndex (``checkpoint``) and currTerm/voteLeader (``currterm``) of ``ddir``."""
     out: dict = {}
     for name, parse, keys in (("checkpoint", dl.dledger_checkpoint, ("end_index", "committed_index")),
                               ("currterm", dl.dledger_currterm, ("current_term", "vote_leader"))):
@@ -56,14 +56,18 @@ def dledger_state(root: str, ddir: str, last_index: int | None, damage: Damage, 
             damage({"kind": "config_unreadable", "file": f"{ddir}/{name}", "offset": exc.offset, "detail": str(exc)})
             continue
         out.update(dict(zip(keys, values)))
+    return out
+
+
+def check_dledger_state(state: dict, ddir: str, last_index: int | None, damage: Damage, notes: list[str]) -> None:
+    """The committed index against the last entry found: beyond it is lost data, below it a note."""
     found = -1 if last_index is None else last_index
-    committed = out.get("committed_index", -1)
+    committed = state.get("committed_index", -1)
     if committed > found:
         damage({"kind": "dledger_entries_missing", "file": f"{ddir}/checkpoint",
                 "detail": f"committedIndex is {committed} but the last entry found is {found}"})
-    elif "committed_index" in out and found > committed:
+    elif "committed_index" in state and found > committed:
         notes.append(f"{ddir}: {found - committed} entries after the committed index {committed} (not yet committed)")
-    return out
 
 
 def timer_doc(root: str, damage: Damage) -> dict | None:

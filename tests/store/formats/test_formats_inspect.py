@@ -480,3 +480,19 @@ def test_full_size_1gib_commitlog_streams(tmp_path):
     assert [d["kind"] for d in damage] == ["torn_tail"] and damage[0]["nonzero_after_bytes"] == 10
     assert damage[0]["valid_end_offset"] == b.write_pos
     assert maxrss_kib < 200 * 1024, f"inspect used {maxrss_kib} KiB for a 1 GiB file"
+
+
+def test_uncommitted_dledger_entries_need_no_cq_entry(tmp_path):
+    b = build(tmp_path, "v5-dledger", n=4)
+    b.add("TopicTest", b"uncommitted-1", queue_id=0, cq=False)
+    b.add("TopicTest", b"uncommitted-2", queue_id=0, cq=False)
+    b.save()
+    path = os.path.join(b.root, "dledger-n0", "checkpoint")
+    with open(path, "wb") as f:
+        f.write(b"endIndex=6\ncommittedIndex=4\n")
+    doc = inspect_store(b.root)
+    assert doc["damage"] == [] and any("2 entries after the committed index 4" in n for n in doc["notes"])
+    with open(path, "wb") as f:
+        f.write(b"endIndex=6\ncommittedIndex=6\n")  # now they should have been dispatched
+    doc = inspect_store(b.root)
+    assert doc["damage_counts"] == {"cq_missing_entry": 2}
