@@ -23,16 +23,18 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from typing import Iterator
 
-from mqbench.errors import InvariantViolation, UserError
+from mqbench.errors import UserError
 
-from .record import (BLANK_MIN_BYTES, RECORD_BLANK, RECORD_END, Message, check_record, encode_blank,
-                     encode_message, record_size)
+from .record import BLANK_MIN_BYTES, RECORD_BLANK, RECORD_END, Message, check_record, encode_blank, encode_message
 from .segments import SegmentQueue
 
 SCAN_CHUNK_BYTES = 4 << 20
 
+_PHYSICAL_OFFSET = struct.Struct(">q")
+_PHYSICAL_OFFSET_AT = 28     # record field 7, spec 3.2
 _TOPIC_BYTES = re.compile(rb"[%|a-zA-Z0-9_-]+")
 _MAGIC_V1_BYTES = bytes.fromhex("daa320a7")
 
@@ -112,9 +114,12 @@ class CommitLog:
     # -- writing -----------------------------------------------------------------------------
 
     def append_messages(self, msgs: list[Message], term: int = 0) -> list[tuple[int, int]]:
-        """Write ``msgs`` back to back in one segment (a batch moves to the next segment whole)."""
-        sizes = [record_size(m) for m in msgs]
-        total = sum(sizes)
+        """Write ``msgs`` back to back in one segment (a batch moves to the next segment whole).
+
+        Each record is encoded once; its PHYSICALOFFSET (outside the body, so outside BODYCRC) is
+        filled in when its place is known."""
+        records = [bytearray(encode_message(m)) for m in msgs]
+        total = sum(len(r) for r in records)
         if total + BLANK_MIN_BYTES > self.segment_size_bytes:
             raise UserError(f"a batch of {total} bytes does not fit in a commitlog segment of "
                             f"{self.segment_size_bytes} bytes")
@@ -123,17 +128,14 @@ class CommitLog:
         if total + BLANK_MIN_BYTES > remaining:
             self.segments.write(pos, encode_blank(remaining))
             pos += remaining
-        out, parts = [], []
+        out = []
         at = pos
-        for msg, size in zip(msgs, sizes):
+        for msg, record in zip(msgs, records):
             msg.physical_offset = at
-            record = encode_message(msg)
-            if len(record) != size:
-                raise InvariantViolation(f"record_size said {size}, encode_message wrote {len(record)}")
-            parts.append(record)
-            out.append((at, size))
-            at += size
-        self.segments.write(pos, b"".join(parts))
+            _PHYSICAL_OFFSET.pack_into(record, _PHYSICAL_OFFSET_AT, at)
+            out.append((at, len(record)))
+            at += len(record)
+        self.segments.write(pos, b"".join(records))
         self.end_offset = at
         if msgs:
             self.last_store_timestamp_ms = msgs[-1].store_timestamp_ms

@@ -30,7 +30,7 @@ from mqbench.errors import CorruptDataError, UserError
 
 from .consume_queue import BatchConsumeQueue, ConsumeQueue
 from .queues import BcqUnit
-from .record import (SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK,
+from .record import (SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message,
                      decode_message, message_tags_code)
 from .topics import validate_topic
 
@@ -73,6 +73,13 @@ def dispatch_info(record: bytes, where: str | None = None) -> DispatchInfo:
                                    offset=msg.physical_offset) from None
         if not 0 < inner <= 0x7FFF:
             raise CorruptDataError(f"INNER_NUM {inner} out of range 1..32767", where=where, offset=msg.physical_offset)
+    return DispatchInfo(msg.topic, msg.queue_id, msg.queue_offset, msg.physical_offset, size, msg.sysflag,
+                        message_tags_code(msg), msg.store_timestamp_ms, inner)
+
+
+def message_dispatch_info(msg: Message, size: int) -> DispatchInfo:
+    """``DispatchInfo`` of a message just written (no decode needed)."""
+    inner = int(msg.properties.get("INNER_NUM", "1")) if msg.sysflag & SYSFLAG_INNER_BATCH else 1
     return DispatchInfo(msg.topic, msg.queue_id, msg.queue_offset, msg.physical_offset, size, msg.sysflag,
                         message_tags_code(msg), msg.store_timestamp_ms, inner)
 

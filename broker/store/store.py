@@ -61,6 +61,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -73,7 +74,8 @@ from .batch import BatchItem, decode_batch, encode_batch
 from .commitlog import CommitLog
 from .configs import TopicConfig
 from .consume_queue import DEFAULT_BCQ_SEGMENT_BYTES, DEFAULT_CQ_SEGMENT_BYTES, BatchConsumeQueue
-from .dispatch import QueueSet, dispatch_info, dispatch_record
+from .dispatch import QueueSet, dispatch_info, dispatch_record, message_dispatch_info
+from .dledger import ENTRY_HEADER_BYTES
 from .dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerCommitLog, DLedgerLog
 from .flush import POLICY_INTERVAL, POLICY_SYNC, GroupCommit, IntervalFlusher, parse_flush_policy
 from .metadata import Metadata
@@ -151,6 +153,7 @@ class Store:
         self.clock_ms = clock_ms
         self.store_host = store_host
         self.raft_mode = raft_mode
+        self._msg_id_prefix = message_id(store_host, 0)[:-16]   # offsetMsgId = host hex + offset hex
         self._lock = threading.RLock()
         self._closed = False
         self._lockfile = StoreLock(root)
@@ -199,6 +202,7 @@ class Store:
         self.redispatched_from, self.records_redispatched = recover_queues(
             self.queues, self.log.scan, dispatched, limit, self.meta.is_batch_topic)
         self._dispatched = limit
+        self._reset_pending()
         self._rebuild_queue_table()
         self.queues.flush()
         self.checkpoint.write(CheckpointState(self.log.last_store_timestamp_ms, self.log.last_store_timestamp_ms,
@@ -287,11 +291,24 @@ class Store:
     # -- dispatch ----------------------------------------------------------------------------
 
     def _dispatch_to(self, limit: int) -> None:
+        """Dispatch every record that ends at or below ``limit``: from the records appended by this
+        process (kept in ``_pending``, no decode needed) or, below ``_pending_from``, by a scan."""
         if limit <= self._dispatched:
             return
-        for _, record, nxt in self.log.scan(self._dispatched, limit):
-            dispatch_record(self.queues, dispatch_info(record, where="commitlog"), self.meta.is_batch_topic)
+        if self._dispatched < self._pending_from:
+            stop = min(limit, self._pending_from)
+            for _, record, _ in self.log.scan(self._dispatched, stop):
+                dispatch_record(self.queues, dispatch_info(record, where="commitlog"), self.meta.is_batch_topic)
+            self._dispatched = stop
+        pending = self._pending
+        while pending and pending[0][0] <= limit:
+            _, info = pending.popleft()
+            dispatch_record(self.queues, info, self.meta.is_batch_topic)
         self._dispatched = limit
+
+    def _reset_pending(self) -> None:
+        self._pending: deque = deque()        # (record end, DispatchInfo) appended, not dispatched
+        self._pending_from = self.log.end_offset
 
     def _after_append(self, end: int) -> None:
         self.group_commit.written(end)
@@ -337,20 +354,26 @@ class Store:
             self._check_open()
             for m in msgs:
                 self._prepare(m)
-            saved = dict(self._next_offset)
+            saved = {(m.topic, m.queue_id): self._next_offset.get((m.topic, m.queue_id)) for m in msgs}
             for m, n in zip(msgs, counts):
                 self._assign(m, n)
             try:
                 placed = self.log.append_messages(msgs, term)
             except BaseException:
-                self._next_offset = saved
+                for key, value in saved.items():   # nothing was written: give the offsets back
+                    if value is None:
+                        self._next_offset.pop(key, None)
+                    else:
+                        self._next_offset[key] = value
                 raise
+            for m, (phys, size) in zip(msgs, placed):
+                self._pending.append((phys + size, message_dispatch_info(m, size)))
             end = self.log.end_offset
             self._after_append(end)
         result = AppendResult(
             physical_offset=placed[0][0], queue_offset=msgs[0].queue_offset, message_count=sum(counts),
             record_count=len(msgs), size_bytes=sum(s for _, s in placed), end_offset=end,
-            msg_ids=[message_id(self.store_host, p) for p, _ in placed],
+            msg_ids=[f"{self._msg_id_prefix}{p:016X}" for p, _ in placed],
             index=self.dledger.last_index if self.dledger is not None else None)
         if wait and self.policy.kind == POLICY_SYNC:
             self.wait_durable(end)
@@ -406,9 +429,11 @@ class Store:
         with self._lock:
             self._check_open()
             is_record = len(body) >= 8 and body[4:8] in (b"\xda\xa3\x20\xa7", b"\xda\xa3\x20\xab")
-            index, _ = log.append_record(term, body) if is_record else log.append(term, body)
+            index, pos = log.append_record(term, body) if is_record else log.append(term, body)
             if is_record:
-                self._note_offsets(dispatch_info(log.entry(index)[1], where="replicated entry"))
+                info = dispatch_info(log.entry(index)[1], where="replicated entry")
+                self._note_offsets(info)
+                self._pending.append((pos + ENTRY_HEADER_BYTES + info.size, info))
             self._after_append(self.log.end_offset)
             return index
 
@@ -427,6 +452,7 @@ class Store:
             end = self.log.end_offset
             self.group_commit.reset(min(self.group_commit.flushed_offset, end))
             self._dispatched = min(self._dispatched, end)
+            self._reset_pending()
             st = self.checkpoint.state   # never let the checkpoint claim bytes that are gone
             self.checkpoint.write(CheckpointState(st.physic_msg_timestamp_ms, st.logics_msg_timestamp_ms,
                                                   min(st.durable_offset or 0, end),

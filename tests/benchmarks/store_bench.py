@@ -119,14 +119,14 @@ def bench_recovery(root: Path, version: str, total_bytes: int) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dir", default=None, help="where to write (default: a temp folder under the current one)")
+    ap.add_argument("--dir", default=None, help="where to write (default: the system temp folder)")
     ap.add_argument("--seconds", type=float, default=2.0, help="seconds per append cell")
     ap.add_argument("--batch", type=int, default=32, help="messages per append_batch call")
     ap.add_argument("--version", default="v5", choices=["v4", "v5", "v4-dledger", "v5-dledger"])
     ap.add_argument("--recovery-bytes", type=int, default=1 << 30)
     ap.add_argument("--json", action="store_true", help="print a JSON document instead of a table")
     args = ap.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="mqbench-store-bench-", dir=args.dir or "."))
+    base = Path(tempfile.mkdtemp(prefix="mqbench-store-bench-", dir=args.dir))
     try:
         disk = measure_disk(base)
         bw = disk["disk_write_fdatasync_mb_per_s"]
