@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
-import heapq
 import json
 import math
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from typing import Callable, Iterator
 from mqbench.errors import UserError
 from mqbench.workloads.message import TraceMessage
 from mqbench.workloads.profile import DELAY_LEVELS_MS, DELAY_MAX_MS, RESERVED_PROPERTIES, TOPIC_NAME_RE
+from mqbench.workloads.reorder import ReorderBuffer
 from mqbench.workloads.trace import TraceWriter
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -106,27 +106,23 @@ def import_trace(source: str | Path, out_path: str | Path, options: ImportOption
     records = {"jsonl": _jsonl_records, "csv": _csv_records, "parquet": _parquet_records}[file_format](source)
     columns = _Columns(options, source)
     result = ImportResult()
-    pending: list[tuple[int, int, TraceMessage]] = []  # heap of (time_us, sequence, message)
-    window_us = options.reorder_window_ms * 1000
-    latest_us = None  # the latest time seen
-    written_us = None  # the time of the last row written
+    buffer: ReorderBuffer[TraceMessage] = ReorderBuffer(options.reorder_window_ms * 1000)
     base_us = None
-    sequence = 0
     checked = False
     with TraceWriter(out_path, source="imported", source_detail=f"{source.name} ({file_format})") as writer:
 
-        def emit(time_us: int, message: TraceMessage) -> None:
-            nonlocal base_us, written_us
-            if base_us is None:
-                base_us = time_us
-            written_us = time_us
-            message.send_offset_us = time_us - base_us
-            writer.write(message)
-            result.messages += 1
-            result.body_bytes += len(message.body)
-            result.duration_us = message.send_offset_us
-            if progress is not None:
-                progress(result.messages)
+        def emit(ready) -> None:
+            nonlocal base_us
+            for time_us, message in ready:
+                if base_us is None:
+                    base_us = time_us
+                message.send_offset_us = time_us - base_us
+                writer.write(message)
+                result.messages += 1
+                result.body_bytes += len(message.body)
+                result.duration_us = message.send_offset_us
+                if progress is not None:
+                    progress(result.messages)
 
         for where, record in records:
             if not checked and not isinstance(record, BadRow):
@@ -138,9 +134,10 @@ def import_trace(source: str | Path, out_path: str | Path, options: ImportOption
                 if isinstance(record, BadRow):
                     raise record
                 time_us, message = columns.message(record)
-                if written_us is not None and time_us < written_us:
-                    raise BadRow(f"time is {(written_us - time_us) / 1e3:,.0f} ms before a row already written; rows "
-                                 f"are out of order by more than the reorder window ({options.reorder_window_ms} ms)")
+                if buffer.is_late(time_us):
+                    raise BadRow(f"time is {(buffer.released_us - time_us) / 1e3:,.0f} ms before a row already "
+                                 f"written; rows are out of order by more than the reorder window "
+                                 f"({options.reorder_window_ms} ms)")
             except BadRow as exc:
                 if not options.skip_bad:
                     raise UserError(f"{source} {where}: {exc} (pass --skip-bad to skip bad rows)") from None
@@ -148,15 +145,8 @@ def import_trace(source: str | Path, out_path: str | Path, options: ImportOption
                 if len(result.skipped) < SKIPPED_KEPT:
                     result.skipped.append((where, str(exc)))
                 continue
-            sequence += 1
-            heapq.heappush(pending, (time_us, sequence, message))
-            latest_us = time_us if latest_us is None else max(latest_us, time_us)
-            while pending and pending[0][0] <= latest_us - window_us:
-                time_us, _seq, message = heapq.heappop(pending)
-                emit(time_us, message)
-        while pending:
-            time_us, _seq, message = heapq.heappop(pending)
-            emit(time_us, message)
+            emit(buffer.push(time_us, message))
+        emit(buffer.drain())
         if result.messages == 0:
             raise UserError(f"{source}: no rows imported" + (f" ({result.skipped_count} bad rows skipped)"
                                                                if result.skipped_count else ""))

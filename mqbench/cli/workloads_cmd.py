@@ -285,3 +285,53 @@ def import_cmd(source: Path, out_path: Path, file_format: str | None, time_colum
     _report_written(out_path, result.messages, result.body_bytes, result.duration_us, as_json,
                     source=str(source), skipped_rows=result.skipped_count,
                     skipped=[{"where": w, "reason": r} for w, r in result.skipped])
+
+
+@workloads.command("record")
+@click.option("--namesrv", required=True, metavar="ADDR", help="Name server address(es), host:port[;host:port].")
+@click.option("--topic", "topics", required=True, multiple=True, metavar="T",
+              help="Topic to capture (repeat for several).")
+@click.option("--duration", "duration_ms", type=DurationMs(), required=True, help="How long to capture (e.g. 5m).")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The trace file to write (Parquet, mqbench.trace/1).")
+@click.option("--group", default="mqbench_record", show_default=True,
+              help="Consumer group of the recorder; its own, so no real group loses messages.")
+@click.option("--subscription", default="*", show_default=True, help="Tag expression, e.g. 'PAID || SHIPPED'.")
+@click.option("--messages", "messages_max", type=click.IntRange(1, 10**12), help="Stop after this many messages.")
+@click.option("--reorder-window", "reorder_window_ms", type=DurationMs(), default="2s", show_default=True,
+              help="Messages arriving out of born-time order by up to this much are put back in order.")
+@json_option
+def record(namesrv: str, topics: tuple[str, ...], duration_ms: int, out_path: Path, group: str, subscription: str,
+           messages_max: int | None, reorder_window_ms: int, as_json: bool) -> None:
+    """Capture live traffic from a running cluster (RocketMQ or mqbench's) into a trace."""
+    import asyncio
+    import time
+
+    from mqbench.client import Consumer
+    from mqbench.workloads.record import record_trace
+
+    if duration_ms <= 0:
+        raise UserError("--duration must be above 0")
+    _check_out(out_path)
+    addrs = [a.strip() for a in namesrv.split(";") if a.strip()]
+    consumer = Consumer(addrs, group, consume_from="last")
+    for topic in topics:
+        consumer.subscribe(topic, subscription)
+
+    def clock_ms() -> int:
+        return int(time.time() * 1000)
+
+    async def capture():
+        return await record_trace(consumer, out_path, duration_ms=duration_ms, clock_ms=clock_ms,
+                                  messages_max=messages_max, reorder_window_ms=reorder_window_ms,
+                                  source_detail=f"{namesrv} topics {','.join(topics)} group {group}",
+                                  progress=lambda done: _progress(done, messages_max, as_json))
+
+    result = asyncio.run(capture())
+    _progress_done(as_json)
+    if result.before_start or result.late_clamped:
+        click.echo(f"mqbench: {result.before_start} messages born before the capture skipped, "
+                   f"{result.late_clamped} late messages placed at the time of the previous one", err=True)
+    _report_written(out_path, result.messages, result.body_bytes, result.duration_us, as_json,
+                    namesrv=namesrv, topics=dict(result.topics), before_start=result.before_start,
+                    late_clamped=result.late_clamped)
