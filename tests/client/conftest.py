@@ -37,7 +37,7 @@ class ScriptedBroker:
         self.clock_ms = 1_700_000_000_000
         self._arrived: dict[tuple[str, int], asyncio.Event] = {}
         self.server = RemotingServer({
-            codes.SEND_MESSAGE_V2: self.on_send, codes.SEND_BATCH_MESSAGE: self.on_send,
+            codes.SEND_MESSAGE: self.on_send, codes.SEND_MESSAGE_V2: self.on_send, codes.SEND_BATCH_MESSAGE: self.on_send,
             codes.PULL_MESSAGE: self.on_pull, codes.QUERY_CONSUMER_OFFSET: self.on_query_offset,
             codes.UPDATE_CONSUMER_OFFSET: self.on_update_offset, codes.GET_MAX_OFFSET: self.on_max_offset,
             codes.GET_MIN_OFFSET: self.on_min_offset, codes.HEART_BEAT: self.on_heartbeat,
