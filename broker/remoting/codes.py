@@ -37,6 +37,19 @@ requests the C++ client answers: NOTIFY_CONSUMER_IDS_CHANGED (40, one-way, trigg
 CHECK_TRANSACTION_STATE (39), RESET_CONSUMER_CLIENT_OFFSET (220), GET_CONSUMER_STATUS_FROM_CLIENT
 (221), GET_CONSUMER_RUNNING_INFO (307), CONSUME_MESSAGE_DIRECTLY (309); ali-ons answers none of them,
 so NOTIFY_CONSUMER_IDS_CHANGED must stay one-way (never awaited).
+
+Observed by running both clients against mqbench's name server and the scripted test broker
+(``tests/client/test_real_client_wire.py``):
+
+* Both look up the route of ``%RETRY%<consumer group>`` and log an error while it has none: the
+  broker should create and register that retry topic when a consumer group first heartbeats.
+* The C++ push consumer starts from CONSUME_FROM_LAST_OFFSET and cannot be told otherwise through
+  the 0.4.4 Python binding. A real broker answers QUERY_CONSUMER_OFFSET for a group it has never
+  seen with offset 0 (not QUERY_NOT_FOUND) while the queue's min offset is 0 and its first message
+  is still in memory (``ConsumerManageProcessor``); that is what lets such a consumer see messages
+  produced before it started. Our broker should do the same for queues whose min offset is 0.
+* ali-ons treats QUERY_NOT_FOUND as an error in its log but then falls back to its
+  consumeFromWhere (GET_MAX_OFFSET, or 0 for CONSUME_FROM_FIRST_OFFSET).
 """
 from __future__ import annotations
 
