@@ -1,4 +1,6 @@
 """DLedger framing, consume-queue units and client batch bodies: worked examples, round trips, damage."""
+import struct
+
 import pytest
 from hypothesis import given, strategies as st
 
@@ -202,3 +204,17 @@ def test_fuzz_unit_decoders(data, pos):
             decode(data, pos)
         except CorruptDataError:
             pass
+
+
+@given(st.integers(8, 2**31 - 1), st.binary(max_size=16))
+def test_blank_round_trips(remaining, after):
+    from mqbench.broker.store import record, timer_formats as tf
+    blank = record.encode_blank(remaining)
+    assert record.check_record(blank + after, 0, 8 + len(after)) == record.RECORD_BLANK
+    assert struct.unpack(">ii", blank) == (remaining, record.BLANK_MAGIC)
+    dblank = d.encode_entry_blank(remaining)
+    assert d.check_entry(dblank + after, 0, 8 + len(after), 0) == d.ENTRY_BLANK
+    assert struct.unpack(">ii", dblank) == (-1, remaining)
+    if remaining >= 16:
+        tblank = tf.encode_timer_blank(remaining)
+        assert tf.check_timer_unit(tblank + after, 0, 16 + len(after)) == tf.UNIT_BLANK

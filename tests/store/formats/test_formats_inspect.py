@@ -496,3 +496,10 @@ def test_uncommitted_dledger_entries_need_no_cq_entry(tmp_path):
         f.write(b"endIndex=6\ncommittedIndex=6\n")  # now they should have been dispatched
     doc = inspect_store(b.root)
     assert doc["damage_counts"] == {"cq_missing_entry": 2}
+
+
+def test_cli_file_instead_of_folder(tmp_path):
+    path = tmp_path / "checkpoint"
+    path.write_bytes(b"\0" * 4096)
+    result = CliRunner().invoke(cli, ["inspect", str(path)])
+    assert result.exit_code == 2 and "is not a folder" in result.output
