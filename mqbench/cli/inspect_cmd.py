@@ -72,11 +72,16 @@ def _print_text(doc: dict) -> None:
     else:
         counts = ", ".join(f"{k} {v}" for k, v in doc["damage_counts"].items())
         echo(f"damage: {counts}")
+        listed: dict[str, int] = {}
         for d in doc["damage"]:
+            listed[d["kind"]] = listed.get(d["kind"], 0) + 1
             where = d.get("file", "")
             if d.get("offset") is not None:
                 where += f" at offset {d['offset']}"
             echo(f"  {d['kind']}: {where}: {d['detail']}")
+        for kind, count in doc["damage_counts"].items():
+            if count > listed.get(kind, 0):
+                echo(f"  ... and {count - listed.get(kind, 0)} more {kind} (see --json for the first ones only)")
 
 
 @click.command("inspect")

@@ -503,3 +503,16 @@ def test_cli_file_instead_of_folder(tmp_path):
     path.write_bytes(b"\0" * 4096)
     result = CliRunner().invoke(cli, ["inspect", str(path)])
     assert result.exit_code == 2 and "is not a folder" in result.output
+
+
+def test_damage_list_is_capped_with_totals(tmp_path):
+    from mqbench.broker.store.inspect import DAMAGE_LIST_MAX
+    b = build(tmp_path, "v4", n=60, log_file_bytes=16384)
+    b.save()
+    import shutil
+    shutil.rmtree(os.path.join(b.root, "consumequeue", "TopicTest"))
+    doc = inspect_store(b.root)
+    assert doc["damage_counts"] == {"cq_missing_entry": 60}
+    assert len(doc["damage"]) == DAMAGE_LIST_MAX
+    result = CliRunner().invoke(cli, ["inspect", b.root])
+    assert f"... and {60 - DAMAGE_LIST_MAX} more cq_missing_entry" in result.output
