@@ -10,7 +10,8 @@ Measures, in one run and on the disk holding ``--dir``:
 * append throughput (messages/s and body MB/s) for 100 B, 1 KiB and 16 KiB bodies appended in
   batches of ``--batch`` (``Store.append_batch``, one record per message) under the ``none``,
   ``interval:200ms`` and ``sync`` flush policies, for ``--seconds`` per cell; the store is closed
-  (flushed) after each cell, and that final flush is counted in the time;
+  (flushed) after each cell, and that final flush is counted in the time; then ``sync`` again with
+  4 writer threads (one queue each) whose waits share fdatasyncs (group commit);
 * sequential read throughput (``read_queue`` of 32 messages from offset 0 to the end) of the
   1 KiB/``none`` cell's data, after the page cache of its files was dropped (``posix_fadvise``
   DONTNEED), so the disk is read;
@@ -31,6 +32,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,21 +58,35 @@ def drop_cache(root: Path) -> None:
                 os.close(fd)
 
 
-def bench_append(root: Path, version: str, policy: str, body_bytes: int, batch: int, seconds: float) -> dict:
+def bench_append(root: Path, version: str, policy: str, body_bytes: int, batch: int, seconds: float,
+                 writers: int = 1) -> dict:
+    """``writers`` threads append at once (each waits for its own acknowledgement), so under
+    ``sync`` their waits share fdatasyncs (group commit)."""
     store = Store.open(root, version, create=True, flush_policy=policy)
     payload = os.urandom(body_bytes * batch)
     items = [BatchItem(payload[i * body_bytes:(i + 1) * body_bytes]) for i in range(batch)]
-    messages = log_bytes = 0
+    counts = [[0, 0] for _ in range(writers)]
     start = time.perf_counter()
     deadline = start + seconds
-    while time.perf_counter() < deadline:
-        r = store.append_batch("Bench", 0, items, consolidate=False)
-        messages += r.message_count
-        log_bytes += r.size_bytes
+
+    def run(slot: list[int], queue_id: int) -> None:
+        while time.perf_counter() < deadline:
+            r = store.append_batch("Bench", queue_id, items, consolidate=False)
+            slot[0] += r.message_count
+            slot[1] += r.size_bytes
+    threads = [threading.Thread(target=run, args=(counts[i], i)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    syncs = store.group_commit.sync_count
     store.close()
     elapsed = time.perf_counter() - start
-    return {"messages": messages, "seconds": elapsed, "msgs_per_s": messages / elapsed,
-            "body_mb_per_s": messages * body_bytes / MB / elapsed, "log_mb_per_s": log_bytes / MB / elapsed}
+    messages = sum(c[0] for c in counts)
+    log_bytes = sum(c[1] for c in counts)
+    return {"messages": messages, "seconds": elapsed, "writers": writers, "fdatasyncs": syncs,
+            "msgs_per_s": messages / elapsed, "body_mb_per_s": messages * body_bytes / MB / elapsed,
+            "log_mb_per_s": log_bytes / MB / elapsed}
 
 
 def bench_read(root: Path, version: str) -> dict:
@@ -142,6 +158,14 @@ def main() -> None:
                     read_root = root
                 else:
                     shutil.rmtree(root)
+        for size in BODY_SIZES:      # group commit: 4 writers waiting for sync at once
+            root = base / f"append-sync4-{size}"
+            r = bench_append(root, args.version, "sync", size, args.batch, args.seconds, writers=4)
+            shutil.rmtree(root)
+            doc_rows.append({"kind": "append", "flush_policy": "sync", "body_bytes": size, **r})
+            rows.append(["append, 4 writers", f"sync ({r['messages'] / args.batch / max(1, r['fdatasyncs']):.1f} "
+                         "batches/fdatasync)", size, r["msgs_per_s"], r["body_mb_per_s"], r["log_mb_per_s"],
+                         f"{r['log_mb_per_s'] / bw:.2f}x"])
         r = bench_read(read_root, args.version)
         shutil.rmtree(read_root)
         doc_rows.append({"kind": "sequential read", "body_bytes": 1024, **r})
@@ -152,7 +176,7 @@ def main() -> None:
             scanned = rec["scanned_bytes"] if rec["scanned_bytes"] is not None else None
             mbps = scanned / MB / rec["seconds"] if scanned else None
             rows.append([f"recovery, {rec['case']} ({rec['log_bytes'] / (1 << 30):.2f} GiB log)", "-", "-",
-                         f"{rec['seconds']:.2f} s", "-", mbps if mbps else "-",
+                         f"{rec['seconds']:.3f} s", "-", mbps if mbps else "-",
                          f"{mbps / bw:.2f}x" if mbps else "-"])
         if args.json:
             print(json.dumps({"schema": "mqbench.store_bench/1", "version": args.version, "batch": args.batch,
