@@ -81,7 +81,7 @@ def _print_text(doc: dict) -> None:
             echo(f"  {d['kind']}: {where}: {d['detail']}")
         for kind, count in doc["damage_counts"].items():
             if count > listed.get(kind, 0):
-                echo(f"  ... and {count - listed.get(kind, 0)} more {kind} (see --json for the first ones only)")
+                echo(f"  ... and {count - listed.get(kind, 0)} more {kind}; the first {listed.get(kind, 0)} are listed")
 
 
 @click.command("inspect")
