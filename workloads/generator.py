@@ -105,8 +105,12 @@ def _field(fields, path: str) -> str:
 
 
 def generate_messages(profile: Profile, seed: int, count: int | None = None, duration_ms: int | None = None,
-                      ) -> Iterator[TraceMessage]:
-    """Messages of ``profile`` in send order, lazily; see the module docstring for the contract."""
+                      shape_start_ms: int = 0) -> Iterator[TraceMessage]:
+    """Messages of ``profile`` in send order, lazily; see the module docstring for the contract.
+
+    ``shape_start_ms`` is where on the rate shape's time axis the trace starts (e.g. 20 h in for a
+    diurnal profile's evening peak); offsets still count from 0.
+    """
     if count is not None and count <= 0:
         return
     streams = [_TopicStream(topic, seed) for topic in profile.topics]
@@ -114,7 +118,7 @@ def generate_messages(profile: Profile, seed: int, count: int | None = None, dur
     choose_rng = _rng(seed, "topic")
     duration_us = None if duration_ms is None else duration_ms * 1000
     produced = 0
-    for offset_us in iter_arrivals_us(profile.rate, _rng(seed, "arrivals")):
+    for offset_us in iter_arrivals_us(profile.rate, _rng(seed, "arrivals"), shape_start_ms):
         if duration_us is not None and offset_us >= duration_us:
             return
         stream = streams[0] if len(streams) == 1 else choose_rng.choices(streams, weights=weights)[0]

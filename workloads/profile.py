@@ -9,8 +9,9 @@ Built-ins live in ``workloads/profiles/`` (``orders``, ``notifications``, ``iot`
     base_msgs_per_s = 3000
     shape = "diurnal"              # constant | diurnal | step | burst
     arrivals = "poisson"           # poisson | paced
-    period_s = 86400               # diurnal: period, peak time, trough/peak ratio
+    period_s = 86400               # diurnal: period, peak and trough times, trough/peak ratio
     peak_at_s = 72000
+    trough_at_s = 14400
     trough_ratio = 0.2
     steps = [[0, 1.0], [300, 3.0]] # step: [at_s, multiplier] pairs
     burst_factor = 6.0             # bursts (any shape; required by "burst")
@@ -86,8 +87,8 @@ KEY_DISTRIBUTIONS = ("none", "unique", "uniform", "zipf", "body_field")
 SEND_MODES = ("sync", "async", "oneway")
 
 _TOP_KEYS = {"name", "description", "rate", "producers", "topics", "consumers"}
-_RATE_KEYS = {"base_msgs_per_s", "shape", "arrivals", "period_s", "peak_at_s", "trough_ratio", "steps",
-              "burst_factor", "burst_length_ms", "burst_every_ms", "burst_first_ms"}
+_RATE_KEYS = {"base_msgs_per_s", "shape", "arrivals", "period_s", "peak_at_s", "trough_at_s", "trough_ratio",
+              "steps", "burst_factor", "burst_length_ms", "burst_every_ms", "burst_first_ms"}
 _TOPIC_KEYS = {"name", "queues", "batch", "batch_msgs", "share", "body", "key", "tags", "tags_field", "properties",
                "properties_from_body", "delay"}
 _CONSUMER_KEYS = {"group", "topics", "count", "subscription", "processing_ms"}
@@ -283,6 +284,9 @@ def _parse_rate(raw: dict, fail) -> RateShape:
         fail("rate.arrivals", f"must be one of {', '.join(ARRIVALS)} (got {arrivals!r})")
     period_s = _number(raw, "period_s", "rate", fail, default=86400.0, low=1.0)
     peak_at_s = _number(raw, "peak_at_s", "rate", fail, default=0.0)
+    trough_at_s = _number(raw, "trough_at_s", "rate", fail, default=peak_at_s + period_s / 2)
+    if (peak_at_s - trough_at_s) % period_s == 0:
+        fail("rate.trough_at_s", "must differ from peak_at_s (modulo period_s)")
     trough_ratio = _number(raw, "trough_ratio", "rate", fail, default=1.0 if shape != "diurnal" else 0.3)
     if not 0 < trough_ratio <= 1:
         fail("rate.trough_ratio", "must be above 0 and at most 1 (the trough's rate over the peak's)")
@@ -309,7 +313,7 @@ def _parse_rate(raw: dict, fail) -> RateShape:
         if burst_length_ms > burst_every_ms:
             fail("rate.burst_length_ms", "is longer than burst_every_ms")
     return RateShape(base_msgs_per_s=float(base), shape=shape, arrivals=arrivals, period_s=period_s,
-                     peak_at_s=peak_at_s, trough_ratio=trough_ratio, steps=tuple(steps), burst_factor=burst_factor,
+                     peak_at_s=peak_at_s, trough_at_s=trough_at_s, trough_ratio=trough_ratio, steps=tuple(steps), burst_factor=burst_factor,
                      burst_length_ms=burst_length_ms, burst_every_ms=burst_every_ms, burst_first_ms=burst_first_ms)
 
 

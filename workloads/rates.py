@@ -4,9 +4,11 @@ A profile's ``[rate]`` table describes the aggregate send rate of all its produc
 time since the start of the run:
 
 * ``constant``: ``base_msgs_per_s`` all the time;
-* ``diurnal``: a cosine day curve with mean ``base_msgs_per_s``, peak at ``peak_at_s`` in a period
-  of ``period_s`` (86400 for a real day; shorter to squeeze a day into a benchmark), and the trough
-  at ``trough_ratio`` times the peak;
+* ``diurnal``: a day curve with mean ``base_msgs_per_s`` over a period of ``period_s`` (86400 for a
+  real day; shorter to squeeze a day into a benchmark): half-cosines rising from the trough at
+  ``trough_at_s`` (default: half a period after the peak) to the peak at ``peak_at_s`` and falling
+  back, the trough at ``trough_ratio`` times the peak (traffic climbs all day to an evening peak
+  and drops fast at night: peak and trough need not be 12 hours apart);
 * ``step``: ``steps = [[at_s, multiplier], ...]``: the base rate times the multiplier of the last
   step whose ``at_s`` has passed (1.0 before the first);
 * ``burst``: the base rate with bursts (below).
@@ -42,6 +44,7 @@ class RateShape:
     arrivals: str = "poisson"
     period_s: float = 86400.0
     peak_at_s: float = 0.0
+    trough_at_s: float | None = None  # None: half a period after the peak (a plain cosine)
     trough_ratio: float = 1.0
     steps: tuple[tuple[float, float], ...] = ()
     burst_factor: float = 1.0
@@ -60,9 +63,18 @@ class RateShape:
 
     def _multiplier(self, t_ms: float) -> float:
         if self.shape == "diurnal":
+            # Two half-cosines: rising from the trough to the peak, falling back to the next trough.
+            # Each half averages to the midpoint, so the mean is 1 wherever the trough lies.
             amplitude = (1.0 - self.trough_ratio) / (1.0 + self.trough_ratio)
-            phase = 2.0 * math.pi * ((t_ms / 1000.0 - self.peak_at_s) / self.period_s)
-            return 1.0 + amplitude * math.cos(phase)
+            period_s = self.period_s
+            trough_at_s = self.trough_at_s if self.trough_at_s is not None else self.peak_at_s + period_s / 2
+            rising_s = (self.peak_at_s - trough_at_s) % period_s
+            since_trough_s = (t_ms / 1000.0 - trough_at_s) % period_s
+            if since_trough_s < rising_s:
+                up = (1.0 - math.cos(math.pi * since_trough_s / rising_s)) / 2.0
+            else:
+                up = (1.0 + math.cos(math.pi * (since_trough_s - rising_s) / (period_s - rising_s))) / 2.0
+            return 1.0 - amplitude + 2.0 * amplitude * up
         if self.shape == "step" and self.steps:
             index = bisect.bisect_right([at_s for at_s, _ in self.steps], t_ms / 1000.0) - 1
             return self.steps[index][1] if index >= 0 else 1.0
@@ -108,21 +120,24 @@ class RateShape:
         return text
 
 
-def iter_arrivals_us(shape: RateShape, rng: random.Random, start_us: int = 0) -> Iterator[int]:
-    """Intended send offsets in integer microseconds, non-decreasing, endless.
+def iter_arrivals_us(shape: RateShape, rng: random.Random, shape_start_ms: int = 0) -> Iterator[int]:
+    """Intended send offsets in integer microseconds from 0, non-decreasing, endless.
 
-    ``poisson``: thinning (Lewis-Shedler): candidate gaps are exponential at the shape's maximum rate
-    and a candidate at ``t`` is kept with probability ``rate_at(t) / rate_max``; the kept times are
-    a Poisson process with the shape's rate. ``paced``: the next message is 1/rate(t) after the last.
+    ``shape_start_ms`` is where on the shape's time axis offset 0 lies (start a diurnal run at its
+    evening peak with ``peak_at_s * 1000``). ``poisson``: thinning (Lewis-Shedler): candidate gaps are
+    exponential at the shape's maximum rate and a candidate at ``t`` is kept with probability
+    ``rate_at(t) / rate_max``; the kept times are a Poisson process with the shape's rate. ``paced``:
+    the next message is 1/rate(t) after the last.
     """
-    t_s = start_us / 1e6
+    t_s = 0.0
+    start_ms = float(shape_start_ms)
     if shape.arrivals == "paced":
         while True:
-            rate = shape.rate_at(t_s * 1000.0)
+            rate = shape.rate_at(start_ms + t_s * 1000.0)
             t_s += 1.0 / rate
             yield int(t_s * 1e6)
     rate_max = shape.rate_max()
     while True:
         t_s += rng.expovariate(rate_max)
-        if rng.random() * rate_max <= shape.rate_at(t_s * 1000.0):
+        if rng.random() * rate_max <= shape.rate_at(start_ms + t_s * 1000.0):
             yield int(t_s * 1e6)

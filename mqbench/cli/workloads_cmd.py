@@ -54,21 +54,24 @@ def list_profiles(as_json: bool) -> None:
               help="Codecs whose compression ratio on the real bodies is shown.")
 @click.option("--batch", "batch_msgs", type=click.IntRange(2, 100_000), default=32, show_default=True,
               help="Batch size for the batched compression ratio.")
+@click.option("--start", "start_ms", type=DurationMs(), default="0s", show_default=True,
+              help="Where on the profile's rate shape the messages start, e.g. 20h for a diurnal evening peak.")
 @seed_option
 @json_option
-def show(source: str, messages: int, codec_specs: str, batch_msgs: int, seed: int, as_json: bool) -> None:
+def show(source: str, messages: int, codec_specs: str, batch_msgs: int, start_ms: int, seed: int,
+         as_json: bool) -> None:
     """What a profile (name or .toml) or a trace (.parquet) carries: rates, sizes, delays, keys, compression."""
-    import itertools
-
     from mqbench.codecs.registry import parse_codec_list
+    from mqbench.workloads.source import open_workload
     from mqbench.workloads.stats import summarize
 
     codecs = parse_codec_list(codec_specs)
-    profile, info, stream = _open_source(source, seed, messages)
-    stats = summarize(itertools.islice(stream, messages), codecs, batch_msgs)
-    doc = {"source": source, "kind": "profile" if profile else "trace", "seed": seed if profile else info.seed}
-    if profile is not None:
-        doc.update(_profile_fields(profile))
+    workload = open_workload(source, seed, count=messages, shape_start_ms=start_ms)
+    profile, info = workload.profile, workload.trace
+    stats = summarize(workload.messages, codecs, batch_msgs)
+    doc = {"source": source, "kind": "trace" if info else "profile", "seed": info.seed if info else seed}
+    if info is None:
+        doc.update(_profile_fields(profile), shape_start_ms=start_ms)
     else:
         doc.update(trace={"messages": info.messages, "row_groups": info.row_groups, "source": info.source,
                           "source_detail": info.source_detail, "profile": info.profile, "seed": info.seed,
@@ -78,25 +81,6 @@ def show(source: str, messages: int, codec_specs: str, batch_msgs: int, seed: in
         print_json(document(SHOW_SCHEMA, **doc))
         return
     _print_show(doc)
-
-
-def _open_source(source: str, seed: int, messages: int):
-    """(profile or None, trace info or None, message iterator) for a profile name/TOML or a trace file."""
-    from mqbench.workloads.generator import generate_messages
-    from mqbench.workloads.profile import load_profile
-    from mqbench.workloads.trace import iter_trace_rows, read_trace_info
-
-    path = Path(source)
-    if path.suffix == ".parquet" or (path.suffix != ".toml" and path.is_file() and _is_parquet(path)):
-        info = read_trace_info(path)
-        return None, info, iter_trace_rows(path)
-    profile = load_profile(source)
-    return profile, None, generate_messages(profile, seed, count=messages)
-
-
-def _is_parquet(path: Path) -> bool:
-    with path.open("rb") as handle:
-        return handle.read(4) == b"PAR1"
 
 
 def _profile_fields(profile) -> dict:
@@ -183,10 +167,12 @@ def _print_show(doc: dict) -> None:
 @click.option("--duration", "duration_ms", type=DurationMs(), help="Stop at this much traffic time (e.g. 10m).")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The trace file to write (Parquet, mqbench.trace/1).")
+@click.option("--start", "start_ms", type=DurationMs(), default="0s", show_default=True,
+              help="Where on the profile's rate shape the messages start, e.g. 20h for a diurnal evening peak.")
 @seed_option
 @json_option
-def generate(profile_name: str, messages: int | None, duration_ms: int | None, out_path: Path, seed: int,
-             as_json: bool) -> None:
+def generate(profile_name: str, messages: int | None, duration_ms: int | None, out_path: Path, start_ms: int,
+             seed: int, as_json: bool) -> None:
     """Write a trace of a profile's messages; the same seed gives an identical file."""
     from mqbench.workloads.generator import GENERATOR_VERSION, generate_messages
     from mqbench.workloads.profile import load_profile
@@ -201,13 +187,14 @@ def generate(profile_name: str, messages: int | None, duration_ms: int | None, o
     with TraceWriter(out_path, source="generated", source_detail=profile.source, profile=profile.name,
                      profile_document=profile.document, seed=seed, generator_version=GENERATOR_VERSION) as writer:
         last_offset_us = 0
-        for message in generate_messages(profile, seed, count=messages, duration_ms=duration_ms):
+        for message in generate_messages(profile, seed, count=messages, duration_ms=duration_ms,
+                                         shape_start_ms=start_ms):
             writer.write(message)
             last_offset_us = message.send_offset_us
             _progress(writer.messages, messages, as_json)
     _progress_done(as_json)
     _report_written(out_path, writer.messages, writer.body_bytes, last_offset_us, as_json,
-                    profile=profile.name, seed=seed)
+                    profile=profile.name, seed=seed, shape_start_ms=start_ms)
 
 
 def _check_out(out_path: Path) -> None:

@@ -197,3 +197,15 @@ def test_any_jsonl_imports_or_is_a_user_error(tmp_path_factory, rows):
     except UserError:
         return
     assert all(m.send_offset_us >= 0 for m in rows_of(tmp_path / "t.parquet"))
+
+
+@given(st.text(alphabet=st.sampled_from('ab,"\n\r1:-T\\{}'), max_size=80))
+def test_any_csv_imports_or_is_a_user_error(tmp_path_factory, text):
+    tmp_path = tmp_path_factory.mktemp("csv")
+    src = tmp_path / "f.csv"
+    src.write_text("timestamp,topic,body,properties\n" + text)
+    try:
+        import_trace(src, tmp_path / "t.parquet", ImportOptions(skip_bad=True))
+    except UserError:
+        return
+    assert all(m.topic for m in rows_of(tmp_path / "t.parquet"))

@@ -68,6 +68,7 @@ CASES = [
     (("rate", "base_msgs_per_s"), -5, "rate.base_msgs_per_s: must be a number"),
     (("rate", "shape"), "sine", "rate.shape: must be one of constant, diurnal, step, burst"),
     (("rate", "trough_ratio"), 1.5, "rate.trough_ratio"),
+    (("rate", "trough_at_s"), 73800 + 86400, "rate.trough_at_s: must differ from peak_at_s"),
     (("rate", "burst_length_ms"), 10_000_000, "rate.burst_length_ms: is longer than burst_every_ms"),
     (("rate", "wobble"), 1, "rate: unknown key(s) wobble"),
     (("topics", 0, "name"), "../x", "topics[0].name: '../x' is not a RocketMQ topic name"),

@@ -17,6 +17,17 @@ def test_diurnal_peak_trough_and_mean():
     assert shape.rate_max() == pytest.approx(1600)
 
 
+def test_diurnal_with_an_early_trough_keeps_its_mean():
+    shape = RateShape(base_msgs_per_s=1000, shape="diurnal", period_s=86400, peak_at_s=73800, trough_at_s=14400,
+                      trough_ratio=0.1)
+    peak, trough = shape.rate_at(73_800_000), shape.rate_at(14_400_000)
+    assert trough / peak == pytest.approx(0.1) and peak == pytest.approx(shape.rate_max())
+    assert shape.summary(horizon_ms=86_400_000, points=86_400)["rate_msgs_per_s_mean"] == pytest.approx(1000, rel=1e-3)
+    rising = [shape.rate_at(h * 3_600_000) for h in range(4, 21)]
+    assert rising == sorted(rising)  # climbs all day from 04:00 to the evening
+    assert shape.rate_at(22 * 3_600_000) < shape.rate_at(21 * 3_600_000)
+
+
 def test_steps_hold_until_the_next_step():
     shape = RateShape(base_msgs_per_s=100, shape="step", steps=((10, 2.0), (20, 0.5)))
     assert [shape.rate_at(t) for t in (0, 9_999, 10_000, 19_999, 20_000, 10**9)] == [100, 100, 200, 200, 50, 50]
