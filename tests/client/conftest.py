@@ -22,7 +22,10 @@ from mqbench.broker.store.batch import decode_batch
 
 class ScriptedBroker:
     def __init__(self, name: str = "g0", *, queue_nums: int = 4, topics=("Orders",), inner_batch_topics=(),
-                 cluster: str = "c1") -> None:
+                 cluster: str = "c1", unknown_group_offset_zero: bool = False) -> None:
+        # unknown_group_offset_zero: answer QUERY_CONSUMER_OFFSET for a group never seen with 0, as a
+        # real broker does while the queue's first message is in memory (what the C++ client needs).
+        self.unknown_group_offset_zero = unknown_group_offset_zero
         self.name = name
         self.cluster = cluster
         self.queue_nums = queue_nums
@@ -146,6 +149,8 @@ class ScriptedBroker:
     async def on_query_offset(self, cmd, channel):
         h = headers.QueryConsumerOffsetHeader.from_ext(cmd.ext_fields)
         offset = self.offsets.get((h.consumer_group, h.topic, h.queue_id))
+        if offset is None and self.unknown_group_offset_zero:
+            offset = 0
         if offset is None:
             return cmd.response_to(codes.QUERY_NOT_FOUND, "Not found, maybe this group consumer boot first")
         return cmd.response_to(codes.SUCCESS, None, {"offset": offset})

@@ -51,3 +51,57 @@ def test_ali_ons_produces_and_consumes_through_our_stack(cluster, run):
             assert got["ons-5"]["body"] == "body-ons-5" and got["ons-5"]["tags"] == "tag2"
             assert sum(broker.offsets.get(("GID_ons", "Orders", q), 0) for q in range(2)) >= 1
     run(main(), timeout_s=200)
+
+
+CPP_PRODUCE = """
+import json, sys
+from rocketmq.client import Message, Producer
+producer = Producer("PID_cpp", timeout=3000)
+producer.set_namesrv_addr(sys.argv[1])
+producer.start()
+for i in range(4):
+    msg = Message("Orders")
+    msg.set_keys(f"cpp-{i}")
+    msg.set_tags("t")
+    msg.set_property("seq", str(i))
+    msg.set_body(f"body-cpp-{i}")
+    result = producer.send_sync(msg)
+    print(json.dumps({"key": f"cpp-{i}", "status": result.status.name, "offset": result.offset}), flush=True)
+producer.shutdown()
+"""
+
+CPP_CONSUME = """
+import json, sys, threading
+from rocketmq.client import PushConsumer
+seen, done = set(), threading.Event()
+def on_message(msg):
+    seen.add(msg.keys if isinstance(msg.keys, str) else msg.keys.decode())
+    if len(seen) >= 4:
+        done.set()
+consumer = PushConsumer("GID_cpp")
+consumer.set_namesrv_addr(sys.argv[1])
+consumer.subscribe("Orders", on_message)
+consumer.start()
+done.wait(30)
+consumer.shutdown()
+print(json.dumps({"seen": sorted(seen)}), flush=True)
+"""
+
+
+@pytest.mark.realproc
+def test_official_cpp_client_produces_and_consumes_through_our_stack(cluster, run):
+    python = clients.ensure_cpp_client()[0]
+
+    async def main():
+        async with cluster:
+            broker = await cluster.add_broker(topics=("Orders",), queue_nums=2, unknown_group_offset_zero=True)
+            rc, lines, err = await _drive([python, "-c", CPP_PRODUCE], cluster.namesrv_addr)
+            assert rc == 0, err
+            assert [line["status"] for line in lines] == ["OK"] * 4
+            assert {c.code for c in broker.requests} == {10}  # SEND_MESSAGE with the long-name header
+            stored = {m.body: m for m in broker.stored("Orders")}
+            assert stored[b"body-cpp-2"].properties["KEYS"] == "cpp-2"
+            rc, lines, err = await _drive([python, "-c", CPP_CONSUME], cluster.namesrv_addr)
+            assert rc == 0, err
+            assert lines[-1]["seen"] == [f"cpp-{i}" for i in range(4)]
+    run(main(), timeout_s=200)
