@@ -112,9 +112,12 @@ class SendMessageHeader(_Header):
 
 
 def send_header(cmd: RemotingCommand) -> SendMessageHeader:
-    """The send header of a SEND_MESSAGE (long names) or SEND_MESSAGE_V2/SEND_BATCH_MESSAGE (short)."""
-    if cmd.code in (codes.SEND_MESSAGE_V2, codes.SEND_BATCH_MESSAGE):
+    """The send header of a SEND_MESSAGE (long names) or SEND_MESSAGE_V2/SEND_BATCH_MESSAGE (short names;
+    a SEND_BATCH_MESSAGE with long names, as some non-Java clients send, is read too)."""
+    if cmd.code == codes.SEND_MESSAGE_V2:
         return SendMessageHeader.from_v2(cmd.ext_fields)
+    if cmd.code == codes.SEND_BATCH_MESSAGE and ("b" in cmd.ext_fields or "topic" not in cmd.ext_fields):
+        return SendMessageHeader.from_v2(cmd.ext_fields)  # Java sends V2; a long-name batch header also parses
     return SendMessageHeader.from_ext(cmd.ext_fields)
 
 

@@ -20,6 +20,7 @@ def test_send_header_short_and_long_names():
     v1 = header.to_ext()
     assert v1["producerGroup"] == "PG" and v1["bornTimestamp"] == "1700000000123"
     assert headers.send_header(RemotingCommand(code=codes.SEND_MESSAGE, ext_fields=v1)) == header
+    assert headers.send_header(RemotingCommand(code=codes.SEND_BATCH_MESSAGE, ext_fields=v1)) == header
 
 
 def test_cpp_style_send_header_with_optional_fields_absent():
