@@ -66,21 +66,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from mqbench.errors import CorruptDataError, UserError
+from mqbench.errors import UserError
 
-from . import versions
+from . import reader, versions
 from .atomic import AbortMarker, StoreLock
-from .batch import BatchItem, decode_batch, encode_batch
+from .batch import BatchItem, encode_batch
 from .commitlog import CommitLog
 from .configs import TopicConfig
-from .consume_queue import DEFAULT_BCQ_SEGMENT_BYTES, DEFAULT_CQ_SEGMENT_BYTES, BatchConsumeQueue
+from .consume_queue import DEFAULT_BCQ_SEGMENT_BYTES, DEFAULT_CQ_SEGMENT_BYTES
 from .dispatch import QueueSet, dispatch_info, dispatch_record, message_dispatch_info
 from .dledger import ENTRY_HEADER_BYTES
 from .dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerCommitLog, DLedgerLog
 from .flush import POLICY_INTERVAL, POLICY_SYNC, GroupCommit, IntervalFlusher, parse_flush_policy
 from .metadata import Metadata
 from .record import (SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED,
-                     SYSFLAG_TX_ROLLBACK, Message, decode_message, message_id)
+                     SYSFLAG_TX_ROLLBACK, Message, message_id)
+from .reader import ReadResult
 from .recovery import CheckpointFile, CheckpointState, commitlog_scan_start, recover_queues
 from .topics import validate_topic
 
@@ -100,15 +101,6 @@ class AppendResult:
     end_offset: int               # log position to pass to wait_durable
     msg_ids: list[str] = field(default_factory=list)
     index: int | None = None      # DLedger index of the last entry written (DLedger versions)
-
-
-@dataclass
-class ReadResult:
-    status: str                   # FOUND, NO_MESSAGE, OFFSET_OVERFLOW, NO_QUEUE
-    messages: list[Message]
-    next_offset: int
-    min_offset: int
-    max_offset: int
 
 
 class Store:
@@ -463,25 +455,7 @@ class Store:
 
     def read_message(self, physical_offset: int, size: int) -> Message:
         """The record at ``physical_offset`` (CorruptDataError if it is not a whole valid record)."""
-        raw = self.log.read(physical_offset, size) if physical_offset >= 0 and size > 0 else b""
-        if len(raw) < max(size, 1):
-            raise CorruptDataError(f"no record of {size} bytes there (log ends at {self.log.end_offset})",
-                                   where="commitlog", offset=physical_offset)
-        try:
-            msg, _ = decode_message(raw, 0)
-        except CorruptDataError as exc:
-            raise CorruptDataError(str(exc), where="commitlog", offset=physical_offset) from None
-        return msg
-
-    def _queue_record(self, topic: str, queue_id: int, queue_offset: int, physical_offset: int,
-                      size: int) -> Message:
-        """The record a queue unit points at, checked to be that queue's record at that offset."""
-        msg = self.read_message(physical_offset, size)
-        if (msg.topic, msg.queue_id, msg.queue_offset) != (topic, queue_id, queue_offset):
-            raise CorruptDataError(
-                f"queue unit {topic}/{queue_id}@{queue_offset} points at a record of "
-                f"{msg.topic}/{msg.queue_id}@{msg.queue_offset}", where="consume queue", offset=physical_offset)
-        return msg
+        return reader.read_record(self.log, physical_offset, size)
 
     def min_offset(self, topic: str, queue_id: int) -> int:
         q = self.queues.find(topic, queue_id)
@@ -494,53 +468,14 @@ class Store:
 
     def read_queue(self, topic: str, queue_id: int, offset: int, max_messages: int = 32,
                    max_bytes: int = 4 << 20) -> ReadResult:
-        """Messages from ``offset`` on (at least one if any is there, then up to the limits)."""
+        """Messages from ``offset`` on (see ``reader.read_queue``)."""
         validate_topic(topic)
         with self._lock:
-            q = self.queues.find(topic, queue_id)
-            if q is None:
-                return ReadResult("NO_QUEUE", [], 0, 0, 0)
-            lo, hi = q.min_offset, q.max_offset
-            if offset >= hi:
-                return ReadResult("OFFSET_OVERFLOW" if offset > hi else "NO_MESSAGE", [], hi, lo, hi)
-            offset = max(offset, lo)
-            out: list[Message] = []
-            used = 0
-            if isinstance(q, BatchConsumeQueue):
-                for unit in q.read_units(offset, max_messages):
-                    record = self._queue_record(topic, queue_id, unit.base_offset, unit.physical_offset,
-                                                unit.size)
-                    for m in self._unwrap(record, unit.base_offset):
-                        if m.queue_offset < offset:
-                            continue
-                        if out and (len(out) >= max_messages or used + len(m.body) > max_bytes):
-                            break
-                        out.append(m)
-                        used += len(m.body)
-                    if len(out) >= max_messages or used >= max_bytes:
-                        break
-            else:
-                for qoff, phys, size, _ in q.read_units(offset, max_messages):
-                    if out and used + size > max_bytes:
-                        break
-                    m = self._queue_record(topic, queue_id, qoff, phys, size)
-                    out.append(m)
-                    used += size
-            nxt = out[-1].queue_offset + 1 if out else offset
-            return ReadResult("FOUND" if out else "NO_MESSAGE", out, nxt, lo, hi)
+            return reader.read_queue(self.log, self.queues, topic, queue_id, offset, max_messages, max_bytes)
 
-    def _unwrap(self, record: Message, base: int) -> list[Message]:
-        if not record.sysflag & SYSFLAG_INNER_BATCH:
-            record.queue_offset = base
-            return [record]
-        items = decode_batch(record.body, where=f"commitlog at {record.physical_offset}")
-        flags = record.sysflag & ~(SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP)
-        return [Message(topic=record.topic, body=item.body, properties=dict(item.properties), flag=item.flag,
-                        queue_id=record.queue_id, queue_offset=base + i, physical_offset=record.physical_offset,
-                        sysflag=flags, born_timestamp_ms=record.born_timestamp_ms, born_host=record.born_host,
-                        store_timestamp_ms=record.store_timestamp_ms, store_host=record.store_host,
-                        reconsume_times=record.reconsume_times, version=record.version)
-                for i, item in enumerate(items)]
+    def _queue_record(self, topic: str, queue_id: int, queue_offset: int, physical_offset: int,
+                      size: int) -> Message:
+        return reader.queue_record(self.log, topic, queue_id, queue_offset, physical_offset, size)
 
     # -- metadata ----------------------------------------------------------------------------
 

@@ -339,3 +339,19 @@ def test_raft_mode_dispatches_committed_entries_and_truncates_the_rest(tmp_path)
     store = open_store(tmp_path / "s", "v5-dledger", create=False, raft_mode=True)
     assert store.dledger.committed_index == 3 and store.max_offset("T", 0) == 4
     store.close()
+
+
+def test_a_byte_limit_inside_an_inner_batch_never_skips_a_message(tmp_path):
+    store = open_store(tmp_path / "s", "v5")
+    store.create_topic("B", attributes={"queue.type": "BatchCQ"})
+    store.append_batch("B", 0, [BatchItem(b"a" * 50), BatchItem(b"b" * 50)], consolidate=True)
+    store.append_batch("B", 0, [BatchItem(b"c")], consolidate=True)
+    offset, seen = 0, []
+    while True:
+        got = store.read_queue("B", 0, offset, max_messages=10, max_bytes=60)
+        if not got.messages:
+            break
+        seen += [m.body[:1] for m in got.messages]
+        offset = got.next_offset
+    assert seen == [b"a", b"b", b"c"]
+    store.close()
