@@ -303,7 +303,7 @@ class BodyStream:
 
 
 BODY_STREAMS: dict[str, BodyStream] = {
-    "orders": BodyStream(iter_orders, {"catalogue_skus": (3000, 1, 1_000_000)},
+    "orders": BodyStream(iter_orders, {"catalogue_skus": (3000, 1, 200_000)},
                          ("orderId", "status", "source", "currency", "buyer.level", "buyer.userId", "payment.method",
                           "receiver.city"), "order events: 1-6 Zipf-popular SKUs, prices, addresses, status"),
     "order_timeout": BodyStream(iter_order_timeouts, {"timeout_ms": (1_800_000, 1000, 259_200_000)},
@@ -311,7 +311,7 @@ BODY_STREAMS: dict[str, BodyStream] = {
     "notifications": BodyStream(iter_notifications, {},
                                 ("msgId", "bizType", "channel", "locale", "priority", "templateId", "receiver"),
                                 "push/SMS/e-mail notifications from templates (en, zh)"),
-    "iot": BodyStream(iter_iot, {"devices": (5000, 1, 10_000_000), "readings_per_message": (1, 1, 1000)},
+    "iot": BodyStream(iter_iot, {"devices": (5000, 1, 200_000), "readings_per_message": (1, 1, 1000)},
                       ("deviceId", "type", "model", "site", "gatewayId"),
                       "device telemetry: random-walk sensors, battery, GPS, alarms"),
 }

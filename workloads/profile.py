@@ -459,7 +459,8 @@ def _parse_consumer(raw, key: str, topic_names: set[str], fail) -> ConsumerSpec:
             fail(f"{key}.topics", f"{topic!r} is not a topic of this profile")
     count = _integer(raw, "count", key, fail, default=1, low=1, high=100_000)
     subscription = raw.get("subscription", "*")
-    if not isinstance(subscription, str) or not subscription.strip():
+    if (not isinstance(subscription, str) or not subscription.strip()
+            or (subscription.strip() != "*" and not all(part.strip() for part in subscription.split("||")))):
         fail(f"{key}.subscription", "must be a tag expression such as \"*\" or \"PAID || SHIPPED\"")
     processing = _distribution(raw.get("processing_ms", 0), f"{key}.processing_ms", fail)
     return ConsumerSpec(group=group, topics=tuple(topics), count=count, subscription=subscription,

@@ -131,6 +131,9 @@ def _print_show(doc: dict) -> None:
         click.echo(f"trace {doc['source']}: {t['messages']:,} messages in {t['row_groups']} row groups, "
                    f"{t['source']} ({t['source_detail'] or t['profile'] or '-'}), seed {t['seed']}")
     click.echo()
+    if not sample["messages"]:
+        click.echo("sample: no messages")
+        return
     b = sample["body_bytes"]
     rate = sample["observed_msgs_per_s"]
     click.echo(f"sample: {sample['messages']:,} messages over {sample['duration_s']:.2f} s"
@@ -316,6 +319,9 @@ def record(namesrv: str, topics: tuple[str, ...], duration_ms: int, out_path: Pa
 
     result = asyncio.run(capture())
     _progress_done(as_json)
+    if not result.messages:
+        click.echo(f"mqbench: no messages received in {duration_ms / 1000:g} s; is anything sending to "
+                   f"{', '.join(topics)}?", err=True)
     if result.before_start or result.late_clamped:
         click.echo(f"mqbench: {result.before_start} messages born before the capture skipped, "
                    f"{result.late_clamped} late messages placed at the time of the previous one", err=True)

@@ -110,3 +110,16 @@ def test_show_reports_a_damaged_trace_in_one_line(tmp_path):
     bad.write_bytes(b"PAR1 definitely not parquet PAR1")
     result = run("show", str(bad))
     assert result.exit_code == 2 and "bad.parquet: not a readable Parquet file" in result.stderr
+
+
+def test_show_an_empty_trace(tmp_path):
+    from mqbench.workloads.trace import TraceWriter
+
+    empty = tmp_path / "empty.parquet"
+    with TraceWriter(empty, source="recorded", source_detail="nothing sent"):
+        pass
+    result = run("show", str(empty))
+    assert result.exit_code == 0, result.output
+    assert "0 messages" in result.stdout and "sample: no messages" in result.stdout
+    doc = json.loads(run("show", str(empty), "--json").stdout)
+    assert doc["sample"]["messages"] == 0 and doc["sample"]["body_bytes"]["avg"] is None

@@ -88,6 +88,7 @@ CASES = [
     (("consumers", 0, "processing_ms"), {"distribution": "lognormal", "median": 5},
      "consumers.order-fulfilment.processing_ms: lognormal distribution needs p99"),
     (("consumers", 1, "group"), "order-fulfilment", "two consumer entries share a group"),
+    (("consumers", 0, "subscription"), "PAID || ", "consumers.order-fulfilment.subscription: must be a tag"),
     (("producers", "send"), "fire", "producers.send: must be one of sync, async, oneway"),
     (("topics",), [], "topics: must be a non-empty array"),
     (("colour",), "red", "(top level): unknown key(s) colour"),
