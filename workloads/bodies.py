@@ -11,6 +11,8 @@ style, no spaces), with repeating field names and realistic value distributions:
 * ``iot``: telemetry from a fleet of devices: random-walk sensor readings per device, battery drain,
   signal strength, GPS drift around a site, occasional alarm events.
 
+* ``notifications_transactional`` / ``notifications_marketing``: the same rendering split by
+  purpose (instant notices; promotions, cart reminders, expiring coupons, new arrivals).
 * ``order_timeout``: the payment-timeout check an order service schedules 30 minutes ahead with
   each new order (small bodies, delayed delivery).
 
@@ -21,6 +23,7 @@ lazy stream with the model's options (``BODY_STREAMS`` lists them with their bou
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import random
@@ -168,16 +171,31 @@ _TEMPLATES = [  # (template id, channel, locale, title, text, weight)
      "Hello {name},\nA refund of CNY {amount} for order {order} has been issued to your original payment "
      "method. It may take 3-5 business days to appear.\nOrder details: {link}", 3),
 ]
+# Marketing pushes: promotions, abandoned carts, expiring coupons, new arrivals (used by the
+# notifications_marketing model only, so the original notifications model is unchanged).
+_MARKETING_TEMPLATES = [t for t in _TEMPLATES if t[0] == "PROMO"] + [
+    ("CART_REMINDER", "push", "zh", "购物车提醒", "{name}，您购物车里的{product}库存紧张，现价{amount}元，快来带走它吧~", 9),
+    ("CART_REMINDER", "push", "en", "Still thinking it over?",
+     "{name}, the {product} in your cart is selling fast. Complete your order now for CNY {amount}.", 4),
+    ("COUPON_EXPIRING", "push", "zh", "优惠券即将过期", "您有一张满{threshold}减{discount}的优惠券将于{hours}小时后过期，立即使用>>", 8),
+    ("COUPON_EXPIRING", "email", "en", "Your coupon expires soon",
+     "Hello {name},\nYour CNY {discount} off CNY {threshold} coupon {coupon} expires in {hours} hours.\n"
+     "Shop now: {link}", 3),
+    ("NEW_ARRIVAL", "push", "zh", "上新啦", "您关注的店铺上新了{product}，首发价{amount}元，前100名加赠好礼！", 6),
+]
+_TRANSACTIONAL_TEMPLATES = [t for t in _TEMPLATES if t[0] != "PROMO"]
 _CARRIERS = ["SF Express", "JD Logistics", "ZTO Express", "YTO Express", "China Post EMS", "STO Express"]
 _DEVICES = ["iPhone 15", "Pixel 8", "Xiaomi 14", "Huawei Mate 60", "Chrome on Windows", "Safari on macOS"]
 
 
-def iter_notifications(rng: random.Random) -> Iterator[bytes]:
-    """Rendered notifications, endlessly."""
+def iter_notifications(rng: random.Random, templates: list | None = None) -> Iterator[bytes]:
+    """Rendered notifications from ``templates`` (default: all transactional ones plus promotions), endlessly."""
+    marketing = templates is _MARKETING_TEMPLATES
+    choices = [(t, t[-1]) for t in (templates or _TEMPLATES)]
     now_ms = _EPOCH_MS
     while True:
         now_ms += int(rng.expovariate(1 / 15.0))
-        tid, channel, locale, title, text, _w = _weighted(rng, [(t, t[-1]) for t in _TEMPLATES])
+        tid, channel, locale, title, text, _w = _weighted(rng, choices)
         order = f"{now_ms // 1000}{rng.randint(0, 999999):06d}"
         product = f"{rng.choice(_PRODUCT_ADJ)} {rng.choice(_PRODUCT_NOUNS)}"
         values = {
@@ -189,6 +207,10 @@ def iter_notifications(rng: random.Random) -> Iterator[bytes]:
             "hours": rng.choice([2, 6, 12, 24, 48]),
             "link": f"https://m.example-mall.cn/o/{order}?utm_source={channel}&utm_campaign={tid.lower()}",
         }
+        if marketing:  # drawn after the shared values, so the other template sets are unaffected
+            threshold = rng.choice([99, 199, 299, 499])
+            values.update(threshold=threshold, discount=rng.choice([10, 20, 30, 50]) * (1 + threshold // 300),
+                          coupon=f"CPN{rng.randint(100000, 999999)}")
         message = {
             "bizType": tid, "channel": channel,
             "content": text.format(**values), "createTime": now_ms,
@@ -302,15 +324,22 @@ class BodyStream:
     summary: str
 
 
+_NOTIFICATION_FIELDS = ("msgId", "bizType", "channel", "locale", "priority", "templateId", "receiver")
+
 BODY_STREAMS: dict[str, BodyStream] = {
     "orders": BodyStream(iter_orders, {"catalogue_skus": (3000, 1, 200_000)},
                          ("orderId", "status", "source", "currency", "buyer.level", "buyer.userId", "payment.method",
                           "receiver.city"), "order events: 1-6 Zipf-popular SKUs, prices, addresses, status"),
     "order_timeout": BodyStream(iter_order_timeouts, {"timeout_ms": (1_800_000, 1000, 259_200_000)},
                                 ("orderId", "action", "source", "buyerId"), "payment-timeout checks for new orders"),
-    "notifications": BodyStream(iter_notifications, {},
-                                ("msgId", "bizType", "channel", "locale", "priority", "templateId", "receiver"),
+    "notifications": BodyStream(iter_notifications, {}, _NOTIFICATION_FIELDS,
                                 "push/SMS/e-mail notifications from templates (en, zh)"),
+    "notifications_transactional": BodyStream(functools.partial(iter_notifications, templates=_TRANSACTIONAL_TEMPLATES),
+                                              {}, _NOTIFICATION_FIELDS,
+                                              "verification codes, payment, shipping, sign-in and refund notices"),
+    "notifications_marketing": BodyStream(functools.partial(iter_notifications, templates=_MARKETING_TEMPLATES),
+                                          {}, _NOTIFICATION_FIELDS,
+                                          "promotions, cart reminders, expiring coupons, new arrivals"),
     "iot": BodyStream(iter_iot, {"devices": (5000, 1, 200_000), "readings_per_message": (1, 1, 1000)},
                       ("deviceId", "type", "model", "site", "gatewayId"),
                       "device telemetry: random-walk sensors, battery, GPS, alarms"),

@@ -49,3 +49,14 @@ def test_order_timeout_expires_after_the_timeout():
         check = json.loads(body)
         assert check["expireTime"] - check["createTime"] == 60_000
         assert check["action"] == "CLOSE_IF_UNPAID"
+
+
+def test_notification_purposes_do_not_mix():
+    def biz_types(model):
+        return {json.loads(b)["bizType"] for b in itertools.islice(iter_bodies(model, random.Random(1)), 400)}
+
+    marketing, transactional = biz_types("notifications_marketing"), biz_types("notifications_transactional")
+    assert marketing == {"PROMO", "CART_REMINDER", "COUPON_EXPIRING", "NEW_ARRIVAL"}
+    assert "VERIFY_CODE" in transactional and not marketing & transactional
+    for body in itertools.islice(iter_bodies("notifications_marketing", random.Random(2)), 200):
+        assert "{" not in json.loads(body)["content"]  # every placeholder was filled
