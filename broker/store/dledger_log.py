@@ -337,9 +337,13 @@ class DLedgerCommitLog:
         return self.log.data.min_offset
 
     def append_messages(self, msgs: list[Message], term: int = 0) -> list[tuple[int, int]]:
+        # encode and size-check every message before the first write, so a bad message in a batch
+        # leaves nothing of the batch behind
+        records = [encode_message(m) for m in msgs]
+        for record in records:
+            self.log.next_entry_pos(len(record))
         out = []
-        for msg in msgs:
-            record = encode_message(msg)
+        for msg, record in zip(msgs, records):
             _, pos = self.log.append_record(term, record)
             msg.physical_offset = pos + fmt.ENTRY_HEADER_BYTES
             out.append((msg.physical_offset, len(record)))

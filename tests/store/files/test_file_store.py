@@ -355,3 +355,17 @@ def test_a_byte_limit_inside_an_inner_batch_never_skips_a_message(tmp_path):
         offset = got.next_offset
     assert seen == [b"a", b"b", b"c"]
     store.close()
+
+
+def test_a_bad_message_in_a_batch_leaves_nothing_behind(tmp_path, version):
+    store = open_store(tmp_path / "s", version)
+    store.append(Message(topic="T", body=b"ok"))
+    bad = BatchItem(b"x", {"K": "v" * 40000})          # properties over 32767 bytes
+    with pytest.raises(UserError):
+        store.append_batch("T", 0, [BatchItem(b"a"), BatchItem(b"b"), bad], consolidate=False)
+    assert store.append(Message(topic="T", body=b"next")).queue_offset == 1
+    assert [m.body for m in store.read_queue("T", 0, 0).messages] == [b"ok", b"next"]
+    store.close()
+    store = open_store(tmp_path / "s", version, create=False)
+    assert [m.body for m in store.read_queue("T", 0, 0).messages] == [b"ok", b"next"]
+    store.close()
