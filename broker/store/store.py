@@ -29,8 +29,8 @@ Writing (the queue offsets are assigned here, from a table derived from the log)
   (spec 4.2), written together.
 * ``AppendResult.end_offset`` is the log position to make durable. With ``flush_policy="sync"``
   and ``wait_durable=True`` the call returns only after the fdatasync covering it (group commit).
-  An asyncio broker passes ``wait_durable=False`` and then ``await asyncio.to_thread(
-  store.wait_durable, result.end_offset)``: the fdatasync runs in a thread, the loop keeps serving.
+  An asyncio broker passes ``wait_durable=False`` and then ``await store.durable(result.end_offset)``
+  (``wait_durable`` in ``asyncio.to_thread``): the fdatasync runs in a thread, the loop keeps serving.
 
 Dispatch point (when appended messages become readable through ``read_queue``):
 
@@ -58,6 +58,7 @@ removes the abort file. All public methods are thread-safe.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -233,6 +234,10 @@ class Store:
             with self._lock:
                 self._dispatch_to(min(flushed, self.log.end_offset))
         return flushed
+
+    async def durable(self, offset: int) -> int:
+        """``wait_durable`` for an asyncio caller: the fdatasync runs in a worker thread."""
+        return await asyncio.to_thread(self.wait_durable, offset)
 
     def _flush_queues_and_checkpoint(self) -> None:
         with self._lock:

@@ -369,3 +369,34 @@ def test_a_bad_message_in_a_batch_leaves_nothing_behind(tmp_path, version):
     store = open_store(tmp_path / "s", version, create=False)
     assert [m.body for m in store.read_queue("T", 0, 0).messages] == [b"ok", b"next"]
     store.close()
+
+
+def test_an_asyncio_caller_awaits_durability_in_a_thread(tmp_path):
+    import asyncio
+    import threading
+    store = open_store(tmp_path / "s", "v5", flush_policy="sync")
+    loop_thread = threading.get_ident()
+    sync_threads = []
+    real_sync = store.group_commit._sync_fn
+
+    def recording_sync():
+        sync_threads.append(threading.get_ident())
+        real_sync()
+    store.group_commit._sync_fn = recording_sync
+
+    async def main():
+        results = [store.append(Message(topic="T", body=b"m%d" % i), wait_durable=False) for i in range(3)]
+        assert store.max_offset("T", 0) == 0
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            for _ in range(3):
+                ticks += 1
+                await asyncio.sleep(0)
+        await asyncio.gather(store.durable(results[-1].end_offset), ticker())
+        return ticks
+    assert asyncio.run(main()) == 3
+    assert sync_threads and loop_thread not in sync_threads
+    assert store.max_offset("T", 0) == 3
+    store.close()
