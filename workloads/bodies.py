@@ -320,18 +320,21 @@ class BodyStream:
 
     factory: Callable[..., Iterator[bytes]]
     options: dict[str, tuple[int, int, int]]
-    natural_fields: tuple[str, ...]  # JSON fields a profile may take keys, tags or properties from
+    fields: tuple[str, ...]  # top-level JSON fields of its bodies: what keys, tags and properties may come from
     summary: str
 
 
-_NOTIFICATION_FIELDS = ("msgId", "bizType", "channel", "locale", "priority", "templateId", "receiver")
+_NOTIFICATION_FIELDS = ("bizType", "channel", "content", "createTime", "deepLink", "locale", "msgId", "priority",
+                        "receiver", "templateId", "title", "ttlSeconds")
 
 BODY_STREAMS: dict[str, BodyStream] = {
     "orders": BodyStream(iter_orders, {"catalogue_skus": (3000, 1, 200_000)},
-                         ("orderId", "status", "source", "currency", "buyer.level", "buyer.userId", "payment.method",
-                          "receiver.city"), "order events: 1-6 Zipf-popular SKUs, prices, addresses, status"),
+                         ("buyer", "coupon", "createTime", "currency", "discountAmount", "items", "orderId", "payAmount",
+                          "payment", "receiver", "shippingFee", "source", "status", "totalAmount", "version"),
+                         "order events: 1-6 Zipf-popular SKUs, prices, addresses, status"),
     "order_timeout": BodyStream(iter_order_timeouts, {"timeout_ms": (1_800_000, 1000, 259_200_000)},
-                                ("orderId", "action", "source", "buyerId"), "payment-timeout checks for new orders"),
+                                ("action", "buyerId", "createTime", "expireTime", "orderId", "payAmount",
+                                 "releaseStock", "source", "traceId"), "payment-timeout checks for new orders"),
     "notifications": BodyStream(iter_notifications, {}, _NOTIFICATION_FIELDS,
                                 "push/SMS/e-mail notifications from templates (en, zh)"),
     "notifications_transactional": BodyStream(functools.partial(iter_notifications, templates=_TRANSACTIONAL_TEMPLATES),
@@ -341,7 +344,8 @@ BODY_STREAMS: dict[str, BodyStream] = {
                                           {}, _NOTIFICATION_FIELDS,
                                           "promotions, cart reminders, expiring coupons, new arrivals"),
     "iot": BodyStream(iter_iot, {"devices": (5000, 1, 200_000), "readings_per_message": (1, 1, 1000)},
-                      ("deviceId", "type", "model", "site", "gatewayId"),
+                      ("alarm", "deviceId", "fw", "gps", "metrics", "model", "seq", "site", "ts", "type",
+                       "gatewayId", "readings", "sentAt"),
                       "device telemetry: random-walk sensors, battery, GPS, alarms"),
 }
 

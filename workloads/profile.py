@@ -384,6 +384,12 @@ def _parse_topic(raw, key: str, fail) -> TopicSpec:
     from_body = _string_table(raw.get("properties_from_body", {}), f"{key}.properties_from_body", fail)
     for prop, _field in from_body:
         _check_property(prop, "", f"{key}.properties_from_body", fail)
+    for what, path in ([("key.field", key_spec.field)] if key_spec.distribution == "body_field" else []) + \
+            ([("tags_field", tags_field)] if tags_field else []) + \
+            [(f"properties_from_body.{prop}", path) for prop, path in from_body]:
+        if path.split(".")[0] not in stream.fields:
+            fail(f"{key}.{what}", f"{path!r} is not a field of {body['model']!r} bodies "
+                                  f"(fields: {', '.join(stream.fields)})")
     delay = _parse_delay(raw.get("delay", {}), f"{key}.delay", fail)
     return TopicSpec(name=name, queues=queues, share=share, body_model=body["model"], body_options=tuple(options),
                      batch=batch, batch_msgs=batch_msgs, key=key_spec, tags=tuple(tags), tags_field=tags_field,
