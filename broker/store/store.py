@@ -198,8 +198,8 @@ class Store:
         self._reset_pending()
         self._rebuild_queue_table()
         self.queues.flush()
-        self.checkpoint.write(CheckpointState(self.log.last_store_timestamp_ms, self.log.last_store_timestamp_ms,
-                                              self.log.end_offset, self._dispatched), fsync=True)
+        stamp = max(self.log.last_store_timestamp_ms, ck.physic_msg_timestamp_ms)
+        self.checkpoint.write(CheckpointState(stamp, stamp, self.log.end_offset, self._dispatched), fsync=True)
 
     def _rebuild_queue_table(self) -> None:
         """Next queue offsets: the queues' ends, then the records written but not yet dispatched."""
@@ -223,8 +223,9 @@ class Store:
         end = self.log.end_offset
         self.log.flush()
         st = self.checkpoint.state
-        self.checkpoint.write(CheckpointState(self.log.last_store_timestamp_ms, st.logics_msg_timestamp_ms,
-                                              max(end, st.durable_offset or 0), st.dispatched_offset))
+        self.checkpoint.write(CheckpointState(max(self.log.last_store_timestamp_ms, st.physic_msg_timestamp_ms),
+                                              st.logics_msg_timestamp_ms, max(end, st.durable_offset or 0),
+                                              st.dispatched_offset))
 
     def wait_durable(self, offset: int) -> int:
         """Block until every log byte below ``offset`` is fdatasynced (group commit); returns the
