@@ -254,8 +254,8 @@ def iter_iot(rng: random.Random, devices: int = 5000, readings_per_message: int 
         # A gateway uploads several readings in one message (bigger bodies, shared field names:
         # this is where batching inside the body pays off for compression).
         readings = [_iot_event(rng, fleet, now_ms + index * 5) for index in range(readings_per_message)]
-        upload = {"gatewayId": f"gw-{readings[0]['site']}", "readings": readings, "sentAt": now_ms + 5 * readings_per_message,
-                  "type": "batch_upload"}
+        upload = {"gatewayId": f"gw-{readings[0]['site']}", "readings": readings,
+                  "sentAt": now_ms + 5 * readings_per_message, "type": "batch_upload"}
         yield json.dumps(upload, separators=(",", ":")).encode()
 
 
@@ -329,8 +329,9 @@ _NOTIFICATION_FIELDS = ("bizType", "channel", "content", "createTime", "deepLink
 
 BODY_STREAMS: dict[str, BodyStream] = {
     "orders": BodyStream(iter_orders, {"catalogue_skus": (3000, 1, 200_000)},
-                         ("buyer", "coupon", "createTime", "currency", "discountAmount", "items", "orderId", "payAmount",
-                          "payment", "receiver", "shippingFee", "source", "status", "totalAmount", "version"),
+                         ("buyer", "coupon", "createTime", "currency", "discountAmount", "items", "orderId",
+                          "payAmount", "payment", "receiver", "shippingFee", "source", "status", "totalAmount",
+                          "version"),
                          "order events: 1-6 Zipf-popular SKUs, prices, addresses, status"),
     "order_timeout": BodyStream(iter_order_timeouts, {"timeout_ms": (1_800_000, 1000, 259_200_000)},
                                 ("action", "buyerId", "createTime", "expireTime", "orderId", "payAmount",

@@ -31,7 +31,7 @@ Built-ins live in ``workloads/profiles/`` (``orders``, ``notifications``, ``iot`
     share = 0.85                   # share of all messages sent to this topic (shares are normalised)
     body = { model = "orders" }    # a model of mqbench.workloads.bodies.BODY_STREAMS and its options
     key = { distribution = "body_field", field = "orderId" }
-                                   # none | unique | uniform (keys, prefix) | zipf (keys, s, prefix) | body_field (field)
+        # none | unique | uniform (keys, prefix) | zipf (keys, s, prefix) | body_field (field)
     tags_field = "status"          # tag taken from a body field; or
     tags = { values = ["A", "B"], weights = [3, 1] }
     properties = { bizLine = "mall" }              # constant user properties
@@ -282,6 +282,13 @@ def _parse_rate(raw: dict, fail) -> RateShape:
     arrivals = raw.get("arrivals", "poisson")
     if arrivals not in ARRIVALS:
         fail("rate.arrivals", f"must be one of {', '.join(ARRIVALS)} (got {arrivals!r})")
+    # Keys of another shape would be silently ignored; say so instead.
+    for only, keys in (("diurnal", ("period_s", "peak_at_s", "trough_at_s", "trough_ratio")), ("step", ("steps",))):
+        stray = [k for k in keys if k in raw]
+        if stray and shape != only:
+            fail(f"rate.{stray[0]}", f"only applies to shape = \"{only}\" (this profile's shape is {shape!r})")
+    if shape == "burst" and "burst_factor" not in raw:
+        fail("rate.burst_factor", "a burst shape needs burst_factor, burst_length_ms and burst_every_ms")
     period_s = _number(raw, "period_s", "rate", fail, default=86400.0, low=1.0)
     peak_at_s = _number(raw, "peak_at_s", "rate", fail, default=0.0)
     trough_at_s = _number(raw, "trough_at_s", "rate", fail, default=peak_at_s + period_s / 2)
@@ -313,8 +320,9 @@ def _parse_rate(raw: dict, fail) -> RateShape:
         if burst_length_ms > burst_every_ms:
             fail("rate.burst_length_ms", "is longer than burst_every_ms")
     return RateShape(base_msgs_per_s=float(base), shape=shape, arrivals=arrivals, period_s=period_s,
-                     peak_at_s=peak_at_s, trough_at_s=trough_at_s, trough_ratio=trough_ratio, steps=tuple(steps), burst_factor=burst_factor,
-                     burst_length_ms=burst_length_ms, burst_every_ms=burst_every_ms, burst_first_ms=burst_first_ms)
+                     peak_at_s=peak_at_s, trough_at_s=trough_at_s, trough_ratio=trough_ratio, steps=tuple(steps),
+                     burst_factor=burst_factor, burst_length_ms=burst_length_ms, burst_every_ms=burst_every_ms,
+                     burst_first_ms=burst_first_ms)
 
 
 def _parse_producers(raw, fail) -> ProducerSpec:

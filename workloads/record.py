@@ -101,7 +101,9 @@ async def record_trace(consumer, out_path: str | Path, *, duration_ms: int, cloc
             while (remaining_ms := end_ms - clock_ms()) > 0:
                 if messages_max is not None and received >= messages_max:
                     break
-                wanted = RECEIVE_BATCH_MSGS if messages_max is None else min(RECEIVE_BATCH_MSGS, messages_max - received)
+                wanted = RECEIVE_BATCH_MSGS
+                if messages_max is not None:
+                    wanted = min(wanted, messages_max - received)
                 for message in await consumer.receive(wanted, timeout_ms=min(RECEIVE_WAIT_MS_MAX, remaining_ms)):
                     born_us, trace = to_trace_message(message)
                     if born_us < (start_ms - before_start_tolerance_ms) * 1000:

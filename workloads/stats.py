@@ -95,9 +95,10 @@ def summarize(messages: Iterable[TraceMessage], codecs=(), batch_msgs: int = 32)
                   "by_level": {str(level): n for level, n in sorted(levels.items()) if level > 0},
                   "arbitrary": levels.get(0, 0)},
         "topics": [_topic_stats(name, tally, count) for name, tally in topics.items()],
-        "compression": [{"codec": spec, "ratio_per_message": raw_bytes / per_message[spec] if per_message[spec] else None,
-                         "ratio_batch": batched_raw / batched[spec] if batched[spec] else None, "batch_msgs": batch_msgs}
-                        for spec in per_message],
+        "compression": [{"codec": spec,
+                         "ratio_per_message": raw_bytes / per_message[spec] if per_message[spec] else None,
+                         "ratio_batch": batched_raw / batched[spec] if batched[spec] else None,
+                         "batch_msgs": batch_msgs} for spec in per_message],
     }
 
 

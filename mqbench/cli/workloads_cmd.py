@@ -245,7 +245,8 @@ def _report_written(out_path: Path, messages: int, body_bytes: int, last_offset_
 @click.option("--topic", help="Topic for rows without a topic column or value.")
 @click.option("--key-column", help="Column with message keys [default: key, if present].")
 @click.option("--tags-column", help="Column with the tag [default: tags, if present].")
-@click.option("--properties-column", help="Column with user properties, a JSON object [default: properties, if present].")
+@click.option("--properties-column",
+              help="Column with user properties, a JSON object [default: properties, if present].")
 @click.option("--delay-column", help="Column with the delivery delay in ms [default: delay_ms, if present].")
 @click.option("--reorder-window", "reorder_window_ms", type=DurationMs(), default="10s", show_default=True,
               help="Rows out of time order by up to this much are put back in order (held in memory).")

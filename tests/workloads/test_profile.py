@@ -71,6 +71,8 @@ CASES = [
     (("rate", "trough_at_s"), 73800 + 86400, "rate.trough_at_s: must differ from peak_at_s"),
     (("rate", "burst_length_ms"), 10_000_000, "rate.burst_length_ms: is longer than burst_every_ms"),
     (("rate", "wobble"), 1, "rate: unknown key(s) wobble"),
+    (("rate", "steps"), [[0, 1.0]], "rate.steps: only applies to shape = \"step\""),
+    (("rate", "shape"), "burst", "rate.period_s: only applies to shape = \"diurnal\""),
     (("topics", 0, "name"), "../x", "topics[0].name: '../x' is not a RocketMQ topic name"),
     (("topics", 1, "name"), "order_events", "topics: two topics share a name"),
     (("topics", 0, "queues"), 0, "topics.order_events.queues: must be an integer in 1..65536"),
@@ -140,3 +142,10 @@ def test_any_damaged_profile_loads_or_is_a_user_error(name, data, junk):
         parse_profile(copy.deepcopy(doc), "fuzz.toml")
     except UserError as exc:
         assert str(exc).startswith("profile fuzz.toml: ")
+
+
+def test_a_burst_shape_needs_its_factor():
+    doc = builtin_document("iot")
+    del doc["rate"]["burst_factor"]
+    with pytest.raises(UserError, match="rate.burst_factor: a burst shape needs burst_factor"):
+        parse_profile(doc, "iot.toml")
