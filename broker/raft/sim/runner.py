@@ -1,0 +1,63 @@
+"""Running many seeds and summarising them (the library side of ``mqbench sim raft``)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .cluster import SeedResult, SimParams, run_seed
+
+
+def percentile(values: list[int], fraction: float) -> int | None:
+    """Nearest-rank percentile of ``values`` (None when empty)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-int(fraction * 1000) * len(ordered) // 1000))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@dataclass
+class SimSummary:
+    seeds: int
+    first_seed: int
+    passed: int
+    failure: SeedResult | None
+    elapsed_s: float
+    events: int
+    failover_ticks: list[int] = field(default_factory=list)
+    failover_ms: list[int] = field(default_factory=list)
+    acked_entries: int = 0
+    leaders_elected: int = 0
+    torn_entries_dropped: int = 0
+
+    @property
+    def seeds_per_s(self) -> float:
+        return self.passed / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def run_seeds(count: int, first_seed: int = 1, params: SimParams = SimParams(), *,
+              progress: Callable[[int, int], None] | None = None, stop_on_failure: bool = True) -> SimSummary:
+    """Run seeds ``first_seed .. first_seed + count - 1``; stop at the first violation."""
+    started = time.perf_counter()
+    summary = SimSummary(seeds=0, first_seed=first_seed, passed=0, failure=None, elapsed_s=0.0, events=0)
+    for n in range(count):
+        result = run_seed(first_seed + n, params)
+        summary.seeds += 1
+        summary.events += result.events
+        summary.acked_entries += result.acked_entries
+        summary.leaders_elected += result.leaders_elected
+        summary.torn_entries_dropped += result.torn_entries_dropped
+        if result.ok:
+            summary.passed += 1
+            if result.failover_ticks is not None:
+                summary.failover_ticks.append(result.failover_ticks)
+                summary.failover_ms.append(result.failover_ms)
+        elif summary.failure is None:
+            summary.failure = result
+            if stop_on_failure:
+                break
+        if progress is not None:
+            progress(n + 1, count)
+    summary.elapsed_s = time.perf_counter() - started
+    return summary
