@@ -132,7 +132,7 @@ def assert_queues_agree(store):
     seen = set()
     for (topic, qid), q in store.queues.all():
         if isinstance(q, BatchConsumeQueue):
-            for unit in q.read_units(0, 10_000):
+            for unit in q.read_units(0, q.count - q.first_unit):
                 store._queue_record(topic, qid, unit.base_offset, unit.physical_offset, unit.size)
                 seen.add(unit.physical_offset)
         else:
@@ -140,7 +140,8 @@ def assert_queues_agree(store):
                 store._queue_record(topic, qid, qoff, phys, size)   # CorruptDataError if it is not
                 seen.add(phys)
     in_log = {phys for phys, _, _ in store.log.scan(store.log.min_offset, None)}
-    assert in_log == seen
+    assert in_log == seen, (f"{len(in_log - seen)} records without a queue unit, "
+                            f"{len(seen - in_log)} units without a record")
 
 
 def read_log(directory: Path, start: int, end: int) -> bytes:

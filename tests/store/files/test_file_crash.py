@@ -84,4 +84,4 @@ def test_sigkill_during_sync_appends_loses_nothing_acknowledged(tmp_path):
 @pytest.mark.realproc
 @pytest.mark.slow
 def test_sigkill_soak(tmp_path):
-    crash_rounds(tmp_path, seed=7, rounds=60, max_delay_s=2.0)
+    crash_rounds(tmp_path, seed=7, rounds=30, max_delay_s=1.5)
