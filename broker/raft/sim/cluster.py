@@ -28,12 +28,12 @@ from mqbench.errors import InvariantViolation
 
 from ..config import Durability, RaftConfig
 from ..node import RaftNode
-from ..types import NONE, Entry, Message, NotLeader, ProposalDropped, RaftError, Role
+from ..types import NONE, Entry, Message, MsgType, NotLeader, ProposalDropped, RaftError, Role
 from .disk import SimDisk
 from .network import SimNetwork
 
-EV_TICK, EV_DELIVER, EV_SYNC, EV_PROPOSE, EV_FAULT, EV_RESTART = range(6)
-_EVENT_NAMES = ("tick", "deliver", "synced", "propose", "fault", "restart")
+EV_TICK, EV_DELIVER, EV_SYNC, EV_PROPOSE, EV_FAULT, EV_RESTART, EV_CRASH = range(7)
+_EVENT_NAMES = ("tick", "deliver", "synced", "propose", "fault", "restart", "crash")
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class SimParams:
     tick_ms: int = 50
     heartbeat_ms: int = 100
     election_ms: int = 1000
-    safety_ms: int = 3000
+    safety_ms: int = 8000
     budget_ticks: int = 100
     trace_events: int = 40
 
@@ -61,15 +61,17 @@ class FaultRates:
     propose_interval_ms: int
     max_down: int
     preferred_leader: int
+    vote_crash_p: float
 
     @classmethod
     def draw(cls, rng: random.Random, params: SimParams) -> "FaultRates":
         n = params.nodes
         return cls(loss=rng.choice((0.0, 0.01, 0.05, 0.1, 0.2)), dup=rng.choice((0.0, 0.02, 0.1)),
-                   delay_min_ms=rng.randint(0, 2), delay_max_ms=rng.randint(3, 40),
+                   delay_min_ms=rng.randint(0, 2), delay_max_ms=rng.choice((5, 20, 40, 150, 300)),
                    fault_mean_interval_ms=rng.choice((150, 300, 600, 1200)), sync_ms=rng.randint(1, 8),
                    propose_interval_ms=rng.choice((20, 50, 100)), max_down=(n - 1) // 2,
-                   preferred_leader=rng.choice((NONE, NONE, rng.randint(1, n))))
+                   preferred_leader=rng.choice((NONE, NONE, rng.randint(1, n))),
+                   vote_crash_p=rng.choice((0.0, 0.3, 0.7)))
 
 
 class Violation(Exception):
@@ -147,7 +149,7 @@ class SimCluster:
         self.acked: dict[bytes, int] = {}
         self.proposed = 0
         self._handlers = (self._on_tick, self._on_deliver, self._on_sync, self._on_propose, self._on_fault,
-                          self._on_restart)
+                          self._on_restart, self._on_crash)
 
     # -- event queue ---------------------------------------------------------------------------
     def schedule(self, at_ms: int, kind: int, node: int, payload=None) -> None:
@@ -224,6 +226,10 @@ class SimCluster:
             self.check_applied(sn, rd.committed_entries)
         sn.core.advance(rd)
         sn.busy = False
+        if self.rates.vote_crash_p and self.faults_on and _grants_vote(rd.messages):
+            # Targeted fault: crash a voter right after it voted, the moment its vote must survive.
+            if self.fault_rng.random() < self.rates.vote_crash_p:
+                self.schedule(self.now + self.fault_rng.randint(0, 3), EV_CRASH, sn.id, sn.incarnation)
 
     # -- event handlers ------------------------------------------------------------------------
     def _on_tick(self, node: int, _payload) -> None:
@@ -257,6 +263,11 @@ class SimCluster:
             self.record(EV_RESTART, node, sn.incarnation)
             self.start_node(sn)
             self.drive(sn)
+
+    def _on_crash(self, node: int, incarnation) -> None:
+        sn = self.nodes[node]
+        if sn.up and sn.incarnation == incarnation and self.faults_on:
+            self._crash(sn, self.fault_rng, restart_ms=(1, 40))
 
     def leader(self) -> SimNode | None:
         best = None
@@ -295,7 +306,7 @@ class SimCluster:
             return
         rng = self.fault_rng
         self.schedule(self.now + 1 + int(rng.expovariate(1 / self.rates.fault_mean_interval_ms)), EV_FAULT, 0)
-        kind = rng.choice(_FAULT_KINDS if self.fsync_mode else _FAULT_KINDS_MEMORY)
+        kind = rng.choice(_FAULT_KINDS)
         getattr(self, "_fault_" + kind)(rng)
 
     # -- faults --------------------------------------------------------------------------------
@@ -313,13 +324,13 @@ class SimCluster:
         self.net.heal()
         self.record(EV_FAULT, 0, ("heal",))
 
-    def _crash(self, sn: SimNode, rng: random.Random) -> None:
+    def _crash(self, sn: SimNode, rng: random.Random, restart_ms: tuple[int, int] = (50, 1500)) -> None:
         down = sum(1 for n in self.nodes.values() if not n.up)
         if not sn.up or down >= self.rates.max_down:
             return
         self.record(EV_FAULT, sn.id, ("crash", self.fsync_mode))
         self.crash_node(sn, power_loss=self.fsync_mode)
-        self.schedule(self.now + rng.randint(50, 1500), EV_RESTART, sn.id, sn.incarnation)
+        self.schedule(self.now + rng.randint(*restart_ms), EV_RESTART, sn.id, sn.incarnation)
 
     def _fault_crash(self, rng: random.Random) -> None:
         self._crash(self.nodes[rng.choice(self.ids)], rng)
@@ -341,12 +352,14 @@ class SimCluster:
             return
         self.drive(sn)
 
-    def _fault_power_all(self, rng: random.Random) -> None:
-        # Only in the fsynced mode: it loses nothing acknowledged there (quorum in memory would).
-        self.record(EV_FAULT, 0, ("power-loss-all",))
+    def _fault_crash_all(self, rng: random.Random) -> None:
+        # Every replica at once: a power loss in the fsynced mode (it loses nothing acknowledged
+        # there), a process crash in the in-memory mode (a power loss would lose acknowledged
+        # entries there: its documented loss, kept out of the fault model).
+        self.record(EV_FAULT, 0, ("crash-all", self.fsync_mode))
         for sn in self.nodes.values():
             if sn.up:
-                self.crash_node(sn, power_loss=True)
+                self.crash_node(sn, power_loss=self.fsync_mode)
                 self.schedule(self.now + rng.randint(20, 800), EV_RESTART, sn.id, sn.incarnation)
 
     # -- checkers ------------------------------------------------------------------------------
@@ -445,6 +458,10 @@ class SimCluster:
         self.net.heal()
         self.net.loss = 0.0
         self.net.dup = 0.0
+        # Healed means a LAN again: slow links (a delay near the election timeout makes split votes
+        # likely round after round) are a safety-phase fault only.
+        self.net.delay_max_ms = min(self.net.delay_max_ms, 20)
+        self.net.delay_min_ms = min(self.net.delay_min_ms, self.net.delay_max_ms)
         self.record(EV_FAULT, 0, ("heal-all",))
         for sn in self.nodes.values():
             if not sn.up:
@@ -484,8 +501,14 @@ class SimCluster:
         return lines
 
 
-_FAULT_KINDS = ("partition", "partition", "oneway", "heal", "heal", "crash", "crash_leader", "transfer", "power_all")
-_FAULT_KINDS_MEMORY = ("partition", "partition", "oneway", "heal", "heal", "crash", "crash_leader", "transfer")
+_FAULT_KINDS = ("partition", "partition", "oneway", "heal", "heal", "crash", "crash_leader", "transfer", "crash_all")
+
+
+def _grants_vote(messages) -> bool:
+    for m in messages:
+        if m.type == MsgType.VOTE_RESP and not m.reject:
+            return True
+    return False
 
 
 def run_seed(seed: int, params: SimParams = SimParams()) -> SeedResult:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from ..config import Durability
 from .cluster import SeedResult, SimParams, run_seed
 
 
@@ -36,13 +37,25 @@ class SimSummary:
         return self.passed / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-def run_seeds(count: int, first_seed: int = 1, params: SimParams = SimParams(), *,
+def params_for_seed(seed: int, params: SimParams, durability: str) -> SimParams:
+    """``durability`` "both" alternates the modes by seed (odd: fsynced, even: in memory)."""
+    if durability == "both":
+        mode = Durability.QUORUM_FSYNCED if seed % 2 else Durability.QUORUM_MEMORY
+    else:
+        mode = Durability(durability)
+    return params if params.durability == mode else replace(params, durability=mode)
+
+
+def run_seeds(count: int, first_seed: int = 1, params: SimParams = SimParams(), *, durability: str = "both",
               progress: Callable[[int, int], None] | None = None, stop_on_failure: bool = True) -> SimSummary:
-    """Run seeds ``first_seed .. first_seed + count - 1``; stop at the first violation."""
+    """Run seeds ``first_seed .. first_seed + count - 1``; stop at the first violation.
+
+    ``durability``: "both", "fsync" or "memory" (see ``params_for_seed``)."""
     started = time.perf_counter()
     summary = SimSummary(seeds=0, first_seed=first_seed, passed=0, failure=None, elapsed_s=0.0, events=0)
     for n in range(count):
-        result = run_seed(first_seed + n, params)
+        seed = first_seed + n
+        result = run_seed(seed, params_for_seed(seed, params, durability))
         summary.seeds += 1
         summary.events += result.events
         summary.acked_entries += result.acked_entries
