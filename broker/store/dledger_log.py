@@ -33,11 +33,11 @@ files; RocketMQ and DLedger ignore the field.
 * ``sync()``: fdatasync data then index. ``close()`` syncs and saves the checkpoint.
 * On open the tail is recovered: entries are checked from ``recover_from`` (a durable position the
   caller kept, used when the index file confirms an entry ends there) or else from the start of
-  the third-last data segment
-  (``check_entry``: magic, size, pos, body length; consecutive indexes; plus ``body_check(body,
-  pos)`` on the body, e.g. the record checks, because DLedger writes no CRC of its own). The first invalid entry and
-  everything after it is zeroed, the index file is rewritten for the checked range and cut after
-  the last valid index.
+  the third-last data segment (``check_entry``: magic, size, pos, body length; consecutive
+  indexes; the bodyCrc above; for normal (magic 1) entries ``body_check(body, pos)``, by default
+  the record checks). The first
+  invalid entry and everything after it is zeroed, the index file is rewritten for the checked
+  range and cut after the last valid index.
 """
 from __future__ import annotations
 
@@ -63,13 +63,18 @@ def _body_crc(body) -> int:
     return zlib.crc32(body) & 0x7FFFFFFF
 
 
+def is_record_body(body: bytes) -> bool:
+    """True when ``body`` starts like a RocketMQ record (V1/V2 magic at bytes 4..8)."""
+    return len(body) >= 8 and body[4:8] in (b"\xda\xa3\x20\xa7", b"\xda\xa3\x20\xab")
+
+
 def record_body_check(body: bytes, entry_pos: int) -> bool:
     """A DLedger body that is a RocketMQ record is valid when the record check passes whole, its
     tail is not zero-filled (``commitlog.record_tail_sound``) and its PHYSICALOFFSET is the entry's
     pos + 48.
 
     Bodies that are not records (magic at +4 is not a record magic) are accepted as they are."""
-    if len(body) >= 8 and body[4:8] in (b"\xda\xa3\x20\xa7", b"\xda\xa3\x20\xab"):
+    if is_record_body(body):
         return (check_record(body, 0, len(body)) == len(body) and record_tail_sound(body, 0, len(body))
                 and physical_offset_field(body, 0) == entry_pos + fmt.ENTRY_HEADER_BYTES)
     return True
@@ -126,7 +131,7 @@ class DLedgerLog:
             body = bytes(buf[rel + fmt.ENTRY_HEADER_BYTES:rel + result])
             if header.body_crc and header.body_crc != _body_crc(body):
                 return
-            if not self._body_check(body, pos):
+            if header.magic == fmt.DLEDGER_MAGIC and not self._body_check(body, pos):
                 return
             yield header, body
             expected_index = header.index + 1
@@ -218,14 +223,16 @@ class DLedgerLog:
         return pos if size + fmt.DLEDGER_BLANK_BYTES <= remaining else pos + remaining
 
     def append(self, term: int, body: bytes, *, magic: int = fmt.DLEDGER_MAGIC) -> tuple[int, int]:
-        """Append the entry for index ``last_index + 1``; returns (index, pos)."""
-        return self._append(term, body, magic, None)
+        """Append the entry for index ``last_index + 1``; returns (index, pos). A body that is a
+        RocketMQ record (a normal entry whose bytes 4..8 are a record magic) gets PHYSICALOFFSET =
+        pos + 48, as ``append_record`` does, whatever it held (a leader's value on a follower)."""
+        return self._append(term, body, magic, magic == fmt.DLEDGER_MAGIC and is_record_body(body))
 
     def append_record(self, term: int, record: bytes) -> tuple[int, int]:
         """Append a RocketMQ record with PHYSICALOFFSET = pos + 48; returns (index, pos)."""
         return self._append(term, record, fmt.DLEDGER_MAGIC, True)
 
-    def _append(self, term: int, body: bytes, magic: int, is_record: bool | None) -> tuple[int, int]:
+    def _append(self, term: int, body: bytes, magic: int, is_record: bool) -> tuple[int, int]:
         if term < self.last_term:
             raise InvariantViolation(f"term {term} is below the log's last term {self.last_term}")
         pos = self.next_entry_pos(len(body))
@@ -356,12 +363,13 @@ class DLedgerCommitLog:
 
     def scan(self, start: int, stop: int | None = None, *, check_crc: bool = False
              ) -> Iterator[tuple[int, bytes, int]]:
-        """Records in entries starting in ``[start, stop)``; entries whose body is not a record
-        (a Raft no-op, a metadata entry) are passed over."""
+        """Records in entries starting in ``[start, stop)``; entries that are not normal entries
+        holding a record (a Raft no-op, a config change, other metadata) are passed over."""
         stop = self.log.end_pos if stop is None else stop
         for header, body in self.log.entries_from(start, stop):
             nxt = header.pos + header.size
-            if len(body) >= 8 and check_record(body, 0, len(body), check_crc=check_crc) != RECORD_END:
+            if (header.magic == fmt.DLEDGER_MAGIC and is_record_body(body)
+                    and check_record(body, 0, len(body), check_crc=check_crc) != RECORD_END):
                 yield header.pos + fmt.ENTRY_HEADER_BYTES, body, nxt
 
     def committed_end(self) -> int:

@@ -77,7 +77,7 @@ from .configs import TopicConfig
 from .consume_queue import DEFAULT_BCQ_SEGMENT_BYTES, DEFAULT_CQ_SEGMENT_BYTES
 from .dispatch import QueueSet, dispatch_info, dispatch_record, message_dispatch_info
 from .dledger import ENTRY_HEADER_BYTES
-from .dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerCommitLog, DLedgerLog
+from .dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerCommitLog, DLedgerLog, is_record_body
 from .flush import POLICY_INTERVAL, POLICY_SYNC, GroupCommit, IntervalFlusher, parse_flush_policy
 from .metadata import Metadata
 from .record import (SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED,
@@ -426,8 +426,8 @@ class Store:
         log = self._need_dledger()
         with self._lock:
             self._check_open()
-            is_record = len(body) >= 8 and body[4:8] in (b"\xda\xa3\x20\xa7", b"\xda\xa3\x20\xab")
-            index, pos = log.append_record(term, body) if is_record else log.append(term, body)
+            is_record = is_record_body(body)
+            index, pos = log.append(term, body)
             if is_record:
                 info = dispatch_info(log.entry(index)[1], where="replicated entry")
                 self._note_offsets(info)

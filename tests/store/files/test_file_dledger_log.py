@@ -142,3 +142,17 @@ def test_batch_consume_queue_lookup_by_base_offset(tmp_path):
     assert bcq.truncate_physical(390) == 390             # the unit at 400 is past the end
     bcq.truncate(4)
     assert (bcq.count, bcq.max_offset) == (2, 4)
+
+
+def test_a_record_appended_as_a_plain_body_gets_its_own_physical_offset(tmp_path):
+    from mqbench.broker.store.record import Message, encode_message
+    record = encode_message(Message(topic="T", body=b"hello", physical_offset=999_999))  # a leader's value
+    log = new_log(tmp_path / "d")
+    log.append(1, b"not a record")
+    index, pos = log.append(1, record)
+    body = log.entry(index)[1]
+    assert int.from_bytes(body[28:36], "big") == pos + 48
+    log.close()
+    log = new_log(tmp_path / "d")            # and recovery accepts it
+    assert log.last_index == 1
+    log.close()
