@@ -421,13 +421,15 @@ class Store:
             raise UserError(f"the store at {self.root} is {self.version}, not a DLedger store")
         return self.dledger
 
-    def append_entry(self, term: int, body: bytes) -> int:
-        """A replicated entry (a follower's append); returns its index."""
+    def append_entry(self, term: int, body: bytes, *, magic: int = 1) -> int:
+        """A replicated entry (a follower's append, or a no-op with ``magic=2``); returns its index.
+        A normal entry holding a record is counted in the queue-offset table and dispatched when
+        committed."""
         log = self._need_dledger()
         with self._lock:
             self._check_open()
-            is_record = is_record_body(body)
-            index, pos = log.append(term, body)
+            is_record = magic == 1 and is_record_body(body)
+            index, pos = log.append(term, body, magic=magic)
             if is_record:
                 info = dispatch_info(log.entry(index)[1], where="replicated entry")
                 self._note_offsets(info)

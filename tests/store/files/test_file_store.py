@@ -335,9 +335,13 @@ def test_raft_mode_dispatches_committed_entries_and_truncates_the_rest(tmp_path)
     assert store.append_entry(2, leader_record) == 3
     store.commit(3)
     assert [m.body for m in store.read_queue("T", 0, 0).messages][-1] == b"new"
+    assert store.append_entry(2, b"", magic=2) == 4          # a leader's no-op: no message
+    store.commit(4)
+    assert store.max_offset("T", 0) == 4
     store.close()
     store = open_store(tmp_path / "s", "v5-dledger", create=False, raft_mode=True)
-    assert store.dledger.committed_index == 3 and store.max_offset("T", 0) == 4
+    assert store.dledger.committed_index == 4 and store.dledger.last_index == 4
+    assert store.max_offset("T", 0) == 4 and store.dledger.entry(4)[0].magic == 2
     store.close()
 
 
