@@ -28,13 +28,19 @@ from typing import Iterator
 
 from mqbench.errors import UserError
 
-from .record import BLANK_MIN_BYTES, RECORD_BLANK, RECORD_END, Message, check_record, encode_blank, encode_message
+from .record import (BLANK_MIN_BYTES, RECORD_BLANK, RECORD_END, SYSFLAG_BORNHOST_V6, SYSFLAG_STOREHOST_V6, Message,
+                     check_record, encode_blank, encode_message)
 from .segments import SegmentQueue
 
 SCAN_CHUNK_BYTES = 4 << 20
 
 _PHYSICAL_OFFSET = struct.Struct(">q")
 _PHYSICAL_OFFSET_AT = 28     # record field 7, spec 3.2
+_SYSFLAG_AT = 36             # field 8
+_BODY_LENGTH_AT = 68         # field 15 sits at 68 + BH + SH (84 with two IPv4 hosts)
+_I32 = struct.Struct(">i")
+_U16 = struct.Struct(">H")
+_U8 = struct.Struct(">B")
 _TOPIC_BYTES = re.compile(rb"[%|a-zA-Z0-9_-]+")
 _MAGIC_V1_BYTES = bytes.fromhex("daa320a7")
 
@@ -53,17 +59,28 @@ def record_tail_sound(buf, pos: int, size: int) -> bool:
     string ending with ``\\x02`` (RocketMQ's writer always ends it so); recovery requires both.
     ``buf[pos:pos+size]`` must already have passed ``check_record``.
     """
-    sysflag = int.from_bytes(buf[pos + 36:pos + 40], "big")
-    at = pos + 56 + (20 if sysflag & 0x10 else 8) + (20 if sysflag & 0x20 else 8) + 12
-    body_len = int.from_bytes(buf[at:at + 4], "big")
-    at += 4 + body_len
+    # Fields read (spec 3.2; BH/SH = 8 for an IPv4 host, 20 for IPv6):
+    #   off           size  field
+    #   4             4     MAGICCODE (V1: 1-byte topic length, V2: 2 bytes)
+    #   36            4     SYSFLAG (0x10 / 0x20: born / store host is IPv6)
+    #   68+BH+SH      4     BODYLENGTH B, then B bytes of BODY
+    #   72+BH+SH+B    1|2   TOPICLENGTH T, then T bytes of TOPIC
+    #   ...           2     PROPERTIESLENGTH P, then P bytes of PROPERTIES (the record's last bytes)
+    (sysflag,) = _I32.unpack_from(buf, pos + _SYSFLAG_AT)
+    born = 20 if sysflag & SYSFLAG_BORNHOST_V6 else 8
+    stored = 20 if sysflag & SYSFLAG_STOREHOST_V6 else 8
+    at = pos + _BODY_LENGTH_AT + born + stored
+    (body_len,) = _I32.unpack_from(buf, at)
+    at += _I32.size + body_len
     if bytes(buf[pos + 4:pos + 8]) == _MAGIC_V1_BYTES:
-        topic_len, at = buf[at], at + 1
+        (topic_len,) = _U8.unpack_from(buf, at)
+        at += _U8.size
     else:
-        topic_len, at = int.from_bytes(buf[at:at + 2], "big"), at + 2
+        (topic_len,) = _U16.unpack_from(buf, at)
+        at += _U16.size
     if not _TOPIC_BYTES.fullmatch(bytes(buf[at:at + topic_len])):
         return False
-    props_len = int.from_bytes(buf[at + topic_len:at + topic_len + 2], "big")
+    (props_len,) = _U16.unpack_from(buf, at + topic_len)
     return props_len == 0 or buf[pos + size - 1] == 2
 
 

@@ -404,3 +404,22 @@ def test_an_asyncio_caller_awaits_durability_in_a_thread(tmp_path):
     assert sync_threads and loop_thread not in sync_threads
     assert store.max_offset("T", 0) == 3
     store.close()
+
+
+@pytest.mark.parametrize("born,stored,topic", [
+    (("127.0.0.1", 1), ("127.0.0.1", 2), "T"), (("::1", 1), ("127.0.0.1", 2), "T"),
+    (("127.0.0.1", 1), ("::1", 2), "x" * 200), (("::1", 1), ("::1", 2), "Orders")])
+def test_record_tail_check_finds_zeroed_topics_and_properties(born, stored, topic):
+    from mqbench.broker.store.commitlog import record_tail_sound
+    from mqbench.broker.store.record import encode_message
+    rec = bytearray(encode_message(Message(topic=topic, body=b"body", properties={"TAGS": "a"},
+                                           born_host=born, store_host=stored)))
+    assert record_tail_sound(rec, 0, len(rec))
+    torn = bytearray(rec)
+    torn[-1] = 0                                   # last property byte lost
+    assert not record_tail_sound(torn, 0, len(torn))
+    torn = bytearray(rec)
+    torn[-len(b"TAGS\x01a\x02") - 2 - 1] = 0       # last topic byte lost
+    assert not record_tail_sound(torn, 0, len(torn))
+    bare = encode_message(Message(topic=topic, body=b"", born_host=born, store_host=stored))
+    assert record_tail_sound(bare, 0, len(bare))   # no properties: nothing to end with \x02
