@@ -1,0 +1,155 @@
+"""The seeded simulator: the CI run of 2000 seeds, determinism, planted bugs it must catch, the
+fake disk's crash model, and the CLI's output and errors."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from mqbench.broker.raft.config import Durability
+from mqbench.broker.raft.node import RaftNode
+from mqbench.broker.raft.sim import SimParams, run_seed, run_seeds
+from mqbench.broker.raft.sim.disk import SimDisk
+from mqbench.broker.raft.types import Entry, HardState
+from mqbench.cli import cli
+
+
+def _mqbench(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_ci_run_of_2000_seeds_passes():
+    result = _mqbench("sim", "raft", "--seeds", "2000", "--json")
+    doc = json.loads(result.output)
+    assert result.exit_code == 0, doc["violation"]
+    assert doc["schema"] == "mqbench.sim-raft/1"
+    assert doc["passed"] == 2000 and doc["violation"] is None
+    assert doc["acked_entries"] > 50_000            # the schedules really do commit work
+    assert doc["failover_ticks_p50"] and doc["failover_ticks_p99"] >= doc["failover_ticks_p50"]
+
+
+@pytest.mark.slow
+def test_20000_seeds_pass():
+    result = _mqbench("sim", "raft", "--seeds", "20000", "--json")
+    assert result.exit_code == 0, json.loads(result.output)["violation"]
+
+
+@pytest.mark.slow
+def test_5000_seeds_of_five_node_groups_pass():
+    result = _mqbench("sim", "raft", "--seeds", "5000", "--nodes", "5", "--json")
+    assert result.exit_code == 0, json.loads(result.output)["violation"]
+
+
+def test_same_seed_same_trace_bit_for_bit():
+    params = SimParams(trace_events=100_000)
+    first, second = run_seed(7, params), run_seed(7, params)
+    assert first.trace_digest == second.trace_digest
+    assert (first.events, first.sim_ms, first.acked_entries) == (second.events, second.sim_ms, second.acked_entries)
+    assert run_seed(8, params).trace_digest != first.trace_digest
+
+
+def test_trace_digest_does_not_depend_on_the_process_hash_seed():
+    code = ("from mqbench.broker.raft.sim import run_seed; r = run_seed(11); "
+            "print(r.trace_digest, r.events)")
+    outputs = set()
+    for hash_seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        outputs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                   check=True).stdout)
+    outputs.add(f"{run_seed(11).trace_digest} {run_seed(11).events}\n")
+    assert len(outputs) == 1
+
+
+def _first_failure(params: SimParams, seeds: int = 100):
+    summary = run_seeds(seeds, 1, params, durability=params.durability.value)
+    return summary.failure
+
+
+def test_planted_bug_commit_on_a_minority_is_caught_within_100_seeds(monkeypatch):
+    monkeypatch.setattr(RaftNode, "_quorum_match_index", lambda self: max(pr.match for pr in self.prs.values()))
+    for durability in Durability:
+        failure = _first_failure(SimParams(durability=durability))
+        assert failure is not None, durability
+        assert failure.trace and failure.violation
+
+
+def test_planted_bug_forgotten_vote_is_caught_within_100_seeds(monkeypatch):
+    write = SimDisk.write
+
+    def forgetful_write(self, hard_state, entries):
+        write(self, None if hard_state is None else hard_state._replace(vote=0), entries)
+    monkeypatch.setattr(SimDisk, "write", forgetful_write)
+    failure = _first_failure(SimParams(nodes=5))
+    assert failure is not None
+    assert failure.violation.startswith("election-safety")
+
+
+def test_planted_bug_reports_seed_trace_and_exits_nonzero(monkeypatch):
+    monkeypatch.setattr(RaftNode, "_quorum_match_index", lambda self: max(pr.match for pr in self.prs.values()))
+    result = _mqbench("sim", "raft", "--seeds", "100", "--trace-events", "15")
+    assert result.exit_code == 1
+    assert "VIOLATION at seed " in result.output
+    assert "reproduce: mqbench sim raft --seeds 1 --seed " in result.output
+    trace = [line for line in result.output.splitlines() if line.startswith("  ") and "ms " in line]
+    assert len(trace) == 15
+    doc = json.loads(_mqbench("sim", "raft", "--seeds", "100", "--json").output)
+    assert doc["failed"] == 1 and doc["violation"]["seed"] >= 1 and len(doc["violation"]["trace"]) == 40
+
+
+def test_bad_flags_are_user_errors():
+    assert _mqbench("sim", "raft", "--nodes", "4").exit_code == 2
+    assert _mqbench("sim", "raft", "--seeds", "0").exit_code == 2
+    assert _mqbench("sim", "raft", "--durability", "sometimes").exit_code == 2
+
+
+def test_table_output_names_the_figures():
+    result = _mqbench("sim", "raft", "--seeds", "5", "--nodes", "5", "--durability", "memory")
+    assert result.exit_code == 0
+    for name in ("seeds_per_s", "failover_ticks_p99", "failover_ms_p50", "passed"):
+        assert name in result.output
+
+
+# -- the fake disk ------------------------------------------------------------------------------
+def _entries(first: int, count: int, term: int = 1):
+    return [Entry(first + n, term, b"payload-%d" % (first + n)) for n in range(count)]
+
+
+def test_process_crash_keeps_everything_written():
+    disk = SimDisk()
+    disk.write(HardState(1, 1, 0), _entries(1, 3))
+    disk.process_crash()
+    storage = disk.recover()
+    assert storage.last_index() == 3 and storage.initial_state() == HardState(1, 1, 0)
+
+
+def test_power_loss_keeps_synced_data_and_a_prefix_of_the_rest():
+    for seed in range(50):
+        disk = SimDisk()
+        disk.write(HardState(1, 1, 2), _entries(1, 2))
+        disk.sync()
+        disk.write(HardState(1, 1, 4), _entries(3, 4))
+        disk.power_loss(random.Random(seed))
+        storage = disk.recover()
+        assert 2 <= storage.last_index() <= 6
+        assert storage.entries(1, storage.last_index() + 1) == _entries(1, storage.last_index())
+        assert storage.initial_state().commit <= storage.last_index()
+
+
+def test_a_torn_last_entry_is_detected_and_dropped_on_recovery():
+    torn_seen = 0
+    for seed in range(200):
+        disk = SimDisk()
+        disk.write(None, _entries(1, 1))
+        disk.sync()
+        disk.write(None, _entries(2, 1))
+        disk.power_loss(random.Random(seed))
+        if len(disk.durable) == 2 and disk.durable[1][0].data != b"payload-2":
+            torn_seen += 1
+            assert disk.recover().last_index() == 1
+            assert disk.torn_drops == 1
+    assert torn_seen > 20
