@@ -1,0 +1,128 @@
+"""``RaftTransport``: Raft messages between broker processes over asyncio TCP (``wire`` framing).
+
+* Inbound: a server accepts connections from peers; every decoded message addressed to this node
+  from a known peer is handed to ``on_message`` (a plain callable, called on the event loop). A
+  peer that sends a malformed frame, a frame for another node or from an unknown node gets its
+  connection closed (counted in ``peer_errors``); the node and its other connections carry on.
+* Outbound: ``send(message)`` never blocks and never raises for network trouble. Each peer has a
+  bounded queue and one writer task that connects on demand, writes whatever is queued in one
+  go, and after a failure drops what it held and retries with a backoff (Raft retransmits: a lost
+  message costs a round trip, never correctness). A full queue drops the newest message.
+
+Bind addresses should be loopback or a private network; there is no authentication.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from mqbench.errors import PeerError
+
+from .types import Message
+from .wire import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encode_frame
+
+READ_CHUNK_BYTES = 256 * 1024
+
+
+class RaftTransport:
+    def __init__(self, node_id: int, peers: dict[int, tuple[str, int]], on_message: Callable[[Message], None], *,
+                 host: str = "127.0.0.1", port: int = 0, queue_limit: int = 4096,
+                 connect_timeout_ms: int = 1000, backoff_max_ms: int = 1000,
+                 max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES):
+        self.node_id = node_id
+        self.peers = dict(peers)
+        self.on_message = on_message
+        self.host, self.port = host, port
+        self.queue_limit = queue_limit
+        self.connect_timeout_ms = connect_timeout_ms
+        self.backoff_max_ms = backoff_max_ms
+        self.max_frame_bytes = max_frame_bytes
+        self.peer_errors = 0
+        self.dropped = 0
+        self.received = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._queues: dict[int, asyncio.Queue] = {}
+        self._writers: dict[int, asyncio.Task] = {}
+        self._inbound: set[asyncio.Task] = set()
+        self._closing = False
+
+    async def start(self) -> tuple[str, int]:
+        """Listen; returns the bound (host, port) (``port=0`` picks a free one)."""
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.host, self.port = self._server.sockets[0].getsockname()[:2]
+        return self.host, self.port
+
+    def set_peer_address(self, peer: int, address: tuple[str, int]) -> None:
+        self.peers[peer] = address
+
+    def send(self, m: Message) -> None:
+        if self._closing or m.dst not in self.peers:
+            self.dropped += 1
+            return
+        queue = self._queues.get(m.dst)
+        if queue is None:
+            queue = self._queues[m.dst] = asyncio.Queue(self.queue_limit)
+            self._writers[m.dst] = asyncio.get_running_loop().create_task(self._write_loop(m.dst, queue))
+        try:
+            queue.put_nowait(m)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._writers.values()) + list(self._inbound)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # -- inbound -----------------------------------------------------------------------------
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._inbound.add(task)
+        decoder = FrameDecoder(self.max_frame_bytes)
+        try:
+            while True:
+                data = await reader.read(READ_CHUNK_BYTES)
+                if not data:
+                    return
+                for m in decoder.feed(data):
+                    if m.dst != self.node_id or m.src not in self.peers:
+                        raise PeerError(f"message {m.src}->{m.dst} is not for node {self.node_id} from a peer")
+                    self.received += 1
+                    self.on_message(m)
+        except PeerError:
+            self.peer_errors += 1        # close this connection only
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._inbound.discard(task)
+            writer.close()
+
+    # -- outbound ----------------------------------------------------------------------------
+    async def _write_loop(self, peer: int, queue: asyncio.Queue) -> None:
+        writer = None
+        backoff_ms = 10
+        while True:
+            m = await queue.get()
+            batch = [m]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                if writer is None:
+                    host, port = self.peers[peer]
+                    _, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
+                                                       self.connect_timeout_ms / 1000)
+                writer.write(b"".join(encode_frame(x) for x in batch))
+                await writer.drain()
+                backoff_ms = 10
+            except (OSError, asyncio.TimeoutError):
+                self.dropped += len(batch)
+                if writer is not None:
+                    writer.close()
+                    writer = None
+                await asyncio.sleep(backoff_ms / 1000)
+                backoff_ms = min(backoff_ms * 2, self.backoff_max_ms)

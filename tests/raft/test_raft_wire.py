@@ -1,0 +1,159 @@
+"""Raft wire framing (worked example, whole / byte by byte / trailing bytes / fuzz) and the asyncio
+TCP transport (delivery, malformed peers closed while the node keeps serving, peers down)."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mqbench.broker.raft.transport import RaftTransport
+from mqbench.broker.raft.types import Entry, EntryKind, Message, MsgType
+from mqbench.broker.raft.wire import FrameDecoder, decode_body, encode_frame
+from mqbench.errors import PeerError
+
+HEARTBEAT_HEX = ("00000038" "01030000" "00000001" "00000002" "0000000000000003" + "00" * 16
+                 + "0000000000000007" + "00" * 8 + "00000000")
+
+messages = st.builds(
+    Message, st.sampled_from(list(MsgType)), st.integers(1, 2**32 - 1), st.integers(1, 2**32 - 1),
+    st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1),
+    st.lists(st.builds(Entry, st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.binary(max_size=64),
+                       st.sampled_from(list(EntryKind))), max_size=4).map(tuple),
+    st.integers(0, 2**64 - 1), st.booleans(), st.integers(0, 2**64 - 1), st.booleans())
+
+
+def test_worked_example_byte_for_byte():
+    frame = encode_frame(Message(MsgType.HEARTBEAT, 1, 2, 3, commit=7))
+    assert frame.hex() == HEARTBEAT_HEX
+    assert FrameDecoder().feed(frame) == [Message(MsgType.HEARTBEAT, 1, 2, 3, commit=7)]
+
+
+@given(st.lists(messages, min_size=1, max_size=4))
+def test_round_trip_whole_and_byte_by_byte(msgs):
+    stream = b"".join(encode_frame(m) for m in msgs)
+    assert FrameDecoder().feed(stream) == msgs
+    decoder = FrameDecoder()
+    out = []
+    for i in range(len(stream)):
+        out.extend(decoder.feed(stream[i:i + 1]))
+    assert out == msgs and decoder.buffered_bytes == 0
+
+
+def test_trailing_bytes_wait_for_the_next_frame():
+    frame = encode_frame(Message(MsgType.APP, 1, 2, 5, 4, 9, (Entry(10, 5, b"abc"),), 8))
+    decoder = FrameDecoder()
+    assert len(decoder.feed(frame + frame[:7])) == 1
+    assert decoder.buffered_bytes == 7
+    assert len(decoder.feed(frame[7:])) == 1
+
+
+@pytest.mark.parametrize("mutate, problem", [
+    (lambda f: f[:4] + b"\x02" + f[5:], "version"),
+    (lambda f: f[:5] + b"\x63" + f[6:], "type"),
+    (lambda f: f[:6] + b"\x80" + f[7:], "flags"),
+    (lambda f: b"\x00\x00\x00\x05" + f[4:], "length"),
+    (lambda f: b"\x7f\xff\xff\xff" + f[4:], "length"),
+    (lambda f: f[:56] + b"\x00\x00\x00\x09" + f[60:], "entries"),
+    (lambda f: f[:8] + b"\x00\x00\x00\x00" + f[12:], "src"),
+])
+def test_malformed_frames_are_peer_errors(mutate, problem):
+    frame = encode_frame(Message(MsgType.APP, 1, 2, 5, 4, 9, (Entry(10, 5, b"abc"),), 8))
+    with pytest.raises(PeerError, match=problem):
+        FrameDecoder().feed(mutate(frame))
+
+
+def test_stray_bytes_inside_a_frame_are_a_peer_error():
+    frame = bytearray(encode_frame(Message(MsgType.HEARTBEAT, 1, 2, 3)))
+    frame[3] += 2
+    with pytest.raises(PeerError, match="stray"):
+        decode_body(bytes(frame[4:]) + b"xx")
+
+
+@given(st.binary(max_size=300))
+def test_fuzzed_bytes_decode_or_raise_peer_error(data):
+    try:
+        FrameDecoder().feed(data)
+    except PeerError:
+        pass
+
+
+# -- transport ----------------------------------------------------------------------------------
+async def _pair():
+    got = {1: [], 2: []}
+    t1 = RaftTransport(1, {}, got[1].append)
+    t2 = RaftTransport(2, {}, got[2].append)
+    a1, a2 = await t1.start(), await t2.start()
+    t1.set_peer_address(2, a2)
+    t2.set_peer_address(1, a1)
+    return t1, t2, got
+
+
+async def _until(predicate, timeout_s: float = 5.0):
+    async def wait():
+        while not predicate():
+            await asyncio.sleep(0.005)
+    await asyncio.wait_for(wait(), timeout_s)
+
+
+def test_transport_delivers_messages_both_ways():
+    async def main():
+        t1, t2, got = await _pair()
+        try:
+            app = Message(MsgType.APP, 1, 2, 4, 3, 7, tuple(Entry(8 + i, 4, b"x" * 1000) for i in range(50)), 7)
+            for _ in range(20):
+                t1.send(app)
+            t2.send(Message(MsgType.APP_RESP, 2, 1, 4, index=57))
+            await _until(lambda: len(got[2]) == 20 and len(got[1]) == 1)
+            assert got[2][0] == app and got[1][0].index == 57
+        finally:
+            await t1.close()
+            await t2.close()
+    asyncio.run(main())
+
+
+def test_a_malformed_peer_is_disconnected_and_others_still_served():
+    async def main():
+        t1, t2, got = await _pair()
+        try:
+            reader, writer = await asyncio.open_connection(t2.host, t2.port)
+            writer.write(b"\x00\x00\x00\x40" + b"\xff" * 64)
+            await writer.drain()
+            assert await asyncio.wait_for(reader.read(), 5) == b""    # closed by the transport
+            writer.close()
+            # a frame addressed to another node closes that connection too
+            reader, writer = await asyncio.open_connection(t2.host, t2.port)
+            writer.write(encode_frame(Message(MsgType.HEARTBEAT, 1, 3, 1)))
+            await writer.drain()
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+            assert t2.peer_errors == 2
+            t1.send(Message(MsgType.HEARTBEAT, 1, 2, 1))
+            await _until(lambda: len(got[2]) == 1)
+        finally:
+            await t1.close()
+            await t2.close()
+    asyncio.run(main())
+
+
+def test_sending_to_a_peer_that_is_down_drops_and_recovers():
+    async def main():
+        got = []
+        t1 = RaftTransport(1, {2: ("127.0.0.1", 9)}, lambda m: None, connect_timeout_ms=200, backoff_max_ms=20)
+        await t1.start()
+        try:
+            t1.send(Message(MsgType.HEARTBEAT, 1, 2, 1))
+            t1.send(Message(MsgType.HEARTBEAT, 1, 9, 1))          # unknown peer: dropped at once
+            await _until(lambda: t1.dropped >= 2)
+            t2 = RaftTransport(2, {1: (t1.host, t1.port)}, got.append)
+            t1.set_peer_address(2, await t2.start())
+            async def resend():
+                while not got:
+                    t1.send(Message(MsgType.HEARTBEAT, 1, 2, 2))
+                    await asyncio.sleep(0.02)
+            await asyncio.wait_for(resend(), 5)
+            await t2.close()
+        finally:
+            await t1.close()
+    asyncio.run(main())
