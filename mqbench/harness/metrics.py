@@ -1,0 +1,419 @@
+"""Latency histograms and counters per time window and per run, mergeable across processes.
+
+What is recorded (all latencies in integer microseconds inside HdrHistograms, reported in ms):
+
+========================  ==========================================================================
+histogram                 value
+========================  ==========================================================================
+``publish_latency``       ack time - actual send time (failed sends are counted, not timed)
+``publish_delay``         actual send time - intended send time (the open-loop schedule's lag: a
+                          sender that falls behind shows up here, so coordinated omission is visible)
+``e2e_latency``           consumer receive time - born (send) time, for messages without a delay
+``delay_error_late``      receive time - requested delivery time, delayed messages delivered on time
+                          or late (value >= 0)
+``delay_error_early``     requested delivery time - receive time, delayed messages delivered early
+                          (value > 0; the signed error is its negative). HdrHistogram cannot hold
+                          negative values and an offset would cost resolution near zero, so early
+                          deliveries get their own histogram and their own count.
+========================  ==========================================================================
+
+Counters: ``published`` (acknowledged), ``publish_errors``, ``consumed``, ``published_bytes``,
+``consumed_bytes``, ``delayed_consumed``, ``early_deliveries``, ``clamped_values`` (values outside
+the histogram range, recorded at the nearest bound and counted so the clamp is never silent).
+
+Time: the run starts at ``start_ns`` (any monotonic clock, passed in). The first ``warmup_ms`` are
+discarded. The measured phase ``[start + warmup, start + warmup + duration)`` is cut into windows of
+``window_ms`` (10 s by default, as OpenMessaging Benchmark reports): window ``k`` holds the events
+whose time ``t`` satisfies ``measure_start + k*window <= t < measure_start + (k+1)*window``; the last
+window may be shorter when the duration is not a multiple of the window. Each event is windowed by
+the time it happened: a send by its send time, an ack or error by its completion time, a consume by
+its receive time. Events after the measured phase are counted in ``events_after_end`` and dropped.
+
+Merging: several worker processes each keep a ``RunMetrics`` with the same ``start_ns``, warm-up,
+duration and window; each ships ``to_dict()`` (histograms in HdrHistogram's compressed base64 form)
+and the coordinator ``merge``s them window by window. Percentiles are always read from merged
+histograms, never averaged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from hdrh.histogram import HdrHistogram
+
+from mqbench.errors import CorruptDataError, UserError
+
+VALUE_US_MIN = 1
+VALUE_US_MAX = 3_600_000_000  # one hour: anything slower is clamped and counted
+SIGNIFICANT_FIGURES = 3  # 0.1 % value resolution; 5 digits would make each histogram 16x larger
+DEFAULT_WINDOW_MS = 10_000
+MB = 1_000_000
+
+HISTOGRAMS = ("publish_latency", "publish_delay", "e2e_latency", "delay_error_late", "delay_error_early")
+COUNTERS = ("published", "publish_errors", "consumed", "published_bytes", "consumed_bytes",
+            "delayed_consumed", "early_deliveries", "clamped_values")
+PERCENTILES = (("p50", 50.0), ("p75", 75.0), ("p95", 95.0), ("p99", 99.0), ("p999", 99.9), ("p9999", 99.99))
+METRICS_SCHEMA = "mqbench.metrics/1"
+
+
+# --- histograms ------------------------------------------------------------------------------------
+
+
+def new_histogram() -> HdrHistogram:
+    """An empty latency histogram: 1 us .. 1 h, 3 significant figures."""
+    return HdrHistogram(VALUE_US_MIN, VALUE_US_MAX, SIGNIFICANT_FIGURES)
+
+
+def encode_histogram(histogram: HdrHistogram) -> str:
+    """HdrHistogram's compressed V2 encoding, base64 text (what the Java and C libraries read too)."""
+    return histogram.encode().decode("ascii")
+
+
+def decode_histogram(text: str, where: str = "histogram") -> HdrHistogram:
+    """The inverse of ``encode_histogram``; CorruptDataError naming ``where`` for anything else."""
+    if not isinstance(text, str) or not text:
+        raise CorruptDataError("encoded histogram must be a non-empty base64 string", where=where)
+    try:
+        histogram = HdrHistogram.decode(text.encode("ascii"))
+    except Exception as exc:  # the library raises binascii, zlib, ctypes and its own errors
+        raise CorruptDataError(f"not an encoded HdrHistogram ({type(exc).__name__}: {exc})", where=where) from exc
+    if (histogram.lowest_trackable_value, histogram.highest_trackable_value) != (VALUE_US_MIN, VALUE_US_MAX):
+        raise CorruptDataError(f"histogram range {histogram.lowest_trackable_value}..{histogram.highest_trackable_value} us "
+                               f"is not mqbench's {VALUE_US_MIN}..{VALUE_US_MAX} us", where=where)
+    return histogram
+
+
+def merge_histograms(histograms: Iterable[HdrHistogram]) -> HdrHistogram:
+    """A new histogram holding every count of ``histograms`` (the inputs are not changed)."""
+    merged = new_histogram()
+    for histogram in histograms:
+        if histogram.get_total_count():
+            merged.add(histogram)
+    return merged
+
+
+def _rank_value(histogram: HdrHistogram, rank: int) -> int:
+    """The value (highest equivalent) of the ``rank``-th smallest recorded value, 1-based."""
+    seen = 0
+    for index in range(histogram.counts_len):
+        seen += histogram.get_count_at_index(index)
+        if seen >= rank:
+            return histogram.get_highest_equivalent_value(histogram.get_value_from_index(index))
+    return histogram.get_max_value()
+
+
+def _rank_value_low(histogram: HdrHistogram, rank: int) -> int:
+    seen = 0
+    for index in range(histogram.counts_len):
+        seen += histogram.get_count_at_index(index)
+        if seen >= rank:
+            return histogram.get_lowest_equivalent_value(histogram.get_value_from_index(index))
+    return histogram.get_min_value()
+
+
+def _target_rank(percentile: float, total: int) -> int:
+    # HdrHistogram's own rule, so signed percentiles agree with the library's unsigned ones.
+    return max(1, int(percentile * total / 100.0 + 0.5))
+
+
+def latency_summary(name: str, histogram: HdrHistogram) -> dict[str, float | int | None]:
+    """``{name}_ms_p50 .. _p9999``, ``_max``, ``_mean`` and ``{name}_count``; None when empty."""
+    total = histogram.get_total_count()
+    out: dict[str, float | int | None] = {}
+    if total:
+        values = histogram.get_percentile_to_value_dict([p for _, p in PERCENTILES])
+        for label, percentile in PERCENTILES:
+            out[f"{name}_ms_{label}"] = values[percentile] / 1000.0
+        out[f"{name}_ms_max"] = histogram.get_max_value() / 1000.0
+        out[f"{name}_ms_mean"] = histogram.get_mean_value() / 1000.0
+    else:
+        for label, _ in PERCENTILES:
+            out[f"{name}_ms_{label}"] = None
+        out[f"{name}_ms_max"] = None
+        out[f"{name}_ms_mean"] = None
+    out[f"{name}_count"] = total
+    return out
+
+
+def signed_percentile_us(early: HdrHistogram, late: HdrHistogram, percentile: float) -> int | None:
+    """Percentile of the signed error whose negative part is ``early`` (magnitudes) and rest ``late``."""
+    early_total, late_total = early.get_total_count(), late.get_total_count()
+    total = early_total + late_total
+    if total == 0:
+        return None
+    rank = _target_rank(percentile, total)
+    if rank <= early_total:
+        # The k-th smallest signed value is minus the (E-k+1)-th smallest early magnitude.
+        return -_rank_value_low(early, early_total - rank + 1)
+    return _rank_value(late, rank - early_total)
+
+
+def delay_error_summary(early: HdrHistogram, late: HdrHistogram) -> dict[str, float | int | None]:
+    """Signed delivery error of delayed messages in ms: negative is early."""
+    out: dict[str, float | int | None] = {}
+    for label, percentile in (("p1", 1.0), ("p50", 50.0), ("p99", 99.0), ("p999", 99.9)):
+        value = signed_percentile_us(early, late, percentile)
+        out[f"delay_error_ms_{label}"] = None if value is None else value / 1000.0
+    if early.get_total_count():
+        out["delay_error_ms_min"] = -early.get_max_value() / 1000.0
+    elif late.get_total_count():
+        out["delay_error_ms_min"] = late.get_min_value() / 1000.0
+    else:
+        out["delay_error_ms_min"] = None
+    if late.get_total_count():
+        out["delay_error_ms_max"] = late.get_max_value() / 1000.0
+    elif early.get_total_count():
+        out["delay_error_ms_max"] = -early.get_min_value() / 1000.0
+    else:
+        out["delay_error_ms_max"] = None
+    return out
+
+
+# --- windows and runs ------------------------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    """The histograms and counters of one time window (or of a whole run, when merged)."""
+
+    histograms: dict[str, HdrHistogram] = field(default_factory=lambda: {n: new_histogram() for n in HISTOGRAMS})
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+
+    def record(self, name: str, value_us: int) -> None:
+        if value_us < 0:
+            # Only a clock going backwards gives this; keep the event, count the clamp.
+            value_us = self._clamp(0)
+        elif value_us > VALUE_US_MAX:
+            value_us = self._clamp(VALUE_US_MAX)
+        self.histograms[name].record_value(value_us)
+
+    def _clamp(self, bound: int) -> int:
+        self.counters["clamped_values"] += 1
+        return bound
+
+    def add(self, other: "Window") -> None:
+        for name in HISTOGRAMS:
+            if other.histograms[name].get_total_count():
+                self.histograms[name].add(other.histograms[name])
+        for name in COUNTERS:
+            self.counters[name] += other.counters[name]
+
+    def summary(self, duration_ms: int) -> dict[str, float | int | None]:
+        """Aggregates of this window over ``duration_ms``: rates, percentiles, counters."""
+        seconds = duration_ms / 1000.0
+        c = self.counters
+        out: dict[str, float | int | None] = {
+            "duration_ms": duration_ms,
+            "published": c["published"], "publish_errors": c["publish_errors"], "consumed": c["consumed"],
+            "published_bytes": c["published_bytes"], "consumed_bytes": c["consumed_bytes"],
+            "delayed_consumed": c["delayed_consumed"], "early_deliveries": c["early_deliveries"],
+            "clamped_values": c["clamped_values"],
+            "throughput_msgs_per_s": c["published"] / seconds if seconds else 0.0,
+            "throughput_mb_per_s": c["published_bytes"] / MB / seconds if seconds else 0.0,
+            "consume_msgs_per_s": c["consumed"] / seconds if seconds else 0.0,
+            "consume_mb_per_s": c["consumed_bytes"] / MB / seconds if seconds else 0.0,
+            "publish_errors_per_s": c["publish_errors"] / seconds if seconds else 0.0,
+        }
+        for name in ("publish_latency", "publish_delay", "e2e_latency"):
+            out.update(latency_summary(name, self.histograms[name]))
+        out.update(delay_error_summary(self.histograms["delay_error_early"], self.histograms["delay_error_late"]))
+        return out
+
+    def encode(self) -> dict:
+        return {"histograms": {n: encode_histogram(h) for n, h in self.histograms.items()},
+                "counters": dict(self.counters)}
+
+    @classmethod
+    def decode(cls, data: dict, where: str) -> "Window":
+        if not isinstance(data, dict) or not isinstance(data.get("histograms"), dict) \
+                or not isinstance(data.get("counters"), dict):
+            raise CorruptDataError("a window needs 'histograms' and 'counters' objects", where=where)
+        window = cls()
+        for name in HISTOGRAMS:
+            if name not in data["histograms"]:
+                raise CorruptDataError(f"histogram {name!r} is missing", where=where)
+            window.histograms[name] = decode_histogram(data["histograms"][name], f"{where}: {name}")
+        for name in COUNTERS:
+            value = data["counters"].get(name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise CorruptDataError(f"counter {name!r} must be a non-negative integer, got {value!r}", where=where)
+            window.counters[name] = value
+        return window
+
+
+class RunMetrics:
+    """Recorders for one run (or one worker's share of it): per window, warm-up discarded.
+
+    Every ``record_*`` call takes the times (integer ns, one monotonic clock for the whole run) at
+    which things happened; nothing here reads a clock.
+    """
+
+    def __init__(self, start_ns: int, *, duration_ms: int, warmup_ms: int = 0, window_ms: int = DEFAULT_WINDOW_MS):
+        if duration_ms <= 0 or window_ms <= 0 or warmup_ms < 0:
+            raise UserError(f"metrics need duration_ms > 0, window_ms > 0, warmup_ms >= 0 "
+                            f"(got {duration_ms}, {window_ms}, {warmup_ms})")
+        self.start_ns = int(start_ns)
+        self.warmup_ms = int(warmup_ms)
+        self.duration_ms = int(duration_ms)
+        self.window_ms = int(window_ms)
+        self.measure_start_ns = self.start_ns + self.warmup_ms * 1_000_000
+        self.end_ns = self.measure_start_ns + self.duration_ms * 1_000_000
+        self.windows: dict[int, Window] = {}
+        self.events_in_warmup = 0
+        self.events_after_end = 0
+
+    # -- windowing --
+
+    @property
+    def window_count(self) -> int:
+        return -(-self.duration_ms // self.window_ms)
+
+    def window_index(self, t_ns: int) -> int | None:
+        """Which window holds an event at ``t_ns``; None in the warm-up or after the end."""
+        if t_ns < self.measure_start_ns:
+            return None
+        if t_ns >= self.end_ns:
+            return None
+        return (t_ns - self.measure_start_ns) // (self.window_ms * 1_000_000)
+
+    def window_duration_ms(self, index: int) -> int:
+        return min(self.window_ms, self.duration_ms - index * self.window_ms)
+
+    def _window_at(self, t_ns: int) -> Window | None:
+        index = self.window_index(t_ns)
+        if index is None:
+            if t_ns < self.measure_start_ns:
+                self.events_in_warmup += 1
+            else:
+                self.events_after_end += 1
+            return None
+        window = self.windows.get(index)
+        if window is None:
+            window = self.windows[index] = Window()
+        return window
+
+    # -- recording --
+
+    def record_send(self, intended_ns: int, sent_ns: int) -> None:
+        """A send started at ``sent_ns`` for a message the schedule wanted at ``intended_ns``."""
+        window = self._window_at(sent_ns)
+        if window is not None:
+            window.record("publish_delay", (sent_ns - intended_ns) // 1000)
+
+    def record_ack(self, sent_ns: int, acked_ns: int, size_bytes: int) -> None:
+        """The broker acknowledged a message of ``size_bytes`` sent at ``sent_ns``."""
+        window = self._window_at(acked_ns)
+        if window is not None:
+            window.record("publish_latency", (acked_ns - sent_ns) // 1000)
+            window.counters["published"] += 1
+            window.counters["published_bytes"] += size_bytes
+
+    def record_publish_error(self, failed_ns: int) -> None:
+        window = self._window_at(failed_ns)
+        if window is not None:
+            window.counters["publish_errors"] += 1
+
+    def record_consume(self, born_ns: int, received_ns: int, size_bytes: int, deliver_at_ns: int | None = None) -> None:
+        """A consumer received a message born (sent) at ``born_ns``.
+
+        For a delayed message pass the requested delivery time ``deliver_at_ns``: its signed
+        delivery error (``received - deliver_at``) is recorded instead of an end-to-end latency.
+        """
+        window = self._window_at(received_ns)
+        if window is None:
+            return
+        window.counters["consumed"] += 1
+        window.counters["consumed_bytes"] += size_bytes
+        if deliver_at_ns is None:
+            window.record("e2e_latency", (received_ns - born_ns) // 1000)
+            return
+        window.counters["delayed_consumed"] += 1
+        error_ns = received_ns - deliver_at_ns
+        if error_ns < 0:
+            window.counters["early_deliveries"] += 1
+            window.record("delay_error_early", (-error_ns) // 1000)
+        else:
+            window.record("delay_error_late", error_ns // 1000)
+
+    # -- reading --
+
+    def window_series(self) -> list[dict]:
+        """One summary per window of the measured phase (empty windows included), in time order."""
+        series = []
+        for index in range(self.window_count):
+            window = self.windows.get(index) or Window()
+            row = {"window_index": index, "window_start_ms": index * self.window_ms}
+            row.update(window.summary(self.window_duration_ms(index)))
+            series.append(row)
+        return series
+
+    def total(self) -> Window:
+        """The whole measured phase: every window merged."""
+        merged = Window()
+        for index in sorted(self.windows):
+            merged.add(self.windows[index])
+        return merged
+
+    def aggregates(self) -> dict:
+        """Whole-run summary (see ``Window.summary``) plus the warm-up and window settings."""
+        out = {"warmup_ms": self.warmup_ms, "window_ms": self.window_ms, "events_in_warmup": self.events_in_warmup,
+               "events_after_end": self.events_after_end}
+        out.update(self.total().summary(self.duration_ms))
+        return out
+
+    def encoded_histograms(self) -> dict[str, str]:
+        """The whole-run histograms, encoded (what a result file stores)."""
+        return {name: encode_histogram(h) for name, h in self.total().histograms.items()}
+
+    # -- shipping between processes --
+
+    def to_dict(self) -> dict:
+        return {"schema": METRICS_SCHEMA, "start_ns": self.start_ns, "warmup_ms": self.warmup_ms,
+                "duration_ms": self.duration_ms, "window_ms": self.window_ms,
+                "events_in_warmup": self.events_in_warmup, "events_after_end": self.events_after_end,
+                "windows": {str(i): w.encode() for i, w in sorted(self.windows.items())}}
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "metrics") -> "RunMetrics":
+        if not isinstance(data, dict) or data.get("schema") != METRICS_SCHEMA:
+            raise CorruptDataError(f"not a {METRICS_SCHEMA} document", where=where)
+        try:
+            metrics = cls(data["start_ns"], duration_ms=data["duration_ms"], warmup_ms=data["warmup_ms"],
+                          window_ms=data["window_ms"])
+            metrics.events_in_warmup = int(data["events_in_warmup"])
+            metrics.events_after_end = int(data["events_after_end"])
+            windows = data["windows"]
+        except (KeyError, TypeError, ValueError, UserError) as exc:
+            raise CorruptDataError(f"bad metrics header: {exc}", where=where) from exc
+        if not isinstance(windows, dict):
+            raise CorruptDataError("'windows' must be an object", where=where)
+        for key, encoded in windows.items():
+            if not key.isdigit() or int(key) >= metrics.window_count:
+                raise CorruptDataError(f"window index {key!r} is outside 0..{metrics.window_count - 1}", where=where)
+            metrics.windows[int(key)] = Window.decode(encoded, f"{where}: window {key}")
+        return metrics
+
+    def merge(self, other: "RunMetrics") -> None:
+        """Add another worker's metrics of the same run (same start, warm-up, duration and window)."""
+        mine = (self.start_ns, self.warmup_ms, self.duration_ms, self.window_ms)
+        theirs = (other.start_ns, other.warmup_ms, other.duration_ms, other.window_ms)
+        if mine != theirs:
+            raise UserError(f"cannot merge metrics of different runs: (start_ns, warmup_ms, duration_ms, window_ms) "
+                            f"{mine} vs {theirs}")
+        for index, window in other.windows.items():
+            self.windows.setdefault(index, Window()).add(window)
+        self.events_in_warmup += other.events_in_warmup
+        self.events_after_end += other.events_after_end
+
+
+def merge_runs(parts: Iterable[RunMetrics]) -> RunMetrics:
+    """One ``RunMetrics`` holding every part's counts (the parts are not changed)."""
+    parts = list(parts)
+    if not parts:
+        raise UserError("nothing to merge: no worker metrics")
+    first = parts[0]
+    merged = RunMetrics(first.start_ns, duration_ms=first.duration_ms, warmup_ms=first.warmup_ms,
+                        window_ms=first.window_ms)
+    for part in parts:
+        merged.merge(part)
+    return merged
