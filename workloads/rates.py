@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 SHAPES = ("constant", "diurnal", "step", "burst")
+DIURNAL_SEGMENTS = 96  # thinning envelope pieces per diurnal period (15 minutes of a day)
 ARRIVALS = ("poisson", "paced")
 
 
@@ -80,6 +81,48 @@ class RateShape:
             return self.steps[index][1] if index >= 0 else 1.0
         return 1.0
 
+    def envelope(self, t_ms: float) -> tuple[float, float]:
+        """``(bound, until_ms)``: ``rate_at`` stays at or below ``bound`` from ``t_ms`` until ``until_ms`` (> t_ms).
+
+        Tight where it matters for thinning: exact for steps and bursts, and for a diurnal curve the
+        maximum over the current 1/96th of the period (the half-cosines are monotone between trough
+        and peak, so that is an end point unless the peak lies inside).
+        """
+        until_ms = math.inf
+        multiplier = 1.0
+        if self.shape == "diurnal":
+            segment_ms = self.period_s * 1000.0 / DIURNAL_SEGMENTS
+            start_ms = math.floor(t_ms / segment_ms) * segment_ms
+            until_ms = start_ms + segment_ms
+            if until_ms <= t_ms:  # float rounding at a segment edge
+                until_ms = t_ms + segment_ms
+            peak_ms = self.peak_at_s * 1000.0
+            if (peak_ms - start_ms) % (self.period_s * 1000.0) <= segment_ms:
+                multiplier = self._multiplier(peak_ms)
+            else:
+                multiplier = max(self._multiplier(start_ms), self._multiplier(until_ms))
+            multiplier *= 1.0 + 1e-9
+        elif self.shape == "step" and self.steps:
+            times_s = [at_s for at_s, _ in self.steps]
+            index = bisect.bisect_right(times_s, t_ms / 1000.0)
+            multiplier = self.steps[index - 1][1] if index > 0 else 1.0
+            if index < len(times_s):
+                until_ms = times_s[index] * 1000.0
+        if self.burst_factor != 1.0 and self.burst_every_ms > 0:
+            if t_ms < self.burst_first_ms:
+                until_ms = min(until_ms, self.burst_first_ms)
+            else:
+                cycle_start_ms = self.burst_first_ms + (t_ms - self.burst_first_ms) // self.burst_every_ms \
+                    * self.burst_every_ms
+                if t_ms - cycle_start_ms < self.burst_length_ms:
+                    multiplier *= self.burst_factor
+                    until_ms = min(until_ms, cycle_start_ms + self.burst_length_ms)
+                else:
+                    until_ms = min(until_ms, cycle_start_ms + self.burst_every_ms)
+            if until_ms <= t_ms:  # float rounding at a window edge
+                until_ms = math.nextafter(t_ms, math.inf)
+        return self.base_msgs_per_s * multiplier, until_ms
+
     def rate_max(self) -> float:
         """An upper bound of ``rate_at`` over all time (exact for these shapes)."""
         if self.shape == "diurnal":
@@ -124,20 +167,26 @@ def iter_arrivals_us(shape: RateShape, rng: random.Random, shape_start_ms: int =
     """Intended send offsets in integer microseconds from 0, non-decreasing, endless.
 
     ``shape_start_ms`` is where on the shape's time axis offset 0 lies (start a diurnal run at its
-    evening peak with ``peak_at_s * 1000``). ``poisson``: thinning (Lewis-Shedler): candidate gaps are
-    exponential at the shape's maximum rate and a candidate at ``t`` is kept with probability
-    ``rate_at(t) / rate_max``; the kept times are a Poisson process with the shape's rate. ``paced``:
-    the next message is 1/rate(t) after the last.
+    evening peak with ``peak_at_s * 1000``). ``poisson``: thinning (Lewis-Shedler) under a piecewise
+    constant envelope (``RateShape.envelope``): candidate gaps are exponential at the envelope's
+    bound, a candidate that would cross the end of the piece is dropped and drawing restarts there
+    (exact, the exponential being memoryless), and a candidate at ``t`` is kept with probability
+    ``rate_at(t) / bound``. The kept times are a Poisson process with the shape's rate, and the cost
+    per message stays small however far apart the bursts, steps and trough are. ``paced``: the next
+    message is 1/rate(t) after the last.
     """
-    t_s = 0.0
-    start_ms = float(shape_start_ms)
+    t_ms = float(shape_start_ms)
+    start_ms = t_ms
     if shape.arrivals == "paced":
         while True:
-            rate = shape.rate_at(start_ms + t_s * 1000.0)
-            t_s += 1.0 / rate
-            yield int(t_s * 1e6)
-    rate_max = shape.rate_max()
+            t_ms += 1000.0 / shape.rate_at(t_ms)
+            yield int((t_ms - start_ms) * 1000.0)
     while True:
-        t_s += rng.expovariate(rate_max)
-        if rng.random() * rate_max <= shape.rate_at(start_ms + t_s * 1000.0):
-            yield int(t_s * 1e6)
+        bound, until_ms = shape.envelope(t_ms)
+        candidate_ms = t_ms + rng.expovariate(bound) * 1000.0
+        if candidate_ms >= until_ms:
+            t_ms = until_ms
+            continue
+        t_ms = candidate_ms
+        if rng.random() * bound <= shape.rate_at(t_ms):
+            yield int((t_ms - start_ms) * 1000.0)

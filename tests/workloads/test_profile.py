@@ -149,3 +149,21 @@ def test_a_burst_shape_needs_its_factor():
     del doc["rate"]["burst_factor"]
     with pytest.raises(UserError, match="rate.burst_factor: a burst shape needs burst_factor"):
         parse_profile(doc, "iot.toml")
+
+
+@given(st.sampled_from(builtin_profiles()), st.data(), _junk)
+def test_every_profile_that_loads_generates_valid_messages(name, data, junk):
+    from mqbench.workloads.generator import generate_messages
+
+    doc = builtin_document(name)
+    path = data.draw(st.sampled_from([p for p in _paths(doc) if p]))
+    _mutate(doc, path, junk)
+    try:
+        profile = parse_profile(doc, "fuzz.toml")
+    except UserError:
+        return
+    last_us = 0
+    for message in generate_messages(profile, 1, count=20):
+        assert message.send_offset_us >= last_us and message.topic in {t.name for t in profile.topics}
+        assert 0 <= message.delay_level <= 18 and 0 <= message.delay_ms <= 259_200_000
+        last_us = message.send_offset_us

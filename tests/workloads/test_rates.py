@@ -77,3 +77,36 @@ def test_arrivals_depend_only_on_the_rng():
     shape = RateShape(base_msgs_per_s=300)
     first = list(itertools.islice(iter_arrivals_us(shape, random.Random(4)), 500))
     assert first == list(itertools.islice(iter_arrivals_us(shape, random.Random(4)), 500))
+
+
+@pytest.mark.parametrize("shape", [
+    RateShape(base_msgs_per_s=50, shape="diurnal", period_s=10, peak_at_s=3, trough_at_s=1, trough_ratio=0.01,
+              burst_factor=30, burst_length_ms=500, burst_every_ms=3000, burst_first_ms=700),
+    RateShape(base_msgs_per_s=50, shape="step", steps=((0.5, 0.01), (3, 400.0), (4, 2.0))),
+    RateShape(base_msgs_per_s=50, shape="burst", burst_factor=0.05, burst_length_ms=2000, burst_every_ms=2500),
+])
+def test_envelope_bounds_the_rate_until_it_changes(shape):
+    for t in range(0, 20_000, 13):
+        bound, until_ms = shape.envelope(t)
+        assert until_ms > t
+        probe = t
+        while probe < min(until_ms, t + 3000):
+            assert shape.rate_at(probe) <= bound
+            probe += 7
+
+
+def test_extreme_bursts_cost_no_more_than_their_messages():
+    # A thousandfold burst once an hour: a global bound would draw ~1000 candidates per quiet message.
+    shape = RateShape(base_msgs_per_s=100, shape="burst", burst_factor=1000, burst_length_ms=1000,
+                      burst_every_ms=3_600_000, burst_first_ms=1_800_000)
+    calls = 0
+
+    class CountingRandom(random.Random):
+        def random(self):
+            nonlocal calls
+            calls += 1
+            return super().random()
+
+    arrivals = list(itertools.takewhile(lambda t: t < 20_000_000, iter_arrivals_us(shape, CountingRandom(3))))
+    assert 1800 < len(arrivals) < 2200
+    assert calls < 3 * len(arrivals)
