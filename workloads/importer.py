@@ -44,6 +44,7 @@ TIME_FORMATS = ("auto", "epoch-s", "epoch-ms", "epoch-us", "iso8601")
 BODY_ENCODINGS = ("utf8", "base64", "hex")
 SKIPPED_KEPT = 100  # how many skipped rows are kept with their reason
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+TIME_US_END = 253_402_300_800_000_000  # 10000-01-01T00:00:00Z: later times are typos, and overflow int64 offsets
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "csv",
                    ".parquet": "parquet"}
 
@@ -264,7 +265,10 @@ def parse_time_us(value, time_format: str = "auto") -> int:
     scale = {"epoch-s": 1_000_000, "epoch-ms": 1_000, "epoch-us": 1}.get(time_format)
     if scale is None:  # auto: seconds < 1e11 (year 5138) <= milliseconds < 1e14 <= microseconds < 1e17 <= ns
         scale = 1_000_000 if number < 1e11 else 1_000 if number < 1e14 else 1 if number < 1e17 else 0.001
-    return int(round(number * scale))
+    time_us = number * scale
+    if time_us >= TIME_US_END:
+        raise BadRow(f"time {value!r} is after the year 9999")
+    return int(round(time_us))
 
 
 _ONE_US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc) - _EPOCH

@@ -43,7 +43,8 @@ def test_times(value, fmt, expected_us):
     assert parse_time_us(value, fmt) == expected_us
 
 
-@pytest.mark.parametrize("value,fmt", [("yesterday", "auto"), (-1, "auto"), ("12", "iso8601"),
+@pytest.mark.parametrize("value,fmt", [("yesterday", "auto"), (-1, "auto"), ("12", "iso8601"), (1e302, "epoch-s"),
+                                       (10**30, "auto"), ("1" * 25, "epoch-us"),
                                        ("2025-11-24", "epoch-ms"), (True, "auto"), (None, "auto"),
                                        (float("nan"), "auto")])
 def test_bad_times(value, fmt):
