@@ -224,7 +224,10 @@ class _Columns:
                 return bytes.fromhex(value)
         except (binascii.Error, ValueError):
             raise BadRow(f"body is not valid {encoding}") from None
-        return value.encode("utf-8", errors="surrogateescape")
+        try:  # surrogateescape gives back the exact bytes of a CSV body that was not UTF-8
+            return value.encode("utf-8", errors="surrogateescape")
+        except UnicodeEncodeError:
+            raise BadRow("body holds a lone UTF-16 surrogate (a \\ud800-style escape)") from None
 
 
 def parse_time_us(value, time_format: str = "auto") -> int:
@@ -286,7 +289,16 @@ def _text(value, what: str) -> str:
     text = str(value)
     if any(ch in text for ch in "\x00\x01\x02"):
         raise BadRow(f"{what} holds control characters RocketMQ uses as separators")
+    _check_utf8(text, what)
     return text
+
+
+def _check_utf8(text: str, what: str) -> None:
+    """Lone surrogates (from ``\\ud800`` in JSON or undecodable bytes in CSV) cannot be stored as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRow(f"{what} is not valid UTF-8 text") from None
 
 
 def _properties(value) -> dict[str, str]:
@@ -311,6 +323,7 @@ def _properties(value) -> dict[str, str]:
         text = item if isinstance(item, str) else json.dumps(item, separators=(",", ":"))
         if not isinstance(name, str) or not name or any(ch in name + text for ch in "\x01\x02"):
             raise BadRow(f"property {name!r} is empty or holds RocketMQ's separator characters")
+        _check_utf8(name + text, f"property {name!r}")
         properties[name] = text
     return properties
 

@@ -107,6 +107,22 @@ def test_bad_rows_stop_with_their_line_number_or_are_skipped(tmp_path):
     assert "not a JSON object" in reasons["line 8"]
 
 
+def test_text_that_is_not_utf8(tmp_path):
+    jsonl = tmp_path / "s.jsonl"
+    jsonl.write_text('{"timestamp": 1, "topic": "a", "body": "x", "key": "\\ud800"}\n'
+                     '{"timestamp": 1, "topic": "a", "body": "\\udfff"}\n'
+                     '{"timestamp": 1, "topic": "a", "body": "x", "properties": {"p": "\\ud800"}}\n'
+                     '{"timestamp": 2, "topic": "a", "body": "ok"}\n')
+    result = import_trace(jsonl, tmp_path / "t.parquet", ImportOptions(skip_bad=True))
+    assert [where for where, _ in result.skipped] == ["line 1", "line 2", "line 3"]
+    assert "not valid UTF-8" in result.skipped[0][1] and "surrogate" in result.skipped[1][1]
+    csv_path = tmp_path / "s.csv"
+    csv_path.write_bytes(b"timestamp,topic,body,tags\n1,a,\xff\xfe body,\n2,a,x,\xff\n")
+    result = import_trace(csv_path, tmp_path / "c.parquet", ImportOptions(skip_bad=True))
+    assert result.messages == 1 and result.skipped == [("line 3", "tags is not valid UTF-8 text")]
+    assert rows_of(tmp_path / "c.parquet")[0].body == b"\xff\xfe body"  # bodies keep their bytes
+
+
 def test_rows_out_of_order_beyond_the_window(tmp_path):
     src = write_jsonl(tmp_path / "o.jsonl", [{"timestamp": t, "topic": "a", "body": "x"}
                                              for t in (10_000, 25_000, 9_000, 26_000)])
