@@ -1,0 +1,58 @@
+"""``mqbench report``: capacity-review tables from result files only (see ``mqbench.harness.report``)."""
+from __future__ import annotations
+
+import re
+
+import click
+
+from mqbench.cli.options import json_option
+
+_COUNT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmgt]?)\s*$", re.IGNORECASE)
+_COUNT_SCALE = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+class MessageCount(click.ParamType):
+    """A positive message count: ``100000000000``, ``100e9``, ``100G`` (k, M, G, T are powers of 1000)."""
+
+    name = "count"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            number = float(value)
+        else:
+            match = _COUNT_RE.match(str(value).replace("_", "").replace(",", ""))
+            if not match:
+                self.fail(f"{value!r} is not a message count (examples: 100000000000, 100e9, 100G)", param, ctx)
+            number = float(match.group(1)) * _COUNT_SCALE[match.group(2).lower()]
+        if number <= 0:
+            self.fail(f"{value!r} must be more than 0", param, ctx)
+        return number
+
+
+@click.command()
+@click.argument("results", nargs=-1, required=True, metavar="RESULT...")
+@click.option("--format", "fmt", type=click.Choice(["terminal", "markdown", "csv", "html"]), default="terminal",
+              show_default=True, help="Table format; html is one self-contained file.")
+@click.option("--daily-messages", type=MessageCount(), default=None,
+              help="Target daily volume (e.g. 100G for 100 billion): adds machines needed per row.")
+@click.option("--peak-factor", type=click.FloatRange(min=1.0), default=3.0, show_default=True,
+              help="Peak rate over the day's average rate, for sizing.")
+@click.option("--headroom", type=click.FloatRange(min=0.0, max=1.0, min_open=True), default=0.7, show_default=True,
+              help="Share of a host's measured capacity to plan on, for sizing.")
+@json_option
+def report(results: tuple[str, ...], fmt: str, daily_messages: float | None, peak_factor: float, headroom: float,
+           as_json: bool) -> None:
+    """Compare runs side by side from their result folders (or result.json files).
+
+    Every row names its result folder, git commit and seed; ratios are to the machine limits
+    recorded in the same result.
+    """
+    from mqbench.harness.report import LoadedResult, render, report_document
+    from mqbench.harness.results import load_result
+    from mqbench.output import print_json
+
+    loaded = [LoadedResult(*load_result(path)) for path in results]
+    if as_json:
+        print_json(report_document(loaded, daily_messages=daily_messages, peak_factor=peak_factor, headroom=headroom))
+        return
+    click.echo(render(loaded, fmt, daily_messages=daily_messages, peak_factor=peak_factor, headroom=headroom), nl=False)

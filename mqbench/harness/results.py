@@ -1,0 +1,327 @@
+"""Result folders: ``results/<UTC time>-<profile>-<short hash>/`` with everything a run measured.
+
+Folder name: ``20261124T171500Z-orders-1a2b3c4`` (UTC start time, profile name or trace file stem,
+first 7 hex digits of the git commit, ``nogit`` outside a checkout; ``-2``, ``-3``... appended if
+the name is taken). Files:
+
+* ``result.json``: the document below;
+* ``timeseries.parquet``: one row per (cell, window): ``cell`` then every per-window field of
+  ``cells[].windows`` (same names and units);
+* ``table.md``: the table ``mqbench report`` prints for this result, in markdown.
+
+The folder is written under a temporary name and renamed into place, so a reader never sees a
+half-written result.
+
+``result.json``, schema ``mqbench.result/1`` (field by field):
+
+==============================  ====================================================================
+field                           meaning
+==============================  ====================================================================
+``schema``                      ``"mqbench.result/1"``; a breaking change bumps the number
+``tool_version``                mqbench version that wrote the file
+``created_utc``                 run start, ISO 8601 UTC (``2026-11-24T17:15:00Z``)
+``git.commit``                  full commit hash of the mqbench checkout, or null outside git
+``git.dirty``                   true when the checkout had uncommitted changes (null outside git)
+``seed``                        the ``--seed`` every random choice was drawn from
+``command_line``                the argv list that produced the run
+``machine``                     ``cpu_model``, ``cpu_cores``, ``memory_bytes``, ``kernel``,
+                                ``python``, ``hostname`` (``mqbench.limits.machine_info``)
+``limits``                      the ``mqbench limits`` figures measured in the same run (the
+                                ``mqbench.limits/1`` fields: ``disk_write_fdatasync_mb_per_s``,
+                                ``disk_fdatasync_per_s``, ``loopback_small_frames_per_s``,
+                                ``loopback_mb_per_s``, ``codecs``), or null when not measured
+``layout``                      ``name``, ``hosts``, ``groups``, ``replicas_per_group``,
+                                ``instances``, ``instances_per_host``
+``workload``                    ``profile`` (name or null), ``trace_file`` (path or null),
+                                ``trace_sha256`` (hex or null), ``description``
+``codec``                       codec settings of the run (e.g. ``{"spec": "zstd:3"}``); cells
+                                override in their ``settings``
+``batch``                       batching and delay settings (e.g. ``batch_msgs``, ``linger_ms``,
+                                ``delay_scheme``)
+``payload_source``              where bodies came from (``{"kind": "trace"|"profile", ...}``)
+``warmup_ms``                   warm-up discarded before measuring
+``duration_ms``                 measured phase length
+``window_ms``                   per-window series granularity (10000)
+``cells[]``                     one per matrix cell (a plain run has one):
+``cells[].name``                e.g. ``codec=zstd:3,batch=64``
+``cells[].settings``            the cell's settings (codec, batch, ...)
+``cells[].aggregates``          whole-run figures: counts, ``throughput_msgs_per_s``,
+                                ``throughput_mb_per_s``, ``consume_msgs_per_s``, latency percentiles
+                                ``{publish_latency,publish_delay,e2e_latency}_ms_{p50,p75,p95,p99,
+                                p999,p9999,max,mean}``, signed ``delay_error_ms_{p1,p50,p99,p999,
+                                min,max}``, ``early_deliveries``, ``sustainable_rate_per_s`` (null
+                                unless found by a ``--rate max`` search) (``metrics.Window.summary``)
+``cells[].histograms``          whole-run HdrHistograms, compressed base64 (values in us):
+                                ``publish_latency``, ``publish_delay``, ``e2e_latency``,
+                                ``delay_error_late``, ``delay_error_early``
+``cells[].windows[]``           per-window aggregates, same names as ``aggregates`` plus
+                                ``window_index`` and ``window_start_ms`` (from measuring start)
+``cells[].disk_bytes_per_msg``  commitlog + queue bytes on disk per message, or null
+``cells[].replication_bytes``   bytes sent between replicas during the measured phase, or null
+``cells[].cpu_s_per_million_msgs``  CPU seconds of all broker processes per million messages, or null
+``cells[].max_rate_search``     the ``mqbench.max-rate/1`` search record, or null
+==============================  ====================================================================
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mqbench import __version__
+from mqbench.errors import CorruptDataError, UserError
+from mqbench.harness.metrics import HISTOGRAMS, RunMetrics, decode_histogram
+
+RESULT_SCHEMA = "mqbench.result/1"
+RESULT_FILE = "result.json"
+TIMESERIES_FILE = "timeseries.parquet"
+TABLE_FILE = "table.md"
+
+_TOP_FIELDS: dict[str, tuple[type, ...]] = {
+    "schema": (str,), "tool_version": (str,), "created_utc": (str,), "git": (dict,), "seed": (int,),
+    "command_line": (list,), "machine": (dict,), "limits": (dict, type(None)), "layout": (dict,),
+    "workload": (dict,), "codec": (dict,), "batch": (dict,), "payload_source": (dict,), "warmup_ms": (int,),
+    "duration_ms": (int,), "window_ms": (int,), "cells": (list,),
+}
+_CELL_FIELDS: dict[str, tuple[type, ...]] = {
+    "name": (str,), "settings": (dict,), "aggregates": (dict,), "histograms": (dict,), "windows": (list,),
+    "disk_bytes_per_msg": (int, float, type(None)), "replication_bytes": (int, type(None)),
+    "cpu_s_per_million_msgs": (int, float, type(None)), "max_rate_search": (dict, type(None)),
+}
+_LAYOUT_FIELDS = ("name", "hosts", "groups", "replicas_per_group", "instances", "instances_per_host")
+_REQUIRED_AGGREGATES = ("throughput_msgs_per_s", "throughput_mb_per_s", "publish_latency_ms_p99", "published")
+
+
+# --- building ----------------------------------------------------------------------------------------
+
+
+def git_info(directory: str | os.PathLike = ".") -> dict:
+    """``{"commit": full hash or None, "dirty": bool or None}`` of the checkout holding ``directory``."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=directory,
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit or None, "dirty": bool(status.strip())}
+
+
+def layout_summary(layout) -> dict:
+    """The ``layout`` field from a ``mqbench.broker.layout.Layout``."""
+    hosts = len(layout.hosts)
+    instances = len(layout.instances) if layout.instances else sum(len(r) for r in layout.groups.values())
+    replicas = max((len(r) for r in layout.groups.values()), default=1)
+    return {"name": layout.name, "hosts": hosts, "groups": len(layout.groups), "replicas_per_group": replicas,
+            "instances": instances, "instances_per_host": instances / hosts if hosts else 0.0}
+
+
+def build_cell(name: str, settings: dict, metrics: RunMetrics, *, disk_bytes_per_msg: float | None = None,
+               replication_bytes: int | None = None, cpu_seconds: float | None = None,
+               max_rate_search: dict | None = None) -> dict:
+    """One ``cells[]`` entry from a cell's merged metrics and its side measurements."""
+    aggregates = metrics.aggregates()
+    published = aggregates["published"]
+    aggregates["sustainable_rate_per_s"] = None if max_rate_search is None else max_rate_search.get("sustainable_rate_per_s")
+    return {
+        "name": name, "settings": dict(settings), "aggregates": aggregates,
+        "histograms": metrics.encoded_histograms(), "windows": metrics.window_series(),
+        "disk_bytes_per_msg": disk_bytes_per_msg, "replication_bytes": replication_bytes,
+        "cpu_s_per_million_msgs": (cpu_seconds / published * 1e6) if cpu_seconds is not None and published else None,
+        "max_rate_search": max_rate_search,
+    }
+
+
+def build_result(*, cells: list[dict], seed: int, command_line: list[str], machine: dict, limits: dict | None,
+                 layout: dict, workload: dict, codec: dict, batch: dict, payload_source: dict, warmup_ms: int,
+                 duration_ms: int, window_ms: int, git: dict | None = None, created_utc: datetime | None = None) -> dict:
+    """The ``result.json`` document (validated before it is returned)."""
+    created = (created_utc or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    doc = {
+        "schema": RESULT_SCHEMA, "tool_version": __version__, "created_utc": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "git": git if git is not None else git_info(Path(__file__).parent), "seed": seed,
+        "command_line": list(command_line), "machine": dict(machine), "limits": limits, "layout": dict(layout),
+        "workload": dict(workload), "codec": dict(codec), "batch": dict(batch), "payload_source": dict(payload_source),
+        "warmup_ms": warmup_ms, "duration_ms": duration_ms, "window_ms": window_ms, "cells": list(cells),
+    }
+    validate_result(doc, "result")
+    return doc
+
+
+def folder_name(doc: dict) -> str:
+    """``<UTC>-<profile>-<short hash>`` for a result document."""
+    stamp = doc["created_utc"].replace("-", "").replace(":", "")
+    workload = doc["workload"]
+    label = workload.get("profile") or Path(workload.get("trace_file") or "run").stem
+    label = re.sub(r"[^A-Za-z0-9_.]+", "_", label).strip("._") or "run"
+    commit = (doc["git"] or {}).get("commit")
+    return f"{stamp}-{label}-{commit[:7] if commit else 'nogit'}"
+
+
+# --- writing -----------------------------------------------------------------------------------------
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _timeseries_table(doc: dict):
+    import pyarrow as pa
+
+    rows = []
+    for cell in doc["cells"]:
+        for window in cell["windows"]:
+            rows.append({"cell": cell["name"], **window})
+    if not rows:
+        return pa.table({"cell": pa.array([], pa.string())})
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    arrays = {}
+    for column in columns:
+        values = [row.get(column) for row in rows]
+        if column == "cell":
+            arrays[column] = pa.array(values, pa.string())
+        elif all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in values):
+            arrays[column] = pa.array(values, pa.int64())
+        else:
+            arrays[column] = pa.array([None if v is None else float(v) for v in values], pa.float64())
+    return pa.table(arrays)
+
+
+def write_result(doc: dict, results_dir: str | os.PathLike, *, table_md: str | None = None) -> Path:
+    """Write the result folder under ``results_dir`` atomically; returns the folder's path.
+
+    ``table_md`` defaults to the ``mqbench report`` markdown table of this result.
+    """
+    import pyarrow.parquet as pq
+
+    validate_result(doc, "result")
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    base = folder_name(doc)
+    final = results_dir / base
+    suffix = 2
+    while final.exists():
+        final = results_dir / f"{base}-{suffix}"
+        suffix += 1
+    temporary = results_dir / f".{final.name}.tmp-{os.getpid()}"
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    temporary.mkdir()
+    try:
+        _write_file(temporary / RESULT_FILE, (json.dumps(doc, indent=1, allow_nan=False) + "\n").encode("utf-8"))
+        pq.write_table(_timeseries_table(doc), temporary / TIMESERIES_FILE)
+        if table_md is None:
+            from mqbench.harness.report import LoadedResult, render
+
+            table_md = render([LoadedResult(final, doc)], "markdown")
+        _write_file(temporary / TABLE_FILE, table_md.encode("utf-8"))
+        os.rename(temporary, final)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    directory_fd = os.open(results_dir, os.O_RDONLY)
+    try:
+        os.fsync(directory_fd)
+    finally:
+        os.close(directory_fd)
+    return final
+
+
+# --- loading and validation --------------------------------------------------------------------------
+
+
+def _fail(where: str, message: str):
+    raise CorruptDataError(message, where=where)
+
+
+def _check_fields(data: Any, fields: dict[str, tuple[type, ...]], where: str) -> None:
+    if not isinstance(data, dict):
+        _fail(where, f"must be a JSON object, got {type(data).__name__}")
+    for name, types in fields.items():
+        if name not in data:
+            _fail(where, f"field {name!r} is missing")
+        value = data[name]
+        if isinstance(value, bool) and bool not in types:
+            _fail(where, f"field {name!r} must be {' or '.join(t.__name__ for t in types)}, got a boolean")
+        if not isinstance(value, types):
+            _fail(where, f"field {name!r} must be {' or '.join(t.__name__ for t in types)}, got {type(value).__name__}")
+        if isinstance(value, float) and not math.isfinite(value):
+            _fail(where, f"field {name!r} is not a finite number")
+
+
+def validate_result(doc: Any, where: str = RESULT_FILE, *, decode: bool = True) -> None:
+    """Raise CorruptDataError naming the first problem; ``decode`` also checks every histogram."""
+    if not isinstance(doc, dict):
+        _fail(where, f"must be a JSON object, got {type(doc).__name__}")
+    schema = doc.get("schema")
+    if schema != RESULT_SCHEMA:
+        if isinstance(schema, str) and schema.startswith("mqbench.result/"):
+            _fail(where, f"schema {schema!r} is not supported; this mqbench {__version__} reads {RESULT_SCHEMA}")
+        _fail(where, f"not an mqbench result (schema {schema!r}, expected {RESULT_SCHEMA!r})")
+    _check_fields(doc, _TOP_FIELDS, where)
+    git = doc["git"]
+    if not isinstance(git.get("commit"), (str, type(None))) or not isinstance(git.get("dirty"), (bool, type(None))):
+        _fail(where, "git must hold 'commit' (string or null) and 'dirty' (boolean or null)")
+    for name in _LAYOUT_FIELDS:
+        if name not in doc["layout"]:
+            _fail(where, f"layout field {name!r} is missing")
+    for name in ("hosts", "instances", "replicas_per_group"):
+        value = doc["layout"][name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            _fail(where, f"layout.{name} must be a positive integer, got {value!r}")
+    if doc["duration_ms"] <= 0 or doc["window_ms"] <= 0 or doc["warmup_ms"] < 0:
+        _fail(where, "duration_ms and window_ms must be > 0 and warmup_ms >= 0")
+    if not doc["cells"]:
+        _fail(where, "a result needs at least one cell")
+    names = set()
+    for position, cell in enumerate(doc["cells"]):
+        cell_where = f"{where}: cells[{position}]"
+        _check_fields(cell, _CELL_FIELDS, cell_where)
+        if cell["name"] in names:
+            _fail(cell_where, f"cell name {cell['name']!r} appears twice")
+        names.add(cell["name"])
+        for name in _REQUIRED_AGGREGATES:
+            if name not in cell["aggregates"]:
+                _fail(cell_where, f"aggregate {name!r} is missing")
+        for name in HISTOGRAMS:
+            if name not in cell["histograms"]:
+                _fail(cell_where, f"histogram {name!r} is missing")
+            if decode:
+                decode_histogram(cell["histograms"][name], f"{cell_where}: histogram {name}")
+        for index, window in enumerate(cell["windows"]):
+            if not isinstance(window, dict) or "window_index" not in window or "throughput_msgs_per_s" not in window:
+                _fail(cell_where, f"windows[{index}] must be an object with window_index and throughput_msgs_per_s")
+
+
+def load_result(path: str | os.PathLike) -> tuple[Path, dict]:
+    """(result folder, validated document) from a result folder or its ``result.json``.
+
+    Anything else (missing file, not JSON, another schema or version, missing or mistyped fields,
+    undecodable histograms) raises UserError/CorruptDataError naming the file and the problem.
+    """
+    path = Path(path)
+    file = path / RESULT_FILE if path.is_dir() else path
+    if not file.exists():
+        if path.is_dir():
+            raise UserError(f"{path} is not a result folder: it has no {RESULT_FILE}")
+        raise UserError(f"no such result: {path}")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptDataError(f"not UTF-8 text ({exc.reason})", where=str(file), offset=exc.start) from exc
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorruptDataError(f"not JSON: {exc.msg} (line {exc.lineno} column {exc.colno})", where=str(file),
+                               offset=exc.pos) from exc
+    validate_result(doc, str(file))
+    return file.parent, doc

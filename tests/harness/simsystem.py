@@ -1,0 +1,123 @@
+"""Simulated systems under test with a known capacity, for the harness tests.
+
+``FluidBroker`` answers one check interval at a time (for the max-rate search): a broker that
+acknowledges at most ``capacity * dt`` messages per interval (optionally with seeded per-interval
+noise), producers that keep at most ``window_msgs`` unacknowledged messages in flight (so overload
+turns into publish backlog, as a backpressured client does), and consumers with their own capacity.
+
+``simulate_run`` drives the real ``Pacer`` and ``RunMetrics`` message by message through a
+single-server FIFO broker with random service times, a sender that is sometimes late, consumers
+with network delay, and delayed messages released on a 1 s timer wheel that rounds down (so some
+arrive early, as RocketMQ's does): realistic data for the result and report tests.
+"""
+from __future__ import annotations
+
+import random
+
+from mqbench.harness.maxrate import Observation
+from mqbench.harness.metrics import RunMetrics
+from mqbench.harness.pacer import Pacer
+
+
+class FluidBroker:
+    def __init__(self, capacity_per_s: float, *, noise_share: float = 0.0, rng: random.Random | None = None,
+                 window_msgs: int = 1000, consumer_capacity_per_s: float | None = None,
+                 base_latency_ms: float = 2.0, interval_ms: int = 1000):
+        self.capacity_per_s = capacity_per_s
+        self.noise_share = noise_share
+        self.rng = rng or random.Random(0)
+        self.window_msgs = window_msgs
+        self.consumer_capacity_per_s = consumer_capacity_per_s or capacity_per_s * 1.5
+        self.base_latency_ms = base_latency_ms
+        self.interval_ms = interval_ms
+        self.in_flight = 0
+        self.publish_backlog = 0
+        self.consume_backlog = 0
+        self._carry = 0.0
+        self.rates_offered: list[float] = []
+
+    def run(self, rate_per_s: float) -> Observation:
+        self.rates_offered.append(rate_per_s)
+        dt = self.interval_ms / 1000.0
+        wanted = rate_per_s * dt + self._carry
+        intended = int(wanted)
+        self._carry = wanted - intended
+        capacity = self.capacity_per_s
+        if self.noise_share:
+            # Interference (GC, disk stalls, neighbours) only ever takes capacity away: the
+            # configured capacity is a true ceiling the search must never report above.
+            capacity *= max(0.0, 1.0 - abs(self.rng.gauss(0.0, self.noise_share)))
+        offered = intended + self.publish_backlog
+        served = min(self.in_flight + offered, int(capacity * dt))
+        in_flight = self.in_flight + offered - served
+        sent = offered
+        if in_flight > self.window_msgs:
+            sent -= in_flight - self.window_msgs
+            in_flight = self.window_msgs
+        self.publish_backlog = offered - sent
+        self.in_flight = in_flight
+        consumable = self.consume_backlog + served
+        consumed = min(consumable, int(self.consumer_capacity_per_s * dt))
+        self.consume_backlog = consumable - consumed
+        p99_ms = self.base_latency_ms + (in_flight / capacity * 1000.0 if capacity else 1e9) if served else None
+        return Observation(interval_ms=self.interval_ms, intended=intended, published=int(served), publish_errors=0,
+                           publish_backlog_msgs=int(self.publish_backlog),
+                           consume_backlog_msgs=int(self.consume_backlog + in_flight),
+                           publish_latency_ms_p99=p99_ms)
+
+
+def run_search(search, system: FluidBroker):
+    while not search.finished:
+        search.observe(system.run(search.rate_per_s))
+    return search
+
+
+def simulate_run(*, rate, seed: int, duration_ms: int, warmup_ms: int, service_us_mean: float,
+                 delayed_share: float = 0.1, size_bytes_mean: int = 600, window_ms: int = 10_000,
+                 start_ns: int = 5_000_000_000, late_sender_every: int = 5000, workers: int = 1) -> list[RunMetrics]:
+    """Drive the pacer and metrics over a simulated broker; one ``RunMetrics`` per worker.
+
+    Messages are dealt round-robin to ``workers`` recorders (as separate producer processes would
+    record them) so callers can exercise merging.
+    """
+    rng = random.Random(seed)
+    end_ns = start_ns + (warmup_ms + duration_ms) * 1_000_000
+    pacer = Pacer(rate, start_ns, end_ns=end_ns)
+    parts = [RunMetrics(start_ns, duration_ms=duration_ms, warmup_ms=warmup_ms, window_ms=window_ms)
+             for _ in range(workers)]
+    sender_free_ns = start_ns
+    broker_free_ns = start_ns
+    count = 0
+    while pacer.peek_ns() is not None:
+        intended = pacer.take()
+        metrics = parts[count % workers]
+        count += 1
+        # The sender is busy now and then (a GC pause, a full socket buffer): everything behind
+        # it goes late, which the open-loop schedule records as publish delay.
+        cost_ns = 20_000 + int(rng.expovariate(1 / 15_000))
+        if count % late_sender_every == 0:
+            cost_ns += rng.randint(50, 400) * 1_000_000
+        sent = max(intended, sender_free_ns)
+        sender_free_ns = sent + cost_ns
+        metrics.record_send(intended, sent)
+        size = max(40, int(rng.lognormvariate(0, 0.5) * size_bytes_mean))
+        arrive = sent + 150_000 + int(rng.expovariate(1 / 50_000))
+        service_ns = int(rng.lognormvariate(0, 0.6) * service_us_mean * 1000)
+        start_service = max(arrive, broker_free_ns)
+        broker_free_ns = start_service + service_ns
+        if rng.random() < 0.0005:
+            metrics.record_publish_error(broker_free_ns + 100_000)
+            continue
+        acked = broker_free_ns + 150_000 + int(rng.expovariate(1 / 50_000))
+        metrics.record_ack(sent, acked, size)
+        if rng.random() < delayed_share:
+            delay_ms = rng.choice((1000, 5000, 10_000))
+            deliver_at = sent + delay_ms * 1_000_000
+            # A 1 s timer wheel rounds the due time down to the second: up to 1 s early.
+            released = deliver_at - (deliver_at - start_ns) % 1_000_000_000
+            received = max(released, broker_free_ns) + 300_000 + int(rng.expovariate(1 / 2_000_000))
+            metrics.record_consume(sent, received, size, deliver_at_ns=deliver_at)
+        else:
+            received = broker_free_ns + 400_000 + int(rng.expovariate(1 / 300_000))
+            metrics.record_consume(sent, received, size)
+    return parts
