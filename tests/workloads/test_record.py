@@ -110,3 +110,48 @@ def test_record_cli_reports_an_unreachable_name_server_in_one_line(tmp_path):
                                       "--duration", "1s", "--out", str(tmp_path / "r.parquet")])
     assert result.exit_code == 2 and "no name server answered" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_record_cli_against_a_live_cluster(tmp_path):
+    import json
+    import threading
+
+    from click.testing import CliRunner
+
+    from mqbench.cli import cli
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop = asyncio.Event()
+    state = {}
+
+    async def serve():
+        async with fixtures.Cluster() as cluster:
+            await cluster.add_broker(topics=("Clicks",))
+            state["addr"] = cluster.namesrv_addr
+            ready.set()
+            async with Producer(cluster.namesrv_addr) as producer:
+                index = 0
+                while not stop.is_set():
+                    await producer.send(OutgoingMessage("Clicks", f"click-{index}".encode(), tags="view"))
+                    index += 1
+                    await asyncio.sleep(0.01)
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(10)
+        out = tmp_path / "clicks.parquet"
+        result = CliRunner().invoke(cli, ["workloads", "record", "--namesrv", state["addr"], "--topic", "Clicks",
+                                          "--duration", "1500ms", "--out", str(out), "--json"])
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout)
+        assert doc["schema"] == "mqbench.workloads-write/1" and doc["messages"] > 10
+        assert doc["topics"] == {"Clicks": doc["messages"]}
+        rows = list(iter_trace_rows(out))
+        assert len(rows) == doc["messages"] and all(m.tags == "view" for m in rows)
+        numbers = [int(m.body.split(b"-")[1]) for m in rows]
+        assert numbers == sorted(numbers)  # one producer, so born order is send order
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
