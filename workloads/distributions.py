@@ -114,11 +114,12 @@ def parse_distribution(table, where: str) -> Distribution:
     params = {key: table[key] for key in given}
     if kind == "choice":
         values, weights = params["values"], params.get("weights")
-        if not isinstance(values, list) or not values or not all(_is_number(v) and v >= 0 for v in values):
-            fail("values must be a non-empty list of non-negative numbers")
+        if (not isinstance(values, list) or not values
+                or not all(_is_number(v) and 0 <= v < math.inf for v in values)):
+            fail("values must be a non-empty list of non-negative, finite numbers")
         if weights is not None:
             if (not isinstance(weights, list) or len(weights) != len(values)
-                    or not all(_is_number(w) and w >= 0 for w in weights) or sum(weights) <= 0):
+                    or not all(_is_number(w) and 0 <= w < math.inf for w in weights) or sum(weights) <= 0):
                 fail("weights must list one non-negative number per value, not all zero")
             params["weights"] = tuple(weights)
         params["values"] = tuple(values)

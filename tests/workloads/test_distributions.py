@@ -18,6 +18,7 @@ from mqbench.workloads.distributions import parse_distribution, zipf_index
     ({"distribution": "constant", "value": -1}, "non-negative"),
     ({"distribution": "constant", "value": 1, "extra": 2}, "unknown key"),
     ({"distribution": "choice", "values": []}, "non-empty"),
+    ({"distribution": "choice", "values": [1, float("inf")]}, "finite"),
     ({"distribution": "choice", "values": [1, 2], "weights": [1]}, "one non-negative number per value"),
     ("fast", "must be a number or a table"),
 ])
