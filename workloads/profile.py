@@ -1,6 +1,8 @@
 """Workload profiles: what a system's topics carry, at what rate, with which delays, read from TOML.
 
-Built-ins live in ``workloads/profiles/`` (``orders``, ``notifications``, ``iot``). A profile file::
+Built-ins live in ``workloads/profiles/`` (``orders``, ``notifications``, ``iot``). Every key a
+profile file may hold is shown below; a shape's own keys go only with that shape, and the
+alternatives marked "or" exclude each other::
 
     name = "orders"
     description = "one line shown by `mqbench workloads list`"
@@ -30,8 +32,8 @@ Built-ins live in ``workloads/profiles/`` (``orders``, ``notifications``, ``iot`
     batch_msgs = 1
     share = 0.85                   # share of all messages sent to this topic (shares are normalised)
     body = { model = "orders" }    # a model of mqbench.workloads.bodies.BODY_STREAMS and its options
-    key = { distribution = "body_field", field = "orderId" }
-        # none | unique | uniform (keys, prefix) | zipf (keys, s, prefix) | body_field (field)
+    key = { distribution = "body_field", field = "orderId" }  # or none, unique (prefix),
+                                   # uniform (keys, prefix), zipf (keys, s, prefix)
     tags_field = "status"          # tag taken from a body field; or
     tags = { values = ["A", "B"], weights = [3, 1] }
     properties = { bizLine = "mall" }              # constant user properties
@@ -50,8 +52,9 @@ Built-ins live in ``workloads/profiles/`` (``orders``, ``notifications``, ``iot`
     processing_ms = { distribution = "lognormal", median = 4, p99 = 60 }
 
 ``load_profile(name_or_path)`` returns a validated ``Profile``; any problem raises ``UserError``
-naming the file and the key (``profile orders.toml: topics[1].delay.levels: ...``). Pure: reading
-the file is the only I/O.
+naming the file and the key (``profile orders.toml: topics.order_payment_timeout.delay.levels:
+...``). Keys, tags and properties taken from the body must name a field its model writes. Pure:
+reading the file is the only I/O.
 """
 from __future__ import annotations
 
