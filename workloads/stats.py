@@ -4,7 +4,8 @@
 sample or the rows of a trace) and returns a plain dict whose field names carry their units, the
 body of ``mqbench workloads show --json``. Compression ratios are computed on the real bodies:
 ``ratio_per_message`` compresses each body on its own (as a RocketMQ producer does), ``ratio_batch``
-compresses ``batch_msgs`` consecutive bodies of one topic together (as a batch topic could).
+compresses ``batch_msgs`` consecutive bodies of one topic together (as a batch topic could); each
+topic also gets its own per-message ratio per codec (``compression_ratio_per_message``).
 Ratio = uncompressed bytes / compressed bytes. Pure apart from the codecs' CPU time.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ class _TopicTally:
         self.keyless = 0
         self.tags: Counter[str] = Counter()
         self.pending: list[bytes] = []  # bodies waiting to fill a compression batch
+        self.compressed: Counter[str] = Counter()  # codec spec -> compressed bytes, one body at a time
 
 
 def summarize(messages: Iterable[TraceMessage], codecs=(), batch_msgs: int = 32) -> dict:
@@ -71,7 +73,9 @@ def summarize(messages: Iterable[TraceMessage], codecs=(), batch_msgs: int = 32)
             delays.append(message.delay_ms)
             levels[message.delay_level] += 1
         for codec in codecs:
-            per_message[codec.spec] += len(codec.compress(message.body))
+            compressed = len(codec.compress(message.body))
+            per_message[codec.spec] += compressed
+            tally.compressed[codec.spec] += compressed
         if codecs:
             tally.pending.append(message.body)
             if len(tally.pending) >= batch_msgs:
@@ -122,4 +126,6 @@ def _topic_stats(name: str, tally: _TopicTally, total: int) -> dict:
         "key_top_share": top_key_count / tally.messages,
         "tags_distinct": len(tally.tags),
         "tags_top": [{"tag": tag, "share": n / tally.messages} for tag, n in tally.tags.most_common(TOP_TAGS)],
+        "compression_ratio_per_message": {spec: tally.body_bytes / size if size else None
+                                          for spec, size in tally.compressed.items()},
     }

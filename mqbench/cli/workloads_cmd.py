@@ -159,9 +159,17 @@ def _print_show(doc: dict) -> None:
     if sample["compression"]:
         click.echo()
         batch = sample["compression"][0]["batch_msgs"]
+        topics = sample["topics"]
         click.echo(table(([c["codec"], f"{c['ratio_per_message']:.2f}",
-                           f"{c['ratio_batch']:.2f}" if c["ratio_batch"] else "-"] for c in sample["compression"]),
-                         ["codec", "ratio per message", f"ratio per {batch}-message batch"]))
+                           f"{c['ratio_batch']:.2f}" if c["ratio_batch"] else "-"]
+                          + [_ratio(t["compression_ratio_per_message"].get(c["codec"])) for t in topics]
+                          for c in sample["compression"]),
+                         ["codec", "ratio per message", f"ratio per {batch}-message batch"]
+                         + [f"{t['topic']} per message" for t in topics]))
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}" if value else "-"
 
 
 @workloads.command("generate")

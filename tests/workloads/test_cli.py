@@ -38,6 +38,11 @@ def test_show_profile_json_has_rates_sizes_delays_topics_and_compression():
     assert ratios["none"]["ratio_per_message"] == 1.0
     assert ratios["zstd:3"]["ratio_batch"] > ratios["zstd:3"]["ratio_per_message"] > 1.0
     assert {t["topic"] for t in sample["topics"]} == {"order_events", "order_payment_timeout"}
+    by_topic = {t["topic"]: t["compression_ratio_per_message"] for t in sample["topics"]}
+    assert by_topic["order_events"]["none"] == 1.0
+    # both topics' per-message ratios bracket the overall one
+    low, high = sorted(r["zstd:3"] for r in by_topic.values())
+    assert low <= ratios["zstd:3"]["ratio_per_message"] <= high
 
 
 def test_show_table_for_a_profile_and_a_trace(tmp_path):
