@@ -36,7 +36,9 @@ histograms, never averaged.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Iterable
 
 from hdrh.histogram import HdrHistogram
@@ -92,23 +94,26 @@ def merge_histograms(histograms: Iterable[HdrHistogram]) -> HdrHistogram:
     return merged
 
 
-def _rank_value(histogram: HdrHistogram, rank: int) -> int:
+def _cumulative_counts(histogram: HdrHistogram) -> list[int]:
+    """Running totals of the counts array up to the highest recorded value (slicing is done in C)."""
+    top = histogram.get_counts_array_index(histogram.get_max_value())
+    return list(accumulate(histogram.counts[: top + 1]))
+
+
+def _index_of_rank(cumulative: list[int], rank: int) -> int:
+    return min(bisect_left(cumulative, rank), len(cumulative) - 1)
+
+
+def _rank_value(histogram: HdrHistogram, rank: int, cumulative: list[int] | None = None) -> int:
     """The value (highest equivalent) of the ``rank``-th smallest recorded value, 1-based."""
-    seen = 0
-    for index in range(histogram.counts_len):
-        seen += histogram.get_count_at_index(index)
-        if seen >= rank:
-            return histogram.get_highest_equivalent_value(histogram.get_value_from_index(index))
-    return histogram.get_max_value()
+    cumulative = cumulative if cumulative is not None else _cumulative_counts(histogram)
+    index = _index_of_rank(cumulative, rank)
+    return histogram.get_highest_equivalent_value(histogram.get_value_from_index(index))
 
 
 def _rank_value_low(histogram: HdrHistogram, rank: int) -> int:
-    seen = 0
-    for index in range(histogram.counts_len):
-        seen += histogram.get_count_at_index(index)
-        if seen >= rank:
-            return histogram.get_lowest_equivalent_value(histogram.get_value_from_index(index))
-    return histogram.get_min_value()
+    index = _index_of_rank(_cumulative_counts(histogram), rank)
+    return histogram.get_lowest_equivalent_value(histogram.get_value_from_index(index))
 
 
 def _target_rank(percentile: float, total: int) -> int:
@@ -116,16 +121,41 @@ def _target_rank(percentile: float, total: int) -> int:
     return max(1, int(percentile * total / 100.0 + 0.5))
 
 
+def percentile_us(histogram: HdrHistogram, percentile: float, cumulative: list[int] | None = None) -> int | None:
+    """Same value as the library's ``get_value_at_percentile`` (None when empty), without scanning
+    the whole counts array in Python."""
+    total = histogram.get_total_count()
+    if not total:
+        return None
+    return _rank_value(histogram, _target_rank(percentile, total), cumulative)
+
+
+def mean_us(histogram: HdrHistogram, cumulative: list[int] | None = None) -> float:
+    """The library's ``get_mean_value`` (each count at its bucket's median), over recorded buckets only."""
+    total = histogram.get_total_count()
+    if not total:
+        return 0.0
+    top = histogram.get_counts_array_index(histogram.get_max_value())
+    weighted = 0
+    for index, count in enumerate(histogram.counts[: top + 1]):
+        if count:
+            value = histogram.get_value_from_index(index)
+            low = histogram.get_lowest_equivalent_value(value)
+            size = histogram.get_highest_equivalent_value(value) - low + 1
+            weighted += count * (low + (size >> 1))
+    return weighted / total
+
+
 def latency_summary(name: str, histogram: HdrHistogram) -> dict[str, float | int | None]:
     """``{name}_ms_p50 .. _p9999``, ``_max``, ``_mean`` and ``{name}_count``; None when empty."""
     total = histogram.get_total_count()
     out: dict[str, float | int | None] = {}
     if total:
-        values = histogram.get_percentile_to_value_dict([p for _, p in PERCENTILES])
+        cumulative = _cumulative_counts(histogram)
         for label, percentile in PERCENTILES:
-            out[f"{name}_ms_{label}"] = values[percentile] / 1000.0
+            out[f"{name}_ms_{label}"] = percentile_us(histogram, percentile, cumulative) / 1000.0
         out[f"{name}_ms_max"] = histogram.get_max_value() / 1000.0
-        out[f"{name}_ms_mean"] = histogram.get_mean_value() / 1000.0
+        out[f"{name}_ms_mean"] = mean_us(histogram, cumulative) / 1000.0
     else:
         for label, _ in PERCENTILES:
             out[f"{name}_ms_{label}"] = None
