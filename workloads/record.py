@@ -22,9 +22,13 @@ What a trace row keeps of a consumed message:
   delivered, so level delays are usually lost in a capture; a delayed message also arrives only
   after its delay, so one longer than the capture is not seen at all.
 * the body after decompression (what the producer handed to its client).
+
+Cancelling the task (Ctrl-C under ``asyncio.run``) ends the capture early; the messages received
+so far are still written and the file completed (``RecordResult.interrupted``).
 """
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +50,7 @@ class RecordResult:
     duration_us: int = 0
     before_start: int = 0
     late_clamped: int = 0
+    interrupted: bool = False  # cancelled (Ctrl-C) before the end; what came before was kept
     topics: Counter = field(default_factory=Counter)
 
 
@@ -98,21 +103,32 @@ async def record_trace(consumer, out_path: str | Path, *, duration_ms: int, cloc
         end_ms = start_ms + duration_ms
         received = 0
         async with consumer:
-            while (remaining_ms := end_ms - clock_ms()) > 0:
-                if messages_max is not None and received >= messages_max:
-                    break
-                wanted = RECEIVE_BATCH_MSGS
-                if messages_max is not None:
-                    wanted = min(wanted, messages_max - received)
-                for message in await consumer.receive(wanted, timeout_ms=min(RECEIVE_WAIT_MS_MAX, remaining_ms)):
-                    born_us, trace = to_trace_message(message)
-                    if born_us < (start_ms - before_start_tolerance_ms) * 1000:
-                        result.before_start += 1
-                        continue
-                    if buffer.is_late(born_us):
-                        born_us = buffer.released_us
-                        result.late_clamped += 1
-                    received += 1
-                    emit(buffer.push(born_us, trace))
+            try:
+                while (remaining_ms := end_ms - clock_ms()) > 0:
+                    if messages_max is not None and received >= messages_max:
+                        break
+                    wanted = RECEIVE_BATCH_MSGS
+                    if messages_max is not None:
+                        wanted = min(wanted, messages_max - received)
+                    batch = await consumer.receive(wanted, timeout_ms=min(RECEIVE_WAIT_MS_MAX, remaining_ms))
+                    received += _take(batch, buffer, result, start_ms - before_start_tolerance_ms, emit)
+            except asyncio.CancelledError:
+                result.interrupted = True  # Ctrl-C: keep what was captured; the file is still completed
         emit(buffer.drain())
     return result
+
+
+def _take(batch, buffer: ReorderBuffer, result: RecordResult, born_from_ms: int, emit) -> int:
+    """Queue received messages for writing; returns how many count as recorded."""
+    taken = 0
+    for message in batch:
+        born_us, trace = to_trace_message(message)
+        if born_us < born_from_ms * 1000:
+            result.before_start += 1
+            continue
+        if buffer.is_late(born_us):
+            born_us = buffer.released_us
+            result.late_clamped += 1
+        taken += 1
+        emit(buffer.push(born_us, trace))
+    return taken

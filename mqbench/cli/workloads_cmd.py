@@ -328,6 +328,8 @@ def record(namesrv: str, topics: tuple[str, ...], duration_ms: int, out_path: Pa
 
     result = asyncio.run(capture())
     _progress_done(as_json)
+    if result.interrupted:
+        click.echo("mqbench: capture interrupted; keeping what was recorded", err=True)
     if not result.messages:
         click.echo(f"mqbench: no messages received in {duration_ms / 1000:g} s; is anything sending to "
                    f"{', '.join(topics)}?", err=True)
@@ -336,4 +338,4 @@ def record(namesrv: str, topics: tuple[str, ...], duration_ms: int, out_path: Pa
                    f"{result.late_clamped} late messages placed at the time of the previous one", err=True)
     _report_written(out_path, result.messages, result.body_bytes, result.duration_us, as_json,
                     namesrv=namesrv, topics=dict(result.topics), before_start=result.before_start,
-                    late_clamped=result.late_clamped)
+                    late_clamped=result.late_clamped, interrupted=result.interrupted)

@@ -155,3 +155,27 @@ def test_record_cli_against_a_live_cluster(tmp_path):
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
+
+
+def test_cancelling_a_capture_keeps_what_was_recorded(tmp_path):
+    out = tmp_path / "cut.parquet"
+
+    async def main():
+        async with fixtures.Cluster() as cluster:
+            await cluster.add_broker(topics=("Orders",), queue_nums=1)
+            consumer = Consumer(cluster.namesrv_addr, "GID_cut", consume_from="first", suspend_timeout_ms=300)
+            consumer.subscribe("Orders")
+            async with Producer(cluster.namesrv_addr) as producer:
+                for i in range(10):
+                    await producer.send(OutgoingMessage("Orders", f"m{i}".encode()))
+            enough = asyncio.Event()
+            recording = asyncio.ensure_future(record_trace(
+                consumer, out, duration_ms=60_000, clock_ms=lambda: int(time.time() * 1000), reorder_window_ms=0,
+                progress=lambda done: enough.set() if done >= 10 else None))
+            await asyncio.wait_for(enough.wait(), 10)
+            recording.cancel()
+            return await recording
+
+    result = asyncio.run(asyncio.wait_for(main(), 20))
+    assert result.interrupted and result.messages == 10
+    assert [m.body for m in iter_trace_rows(out)] == [f"m{i}".encode() for i in range(10)]
