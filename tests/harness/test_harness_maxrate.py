@@ -1,0 +1,132 @@
+"""The max-sustainable-rate search against simulated systems whose capacity is known."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from mqbench.errors import UserError
+from mqbench.harness.maxrate import (BACKLOGGED, BISECT, DONE, DRAIN, DRAINED, FAILED, HEALTHY, HOLD, RAMP,
+                                     TRANSITIONS, UNHEALTHY, MaxRateSearch, Observation, SearchSettings,
+                                     Thresholds, verdict_of)
+from simsystem import FluidBroker, run_search
+
+LIMITS = Thresholds(publish_latency_ms_p99_max=200.0)
+
+
+@pytest.mark.parametrize("capacity", [800, 3_000, 10_000, 47_500, 123_456, 1_000_000])
+def test_settles_just_under_an_exact_capacity(capacity):
+    system = FluidBroker(capacity)
+    search = run_search(MaxRateSearch(SearchSettings(), LIMITS), system)
+    assert search.state == DONE
+    found = search.sustainable_rate_per_s
+    assert 0.95 * capacity <= found <= capacity
+    # "Reliably": the reported rate held for the whole hold; the transient peak is reported apart.
+    assert search.peak_healthy_rate_per_s >= found
+    last = search.history[-search.settings.hold_checks:]
+    assert all(h["state"] == HOLD and h["verdict"] == HEALTHY for h in last)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_noisy_system_settles_within_a_few_percent_and_never_above(seed):
+    capacity = 20_000
+    # Interference takes up to ~10 % of the capacity away in any one interval (seeded).
+    system = FluidBroker(capacity, noise_share=0.04, rng=random.Random(seed))
+    search = run_search(MaxRateSearch(SearchSettings(hold_checks=10), LIMITS), system)
+    assert search.state == DONE
+    assert 0.90 * capacity <= search.sustainable_rate_per_s <= capacity
+
+
+def test_a_rate_a_hair_above_capacity_is_reported_at_the_capacity_it_showed():
+    # Start exactly 0.1 % above capacity: backlog grows too slowly to trip the per-check limits,
+    # so only the hold's growth accounting keeps the report at or under the capacity.
+    capacity = 50_000
+    search = MaxRateSearch(SearchSettings(start_rate_per_s=capacity * 1.001, ramp_factor=1.5), LIMITS)
+    run_search(search, FluidBroker(capacity))
+    assert search.state == DONE
+    assert search.sustainable_rate_per_s <= capacity
+
+
+def test_latency_bound_limits_the_rate_below_raw_capacity():
+    # Consumers keep up and producers may queue 20,000 in flight: only the p99 bound stops the ramp.
+    capacity = 10_000
+    limits = Thresholds(publish_backlog_msgs_max=10**9, consume_backlog_msgs_max=10**9, publish_latency_ms_p99_max=50.0)
+    search = run_search(MaxRateSearch(SearchSettings(), limits), FluidBroker(capacity, window_msgs=20_000))
+    assert search.state == DONE
+    assert search.sustainable_rate_per_s <= capacity
+    unhealthy = [h for h in search.history if h["verdict"] == UNHEALTHY]
+    assert unhealthy and any("p99 publish latency" in r for h in unhealthy for r in h["reasons"])
+
+
+class ErroringSystem:
+    """Publishes fail above ``error_above_per_s`` (e.g. a broker flow-control limit)."""
+
+    def __init__(self, error_above_per_s: float):
+        self.error_above_per_s = error_above_per_s
+
+    def run(self, rate_per_s: float) -> Observation:
+        intended = int(rate_per_s)
+        errors = max(0, intended - int(self.error_above_per_s))
+        return Observation(interval_ms=1000, intended=intended, published=intended - errors, publish_errors=errors,
+                           publish_backlog_msgs=0, consume_backlog_msgs=0, publish_latency_ms_p99=3.0)
+
+
+def test_error_share_limits_the_rate():
+    search = run_search(MaxRateSearch(SearchSettings(), Thresholds(error_share_max=0.001)), ErroringSystem(6_000))
+    assert search.state == DONE
+    # Up to 0.1 % errors are tolerated: 6006 msgs/s gives 6 errors in 6006.
+    assert 0.95 * 6_000 <= search.sustainable_rate_per_s <= 6_000 / (1 - 0.001)
+
+
+def test_a_system_that_never_keeps_up_fails_the_search():
+    search = run_search(MaxRateSearch(SearchSettings(max_checks=100), LIMITS), FluidBroker(0.5))
+    assert search.state == FAILED
+    assert search.sustainable_rate_per_s is None
+    assert search.result()["state"] == FAILED
+
+
+def test_drain_offers_no_load_until_the_backlog_is_gone():
+    system = FluidBroker(10_000, consumer_capacity_per_s=10_500)
+    search = run_search(MaxRateSearch(SearchSettings(), LIMITS), system)
+    drains = [h for h in search.history if h["state"] == DRAIN]
+    assert drains and all(h["rate_per_s"] == 0.0 for h in drains)
+    # After every drain the next check is judged on a system with its backlog below the limits.
+    for h in search.history:
+        if h["state"] == DRAIN and h["verdict"] == DRAINED:
+            assert h["next_state"] in (BISECT, HOLD)
+
+
+def test_every_state_and_verdict_has_a_move_and_a_finished_search_refuses_more():
+    for state in (RAMP, BISECT, HOLD):
+        assert (state, HEALTHY) in TRANSITIONS and (state, UNHEALTHY) in TRANSITIONS
+    assert (DRAIN, DRAINED) in TRANSITIONS and (DRAIN, BACKLOGGED) in TRANSITIONS
+    search = run_search(MaxRateSearch(SearchSettings(), LIMITS), FluidBroker(5_000))
+    with pytest.raises(UserError, match="already ended"):
+        search.observe(FluidBroker(5_000).run(1000))
+
+
+def test_verdict_names_every_reason():
+    obs = Observation(interval_ms=1000, intended=100, published=90, publish_errors=10, publish_backlog_msgs=5000,
+                      consume_backlog_msgs=7000, publish_latency_ms_p99=9000.0)
+    healthy, reasons = verdict_of(obs, Thresholds())
+    assert not healthy and len(reasons) == 4
+
+
+@pytest.mark.parametrize("settings", [
+    SearchSettings(start_rate_per_s=0), SearchSettings(ramp_factor=1.0), SearchSettings(tolerance=0),
+    SearchSettings(hold_checks=0), SearchSettings(backoff_factor=1.0),
+])
+def test_bad_settings_are_user_errors(settings):
+    with pytest.raises(UserError, match="max-rate search settings"):
+        MaxRateSearch(settings)
+
+
+def test_a_hold_whose_backlog_keeps_growing_fails_even_when_every_check_looks_healthy():
+    # 1 % above capacity: 100 msgs of backlog per check never crosses the 1000 limit within a
+    # 5-check hold, but the growth over the hold (500 > 0.5 % of 50,500 offered) fails it.
+    capacity = 10_000
+    search = run_search(MaxRateSearch(SearchSettings(start_rate_per_s=capacity * 1.01), LIMITS), FluidBroker(capacity))
+    growth_failures = [h for h in search.history
+                       if h["state"] == HOLD and h["verdict"] == HEALTHY and h["next_state"] == DRAIN]
+    assert growth_failures and growth_failures[0]["rate_per_s"] > capacity
+    assert search.state == DONE and search.sustainable_rate_per_s <= capacity
