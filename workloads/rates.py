@@ -153,6 +153,18 @@ class RateShape:
         return {"rate_msgs_per_s_min": min(rates), "rate_msgs_per_s_mean": sum(rates) / points,
                 "rate_msgs_per_s_max": max(rates), "horizon_ms": horizon_ms}
 
+    def timeline(self, horizon_ms: int | None = None, slices: int = 24, points_per_slice: int = 600) -> list[dict]:
+        """The horizon cut into ``slices``: each slice's start and its mean and max rate (fine grid)."""
+        horizon_ms = horizon_ms or self.horizon_ms()
+        width_ms = horizon_ms / slices
+        out = []
+        for index in range(slices):
+            start_ms = index * width_ms
+            rates = [self.rate_at(start_ms + width_ms * k / points_per_slice) for k in range(points_per_slice)]
+            out.append({"start_ms": int(start_ms), "rate_msgs_per_s_mean": sum(rates) / len(rates),
+                        "rate_msgs_per_s_max": max(rates)})
+        return out
+
     def describe(self) -> str:
         text = f"{self.base_msgs_per_s:g} msgs/s {self.shape}"
         if self.shape == "diurnal":

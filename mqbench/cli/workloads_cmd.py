@@ -102,6 +102,7 @@ def _profile_fields(profile) -> dict:
                        "processing_ms": c.processing_ms.describe(), "processing_ms_mean": c.processing_ms.mean()}
                       for c in profile.consumers],
         "rate_horizon": format_duration_ms(rate.summary()["horizon_ms"]),
+        "rate_timeline": rate.timeline(),
     }
 
 
@@ -115,6 +116,10 @@ def _print_show(doc: dict) -> None:
         click.echo(f"rate: {r['describe']}, {r['arrivals']} arrivals; over {doc['rate_horizon']}: "
                    f"min {r['rate_msgs_per_s_min']:,.0f}, mean {r['rate_msgs_per_s_mean']:,.0f}, "
                    f"max {r['rate_msgs_per_s_max']:,.0f} msgs/s")
+        timeline = doc["rate_timeline"]
+        step = format_duration_ms(timeline[1]["start_ms"]) if len(timeline) > 1 else "-"
+        click.echo(f"mean rate per {step} (msgs/s): "
+                   + " ".join(f"{point['rate_msgs_per_s_mean']:,.0f}" for point in timeline))
         click.echo(f"producers: {doc['producers']['count']} ({doc['producers']['send']} send); "
                    f"delayed: {doc['delayed_share']:.1%} of messages")
         click.echo()

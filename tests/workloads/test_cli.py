@@ -31,6 +31,10 @@ def test_show_profile_json_has_rates_sizes_delays_topics_and_compression():
     doc = json.loads(result.stdout)
     assert doc["schema"] == "mqbench.workload-show/1" and doc["kind"] == "profile"
     assert doc["rate"]["rate_msgs_per_s_max"] > doc["rate"]["rate_msgs_per_s_mean"] > doc["rate"]["rate_msgs_per_s_min"]
+    timeline = doc["rate_timeline"]
+    assert len(timeline) == 24 and timeline[1]["start_ms"] == 3_600_000
+    evening, night = timeline[20]["rate_msgs_per_s_mean"], timeline[4]["rate_msgs_per_s_mean"]
+    assert evening > 5 * night
     sample = doc["sample"]
     assert sample["messages"] == 600 and sample["body_bytes"]["p99"] >= sample["body_bytes"]["p50"]
     assert sample["delay"]["by_level"]["16"] > 0 and 0.15 < sample["delay"]["delayed_share"] < 0.3

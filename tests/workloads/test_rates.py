@@ -28,6 +28,15 @@ def test_diurnal_with_an_early_trough_keeps_its_mean():
     assert shape.rate_at(22 * 3_600_000) < shape.rate_at(21 * 3_600_000)
 
 
+def test_timeline_slices_show_bursts_that_point_samples_would_miss():
+    shape = RateShape(base_msgs_per_s=100, shape="burst", burst_factor=11, burst_length_ms=6_000,
+                      burst_every_ms=60_000, burst_first_ms=30_000)
+    timeline = shape.timeline(horizon_ms=60_000, slices=6)
+    assert [p["start_ms"] for p in timeline] == [0, 10_000, 20_000, 30_000, 40_000, 50_000]
+    assert [round(p["rate_msgs_per_s_mean"]) for p in timeline] == [100, 100, 100, 700, 100, 100]
+    assert timeline[3]["rate_msgs_per_s_max"] == 1100
+
+
 def test_steps_hold_until_the_next_step():
     shape = RateShape(base_msgs_per_s=100, shape="step", steps=((10, 2.0), (20, 0.5)))
     assert [shape.rate_at(t) for t in (0, 9_999, 10_000, 19_999, 20_000, 10**9)] == [100, 100, 200, 200, 50, 50]
