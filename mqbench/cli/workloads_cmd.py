@@ -84,8 +84,6 @@ def show(source: str, messages: int, codec_specs: str, batch_msgs: int, start_ms
 
 
 def _profile_fields(profile) -> dict:
-    from mqbench.workloads.profile import format_duration_ms
-
     rate = profile.rate
     return {
         "profile": profile.name, "description": profile.description, "path": profile.source,
@@ -99,9 +97,9 @@ def _profile_fields(profile) -> dict:
                     "tags": t.tags_field and f"body field {t.tags_field}" or ", ".join(v for v, _ in t.tags) or "none",
                     "delay": t.delay.describe()} for t in profile.topics],
         "consumers": [{"group": c.group, "topics": list(c.topics), "count": c.count, "subscription": c.subscription,
-                       "processing_ms": c.processing_ms.describe(), "processing_ms_mean": c.processing_ms.mean()}
+                       "processing_ms_distribution": c.processing_ms.describe(),
+                       "processing_ms_mean": c.processing_ms.mean()}
                       for c in profile.consumers],
-        "rate_horizon": format_duration_ms(rate.summary()["horizon_ms"]),
         "rate_timeline": rate.timeline(),
     }
 
@@ -113,7 +111,7 @@ def _print_show(doc: dict) -> None:
     if doc["kind"] == "profile":
         click.echo(f"profile {doc['profile']}: {doc['description']}")
         r = doc["rate"]
-        click.echo(f"rate: {r['describe']}, {r['arrivals']} arrivals; over {doc['rate_horizon']}: "
+        click.echo(f"rate: {r['describe']}, {r['arrivals']} arrivals; over {format_duration_ms(r['horizon_ms'])}: "
                    f"min {r['rate_msgs_per_s_min']:,.0f}, mean {r['rate_msgs_per_s_mean']:,.0f}, "
                    f"max {r['rate_msgs_per_s_max']:,.0f} msgs/s")
         timeline = doc["rate_timeline"]
@@ -129,7 +127,7 @@ def _print_show(doc: dict) -> None:
         if doc["consumers"]:
             click.echo()
             click.echo(table(([c["group"], ", ".join(c["topics"]), c["count"], c["subscription"],
-                               f"{c['processing_ms']} ms"] for c in doc["consumers"]),
+                               f"{c['processing_ms_distribution']} ms"] for c in doc["consumers"]),
                              ["consumer group", "topics", "consumers", "subscription", "processing"]))
     else:
         t = doc["trace"]
