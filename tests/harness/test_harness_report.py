@@ -1,0 +1,146 @@
+"""mqbench report: every format from result files written by the harness, and the sizing arithmetic."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from mqbench.cli import cli
+from mqbench.errors import UserError
+from mqbench.harness.report import LoadedResult, machines_needed, render, report_rows
+from mqbench.harness.results import load_result
+
+
+def _invoke(*args):
+    return CliRunner().invoke(cli, ["report", *map(str, args)])
+
+
+def _loaded(result_folders):
+    return [LoadedResult(*load_result(folder)) for folder in result_folders[0]]
+
+
+def test_rows_are_read_from_the_result_files_and_traceable(result_folders):
+    rows = report_rows(_loaded(result_folders))
+    folders, docs = result_folders
+    assert [(r["result"], r["cell"]) for r in rows] == [
+        (folders[0].name, "codec=none"), (folders[0].name, "codec=zstd:3"), (folders[1].name, "codec=lz4")]
+    assert [r["commit"] for r in rows] == ["0123456789", "0123456789", "fedcba9876+dirty"]
+    assert [r["seed"] for r in rows] == [11, 11, 12]
+    for row, cell in zip(rows, [c for d in docs for c in d["cells"]]):
+        assert row["throughput_msgs_per_s"] == cell["aggregates"]["throughput_msgs_per_s"]
+        assert row["publish_latency_ms_p99"] == cell["aggregates"]["publish_latency_ms_p99"]
+    # The max-rate run is sized by the rate it sustained, the others by their measured throughput.
+    assert rows[2]["capacity_source"] == "max-rate search"
+    assert rows[2]["capacity_msgs_per_s"] == docs[1]["cells"][0]["aggregates"]["sustainable_rate_per_s"]
+    assert rows[0]["capacity_source"] == "offered load"
+    assert rows[0]["throughput_msgs_per_s"] == pytest.approx(1500, rel=0.02)
+    # Ratios to the limits recorded in the same result (loopback 140,000 frames/s).
+    assert rows[0]["loopback_share_of_limit"] == pytest.approx(rows[0]["capacity_msgs_per_s"] / 140_000)
+    disk_mb_per_s = rows[0]["capacity_msgs_per_s"] * rows[0]["disk_bytes_per_msg"] / 1e6
+    assert rows[0]["disk_share_of_limit"] == pytest.approx(disk_mb_per_s / 180.0)
+
+
+@pytest.mark.parametrize("fmt", ["terminal", "markdown", "csv", "html"])
+def test_every_format_names_each_run_commit_and_seed(result_folders, fmt):
+    folders, _ = result_folders
+    outcome = _invoke(*folders, "--format", fmt, "--daily-messages", "100G")
+    assert outcome.exit_code == 0, outcome.output
+    text = outcome.output
+    for folder in folders:
+        assert folder.name in text
+    assert "0123456789" in text and "fedcba9876+dirty" in text
+    if fmt != "csv":
+        assert "peak factor 3" in text and "headroom 0.7" in text and "100,000,000,000 messages/day" in text
+
+
+def test_markdown_is_a_table_with_one_row_per_cell(result_folders):
+    text = render(_loaded(result_folders), "markdown", daily_messages=1e11)
+    table_lines = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(table_lines) == 2 + 3
+    assert all(line.count("|") == table_lines[0].count("|") for line in table_lines)
+    assert "hosts needed" in table_lines[0]
+
+
+def test_csv_carries_every_field(result_folders):
+    text = render(_loaded(result_folders), "csv", daily_messages=1e11)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 3
+    assert {"result", "commit", "seed", "publish_latency_ms_p999", "hosts_needed", "disk_share_of_limit"} <= set(rows[0])
+    assert int(rows[2]["hosts_needed"]) >= 3
+
+
+def test_html_is_one_self_contained_file(result_folders):
+    text = render(_loaded(result_folders), "html")
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    assert text.count("<tr>") == 4
+    # No external assets: no links, scripts, images or fonts fetched from anywhere.
+    assert not re.search(r"<(script|link|img|iframe)\b|src=|href=|@import|url\(", text)
+
+
+def test_json_document(result_folders):
+    folders, docs = result_folders
+    outcome = _invoke(*folders, "--json", "--daily-messages", "100e9", "--peak-factor", "2.5", "--headroom", "0.6")
+    assert outcome.exit_code == 0, outcome.output
+    doc = json.loads(outcome.output)
+    assert doc["schema"] == "mqbench.report/1" and doc["tool_version"]
+    assert [r["result"] for r in doc["runs"]] == [f.name for f in folders]
+    assert doc["runs"][1]["git"]["dirty"] is True and doc["runs"][0]["seed"] == 11
+    assert doc["sizing"]["peak_msgs_per_s"] == pytest.approx(1e11 / 86400 * 2.5)
+    row = doc["rows"][2]
+    expected = math.ceil(doc["sizing"]["peak_msgs_per_s"] / (row["capacity_msgs_per_s"] / 9 * 3 * 0.6))
+    assert row["hosts_needed"] == expected
+
+
+def test_machines_needed_hand_computed():
+    # 100 billion/day = 1,157,407.4 msgs/s; x3 peak = 3,472,222.2 msgs/s. 60,000 msgs/s measured on
+    # 9 instances, 3 per host: 20,000 per host, 14,000 usable at 0.7 -> 248.02 -> 249 hosts.
+    sizing = machines_needed(100e9, 3.0, 0.7, 60_000, 9, 3.0, 3)
+    assert sizing["average_msgs_per_s"] == pytest.approx(1_157_407.407, abs=0.001)
+    assert sizing["peak_msgs_per_s"] == pytest.approx(3_472_222.222, abs=0.001)
+    assert sizing["per_instance_msgs_per_s"] == pytest.approx(6_666.667, abs=0.001)
+    assert sizing["per_host_msgs_per_s"] == pytest.approx(20_000)
+    assert sizing["hosts_needed"] == 249
+    # Exact division needs no extra host: 8.64e9/day = 100,000 msgs/s, x2 = 200,000; 50,000 per host
+    # (one instance per host) x 0.8 = 40,000 -> exactly 5.
+    assert machines_needed(8.64e9, 2.0, 0.8, 50_000, 1, 1.0, 1)["hosts_needed"] == 5
+    # A tiny volume still needs one host per replica of a group.
+    assert machines_needed(1e6, 3.0, 0.7, 60_000, 9, 3.0, 3)["hosts_needed"] == 3
+    # Two instances per host double what a host carries: 10,000 per instance -> 20,000 per host.
+    assert machines_needed(86_400 * 100_000, 1.0, 1.0, 40_000, 4, 2.0, 2)["hosts_needed"] == 5
+
+
+@pytest.mark.parametrize("args, message", [
+    ((1e9, 0.5, 0.7), "peak factor"), ((1e9, 3.0, 0.0), "headroom"), ((1e9, 3.0, 1.5), "headroom"),
+    ((0, 3.0, 0.7), "daily messages"),
+])
+def test_machines_needed_rejects_bad_inputs(args, message):
+    with pytest.raises(UserError, match=message):
+        machines_needed(*args, 1000.0, 1, 1.0)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--headroom", "0"], "headroom"), (["--peak-factor", "0.5"], "peak-factor"),
+    (["--daily-messages", "lots"], "not a message count"), (["--daily-messages", "0"], "more than 0"),
+    (["--format", "pdf"], "format"),
+])
+def test_bad_flags_exit_2_with_the_flag_named(result_folders, flags, message):
+    outcome = _invoke(result_folders[0][0], *flags)
+    assert outcome.exit_code == 2
+    assert message in outcome.output and "Traceback" not in outcome.output
+
+
+def test_missing_result_is_one_line_exit_2(tmp_path):
+    outcome = _invoke(tmp_path / "nope")
+    assert outcome.exit_code == 2
+    assert outcome.output.strip() == f"mqbench: error: no such result: {tmp_path / 'nope'}"
+
+
+def test_table_md_in_the_folder_is_the_markdown_report(result_folders):
+    folders, _ = result_folders
+    loaded = LoadedResult(*load_result(folders[0]))
+    assert (folders[0] / "table.md").read_text() == render([loaded], "markdown")
