@@ -81,7 +81,16 @@ class Progress:
 
     def maybe_decrease_to(self, rejected: int, match_hint: int) -> bool:
         """An APP at ``rejected`` was refused; the follower's log may match up to ``match_hint``.
-        Returns False for a stale rejection (one that answers an APP already superseded)."""
+        Returns False for a stale rejection (one that answers an APP already superseded).
+
+        A rejection of exactly the APP the leader would send now (``rejected == next - 1``) at or
+        below ``match`` means the follower no longer has entries it acknowledged (a replica of
+        the in-memory durability mode that lost power): match drops to the hint and the entries
+        are sent again. Lowering match is always safe; it only delays commits."""
+        if rejected <= self.match and rejected == self.next - 1 and match_hint < self.match:
+            self.match = match_hint
+            self.become_probe()
+            return True
         if self.state == ProgressState.REPLICATE:
             if rejected <= self.match:
                 return False

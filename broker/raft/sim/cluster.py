@@ -46,6 +46,7 @@ class SimParams:
     safety_ms: int = 8000
     budget_ticks: int = 100
     trace_events: int = 40
+    max_events: int = 1_000_000      # a run needs about 1,500; far more means nodes spin on each other
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,8 @@ class SimCluster:
             at, _, kind, node, payload = heapq.heappop(heap)
             self.now = at
             self.events += 1
+            if self.events > self.params.max_events:
+                raise Violation("livelock", f"more than {self.params.max_events} events (a message storm?)")
             handlers[kind](node, payload)
             if done is not None and done():
                 return True
