@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Awaitable, Callable
 
 from mqbench.errors import InvariantViolation, UserError
 
@@ -295,3 +296,11 @@ TRANSITIONS = {
     (HOLD, HEALTHY): MaxRateSearch._hold_ok,
     (HOLD, UNHEALTHY): MaxRateSearch._hold_failed,
 }
+
+
+async def drive_search(search: MaxRateSearch, measure: Callable[[float], Awaitable[Observation]]) -> dict:
+    """The adapter: run ``measure(rate_per_s)`` (one check interval of real load) until the search
+    ends; returns ``search.result()``. ``measure`` owns the clock, the pacer and the metrics."""
+    while not search.finished:
+        search.observe(await measure(search.rate_per_s))
+    return search.result()

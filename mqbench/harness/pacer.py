@@ -29,6 +29,7 @@ waits for acks.
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import math
 import time
@@ -157,6 +158,14 @@ class Pacer:
         while self._next_ns is not None and self._next_ns <= now_ns and (limit is None or len(out) < limit):
             out.append(self.take())
         return out
+
+    def overdue(self, now_ns: int, cap: int = 1_000_000) -> int:
+        """How many intended times ``<= now_ns`` are not taken yet (the publish backlog), at most ``cap``.
+
+        Counts on a copy of the schedule; the pacer itself does not move.
+        """
+        probe = copy.copy(self)
+        return len(probe.due(now_ns, limit=cap))
 
     def set_rate(self, rate_per_s: float, from_ns: int) -> None:
         """From ``from_ns`` on, a constant ``rate_per_s`` (0 pauses); the schedule before is kept.

@@ -64,6 +64,7 @@ field                           meaning
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -120,6 +121,25 @@ def layout_summary(layout) -> dict:
     replicas = max((len(r) for r in layout.groups.values()), default=1)
     return {"name": layout.name, "hosts": hosts, "groups": len(layout.groups), "replicas_per_group": replicas,
             "instances": instances, "instances_per_host": instances / hosts if hosts else 0.0}
+
+
+def workload_info(*, profile: str | None = None, trace_file: str | os.PathLike | None = None,
+                  description: str = "") -> dict:
+    """The ``workload`` field: a profile name, or a trace file with the SHA-256 of its bytes."""
+    if (profile is None) == (trace_file is None):
+        raise UserError("a workload is either a profile or a trace file, exactly one of them")
+    digest = None
+    if trace_file is not None:
+        hasher = hashlib.sha256()
+        try:
+            with open(trace_file, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    hasher.update(chunk)
+        except FileNotFoundError:
+            raise UserError(f"trace file {trace_file} does not exist") from None
+        digest = hasher.hexdigest()
+    return {"profile": profile, "trace_file": None if trace_file is None else str(trace_file),
+            "trace_sha256": digest, "description": description}
 
 
 def build_cell(name: str, settings: dict, metrics: RunMetrics, *, disk_bytes_per_msg: float | None = None,

@@ -130,3 +130,20 @@ def test_a_hold_whose_backlog_keeps_growing_fails_even_when_every_check_looks_he
                        if h["state"] == HOLD and h["verdict"] == HEALTHY and h["next_state"] == DRAIN]
     assert growth_failures and growth_failures[0]["rate_per_s"] > capacity
     assert search.state == DONE and search.sustainable_rate_per_s <= capacity
+
+
+def test_async_driver_runs_the_search_to_the_end():
+    import asyncio
+
+    from mqbench.harness.maxrate import drive_search
+
+    system = FluidBroker(7_000)
+
+    async def measure(rate_per_s):
+        await asyncio.sleep(0)
+        return system.run(rate_per_s)
+
+    result = asyncio.run(drive_search(MaxRateSearch(SearchSettings(), LIMITS), measure))
+    assert result["schema"] == "mqbench.max-rate/1" and result["state"] == DONE
+    assert 0.95 * 7_000 <= result["sustainable_rate_per_s"] <= 7_000
+    assert len(result["history"]) == result["checks"] == len(system.rates_offered)

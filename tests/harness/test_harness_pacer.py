@@ -179,3 +179,12 @@ def test_run_open_loop_stops_at_until_and_awaits_backpressure():
     started = asyncio.run(run_open_loop(pacer, send, clock_ns=clock, sleep=clock.sleep, until_ns=S))
     assert started == 100 and drained[-1] == 990 * MS
     assert pacer.peek_ns() == S
+
+
+def test_overdue_counts_the_backlog_without_moving_the_schedule():
+    pacer = Pacer(1000, 0)
+    pacer.due(2 * MS)
+    assert pacer.overdue(10 * MS) == 8
+    assert pacer.overdue(10 * MS, cap=3) == 3
+    assert pacer.peek_ns() == 3 * MS and pacer.taken == 3
+    assert pacer.overdue(MS) == 0

@@ -167,3 +167,25 @@ def test_build_result_refuses_an_invalid_document():
                              "instances_per_host": 1.0},
                      workload={}, codec={}, batch={}, payload_source={}, warmup_ms=0, duration_ms=1, window_ms=1,
                      git={"commit": None, "dirty": None}, created_utc=datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+
+def test_workload_info_hashes_the_trace_and_layout_summary_counts_instances(tmp_path):
+    import hashlib
+
+    from mqbench.broker.layout import load_layout
+    from mqbench.harness.results import layout_summary, workload_info
+
+    trace = tmp_path / "orders.parquet"
+    trace.write_bytes(b"PAR1" + bytes(range(256)) * 10)
+    info = workload_info(trace_file=trace)
+    assert info["trace_sha256"] == hashlib.sha256(trace.read_bytes()).hexdigest() and info["profile"] is None
+    assert workload_info(profile="orders")["trace_sha256"] is None
+    with pytest.raises(UserError, match="exactly one"):
+        workload_info()
+    with pytest.raises(UserError, match="does not exist"):
+        workload_info(trace_file=tmp_path / "gone.parquet")
+    layout = load_layout("3x3")
+    summary = layout_summary(layout)
+    assert summary["instances"] == sum(len(r) for r in layout.groups.values())
+    assert summary["instances_per_host"] == summary["instances"] / len(layout.hosts)
+    assert summary["replicas_per_group"] == max(len(r) for r in layout.groups.values())
