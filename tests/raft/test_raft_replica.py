@@ -1,0 +1,94 @@
+"""Three replicas in one event loop over loopback TCP and DLedger files: election, concurrent
+proposals awaited to commit, identical files, a leader stopped and another taking over."""
+from __future__ import annotations
+
+import asyncio
+import random
+
+from mqbench.broker.raft.config import Durability, RaftConfig
+from mqbench.broker.raft.dledger_storage import DLedgerStorage
+from mqbench.broker.raft.node import RaftNode
+from mqbench.broker.raft.replica import RaftReplica
+from mqbench.broker.raft.transport import RaftTransport
+
+IDS = (1, 2, 3)
+
+
+async def _group(tmp_path, durability: Durability):
+    applied = {i: [] for i in IDS}
+    replicas = {}
+    for i in IDS:
+        config = RaftConfig.from_ms(i, IDS, tick_ms=10, heartbeat_ms=20, election_ms=200, durability=durability)
+        storage = DLedgerStorage(tmp_path / f"dledger-n{i}", data_segment_bytes=1 << 20)
+        transport = RaftTransport(i, {}, lambda m: None)
+        await transport.start()
+        replicas[i] = RaftReplica(RaftNode(config, storage, random.Random(i)), storage, transport, applied[i].append)
+    for i in IDS:
+        for j in IDS:
+            if i != j:
+                replicas[i].transport.set_peer_address(j, (replicas[j].transport.host, replicas[j].transport.port))
+    for r in replicas.values():
+        await r.start()
+    return replicas, applied
+
+
+async def _leader(replicas, timeout_s: float = 10.0) -> RaftReplica:
+    async def wait():
+        while True:
+            leaders = [r for r in replicas.values() if not r.closed and r.is_leader]
+            if len(leaders) == 1:
+                return leaders[0]
+            await asyncio.sleep(0.01)
+    return await asyncio.wait_for(wait(), timeout_s)
+
+
+def test_replicas_elect_commit_and_fail_over(tmp_path):
+    async def main():
+        replicas, applied = await _group(tmp_path, Durability.QUORUM_FSYNCED)
+        try:
+            leader = await _leader(replicas)
+            indices = await asyncio.wait_for(
+                asyncio.gather(*(leader.propose(b"rec-%d" % n) for n in range(50))), 10)
+            assert indices == sorted(indices) and len(set(indices)) == 50
+
+            async def all_applied(count):
+                while not all(len([e for e in applied[i] if e.data]) >= count
+                              for i in IDS if not replicas[i].closed):
+                    await asyncio.sleep(0.01)
+            await asyncio.wait_for(all_applied(50), 10)
+            first = leader.node.id
+            await leader.close()
+            new = await _leader(replicas)
+            assert new.node.id != first
+            await asyncio.wait_for(new.propose(b"after-failover"), 10)
+            survivors = [i for i in IDS if i != first]
+            await asyncio.wait_for(all_applied(51), 10)
+            logs = [[(e.index, e.term, e.data) for e in applied[i]] for i in survivors]
+            assert logs[0] == logs[1]
+            assert [e.data for e in applied[survivors[0]] if e.data][:50] == [b"rec-%d" % n for n in range(50)]
+        finally:
+            for r in replicas.values():
+                if not r.closed:
+                    await r.close()
+        reopened = DLedgerStorage(tmp_path / f"dledger-n{survivors[0]}", data_segment_bytes=1 << 20)
+        assert b"after-failover" in [e.data for e in reopened.entries(1, reopened.last_index() + 1)]
+    asyncio.run(main())
+
+
+def test_a_follower_refuses_proposals(tmp_path):
+    async def main():
+        replicas, _ = await _group(tmp_path, Durability.QUORUM_MEMORY)
+        try:
+            leader = await _leader(replicas)
+            follower = next(r for r in replicas.values() if r is not leader)
+            from mqbench.broker.raft.types import NotLeader
+            try:
+                await follower.propose(b"x")
+            except NotLeader as exc:
+                assert exc.leader in (0, leader.node.id)
+            else:
+                raise AssertionError("a follower accepted a proposal")
+        finally:
+            for r in replicas.values():
+                await r.close()
+    asyncio.run(main())
