@@ -44,14 +44,16 @@ def report(results: tuple[str, ...], fmt: str, daily_messages: float | None, pea
            as_json: bool) -> None:
     """Compare runs side by side from their result folders (or result.json files).
 
+    A folder holding result folders (such as results/) stands for all of them.
+
     Every row names its result folder, git commit and seed; ratios are to the machine limits
     recorded in the same result.
     """
     from mqbench.harness.report import LoadedResult, render, report_document
-    from mqbench.harness.results import load_result
+    from mqbench.harness.results import expand_result_paths, load_result
     from mqbench.output import print_json
 
-    loaded = [LoadedResult(*load_result(path)) for path in results]
+    loaded = [LoadedResult(*load_result(path)) for path in expand_result_paths(results)]
     if as_json:
         print_json(report_document(loaded, daily_messages=daily_messages, peak_factor=peak_factor, headroom=headroom))
         return

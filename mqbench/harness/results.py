@@ -322,6 +322,22 @@ def validate_result(doc: Any, where: str = RESULT_FILE, *, decode: bool = True) 
                 _fail(cell_where, f"windows[{index}] must be an object with window_index and throughput_msgs_per_s")
 
 
+def expand_result_paths(paths) -> list[Path]:
+    """Result folders or files as given; a folder holding result folders (``results/``) stands for
+    all of them, oldest first (their names start with the UTC time)."""
+    expanded: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir() and not (path / RESULT_FILE).exists():
+            children = sorted(child for child in path.iterdir()
+                              if child.is_dir() and not child.name.startswith(".") and (child / RESULT_FILE).exists())
+            if not children:
+                raise UserError(f"{path} is not a result folder: it has no {RESULT_FILE} and no result folders")
+            expanded.extend(children)
+        else:
+            expanded.append(path)
+    return expanded
+
+
 def load_result(path: str | os.PathLike) -> tuple[Path, dict]:
     """(result folder, validated document) from a result folder or its ``result.json``.
 

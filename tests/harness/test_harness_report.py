@@ -144,3 +144,13 @@ def test_table_md_in_the_folder_is_the_markdown_report(result_folders):
     folders, _ = result_folders
     loaded = LoadedResult(*load_result(folders[0]))
     assert (folders[0] / "table.md").read_text() == render([loaded], "markdown")
+
+
+def test_a_folder_of_results_stands_for_all_of_them(result_folders, tmp_path):
+    folders, _ = result_folders
+    outcome = _invoke(folders[0].parent, "--format", "csv")
+    assert outcome.exit_code == 0, outcome.output
+    assert [row["result"] for row in csv.DictReader(io.StringIO(outcome.output))] == [
+        folders[0].name, folders[0].name, folders[1].name]
+    outcome = _invoke(tmp_path)
+    assert outcome.exit_code == 2 and "no result.json and no result folders" in outcome.output
