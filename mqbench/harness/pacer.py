@@ -16,7 +16,8 @@ message go?" (``peek_ns``/``take``) and "which messages are due by now?" (``due`
   the rate before the first step is 0 and a step of rate 0 pauses the load (bursts and ramps);
 * a callable ``rate_per_s(t_ms)`` or an object with ``rate_at(t_ms)`` (a workload profile's
   ``RateShape``): the next message goes ``1/rate`` after the previous one, the rate read at the
-  previous message's time; where the rate is 0 the pacer looks again every millisecond.
+  previous message's time; where the rate is 0 the pacer looks again every millisecond (so a
+  rate function needs ``end_ns``).
 
 Exactness: inside a step of rate ``r`` that starts at ``s``, message ``k`` is intended at exactly
 ``s + floor(k * 1e9 / r)`` ns, computed with integer arithmetic on the exact rational value of ``r``,
@@ -85,10 +86,11 @@ class Pacer:
         self.taken = 0
         self._function: RateFunction | None = None
         self._segments: list[tuple[int, Fraction]] = []
-        if hasattr(rate, "rate_at"):
-            self._function = rate.rate_at
-        elif callable(rate):
-            self._function = rate
+        if hasattr(rate, "rate_at") or callable(rate):
+            if self.end_ns is None:
+                # A function may stay at 0 forever; without an end the pacer would probe forever.
+                raise UserError("a rate function needs an end time (end_ns)")
+            self._function = rate.rate_at if hasattr(rate, "rate_at") else rate
         elif isinstance(rate, (list, tuple)):
             self._segments = parse_steps(rate, self.start_ns)
         else:

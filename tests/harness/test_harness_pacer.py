@@ -97,9 +97,11 @@ def test_bad_steps_are_user_errors(steps, message):
         Pacer(steps, 0)
 
 
-def test_a_rate_function_returning_garbage_is_a_user_error():
+def test_a_rate_function_returning_garbage_or_without_an_end_is_a_user_error():
     with pytest.raises(UserError, match="rate function returned"):
-        Pacer(lambda t: -3, 0)
+        Pacer(lambda t: -3, 0, end_ns=S)
+    with pytest.raises(UserError, match="needs an end time"):
+        Pacer(lambda t: 0, 0)
 
 
 class FakeClock:
