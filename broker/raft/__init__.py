@@ -1,0 +1,18 @@
+"""Raft replication in the DLedger style: the replicated log is the commitlog.
+
+* ``node.RaftNode``: the sans-I/O core (ticks and messages in; a ``types.Ready`` of what to
+  persist, send and apply out). ``config.RaftConfig`` and ``config.Durability`` (quorum in memory
+  or quorum fsynced, with what each can lose).
+* ``storage``: the ``Storage`` interface the core reads and ``MemoryStorage``;
+  ``dledger_storage.DLedgerStorage`` on DLedger's data/index/currterm files.
+* ``wire`` (frames) and ``transport.RaftTransport`` (asyncio TCP); ``replica.RaftReplica`` glues
+  node, storage and transport together in a broker process.
+* ``sim``: the deterministic fault simulator behind ``mqbench sim raft``.
+"""
+from .config import Durability, RaftConfig
+from .node import RaftNode
+from .storage import MemoryStorage, Storage
+from .types import NONE, Entry, EntryKind, HardState, Message, MsgType, NotLeader, ProposalDropped, Ready, Role
+
+__all__ = ["NONE", "Durability", "Entry", "EntryKind", "HardState", "MemoryStorage", "Message", "MsgType",
+           "NotLeader", "ProposalDropped", "RaftConfig", "RaftNode", "Ready", "Role", "Storage"]

@@ -5,7 +5,7 @@ puts commitlog records in them); the core never looks inside.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -118,7 +118,6 @@ class Ready:
     must_sync: bool
     role: Role = Role.FOLLOWER
     leader: int = NONE
-    notes: list = field(default_factory=list)
 
 
 class RaftError(MqbenchError):

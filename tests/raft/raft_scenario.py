@@ -30,7 +30,7 @@ from pathlib import Path
 from mqbench.broker.raft.config import Durability, RaftConfig
 from mqbench.broker.raft.node import RaftNode
 from mqbench.broker.raft.storage import MemoryStorage
-from mqbench.broker.raft.types import RaftError, Role
+from mqbench.broker.raft.types import RaftError
 
 REWRITE = os.environ.get("MQBENCH_REWRITE") == "1"
 

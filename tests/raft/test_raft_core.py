@@ -13,7 +13,7 @@ from mqbench.broker.raft.log import RaftLog
 from mqbench.broker.raft.node import RaftNode
 from mqbench.broker.raft.progress import Progress, ProgressState
 from mqbench.broker.raft.storage import LogUnavailable, MemoryStorage
-from mqbench.broker.raft.types import Entry, HardState, Message, MsgType, NotLeader, ProposalDropped, Role
+from mqbench.broker.raft.types import Entry, Message, MsgType, NotLeader, ProposalDropped, Role
 from mqbench.errors import InvariantViolation, UserError
 from raft_scenario import Harness
 

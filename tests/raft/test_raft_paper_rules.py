@@ -39,7 +39,6 @@ def run_schedule(ops, nodes: int = 3) -> History:
     h.run(f"add-nodes {nodes}")
     ids = sorted(h.nodes)
     history = History()
-    rng = random.Random(0)
     proposals = 0
 
     def observe():
@@ -93,7 +92,6 @@ def run_schedule(ops, nodes: int = 3) -> History:
         elif op == "restart" and h.nodes[node_id] is None:
             h.start(node_id)
         observe()
-    rng.random()
     history.logs_at_end = {i: n.log.entries(1, n.log.last_index() + 1) for i, n in h.nodes.items() if n is not None}
     history.applied = h.applied
     return history
