@@ -278,6 +278,10 @@ def _check_fields(data: Any, fields: dict[str, tuple[type, ...]], where: str) ->
             _fail(where, f"field {name!r} is not a finite number")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def validate_result(doc: Any, where: str = RESULT_FILE, *, decode: bool = True) -> None:
     """Raise CorruptDataError naming the first problem; ``decode`` also checks every histogram."""
     if not isinstance(doc, dict):
@@ -298,6 +302,12 @@ def validate_result(doc: Any, where: str = RESULT_FILE, *, decode: bool = True) 
         value = doc["layout"][name]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             _fail(where, f"layout.{name} must be a positive integer, got {value!r}")
+    per_host = doc["layout"]["instances_per_host"]
+    if not _is_number(per_host) or per_host <= 0:
+        _fail(where, f"layout.instances_per_host must be a number > 0, got {per_host!r}")
+    for name, value in (doc["limits"] or {}).items():
+        if name.endswith(("_per_s", "_mb")) and not _is_number(value):
+            _fail(where, f"limits.{name} must be a number, got {value!r}")
     if doc["duration_ms"] <= 0 or doc["window_ms"] <= 0 or doc["warmup_ms"] < 0:
         _fail(where, "duration_ms and window_ms must be > 0 and warmup_ms >= 0")
     if not doc["cells"]:
@@ -312,6 +322,15 @@ def validate_result(doc: Any, where: str = RESULT_FILE, *, decode: bool = True) 
         for name in _REQUIRED_AGGREGATES:
             if name not in cell["aggregates"]:
                 _fail(cell_where, f"aggregate {name!r} is missing")
+        for name, value in cell["aggregates"].items():
+            # Every aggregate is a count, a rate, a share or a latency: a number, or null when empty.
+            if value is not None and not _is_number(value):
+                _fail(cell_where, f"aggregate {name!r} must be a number or null, got {value!r}")
+        for name in ("throughput_msgs_per_s", "throughput_mb_per_s", "published"):
+            if cell["aggregates"][name] is None or cell["aggregates"][name] < 0:
+                _fail(cell_where, f"aggregate {name!r} must be a number >= 0")
+        if cell["disk_bytes_per_msg"] is not None and cell["disk_bytes_per_msg"] < 0:
+            _fail(cell_where, "disk_bytes_per_msg must be >= 0")
         for name in HISTOGRAMS:
             if name not in cell["histograms"]:
                 _fail(cell_where, f"histogram {name!r} is missing")

@@ -186,3 +186,24 @@ def test_fast_mean_agrees_with_the_library(values):
     for value in values:
         histogram.record_value(value)
     assert mean_us(histogram) == pytest.approx(histogram.get_mean_value(), rel=1e-12)
+
+
+@given(text=st.text(max_size=80) | st.binary(max_size=80).map(lambda b: __import__("base64").b64encode(b).decode()))
+def test_fuzzed_histogram_encodings_are_corrupt_data(text):
+    try:
+        histogram = decode_histogram(text, "fuzz")
+    except CorruptDataError:
+        return
+    assert histogram.get_total_count() >= 0
+
+
+@given(mutation=st.dictionaries(st.sampled_from(["start_ns", "warmup_ms", "duration_ms", "window_ms",
+                                                 "events_in_warmup", "events_after_end", "windows"]),
+                                st.none() | st.integers(-5, 5) | st.text(max_size=4) | st.just({"0": {}}), max_size=3))
+def test_fuzzed_worker_documents_are_corrupt_data(mutation):
+    shipped = _run().to_dict()
+    shipped.update(mutation)
+    try:
+        RunMetrics.from_dict(shipped)
+    except CorruptDataError:
+        pass

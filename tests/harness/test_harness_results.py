@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mqbench.cli import cli
 from mqbench.errors import CorruptDataError, UserError
@@ -189,3 +191,53 @@ def test_workload_info_hashes_the_trace_and_layout_summary_counts_instances(tmp_
     assert summary["instances"] == sum(len(r) for r in layout.groups.values())
     assert summary["instances_per_host"] == summary["instances"] / len(layout.hosts)
     assert summary["replicas_per_group"] == max(len(r) for r in layout.groups.values())
+
+
+_JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False)
+                            | st.text(max_size=8), lambda inner: st.lists(inner, max_size=3)
+                            | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+
+
+def _paths(value, prefix=()):
+    yield prefix
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if key != "histograms" or len(prefix) < 3:
+                yield from _paths(child, prefix + (key,))
+    elif isinstance(value, list):
+        for index, child in enumerate(value[:2]):
+            yield from _paths(child, prefix + (index,))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_fuzzed_documents_load_and_report_or_fail_with_a_named_error(result_folders, tmp_path_factory, data):
+    from mqbench.harness.report import LoadedResult, render
+
+    doc = copy.deepcopy(result_folders[1][0])
+    paths = [p for p in _paths(doc) if p]
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        target = doc
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = data.draw(_JSON_VALUES)
+        except (KeyError, IndexError, TypeError):
+            continue
+    folder = tmp_path_factory.mktemp("fuzz")
+    (folder / RESULT_FILE).write_text(json.dumps(doc))
+    try:
+        loaded = load_result(folder)
+    except UserError:
+        return
+    for fmt in ("terminal", "markdown", "csv", "html"):
+        render([LoadedResult(*loaded)], fmt, daily_messages=1e11)
+
+
+@given(blob=st.binary(max_size=300))
+def test_fuzzed_bytes_are_corrupt_data(tmp_path_factory, blob):
+    folder = tmp_path_factory.mktemp("bytes")
+    (folder / RESULT_FILE).write_bytes(blob)
+    with pytest.raises(UserError):
+        load_result(folder)
