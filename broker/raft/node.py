@@ -36,6 +36,9 @@ TIMEOUT_NOW = MsgType.TIMEOUT_NOW
 
 class RaftNode:
     def __init__(self, config: RaftConfig, storage: Storage, rng: random.Random, *, applied: int = 0):
+        """Start (or restart) from ``storage``'s hard state and log. ``rng`` is the node's only
+        source of randomness (election timeouts). ``applied``: the index the state machine has
+        already applied; committed entries after it are handed out again in the first Readies."""
         self.config = config
         self.id = config.node_id
         self.peers = tuple(sorted(config.peers))
