@@ -77,7 +77,7 @@ from typing import Any
 
 from mqbench import __version__
 from mqbench.errors import CorruptDataError, UserError
-from mqbench.harness.metrics import HISTOGRAMS, RunMetrics, decode_histogram
+from mqbench.harness.metrics import COUNTERS, HISTOGRAMS, RunMetrics, decode_histogram
 
 RESULT_SCHEMA = "mqbench.result/1"
 RESULT_FILE = "result.json"
@@ -326,6 +326,10 @@ def validate_result(doc: Any, where: str = RESULT_FILE, *, decode: bool = True) 
             # Every aggregate is a count, a rate, a share or a latency: a number, or null when empty.
             if value is not None and not _is_number(value):
                 _fail(cell_where, f"aggregate {name!r} must be a number or null, got {value!r}")
+        for name, value in cell["aggregates"].items():
+            if (name in COUNTERS or name.endswith("_count") or name.startswith("events_")) and value is not None \
+                    and not isinstance(value, int):
+                _fail(cell_where, f"aggregate {name!r} is a count and must be an integer, got {value!r}")
         for name in ("throughput_msgs_per_s", "throughput_mb_per_s", "published"):
             if cell["aggregates"][name] is None or cell["aggregates"][name] < 0:
                 _fail(cell_where, f"aggregate {name!r} must be a number >= 0")
