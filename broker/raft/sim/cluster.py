@@ -229,10 +229,21 @@ class SimCluster:
             self.check_applied(sn, rd.committed_entries)
         sn.core.advance(rd)
         sn.busy = False
-        if self.rates.vote_crash_p and self.faults_on and _grants_vote(rd.messages):
-            # Targeted fault: crash a voter right after it voted, the moment its vote must survive.
-            if self.fault_rng.random() < self.rates.vote_crash_p:
-                self.schedule(self.now + self.fault_rng.randint(0, 3), EV_CRASH, sn.id, sn.incarnation)
+        if self.rates.vote_crash_p and self.faults_on:
+            granted = _granted_vote(rd.messages)
+            if granted is not None:
+                # Targeted fault: crash a voter right after it voted, the moment its vote must
+                # survive; almost surely when a rival candidate of the same term may still ask it.
+                p = 0.9 if self._has_rival(sn.id, granted) else self.rates.vote_crash_p
+                if self.fault_rng.random() < p:
+                    self.schedule(self.now + self.fault_rng.randint(0, 1), EV_CRASH, sn.id, sn.incarnation)
+
+    def _has_rival(self, voter: int, granted: Message) -> bool:
+        for other in self.nodes.values():
+            if (other.up and other.id not in (voter, granted.dst) and other.core.role == Role.CANDIDATE
+                    and other.core.term == granted.term):
+                return True
+        return False
 
     # -- event handlers ------------------------------------------------------------------------
     def _on_tick(self, node: int, _payload) -> None:
@@ -270,7 +281,7 @@ class SimCluster:
     def _on_crash(self, node: int, incarnation) -> None:
         sn = self.nodes[node]
         if sn.up and sn.incarnation == incarnation and self.faults_on:
-            self._crash(sn, self.fault_rng, restart_ms=(1, 40))
+            self._crash(sn, self.fault_rng, restart_ms=(1, 8))
 
     def leader(self) -> SimNode | None:
         best = None
@@ -360,10 +371,12 @@ class SimCluster:
         # there), a process crash in the in-memory mode (a power loss would lose acknowledged
         # entries there: its documented loss, kept out of the fault model).
         self.record(EV_FAULT, 0, ("crash-all", self.fsync_mode))
+        # Half the time they come back together (a rack power cycle): a crowded election.
+        base, spread = rng.randint(20, 800), rng.choice((5, 800))
         for sn in self.nodes.values():
             if sn.up:
                 self.crash_node(sn, power_loss=self.fsync_mode)
-                self.schedule(self.now + rng.randint(20, 800), EV_RESTART, sn.id, sn.incarnation)
+                self.schedule(self.now + base + rng.randint(0, spread), EV_RESTART, sn.id, sn.incarnation)
 
     # -- checkers ------------------------------------------------------------------------------
     def check_node(self, sn: SimNode) -> None:
@@ -507,11 +520,11 @@ class SimCluster:
 _FAULT_KINDS = ("partition", "partition", "oneway", "heal", "heal", "crash", "crash_leader", "transfer", "crash_all")
 
 
-def _grants_vote(messages) -> bool:
+def _granted_vote(messages) -> Message | None:
     for m in messages:
         if m.type == MsgType.VOTE_RESP and not m.reject:
-            return True
-    return False
+            return m
+    return None
 
 
 def run_seed(seed: int, params: SimParams = SimParams()) -> SeedResult:
