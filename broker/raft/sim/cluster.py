@@ -22,7 +22,7 @@ import heapq
 import random
 import zlib
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mqbench.errors import InvariantViolation
 
@@ -99,7 +99,6 @@ class SeedResult:
     leaders_elected: int
     torn_entries_dropped: int
     rates: FaultRates | None = None
-    notes: dict = field(default_factory=dict)
 
 
 class SimNode:
@@ -149,6 +148,7 @@ class SimCluster:
         self.pending: dict[bytes, tuple[int, int]] = {}
         self.acked: dict[bytes, int] = {}
         self.proposed = 0
+        self.failover_ms: int | None = None
         self._handlers = (self._on_tick, self._on_deliver, self._on_sync, self._on_propose, self._on_fault,
                           self._on_restart, self._on_crash)
 
@@ -530,7 +530,6 @@ def _granted_vote(messages) -> Message | None:
 def run_seed(seed: int, params: SimParams = SimParams()) -> SeedResult:
     """Run one seed; never raises for a violation (it is in the result)."""
     cluster = SimCluster(seed, params)
-    cluster.failover_ms = None
     violation = None
     try:
         cluster.run()
