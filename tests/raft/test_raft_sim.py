@@ -86,18 +86,18 @@ def test_planted_bug_commit_on_a_minority_is_caught_within_100_seeds(monkeypatch
         assert failure.trace and failure.violation
 
 
-def test_planted_bug_forgotten_vote_is_caught(monkeypatch):
-    """Forgetting to persist the vote only shows when a voter restarts between the requests of two
-    candidates of one term, which pre-vote makes rare: about 2-3% of 5-node seeds catch it (the
-    targeted vote-crash fault helps), so this bound is 300 seeds, not 100."""
+def test_planted_bug_forgotten_vote_is_caught_within_100_seeds(monkeypatch):
+    """A voter that forgets its vote may vote again in the same term after a restart; the
+    one-vote-per-term checker sees it (about 14% of 5-node seeds, 2-3% of 3-node ones, helped by
+    the targeted vote-crash fault), and sometimes it even elects two leaders of one term."""
     write = SimDisk.write
 
     def forgetful_write(self, hard_state, entries):
         write(self, None if hard_state is None else hard_state._replace(vote=0), entries)
     monkeypatch.setattr(SimDisk, "write", forgetful_write)
-    summary = run_seeds(300, 1, SimParams(nodes=5), durability="both")
+    summary = run_seeds(100, 1, SimParams(nodes=5), durability="both")
     assert summary.failure is not None
-    assert summary.failure.violation.startswith("election-safety")
+    assert summary.failure.violation.split(":")[0] in ("vote-safety", "election-safety")
 
 
 def test_planted_bug_reports_seed_trace_and_exits_nonzero(monkeypatch):

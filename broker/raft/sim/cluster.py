@@ -12,7 +12,9 @@ A run has three phases, all driven by one discrete-event queue ordered by (time,
    term within ``budget_ticks`` (the time is the run's failover figure); the old leader restarts
    and all logs must converge again.
 
-Checkers run after every event (see ``check_*`` methods); the first violation stops the run and is
+Checkers run after every event (see ``check_*`` methods: one leader per term, one vote per node
+per term across restarts, leader completeness, state machine safety with acknowledged entries
+never lost or changed, commit never going back, identical logs after convergence); the first violation stops the run and is
 reported with the seed and the last ``trace_events`` events.
 """
 from __future__ import annotations
@@ -144,6 +146,7 @@ class SimCluster:
         self.client_on = True
         # checker state
         self.leaders: dict[int, int] = {}
+        self.votes: dict[tuple[int, int], int] = {}
         self.committed_log: list[Entry] = []
         self.pending: dict[bytes, tuple[int, int]] = {}
         self.acked: dict[bytes, int] = {}
@@ -229,8 +232,10 @@ class SimCluster:
             self.check_applied(sn, rd.committed_entries)
         sn.core.advance(rd)
         sn.busy = False
+        granted = _granted_vote(rd.messages)
+        if granted is not None:
+            self.check_vote(sn, granted)
         if self.rates.vote_crash_p and self.faults_on:
-            granted = _granted_vote(rd.messages)
             if granted is not None:
                 # Targeted fault: crash a voter right after it voted, the moment its vote must
                 # survive; almost surely when a rival candidate of the same term may still ask it.
@@ -392,6 +397,13 @@ class SimCluster:
                 self.check_leader_completeness(sn)
             elif known != sn.id:
                 raise Violation("election-safety", f"nodes {known} and {sn.id} are both leaders of term {core.term}")
+
+    def check_vote(self, sn: SimNode, granted: Message) -> None:
+        """One vote per node per term, across restarts (Raft's persistent votedFor)."""
+        key = (sn.id, granted.term)
+        earlier = self.votes.setdefault(key, granted.dst)
+        if earlier != granted.dst:
+            raise Violation("vote-safety", f"node {sn.id} voted for {earlier} and then {granted.dst} in term {granted.term}")
 
     def check_leader_completeness(self, sn: SimNode) -> None:
         log = sn.core.log
