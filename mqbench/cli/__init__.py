@@ -68,6 +68,8 @@ class MqbenchGroup(click.Group):
             raise ReportedError(f"internal invariant violated, stopping: {exc}", EXIT_INVARIANT) from exc
         except MqbenchError as exc:
             raise ReportedError(str(exc), 1) from exc
+        except BrokenPipeError:
+            raise  # the reader of our output left (`| head`); main() ends quietly
         except FileNotFoundError as exc:
             raise ReportedError(f"no such file: {exc.filename}", EXIT_USER_ERROR) from exc
         except PermissionError as exc:
