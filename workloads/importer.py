@@ -36,7 +36,7 @@ from typing import Callable, Iterator
 from mqbench.errors import UserError
 from mqbench.workloads.message import TraceMessage
 from mqbench.workloads.profile import DELAY_LEVELS_MS, DELAY_MAX_MS, RESERVED_PROPERTIES, TOPIC_NAME_RE
-from mqbench.workloads.reorder import ReorderBuffer
+from mqbench.workloads.reorder import RebasingWriter, ReorderBuffer
 from mqbench.workloads.trace import TraceWriter
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -108,22 +108,9 @@ def import_trace(source: str | Path, out_path: str | Path, options: ImportOption
     columns = _Columns(options, source)
     result = ImportResult()
     buffer: ReorderBuffer[TraceMessage] = ReorderBuffer(options.reorder_window_ms * 1000)
-    base_us = None
     checked = False
     with TraceWriter(out_path, source="imported", source_detail=f"{source.name} ({file_format})") as writer:
-
-        def emit(ready) -> None:
-            nonlocal base_us
-            for time_us, message in ready:
-                if base_us is None:
-                    base_us = time_us
-                message.send_offset_us = time_us - base_us
-                writer.write(message)
-                result.messages += 1
-                result.body_bytes += len(message.body)
-                result.duration_us = message.send_offset_us
-                if progress is not None:
-                    progress(result.messages)
+        emit = RebasingWriter(writer, result, progress).emit
 
         for where, record in records:
             if not checked and not isinstance(record, BadRow):

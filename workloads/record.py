@@ -36,7 +36,7 @@ from typing import Callable
 
 from mqbench.workloads.message import TraceMessage
 from mqbench.workloads.profile import DELAY_LEVELS_MS, DELAY_MAX_MS, RESERVED_PROPERTIES
-from mqbench.workloads.reorder import ReorderBuffer
+from mqbench.workloads.reorder import RebasingWriter, ReorderBuffer
 from mqbench.workloads.trace import TraceWriter
 
 RECEIVE_BATCH_MSGS = 256
@@ -82,22 +82,8 @@ async def record_trace(consumer, out_path: str | Path, *, duration_ms: int, cloc
     """Record what ``consumer`` receives for ``duration_ms`` into ``out_path``; see the module docstring."""
     result = RecordResult()
     buffer: ReorderBuffer[TraceMessage] = ReorderBuffer(reorder_window_ms * 1000)
-    base_us = None
     with TraceWriter(out_path, source="recorded", source_detail=source_detail) as writer:
-
-        def emit(ready) -> None:
-            nonlocal base_us
-            for time_us, message in ready:
-                if base_us is None:
-                    base_us = time_us
-                message.send_offset_us = time_us - base_us
-                writer.write(message)
-                result.messages += 1
-                result.body_bytes += len(message.body)
-                result.duration_us = message.send_offset_us
-                result.topics[message.topic] += 1
-                if progress is not None:
-                    progress(result.messages)
+        emit = RebasingWriter(writer, result, progress).emit
 
         start_ms = clock_ms()
         end_ms = start_ms + duration_ms

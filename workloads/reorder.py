@@ -45,3 +45,35 @@ class ReorderBuffer(Generic[T]):
         time_us, _sequence, item = heapq.heappop(self._heap)
         self.released_us = time_us
         return time_us, item
+
+
+class RebasingWriter:
+    """Writes the messages a ``ReorderBuffer`` releases into a trace, timed from the first one.
+
+    ``emit(ready)`` takes the ``(time_us, message)`` pairs in release order, sets each message's
+    ``send_offset_us`` to its time minus the first released time, writes it, and counts it in
+    ``result`` (``messages``, ``body_bytes``, ``duration_us``; and ``topics`` when the result has
+    that counter). ``progress(messages)`` is called after each message when given.
+    """
+
+    def __init__(self, writer, result, progress=None) -> None:
+        self._writer = writer
+        self._result = result
+        self._progress = progress
+        self._topics = getattr(result, "topics", None)
+        self._base_us: int | None = None
+
+    def emit(self, ready) -> None:
+        result = self._result
+        for time_us, message in ready:
+            if self._base_us is None:
+                self._base_us = time_us
+            message.send_offset_us = time_us - self._base_us
+            self._writer.write(message)
+            result.messages += 1
+            result.body_bytes += len(message.body)
+            result.duration_us = message.send_offset_us
+            if self._topics is not None:
+                self._topics[message.topic] += 1
+            if self._progress is not None:
+                self._progress(result.messages)
