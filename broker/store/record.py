@@ -34,6 +34,7 @@ only written when at least ``BLANK_MIN_BYTES`` stay free after it.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 import zlib
@@ -229,15 +230,23 @@ def decode_properties(data: bytes | str) -> dict[str, str]:
     return result
 
 
+@functools.lru_cache(maxsize=1024)
+def _packed_address(text: str) -> tuple[bytes, bool]:
+    """The packed bytes of an IP address and whether it is IPv6 (cached: a broker encodes the same
+    few hosts millions of times, and parsing them was most of a small record's encode time)."""
+    address = ipaddress.ip_address(text)
+    return address.packed, address.version == 6
+
+
 def _host_bytes(host: tuple[str, int], what: str) -> tuple[bytes, bool]:
     try:
-        address = ipaddress.ip_address(host[0])
+        packed, is_v6 = _packed_address(host[0])
         port = int(host[1])
     except (ValueError, TypeError, IndexError) as exc:
         raise UserError(f"bad {what} {host!r}: {exc}") from None
     if not -0x80000000 <= port <= 0x7FFFFFFF:
         raise UserError(f"bad {what} port {port}")
-    return address.packed + _PORT.pack(port), address.version == 6
+    return packed + _PORT.pack(port), is_v6
 
 
 def _topic_version(topic_bytes: bytes, version: int) -> int:
