@@ -18,7 +18,9 @@ import sys
 import threading
 import time
 
-from rocketmq.client import ConsumeStatus, Message, Producer, PushConsumer
+# rocketmq 0.4.4 exports no ConsumeStatus: a PushConsumer callback that returns acknowledges the
+# message (CONSUME_SUCCESS), one that raises asks for redelivery (RECONSUME_LATER).
+from rocketmq.client import Message, Producer, PushConsumer
 
 
 def produce(args) -> int:
@@ -75,7 +77,6 @@ def consume(args) -> int:
                               "queue_offset": msg.queue_offset, "msg_id": msg.id}), flush=True)
             if len(seen) >= args.expect:
                 done.set()
-        return ConsumeStatus.CONSUME_SUCCESS
 
     consumer = PushConsumer(args.group)
     consumer.set_namesrv_addr(args.namesrv)
