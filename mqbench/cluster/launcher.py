@@ -1,9 +1,15 @@
 """Start, inspect and stop a reference cluster laid out by a layout file.
 
-``up`` starts the name server and every broker instance of the layout as real OS processes (see
-``processes``), then waits until every group has a leader that answers. ``status`` asks every
-instance for its role. ``kill`` SIGKILLs an instance, a host (all its instances), a room or a
-group, for drills; ``start`` brings killed processes back with the same store.
+``up`` checks that every port of the layout is free, starts the name server, waits until it
+listens, starts every broker instance of the layout as real OS processes (see ``processes``), then
+waits until every group has a leader that answers *and* the name server routes to it (so a client
+can send the moment ``up`` returns). ``status`` asks every instance for its role. ``kill`` signals
+an instance, a host (all its broker instances), a room or a group, for drills; ``start`` brings
+killed processes back with the same store and ports, and resumes SIGSTOPped ones.
+
+Errors a user can cause (unknown layout, busy port, a directory whose cluster still runs, an
+unknown target or group, a process that dies while starting) raise ``UserError`` with one line
+naming the problem (plus the dead process's last log lines).
 
 The broker instance process is ``python -m mqbench.broker.server.main``; it reads the same layout
 file, so every process agrees on addresses, peers and preferred leaders.
@@ -11,13 +17,16 @@ file, so every process agrees on addresses, peers and preferred leaders.
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from mqbench.broker.layout import Layout, load_layout
-from mqbench.cluster.processes import ClusterState, ProcessRecord, python_argv, send_signal, spawn, stop, tail
+from mqbench.cluster.processes import (ClusterState, ProcessRecord, python_argv, send_signal, spawn, stop, tail,
+                                       wait_gone)
 from mqbench.errors import UserError
 
 BROKER_MODULE = "mqbench.broker.server.main"
@@ -36,6 +45,8 @@ class InstanceStatus:
     role: str  # "leader" | "follower" | "candidate" | "unreachable" | "down"
     term: int | None = None
     leader_id: str | None = None
+    pid: int | None = None
+    commit_index: int | None = None
 
 
 def cluster_layout(state: ClusterState) -> Layout:
@@ -64,50 +75,129 @@ def _records(layout: Layout, directory: Path, port_offset: int, durability: str,
 
 def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: str = "memory",
        wait_s: float = 60.0, extra_args: list[str] | None = None) -> ClusterState:
-    """Start every process of the layout and wait until each group has a leader."""
+    """Start every process of the layout and wait until each group has a routed leader.
+
+    Raises ``UserError`` for an unknown layout, a busy port, a directory whose cluster still runs,
+    or when no leader is routed within ``wait_s`` (then every process started here is stopped).
+    """
+    if durability not in ("memory", "fsync"):
+        raise UserError(f"durability {durability!r} is not one of memory, fsync")
     layout = load_layout(layout_name).with_port_offset(port_offset)
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / "cluster.json").exists():
         existing = ClusterState.load(directory)
-        if any(r.alive() for r in existing.processes.values()):
-            raise UserError(f"a cluster is already running in {directory}; `mqbench cluster down --dir {directory}` first")
+        running = [r.name for r in existing.processes.values() if r.alive()]
+        if running:
+            raise UserError(f"a cluster is already running in {directory} ({', '.join(running)}); "
+                            f"`mqbench cluster down --dir {directory}` first")
+    check_ports_free(layout)
     records = _records(layout, directory, port_offset, durability, list(extra_args or []))
     state = ClusterState(directory=directory, layout_source=layout.source, layout_name=layout.name,
                          port_offset=port_offset, settings={"durability": durability, "extra_args": extra_args or []},
                          processes=records)
-    spawn(records["namesrv"])
-    state.save()
-    for record in records.values():
-        if record.kind == "broker":
-            spawn(record)
-    state.save()
+    deadline = time.monotonic() + wait_s
     try:
-        wait_for_leaders(state, wait_s)
-    except UserError:
+        spawn(records["namesrv"])
+        state.save()
+        _wait_listening(records["namesrv"], deadline, wait_s)
+        for record in records.values():
+            if record.kind == "broker":
+                spawn(record)
+        state.save()
+        wait_for_leaders(state, max(deadline - time.monotonic(), 0.5))
+    except BaseException:  # UserError, or ^C while waiting: leave nothing running behind
         stop(list(state.processes.values()), timeout_s=5)
         raise
     return state
 
 
+def check_ports_free(layout: Layout) -> None:
+    """Raise ``UserError`` naming the first port of ``layout`` that something already listens on.
+
+    The probe binds with SO_REUSEADDR, as the servers do, so only a listener (not a TIME_WAIT
+    leftover of an earlier run) counts as busy.
+    """
+    wanted = [(layout.hosts[layout.namesrv_host], layout.namesrv_port, "the name server")]
+    for instance in layout.instances:
+        wanted.append((instance.address, instance.port, f"{instance.name} (clients)"))
+        wanted.append((instance.address, instance.raft_port, f"{instance.name} (Raft peers)"))
+    for address, port, what in wanted:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((address, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise UserError(f"port {address}:{port} for {what} is busy; stop what listens there or "
+                                    "choose another --port-offset") from None
+                raise UserError(f"cannot bind {address}:{port} for {what}: {exc.strerror or exc}") from None
+
+
+def _wait_listening(record: ProcessRecord, deadline: float, wait_s: float) -> None:
+    """Block until ``record``'s address accepts TCP connections; ``UserError`` if it dies or times out."""
+    host, _, port = record.addr.rpartition(":")
+    while True:
+        if not record.alive():
+            raise UserError(f"{record.name} exited while starting; last lines of {record.log_path}:\n"
+                            f"{tail(record.log_path)}")
+        try:
+            with socket.create_connection((host, int(port)), timeout=0.5):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise UserError(f"{record.name} does not listen on {record.addr} after {wait_s:.0f} s; "
+                            f"see {record.log_path}")
+        time.sleep(0.05)
+
+
 def start(state: ClusterState, target: str) -> list[str]:
-    """Restart the processes named by ``target`` that are not running (same store, same ports)."""
+    """Bring back the processes named by ``target``: restart the dead ones (same store, same ports)
+    and resume (SIGCONT) the stopped ones. Returns the names acted on."""
     started = []
     for record in state.select(target):
-        if not record.alive():
+        proc = record.process()
+        if proc is None:
             spawn(record)
+            started.append(record.name)
+        elif _is_stopped(proc):
+            proc.send_signal(signal.SIGCONT)
             started.append(record.name)
     state.save()
     return started
 
 
+def _is_stopped(proc) -> bool:
+    import psutil
+
+    try:
+        return proc.status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except psutil.Error:
+        return False
+
+
 def kill(state: ClusterState, target: str, sig: int = signal.SIGKILL) -> list[str]:
-    """Send ``sig`` (SIGKILL by default) to the processes named by ``target``."""
-    return send_signal(state.select(target), sig)
+    """Send ``sig`` (SIGKILL by default) to the processes named by ``target``.
+
+    After SIGKILL it waits (up to 5 s) until they are gone, so a following ``start`` can bind
+    their ports again."""
+    records = state.select(target)
+    hit = send_signal(records, sig)
+    if sig == signal.SIGKILL:
+        wait_gone([r for r in records if r.name in hit], 5.0)
+    return hit
 
 
 def down(state: ClusterState, timeout_s: float = 10.0) -> dict[str, str]:
-    """Clean stop of every process, SIGKILL after ``timeout_s``."""
+    """Clean stop of every process, SIGKILL after ``timeout_s``; name -> how it ended.
+
+    SIGSTOPped processes are resumed first, or they could not act on SIGTERM."""
+    for record in state.processes.values():
+        proc = record.process()
+        if proc is not None and _is_stopped(proc):
+            proc.send_signal(signal.SIGCONT)
     brokers = [r for r in state.processes.values() if r.kind == "broker"]
     outcome = stop(brokers, timeout_s)
     outcome.update(stop([r for r in state.processes.values() if r.kind == "namesrv"], timeout_s))
@@ -125,10 +215,15 @@ async def _status(state: ClusterState, layout: Layout, timeout_s: float) -> list
 
     async def one(instance) -> InstanceStatus:
         record = state.processes[instance.name]
+        proc = record.process()
         result = InstanceStatus(name=instance.name, group=instance.group, replica_id=instance.replica_id,
                                 host=instance.host, room=instance.room, addr=instance.addr,
-                                process="running" if record.alive() else "down", role="down")
-        if result.process == "down":
+                                process="running" if proc is not None else "down", role="down",
+                                pid=record.pid if proc is not None else None)
+        if proc is None:
+            return result
+        if _is_stopped(proc):
+            result.process = result.role = "stopped"
             return result
         try:
             info = await query_runtime_info(instance.addr, timeout_s)
@@ -138,13 +233,16 @@ async def _status(state: ClusterState, layout: Layout, timeout_s: float) -> list
         result.role = info.get("raftRole", "unknown")
         result.term = int(info["raftTerm"]) if "raftTerm" in info else None
         result.leader_id = info.get("raftLeaderId") or None
+        if info.get("raftCommitIndex", "").lstrip("-").isdigit():
+            result.commit_index = int(info["raftCommitIndex"])
         return result
 
     return list(await asyncio.gather(*(one(i) for i in layout.instances)))
 
 
 def wait_for_leaders(state: ClusterState, wait_s: float) -> list[InstanceStatus]:
-    """Block until every group has exactly one live leader that answers; raise UserError on timeout."""
+    """Block until every group has a live leader that answers and that the name server routes to
+    (brokerId 0 of its broker name); raise ``UserError`` on timeout or when a process died."""
     deadline = time.monotonic() + wait_s
     while True:
         dead = [r for r in state.processes.values() if not r.alive()]
@@ -154,10 +252,59 @@ def wait_for_leaders(state: ClusterState, wait_s: float) -> list[InstanceStatus]
                             f"{tail(record.log_path)}")
         rows = status(state, timeout_s=1.0)
         groups = {r.group for r in rows}
-        led = {r.group for r in rows if r.role == "leader"}
-        if led == groups:
+        leaders = {r.group: r.addr for r in rows if r.role == "leader"}
+        routed = namesrv_masters(state) if set(leaders) == groups else {}
+        if leaders and all(routed.get(g) == leaders.get(g) for g in groups):
             return rows
         if time.monotonic() > deadline:
-            missing = ", ".join(sorted(groups - led))
-            raise UserError(f"no leader elected within {wait_s:.0f} s for group(s) {missing}; logs are in {state.directory}")
+            missing = sorted(groups - set(leaders))
+            if missing:
+                raise UserError(f"no leader elected within {wait_s:.0f} s for group(s) {', '.join(missing)}; "
+                                f"logs are in {state.directory}")
+            unrouted = sorted(g for g in groups if routed.get(g) != leaders[g])
+            raise UserError(f"the name server does not route to the leader of {', '.join(unrouted)} after "
+                            f"{wait_s:.0f} s (leaders do not register?); logs are in {state.directory}")
         time.sleep(0.2)
+
+
+def namesrv_masters(state: ClusterState, timeout_s: float = 1.0) -> dict[str, str]:
+    """Broker name -> the address the name server routes writes to (brokerId 0); {} if it does not answer."""
+    return asyncio.run(_namesrv_masters(cluster_layout(state).namesrv_addr, timeout_s))
+
+
+async def _namesrv_masters(addr: str, timeout_s: float) -> dict[str, str]:
+    from mqbench.broker.remoting import codes
+    from mqbench.broker.remoting.client import connect
+    from mqbench.broker.remoting.command import RemotingCommand
+    from mqbench.broker.remoting.headers import parse_json_body
+    from mqbench.errors import MqbenchError
+
+    try:
+        channel = await connect(addr, timeout_ms=int(timeout_s * 1000))
+    except (MqbenchError, OSError):
+        return {}
+    try:
+        response = await channel.request(RemotingCommand.request(codes.GET_BROKER_CLUSTER_INFO),
+                                         int(timeout_s * 1000))
+        if response.code != codes.SUCCESS:
+            return {}
+        doc = parse_json_body(response.body, "GET_BROKER_CLUSTER_INFO")
+    except (MqbenchError, OSError):
+        return {}
+    finally:
+        await channel.aclose()
+    table = doc.get("brokerAddrTable", {}) if isinstance(doc, dict) else {}
+    return {name: str(data.get("brokerAddrs", {}).get("0") or data.get("brokerAddrs", {}).get(0) or "")
+            for name, data in table.items() if isinstance(data, dict)}
+
+
+def leader(state: ClusterState, group: str, timeout_s: float = 2.0) -> InstanceStatus:
+    """The instance that leads ``group`` (the highest term if two claim it); ``UserError`` for an
+    unknown group or when no live instance leads it."""
+    layout = cluster_layout(state)
+    if group not in layout.groups:
+        raise UserError(f"layout {layout.name!r} has no group {group!r}; groups: {', '.join(layout.groups)}")
+    rows = [r for r in status(state, timeout_s) if r.group == group and r.role == "leader"]
+    if not rows:
+        raise UserError(f"group {group!r} has no leader right now (an election may be under way)")
+    return max(rows, key=lambda r: r.term or 0)

@@ -1,0 +1,176 @@
+"""``mqbench cluster``: a reference cluster to use by hand, and the drills that break it.
+
+    mqbench cluster up --layout raft3 [--dir D] [--durability memory|fsync] [--port-offset N] [--wait S]
+    mqbench cluster status [--dir D] [--json]
+    mqbench cluster kill TARGET [--signal KILL|TERM|STOP|CONT]
+    mqbench cluster start TARGET
+    mqbench cluster leader GROUP [--json]
+    mqbench cluster down [--dir D] [--timeout S]
+
+The processes outlive the command (each runs in its own session); ``DIR/cluster.json`` records them
+so the later commands find them. The work is in ``mqbench.cluster.launcher``; this module only
+parses flags and prints.
+"""
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import click
+
+from mqbench.cli.options import json_option
+from mqbench.output import document, print_json, table
+
+STATUS_SCHEMA = "mqbench.cluster-status/1"
+LEADER_SCHEMA = "mqbench.cluster-leader/1"
+ACTION_SCHEMA = "mqbench.cluster-action/1"
+DEFAULT_DIR = Path(".mqbench") / "cluster"
+SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTOP, "CONT": signal.SIGCONT}
+
+dir_option = click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DIR,
+                          show_default=True, help="The cluster's directory (stores, logs, cluster.json).")
+
+
+@click.group()
+def cluster() -> None:
+    """Start, inspect, break and stop a reference Raft cluster laid out by a layout."""
+
+
+def _status_rows(state) -> list:
+    from mqbench.cluster.launcher import status
+
+    return status(state)
+
+
+def _status_doc(state, rows) -> dict:
+    return document(STATUS_SCHEMA, directory=str(state.directory), layout=state.layout_name,
+                    port_offset=state.port_offset, durability=state.settings.get("durability"),
+                    namesrv_addr=state.processes["namesrv"].addr,
+                    namesrv_running=state.processes["namesrv"].alive(),
+                    instances=[{"instance": r.name, "group": r.group, "replica": r.replica_id, "host": r.host,
+                                "room": r.room, "role": r.role, "term": r.term, "leader": r.leader_id,
+                                "commit_index": r.commit_index, "address": r.addr, "pid": r.pid,
+                                "process": r.process} for r in rows])
+
+
+def _print_status(state, rows, as_json: bool) -> None:
+    if as_json:
+        print_json(_status_doc(state, rows))
+        return
+    namesrv = state.processes["namesrv"]
+    click.echo(f"layout {state.layout_name}, name server {namesrv.addr} "
+               f"({'running' if namesrv.alive() else 'down'}), directory {state.directory}")
+    click.echo(table([[r.group, r.replica_id, r.host, r.room, r.role, r.term, r.addr, r.pid] for r in rows],
+                     ["group", "replica", "host", "room", "role", "term", "address", "pid"]))
+
+
+@cluster.command()
+@click.option("--layout", "layout_name", required=True, help="A built-in layout (single, raft3, 3x3) or a .toml file.")
+@dir_option
+@click.option("--durability", type=click.Choice(["memory", "fsync"]), default="memory", show_default=True,
+              help="When a send is acknowledged: a majority holds it in memory, or a majority fsynced it.")
+@click.option("--port-offset", type=click.IntRange(0, 50_000), default=0, show_default=True,
+              help="Move every port of the layout by this much (to run beside another cluster).")
+@click.option("--netns", is_flag=True, help="Run each host in its own network namespace (root only; not built yet).")
+@click.option("--wait", "wait_s", type=click.FloatRange(1, 600), default=60, show_default=True,
+              help="Seconds to wait for every group to elect a leader the name server routes to.")
+@json_option
+def up(layout_name: str, directory: Path, durability: str, port_offset: int, netns: bool, wait_s: float,
+       as_json: bool) -> None:
+    """Start the name server and every broker instance of a layout, wait for leaders, print the cluster."""
+    from mqbench.cluster.launcher import up as launch
+    from mqbench.errors import UserError
+
+    if netns:
+        raise UserError("--netns is not available in this version: every host runs on its own loopback address "
+                        "instead (drop --netns)")
+    state = launch(layout_name, directory, port_offset=port_offset, durability=durability, wait_s=wait_s)
+    _print_status(state, _status_rows(state), as_json)
+
+
+@cluster.command()
+@dir_option
+@json_option
+def status(directory: Path, as_json: bool) -> None:
+    """Role, term, address and pid of every instance (asked over the wire, GET_BROKER_RUNTIME_INFO)."""
+    from mqbench.cluster.processes import ClusterState
+
+    state = ClusterState.load(directory)
+    _print_status(state, _status_rows(state), as_json)
+
+
+@cluster.command()
+@dir_option
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0, 600), default=10, show_default=True,
+              help="Seconds to wait for a clean stop (SIGTERM) before SIGKILL.")
+@json_option
+def down(directory: Path, timeout_s: float, as_json: bool) -> None:
+    """Stop every process of the cluster (SIGTERM, SIGKILL after --timeout). Stores are kept."""
+    from mqbench.cluster.launcher import down as stop_all
+    from mqbench.cluster.processes import ClusterState
+
+    state = ClusterState.load(directory)
+    outcome = stop_all(state, timeout_s)
+    if as_json:
+        print_json(document(ACTION_SCHEMA, action="down", directory=str(state.directory),
+                            processes=[{"process": n, "outcome": o} for n, o in sorted(outcome.items())]))
+        return
+    click.echo(table(sorted(outcome.items()), ["process", "outcome"]))
+
+
+@cluster.command()
+@click.argument("target")
+@dir_option
+@click.option("--signal", "signal_name", type=click.Choice(sorted(SIGNALS), case_sensitive=False), default="KILL",
+              show_default=True, help="KILL (crash), TERM (clean stop), STOP (freeze), CONT (resume).")
+@json_option
+def kill(target: str, directory: Path, signal_name: str, as_json: bool) -> None:
+    """Signal an INSTANCE (group/nK), a HOST, a ROOM, a GROUP, 'namesrv' or 'all', for drills.
+
+    A host, room or group means its broker instances; the name server is only hit by name or 'all'.
+    """
+    from mqbench.cluster.launcher import kill as signal_targets
+    from mqbench.cluster.processes import ClusterState
+
+    state = ClusterState.load(directory)
+    hit = signal_targets(state, target, SIGNALS[signal_name.upper()])
+    if as_json:
+        print_json(document(ACTION_SCHEMA, action=f"kill-{signal_name.upper()}", target=target, processes=hit))
+        return
+    click.echo(f"sent SIG{signal_name.upper()} to {', '.join(hit)}" if hit else
+               f"nothing of {target!r} was running")
+
+
+@cluster.command()
+@click.argument("target")
+@dir_option
+@json_option
+def start(target: str, directory: Path, as_json: bool) -> None:
+    """Bring TARGET's processes back: restart killed ones (same store, same ports), resume stopped ones."""
+    from mqbench.cluster.launcher import start as bring_back
+    from mqbench.cluster.processes import ClusterState
+
+    state = ClusterState.load(directory)
+    started = bring_back(state, target)
+    if as_json:
+        print_json(document(ACTION_SCHEMA, action="start", target=target, processes=started))
+        return
+    click.echo(f"started {', '.join(started)}" if started else f"everything of {target!r} is already running")
+
+
+@cluster.command()
+@click.argument("group")
+@dir_option
+@json_option
+def leader(group: str, directory: Path, as_json: bool) -> None:
+    """Print the instance that leads GROUP: its name, address, host and term."""
+    from mqbench.cluster.launcher import leader as find_leader
+    from mqbench.cluster.processes import ClusterState
+
+    state = ClusterState.load(directory)
+    row = find_leader(state, group)
+    if as_json:
+        print_json(document(LEADER_SCHEMA, group=group, instance=row.name, address=row.addr, host=row.host,
+                            room=row.room, term=row.term, pid=row.pid))
+        return
+    click.echo(f"{row.name} {row.addr} host={row.host} room={row.room} term={row.term}")
