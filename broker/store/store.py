@@ -26,7 +26,10 @@ Writing (the queue offsets are assigned here, from a table derived from the log)
   with ``consolidate=True`` on a BatchCQ topic of a v5 store the batch is ONE record (spec 4.4:
   body = the client batch body, sysflag NEED_UNWRAP|INNER_BATCH, ``INNER_NUM``/``INNER_BASE``, one
   BCQ unit); ``consolidate=True`` anywhere else is a UserError. Otherwise one record per message
-  (spec 4.2), written together.
+  (spec 4.2), written together. ``inner_body`` (consolidate only) is the BODY to store instead of
+  ``encode_batch(items)``: the batch compressed whole, with the codec's bits in ``sysflag``, as
+  ``compression.decode_client_batch`` returns it (``stored_body``, ``sysflag_bits``) after checking
+  it decodes to ``items``. A COMPRESSED sysflag without ``inner_body`` is a UserError.
 * ``AppendResult.end_offset`` is the log position to make durable. With ``flush_policy="sync"``
   and ``wait_durable=True`` the call returns only after the fdatasync covering it (group commit).
   An asyncio broker passes ``wait_durable=False`` and then ``await store.durable(result.end_offset)``
@@ -50,8 +53,14 @@ Metadata: ``topic_config(name)``, ``create_topic(name, ...)``, ``update_topic(cf
 ``commit_offset(group, topic, queue_id, offset)``, ``query_offset(...) -> int (-1 = none)``,
 ``set_delay_offset(level, offset)``, ``delay_offset(level)``.
 
-Raft (DLedger versions): ``dledger`` (the ``DLedgerLog``), ``append_entry(term, body) -> index``
-(a replicated entry on a follower), ``commit(index)``, ``truncate_after(index)``.
+Raft (DLedger versions): ``dledger`` (the ``DLedgerLog``), ``append_entry(term, body, *, magic=1,
+restamp=True) -> index`` (a replicated entry, on the leader and on followers alike), ``commit(index)``,
+``truncate_after(index)``. A replicated record is built by the leader with ``prepare_record(msg)`` /
+``prepare_batch_records(...)`` (validated, store time and host stamped, queue and physical offsets
+left as placeholders) and gets its offsets when ``append_entry`` writes it: QUEUEOFFSET (and
+INNER_BASE of an inner batch) from this store's queue-offset table, PHYSICALOFFSET from the entry
+position (``restamp_record``). Every replica holds the same log prefix, so every replica writes the
+same bytes; restamping a record that already carries the right values changes nothing.
 
 ``flush()`` makes everything durable (log, queues, checkpoint, offsets); ``close()`` flushes and
 removes the abort file. All public methods are thread-safe.
@@ -60,6 +69,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import struct
 import threading
 import time
 from collections import deque
@@ -67,7 +77,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from mqbench.errors import UserError
+from mqbench.errors import CorruptDataError, UserError
 
 from . import reader, versions
 from .atomic import AbortMarker, StoreLock
@@ -80,8 +90,8 @@ from .dledger import ENTRY_HEADER_BYTES
 from .dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerCommitLog, DLedgerLog, is_record_body
 from .flush import POLICY_INTERVAL, POLICY_SYNC, GroupCommit, IntervalFlusher, parse_flush_policy
 from .metadata import Metadata
-from .record import (SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED,
-                     SYSFLAG_TX_ROLLBACK, Message, message_id)
+from .record import (SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_MASK,
+                     SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message, message_id)
 from .reader import ReadResult
 from .recovery import CheckpointFile, CheckpointState, commitlog_scan_start, recover_queues
 from .topics import validate_topic
@@ -388,6 +398,15 @@ class Store:
                      born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0),
                      term: int = 0, wait_durable: bool = True) -> AppendResult:
         """Store a client batch (see module doc); ``properties`` are the batch-level properties."""
+        msgs, counts = self._batch_messages(topic, queue_id, items, consolidate=consolidate, properties=properties,
+                                            flag=flag, sysflag=sysflag, born_timestamp_ms=born_timestamp_ms,
+                                            born_host=born_host)
+        return self._write(msgs, counts, term, wait_durable)
+
+    def _batch_messages(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
+                        properties: dict[str, str] | None, flag: int, sysflag: int, born_timestamp_ms: int,
+                        born_host: tuple[str, int]) -> tuple[list[Message], list[int]]:
+        """The records of a client batch and the messages each holds (UserError for a bad batch)."""
         validate_topic(topic)
         if not items:
             raise UserError("an empty batch")
@@ -403,16 +422,63 @@ class Store:
                 raise UserError(f"topic {topic} is not a BatchCQ topic (attribute queue.type=BatchCQ)")
             if len(items) > 0x7FFF:
                 raise UserError(f"a consolidated batch holds at most 32767 messages, got {len(items)}")
-            # INNER_BASE is filled in when the queue offset is assigned (_assign)
+            # INNER_BASE is filled in when the queue offset is assigned (_assign / restamp_record)
             props = {**batch_props, "INNER_NUM": str(len(items)), "INNER_BASE": ""}
             msg = Message(body=encode_batch(items), properties=props, flag=flag,
                           **{**common, "sysflag": sysflag | SYSFLAG_NEED_UNWRAP | SYSFLAG_INNER_BATCH})
-            return self._write([msg], [len(items)], term, wait_durable)
+            return [msg], [len(items)]
         dledger = versions.is_dledger(self.version)
         msgs = [Message(body=item.body, flag=item.flag,
                         properties=dict(item.properties) if dledger else {**item.properties, **batch_props},
                         **common) for item in items]
-        return self._write(msgs, [1] * len(msgs), term, wait_durable)
+        return msgs, [1] * len(msgs)
+
+    # -- replicated writes (the leader builds, every replica's append_entry places) -----------
+
+    def _encode_replicated(self, msg: Message) -> bytes:
+        self._prepare(msg)
+        msg.queue_offset = 0        # placeholders: append_entry restamps both
+        msg.physical_offset = 0
+        if msg.sysflag & SYSFLAG_INNER_BATCH:
+            msg.properties["INNER_BASE"] = "0"
+        record = encode_message(msg)
+        self._need_dledger().next_entry_pos(len(record))   # too large for a data segment: UserError
+        return record
+
+    def prepare_record(self, msg: Message) -> bytes:
+        """The record a Raft leader proposes for ``msg``: checked (topic, queue id, sizes, hosts;
+        UserError), stamped with this store's time and host, queue and physical offsets left for
+        ``append_entry`` to fill in. Nothing is written."""
+        if msg.sysflag & SYSFLAG_INNER_BATCH:
+            raise UserError("use prepare_batch_records(consolidate=True) for inner-batch records")
+        with self._lock:
+            self._check_open()
+            return self._encode_replicated(msg)
+
+    def prepare_batch_records(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
+                              properties: dict[str, str] | None = None, flag: int = 0, sysflag: int = 0,
+                              born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0)
+                              ) -> list[tuple[bytes, int]]:
+        """``prepare_record`` for a client batch (the rules of ``append_batch``): a list of
+        (record, messages it holds); one record when consolidated. Nothing is written."""
+        msgs, counts = self._batch_messages(topic, queue_id, items, consolidate=consolidate, properties=properties,
+                                            flag=flag, sysflag=sysflag, born_timestamp_ms=born_timestamp_ms,
+                                            born_host=born_host)
+        with self._lock:
+            self._check_open()
+            return [(self._encode_replicated(m), n) for m, n in zip(msgs, counts)]
+
+    def _restamp(self, body: bytes) -> bytes:
+        """``body`` with the queue offset this store assigns next (see ``restamp_record``)."""
+        if check_record(body, 0, len(body)) != len(body):
+            raise CorruptDataError("a replicated entry holds a damaged or partial record", where="replicated entry")
+        _, queue_id, _, _, sysflag = peek_fields(body, 0)
+        if sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
+            queue_offset = 0        # half/rollback records take no queue slot (spec 3.10)
+        else:
+            topic = peek_topic(body, 0, where="replicated entry")
+            queue_offset = self._next_offset.get((topic, queue_id), 0)
+        return restamp_record(body, queue_offset)
 
     # -- Raft hooks (DLedger versions) -------------------------------------------------------
 
@@ -421,14 +487,18 @@ class Store:
             raise UserError(f"the store at {self.root} is {self.version}, not a DLedger store")
         return self.dledger
 
-    def append_entry(self, term: int, body: bytes, *, magic: int = 1) -> int:
-        """A replicated entry (a follower's append, or a no-op with ``magic=2``); returns its index.
-        A normal entry holding a record is counted in the queue-offset table and dispatched when
-        committed."""
+    def append_entry(self, term: int, body: bytes, *, magic: int = 1, restamp: bool = True) -> int:
+        """A replicated entry (a follower's append, the leader's own, or a no-op with ``magic=2``);
+        returns its DLedger index. A normal entry holding a record is restamped (module doc; with
+        ``restamp=False`` its queue offset is kept as it is), counted in the queue-offset table and
+        dispatched when committed. A record that fails its checks raises CorruptDataError and
+        nothing is written."""
         log = self._need_dledger()
         with self._lock:
             self._check_open()
             is_record = magic == 1 and is_record_body(body)
+            if is_record and restamp:
+                body = self._restamp(body)
             index, pos = log.append(term, body, magic=magic)
             if is_record:
                 info = dispatch_info(log.entry(index)[1], where="replicated entry")
@@ -507,3 +577,39 @@ class Store:
 
     def delay_offset(self, level: int) -> int:
         return self.meta.delay_offset(level)
+
+
+# -- restamping (pure) -----------------------------------------------------------------------
+#
+# The fields of a commitlog record (record.py has the whole layout) that depend on where the
+# record lands and are therefore (re)written on every replica when the entry is appended:
+#
+#     off   size  type   field            written by
+#     20    8     int64  QUEUEOFFSET      restamp_record (in place; the table's next offset)
+#     28    8     int64  PHYSICALOFFSET   DLedgerLog.append (in place; entry pos + 48)
+#     -     -     text   INNER_BASE       restamp_record (property of an inner-batch record; the
+#                                         record is re-encoded since the text length may change)
+#
+# BODYCRC covers only the body, so a restamped record stays valid.
+_QUEUE_OFFSET_FIELD = struct.Struct(">q")
+_QUEUE_OFFSET_AT = 20
+
+
+def restamp_record(record: bytes, queue_offset: int) -> bytes:
+    """``record`` (a whole valid record) with QUEUEOFFSET = ``queue_offset`` and, for an inner
+    batch, INNER_BASE = ``str(queue_offset)``. Idempotent: a record that already holds these values
+    comes back unchanged (the same bytes)."""
+    _, _, current, _, sysflag = peek_fields(record, 0)
+    if sysflag & SYSFLAG_INNER_BATCH:
+        msg, _ = decode_message(record, 0, check_crc=False, where="replicated entry")
+        base = str(queue_offset)
+        if current == queue_offset and msg.properties.get("INNER_BASE") == base:
+            return bytes(record)
+        msg.queue_offset = queue_offset
+        msg.properties["INNER_BASE"] = base
+        return encode_message(msg)
+    if current == queue_offset:
+        return bytes(record)
+    out = bytearray(record)
+    _QUEUE_OFFSET_FIELD.pack_into(out, _QUEUE_OFFSET_AT, queue_offset)
+    return bytes(out)
