@@ -12,6 +12,11 @@
 * An inner-batch record (BatchCQ topics) is unwrapped into its messages, message ``i`` at queue
   offset ``base + i``; they inherit topic, queue, hosts, timestamps, reconsume times and commitlog
   offset from the record, and its sysflag without the NEED_UNWRAP/INNER_BATCH bits.
+* An inner batch compressed whole (sysflag COMPRESSED and codec bits on the record, see
+  ``compression.py``) is decompressed first, within ``compression.PLAIN_BYTES_MAX``, then unwrapped;
+  its messages carry plain bodies and no compression bits. It must hold exactly ``INNER_NUM``
+  messages. A record compressed per message is returned as stored (body and sysflag): the
+  consumer decompresses it, as RocketMQ's does.
 * Every record read is decoded with its CRC checked and must be the record of that queue at that
   offset (``queue_record``); anything else raises CorruptDataError naming the place.
 """
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 
 from mqbench.errors import CorruptDataError
 
-from .batch import decode_batch
+from .compression import SYSFLAG_COMPRESSION_BITS, inner_batch_items
 from .consume_queue import BatchConsumeQueue
 from .dispatch import QueueSet
 from .record import SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, Message, decode_message
@@ -60,12 +65,19 @@ def queue_record(log, topic: str, queue_id: int, queue_offset: int, physical_off
 
 
 def unwrap(record: Message, base: int) -> list[Message]:
-    """The messages of a record: itself, or an inner batch's messages at ``base + i``."""
+    """The messages of a record: itself, or an inner batch's messages at ``base + i``
+    (decompressed first when the record is compressed whole). CorruptDataError naming the
+    commitlog offset for a body that does not decompress or split into ``INNER_NUM`` messages."""
     if not record.sysflag & SYSFLAG_INNER_BATCH:
         record.queue_offset = base
         return [record]
-    items = decode_batch(record.body, where=f"commitlog at {record.physical_offset}")
-    flags = record.sysflag & ~(SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP)
+    items = inner_batch_items(record.body, record.sysflag, where="commitlog inner batch",
+                              offset=record.physical_offset)
+    declared = record.properties.get("INNER_NUM")
+    if declared != str(len(items)):
+        raise CorruptDataError(f"inner batch holds {len(items)} messages, its INNER_NUM says {declared!r}",
+                               where="commitlog inner batch", offset=record.physical_offset)
+    flags = record.sysflag & ~(SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP | SYSFLAG_COMPRESSION_BITS)
     return [Message(topic=record.topic, body=item.body, properties=dict(item.properties), flag=item.flag,
                     queue_id=record.queue_id, queue_offset=base + i, physical_offset=record.physical_offset,
                     sysflag=flags, born_timestamp_ms=record.born_timestamp_ms, born_host=record.born_host,
