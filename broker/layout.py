@@ -20,6 +20,18 @@ A layout is a TOML file (built-ins live in ``broker/layouts/``)::
     replicas = ["h1", "h2", "h3"]  # one replica on each listed host, ids n0, n1, n2 in this order
     preferred_leader = "h1"        # optional: the leader moves here once it is caught up
 
+    [[links]]                      # optional: how the network between two rooms behaves
+    rooms = ["room1", "room2"]     # both directions; one room may belong to another layout (DR scheme C)
+    latency_ms = 2                 # one-way; jitter_ms, loss, cut, retransmit_ms: see broker/netem/link.py
+    jitter_ms = 1
+
+    [dr]                           # optional: the machine-room DR scheme this layout is (mqbench dr)
+    scheme = "A"                   # "A" stretched cluster, "B" two rooms, "C" one cluster per room
+    survives = ["instance", "host", "room:room2"]   # faults it promises to ride out with RPO 0
+    standby = "dr-c-standby"       # scheme C only: the layout of the other room's cluster
+
+Rooms not joined by a ``[[links]]`` entry (and hosts in one room) talk with no added delay.
+
 Ports: the instances on one host are numbered in group order (as the groups appear in the file);
 instance k on a host listens for clients on ``broker_port + k * instance_port_step`` and for Raft
 peers on that port + 1. Several instances per host is the multi-instance, cost-saving scheme.
@@ -35,12 +47,15 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mqbench.broker.netem.link import NO_DELAY, LinkSettings
 from mqbench.errors import UserError
 
 BUILTIN_DIR = Path(__file__).parent / "layouts"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TOP_KEYS = {"name", "description", "cluster", "namesrv_host", "namesrv_port", "broker_port", "instance_port_step",
-             "rooms", "hosts", "groups"}
+             "rooms", "hosts", "groups", "links", "dr"}
+DR_SCHEMES = ("A", "B", "C")
+DR_FAULTS = ("instance", "host", "room", "partition")
 
 
 @dataclass(frozen=True)
@@ -71,6 +86,19 @@ class Instance:
 
 
 @dataclass(frozen=True)
+class DrScheme:
+    """The ``[dr]`` table: which DR scheme a layout is and what it promises."""
+
+    scheme: str  # "A" | "B" | "C"
+    survives: tuple[str, ...] = ()  # "fault" or "fault:room-or-host" ridden out with RPO 0
+    standby: str = ""  # scheme C: the other room's cluster layout
+
+    def promises_rpo_zero(self, fault: str, target: str) -> bool:
+        """True when the layout promises that ``fault`` on ``target`` loses no acknowledged message."""
+        return fault in self.survives or f"{fault}:{target}" in self.survives
+
+
+@dataclass(frozen=True)
 class Layout:
     name: str
     description: str
@@ -85,6 +113,14 @@ class Layout:
     instance_port_step: int = 10
     source: str = ""
     instances: tuple[Instance, ...] = field(default=(), compare=False)
+    links: dict[frozenset, LinkSettings] = field(default_factory=dict)  # {room_a, room_b} -> settings
+    dr: DrScheme | None = None
+
+    def link_between(self, room_a: str, room_b: str) -> LinkSettings:
+        """The link settings between two rooms (no delay inside a room or for an unlisted pair)."""
+        if room_a == room_b:
+            return NO_DELAY
+        return self.links.get(frozenset((room_a, room_b)), NO_DELAY)
 
     @property
     def namesrv_addr(self) -> str:
@@ -209,9 +245,12 @@ def parse_layout(data: dict, source: str = "<layout>") -> Layout:
         ports[key] = value
     if ports["instance_port_step"] < 2:
         fail("instance_port_step must be at least 2 (each instance uses two ports)")
+    links = _parse_links(data.get("links", []), rooms, fail)
+    dr = _parse_dr(data["dr"], rooms, hosts, fail) if "dr" in data else None
     layout = Layout(name=str(data["name"]), description=str(data.get("description", "")),
                     cluster=str(data.get("cluster", "mqbench")), rooms=rooms, hosts=hosts, groups=groups,
-                    preferred_leaders=preferred, namesrv_host=namesrv_host, source=source, **ports)
+                    preferred_leaders=preferred, namesrv_host=namesrv_host, source=source, links=links, dr=dr,
+                    **ports)
     return _with_instances(layout)
 
 
@@ -232,6 +271,56 @@ def _with_instances(layout: Layout) -> Layout:
             raise UserError(f"layout {layout.source}: name server port {layout.namesrv_port} collides with "
                             f"instance {instance.name}")
     return replace(layout, instances=tuple(instances))
+
+
+def _parse_links(entries, rooms: dict, fail) -> dict[frozenset, LinkSettings]:
+    if not isinstance(entries, list):
+        fail("'links' must be an array of tables ([[links]])")
+    links: dict[frozenset, LinkSettings] = {}
+    for index, entry in enumerate(entries):
+        where = f"links[{index}]"
+        if not isinstance(entry, dict):
+            fail(f"{where} must be a table")
+        pair = entry.get("rooms")
+        if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(r, str) for r in pair) \
+                or pair[0] == pair[1]:
+            fail(f"{where}.rooms must name two different rooms")
+        for room in pair:
+            _check_name(room, "room", fail)
+        if not set(pair) & set(rooms):
+            fail(f"{where}.rooms {pair} names no room of this layout")
+        key = frozenset(pair)
+        if key in links:
+            fail(f"{where}: rooms {pair[0]} and {pair[1]} are linked twice")
+        try:
+            links[key] = LinkSettings.from_dict({k: v for k, v in entry.items() if k != "rooms"}, where=where)
+        except UserError as exc:
+            fail(str(exc))
+    return links
+
+
+def _parse_dr(spec, rooms: dict, hosts: dict, fail) -> DrScheme:
+    if not isinstance(spec, dict) or set(spec) - {"scheme", "survives", "standby"}:
+        fail("dr must be a table with 'scheme' and optionally 'survives' and 'standby'")
+    scheme = spec.get("scheme")
+    if scheme not in DR_SCHEMES:
+        fail(f"dr.scheme must be one of {', '.join(DR_SCHEMES)}, not {scheme!r}")
+    survives = spec.get("survives", [])
+    if not isinstance(survives, list) or not all(isinstance(s, str) for s in survives):
+        fail("dr.survives must be a list of strings")
+    for item in survives:
+        fault, _, target = item.partition(":")
+        if fault not in DR_FAULTS:
+            fail(f"dr.survives entry {item!r}: fault must be one of {', '.join(DR_FAULTS)}")
+        if target and target not in rooms and target not in hosts:
+            fail(f"dr.survives entry {item!r}: {target!r} is not a room or host of this layout")
+    standby = spec.get("standby", "")
+    if scheme == "C":
+        if not isinstance(standby, str) or not _NAME_RE.match(standby):
+            fail("dr.standby must name the standby cluster's layout (scheme C)")
+    elif standby:
+        fail("dr.standby is only for scheme C (one cluster per room)")
+    return DrScheme(scheme=scheme, survives=tuple(survives), standby=standby)
 
 
 def _table(data: dict, key: str, fail) -> dict:
