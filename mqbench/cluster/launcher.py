@@ -206,12 +206,14 @@ def down(state: ClusterState, timeout_s: float = 10.0) -> dict[str, str]:
 
 def status(state: ClusterState, timeout_s: float = 2.0) -> list[InstanceStatus]:
     """Role of every instance, asked over the remoting protocol (GET_BROKER_RUNTIME_INFO)."""
-    layout = cluster_layout(state)
-    return asyncio.run(_status(state, layout, timeout_s))
+    return asyncio.run(status_async(state, timeout_s))
 
 
-async def _status(state: ClusterState, layout: Layout, timeout_s: float) -> list[InstanceStatus]:
+async def status_async(state: ClusterState, timeout_s: float = 2.0) -> list[InstanceStatus]:
+    """``status`` for callers already inside an event loop (drills, soak, benchmarks)."""
     from mqbench.broker.server.admin import query_runtime_info
+
+    layout = cluster_layout(state)
 
     async def one(instance) -> InstanceStatus:
         record = state.processes[instance.name]

@@ -1,0 +1,495 @@
+"""Failover drills on a running reference cluster: the kill-the-leader soak and failover timing.
+
+Both run in the caller's asyncio loop, drive the cluster with mqbench's own client
+(``mqbench.client``) and SIGKILL real broker processes through the launcher.
+
+``soak(state, group, messages=...)`` produces ``messages`` numbered messages to a fresh topic of
+``group`` while one consumer group consumes them, and SIGKILLs the group's leader ``kills`` times
+(at evenly spaced points of the production progress, each victim restarted ``restart_after_s``
+later). A send that fails is sent again until it is acknowledged, so every number is eventually
+acknowledged (duplicates are allowed: at-least-once). Between kills the committed consumer offsets
+are read from the group's leader (QUERY_CONSUMER_OFFSET) twice a second. The result lists what
+must be empty on a correct broker: acknowledged numbers never consumed (``lost``), bodies that
+were never sent (``unexpected``), and committed offsets that went backwards (``offset_rewinds``).
+
+``measure_failovers(state, kills=20)`` keeps a few senders busy on one topic per group and, ``kills``
+times (round-robin over the groups), SIGKILLs a group's leader and measures the failover time:
+from the signal to the next acknowledged send on that group's topic (``failover_ms``), and to the
+first status poll that shows another leader (``election_ms``). The victim is restarted and the
+group is healthy again (every replica answers, a routed leader) before the next kill. Leaders per
+host are counted before the first kill and after the last restart (after waiting up to
+``rebalance_wait_s`` for preferred leaders to take their groups back).
+
+Clocks are ``time.monotonic`` (these drills measure a real system; nothing here is replayed).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import statistics
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+from mqbench.broker.remoting import codes, headers
+from mqbench.broker.remoting.client import connect
+from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.cluster import launcher
+from mqbench.cluster.processes import ClusterState
+from mqbench.errors import InvariantViolation, MqbenchError, UserError
+
+log = logging.getLogger(__name__)
+
+NETWORK_ERRORS = (MqbenchError, OSError, asyncio.TimeoutError)
+QUEUES = 4
+
+
+@dataclass
+class KillEvent:
+    instance: str
+    host: str
+    group: str
+    term_before: int | None
+    at_s: float                        # since the drill started
+    failover_ms: float | None = None   # signal -> next acknowledged send on the group (None: none came)
+    election_ms: float | None = None   # signal -> a status poll showing another leader
+
+
+@dataclass
+class SoakResult:
+    messages: int
+    acked: int                 # distinct numbers acknowledged
+    consumed: int              # distinct numbers consumed
+    lost: list[int]            # acknowledged, never consumed: must be empty
+    unexpected: list[str]      # consumed bodies no producer sent: must be empty
+    duplicates: int            # deliveries beyond the first (at-least-once redeliveries)
+    send_failures: int         # failed send calls, each sent again
+    offset_readings: int
+    offset_rewinds: list[str]  # committed offsets that went backwards: must be empty
+    kills: list[KillEvent]
+    duration_s: float
+
+
+@dataclass
+class FailoverResult:
+    layout: str
+    samples: list[KillEvent]
+    leaders_per_host_before: dict[str, int]
+    leaders_per_host_after: dict[str, int]
+    acked_sends: int
+
+    def stats(self, attr: str = "failover_ms") -> dict[str, float | int | None]:
+        values = [getattr(s, attr) for s in self.samples if getattr(s, attr) is not None]
+        return {"count": len(values), "failed": len(self.samples) - len(values),
+                "median": statistics.median(values) if values else None, "max": max(values) if values else None,
+                "min": min(values) if values else None}
+
+
+# --- cluster helpers --------------------------------------------------------------------------------
+
+
+async def group_leader(state: ClusterState, group: str, timeout_s: float = 1.0) -> launcher.InstanceStatus | None:
+    """The live instance leading ``group`` now (highest term if two claim it), or None."""
+    rows = [r for r in await launcher.status_async(state, timeout_s) if r.group == group and r.role == "leader"]
+    return max(rows, key=lambda r: r.term or 0) if rows else None
+
+
+async def wait_healthy(state: ClusterState, group: str, timeout_s: float) -> launcher.InstanceStatus:
+    """Wait until every replica of ``group`` runs and answers, one leads, and the name server routes
+    to that leader; returns the leader. ``UserError`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    last = "no status yet"
+    while True:
+        rows = [r for r in await launcher.status_async(state, 1.0) if r.group == group]
+        leaders = [r for r in rows if r.role == "leader"]
+        answering = all(r.role in ("leader", "follower") for r in rows)
+        if len(leaders) == 1 and answering:
+            routed = await launcher._namesrv_masters(launcher.cluster_layout(state).namesrv_addr, 1.0)
+            if routed.get(group) == leaders[0].addr:
+                return leaders[0]
+            last = f"name server routes {group} to {routed.get(group) or 'nothing'}, leader is {leaders[0].addr}"
+        else:
+            last = ", ".join(f"{r.name}={r.role}" for r in rows)
+        if time.monotonic() > deadline:
+            raise UserError(f"group {group} not healthy after {timeout_s:.0f} s: {last}")
+        await asyncio.sleep(0.2)
+
+
+async def leaders_per_host(state: ClusterState) -> dict[str, int]:
+    layout = launcher.cluster_layout(state)
+    counts = Counter({host: 0 for host in layout.hosts})
+    for row in await launcher.status_async(state, 1.0):
+        if row.role == "leader":
+            counts[row.host] += 1
+    return dict(sorted(counts.items()))
+
+
+async def ensure_topic(state: ClusterState, group: str, topic: str, timeout_s: float = 30.0) -> None:
+    """Create ``topic`` (4 queues) on ``group``'s leader and wait until the name server routes it."""
+    from mqbench.broker.server.admin import create_topic
+
+    deadline = time.monotonic() + timeout_s
+    created = False
+    while True:
+        if not created:
+            row = await group_leader(state, group)
+            if row is not None:
+                try:
+                    await create_topic(row.addr, topic, queues=QUEUES)
+                    created = True
+                except NETWORK_ERRORS as exc:
+                    log.info("create %s on %s: %s", topic, row.addr, exc)
+        if created and await _routed(launcher.cluster_layout(state).namesrv_addr, topic):
+            return
+        if time.monotonic() > deadline:
+            raise UserError(f"topic {topic} on {group}: {'not routed' if created else 'not created'} "
+                            f"after {timeout_s:.0f} s")
+        await asyncio.sleep(0.2)
+
+
+async def _routed(namesrv_addr: str, topic: str) -> bool:
+    try:
+        channel = await connect(namesrv_addr, timeout_ms=1000)
+    except NETWORK_ERRORS:
+        return False
+    try:
+        response = await channel.request(RemotingCommand.request(
+            codes.GET_ROUTEINFO_BY_TOPIC, {"topic": topic, "acceptStandardJsonOnly": True}), 1000)
+        return response.code == codes.SUCCESS
+    except NETWORK_ERRORS:
+        return False
+    finally:
+        await channel.aclose()
+
+
+async def committed_offsets(addr: str, group: str, topic: str, queues: int = QUEUES,
+                            timeout_ms: int = 1000) -> dict[int, int]:
+    """Queue id -> the consumer group's committed offset on the broker at ``addr`` (-1: none).
+
+    Raises ``UserError`` when the broker refuses the query (anything but SUCCESS / QUERY_NOT_FOUND)."""
+    channel = await connect(addr, timeout_ms=timeout_ms)
+    try:
+        out = {}
+        for queue_id in range(queues):
+            response = await channel.request(RemotingCommand.request(
+                codes.QUERY_CONSUMER_OFFSET, headers.QueryConsumerOffsetHeader(group, topic, queue_id).to_ext()),
+                timeout_ms)
+            if response.code == codes.SUCCESS:
+                out[queue_id] = headers.OffsetResponseHeader.from_ext(response.ext_fields).offset
+            elif response.code == codes.QUERY_NOT_FOUND:
+                out[queue_id] = -1
+            else:
+                raise UserError(f"QUERY_CONSUMER_OFFSET {topic}/{queue_id} on {addr}: "
+                                f"{codes.response_name(response.code)} {response.remark or ''}")
+        return out
+    finally:
+        await channel.aclose()
+
+
+async def _kill(state: ClusterState, name: str) -> None:
+    hit = await asyncio.to_thread(launcher.kill, state, name, signal.SIGKILL)
+    if hit != [name]:
+        raise InvariantViolation(f"SIGKILL of {name} hit {hit}")
+
+
+async def _restart(state: ClusterState, name: str, delay_s: float) -> None:
+    await asyncio.sleep(delay_s)
+    await asyncio.to_thread(launcher.start, state, name)
+
+
+# --- the soak -------------------------------------------------------------------------------------------
+
+
+class _Tally:
+    """What the soak's producer and consumer saw."""
+
+    def __init__(self, messages: int) -> None:
+        self.messages = messages
+        self.acked: set[int] = set()
+        self.consumed: set[int] = set()
+        self.unexpected: list[str] = []
+        self.duplicates = 0
+        self.send_failures = 0
+        self.ack_times: list[float] = []
+        self.all_consumed = asyncio.Event()
+        self.progress = asyncio.Condition()
+
+
+def _body(run_id: str, seq: int, size_bytes: int) -> bytes:
+    head = f"soak {run_id} {seq:010d} ".encode()
+    return head + b"x" * max(0, size_bytes - len(head))
+
+
+def _seq_of(run_id: str, body: bytes) -> int | None:
+    parts = body.split(b" ", 3)
+    if len(parts) < 3 or parts[0] != b"soak" or parts[1] != run_id.encode() or not parts[2].isdigit():
+        return None
+    return int(parts[2])
+
+
+async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills: int = 2, batch: int = 1,
+               senders: int = 8, body_bytes: int = 100, restart_after_s: float = 1.0,
+               drain_timeout_s: float = 120.0, heal_timeout_s: float = 60.0,
+               produce_timeout_s: float = 600.0) -> SoakResult:
+    """Run the soak described in the module docstring and return what it saw (see ``SoakResult``).
+
+    ``batch`` > 1 sends numbers in SEND_BATCH_MESSAGE batches of that size. Raises ``UserError``
+    when the group does not heal after a kill within ``heal_timeout_s`` or the messages are not
+    all acknowledged within ``produce_timeout_s``; ``lost``/``offset_rewinds`` are reported, not raised, so a test can show them.
+    """
+    from mqbench.client import Consumer, OutgoingMessage, Producer
+
+    run_id = uuid.uuid4().hex[:8]
+    topic, consumer_group = f"Soak{run_id}", f"GID_soak{run_id}"
+    namesrv = launcher.cluster_layout(state).namesrv_addr
+    await wait_healthy(state, group, heal_timeout_s)
+    await ensure_topic(state, group, topic)
+    tally = _Tally(messages)
+    started = time.monotonic()
+    pending: asyncio.Queue[list[int]] = asyncio.Queue()
+    for first in range(0, messages, batch):
+        pending.put_nowait(list(range(first, min(first + batch, messages))))
+
+    producer = Producer(namesrv, f"PID_soak{run_id}", send_timeout_ms=3000, retries=2)
+    consumer = Consumer(namesrv, consumer_group, consume_from="first", pull_error_backoff_ms=200,
+                        commit_interval_ms=500, rebalance_interval_ms=2000)
+    consumer.subscribe(topic)
+    await producer.start()
+    await consumer.start()
+
+    produce_deadline = started + produce_timeout_s
+    abort = asyncio.Event()
+
+    async def send_loop() -> None:
+        while not abort.is_set() and time.monotonic() < produce_deadline:
+            try:
+                seqs = pending.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            msgs = [OutgoingMessage(topic, _body(run_id, s, body_bytes), keys=[f"{run_id}-{s}"]) for s in seqs]
+            try:
+                if len(msgs) == 1:
+                    await producer.send(msgs[0])
+                else:
+                    await producer.send_batch(msgs)
+            except NETWORK_ERRORS as exc:
+                tally.send_failures += 1
+                log.info("send of %d..%d failed, sending again: %s", seqs[0], seqs[-1], exc)
+                pending.put_nowait(seqs)
+                await asyncio.sleep(0.05)
+                continue
+            tally.acked.update(seqs)
+            tally.ack_times.append(time.monotonic())
+            async with tally.progress:
+                tally.progress.notify_all()
+
+    async def consume_loop() -> None:
+        while True:
+            for msg in await consumer.receive(512, timeout_ms=500):
+                seq = _seq_of(run_id, msg.body)
+                if seq is None or not 0 <= seq < messages:
+                    tally.unexpected.append(msg.body[:40].decode(errors="replace"))
+                elif seq in tally.consumed:
+                    tally.duplicates += 1
+                else:
+                    tally.consumed.add(seq)
+            if len(tally.consumed) == messages:
+                tally.all_consumed.set()
+
+    readings = 0
+    high: dict[int, int] = {}
+    rewinds: list[str] = []
+
+    async def read_offsets(label: str) -> None:
+        nonlocal readings
+        row = await group_leader(state, group)
+        if row is None:
+            return
+        try:
+            offsets = await committed_offsets(row.addr, consumer_group, topic)
+        except NETWORK_ERRORS as exc:
+            log.info("offsets from %s: %s", row.addr, exc)
+            return
+        readings += 1
+        for queue_id, offset in offsets.items():
+            if offset < high.get(queue_id, -1):
+                rewinds.append(f"{topic}/{queue_id}: {offset} from {row.name} (term {row.term}, {label}) "
+                               f"after {high[queue_id]} was read earlier")
+            high[queue_id] = max(high.get(queue_id, -1), offset)
+
+    async def offsets_loop() -> None:
+        while True:
+            await read_offsets("periodic")
+            await asyncio.sleep(0.5)
+
+    events: list[KillEvent] = []
+
+    async def kill_loop() -> None:
+        try:
+            await kill_each()
+        except BaseException:
+            abort.set()  # the senders stop; the failure is raised by ``await killer``
+            raise
+
+    async def kill_each() -> None:
+        for k in range(kills):
+            target = (k + 1) * messages // (kills + 1)
+            async with tally.progress:
+                await tally.progress.wait_for(lambda: len(tally.acked) >= target or abort.is_set())
+            if abort.is_set():
+                return
+            leader = await wait_healthy(state, group, heal_timeout_s)
+            await read_offsets(f"before kill {k + 1}")
+            event = KillEvent(leader.name, leader.host, group, leader.term, time.monotonic() - started)
+            await _kill(state, leader.name)
+            events.append(event)
+            await _restart(state, leader.name, restart_after_s)
+            await wait_healthy(state, group, heal_timeout_s)
+            await read_offsets(f"after kill {k + 1}")
+
+    tasks = [asyncio.create_task(consume_loop(), name="soak-consume"),
+             asyncio.create_task(offsets_loop(), name="soak-offsets")]
+    try:
+        killer = asyncio.create_task(kill_loop(), name="soak-kill")
+        await asyncio.gather(*(send_loop() for _ in range(senders)))
+        abort.set()  # production ended (done or timed out): a kill still waiting for progress is skipped
+        async with tally.progress:
+            tally.progress.notify_all()
+        await killer
+        try:
+            await asyncio.wait_for(tally.all_consumed.wait(), drain_timeout_s)
+        except asyncio.TimeoutError:
+            pass
+        await read_offsets("end")
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if "killer" in locals() and not killer.done():
+            killer.cancel()
+            await asyncio.gather(killer, return_exceptions=True)
+        await consumer.close()
+        await producer.close()
+    for event in events:
+        t_kill = started + event.at_s
+        after = [t for t in tally.ack_times if t > t_kill]
+        event.failover_ms = (min(after) - t_kill) * 1000 if after else None
+    if len(tally.acked) != messages:
+        raise UserError(f"only {len(tally.acked)} of {messages} messages were acknowledged")
+    return SoakResult(messages=messages, acked=len(tally.acked), consumed=len(tally.consumed),
+                      lost=sorted(tally.acked - tally.consumed), unexpected=tally.unexpected,
+                      duplicates=tally.duplicates, send_failures=tally.send_failures, offset_readings=readings,
+                      offset_rewinds=rewinds, kills=events, duration_s=time.monotonic() - started)
+
+
+# --- failover timing ------------------------------------------------------------------------------------
+
+
+async def measure_failovers(state: ClusterState, *, kills: int = 20, senders_per_group: int = 2,
+                            settle_s: float = 1.0, failover_timeout_s: float = 60.0, heal_timeout_s: float = 60.0,
+                            rebalance_wait_s: float = 30.0, on_sample=None) -> FailoverResult:
+    """Kill leaders ``kills`` times and time each failover (see the module docstring).
+
+    ``on_sample(event)`` is called after each kill (progress output). A failover that sees no
+    acknowledged send within ``failover_timeout_s`` is recorded with ``failover_ms=None``.
+    """
+    from mqbench.client import OutgoingMessage, Producer
+
+    layout = launcher.cluster_layout(state)
+    groups = list(layout.groups)
+    run_id = uuid.uuid4().hex[:8]
+    topics = {g: f"Failover{run_id}{g.replace('-', '')}" for g in groups}
+    for g in groups:
+        await wait_healthy(state, g, heal_timeout_s)
+        await ensure_topic(state, g, topics[g])
+    before = await _balanced_leaders(state, rebalance_wait_s)
+    ack_times: dict[str, list[float]] = {g: [] for g in groups}
+    acked = asyncio.Event()
+    producer = Producer(layout.namesrv_addr, f"PID_failover{run_id}", send_timeout_ms=2000, retries=2)
+    await producer.start()
+    count = 0
+
+    async def send_loop(g: str) -> None:
+        nonlocal count
+        while True:
+            try:
+                await producer.send(OutgoingMessage(topics[g], b"failover probe"))
+            except NETWORK_ERRORS:
+                await asyncio.sleep(0.02)
+                continue
+            ack_times[g].append(time.monotonic())
+            count += 1
+            acked.set()
+
+    async def next_ack(g: str, after: float, timeout_s: float) -> float | None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            times = ack_times[g]
+            if times and times[-1] > after:
+                return next(t for t in times if t > after)
+            acked.clear()
+            try:
+                await asyncio.wait_for(acked.wait(), 0.05)
+            except asyncio.TimeoutError:
+                pass
+        return None
+
+    async def new_leader_seen(g: str, victim: str, t0: float, timeout_s: float) -> float | None:
+        deadline = t0 + timeout_s
+        while time.monotonic() < deadline:
+            row = await group_leader(state, g, timeout_s=0.5)
+            if row is not None and row.name != victim:
+                return time.monotonic()
+            await asyncio.sleep(0.05)
+        return None
+
+    samples: list[KillEvent] = []
+    tasks = [asyncio.create_task(send_loop(g), name=f"failover-send-{g}")
+             for g in groups for _ in range(senders_per_group)]
+    started = time.monotonic()
+    try:
+        for k in range(kills):
+            g = groups[k % len(groups)]
+            victim = await wait_healthy(state, g, heal_timeout_s)
+            await asyncio.sleep(settle_s)
+            if await next_ack(g, time.monotonic(), failover_timeout_s) is None:
+                raise UserError(f"no send to {g} was acknowledged for {failover_timeout_s:.0f} s before a kill")
+            event = KillEvent(victim.name, victim.host, g, victim.term, time.monotonic() - started)
+            t0 = time.monotonic()
+            election = asyncio.create_task(new_leader_seen(g, victim.name, t0, failover_timeout_s))
+            await _kill(state, victim.name)
+            t_dead = time.monotonic()
+            t_ack = await next_ack(g, t_dead, failover_timeout_s)
+            t_elected = await election
+            event.failover_ms = (t_ack - t0) * 1000 if t_ack is not None else None
+            event.election_ms = (t_elected - t0) * 1000 if t_elected is not None else None
+            samples.append(event)
+            if on_sample is not None:
+                on_sample(event)
+            await _restart(state, victim.name, 0.0)
+            for other in groups:
+                await wait_healthy(state, other, heal_timeout_s)
+        after = await _balanced_leaders(state, rebalance_wait_s)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await producer.close()
+    return FailoverResult(layout=layout.name, samples=samples, leaders_per_host_before=before,
+                          leaders_per_host_after=after, acked_sends=count)
+
+
+async def _balanced_leaders(state: ClusterState, wait_s: float) -> dict[str, int]:
+    """Leaders per host once every group with a preferred leader is led from its preferred host,
+    or as they are after ``wait_s``."""
+    layout = launcher.cluster_layout(state)
+    wanted = {i.group: i.host for i in layout.instances if i.preferred_leader}
+    deadline = time.monotonic() + wait_s
+    while True:
+        rows = await launcher.status_async(state, 1.0)
+        led = {r.group: r.host for r in rows if r.role == "leader"}
+        if all(led.get(g) == h for g, h in wanted.items()) or time.monotonic() > deadline:
+            return await leaders_per_host(state)
+        await asyncio.sleep(0.25)
