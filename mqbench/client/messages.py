@@ -6,7 +6,10 @@ Outgoing properties follow RocketMQ's ``MessageConst``: ``TAGS``, ``KEYS`` (spac
 (``mqbench.broker.store.record``); a record whose sysflag has INNER_BATCH carries a client batch
 body (``mqbench.broker.store.batch``) that is unwrapped into one message per item with queue
 offsets ``base + i``; a compressed body is decompressed with the codec named by the sysflag's
-compression-type bits (the flag applies to the record's body, before any unwrapping).
+compression-type bits, zlib when they are 0 as RocketMQ 4.x and the C++ client write it (the flag
+applies to the record's body, before any unwrapping: an inner batch compressed whole is
+decompressed, then unwrapped; see ``mqbench.broker.store.compression``). Every decompression is
+bounded by ``body_size_max``.
 """
 from __future__ import annotations
 
@@ -16,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from mqbench.broker.store import record as rec
-from mqbench.broker.store.batch import decode_batch
-from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec, codec_for_type_id
-from mqbench.errors import CodecError, CorruptDataError, UserError
+from mqbench.broker.store.compression import decompress_body, inner_batch_items
+from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec
+from mqbench.errors import UserError
 
 PROPERTY_TAGS = "TAGS"
 PROPERTY_KEYS = "KEYS"
@@ -106,7 +109,7 @@ class ReceivedMessage:
     born_host: tuple[str, int]
     store_host: tuple[str, int]
     physical_offset: int
-    sysflag: int
+    sysflag: int                     # the stored record's (``body`` is always plain)
     reconsume_times: int
     flag: int = 0
 
@@ -139,23 +142,26 @@ def decode_pulled(body: bytes, broker_name: str, *, body_size_max: int = BODY_SI
     where = f"pull body from {broker_name}"
     while pos < len(body):
         msg, size = rec.decode_message(body, pos, check_crc=check_crc, where=where)
-        payload = msg.body
-        if msg.sysflag & rec.SYSFLAG_COMPRESSED:
-            type_id = (msg.sysflag & rec.SYSFLAG_COMPRESSION_MASK) >> rec.SYSFLAG_COMPRESSION_SHIFT
-            codec = (codecs or {}).get(type_id) or codec_for_type_id(type_id)
-            try:
-                payload = codec.decompress(payload, body_size_max)
-            except CodecError as exc:
-                raise CorruptDataError(f"{msg.topic} offset {msg.queue_offset}: {exc}", where=where, offset=pos) from None
+        what = f"{where}, {msg.topic} offset {msg.queue_offset}"
         if msg.sysflag & rec.SYSFLAG_INNER_BATCH:
-            items = decode_batch(payload, where=f"{where}, inner batch at {msg.topic} offset {msg.queue_offset}")
-            base = int(msg.properties.get(PROPERTY_INNER_BASE, msg.queue_offset))
+            items = inner_batch_items(msg.body, msg.sysflag, size_max=body_size_max, where=f"{what} (inner batch)",
+                                      offset=pos, codecs=codecs)
+            base = _inner_base(msg)
             for i, item in enumerate(items):
                 out.append(_received(msg, broker_name, base + i, item.body, item.properties, item.flag))
         else:
+            payload = decompress_body(msg.body, msg.sysflag, size_max=body_size_max, where=what, offset=pos,
+                                      codecs=codecs)
             out.append(_received(msg, broker_name, msg.queue_offset, payload, msg.properties, msg.flag))
         pos += size
     return out
+
+
+def _inner_base(msg: rec.Message) -> int:
+    """INNER_BASE of an inner batch; spec 4.4 makes the record's QUEUEOFFSET the same value, so it
+    stands in when the property is missing or not a number."""
+    text = msg.properties.get(PROPERTY_INNER_BASE, "")
+    return int(text) if text.isascii() and text.isdigit() else msg.queue_offset
 
 
 def _received(msg: rec.Message, broker_name: str, queue_offset: int, body: bytes, properties: dict[str, str],

@@ -12,9 +12,18 @@ Contract of ``send`` / ``send_batch``:
   the broker's remark; after the last attempt ``ClientError`` lists every attempt.
 * SEND_OK, FLUSH_DISK_TIMEOUT, FLUSH_SLAVE_TIMEOUT and SLAVE_NOT_AVAILABLE are deliveries: the
   result's ``status`` names which.
-* Bodies of at least ``compress_over_bytes`` are compressed with ``codec`` and the sysflag gets
-  COMPRESSED plus the codec's compression-type bits (RocketMQ 5 layout). Batches are never
-  compressed, as in RocketMQ, so a record's COMPRESSED flag always means its own body.
+* Per-message compression, RocketMQ's rule: with ``compression`` set (a codec spec such as
+  ``"zlib:5"``, ``"zstd:3"``, ``"lz4"``, or a ``Codec``), a body of at least ``compress_over_bytes``
+  (default 4096, RocketMQ's ``compressMsgBodyOverHowmuch``) is sent compressed with sysflag
+  ``compression.sysflag_bits(codec)``: zlib as 0x1, exactly what RocketMQ 4.x and the C++ client
+  send (at their default level 5, ``"zlib:5"`` is byte for byte their body), other codecs with
+  their RocketMQ 5 type bits. Smaller bodies go as they are. ``codec=`` is the older name of
+  ``compression=``.
+* Batches are not compressed per message (RocketMQ never compresses them). With
+  ``batch_compression`` set, the whole client batch body is compressed as one stream and sent in
+  the envelope of ``mqbench.broker.store.compression`` (header sysflag = the codec's bits), which a
+  broker that does not know it refuses rather than stores. The plain batch body must fit
+  ``body_bytes_max``.
 
 The born timestamp (header ``g``) comes from the injected ``clock_ms`` (wall-clock milliseconds by
 default) and is returned in the result, so the harness can compute end-to-end latency.
@@ -33,13 +42,14 @@ from typing import Callable
 from mqbench.broker.remoting import codes, headers
 from mqbench.broker.remoting.command import RemotingCommand
 from mqbench.broker.store import record as rec
-from mqbench.broker.store.batch import BatchItem, encode_batch
+from mqbench.broker.store.batch import BatchItem
+from mqbench.broker.store.compression import COMPRESS_OVER_BYTES_DEFAULT, compress_body, encode_client_batch
 from mqbench.broker.store.topics import validate_topic
 from mqbench.client.connections import (TRANSPORT_ERRORS, ClientError, ConnectionPool, NameServerClient,
                                         RouteCache)
 from mqbench.client.messages import OutgoingMessage, UniqueIdGenerator
 from mqbench.client.routes import MessageQueue, TopicRoute
-from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec
+from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec, parse_codec
 from mqbench.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -123,15 +133,41 @@ class ClientBase:
                 log.warning("%s failed: %s", what, exc)
 
 
+def codec_option(value: str | Codec | None, what: str) -> Codec | None:
+    """A codec setting given as a spec string, a ``Codec`` or None; ``none`` means None.
+    UserError (naming ``what``) for an unknown codec or one without a compression type id."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = parse_codec(value)
+        except UserError as exc:
+            raise UserError(f"{what}: {exc}") from None
+    if not isinstance(value, Codec):
+        raise UserError(f"{what} must be a codec spec such as 'zstd:3', not {value!r}")
+    if value.is_none:
+        return None
+    if value.type_id is None:
+        raise UserError(f"{what}: codec {value.spec} has no compression type id")
+    return value
+
+
 class Producer(ClientBase):
     def __init__(self, namesrv: str | list[str], group: str = "PID_mqbench", *, send_timeout_ms: int = 3000,
-                 retries: int = 2, codec: Codec | None = None, compress_over_bytes: int = 4096,
+                 retries: int = 2, compression: str | Codec | None = None,
+                 compress_over_bytes: int = COMPRESS_OVER_BYTES_DEFAULT,
+                 batch_compression: str | Codec | None = None, codec: Codec | None = None,
                  body_bytes_max: int = BODY_SIZE_MAX_BYTES, heartbeat_interval_ms: int = 30_000, **kwargs) -> None:
+        if compression is not None and codec is not None:
+            raise UserError("pass compression= or its older name codec=, not both")
+        if isinstance(compress_over_bytes, bool) or not isinstance(compress_over_bytes, int) or compress_over_bytes < 0:
+            raise UserError(f"compress_over_bytes must be an integer >= 0, not {compress_over_bytes!r}")
+        self.codec = codec_option(compression if compression is not None else codec, "compression")
+        self.batch_codec = codec_option(batch_compression, "batch_compression")
         super().__init__(namesrv, **kwargs)
         self.group = group
         self.send_timeout_ms = send_timeout_ms
         self.retries = retries
-        self.codec = None if codec is None or codec.is_none else codec
         self.compress_over_bytes = compress_over_bytes
         self.body_bytes_max = body_bytes_max
         self.heartbeat_interval_ms = heartbeat_interval_ms
@@ -175,15 +211,13 @@ class Producer(ClientBase):
         self._check_body(msg.body)
         uniq_key = self.ids.next()
         properties = msg.wire_properties(uniq_key)
-        body, sys_flag = msg.body, 0
-        if self.codec is not None and len(body) >= self.compress_over_bytes:
-            body = self.codec.compress(body)
-            sys_flag = rec.SYSFLAG_COMPRESSED | (self.codec.type_id << rec.SYSFLAG_COMPRESSION_SHIFT)
+        body, sys_flag = compress_body(msg.body, self.codec, self.compress_over_bytes)
         return await self._send(codes.SEND_MESSAGE_V2, msg.topic, body, sys_flag, msg.flag, properties,
                                 [uniq_key], msg.delay_level > 0)
 
     async def send_batch(self, msgs: list[OutgoingMessage]) -> SendResult:
-        """Send messages of one topic as one SEND_BATCH_MESSAGE (client batch body, never compressed)."""
+        """Send messages of one topic as one SEND_BATCH_MESSAGE: the client batch body, or with
+        ``batch_compression`` that body compressed whole (see the module contract)."""
         if not msgs:
             raise UserError("send_batch needs at least one message")
         topic = msgs[0].topic
@@ -198,11 +232,11 @@ class Producer(ClientBase):
             uniq_key = self.ids.next()
             ids.append(uniq_key)
             items.append(BatchItem(msg.body, msg.wire_properties(uniq_key), msg.flag))
-        body = encode_batch(items)
-        if len(body) > self.body_bytes_max:
-            raise UserError(f"batch body of {len(body)} bytes exceeds {self.body_bytes_max}")
+        body, sys_flag = encode_client_batch(items, self.batch_codec, size_max=self.body_bytes_max)
+        if len(body) > self.body_bytes_max:  # an incompressible batch can grow by a few bytes
+            raise UserError(f"compressed batch body of {len(body)} bytes exceeds {self.body_bytes_max}")
         batch_props = {"UNIQ_KEY": self.ids.next(), "WAIT": "true"}
-        return await self._send(codes.SEND_BATCH_MESSAGE, topic, body, 0, 0, batch_props, ids, False)
+        return await self._send(codes.SEND_BATCH_MESSAGE, topic, body, sys_flag, 0, batch_props, ids, False)
 
     def _check_body(self, body: bytes) -> None:
         if not body:
