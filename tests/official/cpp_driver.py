@@ -4,11 +4,13 @@ Runs inside its own virtual environment (see ``clients.py``), as a separate proc
 one JSON object per line on stdout so the test can compare what was sent with what arrived.
 
     python cpp_driver.py produce --namesrv ADDR --topic T --count N --prefix P [--oneway] [--delay-level L]
+        [--attempts A] [--interval-ms I] [--timeout-ms T]
     python cpp_driver.py consume --namesrv ADDR --topic T --group G --expect N --timeout-s S
 
 ``produce`` sends messages with keys ``P-<i>``, tags ``tag<i % 3>``, a property ``seq=<i>`` and a body
 ``body-P-<i>``; prints ``{"key", "status", "msg_id", "offset"}`` per send (``send_sync``) or
-``{"key", "status": "ONEWAY"}``. ``consume`` prints ``{"key", "tags", "body", "seq", "queue_id",
+``{"key", "status": "ONEWAY"}``. A failed ``send_sync`` is tried again (``--attempts`` in all,
+0.5 s apart), so a test can drive it across a failover; ``--interval-ms`` spaces the sends. ``consume`` prints ``{"key", "tags", "body", "seq", "queue_id",
 "queue_offset", "msg_id"}`` per message received until ``expect`` distinct keys arrived or the
 timeout passed, then ``{"done": true, "distinct": n}``.
 """
@@ -36,6 +38,8 @@ def produce(args) -> int:
             msg.set_tags(f"tag{i % 3}")
             msg.set_property("seq", str(i))
             msg.set_body(f"body-{key}")
+            if args.interval_ms and i:
+                time.sleep(args.interval_ms / 1000)
             if args.delay_level:
                 msg.set_delay_time_level(args.delay_level)
             if args.oneway:
@@ -102,6 +106,7 @@ def main() -> int:
     p.add_argument("--delay-level", type=int, default=0)
     p.add_argument("--attempts", type=int, default=3)
     p.add_argument("--timeout-ms", type=int, default=3000)
+    p.add_argument("--interval-ms", type=int, default=0)
     c = sub.add_parser("consume")
     c.add_argument("--namesrv", required=True)
     c.add_argument("--topic", required=True)

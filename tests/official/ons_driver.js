@@ -1,6 +1,6 @@
 // Drives npm's ali-ons, a pure-JS RocketMQ remoting client, against a name server.
 // Same command line and JSON-lines output as cpp_driver.py:
-//   node ons_driver.js produce --namesrv ADDR --topic T --count N --prefix P
+//   node ons_driver.js produce --namesrv ADDR --topic T --count N --prefix P [--attempts A] [--interval-ms I]
 //   node ons_driver.js consume --namesrv ADDR --topic T --group G --expect N --timeout-s S
 'use strict';
 const { Producer, Consumer, Message } = require('ali-ons');
@@ -20,19 +20,22 @@ async function produce(args) {
   producer.on('error', err => console.error('producer error', err.message));
   await producer.ready();
   let failures = 0;
+  const attempts = Number(args.attempts || 3);
+  const intervalMs = Number(args['interval-ms'] || 0);
   for (let i = 0; i < Number(args.count); i++) {
+    if (intervalMs && i) await new Promise(r => setTimeout(r, intervalMs));
     const key = `${args.prefix}-${i}`;
     const msg = new Message(args.topic, `tag${i % 3}`, `body-${key}`);
     msg.keys = [ key ];
     msg.properties.seq = String(i);
     let done = false;
-    for (let attempt = 0; attempt < 3 && !done; attempt++) {
+    for (let attempt = 0; attempt < attempts && !done; attempt++) {
       try {
         const result = await producer.send(msg);
         console.log(JSON.stringify({ key, status: result.sendStatus, msg_id: result.msgId, offset: Number(result.queueOffset) }));
         done = true;
       } catch (err) {
-        if (attempt === 2) { console.log(JSON.stringify({ key, status: 'ERROR', error: err.message })); failures++; }
+        if (attempt === attempts - 1) { console.log(JSON.stringify({ key, status: 'ERROR', error: err.message })); failures++; }
         else await new Promise(r => setTimeout(r, 500));
       }
     }
