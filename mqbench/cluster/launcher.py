@@ -55,7 +55,7 @@ def cluster_layout(state: ClusterState) -> Layout:
 
 def _records(layout: Layout, directory: Path, port_offset: int, durability: str,
              extra_args: list[str]) -> dict[str, ProcessRecord]:
-    source = layout.source
+    source = str(Path(layout.source).resolve())  # brokers run in their own working directories
     records = {
         "namesrv": ProcessRecord(
             name="namesrv", kind="namesrv", host=layout.namesrv_host, room=layout.room_of(layout.namesrv_host),
@@ -93,8 +93,8 @@ def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: s
                             f"`mqbench cluster down --dir {directory}` first")
     check_ports_free(layout)
     records = _records(layout, directory, port_offset, durability, list(extra_args or []))
-    state = ClusterState(directory=directory, layout_source=layout.source, layout_name=layout.name,
-                         port_offset=port_offset, settings={"durability": durability, "extra_args": extra_args or []},
+    state = ClusterState(directory=directory, layout_source=str(Path(layout.source).resolve()),
+                         layout_name=layout.name, port_offset=port_offset, settings={"durability": durability, "extra_args": extra_args or []},
                          processes=records)
     deadline = time.monotonic() + wait_s
     try:
