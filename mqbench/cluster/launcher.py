@@ -94,8 +94,8 @@ def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: s
     check_ports_free(layout)
     records = _records(layout, directory, port_offset, durability, list(extra_args or []))
     state = ClusterState(directory=directory, layout_source=str(Path(layout.source).resolve()),
-                         layout_name=layout.name, port_offset=port_offset, settings={"durability": durability, "extra_args": extra_args or []},
-                         processes=records)
+                         layout_name=layout.name, port_offset=port_offset,
+                         settings={"durability": durability, "extra_args": extra_args or []}, processes=records)
     deadline = time.monotonic() + wait_s
     try:
         spawn(records["namesrv"])
