@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import struct
 import threading
 import time
 from collections import deque
@@ -91,8 +90,10 @@ from .dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerCommitLog, DLedgerL
 from .flush import POLICY_INTERVAL, POLICY_SYNC, GroupCommit, IntervalFlusher, parse_flush_policy
 from .metadata import Metadata
 from .record import (SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_MASK,
-                     SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message, message_id)
+                     SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message, check_record, encode_message, message_id,
+                     peek_fields, peek_topic)
 from .reader import ReadResult
+from .restamp import restamp_record
 from .recovery import CheckpointFile, CheckpointState, commitlog_scan_start, recover_queues
 from .topics import validate_topic
 
@@ -578,38 +579,3 @@ class Store:
     def delay_offset(self, level: int) -> int:
         return self.meta.delay_offset(level)
 
-
-# -- restamping (pure) -----------------------------------------------------------------------
-#
-# The fields of a commitlog record (record.py has the whole layout) that depend on where the
-# record lands and are therefore (re)written on every replica when the entry is appended:
-#
-#     off   size  type   field            written by
-#     20    8     int64  QUEUEOFFSET      restamp_record (in place; the table's next offset)
-#     28    8     int64  PHYSICALOFFSET   DLedgerLog.append (in place; entry pos + 48)
-#     -     -     text   INNER_BASE       restamp_record (property of an inner-batch record; the
-#                                         record is re-encoded since the text length may change)
-#
-# BODYCRC covers only the body, so a restamped record stays valid.
-_QUEUE_OFFSET_FIELD = struct.Struct(">q")
-_QUEUE_OFFSET_AT = 20
-
-
-def restamp_record(record: bytes, queue_offset: int) -> bytes:
-    """``record`` (a whole valid record) with QUEUEOFFSET = ``queue_offset`` and, for an inner
-    batch, INNER_BASE = ``str(queue_offset)``. Idempotent: a record that already holds these values
-    comes back unchanged (the same bytes)."""
-    _, _, current, _, sysflag = peek_fields(record, 0)
-    if sysflag & SYSFLAG_INNER_BATCH:
-        msg, _ = decode_message(record, 0, check_crc=False, where="replicated entry")
-        base = str(queue_offset)
-        if current == queue_offset and msg.properties.get("INNER_BASE") == base:
-            return bytes(record)
-        msg.queue_offset = queue_offset
-        msg.properties["INNER_BASE"] = base
-        return encode_message(msg)
-    if current == queue_offset:
-        return bytes(record)
-    out = bytearray(record)
-    _QUEUE_OFFSET_FIELD.pack_into(out, _QUEUE_OFFSET_AT, queue_offset)
-    return bytes(out)

@@ -1,0 +1,135 @@
+"""Replicated metadata updates: consumer offsets and topic configs as commitlog records.
+
+A broker group replicates everything through its Raft log, and that log is the store's DLedger
+commitlog, which RocketMQ-shaped readers expect to hold only commitlog records. So a metadata
+update is an ordinary record (V1/V2 as the topic length asks) on the internal topic
+``rmq_sys_mqbench_meta``, queue 0, with flag 0, no properties and this JSON body (UTF-8, keys as
+shown, no other keys)::
+
+    {"v": 1, "type": "offset", "group": "<consumer group>", "topic": "<topic>",
+     "queueId": <int >= 0>, "offset": <int >= 0>, "reset": <bool>}
+
+    {"v": 1, "type": "topic", "mode": "upsert" | "create",
+     "config": {<TopicConfig as in topics.json, v5 flavour: attributes, order, perm,
+                 readQueueNums, topicFilterType, topicName, topicSysFlag, writeQueueNums>}}
+
+How ``ReplicatedGroup`` applies them, in log order on every replica (so every replica ends in the
+same state):
+
+* ``offset``: the group's committed offset of that queue becomes ``offset`` if it is greater than
+  the current one; an older or equal value is ignored (offsets never rewind), unless ``reset`` is
+  true (an explicit reset, e.g. an admin moving a group back).
+* ``topic``: ``upsert`` creates the topic or replaces its config; ``create`` creates it only when
+  it does not exist yet (auto-creation on first send: two racing creations keep the first). An
+  update the store refuses (say, changing ``queue.type``) changes nothing on any replica.
+
+The records get queue offsets on that topic like any other, so ``mqbench inspect`` counts them.
+``decode_meta`` raises CorruptDataError for a body that is not one of the above.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from mqbench.errors import CorruptDataError, UserError
+from mqbench.broker.store.configs import TopicConfig
+from mqbench.broker.store.record import Message
+from mqbench.broker.store.topics import validate_group, validate_topic
+
+META_TOPIC = "rmq_sys_mqbench_meta"
+META_VERSION = 1
+TOPIC_MODES = ("upsert", "create")
+
+
+@dataclass(frozen=True)
+class OffsetUpdate:
+    group: str
+    topic: str
+    queue_id: int
+    offset: int
+    reset: bool = False
+
+
+@dataclass(frozen=True)
+class TopicUpdate:
+    config: TopicConfig
+    mode: str = "upsert"
+
+
+def check_offset_update(update: OffsetUpdate) -> OffsetUpdate:
+    """UserError naming the field when ``update`` cannot be stored."""
+    validate_group(update.group)
+    if "@" in update.group:
+        raise UserError(f"group {update.group!r} contains '@'")
+    validate_topic(update.topic)
+    for name, value in (("queue id", update.queue_id), ("offset", update.offset)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 63:
+            raise UserError(f"{name} {value!r} must be an integer from 0 to 2^63-1")
+    return update
+
+
+def encode_meta(update: OffsetUpdate | TopicUpdate) -> bytes:
+    """The JSON body of an update (module doc)."""
+    if isinstance(update, OffsetUpdate):
+        check_offset_update(update)
+        doc = {"v": META_VERSION, "type": "offset", "group": update.group, "topic": update.topic,
+               "queueId": update.queue_id, "offset": update.offset, "reset": bool(update.reset)}
+    else:
+        if update.mode not in TOPIC_MODES:
+            raise UserError(f"topic update mode {update.mode!r} is not one of {', '.join(TOPIC_MODES)}")
+        validate_topic(update.config.topic_name)
+        doc = {"v": META_VERSION, "type": "topic", "mode": update.mode, "config": update.config.to_json("v5")}
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def meta_message(update: OffsetUpdate | TopicUpdate) -> Message:
+    """The record (before the store stamps it) that carries ``update``."""
+    return Message(topic=META_TOPIC, body=encode_meta(update), queue_id=0)
+
+
+def _field(doc: dict, key: str, kind, where: str):
+    value = doc.get(key)
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise CorruptDataError(f"metadata update field {key!r} is not an integer: {value!r}", where=where)
+    if kind is not int and not isinstance(value, kind):
+        raise CorruptDataError(f"metadata update field {key!r} is missing or of the wrong type: {value!r}",
+                               where=where)
+    return value
+
+
+def decode_meta(body: bytes, *, where: str = META_TOPIC) -> OffsetUpdate | TopicUpdate:
+    """Parse a body written by ``encode_meta`` (CorruptDataError for anything else)."""
+    try:
+        doc = json.loads(bytes(body).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CorruptDataError(f"metadata update is not UTF-8 JSON: {exc}", where=where) from None
+    if not isinstance(doc, dict):
+        raise CorruptDataError("metadata update is not a JSON object", where=where)
+    if doc.get("v") != META_VERSION or isinstance(doc.get("v"), bool):
+        raise CorruptDataError(f"metadata update version {doc.get('v')!r} is not {META_VERSION}", where=where)
+    kind = doc.get("type")
+    try:
+        if kind == "offset":
+            if set(doc) != {"v", "type", "group", "topic", "queueId", "offset", "reset"}:
+                raise CorruptDataError(f"offset update has fields {sorted(doc)}", where=where)
+            return check_offset_update(OffsetUpdate(
+                _field(doc, "group", str, where), _field(doc, "topic", str, where),
+                _field(doc, "queueId", int, where), _field(doc, "offset", int, where),
+                _field(doc, "reset", bool, where)))
+        if kind == "topic":
+            if set(doc) != {"v", "type", "mode", "config"}:
+                raise CorruptDataError(f"topic update has fields {sorted(doc)}", where=where)
+            mode = _field(doc, "mode", str, where)
+            if mode not in TOPIC_MODES:
+                raise CorruptDataError(f"topic update mode {mode!r} is not one of {', '.join(TOPIC_MODES)}",
+                                       where=where)
+            cfg_doc = _field(doc, "config", dict, where)
+            name = cfg_doc.get("topicName")
+            if not isinstance(name, str):
+                raise CorruptDataError("topic update config has no topicName", where=where)
+            config = TopicConfig.from_json(name, cfg_doc, where)
+            validate_topic(config.topic_name)
+            return TopicUpdate(config, mode)
+    except UserError as exc:
+        raise CorruptDataError(f"metadata update: {exc}", where=where) from None
+    raise CorruptDataError(f"metadata update type {kind!r} is not offset or topic", where=where)

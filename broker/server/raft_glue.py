@@ -1,0 +1,114 @@
+"""The Raft core's storage on a broker store: the Raft log IS the store's DLedger commitlog.
+
+``StoreRaftStorage`` is ``DLedgerStorage`` (the read side, ``currterm`` with term and vote) over the
+store's own ``DLedgerLog``, with every write routed through the ``Store`` so that the store's
+queue-offset table, dispatch and group commit stay in step:
+
+* appending entries: ``store.truncate_after`` for a divergent suffix, then ``store.append_entry``
+  per entry (a record is restamped with its queue and physical offsets there; a no-op gets
+  DLedger's NOOP magic 2). Raft index ``i`` is DLedger index ``i - 1``.
+* term and vote: ``currterm`` (``currTerm``/``voteLeader``, peer names ``n0``, ``n1``... as the
+  layout names replicas: Raft node id ``k + 1`` is replica ``nk``), replaced atomically and
+  fsynced on change.
+* the log fsync (``sync``): the store's group commit (``store.wait_durable``), safe to run in a
+  worker thread while the event loop keeps appending.
+* the commit point is moved by the state machine (``store.commit``) when committed entries are
+  applied, not here, so metadata entries and dispatch happen in log order.
+
+``AppliedMark`` is the small file ``raft-applied.json`` at the store root: ``{"schema":
+"mqbench.raft-applied/1", "appliedIndex": N}``. It says that the store's metadata files
+(``consumerOffset.json``, ``topics.json``) reflect every metadata entry up to Raft index N, so a
+restarted replica re-applies the committed entries after N only. Written atomically after the
+metadata was persisted; a missing file means 0 (re-apply everything committed).
+"""
+from __future__ import annotations
+
+import json
+
+from mqbench.errors import CorruptDataError, InvariantViolation
+from mqbench.broker.raft.dledger_storage import DLedgerStorage
+from mqbench.broker.raft.types import Entry, EntryKind, HardState
+from mqbench.broker.store import dledger as fmt
+from mqbench.broker.store.atomic import read_with_backup, write_atomic
+from mqbench.broker.store.store import Store
+
+APPLIED_FILE = "raft-applied.json"
+APPLIED_SCHEMA = "mqbench.raft-applied/1"
+
+
+def replica_name(node_id: int) -> str:
+    """The DLedger/layout peer name of Raft node ``node_id`` (1 -> ``n0``)."""
+    return f"n{node_id - 1}"
+
+
+def replica_node_id(name: str) -> int:
+    """The Raft node id of the layout replica ``name`` (``n0`` -> 1); ValueError otherwise."""
+    if not name.startswith("n") or not name[1:].isdigit():
+        raise ValueError(f"not a replica name: {name!r}")
+    return int(name[1:]) + 1
+
+
+class StoreRaftStorage(DLedgerStorage):
+    """The Raft ``Storage`` of one replica, on its ``Store`` (see module doc)."""
+
+    def __init__(self, store: Store):
+        if store.dledger is None or not store.raft_mode:
+            raise InvariantViolation(f"the store at {store.root} is not a DLedger store in raft mode")
+        super().__init__(store.dledger.directory, log=store.dledger, peer_name=replica_name,
+                         peer_id=replica_node_id)
+        self.store = store
+
+    def append(self, entries: list[Entry]) -> None:
+        """Store ``entries``, first dropping every stored entry at or after ``entries[0].index``."""
+        if not entries:
+            return
+        first = entries[0].index
+        if first > self.last_index() + 1:
+            raise InvariantViolation(f"append at {first} leaves a gap after {self.last_index()}")
+        if first <= self.last_index():
+            self.store.truncate_after(first - 2)
+        for entry in entries:
+            magic = fmt.DLEDGER_MAGIC_NOOP if entry.kind == EntryKind.NOOP else fmt.DLEDGER_MAGIC
+            index = self.store.append_entry(entry.term, entry.data, magic=magic)
+            if index != entry.index - 1:
+                raise InvariantViolation(f"DLedger wrote Raft entry {entry.index} at index {index + 1}")
+
+    def set_hard_state(self, state: HardState) -> None:
+        # term and vote only: the commit point moves when the entries are applied (store.commit)
+        super().set_hard_state(HardState(state.term, state.vote, 0))
+
+    def sync(self) -> None:
+        """fdatasync every entry appended so far (thread-safe: group commit)."""
+        self.store.wait_durable(self.store.log.end_offset)
+
+    def close(self) -> None:
+        """The store is closed by its owner."""
+
+
+class AppliedMark:
+    """``raft-applied.json`` (module doc)."""
+
+    def __init__(self, store: Store):
+        self.path = store.root / APPLIED_FILE
+        where = str(self.path)
+        saved = read_with_backup(self.path, lambda data: self._parse(data, where))
+        self.index = saved or 0
+
+    @staticmethod
+    def _parse(data: bytes, where: str) -> int:
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise CorruptDataError(f"not JSON: {exc}", where=where) from None
+        index = doc.get("appliedIndex") if isinstance(doc, dict) else None
+        if not isinstance(doc, dict) or doc.get("schema") != APPLIED_SCHEMA or isinstance(index, bool) \
+                or not isinstance(index, int) or index < 0:
+            raise CorruptDataError(f"expected {{'schema': {APPLIED_SCHEMA!r}, 'appliedIndex': N >= 0}}", where=where)
+        return index
+
+    def save(self, store: Store, index: int) -> None:
+        """Persist the store's metadata, then record ``index`` (the caller had applied every entry
+        up to ``index`` before calling)."""
+        store.meta.persist()
+        write_atomic(self.path, json.dumps({"schema": APPLIED_SCHEMA, "appliedIndex": index}).encode())
+        self.index = index

@@ -1,0 +1,523 @@
+"""``ReplicatedGroup``: one replica of one broker group, a Raft node whose log IS the store's commitlog.
+
+Opening (every group is a Raft group; a single replica is a one-member group, same code path)::
+
+    group = await ReplicatedGroup.open(store_root, version="v5-dledger", self_id=1,
+                                       peers={1: ("127.0.0.1", 10912), 2: (...), 3: (...)},
+                                       durability="memory" | "fsync")
+
+* ``self_id``: this replica's Raft node id (>= 1; layout replica ``nk`` is node ``k + 1``, see
+  ``raft_glue.replica_node_id``); ``peers``: every member's Raft address, this one's included (it
+  is bound; port 0 picks a free port, then ``raft_address`` tells which and ``set_peer_address``
+  tells the others).
+* ``store_host``: the broker's client address, written as STOREHOST into the records this
+  replica builds as leader (and into their offsetMsgIds). ``clock_ms`` stamps records; ``rng``
+  (a ``random.Random``) draws election timeouts; ``tick_ms``/``heartbeat_ms``/``election_ms``
+  the Raft timing; ``preferred_leader``: node id the leadership moves to once it is caught up.
+
+State: ``store`` (the ``Store``: read side for everybody), ``role`` ("leader", "follower" or
+"candidate"), ``term``, ``leader_id`` (node id or None), ``commit_index``, ``applied_index``,
+``leader_ready`` (leader and its own term's no-op applied: reads of offsets/configs are current).
+Callbacks (plain callables, run on the event loop, exceptions logged): ``on_role_change(role,
+term, leader_id)`` on every change, ``on_commit()`` after committed entries were applied.
+
+Writes (leader only; a follower or candidate raises ``NotLeader(leader_id)`` at once):
+
+* ``await put(msg) -> PutResult`` and ``await put_batch(topic, queue_id, items, *, consolidate,
+  properties=None, sysflag=0, flag=0, born_timestamp_ms=0, born_host=...) -> PutResult``: the
+  record(s) are built and checked on the leader (``Store.prepare_record``: UserError before
+  anything reaches the log), proposed, and the call returns once they are committed (a majority
+  has them: in its page cache with ``memory``, fsynced with ``fsync``) and applied here. The
+  offsets in the result are read back from the stored entry (every replica stamped the same).
+* ``await commit_offset(group, topic, queue_id, offset, *, reset=False)``, ``await
+  update_topic(cfg)`` (create or replace), ``await ensure_topic(name, queues=4, attributes=None)``
+  (create unless it exists): metadata entries (``entries`` module doc), applied in log order on
+  every replica. An offset never moves back unless ``reset``.
+* A put that is pending when this replica stops being leader (or closes) fails with
+  ``LeadershipLost`` (a ``NotLeader``): its outcome is unknown (the new leader may have it), the
+  client retries. Proposals are batched: everything proposed while a Ready is being persisted goes
+  into the next Ready (with ``fsync`` one fdatasync covers it, run in a worker thread so the event
+  loop keeps serving the network).
+
+``await close()`` stops Raft, fails pending writes, saves the applied mark and closes the store.
+``await halt()`` only stops Raft and the network (a crash as the other replicas see it); ``close``
+still has to release the store.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mqbench.errors import CorruptDataError, MqbenchError, UserError
+from mqbench.broker.raft.config import Durability, RaftConfig
+from mqbench.broker.raft.node import RaftNode
+from mqbench.broker.raft.transport import RaftTransport
+from mqbench.broker.raft.types import NONE, Entry, EntryKind, Message as RaftMessage, ProposalDropped, Ready, Role
+from mqbench.broker.raft.types import NotLeader as RaftNotLeader
+from mqbench.broker.raft.wire import ENTRY, HEADER, LENGTH
+from mqbench.broker.store.batch import BatchItem
+from mqbench.broker.store.configs import TopicConfig
+from mqbench.broker.store.dledger_log import is_record_body
+from mqbench.broker.store.record import Message, decode_message, message_id, peek_fields, peek_topic
+from mqbench.broker.store.store import Store
+from mqbench.broker.store.topics import validate_topic
+
+from .entries import META_TOPIC, OffsetUpdate, TopicUpdate, check_offset_update, decode_meta, meta_message
+from .raft_glue import AppliedMark, StoreRaftStorage
+
+log = logging.getLogger("mqbench.broker.replicated")
+
+ROLE_NAMES = {Role.LEADER: "leader", Role.FOLLOWER: "follower", Role.CANDIDATE: "candidate",
+              Role.PRE_CANDIDATE: "candidate"}
+APPLIED_SAVE_MS = 5000
+
+
+class NotLeader(RaftNotLeader):
+    """This replica cannot take the write; ``leader_id`` is the leader it knows of (or None)."""
+
+    def __init__(self, leader_id: int | None, *, node_id: int, reason: str | None = None):
+        self.leader_id = leader_id or None
+        super().__init__(node_id, leader_id or NONE)
+        if reason:
+            self.args = (f"{self.args[0]}: {reason}",)
+
+
+class LeadershipLost(NotLeader):
+    """A pending write whose outcome is unknown: this replica stopped being leader (or closed)
+    before it was committed. The entry may still be committed by the new leader."""
+
+
+@dataclass
+class PutResult:
+    msg_id: str                 # offsetMsgId; a batch of several records: the ids joined by ","
+    queue_id: int
+    queue_offset: int           # of the first message
+    physical_offset: int        # of the first record
+    count: int = 1              # messages stored
+    msg_ids: list[str] = field(default_factory=list)
+    index: int = 0              # Raft index of the last entry
+
+
+@dataclass
+class _Waiter:
+    term: int
+    first: int
+    counts: list[int] | None     # messages per record for puts; None for metadata
+    future: asyncio.Future
+
+
+def frame_bytes(m: RaftMessage) -> int:
+    """Bytes ``m`` takes on the wire (``raft.wire`` framing)."""
+    return LENGTH.size + HEADER.size + sum(ENTRY.size + len(e.data) for e in m.entries)
+
+
+class ReplicatedGroup:
+    """See module doc. Build it with ``await ReplicatedGroup.open(...)``."""
+
+    @classmethod
+    async def open(cls, store_root: str | os.PathLike, *, version: str = "v5-dledger", self_id: int,
+                   peers: dict[int, tuple[str, int]], durability: str | Durability = "memory",
+                   clock_ms: Callable[[], int] | None = None, rng: random.Random | None = None,
+                   store_host: tuple[str, int] = ("127.0.0.1", 10911), preferred_leader: int | None = None,
+                   tick_ms: int = 50, heartbeat_ms: int = 100, election_ms: int = 1000,
+                   commitlog_segment_bytes: int | None = None, applied_save_ms: int = APPLIED_SAVE_MS
+                   ) -> "ReplicatedGroup":
+        try:
+            durability = Durability(durability)
+        except ValueError:
+            raise UserError(f"durability {durability!r} is not memory or fsync") from None
+        if self_id not in peers:
+            raise UserError(f"node {self_id} is not among the peers {sorted(peers)}")
+        config = RaftConfig.from_ms(self_id, sorted(peers), tick_ms=tick_ms, heartbeat_ms=heartbeat_ms,
+                                    election_ms=election_ms, durability=durability,
+                                    preferred_leader=preferred_leader or NONE)
+        kwargs = {} if commitlog_segment_bytes is None else {"commitlog_segment_bytes": commitlog_segment_bytes}
+        store = await asyncio.to_thread(Store.open, store_root, version, create=True, raft_mode=True,
+                                        flush_policy="none", clock_ms=clock_ms, store_host=store_host, **kwargs)
+        try:
+            group = cls(store, config, peers, rng or random.Random(), applied_save_ms)
+            await group._start()
+        except BaseException:
+            store.close()
+            raise
+        return group
+
+    def __init__(self, store: Store, config: RaftConfig, peers: dict[int, tuple[str, int]],
+                 rng: random.Random, applied_save_ms: int):
+        self.store = store
+        self.config = config
+        self.self_id = config.node_id
+        self.durability = config.durability
+        self.storage = StoreRaftStorage(store)
+        self._mark = AppliedMark(store)
+        self.node = RaftNode(config, self.storage, rng, applied=self._mark.index)
+        self.applied_index = self.node.log.applied
+        host, port = peers[self.self_id]
+        self.transport = RaftTransport(self.self_id, {p: a for p, a in peers.items() if p != self.self_id},
+                                       self._on_message, host=host, port=port)
+        self.on_role_change: Callable[[str, int, int | None], None] | None = None
+        self.on_commit: Callable[[], None] | None = None
+        self.failed: BaseException | None = None
+        self.put_count = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._waiters: dict[int, _Waiter] = {}
+        self._apply_errors: dict[int, Exception] = {}
+        self._wake = asyncio.Event()
+        self._leader_known = asyncio.Event()
+        self._seen = (self.node.role, self.node.term, self.node.lead)
+        self._applied_save_ms = applied_save_ms
+        self._saving: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._halted = False
+        self._closed = False
+
+    async def _start(self) -> None:
+        await self.transport.start()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._tick_loop()), loop.create_task(self._run())]
+        if len(self.config.peers) == 1:
+            self.node.campaign()     # a one-member group elects itself without waiting a timeout
+        self._wake.set()
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def stopped(self) -> bool:
+        """``halt`` or ``close`` was called, or the replica failed."""
+        return self._halted or self.failed is not None
+
+    @property
+    def raft_address(self) -> tuple[str, int]:
+        return self.transport.host, self.transport.port
+
+    def set_peer_address(self, peer: int, address: tuple[str, int]) -> None:
+        self.transport.set_peer_address(peer, address)
+
+    @property
+    def role(self) -> str:
+        return ROLE_NAMES[self.node.role]
+
+    @property
+    def term(self) -> int:
+        return self.node.term
+
+    @property
+    def leader_id(self) -> int | None:
+        return self.node.lead or None
+
+    @property
+    def commit_index(self) -> int:
+        return self.node.commit_index
+
+    @property
+    def is_leader(self) -> bool:
+        return self.node.role == Role.LEADER and not self._halted
+
+    @property
+    def leader_ready(self) -> bool:
+        """Leader, and an entry of its own term is applied: metadata read here is current."""
+        return self.is_leader and self.node.log.term(self.applied_index) == self.node.term
+
+    async def wait_leader(self, timeout_s: float) -> int:
+        """The leader's node id once one is known (asyncio.TimeoutError after ``timeout_s``)."""
+        async def known() -> int:
+            while not self.node.lead:
+                self._leader_known.clear()
+                await self._leader_known.wait()
+            return self.node.lead
+        return await asyncio.wait_for(known(), timeout_s)
+
+    def stats(self) -> dict[str, int | str]:
+        """Counters for runtime info (raftRole, raftTerm, raftLeaderId as a node id or "")."""
+        return {"raftRole": self.role, "raftTerm": self.term, "raftLeaderId": self.leader_id or "",
+                "raftCommitIndex": self.commit_index, "raftAppliedIndex": self.applied_index,
+                "putMessageCount": self.put_count, "raftBytesSent": self.bytes_sent,
+                "raftBytesReceived": self.bytes_received,
+                "storeBytes": self.store.log.end_offset - self.store.log.min_offset}
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self.failed is not None or self._closed or self._halted:
+            raise NotLeader(None, node_id=self.self_id, reason="replica stopped"
+                            + (f" ({self.failed})" if self.failed is not None else ""))
+        if self.node.role != Role.LEADER:
+            raise NotLeader(self.node.lead, node_id=self.self_id)
+
+    def _propose(self, records: list[bytes], counts: list[int] | None) -> asyncio.Future:
+        self._check_writable()
+        try:
+            indexes = self.node.propose_batch(records)
+        except RaftNotLeader as exc:
+            raise NotLeader(exc.leader, node_id=self.self_id) from None
+        except ProposalDropped:
+            raise NotLeader(self.node.transferee, node_id=self.self_id,
+                            reason="leadership is being handed over") from None
+        future = asyncio.get_running_loop().create_future()
+        self._waiters[indexes[-1]] = _Waiter(self.node.term, indexes[0], counts, future)
+        self._wake.set()
+        return future
+
+    async def put(self, msg: Message) -> PutResult:
+        """Store one message through the group (module doc)."""
+        self._check_writable()
+        record = self.store.prepare_record(msg)
+        return await self._propose([record], [1])
+
+    async def put_batch(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
+                        properties: dict[str, str] | None = None, sysflag: int = 0, flag: int = 0,
+                        born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0)) -> PutResult:
+        """Store a client batch (``Store.append_batch`` rules): one record when ``consolidate``
+        (a BatchCQ topic), else one record (one Raft entry) per message, proposed together."""
+        self._check_writable()
+        prepared = self.store.prepare_batch_records(
+            topic, queue_id, items, consolidate=consolidate, properties=properties, flag=flag, sysflag=sysflag,
+            born_timestamp_ms=born_timestamp_ms, born_host=born_host)
+        return await self._propose([r for r, _ in prepared], [n for _, n in prepared])
+
+    async def commit_offset(self, group: str, topic: str, queue_id: int, offset: int, *, reset: bool = False) -> None:
+        """Replicate a consumer offset; an offset not above the applied one is a no-op unless ``reset``."""
+        update = check_offset_update(OffsetUpdate(group, topic, queue_id, offset, reset))
+        self._check_writable()
+        if not reset and offset <= self.store.query_offset(group, topic, queue_id):
+            return
+        await self._propose([self.store.prepare_record(meta_message(update))], None)
+
+    async def update_topic(self, cfg: TopicConfig) -> TopicConfig:
+        """Create the topic or replace its config on every replica; returns the applied config."""
+        return await self._topic(TopicUpdate(cfg, "upsert"))
+
+    async def ensure_topic(self, name: str, *, queues: int = 4, attributes: dict[str, str] | None = None,
+                           perm: int = 6) -> TopicConfig:
+        """The topic's config, creating it (``queues`` read and write queues) when it does not exist."""
+        existing = self.store.topic_config(validate_topic(name))
+        if existing is not None:
+            return existing
+        cfg = TopicConfig(topic_name=name, read_queue_nums=queues, write_queue_nums=queues, perm=perm,
+                          attributes=dict(attributes or {}))
+        return await self._topic(TopicUpdate(cfg, "create"))
+
+    async def _topic(self, update: TopicUpdate) -> TopicConfig:
+        cfg = update.config
+        self._check_writable()
+        self.store.meta._check_config(cfg)        # the store's own rules, before anything is proposed
+        old = self.store.topic_config(cfg.topic_name)
+        if update.mode == "upsert" and old is not None and old.is_batch_cq != cfg.is_batch_cq:
+            raise UserError(f"topic {cfg.topic_name}: queue.type cannot change once the topic exists")
+        await self._propose([self.store.prepare_record(meta_message(update))], None)
+        return self.store.topic_config(cfg.topic_name)
+
+    # -- the Raft loop -----------------------------------------------------------------------
+
+    def _on_message(self, m: RaftMessage) -> None:
+        if self._closed or self._halted or self.failed is not None:
+            return
+        self.bytes_received += frame_bytes(m)
+        self.node.step(m)
+        self._wake.set()
+
+    async def _tick_loop(self) -> None:
+        period_s = self.config.tick_ms / 1000
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        since_save_ms = 0
+        while True:
+            next_tick += period_s
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            if self.failed is not None:
+                return
+            self.node.tick()
+            self._wake.set()
+            since_save_ms += self.config.tick_ms
+            if since_save_ms >= self._applied_save_ms and (self._saving is None or self._saving.done()):
+                since_save_ms = 0
+                if self.applied_index > self._mark.index:
+                    self._saving = loop.create_task(asyncio.to_thread(self._mark.save, self.store, self.applied_index))
+
+    async def _run(self) -> None:
+        node = self.node
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while node.has_ready():
+                    rd = node.ready()
+                    await self._handle(rd)
+                    node.advance(rd)
+                    self._check_role()
+                self._check_role()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:   # an invariant broke or the disk failed: stop this replica
+            log.error("replica %s of %s stopped: %s", self.self_id, self.store.root, exc, exc_info=True)
+            self.failed = exc
+            self._fail_waiters(f"replica stopped ({exc})")
+            self._notify_role()
+
+    async def _handle(self, rd: Ready) -> None:
+        """The Ready protocol (``raft.types.Ready``): persist, sync, send, apply."""
+        if rd.entries:
+            self.storage.append(rd.entries)
+        if rd.hard_state is not None:
+            self.storage.set_hard_state(rd.hard_state)
+        if rd.must_sync and rd.entries:
+            await asyncio.to_thread(self.storage.sync)
+        for m in rd.messages:
+            self.bytes_sent += frame_bytes(m)
+            self.transport.send(m)
+        if rd.committed_entries:
+            self._apply(rd.committed_entries)
+
+    # -- applying ----------------------------------------------------------------------------
+
+    def _apply(self, entries: list[Entry]) -> None:
+        store = self.store
+        done: list[tuple[int, Entry, _Waiter]] = []
+        for entry in entries:
+            if entry.kind == EntryKind.NORMAL and is_meta_record(entry.data):
+                store.commit(entry.index - 2)          # dispatch what precedes it first: log order
+                error = self._apply_meta(entry)
+                if error is not None:
+                    self._apply_errors[entry.index] = error
+            waiter = self._waiters.pop(entry.index, None)
+            if waiter is not None:
+                done.append((entry.index, entry, waiter))
+        store.commit(entries[-1].index - 1)
+        self.applied_index = entries[-1].index
+        for index, entry, waiter in done:
+            error = self._apply_errors.pop(index, None)
+            if waiter.future.done():
+                continue
+            if entry.term != waiter.term:
+                waiter.future.set_exception(LeadershipLost(self.node.lead, node_id=self.self_id,
+                                                           reason=f"entry {index} was replaced by a new leader"))
+            elif error is not None:
+                waiter.future.set_exception(error)
+            elif waiter.counts is None:
+                waiter.future.set_result(None)
+            else:
+                waiter.future.set_result(self._result(waiter.first, index, waiter.counts))
+        self._apply_errors.clear()
+        if self.on_commit is not None:
+            try:
+                self.on_commit()
+            except Exception:
+                log.exception("on_commit callback failed")
+
+    def _apply_meta(self, entry: Entry) -> Exception | None:
+        """Apply one metadata entry; returns the error to give its proposer (state unchanged)."""
+        store = self.store
+        try:
+            msg, _ = decode_message(entry.data, 0, check_crc=False, where=f"Raft entry {entry.index}")
+            update = decode_meta(msg.body, where=f"Raft entry {entry.index}")
+        except CorruptDataError as exc:
+            log.warning("skipping metadata entry %d: %s", entry.index, exc)
+            return exc
+        try:
+            if isinstance(update, OffsetUpdate):
+                current = store.query_offset(update.group, update.topic, update.queue_id)
+                if update.reset or update.offset > current:
+                    store.commit_offset(update.group, update.topic, update.queue_id, update.offset)
+                return None
+            cfg = update.config
+            existing = store.topic_config(cfg.topic_name)
+            if existing is None:
+                store.create_topic(cfg.topic_name, read_queue_nums=cfg.read_queue_nums,
+                                   write_queue_nums=cfg.write_queue_nums, perm=cfg.perm,
+                                   attributes=cfg.attributes, order=cfg.order)
+                if store.topic_config(cfg.topic_name) != cfg:
+                    store.update_topic(cfg)
+            elif update.mode == "upsert" and existing != cfg:
+                store.update_topic(cfg)
+            return None
+        except UserError as exc:
+            log.warning("metadata entry %d refused by the store: %s", entry.index, exc)
+            return exc
+
+    def _result(self, first: int, last: int, counts: list[int]) -> PutResult:
+        ids, head = [], None
+        for index in range(first, last + 1):
+            _, body = self.store.dledger.entry(index - 1)
+            _, queue_id, queue_offset, physical_offset, _ = peek_fields(body, 0)
+            if head is None:
+                head = (queue_id, queue_offset, physical_offset)
+            ids.append(message_id(self.store.store_host, physical_offset))
+        count = sum(counts)
+        self.put_count += count
+        return PutResult(",".join(ids), head[0], head[1], head[2], count, ids, last)
+
+    # -- leadership --------------------------------------------------------------------------
+
+    def _check_role(self) -> None:
+        node = self.node
+        now = (node.role, node.term, node.lead)
+        if now == self._seen:
+            return
+        was_leader = self._seen[0] == Role.LEADER
+        self._seen = now
+        if was_leader and node.role != Role.LEADER:
+            self._fail_waiters("leadership lost before the entry was committed")
+        if node.lead:
+            self._leader_known.set()
+        self._notify_role()
+
+    def _notify_role(self) -> None:
+        if self.on_role_change is not None:
+            try:
+                self.on_role_change(self.role, self.term, self.leader_id)
+            except Exception:
+                log.exception("on_role_change callback failed")
+
+    def _fail_waiters(self, reason: str) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():
+            if not waiter.future.done():
+                waiter.future.set_exception(LeadershipLost(self.node.lead, node_id=self.self_id, reason=reason))
+
+    def transfer_leadership(self, target: int) -> None:
+        """Leader only: hand leadership to node ``target`` once it is caught up."""
+        self._check_writable()
+        self.node.transfer_leadership(target)
+        self._wake.set()
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    async def halt(self) -> None:
+        """Stop ticking, applying and networking at once (the others see a crashed replica)."""
+        if self._halted:
+            return
+        self._halted = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._fail_waiters("replica stopped")
+        await self.transport.close()
+
+    async def close(self) -> None:
+        """Stop (``halt``), save the applied mark and close the store (flushing it)."""
+        if self._closed:
+            return
+        await self.halt()
+        self._closed = True
+        if self._saving is not None:
+            await asyncio.gather(self._saving, return_exceptions=True)
+        try:
+            if self.failed is None:
+                await asyncio.to_thread(self._mark.save, self.store, self.applied_index)
+        finally:
+            await asyncio.to_thread(self.store.close)
+
+
+def is_meta_record(data: bytes) -> bool:
+    """True when ``data`` is a commitlog record on the metadata topic."""
+    if not is_record_body(data):
+        return False
+    try:
+        return peek_topic(data, 0) == META_TOPIC
+    except (CorruptDataError, IndexError, ValueError):
+        return False

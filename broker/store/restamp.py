@@ -1,0 +1,42 @@
+"""Restamping a replicated record: the fields that depend on where it lands in a replica's log.
+
+The leader of a Raft group builds a record without knowing its offsets (``Store.prepare_record``);
+every replica (the leader included) fills them in when it appends the entry
+(``Store.append_entry``). The fields (``record.py`` has the whole record layout)::
+
+    off   size  type   field            written by
+    20    8     int64  QUEUEOFFSET      restamp_record (in place: the queue-offset table's next offset)
+    28    8     int64  PHYSICALOFFSET   DLedgerLog.append (in place: entry pos + 48)
+    -     -     text   INNER_BASE       restamp_record (property of an inner-batch record; the record
+                                        is re-encoded because the text length may change)
+
+BODYCRC covers only the body, so a restamped record stays valid. Pure: bytes in, bytes out.
+"""
+from __future__ import annotations
+
+import struct
+
+from .record import SYSFLAG_INNER_BATCH, decode_message, encode_message, peek_fields
+
+_QUEUE_OFFSET_FIELD = struct.Struct(">q")
+_QUEUE_OFFSET_AT = 20
+
+
+def restamp_record(record: bytes, queue_offset: int) -> bytes:
+    """``record`` (a whole valid record) with QUEUEOFFSET = ``queue_offset`` and, for an inner
+    batch, INNER_BASE = ``str(queue_offset)``. Idempotent: a record that already holds these values
+    comes back unchanged (the same bytes)."""
+    _, _, current, _, sysflag = peek_fields(record, 0)
+    if sysflag & SYSFLAG_INNER_BATCH:
+        msg, _ = decode_message(record, 0, check_crc=False, where="replicated entry")
+        base = str(queue_offset)
+        if current == queue_offset and msg.properties.get("INNER_BASE") == base:
+            return bytes(record)
+        msg.queue_offset = queue_offset
+        msg.properties["INNER_BASE"] = base
+        return encode_message(msg)
+    if current == queue_offset:
+        return bytes(record)
+    out = bytearray(record)
+    _QUEUE_OFFSET_FIELD.pack_into(out, _QUEUE_OFFSET_AT, queue_offset)
+    return bytes(out)

@@ -1,0 +1,234 @@
+"""ReplicatedGroup: three replicas (and one) in one event loop on loopback, real files and sockets."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mqbench.errors import UserError
+from mqbench.broker.server.replicated import LeadershipLost, NotLeader, ReplicatedGroup
+from mqbench.broker.store.batch import BatchItem
+from mqbench.broker.store.configs import TopicConfig
+from mqbench.broker.store.record import Message
+
+from replicated_cluster import Cluster, log_bytes
+
+
+def run(coro, timeout_s: float = 30.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout_s))
+
+
+def queue_view(group, topic, queue_id):
+    result = group.store.read_queue(topic, queue_id, 0, max_messages=10_000, max_bytes=64 << 20)
+    return [(m.queue_offset, m.body) for m in result.messages]
+
+
+@pytest.mark.parametrize("durability", ["memory", "fsync"])
+def test_puts_commit_on_all_replicas_with_identical_offsets_and_bytes(tmp_path, durability):
+    async def main():
+        cluster = await Cluster(tmp_path, 3, durability).start()
+        try:
+            leader = await cluster.leader()
+            await leader.ensure_topic("B", queues=2, attributes={"queue.type": "BatchCQ"})
+            results = await asyncio.gather(*(leader.put(Message(topic="T", body=b"m%d" % n, queue_id=n % 3))
+                                             for n in range(60)))
+            per_queue = {q: sorted(r.queue_offset for r in results if r.queue_id == q) for q in range(3)}
+            assert per_queue == {q: list(range(20)) for q in range(3)}
+            assert len({r.physical_offset for r in results}) == 60
+            batch = await leader.put_batch("T", 0, [BatchItem(b"b%d" % n) for n in range(5)], consolidate=False)
+            assert (batch.queue_offset, batch.count, len(batch.msg_ids)) == (20, 5, 5)
+            inner = await leader.put_batch("B", 1, [BatchItem(b"i%d" % n) for n in range(4)], consolidate=True)
+            inner2 = await leader.put_batch("B", 1, [BatchItem(b"j%d" % n) for n in range(3)], consolidate=True)
+            assert (inner.queue_offset, inner.count, inner2.queue_offset) == (0, 4, 4)
+            await cluster.converged()
+            expected_t0 = [(n // 3, b"m%d" % n) for n in range(0, 60, 3)] + [(20 + n, b"b%d" % n) for n in range(5)]
+            for group in cluster.groups.values():
+                assert queue_view(group, "T", 0) == expected_t0
+                assert [b for _, b in queue_view(group, "B", 1)] == [b"i0", b"i1", b"i2", b"i3", b"j0", b"j1", b"j2"]
+                assert [o for o, _ in queue_view(group, "B", 1)] == list(range(7))
+                assert group.store.topic_config("B").is_batch_cq
+            logs = {i: log_bytes(g) for i, g in cluster.groups.items()}
+            assert logs[1] == logs[2] == logs[3] and len(logs[1]) > 60 * 100
+            # the leader's ack is what every replica stored
+            for group in cluster.groups.values():
+                msg = group.store.read_message(results[7].physical_offset, 200)
+                assert (msg.body, msg.queue_offset, msg.queue_id) == (b"m7", results[7].queue_offset, 1)
+        finally:
+            await cluster.close()
+    run(main())
+
+
+def test_leader_loss_keeps_every_acked_put_and_offsets_continue(tmp_path):
+    async def main():
+        cluster = await Cluster(tmp_path, 3, "fsync").start()
+        try:
+            leader = await cluster.leader()
+            acked = [await leader.put(Message(topic="T", body=b"a%d" % n)) for n in range(20)]
+            await leader.commit_offset("G", "T", 0, 15)
+            old = leader.self_id
+            await cluster.stop(old, abrupt=True)
+            new = await cluster.leader()
+            assert new.self_id != old
+            assert [b for _, b in queue_view(new, "T", 0)] == [b"a%d" % n for n in range(20)]
+            assert new.store.query_offset("G", "T", 0) == 15
+            more = await new.put(Message(topic="T", body=b"after"))
+            assert more.queue_offset == acked[-1].queue_offset + 1 == 20
+            # the old leader comes back as a follower and catches up
+            back = await cluster.restart(old)
+            await cluster.converged()
+            assert back.role == "follower"
+            assert queue_view(back, "T", 0)[-1] == (20, b"after")
+            logs = [log_bytes(g) for g in cluster.groups.values()]
+            assert logs[0] == logs[1] == logs[2]
+        finally:
+            await cluster.close()
+    run(main())
+
+
+def test_a_follower_that_was_down_catches_up(tmp_path):
+    async def main():
+        cluster = await Cluster(tmp_path, 3, "memory").start()
+        try:
+            leader = await cluster.leader()
+            await leader.put(Message(topic="T", body=b"first"))
+            follower = next(i for i in cluster.ids if i != leader.self_id)
+            await cluster.stop(follower, abrupt=False)
+            await asyncio.gather(*(leader.put(Message(topic="T", body=b"x%d" % n, queue_id=1)) for n in range(300)))
+            await leader.update_topic(TopicConfig("T", read_queue_nums=8, write_queue_nums=8))
+            back = await cluster.restart(follower)
+            await cluster.converged()
+            assert [o for o, _ in queue_view(back, "T", 1)] == list(range(300))
+            assert back.store.topic_config("T").write_queue_nums == 8
+            assert log_bytes(back) == log_bytes(leader)
+        finally:
+            await cluster.close()
+    run(main())
+
+
+def test_consumer_offsets_replicate_and_never_rewind(tmp_path):
+    async def main():
+        cluster = await Cluster(tmp_path, 3, "memory").start()
+        try:
+            leader = await cluster.leader()
+            await leader.commit_offset("G", "T", 2, 10)
+            await leader.commit_offset("G", "T", 2, 7)        # older: ignored
+            await leader.commit_offset("G", "T", 3, 4)
+            await cluster.converged()
+            for group in cluster.groups.values():
+                assert group.store.query_offset("G", "T", 2) == 10
+                assert group.store.query_offset("G", "T", 3) == 4
+            # an older update racing through the log is ignored by every replica, a reset is not
+            await asyncio.gather(leader.commit_offset("G", "T", 2, 12), leader.commit_offset("G", "T", 2, 11))
+            await leader.commit_offset("G", "T", 3, 1, reset=True)
+            await cluster.converged()
+            for group in cluster.groups.values():
+                assert group.store.query_offset("G", "T", 2) == 12
+                assert group.store.query_offset("G", "T", 3) == 1
+            with pytest.raises(UserError):
+                await leader.commit_offset("bad@group", "T", 0, 1)
+            with pytest.raises(UserError):
+                await leader.commit_offset("G", "../x", 0, 1)
+            with pytest.raises(UserError):
+                await leader.commit_offset("G", "T", 0, -1)
+        finally:
+            await cluster.close()
+    run(main())
+
+
+def test_topic_configs_replicate_and_bad_updates_are_refused(tmp_path):
+    async def main():
+        cluster = await Cluster(tmp_path, 3, "memory").start()
+        try:
+            leader = await cluster.leader()
+            created = await leader.ensure_topic("Orders", queues=4)
+            assert (created.read_queue_nums, created.write_queue_nums) == (4, 4)
+            again = await leader.ensure_topic("Orders", queues=16)      # exists: unchanged
+            assert again.write_queue_nums == 4
+            cfg = TopicConfig("Orders", read_queue_nums=6, write_queue_nums=6, perm=4, attributes={"k": "v"})
+            assert await leader.update_topic(cfg) == cfg
+            with pytest.raises(UserError, match="queue.type"):
+                await leader.update_topic(TopicConfig("Orders", attributes={"queue.type": "BatchCQ"}))
+            with pytest.raises(UserError):
+                await leader.update_topic(TopicConfig("Orders", read_queue_nums=0))
+            await cluster.converged()
+            for group in cluster.groups.values():
+                assert group.store.topic_config("Orders") == cfg
+        finally:
+            await cluster.close()
+    run(main())
+
+
+def test_followers_refuse_writes_and_bad_input_never_reaches_the_log(tmp_path):
+    async def main():
+        cluster = await Cluster(tmp_path, 3, "memory").start()
+        try:
+            leader = await cluster.leader()
+            follower = next(g for g in cluster.groups.values() if g is not leader)
+            with pytest.raises(NotLeader) as info:
+                await follower.put(Message(topic="T", body=b"x"))
+            assert info.value.leader_id == leader.self_id
+            with pytest.raises(NotLeader):
+                await follower.commit_offset("G", "T", 0, 1)
+            last = leader.node.log.last_index()
+            for bad in (Message(topic="../x", body=b"x"), Message(topic="T", body=b"x", queue_id=-1),
+                        Message(topic="T" * 300, body=b"x"), Message(topic="T", body=b"x", born_host=("nohost", 1))):
+                with pytest.raises(UserError):
+                    await leader.put(bad)
+            with pytest.raises(UserError):
+                await leader.put_batch("T", 0, [], consolidate=False)
+            with pytest.raises(UserError):
+                await leader.put_batch("T", 0, [BatchItem(b"x")], consolidate=True)   # not a BatchCQ topic
+            assert leader.node.log.last_index() == last
+        finally:
+            await cluster.close()
+    run(main())
+
+
+def test_pending_puts_fail_when_leadership_is_lost(tmp_path):
+    async def main():
+        cluster = await Cluster(tmp_path, 3, "memory").start()
+        try:
+            leader = await cluster.leader()
+            roles = []
+            leader.on_role_change = lambda role, term, lead: roles.append(role)
+            for i in [i for i in cluster.ids if i != leader.self_id]:
+                await cluster.stop(i)
+            pending = asyncio.ensure_future(leader.put(Message(topic="T", body=b"lost?")))
+            with pytest.raises(LeadershipLost):
+                await asyncio.wait_for(pending, 5)       # check-quorum steps the leader down
+            assert leader.role != "leader" and roles and roles[0] == "follower"
+            with pytest.raises(NotLeader):
+                await leader.put(Message(topic="T", body=b"x"))
+        finally:
+            await cluster.close()
+    run(main())
+
+
+def test_single_replica_group_restarts_with_its_data_and_offsets(tmp_path):
+    async def main():
+        cluster = await Cluster(tmp_path, 1, "fsync").start()
+        leader = await cluster.leader()
+        results = [await leader.put(Message(topic="T", body=b"s%d" % n)) for n in range(5)]
+        assert [r.queue_offset for r in results] == list(range(5))
+        await leader.commit_offset("G", "T", 0, 3)
+        await cluster.close()
+        group = await cluster.restart(1)
+        try:
+            await cluster.leader()
+            assert group.store.query_offset("G", "T", 0) == 3
+            assert (await group.put(Message(topic="T", body=b"s5"))).queue_offset == 5
+            assert [b for _, b in queue_view(group, "T", 0)] == [b"s%d" % n for n in range(6)]
+        finally:
+            await cluster.close()
+    run(main())
+
+
+def test_open_refuses_bad_settings(tmp_path):
+    async def main():
+        with pytest.raises(UserError, match="durability"):
+            await ReplicatedGroup.open(tmp_path / "a", self_id=1, peers={1: ("127.0.0.1", 0)}, durability="disk")
+        with pytest.raises(UserError, match="not among"):
+            await ReplicatedGroup.open(tmp_path / "b", self_id=4, peers={1: ("127.0.0.1", 0)})
+        with pytest.raises(UserError):
+            await ReplicatedGroup.open(tmp_path / "c", version="v5", self_id=1, peers={1: ("127.0.0.1", 0)})
+    run(main())
