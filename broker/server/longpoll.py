@@ -7,12 +7,14 @@ poll interval to every end-to-end latency.
 Contract: ``wait(topic, queue_id, offset, timeout_ms)`` returns True as soon as ``notify`` reports
 the queue's max offset above ``offset``, or False when the timeout passes. ``notify`` is called by
 the broker after committed data is dispatched. Waiters are kept per queue, so a notify costs only
-the waiters of that queue.
+the waiters of that queue; ``notify_from`` checks every waited-on queue against a max-offset
+function (one call per queue someone waits on).
 """
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from typing import Callable
 
 
 class PullWaiters:
@@ -46,6 +48,19 @@ class PullWaiters:
         for offset, future in self._waiters.get((topic, queue_id), ()):
             if offset < max_offset and not future.done():
                 future.set_result(True)
+
+    def notify_from(self, max_offset: Callable[[str, int], int]) -> int:
+        """Check every queue someone waits on against ``max_offset(topic, queue_id)`` and wake the
+        waiters it satisfies (what the broker calls after committed entries were applied, when it
+        does not know which queues grew). Returns how many waiters were woken."""
+        woken = 0
+        for (topic, queue_id), waiters in list(self._waiters.items()):
+            top = max_offset(topic, queue_id)
+            for offset, future in waiters:
+                if offset < top and not future.done():
+                    future.set_result(True)
+                    woken += 1
+        return woken
 
     def wake_all(self) -> None:
         """Wake everyone (leadership lost, shutting down): they re-check and answer."""

@@ -1,0 +1,298 @@
+"""What every request handler of the broker shares: ``BrokerContext``, and the handler table.
+
+The handlers (one module per area: ``handlers_send``, ``handlers_pull``, ``handlers_offsets``,
+``handlers_clients``, ``handlers_admin``) are ``async def handler(ctx, cmd, channel)``; the
+table built by ``build_handlers(ctx)`` binds them to ``ctx`` and wraps each one so that:
+
+* ``Refused(code, remark)`` raised anywhere below becomes that response (a handler says "no"
+  by raising, so helpers such as ``require_leader`` can refuse for it);
+* ``NotLeader`` / ``ProposalDropped`` from the replicated group become the not-leader response
+  (SYSTEM_ERROR 1, remark naming the leader, ext field ``leaderAddr``): the client refreshes its
+  route and retries on the new leader;
+* a ``UserError`` (a bad topic or group name such as ``../x``, a malformed batch or property
+  string) or a ``HeaderError`` (a missing or non-numeric header field) becomes the handler area's ``bad_input_code`` with the error text. Nothing a client
+  sends stops the broker; a malformed frame is the channel's business (it closes that connection).
+
+Reads (pull, offsets, min/max) are served by any replica from its own store, which holds only
+committed entries; writes (send, offset commits, topic configs) go through the replicated group
+and are only accepted by the leader.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from mqbench.broker.layout import Instance, Layout
+from mqbench.broker.raft.types import NotLeader as RaftNotLeader
+from mqbench.broker.raft.types import ProposalDropped, Role
+from mqbench.broker.remoting import codes
+from mqbench.broker.remoting.channel import Channel
+from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.remoting.headers import HeaderError
+from mqbench.broker.server.clients import ClientRegistry
+from mqbench.broker.server.longpoll import PullWaiters
+from mqbench.broker.store.configs import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig
+from mqbench.broker.store.topics import AUTO_CREATE_TOPIC_KEY_TOPIC, validate_topic
+from mqbench.errors import UserError
+
+log = logging.getLogger("mqbench.broker")
+
+AUTO_CREATE_QUEUE_NUMS = 4          # RocketMQ's defaultTopicQueueNums
+MESSAGE_BYTES_MAX = 4 * 1024 * 1024  # RocketMQ's maxMessageSize: a body (or a whole batch body)
+ROLE_NAMES = {Role.LEADER: "leader", Role.FOLLOWER: "follower", Role.CANDIDATE: "candidate",
+              Role.PRE_CANDIDATE: "candidate"}
+
+
+class Refused(Exception):
+    """A handler's refusal: answered as ``code`` with ``remark`` (and ``ext_fields``)."""
+
+    def __init__(self, code: int, remark: str, ext_fields: dict[str, object] | None = None):
+        super().__init__(remark)
+        self.code = code
+        self.remark = remark
+        self.ext_fields = ext_fields or {}
+
+
+def _not_leader_errors() -> tuple[type[BaseException], ...]:
+    """NotLeader of the Raft core and of the replicated group (if it defines its own)."""
+    errors: list[type[BaseException]] = [RaftNotLeader, ProposalDropped]
+    try:
+        from mqbench.broker.server import replicated
+    except ImportError:  # pragma: no cover - the group module is always there in a working tree
+        return tuple(errors)
+    for name in ("NotLeader", "ProposalDropped", "LeadershipLost"):
+        error = getattr(replicated, name, None)
+        if isinstance(error, type) and issubclass(error, BaseException) and error not in errors:
+            errors.append(error)
+    return tuple(errors)
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+@dataclass
+class Counters:
+    """What GET_BROKER_RUNTIME_INFO reports besides the Raft state."""
+
+    put_message_count: int = 0       # messages acknowledged by this broker since it started
+    put_request_count: int = 0       # send requests acknowledged
+    pull_request_count: int = 0
+    pull_message_count: int = 0      # messages handed out by pulls
+    refused_count: int = 0           # requests answered with an error code
+
+
+@dataclass
+class BrokerContext:
+    """One broker instance's state as the handlers see it.
+
+    ``group`` is the instance's ``ReplicatedGroup``: ``group.store`` for reads, ``group.put`` /
+    ``put_batch`` / ``commit_offset`` / ``update_topic`` for writes (leader only), ``group.role``,
+    ``group.term``, ``group.leader_id`` (a Raft node id, or None). ``on_topics_changed`` is called
+    after a topic config was created (the registration is sent again at once, so the name server
+    routes the new topic).
+    """
+
+    layout: Layout
+    instance: Instance
+    group: object
+    clients: ClientRegistry = field(default_factory=ClientRegistry)
+    waiters: PullWaiters = field(default_factory=PullWaiters)
+    clock_ms: Callable[[], int] = wall_clock_ms
+    monotonic_ms: Callable[[], int] = monotonic_ms
+    rng: random.Random = field(default_factory=random.Random)
+    counters: Counters = field(default_factory=Counters)
+    message_bytes_max: int = MESSAGE_BYTES_MAX
+    suspend_ms_max: int = 60_000
+    on_topics_changed: Callable[[], None] | None = None
+    started_ms: int = 0
+    _creating: dict[str, asyncio.Future] = field(default_factory=dict)
+    _background: set[asyncio.Task] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.not_leader_errors = _not_leader_errors()
+        self.peers = self.layout.group_instances(self.instance.group)
+        self.started_ms = self.clock_ms()
+
+    # --- identity and roles -----------------------------------------------------------------------
+
+    @property
+    def broker_name(self) -> str:
+        return self.instance.group
+
+    @property
+    def store(self):
+        return self.group.store
+
+    @property
+    def store_host(self) -> tuple[str, int]:
+        return (self.instance.address, self.instance.port)
+
+    @property
+    def replica_index(self) -> int:
+        return [p.name for p in self.peers].index(self.instance.name)
+
+    def role_name(self) -> str:
+        role = self.group.role
+        if isinstance(role, str):
+            return role.lower()
+        return ROLE_NAMES.get(Role(int(role)), "follower")
+
+    def is_leader(self) -> bool:
+        return self.role_name() == "leader"
+
+    def broker_id(self) -> int:
+        """RocketMQ brokerId: 0 for the leader, else the replica's position + 1 (n0 -> 1, n1 -> 2, ...),
+        so a follower never claims id 0, the master's."""
+        return 0 if self.is_leader() else self.replica_index + 1
+
+    def leader_instance(self) -> Instance | None:
+        """The leader's layout instance, from the group's leader id (Raft node ids are the replica
+        positions + 1; a layout replica id such as ``n1`` or an instance name is accepted too)."""
+        leader = self.group.leader_id
+        if leader is None or leader == 0 or leader == "":
+            return None
+        for position, peer in enumerate(self.peers):
+            if leader in (position + 1, peer.replica_id, peer.name):
+                return peer
+        return None
+
+    def not_leader(self, what: str) -> Refused:
+        leader = self.leader_instance()
+        if leader is None:
+            return Refused(codes.SYSTEM_ERROR, f"{self.instance.name} is not the leader of {self.broker_name} and no "
+                                               f"leader is elected yet; {what} refused, retry shortly")
+        return Refused(codes.SYSTEM_ERROR, f"{self.instance.name} is not the leader of {self.broker_name}; the leader "
+                                           f"is {leader.name} at {leader.addr}; {what} refused",
+                       {"leaderAddr": leader.addr})
+
+    def require_leader(self, what: str) -> None:
+        if not self.is_leader():
+            raise self.not_leader(what)
+
+    # --- topics ------------------------------------------------------------------------------------
+
+    def topic_config(self, topic: str) -> TopicConfig | None:
+        return self.store.topic_config(topic)
+
+    def topic_configs(self) -> dict[str, TopicConfig]:
+        """Every topic config of this replica's store."""
+        return dict(self.store.meta.topics.topics)
+
+    async def ensure_topic(self, topic: str, queue_nums: int = AUTO_CREATE_QUEUE_NUMS) -> TopicConfig:
+        """The topic's config, created with ``queue_nums`` queues (through the Raft log) when it does
+        not exist yet (RocketMQ's autoCreateTopicEnable). Concurrent callers share one creation."""
+        validate_topic(topic)
+        cfg = self.topic_config(topic)
+        if cfg is not None:
+            return cfg
+        pending = self._creating.get(topic)
+        if pending is None:
+            self.require_leader(f"creating topic {topic}")
+            pending = asyncio.get_running_loop().create_future()
+            self._creating[topic] = pending
+            try:
+                await self.group.update_topic(TopicConfig(topic, queue_nums, queue_nums, PERM_READ | PERM_WRITE))
+                log.info("topic %s created with %d queues", topic, queue_nums)
+                pending.set_result(None)
+            except BaseException as exc:
+                pending.set_exception(exc)
+                pending.exception()
+                raise
+            finally:
+                del self._creating[topic]
+            self.topics_changed()
+        else:
+            await asyncio.shield(pending)
+        cfg = self.topic_config(topic)
+        if cfg is None:
+            raise Refused(codes.SYSTEM_ERROR, f"topic {topic} was created but is not applied on "
+                                              f"{self.instance.name} yet; retry")
+        return cfg
+
+    async def ensure_default_topic(self) -> None:
+        """TBW102 with the inherit perm: the route clients without a topic route fall back to."""
+        if self.topic_config(AUTO_CREATE_TOPIC_KEY_TOPIC) is None and self.is_leader():
+            await self.group.update_topic(TopicConfig(AUTO_CREATE_TOPIC_KEY_TOPIC, AUTO_CREATE_QUEUE_NUMS,
+                                                      AUTO_CREATE_QUEUE_NUMS, PERM_READ | PERM_WRITE | PERM_INHERIT))
+            self.topics_changed()
+
+    def topics_changed(self) -> None:
+        if self.on_topics_changed is not None:
+            self.on_topics_changed()
+
+    # --- background work ---------------------------------------------------------------------------
+
+    def spawn(self, coro: Awaitable, what: str) -> None:
+        """Run ``coro`` without waiting for it; a failure is logged, never lost silently."""
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except self.not_leader_errors as exc:
+                log.info("%s: %s", what, exc)
+            except Exception as exc:  # noqa: BLE001 - background work must not kill the broker
+                log.warning("%s failed: %s", what, exc)
+
+        task = asyncio.get_running_loop().create_task(guarded(), name=what)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        self.waiters.wake_all()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def peer_host(channel: Channel) -> tuple[str, int]:
+    """The client's address as a (host, port) born host."""
+    host, _, port = channel.peer.rpartition(":")
+    try:
+        return (host.strip("[]") or "127.0.0.1", int(port))
+    except ValueError:
+        return ("127.0.0.1", 0)
+
+
+Handler = Callable[["BrokerContext", RemotingCommand, Channel], Awaitable["RemotingCommand | None"]]
+
+
+def wrap(ctx: BrokerContext, handler: Handler, bad_input_code: int):
+    """Bind ``handler`` to ``ctx`` and turn refusals and bad input into responses (module doc)."""
+    async def bound(cmd: RemotingCommand, channel: Channel) -> RemotingCommand | None:
+        try:
+            return await handler(ctx, cmd, channel)
+        except Refused as exc:
+            ctx.counters.refused_count += 1
+            return cmd.response_to(exc.code, exc.remark, exc.ext_fields)
+        except ctx.not_leader_errors as exc:
+            ctx.counters.refused_count += 1
+            refusal = ctx.not_leader(f"{codes.request_name(cmd.code)} ({exc})")
+            return cmd.response_to(refusal.code, refusal.remark, refusal.ext_fields)
+        except (UserError, HeaderError) as exc:
+            ctx.counters.refused_count += 1
+            return cmd.response_to(bad_input_code, f"{codes.request_name(cmd.code)}: {exc}")
+
+    bound.__name__ = getattr(handler, "__name__", "handler")
+    return bound
+
+
+def build_handlers(ctx: BrokerContext) -> dict[int, Callable]:
+    """The broker's request table: code -> bound handler."""
+    from mqbench.broker.server import (handlers_admin, handlers_clients, handlers_offsets, handlers_pull,
+                                       handlers_send)
+
+    table: dict[int, Callable] = {}
+    for module in (handlers_send, handlers_pull, handlers_offsets, handlers_clients, handlers_admin):
+        for code, (handler, bad_input_code) in module.HANDLERS.items():
+            table[code] = wrap(ctx, handler, bad_input_code)
+    return table

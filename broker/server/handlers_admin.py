@@ -1,0 +1,161 @@
+"""Admin requests: UPDATE_AND_CREATE_TOPIC (17) and GET_BROKER_RUNTIME_INFO (28).
+
+UPDATE_AND_CREATE_TOPIC (RocketMQ ``CreateTopicRequestHeader``): ``topic``, ``readQueueNums``,
+``writeQueueNums``, ``perm`` (default 6), ``topicFilterType``, ``topicSysFlag``, ``order`` and, as
+in RocketMQ 5, ``attributes`` = ``+key=value,+key2=value2`` (``queue.type=BatchCQ`` makes a batch
+topic). Only the leader takes it; the config goes through the Raft log (every replica, and a
+future leader, has it) and the broker registers with the name server again at once, so the topic
+is routed. Creating an existing topic updates it. A bad name or count: INVALID_PARAMETER 29.
+
+GET_BROKER_RUNTIME_INFO answers a KVTable JSON body ``{"table": {name: string value}}`` with the
+keys listed in ``runtime_info`` (every value a string, as RocketMQ's).
+"""
+from __future__ import annotations
+
+import os
+
+from mqbench.broker.remoting import codes, headers
+from mqbench.broker.remoting.channel import Channel
+from mqbench.broker.remoting.command import RemotingCommand, parse_java_long
+from mqbench.broker.server.handlers import BrokerContext, Refused, log
+from mqbench.broker.store.configs import PERM_READ, PERM_WRITE, TopicConfig
+from mqbench.broker.store.topics import validate_topic
+
+QUEUE_NUMS_MAX = 1024
+
+
+def parse_attributes(text: str | None) -> dict[str, str]:
+    """RocketMQ 5's attribute string ``+a=1,+b=2`` (a leading ``+`` optional) -> {"a": "1", "b": "2"}.
+    Deleting (``-a``) is not supported here: Refused naming the entry."""
+    out: dict[str, str] = {}
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if part.startswith("-"):
+            raise Refused(codes.INVALID_PARAMETER, f"attribute {part!r}: removing attributes is not supported")
+        key, sep, value = part.lstrip("+").partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise Refused(codes.INVALID_PARAMETER, f"attribute {part!r} is not +key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def format_attributes(attributes: dict[str, str] | None) -> str:
+    """The inverse of ``parse_attributes``: ``{"queue.type": "BatchCQ"}`` -> ``+queue.type=BatchCQ``."""
+    return ",".join(f"+{k}={v}" for k, v in sorted((attributes or {}).items()))
+
+
+def _int_field(ext: dict[str, str], name: str, default: int | None) -> int:
+    raw = ext.get(name)
+    if raw is None:
+        if default is None:
+            raise Refused(codes.INVALID_PARAMETER, f"UPDATE_AND_CREATE_TOPIC: missing header field {name!r}")
+        return default
+    try:
+        return parse_java_long(raw, f"UPDATE_AND_CREATE_TOPIC header field {name!r}")
+    except Exception as exc:  # noqa: BLE001 - a PeerError naming the field
+        raise Refused(codes.INVALID_PARAMETER, str(exc)) from None
+
+
+def topic_config_from_request(ext: dict[str, str]) -> TopicConfig:
+    """The TopicConfig an UPDATE_AND_CREATE_TOPIC header asks for (Refused naming a bad field)."""
+    topic = ext.get("topic")
+    if topic is None:
+        raise Refused(codes.INVALID_PARAMETER, "UPDATE_AND_CREATE_TOPIC: missing header field 'topic'")
+    validate_topic(topic)
+    read = _int_field(ext, "readQueueNums", None)
+    write = _int_field(ext, "writeQueueNums", None)
+    for what, n in (("readQueueNums", read), ("writeQueueNums", write)):
+        if not 1 <= n <= QUEUE_NUMS_MAX:
+            raise Refused(codes.INVALID_PARAMETER, f"topic {topic}: {what} {n} is outside 1..{QUEUE_NUMS_MAX}")
+    perm = _int_field(ext, "perm", PERM_READ | PERM_WRITE)
+    if not 0 <= perm <= 15:
+        raise Refused(codes.INVALID_PARAMETER, f"topic {topic}: perm {perm} is outside 0..15")
+    sys_flag = _int_field(ext, "topicSysFlag", 0)
+    filter_type = ext.get("topicFilterType") or "SINGLE_TAG"
+    if filter_type not in ("SINGLE_TAG", "MULTI_TAG"):
+        raise Refused(codes.INVALID_PARAMETER, f"topic {topic}: topicFilterType {filter_type!r} is not "
+                                               "SINGLE_TAG or MULTI_TAG")
+    return TopicConfig(topic, read, write, perm, topic_filter_type=filter_type, topic_sys_flag=sys_flag,
+                       order=ext.get("order", "false").lower() == "true",
+                       attributes=parse_attributes(ext.get("attributes")))
+
+
+async def on_create_topic(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+    cfg = topic_config_from_request(cmd.ext_fields)
+    ctx.require_leader(f"creating topic {cfg.topic_name}")
+    existing = ctx.topic_config(cfg.topic_name)
+    if existing is not None:
+        cfg.extra = dict(existing.extra)
+    await ctx.group.update_topic(cfg)
+    log.info("topic %s %s: %d/%d queues, perm %d%s", cfg.topic_name, "updated" if existing else "created",
+             cfg.read_queue_nums, cfg.write_queue_nums, cfg.perm,
+             f", attributes {format_attributes(cfg.attributes)}" if cfg.attributes else "")
+    ctx.topics_changed()
+    return cmd.response_to(codes.SUCCESS)
+
+
+def _first_attr(obj: object, names: tuple[str, ...]) -> object:
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value() if callable(value) else value
+    return None
+
+
+def _directory_bytes(root: os.PathLike) -> int:
+    """Bytes the store's files take on disk (allocated blocks, so sparse preallocation is not counted)."""
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(folder, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
+def runtime_info(ctx: BrokerContext) -> dict[str, str]:
+    """The GET_BROKER_RUNTIME_INFO table.
+
+    Raft: ``raftRole`` (leader|follower|candidate), ``raftTerm``, ``raftLeaderId`` (the leader's
+    instance name, or "" when none is known), ``raftCommitIndex``, ``raftBytesSent``,
+    ``raftBytesReceived``. Broker: ``brokerName``, ``brokerId``, ``brokerAddr``, ``instance``,
+    ``clusterName``, ``storeVersion``, ``bootTimestamp`` (ms), ``putMessageCount`` (messages
+    acknowledged since start), ``putRequestCount``, ``pullRequestCount``, ``pullMessageCount``,
+    ``refusedRequestCount``, ``topicCount``, ``consumerGroupCount``, ``pullWaiterCount``. Store:
+    ``storeBytes`` (disk bytes of the store folder), ``commitLogMinOffset``, ``commitLogMaxOffset``.
+    """
+    group, store = ctx.group, ctx.store
+    leader = ctx.leader_instance()
+    commit_index = _first_attr(group, ("commit_index", "committed_index"))
+    if commit_index is None and getattr(store, "dledger", None) is not None:
+        commit_index = store.dledger.committed_index
+    sent = _first_attr(group, ("bytes_sent", "raft_bytes_sent"))
+    received = _first_attr(group, ("bytes_received", "raft_bytes_received"))
+    counters = ctx.counters
+    table = {
+        "raftRole": ctx.role_name(), "raftTerm": group.term, "raftLeaderId": leader.name if leader else "",
+        "raftCommitIndex": commit_index if commit_index is not None else -1,
+        "raftBytesSent": sent if sent is not None else 0, "raftBytesReceived": received if received is not None else 0,
+        "brokerName": ctx.broker_name, "brokerId": ctx.broker_id(), "brokerAddr": ctx.instance.addr,
+        "instance": ctx.instance.name, "clusterName": ctx.layout.cluster, "storeVersion": store.version,
+        "bootTimestamp": ctx.started_ms, "putMessageCount": counters.put_message_count,
+        "putRequestCount": counters.put_request_count, "pullRequestCount": counters.pull_request_count,
+        "pullMessageCount": counters.pull_message_count, "refusedRequestCount": counters.refused_count,
+        "topicCount": len(ctx.topic_configs()), "consumerGroupCount": len(ctx.clients.consumers),
+        "pullWaiterCount": len(ctx.waiters), "storeBytes": _directory_bytes(store.root),
+        "commitLogMinOffset": store.log.min_offset, "commitLogMaxOffset": store.log.end_offset,
+    }
+    return {k: str(v) for k, v in table.items()}
+
+
+async def on_runtime_info(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+    return cmd.response_to(codes.SUCCESS, body=headers.dump_json_body({"table": runtime_info(ctx)}))
+
+
+HANDLERS = {
+    codes.UPDATE_AND_CREATE_TOPIC: (on_create_topic, codes.INVALID_PARAMETER),
+    codes.GET_BROKER_RUNTIME_INFO: (on_runtime_info, codes.SYSTEM_ERROR),
+}

@@ -1,0 +1,102 @@
+"""Consumer offsets and queue offsets: QUERY_CONSUMER_OFFSET (14), UPDATE_CONSUMER_OFFSET (15),
+SEARCH_OFFSET_BY_TIMESTAMP (29), GET_MAX_OFFSET (30), GET_MIN_OFFSET (31).
+
+* QUERY_CONSUMER_OFFSET answers header ``offset`` from this replica's store (consumer offsets are
+  Raft entries, so every replica has the committed ones). A group with no offset for the queue
+  gets offset 0 while the queue's min offset is 0 (RocketMQ's ``ConsumerManageProcessor``, which
+  official clients rely on to see messages sent before they started), else QUERY_NOT_FOUND 22;
+  ``setZeroIfNotFound=false`` asks for QUERY_NOT_FOUND in every case.
+* UPDATE_CONSUMER_OFFSET is a write: the leader stores it through the Raft log and answers once it
+  is committed (a follower answers not-leader). Offsets never go backwards for a group and queue
+  (the replicated group ignores an older one).
+* GET_MAX_OFFSET / GET_MIN_OFFSET: the queue's offsets (0 for a queue that has none).
+* SEARCH_OFFSET_BY_TIMESTAMP: the first offset whose message was stored at or after
+  ``timestamp`` (ms), by binary search over the queue (store timestamps grow along a queue);
+  the max offset when every message is older.
+Bad names (topic ``../x``) or negative numbers: INVALID_PARAMETER 29 naming the problem.
+"""
+from __future__ import annotations
+
+from mqbench.broker.remoting import codes, headers
+from mqbench.broker.remoting.channel import Channel
+from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.server.handlers import BrokerContext, Refused
+from mqbench.broker.store.topics import validate_group, validate_topic
+
+
+def _check_queue(topic: str, queue_id: int) -> None:
+    validate_topic(topic)
+    if not 0 <= queue_id < 1 << 31:
+        raise Refused(codes.INVALID_PARAMETER, f"queueId {queue_id} is out of range")
+
+
+def _offset(cmd: RemotingCommand, offset: int) -> RemotingCommand:
+    return cmd.response_to(codes.SUCCESS, None, headers.OffsetResponseHeader(offset).to_ext())
+
+
+async def on_query_consumer_offset(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+    header = headers.QueryConsumerOffsetHeader.from_ext(cmd.ext_fields)
+    validate_group(header.consumer_group)
+    _check_queue(header.topic, header.queue_id)
+    offset = ctx.store.query_offset(header.consumer_group, header.topic, header.queue_id)
+    if offset >= 0:
+        return _offset(cmd, offset)
+    if header.set_zero_if_not_found is not False and ctx.store.min_offset(header.topic, header.queue_id) <= 0:
+        return _offset(cmd, 0)
+    raise Refused(codes.QUERY_NOT_FOUND, f"no offset of group {header.consumer_group} for "
+                                         f"{header.topic}/{header.queue_id}: the consumer starts from its "
+                                         "consumeFromWhere")
+
+
+async def on_update_consumer_offset(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+    header = headers.UpdateConsumerOffsetHeader.from_ext(cmd.ext_fields)
+    validate_group(header.consumer_group)
+    _check_queue(header.topic, header.queue_id)
+    if header.commit_offset < 0:
+        raise Refused(codes.INVALID_PARAMETER, f"commitOffset {header.commit_offset} is negative")
+    ctx.require_leader(f"offset commit of {header.consumer_group}")
+    await ctx.group.commit_offset(header.consumer_group, header.topic, header.queue_id, header.commit_offset)
+    return cmd.response_to(codes.SUCCESS)
+
+
+async def on_get_max_offset(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+    header = headers.QueueOffsetHeader.from_ext(cmd.ext_fields)
+    _check_queue(header.topic, header.queue_id)
+    return _offset(cmd, ctx.store.max_offset(header.topic, header.queue_id))
+
+
+async def on_get_min_offset(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+    header = headers.QueueOffsetHeader.from_ext(cmd.ext_fields)
+    _check_queue(header.topic, header.queue_id)
+    return _offset(cmd, ctx.store.min_offset(header.topic, header.queue_id))
+
+
+def offset_by_time(store, topic: str, queue_id: int, timestamp_ms: int) -> int:
+    """The first offset of the queue stored at or after ``timestamp_ms``; the max offset if none."""
+    lo, hi = store.min_offset(topic, queue_id), store.max_offset(topic, queue_id)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        found = store.read_queue(topic, queue_id, mid, 1).messages
+        if not found:  # the queue's head moved while we searched: what remains starts later
+            lo = mid + 1
+            continue
+        if found[0].store_timestamp_ms >= timestamp_ms:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+async def on_search_offset(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+    header = headers.SearchOffsetHeader.from_ext(cmd.ext_fields)
+    _check_queue(header.topic, header.queue_id)
+    return _offset(cmd, offset_by_time(ctx.store, header.topic, header.queue_id, header.timestamp_ms))
+
+
+HANDLERS = {
+    codes.QUERY_CONSUMER_OFFSET: (on_query_consumer_offset, codes.INVALID_PARAMETER),
+    codes.UPDATE_CONSUMER_OFFSET: (on_update_consumer_offset, codes.INVALID_PARAMETER),
+    codes.GET_MAX_OFFSET: (on_get_max_offset, codes.INVALID_PARAMETER),
+    codes.GET_MIN_OFFSET: (on_get_min_offset, codes.INVALID_PARAMETER),
+    codes.SEARCH_OFFSET_BY_TIMESTAMP: (on_search_offset, codes.INVALID_PARAMETER),
+}

@@ -1,0 +1,134 @@
+"""PULL_MESSAGE (11) with long polling.
+
+The answer, as RocketMQ's ``PullMessageProcessor`` and ``DefaultMessageStore.getMessage`` give it
+(``min``/``max`` are the queue's offsets in this replica's store, which holds committed entries
+only; every answer carries ``nextBeginOffset``, ``minOffset``, ``maxOffset`` and
+``suggestWhichBrokerId``, the leader's id 0):
+
+=====================================  ======================  ============================
+situation                              code                    nextBeginOffset
+=====================================  ======================  ============================
+messages at ``queueOffset``            SUCCESS 0, records      after the last one returned
+messages there, none match the tags    PULL_RETRY_IMMEDIATELY  after the last one skipped
+queue empty or absent, offset 0        PULL_NOT_FOUND 19 *     0
+queue empty or absent, offset > 0      PULL_OFFSET_MOVED 21    0
+offset < min                           PULL_OFFSET_MOVED 21    min
+offset == max                          PULL_NOT_FOUND 19 *     max
+offset > max, on the leader            PULL_OFFSET_MOVED 21    min if min == 0 else max
+offset > max, on a follower            PULL_RETRY_IMMEDIATELY  queueOffset (it may be behind) *
+unknown topic                          TOPIC_NOT_EXIST 17      -
+queueId beyond the read queues         SYSTEM_ERROR 1          -
+=====================================  ======================  ============================
+
+``*``: with the suspend flag the pull first waits up to ``suspendTimeoutMillis`` (capped at
+``ctx.suspend_ms_max``) for the queue to grow past ``queueOffset``; ``PullWaiters`` wakes it as
+soon as committed entries are applied, and the read is redone.
+
+The body is the concatenation of stored-message records (spec protocols.md section 8), one per
+message: an inner batch of a BatchCQ topic is handed out unwrapped (message ``base + i`` as its
+own record, as ``Store.read_queue`` returns it), so any client can read it. Tags are filtered by
+the subscription in the request (or the one the group heartbeated). With the commit-offset flag
+the leader also stores the consumer's ``commitOffset`` (through the Raft log, not waited for).
+"""
+from __future__ import annotations
+
+from mqbench.broker.remoting import codes, headers
+from mqbench.broker.remoting.channel import Channel
+from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.server.handlers import BrokerContext, Refused
+from mqbench.broker.store import record as rec
+from mqbench.broker.store.configs import PERM_READ
+from mqbench.broker.store.topics import validate_group, validate_topic
+
+PULL_BYTES_MAX = 4 * 1024 * 1024
+PULL_MESSAGES_MAX = 1024
+TAGS = "TAGS"
+
+
+def _tags(ctx: BrokerContext, header: headers.PullMessageHeader) -> set[str] | None:
+    if header.sys_flag & codes.PULL_FLAG_SUBSCRIPTION and header.subscription is not None:
+        expression = header.subscription
+    else:
+        info = ctx.clients.consumers.get(header.consumer_group)
+        expression = info.subscriptions.get(header.topic) if info is not None else None
+    if header.expression_type not in (None, "", "TAG"):
+        return None  # SQL92 filters are not evaluated here: hand out everything, the client filters
+    return headers.parse_tag_expression(expression)
+
+
+def _answer(ctx: BrokerContext, header: headers.PullMessageHeader, tags: set[str] | None):
+    """One read of the queue: (code, nextBeginOffset, body, message count), and whether a suspended
+    pull should wait for more instead of answering."""
+    store = ctx.store
+    topic, queue_id, offset = header.topic, header.queue_id, header.queue_offset
+    lo, hi = store.min_offset(topic, queue_id), store.max_offset(topic, queue_id)
+    if hi == 0:
+        if offset != 0:
+            return codes.PULL_OFFSET_MOVED, 0, b"", 0, False, (lo, hi)
+        return codes.PULL_NOT_FOUND, 0, b"", 0, True, (lo, hi)
+    if offset < lo:
+        return codes.PULL_OFFSET_MOVED, lo, b"", 0, False, (lo, hi)
+    if offset == hi:
+        return codes.PULL_NOT_FOUND, hi, b"", 0, True, (lo, hi)
+    if offset > hi:
+        if not ctx.is_leader():
+            return codes.PULL_RETRY_IMMEDIATELY, offset, b"", 0, True, (lo, hi)
+        return codes.PULL_OFFSET_MOVED, lo if lo == 0 else hi, b"", 0, False, (lo, hi)
+    wanted = max(1, min(header.max_msg_nums, PULL_MESSAGES_MAX))
+    bytes_max = min(header.max_msg_bytes or PULL_BYTES_MAX, PULL_BYTES_MAX)
+    result = store.read_queue(topic, queue_id, offset, wanted, max(bytes_max, 1))
+    if not result.messages:
+        return codes.PULL_NOT_FOUND, result.next_offset, b"", 0, True, (result.min_offset, result.max_offset)
+    records = [rec.encode_message(m) for m in result.messages if tags is None or m.properties.get(TAGS) in tags]
+    if not records:
+        return codes.PULL_RETRY_IMMEDIATELY, result.next_offset, b"", 0, False, (result.min_offset, result.max_offset)
+    return codes.SUCCESS, result.next_offset, b"".join(records), len(records), False, (result.min_offset,
+                                                                                       result.max_offset)
+
+
+async def on_pull(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+    header = headers.PullMessageHeader.from_ext(cmd.ext_fields)
+    validate_topic(header.topic)
+    validate_group(header.consumer_group)
+    ctx.counters.pull_request_count += 1
+    cfg = ctx.topic_config(header.topic)
+    if cfg is None:
+        raise Refused(codes.TOPIC_NOT_EXIST, f"topic {header.topic} does not exist on {ctx.broker_name}, "
+                                             "create it first")
+    if not cfg.perm & PERM_READ:
+        raise Refused(codes.NO_PERMISSION, f"topic {header.topic} is not readable on {ctx.broker_name}")
+    if not 0 <= header.queue_id < cfg.read_queue_nums:
+        raise Refused(codes.SYSTEM_ERROR, f"queueId {header.queue_id} is illegal: topic {header.topic} has "
+                                          f"{cfg.read_queue_nums} read queues on {ctx.broker_name}")
+    if header.queue_offset < 0:
+        raise Refused(codes.SYSTEM_ERROR, f"queueOffset {header.queue_offset} is negative")
+    if header.sys_flag & codes.PULL_FLAG_COMMIT_OFFSET and header.commit_offset >= 0 and ctx.is_leader():
+        ctx.spawn(ctx.group.commit_offset(header.consumer_group, header.topic, header.queue_id, header.commit_offset),
+                  f"offset commit of {header.consumer_group} on {header.topic}/{header.queue_id}")
+    tags = _tags(ctx, header)
+    suspend = header.sys_flag & codes.PULL_FLAG_SUSPEND and header.suspend_timeout_ms > 0
+    deadline_ms = ctx.monotonic_ms() + min(max(header.suspend_timeout_ms, 0), ctx.suspend_ms_max)
+    while True:
+        code, next_offset, body, count, may_wait, (lo, hi) = _answer(ctx, header, tags)
+        remaining_ms = deadline_ms - ctx.monotonic_ms()
+        if not (may_wait and suspend and remaining_ms > 0):
+            break
+        # wait for the queue to grow past what was asked for (or for the next entry a follower lacks)
+        woken = await ctx.waiters.wait(header.topic, header.queue_id, max(header.queue_offset, hi), remaining_ms)
+        if not woken:
+            code, next_offset, body, count, _, (lo, hi) = _answer(ctx, header, tags)
+            break
+    ctx.counters.pull_message_count += count
+    answer = headers.PullMessageResponseHeader(suggest_which_broker_id=0, next_begin_offset=next_offset,
+                                               min_offset=lo, max_offset=hi)
+    return cmd.response_to(code, None if code == codes.SUCCESS else _remark(code), answer.to_ext(), body)
+
+
+def _remark(code: int) -> str:
+    return {codes.PULL_NOT_FOUND: "no new message in the queue", codes.PULL_OFFSET_MOVED: "the offset moved",
+            codes.PULL_RETRY_IMMEDIATELY: "no matching message here, pull again"}.get(code, codes.response_name(code))
+
+
+HANDLERS = {
+    codes.PULL_MESSAGE: (on_pull, codes.INVALID_PARAMETER),
+}

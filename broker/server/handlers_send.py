@@ -1,0 +1,124 @@
+"""SEND_MESSAGE (10, long header names), SEND_MESSAGE_V2 (310, one-letter names) and
+SEND_BATCH_MESSAGE (320).
+
+Contract (what the client sees; RocketMQ's ``SendMessageProcessor`` behaviour unless said):
+
+* Only the leader takes a send; a follower answers the not-leader response (``handlers``).
+* The answer comes once the entry is committed by the group's quorum (``group.put`` returns
+  then), with ``msgId`` (the offsetMsgId: store host + commitlog offset; for a batch stored as
+  separate records, the ids joined by commas), ``queueId``, ``queueOffset`` (the first message's)
+  and ``transactionId`` (the message's, or the batch's, ``UNIQ_KEY``).
+* The topic must be a valid, sendable name (``../x`` or an internal topic: MESSAGE_ILLEGAL 13
+  naming the problem). An unknown topic is created with 4 queues (autoCreateTopicEnable), which
+  also covers ``%RETRY%<group>`` topics. A ``queueId`` below 0 picks a random queue; one at or
+  beyond the topic's write queues is SYSTEM_ERROR; a topic without the write perm NO_PERMISSION 16.
+* Bodies (a whole batch body for a batch) larger than ``message_bytes_max`` (4 MiB) and empty
+  bodies are MESSAGE_ILLEGAL; so are malformed property strings and batch bodies.
+* A batch body is checked whole first (``compression.decode_client_batch``: item layout, count,
+  and for a whole-batch compressed body the envelope and a bounded decompression); a bad one is
+  MESSAGE_ILLEGAL naming the byte offset. To a topic with ``queue.type=BatchCQ`` the batch is
+  stored as ONE record (``consolidate=True``) with the request's sysflag passed through, the
+  compressed STREAM as its body when the sysflag says compressed. To any other topic it is stored
+  as one record per message; a compressed batch is stored decompressed there (its messages
+  carry no codec bits), since each record's COMPRESSED flag must describe its own body.
+* Transactional (prepared) messages are refused with NO_PERMISSION: the reference broker has no
+  transaction check service, so a half message would never be resolved.
+"""
+from __future__ import annotations
+
+import inspect
+
+from mqbench.broker.remoting import codes, headers
+from mqbench.broker.remoting.channel import Channel
+from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.server.handlers import BrokerContext, Refused, peer_host
+from mqbench.broker.store import record as rec
+from mqbench.broker.store.compression import SYSFLAG_COMPRESSION_BITS, decode_client_batch
+from mqbench.broker.store.configs import PERM_WRITE, TopicConfig
+from mqbench.broker.store.topics import validate_send_topic
+
+UNIQ_KEY = "UNIQ_KEY"
+
+
+async def _prepare(ctx: BrokerContext, cmd: RemotingCommand) -> tuple[headers.SendMessageHeader, TopicConfig, int]:
+    """The parsed header, the topic's config (created if needed) and the queue id to write to."""
+    header = headers.send_header(cmd)
+    validate_send_topic(header.topic)
+    ctx.require_leader(f"send to {header.topic}")
+    if not cmd.body:
+        raise Refused(codes.MESSAGE_ILLEGAL, f"message body to {header.topic} is empty")
+    if len(cmd.body) > ctx.message_bytes_max:
+        raise Refused(codes.MESSAGE_ILLEGAL, f"message body of {len(cmd.body)} bytes to {header.topic} exceeds "
+                                             f"the maximum of {ctx.message_bytes_max} bytes")
+    if header.sys_flag & rec.SYSFLAG_TX_MASK == rec.SYSFLAG_TX_PREPARED:
+        raise Refused(codes.NO_PERMISSION, f"{ctx.broker_name} does not take transactional (prepared) messages")
+    cfg = await ctx.ensure_topic(header.topic)
+    if not cfg.perm & PERM_WRITE:
+        raise Refused(codes.NO_PERMISSION, f"topic {header.topic} is not writable on {ctx.broker_name} "
+                                           f"(perm {cfg.perm})")
+    queue_id = header.queue_id
+    if queue_id < 0:
+        queue_id = ctx.rng.randrange(cfg.write_queue_nums)
+    if queue_id >= cfg.write_queue_nums:
+        raise Refused(codes.SYSTEM_ERROR, f"queueId {queue_id} is illegal: topic {header.topic} has "
+                                          f"{cfg.write_queue_nums} write queues on {ctx.broker_name}")
+    return header, cfg, queue_id
+
+
+def _response(ctx: BrokerContext, cmd: RemotingCommand, result, queue_id: int, transaction_id: str | None,
+              message_count: int) -> RemotingCommand:
+    ids = getattr(result, "msg_ids", None) or [result.msg_id]
+    ctx.counters.put_message_count += message_count
+    ctx.counters.put_request_count += 1
+    answer = headers.SendMessageResponseHeader(msg_id=",".join(ids), queue_id=getattr(result, "queue_id", queue_id),
+                                               queue_offset=result.queue_offset, transaction_id=transaction_id)
+    return cmd.response_to(codes.SUCCESS, None, answer.to_ext())
+
+
+async def on_send(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+    if cmd.code == codes.SEND_BATCH_MESSAGE:
+        return await on_send_batch(ctx, cmd, channel)
+    header, _cfg, queue_id = await _prepare(ctx, cmd)
+    if header.sys_flag & (rec.SYSFLAG_INNER_BATCH | rec.SYSFLAG_NEED_UNWRAP):
+        raise Refused(codes.MESSAGE_ILLEGAL, "a single message cannot carry the inner-batch sysflag bits")
+    properties = rec.decode_properties(header.properties or "")
+    msg = rec.Message(topic=header.topic, body=cmd.body, properties=properties, queue_id=queue_id, flag=header.flag,
+                      sysflag=header.sys_flag, born_timestamp_ms=header.born_timestamp_ms,
+                      born_host=peer_host(channel), reconsume_times=header.reconsume_times or 0)
+    result = await ctx.group.put(msg)
+    return _response(ctx, cmd, result, queue_id, properties.get(UNIQ_KEY), 1)
+
+
+async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+    header, cfg, queue_id = await _prepare(ctx, cmd)
+    properties = rec.decode_properties(header.properties or "")
+    batch = decode_client_batch(cmd.body, header.sys_flag, size_max=ctx.message_bytes_max,
+                                where=f"batch body to {header.topic}")
+    compressed = bool(header.sys_flag & SYSFLAG_COMPRESSION_BITS)
+    common = dict(properties=properties, born_timestamp_ms=header.born_timestamp_ms, born_host=peer_host(channel))
+    if cfg.is_batch_cq and compressed:
+        if not _takes_inner_body(ctx.group):
+            raise Refused(codes.MESSAGE_ILLEGAL, f"{ctx.broker_name} cannot store whole-batch compressed bodies "
+                                                 "yet; send the batch uncompressed")
+        result = await ctx.group.put_batch(header.topic, queue_id, batch.items, consolidate=True,
+                                           sysflag=header.sys_flag, inner_body=batch.stored_body, **common)
+    else:
+        # a plain batch keeps its sysflag; a compressed one to a non-BatchCQ topic was checked and
+        # decompressed above and is stored as plain messages, so their sysflag drops the codec bits
+        result = await ctx.group.put_batch(header.topic, queue_id, batch.items, consolidate=cfg.is_batch_cq,
+                                           sysflag=header.sys_flag & ~SYSFLAG_COMPRESSION_BITS, **common)
+    return _response(ctx, cmd, result, queue_id, properties.get(UNIQ_KEY), batch.count)
+
+
+def _takes_inner_body(group) -> bool:
+    try:
+        return "inner_body" in inspect.signature(group.put_batch).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+HANDLERS = {
+    codes.SEND_MESSAGE: (on_send, codes.MESSAGE_ILLEGAL),
+    codes.SEND_MESSAGE_V2: (on_send, codes.MESSAGE_ILLEGAL),
+    codes.SEND_BATCH_MESSAGE: (on_send_batch, codes.MESSAGE_ILLEGAL),
+}

@@ -1,0 +1,241 @@
+"""The reference broker process: one replica of one broker group of a layout.
+
+    python -m mqbench.broker.server.main --layout SRC --port-offset N --instance GROUP/nK \\
+        --store DIR --durability memory|fsync [--store-version v5-dledger] [--log-level info]
+
+What it does, in order (``Broker.start``): finds its instance in the layout (``--layout`` is a
+built-in name or a path, moved by ``--port-offset``), opens its replica of the group's Raft group
+(``ReplicatedGroup``: the store in ``--store``, Raft peers on every replica's ``raft_port``, the
+layout's preferred leader), serves the remoting protocol on the instance's ``address:port``
+(handlers in ``handlers_*``), and registers with the layout's name server (``registration``:
+every 10 s, at once on every role change and topic change). It serves until SIGTERM or SIGINT,
+then stops cleanly (``Broker.close``: unregister, close client connections, close the group and
+its store) and exits 0. Bad flags, an unknown layout or instance, a store that is locked or of
+another version, a port in use: one ``error: ...`` line on stderr and exit 2. Every event
+(start, role changes, registrations, topic creation, consumers joining, stop) is one log line on
+stderr.
+
+A handler that finds a broken invariant, or a replica whose Raft loop failed (disk error), stops
+the process with exit code 1: it must not keep serving from a state it cannot trust.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import signal
+import sys
+from pathlib import Path
+from typing import Callable
+
+from mqbench.broker.layout import Instance, Layout, load_layout
+from mqbench.broker.namesrv.routes import TopicEntry
+from mqbench.broker.remoting.server import RemotingServer
+from mqbench.broker.server.handlers import BrokerContext, build_handlers, log
+from mqbench.broker.server.handlers_clients import connection_closed
+from mqbench.broker.server.registration import INTERVAL_MS_DEFAULT, Registrar, Registration
+from mqbench.broker.store import versions
+from mqbench.errors import UserError
+
+DURABILITIES = ("memory", "fsync")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def raft_node_id(instance: Instance) -> int:
+    """Raft node id of a layout replica: ``n0`` -> 1, ``n1`` -> 2, ... (ids start at 1)."""
+    return int(instance.replica_id[1:]) + 1
+
+
+class Broker:
+    """One broker instance (module doc); ``await start()``, then ``await close()``."""
+
+    def __init__(self, layout: Layout, instance_name: str, store_dir: str | Path, *, durability: str = "memory",
+                 version: str = "v5-dledger", register_interval_ms: int = INTERVAL_MS_DEFAULT,
+                 rng: random.Random | None = None, clock_ms: Callable[[], int] | None = None,
+                 group_options: dict | None = None) -> None:
+        if durability not in DURABILITIES:
+            raise UserError(f"durability {durability!r} is not one of {', '.join(DURABILITIES)}")
+        if version not in versions.STORE_VERSIONS or not versions.is_dledger(version):
+            raise UserError(f"store version {version!r} cannot be replicated: use v4-dledger or v5-dledger")
+        self.layout = layout
+        self.instance = layout.instance(instance_name)
+        self.store_dir = Path(store_dir)
+        self.durability = durability
+        self.version = version
+        self.register_interval_ms = register_interval_ms
+        self.rng = rng or random.Random()
+        self.clock_ms = clock_ms
+        self.group_options = dict(group_options or {})
+        self.group = None
+        self.ctx: BrokerContext | None = None
+        self.server: RemotingServer | None = None
+        self.registrar: Registrar | None = None
+        self.fatal = asyncio.Event()
+        self.fatal_reason: str | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> "Broker":
+        from mqbench.broker.server.replicated import ReplicatedGroup
+
+        instance = self.instance
+        members = self.layout.group_instances(instance.group)
+        peers = {raft_node_id(m): (m.address, m.raft_port) for m in members}
+        preferred = next((raft_node_id(m) for m in members if m.preferred_leader), None)
+        options = {"clock_ms": self.clock_ms} if self.clock_ms is not None else {}
+        options.update(self.group_options)
+        self.group = await ReplicatedGroup.open(
+            self.store_dir, version=self.version, self_id=raft_node_id(instance), peers=peers,
+            durability=self.durability, rng=self.rng, store_host=(instance.address, instance.port),
+            preferred_leader=preferred, **options)
+        try:
+            ctx = self.ctx = BrokerContext(self.layout, instance, self.group, rng=self.rng)
+            self.server = RemotingServer(build_handlers(ctx), on_disconnect=lambda ch: connection_closed(ctx, ch))
+            await self.server.start(instance.address, instance.port)
+            self.registrar = Registrar(self.layout.namesrv_addr, self.describe, interval_ms=self.register_interval_ms)
+            ctx.on_topics_changed = self.registrar.trigger
+            self.group.on_role_change = self._on_role_change
+            self.group.on_commit = self._on_commit
+            self.registrar.start()
+            if ctx.is_leader():
+                ctx.spawn(ctx.ensure_default_topic(), "creating the default topic")
+        except BaseException:
+            await self._stop_parts()
+            raise
+        log.info("broker %s (%s) serving on %s, Raft on %s, store %s (%s, durability %s), %d replica(s)",
+                 instance.name, self.layout.name, instance.addr, instance.raft_addr, self.store_dir, self.version,
+                 self.durability, len(members))
+        return self
+
+    async def close(self) -> None:
+        """Unregister, stop serving, close the group and its store."""
+        log.info("broker %s stopping", self.instance.name)
+        await self._stop_parts()
+        log.info("broker %s stopped", self.instance.name)
+
+    async def _stop_parts(self) -> None:
+        if self.registrar is not None:
+            await self.registrar.close(unregister=True)
+        if self.ctx is not None:
+            await self.ctx.close()
+        if self.server is not None:
+            await self.server.close()
+        if self.group is not None:
+            self.group.on_role_change = None
+            self.group.on_commit = None
+            await self.group.close()
+
+    async def serve(self, stop: asyncio.Event) -> int:
+        """Serve until ``stop`` is set (0) or a fatal error (1); then close."""
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.fatal.wait()),
+                 asyncio.ensure_future(self.server.fatal.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        code = 0
+        if self.server.fatal.is_set() or self.fatal.is_set():
+            reason = self.fatal_reason or f"invariant violated: {self.server.fatal_error}"
+            log.critical("broker %s stops: %s", self.instance.name, reason)
+            code = 1
+        await self.close()
+        return code
+
+    # --- callbacks from the group --------------------------------------------------------------------
+
+    def _on_role_change(self, role: str, term: int, leader_id: int | None) -> None:
+        ctx = self.ctx
+        leader = ctx.leader_instance()
+        log.info("%s is %s in term %d (leader: %s)", self.instance.name, ctx.role_name(), term,
+                 leader.name if leader else "none")
+        failed = getattr(self.group, "failed", None)
+        if failed is not None and not self.fatal.is_set():
+            self.fatal_reason = f"replica failed: {failed}"
+            self.fatal.set()
+        self.registrar.trigger()
+        ctx.waiters.wake_all()  # suspended pulls re-check: a follower answers differently from a leader
+        if ctx.is_leader():
+            ctx.spawn(ctx.ensure_default_topic(), "creating the default topic")
+
+    def _on_commit(self) -> None:
+        store = self.group.store
+        self.ctx.waiters.notify_from(store.max_offset)
+
+    def describe(self) -> Registration:
+        """This instance's registration as of now (role, term and topics read afresh)."""
+        ctx = self.ctx
+        topics = {name: TopicEntry(cfg.read_queue_nums, cfg.write_queue_nums, cfg.perm, cfg.topic_sys_flag)
+                  for name, cfg in ctx.topic_configs().items()}
+        return Registration(cluster_name=self.layout.cluster, broker_name=ctx.broker_name,
+                            broker_addr=self.instance.addr, broker_id=ctx.broker_id(),
+                            ha_server_addr=self.instance.raft_addr, raft_term=self.group.term, topics=topics)
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse would print the usage too)
+        raise UserError(f"{message} (see --help)")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = _Parser(prog="python -m mqbench.broker.server.main",
+                     description="Run one replica of one broker group of a layout until SIGTERM/SIGINT.")
+    parser.add_argument("--layout", required=True, help="built-in layout name or path to a layout .toml")
+    parser.add_argument("--port-offset", type=int, default=0, help="move every port of the layout by N")
+    parser.add_argument("--instance", required=True, help="GROUP/nK: which replica of which group this is")
+    parser.add_argument("--store", required=True, help="the store folder (created if missing)")
+    parser.add_argument("--durability", choices=DURABILITIES, default="memory",
+                        help="memory: a majority holds an entry in the page cache; fsync: a majority fsynced it")
+    parser.add_argument("--store-version", default="v5-dledger", choices=[v for v in versions.STORE_VERSIONS
+                                                                           if versions.is_dledger(v)])
+    parser.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVELS)
+    parser.add_argument("--register-interval-ms", type=int, default=INTERVAL_MS_DEFAULT,
+                        help="how often to register with the name server")
+    args = parser.parse_args(argv)
+    if not -60000 <= args.port_offset <= 60000:
+        raise UserError(f"--port-offset {args.port_offset} is out of range")
+    if args.register_interval_ms <= 0:
+        raise UserError("--register-interval-ms must be positive")
+    return args
+
+
+async def _run(args: argparse.Namespace) -> int:
+    layout = load_layout(args.layout).with_port_offset(args.port_offset)
+    for port in (layout.namesrv_port, *(p for i in layout.instances for p in (i.port, i.raft_port))):
+        if not 0 < port < 65536:
+            raise UserError(f"--port-offset {args.port_offset} moves port {port} out of range")
+    broker = Broker(layout, args.instance, args.store, durability=args.durability, version=args.store_version,
+                    register_interval_ms=args.register_interval_ms)
+    await broker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return await broker.serve(stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(_run(args))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}"
+              + (f" ({exc.filename})" if getattr(exc, "filename", None) else ""), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
