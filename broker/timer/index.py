@@ -1,0 +1,221 @@
+"""The timer index: every message of ``rmq_sys_wheel_timer``/0 as a 52-byte unit in the timer log,
+chained per wheel slot (RocketMQ 5's timer store, spec section 10), plus ``config/timercheck``.
+
+Memory: the index holds no per-timer state in memory. A pending timer is one unit on disk; the
+process keeps the wheel slots changed since the last checkpoint (at most ``checkpoint_slots``) and
+the units of the one slot it is working on (``slot_entries`` cache).
+
+Placement (``timer_fire``, a pure function of the replicated record, so every replica and every
+restart places a timer in the same slot): a timer due at ``due`` and stored at ``store`` fires at
+``due`` (never before its store time, aligned down to the precision); a timer more than
+``timer_roll_window_ms`` after its store time fires at ``store + window`` instead with MAGIC_ROLL:
+the service then writes it to the timer topic again (a roll) and it is indexed anew.
+
+Unit fields as the spec, with two choices documented here: ``currWriteTimeMs`` = the record's store
+time aligned down to the precision, ``delay`` = fire time - that (so field@16 + field@24 is the exact
+fire millisecond, not a slot boundary), and the reserved int64 at +44 holds the timer-queue offset of
+the record (RocketMQ writes 0 there), which the delivery windows (``plan``) filter on.
+
+Crash safety: ``checkpoint`` fdatasyncs the log, then writes and fdatasyncs the changed wheel slots,
+then replaces ``config/timercheck`` (log end = lastTimerLogFlushPos, next queue offset =
+lastTimerQueueOffset). On open, units after the checkpointed log end are validated and linked into
+their slots again (the wheel write may have been lost); a torn tail is zeroed. Without a timercheck
+but with files present, or with an index ahead of the store (``reset``), the index is rebuilt from
+the timer queue by the service.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mqbench.broker.store.atomic import write_atomic
+from mqbench.broker.store.timer_formats import (MAGIC_DEFAULT, MAGIC_ROLL, TIMER_LOG_FILE_BYTES, TimerCheckpoint,
+                                                TimerLogUnit, WheelSlot, decode_timer_check, encode_timer_check)
+from mqbench.errors import CorruptDataError, InvariantViolation
+
+from .config import DelayConfig
+from .files import TIMERLOG_DIR, WHEEL_FILE, TimerLog, TimerWheel
+
+TIMERCHECK_FILE = "timercheck"
+DEFAULT_CHECKPOINT_SLOTS = 65_536
+
+
+@dataclass(frozen=True, order=True)
+class TimerEntry:
+    """One indexed timer: when it fires, its timer-queue offset, and whether it is a roll."""
+    fire_ms: int
+    queue_offset: int
+    rolled: bool = False
+
+
+def timer_fire(due_ms: int, store_ms: int, config: DelayConfig) -> tuple[int, bool]:
+    """(fire time, rolled) of a timer record (see module doc). Never before ``due_ms`` unless rolled."""
+    write_ms = store_ms - store_ms % config.timer_precision_ms
+    if due_ms - store_ms > config.timer_roll_window_ms:
+        return store_ms + config.timer_roll_window_ms, True
+    return max(due_ms, write_ms), False
+
+
+class TimerIndex:
+    """The file-backed timer log + wheel of one store root (see module doc). Not thread-safe."""
+
+    def __init__(self, root: str | os.PathLike, config: DelayConfig = DelayConfig(), *,
+                 segment_bytes: int = TIMER_LOG_FILE_BYTES, checkpoint_slots: int = DEFAULT_CHECKPOINT_SLOTS,
+                 clock_ms=None):
+        self.root = Path(root)
+        self.config = config
+        self.precision_ms = config.timer_precision_ms
+        self.checkpoint_slots = checkpoint_slots
+        self.clock_ms = clock_ms or (lambda: 0)
+        self.check_path = self.root / "config" / TIMERCHECK_FILE
+        self.log = TimerLog(self.root / TIMERLOG_DIR, segment_bytes=segment_bytes)
+        self.wheel = TimerWheel(self.root / WHEEL_FILE)
+        self.next_queue_offset = 0
+        self.last_read_time_ms = 0
+        self.relinked = 0
+        self.rebuilt = False
+        self._counter = 0
+        self._cache: tuple[int, int, list[TimerEntry]] | None = None
+        self._open()
+
+    # -- open / recovery ---------------------------------------------------------------------
+
+    def _read_check(self) -> TimerCheckpoint | None:
+        try:
+            data = self.check_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return decode_timer_check(data, where=str(self.check_path))
+        except CorruptDataError:
+            return None
+
+    def _open(self) -> None:
+        check = self._read_check()
+        sane = (check is not None and 0 <= check.last_timer_log_flush_pos and check.last_timer_queue_offset >= 0
+                and self.log.files.min_offset <= check.last_timer_log_flush_pos <= self.log.files.end_offset)
+        if not sane:
+            self.reset()
+            return
+        self._counter = check.data_version_counter
+        self.last_read_time_ms = check.last_read_time_ms
+        self.log.recover(check.last_timer_log_flush_pos)
+        top = check.last_timer_queue_offset
+        try:
+            for pos, unit in self.log.scan(check.last_timer_log_flush_pos, self.log.end):
+                self._relink(pos, unit)
+                top = max(top, unit.reserved + 1)
+        except (CorruptDataError, InvariantViolation):
+            self.reset()
+            return
+        self.next_queue_offset = top
+
+    def _relink(self, pos: int, unit: TimerLogUnit) -> None:
+        slot_time = unit.due_time_ms // self.precision_ms
+        slot = self.wheel.get(slot_time)
+        if slot.num > 0 and slot.last_pos >= pos:
+            return                                       # the wheel write survived
+        expected_prev = slot.last_pos if slot.num > 0 else -1
+        if unit.prev_pos != expected_prev:
+            raise InvariantViolation(f"timer log unit at {pos} follows {unit.prev_pos}, its slot ends at {expected_prev}")
+        first = slot.first_pos if slot.num > 0 else pos
+        self.wheel.put(slot_time, WheelSlot(slot_time, first, pos, max(slot.num, 0) + 1))
+        self.relinked += 1
+
+    def reset(self) -> None:
+        """Forget every unit and slot (the service rebuilds the index from the timer queue)."""
+        self.log.files.truncate(self.log.files.min_offset)
+        self.log.recover(self.log.files.min_offset)
+        self.wheel.reset()
+        self._cache = None
+        self.next_queue_offset = 0
+        self.rebuilt = True
+        self.checkpoint()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def add(self, queue_offset: int, due_ms: int, store_ms: int, *, offset_py: int = 0, size_py: int = 0,
+            real_topic_hash: int = 0) -> TimerEntry:
+        """Index the timer record at ``queue_offset`` (offsets only go up); returns its entry."""
+        if queue_offset < self.next_queue_offset:
+            raise InvariantViolation(f"timer queue offset {queue_offset} indexed twice "
+                                     f"(next expected {self.next_queue_offset})")
+        fire_ms, rolled = timer_fire(due_ms, store_ms, self.config)
+        write_ms = store_ms - store_ms % self.precision_ms
+        slot_time = fire_ms // self.precision_ms
+        slot = self.wheel.get(slot_time)
+        used = slot.num > 0
+        unit = TimerLogUnit(prev_pos=slot.last_pos if used else -1,
+                            magic=MAGIC_DEFAULT | (MAGIC_ROLL if rolled else 0), curr_write_time_ms=write_ms,
+                            delay_ms=fire_ms - write_ms, offset_py=offset_py, size_py=size_py,
+                            real_topic_hash=real_topic_hash, reserved=queue_offset)
+        pos = self.log.append(unit)
+        self.wheel.put(slot_time, WheelSlot(slot_time, slot.first_pos if used else pos, pos,
+                                            (slot.num if used else 0) + 1))
+        self.next_queue_offset = queue_offset + 1
+        if len(self.wheel.dirty) >= self.checkpoint_slots:
+            self.checkpoint()
+        return TimerEntry(fire_ms, queue_offset, rolled)
+
+    def checkpoint(self, last_read_time_ms: int | None = None) -> None:
+        """Make the index durable: log, then wheel, then ``config/timercheck`` (see module doc)."""
+        if last_read_time_ms is not None:
+            self.last_read_time_ms = last_read_time_ms
+        self.log.flush(fsync=True)
+        self.wheel.flush(fsync=True)
+        self._counter += 1
+        check = TimerCheckpoint(self.last_read_time_ms, self.log.end, self.next_queue_offset,
+                                self.next_queue_offset, 0, self.clock_ms(), self._counter)
+        write_atomic(self.check_path, encode_timer_check(check))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def slot_entries(self, slot_time: int) -> list[TimerEntry]:
+        """The entries of one slot, sorted by fire time (the last slot read is cached; units linked
+        since are read incrementally)."""
+        slot = self.wheel.get(slot_time)
+        if slot.num <= 0:
+            return []
+        cached = self._cache
+        if cached is not None and cached[0] == slot_time and cached[1] == slot.last_pos:
+            return cached[2]
+        stop = cached[1] if cached is not None and cached[0] == slot_time else -1
+        fresh: list[TimerEntry] = []
+        pos = slot.last_pos
+        while pos > stop:
+            unit = self.log.read_unit(pos)
+            fresh.append(TimerEntry(unit.due_time_ms, unit.reserved, bool(unit.magic & MAGIC_ROLL)))
+            if unit.prev_pos >= pos:
+                raise CorruptDataError(f"timer log unit at {pos} points forward to {unit.prev_pos}",
+                                       where=str(self.log.folder), offset=pos)
+            pos = unit.prev_pos
+        entries = sorted((cached[2] if stop >= 0 else []) + fresh)
+        self._cache = (slot_time, slot.last_pos, entries)
+        return entries
+
+    def collect(self, from_ms: int, to_ms: int, below_offset: int, limit: int) -> tuple[list[TimerEntry], int]:
+        """Entries with ``from_ms <= fire < to_ms`` and queue offset below ``below_offset``, sorted,
+        slot by slot; once ``limit`` is reached the range is cut at the end of that slot. Returns the
+        entries and the end of the range actually covered."""
+        out: list[TimerEntry] = []
+        p = self.precision_ms
+        slot_time = from_ms // p
+        while slot_time * p < to_ms:
+            for e in self.slot_entries(slot_time):
+                if from_ms <= e.fire_ms < to_ms and e.queue_offset < below_offset:
+                    out.append(e)
+            slot_time += 1
+            if len(out) >= limit and slot_time * p < to_ms:
+                return out, slot_time * p
+        return out, to_ms
+
+    def next_fire_ms(self, from_ms: int, to_ms: int, below_offset: int) -> int | None:
+        """The earliest fire time in ``[from_ms, to_ms)`` of an entry below ``below_offset``."""
+        entries, _ = self.collect(from_ms, to_ms, below_offset, 1)
+        return entries[0].fire_ms if entries else None
+
+    def close(self) -> None:
+        self.checkpoint()
+        self.log.files.close()
+        os.close(self.wheel.fd)

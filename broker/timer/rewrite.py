@@ -1,0 +1,179 @@
+"""The put-side rewrite of delayed messages and the delivery-side restore. Pure functions.
+
+Put (``rewrite_for_delay``), as RocketMQ's broker does before storing:
+
+* ``DELAY`` = level L > 0 (a transaction NOT/COMMIT message): topic ``SCHEDULE_TOPIC_XXXX``, queue
+  ``min(L, 18) - 1``, ``REAL_TOPIC``/``REAL_QID`` added, ``DELAY`` kept (the store computes the
+  consume-queue tagsCode = store time + the level's delay from it, spec 5.3).
+* otherwise, with the timer enabled, ``TIMER_DELAY_SEC``, ``TIMER_DELAY_MS`` or ``TIMER_DELIVER_MS``
+  (looked at in that order, as RocketMQ's ``HookUtils``): the deliver time is now + the delay, or
+  the absolute time. In the future: topic ``rmq_sys_wheel_timer``, queue 0, ``TIMER_OUT_MS`` =
+  the deliver time, ``REAL_TOPIC``/``REAL_QID`` added. Unlike RocketMQ, ``TIMER_OUT_MS`` is the
+  exact requested millisecond, not rounded down to the precision: we never deliver early.
+  Not in the future: the message is stored as an ordinary message (RocketMQ's behaviour).
+  Further out than ``timer_max_delay_ms``: UserError. Longer delays are configured by raising
+  the maximum; the wheel then parks and re-writes ("rolls") the message, see ``index``.
+* anything else: the message itself, unchanged (the same object).
+
+Bad values (``DELAY=abc``, ``TIMER_DELAY_MS=-5``, a message sent straight to a delay system topic)
+raise UserError naming the property, so the broker answers the producer with an error.
+
+Delivery (``delivered_message``): the real message rebuilt from the stored record: topic and queue
+from ``REAL_TOPIC``/``REAL_QID``; ``DELAY``, ``REAL_*`` and ``TIMER_OUT_MS`` removed; the timer's
+``TIMER_ENQUEUE_MS``/``TIMER_DEQUEUE_MS`` added; and ``MQBENCH_DELAY_SRC`` = the source position
+(``L3:17`` = level 3, queue offset 17; ``T:42`` = timer queue offset 42), which is how a new leader
+finds out what the old one already delivered (``plan``).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from mqbench.broker.store.record import (SCHEDULE_TOPIC, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK,
+                                         Message)
+from mqbench.broker.store.timer_formats import TIMER_TOPIC
+from mqbench.broker.store.topics import validate_topic
+from mqbench.errors import CorruptDataError, UserError
+
+from .config import DelayConfig
+
+PROP_DELAY = "DELAY"
+PROP_REAL_TOPIC = "REAL_TOPIC"
+PROP_REAL_QID = "REAL_QID"
+PROP_TIMER_DELIVER_MS = "TIMER_DELIVER_MS"
+PROP_TIMER_DELAY_MS = "TIMER_DELAY_MS"
+PROP_TIMER_DELAY_SEC = "TIMER_DELAY_SEC"
+PROP_TIMER_OUT_MS = "TIMER_OUT_MS"
+PROP_TIMER_ENQUEUE_MS = "TIMER_ENQUEUE_MS"
+PROP_TIMER_DEQUEUE_MS = "TIMER_DEQUEUE_MS"
+PROP_TIMER_ROLL_TIMES = "TIMER_ROLL_TIMES"
+PROP_SOURCE = "MQBENCH_DELAY_SRC"
+DELAY_TOPICS = (SCHEDULE_TOPIC, TIMER_TOPIC)
+_INTERNAL = (PROP_DELAY, PROP_REAL_TOPIC, PROP_REAL_QID, PROP_TIMER_OUT_MS, PROP_SOURCE)
+_INT64_MAX = (1 << 63) - 1
+
+
+def _int_property(msg: Message, name: str, *, low: int = 0) -> int:
+    text = msg.properties[name]
+    try:
+        value = int(text.strip())
+    except (ValueError, AttributeError):
+        raise UserError(f"property {name}={text!r} is not an integer") from None
+    if not low <= value <= _INT64_MAX:
+        raise UserError(f"property {name}={value} is out of range ({low}..{_INT64_MAX})")
+    return value
+
+
+def delay_level(msg: Message) -> int:
+    """The DELAY level of a message, 0 when absent (UserError when not an integer)."""
+    if PROP_DELAY not in msg.properties:
+        return 0
+    text = msg.properties[PROP_DELAY]
+    try:
+        return int(text.strip())
+    except (ValueError, AttributeError):
+        raise UserError(f"property DELAY={text!r} is not an integer delay level") from None
+
+
+def timer_deliver_ms(msg: Message, now_ms: int) -> int | None:
+    """The requested deliver time of a TIMER_* message (None when it has none)."""
+    props = msg.properties
+    if PROP_TIMER_DELAY_SEC in props:
+        return now_ms + _int_property(msg, PROP_TIMER_DELAY_SEC) * 1000
+    if PROP_TIMER_DELAY_MS in props:
+        return now_ms + _int_property(msg, PROP_TIMER_DELAY_MS)
+    if PROP_TIMER_DELIVER_MS in props:
+        return _int_property(msg, PROP_TIMER_DELIVER_MS)
+    return None
+
+
+def _moved(msg: Message, topic: str, queue_id: int, extra: dict[str, str]) -> Message:
+    props = dict(msg.properties)
+    props.update(extra)
+    props[PROP_REAL_TOPIC] = msg.topic
+    props[PROP_REAL_QID] = str(msg.queue_id)
+    return dataclasses.replace(msg, topic=topic, queue_id=queue_id, properties=props)
+
+
+def rewrite_for_delay(msg: Message, *, now_ms: int, config: DelayConfig = DelayConfig()) -> Message:
+    """The message to store for ``msg`` sent at ``now_ms`` (see module doc)."""
+    if msg.topic in DELAY_TOPICS:
+        raise UserError(f"topic {msg.topic} is reserved for delayed messages; send to the real topic "
+                        f"with a DELAY level or a TIMER_* property instead")
+    if msg.sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
+        return msg
+    level = delay_level(msg)
+    if level > 0:
+        level = min(level, config.max_level)
+        return _moved(msg, SCHEDULE_TOPIC, level - 1, {})
+    if not config.timer_enabled:
+        return msg
+    deliver_ms = timer_deliver_ms(msg, now_ms)
+    if deliver_ms is None or deliver_ms <= now_ms:
+        return msg
+    if deliver_ms - now_ms > config.timer_max_delay_ms:
+        raise UserError(f"timer delay of {deliver_ms - now_ms} ms exceeds the maximum of "
+                        f"{config.timer_max_delay_ms} ms (timer_max_delay_ms)")
+    return _moved(msg, TIMER_TOPIC, 0, {PROP_TIMER_OUT_MS: str(deliver_ms)})
+
+
+def level_of_queue(queue_id: int, config: DelayConfig = DelayConfig()) -> int:
+    """The delay level of ``SCHEDULE_TOPIC_XXXX`` queue ``queue_id`` (level = queue + 1)."""
+    if not 0 <= queue_id < config.max_level:
+        raise UserError(f"schedule queue {queue_id} is outside 0..{config.max_level - 1}")
+    return queue_id + 1
+
+
+def level_due_ms(record: Message, config: DelayConfig = DelayConfig()) -> int:
+    """When a ``SCHEDULE_TOPIC_XXXX`` record is due: its store time + its level's delay (spec 5.3)."""
+    return record.store_timestamp_ms + config.level_delay_ms(record.queue_id + 1)
+
+
+def timer_due_ms(record: Message) -> int:
+    """When a ``rmq_sys_wheel_timer`` record is due (its TIMER_OUT_MS); CorruptDataError if bad."""
+    try:
+        return _int_property(record, PROP_TIMER_OUT_MS)
+    except (KeyError, UserError) as exc:
+        raise CorruptDataError(f"timer record without a valid TIMER_OUT_MS ({exc})", where=record.topic,
+                               offset=record.queue_offset) from None
+
+
+def source_id(kind: str, queue_offset: int, level: int = 0) -> str:
+    """``L<level>:<offset>`` for a delay level, ``T:<offset>`` for the timer queue."""
+    return f"L{level}:{queue_offset}" if kind == "level" else f"T:{queue_offset}"
+
+
+def delivered_message(record: Message, *, source: str, now_ms: int) -> Message:
+    """The real message to re-put for a due ``record`` (CorruptDataError when REAL_* are bad)."""
+    props = record.properties
+    topic = props.get(PROP_REAL_TOPIC)
+    try:
+        validate_topic(topic)
+        queue_id = int(props.get(PROP_REAL_QID, ""))
+    except (UserError, ValueError) as exc:
+        raise CorruptDataError(f"delayed record without a valid REAL_TOPIC/REAL_QID ({exc})",
+                               where=f"{record.topic}/{record.queue_id}", offset=record.queue_offset) from None
+    if not 0 <= queue_id < 1 << 31 or topic in DELAY_TOPICS:
+        raise CorruptDataError(f"delayed record names the target {topic}/{queue_id}",
+                               where=f"{record.topic}/{record.queue_id}", offset=record.queue_offset)
+    out = {k: v for k, v in props.items() if k not in _INTERNAL}
+    if record.topic == TIMER_TOPIC:
+        out[PROP_TIMER_ENQUEUE_MS] = str(record.store_timestamp_ms)
+        out[PROP_TIMER_DEQUEUE_MS] = str(now_ms)
+    out[PROP_SOURCE] = source
+    return Message(topic=topic, body=record.body, properties=out, queue_id=queue_id, flag=record.flag,
+                   sysflag=record.sysflag, born_timestamp_ms=record.born_timestamp_ms, born_host=record.born_host,
+                   reconsume_times=record.reconsume_times)
+
+
+def rolled_message(record: Message, *, source: str) -> Message:
+    """A timer record parked for a roll, written again to the timer topic (``TIMER_ROLL_TIMES`` + 1)."""
+    props = dict(record.properties)
+    try:
+        rolls = int(props.get(PROP_TIMER_ROLL_TIMES, "0"))
+    except ValueError:
+        rolls = 0
+    props[PROP_TIMER_ROLL_TIMES] = str(rolls + 1)
+    props[PROP_SOURCE] = source
+    return Message(topic=TIMER_TOPIC, body=record.body, properties=props, queue_id=0, flag=record.flag,
+                   sysflag=record.sysflag, born_timestamp_ms=record.born_timestamp_ms, born_host=record.born_host,
+                   reconsume_times=record.reconsume_times)
