@@ -397,22 +397,26 @@ class Store:
     def append_batch(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
                      properties: dict[str, str] | None = None, flag: int = 0, sysflag: int = 0,
                      born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0),
-                     term: int = 0, wait_durable: bool = True) -> AppendResult:
+                     term: int = 0, wait_durable: bool = True, inner_body: bytes | None = None) -> AppendResult:
         """Store a client batch (see module doc); ``properties`` are the batch-level properties."""
         msgs, counts = self._batch_messages(topic, queue_id, items, consolidate=consolidate, properties=properties,
                                             flag=flag, sysflag=sysflag, born_timestamp_ms=born_timestamp_ms,
-                                            born_host=born_host)
+                                            born_host=born_host, inner_body=inner_body)
         return self._write(msgs, counts, term, wait_durable)
 
     def _batch_messages(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
                         properties: dict[str, str] | None, flag: int, sysflag: int, born_timestamp_ms: int,
-                        born_host: tuple[str, int]) -> tuple[list[Message], list[int]]:
+                        born_host: tuple[str, int], inner_body: bytes | None = None) -> tuple[list[Message], list[int]]:
         """The records of a client batch and the messages each holds (UserError for a bad batch)."""
         validate_topic(topic)
         if not items:
             raise UserError("an empty batch")
         if sysflag & (SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP):
             raise UserError("a batch cannot be transactional or carry inner-batch flags (spec 4.3)")
+        if inner_body is not None and not consolidate:
+            raise UserError("inner_body is the body of a consolidated batch; pass consolidate=True")
+        if sysflag & SYSFLAG_COMPRESSED and inner_body is None:
+            raise UserError("a compressed batch is stored consolidated from its compressed body (inner_body)")
         batch_props = dict(properties or {})
         common = dict(topic=topic, queue_id=queue_id, sysflag=sysflag,
                       born_timestamp_ms=born_timestamp_ms, born_host=born_host)
@@ -425,7 +429,8 @@ class Store:
                 raise UserError(f"a consolidated batch holds at most 32767 messages, got {len(items)}")
             # INNER_BASE is filled in when the queue offset is assigned (_assign / restamp_record)
             props = {**batch_props, "INNER_NUM": str(len(items)), "INNER_BASE": ""}
-            msg = Message(body=encode_batch(items), properties=props, flag=flag,
+            msg = Message(body=encode_batch(items) if inner_body is None else bytes(inner_body),
+                          properties=props, flag=flag,
                           **{**common, "sysflag": sysflag | SYSFLAG_NEED_UNWRAP | SYSFLAG_INNER_BATCH})
             return [msg], [len(items)]
         dledger = versions.is_dledger(self.version)
@@ -458,13 +463,13 @@ class Store:
 
     def prepare_batch_records(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
                               properties: dict[str, str] | None = None, flag: int = 0, sysflag: int = 0,
-                              born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0)
-                              ) -> list[tuple[bytes, int]]:
-        """``prepare_record`` for a client batch (the rules of ``append_batch``): a list of
-        (record, messages it holds); one record when consolidated. Nothing is written."""
+                              born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0),
+                              inner_body: bytes | None = None) -> list[tuple[bytes, int]]:
+        """``prepare_record`` for a client batch (the rules of ``append_batch``, ``inner_body``
+        included): a list of (record, messages it holds); one record when consolidated. Nothing is written."""
         msgs, counts = self._batch_messages(topic, queue_id, items, consolidate=consolidate, properties=properties,
                                             flag=flag, sysflag=sysflag, born_timestamp_ms=born_timestamp_ms,
-                                            born_host=born_host)
+                                            born_host=born_host, inner_body=inner_body)
         with self._lock:
             self._check_open()
             return [(self._encode_replicated(m), n) for m, n in zip(msgs, counts)]
