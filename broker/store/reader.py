@@ -50,7 +50,8 @@ def read_record(log, physical_offset: int, size: int) -> Message:
     try:
         msg, _ = decode_message(raw, 0)
     except CorruptDataError as exc:
-        raise CorruptDataError(str(exc), where="commitlog", offset=physical_offset) from None
+        reason = str(exc).removeprefix(f"at offset {exc.offset}: ")   # the offset in ``raw``; ours is absolute
+        raise CorruptDataError(reason, where="commitlog", offset=physical_offset) from None
     return msg
 
 

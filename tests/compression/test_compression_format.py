@@ -244,5 +244,5 @@ def test_fuzz_damaged_envelopes_never_yield_wrong_messages(spec, position, value
     # accepted only when the bytes still hold a well-formed batch of exactly the declared size
     # and count (a codec without a checksum may let a changed literal byte through)
     assert batch.count == struct.unpack_from(">i", damaged, 12)[0]
-    assert len(encode_batch(batch.items)) == batch.plain_bytes == struct.unpack_from(">i", damaged, 8)[0]
+    assert batch.plain_bytes == struct.unpack_from(">i", damaged, 8)[0]
     assert comp.inner_batch_items(batch.stored_body, bits) == batch.items
