@@ -266,6 +266,7 @@ class ReplicatedGroup:
     async def put(self, msg: Message) -> PutResult:
         """Store one message through the group (module doc)."""
         self._check_writable()
+        _refuse_meta_topic(msg.topic)
         record = self.store.prepare_record(msg)
         return await self._propose([record], [1])
 
@@ -275,6 +276,7 @@ class ReplicatedGroup:
         """Store a client batch (``Store.append_batch`` rules): one record when ``consolidate``
         (a BatchCQ topic), else one record (one Raft entry) per message, proposed together."""
         self._check_writable()
+        _refuse_meta_topic(topic)
         prepared = self.store.prepare_batch_records(
             topic, queue_id, items, consolidate=consolidate, properties=properties, flag=flag, sysflag=sysflag,
             born_timestamp_ms=born_timestamp_ms, born_host=born_host)
@@ -511,6 +513,11 @@ class ReplicatedGroup:
                 await asyncio.to_thread(self._mark.save, self.store, self.applied_index)
         finally:
             await asyncio.to_thread(self.store.close)
+
+
+def _refuse_meta_topic(topic: str) -> None:
+    if topic == META_TOPIC:
+        raise UserError(f"{META_TOPIC} is the group's internal metadata topic; messages cannot be sent to it")
 
 
 def is_meta_record(data: bytes) -> bool:

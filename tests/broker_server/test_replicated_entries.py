@@ -1,0 +1,224 @@
+"""Restamping (pure and through the store) and the metadata entry format, with Hypothesis."""
+from __future__ import annotations
+
+import json
+import string
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mqbench.errors import CorruptDataError, UserError
+from mqbench.broker.server.entries import (META_TOPIC, OffsetUpdate, TopicUpdate, decode_meta, encode_meta,
+                                           meta_message)
+from mqbench.broker.server.raft_glue import APPLIED_FILE, AppliedMark, replica_name, replica_node_id
+from mqbench.broker.store.batch import BatchItem
+from mqbench.broker.store.configs import TopicConfig
+from mqbench.broker.store.record import (SYSFLAG_INNER_BATCH, SYSFLAG_TX_PREPARED, Message, check_record,
+                                         decode_message, encode_message)
+from mqbench.broker.store.restamp import restamp_record
+from mqbench.broker.store.store import Store
+
+NAMES = st.text(string.ascii_letters + string.digits + "_-%|", min_size=1, max_size=20)
+PROPS = st.dictionaries(st.text(string.ascii_letters, min_size=1, max_size=8),
+                        st.text(string.printable.replace("\x01", "").replace("\x02", ""), max_size=12), max_size=4)
+HOSTS = st.sampled_from([("127.0.0.1", 10911), ("10.1.2.3", 1), ("::1", 10911), ("fe80::7", 5)])
+
+
+@st.composite
+def messages(draw):
+    return Message(topic=draw(NAMES), body=draw(st.binary(max_size=300)), properties=draw(PROPS),
+                   queue_id=draw(st.integers(0, 7)), flag=draw(st.integers(-2**31, 2**31 - 1)),
+                   sysflag=draw(st.sampled_from([0, 0, 0, SYSFLAG_TX_PREPARED, 0x8])),
+                   born_timestamp_ms=draw(st.integers(0, 2**45)), born_host=draw(HOSTS),
+                   store_timestamp_ms=draw(st.integers(0, 2**45)), store_host=draw(HOSTS),
+                   queue_offset=draw(st.integers(0, 2**40)), physical_offset=draw(st.integers(0, 2**40)),
+                   version=draw(st.sampled_from([0, 1, 2])))
+
+
+def inner_batch_record(n: int, base: str = "0") -> bytes:
+    items = [BatchItem(b"i%d" % k, {"K": str(k)}) for k in range(n)]
+    from mqbench.broker.store.batch import encode_batch
+    msg = Message(topic="B", body=encode_batch(items), properties={"INNER_NUM": str(n), "INNER_BASE": base},
+                  sysflag=SYSFLAG_INNER_BATCH | 0x40)
+    return encode_message(msg)
+
+
+# -- restamp_record (pure) ---------------------------------------------------------------------
+
+def test_restamp_writes_queueoffset_big_endian_at_byte_20():
+    record = encode_message(Message(topic="T", body=b"hello", queue_offset=0))
+    out = restamp_record(record, 0x0102030405)
+    assert out[20:28] == bytes.fromhex("0000000102030405")
+    assert out[:20] == record[:20] and out[28:] == record[28:]
+    assert restamp_record(out, 0x0102030405) == out
+    assert check_record(out, 0, len(out)) == len(out)
+
+
+@given(messages(), st.integers(0, 2**62))
+def test_restamp_changes_only_the_queue_offset_and_is_idempotent(msg, queue_offset):
+    record = encode_message(msg)
+    once = restamp_record(record, queue_offset)
+    assert restamp_record(once, queue_offset) == once
+    assert len(once) == len(record) and once[:20] == record[:20] and once[28:] == record[28:]
+    decoded, size = decode_message(once)
+    assert size == len(once) and decoded.queue_offset == queue_offset and decoded.body == msg.body
+    assert restamp_record(record, msg.queue_offset) == record
+
+
+@given(st.integers(1, 50), st.integers(0, 10**12))
+def test_restamp_of_an_inner_batch_rewrites_inner_base(n, base):
+    record = inner_batch_record(n)
+    out = restamp_record(record, base)
+    decoded, _ = decode_message(out)
+    assert decoded.queue_offset == base and decoded.properties["INNER_BASE"] == str(base)
+    assert decoded.properties["INNER_NUM"] == str(n) and decoded.body == decode_message(record)[0].body
+    assert restamp_record(out, base) == out
+
+
+# -- restamping through the store: leader, follower and catch-up write the same bytes ------------
+
+def _store(root: Path) -> Store:
+    return Store.open(root, "v5-dledger", create=True, raft_mode=True, background_flush=False,
+                      store_host=("127.0.0.1", 10911), clock_ms=lambda: 1_700_000_000_000)
+
+
+@given(st.lists(messages(), min_size=1, max_size=12))
+def test_every_replica_stamps_the_same_bytes_and_catch_up_is_idempotent(msgs):
+    with tempfile.TemporaryDirectory() as tmp:
+        leader, follower, late = (_store(Path(tmp) / name) for name in ("a", "b", "c"))
+        try:
+            proposed = [leader.prepare_record(m) for m in msgs]
+            for record in proposed:
+                leader.append_entry(1, record)
+                follower.append_entry(1, record)           # the leader's bytes as proposed
+            for index in range(len(proposed)):
+                late.append_entry(1, leader.dledger.entry(index)[1])   # bytes read back from disk
+            ends = leader.dledger.end_pos
+            images = [s.dledger.data.read(0, ends) for s in (leader, follower, late)]
+            assert images[0] == images[1] == images[2]
+            for s in (leader, follower, late):
+                s.commit(len(proposed) - 1)
+            expected: dict[tuple[str, int], int] = {}
+            for index in range(len(proposed)):
+                stored, _ = decode_message(leader.dledger.entry(index)[1])
+                if stored.sysflag & 0xC == SYSFLAG_TX_PREPARED:
+                    assert stored.queue_offset == 0
+                    continue
+                key = (stored.topic, stored.queue_id)
+                assert stored.queue_offset == expected.get(key, 0)
+                expected[key] = stored.queue_offset + 1
+            for (topic, queue_id), count in expected.items():
+                assert follower.max_offset(topic, queue_id) == late.max_offset(topic, queue_id) == count
+        finally:
+            for s in (leader, follower, late):
+                s.close()
+
+
+def test_a_damaged_replicated_record_is_refused_and_nothing_is_written(tmp_path):
+    store = _store(tmp_path / "s")
+    try:
+        record = bytearray(store.prepare_record(Message(topic="T", body=b"abc")))
+        record[-10] ^= 0xFF
+        with pytest.raises(CorruptDataError):
+            store.append_entry(1, bytes(record))
+        torn = store.prepare_record(Message(topic="T", body=b"abcdef"))[:-3]
+        with pytest.raises(CorruptDataError):
+            store.append_entry(1, torn + b"\x00\x00\x00\x00\x00")
+        assert store.dledger.last_index == -1
+    finally:
+        store.close()
+
+
+# -- metadata entries --------------------------------------------------------------------------
+
+def test_offset_update_body_is_the_documented_json():
+    body = encode_meta(OffsetUpdate("G", "T", 1, 42))
+    assert body == b'{"group":"G","offset":42,"queueId":1,"reset":false,"topic":"T","type":"offset","v":1}'
+    assert decode_meta(body) == OffsetUpdate("G", "T", 1, 42, False)
+    msg = meta_message(OffsetUpdate("G", "T", 1, 42, True))
+    assert (msg.topic, msg.queue_id, json.loads(msg.body)["reset"]) == (META_TOPIC, 0, True)
+
+
+def test_topic_update_round_trips():
+    cfg = TopicConfig("Orders", read_queue_nums=4, write_queue_nums=8, perm=6, order=True,
+                      attributes={"queue.type": "BatchCQ"})
+    for mode in ("upsert", "create"):
+        assert decode_meta(encode_meta(TopicUpdate(cfg, mode))) == TopicUpdate(cfg, mode)
+    with pytest.raises(UserError):
+        encode_meta(TopicUpdate(cfg, "merge"))
+    with pytest.raises(UserError):
+        encode_meta(OffsetUpdate("G", "../x", 0, 1))
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"\xff\xfe", b"[]", b'{"v":2,"type":"offset"}', b'{"v":1,"type":"what"}',
+    b'{"group":"G","offset":42,"queueId":1,"reset":false,"topic":"T","type":"offset","v":1} trailing',
+    b'{"group":"G","offset":"42","queueId":1,"reset":false,"topic":"T","type":"offset","v":1}',
+    b'{"group":"G","offset":-1,"queueId":1,"reset":false,"topic":"T","type":"offset","v":1}',
+    b'{"group":"G","offset":1,"queueId":1,"reset":false,"topic":"../x","type":"offset","v":1}',
+    b'{"group":"G","offset":1,"queueId":true,"reset":false,"topic":"T","type":"offset","v":1}',
+    b'{"group":"G","offset":1,"queueId":1,"reset":false,"topic":"T","type":"offset","v":1,"x":0}',
+    b'{"config":{"topicName":"a/b"},"mode":"upsert","type":"topic","v":1}',
+    b'{"config":{"topicName":"T","perm":"x"},"mode":"upsert","type":"topic","v":1}',
+    b'{"config":{},"mode":"upsert","type":"topic","v":1}',
+    b'{"config":{"topicName":"T"},"mode":"merge","type":"topic","v":1}',
+])
+def test_bad_metadata_bodies_are_corrupt_data(body):
+    with pytest.raises(CorruptDataError):
+        decode_meta(body)
+
+
+def test_every_prefix_of_a_body_is_refused():
+    body = encode_meta(OffsetUpdate("G", "T", 1, 42))
+    for n in range(len(body)):
+        with pytest.raises(CorruptDataError):
+            decode_meta(body[:n])
+
+
+@given(st.binary(max_size=200))
+def test_decode_meta_fuzz_bytes(body):
+    try:
+        decode_meta(body)
+    except CorruptDataError:
+        pass
+
+
+@given(st.dictionaries(st.sampled_from(["v", "type", "group", "topic", "queueId", "offset", "reset", "mode", "config"]),
+                       st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=5),
+                                 st.dictionaries(st.text(max_size=12), st.integers(-2, 20), max_size=3))))
+def test_decode_meta_fuzz_documents(doc):
+    try:
+        update = decode_meta(json.dumps(doc).encode())
+    except CorruptDataError:
+        return
+    assert decode_meta(encode_meta(update)) == update
+
+
+# -- glue files --------------------------------------------------------------------------------
+
+def test_replica_names_follow_the_layout():
+    assert [replica_name(i) for i in (1, 2, 3)] == ["n0", "n1", "n2"]
+    assert replica_node_id("n2") == 3
+    with pytest.raises(ValueError):
+        replica_node_id("x1")
+
+
+def test_applied_mark_round_trip_and_damage(tmp_path):
+    store = _store(tmp_path / "s")
+    try:
+        assert AppliedMark(store).index == 0
+        AppliedMark(store).save(store, 17)
+        assert AppliedMark(store).index == 17
+        assert json.loads((tmp_path / "s" / APPLIED_FILE).read_text()) == {
+            "schema": "mqbench.raft-applied/1", "appliedIndex": 17}
+        for bad in (b"{", b'{"schema":"mqbench.raft-applied/1","appliedIndex":-1}', b'{"appliedIndex":3}'):
+            (tmp_path / "s" / APPLIED_FILE).write_bytes(bad)
+            for backup in (tmp_path / "s").glob(APPLIED_FILE + ".bak"):
+                backup.unlink()
+            with pytest.raises(UserError, match="raft-applied.json"):
+                AppliedMark(store)
+    finally:
+        store.close()
