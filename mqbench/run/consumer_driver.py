@@ -1,0 +1,176 @@
+"""The consumer worker: the workload's consumer groups, measuring end-to-end latency and delay error.
+
+Contract of ``ConsumerDriver(spec, report).run()``:
+
+* One ``mqbench.client.Consumer`` per consumer group of the workload (clustering mode); with
+  several consumer workers each runs every group, so the group's queues are split between them
+  exactly as RocketMQ splits them between instances.
+* It reports ``ready`` once every group holds its queues and knows where each starts, so the
+  parent starts the producers only after that (with ``consume_from="last"`` a message sent before
+  would be missed).
+* For every received message of this run (``stamps.read_stamp``; other traffic is counted as
+  ``foreign`` and ignored): undelayed ones record end-to-end latency from the intended send time,
+  delayed ones the signed delay error ``receive time - requested delivery time``.
+* Consumers acknowledge on receipt: the profiles' ``processing_ms`` is not simulated, so consume
+  rate and backlog show what the broker delivers, not a slow application.
+* Progress every ``progress_ms``; ``{"op": "stop"}`` closes the consumers (committing offsets) and
+  ends with a ``done`` document holding its ``RunMetrics``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from mqbench.broker.remoting.headers import parse_tag_expression
+from mqbench.client import Consumer
+from mqbench.harness.metrics import RunMetrics
+from mqbench.run.stamps import read_stamp
+
+log = logging.getLogger(__name__)
+READY_WAIT_S = 15.0
+
+
+class Deliveries:
+    """How many consumer deliveries one message owes: the groups whose subscription matches it.
+
+    ``subscriptions`` is ``[(group, topic, tag expression), ...]``; the count of a message of
+    ``topic`` with ``tags`` is the number of groups subscribed to the topic with ``*`` or with an
+    expression that names the tag.
+    """
+
+    def __init__(self, subscriptions: list[tuple[str, str, str]]):
+        self.by_topic: dict[str, list[set[str] | None]] = {}
+        for _group, topic, expression in subscriptions:
+            self.by_topic.setdefault(topic, []).append(parse_tag_expression(expression))
+        self._cache: dict[tuple[str, str], int] = {}
+
+    def count(self, topic: str, tags: str) -> int:
+        key = (topic, tags)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = sum(1 for wanted in self.by_topic.get(topic, ()) if wanted is None or tags in wanted)
+            self._cache[key] = cached
+        return cached
+
+
+def group_subscriptions(subscriptions: list[tuple[str, str, str]]) -> dict[str, dict[str, str]]:
+    """group -> {topic: expression}."""
+    out: dict[str, dict[str, str]] = {}
+    for group, topic, expression in subscriptions:
+        out.setdefault(group, {})[topic] = expression
+    return out
+
+
+@dataclass
+class ConsumerTotals:
+    consumed: int = 0
+    consumed_undelayed: int = 0
+    consumed_delayed: int = 0
+    consumed_bytes: int = 0
+    foreign: int = 0  # messages on the topics that this run did not send
+
+    def as_dict(self) -> dict:
+        return dict(vars(self))
+
+
+class ConsumerDriver:
+    def __init__(self, spec: dict, report: Callable[[dict], None], *, clock_ns: Callable[[], int] = time.monotonic_ns):
+        self.spec = spec
+        self.report = report
+        self.clock_ns = clock_ns
+        self.metrics: RunMetrics | None = None
+        self._started = asyncio.Event()
+        self.totals = ConsumerTotals()
+        self.stopping = asyncio.Event()
+        self.consumers: list[Consumer] = []
+
+    def begin(self, start_ns: int) -> None:
+        spec = self.spec
+        self.metrics = RunMetrics(int(start_ns), duration_ms=spec["duration_ms"], warmup_ms=spec["warmup_ms"],
+                                  window_ms=spec["window_ms"])
+        self._started.set()
+
+    def control(self, message: dict) -> None:
+        if message.get("op") == "start":
+            self.begin(message["start_ns"])
+        elif message.get("op") == "stop":
+            self.stopping.set()
+
+    async def run(self) -> dict:
+        spec = self.spec
+        for group, topics in sorted(group_subscriptions(spec["subscriptions"]).items()):
+            consumer = Consumer(spec["namesrv"], group, consume_from=spec.get("consume_from", "last"),
+                                pull_batch_size=spec.get("pull_batch_size", 64),
+                                suspend_timeout_ms=spec.get("suspend_timeout_ms", 2000),
+                                rebalance_interval_ms=spec.get("rebalance_interval_ms", 5000),
+                                pull_error_backoff_ms=200)
+            for topic, expression in sorted(topics.items()):
+                consumer.subscribe(topic, expression)
+            self.consumers.append(consumer)
+        loops = []
+        try:
+            for consumer in self.consumers:
+                await consumer.start()
+            await self._wait_ready()
+            self.report({"type": "ready", "role": "consumer"})
+            stop_wait = asyncio.get_running_loop().create_task(self.stopping.wait())
+            await asyncio.wait([stop_wait, asyncio.get_running_loop().create_task(self._started.wait())],
+                               return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            if self.metrics is None:
+                self.begin(self.clock_ns())  # stopped before the start: an empty but valid document
+            loops = [asyncio.get_running_loop().create_task(self._receive_loop(c)) for c in self.consumers]
+            loops.append(asyncio.get_running_loop().create_task(self._progress_loop()))
+            await self.stopping.wait()
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            for consumer in self.consumers:
+                await consumer.close()
+        return {"type": "done", "role": "consumer", "metrics": self.metrics.to_dict() if self.metrics else None, "totals": self.totals.as_dict()}
+
+    async def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_WAIT_S
+        while time.monotonic() < deadline:
+            states = [s for c in self.consumers for s in c.assigned.values()]
+            if states and all(s.next_offset >= 0 for s in states):
+                return
+            await asyncio.sleep(0.05)
+        # Not every queue is assigned (e.g. more consumer workers than queues): go on; the
+        # consumer's own rebalance keeps running, and warm-up absorbs the start.
+        log.info("consumers not fully assigned after %.0f s", READY_WAIT_S)
+
+    async def _receive_loop(self, consumer: Consumer) -> None:
+        run_id = self.spec["run_id"]
+        while True:
+            batch = await consumer.receive(256, timeout_ms=200)
+            if not batch:
+                continue
+            now = self.clock_ns()
+            for message in batch:
+                stamp = read_stamp(message.properties, run_id)
+                if stamp is None:
+                    self.totals.foreign += 1
+                    continue
+                intended_ns, deliver_ns = stamp
+                size = len(message.body)
+                self.metrics.record_consume(intended_ns, now, size, deliver_at_ns=deliver_ns)
+                self.totals.consumed += 1
+                self.totals.consumed_bytes += size
+                if deliver_ns is None:
+                    self.totals.consumed_undelayed += 1
+                else:
+                    self.totals.consumed_delayed += 1
+
+    def progress(self) -> dict:
+        return {"type": "progress", "role": "consumer", "t_ns": self.clock_ns(), "totals": self.totals.as_dict()}
+
+    async def _progress_loop(self) -> None:
+        interval_s = self.spec.get("progress_ms", 500) / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            self.report(self.progress())

@@ -1,0 +1,103 @@
+"""The cells of a run: ``--codec``/``--batch``/``--delay`` and the ``--matrix`` product of them.
+
+A cell is one combination of the settings a run varies (``CellSettings``):
+
+=========  ===============================  ======================================================
+axis       values                           meaning
+=========  ===============================  ======================================================
+codec      a codec spec (``none``,          producer-side compression of each message body of at
+           ``zstd:3``, ``lz4``, ...)        least ``compress_over_bytes`` (RocketMQ's rule)
+batch      ``profile`` or an integer >= 1   messages per SEND_BATCH_MESSAGE: ``profile`` keeps
+                                            each topic's own ``batch_msgs``, N applies to all
+                                            topics (1 = no batching)
+delay      ``on`` | ``off``                 ``on`` keeps the profile's delayed messages (DELAY level
+                                            or TIMER_DELIVER_MS), ``off`` sends them undelayed
+=========  ===============================  ======================================================
+
+``--matrix "codec=none,zstd:3;batch=1,64;delay=off,on"``: axes separated by ``;``, values by ``,``;
+the cells are the cartesian product in the order written (the first axis varies slowest). An axis
+the matrix does not name keeps the value of its own flag. Pure: no I/O.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from mqbench.codecs.registry import parse_codec
+from mqbench.errors import UserError
+
+AXES = ("codec", "batch", "delay")
+DELAY_VALUES = ("on", "off")
+BATCH_PROFILE = "profile"
+BATCH_MSGS_MAX = 1024
+
+
+@dataclass(frozen=True)
+class CellSettings:
+    codec: str = "none"
+    batch: str = BATCH_PROFILE  # "profile" or a positive integer as text
+    delay: str = "on"
+
+    @property
+    def name(self) -> str:
+        return f"codec={self.codec},batch={self.batch},delay={self.delay}"
+
+    def batch_msgs_for(self, topic_batch_msgs: int) -> int:
+        """Messages per batch on a topic whose profile says ``topic_batch_msgs``."""
+        return topic_batch_msgs if self.batch == BATCH_PROFILE else int(self.batch)
+
+    def as_dict(self) -> dict:
+        return {"codec": self.codec, "batch": self.batch, "delay": self.delay}
+
+
+def check_value(axis: str, value: str) -> str:
+    """The canonical text of ``value`` on ``axis``; UserError naming the axis and value otherwise."""
+    value = value.strip()
+    if axis == "codec":
+        try:
+            return parse_codec(value).spec
+        except UserError as exc:
+            raise UserError(f"codec {value!r}: {exc}") from None
+    if axis == "batch":
+        if value == BATCH_PROFILE:
+            return value
+        if not value.isdigit() or not 1 <= int(value) <= BATCH_MSGS_MAX:
+            raise UserError(f"batch {value!r} must be 'profile' or an integer 1..{BATCH_MSGS_MAX}")
+        return str(int(value))
+    if axis == "delay":
+        if value not in DELAY_VALUES:
+            raise UserError(f"delay {value!r} must be 'on' or 'off'")
+        return value
+    raise UserError(f"unknown matrix axis {axis!r}; axes are {', '.join(AXES)}")
+
+
+def parse_matrix(spec: str | None, base: CellSettings) -> list[CellSettings]:
+    """The cells of ``spec`` (see the module docstring); ``[base]`` when there is no matrix."""
+    if spec is None or not spec.strip():
+        return [base]
+    axes: dict[str, list[str]] = {}
+    for part in spec.split(";"):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise UserError(f"matrix part {part.strip()!r} must look like axis=value1,value2")
+        axis, values_text = (text.strip() for text in part.split("=", 1))
+        if axis not in AXES:
+            raise UserError(f"unknown matrix axis {axis!r}; axes are {', '.join(AXES)}")
+        if axis in axes:
+            raise UserError(f"matrix axis {axis!r} is given twice")
+        values = [check_value(axis, v) for v in values_text.split(",") if v.strip()]
+        if not values:
+            raise UserError(f"matrix axis {axis!r} has no values")
+        if len(set(values)) != len(values):
+            raise UserError(f"matrix axis {axis!r} repeats a value: {values_text.strip()}")
+        axes[axis] = values
+    if not axes:
+        raise UserError(f"matrix {spec!r} names no axis")
+    names = list(axes)
+    cells = []
+    for combo in itertools.product(*(axes[n] for n in names)):
+        values = base.as_dict()
+        values.update(zip(names, combo))
+        cells.append(CellSettings(**values))
+    return cells

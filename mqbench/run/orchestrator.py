@@ -1,0 +1,335 @@
+"""One cell, and a whole run: from settings to a validated ``result.json`` document.
+
+A cell, step by step (``run_cell``):
+
+1. the environment: a fresh embedded cluster of the layout in ``OUT/.work/<run>-cell<k>/`` (removed
+   afterwards unless ``keep_stores``), or the ``--target`` cluster;
+2. topics created (embedded) or checked (target); consumer groups are the workload's (suffixed
+   with the run id on a target, so old committed offsets are never reused);
+3. consumer and producer workers spawned; when all are ``ready`` every worker gets the same
+   ``start_ns`` (0.3 s ahead); the warm-up runs, then the measured phase;
+4. at the start and end of the measured phase: broker CPU seconds and ``raftBytesSent`` (embedded);
+5. producers end at the end of the measured phase (or when a max-rate search has finished), then
+   consumers get up to ``drain_ms`` to receive what is owed, and stop;
+6. metrics of every worker merged (histograms added, never averaged), bytes on disk measured, the
+   cell document built (``harness.results.build_cell``) plus backlog figures:
+   ``publish_backlog_msgs_end`` / ``consume_backlog_msgs_end`` (at the end of the measured phase),
+   ``consume_backlog_msgs_after_drain``, and per window the backlogs at its end.
+
+A cell fails (UserError naming why) when a worker fails, no message was acknowledged in the
+measured phase, or the cluster does not start; ``run`` stops at the first failed cell unless
+``keep_going``, then records failures in ``failed_cells`` and fails only if every cell failed.
+
+``--rate max``: the search (``harness.maxrate``) starts after the warm-up; every ``check_ms`` the
+tracker's ``Observation`` of the interval is fed to it and the new rate sent to the producers. The
+measured phase ends when the search ends (its length is then what ran) or at ``duration_ms``.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mqbench.errors import UserError
+from mqbench.harness.maxrate import MaxRateSearch, SearchSettings, Thresholds
+from mqbench.harness.metrics import RunMetrics, merge_runs
+from mqbench.harness.results import build_cell, build_result, workload_info
+from mqbench.run.environment import Environment, prepare_topics, start_embedded, stop_embedded, target_layout
+from mqbench.run.matrix import CellSettings
+from mqbench.run.payload import measure_payload
+from mqbench.run.plan import WorkloadPlan, plan_workload
+from mqbench.run.probes import allocated_bytes, cpu_seconds, replication_bytes
+from mqbench.run.progress import ProgressLine, describe
+from mqbench.run.tracker import Tracker
+from mqbench.run.workers import WorkerSet
+
+NS_PER_MS = 1_000_000
+READY_TIMEOUT_S = 90.0
+LEAD_NS = 300 * NS_PER_MS
+
+
+@dataclass
+class RunSettings:
+    source: str
+    cells: list[CellSettings]
+    layout: str = "single"
+    target: str | None = None
+    duration_ms: int = 30_000
+    warmup_ms: int = 5_000
+    window_ms: int = 10_000
+    rate: float | str | None = 500.0  # msgs/s; None: as the workload records; "max": search
+    seed: int = 1
+    out_dir: Path = Path("results")
+    producers: int = 1
+    consumers: int = 1
+    in_flight_max: int = 1000
+    compress_over_bytes: int = 4096
+    linger_ms: int = 5
+    durability: str = "memory"
+    keep_going: bool = False
+    keep_stores: bool = False
+    drain_ms: int = 10_000
+    check_ms: int = 2_000
+    send_timeout_ms: int = 3_000
+    limits: dict | None = None
+    command_line: list[str] = field(default_factory=list)
+    search: SearchSettings = field(default_factory=lambda: SearchSettings(start_rate_per_s=200.0, hold_checks=3))
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    progress: ProgressLine = field(default_factory=lambda: ProgressLine(enabled=False))
+    run_id: str = field(default_factory=lambda: f"{os.getpid() & 0xFFFF:04x}{time.time_ns() & 0xFFFFFF:06x}")
+
+    def validate(self) -> None:
+        if self.duration_ms <= 0 or self.window_ms <= 0 or self.warmup_ms < 0:
+            raise UserError("--duration and the window must be > 0 and --warmup >= 0")
+        if self.producers < 1 or self.consumers < 1:
+            raise UserError("at least one producer and one consumer worker are needed")
+        if self.rate not in (None, "max") and not (isinstance(self.rate, (int, float)) and self.rate > 0):
+            raise UserError(f"--rate must be a number > 0, 'profile' or 'max', not {self.rate!r}")
+        if not self.cells:
+            raise UserError("no cell to run")
+        self.search.validate()
+
+
+def _worker_specs(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, env: Environment) -> list[dict]:
+    suffix = "" if env.embedded else f"-{settings.run_id}"
+    subscriptions = [(group + suffix, topic, expression) for group, topic, expression in plan.subscriptions]
+    common = {"namesrv": env.namesrv, "run_id": settings.run_id, "duration_ms": settings.duration_ms,
+              "warmup_ms": settings.warmup_ms, "window_ms": settings.window_ms, "subscriptions": subscriptions,
+              "progress_ms": 500}
+    specs = []
+    for index in range(settings.consumers):
+        specs.append({**common, "role": "consumer", "worker_index": index, "workers": settings.consumers,
+                      "consume_from": "first" if env.embedded else "last"})
+    for index in range(settings.producers):
+        specs.append({**common, "role": "producer", "worker_index": index, "workers": settings.producers,
+                      "source": settings.source, "seed": settings.seed, "rate": settings.rate, "codec": cell.codec,
+                      "compress_over_bytes": settings.compress_over_bytes, "batch_msgs": plan.batch_msgs(cell),
+                      "linger_ms": settings.linger_ms, "delay": cell.delay == "on",
+                      "in_flight_max": settings.in_flight_max, "send_timeout_ms": settings.send_timeout_ms,
+                      "group": "PID_mqbench", "topics": plan.topic_names})
+    return specs
+
+
+@dataclass
+class _Probe:
+    cpu_s: float | None = None
+    replication_bytes: int | None = None
+
+
+async def _probe(env: Environment) -> _Probe:
+    if not env.embedded:
+        return _Probe()
+    return _Probe(cpu_seconds(env.broker_pids), await replication_bytes(env.broker_addrs))
+
+
+def _truncate(metrics: RunMetrics, duration_ms: int) -> RunMetrics:
+    """The same metrics over a shorter measured phase (a max-rate search that ended early)."""
+    if duration_ms >= metrics.duration_ms:
+        return metrics
+    short = RunMetrics(metrics.start_ns, duration_ms=max(1, duration_ms), warmup_ms=metrics.warmup_ms,
+                       window_ms=metrics.window_ms)
+    short.events_in_warmup = metrics.events_in_warmup
+    short.events_after_end = metrics.events_after_end
+    for index, window in metrics.windows.items():
+        if index < short.window_count:
+            short.windows[index] = window
+    return short
+
+
+async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, env: Environment,
+                          label: str) -> dict:
+    routes = await prepare_topics(env, plan.topic_plans(cell))
+    if not env.embedded:
+        env.layout = target_layout(env.namesrv, routes["brokers"])
+    disk_before = await asyncio.to_thread(allocated_bytes, env.store_dirs)
+    tracker = Tracker()
+    workers = WorkerSet()
+    workers.spawn(_worker_specs(settings, plan, cell, env))
+    search = MaxRateSearch(settings.search, settings.thresholds) if settings.rate == "max" else None
+    progress = settings.progress
+    try:
+        workers.on_message = lambda worker, message: tracker.observe(worker.name, message)
+        workers.attach()
+        await workers.wait_until(lambda: all(w.ready for w in workers.workers), READY_TIMEOUT_S,
+                                 "the driver workers to connect")
+        producers, consumers = workers.of_role("producer"), workers.of_role("consumer")
+        start_ns = time.monotonic_ns() + LEAD_NS
+        measure_ns = start_ns + settings.warmup_ms * NS_PER_MS
+        end_ns = measure_ns + settings.duration_ms * NS_PER_MS
+        workers.send(workers.workers, {"op": "start", "start_ns": start_ns})
+        rate_now = settings.rate if isinstance(settings.rate, (int, float)) else None
+        if search is not None:
+            rate_now = search.settings.start_rate_per_s
+            workers.send(producers, {"op": "rate", "rate_per_s": rate_now, "from_ns": start_ns})
+        probe_start = probe_end = None
+        check_started_ns = None
+        stopped_ns = None
+        total_s = (settings.warmup_ms + settings.duration_ms) / 1000
+        last_acked, last_t = 0, time.monotonic_ns()
+        while not all(w.finished for w in producers):
+            await workers.wait_until(lambda: True, 1, "")  # surfaces a worker failure
+            await asyncio.sleep(0.25)
+            now = time.monotonic_ns()
+            if probe_start is None and now >= measure_ns:
+                probe_start = await _probe(env)
+            if probe_end is None and (now >= end_ns or stopped_ns is not None):
+                probe_end = await _probe(env)
+            if search is not None and now >= measure_ns and stopped_ns is None:
+                if check_started_ns is None:
+                    tracker.start_check()
+                    check_started_ns = now
+                elif now - check_started_ns >= settings.check_ms * NS_PER_MS:
+                    observation = tracker.take_check((now - check_started_ns) // NS_PER_MS, rate_now)
+                    rate_now = search.observe(observation)
+                    check_started_ns = now
+                    if search.finished:
+                        stopped_ns = now
+                        workers.send(producers, {"op": "stop"})
+                        progress.note(f"{label}: max-rate search {search.state}: sustainable "
+                                      f"{search.sustainable_rate_per_s or 0:,.0f} msgs/s after {search.checks} checks")
+                    else:
+                        workers.send(producers, {"op": "rate", "rate_per_s": rate_now, "from_ns": now})
+            totals = tracker.totals()
+            elapsed_s = (now - start_ns) / 1e9
+            acked_rate = (totals["acked"] - last_acked) / max(1e-9, (now - last_t) / 1e9)
+            last_acked, last_t = totals["acked"], now
+            phase = "warm-up" if now < measure_ns else "measuring"
+            progress.show(describe(label, phase, max(0.0, elapsed_s), total_s, totals, rate_now, acked_rate))
+            if now > end_ns + 120 * 1_000_000_000:
+                raise UserError("producers did not finish within 120 s after the end of the run")
+        if probe_start is None:
+            probe_start = await _probe(env)
+        if probe_end is None:
+            probe_end = await _probe(env)
+        end_totals = tracker.totals()
+        loop = asyncio.get_running_loop()
+        drain_deadline = loop.time() + settings.drain_ms / 1000
+        while not tracker.drained() and loop.time() < drain_deadline:
+            progress.show(describe(label, "draining", (time.monotonic_ns() - start_ns) / 1e9, total_s,
+                                   tracker.totals(), None, 0.0))
+            await workers.wait_until(lambda: True, 1, "")
+            await asyncio.sleep(0.1)
+        workers.send(consumers, {"op": "stop"})
+        await workers.wait_until(lambda: all(w.finished for w in consumers), 30, "the consumers to stop")
+        failure = workers.failure()
+        if failure:
+            raise UserError(f"driver failed: {failure}")
+        after_drain = tracker.totals()
+    finally:
+        progress.close()
+        workers.terminate()
+    parts = [RunMetrics.from_dict(w.done["metrics"], f"metrics of {w.name}") for w in workers.workers
+             if w.done and w.done.get("metrics")]
+    merged = merge_runs(parts)
+    if stopped_ns is not None:
+        merged = _truncate(merged, -(-(stopped_ns - measure_ns) // NS_PER_MS))
+    last_error = next((w.done.get("last_error") for w in producers if w.done and w.done.get("last_error")), None)
+    if merged.total().counters["published"] == 0:
+        raise UserError(f"no message was acknowledged in the measured phase"
+                        + (f" (last publish error: {last_error})" if last_error else ""))
+    disk_after = await asyncio.to_thread(allocated_bytes, env.store_dirs)
+    acked_all = after_drain["acked"]
+    disk_per_msg = (disk_after - disk_before) / acked_all if env.embedded and acked_all else None
+    replication = None
+    if probe_start.replication_bytes is not None and probe_end.replication_bytes is not None:
+        replication = max(0, probe_end.replication_bytes - probe_start.replication_bytes)
+    cpu = None if probe_start.cpu_s is None else max(0.0, probe_end.cpu_s - probe_start.cpu_s)
+    cell_settings = {**cell.as_dict(), "batch_msgs_by_topic": plan.batch_msgs(cell),
+                     "compress_over_bytes": settings.compress_over_bytes,
+                     "rate": settings.rate if settings.rate is not None else "profile",
+                     "payload": measure_payload(settings.source, settings.seed, cell.codec,
+                                                settings.compress_over_bytes,
+                                                max(plan.batch_msgs(cell).values(), default=1))}
+    doc = build_cell(cell.name, cell_settings, merged, disk_bytes_per_msg=disk_per_msg, replication_bytes=replication,
+                     cpu_seconds=cpu, max_rate_search=None if search is None else search.result())
+    doc["aggregates"].update({
+        "intended_msgs_total": end_totals["intended"], "acked_msgs_total": acked_all,
+        "publish_errors_total": after_drain["errors"], "delayed_acked_total": after_drain["delayed_acked"],
+        "expected_deliveries_total": after_drain["expected_deliveries"],
+        "consumed_undelayed_total": after_drain["consumed_undelayed"],
+        "foreign_msgs_consumed": after_drain["foreign"],
+        "publish_backlog_msgs_end": end_totals["publish_backlog"],
+        "consume_backlog_msgs_end": end_totals["consume_backlog"],
+        "consume_backlog_msgs_after_drain": after_drain["consume_backlog"],
+    })
+    backlogs = tracker.window_backlogs(merged.measure_start_ns, merged.window_ms, merged.window_count)
+    for window, backlog in zip(doc["windows"], backlogs):
+        window.update(backlog)
+    doc["last_publish_error"] = last_error
+    return doc
+
+
+def run_cell(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, index: int) -> tuple[dict, dict]:
+    """(cell document, layout field) of one cell, in its own environment."""
+    label = f"cell {index + 1}/{len(settings.cells)} {cell.name}"
+    work = Path(settings.out_dir) / ".work" / f"{settings.run_id}-cell{index + 1}"
+    env = None
+    try:
+        if settings.target:
+            env = Environment(namesrv=settings.target, layout={}, embedded=False)
+        else:
+            settings.progress.show(f"{label}: starting the {settings.layout} cluster")
+            env = start_embedded(settings.layout, work, settings.durability)
+        doc = asyncio.run(_run_cell_async(settings, plan, cell, env, label))
+        return doc, env.layout
+    finally:
+        settings.progress.close()
+        if env is not None and env.embedded:
+            stop_embedded(env)
+        if not settings.keep_stores:
+            shutil.rmtree(work, ignore_errors=True)
+            try:
+                (Path(settings.out_dir) / ".work").rmdir()
+            except OSError:
+                pass
+
+
+def run(settings: RunSettings) -> tuple[dict | None, list[dict]]:
+    """Every cell; returns (the result document or None when every cell failed, failed cells)."""
+    from mqbench.limits import machine_info
+
+    settings.validate()
+    plan = plan_workload(settings.source, settings.seed)
+    cells, failures, layout = [], [], None
+    for index, cell in enumerate(settings.cells):
+        try:
+            doc, cell_layout = run_cell(settings, plan, cell, index)
+        except UserError as exc:
+            failures.append({"name": cell.name, "error": str(exc)})
+            settings.progress.note(f"cell {cell.name} failed: {exc}")
+            if not settings.keep_going:
+                raise UserError(f"cell {cell.name} failed: {exc}") from exc
+            continue
+        cells.append(doc)
+        layout = layout or cell_layout
+    if not cells:
+        return None, failures
+    workload = plan.workload
+    if workload.trace is not None:
+        info = workload_info(trace_file=workload.trace.path,
+                             description=workload.profile.description if workload.profile else "")
+    else:
+        info = workload_info(profile=workload.profile.name, description=workload.profile.description)
+    base = settings.cells[0]
+    doc = build_result(
+        cells=cells, seed=settings.seed, command_line=settings.command_line, machine=machine_info(),
+        limits=settings.limits, layout=layout, workload=info,
+        codec={"spec": base.codec, "compress_over_bytes": settings.compress_over_bytes,
+               "applies_to": "each message body of at least compress_over_bytes; batches are sent uncompressed"},
+        batch={"batch": base.batch, "linger_ms": settings.linger_ms, "delay": base.delay,
+               "batch_consume_queue": "on topics batched in the cell (embedded cluster)"},
+        payload_source={"kind": "trace" if workload.trace is not None else "profile",
+                         "source": workload.payload_source,
+                         "measured": [c["settings"]["payload"] for c in cells]},
+        warmup_ms=settings.warmup_ms, duration_ms=max(c["aggregates"]["duration_ms"] for c in cells),
+        window_ms=settings.window_ms)
+    doc["run_id"] = settings.run_id
+    doc["target"] = settings.target
+    doc["rate"] = settings.rate if settings.rate is not None else "profile"
+    doc["workers"] = {"producers": settings.producers, "consumers": settings.consumers,
+                      "in_flight_max": settings.in_flight_max}
+    doc["failed_cells"] = failures
+    return doc, failures

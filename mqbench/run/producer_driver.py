@@ -1,0 +1,274 @@
+"""The producer worker: sends one worker's share of the workload open loop and measures it.
+
+Contract of ``ProducerDriver(spec, report).run()``:
+
+* Messages go at their intended times (``schedule.Schedule``); a send is *started* then and its ack
+  is awaited in its own task, so a slow broker never slows the schedule (open loop).
+* At most ``in_flight_max`` requests (a batch is one) are unacknowledged at once. When the window
+  is full the sender waits, and that wait is recorded as publish delay (actual send time minus
+  intended time) of every message that waited: a slow broker shows up as growing publish delay,
+  and end-to-end latency (from the intended time, see ``stamps``) includes it.
+* Batching (``batch_msgs > 1`` for a topic): undelayed messages of a topic are collected and go as
+  one SEND_BATCH_MESSAGE when ``batch_msgs`` are collected or ``linger_ms`` after the first one's
+  intended time, whichever is first; their publish delay includes the wait for the batch to fill.
+  Delayed messages always go alone (RocketMQ refuses delayed messages in a batch).
+* ``--delay on``: a delayed message carries its DELAY level, or TIMER_DELIVER_MS for an arbitrary
+  delay; its requested delivery time (send time + delay) goes in ``mqbDeliverNs``.
+* Every ``progress_ms`` it reports a ``progress`` document (cumulative counters and an encoded
+  publish-latency histogram of the messages acknowledged since the previous report); at the end a
+  ``done`` document with its ``RunMetrics``. Control: ``{"op": "rate", "rate_per_s", "from_ns"}``
+  (a max-rate search) and ``{"op": "stop"}`` (end early, still waiting for acks).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from mqbench.client import OutgoingMessage, Producer
+from mqbench.codecs.registry import parse_codec
+from mqbench.errors import MqbenchError
+from mqbench.harness.metrics import VALUE_US_MAX, RunMetrics, encode_histogram, new_histogram
+from mqbench.run.consumer_driver import Deliveries
+from mqbench.run.schedule import Schedule
+from mqbench.run.stamps import stamp
+from mqbench.workloads.message import TraceMessage
+from mqbench.workloads.source import open_workload
+
+log = logging.getLogger(__name__)
+NS_PER_MS = 1_000_000
+
+
+@dataclass
+class ProducerTotals:
+    """Cumulative counts of one producer worker, whole run (warm-up included)."""
+
+    intended: int = 0  # messages taken from the schedule
+    sent: int = 0  # messages whose send started
+    acked: int = 0
+    errors: int = 0
+    acked_bytes: int = 0
+    expected_deliveries: int = 0  # consumer deliveries owed for acknowledged undelayed messages
+    delayed_acked: int = 0
+    in_flight: int = 0  # requests awaiting an ack
+    publish_backlog: int = 0  # due but not sent yet (schedule overdue + batches being filled)
+
+    def as_dict(self) -> dict:
+        return dict(vars(self))
+
+
+class ProducerDriver:
+    def __init__(self, spec: dict, report: Callable[[dict], None], *,
+                 clock_ns: Callable[[], int] = time.monotonic_ns, wall_ms: Callable[[], int] | None = None):
+        self.spec = spec
+        self.report = report
+        self.clock_ns = clock_ns
+        self.wall_ms = wall_ms or (lambda: time.time_ns() // NS_PER_MS)
+        self.totals = ProducerTotals()
+        self.deliveries = Deliveries(spec["subscriptions"])
+        self.batch_sizes: dict[str, int] = dict(spec["batch_msgs"])
+        self.linger_ns = int(spec.get("linger_ms", 5)) * NS_PER_MS
+        self.window = asyncio.Semaphore(int(spec.get("in_flight_max", 1000)))
+        self.interval_latency = new_histogram()
+        self.stopping = False
+        self.last_error: str | None = None
+        self._buffers: dict[str, list[tuple[int, TraceMessage]]] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._wake = asyncio.Event()
+        self._started = asyncio.Event()
+        self._pending_control: list[dict] = []
+        self.metrics: RunMetrics | None = None
+        self.schedule: Schedule | None = None
+
+    def begin(self, start_ns: int) -> None:
+        """The run's clock starts: build the metrics and the schedule on ``start_ns``."""
+        spec = self.spec
+        self.start_ns = int(start_ns)
+        self.metrics = RunMetrics(self.start_ns, duration_ms=spec["duration_ms"], warmup_ms=spec["warmup_ms"],
+                                  window_ms=spec["window_ms"])
+        self.end_ns = self.metrics.end_ns
+        workload = open_workload(spec["source"], spec["seed"])
+        self.schedule = Schedule(workload.messages, self.start_ns, self.end_ns, rate=spec.get("rate"),
+                                 worker_index=spec["worker_index"], workers=spec["workers"],
+                                 strip_delays=not spec["delay"])
+        self._started.set()
+
+    # -- control ---------------------------------------------------------------------------------
+
+    def control(self, message: dict) -> None:
+        op = message.get("op")
+        if op == "start":
+            self.begin(message["start_ns"])
+        elif self.schedule is None and op == "rate":
+            self._pending_control.append(message)
+        elif op == "rate":
+            self.schedule.set_rate(message["rate_per_s"], max(int(message["from_ns"]), self.clock_ns()))
+        elif op == "stop":
+            self.stopping = True
+            self._started.set()  # a stop before the start ends the worker at once
+        self._wake.set()
+
+    # -- the send loop -----------------------------------------------------------------------------
+
+    async def run(self) -> dict:
+        spec = self.spec
+        codec = parse_codec(spec["codec"])
+        producer = Producer(spec["namesrv"], spec["group"], codec=codec,
+                            compress_over_bytes=spec["compress_over_bytes"], send_timeout_ms=spec["send_timeout_ms"],
+                            retries=spec.get("retries", 2))
+        await producer.start()
+        progress = None
+        try:
+            for topic in spec["topics"]:
+                await producer.routes.get(topic)  # fails here, naming the topic, when it has no route
+            self.report({"type": "ready", "role": "producer"})
+            await self._started.wait()
+            if self.schedule is None:
+                return {"type": "done", "role": "producer", "metrics": None, "totals": self.totals.as_dict(),
+                        "last_error": None}
+            for message in self._pending_control:
+                self.control(message)
+            progress = asyncio.get_running_loop().create_task(self._progress_loop())
+            await self._send_loop(producer)
+            for topic in list(self._buffers):
+                await self._flush(producer, topic)
+            await self._wait_acks(spec["send_timeout_ms"] * (spec.get("retries", 2) + 1) / 1000 + 2)
+        finally:
+            if progress is not None:
+                progress.cancel()
+                await asyncio.gather(progress, return_exceptions=True)
+            await producer.close()
+        self.totals.publish_backlog = 0
+        return {"type": "done", "role": "producer", "metrics": self.metrics.to_dict() if self.metrics else None, "totals": self.totals.as_dict(),
+                "last_error": self.last_error}
+
+    async def _send_loop(self, producer: Producer) -> None:
+        sends = 0
+        while not self.stopping:
+            now = self.clock_ns()
+            if now >= self.end_ns:
+                return
+            await self._flush_lingering(producer, now)
+            intended = self.schedule.peek_ns()
+            if intended is None and not self.schedule.paused:
+                return
+            wake_ns = self._next_linger_deadline()
+            if intended is not None:
+                wake_ns = intended if wake_ns is None else min(wake_ns, intended)
+            if wake_ns is None or wake_ns > now:
+                wait_ns = 20 * NS_PER_MS if wake_ns is None else min(wake_ns - now, 50 * NS_PER_MS)
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait_ns / 1e9)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            if intended is None or intended > now:
+                continue
+            intended, message = self.schedule.take()
+            self.totals.intended += 1
+            size = self.batch_sizes.get(message.topic, 1)
+            if size > 1 and not message.delay_ms:
+                buffer = self._buffers.setdefault(message.topic, [])
+                buffer.append((intended, message))
+                if len(buffer) >= size:
+                    await self._flush(producer, message.topic)
+            else:
+                await self._dispatch(producer, [(intended, message)])
+            sends += 1
+            if sends % 64 == 0:
+                await asyncio.sleep(0)
+
+    def _next_linger_deadline(self) -> int | None:
+        firsts = [buffer[0][0] for buffer in self._buffers.values() if buffer]
+        return min(firsts) + self.linger_ns if firsts else None
+
+    async def _flush_lingering(self, producer: Producer, now: int) -> None:
+        for topic, buffer in list(self._buffers.items()):
+            if buffer and buffer[0][0] + self.linger_ns <= now:
+                await self._flush(producer, topic)
+
+    async def _flush(self, producer: Producer, topic: str) -> None:
+        items = self._buffers.pop(topic, [])
+        if items:
+            await self._dispatch(producer, items)
+
+    async def _dispatch(self, producer: Producer, items: list[tuple[int, TraceMessage]]) -> None:
+        await self.window.acquire()  # a full window is where a slow broker turns into publish delay
+        sent_ns = self.clock_ns()
+        outgoing = []
+        for intended, message in items:
+            self.metrics.record_send(intended, sent_ns)
+            outgoing.append(self._outgoing(message, intended, sent_ns))
+        self.totals.sent += len(items)
+        self.totals.in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._send(producer, outgoing, items, sent_ns))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _outgoing(self, message: TraceMessage, intended_ns: int, sent_ns: int) -> OutgoingMessage:
+        deliver_ns = sent_ns + message.delay_ms * NS_PER_MS if message.delay_ms else None
+        properties = stamp(message.properties, self.spec["run_id"], intended_ns, deliver_ns)
+        out = OutgoingMessage(message.topic, message.body, tags=message.tags or None,
+                              keys=[message.key] if message.key else [], properties=properties)
+        if message.delay_level:
+            out.delay_level = message.delay_level
+        elif message.delay_ms:
+            out.deliver_at_ms = self.wall_ms() + message.delay_ms
+        return out
+
+    async def _send(self, producer: Producer, outgoing: list[OutgoingMessage],
+                    items: list[tuple[int, TraceMessage]], sent_ns: int) -> None:
+        try:
+            if len(outgoing) == 1:
+                await producer.send(outgoing[0])
+            else:
+                await producer.send_batch(outgoing)
+        except (MqbenchError, OSError, asyncio.TimeoutError) as exc:
+            failed_ns = self.clock_ns()
+            for _ in items:
+                self.metrics.record_publish_error(failed_ns)
+            self.totals.errors += len(items)
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.debug("send failed: %s", exc)
+        else:
+            acked_ns = self.clock_ns()
+            for _intended, message in items:
+                size = len(message.body)
+                self.metrics.record_ack(sent_ns, acked_ns, size)
+                self.interval_latency.record_value(min(max(1, (acked_ns - sent_ns) // 1000), VALUE_US_MAX))
+                self.totals.acked += 1
+                self.totals.acked_bytes += size
+                if message.delay_ms:
+                    self.totals.delayed_acked += 1
+                else:
+                    self.totals.expected_deliveries += self.deliveries.count(message.topic, message.tags)
+        finally:
+            self.totals.in_flight -= 1
+            self.window.release()
+
+    async def _wait_acks(self, timeout_s: float) -> None:
+        if self._tasks:
+            done, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- progress ----------------------------------------------------------------------------------
+
+    def progress(self) -> dict:
+        now = self.clock_ns()
+        buffered = sum(len(b) for b in self._buffers.values())
+        self.totals.publish_backlog = self.schedule.overdue(now) + buffered
+        histogram, self.interval_latency = self.interval_latency, new_histogram()
+        return {"type": "progress", "role": "producer", "t_ns": now, "totals": self.totals.as_dict(),
+                "rate_per_s": self.schedule.total_rate_per_s,
+                "latency_histogram": encode_histogram(histogram) if histogram.get_total_count() else None}
+
+    async def _progress_loop(self) -> None:
+        interval_s = self.spec.get("progress_ms", 500) / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            self.report(self.progress())

@@ -1,0 +1,104 @@
+"""The parent's live view of a cell: workers' latest counters, backlog samples, per-check latency.
+
+Fed every ``progress``/``done`` message (``observe``); read by the progress line, the max-rate
+search (``take_check``) and, after the run, by ``window_backlogs``, which gives each 10-second
+window the backlog at its end. Pure: times are passed in.
+
+Backlogs (both in messages, at a sample time):
+
+* ``publish_backlog``: messages whose intended send time has passed but that no producer has sent
+  (overdue in the schedule, or waiting in a batch being filled);
+* ``consume_backlog``: deliveries owed for acknowledged undelayed messages (one per subscribed
+  group that matches the message's tag) minus undelayed messages consumed.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+
+from mqbench.harness.maxrate import Observation
+from mqbench.harness.metrics import decode_histogram, new_histogram, percentile_us
+
+PRODUCER_SUMS = ("intended", "sent", "acked", "errors", "acked_bytes", "expected_deliveries", "delayed_acked",
+                 "in_flight", "publish_backlog")
+CONSUMER_SUMS = ("consumed", "consumed_undelayed", "consumed_delayed", "consumed_bytes", "foreign")
+
+
+@dataclass
+class Sample:
+    t_ns: int
+    publish_backlog: int
+    consume_backlog: int
+
+
+class Tracker:
+    def __init__(self) -> None:
+        self.producers: dict[str, dict] = {}
+        self.consumers: dict[str, dict] = {}
+        self.samples: list[Sample] = []
+        self._interval_histogram = new_histogram()
+        self._check_start: dict | None = None
+
+    def observe(self, worker_name: str, message: dict) -> None:
+        totals = message.get("totals")
+        if message.get("type") not in ("progress", "done") or not isinstance(totals, dict):
+            return
+        (self.producers if message.get("role") == "producer" else self.consumers)[worker_name] = totals
+        encoded = message.get("latency_histogram")
+        if encoded:
+            self._interval_histogram.add(decode_histogram(encoded, f"progress of {worker_name}"))
+        if "t_ns" in message:
+            self.sample(message["t_ns"])
+
+    def totals(self) -> dict[str, int]:
+        out = {name: sum(t.get(name, 0) for t in self.producers.values()) for name in PRODUCER_SUMS}
+        out.update({name: sum(t.get(name, 0) for t in self.consumers.values()) for name in CONSUMER_SUMS})
+        out["consume_backlog"] = max(0, out["expected_deliveries"] - out["consumed_undelayed"])
+        return out
+
+    def sample(self, t_ns: int) -> None:
+        totals = self.totals()
+        sample = Sample(t_ns, totals["publish_backlog"], totals["consume_backlog"])
+        if self.samples and t_ns < self.samples[-1].t_ns:
+            return  # a late message from a worker: keep the series in time order
+        self.samples.append(sample)
+
+    def drained(self) -> bool:
+        """Every owed undelayed delivery has been consumed."""
+        totals = self.totals()
+        return totals["consumed_undelayed"] >= totals["expected_deliveries"]
+
+    # -- the max-rate search --
+
+    def start_check(self) -> None:
+        self._check_start = self.totals()
+        self._interval_histogram = new_histogram()
+
+    def take_check(self, interval_ms: int, rate_per_s: float) -> Observation:
+        """What the check interval since ``start_check`` showed, as the search's ``Observation``."""
+        now = self.totals()
+        before = self._check_start or dict.fromkeys(now, 0)
+        histogram, self._interval_histogram = self._interval_histogram, new_histogram()
+        p99_us = percentile_us(histogram, 99.0)
+        self._check_start = now
+        return Observation(interval_ms=interval_ms, intended=int(rate_per_s * interval_ms / 1000),
+                           published=now["acked"] - before["acked"], publish_errors=now["errors"] - before["errors"],
+                           publish_backlog_msgs=now["publish_backlog"], consume_backlog_msgs=now["consume_backlog"],
+                           publish_latency_ms_p99=None if p99_us is None else p99_us / 1000.0)
+
+    # -- after the run --
+
+    def window_backlogs(self, measure_start_ns: int, window_ms: int, windows: int) -> list[dict]:
+        """For each window, the backlogs of the last sample at or before its end (None before any)."""
+        times = [s.t_ns for s in self.samples]
+        out = []
+        for index in range(windows):
+            end_ns = measure_start_ns + (index + 1) * window_ms * 1_000_000
+            position = bisect_right(times, end_ns) - 1
+            if position < 0:
+                out.append({"publish_backlog_msgs": None, "consume_backlog_msgs": None})
+            else:
+                sample = self.samples[position]
+                out.append({"publish_backlog_msgs": sample.publish_backlog,
+                            "consume_backlog_msgs": sample.consume_backlog})
+        return out
