@@ -1,0 +1,144 @@
+"""Re-framing one source record for the target version: pure code, messages in, messages out.
+
+``Reframer(target_version, codec=None, compress_over_bytes=4096).records(msg)`` returns the
+records the target stores for one source record, each with its queue offset kept:
+
+* a ``v5`` inner-batch record (BatchCQ topic, sysflag INNER_BATCH) going to a ``v4`` version
+  becomes one record per inner message, message ``i`` at queue offset ``base + i`` (so every
+  consumer offset still names the same message). Each record carries the outer record's
+  properties without ``INNER_NUM``/``INNER_BASE``, then the inner message's own properties (the
+  inner ones win), the inner flag and body, and the outer sysflag without the batch bits;
+  to a ``v5`` version the record is kept whole;
+* ``codec`` (a ``mqbench.codecs.registry.Codec``) re-encodes bodies: the body is decompressed
+  (by its sysflag compression type) and, when at least ``compress_over_bytes`` long and the codec
+  is not ``none``, compressed again; shorter bodies are stored plain (RocketMQ's
+  ``compressMsgBodyOverHowmuch`` rule). Inner-batch records are never compressed (RocketMQ does
+  not compress batches); their inner bodies are re-encoded when they are expanded;
+* a ``v4`` target has no compression-type bits (4.x reads bit 0 as zlib): zlib bodies keep bit 0
+  with the type bits cleared; lz4/zstd bodies have no ``v4`` form without ``codec``
+  (``Blocker``), and a ``v4`` target accepts only ``codec`` zlib or none;
+* a ``v4`` target writes V1 records only: a topic longer than 127 bytes has no ``v4`` form.
+
+``blockers(msg)`` lists why a record has no form in the target (empty when it has one);
+``records`` raises UserError for such a record. ``needs_rewrite(msg)`` is False when the
+record's bytes can be copied as they are (only PHYSICALOFFSET changes), the fast path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from mqbench.broker.store import versions
+from mqbench.broker.store.batch import decode_batch
+from mqbench.broker.store.record import (
+    SYSFLAG_COMPRESSED, SYSFLAG_COMPRESSION_MASK, SYSFLAG_COMPRESSION_SHIFT, SYSFLAG_INNER_BATCH,
+    SYSFLAG_NEED_UNWRAP, TOPIC_V1_MAX_BYTES, Message,
+)
+from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, TYPE_ID_ZLIB, Codec, codec_for_type_id
+from mqbench.errors import UserError
+
+COMPRESS_OVER_BYTES_DEFAULT = 4096
+INNER_PROPERTIES = ("INNER_NUM", "INNER_BASE")
+CRC_PROPERTY = "__CRC32#"
+_V4_TYPES = (0, TYPE_ID_ZLIB)     # legacy 0 and 3 both mean zlib
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Why a record has no form in the target version: a kind (stable, for counting) and a detail."""
+
+    kind: str
+    detail: str
+
+
+def body_type_id(sysflag: int) -> int | None:
+    """The compression type id of a body (None when not compressed); 0 (legacy) reads as zlib."""
+    if not sysflag & SYSFLAG_COMPRESSED:
+        return None
+    kind = (sysflag & SYSFLAG_COMPRESSION_MASK) >> SYSFLAG_COMPRESSION_SHIFT
+    return TYPE_ID_ZLIB if kind == 0 else kind
+
+
+def plain_body(msg: Message, size_max: int = BODY_SIZE_MAX_BYTES * 64) -> bytes:
+    """The body of ``msg`` after decompression (CodecError names the codec when it is corrupt)."""
+    kind = body_type_id(msg.sysflag)
+    if kind is None:
+        return bytes(msg.body)
+    return codec_for_type_id(kind).decompress(msg.body, size_max)
+
+
+def expand_inner_batch(msg: Message) -> list[Message]:
+    """The messages of an inner-batch record as plain records at ``base + i`` (see module doc)."""
+    outer = {k: v for k, v in msg.properties.items() if k not in INNER_PROPERTIES and k != CRC_PROPERTY}
+    body = plain_body(msg) if msg.sysflag & SYSFLAG_COMPRESSED else msg.body
+    items = decode_batch(body, where=f"inner batch at {msg.physical_offset}")
+    sysflag = msg.sysflag & ~(SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP | SYSFLAG_COMPRESSED
+                              | SYSFLAG_COMPRESSION_MASK)
+    return [replace(msg, body=item.body, properties={**outer, **item.properties}, flag=item.flag,
+                    queue_offset=msg.queue_offset + i, sysflag=sysflag, body_crc=0)
+            for i, item in enumerate(items)]
+
+
+class Reframer:
+    """Turns source records into target records (see module doc)."""
+
+    def __init__(self, target_version: str, codec: Codec | None = None,
+                 compress_over_bytes: int = COMPRESS_OVER_BYTES_DEFAULT):
+        self.version = target_version
+        self.v4 = versions.major(target_version) == 4
+        self.codec = codec
+        self.compress_over_bytes = compress_over_bytes
+        if codec is not None and self.v4 and not (codec.is_none or codec.type_id == TYPE_ID_ZLIB):
+            raise UserError(f"a {target_version} store can hold only zlib-compressed bodies; "
+                            f"--codec {codec.spec} needs a v5 target (use --codec zlib or none)")
+
+    def blockers(self, msg: Message) -> list[Blocker]:
+        out = []
+        if self.v4:
+            if len(msg.topic.encode("utf-8")) > TOPIC_V1_MAX_BYTES:
+                out.append(Blocker("long_topic", f"topic {msg.topic[:40]!r}... is longer than "
+                                                 f"{TOPIC_V1_MAX_BYTES} bytes (4.x writes V1 records only)"))
+            kind = body_type_id(msg.sysflag)
+            if self.codec is None and kind is not None and kind not in _V4_TYPES and not msg.sysflag & SYSFLAG_INNER_BATCH:
+                name = codec_for_type_id(kind).name if kind in (1, 2, 3, 4) else f"type {kind}"
+                out.append(Blocker(f"{name}_body", f"a body compressed with {name} (4.x reads zlib only: "
+                                                   "pass --codec zlib or --codec none)"))
+        return out
+
+    def needs_rewrite(self, msg: Message) -> bool:
+        """False when the record's bytes are valid in the target as they are."""
+        if self.codec is not None:
+            return not msg.sysflag & SYSFLAG_INNER_BATCH or self.v4
+        if not self.v4:
+            return False
+        return bool(msg.sysflag & SYSFLAG_INNER_BATCH or msg.version == 2
+                    or msg.sysflag & SYSFLAG_COMPRESSION_MASK)
+
+    def records(self, msg: Message) -> list[Message]:
+        """The target records for one source record (queue offsets kept; PHYSICALOFFSET is the
+        writer's business)."""
+        problems = self.blockers(msg)
+        if problems:
+            raise UserError(f"record at {msg.physical_offset} has no {self.version} form: {problems[0].detail}")
+        if self.v4 and msg.sysflag & SYSFLAG_INNER_BATCH:
+            out = expand_inner_batch(msg)
+        else:
+            out = [msg]
+        return [self._body(m) for m in out]
+
+    def _body(self, msg: Message) -> Message:
+        if self.v4:
+            msg.version = 1
+        if msg.sysflag & SYSFLAG_INNER_BATCH:
+            return msg
+        if self.codec is not None:
+            body = plain_body(msg)
+            sysflag = msg.sysflag & ~(SYSFLAG_COMPRESSED | SYSFLAG_COMPRESSION_MASK)
+            if not self.codec.is_none and len(body) >= self.compress_over_bytes:
+                type_bits = 0 if self.v4 else self.codec.type_id << SYSFLAG_COMPRESSION_SHIFT
+                msg.body = self.codec.compress(body)
+                msg.sysflag = sysflag | SYSFLAG_COMPRESSED | type_bits
+            else:
+                msg.body, msg.sysflag = body, sysflag
+        elif self.v4:
+            msg.sysflag &= ~SYSFLAG_COMPRESSION_MASK     # zlib: bit 0 alone means zlib in 4.x
+        return msg

@@ -1,0 +1,292 @@
+"""``migrate(src, dst, options, resume=False) -> dict``: the offline migration, step by step.
+
+Steps (a table: each step's work and the step after it; the journal records the step reached)::
+
+    step   work                                                         next
+    copy   stream SRC's log into DST's log, re-framed, queues built     meta
+    meta   configs, delay/timer state, checkpoints, the version marker  done
+    done   nothing (a finished migration)                               -
+
+Copy: each source record becomes its target record(s) (``reframe``) at the same queue offsets,
+written with the source's store timestamps and hosts (so the output does not depend on when it
+runs), and its queue unit is written at once. Every ``CHECKPOINT_EVERY_BYTES`` of source address
+(at fixed source positions, so a resumed run checkpoints where an uninterrupted one does) the
+target log and queues are fdatasynced, then the journal records the source position, the target
+log end and the queue sizes. ``resume=True`` reads the journal, cuts the target log and queues
+back to it and continues from its source position; a store byte-identical to an uninterrupted
+run results. SRC is only ever read.
+
+Rules: a DLedger source's non-record entries (no-ops, config changes) go to a DLedger target
+with their index and term, and are dropped for a plain target; entries past the source's
+committed index go to a DLedger target only (they were never visible to consumers). A DLedger
+source keeps every entry's Raft index and term in a DLedger target (``Plan.keeps_raft_indexes``);
+its ``currterm`` (vote state) is copied. Transaction commit/rollback records that point at a half
+record (PREPAREDTRANSACTIONOFFSET) are pointed at its new place.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from mqbench.broker.store import dledger as dl
+from mqbench.broker.store import versions
+from mqbench.broker.store.consume_queue import DEFAULT_BCQ_SEGMENT_BYTES, DEFAULT_CQ_SEGMENT_BYTES
+from mqbench.broker.store.record import (
+    SYSFLAG_TX_COMMIT, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message, decode_message,
+    encode_message,
+)
+from mqbench.broker.store.recovery import CheckpointFile, CheckpointState
+from mqbench.broker.store.topics import TRANS_HALF_TOPIC
+from mqbench.errors import CorruptDataError, UserError
+
+from . import delay
+from .configs_carry import write_configs
+from .journal import read_journal, write_file_atomic, write_journal
+from .plan import Options, Plan, make_plan
+from .reframe import Reframer
+from .source import Position, walk_log
+from .target import TargetLog, TargetQueues
+
+CHECKPOINT_EVERY_BYTES = 64 << 20
+STEPS = {"copy": "meta", "meta": "done"}
+
+
+class Copier:
+    """The copy step's state: target log and queues, counters, the source position."""
+
+    def __init__(self, plan: Plan, options: Options, dst: Path, progress: dict, queue_sizes: list | None,
+                 on_progress: Callable[[int], None] | None):
+        self.plan, self.dst = plan, dst
+        self.reframer = Reframer(plan.target_version, options.codec, options.compress_over_bytes)
+        self.timers = delay.TimerScan(plan.source, plan.target_version, options.map_timers_to_levels)
+        self.log = TargetLog(dst, plan.target_version, plan.segment_bytes, plan.self_id)
+        self.queues = TargetQueues(dst, self._is_batch_topic, cq_segment_bytes=DEFAULT_CQ_SEGMENT_BYTES,
+                                   bcq_segment_bytes=DEFAULT_BCQ_SEGMENT_BYTES)
+        self.progress = progress
+        self.on_progress = on_progress
+        self.keep_indexes = plan.keeps_raft_indexes
+        self.src_dl = versions.is_dledger(plan.source_version)
+        self.dst_dl = versions.is_dledger(plan.target_version)
+        if queue_sizes is not None:
+            self.log.rewind(progress["log_end"], progress["last_index"])
+            self.queues.rewind(queue_sizes)
+
+    def _is_batch_topic(self, topic: str) -> bool:
+        return versions.has_batch_cq(self.plan.target_version) and self.plan.configs.is_batch_topic(topic)
+
+    def run(self, checkpoint: Callable[[], None]) -> None:
+        p = self.progress
+        start = Position(p["folder"], p["address"])
+        for item in walk_log(self.plan.source, start):
+            self._copy(item)
+            before, p["folder"], p["address"] = p["address"], item.next.folder, item.next.address
+            if item.next.address // CHECKPOINT_EVERY_BYTES != before // CHECKPOINT_EVERY_BYTES:
+                checkpoint()
+                if self.on_progress:
+                    self.on_progress(p["bytes_in"])
+        if self.timers.to_v4 and self.timers.map_to_levels:
+            self._map_timers()
+
+    def _copy(self, item) -> None:
+        p = self.progress
+        index = item.entry_index if self.keep_indexes else None
+        term = item.entry_term or 0
+        if item.record is None:
+            p["bytes_in"] += dl.ENTRY_HEADER_BYTES + len(item.entry_body)
+            if self.dst_dl and self.src_dl:
+                self.log.append_entry(term, item.entry_body, item.entry_magic, index)
+                p["entries_out"] += 1
+            else:
+                p["entries_dropped"] += 1
+            return
+        p["bytes_in"] += len(item.record)
+        committed = self.plan.committed_index
+        if self.src_dl and not self.dst_dl and committed is not None and item.entry_index > committed:
+            p["records_uncommitted_dropped"] += 1
+            return
+        msg, _ = decode_message(item.record, 0, check_crc=False, where=item.where)
+        msg.physical_offset = item.address
+        p["records_in"] += 1
+        self.timers.observe(msg)
+        old_tx = msg.prepared_tx_offset
+        tx = msg.sysflag & SYSFLAG_TX_MASK
+        remap = tx in (SYSFLAG_TX_COMMIT, SYSFLAG_TX_ROLLBACK) and str(old_tx) in p["prepared"]
+        try:
+            if not remap and not self.reframer.needs_rewrite(msg):
+                self._write(msg, item.record, term, index, item)
+            else:
+                outs = self.reframer.records(msg)
+                for i, out in enumerate(outs):
+                    if remap:
+                        out.prepared_tx_offset = p["prepared"][str(old_tx)]
+                    crc = "__CRC32#" in out.properties
+                    out.properties.pop("__CRC32#", None)
+                    self._write(out, encode_message(out, append_prop_crc=crc), term, index if i == 0 else None, item)
+        except UserError as exc:
+            if isinstance(exc, CorruptDataError) and exc.where:
+                raise
+            raise CorruptDataError(str(exc), where=item.where, offset=item.offset) from None
+        if msg.topic == TRANS_HALF_TOPIC or tx == SYSFLAG_TX_PREPARED:
+            p["prepared"][str(item.address)] = msg.physical_offset
+
+    def _write(self, msg: Message, record: bytes, term: int, index: int | None, item) -> None:
+        p = self.progress
+        phys, size = self.log.append_record(record, term, index)
+        msg.physical_offset = phys
+        self.queues.dispatch(msg, size, item.where, item.offset)
+        p["records_out"] += 1
+        p["bytes_out"] += size
+        p["last_store_timestamp_ms"] = max(p["last_store_timestamp_ms"], msg.store_timestamp_ms)
+
+    def _map_timers(self) -> None:
+        """v5 -> v4 with --map-timers-to-levels: a SCHEDULE_TOPIC_XXXX record for each pending
+        timer message, after the copied log (a second read-only pass over SRC)."""
+        p = self.progress
+        scan = delay.TimerScan(self.plan.source, self.plan.target_version, True)
+        scan.now_ms = self.timers.now_ms
+        next_offsets: dict[int, int] = {}
+        for (topic, qid), q in self.queues.queues.cqs.items():
+            if topic == delay.SCHEDULE_TOPIC:
+                next_offsets[qid] = q.max_offset
+        for item in walk_log(self.plan.source):
+            if item.record is None:
+                continue
+            msg, _ = decode_message(item.record, 0, check_crc=False, where=item.where)
+            if not scan.is_pending(msg):
+                continue
+            sched = scan.schedule_record(msg)
+            if sched is None:
+                raise CorruptDataError("a pending timer message is due beyond the longest delay level",
+                                       where=item.where, offset=item.offset)
+            sched.queue_offset = next_offsets.get(sched.queue_id, 0)
+            next_offsets[sched.queue_id] = sched.queue_offset + 1
+            self._write(sched, encode_message(sched), self.log.last_term, None, item)
+            p["timers_mapped"] += 1
+
+    def close(self) -> None:
+        self.queues.close()
+        self.log.close()
+
+
+def _new_progress() -> dict:
+    return {"folder": 0, "address": -1, "log_end": 0, "last_index": -1, "records_in": 0, "records_out": 0,
+            "entries_out": 0, "entries_dropped": 0, "records_uncommitted_dropped": 0, "bytes_in": 0,
+            "bytes_out": 0, "last_store_timestamp_ms": 0, "timers_mapped": 0, "committed_index": -1,
+            "prepared": {}}
+
+
+def _check_dst(src: str, dst: str, resume: bool) -> dict | None:
+    src_real, dst_real = os.path.realpath(src), os.path.realpath(dst)
+    if dst_real == src_real or dst_real.startswith(src_real + os.sep) or src_real.startswith(dst_real + os.sep):
+        raise UserError(f"--out {dst} must be outside the source store {src} (SRC is never written)")
+    journal = read_journal(dst) if os.path.isdir(dst) else None
+    if resume:
+        if journal is None:
+            raise UserError(f"--resume: {dst} holds no migration journal (start without --resume)")
+        return journal
+    if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)):
+        hint = " (an interrupted migration: pass --resume)" if journal is not None else ""
+        raise UserError(f"--out {dst} exists and is not empty{hint}")
+    return None
+
+
+def _journal_base(plan: Plan, options: Options) -> dict:
+    return {"source": plan.source, "source_version": plan.source_version,
+            "source_files": [list(f) for f in plan.source_files], "target_version": plan.target_version,
+            "options": options.journal_doc(plan.self_id, plan.segment_bytes)}
+
+
+def migrate(src: str, dst: str, options: Options, *, resume: bool = False,
+            on_progress: Callable[[int], None] | None = None) -> dict:
+    """Migrate ``src`` into ``dst`` (see module doc); returns the summary (the final journal's
+    counters and the plan's notes). Raises UserError for a refused migration (blockers listed),
+    CorruptDataError naming the file and offset of a corrupt source record."""
+    src = os.path.abspath(src)
+    dst = os.path.abspath(dst)
+    if options.target not in versions.STORE_VERSIONS:
+        raise UserError(f"unknown target version {options.target!r} (one of {', '.join(versions.STORE_VERSIONS)})")
+    journal = _check_dst(src, dst, resume)
+    need_scan = versions.major(options.target) == 4
+    plan = make_plan(src, options, scan=need_scan)
+    base = _journal_base(plan, options)
+    if journal is not None:
+        for key in ("source", "source_files", "target_version", "options"):
+            if journal.get(key) != base[key]:
+                raise UserError(f"--resume: the journal in {dst} was written for another {key.replace('_', ' ')} "
+                                f"({journal.get(key)!r}); rerun without --resume into an empty folder")
+    elif plan.blockers:
+        raise UserError(plan.blocker_text())
+    os.makedirs(dst, exist_ok=True)
+    step = journal["step"] if journal else "copy"
+    progress = journal["progress"] if journal else _new_progress()
+    queue_sizes = journal["queues"] if journal else None
+    if journal is None:
+        write_journal(dst, {**base, "step": "copy", "progress": progress, "queues": []})
+        queue_sizes = None
+    while step != "done":
+        if step == "copy":
+            _copy_step(plan, options, Path(dst), base, progress, queue_sizes, on_progress)
+        elif step == "meta":
+            _meta_step(plan, Path(dst), progress)
+        step = STEPS[step]
+        write_journal(dst, {**base, "step": step, "progress": progress,
+                            "queues": read_journal(dst)["queues"]})
+    return {"source": src, "out": dst, "source_version": plan.source_version, "target_version": plan.target_version,
+            "notes": plan.notes, **{k: v for k, v in progress.items() if k != "prepared"}}
+
+
+def _copy_step(plan: Plan, options: Options, dst: Path, base: dict, progress: dict, queue_sizes,
+               on_progress) -> None:
+    copier = Copier(plan, options, dst, progress, queue_sizes, on_progress)
+    try:
+        def checkpoint() -> None:
+            copier.log.flush()
+            copier.queues.flush()
+            progress["log_end"] = copier.log.end_offset
+            progress["last_index"] = copier.log.last_index
+            write_journal(dst, {**base, "step": "copy", "progress": progress, "queues": copier.queues.sizes()})
+
+        copier.run(checkpoint)
+        checkpoint()
+        committed = plan.committed_index if (plan.keeps_raft_indexes and plan.committed_index is not None) \
+            else copier.log.last_index
+        progress["committed_index"] = min(committed, copier.log.last_index)
+    finally:
+        copier.close()
+
+
+def _meta_step(plan: Plan, dst: Path, progress: dict) -> None:
+    write_configs(plan.source, plan.configs, dst, plan.target_version)
+    if versions.major(plan.source_version) == 5 and versions.major(plan.target_version) == 5 \
+            and delay.has_timer_store(plan.source):
+        delay.carry_timer_store(plan.source, str(dst), _timer_address_map(plan.source, dst))
+    if versions.is_dledger(plan.target_version):
+        ddir = dst / f"dledger-{plan.self_id}"
+        write_file_atomic(ddir / "checkpoint", dl.encode_properties_file(
+            {"endIndex": progress["last_index"], "committedIndex": progress.get("committed_index", -1)}))
+        if plan.currterm is not None and versions.is_dledger(plan.source_version):
+            write_file_atomic(ddir / "currterm", plan.currterm)
+    ck = CheckpointFile(dst, plan.target_version)
+    ts = progress["last_store_timestamp_ms"]
+    ck.write(CheckpointState(ts, ts, progress["log_end"], progress["log_end"]), fsync=True)
+    ck.close()
+    versions.write_marker(str(dst), plan.target_version)
+
+
+def _timer_address_map(src: str, dst: Path):
+    """old record offset -> (new offset, size) of the timer-topic records, matched by their
+    timer-queue offset (kept by the migration)."""
+    new_by_qoffset: dict[tuple[int, int], tuple[int, int]] = {}
+    for item in walk_log(str(dst)):
+        if item.record is not None:
+            msg, size = decode_message(item.record, 0, check_crc=False)
+            if msg.topic == delay.TIMER_TOPIC:
+                new_by_qoffset[(msg.queue_id, msg.queue_offset)] = (item.address, size)
+    old_to_new: dict[int, tuple[int, int]] = {}
+    for item in walk_log(src):
+        if item.record is not None:
+            msg, _ = decode_message(item.record, 0, check_crc=False)
+            if msg.topic == delay.TIMER_TOPIC and (msg.queue_id, msg.queue_offset) in new_by_qoffset:
+                old_to_new[item.address] = new_by_qoffset[(msg.queue_id, msg.queue_offset)]
+    return old_to_new.get

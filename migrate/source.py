@@ -1,0 +1,218 @@
+"""Reading a source store for migration: a read-only, streaming walk of its log.
+
+``walk_log(root, start=None)`` yields every item of the store's log in address order: a
+``SourceItem`` per commitlog record (plain or inside a DLedger entry) and per DLedger entry that
+holds no record (a Raft no-op, a config change). Files are opened ``O_RDONLY`` and mapped
+read-only one at a time (``inspect_files.MappedFile``); pages already walked are dropped from the
+mapping, so memory stays flat whatever the store's size. Nothing under the source root is ever
+created, written or deleted.
+
+An upgraded RocketMQ store keeps its old ``commitlog/`` below the DLedger data; both are walked,
+the old one first (``inspect_files.log_dirs``).
+
+Where the valid data ends, the rest of the files must be zeros. Anything else stops the walk with
+a ``CorruptDataError`` naming the file and the byte offset in it:
+
+* a record whose body CRC differs from its BODYCRC, or a DLedger entry holding a bad record
+  (a normal entry whose body starts with a record magic; other bodies are Raft metadata and are
+  passed on as non-record entries, as ``DLedgerCommitLog.scan`` does);
+* invalid bytes followed by non-zero bytes (a corrupt record in the middle, or a torn tail:
+  RocketMQ's own recovery would cut it, so the user decides: recover the store with its broker
+  first, or repair it);
+* DLedger entries whose indexes do not follow each other;
+* segment files RocketMQ would refuse to start on (odd size, gap, odd name).
+
+``start`` is a ``Position`` (folder number, address) returned in an earlier item's ``next``: the
+walk resumes exactly there (the journal keeps it).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+from mqbench.broker.store import dledger as dl
+from mqbench.broker.store.dledger_log import is_record_body
+from mqbench.broker.store.inspect_files import MappedFile, count_nonzero, list_segments, log_dirs, release
+from mqbench.broker.store.record import RECORD_BLANK, check_record
+from mqbench.broker.store.versions import detect
+from mqbench.errors import CorruptDataError
+
+_RELEASE_EVERY_BYTES = 32 << 20
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the walk stands: the log folder number (0 = the first of ``log_dirs``) and the
+    absolute address in that folder's byte space of the next entry or record."""
+
+    folder: int
+    address: int
+
+
+@dataclass
+class SourceItem:
+    """One record or non-record DLedger entry of the source log.
+
+    ``record`` holds the raw commitlog record (None for a non-record entry, whose bytes are in
+    ``entry_body``); ``address`` is the record's own physical offset (DLedger: entry pos + 48)
+    or, for a non-record entry, the entry's pos. ``where``/``offset`` name the file and the
+    byte position of the record in it, for error messages. ``next`` resumes after this item.
+    """
+
+    record: bytes | None
+    address: int
+    where: str
+    offset: int
+    next: Position
+    entry_index: int | None = None
+    entry_term: int | None = None
+    entry_magic: int | None = None
+    entry_body: bytes | None = None
+
+
+@dataclass
+class DLedgerState:
+    """What the source's DLedger folder says besides its entries."""
+
+    folder: str
+    committed_index: int | None       # None: no checkpoint file (every entry counts as committed)
+    currterm: bytes | None            # the ``currterm`` file as is (vote state)
+
+
+def read_dledger_state(root: str, ddir: str) -> DLedgerState:
+    """The committed index and the raw ``currterm`` of ``root/ddir`` (read-only)."""
+    base = os.path.join(root, ddir)
+    committed = None
+    for name in ("checkpoint", "checkpoint.bak"):
+        path = os.path.join(base, name)
+        try:
+            with open(path, "rb") as f:
+                data = f.read(1 << 16)
+        except FileNotFoundError:
+            continue
+        try:
+            committed = dl.dledger_checkpoint(data, where=f"{ddir}/{name}")[1]
+            break
+        except CorruptDataError:
+            continue
+    currterm = None
+    try:
+        with open(os.path.join(base, "currterm"), "rb") as f:
+            currterm = f.read(1 << 16)
+    except FileNotFoundError:
+        pass
+    return DLedgerState(ddir, committed, currterm)
+
+
+def source_folders(root: str) -> list[tuple[str, bool]]:
+    """(relative log folder, is DLedger) in address order."""
+    return log_dirs(root, detect(root).dledger_dirs)
+
+
+def log_files(root: str) -> list[tuple[str, int]]:
+    """(relative path, size) of every log file of the source (its fingerprint for the journal)."""
+    out = []
+    for rel, _ in source_folders(root):
+        segdir = list_segments(os.path.join(root, rel), rel)
+        out += [(f"{rel}/{os.path.basename(s.path)}", s.size_bytes) for s in segdir.segments]
+    return out
+
+
+def walk_log(root: str, start: Position | None = None) -> Iterator[SourceItem]:
+    """Every record and non-record entry of the log at ``root`` (see the module doc)."""
+    start = start or Position(0, -1)
+    for number, (rel, is_dl) in enumerate(source_folders(root)):
+        if number < start.folder:
+            continue
+        segdir = list_segments(os.path.join(root, rel), rel)
+        for problem in segdir.problems:
+            raise CorruptDataError(problem["detail"], where=problem["file"])
+        if not segdir.segments:
+            continue
+        begin = start.address if number == start.folder and start.address >= 0 else segdir.segments[0].start
+        yield from _walk_folder(segdir, rel, is_dl, number, begin)
+
+
+def _walk_folder(segdir, rel: str, is_dl: bool, number: int, begin: int) -> Iterator[SourceItem]:
+    size = segdir.file_size_bytes
+    expected_index = None
+    ended: tuple[str, int] | None = None      # (file, offset) where the valid data ended
+    for seg in segdir.segments:
+        if seg.start + size <= begin:
+            continue
+        rel_file = f"{rel}/{os.path.basename(seg.path)}"
+        with MappedFile(seg.path) as data:
+            pos = max(0, begin - seg.start)
+            if ended is not None:
+                if count_nonzero(data, 0, size):
+                    raise CorruptDataError("invalid bytes where the log's valid data ends, but the log goes on in "
+                                           "later files (a corrupt record)", where=ended[0], offset=ended[1])
+                continue
+            released = pos
+            while pos < size:
+                if is_dl:
+                    step, item = _dledger_step(data, pos, size, seg.start, rel_file, number, expected_index)
+                    if item is not None and item.entry_index is not None:
+                        expected_index = item.entry_index + 1
+                else:
+                    step, item = _plain_step(data, pos, size, seg.start, rel_file, number)
+                if step == 0:
+                    break
+                if step < 0:
+                    pos = size
+                    break
+                pos += step
+                if item is not None:
+                    yield item
+                if pos - released >= _RELEASE_EVERY_BYTES:
+                    release(data, released, pos)
+                    released = pos
+            if pos < size:
+                if count_nonzero(data, pos, size):
+                    raise CorruptDataError(
+                        "invalid bytes after the last valid record (a torn or corrupt record; let the broker "
+                        "recover the store, or repair it, before migrating)", where=rel_file, offset=pos)
+                ended = (rel_file, pos)
+
+
+def _plain_step(data, pos: int, size: int, start: int, rel_file: str, number: int):
+    """(step, item): step > 0 a record, -1 a blank closing the file, 0 the end of valid data."""
+    step = check_record(data, pos, size)
+    if step == RECORD_BLANK:
+        remaining = int.from_bytes(data[pos:pos + 4], "big", signed=True)
+        if remaining != size - pos:
+            raise CorruptDataError(f"end-of-file blank says {remaining} bytes remain, the file has {size - pos}",
+                                   where=rel_file, offset=pos)
+        return -1, None
+    if step == 0:
+        if check_record(data, pos, size, check_crc=False) > 0:
+            raise CorruptDataError("record body CRC does not match its BODYCRC", where=rel_file, offset=pos)
+        return 0, None
+    item = SourceItem(bytes(data[pos:pos + step]), start + pos, rel_file, pos, Position(number, start + pos + step))
+    return step, item
+
+
+def _dledger_step(data, pos: int, size: int, start: int, rel_file: str, number: int, expected_index: int | None):
+    step = dl.check_entry(data, pos, size, start + pos)
+    if step == dl.ENTRY_BLANK:
+        return -1, None
+    if step == 0:
+        return 0, None
+    header = dl.decode_entry_header(data, pos)
+    if expected_index is not None and header.index != expected_index:
+        raise CorruptDataError(f"DLedger entry has index {header.index}, {expected_index} expected",
+                               where=rel_file, offset=pos)
+    body_at, body_end = pos + dl.ENTRY_HEADER_BYTES, pos + step
+    nxt = Position(number, start + body_end)
+    if header.magic == dl.DLEDGER_MAGIC and is_record_body(data[body_at:min(body_at + 8, body_end)]):
+        record_size = check_record(data, body_at, body_end)
+        if record_size != header.body_length:
+            if check_record(data, body_at, body_end, check_crc=False) > 0:
+                raise CorruptDataError("record body CRC does not match its BODYCRC", where=rel_file, offset=body_at)
+            raise CorruptDataError(f"DLedger entry {header.index} does not hold a valid message record",
+                                   where=rel_file, offset=pos)
+        return step, SourceItem(bytes(data[body_at:body_end]), start + body_at, rel_file, body_at, nxt,
+                                header.index, header.term, header.magic)
+    return step, SourceItem(None, start + pos, rel_file, pos, nxt, header.index, header.term, header.magic,
+                            bytes(data[body_at:body_end]))
