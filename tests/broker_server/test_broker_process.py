@@ -1,0 +1,128 @@
+"""``python -m mqbench.broker.server.main``: flags, start-up failures, and a real process started by
+``mqbench.cluster.launcher`` that a producer and a consumer use."""
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+
+import pytest
+
+from mqbench.broker.layout import load_layout
+from mqbench.broker.server import main as broker_main
+from mqbench.broker.store.store import Store
+from mqbench.client import Consumer, OutgoingMessage, Producer
+from mqbench.cluster import launcher
+
+LAYOUT_TOML = """
+name = "portbusy"
+cluster = "c"
+namesrv_host = "h1"
+namesrv_port = {namesrv}
+broker_port = {broker}
+[rooms.r1]
+hosts = ["h1"]
+[hosts.h1]
+address = "127.0.77.200"
+[groups.g]
+replicas = ["h1"]
+"""
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: ")
+    return err[0]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], "required"),
+    (["--layout", "single", "--instance", "broker-a/n0", "--store", "s", "--durability", "sometimes"],
+     "invalid choice: 'sometimes'"),
+    (["--layout", "single", "--instance", "broker-a/n0", "--store", "s", "--port-offset", "x"], "invalid int value"),
+    (["--layout", "single", "--instance", "broker-a/n0", "--store", "s", "--bogus"], "unrecognized arguments: --bogus"),
+    (["--layout", "single", "--instance", "broker-a/n0", "--store", "s", "--store-version", "v5"],
+     "invalid choice: 'v5'"),
+    (["--layout", "no-such-layout", "--instance", "broker-a/n0", "--store", "s"], "no layout 'no-such-layout'"),
+    (["--layout", "single", "--instance", "broker-z/n9", "--store", "s"], "has no instance 'broker-z/n9'"),
+    (["--layout", "single", "--instance", "broker-a/n0", "--store", "s", "--port-offset", "60000"], "out of range"),
+])
+def test_bad_flags_give_one_line_and_exit_2(argv, expected, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert broker_main.main(argv) == 2
+    assert expected in one_error_line(capsys)
+
+
+def test_port_in_use_is_one_line_and_the_store_is_released(tmp_path, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.77.200", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        layout = tmp_path / "busy.toml"
+        # the instance's client port is taken; its Raft port (port + 1) and the name server's are not
+        layout.write_text(LAYOUT_TOML.format(namesrv=port + 5, broker=port))
+        argv = ["--layout", str(layout), "--instance", "g/n0", "--store", str(tmp_path / "store")]
+        assert broker_main.main(argv) == 2
+        assert "in use" in one_error_line(capsys)
+    # the store was closed on the way out (its lock released): it opens again
+    Store.open(tmp_path / "store", "v5-dledger", raft_mode=True).close()
+
+
+def _free_offset() -> int:
+    layout = load_layout("single")
+    for _ in range(100):
+        offset = random.randrange(2000, 40000, 10)
+        ports = [layout.namesrv_port + offset] + [p + offset for i in layout.instances for p in (i.port, i.raft_port)]
+        ok = True
+        for port in ports:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+        if ok:
+            return offset
+    raise AssertionError("no free port offset")
+
+
+@pytest.mark.realproc
+def test_real_process_serves_a_producer_and_a_consumer_and_stops_cleanly(tmp_path):
+    state = launcher.up("single", tmp_path / "cluster", port_offset=_free_offset(), wait_s=30)
+    try:
+        namesrv = launcher.cluster_layout(state).namesrv_addr
+        leader = launcher.leader(state, "broker-a")
+        assert leader.role == "leader"
+
+        async def scenario():
+            from mqbench.broker.server.admin import create_topic
+            await create_topic(leader.addr, "Proc", queues=2)
+            deadline = time.monotonic() + 10
+            async with Producer(namesrv, "PID_proc") as producer:
+                while True:
+                    try:
+                        sent = [await producer.send(OutgoingMessage("Proc", f"p{i}".encode())) for i in range(10)]
+                        break
+                    except Exception:
+                        if time.monotonic() > deadline:   # the route appears with the next registration
+                            raise
+                        await asyncio.sleep(0.2)
+                await producer.send_batch([OutgoingMessage("Proc", f"b{i}".encode()) for i in range(4)])
+            consumer = Consumer(namesrv, "GID_proc", consume_from="first", suspend_timeout_ms=1000)
+            consumer.subscribe("Proc")
+            got = []
+            async with consumer:
+                while len(got) < 14 and time.monotonic() < deadline + 10:
+                    got += await consumer.receive(32, 500)
+            return sent, got
+
+        sent, got = asyncio.run(asyncio.wait_for(scenario(), 40))
+        assert sorted(m.body for m in got) == sorted([f"p{i}".encode() for i in range(10)]
+                                                     + [f"b{i}".encode() for i in range(4)])
+        assert all(r.status == "SEND_OK" for r in sent)
+    finally:
+        outcome = launcher.down(state, timeout_s=10)
+    assert outcome == {"broker-a/n0": "stopped", "namesrv": "stopped"}
+    log_text = state.processes["broker-a/n0"].log_path.read_text()
+    assert "broker broker-a/n0 stopped" in log_text and "Traceback" not in log_text
