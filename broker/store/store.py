@@ -90,8 +90,7 @@ from .dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerCommitLog, DLedgerL
 from .flush import POLICY_INTERVAL, POLICY_SYNC, GroupCommit, IntervalFlusher, parse_flush_policy
 from .metadata import Metadata
 from .record import (SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_MASK,
-                     SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message, check_record, encode_message, message_id,
-                     peek_fields, peek_topic)
+                     SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message, decode_message, encode_message, message_id)
 from .reader import ReadResult
 from .restamp import restamp_record
 from .recovery import CheckpointFile, CheckpointState, commitlog_scan_start, recover_queues
@@ -474,17 +473,21 @@ class Store:
             self._check_open()
             return [(self._encode_replicated(m), n) for m, n in zip(msgs, counts)]
 
-    def _restamp(self, body: bytes) -> bytes:
-        """``body`` with the queue offset this store assigns next (see ``restamp_record``)."""
-        if check_record(body, 0, len(body)) != len(body):
-            raise CorruptDataError("a replicated entry holds a damaged or partial record", where="replicated entry")
-        _, queue_id, _, _, sysflag = peek_fields(body, 0)
-        if sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
+    def _restamp(self, body: bytes) -> tuple[bytes, Message]:
+        """``body`` with the queue offset this store assigns next (see ``restamp_record``), and the
+        decoded record (with that queue offset). CorruptDataError for a damaged or partial record."""
+        msg, size = decode_message(body, 0, where="replicated entry")
+        if size != len(body):
+            raise CorruptDataError(f"a replicated entry of {len(body)} bytes holds a record of {size}",
+                                   where="replicated entry")
+        if msg.sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
             queue_offset = 0        # half/rollback records take no queue slot (spec 3.10)
         else:
-            topic = peek_topic(body, 0, where="replicated entry")
-            queue_offset = self._next_offset.get((topic, queue_id), 0)
-        return restamp_record(body, queue_offset)
+            queue_offset = self._next_offset.get((msg.topic, msg.queue_id), 0)
+        msg.queue_offset = queue_offset
+        if msg.sysflag & SYSFLAG_INNER_BATCH:
+            msg.properties["INNER_BASE"] = str(queue_offset)
+        return restamp_record(body, queue_offset), msg
 
     # -- Raft hooks (DLedger versions) -------------------------------------------------------
 
@@ -504,10 +507,14 @@ class Store:
             self._check_open()
             is_record = magic == 1 and is_record_body(body)
             if is_record and restamp:
-                body = self._restamp(body)
-            index, pos = log.append(term, body, magic=magic)
-            if is_record:
-                info = dispatch_info(log.entry(index)[1], where="replicated entry")
+                body, msg = self._restamp(body)
+                index, pos = log.append(term, body, magic=magic)
+                msg.physical_offset = pos + ENTRY_HEADER_BYTES
+                info = message_dispatch_info(msg, len(body))
+            else:
+                index, pos = log.append(term, body, magic=magic)
+                info = dispatch_info(log.entry(index)[1], where="replicated entry") if is_record else None
+            if info is not None:
                 self._note_offsets(info)
                 self._pending.append((pos + ENTRY_HEADER_BYTES + info.size, info))
             self._after_append(self.log.end_offset)
