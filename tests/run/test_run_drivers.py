@@ -1,0 +1,118 @@
+"""The drivers in one event loop against the real name server and the scripted broker.
+
+The slow-broker test is the issue's: the pacer keeps the intended schedule when the broker is slow;
+what the sender could not keep up with shows as growing publish delay, end-to-end latency includes
+it, and the publish latency itself stays the broker's answer time.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from mqbench.harness.metrics import RunMetrics
+from run_scripted_cluster import scripted
+
+S = 1_000_000_000
+MS = 1_000_000
+
+
+def spec(namesrv, **overrides):
+    base = {"namesrv": namesrv, "run_id": "t1", "duration_ms": 1500, "warmup_ms": 0, "window_ms": 500,
+            "progress_ms": 100, "subscriptions": [("g-all", "order_events", "*"), ("g-all", "order_payment_timeout", "*")],
+            "source": "orders", "seed": 2, "rate": 200.0, "codec": "none", "compress_over_bytes": 4096,
+            "batch_msgs": {"order_events": 1, "order_payment_timeout": 1}, "linger_ms": 5, "delay": False,
+            "in_flight_max": 1000, "send_timeout_ms": 3000, "group": "PID_t", "topics": ["order_events"],
+            "worker_index": 0, "workers": 1, "consume_from": "first"}
+    base.update(overrides)
+    return base
+
+
+async def drive(slow_ms: int = 0, **overrides):
+    from mqbench.run.consumer_driver import ConsumerDriver
+    from mqbench.run.producer_driver import ProducerDriver
+
+    async with scripted.Cluster() as cluster:
+        broker = await cluster.add_broker("broker-a", topics=("order_events", "order_payment_timeout"))
+        if slow_ms:
+            original = broker.on_send
+
+            async def slow(cmd, channel):
+                await asyncio.sleep(slow_ms / 1000)
+                return await original(cmd, channel)
+
+            broker.server.handlers[scripted.codes.SEND_MESSAGE_V2] = slow
+            broker.server.handlers[scripted.codes.SEND_BATCH_MESSAGE] = slow
+        reports = []
+        consumer = ConsumerDriver(spec(cluster.namesrv_addr, **overrides), reports.append)
+        producer = ProducerDriver(spec(cluster.namesrv_addr, **overrides), reports.append)
+        consumer_task = asyncio.create_task(consumer.run())
+        producer_task = asyncio.create_task(producer.run())
+        while sum(1 for r in reports if r["type"] == "ready") < 2:
+            await asyncio.sleep(0.01)
+        start = time.monotonic_ns() + 50 * MS
+        consumer.control({"op": "start", "start_ns": start})
+        producer.control({"op": "start", "start_ns": start})
+        produced = await producer_task
+        deadline = time.monotonic() + 5
+        while consumer.totals.consumed_undelayed < produced["totals"]["expected_deliveries"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        consumer.control({"op": "stop"})
+        consumed = await consumer_task
+        return produced, consumed, reports, broker
+
+
+def test_on_a_fast_broker_every_message_goes_on_time_and_arrives(run_loop):
+    produced, consumed, reports, broker = run_loop(drive())
+    totals = produced["totals"]
+    assert totals["intended"] == 300 and totals["acked"] == 300 and totals["errors"] == 0
+    assert consumed["totals"]["consumed"] == totals["expected_deliveries"] == 300
+    agg = RunMetrics.from_dict(produced["metrics"]).aggregates()
+    assert agg["published"] == 300 and agg["publish_delay_ms_p99"] < 50
+    consumer_agg = RunMetrics.from_dict(consumed["metrics"]).aggregates()
+    assert consumer_agg["e2e_latency_count"] == 300 and consumer_agg["e2e_latency_ms_p50"] < 100
+    assert any(r["type"] == "progress" and r["role"] == "producer" for r in reports)
+    assert len(broker.stored("order_events")) + len(broker.stored("order_payment_timeout")) == 300
+
+
+def test_a_slow_broker_shows_as_publish_delay_and_latency_includes_it(run_loop):
+    # 40 ms per answer and 4 requests in flight: at most ~100 msgs/s against a 200 msgs/s schedule.
+    produced, consumed, _reports, _broker = run_loop(drive(slow_ms=40, in_flight_max=4))
+    totals = produced["totals"]
+    merged = RunMetrics.from_dict(produced["metrics"])
+    merged.merge(RunMetrics.from_dict(consumed["metrics"]))
+    agg = merged.aggregates()
+    # The schedule was kept: every message taken went at or after its intended time, and the
+    # sender fell behind instead of thinning the load.
+    assert totals["intended"] == totals["sent"] and totals["sent"] < 300
+    assert totals["acked"] == totals["sent"]
+    assert agg["publish_delay_ms_max"] > 300  # grows through the run
+    series = merged.window_series()
+    assert series[-1]["publish_delay_ms_p50"] > series[0]["publish_delay_ms_p50"] * 2
+    assert 35 <= agg["publish_latency_ms_p50"] < 200  # the broker's answer time, not the queueing
+    assert agg["e2e_latency_ms_p50"] >= agg["publish_delay_ms_p50"]  # measured from the intended time
+
+
+def test_batches_fill_or_linger_and_delayed_messages_go_alone(run_loop):
+    produced, consumed, _reports, broker = run_loop(drive(
+        delay=True, batch_msgs={"order_events": 8, "order_payment_timeout": 8}, linger_ms=20))
+    totals = produced["totals"]
+    assert totals["acked"] == 300 and totals["delayed_acked"] > 0
+    batch_requests = [r for r in broker.requests if r.code == scripted.codes.SEND_BATCH_MESSAGE]
+    single_requests = [r for r in broker.requests if r.code == scripted.codes.SEND_MESSAGE_V2]
+    assert batch_requests and len(single_requests) >= totals["delayed_acked"]
+    stored = broker.stored("order_payment_timeout")
+    assert stored and all(m.properties.get("DELAY") == "16" for m in stored)
+    # The scripted broker ignores delays, so every delayed message arrives early: the signed error
+    # is negative, about the 30-minute delay.
+    agg = RunMetrics.from_dict(consumed["metrics"]).aggregates()
+    assert agg["delayed_consumed"] == totals["delayed_acked"] == agg["early_deliveries"]
+    assert agg["delay_error_ms_p50"] == pytest.approx(-1_800_000, rel=0.01)
+
+
+@pytest.fixture
+def run_loop():
+    def runner(coro, timeout_s=30):
+        return asyncio.run(asyncio.wait_for(coro, timeout_s))
+    return runner

@@ -1,0 +1,65 @@
+"""Matrix cells: the cartesian product in the order written, every bad spec named."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mqbench.errors import UserError
+from mqbench.run.matrix import CellSettings, check_value, parse_matrix
+
+
+def test_no_matrix_is_the_base_cell():
+    base = CellSettings(codec="lz4", batch="8", delay="off")
+    assert parse_matrix(None, base) == [base]
+    assert parse_matrix("  ", base) == [base]
+
+
+def test_the_issue_example_is_a_product_with_the_first_axis_slowest():
+    cells = parse_matrix("codec=none,zstd:3;batch=1,64;delay=off,on", CellSettings())
+    assert [c.name for c in cells] == [
+        "codec=none,batch=1,delay=off", "codec=none,batch=1,delay=on",
+        "codec=none,batch=64,delay=off", "codec=none,batch=64,delay=on",
+        "codec=zstd:3,batch=1,delay=off", "codec=zstd:3,batch=1,delay=on",
+        "codec=zstd:3,batch=64,delay=off", "codec=zstd:3,batch=64,delay=on",
+    ]
+
+
+def test_axes_the_matrix_does_not_name_keep_the_flags_values():
+    cells = parse_matrix("batch=1,16", CellSettings(codec="lz4", delay="off"))
+    assert [(c.codec, c.batch, c.delay) for c in cells] == [("lz4", "1", "off"), ("lz4", "16", "off")]
+
+
+def test_values_are_canonical():
+    assert check_value("batch", " 064 ") == "64"
+    assert check_value("codec", "zstd") == parse_matrix("codec=zstd", CellSettings())[0].codec
+    assert CellSettings(batch="profile").batch_msgs_for(64) == 64
+    assert CellSettings(batch="1").batch_msgs_for(64) == 1
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("speed=1", "unknown matrix axis 'speed'"),
+    ("codec", "must look like axis=value1,value2"),
+    ("codec=", "has no values"),
+    ("codec=lz4;codec=none", "given twice"),
+    ("batch=1,1", "repeats a value"),
+    ("batch=0", "batch '0' must be"),
+    ("batch=2000", "batch '2000' must be"),
+    ("batch=x", "batch 'x' must be"),
+    ("delay=maybe", "delay 'maybe' must be 'on' or 'off'"),
+    ("codec=gzip", "codec 'gzip'"),
+    (";;", "names no axis"),
+])
+def test_bad_specs_are_user_errors_naming_the_problem(spec, message):
+    with pytest.raises(UserError, match=message):
+        parse_matrix(spec, CellSettings())
+
+
+@given(st.text(max_size=60))
+def test_any_text_parses_or_is_a_user_error(spec):
+    try:
+        cells = parse_matrix(spec, CellSettings())
+    except UserError:
+        return
+    assert cells and all(isinstance(c, CellSettings) for c in cells)
+    assert len({c.name for c in cells}) == len(cells)

@@ -1,0 +1,160 @@
+"""Stamps, /proc parsing, disk bytes, the tracker's backlogs and checks, payload compression ratios."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mqbench.codecs.registry import parse_codec
+from mqbench.harness.metrics import encode_histogram, new_histogram
+from mqbench.run.consumer_driver import Deliveries
+from mqbench.run.payload import measure_payload
+from mqbench.run.probes import CLOCK_TICKS_PER_S, allocated_bytes, cpu_seconds, parse_proc_stat
+from mqbench.run.stamps import PROPERTY_DELIVER_NS, PROPERTY_INTENDED_NS, PROPERTY_RUN, read_stamp, stamp
+from mqbench.run.tracker import Tracker
+from mqbench.workloads.source import open_workload
+
+# --- stamps -----------------------------------------------------------------------------------
+
+
+def test_stamps_round_trip_and_keep_the_users_properties():
+    props = stamp({"bizLine": "mall"}, "run1", 123456789, None)
+    assert props == {"bizLine": "mall", PROPERTY_RUN: "run1", PROPERTY_INTENDED_NS: "123456789"}
+    assert read_stamp(props, "run1") == (123456789, None)
+    delayed = stamp({}, "run1", 5, 1_000_000_005)
+    assert read_stamp(delayed, "run1") == (5, 1_000_000_005)
+
+
+def test_other_runs_and_broken_stamps_are_not_ours():
+    assert read_stamp(stamp({}, "run1", 1, None), "run2") is None
+    assert read_stamp({}, "run1") is None
+    assert read_stamp({PROPERTY_RUN: "run1"}, "run1") is None
+    assert read_stamp({PROPERTY_RUN: "run1", PROPERTY_INTENDED_NS: "12x"}, "run1") is None
+    assert read_stamp({PROPERTY_RUN: "run1", PROPERTY_INTENDED_NS: "1", PROPERTY_DELIVER_NS: ""}, "run1") is None
+
+
+@given(st.dictionaries(st.sampled_from([PROPERTY_RUN, PROPERTY_INTENDED_NS, PROPERTY_DELIVER_NS, "x"]),
+                       st.text(max_size=12)))
+def test_read_stamp_never_raises(props):
+    result = read_stamp(props, "r")
+    assert result is None or isinstance(result[0], int)
+
+
+# --- /proc/<pid>/stat ---------------------------------------------------------------------------
+
+# A real stat line layout (proc(5)): pid (comm) state ppid pgrp session tty_nr tpgid flags minflt
+# cminflt majflt cmajflt utime stime cutime ...: utime is field 14 (here 250), stime 15 (here 50).
+STAT_LINE = "4242 (python3) S 1 4242 4242 0 -1 4194304 1000 0 2 0 250 50 7 3 20 0 3 0 100 1000000 500\n"
+
+
+def test_parse_proc_stat_reads_utime_and_stime():
+    assert parse_proc_stat(STAT_LINE) == pytest.approx(300 / CLOCK_TICKS_PER_S)
+
+
+def test_a_command_name_with_spaces_and_parentheses_does_not_shift_the_fields():
+    tricky = STAT_LINE.replace("(python3)", "(my (odd) name)")
+    assert parse_proc_stat(tricky) == pytest.approx(300 / CLOCK_TICKS_PER_S)
+
+
+@pytest.mark.parametrize("text", ["", "4242 python3 S 1", "4242 (x) S 1 2 3", "4242 (x) S " + "a " * 20])
+def test_a_malformed_stat_line_is_a_value_error(text):
+    with pytest.raises(ValueError):
+        parse_proc_stat(text)
+
+
+def test_cpu_seconds_of_this_process_grow_with_work_and_gone_pids_count_zero():
+    before = cpu_seconds([os.getpid()])
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:
+        pass
+    assert cpu_seconds([os.getpid()]) > before
+    assert cpu_seconds([2**22 + 12345]) == 0.0
+
+
+def test_allocated_bytes_counts_blocks_not_apparent_size(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "data").write_bytes(os.urandom(64 * 1024))
+    with open(tmp_path / "sparse", "wb") as handle:
+        handle.truncate(1 << 30)  # a preallocated-looking 1 GiB segment that holds nothing
+    used = allocated_bytes([tmp_path])
+    assert 64 * 1024 <= used < 1 << 20
+    assert allocated_bytes([tmp_path / "missing"]) == 0
+
+
+# --- deliveries and the tracker ----------------------------------------------------------------
+
+
+def test_deliveries_count_the_groups_whose_subscription_matches():
+    deliveries = Deliveries([("fulfil", "orders", "PAID || CANCELLED"), ("analytics", "orders", "*"),
+                             ("closer", "timeouts", "*")])
+    assert deliveries.count("orders", "PAID") == 2
+    assert deliveries.count("orders", "CREATED") == 1
+    assert deliveries.count("timeouts", "") == 1
+    assert deliveries.count("other", "PAID") == 0
+
+
+def producer_progress(t_ns, **totals):
+    base = dict.fromkeys(("intended", "sent", "acked", "errors", "acked_bytes", "expected_deliveries",
+                          "delayed_acked", "in_flight", "publish_backlog"), 0)
+    base.update(totals)
+    return {"type": "progress", "role": "producer", "t_ns": t_ns, "totals": base}
+
+
+def consumer_progress(t_ns, consumed):
+    return {"type": "progress", "role": "consumer", "t_ns": t_ns,
+            "totals": {"consumed": consumed, "consumed_undelayed": consumed, "consumed_delayed": 0,
+                       "consumed_bytes": 0, "foreign": 0}}
+
+
+def test_the_tracker_sums_workers_and_samples_backlogs_per_window():
+    tracker = Tracker()
+    s = 1_000_000_000
+    tracker.observe("p0", producer_progress(1 * s, acked=100, expected_deliveries=200, publish_backlog=3))
+    tracker.observe("p1", producer_progress(1 * s, acked=50, expected_deliveries=100))
+    tracker.observe("c0", consumer_progress(int(1.5 * s), 250))
+    tracker.observe("p0", producer_progress(15 * s, acked=900, expected_deliveries=1800, publish_backlog=40))
+    totals = tracker.totals()
+    assert totals["acked"] == 950 and totals["consume_backlog"] == 1900 - 250
+    backlogs = tracker.window_backlogs(0, 10_000, 3)
+    assert backlogs[0] == {"publish_backlog_msgs": 3, "consume_backlog_msgs": 50}
+    assert backlogs[1] == {"publish_backlog_msgs": 40, "consume_backlog_msgs": 1650}
+    assert tracker.window_backlogs(5 * s, 1_000, 1)[0] == {"publish_backlog_msgs": 3, "consume_backlog_msgs": 50}
+    assert Tracker().window_backlogs(0, 1000, 1)[0]["publish_backlog_msgs"] is None
+    assert not tracker.drained()
+
+
+def test_a_check_observes_the_interval_only():
+    tracker = Tracker()
+    tracker.observe("p0", producer_progress(1, acked=100, errors=1))
+    tracker.start_check()
+    histogram = new_histogram()
+    for value_us in range(1000, 101_000, 1000):  # 1..100 ms
+        histogram.record_value(value_us)
+    message = producer_progress(2, acked=400, errors=3, publish_backlog=7)
+    message["latency_histogram"] = encode_histogram(histogram)
+    tracker.observe("p0", message)
+    observation = tracker.take_check(2000, 150.0)
+    assert (observation.published, observation.publish_errors, observation.intended) == (300, 2, 300)
+    assert observation.publish_backlog_msgs == 7
+    assert observation.publish_latency_ms_p99 == pytest.approx(99, rel=0.01)
+    assert tracker.take_check(1000, 0.0).publish_latency_ms_p99 is None
+
+
+# --- payload ------------------------------------------------------------------------------------
+
+
+def test_payload_ratios_are_measured_on_the_runs_own_bodies():
+    bodies = [m.body for m in __import__("itertools").islice(open_workload("orders", 4).messages, 200)]
+    codec = parse_codec("zstd:3")
+    measured = measure_payload("orders", 4, "zstd:3", 4096, batch_msgs=16, sample_msgs=200)
+    raw = sum(map(len, bodies))
+    assert measured["compression_ratio_per_msg"] == pytest.approx(raw / sum(len(codec.compress(b)) for b in bodies))
+    assert measured["compression_ratio_as_sent"] == 1.0  # orders bodies are all under 4 KiB
+    assert measured["compressed_share"] == 0.0
+    assert measured["compression_ratio_batch"] > measured["compression_ratio_per_msg"]
+    everything = measure_payload("orders", 4, "zstd:3", 0, sample_msgs=200)
+    assert everything["compression_ratio_as_sent"] == pytest.approx(everything["compression_ratio_per_msg"])
+    assert measure_payload("orders", 4, "none", 4096, sample_msgs=10)["compression_ratio_per_msg"] == 1.0
