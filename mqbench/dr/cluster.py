@@ -1,0 +1,103 @@
+"""A reference cluster whose rooms talk through the DR fabric: the launcher's processes, each broker
+reading its room's view of the layout (``fabric.write_views``), plus the fabric's delay proxies.
+
+``up(layout, directory)`` starts the fabric, the name server and every broker (as
+``mqbench.cluster.launcher.up`` does, with the same ``cluster.json`` state, so ``launcher.kill``,
+``launcher.start``, ``launcher.status_async`` and ``mqbench cluster status --dir`` work on it) and
+waits until every group has a routed leader. ``down(cluster)`` stops the processes, then the
+fabric. On any failure while starting, everything started here is stopped again.
+"""
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mqbench.broker.layout import Layout, load_layout
+from mqbench.cluster import launcher
+from mqbench.cluster.processes import ClusterState, ProcessRecord, python_argv, spawn, stop, tail
+from mqbench.dr.fabric import ProxyFabric, write_views
+from mqbench.errors import UserError
+
+
+@dataclass
+class DrCluster:
+    layout: Layout
+    state: ClusterState
+    fabric: ProxyFabric
+
+    @property
+    def namesrv_addr(self) -> str:
+        return self.layout.namesrv_addr
+
+
+def up(layout_name: str | Path, directory: Path, *, port_offset: int = 0, durability: str = "memory",
+       wait_s: float = 60.0, seed: int | str = 0) -> DrCluster:
+    """Start fabric, name server and brokers; wait for routed leaders (module docstring)."""
+    layout = load_layout(layout_name).with_port_offset(port_offset)
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    if (directory / "cluster.json").exists():
+        running = [r.name for r in ClusterState.load(directory).processes.values() if r.alive()]
+        if running:
+            raise UserError(f"a cluster is already running in {directory} ({', '.join(running)})")
+    launcher.check_ports_free(layout)
+    views = write_views(layout, directory / "views")
+    records = {"namesrv": ProcessRecord(
+        name="namesrv", kind="namesrv", host=layout.namesrv_host, room=layout.room_of(layout.namesrv_host),
+        addr=layout.namesrv_addr, workdir=str(directory / "namesrv"),
+        argv=python_argv(launcher.NAMESRV_MODULE, "--listen", layout.namesrv_addr))}
+    for instance in layout.instances:
+        workdir = directory / instance.group / instance.replica_id
+        records[instance.name] = ProcessRecord(
+            name=instance.name, kind="broker", host=instance.host, room=instance.room, addr=instance.addr,
+            workdir=str(workdir),
+            argv=python_argv(launcher.BROKER_MODULE, "--layout", str(views[instance.room]), "--port-offset", "0",
+                             "--instance", instance.name, "--store", str(workdir / "store"),
+                             "--durability", durability))
+    state = ClusterState(directory=directory, layout_source=str(Path(layout.source).resolve()),
+                         layout_name=layout.name, port_offset=port_offset,
+                         settings={"durability": durability, "dr_views": {r: str(p) for r, p in views.items()}},
+                         processes=records)
+    fabric = ProxyFabric(layout, seed=seed).start()
+    deadline = time.monotonic() + wait_s
+    try:
+        spawn(records["namesrv"])
+        state.save()
+        _wait_listening(records["namesrv"], deadline)
+        for record in records.values():
+            if record.kind == "broker":
+                spawn(record)
+        state.save()
+        launcher.wait_for_leaders(state, max(deadline - time.monotonic(), 0.5))
+    except BaseException:
+        stop(list(state.processes.values()), timeout_s=5)
+        fabric.close()
+        raise
+    return DrCluster(layout, state, fabric)
+
+
+def down(cluster: DrCluster, timeout_s: float = 10.0) -> dict[str, str]:
+    """Clean stop of every process (SIGKILL after ``timeout_s``), then the fabric."""
+    try:
+        cluster.fabric.heal()  # a partitioned broker must reach the name server to unregister
+        return launcher.down(cluster.state, timeout_s)
+    finally:
+        cluster.fabric.close()
+
+
+def _wait_listening(record: ProcessRecord, deadline: float) -> None:
+    host, _, port = record.addr.rpartition(":")
+    while True:
+        if not record.alive():
+            raise UserError(f"{record.name} exited while starting; last lines of {record.log_path}:\n"
+                            f"{tail(record.log_path)}")
+        try:
+            with socket.create_connection((host, int(port)), timeout=0.5):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise UserError(f"{record.name} does not listen on {record.addr}; see {record.log_path}")
+        time.sleep(0.05)
