@@ -182,11 +182,16 @@ def kill(state: ClusterState, target: str, sig: int = signal.SIGKILL) -> list[st
     """Send ``sig`` (SIGKILL by default) to the processes named by ``target``.
 
     After SIGKILL it waits (up to 5 s) until they are gone, so a following ``start`` can bind
-    their ports again."""
+    their ports again; after SIGSTOP (up to 2 s) until they show as stopped."""
     records = state.select(target)
     hit = send_signal(records, sig)
     if sig == signal.SIGKILL:
         wait_gone([r for r in records if r.name in hit], 5.0)
+    elif sig == signal.SIGSTOP:  # the kernel stops a process asynchronously: report it once it is
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and not all(
+                _is_stopped(p) for p in (r.process() for r in records if r.name in hit) if p is not None):
+            time.sleep(0.01)
     return hit
 
 
