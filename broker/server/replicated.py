@@ -24,7 +24,8 @@ term, leader_id)`` on every change, ``on_commit()`` after committed entries were
 Writes (leader only; a follower or candidate raises ``NotLeader(leader_id)`` at once):
 
 * ``await put(msg) -> PutResult`` and ``await put_batch(topic, queue_id, items, *, consolidate,
-  properties=None, sysflag=0, flag=0, born_timestamp_ms=0, born_host=...) -> PutResult``: the
+  properties=None, sysflag=0, flag=0, born_timestamp_ms=0, born_host=..., inner_body=None) ->
+  PutResult``: the
   record(s) are built and checked on the leader (``Store.prepare_record``: UserError before
   anything reaches the log), proposed, and the call returns once they are committed (a majority
   has them: in its page cache with ``memory``, fsynced with ``fsync``) and applied here. The
@@ -272,14 +273,16 @@ class ReplicatedGroup:
 
     async def put_batch(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
                         properties: dict[str, str] | None = None, sysflag: int = 0, flag: int = 0,
-                        born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0)) -> PutResult:
-        """Store a client batch (``Store.append_batch`` rules): one record when ``consolidate``
-        (a BatchCQ topic), else one record (one Raft entry) per message, proposed together."""
+                        born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0),
+                        inner_body: bytes | None = None) -> PutResult:
+        """Store a client batch (``Store.append_batch`` rules, ``inner_body`` included): one record
+        when ``consolidate`` (a BatchCQ topic), else one record (one Raft entry) per message,
+        proposed together (one Ready: they commit together unless the leader fails meanwhile)."""
         self._check_writable()
         _refuse_meta_topic(topic)
         prepared = self.store.prepare_batch_records(
             topic, queue_id, items, consolidate=consolidate, properties=properties, flag=flag, sysflag=sysflag,
-            born_timestamp_ms=born_timestamp_ms, born_host=born_host)
+            born_timestamp_ms=born_timestamp_ms, born_host=born_host, inner_body=inner_body)
         return await self._propose([r for r, _ in prepared], [n for _, n in prepared])
 
     async def commit_offset(self, group: str, topic: str, queue_id: int, offset: int, *, reset: bool = False) -> None:

@@ -1,0 +1,109 @@
+"""ReplicatedGroup restarts: metadata re-applied from the log, preferred leaders, callbacks, stats."""
+from __future__ import annotations
+
+import asyncio
+
+from mqbench.broker.server.raft_glue import APPLIED_FILE, replica_node_id
+from mqbench.broker.store.metadata import CONSUMER_OFFSETS_FILE
+from mqbench.broker.store.record import Message
+
+from replicated_cluster import Cluster
+from test_replicated_group import run
+
+
+def _config_file(root, name):
+    return next(root.rglob(name))
+
+
+def test_metadata_lost_before_it_was_persisted_is_rebuilt_from_the_log(tmp_path):
+    async def main():
+        cluster = await Cluster(tmp_path, 1, "memory").start()
+        leader = await cluster.leader()
+        await leader.commit_offset("G", "T", 0, 10)
+        await leader.commit_offset("G", "T", 0, 3, reset=True)
+        await leader.commit_offset("G", "T", 0, 5)
+        await leader.commit_offset("G", "T", 1, 8)
+        await leader.ensure_topic("Made", queues=2)
+        await cluster.close()
+        root = cluster.store_root(1)
+        # a crash right after the entries were committed: neither the offsets file nor the
+        # applied mark made it to disk
+        _config_file(root, CONSUMER_OFFSETS_FILE).unlink()
+        (root / APPLIED_FILE).unlink()
+        group = await cluster.restart(1)
+        try:
+            await cluster.leader()
+            assert group.store.query_offset("G", "T", 0) == 5        # replayed in log order
+            assert group.store.query_offset("G", "T", 1) == 8
+            assert group.store.topic_config("Made").write_queue_nums == 2
+        finally:
+            await cluster.close()
+    run(main())
+
+
+def test_a_stale_metadata_file_is_brought_up_to_date(tmp_path):
+    async def main():
+        cluster = await Cluster(tmp_path, 1, "fsync").start()
+        leader = await cluster.leader()
+        await leader.commit_offset("G", "T", 0, 4)
+        await cluster.close()
+        root = cluster.store_root(1)
+        stale = _config_file(root, CONSUMER_OFFSETS_FILE).read_bytes()
+        stale_mark = (root / APPLIED_FILE).read_bytes()
+        group = await cluster.restart(1)
+        await (await cluster.leader()).commit_offset("G", "T", 0, 9)
+        await cluster.close()
+        _config_file(root, CONSUMER_OFFSETS_FILE).write_bytes(stale)
+        (root / APPLIED_FILE).write_bytes(stale_mark)
+        group = await cluster.restart(1)
+        try:
+            await cluster.leader()
+            assert group.store.query_offset("G", "T", 0) == 9
+        finally:
+            await cluster.close()
+    run(main())
+
+
+def test_leadership_moves_to_the_preferred_replica(tmp_path):
+    async def main():
+        cluster = await Cluster(tmp_path, 3, "memory", preferred_leader=3).start()
+        changes = []
+        for group in cluster.groups.values():
+            group.on_role_change = lambda role, term, lead, me=group.self_id: changes.append((me, role, lead))
+        try:
+            async def settled():
+                while True:
+                    leader = await cluster.leader()
+                    if leader.self_id == 3:
+                        return leader
+                    await asyncio.sleep(0.02)
+            leader = await asyncio.wait_for(settled(), 15)
+            result = await leader.put(Message(topic="T", body=b"p"))
+            assert result.queue_offset == 0
+            assert (3, "leader", 3) in changes
+            assert all(g.leader_id == 3 for g in cluster.groups.values() if g.role == "follower")
+        finally:
+            await cluster.close()
+    run(main())
+
+
+def test_on_commit_and_stats(tmp_path):
+    async def main():
+        cluster = await Cluster(tmp_path, 3, "memory").start()
+        try:
+            leader = await cluster.leader()
+            follower = next(g for g in cluster.groups.values() if g is not leader)
+            woken = asyncio.Event()
+            follower.on_commit = woken.set
+            await leader.put(Message(topic="T", body=b"x" * 1000))
+            await asyncio.wait_for(woken.wait(), 5)
+            stats = leader.stats()
+            assert stats["raftRole"] == "leader" and stats["raftLeaderId"] == leader.self_id
+            assert stats["putMessageCount"] == 1 and stats["raftBytesSent"] > 2 * 1000
+            assert stats["storeBytes"] > 1000 and stats["raftCommitIndex"] >= 2
+            assert follower.stats()["raftBytesReceived"] > 1000
+            assert follower.stats()["raftRole"] == "follower"
+            assert replica_node_id("n0") == 1
+        finally:
+            await cluster.close()
+    run(main())
