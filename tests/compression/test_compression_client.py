@@ -40,10 +40,9 @@ class AwareBroker(scripted.ScriptedBroker):
         props = rec.decode_properties(h.properties or "")
         base = dict(topic=h.topic, queue_id=h.queue_id, born_timestamp_ms=h.born_timestamp_ms)
         if h.topic in self.inner_batch_topics:
-            msg = rec.Message(body=batch.stored_body, sysflag=rec.SYSFLAG_NEED_UNWRAP | rec.SYSFLAG_INNER_BATCH
-                              | batch.sysflag_bits, properties={**props, "INNER_NUM": str(batch.count),
-                                                                "INNER_BASE": str(self.max_offset(h.topic, h.queue_id))},
-                              **base)
+            inner = {"INNER_NUM": str(batch.count), "INNER_BASE": str(self.max_offset(h.topic, h.queue_id))}
+            msg = rec.Message(body=batch.stored_body, properties={**props, **inner}, **base,
+                              sysflag=rec.SYSFLAG_NEED_UNWRAP | rec.SYSFLAG_INNER_BATCH | batch.sysflag_bits)
             first = self.append(msg, batch.count)
             ids = rec.message_id(self.store_host, msg.physical_offset)
         else:
