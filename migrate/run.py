@@ -42,7 +42,7 @@ from mqbench.errors import CorruptDataError, UserError
 
 from . import delay
 from .configs_carry import write_configs
-from .journal import read_journal, write_file_atomic, write_journal
+from .journal import JOURNAL_FILE, read_journal, write_file_atomic, write_journal
 from .plan import Options, Plan, make_plan
 from .reframe import Reframer
 from .source import Position, walk_log
@@ -85,8 +85,9 @@ class Copier:
                 checkpoint()
                 if self.on_progress:
                     self.on_progress(p["bytes_in"])
-        if self.timers.to_v4 and self.timers.map_to_levels:
+        if self.timers.to_v4 and self.timers.map_to_levels and not p.get("timers_done"):
             self._map_timers()
+            p["timers_done"] = True     # journaled by the checkpoint that follows
 
     def _copy(self, item) -> None:
         p = self.progress
@@ -181,6 +182,12 @@ def _check_dst(src: str, dst: str, resume: bool) -> dict | None:
     if dst_real == src_real or dst_real.startswith(src_real + os.sep) or src_real.startswith(dst_real + os.sep):
         raise UserError(f"--out {dst} must be outside the source store {src} (SRC is never written)")
     journal = read_journal(dst) if os.path.isdir(dst) else None
+    # killed while writing the very first journal: only its temp file is there, nothing to resume
+    untouched = journal is None and os.path.isdir(dst) and set(os.listdir(dst)) <= {JOURNAL_FILE + ".tmp"}
+    if untouched:
+        for name in os.listdir(dst):
+            os.remove(os.path.join(dst, name))
+        return None
     if resume:
         if journal is None:
             raise UserError(f"--resume: {dst} holds no migration journal (start without --resume)")

@@ -121,7 +121,8 @@ class TargetLog:
     def rewind(self, end: int, last_index: int) -> None:
         """Cut the log back to ``end`` (plain) / after ``last_index`` (DLedger): a journal
         checkpoint. Back to nothing, the log folder is made anew (as an uninterrupted run has it)."""
-        if self.end_offset < end or (self.dledger is not None and self.dledger.last_index < last_index):
+        files_end = self.dledger.end_pos if self.dledger is not None else self.segments.end_offset
+        if files_end < end or (self.dledger is not None and self.dledger.last_index < last_index):
             raise CorruptDataError(f"the target log ends before the journal's checkpoint at {end}",
                                    where=str(self.folder))
         if end <= 0 and last_index < 0:
