@@ -437,3 +437,38 @@ def test_leader_stop_unregisters_and_a_new_leader_takes_over(tmp_path):
             assert after.queue_offset == before[-1].queue_offset + 1
             assert leader.instance.addr not in json.dumps(cluster.namesrv.routes.cluster_info())
     run(scenario(), timeout_s=45)
+
+
+def test_whole_batch_compressed_sends(tmp_path):
+    async def scenario():
+        async with InProcessCluster(tmp_path, 1, subnet=8) as cluster:
+            leader = await cluster.leader()
+            addr = leader.instance.addr
+            await create_topic(addr, "Plain", queues=1)
+            await create_topic(addr, "Packed", queues=1, attributes={"queue.type": "BatchCQ"})
+            await asyncio.sleep(0.6)
+            bodies = [(b"order-%d " % i) * 200 for i in range(8)]
+            async with Producer(cluster.namesrv_addr, "PID_z", batch_compression="zlib") as producer:
+                plain = await producer.send_batch([OutgoingMessage("Plain", b) for b in bodies])
+                packed = await producer.send_batch([OutgoingMessage("Packed", b) for b in bodies])
+            assert plain.queue_offset == 0 and packed.queue_offset == 0
+            store = leader.group.store
+            records = [rec.decode_message(raw)[0] for _, raw, _ in store.log.scan(0, None)]
+            # to an ordinary topic: checked, decompressed, one plain record per message
+            plain_records = [r for r in records if r.topic == "Plain"]
+            assert [r.body for r in plain_records] == bodies
+            assert not any(r.sysflag & rec.SYSFLAG_COMPRESSED for r in plain_records)
+            # to a BatchCQ topic: ONE record whose body is the compressed stream
+            [packed_record] = [r for r in records if r.topic == "Packed"]
+            assert packed_record.sysflag & rec.SYSFLAG_COMPRESSED and packed_record.sysflag & rec.SYSFLAG_INNER_BATCH
+            assert len(packed_record.body) < sum(map(len, bodies)) // 4
+            for topic in ("Plain", "Packed"):
+                response = await request(addr, codes.PULL_MESSAGE, pull_fields(topic, 0, 0))
+                assert [m.body for m in decode_pulled(response.body, "b")] == bodies
+            # an envelope that lies about its size is refused before anything is stored
+            fields = headers.SendMessageHeader(producer_group="P", topic="Packed", queue_id=0, batch=True,
+                                               sys_flag=rec.SYSFLAG_COMPRESSED).to_v2()
+            bad = await request(addr, codes.SEND_BATCH_MESSAGE, fields, b"\xff\xff\xff\xffMQBC" + b"\x00" * 12)
+            assert bad.code == codes.MESSAGE_ILLEGAL and "batch body to Packed" in bad.remark
+            assert store.max_offset("Packed", 0) == 8
+    run(scenario())
