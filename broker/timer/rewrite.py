@@ -15,6 +15,9 @@ Put (``rewrite_for_delay``), as RocketMQ's broker does before storing:
   the maximum; the wheel then parks and re-writes ("rolls") the message, see ``index``.
 * anything else: the message itself, unchanged (the same object).
 
+A client's own ``MQBENCH_DELAY_SRC`` property is dropped in every case: only the delivery service
+may write it (it is how a new leader recognises deliveries, ``plan``).
+
 Bad values (``DELAY=abc``, ``TIMER_DELAY_MS=-5``, a message sent straight to a delay system topic)
 raise UserError naming the property, so the broker answers the producer with an error.
 
@@ -99,6 +102,8 @@ def rewrite_for_delay(msg: Message, *, now_ms: int, config: DelayConfig = DelayC
     if msg.topic in DELAY_TOPICS:
         raise UserError(f"topic {msg.topic} is reserved for delayed messages; send to the real topic "
                         f"with a DELAY level or a TIMER_* property instead")
+    if PROP_SOURCE in msg.properties:
+        msg = dataclasses.replace(msg, properties={k: v for k, v in msg.properties.items() if k != PROP_SOURCE})
     if msg.sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
         return msg
     level = delay_level(msg)

@@ -1,0 +1,464 @@
+"""The leader-side delivery service: re-puts due delayed messages through the replicated put.
+
+    service = DelayService(group.store, group.put, clock_ms=..., config=DelayConfig())
+    await service.start()     # on becoming leader
+    service.notify()          # optional: after entries were committed (wakes it at once)
+    await service.stop()      # on losing leadership / shutdown
+
+``store`` is read through ``read_queue``, ``min_offset``/``max_offset``, ``delay_offset``/
+``set_delay_offset`` and ``root`` (the timer index lives in ``{root}/timerlog``, ``timerwheel``,
+``config/timercheck`` unless ``index_root`` says otherwise). ``put`` is the replicated put: an
+``async`` callable taking a ``Message`` and returning when it is committed, with the message's
+queue offset in ``.queue_offset``; it raises (e.g. NotLeader) when it cannot.
+
+What it does (states as a table, ``TRANSITIONS``): on ``start`` it recovers (``plan`` explains the
+barrier, the last progress marker and the target scan), then loops: ``step`` plans one window of due
+messages (delay levels: each schedule queue in order while due, deliver time = store time + level
+delay; timers: the index's slots plus newly indexed entries, by fire time), puts the window's marker,
+re-puts every message (``deliver_concurrency`` at once) and sleeps until the next due time, the
+poll interval, or ``notify``. A message is never put before its due time by ``clock_ms``. Any
+failure (a refused put, a read error) sends it back to recovery after ``retry_ms``: progress is
+always re-derived from the log, never trusted from memory after an error.
+
+``on_delivered(source, due_ms, acked_ms)`` (optional) is called after each acknowledged re-put; the
+timer benchmark measures the signed delivery error with it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from mqbench.broker.store.record import SCHEDULE_TOPIC, Message, java_hash, record_size
+from mqbench.broker.store.timer_formats import TIMER_LOG_FILE_BYTES, TIMER_TOPIC
+from mqbench.errors import CorruptDataError, UserError
+
+from .config import DelayConfig
+from .index import TimerEntry, TimerIndex, timer_fire
+from .plan import (BARRIER_QUEUE, MARKER_QUEUE, PROGRESS_TOPIC, Progress, Window, barrier_message, decode_marker,
+                   marker_message)
+from .rewrite import (PROP_REAL_TOPIC, PROP_SOURCE, delivered_message, level_due_ms, rolled_message, source_id, timer_due_ms)
+
+log = logging.getLogger("mqbench.broker.timer")
+
+STOPPED, RECOVERING, RUNNING = "stopped", "recovering", "running"
+TRANSITIONS = {
+    # (state, event): next state
+    (STOPPED, "start"): RECOVERING,
+    (RECOVERING, "recovered"): RUNNING,
+    (RECOVERING, "failed"): RECOVERING,
+    (RUNNING, "failed"): RECOVERING,
+    (RECOVERING, "stop"): STOPPED,
+    (RUNNING, "stop"): STOPPED,
+    (STOPPED, "stop"): STOPPED,
+}
+READ_CHUNK = 256
+INDEX_CHECKPOINT_MS = 1000
+
+
+@dataclass
+class DelayStats:
+    delivered: int = 0          # real messages re-put
+    rolled: int = 0             # timers written to the timer topic again (beyond the roll window)
+    malformed: int = 0          # delayed records that name no valid target: skipped, logged
+    markers: int = 0            # progress markers put
+    recoveries: int = 0
+    found_delivered: int = 0    # window sources a recovery found already delivered by the old leader
+    redelivered: int = 0        # window sources a recovery delivered (the old leader had not)
+    failures: int = 0
+    last_error: str = ""
+
+
+@dataclass
+class _Delivery:
+    due_ms: int
+    source: str
+    message: Message
+    rolled: bool = False
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class DelayService:
+    """Delivers due delay-level and timer messages on the leader (see module doc)."""
+
+    def __init__(self, store, put: Callable[[Message], Awaitable], *, clock_ms: Callable[[], int] | None = None,
+                 config: DelayConfig = DelayConfig(), index_root=None,
+                 timer_log_segment_bytes: int = TIMER_LOG_FILE_BYTES,
+                 on_delivered: Callable[[str, int, int], None] | None = None, name: str = "delay-service",
+                 barrier_timeout_ms: int = 30_000, retry_ms: int = 1000):
+        self.store = store
+        self.put = put
+        self.clock_ms = clock_ms or _wall_ms
+        self.config = config
+        self.index_root = Path(index_root if index_root is not None else store.root)
+        self.timer_log_segment_bytes = timer_log_segment_bytes
+        self.on_delivered = on_delivered
+        self.name = name
+        self.barrier_timeout_ms = barrier_timeout_ms
+        self.retry_ms = retry_ms
+        self.state = STOPPED
+        self.stats = DelayStats()
+        self.progress = Progress()
+        self.index: TimerIndex | None = None
+        self._task: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
+        self._checkpoint_at_ms = 0
+        self._topic_hashes: dict[str, int] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _event(self, event: str) -> None:
+        nxt = TRANSITIONS.get((self.state, event))
+        if nxt is None:
+            raise UserError(f"delay service: {event!r} is not allowed while {self.state}")
+        self.state = nxt
+
+    async def start(self) -> None:
+        """Begin delivering (call on becoming leader). Returns at once; recovery runs in the task."""
+        if self._task is not None:
+            return
+        self._event("start")
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        """Stop delivering (on losing leadership or shutdown); the index is checkpointed and closed."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._event("stop")
+        if self.index is not None:
+            self.index.close()
+            self.index = None
+
+    def notify(self) -> None:
+        """New entries were committed: look for delayed messages now rather than at the next poll."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                if self.state == RECOVERING:
+                    await self.recover()
+                wait_ms = await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:   # a refused put, a read error: re-derive progress from the log
+                self.stats.failures += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("%s: %s; recovering in %d ms", self.name, self.stats.last_error, self.retry_ms)
+                self._event("failed")
+                wait_ms = self.retry_ms
+            if wait_ms > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait_ms / 1000)
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep(0)
+
+    # -- reading helpers ---------------------------------------------------------------------
+
+    def _read(self, topic: str, queue_id: int, offset: int, count: int) -> tuple[list[Message], int]:
+        """Messages from ``offset``; a record that fails its checks is skipped (logged, counted)."""
+        try:
+            res = self.store.read_queue(topic, queue_id, offset, count)
+            return res.messages, res.next_offset
+        except CorruptDataError as exc:
+            if count > 1:
+                return self._read(topic, queue_id, offset, 1)
+            self.stats.malformed += 1
+            log.error("%s: skipping %s/%d@%d: %s", self.name, topic, queue_id, offset, exc)
+            return [], offset + 1
+
+    def _read_one(self, topic: str, queue_id: int, offset: int) -> Message | None:
+        msgs, _ = self._read(topic, queue_id, offset, 1)
+        return msgs[0] if msgs and msgs[0].queue_offset == offset else None
+
+    async def _applied(self, topic: str, queue_id: int, offset: int) -> None:
+        """Wait until ``offset`` of a queue is readable (the entry was applied on this replica)."""
+        deadline = time.monotonic() + self.barrier_timeout_ms / 1000
+        while self.store.max_offset(topic, queue_id) <= offset:
+            if time.monotonic() > deadline:
+                raise UserError(f"{topic}/{queue_id}@{offset} was acknowledged but is not readable after "
+                                f"{self.barrier_timeout_ms} ms")
+            await asyncio.sleep(0.001)
+
+    def _last_window(self) -> Window | None:
+        hi = self.store.max_offset(PROGRESS_TOPIC, MARKER_QUEUE)
+        if hi <= 0:
+            return None
+        msg = self._read_one(PROGRESS_TOPIC, MARKER_QUEUE, hi - 1)
+        if msg is None:
+            raise CorruptDataError("the last progress marker cannot be read", where=PROGRESS_TOPIC, offset=hi - 1)
+        return decode_marker(msg.body)
+
+    def _initial_progress(self) -> Progress:
+        levels = {lvl: max(self.store.min_offset(SCHEDULE_TOPIC, lvl - 1), self.store.delay_offset(lvl))
+                  for lvl in range(1, self.config.max_level + 1)}
+        offset = self.store.min_offset(TIMER_TOPIC, 0) if self.index is not None else 0
+        return Progress(levels, None, offset, 0)
+
+    # -- the timer index ---------------------------------------------------------------------
+
+    def _topic_hash(self, topic: str | None) -> int:
+        if not topic:
+            return 0
+        h = self._topic_hashes.get(topic)
+        if h is None:
+            if len(self._topic_hashes) > 4096:
+                self._topic_hashes.clear()
+            h = self._topic_hashes[topic] = java_hash(topic)
+        return h
+
+    def _entry_of(self, record: Message) -> tuple[int, int]:
+        try:
+            due = timer_due_ms(record)
+        except CorruptDataError:
+            due = record.store_timestamp_ms   # fires at once; delivery then finds it malformed and skips it
+        return due, record.store_timestamp_ms
+
+    async def _catch_up(self) -> tuple[int, list[TimerEntry]]:
+        """Index every committed timer record not indexed yet; returns (first offset indexed, entries)."""
+        ix = self.index
+        hi = self.store.max_offset(TIMER_TOPIC, 0)
+        if ix.next_queue_offset > hi:
+            log.warning("%s: timer index is ahead of the store (%d > %d); rebuilding it",
+                        self.name, ix.next_queue_offset, hi)
+            ix.reset()
+        offset = max(ix.next_queue_offset, self.store.min_offset(TIMER_TOPIC, 0))
+        start = offset
+        fresh: list[TimerEntry] = []
+        while offset < hi:
+            msgs, nxt = self._read(TIMER_TOPIC, 0, offset, READ_CHUNK)
+            for m in msgs:
+                due, stored = self._entry_of(m)
+                fresh.append(ix.add(m.queue_offset, due, stored, offset_py=m.physical_offset, size_py=record_size(m),
+                                    real_topic_hash=self._topic_hash(m.properties.get(PROP_REAL_TOPIC))))
+            if nxt <= offset:
+                break
+            offset = nxt
+            await asyncio.sleep(0)
+        return start, fresh
+
+    async def _entries_from_queue(self, start: int, end: int, fire_before_ms: int) -> list[TimerEntry]:
+        """Entries of timer-queue offsets ``[start, end)`` firing before ``fire_before_ms``, computed
+        from the records (the same placement as the index)."""
+        out = []
+        offset = start
+        while offset < end:
+            msgs, nxt = self._read(TIMER_TOPIC, 0, offset, min(READ_CHUNK, end - offset))
+            for m in msgs:
+                if m.queue_offset >= end:
+                    break
+                fire, rolled = timer_fire(*self._entry_of(m), self.config)
+                if fire < fire_before_ms:
+                    out.append(TimerEntry(fire, m.queue_offset, rolled))
+            if nxt <= offset:
+                break
+            offset = nxt
+            await asyncio.sleep(0)
+        return out
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def _delivery(self, record: Message, due_ms: int, source: str, rolled: bool = False) -> _Delivery | None:
+        try:
+            msg = rolled_message(record, source=source) if rolled else \
+                delivered_message(record, source=source, now_ms=self.clock_ms())
+        except CorruptDataError as exc:
+            self.stats.malformed += 1
+            log.error("%s: skipping delayed record %s: %s", self.name, source, exc)
+            return None
+        return _Delivery(due_ms, source, msg, rolled)
+
+    def _timer_deliveries(self, entries: list[TimerEntry]) -> list[_Delivery]:
+        out = []
+        for e in entries:
+            record = self._read_one(TIMER_TOPIC, 0, e.queue_offset)
+            if record is None:
+                continue
+            d = self._delivery(record, e.fire_ms, source_id("timer", e.queue_offset), e.rolled)
+            if d is not None:
+                out.append(d)
+        return out
+
+    def _level_deliveries(self, level: int, start: int, end: int, now_ms: int | None) -> tuple[list[_Delivery], int, int | None]:
+        """Due records of one level from ``start`` (at most up to ``end``); with ``now_ms`` None every
+        record in range is taken. Returns (deliveries, next offset, due time of the first not due)."""
+        out: list[_Delivery] = []
+        offset = start
+        while offset < end:
+            msgs, nxt = self._read(SCHEDULE_TOPIC, level - 1, offset, min(READ_CHUNK, end - offset))
+            for m in msgs:
+                if m.queue_offset >= end:
+                    return out, offset, None
+                due = level_due_ms(m, self.config)
+                if now_ms is not None and due > now_ms:
+                    return out, m.queue_offset, due
+                d = self._delivery(m, due, source_id("level", m.queue_offset, level))
+                if d is not None:
+                    out.append(d)
+                offset = m.queue_offset + 1
+            if nxt <= offset and not msgs:
+                break
+            offset = max(offset, nxt)
+        return out, offset, None
+
+    async def step(self) -> int:
+        """Plan and deliver one window; returns how many ms to wait before the next step."""
+        cfg = self.config
+        now = self.clock_ms()
+        prog = self.progress
+        wait = cfg.poll_interval_ms
+        more = False
+        deliveries: list[_Delivery] = []
+        ranges: dict[int, tuple[int, int]] = {}
+        for level in range(1, cfg.max_level + 1):
+            a = prog.levels.get(level, 0)
+            hi = min(self.store.max_offset(SCHEDULE_TOPIC, level - 1), a + cfg.window_max)
+            found, b, next_due = self._level_deliveries(level, a, hi, now)
+            deliveries += found
+            ranges[level] = (a, b)
+            if next_due is not None:
+                wait = min(wait, next_due - now)
+            elif b >= a + cfg.window_max:
+                more = True
+        timer = None
+        timer_from, timer_offset = prog.timer_from_ms, prog.timer_offset
+        if self.index is not None:
+            ix = self.index
+            t_to = now + 1
+            t_from = t_to if prog.timer_from_ms is None else prog.timer_from_ms
+            if t_from > t_to:        # this clock is behind the last window's end: wait for it
+                wait = min(wait, t_from - t_to)
+            else:
+                start, fresh = await self._catch_up()
+                e_from, e_to = prog.timer_offset, ix.next_queue_offset
+                first, t_cut = ix.collect(t_from, t_to, e_from, cfg.window_max)
+                extra = await self._entries_from_queue(e_from, start, t_cut) if e_from < start else []
+                late = [e for e in extra + fresh if e.fire_ms < t_cut and e.queue_offset >= e_from]
+                deliveries += self._timer_deliveries(sorted(first + late))
+                timer = (t_from, t_cut, e_from, e_to)
+                timer_from, timer_offset = t_cut, e_to
+                if t_cut < t_to:
+                    more = True
+                else:
+                    nf = ix.next_fire_ms(t_cut, now + wait + 1, e_to)
+                    if nf is not None:
+                        wait = min(wait, nf - now)
+        if deliveries:
+            window = Window(prog.step, ranges, timer, self._targets(deliveries))
+            await self.put(marker_message(window, now_ms=now))
+            self.stats.markers += 1
+            await self._deliver(deliveries)
+            self.progress = window.progress_after()
+            for level, (a, b) in ranges.items():
+                if b != a:
+                    self.store.set_delay_offset(level, b)
+        else:   # nothing delivered: no marker; the next window simply starts earlier
+            self.progress = Progress({lvl: b for lvl, (_, b) in ranges.items()}, timer_from, timer_offset, prog.step)
+        if self.index is not None and now - self._checkpoint_at_ms >= INDEX_CHECKPOINT_MS:
+            self.index.checkpoint(self.progress.timer_from_ms or 0)
+            self._checkpoint_at_ms = now
+        return 0 if more else max(wait, 0)
+
+    def _targets(self, deliveries: list[_Delivery]) -> list[tuple[str, int, int]]:
+        seen = sorted({(d.message.topic, d.message.queue_id) for d in deliveries})
+        return [(topic, qid, self.store.max_offset(topic, qid)) for topic, qid in seen]
+
+    async def _deliver(self, deliveries: list[_Delivery]) -> None:
+        """Re-put every delivery, in due order, ``deliver_concurrency`` at a time, none before its due
+        time; the first failure cancels the rest and is raised."""
+        deliveries.sort(key=lambda d: d.due_ms)
+        gate = asyncio.Semaphore(self.config.deliver_concurrency)
+
+        async def one(d: _Delivery) -> None:
+            async with gate:
+                while (now := self.clock_ms()) < d.due_ms:     # e.g. a recovery on a slower clock
+                    await asyncio.sleep((d.due_ms - now) / 1000)
+                await self.put(d.message)
+                if d.rolled:
+                    self.stats.rolled += 1
+                else:
+                    self.stats.delivered += 1
+                if self.on_delivered is not None:
+                    self.on_delivered(d.source, d.due_ms, self.clock_ms())
+
+        tasks = [asyncio.ensure_future(one(d)) for d in deliveries]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Re-derive progress from the log (see ``plan``): barrier, last marker, target scan, redo."""
+        if self.config.timer_enabled and self.index is None:
+            self.index = TimerIndex(self.index_root, self.config, segment_bytes=self.timer_log_segment_bytes,
+                                    clock_ms=self.clock_ms)
+        result = await self.put(barrier_message(now_ms=self.clock_ms(), who=self.name))
+        await self._applied(PROGRESS_TOPIC, BARRIER_QUEUE, result.queue_offset)
+        self.stats.recoveries += 1
+        last = self._last_window()
+        if self.index is not None:
+            await self._catch_up()
+        if last is None:
+            self.progress = self._initial_progress()
+        else:
+            await self._redo(last)
+            self.progress = last.progress_after()
+        if self.state == RECOVERING:
+            self._event("recovered")
+
+    async def _redo(self, window: Window) -> None:
+        wanted: list[_Delivery] = []
+        for level, (a, b) in sorted(window.levels.items()):
+            if b > a and level <= self.config.max_level:
+                wanted += self._level_deliveries(level, a, b, None)[0]
+        if window.timer is not None and self.index is not None:
+            t_from, t_to, e_from, e_to = window.timer
+            first, _ = self.index.collect(t_from, t_to, e_from, 1 << 62)
+            second = await self._entries_from_queue(e_from, e_to, t_to)
+            wanted += self._timer_deliveries(sorted(first + second))
+        found = await self._delivered_sources(window.targets, {d.source for d in wanted})
+        missing = [d for d in wanted if d.source not in found]
+        self.stats.found_delivered += len(found)
+        self.stats.redelivered += len(missing)
+        if missing:
+            log.info("%s: recovery of window %d: %d delivered before, %d delivered now",
+                     self.name, window.step, len(found), len(missing))
+        await self._deliver(missing)
+
+    async def _delivered_sources(self, targets, wanted: set[str]) -> set[str]:
+        """Which of ``wanted`` sources the target queues already hold (read from the marker's offsets)."""
+        found: set[str] = set()
+        for topic, queue_id, offset in targets:
+            hi = self.store.max_offset(topic, queue_id)
+            while offset < hi and len(found) < len(wanted):
+                msgs, nxt = self._read(topic, queue_id, offset, READ_CHUNK)
+                for m in msgs:
+                    src = m.properties.get(PROP_SOURCE)
+                    if src in wanted:
+                        found.add(src)
+                if nxt <= offset:
+                    break
+                offset = nxt
+                await asyncio.sleep(0)
+        return found
