@@ -14,8 +14,10 @@ were never sent (``unexpected``), and committed offsets that went backwards (``o
 
 ``measure_failovers(state, kills=20)`` keeps a few senders busy on one topic per group and, ``kills``
 times (round-robin over the groups), SIGKILLs a group's leader and measures the failover time:
-from the signal to the next acknowledged send on that group's topic (``failover_ms``), and to the
-first status poll that shows another leader (``election_ms``). The victim is restarted and the
+from the signal to the acknowledgement of the first send to that group's topic that *started
+after the process was seen gone* (``failover_ms``: only a live broker can have answered it, so an
+answer the old leader wrote just before dying never counts), and to the first status poll that
+shows another leader (``election_ms``). The soak reports ``failover_ms`` the same way. The victim is restarted and the
 group is healthy again (every replica answers, a routed leader) before the next kill. Leaders per
 host are counted before the first kill and after the last restart (after waiting up to
 ``rebalance_wait_s`` for preferred leaders to take their groups back).
@@ -52,8 +54,9 @@ class KillEvent:
     host: str
     group: str
     term_before: int | None
-    at_s: float                        # since the drill started
-    failover_ms: float | None = None   # signal -> next acknowledged send on the group (None: none came)
+    at_s: float                        # SIGKILL sent, seconds since the drill started
+    dead_at_s: float | None = None     # the process was seen gone
+    failover_ms: float | None = None   # SIGKILL -> first ack of a send started after the death (None: none)
     election_ms: float | None = None   # signal -> a status poll showing another leader
 
 
@@ -212,7 +215,7 @@ class _Tally:
         self.unexpected: list[str] = []
         self.duplicates = 0
         self.send_failures = 0
-        self.ack_times: list[float] = []
+        self.ack_times: list[tuple[float, float]] = []  # (send started, acknowledged)
         self.all_consumed = asyncio.Event()
         self.progress = asyncio.Condition()
 
@@ -269,6 +272,7 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
             except asyncio.QueueEmpty:
                 return
             msgs = [OutgoingMessage(topic, _body(run_id, s, body_bytes), keys=[f"{run_id}-{s}"]) for s in seqs]
+            sent_at = time.monotonic()
             try:
                 if len(msgs) == 1:
                     await producer.send(msgs[0])
@@ -281,7 +285,7 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
                 await asyncio.sleep(0.05)
                 continue
             tally.acked.update(seqs)
-            tally.ack_times.append(time.monotonic())
+            tally.ack_times.append((sent_at, time.monotonic()))
             async with tally.progress:
                 tally.progress.notify_all()
 
@@ -344,6 +348,7 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
             await read_offsets(f"before kill {k + 1}")
             event = KillEvent(leader.name, leader.host, group, leader.term, time.monotonic() - started)
             await _kill(state, leader.name)
+            event.dead_at_s = time.monotonic() - started
             events.append(event)
             await _restart(state, leader.name, restart_after_s)
             await wait_healthy(state, group, heal_timeout_s)
@@ -373,9 +378,8 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
         await consumer.close()
         await producer.close()
     for event in events:
-        t_kill = started + event.at_s
-        after = [t for t in tally.ack_times if t > t_kill]
-        event.failover_ms = (min(after) - t_kill) * 1000 if after else None
+        after = [acked for sent, acked in tally.ack_times if sent > started + event.dead_at_s]
+        event.failover_ms = (min(after) - started - event.at_s) * 1000 if after else None
     if len(tally.acked) != messages:
         raise UserError(f"only {len(tally.acked)} of {messages} messages were acknowledged")
     return SoakResult(messages=messages, acked=len(tally.acked), consumed=len(tally.consumed),
@@ -387,7 +391,7 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
 # --- failover timing ------------------------------------------------------------------------------------
 
 
-async def measure_failovers(state: ClusterState, *, kills: int = 20, senders_per_group: int = 2,
+async def measure_failovers(state: ClusterState, *, kills: int = 20, senders_per_group: int = 4,
                             settle_s: float = 1.0, failover_timeout_s: float = 60.0, heal_timeout_s: float = 60.0,
                             rebalance_wait_s: float = 30.0, on_sample=None) -> FailoverResult:
     """Kill leaders ``kills`` times and time each failover (see the module docstring).
@@ -405,7 +409,7 @@ async def measure_failovers(state: ClusterState, *, kills: int = 20, senders_per
         await wait_healthy(state, g, heal_timeout_s)
         await ensure_topic(state, g, topics[g])
     before = await _balanced_leaders(state, rebalance_wait_s)
-    ack_times: dict[str, list[float]] = {g: [] for g in groups}
+    ack_times: dict[str, list[tuple[float, float]]] = {g: [] for g in groups}  # (send started, acked)
     acked = asyncio.Event()
     producer = Producer(layout.namesrv_addr, f"PID_failover{run_id}", send_timeout_ms=2000, retries=2)
     await producer.start()
@@ -414,21 +418,23 @@ async def measure_failovers(state: ClusterState, *, kills: int = 20, senders_per
     async def send_loop(g: str) -> None:
         nonlocal count
         while True:
+            sent_at = time.monotonic()
             try:
                 await producer.send(OutgoingMessage(topics[g], b"failover probe"))
             except NETWORK_ERRORS:
                 await asyncio.sleep(0.02)
                 continue
-            ack_times[g].append(time.monotonic())
+            ack_times[g].append((sent_at, time.monotonic()))
             count += 1
             acked.set()
 
     async def next_ack(g: str, after: float, timeout_s: float) -> float | None:
+        """When the first send to ``g`` started after ``after`` was acknowledged (None: timeout)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            times = ack_times[g]
-            if times and times[-1] > after:
-                return next(t for t in times if t > after)
+            found = [acked for sent, acked in ack_times[g] if sent > after]
+            if found:
+                return min(found)
             acked.clear()
             try:
                 await asyncio.wait_for(acked.wait(), 0.05)
@@ -461,6 +467,7 @@ async def measure_failovers(state: ClusterState, *, kills: int = 20, senders_per
             election = asyncio.create_task(new_leader_seen(g, victim.name, t0, failover_timeout_s))
             await _kill(state, victim.name)
             t_dead = time.monotonic()
+            event.dead_at_s = t_dead - started
             t_ack = await next_ack(g, t_dead, failover_timeout_s)
             t_elected = await election
             event.failover_ms = (t_ack - t0) * 1000 if t_ack is not None else None
