@@ -38,6 +38,7 @@ flag then means "the record's body, before unwrapping"; readers decompress first
 from __future__ import annotations
 
 import struct
+import threading
 from dataclasses import dataclass
 
 from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, TYPE_ID_ZLIB, Codec, codec_for_type_id
@@ -91,11 +92,21 @@ def codec_of(sysflag: int, *, where: str | None = None, offset: int | None = Non
         return None
     if codecs and type_id in codecs:
         return codecs[type_id]
-    try:
-        return codec_for_type_id(type_id)
-    except CodecError:
-        raise CorruptDataError(f"unknown compression type {type_id} in sysflag 0x{sysflag:x}",
-                               where=where, offset=offset) from None
+    cache = _thread_codecs.__dict__
+    codec = cache.get(type_id)
+    if codec is None:
+        try:
+            codec = cache[type_id] = codec_for_type_id(type_id)
+        except CodecError:
+            raise CorruptDataError(f"unknown compression type {type_id} in sysflag 0x{sysflag:x}",
+                                   where=where, offset=offset) from None
+    return codec
+
+
+# Building a codec creates its library contexts (a zstd compressor and decompressor), which cost
+# more than decompressing a small body; the contexts are not safe to share between threads, so each
+# thread keeps its own codec per type id.
+_thread_codecs = threading.local()
 
 
 def compress_body(body: bytes, codec: Codec | None, over_bytes: int = COMPRESS_OVER_BYTES_DEFAULT) -> tuple[bytes, int]:
