@@ -45,7 +45,7 @@ def _load_limits(value: str | None) -> dict | None:
 
 @click.command()
 @click.argument("workload", metavar="PROFILE|TRACE")
-@click.option("--layout", default="single", show_default=True,
+@click.option("--layout", default="raft3", show_default=True,
               help="Layout of the embedded cluster: single, raft3, 3x3 or a layout .toml file.")
 @click.option("--codec", default="none", show_default=True,
               help="Producer compression of bodies of at least --compress-over bytes (none, zstd:3, lz4, zlib, snappy).")

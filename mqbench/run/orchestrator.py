@@ -55,7 +55,7 @@ LEAD_NS = 300 * NS_PER_MS
 class RunSettings:
     source: str
     cells: list[CellSettings]
-    layout: str = "single"
+    layout: str = "raft3"
     target: str | None = None
     duration_ms: int = 30_000
     warmup_ms: int = 5_000
