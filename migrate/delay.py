@@ -90,7 +90,7 @@ class TimerScan:
         self.levels_ms = parse_delay_levels(delay_levels)
         self.now_ms = self.timer_check.last_read_time_ms if self.timer_check else 0
         self.pending = 0
-        self.mapped = 0
+        self.farthest: tuple[int, str] | None = None
 
     def observe(self, msg: Message) -> None:
         self.now_ms = max(self.now_ms, msg.store_timestamp_ms)
@@ -104,7 +104,9 @@ class TimerScan:
         due = due_ms(msg)
         return msg.queue_offset >= check.last_timer_queue_offset or due is None or due >= check.last_read_time_ms
 
-    def blockers(self, msg: Message) -> list[Blocker]:
+    def blockers(self, msg: Message, place: str = "") -> list[Blocker]:
+        """Why this record blocks a ``v4`` target (in log order); with the mapping, a timer too far
+        out is only known once the whole log was seen (``final_blockers``)."""
         self.observe(msg)
         if not self.to_v4 or not self.is_pending(msg):
             return []
@@ -112,10 +114,18 @@ class TimerScan:
         if not self.map_to_levels:
             return [Blocker("timer_message", "a pending timer message (arbitrary delay) has no 4.x form: pass "
                                              "--map-timers-to-levels to deliver it through the delay levels")]
-        if self.schedule_record(msg) is None:
-            return [Blocker("timer_beyond_levels", f"a pending timer message due more than the longest delay level "
-                                                   f"({self.levels_ms[-1] // 1000} s) after the source's last write")]
+        due = due_ms(msg) if due_ms(msg) is not None else msg.store_timestamp_ms
+        if self.farthest is None or due > self.farthest[0]:
+            self.farthest = (due, place)
         return []
+
+    def final_blockers(self) -> list[tuple[Blocker, str]]:
+        """After the whole log: the farthest pending timer, when no delay level reaches it."""
+        if self.farthest is None or level_for(self.farthest[0] - self.now_ms, self.levels_ms) is not None:
+            return []
+        return [(Blocker("timer_beyond_levels", f"a pending timer message due more than the longest delay level "
+                                                f"({self.levels_ms[-1] // 1000} s) after the source's last write"),
+                 self.farthest[1])]
 
     def schedule_record(self, msg: Message) -> Message | None:
         """The ``SCHEDULE_TOPIC_XXXX`` record delivering a pending timer message at its due time

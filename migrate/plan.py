@@ -148,7 +148,9 @@ def _scan(plan: Plan, options: Options) -> None:
         place = f"{item.where} at offset {item.offset}"
         for b in reframer.blockers(msg):
             plan.add_blocker(b.kind, b.detail, place)
-        for b in timers.blockers(msg):
+        for b in timers.blockers(msg, place):
             plan.add_blocker(b.kind, b.detail, place)
+    for b, place in timers.final_blockers():
+        plan.add_blocker(b.kind, b.detail, place)
     plan.scanned = True
     plan.notes += timers.notes()
