@@ -60,6 +60,8 @@ ENVELOPE_MAGIC = 0x4D514243  # "MQBC"
 ENVELOPE_MARK = -1
 _ENVELOPE = struct.Struct(">iiiii")  # MARK MAGIC PLAIN_BYTES COUNT MARK
 ENVELOPE_HEAD_BYTES = _ENVELOPE.size  # 20
+_PLAIN_BYTES_AT = struct.calcsize(">ii")     # 8: offsets named in error messages
+_COUNT_AT = struct.calcsize(">iii")          # 12
 
 
 def sysflag_bits(codec: Codec | None) -> int:
@@ -219,10 +221,10 @@ def decode_client_batch(body: bytes, sysflag: int, *, size_max: int = PLAIN_BYTE
                                f"{mark1}/{mark2}; expected 0x{ENVELOPE_MAGIC:08x}, -1/-1)", where=where, offset=0)
     if not 0 < plain_bytes <= size_max:
         raise CorruptDataError(f"compressed batch declares {plain_bytes} plain bytes, outside 1..{size_max}",
-                               where=where, offset=8)
+                               where=where, offset=_PLAIN_BYTES_AT)
     if not 0 < count <= BATCH_ITEMS_MAX:
         raise CorruptDataError(f"compressed batch declares {count} messages, outside 1..{BATCH_ITEMS_MAX}",
-                               where=where, offset=12)
+                               where=where, offset=_COUNT_AT)
     stream = body[ENVELOPE_HEAD_BYTES:]
     try:
         plain = codec.decompress(stream, plain_bytes)
@@ -238,5 +240,5 @@ def decode_client_batch(body: bytes, sysflag: int, *, size_max: int = PLAIN_BYTE
                                where=where, offset=ENVELOPE_HEAD_BYTES) from None
     if len(items) != count:
         raise CorruptDataError(f"compressed batch holds {len(items)} messages, the header says {count}",
-                               where=where, offset=12)
+                               where=where, offset=_COUNT_AT)
     return ClientBatch(items, stream, sysflag & SYSFLAG_COMPRESSION_BITS, plain_bytes)
