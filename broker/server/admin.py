@@ -43,7 +43,8 @@ async def query_runtime_info(addr: str, timeout_s: float = 2.0) -> dict[str, str
     """The broker's runtime info table (all values strings)."""
     response = await _request(addr, RemotingCommand.request(codes.GET_BROKER_RUNTIME_INFO), timeout_s)
     if response.code != codes.SUCCESS:
-        raise AdminError(f"runtime info of {addr}: {codes.response_name(response.code)} {response.remark or ''}".strip())
+        text = f"{codes.response_name(response.code)} {response.remark or ''}".strip()
+        raise AdminError(f"runtime info of {addr}: {text}")
     doc = headers.parse_json_body(response.body, "GET_BROKER_RUNTIME_INFO response")
     table = doc.get("table") if isinstance(doc, dict) else None
     if not isinstance(table, dict):

@@ -10,7 +10,8 @@ table built by ``build_handlers(ctx)`` binds them to ``ctx`` and wraps each one 
   (SYSTEM_ERROR 1, remark naming the leader, ext field ``leaderAddr``): the client refreshes its
   route and retries on the new leader;
 * a ``UserError`` (a bad topic or group name such as ``../x``, a malformed batch or property
-  string) or a ``HeaderError`` (a missing or non-numeric header field) becomes the handler area's ``bad_input_code`` with the error text. Nothing a client
+  string) or a ``HeaderError`` (a missing or non-numeric header field) becomes the handler
+  area's ``bad_input_code`` with the error text. Nothing a client
   sends stops the broker; a malformed frame is the channel's business (it closes that connection).
 
 Reads (pull, offsets, min/max) are served by any replica from its own store, which holds only
@@ -57,18 +58,9 @@ class Refused(Exception):
         self.ext_fields = ext_fields or {}
 
 
-def _not_leader_errors() -> tuple[type[BaseException], ...]:
-    """NotLeader of the Raft core and of the replicated group (if it defines its own)."""
-    errors: list[type[BaseException]] = [RaftNotLeader, ProposalDropped]
-    try:
-        from mqbench.broker.server import replicated
-    except ImportError:  # pragma: no cover - the group module is always there in a working tree
-        return tuple(errors)
-    for name in ("NotLeader", "ProposalDropped", "LeadershipLost"):
-        error = getattr(replicated, name, None)
-        if isinstance(error, type) and issubclass(error, BaseException) and error not in errors:
-            errors.append(error)
-    return tuple(errors)
+#: What the replicated group raises when this replica cannot take a write: its ``NotLeader`` and
+#: ``LeadershipLost`` subclass the Raft core's ``NotLeader``; ``ProposalDropped`` during a handover.
+NOT_LEADER_ERRORS: tuple[type[BaseException], ...] = (RaftNotLeader, ProposalDropped)
 
 
 def wall_clock_ms() -> int:
@@ -118,7 +110,7 @@ class BrokerContext:
     _background: set[asyncio.Task] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.not_leader_errors = _not_leader_errors()
+        self.not_leader_errors = NOT_LEADER_ERRORS
         self.peers = self.layout.group_instances(self.instance.group)
         self.started_ms = self.clock_ms()
 
@@ -200,7 +192,7 @@ class BrokerContext:
             pending = asyncio.get_running_loop().create_future()
             self._creating[topic] = pending
             try:
-                await self.group.update_topic(TopicConfig(topic, queue_nums, queue_nums, PERM_READ | PERM_WRITE))
+                await self.group.ensure_topic(topic, queues=queue_nums, perm=PERM_READ | PERM_WRITE)
                 log.info("topic %s created with %d queues", topic, queue_nums)
                 pending.set_result(None)
             except BaseException as exc:
@@ -221,8 +213,8 @@ class BrokerContext:
     async def ensure_default_topic(self) -> None:
         """TBW102 with the inherit perm: the route clients without a topic route fall back to."""
         if self.topic_config(AUTO_CREATE_TOPIC_KEY_TOPIC) is None and self.is_leader():
-            await self.group.update_topic(TopicConfig(AUTO_CREATE_TOPIC_KEY_TOPIC, AUTO_CREATE_QUEUE_NUMS,
-                                                      AUTO_CREATE_QUEUE_NUMS, PERM_READ | PERM_WRITE | PERM_INHERIT))
+            await self.group.ensure_topic(AUTO_CREATE_TOPIC_KEY_TOPIC, queues=AUTO_CREATE_QUEUE_NUMS,
+                                         perm=PERM_READ | PERM_WRITE | PERM_INHERIT)
             self.topics_changed()
 
     def topics_changed(self) -> None:

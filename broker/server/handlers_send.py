@@ -26,8 +26,6 @@ Contract (what the client sees; RocketMQ's ``SendMessageProcessor`` behaviour un
 """
 from __future__ import annotations
 
-import inspect
-
 from mqbench.broker.remoting import codes, headers
 from mqbench.broker.remoting.channel import Channel
 from mqbench.broker.remoting.command import RemotingCommand
@@ -97,9 +95,6 @@ async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Chann
     compressed = bool(header.sys_flag & SYSFLAG_COMPRESSION_BITS)
     common = dict(properties=properties, born_timestamp_ms=header.born_timestamp_ms, born_host=peer_host(channel))
     if cfg.is_batch_cq and compressed:
-        if not _takes_inner_body(ctx.group):
-            raise Refused(codes.MESSAGE_ILLEGAL, f"{ctx.broker_name} cannot store whole-batch compressed bodies "
-                                                 "yet; send the batch uncompressed")
         result = await ctx.group.put_batch(header.topic, queue_id, batch.items, consolidate=True,
                                            sysflag=header.sys_flag, inner_body=batch.stored_body, **common)
     else:
@@ -108,13 +103,6 @@ async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Chann
         result = await ctx.group.put_batch(header.topic, queue_id, batch.items, consolidate=cfg.is_batch_cq,
                                            sysflag=header.sys_flag & ~SYSFLAG_COMPRESSION_BITS, **common)
     return _response(ctx, cmd, result, queue_id, properties.get(UNIQ_KEY), batch.count)
-
-
-def _takes_inner_body(group) -> bool:
-    try:
-        return "inner_body" in inspect.signature(group.put_batch).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 HANDLERS = {

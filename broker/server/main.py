@@ -208,11 +208,11 @@ async def _run(args: argparse.Namespace) -> int:
             raise UserError(f"--port-offset {args.port_offset} moves port {port} out of range")
     broker = Broker(layout, args.instance, args.store, durability=args.durability, version=args.store_version,
                     register_interval_ms=args.register_interval_ms)
-    await broker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):   # before starting: a signal during start-up stops it cleanly
         loop.add_signal_handler(sig, stop.set)
+    await broker.start()
     return await broker.serve(stop)
 
 

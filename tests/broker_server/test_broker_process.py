@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -126,3 +129,40 @@ def test_real_process_serves_a_producer_and_a_consumer_and_stops_cleanly(tmp_pat
     assert outcome == {"broker-a/n0": "stopped", "namesrv": "stopped"}
     log_text = state.processes["broker-a/n0"].log_path.read_text()
     assert "broker broker-a/n0 stopped" in log_text and "Traceback" not in log_text
+
+
+@pytest.mark.realproc
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_process_cleanly_with_exit_0(tmp_path, sig):
+    with socket.socket() as probe:
+        probe.bind(("127.0.77.201", 0))
+        port = probe.getsockname()[1]
+    layout = tmp_path / "one.toml"
+    layout.write_text(LAYOUT_TOML.replace("127.0.77.200", "127.0.77.201").format(namesrv=port + 5, broker=port))
+    store = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-m", "mqbench.broker.server.main", "--layout", str(layout),
+                             "--instance", "g/n0", "--store", str(store), "--register-interval-ms", "200"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            lines.append(line)
+            if "serving on" in line or not line:
+                break
+        assert "serving on 127.0.77.201:%d" % port in lines[-1], lines
+        assert (store / "abort").exists()
+        # the name server is not up: the failed registration is logged, and the broker keeps serving
+        while time.monotonic() < deadline and "registration of" not in lines[-1]:
+            lines.append(proc.stderr.readline())
+        assert "name server 127.0.77.201:%d unreachable" % (port + 5) in lines[-1], lines
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "broker g/n0 stopped" in err and "Traceback" not in err
+    assert not (store / "abort").exists()      # the store was closed: a clean shutdown
