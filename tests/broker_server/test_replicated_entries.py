@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mqbench.errors import CorruptDataError, UserError
@@ -85,6 +85,7 @@ def _store(root: Path) -> Store:
                       store_host=("127.0.0.1", 10911), clock_ms=lambda: 1_700_000_000_000)
 
 
+@settings(max_examples=20)      # three stores on disk per example
 @given(st.lists(messages(), min_size=1, max_size=12))
 def test_every_replica_stamps_the_same_bytes_and_catch_up_is_idempotent(msgs):
     with tempfile.TemporaryDirectory() as tmp:
