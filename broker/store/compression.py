@@ -162,18 +162,19 @@ def encode_client_batch(items: list[BatchItem], codec: Codec | None, *,
     """The SEND_BATCH_MESSAGE body for ``items`` and the header sysflag bits that go with it.
 
     Without a codec: the plain client batch body (spec 4.1) and 0. With one: the envelope above.
-    Raises UserError for an empty batch, more than 32767 messages, or a plain body over ``size_max``.
+    Raises UserError for an empty batch, a plain body over ``size_max``, or (compressed: the
+    envelope's COUNT) more than 32767 messages.
     """
     if not items:
         raise UserError("an empty batch")
-    if len(items) > BATCH_ITEMS_MAX:
-        raise UserError(f"a batch holds at most {BATCH_ITEMS_MAX} messages, got {len(items)}")
     plain = encode_batch(items)
     if len(plain) > size_max:
         raise UserError(f"batch body of {len(plain)} bytes exceeds {size_max}")
     bits = sysflag_bits(codec)
     if not bits:
         return plain, 0
+    if len(items) > BATCH_ITEMS_MAX:
+        raise UserError(f"a compressed batch holds at most {BATCH_ITEMS_MAX} messages, got {len(items)}")
     head = _ENVELOPE.pack(ENVELOPE_MARK, ENVELOPE_MAGIC, len(plain), len(items), ENVELOPE_MARK)
     return head + codec.compress(plain), bits
 
@@ -209,9 +210,7 @@ def decode_client_batch(body: bytes, sysflag: int, *, size_max: int = PLAIN_BYTE
         items = decode_batch(body, where=where)
         if not items:
             raise CorruptDataError("empty batch", where=where, offset=0)
-        if len(items) > BATCH_ITEMS_MAX:
-            raise CorruptDataError(f"{len(items)} messages, more than {BATCH_ITEMS_MAX}", where=where, offset=0)
-        return ClientBatch(items, body, 0, len(body))
+        return ClientBatch(items, body, 0, len(body))   # more than 32767 can only be stored per message
     if len(body) < ENVELOPE_HEAD_BYTES:
         raise CorruptDataError(f"{len(body)} bytes, too few for a compressed batch header "
                                f"({ENVELOPE_HEAD_BYTES})", where=where, offset=0)

@@ -194,8 +194,11 @@ def test_encode_client_batch_refuses_bad_batches():
         comp.encode_client_batch([], parse_codec("zlib"))
     with pytest.raises(UserError, match="exceeds 50"):
         comp.encode_client_batch(EXAMPLE5_ITEMS, parse_codec("zlib"), size_max=50)
-    with pytest.raises(UserError, match="at most 32767"):
-        comp.encode_client_batch([BatchItem(b"x")] * 32768, parse_codec("zlib"))
+    many = [BatchItem(b"x")] * 32768
+    with pytest.raises(UserError, match="compressed batch holds at most 32767"):
+        comp.encode_client_batch(many, parse_codec("zlib"))
+    body, bits = comp.encode_client_batch(many, None)     # plain: stored one record per message
+    assert bits == 0 and comp.decode_client_batch(body, 0).count == 32768
 
 
 def test_inner_batch_items_names_the_place_of_a_damaged_plain_body():
