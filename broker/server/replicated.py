@@ -260,6 +260,7 @@ class ReplicatedGroup:
             raise NotLeader(self.node.transferee, node_id=self.self_id,
                             reason="leadership is being handed over") from None
         future = asyncio.get_running_loop().create_future()
+        self._check_role()      # fails writes of an earlier term before their index is reused
         self._waiters[indexes[-1]] = _Waiter(self.node.term, indexes[0], counts, future)
         self._wake.set()
         return future
@@ -463,10 +464,12 @@ class ReplicatedGroup:
         now = (node.role, node.term, node.lead)
         if now == self._seen:
             return
-        was_leader = self._seen[0] == Role.LEADER
         self._seen = now
-        if was_leader and node.role != Role.LEADER:
-            self._fail_waiters("leadership lost before the entry was committed")
+        if self._waiters:
+            # a write of an earlier term can no longer be acknowledged here, even if this replica
+            # is leader again: its entry may be overwritten by the new term's entries
+            self._fail_waiters("leadership lost before the entry was committed",
+                               keep_term=node.term if node.role == Role.LEADER else None)
         if node.lead:
             self._leader_known.set()
         self._notify_role()
@@ -478,10 +481,12 @@ class ReplicatedGroup:
             except Exception:
                 log.exception("on_role_change callback failed")
 
-    def _fail_waiters(self, reason: str) -> None:
-        waiters, self._waiters = self._waiters, {}
+    def _fail_waiters(self, reason: str, *, keep_term: int | None = None) -> None:
+        """Fail the pending writes (those of ``keep_term`` stay)."""
+        waiters = self._waiters
+        self._waiters = {i: w for i, w in waiters.items() if w.term == keep_term}
         for waiter in waiters.values():
-            if not waiter.future.done():
+            if waiter.term != keep_term and not waiter.future.done():
                 waiter.future.set_exception(LeadershipLost(self.node.lead, node_id=self.self_id, reason=reason))
 
     def transfer_leadership(self, target: int) -> None:
