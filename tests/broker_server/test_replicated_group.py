@@ -232,3 +232,33 @@ def test_open_refuses_bad_settings(tmp_path):
         with pytest.raises(UserError):
             await ReplicatedGroup.open(tmp_path / "c", version="v5", self_id=1, peers={1: ("127.0.0.1", 0)})
     run(main())
+
+
+def test_replicated_entries_have_the_spec_11_layout(tmp_path):
+    """Spec 11.1/11.3: entry header, then the record with QUEUEOFFSET and PHYSICALOFFSET = pos + 48."""
+    import struct
+    entry_header = struct.Struct(">iiqqqiiii")     # magic size index term pos channel chainCrc bodyCrc bodyLen
+
+    async def main():
+        cluster = await Cluster(tmp_path, 1, "memory").start()
+        try:
+            leader = await cluster.leader()
+            a = await leader.put(Message(topic="T", body=b"first"))
+            b = await leader.put(Message(topic="T", body=b"second"))
+            data = leader.store.dledger.data
+            for result, index, queue_offset in ((a, 1, 0), (b, 2, 1)):
+                pos = result.physical_offset - 48
+                raw = data.read(pos, 48)
+                magic, size, entry_index, term, entry_pos, channel, chain, _, body_len = entry_header.unpack(raw)
+                assert (magic, entry_index, term, entry_pos, channel, chain) == (1, index, 1, pos, 0, 0)
+                assert size == 48 + body_len
+                record = data.read(pos + 48, body_len)
+                assert struct.unpack_from(">i", record, 0)[0] == body_len            # TOTALSIZE
+                assert struct.unpack_from(">q", record, 20)[0] == queue_offset        # QUEUEOFFSET
+                assert struct.unpack_from(">q", record, 28)[0] == pos + 48            # PHYSICALOFFSET
+                assert result.msg_id == "7F000001" + "00002AA9" + f"{pos + 48:016X}"  # store host 127.0.0.1:10921
+            # DLedger index 0 is the leader's no-op (magic 2, empty body)
+            assert struct.unpack_from(">ii", data.read(0, 8)) == (2, 48)
+        finally:
+            await cluster.close()
+    run(main())
