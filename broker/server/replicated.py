@@ -25,11 +25,12 @@ Writes (leader only; a follower or candidate raises ``NotLeader(leader_id)`` at 
 
 * ``await put(msg) -> PutResult`` and ``await put_batch(topic, queue_id, items, *, consolidate,
   properties=None, sysflag=0, flag=0, born_timestamp_ms=0, born_host=..., inner_body=None) ->
-  PutResult``: the
-  record(s) are built and checked on the leader (``Store.prepare_record``: UserError before
-  anything reaches the log), proposed, and the call returns once they are committed (a majority
-  has them: in its page cache with ``memory``, fsynced with ``fsync``) and applied here. The
-  offsets in the result are read back from the stored entry (every replica stamped the same).
+  PutResult``: the record(s) are built and checked on the leader (``Store.prepare_record``:
+  UserError before anything reaches the log; the metadata topic is refused), proposed, and the
+  call returns once they are committed (a majority has them: in its page cache with ``memory``,
+  fsynced with ``fsync``) and applied here. ``PutResult(msg_id, queue_id, queue_offset,
+  physical_offset, count, msg_ids, index)``: offsets of the first record, read back from the stored
+  entry (every replica stamped the same); ``msg_id`` joins the records' offsetMsgIds with ",".
 * ``await commit_offset(group, topic, queue_id, offset, *, reset=False)``, ``await
   update_topic(cfg)`` (create or replace), ``await ensure_topic(name, queues=4, attributes=None)``
   (create unless it exists): metadata entries (``entries`` module doc), applied in log order on
@@ -39,6 +40,12 @@ Writes (leader only; a follower or candidate raises ``NotLeader(leader_id)`` at 
   client retries. Proposals are batched: everything proposed while a Ready is being persisted goes
   into the next Ready (with ``fsync`` one fdatasync covers it, run in a worker thread so the event
   loop keeps serving the network).
+
+Also: ``await wait_leader(timeout_s) -> node id``, ``transfer_leadership(node_id)``, ``stats()``
+(``raftRole``, ``raftTerm``, ``raftLeaderId``, ``raftCommitIndex``, ``raftAppliedIndex``,
+``putMessageCount``, ``raftBytesSent``/``raftBytesReceived`` as framed on the wire, ``storeBytes``),
+``stopped``, ``failed`` (the exception that stopped this replica: a broken invariant or a disk
+error; its writes then raise ``NotLeader``).
 
 ``await close()`` stops Raft, fails pending writes, saves the applied mark and closes the store.
 ``await halt()`` only stops Raft and the network (a crash as the other replicas see it); ``close``
