@@ -5,9 +5,10 @@ import asyncio
 
 from mqbench.broker.server.raft_glue import APPLIED_FILE, replica_node_id
 from mqbench.broker.store.metadata import CONSUMER_OFFSETS_FILE
+from mqbench.broker.server.replicated import LeadershipLost
 from mqbench.broker.store.record import Message
 
-from replicated_cluster import Cluster
+from replicated_cluster import Cluster, log_bytes
 from test_replicated_group import run
 
 
@@ -104,6 +105,39 @@ def test_on_commit_and_stats(tmp_path):
             assert follower.stats()["raftBytesReceived"] > 1000
             assert follower.stats()["raftRole"] == "follower"
             assert replica_node_id("n0") == 1
+        finally:
+            await cluster.close()
+    run(main())
+
+
+def test_a_divergent_uncommitted_suffix_is_replaced_and_restamped(tmp_path):
+    async def main():
+        cluster = await Cluster(tmp_path, 3, "memory").start()
+        try:
+            leader = await cluster.leader()
+            await leader.put(Message(topic="T", body=b"kept"))
+            old = leader.self_id
+            followers = [i for i in cluster.ids if i != old]
+            for i in followers:
+                await cluster.stop(i)
+            doomed = [asyncio.ensure_future(leader.put(Message(topic="T", body=b"lost%d" % n))) for n in range(5)]
+            results = await asyncio.gather(*doomed, return_exceptions=True)
+            assert all(isinstance(r, LeadershipLost) for r in results)
+            assert leader.node.log.last_index() >= leader.commit_index + 5     # appended, never committed
+            await cluster.stop(old)
+            for i in followers:
+                await cluster.restart(i)
+            new = await cluster.leader()
+            fresh = [await new.put(Message(topic="T", body=b"new%d" % n)) for n in range(3)]
+            assert [r.queue_offset for r in fresh] == [1, 2, 3]
+            back = await cluster.restart(old)
+            await cluster.converged()
+            for group in cluster.groups.values():
+                view = group.store.read_queue("T", 0, 0, max_messages=100)
+                assert [(m.queue_offset, m.body) for m in view.messages] == [
+                    (0, b"kept"), (1, b"new0"), (2, b"new1"), (3, b"new2")]
+            assert log_bytes(back) == log_bytes(new)
+            assert back.store.max_offset("T", 0) == 4
         finally:
             await cluster.close()
     run(main())
