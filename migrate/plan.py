@@ -17,13 +17,13 @@ import os
 from dataclasses import dataclass, field
 
 from mqbench.broker.store import versions
-from mqbench.broker.store.record import SYSFLAG_INNER_BATCH, decode_message
+from mqbench.broker.store.record import SYSFLAG_INNER_BATCH
 from mqbench.codecs.registry import Codec
 
 from . import delay
 from .configs_carry import SourceConfigs, attribute_notes, read_configs
 from .reframe import COMPRESS_OVER_BYTES_DEFAULT, Reframer
-from .source import log_files, read_dledger_state, walk_log
+from .source import decode_item, log_files, read_dledger_state, walk_log
 
 ESTIMATE_MB_PER_S = 20.0       # measured copy rate, see tests/benchmarks/migrate_bench.py
 RECORD_OVERHEAD_BYTES = 140    # fixed record fields + an average topic and properties
@@ -135,8 +135,7 @@ def _scan(plan: Plan, options: Options) -> None:
             continue
         plan.records += 1
         plan.valid_log_bytes += framing + len(item.record)
-        msg, _ = decode_message(item.record, 0, check_crc=False, where=item.where)
-        msg.physical_offset = item.address
+        msg = decode_item(item)
         if msg.sysflag & SYSFLAG_INNER_BATCH:
             plan.inner_batch_records += 1
             try:

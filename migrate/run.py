@@ -33,7 +33,7 @@ from mqbench.broker.store import dledger as dl
 from mqbench.broker.store import versions
 from mqbench.broker.store.consume_queue import DEFAULT_BCQ_SEGMENT_BYTES, DEFAULT_CQ_SEGMENT_BYTES
 from mqbench.broker.store.record import (
-    SYSFLAG_TX_COMMIT, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message, decode_message,
+    SYSFLAG_TX_COMMIT, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message,
     encode_message,
 )
 from mqbench.broker.store.recovery import CheckpointFile, CheckpointState
@@ -45,7 +45,7 @@ from .configs_carry import write_configs
 from .journal import JOURNAL_FILE, read_journal, write_file_atomic, write_journal
 from .plan import Options, Plan, make_plan
 from .reframe import Reframer
-from .source import Position, walk_log
+from .source import Position, decode_item, walk_log
 from .target import TargetLog, TargetQueues
 
 CHECKPOINT_EVERY_BYTES = 64 << 20
@@ -106,8 +106,7 @@ class Copier:
         if self.src_dl and not self.dst_dl and committed is not None and item.entry_index > committed:
             p["records_uncommitted_dropped"] += 1
             return
-        msg, _ = decode_message(item.record, 0, check_crc=False, where=item.where)
-        msg.physical_offset = item.address
+        msg = decode_item(item)
         p["records_in"] += 1
         self.timers.observe(msg)
         old_tx = msg.prepared_tx_offset
@@ -153,7 +152,7 @@ class Copier:
         for item in walk_log(self.plan.source):
             if item.record is None:
                 continue
-            msg, _ = decode_message(item.record, 0, check_crc=False, where=item.where)
+            msg = decode_item(item)
             if not scan.is_pending(msg):
                 continue
             sched = scan.schedule_record(msg)
@@ -287,13 +286,13 @@ def _timer_address_map(src: str, dst: Path):
     new_by_qoffset: dict[tuple[int, int], tuple[int, int]] = {}
     for item in walk_log(str(dst)):
         if item.record is not None:
-            msg, size = decode_message(item.record, 0, check_crc=False)
+            msg, size = decode_item(item), len(item.record)
             if msg.topic == delay.TIMER_TOPIC:
                 new_by_qoffset[(msg.queue_id, msg.queue_offset)] = (item.address, size)
     old_to_new: dict[int, tuple[int, int]] = {}
     for item in walk_log(src):
         if item.record is not None:
-            msg, _ = decode_message(item.record, 0, check_crc=False)
+            msg = decode_item(item)
             if msg.topic == delay.TIMER_TOPIC and (msg.queue_id, msg.queue_offset) in new_by_qoffset:
                 old_to_new[item.address] = new_by_qoffset[(msg.queue_id, msg.queue_offset)]
     return old_to_new.get

@@ -34,11 +34,13 @@ from typing import Iterator
 from mqbench.broker.store import dledger as dl
 from mqbench.broker.store.dledger_log import is_record_body
 from mqbench.broker.store.inspect_files import MappedFile, count_nonzero, list_segments, log_dirs, release
-from mqbench.broker.store.record import RECORD_BLANK, check_record
+from mqbench.broker.store.commitlog import record_tail_sound
+from mqbench.broker.store.record import RECORD_BLANK, Message, check_record, decode_message
 from mqbench.broker.store.versions import detect
 from mqbench.errors import CorruptDataError
 
 _RELEASE_EVERY_BYTES = 32 << 20
+_TAIL_DAMAGED = "record topic or properties damaged (illegal topic characters or properties not ending with \\x02)"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,18 @@ class DLedgerState:
     folder: str
     committed_index: int | None       # None: no checkpoint file (every entry counts as committed)
     currterm: bytes | None            # the ``currterm`` file as is (vote state)
+
+
+def decode_item(item: SourceItem) -> Message:
+    """The message of a record item, its PHYSICALOFFSET set to where it is; CorruptDataError
+    names the file and the byte offset of what does not decode (a damaged topic or properties)."""
+    try:
+        msg, _ = decode_message(item.record, 0, check_crc=False)
+    except CorruptDataError as exc:
+        raise CorruptDataError(str(exc).split(": ", 1)[-1], where=item.where,
+                               offset=item.offset + (exc.offset or 0)) from None
+    msg.physical_offset = item.address
+    return msg
 
 
 def read_dledger_state(root: str, ddir: str) -> DLedgerState:
@@ -189,6 +203,8 @@ def _plain_step(data, pos: int, size: int, start: int, rel_file: str, number: in
         if check_record(data, pos, size, check_crc=False) > 0:
             raise CorruptDataError("record body CRC does not match its BODYCRC", where=rel_file, offset=pos)
         return 0, None
+    if not record_tail_sound(data, pos, step):
+        raise CorruptDataError(_TAIL_DAMAGED, where=rel_file, offset=pos)
     item = SourceItem(bytes(data[pos:pos + step]), start + pos, rel_file, pos, Position(number, start + pos + step))
     return step, item
 
@@ -212,6 +228,8 @@ def _dledger_step(data, pos: int, size: int, start: int, rel_file: str, number: 
                 raise CorruptDataError("record body CRC does not match its BODYCRC", where=rel_file, offset=body_at)
             raise CorruptDataError(f"DLedger entry {header.index} does not hold a valid message record",
                                    where=rel_file, offset=pos)
+        if not record_tail_sound(data, body_at, record_size):
+            raise CorruptDataError(_TAIL_DAMAGED, where=rel_file, offset=body_at)
         return step, SourceItem(bytes(data[body_at:body_end]), start + body_at, rel_file, body_at, nxt,
                                 header.index, header.term, header.magic)
     return step, SourceItem(None, start + pos, rel_file, pos, nxt, header.index, header.term, header.magic,
