@@ -36,6 +36,7 @@ from mqbench.broker.remoting.command import RemotingCommand
 from mqbench.broker.remoting.headers import HeaderError
 from mqbench.broker.server.clients import ClientRegistry
 from mqbench.broker.server.longpoll import PullWaiters
+from mqbench.broker.store.record import Message
 from mqbench.broker.store.configs import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig
 from mqbench.broker.store.topics import AUTO_CREATE_TOPIC_KEY_TOPIC, validate_topic
 from mqbench.errors import UserError
@@ -105,6 +106,10 @@ class BrokerContext:
     message_bytes_max: int = MESSAGE_BYTES_MAX
     suspend_ms_max: int = 60_000
     on_topics_changed: Callable[[], None] | None = None
+    #: Applied in order to every single message before it is put (not to batches, which cannot be
+    #: delayed): the hook for the delay service's ``rewrite_for_delay`` (DELAY level / TIMER_*
+    #: messages moved to the schedule or timer topic). A rewriter raising UserError refuses the send.
+    message_rewriters: list[Callable[[Message], Message]] = field(default_factory=list)
     started_ms: int = 0
     _creating: dict[str, asyncio.Future] = field(default_factory=dict)
     _background: set[asyncio.Task] = field(default_factory=set)
@@ -179,7 +184,8 @@ class BrokerContext:
         """Every topic config of this replica's store."""
         return dict(self.store.meta.topics.topics)
 
-    async def ensure_topic(self, topic: str, queue_nums: int = AUTO_CREATE_QUEUE_NUMS) -> TopicConfig:
+    async def ensure_topic(self, topic: str, queue_nums: int = AUTO_CREATE_QUEUE_NUMS,
+                           perm: int = PERM_READ | PERM_WRITE) -> TopicConfig:
         """The topic's config, created with ``queue_nums`` queues (through the Raft log) when it does
         not exist yet (RocketMQ's autoCreateTopicEnable). Concurrent callers share one creation."""
         validate_topic(topic)
@@ -192,7 +198,7 @@ class BrokerContext:
             pending = asyncio.get_running_loop().create_future()
             self._creating[topic] = pending
             try:
-                await self.group.ensure_topic(topic, queues=queue_nums, perm=PERM_READ | PERM_WRITE)
+                await self.group.ensure_topic(topic, queues=queue_nums, perm=perm)
                 log.info("topic %s created with %d queues", topic, queue_nums)
                 pending.set_result(None)
             except BaseException as exc:
@@ -216,6 +222,12 @@ class BrokerContext:
             await self.group.ensure_topic(AUTO_CREATE_TOPIC_KEY_TOPIC, queues=AUTO_CREATE_QUEUE_NUMS,
                                          perm=PERM_READ | PERM_WRITE | PERM_INHERIT)
             self.topics_changed()
+
+    def rewrite(self, msg: Message) -> Message:
+        """``msg`` after every ``message_rewriters`` entry."""
+        for rewriter in self.message_rewriters:
+            msg = rewriter(msg)
+        return msg
 
     def topics_changed(self) -> None:
         if self.on_topics_changed is not None:

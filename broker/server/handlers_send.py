@@ -1,5 +1,5 @@
-"""SEND_MESSAGE (10, long header names), SEND_MESSAGE_V2 (310, one-letter names) and
-SEND_BATCH_MESSAGE (320).
+"""SEND_MESSAGE (10, long header names), SEND_MESSAGE_V2 (310, one-letter names),
+SEND_BATCH_MESSAGE (320), and CONSUMER_SEND_MSG_BACK (36, see ``on_send_back``).
 
 Contract (what the client sees; RocketMQ's ``SendMessageProcessor`` behaviour unless said):
 
@@ -21,6 +21,8 @@ Contract (what the client sees; RocketMQ's ``SendMessageProcessor`` behaviour un
   compressed STREAM as its body when the sysflag says compressed. To any other topic it is stored
   as one record per message; a compressed batch is stored decompressed there (its messages
   carry no codec bits), since each record's COMPRESSED flag must describe its own body.
+* A single message passes through ``ctx.message_rewriters`` before it is put (the delay service
+  moves DELAY / TIMER_* messages to its topics there).
 * Transactional (prepared) messages are refused with NO_PERMISSION: the reference broker has no
   transaction check service, so a half message would never be resolved.
 """
@@ -29,13 +31,21 @@ from __future__ import annotations
 from mqbench.broker.remoting import codes, headers
 from mqbench.broker.remoting.channel import Channel
 from mqbench.broker.remoting.command import RemotingCommand
-from mqbench.broker.server.handlers import BrokerContext, Refused, peer_host
+from mqbench.broker.remoting.command import parse_java_long
+from mqbench.broker.remoting.headers import HeaderError
+from mqbench.broker.server.handlers import BrokerContext, Refused, log, peer_host
 from mqbench.broker.store import record as rec
 from mqbench.broker.store.compression import SYSFLAG_COMPRESSION_BITS, decode_client_batch
 from mqbench.broker.store.configs import PERM_WRITE, TopicConfig
-from mqbench.broker.store.topics import validate_send_topic
+from mqbench.broker.store.topics import dlq_topic, retry_topic, validate_group, validate_send_topic
+from mqbench.errors import CorruptDataError
 
 UNIQ_KEY = "UNIQ_KEY"
+PROPERTY_RETRY_TOPIC = "RETRY_TOPIC"
+PROPERTY_ORIGIN_MESSAGE_ID = "ORIGIN_MESSAGE_ID"
+PROPERTY_DELAY = "DELAY"
+MAX_RECONSUME_TIMES = 16   # RocketMQ's default maxReconsumeTimes
+RECORD_BYTES_MAX = 64 * 1024 * 1024
 
 
 async def _prepare(ctx: BrokerContext, cmd: RemotingCommand) -> tuple[headers.SendMessageHeader, TopicConfig, int]:
@@ -83,7 +93,7 @@ async def on_send(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
     msg = rec.Message(topic=header.topic, body=cmd.body, properties=properties, queue_id=queue_id, flag=header.flag,
                       sysflag=header.sys_flag, born_timestamp_ms=header.born_timestamp_ms,
                       born_host=peer_host(channel), reconsume_times=header.reconsume_times or 0)
-    result = await ctx.group.put(msg)
+    result = await ctx.group.put(ctx.rewrite(msg))
     return _response(ctx, cmd, result, queue_id, properties.get(UNIQ_KEY), 1)
 
 
@@ -105,8 +115,76 @@ async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Chann
     return _response(ctx, cmd, result, queue_id, properties.get(UNIQ_KEY), batch.count)
 
 
+def _long_field(ext: dict[str, str], name: str, default: int | None = None) -> int:
+    raw = ext.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise Refused(codes.INVALID_PARAMETER, f"CONSUMER_SEND_MSG_BACK: missing header field {name!r}")
+        return default
+    return parse_java_long(raw, f"CONSUMER_SEND_MSG_BACK header field {name!r}", HeaderError)
+
+
+async def on_send_back(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+    """CONSUMER_SEND_MSG_BACK (36): a consumer could not process the message stored at commitlog
+    ``offset``; store a copy for ``group`` to consume again (RocketMQ's ``consumerSendMsgBack``).
+
+    The copy goes to ``%RETRY%<group>`` (created on demand) with reconsumeTimes + 1, the original
+    topic in ``RETRY_TOPIC``, the original id in ``ORIGIN_MESSAGE_ID`` and ``DELAY`` = ``delayLevel``
+    (0: 3 + reconsume times, RocketMQ's back-off). Once reconsumeTimes reaches ``maxReconsumeTimes``
+    (default 16), or for ``delayLevel`` < 0, it goes to ``%DLQ%<group>`` (one write-only queue)
+    instead. The DELAY property takes effect through ``ctx.message_rewriters`` (the delay service);
+    without one the retry is consumable at once. A message inside a consolidated batch record
+    cannot be addressed by its offset: SYSTEM_ERROR, and the client resends it itself.
+    """
+    ext = cmd.ext_fields
+    group = validate_group(ext.get("group", ""))
+    offset = _long_field(ext, "offset")
+    delay_level = _long_field(ext, "delayLevel", 0)
+    max_reconsume = _long_field(ext, "maxReconsumeTimes", MAX_RECONSUME_TIMES)
+    ctx.require_leader(f"send-back for group {group}")
+    original = _message_at(ctx, offset)
+    if original.sysflag & rec.SYSFLAG_INNER_BATCH:
+        raise Refused(codes.SYSTEM_ERROR, f"commitlog offset {offset} holds a batch record of {original.topic}; "
+                                          "its messages cannot be sent back one by one")
+    properties = dict(original.properties)
+    properties.setdefault(PROPERTY_RETRY_TOPIC, original.topic)
+    properties[PROPERTY_ORIGIN_MESSAGE_ID] = ext.get("originMsgId") or rec.message_id(original.store_host, offset)
+    properties.pop(PROPERTY_DELAY, None)
+    if original.reconsume_times >= max_reconsume or delay_level < 0:
+        topic = dlq_topic(group)
+        cfg = await ctx.ensure_topic(topic, queue_nums=1, perm=PERM_WRITE)
+    else:
+        topic = retry_topic(group)
+        cfg = await ctx.ensure_topic(topic)
+        properties[PROPERTY_DELAY] = str(delay_level or 3 + original.reconsume_times)
+    msg = rec.Message(topic=topic, body=original.body, properties=properties,
+                      queue_id=ctx.rng.randrange(cfg.write_queue_nums), flag=original.flag,
+                      sysflag=original.sysflag & ~rec.SYSFLAG_TX_MASK,
+                      born_timestamp_ms=original.born_timestamp_ms, born_host=original.born_host,
+                      reconsume_times=original.reconsume_times + 1)
+    await ctx.group.put(ctx.rewrite(msg))
+    log.info("message at %d sent back for group %s to %s (reconsume %d)", offset, group, topic, msg.reconsume_times)
+    return cmd.response_to(codes.SUCCESS)
+
+
+def _message_at(ctx: BrokerContext, offset: int) -> rec.Message:
+    store = ctx.store
+    if not store.log.min_offset <= offset < store.log.end_offset:
+        raise Refused(codes.SYSTEM_ERROR, f"no message at commitlog offset {offset} on {ctx.broker_name}")
+    head = store.log.read(offset, 4)
+    size = int.from_bytes(head, "big", signed=True) if len(head) == 4 else 0
+    if not 0 < size <= RECORD_BYTES_MAX:
+        raise Refused(codes.SYSTEM_ERROR, f"no message at commitlog offset {offset} on {ctx.broker_name}")
+    try:
+        return store.read_message(offset, size)
+    except CorruptDataError as exc:
+        raise Refused(codes.SYSTEM_ERROR, f"no message at commitlog offset {offset} on {ctx.broker_name}: "
+                                          f"{exc}") from None
+
+
 HANDLERS = {
     codes.SEND_MESSAGE: (on_send, codes.MESSAGE_ILLEGAL),
     codes.SEND_MESSAGE_V2: (on_send, codes.MESSAGE_ILLEGAL),
     codes.SEND_BATCH_MESSAGE: (on_send_batch, codes.MESSAGE_ILLEGAL),
+    codes.CONSUMER_SEND_MSG_BACK: (on_send_back, codes.INVALID_PARAMETER),
 }

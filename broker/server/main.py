@@ -15,6 +15,10 @@ another version, a port in use: one ``error: ...`` line on stderr and exit 2. Ev
 (start, role changes, registrations, topic creation, consumers joining, stop) is one log line on
 stderr.
 
+Extensions (the delay service, say) plug in without editing this module:
+``broker.ctx.message_rewriters`` (applied to every single message before it is put),
+``broker.role_listeners``, ``broker.commit_listeners`` and ``broker.stop_hooks`` (see ``Broker``).
+
 A handler that finds a broken invariant, or a replica whose Raft loop failed (disk error), stops
 the process with exit code 1: it must not keep serving from a state it cannot trust.
 """
@@ -27,7 +31,7 @@ import random
 import signal
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 from mqbench.broker.layout import Instance, Layout, load_layout
 from mqbench.broker.namesrv.routes import TopicEntry
@@ -73,6 +77,12 @@ class Broker:
         self.registrar: Registrar | None = None
         self.fatal = asyncio.Event()
         self.fatal_reason: str | None = None
+        #: Extension points (e.g. the delay service): called after the broker's own handling of a
+        #: role change ``(role, term, leader_id)`` / of applied commits; ``stop_hooks`` are awaited
+        #: in ``close`` before the group closes. Exceptions are logged, never raised into the group.
+        self.role_listeners: list[Callable[[str, int, int | None], None]] = []
+        self.commit_listeners: list[Callable[[], None]] = []
+        self.stop_hooks: list[Callable[[], Awaitable[None]]] = []
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -115,6 +125,11 @@ class Broker:
         log.info("broker %s stopped", self.instance.name)
 
     async def _stop_parts(self) -> None:
+        for hook in self.stop_hooks:
+            try:
+                await hook()
+            except Exception:  # noqa: BLE001 - the broker still has to close its group
+                log.exception("stop hook %r failed", hook)
         if self.registrar is not None:
             await self.registrar.close(unregister=True)
         if self.ctx is not None:
@@ -156,10 +171,20 @@ class Broker:
         ctx.waiters.wake_all()  # suspended pulls re-check: a follower answers differently from a leader
         if ctx.is_leader():
             ctx.spawn(ctx.ensure_default_topic(), "creating the default topic")
+        self._call_listeners(self.role_listeners, role, term, leader_id)
 
     def _on_commit(self) -> None:
         store = self.group.store
         self.ctx.waiters.notify_from(store.max_offset)
+        self._call_listeners(self.commit_listeners)
+
+    @staticmethod
+    def _call_listeners(listeners: list[Callable], *args) -> None:
+        for listener in listeners:
+            try:
+                listener(*args)
+            except Exception:  # noqa: BLE001 - an extension must not break the Raft loop's callback
+                log.exception("listener %r failed", listener)
 
     def describe(self) -> Registration:
         """This instance's registration as of now (role, term and topics read afresh)."""

@@ -22,6 +22,7 @@ from mqbench.broker.store import record as rec
 from mqbench.broker.store.batch import BatchItem, encode_batch
 from mqbench.client import Consumer, OutgoingMessage, Producer
 from mqbench.client.messages import decode_pulled
+from mqbench.errors import UserError
 
 FAST = {"tick_ms": 20, "heartbeat_ms": 60, "election_ms": 500}
 
@@ -471,4 +472,48 @@ def test_whole_batch_compressed_sends(tmp_path):
             bad = await request(addr, codes.SEND_BATCH_MESSAGE, fields, b"\xff\xff\xff\xffMQBC" + b"\x00" * 12)
             assert bad.code == codes.MESSAGE_ILLEGAL and "batch body to Packed" in bad.remark
             assert store.max_offset("Packed", 0) == 8
+    run(scenario())
+
+
+def test_send_back_goes_to_retry_then_dead_letter_and_rewriters_see_single_sends(tmp_path):
+    async def scenario():
+        async with InProcessCluster(tmp_path, 1, subnet=10) as cluster:
+            leader = await cluster.leader()
+            addr = leader.instance.addr
+            store = leader.group.store
+
+            def tag_rewriter(msg):
+                if msg.properties.get("forbidden"):
+                    raise UserError("rewriter refuses this message")
+                msg.properties["rewritten"] = "yes"
+                return msg
+            leader.ctx.message_rewriters.append(tag_rewriter)
+            props = {"UNIQ_KEY": "C" * 32, "TAGS": "t"}
+            assert (await request(addr, codes.SEND_MESSAGE, send_v1_fields("Work", 0, props), b"job")).code == 0
+            refused = await request(addr, codes.SEND_MESSAGE, send_v1_fields("Work", 0, {**props, "forbidden": "1"}),
+                                    b"job")
+            assert refused.code == codes.MESSAGE_ILLEGAL and "rewriter refuses" in refused.remark
+            [original] = store.read_queue("Work", 0, 0, 10).messages
+            assert original.properties["rewritten"] == "yes"
+            back = {"offset": original.physical_offset, "group": "GID_w", "delayLevel": 0,
+                    "originMsgId": "", "originTopic": "Work", "maxReconsumeTimes": 1}
+            response = await request(addr, codes.CONSUMER_SEND_MSG_BACK, back)
+            assert response.code == codes.SUCCESS, response.remark
+            [retry] = [m for q in range(4) for m in store.read_queue("%RETRY%GID_w", q, 0, 10).messages]
+            assert retry.body == b"job" and retry.reconsume_times == 1
+            assert retry.properties["RETRY_TOPIC"] == "Work" and retry.properties["DELAY"] == "3"
+            assert retry.properties["ORIGIN_MESSAGE_ID"] == rec.message_id(original.store_host,
+                                                                           original.physical_offset)
+            assert retry.properties["UNIQ_KEY"] == "C" * 32
+            # consumed from the retry topic and failed again: reconsumeTimes 1 >= max 1 -> dead letter
+            response = await request(addr, codes.CONSUMER_SEND_MSG_BACK, {**back, "offset": retry.physical_offset})
+            assert response.code == codes.SUCCESS, response.remark
+            [dead] = store.read_queue("%DLQ%GID_w", 0, 0, 10).messages
+            assert dead.reconsume_times == 2 and dead.properties["RETRY_TOPIC"] == "Work" and "DELAY" not in dead.properties
+            assert leader.ctx.topic_config("%DLQ%GID_w").perm == 2      # write-only, as RocketMQ makes it
+            for bad in (original.physical_offset + 1, 10 ** 12, -5):
+                response = await request(addr, codes.CONSUMER_SEND_MSG_BACK, {**back, "offset": bad})
+                assert response.code == codes.SYSTEM_ERROR and "no message at commitlog offset" in response.remark
+            response = await request(addr, codes.CONSUMER_SEND_MSG_BACK, {**back, "group": "../g"})
+            assert response.code == codes.INVALID_PARAMETER and "illegal character" in response.remark
     run(scenario())
