@@ -195,10 +195,12 @@ def live(tmp_path_factory):
 _served = [codes.SEND_MESSAGE, codes.SEND_MESSAGE_V2, codes.SEND_BATCH_MESSAGE, codes.PULL_MESSAGE,
            codes.QUERY_CONSUMER_OFFSET, codes.UPDATE_CONSUMER_OFFSET, codes.GET_MAX_OFFSET, codes.GET_MIN_OFFSET,
            codes.SEARCH_OFFSET_BY_TIMESTAMP, codes.HEART_BEAT, codes.UNREGISTER_CLIENT,
-           codes.GET_CONSUMER_LIST_BY_GROUP, codes.UPDATE_AND_CREATE_TOPIC, codes.GET_BROKER_RUNTIME_INFO]
+           codes.GET_CONSUMER_LIST_BY_GROUP, codes.UPDATE_AND_CREATE_TOPIC, codes.GET_BROKER_RUNTIME_INFO,
+           codes.CONSUMER_SEND_MSG_BACK]
 _names = ["topic", "b", "a", "queueId", "e", "consumerGroup", "queueOffset", "maxMsgNums", "sysFlag", "f",
           "commitOffset", "suspendTimeoutMillis", "readQueueNums", "writeQueueNums", "timestamp", "clientID",
-          "producerGroup", "properties", "i", "attributes", "perm", "subscription"]
+          "producerGroup", "properties", "i", "attributes", "perm", "subscription", "offset", "group",
+          "delayLevel", "maxReconsumeTimes"]
 _ext_values = st.one_of(st.sampled_from(["Fuzz", "../x", "%RETRY%G", "G", "0", "1", "-1", "3", "99999999999999999999",
                                          "true", "", "+queue.type=BatchCQ"]), st.text(max_size=10),
                         st.integers(-3, 40).map(str))
