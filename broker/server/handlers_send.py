@@ -84,7 +84,7 @@ def _response(ctx: BrokerContext, cmd: RemotingCommand, result, queue_id: int, t
 
 
 async def on_send(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
-    if cmd.code == codes.SEND_BATCH_MESSAGE:
+    if headers.send_header(cmd).batch:   # RocketMQ dispatches on the header's batch flag, whatever the code
         return await on_send_batch(ctx, cmd, channel)
     header, _cfg, queue_id = await _prepare(ctx, cmd)
     if header.sys_flag & (rec.SYSFLAG_INNER_BATCH | rec.SYSFLAG_NEED_UNWRAP):
@@ -98,10 +98,13 @@ async def on_send(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
 
 
 async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
-    header, cfg, queue_id = await _prepare(ctx, cmd)
-    properties = rec.decode_properties(header.properties or "")
+    header = headers.send_header(cmd)
+    validate_send_topic(header.topic)
+    # the whole body is checked before anything happens (no topic is auto-created for a bad batch)
     batch = decode_client_batch(cmd.body, header.sys_flag, size_max=ctx.message_bytes_max,
                                 where=f"batch body to {header.topic}")
+    header, cfg, queue_id = await _prepare(ctx, cmd)
+    properties = rec.decode_properties(header.properties or "")
     compressed = bool(header.sys_flag & SYSFLAG_COMPRESSION_BITS)
     common = dict(properties=properties, born_timestamp_ms=header.born_timestamp_ms, born_host=peer_host(channel))
     if cfg.is_batch_cq and compressed:

@@ -150,6 +150,13 @@ def test_single_send_v1_v2_batch_and_consume(tmp_path):
             assert (answer.queue_id, answer.queue_offset, answer.transaction_id) == (2, 0, "AB" * 16)
             assert rec.decode_message_id(answer.msg_id)[0] == (leader.instance.address, leader.instance.port)
             assert leader.ctx.topic_config("Auto").write_queue_nums == 4
+            # a long-name header with batch=true carries a batch body, whatever the request code
+            pair = encode_batch([BatchItem(b"v1-batch-0", {"UNIQ_KEY": "D" * 32, "TAGS": "t"}),
+                                  BatchItem(b"v1-batch-1", {"TAGS": "t"})])
+            response = await request(addr, codes.SEND_MESSAGE, send_v1_fields("Auto", queue_id=3, batch=True), pair)
+            assert response.code == codes.SUCCESS and len(response.ext_fields["msgId"].split(",")) == 2
+            assert [m.body for m in leader.group.store.read_queue("Auto", 3, 0, 10).messages] == [b"v1-batch-0",
+                                                                                                  b"v1-batch-1"]
             async with Producer(cluster.namesrv_addr, "PID_t") as producer:
                 await asyncio.sleep(0.6)   # the registration after the auto-creation routes the topic
                 single = [await producer.send(OutgoingMessage("Auto", f"m{i}".encode(), tags="t", keys=[f"k{i}"]))
@@ -164,10 +171,10 @@ def test_single_send_v1_v2_batch_and_consume(tmp_path):
             got = []
             async with consumer:
                 deadline = time.monotonic() + 10
-                while len(got) < 14 and time.monotonic() < deadline:
+                while len(got) < 16 and time.monotonic() < deadline:
                     got += await consumer.receive(32, 500)
             bodies = sorted(m.body for m in got)
-            assert bodies == sorted([b"v1-body"] + [f"m{i}".encode() for i in range(8)]
+            assert bodies == sorted([b"v1-body", b"v1-batch-0", b"v1-batch-1"] + [f"m{i}".encode() for i in range(8)]
                                     + [f"b{i}".encode() for i in range(5)])
             # the consumer's close committed its offsets through the Raft log: they are the queue ends
             store = leader.group.store
@@ -175,7 +182,7 @@ def test_single_send_v1_v2_batch_and_consume(tmp_path):
                 assert store.query_offset("GID_t", "Auto", queue_id) == store.max_offset("Auto", queue_id)
             info = await query_runtime_info(addr)
             assert info["raftRole"] == "leader" and info["raftLeaderId"] == leader.instance.name
-            assert int(info["putMessageCount"]) == 14 and int(info["storeBytes"]) > 0
+            assert int(info["putMessageCount"]) == 16 and int(info["storeBytes"]) > 0
             assert int(info["raftCommitIndex"]) > 0
             assert store.topic_config("%RETRY%GID_t") is not None   # created on the group's first heartbeat
     run(scenario())
@@ -314,6 +321,7 @@ def test_bad_input_gets_clear_answers_and_the_broker_keeps_serving(tmp_path):
                                  headers.SendMessageHeader(producer_group="P", topic="T", batch=True).to_v2(),
                                  encode_batch([BatchItem(b"a", {})])[:-3])
             assert torn.code == codes.MESSAGE_ILLEGAL and "batch body to T" in torn.remark
+            assert cluster.brokers["broker-t/n0"].ctx.topic_config("T") is None   # nothing created for it
             empty = await request(addr, codes.SEND_MESSAGE, send_v1_fields("T"), b"")
             assert empty.code == codes.MESSAGE_ILLEGAL and "empty" in empty.remark
             heartbeat = await request(addr, codes.HEART_BEAT, body=b"{not json")
