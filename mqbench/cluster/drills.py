@@ -354,27 +354,25 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
             await wait_healthy(state, group, heal_timeout_s)
             await read_offsets(f"after kill {k + 1}")
 
-    tasks = [asyncio.create_task(consume_loop(), name="soak-consume"),
-             asyncio.create_task(offsets_loop(), name="soak-offsets")]
+    consuming = asyncio.create_task(consume_loop(), name="soak-consume")
+    tasks = [consuming, asyncio.create_task(offsets_loop(), name="soak-offsets")]
+    killer = asyncio.create_task(kill_loop(), name="soak-kill")
     try:
-        killer = asyncio.create_task(kill_loop(), name="soak-kill")
         await asyncio.gather(*(send_loop() for _ in range(senders)))
         abort.set()  # production ended (done or timed out): a kill still waiting for progress is skipped
         async with tally.progress:
             tally.progress.notify_all()
         await killer
-        try:
-            await asyncio.wait_for(tally.all_consumed.wait(), drain_timeout_s)
-        except asyncio.TimeoutError:
-            pass
+        drained = asyncio.create_task(tally.all_consumed.wait())
+        await asyncio.wait([drained, consuming], timeout=drain_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        drained.cancel()
+        if consuming.done() and consuming.exception() is not None:
+            raise UserError(f"the soak's consumer failed: {consuming.exception()}")
         await read_offsets("end")
     finally:
-        for task in tasks:
+        for task in [*tasks, killer]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if "killer" in locals() and not killer.done():
-            killer.cancel()
-            await asyncio.gather(killer, return_exceptions=True)
+        await asyncio.gather(*tasks, killer, return_exceptions=True)
         await consumer.close()
         await producer.close()
     for event in events:

@@ -20,6 +20,7 @@ from mqbench.cluster.processes import ClusterState, ProcessRecord, python_argv, 
 OFFSET_SINGLE = 4110
 OFFSET_RAFT3 = 4120
 OFFSET_ERRORS = 4130
+OFFSET_3X3 = 4140
 
 
 def run(*args: str):
@@ -215,4 +216,43 @@ def test_raft3_leader_kill_elects_another_and_restart_rejoins(tmp_path):
     finally:
         down = run("down", "--dir", str(directory), "--timeout", "5")
     assert down.exit_code == 0
+    assert not any(r.alive() for r in ClusterState.load(directory).processes.values())
+
+
+@pytest.mark.realproc
+def test_a_broker_that_dies_while_starting_is_reported_and_nothing_is_left_running(tmp_path):
+    directory = tmp_path / "broken"
+    (directory / "broker-a" / "n0").mkdir(parents=True)
+    (directory / "broker-a" / "n0" / "store").write_text("a file where the store directory should be")
+    result = run("up", "--layout", "single", "--port-offset", str(OFFSET_ERRORS + 2), "--dir", str(directory),
+                 "--wait", "30")
+    assert result.exit_code == 2, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith("mqbench: error: broker-a/n0 exited while starting; last lines of ")
+    assert "broker.log" in first
+    state = ClusterState.load(directory)
+    assert not any(r.alive() for r in state.processes.values())
+
+
+@pytest.mark.realproc
+def test_3x3_comes_up_with_one_leader_per_host(tmp_path):
+    directory = tmp_path / "3x3"
+    result = run("up", "--layout", "3x3", "--port-offset", str(OFFSET_3X3), "--dir", str(directory), "--json")
+    try:
+        assert result.exit_code == 0, result.output
+        rows = json.loads(result.output)["instances"]
+        assert len(rows) == 9 and len({r["address"] for r in rows}) == 9
+        assert {r["group"] for r in rows if r["role"] == "leader"} == {"broker-a", "broker-b", "broker-c"}
+
+        def one_leader_per_host():
+            leaders = [r for r in status_doc(directory)["instances"] if r["role"] == "leader"]
+            return sorted(r["host"] for r in leaders) == ["h1", "h2", "h3"] and leaders
+
+        leaders = wait_for(one_leader_per_host, 30, "preferred leaders spreading the groups over the hosts")
+        assert {(r["group"], r["host"]) for r in leaders} == {("broker-a", "h1"), ("broker-b", "h2"),
+                                                               ("broker-c", "h3")}
+        hit = json.loads(run("kill", "h2", "--dir", str(directory), "--json").output)["processes"]
+        assert sorted(hit) == ["broker-a/n1", "broker-b/n1", "broker-c/n1"]
+    finally:
+        run("down", "--dir", str(directory), "--timeout", "5")
     assert not any(r.alive() for r in ClusterState.load(directory).processes.values())
