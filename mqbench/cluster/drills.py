@@ -10,7 +10,9 @@ later). A send that fails is sent again until it is acknowledged, so every numbe
 acknowledged (duplicates are allowed: at-least-once). Between kills the committed consumer offsets
 are read from the group's leader (QUERY_CONSUMER_OFFSET) twice a second. The result lists what
 must be empty on a correct broker: acknowledged numbers never consumed (``lost``), bodies that
-were never sent (``unexpected``), and committed offsets that went backwards (``offset_rewinds``).
+were never sent (``unexpected``), committed offsets that went backwards (``offset_rewinds``); and
+what must be zero: the committed offsets' distance from the queues' ends once the consumer closed
+(``final_lag``: its last, confirmed commit reached the new leader).
 
 ``measure_failovers(state, kills=20)`` keeps a few senders busy on one topic per group and, ``kills``
 times (round-robin over the groups), SIGKILLs a group's leader and measures the failover time:
@@ -71,6 +73,7 @@ class SoakResult:
     send_failures: int         # failed send calls, each sent again
     offset_readings: int
     offset_rewinds: list[str]  # committed offsets that went backwards: must be empty
+    final_lag: int             # sum over queues of max offset - committed offset after the consumer closed
     kills: list[KillEvent]
     duration_s: float
 
@@ -186,6 +189,23 @@ async def committed_offsets(addr: str, group: str, topic: str, queues: int = QUE
             else:
                 raise UserError(f"QUERY_CONSUMER_OFFSET {topic}/{queue_id} on {addr}: "
                                 f"{codes.response_name(response.code)} {response.remark or ''}")
+        return out
+    finally:
+        await channel.aclose()
+
+
+async def max_offsets(addr: str, topic: str, queues: int = QUEUES, timeout_ms: int = 1000) -> dict[int, int]:
+    """Queue id -> the queue's max offset (one past its last message) on the broker at ``addr``."""
+    channel = await connect(addr, timeout_ms=timeout_ms)
+    try:
+        out = {}
+        for queue_id in range(queues):
+            response = await channel.request(RemotingCommand.request(
+                codes.GET_MAX_OFFSET, headers.QueueOffsetHeader(topic, queue_id).to_ext()), timeout_ms)
+            if response.code != codes.SUCCESS:
+                raise UserError(f"GET_MAX_OFFSET {topic}/{queue_id} on {addr}: "
+                                f"{codes.response_name(response.code)} {response.remark or ''}")
+            out[queue_id] = headers.OffsetResponseHeader.from_ext(response.ext_fields).offset
         return out
     finally:
         await channel.aclose()
@@ -375,6 +395,9 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
         await asyncio.gather(*tasks, killer, return_exceptions=True)
         await consumer.close()
         await producer.close()
+    leader = await wait_healthy(state, group, heal_timeout_s)
+    committed = await committed_offsets(leader.addr, consumer_group, topic)
+    final_lag = sum(top - max(committed[q], 0) for q, top in (await max_offsets(leader.addr, topic)).items())
     for event in events:
         after = [acked for sent, acked in tally.ack_times if sent > started + event.dead_at_s]
         event.failover_ms = (min(after) - started - event.at_s) * 1000 if after else None
@@ -383,7 +406,7 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
     return SoakResult(messages=messages, acked=len(tally.acked), consumed=len(tally.consumed),
                       lost=sorted(tally.acked - tally.consumed), unexpected=tally.unexpected,
                       duplicates=tally.duplicates, send_failures=tally.send_failures, offset_readings=readings,
-                      offset_rewinds=rewinds, kills=events, duration_s=time.monotonic() - started)
+                      offset_rewinds=rewinds, final_lag=final_lag, kills=events, duration_s=time.monotonic() - started)
 
 
 # --- failover timing ------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ def check(result, messages: int, kills: int) -> None:
     assert result.unexpected == []
     assert result.offset_readings >= 2 * kills
     assert result.offset_rewinds == [], result.offset_rewinds
+    assert result.final_lag == 0
     assert len({k.instance for k in result.kills}) >= 1
     for event in result.kills:
         assert event.failover_ms is not None, f"no send acknowledged after killing {event.instance}"
