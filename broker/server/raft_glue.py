@@ -10,6 +10,9 @@ queue-offset table, dispatch and group commit stay in step:
 * term and vote: ``currterm`` (``currTerm``/``voteLeader``, peer names ``n0``, ``n1``... as the
   layout names replicas: Raft node id ``k + 1`` is replica ``nk``), replaced atomically and
   fsynced on change.
+* reading: the most recent entries (up to ``CACHE_ENTRIES`` / ``CACHE_BYTES``) are kept in memory
+  exactly as stored (restamped), since the leader sends and every replica applies entries just
+  after appending them; older ones are read from the DLedger files.
 * the log fsync (``sync``): the store's group commit (``store.wait_durable``), safe to run in a
   worker thread while the event loop keeps appending.
 * the commit point is moved by the state machine (``store.commit``) when committed entries are
@@ -24,6 +27,7 @@ metadata was persisted; a missing file means 0 (re-apply everything committed).
 from __future__ import annotations
 
 import json
+from collections import deque
 
 from mqbench.errors import CorruptDataError, InvariantViolation
 from mqbench.broker.raft.dledger_storage import DLedgerStorage
@@ -32,6 +36,8 @@ from mqbench.broker.store import dledger as fmt
 from mqbench.broker.store.atomic import read_with_backup, write_atomic
 from mqbench.broker.store.store import Store
 
+CACHE_ENTRIES = 8192
+CACHE_BYTES = 16 << 20
 APPLIED_FILE = "raft-applied.json"
 APPLIED_SCHEMA = "mqbench.raft-applied/1"
 
@@ -57,6 +63,8 @@ class StoreRaftStorage(DLedgerStorage):
         super().__init__(store.dledger.directory, log=store.dledger, peer_name=replica_name,
                          peer_id=replica_node_id)
         self.store = store
+        self._recent: deque[Entry] = deque()      # consecutive, as stored; _recent[0].index is the oldest
+        self._recent_bytes = 0
 
     def append(self, entries: list[Entry]) -> None:
         """Store ``entries``, first dropping every stored entry at or after ``entries[0].index``."""
@@ -67,11 +75,40 @@ class StoreRaftStorage(DLedgerStorage):
             raise InvariantViolation(f"append at {first} leaves a gap after {self.last_index()}")
         if first <= self.last_index():
             self.store.truncate_after(first - 2)
+            while self._recent and self._recent[-1].index >= first:
+                self._recent_bytes -= len(self._recent.pop().data)
         for entry in entries:
             magic = fmt.DLEDGER_MAGIC_NOOP if entry.kind == EntryKind.NOOP else fmt.DLEDGER_MAGIC
-            index = self.store.append_entry(entry.term, entry.data, magic=magic)
+            index, stored = self.store.append_replicated(entry.term, entry.data, magic=magic)
             if index != entry.index - 1:
                 raise InvariantViolation(f"DLedger wrote Raft entry {entry.index} at index {index + 1}")
+            self._remember(Entry(entry.index, entry.term, stored, entry.kind))
+
+    def _remember(self, entry: Entry) -> None:
+        if self._recent and self._recent[-1].index + 1 != entry.index:
+            self._recent.clear()
+            self._recent_bytes = 0
+        self._recent.append(entry)
+        self._recent_bytes += len(entry.data)
+        while len(self._recent) > CACHE_ENTRIES or (self._recent_bytes > CACHE_BYTES and len(self._recent) > 1):
+            self._recent_bytes -= len(self._recent.popleft().data)
+
+    def entries(self, lo: int, hi: int) -> list[Entry]:
+        recent = self._recent
+        if recent and lo >= recent[0].index and hi <= recent[-1].index + 1 and lo <= hi:
+            base = recent[0].index
+            return [recent[i - base] for i in range(lo, hi)]
+        return super().entries(lo, hi)
+
+    def term(self, index: int) -> int:
+        recent = self._recent
+        if recent and recent[0].index <= index <= recent[-1].index:
+            return recent[index - recent[0].index].term
+        return super().term(index)
+
+    def stored_body(self, index: int) -> bytes:
+        """The body of Raft entry ``index`` as this replica stored it."""
+        return self.entries(index, index + 1)[0].data
 
     def set_hard_state(self, state: HardState) -> None:
         # term and vote only: the commit point moves when the entries are applied (store.commit)

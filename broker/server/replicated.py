@@ -66,7 +66,7 @@ from mqbench.broker.raft.node import RaftNode
 from mqbench.broker.raft.transport import RaftTransport
 from mqbench.broker.raft.types import NONE, Entry, EntryKind, Message as RaftMessage, ProposalDropped, Ready, Role
 from mqbench.broker.raft.types import NotLeader as RaftNotLeader
-from mqbench.broker.raft.wire import ENTRY, HEADER, LENGTH
+from mqbench.broker.raft.wire import DEFAULT_MAX_FRAME_BYTES, ENTRY, HEADER, LENGTH
 from mqbench.broker.store.batch import BatchItem
 from mqbench.broker.store.configs import TopicConfig
 from mqbench.broker.store.dledger_log import is_record_body
@@ -82,6 +82,8 @@ log = logging.getLogger("mqbench.broker.replicated")
 ROLE_NAMES = {Role.LEADER: "leader", Role.FOLLOWER: "follower", Role.CANDIDATE: "candidate",
               Role.PRE_CANDIDATE: "candidate"}
 APPLIED_SAVE_MS = 5000
+# one entry must fit in one transport frame, with room for the frame and entry headers
+ENTRY_BYTES_MAX = DEFAULT_MAX_FRAME_BYTES - (1 << 16)
 
 
 class NotLeader(RaftNotLeader):
@@ -259,6 +261,10 @@ class ReplicatedGroup:
 
     def _propose(self, records: list[bytes], counts: list[int] | None) -> asyncio.Future:
         self._check_writable()
+        for record in records:
+            if len(record) > ENTRY_BYTES_MAX:
+                raise UserError(f"a record of {len(record)} bytes is larger than a Raft entry may be "
+                                f"({ENTRY_BYTES_MAX} bytes)")
         try:
             indexes = self.node.propose_batch(records)
         except RaftNotLeader as exc:
@@ -455,7 +461,7 @@ class ReplicatedGroup:
     def _result(self, first: int, last: int, counts: list[int]) -> PutResult:
         ids, head = [], None
         for index in range(first, last + 1):
-            _, body = self.store.dledger.entry(index - 1)
+            body = self.storage.stored_body(index)
             _, queue_id, queue_offset, physical_offset, _ = peek_fields(body, 0)
             if head is None:
                 head = (queue_id, queue_offset, physical_offset)

@@ -90,7 +90,8 @@ from .dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerCommitLog, DLedgerL
 from .flush import POLICY_INTERVAL, POLICY_SYNC, GroupCommit, IntervalFlusher, parse_flush_policy
 from .metadata import Metadata
 from .record import (SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_MASK,
-                     SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message, decode_message, encode_message, message_id)
+                     SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message, decode_message, encode_message, message_id,
+                     set_physical_offset)
 from .reader import ReadResult
 from .restamp import restamp_record
 from .recovery import CheckpointFile, CheckpointState, commitlog_scan_start, recover_queues
@@ -502,23 +503,36 @@ class Store:
         ``restamp=False`` its queue offset is kept as it is), counted in the queue-offset table and
         dispatched when committed. A record that fails its checks raises CorruptDataError and
         nothing is written."""
+        if restamp:
+            return self.append_replicated(term, body, magic=magic)[0]
         log = self._need_dledger()
         with self._lock:
             self._check_open()
-            is_record = magic == 1 and is_record_body(body)
-            if is_record and restamp:
-                body, msg = self._restamp(body)
-                index, pos = log.append(term, body, magic=magic)
-                msg.physical_offset = pos + ENTRY_HEADER_BYTES
-                info = message_dispatch_info(msg, len(body))
-            else:
-                index, pos = log.append(term, body, magic=magic)
-                info = dispatch_info(log.entry(index)[1], where="replicated entry") if is_record else None
-            if info is not None:
+            index, pos = log.append(term, body, magic=magic)
+            if magic == 1 and is_record_body(body):
+                info = dispatch_info(log.entry(index)[1], where="replicated entry")
                 self._note_offsets(info)
                 self._pending.append((pos + ENTRY_HEADER_BYTES + info.size, info))
             self._after_append(self.log.end_offset)
             return index
+
+    def append_replicated(self, term: int, body: bytes, *, magic: int = 1) -> tuple[int, bytes]:
+        """``append_entry`` with restamping, returning (DLedger index, the entry body as stored)."""
+        log = self._need_dledger()
+        with self._lock:
+            self._check_open()
+            if magic == 1 and is_record_body(body):
+                body, msg = self._restamp(body)
+                index, pos = log.append(term, body, magic=magic)
+                msg.physical_offset = pos + ENTRY_HEADER_BYTES
+                body = set_physical_offset(body, msg.physical_offset)
+                info = message_dispatch_info(msg, len(body))
+                self._note_offsets(info)
+                self._pending.append((pos + ENTRY_HEADER_BYTES + info.size, info))
+            else:
+                index, _ = log.append(term, body, magic=magic)
+            self._after_append(self.log.end_offset)
+            return index, bytes(body)
 
     def commit(self, index: int) -> None:
         """Raft mode: entries up to ``index`` are committed; dispatch them."""

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from mqbench.broker.server.replicated import ReplicatedGroup
 
-FAST = dict(tick_ms=10, heartbeat_ms=20, election_ms=200)
+# short timings keep failover tests fast; the election timeout leaves room for a loaded machine
+FAST = dict(tick_ms=10, heartbeat_ms=20, election_ms=400)
 
 
 class Cluster:

@@ -223,3 +223,34 @@ def test_applied_mark_round_trip_and_damage(tmp_path):
                 AppliedMark(store)
     finally:
         store.close()
+
+
+def test_raft_storage_serves_recent_entries_exactly_as_stored(tmp_path):
+    from mqbench.broker.raft.dledger_storage import DLedgerStorage
+    from mqbench.broker.raft.types import Entry, EntryKind
+    from mqbench.broker.server import raft_glue
+    from mqbench.broker.server.raft_glue import StoreRaftStorage
+
+    store = _store(tmp_path / "s")
+    try:
+        storage = StoreRaftStorage(store)
+        disk = DLedgerStorage(store.dledger.directory, log=store.dledger)   # the files, no cache
+        records = [store.prepare_record(Message(topic="T", body=b"r%d" % n)) for n in range(6)]
+        storage.append([Entry(1, 1, b"", EntryKind.NOOP)] + [Entry(2 + n, 1, r) for n, r in enumerate(records)])
+        assert storage.entries(1, 8) == disk.entries(1, 8)
+        assert [decode_message(e.data)[0].queue_offset for e in storage.entries(2, 8)] == list(range(6))
+        # a new leader's entries replace the suffix from index 5 on
+        storage.append([Entry(5, 2, records[0]), Entry(6, 2, records[1])])
+        assert storage.last_index() == 6 and storage.term(6) == disk.term(6) == 2
+        assert storage.entries(1, 7) == disk.entries(1, 7)
+        assert [decode_message(e.data)[0].queue_offset for e in storage.entries(2, 7)] == [0, 1, 2, 3, 4]
+        old_limit = raft_glue.CACHE_ENTRIES
+        raft_glue.CACHE_ENTRIES = 2                 # older entries come from the files
+        try:
+            storage.append([Entry(7, 2, records[2])])
+            assert storage.entries(1, 8) == disk.entries(1, 8)
+            assert storage.stored_body(3) == disk.entries(3, 4)[0].data
+        finally:
+            raft_glue.CACHE_ENTRIES = old_limit
+    finally:
+        store.close()

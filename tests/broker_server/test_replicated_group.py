@@ -164,6 +164,8 @@ def test_followers_refuse_writes_and_bad_input_never_reaches_the_log(tmp_path):
         try:
             leader = await cluster.leader()
             follower = next(g for g in cluster.groups.values() if g is not leader)
+            while follower.leader_id != leader.self_id:     # it may not have heard from the leader yet
+                await asyncio.sleep(0.01)
             with pytest.raises(NotLeader) as info:
                 await follower.put(Message(topic="T", body=b"x"))
             assert info.value.leader_id == leader.self_id
@@ -259,6 +261,24 @@ def test_replicated_entries_have_the_spec_11_layout(tmp_path):
                 assert result.msg_id == "7F000001" + "00002AA9" + f"{pos + 48:016X}"  # store host 127.0.0.1:10921
             # DLedger index 0 is the leader's no-op (magic 2, empty body)
             assert struct.unpack_from(">ii", data.read(0, 8)) == (2, 48)
+        finally:
+            await cluster.close()
+    run(main())
+
+
+def test_a_record_too_large_for_one_raft_frame_is_refused(tmp_path, monkeypatch):
+    from mqbench.broker.server import replicated
+    monkeypatch.setattr(replicated, "ENTRY_BYTES_MAX", 4096)
+
+    async def main():
+        cluster = await Cluster(tmp_path, 1, "memory").start()
+        try:
+            leader = await cluster.leader()
+            last = leader.node.log.last_index()
+            with pytest.raises(UserError, match="larger than a Raft entry"):
+                await leader.put(Message(topic="T", body=b"x" * 5000))
+            assert leader.node.log.last_index() == last
+            assert (await leader.put(Message(topic="T", body=b"x" * 3000))).queue_offset == 0
         finally:
             await cluster.close()
     run(main())
