@@ -54,8 +54,9 @@ Metadata: ``topic_config(name)``, ``create_topic(name, ...)``, ``update_topic(cf
 ``set_delay_offset(level, offset)``, ``delay_offset(level)``.
 
 Raft (DLedger versions): ``dledger`` (the ``DLedgerLog``), ``append_entry(term, body, *, magic=1,
-restamp=True) -> index`` (a replicated entry, on the leader and on followers alike), ``commit(index)``,
-``truncate_after(index)``. A replicated record is built by the leader with ``prepare_record(msg)`` /
+restamp=True) -> index`` (a replicated entry, on the leader and on followers alike;
+``append_replicated(term, body, *, magic=1) -> (index, stored body)`` is the same with restamping,
+returning the bytes as written), ``commit(index)``, ``truncate_after(index)``. A replicated record is built by the leader with ``prepare_record(msg)`` /
 ``prepare_batch_records(...)`` (validated, store time and host stamped, queue and physical offsets
 left as placeholders) and gets its offsets when ``append_entry`` writes it: QUEUEOFFSET (and
 INNER_BASE of an inner batch) from this store's queue-offset table, PHYSICALOFFSET from the entry
