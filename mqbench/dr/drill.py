@@ -258,7 +258,9 @@ def _restart(cluster: drcluster.DrCluster, names: list[str]) -> None:
 
 
 def _first_ack_after(work: Workload, fault_ms: int) -> int | None:
-    after = [t - fault_ms for t in work.traffic.ack_times_ms() if t > fault_ms]
+    """Ms from the fault to the first acknowledgement of a send issued after it (an ack of a send
+    committed before the fault says nothing about recovery)."""
+    after = [s.acked_ms - fault_ms for s in work.traffic.sends if s.acked_ms is not None and s.started_ms >= fault_ms]
     return min(after) if after else None
 
 
@@ -357,8 +359,8 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
             await asyncio.sleep(settings.switch_after_ms / 1000)
             times.elected_ms = times.detected_ms  # the standby's leader is already elected
             await work.switch(standby_layout.namesrv_addr)
-            await consumer.switch(standby_layout.namesrv_addr)
             times.ready_ms = now_ms() - fault_ms
+            await consumer.switch(standby_layout.namesrv_addr)
         else:
             hit = await asyncio.to_thread(_kill, active, down)
             notes.append(f"killed {', '.join(hit)}")

@@ -13,10 +13,10 @@ phase                       ends when
                             cluster's leader is already there)
 ``leader_readiness_ms``     the name server routes writes to the new leader (it registered, so clients
                             can find it); for scheme C, when clients were switched to the standby
-``client_recovery_ms``      the workload's first acknowledged send after the fault
+``client_recovery_ms``      the first acknowledgement of a send the workload issued after the fault
 ==========================  ============================================================================
 
-``rto_ms`` is the fault-to-first-acknowledged-send time. A fault that needs no failover (a follower
+``rto_ms`` is the time from the fault to that acknowledgement. A fault that needs no failover (a follower
 killed) has no detection, election or readiness (None) and its RTO is the gap writes saw, if any. A
 phase that was never reached within the drill is None, and so is the RTO when writes never came back
 (scheme B without its majority room).
@@ -74,8 +74,3 @@ def percentile_ms(values: list[float], percentile: float) -> float | None:
     rank = max(1, -(-len(ordered) * percentile // 100))
     return ordered[min(len(ordered), int(rank)) - 1]
 
-
-def write_gap_ms(ack_times_ms: list[int], fault_ms: int) -> int | None:
-    """First acknowledgement at or after the fault, relative to it (None if none came)."""
-    after = [t - fault_ms for t in ack_times_ms if t >= fault_ms]
-    return min(after) if after else None

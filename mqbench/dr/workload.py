@@ -87,6 +87,7 @@ class Workload:
         self._producer = self._new_producer(namesrv)
         self._tasks: list[asyncio.Task] = []
         self._ack = asyncio.Event()
+        self._stopping = False  # loops check it too: a cancel can be swallowed by wait_for in 3.11
 
     def _new_producer(self, namesrv: str) -> Producer:
         return Producer(namesrv, "PID_dr", send_timeout_ms=self.send_timeout_ms, retries=2, route_ttl_ms=1000)
@@ -98,7 +99,7 @@ class Workload:
     async def _sender(self, index: int) -> None:
         interval_ms = 1000 * self.concurrency / self.rate_per_s
         next_ms = now_ms() + index * interval_ms / self.concurrency
-        while True:
+        while not self._stopping:
             await asyncio.sleep(max(0.0, (next_ms - now_ms()) / 1000))
             next_ms = max(next_ms + interval_ms, now_ms() - interval_ms)  # no catch-up storm after a stall
             await self.send_one()
@@ -128,6 +129,7 @@ class Workload:
         asyncio.create_task(_quietly(old.close()))
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -141,6 +143,7 @@ class Deliveries:
         self.topic, self.traffic, self.group = topic, traffic, group
         self._consumer = self._new(namesrv)
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     def _new(self, namesrv: str) -> Consumer:
         consumer = Consumer(namesrv, self.group, consume_from="first", suspend_timeout_ms=1000,
@@ -150,11 +153,12 @@ class Deliveries:
         return consumer
 
     async def start(self) -> None:
+        self._stopping = False
         await self._consumer.start()
         self._task = asyncio.create_task(self._loop(), name="dr-consume")
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 for message in await self._consumer.receive(64, timeout_ms=200):
                     seq = seq_of(self.traffic.run_id, message.body)
@@ -170,12 +174,17 @@ class Deliveries:
         self._consumer = self._new(namesrv)
         await self.start()
 
-    async def wait_for(self, wanted: set[int], timeout_s: float) -> None:
+    async def wait_for(self, wanted: set[int], timeout_s: float, idle_s: float = 2.0) -> None:
+        """Until every ``wanted`` number was delivered, nothing new came for ``idle_s``, or ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
-        while not wanted <= set(self.traffic.delivered) and time.monotonic() < deadline:
+        seen, idle_until = len(self.traffic.delivered), time.monotonic() + idle_s
+        while not wanted <= set(self.traffic.delivered) and time.monotonic() < min(deadline, idle_until):
             await asyncio.sleep(0.1)
+            if len(self.traffic.delivered) != seen:
+                seen, idle_until = len(self.traffic.delivered), time.monotonic() + idle_s
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
