@@ -187,7 +187,11 @@ class ReplicatedGroup:
         self._closed = False
 
     async def _start(self) -> None:
-        await self.transport.start()
+        try:
+            await self.transport.start()
+        except OSError as exc:
+            raise UserError(f"cannot listen for Raft peers on {self.transport.host}:{self.transport.port}: "
+                            f"{exc.strerror or exc}") from None
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._tick_loop()), loop.create_task(self._run())]
         if len(self.config.peers) == 1:

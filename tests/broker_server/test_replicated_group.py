@@ -233,6 +233,14 @@ def test_open_refuses_bad_settings(tmp_path):
             await ReplicatedGroup.open(tmp_path / "b", self_id=4, peers={1: ("127.0.0.1", 0)})
         with pytest.raises(UserError):
             await ReplicatedGroup.open(tmp_path / "c", version="v5", self_id=1, peers={1: ("127.0.0.1", 0)})
+        first = await ReplicatedGroup.open(tmp_path / "d", self_id=1, peers={1: ("127.0.0.1", 0)})
+        try:
+            with pytest.raises(UserError, match="cannot listen"):
+                await ReplicatedGroup.open(tmp_path / "e", self_id=1, peers={1: first.raft_address})
+            # the refused replica released its store: it opens now
+            await (await ReplicatedGroup.open(tmp_path / "e", self_id=1, peers={1: ("127.0.0.1", 0)})).close()
+        finally:
+            await first.close()
     run(main())
 
 
