@@ -7,14 +7,18 @@ and tests use).
   ``raftBytesReceived``, ``storeBytes``, ...).
 * ``await create_topic(addr, topic, *, queues=4, attributes=None, timeout_s=5)``:
   UPDATE_AND_CREATE_TOPIC (17) with ``queues`` read and write queues and RocketMQ 5 attributes
-  (``{"queue.type": "BatchCQ"}``). Sent to ``addr``; when that replica answers that it is not the
-  leader and names one (ext field ``leaderAddr``), the request follows it (at most twice).
+  (``{"queue.type": "BatchCQ"}``). Sent to ``addr``; while the answer is "not the leader" (ext
+  field ``notLeader``: an election or a leadership handover), the request follows the leader it
+  names (``leaderAddr``) or tries again 0.1 s later, until ``timeout_s`` has passed.
 
 Errors: a broker's refusal raises ``AdminError`` (a UserError) naming the code and the broker's
 remark; no answer or no connection raises the remoting ``RemotingTimeoutError`` /
 ``RemotingClosedError`` (both OSError).
 """
 from __future__ import annotations
+
+import asyncio
+import time
 
 from mqbench.broker.remoting import codes, headers
 from mqbench.broker.remoting.client import connect
@@ -23,7 +27,7 @@ from mqbench.broker.server.handlers_admin import format_attributes
 from mqbench.broker.store.topics import validate_topic
 from mqbench.errors import UserError
 
-LEADER_HOPS_MAX = 2
+LEADER_RETRY_S = 0.1
 
 
 class AdminError(UserError):
@@ -64,13 +68,18 @@ async def create_topic(addr: str, topic: str, *, queues: int = 4, attributes: di
     if attributes:
         fields["attributes"] = format_attributes(attributes)
     target = addr
-    for _hop in range(LEADER_HOPS_MAX + 1):
-        response = await _request(target, RemotingCommand.request(codes.UPDATE_AND_CREATE_TOPIC, fields), timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = await _request(target, RemotingCommand.request(codes.UPDATE_AND_CREATE_TOPIC, fields),
+                                  max(0.05, deadline - time.monotonic()))
         if response.code == codes.SUCCESS:
             return
+        if response.ext_fields.get("notLeader") != "true" or time.monotonic() >= deadline:
+            raise AdminError(f"create topic {topic} on {target}: {codes.response_name(response.code)} "
+                             f"{response.remark or ''}".strip())
+        # not the leader (an election or a leadership handover is under way): go where it points
         leader = response.ext_fields.get("leaderAddr")
-        if not leader or leader == target:
-            break
-        target = leader
-    raise AdminError(f"create topic {topic} on {target}: {codes.response_name(response.code)} "
-                     f"{response.remark or ''}".strip())
+        if leader and leader != target:
+            target = leader
+        else:
+            await asyncio.sleep(LEADER_RETRY_S)

@@ -7,8 +7,8 @@ table built by ``build_handlers(ctx)`` binds them to ``ctx`` and wraps each one 
 * ``Refused(code, remark)`` raised anywhere below becomes that response (a handler says "no"
   by raising, so helpers such as ``require_leader`` can refuse for it);
 * ``NotLeader`` / ``ProposalDropped`` from the replicated group become the not-leader response
-  (SYSTEM_ERROR 1, remark naming the leader, ext field ``leaderAddr``): the client refreshes its
-  route and retries on the new leader;
+  (SYSTEM_ERROR 1, remark naming the leader, ext fields ``notLeader`` and ``leaderAddr``): the
+  client refreshes its route and retries on the new leader;
 * a ``UserError`` (a bad topic or group name such as ``../x``, a malformed batch or property
   string) or a ``HeaderError`` (a missing or non-numeric header field) becomes the handler
   area's ``bad_input_code`` with the error text. Nothing a client
@@ -151,10 +151,12 @@ class BrokerContext:
         so a follower never claims id 0, the master's."""
         return 0 if self.is_leader() else self.replica_index + 1
 
-    def leader_instance(self) -> Instance | None:
-        """The leader's layout instance, from the group's leader id (Raft node ids are the replica
-        positions + 1; a layout replica id such as ``n1`` or an instance name is accepted too)."""
-        leader = self.group.leader_id
+    def leader_instance(self, leader: object = None) -> Instance | None:
+        """The layout instance of ``leader`` (default: the group's current leader id). Raft node ids
+        are the replica positions + 1; a layout replica id such as ``n1`` or an instance name is
+        accepted too. None when no leader is known."""
+        if leader is None:
+            leader = self.group.leader_id
         if leader is None or leader == 0 or leader == "":
             return None
         for position, peer in enumerate(self.peers):
@@ -162,14 +164,22 @@ class BrokerContext:
                 return peer
         return None
 
-    def not_leader(self, what: str) -> Refused:
-        leader = self.leader_instance()
+    def not_leader(self, what: str, leader_hint: object = None) -> Refused:
+        """The not-leader refusal: SYSTEM_ERROR naming the leader, ext fields ``notLeader`` = true and
+        ``leaderAddr`` (when one is known). ``leader_hint`` (e.g. from NotLeader: a transfer's
+        target) is preferred to the current leader when it is another replica."""
+        leader = self.leader_instance(leader_hint)
+        if leader is None or leader.name == self.instance.name:
+            leader = self.leader_instance()
+        if leader is not None and leader.name == self.instance.name:
+            leader = None     # this replica is handing leadership over: nobody to point at yet
         if leader is None:
             return Refused(codes.SYSTEM_ERROR, f"{self.instance.name} is not the leader of {self.broker_name} and no "
-                                               f"leader is elected yet; {what} refused, retry shortly")
+                                               f"other leader is known yet; {what} refused, retry shortly",
+                           {"notLeader": True})
         return Refused(codes.SYSTEM_ERROR, f"{self.instance.name} is not the leader of {self.broker_name}; the leader "
                                            f"is {leader.name} at {leader.addr}; {what} refused",
-                       {"leaderAddr": leader.addr})
+                       {"notLeader": True, "leaderAddr": leader.addr})
 
     def require_leader(self, what: str) -> None:
         if not self.is_leader():
@@ -280,7 +290,8 @@ def wrap(ctx: BrokerContext, handler: Handler, bad_input_code: int):
             return cmd.response_to(exc.code, exc.remark, exc.ext_fields)
         except ctx.not_leader_errors as exc:
             ctx.counters.refused_count += 1
-            refusal = ctx.not_leader(f"{codes.request_name(cmd.code)} ({exc})")
+            hint = getattr(exc, "leader_id", None) or getattr(exc, "leader", None)
+            refusal = ctx.not_leader(f"{codes.request_name(cmd.code)} ({exc})", hint)
             return cmd.response_to(refusal.code, refusal.remark, refusal.ext_fields)
         except (UserError, HeaderError) as exc:
             ctx.counters.refused_count += 1

@@ -73,21 +73,27 @@ def test_port_in_use_is_one_line_and_the_store_is_released(tmp_path, capsys):
     Store.open(tmp_path / "store", "v5-dledger", raft_mode=True).close()
 
 
-def _free_offset() -> int:
-    layout = load_layout("single")
+def _free_offset_for(layout_name: str) -> int:
+    """A port offset at which every port of the layout is free right now."""
+    layout = load_layout(layout_name)
+    wanted = [(layout.hosts[layout.namesrv_host], layout.namesrv_port)]
+    wanted += [(i.address, p) for i in layout.instances for p in (i.port, i.raft_port)]
     for _ in range(100):
         offset = random.randrange(2000, 40000, 10)
-        ports = [layout.namesrv_port + offset] + [p + offset for i in layout.instances for p in (i.port, i.raft_port)]
         ok = True
-        for port in ports:
+        for address, port in wanted:
             with socket.socket() as s:
                 try:
-                    s.bind(("127.0.0.1", port))
+                    s.bind((address, port + offset))
                 except OSError:
                     ok = False
         if ok:
             return offset
     raise AssertionError("no free port offset")
+
+
+def _free_offset() -> int:
+    return _free_offset_for("single")
 
 
 @pytest.mark.realproc
@@ -166,3 +172,48 @@ def test_signal_stops_the_process_cleanly_with_exit_0(tmp_path, sig):
     assert proc.returncode == 0, err
     assert "broker g/n0 stopped" in err and "Traceback" not in err
     assert not (store / "abort").exists()      # the store was closed: a clean shutdown
+
+
+@pytest.mark.realproc
+def test_raft3_processes_survive_a_leader_sigkill(tmp_path):
+    state = launcher.up("raft3", tmp_path / "cluster", port_offset=_free_offset_for("raft3"), wait_s=60)
+    try:
+        namesrv = launcher.cluster_layout(state).namesrv_addr
+        first = launcher.leader(state, "broker-a")
+
+        async def scenario():
+            from mqbench.broker.server.admin import create_topic, query_runtime_info
+            await create_topic(first.addr, "Kill", queues=2)
+            acked = []
+            deadline = time.monotonic() + 40
+            async with Producer(namesrv, "PID_kill", send_timeout_ms=2000) as producer:
+                async def send(body):
+                    while True:   # what a user does across a failover: retry until the deadline
+                        try:
+                            acked.append((await producer.send(OutgoingMessage("Kill", body))).msg_id)
+                            return
+                        except Exception:
+                            if time.monotonic() > deadline:
+                                raise
+                            await asyncio.sleep(0.2)
+                for i in range(10):
+                    await send(b"before-%d" % i)
+                assert launcher.kill(state, first.name) == [first.name]
+                for i in range(10):
+                    await send(b"after-%d" % i)
+            rows = [r for r in await launcher.status_async(state, 2.0) if r.role == "leader"]
+            assert len(rows) == 1 and rows[0].name != first.name
+            info = await query_runtime_info(rows[0].addr)
+            assert int(info["raftTerm"]) > 1 and info["raftLeaderId"] == rows[0].name
+            consumer = Consumer(namesrv, "GID_kill", consume_from="first", suspend_timeout_ms=1000)
+            consumer.subscribe("Kill")
+            got = []
+            async with consumer:
+                while len({m.msg_id for m in got}) < len(acked) and time.monotonic() < deadline + 20:
+                    got += await consumer.receive(32, 500)
+            return acked, got
+
+        acked, got = asyncio.run(asyncio.wait_for(scenario(), 90))
+        assert len(acked) == 20 and set(acked) <= {m.msg_id for m in got}   # every acknowledged send survived
+    finally:
+        launcher.down(state, timeout_s=10)
