@@ -1,6 +1,6 @@
 """One DR drill: start a scheme's cluster(s), run traffic, inject a fault, heal, measure.
 
-Phases (``DrillSettings``, all in ms): ``baseline_ms`` with every inter-room link transparent (the
+Phases (``DrillSettings``, all in ms): ``warmup_ms`` (not measured), ``baseline_ms`` with every inter-room link transparent (the
 write latency of the same cluster without distance), ``before_ms`` with the layout's links (the
 added write latency, cross-room bytes per message), then the fault: a burst of ``burst`` sends is
 acknowledged and the fault lands at once (the worst moment for an asynchronous scheme), it lasts
@@ -52,6 +52,7 @@ class DrillSettings:
     target: str | None = None
     workload: str = "orders"
     rate_per_s: int = 100
+    warmup_ms: int = 1000
     baseline_ms: int = 1500
     before_ms: int = 1500
     outage_ms: int = 4000
@@ -68,7 +69,7 @@ class DrillSettings:
             raise UserError(f"scheme {self.scheme!r} is not one of {', '.join(SCHEME_LAYOUTS)}")
         if self.fault not in FAULTS:
             raise UserError(f"fault {self.fault!r} is not one of {', '.join(FAULTS)}")
-        for name in ("baseline_ms", "before_ms", "outage_ms", "after_ms", "switch_after_ms"):
+        for name in ("warmup_ms", "baseline_ms", "before_ms", "outage_ms", "after_ms", "switch_after_ms"):
             if not 0 <= getattr(self, name) <= 600_000:
                 raise UserError(f"{name} must be 0..600000 ms")
         if not 0 <= self.burst <= 1000:
@@ -165,8 +166,10 @@ async def _watch(cluster: drcluster.DrCluster, group: str, old_leader: str, old_
 
 
 async def _phases(settings: DrillSettings, work: Workload, fabric_transparent) -> dict:
-    work.traffic.phase = "baseline"
+    work.traffic.phase = "warmup"  # connections, routes, JIT-less Python warming its caches: not measured
     fabric_transparent(True)
+    await asyncio.sleep(settings.warmup_ms / 1000)
+    work.traffic.phase = "baseline"
     await asyncio.sleep(settings.baseline_ms / 1000)
     fabric_transparent(False)
     work.traffic.phase = "linked"

@@ -1,0 +1,89 @@
+"""``mqbench dr``: machine-room disaster-recovery drills of the three DR schemes, compared."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from mqbench.cli.options import DurationMs, json_option, seed_option
+from mqbench.errors import UserError
+from mqbench.output import document, print_json
+
+SCHEMES = ("A", "B", "C")
+
+
+@click.command("dr")
+@click.option("--scheme", type=click.Choice(["A", "B", "C", "all"], case_sensitive=False), default="all",
+              show_default=True, help="A: one cluster over 3 rooms; B: 2+1 over 2 rooms; C: a cluster per room "
+              "with asynchronous replication.")
+@click.option("--fault", type=click.Choice(["instance", "host", "room", "partition"]), default="room",
+              show_default=True, help="What fails: the leader instance, its host, its room, or its room cut off.")
+@click.option("--target", default=None, help="Instance, host or room to hit instead of the leader's.")
+@click.option("--workload", type=click.Choice(["orders", "notifications", "iot"]), default="orders",
+              show_default=True, help="Body model of the drill's messages.")
+@click.option("--rate", "rate_per_s", type=click.IntRange(1, 5000), default=100, show_default=True,
+              help="Messages per second sent during the drill.")
+@click.option("--phase", "phase_ms", type=DurationMs(), default="1500ms", show_default=True,
+              help="Length of the no-rooms baseline, the pre-fault and the post-heal phases.")
+@click.option("--outage", "outage_ms", type=DurationMs(), default="4s", show_default=True,
+              help="How long the fault lasts before the drill heals it.")
+@click.option("--burst", type=click.IntRange(0, 1000), default=20, show_default=True,
+              help="Sends acknowledged just before the fault lands.")
+@click.option("--durability", type=click.Choice(["memory", "fsync"]), default="memory", show_default=True)
+@click.option("--port-offset", type=click.IntRange(0, 50000), default=0, show_default=True,
+              help="Move every port of the layouts (to run beside another cluster).")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the clusters' stores and logs go (default: a temporary folder, removed after).")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              show_default=True, help="Folder the result folder is written into.")
+@click.option("--no-save", is_flag=True, help="Do not write a result folder.")
+@seed_option
+@json_option
+def dr(scheme, fault, target, workload, rate_per_s, phase_ms, outage_ms, burst, durability, port_offset, directory,
+       results_dir, no_save, seed, as_json):
+    """Run a DR drill per scheme under a steady workload and print the comparison table.
+
+    Each drill starts the scheme's cluster(s) with delay proxies between rooms, measures the write
+    latency the rooms add, injects the fault, heals it, and reports RTO (detection, election, leader
+    readiness, client recovery), RPO (acknowledged messages lost), duplicates and cost. Exit code 1
+    when a scheme lost acknowledged messages although its layout promises RPO 0 for that fault.
+    """
+    from mqbench.dr.drill import DrillSettings, run_drill
+    from mqbench.dr.report import build_document, render_table, write_document
+    from mqbench.limits import machine_info
+
+    logging.getLogger("mqbench.client").setLevel(logging.CRITICAL)  # failover noise: the table tells the story
+    schemes = SCHEMES if scheme.lower() == "all" else (scheme.upper(),)
+    if target is not None and len(schemes) > 1:
+        raise UserError("--target names a room, host or instance of one layout: give --scheme too")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mqbench-dr-") as scratch:
+        base = directory if directory is not None else Path(scratch)
+        for name in schemes:
+            settings = DrillSettings(scheme=name, fault=fault, target=target, directory=base / f"scheme-{name}",
+                                     workload=workload, rate_per_s=rate_per_s, baseline_ms=phase_ms,
+                                     before_ms=phase_ms, outage_ms=outage_ms, after_ms=phase_ms, burst=burst,
+                                     durability=durability, port_offset=port_offset, seed=seed)
+            if not as_json:
+                click.echo(f"scheme {name}: {fault} drill ...", err=True)
+            rows.append(asyncio.run(run_drill(settings)).row())
+    common = {k: v for k, v in asdict(settings).items() if k not in ("scheme", "directory", "target")}
+    doc = build_document(rows, seed=seed, command_line=sys.argv, machine=machine_info(), settings=common)
+    saved = None if no_save else write_document(doc, results_dir)
+    if as_json:
+        print_json(document("mqbench.dr/1", drills=rows, result_folder=None if saved is None else str(saved)))
+    else:
+        click.echo(render_table(rows))
+        if saved is not None:
+            click.echo(f"saved {saved}")
+    broken = [r for r in rows if r["rpo_promised_zero"] and r["rpo_lost_msgs"]]
+    if broken:
+        click.echo("mqbench: error: " + "; ".join(f"scheme {r['scheme']} lost {r['rpo_lost_msgs']} acknowledged "
+                                                   f"message(s) on a {r['fault']} of {r['target']}, which it promises "
+                                                   "to survive" for r in broken), err=True)
+        sys.exit(1)
