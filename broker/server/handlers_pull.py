@@ -32,6 +32,8 @@ the leader also stores the consumer's ``commitOffset`` (through the Raft log, no
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from mqbench.broker.remoting import codes, headers
 from mqbench.broker.remoting.channel import Channel
 from mqbench.broker.remoting.command import RemotingCommand
@@ -56,34 +58,43 @@ def _tags(ctx: BrokerContext, header: headers.PullMessageHeader) -> set[str] | N
     return headers.parse_tag_expression(expression)
 
 
-def _answer(ctx: BrokerContext, header: headers.PullMessageHeader, tags: set[str] | None):
-    """One read of the queue: (code, nextBeginOffset, body, message count), and whether a suspended
-    pull should wait for more instead of answering."""
+class PullAnswer(NamedTuple):
+    code: int
+    next_offset: int
+    body: bytes = b""
+    count: int = 0
+    may_wait: bool = False       # a suspended pull may wait for more instead of answering this
+    min_offset: int = 0
+    max_offset: int = 0
+
+
+def _answer(ctx: BrokerContext, header: headers.PullMessageHeader, tags: set[str] | None) -> PullAnswer:
+    """One read of the queue (the module's table)."""
     store = ctx.store
     topic, queue_id, offset = header.topic, header.queue_id, header.queue_offset
     lo, hi = store.min_offset(topic, queue_id), store.max_offset(topic, queue_id)
     if hi == 0:
         if offset != 0:
-            return codes.PULL_OFFSET_MOVED, 0, b"", 0, False, (lo, hi)
-        return codes.PULL_NOT_FOUND, 0, b"", 0, True, (lo, hi)
+            return PullAnswer(codes.PULL_OFFSET_MOVED, 0, min_offset=lo, max_offset=hi)
+        return PullAnswer(codes.PULL_NOT_FOUND, 0, may_wait=True, min_offset=lo, max_offset=hi)
     if offset < lo:
-        return codes.PULL_OFFSET_MOVED, lo, b"", 0, False, (lo, hi)
+        return PullAnswer(codes.PULL_OFFSET_MOVED, lo, min_offset=lo, max_offset=hi)
     if offset == hi:
-        return codes.PULL_NOT_FOUND, hi, b"", 0, True, (lo, hi)
+        return PullAnswer(codes.PULL_NOT_FOUND, hi, may_wait=True, min_offset=lo, max_offset=hi)
     if offset > hi:
         if not ctx.is_leader():
-            return codes.PULL_RETRY_IMMEDIATELY, offset, b"", 0, True, (lo, hi)
-        return codes.PULL_OFFSET_MOVED, lo if lo == 0 else hi, b"", 0, False, (lo, hi)
+            return PullAnswer(codes.PULL_RETRY_IMMEDIATELY, offset, may_wait=True, min_offset=lo, max_offset=hi)
+        return PullAnswer(codes.PULL_OFFSET_MOVED, lo if lo == 0 else hi, min_offset=lo, max_offset=hi)
     wanted = max(1, min(header.max_msg_nums, PULL_MESSAGES_MAX))
     bytes_max = min(header.max_msg_bytes or PULL_BYTES_MAX, PULL_BYTES_MAX)
     result = store.read_queue(topic, queue_id, offset, wanted, max(bytes_max, 1))
+    bounds = dict(min_offset=result.min_offset, max_offset=result.max_offset)
     if not result.messages:
-        return codes.PULL_NOT_FOUND, result.next_offset, b"", 0, True, (result.min_offset, result.max_offset)
+        return PullAnswer(codes.PULL_NOT_FOUND, result.next_offset, may_wait=True, **bounds)
     records = [rec.encode_message(m) for m in result.messages if tags is None or m.properties.get(TAGS) in tags]
     if not records:
-        return codes.PULL_RETRY_IMMEDIATELY, result.next_offset, b"", 0, False, (result.min_offset, result.max_offset)
-    return codes.SUCCESS, result.next_offset, b"".join(records), len(records), False, (result.min_offset,
-                                                                                       result.max_offset)
+        return PullAnswer(codes.PULL_RETRY_IMMEDIATELY, result.next_offset, **bounds)
+    return PullAnswer(codes.SUCCESS, result.next_offset, b"".join(records), len(records), **bounds)
 
 
 async def on_pull(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
@@ -108,20 +119,20 @@ async def on_pull(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
     tags = _tags(ctx, header)
     suspend = header.sys_flag & codes.PULL_FLAG_SUSPEND and header.suspend_timeout_ms > 0
     deadline_ms = ctx.monotonic_ms() + min(max(header.suspend_timeout_ms, 0), ctx.suspend_ms_max)
-    while True:
-        code, next_offset, body, count, may_wait, (lo, hi) = _answer(ctx, header, tags)
+    answer = _answer(ctx, header, tags)
+    while answer.may_wait and suspend:
         remaining_ms = deadline_ms - ctx.monotonic_ms()
-        if not (may_wait and suspend and remaining_ms > 0):
+        if remaining_ms <= 0:
             break
-        # wait for the queue to grow past what was asked for (or for the next entry a follower lacks)
-        woken = await ctx.waiters.wait(header.topic, header.queue_id, max(header.queue_offset, hi), remaining_ms)
-        if not woken:
-            code, next_offset, body, count, _, (lo, hi) = _answer(ctx, header, tags)
-            break
-    ctx.counters.pull_message_count += count
-    answer = headers.PullMessageResponseHeader(suggest_which_broker_id=0, next_begin_offset=next_offset,
-                                               min_offset=lo, max_offset=hi)
-    return cmd.response_to(code, None if code == codes.SUCCESS else _remark(code), answer.to_ext(), body)
+        # wait for the queue to grow past what was asked for (or for the entry a follower lacks)
+        await ctx.waiters.wait(header.topic, header.queue_id, max(header.queue_offset, answer.max_offset),
+                               remaining_ms)
+        answer = _answer(ctx, header, tags)
+    ctx.counters.pull_message_count += answer.count
+    fields = headers.PullMessageResponseHeader(suggest_which_broker_id=0, next_begin_offset=answer.next_offset,
+                                               min_offset=answer.min_offset, max_offset=answer.max_offset)
+    remark = None if answer.code == codes.SUCCESS else _remark(answer.code)
+    return cmd.response_to(answer.code, remark, fields.to_ext(), answer.body)
 
 
 def _remark(code: int) -> str:
