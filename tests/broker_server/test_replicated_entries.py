@@ -254,3 +254,40 @@ def test_raft_storage_serves_recent_entries_exactly_as_stored(tmp_path):
             raft_glue.CACHE_ENTRIES = old_limit
     finally:
         store.close()
+
+
+def test_damaged_replicated_records_are_refused_whole_or_stored_valid(tmp_path):
+    """A follower fed a damaged record (a flipped byte, cut short, trailing bytes) refuses it with
+    CorruptDataError and writes nothing, or (a byte in a field no check covers) stores a valid
+    record with its own offsets."""
+    store = _store(tmp_path / "s")
+
+    @settings(max_examples=100)
+    @given(st.data())
+    def feed(data):
+        record = bytearray(store.prepare_record(data.draw(messages())))
+        kind = data.draw(st.sampled_from(["flip", "cut", "trail"]))
+        if kind == "flip":
+            at = data.draw(st.integers(0, len(record) - 1))
+            record[at] ^= data.draw(st.integers(1, 255))
+        elif kind == "cut":
+            record = record[:data.draw(st.integers(8, len(record) - 1))]
+        else:
+            record += data.draw(st.binary(min_size=1, max_size=20))
+        before = (store.dledger.end_pos, store.dledger.last_index)
+        try:
+            index = store.append_entry(1, bytes(record))
+        except CorruptDataError:
+            assert (store.dledger.end_pos, store.dledger.last_index) == before
+            return
+        assert kind == "flip"
+        pos, _ = store.dledger.entry_span(index)
+        stored = store.dledger.entry(index)[1]
+        if stored[4:8] in (b"\xda\xa3\x20\xa7", b"\xda\xa3\x20\xab"):
+            assert check_record(stored, 0, len(stored)) == len(stored)
+            assert decode_message(stored)[0].physical_offset == pos + 48
+
+    try:
+        feed()
+    finally:
+        store.close()
