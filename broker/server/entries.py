@@ -3,8 +3,8 @@
 A broker group replicates everything through its Raft log, and that log is the store's DLedger
 commitlog, which RocketMQ-shaped readers expect to hold only commitlog records. So a metadata
 update is an ordinary record (V1/V2 as the topic length asks) on the internal topic
-``rmq_sys_mqbench_meta``, queue 0, with flag 0, no properties and this JSON body (UTF-8, keys as
-shown, no other keys)::
+``rmq_sys_mqbench_meta``, queue 0, with flag 0, no properties and one of these JSON objects as its
+body (UTF-8, keys sorted, no spaces, exactly these keys)::
 
     {"v": 1, "type": "offset", "group": "<consumer group>", "topic": "<topic>",
      "queueId": <int >= 0>, "offset": <int >= 0>, "reset": <bool>}
@@ -23,6 +23,7 @@ same state):
   it does not exist yet (auto-creation on first send: two racing creations keep the first). An
   update the store refuses (say, changing ``queue.type``) changes nothing on any replica.
 
+For example ``{"group":"G","offset":42,"queueId":1,"reset":false,"topic":"T","type":"offset","v":1}``.
 The records get queue offsets on that topic like any other, so ``mqbench inspect`` counts them.
 ``decode_meta`` raises CorruptDataError for a body that is not one of the above.
 """
