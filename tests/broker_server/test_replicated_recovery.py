@@ -141,3 +141,26 @@ def test_a_divergent_uncommitted_suffix_is_replaced_and_restamped(tmp_path):
         finally:
             await cluster.close()
     run(main())
+
+
+def test_transfer_leadership_hands_over_and_writes_continue(tmp_path):
+    async def main():
+        cluster = await Cluster(tmp_path, 3, "fsync").start()
+        try:
+            leader = await cluster.leader()
+            first = await leader.put(Message(topic="T", body=b"before"))
+            target = next(i for i in cluster.ids if i != leader.self_id)
+            leader.transfer_leadership(target)
+
+            async def moved():
+                while True:
+                    new = await cluster.leader()
+                    if new.self_id == target:
+                        return new
+                    await asyncio.sleep(0.01)
+            new = await asyncio.wait_for(moved(), 10)
+            second = await new.put(Message(topic="T", body=b"after"))
+            assert second.queue_offset == first.queue_offset + 1
+        finally:
+            await cluster.close()
+    run(main())
