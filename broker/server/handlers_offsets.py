@@ -1,5 +1,6 @@
-"""Consumer offsets and queue offsets: QUERY_CONSUMER_OFFSET (14), UPDATE_CONSUMER_OFFSET (15),
-SEARCH_OFFSET_BY_TIMESTAMP (29), GET_MAX_OFFSET (30), GET_MIN_OFFSET (31).
+"""Consumer offsets, queue offsets and message look-ups: QUERY_CONSUMER_OFFSET (14),
+UPDATE_CONSUMER_OFFSET (15), SEARCH_OFFSET_BY_TIMESTAMP (29), GET_MAX_OFFSET (30), GET_MIN_OFFSET
+(31), GET_EARLIEST_MSG_STORETIME (32), VIEW_MESSAGE_BY_ID (33).
 
 * QUERY_CONSUMER_OFFSET answers header ``offset`` from this replica's store (consumer offsets are
   Raft entries, so every replica has the committed ones). A group with no offset for the queue
@@ -13,13 +14,18 @@ SEARCH_OFFSET_BY_TIMESTAMP (29), GET_MAX_OFFSET (30), GET_MIN_OFFSET (31).
 * SEARCH_OFFSET_BY_TIMESTAMP: the first offset whose message was stored at or after
   ``timestamp`` (ms), by binary search over the queue (store timestamps grow along a queue);
   the max offset when every message is older.
+* GET_EARLIEST_MSG_STORETIME: header ``timestamp``, the store time of the queue's first message
+  (SYSTEM_ERROR for an empty queue).
+* VIEW_MESSAGE_BY_ID: header ``offset`` (a commitlog offset, what an offsetMsgId encodes); the body
+  is that stored-message record as it is in the log (SYSTEM_ERROR when no record starts there).
 Bad names (topic ``../x``) or negative numbers: INVALID_PARAMETER 29 naming the problem.
 """
 from __future__ import annotations
 
 from mqbench.broker.remoting import codes, headers
 from mqbench.broker.remoting.channel import Channel
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.remoting.command import RemotingCommand, parse_java_long
+from mqbench.broker.remoting.headers import HeaderError
 from mqbench.broker.server.handlers import BrokerContext, Refused
 from mqbench.broker.store.topics import validate_group, validate_topic
 
@@ -93,10 +99,30 @@ async def on_search_offset(ctx: BrokerContext, cmd: RemotingCommand, channel: Ch
     return _offset(cmd, offset_by_time(ctx.store, header.topic, header.queue_id, header.timestamp_ms))
 
 
+async def on_earliest_store_time(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+    header = headers.QueueOffsetHeader.from_ext(cmd.ext_fields)
+    _check_queue(header.topic, header.queue_id)
+    found = ctx.store.read_queue(header.topic, header.queue_id, 0, 1).messages
+    if not found:
+        raise Refused(codes.SYSTEM_ERROR, f"{header.topic}/{header.queue_id} has no message on {ctx.broker_name}")
+    return cmd.response_to(codes.SUCCESS, None, {"timestamp": found[0].store_timestamp_ms})
+
+
+async def on_view_message(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+    from mqbench.broker.server.handlers_send import message_record_at
+    raw = cmd.ext_fields.get("offset")
+    if raw is None:
+        raise Refused(codes.INVALID_PARAMETER, "VIEW_MESSAGE_BY_ID: missing header field 'offset'")
+    offset = parse_java_long(raw, "VIEW_MESSAGE_BY_ID header field 'offset'", HeaderError)
+    return cmd.response_to(codes.SUCCESS, body=message_record_at(ctx, offset))
+
+
 HANDLERS = {
     codes.QUERY_CONSUMER_OFFSET: (on_query_consumer_offset, codes.INVALID_PARAMETER),
     codes.UPDATE_CONSUMER_OFFSET: (on_update_consumer_offset, codes.INVALID_PARAMETER),
     codes.GET_MAX_OFFSET: (on_get_max_offset, codes.INVALID_PARAMETER),
     codes.GET_MIN_OFFSET: (on_get_min_offset, codes.INVALID_PARAMETER),
     codes.SEARCH_OFFSET_BY_TIMESTAMP: (on_search_offset, codes.INVALID_PARAMETER),
+    codes.GET_EARLIEST_MSG_STORETIME: (on_earliest_store_time, codes.INVALID_PARAMETER),
+    codes.VIEW_MESSAGE_BY_ID: (on_view_message, codes.INVALID_PARAMETER),
 }

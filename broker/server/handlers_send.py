@@ -170,19 +170,29 @@ async def on_send_back(ctx: BrokerContext, cmd: RemotingCommand, channel: Channe
     return cmd.response_to(codes.SUCCESS)
 
 
-def _message_at(ctx: BrokerContext, offset: int) -> rec.Message:
+def message_record_at(ctx: BrokerContext, offset: int) -> bytes:
+    """The whole stored-message record that starts at commitlog ``offset`` (CRC checked), or
+    Refused(SYSTEM_ERROR) naming the offset when none starts there."""
     store = ctx.store
+    missing = Refused(codes.SYSTEM_ERROR, f"no message at commitlog offset {offset} on {ctx.broker_name}")
     if not store.log.min_offset <= offset < store.log.end_offset:
-        raise Refused(codes.SYSTEM_ERROR, f"no message at commitlog offset {offset} on {ctx.broker_name}")
+        raise missing
     head = store.log.read(offset, 4)
     size = int.from_bytes(head, "big", signed=True) if len(head) == 4 else 0
     if not 0 < size <= RECORD_BYTES_MAX:
-        raise Refused(codes.SYSTEM_ERROR, f"no message at commitlog offset {offset} on {ctx.broker_name}")
+        raise missing
+    raw = store.log.read(offset, size)
+    if len(raw) != size:
+        raise missing
     try:
-        return store.read_message(offset, size)
+        rec.decode_message(raw, 0, where=f"commitlog at {offset}")
     except CorruptDataError as exc:
-        raise Refused(codes.SYSTEM_ERROR, f"no message at commitlog offset {offset} on {ctx.broker_name}: "
-                                          f"{exc}") from None
+        raise Refused(codes.SYSTEM_ERROR, f"{missing.remark}: {exc}") from None
+    return raw
+
+
+def _message_at(ctx: BrokerContext, offset: int) -> rec.Message:
+    return rec.decode_message(message_record_at(ctx, offset), 0)[0]
 
 
 HANDLERS = {

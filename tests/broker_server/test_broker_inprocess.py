@@ -267,6 +267,17 @@ def test_pull_answers_and_offsets(tmp_path):
             assert stamps[found] >= stamps[1] and (found == 0 or stamps[found - 1] < stamps[1])
             late = headers.SearchOffsetHeader("Offs", 0, stamps[-1] + 10_000).to_ext()
             assert (await request(addr, codes.SEARCH_OFFSET_BY_TIMESTAMP, late)).ext_fields["offset"] == "3"
+            earliest = await request(addr, codes.GET_EARLIEST_MSG_STORETIME, queue)
+            assert earliest.ext_fields["timestamp"] == str(stamps[0])
+            empty_queue = await request(addr, codes.GET_EARLIEST_MSG_STORETIME, {"topic": "Offs", "queueId": "1"})
+            assert empty_queue.code == codes.SYSTEM_ERROR
+            second = leader.group.store.read_queue("Offs", 0, 1, 1).messages[0]
+            viewed = await request(addr, codes.VIEW_MESSAGE_BY_ID, {"offset": second.physical_offset})
+            [shown] = decode_pulled(viewed.body, "b")
+            assert viewed.code == codes.SUCCESS and shown.queue_offset == 1 and shown.tags == "drop"
+            for bad in (second.physical_offset + 3, -1, 1 << 40):
+                viewed = await request(addr, codes.VIEW_MESSAGE_BY_ID, {"offset": bad})
+                assert viewed.code == codes.SYSTEM_ERROR and "no message at commitlog offset" in viewed.remark
     run(scenario())
 
 

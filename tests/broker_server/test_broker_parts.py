@@ -196,7 +196,7 @@ _served = [codes.SEND_MESSAGE, codes.SEND_MESSAGE_V2, codes.SEND_BATCH_MESSAGE, 
            codes.QUERY_CONSUMER_OFFSET, codes.UPDATE_CONSUMER_OFFSET, codes.GET_MAX_OFFSET, codes.GET_MIN_OFFSET,
            codes.SEARCH_OFFSET_BY_TIMESTAMP, codes.HEART_BEAT, codes.UNREGISTER_CLIENT,
            codes.GET_CONSUMER_LIST_BY_GROUP, codes.UPDATE_AND_CREATE_TOPIC, codes.GET_BROKER_RUNTIME_INFO,
-           codes.CONSUMER_SEND_MSG_BACK]
+           codes.CONSUMER_SEND_MSG_BACK, codes.GET_EARLIEST_MSG_STORETIME, codes.VIEW_MESSAGE_BY_ID]
 _names = ["topic", "b", "a", "queueId", "e", "consumerGroup", "queueOffset", "maxMsgNums", "sysFlag", "f",
           "commitOffset", "suspendTimeoutMillis", "readQueueNums", "writeQueueNums", "timestamp", "clientID",
           "producerGroup", "properties", "i", "attributes", "perm", "subscription", "offset", "group",
