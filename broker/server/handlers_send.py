@@ -84,7 +84,8 @@ def _response(ctx: BrokerContext, cmd: RemotingCommand, result, queue_id: int, t
 
 
 async def on_send(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
-    if headers.send_header(cmd).batch:   # RocketMQ dispatches on the header's batch flag, whatever the code
+    batch_field = "m" if cmd.code == codes.SEND_MESSAGE_V2 else "batch"
+    if cmd.ext_fields.get(batch_field, "").lower() == "true":   # RocketMQ dispatches on the batch flag
         return await on_send_batch(ctx, cmd, channel)
     header, _cfg, queue_id = await _prepare(ctx, cmd)
     if header.sys_flag & (rec.SYSFLAG_INNER_BATCH | rec.SYSFLAG_NEED_UNWRAP):
