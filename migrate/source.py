@@ -33,13 +33,16 @@ from typing import Iterator
 
 from mqbench.broker.store import dledger as dl
 from mqbench.broker.store.dledger_log import is_record_body
-from mqbench.broker.store.inspect_files import MappedFile, count_nonzero, list_segments, log_dirs, release
+from mqbench.broker.store.inspect_files import MappedFile, list_segments, log_dirs, release
 from mqbench.broker.store.commitlog import record_tail_sound
-from mqbench.broker.store.record import RECORD_BLANK, Message, check_record, decode_message
+from mqbench.broker.store.record import BLANK_MAGIC, Message, check_record, decode_message
 from mqbench.broker.store.versions import detect
 from mqbench.errors import CorruptDataError
 
-_RELEASE_EVERY_BYTES = 32 << 20
+_RELEASE_EVERY_BYTES = 4 << 20
+_ZERO_CHUNK_BYTES = 1 << 20
+_ZEROS = bytes(_ZERO_CHUNK_BYTES)
+_BLANK_MAGIC_BYTES = BLANK_MAGIC.to_bytes(4, "big", signed=True)
 _TAIL_DAMAGED = "record topic or properties damaged (illegal topic characters or properties not ending with \\x02)"
 
 
@@ -71,6 +74,7 @@ class SourceItem:
     entry_term: int | None = None
     entry_magic: int | None = None
     entry_body: bytes | None = None
+    message: Message | None = None     # the decoded record (the walk decodes it once)
 
 
 @dataclass
@@ -84,7 +88,10 @@ class DLedgerState:
 
 def decode_item(item: SourceItem) -> Message:
     """The message of a record item, its PHYSICALOFFSET set to where it is; CorruptDataError
-    names the file and the byte offset of what does not decode (a damaged topic or properties)."""
+    names the file and the byte offset of what does not decode (a damaged topic or properties).
+    The walk decoded it already (``item.message``, returned as is: the caller may change it)."""
+    if item.message is not None:
+        return item.message
     try:
         msg, _ = decode_message(item.record, 0, check_crc=False)
     except CorruptDataError as exc:
@@ -133,6 +140,31 @@ def log_files(root: str) -> list[tuple[str, int]]:
     return out
 
 
+def zeros_from(path: str, pos: int) -> bool:
+    """Whether every byte of the file at ``path`` from ``pos`` on is zero. Holes of a sparse file
+    are skipped (``SEEK_DATA``), data is compared a MiB at a time, and the first non-zero byte ends
+    the check."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        seek_data = getattr(os, "SEEK_DATA", None)
+        while pos < size:
+            if seek_data is not None:
+                try:
+                    pos = os.lseek(fd, pos, seek_data)
+                except OSError:      # ENXIO: nothing but a hole from pos to the end
+                    break
+            chunk = os.pread(fd, _ZERO_CHUNK_BYTES, pos)
+            if not chunk:
+                break
+            if chunk != _ZEROS[:len(chunk)]:
+                return False
+            pos += len(chunk)
+        return True
+    finally:
+        os.close(fd)
+
+
 def walk_log(root: str, start: Position | None = None) -> Iterator[SourceItem]:
     """Every record and non-record entry of the log at ``root`` (see the module doc)."""
     start = start or Position(0, -1)
@@ -159,7 +191,7 @@ def _walk_folder(segdir, rel: str, is_dl: bool, number: int, begin: int) -> Iter
         with MappedFile(seg.path) as data:
             pos = max(0, begin - seg.start)
             if ended is not None:
-                if count_nonzero(data, 0, size):
+                if not zeros_from(seg.path, 0):
                     raise CorruptDataError("invalid bytes where the log's valid data ends, but the log goes on in "
                                            "later files (a corrupt record)", where=ended[0], offset=ended[1])
                 continue
@@ -183,29 +215,44 @@ def _walk_folder(segdir, rel: str, is_dl: bool, number: int, begin: int) -> Iter
                     release(data, released, pos)
                     released = pos
             if pos < size:
-                if count_nonzero(data, pos, size):
+                if not zeros_from(seg.path, pos):
                     raise CorruptDataError(
                         "invalid bytes after the last valid record (a torn or corrupt record; let the broker "
                         "recover the store, or repair it, before migrating)", where=rel_file, offset=pos)
                 ended = (rel_file, pos)
 
 
+def _decode_checked(data, pos: int, end: int, rel_file: str) -> tuple[Message | None, int]:
+    """(message, size) of a whole valid record at ``pos`` (body CRC checked, topic and properties
+    sound), (None, 0) where the valid data ends; CorruptDataError for a record that is there but
+    damaged (a CRC mismatch, a damaged topic or properties)."""
+    try:
+        msg, step = decode_message(data, pos, end=end)
+    except CorruptDataError as exc:
+        if check_record(data, pos, end, check_crc=False) <= 0:
+            return None, 0                  # not a record: the end of the valid data
+        if check_record(data, pos, end) <= 0:
+            raise CorruptDataError("record body CRC does not match its BODYCRC", where=rel_file, offset=pos) from None
+        raise CorruptDataError(str(exc).split(": ", 1)[-1], where=rel_file, offset=pos) from None
+    if not record_tail_sound(data, pos, step):
+        raise CorruptDataError(_TAIL_DAMAGED, where=rel_file, offset=pos)
+    return msg, step
+
+
 def _plain_step(data, pos: int, size: int, start: int, rel_file: str, number: int):
     """(step, item): step > 0 a record, -1 a blank closing the file, 0 the end of valid data."""
-    step = check_record(data, pos, size)
-    if step == RECORD_BLANK:
+    if size - pos >= 8 and data[pos + 4:pos + 8] == _BLANK_MAGIC_BYTES:
         remaining = int.from_bytes(data[pos:pos + 4], "big", signed=True)
         if remaining != size - pos:
             raise CorruptDataError(f"end-of-file blank says {remaining} bytes remain, the file has {size - pos}",
                                    where=rel_file, offset=pos)
         return -1, None
-    if step == 0:
-        if check_record(data, pos, size, check_crc=False) > 0:
-            raise CorruptDataError("record body CRC does not match its BODYCRC", where=rel_file, offset=pos)
+    msg, step = _decode_checked(data, pos, size, rel_file)
+    if msg is None:
         return 0, None
-    if not record_tail_sound(data, pos, step):
-        raise CorruptDataError(_TAIL_DAMAGED, where=rel_file, offset=pos)
-    item = SourceItem(bytes(data[pos:pos + step]), start + pos, rel_file, pos, Position(number, start + pos + step))
+    msg.physical_offset = start + pos
+    item = SourceItem(bytes(data[pos:pos + step]), start + pos, rel_file, pos, Position(number, start + pos + step),
+                      message=msg)
     return step, item
 
 
@@ -222,15 +269,12 @@ def _dledger_step(data, pos: int, size: int, start: int, rel_file: str, number: 
     body_at, body_end = pos + dl.ENTRY_HEADER_BYTES, pos + step
     nxt = Position(number, start + body_end)
     if header.magic == dl.DLEDGER_MAGIC and is_record_body(data[body_at:min(body_at + 8, body_end)]):
-        record_size = check_record(data, body_at, body_end)
+        msg, record_size = _decode_checked(data, body_at, body_end, rel_file)
         if record_size != header.body_length:
-            if check_record(data, body_at, body_end, check_crc=False) > 0:
-                raise CorruptDataError("record body CRC does not match its BODYCRC", where=rel_file, offset=body_at)
             raise CorruptDataError(f"DLedger entry {header.index} does not hold a valid message record",
                                    where=rel_file, offset=pos)
-        if not record_tail_sound(data, body_at, record_size):
-            raise CorruptDataError(_TAIL_DAMAGED, where=rel_file, offset=body_at)
+        msg.physical_offset = start + body_at
         return step, SourceItem(bytes(data[body_at:body_end]), start + body_at, rel_file, body_at, nxt,
-                                header.index, header.term, header.magic)
+                                header.index, header.term, header.magic, message=msg)
     return step, SourceItem(None, start + pos, rel_file, pos, nxt, header.index, header.term, header.magic,
                             bytes(data[body_at:body_end]))

@@ -21,17 +21,18 @@ records are written, and can cut every queue back to the sizes a checkpoint reco
 """
 from __future__ import annotations
 
+import functools
 import shutil
 import struct
 from pathlib import Path
 
 from mqbench.broker.store import dledger as dl
 from mqbench.broker.store import versions
-from mqbench.broker.store.dispatch import BCQ_DIR, CQ_DIR, QueueSet, dispatch_record, message_dispatch_info
+from mqbench.broker.store.dispatch import BCQ_DIR, CQ_DIR, DispatchInfo, QueueSet, dispatch_record
 from mqbench.broker.store.dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerLog
 from mqbench.broker.store.record import (
-    BLANK_MIN_BYTES, CRC_PROPERTY, CRC_PROPERTY_BYTES, Message, body_crc, crc_digits, encode_blank,
-    verify_property_crc,
+    BLANK_MIN_BYTES, CRC_PROPERTY, CRC_PROPERTY_BYTES, SCHEDULE_TOPIC, SYSFLAG_INNER_BATCH, Message, body_crc,
+    crc_digits, encode_blank, java_hash, message_tags_code, verify_property_crc,
 )
 from mqbench.broker.store.segments import SegmentQueue
 from mqbench.errors import CorruptDataError, InvariantViolation, UserError
@@ -39,6 +40,28 @@ from mqbench.errors import CorruptDataError, InvariantViolation, UserError
 _I64 = struct.Struct(">q")
 _PHYSICAL_OFFSET_AT = 28          # record field PHYSICALOFFSET (spec 3.2)
 _CRC_PREFIX = CRC_PROPERTY.encode() + b"\x01"
+
+
+@functools.lru_cache(maxsize=8192)
+def _tags_hash(tags: str) -> int:
+    return java_hash(tags)     # a Python loop per character: tags repeat, so it is cached
+
+
+def dispatch_info_of(msg: Message, size: int) -> DispatchInfo:
+    """``dispatch.message_dispatch_info`` with the TAGS hash cached."""
+    if msg.topic == SCHEDULE_TOPIC and "DELAY" in msg.properties:
+        tags_code = message_tags_code(msg)       # the deliver time (spec 5.3)
+    else:
+        tags = msg.properties.get("TAGS")
+        tags_code = _tags_hash(tags) if tags else 0
+    inner = 1
+    if msg.sysflag & SYSFLAG_INNER_BATCH:
+        text = msg.properties.get("INNER_NUM", "")
+        inner = int(text) if text.isdigit() else 0
+        if not 0 < inner <= 0x7FFF:
+            raise CorruptDataError(f"inner-batch record with INNER_NUM {text!r} (1..32767 expected)")
+    return DispatchInfo(msg.topic, msg.queue_id, msg.queue_offset, msg.physical_offset, size, msg.sysflag,
+                        tags_code, msg.store_timestamp_ms, inner)
 
 
 def patch_record(record: bytes, physical_offset: int) -> bytes:
@@ -169,8 +192,8 @@ class TargetQueues:
 
     def dispatch(self, msg: Message, size: int, where: str, offset: int) -> None:
         """Write the queue unit of a record just written (``msg.physical_offset`` is its new address)."""
-        info = message_dispatch_info(msg, size)
         try:
+            info = dispatch_info_of(msg, size)
             dispatch_record(self.queues, info, self.is_batch_topic)
         except InvariantViolation as exc:
             raise CorruptDataError(f"record of {msg.topic}/{msg.queue_id} with queue offset {msg.queue_offset} "
