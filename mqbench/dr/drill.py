@@ -210,12 +210,12 @@ async def run_drill(settings: DrillSettings) -> DrillResult:
         await work.burst(settings.burst)
         work.traffic.phase = "outage"
         times, stop = FailoverTimes(), asyncio.Event()
-        fault_ms = now_ms()
         if settings.fault == "partition":
             cluster.fabric.cut_room(target)
         else:
             hit = await asyncio.to_thread(_kill, cluster, down)
             notes.append(f"killed {', '.join(hit)}")
+        fault_ms = now_ms()  # the fault is in place: sends issued from now on meet it
         needs_failover = leader in down or (settings.fault == "partition" and layout.instance(leader).room == target)
         watcher = asyncio.create_task(_watch(cluster, group, leader, term, set(down), fault_ms, times, stop)) \
             if needs_failover else None
@@ -351,12 +351,12 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
         await work.burst(settings.burst)
         work.traffic.phase = "outage"
         times, stop = FailoverTimes(), asyncio.Event()
-        fault_ms = now_ms()
         watcher = None
         if room_loss:
             link.cut()  # the room vanishes from the network first, then its machines are gone
             active.fabric.cut_room("room1")
             hit = await asyncio.to_thread(_kill, active, down)
+            fault_ms = now_ms()
             notes.append(f"room1 lost: killed {', '.join(hit)}; clients switched to the standby cluster")
             times.detected_ms = await _wait_unavailable(work, fault_ms)
             await asyncio.sleep(settings.switch_after_ms / 1000)
@@ -366,6 +366,7 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
             await consumer.switch(standby_layout.namesrv_addr)
         else:
             hit = await asyncio.to_thread(_kill, active, down)
+            fault_ms = now_ms()
             notes.append(f"killed {', '.join(hit)}")
             if leader in down:
                 watcher = asyncio.create_task(_watch(active, group, leader, term, set(down), fault_ms, times, stop))
