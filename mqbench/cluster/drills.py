@@ -102,6 +102,16 @@ async def group_leader(state: ClusterState, group: str, timeout_s: float = 1.0) 
     return max(rows, key=lambda r: r.term or 0) if rows else None
 
 
+async def current_leader(state: ClusterState, group: str, timeout_s: float) -> launcher.InstanceStatus:
+    """The leader of ``group`` as soon as one answers (an election or transfer may be under way)."""
+    deadline = time.monotonic() + timeout_s
+    while (row := await group_leader(state, group)) is None:
+        if time.monotonic() > deadline:
+            raise UserError(f"group {group} has no leader after {timeout_s:.0f} s")
+        await asyncio.sleep(0.05)
+    return row
+
+
 async def wait_healthy(state: ClusterState, group: str, timeout_s: float) -> launcher.InstanceStatus:
     """Wait until every replica of ``group`` runs and answers, one leads, and the name server routes
     to that leader; returns the leader. ``UserError`` on timeout."""
@@ -364,8 +374,9 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
                 await tally.progress.wait_for(lambda: len(tally.acked) >= target or abort.is_set())
             if abort.is_set():
                 return
-            leader = await wait_healthy(state, group, heal_timeout_s)
+            await wait_healthy(state, group, heal_timeout_s)
             await read_offsets(f"before kill {k + 1}")
+            leader = await current_leader(state, group, heal_timeout_s)  # asked again just before the kill
             event = KillEvent(leader.name, leader.host, group, leader.term, time.monotonic() - started)
             await _kill(state, leader.name)
             event.dead_at_s = time.monotonic() - started
@@ -479,10 +490,16 @@ async def measure_failovers(state: ClusterState, *, kills: int = 20, senders_per
     try:
         for k in range(kills):
             g = groups[k % len(groups)]
-            victim = await wait_healthy(state, g, heal_timeout_s)
+            # Steady state first: every group whole and led from its preferred host, so that a
+            # leadership transfer back to a restarted preferred replica cannot move the leader
+            # between picking the victim and killing it.
+            for other in groups:
+                await wait_healthy(state, other, heal_timeout_s)
+            await _balanced_leaders(state, rebalance_wait_s)
             await asyncio.sleep(settle_s)
             if await next_ack(g, time.monotonic(), failover_timeout_s) is None:
                 raise UserError(f"no send to {g} was acknowledged for {failover_timeout_s:.0f} s before a kill")
+            victim = await current_leader(state, g, heal_timeout_s)
             event = KillEvent(victim.name, victim.host, g, victim.term, time.monotonic() - started)
             t0 = time.monotonic()
             election = asyncio.create_task(new_leader_seen(g, victim.name, t0, failover_timeout_s))
@@ -497,8 +514,8 @@ async def measure_failovers(state: ClusterState, *, kills: int = 20, senders_per
             if on_sample is not None:
                 on_sample(event)
             await _restart(state, victim.name, 0.0)
-            for other in groups:
-                await wait_healthy(state, other, heal_timeout_s)
+        for other in groups:
+            await wait_healthy(state, other, heal_timeout_s)
         after = await _balanced_leaders(state, rebalance_wait_s)
     finally:
         for task in tasks:
