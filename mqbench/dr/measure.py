@@ -41,18 +41,31 @@ class FailoverTimes:
 
 
 def rto_split(times: FailoverTimes) -> dict[str, int | None]:
-    """The four RTO phases and their total (see the module docstring)."""
+    """The four RTO phases and their total (see the module docstring).
+
+    The drill observes detection, election and readiness by polling (every 50 ms), so it may see
+    them after a later event already proved them: an acknowledged write through the new leader
+    means it was routed by then, a routed leader was elected by then. Each observation is therefore
+    capped by the next one, and the phases add up to ``rto_ms`` whenever writes came back."""
+    observed = [times.detected_ms, times.elected_ms, times.ready_ms, times.first_ack_ms]
+    bound = None
+    for index in range(len(observed) - 1, -1, -1):
+        if observed[index] is None:
+            continue
+        if bound is not None:
+            observed[index] = min(observed[index], bound)
+        bound = observed[index]
+    detected, elected, ready, first_ack = observed
     out: dict[str, int | None] = {"detection_ms": None, "election_ms": None, "leader_readiness_ms": None,
-                                  "client_recovery_ms": None, "rto_ms": times.first_ack_ms}
+                                  "client_recovery_ms": None, "rto_ms": first_ack}
     previous = 0
-    for name, at in (("detection_ms", times.detected_ms), ("election_ms", times.elected_ms),
-                     ("leader_readiness_ms", times.ready_ms)):
+    for name, at in (("detection_ms", detected), ("election_ms", elected), ("leader_readiness_ms", ready)):
         if at is None:
             continue
-        out[name] = max(0, at - previous)
-        previous = max(previous, at)
-    if times.first_ack_ms is not None:
-        out["client_recovery_ms"] = max(0, times.first_ack_ms - previous)
+        out[name] = at - previous
+        previous = at
+    if first_ack is not None:
+        out["client_recovery_ms"] = first_ack - previous
     return out
 
 
