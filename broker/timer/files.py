@@ -72,6 +72,13 @@ class TimerLog:
         self._buf_start = self.end
         return self.end
 
+    def truncate(self, pos: int) -> None:
+        """Drop every unit at and after ``pos`` (the bytes are zeroed)."""
+        self.flush(fsync=False)
+        self.files.truncate(pos)
+        self.files.ensure(pos)
+        self.end = self._buf_start = pos
+
     def _walk(self, pos: int, stop: int | None) -> Iterator[tuple[int, bytes]]:
         """(pos, raw unit) from ``pos`` until ``stop`` or the first non-unit, reading 1 MiB at a
         time; ``_walk_end`` is left at the end reached."""

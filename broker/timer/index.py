@@ -25,6 +25,7 @@ the timer queue by the service.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ from mqbench.errors import CorruptDataError, InvariantViolation
 
 from .config import DelayConfig
 from .files import TIMERLOG_DIR, WHEEL_FILE, TimerLog, TimerWheel
+
+log = logging.getLogger("mqbench.broker.timer")
 
 TIMERCHECK_FILE = "timercheck"
 DEFAULT_CHECKPOINT_SLOTS = 65_536
@@ -104,8 +107,14 @@ class TimerIndex:
         top = check.last_timer_queue_offset
         try:
             for pos, unit in self.log.scan(check.last_timer_log_flush_pos, self.log.end):
+                if unit.reserved < top:
+                    # units are appended in queue-offset order: this one was torn (zeros read back)
+                    log.warning("timer log unit at %d names queue offset %d below %d: cut there",
+                                pos, unit.reserved, top)
+                    self.log.truncate(pos)
+                    break
                 self._relink(pos, unit)
-                top = max(top, unit.reserved + 1)
+                top = unit.reserved + 1
         except (CorruptDataError, InvariantViolation):
             self.reset()
             return

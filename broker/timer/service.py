@@ -107,6 +107,7 @@ class DelayService:
         self.progress = Progress()
         self.index: TimerIndex | None = None
         self._task: asyncio.Task | None = None
+        self._stopping = False
         self._wake: asyncio.Event | None = None
         self._checkpoint_at_ms = 0
         self._topic_hashes: dict[str, int] = {}
@@ -131,11 +132,10 @@ class DelayService:
         """Stop delivering (on losing leadership or shutdown); the index is checkpointed and closed."""
         task, self._task = self._task, None
         if task is not None:
+            self._stopping = True
             task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait([task])      # never swallows our caller's own cancellation
+            self._stopping = False
         self._event("stop")
         if self.index is not None:
             self.index.close()
@@ -147,7 +147,7 @@ class DelayService:
             self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 if self.state == RECOVERING:
@@ -162,10 +162,12 @@ class DelayService:
                 self._event("failed")
                 wait_ms = self.retry_ms
             if wait_ms > 0:
+                # asyncio.wait, not wait_for: Python 3.11's wait_for can swallow a cancellation
+                waiter = asyncio.ensure_future(self._wake.wait())
                 try:
-                    await asyncio.wait_for(self._wake.wait(), wait_ms / 1000)
-                except asyncio.TimeoutError:
-                    pass
+                    await asyncio.wait([waiter], timeout=wait_ms / 1000)
+                finally:
+                    waiter.cancel()
             else:
                 await asyncio.sleep(0)
 

@@ -1,0 +1,81 @@
+"""Run a ``DelayService`` exactly while a replicated group is leader: the broker's integration point.
+
+    delay = LeaderDelay(group, config=DelayConfig(), clock_ms=clock_ms)
+    # from the broker's own group callbacks:
+    group.on_role_change = lambda role, term, leader: (..., delay.on_role_change(role, term, leader))
+    group.on_commit = lambda: (..., delay.on_commit())
+    delay.on_role_change(group.role, group.term, group.leader_id)   # the role it has now
+    ...
+    await delay.close()                                            # before group.close()
+
+``on_role_change`` starts the service when the role becomes "leader" and stops it on any other
+role; the start/stop calls run one after the other in a task of their own (the callbacks are
+synchronous), so a quick leader-follower-leader flap never runs two services. ``on_commit`` wakes
+the service (new delayed messages or due ones are looked at at once). ``service`` is the current
+``DelayService`` (its ``stats`` for runtime info), None while not leader.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from .config import DelayConfig
+from .service import DelayService
+
+log = logging.getLogger("mqbench.broker.timer")
+
+
+class LeaderDelay:
+    """A DelayService that follows the group's leadership (see module doc)."""
+
+    def __init__(self, group, *, config: DelayConfig = DelayConfig(), clock_ms: Callable[[], int] | None = None,
+                 index_root=None, **service_kw):
+        self.group = group
+        self.config = config
+        self.clock_ms = clock_ms
+        self.index_root = index_root
+        self.service_kw = service_kw
+        self.service: DelayService | None = None
+        self._want_leader = False
+        self._changes: asyncio.Queue[bool] = asyncio.Queue()
+        self._worker: asyncio.Task | None = None
+        self._closed = False
+
+    def on_role_change(self, role: str, term: int, leader_id) -> None:
+        want = role == "leader"
+        if self._closed or want == self._want_leader:
+            return
+        self._want_leader = want
+        self._changes.put_nowait(want)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._follow(), name="delay-leadership")
+
+    def on_commit(self) -> None:
+        if self.service is not None:
+            self.service.notify()
+
+    async def _follow(self) -> None:
+        while not self._changes.empty():
+            leader = self._changes.get_nowait()
+            try:
+                if leader and self.service is None:
+                    self.service = DelayService(self.group.store, self.group.put, clock_ms=self.clock_ms,
+                                                config=self.config, index_root=self.index_root,
+                                                name=f"delay-{getattr(self.group, 'self_id', '?')}",
+                                                **self.service_kw)
+                    await self.service.start()
+                elif not leader and self.service is not None:
+                    service, self.service = self.service, None
+                    await service.stop()
+            except Exception:
+                log.exception("delay service could not follow the leadership change")
+
+    async def close(self) -> None:
+        """Stop the service (if running) and stop following the group."""
+        self._closed = True
+        if self._worker is not None:
+            await asyncio.gather(self._worker, return_exceptions=True)
+        if self.service is not None:
+            service, self.service = self.service, None
+            await service.stop()
