@@ -360,7 +360,13 @@ class ReplicatedGroup:
             if since_save_ms >= self._applied_save_ms and (self._saving is None or self._saving.done()):
                 since_save_ms = 0
                 if self.applied_index > self._mark.index:
-                    self._saving = loop.create_task(asyncio.to_thread(self._mark.save, self.store, self.applied_index))
+                    self._saving = loop.create_task(self._save_mark(self.applied_index))
+
+    async def _save_mark(self, index: int) -> None:
+        try:
+            await asyncio.to_thread(self._mark.save, self.store, index)
+        except (OSError, MqbenchError) as exc:     # the next save (or close) tries again
+            log.warning("replica %s could not save %s: %s", self.self_id, self._mark.path, exc)
 
     async def _run(self) -> None:
         node = self.node

@@ -164,3 +164,24 @@ def test_transfer_leadership_hands_over_and_writes_continue(tmp_path):
         finally:
             await cluster.close()
     run(main())
+
+
+def test_the_applied_mark_is_saved_while_running(tmp_path):
+    import json
+
+    async def main():
+        cluster = await Cluster(tmp_path, 1, "memory", applied_save_ms=50).start()
+        try:
+            leader = await cluster.leader()
+            await leader.commit_offset("G", "T", 0, 7)
+            mark = cluster.store_root(1) / APPLIED_FILE
+
+            async def saved():
+                while not (mark.exists() and json.loads(mark.read_text())["appliedIndex"] >= leader.applied_index):
+                    await asyncio.sleep(0.02)
+            await asyncio.wait_for(saved(), 10)
+            # the offsets file was persisted before the mark that covers it
+            assert '"T@G"' in _config_file(cluster.store_root(1), CONSUMER_OFFSETS_FILE).read_text()
+        finally:
+            await cluster.close()
+    run(main())
