@@ -20,7 +20,7 @@ Rules: a DLedger source's non-record entries (no-ops, config changes) go to a DL
 with their index and term, and are dropped for a plain target; entries past the source's
 committed index go to a DLedger target only (they were never visible to consumers). A DLedger
 source keeps every entry's Raft index and term in a DLedger target (``Plan.keeps_raft_indexes``);
-its ``currterm`` (vote state) is copied. Transaction commit/rollback records that point at a half
+its ``currterm`` (vote state) and the broker's applied mark (``raft-applied.json``) are copied. Transaction commit/rollback records that point at a half
 record (PREPAREDTRANSACTIONOFFSET) are pointed at its new place.
 """
 from __future__ import annotations
@@ -49,6 +49,7 @@ from .source import Position, decode_item, walk_log
 from .target import TargetLog, TargetQueues
 
 CHECKPOINT_EVERY_BYTES = 64 << 20
+RAFT_APPLIED_FILE = "raft-applied.json"     # the broker's applied mark (broker/server/raft_glue.py)
 STEPS = {"copy": "meta", "meta": "done"}
 
 
@@ -273,6 +274,11 @@ def _meta_step(plan: Plan, dst: Path, progress: dict) -> None:
             {"endIndex": progress["last_index"], "committedIndex": progress.get("committed_index", -1)}))
         if plan.currterm is not None and versions.is_dledger(plan.source_version):
             write_file_atomic(ddir / "currterm", plan.currterm)
+    applied = Path(plan.source) / RAFT_APPLIED_FILE
+    if plan.keeps_raft_indexes and applied.is_file():
+        # the replica's metadata files reflect the meta entries up to this Raft index; the indexes
+        # are kept, so the mark stays true (without it every committed entry is applied again)
+        write_file_atomic(dst / RAFT_APPLIED_FILE, applied.read_bytes())
     ck = CheckpointFile(dst, plan.target_version)
     ts = progress["last_store_timestamp_ms"]
     ck.write(CheckpointState(ts, ts, progress["log_end"], progress["log_end"]), fsync=True)
