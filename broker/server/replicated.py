@@ -389,18 +389,32 @@ class ReplicatedGroup:
             self._notify_role()
 
     async def _handle(self, rd: Ready) -> None:
-        """The Ready protocol (``raft.types.Ready``): persist, sync, send, apply."""
+        """The Ready protocol (``raft.types.Ready``): persist, sync, send, apply.
+
+        One exception to "send after sync", as in Raft's thesis (10.2.1): a leader whose term and
+        vote are already on disk sends its appends before its own fsync finishes, so the leader's
+        and the followers' fsyncs overlap. Nothing it sends then depends on its own entries being
+        durable; its own copy still counts towards the quorum only after the fsync (``advance``)."""
+        persisted = self.storage.initial_state()
         if rd.entries:
             self.storage.append(rd.entries)
         if rd.hard_state is not None:
             self.storage.set_hard_state(rd.hard_state)
+        early = rd.role == Role.LEADER and (rd.hard_state is None or (rd.hard_state.term, rd.hard_state.vote)
+                                            == (persisted.term, persisted.vote))
+        if early:
+            self._send(rd.messages)
         if rd.must_sync and rd.entries:
             await asyncio.to_thread(self.storage.sync)
-        for m in rd.messages:
-            self.bytes_sent += frame_bytes(m)
-            self.transport.send(m)
+        if not early:
+            self._send(rd.messages)
         if rd.committed_entries:
             self._apply(rd.committed_entries)
+
+    def _send(self, messages: list[RaftMessage]) -> None:
+        for m in messages:
+            self.bytes_sent += frame_bytes(m)
+            self.transport.send(m)
 
     # -- applying ----------------------------------------------------------------------------
 
