@@ -42,8 +42,36 @@ def _print_plan(plan, est: dict) -> None:
         echo("blockers none")
 
 
+def _rolling(cluster_dir, target: str, groups: list[str], keep_old: bool, as_json: bool, src) -> None:
+    import asyncio
+
+    from mqbench.cluster.processes import ClusterState
+    from mqbench.errors import UserError
+    from mqbench.migrate.rolling import rolling_upgrade
+
+    if cluster_dir is None:
+        raise UserError("--rolling needs --cluster DIR (the folder of 'mqbench cluster up')")
+    if src is not None:
+        raise UserError("--rolling upgrades a running cluster: give --cluster DIR, not a store folder")
+    state = ClusterState.load(cluster_dir)
+    say = (lambda text: click.echo(text, err=True)) if not as_json else None
+    steps = asyncio.run(rolling_upgrade(state, target, groups=groups or None, keep_old=keep_old, on_event=say))
+    rows = [{"instance": s.instance, "group": s.group, "was_leader": s.was_leader, "from_version": s.from_version,
+             "skipped": s.skipped, "down_s": round(s.down_s, 3), "migration_s": round(s.migrated_s, 3),
+             "caught_up_after_s": round(s.caught_up_at_s - s.stopped_at_s, 3) if not s.skipped else 0.0,
+             "records": s.records} for s in steps]
+    if as_json:
+        print_json(document(SCHEMA, mode="rolling", target_version=target, replicas=rows))
+        return
+    from mqbench.output import table
+    click.echo(table([(r["instance"], "leader" if r["was_leader"] else "follower", r["from_version"],
+                       "skipped" if r["skipped"] else f"{r['down_s']:.1f}", f"{r['migration_s']:.1f}",
+                       f"{r['caught_up_after_s']:.1f}", r["records"]) for r in rows],
+                     ["replica", "role", "from", "down s", "migration s", "back after s", "records"]))
+
+
 @click.command("migrate")
-@click.argument("src", type=click.Path(file_okay=True, dir_okay=True))
+@click.argument("src", type=click.Path(file_okay=True, dir_okay=True), required=False)
 @click.option("--to", "target", type=click.Choice(VERSIONS), required=True, help="Target store version.")
 @click.option("--out", "dst", type=click.Path(), default=None, help="Target store folder (new, or an interrupted one with --resume).")
 @click.option("--codec", default=None, metavar="C",
@@ -57,9 +85,15 @@ def _print_plan(plan, est: dict) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the plan with space and time estimates; write nothing.")
 @click.option("--verify", "do_verify", is_flag=True, help="After migrating (or alone, on an existing DST), compare SRC and DST.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted migration from the journal in DST.")
+@click.option("--rolling", is_flag=True,
+              help="Upgrade a running cluster (--cluster) replica by replica instead of a store folder.")
+@click.option("--cluster", "cluster_dir", type=click.Path(), default=None,
+              help="With --rolling: the folder of a cluster started by 'mqbench cluster up'.")
+@click.option("--group", "groups", multiple=True, help="With --rolling: only this group (repeatable); default all.")
+@click.option("--drop-old", is_flag=True, help="With --rolling: delete each replica's old store once it caught up.")
 @json_option
 def migrate(src, target, dst, codec, compress_over_bytes, segment_bytes, map_timers_to_levels, dry_run,
-            do_verify, resume, as_json) -> None:
+            do_verify, resume, rolling, cluster_dir, groups, drop_old, as_json) -> None:
     """Convert the broker store SRC to version --to in --out DST.
 
     Reads any store version (mqbench's and real RocketMQ 4.x/5.x stores, plain or DLedger) and
@@ -74,6 +108,11 @@ def migrate(src, target, dst, codec, compress_over_bytes, segment_bytes, map_tim
     from mqbench.migrate.run import migrate as run_migrate
     from mqbench.migrate.verify import verify
 
+    if rolling:
+        _rolling(cluster_dir, target, list(groups), not drop_old, as_json, src)
+        return
+    if src is None:
+        raise UserError("SRC (the store folder to migrate) is required, unless --rolling")
     options = Options(target=target, codec=parse_codec(codec) if codec else None,
                       compress_over_bytes=compress_over_bytes, segment_bytes=segment_bytes,
                       map_timers_to_levels=map_timers_to_levels)

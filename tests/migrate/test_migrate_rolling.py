@@ -4,12 +4,15 @@ consumer offsets kept, the write unavailability per replica measured."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
 import pytest
+from click.testing import CliRunner
 
 from mqbench.broker.store import versions
+from mqbench.cli import cli
 from mqbench.cluster import launcher
 from mqbench.cluster.drills import NETWORK_ERRORS, committed_offsets, ensure_topic, wait_healthy
 from mqbench.migrate.rolling import rolling_upgrade
@@ -100,7 +103,6 @@ def _gap_ms(acked: dict[int, float], start: float, end: float) -> float:
 
 
 @pytest.mark.realproc
-@pytest.mark.slow
 def test_rolling_upgrade_with_traffic_loses_nothing(tmp_path):
     state = launcher.up("raft3", tmp_path / "cluster", port_offset=PORT_OFFSET, wait_s=60)
     try:
@@ -132,8 +134,11 @@ def test_rolling_upgrade_with_traffic_loses_nothing(tmp_path):
               {s.instance: round(s.down_s, 1) for s in steps}, "failed sends:", result["failures"])
         # a follower's restart must not stop writes for long; the leader's costs one election
         assert max(gaps[:2]) < 5000 and gaps[2] < 20000
-        # running it again finds every replica done
-        again = asyncio.run(rolling_upgrade(state, "v4-dledger", wait_s=60))
-        assert all(s.skipped for s in again)
+        # the command, run again, finds every replica done
+        res = CliRunner().invoke(cli, ["migrate", "--rolling", "--cluster", str(state.directory), "--to", "v4-dledger",
+                                       "--json"])
+        assert res.exit_code == 0, res.output
+        doc = json.loads(res.output)
+        assert doc["mode"] == "rolling" and [r["skipped"] for r in doc["replicas"]] == [True, True, True]
     finally:
         launcher.down(state, timeout_s=5)
