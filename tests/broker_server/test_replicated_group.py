@@ -289,3 +289,22 @@ def test_a_record_too_large_for_one_raft_frame_is_refused(tmp_path, monkeypatch)
         finally:
             await cluster.close()
     run(main())
+
+
+@pytest.mark.parametrize("durability", ["memory", "fsync"])
+def test_an_acknowledged_put_is_fsynced_on_a_majority_only_in_fsync_mode(tmp_path, durability):
+    async def main():
+        cluster = await Cluster(tmp_path, 3, durability).start()
+        try:
+            leader = await cluster.leader()
+            for n in range(20):
+                result = await leader.put(Message(topic="T", body=b"d%d" % n))
+                end = result.physical_offset + 60       # inside the record (one fdatasync covers all of it)
+                synced = sum(g.store.group_commit.flushed_offset >= end for g in cluster.groups.values())
+                if durability == "fsync":
+                    assert synced >= 2, n
+                else:
+                    assert synced == 0, n
+        finally:
+            await cluster.close()
+    run(main())
