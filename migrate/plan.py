@@ -23,7 +23,7 @@ from mqbench.codecs.registry import Codec
 from . import delay
 from .configs_carry import SourceConfigs, attribute_notes, read_configs
 from .reframe import COMPRESS_OVER_BYTES_DEFAULT, Reframer
-from .source import decode_item, log_files, read_dledger_state, walk_log
+from .source import decode_item, log_files, read_dledger_state, source_folders, walk_log
 
 ESTIMATE_MB_PER_S = 20.0       # measured copy rate, see tests/benchmarks/migrate_bench.py
 RECORD_OVERHEAD_BYTES = 140    # fixed record fields + an average topic and properties
@@ -66,6 +66,7 @@ class Plan:
     committed_index: int | None
     currterm: bytes | None
     configs: SourceConfigs
+    mixed_log: bool = False                   # an upgraded store: old commitlog/ below the DLedger data
     scanned: bool = False
     records: int = 0
     entries_other: int = 0
@@ -80,6 +81,7 @@ class Plan:
         """A DLedger source going to a DLedger target keeps every entry's index and term, unless
         inner batches are expanded (one entry becomes several)."""
         return (versions.is_dledger(self.source_version) and versions.is_dledger(self.target_version)
+                and not self.mixed_log
                 and not (self.target_version.startswith("v4") and self.inner_batch_records))
 
     def estimate(self) -> dict:
@@ -118,7 +120,11 @@ def make_plan(src: str, options: Options, *, scan: bool = True) -> Plan:
     segment_bytes = options.segment_bytes or (max((size for _, size in files), default=0) or 1 << 30)
     plan = Plan(src, detection.version, options.target, files, segment_bytes, self_id, ddirs,
                 state.committed_index if state else None, state.currterm if state else None, read_configs(src))
+    plan.mixed_log = len(source_folders(src)) > 1
     plan.notes += attribute_notes(plan.configs, options.target)
+    if os.path.isdir(os.path.join(src, "index")) and os.listdir(os.path.join(src, "index")):
+        plan.notes.append("index/ (the message-key index) is not carried: its items hold old physical offsets; "
+                          "queries by key find the messages written after the migration only")
     if scan:
         _scan(plan, options)
     return plan

@@ -260,3 +260,24 @@ def test_plan_counts_and_estimates(golden):
     assert (plan.records, plan.messages, plan.inner_batch_records) == (156, 176, 5)
     est = plan.estimate()
     assert est["target_log_bytes"] == plan.valid_log_bytes - 48 * 156 - 0
+
+
+def test_upgraded_store_with_old_commitlog_below_dledger_data(tmp_path):
+    root = str(tmp_path / "src")
+    old = storebuilder()(root, version="v4", log_file_bytes=2048)
+    for i in range(8):
+        old.add("T", f"old-{i}".encode(), queue_id=0)
+    old.save()
+    new = storebuilder()(str(tmp_path / "dl"), version="v4-dledger", log_file_bytes=2048, term=2)
+    for i in range(5):
+        new.add("U", f"new-{i}".encode(), queue_id=1)
+    new.save()
+    shutil.move(os.path.join(new.root, "dledger-n0"), os.path.join(root, "dledger-n0"))
+    plan = make_plan(root, Options(target="v5-dledger"))
+    assert plan.mixed_log and not plan.keeps_raft_indexes and plan.records == 13
+    out = str(tmp_path / "out")
+    migrate(root, out, Options(target="v5-dledger"))
+    items = list(walk_log(out))
+    assert [i.entry_index for i in items] == list(range(13))     # one log now, numbered afresh
+    result = verify(root, out)
+    assert result["ok"], result["differences"]
