@@ -270,7 +270,8 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
 
     ``batch`` > 1 sends numbers in SEND_BATCH_MESSAGE batches of that size. Raises ``UserError``
     when the group does not heal after a kill within ``heal_timeout_s`` or the messages are not
-    all acknowledged within ``produce_timeout_s``; ``lost``/``offset_rewinds`` are reported, not raised, so a test can show them.
+    all acknowledged within ``produce_timeout_s``; ``lost``/``offset_rewinds`` are reported, not
+    raised, so a test can show them.
     """
     from mqbench.client import Consumer, OutgoingMessage, Producer
 
@@ -281,9 +282,12 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
     await ensure_topic(state, group, topic)
     tally = _Tally(messages)
     started = time.monotonic()
-    pending: asyncio.Queue[list[int]] = asyncio.Queue()
-    for first in range(0, messages, batch):
-        pending.put_nowait(list(range(first, min(first + batch, messages))))
+    retry: list[list[int]] = []  # failed batches, sent again before any new number
+    next_fresh = 0
+    # Numbers are handed out only up to a gate just past the next kill point, so each kill happens
+    # while production still runs, however fast it is (the gate opens when the kill is done).
+    margin = max(batch, messages // (2 * (kills + 1)))
+    gate = messages if kills == 0 else messages // (kills + 1) + margin
 
     producer = Producer(namesrv, f"PID_soak{run_id}", send_timeout_ms=3000, retries=2)
     consumer = Consumer(namesrv, consumer_group, consume_from="first", pull_error_backoff_ms=200,
@@ -295,11 +299,23 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
     produce_deadline = started + produce_timeout_s
     abort = asyncio.Event()
 
+    async def next_batch() -> list[int] | None:
+        nonlocal next_fresh
+        if not retry:
+            async with tally.progress:
+                await tally.progress.wait_for(lambda: next_fresh < gate or next_fresh >= messages or abort.is_set())
+        if retry:
+            return retry.pop(0)
+        if abort.is_set() or next_fresh >= messages:
+            return None
+        seqs = list(range(next_fresh, min(next_fresh + batch, messages)))
+        next_fresh = seqs[-1] + 1
+        return seqs
+
     async def send_loop() -> None:
-        while not abort.is_set() and time.monotonic() < produce_deadline:
-            try:
-                seqs = pending.get_nowait()
-            except asyncio.QueueEmpty:
+        while time.monotonic() < produce_deadline:
+            seqs = await next_batch()
+            if seqs is None:
                 return
             msgs = [OutgoingMessage(topic, _body(run_id, s, body_bytes), keys=[f"{run_id}-{s}"]) for s in seqs]
             sent_at = time.monotonic()
@@ -311,7 +327,7 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
             except NETWORK_ERRORS as exc:
                 tally.send_failures += 1
                 log.info("send of %d..%d failed, sending again: %s", seqs[0], seqs[-1], exc)
-                pending.put_nowait(seqs)
+                retry.append(seqs)
                 await asyncio.sleep(0.05)
                 continue
             tally.acked.update(seqs)
@@ -368,6 +384,7 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
             raise
 
     async def kill_each() -> None:
+        nonlocal gate
         for k in range(kills):
             target = (k + 1) * messages // (kills + 1)
             async with tally.progress:
@@ -381,6 +398,9 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
             await _kill(state, leader.name)
             event.dead_at_s = time.monotonic() - started
             events.append(event)
+            gate = messages if k + 1 == kills else (k + 2) * messages // (kills + 1) + margin
+            async with tally.progress:
+                tally.progress.notify_all()
             await _restart(state, leader.name, restart_after_s)
             await wait_healthy(state, group, heal_timeout_s)
             await read_offsets(f"after kill {k + 1}")
