@@ -94,7 +94,8 @@ def _rolling(cluster_dir, target: str, groups: list[str], keep_old: bool, as_jso
 @json_option
 def migrate(src, target, dst, codec, compress_over_bytes, segment_bytes, map_timers_to_levels, dry_run,
             do_verify, resume, rolling, cluster_dir, groups, drop_old, as_json) -> None:
-    """Convert the broker store SRC to version --to in --out DST.
+    """Convert the broker store SRC to version --to in --out DST, or (--rolling --cluster DIR)
+    every replica of a running cluster, one at a time, with traffic flowing.
 
     Reads any store version (mqbench's and real RocketMQ 4.x/5.x stores, plain or DLedger) and
     writes the target: records re-framed, queues rebuilt, queue offsets kept (consumer offsets stay
