@@ -171,26 +171,25 @@ class TimerWheel:
                                        where=str(self.path))
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         os.ftruncate(self.fd, TIMER_WHEEL_FILE_BYTES)   # sparse: untouched slots read as zeros
-        self.dirty: dict[int, WheelSlot] = {}
+        self.dirty: dict[int, bytes] = {}      # slot time -> the 32 packed bytes (compact in memory)
 
     @staticmethod
     def _file_pos(slot_time: int) -> int:
         return (slot_time % (2 * SLOTS_TOTAL)) * WHEEL_SLOT_BYTES
 
     def get(self, slot_time: int) -> WheelSlot:
-        slot = self.dirty.get(slot_time)
-        if slot is not None:
-            return slot
-        raw = os.pread(self.fd, WHEEL_SLOT_BYTES, self._file_pos(slot_time))
+        raw = self.dirty.get(slot_time)
+        if raw is None:
+            raw = os.pread(self.fd, WHEEL_SLOT_BYTES, self._file_pos(slot_time))
         slot = decode_wheel_slot(raw, 0, where=str(self.path))
         return slot if slot.time_div_precision == slot_time and slot.num > 0 else EMPTY_SLOT
 
     def put(self, slot_time: int, slot: WheelSlot) -> None:
-        self.dirty[slot_time] = slot
+        self.dirty[slot_time] = encode_wheel_slot(slot)
 
     def flush(self, *, fsync: bool = True) -> None:
         for slot_time in sorted(self.dirty, key=self._file_pos):
-            os.pwrite(self.fd, encode_wheel_slot(self.dirty[slot_time]), self._file_pos(slot_time))
+            os.pwrite(self.fd, self.dirty[slot_time], self._file_pos(slot_time))
         self.dirty.clear()
         if fsync:
             os.fdatasync(self.fd)

@@ -292,6 +292,11 @@ class DelayService:
             record = self._read_one(TIMER_TOPIC, 0, e.queue_offset)
             if record is None:
                 continue
+            if timer_fire(*self._entry_of(record), self.config) != (e.fire_ms, e.rolled):
+                # an index unit that does not describe its record (damaged index): never act on it
+                self.stats.malformed += 1
+                log.error("%s: timer index entry %s does not match its record; skipped", self.name, e)
+                continue
             d = self._delivery(record, e.fire_ms, source_id("timer", e.queue_offset), e.rolled)
             if d is not None:
                 out.append(d)

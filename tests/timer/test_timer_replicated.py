@@ -14,9 +14,8 @@ from mqbench.broker.timer import DelayConfig, rewrite_for_delay
 from mqbench.broker.timer.rewrite import PROP_SOURCE
 from mqbench.broker.timer.wiring import LeaderDelay
 
-T_START = time.monotonic()
 FAST = dict(tick_ms=10, heartbeat_ms=20, election_ms=200)
-CFG = DelayConfig(delay_levels="1s 2s", window_max=8, deliver_concurrency=4, poll_interval_ms=20)
+CFG = DelayConfig(delay_levels="1s 3s", window_max=8, deliver_concurrency=4, poll_interval_ms=20)
 
 
 def wall_ms() -> int:
@@ -65,8 +64,6 @@ def test_leader_halted_mid_burst_next_leader_delivers_the_rest_once(tmp_path):
         groups, delays = await open_cluster(tmp_path)
         try:
             leader = await wait_leader(groups)
-            print("stage: leader", round(time.monotonic() - T_START, 2), flush=True)
-            start = wall_ms()
             due = {}
             rng = random.Random(7)
             for i in range(120):
@@ -78,7 +75,7 @@ def test_leader_halted_mid_burst_next_leader_delivers_the_rest_once(tmp_path):
                     stamped = leader.store.read_queue(stored.topic, stored.queue_id, result.queue_offset, 1)
                     due[body] = stamped.messages[0].store_timestamp_ms + CFG.level_delay_ms(1 + i % 2)
                 else:
-                    at = start + 900 + rng.randint(0, 1200)
+                    at = wall_ms() + 800 + rng.randint(0, 3200)     # in the future however slow the sends are
                     msg = Message("Orders", body, {"TIMER_DELIVER_MS": str(at)}, queue_id=i % 2)
                     await leader.put(rewrite_for_delay(msg, now_ms=wall_ms(), config=CFG))
                     due[body] = at
@@ -88,7 +85,6 @@ def test_leader_halted_mid_burst_next_leader_delivers_the_rest_once(tmp_path):
             while service.stats.delivered < 25 and time.monotonic() < deadline:
                 await asyncio.sleep(0.005)
             assert 25 <= service.stats.delivered < 120, service.stats
-            print("stage: halt", round(time.monotonic() - T_START, 2), flush=True)
             await leader.halt()
             await delays[leader.self_id].close()
             rest = {i: g for i, g in groups.items() if i != leader.self_id}
@@ -100,33 +96,20 @@ def test_leader_halted_mid_burst_next_leader_delivers_the_rest_once(tmp_path):
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.3)               # a duplicate would show up here
             got = delivered(new, "Orders", 2)
-            svc = delays[new.self_id].service
-            if len(got) < 120 and svc is not None:        # diagnostics for a stall
-                import traceback
-                print("DIAG", svc.state, svc.progress, new.role, new.commit_index, new.applied_index,
-                      {i: (g.role, g.term, g.commit_index, g.applied_index) for i, g in rest.items()}, flush=True)
-                for frame in svc._task.get_stack(limit=20):
-                    traceback.print_stack(frame, limit=1)
-            print("new leader stats", delays[new.self_id].service and delays[new.self_id].service.stats, flush=True)
             bodies = [m.body for m in got]
             assert len(bodies) == len(set(bodies)), "delivered twice"
-            assert set(bodies) == set(due)
+            assert set(bodies) == set(due), (service.stats, delays[new.self_id].service.stats)
             assert all(m.store_timestamp_ms >= due[m.body] for m in got), "delivered early"
             stats = delays[new.self_id].service.stats
-            print("old leader", service.stats, "new leader", stats)
             assert stats.recoveries >= 1 and stats.delivered + stats.redelivered >= 1
-            print("stage: followers", round(time.monotonic() - T_START, 2), flush=True)
             for g in rest.values():       # the surviving follower holds the same deliveries
                 deadline = time.monotonic() + 5
                 while len(delivered(g, "Orders", 2)) < 120 and time.monotonic() < deadline:
                     await asyncio.sleep(0.05)
                 assert sorted(m.body for m in delivered(g, "Orders", 2)) == sorted(bodies)
         finally:
-            print("stage: close delays", round(time.monotonic() - T_START, 2), flush=True)
             for d in delays.values():
                 await d.close()
-            print("stage: close groups", round(time.monotonic() - T_START, 2), flush=True)
             for g in groups.values():
                 await g.close()
-            print("stage: closed", round(time.monotonic() - T_START, 2), flush=True)
     asyncio.run(asyncio.wait_for(main(), 60))
