@@ -352,6 +352,10 @@ class ReplicatedGroup:
         while True:
             next_tick += period_s
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            if loop.time() - next_tick > period_s:
+                # the loop was stalled: drop the missed ticks (as Go's time.Ticker does) rather than
+                # firing them in a burst that could start elections before queued heartbeats are read
+                next_tick = loop.time()
             if self.failed is not None:
                 return
             self.node.tick()
