@@ -99,7 +99,9 @@ class TimerIndex:
         sane = (check is not None and 0 <= check.last_timer_log_flush_pos and check.last_timer_queue_offset >= 0
                 and self.log.files.min_offset <= check.last_timer_log_flush_pos <= self.log.files.end_offset)
         if not sane:
+            had_files = check is not None or self.log.files.end_offset > 0
             self.reset()
+            self.rebuilt = had_files
             return
         self._counter = check.data_version_counter
         self.last_read_time_ms = check.last_read_time_ms

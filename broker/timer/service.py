@@ -111,6 +111,7 @@ class DelayService:
         self._wake: asyncio.Event | None = None
         self._checkpoint_at_ms = 0
         self._topic_hashes: dict[str, int] = {}
+        self._level_waiting: dict[int, tuple[int, int]] = {}   # level -> (offset, due) of its first not-due record
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -335,8 +336,15 @@ class DelayService:
         ranges: dict[int, tuple[int, int]] = {}
         for level in range(1, cfg.max_level + 1):
             a = prog.levels.get(level, 0)
+            waiting = self._level_waiting.get(level)
+            if waiting is not None and waiting[0] == a and waiting[1] > now:
+                ranges[level] = (a, a)                     # its head is still not due: no read
+                wait = min(wait, waiting[1] - now)
+                continue
             hi = min(self.store.max_offset(SCHEDULE_TOPIC, level - 1), a + cfg.window_max)
             found, b, next_due = self._level_deliveries(level, a, hi, now)
+            if next_due is not None:
+                self._level_waiting[level] = (b, next_due)
             deliveries += found
             ranges[level] = (a, b)
             if next_due is not None:
@@ -431,6 +439,9 @@ class DelayService:
         else:
             await self._redo(last)
             self.progress = last.progress_after()
+            # levels the marker does not name (the level list grew since): from the store's hints
+            initial = self._initial_progress()
+            self.progress.levels = {**initial.levels, **self.progress.levels}
         if self.state == RECOVERING:
             self._event("recovered")
 

@@ -247,3 +247,24 @@ def test_asyncio_loop_sleeps_until_due_and_stops(tmp_path):
     msg, = g.queue("Orders", 0)
     assert sent + 150 <= msg.store_timestamp_ms < sent + 400
     assert svc.state == "stopped" and svc.index is None
+
+
+def test_levels_added_to_the_config_start_from_the_store_not_from_zero(tmp_path):
+    """A level the last marker does not name starts at the store's delayOffset.json (here: a
+    migrated store whose broker already delivered the first level-3 message), not at offset 0."""
+    g = Group(tmp_path)
+    two, three = DelayConfig(delay_levels="1s 2s"), DelayConfig(delay_levels="1s 2s 3s")
+    g.send(Message("Orders", b"old-three", {"DELAY": "3"}), three)
+    g.store.set_delay_offset(3, 1)
+    g.send(Message("Orders", b"one", {"DELAY": "1"}), two)
+
+    async def main():
+        svc = g.service("a", config=two)
+        await svc.recover()
+        await run_until(g, svc, T0_MS + 1_500, 100)
+        g.send(Message("Orders", b"three", {"DELAY": "3"}), three)
+        svc2 = g.service("b", config=three)
+        await svc2.recover()
+        await run_until(g, svc2, T0_MS + 6_000, 100)
+    asyncio.run(main())
+    assert [m.body for m in g.queue("Orders", 0)] == [b"one", b"three"]
