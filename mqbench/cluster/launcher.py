@@ -221,7 +221,10 @@ async def status_async(state: ClusterState, timeout_s: float = 2.0) -> list[Inst
     layout = cluster_layout(state)
 
     async def one(instance) -> InstanceStatus:
-        record = state.processes[instance.name]
+        record = state.processes.get(instance.name)
+        if record is None:
+            raise UserError(f"{state.directory / 'cluster.json'} records no process for {instance.name}; "
+                            "was the layout file changed after `cluster up`?")
         proc = record.process()
         result = InstanceStatus(name=instance.name, group=instance.group, replica_id=instance.replica_id,
                                 host=instance.host, room=instance.room, addr=instance.addr,

@@ -85,11 +85,17 @@ class ClusterState:
             raise UserError(f"no cluster in {directory} (no {STATE_FILE}); start one with `mqbench cluster up`") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise UserError(f"{path} is corrupt: {exc}") from None
-        if doc.get("schema") != STATE_SCHEMA:
-            raise UserError(f"{path} has schema {doc.get('schema')!r}, expected {STATE_SCHEMA!r}")
-        return cls(directory=directory, layout_source=doc["layout_source"], layout_name=doc["layout_name"],
-                   port_offset=doc["port_offset"], settings=doc.get("settings", {}),
-                   processes={name: ProcessRecord(**rec) for name, rec in doc["processes"].items()})
+        if not isinstance(doc, dict) or doc.get("schema") != STATE_SCHEMA:
+            found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+            raise UserError(f"{path} has schema {found!r}, expected {STATE_SCHEMA!r}")
+        if "namesrv" not in _field(doc, "processes", dict, path):
+            raise UserError(f"{path} is corrupt: it records no name server process")
+        return cls(directory=directory, layout_source=_field(doc, "layout_source", str, path),
+                   layout_name=_field(doc, "layout_name", str, path),
+                   port_offset=_field(doc, "port_offset", int, path),
+                   settings=_field(doc, "settings", dict, path, default={}),
+                   processes={name: _record(name, rec, path)
+                              for name, rec in _field(doc, "processes", dict, path).items()})
 
     def save(self) -> None:
         doc = {"schema": STATE_SCHEMA, "layout_source": self.layout_source, "layout_name": self.layout_name,
@@ -114,6 +120,32 @@ class ClusterState:
             return chosen
         names = sorted({r.name for r in records} | {r.host for r in records} | {r.room for r in records})
         raise UserError(f"nothing in this cluster is called {target!r}; choose from: {', '.join(names)}")
+
+
+_RECORD_FIELDS = {"name": str, "kind": str, "host": str, "room": str, "addr": str, "workdir": str, "argv": list,
+                  "pid": int, "started_at_s": (int, float)}
+
+
+def _field(doc: dict, key: str, kind, path: Path, default=None):
+    if key not in doc and default is not None:
+        return default
+    value = doc.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise UserError(f"{path} is corrupt: {key!r} is {type(value).__name__}, not {getattr(kind, '__name__', kind)}")
+    return value
+
+
+def _record(name: object, rec: object, path: Path) -> ProcessRecord:
+    """One process record of cluster.json, every field checked (a hand-edited file gets a clear error)."""
+    if not isinstance(rec, dict) or set(rec) != set(_RECORD_FIELDS):
+        raise UserError(f"{path} is corrupt: process {name!r} must have exactly the fields "
+                        f"{', '.join(_RECORD_FIELDS)}")
+    for key, kind in _RECORD_FIELDS.items():
+        _field(rec, key, kind, path)
+    if rec["kind"] not in ("namesrv", "broker") or rec["name"] != name or rec["pid"] < 0 or \
+            not all(isinstance(a, str) for a in rec["argv"]):
+        raise UserError(f"{path} is corrupt: process {name!r} has a bad kind, name, pid or argv")
+    return ProcessRecord(**rec)
 
 
 def spawn(record: ProcessRecord, env: dict | None = None) -> None:

@@ -1,0 +1,114 @@
+"""``cluster.json``: what ``mqbench cluster`` records about a running cluster, read back strictly.
+
+A hand-edited or damaged file must give one clear error (``UserError``), never a traceback, and
+a record must never make ``kill`` signal a process that is not ours (pid and start time both match).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, strategies as st
+
+from mqbench.cluster.processes import ClusterState, ProcessRecord, send_signal
+from mqbench.errors import UserError
+
+VALID = {
+    "schema": "mqbench.cluster-state/1", "layout_source": "/x/raft3.toml", "layout_name": "raft3",
+    "port_offset": 7, "settings": {"durability": "memory"},
+    "processes": {
+        "namesrv": {"name": "namesrv", "kind": "namesrv", "host": "h1", "room": "room1", "addr": "127.0.1.1:9883",
+                    "workdir": "/tmp/n", "argv": ["python", "-m", "x"], "pid": 0, "started_at_s": 0.0},
+        "broker-a/n0": {"name": "broker-a/n0", "kind": "broker", "host": "h1", "room": "room1",
+                        "addr": "127.0.1.1:10918", "workdir": "/tmp/b", "argv": ["python"], "pid": 0,
+                        "started_at_s": 0.0},
+    },
+}
+
+
+def load(tmp_path, doc) -> ClusterState:
+    (tmp_path / "cluster.json").write_text(json.dumps(doc))
+    return ClusterState.load(tmp_path)
+
+
+def test_valid_state_round_trips(tmp_path):
+    state = load(tmp_path, VALID)
+    assert state.port_offset == 7 and set(state.processes) == {"namesrv", "broker-a/n0"}
+    state.save()
+    assert json.loads((tmp_path / "cluster.json").read_text()) == VALID
+    assert [r.name for r in state.select("broker-a")] == ["broker-a/n0"]
+    assert [r.name for r in state.select("h1")] == ["broker-a/n0"]  # a host means its brokers
+    assert {r.name for r in state.select("all")} == {"namesrv", "broker-a/n0"}
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda d: d.update(schema="mqbench.cluster-state/0"), "schema"),
+    (lambda d: d.pop("layout_source"), "'layout_source' is NoneType"),
+    (lambda d: d.update(port_offset="7"), "'port_offset' is str"),
+    (lambda d: d.update(port_offset=True), "'port_offset' is bool"),
+    (lambda d: d.update(processes=[]), "'processes' is list"),
+    (lambda d: d["processes"].pop("namesrv"), "no name server"),
+    (lambda d: d["processes"]["broker-a/n0"].pop("pid"), "exactly the fields"),
+    (lambda d: d["processes"]["broker-a/n0"].update(pid="12"), "'pid' is str"),
+    (lambda d: d["processes"]["broker-a/n0"].update(kind="zookeeper"), "bad kind"),
+    (lambda d: d["processes"]["broker-a/n0"].update(name="broker-b/n0"), "bad kind, name"),
+    (lambda d: d["processes"]["broker-a/n0"].update(argv=["python", 3]), "argv"),
+])
+def test_damaged_state_is_named(tmp_path, mutate, words):
+    doc = copy.deepcopy(VALID)
+    mutate(doc)
+    with pytest.raises(UserError) as info:
+        load(tmp_path, doc)
+    assert "cluster.json" in str(info.value) and words in str(info.value)
+
+
+def test_not_json_and_not_an_object(tmp_path):
+    (tmp_path / "cluster.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(UserError, match="corrupt"):
+        ClusterState.load(tmp_path)
+    with pytest.raises(UserError, match="schema"):
+        load(tmp_path, [1, 2])
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                        max_size=3), max_leaves=10)
+
+
+@given(path=st.lists(st.sampled_from(["processes", "namesrv", "broker-a/n0", "settings", "pid", "argv", "kind",
+                                      "port_offset", "schema", "name"]), min_size=1, max_size=3),
+       value=json_values)
+def test_fuzzed_state_loads_or_fails_cleanly(tmp_path_factory, path, value):
+    doc = copy.deepcopy(VALID)
+    node = doc
+    for key in path[:-1]:
+        if not isinstance(node, dict) or not isinstance(node.get(key), dict):
+            break
+        node = node[key]
+    if isinstance(node, dict):
+        node[path[-1]] = value
+    directory = tmp_path_factory.mktemp("state")
+    try:
+        state = load(directory, doc)
+    except UserError:
+        return
+    assert isinstance(state.port_offset, int) and "namesrv" in state.processes
+
+
+@pytest.mark.realproc
+def test_a_recycled_pid_is_never_signalled(tmp_path):
+    """A record whose start time does not match the live process with its pid is treated as gone."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        record = ProcessRecord(name="broker-a/n0", kind="broker", host="h1", room="r", addr="127.0.0.1:1",
+                               workdir=str(tmp_path), argv=[], pid=proc.pid, started_at_s=1.0)
+        assert not record.alive()
+        assert send_signal([record], signal.SIGKILL) == []
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
