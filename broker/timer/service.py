@@ -233,8 +233,9 @@ class DelayService:
             due = record.store_timestamp_ms   # fires at once; delivery then finds it malformed and skips it
         return due, record.store_timestamp_ms
 
-    async def _catch_up(self) -> tuple[int, list[TimerEntry]]:
-        """Index every committed timer record not indexed yet; returns (first offset indexed, entries)."""
+    async def _catch_up(self, limit: int | None = None) -> tuple[int, list[TimerEntry]]:
+        """Index the committed timer records not indexed yet (at most about ``limit``); returns
+        (first offset indexed, their entries)."""
         ix = self.index
         hi = self.store.max_offset(TIMER_TOPIC, 0)
         if ix.next_queue_offset > hi:
@@ -244,7 +245,7 @@ class DelayService:
         offset = max(ix.next_queue_offset, self.store.min_offset(TIMER_TOPIC, 0))
         start = offset
         fresh: list[TimerEntry] = []
-        while offset < hi:
+        while offset < hi and (limit is None or len(fresh) < limit):
             msgs, nxt = self._read(TIMER_TOPIC, 0, offset, READ_CHUNK)
             for m in msgs:
                 due, stored = self._entry_of(m)
@@ -341,15 +342,20 @@ class DelayService:
                 ranges[level] = (a, a)                     # its head is still not due: no read
                 wait = min(wait, waiting[1] - now)
                 continue
-            hi = min(self.store.max_offset(SCHEDULE_TOPIC, level - 1), a + cfg.window_max)
-            found, b, next_due = self._level_deliveries(level, a, hi, now)
+            budget = cfg.window_max - len(deliveries)     # one window holds at most window_max records
+            top = self.store.max_offset(SCHEDULE_TOPIC, level - 1)
+            if budget <= 0:
+                ranges[level] = (a, a)
+                more = more or top > a
+                continue
+            found, b, next_due = self._level_deliveries(level, a, min(top, a + budget), now)
             if next_due is not None:
                 self._level_waiting[level] = (b, next_due)
             deliveries += found
             ranges[level] = (a, b)
             if next_due is not None:
                 wait = min(wait, next_due - now)
-            elif b >= a + cfg.window_max:
+            elif b < top:
                 more = True
         timer = None
         timer_from, timer_offset = prog.timer_from_ms, prog.timer_offset
@@ -360,9 +366,11 @@ class DelayService:
             if t_from > t_to:        # this clock is behind the last window's end: wait for it
                 wait = min(wait, t_from - t_to)
             else:
-                start, fresh = await self._catch_up()
+                start, fresh = await self._catch_up(cfg.window_max)
                 e_from, e_to = prog.timer_offset, ix.next_queue_offset
-                first, t_cut = ix.collect(t_from, t_to, e_from, cfg.window_max)
+                if e_to < self.store.max_offset(TIMER_TOPIC, 0):
+                    more = True                                  # more to index: step again at once
+                first, t_cut = ix.collect(t_from, t_to, e_from, max(1, cfg.window_max - len(deliveries)))
                 extra = await self._entries_from_queue(e_from, start, t_cut) if e_from < start else []
                 late = [e for e in extra + fresh if e.fire_ms < t_cut and e.queue_offset >= e_from]
                 deliveries += self._timer_deliveries(sorted(first + late))
