@@ -44,7 +44,7 @@ class Cluster:
     def live(self) -> dict[int, ReplicatedGroup]:
         return {i: g for i, g in self.groups.items() if not g.stopped}
 
-    async def leader(self, timeout_s: float = 10.0) -> ReplicatedGroup:
+    async def leader(self, timeout_s: float = 20.0) -> ReplicatedGroup:
         async def wait():
             while True:
                 leaders = [g for g in self.live.values() if g.is_leader]
@@ -63,7 +63,7 @@ class Cluster:
     async def restart(self, node_id: int) -> ReplicatedGroup:
         return await self._open(node_id)
 
-    async def converged(self, timeout_s: float = 10.0) -> None:
+    async def converged(self, timeout_s: float = 20.0) -> None:
         """Every live replica applied the same last index (the leader's commit index)."""
         async def wait():
             while True:

@@ -14,7 +14,7 @@ from mqbench.broker.store.record import Message
 from replicated_cluster import Cluster, log_bytes
 
 
-def run(coro, timeout_s: float = 30.0):
+def run(coro, timeout_s: float = 60.0):
     return asyncio.run(asyncio.wait_for(coro, timeout_s))
 
 
