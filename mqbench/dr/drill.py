@@ -165,20 +165,26 @@ async def _watch(cluster: drcluster.DrCluster, group: str, old_leader: str, old_
         await asyncio.sleep(POLL_S)
 
 
-async def _phases(settings: DrillSettings, work: Workload, fabric_transparent) -> dict:
-    work.traffic.phase = "warmup"  # connections, routes, JIT-less Python warming its caches: not measured
+async def _phases(settings: DrillSettings, work: Workload, fabric_transparent, crossed) -> tuple[dict, float | None]:
+    """Warm-up, no-rooms baseline, linked phase. Returns the latency figures and the cross-room
+    bytes per message of the linked phase (``crossed()`` -> (bytes so far, messages so far))."""
+    work.traffic.phase = "warmup"  # connections, routes and caches warming up: not measured
     fabric_transparent(True)
     await asyncio.sleep(settings.warmup_ms / 1000)
     work.traffic.phase = "baseline"
     await asyncio.sleep(settings.baseline_ms / 1000)
     fabric_transparent(False)
     work.traffic.phase = "linked"
+    bytes_start, messages_start = crossed()
     await asyncio.sleep(settings.before_ms / 1000)
+    bytes_end, messages_end = crossed()
     base, linked = work.traffic.latencies_ms("baseline"), work.traffic.latencies_ms("linked")
     p50_base, p50_linked = percentile_ms(base, 50), percentile_ms(linked, 50)
-    return {"write_latency_ms_p50_no_rooms": p50_base, "write_latency_ms_p50": p50_linked,
-            "write_latency_ms_p99": percentile_ms(linked, 99),
-            "write_latency_added_ms_p50": None if p50_base is None or p50_linked is None else p50_linked - p50_base}
+    latency = {"write_latency_ms_p50_no_rooms": p50_base, "write_latency_ms_p50": p50_linked,
+               "write_latency_ms_p99": percentile_ms(linked, 99),
+               "write_latency_added_ms_p50": None if p50_base is None or p50_linked is None
+               else p50_linked - p50_base}
+    return latency, _per_msg(bytes_end - bytes_start, messages_end - messages_start)
 
 
 async def run_drill(settings: DrillSettings) -> DrillResult:
@@ -200,13 +206,12 @@ async def run_drill(settings: DrillSettings) -> DrillResult:
         consumer = Deliveries(cluster.namesrv_addr, topic, work.traffic)
         await consumer.start()
         await work.start()
-        latency = await _phases(settings, work, lambda on: cluster.fabric.set_transparent(on))
-        bytes_before, acked_before = cluster.fabric.cross_room_bytes(), len(work.traffic.acked())
+        latency, bytes_per_msg = await _phases(
+            settings, work, cluster.fabric.set_transparent,
+            lambda: (cluster.fabric.cross_room_bytes(), len(work.traffic.acked())))
         leader, term = await _leader(cluster, group)
         target = choose_target(layout, settings.fault, leader, settings.target)
         down = victims(layout, settings.fault, target)
-        bytes_per_msg = _per_msg(cluster.fabric.cross_room_bytes() - bytes_before,
-                                 len(work.traffic.acked()) - acked_before)
         await work.burst(settings.burst)
         work.traffic.phase = "outage"
         times, stop = FailoverTimes(), asyncio.Event()
@@ -342,12 +347,11 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
         consumer = Deliveries(active.namesrv_addr, topic, work.traffic)
         await consumer.start()
         await work.start()
-        latency = await _phases(settings, work, link.set_transparent)
-        bytes_before, copied_before = link.bytes(), replicator.stats.copied
+        latency, bytes_per_msg = await _phases(settings, work, link.set_transparent,
+                                               lambda: (link.bytes(), replicator.stats.copied))
         leader, term = await _leader(active, group)
         target = "room1" if room_loss else choose_target(active_layout, settings.fault, leader, settings.target)
         down = victims(active_layout, "room" if room_loss else settings.fault, target)
-        bytes_per_msg = _per_msg(link.bytes() - bytes_before, replicator.stats.copied - copied_before)
         await work.burst(settings.burst)
         work.traffic.phase = "outage"
         times, stop = FailoverTimes(), asyncio.Event()
