@@ -63,7 +63,7 @@ INDEX_CHECKPOINT_MS = 1000
 class DelayStats:
     delivered: int = 0          # real messages re-put
     rolled: int = 0             # timers written to the timer topic again (beyond the roll window)
-    malformed: int = 0          # delayed records that name no valid target: skipped, logged
+    malformed: int = 0          # delayed records damaged or naming no valid target: skipped, logged
     markers: int = 0            # progress markers put
     recoveries: int = 0
     found_delivered: int = 0    # window sources a recovery found already delivered by the old leader
@@ -111,6 +111,7 @@ class DelayService:
         self._wake: asyncio.Event | None = None
         self._checkpoint_at_ms = 0
         self._topic_hashes: dict[str, int] = {}
+        self._damaged: set[tuple[str, int, int]] = set()
         self._level_waiting: dict[int, tuple[int, int]] = {}   # level -> (offset, due) of its first not-due record
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -182,8 +183,13 @@ class DelayService:
         except CorruptDataError as exc:
             if count > 1:
                 return self._read(topic, queue_id, offset, 1)
-            self.stats.malformed += 1
-            log.error("%s: skipping %s/%d@%d: %s", self.name, topic, queue_id, offset, exc)
+            where = (topic, queue_id, offset)
+            if where not in self._damaged:        # each damaged record is counted and logged once
+                if len(self._damaged) > 100_000:
+                    self._damaged.clear()
+                self._damaged.add(where)
+                self.stats.malformed += 1
+                log.error("%s: skipping %s/%d@%d: %s", self.name, topic, queue_id, offset, exc)
             return [], offset + 1
 
     def _read_one(self, topic: str, queue_id: int, offset: int) -> Message | None:
@@ -255,6 +261,7 @@ class DelayService:
                 break
             offset = nxt
             await asyncio.sleep(0)
+        ix.next_queue_offset = max(ix.next_queue_offset, min(offset, hi))   # past records skipped as damaged
         return start, fresh
 
     async def _entries_from_queue(self, start: int, end: int, fire_before_ms: int) -> list[TimerEntry]:

@@ -268,3 +268,32 @@ def test_levels_added_to_the_config_start_from_the_store_not_from_zero(tmp_path)
         await run_until(g, svc2, T0_MS + 6_000, 100)
     asyncio.run(main())
     assert [m.body for m in g.queue("Orders", 0)] == [b"one", b"three"]
+
+
+def test_damaged_timer_record_is_skipped_once_without_spinning(tmp_path):
+    """A timer record whose body fails its CRC (at the tail of the timer queue): skipped and counted
+    once; the service keeps sleeping between steps instead of retrying it forever."""
+    import os
+    g = Group(tmp_path)
+    g.send(Message("Orders", b"good", {"TIMER_DELAY_MS": "500"}))
+    bad = g.send(Message("Orders", b"damaged", {"TIMER_DELAY_MS": "700"}))
+    path = g.root / "store" / "commitlog" / "00000000000000000000"
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.pwrite(fd, b"X", bad.physical_offset + 88)          # first body byte (IPv4 hosts: body at +88)
+    finally:
+        os.close(fd)
+    svc = g.service("a")
+
+    async def main():
+        await svc.recover()
+        zero_waits = 0
+        while g.now_ms < T0_MS + 2_000:
+            if await svc.step() == 0:
+                zero_waits += 1
+                assert zero_waits < 50, "the service spins on the damaged record"
+            else:
+                g.now_ms += 100
+    asyncio.run(main())
+    assert [m.body for m in g.queue("Orders", 0)] == [b"good"]
+    assert svc.stats.malformed == 1 and svc.index.next_queue_offset == 2
