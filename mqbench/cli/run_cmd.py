@@ -122,7 +122,7 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, matrix: 
         drain_ms=drain_ms, check_ms=max(200, check_ms), limits=_load_limits(limits_source),
         command_line=["mqbench", *sys.argv[1:]],
         search=SearchSettings(start_rate_per_s=200.0, hold_checks=3),
-        thresholds=Thresholds(publish_latency_ms_p99_max=max_p99_ms),
+        thresholds=Thresholds(publish_latency_ms_p99_max=max_p99_ms, published_share_min=0.8),
         progress=ProgressLine(enabled=None if not as_json else False))
     if settings.target is None:
         from mqbench.broker.layout import load_layout

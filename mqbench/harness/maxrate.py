@@ -13,7 +13,10 @@ A check is **healthy** when, at the end of the interval, all of these hold (``Th
   ``<= publish_backlog_msgs_max``;
 * consume backlog (published but not yet consumed) ``<= consume_backlog_msgs_max``;
 * error share ``publish_errors / (published + publish_errors) <= error_share_max``;
-* p99 publish latency of the interval ``<= publish_latency_ms_p99_max``.
+* p99 publish latency of the interval ``<= publish_latency_ms_p99_max``;
+* when ``published_share_min`` is set: messages acknowledged in the interval ``>=
+  published_share_min * intended`` (the system absorbed what was offered; a small overload whose
+  backlog grows too slowly to cross a count threshold within one check fails here at once).
 
 States and moves (``TRANSITIONS`` is the table the code reads):
 
@@ -64,6 +67,7 @@ class Thresholds:
     consume_backlog_msgs_max: int = 1000
     error_share_max: float = 0.001
     publish_latency_ms_p99_max: float = 1000.0
+    published_share_min: float = 0.0  # 0 = not checked
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,8 @@ def verdict_of(obs: Observation, limits: Thresholds) -> tuple[bool, list[str]]:
     attempts = obs.published + obs.publish_errors
     if attempts and obs.publish_errors / attempts > limits.error_share_max:
         reasons.append(f"error share {obs.publish_errors / attempts:.4f} > {limits.error_share_max}")
+    if limits.published_share_min and obs.intended and obs.published < limits.published_share_min * obs.intended:
+        reasons.append(f"acknowledged {obs.published} < {limits.published_share_min:g} x {obs.intended} offered")
     if obs.publish_latency_ms_p99 is not None and obs.publish_latency_ms_p99 > limits.publish_latency_ms_p99_max:
         reasons.append(f"p99 publish latency {obs.publish_latency_ms_p99:.1f} ms > {limits.publish_latency_ms_p99_max} ms")
     return not reasons, reasons

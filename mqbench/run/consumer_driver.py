@@ -26,6 +26,7 @@ from typing import Callable
 
 from mqbench.broker.remoting.headers import parse_tag_expression
 from mqbench.client import Consumer
+from mqbench.errors import MqbenchError
 from mqbench.harness.metrics import RunMetrics
 from mqbench.run.stamps import read_stamp
 
@@ -86,6 +87,7 @@ class ConsumerDriver:
         self.totals = ConsumerTotals()
         self.stopping = asyncio.Event()
         self.consumers: list[Consumer] = []
+        self.close_error: str | None = None
 
     def begin(self, start_ns: int) -> None:
         spec = self.spec
@@ -130,8 +132,13 @@ class ConsumerDriver:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
             for consumer in self.consumers:
-                await consumer.close()
-        return {"type": "done", "role": "consumer", "metrics": self.metrics.to_dict() if self.metrics else None, "totals": self.totals.as_dict()}
+                try:
+                    await consumer.close()
+                except MqbenchError as exc:  # offsets not committed: the figures still stand
+                    self.close_error = f"closing consumer group {consumer.group}: {exc}"
+                    log.warning("%s", self.close_error)
+        return {"type": "done", "role": "consumer", "metrics": self.metrics.to_dict() if self.metrics else None,
+                "totals": self.totals.as_dict(), "close_error": self.close_error}
 
     async def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_WAIT_S

@@ -77,7 +77,7 @@ class RunSettings:
     limits: dict | None = None
     command_line: list[str] = field(default_factory=list)
     search: SearchSettings = field(default_factory=lambda: SearchSettings(start_rate_per_s=200.0, hold_checks=3))
-    thresholds: Thresholds = field(default_factory=Thresholds)
+    thresholds: Thresholds = field(default_factory=lambda: Thresholds(published_share_min=0.8))
     progress: ProgressLine = field(default_factory=lambda: ProgressLine(enabled=False))
     run_id: str = field(default_factory=lambda: f"{os.getpid() & 0xFFFF:04x}{time.time_ns() & 0xFFFFFF:06x}")
 

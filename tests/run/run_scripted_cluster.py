@@ -18,10 +18,11 @@ _spec.loader.exec_module(scripted)
 
 
 class ThreadedCluster:
-    def __init__(self, topics, *, queue_nums: int = 4, slow_ms: int = 0):
+    def __init__(self, topics, *, queue_nums: int = 4, slow_ms: int = 0, serial_ms: float = 0):
         self.topics = tuple(topics)
         self.queue_nums = queue_nums
         self.slow_ms = slow_ms
+        self.serial_ms = serial_ms
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="scripted-cluster", daemon=True)
         self.cluster = None
@@ -36,10 +37,14 @@ class ThreadedCluster:
         self.cluster = scripted.Cluster()
         await self.cluster.__aenter__()
         self.broker = await self.cluster.add_broker("broker-a", topics=self.topics, queue_nums=self.queue_nums)
-        if self.slow_ms:
+        if self.slow_ms or self.serial_ms:
             original = self.broker.on_send
+            lock = asyncio.Lock()
 
             async def slow_send(cmd, channel):
+                if self.serial_ms:  # one send at a time: a server of known capacity 1000 / serial_ms
+                    async with lock:
+                        await asyncio.sleep(self.serial_ms / 1000)
                 await asyncio.sleep(self.slow_ms / 1000)
                 return await original(cmd, channel)
 
@@ -47,6 +52,13 @@ class ThreadedCluster:
                          scripted.codes.SEND_BATCH_MESSAGE):
                 self.broker.server.handlers[code] = slow_send
         self.namesrv_addr = self.cluster.namesrv_addr
+        self._reregister = asyncio.get_running_loop().create_task(self._keep_registered())
+
+    async def _keep_registered(self) -> None:
+        # A real broker re-registers every 10-30 s; without it the name server expires the route.
+        while True:
+            await asyncio.sleep(5)
+            await self.broker.register(self.namesrv_addr)
 
     def stored(self, topic: str):
         return asyncio.run_coroutine_threadsafe(self._stored(topic), self.loop).result(20)
@@ -55,6 +67,7 @@ class ThreadedCluster:
         return self.broker.stored(topic)
 
     def __exit__(self, *exc) -> None:
+        self.loop.call_soon_threadsafe(self._reregister.cancel)
         asyncio.run_coroutine_threadsafe(self.cluster.__aexit__(None, None, None), self.loop).result(20)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)

@@ -69,7 +69,7 @@ def test_json_output_names_the_folder_and_the_figures(target, tmp_path):
     cell = doc["cells"][0]
     assert cell["name"] == "codec=none,batch=profile,delay=off"
     assert cell["aggregates"]["delayed_consumed"] == 0  # delays stripped
-    assert cell["aggregates"]["throughput_msgs_per_s"] == pytest.approx(200, rel=0.15)
+    assert cell["aggregates"]["throughput_msgs_per_s"] == pytest.approx(200, rel=0.25)
     load_result(doc["result_dir"])
 
 

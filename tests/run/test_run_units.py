@@ -158,3 +158,14 @@ def test_payload_ratios_are_measured_on_the_runs_own_bodies():
     everything = measure_payload("orders", 4, "zstd:3", 0, sample_msgs=200)
     assert everything["compression_ratio_as_sent"] == pytest.approx(everything["compression_ratio_per_msg"])
     assert measure_payload("orders", 4, "none", 4096, sample_msgs=10)["compression_ratio_per_msg"] == 1.0
+
+
+def test_a_check_that_did_not_absorb_the_offered_load_is_unhealthy():
+    from mqbench.harness.maxrate import Observation, Thresholds, verdict_of
+
+    obs = Observation(interval_ms=1000, intended=250, published=200, publish_errors=0, publish_backlog_msgs=30,
+                      consume_backlog_msgs=0, publish_latency_ms_p99=20.0)
+    assert verdict_of(obs, Thresholds())[0]  # the count thresholds alone miss a 25 % overload
+    healthy, reasons = verdict_of(obs, Thresholds(published_share_min=0.9))
+    assert not healthy and reasons == ["acknowledged 200 < 0.9 x 250 offered"]
+    assert verdict_of(Observation(1000, 250, 240, 0, 0, 0, 20.0), Thresholds(published_share_min=0.9))[0]
