@@ -176,6 +176,7 @@ class ReplicatedGroup:
         self.bytes_sent = 0
         self.bytes_received = 0
         self._waiters: dict[int, _Waiter] = {}
+        self._creating: dict[str, asyncio.Future] = {}
         self._apply_errors: dict[int, Exception] = {}
         self._wake = asyncio.Event()
         self._leader_known = asyncio.Event()
@@ -321,9 +322,15 @@ class ReplicatedGroup:
         existing = self.store.topic_config(validate_topic(name))
         if existing is not None:
             return existing
-        cfg = TopicConfig(topic_name=name, read_queue_nums=queues, write_queue_nums=queues, perm=perm,
-                          attributes=dict(attributes or {}))
-        return await self._topic(TopicUpdate(cfg, "create"))
+        creating = self._creating.get(name)
+        if creating is None:
+            # concurrent first sends to a new topic share one creation entry
+            cfg = TopicConfig(topic_name=name, read_queue_nums=queues, write_queue_nums=queues, perm=perm,
+                              attributes=dict(attributes or {}))
+            creating = self._creating[name] = asyncio.ensure_future(self._topic(TopicUpdate(cfg, "create")))
+            creating.add_done_callback(lambda task: (self._creating.pop(name, None),
+                                                     task.cancelled() or task.exception()))
+        return await asyncio.shield(creating)
 
     async def _topic(self, update: TopicUpdate) -> TopicConfig:
         cfg = update.config

@@ -308,3 +308,20 @@ def test_an_acknowledged_put_is_fsynced_on_a_majority_only_in_fsync_mode(tmp_pat
         finally:
             await cluster.close()
     run(main())
+
+
+def test_concurrent_first_sends_to_a_new_topic_create_it_once(tmp_path):
+    async def main():
+        cluster = await Cluster(tmp_path, 1, "memory").start()
+        try:
+            leader = await cluster.leader()
+            before = leader.store.max_offset("rmq_sys_mqbench_meta", 0)
+            configs = await asyncio.gather(*(leader.ensure_topic("Fresh", queues=3) for _ in range(20)))
+            assert all(c.write_queue_nums == 3 for c in configs)
+            await asyncio.sleep(0.05)
+            assert leader.store.max_offset("rmq_sys_mqbench_meta", 0) == before + 1    # one entry
+            with pytest.raises(UserError):
+                await asyncio.gather(*(leader.ensure_topic("Bad", queues=0) for _ in range(3)))
+        finally:
+            await cluster.close()
+    run(main())
