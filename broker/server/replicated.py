@@ -32,8 +32,8 @@ Writes (leader only; a follower or candidate raises ``NotLeader(leader_id)`` at 
   physical_offset, count, msg_ids, index)``: offsets of the first record, read back from the stored
   entry (every replica stamped the same); ``msg_id`` joins the records' offsetMsgIds with ",".
 * ``await commit_offset(group, topic, queue_id, offset, *, reset=False)``, ``await
-  update_topic(cfg)`` (create or replace), ``await ensure_topic(name, queues=4, attributes=None)``
-  (create unless it exists): metadata entries (``entries`` module doc), applied in log order on
+  update_topic(cfg)`` (create or replace), ``await ensure_topic(name, queues=4, attributes=None,
+  perm=6)`` (create unless it exists; concurrent calls share one entry): metadata entries (``entries`` module doc), applied in log order on
   every replica. An offset never moves back unless ``reset``.
 * A put that is pending when this replica stops being leader (or closes) fails with
   ``LeadershipLost`` (a ``NotLeader``): its outcome is unknown (the new leader may have it), the
