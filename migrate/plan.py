@@ -8,8 +8,9 @@ refused by ``run.migrate`` with every blocking kind listed (count and first plac
 
 Estimates (``--dry-run``): target log bytes = the valid source log bytes, + 48 per record going
 into DLedger entries, - 48 per record leaving them, + the inner messages of expanded batches times
-the record overhead; queue bytes = 20 per message (46 per batch unit); time = bytes over
-``ESTIMATE_MB_PER_S``, the copy rate ``tests/benchmarks/migrate_bench.py`` measured (see README).
+the record overhead; queue bytes = 20 per message; time = source log bytes over ``ESTIMATE_MB_PER_S``, the copy rate
+``tests/benchmarks/migrate_bench.py`` measured (see README), twice for a 5.x source going to a
+4.x target (the blocker scan reads the source once more before the copy).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from .configs_carry import SourceConfigs, attribute_notes, read_configs
 from .reframe import COMPRESS_OVER_BYTES_DEFAULT, Reframer
 from .source import decode_item, log_files, read_dledger_state, source_folders, walk_log
 
-ESTIMATE_MB_PER_S = 20.0       # measured copy rate, see tests/benchmarks/migrate_bench.py
+ESTIMATE_MB_PER_S = 15.0       # measured copy rate (2 GiB v5-dledger -> v5), tests/benchmarks/migrate_bench.py
 RECORD_OVERHEAD_BYTES = 140    # fixed record fields + an average topic and properties
 BLOCKER_PLACES_MAX = 5
 
@@ -92,9 +93,11 @@ class Plan:
             log += RECORD_OVERHEAD_BYTES * max(0, self.messages - self.records)
         queues = 20 * self.messages
         total = log + queues
+        passes = 2 if versions.major(self.source_version) == 5 and self.target_version.startswith("v4") else 1
         return {"target_log_bytes": log, "target_queue_bytes": queues, "target_bytes": total,
-                "source_bytes": self.valid_log_bytes,
-                "time_s": round(total / (ESTIMATE_MB_PER_S * 1e6), 1), "rate_mb_per_s": ESTIMATE_MB_PER_S}
+                "source_bytes": self.valid_log_bytes, "source_passes": passes,
+                "time_s": round(passes * self.valid_log_bytes / (ESTIMATE_MB_PER_S * 1e6), 1),
+                "rate_mb_per_s": ESTIMATE_MB_PER_S}
 
     def add_blocker(self, kind: str, detail: str, place: str) -> None:
         b = self.blockers.setdefault(kind, BlockerCount(kind, detail))

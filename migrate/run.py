@@ -214,7 +214,9 @@ def migrate(src: str, dst: str, options: Options, *, resume: bool = False,
     if options.target not in versions.STORE_VERSIONS:
         raise UserError(f"unknown target version {options.target!r} (one of {', '.join(versions.STORE_VERSIONS)})")
     journal = _check_dst(src, dst, resume)
-    need_scan = versions.major(options.target) == 4
+    # only a 5.x source going to a 4.x target can hold records without a target form: that case
+    # is scanned first, so a refusal lists every blocker before anything is written
+    need_scan = versions.major(options.target) == 4 and versions.major(versions.detect_version(src)) == 5
     plan = make_plan(src, options, scan=need_scan)
     base = _journal_base(plan, options)
     if journal is not None:
