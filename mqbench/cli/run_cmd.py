@@ -53,6 +53,8 @@ def _load_limits(value: str | None) -> dict | None:
               help="Messages per batch send: an integer for every topic, or 'profile' for each topic's own.")
 @click.option("--delay", type=click.Choice(["on", "off"]), default="on", show_default=True,
               help="on: keep the workload's delayed messages; off: send them undelayed.")
+@click.option("--batch-compression", type=click.Choice(["on", "off"]), default="off", show_default=True,
+              help="on: compress each whole batch body with --codec (mqbench's envelope; RocketMQ never does).")
 @click.option("--matrix", default=None, help='Cells to compare, e.g. "codec=none,zstd:3;batch=1,64;delay=off,on".')
 @click.option("--duration", "duration_ms", type=DurationMs(), default="30s", show_default=True,
               help="Measured phase (for --rate max: the search's time budget).")
@@ -91,7 +93,7 @@ def _load_limits(value: str | None) -> dict | None:
               help="Machine limits for the ratio columns: 'none', 'measure' (about 24 s) or a file from "
                    "`mqbench limits --json`.")
 @click.option("--keep-stores", is_flag=True, help="Keep the embedded clusters' stores under OUT/.work.")
-def run(workload: str, layout: str, codec: str, batch: str, delay: str, matrix: str | None, duration_ms: int,
+def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_compression: str, matrix: str | None, duration_ms: int,
         warmup_ms: int, window_ms: int, rate_text: str, target: str, out_dir: Path, seed: int, as_json: bool,
         keep_going: bool, producers: int, consumers: int, in_flight_max: int, compress_over_bytes: int,
         linger_ms: int, durability: str, drain_ms: int, check_ms: int, max_p99_ms: float, limits_source: str,
@@ -112,7 +114,7 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, matrix: 
     from mqbench.run.progress import ProgressLine
 
     base = CellSettings(codec=check_value("codec", codec), batch=check_value("batch", batch),
-                        delay=check_value("delay", delay))
+                        delay=check_value("delay", delay), batch_compression=batch_compression)
     settings = RunSettings(
         source=workload, cells=parse_matrix(matrix, base), layout=layout,
         target=None if target == "embedded" else target, duration_ms=duration_ms, warmup_ms=warmup_ms,

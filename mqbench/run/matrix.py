@@ -12,6 +12,9 @@ batch      ``profile`` or an integer >= 1   messages per SEND_BATCH_MESSAGE: ``p
                                             topics (1 = no batching)
 delay      ``on`` | ``off``                 ``on`` keeps the profile's delayed messages (DELAY level
                                             or TIMER_DELIVER_MS), ``off`` sends them undelayed
+batch_     ``off`` | ``on``                 ``on`` compresses each whole batch body with the codec
+compres-                                    (mqbench's batch envelope; RocketMQ never compresses
+sion                                        batches, which is ``off``)
 =========  ===============================  ======================================================
 
 ``--matrix "codec=none,zstd:3;batch=1,64;delay=off,on"``: axes separated by ``;``, values by ``,``;
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 from mqbench.codecs.registry import parse_codec
 from mqbench.errors import UserError
 
-AXES = ("codec", "batch", "delay")
+AXES = ("codec", "batch", "delay", "batch_compression")
 DELAY_VALUES = ("on", "off")
 BATCH_PROFILE = "profile"
 BATCH_MSGS_MAX = 1024
@@ -37,17 +40,21 @@ class CellSettings:
     codec: str = "none"
     batch: str = BATCH_PROFILE  # "profile" or a positive integer as text
     delay: str = "on"
+    batch_compression: str = "off"
 
     @property
     def name(self) -> str:
-        return f"codec={self.codec},batch={self.batch},delay={self.delay}"
+        """``codec=..,batch=..,delay=..`` (``,batch_compression=on`` only when on)."""
+        extra = ",batch_compression=on" if self.batch_compression == "on" else ""
+        return f"codec={self.codec},batch={self.batch},delay={self.delay}{extra}"
 
     def batch_msgs_for(self, topic_batch_msgs: int) -> int:
         """Messages per batch on a topic whose profile says ``topic_batch_msgs``."""
         return topic_batch_msgs if self.batch == BATCH_PROFILE else int(self.batch)
 
     def as_dict(self) -> dict:
-        return {"codec": self.codec, "batch": self.batch, "delay": self.delay}
+        return {"codec": self.codec, "batch": self.batch, "delay": self.delay,
+                "batch_compression": self.batch_compression}
 
 
 def check_value(axis: str, value: str) -> str:
@@ -64,9 +71,9 @@ def check_value(axis: str, value: str) -> str:
         if not value.isdigit() or not 1 <= int(value) <= BATCH_MSGS_MAX:
             raise UserError(f"batch {value!r} must be 'profile' or an integer 1..{BATCH_MSGS_MAX}")
         return str(int(value))
-    if axis == "delay":
+    if axis in ("delay", "batch_compression"):
         if value not in DELAY_VALUES:
-            raise UserError(f"delay {value!r} must be 'on' or 'off'")
+            raise UserError(f"{axis} {value!r} must be 'on' or 'off'")
         return value
     raise UserError(f"unknown matrix axis {axis!r}; axes are {', '.join(AXES)}")
 

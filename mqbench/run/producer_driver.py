@@ -12,6 +12,8 @@ Contract of ``ProducerDriver(spec, report).run()``:
   one SEND_BATCH_MESSAGE when ``batch_msgs`` are collected or ``linger_ms`` after the first one's
   intended time, whichever is first; their publish delay includes the wait for the batch to fill.
   Delayed messages always go alone (RocketMQ refuses delayed messages in a batch).
+* Compression (``mqbench.client.Producer``): bodies of at least ``compress_over_bytes`` with the
+  cell's codec; with ``batch_compression`` each whole batch body too (the batch envelope).
 * ``--delay on``: a delayed message carries its DELAY level, or TIMER_DELIVER_MS for an arbitrary
   delay; its requested delivery time (send time + delay) goes in ``mqbDeliverNs``.
 * Every ``progress_ms`` it reports a ``progress`` document (cumulative counters and an encoded
@@ -115,7 +117,8 @@ class ProducerDriver:
     async def run(self) -> dict:
         spec = self.spec
         codec = parse_codec(spec["codec"])
-        producer = Producer(spec["namesrv"], spec["group"], codec=codec,
+        batch_codec = codec if spec.get("batch_compression") and not codec.is_none else None
+        producer = Producer(spec["namesrv"], spec["group"], compression=codec, batch_compression=batch_codec,
                             compress_over_bytes=spec["compress_over_bytes"], send_timeout_ms=spec["send_timeout_ms"],
                             retries=spec.get("retries", 2))
         await producer.start()

@@ -47,6 +47,7 @@ def test_values_are_canonical():
     ("batch=2000", "batch '2000' must be"),
     ("batch=x", "batch 'x' must be"),
     ("delay=maybe", "delay 'maybe' must be 'on' or 'off'"),
+    ("batch_compression=yes", "batch_compression 'yes' must be"),
     ("codec=gzip", "codec 'gzip'"),
     (";;", "names no axis"),
 ])
@@ -63,3 +64,10 @@ def test_any_text_parses_or_is_a_user_error(spec):
         return
     assert cells and all(isinstance(c, CellSettings) for c in cells)
     assert len({c.name for c in cells}) == len(cells)
+
+
+def test_batch_compression_is_an_axis_named_only_when_on():
+    cells = parse_matrix("batch_compression=off,on", CellSettings(codec="zstd:3", batch="64"))
+    assert [c.name for c in cells] == ["codec=zstd:3,batch=64,delay=on",
+                                       "codec=zstd:3,batch=64,delay=on,batch_compression=on"]
+    assert cells[1].as_dict()["batch_compression"] == "on"
