@@ -268,6 +268,10 @@ class DelayProxy:
             await conn.run()
         except (OSError, asyncio.IncompleteReadError):
             pass  # a side reset the connection: the other side sees its connection end too
+        except asyncio.CancelledError:
+            # close() cancels this handler task; ending it normally keeps asyncio's stream callback,
+            # which asks a finished handler task for its exception, from logging a spurious error.
+            conn.abort()
         finally:
             self._connections.discard(conn)
             if task is not None:

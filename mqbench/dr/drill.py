@@ -231,6 +231,10 @@ async def run_drill(settings: DrillSettings) -> DrillResult:
         else:
             await asyncio.to_thread(_restart, cluster, down)
         work.traffic.phase = "healed"
+        try:
+            await drills.wait_healthy(cluster.state, group, 30)
+        except UserError as exc:
+            notes.append(f"not healthy 30 s after the heal: {exc}")
         await asyncio.sleep(settings.after_ms / 1000)
         if times.first_ack_ms is None:
             times.first_ack_ms = _first_ack_after(work, fault_ms)
