@@ -8,7 +8,8 @@ Columns (all from ``cells[].aggregates`` unless said otherwise): throughput (msg
 capacity used for sizing (``sustainable_rate_per_s`` from a ``--rate max`` search when the run did
 one, otherwise the measured throughput, and the row says which), publish latency p50/p99/p99.9/max,
 publish delay p99 (the open-loop schedule's lag), end-to-end p99, signed delay error p50/p99 and
-early deliveries, publish errors, disk bytes and CPU seconds per message, and ratios to the machine
+early deliveries, publish errors, consume rate and the consume backlog at the end of the measured
+phase (``mqbench run`` cells), disk bytes and CPU seconds per message, and ratios to the machine
 limits recorded in the same result: ``disk_share_of_limit`` = disk MB/s (capacity x disk bytes per
 message, or publish MB/s when the bytes on disk were not measured) / ``disk_write_fdatasync_mb_per_s``,
 and ``loopback_share_of_limit`` = capacity msgs/s / ``loopback_small_frames_per_s``.
@@ -111,6 +112,9 @@ def report_rows(results: list[LoadedResult], daily_messages: float | None = None
                 "delay_error_ms_p50": agg.get("delay_error_ms_p50"), "delay_error_ms_p99": agg.get("delay_error_ms_p99"),
                 "early_deliveries": agg.get("early_deliveries"), "publish_errors": agg.get("publish_errors"),
                 "disk_bytes_per_msg": disk_bytes, "cpu_s_per_million_msgs": cell.get("cpu_s_per_million_msgs"),
+                "consume_msgs_per_s": agg.get("consume_msgs_per_s"),
+                "consume_backlog_msgs_end": agg.get("consume_backlog_msgs_end"),
+                "replication_bytes": cell.get("replication_bytes"),
                 "disk_share_of_limit": disk_mb_per_s / disk_limit if disk_limit else None,
                 "loopback_share_of_limit": capacity / frames_limit if frames_limit else None,
             }
@@ -134,6 +138,8 @@ _COLUMNS = [
     ("delay p99 ms", "publish_delay_ms_p99", ",.2f"), ("e2e p99 ms", "e2e_latency_ms_p99", ",.2f"),
     ("delay err p50 ms", "delay_error_ms_p50", ",.1f"), ("delay err p99 ms", "delay_error_ms_p99", ",.1f"),
     ("early", "early_deliveries", ",d"), ("errors", "publish_errors", ",d"),
+    ("cons msgs/s", "consume_msgs_per_s", ",.0f"), ("backlog end", "consume_backlog_msgs_end", ",d"),
+    ("disk B/msg", "disk_bytes_per_msg", ",.0f"), ("CPU s/M msgs", "cpu_s_per_million_msgs", ",.0f"),
     ("disk/limit", "disk_share_of_limit", ".1%"), ("msgs/loopback frames", "loopback_share_of_limit", ".1%"),
 ]
 _SIZING_COLUMNS = [("inst/host", "instances_per_host", ",.1f"), ("per host msgs/s", "per_host_msgs_per_s", ",.0f"),
