@@ -161,3 +161,54 @@ def test_official_client_recovers_from_a_leader_kill(cluster, tmp_path):
     assert not missing, f"{len(missing)} acknowledged messages never consumed: {missing[:10]}"
     for key in keys:
         check_message(received[key], key)
+
+
+@pytest.mark.realproc
+@pytest.mark.parametrize("cluster", [("cpp", "raft3")], indirect=True, ids=["raft3"])
+def test_messages_cross_between_official_clients_and_mqbench(cluster, tmp_path):
+    """What one client writes, the others read with keys, tags and properties intact: mqbench's
+    producer -> the C++ PushConsumer and ali-ons; the C++ producer -> mqbench's consumer."""
+    from mqbench.client import Consumer, OutgoingMessage, Producer
+
+    _, state = cluster
+    namesrv = launcher.cluster_layout(state).namesrv_addr
+    ours, theirs = f"FromMqbench{uuid.uuid4().hex[:6]}", f"FromCpp{uuid.uuid4().hex[:6]}"
+
+    async def produce_ours() -> None:
+        await ensure_topic(state, "broker-a", ours)
+        await ensure_topic(state, "broker-a", theirs)
+        async with Producer(namesrv, "PID_cross") as producer:
+            for i in range(20):
+                key = f"M-{i}"
+                await producer.send(OutgoingMessage(ours, f"body-{key}".encode(), tags=f"tag{i % 3}", keys=[key],
+                                                    properties={"seq": str(i)}))
+
+    asyncio.run(produce_ours())
+    keys = [f"M-{i}" for i in range(20)]
+    for client in ("cpp", "ons"):
+        received = consume_all(ENSURE[client](), namesrv, ours, len(keys), tmp_path)
+        assert set(keys) <= set(received), client
+        for key in keys:
+            check_message(received[key], key)
+
+    driver = produce(ensure_cpp_client(), namesrv, theirs, 20, "C", tmp_path)
+    assert driver.wait(60) == 0, driver.stderr[-2000:]
+    assert len(acked_keys(driver)) == 20
+
+    async def consume_theirs() -> dict[str, object]:
+        consumer = Consumer(namesrv, "GID_cross", consume_from="first")
+        consumer.subscribe(theirs)
+        got = {}
+        async with consumer:
+            deadline = time.monotonic() + 30
+            while len(got) < 20 and time.monotonic() < deadline:
+                for msg in await consumer.receive(64, timeout_ms=500):
+                    got[msg.keys[0]] = msg
+        return got
+
+    got = asyncio.run(consume_theirs())
+    assert sorted(got) == sorted(f"C-{i}" for i in range(20))
+    for key, msg in got.items():
+        i = int(key.split("-")[1])
+        assert msg.body == f"body-{key}".encode() and msg.tags == f"tag{i % 3}"
+        assert msg.properties["seq"] == str(i) and msg.topic == theirs
