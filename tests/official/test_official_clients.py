@@ -6,7 +6,8 @@
 
 Each is run against ``single`` and against ``raft3``; on ``raft3`` the leader is SIGKILLed while the
 client produces (and restarted a second later): the client must recover on its own and every
-message it saw acknowledged must then be consumed, with body, tags and property intact.
+message it saw acknowledged must then be consumed, with body, tags and property intact. Messages
+also cross between the clients and mqbench's own, both ways.
 ``clients.py`` installs the clients once under ``.cache/`` or skips with the reason where the
 platform cannot run them.
 """
