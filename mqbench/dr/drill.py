@@ -16,8 +16,10 @@ Scheme C (``dr-c`` and its standby): the replicator runs in room2 and reads room
 room link (its own proxies). A ``room`` fault on room1 is the loss of the room: its link to room2 is
 cut first, then its brokers are killed and stay dead; after ``switch_after_ms`` without a working
 room1 the clients move to the standby cluster (producer and the same consumer group, whose offsets
-the replicator translated) and RPO is read back from the standby. Other faults stay inside room1's
-cluster and are measured as in A and B.
+the replicator translated) and RPO is read back from the standby. A ``partition`` cuts room1 from
+room2 only: clients keep writing to room1, replication stalls, and the note gives the replication
+lag when the partition heals (the loss a room failure at that moment would cause); RPO is then
+read back from room1. Instance and host faults stay inside room1's cluster, measured as in A and B.
 """
 from __future__ import annotations
 
@@ -313,6 +315,10 @@ class _RoomLink:
         for proxy in self.proxies.values():
             proxy.cut()
 
+    def heal(self) -> None:
+        for proxy in self.proxies.values():
+            proxy.heal()
+
     def bytes(self) -> int:
         return sum(p.stats().bytes_forward + p.stats().bytes_backward for p in self.proxies.values())
 
@@ -324,9 +330,9 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
     active_layout = load_layout("dr-c").with_port_offset(settings.port_offset)
     standby_layout = load_layout(active_layout.dr.standby).with_port_offset(settings.port_offset)
     group, standby_group = next(iter(active_layout.groups)), next(iter(standby_layout.groups))
-    room_loss = settings.fault in ("room", "partition") and (settings.target in (None, "room1"))
-    if settings.fault in ("room", "partition") and not room_loss:
-        raise UserError("scheme C has one room per cluster: a room fault targets room1 (the active room)")
+    if settings.fault in ("room", "partition") and settings.target not in (None, "room1"):
+        raise UserError("scheme C has one room per cluster: a room fault or partition targets room1 (the active room)")
+    room_loss, partition = settings.fault == "room", settings.fault == "partition"
     run_id = uuid.uuid4().hex[:8]
     topic = f"DRC{run_id}"
     active = await asyncio.to_thread(drcluster.up, active_layout.source, settings.directory / "dr-c",
@@ -354,8 +360,9 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
         latency, bytes_per_msg = await _phases(settings, work, link.set_transparent,
                                                lambda: (link.bytes(), replicator.stats.copied))
         leader, term = await _leader(active, group)
-        target = "room1" if room_loss else choose_target(active_layout, settings.fault, leader, settings.target)
-        down = victims(active_layout, "room" if room_loss else settings.fault, target)
+        target = "room1" if room_loss or partition else choose_target(active_layout, settings.fault, leader,
+                                                                        settings.target)
+        down = victims(active_layout, settings.fault, target)
         await work.burst(settings.burst)
         work.traffic.phase = "outage"
         times, stop = FailoverTimes(), asyncio.Event()
@@ -372,6 +379,9 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
             await work.switch(standby_layout.namesrv_addr)
             times.ready_ms = now_ms() - fault_ms
             await consumer.switch(standby_layout.namesrv_addr)
+        elif partition:  # room1 is cut off from room2; clients (in no room) keep writing to room1
+            link.cut()
+            fault_ms = now_ms()
         else:
             hit = await asyncio.to_thread(_kill, active, down)
             fault_ms = now_ms()
@@ -380,7 +390,12 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
                 watcher = asyncio.create_task(_watch(active, group, leader, term, set(down), fault_ms, times, stop))
         await asyncio.sleep(settings.outage_ms / 1000)
         times.first_ack_ms = _first_ack_after(work, fault_ms)
-        if not room_loss:
+        if partition:
+            window = sum((await replicator.lag(direct=True)).values())
+            notes.append(f"{window} acknowledged messages were not in room2 when the partition healed: what "
+                         "losing room1 at that moment would have lost")
+            link.heal()
+        elif not room_loss:
             await asyncio.to_thread(_restart, active, down)
         work.traffic.phase = "healed"
         await asyncio.sleep(settings.after_ms / 1000)
@@ -399,7 +414,7 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
             notes.append(f"replicator copied {replicator.stats.copied} messages before the loss")
         return DrillResult(
             scheme="C", layout="dr-c+dr-c-standby", fault=settings.fault, target=target,
-            rpo_promised_zero=active_layout.dr.promises_rpo_zero("room" if room_loss else settings.fault, target),
+            rpo_promised_zero=active_layout.dr.promises_rpo_zero(settings.fault, target),
             instances=len(active_layout.instances) + len(standby_layout.instances), acked=len(acked),
             lost=lost_messages(acked, present), duplicates=duplicate_deliveries(work.traffic.delivered),
             rto=rto_split(times), latency=latency, cross_room_bytes_per_msg=bytes_per_msg, notes=notes)

@@ -271,13 +271,13 @@ class Replicator:
             raise ClientError(f"{codes.request_name(code)} of {queue}: {codes.response_name(response.code)}")
         return headers.OffsetResponseHeader.from_ext(response.ext_fields).offset
 
-    async def _source_addr(self, queue: MessageQueue) -> str:
+    async def _source_addr(self, queue: MessageQueue, dial: bool = True) -> str:
         route = await self.source.routes.get(queue.topic)
         broker = route.brokers.get(queue.broker_name)
         addr = broker.read_addr() if broker is not None else None
         if addr is None:
             raise ClientError(f"no address for {queue.broker_name} in the source route of {queue.topic!r}")
-        return self._dial(addr)
+        return self._dial(addr) if dial else addr
 
     @staticmethod
     async def _refresh(client: ClientBase, topic: str) -> None:
@@ -354,15 +354,17 @@ class Replicator:
 
     # --- measurements ----------------------------------------------------------------------------
 
-    async def lag(self) -> dict[QueueKey, int]:
+    async def lag(self, direct: bool = False) -> dict[QueueKey, int]:
         """Per source queue: acknowledged messages in the source not yet copied (source max offset
-        minus the next offset to copy). Queues whose broker does not answer are left out."""
+        minus the next offset to copy). Queues whose broker does not answer are left out.
+        ``direct`` asks the source brokers at their own addresses, not through ``source_dial``
+        (a drill measuring the window while the replicator's link is cut)."""
         out: dict[QueueKey, int] = {}
         for topic in self.topics:
             route = await self.source.routes.get(topic)
             for queue in route.read_queues():
                 try:
-                    addr = await self._source_addr(queue)
+                    addr = await self._source_addr(queue, dial=not direct)
                     response = await self.source.pool.request(addr, RemotingCommand.request(
                         codes.GET_MAX_OFFSET, headers.QueueOffsetHeader(queue.topic, queue.queue_id).to_ext()),
                         self.request_timeout_ms)
