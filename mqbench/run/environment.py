@@ -51,9 +51,10 @@ def _bindable(address: str, port: int) -> bool:
     return True
 
 
-def free_port_offset(layout: Layout, first: int = 1000, step: int = 20, tries: int = 200) -> int:
-    """The first offset ``first + k * step`` at which every port of the layout can be bound."""
-    start = first + (hash(time.monotonic_ns()) % 97) * step  # spread concurrent runs apart
+def free_port_offset(layout: Layout, first: int = 1000, step: int = 20, tries: int = 200, spread: int = 97) -> int:
+    """The first offset ``first + k * step`` (k from a start chosen among ``spread`` values, so
+    concurrent runs start apart) at which every port of the layout can be bound."""
+    start = first + (time.monotonic_ns() // 1000 % spread) * step
     for attempt in range(tries):
         offset = start + attempt * step
         moved = layout.with_port_offset(offset)

@@ -169,7 +169,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
         check_started_ns = None
         stopped_ns = None
         total_s = (settings.warmup_ms + settings.duration_ms) / 1000
-        last_acked, last_t = 0, time.monotonic_ns()
+        last_acked, last_t, acked_rate = 0, time.monotonic_ns(), 0.0
         while not all(w.finished for w in producers):
             await workers.wait_until(lambda: True, 1, "")  # surfaces a worker failure
             await asyncio.sleep(0.25)
@@ -195,8 +195,9 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
                         workers.send(producers, {"op": "rate", "rate_per_s": rate_now, "from_ns": now})
             totals = tracker.totals()
             elapsed_s = (now - start_ns) / 1e9
-            acked_rate = (totals["acked"] - last_acked) / max(1e-9, (now - last_t) / 1e9)
-            last_acked, last_t = totals["acked"], now
+            if now - last_t >= 1_000_000_000:  # workers report twice a second: rate over >= 1 s
+                acked_rate = (totals["acked"] - last_acked) / ((now - last_t) / 1e9)
+                last_acked, last_t = totals["acked"], now
             phase = "warm-up" if now < measure_ns else "measuring"
             progress.show(describe(label, phase, max(0.0, elapsed_s), total_s, totals, rate_now, acked_rate))
             if now > end_ns + 120 * 1_000_000_000:

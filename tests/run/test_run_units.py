@@ -169,3 +169,59 @@ def test_a_check_that_did_not_absorb_the_offered_load_is_unhealthy():
     healthy, reasons = verdict_of(obs, Thresholds(published_share_min=0.9))
     assert not healthy and reasons == ["acknowledged 200 < 0.9 x 250 offered"]
     assert verdict_of(Observation(1000, 250, 240, 0, 0, 0, 20.0), Thresholds(published_share_min=0.9))[0]
+
+
+# --- progress line, ports, truncation ------------------------------------------------------------
+
+
+def test_progress_text_and_terminal_only_display():
+    import io
+
+    from mqbench.run.progress import ProgressLine, describe
+
+    totals = {"acked": 12345, "consumed": 12000, "publish_backlog": 3, "consume_backlog": 345, "errors": 0}
+    text = describe("cell 1/2 codec=none", "measuring", 12.34, 35, totals, 1000.0, 998.6)
+    assert text == ("cell 1/2 codec=none measuring  12.3/35 s | offered 1,000/s | acked 12,345 (999/s) | "
+                    "consumed 12,000 | backlog pub 3 cons 345 | errors 0")
+    piped = io.StringIO()
+    quiet = ProgressLine(piped)  # a StringIO is not a terminal
+    quiet.show(text)
+    quiet.note("x")
+    quiet.close()
+    assert piped.getvalue() == ""
+    shown = io.StringIO()
+    line = ProgressLine(shown, enabled=True)
+    line.show("one")
+    line.show("two")
+    line.close()
+    assert shown.getvalue() == "\r\x1b[2Kone\r\x1b[2Ktwo\r\x1b[2K"
+
+
+def test_the_port_offset_avoids_ports_in_use():
+    import socket
+
+    from mqbench.broker.layout import load_layout
+    from mqbench.run.environment import free_port_offset
+
+    layout = load_layout("single")
+    offset = free_port_offset(layout, first=23_000, spread=1)  # deterministic: the first free from 23000
+    moved = layout.with_port_offset(offset)
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind((moved.instances[0].address, moved.instances[0].port))
+        busy.listen()
+        other = free_port_offset(layout, first=23_000, spread=1)
+    assert other > offset
+
+
+def test_truncating_metrics_keeps_the_windows_that_ran():
+    from mqbench.harness.metrics import RunMetrics
+    from mqbench.run.orchestrator import _truncate
+
+    metrics = RunMetrics(0, duration_ms=60_000, warmup_ms=0, window_ms=10_000)
+    for second in range(25):
+        metrics.record_ack(second * 1_000_000_000, second * 1_000_000_000 + 1_000_000, 100)
+    short = _truncate(metrics, 25_000)
+    assert short.window_count == 3 and short.aggregates()["published"] == 25
+    assert short.aggregates()["throughput_msgs_per_s"] == pytest.approx(1.0)
+    assert _truncate(metrics, 90_000) is metrics
