@@ -59,8 +59,9 @@ restamp=True) -> index`` (a replicated entry, on the leader and on followers ali
 returning the bytes as written), ``commit(index)``, ``truncate_after(index)``. A replicated record is built by the leader with ``prepare_record(msg)`` /
 ``prepare_batch_records(...)`` (validated, store time and host stamped, queue and physical offsets
 left as placeholders) and gets its offsets when ``append_entry`` writes it: QUEUEOFFSET (and
-INNER_BASE of an inner batch) from this store's queue-offset table, PHYSICALOFFSET from the entry
-position (``restamp_record``). Every replica holds the same log prefix, so every replica writes the
+INNER_BASE of an inner batch) from this store's queue-offset table (or the record's own value when
+that is higher, as in a log migrated from elsewhere), PHYSICALOFFSET from the entry position
+(``restamp_record``). Every replica holds the same log prefix, so every replica writes the
 same bytes; restamping a record that already carries the right values changes nothing.
 
 ``flush()`` makes everything durable (log, queues, checkpoint, offsets); ``close()`` flushes and
@@ -485,7 +486,9 @@ class Store:
         if msg.sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
             queue_offset = 0        # half/rollback records take no queue slot (spec 3.10)
         else:
-            queue_offset = self._next_offset.get((msg.topic, msg.queue_id), 0)
+            # never below what the record carries: a log written elsewhere (a migrated store whose
+            # queues start above 0) keeps its offsets on every replica; a leader's proposal carries 0
+            queue_offset = max(msg.queue_offset, self._next_offset.get((msg.topic, msg.queue_id), 0))
         msg.queue_offset = queue_offset
         if msg.sysflag & SYSFLAG_INNER_BATCH:
             msg.properties["INNER_BASE"] = str(queue_offset)

@@ -291,3 +291,21 @@ def test_damaged_replicated_records_are_refused_whole_or_stored_valid(tmp_path):
         feed()
     finally:
         store.close()
+
+
+def test_a_record_that_carries_a_higher_queue_offset_keeps_it(tmp_path):
+    """A log written elsewhere (a migrated store whose queue starts at 1000) replicates as it is."""
+    source, replica = _store(tmp_path / "a"), _store(tmp_path / "b")
+    try:
+        migrated = encode_message(Message(topic="T", body=b"old", queue_offset=1000, store_timestamp_ms=1,
+                                          store_host=("127.0.0.1", 10911)))
+        for store in (source, replica):
+            store.append_entry(1, migrated)
+            store.append_entry(1, store.prepare_record(Message(topic="T", body=b"new")))
+            store.commit(1)
+            assert [(m.queue_offset, m.body) for m in store.read_queue("T", 0, 1000).messages] == [
+                (1000, b"old"), (1001, b"new")]
+        assert source.dledger.entry(0)[1] == replica.dledger.entry(0)[1]
+    finally:
+        source.close()
+        replica.close()
