@@ -61,6 +61,31 @@ field                           meaning
 ``cells[].cpu_s_per_million_msgs``  CPU seconds of all broker processes per million messages, or null
 ``cells[].max_rate_search``     the ``mqbench.max-rate/1`` search record, or null
 ==============================  ====================================================================
+
+Fields ``mqbench run`` adds (optional for the loader, which ignores what it does not know):
+
+==========================================  ========================================================
+field                                       meaning
+==========================================  ========================================================
+``run_id``, ``target``, ``rate``            the run's id (also the ``mqbRun`` property on every
+                                            message), the name server of ``--target`` (null for
+                                            embedded), the offered rate (msgs/s, "profile", "max")
+``workers``                                 ``producers``, ``consumers``, ``in_flight_max``
+``failed_cells[]``                          ``name`` and ``error`` of cells that failed (with
+                                            ``--keep-going``)
+``cells[].settings.payload``                the measured compression of the run's own payloads
+                                            under the cell's codec (``mqbench.run.payload``)
+``cells[].settings.batch_msgs_by_topic``    messages per batch send, per topic
+``cells[].aggregates.*_total``              whole-run counts, warm-up included: ``intended_msgs``,
+                                            ``acked_msgs``, ``publish_errors``, ``delayed_acked``,
+                                            ``expected_deliveries``, ``consumed_undelayed``
+``cells[].aggregates.publish_backlog_msgs_end``   due but unsent at the end of the measured phase
+``cells[].aggregates.consume_backlog_msgs_end``   owed deliveries not yet consumed at that moment
+``cells[].aggregates.consume_backlog_msgs_after_drain``  the same after the drain period
+``cells[].windows[].publish_backlog_msgs``  both backlogs at the end of each window (null before
+``cells[].windows[].consume_backlog_msgs``  the first sample)
+``cells[].last_publish_error``              the last send failure's text, or null
+==========================================  ========================================================
 """
 from __future__ import annotations
 
