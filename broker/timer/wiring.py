@@ -1,5 +1,12 @@
 """Run a ``DelayService`` exactly while a replicated group is leader: the broker's integration point.
 
+For the broker process (``mqbench.broker.server.main.Broker``, after ``await broker.start()``)::
+
+    delay = attach_to_broker(broker)             # rewrite on send + service on the leader
+
+which is exactly the recipe below on the broker's extension points (``ctx.message_rewriters``,
+``role_listeners``, ``commit_listeners``, ``stop_hooks``). For a bare ``ReplicatedGroup``:
+
     delay = LeaderDelay(group, config=DelayConfig(), clock_ms=clock_ms)
     # from the broker's own group callbacks:
     group.on_role_change = lambda role, term, leader: (..., delay.on_role_change(role, term, leader))
@@ -20,7 +27,10 @@ import asyncio
 import logging
 from typing import Callable
 
+from mqbench.broker.store import versions
+
 from .config import DelayConfig
+from .rewrite import rewrite_for_delay
 from .service import DelayService
 
 log = logging.getLogger("mqbench.broker.timer")
@@ -79,3 +89,20 @@ class LeaderDelay:
         if self.service is not None:
             service, self.service = self.service, None
             await service.stop()
+
+
+def attach_to_broker(broker, config: DelayConfig | None = None, **service_kw) -> LeaderDelay:
+    """Wire delayed messages into a started ``Broker``: every single message sent is rewritten
+    (``rewrite_for_delay``, a refused delay answers the producer with the error), and a
+    ``DelayService`` runs while this replica leads. The timer store is on for v5 stores only
+    (v4 stores keep RocketMQ 4.x's behaviour: TIMER_* properties are ignored)."""
+    if config is None:
+        config = DelayConfig(timer_enabled=versions.major(broker.version) >= 5)
+    clock_ms = broker.group.store.clock_ms        # the clock that stamps the records
+    delay = LeaderDelay(broker.group, config=config, clock_ms=clock_ms, **service_kw)
+    broker.ctx.message_rewriters.append(lambda msg: rewrite_for_delay(msg, now_ms=clock_ms(), config=config))
+    broker.role_listeners.append(delay.on_role_change)
+    broker.commit_listeners.append(delay.on_commit)
+    broker.stop_hooks.append(delay.close)
+    delay.on_role_change(broker.group.role, broker.group.term, broker.group.leader_id)
+    return delay
