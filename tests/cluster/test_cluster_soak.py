@@ -128,3 +128,56 @@ def test_consumer_final_commit_reaches_the_leader_after_a_leadership_move(cluste
 
     committed, ends = asyncio.run(scenario())
     assert committed == ends
+
+
+OFFSET_CRASH = 4240
+
+
+@pytest.mark.realproc
+@pytest.mark.parametrize("durability", ["memory", pytest.param("fsync", marks=pytest.mark.slow)])
+def test_whole_group_sigkilled_at_once_loses_no_acknowledged_message(cluster_factory, durability):
+    """All three replicas SIGKILLed together while 16 senders run, then restarted: every send that
+    was acknowledged is still there (a process crash keeps the page cache, so even ``memory``
+    durability must lose nothing)."""
+    from mqbench.client import Consumer, OutgoingMessage, Producer
+    from mqbench.cluster import launcher
+    from mqbench.cluster.drills import NETWORK_ERRORS, ensure_topic, wait_healthy
+
+    state = cluster_factory("raft3", OFFSET_CRASH, durability=durability)
+    namesrv = launcher.cluster_layout(state).namesrv_addr
+
+    async def scenario() -> tuple[set[int], set[int]]:
+        await ensure_topic(state, "broker-a", "CrashTopic")
+        acked: set[int] = set()
+        async with Producer(namesrv, "PID_crash", send_timeout_ms=1000, retries=0) as producer:
+            async def sender(first: int) -> None:
+                for i in range(first, 1_000_000, 16):
+                    try:
+                        await producer.send(OutgoingMessage("CrashTopic", f"m{i}".encode()))
+                    except NETWORK_ERRORS:
+                        return  # the group is down: stop at the first failure
+                    acked.add(i)
+
+            senders = [asyncio.create_task(sender(k)) for k in range(16)]
+            deadline = asyncio.get_running_loop().time() + 30
+            while len(acked) < 500:
+                assert asyncio.get_running_loop().time() < deadline, f"only {len(acked)} sends acknowledged in 30 s"
+                await asyncio.sleep(0.05)
+            assert sorted(await asyncio.to_thread(launcher.kill, state, "broker-a")) == \
+                ["broker-a/n0", "broker-a/n1", "broker-a/n2"]
+            await asyncio.gather(*senders)
+        await asyncio.to_thread(launcher.start, state, "broker-a")
+        await wait_healthy(state, "broker-a", 60)
+        got: set[int] = set()
+        consumer = Consumer(namesrv, "GID_crash", consume_from="first")
+        consumer.subscribe("CrashTopic")
+        async with consumer:
+            deadline = asyncio.get_running_loop().time() + 30
+            while not acked <= got and asyncio.get_running_loop().time() < deadline:
+                got.update(int(m.body[1:]) for m in await consumer.receive(256, timeout_ms=500))
+        return acked, got
+
+    acked, got = asyncio.run(scenario())
+    assert len(acked) >= 500
+    lost = sorted(acked - got)
+    assert not lost, f"{len(lost)} acknowledged messages lost after a whole-group crash: {lost[:20]}"
