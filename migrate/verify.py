@@ -12,8 +12,11 @@ Checks, each streaming (memory flat in the store size, apart from per-queue coun
    DST may hold, after the last copied record, the ``SCHEDULE_TOPIC_XXXX`` records that
    ``--map-timers-to-levels`` added (counted, not compared). With both sides DLedger, non-record
    entries are compared too (term, magic, body; and the index when the migration kept them);
-2. queues: ``inspect`` finds no damage in DST (every record has its queue unit, every unit points
-   at its record), and every queue of DST reaches past the last message SRC holds for it;
+2. queues: DST's log is walked once more and every record's queue unit is read (read-only
+   mappings): a CQ unit at ``offset * 20`` / the next BCQ unit (base = the record's offset, batch
+   size = INNER_NUM) must point at that record with its size; no queue has a unit past its last
+   record, no queue folder lacks records, and each queue reaches past the last message SRC holds
+   for it;
 3. offsets: ``consumerOffset.json`` and ``delayOffset.json`` of DST equal SRC's, entry for entry;
    topic and subscription group names are all there.
 
@@ -26,8 +29,11 @@ import os
 from itertools import zip_longest
 
 from mqbench.broker.store import versions
-from mqbench.broker.store.inspect import inspect_store
-from mqbench.broker.store.record import SCHEDULE_TOPIC, SYSFLAG_INNER_BATCH
+from mqbench.broker.store.dispatch import BCQ_DIR, CQ_DIR
+from mqbench.broker.store.inspect_files import SegmentReader, list_segments
+from mqbench.broker.store.queues import BCQ_UNIT_BYTES, CQ_UNIT_BYTES, decode_bcq_unit, decode_cq_unit, is_cq_end
+from mqbench.broker.store.record import (SCHEDULE_TOPIC, SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED,
+                                         SYSFLAG_TX_ROLLBACK)
 from mqbench.errors import UserError
 
 from .configs_carry import read_configs
@@ -108,19 +114,88 @@ def _diff(result: dict, text: str) -> None:
         result["differences"].append(text)
 
 
-def _compare_queues(dst: str, result: dict) -> None:
-    """DST's queues: no damage, and each queue reaches past the last message SRC holds for it."""
-    dst_doc = inspect_store(dst)
-    for d in dst_doc["damage"]:
-        if d["kind"] == "dledger_index_gap":
-            continue   # inspect counts record entries only, so a no-op reads as a gap; walk_log checks every index
-        _diff(result, f"DST damage {d['kind']}: {d.get('file', '')} at offset {d.get('offset')}: {d['detail']}")
-    dst_queues = {(q["topic"], q["queue_id"]): q["max_offset"] for q in dst_doc["queues"]}
-    tops = result.pop("_tops", {})
-    for key, top in sorted(tops.items()):
-        if dst_queues.get(key, 0) < top:
-            _diff(result, f"queue {key}: max offset {dst_queues.get(key, 0)} in DST, {top} in SRC")
-    result["queues_checked"] = len(tops)
+class _QueueReader:
+    """One DST queue read through its files (read-only mappings), checked record by record."""
+
+    def __init__(self, dst: str, kind: str, topic: str, queue_id: int):
+        rel = f"{kind}/{topic}/{queue_id}"
+        self.rel = rel
+        self.reader = SegmentReader(list_segments(os.path.join(dst, rel), rel), cache_files=2)
+        self.next_unit = None      # BCQ: the unit number expected next
+
+    def unit(self, offset: int, nbytes: int) -> bytes | None:
+        hit = self.reader.locate(offset, nbytes)
+        if hit is None or hit[1] + nbytes > len(hit[0]):
+            return None
+        return bytes(hit[0][hit[1]:hit[1] + nbytes])
+
+
+def _check_queues(dst: str, result: dict) -> None:
+    """Every DST record has its queue unit pointing at it (CQ unit at ``offset * 20``; BCQ units in
+    order, base = the record's offset), no queue holds a unit past its last record, no queue folder
+    is without records, and every queue reaches past the last message SRC holds for it."""
+    configs_dst = read_configs(dst)
+    batch_topics = versions.has_batch_cq(versions.detect_version(dst))
+    readers: dict[tuple[str, str, int], _QueueReader] = {}
+    tops: dict[tuple[str, str, int], int] = {}
+    for item in walk_log(dst):
+        if item.record is None:
+            continue
+        msg = decode_item(item)
+        if msg.sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
+            continue
+        inner = msg.sysflag & SYSFLAG_INNER_BATCH
+        kind = BCQ_DIR if inner or (batch_topics and configs_dst.is_batch_topic(msg.topic)) else CQ_DIR
+        key = (kind, msg.topic, msg.queue_id)
+        q = readers.get(key)
+        if q is None:
+            q = readers[key] = _QueueReader(dst, kind, msg.topic, msg.queue_id)
+        count = int(msg.properties.get("INNER_NUM", "1")) if inner else 1
+        where = f"{q.rel} for the record at {item.where} offset {item.offset}"
+        if kind == CQ_DIR:
+            raw = q.unit(msg.queue_offset * CQ_UNIT_BYTES, CQ_UNIT_BYTES)
+            unit = decode_cq_unit(raw) if raw else None
+            if unit is None or unit[:2] != (item.address, len(item.record)):
+                _diff(result, f"{where}: no consume queue unit at offset {msg.queue_offset} points at it ({unit})")
+        else:
+            if q.next_unit is None:
+                q.next_unit = _first_bcq_unit(q)
+            raw = q.unit(q.next_unit * BCQ_UNIT_BYTES, BCQ_UNIT_BYTES)
+            unit = decode_bcq_unit(raw) if raw else None
+            if unit is None or (unit.physical_offset, unit.size, unit.base_offset, unit.batch_size) != \
+                    (item.address, len(item.record), msg.queue_offset, count):
+                _diff(result, f"{where}: the batch consume queue unit {q.next_unit} is {unit}")
+            q.next_unit += 1
+        tops[key] = msg.queue_offset + count
+    queue_tops: dict[tuple[str, int], int] = {}
+    for (kind, topic, qid), q in readers.items():
+        top = tops[(kind, topic, qid)]
+        queue_tops[(topic, qid)] = top
+        if kind == CQ_DIR:
+            raw = q.unit(top * CQ_UNIT_BYTES, CQ_UNIT_BYTES)
+            extra = raw is not None and not is_cq_end(*decode_cq_unit(raw)[:2])
+        else:
+            raw = q.unit(q.next_unit * BCQ_UNIT_BYTES, BCQ_UNIT_BYTES)
+            extra = raw is not None and decode_bcq_unit(raw).is_valid
+        if extra:
+            _diff(result, f"{q.rel}: a unit past the last record (offset {top})")
+        q.reader.close()
+    for kind in (CQ_DIR, BCQ_DIR):
+        base = os.path.join(dst, kind)
+        for topic in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+            for qid in sorted(os.listdir(os.path.join(base, topic))):
+                if not qid.isdigit() or (kind, topic, int(qid)) not in readers:
+                    _diff(result, f"{kind}/{topic}/{qid}: a queue without records in the log")
+    src_tops = result.pop("_tops", {})
+    for key, top in sorted(src_tops.items()):
+        if queue_tops.get(key, 0) < top:
+            _diff(result, f"queue {key}: max offset {queue_tops.get(key, 0)} in DST, {top} in SRC")
+    result["queues_checked"] = len(readers)
+
+
+def _first_bcq_unit(q: _QueueReader) -> int:
+    segments = q.reader.segdir.segments
+    return segments[0].start // BCQ_UNIT_BYTES if segments else 0
 
 
 def _compare_configs(src: str, dst: str, result: dict) -> None:
@@ -157,7 +232,7 @@ def verify(src: str, dst: str) -> dict:
     result = {"ok": False, "difference_count": 0, "differences": [], "messages_compared": 0,
               "queues_checked": 0, "offsets_checked": 0}
     _compare_logs(src, dst, result, journal)
-    _compare_queues(dst, result)
+    _check_queues(dst, result)
     _compare_configs(src, dst, result)
     result["ok"] = result["difference_count"] == 0
     return result

@@ -16,6 +16,13 @@ bodies from the ``orders`` workload's body model, 16 queues) and measures, on th
 
 Every migration is verified to have carried every message (record counts); ``--verify`` also runs
 the full ``verify`` (a second, slower pass). The source and targets are deleted at the end.
+
+    .venv/bin/python tests/benchmarks/migrate_bench.py --rolling [--rolling-to v4-dledger] [--port-offset 4780]
+
+instead starts the ``raft3`` reference cluster (3 replica processes), sends and consumes numbered
+messages throughout, runs the rolling upgrade (``migrate.rolling``) and prints, per replica, the
+write unavailability (the longest time without an acknowledged send between its stop and its
+catch-up), its down time, and whether every acknowledged message was consumed.
 """
 from __future__ import annotations
 
@@ -112,6 +119,45 @@ def run_migration(src: Path, dst: Path, target: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def rolling(args) -> None:
+    import asyncio
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "migrate"))
+    from migrate_traffic import gap_ms, traffic_during
+    from mqbench.cluster import launcher
+    from mqbench.migrate.rolling import rolling_upgrade
+
+    base = Path(tempfile.mkdtemp(prefix="migrate-rolling-", dir=args.dir))
+    state = launcher.up("raft3", base / "cluster", port_offset=args.port_offset, wait_s=60)
+    try:
+        async def scenario():
+            async def upgrade():
+                return await rolling_upgrade(state, args.rolling_to, wait_s=60)
+            return await traffic_during(state, "broker-a", upgrade)
+
+        result = asyncio.run(scenario())
+    finally:
+        launcher.down(state, timeout_s=5)
+        shutil.rmtree(base, ignore_errors=True)
+    lost = sorted(set(result["acked"]) - result["consumed"])
+    rows, items = [], []
+    for s in result["steps"]:
+        gap = gap_ms(result["acked"], result["t0"] + s.stopped_at_s, result["t0"] + s.caught_up_at_s)
+        items.append({"instance": s.instance, "was_leader": s.was_leader, "write_unavailable_ms": round(gap),
+                      "down_s": round(s.down_s, 2), "migration_s": round(s.migrated_s, 2)})
+        rows.append((s.instance, "leader" if s.was_leader else "follower", round(gap), f"{s.down_s:.1f}",
+                     f"{s.migrated_s:.1f}"))
+    doc = {"schema": "mqbench.migrate-rolling-bench/1", "target_version": args.rolling_to, "replicas": items,
+           "acked": len(result["acked"]), "lost": len(lost), "failed_sends_retried": result["failures"]}
+    if args.json:
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    print(f"rolling upgrade of raft3 to {args.rolling_to}: {doc['acked']} messages acknowledged, {doc['lost']} lost, "
+          f"{doc['failed_sends_retried']} failed sends retried")
+    print(table(rows, ["replica", "role", "write unavailable ms", "down s", "migration s"]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default=None)
@@ -121,7 +167,13 @@ def main() -> None:
     ap.add_argument("--targets", default="v5,v4")
     ap.add_argument("--verify", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--rolling", action="store_true")
+    ap.add_argument("--rolling-to", default="v4-dledger")
+    ap.add_argument("--port-offset", type=int, default=4780)
     args = ap.parse_args()
+    if args.rolling:
+        rolling(args)
+        return
     base = Path(tempfile.mkdtemp(prefix="migrate-bench-", dir=args.dir))
     rows, doc = [], {"schema": "mqbench.migrate-bench/1", "source_version": args.source,
                      "body_bytes_mean": round(sum(map(len, bodies(1024))) / 1024), "results": []}

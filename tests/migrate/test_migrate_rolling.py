@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-import uuid
 
 import pytest
 from click.testing import CliRunner
@@ -14,92 +12,11 @@ from click.testing import CliRunner
 from mqbench.broker.store import versions
 from mqbench.cli import cli
 from mqbench.cluster import launcher
-from mqbench.cluster.drills import NETWORK_ERRORS, committed_offsets, ensure_topic, wait_healthy
+from migrate_traffic import gap_ms, traffic_during
 from mqbench.migrate.rolling import rolling_upgrade
 
 PORT_OFFSET = 4760
 GROUP = "broker-a"
-
-
-async def _traffic_during(state, upgrade, *, senders: int = 4) -> dict:
-    """Send numbered messages and consume them while ``upgrade()`` runs; then drain."""
-    from mqbench.client import Consumer, OutgoingMessage, Producer
-
-    run = uuid.uuid4().hex[:8]
-    topic, group = f"Roll{run}", f"GID_roll{run}"
-    namesrv = launcher.cluster_layout(state).namesrv_addr
-    await wait_healthy(state, GROUP, 60)
-    await ensure_topic(state, GROUP, topic)
-    producer = Producer(namesrv, f"PID_roll{run}", send_timeout_ms=3000, retries=2)
-    consumer = Consumer(namesrv, group, consume_from="first", pull_error_backoff_ms=100,
-                        commit_interval_ms=300, rebalance_interval_ms=1000)
-    consumer.subscribe(topic)
-    await producer.start()
-    await consumer.start()
-    acked: dict[int, float] = {}
-    consumed: set[int] = set()
-    failures = 0
-    stop = asyncio.Event()
-    counter = iter(range(10**9))
-
-    async def send_loop() -> None:
-        nonlocal failures
-        while not stop.is_set():
-            seq = next(counter)
-            body = f"roll {run} {seq:010d}".encode()
-            while True:
-                try:
-                    await producer.send(OutgoingMessage(topic, body, keys=[f"{run}-{seq}"]))
-                    acked[seq] = time.monotonic()
-                    break
-                except NETWORK_ERRORS:
-                    failures += 1
-                    await asyncio.sleep(0.05)
-            await asyncio.sleep(0.005)
-
-    async def consume_loop() -> None:
-        while True:
-            for msg in await consumer.receive(256, timeout_ms=300):
-                parts = msg.body.split(b" ")
-                if len(parts) == 3 and parts[1] == run.encode():
-                    consumed.add(int(parts[2]))
-
-    consuming = asyncio.create_task(consume_loop())
-    sending = [asyncio.create_task(send_loop()) for _ in range(senders)]
-    try:
-        await asyncio.sleep(1.0)
-        t0 = time.monotonic()
-        steps = await upgrade()
-        await asyncio.sleep(1.0)
-        stop.set()
-        await asyncio.gather(*sending)
-        deadline = time.monotonic() + 60
-        while not set(acked) <= consumed and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        deadline = time.monotonic() + 20      # the consumer commits every 300 ms
-        while True:
-            leader = await wait_healthy(state, GROUP, 60)
-            offsets = await committed_offsets(leader.addr, group, topic)
-            if sum(max(o, 0) for o in offsets.values()) >= len(acked) or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.3)
-    finally:
-        stop.set()
-        consuming.cancel()
-        for task in sending:
-            task.cancel()
-        await asyncio.gather(consuming, *sending, return_exceptions=True)
-        await consumer.close()
-        await producer.close()
-    return {"acked": acked, "consumed": consumed, "failures": failures, "steps": steps, "t0": t0,
-            "offsets": offsets}
-
-
-def _gap_ms(acked: dict[int, float], start: float, end: float) -> float:
-    """The longest time without an acknowledged send in [start, end] (write unavailability)."""
-    times = sorted(t for t in acked.values() if start - 5 <= t <= end + 5)
-    inside = [start] + [t for t in times if start <= t <= end] + [next((t for t in times if t > end), end)]
-    return max(b - a for a, b in zip(inside, inside[1:])) * 1000
 
 
 @pytest.mark.realproc
@@ -111,7 +28,7 @@ def test_rolling_upgrade_with_traffic_loses_nothing(tmp_path):
         async def scenario():
             async def upgrade():
                 return await rolling_upgrade(state, "v4-dledger", wait_s=60, on_event=events.append)
-            return await _traffic_during(state, upgrade)
+            return await traffic_during(state, GROUP, upgrade)
 
         result = asyncio.run(scenario())
         steps = result["steps"]
@@ -128,7 +45,7 @@ def test_rolling_upgrade_with_traffic_loses_nothing(tmp_path):
         assert sum(o for o in result["offsets"].values() if o > 0) >= len(result["acked"])
         gaps = []
         for s in steps:
-            gaps.append(_gap_ms(result["acked"], result["t0"] + s.stopped_at_s, result["t0"] + s.caught_up_at_s))
+            gaps.append(gap_ms(result["acked"], result["t0"] + s.stopped_at_s, result["t0"] + s.caught_up_at_s))
         print("rolling upgrade: write unavailability per replica (ms):",
               {s.instance: round(g) for s, g in zip(steps, gaps)}, "down (s):",
               {s.instance: round(s.down_s, 1) for s in steps}, "failed sends:", result["failures"])

@@ -281,3 +281,24 @@ def test_upgraded_store_with_old_commitlog_below_dledger_data(tmp_path):
     assert [i.entry_index for i in items] == list(range(13))     # one log now, numbered afresh
     result = verify(root, out)
     assert result["ok"], result["differences"]
+
+
+def test_verify_checks_every_queue_unit(golden, tmp_path):
+    out = str(tmp_path / "out")
+    migrate(golden["v5"], out, Options(target="v5-dledger"))
+    assert verify(golden["v5"], out)["ok"]
+    cq = os.path.join(out, "consumequeue", "orders", "1", f"{0:020d}")
+    data = bytearray(open(cq, "rb").read())
+    data[20 * 3 + 7] ^= 1                       # unit 3 points elsewhere
+    open(cq, "wb").write(data)
+    bcq = os.path.join(out, "batchconsumequeue", "batchy", "0", f"{0:020d}")
+    data = bytearray(open(bcq, "rb").read())
+    data[46 + 8 + 3] ^= 2                        # the second batch unit's size (bytes 8..12)
+    open(bcq, "wb").write(data)
+    os.makedirs(os.path.join(out, "consumequeue", "ghost", "0"))
+    result = verify(golden["v5"], out)
+    text = "\n".join(result["differences"])
+    assert not result["ok"] and result["difference_count"] == 3, text
+    assert "consumequeue/orders/1" in text and "offset 3" in text
+    assert "batchconsumequeue/batchy/0" in text and "unit 1" in text
+    assert "consumequeue/ghost/0: a queue without records" in text
