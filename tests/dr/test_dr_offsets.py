@@ -123,3 +123,13 @@ def test_fuzz_any_json_either_loads_or_is_a_corrupt_data_error(doc):
             OffsetMap.from_json(json.dumps(candidate).encode())
         except CorruptDataError:
             pass
+
+
+def test_trailing_bytes_after_a_saved_map_are_corruption_not_ignored():
+    m = OffsetMap()
+    m.record(S0, 0, T0, 0)
+    assert OffsetMap.from_json(m.to_json()).copies() == 1
+    with pytest.raises(CorruptDataError, match="not JSON"):
+        OffsetMap.from_json(m.to_json() + b"}x", where="state.json")
+    with pytest.raises(CorruptDataError, match="not JSON"):
+        OffsetMap.from_json(m.to_json()[:-3], where="state.json")  # a torn write
