@@ -21,8 +21,9 @@ the full ``verify`` (a second, slower pass). The source and targets are deleted 
 
 instead starts the ``raft3`` reference cluster (3 replica processes), sends and consumes numbered
 messages throughout, runs the rolling upgrade (``migrate.rolling``) and prints, per replica, the
-write unavailability (the longest time without an acknowledged send between its stop and its
-catch-up), its down time, and whether every acknowledged message was consumed.
+write unavailability (the longest time without an acknowledged send from its stop to the next
+replica's stop; for the last one, to 3 s after it caught up, so a move back to the preferred leader
+counts), its down time, and whether every acknowledged message was consumed.
 """
 from __future__ import annotations
 
@@ -123,7 +124,7 @@ def rolling(args) -> None:
     import asyncio
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "migrate"))
-    from migrate_traffic import gap_ms, traffic_during
+    from migrate_traffic import gap_ms, replica_windows, traffic_during
     from mqbench.cluster import launcher
     from mqbench.migrate.rolling import rolling_upgrade
 
@@ -141,8 +142,8 @@ def rolling(args) -> None:
         shutil.rmtree(base, ignore_errors=True)
     lost = sorted(set(result["acked"]) - result["consumed"])
     rows, items = [], []
-    for s in result["steps"]:
-        gap = gap_ms(result["acked"], result["t0"] + s.stopped_at_s, result["t0"] + s.caught_up_at_s)
+    for s, (start, end) in zip(result["steps"], replica_windows(result["steps"], result["t0"])):
+        gap = gap_ms(result["acked"], start, end)
         items.append({"instance": s.instance, "was_leader": s.was_leader, "write_unavailable_ms": round(gap),
                       "down_s": round(s.down_s, 2), "migration_s": round(s.migrated_s, 2)})
         rows.append((s.instance, "leader" if s.was_leader else "follower", round(gap), f"{s.down_s:.1f}",

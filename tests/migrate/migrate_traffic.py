@@ -89,3 +89,15 @@ def gap_ms(acked: dict[int, float], start: float, end: float) -> float:
     times = sorted(t for t in acked.values() if start - 5 <= t <= end + 5)
     inside = [start] + [t for t in times if start <= t <= end] + [next((t for t in times if t > end), end)]
     return max(b - a for a, b in zip(inside, inside[1:])) * 1000
+
+
+def replica_windows(steps, t0: float, after_last_s: float = 3.0) -> list[tuple[float, float]]:
+    """Each upgraded replica's window: from its stop to the next replica's stop (the last one: to
+    ``after_last_s`` after it caught up, so a leadership move back to a preferred leader counts)."""
+    live = [s for s in steps if not s.skipped]
+    out = []
+    for i, s in enumerate(live):
+        end = live[i + 1].stopped_at_s if i + 1 < len(live) else s.caught_up_at_s + after_last_s
+        out.append((t0 + s.stopped_at_s, t0 + end))
+    return out
+
