@@ -193,7 +193,10 @@ def _check_dst(src: str, dst: str, resume: bool) -> dict | None:
             raise UserError(f"--resume: {dst} holds no migration journal (start without --resume)")
         return journal
     if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)):
-        hint = " (an interrupted migration: pass --resume)" if journal is not None else ""
+        hint = ""
+        if journal is not None:
+            hint = (" (it holds a finished migration; --verify alone checks it)" if journal["step"] == "done"
+                    else " (an interrupted migration: pass --resume)")
         raise UserError(f"--out {dst} exists and is not empty{hint}")
     return None
 

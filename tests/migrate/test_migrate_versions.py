@@ -236,6 +236,15 @@ def test_out_folder_rules(golden, tmp_path):
         migrate(golden["v4"], str(busy), Options(target="v5"), resume=True)
     with pytest.raises(UserError, match="unknown target"):
         migrate(golden["v4"], str(tmp_path / "x"), Options(target="v6"))
+    done = str(tmp_path / "done")
+    migrate(golden["v4"], done, Options(target="v5"))
+    with pytest.raises(UserError, match="finished migration"):
+        migrate(golden["v4"], done, Options(target="v5"))
+    with pytest.raises(UserError, match="another target version"):
+        migrate(golden["v4"], done, Options(target="v4-dledger"), resume=True)
+    with pytest.raises(UserError, match="another source"):
+        migrate(golden["v5"], done, Options(target="v5"), resume=True)
+    assert migrate(golden["v4"], done, Options(target="v5"), resume=True)["records_out"] == 151
 
 
 def test_cli_dry_run_and_verify(golden, tmp_path):
