@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from migrate_golden import SEGMENT_BYTES, build_store, storebuilder, tree_bytes
 from mqbench.broker.store import configs, dledger as dl
-from mqbench.broker.store.batch import BatchItem
 from mqbench.broker.store.record import SCHEDULE_TOPIC, SYSFLAG_INNER_BATCH, decode_message
 from mqbench.broker.store.store import Store
 from mqbench.cli import cli as cli_main
