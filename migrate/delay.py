@@ -45,6 +45,7 @@ from mqbench.errors import CorruptDataError
 
 from .journal import write_file_atomic
 from .reframe import Blocker
+from .source import zeros_from
 
 TIMER_CHECK_PATH = os.path.join("config", "timercheck")
 DUE_PROPERTY = "TIMER_OUT_MS"
@@ -158,7 +159,8 @@ def carry_timer_store(src: str, dst: str, address_of) -> int:
     """``v5`` -> ``v5``: copy ``timerwheel`` and ``timercheck``, rewrite ``timerlog/`` with every
     unit's record offset translated by ``address_of(old_offset) -> (new_offset, size) | None``.
     Returns the units written. A unit whose record is not in the target (it was deleted from the
-    source log) is kept as it is: the broker skips units it cannot read, as it would have."""
+    source log) is kept as it is: the broker skips units it cannot read, as it would have. Where the
+    units of a file end, the rest of it must be zeros (CorruptDataError names the file and offset)."""
     src_p, dst_p = Path(src), Path(dst)
     if (src_p / "timerwheel").is_file():
         _copy_file(src_p / "timerwheel", dst_p / "timerwheel")
@@ -183,6 +185,9 @@ def carry_timer_store(src: str, dst: str, address_of) -> int:
                         out.write(seg.start + pos, bytes(data[pos:pos + 16]))
                         break
                     if step == 0:
+                        if not zeros_from(seg.path, pos):
+                            raise CorruptDataError("invalid bytes in the timer log where its units end (a torn or "
+                                                   "corrupt unit)", where=rel, offset=pos)
                         break
                     unit = decode_timer_unit(data, pos, where=rel)
                     moved = address_of(unit.offset_py)

@@ -12,7 +12,7 @@ from mqbench.broker.store.store import Store
 from mqbench.broker.store.timer_formats import (
     TIMER_TOPIC, TIMER_WHEEL_FILE_BYTES, TimerCheckpoint, TimerLogUnit, decode_timer_unit, encode_timer_check, encode_timer_unit,
 )
-from mqbench.errors import UserError
+from mqbench.errors import CorruptDataError, UserError
 from mqbench.migrate.delay import level_for
 from mqbench.migrate.plan import Options
 from mqbench.migrate.run import migrate
@@ -122,3 +122,15 @@ def test_pending_timers_map_to_levels_never_early(tmp_path):
         assert store.max_offset(TIMER_TOPIC, 0) == 6              # the timer records are carried too
     finally:
         store.close()
+
+
+def test_corrupt_timer_log_is_named(tmp_path):
+    src = str(tmp_path / "src")
+    timers = _timer_store(src)
+    path = os.path.join(src, "timerlog", f"{0:020d}")
+    data = bytearray(open(path, "rb").read())
+    data[52 * len(timers) + 200] = 9          # garbage after the last unit
+    open(path, "wb").write(data)
+    with pytest.raises(CorruptDataError) as exc:
+        migrate(src, str(tmp_path / "out"), Options(target="v5-dledger"))
+    assert exc.value.where == f"timerlog/{0:020d}" and exc.value.offset == 52 * len(timers)
