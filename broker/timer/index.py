@@ -2,8 +2,11 @@
 chained per wheel slot (RocketMQ 5's timer store, spec section 10), plus ``config/timercheck``.
 
 Memory: the index holds no per-timer state in memory. A pending timer is one unit on disk; the
-process keeps the wheel slots changed since the last checkpoint (at most ``checkpoint_slots``) and
-the units of the one slot it is working on (``slot_entries`` cache).
+process keeps the wheel slots changed since the last checkpoint (at most ``checkpoint_slots``, 32
+packed bytes each) and the units of the one slot it is working on (``slot_entries`` cache).
+
+Order: entries are ordered by key = (fire time, timer-queue offset); ``collect`` returns a key
+range, so a window can end in the middle of one millisecond's burst.
 
 Placement (``timer_fire``, a pure function of the replicated record, so every replica and every
 restart places a timer in the same slot): a timer due at ``due`` and stored at ``store`` fires at
@@ -65,11 +68,12 @@ class TimerIndex:
 
     def __init__(self, root: str | os.PathLike, config: DelayConfig = DelayConfig(), *,
                  segment_bytes: int = TIMER_LOG_FILE_BYTES, checkpoint_slots: int = DEFAULT_CHECKPOINT_SLOTS,
-                 clock_ms=None):
+                 clock_ms=None, auto_checkpoint: bool = True):
         self.root = Path(root)
         self.config = config
         self.precision_ms = config.timer_precision_ms
         self.checkpoint_slots = checkpoint_slots
+        self.auto_checkpoint = auto_checkpoint   # False: the owner checkpoints when needs_checkpoint
         self.clock_ms = clock_ms or (lambda: 0)
         self.check_path = self.root / "config" / TIMERCHECK_FILE
         self.log = TimerLog(self.root / TIMERLOG_DIR, segment_bytes=segment_bytes)
@@ -165,9 +169,14 @@ class TimerIndex:
         self.wheel.put(slot_time, WheelSlot(slot_time, slot.first_pos if used else pos, pos,
                                             (slot.num if used else 0) + 1))
         self.next_queue_offset = queue_offset + 1
-        if len(self.wheel.dirty) >= self.checkpoint_slots:
+        if self.auto_checkpoint and self.needs_checkpoint:
             self.checkpoint()
         return TimerEntry(fire_ms, queue_offset, rolled)
+
+    @property
+    def needs_checkpoint(self) -> bool:
+        """The changed-slot cache reached ``checkpoint_slots`` (its memory bound)."""
+        return len(self.wheel.dirty) >= self.checkpoint_slots
 
     def checkpoint(self, last_read_time_ms: int | None = None) -> None:
         """Make the index durable: log, then wheel, then ``config/timercheck`` (see module doc)."""
@@ -205,25 +214,29 @@ class TimerIndex:
         self._cache = (slot_time, slot.last_pos, entries)
         return entries
 
-    def collect(self, from_ms: int, to_ms: int, below_offset: int, limit: int) -> tuple[list[TimerEntry], int]:
-        """Entries with ``from_ms <= fire < to_ms`` and queue offset below ``below_offset``, sorted,
-        slot by slot; once ``limit`` is reached the range is cut at the end of that slot. Returns the
-        entries and the end of the range actually covered."""
+    def collect(self, start: tuple[int, int], end: tuple[int, int], below_offset: int,
+                limit: int) -> tuple[list[TimerEntry], tuple[int, int]]:
+        """Entries whose key (fire time, queue offset) is in ``[start, end)`` and whose queue offset
+        is below ``below_offset``, in key order, slot by slot. When more than ``limit`` match, the
+        range is cut before the first one left out (a burst due at one millisecond is split by queue
+        offset). Returns the entries and the end of the range actually covered."""
         out: list[TimerEntry] = []
         p = self.precision_ms
-        slot_time = from_ms // p
-        while slot_time * p < to_ms:
+        slot_time = start[0] // p
+        while slot_time * p <= end[0]:
             for e in self.slot_entries(slot_time):
-                if from_ms <= e.fire_ms < to_ms and e.queue_offset < below_offset:
+                key = (e.fire_ms, e.queue_offset)
+                if start <= key < end and e.queue_offset < below_offset:
+                    if len(out) == limit:
+                        return out, key
                     out.append(e)
             slot_time += 1
-            if len(out) >= limit and slot_time * p < to_ms:
-                return out, slot_time * p
-        return out, to_ms
+        return out, end
 
-    def next_fire_ms(self, from_ms: int, to_ms: int, below_offset: int) -> int | None:
-        """The earliest fire time in ``[from_ms, to_ms)`` of an entry below ``below_offset``."""
-        entries, _ = self.collect(from_ms, to_ms, below_offset, 1)
+    def next_fire_ms(self, start: tuple[int, int], to_ms: int, below_offset: int) -> int | None:
+        """The earliest fire time at or after key ``start`` and before ``to_ms`` of an entry below
+        ``below_offset``."""
+        entries, _ = self.collect(start, (to_ms, 0), below_offset, 1)
         return entries[0].fire_ms if entries else None
 
     def close(self) -> None:

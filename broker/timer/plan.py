@@ -10,10 +10,12 @@ commit. The marker names exactly what window k covers and where each target queu
 
 * per delay level L, the schedule-queue offsets ``[from, to)`` (every level, also untouched ones, so
   the last marker alone holds the whole progress);
-* for the timer, ``[t_from, t_to)`` and ``[e_from, e_to)``: the window holds every timer-queue entry
-  with offset < e_to firing before t_to, minus those with offset < e_from firing before t_from
-  (the previous windows). Fire times are a pure function of the replicated record
-  (``index.timer_fire``), so every replica computes the same set;
+* for the timer, keys ``[k_from, k_to)`` and offsets ``[e_from, e_to)``, a key being (fire time,
+  timer-queue offset) compared in that order: the window holds every timer-queue entry with offset
+  < e_to and key < k_to, minus those with offset < e_from and key < k_from (the previous windows).
+  Fire times are a pure function of the replicated record (``index.timer_fire``), so every replica
+  computes the same set; the queue offset in the key lets a window end inside a burst due at one
+  millisecond;
 * ``targets``: each (topic, queue) the window writes to and its max offset before the marker
   (every later write lands at or after it).
 
@@ -28,7 +30,7 @@ Marker body (UTF-8 JSON, schema ``mqbench.delay-progress/1``)::
 
     {"schema": "mqbench.delay-progress/1", "step": 7,
      "levels": {"1": [0, 12], "2": [5, 5], ...},
-     "timer": [t_from_ms, t_to_ms, e_from, e_to] | null,
+     "timer": [k_from_ms, k_from_offset, k_to_ms, k_to_offset, e_from, e_to] | null,
      "targets": [["TopicTest", 0, 1234], ["rmq_sys_wheel_timer", 0, 88]]}
 
 Everything here is pure (no I/O); ``service`` does the reading and putting.
@@ -50,9 +52,10 @@ MARKER_SCHEMA = "mqbench.delay-progress/1"
 @dataclass
 class Progress:
     """Where delivery stands: next schedule-queue offset per level; the timer cursor (every entry
-    below ``timer_offset`` firing before ``timer_from_ms`` is delivered; None before the first step)."""
+    below ``timer_offset`` whose key (fire ms, queue offset) is below ``timer_from`` is delivered;
+    None before the first step)."""
     levels: dict[int, int] = field(default_factory=dict)
-    timer_from_ms: int | None = None
+    timer_from: tuple[int, int] | None = None
     timer_offset: int = 0
     step: int = 0
 
@@ -62,11 +65,11 @@ class Window:
     """One window of deliveries and the marker that announces it (see module doc)."""
     step: int
     levels: dict[int, tuple[int, int]]
-    timer: tuple[int, int, int, int] | None
+    timer: tuple[int, int, int, int, int, int] | None     # k_from (2), k_to (2), e_from, e_to
     targets: list[tuple[str, int, int]]
 
     def progress_after(self) -> Progress:
-        timer_from, timer_offset = (self.timer[1], self.timer[3]) if self.timer else (None, 0)
+        timer_from, timer_offset = ((self.timer[2], self.timer[3]), self.timer[5]) if self.timer else (None, 0)
         return Progress({lvl: rng[1] for lvl, rng in self.levels.items()}, timer_from, timer_offset, self.step + 1)
 
     @property
@@ -109,11 +112,11 @@ def decode_marker(body: bytes, *, where: str = PROGRESS_TOPIC) -> Window:
         levels[int(key)] = (a, b)
     timer = None
     if timer_doc is not None:
-        if not isinstance(timer_doc, list) or len(timer_doc) != 4:
-            raise CorruptDataError(f"progress marker timer {timer_doc!r} is not [t_from, t_to, e_from, e_to]",
-                                   where=where)
+        if not isinstance(timer_doc, list) or len(timer_doc) != 6:
+            raise CorruptDataError(f"progress marker timer {timer_doc!r} is not "
+                                   "[k_from_ms, k_from_offset, k_to_ms, k_to_offset, e_from, e_to]", where=where)
         timer = tuple(_int(v, "timer field", where) for v in timer_doc)
-        if timer[0] > timer[1] or not 0 <= timer[2] <= timer[3]:
+        if timer[0:2] > timer[2:4] or not 0 <= timer[4] <= timer[5] or timer[1] < 0 or timer[3] < 0:
             raise CorruptDataError(f"progress marker timer {timer_doc!r} is not two ranges", where=where)
     targets = []
     for item in targets_doc:

@@ -108,6 +108,7 @@ class DelayService:
         self.index: TimerIndex | None = None
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._checkpointing: asyncio.Future | None = None
         self._wake: asyncio.Event | None = None
         self._checkpoint_at_ms = 0
         self._topic_hashes: dict[str, int] = {}
@@ -138,6 +139,9 @@ class DelayService:
             task.cancel()
             await asyncio.wait([task])      # never swallows our caller's own cancellation
             self._stopping = False
+        if self._checkpointing is not None:   # a checkpoint thread may still be running
+            await asyncio.wait([self._checkpointing])
+            self._checkpointing = None
         self._event("stop")
         if self.index is not None:
             self.index.close()
@@ -260,13 +264,15 @@ class DelayService:
             if nxt <= offset:
                 break
             offset = nxt
+            if ix.needs_checkpoint:
+                await self._checkpoint()
             await asyncio.sleep(0)
         ix.next_queue_offset = max(ix.next_queue_offset, min(offset, hi))   # past records skipped as damaged
         return start, fresh
 
-    async def _entries_from_queue(self, start: int, end: int, fire_before_ms: int) -> list[TimerEntry]:
-        """Entries of timer-queue offsets ``[start, end)`` firing before ``fire_before_ms``, computed
-        from the records (the same placement as the index)."""
+    async def _entries_from_queue(self, start: int, end: int, before: tuple[int, int]) -> list[TimerEntry]:
+        """Entries of timer-queue offsets ``[start, end)`` whose key (fire ms, offset) is below
+        ``before``, computed from the records (the same placement as the index)."""
         out = []
         offset = start
         while offset < end:
@@ -275,7 +281,7 @@ class DelayService:
                 if m.queue_offset >= end:
                     break
                 fire, rolled = timer_fire(*self._entry_of(m), self.config)
-                if fire < fire_before_ms:
+                if (fire, m.queue_offset) < before:
                     out.append(TimerEntry(fire, m.queue_offset, rolled))
             if nxt <= offset:
                 break
@@ -295,10 +301,33 @@ class DelayService:
             return None
         return _Delivery(due_ms, source, msg, rolled)
 
+    def _timer_records(self, offsets: list[int]) -> dict[int, Message]:
+        """The timer-queue records at ``offsets``, read in runs of consecutive offsets (a burst put
+        together sits together in the queue)."""
+        found: dict[int, Message] = {}
+        ordered = sorted(set(offsets))
+        i = 0
+        while i < len(ordered):
+            j = i
+            while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1 and j + 1 - i < READ_CHUNK:
+                j += 1
+            offset, end = ordered[i], ordered[j] + 1
+            while offset < end:
+                msgs, nxt = self._read(TIMER_TOPIC, 0, offset, end - offset)
+                for m in msgs:
+                    if m.queue_offset < end:
+                        found[m.queue_offset] = m
+                if nxt <= offset:
+                    break
+                offset = nxt
+            i = j + 1
+        return found
+
     def _timer_deliveries(self, entries: list[TimerEntry]) -> list[_Delivery]:
         out = []
+        records = self._timer_records([e.queue_offset for e in entries])
         for e in entries:
-            record = self._read_one(TIMER_TOPIC, 0, e.queue_offset)
+            record = records.get(e.queue_offset)
             if record is None:
                 continue
             if timer_fire(*self._entry_of(record), self.config) != (e.fire_ms, e.rolled):
@@ -365,28 +394,28 @@ class DelayService:
             elif b < top:
                 more = True
         timer = None
-        timer_from, timer_offset = prog.timer_from_ms, prog.timer_offset
+        timer_from, timer_offset = prog.timer_from, prog.timer_offset
         if self.index is not None:
             ix = self.index
-            t_to = now + 1
-            t_from = t_to if prog.timer_from_ms is None else prog.timer_from_ms
-            if t_from > t_to:        # this clock is behind the last window's end: wait for it
-                wait = min(wait, t_from - t_to)
+            end = (now + 1, 0)                           # every key with fire time <= now
+            start = end if prog.timer_from is None else prog.timer_from
+            if start > end:          # this clock is behind the last window's end: wait for it
+                wait = min(wait, start[0] - end[0])
             else:
-                start, fresh = await self._catch_up(cfg.window_max)
+                first_new, fresh = await self._catch_up(cfg.window_max)
                 e_from, e_to = prog.timer_offset, ix.next_queue_offset
                 if e_to < self.store.max_offset(TIMER_TOPIC, 0):
                     more = True                                  # more to index: step again at once
-                first, t_cut = ix.collect(t_from, t_to, e_from, max(1, cfg.window_max - len(deliveries)))
-                extra = await self._entries_from_queue(e_from, start, t_cut) if e_from < start else []
-                late = [e for e in extra + fresh if e.fire_ms < t_cut and e.queue_offset >= e_from]
+                first, cut = ix.collect(start, end, e_from, max(1, cfg.window_max - len(deliveries)))
+                extra = await self._entries_from_queue(e_from, first_new, cut) if e_from < first_new else []
+                late = [e for e in extra + fresh if (e.fire_ms, e.queue_offset) < cut and e.queue_offset >= e_from]
                 deliveries += self._timer_deliveries(sorted(first + late))
-                timer = (t_from, t_cut, e_from, e_to)
-                timer_from, timer_offset = t_cut, e_to
-                if t_cut < t_to:
+                timer = (*start, *cut, e_from, e_to)
+                timer_from, timer_offset = cut, e_to
+                if cut < end:
                     more = True
                 else:
-                    nf = ix.next_fire_ms(t_cut, now + wait + 1, e_to)
+                    nf = ix.next_fire_ms(cut, now + wait + 1, e_to)
                     if nf is not None:
                         wait = min(wait, nf - now)
         if deliveries:
@@ -400,10 +429,18 @@ class DelayService:
                     self.store.set_delay_offset(level, b)
         else:   # nothing delivered: no marker; the next window simply starts earlier
             self.progress = Progress({lvl: b for lvl, (_, b) in ranges.items()}, timer_from, timer_offset, prog.step)
-        if self.index is not None and now - self._checkpoint_at_ms >= INDEX_CHECKPOINT_MS:
-            self.index.checkpoint(self.progress.timer_from_ms or 0)
+        if self.index is not None and (now - self._checkpoint_at_ms >= INDEX_CHECKPOINT_MS
+                                       or self.index.needs_checkpoint):
+            await self._checkpoint()
             self._checkpoint_at_ms = now
         return 0 if more else max(wait, 0)
+
+    async def _checkpoint(self) -> None:
+        """Checkpoint the index in a worker thread (its fdatasyncs must not stall the event loop,
+        which also runs Raft). ``stop`` waits for a checkpoint in flight before closing the index."""
+        cursor = self.progress.timer_from[0] if self.progress.timer_from else 0
+        self._checkpointing = asyncio.ensure_future(asyncio.to_thread(self.index.checkpoint, cursor))
+        await asyncio.shield(self._checkpointing)
 
     def _targets(self, deliveries: list[_Delivery]) -> list[tuple[str, int, int]]:
         seen = sorted({(d.message.topic, d.message.queue_id) for d in deliveries})
@@ -442,7 +479,7 @@ class DelayService:
         """Re-derive progress from the log (see ``plan``): barrier, last marker, target scan, redo."""
         if self.config.timer_enabled and self.index is None:
             self.index = TimerIndex(self.index_root, self.config, segment_bytes=self.timer_log_segment_bytes,
-                                    clock_ms=self.clock_ms)
+                                    clock_ms=self.clock_ms, auto_checkpoint=False)
         result = await self.put(barrier_message(now_ms=self.clock_ms(), who=self.name))
         await self._applied(PROGRESS_TOPIC, BARRIER_QUEUE, result.queue_offset)
         self.stats.recoveries += 1
@@ -466,9 +503,9 @@ class DelayService:
             if b > a and level <= self.config.max_level:
                 wanted += self._level_deliveries(level, a, b, None)[0]
         if window.timer is not None and self.index is not None:
-            t_from, t_to, e_from, e_to = window.timer
-            first, _ = self.index.collect(t_from, t_to, e_from, 1 << 62)
-            second = await self._entries_from_queue(e_from, e_to, t_to)
+            k_from, k_to, e_from, e_to = window.timer[0:2], window.timer[2:4], window.timer[4], window.timer[5]
+            first, _ = self.index.collect(k_from, k_to, e_from, 1 << 62)
+            second = await self._entries_from_queue(e_from, e_to, k_to)
             wanted += self._timer_deliveries(sorted(first + second))
         found = await self._delivered_sources(window.targets, {d.source for d in wanted})
         missing = [d for d in wanted if d.source not in found]

@@ -114,10 +114,10 @@ def test_lost_wheel_writes_are_relinked_on_open(tmp_path):
     for i in range(50, 120):
         ix.add(i, T + 1000 + (i % 7) * 1000 + i, T)
     ix.log.flush(fsync=True)           # log written, wheel slots and timercheck never written: a crash
-    expected = sorted(ix.collect(T, T + 20_000, 10**9, 10**9)[0])
+    expected = sorted(ix.collect((T, 0), (T + 20_000, 0), 10**9, 10**9)[0])
     again = TimerIndex(tmp_path)
     assert again.next_queue_offset == 120 and again.relinked == 70
-    assert sorted(again.collect(T, T + 20_000, 10**9, 10**9)[0]) == expected
+    assert sorted(again.collect((T, 0), (T + 20_000, 0), 10**9, 10**9)[0]) == expected
 
 
 def test_torn_unit_that_still_parses_is_cut_by_its_queue_offset(tmp_path):
@@ -135,7 +135,7 @@ def test_torn_unit_that_still_parses_is_cut_by_its_queue_offset(tmp_path):
     ix.log.files.write(52 * 12, bytes(torn))
     again = TimerIndex(tmp_path)
     assert again.log.end == 52 * 12 and again.next_queue_offset == 12
-    assert [e.queue_offset for e in again.collect(T, T + 10_000, 100, 100)[0]] == list(range(12))
+    assert [e.queue_offset for e in again.collect((T, 0), (T + 10_000, 0), 100, 100)[0]] == list(range(12))
 
 
 def test_index_without_timercheck_is_rebuilt(tmp_path):
@@ -145,7 +145,7 @@ def test_index_without_timercheck_is_rebuilt(tmp_path):
     (tmp_path / "config" / "timercheck").unlink()
     again = TimerIndex(tmp_path)
     assert again.rebuilt and again.next_queue_offset == 0
-    assert again.collect(T, T + 10_000, 10, 10)[0] == []
+    assert again.collect((T, 0), (T + 10_000, 0), 10, 10)[0] == []
 
 
 def test_timer_fire_places_far_timers_at_the_roll_window():
@@ -157,29 +157,42 @@ def test_timer_fire_places_far_timers_at_the_roll_window():
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(-2000, 40_000), st.integers(0, 3000)), min_size=1, max_size=80),
-       st.integers(0, 30_000), st.integers(0, 30_000), st.integers(0, 90), st.integers(1, 20))
-def test_collect_matches_a_brute_force_filter(tmp_path_factory, timers, a, b, below, limit):
+       st.integers(0, 30_000), st.integers(0, 30_000), st.integers(0, 90), st.integers(1, 20),
+       st.integers(0, 90))
+def test_collect_matches_a_brute_force_filter(tmp_path_factory, timers, a, b, below, limit, start_offset):
+    """Including bursts: many timers share a fire time (due before their store time fire at it)."""
     cfg = DelayConfig(timer_roll_window_ms=20_000)
     ix = TimerIndex(tmp_path_factory.mktemp("ix"), cfg)
     entries = [ix.add(i, T + due, T + stored) for i, (due, stored) in enumerate(timers)]
-    lo, hi = T + min(a, b), T + max(a, b) + 1
-    got, end = ix.collect(lo, hi, below, limit)
-    assert lo < end <= hi and (end == hi or end % 1000 == 0)
-    want = sorted(e for e in entries if lo <= e.fire_ms < end and e.queue_offset < below)
+    lo, hi = (T + min(a, b), start_offset), (T + max(a, b) + 1, 0)
+    got, cut = ix.collect(lo, hi, below, limit)
+    assert lo <= cut <= hi
+    want = sorted(e for e in entries if lo <= (e.fire_ms, e.queue_offset) < cut and e.queue_offset < below)
     assert got == want
-    if end < hi:
-        assert len(got) >= limit
+    if cut < hi:
+        assert len(got) == limit and any(e.queue_offset < below and (e.fire_ms, e.queue_offset) == cut for e in entries)
+
+
+def test_a_burst_at_one_millisecond_is_split_by_queue_offset(tmp_path):
+    ix = TimerIndex(tmp_path)
+    for i in range(10):
+        ix.add(i, T + 5000, T)
+    got, cut = ix.collect((T, 0), (T + 6000, 0), 10, 4)
+    assert [e.queue_offset for e in got] == [0, 1, 2, 3] and cut == (T + 5000, 4)
+    got, cut = ix.collect(cut, (T + 6000, 0), 10, 4)
+    assert [e.queue_offset for e in got] == [4, 5, 6, 7] and cut == (T + 5000, 8)
 
 
 def test_marker_round_trip_and_bad_markers():
-    w = Window(7, {1: (0, 12), 2: (5, 5)}, (T, T + 20, 3, 9), [("TopicTest", 0, 1234), ("rmq_sys_wheel_timer", 0, 88)])
+    w = Window(7, {1: (0, 12), 2: (5, 5)}, (T, 0, T + 20, 4, 3, 9), [("TopicTest", 0, 1234), ("rmq_sys_wheel_timer", 0, 88)])
     body = encode_marker(w)
     assert json.loads(body)["schema"] == "mqbench.delay-progress/1"
     assert decode_marker(body) == w
     assert decode_marker(body).progress_after().levels == {1: 12, 2: 5}
+    assert decode_marker(body).progress_after().timer_from == (T + 20, 4)
     bad = [b"", b"{", body + b"x", b"[]", json.dumps({"schema": "other"}).encode(),
            body.replace(b'"step":7', b'"step":"7"'), body.replace(b"[0,12]", b"[12,0]"),
-           body.replace(b'"timer":[', b'"timer":[1,'), body.replace(b'["TopicTest",0,1234]', b'["TopicTest",0]'),
+           body.replace(b'"timer":[', b'"timer":[1,'), body.replace(b'"timer":[%d,0,' % T, b'"timer":[%d,0,' % (T + 99)), body.replace(b'["TopicTest",0,1234]', b'["TopicTest",0]'),
            "é".encode("latin-1")]
     for b in bad:
         with pytest.raises(CorruptDataError):
