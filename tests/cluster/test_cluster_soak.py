@@ -149,14 +149,20 @@ def test_whole_group_sigkilled_at_once_loses_no_acknowledged_message(cluster_fac
     async def scenario() -> tuple[set[int], set[int]]:
         await ensure_topic(state, "broker-a", "CrashTopic")
         acked: set[int] = set()
+        killed = asyncio.Event()
         async with Producer(namesrv, "PID_crash", send_timeout_ms=1000, retries=0) as producer:
             async def sender(first: int) -> None:
-                for i in range(first, 1_000_000, 16):
+                i = first
+                while True:
                     try:
                         await producer.send(OutgoingMessage("CrashTopic", f"m{i}".encode()))
                     except NETWORK_ERRORS:
-                        return  # the group is down: stop at the first failure
+                        if killed.is_set():
+                            return  # the group is down
+                        await asyncio.sleep(0.05)  # e.g. a leadership transfer: send the same number again
+                        continue
                     acked.add(i)
+                    i += 16
 
             senders = [asyncio.create_task(sender(k)) for k in range(16)]
             deadline = asyncio.get_running_loop().time() + 30
@@ -165,6 +171,7 @@ def test_whole_group_sigkilled_at_once_loses_no_acknowledged_message(cluster_fac
                 await asyncio.sleep(0.05)
             assert sorted(await asyncio.to_thread(launcher.kill, state, "broker-a")) == \
                 ["broker-a/n0", "broker-a/n1", "broker-a/n2"]
+            killed.set()
             await asyncio.gather(*senders)
         await asyncio.to_thread(launcher.start, state, "broker-a")
         await wait_healthy(state, "broker-a", 60)
