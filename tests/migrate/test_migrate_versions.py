@@ -123,9 +123,10 @@ def test_dledger_to_dledger_keeps_indexes_terms_and_vote(tmp_path):
 
 def test_rocketmq_shaped_v4_store_with_queue_starting_late(tmp_path):
     builder = storebuilder()(str(tmp_path / "src"), version="v4", log_file_bytes=2048)
+    builder.next_offsets[("TopicA", 1)] = 1000      # its older commitlog files were deleted (expired)
     for i in range(30):
         builder.add("TopicA", f"body-{i}".encode() * 10, queue_id=i % 3, properties={"TAGS": "t"})
-    builder.save(offsets={("TopicA", "cg"): {0: 4, 1: 10, 2: 0}}, delay_offsets={1: 0})
+    builder.save(offsets={("TopicA", "cg"): {0: 4, 1: 1004, 2: 0}}, delay_offsets={1: 0})
     out = str(tmp_path / "out")
     migrate(builder.root, out, Options(target="v5-dledger"))
     result = verify(builder.root, out)
@@ -133,8 +134,9 @@ def test_rocketmq_shaped_v4_store_with_queue_starting_late(tmp_path):
     assert result["messages_compared"] == 30
     store = Store.open(out, commitlog_segment_bytes=2048, background_flush=False)
     try:
-        assert store.query_offset("cg", "TopicA", 1) == 10
-        assert store.read_queue("TopicA", 1, 3, 1).messages[0].body == b"body-10" * 10
+        assert (store.min_offset("TopicA", 1), store.max_offset("TopicA", 1)) == (1000, 1010)
+        assert store.query_offset("cg", "TopicA", 1) == 1004
+        assert store.read_queue("TopicA", 1, 1004, 1).messages[0].body == b"body-13" * 10
     finally:
         store.close()
 
