@@ -3,7 +3,8 @@
 ``up`` checks that every port of the layout is free, starts the name server, waits until it
 listens, starts every broker instance of the layout as real OS processes (see ``processes``), then
 waits until every group has a leader that answers *and* the name server routes to it (so a client
-can send the moment ``up`` returns). ``status`` asks every instance for its role. ``kill`` signals
+can send the moment ``up`` returns), and up to 10 s more until groups with a preferred leader are
+led from it (so the leaders do not move right after ``up`` returns). ``status`` asks every instance for its role. ``kill`` signals
 an instance, a host (all its broker instances), a room or a group, for drills; ``start`` brings
 killed processes back with the same store and ports, and resumes SIGSTOPped ones.
 
@@ -31,6 +32,7 @@ from mqbench.errors import UserError
 
 BROKER_MODULE = "mqbench.broker.server.main"
 NAMESRV_MODULE = "mqbench.broker.namesrv"
+PREFERRED_WAIT_S = 10.0  # how long ``up`` waits for preferred leaders to take their groups
 
 
 @dataclass
@@ -106,6 +108,7 @@ def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: s
                 spawn(record)
         state.save()
         wait_for_leaders(state, max(deadline - time.monotonic(), 0.5))
+        wait_for_preferred_leaders(state, min(PREFERRED_WAIT_S, max(deadline - time.monotonic(), 0.0)))
     except BaseException:  # UserError, or ^C while waiting: leave nothing running behind
         stop(list(state.processes.values()), timeout_s=5)
         raise
@@ -275,6 +278,25 @@ def wait_for_leaders(state: ClusterState, wait_s: float) -> list[InstanceStatus]
             raise UserError(f"the name server does not route to the leader of {', '.join(unrouted)} after "
                             f"{wait_s:.0f} s (leaders do not register?); logs are in {state.directory}")
         time.sleep(0.2)
+
+
+def wait_for_preferred_leaders(state: ClusterState, wait_s: float) -> bool:
+    """Wait up to ``wait_s`` until every group with a preferred leader is led from it and routed
+    there, so ``up`` hands over a cluster whose leaders will not move right away. Returns whether
+    that happened; a group whose preferred replica does not take over is not an error."""
+    layout = cluster_layout(state)
+    wanted = {i.group: i.addr for i in layout.instances if i.preferred_leader}
+    deadline = time.monotonic() + wait_s
+    while True:
+        rows = status(state, timeout_s=1.0)
+        leaders = {r.group: r.addr for r in rows if r.role == "leader"}
+        if all(leaders.get(g) == a for g, a in wanted.items()):
+            routed = namesrv_masters(state)
+            if all(routed.get(g) == a for g, a in wanted.items()):
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 def namesrv_masters(state: ClusterState, timeout_s: float = 1.0) -> dict[str, str]:
