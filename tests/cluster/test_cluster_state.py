@@ -42,6 +42,10 @@ def test_valid_state_round_trips(tmp_path):
     assert json.loads((tmp_path / "cluster.json").read_text()) == VALID
     assert [r.name for r in state.select("broker-a")] == ["broker-a/n0"]
     assert [r.name for r in state.select("h1")] == ["broker-a/n0"]  # a host means its brokers
+    assert [r.name for r in state.select("room1")] == ["broker-a/n0"]  # and so does a room
+    assert [r.name for r in state.select("namesrv")] == ["namesrv"]
+    with pytest.raises(UserError, match="choose from: broker-a/n0, h1, namesrv, room1"):
+        state.select("../x")
     assert {r.name for r in state.select("all")} == {"namesrv", "broker-a/n0"}
 
 
