@@ -82,6 +82,7 @@ log = logging.getLogger("mqbench.broker.replicated")
 ROLE_NAMES = {Role.LEADER: "leader", Role.FOLLOWER: "follower", Role.CANDIDATE: "candidate",
               Role.PRE_CANDIDATE: "candidate"}
 APPLIED_SAVE_MS = 5000
+TRANSPORT_CLOSE_S = 2.0
 # one entry must fit in one transport frame, with room for the frame and entry headers
 ENTRY_BYTES_MAX = DEFAULT_MAX_FRAME_BYTES - (1 << 16)
 
@@ -118,6 +119,12 @@ class _Waiter:
     first: int
     counts: list[int] | None     # messages per record for puts; None for metadata
     future: asyncio.Future
+
+
+@dataclass
+class _OffsetFlight:
+    wanted: int                           # the highest offset asked for while this flight is up
+    task: asyncio.Future | None = None
 
 
 def frame_bytes(m: RaftMessage) -> int:
@@ -177,6 +184,7 @@ class ReplicatedGroup:
         self.bytes_received = 0
         self._waiters: dict[int, _Waiter] = {}
         self._creating: dict[str, asyncio.Future] = {}
+        self._offset_flights: dict[tuple[str, str, int], _OffsetFlight] = {}
         self._apply_errors: dict[int, Exception] = {}
         self._wake = asyncio.Event()
         self._leader_known = asyncio.Event()
@@ -305,12 +313,36 @@ class ReplicatedGroup:
         return await self._propose([r for r, _ in prepared], [n for _, n in prepared])
 
     async def commit_offset(self, group: str, topic: str, queue_id: int, offset: int, *, reset: bool = False) -> None:
-        """Replicate a consumer offset; an offset not above the applied one is a no-op unless ``reset``."""
+        """Replicate a consumer offset; an offset not above the applied one is a no-op unless
+        ``reset``. Commits of one queue that arrive while one is in flight ride on the next entry,
+        which carries the highest of them (one entry per round trip per queue, not per call)."""
         update = check_offset_update(OffsetUpdate(group, topic, queue_id, offset, reset))
         self._check_writable()
-        if not reset and offset <= self.store.query_offset(group, topic, queue_id):
+        if reset:
+            await self._propose([self.store.prepare_record(meta_message(update))], None)
             return
-        await self._propose([self.store.prepare_record(meta_message(update))], None)
+        key = (group, topic, queue_id)
+        if offset <= self.store.query_offset(*key):
+            return
+        flight = self._offset_flights.get(key)
+        if flight is None:
+            flight = self._offset_flights[key] = _OffsetFlight(offset)
+            flight.task = asyncio.ensure_future(self._fly_offsets(key, flight))
+            flight.task.add_done_callback(lambda task: task.cancelled() or task.exception())
+        else:
+            flight.wanted = max(flight.wanted, offset)
+        await asyncio.shield(flight.task)
+
+    async def _fly_offsets(self, key: tuple[str, str, int], flight: "_OffsetFlight") -> None:
+        try:
+            proposed = -1
+            while flight.wanted > proposed:
+                proposed = flight.wanted
+                if proposed > self.store.query_offset(*key):
+                    update = OffsetUpdate(*key, proposed)
+                    await self._propose([self.store.prepare_record(meta_message(update))], None)
+        finally:
+            self._offset_flights.pop(key, None)
 
     async def update_topic(self, cfg: TopicConfig) -> TopicConfig:
         """Create the topic or replace its config on every replica; returns the applied config."""
@@ -554,7 +586,12 @@ class ReplicatedGroup:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._fail_waiters("replica stopped")
-        await self.transport.close()
+        try:
+            await asyncio.wait_for(self.transport.close(), TRANSPORT_CLOSE_S)
+        except asyncio.TimeoutError:
+            # a writer task lost its cancellation (asyncio.wait_for in Python 3.11 can swallow one
+            # that races with a connect); the timeout cancelled the stragglers again
+            log.warning("replica %s: Raft transport took over %ss to close", self.self_id, TRANSPORT_CLOSE_S)
 
     async def close(self) -> None:
         """Stop (``halt``), save the applied mark and close the store (flushing it)."""

@@ -325,3 +325,23 @@ def test_concurrent_first_sends_to_a_new_topic_create_it_once(tmp_path):
         finally:
             await cluster.close()
     run(main())
+
+
+def test_concurrent_offset_commits_of_one_queue_share_entries(tmp_path):
+    async def main():
+        cluster = await Cluster(tmp_path, 3, "fsync").start()
+        try:
+            leader = await cluster.leader()
+            before = leader.store.max_offset("rmq_sys_mqbench_meta", 0)
+            await asyncio.gather(*(leader.commit_offset("G", "T", 0, n) for n in range(1, 51)),
+                                 *(leader.commit_offset("G", "T", 1, n) for n in range(1, 31)))
+            assert leader.store.query_offset("G", "T", 0) == 50
+            assert leader.store.query_offset("G", "T", 1) == 30
+            entries = leader.store.max_offset("rmq_sys_mqbench_meta", 0) - before
+            assert 2 <= entries <= 6, entries          # a first entry and a follow-up per queue, not 80
+            await cluster.converged()
+            for group in cluster.groups.values():
+                assert group.store.query_offset("G", "T", 0) == 50
+        finally:
+            await cluster.close()
+    run(main())
