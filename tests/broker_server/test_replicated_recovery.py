@@ -78,7 +78,7 @@ def test_leadership_moves_to_the_preferred_replica(tmp_path):
                     if leader.self_id == 3:
                         return leader
                     await asyncio.sleep(0.02)
-            leader = await asyncio.wait_for(settled(), 15)
+            leader = await asyncio.wait_for(settled(), 30)
             result = await leader.put(Message(topic="T", body=b"p"))
             assert result.queue_offset == 0
             assert (3, "leader", 3) in changes
