@@ -25,8 +25,9 @@ shows another leader (``election_ms``, an upper bound: status is polled). The so
 ``failover_ms`` the same way. Before each kill every group is whole again (every replica answers,
 the name server routes to the leader) and led from its preferred host, so a leadership transfer
 cannot move the leader between choosing the victim and killing it. Leaders per host are counted
-before the first kill and after the last restart (after waiting up to ``rebalance_wait_s`` for
-preferred leaders to take their groups back).
+before the first kill, after each failover (before the victim restarts: ``leaders_per_host``) and
+after the last restart; ``rebalance_ms`` is how long after the victim's restart every preferred
+leader leads its group again (None: not within ``rebalance_wait_s``).
 
 Clocks are ``time.monotonic`` (these drills measure a real system; nothing here is replayed).
 """
@@ -64,6 +65,8 @@ class KillEvent:
     dead_at_s: float | None = None     # the process was seen gone
     failover_ms: float | None = None   # SIGKILL -> first ack of a send started after the death (None: none)
     election_ms: float | None = None   # signal -> a status poll showing another leader
+    leaders_per_host: dict[str, int] | None = None  # once another leader was seen, before the restart
+    rebalance_ms: float | None = None  # victim restarted -> every preferred leader leading again
 
 
 @dataclass
@@ -534,10 +537,14 @@ async def measure_failovers(state: ClusterState, *, kills: int = 20, senders_per
             t_elected = await election
             event.failover_ms = (t_ack - t0) * 1000 if t_ack is not None else None
             event.election_ms = (t_elected - t0) * 1000 if t_elected is not None else None
+            event.leaders_per_host = await leaders_per_host(state)
+            t_restart = time.monotonic()
+            await _restart(state, victim.name, 0.0)
+            if await _balanced(state, rebalance_wait_s):
+                event.rebalance_ms = (time.monotonic() - t_restart) * 1000
             samples.append(event)
             if on_sample is not None:
                 on_sample(event)
-            await _restart(state, victim.name, 0.0)
         for other in groups:
             await wait_healthy(state, other, heal_timeout_s)
         after = await _balanced_leaders(state, rebalance_wait_s)
@@ -550,15 +557,24 @@ async def measure_failovers(state: ClusterState, *, kills: int = 20, senders_per
                           leaders_per_host_after=after, acked_sends=count)
 
 
-async def _balanced_leaders(state: ClusterState, wait_s: float) -> dict[str, int]:
-    """Leaders per host once every group with a preferred leader is led from its preferred host,
-    or as they are after ``wait_s``."""
+async def _balanced(state: ClusterState, wait_s: float) -> bool:
+    """Wait up to ``wait_s`` until every group with a preferred leader is led from its preferred
+    host (polled every 50 ms); whether that happened."""
     layout = launcher.cluster_layout(state)
     wanted = {i.group: i.host for i in layout.instances if i.preferred_leader}
     deadline = time.monotonic() + wait_s
     while True:
         rows = await launcher.status_async(state, 1.0)
         led = {r.group: r.host for r in rows if r.role == "leader"}
-        if all(led.get(g) == h for g, h in wanted.items()) or time.monotonic() > deadline:
-            return await leaders_per_host(state)
-        await asyncio.sleep(0.25)
+        if all(led.get(g) == h for g, h in wanted.items()):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+
+
+async def _balanced_leaders(state: ClusterState, wait_s: float) -> dict[str, int]:
+    """Leaders per host once every group with a preferred leader is led from its preferred host,
+    or as they are after ``wait_s``."""
+    await _balanced(state, wait_s)
+    return await leaders_per_host(state)

@@ -13,9 +13,10 @@ groups) SIGKILLs a group's leader, then restarts it and waits until the group is
 * ``election_ms``: SIGKILL -> the first status poll (every ~50 ms) that shows another leader.
 
 It prints median and max of both per layout, next to DLedger's published figure (about 10 s:
-6 s detection + election + catch-up), and the leaders per host before the first kill and after
-the last restart (``3x3`` has a preferred leader per host: the leaders should come back to one
-per host). Wall-clock figures from a shared machine: run it when the machine is otherwise idle.
+6 s detection + election + catch-up), and the leaders per host: before the first kill, the most
+on one host right after a failover (before the victim restarts), how long after the restart the
+preferred leaders lead again, and after the last restart (``3x3`` has a preferred leader per
+host: the leaders should come back to one per host). Wall-clock figures from a shared machine: run it when the machine is otherwise idle.
 """
 from __future__ import annotations
 
@@ -46,7 +47,9 @@ def run_layout(layout: str, kills: int, durability: str, port_offset: int, root:
         def progress(event) -> None:
             if not quiet:
                 print(f"  {layout}: killed {event.instance} (host {event.host}, term {event.term_before}): "
-                      f"failover {fmt(event.failover_ms)} ms, election {fmt(event.election_ms)} ms",
+                      f"failover {fmt(event.failover_ms)} ms, election {fmt(event.election_ms)} ms, "
+                      f"leaders per host then {event.leaders_per_host}, "
+                      f"preferred leaders back {fmt(event.rebalance_ms)} ms after the restart",
                       file=sys.stderr, flush=True)
 
         started = time.monotonic()
@@ -57,10 +60,15 @@ def run_layout(layout: str, kills: int, durability: str, port_offset: int, root:
     return {"layout": layout, "durability": durability, "kills": kills, "elapsed_s": round(elapsed_s, 1),
             "acked_sends": result.acked_sends,
             "failover_ms": result.stats("failover_ms"), "election_ms": result.stats("election_ms"),
+            "rebalance_ms": result.stats("rebalance_ms"),
+            "max_leaders_on_one_host_after_failover": max(
+                (max(s.leaders_per_host.values()) for s in result.samples if s.leaders_per_host), default=None),
             "leaders_per_host_before": result.leaders_per_host_before,
             "leaders_per_host_after": result.leaders_per_host_after,
             "samples": [{"instance": s.instance, "host": s.host, "group": s.group, "term_before": s.term_before,
-                         "failover_ms": s.failover_ms, "election_ms": s.election_ms} for s in result.samples]}
+                         "failover_ms": s.failover_ms, "election_ms": s.election_ms,
+                         "leaders_per_host": s.leaders_per_host, "rebalance_ms": s.rebalance_ms}
+                        for s in result.samples]}
 
 
 def main() -> None:
@@ -95,8 +103,11 @@ def main() -> None:
                        "election ms p50", "election ms max", "vs DLedger ~10 s"]))
     print()
     print(table([[r["layout"], " ".join(f"{h}={n}" for h, n in r["leaders_per_host_before"].items()),
+                  r["max_leaders_on_one_host_after_failover"],
+                  f"{fmt(r['rebalance_ms']['median'])} / {fmt(r['rebalance_ms']['max'])}",
                   " ".join(f"{h}={n}" for h, n in r["leaders_per_host_after"].items())] for r in runs],
-                ["layout", "leaders per host before", "after the last restart"]))
+                ["layout", "leaders per host before", "max on one host after a failover",
+                 "restart -> preferred leaders back, ms p50 / max", "after the last restart"]))
 
 
 if __name__ == "__main__":
