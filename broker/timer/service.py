@@ -400,7 +400,7 @@ class DelayService:
             end = (now + 1, 0)                           # every key with fire time <= now
             start = end if prog.timer_from is None else prog.timer_from
             if start > end:          # this clock is behind the last window's end: wait for it
-                wait = min(wait, start[0] - end[0])
+                wait = min(wait, max(1, start[0] - end[0]))
             else:
                 first_new, fresh = await self._catch_up(cfg.window_max)
                 e_from, e_to = prog.timer_offset, ix.next_queue_offset
