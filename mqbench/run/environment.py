@@ -20,6 +20,7 @@ from mqbench.broker.layout import Layout, load_layout
 from mqbench.errors import UserError
 
 ROUTE_WAIT_S = 30.0
+LEADER_WAIT_S = 20.0
 
 
 @dataclass
@@ -89,21 +90,29 @@ def stop_embedded(env: Environment) -> None:
         down(env.state, timeout_s=10.0)
 
 
-async def _leaders(env: Environment) -> list[str]:
+async def _leaders(env: Environment, wait_s: float = LEADER_WAIT_S) -> list[str]:
+    """The leader's address of every group, waiting out an election (a preferred-leader transfer
+    right after start-up leaves a group briefly without one)."""
     from mqbench.broker.server.admin import query_runtime_info
 
+    deadline = time.monotonic() + wait_s
     leaders = []
     for group in env.layout_object.groups:
-        for instance in env.layout_object.group_instances(group):
-            try:
-                info = await query_runtime_info(instance.addr, 2.0)
-            except Exception:  # noqa: BLE001 - an unreachable replica cannot be the leader we want
-                continue
-            if info.get("raftRole") == "leader":
-                leaders.append(instance.addr)
-                break
-        else:
-            raise UserError(f"group {group} has no reachable leader")
+        while True:
+            for instance in env.layout_object.group_instances(group):
+                try:
+                    info = await query_runtime_info(instance.addr, 2.0)
+                except Exception:  # noqa: BLE001 - an unreachable replica cannot be the leader we want
+                    continue
+                if info.get("raftRole") == "leader":
+                    leaders.append(instance.addr)
+                    break
+            else:
+                if time.monotonic() < deadline:
+                    await asyncio.sleep(0.2)
+                    continue
+                raise UserError(f"group {group} has no reachable leader after {wait_s:.0f} s")
+            break
     return leaders
 
 

@@ -20,9 +20,11 @@ A cell fails (UserError naming why) when a worker fails, no message was acknowle
 measured phase, or the cluster does not start; ``run`` stops at the first failed cell unless
 ``keep_going``, then records failures in ``failed_cells`` and fails only if every cell failed.
 
-``--rate max``: the search (``harness.maxrate``) starts after the warm-up; every ``check_ms`` the
-tracker's ``Observation`` of the interval is fed to it and the new rate sent to the producers. The
-measured phase ends when the search ends (its length is then what ran) or at ``duration_ms``.
+``--rate max``: the search (``harness.maxrate``) starts after the warm-up. After each rate change
+the load runs ``settle_ms`` unjudged (the pipeline fills at the new rate, so the first acks' lag is
+not mistaken for overload), then for ``check_ms`` whose ``Observation`` (from the tracker) is fed
+to the search, and the rate it returns is sent to the producers. The measured phase ends when the
+search ends (its length is then what ran) or at ``duration_ms``.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import asyncio
 import os
 import shutil
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +76,7 @@ class RunSettings:
     keep_stores: bool = False
     drain_ms: int = 10_000
     check_ms: int = 2_000
+    settle_ms: int = 500  # after each rate change, before a check starts (acks of the new rate arrive)
     send_timeout_ms: int = 3_000
     limits: dict | None = None
     command_line: list[str] = field(default_factory=list)
@@ -167,6 +171,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             workers.send(producers, {"op": "rate", "rate_per_s": rate_now, "from_ns": start_ns})
         probe_start = probe_end = None
         check_started_ns = None
+        settle_until_ns = measure_ns
         stopped_ns = None
         total_s = (settings.warmup_ms + settings.duration_ms) / 1000
         last_acked, last_t, acked_rate = 0, time.monotonic_ns(), 0.0
@@ -180,12 +185,14 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
                 probe_end = await _probe(env)
             if search is not None and now >= measure_ns and stopped_ns is None:
                 if check_started_ns is None:
-                    tracker.start_check()
-                    check_started_ns = now
+                    if now >= settle_until_ns:  # the pipeline has filled at the new rate: judge from here
+                        tracker.start_check()
+                        check_started_ns = now
                 elif now - check_started_ns >= settings.check_ms * NS_PER_MS:
                     observation = tracker.take_check((now - check_started_ns) // NS_PER_MS, rate_now)
                     rate_now = search.observe(observation)
-                    check_started_ns = now
+                    check_started_ns = None
+                    settle_until_ns = now + settings.settle_ms * NS_PER_MS
                     if search.finished:
                         stopped_ns = now
                         workers.send(producers, {"op": "stop"})
@@ -294,6 +301,7 @@ def run(settings: RunSettings) -> tuple[dict | None, list[dict]]:
     from mqbench.limits import machine_info
 
     settings.validate()
+    started_utc = datetime.now(timezone.utc)
     plan = plan_workload(settings.source, settings.seed)
     cells, failures, layout = [], [], None
     for index, cell in enumerate(settings.cells):
@@ -328,7 +336,7 @@ def run(settings: RunSettings) -> tuple[dict | None, list[dict]]:
                          "source": workload.payload_source,
                          "measured": [c["settings"]["payload"] for c in cells]},
         warmup_ms=settings.warmup_ms, duration_ms=max(c["aggregates"]["duration_ms"] for c in cells),
-        window_ms=settings.window_ms)
+        window_ms=settings.window_ms, created_utc=started_utc)
     doc["run_id"] = settings.run_id
     doc["target"] = settings.target
     doc["rate"] = settings.rate if settings.rate is not None else "profile"
