@@ -2,11 +2,15 @@
 
 * ``config.DelayConfig``: the settings (levels, maximum delay, roll window, precision).
 * ``rewrite.rewrite_for_delay``: the put-side rewrite of a delayed message (pure).
-* ``timerlog``/``wheel``/``index``: the file-backed timer log and timing wheel (RocketMQ 5 layout).
-* ``plan``: the sans-I/O delivery windows and their replicated progress markers.
+* ``files``/``index``: the file-backed timer log and timing wheel (RocketMQ 5 layout).
+* ``plan``: the delivery windows and their replicated progress markers (pure).
 * ``service.DelayService``: the leader-side asyncio delivery service.
+* ``wiring``: ``LeaderDelay`` (a service that follows a group's leadership) and
+  ``attach_to_broker`` (the broker integration in one call).
 """
 from .config import DelayConfig
 from .rewrite import rewrite_for_delay
+from .service import DelayService
+from .wiring import LeaderDelay, attach_to_broker
 
-__all__ = ["DelayConfig", "rewrite_for_delay"]
+__all__ = ["DelayConfig", "DelayService", "LeaderDelay", "attach_to_broker", "rewrite_for_delay"]

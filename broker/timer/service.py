@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -70,6 +70,18 @@ class DelayStats:
     redelivered: int = 0        # window sources a recovery delivered (the old leader had not)
     failures: int = 0
     last_error: str = ""
+
+
+@dataclass
+class _Plan:
+    """One step's window in the making."""
+    wait_ms: int
+    timer_from: tuple[int, int] | None
+    timer_offset: int
+    more: bool = False
+    deliveries: list = field(default_factory=list)
+    ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
+    timer: tuple[int, int, int, int, int, int] | None = None
 
 
 @dataclass
@@ -362,62 +374,67 @@ class DelayService:
             offset = max(offset, nxt)
         return out, offset, None
 
-    async def step(self) -> int:
-        """Plan and deliver one window; returns how many ms to wait before the next step."""
+    def _plan_levels(self, plan: "_Plan", prog: Progress, now: int) -> None:
+        """Each level's due head records, in queue order, within the window's budget."""
         cfg = self.config
-        now = self.clock_ms()
-        prog = self.progress
-        wait = cfg.poll_interval_ms
-        more = False
-        deliveries: list[_Delivery] = []
-        ranges: dict[int, tuple[int, int]] = {}
         for level in range(1, cfg.max_level + 1):
             a = prog.levels.get(level, 0)
             waiting = self._level_waiting.get(level)
             if waiting is not None and waiting[0] == a and waiting[1] > now:
-                ranges[level] = (a, a)                     # its head is still not due: no read
-                wait = min(wait, waiting[1] - now)
+                plan.ranges[level] = (a, a)                # its head is still not due: no read
+                plan.wait_ms = min(plan.wait_ms, waiting[1] - now)
                 continue
-            budget = cfg.window_max - len(deliveries)     # one window holds at most window_max records
+            budget = cfg.window_max - len(plan.deliveries)   # one window holds at most window_max records
             top = self.store.max_offset(SCHEDULE_TOPIC, level - 1)
             if budget <= 0:
-                ranges[level] = (a, a)
-                more = more or top > a
+                plan.ranges[level] = (a, a)
+                plan.more = plan.more or top > a
                 continue
             found, b, next_due = self._level_deliveries(level, a, min(top, a + budget), now)
+            plan.deliveries += found
+            plan.ranges[level] = (a, b)
             if next_due is not None:
                 self._level_waiting[level] = (b, next_due)
-            deliveries += found
-            ranges[level] = (a, b)
-            if next_due is not None:
-                wait = min(wait, next_due - now)
+                plan.wait_ms = min(plan.wait_ms, next_due - now)
             elif b < top:
-                more = True
-        timer = None
-        timer_from, timer_offset = prog.timer_from, prog.timer_offset
+                plan.more = True
+
+    async def _plan_timer(self, plan: "_Plan", prog: Progress, now: int) -> None:
+        """The timer entries of the window (``plan`` module doc): index the new records, then take
+        the index's entries from the cursor key up to now and the new ones already due."""
+        ix = self.index
+        end = (now + 1, 0)                               # every key with fire time <= now
+        start = end if prog.timer_from is None else prog.timer_from
+        if start > end:              # this clock is behind the last window's end: wait for it
+            plan.wait_ms = min(plan.wait_ms, max(1, start[0] - end[0]))
+            return
+        first_new, fresh = await self._catch_up(self.config.window_max)
+        e_from, e_to = prog.timer_offset, ix.next_queue_offset
+        if e_to < self.store.max_offset(TIMER_TOPIC, 0):
+            plan.more = True                             # more to index: step again at once
+        first, cut = ix.collect(start, end, e_from, max(1, self.config.window_max - len(plan.deliveries)))
+        extra = await self._entries_from_queue(e_from, first_new, cut) if e_from < first_new else []
+        late = [e for e in extra + fresh if (e.fire_ms, e.queue_offset) < cut and e.queue_offset >= e_from]
+        plan.deliveries += self._timer_deliveries(sorted(first + late))
+        plan.timer = (*start, *cut, e_from, e_to)
+        plan.timer_from, plan.timer_offset = cut, e_to
+        if cut < end:
+            plan.more = True
+        else:
+            nf = ix.next_fire_ms(cut, now + plan.wait_ms + 1, e_to)
+            if nf is not None:
+                plan.wait_ms = min(plan.wait_ms, nf - now)
+
+    async def step(self) -> int:
+        """Plan and deliver one window; returns how many ms to wait before the next step."""
+        now = self.clock_ms()
+        prog = self.progress
+        plan = _Plan(wait_ms=self.config.poll_interval_ms, timer_from=prog.timer_from, timer_offset=prog.timer_offset)
+        self._plan_levels(plan, prog, now)
         if self.index is not None:
-            ix = self.index
-            end = (now + 1, 0)                           # every key with fire time <= now
-            start = end if prog.timer_from is None else prog.timer_from
-            if start > end:          # this clock is behind the last window's end: wait for it
-                wait = min(wait, max(1, start[0] - end[0]))
-            else:
-                first_new, fresh = await self._catch_up(cfg.window_max)
-                e_from, e_to = prog.timer_offset, ix.next_queue_offset
-                if e_to < self.store.max_offset(TIMER_TOPIC, 0):
-                    more = True                                  # more to index: step again at once
-                first, cut = ix.collect(start, end, e_from, max(1, cfg.window_max - len(deliveries)))
-                extra = await self._entries_from_queue(e_from, first_new, cut) if e_from < first_new else []
-                late = [e for e in extra + fresh if (e.fire_ms, e.queue_offset) < cut and e.queue_offset >= e_from]
-                deliveries += self._timer_deliveries(sorted(first + late))
-                timer = (*start, *cut, e_from, e_to)
-                timer_from, timer_offset = cut, e_to
-                if cut < end:
-                    more = True
-                else:
-                    nf = ix.next_fire_ms(cut, now + wait + 1, e_to)
-                    if nf is not None:
-                        wait = min(wait, nf - now)
+            await self._plan_timer(plan, prog, now)
+        deliveries, ranges, timer = plan.deliveries, plan.ranges, plan.timer
+        wait, more = plan.wait_ms, plan.more
         if deliveries:
             window = Window(prog.step, ranges, timer, self._targets(deliveries))
             await self.put(marker_message(window, now_ms=now))
@@ -428,7 +445,8 @@ class DelayService:
                 if b != a:
                     self.store.set_delay_offset(level, b)
         else:   # nothing delivered: no marker; the next window simply starts earlier
-            self.progress = Progress({lvl: b for lvl, (_, b) in ranges.items()}, timer_from, timer_offset, prog.step)
+            self.progress = Progress({lvl: b for lvl, (_, b) in ranges.items()}, plan.timer_from, plan.timer_offset,
+                                     prog.step)
         if self.index is not None and (now - self._checkpoint_at_ms >= INDEX_CHECKPOINT_MS
                                        or self.index.needs_checkpoint):
             await self._checkpoint()
