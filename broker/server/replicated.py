@@ -57,7 +57,7 @@ import asyncio
 import logging
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from mqbench.errors import CorruptDataError, MqbenchError, UserError
@@ -66,16 +66,18 @@ from mqbench.broker.raft.node import RaftNode
 from mqbench.broker.raft.transport import RaftTransport
 from mqbench.broker.raft.types import NONE, Entry, EntryKind, Message as RaftMessage, ProposalDropped, Ready, Role
 from mqbench.broker.raft.types import NotLeader as RaftNotLeader
-from mqbench.broker.raft.wire import DEFAULT_MAX_FRAME_BYTES, ENTRY, HEADER, LENGTH
+from mqbench.broker.raft.wire import DEFAULT_MAX_FRAME_BYTES
 from mqbench.broker.store.batch import BatchItem
 from mqbench.broker.store.configs import TopicConfig
-from mqbench.broker.store.dledger_log import is_record_body
-from mqbench.broker.store.record import Message, decode_message, message_id, peek_fields, peek_topic
+from mqbench.broker.store.record import Message, decode_message, message_id, peek_fields
 from mqbench.broker.store.store import Store
 from mqbench.broker.store.topics import validate_topic
 
-from .entries import META_TOPIC, OffsetUpdate, TopicUpdate, check_offset_update, decode_meta, meta_message
+from .entries import OffsetUpdate, TopicUpdate, check_offset_update, decode_meta, meta_message
+from .group_types import LeadershipLost, NotLeader, PutResult, frame_bytes, is_meta_record, refuse_meta_topic
 from .raft_glue import AppliedMark, StoreRaftStorage
+
+__all__ = ["LeadershipLost", "NotLeader", "PutResult", "ReplicatedGroup"]
 
 log = logging.getLogger("mqbench.broker.replicated")
 
@@ -85,32 +87,6 @@ APPLIED_SAVE_MS = 5000
 TRANSPORT_CLOSE_S = 2.0
 # one entry must fit in one transport frame, with room for the frame and entry headers
 ENTRY_BYTES_MAX = DEFAULT_MAX_FRAME_BYTES - (1 << 16)
-
-
-class NotLeader(RaftNotLeader):
-    """This replica cannot take the write; ``leader_id`` is the leader it knows of (or None)."""
-
-    def __init__(self, leader_id: int | None, *, node_id: int, reason: str | None = None):
-        self.leader_id = leader_id or None
-        super().__init__(node_id, leader_id or NONE)
-        if reason:
-            self.args = (f"{self.args[0]}: {reason}",)
-
-
-class LeadershipLost(NotLeader):
-    """A pending write whose outcome is unknown: this replica stopped being leader (or closed)
-    before it was committed. The entry may still be committed by the new leader."""
-
-
-@dataclass
-class PutResult:
-    msg_id: str                 # offsetMsgId; a batch of several records: the ids joined by ","
-    queue_id: int
-    queue_offset: int           # of the first message
-    physical_offset: int        # of the first record
-    count: int = 1              # messages stored
-    msg_ids: list[str] = field(default_factory=list)
-    index: int = 0              # Raft index of the last entry
 
 
 @dataclass
@@ -125,11 +101,6 @@ class _Waiter:
 class _OffsetFlight:
     wanted: int                           # the highest offset asked for while this flight is up
     task: asyncio.Future | None = None
-
-
-def frame_bytes(m: RaftMessage) -> int:
-    """Bytes ``m`` takes on the wire (``raft.wire`` framing)."""
-    return LENGTH.size + HEADER.size + sum(ENTRY.size + len(e.data) for e in m.entries)
 
 
 class ReplicatedGroup:
@@ -294,7 +265,7 @@ class ReplicatedGroup:
     async def put(self, msg: Message) -> PutResult:
         """Store one message through the group (module doc)."""
         self._check_writable()
-        _refuse_meta_topic(msg.topic)
+        refuse_meta_topic(msg.topic)
         record = self.store.prepare_record(msg)
         return await self._propose([record], [1])
 
@@ -306,7 +277,7 @@ class ReplicatedGroup:
         when ``consolidate`` (a BatchCQ topic), else one record (one Raft entry) per message,
         proposed together (one Ready: they commit together unless the leader fails meanwhile)."""
         self._check_writable()
-        _refuse_meta_topic(topic)
+        refuse_meta_topic(topic)
         prepared = self.store.prepare_batch_records(
             topic, queue_id, items, consolidate=consolidate, properties=properties, flag=flag, sysflag=sysflag,
             born_timestamp_ms=born_timestamp_ms, born_host=born_host, inner_body=inner_body)
@@ -606,18 +577,3 @@ class ReplicatedGroup:
                 await asyncio.to_thread(self._mark.save, self.store, self.applied_index)
         finally:
             await asyncio.to_thread(self.store.close)
-
-
-def _refuse_meta_topic(topic: str) -> None:
-    if topic == META_TOPIC:
-        raise UserError(f"{META_TOPIC} is the group's internal metadata topic; messages cannot be sent to it")
-
-
-def is_meta_record(data: bytes) -> bool:
-    """True when ``data`` is a commitlog record on the metadata topic."""
-    if not is_record_body(data):
-        return False
-    try:
-        return peek_topic(data, 0) == META_TOPIC
-    except (CorruptDataError, IndexError, ValueError):
-        return False
