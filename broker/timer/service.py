@@ -44,9 +44,11 @@ from .rewrite import (PROP_REAL_TOPIC, PROP_SOURCE, delivered_message, level_due
 
 log = logging.getLogger("mqbench.broker.timer")
 
-STOPPED, RECOVERING, RUNNING = "stopped", "recovering", "running"
+STOPPED, FOLLOWING, RECOVERING, RUNNING = "stopped", "following", "recovering", "running"
 TRANSITIONS = {
     # (state, event): next state
+    (STOPPED, "follow"): FOLLOWING,      # a follower only keeps its timer index caught up
+    (FOLLOWING, "stop"): STOPPED,
     (STOPPED, "start"): RECOVERING,
     (RECOVERING, "recovered"): RUNNING,
     (RECOVERING, "failed"): RECOVERING,
@@ -142,6 +144,45 @@ class DelayService:
         self._event("start")
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def follow(self) -> None:
+        """On a follower: keep the timer index caught up with the committed timer queue (woken by
+        ``notify``), so that becoming leader needs no long catch-up. Delivers nothing. ``stop`` ends it."""
+        if self._task is not None or self.index_disabled:
+            return
+        self._event("follow")
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._follow_loop(), name=f"{self.name}-index")
+
+    @property
+    def index_disabled(self) -> bool:
+        return not self.config.timer_enabled
+
+    async def _follow_loop(self) -> None:
+        self._open_index()
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self._catch_up()
+                if self.index.needs_checkpoint or self.clock_ms() - self._checkpoint_at_ms >= INDEX_CHECKPOINT_MS:
+                    await self._checkpoint()
+                    self._checkpoint_at_ms = self.clock_ms()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.failures += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("%s: indexing as a follower failed: %s", self.name, self.stats.last_error)
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait([waiter], timeout=self.retry_ms / 1000)
+            finally:
+                waiter.cancel()
+
+    def _open_index(self) -> None:
+        if self.config.timer_enabled and self.index is None:
+            self.index = TimerIndex(self.index_root, self.config, segment_bytes=self.timer_log_segment_bytes,
+                                    clock_ms=self.clock_ms, auto_checkpoint=False)
 
     async def stop(self) -> None:
         """Stop delivering (on losing leadership or shutdown); the index is checkpointed and closed."""
@@ -456,7 +497,7 @@ class DelayService:
     async def _checkpoint(self) -> None:
         """Checkpoint the index in a worker thread (its fdatasyncs must not stall the event loop,
         which also runs Raft). ``stop`` waits for a checkpoint in flight before closing the index."""
-        cursor = self.progress.timer_from[0] if self.progress.timer_from else 0
+        cursor = self.progress.timer_from[0] if self.progress.timer_from else self.index.last_read_time_ms
         self._checkpointing = asyncio.ensure_future(asyncio.to_thread(self.index.checkpoint, cursor))
         await asyncio.shield(self._checkpointing)
 
@@ -495,9 +536,7 @@ class DelayService:
 
     async def recover(self) -> None:
         """Re-derive progress from the log (see ``plan``): barrier, last marker, target scan, redo."""
-        if self.config.timer_enabled and self.index is None:
-            self.index = TimerIndex(self.index_root, self.config, segment_bytes=self.timer_log_segment_bytes,
-                                    clock_ms=self.clock_ms, auto_checkpoint=False)
+        self._open_index()
         result = await self.put(barrier_message(now_ms=self.clock_ms(), who=self.name))
         await self._applied(PROGRESS_TOPIC, BARRIER_QUEUE, result.queue_offset)
         self.stats.recoveries += 1

@@ -16,10 +16,12 @@ which is exactly the recipe below on the broker's extension points (``ctx.messag
     await delay.close()                                            # before group.close()
 
 ``on_role_change`` starts the service when the role becomes "leader" and stops it on any other
-role; the start/stop calls run one after the other in a task of their own (the callbacks are
-synchronous), so a quick leader-follower-leader flap never runs two services. ``on_commit`` wakes
-the service (new delayed messages or due ones are looked at at once). ``service`` is the current
-``DelayService`` (its ``stats`` for runtime info), None while not leader.
+role, where an ``indexer`` (a ``DelayService`` in ``follow`` mode) keeps the timer index caught up
+with the committed timer queue instead, so a new leader starts delivering without a long index
+catch-up. The start/stop calls run one after the other in a task of their own (the callbacks are
+synchronous), so a quick leader-follower-leader flap never runs two of them on one index.
+``on_commit`` wakes whichever runs. ``service`` is the delivering ``DelayService`` (its ``stats``
+for runtime info), None while not leader.
 """
 from __future__ import annotations
 
@@ -46,38 +48,50 @@ class LeaderDelay:
         self.clock_ms = clock_ms
         self.index_root = index_root
         self.service_kw = service_kw
-        self.service: DelayService | None = None
+        self.service: DelayService | None = None       # delivering (leader)
+        self.indexer: DelayService | None = None       # following: keeps the timer index caught up
         self._want_leader = False
+        self._started = False
         self._changes: asyncio.Queue[bool] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
         self._closed = False
 
     def on_role_change(self, role: str, term: int, leader_id) -> None:
         want = role == "leader"
-        if self._closed or want == self._want_leader:
+        if self._closed or (want == self._want_leader and self._started):
             return
+        self._started = True
         self._want_leader = want
         self._changes.put_nowait(want)
         if self._worker is None or self._worker.done():
             self._worker = asyncio.get_running_loop().create_task(self._follow(), name="delay-leadership")
 
     def on_commit(self) -> None:
-        if self.service is not None:
-            self.service.notify()
+        for service in (self.service, self.indexer):
+            if service is not None:
+                service.notify()
+
+    def _new_service(self) -> DelayService:
+        return DelayService(self.group.store, self.group.put, clock_ms=self.clock_ms, config=self.config,
+                            index_root=self.index_root, name=f"delay-{getattr(self.group, 'self_id', '?')}",
+                            **self.service_kw)
 
     async def _follow(self) -> None:
         while not self._changes.empty():
             leader = self._changes.get_nowait()
             try:
+                if self.indexer is not None and (leader or self._closed):
+                    indexer, self.indexer = self.indexer, None
+                    await indexer.stop()          # checkpoints the index the leader reopens at once
                 if leader and self.service is None:
-                    self.service = DelayService(self.group.store, self.group.put, clock_ms=self.clock_ms,
-                                                config=self.config, index_root=self.index_root,
-                                                name=f"delay-{getattr(self.group, 'self_id', '?')}",
-                                                **self.service_kw)
+                    self.service = self._new_service()
                     await self.service.start()
                 elif not leader and self.service is not None:
                     service, self.service = self.service, None
                     await service.stop()
+                if not leader and not self._closed and self.indexer is None and self.config.timer_enabled:
+                    self.indexer = self._new_service()
+                    await self.indexer.follow()
             except Exception:
                 log.exception("delay service could not follow the leadership change")
 
@@ -86,9 +100,11 @@ class LeaderDelay:
         self._closed = True
         if self._worker is not None:
             await asyncio.gather(self._worker, return_exceptions=True)
-        if self.service is not None:
-            service, self.service = self.service, None
-            await service.stop()
+        for name in ("service", "indexer"):
+            service = getattr(self, name)
+            if service is not None:
+                setattr(self, name, None)
+                await service.stop()
 
 
 def attach_to_broker(broker, config: DelayConfig | None = None, **service_kw) -> LeaderDelay:

@@ -79,6 +79,15 @@ def test_leader_halted_mid_burst_next_leader_delivers_the_rest_once(tmp_path):
                     msg = Message("Orders", body, {"TIMER_DELIVER_MS": str(at)}, queue_id=i % 2)
                     await leader.put(rewrite_for_delay(msg, now_ms=wall_ms(), config=CFG))
                     due[body] = at
+            # the followers keep their timer index caught up (no long catch-up on becoming leader)
+            timers = leader.store.max_offset("rmq_sys_wheel_timer", 0)
+            deadline = time.monotonic() + 5
+            followers = [d for i, d in delays.items() if i != leader.self_id]
+            while not all(d.indexer and d.indexer.index and d.indexer.index.next_queue_offset == timers
+                          for d in followers) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert timers == 80 and all(d.indexer.index.next_queue_offset == timers for d in followers)
+            assert delays[leader.self_id].indexer is None
             # halt the leader once it has delivered part of the burst
             service = delays[leader.self_id].service
             deadline = time.monotonic() + 10
