@@ -163,7 +163,7 @@ class DelayService:
         while not self._stopping:
             self._wake.clear()
             try:
-                await self._catch_up()
+                await self._catch_up(keep=False)
                 if self.index.needs_checkpoint or self.clock_ms() - self._checkpoint_at_ms >= INDEX_CHECKPOINT_MS:
                     await self._checkpoint()
                     self._checkpoint_at_ms = self.clock_ms()
@@ -296,9 +296,10 @@ class DelayService:
             due = record.store_timestamp_ms   # fires at once; delivery then finds it malformed and skips it
         return due, record.store_timestamp_ms
 
-    async def _catch_up(self, limit: int | None = None) -> tuple[int, list[TimerEntry]]:
+    async def _catch_up(self, limit: int | None = None, *, keep: bool = True) -> tuple[int, list[TimerEntry]]:
         """Index the committed timer records not indexed yet (at most about ``limit``); returns
-        (first offset indexed, their entries)."""
+        (first offset indexed, their entries; none unless ``keep``: a full catch-up keeps nothing
+        in memory)."""
         ix = self.index
         hi = self.store.max_offset(TIMER_TOPIC, 0)
         if ix.next_queue_offset > hi:
@@ -308,12 +309,16 @@ class DelayService:
         offset = max(ix.next_queue_offset, self.store.min_offset(TIMER_TOPIC, 0))
         start = offset
         fresh: list[TimerEntry] = []
-        while offset < hi and (limit is None or len(fresh) < limit):
+        added = 0
+        while offset < hi and (limit is None or added < limit):
             msgs, nxt = self._read(TIMER_TOPIC, 0, offset, READ_CHUNK)
             for m in msgs:
                 due, stored = self._entry_of(m)
-                fresh.append(ix.add(m.queue_offset, due, stored, offset_py=m.physical_offset, size_py=record_size(m),
-                                    real_topic_hash=self._topic_hash(m.properties.get(PROP_REAL_TOPIC))))
+                entry = ix.add(m.queue_offset, due, stored, offset_py=m.physical_offset, size_py=record_size(m),
+                               real_topic_hash=self._topic_hash(m.properties.get(PROP_REAL_TOPIC)))
+                if keep:
+                    fresh.append(entry)
+                added += 1
             if nxt <= offset:
                 break
             offset = nxt
@@ -542,7 +547,7 @@ class DelayService:
         self.stats.recoveries += 1
         last = self._last_window()
         if self.index is not None:
-            await self._catch_up()
+            await self._catch_up(keep=False)
         if last is None:
             self.progress = self._initial_progress()
         else:

@@ -1,6 +1,6 @@
 """Millions of pending timers cost disk (52-byte units), not memory.
 
-Default slice: 500 000 timers spread over three days straight into the index; the resident-set
+Default slice: 400 000 timers spread over three days straight into the index; the resident-set
 growth per pending timer after the first 200 000 (by then the bounded changed-slot cache has been
 filled and emptied) is measured between two checkpoints and must stay a few bytes (an in-memory timer
 queue needs well over 100 B per timer).
@@ -39,7 +39,7 @@ def fill_index(ix: TimerIndex, start: int, end: int) -> None:
         ix.add(i, due_of(i), T0_MS + i // 1000)
 
 
-@pytest.mark.parametrize("total", [pytest.param(500_000, id="500k"),
+@pytest.mark.parametrize("total", [pytest.param(400_000, id="400k"),
                                    pytest.param(1_000_000, id="1M", marks=pytest.mark.slow)])
 def test_pending_timers_grow_disk_not_memory(tmp_path, total):
     warm = 200_000
