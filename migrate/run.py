@@ -26,6 +26,7 @@ record (PREPAREDTRANSACTIONOFFSET) are pointed at its new place.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -41,7 +42,7 @@ from mqbench.broker.store.topics import TRANS_HALF_TOPIC
 from mqbench.errors import CorruptDataError, UserError
 
 from . import delay
-from .configs_carry import write_configs
+from .configs_carry import read_configs, write_configs
 from .journal import JOURNAL_FILE, read_journal, write_file_atomic, write_journal
 from .plan import Options, Plan, make_plan
 from .reframe import Reframer
@@ -51,6 +52,10 @@ from .target import TargetLog, TargetQueues
 CHECKPOINT_EVERY_BYTES = 64 << 20
 RAFT_APPLIED_FILE = "raft-applied.json"     # the broker's applied mark (broker/server/raft_glue.py)
 STEPS = {"copy": "meta", "meta": "done"}
+
+
+class Blocked(UserError):
+    """The source holds records without a form in the target (the message lists them all)."""
 
 
 class Copier:
@@ -67,6 +72,15 @@ class Copier:
         self.progress = progress
         self.on_progress = on_progress
         self.keep_indexes = plan.keeps_raft_indexes
+        # a 5.x source going to 4.x may hold records without a 4.x form: each record is checked as
+        # it is copied; after the first blocker nothing more is written, the rest is only checked,
+        # so the refusal lists every blocking kind (and the caller removes DST)
+        self.check_blockers = not plan.scanned and versions.major(plan.source_version) == 5 and \
+            versions.major(plan.target_version) == 4
+        self.blocked = False
+        self.timers.now_ms = max(self.timers.now_ms, progress["last_store_timestamp_ms"])
+        if progress.get("timer_farthest"):
+            self.timers.farthest = tuple(progress["timer_farthest"])
         self.src_dl = versions.is_dledger(plan.source_version)
         self.dst_dl = versions.is_dledger(plan.target_version)
         if queue_sizes is not None:
@@ -83,9 +97,15 @@ class Copier:
             self._copy(item)
             before, p["folder"], p["address"] = p["address"], item.next.folder, item.next.address
             if item.next.address // CHECKPOINT_EVERY_BYTES != before // CHECKPOINT_EVERY_BYTES:
-                checkpoint()
+                if not self.blocked:
+                    checkpoint()
                 if self.on_progress:
                     self.on_progress(p["bytes_in"])
+        if self.check_blockers:
+            for b, place in self.timers.final_blockers():
+                self.plan.add_blocker(b.kind, b.detail, place)
+            if self.plan.blockers:
+                raise Blocked(self.plan.blocker_text())
         if self.timers.to_v4 and self.timers.map_to_levels and not p.get("timers_done"):
             self._map_timers()
             p["timers_done"] = True     # journaled by the checkpoint that follows
@@ -108,6 +128,15 @@ class Copier:
             p["records_uncommitted_dropped"] += 1
             return
         msg = decode_item(item)
+        if self.check_blockers:
+            place = f"{item.where} at offset {item.offset}"
+            for b in self.reframer.blockers(msg) + self.timers.blockers(msg, place):
+                self.plan.add_blocker(b.kind, b.detail, place)
+                self.blocked = True
+            if self.timers.farthest is not None:
+                p["timer_farthest"] = list(self.timers.farthest)
+            if self.blocked:
+                return
         p["records_in"] += 1
         self.timers.observe(msg)
         old_tx = msg.prepared_tx_offset
@@ -118,6 +147,10 @@ class Copier:
                 self._write(msg, item.record, term, index, item)
             else:
                 outs = self.reframer.records(msg)
+                if len(outs) > 1 and self.keep_indexes:
+                    raise CorruptDataError(f"an inner-batch record of topic {msg.topic}, which topics.json does not "
+                                           "configure as BatchCQ (queue.type): its messages cannot keep the Raft "
+                                           "indexes; fix the topic config", where=item.where, offset=item.offset)
                 for i, out in enumerate(outs):
                     if remap:
                         out.prepared_tx_offset = p["prepared"][str(old_tx)]
@@ -201,6 +234,11 @@ def _check_dst(src: str, dst: str, resume: bool) -> dict | None:
     return None
 
 
+def _has_batch_topics(src: str) -> bool:
+    topics = read_configs(src).topics
+    return topics is not None and any(cfg.is_batch_cq for cfg in topics.topics.values())
+
+
 def _journal_base(plan: Plan, options: Options) -> dict:
     return {"source": plan.source, "source_version": plan.source_version,
             "source_files": [list(f) for f in plan.source_files], "target_version": plan.target_version,
@@ -217,9 +255,13 @@ def migrate(src: str, dst: str, options: Options, *, resume: bool = False,
     if options.target not in versions.STORE_VERSIONS:
         raise UserError(f"unknown target version {options.target!r} (one of {', '.join(versions.STORE_VERSIONS)})")
     journal = _check_dst(src, dst, resume)
-    # only a 5.x source going to a 4.x target can hold records without a target form: that case
-    # is scanned first, so a refusal lists every blocker before anything is written
-    need_scan = versions.major(options.target) == 4 and versions.major(versions.detect_version(src)) == 5
+    # only a 5.x source going to 4.x can hold records without a 4.x form; they are found while
+    # copying (Copier.check_blockers). A scan first is needed only to learn whether a DLedger log
+    # can keep its Raft indexes: not when an inner batch (a BatchCQ topic) is expanded
+    source_version = versions.detect_version(src)
+    need_scan = (versions.major(options.target) == 4 and versions.major(source_version) == 5
+                 and versions.is_dledger(options.target) and versions.is_dledger(source_version)
+                 and _has_batch_topics(src))
     plan = make_plan(src, options, scan=need_scan)
     base = _journal_base(plan, options)
     if journal is not None:
@@ -238,7 +280,11 @@ def migrate(src: str, dst: str, options: Options, *, resume: bool = False,
         queue_sizes = None
     while step != "done":
         if step == "copy":
-            _copy_step(plan, options, Path(dst), base, progress, queue_sizes, on_progress)
+            try:
+                _copy_step(plan, options, Path(dst), base, progress, queue_sizes, on_progress)
+            except Blocked:
+                shutil.rmtree(dst)       # DST was empty before this migration began (_check_dst)
+                raise
         elif step == "meta":
             _meta_step(plan, Path(dst), progress)
         step = STEPS[step]

@@ -312,3 +312,21 @@ def test_verify_checks_every_queue_unit(golden, tmp_path):
     assert "consumequeue/orders/1" in text and "offset 3" in text
     assert "batchconsumequeue/batchy/0" in text and "unit 1" in text
     assert "consumequeue/ghost/0: a queue without records" in text
+
+
+def test_inner_batch_on_a_topic_not_configured_batchcq_is_named(golden, tmp_path):
+    src = str(tmp_path / "src")
+    shutil.copytree(golden["v5-dledger"], src)
+    path = os.path.join(src, "config", "topics.json")
+    topics = configs.parse_topics_json(open(path, "rb").read())
+    topics.topics["batchy"].attributes = {}
+    open(path, "w").write(configs.dump_topics_json(topics, "v5"))
+    if os.path.exists(path + ".bak"):
+        os.remove(path + ".bak")
+    with pytest.raises(CorruptDataError, match="does not configure as BatchCQ") as exc:
+        migrate(src, str(tmp_path / "out"), Options(target="v4-dledger", codec=parse_codec("zlib")))
+    assert exc.value.where == "dledger-n0/data/00000000000000000000"
+    # with the config right, the batch topic is expanded and the entries numbered afresh
+    out = str(tmp_path / "ok")
+    migrate(golden["v5-dledger"], out, Options(target="v4-dledger", codec=parse_codec("zlib")))
+    assert verify(golden["v5-dledger"], out)["ok"]
