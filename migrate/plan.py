@@ -3,14 +3,15 @@
 ``make_plan(src, options, scan=True) -> Plan``: detects the source version, lists its log files,
 and (with ``scan``) walks the log read-only once to count records, entries and messages and to
 find the records that have no form in the target (``reframe.Reframer.blockers``) and the pending
-timer messages a ``v4`` target cannot hold (``delay.timer_blockers``). A plan with blockers is
-refused by ``run.migrate`` with every blocking kind listed (count and first place).
+timer messages a ``v4`` target cannot hold (``delay.TimerScan``). ``--dry-run`` prints that.
+``run.migrate`` finds the same blockers while it copies and refuses with every blocking kind listed
+(count and first places).
 
 Estimates (``--dry-run``): target log bytes = the valid source log bytes, + 48 per record going
 into DLedger entries, - 48 per record leaving them, + the inner messages of expanded batches times
 the record overhead; queue bytes = 20 per message; time = source log bytes over ``ESTIMATE_MB_PER_S``, the copy rate
-``tests/benchmarks/migrate_bench.py`` measured (see README), twice for a 5.x source going to a
-4.x target (the blocker scan reads the source once more before the copy).
+``tests/benchmarks/migrate_bench.py`` measured (see README), twice when ``needs_prescan`` (the
+source is read once before the copy).
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ class Plan:
             log += RECORD_OVERHEAD_BYTES * max(0, self.messages - self.records)
         queues = 20 * self.messages
         total = log + queues
-        passes = 2 if versions.major(self.source_version) == 5 and self.target_version.startswith("v4") else 1
+        passes = 2 if needs_prescan(self.source_version, self.target_version, self.configs) else 1
         return {"target_log_bytes": log, "target_queue_bytes": queues, "target_bytes": total,
                 "source_bytes": self.valid_log_bytes, "source_passes": passes,
                 "time_s": round(passes * self.valid_log_bytes / (ESTIMATE_MB_PER_S * 1e6), 1),
@@ -110,6 +111,16 @@ class Plan:
         for b in self.blockers.values():
             lines.append(f"  {b.kind}: {b.count} x {b.detail}; first at {', '.join(b.places)}")
         return "\n".join(lines)
+
+
+def needs_prescan(source_version: str, target_version: str, source_configs: SourceConfigs) -> bool:
+    """Whether ``run.migrate`` reads SRC once before copying: only a 5.x DLedger source with BatchCQ
+    topics going to 4.x DLedger, to learn whether inner batches are expanded (then the Raft indexes
+    cannot be kept). Blockers are found while copying (``run.Copier``)."""
+    topics = source_configs.topics
+    return (versions.major(source_version) == 5 and versions.major(target_version) == 4
+            and versions.is_dledger(source_version) and versions.is_dledger(target_version)
+            and topics is not None and any(cfg.is_batch_cq for cfg in topics.topics.values()))
 
 
 def make_plan(src: str, options: Options, *, scan: bool = True) -> Plan:

@@ -44,7 +44,7 @@ from mqbench.errors import CorruptDataError, UserError
 from . import delay
 from .configs_carry import read_configs, write_configs
 from .journal import JOURNAL_FILE, read_journal, write_file_atomic, write_journal
-from .plan import Options, Plan, make_plan
+from .plan import Options, Plan, make_plan, needs_prescan
 from .reframe import Reframer
 from .source import Position, decode_item, walk_log
 from .target import TargetLog, TargetQueues
@@ -234,11 +234,6 @@ def _check_dst(src: str, dst: str, resume: bool) -> dict | None:
     return None
 
 
-def _has_batch_topics(src: str) -> bool:
-    topics = read_configs(src).topics
-    return topics is not None and any(cfg.is_batch_cq for cfg in topics.topics.values())
-
-
 def _journal_base(plan: Plan, options: Options) -> dict:
     return {"source": plan.source, "source_version": plan.source_version,
             "source_files": [list(f) for f in plan.source_files], "target_version": plan.target_version,
@@ -258,10 +253,7 @@ def migrate(src: str, dst: str, options: Options, *, resume: bool = False,
     # only a 5.x source going to 4.x can hold records without a 4.x form; they are found while
     # copying (Copier.check_blockers). A scan first is needed only to learn whether a DLedger log
     # can keep its Raft indexes: not when an inner batch (a BatchCQ topic) is expanded
-    source_version = versions.detect_version(src)
-    need_scan = (versions.major(options.target) == 4 and versions.major(source_version) == 5
-                 and versions.is_dledger(options.target) and versions.is_dledger(source_version)
-                 and _has_batch_topics(src))
+    need_scan = needs_prescan(versions.detect_version(src), options.target, read_configs(src))
     plan = make_plan(src, options, scan=need_scan)
     base = _journal_base(plan, options)
     if journal is not None:
