@@ -257,6 +257,9 @@ def test_cli_dry_run_and_verify(golden, tmp_path):
     assert doc["schema"] == "mqbench.migrate/1" and doc["records"] == 156 and doc["messages"] == 176
     assert doc["blockers"][0]["kind"] == "zstd_body" and doc["estimate"]["target_bytes"] > doc["source_log_bytes"] / 2
     assert not os.path.exists(tmp_path / "o")
+    res = runner.invoke(cli_main, ["migrate", golden["v5"], "--to", "v4", "--dry-run", "--codec", "zlib"])
+    assert res.exit_code == 0 and "156 records, 176 messages" in res.output and "blockers none" in res.output
+    assert "topic batchy: attributes" in res.output, res.output
     res = runner.invoke(cli_main, ["migrate", golden["v5"], "--to", "v5-dledger", "--out", str(tmp_path / "o"), "--verify"])
     assert res.exit_code == 0 and "verify: OK: 176 messages" in res.output, res.output
     res = runner.invoke(cli_main, ["migrate", golden["v4"], "--to", "v5-dledger", "--out", str(tmp_path / "o"), "--verify"])
