@@ -6,6 +6,7 @@ import asyncio
 import random
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from mqbench.broker.store.record import SCHEDULE_TOPIC, Message
 from mqbench.broker.store.timer_formats import TIMER_TOPIC
@@ -297,3 +298,28 @@ def test_damaged_timer_record_is_skipped_once_without_spinning(tmp_path):
     asyncio.run(main())
     assert [m.body for m in g.queue("Orders", 0)] == [b"good"]
     assert svc.stats.malformed == 1 and svc.index.next_queue_offset == 2
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(0, 2**32), st.lists(st.tuples(st.integers(0, 80), st.booleans()), min_size=1, max_size=4),
+       st.integers(2, 40), st.integers(1, 8))
+def test_property_any_sequence_of_depositions_keeps_exactly_once(tmp_path_factory, seed, depositions, window,
+                                                                   concurrency):
+    """Whatever the window size, concurrency, and where each leader is deposed (and whether its
+    last put was committed unacknowledged), every message arrives once and never early."""
+    cfg = DelayConfig(window_max=window, deliver_concurrency=concurrency)
+    g = Group(tmp_path_factory.mktemp("prop"))
+    due = workload(g, 60, seed, cfg)
+
+    async def main():
+        for turn, (fail_after, write_failing) in enumerate(depositions + [(None, False)]):
+            svc = g.service(f"r{turn % 2}", g.put_fn(fail_after=fail_after, write_failing=write_failing), config=cfg)
+            try:
+                await svc.recover()
+                await run_until(g, svc, T0_MS + 65_000, 457)
+            except Deposed:
+                pass
+            if svc.index is not None:
+                svc.index.close()
+    asyncio.run(main())
+    check_exactly_once_never_early(g, due)
