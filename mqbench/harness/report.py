@@ -14,6 +14,10 @@ limits recorded in the same result: ``disk_share_of_limit`` = disk MB/s (capacit
 message, or publish MB/s when the bytes on disk were not measured) / ``disk_write_fdatasync_mb_per_s``,
 and ``loopback_share_of_limit`` = capacity msgs/s / ``loopback_small_frames_per_s``.
 
+The html format adds charts drawn from the same files (``charts``): publish throughput per window
+over the measured phase, and publish and end-to-end latency by percentile from the merged
+histograms, one line per (result, cell).
+
 Machines needed for a target daily volume (``--daily-messages``), stated in the table with its
 inputs::
 
@@ -206,7 +210,7 @@ def render(results: list[LoadedResult], fmt: str = "terminal", *, daily_messages
         lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
         return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
-    return _html(headers, cells, notes)
+    return _html(headers, cells, notes, results)
 
 
 _STYLE = ("body{font-family:system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:13px}"
@@ -214,7 +218,10 @@ _STYLE = ("body{font-family:system-ui,sans-serif;margin:1.5em}table{border-colla
           "li{font-size:13px}")
 
 
-def _html(headers: list[str], cells: list[list[str]], notes: list[str]) -> str:
+def _html(headers: list[str], cells: list[list[str]], notes: list[str], results: list[LoadedResult]) -> str:
+    """The table, the run notes, then charts: throughput over time and latency CDFs (``charts``)."""
+    from mqbench.harness.charts import latency_cdf_chart, throughput_chart
+
     def numeric(text: str) -> bool:
         try:
             float(text.replace(",", "").rstrip("%"))
@@ -228,7 +235,10 @@ def _html(headers: list[str], cells: list[list[str]], notes: list[str]) -> str:
     items = "".join(f"<li>{html.escape(n)}</li>\n" for n in notes)
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mqbench report</title>"
             f"<style>{_STYLE}</style></head><body>\n<h1>mqbench capacity review</h1>\n"
-            f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>\n<ul>\n{items}</ul>\n</body></html>\n")
+            f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>\n<ul>\n{items}</ul>\n"
+            f"<h2>Throughput over time</h2>\n{throughput_chart(results)}\n<h2>Latency by percentile</h2>\n"
+            f"{latency_cdf_chart(results, 'publish_latency')}\n{latency_cdf_chart(results, 'e2e_latency')}\n"
+            "</body></html>\n")
 
 
 def report_document(results: list[LoadedResult], *, daily_messages: float | None = None, peak_factor: float = 3.0,

@@ -1,0 +1,65 @@
+"""The html report's charts: drawn from the result files' windows and histograms, nothing else."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+import pytest
+
+from mqbench.harness.charts import CDF_PERCENTILES, _nice_max, latency_cdf_chart, throughput_chart
+from mqbench.harness.metrics import RunMetrics
+from mqbench.harness.report import LoadedResult, render
+from mqbench.harness.results import build_cell, build_result, load_result, write_result
+
+S = 1_000_000_000
+
+
+def result(tmp_path, rates_per_window, latency_ms):
+    cells = []
+    for name, rates in rates_per_window.items():
+        metrics = RunMetrics(0, duration_ms=10_000 * len(rates), warmup_ms=0, window_ms=10_000)
+        for index, rate in enumerate(rates):
+            for k in range(rate * 10):
+                t = index * 10 * S + k * (10 * S // (rate * 10))
+                metrics.record_ack(t, t + latency_ms[name] * 1_000_000, 100)
+        cells.append(build_cell(name, {"codec": name}, metrics))
+    doc = build_result(cells=cells, seed=1, command_line=["mqbench", "run"], machine={"cpu_model": "x"}, limits=None,
+                       layout={"name": "single", "hosts": 1, "groups": 1, "replicas_per_group": 1, "instances": 1,
+                               "instances_per_host": 1.0},
+                       workload={"profile": "orders", "trace_file": None, "trace_sha256": None}, codec={},
+                       batch={}, payload_source={}, warmup_ms=0, duration_ms=10_000 * 3, window_ms=10_000,
+                       git={"commit": None, "dirty": None}, created_utc=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    return [LoadedResult(*load_result(write_result(doc, tmp_path)))]
+
+
+def polylines(svg):
+    return [[tuple(map(float, p.split(","))) for p in m.split()] for m in re.findall(r'points="([^"]*)"', svg)]
+
+
+def test_throughput_lines_follow_the_windows(tmp_path):
+    loaded = result(tmp_path, {"none": [100, 200, 400], "zstd": [50, 50, 50]}, {"none": 2, "zstd": 3})
+    svg = throughput_chart(loaded)
+    lines = polylines(svg)
+    assert len(lines) == 2 and [len(line) for line in lines] == [3, 3]
+    ys = [y for _, y in lines[0]]
+    assert ys[0] > ys[1] > ys[2]  # screen y falls as msgs/s rise: 100 < 200 < 400
+    # Heights are proportional to the window rates (SVG y grows downwards from the plot top).
+    base = max(y for _, y in lines[1])
+    assert (base - ys[2]) / (base - ys[1]) == pytest.approx((400 - 50) / (200 - 50), rel=0.01)
+    assert f">{_nice_max(400):,.6g}<" in svg and ">none<" in svg and ">zstd<" in svg
+
+
+def test_latency_by_percentile_is_read_from_the_histograms(tmp_path):
+    loaded = result(tmp_path, {"a": [100, 100, 100]}, {"a": 7})
+    svg = latency_cdf_chart(loaded, "publish_latency")
+    (line,) = polylines(svg)
+    assert len(line) == len(CDF_PERCENTILES)
+    assert len({y for _, y in line}) == 1  # every ack took 7 ms: a flat line
+    assert latency_cdf_chart(loaded, "e2e_latency").count("<polyline") == 0  # nothing consumed: no line
+
+
+def test_the_html_report_embeds_the_charts_without_assets(tmp_path):
+    loaded = result(tmp_path, {"a": [10, 20, 30]}, {"a": 1})
+    text = render(loaded, "html")
+    assert text.count("<svg") == 3 and text.count("<tr>") == 2
+    assert not re.search(r"<(script|link|img|iframe)\b|src=|href=|@import|url\(", text)
