@@ -184,15 +184,48 @@ def _run_lines(results: list[LoadedResult]) -> list[str]:
     return lines
 
 
+#: (delta field, compared field): the relative change of each row against its baseline row.
+DELTA_FIELDS = (("throughput_delta_share", "throughput_msgs_per_s"),
+                ("capacity_delta_share", "capacity_msgs_per_s"),
+                ("publish_latency_p99_delta_share", "publish_latency_ms_p99"),
+                ("e2e_latency_p99_delta_share", "e2e_latency_ms_p99"),
+                ("disk_bytes_per_msg_delta_share", "disk_bytes_per_msg"),
+                ("cpu_per_msg_delta_share", "cpu_s_per_million_msgs"))
+_DELTA_COLUMNS = [("vs base msgs/s", "throughput_delta_share", "+.1%"),
+                  ("vs base capacity", "capacity_delta_share", "+.1%"),
+                  ("vs base pub p99", "publish_latency_p99_delta_share", "+.1%"),
+                  ("vs base CPU/msg", "cpu_per_msg_delta_share", "+.1%")]
+
+
+def add_baseline_deltas(rows: list[dict], baseline_rows: list[dict]) -> list[dict]:
+    """Each row gets ``*_delta_share`` = (row - base) / base against the baseline row of the same
+    cell name (else the baseline's first row), and ``baseline`` naming that row; None where either
+    figure is missing or the base is 0."""
+    if not baseline_rows:
+        raise UserError("the baseline result has no cells")
+    by_cell = {row["cell"]: row for row in baseline_rows}
+    for row in rows:
+        base = by_cell.get(row["cell"], baseline_rows[0])
+        row["baseline"] = f"{base['result']} {base['cell']}"
+        for delta, field in DELTA_FIELDS:
+            mine, theirs = row.get(field), base.get(field)
+            row[delta] = (mine - theirs) / theirs if mine is not None and theirs else None
+    return rows
+
+
 def render(results: list[LoadedResult], fmt: str = "terminal", *, daily_messages: float | None = None,
-           peak_factor: float = 3.0, headroom: float = 0.7) -> str:
-    """The report as text in ``fmt`` (terminal, markdown, csv or html)."""
+           peak_factor: float = 3.0, headroom: float = 0.7, baseline: LoadedResult | None = None) -> str:
+    """The report as text in ``fmt`` (terminal, markdown, csv or html); with ``baseline``, every row
+    also shows its change against the baseline's row of the same cell (``add_baseline_deltas``)."""
     if fmt not in FORMATS:
         raise UserError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if not results:
         raise UserError("no result to report")
     rows = report_rows(results, daily_messages, peak_factor, headroom)
     columns = _COLUMNS + (_SIZING_COLUMNS if daily_messages is not None else [])
+    if baseline is not None:
+        add_baseline_deltas(rows, report_rows([baseline], daily_messages, peak_factor, headroom))
+        columns = columns + _DELTA_COLUMNS
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
@@ -202,6 +235,9 @@ def render(results: list[LoadedResult], fmt: str = "terminal", *, daily_messages
     headers = [c[0] for c in columns]
     cells = [[_cell_text(row[field], fmt_) for _, field, fmt_ in columns] for row in rows]
     notes = _run_lines(results)
+    if baseline is not None:
+        notes.append(f"baseline: {baseline.folder.name} (vs base = (row - baseline row of the same cell, else its "
+                     "first row) / baseline row)")
     if daily_messages is not None:
         notes.append(_sizing_note(daily_messages, peak_factor, headroom))
     if fmt == "terminal":
@@ -242,7 +278,7 @@ def _html(headers: list[str], cells: list[list[str]], notes: list[str], results:
 
 
 def report_document(results: list[LoadedResult], *, daily_messages: float | None = None, peak_factor: float = 3.0,
-                    headroom: float = 0.7) -> dict:
+                    headroom: float = 0.7, baseline: LoadedResult | None = None) -> dict:
     """The ``--json`` document, schema ``mqbench.report/1``."""
     runs = [{"result": r.folder.name, "path": str(r.folder), "git": r.doc["git"], "seed": r.doc["seed"],
              "created_utc": r.doc["created_utc"], "machine": r.doc["machine"], "limits": r.doc.get("limits"),
@@ -252,5 +288,8 @@ def report_document(results: list[LoadedResult], *, daily_messages: float | None
         sizing = {"daily_messages": daily_messages, "peak_factor": peak_factor, "headroom": headroom,
                   "average_msgs_per_s": daily_messages / SECONDS_PER_DAY,
                   "peak_msgs_per_s": daily_messages / SECONDS_PER_DAY * peak_factor}
-    return document(REPORT_SCHEMA, runs=runs, rows=report_rows(results, daily_messages, peak_factor, headroom),
+    rows = report_rows(results, daily_messages, peak_factor, headroom)
+    if baseline is not None:
+        add_baseline_deltas(rows, report_rows([baseline], daily_messages, peak_factor, headroom))
+    return document(REPORT_SCHEMA, runs=runs, rows=rows, baseline=None if baseline is None else str(baseline.folder),
                     sizing=sizing)

@@ -63,3 +63,21 @@ def test_the_html_report_embeds_the_charts_without_assets(tmp_path):
     text = render(loaded, "html")
     assert text.count("<svg") == 3 and text.count("<tr>") == 2
     assert not re.search(r"<(script|link|img|iframe)\b|src=|href=|@import|url\(", text)
+
+
+def test_baseline_deltas_compare_the_same_cell(tmp_path):
+    from mqbench.harness.report import add_baseline_deltas, report_rows
+
+    base = result(tmp_path / "base", {"none": [100, 100, 100], "zstd": [100, 100, 100]}, {"none": 10, "zstd": 10})
+    new = result(tmp_path / "new", {"zstd": [150, 150, 150], "lz4": [50, 50, 50]}, {"zstd": 5, "lz4": 20})
+    rows = add_baseline_deltas(report_rows(new), report_rows(base))
+    zstd, lz4 = rows
+    assert zstd["baseline"].endswith(" zstd") and lz4["baseline"].endswith(" none")  # no lz4 in base: first row
+    assert zstd["throughput_delta_share"] == pytest.approx(0.5, rel=0.01)
+    assert zstd["publish_latency_p99_delta_share"] == pytest.approx(-0.5, rel=0.01)
+    assert lz4["throughput_delta_share"] == pytest.approx(-0.5, rel=0.01)
+    assert zstd["disk_bytes_per_msg_delta_share"] is None  # not measured in either
+    text = render(new, "terminal", baseline=base[0])
+    assert "vs base msgs/s" in text and re.search(r"\+50\.\d%", text) and re.search(r"-50\.\d%", text)
+    assert f"baseline: {base[0].folder.name}" in text
+    assert "vs base" not in render(new, "terminal")
