@@ -121,13 +121,6 @@ def rewrite_for_delay(msg: Message, *, now_ms: int, config: DelayConfig = DelayC
     return _moved(msg, TIMER_TOPIC, 0, {PROP_TIMER_OUT_MS: str(deliver_ms)})
 
 
-def level_of_queue(queue_id: int, config: DelayConfig = DelayConfig()) -> int:
-    """The delay level of ``SCHEDULE_TOPIC_XXXX`` queue ``queue_id`` (level = queue + 1)."""
-    if not 0 <= queue_id < config.max_level:
-        raise UserError(f"schedule queue {queue_id} is outside 0..{config.max_level - 1}")
-    return queue_id + 1
-
-
 def level_due_ms(record: Message, config: DelayConfig = DelayConfig()) -> int:
     """When a ``SCHEDULE_TOPIC_XXXX`` record is due: its store time + its level's delay (spec 5.3)."""
     return record.store_timestamp_ms + config.level_delay_ms(record.queue_id + 1)
