@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -80,6 +81,9 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=None, help="keep the clusters' stores and logs here")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    # SIGTERM (``timeout``, a CI runner) ends the run through the same ``finally`` as ^C, so the
+    # clusters it started are stopped instead of left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.kills < 1:
         ap.error("--kills must be at least 1")
     root = args.dir or Path(tempfile.mkdtemp(prefix="failover-bench-"))
