@@ -98,6 +98,9 @@ async def on_send(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
     return _response(ctx, cmd, result, queue_id, properties.get(UNIQ_KEY), 1)
 
 
+_DELAY_KEYS = frozenset({"DELAY", "TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS"})
+
+
 async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
     header = headers.send_header(cmd)
     validate_send_topic(header.topic)
@@ -106,6 +109,11 @@ async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Chann
                                 where=f"batch body to {header.topic}")
     header, cfg, queue_id = await _prepare(ctx, cmd)
     properties = rec.decode_properties(header.properties or "")
+    delayed = _DELAY_KEYS.intersection(properties) or next(
+        (keys for item in batch.items if (keys := _DELAY_KEYS.intersection(item.properties))), None)
+    if delayed:  # RocketMQ refuses these too: a batch shares one queue and one delivery time
+        raise Refused(codes.MESSAGE_ILLEGAL, f"a batch to {header.topic} cannot carry delay properties "
+                                             f"({', '.join(sorted(delayed))}); send delayed messages one by one")
     compressed = bool(header.sys_flag & SYSFLAG_COMPRESSION_BITS)
     common = dict(properties=properties, born_timestamp_ms=header.born_timestamp_ms, born_host=peer_host(channel))
     if cfg.is_batch_cq and compressed:

@@ -1,7 +1,7 @@
 """The reference broker process: one replica of one broker group of a layout.
 
     python -m mqbench.broker.server.main --layout SRC --port-offset N --instance GROUP/nK \\
-        --store DIR --durability memory|fsync [--store-version v5-dledger] [--log-level info]
+        --store DIR --durability memory|fsync [--store-version v5-dledger] [--delay on|off] [--log-level info]
 
 What it does, in order (``Broker.start``): finds its instance in the layout (``--layout`` is a
 built-in name or a path, moved by ``--port-offset``), opens its replica of the group's Raft group
@@ -14,6 +14,9 @@ its store) and exits 0. Bad flags, an unknown layout or instance, a store that i
 another version, a port in use: one ``error: ...`` line on stderr and exit 2. Every event
 (start, role changes, registrations, topic creation, consumers joining, stop) is one log line on
 stderr.
+
+Delayed messages (``--delay on``, the default) are wired in after start: ``broker.timer.attach_to_broker``
+rewrites delay-level and timer sends and runs the delay service while this replica leads.
 
 Extensions (the delay service, say) plug in without editing this module:
 ``broker.ctx.message_rewriters`` (applied to every single message before it is put),
@@ -216,6 +219,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--store-version", default="v5-dledger", choices=[v for v in versions.STORE_VERSIONS
                                                                            if versions.is_dledger(v)])
     parser.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVELS)
+    parser.add_argument("--delay", choices=("on", "off"), default="on",
+                        help="on: deliver delay-level and timer messages (the delay service runs on the leader); "
+                             "off: store them as sent, like a broker without the feature")
     parser.add_argument("--register-interval-ms", type=int, default=INTERVAL_MS_DEFAULT,
                         help="how often to register with the name server")
     args = parser.parse_args(argv)
@@ -238,6 +244,10 @@ async def _run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):   # before starting: a signal during start-up stops it cleanly
         loop.add_signal_handler(sig, stop.set)
     await broker.start()
+    if args.delay == "on":
+        from mqbench.broker.timer import attach_to_broker
+
+        attach_to_broker(broker)
     return await broker.serve(stop)
 
 
