@@ -83,6 +83,16 @@ def _short_commit(git: dict) -> str:
     return commit[:10] + ("+dirty" if git.get("dirty") else "")
 
 
+def _capacity_source(cell: dict, sustainable: float | None) -> str:
+    if sustainable is not None:
+        return "max-rate search"
+    search = cell.get("max_rate_search")
+    if isinstance(search, dict):
+        # A search that did not settle: the capacity shown is only what the search's load achieved.
+        return f"unfinished search ({search.get('state')})"
+    return "offered load"
+
+
 def report_rows(results: list[LoadedResult], daily_messages: float | None = None, peak_factor: float = 3.0,
                 headroom: float = 0.7) -> list[dict]:
     """One dict per (result, cell), in the order given, with the fields of the module docstring."""
@@ -106,7 +116,7 @@ def report_rows(results: list[LoadedResult], daily_messages: float | None = None
                 "cell": cell["name"], "created_utc": doc["created_utc"],
                 "throughput_msgs_per_s": agg["throughput_msgs_per_s"], "throughput_mb_per_s": agg["throughput_mb_per_s"],
                 "capacity_msgs_per_s": capacity,
-                "capacity_source": "max-rate search" if sustainable is not None else "offered load",
+                "capacity_source": _capacity_source(cell, sustainable),
                 "publish_latency_ms_p50": agg.get("publish_latency_ms_p50"),
                 "publish_latency_ms_p99": agg.get("publish_latency_ms_p99"),
                 "publish_latency_ms_p999": agg.get("publish_latency_ms_p999"),

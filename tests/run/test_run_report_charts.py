@@ -81,3 +81,12 @@ def test_baseline_deltas_compare_the_same_cell(tmp_path):
     assert "vs base msgs/s" in text and re.search(r"\+50\.\d%", text) and re.search(r"-50\.\d%", text)
     assert f"baseline: {base[0].folder.name}" in text
     assert "vs base" not in render(new, "terminal")
+
+
+def test_an_unfinished_search_is_not_shown_as_a_capacity(tmp_path):
+    from mqbench.harness.report import report_rows
+
+    loaded = result(tmp_path, {"a": [10, 10, 10]}, {"a": 1})
+    assert report_rows(loaded)[0]["capacity_source"] == "offered load"
+    loaded[0].doc["cells"][0]["max_rate_search"] = {"state": "hold", "sustainable_rate_per_s": None}
+    assert report_rows(loaded)[0]["capacity_source"] == "unfinished search (hold)"
