@@ -6,6 +6,7 @@ import re
 import click
 
 from mqbench.cli.options import json_option
+from mqbench.errors import UserError
 
 _COUNT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmgt]?)\s*$", re.IGNORECASE)
 _COUNT_SCALE = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
@@ -31,17 +32,21 @@ class MessageCount(click.ParamType):
 
 @click.command()
 @click.argument("results", nargs=-1, required=True, metavar="RESULT...")
-@click.option("--format", "fmt", type=click.Choice(["terminal", "markdown", "csv", "html"]), default="terminal",
-              show_default=True, help="Table format; html is one self-contained file.")
-@click.option("--daily-messages", type=MessageCount(), default=None,
+@click.option("--format", "fmt", type=click.Choice(["terminal", "table", "markdown", "csv", "html"]), default="terminal",
+              show_default=True, help="Table format (table is terminal); html is one self-contained file with "
+                                      "throughput-over-time and latency charts.")
+@click.option("--baseline", type=click.Path(exists=True), default=None, metavar="RESULT",
+              help="A result folder (or result.json) to compare against: every row gets its change from the "
+                   "baseline's row of the same cell.")
+@click.option("--daily-messages", "--daily-volume", "daily_messages", type=MessageCount(), default=None,
               help="Target daily volume (e.g. 100G for 100 billion): adds machines needed per row.")
 @click.option("--peak-factor", type=click.FloatRange(min=1.0), default=3.0, show_default=True,
               help="Peak rate over the day's average rate, for sizing.")
 @click.option("--headroom", type=click.FloatRange(min=0.0, max=1.0, min_open=True), default=0.7, show_default=True,
               help="Share of a host's measured capacity to plan on, for sizing.")
 @json_option
-def report(results: tuple[str, ...], fmt: str, daily_messages: float | None, peak_factor: float, headroom: float,
-           as_json: bool) -> None:
+def report(results: tuple[str, ...], fmt: str, baseline: str | None, daily_messages: float | None,
+           peak_factor: float, headroom: float, as_json: bool) -> None:
     """Compare runs side by side from their result folders (or result.json files).
 
     A folder holding result folders (such as results/) stands for all of them.
@@ -54,7 +59,14 @@ def report(results: tuple[str, ...], fmt: str, daily_messages: float | None, pea
     from mqbench.output import print_json
 
     loaded = [LoadedResult(*load_result(path)) for path in expand_result_paths(results)]
+    base = None
+    if baseline is not None:
+        base_paths = expand_result_paths((baseline,))
+        if len(base_paths) != 1:
+            raise UserError(f"--baseline {baseline} holds {len(base_paths)} results; name one result folder")
+        base = LoadedResult(*load_result(base_paths[0]))
+    options = dict(daily_messages=daily_messages, peak_factor=peak_factor, headroom=headroom, baseline=base)
     if as_json:
-        print_json(report_document(loaded, daily_messages=daily_messages, peak_factor=peak_factor, headroom=headroom))
+        print_json(report_document(loaded, **options))
         return
-    click.echo(render(loaded, fmt, daily_messages=daily_messages, peak_factor=peak_factor, headroom=headroom), nl=False)
+    click.echo(render(loaded, "terminal" if fmt == "table" else fmt, **options), nl=False)

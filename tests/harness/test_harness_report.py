@@ -154,3 +154,25 @@ def test_a_folder_of_results_stands_for_all_of_them(result_folders, tmp_path):
         folders[0].name, folders[0].name, folders[1].name]
     outcome = _invoke(tmp_path)
     assert outcome.exit_code == 2 and "no result.json and no result folders" in outcome.output
+
+
+def test_baseline_flag_adds_deltas_against_the_named_result(result_folders):
+    folders, docs = result_folders
+    outcome = _invoke(folders[1], "--json", "--baseline", folders[0], "--daily-volume", "1G")
+    assert outcome.exit_code == 0, outcome.output
+    doc = json.loads(outcome.output)
+    row = doc["rows"][0]
+    base = docs[0]["cells"][0]["aggregates"]["throughput_msgs_per_s"]
+    assert row["baseline"]
+    assert row["throughput_delta_share"] == pytest.approx(
+        (row["throughput_msgs_per_s"] - base) / base)
+    assert doc["sizing"]["daily_messages"] == 1e9
+    table = _invoke(folders[1], "--format", "table", "--baseline", folders[0])
+    assert table.exit_code == 0 and "baseline" in table.output
+
+
+def test_baseline_must_name_one_result(result_folders):
+    folders, _ = result_folders
+    outcome = _invoke(folders[1], "--baseline", folders[0].parent)
+    assert outcome.exit_code == 2
+    assert "name one result folder" in outcome.output
