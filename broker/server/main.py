@@ -110,6 +110,9 @@ class Broker:
             ctx.on_topics_changed = self.registrar.trigger
             self.group.on_role_change = self._on_role_change
             self.group.on_commit = self._on_commit
+            if self.group.failed is not None:   # it failed before the callback was wired (during the awaits above)
+                self.fatal_reason = f"replica failed: {self.group.failed}"
+                self.fatal.set()
             self.registrar.start()
             if ctx.is_leader():
                 ctx.spawn(ctx.ensure_default_topic(), "creating the default topic")

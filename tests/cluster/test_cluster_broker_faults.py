@@ -94,11 +94,7 @@ def test_a_replica_failing_while_recovering_after_sigkill_stops_its_broker(tmp_p
 
 
 @pytest.mark.realproc
-@pytest.mark.parametrize("bind_delay_s", [0.0, pytest.param(0.5, marks=pytest.mark.xfail(strict=True, reason=(
-    "broker defect (broker/server/main.py Broker.start): the group's on_role_change is wired only after "
-    "`await self.server.start()`; a replica that fails inside that await (the leader feeds a rejoining "
-    "follower at once) notifies nobody, fatal is never set, and serve() runs on with a dead replica")))],
-    ids=["prompt-bind", "slow-bind"])
+@pytest.mark.parametrize("bind_delay_s", [0.0, 0.5], ids=["prompt-bind", "slow-bind"])
 def test_a_follower_failing_as_it_rejoins_stops_its_broker(tmp_path, monkeypatch, bind_delay_s):
     """raft3 from real processes; one follower is SIGKILLed while the group takes writes, then
     restarted in-process with a failing apply: the leader feeds it committed entries as soon as
