@@ -218,25 +218,38 @@ class Consumer(ClientBase):
             await self._commit_one(state, confirmed)
 
     async def _commit_one(self, state: _QueueState, confirmed: bool) -> None:
+        """Commit the queue's offset on its group's leader. Every commit waits for the answer (a
+        one-way commit cannot notice a follower's not-leader refusal): on a refusal the route is
+        fetched afresh and the commit sent once more, so a leadership move never loses a commit
+        until the route cache expires."""
         offset = state.commit_offset()
         if offset < 0 or offset == state.committed:
             return
-        addr = await self._broker_addr(state.queue)
-        if addr is None:
-            return
-        cmd = RemotingCommand.request(codes.UPDATE_CONSUMER_OFFSET, headers.UpdateConsumerOffsetHeader(
-            self.group, state.queue.topic, state.queue.queue_id, offset).to_ext())
-        try:
-            if confirmed:
-                response = await self.pool.request(addr, cmd, self.request_timeout_ms)
-                if response.code != codes.SUCCESS:
-                    log.warning("commit of %s at %d: %s", state.queue, offset, codes.response_name(response.code))
+        cmd_fields = headers.UpdateConsumerOffsetHeader(self.group, state.queue.topic, state.queue.queue_id,
+                                                        offset).to_ext()
+        for attempt in range(2):
+            if attempt:
+                try:
+                    await self.routes.refresh(state.queue.topic)
+                except (ClientError, *TRANSPORT_ERRORS) as exc:
+                    log.info("commit of %s at %d: route refresh failed: %s", state.queue, offset, exc)
                     return
-            else:
-                await self.pool.oneway(addr, cmd)
-            state.committed = offset
-        except TRANSPORT_ERRORS as exc:
-            log.info("commit of %s at %d failed: %s", state.queue, offset, exc)
+            addr = await self._broker_addr(state.queue)
+            if addr is None:
+                continue
+            cmd = RemotingCommand.request(codes.UPDATE_CONSUMER_OFFSET, dict(cmd_fields))
+            try:
+                response = await self.pool.request(addr, cmd, self.request_timeout_ms)
+            except TRANSPORT_ERRORS as exc:
+                log.info("commit of %s at %d failed: %s", state.queue, offset, exc)
+                continue
+            if response.code == codes.SUCCESS:
+                state.committed = offset
+                return
+            log.info("commit of %s at %d refused by %s: %s %s", state.queue, offset, addr,
+                     codes.response_name(response.code), response.remark or "")
+        if confirmed:
+            log.warning("commit of %s at %d did not reach the leader", state.queue, offset)
 
     async def _broker_addr(self, queue: MessageQueue) -> str | None:
         route = await self.routes.get(queue.topic)

@@ -64,11 +64,6 @@ OFFSET_TRANSFER = 4230
 
 
 @pytest.mark.realproc
-@pytest.mark.xfail(strict=True, reason="mqbench client defect (mqbench/client/consumer.py _commit_one): offset commits "
-                   "go to the cached route's master; after a leadership move they reach a follower, which refuses "
-                   "them (not-leader), and the client neither refreshes the route nor retries - a one-way commit "
-                   "even marks the offset as committed - so the final commit on close() is lost until the "
-                   "route TTL (30 s) expires")
 def test_consumer_final_commit_reaches_the_leader_after_a_leadership_move(cluster_factory):
     """Consume everything, move leadership away and back (preferred leader), consume more, close:
     the committed offsets on the leader must then be the queues' ends."""
