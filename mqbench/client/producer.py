@@ -200,8 +200,12 @@ class Producer(ClientBase):
 
     async def heartbeat(self) -> None:
         body = headers.heartbeat_body(self.client_id, [self.group], [])
-        for addr in sorted(self._heartbeat_addrs):
-            await self.pool.request(addr, RemotingCommand.request(codes.HEART_BEAT, body=body), self.request_timeout_ms)
+        for addr in sorted(self._heartbeat_addrs):   # a dead broker must not cost the others their heartbeat
+            try:
+                await self.pool.request(addr, RemotingCommand.request(codes.HEART_BEAT, body=body),
+                                        self.request_timeout_ms)
+            except TRANSPORT_ERRORS as exc:
+                log.info("heartbeat to %s failed: %s", addr, exc)
 
     # --- sending ---------------------------------------------------------------------------------
 

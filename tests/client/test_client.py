@@ -221,3 +221,24 @@ def test_undecodable_pulled_data_stops_the_queue_and_is_reported(cluster, run):
                     for _ in range(50):
                         await consumer.receive(1, timeout_ms=50)
     run(main())
+
+
+def test_producer_heartbeat_reaches_live_brokers_past_a_dead_one(cluster, run):
+    dead = "127.0.0.1:1"     # refuses connections, and sorts before every live address on 127.0.0.1
+
+    async def main():
+        async with cluster:
+            broker = await cluster.add_broker()
+            async with Producer(cluster.namesrv_addr, "PID_hb") as producer:
+                await producer.send(OutgoingMessage("Orders", b"x"))
+                seen = []
+                original = broker.on_heartbeat
+
+                async def counting(cmd, channel):
+                    seen.append(cmd.code)
+                    return await original(cmd, channel)
+                broker.server.handlers[codes.HEART_BEAT] = counting
+                producer._heartbeat_addrs.add(dead)
+                await producer.heartbeat()
+                assert seen == [codes.HEART_BEAT]
+    run(main())
