@@ -98,6 +98,10 @@ class RaftTransport:
             self.peer_errors += 1        # close this connection only
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # close() cancels inbound connections; ending quietly here keeps asyncio's stream
+            # callback from logging a CancelledError traceback for every connection
+            pass
         finally:
             self._inbound.discard(task)
             writer.close()
