@@ -102,7 +102,7 @@ def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: s
     try:
         spawn(records["namesrv"])
         state.save()
-        _wait_listening(records["namesrv"], deadline, wait_s)
+        wait_listening(records["namesrv"], deadline, wait_s)
         for record in records.values():
             if record.kind == "broker":
                 spawn(record)
@@ -138,7 +138,7 @@ def check_ports_free(layout: Layout) -> None:
                 raise UserError(f"cannot bind {address}:{port} for {what}: {exc.strerror or exc}") from None
 
 
-def _wait_listening(record: ProcessRecord, deadline: float, wait_s: float) -> None:
+def wait_listening(record: ProcessRecord, deadline: float, wait_s: float) -> None:
     """Block until ``record``'s address accepts TCP connections; ``UserError`` if it dies or times out."""
     host, _, port = record.addr.rpartition(":")
     while True:

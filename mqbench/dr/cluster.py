@@ -9,14 +9,13 @@ fabric. On any failure while starting, everything started here is stopped again.
 """
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from mqbench.broker.layout import Layout, load_layout
 from mqbench.cluster import launcher
-from mqbench.cluster.processes import ClusterState, ProcessRecord, python_argv, spawn, stop, tail
+from mqbench.cluster.processes import ClusterState, ProcessRecord, python_argv, spawn, stop
 from mqbench.dr.fabric import ProxyFabric, write_views
 from mqbench.errors import UserError
 
@@ -65,7 +64,7 @@ def up(layout_name: str | Path, directory: Path, *, port_offset: int = 0, durabi
     try:
         spawn(records["namesrv"])
         state.save()
-        _wait_listening(records["namesrv"], deadline)
+        launcher.wait_listening(records["namesrv"], deadline, wait_s)
         for record in records.values():
             if record.kind == "broker":
                 spawn(record)
@@ -85,19 +84,3 @@ def down(cluster: DrCluster, timeout_s: float = 10.0) -> dict[str, str]:
         return launcher.down(cluster.state, timeout_s)
     finally:
         cluster.fabric.close()
-
-
-def _wait_listening(record: ProcessRecord, deadline: float) -> None:
-    host, _, port = record.addr.rpartition(":")
-    while True:
-        if not record.alive():
-            raise UserError(f"{record.name} exited while starting; last lines of {record.log_path}:\n"
-                            f"{tail(record.log_path)}")
-        try:
-            with socket.create_connection((host, int(port)), timeout=0.5):
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise UserError(f"{record.name} does not listen on {record.addr}; see {record.log_path}")
-        time.sleep(0.05)

@@ -4,35 +4,14 @@ send and a timer send arrive once, never before their time; a batch carrying a d
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
 import time
 
 import pytest
 
-from mqbench.broker.layout import load_layout
 from mqbench.client import Consumer, OutgoingMessage, Producer
 from mqbench.client.connections import ClientError
 from mqbench.cluster import launcher
 from mqbench.errors import PeerError
-
-
-def free_offset() -> int:
-    layout = load_layout("single")
-    wanted = [(layout.hosts[layout.namesrv_host], layout.namesrv_port)]
-    wanted += [(i.address, p) for i in layout.instances for p in (i.port, i.raft_port)]
-    for _ in range(100):
-        offset = random.randrange(2000, 40000, 10)
-        free = True
-        for address, port in wanted:
-            with socket.socket() as s:
-                try:
-                    s.bind((address, port + offset))
-                except OSError:
-                    free = False
-        if free:
-            return offset
-    pytest.skip("no free port offset for the single layout")
 
 
 async def create_topic(leader_addr: str, topic: str) -> None:
@@ -66,8 +45,8 @@ async def consume(namesrv: str, topic: str, wanted: int, within_s: float) -> lis
 
 
 @pytest.mark.realproc
-def test_delay_level_and_timer_messages_arrive_once_and_never_early(tmp_path):
-    state = launcher.up("single", tmp_path / "cluster", port_offset=free_offset(), wait_s=30)
+def test_delay_level_and_timer_messages_arrive_once_and_never_early(tmp_path, free_port_offset):
+    state = launcher.up("single", tmp_path / "cluster", port_offset=free_port_offset("single"), wait_s=30)
     try:
         namesrv = launcher.cluster_layout(state).namesrv_addr
         leader_addr = launcher.leader(state, "broker-a").addr
@@ -100,8 +79,8 @@ def test_delay_level_and_timer_messages_arrive_once_and_never_early(tmp_path):
 
 
 @pytest.mark.realproc
-def test_delay_off_stores_delayed_messages_as_sent(tmp_path):
-    state = launcher.up("single", tmp_path / "cluster", port_offset=free_offset(), wait_s=30,
+def test_delay_off_stores_delayed_messages_as_sent(tmp_path, free_port_offset):
+    state = launcher.up("single", tmp_path / "cluster", port_offset=free_port_offset("single"), wait_s=30,
                         extra_args=["--delay", "off"])
     try:
         namesrv = launcher.cluster_layout(state).namesrv_addr

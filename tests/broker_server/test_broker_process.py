@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import signal
 import socket
 import subprocess
@@ -12,7 +11,6 @@ import time
 
 import pytest
 
-from mqbench.broker.layout import load_layout
 from mqbench.broker.server import main as broker_main
 from mqbench.broker.store.store import Store
 from mqbench.client import Consumer, OutgoingMessage, Producer
@@ -73,32 +71,9 @@ def test_port_in_use_is_one_line_and_the_store_is_released(tmp_path, capsys):
     Store.open(tmp_path / "store", "v5-dledger", raft_mode=True).close()
 
 
-def _free_offset_for(layout_name: str) -> int:
-    """A port offset at which every port of the layout is free right now."""
-    layout = load_layout(layout_name)
-    wanted = [(layout.hosts[layout.namesrv_host], layout.namesrv_port)]
-    wanted += [(i.address, p) for i in layout.instances for p in (i.port, i.raft_port)]
-    for _ in range(100):
-        offset = random.randrange(2000, 40000, 10)
-        ok = True
-        for address, port in wanted:
-            with socket.socket() as s:
-                try:
-                    s.bind((address, port + offset))
-                except OSError:
-                    ok = False
-        if ok:
-            return offset
-    raise AssertionError("no free port offset")
-
-
-def _free_offset() -> int:
-    return _free_offset_for("single")
-
-
 @pytest.mark.realproc
-def test_real_process_serves_a_producer_and_a_consumer_and_stops_cleanly(tmp_path):
-    state = launcher.up("single", tmp_path / "cluster", port_offset=_free_offset(), wait_s=30)
+def test_real_process_serves_a_producer_and_a_consumer_and_stops_cleanly(tmp_path, free_port_offset):
+    state = launcher.up("single", tmp_path / "cluster", port_offset=free_port_offset("single"), wait_s=30)
     try:
         namesrv = launcher.cluster_layout(state).namesrv_addr
         leader = launcher.leader(state, "broker-a")
@@ -175,8 +150,8 @@ def test_signal_stops_the_process_cleanly_with_exit_0(tmp_path, sig):
 
 
 @pytest.mark.realproc
-def test_raft3_processes_survive_a_leader_sigkill(tmp_path):
-    state = launcher.up("raft3", tmp_path / "cluster", port_offset=_free_offset_for("raft3"), wait_s=60)
+def test_raft3_processes_survive_a_leader_sigkill(tmp_path, free_port_offset):
+    state = launcher.up("raft3", tmp_path / "cluster", port_offset=free_port_offset("raft3"), wait_s=60)
     try:
         namesrv = launcher.cluster_layout(state).namesrv_addr
         first = launcher.leader(state, "broker-a")
