@@ -30,7 +30,7 @@ import json
 import os
 from pathlib import Path
 
-from mqbench.broker.store.segments import fsync_dir
+from mqbench.broker.store.atomic import write_atomic
 from mqbench.errors import CorruptDataError
 
 JOURNAL_FILE = "mqbench-migrate.json"
@@ -42,20 +42,9 @@ def journal_path(dst: str | os.PathLike) -> Path:
 
 
 def write_file_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync of the folder (no ``.bak``,
-    so a rerun leaves exactly the files an uninterrupted run leaves)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    """Replace ``path`` with ``data`` durably, without a ``.bak``, so that a rerun leaves exactly the
+    files an uninterrupted run leaves."""
+    write_atomic(path, data, keep_backup=False)
 
 
 def write_journal(dst: str | os.PathLike, doc: dict) -> None:

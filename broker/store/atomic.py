@@ -29,8 +29,9 @@ LOCK_FILE = "lock"
 ABORT_FILE = "abort"
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably, keeping the old file as ``.bak``."""
+def write_atomic(path: str | os.PathLike, data: bytes, *, keep_backup: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (temp file, fsync, rename, fsync of the
+    folder), keeping the old file as ``.bak`` unless ``keep_backup`` is False."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -43,7 +44,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    if path.exists():
+    if keep_backup and path.exists():
         try:
             bak.unlink()
         except FileNotFoundError:
