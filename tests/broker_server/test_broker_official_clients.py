@@ -15,7 +15,6 @@ from mqbench.cluster import launcher
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "official"))
 import clients  # noqa: E402  (installs the official clients under .cache/, or skips)
-from test_broker_process import _free_offset  # noqa: E402
 
 OFFICIAL = Path(__file__).resolve().parents[1] / "official"
 
@@ -27,8 +26,8 @@ def drive(argv: list[str], timeout_s: float = 90) -> tuple[int, list[dict], str]
 
 
 @pytest.fixture
-def single(tmp_path):
-    state = launcher.up("single", tmp_path / "cluster", port_offset=_free_offset(), wait_s=30)
+def single(tmp_path, free_port_offset):
+    state = launcher.up("single", tmp_path / "cluster", port_offset=free_port_offset("single"), wait_s=30)
     yield state
     assert launcher.down(state)["broker-a/n0"] == "stopped"
 
