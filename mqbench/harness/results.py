@@ -368,6 +368,11 @@ def validate_result(doc: Any, where: str = RESULT_FILE, *, decode: bool = True) 
         for index, window in enumerate(cell["windows"]):
             if not isinstance(window, dict) or "window_index" not in window or "throughput_msgs_per_s" not in window:
                 _fail(cell_where, f"windows[{index}] must be an object with window_index and throughput_msgs_per_s")
+            for name, value in window.items():   # like the aggregates: numbers, or null when empty
+                required = name in ("window_index", "window_start_ms", "duration_ms", "throughput_msgs_per_s")
+                if not _is_number(value) and (required or value is not None):
+                    _fail(cell_where, f"windows[{index}].{name} must be a number{'' if required else ' or null'}, "
+                                      f"got {value!r}")
 
 
 def expand_result_paths(paths) -> list[Path]:

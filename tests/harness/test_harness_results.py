@@ -241,3 +241,14 @@ def test_fuzzed_bytes_are_corrupt_data(tmp_path_factory, blob):
     (folder / RESULT_FILE).write_bytes(blob)
     with pytest.raises(UserError):
         load_result(folder)
+
+
+@pytest.mark.parametrize("field, value", [("window_start_ms", None), ("duration_ms", "10s"),
+                                          ("publish_latency_ms_p99", "fast")])
+def test_a_window_field_that_is_not_a_number_is_named(result_folders, tmp_path, field, value):
+    # found by the fuzz test above: such a window used to pass validation and break the html charts
+    doc = copy.deepcopy(result_folders[1][0])
+    doc["cells"][0]["windows"][0][field] = value
+    (tmp_path / RESULT_FILE).write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=rf"windows\[0\]\.{field} must be a number"):
+        load_result(tmp_path)
