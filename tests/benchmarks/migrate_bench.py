@@ -43,6 +43,8 @@ from mqbench.broker.store.store import Store
 from mqbench.output import table
 from mqbench.workloads.bodies import iter_orders
 
+from store_bench import drop_cache  # same folder: the benchmarks run as scripts
+
 MB = 1_000_000
 QUEUES = 16
 BATCH = 64
@@ -58,17 +60,6 @@ print(json.dumps({"elapsed_s": elapsed, "peak_rss_kib": resource.getrusage(resou
                   "records_in": summary["records_in"], "records_out": summary["records_out"],
                   "bytes_in": summary["bytes_in"]}))
 """
-
-
-def drop_cache(root: Path) -> None:
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fdatasync(fd)
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
 
 
 def bodies(count: int, seed: int = 7) -> list[bytes]:
