@@ -119,6 +119,8 @@ def rolling(args) -> None:
     from mqbench.cluster import launcher
     from mqbench.migrate.rolling import rolling_upgrade
 
+    if args.dir:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="migrate-rolling-", dir=args.dir))
     state = launcher.up("raft3", base / "cluster", port_offset=args.port_offset, wait_s=60)
     try:
@@ -166,6 +168,8 @@ def main() -> None:
     if args.rolling:
         rolling(args)
         return
+    if args.dir:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="migrate-bench-", dir=args.dir))
     rows, doc = [], {"schema": "mqbench.migrate-bench/1", "source_version": args.source,
                      "body_bytes_mean": round(sum(map(len, bodies(1024))) / 1024), "results": []}
