@@ -84,6 +84,7 @@ class Consumer(ClientBase):
         self._rebalance_wanted = asyncio.Event()
         self._error: ClientError | None = None
         self._rebalance_lock = asyncio.Lock()
+        self._heartbeated: set[str] = set()   # addresses that took a heartbeat from this consumer
 
     def subscribe(self, topic: str, expression: str = "*") -> None:
         validate_topic(topic)
@@ -143,14 +144,18 @@ class Consumer(ClientBase):
     # --- background duties -----------------------------------------------------------------------
 
     async def heartbeat(self) -> None:
+        for addr in await self._master_addrs():
+            await self._heartbeat_to(addr)
+
+    async def _heartbeat_to(self, addr: str) -> None:
         data = headers.consumer_data(self.group, self.subscriptions, consume_from_where=CONSUME_FROM[self.consume_from])
         body = headers.heartbeat_body(self.client_id, [], [data])
-        for addr in await self._master_addrs():
-            try:
-                await self.pool.request(addr, RemotingCommand.request(codes.HEART_BEAT, body=body),
-                                        self.request_timeout_ms)
-            except TRANSPORT_ERRORS as exc:
-                log.info("heartbeat to %s failed: %s", addr, exc)
+        try:
+            await self.pool.request(addr, RemotingCommand.request(codes.HEART_BEAT, body=body),
+                                    self.request_timeout_ms)
+            self._heartbeated.add(addr)
+        except TRANSPORT_ERRORS as exc:
+            log.info("heartbeat to %s failed: %s", addr, exc)
 
     async def _master_addrs(self) -> list[str]:
         addrs: set[str] = set()
@@ -194,9 +199,14 @@ class Consumer(ClientBase):
                 addrs = route.master_addrs() or [b.read_addr() for b in route.brokers.values() if b.read_addr()]
                 if not queues or not addrs:
                     continue
+                if addrs[0] not in self._heartbeated:
+                    # a new leader (the route moved since the last heartbeat) does not know this
+                    # consumer yet and would answer that none is connected
+                    await self._heartbeat_to(addrs[0])
                 response = await self.pool.request(addrs[0], RemotingCommand.request(
                     codes.GET_CONSUMER_LIST_BY_GROUP, {"consumerGroup": self.group}), self.request_timeout_ms)
                 if response.code != codes.SUCCESS:
+                    self._heartbeated.discard(addrs[0])   # it may have dropped us (a closed connection)
                     raise ClientError(f"consumer list of {self.group!r}: {codes.response_name(response.code)} "
                                       f"{response.remark or ''}")
                 wanted.update(allocate_averagely(self.client_id, queues, headers.parse_consumer_list(response.body)))

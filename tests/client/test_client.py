@@ -242,3 +242,21 @@ def test_producer_heartbeat_reaches_live_brokers_past_a_dead_one(cluster, run):
                 await producer.heartbeat()
                 assert seen == [codes.HEART_BEAT]
     run(main())
+
+
+def test_rebalance_after_the_route_moved_heartbeats_the_new_leader_first(cluster, run):
+    async def main():
+        async with cluster:
+            await cluster.add_broker("g0", term=1)
+            consumer = Consumer(cluster.namesrv_addr, "GID_moved", consume_from="first", suspend_timeout_ms=300,
+                                rebalance_interval_ms=60_000, heartbeat_interval_ms=60_000)
+            consumer.subscribe("Orders")
+            async with consumer:
+                assert consumer.assigned
+                # a failover: the group's new leader registers with a higher term; the consumer's
+                # periodic heartbeat is a minute away
+                new_leader = await cluster.add_broker("g0", term=2)
+                await consumer.rebalance()
+                assert consumer.client_id in new_leader.groups.get("GID_moved", {})
+                assert consumer.assigned and all(q.broker_name == "g0" for q in consumer.assigned)
+    run(main())
