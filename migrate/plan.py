@@ -10,7 +10,7 @@ timer messages a ``v4`` target cannot hold (``delay.TimerScan``). ``--dry-run`` 
 Estimates (``--dry-run``): target log bytes = the valid source log bytes, + 48 per record going
 into DLedger entries, - 48 per record leaving them, + the inner messages of expanded batches times
 the record overhead; queue bytes = 20 per message; time = source log bytes over ``ESTIMATE_MB_PER_S``, the copy rate
-``tests/benchmarks/migrate_bench.py`` measured (see README), twice when ``needs_prescan`` (the
+``mqbench bench migrate`` measured (see README), twice when ``needs_prescan`` (the
 source is read once before the copy).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .configs_carry import SourceConfigs, attribute_notes, read_configs
 from .reframe import COMPRESS_OVER_BYTES_DEFAULT, Reframer
 from .source import decode_item, log_files, read_dledger_state, source_folders, walk_log
 
-ESTIMATE_MB_PER_S = 15.0       # measured copy rate (2 GiB v5-dledger -> v5), tests/benchmarks/migrate_bench.py
+ESTIMATE_MB_PER_S = 15.0       # measured copy rate (2 GiB v5-dledger -> v5), mqbench bench migrate
 RECORD_OVERHEAD_BYTES = 140    # fixed record fields + an average topic and properties
 BLOCKER_PLACES_MAX = 5
 

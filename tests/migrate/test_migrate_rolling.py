@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from mqbench.broker.store import versions
 from mqbench.cli import cli
 from mqbench.cluster import launcher
-from migrate_traffic import gap_ms, replica_windows, traffic_during
+from mqbench.bench.traffic import gap_ms, replica_windows, traffic_during
 from mqbench.migrate.rolling import rolling_upgrade
 
 PORT_OFFSET = 4760

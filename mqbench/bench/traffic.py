@@ -1,5 +1,6 @@
-"""Traffic for the rolling-upgrade test and benchmark: numbered messages sent and consumed while an
-upgrade runs, with the acknowledgement time of each, so lost messages and write gaps show."""
+"""Traffic for the rolling-upgrade benchmark (``mqbench bench migrate --rolling``) and its test:
+numbered messages sent and consumed while an upgrade runs, with the acknowledgement time of each,
+so lost messages and write gaps show."""
 from __future__ import annotations
 
 import asyncio

@@ -1,0 +1,155 @@
+"""``mqbench bench broker``: send throughput, latency and CPU per message against real broker processes.
+
+For every layout, ``mqbench.cluster.launcher.up`` starts the name server and the broker processes
+(one per replica) in a temporary folder at a free port offset; this process creates a topic of 4
+queues and runs ``concurrency`` sender tasks of mqbench's own Producer (one connection, one event
+loop), each sending ``body_bytes`` messages one at a time (batch 1: SEND_MESSAGE_V2) or as
+SEND_BATCH_MESSAGE of ``batch`` messages, closed loop, for ``seconds`` after a 0.5 s warm-up.
+Bodies are cut from the ``orders`` workload's realistic bodies (seeded), never random bytes.
+
+Reported per layout, batch and body size (one row each): acknowledged messages per second, requests
+per second, per-request latency (submit to acknowledgement) p50/p99/max in ms, and CPU per
+acknowledged message, split:
+
+* ``broker_cpu_us_per_msg``: user + system CPU of every broker process of the layout (all
+  replicas, summed; the name server is not counted), read at the start and the end of the
+  measured phase (``mqbench.run.probes.cpu_seconds``, as ``mqbench run`` reads it);
+* ``client_cpu_us_per_msg``: this process's CPU (the load generator) over the same phase.
+
+An acknowledgement means committed by the group's quorum (``durability`` as given). The machine's
+loopback frame rate (and, under ``fsync``, its fdatasync rate) is measured first in the same run;
+``throughput_ratio_to_loopback_frames`` divides msgs/s by it (one request is at least one frame
+each way). The run is bounded: per cell ``seconds`` + 0.5 s, per layout its start (at most
+``wait_s``) and stop.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from mqbench.bench.common import (bench_document, fmt, fmt_ratio, limits_line, measure_limits, own_cpu_s, payload,
+                                  percentile, processes_cpu_s, ratio, us_per_msg)
+from mqbench.output import table
+
+WARMUP_S = 0.5
+TOPIC = "BenchSend"
+START_WAIT_S = 60.0
+
+
+async def _cell(namesrv: str, broker_pids: list[int], batch: int, concurrency: int, seconds: float,
+                body: bytes) -> dict:
+    from mqbench.client import OutgoingMessage, Producer
+
+    latencies_ms: list[float] = []
+    messages = requests = 0
+    counting = False
+    stop_at = time.monotonic() + WARMUP_S + seconds
+    async with Producer(namesrv, "PID_bench", send_timeout_ms=10_000) as producer:
+        await producer.send(OutgoingMessage(TOPIC, body))  # route lookup and connection outside the clock
+
+        async def sender() -> None:
+            nonlocal messages, requests
+            while time.monotonic() < stop_at:
+                started = time.perf_counter()
+                if batch == 1:
+                    await producer.send(OutgoingMessage(TOPIC, body))
+                else:
+                    await producer.send_batch([OutgoingMessage(TOPIC, body) for _ in range(batch)])
+                if counting:
+                    latencies_ms.append((time.perf_counter() - started) * 1000)
+                    messages += batch
+                    requests += 1
+
+        tasks = [asyncio.ensure_future(sender()) for _ in range(concurrency)]
+        await asyncio.sleep(WARMUP_S)
+        counting = True
+        begun = time.monotonic()
+        broker_cpu_start, client_cpu_start = processes_cpu_s(broker_pids), own_cpu_s()
+        await asyncio.gather(*tasks)
+        broker_cpu_s = processes_cpu_s(broker_pids) - broker_cpu_start
+        client_cpu_s = own_cpu_s() - client_cpu_start
+        elapsed = time.monotonic() - begun
+    latencies_ms.sort()
+    return {"batch_msgs": batch, "concurrency": concurrency, "acked_msgs": messages,
+            "measured_s": round(elapsed, 3),
+            "throughput_msgs_per_s": round(messages / elapsed, 1),
+            "requests_per_s": round(requests / elapsed, 1),
+            "latency_ms_p50": _round(percentile(latencies_ms, 0.50)),
+            "latency_ms_p99": _round(percentile(latencies_ms, 0.99)),
+            "latency_ms_max": _round(latencies_ms[-1] if latencies_ms else None),
+            "broker_cpu_s": round(broker_cpu_s, 3), "client_cpu_s": round(client_cpu_s, 3),
+            "broker_cpu_us_per_msg": us_per_msg(broker_cpu_s, messages),
+            "client_cpu_us_per_msg": us_per_msg(client_cpu_s, messages)}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concurrency: int, seconds: float,
+        durability: str, seed: int, limits_budget_s: float, directory: str | None = None,
+        progress=None) -> dict:
+    """Measure every (layout, batch, body size) cell; returns the ``mqbench.bench-broker/1`` document.
+
+    ``progress(row)`` is called after each cell. Raises ``UserError`` for an unknown layout or a
+    cluster that does not start.
+    """
+    from mqbench.broker.layout import load_layout
+    from mqbench.cluster import launcher
+    from mqbench.cluster.drills import ensure_topic
+    from mqbench.run.environment import free_port_offset
+
+    for name in layouts:
+        load_layout(name)  # an unknown layout is a user error before anything is measured
+    base = Path(tempfile.mkdtemp(prefix="mqbench-bench-broker-", dir=directory))
+    limits = measure_limits(base, limits_budget_s, disk=durability == "fsync", loopback=True)
+    rows = []
+    try:
+        for layout_name in layouts:
+            layout = load_layout(layout_name)
+            state = launcher.up(layout_name, base / layout_name, port_offset=free_port_offset(layout),
+                                durability=durability, wait_s=START_WAIT_S)
+            try:
+                namesrv = launcher.cluster_layout(state).namesrv_addr
+                asyncio.run(ensure_topic(state, layout.instances[0].group, TOPIC))
+                broker_pids = [r.pid for r in state.processes.values() if r.kind == "broker"]
+                for body_bytes in body_sizes:
+                    body = payload(body_bytes, seed)
+                    for batch in batches:
+                        row = {"layout": layout_name, "replicas": len(layout.instances), "durability": durability,
+                               "body_bytes": body_bytes}
+                        row.update(asyncio.run(_cell(namesrv, broker_pids, batch, concurrency, seconds, body)))
+                        row["throughput_ratio_to_loopback_frames"] = ratio(
+                            row["throughput_msgs_per_s"], limits.get("loopback_small_frames_per_s"))
+                        if durability == "fsync":
+                            row["requests_ratio_to_fdatasyncs"] = ratio(row["requests_per_s"],
+                                                                        limits.get("disk_fdatasync_per_s"))
+                        rows.append(row)
+                        if progress:
+                            progress(row)
+            finally:
+                launcher.down(state, timeout_s=10)
+    finally:
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+    return bench_document("broker", seed=seed, seconds_per_cell=seconds, warmup_s=WARMUP_S,
+                          concurrency=concurrency, durability=durability, cpu_cores=os.cpu_count(),
+                          limits=limits, rows=rows)
+
+
+def render(doc: dict) -> str:
+    """The terminal table of a ``mqbench.bench-broker/1`` document."""
+    rows = [[r["layout"], r["batch_msgs"], r["body_bytes"], r["throughput_msgs_per_s"],
+             fmt(r["latency_ms_p50"], ".2f"), fmt(r["latency_ms_p99"], ".2f"),
+             fmt(r["broker_cpu_us_per_msg"], ",.1f"), fmt(r["client_cpu_us_per_msg"], ",.1f"),
+             fmt_ratio(r["throughput_ratio_to_loopback_frames"], 3)]
+            for r in doc["rows"]]
+    head = (f"send, {doc['concurrency']} in flight, durability {doc['durability']}, "
+            f"{doc['seconds_per_cell']:g} s per cell after {doc['warmup_s']:g} s warm-up, "
+            f"{doc['cpu_cores']} cores shared by brokers and load generator\n{limits_line(doc['limits'])}\n")
+    return head + table(rows, ["layout", "batch", "body B", "msgs/s", "p50 ms", "p99 ms", "broker CPU µs/msg",
+                               "client CPU µs/msg", "msgs/s / loopback frames/s"])

@@ -1,0 +1,214 @@
+"""``mqbench bench <what>``: the user-facing benchmarks (the code lives in ``mqbench.bench``)."""
+from __future__ import annotations
+
+import click
+
+from mqbench.cli.options import IntList, json_option, seed_option
+from mqbench.output import is_terminal, print_json
+
+limits_budget_option = click.option(
+    "--limits-budget-s", type=click.FloatRange(1, 60), default=4, show_default=True,
+    help="Seconds spent measuring this machine's limits (the ratios' denominators) in the same run.")
+dir_option = click.option(
+    "--dir", "directory", type=click.Path(file_okay=False, writable=True), default=None,
+    help="Where to write stores (default: the system temp folder); everything written is removed.")
+
+
+def _names(value: str) -> list[str]:
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    if not names:
+        raise click.BadParameter("give at least one name")
+    return names
+
+
+def _emit(doc: dict, as_json: bool, render) -> None:
+    if as_json:
+        print_json(doc)
+    else:
+        click.echo(render(doc))
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (``timeout``, a CI runner) ends the run through the same ``finally`` as ^C, so the
+    clusters a benchmark started are stopped instead of left running."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def _progress(as_json: bool, describe):
+    """A per-row progress line on a terminal only (quiet when piped or with --json)."""
+    if as_json or not is_terminal():
+        return None
+    return lambda row: click.echo(describe(row), err=True)
+
+
+@click.group()
+def bench() -> None:
+    """The user-facing benchmarks, each with ratios to this machine's limits and CPU µs per message.
+
+    Every benchmark measures the machine's limits (disk, loopback) in the same run, is bounded by
+    its flags, and takes --json (schema mqbench.bench-<what>/1, units last in field names).
+    """
+
+
+@bench.command()
+@click.option("--layouts", default="single,raft3", show_default=True,
+              help="Built-in layouts or layout files, comma separated.")
+@click.option("--batch", "batches", type=IntList(), default="1,64", show_default=True,
+              help="Messages per request (1: SEND_MESSAGE_V2, more: SEND_BATCH_MESSAGE).")
+@click.option("--body-bytes", "body_sizes", type=IntList(), default="1024", show_default=True,
+              help="Body sizes in bytes, comma separated (realistic order JSON, cut to size).")
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="Requests in flight (sender tasks of one client).")
+@click.option("--seconds", type=click.FloatRange(0.2, 300), default=3.0, show_default=True,
+              help="Measured seconds per cell, after a 0.5 s warm-up.")
+@click.option("--durability", type=click.Choice(["memory", "fsync"]), default="memory", show_default=True)
+@limits_budget_option
+@dir_option
+@seed_option
+@json_option
+def broker(layouts, batches, body_sizes, concurrency, seconds, durability, limits_budget_s, directory, seed, as_json):
+    """Send msgs/s, latency p50/p99, and broker and client CPU µs/msg, per layout, batch and body size.
+
+    Starts each layout as real processes on loopback (free ports), sends closed-loop with mqbench's
+    client, then stops it. Broker CPU is every replica's process CPU summed; client CPU is this
+    process's (the load generator).
+    """
+    from mqbench.bench import broker as bench_broker
+
+    _stop_on_sigterm()
+
+    describe = lambda r: (f"{r['layout']} batch {r['batch_msgs']} body {r['body_bytes']} B: "  # noqa: E731
+                          f"{r['throughput_msgs_per_s']:,.0f} msgs/s")
+    doc = bench_broker.run(layouts=_names(layouts), batches=batches, body_sizes=body_sizes, concurrency=concurrency,
+                           seconds=seconds, durability=durability, seed=seed, limits_budget_s=limits_budget_s,
+                           directory=directory, progress=_progress(as_json, describe))
+    _emit(doc, as_json, bench_broker.render)
+
+
+@bench.command()
+@click.option("--version", "store_version", type=click.Choice(["v4", "v5", "v4-dledger", "v5-dledger"]),
+              default="v5", show_default=True, help="Storage format version of the benchmarked store.")
+@click.option("--batch", type=click.IntRange(1, 4096), default=32, show_default=True,
+              help="Messages per append_batch call.")
+@click.option("--seconds", type=click.FloatRange(0.05, 60), default=2.0, show_default=True,
+              help="Seconds per append cell (12 cells with the default body sizes).")
+@click.option("--body-bytes", "body_sizes", type=IntList(), default="100,1024,16384", show_default=True,
+              help="Body sizes in bytes, comma separated.")
+@click.option("--recovery-bytes", type=click.IntRange(1 << 20, 64 << 30), default=1 << 30, show_default=True,
+              help="Size of the commitlog whose crash recovery is timed.")
+@limits_budget_option
+@dir_option
+@seed_option
+@json_option
+def store(store_version, batch, seconds, body_sizes, recovery_bytes, limits_budget_s, directory, seed, as_json):
+    """Append, cold sequential read and crash-recovery throughput as ratios to this disk's bandwidth.
+
+    Appends under the none, interval:200ms and sync flush policies (and sync with 4 writers sharing
+    fdatasyncs), with CPU µs per message.
+    """
+    from mqbench.bench import store as bench_store
+
+    describe = lambda r: f"{r['kind']} {r['flush_policy'] or ''} {r['body_bytes']} B: done"  # noqa: E731
+    doc = bench_store.run(version=store_version, batch=batch, seconds=seconds, body_sizes=body_sizes,
+                          recovery_bytes=recovery_bytes, seed=seed, limits_budget_s=limits_budget_s,
+                          directory=directory, progress=_progress(as_json, describe))
+    _emit(doc, as_json, bench_store.render)
+
+
+@bench.command()
+@click.option("--layouts", default="raft3,3x3", show_default=True,
+              help="Built-in layouts or layout files, comma separated.")
+@click.option("--kills", type=click.IntRange(1, 200), default=20, show_default=True,
+              help="Leaders killed per layout (round-robin over its groups).")
+@click.option("--durability", type=click.Choice(["memory", "fsync"]), default="memory", show_default=True)
+@limits_budget_option
+@click.option("--dir", "directory", type=click.Path(file_okay=False, writable=True), default=None,
+              help="Keep the clusters' stores and logs here (default: a temp folder, removed).")
+@json_option
+def failover(layouts, kills, durability, limits_budget_s, directory, as_json):
+    """Time from a leader's SIGKILL to the next acknowledged send, vs DLedger's ~10 s.
+
+    Also the election time, leaders per host before the kills, after each failover and after the
+    restarts, and the load generator's CPU µs per acknowledged send. Real processes on loopback.
+    """
+    from mqbench.bench import failover as bench_failover
+
+    _stop_on_sigterm()
+    progress = None if as_json else (lambda line: click.echo(line, err=True))
+    doc = bench_failover.run(layouts=_names(layouts), kills=kills, durability=durability,
+                             limits_budget_s=limits_budget_s, directory=directory, progress=progress)
+    _emit(doc, as_json, bench_failover.render)
+
+
+@bench.command()
+@click.option("--pending", "pending_counts", default="10000,1000000", show_default=True,
+              help="Pending timer counts, comma separated (one case each).")
+@click.option("--probes", type=click.IntRange(1, 100_000), default=2000, show_default=True,
+              help="Timers whose delivery error is measured.")
+@click.option("--probe-seconds", type=click.FloatRange(0.1, 600), default=10.0, show_default=True,
+              help="The probes' due times are spread over this many seconds.")
+@click.option("--burst", type=click.IntRange(1, 1_000_000), default=20000, show_default=True,
+              help="Timers due at the same millisecond.")
+@limits_budget_option
+@dir_option
+@seed_option
+@json_option
+def timer(pending_counts, probes, probe_seconds, burst, limits_budget_s, directory, seed, as_json):
+    """Timer delivery error (p50/p99/max, count early) and expiry-burst msgs/s, vs RocketMQ's 1 s.
+
+    Runs a one-replica Raft group with the broker's delay service in this process.
+    """
+    from mqbench.bench import timer as bench_timer
+
+    try:
+        counts = [int(part) for part in pending_counts.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{pending_counts!r} is not a list of integers", param_hint="--pending") from None
+    if not counts or min(counts) < 0 or max(counts) > 100_000_000:
+        raise click.BadParameter("give counts from 0 to 100000000", param_hint="--pending")
+    describe = lambda r: f"done: {r['pending_timers']} pending"  # noqa: E731
+    doc = bench_timer.run(pending_counts=counts, probes=probes, probe_seconds=probe_seconds, burst=burst, seed=seed,
+                          limits_budget_s=limits_budget_s, directory=directory, progress=_progress(as_json, describe))
+    _emit(doc, as_json, bench_timer.render)
+
+
+@bench.command()
+@click.option("--source", type=click.Choice(["v4", "v5", "v4-dledger", "v5-dledger"]), default="v5-dledger",
+              show_default=True, help="Storage format version of the built source store.")
+@click.option("--targets", default="v5,v4", show_default=True, help="Target versions, comma separated.")
+@click.option("--size-bytes", type=click.IntRange(1 << 20, 256 << 30), default=2 << 30, show_default=True,
+              help="Log size of the source store.")
+@click.option("--small-bytes", type=click.IntRange(1 << 20, 256 << 30), default=256 << 20, show_default=True,
+              help="Log size of the small store whose peak RSS is compared.")
+@click.option("--verify", is_flag=True, help="Also run the full verify after each migration (a second pass).")
+@click.option("--rolling", is_flag=True, help="Instead, time a rolling upgrade of a raft3 cluster under traffic.")
+@click.option("--rolling-to", type=click.Choice(["v4-dledger", "v5-dledger"]), default="v4-dledger",
+              show_default=True, help="Target version of the rolling upgrade.")
+@limits_budget_option
+@dir_option
+@seed_option
+@json_option
+def migrate(source, targets, size_bytes, small_bytes, verify, rolling, rolling_to, limits_budget_s, directory, seed,
+            as_json):
+    """Migration MB/s as ratios to cp -r and to the disk, CPU µs/msg and peak RSS; or --rolling.
+
+    --rolling starts raft3 as real processes, upgrades it replica by replica under traffic and
+    prints each replica's write unavailability and whether anything acknowledged was lost.
+    """
+    from mqbench.bench import migrate as bench_migrate
+
+    if rolling:
+        _stop_on_sigterm()
+        doc = bench_migrate.run_rolling(target=rolling_to, limits_budget_s=limits_budget_s, directory=directory)
+        _emit(doc, as_json, bench_migrate.render_rolling)
+        return
+    known = ("v4", "v5", "v4-dledger", "v5-dledger")
+    names = _names(targets)
+    if any(name not in known for name in names):
+        raise click.BadParameter(f"{targets!r}: each target is one of {', '.join(known)}", param_hint="--targets")
+    doc = bench_migrate.run(source=source, targets=names, size_bytes=size_bytes, small_bytes=small_bytes,
+                            verify=verify, seed=seed, limits_budget_s=limits_budget_s, directory=directory)
+    _emit(doc, as_json, bench_migrate.render)

@@ -1,0 +1,109 @@
+"""``mqbench bench <what>``: every user benchmark runs in a tiny bounded configuration, prints its
+versioned JSON document, and every figure it reports is a number > 0 (a benchmark that measured
+nothing, or lost its CPU or limits readings, fails here)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from mqbench.cli import cli
+
+LIMITS = ["--limits-budget-s", "1"]
+
+
+def bench_json(*args: str) -> dict:
+    result = CliRunner().invoke(cli, ["bench", *args, *LIMITS, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def check_document(doc: dict, what: str) -> None:
+    assert doc["schema"] == f"mqbench.bench-{what}/1"
+    assert doc["tool_version"] and doc["machine"]["cpu_cores"] >= 1
+
+
+def test_bench_help_lists_the_user_benchmarks():
+    result = CliRunner().invoke(cli, ["bench", "--help"])
+    assert result.exit_code == 0
+    for what in ("broker", "store", "failover", "timer", "migrate"):
+        assert what in result.output
+
+
+@pytest.mark.realproc
+def test_bench_broker_reports_broker_and_client_cpu_per_cell(tmp_path):
+    doc = bench_json("broker", "--layouts", "single", "--batch", "1,4", "--body-bytes", "128", "--seconds", "0.5",
+                     "--concurrency", "4", "--dir", str(tmp_path))
+    check_document(doc, "broker")
+    assert positive(doc["limits"]["loopback_small_frames_per_s"])
+    cells = [(r["layout"], r["batch_msgs"], r["body_bytes"]) for r in doc["rows"]]
+    assert cells == [("single", 1, 128), ("single", 4, 128)]
+    for row in doc["rows"]:
+        for field in ("acked_msgs", "throughput_msgs_per_s", "requests_per_s", "latency_ms_p50", "latency_ms_p99",
+                      "broker_cpu_us_per_msg", "client_cpu_us_per_msg", "throughput_ratio_to_loopback_frames"):
+            assert positive(row[field]), (field, row)
+        assert row["latency_ms_p50"] <= row["latency_ms_p99"] <= row["latency_ms_max"]
+    assert list(tmp_path.iterdir()) == []  # the cluster's folder is removed
+
+
+def test_bench_store_reports_ratios_to_the_disk(tmp_path):
+    doc = bench_json("store", "--seconds", "0.05", "--body-bytes", "1024", "--batch", "8",
+                     "--recovery-bytes", str(2 << 20), "--dir", str(tmp_path))
+    check_document(doc, "store")
+    assert positive(doc["limits"]["disk_write_fdatasync_mb_per_s"])
+    kinds = [r["kind"] for r in doc["results"]]
+    assert kinds.count("append") == 3 and "sequential read (cold cache)" in kinds
+    recoveries = [k for k in kinds if k.startswith("recovery")]
+    assert recoveries == ["recovery, checkpoint intact", "recovery, checkpoint lost"]
+    for row in doc["results"]:
+        if row["kind"].startswith("recovery"):
+            assert positive(row["recovery_s"]) and positive(row["log_bytes"])
+            continue
+        for field in ("messages", "msgs_per_s", "log_mb_per_s", "cpu_us_per_msg", "log_ratio_to_disk_write"):
+            assert positive(row[field]), (field, row)
+
+
+@pytest.mark.realproc
+def test_bench_failover_times_one_kill():
+    doc = bench_json("failover", "--layouts", "raft3", "--kills", "1")
+    check_document(doc, "failover")
+    (run,) = doc["runs"]
+    assert run["failover_ms"]["count"] == 1
+    for value in (run["failover_ms"]["median"], run["election_ms"]["median"], run["acked_msgs"],
+                  run["client_cpu_us_per_msg"], run["failover_p50_ratio_to_dledger"]):
+        assert positive(value)
+
+
+def test_bench_timer_delivers_nothing_early(tmp_path):
+    doc = bench_json("timer", "--pending", "50", "--probes", "10", "--probe-seconds", "0.3", "--burst", "100",
+                     "--dir", str(tmp_path))
+    check_document(doc, "timer")
+    (case,) = doc["cases"]
+    assert case["delivered_early_count"] == 0 and case["delivery_error_ms_min"] >= 0
+    for field in ("burst_throughput_msgs_per_s", "burst_cpu_us_per_msg", "burst_log_mb_per_s",
+                  "burst_log_ratio_to_disk_write"):
+        assert positive(case[field]), field
+
+
+def test_bench_migrate_reports_ratio_to_cp(tmp_path):
+    doc = bench_json("migrate", "--size-bytes", str(2 << 20), "--small-bytes", str(1 << 20), "--targets", "v5",
+                     "--dir", str(tmp_path))
+    check_document(doc, "migrate")
+    (result,) = doc["results"]
+    assert result["carried_every_message"] is True
+    for field in ("migrate_mb_per_s", "ratio_to_cp", "ratio_to_disk_write", "cpu_us_per_msg", "peak_rss_mib"):
+        assert positive(result[field]), field
+    assert positive(doc["cp_mb_per_s"])
+
+
+def test_bench_errors_are_one_line():
+    result = CliRunner().invoke(cli, ["bench", "migrate", "--targets", "v9"])
+    assert result.exit_code == 2 and "v9" in result.output
+    result = CliRunner().invoke(cli, ["bench", "broker", "--layouts", "no-such-layout", *LIMITS])
+    assert result.exit_code == 2 and "no-such-layout" in result.output
