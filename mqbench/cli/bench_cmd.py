@@ -212,3 +212,80 @@ def migrate(source, targets, size_bytes, small_bytes, verify, rolling, rolling_t
     doc = bench_migrate.run(source=source, targets=names, size_bytes=size_bytes, small_bytes=small_bytes,
                             verify=verify, seed=seed, limits_budget_s=limits_budget_s, directory=directory)
     _emit(doc, as_json, bench_migrate.render)
+
+
+@bench.command()
+@click.option("--profiles", default="orders,notifications,iot", show_default=True,
+              help="Built-in workload profiles whose bodies are measured, comma separated.")
+@click.option("--codecs", "codec_specs", default="zlib:5,zstd:3,lz4", show_default=True,
+              help="Codec specs, comma separated (see mqbench codecs list).")
+@click.option("--batches", "batch_sizes", type=IntList(), default="16,64,256", show_default=True,
+              help="Whole-batch sizes in messages.")
+@click.option("--messages", type=click.IntRange(1, 1_000_000), default=4096, show_default=True,
+              help="Messages per profile.")
+@click.option("--min-time-ms", type=click.IntRange(1, 60_000), default=100, show_default=True,
+              help="Each path of each cell is repeated for at least this long.")
+@limits_budget_option
+@click.option("--no-limits", is_flag=True, help="Skip the raw codec speed (no ratios to it).")
+@seed_option
+@json_option
+def compression(profiles, codec_specs, batch_sizes, messages, min_time_ms, limits_budget_s, no_limits, seed, as_json):
+    """Per-message vs whole-batch compression: stored bytes, ratio, MB/s and CPU µs/msg vs the raw codec.
+
+    Runs the client's and broker's own compression code on realistic bodies; nothing is sent. The
+    raw codec speed (the limits) is measured per profile, sharing --limits-budget-s.
+    """
+    from mqbench.bench import compression as bench_compression
+
+    describe = lambda c: f"{c['profile']} {c['codec']} {c['mode']}: done"  # noqa: E731
+    profiles = _names(profiles)
+    doc = bench_compression.run(profiles=profiles, codec_specs=_names(codec_specs), batch_sizes=batch_sizes,
+                                messages=messages, min_time_ms=min_time_ms,
+                                limits_budget_ms=None if no_limits else int(limits_budget_s * 1000 / len(profiles)),
+                                seed=seed,
+                                progress=_progress(as_json, describe))
+    _emit(doc, as_json, bench_compression.render)
+
+
+@bench.command()
+@click.option("--replicas", type=click.IntRange(1, 7), default=3, show_default=True)
+@click.option("--durability", type=click.Choice(["memory", "fsync", "both"]), default="both", show_default=True)
+@click.option("--concurrency", "concurrencies", type=IntList(), default="1,64", show_default=True,
+              help="Puts in flight, comma separated (one cell each).")
+@click.option("--seconds", type=click.FloatRange(0.1, 300), default=3.0, show_default=True,
+              help="Measured seconds per cell, after a 0.5 s warm-up.")
+@click.option("--body-bytes", type=click.IntRange(1, 4 << 20), default=1024, show_default=True)
+@limits_budget_option
+@dir_option
+@seed_option
+@json_option
+def replicated(replicas, durability, concurrencies, seconds, body_bytes, limits_budget_s, directory, seed, as_json):
+    """Puts/s, latency and CPU µs per put through one Raft group whose replicas share this process."""
+    from mqbench.bench import replicated as bench_replicated
+
+    describe = lambda r: f"{r['durability']} x{r['concurrency']}: {r['puts_per_s']:,.0f} puts/s"  # noqa: E731
+    doc = bench_replicated.run(replicas=replicas,
+                               durabilities=["memory", "fsync"] if durability == "both" else [durability],
+                               concurrencies=concurrencies, seconds=seconds, body_bytes=body_bytes, seed=seed,
+                               limits_budget_s=limits_budget_s, directory=directory,
+                               progress=_progress(as_json, describe))
+    _emit(doc, as_json, bench_replicated.render)
+
+
+@bench.command("raft-core")
+@click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
+@click.option("--batch", "batches", type=IntList(), default="1,16,256", show_default=True,
+              help="Entries proposed at once, comma separated.")
+@click.option("--seconds", type=click.FloatRange(0.05, 120), default=2.0, show_default=True, help="Seconds per cell.")
+@click.option("--body-bytes", type=click.IntRange(1, 4 << 20), default=1024, show_default=True)
+@limits_budget_option
+@seed_option
+@json_option
+def raft_core(nodes, batches, seconds, body_bytes, limits_budget_s, seed, as_json):
+    """Entries/s and CPU µs per entry through the sans-I/O Raft core alone (no network, no disk)."""
+    from mqbench.bench import raft_core as bench_raft_core
+
+    describe = lambda c: f"{c['durability']} batch {c['batch_entries']}: {c['entries_per_s']:,} entries/s"  # noqa: E731
+    doc = bench_raft_core.run(nodes=nodes, batches=batches, seconds=seconds, body_bytes=body_bytes, seed=seed,
+                              limits_budget_s=limits_budget_s, progress=_progress(as_json, describe))
+    _emit(doc, as_json, bench_raft_core.render)

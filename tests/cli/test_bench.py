@@ -32,7 +32,7 @@ def check_document(doc: dict, what: str) -> None:
 def test_bench_help_lists_the_user_benchmarks():
     result = CliRunner().invoke(cli, ["bench", "--help"])
     assert result.exit_code == 0
-    for what in ("broker", "store", "failover", "timer", "migrate"):
+    for what in ("broker", "store", "failover", "timer", "migrate", "compression", "replicated", "raft-core"):
         assert what in result.output
 
 
@@ -102,8 +102,43 @@ def test_bench_migrate_reports_ratio_to_cp(tmp_path):
     assert positive(doc["cp_mb_per_s"])
 
 
+def test_bench_compression_reports_ratio_to_the_raw_codec():
+    doc = bench_json("compression", "--profiles", "orders", "--codecs", "zstd:3", "--batches", "16",
+                     "--messages", "64", "--min-time-ms", "2")
+    check_document(doc, "compression")
+    assert doc["limits_codecs"] and {c["mode"] for c in doc["cells"]} == {
+        "per-message", "per-message >=4096", "per-message >=0", "batch 16"}
+    for cell in doc["cells"]:
+        for field in ("stored_bytes_per_msg", "ratio", "compress_mb_per_s", "compress_cpu_us_per_msg",
+                      "decompress_cpu_us_per_msg"):
+            assert positive(cell[field]), (field, cell)
+    compressed = [c for c in doc["cells"] if c["codec"] == "zstd:3" and c["compressed_fraction"]]
+    assert compressed and all(positive(c["compress_vs_raw"]) for c in compressed)
+
+
+def test_bench_replicated_reports_cpu_per_put(tmp_path):
+    doc = bench_json("replicated", "--replicas", "3", "--durability", "fsync", "--concurrency", "4",
+                     "--seconds", "0.3", "--dir", str(tmp_path))
+    check_document(doc, "replicated")
+    (row,) = doc["rows"]
+    for field in ("acked_msgs", "puts_per_s", "latency_ms_p99", "cpu_us_per_msg", "leader_fdatasyncs",
+                  "puts_ratio_to_loopback_frames", "puts_ratio_to_fdatasyncs"):
+        assert positive(row[field]), field
+
+
+def test_bench_raft_core_reports_cpu_per_entry():
+    doc = bench_json("raft-core", "--batch", "1,16", "--seconds", "0.05", "--body-bytes", "128")
+    check_document(doc, "raft-core")
+    assert len(doc["cells"]) == 4
+    for cell in doc["cells"]:
+        for field in ("entries_per_s", "raft_messages_per_s", "cpu_us_per_entry", "raft_messages_ratio_to_loopback_frames"):
+            assert positive(cell[field]), field
+
+
 def test_bench_errors_are_one_line():
     result = CliRunner().invoke(cli, ["bench", "migrate", "--targets", "v9"])
     assert result.exit_code == 2 and "v9" in result.output
     result = CliRunner().invoke(cli, ["bench", "broker", "--layouts", "no-such-layout", *LIMITS])
     assert result.exit_code == 2 and "no-such-layout" in result.output
+    result = CliRunner().invoke(cli, ["bench", "compression", "--profiles", "nope", "--no-limits"])
+    assert result.exit_code == 2 and "nope" in result.output

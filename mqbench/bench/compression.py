@@ -1,10 +1,6 @@
-"""Per-message versus whole-batch compression on the three built-in profiles (a script, not a pytest module).
+"""``mqbench bench compression``: per-message versus whole-batch compression on the built-in profiles.
 
-    .venv/bin/python tests/benchmarks/compression_bench.py [--messages 4096] [--min-time-ms 100]
-        [--profiles orders,notifications,iot] [--codecs zlib:5,zstd:3,lz4] [--batches 16,64,256]
-        [--limits-budget-ms 2000 | --no-limits] [--seed 1] [--json]
-
-For each profile, ``--messages`` realistic bodies (``workloads.bodies``) with the properties a
+For each profile, ``messages`` realistic bodies (``workloads.bodies``) with the properties a
 producer sends (KEYS, TAGS, UNIQ_KEY, WAIT) go through the very code the client and broker run
 (``mqbench.broker.store.compression``), in these modes:
 
@@ -23,22 +19,21 @@ Figures per cell:
 * ``ratio``: the baseline's stored bytes divided by this cell's (higher is better);
 * ``compress_mb_per_s`` / ``decompress_mb_per_s``: plain body megabytes (10^6) per second through
   the producer path (compress and frame) and the consumer path (decompress and split), one core,
-  each repeated until ``--min-time-ms`` has passed;
+  each repeated until ``min_time_ms`` has passed; ``compress_cpu_us_per_msg`` and
+  ``decompress_cpu_us_per_msg`` are this process's CPU per message on those paths;
 * ``compressed_fraction``: share of messages whose body was compressed (RocketMQ's 4 KiB rule
   compresses none of a profile whose bodies are all smaller);
 * ``compress_vs_raw`` / ``decompress_vs_raw``: the cell's speed divided by the raw library speed of
   the same codec on the same profile at batch 256 measured by ``mqbench.limits.measure_codecs`` in
   the same run (how much of the machine's codec speed the path keeps).
 
-Every cell's output is checked against its input once. Figures come from this script's run, never
-from unit tests.
+Every cell's output is checked against its input once. Bounded: each of the cells runs for about
+``min_time_ms`` twice, plus the codec limits' budget per profile.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import random
-import sys
 import time
 from typing import Callable, Sequence
 
@@ -46,11 +41,12 @@ from mqbench.broker.store import compression as comp
 from mqbench.broker.store.batch import BatchItem
 from mqbench.broker.store.record import Message, record_size
 from mqbench.codecs.registry import Codec, parse_codec
-from mqbench.limits import machine_info, measure_codecs
-from mqbench.output import document, print_json, table
+from mqbench.bench.common import bench_document, fmt
+from mqbench.errors import InvariantViolation, UserError
+from mqbench.limits import measure_codecs
+from mqbench.output import table
 from mqbench.workloads.bodies import generate_bodies
 
-SCHEMA = "mqbench.compression-bench/1"
 MB = 1_000_000
 CQ_UNIT_BYTES = 20
 BCQ_UNIT_BYTES = 46
@@ -69,16 +65,17 @@ def sample(profile: str, count: int, seed: int) -> list[BatchItem]:
     return items
 
 
-def _repeat(function: Callable[[object], object], inputs: Sequence, min_time_ns: int) -> float:
-    """Seconds per pass of ``function`` over ``inputs``, repeated until ``min_time_ns`` has passed."""
-    passes, start = 0, time.perf_counter_ns()
+def _repeat(function: Callable[[object], object], inputs: Sequence, min_time_ns: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) per pass of ``function`` over ``inputs``, repeated until
+    ``min_time_ns`` has passed."""
+    passes, start, cpu_start = 0, time.perf_counter_ns(), time.process_time_ns()
     while True:
         for item in inputs:
             function(item)
         passes += 1
         elapsed = time.perf_counter_ns() - start
         if elapsed >= min_time_ns:
-            return elapsed / passes / 1e9
+            return elapsed / passes / 1e9, (time.process_time_ns() - cpu_start) / passes / 1e9
 
 
 def _record_bytes(topic: str, body_len: int, properties: dict[str, str]) -> int:
@@ -89,7 +86,7 @@ def per_message_cell(topic: str, items: list[BatchItem], codec: Codec | None, ov
                      min_time_ns: int) -> dict:
     stored = [comp.compress_body(item.body, codec, over_bytes) for item in items]
     if [comp.decompress_body(body, bits) for body, bits in stored] != [item.body for item in items]:
-        raise SystemExit(f"per-message round trip failed for {codec and codec.spec}")
+        raise InvariantViolation(f"per-message round trip failed for {codec and codec.spec}")
     commitlog = sum(_record_bytes(topic, len(body), item.properties) for (body, _), item in zip(stored, items))
     compress_s = _repeat(lambda item: comp.compress_body(item.body, codec, over_bytes), items, min_time_ns)
     decompress_s = _repeat(lambda pair: comp.decompress_body(*pair), stored, min_time_ns)
@@ -103,7 +100,7 @@ def batch_cell(topic: str, items: list[BatchItem], codec: Codec | None, batch_ms
     decoded = [comp.decode_client_batch(body, bits) for body, bits in wires]       # what the broker keeps
     stored = [(b.stored_body, 0xC0 | b.sysflag_bits) for b in decoded]
     if [m for body, flag in stored for m in comp.inner_batch_items(body, flag)] != items:
-        raise SystemExit(f"batch round trip failed for {codec and codec.spec} at {batch_msgs}")
+        raise InvariantViolation(f"batch round trip failed for {codec and codec.spec} at {batch_msgs}")
     commitlog = 0
     for group, (body, _) in zip(batches, stored):
         props = {"UNIQ_KEY": "0" * 32, "WAIT": "true", "INNER_NUM": str(len(group)), "INNER_BASE": "1000000"}
@@ -119,25 +116,31 @@ def _cell(items, commitlog_bytes, queue_bytes, compress_s, decompress_s, compres
     n = len(items)
     return {"messages": n, "body_bytes_per_msg": plain / n, "commitlog_bytes_per_msg": commitlog_bytes / n,
             "stored_bytes_per_msg": (commitlog_bytes + queue_bytes) / n,
-            "compress_mb_per_s": plain / MB / compress_s, "decompress_mb_per_s": plain / MB / decompress_s,
+            "compress_mb_per_s": plain / MB / compress_s[0], "decompress_mb_per_s": plain / MB / decompress_s[0],
+            "compress_cpu_us_per_msg": compress_s[1] * 1e6 / n, "decompress_cpu_us_per_msg": decompress_s[1] * 1e6 / n,
             "compressed_fraction": compressed / n}
 
 
-def run(args) -> dict:
-    specs = [spec for spec in args.codecs.split(",") if spec]
-    codecs = [parse_codec(spec) for spec in specs]
-    labels = {c.spec: spec for c, spec in zip(codecs, specs)}   # shown as the user wrote them
-    batch_sizes = [int(b) for b in args.batches.split(",") if b]
-    min_time_ns = args.min_time_ms * 1_000_000
-    cells, limits = [], []
-    for profile in args.profiles.split(","):
+def run(*, profiles: list[str], codec_specs: list[str], batch_sizes: list[int], messages: int, min_time_ms: int,
+        limits_budget_ms: int | None, seed: int, progress=None) -> dict:
+    """Every (profile, codec, mode) cell; returns the ``mqbench.bench-compression/1`` document.
+
+    ``limits_budget_ms=None`` skips the raw codec speed (no ``*_vs_raw`` ratios). Raises
+    ``UserError`` for an unknown profile or codec spec.
+    """
+    for profile in profiles:
         if profile not in TOPICS:
-            raise SystemExit(f"unknown profile {profile!r}; one of {', '.join(TOPICS)}")
+            raise UserError(f"unknown profile {profile!r}; one of {', '.join(TOPICS)}")
+    codecs = [parse_codec(spec) for spec in codec_specs]  # UserError for an unknown spec
+    labels = {c.spec: spec for c, spec in zip(codecs, codec_specs)}   # shown as the user wrote them
+    min_time_ns = min_time_ms * 1_000_000
+    cells, limits = [], []
+    for profile in profiles:
         topic = TOPICS[profile]
-        items = sample(profile, args.messages, args.seed)
+        items = sample(profile, messages, seed)
         raw = {}
-        if not args.no_limits:
-            rows = measure_codecs(args.limits_budget_ms, profile=profile, batch_msgs=256, seed=args.seed)
+        if limits_budget_ms is not None:
+            rows = measure_codecs(limits_budget_ms, profile=profile, batch_msgs=256, seed=seed)
             limits += rows
             raw = {parse_codec(row["codec"]).spec: row for row in rows}
         todo = [("none", "per-message", None, None)]
@@ -159,42 +162,18 @@ def run(args) -> dict:
             cell["compress_vs_raw"] = cell["compress_mb_per_s"] / direct["compress_mb_per_s"] if direct else None
             cell["decompress_vs_raw"] = cell["decompress_mb_per_s"] / direct["decompress_mb_per_s"] if direct else None
             cells.append(cell)
-            if not args.json:
-                print(f"{profile:14} {codec_name:7} {mode:18} done", file=sys.stderr)
-    return document(SCHEMA, machine=machine_info(), seed=args.seed, messages_per_profile=args.messages,
-                    min_time_ms=args.min_time_ms, limits_codecs=limits, cells=cells)
+            if progress:
+                progress(cell)
+    return bench_document("compression", seed=seed, messages_per_profile=messages, min_time_ms=min_time_ms,
+                          limits_codecs=limits, cells=cells)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=4096)
-    parser.add_argument("--min-time-ms", type=int, default=100)
-    parser.add_argument("--profiles", default="orders,notifications,iot")
-    parser.add_argument("--codecs", default="zlib:5,zstd:3,lz4")
-    parser.add_argument("--batches", default="16,64,256")
-    parser.add_argument("--limits-budget-ms", type=int, default=2000)
-    parser.add_argument("--no-limits", action="store_true")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    if args.messages < 1 or args.min_time_ms < 1:
-        parser.error("--messages and --min-time-ms must be at least 1")
-    doc = run(args)
-    if args.json:
-        print_json(doc)
-        return 0
-
-    def fmt(value, spec):
-        return "-" if value is None else format(value, spec)
-
-    print(table([[c["profile"], c["codec"], c["mode"], fmt(c["body_bytes_per_msg"], ".0f"),
-                  fmt(c["stored_bytes_per_msg"], ".1f"), fmt(c["ratio"], ".2f"), fmt(c["compressed_fraction"], ".2f"),
-                  fmt(c["compress_mb_per_s"], ",.1f"), fmt(c["decompress_mb_per_s"], ",.1f"),
-                  fmt(c["compress_vs_raw"], ".2f"), fmt(c["decompress_vs_raw"], ".2f")] for c in doc["cells"]],
-                ["profile", "codec", "mode", "body B/msg", "stored B/msg", "ratio", "compressed", "comp MB/s",
-                 "decomp MB/s", "comp/raw", "decomp/raw"]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def render(doc: dict) -> str:
+    """The terminal table of a ``mqbench.bench-compression/1`` document."""
+    return table([[c["profile"], c["codec"], c["mode"], fmt(c["body_bytes_per_msg"], ".0f"),
+                   fmt(c["stored_bytes_per_msg"], ".1f"), fmt(c["ratio"], ".2f"), fmt(c["compressed_fraction"], ".2f"),
+                   fmt(c["compress_mb_per_s"], ",.1f"), fmt(c["decompress_mb_per_s"], ",.1f"),
+                   fmt(c["compress_cpu_us_per_msg"], ",.2f"), fmt(c["decompress_cpu_us_per_msg"], ",.2f"),
+                   fmt(c["compress_vs_raw"], ".2f"), fmt(c["decompress_vs_raw"], ".2f")] for c in doc["cells"]],
+                 ["profile", "codec", "mode", "body B/msg", "stored B/msg", "ratio", "compressed", "comp MB/s",
+                  "decomp MB/s", "comp CPU µs/msg", "decomp CPU µs/msg", "comp/raw", "decomp/raw"])
