@@ -12,6 +12,9 @@ and builds its response with ``cmd.response_to(code, remark, ext_fields, body)``
 the opaque and flags. What happens to unknown codes, malformed frames, failing handlers, one-way
 requests and slow readers is the contract of ``channel.Channel``: REQUEST_CODE_NOT_SUPPORTED,
 closing only that connection, SYSTEM_ERROR with the error text, no response, write backpressure.
+A code with no handler is logged once per code (warning: the code's name and the first peer that
+sent it), so an operator sees what a tool asked for and did not get, without a line per request;
+``refused_codes`` counts them per code.
 The server pushes requests to a client through the channel (``channel.oneway(...)`` for
 NOTIFY_CONSUMER_IDS_CHANGED, ``channel.request(...)`` when it needs an answer).
 """
@@ -21,6 +24,7 @@ import asyncio
 import logging
 from typing import Callable
 
+from mqbench.broker.remoting import codes
 from mqbench.broker.remoting.channel import (INFLIGHT_REQUESTS_MAX_DEFAULT, WRITE_BUFFER_BYTES_HIGH_DEFAULT, Channel,
                                              RequestHandler, unsupported)
 from mqbench.broker.remoting.command import RemotingCommand
@@ -48,6 +52,8 @@ class RemotingServer:
         self.fatal = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None
         self._watchers: set[asyncio.Task] = set()
+        #: request code -> how many requests with that code were refused as not supported
+        self.refused_codes: dict[int, int] = {}
 
     def register(self, code: int, handler: RequestHandler) -> None:
         self.handlers[code] = handler
@@ -95,6 +101,11 @@ class RemotingServer:
     async def _dispatch(self, cmd: RemotingCommand, channel: Channel) -> RemotingCommand | None:
         handler = self.handlers.get(cmd.code)
         if handler is None:
+            seen = self.refused_codes.get(cmd.code, 0)
+            self.refused_codes[cmd.code] = seen + 1
+            if not seen:
+                log.warning("refusing request code %s from %s: not supported (logged once per code)",
+                            codes.request_name(cmd.code), channel.peer)
             return unsupported(cmd)
         return await handler(cmd, channel)
 

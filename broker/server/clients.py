@@ -24,6 +24,7 @@ class ConsumerGroupInfo:
     subscriptions: dict[str, str] = field(default_factory=dict)  # topic -> expression
     consume_from_where: str = "CONSUME_FROM_LAST_OFFSET"
     message_model: str = "CLUSTERING"
+    consume_type: str = "CONSUME_PASSIVELY"   # PUSH; CONSUME_ACTIVELY is a pull consumer
 
 
 class ClientRegistry:
@@ -53,6 +54,7 @@ class ClientRegistry:
                 info.channels[client_id] = connection
             info.consume_from_where = str(consumer.get("consumeFromWhere", info.consume_from_where))
             info.message_model = str(consumer.get("messageModel", info.message_model))
+            info.consume_type = str(consumer.get("consumeType", info.consume_type))
             for sub in consumer.get("subscriptionDataSet") or ():
                 info.subscriptions[str(sub.get("topic", ""))] = str(sub.get("subString", "*"))
             seen.add(("consumer", group, client_id))

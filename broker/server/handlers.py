@@ -1,7 +1,8 @@
 """What every request handler of the broker shares: ``BrokerContext``, and the handler table.
 
 The handlers (one module per area: ``handlers_send``, ``handlers_pull``, ``handlers_offsets``,
-``handlers_clients``, ``handlers_admin``) are ``async def handler(ctx, cmd, channel)``; the
+``handlers_clients``, ``handlers_admin``, ``handlers_stats`` for mqadmin's read-only verbs) are
+``async def handler(ctx, cmd, channel)``; the
 table built by ``build_handlers(ctx)`` binds them to ``ctx`` and wraps each one so that:
 
 * ``Refused(code, remark)`` raised anywhere below becomes that response (a handler says "no"
@@ -111,13 +112,21 @@ class BrokerContext:
     #: messages moved to the schedule or timer topic). A rewriter raising UserError refuses the send.
     message_rewriters: list[Callable[[Message], Message]] = field(default_factory=list)
     started_ms: int = 0
+    #: the broker's settings as GET_BROKER_CONFIG reports them (``durability``, ``storeVersion``, ...)
+    settings: dict[str, str] = field(default_factory=dict)
+    #: (commitlog min offset, store time of the oldest message) cached for runtime info
+    earliest_store_time: tuple[int, int] | None = None
     _creating: dict[str, asyncio.Future] = field(default_factory=dict)
     _background: set[asyncio.Task] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        from mqbench.broker.server.stats import BrokerStats
+
         self.not_leader_errors = NOT_LEADER_ERRORS
         self.peers = self.layout.group_instances(self.instance.group)
         self.started_ms = self.clock_ms()
+        #: per-topic and per-group message counts over time (VIEW_BROKER_STATS_DATA, putTps, ...)
+        self.stats = BrokerStats(self.layout.cluster, self.started_ms)
 
     # --- identity and roles -----------------------------------------------------------------------
 
@@ -304,10 +313,10 @@ def wrap(ctx: BrokerContext, handler: Handler, bad_input_code: int):
 def build_handlers(ctx: BrokerContext) -> dict[int, Callable]:
     """The broker's request table: code -> bound handler."""
     from mqbench.broker.server import (handlers_admin, handlers_clients, handlers_offsets, handlers_pull,
-                                       handlers_send)
+                                       handlers_send, handlers_stats)
 
     table: dict[int, Callable] = {}
-    for module in (handlers_send, handlers_pull, handlers_offsets, handlers_clients, handlers_admin):
+    for module in (handlers_send, handlers_pull, handlers_offsets, handlers_clients, handlers_admin, handlers_stats):
         for code, (handler, bad_input_code) in module.HANDLERS.items():
             table[code] = wrap(ctx, handler, bad_input_code)
     return table

@@ -8,7 +8,7 @@ future leader, has it) and the broker registers with the name server again at on
 is routed. Creating an existing topic updates it. A bad name or count: INVALID_PARAMETER 29.
 
 GET_BROKER_RUNTIME_INFO answers a KVTable JSON body ``{"table": {name: string value}}`` with the
-keys listed in ``runtime_info`` (every value a string, as RocketMQ's).
+keys listed in ``runtime_info`` and ``rocketmq_runtime_fields`` (every value a string, as RocketMQ's).
 """
 from __future__ import annotations
 
@@ -148,7 +148,71 @@ def runtime_info(ctx: BrokerContext) -> dict[str, str]:
         "pullWaiterCount": len(ctx.waiters), "storeBytes": _directory_bytes(store.root),
         "commitLogMinOffset": store.log.min_offset, "commitLogMaxOffset": store.log.end_offset,
     }
+    table.update(rocketmq_runtime_fields(ctx))
     return {k: str(v) for k, v in table.items()}
+
+
+def _earliest_store_time_ms(ctx: BrokerContext) -> int:
+    """Store time of the oldest message still stored (RocketMQ's ``earliestMessageTimeStamp``), -1 if
+    none: the first message of every queue (the commitlog of a DLedger store starts with entry
+    framing, not a message). Cached until the commitlog's first offset moves (old files deleted)."""
+    key = ctx.store.log.min_offset
+    cached = ctx.earliest_store_time
+    if cached is not None and cached[0] == key and cached[1] >= 0:
+        return cached[1]
+    earliest = -1
+    for topic, cfg in ctx.topic_configs().items():
+        for queue_id in range(max(cfg.read_queue_nums, cfg.write_queue_nums)):
+            found = ctx.store.read_queue(topic, queue_id, ctx.store.min_offset(topic, queue_id), 1).messages
+            if found and (earliest < 0 or found[0].store_timestamp_ms < earliest):
+                earliest = found[0].store_timestamp_ms
+    ctx.earliest_store_time = (key, earliest)
+    return earliest
+
+
+def _disk(root: os.PathLike) -> tuple[float, int, int]:
+    """(used fraction, total bytes, free bytes) of the file system holding ``root``."""
+    try:
+        st = os.statvfs(root)
+    except OSError:
+        return -1.0, 0, 0
+    total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+    return ((total - free) / total if total else -1.0), total, free
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.2f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return f"{n} B"
+
+
+def rocketmq_runtime_fields(ctx: BrokerContext) -> dict[str, str]:
+    """The GET_BROKER_RUNTIME_INFO entries RocketMQ 4.9.8's mqadmin reads (``clusterList``,
+    ``clusterList -m``, ``brokerStatus``): ``brokerVersionDesc`` / ``brokerVersion`` (the 4.9.8
+    protocol level), ``putTps`` / ``getTransferedTps`` (``"t10 t60 t600"`` msgs/s), the day counters
+    ``msgPutTotal*`` / ``msgGetTotal*``, the thread-pool queue sizes and head waits (always 0: this
+    broker queues no request for a thread), ``pageCacheLockTimeMills`` (0), ``earliestMessageTimeStamp``,
+    ``commitLogDiskRatio`` / ``consumeQueueDiskRatio`` (used fraction of the store's file system),
+    ``commitLogDirCapacity``, ``runtime``."""
+    from mqbench import __version__
+    from mqbench.broker.remoting.admin_bodies import ROCKETMQ_VERSION_4_9_8
+
+    now_ms = ctx.clock_ms()
+    ratio, total, free = _disk(ctx.store.root)
+    up_s = max(0, now_ms - ctx.started_ms) // 1000
+    fields = {"brokerVersionDesc": f"mqbench-{__version__}", "brokerVersion": ROCKETMQ_VERSION_4_9_8,
+              "earliestMessageTimeStamp": _earliest_store_time_ms(ctx), "commitLogDiskRatio": f"{ratio:.4f}",
+              "consumeQueueDiskRatio": f"{ratio:.4f}", "pageCacheLockTimeMills": 0, "dispatchBehindBytes": 0,
+              "commitLogDirCapacity": f"Total : {_human_bytes(total)}, Free : {_human_bytes(free)}.",
+              "runtime": f"[ {up_s // 86400} days, {up_s // 3600 % 24} hours, {up_s // 60 % 60} minutes, "
+                         f"{up_s % 60} seconds ]", "startAcceptSendRequestTimeStamp": 0}
+    for pool in ("send", "pull", "query"):
+        fields[f"{pool}ThreadPoolQueueSize"] = 0
+        fields[f"{pool}ThreadPoolQueueHeadWaitTimeMills"] = 0
+    fields.update(ctx.stats.runtime_fields(now_ms))
+    return {k: str(v) for k, v in fields.items()}
 
 
 async def on_runtime_info(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:

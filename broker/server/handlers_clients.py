@@ -41,6 +41,8 @@ async def on_heartbeat(ctx: BrokerContext, cmd: RemotingCommand, channel: Channe
         for item in doc.get(key) or ():
             validate_group(item["groupName"])
     joined = ctx.clients.heartbeat(doc, ctx.monotonic_ms(), channel)
+    # what GET_CONSUMER_CONNECTION_LIST reports per connection (mqadmin's consumerProgress/Connection)
+    channel.attributes["language"], channel.attributes["version"] = cmd.language, cmd.version
     for item in doc.get("consumerDataSet") or ():
         topic = retry_topic(item["groupName"])
         if ctx.is_leader() and ctx.topic_config(topic) is None:

@@ -129,6 +129,7 @@ async def on_pull(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
                                remaining_ms)
         answer = _answer(ctx, header, tags)
     ctx.counters.pull_message_count += answer.count
+    ctx.stats.record_get(header.topic, header.consumer_group, answer.count, ctx.clock_ms())
     fields = headers.PullMessageResponseHeader(suggest_which_broker_id=0, next_begin_offset=answer.next_offset,
                                                min_offset=answer.min_offset, max_offset=answer.max_offset)
     remark = None if answer.code == codes.SUCCESS else _remark(answer.code)

@@ -73,9 +73,10 @@ async def _prepare(ctx: BrokerContext, cmd: RemotingCommand) -> tuple[headers.Se
     return header, cfg, queue_id
 
 
-def _response(ctx: BrokerContext, cmd: RemotingCommand, result, queue_id: int, transaction_id: str | None,
-              message_count: int) -> RemotingCommand:
+def _response(ctx: BrokerContext, cmd: RemotingCommand, topic: str, result, queue_id: int,
+              transaction_id: str | None, message_count: int) -> RemotingCommand:
     ids = getattr(result, "msg_ids", None) or [result.msg_id]
+    ctx.stats.record_put(topic, message_count, ctx.clock_ms())
     ctx.counters.put_message_count += message_count
     ctx.counters.put_request_count += 1
     answer = headers.SendMessageResponseHeader(msg_id=",".join(ids), queue_id=getattr(result, "queue_id", queue_id),
@@ -95,7 +96,7 @@ async def on_send(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
                       sysflag=header.sys_flag, born_timestamp_ms=header.born_timestamp_ms,
                       born_host=peer_host(channel), reconsume_times=header.reconsume_times or 0)
     result = await ctx.group.put(ctx.rewrite(msg))
-    return _response(ctx, cmd, result, queue_id, properties.get(UNIQ_KEY), 1)
+    return _response(ctx, cmd, header.topic, result, queue_id, properties.get(UNIQ_KEY), 1)
 
 
 _DELAY_KEYS = frozenset({"DELAY", "TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS"})
@@ -124,7 +125,7 @@ async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Chann
         # decompressed above and is stored as plain messages, so their sysflag drops the codec bits
         result = await ctx.group.put_batch(header.topic, queue_id, batch.items, consolidate=cfg.is_batch_cq,
                                            sysflag=header.sys_flag & ~SYSFLAG_COMPRESSION_BITS, **common)
-    return _response(ctx, cmd, result, queue_id, properties.get(UNIQ_KEY), batch.count)
+    return _response(ctx, cmd, header.topic, result, queue_id, properties.get(UNIQ_KEY), batch.count)
 
 
 def _long_field(ext: dict[str, str], name: str, default: int | None = None) -> int:

@@ -103,7 +103,9 @@ class Broker:
             durability=self.durability, rng=self.rng, store_host=(instance.address, instance.port),
             preferred_leader=preferred, **options)
         try:
-            ctx = self.ctx = BrokerContext(self.layout, instance, self.group, rng=self.rng)
+            ctx = self.ctx = BrokerContext(self.layout, instance, self.group, rng=self.rng,
+                                           settings={"durability": self.durability, "storeVersion": self.version,
+                                                     "storePathRootDir": str(self.store_dir)})
             self.server = RemotingServer(build_handlers(ctx), on_disconnect=lambda ch: connection_closed(ctx, ch))
             await self.server.start(instance.address, instance.port)
             self.registrar = Registrar(self.layout.namesrv_addr, self.describe, interval_ms=self.register_interval_ms)

@@ -4,7 +4,12 @@ writer that reproduces fastjson's pretty layout byte for byte. Pure text in/out.
 * pretty format: one TAB per level, ``\\n`` newlines, no spaces around ``:``/``,``, no trailing newline;
 * maps with integer keys are written with bare keys on one line, the closing brace on its own
   line: ``{0:250,1:251\\n\\t\\t}``; string-keyed maps one entry per line; an empty map is ``{}``;
-* null values are omitted.
+* null values are omitted;
+* a map whose keys are Java beans (``HashMap<MessageQueue, OffsetWrapper>`` in ConsumeStats and
+  TopicStatsTable, what the broker's admin answers carry) is written with each key as a JSON object,
+  ``{{"brokerName":"b","queueId":0,"topic":"t"}:{...}}``: not JSON, but what fastjson reads back.
+  The reader returns such keys as ``ObjectKey`` (hashable; ``.fields()`` is the dict); the writer
+  takes an ``ObjectKeyMap`` (a list of ``(dict, value)`` pairs).
 
 Java maps iterate in hash order; ``java_map_order`` reproduces HashMap/ConcurrentHashMap order so
 that a writer gives the same bytes as a Java broker for the same content.
@@ -21,6 +26,17 @@ from .record import java_hash
 
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _WS = " \t\n\r"
+
+
+class ObjectKey(tuple):
+    """A JSON object read as a map key: the sorted ``(name, value)`` pairs (scalar values only)."""
+
+    def fields(self) -> dict:
+        return dict(self)
+
+
+class ObjectKeyMap(list):
+    """A map to write with JSON objects as keys: a list of ``(key dict, value)`` pairs, in order."""
 
 
 def loads_fastjson(text: str | bytes, *, where: str | None = None) -> object:
@@ -105,6 +121,11 @@ class _Parser:
             self.skip()
             if self.text.startswith('"', self.pos):
                 key: object = self.string()
+            elif self.text.startswith("{", self.pos):
+                fields = self.obj(depth + 1)
+                if any(isinstance(v, (dict, list)) for v in fields.values()):
+                    raise self.error("an object used as a key holds an object or an array")
+                key = ObjectKey(sorted(fields.items(), key=lambda kv: str(kv[0])))
             else:
                 key = self.number()
                 if not isinstance(key, int):
@@ -165,7 +186,7 @@ def _dump(obj: object, level: int, pretty: bool, out: list[str]) -> None:
         out.append(repr(obj))
     elif isinstance(obj, str):
         out.append(json.dumps(obj, ensure_ascii=False))
-    elif isinstance(obj, dict):
+    elif isinstance(obj, (dict, ObjectKeyMap)):
         _dump_map(obj, level, pretty, out)
     elif isinstance(obj, (list, tuple, set, frozenset)):
         out.append("[")
@@ -178,7 +199,21 @@ def _dump(obj: object, level: int, pretty: bool, out: list[str]) -> None:
         raise UserError(f"cannot write {type(obj).__name__} as JSON")
 
 
-def _dump_map(obj: dict, level: int, pretty: bool, out: list[str]) -> None:
+def _dump_map(obj: dict | ObjectKeyMap, level: int, pretty: bool, out: list[str]) -> None:
+    if isinstance(obj, ObjectKeyMap):
+        out.append("{")
+        for i, (key, value) in enumerate(obj):
+            if i:
+                out.append(",")
+            if pretty:
+                out.append("\n" + "\t" * (level + 1))
+            _dump(dict(key), level + 1, False, out)
+            out.append(":")
+            _dump(value, level + 1, pretty, out)
+        if pretty and obj:
+            out.append("\n" + "\t" * level)
+        out.append("}")
+        return
     items = [(k, v) for k, v in obj.items() if v is not None]
     if not items:
         out.append("{}")
