@@ -86,7 +86,7 @@ def _set_store_version(record, target: str) -> None:
 
 
 async def _commit_index(addr: str) -> tuple[str, int]:
-    from mqbench.broker.server.admin import query_runtime_info
+    from mqbench.admin.calls import query_runtime_info
 
     info = await query_runtime_info(addr, 1.0)
     index = info.get("raftCommitIndex", "-1")

@@ -151,7 +151,7 @@ async def leaders_per_host(state: ClusterState) -> dict[str, int]:
 
 async def ensure_topic(state: ClusterState, group: str, topic: str, timeout_s: float = 30.0) -> None:
     """Create ``topic`` (4 queues) on ``group``'s leader and wait until the name server routes it."""
-    from mqbench.broker.server.admin import create_topic
+    from mqbench.admin.calls import create_topic
 
     deadline = time.monotonic() + timeout_s
     created = False

@@ -219,7 +219,7 @@ def status(state: ClusterState, timeout_s: float = 2.0) -> list[InstanceStatus]:
 
 async def status_async(state: ClusterState, timeout_s: float = 2.0) -> list[InstanceStatus]:
     """``status`` for callers already inside an event loop (drills, soak, benchmarks)."""
-    from mqbench.broker.server.admin import query_runtime_info
+    from mqbench.admin.calls import query_runtime_info
 
     layout = cluster_layout(state)
 

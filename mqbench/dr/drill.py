@@ -31,7 +31,7 @@ from pathlib import Path
 
 from mqbench.broker.layout import Layout, load_layout
 from mqbench.broker.netem import NO_DELAY, DelayProxy
-from mqbench.broker.server.admin import query_runtime_info
+from mqbench.admin.calls import query_runtime_info
 from mqbench.cluster import drills, launcher
 from mqbench.dr import cluster as drcluster
 from mqbench.dr.measure import FailoverTimes, duplicate_deliveries, lost_messages, percentile_ms, rto_split

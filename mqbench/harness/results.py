@@ -31,7 +31,9 @@ field                           meaning
                                 ``disk_fdatasync_per_s``, ``loopback_small_frames_per_s``,
                                 ``loopback_mb_per_s``, ``codecs``), or null when not measured
 ``layout``                      ``name``, ``hosts``, ``groups``, ``replicas_per_group``,
-                                ``instances``, ``instances_per_host``
+                                ``instances``, ``instances_per_host``; for a ``--target`` cluster
+                                also ``brokers`` (broker name -> replica addresses, master first)
+                                and ``source`` (``cluster info``, or the topic-route fallback)
 ``workload``                    ``profile`` (name or null), ``trace_file`` (path or null),
                                 ``trace_sha256`` (hex or null), ``description``
 ``codec``                       codec settings of the run (e.g. ``{"spec": "zstd:3"}``); cells

@@ -93,7 +93,7 @@ def stop_embedded(env: Environment) -> None:
 async def _leaders(env: Environment, wait_s: float = LEADER_WAIT_S) -> list[str]:
     """The leader's address of every group, waiting out an election (a preferred-leader transfer
     right after start-up leaves a group briefly without one)."""
-    from mqbench.broker.server.admin import query_runtime_info
+    from mqbench.admin.calls import query_runtime_info
 
     deadline = time.monotonic() + wait_s
     leaders = []
@@ -121,7 +121,7 @@ async def prepare_topics(env: Environment, topics: list[TopicPlan]) -> dict:
     from mqbench.client.connections import ConnectionPool, NameServerClient
 
     if env.embedded:
-        from mqbench.broker.server.admin import create_topic
+        from mqbench.admin.calls import create_topic
 
         for addr in await _leaders(env):
             for topic in topics:
@@ -154,8 +154,22 @@ async def prepare_topics(env: Environment, topics: list[TopicPlan]) -> dict:
     return {"brokers": len(brokers)}
 
 
-def target_layout(namesrv: str, brokers: int) -> dict:
-    """The ``layout`` field for an existing cluster: what its routes show (one host per broker)."""
-    brokers = max(1, brokers)
+async def target_layout(namesrv: str, brokers_routed: int) -> dict:
+    """The ``layout`` field for an existing cluster: its real hosts, broker groups and replicas, as its
+    name server and brokers tell (``mqbench.admin.cluster.query_cluster``, with ``brokers``: broker
+    name -> replica addresses). When the name server gives no cluster info, one host per broker
+    that routes the run's topics (``brokers_routed``), and ``source`` says so."""
+    from mqbench.admin.calls import AdminError
+    from mqbench.admin.cluster import query_cluster
+
+    try:
+        view = await query_cluster(namesrv)
+    except AdminError as exc:
+        view, reason = None, str(exc)
+    else:
+        reason = "the name server lists no broker"
+    if view is not None and view.groups and view.replicas:
+        return view.layout_summary() | {"source": "cluster info"}
+    brokers = max(1, brokers_routed)
     return {"name": f"target {namesrv}", "hosts": brokers, "groups": brokers, "replicas_per_group": 1,
-            "instances": brokers, "instances_per_host": 1.0}
+            "instances": brokers, "instances_per_host": 1.0, "source": f"topic routes ({reason})"}

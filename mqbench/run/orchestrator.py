@@ -148,7 +148,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
                           label: str) -> dict:
     routes = await prepare_topics(env, plan.topic_plans(cell))
     if not env.embedded:
-        env.layout = target_layout(env.namesrv, routes["brokers"])
+        env.layout = await target_layout(env.namesrv, routes["brokers"])
     disk_before = await asyncio.to_thread(allocated_bytes, env.store_dirs)
     tracker = Tracker()
     workers = WorkerSet()

@@ -59,7 +59,7 @@ def allocated_bytes(directories: Iterable[str | os.PathLike]) -> int:
 
 async def replication_bytes(addrs: Iterable[str], timeout_s: float = 2.0) -> int | None:
     """Sum of ``raftBytesSent`` of the brokers at ``addrs``; None if any does not answer it."""
-    from mqbench.broker.server.admin import query_runtime_info
+    from mqbench.admin.calls import query_runtime_info
 
     total = 0
     for addr in addrs:

@@ -15,7 +15,7 @@ from mqbench.errors import PeerError
 
 
 async def create_topic(leader_addr: str, topic: str) -> None:
-    from mqbench.broker.server.admin import create_topic as create
+    from mqbench.admin.calls import create_topic as create
     await create(leader_addr, topic, queues=2)
 
 

@@ -16,7 +16,7 @@ from mqbench.broker.namesrv.server import NameServer
 from mqbench.broker.remoting import codes, headers
 from mqbench.broker.remoting.client import connect
 from mqbench.broker.remoting.command import LENGTH, RemotingCommand
-from mqbench.broker.server.admin import AdminError, create_topic, query_runtime_info
+from mqbench.admin.calls import AdminError, create_topic, query_runtime_info
 from mqbench.broker.server.main import Broker
 from mqbench.broker.store import record as rec
 from mqbench.broker.store.batch import BatchItem, encode_batch

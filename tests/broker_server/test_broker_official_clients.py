@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mqbench.broker.server.admin import create_topic
+from mqbench.admin.calls import create_topic
 from mqbench.cluster import launcher
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "official"))

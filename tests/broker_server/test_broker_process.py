@@ -80,7 +80,7 @@ def test_real_process_serves_a_producer_and_a_consumer_and_stops_cleanly(tmp_pat
         assert leader.role == "leader"
 
         async def scenario():
-            from mqbench.broker.server.admin import create_topic
+            from mqbench.admin.calls import create_topic
             await create_topic(leader.addr, "Proc", queues=2)
             deadline = time.monotonic() + 10
             async with Producer(namesrv, "PID_proc") as producer:
@@ -157,7 +157,7 @@ def test_raft3_processes_survive_a_leader_sigkill(tmp_path, free_port_offset):
         first = launcher.leader(state, "broker-a")
 
         async def scenario():
-            from mqbench.broker.server.admin import create_topic, query_runtime_info
+            from mqbench.admin.calls import create_topic, query_runtime_info
             await create_topic(first.addr, "Kill", queues=2)
             acked = []
             deadline = time.monotonic() + 40

@@ -13,7 +13,7 @@ import asyncio
 import pytest
 
 from mqbench.broker.layout import load_layout
-from mqbench.broker.server.admin import create_topic
+from mqbench.admin.calls import create_topic
 from mqbench.broker.server.main import Broker
 from mqbench.broker.remoting.server import RemotingServer
 from mqbench.broker.server.replicated import ReplicatedGroup

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from mqbench.broker.server.admin import create_topic
+from mqbench.admin.calls import create_topic
 from mqbench.broker.store import compression as comp
 from mqbench.broker.store.record import SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP
 from mqbench.broker.store.store import Store

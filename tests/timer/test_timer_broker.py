@@ -15,7 +15,7 @@ import pytest
 
 from mqbench.broker.layout import parse_layout
 from mqbench.broker.namesrv.server import NameServer
-from mqbench.broker.server.admin import create_topic
+from mqbench.admin.calls import create_topic
 from mqbench.broker.server.main import Broker
 from mqbench.broker.timer import DelayConfig
 from mqbench.broker.timer.wiring import attach_to_broker
