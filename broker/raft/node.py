@@ -19,7 +19,7 @@ suffix truncation, throttled catch-up, TimeoutNow leadership transfer and a pref
 """
 from __future__ import annotations
 
-import random
+from typing import Protocol
 
 from mqbench.errors import InvariantViolation, UserError
 
@@ -34,8 +34,15 @@ VOTE, VOTE_RESP, PRE_VOTE, PRE_VOTE_RESP = MsgType.VOTE, MsgType.VOTE_RESP, MsgT
 TIMEOUT_NOW = MsgType.TIMEOUT_NOW
 
 
+class Rng(Protocol):
+    """The node's injected source of randomness; a seeded ``random.Random`` is one. Typed as a
+    protocol so the core never imports ``random`` (nothing global can slip in)."""
+
+    def randrange(self, stop: int, /) -> int: ...
+
+
 class RaftNode:
-    def __init__(self, config: RaftConfig, storage: Storage, rng: random.Random, *, applied: int = 0):
+    def __init__(self, config: RaftConfig, storage: Storage, rng: Rng, *, applied: int = 0):
         """Start (or restart) from ``storage``'s hard state and log. ``rng`` is the node's only
         source of randomness (election timeouts). ``applied``: the index the state machine has
         already applied; committed entries after it are handed out again in the first Readies."""

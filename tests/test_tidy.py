@@ -1,0 +1,163 @@
+"""Tidy rules that keep the sans-I/O cores pure (design: "Style" 1 and 2).
+
+A pure module takes bytes, messages and ticks and returns bytes, messages and work to do; time and
+randomness are passed in. So it may not import the modules through which a program reaches the
+clock, global randomness, files, sockets or threads. Checked on the source (AST), not by importing
+it: ``import x``, ``import x.y`` and ``from x import y`` all count, at any depth of the module
+(inside functions and ``if TYPE_CHECKING`` too: a type-only need is met with a Protocol).
+
+A pure module may also import, from this project, only other pure modules (and ``mqbench.errors``),
+so purity cannot leak in through a helper. Package ``__init__`` files that an import runs are not
+followed (``mqbench.broker.timer``'s pulls in the delay service); the rule is about each module's
+own code.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# setup.py's package_dir: import prefix -> folder
+PACKAGE_DIRS = {"mqbench.codecs": "codecs", "mqbench.broker": "broker", "mqbench.migrate": "migrate",
+                "mqbench.workloads": "workloads", "mqbench": "mqbench"}
+
+FORBIDDEN = {"asyncio", "socket", "os", "time", "random", "threading",
+             # the same reach under other names
+             "subprocess", "selectors", "mmap", "fcntl", "signal", "shutil"}
+
+# The pure modules, decided by reading them (file paths from the repository root).
+PURE = [
+    # The Raft core: roles as tables, log, flow control, messages, wire codec, the storage
+    # interface and its in-memory implementation. Excluded: dledger_storage.py (files),
+    # transport.py and replica.py (asyncio), sim/ (the simulator owns the seeded Random and times
+    # its runs: it is the driver that injects time and randomness into the core).
+    "broker/raft/config.py",
+    "broker/raft/log.py",
+    "broker/raft/node.py",
+    "broker/raft/progress.py",
+    "broker/raft/storage.py",
+    "broker/raft/types.py",
+    "broker/raft/wire.py",
+    # RocketMQ's formats: records, properties, client batches, queue units, checkpoint, DLedger
+    # framing, index file, timer units, fastjson configs, topic names, the restamp of a record.
+    # Excluded: compression.py (keeps a threading.local cache of codec contexts, which are not
+    # thread-safe; moving that cache out changes every caller), versions.py (reads and writes the
+    # version marker file), and the file layer (atomic, commitlog, consume_queue, dispatch,
+    # dledger_log, flush, inspect*, metadata, reader, recovery, segments, store, store_raft).
+    "broker/store/batch.py",
+    "broker/store/checkpoint.py",
+    "broker/store/configs.py",
+    "broker/store/dledger.py",
+    "broker/store/fastjson.py",
+    "broker/store/index_file.py",
+    "broker/store/queues.py",
+    "broker/store/record.py",
+    "broker/store/restamp.py",
+    "broker/store/timer_formats.py",
+    "broker/store/topics.py",
+    # The remoting protocol: request codes, frames, commands, typed headers. Excluded: channel.py,
+    # client.py, server.py (asyncio).
+    "broker/remoting/codes.py",
+    "broker/remoting/command.py",
+    "broker/remoting/frame.py",
+    "broker/remoting/headers.py",
+    # The codec registry. Excluded: codecs/bench.py (times codecs with the clock).
+    "codecs/registry.py",
+    # Delayed messages: settings, the delivery plan (what the replicated progress marker says) and
+    # the rewrite of a delayed message. Excluded: service.py, wiring.py (asyncio), files.py and
+    # index.py (files). migrate/reframe.py is pure itself but imports versions.py (files).
+    "broker/timer/config.py",
+    "broker/timer/plan.py",
+    "broker/timer/rewrite.py",
+    # The error hierarchy every pure module raises from.
+    "mqbench/errors.py",
+]
+
+
+def module_name(path: str) -> str:
+    for prefix, folder in PACKAGE_DIRS.items():
+        if path.startswith(folder + "/"):
+            rest = path[len(folder) + 1:-len(".py")].replace("/", ".")
+            return prefix if rest == "__init__" else f"{prefix}.{rest.removesuffix('.__init__')}"
+    raise ValueError(f"{path} is in no package folder")
+
+
+def module_file(name: str) -> Path | None:
+    """The source file of project module ``name``, or None when it is not a project module file."""
+    for prefix, folder in PACKAGE_DIRS.items():
+        if name == prefix or name.startswith(prefix + "."):
+            rest = name[len(prefix):].lstrip(".").replace(".", "/")
+            base = ROOT / folder / rest if rest else ROOT / folder
+            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                if candidate.is_file():
+                    return candidate
+            return None
+    return None
+
+
+def imports_of(path: str) -> list[tuple[int, str]]:
+    return imports_in((ROOT / path).read_text(), module_name(path), is_package=path.endswith("__init__.py"))
+
+
+def imports_in(source: str, module: str, is_package: bool = False) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in ``source`` (module ``module``), in line
+    order; ``from p import n`` yields ``p.n`` when that is a module of this project, else ``p``."""
+    package = module if is_package else module.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - (node.level - 1)] + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                target = module_file(full)
+                found.append((node.lineno, full if target is not None and target.name != "__init__.py" else base))
+    return sorted(found)
+
+
+def test_every_listed_module_exists():
+    missing = [path for path in PURE if not (ROOT / path).is_file()]
+    assert not missing, f"pure modules listed in tests/test_tidy.py that no longer exist: {missing}"
+
+
+@pytest.mark.parametrize("path", PURE)
+def test_pure_module_imports_no_io(path):
+    bad = [f"{path}:{line}: imports {name}" for line, name in imports_of(path) if name.split(".")[0] in FORBIDDEN]
+    assert not bad, "a pure module reaches for I/O, the clock or global randomness (inject it instead):\n" + \
+        "\n".join(bad)
+
+
+@pytest.mark.parametrize("path", PURE)
+def test_pure_module_imports_only_pure_project_modules(path):
+    pure_names = {module_name(p) for p in PURE}
+    bad = []
+    for line, name in imports_of(path):
+        if not name.startswith("mqbench"):
+            continue
+        target = module_file(name)
+        if target is None:
+            continue
+        if target.name == "__init__.py":
+            continue  # package imports: see the module docstring
+        if name not in pure_names:
+            bad.append(f"{path}:{line}: imports {name}, which is not in the pure list")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_checker_sees_every_import_form():
+    """The checker itself: each import form of a forbidden module is found, relative imports are
+    resolved, and a harmless import is not reported as forbidden."""
+    source = ("import struct\nimport os.path\nfrom time import monotonic\n"
+              "def f():\n    import random as r\n    from asyncio import sleep\n"
+              "from .types import Entry\nfrom . import log\nfrom mqbench.broker.store import versions\n")
+    names = [name for _, name in imports_in(source, "mqbench.broker.raft.sample")]
+    assert names == ["struct", "os.path", "time", "random", "asyncio", "mqbench.broker.raft.types",
+                     "mqbench.broker.raft.log", "mqbench.broker.store.versions"]
+    assert [n for n in names if n.split(".")[0] in FORBIDDEN] == ["os.path", "time", "random", "asyncio"]
