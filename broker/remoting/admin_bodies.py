@@ -132,7 +132,8 @@ def parse_consume_stats(body: bytes | None, what: str = "GET_CONSUME_STATS") -> 
                                  int(value.get("brokerOffset", 0)), consumer_offset=int(value.get("consumerOffset", 0)),
                                  last_timestamp_ms=int(value.get("lastTimestamp", 0))))
     tps = doc.get("consumeTps", 0.0)
-    return sorted(rows, key=lambda r: (r.topic, r.broker_name, r.queue_id)), float(tps if isinstance(tps, (int, float)) else 0)
+    rows.sort(key=lambda r: (r.topic, r.broker_name, r.queue_id))
+    return rows, float(tps if isinstance(tps, (int, float)) else 0)
 
 
 def parse_topic_stats(body: bytes | None, what: str = "GET_TOPIC_STATS_INFO") -> list[QueueOffsets]:

@@ -10,7 +10,7 @@ RocketMQ cluster (``--target``) alike.
 * a ``Replica``: ``broker_id`` (0 = master/leader), ``addr``, ``role`` (the reference broker's
   ``raftRole``: leader/follower/candidate; otherwise ``master`` for id 0 and ``slave`` else;
   ``unreachable`` when its runtime info did not come), ``version`` (``brokerVersionDesc``),
-  ``term`` (Raft term, reference broker only), ``put_tps`` / ``get_tps`` (last 10 s, from
+  ``term`` (Raft term, reference broker only), ``put_10s_msgs_per_s`` / ``get_10s_msgs_per_s`` (from
   ``putTps``/``getTransferedTps``), ``error`` (why it is unreachable);
 * ``hosts``: the distinct host addresses of all replicas (a host = an IP address).
 
@@ -30,7 +30,7 @@ SCHEMA = "mqbench.admin-cluster/1"
 SCHEMA_DOC = """\
 mqbench.admin-cluster/1: schema, tool_version, namesrv, clusters [names], hosts (distinct host
 addresses), groups_count, replicas_count, groups [{cluster, broker_name, replicas [{broker_id, addr,
-role, version, term, put_tps_10s, get_tps_10s, error}]}]"""
+role, version, term, put_10s_msgs_per_s, get_10s_msgs_per_s, error}]}]"""
 
 
 @dataclass
@@ -40,8 +40,8 @@ class Replica:
     role: str
     version: str = ""
     term: int | None = None
-    put_tps_10s: float | None = None
-    get_tps_10s: float | None = None
+    put_10s_msgs_per_s: float | None = None
+    get_10s_msgs_per_s: float | None = None
     error: str | None = None
 
     @property
@@ -116,7 +116,7 @@ def replica_from_runtime(broker_id: int, addr: str, info: dict[str, str]) -> Rep
     term = info.get("raftTerm", "")
     return Replica(broker_id, addr, role, version=info.get("brokerVersionDesc", ""),
                    term=int(term) if term.lstrip("-").isdigit() else None,
-                   put_tps_10s=_tps(info.get("putTps")), get_tps_10s=_tps(info.get("getTransferedTps")))
+                   put_10s_msgs_per_s=_tps(info.get("putTps")), get_10s_msgs_per_s=_tps(info.get("getTransferedTps")))
 
 
 async def query_cluster_in(session: AdminSession) -> ClusterView:

@@ -9,8 +9,6 @@ import pytest
 from mqbench.admin.calls import AdminError
 from mqbench.admin.cluster import query_cluster, replica_from_runtime
 from mqbench.broker.remoting import admin_bodies as bodies
-from mqbench.broker.remoting import codes
-from mqbench.broker.remoting.command import RemotingCommand
 from mqbench.broker.remoting.server import RemotingServer
 from mqbench.run.environment import target_layout
 
@@ -27,7 +25,7 @@ def test_cluster_view_names_every_replica_and_the_leader(raft3):
     assert sorted(r.role for r in group.replicas) == ["follower", "follower", "leader"]
     assert len({r.term for r in group.replicas}) == 1
     assert view.hosts == sorted({i.address for i in layout.instances}) and len(view.hosts) == 3
-    assert all(r.version.startswith("mqbench") and r.put_tps_10s is not None for r in group.replicas)
+    assert all(r.version.startswith("mqbench") and r.put_10s_msgs_per_s is not None for r in group.replicas)
     doc = view.to_json()
     assert doc["schema"] == "mqbench.admin-cluster/1" and doc["replicas_count"] == 3
 
@@ -72,7 +70,8 @@ def test_real_rocketmq_cluster_info_with_bare_integer_keys():
     info = {"brokerVersionDesc": "V4_9_8", "putTps": "12.5 10.0 9.1", "getTransferedTps": "3.0 2.0 1.0"}
     assert replica_from_runtime(0, "10.0.0.2:10911", info).role == "master"
     slave = replica_from_runtime(1, "10.0.0.3:10911", info)
-    assert (slave.role, slave.version, slave.put_tps_10s, slave.get_tps_10s) == ("slave", "V4_9_8", 12.5, 3.0)
+    assert (slave.role, slave.version, slave.put_10s_msgs_per_s, slave.get_10s_msgs_per_s) == (
+        "slave", "V4_9_8", 12.5, 3.0)
 
 
 def test_malformed_cluster_info_is_a_peer_error():
@@ -81,4 +80,3 @@ def test_malformed_cluster_info_is_a_peer_error():
     for body in (b"", b"[1]", b'{"brokerAddrTable":{"a":{"brokerAddrs":{"x":"1"}}}}'):
         with pytest.raises(PeerError):
             bodies.parse_cluster_info(body)
-    assert codes.GET_CONSUME_STATS == 208 and RemotingCommand  # codes the Java tools use are named
