@@ -236,7 +236,7 @@ def iter_iot(rng: random.Random, devices: int = 5000, readings_per_message: int 
     """Device telemetry from a fleet of ``devices`` devices, endlessly; ``readings_per_message`` > 1
     packs that many readings into one gateway upload."""
     fleet = []
-    for index in range(devices):
+    for _ in range(devices):
         model, kind = rng.choice(_DEVICE_MODELS)
         fleet.append({
             "id": f"{model.lower()}-{rng.randint(0, 0xFFFFFF):06x}", "model": model, "kind": kind,

@@ -29,8 +29,7 @@ from typing import Iterator
 
 from mqbench.broker.store.segments import SegmentQueue
 from mqbench.broker.store.timer_formats import (EMPTY_SLOT, SLOTS_TOTAL, TIMER_LOG_BLANK_BYTES, TIMER_LOG_FILE_BYTES,
-                                                TIMER_LOG_UNIT_BYTES, TIMER_WHEEL_FILE_BYTES, UNIT_BLANK, UNIT_END,
-                                                WHEEL_SLOT_BYTES, TimerLogUnit, WheelSlot, check_timer_unit,
+                                                TIMER_LOG_UNIT_BYTES, TIMER_WHEEL_FILE_BYTES, UNIT_BLANK, WHEEL_SLOT_BYTES, TimerLogUnit, WheelSlot, check_timer_unit,
                                                 decode_timer_unit, decode_wheel_slot, encode_timer_blank,
                                                 encode_timer_unit, encode_wheel_slot)
 from mqbench.errors import CorruptDataError, UserError
@@ -63,8 +62,8 @@ class TimerLog:
     def recover(self, from_pos: int) -> int:
         """Find the end of the valid units from ``from_pos`` on; zero what follows (see module doc)."""
         pos = max(from_pos, self.files.min_offset)
-        for pos, _ in self._walk(pos, None):
-            pass
+        for _ in self._walk(pos, None):
+            pass  # walking to the end is what sets ``_walk_end``
         self.end = self._walk_end
         self.files.truncate(self.end)
         self.files.ensure(self.end)

@@ -395,7 +395,8 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
         for k in range(kills):
             target = (k + 1) * messages // (kills + 1)
             async with tally.progress:
-                await tally.progress.wait_for(lambda: len(tally.acked) >= target or abort.is_set())
+                # awaited within this iteration, so the lambda sees this iteration's target
+                await tally.progress.wait_for(lambda: len(tally.acked) >= target or abort.is_set())  # noqa: B023
             if abort.is_set():
                 return
             await wait_healthy(state, group, heal_timeout_s)

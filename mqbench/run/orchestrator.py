@@ -237,7 +237,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
         merged = _truncate(merged, -(-(stopped_ns - measure_ns) // NS_PER_MS))
     last_error = next((w.done.get("last_error") for w in producers if w.done and w.done.get("last_error")), None)
     if merged.total().counters["published"] == 0:
-        raise UserError(f"no message was acknowledged in the measured phase"
+        raise UserError("no message was acknowledged in the measured phase"
                         + (f" (last publish error: {last_error})" if last_error else ""))
     disk_after = await asyncio.to_thread(allocated_bytes, env.store_dirs)
     acked_all = after_drain["acked"]

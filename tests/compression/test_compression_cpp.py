@@ -89,7 +89,7 @@ def test_cpp_client_and_mqbench_send_the_same_zlib_and_read_each_others():
                 for i, body in enumerate(bodies):
                     await producer.send(OutgoingMessage("Orders", body.encode(), keys=[f"mq-{i}"]))
             ours = {m.properties["KEYS"]: m for m in broker.stored("Orders") if m.properties["KEYS"].startswith("mq")}
-            for i, body in enumerate(bodies):
+            for i in range(len(bodies)):
                 a, b = cpp[f"cpp-{i}"], ours[f"mq-{i}"]
                 assert (a.sysflag, a.body) == (b.sysflag, b.body), f"body {i}"
             assert cpp["cpp-0"].sysflag == 0 and cpp["cpp-1"].sysflag == rec.SYSFLAG_COMPRESSED

@@ -68,7 +68,7 @@ class Driver:
             self.proc.kill()
             self.proc.wait(5)
             raise AssertionError(f"driver {self.proc.args[1:3]} did not finish in {timeout_s} s; "
-                                 f"{len(self.docs)} lines so far; stderr: {self.proc.stderr.read()[-2000:]}")
+                                 f"{len(self.docs)} lines so far; stderr: {self.proc.stderr.read()[-2000:]}") from None
         self._reader.join(5)
         self.stderr = self.proc.stderr.read()
         return rc

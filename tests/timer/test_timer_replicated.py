@@ -8,7 +8,7 @@ import asyncio
 import random
 import time
 
-from mqbench.broker.server.replicated import NotLeader, ReplicatedGroup
+from mqbench.broker.server.replicated import ReplicatedGroup
 from mqbench.broker.store.record import Message
 from mqbench.broker.timer import DelayConfig, rewrite_for_delay
 from mqbench.broker.timer.rewrite import PROP_SOURCE

@@ -226,7 +226,10 @@ def test_asyncio_loop_sleeps_until_due_and_stops(tmp_path):
     """The real loop on the wall clock: a 150 ms timer arrives 140..250 ms later; stop() ends the task."""
     import time
     g = Group(tmp_path)
-    wall = lambda: time.time_ns() // 1_000_000
+
+    def wall() -> int:
+        return time.time_ns() // 1_000_000
+
     g.now_ms = wall()
     g.clock_ms = wall
     g.store.clock_ms = wall

@@ -9,7 +9,6 @@ import importlib.util
 import time
 from pathlib import Path
 
-import pytest
 
 from mqbench.broker.store import record as rec
 from mqbench.client import Consumer, OutgoingMessage, Producer

@@ -1,6 +1,5 @@
 """The trace format: round trip, streaming row groups, identical bytes from a seed, damage reported."""
 import hashlib
-import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -73,7 +73,7 @@ def test_single_messages_round_trip_across_segments(tmp_path, version):
 
 def test_read_limits_and_statuses(tmp_path):
     store = open_store(tmp_path / "s", "v5")
-    for i in range(10):
+    for _ in range(10):
         store.append(Message(topic="T", body=b"x" * 100))
     r = store.read_queue("T", 0, 3, max_messages=4)
     assert [m.queue_offset for m in r.messages] == [3, 4, 5, 6] and r.next_offset == 7
@@ -289,7 +289,7 @@ def test_sync_policy_dispatches_only_durable_messages(tmp_path):
     assert store.wait_durable(r.end_offset) >= r.end_offset
     assert store.max_offset("T", 0) == 1
     syncs = store.group_commit.sync_count
-    for i in range(5):
+    for _ in range(5):
         store.append(Message(topic="T", body=b"b"), wait_durable=False)
     r = store.append(Message(topic="T", body=b"c"))   # waits: one fdatasync covers all six
     assert store.group_commit.sync_count == syncs + 1

@@ -81,7 +81,7 @@ def test_inspect_never_modifies_the_store(tmp_path):
         f.write(b"")  # a zero-length last file: RocketMQ would delete it, inspect must not
     before = snapshot(b.root)
     if os.geteuid() != 0:  # read-only permissions prove no write is even attempted
-        for dirpath, dirs, files in os.walk(b.root):
+        for dirpath, _dirs, files in os.walk(b.root):
             for name in files:
                 os.chmod(os.path.join(dirpath, name), 0o444)
     inspect_store(b.root)

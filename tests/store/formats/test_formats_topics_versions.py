@@ -1,5 +1,4 @@
 """Topic/group name rules and store-version detection."""
-import os
 
 import pytest
 
