@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 
+from mqbench.broker.cluster_secret import read_secret_file
 from mqbench.broker.namesrv.routes import BROKER_EXPIRY_MS_DEFAULT
 from mqbench.broker.namesrv.server import SCAN_INTERVAL_MS_DEFAULT, NameServer
 from mqbench.broker.remoting.client import parse_addr
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="drop a broker address that has not registered for this long")
     parser.add_argument("--scan-interval-ms", type=int, default=SCAN_INTERVAL_MS_DEFAULT,
                         help="how often expired brokers are looked for")
+    parser.add_argument("--cluster-secret-file", default=None,
+                        help="refuse REGISTER_BROKER/UNREGISTER_BROKER not signed with this cluster secret "
+                             "(mqbench's layouts pass DIR/cluster.secret; default: accept every broker, as RocketMQ)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -41,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _serve(host: str, port: int, args) -> int:
-    namesrv = NameServer(broker_expiry_ms=args.broker_expiry_ms, scan_interval_ms=args.scan_interval_ms)
+    secret = read_secret_file(args.cluster_secret_file) if args.cluster_secret_file else None
+    namesrv = NameServer(broker_expiry_ms=args.broker_expiry_ms, scan_interval_ms=args.scan_interval_ms,
+                         secret=secret)
     bound_host, bound_port = await namesrv.start(host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -5,7 +5,13 @@ standard JSON; unknown topic -> TOPIC_NOT_EXIST 17), GET_BROKER_CLUSTER_INFO (10
 GET_ALL_TOPIC_LIST_FROM_NAMESERVER (206), GET_KV_CONFIG (101, always QUERY_NOT_FOUND: we keep no
 KV config). A stale Raft registration (see ``routes``) is answered SYSTEM_ERROR with the reason;
 malformed headers or bodies are answered SYSTEM_ERROR naming the problem; nothing a peer sends
-stops the server. The clock (``clock_ms``, monotonic milliseconds) is injected.
+stops the server. The clocks (``clock_ms``, monotonic milliseconds, for expiry; ``wall_clock_ms``
+for signing times) are injected.
+
+With a cluster ``secret`` (``--cluster-secret-file``), REGISTER_BROKER and UNREGISTER_BROKER must be
+signed with it (``broker.cluster_secret``); anything else is answered NO_PERMISSION (16) naming why,
+and the route table is not touched. Without one (the default for a standalone name server, as
+RocketMQ's) every registration is taken, so real RocketMQ brokers can register.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import logging
 import time
 from typing import Callable
 
+from mqbench.broker import cluster_secret
 from mqbench.broker.namesrv.routes import (BROKER_EXPIRY_MS_DEFAULT, Registration, RouteTable,
                                            parse_topic_config_table)
 from mqbench.broker.remoting import codes, headers
@@ -32,9 +39,17 @@ def monotonic_ms() -> int:
     return time.monotonic_ns() // 1_000_000
 
 
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 class NameServer:
     def __init__(self, *, broker_expiry_ms: int = BROKER_EXPIRY_MS_DEFAULT,
-                 scan_interval_ms: int = SCAN_INTERVAL_MS_DEFAULT, clock_ms: Callable[[], int] = monotonic_ms) -> None:
+                 scan_interval_ms: int = SCAN_INTERVAL_MS_DEFAULT, clock_ms: Callable[[], int] = monotonic_ms,
+                 secret: bytes | None = None, wall_clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+        self.secret = secret
+        self.wall_clock_ms = wall_clock_ms
+        self.refused_unsigned = 0
         self.routes = RouteTable(broker_expiry_ms=broker_expiry_ms)
         self.scan_interval_ms = scan_interval_ms
         self.clock_ms = clock_ms
@@ -72,7 +87,21 @@ class NameServer:
 
     # --- handlers --------------------------------------------------------------------------------
 
+    def _unauthenticated(self, cmd: RemotingCommand, channel: Channel) -> RemotingCommand | None:
+        """The NO_PERMISSION answer for a registration not signed with the cluster secret, else None."""
+        if self.secret is None:
+            return None
+        reason = cluster_secret.check_request(cmd, self.secret, self.wall_clock_ms())
+        if reason is None:
+            return None
+        self.refused_unsigned += 1
+        log.warning("%s from %s refused: %s", codes.request_name(cmd.code), channel.peer, reason)
+        return cmd.response_to(codes.NO_PERMISSION, f"{codes.request_name(cmd.code)} refused: {reason}")
+
     async def on_register_broker(self, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+        refused = self._unauthenticated(cmd, channel)
+        if refused is not None:
+            return refused
         header = headers.RegisterBrokerHeader.from_ext(cmd.ext_fields)
         if header.compressed:
             return cmd.response_to(codes.SYSTEM_ERROR, "compressed REGISTER_BROKER bodies are not supported; "
@@ -96,6 +125,9 @@ class NameServer:
                                headers.dump_json_body({"table": {}}))
 
     async def on_unregister_broker(self, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+        refused = self._unauthenticated(cmd, channel)
+        if refused is not None:
+            return refused
         header = headers.UnregisterBrokerHeader.from_ext(cmd.ext_fields)
         self.routes.unregister(header.cluster_name, header.broker_name, header.broker_addr, header.broker_id)
         return cmd.response_to(codes.SUCCESS)

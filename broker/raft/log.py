@@ -7,7 +7,12 @@ Ready that carries the new entries. Indices handed out in a Ready but not yet ad
 progress" (``_persist_from`` is the first index not yet handed out).
 
 Invariants (violations raise InvariantViolation): the committed index never decreases and never
-passes the last index; a committed entry is never truncated.
+passes the last index; a committed entry is never truncated; an entry received with the index and
+term of one this log holds has the same contents (Raft's Log Matching property: a leader creates at
+most one entry per index in its term). Contents are compared with the storage's
+``same_entry(held, incoming)`` when it has one (the broker's store restamps records, so its copies
+differ from the leader's in offset fields only), else kind and data must be equal. A mismatch means
+two leaders claimed one term, or a forged frame got in: the follower stops rather than keep either.
 """
 from __future__ import annotations
 
@@ -22,8 +27,12 @@ def entry_size_bytes(entry: Entry) -> int:
     return 48 + len(entry.data)
 
 
+def _same_entry(held: Entry, incoming: Entry) -> bool:
+    return held.kind == incoming.kind and held.data == incoming.data
+
+
 class RaftLog:
-    __slots__ = ("storage", "unstable", "offset", "_persist_from", "committed", "applying", "applied")
+    __slots__ = ("storage", "unstable", "offset", "_persist_from", "committed", "applying", "applied", "_same")
 
     def __init__(self, storage: Storage, *, committed: int = 0, applied: int = 0):
         self.storage = storage
@@ -36,6 +45,7 @@ class RaftLog:
         self.committed = min(committed, last)
         self.applied = min(applied, self.committed)
         self.applying = self.applied                    # highest index handed out for applying
+        self._same = getattr(storage, "same_entry", None) or _same_entry
 
     # -- reading -----------------------------------------------------------------------------
     def last_index(self) -> int:
@@ -133,8 +143,29 @@ class RaftLog:
             if self.term(entry.index) != entry.term:
                 self.append(entries[pos:])
                 break
+            self._check_same(entry)
         self.commit_to(min(commit, last_new))
         return last_new
+
+    def check_committed(self, entries: tuple | list) -> None:
+        """For an append below the commit index (a retransmission): every entry of ``entries`` at or
+        below the commit index must be the one this log holds, term and contents; InvariantViolation
+        otherwise (a committed entry never changes)."""
+        for entry in entries:
+            if entry.index > self.committed:
+                break
+            if entry.index < 1:
+                continue
+            if self.term(entry.index) != entry.term:
+                raise InvariantViolation(f"committed entry {entry.index} has term {self.term(entry.index)} here, "
+                                         f"the leader sent term {entry.term}")
+            self._check_same(entry)
+
+    def _check_same(self, entry: Entry) -> None:
+        held = self.entries(entry.index, entry.index + 1)[0]
+        if not self._same(held, entry):
+            raise InvariantViolation(f"entry {entry.index} of term {entry.term} differs from the one this log "
+                                     f"holds ({len(held.data)} bytes here, {len(entry.data)} sent)")
 
     def commit_to(self, index: int) -> None:
         if index > self.committed:

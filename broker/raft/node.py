@@ -346,6 +346,7 @@ class RaftNode:
     def _handle_append(self, m: Message) -> None:
         log = self.log
         if m.index < log.committed:
+            log.check_committed(m.entries)
             self._send(Message(APP_RESP, self.id, m.src, self.term, index=log.committed))
             return
         last_new = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
@@ -424,6 +425,11 @@ class RaftNode:
                 if pr.state == ProgressState.REPLICATE:
                     pr.become_probe()
                 self._send_append(m.src)
+            return
+        if m.index > self.log.last_index():
+            # a leader's log only grows in its term, so no follower can have acknowledged an entry
+            # it does not hold: this answers an append someone else sent in its name (a forged
+            # frame). Counting it would let a commit rest on a replica holding another entry.
             return
         was_paused = pr.is_paused()
         if not pr.maybe_update(m.index):

@@ -9,15 +9,23 @@
   go, and after a failure drops what it held and retries with a backoff (Raft retransmits: a lost
   message costs a round trip, never correctness). A full queue drops the newest message.
 
-Bind addresses should be loopback or a private network; there is no authentication.
+* Authentication (``secret``, the cluster secret): every connection starts with the ``auth``
+  handshake and every frame carries an HMAC-SHA256 tag (see ``auth`` for the protocol and why HMAC
+  rather than TLS). A sender that cannot prove it holds the secret, a frame whose tag does not
+  check, a frame whose src/dst differ from the handshake's, a replayed or reordered frame: the
+  connection is closed (``peer_errors``) before anything reaches ``on_message``. With
+  ``secret=None`` frames are plain (the in-process tests and the simulator only); the broker
+  process logs a warning when it runs that way.
 """
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Callable
 
 from mqbench.errors import PeerError
 
+from . import auth
 from .types import Message
 from .wire import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encode_frame
 
@@ -28,8 +36,11 @@ class RaftTransport:
     def __init__(self, node_id: int, peers: dict[int, tuple[str, int]], on_message: Callable[[Message], None], *,
                  host: str = "127.0.0.1", port: int = 0, queue_limit: int = 4096,
                  connect_timeout_ms: int = 1000, backoff_max_ms: int = 1000,
-                 max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES):
+                 max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, secret: bytes | None = None,
+                 handshake_timeout_ms: int = 2000):
         self.node_id = node_id
+        self.secret = None if secret is None else auth.check_secret(secret)
+        self.handshake_timeout_ms = handshake_timeout_ms
         self.peers = dict(peers)
         self.on_message = on_message
         self.host, self.port = host, port
@@ -83,8 +94,15 @@ class RaftTransport:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         self._inbound.add(task)
-        decoder = FrameDecoder(self.max_frame_bytes)
         try:
+            if self.secret is None:
+                decoder = FrameDecoder(self.max_frame_bytes)
+            else:
+                server_nonce = os.urandom(auth.NONCE_BYTES)
+                decoder = auth.ReceiverSession(self.secret, self.node_id, self.peers, server_nonce,
+                                               max_frame_bytes=self.max_frame_bytes)
+                writer.write(auth.challenge(server_nonce))
+                await writer.drain()
             while True:
                 data = await reader.read(READ_CHUNK_BYTES)
                 if not data:
@@ -109,6 +127,7 @@ class RaftTransport:
     # -- outbound ----------------------------------------------------------------------------
     async def _write_loop(self, peer: int, queue: asyncio.Queue) -> None:
         writer = None
+        sealer = None
         backoff_ms = 10
         while True:
             m = await queue.get()
@@ -118,15 +137,28 @@ class RaftTransport:
             try:
                 if writer is None:
                     host, port = self.peers[peer]
-                    _, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
-                                                       self.connect_timeout_ms / 1000)
-                writer.write(b"".join(encode_frame(x) for x in batch))
+                    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
+                                                            self.connect_timeout_ms / 1000)
+                    if self.secret is not None:
+                        sealer = await self._handshake(reader, writer, peer)
+                if sealer is None:
+                    writer.write(b"".join(encode_frame(x) for x in batch))
+                else:
+                    writer.write(b"".join(sealer.seal(encode_frame(x)) for x in batch))
                 await writer.drain()
                 backoff_ms = 10
-            except (OSError, asyncio.TimeoutError):
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, PeerError):
                 self.dropped += len(batch)
                 if writer is not None:
                     writer.close()
                     writer = None
+                    sealer = None
                 await asyncio.sleep(backoff_ms / 1000)
                 backoff_ms = min(backoff_ms * 2, self.backoff_max_ms)
+
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: int) -> auth.Sealer:
+        """Read the receiver's CHALLENGE, answer with our HELLO; the Sealer for this connection."""
+        challenge = await asyncio.wait_for(reader.readexactly(auth.CHALLENGE_BYTES), self.handshake_timeout_ms / 1000)
+        hello, sealer = auth.client_hello(self.secret, self.node_id, peer, challenge, os.urandom(auth.NONCE_BYTES))
+        writer.write(hello)
+        return sealer

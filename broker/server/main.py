@@ -1,7 +1,8 @@
 """The reference broker process: one replica of one broker group of a layout.
 
     python -m mqbench.broker.server.main --layout SRC --port-offset N --instance GROUP/nK \\
-        --store DIR --durability memory|fsync [--store-version v5-dledger] [--delay on|off] [--log-level info]
+        --store DIR --durability memory|fsync [--store-version v5-dledger] [--delay on|off] [--log-level info] \
+        [--cluster-secret-file DIR/cluster.secret] [--acl plain_acl.yml]
 
 What it does, in order (``Broker.start``): finds its instance in the layout (``--layout`` is a
 built-in name or a path, moved by ``--port-offset``), opens its replica of the group's Raft group
@@ -36,6 +37,7 @@ import sys
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from mqbench.broker.cluster_secret import read_secret_file
 from mqbench.broker.layout import Instance, Layout, load_layout
 from mqbench.broker.namesrv.routes import TopicEntry
 from mqbench.broker.remoting.server import RemotingServer
@@ -60,7 +62,7 @@ class Broker:
     def __init__(self, layout: Layout, instance_name: str, store_dir: str | Path, *, durability: str = "memory",
                  version: str = "v5-dledger", register_interval_ms: int = INTERVAL_MS_DEFAULT,
                  rng: random.Random | None = None, clock_ms: Callable[[], int] | None = None,
-                 group_options: dict | None = None) -> None:
+                 group_options: dict | None = None, cluster_secret: bytes | None = None) -> None:
         if durability not in DURABILITIES:
             raise UserError(f"durability {durability!r} is not one of {', '.join(DURABILITIES)}")
         if version not in versions.STORE_VERSIONS or not versions.is_dledger(version):
@@ -74,6 +76,7 @@ class Broker:
         self.rng = rng or random.Random()
         self.clock_ms = clock_ms
         self.group_options = dict(group_options or {})
+        self.cluster_secret = cluster_secret
         self.group = None
         self.ctx: BrokerContext | None = None
         self.server: RemotingServer | None = None
@@ -98,6 +101,11 @@ class Broker:
         preferred = next((raft_node_id(m) for m in members if m.preferred_leader), None)
         options = {"clock_ms": self.clock_ms} if self.clock_ms is not None else {}
         options.update(self.group_options)
+        if self.cluster_secret is not None:
+            options.setdefault("raft_secret", self.cluster_secret)
+        elif len(members) > 1:
+            log.warning("broker %s runs without a cluster secret: its Raft port and registrations are "
+                        "not authenticated (pass --cluster-secret-file)", instance.name)
         self.group = await ReplicatedGroup.open(
             self.store_dir, version=self.version, self_id=raft_node_id(instance), peers=peers,
             durability=self.durability, rng=self.rng, store_host=(instance.address, instance.port),
@@ -108,7 +116,8 @@ class Broker:
                                                      "storePathRootDir": str(self.store_dir)})
             self.server = RemotingServer(build_handlers(ctx), on_disconnect=lambda ch: connection_closed(ctx, ch))
             await self.server.start(instance.address, instance.port)
-            self.registrar = Registrar(self.layout.namesrv_addr, self.describe, interval_ms=self.register_interval_ms)
+            self.registrar = Registrar(self.layout.namesrv_addr, self.describe, interval_ms=self.register_interval_ms,
+                                       secret=self.cluster_secret)
             ctx.on_topics_changed = self.registrar.trigger
             self.group.on_role_change = self._on_role_change
             self.group.on_commit = self._on_commit
@@ -227,6 +236,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--delay", choices=("on", "off"), default="on",
                         help="on: deliver delay-level and timer messages (the delay service runs on the leader); "
                              "off: store them as sent, like a broker without the feature")
+    parser.add_argument("--cluster-secret-file", default=None,
+                        help="the cluster secret (mqbench cluster up writes DIR/cluster.secret, mode 0600): "
+                             "authenticates every Raft frame and signs the name server registrations")
     parser.add_argument("--register-interval-ms", type=int, default=INTERVAL_MS_DEFAULT,
                         help="how often to register with the name server")
     args = parser.parse_args(argv)
@@ -242,8 +254,9 @@ async def _run(args: argparse.Namespace) -> int:
     for port in (layout.namesrv_port, *(p for i in layout.instances for p in (i.port, i.raft_port))):
         if not 0 < port < 65536:
             raise UserError(f"--port-offset {args.port_offset} moves port {port} out of range")
+    secret = read_secret_file(args.cluster_secret_file) if args.cluster_secret_file else None
     broker = Broker(layout, args.instance, args.store, durability=args.durability, version=args.store_version,
-                    register_interval_ms=args.register_interval_ms)
+                    register_interval_ms=args.register_interval_ms, cluster_secret=secret)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):   # before starting: a signal during start-up stops it cleanly

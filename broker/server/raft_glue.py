@@ -34,6 +34,8 @@ from mqbench.broker.raft.dledger_storage import DLedgerStorage
 from mqbench.broker.raft.types import Entry, EntryKind, HardState
 from mqbench.broker.store import dledger as fmt
 from mqbench.broker.store.atomic import read_with_backup, write_atomic
+from mqbench.broker.store.dledger_log import is_record_body
+from mqbench.broker.store.restamp import placement_cleared
 from mqbench.broker.store.store import Store
 
 CACHE_ENTRIES = 8192
@@ -105,6 +107,22 @@ class StoreRaftStorage(DLedgerStorage):
         if recent and recent[0].index <= index <= recent[-1].index:
             return recent[index - recent[0].index].term
         return super().term(index)
+
+    @staticmethod
+    def same_entry(held: Entry, incoming: Entry) -> bool:
+        """Is ``incoming`` (as a leader sent it) the entry this replica stored as ``held``? Records
+        are compared with their restamped fields cleared (``restamp.placement_cleared``): the
+        leader may send its copy before or after restamping, ours is restamped."""
+        if held.kind != incoming.kind:
+            return False
+        if held.data == incoming.data:
+            return True
+        if not (is_record_body(held.data) and is_record_body(incoming.data)):
+            return False
+        try:
+            return placement_cleared(held.data) == placement_cleared(incoming.data)
+        except CorruptDataError:
+            return False
 
     def stored_body(self, index: int) -> bytes:
         """The body of Raft entry ``index`` as this replica stored it."""

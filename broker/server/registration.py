@@ -12,6 +12,9 @@ changed), and unregisters on ``close()``. What it sends (RocketMQ's ``BrokerOute
   (``namesrv.routes``) and refuses a deposed leader's late registration;
 * body: the RegisterBrokerBody JSON with the instance's whole topic config table.
 
+With the cluster ``secret``, both requests are signed with it (``broker.cluster_secret``), so a
+name server started with the same secret knows them from forged ones.
+
 A registration that fails (name server down, refused as stale) is logged and retried after
 ``retry_ms``; the role and topics are read afresh for every attempt (``describe()``), so a retry
 never sends an outdated role. Nothing here raises into the broker.
@@ -21,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import zlib
 from dataclasses import dataclass
 from typing import Callable
 
+from mqbench.broker import cluster_secret
 from mqbench.broker.namesrv.routes import TopicEntry, register_body
 from mqbench.broker.remoting import codes, headers
 from mqbench.broker.remoting.channel import Channel
@@ -64,8 +69,11 @@ def build_request(reg: Registration, heartbeat_timeout_ms: int) -> RemotingComma
 class Registrar:
     def __init__(self, namesrv_addr: str, describe: Callable[[], Registration], *,
                  interval_ms: int = INTERVAL_MS_DEFAULT, retry_ms: int = RETRY_MS_DEFAULT,
-                 request_timeout_ms: int = REQUEST_TIMEOUT_MS_DEFAULT) -> None:
+                 request_timeout_ms: int = REQUEST_TIMEOUT_MS_DEFAULT, secret: bytes | None = None,
+                 wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
         self.namesrv_addr = namesrv_addr
+        self.secret = secret
+        self.wall_clock_ms = wall_clock_ms
         self.describe = describe
         self.interval_ms = interval_ms
         self.retry_ms = retry_ms
@@ -105,7 +113,8 @@ class Registrar:
         reg = self.describe()
         try:
             channel = await self._connect()
-            response = await channel.request(build_request(reg, 3 * self.interval_ms), self.request_timeout_ms)
+            request = self._signed(build_request(reg, 3 * self.interval_ms))
+            response = await channel.request(request, self.request_timeout_ms)
         except (MqbenchError, OSError) as exc:
             return self._failed(reg, f"name server {self.namesrv_addr} unreachable: {exc}")
         if response.code != codes.SUCCESS:
@@ -118,6 +127,11 @@ class Registrar:
         self.last = reg
         self.last_error = None
         return True
+
+    def _signed(self, cmd: RemotingCommand) -> RemotingCommand:
+        if self.secret is None:
+            return cmd
+        return cluster_secret.sign_request(cmd, self.secret, self.wall_clock_ms())
 
     def _failed(self, reg: Registration, reason: str) -> bool:
         self.failures += 1
@@ -143,7 +157,7 @@ class Registrar:
             header = headers.UnregisterBrokerHeader(reg.broker_name, reg.broker_addr, reg.cluster_name, reg.broker_id)
             try:
                 channel = await self._connect()
-                await channel.request(RemotingCommand.request(codes.UNREGISTER_BROKER, header.to_ext()),
+                await channel.request(self._signed(RemotingCommand.request(codes.UNREGISTER_BROKER, header.to_ext())),
                                       self.request_timeout_ms)
                 log.info("unregistered %s from %s", reg.broker_addr, self.namesrv_addr)
             except (MqbenchError, OSError) as exc:

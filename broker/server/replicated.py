@@ -13,7 +13,9 @@ Opening (every group is a Raft group; a single replica is a one-member group, sa
 * ``store_host``: the broker's client address, written as STOREHOST into the records this
   replica builds as leader (and into their offsetMsgIds). ``clock_ms`` stamps records; ``rng``
   (a ``random.Random``) draws election timeouts; ``tick_ms``/``heartbeat_ms``/``election_ms``
-  the Raft timing; ``preferred_leader``: node id the leadership moves to once it is caught up.
+  the Raft timing; ``preferred_leader``: node id the leadership moves to once it is caught up;
+  ``raft_secret``: the cluster secret that authenticates every Raft frame (``raft.auth``; None:
+  plain frames, for in-process tests only).
 
 State: ``store`` (the ``Store``: read side for everybody), ``role`` ("leader", "follower" or
 "candidate"), ``term``, ``leader_id`` (node id or None), ``commit_index``, ``applied_index``,
@@ -60,7 +62,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from mqbench.errors import CorruptDataError, MqbenchError, UserError
+from mqbench.errors import CorruptDataError, InvariantViolation, MqbenchError, UserError
 from mqbench.broker.raft.config import Durability, RaftConfig
 from mqbench.broker.raft.node import RaftNode
 from mqbench.broker.raft.transport import RaftTransport
@@ -112,8 +114,8 @@ class ReplicatedGroup:
                    clock_ms: Callable[[], int] | None = None, rng: random.Random | None = None,
                    store_host: tuple[str, int] = ("127.0.0.1", 10911), preferred_leader: int | None = None,
                    tick_ms: int = 50, heartbeat_ms: int = 100, election_ms: int = 1000,
-                   commitlog_segment_bytes: int | None = None, applied_save_ms: int = APPLIED_SAVE_MS
-                   ) -> "ReplicatedGroup":
+                   commitlog_segment_bytes: int | None = None, applied_save_ms: int = APPLIED_SAVE_MS,
+                   raft_secret: bytes | None = None) -> "ReplicatedGroup":
         try:
             durability = Durability(durability)
         except ValueError:
@@ -127,7 +129,7 @@ class ReplicatedGroup:
         store = await asyncio.to_thread(Store.open, store_root, version, create=True, raft_mode=True,
                                         flush_policy="none", clock_ms=clock_ms, store_host=store_host, **kwargs)
         try:
-            group = cls(store, config, peers, rng or random.Random(), applied_save_ms)
+            group = cls(store, config, peers, rng or random.Random(), applied_save_ms, raft_secret)
             await group._start()
         except BaseException:
             store.close()
@@ -135,7 +137,7 @@ class ReplicatedGroup:
         return group
 
     def __init__(self, store: Store, config: RaftConfig, peers: dict[int, tuple[str, int]],
-                 rng: random.Random, applied_save_ms: int):
+                 rng: random.Random, applied_save_ms: int, raft_secret: bytes | None = None):
         self.store = store
         self.config = config
         self.self_id = config.node_id
@@ -146,7 +148,7 @@ class ReplicatedGroup:
         self.applied_index = self.node.log.applied
         host, port = peers[self.self_id]
         self.transport = RaftTransport(self.self_id, {p: a for p, a in peers.items() if p != self.self_id},
-                                       self._on_message, host=host, port=port)
+                                       self._on_message, host=host, port=port, secret=raft_secret)
         self.on_role_change: Callable[[str, int, int | None], None] | None = None
         self.on_commit: Callable[[], None] | None = None
         self.failed: BaseException | None = None
@@ -351,7 +353,11 @@ class ReplicatedGroup:
         if self._closed or self._halted or self.failed is not None:
             return
         self.bytes_received += frame_bytes(m)
-        self.node.step(m)
+        try:
+            self.node.step(m)
+        except InvariantViolation as exc:   # e.g. an entry that differs from the one held: stop
+            self._stop_failed(exc)
+            return
         self._wake.set()
 
     async def _tick_loop(self) -> None:
@@ -397,10 +403,15 @@ class ReplicatedGroup:
         except asyncio.CancelledError:
             raise
         except Exception as exc:   # an invariant broke or the disk failed: stop this replica
-            log.error("replica %s of %s stopped: %s", self.self_id, self.store.root, exc, exc_info=True)
-            self.failed = exc
-            self._fail_waiters(f"replica stopped ({exc})")
-            self._notify_role()
+            self._stop_failed(exc)
+
+    def _stop_failed(self, exc: Exception) -> None:
+        if self.failed is not None:
+            return
+        log.error("replica %s of %s stopped: %s", self.self_id, self.store.root, exc, exc_info=True)
+        self.failed = exc
+        self._fail_waiters(f"replica stopped ({exc})")
+        self._notify_role()
 
     async def _handle(self, rd: Ready) -> None:
         """The Ready protocol (``raft.types.Ready``): persist, sync, send, apply.

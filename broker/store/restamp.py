@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 
-from .record import SYSFLAG_INNER_BATCH, decode_message, encode_message, peek_fields
+from .record import SYSFLAG_INNER_BATCH, decode_message, encode_message, peek_fields, set_physical_offset
 
 _QUEUE_OFFSET_FIELD = struct.Struct(">q")
 _QUEUE_OFFSET_AT = 20
@@ -40,3 +40,10 @@ def restamp_record(record: bytes, queue_offset: int) -> bytes:
     out = bytearray(record)
     _QUEUE_OFFSET_FIELD.pack_into(out, _QUEUE_OFFSET_AT, queue_offset)
     return bytes(out)
+
+
+def placement_cleared(record: bytes) -> bytes:
+    """``record`` with every field restamping writes set to its placeholder (QUEUEOFFSET 0,
+    PHYSICALOFFSET 0, INNER_BASE "0"): two copies of one replicated record compare equal this way
+    whichever replica stamped them. CorruptDataError for a damaged record."""
+    return set_physical_offset(restamp_record(record, 0), 0)

@@ -13,7 +13,9 @@ unknown target or group, a process that dies while starting) raise ``UserError``
 naming the problem (plus the dead process's last log lines).
 
 The broker instance process is ``python -m mqbench.broker.server.main``; it reads the same layout
-file, so every process agrees on addresses, peers and preferred leaders.
+file, so every process agrees on addresses, peers and preferred leaders. ``up`` creates the
+cluster secret ``DIR/cluster.secret`` (mode 0600; kept when the directory already has one) and
+passes it to the name server and every broker: Raft frames and registrations are authenticated.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mqbench.broker.cluster_secret import create_secret_file
 from mqbench.broker.layout import Layout, load_layout
 from mqbench.cluster.processes import (ClusterState, ProcessRecord, python_argv, send_signal, spawn, stop, tail,
                                        wait_gone)
@@ -58,11 +61,12 @@ def cluster_layout(state: ClusterState) -> Layout:
 def _records(layout: Layout, directory: Path, port_offset: int, durability: str,
              extra_args: list[str]) -> dict[str, ProcessRecord]:
     source = str(Path(layout.source).resolve())  # brokers run in their own working directories
+    secret_args = ["--cluster-secret-file", str(create_secret_file(directory))]
     records = {
         "namesrv": ProcessRecord(
             name="namesrv", kind="namesrv", host=layout.namesrv_host, room=layout.room_of(layout.namesrv_host),
             addr=layout.namesrv_addr, workdir=str(directory / "namesrv"),
-            argv=python_argv(NAMESRV_MODULE, "--listen", layout.namesrv_addr)),
+            argv=python_argv(NAMESRV_MODULE, "--listen", layout.namesrv_addr, *secret_args)),
     }
     for instance in layout.instances:
         workdir = directory / instance.group / instance.replica_id
@@ -71,7 +75,7 @@ def _records(layout: Layout, directory: Path, port_offset: int, durability: str,
             workdir=str(workdir),
             argv=python_argv(BROKER_MODULE, "--layout", source, "--port-offset", str(port_offset),
                              "--instance", instance.name, "--store", str(workdir / "store"),
-                             "--durability", durability, *extra_args))
+                             "--durability", durability, *secret_args, *extra_args))
     return records
 
 

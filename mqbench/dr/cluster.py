@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mqbench.broker.cluster_secret import create_secret_file
 from mqbench.broker.layout import Layout, load_layout
 from mqbench.cluster import launcher
 from mqbench.cluster.processes import ClusterState, ProcessRecord, python_argv, spawn, stop
@@ -43,10 +44,11 @@ def up(layout_name: str | Path, directory: Path, *, port_offset: int = 0, durabi
             raise UserError(f"a cluster is already running in {directory} ({', '.join(running)})")
     launcher.check_ports_free(layout)
     views = write_views(layout, directory / "views")
+    secret_args = ["--cluster-secret-file", str(create_secret_file(directory))]
     records = {"namesrv": ProcessRecord(
         name="namesrv", kind="namesrv", host=layout.namesrv_host, room=layout.room_of(layout.namesrv_host),
         addr=layout.namesrv_addr, workdir=str(directory / "namesrv"),
-        argv=python_argv(launcher.NAMESRV_MODULE, "--listen", layout.namesrv_addr))}
+        argv=python_argv(launcher.NAMESRV_MODULE, "--listen", layout.namesrv_addr, *secret_args))}
     for instance in layout.instances:
         workdir = directory / instance.group / instance.replica_id
         records[instance.name] = ProcessRecord(
@@ -54,7 +56,7 @@ def up(layout_name: str | Path, directory: Path, *, port_offset: int = 0, durabi
             workdir=str(workdir),
             argv=python_argv(launcher.BROKER_MODULE, "--layout", str(views[instance.room]), "--port-offset", "0",
                              "--instance", instance.name, "--store", str(workdir / "store"),
-                             "--durability", durability))
+                             "--durability", durability, *secret_args))
     state = ClusterState(directory=directory, layout_source=str(Path(layout.source).resolve()),
                          layout_name=layout.name, port_offset=port_offset,
                          settings={"durability": durability, "dr_views": {r: str(p) for r, p in views.items()}},

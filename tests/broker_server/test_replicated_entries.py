@@ -309,3 +309,22 @@ def test_a_record_that_carries_a_higher_queue_offset_keeps_it(tmp_path):
     finally:
         source.close()
         replica.close()
+
+
+def test_same_entry_ignores_the_placement_fields_and_nothing_else():
+    """The follower's conflict check (raft ``same_entry``): the leader's copy of a record (offsets
+    0, or stamped) is the same entry as the follower's restamped one; another body is not."""
+    from mqbench.broker.raft.types import Entry
+    from mqbench.broker.server.raft_glue import StoreRaftStorage
+    from mqbench.broker.store.record import set_physical_offset
+
+    sent = encode_message(Message(topic="T", body=b"real", queue_offset=0))
+    stored = set_physical_offset(restamp_record(sent, 41), 4096)
+    forged = encode_message(Message(topic="T", body=b"fake", queue_offset=0))
+    assert StoreRaftStorage.same_entry(Entry(3, 1, stored), Entry(3, 1, sent))
+    assert StoreRaftStorage.same_entry(Entry(3, 1, stored), Entry(3, 1, stored))
+    assert not StoreRaftStorage.same_entry(Entry(3, 1, stored), Entry(3, 1, forged))
+    assert not StoreRaftStorage.same_entry(Entry(3, 1, stored), Entry(3, 1, b"garbage"))
+    batch = inner_batch_record(3)
+    assert StoreRaftStorage.same_entry(Entry(3, 1, restamp_record(batch, 7)), Entry(3, 1, batch))
+    assert not StoreRaftStorage.same_entry(Entry(3, 1, restamp_record(batch, 7)), Entry(3, 1, inner_batch_record(4)))

@@ -128,3 +128,70 @@ def test_bad_listen_flag_exits_2_with_one_line():
     result = subprocess.run([sys.executable, "-m", "mqbench.broker.namesrv", "--listen", "nowhere"],
                             capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert result.returncode == 2 and result.stderr.strip() == "error: address 'nowhere' is not host:port"
+
+
+def test_forged_register_and_unregister_are_refused_with_a_cluster_secret():
+    """Finding 2: a forged REGISTER_BROKER with raftTerm=1000000 pointed broker-a's routes at a dead
+    address and locked the real leader out; a forged UNREGISTER_BROKER dropped the route. With the
+    cluster secret both are refused NO_PERMISSION and the real routes stay as they were."""
+    from mqbench.broker.cluster_secret import sign_request
+    from mqbench.broker.server.registration import Registrar, Registration
+
+    secret = bytes(range(32))
+
+    async def main():
+        ns = NameServer(scan_interval_ms=3_600_000, secret=secret)
+        host, port = await ns.start("127.0.0.1", 0)
+        addr = f"{host}:{port}"
+        real = Registration("c1", "g0", LEADER, 0, "127.0.0.1:20911", 3, {"Orders": TopicEntry(4, 4, 6)})
+        registrar = Registrar(addr, lambda: real, secret=secret)
+        attacker = await connect(addr)
+        try:
+            assert await registrar.register_once()
+            before = json.loads((await route(attacker, "Orders")).body)
+            assert before["brokerDatas"][0]["brokerAddrs"] == {"0": LEADER}
+
+            forged = register_cmd("127.0.0.1:1", 0, 1_000_000, heartbeatTimeoutMillis="3600000")
+            r = await attacker.request(forged, 2000)
+            assert r.code == codes.NO_PERMISSION and "not signed" in r.remark
+            # signed with a guessed secret, or a real signature on altered fields
+            guessed = sign_request(register_cmd("127.0.0.1:1", 0, 1_000_000), b"x" * 32, ns.wall_clock_ms())
+            assert (await attacker.request(guessed, 2000)).code == codes.NO_PERMISSION
+            tampered = sign_request(register_cmd(LEADER, 0, 3), secret, ns.wall_clock_ms())
+            tampered.ext_fields["raftTerm"] = "1000000"
+            assert (await attacker.request(tampered, 2000)).code == codes.NO_PERMISSION
+            # a real signature, captured and replayed much later
+            old = sign_request(register_cmd("127.0.0.1:1", 0, 1_000_000), secret, ns.wall_clock_ms() - 3_600_000)
+            r = await attacker.request(old, 2000)
+            assert r.code == codes.NO_PERMISSION and "clock" in r.remark
+
+            unregister = RemotingCommand.request(codes.UNREGISTER_BROKER, headers.UnregisterBrokerHeader(
+                "g0", LEADER, "c1", 0).to_ext())
+            r = await attacker.request(unregister, 2000)
+            assert r.code == codes.NO_PERMISSION
+            assert json.loads((await route(attacker, "Orders")).body) == before
+            assert ns.routes.brokers["g0"].term == 3 and ns.refused_unsigned == 5
+
+            # the real broker still registers a new term and unregisters
+            real = Registration("c1", "g0", LEADER, 0, "127.0.0.1:20911", 4, {"Orders": TopicEntry(4, 4, 6)})
+            assert await registrar.register_once() and ns.routes.brokers["g0"].term == 4
+            await registrar.close(unregister=True)
+            assert (await route(attacker, "Orders")).code == codes.TOPIC_NOT_EXIST
+        finally:
+            await registrar.close(unregister=False)
+            await attacker.aclose()
+            await ns.close()
+    run(main())
+
+
+def test_without_a_secret_unsigned_registrations_are_taken_as_rocketmq_does():
+    async def main():
+        ns = NameServer(scan_interval_ms=3_600_000)
+        host, port = await ns.start("127.0.0.1", 0)
+        client = await connect(f"{host}:{port}")
+        try:
+            assert (await client.request(register_cmd(LEADER, 0, None), 2000)).code == codes.SUCCESS
+        finally:
+            await client.aclose()
+            await ns.close()
+    run(main())

@@ -16,6 +16,9 @@ separated by blank lines; ``#`` lines are comments. Commands:
 * ``partition 1 2 | 3`` (symmetric), ``cut FROM TO`` (one way), ``heal``
 * ``crash ID`` (keeps what was persisted), ``restart ID``
 * ``log ID``, ``status``
+* ``forge app FROM TO term=T last=I/T entry=I/T/DATA commit=C`` and ``forge app-resp FROM TO
+  term=T index=I``: queue a message nobody's node sent (an attacker on the Raft port); a node
+  whose ``step`` raises InvariantViolation prints ``node N stopped: ...`` and is crashed
 
 Every node's Ready is processed at once: persisted (fsync), its messages queued, its committed
 entries applied, then advanced. Set ``MQBENCH_REWRITE=1`` to rewrite the expected output; commit
@@ -30,7 +33,8 @@ from pathlib import Path
 from mqbench.broker.raft.config import Durability, RaftConfig
 from mqbench.broker.raft.node import RaftNode
 from mqbench.broker.raft.storage import MemoryStorage
-from mqbench.broker.raft.types import RaftError
+from mqbench.broker.raft.types import Entry, Message, MsgType, RaftError
+from mqbench.errors import InvariantViolation
 
 REWRITE = os.environ.get("MQBENCH_REWRITE") == "1"
 
@@ -80,7 +84,12 @@ class Harness:
                 continue
             self.out.append(m.describe())
             before = (target.role, target.term)
-            target.step(m)
+            try:
+                target.step(m)
+            except InvariantViolation as exc:
+                self.out.append(f"  node {m.dst} stopped: {exc}")
+                self.nodes[m.dst] = None
+                continue
             self.note_change(m.dst, before)
             self.process(m.dst)
 
@@ -141,6 +150,19 @@ class Harness:
 
     def cmd_deliver(self, max: str = "10000") -> None:   # noqa: A002 - the command's key name
         self.deliver(int(max))
+
+    def cmd_forge(self, kind: str, src: str, dst: str, term: str = "1", last: str = "0/0", entry: str = "",
+                  commit: str = "0", index: str = "0") -> None:
+        if kind == "app-resp":
+            self.queue.append(Message(MsgType.APP_RESP, int(src), int(dst), int(term), index=int(index)))
+            return
+        last_index, last_term = map(int, last.split("/"))
+        entries = ()
+        if entry:
+            e_index, e_term, data = entry.split("/", 2)
+            entries = (Entry(int(e_index), int(e_term), data.encode()),)
+        self.queue.append(Message(MsgType.APP, int(src), int(dst), int(term), last_term, last_index, entries,
+                                  int(commit)))
 
     def cmd_partition(self, *args: str) -> None:
         text = " ".join(args)

@@ -234,3 +234,32 @@ def test_ready_hands_out_committed_entries_once():
     h.run("deliver")
     assert [[e.index for e in h.applied[i]] for i in (1, 2, 3)] == [[1, 2]] * 3
     assert not h.nodes[1].has_ready()
+
+
+# -- same index, same term, other contents: an invariant violation, never a silent drop ----------
+def test_log_stops_on_an_entry_with_a_held_index_and_term_but_other_data():
+    """Finding 1: a forged entry held at index 2 (term 1) made the real entry of that index and term
+    look already present, so it was dropped. Now the follower stops instead of keeping either."""
+    log = RaftLog(MemoryStorage([Entry(1, 1, b"a"), Entry(2, 1, b"forged")]))
+    assert log.maybe_append(1, 1, 0, (Entry(2, 1, b"forged"),)) == 2    # a true duplicate is fine
+    with pytest.raises(InvariantViolation, match="entry 2 of term 1 differs"):
+        log.maybe_append(1, 1, 0, (Entry(2, 1, b"real"),))
+    # in the unstable tail too, and a kind that differs counts
+    log = RaftLog(MemoryStorage([Entry(1, 1, b"a")]))
+    log.append([Entry(2, 1, b"x")])
+    with pytest.raises(InvariantViolation):
+        log.maybe_append(1, 1, 0, (Entry(2, 1, b"x", 1),))
+
+
+def test_node_stops_on_a_retransmitted_committed_entry_that_differs():
+    """The forged entry had also been committed (the forged frame carried a commit index): the real
+    leader's retransmission starts below the follower's commit index, and used to be skipped."""
+    storage = MemoryStorage([Entry(1, 1, b"a"), Entry(2, 1, b"forged")])
+    node = RaftNode(RaftConfig(2, [1, 2, 3]), storage, random.Random(1))
+    node.step(Message(MsgType.APP, 1, 2, 1, 1, 1, (Entry(2, 1, b"forged"),), 2))
+    assert node.log.committed == 2
+    node.step(Message(MsgType.APP, 1, 2, 1, 1, 1, (Entry(2, 1, b"forged"), Entry(3, 1, b"c")), 3))   # fine
+    with pytest.raises(InvariantViolation, match="entry 2 of term 1 differs"):
+        node.step(Message(MsgType.APP, 1, 2, 1, 1, 1, (Entry(2, 1, b"real"),), 3))
+    with pytest.raises(InvariantViolation, match="committed entry 2 has term 1"):
+        node.step(Message(MsgType.APP, 1, 2, 1, 1, 1, (Entry(2, 5, b"real"),), 3))
