@@ -51,7 +51,9 @@ class Channel:
                  on_request: RequestHandler | None = None, frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT,
                  write_buffer_bytes_high: int = WRITE_BUFFER_BYTES_HIGH_DEFAULT,
                  inflight_requests_max: int = INFLIGHT_REQUESTS_MAX_DEFAULT,
-                 on_fatal: Callable[[BaseException], None] | None = None) -> None:
+                 on_fatal: Callable[[BaseException], None] | None = None, credentials=None) -> None:
+        #: ``signature.Credentials`` (or None): every request and one-way request sent is signed
+        self.credentials = credentials
         self._reader = reader
         self._writer = writer
         self._decoder = FrameDecoder(frame_bytes_max)
@@ -94,6 +96,8 @@ class Channel:
                 raise RemotingClosedError(f"connection to {self.peer} is closed: {exc}") from None
 
     async def request(self, cmd: RemotingCommand, timeout_ms: int) -> RemotingCommand:
+        if self.credentials is not None:
+            self.credentials.apply(cmd)
         cmd.opaque = self._next_opaque()
         cmd.flag &= ~(codes.FLAG_RESPONSE | codes.FLAG_ONEWAY)
         future = asyncio.get_running_loop().create_future()
@@ -107,6 +111,8 @@ class Channel:
             self._pending.pop(cmd.opaque, None)
 
     async def oneway(self, cmd: RemotingCommand) -> None:
+        if self.credentials is not None:
+            self.credentials.apply(cmd)
         cmd.opaque = self._next_opaque()
         cmd.flag = (cmd.flag | codes.FLAG_ONEWAY) & ~codes.FLAG_RESPONSE
         await self.send(cmd)

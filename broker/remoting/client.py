@@ -27,8 +27,9 @@ def parse_addr(addr: str) -> tuple[str, int]:
 
 async def connect(addr: str, *, timeout_ms: int = 3000, on_request: RequestHandler | None = None,
                   frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT,
-                  write_buffer_bytes_high: int = WRITE_BUFFER_BYTES_HIGH_DEFAULT) -> Channel:
-    """Open a connection to ``addr`` ("host:port"); RemotingClosedError if it cannot be opened in time."""
+                  write_buffer_bytes_high: int = WRITE_BUFFER_BYTES_HIGH_DEFAULT, credentials=None) -> Channel:
+    """Open a connection to ``addr`` ("host:port"); RemotingClosedError if it cannot be opened in time.
+    With ``credentials`` (``signature.Credentials``) every request on it is signed for RocketMQ's ACL."""
     host, port = parse_addr(addr)
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 16), timeout_ms / 1000)
@@ -37,4 +38,4 @@ async def connect(addr: str, *, timeout_ms: int = 3000, on_request: RequestHandl
     except OSError as exc:
         raise RemotingClosedError(f"connect to {addr} failed: {exc.strerror or exc}") from None
     return Channel(reader, writer, on_request=on_request, frame_bytes_max=frame_bytes_max,
-                   write_buffer_bytes_high=write_buffer_bytes_high)
+                   write_buffer_bytes_high=write_buffer_bytes_high, credentials=credentials)

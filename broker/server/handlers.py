@@ -10,6 +10,8 @@ table built by ``build_handlers(ctx)`` binds them to ``ctx`` and wraps each one 
 * ``NotLeader`` / ``ProposalDropped`` from the replicated group become the not-leader response
   (SYSTEM_ERROR 1, remark naming the leader, ext fields ``notLeader`` and ``leaderAddr``): the
   client refreshes its route and retries on the new leader;
+* with ACL on (``ctx.acl``, an ``acl.AclChecker``), every request is checked first; a refusal is
+  answered SYSTEM_ERROR with RocketMQ's ``AclException`` text, as a RocketMQ 4.9 broker does;
 * a ``UserError`` (a bad topic or group name such as ``../x``, a malformed batch or property
   string) or a ``HeaderError`` (a missing or non-numeric header field) becomes the handler
   area's ``bad_input_code`` with the error text. Nothing a client
@@ -35,6 +37,7 @@ from mqbench.broker.remoting import codes
 from mqbench.broker.remoting.channel import Channel
 from mqbench.broker.remoting.command import RemotingCommand
 from mqbench.broker.remoting.headers import HeaderError
+from mqbench.broker.server.acl import AclDenied
 from mqbench.broker.server.clients import ClientRegistry
 from mqbench.broker.server.longpoll import PullWaiters
 from mqbench.broker.store.record import Message
@@ -44,6 +47,7 @@ from mqbench.errors import UserError
 
 log = logging.getLogger("mqbench.broker")
 
+ACL_EXCEPTION = "org.apache.rocketmq.acl.common.AclException"   # the remark's prefix, as RocketMQ's
 AUTO_CREATE_QUEUE_NUMS = 4          # RocketMQ's defaultTopicQueueNums
 MESSAGE_BYTES_MAX = 4 * 1024 * 1024  # RocketMQ's maxMessageSize: a body (or a whole batch body)
 ROLE_NAMES = {Role.LEADER: "leader", Role.FOLLOWER: "follower", Role.CANDIDATE: "candidate",
@@ -111,6 +115,8 @@ class BrokerContext:
     #: delayed): the hook for the delay service's ``rewrite_for_delay`` (DELAY level / TIMER_*
     #: messages moved to the schedule or timer topic). A rewriter raising UserError refuses the send.
     message_rewriters: list[Callable[[Message], Message]] = field(default_factory=list)
+    #: RocketMQ's plain ACL (``acl.AclChecker``), checked on every request; None: off.
+    acl: object = None
     started_ms: int = 0
     #: the broker's settings as GET_BROKER_CONFIG reports them (``durability``, ``storeVersion``, ...)
     settings: dict[str, str] = field(default_factory=dict)
@@ -292,6 +298,13 @@ Handler = Callable[["BrokerContext", RemotingCommand, Channel], Awaitable["Remot
 def wrap(ctx: BrokerContext, handler: Handler, bad_input_code: int):
     """Bind ``handler`` to ``ctx`` and turn refusals and bad input into responses (module doc)."""
     async def bound(cmd: RemotingCommand, channel: Channel) -> RemotingCommand | None:
+        if ctx.acl is not None:
+            try:
+                ctx.acl.check(cmd, peer_host(channel)[0])
+            except AclDenied as exc:
+                ctx.counters.refused_count += 1
+                log.info("%s from %s refused by the ACL: %s", codes.request_name(cmd.code), channel.peer, exc)
+                return cmd.response_to(codes.SYSTEM_ERROR, f"{ACL_EXCEPTION}: {exc}")
         try:
             return await handler(ctx, cmd, channel)
         except Refused as exc:

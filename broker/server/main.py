@@ -37,10 +37,11 @@ import sys
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from mqbench.broker.cluster_secret import read_secret_file
+from mqbench.broker.cluster_secret import CLUSTER_ACCESS_KEY, read_secret_file
 from mqbench.broker.layout import Instance, Layout, load_layout
 from mqbench.broker.namesrv.routes import TopicEntry
 from mqbench.broker.remoting.server import RemotingServer
+from mqbench.broker.server.acl import AclChecker, AclConfig, load_acl_file, with_cluster_account
 from mqbench.broker.server.handlers import BrokerContext, build_handlers, log
 from mqbench.broker.server.handlers_clients import connection_closed
 from mqbench.broker.server.registration import INTERVAL_MS_DEFAULT, Registrar, Registration
@@ -62,7 +63,8 @@ class Broker:
     def __init__(self, layout: Layout, instance_name: str, store_dir: str | Path, *, durability: str = "memory",
                  version: str = "v5-dledger", register_interval_ms: int = INTERVAL_MS_DEFAULT,
                  rng: random.Random | None = None, clock_ms: Callable[[], int] | None = None,
-                 group_options: dict | None = None, cluster_secret: bytes | None = None) -> None:
+                 group_options: dict | None = None, cluster_secret: bytes | None = None,
+                 acl: "AclConfig | None" = None) -> None:
         if durability not in DURABILITIES:
             raise UserError(f"durability {durability!r} is not one of {', '.join(DURABILITIES)}")
         if version not in versions.STORE_VERSIONS or not versions.is_dledger(version):
@@ -77,6 +79,7 @@ class Broker:
         self.clock_ms = clock_ms
         self.group_options = dict(group_options or {})
         self.cluster_secret = cluster_secret
+        self.acl = acl
         self.group = None
         self.ctx: BrokerContext | None = None
         self.server: RemotingServer | None = None
@@ -114,6 +117,11 @@ class Broker:
             ctx = self.ctx = BrokerContext(self.layout, instance, self.group, rng=self.rng,
                                            settings={"durability": self.durability, "storeVersion": self.version,
                                                      "storePathRootDir": str(self.store_dir)})
+            if self.acl is not None:
+                acl = self.acl
+                if self.cluster_secret is not None:   # the cluster's own tooling signs with the secret
+                    acl = with_cluster_account(acl, CLUSTER_ACCESS_KEY, self.cluster_secret.hex())
+                ctx.acl = AclChecker(acl)
             self.server = RemotingServer(build_handlers(ctx), on_disconnect=lambda ch: connection_closed(ctx, ch))
             await self.server.start(instance.address, instance.port)
             self.registrar = Registrar(self.layout.namesrv_addr, self.describe, interval_ms=self.register_interval_ms,
@@ -239,6 +247,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cluster-secret-file", default=None,
                         help="the cluster secret (mqbench cluster up writes DIR/cluster.secret, mode 0600): "
                              "authenticates every Raft frame and signs the name server registrations")
+    parser.add_argument("--acl", default=None, metavar="FILE",
+                        help="RocketMQ's plain_acl.yml: check every client request against its accounts "
+                             "(accessKey/secretKey signatures, topic and group permissions); default: off")
     parser.add_argument("--register-interval-ms", type=int, default=INTERVAL_MS_DEFAULT,
                         help="how often to register with the name server")
     args = parser.parse_args(argv)
@@ -256,7 +267,8 @@ async def _run(args: argparse.Namespace) -> int:
             raise UserError(f"--port-offset {args.port_offset} moves port {port} out of range")
     secret = read_secret_file(args.cluster_secret_file) if args.cluster_secret_file else None
     broker = Broker(layout, args.instance, args.store, durability=args.durability, version=args.store_version,
-                    register_interval_ms=args.register_interval_ms, cluster_secret=secret)
+                    register_interval_ms=args.register_interval_ms, cluster_secret=secret,
+                    acl=load_acl_file(args.acl) if args.acl else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):   # before starting: a signal during start-up stops it cleanly

@@ -16,6 +16,9 @@ One-shot helpers (a connection per call; what ``mqbench cluster``, drills and te
 commands): name server (cluster info, topic list, routes) and broker requests (runtime info,
 consume stats, topic stats, consumer connections, topic create, broker config, groups of a topic).
 
+The one-shot helpers take ``credentials`` (``broker.remoting.signature.Credentials``) for a
+cluster whose brokers check RocketMQ's ACL; ``AdminSession(..., credentials=...)`` likewise.
+
 Errors: a refusal raises ``AdminError`` (a UserError) naming the request, the address, the code
 and the remark; no answer or no connection raises ``AdminError`` too from the session, and the
 remoting ``RemotingTimeoutError`` / ``RemotingClosedError`` (both OSError) from the one-shot helpers.
@@ -41,9 +44,9 @@ class AdminError(UserError):
     """The cluster refused an admin request, or did not answer it."""
 
 
-async def _request(addr: str, cmd: RemotingCommand, timeout_s: float) -> RemotingCommand:
+async def _request(addr: str, cmd: RemotingCommand, timeout_s: float, credentials=None) -> RemotingCommand:
     timeout_ms = max(1, int(timeout_s * 1000))
-    channel = await connect(addr, timeout_ms=timeout_ms)
+    channel = await connect(addr, timeout_ms=timeout_ms, credentials=credentials)
     try:
         return await channel.request(cmd, timeout_ms)
     finally:
@@ -54,9 +57,9 @@ def _refused(what: str, addr: str, response: RemotingCommand) -> AdminError:
     return AdminError(f"{what} on {addr}: {codes.response_name(response.code)} {response.remark or ''}".strip())
 
 
-async def query_runtime_info(addr: str, timeout_s: float = 2.0) -> dict[str, str]:
+async def query_runtime_info(addr: str, timeout_s: float = 2.0, *, credentials=None) -> dict[str, str]:
     """The broker's runtime info table (all values strings)."""
-    response = await _request(addr, RemotingCommand.request(codes.GET_BROKER_RUNTIME_INFO), timeout_s)
+    response = await _request(addr, RemotingCommand.request(codes.GET_BROKER_RUNTIME_INFO), timeout_s, credentials)
     if response.code != codes.SUCCESS:
         raise _refused("runtime info", addr, response)
     try:
@@ -84,14 +87,15 @@ def topic_request_fields(topic: str, queues: int, perm: int, attributes: dict[st
 
 
 async def create_topic(addr: str, topic: str, *, queues: int = 4, attributes: dict[str, str] | None = None,
-                       timeout_s: float = 5.0, perm: int = 6, read_queues: int | None = None) -> None:
+                       timeout_s: float = 5.0, perm: int = 6, read_queues: int | None = None,
+                       credentials=None) -> None:
     """Create (or update) ``topic`` on the group whose replica listens at ``addr`` (module doc)."""
     fields = topic_request_fields(topic, queues, perm, attributes, read_queues)
     target = addr
     deadline = time.monotonic() + timeout_s
     while True:
         response = await _request(target, RemotingCommand.request(codes.UPDATE_AND_CREATE_TOPIC, fields),
-                                  max(0.05, deadline - time.monotonic()))
+                                  max(0.05, deadline - time.monotonic()), credentials)
         if response.code == codes.SUCCESS:
             return
         if response.ext_fields.get("notLeader") != "true" or time.monotonic() >= deadline:
@@ -108,11 +112,11 @@ class AdminSession:
     """Admin calls to one cluster: its name server(s) ``namesrv`` ("host:port", ``;``-separated)
     and the brokers they name. ``async with AdminSession(...) as s:`` closes the connections."""
 
-    def __init__(self, namesrv: str, *, timeout_s: float = 3.0) -> None:
+    def __init__(self, namesrv: str, *, timeout_s: float = 3.0, credentials=None) -> None:
         from mqbench.client.connections import ConnectionPool, NameServerClient
 
         self.timeout_ms = max(1, int(timeout_s * 1000))
-        self.pool = ConnectionPool(connect_timeout_ms=self.timeout_ms)
+        self.pool = ConnectionPool(connect_timeout_ms=self.timeout_ms, credentials=credentials)
         self.namesrv = NameServerClient(namesrv, self.pool, timeout_ms=self.timeout_ms)
 
     async def __aenter__(self) -> "AdminSession":

@@ -1,6 +1,6 @@
 """``mqbench cluster``: a reference cluster to use by hand, and the drills that break it.
 
-    mqbench cluster up --layout raft3 [--dir D] [--durability memory|fsync] [--port-offset N] [--wait S]
+    mqbench cluster up --layout raft3 [--dir D] [--durability memory|fsync] [--port-offset N] [--wait S] [--acl FILE]
     mqbench cluster status [--dir D] [--json]
     mqbench cluster kill TARGET [--signal KILL|TERM|STOP|CONT]
     mqbench cluster start TARGET
@@ -74,9 +74,12 @@ def _print_status(state, rows, as_json: bool) -> None:
 @click.option("--netns", is_flag=True, help="Run each host in its own network namespace (root only; not built yet).")
 @click.option("--wait", "wait_s", type=click.FloatRange(1, 600), default=60, show_default=True,
               help="Seconds to wait for every group to elect a leader the name server routes to.")
+@click.option("--acl", "acl_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="RocketMQ's plain_acl.yml: every broker checks client requests against its accounts "
+                   "(accessKey/secretKey, topic and group permissions). Default: no ACL.")
 @json_option
 def up(layout_name: str, directory: Path, durability: str, port_offset: int, netns: bool, wait_s: float,
-       as_json: bool) -> None:
+       acl_file: Path | None, as_json: bool) -> None:
     """Start the name server and every broker instance of a layout, wait for leaders, print the cluster."""
     from mqbench.cluster.launcher import up as launch
     from mqbench.errors import UserError
@@ -84,7 +87,8 @@ def up(layout_name: str, directory: Path, durability: str, port_offset: int, net
     if netns:
         raise UserError("--netns is not available in this version: every host runs on its own loopback address "
                         "instead (drop --netns)")
-    state = launch(layout_name, directory, port_offset=port_offset, durability=durability, wait_s=wait_s)
+    state = launch(layout_name, directory, port_offset=port_offset, durability=durability, wait_s=wait_s,
+                   acl_file=acl_file)
     _print_status(state, _status_rows(state), as_json)
 
 

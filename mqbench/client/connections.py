@@ -30,8 +30,10 @@ class ClientError(UserError):
 
 
 class ConnectionPool:
-    def __init__(self, *, connect_timeout_ms: int = 3000, on_request: RequestHandler | None = None) -> None:
+    def __init__(self, *, connect_timeout_ms: int = 3000, on_request: RequestHandler | None = None,
+                 credentials=None) -> None:
         self.connect_timeout_ms = connect_timeout_ms
+        self.credentials = credentials
         self.on_request = on_request
         self._channels: dict[str, Channel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -43,7 +45,8 @@ class ConnectionPool:
         async with self._locks.setdefault(addr, asyncio.Lock()):
             channel = self._channels.get(addr)
             if channel is None or channel.closed:
-                channel = await connect(addr, timeout_ms=self.connect_timeout_ms, on_request=self.on_request)
+                channel = await connect(addr, timeout_ms=self.connect_timeout_ms, on_request=self.on_request,
+                                        credentials=self.credentials)
                 self._channels[addr] = channel
             return channel
 

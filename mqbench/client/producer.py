@@ -94,13 +94,17 @@ class ClientBase:
 
     def __init__(self, namesrv: str | list[str], *, client_ip: str = "127.0.0.1", client_id: str | None = None,
                  request_timeout_ms: int = 3000, route_ttl_ms: int = 30_000,
-                 clock_ms: Callable[[], int] = wall_clock_ms, rng: random.Random | None = None) -> None:
+                 clock_ms: Callable[[], int] = wall_clock_ms, rng: random.Random | None = None,
+                 credentials=None) -> None:
+        """``credentials``: a ``broker.remoting.signature.Credentials`` (RocketMQ ACL accessKey and
+        secretKey): every request to the name servers and brokers is signed with it."""
         self.clock_ms = clock_ms
         self.rng = rng or random.Random()
         self.client_ip = client_ip
         self.client_id = client_id or f"{client_ip}@{os.getpid()}#{self.rng.getrandbits(32)}"
         self.request_timeout_ms = request_timeout_ms
-        self.pool = ConnectionPool(connect_timeout_ms=request_timeout_ms, on_request=self._on_server_request)
+        self.pool = ConnectionPool(connect_timeout_ms=request_timeout_ms, on_request=self._on_server_request,
+                                   credentials=credentials)
         self.namesrv = NameServerClient(namesrv, self.pool, timeout_ms=request_timeout_ms)
         self.routes = RouteCache(self.namesrv, route_ttl_ms=route_ttl_ms, clock_ms=clock_ms)
         now = clock_ms()

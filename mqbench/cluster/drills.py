@@ -160,7 +160,7 @@ async def ensure_topic(state: ClusterState, group: str, topic: str, timeout_s: f
             row = await group_leader(state, group)
             if row is not None:
                 try:
-                    await create_topic(row.addr, topic, queues=QUEUES)
+                    await create_topic(row.addr, topic, queues=QUEUES, credentials=launcher.cluster_credentials(state))
                     created = True
                 except NETWORK_ERRORS as exc:
                     log.info("create %s on %s: %s", topic, row.addr, exc)

@@ -27,8 +27,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mqbench.broker.cluster_secret import create_secret_file
+from mqbench.broker.cluster_secret import CLUSTER_ACCESS_KEY, SECRET_FILE, create_secret_file, read_secret_file
+from mqbench.broker.remoting.signature import Credentials
 from mqbench.broker.layout import Layout, load_layout
+from mqbench.broker.server.acl import load_acl_file
 from mqbench.cluster.processes import (ClusterState, ProcessRecord, python_argv, send_signal, spawn, stop, tail,
                                        wait_gone)
 from mqbench.errors import UserError
@@ -52,6 +54,15 @@ class InstanceStatus:
     leader_id: str | None = None
     pid: int | None = None
     commit_index: int | None = None
+
+
+def cluster_credentials(state: ClusterState) -> Credentials | None:
+    """What the cluster's own tooling signs its broker requests with when the brokers check an ACL:
+    the cluster secret under ``mqbench-cluster`` (the brokers add it as an admin account)."""
+    if not state.settings.get("acl"):
+        return None
+    secret = read_secret_file(state.directory / SECRET_FILE)
+    return Credentials(CLUSTER_ACCESS_KEY, secret.hex())
 
 
 def cluster_layout(state: ClusterState) -> Layout:
@@ -80,8 +91,11 @@ def _records(layout: Layout, directory: Path, port_offset: int, durability: str,
 
 
 def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: str = "memory",
-       wait_s: float = 60.0, extra_args: list[str] | None = None) -> ClusterState:
+       wait_s: float = 60.0, extra_args: list[str] | None = None, acl_file: str | Path | None = None) -> ClusterState:
     """Start every process of the layout and wait until each group has a routed leader.
+
+    ``acl_file``: RocketMQ's plain_acl.yml, checked by every broker (``--acl``); the launcher's own
+    requests are then signed with the cluster secret (``cluster_credentials``).
 
     Raises ``UserError`` for an unknown layout, a busy port, a directory whose cluster still runs,
     or when no leader is routed within ``wait_s`` (then every process started here is stopped).
@@ -98,10 +112,16 @@ def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: s
             raise UserError(f"a cluster is already running in {directory} ({', '.join(running)}); "
                             f"`mqbench cluster down --dir {directory}` first")
     check_ports_free(layout)
-    records = _records(layout, directory, port_offset, durability, list(extra_args or []))
+    broker_args = list(extra_args or [])
+    settings = {"durability": durability, "extra_args": extra_args or []}
+    if acl_file is not None:
+        acl_path = Path(acl_file).resolve()
+        load_acl_file(acl_path)          # a bad file is the user's error now, not a broker that dies later
+        broker_args += ["--acl", str(acl_path)]
+        settings["acl"] = str(acl_path)
+    records = _records(layout, directory, port_offset, durability, broker_args)
     state = ClusterState(directory=directory, layout_source=str(Path(layout.source).resolve()),
-                         layout_name=layout.name, port_offset=port_offset,
-                         settings={"durability": durability, "extra_args": extra_args or []}, processes=records)
+                         layout_name=layout.name, port_offset=port_offset, settings=settings, processes=records)
     deadline = time.monotonic() + wait_s
     try:
         spawn(records["namesrv"])
@@ -226,6 +246,7 @@ async def status_async(state: ClusterState, timeout_s: float = 2.0) -> list[Inst
     from mqbench.admin.calls import query_runtime_info
 
     layout = cluster_layout(state)
+    credentials = cluster_credentials(state)
 
     async def one(instance) -> InstanceStatus:
         record = state.processes.get(instance.name)
@@ -243,7 +264,7 @@ async def status_async(state: ClusterState, timeout_s: float = 2.0) -> list[Inst
             result.process = result.role = "stopped"
             return result
         try:
-            info = await query_runtime_info(instance.addr, timeout_s)
+            info = await query_runtime_info(instance.addr, timeout_s, credentials=credentials)
         except Exception:  # refused, reset, timed out: the table says unreachable
             result.role = "unreachable"
             return result
