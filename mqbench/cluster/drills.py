@@ -211,9 +211,10 @@ async def committed_offsets(addr: str, group: str, topic: str, queues: int = QUE
         await channel.aclose()
 
 
-async def max_offsets(addr: str, topic: str, queues: int = QUEUES, timeout_ms: int = 1000) -> dict[int, int]:
+async def max_offsets(addr: str, topic: str, queues: int = QUEUES, timeout_ms: int = 1000, *,
+                      credentials=None) -> dict[int, int]:
     """Queue id -> the queue's max offset (one past its last message) on the broker at ``addr``."""
-    channel = await connect(addr, timeout_ms=timeout_ms)
+    channel = await connect(addr, timeout_ms=timeout_ms, credentials=credentials)
     try:
         out = {}
         for queue_id in range(queues):

@@ -7,6 +7,9 @@ one JSON object per line on stdout so the test can compare what was sent with wh
         [--attempts A] [--interval-ms I] [--timeout-ms T]
     python cpp_driver.py consume --namesrv ADDR --topic T --group G --expect N --timeout-s S
 
+Both take ``--access-key AK --secret-key SK``: the client's session credentials (RocketMQ ACL),
+set with ``set_session_credentials(AK, SK, "ALIYUN")``.
+
 ``produce`` sends messages with keys ``P-<i>``, tags ``tag<i % 3>``, a property ``seq=<i>`` and a body
 ``body-P-<i>``; prints ``{"key", "status", "msg_id", "offset"}`` per send (``send_sync``) or
 ``{"key", "status": "ONEWAY"}``. A failed ``send_sync`` is tried again (``--attempts`` in all,
@@ -28,6 +31,8 @@ from rocketmq.client import Message, Producer, PushConsumer
 def produce(args) -> int:
     producer = Producer(f"PID_{args.prefix}", timeout=args.timeout_ms)
     producer.set_namesrv_addr(args.namesrv)
+    if args.access_key:
+        producer.set_session_credentials(args.access_key, args.secret_key, "ALIYUN")
     producer.start()
     failures = 0
     try:
@@ -84,6 +89,8 @@ def consume(args) -> int:
 
     consumer = PushConsumer(args.group)
     consumer.set_namesrv_addr(args.namesrv)
+    if args.access_key:
+        consumer.set_session_credentials(args.access_key, args.secret_key, "ALIYUN")
     consumer.subscribe(args.topic, on_message)
     consumer.start()
     try:
@@ -113,6 +120,9 @@ def main() -> int:
     c.add_argument("--group", required=True)
     c.add_argument("--expect", type=int, required=True)
     c.add_argument("--timeout-s", type=float, default=30)
+    for sub_parser in (p, c):
+        sub_parser.add_argument("--access-key", default="")
+        sub_parser.add_argument("--secret-key", default="")
     args = parser.parse_args()
     return produce(args) if args.mode == "produce" else consume(args)
 

@@ -2,6 +2,7 @@
 // Same command line and JSON-lines output as cpp_driver.py:
 //   node ons_driver.js produce --namesrv ADDR --topic T --count N --prefix P [--attempts A] [--interval-ms I]
 //   node ons_driver.js consume --namesrv ADDR --topic T --group G --expect N --timeout-s S
+// Both take --access-key AK --secret-key SK: ali-ons's accessKeyId / accessKeySecret (RocketMQ ACL).
 'use strict';
 const { Producer, Consumer, Message } = require('ali-ons');
 
@@ -15,10 +16,22 @@ function parseArgs(argv) {
 // calls it, so one that refuses is enough (and proves no HTTP request is made).
 const httpclient = { request() { throw new Error('no HTTP name-server lookup in open-source mode'); } };
 
+function credentials(args) {
+  return args['access-key'] ? { accessKeyId: args['access-key'], accessKeySecret: args['secret-key'] } : {};
+}
+
 async function produce(args) {
-  const producer = new Producer({ httpclient, nameSrv: args.namesrv, producerGroup: `PID_${args.prefix}` });
+  const producer = new Producer({ httpclient, nameSrv: args.namesrv, producerGroup: `PID_${args.prefix}`,
+    ...credentials(args) });
   producer.on('error', err => console.error('producer error', err.message));
   await producer.ready();
+  // ali-ons retries a refused send and then throws a generic "Send [N] times, still failed": keep the
+  // broker's last answer (code and remark) so the ERROR line can report it.
+  let lastBrokerError = null;
+  const kernel = producer.sendKernelImpl.bind(producer);
+  producer.sendKernelImpl = async (...a) => {
+    try { return await kernel(...a); } catch (err) { lastBrokerError = err; throw err; }
+  };
   let failures = 0;
   const attempts = Number(args.attempts || 3);
   const intervalMs = Number(args['interval-ms'] || 0);
@@ -35,7 +48,9 @@ async function produce(args) {
         console.log(JSON.stringify({ key, status: result.sendStatus, msg_id: result.msgId, offset: Number(result.queueOffset) }));
         done = true;
       } catch (err) {
-        if (attempt === attempts - 1) { console.log(JSON.stringify({ key, status: 'ERROR', error: err.message })); failures++; }
+        if (attempt === attempts - 1) { console.log(JSON.stringify({ key, status: 'ERROR', error: err.message,
+          broker_code: lastBrokerError ? lastBrokerError.code : null,
+          broker_error: lastBrokerError ? lastBrokerError.message : null })); failures++; }
         else await new Promise(r => setTimeout(r, 500));
       }
     }
@@ -47,7 +62,7 @@ async function produce(args) {
 async function consume(args) {
   const seen = new Set();
   const consumer = new Consumer({ httpclient, nameSrv: args.namesrv, consumerGroup: args.group,
-    consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', persistent: true });
+    consumeFromWhere: 'CONSUME_FROM_FIRST_OFFSET', persistent: true, ...credentials(args) });
   consumer.on('error', err => console.error('consumer error', err.message));
   let resolveDone;
   const done = new Promise(r => { resolveDone = r; });

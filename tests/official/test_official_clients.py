@@ -79,10 +79,10 @@ def produce(prefix_argv, namesrv, topic, count, prefix, home, *extra) -> Driver:
                    "--prefix", prefix, *extra], home)
 
 
-def consume_all(prefix_argv, namesrv, topic, expect, home, timeout_s=60) -> dict[str, dict]:
+def consume_all(prefix_argv, namesrv, topic, expect, home, timeout_s=60, *extra) -> dict[str, dict]:
     driver = Driver([*prefix_argv, "consume", "--namesrv", namesrv, "--topic", topic,
-                     "--group", f"GID_{uuid.uuid4().hex[:8]}", "--expect", str(expect), "--timeout-s", str(timeout_s)],
-                    home)
+                     "--group", f"GID_{uuid.uuid4().hex[:8]}", "--expect", str(expect), "--timeout-s", str(timeout_s),
+                     *extra], home)
     rc = driver.wait(timeout_s + 60)
     received = {d["key"]: d for d in driver.docs if "key" in d}
     assert rc == 0, f"consumer saw {len(received)} of {expect} distinct keys; stderr: {driver.stderr[-2000:]}"
