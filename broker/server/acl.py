@@ -239,7 +239,7 @@ def needed_resources(cmd: RemotingCommand) -> dict[str, int]:
         v2 = code != codes.SEND_MESSAGE
         topic, group = ext.get("b" if v2 else "topic"), ext.get("a" if v2 else "producerGroup")
         if topic and topic.startswith(RETRY_PREFIX):
-            add(topic, SUB)             # a consumer sending back to its retry topic
+            add(_retry(group) or topic, SUB)     # a consumer sending back: its group's SUB, as RocketMQ
         else:
             add(topic, PUB)
     elif code == codes.CONSUMER_SEND_MSG_BACK:

@@ -12,7 +12,7 @@ import pytest
 from mqbench.broker.remoting import codes, headers, signature
 from mqbench.broker.remoting.command import RemotingCommand
 from mqbench.broker.server.acl import (ADMIN_CODES, DENY, PUB, SUB, AclChecker, AclDenied, AddressPattern,
-                                       load_acl_file, needed_resources, parse_acl, perm_allows, with_cluster_account)
+                                       load_acl_file, needed_resources, perm_allows, with_cluster_account)
 from mqbench.errors import UserError
 
 HERE = Path(__file__).parent
