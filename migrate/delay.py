@@ -35,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mqbench.broker.store.inspect_files import MappedFile, list_segments
+from mqbench.broker.store.log_reader import zeros_from
 from mqbench.broker.store.record import DEFAULT_MESSAGE_DELAY_LEVEL, SCHEDULE_TOPIC, Message, parse_delay_levels
 from mqbench.broker.store.segments import SegmentQueue
 from mqbench.broker.store.timer_formats import (
@@ -45,7 +46,6 @@ from mqbench.errors import CorruptDataError
 
 from .journal import write_file_atomic
 from .reframe import Blocker
-from .source import zeros_from
 
 TIMER_CHECK_PATH = os.path.join("config", "timercheck")
 DUE_PROPERTY = "TIMER_OUT_MS"

@@ -2,10 +2,11 @@
 
 ``walk_log(root, start=None)`` yields every item of the store's log in address order: a
 ``SourceItem`` per commitlog record (plain or inside a DLedger entry) and per DLedger entry that
-holds no record (a Raft no-op, a config change). Files are opened ``O_RDONLY`` and mapped
-read-only one at a time (``inspect_files.MappedFile``); pages already walked are dropped from the
-mapping, so memory stays flat whatever the store's size. Nothing under the source root is ever
-created, written or deleted.
+holds no record (a Raft no-op, a config change, mqbench metadata). The walk is the store's one
+log reader (``broker.store.log_reader``, policy RAISE: the same definition of a valid record as
+the broker's recovery and ``inspect``): files are opened ``O_RDONLY`` and read through a window,
+so memory stays flat whatever the store's size. Nothing under the source root is ever created,
+written or deleted.
 
 An upgraded RocketMQ store keeps its old ``commitlog/`` below the DLedger data; both are walked,
 the old one first (``inspect_files.log_dirs``).
@@ -32,18 +33,11 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from mqbench.broker.store import dledger as dl
-from mqbench.broker.store.dledger_log import is_record_body
-from mqbench.broker.store.inspect_files import MappedFile, list_segments, log_dirs, release
-from mqbench.broker.store.commitlog import record_tail_sound
-from mqbench.broker.store.record import BLANK_MAGIC, Message, check_record, decode_message
+from mqbench.broker.store.inspect_files import log_dirs
+from mqbench.broker.store.log_reader import RAISE, FolderFiles, LogItem, LogReader, list_segments
+from mqbench.broker.store.record import Message, decode_message
 from mqbench.broker.store.versions import detect
 from mqbench.errors import CorruptDataError
-
-_RELEASE_EVERY_BYTES = 4 << 20
-_ZERO_CHUNK_BYTES = 1 << 20
-_ZEROS = bytes(_ZERO_CHUNK_BYTES)
-_BLANK_MAGIC_BYTES = BLANK_MAGIC.to_bytes(4, "big", signed=True)
-_TAIL_DAMAGED = "record topic or properties damaged (illegal topic characters or properties not ending with \\x02)"
 
 
 @dataclass(frozen=True)
@@ -140,31 +134,6 @@ def log_files(root: str) -> list[tuple[str, int]]:
     return out
 
 
-def zeros_from(path: str, pos: int) -> bool:
-    """Whether every byte of the file at ``path`` from ``pos`` on is zero. Holes of a sparse file
-    are skipped (``SEEK_DATA``), data is compared a MiB at a time, and the first non-zero byte ends
-    the check."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        seek_data = getattr(os, "SEEK_DATA", None)
-        while pos < size:
-            if seek_data is not None:
-                try:
-                    pos = os.lseek(fd, pos, seek_data)
-                except OSError:      # ENXIO: nothing but a hole from pos to the end
-                    break
-            chunk = os.pread(fd, _ZERO_CHUNK_BYTES, pos)
-            if not chunk:
-                break
-            if chunk != _ZEROS[:len(chunk)]:
-                return False
-            pos += len(chunk)
-        return True
-    finally:
-        os.close(fd)
-
-
 def walk_log(root: str, start: Position | None = None) -> Iterator[SourceItem]:
     """Every record and non-record entry of the log at ``root`` (see the module doc)."""
     start = start or Position(0, -1)
@@ -176,105 +145,21 @@ def walk_log(root: str, start: Position | None = None) -> Iterator[SourceItem]:
             raise CorruptDataError(problem["detail"], where=problem["file"])
         if not segdir.segments:
             continue
-        begin = start.address if number == start.folder and start.address >= 0 else segdir.segments[0].start
-        yield from _walk_folder(segdir, rel, is_dl, number, begin)
+        begin = start.address if number == start.folder and start.address >= 0 else None
+        files = FolderFiles(segdir, rel)
+        try:
+            reader = LogReader(files, dledger=is_dl, policy=RAISE)
+            for item in reader.items(begin):
+                yield source_item(item, number)
+        finally:
+            files.close()
 
 
-def _walk_folder(segdir, rel: str, is_dl: bool, number: int, begin: int) -> Iterator[SourceItem]:
-    size = segdir.file_size_bytes
-    expected_index = None
-    ended: tuple[str, int] | None = None      # (file, offset) where the valid data ended
-    for seg in segdir.segments:
-        if seg.start + size <= begin:
-            continue
-        rel_file = f"{rel}/{os.path.basename(seg.path)}"
-        with MappedFile(seg.path) as data:
-            pos = max(0, begin - seg.start)
-            if ended is not None:
-                if not zeros_from(seg.path, 0):
-                    raise CorruptDataError("invalid bytes where the log's valid data ends, but the log goes on in "
-                                           "later files (a corrupt record)", where=ended[0], offset=ended[1])
-                continue
-            released = pos
-            while pos < size:
-                if is_dl:
-                    step, item = _dledger_step(data, pos, size, seg.start, rel_file, number, expected_index)
-                    if item is not None and item.entry_index is not None:
-                        expected_index = item.entry_index + 1
-                else:
-                    step, item = _plain_step(data, pos, size, seg.start, rel_file, number)
-                if step == 0:
-                    break
-                if step < 0:
-                    pos = size
-                    break
-                pos += step
-                if item is not None:
-                    yield item
-                if pos - released >= _RELEASE_EVERY_BYTES:
-                    release(data, released, pos)
-                    released = pos
-            if pos < size:
-                if not zeros_from(seg.path, pos):
-                    raise CorruptDataError(
-                        "invalid bytes after the last valid record (a torn or corrupt record; let the broker "
-                        "recover the store, or repair it, before migrating)", where=rel_file, offset=pos)
-                ended = (rel_file, pos)
-
-
-def _decode_checked(data, pos: int, end: int, rel_file: str) -> tuple[Message | None, int]:
-    """(message, size) of a whole valid record at ``pos`` (body CRC checked, topic and properties
-    sound), (None, 0) where the valid data ends; CorruptDataError for a record that is there but
-    damaged (a CRC mismatch, a damaged topic or properties)."""
-    try:
-        msg, step = decode_message(data, pos, end=end)
-    except CorruptDataError as exc:
-        if check_record(data, pos, end, check_crc=False) <= 0:
-            return None, 0                  # not a record: the end of the valid data
-        if check_record(data, pos, end) <= 0:
-            raise CorruptDataError("record body CRC does not match its BODYCRC", where=rel_file, offset=pos) from None
-        raise CorruptDataError(str(exc).split(": ", 1)[-1], where=rel_file, offset=pos) from None
-    if not record_tail_sound(data, pos, step):
-        raise CorruptDataError(_TAIL_DAMAGED, where=rel_file, offset=pos)
-    return msg, step
-
-
-def _plain_step(data, pos: int, size: int, start: int, rel_file: str, number: int):
-    """(step, item): step > 0 a record, -1 a blank closing the file, 0 the end of valid data."""
-    if size - pos >= 8 and data[pos + 4:pos + 8] == _BLANK_MAGIC_BYTES:
-        remaining = int.from_bytes(data[pos:pos + 4], "big", signed=True)
-        if remaining != size - pos:
-            raise CorruptDataError(f"end-of-file blank says {remaining} bytes remain, the file has {size - pos}",
-                                   where=rel_file, offset=pos)
-        return -1, None
-    msg, step = _decode_checked(data, pos, size, rel_file)
-    if msg is None:
-        return 0, None
-    msg.physical_offset = start + pos
-    item = SourceItem(bytes(data[pos:pos + step]), start + pos, rel_file, pos, Position(number, start + pos + step),
-                      message=msg)
-    return step, item
-
-
-def _dledger_step(data, pos: int, size: int, start: int, rel_file: str, number: int, expected_index: int | None):
-    step = dl.check_entry(data, pos, size, start + pos)
-    if step == dl.ENTRY_BLANK:
-        return -1, None
-    if step == 0:
-        return 0, None
-    header = dl.decode_entry_header(data, pos)
-    if expected_index is not None and header.index != expected_index:
-        raise CorruptDataError(f"DLedger entry has index {header.index}, {expected_index} expected",
-                               where=rel_file, offset=pos)
-    body_at, body_end = pos + dl.ENTRY_HEADER_BYTES, pos + step
-    nxt = Position(number, start + body_end)
-    if header.magic == dl.DLEDGER_MAGIC and is_record_body(data[body_at:min(body_at + 8, body_end)]):
-        msg, record_size = _decode_checked(data, body_at, body_end, rel_file)
-        if record_size != header.body_length:
-            raise CorruptDataError(f"DLedger entry {header.index} does not hold a valid message record",
-                                   where=rel_file, offset=pos)
-        msg.physical_offset = start + body_at
-        return step, SourceItem(bytes(data[body_at:body_end]), start + body_at, rel_file, body_at, nxt,
-                                header.index, header.term, header.magic, message=msg)
-    return step, SourceItem(None, start + pos, rel_file, pos, nxt, header.index, header.term, header.magic,
-                            bytes(data[body_at:body_end]))
+def source_item(item: LogItem, folder: int) -> SourceItem:
+    """The ``SourceItem`` of a ``LogItem`` of log folder number ``folder``."""
+    nxt = Position(folder, item.next)
+    if item.is_record:
+        offset = item.file_offset + (item.address - item.pos)
+        return SourceItem(item.record, item.address, item.file, offset, nxt, item.index, item.term, item.magic)
+    return SourceItem(None, item.address, item.file, item.file_offset, nxt, item.index, item.term, item.magic,
+                      item.body)

@@ -22,95 +22,17 @@ the store:
 from __future__ import annotations
 
 import os
-import re
 import struct
 from typing import Iterator
 
 from mqbench.errors import UserError
 
-from .record import (BLANK_MIN_BYTES, RECORD_BLANK, RECORD_END, SYSFLAG_BORNHOST_V6, SYSFLAG_STOREHOST_V6, Message,
-                     check_record, encode_blank, encode_message)
+from .log_reader import STOP, LogReader, QueueFiles
+from .record import BLANK_MIN_BYTES, Message, encode_blank, encode_message
 from .segments import SegmentQueue
-
-SCAN_CHUNK_BYTES = 4 << 20
 
 _PHYSICAL_OFFSET = struct.Struct(">q")
 _PHYSICAL_OFFSET_AT = 28     # record field 7, spec 3.2
-_SYSFLAG_AT = 36             # field 8
-_BODY_LENGTH_AT = 68         # field 15 sits at 68 + BH + SH (84 with two IPv4 hosts)
-_I32 = struct.Struct(">i")
-_U16 = struct.Struct(">H")
-_U8 = struct.Struct(">B")
-_TOPIC_BYTES = re.compile(rb"[%|a-zA-Z0-9_-]+")
-_MAGIC_V1_BYTES = bytes.fromhex("daa320a7")
-
-
-def physical_offset_field(buf, pos: int) -> int:
-    """PHYSICALOFFSET of the record at ``buf[pos:]``: its own log offset when it was written."""
-    return int.from_bytes(buf[pos + 28:pos + 36], "big", signed=True)
-
-
-def record_tail_sound(buf, pos: int, size: int) -> bool:
-    """The part of a record the body CRC does not cover, checked for a torn (zero-filled) tail.
-
-    BODYCRC covers only the body, so a crash that loses the last bytes of a record (its topic or
-    properties now read as zeros) can leave a record that passes ``check_record``. A record that
-    the broker wrote has a topic of legal characters and, when it has properties, a property
-    string ending with ``\\x02`` (RocketMQ's writer always ends it so); recovery requires both.
-    ``buf[pos:pos+size]`` must already have passed ``check_record``.
-    """
-    # Fields read (spec 3.2; BH/SH = 8 for an IPv4 host, 20 for IPv6):
-    #   off           size  field
-    #   4             4     MAGICCODE (V1: 1-byte topic length, V2: 2 bytes)
-    #   36            4     SYSFLAG (0x10 / 0x20: born / store host is IPv6)
-    #   68+BH+SH      4     BODYLENGTH B, then B bytes of BODY
-    #   72+BH+SH+B    1|2   TOPICLENGTH T, then T bytes of TOPIC
-    #   ...           2     PROPERTIESLENGTH P, then P bytes of PROPERTIES (the record's last bytes)
-    (sysflag,) = _I32.unpack_from(buf, pos + _SYSFLAG_AT)
-    born = 20 if sysflag & SYSFLAG_BORNHOST_V6 else 8
-    stored = 20 if sysflag & SYSFLAG_STOREHOST_V6 else 8
-    at = pos + _BODY_LENGTH_AT + born + stored
-    (body_len,) = _I32.unpack_from(buf, at)
-    at += _I32.size + body_len
-    if bytes(buf[pos + 4:pos + 8]) == _MAGIC_V1_BYTES:
-        (topic_len,) = _U8.unpack_from(buf, at)
-        at += _U8.size
-    else:
-        (topic_len,) = _U16.unpack_from(buf, at)
-        at += _U16.size
-    if not _TOPIC_BYTES.fullmatch(bytes(buf[at:at + topic_len])):
-        return False
-    (props_len,) = _U16.unpack_from(buf, at + topic_len)
-    return props_len == 0 or buf[pos + size - 1] == 2
-
-
-class SegmentWindow:
-    """Reads a segment through a sliding in-memory window, so a scan of a 1 GiB segment never
-    holds more than a few MiB (plus the largest record)."""
-
-    def __init__(self, segments: SegmentQueue, segment_start: int, chunk_bytes: int = SCAN_CHUNK_BYTES):
-        self.segments = segments
-        self.segment_start = segment_start
-        self.segment_end = segment_start + segments.segment_size_bytes
-        self.chunk_bytes = chunk_bytes
-        self.base = segment_start
-        self.buf = b""
-
-    def view(self, offset: int, need: int) -> tuple[bytes, int, int]:
-        """(buffer, position of ``offset`` in it, usable end) with at least ``need`` bytes from
-        ``offset`` when the segment has them."""
-        rel = offset - self.base
-        if rel < 0 or rel + need > len(self.buf):
-            size = max(self.chunk_bytes, need)
-            size = min(size, self.segment_end - offset)
-            self.buf = self.segments.read(offset, size)
-            self.base = offset
-            rel = 0
-        return self.buf, rel, len(self.buf)
-
-
-def _peek_size(buf: bytes, pos: int, end: int) -> int:
-    return int.from_bytes(buf[pos:pos + 4], "big", signed=True) if end - pos >= 4 else 0
 
 
 class CommitLog:
@@ -175,36 +97,16 @@ class CommitLog:
 
     def _walk(self, start: int, stop: int | None, check_crc: bool) -> Iterator[tuple[int, int, bytes, int]]:
         """Yield (offset, size, buffer, position-in-buffer) for valid records from ``start`` until
-        the first invalid one or ``stop``; sets ``self._walk_end`` to where the walk ended."""
-        pos = start
-        self._walk_end = pos
-        starts = self.segments.segment_starts()
-        if not starts or pos >= self.segments.end_offset:
+        the first invalid one or ``stop`` (the one log reader, policy STOP); sets
+        ``self._walk_end`` to where the walk ended."""
+        self._walk_end = start
+        if not self.segments.segment_starts() or start >= self.segments.end_offset:
             return
-        window = None
-        while stop is None or pos < stop:
-            seg_start = self.segments.segment_start(pos)
-            if seg_start not in starts:
-                break
-            if window is None or window.segment_start != seg_start:
-                window = SegmentWindow(self.segments, seg_start)
-            buf, rel, end = window.view(pos, 8)
-            size = _peek_size(buf, rel, end)
-            if size > 8 and end - rel < size:
-                buf, rel, end = window.view(pos, size)
-            result = check_record(buf, rel, end, check_crc=check_crc)
-            if result == RECORD_BLANK:
-                if size != seg_start + self.segment_size_bytes - pos:
-                    break   # a "blank" that does not close the segment is garbage, not a blank
-                pos = seg_start + self.segment_size_bytes
-                self._walk_end = pos
-                continue
-            if (result == RECORD_END or not record_tail_sound(buf, rel, result)
-                    or physical_offset_field(buf, rel) != pos):
-                break   # torn, garbage, or a record that does not know where it is
-            yield pos, result, buf, rel
-            pos += result
-            self._walk_end = pos
+        reader = LogReader(QueueFiles(self.segments, "commitlog"), dledger=False, policy=STOP, check_crc=check_crc)
+        for item in reader.items(start, stop):
+            self._walk_end = item.next
+            yield item.pos, item.length, item.buf, item.at
+        self._walk_end = reader.end
 
     def scan(self, start: int, stop: int | None = None, *, check_crc: bool = False
              ) -> Iterator[tuple[int, bytes, int]]:

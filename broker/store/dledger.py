@@ -33,6 +33,7 @@ Index unit (``dledger-{id}/index/``; the unit of Raft index i is at i * 32)::
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 
 from mqbench.errors import CorruptDataError, UserError
@@ -161,6 +162,42 @@ def check_entry(buf, pos: int, end: int, expected_pos: int) -> int:
     if _entry_problem(header, end - pos, expected_pos):
         return ENTRY_END
     return header.size
+
+
+def entry_verdict(buf, pos: int, end: int, expected_pos: int) -> tuple[int, str | None]:
+    """THE definition of valid DLedger framing (the body is judged by ``record.record_verdict``).
+
+    Returns ``(size, None)`` for an entry whose header is sound (magic, sizes, pos, index/term),
+    ``(ENTRY_BLANK, None)`` for an end-of-file blank (the caller checks it closes the file), and
+    ``(ENTRY_END, detail)`` where the valid data ends. A bodyCrc is checked by the caller (only a
+    non-zero one means anything: DLedger itself writes 0).
+    """
+    end = min(end, len(buf))
+    if pos < 0 or end - pos < DLEDGER_BLANK_BYTES:
+        return ENTRY_END, f"{max(0, end - pos)} bytes left, too few for an entry"
+    if _BLANK.unpack_from(buf, pos)[0] == DLEDGER_BLANK_MAGIC:
+        return ENTRY_BLANK, None
+    if end - pos < ENTRY_HEADER_BYTES:
+        return ENTRY_END, f"{end - pos} bytes left, too few for an entry header"
+    problem = _entry_problem(decode_entry_header(buf, pos), end - pos, expected_pos)
+    if problem:
+        return ENTRY_END, problem
+    return _HEADER.unpack_from(buf, pos)[1], None
+
+
+def body_crc(body) -> int:
+    """The bodyCrc mqbench writes into an entry header (masked CRC32 of the body)."""
+    return zlib.crc32(body) & 0x7FFFFFFF
+
+
+_RECORD_MAGICS = (b"\xda\xa3\x20\xa7", b"\xda\xa3\x20\xab")
+
+
+def is_record_body(buf, at: int = 0, end: int | None = None) -> bool:
+    """True when the entry body at ``buf[at:end]`` starts like a RocketMQ record (a V1/V2 magic at
+    +4); a normal entry whose body does not is Raft/mqbench metadata, not a message."""
+    end = len(buf) if end is None else end
+    return end - at >= 8 and bytes(buf[at + 4:at + 8]) in _RECORD_MAGICS
 
 
 def encode_entry_blank(remaining: int) -> bytes:

@@ -14,7 +14,7 @@ Torn entries: DLedger writes no CRC (chainCrc and bodyCrc are always 0, and DLed
 reads them), so a crash that loses the end of an entry's body would go unseen. ``DLedgerLog``
 therefore fills bodyCrc (header bytes 40..44) with the masked CRC32 of the body, and recovery
 rejects an entry whose non-zero bodyCrc does not match. Entries written by DLedger itself
-(bodyCrc 0) are checked by ``body_check`` only. This is the one byte difference from DLedger's own
+(bodyCrc 0) are checked by the record check only. This is the one byte difference from DLedger's own
 files; RocketMQ and DLedger ignore the field.
 
 ``DLedgerLog`` (what the Raft log adapter sits on):
@@ -34,23 +34,22 @@ files; RocketMQ and DLedger ignore the field.
 * On open the tail is recovered: entries are checked from ``recover_from`` (a durable position the
   caller kept, used when the index file confirms an entry ends there) or else from the start of
   the third-last data segment (``check_entry``: magic, size, pos, body length; consecutive
-  indexes; the bodyCrc above; for normal (magic 1) entries ``body_check(body, pos)``, by default
-  the record checks). The first
+  indexes; the bodyCrc above; for normal (magic 1) entries holding a record, the record checks:
+  the one log reader, ``log_reader``, with its STOP policy). The first
   invalid entry and everything after it is zeroed, the index file is rewritten for the checked
   range and cut after the last valid index.
 """
 from __future__ import annotations
 
 import os
-import zlib
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from mqbench.errors import InvariantViolation, UserError
 
 from . import dledger as fmt
 from .atomic import read_with_backup, write_atomic
-from .commitlog import SegmentWindow, physical_offset_field, record_tail_sound
+from .log_reader import STOP, LogReader, QueueFiles
 from .record import RECORD_END, Message, check_record, encode_message
 from .segments import SegmentQueue
 
@@ -59,25 +58,9 @@ RECOVER_SEGMENTS = 3
 _BODY_CRC_AT = 40
 
 
-def _body_crc(body) -> int:
-    return zlib.crc32(body) & 0x7FFFFFFF
-
-
 def is_record_body(body: bytes) -> bool:
     """True when ``body`` starts like a RocketMQ record (V1/V2 magic at bytes 4..8)."""
-    return len(body) >= 8 and body[4:8] in (b"\xda\xa3\x20\xa7", b"\xda\xa3\x20\xab")
-
-
-def record_body_check(body: bytes, entry_pos: int) -> bool:
-    """A DLedger body that is a RocketMQ record is valid when the record check passes whole, its
-    tail is not zero-filled (``commitlog.record_tail_sound``) and its PHYSICALOFFSET is the entry's
-    pos + 48.
-
-    Bodies that are not records (magic at +4 is not a record magic) are accepted as they are."""
-    if is_record_body(body):
-        return (check_record(body, 0, len(body)) == len(body) and record_tail_sound(body, 0, len(body))
-                and physical_offset_field(body, 0) == entry_pos + fmt.ENTRY_HEADER_BYTES)
-    return True
+    return fmt.is_record_body(body)
 
 
 class DLedgerLog:
@@ -85,14 +68,13 @@ class DLedgerLog:
 
     def __init__(self, directory: str | os.PathLike, *, data_segment_bytes: int,
                  index_segment_bytes: int = DEFAULT_INDEX_SEGMENT_BYTES,
-                 body_check: Callable[[bytes, int], bool] = record_body_check, recover_from: int | None = None):
+                 recover_from: int | None = None):
         if index_segment_bytes % fmt.INDEX_UNIT_BYTES:
             raise UserError(f"DLedger index segment size {index_segment_bytes} is not a multiple of 32")
         self.directory = Path(directory)
         self.data = SegmentQueue(self.directory / "data", data_segment_bytes)
         self.index = SegmentQueue(self.directory / "index", index_segment_bytes)
         self.data_segment_bytes = data_segment_bytes
-        self._body_check = body_check
         self.checkpoint_path = self.directory / "checkpoint"
         self.first_index = 0
         self.last_index = -1
@@ -104,39 +86,15 @@ class DLedgerLog:
     # -- recovery ----------------------------------------------------------------------------
 
     def _scan_from(self, pos: int, expected_index: int | None) -> Iterator[tuple[fmt.EntryHeader, bytes]]:
-        """Valid entries from ``pos`` on; sets ``self._scan_end``."""
-        starts = self.data.segment_starts()
+        """Valid entries from ``pos`` on (the one log reader, policy STOP); sets ``self._scan_end``."""
         self._scan_end = pos
-        window = None
-        while starts and pos < self.data.end_offset:
-            seg = self.data.segment_start(pos)
-            if window is None or window.segment_start != seg:
-                window = SegmentWindow(self.data, seg)
-            buf, rel, end = window.view(pos, fmt.ENTRY_HEADER_BYTES)
-            size = int.from_bytes(buf[rel + 4:rel + 8], "big", signed=True) if end - rel >= 8 else 0
-            if size > 8 and end - rel < size:
-                buf, rel, end = window.view(pos, size)
-            result = fmt.check_entry(buf, rel, end, pos)
-            if result == fmt.ENTRY_BLANK:
-                if size != seg + self.data_segment_bytes - pos:
-                    return
-                pos = seg + self.data_segment_bytes
-                self._scan_end = pos
-                continue
-            if result == fmt.ENTRY_END:
-                return
-            header = fmt.decode_entry_header(buf, rel)
-            if expected_index is not None and header.index != expected_index:
-                return
-            body = bytes(buf[rel + fmt.ENTRY_HEADER_BYTES:rel + result])
-            if header.body_crc and header.body_crc != _body_crc(body):
-                return
-            if header.magic == fmt.DLEDGER_MAGIC and not self._body_check(body, pos):
-                return
-            yield header, body
-            expected_index = header.index + 1
-            pos += result
-            self._scan_end = pos
+        if not self.data.segment_starts() or pos >= self.data.end_offset:
+            return
+        reader = LogReader(QueueFiles(self.data, "data"), dledger=True, policy=STOP)
+        for item in reader.items(pos, None, expected_index):
+            self._scan_end = item.next
+            yield fmt.decode_entry_header(item.buf, item.at - fmt.ENTRY_HEADER_BYTES), item.body
+        self._scan_end = reader.end
 
     def _recover(self, recover_from: int | None) -> None:
         starts = self.data.segment_starts()
@@ -243,7 +201,7 @@ class DLedgerLog:
             raw = fmt.encode_record_entry(index, term, pos, body)
         else:
             raw = fmt.encode_entry(index, term, pos, body, magic=magic)
-        crc = _body_crc(memoryview(raw)[fmt.ENTRY_HEADER_BYTES:])
+        crc = fmt.body_crc(memoryview(raw)[fmt.ENTRY_HEADER_BYTES:])
         raw = raw[:_BODY_CRC_AT] + crc.to_bytes(4, "big") + raw[_BODY_CRC_AT + 4:]
         self.data.write(pos, raw)
         self.index.write(index * fmt.INDEX_UNIT_BYTES,

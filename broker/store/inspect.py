@@ -32,7 +32,7 @@ from mqbench.output import document
 
 from . import configs, dledger as dl
 from .inspect_files import (  # noqa: F401 - iter_messages is part of this module's API
-    LogRecord, MappedFile, MultiReader, SegmentDir, SegmentReader, WalkEnd, count_nonzero, folder_of, iter_files,
+    LogItem, MappedFile, MultiReader, SegmentDir, SegmentReader, WalkEnd, count_nonzero, folder_of, iter_files,
     iter_log, iter_messages, list_segments, log_dirs,
 )
 from .queues import (
@@ -217,50 +217,48 @@ class _Inspector:
 
     # --- the log --------------------------------------------------------------------------
 
-    def on_record(self, rec: LogRecord, cq_readers: dict, expect_cq: bool = True) -> None:
+    def on_record(self, rec: LogItem, cq_readers: dict, expect_cq: bool = True) -> None:
+        rel_offset = rec.file_offset + (rec.address - rec.pos)
         try:
-            topic = peek_topic(rec.data, rec.pos, where=rec.rel_file)
-            properties = peek_properties(rec.data, rec.pos, where=rec.rel_file) if rec.sysflag & SYSFLAG_INNER_BATCH else {}
+            topic = peek_topic(rec.buf, rec.at, where=rec.file)
+            _, queue_id, queue_offset, _, sysflag = peek_fields(rec.buf, rec.at)
+            properties = peek_properties(rec.buf, rec.at, where=rec.file)
         except CorruptDataError as exc:  # passes the recovery check, but e.g. its topic is not UTF-8
-            self.damage({"kind": "corrupt_record", "file": rec.rel_file, "offset": rec.pos,
+            self.damage({"kind": "corrupt_record", "file": rec.file, "offset": rel_offset,
                          "physical_offset": rec.address, "detail": str(exc)})
             return
-        if rec.stored_physical_offset != rec.address:
-            self.damage({"kind": "wrong_physical_offset", "file": rec.rel_file, "offset": rec.pos,
-                         "physical_offset": rec.address,
-                         "detail": f"PHYSICALOFFSET says {rec.stored_physical_offset}"})
-        tx = rec.sysflag & SYSFLAG_TX_MASK
+        tx = sysflag & SYSFLAG_TX_MASK
         if tx in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
             return  # no consume-queue entry by design
-        q = self.queue(topic, rec.queue_id)
+        q = self.queue(topic, queue_id)
         count = 1
-        if rec.sysflag & SYSFLAG_INNER_BATCH:
+        if sysflag & SYSFLAG_INNER_BATCH:
             try:
                 count = max(1, int(properties.get("INNER_NUM", "1")))
             except ValueError:
                 count = 1
         q.log_records += 1
-        last = rec.queue_offset + count - 1
-        q.log_min_offset = rec.queue_offset if q.log_min_offset is None else min(q.log_min_offset, rec.queue_offset)
+        last = queue_offset + count - 1
+        q.log_min_offset = queue_offset if q.log_min_offset is None else min(q.log_min_offset, queue_offset)
         q.log_max_offset = last + 1 if q.log_max_offset is None else max(q.log_max_offset, last + 1)
-        problem = self._cq_entry_problem(q, rec, cq_readers) if expect_cq else None
+        problem = self._cq_entry_problem(q, rec.address, queue_offset, cq_readers) if expect_cq else None
         if problem:
-            self.damage({"kind": "cq_missing_entry", "file": rec.rel_file, "offset": rec.pos, "topic": q.topic,
-                         "queue_id": q.queue_id, "queue_offset": rec.queue_offset, "physical_offset": rec.address,
+            self.damage({"kind": "cq_missing_entry", "file": rec.file, "offset": rel_offset, "topic": q.topic,
+                         "queue_id": q.queue_id, "queue_offset": queue_offset, "physical_offset": rec.address,
                          "detail": problem})
 
-    def _cq_entry_problem(self, q: _Queue, rec: LogRecord, cq_readers: dict) -> str | None:
+    def _cq_entry_problem(self, q: _Queue, address: int, queue_offset: int, cq_readers: dict) -> str | None:
         if q.segdir is None:
             return "the queue has no consume queue files"
         if q.cq_type == "BatchCQ":
-            i = find_bcq_unit(q.bcq_units, rec.queue_offset)
-            if i is None or q.bcq_units[i].physical_offset != rec.address:
+            i = find_bcq_unit(q.bcq_units, queue_offset)
+            if i is None or q.bcq_units[i].physical_offset != address:
                 return "no batch consume queue entry points at this record"
             return None
         reader = cq_readers.get((q.topic, q.queue_id))
         if reader is None:
             reader = cq_readers[(q.topic, q.queue_id)] = SegmentReader(q.segdir, cache_files=2)
-        located = reader.locate(rec.queue_offset * CQ_UNIT_BYTES)
+        located = reader.locate(queue_offset * CQ_UNIT_BYTES)
         if located is None:
             return "the consume queue does not reach this queue offset"
         data, pos, _ = located
@@ -269,32 +267,28 @@ class _Inspector:
         phys, size, _ = decode_cq_unit(data, pos)
         if is_cq_end(phys, size) or is_cq_filler(phys, size):
             return "the consume queue has no entry at this queue offset"
-        if phys != rec.address:
+        if phys != address:
             return f"the consume queue entry at this queue offset points at {phys}"
         return None
 
-    def check_dledger_index(self, ddir: str, rec: LogRecord, index_reader: SegmentReader | None, state: dict) -> None:
-        prev = state.get("last_index")
-        if prev is not None and rec.entry_index != prev + 1:
-            self.damage({"kind": "dledger_index_gap", "file": rec.rel_file, "offset": rec.pos - dl.ENTRY_HEADER_BYTES,
-                         "entry_index": rec.entry_index, "detail": f"previous entry has index {prev}"})
-        state["last_index"] = rec.entry_index
-        state.setdefault("first_index", rec.entry_index)
-        state["last_term"] = rec.entry_term
+    def check_dledger_index(self, ddir: str, item: LogItem, index_reader: SegmentReader | None, state: dict) -> None:
+        """The DLedger index unit of every entry (the reader checks that indexes follow)."""
+        state.setdefault("first_index", item.index)
+        state["last_index"] = item.index
+        state["last_term"] = item.term
         if index_reader is None:
             return
-        located = index_reader.locate(rec.entry_index * dl.INDEX_UNIT_BYTES)
-        entry_pos = rec.address - dl.ENTRY_HEADER_BYTES
+        located = index_reader.locate(item.index * dl.INDEX_UNIT_BYTES)
         problem = None
         if located is None or located[1] + dl.INDEX_UNIT_BYTES > len(located[0]):
             problem = "no index unit for this entry"
         else:
             unit = dl.decode_index_unit(located[0], located[1])
-            if (unit.pos, unit.size, unit.index, unit.term) != (entry_pos, rec.entry_size, rec.entry_index, rec.entry_term):
+            if (unit.pos, unit.size, unit.index, unit.term) != (item.pos, item.entry_size, item.index, item.term):
                 problem = f"index unit says pos {unit.pos}, size {unit.size}, index {unit.index}, term {unit.term}"
         if problem:
-            self.damage({"kind": "dledger_index_mismatch", "file": f"{ddir}/index", "entry_index": rec.entry_index,
-                         "offset": rec.entry_index * dl.INDEX_UNIT_BYTES, "detail": problem})
+            self.damage({"kind": "dledger_index_mismatch", "file": f"{ddir}/index", "entry_index": item.index,
+                         "offset": item.index * dl.INDEX_UNIT_BYTES, "detail": problem})
 
     def walk_logs(self, folders: list[tuple[str, bool]]) -> tuple[list[dict], list[SegmentDir], int]:
         """Walk each log folder (old ``commitlog/`` first, then DLedger data): (log docs, their
@@ -324,7 +318,9 @@ class _Inspector:
                     continue
                 if is_dl:
                     self.check_dledger_index(ddir, item, index_reader, state)
-                expect_cq = not (is_dl and committed is not None and item.entry_index > committed)
+                if not item.is_record:
+                    continue
+                expect_cq = not (is_dl and committed is not None and item.index > committed)
                 self.on_record(item, cq_readers, expect_cq)
             if index_reader:
                 index_reader.close()

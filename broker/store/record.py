@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -491,6 +492,71 @@ def check_record(buf, pos: int, end: int, *, check_crc: bool = True) -> int:
     except CorruptDataError:
         return RECORD_END
     return size
+
+
+# What a broker's TopicValidator lets through: a record whose topic holds anything else was not
+# written whole (a zero-filled tail reads as NUL bytes here).
+_TOPIC_CHARS = re.compile(rb"[%|a-zA-Z0-9_-]+")
+
+# Verdicts of ``record_verdict`` besides a size: the kinds of damage of a record that is whole
+# (its size fields add up) but must not be trusted.
+DAMAGE_CRC = "crc_mismatch"
+DAMAGE_PHYSICAL_OFFSET = "wrong_physical_offset"
+
+
+def record_verdict(buf, pos: int, end: int, *, check_crc: bool = True,
+                   address: int | None = None) -> tuple[int, str | None, str | None]:
+    """THE definition of a valid record, shared by recovery, ``inspect`` and ``migrate``.
+
+    Returns ``(size, damage, detail)``:
+
+    * ``(size > 0, None, None)``: a valid record of ``size`` bytes at ``pos``;
+    * ``(RECORD_BLANK, None, None)``: an end-of-file blank (the caller checks it closes the file);
+    * ``(RECORD_END, None, detail)``: not a record: where the valid data ends (zeros, a torn or
+      garbage record). ``detail`` says why;
+    * ``(size > 0, kind, detail)``: a record whose fields add up but that is damaged: ``kind`` is
+      ``DAMAGE_CRC`` (the body does not match BODYCRC, with ``check_crc``) or
+      ``DAMAGE_PHYSICAL_OFFSET`` (PHYSICALOFFSET is not ``address``, when ``address`` is given).
+
+    Valid = the recovery check of spec 3.9 (``check_record``: magic, sizes that add up, CRC),
+    plus what BODYCRC does not cover (a crash can zero a record's tail and leave its body whole):
+    the topic has only the characters RocketMQ's TopicValidator allows, and a non-empty property
+    string does not end with a NUL byte. A property string may end with or without ``\\x02``:
+    a real 4.9.8 broker stores it without (spec 3.5, corrected), older clients and mqbench with.
+    """
+    end = min(end, len(buf))
+    if pos < 0 or end - pos < 8:
+        return RECORD_END, None, f"{max(0, end - pos)} bytes left, too few for a record header"
+    if _I32.unpack_from(buf, pos + 4)[0] == BLANK_MAGIC:
+        return RECORD_BLANK, None, None
+    try:
+        size, _ = _parse(buf, pos, end, False, None, False)
+    except CorruptDataError as exc:
+        return RECORD_END, None, str(exc).split(": ", 1)[-1]
+    topic_at, topic_len, props_at, props_len = _tail_positions(buf, pos)
+    if not _TOPIC_CHARS.fullmatch(bytes(buf[topic_at:topic_at + topic_len])):
+        return RECORD_END, None, "topic has characters no broker writes (a torn record)"
+    if props_len and buf[props_at + props_len - 1] == 0:
+        return RECORD_END, None, "properties end with NUL bytes (a torn record)"
+    if check_crc:
+        stored = _I32.unpack_from(buf, pos + 8)[0]
+        body_at, body_len = _body_span(buf, pos)
+        actual = body_crc(buf[body_at:body_at + body_len])
+        if actual != stored:
+            return size, DAMAGE_CRC, f"body CRC mismatch: stored {stored}, computed {actual}"
+    if address is not None:
+        stored_at = _I64.unpack_from(buf, pos + _FIELD_PHYSICAL_OFFSET)[0]
+        if stored_at != address:
+            return size, DAMAGE_PHYSICAL_OFFSET, f"PHYSICALOFFSET says {stored_at}, the record is at {address}"
+    return size, None, None
+
+
+def _body_span(buf, pos: int) -> tuple[int, int]:
+    """(body start, body length) of a record already checked whole."""
+    sysflag = _I32.unpack_from(buf, pos + 36)[0]
+    at = pos + _HEAD.size + (20 if sysflag & SYSFLAG_BORNHOST_V6 else 8) + 8
+    at += (20 if sysflag & SYSFLAG_STOREHOST_V6 else 8) + 12
+    return at + 4, _I32.unpack_from(buf, at)[0]
 
 
 def peek_fields(buf, pos: int) -> tuple[int, int, int, int, int]:

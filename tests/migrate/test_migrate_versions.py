@@ -209,7 +209,7 @@ def test_torn_tail_and_bad_topic_are_refused(tmp_path):
     builder.add("..%2Fx", b"bad topic")
     builder.save()
     seg = os.path.join(builder.root, "commitlog", "00000000000000000000")
-    with pytest.raises(CorruptDataError, match="illegal topic characters") as exc:
+    with pytest.raises(CorruptDataError, match="topic has characters no broker writes") as exc:
         migrate(builder.root, str(tmp_path / "out"), Options(target="v5"))
     assert exc.value.where == "commitlog/00000000000000000000" and exc.value.offset == builder.written[1].physical_offset
     builder = storebuilder()(str(tmp_path / "src2"), version="v4", log_file_bytes=4096)

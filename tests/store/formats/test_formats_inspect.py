@@ -363,7 +363,16 @@ def test_undecodable_topic_is_listed_not_fatal(tmp_path):
     raw = bytearray(open(os.path.join(b.root, "commitlog", "0" * 20), "rb").read())
     topic_at = w.physical_offset + 89 + 41  # 88 + body 41 + 1 length byte for two IPv4 hosts
     assert raw[topic_at:topic_at + 9] == b"TopicTest"
-    raw[topic_at] = 0xFF
+    props_at = topic_at + 9 + 2
+    torn = bytearray(raw)
+    torn[topic_at] = 0xFF
+    open(os.path.join(b.root, "commitlog", "0" * 20), "wb").write(torn)
+    # a topic no broker writes: not a record (recovery cuts there, migrate refuses): the log ends there
+    doc = inspect_store(b.root)
+    tail = [d for d in doc["damage"] if d["kind"] == "torn_tail"]
+    assert tail and tail[0]["offset"] == w.physical_offset and "topic" in tail[0]["detail"]
+    assert len(list(iter_messages(b.root))) == 1
+    raw[props_at + 1] = 0xFF                 # properties that are not UTF-8: a whole record that does not decode
     open(os.path.join(b.root, "commitlog", "0" * 20), "wb").write(raw)
     doc = inspect_store(b.root)
     assert "corrupt_record" in kinds(doc)
