@@ -14,9 +14,10 @@ records the target stores for one source record, each with its queue offset kept
   is not ``none``, compressed again; shorter bodies are stored plain (RocketMQ's
   ``compressMsgBodyOverHowmuch`` rule). Inner-batch records are never compressed (RocketMQ does
   not compress batches); their inner bodies are re-encoded when they are expanded;
-* a ``v4`` target has no compression-type bits (4.x reads bit 0 as zlib): zlib bodies keep bit 0
-  with the type bits cleared; lz4/zstd bodies have no ``v4`` form without ``codec``
-  (``Blocker``), and a ``v4`` target accepts only ``codec`` zlib or none;
+* a ``v4`` target holds zlib bodies only: they keep their sysflag as stored (bit 0, and the zlib
+  type bits ``0x300`` that 4.9.4+ clients set: a real 4.9.8 store holds ``0x301``; older 4.x
+  brokers read bit 0 alone); lz4/zstd bodies have no ``v4`` form without ``codec``
+  (``Blocker``), and a ``v4`` target accepts only ``codec`` zlib or none (written ``0x301``);
 * a ``v4`` target writes V1 records only: a topic longer than 127 bytes has no ``v4`` form.
 
 ``blockers(msg)`` lists why a record has no form in the target (empty when it has one);
@@ -110,8 +111,7 @@ class Reframer:
             return not msg.sysflag & SYSFLAG_INNER_BATCH or self.v4
         if not self.v4:
             return False
-        return bool(msg.sysflag & SYSFLAG_INNER_BATCH or msg.version == 2
-                    or msg.sysflag & SYSFLAG_COMPRESSION_MASK)
+        return bool(msg.sysflag & SYSFLAG_INNER_BATCH or msg.version == 2)
 
     def records(self, msg: Message) -> list[Message]:
         """The target records for one source record (queue offsets kept; PHYSICALOFFSET is the
@@ -134,11 +134,9 @@ class Reframer:
             body = plain_body(msg)
             sysflag = msg.sysflag & ~(SYSFLAG_COMPRESSED | SYSFLAG_COMPRESSION_MASK)
             if not self.codec.is_none and len(body) >= self.compress_over_bytes:
-                type_bits = 0 if self.v4 else self.codec.type_id << SYSFLAG_COMPRESSION_SHIFT
+                type_bits = self.codec.type_id << SYSFLAG_COMPRESSION_SHIFT
                 msg.body = self.codec.compress(body)
                 msg.sysflag = sysflag | SYSFLAG_COMPRESSED | type_bits
             else:
                 msg.body, msg.sysflag = body, sysflag
-        elif self.v4:
-            msg.sysflag &= ~SYSFLAG_COMPRESSION_MASK     # zlib: bit 0 alone means zlib in 4.x
         return msg

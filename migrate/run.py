@@ -37,6 +37,7 @@ from mqbench.broker.store.record import (
     SYSFLAG_TX_COMMIT, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message,
     encode_message,
 )
+from mqbench.broker.store.atomic import ABORT_FILE, lock_held
 from mqbench.broker.store.recovery import CheckpointFile, CheckpointState
 from mqbench.broker.store.topics import TRANS_HALF_TOPIC
 from mqbench.errors import CorruptDataError, UserError
@@ -46,7 +47,7 @@ from .configs_carry import read_configs, write_configs
 from .journal import JOURNAL_FILE, read_journal, write_file_atomic, write_journal
 from .plan import Options, Plan, make_plan, needs_prescan
 from .reframe import Reframer
-from .source import Position, decode_item, walk_log
+from .source import Position, decode_item, log_files, walk_log
 from .target import TargetLog, TargetQueues
 
 CHECKPOINT_EVERY_BYTES = 64 << 20
@@ -101,6 +102,8 @@ class Copier:
                     checkpoint()
                 if self.on_progress:
                     self.on_progress(p["bytes_in"])
+        if self.on_progress:
+            self.on_progress(p["bytes_in"])
         if self.check_blockers:
             for b, place in self.timers.final_blockers():
                 self.plan.add_blocker(b.kind, b.detail, place)
@@ -240,21 +243,86 @@ def _journal_base(plan: Plan, options: Options) -> dict:
             "options": options.journal_doc(plan.self_id, plan.segment_bytes)}
 
 
-def migrate(src: str, dst: str, options: Options, *, resume: bool = False,
+def source_notes(src: str, options: Options, *, force: bool = False) -> list[str]:
+    """Refuse what must not be migrated; notes on what is migrated with a caveat.
+
+    * a store whose broker is running (``lock`` held, by an mqbench ``flock`` or a Java broker's
+      record lock) is refused unless ``force`` (its log is being written: the copy would be torn);
+    * ``abort`` present with the lock free: the broker was killed; accepted, with a note (the log
+      is taken up to its last valid record; a torn tail is refused as any damage is);
+    * the same version as the source, from an mqbench store, without ``--codec`` or another
+      ``--segment-bytes``: refused (the output would be a copy of SRC). A store a real broker
+      wrote is accepted at its own version (mqbench rebuilds its queues and key index).
+    """
+    notes = []
+    if lock_held(src):
+        if not force:
+            raise UserError(f"{src} is the store of a running broker (its lock file is held): stop the broker "
+                            "first, or pass --force to copy a log that is still being written")
+        notes.append("--force: the store's lock is held (a broker is running); the copy is of the log as read")
+    elif os.path.exists(os.path.join(src, ABORT_FILE)):
+        notes.append("abort file present and the lock free: the broker was killed (not shut down); the log is "
+                     "copied up to its last valid record")
+    source_version = versions.detect_version(src)
+    if source_version == options.target:
+        same_geometry = options.segment_bytes is None or options.segment_bytes == _source_segment_bytes(src)
+        if versions.read_marker(src) is not None and options.codec is None and same_geometry:
+            raise UserError(f"{src} is already a {options.target} store: migrating to the same version would only "
+                            f"copy it (use cp -a); --codec or --segment-bytes re-encode it")
+        notes.append(f"same version as the source ({source_version}): records are copied as they are; queues, "
+                     "key index and checkpoint are rebuilt")
+    return notes
+
+
+def _source_segment_bytes(src: str) -> int:
+    return max((size for _, size in log_files(src)), default=0)
+
+
+def migrate(src: str, dst: str, options: Options, *, resume: bool = False, force: bool = False,
             on_progress: Callable[[int], None] | None = None) -> dict:
     """Migrate ``src`` into ``dst`` (see module doc); returns the summary (the final journal's
     counters and the plan's notes). Raises UserError for a refused migration (blockers listed),
-    CorruptDataError naming the file and offset of a corrupt source record."""
+    CorruptDataError naming the file and offset of a corrupt source record.
+
+    A refused fresh migration (a blocker, a corrupt source) removes DST: it was empty before.
+    A resumed one that is refused leaves DST as it was (the error says what to do)."""
     src = os.path.abspath(src)
     dst = os.path.abspath(dst)
     if options.target not in versions.STORE_VERSIONS:
         raise UserError(f"unknown target version {options.target!r} (one of {', '.join(versions.STORE_VERSIONS)})")
     journal = _check_dst(src, dst, resume)
+    notes = source_notes(src, options, force=force)
+    if journal is not None:
+        return _migrate(src, dst, options, journal, notes, on_progress)
+    created = not os.path.exists(dst)
+    try:
+        return _migrate(src, dst, options, None, notes, on_progress)
+    except UserError:
+        # refused (corrupt source, blockers, bad record): what was written is worthless and a
+        # --resume would fail the same way, so DST goes back to how it was: absent or empty
+        _remove_output(dst, created)
+        raise
+
+
+def _remove_output(dst: str, created: bool) -> None:
+    if not os.path.isdir(dst):
+        return
+    if created:
+        shutil.rmtree(dst)
+        return
+    for name in os.listdir(dst):
+        path = os.path.join(dst, name)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+
+
+def _migrate(src: str, dst: str, options: Options, journal: dict | None, notes: list[str],
+             on_progress: Callable[[int], None] | None) -> dict:
     # only a 5.x source going to 4.x can hold records without a 4.x form; they are found while
     # copying (Copier.check_blockers). A scan first is needed only to learn whether a DLedger log
     # can keep its Raft indexes: not when an inner batch (a BatchCQ topic) is expanded
     need_scan = needs_prescan(versions.detect_version(src), options.target, read_configs(src))
     plan = make_plan(src, options, scan=need_scan)
+    plan.notes[:0] = notes
     base = _journal_base(plan, options)
     if journal is not None:
         for key in ("source", "source_files", "target_version", "options"):
@@ -272,11 +340,7 @@ def migrate(src: str, dst: str, options: Options, *, resume: bool = False,
         queue_sizes = None
     while step != "done":
         if step == "copy":
-            try:
-                _copy_step(plan, options, Path(dst), base, progress, queue_sizes, on_progress)
-            except Blocked:
-                shutil.rmtree(dst)       # DST was empty before this migration began (_check_dst)
-                raise
+            _copy_step(plan, options, Path(dst), base, progress, queue_sizes, on_progress)
         elif step == "meta":
             _meta_step(plan, Path(dst), progress)
         step = STEPS[step]

@@ -155,6 +155,51 @@ def walk_log(root: str, start: Position | None = None) -> Iterator[SourceItem]:
             files.close()
 
 
+def data_bytes(root: str) -> int:
+    """About how many bytes of data the log holds (what a progress bar counts): every file but
+    each folder's last one whole, and the last one up to its last non-zero byte (its zero-filled,
+    preallocated rest is not data). Reads only the last file's tail, holes skipped."""
+    total = 0
+    for rel, _ in source_folders(root):
+        segdir = list_segments(os.path.join(root, rel), rel)
+        if not segdir.segments:
+            continue
+        total += segdir.file_size_bytes * (len(segdir.segments) - 1)
+        total += _data_end(segdir.segments[-1].path)
+    return total
+
+
+def _data_end(path: str) -> int:
+    """One past the last non-zero byte of the file (0 when it is all zeros)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        extents, pos = [], 0
+        seek_data, seek_hole = getattr(os, "SEEK_DATA", None), getattr(os, "SEEK_HOLE", None)
+        while seek_data is not None and pos < size:
+            try:
+                start = os.lseek(fd, pos, seek_data)
+            except OSError:
+                break
+            pos = os.lseek(fd, start, seek_hole)
+            extents.append((start, pos))
+        if seek_data is None:
+            extents = [(0, size)]
+        chunk = 1 << 20
+        for start, stop in reversed(extents):
+            at = stop
+            while at > start:
+                lo = max(start, at - chunk)
+                data = os.pread(fd, at - lo, lo)
+                stripped = data.rstrip(b"\0")
+                if stripped:
+                    return lo + len(stripped)
+                at = lo
+        return 0
+    finally:
+        os.close(fd)
+
+
 def source_item(item: LogItem, folder: int) -> SourceItem:
     """The ``SourceItem`` of a ``LogItem`` of log folder number ``folder``."""
     nxt = Position(folder, item.next)

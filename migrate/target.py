@@ -13,7 +13,9 @@
 
 ``append_record(record, term, index)`` writes raw record bytes (PHYSICALOFFSET is patched; a
 5.2+ ``__CRC32#`` property that was valid is recomputed, since it covers PHYSICALOFFSET) and
-returns ``(physical_offset, size)``. ``rewind(end, last_index)`` cuts the log back to a journal
+returns ``(physical_offset, size)``. A v4 target writes property strings as a 4.x broker does,
+without the final ``\x02`` (``record.strip_trailing_separator``); v5 targets keep each record's
+property string as the source stored it (every version reads both forms). ``rewind(end, last_index)`` cuts the log back to a journal
 checkpoint; ``flush`` fdatasyncs.
 
 ``TargetQueues`` builds ``consumequeue/`` and ``batchconsumequeue/`` (``dispatch.QueueSet``) as
@@ -32,7 +34,7 @@ from mqbench.broker.store.dispatch import BCQ_DIR, CQ_DIR, DispatchInfo, QueueSe
 from mqbench.broker.store.dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerLog
 from mqbench.broker.store.record import (
     BLANK_MIN_BYTES, CRC_PROPERTY, CRC_PROPERTY_BYTES, SCHEDULE_TOPIC, SYSFLAG_INNER_BATCH, Message, body_crc,
-    crc_digits, encode_blank, java_hash, message_tags_code, verify_property_crc,
+    crc_digits, encode_blank, java_hash, message_tags_code, strip_trailing_separator, verify_property_crc,
 )
 from mqbench.broker.store.segments import SegmentQueue
 from mqbench.errors import CorruptDataError, InvariantViolation, UserError
@@ -82,6 +84,8 @@ class TargetLog:
         self.root = Path(root)
         self.version = version
         self.segment_bytes = segment_bytes
+        # a 4.x broker stores property strings without the final \x02 (spec 3.5): so does a v4 target
+        self.strip_separator = versions.major(version) == 4
         if versions.is_dledger(version):
             self.folder = self.root / f"dledger-{self_id}"
         else:
@@ -120,10 +124,16 @@ class TargetLog:
         """Write one record; returns (physical offset, size)."""
         size = len(record)
         if self.dledger is not None:
+            if self.strip_separator:
+                record = strip_trailing_separator(record)
+                size = len(record)
             self._next_index(index)
             pos = self.dledger.next_entry_pos(size)
             _, pos = self.dledger.append(term, patch_record(record, pos + dl.ENTRY_HEADER_BYTES))
             return pos + dl.ENTRY_HEADER_BYTES, size
+        if self.strip_separator:
+            record = strip_trailing_separator(record)
+            size = len(record)
         if size + BLANK_MIN_BYTES > self.segment_bytes:
             raise UserError(f"a record of {size} bytes does not fit in a commitlog file of {self.segment_bytes} "
                             "bytes (pass a larger --segment-bytes)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import struct
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -93,6 +94,32 @@ class StoreLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = -1
+
+
+def lock_held(root: str | os.PathLike) -> bool:
+    """Whether a process holds ``{root}/lock``, read-only: an mqbench broker's ``flock`` or a Java
+    broker's POSIX record lock (``FileChannel.tryLock``), which Linux keeps apart. Nothing is
+    written and no lock is taken for longer than the test."""
+    path = Path(root) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            return True
+        # F_GETLK: is there a POSIX lock that would block a write lock of the whole file?
+        query = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        try:
+            answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+        except OSError:
+            return False
+        return struct.unpack("hhqqi4x", answer)[0] != fcntl.F_UNLCK
+    finally:
+        os.close(fd)
 
 
 class AbortMarker:

@@ -559,6 +559,21 @@ def _body_span(buf, pos: int) -> tuple[int, int]:
     return at + 4, _I32.unpack_from(buf, at)[0]
 
 
+def strip_trailing_separator(record: bytes) -> bytes:
+    """``record`` with the property string in the form a 4.x broker stores it: without a final
+    ``\\x02`` (spec 3.5, corrected against a real 4.9.8 store). TOTALSIZE and PROPERTIESLENGTH
+    shrink by one; BODYCRC does not cover them. A record already in that form, without
+    properties, or ending with the 5.2+ ``__CRC32#`` property (which ends with ``\\x02`` by
+    definition) is returned as is. ``record`` must be a whole valid record."""
+    _, _, props_at, props_len = _tail_positions(record, 0)
+    if not props_len or record[-1] != 2 or verify_property_crc(record) is not None:
+        return record
+    out = bytearray(record[:-1])
+    _I32.pack_into(out, 0, len(out))
+    _I16.pack_into(out, props_at - 2, props_len - 1)
+    return bytes(out)
+
+
 def peek_fields(buf, pos: int) -> tuple[int, int, int, int, int]:
     """(TOTALSIZE, QUEUEID, QUEUEOFFSET, PHYSICALOFFSET, SYSFLAG) of a record already checked valid."""
     total, _, _, queue_id, _, queue_offset, physical_offset, sysflag, _ = _HEAD.unpack_from(buf, pos)

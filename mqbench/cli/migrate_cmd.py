@@ -24,6 +24,24 @@ def _progress(total_bytes: int):
     return show
 
 
+def _resume_command(src, dst, target, codec, compress_over_bytes, segment_bytes, map_timers, force) -> str:
+    """The command line that continues an interrupted migration (the same options, --resume)."""
+    import shlex
+
+    words = ["mqbench", "migrate", src, "--to", target, "--out", dst]
+    if codec:
+        words += ["--codec", codec]
+    if compress_over_bytes != 4096:
+        words += ["--compress-over-bytes", str(compress_over_bytes)]
+    if segment_bytes:
+        words += ["--segment-bytes", str(segment_bytes)]
+    if map_timers:
+        words.append("--map-timers-to-levels")
+    if force:
+        words.append("--force")
+    return shlex.join(words + ["--resume"])
+
+
 def _print_plan(plan, est: dict) -> None:
     echo = click.echo
     echo(f"source   {plan.source} ({plan.source_version})")
@@ -85,6 +103,8 @@ def _rolling(cluster_dir, target: str, groups: list[str], keep_old: bool, as_jso
 @click.option("--dry-run", is_flag=True, help="Print the plan with space and time estimates; write nothing.")
 @click.option("--verify", "do_verify", is_flag=True, help="After migrating (or alone, on an existing DST), compare SRC and DST.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted migration from the journal in DST.")
+@click.option("--force", is_flag=True,
+              help="Migrate a store whose broker is running (its lock held); by default that is refused.")
 @click.option("--rolling", is_flag=True,
               help="Upgrade a running cluster (--cluster) replica by replica instead of a store folder.")
 @click.option("--cluster", "cluster_dir", type=click.Path(), default=None,
@@ -93,15 +113,17 @@ def _rolling(cluster_dir, target: str, groups: list[str], keep_old: bool, as_jso
 @click.option("--drop-old", is_flag=True, help="With --rolling: delete each replica's old store once it caught up.")
 @json_option
 def migrate(src, target, dst, codec, compress_over_bytes, segment_bytes, map_timers_to_levels, dry_run,
-            do_verify, resume, rolling, cluster_dir, groups, drop_old, as_json) -> None:
+            do_verify, resume, force, rolling, cluster_dir, groups, drop_old, as_json) -> None:
     """Convert the broker store SRC to version --to in --out DST, or (--rolling --cluster DIR)
     every replica of a running cluster, one at a time, with traffic flowing.
 
     Reads any store version (mqbench's and real RocketMQ 4.x/5.x stores, plain or DLedger) and
-    writes the target: records re-framed, queues rebuilt, queue offsets kept (consumer offsets stay
-    valid), configs, consumer and delay offsets carried. SRC is never written. Crash-safe: rerun
-    with --resume after an interruption. Exit 0 on success, 1 when --verify finds a difference,
-    2 on bad input, a refused migration or a corrupt source.
+    writes the target: records re-framed, queues and the key index rebuilt, queue offsets kept
+    (consumer offsets stay valid), configs, consumer and delay offsets carried. SRC is never
+    written. Refused: a store whose broker is running (lock held; --force overrides), the same
+    version as an mqbench SRC (a copy); a refused migration removes DST. Crash-safe: after an
+    interruption (Ctrl-C prints the command) rerun with --resume. Exit 0 on success, 1 when
+    --verify finds a difference, 2 on bad input, a refused migration or a corrupt source.
     """
     from mqbench.codecs.registry import parse_codec
     from mqbench.errors import UserError
@@ -138,9 +160,17 @@ def migrate(src, target, dst, codec, compress_over_bytes, segment_bytes, map_tim
     import os
     existing = read_journal(dst) if os.path.isdir(dst) else None
     if not (do_verify and existing is not None and existing.get("step") == "done" and not resume):
-        total = sum(size for _, size in make_plan(src, options, scan=False).source_files)
-        summary = run_migrate(src, dst, options, resume=resume, on_progress=_progress(total))
-        if is_terminal(sys.stderr):
+        from mqbench.migrate.source import data_bytes
+        progress = _progress(data_bytes(src)) if is_terminal(sys.stderr) else None
+        try:
+            summary = run_migrate(src, dst, options, resume=resume, force=force, on_progress=progress)
+        except KeyboardInterrupt:
+            click.echo("", err=True)
+            click.echo(f"mqbench: interrupted; DST keeps the migration so far. Continue with:\n  "
+                       f"{_resume_command(src, dst, target, codec, compress_over_bytes, segment_bytes, map_timers_to_levels, force)}",
+                       err=True)
+            sys.exit(130)
+        if progress is not None:
             click.echo("", err=True)
     result = verify(src, dst) if do_verify else None
     if as_json:
