@@ -36,16 +36,27 @@ def notify_group(ctx: BrokerContext, group: str, skip: str | None = None) -> int
 
 
 async def on_heartbeat(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+    """HEART_BEAT (34). Creates each consumer group's retry topic, as RocketMQ does, but at most
+    ``RETRY_TOPICS_PER_HEARTBEAT_MAX`` per heartbeat (a client heartbeats every 30 s, so a real one
+    gets the rest soon), and a heartbeat naming more than ``HEARTBEAT_GROUPS_MAX`` groups is
+    INVALID_PARAMETER: one request must not create hundreds of topics."""
     doc = headers.parse_heartbeat(cmd.body)
     for key in ("producerDataSet", "consumerDataSet"):
-        for item in doc.get(key) or ():
+        items = doc.get(key) or ()
+        if len(items) > HEARTBEAT_GROUPS_MAX:
+            raise Refused(codes.INVALID_PARAMETER, f"HEART_BEAT names {len(items)} "
+                                                   f"{'consumer' if key == 'consumerDataSet' else 'producer'} groups; "
+                                                   f"at most {HEARTBEAT_GROUPS_MAX} per client")
+        for item in items:
             validate_group(item["groupName"])
     joined = ctx.clients.heartbeat(doc, ctx.monotonic_ms(), channel)
     # what GET_CONSUMER_CONNECTION_LIST reports per connection (mqadmin's consumerProgress/Connection)
     channel.attributes["language"], channel.attributes["version"] = cmd.language, cmd.version
+    creating = 0
     for item in doc.get("consumerDataSet") or ():
         topic = retry_topic(item["groupName"])
-        if ctx.is_leader() and ctx.topic_config(topic) is None:
+        if ctx.is_leader() and ctx.topic_config(topic) is None and creating < RETRY_TOPICS_PER_HEARTBEAT_MAX:
+            creating += 1
             ctx.spawn(ctx.ensure_topic(topic), f"creating {topic}")
     for group in joined:
         log.info("consumer %s joined group %s", doc["clientID"], group)
@@ -77,6 +88,9 @@ def connection_closed(ctx: BrokerContext, channel: Channel) -> None:
         log.info("a consumer of group %s disconnected (%s)", group, channel.peer)
         notify_group(ctx, group)
 
+
+HEARTBEAT_GROUPS_MAX = 64
+RETRY_TOPICS_PER_HEARTBEAT_MAX = 8
 
 HANDLERS = {
     codes.HEART_BEAT: (on_heartbeat, codes.INVALID_PARAMETER),

@@ -9,7 +9,9 @@ UPDATE_CONSUMER_OFFSET (15), SEARCH_OFFSET_BY_TIMESTAMP (29), GET_MAX_OFFSET (30
   ``setZeroIfNotFound=false`` asks for QUERY_NOT_FOUND in every case.
 * UPDATE_CONSUMER_OFFSET is a write: the leader stores it through the Raft log and answers once it
   is committed (a follower answers not-leader). Offsets never go backwards for a group and queue
-  (the replicated group ignores an older one).
+  (the replicated group ignores an older one); an offset beyond the queue's max offset is
+  INVALID_PARAMETER (no consumer can have consumed past the last message: such a commit could
+  only park a group, anyone's, past every message to come).
 * GET_MAX_OFFSET / GET_MIN_OFFSET: the queue's offsets (0 for a queue that has none).
 * SEARCH_OFFSET_BY_TIMESTAMP: the first offset whose message was stored at or after
   ``timestamp`` (ms), by binary search over the queue (store timestamps grow along a queue);
@@ -61,6 +63,10 @@ async def on_update_consumer_offset(ctx: BrokerContext, cmd: RemotingCommand, ch
     if header.commit_offset < 0:
         raise Refused(codes.INVALID_PARAMETER, f"commitOffset {header.commit_offset} is negative")
     ctx.require_leader(f"offset commit of {header.consumer_group}")
+    top = ctx.store.max_offset(header.topic, header.queue_id)
+    if header.commit_offset > top:
+        raise Refused(codes.INVALID_PARAMETER, f"commitOffset {header.commit_offset} of {header.consumer_group} is "
+                                               f"beyond {header.topic}/{header.queue_id}'s max offset {top}")
     await ctx.group.commit_offset(header.consumer_group, header.topic, header.queue_id, header.commit_offset)
     return cmd.response_to(codes.SUCCESS)
 

@@ -8,8 +8,9 @@ Contract (what the client sees; RocketMQ's ``SendMessageProcessor`` behaviour un
   then), with ``msgId`` (the offsetMsgId: store host + commitlog offset; for a batch stored as
   separate records, the ids joined by commas), ``queueId``, ``queueOffset`` (the first message's)
   and ``transactionId`` (the message's, or the batch's, ``UNIQ_KEY``).
-* The topic must be a valid, sendable name (``../x`` or an internal topic: MESSAGE_ILLEGAL 13
-  naming the problem). An unknown topic is created with 4 queues (autoCreateTopicEnable), which
+* The topic must be a valid name (``../x``: MESSAGE_ILLEGAL 13 naming the problem) that clients
+  may send to: an internal topic (``rmq_sys_*``, ``SCHEDULE_TOPIC_XXXX``...) is NO_PERMISSION 16,
+  "Sending message to topic[T] is forbidden.", as RocketMQ answers. An unknown topic is created with 4 queues (autoCreateTopicEnable), which
   also covers ``%RETRY%<group>`` topics. A ``queueId`` below 0 picks a random queue; one at or
   beyond the topic's write queues is SYSTEM_ERROR; a topic without the write perm NO_PERMISSION 16.
 * Bodies (a whole batch body for a batch) larger than ``message_bytes_max`` (4 MiB) and empty
@@ -37,7 +38,7 @@ from mqbench.broker.server.handlers import BrokerContext, Refused, log, peer_hos
 from mqbench.broker.store import record as rec
 from mqbench.broker.store.compression import SYSFLAG_COMPRESSION_BITS, decode_client_batch
 from mqbench.broker.store.configs import PERM_WRITE, TopicConfig
-from mqbench.broker.store.topics import dlq_topic, retry_topic, validate_group, validate_send_topic
+from mqbench.broker.store.topics import client_may_send, dlq_topic, retry_topic, validate_group, validate_topic
 from mqbench.errors import CorruptDataError
 
 UNIQ_KEY = "UNIQ_KEY"
@@ -48,10 +49,16 @@ MAX_RECONSUME_TIMES = 16   # RocketMQ's default maxReconsumeTimes
 RECORD_BYTES_MAX = 64 * 1024 * 1024
 
 
+def _check_send_topic(topic: str) -> None:
+    validate_topic(topic)
+    if not client_may_send(topic):
+        raise Refused(codes.NO_PERMISSION, f"Sending message to topic[{topic}] is forbidden.")
+
+
 async def _prepare(ctx: BrokerContext, cmd: RemotingCommand) -> tuple[headers.SendMessageHeader, TopicConfig, int]:
     """The parsed header, the topic's config (created if needed) and the queue id to write to."""
     header = headers.send_header(cmd)
-    validate_send_topic(header.topic)
+    _check_send_topic(header.topic)
     ctx.require_leader(f"send to {header.topic}")
     if not cmd.body:
         raise Refused(codes.MESSAGE_ILLEGAL, f"message body to {header.topic} is empty")
@@ -104,7 +111,7 @@ _DELAY_KEYS = frozenset({"DELAY", "TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_
 
 async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
     header = headers.send_header(cmd)
-    validate_send_topic(header.topic)
+    _check_send_topic(header.topic)
     # the whole body is checked before anything happens (no topic is auto-created for a bad batch)
     batch = decode_client_batch(cmd.body, header.sys_flag, size_max=ctx.message_bytes_max,
                                 where=f"batch body to {header.topic}")

@@ -5,7 +5,9 @@ reach outside the store folder when used as a directory name (``consumequeue/{to
 Lengths: ordinary topics up to 127 characters; retry (``%RETRY%``) and dead-letter (``%DLQ%``)
 topics up to 255, since their names embed a group name; group names up to 255.
 System topics (``SCHEDULE_TOPIC_XXXX``, ``rmq_sys_*``, ``RMQ_SYS_*``...) are valid names: the
-broker stores them. ``validate_send_topic`` additionally refuses the ones clients may not send to.
+broker stores them. ``client_may_send`` says which ones a client may not send to (RocketMQ's
+``NOT_ALLOWED_SEND_TOPIC_SET`` and every ``rmq_sys_*`` topic: the timer wheel and mqbench's delay
+progress topic are the broker's own state); ``validate_send_topic`` raises for them.
 """
 from __future__ import annotations
 
@@ -67,10 +69,15 @@ def validate_group(name: object) -> str:
     return _check_name("group", name, GROUP_MAX_LENGTH)
 
 
+def client_may_send(name: str) -> bool:
+    """May a client send to this (valid) topic? Not to an internal one (module doc)."""
+    return name not in NOT_ALLOWED_SEND_TOPICS and not name.startswith(SYSTEM_TOPIC_PREFIX)
+
+
 def validate_send_topic(name: object) -> str:
     """``validate_topic`` plus RocketMQ's refusal of client sends to internal topics."""
     validate_topic(name)
-    if name in NOT_ALLOWED_SEND_TOPICS:
+    if not client_may_send(name):  # type: ignore[arg-type]
         raise UserError(f"sending to the system topic {name!r} is forbidden")
     return name  # type: ignore[return-value]
 
