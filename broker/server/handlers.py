@@ -19,7 +19,11 @@ table built by ``build_handlers(ctx)`` binds them to ``ctx`` and wraps each one 
 
 Reads (pull, offsets, min/max) are served by any replica from its own store, which holds only
 committed entries; writes (send, offset commits, topic configs) go through the replicated group
-and are only accepted by the leader.
+and are only accepted by the leader. A replica answers reads only once the group says they are
+ready (``ReplicatedGroup.reads_ready``: a new leader has applied its term's no-op, a restarted
+replica has applied again what it held); until then a read waits up to ``READ_WAIT_MS_MAX`` and is
+then refused with SYSTEM_BUSY 2 (``require_readable``), which clients retry, instead of being
+answered from an older state (a consumer sent back to offset 0, an offset read lower than before).
 """
 from __future__ import annotations
 
@@ -48,6 +52,7 @@ from mqbench.errors import UserError
 log = logging.getLogger("mqbench.broker")
 
 ACL_EXCEPTION = "org.apache.rocketmq.acl.common.AclException"   # the remark's prefix, as RocketMQ's
+READ_WAIT_MS_MAX = 2000            # a read waits this long for a replica to become readable
 AUTO_CREATE_QUEUE_NUMS = 4          # RocketMQ's defaultTopicQueueNums
 MESSAGE_BYTES_MAX = 4 * 1024 * 1024  # RocketMQ's maxMessageSize: a body (or a whole batch body)
 ROLE_NAMES = {Role.LEADER: "leader", Role.FOLLOWER: "follower", Role.CANDIDATE: "candidate",
@@ -199,6 +204,22 @@ class BrokerContext:
     def require_leader(self, what: str) -> None:
         if not self.is_leader():
             raise self.not_leader(what)
+
+    def reads_ready(self) -> bool:
+        """This replica may answer reads (``ReplicatedGroup.reads_ready``)."""
+        return self.group.reads_ready
+
+    async def wait_readable(self, wait_ms: int) -> bool:
+        """Wait up to ``wait_ms`` for ``reads_ready``; returns it."""
+        return await self.group.wait_reads_ready(wait_ms)
+
+    async def require_readable(self, what: str, wait_ms: int = READ_WAIT_MS_MAX) -> None:
+        """Return once this replica may answer reads (waiting up to ``wait_ms``); else refuse
+        with SYSTEM_BUSY, a code clients retry."""
+        if not await self.wait_readable(wait_ms):
+            raise Refused(codes.SYSTEM_BUSY, f"{self.instance.name} of {self.broker_name} has not applied its "
+                                             f"replicated log yet (new leader or just restarted); {what} "
+                                             "refused, retry shortly")
 
     # --- topics ------------------------------------------------------------------------------------
 

@@ -21,6 +21,9 @@ UPDATE_CONSUMER_OFFSET (15), SEARCH_OFFSET_BY_TIMESTAMP (29), GET_MAX_OFFSET (30
 * VIEW_MESSAGE_BY_ID: header ``offset`` (a commitlog offset, what an offsetMsgId encodes); the body
   is that stored-message record as it is in the log (SYSTEM_ERROR when no record starts there).
 Bad names (topic ``../x``) or negative numbers: INVALID_PARAMETER 29 naming the problem.
+Every read here first waits for the replica to be readable (``BrokerContext.require_readable``:
+SYSTEM_BUSY 2 after ``READ_WAIT_MS_MAX``), so a new leader or a restarted replica never answers
+an offset older than one already shown.
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ async def on_query_consumer_offset(ctx: BrokerContext, cmd: RemotingCommand, cha
     header = headers.QueryConsumerOffsetHeader.from_ext(cmd.ext_fields)
     validate_group(header.consumer_group)
     _check_queue(header.topic, header.queue_id)
+    await ctx.require_readable("QUERY_CONSUMER_OFFSET")
     offset = ctx.store.query_offset(header.consumer_group, header.topic, header.queue_id)
     if offset >= 0:
         return _offset(cmd, offset)
@@ -74,12 +78,14 @@ async def on_update_consumer_offset(ctx: BrokerContext, cmd: RemotingCommand, ch
 async def on_get_max_offset(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
     header = headers.QueueOffsetHeader.from_ext(cmd.ext_fields)
     _check_queue(header.topic, header.queue_id)
+    await ctx.require_readable("GET_MAX_OFFSET")
     return _offset(cmd, ctx.store.max_offset(header.topic, header.queue_id))
 
 
 async def on_get_min_offset(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
     header = headers.QueueOffsetHeader.from_ext(cmd.ext_fields)
     _check_queue(header.topic, header.queue_id)
+    await ctx.require_readable("GET_MIN_OFFSET")
     return _offset(cmd, ctx.store.min_offset(header.topic, header.queue_id))
 
 
@@ -102,12 +108,14 @@ def offset_by_time(store, topic: str, queue_id: int, timestamp_ms: int) -> int:
 async def on_search_offset(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
     header = headers.SearchOffsetHeader.from_ext(cmd.ext_fields)
     _check_queue(header.topic, header.queue_id)
+    await ctx.require_readable("SEARCH_OFFSET_BY_TIMESTAMP")
     return _offset(cmd, offset_by_time(ctx.store, header.topic, header.queue_id, header.timestamp_ms))
 
 
 async def on_earliest_store_time(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
     header = headers.QueueOffsetHeader.from_ext(cmd.ext_fields)
     _check_queue(header.topic, header.queue_id)
+    await ctx.require_readable("GET_EARLIEST_MSG_STORETIME")
     found = ctx.store.read_queue(header.topic, header.queue_id, 0, 1).messages
     if not found:
         raise Refused(codes.SYSTEM_ERROR, f"{header.topic}/{header.queue_id} has no message on {ctx.broker_name}")

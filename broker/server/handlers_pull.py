@@ -16,6 +16,7 @@ offset < min                           PULL_OFFSET_MOVED 21    min
 offset == max                          PULL_NOT_FOUND 19 *     max
 offset > max, on the leader            PULL_OFFSET_MOVED 21    min if min == 0 else max
 offset > max, on a follower            PULL_RETRY_IMMEDIATELY  queueOffset (it may be behind) *
+replica not readable yet (see below)   PULL_RETRY_IMMEDIATELY  queueOffset
 unknown topic                          TOPIC_NOT_EXIST 17      -
 queueId beyond the read queues         SYSTEM_ERROR 1          -
 =====================================  ======================  ============================
@@ -23,6 +24,13 @@ queueId beyond the read queues         SYSTEM_ERROR 1          -
 ``*``: with the suspend flag the pull first waits up to ``suspendTimeoutMillis`` (capped at
 ``ctx.suspend_ms_max``) for the queue to grow past ``queueOffset``; ``PullWaiters`` wakes it as
 soon as committed entries are applied, and the read is redone.
+
+A replica answers a pull only once it is readable (``ReplicatedGroup.reads_ready``): a new leader
+that has not applied its term's no-op, or a restarted replica that has not applied again what it
+held, would find the queue shorter than the consumer's offset and send it back to 0 (offset moved).
+The pull waits for readiness (until its suspend deadline, or ``READ_WAIT_MS_MAX`` without suspend);
+if the replica is still not readable it is answered PULL_RETRY_IMMEDIATELY with the offset it asked
+for, which every RocketMQ client pulls again from.
 
 The body is the concatenation of stored-message records (spec protocols.md section 8), one per
 message: an inner batch of a BatchCQ topic is handed out unwrapped (message ``base + i`` as its
@@ -37,7 +45,7 @@ from typing import NamedTuple
 from mqbench.broker.remoting import codes, headers
 from mqbench.broker.remoting.channel import Channel
 from mqbench.broker.remoting.command import RemotingCommand
-from mqbench.broker.server.handlers import BrokerContext, Refused
+from mqbench.broker.server.handlers import READ_WAIT_MS_MAX, BrokerContext, Refused
 from mqbench.broker.store import record as rec
 from mqbench.broker.store.configs import PERM_READ
 from mqbench.broker.store.topics import validate_group, validate_topic
@@ -97,6 +105,14 @@ def _answer(ctx: BrokerContext, header: headers.PullMessageHeader, tags: set[str
     return PullAnswer(codes.SUCCESS, result.next_offset, b"".join(records), len(records), **bounds)
 
 
+async def _ready_answer(ctx: BrokerContext, header: headers.PullMessageHeader, tags: set[str] | None,
+                        wait_ms: int) -> PullAnswer:
+    """``_answer`` once the replica is readable (waiting up to ``wait_ms``); else pull again."""
+    if not await ctx.wait_readable(wait_ms):
+        return PullAnswer(codes.PULL_RETRY_IMMEDIATELY, header.queue_offset)
+    return _answer(ctx, header, tags)
+
+
 async def on_pull(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
     header = headers.PullMessageHeader.from_ext(cmd.ext_fields)
     validate_topic(header.topic)
@@ -119,7 +135,7 @@ async def on_pull(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
     tags = _tags(ctx, header)
     suspend = header.sys_flag & codes.PULL_FLAG_SUSPEND and header.suspend_timeout_ms > 0
     deadline_ms = ctx.monotonic_ms() + min(max(header.suspend_timeout_ms, 0), ctx.suspend_ms_max)
-    answer = _answer(ctx, header, tags)
+    answer = await _ready_answer(ctx, header, tags, deadline_ms - ctx.monotonic_ms() if suspend else READ_WAIT_MS_MAX)
     while answer.may_wait and suspend:
         remaining_ms = deadline_ms - ctx.monotonic_ms()
         if remaining_ms <= 0:
@@ -127,7 +143,7 @@ async def on_pull(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
         # wait for the queue to grow past what was asked for (or for the entry a follower lacks)
         await ctx.waiters.wait(header.topic, header.queue_id, max(header.queue_offset, answer.max_offset),
                                remaining_ms)
-        answer = _answer(ctx, header, tags)
+        answer = await _ready_answer(ctx, header, tags, deadline_ms - ctx.monotonic_ms())
     ctx.counters.pull_message_count += answer.count
     ctx.stats.record_get(header.topic, header.consumer_group, answer.count, ctx.clock_ms())
     fields = headers.PullMessageResponseHeader(suggest_which_broker_id=0, next_begin_offset=answer.next_offset,
@@ -138,7 +154,7 @@ async def on_pull(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
 
 def _remark(code: int) -> str:
     return {codes.PULL_NOT_FOUND: "no new message in the queue", codes.PULL_OFFSET_MOVED: "the offset moved",
-            codes.PULL_RETRY_IMMEDIATELY: "no matching message here, pull again"}.get(code, codes.response_name(code))
+            codes.PULL_RETRY_IMMEDIATELY: "nothing to hand out here yet, pull again"}.get(code, codes.response_name(code))
 
 
 HANDLERS = {

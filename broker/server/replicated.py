@@ -19,7 +19,8 @@ Opening (every group is a Raft group; a single replica is a one-member group, sa
 
 State: ``store`` (the ``Store``: read side for everybody), ``role`` ("leader", "follower" or
 "candidate"), ``term``, ``leader_id`` (node id or None), ``commit_index``, ``applied_index``,
-``leader_ready`` (leader and its own term's no-op applied: reads of offsets/configs are current).
+``leader_ready`` (leader and its own term's no-op applied: reads of offsets/configs are current),
+``reads_ready`` (this replica may answer reads: see "Reads" below).
 Callbacks (plain callables, run on the event loop, exceptions logged): ``on_role_change(role,
 term, leader_id)`` on every change, ``on_commit()`` after committed entries were applied.
 
@@ -42,6 +43,16 @@ Writes (leader only; a follower or candidate raises ``NotLeader(leader_id)`` at 
   client retries. Proposals are batched: everything proposed while a Ready is being persisted goes
   into the next Ready (with ``fsync`` one fdatasync covers it, run in a worker thread so the event
   loop keeps serving the network).
+
+Reads (pulls, offsets) are served from this replica's store, which holds the entries it has
+applied. Two moments would let it answer from a state older than one it, or the group, already
+showed (a rewind: a consumer told "offset moved to 0", a committed offset read lower than before):
+a new leader before its term's no-op is applied (the entries of earlier terms it holds are not
+known committed, so not applied), and a restarted replica before it has applied again what it had
+before the restart (its checkpointed commit index lags by up to a housekeeping period). So
+``reads_ready`` holds only when the replica has applied its whole log as it was at open (lowered to
+just before a truncated suffix, which was never committed) and, on a leader, an entry of its own
+term (``leader_ready``); ``await wait_reads_ready(timeout_ms) -> bool`` waits for it.
 
 Also: ``await wait_leader(timeout_s) -> node id``, ``transfer_leadership(node_id)``, ``stats()``
 (``raftRole``, ``raftTerm``, ``raftLeaderId``, ``raftCommitIndex``, ``raftAppliedIndex``,
@@ -146,6 +157,9 @@ class ReplicatedGroup:
         self._mark = AppliedMark(store)
         self.node = RaftNode(config, self.storage, rng, applied=self._mark.index)
         self.applied_index = self.node.log.applied
+        # reads wait until everything this replica held at open is applied again (module doc)
+        self._read_floor = self.node.log.last_index()
+        self._readable = asyncio.Event()
         host, port = peers[self.self_id]
         self.transport = RaftTransport(self.self_id, {p: a for p, a in peers.items() if p != self.self_id},
                                        self._on_message, host=host, port=port, secret=raft_secret)
@@ -218,6 +232,33 @@ class ReplicatedGroup:
     def leader_ready(self) -> bool:
         """Leader, and an entry of its own term is applied: metadata read here is current."""
         return self.is_leader and self.node.log.term(self.applied_index) == self.node.term
+
+    @property
+    def reads_ready(self) -> bool:
+        """This replica may answer reads: nothing it answers is older than what it showed before
+        (module doc, "Reads")."""
+        if self.stopped or self._closed or self.applied_index < self._read_floor:
+            return False
+        return self.node.role != Role.LEADER or self.leader_ready
+
+    async def wait_reads_ready(self, timeout_ms: int) -> bool:
+        """Wait up to ``timeout_ms`` for ``reads_ready``; returns it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout_ms, 0) / 1000
+        while not self.reads_ready:
+            remaining_s = deadline - loop.time()
+            if remaining_s <= 0 or self.stopped:
+                return False
+            self._readable.clear()
+            try:
+                await asyncio.wait_for(self._readable.wait(), remaining_s)
+            except asyncio.TimeoutError:
+                return self.reads_ready
+        return True
+
+    def _note_readable(self) -> None:
+        if self.reads_ready:
+            self._readable.set()
 
     async def wait_leader(self, timeout_s: float) -> int:
         """The leader's node id once one is known (asyncio.TimeoutError after ``timeout_s``)."""
@@ -422,6 +463,8 @@ class ReplicatedGroup:
         durable; its own copy still counts towards the quorum only after the fsync (``advance``)."""
         persisted = self.storage.initial_state()
         if rd.entries:
+            # a truncated suffix was never committed: what this replica showed lies below it
+            self._read_floor = min(self._read_floor, rd.entries[0].index - 1)
             self.storage.append(rd.entries)
         if rd.hard_state is not None:
             self.storage.set_hard_state(rd.hard_state)
@@ -457,6 +500,7 @@ class ReplicatedGroup:
                 done.append((entry.index, entry, waiter))
         store.commit(entries[-1].index - 1)
         self.applied_index = entries[-1].index
+        self._note_readable()
         for index, entry, waiter in done:
             error = self._apply_errors.pop(index, None)
             if waiter.future.done():
@@ -534,6 +578,7 @@ class ReplicatedGroup:
                                keep_term=node.term if node.role == Role.LEADER else None)
         if node.lead:
             self._leader_known.set()
+        self._note_readable()
         self._notify_role()
 
     def _notify_role(self) -> None:

@@ -1,0 +1,156 @@
+"""Reads after a crash of the whole group (issue 18, finding 5): a replica answers pulls and offset
+queries only once it is readable, so no answer is older than what it, or the group, showed before.
+
+The crash is a copy of every replica's store taken while the group is halted in the middle of a
+stream of puts and offset commits (what a SIGKILL leaves: every write in the page cache, the
+checkpointed commit index and metadata files up to a housekeeping period old). The group restarted
+from the copies is read through the broker's real request handlers from its first moment, on
+every replica, every event-loop turn. Before readiness, a new leader's store ended at its stale
+commit index: it told a consumer at the end of a queue "offset moved to 0", and a restarted
+replica answered a queue end and a committed offset lower than before the crash.
+"""
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+from mqbench.broker.layout import parse_layout
+from mqbench.broker.remoting import codes, headers
+from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.server.handlers import BrokerContext, build_handlers
+from mqbench.broker.store.record import Message
+from mqbench.errors import MqbenchError
+
+from replicated_cluster import Cluster
+from test_replicated_group import run
+
+TOPIC, GROUP = "T", "G"
+SEGMENTS = {"commitlog_segment_bytes": 8 << 20}     # small files: the crash image is copied
+
+
+def _layout():
+    hosts = {f"h{i}": {"address": f"127.0.0.{i + 1}"} for i in range(3)}
+    return parse_layout({"name": "reads", "cluster": "c", "namesrv_host": "h0", "namesrv_port": 9,
+                         "broker_port": 20000, "rooms": {"r": {"hosts": list(hosts)}}, "hosts": hosts,
+                         "groups": {"broker-t": {"replicas": list(hosts)}}})
+
+
+async def _load(leader, stop: asyncio.Event, acked: dict, offsets: list) -> None:
+    async def putter(queue_id: int) -> None:
+        n = 0
+        while not stop.is_set():
+            try:
+                result = await leader.put(Message(topic=TOPIC, body=b"m%d" % n, queue_id=queue_id))
+            except MqbenchError:
+                return
+            acked[queue_id] = max(acked[queue_id], result.queue_offset)
+            n += 1
+
+    async def committer() -> None:
+        while not stop.is_set():
+            offset = acked[0]
+            if offset < 0:
+                await asyncio.sleep(0.005)
+                continue
+            try:
+                await leader.commit_offset(GROUP, TOPIC, 0, offset)
+            except MqbenchError:
+                return
+            offsets.append(offset)
+            await asyncio.sleep(0.005)
+
+    await asyncio.gather(*(putter(q) for q in (0, 1) for _ in range(3)), committer())
+
+
+def _shown(group) -> dict:
+    store = group.store
+    return {"max": [store.max_offset(TOPIC, q) for q in (0, 1)], "committed": store.query_offset(GROUP, TOPIC, 0)}
+
+
+async def _read_all(node_id: int, handlers: dict, before: dict, acked: dict, committed: int, is_leader: bool,
+                    problems: list) -> None:
+    for queue_id in (0, 1):
+        pull = headers.PullMessageHeader(consumer_group=GROUP, topic=TOPIC, queue_id=queue_id,
+                                         queue_offset=acked[queue_id] + 1, max_msg_nums=32,
+                                         sys_flag=codes.PULL_FLAG_SUBSCRIPTION, commit_offset=0,
+                                         suspend_timeout_ms=0, subscription="*", expression_type="TAG")
+        answer = await handlers[codes.PULL_MESSAGE](RemotingCommand.request(codes.PULL_MESSAGE, pull.to_ext()), None)
+        if answer.code == codes.PULL_OFFSET_MOVED:
+            problems.append(f"node {node_id} ({'leader' if is_leader else 'follower'}): pull at "
+                            f"{acked[queue_id] + 1} of queue {queue_id}: offset moved to "
+                            f"{answer.ext_fields.get('nextBeginOffset')}")
+        ask = headers.QueueOffsetHeader(TOPIC, queue_id).to_ext()
+        answer = await handlers[codes.GET_MAX_OFFSET](RemotingCommand.request(codes.GET_MAX_OFFSET, ask), None)
+        if answer.code == codes.SUCCESS and int(answer.ext_fields["offset"]) < before["max"][queue_id]:
+            problems.append(f"node {node_id}: max offset of queue {queue_id} went back from "
+                            f"{before['max'][queue_id]} to {answer.ext_fields['offset']}")
+    ask = headers.QueryConsumerOffsetHeader(GROUP, TOPIC, 0).to_ext()
+    answer = await handlers[codes.QUERY_CONSUMER_OFFSET](RemotingCommand.request(codes.QUERY_CONSUMER_OFFSET, ask),
+                                                         None)
+    if answer.code == codes.SUCCESS:
+        offset = int(answer.ext_fields["offset"])
+        floor = max(before["committed"], committed if is_leader else -1)
+        if offset < floor:
+            problems.append(f"node {node_id}: committed offset went back from {floor} to {offset}")
+
+
+def test_no_replica_answers_reads_older_than_before_a_crash_of_the_whole_group(tmp_path):
+    async def main() -> list[str]:
+        cluster = await Cluster(tmp_path / "before", **SEGMENTS).start()
+        leader = await cluster.leader()
+        await leader.ensure_topic(TOPIC, queues=2)
+        stop, acked, offsets = asyncio.Event(), {0: -1, 1: -1}, []
+        load = asyncio.ensure_future(_load(leader, stop, acked, offsets))
+        await asyncio.sleep(1.5)
+        # the crash: in one turn of the event loop (nothing of the group runs meanwhile), what each
+        # replica shows and its files as a SIGKILL would leave them, puts still in flight
+        groups = dict(cluster.groups)
+        before = {i: _shown(g) for i, g in groups.items()}
+        after = Cluster(tmp_path / "after", **SEGMENTS)
+        for i in groups:
+            shutil.copytree(cluster.store_root(i), after.store_root(i))
+        stop.set()
+        await asyncio.gather(*(g.halt() for g in groups.values()))
+        await load
+        await cluster.close()
+        assert acked[0] > 50 and acked[1] > 50 and offsets
+        committed = max(offsets)
+
+        layout = _layout()
+        problems: list[str] = []
+        handlers: dict[int, dict] = {}
+        done = asyncio.Event()
+
+        async def reader() -> None:
+            ready_rounds = 0
+            while not done.is_set():
+                for node_id, group in list(after.groups.items()):
+                    if node_id not in handlers:
+                        ctx = BrokerContext(layout, layout.instances[node_id - 1], group)
+                        handlers[node_id] = build_handlers(ctx)
+                    await _read_all(node_id, handlers[node_id], before[node_id], acked, committed,
+                                    group.is_leader, problems)
+                if any(g.leader_ready for g in after.groups.values()):
+                    ready_rounds += 1
+                    if ready_rounds > 200:
+                        return
+                await asyncio.sleep(0)
+
+        reading = asyncio.ensure_future(reader())
+        try:
+            await after.start()
+            await after.leader()
+            await asyncio.wait_for(reading, 30)
+            await after.converged()
+            new_leader = await after.leader()
+            await new_leader.put(Message(topic=TOPIC, body=b"after", queue_id=0))   # the group goes on
+            for group in after.live.values():
+                assert group.reads_ready
+        finally:
+            done.set()
+            await asyncio.gather(reading, return_exceptions=True)
+            await after.close()
+        return problems
+
+    problems = run(main(), timeout_s=90)
+    assert problems == [], f"{len(problems)} stale reads, first: {problems[:5]}"
