@@ -41,7 +41,8 @@ class RaftConfig:
     ``max_append_bytes``: soft size limit of one APP's entries. A follower more than
     ``catchup_lag_entries`` behind receives at most ``catchup_bytes_per_tick`` per tick.
     ``preferred_leader``: the replica this group's leader hands leadership to once it is caught up
-    (``NONE``: no preference).
+    (``NONE``: no preference): its match index is at least the commit index and at most
+    ``transfer_lag_entries`` behind the leader's last index.
     """
 
     node_id: int
@@ -57,6 +58,7 @@ class RaftConfig:
     catchup_bytes_per_tick: int = 4 << 20
     durability: Durability = Durability.QUORUM_FSYNCED
     preferred_leader: int = NONE
+    transfer_lag_entries: int = 256
 
     def __post_init__(self):
         if self.node_id <= 0 or self.node_id not in self.peers:
@@ -67,6 +69,8 @@ class RaftConfig:
             raise UserError(f"need 1 <= heartbeat_ticks ({self.heartbeat_ticks}) < election_ticks ({self.election_ticks})")
         if self.max_inflight_msgs < 1 or self.max_append_bytes < 1 or self.catchup_bytes_per_tick < 1:
             raise UserError("max_inflight_msgs, max_append_bytes and catchup_bytes_per_tick must be positive")
+        if self.transfer_lag_entries < 0:
+            raise UserError(f"transfer_lag_entries must be >= 0, not {self.transfer_lag_entries}")
         if self.preferred_leader != NONE and self.preferred_leader not in self.peers:
             raise UserError(f"preferred leader {self.preferred_leader} is not among peers {self.peers}")
 

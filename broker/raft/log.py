@@ -22,6 +22,9 @@ from .storage import Storage
 from .types import Entry
 
 
+READ_CHUNK_ENTRIES = 64     # entries read from storage at a time when a byte budget bounds the read
+
+
 def entry_size_bytes(entry: Entry) -> int:
     """Bytes an entry takes on the DLedger log (48-byte header plus body), for flow control."""
     return 48 + len(entry.data)
@@ -71,22 +74,35 @@ class RaftLog:
         return self.term(index) == term
 
     def entries(self, lo: int, hi: int, max_bytes: int | None = None) -> list[Entry]:
-        """Entries in [lo, hi); with ``max_bytes``, stop once the total would pass it (at least one)."""
+        """Entries in [lo, hi); with ``max_bytes``, stop once the total would pass it (at least one).
+
+        With ``max_bytes`` the stored part is read ``READ_CHUNK_ENTRIES`` at a time, so the cost is
+        that of what is returned, not of the whole range (a far-behind follower's range is the
+        whole backlog; reading it for every append made catch-up quadratic)."""
         if lo >= hi:
             return []
-        if lo < self.offset:
-            ents = self.storage.entries(lo, min(hi, self.offset))
-            if hi > self.offset:
-                ents.extend(self.unstable[: hi - self.offset])
-        else:
-            ents = self.unstable[lo - self.offset: hi - self.offset]
-        if max_bytes is not None and len(ents) > 1:
-            total = 0
-            for count, entry in enumerate(ents):
-                total += 48 + len(entry.data)
-                if total > max_bytes and count > 0:
-                    return ents[:count]
-        return ents
+        if max_bytes is None:
+            if lo < self.offset:
+                ents = self.storage.entries(lo, min(hi, self.offset))
+                if hi > self.offset:
+                    ents.extend(self.unstable[: hi - self.offset])
+                return ents
+            return self.unstable[lo - self.offset: hi - self.offset]
+        out: list[Entry] = []
+        total = 0
+        index = lo
+        while index < hi:
+            if index < self.offset:
+                chunk = self.storage.entries(index, min(hi, self.offset, index + READ_CHUNK_ENTRIES))
+            else:
+                chunk = self.unstable[index - self.offset: hi - self.offset]
+            for entry in chunk:
+                total += entry_size_bytes(entry)
+                if total > max_bytes and out:
+                    return out
+                out.append(entry)
+            index += len(chunk)
+        return out
 
     def is_up_to_date(self, last_index: int, last_term: int) -> bool:
         """Raft's voting rule (section 5.4.1): is a log ending at (last_index, last_term) at least

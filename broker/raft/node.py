@@ -296,8 +296,13 @@ class RaftNode:
         if preferred == NONE or preferred == self.id or self.transferee != NONE or self.transfer_cooldown:
             return
         pr = self.prs.get(preferred)
-        # Caught up to the commit index: the transfer then only waits for the last few entries.
-        if pr is not None and pr.recent_active and pr.match >= self.log.committed:
+        # Only once it is caught up: past the commit index and within transfer_lag_entries of the
+        # last entry, acknowledging appends back to back. The transfer refuses proposals until the
+        # target has the last entry, so starting it earlier (a replica rejoining after a kill,
+        # still catching up) stalls writes for the whole catch-up.
+        if (pr is not None and pr.recent_active and pr.state == ProgressState.REPLICATE
+                and pr.match >= self.log.committed
+                and self.log.last_index() - pr.match <= self.config.transfer_lag_entries):
             self.transfer_leadership(preferred)
 
     # -- votes ---------------------------------------------------------------------------------

@@ -211,6 +211,65 @@ def test_catch_up_of_a_far_behind_follower_is_throttled_per_tick():
     assert all(0 < sent <= 1000 for sent in per_tick), per_tick
 
 
+class CountingStorage(MemoryStorage):
+    """MemoryStorage that counts the entries read from it (the leader's disk reads)."""
+
+    def __init__(self):
+        super().__init__()
+        self.read = 0
+
+    def entries(self, lo: int, hi: int) -> list[Entry]:
+        ents = super().entries(lo, hi)
+        self.read += len(ents)
+        return ents
+
+
+def test_catch_up_reads_from_storage_only_what_one_append_sends():
+    """Issue 18, finding 9: every APP to a far-behind follower read the whole backlog from storage
+    to keep max_append_bytes of it, so catch-up cost grew with the square of the backlog and
+    blocked the leader's loop long enough for the other follower to call elections."""
+    storage = CountingStorage()
+    node = RaftNode(RaftConfig(1, (1, 2, 3), election_ticks=10, heartbeat_ticks=1, pre_vote=False,
+                               max_append_bytes=10_000, catchup_lag_entries=10, catchup_bytes_per_tick=50_000),
+                    storage, random.Random(1))
+    node.campaign()
+    node.step(Message(MsgType.VOTE_RESP, 2, 1, term=1))
+    _persist(node, storage)
+    node.step(Message(MsgType.APP_RESP, 2, 1, term=1, index=1))
+    node.propose_batch([b"x" * 52 for _ in range(20_000)])        # 100 bytes an entry on the log
+    _persist(node, storage)
+    node.step(Message(MsgType.APP_RESP, 2, 1, term=1, index=20_001))
+    _persist(node, storage)
+    node.step(Message(MsgType.APP_RESP, 3, 1, term=1, index=1))    # 3 is 20,000 entries behind
+    storage.read = 0
+    sent = 0
+    for _ in range(3):
+        node.tick()
+        node.step(Message(MsgType.HEARTBEAT_RESP, 3, 1, term=1))
+        rd = _persist(node, storage)
+        sent += sum(len(m.entries) for m in rd.messages if m.dst == 3)
+    assert 0 < sent <= 1500
+    assert storage.read <= 2 * sent + 1000, f"read {storage.read} entries to send {sent}"
+
+
+def test_leadership_moves_to_the_preferred_leader_only_once_it_is_caught_up():
+    """Issue 18, finding 9: being at the commit index is not being caught up when the commit index
+    lags (a slow quorum): a transfer started then refuses writes until the target has the rest."""
+    node, storage = _leader(Durability.QUORUM_FSYNCED, preferred_leader=3, transfer_lag_entries=100)
+    _persist(node, storage)
+    for peer in (2, 3):
+        node.step(Message(MsgType.APP_RESP, peer, 1, term=1, index=1))
+    node.propose_batch([b"x" for _ in range(1000)])
+    _persist(node, storage)
+    assert node.log.committed == 1 and node.prs[3].match == 1          # at the commit index, 1000 behind
+    node.tick()
+    assert node.transferee == 0, "handed over to a replica 1000 entries behind"
+    node.step(Message(MsgType.APP_RESP, 3, 1, term=1, index=950))
+    _persist(node, storage)
+    node.tick()
+    assert node.transferee == 3                                          # within 100 of the last index
+
+
 def test_propose_on_a_follower_or_during_transfer_is_refused():
     h = Harness()
     h.run("add-nodes 3")
