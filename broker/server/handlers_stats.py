@@ -35,6 +35,9 @@ files), so the broker scans the topic's queues from the first message stored at 
 ``beginTimestamp`` (binary search by store time) up to ``QUERY_SCAN_MESSAGES_MAX`` messages per
 request, yielding to the event loop between chunks; the answer's ``indexLastUpdatePhyoffset`` is
 the commitlog end. A key whose messages lie beyond that scan budget is not found: narrow the range.
+The offset reads (GET_CONSUME_STATS, GET_TOPIC_STATS_INFO, GET_ALL_CONSUMER_OFFSET) wait for the
+replica to be readable like every read (``BrokerContext.require_readable``: SYSTEM_BUSY 2 after a
+bounded wait), so they never show offsets older than ones already shown.
 """
 from __future__ import annotations
 
@@ -106,12 +109,14 @@ async def on_consume_stats(ctx: BrokerContext, cmd: RemotingCommand, channel: Ch
     topic = cmd.ext_fields.get("topic") or None
     if topic is not None:
         validate_topic(topic)
+    await ctx.require_readable("GET_CONSUME_STATS")
     rows, tps = consume_stats(ctx, group, topic)
     return cmd.response_to(codes.SUCCESS, body=bodies.encode_consume_stats(rows, tps))
 
 
 async def on_topic_stats(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
     topic = validate_topic(_required(cmd, "topic"))
+    await ctx.require_readable("GET_TOPIC_STATS_INFO")
     cfg = ctx.topic_config(topic)
     if cfg is None:
         raise Refused(codes.TOPIC_NOT_EXIST, f"topic[{topic}] not exist")
@@ -195,6 +200,7 @@ async def on_all_topic_config(ctx: BrokerContext, cmd: RemotingCommand, channel:
 
 
 async def on_all_consumer_offset(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
+    await ctx.require_readable("GET_ALL_CONSUMER_OFFSET")
     text = configs.dump_consumer_offsets_json(ctx.store.meta.offsets, ctx.store.version, pretty=False)
     return cmd.response_to(codes.SUCCESS, body=text.encode("utf-8"))
 
