@@ -47,6 +47,19 @@ def test_scheme_b_survives_its_minority_room_without_loss(tmp_path):
     assert row["rto_ms"] is not None and row["rto_ms"] < 2500  # writes go on: room1 holds the majority
 
 
+def test_scheme_b_majority_room_loss_with_memory_durability_replays_nothing(tmp_path):
+    """Issue 18, finding 5: the leader's room holds the majority; both its replicas are SIGKILLed
+    (memory durability) and restarted. The replica that won the election right after the restart
+    answered pulls before applying its log and sent the consumer back to offset 0 (hundreds to
+    thousands of duplicates on some seeds, not on this short drill's every run: the deterministic
+    reproduction is ``tests/broker_server/test_replicated_reads_ready.py``). The consumer runs
+    through the outage, so nothing it was handed may come again."""
+    row = drill(tmp_path, 3, scheme="B", fault="room", target="room1", durability="memory")
+    assert row["target"] == "room1" and not row["rpo_promised_zero"]
+    assert row["acked_msgs"] > 100
+    assert row["duplicates_msgs"] == 0, row
+
+
 def test_scheme_c_room_loss_has_a_measured_non_zero_loss_window(tmp_path):
     row = drill(tmp_path, 2, scheme="C", fault="room")
     assert not row["rpo_promised_zero"]
