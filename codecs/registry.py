@@ -25,7 +25,7 @@ import lz4.frame
 import snappy
 import zstandard
 
-from mqbench.errors import CodecError, UserError
+from mqbench.errors import CodecError, InvariantViolation, UserError
 
 #: RocketMQ's default body size limit (``maxMessageSize``), also our default decompression bound.
 BODY_SIZE_MAX_BYTES = 4 * 1024 * 1024
@@ -42,6 +42,14 @@ _ZSTD_STREAM_STEP_BYTES = 256
 # Below this compressed size a streaming object is the cheaper way to detect trailing bytes; above
 # it, walking the block headers and decompressing in one shot is (measured with codecs bench).
 _ZSTD_WALK_FROM_BYTES = 4096
+
+
+Compress = Callable[[bytes], bytes]
+Decompress = Callable[[bytes, int], bytes]  # (data, size_max) -> plain bytes
+
+
+def _not_built(data: bytes, size_max: int = 0) -> bytes:
+    raise InvariantViolation("a Codec is made by parse_codec, which binds its library functions")
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,8 @@ class Codec:
     name: str
     level: int | None = None
     dictionary: bytes | None = field(default=None, repr=False)
-    _compress: Callable[[bytes], bytes] = field(default=None, repr=False, compare=False)
-    _decompress: Callable[[bytes, int], bytes] = field(default=None, repr=False, compare=False)
+    _compress: Compress = field(default=_not_built, repr=False, compare=False)
+    _decompress: Decompress = field(default=_not_built, repr=False, compare=False)
 
     @property
     def info(self) -> CodecInfo:
@@ -130,7 +138,7 @@ def parse_codec(spec: str, dictionary: bytes | None = None) -> Codec:
             level = int(level_text)
         except ValueError:
             raise UserError(f"codec level in {spec!r} is not an integer") from None
-        if not info.level_min <= level <= info.level_max:
+        if info.level_min is None or info.level_max is None or not info.level_min <= level <= info.level_max:
             raise UserError(f"{name} level must be in [{info.level_min}, {info.level_max}], got {level}")
     elif info.level_default is not None:
         level = info.level_default
@@ -159,7 +167,14 @@ def codec_for_type_id(type_id: int) -> Codec:
 # --- per-family builders: each returns (compress, decompress) bound to library objects -------------
 
 
-def _build_none(level, dictionary):
+def _level(level: int | None, name: str) -> int:
+    """The level of a family that has one (``parse_codec`` always sets it for those)."""
+    if level is None:
+        raise InvariantViolation(f"{name} codec built without a level")
+    return level
+
+
+def _build_none(level: int | None, dictionary: bytes | None) -> tuple[Compress, Decompress]:
     def decompress(data: bytes, size_max: int) -> bytes:
         if len(data) > size_max:
             raise CodecError("none", f"{len(data)} bytes exceed the size limit of {size_max}")
@@ -168,9 +183,11 @@ def _build_none(level, dictionary):
     return bytes, decompress
 
 
-def _build_zlib(level, dictionary):
+def _build_zlib(level: int | None, dictionary: bytes | None) -> tuple[Compress, Decompress]:
+    zlib_level = _level(level, "zlib")
+
     def compress(data: bytes) -> bytes:
-        return zlib.compress(data, level)
+        return zlib.compress(data, zlib_level)
 
     def decompress(data: bytes, size_max: int) -> bytes:
         inflater = zlib.decompressobj()
@@ -189,9 +206,9 @@ def _build_zlib(level, dictionary):
     return compress, decompress
 
 
-def _build_zstd(level, dictionary):
+def _build_zstd(level: int | None, dictionary: bytes | None) -> tuple[Compress, Decompress]:
     dict_data = zstandard.ZstdCompressionDict(dictionary) if dictionary else None
-    cctx = zstandard.ZstdCompressor(level=level, dict_data=dict_data)
+    cctx = zstandard.ZstdCompressor(level=_level(level, "zstd"), dict_data=dict_data)
     dctx = zstandard.ZstdDecompressor(dict_data=dict_data)
 
     def decompress(data: bytes, size_max: int) -> bytes:
@@ -210,18 +227,19 @@ def _build_zstd(level, dictionary):
             raise CodecError("zstd", f"{len(data) - end} trailing bytes after the frame")
         try:
             # One-shot decompression checks the output against the declared content size itself.
-            return dctx.decompress(data)
+            out: bytes = dctx.decompress(data)
+            return out
         except zstandard.ZstdError as exc:
             raise CodecError("zstd", f"corrupt input: {exc}") from None
 
     return cctx.compress, decompress
 
 
-def _zstd_decompress_small(dctx, data: bytes, content_size: int) -> bytes:
+def _zstd_decompress_small(dctx: zstandard.ZstdDecompressor, data: bytes, content_size: int) -> bytes:
     """Small frames: a streaming object reports trailing bytes itself, cheaper than walking blocks."""
     stream = dctx.decompressobj()
     try:
-        out = stream.decompress(data)
+        out: bytes = stream.decompress(data)
     except zstandard.ZstdError as exc:
         raise CodecError("zstd", f"corrupt input: {exc}") from None
     if not stream.eof or len(out) != content_size:
@@ -260,7 +278,7 @@ def _zstd_frame_end(data: bytes) -> int:
     return position
 
 
-def _zstd_decompress_unsized(dctx, data: bytes, size_max: int) -> bytes:
+def _zstd_decompress_unsized(dctx: zstandard.ZstdDecompressor, data: bytes, size_max: int) -> bytes:
     """Frames without a content size (Java's ZstdOutputStream writes these): feed small steps."""
     stream = dctx.decompressobj()
     parts: list[bytes] = []
@@ -287,9 +305,12 @@ _LZ4_CONTENT_SIZE = struct.Struct("<Q")
 _LZ4_MAGIC = 0x184D2204
 
 
-def _build_lz4(level, dictionary):
+def _build_lz4(level: int | None, dictionary: bytes | None) -> tuple[Compress, Decompress]:
+    lz4_level = _level(level, "lz4")
+
     def compress(data: bytes) -> bytes:
-        return lz4.frame.compress(data, compression_level=level)
+        out: bytes = lz4.frame.compress(data, compression_level=lz4_level)
+        return out
 
     def decompress(data: bytes, size_max: int) -> bytes:
         if len(data) < 7:
@@ -302,6 +323,8 @@ def _build_lz4(level, dictionary):
         (content_size,) = _LZ4_CONTENT_SIZE.unpack_from(data, 6)
         if content_size > size_max:
             raise CodecError("lz4", f"frame declares {content_size} bytes, over the size limit of {size_max}")
+        out: bytes
+        used: int
         try:
             out, used = lz4.frame.decompress(data, return_bytes_read=True)
         except RuntimeError as exc:
@@ -319,7 +342,7 @@ def _lz4_decompress_unsized(data: bytes, size_max: int) -> bytes:
     """Frames without a content size: a streaming decoder with an output bound."""
     decoder = lz4.frame.LZ4FrameDecompressor()
     try:
-        out = decoder.decompress(data, max_length=size_max + 1)
+        out: bytes = decoder.decompress(data, max_length=size_max + 1)
     except RuntimeError as exc:
         raise CodecError("lz4", f"corrupt input: {exc}") from None
     if len(out) > size_max:
@@ -341,13 +364,13 @@ def _snappy_declared_length(data: bytes) -> int:
     raise CodecError("snappy", "corrupt or truncated length preamble")
 
 
-def _build_snappy(level, dictionary):
+def _build_snappy(level: int | None, dictionary: bytes | None) -> tuple[Compress, Decompress]:
     def decompress(data: bytes, size_max: int) -> bytes:
         declared = _snappy_declared_length(data)
         if declared > size_max:
             raise CodecError("snappy", f"block declares {declared} bytes, over the size limit of {size_max}")
         try:
-            out = snappy.uncompress(data)
+            out: bytes = snappy.uncompress(data)
         except Exception as exc:  # python-snappy raises its own UncompressError or cramjam errors
             raise CodecError("snappy", f"corrupt input: {exc or type(exc).__name__}") from None
         if len(out) != declared:
@@ -357,4 +380,4 @@ def _build_snappy(level, dictionary):
     return snappy.compress, decompress
 
 
-_BUILDERS = {"none": _build_none, "zlib": _build_zlib, "zstd": _build_zstd, "lz4": _build_lz4, "snappy": _build_snappy}
+_BUILDERS: dict[str, Callable[[int | None, bytes | None], tuple[Compress, Decompress]]] = {"none": _build_none, "zlib": _build_zlib, "zstd": _build_zstd, "lz4": _build_lz4, "snappy": _build_snappy}

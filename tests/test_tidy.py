@@ -47,6 +47,7 @@ PURE = [
     # version marker file), and the file layer (atomic, commitlog, consume_queue, dispatch,
     # dledger_log, flush, inspect*, metadata, reader, recovery, segments, store, store_raft).
     "broker/store/batch.py",
+    "broker/store/buffers.py",
     "broker/store/checkpoint.py",
     "broker/store/configs.py",
     "broker/store/dledger.py",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any, Iterable
 
 from mqbench.errors import UserError
 
@@ -60,7 +61,7 @@ class RaftConfig:
     preferred_leader: int = NONE
     transfer_lag_entries: int = 256
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.node_id <= 0 or self.node_id not in self.peers:
             raise UserError(f"node id {self.node_id} must be a positive id listed in peers {self.peers}")
         if len(set(self.peers)) != len(self.peers) or any(p <= 0 for p in self.peers):
@@ -75,8 +76,8 @@ class RaftConfig:
             raise UserError(f"preferred leader {self.preferred_leader} is not among peers {self.peers}")
 
     @classmethod
-    def from_ms(cls, node_id: int, peers, *, tick_ms: int = 50, heartbeat_ms: int = 100,
-                election_ms: int = 1000, catchup_bytes_per_s: int = 64 << 20, **kwargs) -> "RaftConfig":
+    def from_ms(cls, node_id: int, peers: Iterable[int], *, tick_ms: int = 50, heartbeat_ms: int = 100,
+                election_ms: int = 1000, catchup_bytes_per_s: int = 64 << 20, **kwargs: Any) -> "RaftConfig":
         """Build a config from durations (defaults: 100 ms heartbeat, 1 s election timeout)."""
         if tick_ms <= 0:
             raise UserError(f"tick_ms must be positive, not {tick_ms}")

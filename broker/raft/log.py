@@ -125,7 +125,7 @@ class RaftLog:
         return self.offset - 1 if self.unstable else self.last_index()
 
     # -- writing -----------------------------------------------------------------------------
-    def append(self, entries: list[Entry] | tuple) -> None:
+    def append(self, entries: list[Entry] | tuple[Entry, ...]) -> None:
         """Append ``entries`` (consecutive), truncating everything from ``entries[0].index`` on."""
         if not entries:
             return
@@ -148,7 +148,7 @@ class RaftLog:
         else:
             raise InvariantViolation(f"append at {after} leaves a gap after {end - 1}")
 
-    def maybe_append(self, prev_index: int, prev_term: int, commit: int, entries: tuple) -> int | None:
+    def maybe_append(self, prev_index: int, prev_term: int, commit: int, entries: tuple[Entry, ...]) -> int | None:
         """A follower's append (section 5.3): None when (prev_index, prev_term) does not match;
         otherwise append what is new, truncating a divergent suffix, advance the commit index to
         ``min(commit, last new index)`` and return the last new index."""
@@ -163,7 +163,7 @@ class RaftLog:
         self.commit_to(min(commit, last_new))
         return last_new
 
-    def check_committed(self, entries: tuple | list) -> None:
+    def check_committed(self, entries: tuple[Entry, ...] | list[Entry]) -> None:
         """For an append below the commit index (a retransmission): every entry of ``entries`` at or
         below the commit index must be the one this log holds, term and contents; InvariantViolation
         otherwise (a committed entry never changes)."""

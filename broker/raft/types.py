@@ -42,7 +42,7 @@ class EntryKind(IntEnum):
 class Entry(NamedTuple):
     """One log entry. ``index`` starts at 1; index 0 is the empty log's sentinel with term 0."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the field shadows tuple.index, which nothing calls
     term: int
     data: bytes = b""
     kind: int = EntryKind.NORMAL
@@ -72,7 +72,7 @@ class Message:
     term: int
     log_term: int = 0
     index: int = 0
-    entries: tuple = ()
+    entries: tuple[Entry, ...] = ()
     commit: int = 0
     reject: bool = False
     reject_hint: int = 0
@@ -112,9 +112,9 @@ class Ready:
     """
 
     hard_state: HardState | None
-    entries: list
-    committed_entries: list
-    messages: list
+    entries: list[Entry]
+    committed_entries: list[Entry]
+    messages: list[Message]
     must_sync: bool
     role: Role = Role.FOLLOWER
     leader: int = NONE

@@ -31,6 +31,7 @@ when it does not have the shape the Java tools need.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Iterable
 
 from mqbench.broker.store.fastjson import ObjectKey, ObjectKeyMap, dumps_fastjson, loads_fastjson
 from mqbench.errors import CorruptDataError, PeerError
@@ -43,7 +44,7 @@ def _encode(doc: object) -> bytes:
     return dumps_fastjson(doc, pretty=False).encode("utf-8")
 
 
-def _decode(body: bytes | None, what: str) -> dict:
+def _decode(body: bytes | None, what: str) -> dict[str, Any]:
     if not body:
         raise PeerError(f"{what}: empty body")
     try:
@@ -55,7 +56,7 @@ def _decode(body: bytes | None, what: str) -> dict:
     return doc
 
 
-def _queue_key(topic: str, broker_name: str, queue_id: int) -> dict:
+def _queue_key(topic: str, broker_name: str, queue_id: int) -> dict[str, Any]:
     return {"brokerName": broker_name, "queueId": int(queue_id), "topic": topic}
 
 
@@ -106,7 +107,7 @@ def encode_topic_stats(rows: list[QueueOffsets]) -> bytes:
     return _encode({"offsetTable": table})
 
 
-def _offset_rows(doc: dict, what: str, fields: tuple[str, str, str]) -> list[tuple[ObjectKey, dict]]:
+def _offset_rows(doc: dict[str, Any], what: str, fields: tuple[str, str, str]) -> list[tuple[ObjectKey, dict[str, Any]]]:
     table = doc.get("offsetTable")
     if not isinstance(table, dict):
         raise PeerError(f"{what}: no offsetTable")
@@ -149,7 +150,7 @@ def parse_topic_stats(body: bytes | None, what: str = "GET_TOPIC_STATS_INFO") ->
 
 # --- ConsumerConnection, GroupList, BrokerStatsData, Properties --------------------------------------
 
-def encode_consumer_connection(connections: list[dict], subscriptions: dict[str, dict], *,
+def encode_consumer_connection(connections: list[dict[str, Any]], subscriptions: dict[str, dict[str, Any]], *,
                                consume_type: str = "CONSUME_PASSIVELY", message_model: str = "CLUSTERING",
                                consume_from_where: str = "CONSUME_FROM_LAST_OFFSET") -> bytes:
     """``connections``: {"clientAddr", "clientId", "language" (LanguageCode name), "version" (int)}."""
@@ -158,7 +159,7 @@ def encode_consumer_connection(connections: list[dict], subscriptions: dict[str,
                     "messageModel": message_model, "subscriptionTable": dict(sorted(subscriptions.items()))})
 
 
-def parse_consumer_connection(body: bytes | None, what: str = "GET_CONSUMER_CONNECTION_LIST") -> dict:
+def parse_consumer_connection(body: bytes | None, what: str = "GET_CONSUMER_CONNECTION_LIST") -> dict[str, Any]:
     """``{"connections": [{"clientId", "clientAddr", "language", "version"}], "consume_type",
     "message_model", "consume_from_where", "topics": [...]}``."""
     doc = _decode(body, what)
@@ -172,7 +173,7 @@ def parse_consumer_connection(body: bytes | None, what: str = "GET_CONSUMER_CONN
             "topics": sorted(str(t) for t in (doc.get("subscriptionTable") or {}))}
 
 
-def encode_group_list(groups) -> bytes:
+def encode_group_list(groups: Iterable[str]) -> bytes:
     return _encode({"groupList": sorted(groups)})
 
 
@@ -183,9 +184,9 @@ def parse_group_list(body: bytes | None, what: str = "QUERY_TOPIC_CONSUME_BY_WHO
     return sorted(str(g) for g in groups)
 
 
-def encode_broker_stats_data(minute: dict, hour: dict, day: dict) -> bytes:
+def encode_broker_stats_data(minute: dict[str, Any], hour: dict[str, Any], day: dict[str, Any]) -> bytes:
     """Each of ``minute``/``hour``/``day``: {"sum": int, "tps": float, "avgpt": float}."""
-    def item(d: dict) -> dict:
+    def item(d: dict[str, Any]) -> dict[str, Any]:
         return {"avgpt": float(d["avgpt"]), "sum": int(d["sum"]), "tps": float(d["tps"])}
     return _encode({"statsDay": item(day), "statsHour": item(hour), "statsMinute": item(minute)})
 

@@ -175,7 +175,7 @@ def _int32(value: int, name: str) -> int:
 # --- decoding -----------------------------------------------------------------------------------
 
 
-def decode_frame_content(content: bytes | memoryview) -> RemotingCommand:
+def decode_frame_content(content: bytes | bytearray | memoryview) -> RemotingCommand:
     """Decode one frame without its 4-byte length field (the header-length word, header, body)."""
     if len(content) < 4:
         raise PeerError(f"frame of {len(content)} bytes is too short for the header-length word")

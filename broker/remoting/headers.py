@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import MISSING, dataclass, field, fields
-from typing import ClassVar
+from typing import Any, ClassVar, Self, Sequence
 
 from mqbench.broker.remoting import codes
 from mqbench.broker.remoting.command import RemotingCommand, java_string, parse_java_long
@@ -30,7 +30,7 @@ class HeaderError(PeerError):
     response and keeps the connection: the framing is intact."""
 
 
-def _wire(name: str, default=MISSING):
+def _wire(name: str, default: Any = MISSING) -> Any:
     """A header field sent as ``name`` on the wire; fields with a default are optional."""
     if default is MISSING:
         return field(metadata={"wire": name})
@@ -43,8 +43,8 @@ class _Header:
     REQUEST: ClassVar[str] = "header"
 
     @classmethod
-    def from_ext(cls, ext: dict[str, str], *, wire_names: dict[str, str] | None = None):
-        values = {}
+    def from_ext(cls, ext: dict[str, str], *, wire_names: dict[str, str] | None = None) -> Self:
+        values: dict[str, Any] = {}
         for f in fields(cls):  # type: ignore[arg-type]
             wire = (wire_names or {}).get(f.name, f.metadata["wire"])
             raw = ext.get(wire)
@@ -57,7 +57,7 @@ class _Header:
         return cls(**values)
 
     def to_ext(self, *, wire_names: dict[str, str] | None = None) -> dict[str, str]:
-        out = {}
+        out: dict[str, str] = {}
         for f in fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
             if value is not None:
@@ -65,7 +65,7 @@ class _Header:
         return out
 
 
-def _parse(raw: str, type_name, what: str):
+def _parse(raw: str, type_name: object, what: str) -> int | bool | str:
     type_name = str(type_name)
     if type_name.startswith("int"):
         return parse_java_long(raw, what, HeaderError)
@@ -283,7 +283,7 @@ def parse_consumer_list(body: bytes) -> list[str]:
     return ids
 
 
-def heartbeat_body(client_id: str, producer_groups: list[str] = (), consumers: list[dict] = ()) -> bytes:
+def heartbeat_body(client_id: str, producer_groups: Sequence[str] = (), consumers: Sequence[dict[str, Any]] = ()) -> bytes:
     """HeartbeatData JSON. Each entry of ``consumers`` is a ConsumerData dict (see ``consumer_data``)."""
     return dump_json_body({"clientID": client_id,
                            "producerDataSet": [{"groupName": g} for g in producer_groups],
@@ -291,7 +291,7 @@ def heartbeat_body(client_id: str, producer_groups: list[str] = (), consumers: l
 
 
 def consumer_data(group: str, subscriptions: dict[str, str], *, consume_from_where: str = "CONSUME_FROM_LAST_OFFSET",
-                  message_model: str = "CLUSTERING", sub_version: int = 0) -> dict:
+                  message_model: str = "CLUSTERING", sub_version: int = 0) -> dict[str, Any]:
     """ConsumerData for a heartbeat: ``subscriptions`` maps topic -> tag expression (``*`` or ``a || b``)."""
     subs = []
     for topic, expression in sorted(subscriptions.items()):
@@ -303,7 +303,7 @@ def consumer_data(group: str, subscriptions: dict[str, str], *, consume_from_whe
             "consumeFromWhere": consume_from_where, "subscriptionDataSet": subs, "unitMode": False}
 
 
-def parse_heartbeat(body: bytes) -> dict:
+def parse_heartbeat(body: bytes) -> dict[str, Any]:
     """A HEART_BEAT body, checked for the shape ``ClientRegistry.heartbeat`` reads."""
     doc = parse_json_body(body, "HEART_BEAT")
     if not isinstance(doc, dict) or not isinstance(doc.get("clientID"), str):

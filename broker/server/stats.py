@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 TOPIC_PUT_NUMS = "TOPIC_PUT_NUMS"
 GROUP_GET_NUMS = "GROUP_GET_NUMS"
@@ -37,7 +38,7 @@ class StatsItem:
     rings: tuple[tuple[int, int], ...] = WINDOW_RINGS
     value: int = 0
     times: int = 0
-    _samples: list[deque] = field(default_factory=list)
+    _samples: list[deque[tuple[int, int, int]]] = field(default_factory=list)  # (ms, value, times)
 
     def __post_init__(self) -> None:
         self._samples = [deque([(self.created_ms, 0, 0)], maxlen=keep) for _, keep in self.rings]
@@ -52,7 +53,7 @@ class StatsItem:
         self.value += value
         self.times += times
 
-    def window(self, window_ms: int, now_ms: int) -> dict:
+    def window(self, window_ms: int, now_ms: int) -> dict[str, Any]:
         """``{"sum", "tps", "avgpt"}`` over the last ``window_ms`` (or since the item exists)."""
         self._sample(now_ms)
         # the finest ring that spans the window; start at its newest sample at least a window old
@@ -108,7 +109,7 @@ class BrokerStats:
         self.get.add(messages, 1, now_ms)
         self._item(GROUP_GET_NUMS, f"{topic}@{group}", now_ms).add(messages, 1, now_ms)
 
-    def view(self, name: str, key: str, now_ms: int) -> dict | None:
+    def view(self, name: str, key: str, now_ms: int) -> dict[str, Any] | None:
         """VIEW_BROKER_STATS_DATA: ``{"minute", "hour", "day"}`` windows, or None for an unknown item."""
         if name in (BROKER_PUT_NUMS, BROKER_GET_NUMS):
             item = (self.put if name == BROKER_PUT_NUMS else self.get) if key == self.cluster else None

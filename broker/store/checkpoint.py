@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from mqbench.errors import CorruptDataError
 
+from .buffers import ByteView
+
 CHECKPOINT_FILE_BYTES = 4096
 CHECKPOINT_V4_BYTES = 24
 CHECKPOINT_V5_BYTES = 40
@@ -50,7 +52,7 @@ def encode_checkpoint(checkpoint: StoreCheckpoint, *, version: str = "v5") -> by
     return head + bytes(CHECKPOINT_FILE_BYTES - len(head))
 
 
-def decode_checkpoint(data, *, where: str | None = None) -> StoreCheckpoint:
+def decode_checkpoint(data: ByteView, *, where: str | None = None) -> StoreCheckpoint:
     """Read the fields from the file's bytes (at least 24; 40 for the 5.x fields; more is ignored)."""
     if len(data) < CHECKPOINT_V4_BYTES:
         raise CorruptDataError(f"checkpoint of {len(data)} bytes, at least {CHECKPOINT_V4_BYTES} expected",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from mqbench.errors import CorruptDataError, UserError
 
@@ -32,7 +33,7 @@ PERM_PRIORITY, PERM_READ, PERM_WRITE, PERM_INHERIT = 8, 4, 2, 1
 
 
 
-def _ordered(mapping: dict, table_size: int, java_order: bool) -> dict:
+def _ordered(mapping: dict[Any, Any], table_size: int, java_order: bool) -> dict[Any, Any]:
     if not java_order:
         return dict(mapping)
     return {k: mapping[k] for k in java_map_order(mapping, table_size)}
@@ -56,7 +57,7 @@ class DataVersion:
     timestamp_ms: int = 0
     state_version: int = 0
 
-    def to_json(self, flavour: str) -> dict:
+    def to_json(self, flavour: str) -> dict[Any, Any]:
         if _major(flavour) == 4:
             return {"counter": self.counter, "timestamp": self.timestamp_ms}
         return {"counter": self.counter, "stateVersion": self.state_version, "timestamp": self.timestamp_ms}
@@ -69,13 +70,13 @@ class DataVersion:
         return cls(_int(doc, "counter", 0, where), _int(doc, "timestamp", 0, where), _int(doc, "stateVersion", 0, where))
 
 
-def _expect_dict(value: object, what: str, where: str | None) -> dict:
+def _expect_dict(value: object, what: str, where: str | None) -> dict[Any, Any]:
     if not isinstance(value, dict):
         raise CorruptDataError(f"{what} is not a JSON object", where=where)
     return value
 
 
-def _int(doc: dict, key: str, default: int, where: str | None) -> int:
+def _int(doc: dict[Any, Any], key: str, default: int, where: str | None) -> int:
     value = doc.get(key, default)
     if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
         value = int(value)  # BrowserCompatible writes big longs as strings
@@ -96,7 +97,7 @@ def _or_empty(value: object) -> object:
     return {} if value is None else value
 
 
-def _root(text: str | bytes, where: str | None) -> dict:
+def _root(text: str | bytes, where: str | None) -> dict[Any, Any]:
     return _expect_dict(loads_fastjson(text, where=where), "the file", where)
 
 
@@ -114,13 +115,13 @@ class TopicConfig:
     topic_sys_flag: int = 0
     order: bool = False
     attributes: dict[str, str] = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
+    extra: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def is_batch_cq(self) -> bool:
         return self.attributes.get("queue.type") == "BatchCQ"
 
-    def to_json(self, flavour: str) -> dict:
+    def to_json(self, flavour: str) -> dict[Any, Any]:
         doc = {
             "attributes": dict(self.attributes) if _major(flavour) == 5 else None,
             "order": bool(self.order), "perm": self.perm, "readQueueNums": self.read_queue_nums,
@@ -154,7 +155,7 @@ class TopicConfig:
 class TopicsFile:
     topics: dict[str, TopicConfig] = field(default_factory=dict)
     data_version: DataVersion | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict[Any, Any] = field(default_factory=dict)
 
 
 def parse_topics_json(text: str | bytes, *, where: str | None = None) -> TopicsFile:
@@ -193,7 +194,7 @@ class OffsetsFile:
     offsets: Offsets = field(default_factory=dict)
     data_version: DataVersion | None = None
     lmq_offsets: Offsets | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict[Any, Any] = field(default_factory=dict)
 
 
 def _parse_offset_table(value: object, what: str, where: str | None) -> Offsets:
@@ -223,7 +224,7 @@ def parse_consumer_offsets_json(text: str | bytes, *, where: str | None = None) 
     return result
 
 
-def _offset_table_json(offsets: Offsets, java_order: bool) -> dict:
+def _offset_table_json(offsets: Offsets, java_order: bool) -> dict[Any, Any]:
     table = {}
     for (topic, group), queues in offsets.items():
         if TOPIC_GROUP_SEPARATOR in group:
@@ -238,7 +239,7 @@ def dump_consumer_offsets_json(offsets: OffsetsFile | Offsets, flavour: str = "v
     """4.x: ``offsetTable`` only. 5.x: ``dataVersion``, the derived ``groupTopicMap``, ``offsetTable``."""
     file = offsets if isinstance(offsets, OffsetsFile) else OffsetsFile(offsets=offsets)
     table = _offset_table_json(file.offsets, java_order)
-    doc: dict = {"offsetTable": table}
+    doc: dict[Any, Any] = {"offsetTable": table}
     if _major(flavour) == 5:
         doc["dataVersion"] = (data_version or file.data_version or DataVersion()).to_json(flavour)
         group_topics: dict[str, list[str]] = {}
@@ -263,7 +264,7 @@ class DelayOffsetsFile:
 
     offsets: dict[int, int] = field(default_factory=dict)
     data_version: DataVersion | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict[Any, Any] = field(default_factory=dict)
 
 
 def parse_delay_offsets_json(text: str | bytes, *, where: str | None = None) -> DelayOffsetsFile:
@@ -281,7 +282,7 @@ def dump_delay_offsets_json(offsets: DelayOffsetsFile | dict[int, int], flavour:
                             data_version: DataVersion | None = None, pretty: bool = True, java_order: bool = True) -> str:
     """4.x: ``offsetTable``; 5.x: ``dataVersion`` then ``offsetTable``."""
     file = offsets if isinstance(offsets, DelayOffsetsFile) else DelayOffsetsFile(offsets=offsets)
-    doc: dict = {"offsetTable": _ordered({int(k): int(v) for k, v in file.offsets.items()}, 64, java_order)}
+    doc: dict[Any, Any] = {"offsetTable": _ordered({int(k): int(v) for k, v in file.offsets.items()}, 64, java_order)}
     if _major(flavour) == 5:
         doc["dataVersion"] = (data_version or file.data_version or DataVersion()).to_json(flavour)
     doc.update(file.extra)
@@ -320,9 +321,9 @@ class SubscriptionGroupConfig:
     retry_max_times: int = 16
     retry_queue_nums: int = 1
     which_broker_when_consume_slowly: int = 1
-    extra: dict = field(default_factory=dict)
+    extra: dict[Any, Any] = field(default_factory=dict)
 
-    def to_json(self, flavour: str) -> dict:
+    def to_json(self, flavour: str) -> dict[Any, Any]:
         fields = _SUB_FIELDS_V4 if _major(flavour) == 4 else _SUB_FIELDS_V5
         doc = {name: getattr(self, attr) for name, (attr, _) in fields.items()}
         if _major(flavour) == 5:
@@ -355,8 +356,8 @@ class SubscriptionGroupConfig:
 class SubscriptionGroupsFile:
     groups: dict[str, SubscriptionGroupConfig] = field(default_factory=dict)
     data_version: DataVersion | None = None
-    forbidden: dict | None = None
-    extra: dict = field(default_factory=dict)
+    forbidden: dict[Any, Any] | None = None
+    extra: dict[Any, Any] = field(default_factory=dict)
 
 
 def parse_subscription_groups_json(text: str | bytes, *, where: str | None = None) -> SubscriptionGroupsFile:
@@ -376,7 +377,7 @@ def dump_subscription_groups_json(groups: SubscriptionGroupsFile | dict[str, Sub
                                   pretty: bool = True, java_order: bool = True) -> str:
     """4.x: ``dataVersion``, ``subscriptionGroupTable``; 5.x adds ``forbiddenTable``."""
     file = groups if isinstance(groups, SubscriptionGroupsFile) else SubscriptionGroupsFile(groups=groups)
-    doc: dict = {
+    doc: dict[Any, Any] = {
         "dataVersion": (data_version or file.data_version or DataVersion()).to_json(flavour),
         "subscriptionGroupTable": _ordered({n: g.to_json(flavour) for n, g in file.groups.items()}, 2048, java_order),
     }

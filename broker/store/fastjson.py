@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import re
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # public since Python 2, missing from typeshed
+from typing import Any, Iterable
 
 from mqbench.errors import CorruptDataError, UserError
 
@@ -28,14 +29,14 @@ _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _WS = " \t\n\r"
 
 
-class ObjectKey(tuple):
+class ObjectKey(tuple[tuple[str, Any], ...]):
     """A JSON object read as a map key: the sorted ``(name, value)`` pairs (scalar values only)."""
 
-    def fields(self) -> dict:
+    def fields(self) -> dict[Any, Any]:
         return dict(self)
 
 
-class ObjectKeyMap(list):
+class ObjectKeyMap(list[tuple[Any, Any]]):
     """A map to write with JSON objects as keys: a list of ``(key dict, value)`` pairs, in order."""
 
 
@@ -93,6 +94,8 @@ class _Parser:
 
     def string(self) -> str:
         try:
+            s: str
+            end: int
             s, end = scanstring(self.text, self.pos + 1, True)
         except json.JSONDecodeError as exc:
             self.pos = exc.pos
@@ -110,9 +113,9 @@ class _Parser:
         token = m.group()
         return int(token) if token.lstrip("-").isdigit() else float(token)
 
-    def obj(self, depth: int) -> dict:
+    def obj(self, depth: int) -> dict[Any, Any]:
         self.pos += 1
-        result: dict = {}
+        result: dict[Any, Any] = {}
         self.skip()
         if self.text.startswith("}", self.pos):
             self.pos += 1
@@ -144,9 +147,9 @@ class _Parser:
             else:
                 raise self.error("expected ',' or '}' in an object")
 
-    def array(self, depth: int) -> list:
+    def array(self, depth: int) -> list[Any]:
         self.pos += 1
-        result: list = []
+        result: list[Any] = []
         self.skip()
         if self.text.startswith("]", self.pos):
             self.pos += 1
@@ -199,7 +202,7 @@ def _dump(obj: object, level: int, pretty: bool, out: list[str]) -> None:
         raise UserError(f"cannot write {type(obj).__name__} as JSON")
 
 
-def _dump_map(obj: dict | ObjectKeyMap, level: int, pretty: bool, out: list[str]) -> None:
+def _dump_map(obj: dict[Any, Any] | ObjectKeyMap, level: int, pretty: bool, out: list[str]) -> None:
     if isinstance(obj, ObjectKeyMap):
         out.append("{")
         for i, (key, value) in enumerate(obj):
@@ -235,7 +238,7 @@ def _dump_map(obj: dict | ObjectKeyMap, level: int, pretty: bool, out: list[str]
     out.append("}")
 
 
-def java_map_order(keys, initial_table_size: int = 16) -> list:
+def java_map_order(keys: Iterable[str | int], initial_table_size: int = 16) -> list[Any]:
     """``keys`` (in insertion order) in the iteration order of a Java HashMap/ConcurrentHashMap
     whose table starts at ``initial_table_size`` buckets and doubles past 75 % load.
 
@@ -246,7 +249,7 @@ def java_map_order(keys, initial_table_size: int = 16) -> list:
     while len(keys) > size * 3 // 4:
         size *= 2
 
-    def bucket(key) -> int:
+    def bucket(key: str | int) -> int:
         h = (java_hash(key) if isinstance(key, str) else key) & 0xFFFFFFFF
         return (h ^ (h >> 16)) & (size - 1)
 

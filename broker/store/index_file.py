@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 
 from mqbench.errors import CorruptDataError, UserError
 
+from .buffers import ByteView
 from .record import java_hash
 
 INDEX_HEADER_BYTES = 40
@@ -101,7 +102,7 @@ def encode_index_header(header: IndexHeader) -> bytes:
                         header.end_phy_offset, header.hash_slot_count, header.index_count)
 
 
-def decode_index_header(buf, pos: int = 0, *, where: str | None = None) -> IndexHeader:
+def decode_index_header(buf: ByteView, pos: int = 0, *, where: str | None = None) -> IndexHeader:
     """The header; an indexCount <= 0 (a fresh zero file) reads as 1, as RocketMQ loads it."""
     if pos < 0 or len(buf) - pos < INDEX_HEADER_BYTES:
         raise CorruptDataError(f"{max(0, len(buf) - pos)} bytes left, an index header needs {INDEX_HEADER_BYTES}",
@@ -119,17 +120,18 @@ def encode_index_item(item: IndexItem) -> bytes:
         raise UserError(f"index item field out of range: {exc}") from None
 
 
-def decode_index_item(buf, pos: int = 0, *, where: str | None = None) -> IndexItem:
+def decode_index_item(buf: ByteView, pos: int = 0, *, where: str | None = None) -> IndexItem:
     if pos < 0 or len(buf) - pos < INDEX_ITEM_BYTES:
         raise CorruptDataError(f"{max(0, len(buf) - pos)} bytes left, an index item needs {INDEX_ITEM_BYTES}",
                                where=where, offset=pos)
     return IndexItem(*_ITEM.unpack_from(buf, pos))
 
 
-def decode_slot(buf, pos: int, *, where: str | None = None) -> int:
+def decode_slot(buf: ByteView, pos: int, *, where: str | None = None) -> int:
     if pos < 0 or len(buf) - pos < HASH_SLOT_BYTES:
         raise CorruptDataError("index slot runs past the end of the data", where=where, offset=pos)
-    return _SLOT.unpack_from(buf, pos)[0]
+    slot: int = _SLOT.unpack_from(buf, pos)[0]
+    return slot
 
 
 def is_full(header: IndexHeader, index_num: int = DEFAULT_INDEX_NUM) -> bool:

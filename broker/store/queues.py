@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 from mqbench.errors import CorruptDataError, UserError
 
+from .buffers import ByteView
+
 CQ_UNIT_BYTES = 20
 CQ_FILLER_SIZE = 0x7FFFFFFF
 CQ_FILLER = (0, CQ_FILLER_SIZE, 0)
@@ -53,7 +55,7 @@ def encode_cq_filler() -> bytes:
     return _CQ.pack(*CQ_FILLER)
 
 
-def decode_cq_unit(buf, pos: int = 0, *, where: str | None = None) -> tuple[int, int, int]:
+def decode_cq_unit(buf: ByteView, pos: int = 0, *, where: str | None = None) -> tuple[int, int, int]:
     """(physical_offset, size, tags_code) at ``buf[pos:pos+20]``; CorruptDataError if short."""
     if pos < 0 or len(buf) - pos < CQ_UNIT_BYTES:
         raise CorruptDataError(f"{max(0, len(buf) - pos)} bytes left, a consume queue unit needs {CQ_UNIT_BYTES}",
@@ -99,7 +101,7 @@ def encode_bcq_unit(unit: BcqUnit) -> bytes:
         raise UserError(f"batch consume queue unit field out of range: {exc}") from None
 
 
-def decode_bcq_unit(buf, pos: int = 0, *, where: str | None = None) -> BcqUnit:
+def decode_bcq_unit(buf: ByteView, pos: int = 0, *, where: str | None = None) -> BcqUnit:
     """The unit at ``buf[pos:pos+46]``; CorruptDataError if short. Check ``.is_valid`` for the end."""
     if pos < 0 or len(buf) - pos < BCQ_UNIT_BYTES:
         raise CorruptDataError(f"{max(0, len(buf) - pos)} bytes left, a batch consume queue unit needs "

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 
 from mqbench.errors import CorruptDataError, UserError
 
+from .buffers import ByteView
 from .record import BLANK_MAGIC
 
 TIMER_TOPIC = "rmq_sys_wheel_timer"
@@ -95,7 +96,7 @@ def encode_timer_unit(unit: TimerLogUnit) -> bytes:
         raise UserError(f"timer log unit field out of range: {exc}") from None
 
 
-def decode_timer_unit(buf, pos: int = 0, *, where: str | None = None) -> TimerLogUnit:
+def decode_timer_unit(buf: ByteView, pos: int = 0, *, where: str | None = None) -> TimerLogUnit:
     """The unit at ``buf[pos:pos+52]``. CorruptDataError if short, a blank, or not a unit."""
     if pos < 0 or len(buf) - pos < TIMER_LOG_UNIT_BYTES:
         raise CorruptDataError(f"{max(0, len(buf) - pos)} bytes left, a timer log unit needs {TIMER_LOG_UNIT_BYTES}",
@@ -108,7 +109,7 @@ def decode_timer_unit(buf, pos: int = 0, *, where: str | None = None) -> TimerLo
     return TimerLogUnit(prev, magic, curr, delay, offset_py, size_py, topic_hash, reserved)
 
 
-def check_timer_unit(buf, pos: int, end: int) -> int:
+def check_timer_unit(buf: ByteView, pos: int, end: int) -> int:
     """52 for a unit, UNIT_BLANK (-1) for an end-of-file blank, UNIT_END (0) otherwise. Never raises."""
     end = min(end, len(buf))
     if pos < 0 or end - pos < TIMER_LOG_BLANK_BYTES:
@@ -157,14 +158,14 @@ def encode_wheel_slot(slot: WheelSlot) -> bytes:
         raise UserError(f"timer wheel slot field out of range: {exc}") from None
 
 
-def decode_wheel_slot(buf, pos: int = 0, *, where: str | None = None) -> WheelSlot:
+def decode_wheel_slot(buf: ByteView, pos: int = 0, *, where: str | None = None) -> WheelSlot:
     if pos < 0 or len(buf) - pos < WHEEL_SLOT_BYTES:
         raise CorruptDataError(f"{max(0, len(buf) - pos)} bytes left, a timer wheel slot needs {WHEEL_SLOT_BYTES}",
                                where=where, offset=pos)
     return WheelSlot(*_SLOT.unpack_from(buf, pos))
 
 
-def slot_for_time(buf, time_ms: int, precision_ms: int = DEFAULT_PRECISION_MS) -> WheelSlot:
+def slot_for_time(buf: ByteView, time_ms: int, precision_ms: int = DEFAULT_PRECISION_MS) -> WheelSlot:
     """The slot of ``time_ms`` in a whole wheel file; EMPTY_SLOT when the slot holds another time."""
     slot = decode_wheel_slot(buf, slot_file_offset(time_ms, precision_ms))
     return slot if slot.time_div_precision == time_ms // precision_ms else EMPTY_SLOT
@@ -195,7 +196,7 @@ def encode_timer_check(check: TimerCheckpoint) -> bytes:
     return head + bytes(TIMER_CHECK_FILE_BYTES - len(head))
 
 
-def decode_timer_check(data, *, where: str | None = None) -> TimerCheckpoint:
+def decode_timer_check(data: ByteView, *, where: str | None = None) -> TimerCheckpoint:
     if len(data) < _CHECK.size:
         raise CorruptDataError(f"timercheck of {len(data)} bytes, at least {_CHECK.size} expected", where=where, offset=0)
     return TimerCheckpoint(*_CHECK.unpack_from(data, 0))

@@ -41,7 +41,7 @@ class DelayConfig:
     window_max: int = 4096
     levels_ms: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "levels_ms", tuple(parse_delay_levels(self.delay_levels)))
         checks = [
             ("timer_max_delay_ms", self.timer_max_delay_ms, 1),
