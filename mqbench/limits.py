@@ -13,10 +13,16 @@ about 30 s altogether:
 
 Each measurement runs for a bounded time (``budget_ms``), never a fixed amount of work, so a slow
 disk cannot stretch the command past its budget.
+
+``mqbench run`` measures them by default (``limits_for_run``) and keeps them per machine for a day
+in ``cache_file()``: ``$MQBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/mqbench``, else
+``~/.cache/mqbench``, file ``limits-<hostname>.json``. A cache measured on another machine (host
+name, CPU model or core count differ), on another disk, or over a day ago is measured again.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import os
 import platform
@@ -240,3 +246,80 @@ def measure_all(directory: str | os.PathLike, budget_ms: int = 24000) -> dict:
         **measure_loopback(quarter),
         "codecs": measure_codecs(budget_ms - 2 * quarter),
     }
+
+
+# --- the per-machine cache used by `mqbench run` -----------------------------------------------------
+
+CACHE_MAX_AGE_S = 24 * 3600
+
+
+def cache_dir() -> Path:
+    """Where measured limits are kept: ``$MQBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/mqbench``, else
+    ``~/.cache/mqbench``."""
+    if os.environ.get("MQBENCH_CACHE_DIR"):
+        return Path(os.environ["MQBENCH_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mqbench"
+
+
+def cache_file(machine: dict, directory: Path | None = None) -> Path:
+    """``limits-<hostname>.json`` in ``directory`` (default ``cache_dir()``): one file per machine."""
+    host = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(machine.get("hostname") or "host"))
+    return (directory or cache_dir()) / f"limits-{host}.json"
+
+
+def _disk_device(directory: str | os.PathLike) -> int:
+    return os.stat(directory).st_dev
+
+
+def cached_limits(path: Path, machine: dict, device: int, now_s: float, max_age_s: float = CACHE_MAX_AGE_S) -> dict | None:
+    """The limits in the cache ``path`` when they were measured on this machine (same hostname, CPU
+    model and cores), on the disk ``device``, less than ``max_age_s`` before ``now_s``; else None.
+    A damaged cache file counts as no cache (it is measured again and rewritten)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("schema") != LIMITS_SCHEMA or not isinstance(doc.get("limits"), dict):
+        return None
+    cached_machine = doc.get("machine") or {}
+    same = all(cached_machine.get(k) == machine.get(k) for k in ("hostname", "cpu_model", "cpu_cores"))
+    measured_s = doc.get("measured_unix_s")
+    if not same or doc.get("disk_device") != device or not isinstance(measured_s, (int, float)):
+        return None
+    if not 0 <= now_s - measured_s < max_age_s:
+        return None
+    return doc["limits"]
+
+
+def limits_for_run(mode: str, directory: str | os.PathLike, *, budget_ms: int = 24_000, cache: Path | None = None,
+                   clock_s: Callable[[], float] = time.time, note: Callable[[str], None] | None = None) -> dict | None:
+    """Limits for ``mqbench run --limits MODE``: ``auto`` uses this machine's cache when it is less
+    than a day old and measures (and caches) otherwise; ``measure`` always measures and refreshes
+    the cache; ``none`` gives None. Measured limits carry ``measured_utc`` and ``cache_file``."""
+    if mode == "none":
+        return None
+    machine = machine_info()
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    device = _disk_device(directory)
+    path = cache or cache_file(machine)
+    if mode == "auto":
+        found = cached_limits(path, machine, device, clock_s())
+        if found is not None:
+            return found
+    if note is not None:
+        note(f"measuring this machine's limits (about {budget_ms / 1000 + 2:.0f} s; cached for a day in {path})")
+    measured_s = clock_s()
+    limits = measure_all(directory, budget_ms)
+    limits.pop("machine", None)
+    limits["measured_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(measured_s))
+    limits["cache_file"] = str(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + f".tmp-{os.getpid()}")
+        temporary.write_text(json.dumps({"schema": LIMITS_SCHEMA, "machine": machine, "disk_device": device,
+                                         "measured_unix_s": measured_s, "limits": limits}, indent=1), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError:
+        pass  # an unwritable cache only costs a measurement next time
+    return limits

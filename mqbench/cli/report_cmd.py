@@ -44,29 +44,39 @@ class MessageCount(click.ParamType):
               help="Peak rate over the day's average rate, for sizing.")
 @click.option("--headroom", type=click.FloatRange(min=0.0, max=1.0, min_open=True), default=0.7, show_default=True,
               help="Share of a host's measured capacity to plan on, for sizing.")
+@click.option("--wide", is_flag=True, help="Every column, not only the default review table.")
 @json_option
 def report(results: tuple[str, ...], fmt: str, baseline: str | None, daily_messages: float | None,
-           peak_factor: float, headroom: float, as_json: bool) -> None:
+           peak_factor: float, headroom: float, wide: bool, as_json: bool) -> None:
     """Compare runs side by side from their result folders (or result.json files).
 
-    A folder holding result folders (such as results/) stands for all of them.
+    A folder holding result folders (such as results/) stands for all of them; `mqbench dr`
+    results among them are skipped with a note.
 
-    Every row names its result folder, git commit and seed; ratios are to the machine limits
-    recorded in the same result.
+    Default columns: profile, layout, cell, offered and achieved msgs/s, verdict (held, saturated
+    with its signal, failed), pub p50/p99, e2e p99, achieved batch, broker CPU µs/msg, user disk
+    B/msg; --wide adds every other figure. A legend under the table defines each column shown.
+    Every row names its run (folder, git commit and seed are listed under the table); ratios are
+    to the machine limits recorded in the same result. --daily-messages sizes only rows that held
+    (a --rate max capacity or a held fixed rate), with a caveat for the embedded reference broker.
     """
     from mqbench.harness.report import LoadedResult, render, report_document
-    from mqbench.harness.results import expand_result_paths, load_result
+    from mqbench.harness.results import expand_result_paths, load_result, split_run_results
     from mqbench.output import print_json
 
-    loaded = [LoadedResult(*load_result(path)) for path in expand_result_paths(results)]
+    paths, skipped = split_run_results(expand_result_paths(results))
+    if not paths:
+        raise UserError("no `mqbench run` result to report: " + "; ".join(skipped))
+    loaded = [LoadedResult(*load_result(path)) for path in paths]
     base = None
     if baseline is not None:
         base_paths = expand_result_paths((baseline,))
         if len(base_paths) != 1:
             raise UserError(f"--baseline {baseline} holds {len(base_paths)} results; name one result folder")
         base = LoadedResult(*load_result(base_paths[0]))
-    options = dict(daily_messages=daily_messages, peak_factor=peak_factor, headroom=headroom, baseline=base)
+    options = dict(daily_messages=daily_messages, peak_factor=peak_factor, headroom=headroom, baseline=base,
+                   skipped=skipped)
     if as_json:
         print_json(report_document(loaded, **options))
         return
-    click.echo(render(loaded, "terminal" if fmt == "table" else fmt, **options), nl=False)
+    click.echo(render(loaded, "terminal" if fmt == "table" else fmt, wide=wide, **options), nl=False)

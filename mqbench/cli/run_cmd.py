@@ -24,13 +24,11 @@ def _parse_rate(text: str):
     return value
 
 
-def _load_limits(value: str | None) -> dict | None:
-    if value is None or value == "none":
-        return None
-    if value == "measure":
-        from mqbench.limits import measure_all
+def _load_limits(value: str, out_dir: Path) -> dict | None:
+    if value in ("none", "auto", "measure"):
+        from mqbench.limits import limits_for_run
 
-        return measure_all(".", 24_000)
+        return limits_for_run(value, out_dir, note=lambda text: click.echo(f"mqbench: {text}", err=True))
     path = Path(value)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -40,10 +38,56 @@ def _load_limits(value: str | None) -> dict | None:
         raise UserError(f"--limits file {path} is not JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("schema") != "mqbench.limits/1":
         raise UserError(f"--limits file {path} is not `mqbench limits --json` output (schema mqbench.limits/1)")
-    return {k: v for k, v in doc.items() if k not in ("schema", "tool_version")}
+    return {k: v for k, v in doc.items() if k not in ("schema", "tool_version", "machine")}
 
 
-@click.command()
+#: Exit status of ``mqbench run`` (also in its --help and the README).
+EXIT_ALL_HELD = 0
+EXIT_SATURATED = 3
+EXIT_FAILED_CELL = 4
+
+
+def exit_status(doc: dict) -> int:
+    """0 when every cell held; 4 when a cell failed (or a max search did not finish); else 3 when a
+    cell saturated."""
+    verdicts = [cell["verdict"] for cell in doc["cells"]]
+    if doc.get("failed_cells") or "failed" in verdicts:
+        return EXIT_FAILED_CELL
+    if "saturated" in verdicts:
+        return EXIT_SATURATED
+    return EXIT_ALL_HELD
+
+
+_EPILOG = """\b
+Verdicts (one per cell, in the table and in result.json):
+  held       achieved >= 99% of offered; send lateness, send and consume backlogs bounded,
+             publish errors <= 0.1% (--rate max: the capacity held on repeat)
+  saturated  the offered load was not carried; the signal is named: achieved under offered,
+             publish delay growing, send backlog, consume backlog, errors. A valid measurement
+             of an overload, never a capacity
+  failed     nothing to judge: the cell failed, nothing was acknowledged, or the max search
+             did not finish
+A fixed-rate cell reports offered and achieved msgs/s, never a capacity. --rate max reports
+the highest rate that held for every check of a hold (the repeat) and the first rate above it
+that failed on repeat, never an average over the search.
+
+\b
+Exit status:
+  0  every cell held (the result is written)
+  2  bad input, or no result written (every cell failed, or a cell failed without --keep-going)
+  3  the result is written and at least one cell saturated
+  4  the result is written and at least one cell failed (--keep-going) or its max search did
+     not finish
+
+\b
+Limits (--limits): auto (default) uses this machine's limits measured less than a day ago,
+cached in $MQBENCH_CACHE_DIR, else $XDG_CACHE_HOME/mqbench, else ~/.cache/mqbench
+(limits-<hostname>.json), and measures them (about 25 s) when there are none; measure refreshes
+them; none skips them; FILE takes `mqbench limits --json` output.
+"""
+
+
+@click.command(epilog=_EPILOG)
 @click.argument("workload", metavar="PROFILE|TRACE")
 @click.option("--layout", default="raft3", show_default=True,
               help="Layout of the embedded cluster: single, raft3, 3x3 or a layout .toml file.")
@@ -72,7 +116,8 @@ def _load_limits(value: str | None) -> dict | None:
               show_default=True, help="Folder that receives the result folder.")
 @seed_option
 @json_option
-@click.option("--keep-going", is_flag=True, help="Run the remaining cells when one fails (exit 0 if any succeeded).")
+@click.option("--keep-going", is_flag=True, help="Run the remaining cells when one fails (the failed cell shows "
+                                                  "as failed; exit 4).")
 @click.option("--producers", type=click.IntRange(1, 16), default=1, show_default=True, help="Producer worker processes.")
 @click.option("--consumers", type=click.IntRange(1, 16), default=1, show_default=True, help="Consumer worker processes.")
 @click.option("--in-flight", "in_flight_max", type=click.IntRange(1, 100_000), default=1000, show_default=True,
@@ -89,20 +134,27 @@ def _load_limits(value: str | None) -> dict | None:
               help="--rate max: length of one check of the search.")
 @click.option("--max-p99-ms", type=click.FloatRange(min=0, min_open=True), default=1000.0, show_default=True,
               help="--rate max: a check is unhealthy above this p99 publish latency.")
-@click.option("--limits", "limits_source", default="none", show_default=True,
-              help="Machine limits for the ratio columns: 'none', 'measure' (about 24 s) or a file from "
-                   "`mqbench limits --json`.")
+@click.option("--limits", "limits_source", default="auto", show_default=True,
+              help="Machine limits for the ratio columns: 'auto' (this machine's cached limits if less than a day "
+                   "old, else measured, about 25 s), 'measure' (measure and refresh the cache), 'none', or a file "
+                   "from `mqbench limits --json`.")
+@click.option("--wide", is_flag=True, help="Print every column, not only the default review table.")
+@click.option("--quiet", is_flag=True, help="No progress: neither the live line on a terminal nor the per-window "
+                                             "lines printed when stdout is not a terminal.")
 @click.option("--keep-stores", is_flag=True, help="Keep the embedded clusters' stores under OUT/.work.")
 def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_compression: str, matrix: str | None, duration_ms: int,
         warmup_ms: int, window_ms: int, rate_text: str, target: str, out_dir: Path, seed: int, as_json: bool,
         keep_going: bool, producers: int, consumers: int, in_flight_max: int, compress_over_bytes: int,
         linger_ms: int, durability: str, drain_ms: int, check_ms: int, max_p99_ms: float, limits_source: str,
-        keep_stores: bool) -> None:
+        wide: bool, quiet: bool, keep_stores: bool) -> None:
     """Replay PROFILE (orders, notifications, iot, a profile file) or TRACE (.parquet) open loop.
 
     Starts a fresh embedded cluster per matrix cell (or drives --target), sends at the intended times,
     consumes with the workload's consumer groups and prints the result table; the result folder
-    (result.json, timeseries.parquet, table.md) goes under --out.
+    (result.json, timeseries.parquet, table.md) goes under --out. Each cell gets a verdict, and the
+    exit status says whether every cell held (below). When stdout is not a terminal, one line per
+    window (time, offered, achieved, publish p50/p99, errors, backlogs) is printed as the run goes,
+    unless --quiet (with --json those lines go to stderr).
     """
     from mqbench.harness.maxrate import SearchSettings, Thresholds
     from mqbench.harness.report import LoadedResult, render
@@ -111,7 +163,8 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
     from mqbench.run.matrix import CellSettings, check_value, parse_matrix
     from mqbench.run.orchestrator import RunSettings
     from mqbench.run.orchestrator import run as run_all
-    from mqbench.run.progress import ProgressLine
+    from mqbench.output import is_terminal
+    from mqbench.run.progress import ProgressLine, WindowLines
 
     base = CellSettings(codec=check_value("codec", codec), batch=check_value("batch", batch),
                         delay=check_value("delay", delay), batch_compression=batch_compression)
@@ -121,15 +174,19 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
         window_ms=window_ms, rate=_parse_rate(rate_text), seed=seed, out_dir=out_dir, producers=producers,
         consumers=consumers, in_flight_max=in_flight_max, compress_over_bytes=compress_over_bytes,
         linger_ms=linger_ms, durability=durability, keep_going=keep_going, keep_stores=keep_stores,
-        drain_ms=drain_ms, check_ms=max(200, check_ms), limits=_load_limits(limits_source),
+        drain_ms=drain_ms, check_ms=max(200, check_ms), limits=None,
         command_line=["mqbench", *sys.argv[1:]],
         search=SearchSettings(start_rate_per_s=200.0, hold_checks=3),
         thresholds=Thresholds(publish_latency_ms_p99_max=max_p99_ms, published_share_min=0.8),
-        progress=ProgressLine(enabled=None if not as_json else False))
+        progress=ProgressLine(enabled=False if (as_json or quiet) else None),
+        window_lines=WindowLines(sys.stderr if as_json else None, enabled=not quiet and not is_terminal(sys.stdout)))
     if settings.target is None:
         from mqbench.broker.layout import load_layout
 
         load_layout(layout)  # a bad layout name fails before anything starts
+    if limits_source not in ("auto", "measure", "none") and not Path(limits_source).exists():
+        raise UserError(f"--limits file {limits_source} does not exist")
+    settings.limits = _load_limits(limits_source, out_dir)
     doc, failures = run_all(settings)
     for failure in failures:
         click.echo(f"mqbench: cell {failure['name']} failed: {failure['error']}", err=True)
@@ -143,8 +200,13 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
                                     "disk_bytes_per_msg": c["disk_bytes_per_msg"],
                                     "replication_bytes": c["replication_bytes"],
                                     "cpu_s_per_million_msgs": c["cpu_s_per_million_msgs"],
-                                    "max_rate_search": c["max_rate_search"]} for c in doc["cells"]],
-                            failed_cells=failures))
-        return
-    click.echo(render(loaded, "terminal"), nl=False)
-    click.echo(f"result: {folder}", err=True)
+                                    "max_rate_search": c["max_rate_search"],
+                                    **{k: c[k] for k in ("verdict", "verdict_signals", "verdict_detail",
+                                                         "offered_msgs_per_s", "achieved_msgs_per_s",
+                                                         "capacity_msgs_per_s", "first_unheld_rate_msgs_per_s")}}
+                                   for c in doc["cells"]],
+                            failed_cells=failures, exit_status=exit_status(doc)))
+    else:
+        click.echo(render(loaded, "terminal", wide=wide), nl=False)
+        click.echo(f"result: {folder}", err=True)
+    sys.exit(exit_status(doc))

@@ -24,9 +24,13 @@ States and moves (``TRANSITIONS`` is the table the code reads):
 state       verdict     move
 ==========  ==========  ====================================================================
 ramp        healthy     ``good = rate``; ``rate *= ramp_factor`` (while nothing failed yet)
-ramp        unhealthy   ``bad = rate``; drain, then bisect between ``good`` and ``bad``
+ramp        unhealthy   suspect ``rate``: drain, then **confirm** it with a repeat check
 bisect      healthy     ``good = rate``; next ``rate = (good + bad) / 2``
-bisect      unhealthy   ``bad = rate``; drain, then bisect
+bisect      unhealthy   suspect ``rate``: drain, then **confirm** it with a repeat check
+confirm     healthy     the failure did not repeat (a busy machine's hiccup): the rate counts
+                        as healthy and the suspended ramp or bisection moves on from it
+confirm     unhealthy   ``bad = rate`` (failed twice); drain, then bisect between ``good`` and
+                        ``bad``
 drain       drained     resume the state that was interrupted, at its next rate
 drain       backlogged  offer rate 0 and wait (the backlog left by an overload must not be
                         blamed on the next rate); fail after ``drain_checks_max`` checks
@@ -37,8 +41,17 @@ hold        unhealthy   ``bad = rate``; ``rate = rate * backoff_factor``; drain,
 ==========  ==========  ====================================================================
 
 Bisection stops when ``bad - good <= tolerance * bad``: the candidate is then ``good`` and the
-search moves to **hold**. The found rate is the rate that held (``sustainable_rate_per_s``), never
-the peak seen in a single check (that is reported separately as ``peak_healthy_rate_per_s``). The
+search moves to **hold**. A search that is **done** reports three figures, never an average over
+the search (whose ramp, overload and drain checks at rate 0 say nothing about capacity):
+
+* ``capacity_msgs_per_s``: the offered rate that held, every check of the hold in a row (the
+  repeat that confirms it);
+* ``first_unheld_rate_msgs_per_s``: the lowest rate above it that did not hold, itself confirmed
+  by a repeat check (``bad`` at the end);
+* ``sustainable_rate_per_s`` (= ``hold_achieved_msgs_per_s``): what the system absorbed during
+  the hold (see below), at most ``capacity_msgs_per_s``; sizing uses this one.
+
+The peak seen in a single check is reported separately as ``peak_healthy_rate_per_s``. The
 hold's growth check catches a rate a little above capacity whose backlog grows too slowly to cross
 the per-check thresholds within the hold; and the reported rate is what the system absorbed during
 the hold, ``min(rate, (offered - backlog growth) / hold time)``, so a rate a hair above capacity
@@ -54,7 +67,7 @@ from typing import Awaitable, Callable
 
 from mqbench.errors import InvariantViolation, UserError
 
-RAMP, BISECT, DRAIN, HOLD, DONE, FAILED = "ramp", "bisect", "drain", "hold", "done", "failed"
+RAMP, BISECT, CONFIRM, DRAIN, HOLD, DONE, FAILED = "ramp", "bisect", "confirm", "drain", "hold", "done", "failed"
 HEALTHY, UNHEALTHY, DRAINED, BACKLOGGED = "healthy", "unhealthy", "drained", "backlogged"
 SEARCH_SCHEMA = "mqbench.max-rate/1"
 
@@ -155,6 +168,9 @@ class MaxRateSearch:
     _hold_intended: int = 0
     _hold_ms: int = 0
     _hold_start_backlog: int = 0
+    _suspect_state: str = RAMP
+    capacity_msgs_per_s: float | None = None
+    first_unheld_rate_msgs_per_s: float | None = None
 
     def __post_init__(self) -> None:
         self.settings.validate()
@@ -184,7 +200,9 @@ class MaxRateSearch:
         if not self.finished and self.checks >= self.settings.max_checks:
             self._fail()
         self.history.append({"check": self.checks, "state": before[0], "rate_per_s": before[1], "verdict": verdict,
-                             "reasons": reasons, "next_state": self.state, "next_rate_per_s": self.rate_per_s})
+                             "reasons": reasons, "next_state": self.state, "next_rate_per_s": self.rate_per_s,
+                             "achieved_msgs_per_s": obs.published / (obs.interval_ms / 1000.0) if obs.interval_ms else None,
+                             "publish_latency_ms_p99": obs.publish_latency_ms_p99})
         return self.rate_per_s
 
     # -- moves (the TRANSITIONS table below names them) --
@@ -192,6 +210,17 @@ class MaxRateSearch:
     def _raise(self, obs: Observation) -> None:
         self._mark_good()
         self.rate_per_s = self.rate_per_s * self.settings.ramp_factor
+
+    def _suspect(self, obs: Observation) -> None:
+        self._suspect_state = self.state
+        self._drain_then(CONFIRM, self.rate_per_s)
+
+    def _fluke(self, obs: Observation) -> None:
+        self.state = self._suspect_state
+        if self.state == RAMP:
+            self._raise(obs)
+        else:
+            self._bisect_up(obs)
 
     def _overload(self, obs: Observation) -> None:
         self.bad_per_s = self.rate_per_s
@@ -230,6 +259,8 @@ class MaxRateSearch:
         # passed the growth check is reported as the capacity it really showed, never above.
         absorbed = self._hold_intended - max(0, growth)
         self.sustainable_rate_per_s = min(self.rate_per_s, absorbed / (self._hold_ms / 1000.0))
+        self.capacity_msgs_per_s = self.rate_per_s
+        self.first_unheld_rate_msgs_per_s = self.bad_per_s
         self.state = DONE
 
     def _hold_failed(self, obs: Observation) -> None:
@@ -282,11 +313,15 @@ class MaxRateSearch:
     def _fail(self) -> None:
         self.state = FAILED
         self.sustainable_rate_per_s = None
+        self.capacity_msgs_per_s = None
         self.rate_per_s = 0.0
 
     def result(self) -> dict:
         """The outcome as a JSON-ready dict (schema ``mqbench.max-rate/1``)."""
         return {"schema": SEARCH_SCHEMA, "state": self.state, "sustainable_rate_per_s": self.sustainable_rate_per_s,
+                "capacity_msgs_per_s": self.capacity_msgs_per_s,
+                "first_unheld_rate_msgs_per_s": self.first_unheld_rate_msgs_per_s,
+                "hold_achieved_msgs_per_s": self.sustainable_rate_per_s,
                 "peak_healthy_rate_per_s": self.peak_healthy_rate_per_s, "checks": self.checks,
                 "settings": vars(self.settings).copy(), "thresholds": vars(self.limits).copy(),
                 "history": list(self.history)}
@@ -294,9 +329,11 @@ class MaxRateSearch:
 
 TRANSITIONS = {
     (RAMP, HEALTHY): MaxRateSearch._raise,
-    (RAMP, UNHEALTHY): MaxRateSearch._overload,
+    (RAMP, UNHEALTHY): MaxRateSearch._suspect,
     (BISECT, HEALTHY): MaxRateSearch._bisect_up,
-    (BISECT, UNHEALTHY): MaxRateSearch._overload,
+    (BISECT, UNHEALTHY): MaxRateSearch._suspect,
+    (CONFIRM, HEALTHY): MaxRateSearch._fluke,
+    (CONFIRM, UNHEALTHY): MaxRateSearch._overload,
     (DRAIN, DRAINED): MaxRateSearch._resume,
     (DRAIN, BACKLOGGED): MaxRateSearch._wait_drain,
     (HOLD, HEALTHY): MaxRateSearch._hold_ok,

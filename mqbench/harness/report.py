@@ -1,29 +1,35 @@
 """Capacity-review tables from result files only (``mqbench report``).
 
 Every row is one matrix cell of one run and carries what makes it traceable: the result folder,
-the git commit (``+dirty`` when the checkout had changes) and the seed. Figures are read from
-``result.json`` and nowhere else; nothing is re-measured.
+the git commit (``+dirty`` when the checkout had changes) and the seed (the list under the table,
+and the ``run`` column when several runs are shown). Figures are read from ``result.json`` and
+nowhere else; nothing is re-measured. A cell that failed (``failed_cells``) is a row too, with the
+verdict ``failed``.
 
-Columns (all from ``cells[].aggregates`` unless said otherwise): throughput (msgs/s, MB/s), the
-capacity used for sizing (``sustainable_rate_per_s`` from a ``--rate max`` search when the run did
-one, otherwise the measured throughput, and the row says which), publish latency p50/p99/p99.9/max,
-publish delay p99 (the open-loop schedule's lag), end-to-end p99, signed delay error p50/p99 and
-early deliveries, publish errors, consume rate and the consume backlog at the end of the measured
-phase (``mqbench run`` cells), disk bytes and CPU seconds per message, and ratios to the machine
-limits recorded in the same result: ``disk_share_of_limit`` = disk MB/s (capacity x disk bytes per
-message, or publish MB/s when the bytes on disk were not measured) / ``disk_write_fdatasync_mb_per_s``,
-and ``loopback_share_of_limit`` = capacity msgs/s / ``loopback_small_frames_per_s``.
+Every row has a verdict (``harness.verdict``): offered and achieved msgs/s, and whether the load
+held. Only a finished ``--rate max`` search has a capacity; a fixed-rate cell never does. The
+columns, their headers and their one-line legends are in ``harness.columns``: ``DEFAULT`` (the
+table a review reads), ``--wide`` for every figure, CSV and JSON carry every row field. Ratios are
+to the machine limits recorded in the same result: ``disk_share_of_limit`` = disk MB/s (achieved x
+disk bytes per message, or publish MB/s when the bytes on disk were not measured) /
+``disk_write_fdatasync_mb_per_s``, and ``loopback_share_of_limit`` = achieved msgs/s /
+``loopback_small_frames_per_s``. Under the table: each run's provenance and what was measured
+(the embedded reference broker and its layout, or the ``--target`` cluster's real brokers, groups
+and replicas), this machine and its limits, then the legend.
 
 The html format adds charts drawn from the same files (``charts``): publish throughput per window
 over the measured phase, and publish and end-to-end latency by percentile from the merged
 histograms, one line per (result, cell).
 
 Machines needed for a target daily volume (``--daily-messages``), stated in the table with its
-inputs::
+inputs, only for rows that held (``sizing_basis_msgs_per_s``: what a finished max search absorbed at
+its capacity, or the achieved rate of a held fixed-rate cell, which is a lower bound); a saturated
+or failed row is not sized. When a figure comes from the embedded reference broker the sizing
+carries a caveat: it sizes a fleet of that broker on machines like this one, not RocketMQ::
 
     average msgs/s   = daily_messages / 86400
     peak msgs/s      = average * peak_factor
-    per instance     = capacity msgs/s / layout instances     (replicas included: they do the work too)
+    per instance     = sized-from msgs/s / layout instances  (replicas included: they do the work too)
     per host         = per instance * layout instances_per_host
     hosts needed     = max(ceil(peak / (per host * headroom)), replicas_per_group)
 
@@ -41,9 +47,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mqbench.errors import UserError
+from mqbench.harness.columns import DEFAULT, DELTAS, RUN, SIZING, WIDE, legend
+from mqbench.harness.verdict import FAILED, HELD, judge_cell
+from mqbench.harness.verdict import describe as describe_verdict
 from mqbench.output import document, table
 
-REPORT_SCHEMA = "mqbench.report/1"
+REPORT_SCHEMA = "mqbench.report/2"
 FORMATS = ("terminal", "markdown", "csv", "html")
 SECONDS_PER_DAY = 86_400
 
@@ -83,81 +92,132 @@ def _short_commit(git: dict) -> str:
     return commit[:10] + ("+dirty" if git.get("dirty") else "")
 
 
-def _capacity_source(cell: dict, sustainable: float | None) -> str:
-    if sustainable is not None:
-        return "max-rate search"
-    search = cell.get("max_rate_search")
-    if isinstance(search, dict):
-        # A search that did not settle: the capacity shown is only what the search's load achieved.
-        return f"unfinished search ({search.get('state')})"
-    return "offered load"
+def _asked_batch(cell: dict) -> int | None:
+    settings = cell.get("settings") or {}
+    by_topic = settings.get("batch_msgs_by_topic")
+    if isinstance(by_topic, dict) and by_topic:
+        return max(by_topic.values())
+    batch = settings.get("batch", settings.get("batch_msgs"))
+    return int(batch) if isinstance(batch, int) or (isinstance(batch, str) and batch.isdigit()) else None
+
+
+def _batch_texts(cell: dict) -> tuple[str | None, str | None, float | None]:
+    """(``achieved batch`` text, ``batch p50/p99`` text, mean) from ``cells[].batch_achieved``."""
+    achieved = cell.get("batch_achieved")
+    asked = _asked_batch(cell)
+    if not isinstance(achieved, dict) or not isinstance(achieved.get("msgs_per_record_mean"), (int, float)):
+        return None, None, None
+    mean = achieved["msgs_per_record_mean"]
+    text = f"{mean:,.1f}" if asked is None else f"{mean:,.1f} of {asked}"
+    if asked is not None and mean < asked / 2:
+        text += " (< half)"
+    p50, p99 = achieved.get("msgs_per_record_p50"), achieved.get("msgs_per_record_p99")
+    percentiles = f"{p50:g} / {p99:g}" if isinstance(p50, (int, float)) and isinstance(p99, (int, float)) else None
+    return text, percentiles, mean
+
+
+def _verdict_text(verdict) -> str:
+    if verdict.capacity_msgs_per_s is not None:
+        unheld = verdict.first_unheld_rate_msgs_per_s
+        return "held (capacity" + (f"; {unheld:,.0f} did not hold)" if unheld is not None else ")")
+    return describe_verdict(verdict)
+
+
+def _sizing_basis(verdict) -> float | None:
+    """The held rate a row may be sized from, or None (saturated, failed)."""
+    if verdict.verdict != HELD:
+        return None
+    return verdict.achieved_msgs_per_s if verdict.achieved_msgs_per_s is not None else verdict.offered_msgs_per_s
+
+
+def _empty_row() -> dict:
+    fields = [c.field for c in WIDE + SIZING + DELTAS]
+    return dict.fromkeys(fields)
+
+
+def _row(loaded: "LoadedResult", run_number: int, cell: dict, daily_messages, peak_factor, headroom) -> dict:
+    doc = loaded.doc
+    limits = doc.get("limits") or {}
+    layout = cell.get("layout") or doc["layout"]
+    workload = doc["workload"]
+    agg = cell["aggregates"]
+    verdict = judge_cell(cell)
+    achieved = verdict.achieved_msgs_per_s
+    disk_bytes = cell.get("disk_bytes_per_msg")
+    rate = achieved or 0.0
+    disk_mb_per_s = rate * disk_bytes / 1e6 if disk_bytes else agg.get("throughput_mb_per_s")
+    disk_limit = limits.get("disk_write_fdatasync_mb_per_s")
+    frames_limit = limits.get("loopback_small_frames_per_s")
+    batch_text, batch_percentiles, batch_mean = _batch_texts(cell)
+    meta_bytes = cell.get("disk_meta_bytes_total")
+    row = _empty_row()
+    row.update({
+        "run": run_number, "result": loaded.folder.name, "commit": _short_commit(doc["git"]), "seed": doc["seed"],
+        "profile": workload.get("profile") or workload.get("trace_file"), "layout": layout["name"],
+        "cell": cell["name"], "created_utc": doc["created_utc"],
+        "offered_msgs_per_s": verdict.offered_msgs_per_s, "achieved_msgs_per_s": achieved,
+        "verdict": verdict.verdict, "verdict_text": _verdict_text(verdict),
+        "verdict_signals": "; ".join(verdict.signals), "verdict_detail": "; ".join(verdict.detail),
+        "capacity_msgs_per_s": verdict.capacity_msgs_per_s,
+        "first_unheld_rate_msgs_per_s": verdict.first_unheld_rate_msgs_per_s,
+        "throughput_msgs_per_s": agg["throughput_msgs_per_s"], "throughput_mb_per_s": agg["throughput_mb_per_s"],
+        "batch_asked_msgs": _asked_batch(cell), "batch_achieved_mean_msgs": batch_mean, "batch_text": batch_text,
+        "batch_percentiles_text": batch_percentiles,
+        "disk_bytes_per_msg": disk_bytes, "disk_user_bytes_per_msg": cell.get("disk_user_bytes_per_msg"),
+        "disk_meta_mb_total": meta_bytes / 1e6 if isinstance(meta_bytes, (int, float)) else None,
+        "cpu_s_per_million_msgs": cell.get("cpu_s_per_million_msgs"),
+        "replication_bytes": cell.get("replication_bytes"),
+        "hosts": layout["hosts"], "instances": layout["instances"],
+        "achieved_per_host_msgs_per_s": achieved / layout["hosts"] if achieved is not None else None,
+        "achieved_per_instance_msgs_per_s": achieved / layout["instances"] if achieved is not None else None,
+        "disk_share_of_limit": disk_mb_per_s / disk_limit if disk_limit and disk_mb_per_s is not None else None,
+        "loopback_share_of_limit": rate / frames_limit if frames_limit else None,
+        "measured_on": "target" if doc.get("target") else "embedded reference broker",
+    })
+    for name in ("publish_latency_ms_p50", "publish_latency_ms_p99", "publish_latency_ms_p999",
+                 "publish_latency_ms_max", "publish_delay_ms_p99", "e2e_latency_ms_p99", "delay_error_ms_p50",
+                 "delay_error_ms_p99", "early_deliveries", "publish_errors", "consume_msgs_per_s",
+                 "publish_backlog_msgs_end", "consume_backlog_msgs_end", "delayed_pending_msgs_end"):
+        row[name] = agg.get(name)
+    for name in ("broker_cpu_us_per_msg", "client_cpu_us_per_msg", "broker_cpu_machine_share",
+                 "client_cpu_machine_share"):
+        row[name] = cell.get(name)
+    basis = _sizing_basis(verdict)
+    row["sizing_basis_msgs_per_s"] = basis
+    if daily_messages is not None:
+        row["instances_per_host"] = layout["instances_per_host"]
+        if basis is not None:
+            sizing = machines_needed(daily_messages, peak_factor, headroom, basis, layout["instances"],
+                                     layout["instances_per_host"], layout["replicas_per_group"])
+            row.update({"per_host_msgs_per_s": sizing["per_host_msgs_per_s"],
+                        "peak_msgs_per_s": sizing["peak_msgs_per_s"], "hosts_needed": sizing["hosts_needed"]})
+    return row
+
+
+def _failed_row(loaded: "LoadedResult", run_number: int, failure: dict) -> dict:
+    doc = loaded.doc
+    workload = doc["workload"]
+    row = _empty_row()
+    row.update({"run": run_number, "result": loaded.folder.name, "commit": _short_commit(doc["git"]),
+                "seed": doc["seed"], "profile": workload.get("profile") or workload.get("trace_file"),
+                "layout": doc["layout"]["name"], "cell": str(failure.get("name")), "created_utc": doc["created_utc"],
+                "verdict": FAILED, "verdict_text": "failed: cell error", "verdict_signals": "cell error",
+                "verdict_detail": str(failure.get("error")),
+                "measured_on": "target" if doc.get("target") else "embedded reference broker"})
+    return row
 
 
 def report_rows(results: list[LoadedResult], daily_messages: float | None = None, peak_factor: float = 3.0,
                 headroom: float = 0.7) -> list[dict]:
-    """One dict per (result, cell), in the order given, with the fields of the module docstring."""
+    """One dict per (result, cell), in the order given, failed cells last within their result."""
     rows = []
-    for loaded in results:
-        doc = loaded.doc
-        limits = doc.get("limits") or {}
-        layout = doc["layout"]
-        workload = doc["workload"]
-        for cell in doc["cells"]:
-            agg = cell["aggregates"]
-            sustainable = agg.get("sustainable_rate_per_s")
-            capacity = sustainable if sustainable is not None else agg["throughput_msgs_per_s"]
-            disk_bytes = cell.get("disk_bytes_per_msg")
-            disk_mb_per_s = capacity * disk_bytes / 1e6 if disk_bytes else agg["throughput_mb_per_s"]
-            disk_limit = limits.get("disk_write_fdatasync_mb_per_s")
-            frames_limit = limits.get("loopback_small_frames_per_s")
-            row = {
-                "result": loaded.folder.name, "commit": _short_commit(doc["git"]), "seed": doc["seed"],
-                "profile": workload.get("profile") or workload.get("trace_file"), "layout": layout["name"],
-                "cell": cell["name"], "created_utc": doc["created_utc"],
-                "throughput_msgs_per_s": agg["throughput_msgs_per_s"], "throughput_mb_per_s": agg["throughput_mb_per_s"],
-                "capacity_msgs_per_s": capacity,
-                "capacity_source": _capacity_source(cell, sustainable),
-                "publish_latency_ms_p50": agg.get("publish_latency_ms_p50"),
-                "publish_latency_ms_p99": agg.get("publish_latency_ms_p99"),
-                "publish_latency_ms_p999": agg.get("publish_latency_ms_p999"),
-                "publish_latency_ms_max": agg.get("publish_latency_ms_max"),
-                "publish_delay_ms_p99": agg.get("publish_delay_ms_p99"),
-                "e2e_latency_ms_p99": agg.get("e2e_latency_ms_p99"),
-                "delay_error_ms_p50": agg.get("delay_error_ms_p50"), "delay_error_ms_p99": agg.get("delay_error_ms_p99"),
-                "early_deliveries": agg.get("early_deliveries"), "publish_errors": agg.get("publish_errors"),
-                "disk_bytes_per_msg": disk_bytes, "cpu_s_per_million_msgs": cell.get("cpu_s_per_million_msgs"),
-                "consume_msgs_per_s": agg.get("consume_msgs_per_s"),
-                "consume_backlog_msgs_end": agg.get("consume_backlog_msgs_end"),
-                "replication_bytes": cell.get("replication_bytes"),
-                "disk_share_of_limit": disk_mb_per_s / disk_limit if disk_limit else None,
-                "loopback_share_of_limit": capacity / frames_limit if frames_limit else None,
-            }
-            if daily_messages is not None:
-                sizing = machines_needed(daily_messages, peak_factor, headroom, capacity, layout["instances"],
-                                         layout["instances_per_host"], layout["replicas_per_group"])
-                row.update({"instances_per_host": layout["instances_per_host"],
-                            "per_host_msgs_per_s": sizing["per_host_msgs_per_s"],
-                            "peak_msgs_per_s": sizing["peak_msgs_per_s"], "hosts_needed": sizing["hosts_needed"]})
-            rows.append(row)
+    for number, loaded in enumerate(results, 1):
+        for cell in loaded.doc["cells"]:
+            rows.append(_row(loaded, number, cell, daily_messages, peak_factor, headroom))
+        for failure in loaded.doc.get("failed_cells") or []:
+            if isinstance(failure, dict):
+                rows.append(_failed_row(loaded, number, failure))
     return rows
-
-
-# Terminal/markdown/html columns: (header, field, format). CSV and JSON carry every field.
-_COLUMNS = [
-    ("result", "result", None), ("commit", "commit", None), ("seed", "seed", None), ("cell", "cell", None),
-    ("msgs/s", "throughput_msgs_per_s", ",.0f"), ("MB/s", "throughput_mb_per_s", ",.2f"),
-    ("capacity msgs/s", "capacity_msgs_per_s", ",.0f"), ("capacity from", "capacity_source", None),
-    ("pub p50 ms", "publish_latency_ms_p50", ",.2f"), ("pub p99 ms", "publish_latency_ms_p99", ",.2f"),
-    ("pub p99.9 ms", "publish_latency_ms_p999", ",.2f"), ("pub max ms", "publish_latency_ms_max", ",.2f"),
-    ("delay p99 ms", "publish_delay_ms_p99", ",.2f"), ("e2e p99 ms", "e2e_latency_ms_p99", ",.2f"),
-    ("delay err p50 ms", "delay_error_ms_p50", ",.1f"), ("delay err p99 ms", "delay_error_ms_p99", ",.1f"),
-    ("early", "early_deliveries", ",d"), ("errors", "publish_errors", ",d"),
-    ("cons msgs/s", "consume_msgs_per_s", ",.0f"), ("backlog end", "consume_backlog_msgs_end", ",d"),
-    ("disk B/msg", "disk_bytes_per_msg", ",.0f"), ("CPU s/M msgs", "cpu_s_per_million_msgs", ",.0f"),
-    ("disk/limit", "disk_share_of_limit", ".1%"), ("msgs/loopback frames", "loopback_share_of_limit", ".1%"),
-]
-_SIZING_COLUMNS = [("inst/host", "instances_per_host", ",.1f"), ("per host msgs/s", "per_host_msgs_per_s", ",.0f"),
-                   ("hosts needed", "hosts_needed", ",d")]
 
 
 def _cell_text(value, fmt) -> str:
@@ -172,39 +232,65 @@ def _sizing_note(daily_messages, peak_factor, headroom) -> str:
     average = daily_messages / SECONDS_PER_DAY
     return (f"Sizing for {daily_messages:,.0f} messages/day: average {average:,.0f} msgs/s, peak factor "
             f"{peak_factor:g} -> peak {average * peak_factor:,.0f} msgs/s, headroom {headroom:g} "
-            f"(hosts = ceil(peak / (per-host capacity x headroom)), at least the replicas per group).")
+            f"(hosts = ceil(peak / (per-host held rate x headroom)), at least the replicas per group). Only rows "
+            f"that held are sized: a --rate max capacity, or a held fixed rate (a lower bound of the capacity).")
+
+
+def _sizing_caveats(results: list[LoadedResult]) -> list[str]:
+    """One caveat per machine for the runs measured on the embedded reference broker."""
+    by_machine: dict[str, list[int]] = {}
+    for number, loaded in enumerate(results, 1):
+        if loaded.doc.get("target"):
+            continue
+        machine = loaded.doc["machine"]
+        text = f"{machine.get('cpu_model', '?')}, {machine.get('cpu_cores', '?')} cores"
+        by_machine.setdefault(text, []).append(number)
+    return [f"Caveat (run{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}): measured on mqbench's "
+            f"embedded reference broker (Python), not on RocketMQ, with every host of the layout on this one machine "
+            f"({machine}, shared with the load generator). The hosts needed size a fleet of that broker on such "
+            f"machines; size a real fleet from a `mqbench run --target` against your own brokers."
+            for machine, numbers in by_machine.items()]
+
+
+def _measured_text(doc: dict) -> str:
+    layout = doc["layout"]
+    if doc.get("target"):
+        cluster = doc.get("target_cluster") or {}
+        source = cluster.get("source", "its routes")
+        return (f"--target {doc['target']}: {layout['instances']} brokers in {layout['groups']} groups, "
+                f"{layout['replicas_per_group']} replicas per group, on {layout['hosts']} hosts (from {source})")
+    return (f"the embedded reference broker, layout {layout['name']} ({layout['hosts']} hosts as loopback addresses "
+            f"of this machine, {layout['groups']} groups x {layout['replicas_per_group']} replicas, "
+            f"{layout['instances']} instances)")
 
 
 def _run_lines(results: list[LoadedResult]) -> list[str]:
     lines = []
-    for loaded in results:
+    for number, loaded in enumerate(results, 1):
         doc = loaded.doc
         machine = doc["machine"]
         limits = doc.get("limits") or {}
-        limit_text = (f"disk {limits['disk_write_fdatasync_mb_per_s']:.1f} MB/s, loopback "
+        limit_text = (f"limits disk {limits['disk_write_fdatasync_mb_per_s']:.1f} MB/s write+fdatasync, loopback "
                       f"{limits['loopback_small_frames_per_s']:,.0f} frames/s"
+                      + (f" (measured {limits['measured_utc']})" if limits.get("measured_utc") else "")
                       if "disk_write_fdatasync_mb_per_s" in limits and "loopback_small_frames_per_s" in limits
                       else "limits not measured")
-        layout = doc["layout"]
-        lines.append(f"{loaded.folder.name}: commit {_short_commit(doc['git'])}, seed {doc['seed']}, "
-                     f"{doc['created_utc']}, workload {doc['workload'].get('profile') or doc['workload'].get('trace_file')}, "
-                     f"layout {layout['name']} ({layout['hosts']} hosts, {layout['instances']} instances), "
-                     f"{machine.get('cpu_model', '?')} x{machine.get('cpu_cores', '?')}, {limit_text}, "
+        lines.append(f"run {number}: {loaded.folder.name}: commit {_short_commit(doc['git'])}, seed {doc['seed']}, "
+                     f"{doc['created_utc']}, workload {doc['workload'].get('profile') or doc['workload'].get('trace_file')}"
+                     + (f", rate {doc['rate']}; " if "rate" in doc else "; ")
+                     + f"measured {_measured_text(doc)}; machine "
+                     f"{machine.get('cpu_model', '?')} x{machine.get('cpu_cores', '?')}, {limit_text}; "
                      f"warm-up {doc['warmup_ms'] / 1000:g} s, measured {doc['duration_ms'] / 1000:g} s")
     return lines
 
 
 #: (delta field, compared field): the relative change of each row against its baseline row.
-DELTA_FIELDS = (("throughput_delta_share", "throughput_msgs_per_s"),
+DELTA_FIELDS = (("throughput_delta_share", "achieved_msgs_per_s"),
                 ("capacity_delta_share", "capacity_msgs_per_s"),
                 ("publish_latency_p99_delta_share", "publish_latency_ms_p99"),
                 ("e2e_latency_p99_delta_share", "e2e_latency_ms_p99"),
-                ("disk_bytes_per_msg_delta_share", "disk_bytes_per_msg"),
-                ("cpu_per_msg_delta_share", "cpu_s_per_million_msgs"))
-_DELTA_COLUMNS = [("vs base msgs/s", "throughput_delta_share", "+.1%"),
-                  ("vs base capacity", "capacity_delta_share", "+.1%"),
-                  ("vs base pub p99", "publish_latency_p99_delta_share", "+.1%"),
-                  ("vs base CPU/msg", "cpu_per_msg_delta_share", "+.1%")]
+                ("disk_user_bytes_per_msg_delta_share", "disk_user_bytes_per_msg"),
+                ("broker_cpu_per_msg_delta_share", "broker_cpu_us_per_msg"))
 
 
 def add_baseline_deltas(rows: list[dict], baseline_rows: list[dict]) -> list[dict]:
@@ -224,39 +310,51 @@ def add_baseline_deltas(rows: list[dict], baseline_rows: list[dict]) -> list[dic
 
 
 def render(results: list[LoadedResult], fmt: str = "terminal", *, daily_messages: float | None = None,
-           peak_factor: float = 3.0, headroom: float = 0.7, baseline: LoadedResult | None = None) -> str:
-    """The report as text in ``fmt`` (terminal, markdown, csv or html); with ``baseline``, every row
-    also shows its change against the baseline's row of the same cell (``add_baseline_deltas``)."""
+           peak_factor: float = 3.0, headroom: float = 0.7, baseline: LoadedResult | None = None,
+           wide: bool = False, skipped: list[str] | None = None) -> str:
+    """The report as text in ``fmt`` (terminal, markdown, csv or html): the table, the runs, the
+    caveats and sizing note, then the legend of the columns shown. ``wide`` shows every column;
+    with ``baseline``, every row also shows its change against the baseline's row of the same cell
+    (``add_baseline_deltas``); ``skipped`` lines (results of another kind) are listed as notes."""
     if fmt not in FORMATS:
         raise UserError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if not results:
         raise UserError("no result to report")
     rows = report_rows(results, daily_messages, peak_factor, headroom)
-    columns = _COLUMNS + (_SIZING_COLUMNS if daily_messages is not None else [])
+    columns = list(WIDE if wide else DEFAULT)
+    if len(results) > 1 and not wide:
+        columns.insert(0, RUN)
+    if daily_messages is not None:
+        columns += SIZING
     if baseline is not None:
         add_baseline_deltas(rows, report_rows([baseline], daily_messages, peak_factor, headroom))
-        columns = columns + _DELTA_COLUMNS
+        columns += DELTAS
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         return out.getvalue()
-    headers = [c[0] for c in columns]
-    cells = [[_cell_text(row[field], fmt_) for _, field, fmt_ in columns] for row in rows]
+    headers = [c.header for c in columns]
+    cells = [[_cell_text(row.get(c.field), c.fmt) for c in columns] for row in rows]
     notes = _run_lines(results)
     if baseline is not None:
         notes.append(f"baseline: {baseline.folder.name} (vs base = (row - baseline row of the same cell, else its "
                      "first row) / baseline row)")
     if daily_messages is not None:
         notes.append(_sizing_note(daily_messages, peak_factor, headroom))
+        notes += _sizing_caveats(results)
+    notes += list(skipped or [])
+    key = legend(columns)
     if fmt == "terminal":
-        return table(cells, headers) + "\n\n" + "\n".join(notes) + "\n"
+        return (table(cells, headers) + "\n\n" + "\n".join(notes) + "\n\nLegend:\n"
+                + "\n".join(f"  {line}" for line in key) + "\n")
     if fmt == "markdown":
         lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
-        return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
-    return _html(headers, cells, notes, results)
+        return ("\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\nLegend:\n\n"
+                + "\n".join(f"- {line}" for line in key) + "\n")
+    return _html(headers, cells, notes, key, results)
 
 
 _STYLE = ("body{font-family:system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:13px}"
@@ -264,7 +362,8 @@ _STYLE = ("body{font-family:system-ui,sans-serif;margin:1.5em}table{border-colla
           "li{font-size:13px}")
 
 
-def _html(headers: list[str], cells: list[list[str]], notes: list[str], results: list[LoadedResult]) -> str:
+def _html(headers: list[str], cells: list[list[str]], notes: list[str], key: list[str],
+          results: list[LoadedResult]) -> str:
     """The table, the run notes, then charts: throughput over time and latency CDFs (``charts``)."""
     from mqbench.harness.charts import latency_cdf_chart, throughput_chart
 
@@ -279,20 +378,25 @@ def _html(headers: list[str], cells: list[list[str]], notes: list[str], results:
     body = "".join("<tr>" + "".join(f"<td class=\"n\">{html.escape(c)}</td>" if numeric(c) else f"<td>{html.escape(c)}</td>"
                                     for c in row) + "</tr>\n" for row in cells)
     items = "".join(f"<li>{html.escape(n)}</li>\n" for n in notes)
+    legend_items = "".join(f"<li>{html.escape(line)}</li>\n" for line in key)
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mqbench report</title>"
             f"<style>{_STYLE}</style></head><body>\n<h1>mqbench capacity review</h1>\n"
             f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>\n<ul>\n{items}</ul>\n"
+            f"<h2>Legend</h2>\n<ul class=\"legend\">\n{legend_items}</ul>\n"
             f"<h2>Throughput over time</h2>\n{throughput_chart(results)}\n<h2>Latency by percentile</h2>\n"
             f"{latency_cdf_chart(results, 'publish_latency')}\n{latency_cdf_chart(results, 'e2e_latency')}\n"
             "</body></html>\n")
 
 
 def report_document(results: list[LoadedResult], *, daily_messages: float | None = None, peak_factor: float = 3.0,
-                    headroom: float = 0.7, baseline: LoadedResult | None = None) -> dict:
-    """The ``--json`` document, schema ``mqbench.report/1``."""
+                    headroom: float = 0.7, baseline: LoadedResult | None = None,
+                    skipped: list[str] | None = None) -> dict:
+    """The ``--json`` document, schema ``mqbench.report/2`` (``/2``: rows carry verdicts; only held
+    rows are sized; ``caveats`` and ``skipped`` added)."""
     runs = [{"result": r.folder.name, "path": str(r.folder), "git": r.doc["git"], "seed": r.doc["seed"],
              "created_utc": r.doc["created_utc"], "machine": r.doc["machine"], "limits": r.doc.get("limits"),
-             "layout": r.doc["layout"], "workload": r.doc["workload"]} for r in results]
+             "layout": r.doc["layout"], "workload": r.doc["workload"], "target": r.doc.get("target"),
+             "target_cluster": r.doc.get("target_cluster"), "measured": _measured_text(r.doc)} for r in results]
     sizing = None
     if daily_messages is not None:
         sizing = {"daily_messages": daily_messages, "peak_factor": peak_factor, "headroom": headroom,
@@ -302,4 +406,5 @@ def report_document(results: list[LoadedResult], *, daily_messages: float | None
     if baseline is not None:
         add_baseline_deltas(rows, report_rows([baseline], daily_messages, peak_factor, headroom))
     return document(REPORT_SCHEMA, runs=runs, rows=rows, baseline=None if baseline is None else str(baseline.folder),
-                    sizing=sizing)
+                    sizing=sizing, caveats=_sizing_caveats(results) if daily_messages is not None else [],
+                    skipped=list(skipped or []))

@@ -12,12 +12,14 @@ the name is taken). Files:
 The folder is written under a temporary name and renamed into place, so a reader never sees a
 half-written result.
 
-``result.json``, schema ``mqbench.result/1`` (field by field):
+``result.json``, schema ``mqbench.result/2`` (field by field). ``/2`` added the cell verdicts and
+changed what a cell's capacity means (only a finished ``--rate max`` search has one); the loader
+still reads ``/1`` files and judges their cells by the same rules (``harness.verdict``).
 
 ==============================  ====================================================================
 field                           meaning
 ==============================  ====================================================================
-``schema``                      ``"mqbench.result/1"``; a breaking change bumps the number
+``schema``                      ``"mqbench.result/2"``; a breaking change bumps the number
 ``tool_version``                mqbench version that wrote the file
 ``created_utc``                 run start, ISO 8601 UTC (``2026-11-24T17:15:00Z``)
 ``git.commit``                  full commit hash of the mqbench checkout, or null outside git
@@ -61,8 +63,49 @@ field                           meaning
 ``cells[].disk_bytes_per_msg``  commitlog + queue bytes on disk per message, or null
 ``cells[].replication_bytes``   bytes sent between replicas during the measured phase, or null
 ``cells[].cpu_s_per_million_msgs``  CPU seconds of all broker processes per million messages, or null
-``cells[].max_rate_search``     the ``mqbench.max-rate/1`` search record, or null
+``cells[].max_rate_search``     the ``mqbench.max-rate/1`` search record, or null (its
+                                ``capacity_msgs_per_s``, ``first_unheld_rate_msgs_per_s``,
+                                ``hold_achieved_msgs_per_s``: ``harness.maxrate``)
+``cells[].verdict``             ``held``, ``saturated`` or ``failed`` (``harness.verdict``)
+``cells[].verdict_signals``     what made a cell saturated or failed: ``achieved under offered``,
+                                ``publish delay growing``, ``send backlog``, ``consume backlog``,
+                                ``errors``, ``search unfinished``, ``nothing acknowledged``; ``[]``
+                                when held
+``cells[].verdict_detail``      one line per signal with its figures and bound (or what held)
+``cells[].offered_msgs_per_s``  load offered in the measured phase (fixed rate: the rate; profile:
+                                scheduled messages / duration; max: the capacity found), or null
+``cells[].achieved_msgs_per_s`` acknowledged msgs/s in the measured phase (max: what the system
+                                absorbed during the hold at the capacity), or null
+``cells[].capacity_msgs_per_s`` ``--rate max`` only: the offered rate that held on repeat (every
+                                check of the hold); null for fixed-rate cells, which never report
+                                a capacity, and for an unfinished search
+``cells[].first_unheld_rate_msgs_per_s``  ``--rate max`` only: the lowest rate above the capacity
+                                that failed on repeat; else null
 ==============================  ====================================================================
+
+Fields other parts of ``mqbench run`` add to cells (optional: a report renders them when present
+and shows ``-`` when not):
+
+======================================  ============================================================
+field                                   meaning
+======================================  ============================================================
+``cells[].layout``                      the cell's own ``layout`` field (same keys as ``layout``)
+                                        when the matrix varies the layout; else absent
+``cells[].batch_achieved``              ``records_total``, ``msgs_total``, ``msgs_per_record_mean``,
+                                        ``msgs_per_record_p50``, ``msgs_per_record_p99``: messages
+                                        per stored record, from the broker's store
+``cells[].disk_user_bytes_per_msg``     bytes on disk of user records per message, all replicas
+``cells[].disk_meta_bytes_total``       bytes on disk of broker metadata (offsets, config)
+``cells[].broker_cpu_us_per_msg``       CPU of the broker processes per acknowledged message
+``cells[].client_cpu_us_per_msg``       CPU of the load generator's processes per message
+``cells[].broker_cpu_machine_share``    share of the machine's CPU the brokers used
+``cells[].client_cpu_machine_share``    share of the machine's CPU the load generator used
+``cells[].aggregates.delayed_pending_msgs_end``  delayed messages acknowledged but not yet
+                                        delivered when the cell ended (not a backlog: they are
+                                        not due)
+``target_cluster``                      ``--target`` runs: what the target's name server and
+                                        brokers said (``harness`` of ``run.environment``)
+======================================  ============================================================
 
 Fields ``mqbench run`` adds (optional for the loader, which ignores what it does not know):
 
@@ -105,8 +148,10 @@ from typing import Any
 from mqbench import __version__
 from mqbench.errors import CorruptDataError, UserError
 from mqbench.harness.metrics import COUNTERS, HISTOGRAMS, RunMetrics, decode_histogram
+from mqbench.harness.verdict import VERDICTS, Bounds, judge_fixed, judge_search
 
-RESULT_SCHEMA = "mqbench.result/1"
+RESULT_SCHEMA = "mqbench.result/2"
+READABLE_SCHEMAS = ("mqbench.result/1", RESULT_SCHEMA)
 RESULT_FILE = "result.json"
 TIMESERIES_FILE = "timeseries.parquet"
 TABLE_FILE = "table.md"
@@ -121,6 +166,11 @@ _CELL_FIELDS: dict[str, tuple[type, ...]] = {
     "name": (str,), "settings": (dict,), "aggregates": (dict,), "histograms": (dict,), "windows": (list,),
     "disk_bytes_per_msg": (int, float, type(None)), "replication_bytes": (int, type(None)),
     "cpu_s_per_million_msgs": (int, float, type(None)), "max_rate_search": (dict, type(None)),
+}
+_VERDICT_FIELDS: dict[str, tuple[type, ...]] = {
+    "verdict": (str,), "verdict_signals": (list,), "verdict_detail": (list,),
+    "offered_msgs_per_s": (int, float, type(None)), "achieved_msgs_per_s": (int, float, type(None)),
+    "capacity_msgs_per_s": (int, float, type(None)), "first_unheld_rate_msgs_per_s": (int, float, type(None)),
 }
 _LAYOUT_FIELDS = ("name", "hosts", "groups", "replicas_per_group", "instances", "instances_per_host")
 _REQUIRED_AGGREGATES = ("throughput_msgs_per_s", "throughput_mb_per_s", "publish_latency_ms_p99", "published")
@@ -171,18 +221,32 @@ def workload_info(*, profile: str | None = None, trace_file: str | os.PathLike |
 
 def build_cell(name: str, settings: dict, metrics: RunMetrics, *, disk_bytes_per_msg: float | None = None,
                replication_bytes: int | None = None, cpu_seconds: float | None = None,
-               max_rate_search: dict | None = None) -> dict:
-    """One ``cells[]`` entry from a cell's merged metrics and its side measurements."""
+               max_rate_search: dict | None = None, offered_msgs_per_s: float | None = None,
+               extra_aggregates: dict | None = None, window_extras: list[dict] | None = None,
+               bounds: Bounds = Bounds()) -> dict:
+    """One ``cells[]`` entry from a cell's merged metrics and its side measurements, judged
+    (``harness.verdict``) once everything is in: ``extra_aggregates`` join the aggregates and
+    ``window_extras[k]`` joins window ``k`` before the verdict is drawn."""
     aggregates = metrics.aggregates()
     published = aggregates["published"]
     aggregates["sustainable_rate_per_s"] = None if max_rate_search is None else max_rate_search.get("sustainable_rate_per_s")
-    return {
+    aggregates.update(extra_aggregates or {})
+    windows = metrics.window_series()
+    for window, extra in zip(windows, window_extras or []):
+        window.update(extra)
+    cell = {
         "name": name, "settings": dict(settings), "aggregates": aggregates,
-        "histograms": metrics.encoded_histograms(), "windows": metrics.window_series(),
+        "histograms": metrics.encoded_histograms(), "windows": windows,
         "disk_bytes_per_msg": disk_bytes_per_msg, "replication_bytes": replication_bytes,
         "cpu_s_per_million_msgs": (cpu_seconds / published * 1e6) if cpu_seconds is not None and published else None,
         "max_rate_search": max_rate_search,
     }
+    if max_rate_search is not None:
+        verdict = judge_search(max_rate_search)
+    else:
+        verdict = judge_fixed(aggregates, windows, offered_msgs_per_s, bounds)
+    cell.update(verdict.fields())
+    return cell
 
 
 def build_result(*, cells: list[dict], seed: int, command_line: list[str], machine: dict, limits: dict | None,
@@ -314,9 +378,10 @@ def validate_result(doc: Any, where: str = RESULT_FILE, *, decode: bool = True) 
     if not isinstance(doc, dict):
         _fail(where, f"must be a JSON object, got {type(doc).__name__}")
     schema = doc.get("schema")
-    if schema != RESULT_SCHEMA:
+    if schema not in READABLE_SCHEMAS:
         if isinstance(schema, str) and schema.startswith("mqbench.result/"):
-            _fail(where, f"schema {schema!r} is not supported; this mqbench {__version__} reads {RESULT_SCHEMA}")
+            _fail(where, f"schema {schema!r} is not supported; this mqbench {__version__} reads "
+                        f"{', '.join(READABLE_SCHEMAS)}")
         _fail(where, f"not an mqbench result (schema {schema!r}, expected {RESULT_SCHEMA!r})")
     _check_fields(doc, _TOP_FIELDS, where)
     git = doc["git"]
@@ -343,6 +408,12 @@ def validate_result(doc: Any, where: str = RESULT_FILE, *, decode: bool = True) 
     for position, cell in enumerate(doc["cells"]):
         cell_where = f"{where}: cells[{position}]"
         _check_fields(cell, _CELL_FIELDS, cell_where)
+        if schema == RESULT_SCHEMA:
+            _check_fields(cell, _VERDICT_FIELDS, cell_where)
+            if cell["verdict"] not in VERDICTS:
+                _fail(cell_where, f"verdict {cell['verdict']!r} is not one of {', '.join(VERDICTS)}")
+            if not all(isinstance(text, str) for text in cell["verdict_signals"] + cell["verdict_detail"]):
+                _fail(cell_where, "verdict_signals and verdict_detail must be lists of strings")
         if cell["name"] in names:
             _fail(cell_where, f"cell name {cell['name']!r} appears twice")
         names.add(cell["name"])
@@ -391,6 +462,33 @@ def expand_result_paths(paths) -> list[Path]:
         else:
             expanded.append(path)
     return expanded
+
+
+def _schema_of(path: Path) -> str | None:
+    file = path / RESULT_FILE if path.is_dir() else path
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(200).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    match = re.search(r'"schema"\s*:\s*"([^"]+)"', head)
+    return match.group(1) if match else None
+
+
+def split_run_results(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """(``mqbench run`` results, one note per other mqbench result skipped). ``mqbench dr`` writes
+    its results into the same folders (``mqbench.dr-result/N``) and renders its own table: a report
+    of ``results/`` skips them with a note instead of refusing the whole folder."""
+    kept, notes = [], []
+    for path in paths:
+        schema = _schema_of(path)
+        if schema is not None and schema.startswith("mqbench.") and not schema.startswith("mqbench.result/"):
+            folder = path if path.is_dir() else path.parent
+            notes.append(f"skipped {folder.name}: a {schema} result (not a `mqbench run` result); its own table "
+                         f"is {folder / TABLE_FILE}")
+            continue
+        kept.append(path)
+    return kept, notes
 
 
 def load_result(path: str | os.PathLike) -> tuple[Path, dict]:

@@ -38,14 +38,15 @@ from pathlib import Path
 
 from mqbench.errors import UserError
 from mqbench.harness.maxrate import MaxRateSearch, SearchSettings, Thresholds
-from mqbench.harness.metrics import RunMetrics, merge_runs
+from mqbench.harness.metrics import RunMetrics, merge_runs, percentile_us
 from mqbench.harness.results import build_cell, build_result, workload_info
+from mqbench.harness.verdict import Bounds
 from mqbench.run.environment import Environment, prepare_topics, start_embedded, stop_embedded, target_layout
 from mqbench.run.matrix import CellSettings
 from mqbench.run.payload import measure_payload
 from mqbench.run.plan import WorkloadPlan, plan_workload
 from mqbench.run.probes import allocated_bytes, cpu_seconds, replication_bytes
-from mqbench.run.progress import ProgressLine, describe
+from mqbench.run.progress import ProgressLine, WindowLines, describe, window_line
 from mqbench.run.tracker import Tracker
 from mqbench.run.workers import WorkerSet
 
@@ -82,7 +83,9 @@ class RunSettings:
     command_line: list[str] = field(default_factory=list)
     search: SearchSettings = field(default_factory=lambda: SearchSettings(start_rate_per_s=200.0, hold_checks=3))
     thresholds: Thresholds = field(default_factory=lambda: Thresholds(published_share_min=0.8))
+    bounds: Bounds = field(default_factory=Bounds)  # when a fixed-rate cell held (harness.verdict)
     progress: ProgressLine = field(default_factory=lambda: ProgressLine(enabled=False))
+    window_lines: WindowLines = field(default_factory=WindowLines)  # one line per window when piped
     run_id: str = field(default_factory=lambda: f"{os.getpid() & 0xFFFF:04x}{time.time_ns() & 0xFFFFFF:06x}")
 
     def validate(self) -> None:
@@ -116,6 +119,17 @@ def _worker_specs(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings,
                       "in_flight_max": settings.in_flight_max, "send_timeout_ms": settings.send_timeout_ms,
                       "group": "PID_mqbench", "topics": plan.topic_names})
     return specs
+
+
+def _window_line(settings: RunSettings, tracker: Tracker, label: str, phase: str, elapsed_s: float,
+                 window_s: float) -> None:
+    if not settings.window_lines.enabled:
+        return
+    now, before, histogram = tracker.take_window()
+    p50, p99 = percentile_us(histogram, 50.0), percentile_us(histogram, 99.0)
+    clock = datetime.now(timezone.utc).strftime("%H:%M:%SZ")
+    settings.window_lines.write(window_line(clock, label, phase, elapsed_s, window_s, now, before,
+                                            None if p50 is None else p50 / 1000, None if p99 is None else p99 / 1000))
 
 
 @dataclass
@@ -170,17 +184,21 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             rate_now = search.settings.start_rate_per_s
             workers.send(producers, {"op": "rate", "rate_per_s": rate_now, "from_ns": start_ns})
         probe_start = probe_end = None
+        intended_at_start = None
         check_started_ns = None
         settle_until_ns = measure_ns
         stopped_ns = None
         total_s = (settings.warmup_ms + settings.duration_ms) / 1000
         last_acked, last_t, acked_rate = 0, time.monotonic_ns(), 0.0
+        last_window_ns, next_window_ns = start_ns, start_ns + settings.window_ms * NS_PER_MS
+        tracker.take_window()
         while not all(w.finished for w in producers):
             await workers.wait_until(lambda: True, 1, "")  # surfaces a worker failure
             await asyncio.sleep(0.25)
             now = time.monotonic_ns()
             if probe_start is None and now >= measure_ns:
                 probe_start = await _probe(env)
+                intended_at_start = tracker.totals()["intended"]
             if probe_end is None and (now >= end_ns or stopped_ns is not None):
                 probe_end = await _probe(env)
             if search is not None and now >= measure_ns and stopped_ns is None:
@@ -207,10 +225,14 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
                 last_acked, last_t = totals["acked"], now
             phase = "warm-up" if now < measure_ns else "measuring"
             progress.show(describe(label, phase, max(0.0, elapsed_s), total_s, totals, rate_now, acked_rate))
+            if now >= next_window_ns:
+                _window_line(settings, tracker, label, phase, elapsed_s, (now - last_window_ns) / 1e9)
+                last_window_ns, next_window_ns = now, now + settings.window_ms * NS_PER_MS
             if now > end_ns + 120 * 1_000_000_000:
                 raise UserError("producers did not finish within 120 s after the end of the run")
         if probe_start is None:
             probe_start = await _probe(env)
+            intended_at_start = 0
         if probe_end is None:
             probe_end = await _probe(env)
         end_totals = tracker.totals()
@@ -252,9 +274,17 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
                      "payload": measure_payload(settings.source, settings.seed, cell.codec,
                                                 settings.compress_over_bytes,
                                                 max(plan.batch_msgs(cell).values(), default=1))}
+    if isinstance(settings.rate, (int, float)):
+        offered = float(settings.rate)
+    elif settings.rate is None:  # profile timing: what the schedule wanted sent in the measured phase
+        offered = max(0, end_totals["intended"] - (intended_at_start or 0)) / (merged.duration_ms / 1000)
+    else:
+        offered = None
+    backlogs = tracker.window_backlogs(merged.measure_start_ns, merged.window_ms, merged.window_count)
     doc = build_cell(cell.name, cell_settings, merged, disk_bytes_per_msg=disk_per_msg, replication_bytes=replication,
-                     cpu_seconds=cpu, max_rate_search=None if search is None else search.result())
-    doc["aggregates"].update({
+                     cpu_seconds=cpu, max_rate_search=None if search is None else search.result(),
+                     offered_msgs_per_s=offered, window_extras=backlogs, bounds=settings.bounds,
+                     extra_aggregates={
         "intended_msgs_total": end_totals["intended"], "acked_msgs_total": acked_all,
         "publish_errors_total": after_drain["errors"], "delayed_acked_total": after_drain["delayed_acked"],
         "expected_deliveries_total": after_drain["expected_deliveries"],
@@ -263,10 +293,8 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
         "publish_backlog_msgs_end": end_totals["publish_backlog"],
         "consume_backlog_msgs_end": end_totals["consume_backlog"],
         "consume_backlog_msgs_after_drain": after_drain["consume_backlog"],
+        "delayed_pending_msgs_end": after_drain["delayed_pending"],
     })
-    backlogs = tracker.window_backlogs(merged.measure_start_ns, merged.window_ms, merged.window_count)
-    for window, backlog in zip(doc["windows"], backlogs):
-        window.update(backlog)
     doc["last_publish_error"] = last_error
     return doc
 

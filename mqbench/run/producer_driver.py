@@ -54,6 +54,7 @@ class ProducerTotals:
     acked_bytes: int = 0
     expected_deliveries: int = 0  # consumer deliveries owed for acknowledged undelayed messages
     delayed_acked: int = 0
+    delayed_deliveries_owed: int = 0  # consumer deliveries owed for acknowledged delayed messages
     in_flight: int = 0  # requests awaiting an ack
     publish_backlog: int = 0  # due but not sent yet (schedule overdue + batches being filled)
 
@@ -248,6 +249,7 @@ class ProducerDriver:
                 self.totals.acked_bytes += size
                 if message.delay_ms:
                     self.totals.delayed_acked += 1
+                    self.totals.delayed_deliveries_owed += self.deliveries.count(message.topic, message.tags)
                 else:
                     self.totals.expected_deliveries += self.deliveries.count(message.topic, message.tags)
         finally:

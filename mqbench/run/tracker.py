@@ -10,6 +10,9 @@ Backlogs (both in messages, at a sample time):
   (overdue in the schedule, or waiting in a batch being filled);
 * ``consume_backlog``: deliveries owed for acknowledged undelayed messages (one per subscribed
   group that matches the message's tag) minus undelayed messages consumed.
+
+``delayed_pending`` (not a backlog: those messages are not due yet, or only just): deliveries
+owed for acknowledged delayed messages minus delayed messages consumed.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from mqbench.harness.maxrate import Observation
 from mqbench.harness.metrics import decode_histogram, new_histogram, percentile_us
 
 PRODUCER_SUMS = ("intended", "sent", "acked", "errors", "acked_bytes", "expected_deliveries", "delayed_acked",
-                 "in_flight", "publish_backlog")
+                 "delayed_deliveries_owed", "in_flight", "publish_backlog")
 CONSUMER_SUMS = ("consumed", "consumed_undelayed", "consumed_delayed", "consumed_bytes", "foreign")
 
 
@@ -38,6 +41,8 @@ class Tracker:
         self.samples: list[Sample] = []
         self._interval_histogram = new_histogram()
         self._check_start: dict | None = None
+        self._window_histogram = new_histogram()
+        self._window_start: dict | None = None
 
     def observe(self, worker_name: str, message: dict) -> None:
         totals = message.get("totals")
@@ -46,7 +51,9 @@ class Tracker:
         (self.producers if message.get("role") == "producer" else self.consumers)[worker_name] = totals
         encoded = message.get("latency_histogram")
         if encoded:
-            self._interval_histogram.add(decode_histogram(encoded, f"progress of {worker_name}"))
+            histogram = decode_histogram(encoded, f"progress of {worker_name}")
+            self._interval_histogram.add(histogram)
+            self._window_histogram.add(histogram)
         if "t_ns" in message:
             self.sample(message["t_ns"])
 
@@ -54,6 +61,7 @@ class Tracker:
         out = {name: sum(t.get(name, 0) for t in self.producers.values()) for name in PRODUCER_SUMS}
         out.update({name: sum(t.get(name, 0) for t in self.consumers.values()) for name in CONSUMER_SUMS})
         out["consume_backlog"] = max(0, out["expected_deliveries"] - out["consumed_undelayed"])
+        out["delayed_pending"] = max(0, out["delayed_deliveries_owed"] - out["consumed_delayed"])
         return out
 
     def sample(self, t_ns: int) -> None:
@@ -85,6 +93,16 @@ class Tracker:
                            published=now["acked"] - before["acked"], publish_errors=now["errors"] - before["errors"],
                            publish_backlog_msgs=now["publish_backlog"], consume_backlog_msgs=now["consume_backlog"],
                            publish_latency_ms_p99=None if p99_us is None else p99_us / 1000.0)
+
+    # -- the per-window progress lines --
+
+    def take_window(self) -> tuple[dict, dict, object]:
+        """(totals now, totals at the previous call, publish latency histogram since then)."""
+        now = self.totals()
+        before = self._window_start or dict.fromkeys(now, 0)
+        histogram, self._window_histogram = self._window_histogram, new_histogram()
+        self._window_start = now
+        return now, before, histogram
 
     # -- after the run --
 

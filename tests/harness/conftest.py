@@ -35,7 +35,8 @@ def make_result_doc(*, seed: int, rate, cells: dict[str, float], created: dateti
         rng = random.Random(seed + position)
         built.append(build_cell(name, {"codec": name.split("=")[1], "batch_msgs": 1}, metrics,
                                 disk_bytes_per_msg=rng.uniform(300, 900), replication_bytes=rng.randrange(10**6, 10**8),
-                                cpu_seconds=rng.uniform(2, 8), max_rate_search=search))
+                                cpu_seconds=rng.uniform(2, 8), max_rate_search=search,
+                                offered_msgs_per_s=rate if isinstance(rate, (int, float)) else None))
     return build_result(cells=built, seed=seed, command_line=["mqbench", "run", profile, "--seed", str(seed)],
                         machine=MACHINE, limits=LIMITS, layout=LAYOUT,
                         workload={"profile": profile, "trace_file": None, "trace_sha256": None},

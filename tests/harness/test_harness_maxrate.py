@@ -6,7 +6,7 @@ import random
 import pytest
 
 from mqbench.errors import UserError
-from mqbench.harness.maxrate import (BACKLOGGED, BISECT, DONE, DRAIN, DRAINED, FAILED, HEALTHY, HOLD, RAMP,
+from mqbench.harness.maxrate import (BACKLOGGED, BISECT, CONFIRM, DONE, DRAIN, DRAINED, FAILED, HEALTHY, HOLD, RAMP,
                                      TRANSITIONS, UNHEALTHY, MaxRateSearch, Observation, SearchSettings,
                                      Thresholds, verdict_of)
 from simsystem import FluidBroker, run_search
@@ -93,11 +93,11 @@ def test_drain_offers_no_load_until_the_backlog_is_gone():
     # After every drain the next check is judged on a system with its backlog below the limits.
     for h in search.history:
         if h["state"] == DRAIN and h["verdict"] == DRAINED:
-            assert h["next_state"] in (BISECT, HOLD)
+            assert h["next_state"] in (BISECT, HOLD, CONFIRM)
 
 
 def test_every_state_and_verdict_has_a_move_and_a_finished_search_refuses_more():
-    for state in (RAMP, BISECT, HOLD):
+    for state in (RAMP, BISECT, CONFIRM, HOLD):
         assert (state, HEALTHY) in TRANSITIONS and (state, UNHEALTHY) in TRANSITIONS
     assert (DRAIN, DRAINED) in TRANSITIONS and (DRAIN, BACKLOGGED) in TRANSITIONS
     search = run_search(MaxRateSearch(SearchSettings(), LIMITS), FluidBroker(5_000))
@@ -147,3 +147,53 @@ def test_async_driver_runs_the_search_to_the_end():
     assert result["schema"] == "mqbench.max-rate/1" and result["state"] == DONE
     assert 0.95 * 7_000 <= result["sustainable_rate_per_s"] <= 7_000
     assert len(result["history"]) == result["checks"] == len(system.rates_offered)
+
+
+def _hold_rates(search):
+    return {h["rate_per_s"] for h in search.history if h["state"] == HOLD and h["verdict"] == HEALTHY}
+
+
+@pytest.mark.parametrize("capacity", [900, 12_000])
+def test_capacity_is_a_rate_that_held_and_the_first_unheld_failed_twice(capacity):
+    search = run_search(MaxRateSearch(SearchSettings(), LIMITS), FluidBroker(capacity))
+    result = search.result()
+    assert result["state"] == DONE
+    held = result["capacity_msgs_per_s"]
+    # The capacity is an offered rate whose every hold check held, in a row at the end ...
+    last = search.history[-search.settings.hold_checks:]
+    assert all(h["rate_per_s"] == held and h["verdict"] == HEALTHY for h in last)
+    # ... never an average over the search, and what it absorbed there is at most that rate.
+    assert result["sustainable_rate_per_s"] == result["hold_achieved_msgs_per_s"] <= held
+    unheld = result["first_unheld_rate_msgs_per_s"]
+    assert unheld > held
+    # It failed on repeat: twice in a row (confirm), or over a hold of several checks (growth).
+    failed = [h for h in search.history if h["rate_per_s"] == unheld and h["next_state"] == DRAIN]
+    assert failed and all(h["state"] in (CONFIRM, HOLD) for h in failed)
+    assert all(h["verdict"] == HEALTHY for h in search.history if h["rate_per_s"] == held and h["state"] == HOLD)
+    assert 0.93 * capacity <= held <= capacity * 1.01
+
+
+class OneHiccup:
+    """A broker of ``capacity`` whose ``hiccup_at``-th check is ruined by the machine (once)."""
+
+    def __init__(self, capacity, hiccup_at):
+        self.system = FluidBroker(capacity)
+        self.rates_offered = self.system.rates_offered
+        self.hiccup_at = hiccup_at
+
+    def run(self, rate_per_s):
+        obs = self.system.run(rate_per_s)
+        if len(self.rates_offered) == self.hiccup_at:
+            return Observation(interval_ms=obs.interval_ms, intended=obs.intended, published=obs.published,
+                               publish_errors=obs.publish_errors, publish_backlog_msgs=obs.publish_backlog_msgs,
+                               consume_backlog_msgs=obs.consume_backlog_msgs, publish_latency_ms_p99=5_000.0)
+        return obs
+
+
+def test_a_single_hiccup_during_the_ramp_does_not_set_the_capacity():
+    # The second ramp check (2,000 msgs/s on a 10,000 msgs/s broker) sees one latency spike: without
+    # the repeat the search would bisect between 1,000 and 2,000 and report a fifth of the capacity.
+    search = run_search(MaxRateSearch(SearchSettings(), LIMITS), OneHiccup(10_000, hiccup_at=2))
+    assert search.state == DONE
+    assert search.capacity_msgs_per_s >= 0.93 * 10_000
+    assert search.history[1]["verdict"] == UNHEALTHY and search.history[1]["next_state"] == DRAIN

@@ -34,14 +34,18 @@ def test_rows_are_read_from_the_result_files_and_traceable(result_folders):
     for row, cell in zip(rows, [c for d in docs for c in d["cells"]]):
         assert row["throughput_msgs_per_s"] == cell["aggregates"]["throughput_msgs_per_s"]
         assert row["publish_latency_ms_p99"] == cell["aggregates"]["publish_latency_ms_p99"]
-    # The max-rate run is sized by the rate it sustained, the others by their measured throughput.
-    assert rows[2]["capacity_source"] == "max-rate search"
-    assert rows[2]["capacity_msgs_per_s"] == docs[1]["cells"][0]["aggregates"]["sustainable_rate_per_s"]
-    assert rows[0]["capacity_source"] == "offered load"
-    assert rows[0]["throughput_msgs_per_s"] == pytest.approx(1500, rel=0.02)
+    # Only the max-rate run has a capacity: the rate that held on repeat; it is sized by what it
+    # absorbed there. A fixed-rate cell reports offered and achieved, never a capacity.
+    search = docs[1]["cells"][0]["max_rate_search"]
+    assert rows[2]["verdict"] == "held" and rows[2]["capacity_msgs_per_s"] == search["capacity_msgs_per_s"]
+    assert rows[2]["sizing_basis_msgs_per_s"] == search["sustainable_rate_per_s"] <= search["capacity_msgs_per_s"]
+    assert rows[2]["first_unheld_rate_msgs_per_s"] == search["first_unheld_rate_msgs_per_s"]
+    assert rows[0]["capacity_msgs_per_s"] is None and rows[0]["verdict"] == "held"
+    assert rows[0]["offered_msgs_per_s"] == 1500
+    assert rows[0]["achieved_msgs_per_s"] == pytest.approx(1500, rel=0.02)
     # Ratios to the limits recorded in the same result (loopback 140,000 frames/s).
-    assert rows[0]["loopback_share_of_limit"] == pytest.approx(rows[0]["capacity_msgs_per_s"] / 140_000)
-    disk_mb_per_s = rows[0]["capacity_msgs_per_s"] * rows[0]["disk_bytes_per_msg"] / 1e6
+    assert rows[0]["loopback_share_of_limit"] == pytest.approx(rows[0]["achieved_msgs_per_s"] / 140_000)
+    disk_mb_per_s = rows[0]["achieved_msgs_per_s"] * rows[0]["disk_bytes_per_msg"] / 1e6
     assert rows[0]["disk_share_of_limit"] == pytest.approx(disk_mb_per_s / 180.0)
 
 
@@ -87,12 +91,12 @@ def test_json_document(result_folders):
     outcome = _invoke(*folders, "--json", "--daily-messages", "100e9", "--peak-factor", "2.5", "--headroom", "0.6")
     assert outcome.exit_code == 0, outcome.output
     doc = json.loads(outcome.output)
-    assert doc["schema"] == "mqbench.report/1" and doc["tool_version"]
+    assert doc["schema"] == "mqbench.report/2" and doc["tool_version"]
     assert [r["result"] for r in doc["runs"]] == [f.name for f in folders]
     assert doc["runs"][1]["git"]["dirty"] is True and doc["runs"][0]["seed"] == 11
     assert doc["sizing"]["peak_msgs_per_s"] == pytest.approx(1e11 / 86400 * 2.5)
     row = doc["rows"][2]
-    expected = math.ceil(doc["sizing"]["peak_msgs_per_s"] / (row["capacity_msgs_per_s"] / 9 * 3 * 0.6))
+    expected = math.ceil(doc["sizing"]["peak_msgs_per_s"] / (row["sizing_basis_msgs_per_s"] / 9 * 3 * 0.6))
     assert row["hosts_needed"] == expected
 
 
@@ -162,10 +166,10 @@ def test_baseline_flag_adds_deltas_against_the_named_result(result_folders):
     assert outcome.exit_code == 0, outcome.output
     doc = json.loads(outcome.output)
     row = doc["rows"][0]
-    base = docs[0]["cells"][0]["aggregates"]["throughput_msgs_per_s"]
+    base = docs[0]["cells"][0]["achieved_msgs_per_s"]
     assert row["baseline"]
     assert row["throughput_delta_share"] == pytest.approx(
-        (row["throughput_msgs_per_s"] - base) / base)
+        (row["achieved_msgs_per_s"] - base) / base)
     assert doc["sizing"]["daily_messages"] == 1e9
     table = _invoke(folders[1], "--format", "table", "--baseline", folders[0])
     assert table.exit_code == 0 and "baseline" in table.output
@@ -176,3 +180,47 @@ def test_baseline_must_name_one_result(result_folders):
     outcome = _invoke(folders[1], "--baseline", folders[0].parent)
     assert outcome.exit_code == 2
     assert "name one result folder" in outcome.output
+
+
+def test_a_folder_that_also_holds_dr_results_is_reported_with_a_note(result_folders, tmp_path):
+    # Finding 7: `mqbench report results/` refused the whole folder once `mqbench dr` wrote there.
+    import shutil
+
+    from mqbench.dr.report import build_document, write_document
+
+    folders, _ = result_folders
+    for folder in folders:
+        shutil.copytree(folder, tmp_path / folder.name)
+    dr = write_document(build_document([{"scheme": "A", "fault": "kill-leader"}], seed=1, command_line=["mqbench", "dr"],
+                                       machine={"cpu_cores": 2}, settings={"rate": 1}), tmp_path)
+    outcome = _invoke(tmp_path)
+    assert outcome.exit_code == 0, outcome.output
+    assert folders[0].name in outcome.output and folders[1].name in outcome.output
+    assert f"skipped {dr.name}: a mqbench.dr-result/1 result" in outcome.output
+    doc = json.loads(_invoke(tmp_path, "--json").output)
+    assert len(doc["runs"]) == 2 and doc["skipped"] and dr.name in doc["skipped"][0]
+    only_dr = _invoke(dr)
+    assert only_dr.exit_code == 2 and "no `mqbench run` result to report" in only_dr.output
+
+
+def test_the_default_table_reads_and_wide_carries_everything(result_folders):
+    folders, _ = result_folders
+    default = _invoke(*folders).output
+    header = default.splitlines()[0]
+    for name in ("profile", "layout", "cell", "offered msgs/s", "achieved msgs/s", "verdict", "pub p50 ms",
+                 "pub p99 ms", "e2e p99 ms", "achieved batch", "broker CPU µs/msg", "user disk B/msg"):
+        assert name in header
+    assert "send lateness" not in header and max(len(line) for line in default.split("\n\n")[0].splitlines()) < 250
+    # A legend line for every column shown.
+    legend = default.split("Legend:")[1]
+    for name in ("offered msgs/s", "verdict", "achieved batch", "user disk B/msg"):
+        assert f"  {name}: " in legend
+    wide = _invoke(*folders, "--wide").output
+    for name in ("send lateness p99 ms", "delayed msg error p99 ms", "consumed msgs/s (all groups)",
+                 "delayed msgs pending", "capacity msgs/s", "first unheld msgs/s", "achieved/host msgs/s",
+                 "achieved/instance msgs/s", "client CPU µs/msg"):
+        assert name in wide.splitlines()[0] and f"  {name}: " in wide.split("Legend:")[1]
+    for fmt in ("markdown", "html"):
+        text = _invoke(*folders, "--format", fmt).output
+        assert "Legend" in text
+        assert ("held: achieved &gt;= 99% of offered" if fmt == "html" else "held: achieved >= 99% of offered") in text

@@ -100,7 +100,7 @@ def _mutations():
         return apply
 
     return [
-        (setter(["schema"], "mqbench.result/2"), "schema 'mqbench.result/2' is not supported"),
+        (setter(["schema"], "mqbench.result/3"), "schema 'mqbench.result/3' is not supported"),
         (setter(["schema"], "omb.result"), "not an mqbench result"),
         (setter(["seed"], "seven"), "field 'seed' must be int"),
         (setter(["seed"], True), "field 'seed' must be int, got a boolean"),
@@ -113,13 +113,15 @@ def _mutations():
         (setter(["cells", 0, "aggregates", "throughput_msgs_per_s"], _DELETE), "aggregate 'throughput_msgs_per_s'"),
         (setter(["cells", 0, "windows"], [1]), "windows\\[0\\]"),
         (setter(["duration_ms"], 0), "duration_ms"),
+        (setter(["cells", 0, "verdict"], "great"), "verdict 'great' is not one of held, saturated, failed"),
+        (setter(["cells", 0, "verdict_signals"], _DELETE), "field 'verdict_signals' is missing"),
     ]
 
 
 _DELETE = object()
 
 
-@pytest.mark.parametrize("index", range(13))
+@pytest.mark.parametrize("index", range(15))
 def test_bad_documents_are_rejected_naming_the_problem(result_folders, tmp_path, index):
     mutate, message = _mutations()[index]
     doc = copy.deepcopy(result_folders[1][0])
@@ -252,3 +254,17 @@ def test_a_window_field_that_is_not_a_number_is_named(result_folders, tmp_path, 
     (tmp_path / RESULT_FILE).write_text(json.dumps(doc))
     with pytest.raises(UserError, match=rf"windows\[0\]\.{field} must be a number"):
         load_result(tmp_path)
+
+
+def test_a_schema_1_result_still_loads_and_is_judged_by_the_same_rules(result_folders, tmp_path):
+    from mqbench.harness.report import LoadedResult, report_rows
+
+    doc = copy.deepcopy(result_folders[1][0])
+    doc["schema"] = "mqbench.result/1"
+    for cell in doc["cells"]:
+        for name in ("verdict", "verdict_signals", "verdict_detail", "offered_msgs_per_s", "achieved_msgs_per_s",
+                     "capacity_msgs_per_s", "first_unheld_rate_msgs_per_s"):
+            del cell[name]
+    folder, loaded = load_result(_write_doc(tmp_path, doc))
+    rows = report_rows([LoadedResult(folder, loaded)])
+    assert [row["verdict"] for row in rows] == [cell["verdict"] for cell in result_folders[1][0]["cells"]]

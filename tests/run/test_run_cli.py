@@ -8,6 +8,7 @@ flags and unreachable clusters are one-line errors with exit code 2.
 from __future__ import annotations
 
 import json
+import re
 
 import pyarrow.parquet as pq
 import pytest
@@ -19,7 +20,8 @@ from mqbench.harness.results import load_result, validate_result
 from run_scripted_cluster import ThreadedCluster
 
 TOPICS = ("order_events", "order_payment_timeout")
-SHORT = ["--duration", "1500ms", "--warmup", "500ms", "--window", "500ms", "--rate", "200", "--drain", "3s"]
+SHORT = ["--duration", "1500ms", "--warmup", "500ms", "--window", "500ms", "--rate", "200", "--drain", "3s",
+         "--limits", "none", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +108,44 @@ def test_an_unknown_workload_and_an_unreachable_target_are_user_errors(tmp_path)
                                       "codec=none,lz4", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert result.stderr.count("no name server answered") >= 2 and "every cell failed" in result.stderr
+
+
+@pytest.mark.realproc
+def test_an_overloaded_run_is_saturated_not_a_capacity_and_exits_3(tmp_path):
+    # Finding 1: 3x a broker's capacity used to print "capacity <achieved> (offered load)" and exit 0.
+    # The scripted broker serves one send at a time for 5 ms (at most 200 msgs/s); 600 are offered.
+    with ThreadedCluster(TOPICS, serial_ms=5) as cluster:
+        result = CliRunner().invoke(cli, [
+            "run", "orders", "--target", cluster.namesrv_addr, "--delay", "off", "--batch", "1", "--rate", "600",
+            "--duration", "4s", "--warmup", "500ms", "--window", "1s", "--in-flight", "20", "--drain", "3s",
+            "--limits", "none", "--quiet", "--out", str(tmp_path)])
+    assert result.exit_code == 3, result.output
+    folder, doc = load_result(next(p for p in tmp_path.iterdir() if not p.name.startswith(".")))
+    cell = doc["cells"][0]
+    assert cell["verdict"] == "saturated"
+    assert {"achieved under offered", "send backlog", "publish delay growing"} <= set(cell["verdict_signals"])
+    assert cell["offered_msgs_per_s"] == 600 and cell["achieved_msgs_per_s"] < 300
+    assert cell["capacity_msgs_per_s"] is None  # a fixed-rate cell never reports a capacity
+    assert "saturated: achieved under offered" in result.stdout and "held" not in result.stdout.split("Legend")[0]
+    # Sizing from it is refused: the row is not sized.
+    report = CliRunner().invoke(cli, ["report", str(folder), "--json", "--daily-messages", "1G"])
+    assert json.loads(report.stdout)["rows"][0]["hosts_needed"] is None
+
+
+@pytest.mark.realproc
+def test_piped_output_gets_one_line_per_window_unless_quiet(target, tmp_path):
+    args = ["run", "orders", "--target", target.namesrv_addr, "--delay", "off", "--duration", "3s", "--warmup",
+            "1s", "--window", "1s", "--rate", "100", "--drain", "3s", "--limits", "none"]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if "| offered " in line]
+    assert len(lines) >= 3
+    number = r"[\d,]+(\.\d)?"
+    for line in lines:
+        assert re.search(rf"^\d\d:\d\d:\d\dZ cell 1/1 codec=none\S* (warm-up|measuring) {number} s \| offered "
+                         rf"{number}/s \| achieved {number}/s \| pub (p50 {number} ms p99 {number} ms|p50 - p99 -) \| "
+                         rf"errors {number} \| backlog send {number} consume {number}$", line), line
+    # The figures depend on the machine's load (workers report twice a second); the format is the contract.
+    assert any("measuring" in line for line in lines)
+    quiet = CliRunner().invoke(cli, [*args, "--quiet", "--out", str(tmp_path / "b")])
+    assert quiet.exit_code == 0 and "| offered " not in quiet.stdout

@@ -20,7 +20,7 @@ def test_a_short_matrix_on_the_embedded_single_layout(tmp_path):
     result = runner.invoke(cli, [
         "run", "orders", "--layout", "single", "--matrix", "codec=none,zstd:3", "--batch", "8",
         "--compress-over", "0", "--duration", "2s", "--warmup", "1s", "--window", "1s", "--rate", "300",
-        "--drain", "5s", "--out", str(tmp_path)])
+        "--drain", "5s", "--limits", "none", "--quiet", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     folder, doc = load_result(next(p for p in tmp_path.iterdir() if not p.name.startswith(".")))
     assert not (tmp_path / ".work").exists()  # the stores of the per-cell clusters are removed

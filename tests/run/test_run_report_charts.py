@@ -76,9 +76,9 @@ def test_baseline_deltas_compare_the_same_cell(tmp_path):
     assert zstd["throughput_delta_share"] == pytest.approx(0.5, rel=0.01)
     assert zstd["publish_latency_p99_delta_share"] == pytest.approx(-0.5, rel=0.01)
     assert lz4["throughput_delta_share"] == pytest.approx(-0.5, rel=0.01)
-    assert zstd["disk_bytes_per_msg_delta_share"] is None  # not measured in either
+    assert zstd["disk_user_bytes_per_msg_delta_share"] is None  # not measured in either
     text = render(new, "terminal", baseline=base[0])
-    assert "vs base msgs/s" in text and re.search(r"\+50\.\d%", text) and re.search(r"-50\.\d%", text)
+    assert "vs base achieved" in text and re.search(r"\+50\.\d%", text) and re.search(r"-50\.\d%", text)
     assert f"baseline: {base[0].folder.name}" in text
     assert "vs base" not in render(new, "terminal")
 
@@ -87,6 +87,16 @@ def test_an_unfinished_search_is_not_shown_as_a_capacity(tmp_path):
     from mqbench.harness.report import report_rows
 
     loaded = result(tmp_path, {"a": [10, 10, 10]}, {"a": 1})
-    assert report_rows(loaded)[0]["capacity_source"] == "offered load"
-    loaded[0].doc["cells"][0]["max_rate_search"] = {"state": "hold", "sustainable_rate_per_s": None}
-    assert report_rows(loaded)[0]["capacity_source"] == "unfinished search (hold)"
+    row = report_rows(loaded)[0]
+    assert row["capacity_msgs_per_s"] is None and row["verdict"] == "held"
+    # An unfinished search (the figure once shown was the average over the whole search, drain
+    # checks at rate 0 included) is failed, with no capacity, no sizing basis and no offered rate.
+    cell = loaded[0].doc["cells"][0]
+    for name in ("verdict", "verdict_signals", "verdict_detail", "capacity_msgs_per_s"):
+        cell.pop(name)
+    cell["max_rate_search"] = {"state": "hold", "sustainable_rate_per_s": None, "peak_healthy_rate_per_s": 1600,
+                               "checks": 40}
+    row = report_rows(loaded, daily_messages=1e9)[0]
+    assert row["verdict"] == "failed" and row["verdict_signals"] == "search unfinished"
+    assert row["capacity_msgs_per_s"] is None and row["sizing_basis_msgs_per_s"] is None
+    assert row["hosts_needed"] is None and row["offered_msgs_per_s"] is None

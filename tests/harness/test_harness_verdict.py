@@ -1,0 +1,78 @@
+"""Cell verdicts (finding 1: saturated runs used to pass as capacity) from simulated runs and figures."""
+from __future__ import annotations
+
+import pytest
+
+from mqbench.harness.metrics import merge_runs
+from mqbench.harness.results import build_cell
+from mqbench.harness.verdict import Bounds, judge_fixed, judge_search
+from simsystem import simulate_run
+
+
+def _cell(rate, service_us):
+    parts = simulate_run(rate=rate, seed=3, duration_ms=10_000, warmup_ms=2_000, service_us_mean=service_us)
+    return build_cell("c", {"rate": rate}, merge_runs(parts), offered_msgs_per_s=rate)
+
+
+def test_a_broker_slower_than_the_offered_rate_is_saturated_and_has_no_capacity():
+    # ~1.2 ms mean service time: about 830 msgs/s; 1,500 are offered.
+    cell = _cell(1500, 1000)
+    assert cell["verdict"] == "saturated"
+    assert "achieved under offered" in cell["verdict_signals"]
+    assert cell["offered_msgs_per_s"] == 1500 and cell["achieved_msgs_per_s"] < 1000
+    assert cell["capacity_msgs_per_s"] is None
+
+
+def test_a_broker_that_keeps_up_held():
+    cell = _cell(500, 200)
+    assert cell["verdict"] == "held" and cell["verdict_signals"] == []
+    assert cell["achieved_msgs_per_s"] == pytest.approx(500, rel=0.02)
+    assert cell["capacity_msgs_per_s"] is None  # held at a fixed rate is still not a capacity
+
+
+BASE = {"duration_ms": 10_000, "published": 10_000, "publish_latency_ms_p99": 5.0, "publish_delay_ms_p99": 2.0,
+        "publish_backlog_msgs_end": 0, "consume_backlog_msgs_end": 0, "consume_backlog_msgs_after_drain": 0,
+        "publish_errors": 0, "acked_msgs_total": 12_000, "expected_deliveries_total": 24_000}
+
+
+@pytest.mark.parametrize("change, signal", [
+    ({"published": 9_500}, "achieved under offered"),
+    ({"publish_delay_ms_p99": 3_500.0}, "publish delay growing"),
+    ({"publish_backlog_msgs_end": 4_000}, "send backlog"),
+    ({"consume_backlog_msgs_end": 2_500}, "consume backlog"),   # bound: 2 groups x 1,000 msgs/s x 1 s
+    ({"consume_backlog_msgs_after_drain": 7}, "consume backlog"),
+    ({"publish_errors": 50}, "errors"),
+])
+def test_each_signal_is_named(change, signal):
+    held = judge_fixed(BASE, [], 1000.0)
+    assert held.verdict == "held"
+    verdict = judge_fixed({**BASE, **change}, [], 1000.0)
+    assert verdict.verdict == "saturated" and verdict.signals == (signal,)
+    assert len(verdict.detail) == 1
+
+
+def test_bounds_sit_where_the_docstring_says():
+    # 1,900 owed at 1,000 msgs/s with a fan-out of 2 is within one second of deliveries: bounded.
+    assert judge_fixed({**BASE, "consume_backlog_msgs_end": 1_900}, [], 1000.0).verdict == "held"
+    # A shortfall no larger than one p99 publish latency of offered load is in flight, not short.
+    assert judge_fixed({**BASE, "published": 9_800, "publish_latency_ms_p99": 150.0}, [], 1000.0).verdict == "held"
+    # The last window's lateness counts even when the whole-run p99 still looks fine.
+    windows = [{"publish_delay_ms_p99": 3.0}, {"publish_delay_ms_p99": 1_800.0}]
+    verdict = judge_fixed(BASE, windows, 1000.0, Bounds())
+    assert verdict.signals == ("publish delay growing",) and "first window 3 ms, last 1,800 ms" in verdict.detail[0]
+
+
+def test_nothing_acknowledged_is_failed():
+    assert judge_fixed({**BASE, "published": 0}, [], 1000.0).verdict == "failed"
+
+
+def test_a_search_is_held_only_when_done():
+    done = {"state": "done", "capacity_msgs_per_s": 1200.0, "first_unheld_rate_msgs_per_s": 1300.0,
+            "sustainable_rate_per_s": 1195.0, "checks": 30}
+    verdict = judge_search(done)
+    assert (verdict.verdict, verdict.capacity_msgs_per_s, verdict.first_unheld_rate_msgs_per_s) == ("held", 1200.0, 1300.0)
+    assert verdict.offered_msgs_per_s == 1200.0 and verdict.achieved_msgs_per_s == 1195.0
+    for state in ("ramp", "bisect", "hold", "drain", "failed"):
+        unfinished = judge_search({"state": state, "sustainable_rate_per_s": None, "checks": 9})
+        assert unfinished.verdict == "failed" and unfinished.capacity_msgs_per_s is None
+        assert unfinished.signals == ("search unfinished",)
