@@ -255,8 +255,7 @@ def _sizing_caveats(results: list[LoadedResult]) -> list[str]:
 def _measured_text(doc: dict) -> str:
     layout = doc["layout"]
     if doc.get("target"):
-        cluster = doc.get("target_cluster") or {}
-        source = cluster.get("source", "its routes")
+        source = layout.get("source", "its topic routes")
         return (f"--target {doc['target']}: {layout['instances']} brokers in {layout['groups']} groups, "
                 f"{layout['replicas_per_group']} replicas per group, on {layout['hosts']} hosts (from {source})")
     return (f"the embedded reference broker, layout {layout['name']} ({layout['hosts']} hosts as loopback addresses "
@@ -396,7 +395,7 @@ def report_document(results: list[LoadedResult], *, daily_messages: float | None
     runs = [{"result": r.folder.name, "path": str(r.folder), "git": r.doc["git"], "seed": r.doc["seed"],
              "created_utc": r.doc["created_utc"], "machine": r.doc["machine"], "limits": r.doc.get("limits"),
              "layout": r.doc["layout"], "workload": r.doc["workload"], "target": r.doc.get("target"),
-             "target_cluster": r.doc.get("target_cluster"), "measured": _measured_text(r.doc)} for r in results]
+             "measured": _measured_text(r.doc)} for r in results]
     sizing = None
     if daily_messages is not None:
         sizing = {"daily_messages": daily_messages, "peak_factor": peak_factor, "headroom": headroom,

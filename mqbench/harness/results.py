@@ -100,11 +100,6 @@ field                                   meaning
 ``cells[].client_cpu_us_per_msg``       CPU of the load generator's processes per message
 ``cells[].broker_cpu_machine_share``    share of the machine's CPU the brokers used
 ``cells[].client_cpu_machine_share``    share of the machine's CPU the load generator used
-``cells[].aggregates.delayed_pending_msgs_end``  delayed messages acknowledged but not yet
-                                        delivered when the cell ended (not a backlog: they are
-                                        not due)
-``target_cluster``                      ``--target`` runs: what the target's name server and
-                                        brokers said (``harness`` of ``run.environment``)
 ======================================  ============================================================
 
 Fields ``mqbench run`` adds (optional for the loader, which ignores what it does not know):
@@ -127,6 +122,11 @@ field                                       meaning
 ``cells[].aggregates.publish_backlog_msgs_end``   due but unsent at the end of the measured phase
 ``cells[].aggregates.consume_backlog_msgs_end``   owed deliveries not yet consumed at that moment
 ``cells[].aggregates.consume_backlog_msgs_after_drain``  the same after the drain period
+``cells[].aggregates.measured_offered_msgs``  messages intended in the measured phase: sent, or
+                                            due and unsent at its end
+``cells[].aggregates.measured_acked_msgs``  of those, acknowledged (whenever the ack came)
+``cells[].aggregates.delayed_pending_msgs_end``  deliveries of delayed messages owed and not yet
+                                            received when the cell ended (not due: not a backlog)
 ``cells[].windows[].publish_backlog_msgs``  both backlogs at the end of each window (null before
 ``cells[].windows[].consume_backlog_msgs``  the first sample)
 ``cells[].last_publish_error``              the last send failure's text, or null

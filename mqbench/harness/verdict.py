@@ -18,10 +18,14 @@ verdict         when
 Signals of saturation (``SIGNALS``, each with a detail line in ``verdict_detail``), from the cell's
 aggregates and windows (``Bounds`` holds every number):
 
-* ``achieved under offered``: acknowledged in the measured phase < 99 % of the messages offered in
-  it. Messages still in flight at the end (up to one p99 publish latency of offered load, at most
-  ``in_flight_allowance_s_max`` of it) are not counted short: a steady system has that many on the
-  wire, and the start and end of a short phase catch it at different moments;
+* ``achieved under offered``: of the messages offered in the measured phase (intended in it:
+  sent, or still due and unsent at its end), < 99 % were acknowledged (``measured_acked_msgs`` /
+  ``measured_offered_msgs``, counted by intended time so a latency that straddles the phase's
+  edges does not count; messages still unsent at the end up to ``in_flight_allowance_s_max`` of
+  offered load are a send lag, judged by the lateness signal). Results without those counts
+  compare acknowledgements in the phase with
+  offered rate x duration, where messages still in flight at the end (up to one p99 publish
+  latency of offered load, at most ``in_flight_allowance_s_max`` of it) are not counted short;
 * ``publish delay growing``: the open-loop sender's lateness (publish delay p99) in the last
   window, or over the whole phase, above ``publish_delay_ms_p99_max`` (the schedule is slipping);
 * ``send backlog``: due but unsent messages at the end of the measured phase above
@@ -109,7 +113,18 @@ def judge_fixed(aggregates: dict, windows: list[dict], offered_msgs_per_s: float
     signals: list[str] = []
     detail: list[str] = []
     offered = offered_msgs_per_s
-    if offered and duration_s:
+    offered_count, acked_count = aggregates.get("measured_offered_msgs"), aggregates.get("measured_acked_msgs")
+    if isinstance(offered_count, int) and isinstance(acked_count, int) and offered_count > 0:
+        # Counted by intended time: no boundary effect, whatever the ack latency. Messages still due
+        # at the very end, up to a short send lag of offered load, are lateness, not shortfall.
+        unsent = aggregates.get("publish_backlog_msgs_end") or 0
+        rate_now = offered or (offered_count / duration_s if duration_s else 0.0)
+        offered_count -= min(unsent, int(rate_now * bounds.in_flight_allowance_s_max))
+        if acked_count < bounds.achieved_share_min * offered_count:
+            signals.append("achieved under offered")
+            detail.append(f"acknowledged {acked_count:,} of the {offered_count:,} messages offered in the measured "
+                          f"phase ({acked_count / offered_count:.1%} < {bounds.achieved_share_min:.0%})")
+    elif offered and duration_s:
         p99_s = (aggregates.get("publish_latency_ms_p99") or 0) / 1000.0
         offered_count = offered * duration_s
         in_flight_allowance = offered * min(p99_s, bounds.in_flight_allowance_s_max, duration_s)

@@ -294,6 +294,9 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
         "consume_backlog_msgs_end": end_totals["consume_backlog"],
         "consume_backlog_msgs_after_drain": after_drain["consume_backlog"],
         "delayed_pending_msgs_end": after_drain["delayed_pending"],
+        # By intended time: of the messages offered in the measured phase, how many were acknowledged.
+        "measured_offered_msgs": after_drain["measured_sent"] + end_totals["publish_backlog"],
+        "measured_acked_msgs": after_drain["measured_acked"],
     })
     doc["last_publish_error"] = last_error
     return doc

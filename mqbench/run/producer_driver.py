@@ -57,6 +57,8 @@ class ProducerTotals:
     delayed_deliveries_owed: int = 0  # consumer deliveries owed for acknowledged delayed messages
     in_flight: int = 0  # requests awaiting an ack
     publish_backlog: int = 0  # due but not sent yet (schedule overdue + batches being filled)
+    measured_sent: int = 0  # messages intended in the measured phase whose send started
+    measured_acked: int = 0  # messages intended in the measured phase acknowledged (by whenever)
 
     def as_dict(self) -> dict:
         return dict(vars(self))
@@ -207,6 +209,8 @@ class ProducerDriver:
         outgoing = []
         for intended, message in items:
             self.metrics.record_send(intended, sent_ns)
+            if self._in_measured_phase(intended):
+                self.totals.measured_sent += 1
             outgoing.append(self._outgoing(message, intended, sent_ns))
         self.totals.sent += len(items)
         self.totals.in_flight += 1
@@ -241,8 +245,10 @@ class ProducerDriver:
             log.debug("send failed: %s", exc)
         else:
             acked_ns = self.clock_ns()
-            for _intended, message in items:
+            for intended, message in items:
                 size = len(message.body)
+                if self._in_measured_phase(intended):
+                    self.totals.measured_acked += 1
                 self.metrics.record_ack(sent_ns, acked_ns, size)
                 self.interval_latency.record_value(min(max(1, (acked_ns - sent_ns) // 1000), VALUE_US_MAX))
                 self.totals.acked += 1
@@ -255,6 +261,10 @@ class ProducerDriver:
         finally:
             self.totals.in_flight -= 1
             self.window.release()
+
+    def _in_measured_phase(self, intended_ns: int) -> bool:
+        """Intended in the measured phase: the messages a cell's verdict counts as offered."""
+        return self.metrics.measure_start_ns <= intended_ns < self.metrics.end_ns
 
     async def _wait_acks(self, timeout_s: float) -> None:
         if self._tasks:

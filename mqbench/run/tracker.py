@@ -23,7 +23,7 @@ from mqbench.harness.maxrate import Observation
 from mqbench.harness.metrics import decode_histogram, new_histogram, percentile_us
 
 PRODUCER_SUMS = ("intended", "sent", "acked", "errors", "acked_bytes", "expected_deliveries", "delayed_acked",
-                 "delayed_deliveries_owed", "in_flight", "publish_backlog")
+                 "delayed_deliveries_owed", "in_flight", "publish_backlog", "measured_sent", "measured_acked")
 CONSUMER_SUMS = ("consumed", "consumed_undelayed", "consumed_delayed", "consumed_bytes", "foreign")
 
 

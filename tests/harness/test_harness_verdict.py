@@ -76,3 +76,20 @@ def test_a_search_is_held_only_when_done():
         unfinished = judge_search({"state": state, "sustainable_rate_per_s": None, "checks": 9})
         assert unfinished.verdict == "failed" and unfinished.capacity_msgs_per_s is None
         assert unfinished.signals == ("search unfinished",)
+
+
+def test_counts_by_intended_time_decide_when_present():
+    # A 2 s phase whose latency straddles its edges: 502 acknowledged by ack time of 600 offered,
+    # yet every message offered in the phase was acknowledged. That held.
+    figures = {**BASE, "duration_ms": 2_000, "published": 502, "publish_latency_ms_p99": 800.0,
+               "measured_offered_msgs": 600, "measured_acked_msgs": 600}
+    assert judge_fixed(figures, [], 300.0).verdict == "held"
+    short = judge_fixed({**figures, "measured_acked_msgs": 580}, [], 300.0)
+    assert short.signals == ("achieved under offered",) and "580 of the 600" in short.detail[0]
+
+    # 16 messages still due at the end of a 1.5 s phase at 200 msgs/s (80 ms of send lag) are late,
+    # not missing; 60 (300 ms) are more than a lag.
+    lag = {**figures, "measured_offered_msgs": 300, "measured_acked_msgs": 284, "publish_backlog_msgs_end": 16}
+    assert judge_fixed(lag, [], 200.0).verdict == "held"
+    behind = {**lag, "measured_acked_msgs": 240, "publish_backlog_msgs_end": 60}
+    assert judge_fixed(behind, [], 200.0).signals == ("achieved under offered",)

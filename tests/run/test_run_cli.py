@@ -137,7 +137,8 @@ def test_piped_output_gets_one_line_per_window_unless_quiet(target, tmp_path):
     args = ["run", "orders", "--target", target.namesrv_addr, "--delay", "off", "--duration", "3s", "--warmup",
             "1s", "--window", "1s", "--rate", "100", "--drain", "3s", "--limits", "none"]
     result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a")])
-    assert result.exit_code == 0, result.output
+    # Written either way (a stall of this shared machine can make even 100 msgs/s late: exit 3).
+    assert result.exit_code in (0, 3), result.output
     lines = [line for line in result.stdout.splitlines() if "| offered " in line]
     assert len(lines) >= 3
     number = r"[\d,]+(\.\d)?"
@@ -148,4 +149,4 @@ def test_piped_output_gets_one_line_per_window_unless_quiet(target, tmp_path):
     # The figures depend on the machine's load (workers report twice a second); the format is the contract.
     assert any("measuring" in line for line in lines)
     quiet = CliRunner().invoke(cli, [*args, "--quiet", "--out", str(tmp_path / "b")])
-    assert quiet.exit_code == 0 and "| offered " not in quiet.stdout
+    assert quiet.exit_code in (0, 3) and "| offered " not in quiet.stdout
