@@ -12,6 +12,7 @@ import asyncio
 
 import pytest
 
+from mqbench.broker.cluster_secret import SECRET_FILE, read_secret_file
 from mqbench.broker.layout import load_layout
 from mqbench.admin.calls import create_topic
 from mqbench.broker.server.main import Broker
@@ -126,7 +127,9 @@ def test_a_follower_failing_as_it_rejoins_stops_its_broker(tmp_path, monkeypatch
         store = tmp_path / "cluster" / "broker-a" / follower.split("/")[1] / "store"
 
         async def rejoin() -> tuple[int, str]:
-            broker = Broker(layout, follower, store, register_interval_ms=60_000)
+            # the cluster's Raft peers only talk to a replica that holds the cluster secret
+            secret = read_secret_file(tmp_path / "cluster" / SECRET_FILE)
+            broker = Broker(layout, follower, store, register_interval_ms=60_000, cluster_secret=secret)
             await broker.start()
             try:
                 return await asyncio.wait_for(broker.serve(asyncio.Event()), 5), str(broker.fatal_reason)
