@@ -33,6 +33,7 @@ PURE = [
     # interface and its in-memory implementation. Excluded: dledger_storage.py (files),
     # transport.py and replica.py (asyncio), sim/ (the simulator owns the seeded Random and times
     # its runs: it is the driver that injects time and randomness into the core).
+    "broker/raft/auth.py",
     "broker/raft/config.py",
     "broker/raft/log.py",
     "broker/raft/node.py",
@@ -65,6 +66,7 @@ PURE = [
     "broker/remoting/command.py",
     "broker/remoting/frame.py",
     "broker/remoting/headers.py",
+    "broker/remoting/signature.py",
     # The codec registry. Excluded: codecs/bench.py (times codecs with the clock).
     "codecs/registry.py",
     # Delayed messages: settings, the delivery plan (what the replicated progress marker says) and

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+from typing import Container
 
 from mqbench.errors import PeerError, UserError
 
@@ -109,7 +110,7 @@ class ReceiverSession:
     the Raft messages of every complete, authentic frame. Any failure raises ``PeerError`` (close
     the connection). ``peer`` is the authenticated sender once the HELLO was read, else None."""
 
-    def __init__(self, secret: bytes, self_id: int, peers, server_nonce: bytes, *,
+    def __init__(self, secret: bytes, self_id: int, peers: Container[int], server_nonce: bytes, *,
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES):
         self._secret = secret
         self._self_id = self_id
@@ -135,8 +136,9 @@ class ReceiverSession:
                 if buf[:len(MAGIC)] != MAGIC[:len(buf)]:
                     raise PeerError("raft connection did not start with an mqbench HELLO")
                 return out
-            self._accept_hello(bytes(buf[:HELLO_BYTES]))
+            self._mac = self._accept_hello(bytes(buf[:HELLO_BYTES]))
             pos = HELLO_BYTES
+        session = self._mac
         while len(buf) - pos >= LENGTH.size:
             (length,) = LENGTH.unpack_from(buf, pos)
             if length < HEADER_BYTES or length > self._max_frame_bytes:
@@ -144,7 +146,7 @@ class ReceiverSession:
             end = pos + LENGTH.size + length
             if len(buf) < end + TAG_BYTES:
                 break
-            mac = self._mac.copy()
+            mac = session.copy()
             mac.update(_SEQ.pack(self._seq))
             mac.update(memoryview(buf)[pos:end])
             if not hmac.compare_digest(mac.digest()[:TAG_BYTES], bytes(buf[end:end + TAG_BYTES])):
@@ -159,7 +161,7 @@ class ReceiverSession:
         del buf[:pos]
         return out
 
-    def _accept_hello(self, hello: bytes) -> None:
+    def _accept_hello(self, hello: bytes) -> "hmac.HMAC":
         magic, version, src, dst, client_nonce, tag = _HELLO.unpack(hello)
         if magic != MAGIC or version != VERSION:
             raise PeerError("raft connection did not start with an mqbench HELLO")
@@ -169,5 +171,5 @@ class ReceiverSession:
         if dst != self._self_id or src not in self._peers:
             raise PeerError(f"raft HELLO {src}->{dst} is not for node {self._self_id} from a peer")
         self.peer = src
-        self._mac = hmac.new(_session_key(self._secret, self._server_nonce, client_nonce, src, dst),
-                             digestmod=hashlib.sha256)
+        return hmac.new(_session_key(self._secret, self._server_nonce, client_nonce, src, dst),
+                        digestmod=hashlib.sha256)

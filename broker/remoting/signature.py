@@ -24,6 +24,8 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from .command import RemotingCommand
+
 ACCESS_KEY = "AccessKey"
 SIGNATURE = "Signature"
 SECURITY_TOKEN = "SecurityToken"
@@ -78,6 +80,6 @@ class Credentials:
     secret_key: str
     security_token: str | None = None
 
-    def apply(self, cmd) -> None:
+    def apply(self, cmd: RemotingCommand) -> None:
         fields = {k: v for k, v in cmd.ext_fields.items() if k not in (ACCESS_KEY, SIGNATURE, SECURITY_TOKEN)}
         cmd.ext_fields = sign(fields, cmd.body, self.access_key, self.secret_key, security_token=self.security_token)
