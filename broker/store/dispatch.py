@@ -84,6 +84,18 @@ def message_dispatch_info(msg: Message, size: int) -> DispatchInfo:
                         message_tags_code(msg), msg.store_timestamp_ms, inner)
 
 
+QUEUE_ID_MAX = 0x7FFFFFFF       # QUEUEID is an int32; a negative one has no queue
+
+
+def queue_id_of_folder(name: str) -> int | None:
+    """The queue id a ``{topic}/{queueId}`` folder name stands for, None when it is not one: the
+    one rule for a folder a run writes (``str(queue_id)``) and a folder a resumed run reads back."""
+    if not name.isdigit() or (len(name) > 1 and name[0] == "0") or len(name) > 10:
+        return None
+    queue_id = int(name)
+    return queue_id if queue_id <= QUEUE_ID_MAX else None
+
+
 class QueueSet:
     """Every consume queue and batch consume queue of a store (see module doc)."""
 
@@ -107,14 +119,15 @@ class QueueSet:
             except UserError as exc:
                 raise CorruptDataError(f"not a topic folder: {exc}", where=str(topic_dir)) from None
             for qdir in sorted(topic_dir.iterdir()):
-                if not qdir.name.isdigit() or len(qdir.name) > 9:
-                    raise CorruptDataError("not a queue id folder", where=str(qdir))
-                yield topic_dir.name, int(qdir.name)
+                queue_id = queue_id_of_folder(qdir.name)
+                if queue_id is None:
+                    raise CorruptDataError("not a queue id folder (0..2147483647, no leading zeros)", where=str(qdir))
+                yield topic_dir.name, queue_id
 
     def get(self, topic: str, queue_id: int, *, batch: bool) -> ConsumeQueue | BatchConsumeQueue:
         key = (validate_topic(topic), queue_id)
-        if queue_id < 0:
-            raise UserError(f"queue id {queue_id} is negative")
+        if not 0 <= queue_id <= QUEUE_ID_MAX:
+            raise UserError(f"queue id {queue_id} is outside 0..{QUEUE_ID_MAX}")
         table = self.bcqs if batch else self.cqs
         q = table.get(key)
         if q is None:

@@ -51,3 +51,25 @@ def test_kill9_at_random_points_then_resume_is_byte_identical(tmp_path, source, 
         for name in expected:
             assert got[name] == expected[name], (kill_at, name)
     assert verify(src, clean)["ok"]
+
+
+@pytest.mark.realproc
+def test_resume_accepts_every_queue_a_fresh_run_writes(tmp_path):
+    """A record of queue 2147483647 (the largest int32): the fresh run writes its queue folder, and
+    the resumed run read that folder back and refused it ('not a queue id folder')."""
+    from migrate_golden import storebuilder
+    builder = storebuilder()(str(tmp_path / "src"), version="v4", log_file_bytes=16384)
+    for i in range(60):
+        builder.add("TopicTest", b"x" * 200, queue_id=(0x7FFFFFFF if i % 2 else 3), properties={"KEYS": f"k{i}"})
+    builder.save()
+    clean = str(tmp_path / "clean")
+    proc = _run(builder.root, clean, "v5-dledger", 0, False)
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.isdir(os.path.join(clean, "consumequeue", "TopicTest", "2147483647"))
+    writes = int(proc.stdout.strip())
+    dst = str(tmp_path / "crash")
+    proc = _run(builder.root, dst, "v5-dledger", writes // 2, False)
+    assert proc.returncode == -9
+    proc = _run(builder.root, dst, "v5-dledger", 0, True)
+    assert proc.returncode == 0, proc.stderr
+    assert tree_bytes(dst) == tree_bytes(clean)
