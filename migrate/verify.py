@@ -20,8 +20,11 @@ Checks, each streaming (memory flat in the store size, apart from per-queue coun
 3. offsets: ``consumerOffset.json`` and ``delayOffset.json`` of DST equal SRC's, entry for entry;
    topic and subscription group names are all there.
 
-The result lists each difference (the first ``DIFFERENCES_MAX``, with the SRC file and offset)
-and ``ok`` is True only when there is none.
+The result lists each difference (the first ``DIFFERENCES_MAX``, with the SRC file and offset),
+names the first one (``first_difference``), and ``ok`` is True only when there is none.
+``messages_compared`` counts user messages only: DLedger entries that hold no message (term-start
+no-ops, config changes, mqbench metadata) are compared as ``entries_compared`` (both sides
+DLedger) or not at all, so a DLedger and a plain target of one source report the same count.
 """
 from __future__ import annotations
 
@@ -72,7 +75,7 @@ def _compare_logs(src: str, dst: str, result: dict, journal: dict | None) -> Non
     both_dl = src_dl and dst_dl
     mapped = (journal or {}).get("progress", {}).get("timers_mapped", 0)
     same_index = None
-    compared = extra = 0
+    compared = extra = entries = 0
     src_iter = _messages(src, skip_after_index=committed, entries=both_dl)
     dst_iter = _messages(dst, skip_after_index=None, entries=both_dl)
     tops = result.setdefault("_tops", {})
@@ -89,7 +92,10 @@ def _compare_logs(src: str, dst: str, result: dict, journal: dict | None) -> Non
         if b is None:
             _diff(result, f"message {a[1]} of SRC ({a[3]}) is missing in DST")
             continue
-        compared += 1
+        if a[0] == "message":
+            compared += 1
+        else:
+            entries += 1
         if a[0] != b[0]:
             _diff(result, f"SRC has a {a[0]} at {a[3]}, DST a {b[0]} at {b[3]}")
             continue
@@ -105,6 +111,7 @@ def _compare_logs(src: str, dst: str, result: dict, journal: dict | None) -> Non
             what = ["flag", "properties", "body"][next(i for i in range(3) if a[2][i] != b[2][i])]
             _diff(result, f"message {a[1]} ({a[3]}) has another {what} in DST ({b[3]})")
     result["messages_compared"] = compared
+    result["entries_compared"] = entries
     result["mapped_timer_records"] = extra
 
 
@@ -230,9 +237,10 @@ def verify(src: str, dst: str) -> dict:
         raise UserError(f"no migrated store at {dst}")
     journal = read_journal(dst)
     result = {"ok": False, "difference_count": 0, "differences": [], "messages_compared": 0,
-              "queues_checked": 0, "offsets_checked": 0}
+              "entries_compared": 0, "queues_checked": 0, "offsets_checked": 0}
     _compare_logs(src, dst, result, journal)
     _check_queues(dst, result)
     _compare_configs(src, dst, result)
     result["ok"] = result["difference_count"] == 0
+    result["first_difference"] = result["differences"][0] if result["differences"] else None
     return result

@@ -186,7 +186,9 @@ def migrate(src, target, dst, codec, compress_over_bytes, segment_bytes, map_tim
             click.echo(f"verify: {'OK' if result['ok'] else 'DIFFERENCES'}: {result['messages_compared']} messages, "
                        f"{result['queues_checked']} queues, {result['offsets_checked']} offsets compared, "
                        f"{result['difference_count']} differences")
-            for d in result["differences"]:
+            if result["first_difference"]:
+                click.echo(f"first difference: {result['first_difference']}")
+            for d in result["differences"][1:]:
                 click.echo(f"  {d}")
     if result is not None and not result["ok"]:
         sys.exit(1)

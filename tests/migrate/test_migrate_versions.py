@@ -347,3 +347,34 @@ def test_inner_batch_on_a_topic_not_configured_batchcq_is_named(golden, tmp_path
     out = str(tmp_path / "ok")
     migrate(golden["v5-dledger"], out, Options(target="v4-dledger", codec=parse_codec("zlib")))
     assert verify(golden["v5-dledger"], out)["ok"]
+
+
+def test_verify_counts_user_messages_only_and_names_the_first_difference(tmp_path):
+    """No-op and metadata entries of a DLedger log are not messages: a DLedger and a plain target
+    of one source compare the same number of messages (10,315 vs 10,313 before)."""
+    builder = storebuilder()(str(tmp_path / "src"), version="v5-dledger", log_file_bytes=4096)
+    for term in (1, 2):
+        builder.noop(term)
+        for i in range(5):
+            builder.add("T", b"m" * 100, queue_id=i % 2, properties={"KEYS": f"k{term}-{i}"})
+    builder.noop(3, body=b"mqbench-meta", magic=dl.DLEDGER_MAGIC)
+    builder.save()
+    counts = {}
+    for target in ("v5", "v4-dledger"):
+        out = str(tmp_path / target)
+        migrate(builder.root, out, Options(target=target))
+        result = verify(builder.root, out)
+        assert result["ok"], result["differences"]
+        counts[target] = result["messages_compared"]
+    assert counts == {"v5": 10, "v4-dledger": 10}
+    # a changed property in DST: the first difference is named, in the result and by the CLI
+    seg = os.path.join(tmp_path, "v5", "commitlog", "0" * 20)
+    data = bytearray(open(seg, "rb").read())
+    data[data.index(b"k1-3") + 1] = ord("9")
+    open(seg, "wb").write(data)
+    result = verify(builder.root, str(tmp_path / "v5"))
+    assert not result["ok"] and result["first_difference"] == result["differences"][0]
+    assert "('T', 1, 1)" in result["first_difference"] and "properties" in result["first_difference"]
+    res = CliRunner().invoke(cli_main, ["migrate", builder.root, "--to", "v5", "--out", str(tmp_path / "v5"),
+                                        "--verify"])
+    assert res.exit_code == 1 and "first difference: " in res.output

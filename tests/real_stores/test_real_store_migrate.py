@@ -84,3 +84,8 @@ def test_a_4_9_8_record_keeps_its_property_string_in_4x_targets(migrated, real):
         assert len(out) == len(src)
         assert all(a[36:] == b[36:] and a[:28] == b[:28] for a, b in zip(src, out))
         assert not any(r.endswith(b"\x02") for r in out)
+
+
+def test_progress_total_is_the_data_not_the_files(real):
+    from mqbench.migrate.source import data_bytes
+    assert data_bytes(real) == 2 * 1048576 + 944549     # the manifest's used bytes of the last file

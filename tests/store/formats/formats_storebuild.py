@@ -76,6 +76,17 @@ class StoreBuilder:
         self.write_pos += len(data)
         return at
 
+    def noop(self, term: int, body: bytes = b"", magic: int = dl.DLEDGER_MAGIC_NOOP) -> None:
+        """A DLedger entry that holds no message (a new leader's term-start no-op, or mqbench
+        metadata with ``magic`` 1 and a non-record body); later entries are written in ``term``."""
+        self.term = term
+        room = self.log_file_bytes - self.write_pos % self.log_file_bytes
+        pos = self.write_pos if dl.ENTRY_HEADER_BYTES + len(body) + 8 <= room else self.write_pos + room
+        entry = dl.encode_entry(self.entry_index, term, pos, body, magic=magic)
+        assert self._append(entry) == pos
+        self.index_units.append(dl.encode_index_unit(magic, pos, len(entry), self.entry_index, term))
+        self.entry_index += 1
+
     def add(self, topic: str, body: bytes = b"hello", *, queue_id: int = 0, properties: dict | None = None,
             sysflag: int = 0, items: list[BatchItem] | None = None, cq: bool = True) -> Written:
         key = (topic, queue_id)

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 from formats_storebuild import StoreBuilder
+from mqbench.broker.store import dledger as dl
 from mqbench.broker.store.batch import BatchItem
 from mqbench.broker.store.inspect import SCHEMA, inspect_store, iter_messages
 from mqbench.broker.store.record import SYSFLAG_TX_PREPARED
@@ -525,3 +526,28 @@ def test_damage_list_is_capped_with_totals(tmp_path):
     assert len(doc["damage"]) == DAMAGE_LIST_MAX
     result = CliRunner().invoke(cli, ["inspect", b.root])
     assert f"... and {60 - DAMAGE_LIST_MAX} more cq_missing_entry" in result.output
+
+
+@pytest.mark.parametrize("version", ["v4-dledger", "v5-dledger"])
+def test_term_changes_are_not_damage(tmp_path, version):
+    """Every new leader starts its term with an empty no-op entry: a healthy store after a term
+    change (or a failover, or a DLedger migration) has no damage (the gap check skipped them)."""
+    b = StoreBuilder(str(tmp_path / "store"), version=version, log_file_bytes=4096)
+    for term in (1, 2, 3):
+        b.noop(term)
+        for i in range(4):
+            b.add("TopicTest", b"x" * 300, queue_id=i % 2, properties={"KEYS": f"k{term}-{i}"})
+    b.noop(4, body=b"mqbench-meta", magic=dl.DLEDGER_MAGIC)
+    b.save()
+    doc = inspect_store(b.root)
+    assert doc["damage"] == []
+    log = doc["logs"][0]
+    assert (log["entries"], log["records"], log["first_index"], log["last_index"], log["last_term"]) == (16, 12, 0, 15, 4)
+    # real damage is still found: an index that does not follow
+    data_dir = os.path.join(b.root, b.log_folder)
+    seg = os.path.join(data_dir, sorted(os.listdir(data_dir))[0])
+    raw = bytearray(open(seg, "rb").read())
+    second = int.from_bytes(raw[4:8], "big")                # the entry after the first no-op
+    raw[second + 8:second + 16] = (7).to_bytes(8, "big")
+    open(seg, "wb").write(raw)
+    assert "dledger_index_gap" in kinds(inspect_store(b.root))
