@@ -148,7 +148,7 @@ from typing import Any
 from mqbench import __version__
 from mqbench.errors import CorruptDataError, UserError
 from mqbench.harness.metrics import COUNTERS, HISTOGRAMS, RunMetrics, decode_histogram
-from mqbench.harness.verdict import VERDICTS, Bounds, judge_fixed, judge_search
+from mqbench.harness.verdict import DEFAULT_BOUNDS, VERDICTS, Bounds, judge_fixed, judge_search
 
 RESULT_SCHEMA = "mqbench.result/2"
 READABLE_SCHEMAS = ("mqbench.result/1", RESULT_SCHEMA)
@@ -223,7 +223,7 @@ def build_cell(name: str, settings: dict, metrics: RunMetrics, *, disk_bytes_per
                replication_bytes: int | None = None, cpu_seconds: float | None = None,
                max_rate_search: dict | None = None, offered_msgs_per_s: float | None = None,
                extra_aggregates: dict | None = None, window_extras: list[dict] | None = None,
-               bounds: Bounds = Bounds()) -> dict:
+               bounds: Bounds = DEFAULT_BOUNDS) -> dict:
     """One ``cells[]`` entry from a cell's merged metrics and its side measurements, judged
     (``harness.verdict``) once everything is in: ``extra_aggregates`` join the aggregates and
     ``window_extras[k]`` joins window ``k`` before the verdict is drawn."""

@@ -59,6 +59,9 @@ class Bounds:
     in_flight_allowance_s_max: float = 0.25
 
 
+DEFAULT_BOUNDS = Bounds()
+
+
 @dataclass(frozen=True)
 class Verdict:
     verdict: str
@@ -102,7 +105,7 @@ def judge_search(search: dict) -> Verdict:
 
 
 def judge_fixed(aggregates: dict, windows: list[dict], offered_msgs_per_s: float | None,
-                bounds: Bounds = Bounds()) -> Verdict:
+                bounds: Bounds = DEFAULT_BOUNDS) -> Verdict:
     """A fixed-rate or profile-rate cell from its aggregates and windows (module docstring)."""
     duration_s = (aggregates.get("duration_ms") or 0) / 1000.0
     published = aggregates.get("published") or 0
@@ -170,7 +173,7 @@ def judge_fixed(aggregates: dict, windows: list[dict], offered_msgs_per_s: float
     return Verdict(verdict, tuple(signals), tuple(detail), offered_msgs_per_s=offered, achieved_msgs_per_s=achieved)
 
 
-def judge_cell(cell: dict, bounds: Bounds = Bounds()) -> Verdict:
+def judge_cell(cell: dict, bounds: Bounds = DEFAULT_BOUNDS) -> Verdict:
     """The verdict of a ``cells[]`` entry: the one it carries, else judged from what it holds."""
     if cell.get("verdict") in VERDICTS:
         return Verdict(cell["verdict"], tuple(cell.get("verdict_signals") or ()), tuple(cell.get("verdict_detail") or ()),
