@@ -10,7 +10,7 @@ A run has three phases, all driven by one discrete-event queue ordered by (time,
    marker entry, and all logs must become identical, each within ``budget_ticks``;
 3. failover: the leader is crashed; another node must become leader and commit an entry of its own
    term within ``budget_ticks`` (the time is the run's failover figure); the old leader restarts
-   and all logs must converge again.
+   and all logs must converge again, without an election (only a handover to the preferred leader).
 
 Checkers run after every event (see ``check_*`` methods: one leader per term, one vote per node
 per term across restarts, leader completeness, state machine safety with acknowledged entries
@@ -455,6 +455,15 @@ class SimCluster:
             if index > len(first) or first[index - 1].data != data:
                 raise Violation("acked-lost", f"acknowledged entry {data!r} at index {index} is gone")
 
+    def check_rejoin(self, rejoined: SimNode, term_before: int) -> None:
+        """The old leader rejoined a healthy group: no election may follow, only a handover to the
+        preferred leader (one term) once it is caught up."""
+        leader = self.leader()
+        allowed = 1 if leader.id == self.rates.preferred_leader else 0
+        if leader.core.term - term_before > allowed:
+            raise Violation("rejoin-churn", f"node {rejoined.id} rejoined at term {term_before}; the group reached "
+                            f"term {leader.core.term} (leader {leader.id}, preferred {self.rates.preferred_leader})")
+
     # -- phases --------------------------------------------------------------------------------
     def _wait(self, what: str, done) -> None:
         deadline = self.now + self.params.budget_ticks * self.params.tick_ms
@@ -509,12 +518,14 @@ class SimCluster:
             return sn is not None and sn.core.log.term(sn.core.log.committed) == sn.core.term
         self._wait("a new leader committing", new_leader_commits)
         self.failover_ms = self.now - crashed_at
+        term_before = self.leader().core.term
         if not old.up:
             self.start_node(old)
             self.drive(old)
         self._marker(b"marker-failover")
         self._wait("identical logs after failover", self.converged)
         self.check_final()
+        self.check_rejoin(old, term_before)
 
     def trace_lines(self) -> list[str]:
         lines = []
