@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from mqbench.errors import CorruptDataError, UserError
 
+from .buffers import ByteView
 from .record import set_physical_offset
 
 ENTRY_HEADER_BYTES = 48  # BODY_OFFSET
@@ -104,7 +105,7 @@ def encode_record_entry(index: int, term: int, pos: int, record: bytes) -> bytes
     return encode_entry(index, term, pos, set_physical_offset(record, pos + ENTRY_HEADER_BYTES))
 
 
-def decode_entry_header(buf, pos: int = 0, *, where: str | None = None) -> EntryHeader:
+def decode_entry_header(buf: ByteView, pos: int = 0, *, where: str | None = None) -> EntryHeader:
     """The header at ``buf[pos:pos+48]``. Raises CorruptDataError when fewer than 48 bytes are left.
 
     Checks nothing else; ``check_entry`` is the validity test.
@@ -116,7 +117,7 @@ def decode_entry_header(buf, pos: int = 0, *, where: str | None = None) -> Entry
     return EntryHeader(magic, size, index, term, entry_pos, channel, body_len, chain_crc, body_crc)
 
 
-def decode_entry(buf, pos: int = 0, *, expected_pos: int | None = None, where: str | None = None) -> tuple[EntryHeader, bytes]:
+def decode_entry(buf: ByteView, pos: int = 0, *, expected_pos: int | None = None, where: str | None = None) -> tuple[EntryHeader, bytes]:
     """A whole valid entry: (header, body). Raises CorruptDataError for anything else (also a blank)."""
     end = len(buf)
     header = decode_entry_header(buf, pos, where=where)
@@ -144,7 +145,7 @@ def _entry_problem(header: EntryHeader, left: int, expected_pos: int | None) -> 
     return None
 
 
-def check_entry(buf, pos: int, end: int, expected_pos: int) -> int:
+def check_entry(buf: ByteView, pos: int, end: int, expected_pos: int) -> int:
     """DLedger's recovery check on ``buf[pos:end]`` for an entry expected at absolute ``expected_pos``.
 
     Returns the entry size (> 0) when valid, ``ENTRY_BLANK`` (-1) for an end-of-file blank,
@@ -164,7 +165,7 @@ def check_entry(buf, pos: int, end: int, expected_pos: int) -> int:
     return header.size
 
 
-def entry_verdict(buf, pos: int, end: int, expected_pos: int) -> tuple[int, str | None]:
+def entry_verdict(buf: ByteView, pos: int, end: int, expected_pos: int) -> tuple[int, str | None]:
     """THE definition of valid DLedger framing (the body is judged by ``record.record_verdict``).
 
     Returns ``(size, None)`` for an entry whose header is sound (magic, sizes, pos, index/term),
@@ -185,7 +186,7 @@ def entry_verdict(buf, pos: int, end: int, expected_pos: int) -> tuple[int, str 
     return _HEADER.unpack_from(buf, pos)[1], None
 
 
-def body_crc(body) -> int:
+def body_crc(body: ByteView) -> int:
     """The bodyCrc mqbench writes into an entry header (masked CRC32 of the body)."""
     return zlib.crc32(body) & 0x7FFFFFFF
 
@@ -193,7 +194,7 @@ def body_crc(body) -> int:
 _RECORD_MAGICS = (b"\xda\xa3\x20\xa7", b"\xda\xa3\x20\xab")
 
 
-def is_record_body(buf, at: int = 0, end: int | None = None) -> bool:
+def is_record_body(buf: ByteView, at: int = 0, end: int | None = None) -> bool:
     """True when the entry body at ``buf[at:end]`` starts like a RocketMQ record (a V1/V2 magic at
     +4); a normal entry whose body does not is Raft/mqbench metadata, not a message."""
     end = len(buf) if end is None else end
@@ -215,7 +216,7 @@ def encode_index_unit(magic: int, pos: int, size: int, index: int, term: int) ->
         raise UserError(f"DLedger index unit field out of range: {exc}") from None
 
 
-def decode_index_unit(buf, pos: int = 0, *, where: str | None = None) -> IndexUnit:
+def decode_index_unit(buf: ByteView, pos: int = 0, *, where: str | None = None) -> IndexUnit:
     """The index unit at ``buf[pos:pos+32]``; raises CorruptDataError when fewer bytes are left."""
     if pos < 0 or len(buf) - pos < INDEX_UNIT_BYTES:
         raise CorruptDataError(f"{max(0, len(buf) - pos)} bytes left, a DLedger index unit needs "

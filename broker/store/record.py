@@ -40,8 +40,11 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import Literal, overload
 
 from mqbench.errors import CorruptDataError, UserError
+
+from .buffers import ByteView
 
 MAGIC_V1 = -626843481  # 0xDAA320A7
 MAGIC_V2 = -626843477  # 0xDAA320AB
@@ -135,7 +138,7 @@ class Message:
         return self.sysflag & SYSFLAG_TX_MASK
 
 
-def body_crc(body: bytes) -> int:
+def body_crc(body: ByteView) -> int:
     """RocketMQ's CRC (``UtilAll.crc32``): the standard CRC-32 masked to 31 bits."""
     return zlib.crc32(body) & 0x7FFFFFFF
 
@@ -206,7 +209,7 @@ def encode_properties(properties: dict[str, str]) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
-def decode_properties(data: bytes | str) -> dict[str, str]:
+def decode_properties(data: ByteView | str) -> dict[str, str]:
     """RocketMQ's ``string2messageProperties`` (spec 3.5).
 
     Split on ``\\x02``; a segment counts if it has >= 3 characters and its first ``\\x01`` is
@@ -214,7 +217,7 @@ def decode_properties(data: bytes | str) -> dict[str, str]:
     ``\\x01``). Empty keys/values are dropped, the last duplicate wins, and a trailing segment
     without ``\\x02`` still counts. Raises CorruptDataError for bytes that are not UTF-8.
     """
-    if isinstance(data, (bytes, bytearray, memoryview)):
+    if not isinstance(data, str):
         try:
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -376,12 +379,19 @@ def _address_text(packed: bytes) -> str:
     return str(ipaddress.IPv6Address(packed) if len(packed) == 16 else ipaddress.IPv4Address(packed))
 
 
-def _read_host(buf, at: int, v6: bool) -> tuple[str, int]:
+def _read_host(buf: ByteView, at: int, v6: bool) -> tuple[str, int]:
     n = 16 if v6 else 4
     return _address_text(bytes(buf[at:at + n])), _PORT.unpack_from(buf, at + n)[0]
 
 
-def _parse(buf, pos: int, end: int, check_crc: bool, where: str | None, full: bool):
+@overload
+def _parse(buf: ByteView, pos: int, end: int, check_crc: bool, where: str | None,
+           full: Literal[True]) -> tuple[int, Message]: ...
+@overload
+def _parse(buf: ByteView, pos: int, end: int, check_crc: bool, where: str | None,
+           full: Literal[False]) -> tuple[int, None]: ...
+def _parse(buf: ByteView, pos: int, end: int, check_crc: bool, where: str | None,
+           full: bool) -> tuple[int, Message | None]:
     """Walk one record in ``buf[pos:end]``. Returns (size, fields or None) or raises CorruptDataError.
 
     Every read is bounds-checked against the record's own end, so a torn or lying record raises
@@ -459,7 +469,7 @@ def _parse(buf, pos: int, end: int, check_crc: bool, where: str | None, full: bo
     return total, msg
 
 
-def decode_message(buf, pos: int = 0, *, check_crc: bool = True, where: str | None = None,
+def decode_message(buf: ByteView, pos: int = 0, *, check_crc: bool = True, where: str | None = None,
                    end: int | None = None) -> tuple[Message, int]:
     """Decode the record at ``buf[pos:]`` (bytes, bytearray, memoryview or mmap).
 
@@ -474,7 +484,7 @@ def decode_message(buf, pos: int = 0, *, check_crc: bool = True, where: str | No
     return msg, size
 
 
-def check_record(buf, pos: int, end: int, *, check_crc: bool = True) -> int:
+def check_record(buf: ByteView, pos: int, end: int, *, check_crc: bool = True) -> int:
     """The recovery check (spec 3.9) on ``buf[pos:end]``.
 
     Returns the size (> 0) of a valid record at ``pos``, ``RECORD_BLANK`` (-1) for an end-of-file
@@ -504,7 +514,7 @@ DAMAGE_CRC = "crc_mismatch"
 DAMAGE_PHYSICAL_OFFSET = "wrong_physical_offset"
 
 
-def record_verdict(buf, pos: int, end: int, *, check_crc: bool = True,
+def record_verdict(buf: ByteView, pos: int, end: int, *, check_crc: bool = True,
                    address: int | None = None) -> tuple[int, str | None, str | None]:
     """THE definition of a valid record, shared by recovery, ``inspect`` and ``migrate``.
 
@@ -551,7 +561,7 @@ def record_verdict(buf, pos: int, end: int, *, check_crc: bool = True,
     return size, None, None
 
 
-def _body_span(buf, pos: int) -> tuple[int, int]:
+def _body_span(buf: ByteView, pos: int) -> tuple[int, int]:
     """(body start, body length) of a record already checked whole."""
     sysflag = _I32.unpack_from(buf, pos + 36)[0]
     at = pos + _HEAD.size + (20 if sysflag & SYSFLAG_BORNHOST_V6 else 8) + 8
@@ -574,13 +584,13 @@ def strip_trailing_separator(record: bytes) -> bytes:
     return bytes(out)
 
 
-def peek_fields(buf, pos: int) -> tuple[int, int, int, int, int]:
+def peek_fields(buf: ByteView, pos: int) -> tuple[int, int, int, int, int]:
     """(TOTALSIZE, QUEUEID, QUEUEOFFSET, PHYSICALOFFSET, SYSFLAG) of a record already checked valid."""
     total, _, _, queue_id, _, queue_offset, physical_offset, sysflag, _ = _HEAD.unpack_from(buf, pos)
     return total, queue_id, queue_offset, physical_offset, sysflag
 
 
-def _tail_positions(buf, pos: int) -> tuple[int, int, int, int]:
+def _tail_positions(buf: ByteView, pos: int) -> tuple[int, int, int, int]:
     """(topic start, topic length, properties start, properties length) of a record already
     checked valid with ``check_record``; reads only the length fields."""
     magic = _I32.unpack_from(buf, pos + 4)[0]
@@ -596,7 +606,7 @@ def _tail_positions(buf, pos: int) -> tuple[int, int, int, int]:
     return at, topic_len, props_at, _I16.unpack_from(buf, at + topic_len)[0]
 
 
-def peek_topic(buf, pos: int, *, where: str | None = None) -> str:
+def peek_topic(buf: ByteView, pos: int, *, where: str | None = None) -> str:
     """The topic of a record already checked valid, without decoding the rest. CorruptDataError if not UTF-8."""
     topic_at, topic_len, _, _ = _tail_positions(buf, pos)
     try:
@@ -605,7 +615,7 @@ def peek_topic(buf, pos: int, *, where: str | None = None) -> str:
         raise CorruptDataError("topic is not UTF-8", where=where, offset=pos) from None
 
 
-def peek_properties(buf, pos: int, *, where: str | None = None) -> dict[str, str]:
+def peek_properties(buf: ByteView, pos: int, *, where: str | None = None) -> dict[str, str]:
     """The properties of a record already checked valid. CorruptDataError if not UTF-8."""
     _, _, props_at, props_len = _tail_positions(buf, pos)
     try:
