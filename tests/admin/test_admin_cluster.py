@@ -80,3 +80,26 @@ def test_malformed_cluster_info_is_a_peer_error():
     for body in (b"", b"[1]", b'{"brokerAddrTable":{"a":{"brokerAddrs":{"x":"1"}}}}'):
         with pytest.raises(PeerError):
             bodies.parse_cluster_info(body)
+
+
+def test_target_run_result_records_the_real_brokers_and_replicas(raft3, tmp_path):
+    import glob
+    import json
+    import subprocess
+    import sys
+
+    _state, layout = raft3
+    namesrv = layout.namesrv_addr
+    for topic, queues in (("order_events", "16"), ("order_payment_timeout", "8")):
+        made = subprocess.run([sys.executable, "-m", "mqbench", "admin", "topic", "create", topic, "--queues", queues,
+                               "--target", namesrv], capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
+    run = subprocess.run([sys.executable, "-m", "mqbench", "run", "orders", "--target", namesrv, "--rate", "100",
+                          "--duration", "3s", "--warmup", "1s", "--drain", "2s", "--limits", "none",
+                          "--out", str(tmp_path / "results")], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (path,) = glob.glob(str(tmp_path / "results" / "*" / "result.json"))
+    doc = json.load(open(path))
+    assert doc["layout"]["source"] == "cluster info"
+    assert (doc["layout"]["hosts"], doc["layout"]["groups"], doc["layout"]["replicas_per_group"]) == (3, 1, 3)
+    assert sorted(doc["layout"]["brokers"]["broker-a"]) == sorted(i.addr for i in layout.instances)
