@@ -47,7 +47,7 @@ from mqbench.broker.remoting import admin_bodies as bodies
 from mqbench.broker.remoting import codes
 from mqbench.broker.remoting.channel import Channel
 from mqbench.broker.remoting.command import RemotingCommand, parse_java_long
-from mqbench.broker.remoting.headers import HeaderError
+from mqbench.broker.remoting.headers import HeaderError, dump_json_body, parse_tag_expression
 from mqbench.broker.server.handlers import BrokerContext, Refused
 from mqbench.broker.server.handlers_offsets import offset_by_time
 from mqbench.broker.store import configs
@@ -130,8 +130,6 @@ async def on_topic_stats(ctx: BrokerContext, cmd: RemotingCommand, channel: Chan
 
 
 def _subscription_data(topic: str, expression: str) -> dict:
-    from mqbench.broker.remoting.headers import parse_tag_expression
-
     tags = sorted(parse_tag_expression(expression) or ())
     return {"classFilterMode": False, "codeSet": [rec.java_hash(t) for t in tags], "expressionType": "TAG",
             "subString": expression, "subVersion": 0, "tagsSet": tags, "topic": topic}
@@ -189,7 +187,6 @@ def broker_config(ctx: BrokerContext) -> dict[str, object]:
 
 async def on_broker_config(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
     version = configs.DataVersion(timestamp_ms=ctx.started_ms, counter=0).to_json("v4")
-    from mqbench.broker.remoting.headers import dump_json_body
     return cmd.response_to(codes.SUCCESS, None, {"version": dump_json_body(version).decode()},
                            bodies.encode_properties(broker_config(ctx)))
 

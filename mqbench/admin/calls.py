@@ -14,7 +14,8 @@ One-shot helpers (a connection per call; what ``mqbench cluster``, drills and te
 
 ``AdminSession(namesrv)``: one connection per address for many calls (the ``mqbench admin``
 commands): name server (cluster info, topic list, routes) and broker requests (runtime info,
-consume stats, topic stats, consumer connections, topic create, broker config, groups of a topic).
+consume stats, topic stats, consumer connections, broker config, groups of a topic). Topics are
+written with ``create_topic`` above, which follows a leadership move.
 
 The one-shot helpers take ``credentials`` (``broker.remoting.signature.Credentials``) for a
 cluster whose brokers check RocketMQ's ACL; ``AdminSession(..., credentials=...)`` likewise.
@@ -209,11 +210,6 @@ class AdminSession:
     async def broker_config(self, addr: str) -> dict[str, str]:
         response = await self.broker(addr, codes.GET_BROKER_CONFIG, "broker config")
         return bodies.parse_properties(response.body)
-
-    async def create_topic(self, addr: str, topic: str, *, queues: int, perm: int = 6,
-                           attributes: dict[str, str] | None = None, read_queues: int | None = None) -> None:
-        fields = topic_request_fields(topic, queues, perm, attributes, read_queues)
-        await self.broker(addr, codes.UPDATE_AND_CREATE_TOPIC, f"create topic {topic}", fields)
 
     @staticmethod
     def _parse(parse, body: bytes | None, addr: str):

@@ -331,9 +331,9 @@ def namesrv_masters(state: ClusterState, timeout_s: float = 1.0) -> dict[str, st
 
 async def _namesrv_masters(addr: str, timeout_s: float) -> dict[str, str]:
     from mqbench.broker.remoting import codes
+    from mqbench.broker.remoting.admin_bodies import parse_cluster_info
     from mqbench.broker.remoting.client import connect
     from mqbench.broker.remoting.command import RemotingCommand
-    from mqbench.broker.remoting.headers import parse_json_body
     from mqbench.errors import MqbenchError
 
     try:
@@ -345,14 +345,12 @@ async def _namesrv_masters(addr: str, timeout_s: float) -> dict[str, str]:
                                          int(timeout_s * 1000))
         if response.code != codes.SUCCESS:
             return {}
-        doc = parse_json_body(response.body, "GET_BROKER_CLUSTER_INFO")
+        brokers = parse_cluster_info(response.body)
     except (MqbenchError, OSError):
         return {}
     finally:
         await channel.aclose()
-    table = doc.get("brokerAddrTable", {}) if isinstance(doc, dict) else {}
-    return {name: str(data.get("brokerAddrs", {}).get("0") or data.get("brokerAddrs", {}).get(0) or "")
-            for name, data in table.items() if isinstance(data, dict)}
+    return {b.broker_name: b.addrs.get(0, "") for b in brokers}
 
 
 def leader(state: ClusterState, group: str, timeout_s: float = 2.0) -> InstanceStatus:
