@@ -99,7 +99,9 @@ them; none skips them; FILE takes `mqbench limits --json` output.
               help="on: keep the workload's delayed messages; off: send them undelayed.")
 @click.option("--batch-compression", type=click.Choice(["on", "off"]), default="off", show_default=True,
               help="on: compress each whole batch body with --codec (mqbench's envelope; RocketMQ never does).")
-@click.option("--matrix", default=None, help='Cells to compare, e.g. "codec=none,zstd:3;batch=1,64;delay=off,on".')
+@click.option("--matrix", default=None, help='Cells to compare, e.g. "codec=none,zstd:3;batch=1,64;delay=off,on" or '
+                                             '"layout=raft3,3x3" (axes codec, batch, delay, batch_compression, '
+                                             'layout).')
 @click.option("--duration", "duration_ms", type=DurationMs(), default="30s", show_default=True,
               help="Measured phase (for --rate max: the search's time budget).")
 @click.option("--warmup", "warmup_ms", type=DurationMs(), default="5s", show_default=True,
@@ -183,7 +185,8 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
     if settings.target is None:
         from mqbench.broker.layout import load_layout
 
-        load_layout(layout)  # a bad layout name fails before anything starts
+        for name in {layout, *(cell.layout for cell in settings.cells if cell.layout is not None)}:
+            load_layout(name)  # a bad layout name fails before anything starts
     if limits_source not in ("auto", "measure", "none") and not Path(limits_source).exists():
         raise UserError(f"--limits file {limits_source} does not exist")
     settings.limits = _load_limits(limits_source, out_dir)

@@ -1,5 +1,8 @@
 """The report's columns: header, row field, number format and the one-line legend of each.
 
+When the rows compare layouts, the default table also shows ``PER_HOST`` and ``PER_INSTANCE`` after
+the achieved rate, so the cost of several instances per host shows against one per machine.
+
 A column's header says what the figure is, with its unit (``send lateness p99 ms``, not ``delay
 p99``). ``DEFAULT`` is the table a capacity review reads (``mqbench run`` and ``mqbench report``
 print it); ``WIDE`` (``--wide``) adds every other figure a row carries. CSV and ``--json`` carry
@@ -84,9 +87,10 @@ EXTRA = [
     _c("metadata disk MB", "disk_meta_mb_total", ",.2f", "bytes on disk of broker metadata (offsets, config), MB"),
     _c("hosts", "hosts", ",d", "hosts of the layout (embedded: loopback addresses on this one machine)"),
     _c("instances", "instances", ",d", "broker instances of the layout, replicas included"),
-    _c("achieved/host msgs/s", "achieved_per_host_msgs_per_s", ",.0f", "achieved msgs/s divided by the layout's hosts"),
-    _c("achieved/instance msgs/s", "achieved_per_instance_msgs_per_s", ",.0f",
-       "achieved msgs/s divided by the layout's instances"),
+    PER_HOST := _c("achieved/host msgs/s", "achieved_per_host_msgs_per_s", ",.0f",
+                   "achieved msgs/s divided by the layout's hosts (what one machine carries)"),
+    PER_INSTANCE := _c("achieved/instance msgs/s", "achieved_per_instance_msgs_per_s", ",.0f",
+                       "achieved msgs/s divided by the layout's instances, replicas included"),
     _c("disk/limit", "disk_share_of_limit", ".1%",
        "disk MB/s the achieved rate writes, over this machine's write+fdatasync MB/s"),
     _c("msgs/loopback frames", "loopback_share_of_limit", ".1%",

@@ -47,7 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mqbench.errors import UserError
-from mqbench.harness.columns import DEFAULT, DELTAS, RUN, SIZING, WIDE, legend
+from mqbench.harness.columns import (ACHIEVED, DEFAULT, DELTAS, PER_HOST, PER_INSTANCE, RUN, SIZING, WIDE,
+                                     legend)
 from mqbench.harness.verdict import FAILED, HELD, judge_cell
 from mqbench.harness.verdict import describe as describe_verdict
 from mqbench.output import document, table
@@ -321,6 +322,9 @@ def render(results: list[LoadedResult], fmt: str = "terminal", *, daily_messages
         raise UserError("no result to report")
     rows = report_rows(results, daily_messages, peak_factor, headroom)
     columns = list(WIDE if wide else DEFAULT)
+    if not wide and len({row["layout"] for row in rows}) > 1:
+        at = columns.index(ACHIEVED) + 1
+        columns[at:at] = [PER_HOST, PER_INSTANCE]
     if len(results) > 1 and not wide:
         columns.insert(0, RUN)
     if daily_messages is not None:

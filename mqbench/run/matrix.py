@@ -15,6 +15,9 @@ delay      ``on`` | ``off``                 ``on`` keeps the profile's delayed m
 batch_     ``off`` | ``on``                 ``on`` compresses each whole batch body with the codec
 compres-                                    (mqbench's batch envelope; RocketMQ never compresses
 sion                                        batches, which is ``off``)
+layout     a layout name (``single``,       the embedded cluster's layout for the cell (each cell
+           ``raft3``, ``3x3``) or a layout  gets a fresh cluster anyway); the cell's name starts
+           ``.toml`` file                   with ``layout=...`` only when the matrix varies it
 =========  ===============================  ======================================================
 
 ``--matrix "codec=none,zstd:3;batch=1,64;delay=off,on"``: axes separated by ``;``, values by ``,``;
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 from mqbench.codecs.registry import parse_codec
 from mqbench.errors import UserError
 
-AXES = ("codec", "batch", "delay", "batch_compression")
+AXES = ("codec", "batch", "delay", "batch_compression", "layout")
 DELAY_VALUES = ("on", "off")
 BATCH_PROFILE = "profile"
 BATCH_MSGS_MAX = 1024
@@ -41,20 +44,26 @@ class CellSettings:
     batch: str = BATCH_PROFILE  # "profile" or a positive integer as text
     delay: str = "on"
     batch_compression: str = "off"
+    layout: str | None = None  # None: the run's --layout (the matrix does not vary it)
 
     @property
     def name(self) -> str:
-        """``codec=..,batch=..,delay=..`` (``,batch_compression=on`` only when on)."""
+        """``codec=..,batch=..,delay=..`` (``,batch_compression=on`` only when on; ``layout=..,``
+        first when the matrix varies the layout)."""
         extra = ",batch_compression=on" if self.batch_compression == "on" else ""
-        return f"codec={self.codec},batch={self.batch},delay={self.delay}{extra}"
+        prefix = f"layout={self.layout}," if self.layout is not None else ""
+        return f"{prefix}codec={self.codec},batch={self.batch},delay={self.delay}{extra}"
 
     def batch_msgs_for(self, topic_batch_msgs: int) -> int:
         """Messages per batch on a topic whose profile says ``topic_batch_msgs``."""
         return topic_batch_msgs if self.batch == BATCH_PROFILE else int(self.batch)
 
     def as_dict(self) -> dict:
-        return {"codec": self.codec, "batch": self.batch, "delay": self.delay,
-                "batch_compression": self.batch_compression}
+        out = {"codec": self.codec, "batch": self.batch, "delay": self.delay,
+               "batch_compression": self.batch_compression}
+        if self.layout is not None:
+            out["layout"] = self.layout
+        return out
 
 
 def check_value(axis: str, value: str) -> str:
@@ -71,6 +80,10 @@ def check_value(axis: str, value: str) -> str:
         if not value.isdigit() or not 1 <= int(value) <= BATCH_MSGS_MAX:
             raise UserError(f"batch {value!r} must be 'profile' or an integer 1..{BATCH_MSGS_MAX}")
         return str(int(value))
+    if axis == "layout":
+        if not value or any(ch in value for ch in ",;="):
+            raise UserError(f"layout {value!r} must be a layout name or a .toml file")
+        return value  # whether it exists is checked where layouts are loaded (before anything starts)
     if axis in ("delay", "batch_compression"):
         if value not in DELAY_VALUES:
             raise UserError(f"{axis} {value!r} must be 'on' or 'off'")

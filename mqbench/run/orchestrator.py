@@ -97,6 +97,8 @@ class RunSettings:
             raise UserError(f"--rate must be a number > 0, 'profile' or 'max', not {self.rate!r}")
         if not self.cells:
             raise UserError("no cell to run")
+        if self.target and any(cell.layout is not None for cell in self.cells):
+            raise UserError("the layout axis needs the embedded cluster; a --target cluster has the layout it has")
         self.search.validate()
 
 
@@ -311,9 +313,12 @@ def run_cell(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, inde
         if settings.target:
             env = Environment(namesrv=settings.target, layout={}, embedded=False)
         else:
-            settings.progress.show(f"{label}: starting the {settings.layout} cluster")
-            env = start_embedded(settings.layout, work, settings.durability)
+            layout = cell.layout or settings.layout
+            settings.progress.show(f"{label}: starting the {layout} cluster")
+            env = start_embedded(layout, work, settings.durability)
         doc = asyncio.run(_run_cell_async(settings, plan, cell, env, label))
+        if cell.layout is not None:
+            doc["layout"] = dict(env.layout)  # the matrix varies the layout: each cell names its own
         return doc, env.layout
     finally:
         settings.progress.close()

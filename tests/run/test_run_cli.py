@@ -150,3 +150,12 @@ def test_piped_output_gets_one_line_per_window_unless_quiet(target, tmp_path):
     assert any("measuring" in line for line in lines)
     quiet = CliRunner().invoke(cli, [*args, "--quiet", "--out", str(tmp_path / "b")])
     assert quiet.exit_code in (0, 3) and "| offered " not in quiet.stdout
+
+
+def test_a_bad_layout_on_the_axis_and_a_layout_axis_on_a_target_are_one_line_errors(tmp_path):
+    result = CliRunner().invoke(cli, ["run", "orders", "--matrix", "layout=single,nosuch", "--limits", "none",
+                                      "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "no layout 'nosuch'" in result.stderr
+    result = CliRunner().invoke(cli, ["run", "orders", "--matrix", "layout=single,raft3", "--target", "127.0.0.1:1",
+                                      "--limits", "none", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "layout axis needs the embedded cluster" in result.stderr

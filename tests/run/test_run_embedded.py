@@ -38,3 +38,21 @@ def test_a_short_matrix_on_the_embedded_single_layout(tmp_path):
     assert zstd["compression_ratio_per_msg"] > 1.2
     report = runner.invoke(cli, ["report", str(folder)])
     assert report.exit_code == 0 and report.stdout == result.stdout
+
+
+@pytest.mark.realproc
+def test_layout_as_a_matrix_axis_gives_each_cell_its_own_cluster_and_per_host_figures(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, [
+        "run", "orders", "--matrix", "layout=single,raft3", "--delay", "off", "--duration", "2s", "--warmup", "1s",
+        "--window", "1s", "--rate", "100", "--drain", "5s", "--limits", "none", "--quiet", "--out", str(tmp_path)])
+    assert result.exit_code in (0, 3), result.output  # written; a stall of this shared machine may saturate
+    folder, doc = load_result(next(p for p in tmp_path.iterdir() if not p.name.startswith(".")))
+    single, raft3 = doc["cells"]
+    assert single["name"].startswith("layout=single,") and raft3["name"].startswith("layout=raft3,")
+    assert (single["layout"]["name"], single["layout"]["hosts"]) == ("single", 1)
+    assert (raft3["layout"]["name"], raft3["layout"]["hosts"], raft3["layout"]["replicas_per_group"]) == ("raft3", 3, 3)
+    header = result.stdout.splitlines()[0]
+    assert "achieved/host msgs/s" in header and "achieved/instance msgs/s" in header
+    rows = [line.split() for line in result.stdout.splitlines()[2:4]]
+    assert rows[0][1] == "single" and rows[1][1] == "raft3"

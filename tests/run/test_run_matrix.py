@@ -71,3 +71,14 @@ def test_batch_compression_is_an_axis_named_only_when_on():
     assert [c.name for c in cells] == ["codec=zstd:3,batch=64,delay=on",
                                        "codec=zstd:3,batch=64,delay=on,batch_compression=on"]
     assert cells[1].as_dict()["batch_compression"] == "on"
+
+
+def test_layout_is_an_axis_and_names_the_cell_only_when_varied():
+    cells = parse_matrix("layout=raft3,3x3;batch=1,64", CellSettings())
+    assert [c.name for c in cells] == [
+        "layout=raft3,codec=none,batch=1,delay=on", "layout=raft3,codec=none,batch=64,delay=on",
+        "layout=3x3,codec=none,batch=1,delay=on", "layout=3x3,codec=none,batch=64,delay=on"]
+    assert cells[0].as_dict()["layout"] == "raft3"
+    assert "layout" not in CellSettings().as_dict() and CellSettings().name.startswith("codec=")
+    with pytest.raises(UserError, match="layout 'a=b'"):
+        check_value("layout", "a=b")
