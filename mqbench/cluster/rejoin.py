@@ -66,9 +66,11 @@ class RejoinResult:
 
 async def rejoin(state: ClusterState, group: str, *, down_s: float = 30.0, after_s: float = 20.0,
                  before_s: float = 3.0, senders: int = 4, batch: int = 1, body_bytes: int = 200,
-                 poll_s: float = 0.1) -> RejoinResult:
+                 poll_s: float = 0.1, load_after_restart: bool = True) -> RejoinResult:
     """Run the drill (module doc) and return its timeline. ``batch`` > 1: each send is a
-    SEND_BATCH_MESSAGE of that many messages (one log entry each), for a larger backlog."""
+    SEND_BATCH_MESSAGE of that many messages (one log entry each), for a larger backlog.
+    ``load_after_restart=False`` stops sending when the victim restarts (the issue's idle case:
+    the rejoining replica's catch-up is all the group does)."""
     from mqbench.client import OutgoingMessage, Producer
 
     topic = f"Rejoin{uuid.uuid4().hex[:8]}"
@@ -79,12 +81,12 @@ async def rejoin(state: ClusterState, group: str, *, down_s: float = 30.0, after
     await producer.start()
     acks: list[float] = []
     failed = 0
-    stop = asyncio.Event()
+    stop, stop_sending = asyncio.Event(), asyncio.Event()
     body = b"r" * body_bytes
 
     async def send_loop() -> None:
         nonlocal failed
-        while not stop.is_set():
+        while not stop.is_set() and not stop_sending.is_set():
             try:
                 if batch > 1:
                     await producer.send_batch([OutgoingMessage(topic, body) for _ in range(batch)])
@@ -121,6 +123,8 @@ async def rejoin(state: ClusterState, group: str, *, down_s: float = 30.0, after
         await _kill(state, victim)
         killed_at = time.monotonic()
         await asyncio.sleep(down_s)
+        if not load_after_restart:
+            stop_sending.set()
         await asyncio.to_thread(launcher.start, state, victim)
         restarted_at = time.monotonic()
         await asyncio.sleep(after_s)

@@ -39,3 +39,14 @@ def test_a_killed_leader_rejoins_without_an_election(cluster_factory, free_port_
 def test_a_killed_leader_rejoins_after_30_s_without_an_election(cluster_factory, free_port_offset):
     state = cluster_factory("raft3", free_port_offset("raft3"))
     check(asyncio.run(rejoin(state, "broker-a", down_s=30, after_s=30)))
+
+
+@pytest.mark.realproc
+@pytest.mark.slow
+def test_a_killed_leader_rejoins_an_idle_group_after_30_s_without_an_election(cluster_factory, free_port_offset):
+    """The issue's idle case: load while the victim is down, none after its restart (term 3 to 50)."""
+    state = cluster_factory("raft3", free_port_offset("raft3"))
+    result = asyncio.run(rejoin(state, "broker-a", down_s=30, after_s=30, batch=16, load_after_restart=False))
+    print("\n".join(result.timeline()))
+    assert result.term_changes and result.term_changes[0].leader != result.victim
+    assert result.elections_after_first() == [], "\n".join(result.timeline())
