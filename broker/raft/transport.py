@@ -12,8 +12,9 @@
 * Authentication (``secret``, the cluster secret): every connection starts with the ``auth``
   handshake and every frame carries an HMAC-SHA256 tag (see ``auth`` for the protocol and why HMAC
   rather than TLS). A sender that cannot prove it holds the secret, a frame whose tag does not
-  check, a frame whose src/dst differ from the handshake's, a replayed or reordered frame: the
-  connection is closed (``peer_errors``) before anything reaches ``on_message``. With
+  check, a frame whose src/dst differ from the handshake's, a replayed or reordered frame, no
+  HELLO within ``handshake_timeout_ms``: the connection is closed (``peer_errors``) before anything
+  reaches ``on_message``. With
   ``secret=None`` frames are plain (the in-process tests and the simulator only); the broker
   process logs a warning when it runs that way.
 """
@@ -104,7 +105,13 @@ class RaftTransport:
                 writer.write(auth.challenge(server_nonce))
                 await writer.drain()
             while True:
-                data = await reader.read(READ_CHUNK_BYTES)
+                if getattr(decoder, "peer", 0) is None:   # still waiting for the HELLO: bounded
+                    try:
+                        data = await asyncio.wait_for(reader.read(READ_CHUNK_BYTES), self.handshake_timeout_ms / 1000)
+                    except asyncio.TimeoutError:
+                        raise PeerError(f"no raft HELLO within {self.handshake_timeout_ms} ms") from None
+                else:
+                    data = await reader.read(READ_CHUNK_BYTES)
                 if not data:
                     return
                 for m in decoder.feed(data):

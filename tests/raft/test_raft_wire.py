@@ -284,3 +284,21 @@ def test_peers_with_different_secrets_never_exchange_messages():
             await t1.close()
             await t2.close()
     asyncio.run(main())
+
+
+def test_a_connection_that_never_says_hello_is_closed():
+    from mqbench.broker.raft import auth
+
+    async def main():
+        t2 = RaftTransport(2, {1: ("127.0.0.1", 9)}, lambda m: None, secret=SECRET, handshake_timeout_ms=200)
+        await t2.start()
+        try:
+            reader, writer = await asyncio.open_connection(t2.host, t2.port)
+            await asyncio.wait_for(reader.readexactly(auth.CHALLENGE_BYTES), 5)
+            writer.write(b"MQ")                       # a slow start, then nothing
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+            assert t2.peer_errors == 1
+        finally:
+            await t2.close()
+    asyncio.run(main())
