@@ -42,7 +42,12 @@ LEADER_RETRY_S = 0.1
 
 
 class AdminError(UserError):
-    """The cluster refused an admin request, or did not answer it."""
+    """The cluster refused an admin request (``code``: the response code), or did not answer it
+    (``code`` None)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 async def _request(addr: str, cmd: RemotingCommand, timeout_s: float, credentials=None) -> RemotingCommand:
@@ -55,7 +60,8 @@ async def _request(addr: str, cmd: RemotingCommand, timeout_s: float, credential
 
 
 def _refused(what: str, addr: str, response: RemotingCommand) -> AdminError:
-    return AdminError(f"{what} on {addr}: {codes.response_name(response.code)} {response.remark or ''}".strip())
+    return AdminError(f"{what} on {addr}: {codes.response_name(response.code)} {response.remark or ''}".strip(),
+                      response.code)
 
 
 async def query_runtime_info(addr: str, timeout_s: float = 2.0, *, credentials=None) -> dict[str, str]:
@@ -117,6 +123,7 @@ class AdminSession:
         from mqbench.client.connections import ConnectionPool, NameServerClient
 
         self.timeout_ms = max(1, int(timeout_s * 1000))
+        self.credentials = credentials
         self.pool = ConnectionPool(connect_timeout_ms=self.timeout_ms, credentials=credentials)
         self.namesrv = NameServerClient(namesrv, self.pool, timeout_ms=self.timeout_ms)
 

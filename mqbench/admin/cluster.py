@@ -9,9 +9,10 @@ RocketMQ cluster (``--target``) alike.
   sorted by cluster and name, each with its ``replicas`` sorted by brokerId;
 * a ``Replica``: ``broker_id`` (0 = master/leader), ``addr``, ``role`` (the reference broker's
   ``raftRole``: leader/follower/candidate; otherwise ``master`` for id 0 and ``slave`` else;
-  ``unreachable`` when its runtime info did not come), ``version`` (``brokerVersionDesc``),
-  ``term`` (Raft term, reference broker only), ``put_10s_msgs_per_s`` / ``get_10s_msgs_per_s`` (from
-  ``putTps``/``getTransferedTps``), ``error`` (why it is unreachable);
+  ``unreachable`` when its runtime info did not come, ``refused`` when it answered with an error,
+  e.g. an ACL without keys), ``version`` (``brokerVersionDesc``), ``term`` (Raft term, reference
+  broker only), ``put_10s_msgs_per_s`` / ``get_10s_msgs_per_s`` (from ``putTps`` /
+  ``getTransferedTps``), ``error`` (why it is unreachable or refused);
 * ``hosts``: the distinct host addresses of all replicas (a host = an IP address).
 
 ``view.to_json()`` is the ``mqbench.admin-cluster/1`` document (fields in ``SCHEMA_DOC``);
@@ -126,8 +127,8 @@ async def query_cluster_in(session: AdminSession) -> ClusterView:
     async def replica(broker_id: int, addr: str) -> Replica:
         try:
             return replica_from_runtime(broker_id, addr, await session.runtime_info(addr))
-        except AdminError as exc:
-            return Replica(broker_id, addr, "unreachable", error=str(exc))
+        except AdminError as exc:   # no answer, or an answer refusing it (an ACL without keys, ...)
+            return Replica(broker_id, addr, "unreachable" if exc.code is None else "refused", error=str(exc))
 
     groups = []
     for b in brokers:

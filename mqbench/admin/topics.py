@@ -142,7 +142,7 @@ async def change_topic(session: AdminSession, topic: str, *, create: bool, queue
     for broker_name, addr in sorted(targets.items()):
         try:
             await create_topic(addr, topic, queues=queues, read_queues=read_queues, perm=perm, attributes=attributes,
-                               timeout_s=timeout_s)
+                               timeout_s=timeout_s, credentials=session.credentials)
         except OSError as exc:
             raise AdminError(f"{'create' if create else 'update'} topic {topic}: master of {broker_name} "
                              f"({addr}) did not answer ({exc})") from None

@@ -10,11 +10,15 @@
 
 The cluster is the one ``mqbench cluster up`` started in ``--dir`` (default ``.mqbench/cluster``),
 or any RocketMQ-compatible cluster given by its name server(s) with ``--target host:port[;host:port]``.
+Requests are signed (RocketMQ ACL) with ``--access-key``/``--secret-key`` (or MQBENCH_ACCESS_KEY /
+MQBENCH_SECRET_KEY), or, for a ``cluster up --acl`` cluster in ``--dir``, with its admin account.
 The work is in ``mqbench.admin``; this module parses flags and prints.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -31,38 +35,66 @@ OFFSETS_SCHEMA = "mqbench.admin-group-offsets/1"
 DEFAULT_DIR = Path(".mqbench") / "cluster"
 
 
+@dataclass
+class Target:
+    """Where the admin commands go and how they sign (from the options ``_target_options`` adds)."""
+
+    namesrv: str | None
+    directory: Path
+    timeout_s: float
+    access_key: str | None
+    secret_key: str | None
+
+
 def _target_options(func):
-    func = click.option("--timeout", "timeout_s", type=click.FloatRange(0.1, 120), default=3.0, show_default=True,
-                        help="Seconds to wait for each answer.")(func)
-    func = click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DIR,
-                        show_default=True, help="Directory of a cluster started by `mqbench cluster up` "
-                                                "(used when --target is not given).")(func)
-    func = click.option("--target", metavar="NAMESRV", default=None,
-                        help="Name server(s) of any RocketMQ-compatible cluster, host:port[;host:port].")(func)
-    return json_option(func)
+    """Adds --target/--dir/--timeout/--access-key/--secret-key/--json; the command gets ``where``."""
+    @functools.wraps(func)
+    def command(*args, target, directory, timeout_s, access_key, secret_key, **kwargs):
+        return func(*args, where=Target(target, directory, timeout_s, access_key, secret_key), **kwargs)
+
+    command = click.option("--secret-key", envvar="MQBENCH_SECRET_KEY", default=None, show_envvar=True,
+                           help="ACL secretKey (better given by the environment variable).")(command)
+    command = click.option("--access-key", envvar="MQBENCH_ACCESS_KEY", default=None, show_envvar=True,
+                           help="ACL accessKey to sign requests with, for brokers that check RocketMQ's ACL "
+                                "(a `cluster up --acl` cluster in --dir signs with its own admin account).")(command)
+    command = click.option("--timeout", "timeout_s", type=click.FloatRange(0.1, 120), default=3.0, show_default=True,
+                           help="Seconds to wait for each answer.")(command)
+    command = click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+                           default=DEFAULT_DIR, show_default=True,
+                           help="Directory of a cluster started by `mqbench cluster up` "
+                                "(used when --target is not given).")(command)
+    command = click.option("--target", metavar="NAMESRV", default=None,
+                           help="Name server(s) of any RocketMQ-compatible cluster, host:port[;host:port].")(command)
+    return json_option(command)
 
 
-def _namesrv(target: str | None, directory: Path) -> str:
-    if target:
-        return target
-    from mqbench.cluster.launcher import cluster_layout
+def _connection(where: Target):
+    """(name server address, credentials or None) of the cluster ``where`` names."""
+    from mqbench.broker.remoting.signature import Credentials
+
+    if bool(where.access_key) != bool(where.secret_key):
+        raise UserError("give both --access-key and --secret-key (or MQBENCH_ACCESS_KEY and MQBENCH_SECRET_KEY)")
+    credentials = Credentials(where.access_key, where.secret_key) if where.access_key else None
+    if where.namesrv:
+        return where.namesrv, credentials
+    from mqbench.cluster.launcher import cluster_credentials, cluster_layout
     from mqbench.cluster.processes import ClusterState
 
     try:
-        state = ClusterState.load(directory)
+        state = ClusterState.load(where.directory)
     except UserError as exc:
         raise UserError(f"{exc}; give --target NAMESRV for another cluster") from None
-    return cluster_layout(state).namesrv_addr
+    return cluster_layout(state).namesrv_addr, credentials or cluster_credentials(state)
 
 
-def _run(target: str | None, directory: Path, timeout_s: float, work):
-    """Run ``await work(session)`` on a session to the cluster; returns its result."""
+def _run(where: Target, work):
+    """Run ``await work(session)`` on a session to the cluster; returns (name server, its result)."""
     from mqbench.admin.calls import AdminSession
 
-    namesrv = _namesrv(target, directory)
+    namesrv, credentials = _connection(where)
 
     async def main():
-        async with AdminSession(namesrv, timeout_s=timeout_s) as session:
+        async with AdminSession(namesrv, timeout_s=where.timeout_s, credentials=credentials) as session:
             return await work(session)
 
     return namesrv, asyncio.run(main())
@@ -79,11 +111,11 @@ def admin() -> None:
 
 @admin.command("cluster")
 @_target_options
-def cluster_(target: str | None, directory: Path, timeout_s: float, as_json: bool) -> None:
+def cluster_(where: Target, as_json: bool) -> None:
     """Brokers, broker groups and replicas: role, version and traffic of each replica."""
     from mqbench.admin.cluster import query_cluster_in
 
-    namesrv, view = _run(target, directory, timeout_s, query_cluster_in)
+    namesrv, view = _run(where, query_cluster_in)
     if as_json:
         print_json(view.to_json())
         return
@@ -106,11 +138,11 @@ def topic() -> None:
 @topic.command("list")
 @click.option("--all", "include_internal", is_flag=True, help="Also retry, dead-letter and system topics.")
 @_target_options
-def topic_list(include_internal: bool, target: str | None, directory: Path, timeout_s: float, as_json: bool) -> None:
+def topic_list(include_internal: bool, where: Target, as_json: bool) -> None:
     """Topics with their read/write queues and permission per broker group."""
     from mqbench.admin.topics import list_topics
 
-    namesrv, topics = _run(target, directory, timeout_s, lambda s: list_topics(s, include_internal))
+    namesrv, topics = _run(where, lambda s: list_topics(s, include_internal))
     if as_json:
         print_json(document(TOPICS_SCHEMA, namesrv=namesrv, topics=[t.to_json() for t in topics]))
         return
@@ -148,15 +180,15 @@ def _topic_change(create: bool):
                   help="Seconds to wait for the name server to route the change.")
     @_target_options
     def command(name: str, queues: int, read_queues: int | None, perm: int, attributes: tuple[str, ...],
-                brokers: tuple[str, ...], cluster_name: str | None, route_wait_s: float, target: str | None,
-                directory: Path, timeout_s: float, as_json: bool) -> None:
+                brokers: tuple[str, ...], cluster_name: str | None, route_wait_s: float, where: Target,
+                as_json: bool) -> None:
         from mqbench.admin.topics import change_topic
 
         attrs = _attributes(attributes)
-        namesrv, change = _run(target, directory, timeout_s, lambda s: change_topic(
+        namesrv, change = _run(where, lambda s: change_topic(
             s, name, create=create, queues=queues, read_queues=read_queues, perm=perm, attributes=attrs,
             brokers=list(brokers) or None, cluster=cluster_name, route_wait_s=route_wait_s,
-            timeout_s=max(timeout_s, 5.0)))
+            timeout_s=max(where.timeout_s, 5.0)))
         if as_json:
             print_json(document(TOPIC_CHANGE_SCHEMA, namesrv=namesrv, **change.to_json()))
             return
@@ -180,11 +212,11 @@ def group() -> None:
 
 @group.command("list")
 @_target_options
-def group_list(target: str | None, directory: Path, timeout_s: float, as_json: bool) -> None:
+def group_list(where: Target, as_json: bool) -> None:
     """Every consumer group (from its %RETRY% topic): consumers online, total lag, consume rate."""
     from mqbench.admin.groups import list_groups
 
-    namesrv, groups = _run(target, directory, timeout_s, list_groups)
+    namesrv, groups = _run(where, list_groups)
     if as_json:
         print_json(document(GROUPS_SCHEMA, namesrv=namesrv, groups=[g.to_json() for g in groups]))
         return
@@ -197,14 +229,13 @@ def group_list(target: str | None, directory: Path, timeout_s: float, as_json: b
 @click.argument("name")
 @click.option("--topic", default=None, help="Only this topic.")
 @_target_options
-def group_offsets(name: str, topic: str | None, target: str | None, directory: Path, timeout_s: float,
-                  as_json: bool) -> None:
+def group_offsets(name: str, topic: str | None, where: Target, as_json: bool) -> None:
     """Offsets and lag of consumer group NAME per queue (broker offset - consumer offset)."""
     from datetime import datetime, timezone
 
     from mqbench.admin.groups import group_offsets as query
 
-    namesrv, found = _run(target, directory, timeout_s, lambda s: query(s, name, topic))
+    namesrv, found = _run(where, lambda s: query(s, name, topic))
     if as_json:
         print_json(document(OFFSETS_SCHEMA, namesrv=namesrv, **found.to_json()))
         return
