@@ -44,15 +44,8 @@ Writes (leader only; a follower or candidate raises ``NotLeader(leader_id)`` at 
   into the next Ready (with ``fsync`` one fdatasync covers it, run in a worker thread so the event
   loop keeps serving the network).
 
-Reads (pulls, offsets) are served from this replica's store, which holds the entries it has
-applied. Two moments would let it answer from a state older than one it, or the group, already
-showed (a rewind: a consumer told "offset moved to 0", a committed offset read lower than before):
-a new leader before its term's no-op is applied (the entries of earlier terms it holds are not
-known committed, so not applied), and a restarted replica before it has applied again what it had
-before the restart (its checkpointed commit index lags by up to a housekeeping period). So
-``reads_ready`` holds only when the replica has applied its whole log as it was at open (lowered to
-just before a truncated suffix, which was never committed) and, on a leader, an entry of its own
-term (``leader_ready``); ``await wait_reads_ready(timeout_ms) -> bool`` waits for it.
+Reads (pulls, offsets) wait for ``reads_ready`` (``await wait_reads_ready(timeout_ms) -> bool``):
+a new leader has applied its term's no-op, a restarted replica what it held (``read_gate``).
 
 Also: ``await wait_leader(timeout_s) -> node id``, ``transfer_leadership(node_id)``, ``stats()``
 (``raftRole``, ``raftTerm``, ``raftLeaderId``, ``raftCommitIndex``, ``raftAppliedIndex``,
@@ -89,6 +82,7 @@ from mqbench.broker.store.topics import validate_topic
 from .entries import OffsetUpdate, TopicUpdate, check_offset_update, decode_meta, meta_message
 from .group_types import LeadershipLost, NotLeader, PutResult, frame_bytes, is_meta_record, refuse_meta_topic
 from .raft_glue import AppliedMark, StoreRaftStorage
+from .read_gate import ReadGate
 
 __all__ = ["LeadershipLost", "NotLeader", "PutResult", "ReplicatedGroup"]
 
@@ -157,9 +151,7 @@ class ReplicatedGroup:
         self._mark = AppliedMark(store)
         self.node = RaftNode(config, self.storage, rng, applied=self._mark.index)
         self.applied_index = self.node.log.applied
-        # reads wait until everything this replica held at open is applied again (module doc)
-        self._read_floor = self.node.log.last_index()
-        self._readable = asyncio.Event()
+        self._reads = ReadGate(self.node.log.last_index())
         host, port = peers[self.self_id]
         self.transport = RaftTransport(self.self_id, {p: a for p, a in peers.items() if p != self.self_id},
                                        self._on_message, host=host, port=port, secret=raft_secret)
@@ -235,30 +227,13 @@ class ReplicatedGroup:
 
     @property
     def reads_ready(self) -> bool:
-        """This replica may answer reads: nothing it answers is older than what it showed before
-        (module doc, "Reads")."""
-        if self.stopped or self._closed or self.applied_index < self._read_floor:
-            return False
-        return self.node.role != Role.LEADER or self.leader_ready
+        """This replica may answer reads: nothing it answers is older than what it showed (``read_gate``)."""
+        return (not self.stopped and not self._closed
+                and self._reads.readable(self.applied_index, self.node.role != Role.LEADER or self.leader_ready))
 
     async def wait_reads_ready(self, timeout_ms: int) -> bool:
         """Wait up to ``timeout_ms`` for ``reads_ready``; returns it."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + max(timeout_ms, 0) / 1000
-        while not self.reads_ready:
-            remaining_s = deadline - loop.time()
-            if remaining_s <= 0 or self.stopped:
-                return False
-            self._readable.clear()
-            try:
-                await asyncio.wait_for(self._readable.wait(), remaining_s)
-            except asyncio.TimeoutError:
-                return self.reads_ready
-        return True
-
-    def _note_readable(self) -> None:
-        if self.reads_ready:
-            self._readable.set()
+        return await self._reads.wait(lambda: self.reads_ready, lambda: self.stopped, timeout_ms)
 
     async def wait_leader(self, timeout_s: float) -> int:
         """The leader's node id once one is known (asyncio.TimeoutError after ``timeout_s``)."""
@@ -463,8 +438,7 @@ class ReplicatedGroup:
         durable; its own copy still counts towards the quorum only after the fsync (``advance``)."""
         persisted = self.storage.initial_state()
         if rd.entries:
-            # a truncated suffix was never committed: what this replica showed lies below it
-            self._read_floor = min(self._read_floor, rd.entries[0].index - 1)
+            self._reads.truncating_from(rd.entries[0].index)
             self.storage.append(rd.entries)
         if rd.hard_state is not None:
             self.storage.set_hard_state(rd.hard_state)
@@ -500,7 +474,7 @@ class ReplicatedGroup:
                 done.append((entry.index, entry, waiter))
         store.commit(entries[-1].index - 1)
         self.applied_index = entries[-1].index
-        self._note_readable()
+        self._reads.changed(self.reads_ready)
         for index, entry, waiter in done:
             error = self._apply_errors.pop(index, None)
             if waiter.future.done():
@@ -578,7 +552,7 @@ class ReplicatedGroup:
                                keep_term=node.term if node.role == Role.LEADER else None)
         if node.lead:
             self._leader_known.set()
-        self._note_readable()
+        self._reads.changed(self.reads_ready)
         self._notify_role()
 
     def _notify_role(self) -> None:
