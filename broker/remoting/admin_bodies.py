@@ -107,6 +107,13 @@ def encode_topic_stats(rows: list[QueueOffsets]) -> bytes:
     return _encode({"offsetTable": table})
 
 
+def _int(value: object, what: str) -> int:
+    """An integral number of a body (fastjson may write a long as 12 or 12.0); PeerError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise PeerError(f"{what}: {value!r} is not an integer")
+    return int(value)
+
+
 def _offset_rows(doc: dict[str, Any], what: str, fields: tuple[str, str, str]) -> list[tuple[ObjectKey, dict[str, Any]]]:
     table = doc.get("offsetTable")
     if not isinstance(table, dict):
@@ -129,9 +136,10 @@ def parse_consume_stats(body: bytes | None, what: str = "GET_CONSUME_STATS") -> 
     rows = []
     for key, value in _offset_rows(doc, what, ("brokerOffset", "consumerOffset", "lastTimestamp")):
         mq = key.fields()
-        rows.append(QueueOffsets(str(mq["topic"]), str(mq["brokerName"]), int(mq["queueId"]),
-                                 int(value.get("brokerOffset", 0)), consumer_offset=int(value.get("consumerOffset", 0)),
-                                 last_timestamp_ms=int(value.get("lastTimestamp", 0))))
+        rows.append(QueueOffsets(str(mq["topic"]), str(mq["brokerName"]), _int(mq["queueId"], what),
+                                 _int(value.get("brokerOffset", 0), what),
+                                 consumer_offset=_int(value.get("consumerOffset", 0), what),
+                                 last_timestamp_ms=_int(value.get("lastTimestamp", 0), what)))
     tps = doc.get("consumeTps", 0.0)
     rows.sort(key=lambda r: (r.topic, r.broker_name, r.queue_id))
     return rows, float(tps if isinstance(tps, (int, float)) else 0)
@@ -142,9 +150,9 @@ def parse_topic_stats(body: bytes | None, what: str = "GET_TOPIC_STATS_INFO") ->
     rows = []
     for key, value in _offset_rows(doc, what, ("maxOffset", "minOffset", "lastUpdateTimestamp")):
         mq = key.fields()
-        rows.append(QueueOffsets(str(mq["topic"]), str(mq["brokerName"]), int(mq["queueId"]),
-                                 int(value.get("maxOffset", 0)), min_offset=int(value.get("minOffset", 0)),
-                                 last_timestamp_ms=int(value.get("lastUpdateTimestamp", 0))))
+        rows.append(QueueOffsets(str(mq["topic"]), str(mq["brokerName"]), _int(mq["queueId"], what),
+                                 _int(value.get("maxOffset", 0), what), min_offset=_int(value.get("minOffset", 0), what),
+                                 last_timestamp_ms=_int(value.get("lastUpdateTimestamp", 0), what)))
     return sorted(rows, key=lambda r: (r.topic, r.broker_name, r.queue_id))
 
 

@@ -71,3 +71,61 @@ def test_broker_stats_put_tps_and_day_rollover():
     assert stats.view("GROUP_GET_NUMS", "T@G", day_ms + 10)["day"]["sum"] == 3
     assert stats.view("BROKER_PUT_NUMS", "c1", day_ms + 10)["day"]["sum"] == 101
     assert stats.view("TOPIC_PUT_NUMS", "nope", day_ms) is None
+
+
+# --- every parser: whole, cut short at every byte, with trailing bytes, and fuzzed ------------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+PARSERS = [bodies.parse_consume_stats, bodies.parse_topic_stats, bodies.parse_cluster_info, bodies.parse_kv_table,
+           bodies.parse_consumer_connection, bodies.parse_group_list]
+SAMPLES = [
+    (bodies.parse_consume_stats, bodies.encode_consume_stats(
+        [bodies.QueueOffsets("T", "b", 0, 9, consumer_offset=2, last_timestamp_ms=5)], 1.5)),
+    (bodies.parse_topic_stats, bodies.encode_topic_stats([bodies.QueueOffsets("T", "b", 1, 9, min_offset=3)])),
+    (bodies.parse_cluster_info, b'{"brokerAddrTable":{"a":{"brokerAddrs":{0:"1.2.3.4:10911"},"brokerName":"a",'
+                                b'"cluster":"c"}},"clusterAddrTable":{"c":["a"]}}'),
+    (bodies.parse_kv_table, bodies.encode_kv_table({"putTps": "1.0 2.0 3.0"})),
+    (bodies.parse_consumer_connection, bodies.encode_consumer_connection(
+        [{"clientAddr": "1.2.3.4:5", "clientId": "c", "language": "JAVA", "version": 409}], {})),
+    (bodies.parse_group_list, bodies.encode_group_list(["g1", "g2"])),
+]
+
+
+@pytest.mark.parametrize("parse,body", SAMPLES, ids=[p.__name__ for p, _ in SAMPLES])
+def test_parsers_whole_cut_and_trailing(parse, body):
+    parse(body)                                   # whole
+    for cut in range(len(body)):                  # every proper prefix is refused, never misread
+        with pytest.raises(PeerError):
+            parse(body[:cut])
+    with pytest.raises(PeerError):                # trailing bytes after the document
+        parse(body + b"x")
+
+
+@given(st.sampled_from(PARSERS), st.binary(max_size=300))
+def test_parsers_fuzzed_bytes_raise_only_peer_errors(parse, data):
+    try:
+        parse(data)
+    except PeerError:
+        pass
+
+
+@given(st.sampled_from(SAMPLES), st.integers(min_value=0), st.integers(min_value=0, max_value=255))
+def test_parsers_with_one_byte_changed_raise_only_peer_errors(sample, where, value):
+    parse, body = sample
+    damaged = bytearray(body)
+    damaged[where % len(damaged)] = value
+    try:
+        parse(bytes(damaged))
+    except PeerError:
+        pass
+
+
+@pytest.mark.parametrize("body", [b'{"offsetTable":{{"brokerName":"b","queueId":"x","topic":"t"}:{"brokerOffset":1}}}',
+                                  b'{"offsetTable":{{"brokerName":"b","queueId":1.5,"topic":"t"}:{"brokerOffset":1}}}',
+                                  b'{"offsetTable":{{"brokerName":"b","queueId":true,"topic":"t"}:{}}}'])
+def test_a_message_queue_with_a_bad_queue_id_is_a_peer_error(body):
+    with pytest.raises(PeerError):
+        bodies.parse_consume_stats(body)
+    with pytest.raises(PeerError):
+        bodies.parse_topic_stats(body)
