@@ -42,7 +42,8 @@ def _sort_key(key: str) -> list[int]:
 
 def content(ext_fields: dict[str, str], body: bytes = b"") -> bytes:
     """The bytes RocketMQ signs for a request with these ext fields and body (module doc)."""
-    values = "".join(ext_fields[k] for k in sorted(ext_fields, key=_sort_key) if k not in _UNSIGNED)
+    keys = sorted(ext_fields) if all(k.isascii() for k in ext_fields) else sorted(ext_fields, key=_sort_key)
+    values = "".join(ext_fields[k] for k in keys if k not in _UNSIGNED)
     return values.encode("utf-8") + bytes(body or b"")
 
 

@@ -40,6 +40,7 @@ that account as admin (``with_cluster_account``). Pure: no I/O except ``load_acl
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 from dataclasses import dataclass, field
@@ -75,6 +76,14 @@ def perm_allows(needed: int, owned: int) -> bool:
     if needed & ANY:
         return bool(owned & (PUB | SUB))
     return bool(needed & owned)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_host(host: str) -> "ipaddress.IPv4Address | ipaddress.IPv6Address | None":
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
 
 
 class AddressPattern:
@@ -121,16 +130,14 @@ class AddressPattern:
     def match(self, host: str) -> bool:
         if self._any:
             return True
-        try:
-            addr = ipaddress.ip_address(host)
-        except ValueError:
+        addr = _parse_host(host)
+        if addr is None:
             return False
         if self._exact is not None:
             return str(addr) == self._exact
         if self._segments is None or addr.version != 4:
             return False
-        return all(allowed is None or int(octet) in allowed
-                   for allowed, octet in zip(self._segments, str(addr).split(".")))
+        return all(allowed is None or octet in allowed for allowed, octet in zip(self._segments, addr.packed))
 
 
 @dataclass
