@@ -178,7 +178,7 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
         linger_ms=linger_ms, durability=durability, keep_going=keep_going, keep_stores=keep_stores,
         drain_ms=drain_ms, check_ms=max(200, check_ms), limits=None,
         command_line=["mqbench", *sys.argv[1:]],
-        search=SearchSettings(start_rate_per_s=200.0, hold_checks=3),
+        search=SearchSettings(start_rate_per_s=200.0, hold_checks=3, tolerance=0.05),
         thresholds=Thresholds(publish_latency_ms_p99_max=max_p99_ms, published_share_min=0.8),
         progress=ProgressLine(enabled=False if (as_json or quiet) else None),
         window_lines=WindowLines(sys.stderr if as_json else None, enabled=not quiet and not is_terminal(sys.stdout)))

@@ -38,8 +38,10 @@ VERDICT = _c("verdict", "verdict_text", None,
              "held: achieved >= 99% of offered with send lateness and backlogs bounded; saturated: the load was "
              "not carried (the signal is named), a valid overload measurement but never a capacity; failed: no "
              "measurement (cell error, nothing acknowledged, unfinished max search)")
-PUB_P50 = _c("pub p50 ms", "publish_latency_ms_p50", ",.2f", "publish latency (send to broker ack), median")
-PUB_P99 = _c("pub p99 ms", "publish_latency_ms_p99", ",.2f", "publish latency (send to broker ack), 99th percentile")
+PUB_P50 = _c("pub p50 ms", "publish_latency_ms_p50", ",.2f",
+             "publish latency (send to broker ack), median (--rate max: during the hold at the capacity)")
+PUB_P99 = _c("pub p99 ms", "publish_latency_ms_p99", ",.2f",
+             "publish latency (send to broker ack), 99th percentile (--rate max: during the hold at the capacity)")
 E2E_P99 = _c("e2e p99 ms", "e2e_latency_ms_p99", ",.2f",
              "intended send time to consumer receipt (end to end, open loop), undelayed messages, 99th percentile")
 BATCH = _c("achieved batch", "batch_text", None,

@@ -180,6 +180,12 @@ def _row(loaded: "LoadedResult", run_number: int, cell: dict, daily_messages, pe
                  "delay_error_ms_p99", "early_deliveries", "publish_errors", "consume_msgs_per_s",
                  "publish_backlog_msgs_end", "consume_backlog_msgs_end", "delayed_pending_msgs_end"):
         row[name] = agg.get(name)
+    search = cell.get("max_rate_search")
+    if verdict.capacity_msgs_per_s is not None and isinstance(search, dict) \
+            and search.get("hold_publish_latency_ms_p99") is not None:
+        # A max cell's latency is the one at its capacity (the hold), not the whole search's.
+        row["publish_latency_ms_p50"] = search.get("hold_publish_latency_ms_p50")
+        row["publish_latency_ms_p99"] = search.get("hold_publish_latency_ms_p99")
     for name in ("broker_cpu_us_per_msg", "client_cpu_us_per_msg", "broker_cpu_machine_share",
                  "client_cpu_machine_share"):
         row[name] = cell.get(name)

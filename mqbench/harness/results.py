@@ -65,7 +65,9 @@ field                           meaning
 ``cells[].cpu_s_per_million_msgs``  CPU seconds of all broker processes per million messages, or null
 ``cells[].max_rate_search``     the ``mqbench.max-rate/1`` search record, or null (its
                                 ``capacity_msgs_per_s``, ``first_unheld_rate_msgs_per_s``,
-                                ``hold_achieved_msgs_per_s``: ``harness.maxrate``)
+                                ``hold_achieved_msgs_per_s``: ``harness.maxrate``; from ``mqbench
+                                run`` also ``hold_publish_latency_ms_p50``/``_p99``: over the
+                                hold's checks at the capacity)
 ``cells[].verdict``             ``held``, ``saturated`` or ``failed`` (``harness.verdict``)
 ``cells[].verdict_signals``     what made a cell saturated or failed: ``achieved under offered``,
                                 ``publish delay growing``, ``send backlog``, ``consume backlog``,
@@ -373,6 +375,40 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _check_layout(layout: Any, where: str, label: str) -> None:
+    if not isinstance(layout, dict):
+        _fail(where, f"{label} must be a JSON object")
+    for name in _LAYOUT_FIELDS:
+        if name not in layout:
+            _fail(where, f"{label} field {name!r} is missing")
+    if not isinstance(layout["name"], str):
+        _fail(where, f"{label}.name must be a string, got {layout['name']!r}")
+    for name in ("hosts", "instances", "replicas_per_group"):
+        value = layout[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            _fail(where, f"{label}.{name} must be a positive integer, got {value!r}")
+    per_host = layout["instances_per_host"]
+    if not _is_number(per_host) or per_host <= 0:
+        _fail(where, f"{label}.instances_per_host must be a number > 0, got {per_host!r}")
+
+
+#: Optional cell figures (other parts of ``mqbench run`` add them): a number or null when present.
+_OPTIONAL_CELL_NUMBERS = ("disk_user_bytes_per_msg", "disk_meta_bytes_total", "broker_cpu_us_per_msg",
+                          "client_cpu_us_per_msg", "broker_cpu_machine_share", "client_cpu_machine_share")
+
+
+def _check_optional_cell_fields(cell: dict, where: str) -> None:
+    if "layout" in cell:
+        _check_layout(cell["layout"], where, "layout")
+    for name in _OPTIONAL_CELL_NUMBERS:
+        if name in cell and cell[name] is not None and not _is_number(cell[name]):
+            _fail(where, f"{name} must be a number or null, got {cell[name]!r}")
+    batch = cell.get("batch_achieved")
+    if batch is not None:
+        if not isinstance(batch, dict) or not all(value is None or _is_number(value) for value in batch.values()):
+            _fail(where, "batch_achieved must be an object of numbers")
+
+
 def validate_result(doc: Any, where: str = RESULT_FILE, *, decode: bool = True) -> None:
     """Raise CorruptDataError naming the first problem; ``decode`` also checks every histogram."""
     if not isinstance(doc, dict):
@@ -387,16 +423,7 @@ def validate_result(doc: Any, where: str = RESULT_FILE, *, decode: bool = True) 
     git = doc["git"]
     if not isinstance(git.get("commit"), (str, type(None))) or not isinstance(git.get("dirty"), (bool, type(None))):
         _fail(where, "git must hold 'commit' (string or null) and 'dirty' (boolean or null)")
-    for name in _LAYOUT_FIELDS:
-        if name not in doc["layout"]:
-            _fail(where, f"layout field {name!r} is missing")
-    for name in ("hosts", "instances", "replicas_per_group"):
-        value = doc["layout"][name]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            _fail(where, f"layout.{name} must be a positive integer, got {value!r}")
-    per_host = doc["layout"]["instances_per_host"]
-    if not _is_number(per_host) or per_host <= 0:
-        _fail(where, f"layout.instances_per_host must be a number > 0, got {per_host!r}")
+    _check_layout(doc["layout"], where, "layout")
     for name, value in (doc["limits"] or {}).items():
         if name.endswith(("_per_s", "_mb")) and not _is_number(value):
             _fail(where, f"limits.{name} must be a number, got {value!r}")
@@ -408,6 +435,7 @@ def validate_result(doc: Any, where: str = RESULT_FILE, *, decode: bool = True) 
     for position, cell in enumerate(doc["cells"]):
         cell_where = f"{where}: cells[{position}]"
         _check_fields(cell, _CELL_FIELDS, cell_where)
+        _check_optional_cell_fields(cell, cell_where)
         if schema == RESULT_SCHEMA:
             _check_fields(cell, _VERDICT_FIELDS, cell_where)
             if cell["verdict"] not in VERDICTS:

@@ -123,6 +123,19 @@ def _worker_specs(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings,
     return specs
 
 
+def _hold_latency(search: MaxRateSearch, checks: list) -> dict:
+    """Publish latency p50/p99 over the hold's checks at the capacity (merged histograms), so a max
+    cell's latency is the one at the rate it reports, not the whole search's (overload included)."""
+    from mqbench.harness.maxrate import HOLD
+    from mqbench.harness.metrics import merge_histograms
+
+    at_capacity = [h for state, rate, h in checks if state == HOLD and rate == search.capacity_msgs_per_s]
+    merged = merge_histograms(at_capacity)
+    p50, p99 = percentile_us(merged, 50.0), percentile_us(merged, 99.0)
+    return {"hold_publish_latency_ms_p50": None if p50 is None else p50 / 1000,
+            "hold_publish_latency_ms_p99": None if p99 is None else p99 / 1000}
+
+
 def _window_line(settings: RunSettings, tracker: Tracker, label: str, phase: str, elapsed_s: float,
                  window_s: float) -> None:
     if not settings.window_lines.enabled:
@@ -187,6 +200,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             workers.send(producers, {"op": "rate", "rate_per_s": rate_now, "from_ns": start_ns})
         probe_start = probe_end = None
         intended_at_start = None
+        hold_checks: list = []  # (state, rate, publish latency histogram) of every check
         check_started_ns = None
         settle_until_ns = measure_ns
         stopped_ns = None
@@ -210,6 +224,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
                         check_started_ns = now
                 elif now - check_started_ns >= settings.check_ms * NS_PER_MS:
                     observation = tracker.take_check((now - check_started_ns) // NS_PER_MS, rate_now)
+                    hold_checks.append((search.state, rate_now, tracker.last_check_histogram))
                     rate_now = search.observe(observation)
                     check_started_ns = None
                     settle_until_ns = now + settings.settle_ms * NS_PER_MS
@@ -283,8 +298,9 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
     else:
         offered = None
     backlogs = tracker.window_backlogs(merged.measure_start_ns, merged.window_ms, merged.window_count)
+    search_record = None if search is None else {**search.result(), **_hold_latency(search, hold_checks)}
     doc = build_cell(cell.name, cell_settings, merged, disk_bytes_per_msg=disk_per_msg, replication_bytes=replication,
-                     cpu_seconds=cpu, max_rate_search=None if search is None else search.result(),
+                     cpu_seconds=cpu, max_rate_search=search_record,
                      offered_msgs_per_s=offered, window_extras=backlogs, bounds=settings.bounds,
                      extra_aggregates={
         "intended_msgs_total": end_totals["intended"], "acked_msgs_total": acked_all,

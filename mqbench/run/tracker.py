@@ -41,6 +41,7 @@ class Tracker:
         self.samples: list[Sample] = []
         self._interval_histogram = new_histogram()
         self._check_start: dict | None = None
+        self.last_check_histogram = new_histogram()  # publish latency of the last check taken
         self._window_histogram = new_histogram()
         self._window_start: dict | None = None
 
@@ -87,6 +88,7 @@ class Tracker:
         now = self.totals()
         before = self._check_start or dict.fromkeys(now, 0)
         histogram, self._interval_histogram = self._interval_histogram, new_histogram()
+        self.last_check_histogram = histogram
         p99_us = percentile_us(histogram, 99.0)
         self._check_start = now
         return Observation(interval_ms=interval_ms, intended=int(rate_per_s * interval_ms / 1000),

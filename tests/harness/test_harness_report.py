@@ -224,3 +224,25 @@ def test_the_default_table_reads_and_wide_carries_everything(result_folders):
         text = _invoke(*folders, "--format", fmt).output
         assert "Legend" in text
         assert ("held: achieved &gt;= 99% of offered" if fmt == "html" else "held: achieved >= 99% of offered") in text
+
+
+def test_sizing_uses_held_rows_only_and_carries_the_reference_broker_caveat(tmp_path):
+    # Finding 5: the reference broker's offered load on 2 shared cores became "hosts needed 600".
+    from datetime import datetime, timezone
+
+    from conftest import make_result_doc
+    from mqbench.harness.results import write_result
+
+    doc = make_result_doc(seed=5, rate=1500, cells={"codec=none": 120.0, "codec=zstd:3": 1000.0},
+                          created=datetime(2026, 12, 1, tzinfo=timezone.utc))
+    loaded = [LoadedResult(write_result(doc, tmp_path), doc)]
+    held, saturated = report_rows(loaded, daily_messages=2e9)
+    assert held["verdict"] == "held" and held["hosts_needed"] >= 3
+    assert saturated["verdict"] == "saturated" and saturated["hosts_needed"] is None
+    assert saturated["sizing_basis_msgs_per_s"] is None
+    text = render(loaded, "terminal", daily_messages=2e9)
+    assert "Caveat (run 1): measured on mqbench's embedded reference broker (Python), not on RocketMQ" in text
+    assert "Only rows that held are sized" in text
+    doc["target"] = "10.0.0.1:9876"
+    assert "Caveat" not in render(loaded, "terminal", daily_messages=2e9)
+    assert "Caveat" not in render([LoadedResult(loaded[0].folder, {**doc, "target": None})], "terminal")
