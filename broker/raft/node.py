@@ -106,7 +106,7 @@ class RaftNode:
 
     def propose_batch(self, datas: list[bytes]) -> list[int]:
         if self.role != Role.LEADER:
-            raise NotLeader(self.id, self.lead)
+            raise NotLeader(self.lead, node_id=self.id)
         if self.transferee != NONE:
             raise ProposalDropped(f"node {self.id} is handing leadership to {self.transferee}")
         first = self.log.last_index() + 1
@@ -127,7 +127,7 @@ class RaftNode:
         if target not in self.prs and target not in self.peers:
             raise UserError(f"cannot transfer leadership to {target}: not a member of {self.peers}")
         if self.role != Role.LEADER:
-            raise NotLeader(self.id, self.lead)
+            raise NotLeader(self.lead, node_id=self.id)
         if target == self.id or target == self.transferee:
             return
         self.transferee = target

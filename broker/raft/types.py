@@ -125,11 +125,17 @@ class RaftError(MqbenchError):
 
 
 class NotLeader(RaftError):
-    """The node is not the leader; ``leader`` is the leader it knows of (0 when none)."""
+    """Node ``node_id`` cannot take a write: it is not the leader, or (with ``reason``) it stopped
+    or is handing leadership over. The one not-leader error of the core and the broker's group.
 
-    def __init__(self, node_id: int, leader: int):
-        self.leader = leader
-        super().__init__(f"node {node_id} is not the leader (leader: {leader or 'unknown'})")
+    ``leader`` is the leader it knows of (``NONE`` when none); ``leader_id`` is the same or None.
+    """
+
+    def __init__(self, leader: int | None, *, node_id: int, reason: str | None = None):
+        self.leader = leader or NONE
+        self.leader_id = leader or None
+        text = f"node {node_id} is not the leader (leader: {leader or 'unknown'})"
+        super().__init__(f"{text}: {reason}" if reason else text)
 
 
 class ProposalDropped(RaftError):

@@ -1,30 +1,20 @@
 """The values ``ReplicatedGroup`` hands out (``PutResult``, the not-leader errors) and small helpers.
 
-``NotLeader`` and ``LeadershipLost`` subclass the Raft core's ``NotLeader``, so a handler that
-catches that one catches these too. Import them from ``replicated`` or from here.
+``NotLeader`` is the Raft core's own (one class for "this replica cannot take the write", whoever
+raises it); ``LeadershipLost`` subclasses it. Import them from ``replicated`` or from here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from mqbench.errors import CorruptDataError, UserError
-from mqbench.broker.raft.types import NONE, Message as RaftMessage
-from mqbench.broker.raft.types import NotLeader as RaftNotLeader
+from mqbench.broker.raft.types import Message as RaftMessage
+from mqbench.broker.raft.types import NotLeader
 from mqbench.broker.raft.wire import ENTRY, HEADER, LENGTH
 from mqbench.broker.store.dledger_log import is_record_body
 from mqbench.broker.store.record import peek_topic
 
 from .entries import META_TOPIC
-
-
-class NotLeader(RaftNotLeader):
-    """This replica cannot take the write; ``leader_id`` is the leader it knows of (or None)."""
-
-    def __init__(self, leader_id: int | None, *, node_id: int, reason: str | None = None):
-        self.leader_id = leader_id or None
-        super().__init__(node_id, leader_id or NONE)
-        if reason:
-            self.args = (f"{self.args[0]}: {reason}",)
 
 
 class LeadershipLost(NotLeader):

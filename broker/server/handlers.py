@@ -69,8 +69,8 @@ class Refused(Exception):
         self.ext_fields = ext_fields or {}
 
 
-#: What the replicated group raises when this replica cannot take a write: its ``NotLeader`` and
-#: ``LeadershipLost`` subclass the Raft core's ``NotLeader``; ``ProposalDropped`` during a handover.
+#: What the replicated group raises when this replica cannot take a write: the one ``NotLeader``
+#: (``LeadershipLost`` is one too); ``ProposalDropped`` during a handover.
 NOT_LEADER_ERRORS: tuple[type[BaseException], ...] = (RaftNotLeader, ProposalDropped)
 
 
@@ -333,7 +333,7 @@ def wrap(ctx: BrokerContext, handler: Handler, bad_input_code: int):
             return cmd.response_to(exc.code, exc.remark, exc.ext_fields)
         except ctx.not_leader_errors as exc:
             ctx.counters.refused_count += 1
-            hint = getattr(exc, "leader_id", None) or getattr(exc, "leader", None)
+            hint = exc.leader_id if isinstance(exc, RaftNotLeader) else None
             refusal = ctx.not_leader(f"{codes.request_name(cmd.code)} ({exc})", hint)
             return cmd.response_to(refusal.code, refusal.remark, refusal.ext_fields)
         except (UserError, HeaderError) as exc:
