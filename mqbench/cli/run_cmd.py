@@ -72,6 +72,16 @@ the highest rate that held for every check of a hold (the repeat) and the first 
 that failed on repeat, never an average over the search.
 
 \b
+Table: profile, layout, cell, offered msgs/s, achieved msgs/s, verdict, pub p50/p99 ms,
+e2e p99 ms, achieved batch, broker CPU µs/msg, user disk B/msg (achieved msgs/s per host and
+per instance too when the matrix varies the layout), and a legend under it; --wide adds every
+other figure (capacity, first unheld rate, send lateness, delayed msg error, consumed msgs/s
+(all groups), backlogs, delayed msgs pending, client CPU, shares of the machine's limits...).
+result.json (mqbench.result/2, fields in mqbench/harness/results.py): each cell carries
+verdict, verdict_signals, verdict_detail, offered_msgs_per_s, achieved_msgs_per_s,
+capacity_msgs_per_s and first_unheld_rate_msgs_per_s (max only).
+
+\b
 Exit status:
   0  every cell held (the result is written)
   2  bad input, or no result written (every cell failed, or a cell failed without --keep-going)
