@@ -225,3 +225,25 @@ def test_truncating_metrics_keeps_the_windows_that_ran():
     assert short.window_count == 3 and short.aggregates()["published"] == 25
     assert short.aggregates()["throughput_msgs_per_s"] == pytest.approx(1.0)
     assert _truncate(metrics, 90_000) is metrics
+
+
+def test_pending_delayed_messages_are_their_own_figure_not_a_backlog():
+    # Finding 6: "backlog end 0" while thousands of delayed messages were still to be delivered.
+    tracker = Tracker()
+    tracker.observe("p0", {"type": "progress", "role": "producer", "t_ns": 1,
+                           "totals": {"acked": 100, "expected_deliveries": 80, "delayed_acked": 20,
+                                      "delayed_deliveries_owed": 40}})
+    tracker.observe("c0", {"type": "progress", "role": "consumer", "t_ns": 2,
+                           "totals": {"consumed_undelayed": 80, "consumed_delayed": 15}})
+    totals = tracker.totals()
+    assert totals["consume_backlog"] == 0 and totals["delayed_pending"] == 25
+
+
+def test_a_window_line_reads_like_producer_sh():
+    from mqbench.run.progress import window_line
+
+    before = {"intended": 1000, "acked": 990, "errors": 1}
+    now = {"intended": 6000, "acked": 5980, "errors": 3, "publish_backlog": 7, "consume_backlog": 12}
+    line = window_line("10:02:13Z", "cell 1/1 codec=none", "measuring", 20.0, 10.0, now, before, 2.14, 15.3)
+    assert line == ("10:02:13Z cell 1/1 codec=none measuring 20.0 s | offered 500/s | achieved 499/s | pub p50 2.1 ms "
+                    "p99 15.3 ms | errors 2 | backlog send 7 consume 12")
