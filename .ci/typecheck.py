@@ -37,7 +37,7 @@ def main() -> int:
         for prefix, folder in PACKAGE_DIRS.items():
             if prefix != "mqbench":
                 os.symlink(ROOT / folder, top / prefix.split(".", 1)[1])
-        modules = [module_name(path) for path in PURE if path not in NOT_STRICT]
+        modules = sorted({module_name(path) for path in PURE if path not in NOT_STRICT})
         argv = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
                 "--cache-dir", str(ROOT / ".cache" / "mypy")]
         for module in modules:
