@@ -33,14 +33,23 @@ Marker body (UTF-8 JSON, schema ``mqbench.delay-progress/1``)::
      "timer": [k_from_ms, k_from_offset, k_to_ms, k_to_offset, e_from, e_to] | null,
      "targets": [["TopicTest", 0, 1234], ["rmq_sys_wheel_timer", 0, 88]]}
 
+Choosing the last marker (``choose_last_window``): the marker queue should only ever hold the
+service's own markers (clients may not write to the topic), but a store may already hold a foreign
+record there. Recovery takes the newest marker that decodes, stays within the store (every range
+end at or below its queue's max offset) and does not move back behind the marker before it (no
+level or timer range starting before the previous one ended); newer records that fail are skipped
+with their reason, so a garbage record neither freezes delivery nor replays old windows.
+
 Everything here is pure (no I/O); ``service`` does the reading and putting.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Callable
 
-from mqbench.broker.store.record import Message
+from mqbench.broker.store.record import SCHEDULE_TOPIC, Message
+from mqbench.broker.store.timer_formats import TIMER_TOPIC
 from mqbench.errors import CorruptDataError
 
 PROGRESS_TOPIC = "rmq_sys_mqbench_delay_progress"
@@ -124,6 +133,46 @@ def decode_marker(body: bytes, *, where: str = PROGRESS_TOPIC) -> Window:
             raise CorruptDataError(f"progress marker target {item!r} is not [topic, queue, offset]", where=where)
         targets.append((item[0], _int(item[1], "target queue", where), _int(item[2], "target offset", where)))
     return Window(_int(doc.get("step"), "step", where), levels, timer, targets)
+
+
+def marker_problem(window: Window, previous: Window | None, max_offset: Callable[[str, int], int]) -> str | None:
+    """Why ``window`` cannot be the service's own latest marker (see module doc), or None.
+    ``max_offset(topic, queue)`` is the store's; ``previous`` the decodable marker before it."""
+    for level, (_, b) in window.levels.items():
+        if b > max_offset(SCHEDULE_TOPIC, level - 1):
+            return f"level {level} range ends at {b}, past the schedule queue's end"
+    if window.timer is not None and window.timer[5] > max_offset(TIMER_TOPIC, 0):
+        return f"timer range ends at {window.timer[5]}, past the timer queue's end"
+    for topic, queue_id, offset in window.targets:
+        if not 0 <= offset <= max_offset(topic, queue_id):
+            return f"target {topic}/{queue_id}@{offset} is past that queue's end"
+    if previous is None:
+        return None
+    for level, (a, _) in window.levels.items():
+        if level in previous.levels and a < previous.levels[level][1]:
+            return f"level {level} starts at {a}, before the previous marker's end {previous.levels[level][1]}"
+    if window.timer is not None and previous.timer is not None and (
+            window.timer[4] < previous.timer[5] or window.timer[0:2] < previous.timer[2:4]):
+        return "its timer range starts before the previous marker's end"
+    return None
+
+
+def choose_last_window(candidates: list[tuple[int, Window | str]], max_offset: Callable[[str, int], int]
+                       ) -> tuple[Window | None, list[tuple[int, str]]]:
+    """The newest acceptable marker of ``candidates`` ((queue offset, window or why it does not
+    decode), newest first) and the (offset, reason) of every newer one refused (module doc)."""
+    refused: list[tuple[int, str]] = []
+    decoded = [(off, w) for off, w in candidates if isinstance(w, Window)]
+    for off, w in candidates:
+        if not isinstance(w, Window):
+            refused.append((off, w))
+            continue
+        previous = next((p for o, p in decoded if o < off), None)
+        problem = marker_problem(w, previous, max_offset)
+        if problem is None:
+            return w, refused
+        refused.append((off, problem))
+    return None, refused
 
 
 def marker_message(window: Window, *, now_ms: int) -> Message:

@@ -26,13 +26,19 @@ from ``REAL_TOPIC``/``REAL_QID``; ``DELAY``, ``REAL_*`` and ``TIMER_OUT_MS`` rem
 ``TIMER_ENQUEUE_MS``/``TIMER_DEQUEUE_MS`` added; and ``MQBENCH_DELAY_SRC`` = the source position
 (``L3:17`` = level 3, queue offset 17; ``T:42`` = timer queue offset 42), which is how a new leader
 finds out what the old one already delivered (``plan``).
+
+Dead letters (``fits``, ``dead_letter_message``): a due record whose re-put cannot be stored (its
+properties with the delivery's additions exceed 32,767 bytes: the broker refuses such sends, but a
+store written by another broker may hold one) is moved to ``DEAD_LETTER_TOPIC``
+(``%DLQ%rmq_sys_mqbench_delay``, queue 0) as stored, with ``MQBENCH_DELAY_SRC`` = its source, so
+one message never stops the delivery of the others.
 """
 from __future__ import annotations
 
 import dataclasses
 
-from mqbench.broker.store.record import (SCHEDULE_TOPIC, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK,
-                                         Message)
+from mqbench.broker.store.record import (PROPERTIES_MAX_BYTES, SCHEDULE_TOPIC, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED,
+                                         SYSFLAG_TX_ROLLBACK, Message, encode_properties)
 from mqbench.broker.store.timer_formats import TIMER_TOPIC
 from mqbench.broker.store.topics import validate_topic
 from mqbench.errors import CorruptDataError, UserError
@@ -50,7 +56,12 @@ PROP_TIMER_ENQUEUE_MS = "TIMER_ENQUEUE_MS"
 PROP_TIMER_DEQUEUE_MS = "TIMER_DEQUEUE_MS"
 PROP_TIMER_ROLL_TIMES = "TIMER_ROLL_TIMES"
 PROP_SOURCE = "MQBENCH_DELAY_SRC"
+PROP_DEAD_REASON = "MQBENCH_DLQ_REASON"
+PROP_DEAD_DROPPED = "MQBENCH_DLQ_DROPPED"
 DELAY_TOPICS = (SCHEDULE_TOPIC, TIMER_TOPIC)
+#: Where a due message that cannot be re-put goes (RocketMQ's %DLQ% naming; one queue).
+DEAD_LETTER_TOPIC = "%DLQ%rmq_sys_mqbench_delay"
+DEAD_REASON_CHARS_MAX = 200
 _INTERNAL = (PROP_DELAY, PROP_REAL_TOPIC, PROP_REAL_QID, PROP_TIMER_OUT_MS, PROP_SOURCE)
 _INT64_MAX = (1 << 63) - 1
 
@@ -175,3 +186,42 @@ def rolled_message(record: Message, *, source: str) -> Message:
     return Message(topic=TIMER_TOPIC, body=record.body, properties=props, queue_id=0, flag=record.flag,
                    sysflag=record.sysflag, born_timestamp_ms=record.born_timestamp_ms, born_host=record.born_host,
                    reconsume_times=record.reconsume_times)
+
+
+def fits(msg: Message) -> str | None:
+    """None when ``msg`` can be stored as it is, else why not (its properties are too long or bad)."""
+    try:
+        size = len(encode_properties(msg.properties))
+    except UserError as exc:
+        return str(exc)
+    if size > PROPERTIES_MAX_BYTES:
+        return f"its properties would take {size} bytes (max {PROPERTIES_MAX_BYTES})"
+    return None
+
+
+def dead_letter_message(record: Message, *, source: str, reason: str) -> Message | None:
+    """The stored delayed ``record`` moved to ``DEAD_LETTER_TOPIC`` (module doc): its properties as
+    stored (REAL_TOPIC, REAL_QID, DELAY / TIMER_OUT_MS say what it was), ``MQBENCH_DELAY_SRC`` =
+    ``source`` and the reason. When that does not fit, the reason goes first, then the client's
+    TIMER_DELIVER_MS/TIMER_DELAY_* (TIMER_OUT_MS keeps the time), then the largest other properties
+    one by one (``MQBENCH_DLQ_DROPPED`` names them). None when nothing makes it fit."""
+    props = {k: v for k, v in record.properties.items() if k != PROP_SOURCE}
+    props[PROP_SOURCE] = source
+    props[PROP_DEAD_REASON] = reason.replace("\x02", " ")[:DEAD_REASON_CHARS_MAX]
+    msg = Message(topic=DEAD_LETTER_TOPIC, body=record.body, properties=props, queue_id=0, flag=record.flag,
+                  sysflag=record.sysflag, born_timestamp_ms=record.born_timestamp_ms, born_host=record.born_host,
+                  reconsume_times=record.reconsume_times)
+    droppable = [PROP_DEAD_REASON, PROP_TIMER_DELIVER_MS, PROP_TIMER_DELAY_MS, PROP_TIMER_DELAY_SEC]
+    dropped: list[str] = []
+    while fits(msg) is not None:
+        name = next((n for n in droppable if n in props), None)
+        if name is None:
+            keep = {PROP_SOURCE, PROP_REAL_TOPIC, PROP_REAL_QID, PROP_TIMER_OUT_MS, PROP_DELAY, PROP_DEAD_DROPPED}
+            others = [k for k in props if k not in keep]
+            if not others:
+                return None
+            name = max(others, key=lambda k: len(props[k]))
+            dropped.append(name)
+            props[PROP_DEAD_DROPPED] = ",".join(dropped)[:DEAD_REASON_CHARS_MAX]
+        del props[name]
+    return msg

@@ -17,10 +17,15 @@ messages (delay levels: each schedule queue in order while due, deliver time = s
 delay; timers: the index's slots plus newly indexed entries, by fire time), puts the window's marker,
 re-puts every message (``deliver_concurrency`` at once) and sleeps until the next due time, the
 poll interval, or ``notify``. A message is never put before its due time by ``clock_ms``. Any
-failure (a refused put, a read error) sends it back to recovery after ``retry_ms``: progress is
-always re-derived from the log, never trusted from memory after an error.
+failure (a put refused for a passing reason, a read error) sends it back to recovery after
+``retry_ms``: progress is always re-derived from the log, never trusted from memory after an error.
+A message that can never be re-put (``rewrite.fits``; or whose put raises UserError) goes to the
+dead-letter topic instead (``rewrite.dead_letter_message``, counted in ``stats.dead_lettered``),
+and delivery goes on with the others. A progress marker that is garbage or implausible is skipped
+with an error (``plan.choose_last_window``, counted in ``stats.bad_markers``).
 
-``on_delivered(source, due_ms, acked_ms)`` (optional) is called after each acknowledged re-put; the
+``ensure_topic(name)`` (optional, async) creates a topic's config: called before the first put to the
+dead-letter topic, so that topic can be pulled. ``on_delivered(source, due_ms, acked_ms)`` (optional) is called after each acknowledged re-put; the
 timer benchmark measures the signed delivery error with it.
 """
 from __future__ import annotations
@@ -38,9 +43,10 @@ from mqbench.errors import CorruptDataError, UserError
 
 from .config import DelayConfig
 from .index import TimerEntry, TimerIndex, timer_fire
-from .plan import (BARRIER_QUEUE, MARKER_QUEUE, PROGRESS_TOPIC, Progress, Window, barrier_message, decode_marker,
-                   marker_message)
-from .rewrite import (PROP_REAL_TOPIC, PROP_SOURCE, delivered_message, level_due_ms, rolled_message, source_id, timer_due_ms)
+from .plan import Progress, Window, marker_message
+from .recovery import READ_CHUNK, Recovery
+from .rewrite import (DEAD_LETTER_TOPIC, PROP_REAL_TOPIC, dead_letter_message, delivered_message, fits, level_due_ms,
+                      rolled_message, source_id, timer_due_ms)
 
 log = logging.getLogger("mqbench.broker.timer")
 
@@ -57,7 +63,6 @@ TRANSITIONS = {
     (RUNNING, "stop"): STOPPED,
     (STOPPED, "stop"): STOPPED,
 }
-READ_CHUNK = 256
 INDEX_CHECKPOINT_MS = 1000
 
 
@@ -70,6 +75,8 @@ class DelayStats:
     recoveries: int = 0
     found_delivered: int = 0    # window sources a recovery found already delivered by the old leader
     redelivered: int = 0        # window sources a recovery delivered (the old leader had not)
+    dead_lettered: int = 0      # due messages that could not be re-put, moved to the dead-letter topic
+    bad_markers: int = 0        # progress records a recovery refused (garbage or implausible)
     failures: int = 0
     last_error: str = ""
 
@@ -92,20 +99,23 @@ class _Delivery:
     source: str
     message: Message
     rolled: bool = False
+    dead: bool = False
+    record: Message | None = None
 
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class DelayService:
+class DelayService(Recovery):
     """Delivers due delay-level and timer messages on the leader (see module doc)."""
 
     def __init__(self, store, put: Callable[[Message], Awaitable], *, clock_ms: Callable[[], int] | None = None,
                  config: DelayConfig = DelayConfig(), index_root=None,
                  timer_log_segment_bytes: int = TIMER_LOG_FILE_BYTES,
                  on_delivered: Callable[[str, int, int], None] | None = None, name: str = "delay-service",
-                 barrier_timeout_ms: int = 30_000, retry_ms: int = 1000):
+                 barrier_timeout_ms: int = 30_000, retry_ms: int = 1000,
+                 ensure_topic: Callable[[str], Awaitable] | None = None):
         self.store = store
         self.put = put
         self.clock_ms = clock_ms or _wall_ms
@@ -116,6 +126,7 @@ class DelayService:
         self.name = name
         self.barrier_timeout_ms = barrier_timeout_ms
         self.retry_ms = retry_ms
+        self.ensure_topic = ensure_topic      # creates the dead-letter topic's config (so it can be pulled)
         self.state = STOPPED
         self.stats = DelayStats()
         self.progress = Progress()
@@ -200,6 +211,10 @@ class DelayService:
             self.index.close()
             self.index = None
 
+    def _recovered(self) -> None:
+        if self.state == RECOVERING:
+            self._event("recovered")
+
     def notify(self) -> None:
         """New entries were committed: look for delayed messages now rather than at the next poll."""
         if self._wake is not None:
@@ -261,21 +276,6 @@ class DelayService:
                 raise UserError(f"{topic}/{queue_id}@{offset} was acknowledged but is not readable after "
                                 f"{self.barrier_timeout_ms} ms")
             await asyncio.sleep(0.001)
-
-    def _last_window(self) -> Window | None:
-        hi = self.store.max_offset(PROGRESS_TOPIC, MARKER_QUEUE)
-        if hi <= 0:
-            return None
-        msg = self._read_one(PROGRESS_TOPIC, MARKER_QUEUE, hi - 1)
-        if msg is None:
-            raise CorruptDataError("the last progress marker cannot be read", where=PROGRESS_TOPIC, offset=hi - 1)
-        return decode_marker(msg.body)
-
-    def _initial_progress(self) -> Progress:
-        levels = {lvl: max(self.store.min_offset(SCHEDULE_TOPIC, lvl - 1), self.store.delay_offset(lvl))
-                  for lvl in range(1, self.config.max_level + 1)}
-        offset = self.store.min_offset(TIMER_TOPIC, 0) if self.index is not None else 0
-        return Progress(levels, None, offset, 0)
 
     # -- the timer index ---------------------------------------------------------------------
 
@@ -357,7 +357,19 @@ class DelayService:
             self.stats.malformed += 1
             log.error("%s: skipping delayed record %s: %s", self.name, source, exc)
             return None
-        return _Delivery(due_ms, source, msg, rolled)
+        problem = fits(msg)
+        if problem is None:
+            return _Delivery(due_ms, source, msg, rolled, record=record)
+        return self._dead_letter(record, due_ms, source, f"cannot be re-put: {problem}")
+
+    def _dead_letter(self, record: Message, due_ms: int, source: str, reason: str) -> _Delivery | None:
+        dead = dead_letter_message(record, source=source, reason=reason)
+        log.error("%s: delayed record %s for %s %s; %s", self.name, source, record.properties.get(PROP_REAL_TOPIC),
+                  reason, "moving it to the dead-letter topic" if dead else "it cannot be moved either: skipped")
+        if dead is None:
+            self.stats.malformed += 1
+            return None
+        return _Delivery(due_ms, source, dead, dead=True, record=record)
 
     def _timer_records(self, offsets: list[int]) -> dict[int, Message]:
         """The timer-queue records at ``offsets``, read in runs of consecutive offsets (a burst put
@@ -510,18 +522,36 @@ class DelayService:
         seen = sorted({(d.message.topic, d.message.queue_id) for d in deliveries})
         return [(topic, qid, self.store.max_offset(topic, qid)) for topic, qid in seen]
 
+    async def _dead_letter_topic(self) -> None:
+        if self.ensure_topic is not None:
+            await self.ensure_topic(DEAD_LETTER_TOPIC)
+
     async def _deliver(self, deliveries: list[_Delivery]) -> None:
         """Re-put every delivery, in due order, ``deliver_concurrency`` at a time, none before its due
         time; the first failure cancels the rest and is raised."""
         deliveries.sort(key=lambda d: d.due_ms)
+        if any(d.dead for d in deliveries):
+            await self._dead_letter_topic()
         gate = asyncio.Semaphore(self.config.deliver_concurrency)
 
         async def one(d: _Delivery) -> None:
             async with gate:
                 while (now := self.clock_ms()) < d.due_ms:     # e.g. a recovery on a slower clock
                     await asyncio.sleep((d.due_ms - now) / 1000)
-                await self.put(d.message)
-                if d.rolled:
+                try:
+                    await self.put(d.message)
+                except UserError as exc:   # refused for good (not a passing failure): dead-letter it
+                    if d.dead or isinstance(exc, CorruptDataError):
+                        raise
+                    moved = self._dead_letter(d.record, d.due_ms, d.source, f"was refused: {exc}")
+                    if moved is None:
+                        return
+                    d = moved
+                    await self._dead_letter_topic()
+                    await self.put(d.message)
+                if d.dead:
+                    self.stats.dead_lettered += 1
+                elif d.rolled:
                     self.stats.rolled += 1
                 else:
                     self.stats.delivered += 1
@@ -536,61 +566,3 @@ class DelayService:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-
-    # -- recovery ----------------------------------------------------------------------------
-
-    async def recover(self) -> None:
-        """Re-derive progress from the log (see ``plan``): barrier, last marker, target scan, redo."""
-        self._open_index()
-        result = await self.put(barrier_message(now_ms=self.clock_ms(), who=self.name))
-        await self._applied(PROGRESS_TOPIC, BARRIER_QUEUE, result.queue_offset)
-        self.stats.recoveries += 1
-        last = self._last_window()
-        if self.index is not None:
-            await self._catch_up(keep=False)
-        if last is None:
-            self.progress = self._initial_progress()
-        else:
-            await self._redo(last)
-            self.progress = last.progress_after()
-            # levels the marker does not name (the level list grew since): from the store's hints
-            initial = self._initial_progress()
-            self.progress.levels = {**initial.levels, **self.progress.levels}
-        if self.state == RECOVERING:
-            self._event("recovered")
-
-    async def _redo(self, window: Window) -> None:
-        wanted: list[_Delivery] = []
-        for level, (a, b) in sorted(window.levels.items()):
-            if b > a and level <= self.config.max_level:
-                wanted += self._level_deliveries(level, a, b, None)[0]
-        if window.timer is not None and self.index is not None:
-            k_from, k_to, e_from, e_to = window.timer[0:2], window.timer[2:4], window.timer[4], window.timer[5]
-            first, _ = self.index.collect(k_from, k_to, e_from, 1 << 62)
-            second = await self._entries_from_queue(e_from, e_to, k_to)
-            wanted += self._timer_deliveries(sorted(first + second))
-        found = await self._delivered_sources(window.targets, {d.source for d in wanted})
-        missing = [d for d in wanted if d.source not in found]
-        self.stats.found_delivered += len(found)
-        self.stats.redelivered += len(missing)
-        if missing:
-            log.info("%s: recovery of window %d: %d delivered before, %d delivered now",
-                     self.name, window.step, len(found), len(missing))
-        await self._deliver(missing)
-
-    async def _delivered_sources(self, targets, wanted: set[str]) -> set[str]:
-        """Which of ``wanted`` sources the target queues already hold (read from the marker's offsets)."""
-        found: set[str] = set()
-        for topic, queue_id, offset in targets:
-            hi = self.store.max_offset(topic, queue_id)
-            while offset < hi and len(found) < len(wanted):
-                msgs, nxt = self._read(topic, queue_id, offset, READ_CHUNK)
-                for m in msgs:
-                    src = m.properties.get(PROP_SOURCE)
-                    if src in wanted:
-                        found.add(src)
-                if nxt <= offset:
-                    break
-                offset = nxt
-                await asyncio.sleep(0)
-        return found

@@ -72,9 +72,11 @@ class LeaderDelay:
                 service.notify()
 
     def _new_service(self) -> DelayService:
+        ensure = getattr(self.group, "ensure_topic", None)
+        kw = {"ensure_topic": lambda name: ensure(name, queues=1)} if ensure is not None else {}
+        kw.update(self.service_kw)
         return DelayService(self.group.store, self.group.put, clock_ms=self.clock_ms, config=self.config,
-                            index_root=self.index_root, name=f"delay-{getattr(self.group, 'self_id', '?')}",
-                            **self.service_kw)
+                            index_root=self.index_root, name=f"delay-{getattr(self.group, 'self_id', '?')}", **kw)
 
     async def _follow(self) -> None:
         while not self._changes.empty():
