@@ -23,7 +23,15 @@ Contract (what the client sees; RocketMQ's ``SendMessageProcessor`` behaviour un
   as one record per message; a compressed batch is stored decompressed there (its messages
   carry no codec bits), since each record's COMPRESSED flag must describe its own body.
 * A single message passes through ``ctx.message_rewriters`` before it is put (the delay service
-  moves DELAY / TIMER_* messages to its topics there).
+  moves DELAY / TIMER_* messages to its topics there). Its properties as stored (after those
+  additions) may take at most ``SEND_PROPERTIES_BYTES_MAX`` (31,743) bytes, else MESSAGE_ILLEGAL:
+  the remaining ``PROPERTIES_RESERVE_BYTES`` of the record's 32,767 are kept for what a later
+  re-put adds (a delayed delivery's TIMER_*/source properties, a send-back's RETRY_TOPIC,
+  ORIGIN_MESSAGE_ID, DELAY and REAL_*), so a message accepted once can always be re-put. The same
+  bound holds for each message of a batch.
+* A single message flagged compressed (COMPRESSED and the codec in the compression-type bits) must
+  decompress, within ``message_bytes_max``, with that codec: else MESSAGE_ILLEGAL naming the codec
+  error. Consumers could not read it, so it is never stored.
 * Transactional (prepared) messages are refused with NO_PERMISSION: the reference broker has no
   transaction check service, so a half message would never be resolved.
 """
@@ -36,7 +44,7 @@ from mqbench.broker.remoting.command import parse_java_long
 from mqbench.broker.remoting.headers import HeaderError
 from mqbench.broker.server.handlers import BrokerContext, Refused, log, peer_host
 from mqbench.broker.store import record as rec
-from mqbench.broker.store.compression import SYSFLAG_COMPRESSION_BITS, decode_client_batch
+from mqbench.broker.store.compression import SYSFLAG_COMPRESSION_BITS, decode_client_batch, decompress_body
 from mqbench.broker.store.configs import PERM_WRITE, TopicConfig
 from mqbench.broker.store.topics import client_may_send, dlq_topic, retry_topic, validate_group, validate_topic
 from mqbench.errors import CorruptDataError
@@ -47,6 +55,33 @@ PROPERTY_ORIGIN_MESSAGE_ID = "ORIGIN_MESSAGE_ID"
 PROPERTY_DELAY = "DELAY"
 MAX_RECONSUME_TIMES = 16   # RocketMQ's default maxReconsumeTimes
 RECORD_BYTES_MAX = 64 * 1024 * 1024
+PROPERTIES_RESERVE_BYTES = 1024
+SEND_PROPERTIES_BYTES_MAX = rec.PROPERTIES_MAX_BYTES - PROPERTIES_RESERVE_BYTES
+_PROPERTY_ADDITIONS_CHARS_MAX = 600   # what rewriters add at most, in characters (a topic, a time, ...)
+
+
+def check_properties_room(properties: dict[str, str], topic: str) -> None:
+    """MESSAGE_ILLEGAL when ``properties`` (as they will be stored) leave less than
+    ``PROPERTIES_RESERVE_BYTES`` of room for a later re-put (module doc)."""
+    chars = sum(len(k) + len(v) + 2 for k, v in properties.items() if v is not None)
+    if chars * 4 <= SEND_PROPERTIES_BYTES_MAX:    # a character is at most 4 UTF-8 bytes: no need to encode
+        return
+    size = len(rec.encode_properties(properties))
+    if size > SEND_PROPERTIES_BYTES_MAX:
+        raise Refused(codes.MESSAGE_ILLEGAL, f"message properties to {topic} take {size} bytes as stored, over the "
+                                             f"maximum of {SEND_PROPERTIES_BYTES_MAX} (32767 minus "
+                                             f"{PROPERTIES_RESERVE_BYTES} kept for delivery and retry)")
+
+
+def check_compressed_body(body: bytes, sys_flag: int, topic: str, size_max: int) -> None:
+    """MESSAGE_ILLEGAL unless a body flagged compressed decompresses within ``size_max`` (module doc)."""
+    if not sys_flag & SYSFLAG_COMPRESSION_BITS:
+        return
+    try:
+        decompress_body(body, sys_flag, size_max=size_max)
+    except CorruptDataError as exc:
+        raise Refused(codes.MESSAGE_ILLEGAL, f"message body to {topic} is flagged compressed (sysflag "
+                                             f"0x{sys_flag:x}) but does not decompress: {exc}") from None
 
 
 def _check_send_topic(topic: str) -> None:
@@ -98,11 +133,14 @@ async def on_send(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
     header, _cfg, queue_id = await _prepare(ctx, cmd)
     if header.sys_flag & (rec.SYSFLAG_INNER_BATCH | rec.SYSFLAG_NEED_UNWRAP):
         raise Refused(codes.MESSAGE_ILLEGAL, "a single message cannot carry the inner-batch sysflag bits")
+    check_compressed_body(cmd.body, header.sys_flag, header.topic, ctx.message_bytes_max)
     properties = rec.decode_properties(header.properties or "")
     msg = rec.Message(topic=header.topic, body=cmd.body, properties=properties, queue_id=queue_id, flag=header.flag,
                       sysflag=header.sys_flag, born_timestamp_ms=header.born_timestamp_ms,
                       born_host=peer_host(channel), reconsume_times=header.reconsume_times or 0)
-    result = await ctx.group.put(ctx.rewrite(msg))
+    stored = ctx.rewrite(msg)
+    check_properties_room(stored.properties, header.topic)
+    result = await ctx.group.put(stored)
     return _response(ctx, cmd, header.topic, result, queue_id, properties.get(UNIQ_KEY), 1)
 
 
@@ -123,6 +161,10 @@ async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Chann
         raise Refused(codes.MESSAGE_ILLEGAL, f"a batch to {header.topic} cannot carry delay properties "
                                              f"({', '.join(sorted(delayed))}); send delayed messages one by one")
     compressed = bool(header.sys_flag & SYSFLAG_COMPRESSION_BITS)
+    # a plain body shorter than the bound cannot hold an item's properties over it
+    if compressed or len(cmd.body) + len(header.properties or "") * 4 > SEND_PROPERTIES_BYTES_MAX:
+        for item in batch.items:
+            check_properties_room({**properties, **item.properties}, header.topic)
     common = dict(properties=properties, born_timestamp_ms=header.born_timestamp_ms, born_host=peer_host(channel))
     if cfg.is_batch_cq and compressed:
         result = await ctx.group.put_batch(header.topic, queue_id, batch.items, consolidate=True,

@@ -20,8 +20,12 @@ queue is the offset of its oldest message still buffered, or the next offset to 
 (so a message is committed only after it was handed out: at-least-once). Messages of a queue that
 a rebalance took away are dropped from the buffer, as RocketMQ drops its process queue.
 Pulled bodies are decoded by ``messages.decode_pulled`` (inner batches unwrapped, decompressed);
-tags are also filtered on the client, because the broker filters by tag hash only. A body that does
-not decode stops that queue and makes ``receive`` raise ``ClientError`` naming it.
+tags are also filtered on the client, because the broker filters by tag hash only. A whole record
+whose body does not decompress or unwrap (a broker may hold one: another broker's store, a client
+that flagged garbage as compressed) is skipped like RocketMQ's client skips it, and reported: an
+error log line naming queue, offset and cause, ``skipped_count`` and the most recent ones in
+``skipped`` (``SKIPPED_KEPT``). A pull body whose record layout is broken stops that queue and
+makes ``receive`` raise ``ClientError`` naming it (the records after it cannot be found).
 """
 from __future__ import annotations
 
@@ -43,6 +47,17 @@ from mqbench.errors import CorruptDataError, UserError
 log = logging.getLogger(__name__)
 
 CONSUME_FROM = {"first": "CONSUME_FROM_FIRST_OFFSET", "last": "CONSUME_FROM_LAST_OFFSET"}
+SKIPPED_KEPT = 100
+
+
+@dataclass(frozen=True)
+class SkippedMessage:
+    """A message the consumer could not decode and skipped: where it is and why."""
+    topic: str
+    broker_name: str
+    queue_id: int
+    queue_offset: int
+    reason: str
 
 
 @dataclass
@@ -85,6 +100,8 @@ class Consumer(ClientBase):
         self._error: ClientError | None = None
         self._rebalance_lock = asyncio.Lock()
         self._heartbeated: set[str] = set()   # addresses that took a heartbeat from this consumer
+        self.skipped_count = 0                  # undecodable messages skipped (module doc)
+        self.skipped: deque[SkippedMessage] = deque(maxlen=SKIPPED_KEPT)
 
     def subscribe(self, topic: str, expression: str = "*") -> None:
         validate_topic(topic)
@@ -284,7 +301,7 @@ class Consumer(ClientBase):
                 await self._on_pull_response(state, response, tags)
             except asyncio.CancelledError:
                 raise
-            except CorruptDataError as exc:  # a body we cannot decode: stop here, do not skip data
+            except CorruptDataError as exc:  # a broken record layout: stop here, the rest cannot be found
                 self._error = ClientError(f"pull from {queue.topic}/{queue.broker_name}/{queue.queue_id} "
                                           f"at offset {state.next_offset}: {exc}")
                 log.error("%s", self._error)
@@ -340,7 +357,8 @@ class Consumer(ClientBase):
         answer = headers.PullMessageResponseHeader.from_ext(response.ext_fields)
         if response.code == codes.SUCCESS and response.body:
             messages = decode_pulled(response.body, queue.broker_name, body_size_max=self.body_size_max,
-                                     codecs=self.codecs)
+                                     codecs=self.codecs,
+                                     on_undecodable=lambda msg, exc: self._skip(queue, msg, exc))
             for message in messages:
                 if message.queue_offset < state.next_offset or not state.active:
                     continue  # already seen (a broker may answer from an earlier offset)
@@ -351,6 +369,13 @@ class Consumer(ClientBase):
             log.warning("offset %d of %s moved to %d", state.next_offset, queue, answer.next_begin_offset)
         if state.active:
             state.next_offset = answer.next_begin_offset
+
+    def _skip(self, queue: MessageQueue, msg, exc: CorruptDataError) -> None:
+        skipped = SkippedMessage(msg.topic, queue.broker_name, msg.queue_id, msg.queue_offset, str(exc))
+        self.skipped_count += 1
+        self.skipped.append(skipped)
+        log.error("consumer %s skips %s/%s/%d offset %d: it cannot be decoded (%s)", self.group, msg.topic,
+                  queue.broker_name, msg.queue_id, msg.queue_offset, exc)
 
     async def close(self) -> None:
         """Stop pulling, commit every queue's offset (confirmed), unregister, close connections."""

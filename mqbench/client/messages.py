@@ -21,7 +21,7 @@ from typing import Callable
 from mqbench.broker.store import record as rec
 from mqbench.broker.store.compression import decompress_body, inner_batch_items
 from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec
-from mqbench.errors import UserError
+from mqbench.errors import CorruptDataError, UserError
 
 PROPERTY_TAGS = "TAGS"
 PROPERTY_KEYS = "KEYS"
@@ -132,10 +132,16 @@ class ReceivedMessage:
 
 
 def decode_pulled(body: bytes, broker_name: str, *, body_size_max: int = BODY_SIZE_MAX_BYTES,
-                  codecs: dict[int, Codec] | None = None, check_crc: bool = True) -> list[ReceivedMessage]:
+                  codecs: dict[int, Codec] | None = None, check_crc: bool = True,
+                  on_undecodable: Callable[[rec.Message, CorruptDataError], None] | None = None
+                  ) -> list[ReceivedMessage]:
     """Every message in a PULL_MESSAGE body, inner batches unwrapped, bodies decompressed.
 
-    Raises CorruptDataError (or CodecError) naming the record's offset in the body.
+    Raises CorruptDataError (or CodecError) naming the record's offset in the body. With
+    ``on_undecodable``, a record that is whole (its layout and CRC check out) but whose body does not
+    decompress or unwrap is passed to it with the error and left out, as RocketMQ's client drops a
+    message it cannot decode; a record whose layout is broken still raises (the records after it
+    cannot be found).
     """
     out: list[ReceivedMessage] = []
     pos = 0
@@ -143,18 +149,29 @@ def decode_pulled(body: bytes, broker_name: str, *, body_size_max: int = BODY_SI
     while pos < len(body):
         msg, size = rec.decode_message(body, pos, check_crc=check_crc, where=where)
         what = f"{where}, {msg.topic} offset {msg.queue_offset}"
-        if msg.sysflag & rec.SYSFLAG_INNER_BATCH:
-            items = inner_batch_items(msg.body, msg.sysflag, size_max=body_size_max, where=f"{what} (inner batch)",
-                                      offset=pos, codecs=codecs)
-            base = _inner_base(msg)
-            for i, item in enumerate(items):
-                out.append(_received(msg, broker_name, base + i, item.body, item.properties, item.flag))
-        else:
-            payload = decompress_body(msg.body, msg.sysflag, size_max=body_size_max, where=what, offset=pos,
-                                      codecs=codecs)
-            out.append(_received(msg, broker_name, msg.queue_offset, payload, msg.properties, msg.flag))
+        try:
+            _decode_body(out, msg, broker_name, what, pos, body_size_max, codecs)
+        except CorruptDataError as exc:
+            if on_undecodable is None:
+                raise
+            on_undecodable(msg, exc)
         pos += size
     return out
+
+
+def _decode_body(out: list[ReceivedMessage], msg: rec.Message, broker_name: str, what: str, pos: int,
+                 body_size_max: int, codecs: dict[int, Codec] | None) -> None:
+    """Append the message(s) of one whole record to ``out``: unwrapped, decompressed."""
+    if msg.sysflag & rec.SYSFLAG_INNER_BATCH:
+        items = inner_batch_items(msg.body, msg.sysflag, size_max=body_size_max, where=f"{what} (inner batch)",
+                                  offset=pos, codecs=codecs)
+        base = _inner_base(msg)
+        out.extend(_received(msg, broker_name, base + i, item.body, item.properties, item.flag)
+                   for i, item in enumerate(items))
+    else:
+        payload = decompress_body(msg.body, msg.sysflag, size_max=body_size_max, where=what, offset=pos,
+                                  codecs=codecs)
+        out.append(_received(msg, broker_name, msg.queue_offset, payload, msg.properties, msg.flag))
 
 
 def _inner_base(msg: rec.Message) -> int:
