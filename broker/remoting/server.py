@@ -17,6 +17,11 @@ sent it), so an operator sees what a tool asked for and did not get, without a l
 ``refused_codes`` counts them per code.
 The server pushes requests to a client through the channel (``channel.oneway(...)`` for
 NOTIFY_CONSUMER_IDS_CHANGED, ``channel.request(...)`` when it needs an answer).
+
+What one client may cost is bounded by ``limits`` (``limits.ServerLimits``, the table there): a
+connection past ``connections_max`` is closed at once (``refused_connections`` counts them), the
+incomplete frames of all connections share one ``PartialFrameBudget``, and a sweeper task checks
+every channel's idle, frame and output-stall timeouts every ``SWEEP_S``.
 """
 from __future__ import annotations
 
@@ -29,8 +34,11 @@ from mqbench.broker.remoting.channel import (INFLIGHT_REQUESTS_MAX_DEFAULT, WRIT
                                              RequestHandler, unsupported)
 from mqbench.broker.remoting.command import RemotingCommand
 from mqbench.broker.remoting.frame import FRAME_BYTES_MAX_DEFAULT
+from mqbench.broker.remoting.limits import PartialFrameBudget, ServerLimits
 
 log = logging.getLogger(__name__)
+
+SWEEP_S = 1.0
 
 
 class RemotingServer:
@@ -39,7 +47,8 @@ class RemotingServer:
                  write_buffer_bytes_high: int = WRITE_BUFFER_BYTES_HIGH_DEFAULT,
                  inflight_requests_max: int = INFLIGHT_REQUESTS_MAX_DEFAULT,
                  on_connect: Callable[[Channel], None] | None = None,
-                 on_disconnect: Callable[[Channel], None] | None = None) -> None:
+                 on_disconnect: Callable[[Channel], None] | None = None,
+                 limits: ServerLimits | None = None) -> None:
         self.handlers: dict[int, RequestHandler] = dict(handlers or {})
         self.frame_bytes_max = frame_bytes_max
         self.write_buffer_bytes_high = write_buffer_bytes_high
@@ -47,6 +56,11 @@ class RemotingServer:
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
         self.channels: set[Channel] = set()
+        self.limits = limits or ServerLimits()
+        self.connections_max = self.limits.resolved_connections_max()
+        self.budget = PartialFrameBudget(self.limits.partial_frame_bytes_max)
+        self.refused_connections = 0
+        self._sweeper: asyncio.Task | None = None
         #: Set when a handler raised InvariantViolation; the owner should stop the node.
         self.fatal_error: BaseException | None = None
         self.fatal = asyncio.Event()
@@ -68,21 +82,41 @@ class RemotingServer:
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Listen on ``host:port`` (port 0 = ephemeral); returns the bound address."""
         self._server = await asyncio.start_server(self._accept, host, port, limit=1 << 16)
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="remoting-sweeper")
         return self.address
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            now_s = loop.time()
+            for channel in list(self.channels):
+                channel.check_timeouts(now_s)
 
     async def close(self) -> None:
         """Stop accepting, close every connection, wait until they are gone."""
         if self._server is not None:
             self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         await asyncio.gather(*(c.aclose("server shutting down") for c in list(self.channels)), return_exceptions=True)
         await asyncio.gather(*self._watchers, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.channels) >= self.connections_max:
+            self.refused_connections += 1
+            if self.refused_connections in (1, 10, 100) or self.refused_connections % 1000 == 0:
+                log.warning("connection from %s closed: %d connections is the limit (connections_max; "
+                            "%d refused so far)", writer.get_extra_info("peername"), self.connections_max,
+                            self.refused_connections)
+            writer.transport.abort()
+            return
         channel = Channel(reader, writer, on_request=self._dispatch, frame_bytes_max=self.frame_bytes_max,
                           write_buffer_bytes_high=self.write_buffer_bytes_high,
-                          inflight_requests_max=self.inflight_requests_max, on_fatal=self._fatal)
+                          inflight_requests_max=self.inflight_requests_max, on_fatal=self._fatal,
+                          limits=self.limits, budget=self.budget)
         self.channels.add(channel)
         if self.on_connect is not None:
             self.on_connect(channel)
