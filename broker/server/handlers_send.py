@@ -15,6 +15,9 @@ Contract (what the client sees; RocketMQ's ``SendMessageProcessor`` behaviour un
   beyond the topic's write queues is SYSTEM_ERROR; a topic without the write perm NO_PERMISSION 16.
 * Bodies (a whole batch body for a batch) larger than ``message_bytes_max`` (4 MiB) and empty
   bodies are MESSAGE_ILLEGAL; so are malformed property strings and batch bodies.
+* A batch holds at most ``BATCH_MESSAGES_MAX`` (1,024) messages, or 32,767 to a BatchCQ topic (one
+  record): more is MESSAGE_ILLEGAL ("split it"), found while walking the body, so a huge batch
+  never holds up the event loop (the per-request work bound).
 * A batch body is checked whole first (``compression.decode_client_batch``: item layout, count,
   and for a whole-batch compressed body the envelope and a bounded decompression); a bad one is
   MESSAGE_ILLEGAL naming the byte offset. To a topic with ``queue.type=BatchCQ`` the batch is
@@ -44,7 +47,8 @@ from mqbench.broker.remoting.command import parse_java_long
 from mqbench.broker.remoting.headers import HeaderError
 from mqbench.broker.server.handlers import BrokerContext, Refused, log, peer_host
 from mqbench.broker.store import record as rec
-from mqbench.broker.store.compression import SYSFLAG_COMPRESSION_BITS, decode_client_batch, decompress_body
+from mqbench.broker.store.compression import (BATCH_ITEMS_MAX, SYSFLAG_COMPRESSION_BITS, decode_client_batch,
+                                              decompress_body)
 from mqbench.broker.store.configs import PERM_WRITE, TopicConfig
 from mqbench.broker.store.topics import client_may_send, dlq_topic, retry_topic, validate_group, validate_topic
 from mqbench.errors import CorruptDataError
@@ -56,6 +60,10 @@ PROPERTY_DELAY = "DELAY"
 MAX_RECONSUME_TIMES = 16   # RocketMQ's default maxReconsumeTimes
 RECORD_BYTES_MAX = 64 * 1024 * 1024
 PROPERTIES_RESERVE_BYTES = 1024
+#: The per-request work bound: a batch stored one record per message holds at most this many
+#: (each is a Raft entry appended, applied and answered on the event loop); a BatchCQ topic's
+#: batch is one record and may hold up to BATCH_ITEMS_MAX (32,767).
+BATCH_MESSAGES_MAX = 1024
 SEND_PROPERTIES_BYTES_MAX = rec.PROPERTIES_MAX_BYTES - PROPERTIES_RESERVE_BYTES
 _PROPERTY_ADDITIONS_CHARS_MAX = 600   # what rewriters add at most, in characters (a topic, a time, ...)
 
@@ -151,8 +159,10 @@ async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Chann
     header = headers.send_header(cmd)
     _check_send_topic(header.topic)
     # the whole body is checked before anything happens (no topic is auto-created for a bad batch)
+    existing = ctx.topic_config(header.topic)
+    items_max = BATCH_ITEMS_MAX if existing is not None and existing.is_batch_cq else BATCH_MESSAGES_MAX
     batch = decode_client_batch(cmd.body, header.sys_flag, size_max=ctx.message_bytes_max,
-                                where=f"batch body to {header.topic}")
+                                where=f"batch body to {header.topic}", items_max=items_max)
     header, cfg, queue_id = await _prepare(ctx, cmd)
     properties = rec.decode_properties(header.properties or "")
     delayed = _DELAY_KEYS.intersection(properties) or next(

@@ -53,15 +53,18 @@ def encode_batch(items: list[BatchItem]) -> bytes:
     return b"".join(parts)
 
 
-def decode_batch(body, *, where: str | None = None) -> list[BatchItem]:
+def decode_batch(body, *, where: str | None = None, items_max: int | None = None) -> list[BatchItem]:
     """Split a batch body into its items. The whole body must be consumed exactly.
 
-    Raises CorruptDataError (with ``where`` and the item's offset) for a torn or inconsistent item.
+    Raises CorruptDataError (with ``where`` and the item's offset) for a torn or inconsistent item,
+    or as soon as the body holds more than ``items_max`` items (None: no bound).
     """
     items = []
     pos = 0
     end = len(body)
     while pos < end:
+        if items_max is not None and len(items) >= items_max:
+            raise CorruptDataError(f"batch holds more than {items_max} messages; split it", where=where, offset=pos)
         if end - pos < BATCH_ITEM_FIXED_BYTES:
             raise CorruptDataError(f"{end - pos} bytes left, too few for a batch item", where=where, offset=pos)
         total, _magic, _crc, flag, body_len = _HEAD.unpack_from(body, pos)

@@ -194,20 +194,22 @@ class ClientBatch:
 
 
 def decode_client_batch(body: bytes, sysflag: int, *, size_max: int = PLAIN_BYTES_MAX,
-                        where: str = "batch body", codecs: dict[int, Codec] | None = None) -> ClientBatch:
+                        where: str = "batch body", codecs: dict[int, Codec] | None = None,
+                        items_max: int = BATCH_ITEMS_MAX) -> ClientBatch:
     """Check and decode a SEND_BATCH_MESSAGE body sent with header ``sysflag``.
 
     Plain (no COMPRESSED bit): the client batch body of spec 4.1. Compressed: the envelope in the
     module doc, whose STREAM must decompress to exactly PLAIN_BYTES (at most ``size_max``) holding
-    exactly COUNT messages. Raises CorruptDataError naming ``where`` and the byte offset (a broker
-    answers MESSAGE_ILLEGAL with its text); never stores or returns anything unchecked.
+    exactly COUNT messages. At most ``items_max`` messages (checked while walking, before the rest is
+    decoded). Raises CorruptDataError naming ``where`` and the byte offset (a broker answers
+    MESSAGE_ILLEGAL with its text); never stores or returns anything unchecked.
     """
     body = bytes(body)
     codec = codec_of(sysflag, where=where)
     if codec is None:
         if len(body) > size_max:
             raise CorruptDataError(f"batch body of {len(body)} bytes exceeds {size_max}", where=where, offset=0)
-        items = decode_batch(body, where=where)
+        items = decode_batch(body, where=where, items_max=items_max)
         if not items:
             raise CorruptDataError("empty batch", where=where, offset=0)
         return ClientBatch(items, body, 0, len(body))   # more than 32767 can only be stored per message
@@ -221,9 +223,9 @@ def decode_client_batch(body: bytes, sysflag: int, *, size_max: int = PLAIN_BYTE
     if not 0 < plain_bytes <= size_max:
         raise CorruptDataError(f"compressed batch declares {plain_bytes} plain bytes, outside 1..{size_max}",
                                where=where, offset=_PLAIN_BYTES_AT)
-    if not 0 < count <= BATCH_ITEMS_MAX:
-        raise CorruptDataError(f"compressed batch declares {count} messages, outside 1..{BATCH_ITEMS_MAX}",
-                               where=where, offset=_COUNT_AT)
+    if not 0 < count <= min(BATCH_ITEMS_MAX, items_max):
+        raise CorruptDataError(f"compressed batch declares {count} messages, outside "
+                               f"1..{min(BATCH_ITEMS_MAX, items_max)}", where=where, offset=_COUNT_AT)
     stream = body[ENVELOPE_HEAD_BYTES:]
     try:
         plain = codec.decompress(stream, plain_bytes)

@@ -65,3 +65,37 @@ def test_consumer_skips_and_reports_a_stored_message_it_cannot_decode(tmp_path):
             assert (skipped.topic, skipped.queue_id, skipped.queue_offset) == ("Held", 0, 1)
             assert "zlib" in skipped.reason
     run(main(), 60)
+
+
+def test_a_huge_batch_is_refused_without_holding_up_the_loop(tmp_path):
+    """Finding 7: one batch of 150,000 one-byte messages held the event loop for 35.7 s (the name
+    server expired the broker). Now it is refused while walking the body, and a small request sent
+    at the same time is answered within a bound; a batch at the bound is stored."""
+    from mqbench.broker.server.handlers_send import BATCH_MESSAGES_MAX
+    from mqbench.broker.store.batch import BatchItem, encode_batch
+
+    huge = encode_batch([BatchItem(b"x")] * 150_000)
+    at_bound = encode_batch([BatchItem(b"y", {"KEYS": str(i)}) for i in range(BATCH_MESSAGES_MAX)])
+
+    async def timed(coro):
+        started = time.monotonic()
+        result = await coro
+        return result, time.monotonic() - started
+
+    async def main():
+        async with InProcessCluster(tmp_path, 1, subnet=22) as cluster:
+            leader = await cluster.leader()
+            addr = leader.instance.addr
+            ok = await request(addr, codes.SEND_MESSAGE, send_v1_fields("Big"), b"warm-up")
+            assert ok.code == codes.SUCCESS
+            probe = {"topic": "Big", "queueId": 0}
+            (big, big_s), (small, small_s) = await asyncio.gather(
+                timed(request(addr, codes.SEND_BATCH_MESSAGE, send_v1_fields("Big", batch=True), huge, 60_000)),
+                timed(request(addr, codes.GET_MAX_OFFSET, probe)))
+            assert big.code == codes.MESSAGE_ILLEGAL and "split" in big.remark, big.remark
+            assert small.code == codes.SUCCESS
+            assert small_s < 3, f"a small request waited {small_s:.1f} s behind the batch"
+            stored = await request(addr, codes.SEND_BATCH_MESSAGE, send_v1_fields("Big", batch=True), at_bound, 60_000)
+            assert stored.code == codes.SUCCESS, stored.remark
+            assert leader.group.store.max_offset("Big", 0) == 1 + BATCH_MESSAGES_MAX
+    run(main(), 120)
