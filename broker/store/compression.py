@@ -195,13 +195,13 @@ class ClientBatch:
 
 def decode_client_batch(body: bytes, sysflag: int, *, size_max: int = PLAIN_BYTES_MAX,
                         where: str = "batch body", codecs: dict[int, Codec] | None = None,
-                        items_max: int = BATCH_ITEMS_MAX) -> ClientBatch:
+                        items_max: int | None = None) -> ClientBatch:
     """Check and decode a SEND_BATCH_MESSAGE body sent with header ``sysflag``.
 
     Plain (no COMPRESSED bit): the client batch body of spec 4.1. Compressed: the envelope in the
     module doc, whose STREAM must decompress to exactly PLAIN_BYTES (at most ``size_max``) holding
-    exactly COUNT messages. At most ``items_max`` messages (checked while walking, before the rest is
-    decoded). Raises CorruptDataError naming ``where`` and the byte offset (a broker answers
+    exactly COUNT messages (at most 32,767). At most ``items_max`` messages when given (checked while
+    walking, before the rest is decoded). Raises CorruptDataError naming ``where`` and the byte offset (a broker answers
     MESSAGE_ILLEGAL with its text); never stores or returns anything unchecked.
     """
     body = bytes(body)
@@ -223,9 +223,10 @@ def decode_client_batch(body: bytes, sysflag: int, *, size_max: int = PLAIN_BYTE
     if not 0 < plain_bytes <= size_max:
         raise CorruptDataError(f"compressed batch declares {plain_bytes} plain bytes, outside 1..{size_max}",
                                where=where, offset=_PLAIN_BYTES_AT)
-    if not 0 < count <= min(BATCH_ITEMS_MAX, items_max):
-        raise CorruptDataError(f"compressed batch declares {count} messages, outside "
-                               f"1..{min(BATCH_ITEMS_MAX, items_max)}", where=where, offset=_COUNT_AT)
+    count_max = BATCH_ITEMS_MAX if items_max is None else min(BATCH_ITEMS_MAX, items_max)
+    if not 0 < count <= count_max:
+        raise CorruptDataError(f"compressed batch declares {count} messages, outside 1..{count_max}",
+                               where=where, offset=_COUNT_AT)
     stream = body[ENVELOPE_HEAD_BYTES:]
     try:
         plain = codec.decompress(stream, plain_bytes)
