@@ -12,6 +12,8 @@ table built by ``build_handlers(ctx)`` binds them to ``ctx`` and wraps each one 
   client refreshes its route and retries on the new leader;
 * with ACL on (``ctx.acl``, an ``acl.AclChecker``), every request is checked first; a refusal is
   answered SYSTEM_ERROR with RocketMQ's ``AclException`` text, as a RocketMQ 4.9 broker does;
+* ``WritesUnavailable`` (the store cannot make writes durable now: disk full, descriptors used
+  up; ``write_gate``) becomes SERVICE_NOT_AVAILABLE 14 naming the cause, which clients retry;
 * a ``UserError`` (a bad topic or group name such as ``../x``, a malformed batch or property
   string) or a ``HeaderError`` (a missing or non-numeric header field) becomes the handler
   area's ``bad_input_code`` with the error text. Nothing a client
@@ -45,6 +47,7 @@ from mqbench.broker.server.acl import AclDenied
 from mqbench.broker.server.clients import ClientRegistry
 from mqbench.broker.server.longpoll import PullWaiters
 from mqbench.broker.store.record import Message
+from mqbench.broker.store.flush import WritesUnavailable
 from mqbench.broker.store.configs import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig
 from mqbench.broker.store.topics import AUTO_CREATE_TOPIC_KEY_TOPIC, validate_topic
 from mqbench.errors import UserError
@@ -331,6 +334,10 @@ def wrap(ctx: BrokerContext, handler: Handler, bad_input_code: int):
         except Refused as exc:
             ctx.counters.refused_count += 1
             return cmd.response_to(exc.code, exc.remark, exc.ext_fields)
+        except WritesUnavailable as exc:     # disk full, descriptors used up: retriable, reads go on
+            ctx.counters.refused_count += 1
+            return cmd.response_to(codes.SERVICE_NOT_AVAILABLE, f"{codes.request_name(cmd.code)} refused by "
+                                                                f"{ctx.instance.name}: {exc}")
         except ctx.not_leader_errors as exc:
             ctx.counters.refused_count += 1
             hint = exc.leader_id if isinstance(exc, RaftNotLeader) else None

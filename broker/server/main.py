@@ -2,7 +2,7 @@
 
     python -m mqbench.broker.server.main --layout SRC --port-offset N --instance GROUP/nK \\
         --store DIR --durability memory|fsync [--store-version v5-dledger] [--delay on|off] [--log-level info] \
-        [--cluster-secret-file DIR/cluster.secret] [--acl plain_acl.yml]
+        [--cluster-secret-file DIR/cluster.secret] [--acl plain_acl.yml] [--connections-max N] [--disk-free-min-mb N]
 
 What it does, in order (``Broker.start``): finds its instance in the layout (``--layout`` is a
 built-in name or a path, moved by ``--port-offset``), opens its replica of the group's Raft group
@@ -24,7 +24,11 @@ Extensions (the delay service, say) plug in without editing this module:
 ``broker.role_listeners``, ``broker.commit_listeners`` and ``broker.stop_hooks`` (see ``Broker``).
 
 A handler that finds a broken invariant, or a replica whose Raft loop failed (disk error), stops
-the process with exit code 1: it must not keep serving from a state it cannot trust.
+the process with exit code 1: it must not keep serving from a state it cannot trust. Running short
+of disk space or descriptors is not such a failure: writes are refused with SERVICE_NOT_AVAILABLE
+(retriable) while reads go on, until the cause goes (``write_gate``). What one client may cost is
+bounded by the remoting server's limits (``remoting.limits``: ``--connections-max``, timeouts,
+buffers).
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ from typing import Awaitable, Callable
 from mqbench.broker.cluster_secret import CLUSTER_ACCESS_KEY, read_secret_file
 from mqbench.broker.layout import Instance, Layout, load_layout
 from mqbench.broker.namesrv.routes import TopicEntry
+from mqbench.broker.remoting.limits import ServerLimits
 from mqbench.broker.remoting.server import RemotingServer
 from mqbench.broker.server.acl import AclChecker, AclConfig, load_acl_file, with_cluster_account
 from mqbench.broker.server.handlers import BrokerContext, build_handlers, log
@@ -64,7 +69,7 @@ class Broker:
                  version: str = "v5-dledger", register_interval_ms: int = INTERVAL_MS_DEFAULT,
                  rng: random.Random | None = None, clock_ms: Callable[[], int] | None = None,
                  group_options: dict | None = None, cluster_secret: bytes | None = None,
-                 acl: "AclConfig | None" = None) -> None:
+                 acl: "AclConfig | None" = None, server_limits: ServerLimits | None = None) -> None:
         if durability not in DURABILITIES:
             raise UserError(f"durability {durability!r} is not one of {', '.join(DURABILITIES)}")
         if version not in versions.STORE_VERSIONS or not versions.is_dledger(version):
@@ -80,6 +85,7 @@ class Broker:
         self.group_options = dict(group_options or {})
         self.cluster_secret = cluster_secret
         self.acl = acl
+        self.server_limits = server_limits
         self.group = None
         self.ctx: BrokerContext | None = None
         self.server: RemotingServer | None = None
@@ -122,7 +128,8 @@ class Broker:
                 if self.cluster_secret is not None:   # the cluster's own tooling signs with the secret
                     acl = with_cluster_account(acl, CLUSTER_ACCESS_KEY, self.cluster_secret.hex())
                 ctx.acl = AclChecker(acl)
-            self.server = RemotingServer(build_handlers(ctx), on_disconnect=lambda ch: connection_closed(ctx, ch))
+            self.server = RemotingServer(build_handlers(ctx), on_disconnect=lambda ch: connection_closed(ctx, ch),
+                                         limits=self.server_limits)
             await self.server.start(instance.address, instance.port)
             self.registrar = Registrar(self.layout.namesrv_addr, self.describe, interval_ms=self.register_interval_ms,
                                        secret=self.cluster_secret)
@@ -252,11 +259,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "(accessKey/secretKey signatures, topic and group permissions); default: off")
     parser.add_argument("--register-interval-ms", type=int, default=INTERVAL_MS_DEFAULT,
                         help="how often to register with the name server")
+    parser.add_argument("--connections-max", type=int, default=0,
+                        help="client connections served at once; more are closed at once (0: the open-file "
+                             "limit minus a reserve for the store, see the README)")
+    parser.add_argument("--disk-free-min-mb", type=int, default=64,
+                        help="refuse writes (SERVICE_NOT_AVAILABLE, retriable; reads go on) while the store's disk "
+                             "has less free space than this (0: only when a write fails)")
     args = parser.parse_args(argv)
     if not -60000 <= args.port_offset <= 60000:
         raise UserError(f"--port-offset {args.port_offset} is out of range")
     if args.register_interval_ms <= 0:
         raise UserError("--register-interval-ms must be positive")
+    if args.connections_max < 0 or args.disk_free_min_mb < 0:
+        raise UserError("--connections-max and --disk-free-min-mb must be 0 or more")
     return args
 
 
@@ -268,7 +283,9 @@ async def _run(args: argparse.Namespace) -> int:
     secret = read_secret_file(args.cluster_secret_file) if args.cluster_secret_file else None
     broker = Broker(layout, args.instance, args.store, durability=args.durability, version=args.store_version,
                     register_interval_ms=args.register_interval_ms, cluster_secret=secret,
-                    acl=load_acl_file(args.acl) if args.acl else None)
+                    acl=load_acl_file(args.acl) if args.acl else None,
+                    group_options={"disk_free_bytes_min": args.disk_free_min_mb * 1024 * 1024},
+                    server_limits=ServerLimits(connections_max=args.connections_max or None))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):   # before starting: a signal during start-up stops it cleanly

@@ -51,7 +51,10 @@ Also: ``await wait_leader(timeout_s) -> node id``, ``transfer_leadership(node_id
 (``raftRole``, ``raftTerm``, ``raftLeaderId``, ``raftCommitIndex``, ``raftAppliedIndex``,
 ``putMessageCount``, ``raftBytesSent``/``raftBytesReceived`` as framed on the wire, ``storeBytes``),
 ``stopped``, ``failed`` (the exception that stopped this replica: a broken invariant or a disk
-error; its writes then raise ``NotLeader``).
+error; its writes then raise ``NotLeader``). Running short of disk space or descriptors is not a
+failure: ``gate`` (``write_gate.WriteGate``) then refuses writes with ``WritesUnavailable`` while
+the Raft loop retries the step that failed and reads go on; ``disk_free_bytes_min`` (64 MiB) is
+the free space below which writes are refused before anything fails.
 
 ``await close()`` stops Raft, fails pending writes, saves the applied mark and closes the store.
 ``await halt()`` only stops Raft and the network (a crash as the other replicas see it); ``close``
@@ -83,6 +86,7 @@ from .entries import OffsetUpdate, TopicUpdate, check_offset_update, decode_meta
 from .group_types import LeadershipLost, NotLeader, PutResult, frame_bytes, is_meta_record, refuse_meta_topic
 from .raft_glue import AppliedMark, StoreRaftStorage
 from .read_gate import ReadGate
+from .write_gate import DISK_CHECK_MS, DISK_FREE_BYTES_MIN_DEFAULT, WriteGate
 
 __all__ = ["LeadershipLost", "NotLeader", "PutResult", "ReplicatedGroup"]
 
@@ -120,7 +124,8 @@ class ReplicatedGroup:
                    store_host: tuple[str, int] = ("127.0.0.1", 10911), preferred_leader: int | None = None,
                    tick_ms: int = 50, heartbeat_ms: int = 100, election_ms: int = 1000,
                    commitlog_segment_bytes: int | None = None, applied_save_ms: int = APPLIED_SAVE_MS,
-                   raft_secret: bytes | None = None) -> "ReplicatedGroup":
+                   raft_secret: bytes | None = None,
+                   disk_free_bytes_min: int = DISK_FREE_BYTES_MIN_DEFAULT) -> "ReplicatedGroup":
         try:
             durability = Durability(durability)
         except ValueError:
@@ -135,6 +140,8 @@ class ReplicatedGroup:
                                         flush_policy="none", clock_ms=clock_ms, store_host=store_host, **kwargs)
         try:
             group = cls(store, config, peers, rng or random.Random(), applied_save_ms, raft_secret)
+            group.gate.disk_free_bytes_min = disk_free_bytes_min
+            group.gate.look_at_disk()
             await group._start()
         except BaseException:
             store.close()
@@ -152,6 +159,8 @@ class ReplicatedGroup:
         self.node = RaftNode(config, self.storage, rng, applied=self._mark.index)
         self.applied_index = self.node.log.applied
         self._reads = ReadGate(self.node.log.last_index())
+        self._meta_applied = self.applied_index      # metadata entries applied (a retried apply skips them)
+        self.gate = WriteGate(store.root)
         host, port = peers[self.self_id]
         self.transport = RaftTransport(self.self_id, {p: a for p, a in peers.items() if p != self.self_id},
                                        self._on_message, host=host, port=port, secret=raft_secret)
@@ -250,7 +259,8 @@ class ReplicatedGroup:
                 "raftCommitIndex": self.commit_index, "raftAppliedIndex": self.applied_index,
                 "putMessageCount": self.put_count, "raftBytesSent": self.bytes_sent,
                 "raftBytesReceived": self.bytes_received,
-                "storeBytes": self.store.log.end_offset - self.store.log.min_offset}
+                "storeBytes": self.store.log.end_offset - self.store.log.min_offset,
+                "writesRefusedReason": self.gate.reason or ""}
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -260,6 +270,7 @@ class ReplicatedGroup:
                             + (f" ({self.failed})" if self.failed is not None else ""))
         if self.node.role != Role.LEADER:
             raise NotLeader(self.node.lead, node_id=self.self_id)
+        self.gate.check()
 
     def _propose(self, records: list[bytes], counts: list[int] | None) -> asyncio.Future:
         self._check_writable()
@@ -380,7 +391,7 @@ class ReplicatedGroup:
         period_s = self.config.tick_ms / 1000
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
-        since_save_ms = 0
+        since_save_ms = since_disk_ms = 0
         while True:
             next_tick += period_s
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
@@ -393,6 +404,10 @@ class ReplicatedGroup:
             self.node.tick()
             self._wake.set()
             since_save_ms += self.config.tick_ms
+            since_disk_ms += self.config.tick_ms
+            if since_disk_ms >= DISK_CHECK_MS:
+                since_disk_ms = 0
+                self.gate.look_at_disk()
             if since_save_ms >= self._applied_save_ms and (self._saving is None or self._saving.done()):
                 since_save_ms = 0
                 if self.applied_index > self._mark.index:
@@ -437,21 +452,27 @@ class ReplicatedGroup:
         and the followers' fsyncs overlap. Nothing it sends then depends on its own entries being
         durable; its own copy still counts towards the quorum only after the fsync (``advance``)."""
         persisted = self.storage.initial_state()
-        if rd.entries:
-            self._reads.truncating_from(rd.entries[0].index)
-            self.storage.append(rd.entries)
-        if rd.hard_state is not None:
-            self.storage.set_hard_state(rd.hard_state)
+        gate = self.gate
+        await gate.run("appending to the log", lambda: self._persist(rd), on_retry=self._check_role)
         early = rd.role == Role.LEADER and (rd.hard_state is None or (rd.hard_state.term, rd.hard_state.vote)
                                             == (persisted.term, persisted.vote))
         if early:
             self._send(rd.messages)
         if rd.must_sync and rd.entries:
-            await asyncio.to_thread(self.storage.sync)
+            await gate.run("syncing the log", self.storage.sync, in_thread=True, on_retry=self._check_role)
         if not early:
             self._send(rd.messages)
         if rd.committed_entries:
-            self._apply(rd.committed_entries)
+            await gate.run("applying committed entries", lambda: self._apply(rd.committed_entries),
+                           on_retry=self._check_role)
+
+    def _persist(self, rd: Ready) -> None:
+        """Entries and hard state of a Ready (safe to repeat: ``storage.append`` replaces a suffix)."""
+        if rd.entries:
+            self._reads.truncating_from(rd.entries[0].index)
+            self.storage.append(rd.entries)
+        if rd.hard_state is not None:
+            self.storage.set_hard_state(rd.hard_state)
 
     def _send(self, messages: list[RaftMessage]) -> None:
         for m in messages:
@@ -461,20 +482,20 @@ class ReplicatedGroup:
     # -- applying ----------------------------------------------------------------------------
 
     def _apply(self, entries: list[Entry]) -> None:
+        """Apply committed entries; safe to repeat after a resource error (``write_gate``)."""
         store = self.store
-        done: list[tuple[int, Entry, _Waiter]] = []
         for entry in entries:
-            if entry.kind == EntryKind.NORMAL and is_meta_record(entry.data):
+            if entry.index > self._meta_applied and entry.kind == EntryKind.NORMAL and is_meta_record(entry.data):
                 store.commit(entry.index - 2)          # dispatch what precedes it first: log order
                 error = self._apply_meta(entry)
                 if error is not None:
                     self._apply_errors[entry.index] = error
-            waiter = self._waiters.pop(entry.index, None)
-            if waiter is not None:
-                done.append((entry.index, entry, waiter))
+                self._meta_applied = entry.index
         store.commit(entries[-1].index - 1)
+        self._meta_applied = max(self._meta_applied, entries[-1].index)
         self.applied_index = entries[-1].index
         self._reads.changed(self.reads_ready)
+        done = [(e.index, e, self._waiters.pop(e.index)) for e in entries if e.index in self._waiters]
         for index, entry, waiter in done:
             error = self._apply_errors.pop(index, None)
             if waiter.future.done():

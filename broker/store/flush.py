@@ -19,15 +19,35 @@ covered and return without syncing. ``wait_durable`` blocks, so an asyncio broke
 
 ``IntervalSchedule`` is the pure decision for the interval policy (time is passed in, in ms);
 ``IntervalFlusher`` is the thread that applies it with the real clock.
+
+Running out of a resource (``is_resource_error``: disk full, quota, out of file descriptors) is a
+state, not a death: the flusher keeps its ``error`` while a flush fails and clears it when one
+succeeds; writers are refused meanwhile with ``WritesUnavailable``, which a broker answers with a
+retriable code (SERVICE_NOT_AVAILABLE) while it goes on serving reads.
 """
 from __future__ import annotations
 
+import errno
 import re
 import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from mqbench.errors import UserError
+from mqbench.errors import MqbenchError, UserError
+
+#: errnos that say "not now" rather than "broken": retried until the resource is back.
+RESOURCE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.ENOMEM})
+
+
+class WritesUnavailable(MqbenchError):
+    """This node cannot make writes durable right now (disk full, out of descriptors...): the write
+    is refused and may be retried; nothing acknowledged is affected."""
+
+
+def is_resource_error(exc: BaseException) -> bool:
+    """True for an OSError that a retry can get past once the resource is back (RESOURCE_ERRNOS)."""
+    return isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS
+
 
 POLICY_NONE = "none"
 POLICY_INTERVAL = "interval"
@@ -136,7 +156,9 @@ class IntervalSchedule:
 
 
 class IntervalFlusher:
-    """A daemon thread running ``flush_fn`` every ``interval_ms`` until ``stop()``."""
+    """A daemon thread running ``flush_fn`` every ``interval_ms`` until ``stop()``. ``error`` is the
+    last flush's failure (None once one succeeds); only a failure that is not a resource error
+    (``is_resource_error``) ends the thread."""
 
     def __init__(self, flush_fn: Callable[[], object], interval_ms: int, clock_ms: Callable[[], int]):
         self._flush_fn = flush_fn
@@ -155,9 +177,13 @@ class IntervalFlusher:
             if self._schedule.due(self._clock_ms()):
                 try:
                     self._flush_fn()
-                except BaseException as exc:  # noqa: BLE001 - reported to the owner, thread ends
+                except BaseException as exc:  # noqa: BLE001 - reported to the owner
                     self.error = exc
-                    return
+                    if not is_resource_error(exc):
+                        return                 # broken, not short of something: the thread ends
+                    self._schedule.flushed(self._clock_ms())   # retried at the next interval
+                    continue
+                self.error = None
                 self._schedule.flushed(self._clock_ms())
 
     def stop(self) -> None:

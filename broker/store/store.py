@@ -88,7 +88,8 @@ from .configs import TopicConfig
 from .consume_queue import DEFAULT_BCQ_SEGMENT_BYTES, DEFAULT_CQ_SEGMENT_BYTES
 from .dispatch import QueueSet, dispatch_info, dispatch_record, message_dispatch_info
 from .dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerCommitLog, DLedgerLog
-from .flush import POLICY_INTERVAL, POLICY_SYNC, GroupCommit, IntervalFlusher, parse_flush_policy
+from .flush import (POLICY_INTERVAL, POLICY_SYNC, GroupCommit, IntervalFlusher, WritesUnavailable, is_resource_error,
+                    parse_flush_policy)
 from .metadata import Metadata
 from .record import (SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_MASK,
                      SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message, message_id)
@@ -311,8 +312,9 @@ class Store(RaftHooks):
             self._dispatched = stop
         pending = self._pending
         while pending and pending[0][0] <= limit:
-            _, info = pending.popleft()
-            dispatch_record(self.queues, info, self.meta.is_batch_topic)
+            # dropped only once written: a dispatch that failed (disk full) is tried again
+            dispatch_record(self.queues, pending[0][1], self.meta.is_batch_topic)
+            pending.popleft()
         self._dispatched = limit
 
     def _reset_pending(self) -> None:
@@ -331,8 +333,12 @@ class Store(RaftHooks):
     def _check_open(self) -> None:
         if self._closed:
             raise UserError(f"the store at {self.root} is closed")
-        if self._flusher is not None and self._flusher.error is not None:
-            raise UserError(f"the store at {self.root} stopped flushing: {self._flusher.error}")
+        error = self._flusher.error if self._flusher is not None else None
+        if error is not None:
+            if is_resource_error(error):
+                raise WritesUnavailable(f"the store at {self.root} cannot flush ({error.strerror or error}); "
+                                        "writes are refused until that passes")
+            raise UserError(f"the store at {self.root} stopped flushing: {error}")
 
     def _prepare(self, msg: Message) -> None:
         validate_topic(msg.topic)
