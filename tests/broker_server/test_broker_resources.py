@@ -98,7 +98,9 @@ def test_disk_full_refuses_writes_retriably_serves_reads_and_recovers(small_tmpf
         async with cluster:
             leader = await cluster.leader()
             channel = await connect(leader.instance.addr)
-            body = lambda i: (b"%06d" % i) * 5000            # 30 KB
+
+            def body(i: int) -> bytes:
+                return (b"%06d" % i) * 5000            # 30 KB
             assert await _send(channel, "Full", body(0)) == 0
             fill(small_tmpfs / "filler", 3 * MIB)
             acked, unknown, refused, i = [0], 0, [], 1
