@@ -92,9 +92,7 @@ class SmallSegments(InProcessCluster):
 def test_disk_full_refuses_writes_retriably_serves_reads_and_recovers(small_tmpfs, disk_free_min):
     async def main():
         cluster = SmallSegments(small_tmpfs, 1, subnet=23 if disk_free_min else 24)
-        cluster.options = dict(FAST, commitlog_segment_bytes=2 * MIB)
-        if disk_free_min:
-            cluster.options["disk_free_bytes_min"] = disk_free_min
+        cluster.options = dict(FAST, commitlog_segment_bytes=2 * MIB, disk_free_bytes_min=disk_free_min)
         async with cluster:
             leader = await cluster.leader()
             channel = await connect(leader.instance.addr)
