@@ -125,7 +125,8 @@ def runtime_info(ctx: BrokerContext) -> dict[str, str]:
     ``clusterName``, ``storeVersion``, ``bootTimestamp`` (ms), ``putMessageCount`` (messages
     acknowledged since start), ``putRequestCount``, ``pullRequestCount``, ``pullMessageCount``,
     ``refusedRequestCount``, ``topicCount``, ``consumerGroupCount``, ``pullWaiterCount``. Store:
-    ``storeBytes`` (disk bytes of the store folder), ``commitLogMinOffset``, ``commitLogMaxOffset``.
+    ``storeBytes`` (disk bytes of the store folder), ``commitLogMinOffset``, ``commitLogMaxOffset``,
+    ``writesRefusedReason`` (why writes are refused now, e.g. a full disk; "" when they are not).
     """
     group, store = ctx.group, ctx.store
     leader = ctx.leader_instance()
@@ -148,6 +149,8 @@ def runtime_info(ctx: BrokerContext) -> dict[str, str]:
         "pullWaiterCount": len(ctx.waiters), "storeBytes": _directory_bytes(store.root),
         "commitLogMinOffset": store.log.min_offset, "commitLogMaxOffset": store.log.end_offset,
     }
+    gate = getattr(group, "gate", None)
+    table["writesRefusedReason"] = (gate.reason or "") if gate is not None else ""
     table.update(rocketmq_runtime_fields(ctx))
     return {k: str(v) for k, v in table.items()}
 

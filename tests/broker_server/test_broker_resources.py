@@ -115,6 +115,8 @@ def test_disk_full_refuses_writes_retriably_serves_reads_and_recovers(small_tmpf
             assert refused and set(refused) == {codes.SERVICE_NOT_AVAILABLE}, refused
             assert not leader.fatal.is_set() and leader.group.failed is None, "the broker died of a full disk"
             assert leader.ctx.is_leader()
+            from mqbench.broker.server.handlers_admin import runtime_info
+            assert runtime_info(leader.ctx)["writesRefusedReason"]
             # reads go on: every acknowledged message is there
             stored = await _pull_all(channel, "Full")
             assert set(body(n) for n in acked) <= set(stored)
