@@ -25,16 +25,18 @@ same state):
 
 For example ``{"group":"G","offset":42,"queueId":1,"reset":false,"topic":"T","type":"offset","v":1}``.
 The records get queue offsets on that topic like any other, so ``mqbench inspect`` counts them.
-``decode_meta`` raises CorruptDataError for a body that is not one of the above.
+``decode_meta`` raises CorruptDataError for a body that is not one of the above; ``apply_meta``
+applies one entry to a store as described.
 """
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 
 from mqbench.errors import CorruptDataError, UserError
 from mqbench.broker.store.configs import TopicConfig
-from mqbench.broker.store.record import Message
+from mqbench.broker.store.record import Message, decode_message
 from mqbench.broker.store.topics import validate_group, validate_topic
 
 META_TOPIC = "rmq_sys_mqbench_meta"
@@ -134,3 +136,38 @@ def decode_meta(body: bytes, *, where: str = META_TOPIC) -> OffsetUpdate | Topic
     except UserError as exc:
         raise CorruptDataError(f"metadata update: {exc}", where=where) from None
     raise CorruptDataError(f"metadata update type {kind!r} is not offset or topic", where=where)
+
+
+log = logging.getLogger("mqbench.broker.replicated")
+
+
+def apply_meta(store, data: bytes, index: int) -> Exception | None:
+    """Apply the metadata entry ``data`` (Raft index ``index``) to ``store`` (module doc); returns the
+    error to give its proposer (state unchanged). An OSError (the disk) is raised, not returned:
+    the caller retries or stops the replica."""
+    try:
+        msg, _ = decode_message(data, 0, check_crc=False, where=f"Raft entry {index}")
+        update = decode_meta(msg.body, where=f"Raft entry {index}")
+    except CorruptDataError as exc:
+        log.warning("skipping metadata entry %d: %s", index, exc)
+        return exc
+    try:
+        if isinstance(update, OffsetUpdate):
+            current = store.query_offset(update.group, update.topic, update.queue_id)
+            if update.reset or update.offset > current:
+                store.commit_offset(update.group, update.topic, update.queue_id, update.offset)
+            return None
+        cfg = update.config
+        existing = store.topic_config(cfg.topic_name)
+        if existing is None:
+            store.create_topic(cfg.topic_name, read_queue_nums=cfg.read_queue_nums,
+                               write_queue_nums=cfg.write_queue_nums, perm=cfg.perm,
+                               attributes=cfg.attributes, order=cfg.order)
+            if store.topic_config(cfg.topic_name) != cfg:
+                store.update_topic(cfg)
+        elif update.mode == "upsert" and existing != cfg:
+            store.update_topic(cfg)
+        return None
+    except UserError as exc:
+        log.warning("metadata entry %d refused by the store: %s", index, exc)
+        return exc

@@ -69,7 +69,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from mqbench.errors import CorruptDataError, InvariantViolation, MqbenchError, UserError
+from mqbench.errors import InvariantViolation, MqbenchError, UserError
 from mqbench.broker.raft.config import Durability, RaftConfig
 from mqbench.broker.raft.node import RaftNode
 from mqbench.broker.raft.transport import RaftTransport
@@ -78,11 +78,11 @@ from mqbench.broker.raft.types import NotLeader as RaftNotLeader
 from mqbench.broker.raft.wire import DEFAULT_MAX_FRAME_BYTES
 from mqbench.broker.store.batch import BatchItem
 from mqbench.broker.store.configs import TopicConfig
-from mqbench.broker.store.record import Message, decode_message, message_id, peek_fields
+from mqbench.broker.store.record import Message, message_id, peek_fields
 from mqbench.broker.store.store import Store
 from mqbench.broker.store.topics import validate_topic
 
-from .entries import OffsetUpdate, TopicUpdate, check_offset_update, decode_meta, meta_message
+from .entries import OffsetUpdate, TopicUpdate, apply_meta, check_offset_update, meta_message
 from .group_types import LeadershipLost, NotLeader, PutResult, frame_bytes, is_meta_record, refuse_meta_topic
 from .raft_glue import AppliedMark, StoreRaftStorage
 from .read_gate import ReadGate
@@ -487,7 +487,7 @@ class ReplicatedGroup:
         for entry in entries:
             if entry.index > self._meta_applied and entry.kind == EntryKind.NORMAL and is_meta_record(entry.data):
                 store.commit(entry.index - 2)          # dispatch what precedes it first: log order
-                error = self._apply_meta(entry)
+                error = apply_meta(store, entry.data, entry.index)
                 if error is not None:
                     self._apply_errors[entry.index] = error
                 self._meta_applied = entry.index
@@ -515,36 +515,6 @@ class ReplicatedGroup:
                 self.on_commit()
             except Exception:
                 log.exception("on_commit callback failed")
-
-    def _apply_meta(self, entry: Entry) -> Exception | None:
-        """Apply one metadata entry; returns the error to give its proposer (state unchanged)."""
-        store = self.store
-        try:
-            msg, _ = decode_message(entry.data, 0, check_crc=False, where=f"Raft entry {entry.index}")
-            update = decode_meta(msg.body, where=f"Raft entry {entry.index}")
-        except CorruptDataError as exc:
-            log.warning("skipping metadata entry %d: %s", entry.index, exc)
-            return exc
-        try:
-            if isinstance(update, OffsetUpdate):
-                current = store.query_offset(update.group, update.topic, update.queue_id)
-                if update.reset or update.offset > current:
-                    store.commit_offset(update.group, update.topic, update.queue_id, update.offset)
-                return None
-            cfg = update.config
-            existing = store.topic_config(cfg.topic_name)
-            if existing is None:
-                store.create_topic(cfg.topic_name, read_queue_nums=cfg.read_queue_nums,
-                                   write_queue_nums=cfg.write_queue_nums, perm=cfg.perm,
-                                   attributes=cfg.attributes, order=cfg.order)
-                if store.topic_config(cfg.topic_name) != cfg:
-                    store.update_topic(cfg)
-            elif update.mode == "upsert" and existing != cfg:
-                store.update_topic(cfg)
-            return None
-        except UserError as exc:
-            log.warning("metadata entry %d refused by the store: %s", entry.index, exc)
-            return exc
 
     def _result(self, first: int, last: int, counts: list[int]) -> PutResult:
         ids, head = [], None
