@@ -199,7 +199,6 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             rate_now = search.settings.start_rate_per_s
             workers.send(producers, {"op": "rate", "rate_per_s": rate_now, "from_ns": start_ns})
         probe_start = probe_end = None
-        intended_at_start = None
         hold_checks: list = []  # (state, rate, publish latency histogram) of every check
         check_started_ns = None
         settle_until_ns = measure_ns
@@ -214,7 +213,6 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             now = time.monotonic_ns()
             if probe_start is None and now >= measure_ns:
                 probe_start = await _probe(env)
-                intended_at_start = tracker.totals()["intended"]
             if probe_end is None and (now >= end_ns or stopped_ns is not None):
                 probe_end = await _probe(env)
             if search is not None and now >= measure_ns and stopped_ns is None:
@@ -249,7 +247,6 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
                 raise UserError("producers did not finish within 120 s after the end of the run")
         if probe_start is None:
             probe_start = await _probe(env)
-            intended_at_start = 0
         if probe_end is None:
             probe_end = await _probe(env)
         end_totals = tracker.totals()
@@ -294,7 +291,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
     if isinstance(settings.rate, (int, float)):
         offered = float(settings.rate)
     elif settings.rate is None:  # profile timing: what the schedule wanted sent in the measured phase
-        offered = max(0, end_totals["intended"] - (intended_at_start or 0)) / (merged.duration_ms / 1000)
+        offered = (after_drain["measured_sent"] + end_totals["publish_backlog"]) / (merged.duration_ms / 1000)
     else:
         offered = None
     backlogs = tracker.window_backlogs(merged.measure_start_ns, merged.window_ms, merged.window_count)
