@@ -136,9 +136,6 @@ def make_plan(src: str, options: Options, *, scan: bool = True) -> Plan:
                 state.committed_index if state else None, state.currterm if state else None, read_configs(src))
     plan.mixed_log = len(source_folders(src)) > 1
     plan.notes += attribute_notes(plan.configs, options.target)
-    if os.path.isdir(os.path.join(src, "index")) and os.listdir(os.path.join(src, "index")):
-        plan.notes.append("index/ (the message-key index) is not carried: its items hold old physical offsets; "
-                          "queries by key find the messages written after the migration only")
     if scan:
         _scan(plan, options)
     return plan

@@ -4,7 +4,7 @@ Steps (a table: each step's work and the step after it; the journal records the 
 
     step   work                                                         next
     copy   stream SRC's log into DST's log, re-framed, queues built     meta
-    meta   configs, delay/timer state, checkpoints, the version marker  done
+    meta   configs, delay/timer state, checkpoints, key index, marker   done
     done   nothing (a finished migration)                               -
 
 Copy: each source record becomes its target record(s) (``reframe``) at the same queue offsets,
@@ -35,9 +35,11 @@ from mqbench.broker.store import versions
 from mqbench.broker.store.consume_queue import DEFAULT_BCQ_SEGMENT_BYTES, DEFAULT_CQ_SEGMENT_BYTES
 from mqbench.broker.store.record import (
     SYSFLAG_TX_COMMIT, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message,
-    encode_message,
+    encode_message, peek_fields, peek_properties, peek_store_timestamp, peek_topic,
 )
 from mqbench.broker.store.atomic import ABORT_FILE, lock_held
+from mqbench.broker.store.index_file import DEFAULT_HASH_SLOT_NUM, DEFAULT_INDEX_NUM
+from mqbench.broker.store.index_files import INDEX_DIR, IndexWriter, geometry, index_files
 from mqbench.broker.store.recovery import CheckpointFile, CheckpointState
 from mqbench.broker.store.topics import TRANS_HALF_TOPIC
 from mqbench.errors import CorruptDataError, UserError
@@ -370,8 +372,34 @@ def _copy_step(plan: Plan, options: Options, dst: Path, base: dict, progress: di
         copier.close()
 
 
+def rebuild_key_index(src: str, dst: Path) -> int:
+    """RocketMQ's ``index/`` for DST, built anew from DST's log (the source's items hold the old
+    physical offsets): every record's UNIQ_KEY and KEYS, with the source's file geometry when its
+    index files have one ``index_files.geometry`` reads, else RocketMQ's defaults. Returns the
+    number of keys indexed. Built from scratch each time, so a resumed run writes the same bytes."""
+    folder = dst / INDEX_DIR
+    if folder.exists():
+        shutil.rmtree(folder)
+    geo = None
+    existing = index_files(os.path.join(src, INDEX_DIR))
+    if existing:
+        geo = geometry(existing[0].stat().st_size)
+    slots, items = geo or (DEFAULT_HASH_SLOT_NUM, DEFAULT_INDEX_NUM)
+    writer = IndexWriter(folder, hash_slot_num=slots, index_num=items)
+    for item in walk_log(str(dst)):
+        if item.record is None:
+            continue
+        rec = item.record
+        _, _, _, _, sysflag = peek_fields(rec, 0)
+        writer.put_record(peek_topic(rec, 0), peek_properties(rec, 0), sysflag, item.address,
+                          peek_store_timestamp(rec, 0))
+    writer.close()
+    return writer.items_written
+
+
 def _meta_step(plan: Plan, dst: Path, progress: dict) -> None:
     write_configs(plan.source, plan.configs, dst, plan.target_version)
+    progress["index_keys"] = rebuild_key_index(plan.source, dst)
     if versions.major(plan.source_version) == 5 and versions.major(plan.target_version) == 5 \
             and delay.has_timer_store(plan.source):
         delay.carry_timer_store(plan.source, str(dst), _timer_address_map(plan.source, dst))

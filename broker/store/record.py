@@ -590,6 +590,13 @@ def peek_fields(buf: ByteView, pos: int) -> tuple[int, int, int, int, int]:
     return total, queue_id, queue_offset, physical_offset, sysflag
 
 
+def peek_store_timestamp(buf: ByteView, pos: int) -> int:
+    """STORETIMESTAMP of a record already checked valid (its place depends on the born host)."""
+    sysflag: int = _I32.unpack_from(buf, pos + 36)[0]
+    value: int = _I64.unpack_from(buf, pos + _HEAD.size + (20 if sysflag & SYSFLAG_BORNHOST_V6 else 8))[0]
+    return value
+
+
 def _tail_positions(buf: ByteView, pos: int) -> tuple[int, int, int, int]:
     """(topic start, topic length, properties start, properties length) of a record already
     checked valid with ``check_record``; reads only the length fields."""

@@ -84,12 +84,34 @@ def _print_text(doc: dict) -> None:
                 echo(f"  ... and {count - listed.get(kind, 0)} more {kind}; the first {listed.get(kind, 0)} are listed")
 
 
+def _print_key(store: str, key: str, topic: str | None, as_json: bool) -> None:
+    from mqbench.broker.store.inspect_keys import find_by_key
+    from mqbench.broker.store.versions import detect
+    from mqbench.output import document, print_json
+
+    detect(store)      # a clear error when STORE is not a store
+    found = list(find_by_key(store, key, topic))
+    if as_json:
+        print_json(document("mqbench.inspect-key/1", store_path=store, key=key, topic=topic, messages=found))
+        return
+    if not found:
+        click.echo(f"no message with key {_printable(key)!r}" + (f" in topic {topic}" if topic else ""))
+        return
+    click.echo(table([(_printable(m["topic"]), m["queue_id"], m["queue_offset"], m["physical_offset"],
+                       m["body_size_bytes"], m["found_by"], _fmt_props(m["properties"])) for m in found],
+                     ["topic", "queue", "queue offset", "physical offset", "body bytes", "found by", "properties"]))
+
+
 @click.command("inspect")
 @click.argument("store", type=click.Path(file_okay=True, dir_okay=True))
 @json_option
 @click.option("--messages", is_flag=True, help="Also list every message: topic, queue, offsets, properties, body size.")
 @click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N", help="List at most N messages (with --messages).")
-def inspect(store: str, as_json: bool, messages: bool, limit: int | None) -> None:
+@click.option("--key", default=None, metavar="K",
+              help="Only list the messages whose KEYS (or UNIQ_KEY) hold K, found through the store's index/ "
+                   "files when it has them (else by reading the log).")
+@click.option("--topic", default=None, metavar="T", help="With --key: search topic T only (default: every topic).")
+def inspect(store: str, as_json: bool, messages: bool, limit: int | None, key: str | None, topic: str | None) -> None:
     """Show what is in a broker STORE without modifying it.
 
     Reads stores written by mqbench and by real RocketMQ 4.x/5.x brokers, plain (commitlog/) and
@@ -100,6 +122,12 @@ def inspect(store: str, as_json: bool, messages: bool, limit: int | None) -> Non
     """
     from mqbench.broker.store.inspect import inspect_store, iter_messages
 
+    if key is not None:
+        _print_key(store, key, topic, as_json)
+        return
+    if topic is not None:
+        from mqbench.errors import UserError
+        raise UserError("--topic goes with --key")
     doc = inspect_store(store)
     if as_json:
         if not messages:

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from migrate_golden import SEGMENT_BYTES, build_store, storebuilder, tree_bytes
 from mqbench.broker.store import configs, dledger as dl
+from mqbench.broker.store.inspect import inspect_store
 from mqbench.broker.store.record import SCHEDULE_TOPIC, SYSFLAG_INNER_BATCH, decode_message
 from mqbench.broker.store.store import Store
 from mqbench.cli import cli as cli_main
@@ -70,6 +71,8 @@ def test_every_pair_round_trips(golden, tmp_path, src_version, target):
     result = verify(src, out)
     assert result["ok"], result["differences"]
     assert result["messages_compared"] >= 150 and result["offsets_checked"] >= 5
+    assert inspect_store(src)["damage"] == []          # inspect is quiet on healthy stores,
+    assert inspect_store(out)["damage"] == []          # mqbench's own and every migrate output
     back = str(tmp_path / "back")
     migrate(out, back, _options(target, src_version))
     result = verify(src, back)

@@ -1,0 +1,180 @@
+"""RocketMQ's message-key index on disk: the ``index/`` folder of IndexFiles (spec 7), written and
+read here; the layout and the insert rule are ``index_file`` (pure).
+
+``IndexWriter(folder, hash_slot_num, index_num)`` builds the files of a whole log in one pass,
+as RocketMQ's IndexService does while dispatching: ``put_record(topic, properties, sysflag,
+physical_offset, store_timestamp_ms)`` indexes the record's ``UNIQ_KEY`` and each word of its
+``KEYS`` under ``topic#key`` (ROLLBACK records are not indexed). A file is full at
+``index_num - 1`` items (item 0 is never used); the next file's header starts at the previous
+file's end values. A file is named by the store time of the first record it indexes
+(``yyyyMMddHHmmssSSS`` in local time, as RocketMQ names it by its clock), so a rebuild gives the
+same bytes every time. Memory: the slot table of the file being written (4 bytes a slot) and a
+buffer of items; items are written sequentially, the slots and the header when the file is done.
+
+``lookup(folder, topic, key)`` follows the slot chains of every file and returns the physical
+offsets whose key hash matches (hashes collide: the caller checks the record). ``geometry(size)``
+reads (hash_slot_num, index_num) back from a file size, for files written with RocketMQ's 1:4
+ratio of slots to items (its defaults, 5,000,000 and 20,000,000, and the real 4.9.8 store's 1,000
+and 4,000); other sizes are not read.
+"""
+from __future__ import annotations
+
+import os
+from array import array
+from pathlib import Path
+
+from mqbench.errors import CorruptDataError
+
+from . import index_file as fmt
+from .record import SYSFLAG_TX_MASK, SYSFLAG_TX_ROLLBACK
+from .segments import fsync_dir
+
+INDEX_DIR = "index"
+_ITEM_BUFFER_BYTES = 1 << 20
+_SLOT_CHUNK_BYTES = 4096
+
+
+def geometry(size_bytes: int) -> tuple[int, int] | None:
+    """(hash_slot_num, index_num) of an IndexFile of ``size_bytes`` with 4 items per slot."""
+    body = size_bytes - fmt.INDEX_HEADER_BYTES
+    unit = fmt.HASH_SLOT_BYTES + 4 * fmt.INDEX_ITEM_BYTES
+    if body <= 0 or body % unit:
+        return None
+    return body // unit, 4 * (body // unit)
+
+
+def record_keys(topic: str, properties: dict[str, str], sysflag: int) -> list[str]:
+    """The index keys (``topic#key``) of a record, in RocketMQ's order: UNIQ_KEY, then KEYS words."""
+    if sysflag & SYSFLAG_TX_MASK == SYSFLAG_TX_ROLLBACK:
+        return []
+    keys = []
+    uniq = properties.get("UNIQ_KEY")
+    if uniq:
+        keys.append(fmt.index_key(topic, uniq))
+    for word in properties.get("KEYS", "").split(" "):
+        if word:
+            keys.append(fmt.index_key(topic, word))
+    return keys
+
+
+class IndexWriter:
+    """Builds the IndexFiles of a log in one pass (see module doc)."""
+
+    def __init__(self, folder: str | os.PathLike, *, hash_slot_num: int = fmt.DEFAULT_HASH_SLOT_NUM,
+                 index_num: int = fmt.DEFAULT_INDEX_NUM):
+        self.folder = Path(folder)
+        self.hash_slot_num = hash_slot_num
+        self.index_num = index_num
+        self.items_written = 0
+        self._fd = -1
+        self._header = fmt.IndexHeader()
+        self._slots = array("i")
+        self._items = bytearray()
+        self._items_at = 0
+
+    def _open(self, store_timestamp_ms: int) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / fmt.index_file_name(store_timestamp_ms)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.ftruncate(self._fd, fmt.index_file_bytes(self.hash_slot_num, self.index_num))
+        prev = self._header
+        self._header = fmt.IndexHeader(prev.end_timestamp_ms, prev.end_timestamp_ms, prev.end_phy_offset,
+                                       prev.end_phy_offset, 0, 1)
+        self._slots = array("i", bytes(fmt.HASH_SLOT_BYTES * self.hash_slot_num))
+        self._items = bytearray()
+        self._items_at = fmt.item_position(1, self.hash_slot_num)
+
+    def put_record(self, topic: str, properties: dict[str, str], sysflag: int, physical_offset: int,
+                   store_timestamp_ms: int) -> None:
+        for key in record_keys(topic, properties, sysflag):
+            self.put(key, physical_offset, store_timestamp_ms)
+
+    def put(self, key: str, physical_offset: int, store_timestamp_ms: int) -> None:
+        """Index ``key`` (already ``topic#key``) for the record at ``physical_offset``."""
+        if self._fd < 0:
+            self._open(store_timestamp_ms)
+        elif fmt.is_full(self._header, self.index_num):
+            self._finish()
+            self._open(store_timestamp_ms)
+        h = fmt.key_hash(key)
+        slot = h % self.hash_slot_num
+        new, writes = fmt.plan_put(self._header, self._slots[slot], key, physical_offset, store_timestamp_ms,
+                                   hash_slot_num=self.hash_slot_num, index_num=self.index_num)
+        self._items += writes[0][1]
+        self._slots[slot] = self._header.index_count
+        self._header = new
+        self.items_written += 1
+        if len(self._items) >= _ITEM_BUFFER_BYTES:
+            self._flush_items()
+
+    def _flush_items(self) -> None:
+        if self._items:
+            os.pwrite(self._fd, self._items, self._items_at)
+            self._items_at += len(self._items)
+            self._items = bytearray()
+
+    def _finish(self) -> None:
+        self._flush_items()
+        table = self._slots.tobytes() if _BIG_ENDIAN else _swapped(self._slots)
+        base = fmt.slot_position(0)
+        for at in range(0, len(table), _SLOT_CHUNK_BYTES):     # the file is sparse: zeros stay holes
+            chunk = table[at:at + _SLOT_CHUNK_BYTES]
+            if chunk.count(0) != len(chunk):
+                os.pwrite(self._fd, chunk, base + at)
+        os.pwrite(self._fd, fmt.encode_index_header(self._header), 0)
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = -1
+
+    def close(self) -> None:
+        """Write what is pending and fsync (the folder too)."""
+        if self._fd >= 0:
+            self._finish()
+        if self.folder.is_dir():
+            fsync_dir(self.folder)
+
+
+_BIG_ENDIAN = array("i", [1]).tobytes()[0] == 0
+
+
+def _swapped(values: array) -> bytes:
+    out = array("i", values)
+    out.byteswap()
+    return out.tobytes()
+
+
+def index_files(folder: str | os.PathLike) -> list[Path]:
+    """The IndexFiles of ``folder`` in creation order (their names are times)."""
+    base = Path(folder)
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if p.is_file() and p.name.isdigit() and len(p.name) == 17)
+
+
+def lookup(folder: str | os.PathLike, topic: str, key: str, max_hits: int = 64) -> list[int]:
+    """Physical offsets indexed under ``topic#key`` in every file of ``folder`` (hash matches; the
+    caller checks the records). Files of a size ``geometry`` cannot read are skipped."""
+    full = fmt.index_key(topic, key)
+    h = fmt.key_hash(full)
+    hits: list[int] = []
+    for path in index_files(folder):
+        size = path.stat().st_size
+        geo = geometry(size)
+        if geo is None:
+            continue
+        slots, items = geo
+        with open(path, "rb") as f:
+            fd = f.fileno()
+            header = fmt.decode_index_header(os.pread(fd, fmt.INDEX_HEADER_BYTES, 0), where=str(path))
+            n = fmt.decode_slot(os.pread(fd, 4, fmt.slot_position(h % slots)), 0, where=str(path))
+            seen = 0
+            while 0 < n < header.index_count and seen < items and len(hits) < max_hits:
+                raw = os.pread(fd, fmt.INDEX_ITEM_BYTES, fmt.item_position(n, slots))
+                if len(raw) < fmt.INDEX_ITEM_BYTES:
+                    raise CorruptDataError("index item past the end of the file", where=str(path))
+                item = fmt.decode_index_item(raw)
+                if item.key_hash == h:
+                    hits.append(item.phy_offset)
+                n = item.prev_index
+                seen += 1
+    return hits
