@@ -154,11 +154,15 @@ them; none skips them; FILE takes `mqbench limits --json` output.
 @click.option("--quiet", is_flag=True, help="No progress: neither the live line on a terminal nor the per-window "
                                              "lines printed when stdout is not a terminal.")
 @click.option("--keep-stores", is_flag=True, help="Keep the embedded clusters' stores under OUT/.work.")
+@click.option("--acl", "acl_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Start the embedded cluster with RocketMQ's ACL (plain_acl.yml, as `cluster up --acl`); the "
+                   "workload's clients sign every request (with the cluster's own account), so the run measures "
+                   "what the ACL check costs.")
 def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_compression: str, matrix: str | None, duration_ms: int,
         warmup_ms: int, window_ms: int, rate_text: str, target: str, out_dir: Path, seed: int, as_json: bool,
         keep_going: bool, producers: int, consumers: int, in_flight_max: int, compress_over_bytes: int,
         linger_ms: int, durability: str, drain_ms: int, check_ms: int, max_p99_ms: float, limits_source: str,
-        wide: bool, quiet: bool, keep_stores: bool) -> None:
+        wide: bool, quiet: bool, keep_stores: bool, acl_file: Path | None) -> None:
     """Replay PROFILE (orders, notifications, iot, a profile file) or TRACE (.parquet) open loop.
 
     Starts a fresh embedded cluster per matrix cell (or drives --target), sends at the intended times,
@@ -186,12 +190,18 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
         window_ms=window_ms, rate=_parse_rate(rate_text), seed=seed, out_dir=out_dir, producers=producers,
         consumers=consumers, in_flight_max=in_flight_max, compress_over_bytes=compress_over_bytes,
         linger_ms=linger_ms, durability=durability, keep_going=keep_going, keep_stores=keep_stores,
-        drain_ms=drain_ms, check_ms=max(200, check_ms), limits=None,
+        drain_ms=drain_ms, check_ms=max(200, check_ms), limits=None, acl_file=acl_file,
         command_line=["mqbench", *sys.argv[1:]],
         search=SearchSettings(start_rate_per_s=200.0, hold_checks=3, tolerance=0.05),
         thresholds=Thresholds(publish_latency_ms_p99_max=max_p99_ms, published_share_min=0.8),
         progress=ProgressLine(enabled=False if (as_json or quiet) else None),
         window_lines=WindowLines(sys.stderr if as_json else None, enabled=not quiet and not is_terminal(sys.stdout)))
+    if acl_file is not None and settings.target is not None:
+        raise UserError("--acl configures the embedded cluster; a --target cluster has its own ACL")
+    if acl_file is not None:
+        from mqbench.broker.server.acl import load_acl_file
+
+        load_acl_file(acl_file)  # a bad file fails before anything starts
     if settings.target is None:
         from mqbench.broker.layout import load_layout
 

@@ -34,6 +34,17 @@ log = logging.getLogger(__name__)
 READY_WAIT_S = 15.0
 
 
+def spec_credentials(spec: dict):
+    """The ACL credentials a worker signs every request with (``spec["credentials"]``: [accessKey,
+    secretKey], set when the run's embedded cluster checks an ACL), or None."""
+    pair = spec.get("credentials")
+    if not pair:
+        return None
+    from mqbench.broker.remoting.signature import Credentials
+
+    return Credentials(str(pair[0]), str(pair[1]))
+
+
 class Deliveries:
     """How many consumer deliveries one message owes: the groups whose subscription matches it.
 
@@ -108,7 +119,7 @@ class ConsumerDriver:
                                 pull_batch_size=spec.get("pull_batch_size", 64),
                                 suspend_timeout_ms=spec.get("suspend_timeout_ms", 2000),
                                 rebalance_interval_ms=spec.get("rebalance_interval_ms", 5000),
-                                pull_error_backoff_ms=200)
+                                pull_error_backoff_ms=200, credentials=spec_credentials(spec))
             for topic, expression in sorted(topics.items()):
                 consumer.subscribe(topic, expression)
             self.consumers.append(consumer)

@@ -39,6 +39,7 @@ class Environment:
     broker_pids: list[int] = field(default_factory=list)
     store_dirs: list[Path] = field(default_factory=list)
     state: object = None  # ClusterState of an embedded cluster
+    credentials: object = None  # signature.Credentials when the embedded cluster checks an ACL
     layout_object: Layout | None = None
 
 
@@ -68,19 +69,22 @@ def free_port_offset(layout: Layout, first: int = 1000, step: int = 20, tries: i
     raise UserError(f"no free ports for layout {layout.name!r} on this machine")
 
 
-def start_embedded(layout_name: str, directory: Path, durability: str, wait_s: float = 60.0) -> Environment:
-    """Start a fresh cluster of ``layout_name`` under ``directory`` (blocking)."""
-    from mqbench.cluster.launcher import up
+def start_embedded(layout_name: str, directory: Path, durability: str, wait_s: float = 60.0, *,
+                   acl_file: Path | None = None) -> Environment:
+    """Start a fresh cluster of ``layout_name`` under ``directory`` (blocking); with ``acl_file`` its
+    brokers check RocketMQ's ACL and ``credentials`` is what the run's clients sign with."""
+    from mqbench.cluster.launcher import cluster_credentials, up
     from mqbench.harness.results import layout_summary
 
     layout = load_layout(layout_name)
     offset = free_port_offset(layout)
-    state = up(layout_name, directory, port_offset=offset, durability=durability, wait_s=wait_s)
+    state = up(layout_name, directory, port_offset=offset, durability=durability, wait_s=wait_s, acl_file=acl_file)
     moved = layout.with_port_offset(offset)
     brokers = [r for r in state.processes.values() if r.kind == "broker"]
     return Environment(namesrv=moved.namesrv_addr, layout=layout_summary(moved), embedded=True,
                        broker_addrs=[i.addr for i in moved.instances], broker_pids=[r.pid for r in brokers],
-                       store_dirs=[Path(r.workdir) / "store" for r in brokers], state=state, layout_object=moved)
+                       store_dirs=[Path(r.workdir) / "store" for r in brokers], state=state, layout_object=moved,
+                       credentials=cluster_credentials(state))
 
 
 def stop_embedded(env: Environment) -> None:
@@ -101,7 +105,7 @@ async def _leaders(env: Environment, wait_s: float = LEADER_WAIT_S) -> list[str]
         while True:
             for instance in env.layout_object.group_instances(group):
                 try:
-                    info = await query_runtime_info(instance.addr, 2.0)
+                    info = await query_runtime_info(instance.addr, 2.0, credentials=env.credentials)
                 except Exception:  # noqa: BLE001 - an unreachable replica cannot be the leader we want
                     continue
                 if info.get("raftRole") == "leader":
@@ -126,7 +130,8 @@ async def prepare_topics(env: Environment, topics: list[TopicPlan]) -> dict:
         for addr in await _leaders(env):
             for topic in topics:
                 attributes = {"queue.type": "BatchCQ"} if topic.batch_cq else None
-                await create_topic(addr, topic.name, queues=topic.queues, attributes=attributes, timeout_s=10)
+                await create_topic(addr, topic.name, queues=topic.queues, attributes=attributes, timeout_s=10,
+                                   credentials=env.credentials)
     pool = ConnectionPool(connect_timeout_ms=3000)
     namesrv = NameServerClient(env.namesrv, pool, timeout_ms=3000)
     brokers: set[str] = set()

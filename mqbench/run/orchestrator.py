@@ -73,6 +73,7 @@ class RunSettings:
     compress_over_bytes: int = 4096
     linger_ms: int = 5
     durability: str = "memory"
+    acl_file: Path | None = None  # embedded cluster with RocketMQ's ACL; the workers sign their requests
     keep_going: bool = False
     keep_stores: bool = False
     drain_ms: int = 10_000
@@ -108,6 +109,8 @@ def _worker_specs(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings,
     common = {"namesrv": env.namesrv, "run_id": settings.run_id, "duration_ms": settings.duration_ms,
               "warmup_ms": settings.warmup_ms, "window_ms": settings.window_ms, "subscriptions": subscriptions,
               "progress_ms": 500}
+    if env.credentials is not None:
+        common["credentials"] = [env.credentials.access_key, env.credentials.secret_key]
     specs = []
     for index in range(settings.consumers):
         specs.append({**common, "role": "consumer", "worker_index": index, "workers": settings.consumers,
@@ -156,7 +159,7 @@ class _Probe:
 async def _probe(env: Environment) -> _Probe:
     if not env.embedded:
         return _Probe()
-    return _Probe(cpu_seconds(env.broker_pids), await replication_bytes(env.broker_addrs))
+    return _Probe(cpu_seconds(env.broker_pids), await replication_bytes(env.broker_addrs, credentials=env.credentials))
 
 
 def _truncate(metrics: RunMetrics, duration_ms: int) -> RunMetrics:
@@ -328,7 +331,7 @@ def run_cell(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, inde
         else:
             layout = cell.layout or settings.layout
             settings.progress.show(f"{label}: starting the {layout} cluster")
-            env = start_embedded(layout, work, settings.durability)
+            env = start_embedded(layout, work, settings.durability, acl_file=settings.acl_file)
         doc = asyncio.run(_run_cell_async(settings, plan, cell, env, label))
         if cell.layout is not None:
             doc["layout"] = dict(env.layout)  # the matrix varies the layout: each cell names its own

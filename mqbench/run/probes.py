@@ -57,14 +57,14 @@ def allocated_bytes(directories: Iterable[str | os.PathLike]) -> int:
     return total
 
 
-async def replication_bytes(addrs: Iterable[str], timeout_s: float = 2.0) -> int | None:
+async def replication_bytes(addrs: Iterable[str], timeout_s: float = 2.0, *, credentials=None) -> int | None:
     """Sum of ``raftBytesSent`` of the brokers at ``addrs``; None if any does not answer it."""
     from mqbench.admin.calls import query_runtime_info
 
     total = 0
     for addr in addrs:
         try:
-            info = await query_runtime_info(addr, timeout_s)
+            info = await query_runtime_info(addr, timeout_s, credentials=credentials)
             total += int(info["raftBytesSent"])
         except Exception:  # noqa: BLE001 - not exposed, not reachable: the figure is unknown
             return None

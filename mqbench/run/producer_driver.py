@@ -33,7 +33,7 @@ from mqbench.client import OutgoingMessage, Producer
 from mqbench.codecs.registry import parse_codec
 from mqbench.errors import MqbenchError
 from mqbench.harness.metrics import VALUE_US_MAX, RunMetrics, encode_histogram, new_histogram
-from mqbench.run.consumer_driver import Deliveries
+from mqbench.run.consumer_driver import Deliveries, spec_credentials
 from mqbench.run.schedule import Schedule
 from mqbench.run.stamps import stamp
 from mqbench.workloads.message import TraceMessage
@@ -123,7 +123,7 @@ class ProducerDriver:
         batch_codec = codec if spec.get("batch_compression") and not codec.is_none else None
         producer = Producer(spec["namesrv"], spec["group"], compression=codec, batch_compression=batch_codec,
                             compress_over_bytes=spec["compress_over_bytes"], send_timeout_ms=spec["send_timeout_ms"],
-                            retries=spec.get("retries", 2))
+                            retries=spec.get("retries", 2), credentials=spec_credentials(spec))
         await producer.start()
         progress = None
         try:

@@ -56,3 +56,24 @@ def test_layout_as_a_matrix_axis_gives_each_cell_its_own_cluster_and_per_host_fi
     assert "achieved/host msgs/s" in header and "achieved/instance msgs/s" in header
     rows = [line.split() for line in result.stdout.splitlines()[2:4]]
     assert rows[0][1] == "single" and rows[1][1] == "raft3"
+
+
+@pytest.mark.realproc
+def test_run_with_an_acl_signs_every_request_of_its_workers(tmp_path):
+    """``--acl``: the embedded broker checks RocketMQ's ACL (here one account, no white address, every
+    topic denied by default), so only requests signed with the cluster's own account get through: the
+    run's producers, consumers, topic creation and probes all carry it."""
+    acl = tmp_path / "plain_acl.yml"
+    acl.write_text("globalWhiteRemoteAddresses: []\naccounts:\n  - accessKey: someone\n    secretKey: s3cret-key\n"
+                   "    defaultTopicPerm: DENY\n    defaultGroupPerm: DENY\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [
+        "run", "orders", "--layout", "single", "--delay", "off", "--duration", "2s", "--warmup", "1s",
+        "--window", "1s", "--rate", "200", "--drain", "5s", "--limits", "none", "--quiet", "--acl", str(acl),
+        "--out", str(out)])
+    assert result.exit_code in (0, 3), result.output
+    _, doc = load_result(next(p for p in out.iterdir() if not p.name.startswith(".")))
+    agg = doc["cells"][0]["aggregates"]
+    assert agg["published"] > 200 and agg["publish_errors"] == 0
+    assert agg["consume_backlog_msgs_after_drain"] == 0 and agg["e2e_latency_count"] > 0
+    assert doc["cells"][0]["replication_bytes"] is not None      # the probes are signed too
