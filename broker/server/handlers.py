@@ -123,6 +123,8 @@ class BrokerContext:
     #: delayed): the hook for the delay service's ``rewrite_for_delay`` (DELAY level / TIMER_*
     #: messages moved to the schedule or timer topic). A rewriter raising UserError refuses the send.
     message_rewriters: list[Callable[[Message], Message]] = field(default_factory=list)
+    #: Extra GET_BROKER_RUNTIME_INFO fields from extensions (the delay service's counters).
+    runtime_extras: list[Callable[[], dict[str, object]]] = field(default_factory=list)
     #: RocketMQ's plain ACL (``acl.AclChecker``), checked on every request; None: off.
     acl: object = None
     started_ms: int = 0

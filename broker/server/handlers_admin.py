@@ -127,6 +127,8 @@ def runtime_info(ctx: BrokerContext) -> dict[str, str]:
     ``refusedRequestCount``, ``topicCount``, ``consumerGroupCount``, ``pullWaiterCount``. Store:
     ``storeBytes`` (disk bytes of the store folder), ``commitLogMinOffset``, ``commitLogMaxOffset``,
     ``writesRefusedReason`` (why writes are refused now, e.g. a full disk; "" when they are not).
+    Then whatever ``ctx.runtime_extras`` add (the delay service: ``delayDelivered``,
+    ``delayDeadLettered``, ``delayMalformed``, ``delayBadMarkers``, ``delayFailures``).
     """
     group, store = ctx.group, ctx.store
     leader = ctx.leader_instance()
@@ -151,6 +153,8 @@ def runtime_info(ctx: BrokerContext) -> dict[str, str]:
     }
     gate = getattr(group, "gate", None)
     table["writesRefusedReason"] = (gate.reason or "") if gate is not None else ""
+    for extra in ctx.runtime_extras:
+        table.update(extra())
     table.update(rocketmq_runtime_fields(ctx))
     return {k: str(v) for k, v in table.items()}
 

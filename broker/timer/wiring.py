@@ -97,6 +97,14 @@ class LeaderDelay:
             except Exception:
                 log.exception("delay service could not follow the leadership change")
 
+    def runtime_fields(self) -> dict[str, int]:
+        """The delivering service's counters for runtime info (zeros while not leader)."""
+        stats = self.service.stats if self.service is not None else None
+        return {f"delay{name[0].upper()}{name[1:]}": getattr(stats, key, 0) if stats is not None else 0
+                for name, key in (("delivered", "delivered"), ("deadLettered", "dead_lettered"),
+                                  ("malformed", "malformed"), ("badMarkers", "bad_markers"),
+                                  ("failures", "failures"))}
+
     async def close(self) -> None:
         """Stop the service (if running) and stop following the group."""
         self._closed = True
@@ -122,5 +130,6 @@ def attach_to_broker(broker, config: DelayConfig | None = None, **service_kw) ->
     broker.role_listeners.append(delay.on_role_change)
     broker.commit_listeners.append(delay.on_commit)
     broker.stop_hooks.append(delay.close)
+    broker.ctx.runtime_extras.append(delay.runtime_fields)
     delay.on_role_change(broker.group.role, broker.group.term, broker.group.leader_id)
     return delay

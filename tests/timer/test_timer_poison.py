@@ -158,4 +158,7 @@ def test_broker_refuses_a_delayed_send_whose_delivery_could_not_be_stored(tmp_pa
             assert service.stats.delivered == 2 and service.stats.dead_lettered == 1
             assert group.store.max_offset(DEAD_LETTER_TOPIC, 0) == 1
             assert group.store.topic_config(DEAD_LETTER_TOPIC) is not None     # so it can be pulled
+            from mqbench.broker.server.handlers_admin import runtime_info
+            info = runtime_info(one.broker.ctx)
+            assert info["delayDeadLettered"] == "1" and info["delayDelivered"] == "2"
     asyncio.run(asyncio.wait_for(main(), 60))
