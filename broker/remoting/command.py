@@ -37,6 +37,8 @@ from __future__ import annotations
 import json
 import re
 import struct
+
+import orjson
 from dataclasses import dataclass, field
 
 from mqbench.broker.remoting import codes
@@ -143,7 +145,12 @@ def _encode_json_header(cmd: RemotingCommand) -> bytes:
         doc["remark"] = cmd.remark
     doc["extFields"] = cmd.ext_fields
     doc["serializeTypeCurrentRPC"] = "JSON"
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        # orjson writes the same bytes as json.dumps(separators=(",", ":"), ensure_ascii=False)
+        # (tested), at a fraction of the cost: one header per message each way
+        return orjson.dumps(doc)
+    except TypeError:       # what orjson refuses (a lone surrogate...): the standard encoder's answer
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _encode_binary_header(cmd: RemotingCommand) -> bytes:
@@ -196,8 +203,8 @@ def decode_frame_content(content: bytes | bytearray | memoryview) -> RemotingCom
 
 def _decode_json_header(header: bytes) -> RemotingCommand:
     try:
-        doc = json.loads(header.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        doc = orjson.loads(header)       # UTF-8 checked; a malformed document is a ValueError
+    except (ValueError, RecursionError) as exc:
         raise PeerError(f"JSON header does not parse: {exc}") from None
     if not isinstance(doc, dict):
         raise PeerError(f"JSON header is a {type(doc).__name__}, not an object")
@@ -225,6 +232,9 @@ def _decode_json_header(header: bytes) -> RemotingCommand:
     ext: dict[str, str] = {}
     for key, value in raw_ext.items():
         if value is None:
+            continue
+        if type(value) is str:
+            ext[key] = value
             continue
         if isinstance(value, (dict, list)):
             raise PeerError(f"extFields[{key!r}] is a nested {type(value).__name__}; values must be scalars")

@@ -38,40 +38,58 @@ def _wire(name: str, default: Any = MISSING) -> Any:
 
 
 class _Header:
-    """Base of the header dataclasses: parsing from and rendering to ``extFields``."""
+    """Base of the header dataclasses: parsing from and rendering to ``extFields``.
+
+    The field table (name, wire name, kind, required, default) is built once per class and wire-name
+    map (``_spec``): a send parses one header per message, and reading the dataclass fields and their
+    type strings for each request cost more than the parse itself."""
 
     REQUEST: ClassVar[str] = "header"
+    _SPECS: ClassVar[dict] = {}
+
+    @classmethod
+    def _spec(cls, wire_names: dict[str, str] | None) -> tuple[tuple[str, str, str, bool, Any], ...]:
+        key = (cls, id(wire_names) if wire_names else 0)
+        cached = _Header._SPECS.get(key)
+        if cached is None:
+            rows = []
+            for f in fields(cls):  # type: ignore[arg-type]
+                type_name = str(f.type)
+                kind = "int" if type_name.startswith("int") else "bool" if type_name.startswith("bool") else "str"
+                rows.append((f.name, (wire_names or {}).get(f.name, f.metadata["wire"]), kind,
+                             f.default is MISSING, f.default))
+            # the map is kept with its table so that its id cannot be reused by another dict
+            cached = _Header._SPECS[key] = (wire_names, tuple(rows))
+        return cached[1]
 
     @classmethod
     def from_ext(cls, ext: dict[str, str], *, wire_names: dict[str, str] | None = None) -> Self:
         values: dict[str, Any] = {}
-        for f in fields(cls):  # type: ignore[arg-type]
-            wire = (wire_names or {}).get(f.name, f.metadata["wire"])
-            raw = ext.get(wire)
+        get = ext.get
+        for name, wire, kind, required, _ in cls._spec(wire_names):
+            raw = get(wire)
             if raw is None:
-                if f.default is MISSING:
+                if required:
                     raise HeaderError(f"{cls.REQUEST}: missing header field {wire!r}"
-                                      + (f" ({f.name})" if wire != f.name else ""))
+                                      + (f" ({name})" if wire != name else ""))
                 continue
-            values[f.name] = _parse(raw, f.type, f"{cls.REQUEST} header field {wire!r}")
+            if kind == "str":
+                values[name] = raw
+            elif kind == "int":
+                # the common case (plain digits, well inside a long) without the regex of parse_java_long
+                values[name] = (int(raw) if raw.isdigit() and raw.isascii() and len(raw) < 19
+                                else parse_java_long(raw, f"{cls.REQUEST} header field {wire!r}", HeaderError))
+            else:
+                values[name] = raw.lower() == "true"  # Boolean.parseBoolean
         return cls(**values)
 
     def to_ext(self, *, wire_names: dict[str, str] | None = None) -> dict[str, str]:
         out: dict[str, str] = {}
-        for f in fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
+        for name, wire, _kind, _, _ in self._spec(wire_names):
+            value = getattr(self, name)
             if value is not None:
-                out[(wire_names or {}).get(f.name, f.metadata["wire"])] = java_string(value)
+                out[wire] = value if type(value) is str else java_string(value)
         return out
-
-
-def _parse(raw: str, type_name: object, what: str) -> int | bool | str:
-    type_name = str(type_name)
-    if type_name.startswith("int"):
-        return parse_java_long(raw, what, HeaderError)
-    if type_name.startswith("bool"):
-        return raw.lower() == "true"  # Boolean.parseBoolean
-    return raw
 
 
 # --- send ---------------------------------------------------------------------------------------
