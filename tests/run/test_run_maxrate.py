@@ -41,3 +41,11 @@ def test_the_search_settles_just_under_a_known_capacity(tmp_path):
     # The measured phase is what ran: it ended with the search, well before the 60 s budget.
     assert cell["aggregates"]["duration_ms"] < 60_000
     assert any(step["verdict"] == "unhealthy" for step in search["history"])
+    # The capacity is the rate that held on repeat, never above what the broker can do; the first
+    # unheld rate is above it; the cell is held, offered = capacity, achieved = absorbed in the hold.
+    assert cell["verdict"] == "held" and cell["capacity_msgs_per_s"] == search["capacity_msgs_per_s"] <= 200
+    assert cell["first_unheld_rate_msgs_per_s"] > cell["capacity_msgs_per_s"]
+    assert cell["offered_msgs_per_s"] == cell["capacity_msgs_per_s"]
+    assert cell["achieved_msgs_per_s"] == search["sustainable_rate_per_s"]
+    held = [h for h in search["history"] if h["state"] == "hold" and h["rate_per_s"] == search["capacity_msgs_per_s"]]
+    assert len(held) >= 3 and all(h["verdict"] == "healthy" for h in held[-3:])

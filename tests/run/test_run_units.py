@@ -247,3 +247,14 @@ def test_a_window_line_reads_like_producer_sh():
     line = window_line("10:02:13Z", "cell 1/1 codec=none", "measuring", 20.0, 10.0, now, before, 2.14, 15.3)
     assert line == ("10:02:13Z cell 1/1 codec=none measuring 20.0 s | offered 500/s | achieved 499/s | pub p50 2.1 ms "
                     "p99 15.3 ms | errors 2 | backlog send 7 consume 12")
+
+
+def test_a_batching_cell_may_be_late_by_its_linger_without_being_saturated():
+    from mqbench.run.matrix import CellSettings
+    from mqbench.run.orchestrator import RunSettings, _bounds
+    from mqbench.run.plan import plan_workload
+
+    settings = RunSettings(source="orders", cells=[CellSettings()], linger_ms=1000)
+    plan = plan_workload("orders", 1)
+    assert _bounds(settings, plan, CellSettings(batch="64")).publish_delay_ms_p99_max == 2000.0
+    assert _bounds(settings, plan, CellSettings(batch="1")).publish_delay_ms_p99_max == 1000.0
