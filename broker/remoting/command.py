@@ -38,11 +38,18 @@ import json
 import re
 import struct
 
-import orjson
 from dataclasses import dataclass, field
+from types import ModuleType
 
 from mqbench.broker.remoting import codes
 from mqbench.errors import PeerError, UserError
+
+_orjson: ModuleType | None
+try:        # a dependency (pyproject); a venv made before it was added still works, only slower
+    import orjson as _orjson
+except ImportError:     # pragma: no cover - exercised only in such a venv
+    _orjson = None
+orjson = _orjson
 
 LENGTH = struct.Struct(">i")           # the frame length field, and the header-length word
 BINARY_FIXED = struct.Struct(">hbhii")  # code, language, version, opaque, flag: 13 bytes
@@ -145,10 +152,13 @@ def _encode_json_header(cmd: RemotingCommand) -> bytes:
         doc["remark"] = cmd.remark
     doc["extFields"] = cmd.ext_fields
     doc["serializeTypeCurrentRPC"] = "JSON"
+    if orjson is None:
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     try:
         # orjson writes the same bytes as json.dumps(separators=(",", ":"), ensure_ascii=False)
         # (tested), at a fraction of the cost: one header per message each way
-        return orjson.dumps(doc)
+        encoded: bytes = orjson.dumps(doc)
+        return encoded
     except TypeError:       # what orjson refuses (a lone surrogate...): the standard encoder's answer
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
@@ -203,8 +213,9 @@ def decode_frame_content(content: bytes | bytearray | memoryview) -> RemotingCom
 
 def _decode_json_header(header: bytes) -> RemotingCommand:
     try:
-        doc = orjson.loads(header)       # UTF-8 checked; a malformed document is a ValueError
-    except (ValueError, RecursionError) as exc:
+        # UTF-8 checked; a malformed document is a ValueError
+        doc = orjson.loads(header) if orjson is not None else json.loads(header.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise PeerError(f"JSON header does not parse: {exc}") from None
     if not isinstance(doc, dict):
         raise PeerError(f"JSON header is a {type(doc).__name__}, not an object")

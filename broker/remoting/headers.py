@@ -45,7 +45,7 @@ class _Header:
     type strings for each request cost more than the parse itself."""
 
     REQUEST: ClassVar[str] = "header"
-    _SPECS: ClassVar[dict] = {}
+    _SPECS: ClassVar[dict[tuple[type, int], tuple[Any, tuple[tuple[str, str, str, bool, Any], ...]]]] = {}
 
     @classmethod
     def _spec(cls, wire_names: dict[str, str] | None) -> tuple[tuple[str, str, str, bool, Any], ...]:
