@@ -430,6 +430,7 @@ class ReplicatedGroup:
                     await self._handle(rd)
                     node.advance(rd)
                     self._check_role()
+                    self._reads.changed(self.reads_ready)   # applied, role or a truncation moved it
                 self._check_role()
         except asyncio.CancelledError:
             raise
@@ -494,7 +495,6 @@ class ReplicatedGroup:
         store.commit(entries[-1].index - 1)
         self._meta_applied = max(self._meta_applied, entries[-1].index)
         self.applied_index = entries[-1].index
-        self._reads.changed(self.reads_ready)
         done = [(e.index, e, self._waiters.pop(e.index)) for e in entries if e.index in self._waiters]
         for index, entry, waiter in done:
             error = self._apply_errors.pop(index, None)
@@ -543,7 +543,6 @@ class ReplicatedGroup:
                                keep_term=node.term if node.role == Role.LEADER else None)
         if node.lead:
             self._leader_known.set()
-        self._reads.changed(self.reads_ready)
         self._notify_role()
 
     def _notify_role(self) -> None:
