@@ -8,7 +8,7 @@ the secret gives us in ~60 lines. What is wanted is *integrity and origin* (only
 frame into a follower's log), not confidentiality: the Raft port carries the same messages clients
 read back from the broker anyway. The cost is one SHA-256 pass over each frame (CPU, no extra round
 trip after the handshake). What it does not give: secrecy of the stream, and protection against a
-peer whose secret leaked (rotate by ``cluster down`` / ``up``).
+peer whose secret leaked (rotate it: ``cluster down``, delete ``DIR/cluster.secret``, ``up``).
 
 Protocol (all integers big-endian). Connections are one-way: the connecting side (the *sender*)
 only sends Raft messages, the accepting side (the *receiver*) only reads them.
