@@ -10,6 +10,10 @@ import click
 from mqbench.cli.options import DurationMs, json_option, seed_option
 from mqbench.errors import UserError
 
+# per-cell figures of issue 16 that --json repeats (documented in mqbench.harness.results)
+MEASURED_FIELDS = ("batch_achieved", "disk_user_bytes_per_msg", "disk_meta_bytes_total", "broker_cpu_us_per_msg",
+                   "client_cpu_us_per_msg", "broker_cpu_machine_share", "client_cpu_machine_share")
+
 
 def _parse_rate(text: str):
     text = text.strip().lower()
@@ -136,8 +140,9 @@ them; none skips them; FILE takes `mqbench limits --json` output.
               help="Unacknowledged send requests per producer worker before the sender waits (shows as publish delay).")
 @click.option("--compress-over", "compress_over_bytes", type=click.IntRange(0), default=4096, show_default=True,
               help="Compress bodies of at least this many bytes (RocketMQ's default 4096).")
-@click.option("--linger", "linger_ms", type=DurationMs(), default="5ms", show_default=True,
-              help="Longest wait for a batch to fill.")
+@click.option("--linger", "linger_ms", type=DurationMs(), default="1s", show_default=True,
+              help="A batch goes when it holds --batch messages or when its first message has waited this "
+                   "long (one queue per batch, queues rotating per batch); the wait shows as publish delay.")
 @click.option("--durability", type=click.Choice(["memory", "fsync"]), default="memory", show_default=True,
               help="Embedded cluster: quorum in memory or quorum fsynced before an ack.")
 @click.option("--drain", "drain_ms", type=DurationMs(), default="10s", show_default=True,
@@ -224,6 +229,7 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
                                     "replication_bytes": c["replication_bytes"],
                                     "cpu_s_per_million_msgs": c["cpu_s_per_million_msgs"],
                                     "max_rate_search": c["max_rate_search"],
+                                    **{k: c.get(k) for k in MEASURED_FIELDS},
                                     **{k: c[k] for k in ("verdict", "verdict_signals", "verdict_detail",
                                                          "offered_msgs_per_s", "achieved_msgs_per_s",
                                                          "capacity_msgs_per_s", "first_unheld_rate_msgs_per_s")}}

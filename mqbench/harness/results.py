@@ -132,6 +132,26 @@ field                                       meaning
 ``cells[].windows[].publish_backlog_msgs``  both backlogs at the end of each window (null before
 ``cells[].windows[].consume_backlog_msgs``  the first sample)
 ``cells[].last_publish_error``              the last send failure's text, or null
+``cells[].windows[].broker_cpu_s``          CPU seconds of the brokers / of the load generator in
+``cells[].windows[].client_cpu_s``          that window (sampled at its edges; broker null on a target)
+``cells[].batch_achieved``                  messages per record as the brokers STORED them (read from
+                                            the stores after the cell, one replica per group, on the
+                                            topics the cell batches, else on all workload topics):
+                                            ``records_total``, ``msgs_total``,
+                                            ``msgs_per_record_mean``, ``msgs_per_record_p50``,
+                                            ``msgs_per_record_p99``, ``asked_msgs`` (the batch asked
+                                            for) and ``under_half_asked`` (mean < asked / 2); null
+                                            on a target (``mqbench.run.stored``)
+``cells[].disk_user_bytes_per_msg``         log bytes of user records (every record but the
+                                            broker's metadata topic, entry framing included), all
+                                            replicas, per acknowledged message; null on a target
+``cells[].disk_meta_bytes_total``           log bytes of the broker's metadata records (offset
+                                            snapshots, topic configs), all replicas
+``cells[].broker_cpu_us_per_msg``           broker processes' CPU microseconds per message of the
+                                            measured phase (equals ``cpu_s_per_million_msgs``)
+``cells[].client_cpu_us_per_msg``           the load generator's (driver workers + mqbench parent)
+``cells[].broker_cpu_machine_share``        share of the machine (all cores) each side used over
+``cells[].client_cpu_machine_share``        the measured phase; 1.0 = every core busy
 ==========================================  ========================================================
 """
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 * ``start_embedded(layout, directory, durability)``: a free port offset (so runs never collide
   with another cluster on this machine), ``mqbench.cluster.launcher.up``, and what the probes need
-  (broker pids, addresses, store directories). ``stop_embedded`` stops it cleanly.
+  (broker pids, addresses, store directories, each replica's store with its broker group).
+  ``stop_embedded`` stops it cleanly.
 * ``prepare_topics(env, topics)``: on an embedded cluster, creates each topic on every group's
   leader (UPDATE_AND_CREATE_TOPIC; ``queue.type=BatchCQ`` for a batch-consolidated topic) and waits
   until the name server routes it; on a target, checks that every topic has a route and names the
@@ -38,6 +39,7 @@ class Environment:
     broker_addrs: list[str] = field(default_factory=list)
     broker_pids: list[int] = field(default_factory=list)
     store_dirs: list[Path] = field(default_factory=list)
+    group_stores: list[tuple[str, Path]] = field(default_factory=list)  # (broker group, store) per replica
     state: object = None  # ClusterState of an embedded cluster
     credentials: object = None  # signature.Credentials when the embedded cluster checks an ACL
     layout_object: Layout | None = None
@@ -84,7 +86,8 @@ def start_embedded(layout_name: str, directory: Path, durability: str, wait_s: f
     return Environment(namesrv=moved.namesrv_addr, layout=layout_summary(moved), embedded=True,
                        broker_addrs=[i.addr for i in moved.instances], broker_pids=[r.pid for r in brokers],
                        store_dirs=[Path(r.workdir) / "store" for r in brokers], state=state, layout_object=moved,
-                       credentials=cluster_credentials(state))
+                       credentials=cluster_credentials(state,
+                       group_stores=[(r.name.split("/")[0], Path(r.workdir) / "store") for r in brokers])
 
 
 def stop_embedded(env: Environment) -> None:
@@ -92,6 +95,7 @@ def stop_embedded(env: Environment) -> None:
 
     if env.state is not None:
         down(env.state, timeout_s=10.0)
+        env.state = None
 
 
 async def _leaders(env: Environment, wait_s: float = LEADER_WAIT_S) -> list[str]:

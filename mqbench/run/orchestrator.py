@@ -45,8 +45,10 @@ from mqbench.run.environment import Environment, prepare_topics, start_embedded,
 from mqbench.run.matrix import CellSettings
 from mqbench.run.payload import measure_payload
 from mqbench.run.plan import WorkloadPlan, plan_workload
-from mqbench.run.probes import allocated_bytes, cpu_seconds, replication_bytes
+from mqbench.run.producer_driver import LINGER_MS_DEFAULT
+from mqbench.run.probes import CpuSample, allocated_bytes, cpu_figures, replication_bytes, sample_cpu
 from mqbench.run.progress import ProgressLine, WindowLines, describe, window_line
+from mqbench.run.stored import stored_figures
 from mqbench.run.tracker import Tracker
 from mqbench.run.workers import WorkerSet
 
@@ -71,7 +73,7 @@ class RunSettings:
     consumers: int = 1
     in_flight_max: int = 1000
     compress_over_bytes: int = 4096
-    linger_ms: int = 5
+    linger_ms: int = LINGER_MS_DEFAULT
     durability: str = "memory"
     acl_file: Path | None = None  # embedded cluster with RocketMQ's ACL; the workers sign their requests
     keep_going: bool = False
@@ -161,14 +163,23 @@ def _window_line(settings: RunSettings, tracker: Tracker, label: str, phase: str
 
 @dataclass
 class _Probe:
-    cpu_s: float | None = None
+    cpu: CpuSample
     replication_bytes: int | None = None
 
+    @property
+    def cpu_s(self) -> float | None:
+        return self.cpu.broker_s
 
-async def _probe(env: Environment) -> _Probe:
+
+def _cpu_now(env: Environment, client_pids: list[int]) -> CpuSample:
+    return sample_cpu(env.broker_pids if env.embedded else None, client_pids, time.monotonic_ns())
+
+
+async def _probe(env: Environment, client_pids: list[int]) -> _Probe:
+    cpu = _cpu_now(env, client_pids)
     if not env.embedded:
-        return _Probe()
-    return _Probe(cpu_seconds(env.broker_pids), await replication_bytes(env.broker_addrs, credentials=env.credentials))
+        return _Probe(cpu)
+    return _Probe(cpu, await replication_bytes(env.broker_addrs, credentials=env.credentials))
 
 
 def _truncate(metrics: RunMetrics, duration_ms: int) -> RunMetrics:
@@ -212,6 +223,8 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             workers.send(producers, {"op": "rate", "rate_per_s": rate_now, "from_ns": start_ns})
         probe_start = probe_end = None
         hold_checks: list = []  # (state, rate, publish latency histogram) of every check
+        client_pids = [os.getpid()] + [w.process.pid for w in workers.workers]
+        cpu_edges: list[CpuSample] = []     # at each window edge of the measured phase
         check_started_ns = None
         settle_until_ns = measure_ns
         stopped_ns = None
@@ -224,9 +237,12 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             await asyncio.sleep(0.25)
             now = time.monotonic_ns()
             if probe_start is None and now >= measure_ns:
-                probe_start = await _probe(env)
+                probe_start = await _probe(env, client_pids)
+                cpu_edges.append(probe_start.cpu)
             if probe_end is None and (now >= end_ns or stopped_ns is not None):
-                probe_end = await _probe(env)
+                probe_end = await _probe(env, client_pids)
+            elif probe_start is not None and now >= measure_ns + len(cpu_edges) * settings.window_ms * NS_PER_MS:
+                cpu_edges.append(_cpu_now(env, client_pids))
             if search is not None and now >= measure_ns and stopped_ns is None:
                 if check_started_ns is None:
                     if now >= settle_until_ns:  # the pipeline has filled at the new rate: judge from here
@@ -258,9 +274,9 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             if now > end_ns + 120 * 1_000_000_000:
                 raise UserError("producers did not finish within 120 s after the end of the run")
         if probe_start is None:
-            probe_start = await _probe(env)
+            probe_start = await _probe(env, client_pids)
         if probe_end is None:
-            probe_end = await _probe(env)
+            probe_end = await _probe(env, client_pids)
         end_totals = tracker.totals()
         loop = asyncio.get_running_loop()
         drain_deadline = loop.time() + settings.drain_ms / 1000
@@ -325,8 +341,30 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
         "measured_offered_msgs": after_drain["measured_sent"] + end_totals["publish_backlog"],
         "measured_acked_msgs": after_drain["measured_acked"],
     })
+    doc.update(cpu_figures(probe_start.cpu, probe_end.cpu, merged.total().counters["published"]))
+    edges = cpu_edges[:len(doc["windows"])] + [probe_end.cpu]
+    for index, window in enumerate(doc["windows"]):
+        first, last = edges[index:index + 2] if index + 1 < len(edges) else (None, None)
+        window["broker_cpu_s"] = None if first is None or first.broker_s is None else max(0.0, last.broker_s - first.broker_s)
+        window["client_cpu_s"] = None if first is None else max(0.0, last.client_s - first.client_s)
     doc["last_publish_error"] = last_error
     return doc
+
+
+def _add_stored(doc: dict, env: Environment, plan: WorkloadPlan, cell: CellSettings) -> None:
+    """The cell's figures read from its stores (``stored`` module doc): the achieved batch of the
+    topics the cell batches, user bytes per acknowledged message and metadata bytes."""
+    sizes = plan.batch_msgs(cell)
+    batched = {topic for topic, size in sizes.items() if size > 1}
+    figures = stored_figures(env.group_stores, batched, set(plan.topic_names))
+    acked = doc["aggregates"]["acked_msgs_total"]
+    asked = max((sizes[t] for t in batched), default=1)
+    achieved = figures.batch.as_dict()
+    mean = achieved["msgs_per_record_mean"]
+    achieved.update(asked_msgs=asked, under_half_asked=mean is not None and mean < asked / 2)
+    doc["batch_achieved"] = achieved
+    doc["disk_user_bytes_per_msg"] = figures.user_bytes / acked if acked else None
+    doc["disk_meta_bytes_total"] = figures.meta_bytes
 
 
 def run_cell(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, index: int) -> tuple[dict, dict]:
@@ -344,6 +382,11 @@ def run_cell(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, inde
         doc = asyncio.run(_run_cell_async(settings, plan, cell, env, label))
         if cell.layout is not None:
             doc["layout"] = dict(env.layout)  # the matrix varies the layout: each cell names its own
+        if env.embedded:
+            stop_embedded(env)   # the stores are read whole once their brokers have stopped
+            _add_stored(doc, env, plan, cell)
+        else:
+            doc.update(batch_achieved=None, disk_user_bytes_per_msg=None, disk_meta_bytes_total=None)
         return doc, env.layout
     finally:
         settings.progress.close()

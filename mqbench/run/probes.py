@@ -8,10 +8,18 @@
   (``st_blocks * 512``, so preallocated-but-sparse segment files count what they really use).
 * ``replication_bytes(addrs)``: sum of ``raftBytesSent`` over the brokers' runtime info
   (GET_BROKER_RUNTIME_INFO), or None when a broker does not expose it.
+* ``CpuSample`` / ``sample_cpu(broker_pids, client_pids, t_ns)``: the brokers' and the load
+  generator's (driver workers and the mqbench parent) CPU seconds at one moment; the run takes one
+  at every window edge of the measured phase. ``cpu_figures(first, last, msgs)`` turns two of them
+  into the cell's figures: CPU microseconds per message of each side (``broker_cpu_us_per_msg``,
+  ``client_cpu_us_per_msg``) and the share of the whole machine each used over that time
+  (``*_cpu_machine_share``: CPU seconds / (wall seconds x ``os.cpu_count()``), 1.0 = every core
+  busy). The broker side is None when the brokers are not ours (``--target``).
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -43,6 +51,29 @@ def cpu_seconds(pids: Iterable[int]) -> float:
         except (OSError, ValueError):
             continue
     return total
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    t_ns: int
+    broker_s: float | None
+    client_s: float
+
+
+def sample_cpu(broker_pids: Iterable[int] | None, client_pids: Iterable[int], t_ns: int) -> CpuSample:
+    return CpuSample(t_ns, None if broker_pids is None else cpu_seconds(broker_pids), cpu_seconds(client_pids))
+
+
+def cpu_figures(first: CpuSample, last: CpuSample, msgs: int, cpus: int | None = None) -> dict:
+    """The cell's CPU fields between two samples (module doc); None where not measurable."""
+    cpus = cpus or os.cpu_count() or 1
+    wall_s = (last.t_ns - first.t_ns) / 1e9
+    out = {}
+    for side, a, b in (("broker", first.broker_s, last.broker_s), ("client", first.client_s, last.client_s)):
+        used = None if a is None or b is None else max(0.0, b - a)
+        out[f"{side}_cpu_us_per_msg"] = used * 1e6 / msgs if used is not None and msgs else None
+        out[f"{side}_cpu_machine_share"] = used / (wall_s * cpus) if used is not None and wall_s > 0 else None
+    return out
 
 
 def allocated_bytes(directories: Iterable[str | os.PathLike]) -> int:

@@ -9,8 +9,14 @@ Contract of ``ProducerDriver(spec, report).run()``:
   intended time) of every message that waited: a slow broker shows up as growing publish delay,
   and end-to-end latency (from the intended time, see ``stamps``) includes it.
 * Batching (``batch_msgs > 1`` for a topic): undelayed messages of a topic are collected and go as
-  one SEND_BATCH_MESSAGE when ``batch_msgs`` are collected or ``linger_ms`` after the first one's
-  intended time, whichever is first; their publish delay includes the wait for the batch to fill.
+  one SEND_BATCH_MESSAGE when ``batch_msgs`` are collected or ``linger_ms`` (default
+  ``LINGER_MS_DEFAULT``, 1 s) after the first one's intended time, whichever is first; their
+  publish delay includes the wait for the batch to fill. One batch fills at a time per topic and
+  goes to one queue; the producer's round-robin moves to the next queue with the next batch, so
+  every stored batch holds up to ``batch_msgs`` messages of one queue. A batch reaches its size
+  whenever this worker's share of the topic's rate is at least ``batch_msgs`` per linger (64 per
+  second at the default); below that it holds what the linger collected, and the result's
+  ``batch_achieved`` (read from the stores) shows it.
   Delayed messages always go alone (RocketMQ refuses delayed messages in a batch).
 * Compression (``mqbench.client.Producer``): bodies of at least ``compress_over_bytes`` with the
   cell's codec; with ``batch_compression`` each whole batch body too (the batch envelope).
@@ -41,6 +47,9 @@ from mqbench.workloads.source import open_workload
 
 log = logging.getLogger(__name__)
 NS_PER_MS = 1_000_000
+# Long enough for a batch of 64 to fill at 64 msgs/s per topic and producer worker, short enough
+# that a batch never holds a message longer than an application batching by hand would.
+LINGER_MS_DEFAULT = 1000
 
 
 @dataclass
@@ -74,7 +83,7 @@ class ProducerDriver:
         self.totals = ProducerTotals()
         self.deliveries = Deliveries(spec["subscriptions"])
         self.batch_sizes: dict[str, int] = dict(spec["batch_msgs"])
-        self.linger_ns = int(spec.get("linger_ms", 5)) * NS_PER_MS
+        self.linger_ns = int(spec.get("linger_ms", LINGER_MS_DEFAULT)) * NS_PER_MS
         self.window = asyncio.Semaphore(int(spec.get("in_flight_max", 1000)))
         self.interval_latency = new_histogram()
         self.stopping = False

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from mqbench.broker.store.compression import decode_client_batch
 from mqbench.harness.metrics import RunMetrics
 from run_scripted_cluster import scripted
 
@@ -22,7 +23,7 @@ def spec(namesrv, **overrides):
     base = {"namesrv": namesrv, "run_id": "t1", "duration_ms": 1500, "warmup_ms": 0, "window_ms": 500,
             "progress_ms": 100, "subscriptions": [("g-all", "order_events", "*"), ("g-all", "order_payment_timeout", "*")],
             "source": "orders", "seed": 2, "rate": 200.0, "codec": "none", "compress_over_bytes": 4096,
-            "batch_msgs": {"order_events": 1, "order_payment_timeout": 1}, "linger_ms": 5, "delay": False,
+            "batch_msgs": {"order_events": 1, "order_payment_timeout": 1}, "delay": False,
             "in_flight_max": 1000, "send_timeout_ms": 3000, "group": "PID_t", "topics": ["order_events"],
             "worker_index": 0, "workers": 1, "consume_from": "first"}
     base.update(overrides)
@@ -122,3 +123,15 @@ def run_loop():
     def runner(coro, timeout_s=30):
         return asyncio.run(asyncio.wait_for(coro, timeout_s))
     return runner
+
+
+def test_batches_reach_their_size_at_the_default_linger(run_loop):
+    # Finding 2 of issue 16: at a rate a 64-message batch fills in well under a second, the 5 ms
+    # linger sent batches of one or two. With the default linger every batch but the last is full.
+    produced, _consumed, _reports, broker = run_loop(drive(
+        batch_msgs={"order_events": 64, "order_payment_timeout": 1}, rate=300.0))
+    assert produced["totals"]["errors"] == 0
+    sizes = [len(decode_client_batch(r.body, 0).items) for r in broker.requests
+             if r.code == scripted.codes.SEND_BATCH_MESSAGE]
+    assert sizes and sum(sizes) == len(broker.stored("order_events"))
+    assert sorted(sizes, reverse=True)[:-1] == [64] * (len(sizes) - 1), sizes  # the last goes at the end

@@ -258,3 +258,19 @@ def test_a_batching_cell_may_be_late_by_its_linger_without_being_saturated():
     plan = plan_workload("orders", 1)
     assert _bounds(settings, plan, CellSettings(batch="64")).publish_delay_ms_p99_max == 2000.0
     assert _bounds(settings, plan, CellSettings(batch="1")).publish_delay_ms_p99_max == 1000.0
+
+
+def test_cpu_figures_split_broker_and_load_generator_per_message_and_machine_share():
+    # Finding 4 of issue 16: the brokers' CPU and the load generator's are separate figures.
+    from mqbench.run.probes import CpuSample, cpu_figures, sample_cpu
+
+    first = CpuSample(0, broker_s=10.0, client_s=4.0)
+    last = CpuSample(2_000_000_000, broker_s=11.0, client_s=4.5)
+    figures = cpu_figures(first, last, msgs=1000, cpus=2)
+    assert figures == {"broker_cpu_us_per_msg": 1000.0, "broker_cpu_machine_share": 0.25,
+                       "client_cpu_us_per_msg": 500.0, "client_cpu_machine_share": 0.125}
+    target = cpu_figures(CpuSample(0, None, 1.0), CpuSample(10**9, None, 1.5), msgs=0, cpus=1)
+    assert target == {"broker_cpu_us_per_msg": None, "broker_cpu_machine_share": None,
+                      "client_cpu_us_per_msg": None, "client_cpu_machine_share": 0.5}
+    sample = sample_cpu(None, [os.getpid()], 5)
+    assert sample.broker_s is None and sample.client_s > 0 and sample.t_ns == 5
