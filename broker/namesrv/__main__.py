@@ -15,6 +15,7 @@ from mqbench.broker.cluster_secret import read_secret_file
 from mqbench.broker.namesrv.routes import BROKER_EXPIRY_MS_DEFAULT
 from mqbench.broker.namesrv.server import SCAN_INTERVAL_MS_DEFAULT, NameServer
 from mqbench.broker.remoting.client import parse_addr
+from mqbench.broker.lifeline import watch_parent
 from mqbench.errors import UserError
 
 
@@ -53,6 +54,7 @@ async def _serve(host: str, port: int, args) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watch_parent(loop, stop.set)    # an embedded cluster's name server ends with the command that owns it
     print(f"namesrv listening on {bound_host}:{bound_port}", flush=True)
     await stop.wait()
     await namesrv.close()

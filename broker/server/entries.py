@@ -9,6 +9,8 @@ body (UTF-8, keys sorted, no spaces, exactly these keys)::
     {"v": 1, "type": "offset", "group": "<consumer group>", "topic": "<topic>",
      "queueId": <int >= 0>, "offset": <int >= 0>, "reset": <bool>}
 
+    {"v": 1, "type": "offsets", "offsets": {"<group>": {"<topic>": {"<queueId>": <offset>, ...}, ...}, ...}}
+
     {"v": 1, "type": "topic", "mode": "upsert" | "create",
      "config": {<TopicConfig as in topics.json, v5 flavour: attributes, order, perm,
                  readQueueNums, topicFilterType, topicName, topicSysFlag, writeQueueNums>}}
@@ -19,6 +21,11 @@ same state):
 * ``offset``: the group's committed offset of that queue becomes ``offset`` if it is greater than
   the current one; an older or equal value is ignored (offsets never rewind), unless ``reset`` is
   true (an explicit reset, e.g. an admin moving a group back).
+* ``offsets`` (a snapshot: every offset committed since the previous snapshot, of any group, topic
+  and queue, at most ``SNAPSHOT_OFFSETS_MAX`` per record): each applied as an ``offset`` without
+  ``reset``. This is how commits are replicated (``ReplicatedGroup.commit_offset``): one record per
+  snapshot, not one per commit, so offsets cost what users of RocketMQ expect (it persists them
+  every few seconds) while every acknowledged commit is still in the Raft log.
 * ``topic``: ``upsert`` creates the topic or replaces its config; ``create`` creates it only when
   it does not exist yet (auto-creation on first send: two racing creations keep the first). An
   update the store refuses (say, changing ``queue.type``) changes nothing on any replica.
@@ -42,6 +49,7 @@ from mqbench.broker.store.topics import validate_group, validate_topic
 META_TOPIC = "rmq_sys_mqbench_meta"
 META_VERSION = 1
 TOPIC_MODES = ("upsert", "create")
+SNAPSHOT_OFFSETS_MAX = 4096   # offsets per snapshot record (~60 bytes each: far below a record's limit)
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,11 @@ class OffsetUpdate:
     queue_id: int
     offset: int
     reset: bool = False
+
+
+@dataclass(frozen=True)
+class OffsetsSnapshot:
+    offsets: dict[tuple[str, str, int], int]    # (group, topic, queue id) -> offset
 
 
 @dataclass(frozen=True)
@@ -71,9 +84,18 @@ def check_offset_update(update: OffsetUpdate) -> OffsetUpdate:
     return update
 
 
-def encode_meta(update: OffsetUpdate | TopicUpdate) -> bytes:
+def encode_meta(update: OffsetUpdate | OffsetsSnapshot | TopicUpdate) -> bytes:
     """The JSON body of an update (module doc)."""
-    if isinstance(update, OffsetUpdate):
+    if isinstance(update, OffsetsSnapshot):
+        if not 0 < len(update.offsets) <= SNAPSHOT_OFFSETS_MAX:
+            raise UserError(f"an offsets snapshot holds 1 to {SNAPSHOT_OFFSETS_MAX} offsets, "
+                            f"not {len(update.offsets)}")
+        nested: dict = {}
+        for (group, topic, queue_id), offset in update.offsets.items():
+            check_offset_update(OffsetUpdate(group, topic, queue_id, offset))
+            nested.setdefault(group, {}).setdefault(topic, {})[str(queue_id)] = offset
+        doc = {"v": META_VERSION, "type": "offsets", "offsets": nested}
+    elif isinstance(update, OffsetUpdate):
         check_offset_update(update)
         doc = {"v": META_VERSION, "type": "offset", "group": update.group, "topic": update.topic,
                "queueId": update.queue_id, "offset": update.offset, "reset": bool(update.reset)}
@@ -85,7 +107,7 @@ def encode_meta(update: OffsetUpdate | TopicUpdate) -> bytes:
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
-def meta_message(update: OffsetUpdate | TopicUpdate) -> Message:
+def meta_message(update: OffsetUpdate | OffsetsSnapshot | TopicUpdate) -> Message:
     """The record (before the store stamps it) that carries ``update``."""
     return Message(topic=META_TOPIC, body=encode_meta(update), queue_id=0)
 
@@ -100,7 +122,28 @@ def _field(doc: dict, key: str, kind, where: str):
     return value
 
 
-def decode_meta(body: bytes, *, where: str = META_TOPIC) -> OffsetUpdate | TopicUpdate:
+def _decode_snapshot(doc: dict, where: str) -> OffsetsSnapshot:
+    if set(doc) != {"v", "type", "offsets"}:
+        raise CorruptDataError(f"offsets snapshot has fields {sorted(doc)}", where=where)
+    offsets: dict[tuple[str, str, int], int] = {}
+    for group, topics in _field(doc, "offsets", dict, where).items():
+        if not isinstance(topics, dict):
+            raise CorruptDataError(f"offsets snapshot: group {group!r} does not map topics", where=where)
+        for topic, queues in topics.items():
+            if not isinstance(queues, dict):
+                raise CorruptDataError(f"offsets snapshot: {group}/{topic} does not map queues", where=where)
+            for queue_text, offset in queues.items():
+                if not queue_text.isdigit() or isinstance(offset, bool) or not isinstance(offset, int):
+                    raise CorruptDataError(f"offsets snapshot: {group}/{topic} queue {queue_text!r} "
+                                           f"offset {offset!r}", where=where)
+                update = check_offset_update(OffsetUpdate(group, topic, int(queue_text), offset))
+                offsets[(update.group, update.topic, update.queue_id)] = update.offset
+    if not 0 < len(offsets) <= SNAPSHOT_OFFSETS_MAX:
+        raise CorruptDataError(f"offsets snapshot holds {len(offsets)} offsets", where=where)
+    return OffsetsSnapshot(offsets)
+
+
+def decode_meta(body: bytes, *, where: str = META_TOPIC) -> OffsetUpdate | OffsetsSnapshot | TopicUpdate:
     """Parse a body written by ``encode_meta`` (CorruptDataError for anything else)."""
     try:
         doc = json.loads(bytes(body).decode("utf-8"))
@@ -112,6 +155,8 @@ def decode_meta(body: bytes, *, where: str = META_TOPIC) -> OffsetUpdate | Topic
         raise CorruptDataError(f"metadata update version {doc.get('v')!r} is not {META_VERSION}", where=where)
     kind = doc.get("type")
     try:
+        if kind == "offsets":
+            return _decode_snapshot(doc, where)
         if kind == "offset":
             if set(doc) != {"v", "type", "group", "topic", "queueId", "offset", "reset"}:
                 raise CorruptDataError(f"offset update has fields {sorted(doc)}", where=where)
@@ -135,7 +180,7 @@ def decode_meta(body: bytes, *, where: str = META_TOPIC) -> OffsetUpdate | Topic
             return TopicUpdate(config, mode)
     except UserError as exc:
         raise CorruptDataError(f"metadata update: {exc}", where=where) from None
-    raise CorruptDataError(f"metadata update type {kind!r} is not offset or topic", where=where)
+    raise CorruptDataError(f"metadata update type {kind!r} is not offset, offsets or topic", where=where)
 
 
 log = logging.getLogger("mqbench.broker.replicated")
@@ -156,6 +201,11 @@ def apply_meta(store, data: bytes, index: int) -> Exception | None:
             current = store.query_offset(update.group, update.topic, update.queue_id)
             if update.reset or update.offset > current:
                 store.commit_offset(update.group, update.topic, update.queue_id, update.offset)
+            return None
+        if isinstance(update, OffsetsSnapshot):
+            for (group, topic, queue_id), offset in update.offsets.items():
+                if offset > store.query_offset(group, topic, queue_id):
+                    store.commit_offset(group, topic, queue_id, offset)
             return None
         cfg = update.config
         existing = store.topic_config(cfg.topic_name)

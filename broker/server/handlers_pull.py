@@ -130,7 +130,8 @@ async def on_pull(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
     if header.queue_offset < 0:
         raise Refused(codes.SYSTEM_ERROR, f"queueOffset {header.queue_offset} is negative")
     if header.sys_flag & codes.PULL_FLAG_COMMIT_OFFSET and header.commit_offset >= 0 and ctx.is_leader():
-        ctx.spawn(ctx.group.commit_offset(header.consumer_group, header.topic, header.queue_id, header.commit_offset),
+        ctx.spawn(ctx.group.commit_offset(header.consumer_group, header.topic, header.queue_id, header.commit_offset,
+                                          lazy=True),
                   f"offset commit of {header.consumer_group} on {header.topic}/{header.queue_id}")
     tags = _tags(ctx, header)
     suspend = header.sys_flag & codes.PULL_FLAG_SUSPEND and header.suspend_timeout_ms > 0

@@ -51,6 +51,7 @@ from mqbench.broker.server.handlers import BrokerContext, build_handlers, log
 from mqbench.broker.server.handlers_clients import connection_closed
 from mqbench.broker.server.registration import INTERVAL_MS_DEFAULT, Registrar, Registration
 from mqbench.broker.store import versions
+from mqbench.broker.lifeline import watch_parent
 from mqbench.errors import UserError
 
 DURABILITIES = ("memory", "fsync")
@@ -290,6 +291,7 @@ async def _run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):   # before starting: a signal during start-up stops it cleanly
         loop.add_signal_handler(sig, stop.set)
+    watch_parent(loop, stop.set)    # an embedded cluster's broker ends with the command that owns it
     await broker.start()
     if args.delay == "on":
         from mqbench.broker.timer import attach_to_broker

@@ -34,10 +34,12 @@ Writes (leader only; a follower or candidate raises ``NotLeader(leader_id)`` at 
   fsynced with ``fsync``) and applied here. ``PutResult(msg_id, queue_id, queue_offset,
   physical_offset, count, msg_ids, index)``: offsets of the first record, read back from the stored
   entry (every replica stamped the same); ``msg_id`` joins the records' offsetMsgIds with ",".
-* ``await commit_offset(group, topic, queue_id, offset, *, reset=False)``, ``await
+* ``await commit_offset(group, topic, queue_id, offset, *, reset=False, lazy=False)``, ``await
   update_topic(cfg)`` (create or replace), ``await ensure_topic(name, queues=4, attributes=None,
   perm=6)`` (create unless it exists; concurrent calls share one entry): metadata entries (``entries`` module doc), applied in log order on
-  every replica. An offset never moves back unless ``reset``.
+  every replica. An offset never moves back unless ``reset``. Commits are replicated as offset
+  snapshots (``offset_snapshots``): one record per snapshot, carrying every offset committed since
+  the previous one; ``lazy`` commits (piggybacked on pulls) wait up to ``offset_snapshot_ms``.
 * A put that is pending when this replica stops being leader (or closes) fails with
   ``LeadershipLost`` (a ``NotLeader``): its outcome is unknown (the new leader may have it), the
   client retries. Proposals are batched: everything proposed while a Ready is being persisted goes
@@ -84,6 +86,7 @@ from mqbench.broker.store.topics import validate_topic
 
 from .entries import OffsetUpdate, TopicUpdate, apply_meta, check_offset_update, meta_message
 from .group_types import LeadershipLost, NotLeader, PutResult, frame_bytes, is_meta_record, refuse_meta_topic
+from .offset_snapshots import OffsetSnapshots
 from .raft_glue import AppliedMark, StoreRaftStorage
 from .read_gate import ReadGate
 from .write_gate import DISK_CHECK_MS, DISK_FREE_BYTES_MIN_DEFAULT, WriteGate
@@ -108,10 +111,6 @@ class _Waiter:
     future: asyncio.Future
 
 
-@dataclass
-class _OffsetFlight:
-    wanted: int                           # the highest offset asked for while this flight is up
-    task: asyncio.Future | None = None
 
 
 class ReplicatedGroup:
@@ -172,7 +171,7 @@ class ReplicatedGroup:
         self.bytes_received = 0
         self._waiters: dict[int, _Waiter] = {}
         self._creating: dict[str, asyncio.Future] = {}
-        self._offset_flights: dict[tuple[str, str, int], _OffsetFlight] = {}
+        self._offsets = OffsetSnapshots(store, self._propose, self._lost)
         self._apply_errors: dict[int, Exception] = {}
         self._wake = asyncio.Event()
         self._leader_known = asyncio.Event()
@@ -312,37 +311,25 @@ class ReplicatedGroup:
             born_timestamp_ms=born_timestamp_ms, born_host=born_host, inner_body=inner_body)
         return await self._propose([r for r, _ in prepared], [n for _, n in prepared])
 
-    async def commit_offset(self, group: str, topic: str, queue_id: int, offset: int, *, reset: bool = False) -> None:
+    async def commit_offset(self, group: str, topic: str, queue_id: int, offset: int, *, reset: bool = False,
+                            lazy: bool = False) -> None:
         """Replicate a consumer offset; an offset not above the applied one is a no-op unless
-        ``reset``. Commits of one queue that arrive while one is in flight ride on the next entry,
-        which carries the highest of them (one entry per round trip per queue, not per call)."""
+        ``reset``. It rides on the next offset snapshot (``offset_snapshots``); ``lazy`` lets that
+        snapshot wait up to ``offset_snapshot_ms`` after the previous one."""
         update = check_offset_update(OffsetUpdate(group, topic, queue_id, offset, reset))
         self._check_writable()
         if reset:
             await self._propose([self.store.prepare_record(meta_message(update))], None)
             return
-        key = (group, topic, queue_id)
-        if offset <= self.store.query_offset(*key):
-            return
-        flight = self._offset_flights.get(key)
-        if flight is None:
-            flight = self._offset_flights[key] = _OffsetFlight(offset)
-            flight.task = asyncio.ensure_future(self._fly_offsets(key, flight))
-            flight.task.add_done_callback(lambda task: task.cancelled() or task.exception())
-        else:
-            flight.wanted = max(flight.wanted, offset)
-        await asyncio.shield(flight.task)
+        await self._offsets.commit((group, topic, queue_id), offset, lazy)
 
-    async def _fly_offsets(self, key: tuple[str, str, int], flight: "_OffsetFlight") -> None:
-        try:
-            proposed = -1
-            while flight.wanted > proposed:
-                proposed = flight.wanted
-                if proposed > self.store.query_offset(*key):
-                    update = OffsetUpdate(*key, proposed)
-                    await self._propose([self.store.prepare_record(meta_message(update))], None)
-        finally:
-            self._offset_flights.pop(key, None)
+    @property
+    def offset_snapshot_ms(self) -> int:
+        return self._offsets.interval_ms
+
+    @offset_snapshot_ms.setter
+    def offset_snapshot_ms(self, value: int) -> None:
+        self._offsets.interval_ms = value
 
     async def update_topic(self, cfg: TopicConfig) -> TopicConfig:
         """Create the topic or replace its config on every replica; returns the applied config."""
@@ -552,6 +539,9 @@ class ReplicatedGroup:
             except Exception:
                 log.exception("on_role_change callback failed")
 
+    def _lost(self, reason: str) -> LeadershipLost:
+        return LeadershipLost(self.node.lead, node_id=self.self_id, reason=reason)
+
     def _fail_waiters(self, reason: str, *, keep_term: int | None = None) -> None:
         """Fail the pending writes (those of ``keep_term`` stay)."""
         waiters = self._waiters
@@ -573,6 +563,7 @@ class ReplicatedGroup:
         if self._halted:
             return
         self._halted = True
+        self._offsets.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

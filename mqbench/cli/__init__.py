@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import signal
 import sys
+import threading
 
 import click
 
@@ -32,6 +34,26 @@ COMMANDS: dict[str, str] = _discover_commands()
 
 EXIT_USER_ERROR = 2
 EXIT_INVARIANT = 70  # EX_SOFTWARE
+_INTERRUPTED_BY = [signal.SIGINT, False]   # the signal that interrupted the command (exit 128 + it), and whether one did
+
+
+def _interrupt(signum, _frame) -> None:
+    """SIGTERM / SIGHUP: end like Ctrl-C: KeyboardInterrupt unwinds every finally block (inside
+    asyncio.run its tasks are cancelled first), so clusters are stopped and work folders removed.
+    Raised here rather than by re-sending SIGINT, which a shell ignores in background jobs. Only
+    the first one: ``timeout`` signals the command and then its whole process group, and a second
+    interrupt inside the clean-up would cut it short (SIGKILL still ends everything: lifelines)."""
+    if _INTERRUPTED_BY[1]:
+        return
+    _INTERRUPTED_BY[:] = [signum, True]
+    raise KeyboardInterrupt
+
+
+def interrupt_on_termination() -> None:
+    """Install ``_interrupt`` for SIGTERM and SIGHUP (main thread only; the console entry calls it)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _interrupt)
 
 
 class ReportedError(click.ClickException):
@@ -70,6 +92,12 @@ class MqbenchGroup(click.Group):
             raise ReportedError(str(exc), 1) from exc
         except BrokenPipeError:
             raise  # the reader of our output left (`| head`); main() ends quietly
+        except KeyboardInterrupt as exc:
+            # Ctrl-C, or SIGTERM / SIGHUP turned into it by main(): the finally blocks on the way
+            # here stopped what the command started; one line, no traceback, 128 + the signal
+            signum = _INTERRUPTED_BY[0]
+            raise ReportedError(f"interrupted by {signal.Signals(signum).name}; stopped what this command "
+                                "had started", 128 + signum) from exc
         except FileNotFoundError as exc:
             raise ReportedError(f"no such file: {exc.filename}", EXIT_USER_ERROR) from exc
         except PermissionError as exc:
@@ -91,6 +119,7 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    interrupt_on_termination()
     try:
         cli.main(args=argv, prog_name="mqbench")
     except BrokenPipeError:

@@ -25,6 +25,7 @@ STATUS_SCHEMA = "mqbench.cluster-status/1"
 LEADER_SCHEMA = "mqbench.cluster-leader/1"
 ACTION_SCHEMA = "mqbench.cluster-action/1"
 DEFAULT_DIR = Path(".mqbench") / "cluster"
+STALE_ROOT = Path("results") / ".work"   # where `mqbench run` (default --out) puts its clusters
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "STOP": signal.SIGSTOP, "CONT": signal.SIGCONT}
 
 dir_option = click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DIR,
@@ -107,12 +108,32 @@ def status(directory: Path, as_json: bool) -> None:
 @dir_option
 @click.option("--timeout", "timeout_s", type=click.FloatRange(0, 600), default=10, show_default=True,
               help="Seconds to wait for a clean stop (SIGTERM) before SIGKILL.")
+@click.option("--all-stale", is_flag=True,
+              help="Instead of --dir: stop and delete every embedded cluster under --under whose mqbench "
+                   "command is gone (the .work stores of a killed `mqbench run`).")
+@click.option("--under", "under", type=click.Path(file_okay=False, path_type=Path), default=STALE_ROOT,
+              show_default=True, help="With --all-stale: the folder holding the clusters (`mqbench run --out` + /.work).")
 @json_option
-def down(directory: Path, timeout_s: float, as_json: bool) -> None:
-    """Stop every process of the cluster (SIGTERM, SIGKILL after --timeout). Stores are kept."""
+def down(directory: Path, timeout_s: float, all_stale: bool, under: Path, as_json: bool) -> None:
+    """Stop every process of the cluster (SIGTERM, SIGKILL after --timeout). Stores are kept.
+
+    With --all-stale: the leftovers of embedded clusters whose command was killed are stopped and
+    their folders deleted (a running command's clusters are left alone).
+    """
     from mqbench.cluster.launcher import down as stop_all
     from mqbench.cluster.processes import ClusterState
 
+    if all_stale:
+        from mqbench.cluster.owners import remove_stale
+
+        removed = remove_stale(under)
+        if as_json:
+            print_json(document(ACTION_SCHEMA, action="down-all-stale", directory=str(under),
+                                removed=[str(p) for p in removed]))
+        else:
+            click.echo(f"removed {len(removed)} stale cluster folder(s) under {under}"
+                       + "".join(f"\n  {p}" for p in removed))
+        return
     state = ClusterState.load(directory)
     outcome = stop_all(state, timeout_s)
     if as_json:

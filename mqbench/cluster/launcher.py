@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import signal
 import socket
 import time
@@ -31,6 +32,7 @@ from mqbench.broker.cluster_secret import CLUSTER_ACCESS_KEY, SECRET_FILE, creat
 from mqbench.broker.remoting.signature import Credentials
 from mqbench.broker.layout import Layout, load_layout
 from mqbench.broker.server.acl import load_acl_file
+from mqbench.cluster.owners import lifeline_for, owner_settings, release
 from mqbench.cluster.processes import (ClusterState, ProcessRecord, python_argv, send_signal, spawn, stop, tail,
                                        wait_gone)
 from mqbench.errors import UserError
@@ -91,11 +93,14 @@ def _records(layout: Layout, directory: Path, port_offset: int, durability: str,
 
 
 def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: str = "memory",
-       wait_s: float = 60.0, extra_args: list[str] | None = None, acl_file: str | Path | None = None) -> ClusterState:
+       wait_s: float = 60.0, extra_args: list[str] | None = None, acl_file: str | Path | None = None,
+       die_with_parent: bool = False) -> ClusterState:
     """Start every process of the layout and wait until each group has a routed leader.
 
     ``acl_file``: RocketMQ's plain_acl.yml, checked by every broker (``--acl``); the launcher's own
     requests are then signed with the cluster secret (``cluster_credentials``).
+    ``die_with_parent``: every process ends when this process ends, however it ends, and the folder
+    records this process as its owner (``mqbench.cluster.owners``); ``down`` releases it.
 
     Raises ``UserError`` for an unknown layout, a busy port, a directory whose cluster still runs,
     or when no leader is routed within ``wait_s`` (then every process started here is stopped).
@@ -122,19 +127,24 @@ def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: s
     records = _records(layout, directory, port_offset, durability, broker_args)
     state = ClusterState(directory=directory, layout_source=str(Path(layout.source).resolve()),
                          layout_name=layout.name, port_offset=port_offset, settings=settings, processes=records)
+    lifeline = None
+    if die_with_parent:
+        state.settings.update(owner_settings())
+        lifeline = lifeline_for(directory)
     deadline = time.monotonic() + wait_s
     try:
-        spawn(records["namesrv"])
+        spawn(records["namesrv"], lifeline=lifeline)
         state.save()
         wait_listening(records["namesrv"], deadline, wait_s)
         for record in records.values():
             if record.kind == "broker":
-                spawn(record)
+                spawn(record, lifeline=lifeline)
         state.save()
         wait_for_leaders(state, max(deadline - time.monotonic(), 0.5))
         wait_for_preferred_leaders(state, min(PREFERRED_WAIT_S, max(deadline - time.monotonic(), 0.0)))
     except BaseException:  # UserError, or ^C while waiting: leave nothing running behind
         stop(list(state.processes.values()), timeout_s=5)
+        release(directory)
         raise
     return state
 
@@ -184,10 +194,11 @@ def start(state: ClusterState, target: str) -> list[str]:
     """Bring back the processes named by ``target``: restart the dead ones (same store, same ports)
     and resume (SIGCONT) the stopped ones. Returns the names acted on."""
     started = []
+    owned = state.settings.get("owner_pid") == os.getpid()
     for record in state.select(target):
         proc = record.process()
         if proc is None:
-            spawn(record)
+            spawn(record, lifeline=lifeline_for(state.directory) if owned else None)
             started.append(record.name)
         elif _is_stopped(proc):
             proc.send_signal(signal.SIGCONT)
@@ -233,6 +244,7 @@ def down(state: ClusterState, timeout_s: float = 10.0) -> dict[str, str]:
     brokers = [r for r in state.processes.values() if r.kind == "broker"]
     outcome = stop(brokers, timeout_s)
     outcome.update(stop([r for r in state.processes.values() if r.kind == "namesrv"], timeout_s))
+    release(state.directory)
     return outcome
 
 

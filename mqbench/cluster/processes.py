@@ -7,7 +7,8 @@ A cluster lives in a directory::
     DIR/<group>/<replica>/    one broker instance's store, its log file ``broker.log``
 
 Each process runs in its own session (``start_new_session``), so it outlives ``mqbench cluster up``
-and a signal to the launcher does not reach it. A record keeps the process's start time next to its
+and a signal to the launcher does not reach it; an embedded cluster's processes are spawned with a
+``lifeline`` instead, so they end with the command that owns them. A record keeps the process's start time next to its
 pid, so a recycled pid is never mistaken for (or killed as) one of ours.
 
 Contract: ``ClusterState.load(dir)`` raises ``UserError`` when no cluster was started there;
@@ -148,14 +149,17 @@ def _record(name: object, rec: object, path: Path) -> ProcessRecord:
     return ProcessRecord(**rec)
 
 
-def spawn(record: ProcessRecord, env: dict | None = None) -> None:
-    """Start ``record``'s process in its own session, output appended to its log; fills pid."""
+def spawn(record: ProcessRecord, env: dict | None = None, lifeline=None) -> None:
+    """Start ``record``'s process in its own session, output appended to its log; fills pid.
+    With a ``lifeline.Lifeline`` the process dies with this one (``lifeline`` module doc)."""
     Path(record.workdir).mkdir(parents=True, exist_ok=True)
+    extra = lifeline.popen_kwargs() if lifeline is not None else {}
+    env = {**os.environ, **(env or {}), **extra.pop("env", {})}
     with open(record.log_path, "ab") as log:
         log.write(f"--- start {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(record.argv)}\n".encode())
         log.flush()
         proc = subprocess.Popen(record.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=record.workdir, start_new_session=True, env={**os.environ, **(env or {})})
+                                cwd=record.workdir, start_new_session=True, env=env, **extra)
     record.pid = proc.pid
     try:
         record.started_at_s = psutil.Process(proc.pid).create_time()

@@ -16,6 +16,7 @@ from pathlib import Path
 from mqbench.broker.cluster_secret import create_secret_file
 from mqbench.broker.layout import Layout, load_layout
 from mqbench.cluster import launcher
+from mqbench.cluster.owners import lifeline_for, owner_settings, release
 from mqbench.cluster.processes import ClusterState, ProcessRecord, python_argv, spawn, stop
 from mqbench.dr.fabric import ProxyFabric, write_views
 from mqbench.errors import UserError
@@ -33,7 +34,7 @@ class DrCluster:
 
 
 def up(layout_name: str | Path, directory: Path, *, port_offset: int = 0, durability: str = "memory",
-       wait_s: float = 60.0, seed: int | str = 0) -> DrCluster:
+       wait_s: float = 60.0, seed: int | str = 0, die_with_parent: bool = True) -> DrCluster:
     """Start fabric, name server and brokers; wait for routed leaders (module docstring)."""
     layout = load_layout(layout_name).with_port_offset(port_offset)
     directory = Path(directory).resolve()
@@ -61,19 +62,24 @@ def up(layout_name: str | Path, directory: Path, *, port_offset: int = 0, durabi
                          layout_name=layout.name, port_offset=port_offset,
                          settings={"durability": durability, "dr_views": {r: str(p) for r, p in views.items()}},
                          processes=records)
+    lifeline = None
+    if die_with_parent:     # a drill's cluster ends with the drill, however the drill ends
+        state.settings.update(owner_settings())
+        lifeline = lifeline_for(directory)
     fabric = ProxyFabric(layout, seed=seed).start()
     deadline = time.monotonic() + wait_s
     try:
-        spawn(records["namesrv"])
+        spawn(records["namesrv"], lifeline=lifeline)
         state.save()
         launcher.wait_listening(records["namesrv"], deadline, wait_s)
         for record in records.values():
             if record.kind == "broker":
-                spawn(record)
+                spawn(record, lifeline=lifeline)
         state.save()
         launcher.wait_for_leaders(state, max(deadline - time.monotonic(), 0.5))
     except BaseException:
         stop(list(state.processes.values()), timeout_s=5)
+        release(directory)
         fabric.close()
         raise
     return DrCluster(layout, state, fabric)

@@ -1,7 +1,8 @@
 """What a cell runs against: a fresh embedded cluster, or an existing cluster given by its name server.
 
 * ``start_embedded(layout, directory, durability)``: a free port offset (so runs never collide
-  with another cluster on this machine), ``mqbench.cluster.launcher.up``, and what the probes need
+  with another cluster on this machine), ``mqbench.cluster.launcher.up`` with ``die_with_parent``
+  (the cluster ends with this process, however it ends), and what the probes need
   (broker pids, addresses, store directories, each replica's store with its broker group).
   ``stop_embedded`` stops it cleanly.
 * ``prepare_topics(env, topics)``: on an embedded cluster, creates each topic on every group's
@@ -80,13 +81,14 @@ def start_embedded(layout_name: str, directory: Path, durability: str, wait_s: f
 
     layout = load_layout(layout_name)
     offset = free_port_offset(layout)
-    state = up(layout_name, directory, port_offset=offset, durability=durability, wait_s=wait_s, acl_file=acl_file)
+    state = up(layout_name, directory, port_offset=offset, durability=durability, wait_s=wait_s, acl_file=acl_file,
+               die_with_parent=True)
     moved = layout.with_port_offset(offset)
     brokers = [r for r in state.processes.values() if r.kind == "broker"]
     return Environment(namesrv=moved.namesrv_addr, layout=layout_summary(moved), embedded=True,
                        broker_addrs=[i.addr for i in moved.instances], broker_pids=[r.pid for r in brokers],
                        store_dirs=[Path(r.workdir) / "store" for r in brokers], state=state, layout_object=moved,
-                       credentials=cluster_credentials(state,
+                       credentials=cluster_credentials(state),
                        group_stores=[(r.name.split("/")[0], Path(r.workdir) / "store") for r in brokers])
 
 

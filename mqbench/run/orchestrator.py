@@ -3,7 +3,8 @@
 A cell, step by step (``run_cell``):
 
 1. the environment: a fresh embedded cluster of the layout in ``OUT/.work/<run>-cell<k>/`` (removed
-   afterwards unless ``keep_stores``), or the ``--target`` cluster;
+   afterwards unless ``keep_stores``; its processes die with this one however it ends, and the
+   folders a killed run left are removed when the next run starts), or the ``--target`` cluster;
 2. topics created (embedded) or checked (target); consumer groups are the workload's (suffixed
    with the run id on a target, so old committed offsets are never reused);
 3. consumer and producer workers spawned; when all are ``ready`` every worker gets the same
@@ -36,6 +37,7 @@ from datetime import datetime, timezone
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mqbench.cluster.owners import disown, remove_stale
 from mqbench.errors import UserError
 from mqbench.harness.maxrate import MaxRateSearch, SearchSettings, Thresholds
 from mqbench.harness.metrics import RunMetrics, merge_runs, percentile_us
@@ -392,7 +394,9 @@ def run_cell(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, inde
         settings.progress.close()
         if env is not None and env.embedded:
             stop_embedded(env)
-        if not settings.keep_stores:
+        if settings.keep_stores:
+            disown(work)     # kept on purpose: not a leftover for the next run to remove
+        else:
             shutil.rmtree(work, ignore_errors=True)
             try:
                 (Path(settings.out_dir) / ".work").rmdir()
@@ -405,6 +409,9 @@ def run(settings: RunSettings) -> tuple[dict | None, list[dict]]:
     from mqbench.limits import machine_info
 
     settings.validate()
+    if settings.target is None:     # what a killed run left behind (its owner is gone)
+        for folder in remove_stale(Path(settings.out_dir) / ".work"):
+            settings.progress.note(f"removed {folder}, left by a run that was killed")
     started_utc = datetime.now(timezone.utc)
     plan = plan_workload(settings.source, settings.seed)
     cells, failures, layout = [], [], None

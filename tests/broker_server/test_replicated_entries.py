@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mqbench.errors import CorruptDataError, UserError
-from mqbench.broker.server.entries import (META_TOPIC, OffsetUpdate, TopicUpdate, decode_meta, encode_meta,
+from mqbench.broker.server.entries import (META_TOPIC, OffsetsSnapshot, OffsetUpdate, TopicUpdate, decode_meta, encode_meta,
                                            meta_message)
 from mqbench.broker.server.raft_glue import APPLIED_FILE, AppliedMark, replica_name, replica_node_id
 from mqbench.broker.store.batch import BatchItem
@@ -328,3 +328,38 @@ def test_same_entry_ignores_the_placement_fields_and_nothing_else():
     batch = inner_batch_record(3)
     assert StoreRaftStorage.same_entry(Entry(3, 1, restamp_record(batch, 7)), Entry(3, 1, batch))
     assert not StoreRaftStorage.same_entry(Entry(3, 1, restamp_record(batch, 7)), Entry(3, 1, inner_batch_record(4)))
+
+
+def test_an_offsets_snapshot_is_the_documented_json_and_round_trips():
+    snapshot = OffsetsSnapshot({("G", "T", 0): 5, ("G", "T", 12): 7, ("H", "U", 1): 0})
+    body = encode_meta(snapshot)
+    assert body == b'{"offsets":{"G":{"T":{"0":5,"12":7}},"H":{"U":{"1":0}}},"type":"offsets","v":1}'
+    assert decode_meta(body) == snapshot
+    for n in range(len(body)):
+        with pytest.raises(CorruptDataError):
+            decode_meta(body[:n])
+    with pytest.raises(UserError):
+        encode_meta(OffsetsSnapshot({}))
+    with pytest.raises(UserError):
+        encode_meta(OffsetsSnapshot({("G", "../x", 0): 1}))
+
+
+@pytest.mark.parametrize("body", [
+    b'{"offsets":{},"type":"offsets","v":1}',
+    b'{"offsets":{"G":{"T":{"x":1}}},"type":"offsets","v":1}',
+    b'{"offsets":{"G":{"T":{"0":-1}}},"type":"offsets","v":1}',
+    b'{"offsets":{"G":{"T":{"0":true}}},"type":"offsets","v":1}',
+    b'{"offsets":{"G":{"T":[1]}},"type":"offsets","v":1}',
+    b'{"offsets":{"G":3},"type":"offsets","v":1}',
+    b'{"offsets":{"G":{"../x":{"0":1}}},"type":"offsets","v":1}',
+    b'{"offsets":{"G":{"T":{"0":1}}},"type":"offsets","v":1,"x":1}',
+])
+def test_bad_offsets_snapshots_are_corrupt_data(body):
+    with pytest.raises(CorruptDataError):
+        decode_meta(body)
+
+
+@given(st.dictionaries(st.tuples(st.sampled_from(["G", "H"]), st.sampled_from(["T", "U"]), st.integers(0, 300)),
+                       st.integers(0, 2**63 - 1), min_size=1, max_size=20))
+def test_offsets_snapshots_round_trip(offsets):
+    assert decode_meta(encode_meta(OffsetsSnapshot(offsets))) == OffsetsSnapshot(offsets)

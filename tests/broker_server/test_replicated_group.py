@@ -345,3 +345,29 @@ def test_concurrent_offset_commits_of_one_queue_share_entries(tmp_path):
         finally:
             await cluster.close()
     run(main())
+
+
+def test_offset_commits_of_many_queues_and_groups_share_snapshot_records(tmp_path):
+    # Issue 16 finding 3: a commit per queue per round trip made offsets as many records as the
+    # users' messages. Pull-piggybacked (lazy) commits of 3 groups x 16 queues, 20 rounds of them,
+    # go as a handful of snapshot records; a waited-for commit still goes at once.
+    async def main():
+        cluster = await Cluster(tmp_path, 3, "memory").start()
+        try:
+            leader = await cluster.leader()
+            before = leader.store.max_offset("rmq_sys_mqbench_meta", 0)
+            for round_ in range(1, 21):
+                await asyncio.gather(*(leader.commit_offset(g, "T", q, round_ * 10 + q, lazy=True)
+                                       for g in ("G1", "G2", "G3") for q in range(16)))
+            lazy_records = leader.store.max_offset("rmq_sys_mqbench_meta", 0) - before
+            assert lazy_records <= 20 * 3 // 2, lazy_records      # was 960: one per commit
+            started = asyncio.get_running_loop().time()
+            await leader.commit_offset("G1", "T", 0, 1000)         # explicit: not held for the interval
+            assert asyncio.get_running_loop().time() - started < leader.offset_snapshot_ms / 1000
+            await cluster.converged()
+            for group in cluster.groups.values():
+                assert group.store.query_offset("G1", "T", 0) == 1000
+                assert [group.store.query_offset(g, "T", 15) for g in ("G1", "G2", "G3")] == [215] * 3
+        finally:
+            await cluster.close()
+    run(main())
