@@ -9,13 +9,16 @@ A cell, step by step (``run_cell``):
    with the run id on a target, so old committed offsets are never reused);
 3. consumer and producer workers spawned; when all are ``ready`` every worker gets the same
    ``start_ns`` (0.3 s ahead); the warm-up runs, then the measured phase;
-4. at the start and end of the measured phase: broker CPU seconds and ``raftBytesSent`` (embedded);
+4. at the start and end of the measured phase: ``raftBytesSent`` (embedded); at every window edge
+   of it: CPU seconds of the brokers (embedded) and of the load generator (workers + this process);
 5. producers end at the end of the measured phase (or when a max-rate search has finished), then
    consumers get up to ``drain_ms`` to receive what is owed, and stop;
 6. metrics of every worker merged (histograms added, never averaged), bytes on disk measured, the
    cell document built (``harness.results.build_cell``) plus backlog figures:
    ``publish_backlog_msgs_end`` / ``consume_backlog_msgs_end`` (at the end of the measured phase),
-   ``consume_backlog_msgs_after_drain``, and per window the backlogs at its end.
+   ``consume_backlog_msgs_after_drain``, and per window the backlogs at its end;
+7. embedded: the cluster stopped, its stores read (``run.stored``): the achieved batch, user and
+   metadata bytes.
 
 A cell fails (UserError naming why) when a worker fails, no message was acknowledged in the
 measured phase, or the cluster does not start; ``run`` stops at the first failed cell unless

@@ -28,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import signal
+import threading
 import traceback
 from dataclasses import dataclass, field
 
@@ -120,14 +122,24 @@ class WorkerSet:
         self.on_message = None  # callback(worker, message) for every message, before it is queued
 
     def spawn(self, specs: list[dict]) -> None:
+        """Start a worker per spec. They start with SIGINT ignored: a terminal's Ctrl-C reaches the
+        whole process group, and the parent, not each worker, decides how the run ends (it stops
+        or terminates them; a worker whose parent vanished ends on its pipe's end-of-file)."""
         context = multiprocessing.get_context("spawn")
-        for spec in specs:
-            parent_end, child_end = context.Pipe(duplex=True)
-            name = f"{spec['role']}-{spec['worker_index']}"
-            process = context.Process(target=worker_main, args=(spec, child_end), name=f"mqbench-{name}", daemon=True)
-            process.start()
-            child_end.close()
-            self.workers.append(WorkerHandle(name, spec["role"], process, parent_end))
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            for spec in specs:
+                parent_end, child_end = context.Pipe(duplex=True)
+                name = f"{spec['role']}-{spec['worker_index']}"
+                process = context.Process(target=worker_main, args=(spec, child_end), name=f"mqbench-{name}",
+                                          daemon=True)
+                process.start()
+                child_end.close()
+                self.workers.append(WorkerHandle(name, spec["role"], process, parent_end))
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, previous)
 
     def attach(self) -> None:
         """Start reading every worker's pipe on the running loop (call from inside the loop)."""
