@@ -147,6 +147,10 @@ field                                       meaning
                                             replicas, per acknowledged message; null on a target
 ``cells[].disk_meta_bytes_total``           log bytes of the broker's metadata records (offset
                                             snapshots, topic configs), all replicas
+``cells[].disk_batched_bytes_per_msg``      the part of the user bytes on the topics the cell batches,
+                                            all replicas, per message stored there (what batching and
+                                            whole-batch compression achieve; delayed messages always
+                                            go alone); null when the cell batches nothing
 ``cells[].broker_cpu_us_per_msg``           broker processes' CPU microseconds per message of the
                                             measured phase (equals ``cpu_s_per_million_msgs``)
 ``cells[].client_cpu_us_per_msg``           the load generator's (driver workers + mqbench parent)

@@ -370,6 +370,8 @@ def _add_stored(doc: dict, env: Environment, plan: WorkloadPlan, cell: CellSetti
     doc["batch_achieved"] = achieved
     doc["disk_user_bytes_per_msg"] = figures.user_bytes / acked if acked else None
     doc["disk_meta_bytes_total"] = figures.meta_bytes
+    msgs = figures.batch.msgs_total
+    doc["disk_batched_bytes_per_msg"] = figures.batched_bytes / msgs if batched and msgs else None
 
 
 def run_cell(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, index: int) -> tuple[dict, dict]:
@@ -391,7 +393,8 @@ def run_cell(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, inde
             stop_embedded(env)   # the stores are read whole once their brokers have stopped
             _add_stored(doc, env, plan, cell)
         else:
-            doc.update(batch_achieved=None, disk_user_bytes_per_msg=None, disk_meta_bytes_total=None)
+            doc.update(batch_achieved=None, disk_user_bytes_per_msg=None, disk_meta_bytes_total=None,
+                       disk_batched_bytes_per_msg=None)
         return doc, env.layout
     finally:
         settings.progress.close()

@@ -10,6 +10,9 @@
   records too (the user's message, waiting).
 * ``meta_bytes`` / ``meta_records``: the same for records on the broker's metadata topic
   (``rmq_sys_mqbench_meta``: consumer-offset snapshots, topic configs), all replicas.
+* ``batched_bytes``: the part of ``user_bytes`` on ``batch_topics`` (all replicas), so the cost of a
+  batched message can be told from that of the messages that cannot be batched (delayed ones go
+  alone, to the timer topics).
 * ``batch``: messages per record of the records on ``batch_topics`` (when empty: on
   ``user_topics``), counted on the first store of ``stores`` per broker group only (every replica
   holds the same records): an inner-batch record (BatchCQ topic) holds ``INNER_NUM`` messages,
@@ -70,6 +73,7 @@ class BatchFigures:
 class StoredFigures:
     user_bytes: int = 0
     user_records: int = 0
+    batched_bytes: int = 0
     meta_bytes: int = 0
     meta_records: int = 0
     batch: BatchFigures = field(default_factory=BatchFigures)
@@ -113,6 +117,8 @@ def stored_figures(stores: list[tuple[str, os.PathLike | str]], batch_topics: se
                     continue
                 figures.user_bytes += size
                 figures.user_records += 1
+                if topic in batch_topics:
+                    figures.batched_bytes += size
                 if first_of_group and topic in wanted:
                     figures.batch.add(count)
         except UserError:   # not a store (a broker that never started): nothing stored there
