@@ -38,11 +38,13 @@ _INTERRUPTED_BY = [signal.SIGINT, False]   # the signal that interrupted the com
 
 
 def _interrupt(signum, _frame) -> None:
-    """SIGTERM / SIGHUP: end like Ctrl-C: KeyboardInterrupt unwinds every finally block (inside
-    asyncio.run its tasks are cancelled first), so clusters are stopped and work folders removed.
-    Raised here rather than by re-sending SIGINT, which a shell ignores in background jobs. Only
-    the first one: ``timeout`` signals the command and then its whole process group, and a second
-    interrupt inside the clean-up would cut it short (SIGKILL still ends everything: lifelines)."""
+    """SIGINT, SIGTERM, SIGHUP: KeyboardInterrupt, raised where the main thread is (inside
+    asyncio.run too: the loop stops and its tasks are cancelled), so every finally block runs:
+    clusters stopped, work folders removed. Not asyncio.run's own SIGINT handling, which only
+    cancels the main task, and Python 3.11's wait_for can lose that cancellation (the run then went
+    on). Only the first signal: ``timeout`` signals the command and then its whole process group,
+    and a second interrupt inside the clean-up would cut it short (SIGKILL still ends everything:
+    lifelines)."""
     if _INTERRUPTED_BY[1]:
         return
     _INTERRUPTED_BY[:] = [signum, True]
@@ -50,10 +52,12 @@ def _interrupt(signum, _frame) -> None:
 
 
 def interrupt_on_termination() -> None:
-    """Install ``_interrupt`` for SIGTERM and SIGHUP (main thread only; the console entry calls it)."""
+    """Install ``_interrupt`` for SIGINT (unless ignored, as in a background job), SIGTERM and
+    SIGHUP (main thread only; the console entry calls it)."""
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, _interrupt)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) is not signal.SIG_IGN or signum != signal.SIGINT:
+                signal.signal(signum, _interrupt)
 
 
 class ReportedError(click.ClickException):

@@ -177,6 +177,12 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
     exit status says whether every cell held (below). When stdout is not a terminal, one line per
     window (time, offered, achieved, publish p50/p99, errors, backlogs) is printed as the run goes,
     unless --quiet (with --json those lines go to stderr).
+    Each cell also records the batch the brokers stored (batch_achieved), user and metadata bytes,
+    and broker and load-generator CPU.
+
+    Ctrl-C, SIGTERM and SIGHUP stop the cells' clusters, remove their stores and exit 128 + the
+    signal with one line; the clusters also die with the command on kill -9 (the next run, or
+    `mqbench cluster down --all-stale`, removes what such a run left under --out/.work).
     """
     from mqbench.harness.maxrate import SearchSettings, Thresholds
     from mqbench.harness.report import LoadedResult, render

@@ -10,7 +10,8 @@ Contract of ``ProducerDriver(spec, report).run()``:
   and end-to-end latency (from the intended time, see ``stamps``) includes it.
 * Batching (``batch_msgs > 1`` for a topic): undelayed messages of a topic are collected and go as
   one SEND_BATCH_MESSAGE when ``batch_msgs`` are collected or ``linger_ms`` (default
-  ``LINGER_MS_DEFAULT``, 1 s) after the first one's intended time, whichever is first; their
+  ``LINGER_MS_DEFAULT``, 1 s) after the first one's intended time, whichever is first (a sender
+  behind schedule first takes the messages already due, so it still sends full batches); their
   publish delay includes the wait for the batch to fill. One batch fills at a time per topic and
   goes to one queue; the producer's round-robin moves to the next queue with the next batch, so
   every stored batch holds up to ``batch_msgs`` messages of one queue. A batch reaches its size
@@ -167,8 +168,11 @@ class ProducerDriver:
             now = self.clock_ns()
             if now >= self.end_ns:
                 return
-            await self._flush_lingering(producer, now)
             intended = self.schedule.peek_ns()
+            if intended is None or intended > now:
+                # nothing due: batches whose linger is up go now (when behind schedule, the due
+                # messages fill the batches first, so a late sender still sends full batches)
+                await self._flush_lingering(producer, now)
             if intended is None and not self.schedule.paused:
                 return
             wake_ns = self._next_linger_deadline()
