@@ -93,6 +93,8 @@ Exit status:
   3  the result is written and at least one cell saturated
   4  the result is written and at least one cell failed (--keep-going) or its max search did
      not finish
+  128+N  interrupted by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP): clusters stopped,
+         their stores removed, nothing written
 
 \b
 Limits (--limits): auto (default) uses this machine's limits measured less than a day ago,
