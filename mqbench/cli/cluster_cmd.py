@@ -110,7 +110,8 @@ def status(directory: Path, as_json: bool) -> None:
               help="Seconds to wait for a clean stop (SIGTERM) before SIGKILL.")
 @click.option("--all-stale", is_flag=True,
               help="Instead of --dir: stop and delete every embedded cluster under --under whose mqbench "
-                   "command is gone (the .work stores of a killed `mqbench run`).")
+                   "command is gone (the .work stores of a killed `mqbench run`), and the temp-directory "
+                   "folders of killed `mqbench dr` drills.")
 @click.option("--under", "under", type=click.Path(file_okay=False, path_type=Path), default=STALE_ROOT,
               show_default=True, help="With --all-stale: the folder holding the clusters (`mqbench run --out` + /.work).")
 @json_option
@@ -126,12 +127,14 @@ def down(directory: Path, timeout_s: float, all_stale: bool, under: Path, as_jso
     if all_stale:
         from mqbench.cluster.owners import remove_stale
 
-        removed = remove_stale(under)
+        from mqbench.cluster.owners import remove_stale_scratch
+
+        removed = remove_stale(under) + remove_stale_scratch()
         if as_json:
             print_json(document(ACTION_SCHEMA, action="down-all-stale", directory=str(under),
                                 removed=[str(p) for p in removed]))
         else:
-            click.echo(f"removed {len(removed)} stale cluster folder(s) under {under}"
+            click.echo(f"removed {len(removed)} stale cluster folder(s)"
                        + "".join(f"\n  {p}" for p in removed))
         return
     state = ClusterState.load(directory)

@@ -62,7 +62,10 @@ def dr(scheme, fault, target, workload, rate_per_s, phase_ms, outage_ms, burst, 
     if target is not None and len(schemes) > 1:
         raise UserError("--target names a room, host or instance of one layout: give --scheme too")
     rows = []
-    with tempfile.TemporaryDirectory(prefix="mqbench-dr-") as scratch:
+    from mqbench.cluster.owners import DR_SCRATCH_PREFIX, remove_stale_scratch
+
+    remove_stale_scratch()      # what a drill killed with SIGKILL left in the temp directory
+    with tempfile.TemporaryDirectory(prefix=DR_SCRATCH_PREFIX) as scratch:
         base = directory if directory is not None else Path(scratch)
         for name in schemes:
             settings = DrillSettings(scheme=name, fault=fault, target=target, directory=base / f"scheme-{name}",

@@ -103,3 +103,25 @@ def remove_stale(root: str | os.PathLike) -> list[Path]:
     except OSError:
         pass
     return removed
+
+
+DR_SCRATCH_PREFIX = "mqbench-dr-"   # ``mqbench dr``'s scratch folders in the temp directory
+
+
+def remove_stale_scratch(temp_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Delete ``mqbench dr`` scratch folders (``$TMPDIR/mqbench-dr-*``) whose clusters' owners are
+    all gone (a drill killed with SIGKILL cannot remove its own); returns them."""
+    import tempfile
+
+    from mqbench.cluster.processes import STATE_FILE
+
+    removed = []
+    for scratch in sorted(Path(temp_dir or tempfile.gettempdir()).glob(DR_SCRATCH_PREFIX + "*")):
+        folders = {state.parent.parent for state in scratch.glob(f"*/*/{STATE_FILE}")}
+        if folders and all(stale_clusters(parent) == sorted(p for p in parent.iterdir() if (p / STATE_FILE).is_file())
+                           for parent in folders):
+            for parent in folders:
+                remove_stale(parent)
+            shutil.rmtree(scratch, ignore_errors=True)
+            removed.append(scratch)
+    return removed

@@ -120,8 +120,9 @@ def test_kill_9_of_a_run_leaves_no_process_and_its_folder_goes_with_all_stale(tm
     assert _left(seen, ports) == ([], [])
     work = tmp_path / "res" / ".work"
     assert [p.name for p in work.iterdir()], "the killed run's cluster folder is the leftover"
+    (tmp_path / "tmp").mkdir()       # its own temp directory: no other drill's scratch folder counts
     down = subprocess.run([*MQBENCH, "cluster", "down", "--all-stale", "--under", str(work)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "TMPDIR": str(tmp_path / "tmp")})
     assert down.returncode == 0 and "removed 1 stale" in down.stdout, down.stdout + down.stderr
     assert not work.exists()
 
@@ -145,3 +146,14 @@ def test_a_running_owners_cluster_is_not_stale_and_a_dead_owners_is(tmp_path):
     gone = folder("gone", {"owner_pid": dead.pid, "owner_started_at_s": time.time() - 5})
     assert stale_clusters(tmp_path) == [gone]
     assert stale_clusters(Path(tmp_path / "none")) == []
+
+    # a drill's scratch folder (``$TMPDIR/mqbench-dr-*/scheme-X/<layout>/``) goes once all its owners are gone
+    from mqbench.cluster.owners import remove_stale_scratch
+
+    temp = tmp_path / "temp"
+    (temp / "mqbench-dr-a" / "scheme-A").mkdir(parents=True)
+    (temp / "mqbench-dr-b" / "scheme-A").mkdir(parents=True)
+    gone.rename(temp / "mqbench-dr-a" / "scheme-A" / "raft3")
+    (tmp_path / "mine").rename(temp / "mqbench-dr-b" / "scheme-A" / "raft3")
+    assert remove_stale_scratch(temp) == [temp / "mqbench-dr-a"]
+    assert not (temp / "mqbench-dr-a").exists() and (temp / "mqbench-dr-b").exists()
