@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from mqbench.broker.server.entries import META_TOPIC
 from mqbench.broker.store.inspect_files import iter_log, list_segments, log_dirs
-from mqbench.broker.store.record import SYSFLAG_INNER_BATCH, peek_properties, peek_topic
+from mqbench.broker.store.record import SYSFLAG_INNER_BATCH, peek_fields, peek_properties, peek_topic
 from mqbench.broker.store.versions import detect
 from mqbench.errors import CorruptDataError, UserError
 
@@ -80,21 +80,21 @@ class StoredFigures:
 
 
 def _records(root: str):
-    """(topic, sysflag, bytes, inner message count) of every valid record of the store's log."""
+    """(topic, bytes, inner message count) of every valid record of the store's log."""
     detection = detect(root)
     for rel, is_dledger in log_dirs(root, detection.dledger_dirs):
         segments = list_segments(os.path.join(root, rel), rel)
-        for rec in iter_log(segments, rel, is_dledger):
-            if isinstance(rec, dict):       # damage: nothing of a measured figure
+        for item in iter_log(segments, rel, is_dledger):
+            if isinstance(item, dict) or not item.is_record or item.damage:   # damage, Raft no-ops
                 continue
             try:
-                topic = peek_topic(rec.data, rec.pos)
+                topic = peek_topic(item.buf, item.at)
                 count = 1
-                if rec.sysflag & SYSFLAG_INNER_BATCH:
-                    count = max(1, int(peek_properties(rec.data, rec.pos).get("INNER_NUM", "1")))
+                if peek_fields(item.buf, item.at)[4] & SYSFLAG_INNER_BATCH:
+                    count = max(1, int(peek_properties(item.buf, item.at).get("INNER_NUM", "1")))
             except (CorruptDataError, ValueError):
                 continue
-            yield topic, rec.entry_size if rec.entry_size is not None else rec.size, count
+            yield topic, item.entry_size if item.entry_size is not None else item.length, count
 
 
 def stored_figures(stores: list[tuple[str, os.PathLike | str]], batch_topics: set[str],

@@ -21,7 +21,8 @@ from worker ``error``           it failed: ``message`` says why (an ``MqbenchErr
 ==========  ==================  ==============================================================
 
 A worker whose pipe closes without ``done`` or ``error`` (killed, crashed) is reported as failed
-with its exit code. A worker also ends when the parent's end of the pipe closes.
+with its exit code. A worker also ends when the parent's end of the pipe closes, or on SIGTERM
+(as on a stop); it ignores SIGINT (a terminal's Ctrl-C reaches the whole group: the parent decides).
 """
 from __future__ import annotations
 
@@ -84,6 +85,9 @@ async def _worker(spec: dict, conn) -> None:
         driver.control(message)
 
     loop.add_reader(conn.fileno(), on_readable)
+    # SIGTERM (``timeout`` signals the whole process group; ``terminate`` after the run) ends the
+    # driver as a stop does: it reports ``done`` rather than dying without a result mid-clean-up
+    loop.add_signal_handler(signal.SIGTERM, driver.control, {"op": "stop"})
     try:
         result = await driver.run()
     finally:
