@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from mqbench.errors import CorruptDataError, UserError
 
+from .buffers import ByteView
 from .record import PROPERTIES_MAX_BYTES, decode_properties, encode_properties
 
 BATCH_ITEM_FIXED_BYTES = 22
@@ -53,13 +54,13 @@ def encode_batch(items: list[BatchItem]) -> bytes:
     return b"".join(parts)
 
 
-def decode_batch(body, *, where: str | None = None, items_max: int | None = None) -> list[BatchItem]:
+def decode_batch(body: ByteView, *, where: str | None = None, items_max: int | None = None) -> list[BatchItem]:
     """Split a batch body into its items. The whole body must be consumed exactly.
 
     Raises CorruptDataError (with ``where`` and the item's offset) for a torn or inconsistent item,
     or as soon as the body holds more than ``items_max`` items (None: no bound).
     """
-    items = []
+    items: list[BatchItem] = []
     pos = 0
     end = len(body)
     while pos < end:

@@ -94,7 +94,7 @@ def encode_marker(window: Window) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
 
-def _int(value, what: str, where: str) -> int:
+def _int(value: object, what: str, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise CorruptDataError(f"progress marker {what} is {value!r}, not an integer", where=where)
     return value
@@ -119,12 +119,13 @@ def decode_marker(body: bytes, *, where: str = PROGRESS_TOPIC) -> Window:
         if not 0 <= a <= b:
             raise CorruptDataError(f"progress marker level {key}: [{a}, {b}) is not a range", where=where)
         levels[int(key)] = (a, b)
-    timer = None
+    timer: tuple[int, int, int, int, int, int] | None = None
     if timer_doc is not None:
         if not isinstance(timer_doc, list) or len(timer_doc) != 6:
             raise CorruptDataError(f"progress marker timer {timer_doc!r} is not "
                                    "[k_from_ms, k_from_offset, k_to_ms, k_to_offset, e_from, e_to]", where=where)
-        timer = tuple(_int(v, "timer field", where) for v in timer_doc)
+        t = [_int(v, "timer field", where) for v in timer_doc]
+        timer = (t[0], t[1], t[2], t[3], t[4], t[5])
         if timer[0:2] > timer[2:4] or not 0 <= timer[4] <= timer[5] or timer[1] < 0 or timer[3] < 0:
             raise CorruptDataError(f"progress marker timer {timer_doc!r} is not two ranges", where=where)
     targets = []

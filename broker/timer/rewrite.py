@@ -154,9 +154,8 @@ def source_id(kind: str, queue_offset: int, level: int = 0) -> str:
 def delivered_message(record: Message, *, source: str, now_ms: int) -> Message:
     """The real message to re-put for a due ``record`` (CorruptDataError when REAL_* are bad)."""
     props = record.properties
-    topic = props.get(PROP_REAL_TOPIC)
     try:
-        validate_topic(topic)
+        topic = validate_topic(props.get(PROP_REAL_TOPIC))
         queue_id = int(props.get(PROP_REAL_QID, ""))
     except (UserError, ValueError) as exc:
         raise CorruptDataError(f"delayed record without a valid REAL_TOPIC/REAL_QID ({exc})",
