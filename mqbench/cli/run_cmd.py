@@ -11,7 +11,8 @@ from mqbench.cli.options import DurationMs, json_option, seed_option
 from mqbench.errors import UserError
 
 # per-cell figures of issue 16 that --json repeats (documented in mqbench.harness.results)
-MEASURED_FIELDS = ("batch_achieved", "disk_user_bytes_per_msg", "disk_meta_bytes_total", "disk_batched_bytes_per_msg",
+MEASURED_FIELDS = ("batch_achieved", "disk_user_bytes_per_msg", "disk_meta_bytes_total", "disk_stamp_bytes_total",
+                   "disk_batched_bytes_per_msg",
                    "broker_cpu_us_per_msg",
                    "client_cpu_us_per_msg", "broker_cpu_machine_share", "client_cpu_machine_share")
 

@@ -143,8 +143,12 @@ field                                       meaning
                                             for) and ``under_half_asked`` (mean < asked / 2); null
                                             on a target (``mqbench.run.stored``)
 ``cells[].disk_user_bytes_per_msg``         log bytes of user records (every record but the
-                                            broker's metadata topic, entry framing included), all
-                                            replicas, per acknowledged message; null on a target
+                                            broker's metadata topic, entry framing included) less
+                                            mqbench's timing stamps in them, all replicas, per
+                                            acknowledged message; null on a target
+``cells[].disk_stamp_bytes_total``          what mqbench's timing stamps (``mqbRun``,
+                                            ``mqbIntendedNs``, ``mqbDeliverNs``) took in those records,
+                                            all replicas (``mqbench.run.stored``)
 ``cells[].disk_meta_bytes_total``           log bytes of the broker's metadata records (offset
                                             snapshots, topic configs), all replicas
 ``cells[].disk_batched_bytes_per_msg``      the part of the user bytes on the topics the cell batches,

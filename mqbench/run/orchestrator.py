@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mqbench.cluster.owners import disown, remove_stale
+from mqbench.codecs.registry import parse_codec
 from mqbench.errors import UserError
 from mqbench.harness.maxrate import MaxRateSearch, SearchSettings, Thresholds
 from mqbench.harness.metrics import RunMetrics, merge_runs, percentile_us
@@ -361,7 +362,8 @@ def _add_stored(doc: dict, env: Environment, plan: WorkloadPlan, cell: CellSetti
     topics the cell batches, user bytes per acknowledged message and metadata bytes."""
     sizes = plan.batch_msgs(cell)
     batched = {topic for topic, size in sizes.items() if size > 1}
-    figures = stored_figures(env.group_stores, batched, set(plan.topic_names))
+    codec = parse_codec(cell.codec)
+    figures = stored_figures(env.group_stores, batched, set(plan.topic_names), None if codec.is_none else codec)
     acked = doc["aggregates"]["acked_msgs_total"]
     asked = max((sizes[t] for t in batched), default=1)
     achieved = figures.batch.as_dict()
@@ -370,6 +372,7 @@ def _add_stored(doc: dict, env: Environment, plan: WorkloadPlan, cell: CellSetti
     doc["batch_achieved"] = achieved
     doc["disk_user_bytes_per_msg"] = figures.user_bytes / acked if acked else None
     doc["disk_meta_bytes_total"] = figures.meta_bytes
+    doc["disk_stamp_bytes_total"] = figures.stamp_bytes
     msgs = figures.batch.msgs_total
     doc["disk_batched_bytes_per_msg"] = figures.batched_bytes / msgs if batched and msgs else None
 
@@ -394,7 +397,7 @@ def run_cell(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, inde
             _add_stored(doc, env, plan, cell)
         else:
             doc.update(batch_achieved=None, disk_user_bytes_per_msg=None, disk_meta_bytes_total=None,
-                       disk_batched_bytes_per_msg=None)
+                       disk_stamp_bytes_total=None, disk_batched_bytes_per_msg=None)
         return doc, env.layout
     finally:
         settings.progress.close()

@@ -7,7 +7,7 @@ topic, single messages, and metadata records. The figures must count messages pe
 from __future__ import annotations
 
 from mqbench.broker.server.entries import OffsetUpdate, meta_message
-from mqbench.broker.store.batch import BatchItem
+from mqbench.broker.store.batch import BatchItem, encode_batch
 from mqbench.broker.store.record import Message
 from mqbench.broker.store.store import Store
 from mqbench.run.stored import BatchFigures, stored_figures
@@ -62,3 +62,37 @@ def test_percentiles_are_over_records():
     figures.add(2)
     assert figures.percentile(0.5) == 64 and figures.percentile(0.01) == 1 and figures.percentile(0.02) == 2
     assert BatchFigures().as_dict()["msgs_per_record_mean"] is None
+
+
+def test_mqbench_timing_stamps_are_not_billed_to_the_user(tmp_path):
+    # The stamps (mqbRun, mqbIntendedNs) are the benchmark's own bytes: counted apart, exactly where
+    # properties are plain, by recompressing the batch without them where it is compressed whole.
+    from mqbench.broker.store.compression import sysflag_bits
+    from mqbench.codecs.registry import parse_codec
+
+    zstd = parse_codec("zstd:3")
+    stamps = {"mqbRun": "0123abcdef", "mqbIntendedNs": "1234567890123456789"}
+    stamp_bytes = len("mqbRun\x010123abcdef\x02mqbIntendedNs\x011234567890123456789\x02")
+
+    def write(root, with_stamps):
+        extra = stamps if with_stamps else {}
+        with Store.open(root, "v5-dledger", create=True, commitlog_segment_bytes=1 << 20, flush_policy="none") as store:
+            store.create_topic("B", read_queue_nums=1, write_queue_nums=1, attributes={"queue.type": "BatchCQ"})
+            store.create_topic("S", read_queue_nums=1, write_queue_nums=1)
+            for n in range(3):
+                store.append(Message(topic="S", body=b"y" * 50, properties={"KEYS": f"k{n}", **extra}))
+            items = [BatchItem(b'{"order":%d,"sku":"A-1","qty":2}' % i, {"KEYS": f"o{i}", **extra}) for i in range(64)]
+            store.append_batch("B", 0, items, consolidate=True, sysflag=sysflag_bits(zstd),
+                               inner_body=zstd.compress(encode_batch(items)))
+            plain = [BatchItem(b"p%d" % i, {"KEYS": f"p{i}", **extra}) for i in range(8)]
+            store.append_batch("B", 0, plain, consolidate=True)
+
+    write(tmp_path / "with", True)
+    write(tmp_path / "without", False)
+    stamped = stored_figures([("g", tmp_path / "with")], {"B"}, {"B", "S"}, zstd)
+    bare = stored_figures([("g", tmp_path / "without")], {"B"}, {"B", "S"}, zstd)
+    assert bare.stamp_bytes == 0
+    # singles and the plain batch exactly; the compressed batch by recompression (its share is small)
+    assert stamped.stamp_bytes > (3 + 8) * stamp_bytes
+    assert abs(stamped.user_bytes - bare.user_bytes) <= 16     # what is left is the users' own record
+    assert stamped.batched_bytes - bare.batched_bytes <= 16
