@@ -421,7 +421,8 @@ def _check_layout(layout: Any, where: str, label: str) -> None:
 
 
 #: Optional cell figures (other parts of ``mqbench run`` add them): a number or null when present.
-_OPTIONAL_CELL_NUMBERS = ("disk_user_bytes_per_msg", "disk_meta_bytes_total", "broker_cpu_us_per_msg",
+_OPTIONAL_CELL_NUMBERS = ("disk_user_bytes_per_msg", "disk_meta_bytes_total", "disk_stamp_bytes_total",
+                          "disk_batched_bytes_per_msg", "broker_cpu_us_per_msg",
                           "client_cpu_us_per_msg", "broker_cpu_machine_share", "client_cpu_machine_share")
 
 
@@ -433,8 +434,11 @@ def _check_optional_cell_fields(cell: dict, where: str) -> None:
             _fail(where, f"{name} must be a number or null, got {cell[name]!r}")
     batch = cell.get("batch_achieved")
     if batch is not None:
-        if not isinstance(batch, dict) or not all(value is None or _is_number(value) for value in batch.values()):
+        if not isinstance(batch, dict) or not all(value is None or _is_number(value) for name, value in batch.items()
+                                                  if name != "under_half_asked"):
             _fail(where, "batch_achieved must be an object of numbers")
+        if not isinstance(batch.get("under_half_asked", False), bool):
+            _fail(where, "batch_achieved.under_half_asked must be a boolean")
 
 
 def validate_result(doc: Any, where: str = RESULT_FILE, *, decode: bool = True) -> None:

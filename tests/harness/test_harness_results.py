@@ -268,3 +268,16 @@ def test_a_schema_1_result_still_loads_and_is_judged_by_the_same_rules(result_fo
     folder, loaded = load_result(_write_doc(tmp_path, doc))
     rows = report_rows([LoadedResult(folder, loaded)])
     assert [row["verdict"] for row in rows] == [cell["verdict"] for cell in result_folders[1][0]["cells"]]
+
+
+def test_the_achieved_batch_says_whether_it_is_under_half_the_asked_size():
+    # Issue 16 finding 2: the cell says so in a field; the validator accepts that flag, nothing else odd.
+    from mqbench.harness.results import _check_optional_cell_fields
+    from mqbench.errors import CorruptDataError
+
+    batch = {"records_total": 3, "msgs_total": 4, "msgs_per_record_mean": 1.3, "msgs_per_record_p50": 1,
+             "msgs_per_record_p99": 2, "asked_msgs": 64, "under_half_asked": True}
+    _check_optional_cell_fields({"batch_achieved": batch, "disk_stamp_bytes_total": 10}, "cell")
+    for bad in ({**batch, "under_half_asked": "yes"}, {**batch, "msgs_total": True}):
+        with pytest.raises(CorruptDataError):
+            _check_optional_cell_fields({"batch_achieved": bad}, "cell")
