@@ -37,7 +37,11 @@ drain       backlogged  offer rate 0 and wait (the backlog left by an overload m
 hold        healthy     one more healthy check at the candidate rate; after ``hold_checks`` in
                         a row, and if the backlog did not grow over the hold by more than
                         ``hold_growth_share_max`` of the messages offered in it, **done**
-hold        unhealthy   ``bad = rate``; ``rate = rate * backoff_factor``; drain, then hold again
+hold        unhealthy   ``bad = rate``; drain, then hold again at what the failed hold absorbed
+                        (acknowledged msgs/s of the failing check, or over the hold when its
+                        growth failed it), kept between ``rate * backoff_floor`` and ``rate *
+                        backoff_factor``: a candidate that a lucky check let through comes down
+                        to the measured rate at once instead of 3 % per failed hold
 ==========  ==========  ====================================================================
 
 Bisection stops when ``bad - good <= tolerance * bad``: the candidate is then ``good`` and the
@@ -93,6 +97,7 @@ class SearchSettings:
     hold_checks: int = 5
     hold_growth_share_max: float = 0.005
     backoff_factor: float = 0.97
+    backoff_floor: float = 0.8
     drain_checks_max: int = 30
     max_checks: int = 300
     rate_min_per_s: float = 1.0
@@ -111,6 +116,8 @@ class SearchSettings:
             problems.append("hold_growth_share_max must be in [0, 1)")
         if not 0 < self.backoff_factor < 1:
             problems.append("backoff_factor must be in (0, 1)")
+        if not 0 < self.backoff_floor <= self.backoff_factor:
+            problems.append("backoff_floor must be in (0, backoff_factor]")
         if self.drain_checks_max < 1 or self.max_checks < 1:
             problems.append("drain_checks_max and max_checks must be >= 1")
         if problems:
@@ -253,7 +260,7 @@ class MaxRateSearch:
         backlog = obs.publish_backlog_msgs + obs.consume_backlog_msgs
         growth = backlog - self._hold_start_backlog
         if growth > self.settings.hold_growth_share_max * self._hold_intended:
-            self._hold_failed(obs)
+            self._hold_failed(obs, (self._hold_intended - growth) / (self._hold_ms / 1000.0))
             return
         # What the system actually absorbed over the hold: a rate a hair above capacity that
         # passed the growth check is reported as the capacity it really showed, never above.
@@ -263,9 +270,13 @@ class MaxRateSearch:
         self.first_unheld_rate_msgs_per_s = self.bad_per_s
         self.state = DONE
 
-    def _hold_failed(self, obs: Observation) -> None:
+    def _hold_failed(self, obs: Observation, absorbed_per_s: float | None = None) -> None:
+        if absorbed_per_s is None:
+            absorbed_per_s = obs.published / (obs.interval_ms / 1000.0) if obs.interval_ms else 0.0
         self.bad_per_s = self.rate_per_s
-        candidate = self.rate_per_s * self.settings.backoff_factor
+        settings = self.settings
+        candidate = min(self.rate_per_s * settings.backoff_factor,
+                        max(absorbed_per_s, self.rate_per_s * settings.backoff_floor))
         self.good_per_s = min(self.good_per_s, candidate)
         if candidate < self.settings.rate_min_per_s:
             self._fail()

@@ -124,8 +124,13 @@ def test_bad_settings_are_user_errors(settings):
 def test_a_hold_whose_backlog_keeps_growing_fails_even_when_every_check_looks_healthy():
     # 1 % above capacity: 100 msgs of backlog per check never crosses the 1000 limit within a
     # 5-check hold, but the growth over the hold (500 > 0.5 % of 50,500 offered) fails it.
+    # The hold starts there directly (bisection lands where it lands; a failed per-check hold now
+    # comes down to the absorbed rate, so a search from the ramp rarely meets this case).
     capacity = 10_000
-    search = run_search(MaxRateSearch(SearchSettings(start_rate_per_s=capacity * 1.01), LIMITS), FluidBroker(capacity))
+    search = MaxRateSearch(SearchSettings(), LIMITS)
+    search.state, search.rate_per_s, search.good_per_s, search.bad_per_s = HOLD, capacity * 1.01, capacity * 1.01, 20_000.0
+    search._start_hold(Observation(1000, 0, 0, 0, 0, 0, None))
+    run_search(search, FluidBroker(capacity))
     growth_failures = [h for h in search.history
                        if h["state"] == HOLD and h["verdict"] == HEALTHY and h["next_state"] == DRAIN]
     assert growth_failures and growth_failures[0]["rate_per_s"] > capacity
@@ -197,3 +202,18 @@ def test_a_single_hiccup_during_the_ramp_does_not_set_the_capacity():
     assert search.state == DONE
     assert search.capacity_msgs_per_s >= 0.93 * 10_000
     assert search.history[1]["verdict"] == UNHEALTHY and search.history[1]["next_state"] == DRAIN
+
+
+def test_a_hold_that_fails_comes_down_to_what_it_absorbed_not_three_percent_at_a_time():
+    # Bisection let a candidate 15 % over the capacity through (a lucky check): the failed hold
+    # measured what the broker absorbed, so the next hold starts near the capacity.
+    capacity = 10_000
+    search = MaxRateSearch(SearchSettings(), LIMITS)
+    search.state, search.rate_per_s, search.good_per_s, search.bad_per_s = HOLD, 11_500.0, 11_500.0, 12_000.0
+    search._start_hold(Observation(1000, 0, 0, 0, 0, 0, None))
+    run_search(search, FluidBroker(capacity))
+    assert search.state == DONE and 0.9 * capacity <= search.capacity_msgs_per_s <= capacity
+    failed_holds = [h for h in search.history if h["state"] == HOLD and h["next_state"] == DRAIN]
+    assert len(failed_holds) <= 3  # 3 % steps would need five or more
+    with pytest.raises(UserError, match="backoff_floor"):
+        MaxRateSearch(SearchSettings(backoff_floor=0.99))
