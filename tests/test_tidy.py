@@ -47,6 +47,11 @@ PURE = [
     # thread-safe; moving that cache out changes every caller), versions.py (reads and writes the
     # version marker file), and the file layer (atomic, commitlog, consume_queue, dispatch,
     # dledger_log, flush, inspect*, metadata, reader, recovery, segments, store, store_raft).
+    # POP: the receipt handle, the ck/ack records and the engine's state table (the service and
+    # the store view are its adapters).
+    "broker/pop/engine.py",
+    "broker/pop/handles.py",
+    "broker/pop/records.py",
     "broker/store/batch.py",
     "broker/store/buffers.py",
     "broker/store/checkpoint.py",

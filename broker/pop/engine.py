@@ -1,0 +1,568 @@
+"""The POP engine: RocketMQ's pop / ack / change-invisible-time / revive, as a state table without I/O.
+
+Who calls what (the broker's adapter is ``broker/pop/service.py``; its handlers are
+``broker/server/handlers_pop.py``; a gRPC endpoint calls the same adapter)::
+
+    engine = PopEngine(broker_name, cluster, revive_queues=8, max_reconsume_times=16)
+    # every replica, in log order, for every committed ck/ack message (from the timer topic, where
+    # it waits for its deliver time, and from the revive log, where the timer puts it when due):
+    engine.observe(item, delivered=None | (revive_qid, revive_log_offset))
+    engine.set_revive_offset(revive_qid, offset)      # the revive service's committed progress
+    # leader, per request (view: a QueueView over this replica's store; now_ms: the broker clock):
+    plan = engine.pop(PopRequest(...), view, now_ms, rand)   # -> PopPlan: messages + handles,
+    #   checkpoints to put (ck messages, TIMER_DELIVER_MS = pop time + invisible time), then
+    commits = engine.pop_done(plan)                   # after the cks committed -> offsets to commit
+    engine.pop_failed(plan)                           # a ck put failed: its range is handed out again
+    plan = engine.ack(group, topic, [extra_info...], now_ms)      # -> AckPlan: ack/bAck records
+    engine.ack_done(plan) / engine.ack_failed(plan)               #    (or offset commits, orderly)
+    plan = engine.change_invisible_time(group, topic, extra_info, invisible_ms, now_ms)
+    #   -> ChangePlan: a one-message ck to put FIRST, then the ack of the old handle; new handle
+    engine.change_done(plan) / engine.change_failed(plan)
+    engine.peek(group, topic, queue_id, max_msgs, view, init_mode) -> [Message]    # no checkpoint
+    engine.has_message(group, topic, queue_id, view, init_mode) -> bool            # NOTIFICATION
+    # leader, the revive service, for each ck the timer delivered to revive queue q, in order:
+    decision = engine.revive_decision(ck, now_ms)    # ("wait", until_ms) | ("skip", ()) |
+    #                                                  ("revive", unacked offsets)
+    topic, msg = engine.retry_message(ck, stored_msg, now_ms)   # %RETRY%<group>_<topic>, or %DLQ%
+    engine.revived(ck, revive_qid, next_revive_offset)         # after the re-puts committed
+    engine.leader_changed()                           # drop leader-only memory (cursors, locks)
+
+A receipt handle is RocketMQ's ``extraInfo`` (``handles``); ck/ack messages are ``records``.
+
+**Checkpoint states** (``TRANSITIONS``): a checkpoint is ``inflight`` from its commit until the
+timer delivers it to the revive log at its revive time (``due``); acks only add offsets to its acked
+set (``acked_all`` when none is left); the revive service takes a due checkpoint: every acked
+offset is skipped, the others are re-put to the group's retry topic with reconsumeTimes + 1 (to
+``%DLQ%<group>`` past ``max_reconsume_times``), then it is ``done`` and forgotten. An ack that the
+leader has accepted but not yet committed holds the revive (``revive_decision`` waits), so an ack
+that was answered is never followed by a redelivery; an ack after the revive is answered but
+changes nothing (RocketMQ does the same), ``AckPlan.statuses`` says ``late`` for it.
+
+**Never early**: ``revive_decision`` waits until ``now_ms`` reaches the revive time even if the ck
+arrived sooner (a v4 store has no timer: the ck is then on the revive log at once).
+
+**Queues handed out** (leader memory, ``_Cursor``): a pop reserves the offsets it hands out at
+once, so two concurrent pops never hand out the same message; the consumer offset committed after
+the cks is the lowest offset not yet covered by a committed checkpoint, so a failed ck put loses
+nothing (its range is handed out again first). With ``queue_id`` -1 the queues of the topic are
+tried from ``rand % n`` on, and the group's retry topic first when ``rand % 5 == 0``, else last
+(``PopMessageProcessor``).
+
+**Orderly pop** (``orderly``): one holder per queue (``_OrderLock``): a queue whose messages are
+out and not all acked is skipped until their invisible time passes, then the same messages are
+handed out again (``orderCountInfo`` counts the attempts); the consumer offset moves only when all
+are acked. No checkpoint is written (reviveQid 999, as RocketMQ); the lock is leader memory, so
+after a failover the messages not acked are handed out again at once (never lost).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from mqbench.broker.store.record import Message
+from mqbench.errors import UserError
+
+from . import handles
+from .records import Ack, CheckPoint, CkKey
+
+INIT_MODE_MAX, INIT_MODE_MIN = 0, 1          # ConsumeInitMode
+MAX_RECONSUME_TIMES = 16
+PROP_RETRY_TOPIC = "RETRY_TOPIC"
+PROP_FIRST_POP_TIME = "1ST_POP_TIME"
+PROP_ORIGIN_MESSAGE_ID = "ORIGIN_MESSAGE_ID"
+PROP_POP_CK = "POP_CK"
+PROP_TAGS = "TAGS"
+PENDING_ACK_RECHECK_MS = 50
+ORPHAN_ACK_KEEP_MS = 10 * 60_000
+
+INFLIGHT, DUE, DONE = "inflight", "due", "done"
+TRANSITIONS = {
+    # (state, event): next state. "acked_all": no offset of the checkpoint is left unacked.
+    (INFLIGHT, "acked_some"): INFLIGHT,
+    (INFLIGHT, "acked_all"): DONE,
+    (INFLIGHT, "delivered"): DUE,
+    (DUE, "acked_some"): DUE,
+    (DUE, "acked_all"): DONE,
+    (DUE, "delivered"): DUE,
+    (DUE, "revived"): DONE,
+    (DONE, "acked_some"): DONE,
+    (DONE, "acked_all"): DONE,
+    (DONE, "delivered"): DONE,
+    (DONE, "revived"): DONE,
+}
+
+
+class QueueView(Protocol):
+    """What the engine reads of a replica's store (all synchronous reads of committed state)."""
+
+    def read_queue_nums(self, topic: str) -> int: ...          # 0: no such topic
+    def min_offset(self, topic: str, queue_id: int) -> int: ...
+    def max_offset(self, topic: str, queue_id: int) -> int: ...
+    def consumer_offset(self, group: str, topic: str, queue_id: int) -> int: ...   # -1: none
+    def read(self, topic: str, queue_id: int, offset: int, max_msgs: int) -> list[Message]: ...
+
+
+@dataclass(frozen=True)
+class PopRequest:
+    group: str
+    topic: str
+    queue_id: int                  # -1: any queue of the topic
+    max_msgs: int
+    invisible_time_ms: int
+    init_mode: int = INIT_MODE_MAX
+    orderly: bool = False
+    tags: frozenset[str] | None = None     # TAG filter; None: everything
+
+
+@dataclass
+class Popped:
+    message: Message               # as stored (topic: the one popped from), POP_CK added
+    handle: str
+    topic: str
+
+
+@dataclass
+class PopPlan:
+    request: PopRequest
+    pop_time_ms: int
+    messages: list[Popped] = field(default_factory=list)
+    checkpoints: list[CheckPoint] = field(default_factory=list)      # put these before answering
+    start_offsets: list[tuple[str, int, int]] = field(default_factory=list)
+    msg_offsets: list[tuple[str, int, list[int]]] = field(default_factory=list)
+    order_counts: list[tuple[str, int, int, int]] = field(default_factory=list)
+    offset_commits: list[tuple[str, str, int, int]] = field(default_factory=list)   # orderly: none
+    rest_num: int = 0              # messages left in the queues looked at
+    revive_qid: int = 0
+    reservations: list[tuple[tuple[str, str, int], int, int]] = field(default_factory=list)
+
+
+@dataclass
+class AckPlan:
+    acks: list[Ack] = field(default_factory=list)          # put these (revive qid in revive_qids)
+    revive_qids: list[int] = field(default_factory=list)
+    offset_commits: list[tuple[str, str, int, int]] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)      # per handle: "ok" | "late" | "orderly"
+
+
+@dataclass
+class ChangePlan:
+    checkpoint: CheckPoint | None      # put first (None: orderly, only the lock moved)
+    ack: AckPlan                       # then this
+    handle: str
+    pop_time_ms: int
+    invisible_time_ms: int
+    revive_qid: int
+
+
+@dataclass
+class _Entry:
+    ck: CheckPoint
+    state: str = INFLIGHT
+    delivered: tuple[int, int] | None = None     # (revive qid, offset) on the revive log
+
+
+@dataclass
+class _Cursor:
+    next: int
+    outstanding: dict[int, int] = field(default_factory=dict)   # start -> end, ck not committed yet
+    redo: list[tuple[int, int]] = field(default_factory=list)   # ranges whose ck put failed
+
+
+@dataclass
+class _OrderLock:
+    start: int
+    offsets: tuple[int, ...]
+    until_ms: int
+    acked: set[int] = field(default_factory=set)
+    attempts: int = 0
+
+
+class PopEngine:
+    """See module doc."""
+
+    def __init__(self, broker_name: str, cluster: str, *, revive_queues: int = 8,
+                 max_reconsume_times: int = MAX_RECONSUME_TIMES):
+        self.broker_name = broker_name
+        self.revive_topic = handles.revive_topic(cluster)
+        self.revive_queues = revive_queues
+        self.max_reconsume_times = max_reconsume_times
+        self._cks: dict[CkKey, _Entry] = {}
+        self._acked: dict[CkKey, set[int]] = {}
+        self._ack_time: dict[CkKey, int] = {}      # revive time of acks whose ck is unknown
+        self._pending: dict[CkKey, int] = {}
+        self._revive_offsets: dict[int, int] = {}
+        self._cursors: dict[tuple[str, str, int], _Cursor] = {}
+        self._locks: dict[tuple[str, str, int], _OrderLock] = {}
+        self.request_modes: dict[tuple[str, str], tuple[str, int]] = {}   # (topic, group) -> mode
+
+    # --- the replicated state --------------------------------------------------------------------
+
+    def _event(self, entry: _Entry, event: str) -> None:
+        entry.state = TRANSITIONS[(entry.state, event)]
+
+    def _ack_event(self, key: CkKey) -> None:
+        entry = self._cks.get(key)
+        if entry is not None:
+            left = set(entry.ck.offsets) - self._acked.get(key, set())
+            self._event(entry, "acked_some" if left else "acked_all")
+
+    def observe(self, item: CheckPoint | Ack, delivered: tuple[int, int] | None = None) -> None:
+        """A committed ck or ack message (idempotent). ``delivered`` = (revive qid, offset) when it
+        was read from the revive log (the timer delivered it), None when read where it waits."""
+        key = item.key
+        if isinstance(item, Ack):
+            self._acked.setdefault(key, set()).update(item.offsets)
+            if key not in self._cks:
+                self._ack_time[key] = item.revive_time_ms
+            self._ack_event(key)
+            return
+        if delivered is not None and delivered[1] < self._revive_offsets.get(delivered[0], 0):
+            return              # the revive service is past it: done on every replica
+        entry = self._cks.get(key)
+        if entry is None:
+            entry = self._cks[key] = _Entry(item if item.revive_qid >= 0 or delivered is None
+                                            else replace(item, revive_qid=delivered[0]))
+            self._ack_time.pop(key, None)
+            self._ack_event(key)
+        if delivered is not None:
+            entry.delivered = delivered
+            self._event(entry, "delivered")
+
+    def set_revive_offset(self, revive_qid: int, offset: int) -> None:
+        """The revive service's committed progress on revive queue ``revive_qid``: every checkpoint
+        delivered below it is done (a follower forgets them here, the leader in ``revived``)."""
+        if offset <= self._revive_offsets.get(revive_qid, 0):
+            return
+        self._revive_offsets[revive_qid] = offset
+        for key, entry in list(self._cks.items()):
+            if entry.delivered is not None and entry.delivered[0] == revive_qid and entry.delivered[1] < offset:
+                del self._cks[key]
+                self._acked.pop(key, None)
+
+    def revive_offset(self, revive_qid: int) -> int:
+        return self._revive_offsets.get(revive_qid, 0)
+
+    def checkpoints(self) -> list[tuple[CheckPoint, str, frozenset[int]]]:
+        """Every checkpoint known: (ck, state, acked offsets): what ``inspect`` shows per group."""
+        return [(e.ck, e.state, frozenset(self._acked.get(k, ()))) for k, e in self._cks.items()]
+
+    def gc(self, now_ms: int) -> None:
+        """Forget acks whose checkpoint is gone (late acks) once well past their revive time."""
+        for key, revive_ms in list(self._ack_time.items()):
+            if revive_ms + ORPHAN_ACK_KEEP_MS < now_ms:
+                self._ack_time.pop(key, None)
+                self._acked.pop(key, None)
+
+    def leader_changed(self) -> None:
+        """Leader memory goes: reservations (the committed offsets say where to go on) and locks."""
+        self._cursors.clear()
+        self._locks.clear()
+        self._pending.clear()
+
+    # --- pop -------------------------------------------------------------------------------------
+
+    def revive_qid_for(self, queue_id: int) -> int:
+        return queue_id % self.revive_queues
+
+    def _start(self, view: QueueView, group: str, topic: str, queue_id: int, init_mode: int) -> int:
+        committed = view.consumer_offset(group, topic, queue_id)
+        lo = view.min_offset(topic, queue_id)
+        if committed < 0:
+            committed = lo if init_mode == INIT_MODE_MIN or topic.startswith(handles.RETRY_PREFIX) \
+                else view.max_offset(topic, queue_id)
+        return max(committed, lo)
+
+    def _cursor(self, view: QueueView, group: str, topic: str, queue_id: int, init_mode: int) -> _Cursor:
+        key = (group, topic, queue_id)
+        cur = self._cursors.get(key)
+        start = self._start(view, group, topic, queue_id, init_mode)
+        if cur is None:
+            cur = self._cursors[key] = _Cursor(start)
+        elif not cur.outstanding and not cur.redo:
+            cur.next = max(cur.next, start)
+        return cur
+
+    def _topics(self, req: PopRequest, view: QueueView, rand: int) -> list[tuple[str, int]]:
+        """(topic, queue id) pairs to try, in order (module doc)."""
+        def queues(topic: str) -> list[tuple[str, int]]:
+            n = view.read_queue_nums(topic)
+            return [(topic, (rand + i) % n) for i in range(n)] if n else []
+        if req.queue_id >= 0:
+            main = [(req.topic, req.queue_id)] if req.queue_id < view.read_queue_nums(req.topic) else []
+        else:
+            main = queues(req.topic)
+        retry = queues(handles.retry_topic(req.group, req.topic)) if not req.orderly else []
+        return retry + main if rand % 5 == 0 else main + retry
+
+    def pop(self, req: PopRequest, view: QueueView, now_ms: int, rand: int = 0) -> PopPlan:
+        """Hand out up to ``req.max_msgs`` messages (module doc); the plan says what to persist."""
+        if req.max_msgs <= 0 or req.invisible_time_ms <= 0:
+            raise UserError(f"pop of {req.max_msgs} messages invisible for {req.invisible_time_ms} ms: both must "
+                            "be positive")
+        plan = PopPlan(req, now_ms)
+        for topic, queue_id in self._topics(req, view, rand):
+            want = req.max_msgs - len(plan.messages)
+            if want <= 0:
+                plan.rest_num += max(0, view.max_offset(topic, queue_id) - self._peek_start(view, req, topic, queue_id))
+                continue
+            if req.orderly:
+                self._pop_orderly(plan, view, topic, queue_id, want, now_ms)
+            else:
+                self._pop_queue(plan, view, topic, queue_id, want, now_ms)
+        return plan
+
+    def _peek_start(self, view: QueueView, req: PopRequest, topic: str, queue_id: int) -> int:
+        cur = self._cursors.get((req.group, topic, queue_id))
+        start = self._start(view, req.group, topic, queue_id, req.init_mode)
+        return max(start, cur.next) if cur is not None else start
+
+    def _read(self, view: QueueView, req: PopRequest, topic: str, queue_id: int, start: int, end: int,
+              want: int) -> tuple[list[Message], int]:
+        """Messages in [start, end) (end -1: to the queue's end) matching the tags, up to ``want``;
+        and the offset after the last one looked at."""
+        msgs = view.read(topic, queue_id, start, want if end < 0 else min(want, end - start))
+        if end >= 0:
+            msgs = [m for m in msgs if m.queue_offset < end]
+        after = msgs[-1].queue_offset + 1 if msgs else start
+        if req.tags is not None:
+            msgs = [m for m in msgs if m.properties.get(PROP_TAGS) in req.tags]
+        return msgs, after
+
+    def _pop_queue(self, plan: PopPlan, view: QueueView, topic: str, queue_id: int, want: int, now_ms: int) -> None:
+        req = plan.request
+        cur = self._cursor(view, req.group, topic, queue_id, req.init_mode)
+        if cur.redo:
+            start, end = cur.redo.pop(0)
+        else:
+            start, end = cur.next, -1
+        msgs, after = self._read(view, req, topic, queue_id, start, end, want)
+        if end >= 0 and after < end:
+            cur.redo.insert(0, (after, end))        # the rest of a redo range waits for the next pop
+        if after == start:
+            return
+        if end < 0:
+            cur.next = after
+        cur.outstanding[start] = after
+        plan.reservations.append(((req.group, topic, queue_id), start, after))
+        plan.rest_num += max(0, view.max_offset(topic, queue_id) - cur.next)
+        if not msgs:    # all filtered out by tags: a checkpoint of nothing still moves the offset
+            plan.checkpoints.append(self._ck(req, topic, queue_id, start, (), now_ms))
+            return
+        ck = self._ck(req, topic, queue_id, start, tuple(m.queue_offset for m in msgs), now_ms)
+        plan.checkpoints.append(ck)
+        plan.revive_qid = ck.revive_qid
+        plan.start_offsets.append((topic, queue_id, start))
+        plan.msg_offsets.append((topic, queue_id, list(ck.offsets)))
+        for m in msgs:
+            handle = handles.build(start, now_ms, req.invisible_time_ms, ck.revive_qid, topic, self.broker_name,
+                                   queue_id, m.queue_offset)
+            plan.messages.append(Popped(_with_handle(m, handle), handle, topic))
+
+    def _ck(self, req: PopRequest, topic: str, queue_id: int, start: int, offsets: tuple[int, ...],
+            now_ms: int) -> CheckPoint:
+        return CheckPoint(req.group, topic, queue_id, start, offsets, now_ms, req.invisible_time_ms,
+                          self.revive_qid_for(queue_id), self.broker_name)
+
+    def _pop_orderly(self, plan: PopPlan, view: QueueView, topic: str, queue_id: int, want: int,
+                     now_ms: int) -> None:
+        req = plan.request
+        key = (req.group, topic, queue_id)
+        lock = self._locks.get(key)
+        if lock is not None and now_ms < lock.until_ms:
+            return                                            # held by another consumer
+        start = self._start(view, req.group, topic, queue_id, req.init_mode)
+        msgs, after = self._read(view, req, topic, queue_id, start, -1, want)
+        if after == start:
+            return
+        offsets = tuple(m.queue_offset for m in msgs)
+        attempts = lock.attempts + 1 if lock is not None and lock.start == start else 0
+        if not msgs:
+            plan.offset_commits.append((req.group, topic, queue_id, after))
+            return
+        self._locks[key] = _OrderLock(start, offsets, now_ms + req.invisible_time_ms, attempts=attempts)
+        plan.start_offsets.append((topic, queue_id, start))
+        plan.msg_offsets.append((topic, queue_id, list(offsets)))
+        plan.rest_num += max(0, view.max_offset(topic, queue_id) - after)
+        for m in msgs:
+            plan.order_counts.append((topic, queue_id, m.queue_offset, attempts))
+            handle = handles.build(start, now_ms, req.invisible_time_ms, handles.POP_ORDER_REVIVE_QUEUE, topic,
+                                   self.broker_name, queue_id, m.queue_offset)
+            stored = replace(m, reconsume_times=m.reconsume_times + attempts)
+            plan.messages.append(Popped(_with_handle(stored, handle), handle, topic))
+        plan.revive_qid = handles.POP_ORDER_REVIVE_QUEUE
+
+    def pop_done(self, plan: PopPlan) -> list[tuple[str, str, int, int]]:
+        """The plan's checkpoints are committed: record them; returns the consumer offsets that may
+        be committed now (group, topic, queue id, offset)."""
+        for ck in plan.checkpoints:
+            if ck.offsets:
+                self.observe(ck)
+        commits = list(plan.offset_commits)
+        for key, start, _end in plan.reservations:
+            cur = self._cursors.get(key)
+            if cur is None:
+                continue
+            cur.outstanding.pop(start, None)
+            floor = min([cur.next, *cur.outstanding, *(s for s, _ in cur.redo)])
+            commits.append((*key, floor))
+        return commits
+
+    def pop_failed(self, plan: PopPlan) -> None:
+        """A checkpoint of the plan could not be committed: hand its ranges out again."""
+        for key, start, end in plan.reservations:
+            cur = self._cursors.get(key)
+            if cur is not None and cur.outstanding.pop(start, None) is not None:
+                cur.redo.append((start, end))
+                cur.redo.sort()
+        for topic, queue_id, _start in plan.start_offsets:
+            if plan.request.orderly:
+                self._locks.pop((plan.request.group, topic, queue_id), None)
+
+    # --- peek and notification -------------------------------------------------------------------
+
+    def peek(self, group: str, topic: str, queue_id: int, max_msgs: int, view: QueueView,
+             init_mode: int = INIT_MODE_MAX) -> list[Message]:
+        """Messages a pop would hand out next, without a checkpoint."""
+        req = PopRequest(group, topic, queue_id, max_msgs, 1, init_mode)
+        out: list[Message] = []
+        for t, q in self._topics(req, view, 1):
+            if len(out) >= max_msgs:
+                break
+            out.extend(view.read(t, q, self._peek_start(view, req, t, q), max_msgs - len(out)))
+        return out
+
+    def has_message(self, group: str, topic: str, queue_id: int, view: QueueView,
+                    init_mode: int = INIT_MODE_MAX) -> bool:
+        req = PopRequest(group, topic, queue_id, 1, 1, init_mode)
+        return any(view.max_offset(t, q) > self._peek_start(view, req, t, q) for t, q in self._topics(req, view, 1))
+
+    # --- ack and change of invisible time -------------------------------------------------------
+
+    def _resolve(self, group: str, topic: str, extra_info: str) -> tuple[handles.Handle, CkKey]:
+        h = handles.parse(extra_info)
+        real = handles.real_topic(topic, group, h.kind)
+        return h, (group, real, h.queue_id, h.ck_queue_offset, h.pop_time_ms)
+
+    def ack(self, group: str, topic: str, extra_infos: list[str], now_ms: int) -> AckPlan:
+        """Acks of ``extra_infos`` (one or a batch), grouped by checkpoint into ack/bAck records."""
+        plan = AckPlan()
+        by_key: dict[CkKey, list[int]] = {}
+        for extra_info in extra_infos:
+            h, key = self._resolve(group, topic, extra_info)
+            if h.orderly:
+                plan.statuses.append(self._ack_orderly(plan, key, h))
+                continue
+            entry = self._cks.get(key)
+            if entry is None or entry.state == DONE and h.offset in self._acked.get(key, ()):
+                plan.statuses.append("late" if entry is None else "ok")
+                if entry is None:
+                    continue
+            else:
+                plan.statuses.append("ok")
+            by_key.setdefault(key, []).append(h.offset)
+        for key, offsets in by_key.items():
+            ck = self._cks[key].ck
+            plan.acks.append(Ack(key[0], key[1], key[2], key[3], key[4], tuple(sorted(set(offsets))),
+                                 self.broker_name, ck.revive_time_ms))
+            plan.revive_qids.append(ck.revive_qid)
+            self._pending[key] = self._pending.get(key, 0) + 1
+        return plan
+
+    def _ack_orderly(self, plan: AckPlan, key: CkKey, h: handles.Handle) -> str:
+        lock = self._locks.get(key[:3])
+        if lock is None or lock.start != h.ck_queue_offset:
+            return "late"
+        lock.acked.add(h.offset)
+        if set(lock.offsets) <= lock.acked:
+            del self._locks[key[:3]]
+            plan.offset_commits.append((*key[:3], lock.offsets[-1] + 1))
+        return "orderly"
+
+    def ack_done(self, plan: AckPlan) -> None:
+        for ack in plan.acks:
+            self._unpend(ack.key)
+            self.observe(ack)
+
+    def ack_failed(self, plan: AckPlan) -> None:
+        for ack in plan.acks:
+            self._unpend(ack.key)
+
+    def _unpend(self, key: CkKey) -> None:
+        left = self._pending.get(key, 0) - 1
+        if left > 0:
+            self._pending[key] = left
+        else:
+            self._pending.pop(key, None)
+
+    def change_invisible_time(self, group: str, topic: str, extra_info: str, invisible_time_ms: int,
+                              now_ms: int) -> ChangePlan:
+        """Make the message of ``extra_info`` invisible for ``invisible_time_ms`` from ``now_ms``:
+        a one-message checkpoint (put first), then the ack of the old handle. ``UserError`` when the
+        handle is no longer in flight (revived, acked or unknown)."""
+        if invisible_time_ms <= 0:
+            raise UserError(f"invisibleTime {invisible_time_ms} ms must be positive")
+        h, key = self._resolve(group, topic, extra_info)
+        if h.orderly:
+            lock = self._locks.get(key[:3])
+            if lock is None or lock.start != h.ck_queue_offset:
+                raise UserError(f"receipt handle {extra_info!r} is no longer held (orderly queue released)")
+            lock.until_ms = now_ms + invisible_time_ms
+            new = handles.build(h.ck_queue_offset, now_ms, invisible_time_ms, h.revive_qid, key[1], self.broker_name,
+                                h.queue_id, h.offset)
+            return ChangePlan(None, AckPlan(), new, now_ms, invisible_time_ms, h.revive_qid)
+        entry = self._cks.get(key)
+        if entry is None or entry.state == DONE or h.offset in self._acked.get(key, ()):
+            raise UserError(f"receipt handle {extra_info!r} is no longer in flight (acked, revived or unknown)")
+        ck = CheckPoint(group, key[1], h.queue_id, h.offset, (h.offset,), now_ms, invisible_time_ms,
+                        self.revive_qid_for(h.queue_id), self.broker_name)
+        ack = self.ack(group, topic, [extra_info], now_ms)
+        new = handles.build(h.offset, now_ms, invisible_time_ms, ck.revive_qid, key[1], self.broker_name,
+                            h.queue_id, h.offset)
+        return ChangePlan(ck, ack, new, now_ms, invisible_time_ms, ck.revive_qid)
+
+    def change_done(self, plan: ChangePlan) -> None:
+        if plan.checkpoint is not None:
+            self.observe(plan.checkpoint)
+        self.ack_done(plan.ack)
+
+    def change_failed(self, plan: ChangePlan) -> None:
+        self.ack_failed(plan.ack)
+
+    # --- revive ----------------------------------------------------------------------------------
+
+    def revive_decision(self, ck: CheckPoint, now_ms: int) -> tuple[str, object]:
+        """What to do with a checkpoint the timer delivered (module doc)."""
+        if now_ms < ck.revive_time_ms:
+            return ("wait", ck.revive_time_ms)
+        if self._pending.get(ck.key):
+            return ("wait", now_ms + PENDING_ACK_RECHECK_MS)
+        acked = self._acked.get(ck.key, set())
+        unacked = tuple(o for o in ck.offsets if o not in acked)
+        return ("revive", unacked) if unacked else ("skip", ())
+
+    def retry_message(self, ck: CheckPoint, stored: Message, now_ms: int) -> Message:
+        """The message to put for an unacked ``stored`` message of ``ck``: on the group's retry
+        topic with reconsumeTimes + 1, or on ``%DLQ%<group>`` once past ``max_reconsume_times``."""
+        props = {k: v for k, v in stored.properties.items() if k != PROP_POP_CK}
+        origin = props.get(PROP_RETRY_TOPIC) if ck.topic.startswith(handles.RETRY_PREFIX) else ck.topic
+        origin = origin or ck.topic
+        props[PROP_RETRY_TOPIC] = origin
+        props.setdefault(PROP_FIRST_POP_TIME, str(ck.pop_time_ms))
+        times = stored.reconsume_times + 1
+        topic = handles.retry_topic(ck.group, origin) if times <= self.max_reconsume_times \
+            else handles.dlq_topic(ck.group)
+        return Message(topic=topic, body=stored.body, properties=props, queue_id=0, flag=stored.flag,
+                       sysflag=stored.sysflag, born_timestamp_ms=stored.born_timestamp_ms,
+                       born_host=stored.born_host, reconsume_times=times)
+
+    def revived(self, ck: CheckPoint, revive_qid: int, next_offset: int) -> None:
+        """The revive service is done with ``ck`` (re-puts committed) up to ``next_offset``."""
+        entry = self._cks.pop(ck.key, None)
+        if entry is not None and entry.state != DONE:
+            self._event(entry, "revived")
+        self._acked.pop(ck.key, None)
+        self.set_revive_offset(revive_qid, next_offset)
+
+
+def _with_handle(msg: Message, handle: str) -> Message:
+    return replace(msg, properties={**msg.properties, PROP_POP_CK: handle})

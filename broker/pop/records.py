@@ -1,0 +1,132 @@
+"""POP state as RocketMQ stores it: checkpoint (``ck``) and ack (``ack``/``bAck``) messages.
+
+They are ordinary messages on ``rmq_sys_REVIVE_LOG_<cluster>`` queue ``reviveQid``, tagged ``ck``,
+``ack`` or ``bAck`` (``PopAckConstants``), with a JSON body of short field names as RocketMQ's
+``PopCheckPoint`` / ``AckMsg`` / ``BatchAckMsg`` write them, and ``TIMER_DELIVER_MS`` = the
+checkpoint's revive time (pop time + invisible time), so the broker's timer store holds them until
+then and puts them on the revive log at that time (never before). Since the commitlog is the Raft
+log, this state is replicated with the messages.
+
+Checkpoint body fields: ``so`` start offset, ``pt`` pop time ms, ``it`` invisible time ms, ``bm``
+bitmap of acked messages (always 0 as written: acks are separate messages), ``n`` number of
+messages, ``q`` queue id, ``t`` topic (the one popped from: a retry topic for retried messages),
+``c`` consumer group, ``ro`` revive offset (unused, -1), ``d`` queue offsets minus ``so``, ``bn``
+broker name, ``rp`` re-put times. Ack body: ``ao`` acked offset (``aol`` a list for ``bAck``),
+``so``, ``c``, ``t``, ``q``, ``pt``, ``bn``.
+
+Pure: values to ``Message`` and stored message fields back to values. A body that does not parse
+raises ``RecordError`` (the reader skips and counts that record: a client cannot write the
+internal topic, so it is damage, never input).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from mqbench.broker.store.record import Message
+from mqbench.errors import CorruptDataError
+
+CK_TAG, ACK_TAG, BATCH_ACK_TAG = "ck", "ack", "bAck"
+PROP_TAGS = "TAGS"
+PROP_KEYS = "KEYS"
+PROP_UNIQ_KEY = "UNIQ_KEY"
+PROP_TIMER_DELIVER_MS = "TIMER_DELIVER_MS"
+
+
+class RecordError(CorruptDataError):
+    """A ck/ack message whose body is not what the broker wrote."""
+
+
+@dataclass(frozen=True)
+class CheckPoint:
+    """One pop of up to ``len(offsets)`` messages from one queue (``PopCheckPoint``)."""
+
+    group: str
+    topic: str                 # the topic popped from (a retry topic for redelivered messages)
+    queue_id: int
+    start_offset: int
+    offsets: tuple[int, ...]   # queue offsets handed out, ascending, the first == start_offset
+    pop_time_ms: int
+    invisible_time_ms: int
+    revive_qid: int
+    broker_name: str
+    reput_times: int = 0
+
+    @property
+    def revive_time_ms(self) -> int:
+        return self.pop_time_ms + self.invisible_time_ms
+
+    @property
+    def key(self) -> "CkKey":
+        return (self.group, self.topic, self.queue_id, self.start_offset, self.pop_time_ms)
+
+
+#: identity of a checkpoint, as an ack names it: (group, topic, queue id, start offset, pop time)
+CkKey = tuple[str, str, int, int, int]
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Offsets acked under one checkpoint (``AckMsg``; ``BatchAckMsg`` when several)."""
+
+    group: str
+    topic: str
+    queue_id: int
+    start_offset: int
+    pop_time_ms: int
+    offsets: tuple[int, ...]
+    broker_name: str
+    revive_time_ms: int = 0    # not in RocketMQ's body; our deliver time (kept in the property)
+
+    @property
+    def key(self) -> CkKey:
+        return (self.group, self.topic, self.queue_id, self.start_offset, self.pop_time_ms)
+
+
+def _dump(doc: dict[str, object]) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def ck_message(ck: CheckPoint, revive_topic: str) -> Message:
+    """The checkpoint as the message to put (deliver time = its revive time)."""
+    body = {"so": ck.start_offset, "pt": ck.pop_time_ms, "it": ck.invisible_time_ms, "bm": 0,
+            "n": len(ck.offsets), "q": ck.queue_id, "t": ck.topic, "c": ck.group, "ro": -1,
+            "d": [o - ck.start_offset for o in ck.offsets], "bn": ck.broker_name, "rp": ck.reput_times}
+    key = f"{ck.topic}{ck.group}{ck.queue_id}{ck.start_offset}{ck.pop_time_ms}ck"
+    return Message(topic=revive_topic, body=_dump(body), queue_id=ck.revive_qid,
+                   properties={PROP_TAGS: CK_TAG, PROP_KEYS: key, PROP_UNIQ_KEY: key,
+                               PROP_TIMER_DELIVER_MS: str(ck.revive_time_ms)})
+
+
+def ack_message(ack: Ack, revive_topic: str, revive_qid: int) -> Message:
+    """The ack as the message to put: ``ack`` for one offset, ``bAck`` for several."""
+    body: dict[str, object] = {"so": ack.start_offset, "c": ack.group, "t": ack.topic, "q": ack.queue_id,
+                               "pt": ack.pop_time_ms, "bn": ack.broker_name}
+    if len(ack.offsets) == 1:
+        tag, body["ao"] = ACK_TAG, ack.offsets[0]
+    else:
+        tag, body["aol"] = BATCH_ACK_TAG, list(ack.offsets)
+    key = f"{ack.topic}{ack.group}{ack.queue_id}{ack.start_offset}{ack.pop_time_ms}{tag}{ack.offsets[0]}"
+    return Message(topic=revive_topic, body=_dump(body), queue_id=revive_qid,
+                   properties={PROP_TAGS: tag, PROP_KEYS: key, PROP_UNIQ_KEY: key,
+                               PROP_TIMER_DELIVER_MS: str(ack.revive_time_ms)})
+
+
+def parse(tag: str | None, body: bytes, deliver_ms: int = 0, revive_qid: int = -1) -> CheckPoint | Ack | None:
+    """A stored revive-log message back to a ``CheckPoint`` or ``Ack`` (None: another tag);
+    ``deliver_ms`` is its TIMER_DELIVER_MS, kept as an ack's revive time; ``revive_qid`` the revive
+    queue it was put to (a checkpoint's ``revive_qid``)."""
+    if tag not in (CK_TAG, ACK_TAG, BATCH_ACK_TAG):
+        return None
+    try:
+        doc = json.loads(bytes(body))
+        group, topic, queue_id = str(doc["c"]), str(doc["t"]), int(doc["q"])
+        so, pop_time, broker = int(doc["so"]), int(doc["pt"]), str(doc.get("bn", ""))
+        if tag == CK_TAG:
+            offsets = tuple(so + int(d) for d in doc.get("d") or range(int(doc["n"])))
+            return CheckPoint(group, topic, queue_id, so, offsets, pop_time, int(doc["it"]), revive_qid, broker,
+                              int(doc.get("rp", 0)))
+        acked = [int(doc["ao"])] if tag == ACK_TAG else [int(v) for v in doc["aol"]]
+        return Ack(group, topic, queue_id, so, pop_time, tuple(acked), broker, deliver_ms)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RecordError(f"{tag} message body does not parse: {exc}") from None

@@ -1,0 +1,209 @@
+"""The POP engine's state table, on a real store (``StoreView``), with time passed in."""
+from __future__ import annotations
+
+import pytest
+
+from mqbench.broker.pop import handles, records
+from mqbench.broker.pop.engine import (DONE, DUE, INFLIGHT, INIT_MODE_MIN, TRANSITIONS, PopEngine, PopRequest)
+from mqbench.broker.pop.view import StoreView
+from mqbench.broker.store.record import Message
+from mqbench.broker.store.store import Store
+from mqbench.errors import UserError
+
+G, T = "g1", "T"
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(tmp_path / "s", "v5", create=True)
+    s.create_topic(T, read_queue_nums=2, write_queue_nums=2)
+    for i in range(10):
+        s.append(Message(topic=T, queue_id=i % 2, body=f"m{i}".encode(), properties={"TAGS": "a" if i % 3 else "b"}))
+    yield s
+    s.close()
+
+
+def _req(**kw):
+    base = dict(group=G, topic=T, queue_id=0, max_msgs=3, invisible_time_ms=1000, init_mode=INIT_MODE_MIN)
+    base.update(kw)
+    return PopRequest(**base)
+
+
+def _commit(store, commits):
+    for group, topic, qid, off in commits:
+        store.commit_offset(group, topic, qid, off)
+
+
+def _deliver(engine, ck, offset):
+    """What the timer does at the revive time: the ck on the revive log."""
+    engine.observe(ck, delivered=(ck.revive_qid, offset))
+
+
+def test_handle_round_trip_and_errors():
+    h = handles.build(5, 1000, 30000, 3, "%RETRY%g_T", "broker-a", 1, 7)
+    assert h == "5 1000 30000 3 1 broker-a 1 7"
+    parsed = handles.parse(h)
+    assert (parsed.ck_queue_offset, parsed.kind, parsed.queue_id, parsed.offset, parsed.revive_time_ms) == \
+        (5, "1", 1, 7, 31000)
+    assert handles.real_topic("T", "g", parsed.kind) == "%RETRY%g_T"
+    for bad in ("", "1 2 3", "a 1 1 1 0 b 1 1", "1 1 1 1 9 b 1 1", "1 1 1 1 0 b 1 -1"):
+        with pytest.raises(UserError):
+            handles.parse(bad)
+    assert handles.parse_offset_info(handles.msg_offset_info([("T", 0, [1, 2]), ("%RETRY%g_T", 0, [4])])) == \
+        {"0@0": [1, 2], "1@0": [4]}
+
+
+def test_records_round_trip():
+    ck = records.CheckPoint(G, T, 1, 4, (4, 6), 1000, 500, 3, "b")
+    msg = records.ck_message(ck, "rmq_sys_REVIVE_LOG_c")
+    assert msg.properties["TIMER_DELIVER_MS"] == "1500" and msg.queue_id == 3
+    assert records.parse("ck", msg.body, revive_qid=3) == ck
+    ack = records.Ack(G, T, 1, 4, 1000, (4, 6), "b", 1500)
+    back = records.parse("bAck", records.ack_message(ack, "x", 3).body, 1500)
+    assert back == ack and back.key == ck.key
+    with pytest.raises(records.RecordError):
+        records.parse("ck", b"{not json")
+    assert records.parse("other", b"") is None
+
+
+def test_state_table_is_total():
+    for state in (INFLIGHT, DUE, DONE):
+        for event in ("acked_some", "acked_all", "delivered"):
+            assert (state, event) in TRANSITIONS
+    assert TRANSITIONS[(INFLIGHT, "delivered")] == DUE and TRANSITIONS[(DUE, "revived")] == DONE
+
+
+def test_pop_ack_all_then_delivered_is_skipped(store):
+    engine, view = PopEngine("b", "c"), StoreView(store)
+    plan = engine.pop(_req(), view, now_ms=1000)
+    assert [m.message.queue_offset for m in plan.messages] == [0, 1, 2]
+    assert all(m.message.properties["POP_CK"] == m.handle for m in plan.messages)
+    _commit(store, engine.pop_done(plan))
+    assert store.query_offset(G, T, 0) == 3
+    ack = engine.ack(G, T, [m.handle for m in plan.messages], now_ms=1200)
+    assert ack.statuses == ["ok"] * 3 and len(ack.acks) == 1 and ack.acks[0].offsets == (0, 1, 2)
+    engine.ack_done(ack)
+    ck = plan.checkpoints[0]
+    _deliver(engine, ck, 0)
+    assert engine.revive_decision(ck, 2000) == ("skip", ())
+
+
+def test_unacked_revived_never_early_with_retry_and_dlq(store):
+    engine, view = PopEngine("b", "c", max_reconsume_times=1), StoreView(store)
+    plan = engine.pop(_req(), view, now_ms=1000)
+    _commit(store, engine.pop_done(plan))
+    engine.ack_done(engine.ack(G, T, [plan.messages[1].handle], now_ms=1100))
+    ck = plan.checkpoints[0]
+    _deliver(engine, ck, 0)
+    assert engine.revive_decision(ck, 1999) == ("wait", 2000)      # delivered early: still waits
+    assert engine.revive_decision(ck, 2000) == ("revive", (0, 2))
+    stored = store.read_queue(T, 0, 0, 1).messages[0]
+    retry = engine.retry_message(ck, stored, 2000)
+    assert (retry.topic, retry.reconsume_times, retry.properties["RETRY_TOPIC"]) == ("%RETRY%g1_T", 1, T)
+    again = engine.retry_message(records.CheckPoint(G, "%RETRY%g1_T", 0, 0, (0,), 1, 1, 0, "b"), retry, 3000)
+    assert again.topic == "%DLQ%g1" and again.properties["RETRY_TOPIC"] == T
+    engine.revived(ck, ck.revive_qid, 1)
+    assert engine.checkpoints() == [] and engine.revive_offset(ck.revive_qid) == 1
+    late = engine.ack(G, T, [plan.messages[0].handle], now_ms=2100)
+    assert late.statuses == ["late"] and late.acks == []
+
+
+def test_pending_ack_holds_the_revive(store):
+    engine, view = PopEngine("b", "c"), StoreView(store)
+    plan = engine.pop(_req(max_msgs=1), view, now_ms=1000)
+    engine.pop_done(plan)
+    ack = engine.ack(G, T, [plan.messages[0].handle], now_ms=1999)
+    ck = plan.checkpoints[0]
+    _deliver(engine, ck, 0)
+    assert engine.revive_decision(ck, 2500)[0] == "wait"          # the ack's put is in flight
+    engine.ack_done(ack)
+    assert engine.revive_decision(ck, 2500) == ("skip", ())
+    failed = engine.ack(G, T, [plan.messages[0].handle], now_ms=1999)
+    engine.ack_failed(failed)
+    assert engine.revive_decision(ck, 2500) == ("skip", ())
+
+
+def test_concurrent_pops_do_not_overlap_and_a_failed_ck_is_handed_out_again(store):
+    engine, view = PopEngine("b", "c"), StoreView(store)
+    a = engine.pop(_req(max_msgs=2), view, now_ms=1000)
+    b = engine.pop(_req(max_msgs=2), view, now_ms=1000)
+    assert [m.message.queue_offset for m in a.messages] == [0, 1]
+    assert [m.message.queue_offset for m in b.messages] == [2, 3]
+    _commit(store, engine.pop_done(b))
+    assert store.query_offset(G, T, 0) == 0          # a's range is not covered by a committed ck yet
+    engine.pop_failed(a)
+    c = engine.pop(_req(max_msgs=5), view, now_ms=1100)
+    assert [m.message.queue_offset for m in c.messages] == [0, 1]
+    _commit(store, engine.pop_done(c))
+    assert store.query_offset(G, T, 0) == 4
+    d = engine.pop(_req(max_msgs=5), view, now_ms=1100)
+    assert [m.message.queue_offset for m in d.messages] == [4]
+
+
+def test_any_queue_tags_and_retry_topic(store):
+    engine, view = PopEngine("b", "c"), StoreView(store)
+    plan = engine.pop(_req(queue_id=-1, max_msgs=10, tags=frozenset({"b"})), view, now_ms=1, rand=1)
+    assert sorted(m.message.body for m in plan.messages) == [b"m0", b"m3", b"m6", b"m9"]
+    assert {ck.queue_id for ck in plan.checkpoints} == {0, 1}
+    _commit(store, engine.pop_done(plan))
+    assert store.query_offset(G, T, 0) == 5 and store.query_offset(G, T, 1) == 5
+    rt = handles.retry_topic(G, T)
+    store.create_topic(rt, read_queue_nums=1, write_queue_nums=1)
+    store.append(Message(topic=rt, body=b"r", reconsume_times=1, properties={"RETRY_TOPIC": T}))
+    plan = engine.pop(_req(queue_id=-1, max_msgs=1), view, now_ms=5, rand=5)   # rand % 5 == 0: retry first
+    assert plan.messages[0].message.body == b"r" and plan.messages[0].handle.split()[4] == "1"
+    engine.pop_done(plan)
+    ack = engine.ack(G, T, [plan.messages[0].handle], now_ms=6)
+    assert ack.acks[0].topic == rt and ack.statuses == ["ok"]
+
+
+def test_orderly_lock_redelivers_same_messages_and_commits_on_full_ack(store):
+    engine, view = PopEngine("b", "c"), StoreView(store)
+    first = engine.pop(_req(orderly=True, max_msgs=2), view, now_ms=1000)
+    assert [m.message.queue_offset for m in first.messages] == [0, 1] and first.checkpoints == []
+    assert first.messages[0].handle.split()[3] == "999"
+    assert engine.pop(_req(orderly=True), view, now_ms=1500).messages == []     # held
+    again = engine.pop(_req(orderly=True, max_msgs=2), view, now_ms=2000)
+    assert [m.message.queue_offset for m in again.messages] == [0, 1]
+    assert again.order_counts[0][3] == 1 and again.messages[0].message.reconsume_times == 1
+    plan = engine.ack(G, T, [m.handle for m in again.messages], now_ms=2100)
+    assert plan.statuses == ["orderly", "orderly"] and plan.offset_commits == [(G, T, 0, 2)]
+    _commit(store, plan.offset_commits)
+    assert [m.message.queue_offset for m in engine.pop(_req(orderly=True), view, now_ms=2200).messages] == [2, 3, 4]
+
+
+def test_change_invisible_time(store):
+    engine, view = PopEngine("b", "c"), StoreView(store)
+    plan = engine.pop(_req(max_msgs=2), view, now_ms=1000)
+    engine.pop_done(plan)
+    change = engine.change_invisible_time(G, T, plan.messages[0].handle, 5000, now_ms=1500)
+    assert change.checkpoint.offsets == (0,) and change.checkpoint.revive_time_ms == 6500
+    assert handles.parse(change.handle).ck_queue_offset == 0 and change.ack.acks[0].offsets == (0,)
+    engine.change_done(change)
+    old = plan.checkpoints[0]
+    _deliver(engine, old, 0)
+    assert engine.revive_decision(old, 2000) == ("revive", (1,))
+    with pytest.raises(UserError):
+        engine.change_invisible_time(G, T, plan.messages[0].handle, 5000, now_ms=1600)   # acked by the change
+    _deliver(engine, change.checkpoint, 1)
+    assert engine.revive_decision(change.checkpoint, 6499)[0] == "wait"
+    assert engine.revive_decision(change.checkpoint, 6500) == ("revive", (0,))
+
+
+def test_a_follower_rebuilds_from_the_log_in_any_order_and_forgets_past_the_revive_offset(store):
+    leader, view = PopEngine("b", "c"), StoreView(store)
+    plan = leader.pop(_req(), view, now_ms=1000)
+    leader.pop_done(plan)
+    ack = leader.ack(G, T, [plan.messages[0].handle], now_ms=1100)
+    follower = PopEngine("b", "c")
+    ck = plan.checkpoints[0]
+    follower.observe(records.parse("ack", records.ack_message(ack.acks[0], "x", 0).body, 2000))   # ack first
+    follower.observe(ck)
+    follower.observe(ck, delivered=(ck.revive_qid, 4))
+    assert follower.revive_decision(ck, 2000) == ("revive", (1, 2))
+    [(seen, state, acked)] = follower.checkpoints()
+    assert seen == ck and state == DUE and acked == {0}
+    follower.set_revive_offset(ck.revive_qid, 5)
+    assert follower.checkpoints() == []
+    follower.observe(ck, delivered=(ck.revive_qid, 4))        # re-read: already done
+    assert follower.checkpoints() == []
