@@ -49,7 +49,7 @@ from .configs_carry import read_configs, write_configs
 from .journal import JOURNAL_FILE, read_journal, write_file_atomic, write_journal
 from .plan import Options, Plan, make_plan, needs_prescan
 from .reframe import Reframer
-from .source import Position, decode_item, log_files, walk_log
+from .source import Position, decode_item, log_files, peek_item, walk_log
 from .target import TargetLog, TargetQueues
 
 CHECKPOINT_EVERY_BYTES = 64 << 20
@@ -86,9 +86,11 @@ class Copier:
             self.timers.farthest = tuple(progress["timer_farthest"])
         self.src_dl = versions.is_dledger(plan.source_version)
         self.dst_dl = versions.is_dledger(plan.target_version)
+        self.index = new_index_writer(plan.source, dst)
         if queue_sizes is not None:
             self.log.rewind(progress["log_end"], progress["last_index"])
             self.queues.rewind(queue_sizes)
+            index_log(self.index, dst)     # the key index of what the checkpoint kept, built anew
 
     def _is_batch_topic(self, topic: str) -> bool:
         return versions.has_batch_cq(self.plan.target_version) and self.plan.configs.is_batch_topic(topic)
@@ -132,7 +134,13 @@ class Copier:
         if self.src_dl and not self.dst_dl and committed is not None and item.entry_index > committed:
             p["records_uncommitted_dropped"] += 1
             return
-        msg = decode_item(item)
+        # the fast path reads what routing needs and copies the record's bytes; a record to
+        # rewrite (or check for blockers) is decoded whole below
+        msg = peek_item(item)
+        tx = msg.sysflag & SYSFLAG_TX_MASK
+        remap = tx in (SYSFLAG_TX_COMMIT, SYSFLAG_TX_ROLLBACK) and str(msg.prepared_tx_offset) in p["prepared"]
+        if self.check_blockers or remap or self.reframer.needs_rewrite(msg):
+            msg = decode_item(item)
         if self.check_blockers:
             place = f"{item.where} at offset {item.offset}"
             for b in self.reframer.blockers(msg) + self.timers.blockers(msg, place):
@@ -145,8 +153,6 @@ class Copier:
         p["records_in"] += 1
         self.timers.observe(msg)
         old_tx = msg.prepared_tx_offset
-        tx = msg.sysflag & SYSFLAG_TX_MASK
-        remap = tx in (SYSFLAG_TX_COMMIT, SYSFLAG_TX_ROLLBACK) and str(old_tx) in p["prepared"]
         try:
             if not remap and not self.reframer.needs_rewrite(msg):
                 self._write(msg, item.record, term, index, item)
@@ -174,6 +180,7 @@ class Copier:
         phys, size = self.log.append_record(record, term, index)
         msg.physical_offset = phys
         self.queues.dispatch(msg, size, item.where, item.offset)
+        self.index.put_record(msg.topic, msg.properties, msg.sysflag, phys, msg.store_timestamp_ms)
         p["records_out"] += 1
         p["bytes_out"] += size
         p["last_store_timestamp_ms"] = max(p["last_store_timestamp_ms"], msg.store_timestamp_ms)
@@ -364,6 +371,8 @@ def _copy_step(plan: Plan, options: Options, dst: Path, base: dict, progress: di
             write_journal(dst, {**base, "step": "copy", "progress": progress, "queues": copier.queues.sizes()})
 
         copier.run(checkpoint)
+        progress["index_keys"] = copier.index.items_written
+        copier.index.close()
         checkpoint()
         committed = plan.committed_index if (plan.keeps_raft_indexes and plan.committed_index is not None) \
             else copier.log.last_index
@@ -372,11 +381,12 @@ def _copy_step(plan: Plan, options: Options, dst: Path, base: dict, progress: di
         copier.close()
 
 
-def rebuild_key_index(src: str, dst: Path) -> int:
-    """RocketMQ's ``index/`` for DST, built anew from DST's log (the source's items hold the old
-    physical offsets): every record's UNIQ_KEY and KEYS, with the source's file geometry when its
-    index files have one ``index_files.geometry`` reads, else RocketMQ's defaults. Returns the
-    number of keys indexed. Built from scratch each time, so a resumed run writes the same bytes."""
+def new_index_writer(src: str, dst: Path) -> IndexWriter:
+    """A writer of RocketMQ's ``index/`` for DST (the source's items hold the old physical offsets,
+    so the index is built anew as records are written): the source's file geometry when its index
+    files have one ``index_files.geometry`` reads, else RocketMQ's defaults. DST's ``index/`` is
+    removed first: a resumed copy builds it again from the records the checkpoint kept
+    (``index_log``), so its bytes never depend on where a run was interrupted."""
     folder = dst / INDEX_DIR
     if folder.exists():
         shutil.rmtree(folder)
@@ -385,21 +395,22 @@ def rebuild_key_index(src: str, dst: Path) -> int:
     if existing:
         geo = geometry(existing[0].stat().st_size)
     slots, items = geo or (DEFAULT_HASH_SLOT_NUM, DEFAULT_INDEX_NUM)
-    writer = IndexWriter(folder, hash_slot_num=slots, index_num=items)
-    for item in walk_log(str(dst)):
+    return IndexWriter(folder, hash_slot_num=slots, index_num=items)
+
+
+def index_log(writer: IndexWriter, root: Path) -> None:
+    """Index every record of the log at ``root`` (UNIQ_KEY and KEYS of each)."""
+    for item in walk_log(str(root)):
         if item.record is None:
             continue
         rec = item.record
         _, _, _, _, sysflag = peek_fields(rec, 0)
         writer.put_record(peek_topic(rec, 0), peek_properties(rec, 0), sysflag, item.address,
                           peek_store_timestamp(rec, 0))
-    writer.close()
-    return writer.items_written
 
 
 def _meta_step(plan: Plan, dst: Path, progress: dict) -> None:
     write_configs(plan.source, plan.configs, dst, plan.target_version)
-    progress["index_keys"] = rebuild_key_index(plan.source, dst)
     if versions.major(plan.source_version) == 5 and versions.major(plan.target_version) == 5 \
             and delay.has_timer_store(plan.source):
         delay.carry_timer_store(plan.source, str(dst), _timer_address_map(plan.source, dst))

@@ -35,7 +35,7 @@ from typing import Iterator
 from mqbench.broker.store import dledger as dl
 from mqbench.broker.store.inspect_files import log_dirs
 from mqbench.broker.store.log_reader import RAISE, FolderFiles, LogItem, LogReader, list_segments
-from mqbench.broker.store.record import Message, decode_message
+from mqbench.broker.store.record import Message, decode_message, peek_message
 from mqbench.broker.store.versions import detect
 from mqbench.errors import CorruptDataError
 
@@ -91,6 +91,19 @@ def decode_item(item: SourceItem) -> Message:
     except CorruptDataError as exc:
         raise CorruptDataError(str(exc).split(": ", 1)[-1], where=item.where,
                                offset=item.offset + (exc.offset or 0)) from None
+    msg.physical_offset = item.address
+    return msg
+
+
+def peek_item(item: SourceItem) -> Message:
+    """``decode_item`` without the body and hosts (``record.peek_message``): enough to route and
+    copy the record's bytes. CorruptDataError names the file and offset."""
+    if item.message is not None:
+        return item.message
+    try:
+        msg = peek_message(item.record, 0)
+    except CorruptDataError as exc:
+        raise CorruptDataError(str(exc).split(": ", 1)[-1], where=item.where, offset=item.offset) from None
     msg.physical_offset = item.address
     return msg
 

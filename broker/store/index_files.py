@@ -20,6 +20,7 @@ and 4,000); other sizes are not read.
 from __future__ import annotations
 
 import os
+import struct
 from array import array
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from .segments import fsync_dir
 INDEX_DIR = "index"
 _ITEM_BUFFER_BYTES = 1 << 20
 _SLOT_CHUNK_BYTES = 4096
+_ITEM = struct.Struct(">iqii")
 
 
 def geometry(size_bytes: int) -> tuple[int, int] | None:
@@ -67,7 +69,9 @@ class IndexWriter:
         self.index_num = index_num
         self.items_written = 0
         self._fd = -1
-        self._header = fmt.IndexHeader()
+        # the header of the file being written, as ints (``index_file.IndexHeader`` at the end)
+        self._begin_ts = self._end_ts = self._begin_phy = self._end_phy = 0
+        self._slot_count, self._count = 0, 1
         self._slots = array("i")
         self._items = bytearray()
         self._items_at = 0
@@ -77,9 +81,9 @@ class IndexWriter:
         path = self.folder / fmt.index_file_name(store_timestamp_ms)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         os.ftruncate(self._fd, fmt.index_file_bytes(self.hash_slot_num, self.index_num))
-        prev = self._header
-        self._header = fmt.IndexHeader(prev.end_timestamp_ms, prev.end_timestamp_ms, prev.end_phy_offset,
-                                       prev.end_phy_offset, 0, 1)
+        # a new file starts where the previous one ended (spec 7)
+        self._begin_ts, self._begin_phy = self._end_ts, self._end_phy
+        self._slot_count, self._count = 0, 1
         self._slots = array("i", bytes(fmt.HASH_SLOT_BYTES * self.hash_slot_num))
         self._items = bytearray()
         self._items_at = fmt.item_position(1, self.hash_slot_num)
@@ -90,19 +94,28 @@ class IndexWriter:
             self.put(key, physical_offset, store_timestamp_ms)
 
     def put(self, key: str, physical_offset: int, store_timestamp_ms: int) -> None:
-        """Index ``key`` (already ``topic#key``) for the record at ``physical_offset``."""
+        """Index ``key`` (already ``topic#key``) for the record at ``physical_offset``: the insert
+        of ``index_file.plan_put``, on ints (it runs for every key of a migration)."""
         if self._fd < 0:
             self._open(store_timestamp_ms)
-        elif fmt.is_full(self._header, self.index_num):
+        elif self._count >= self.index_num:
             self._finish()
             self._open(store_timestamp_ms)
         h = fmt.key_hash(key)
         slot = h % self.hash_slot_num
-        new, writes = fmt.plan_put(self._header, self._slots[slot], key, physical_offset, store_timestamp_ms,
-                                   hash_slot_num=self.hash_slot_num, index_num=self.index_num)
-        self._items += writes[0][1]
-        self._slots[slot] = self._header.index_count
-        self._header = new
+        n = self._count
+        old = self._slots[slot]
+        prev = 0 if old <= 0 or old > n else old
+        begin = self._begin_ts
+        diff = 0 if begin <= 0 else min(max((store_timestamp_ms - begin) // 1000, 0), fmt.INT32_MAX)
+        if n <= 1:
+            self._begin_phy, self._begin_ts = physical_offset, store_timestamp_ms
+        if prev == 0:
+            self._slot_count += 1
+        self._count = n + 1
+        self._end_phy, self._end_ts = physical_offset, store_timestamp_ms
+        self._items += _ITEM.pack(h, physical_offset, diff, prev)
+        self._slots[slot] = n
         self.items_written += 1
         if len(self._items) >= _ITEM_BUFFER_BYTES:
             self._flush_items()
@@ -121,7 +134,9 @@ class IndexWriter:
             chunk = table[at:at + _SLOT_CHUNK_BYTES]
             if chunk.count(0) != len(chunk):
                 os.pwrite(self._fd, chunk, base + at)
-        os.pwrite(self._fd, fmt.encode_index_header(self._header), 0)
+        header = fmt.IndexHeader(self._begin_ts, self._end_ts, self._begin_phy, self._end_phy, self._slot_count,
+                                 self._count)
+        os.pwrite(self._fd, fmt.encode_index_header(header), 0)
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = -1

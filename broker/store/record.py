@@ -145,10 +145,14 @@ def body_crc(body: ByteView) -> int:
 
 def java_hash(text: str) -> int:
     """``java.lang.String.hashCode()``: 31*h + c over UTF-16 code units, as a signed int32."""
-    data = text.encode("utf-16-be", "surrogatepass")
     h = 0
-    for (unit,) in struct.iter_unpack(">H", data):
-        h = (31 * h + unit) & 0xFFFFFFFF
+    if text.isascii():       # one UTF-16 unit per byte: the common case, twice as fast
+        for unit in text.encode("ascii"):
+            h = (31 * h + unit) & 0xFFFFFFFF
+    else:
+        data = text.encode("utf-16-be", "surrogatepass")
+        for (unit,) in struct.iter_unpack(">H", data):
+            h = (31 * h + unit) & 0xFFFFFFFF
     return h - 0x100000000 if h & 0x80000000 else h
 
 
@@ -588,6 +592,28 @@ def peek_fields(buf: ByteView, pos: int) -> tuple[int, int, int, int, int]:
     """(TOTALSIZE, QUEUEID, QUEUEOFFSET, PHYSICALOFFSET, SYSFLAG) of a record already checked valid."""
     total, _, _, queue_id, _, queue_offset, physical_offset, sysflag, _ = _HEAD.unpack_from(buf, pos)
     return total, queue_id, queue_offset, physical_offset, sysflag
+
+
+def peek_message(buf: ByteView, pos: int) -> Message:
+    """The fields of a record already checked valid WITHOUT its body and hosts (``body`` is
+    empty, the hosts are left at their defaults): what routing a record needs (topic, queue,
+    offsets, sysflag, properties, store time), read without copying the body. CorruptDataError
+    when the topic or properties are not UTF-8."""
+    (_, magic, crc, queue_id, flag, queue_offset, physical_offset, sysflag, born_ts) = _HEAD.unpack_from(buf, pos)
+    at = pos + _HEAD.size + (20 if sysflag & SYSFLAG_BORNHOST_V6 else 8)
+    store_ts: int = _I64.unpack_from(buf, at)[0]
+    at += 8 + (20 if sysflag & SYSFLAG_STOREHOST_V6 else 8)
+    reconsume, prepared, _ = _TAIL.unpack_from(buf, at)
+    topic_at, topic_len, props_at, props_len = _tail_positions(buf, pos)
+    try:
+        topic = bytes(buf[topic_at:topic_at + topic_len]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptDataError("topic is not UTF-8", offset=pos) from None
+    return Message(topic=topic, body=b"", properties=decode_properties(buf[props_at:props_at + props_len]),
+                   queue_id=queue_id, flag=flag, queue_offset=queue_offset, physical_offset=physical_offset,
+                   sysflag=sysflag, born_timestamp_ms=born_ts, store_timestamp_ms=store_ts,
+                   reconsume_times=reconsume, prepared_tx_offset=prepared, body_crc=crc,
+                   version=1 if magic == MAGIC_V1 else 2)
 
 
 def peek_store_timestamp(buf: ByteView, pos: int) -> int:
