@@ -272,14 +272,19 @@ class PopEngine:
                 else view.max_offset(topic, queue_id)
         return max(committed, lo)
 
-    def _cursor(self, view: QueueView, group: str, topic: str, queue_id: int, init_mode: int) -> _Cursor:
-        key = (group, topic, queue_id)
+    def _cursor(self, plan: PopPlan, view: QueueView, topic: str, queue_id: int) -> _Cursor:
+        """The queue's cursor; the first touch of a queue the group never consumed fixes its start
+        by ``init_mode`` and commits it (RocketMQ's init offset), so later messages are not skipped."""
+        req = plan.request
+        key = (req.group, topic, queue_id)
         cur = self._cursors.get(key)
-        start = self._start(view, group, topic, queue_id, init_mode)
+        committed = view.consumer_offset(req.group, topic, queue_id)
         if cur is None:
-            cur = self._cursors[key] = _Cursor(start)
-        elif not cur.outstanding and not cur.redo:
-            cur.next = max(cur.next, start)
+            cur = self._cursors[key] = _Cursor(self._start(view, req.group, topic, queue_id, req.init_mode))
+            if committed < 0:
+                plan.offset_commits.append((*key, cur.next))
+        elif committed >= 0 and not cur.outstanding and not cur.redo:
+            cur.next = max(cur.next, committed, view.min_offset(topic, queue_id))
         return cur
 
     def _topics(self, req: PopRequest, view: QueueView, rand: int) -> list[tuple[str, int]]:
@@ -313,8 +318,9 @@ class PopEngine:
 
     def _peek_start(self, view: QueueView, req: PopRequest, topic: str, queue_id: int) -> int:
         cur = self._cursors.get((req.group, topic, queue_id))
-        start = self._start(view, req.group, topic, queue_id, req.init_mode)
-        return max(start, cur.next) if cur is not None else start
+        if cur is not None:
+            return max(cur.next, view.consumer_offset(req.group, topic, queue_id))
+        return self._start(view, req.group, topic, queue_id, req.init_mode)
 
     def _read(self, view: QueueView, req: PopRequest, topic: str, queue_id: int, start: int, end: int,
               want: int) -> tuple[list[Message], int]:
@@ -330,7 +336,7 @@ class PopEngine:
 
     def _pop_queue(self, plan: PopPlan, view: QueueView, topic: str, queue_id: int, want: int, now_ms: int) -> None:
         req = plan.request
-        cur = self._cursor(view, req.group, topic, queue_id, req.init_mode)
+        cur = self._cursor(plan, view, topic, queue_id)
         if cur.redo:
             start, end = cur.redo.pop(0)
         else:

@@ -255,6 +255,10 @@ def needed_resources(cmd: RemotingCommand) -> dict[str, int]:
     elif code == codes.PULL_MESSAGE:
         add(ext.get("topic"), SUB)
         add(_retry(ext.get("consumerGroup")), SUB)
+    elif code in (codes.POP_MESSAGE, codes.ACK_MESSAGE, codes.CHANGE_MESSAGE_INVISIBLETIME, codes.PEEK_MESSAGE,
+                  codes.NOTIFICATION):
+        add(ext.get("topic"), SUB)
+        add(_retry(ext.get("consumerGroup")), SUB)
     elif code == codes.QUERY_MESSAGE:
         add(ext.get("topic"), SUB)
     elif code in (codes.UPDATE_CONSUMER_OFFSET, codes.QUERY_CONSUMER_OFFSET):

@@ -1,7 +1,8 @@
 """What every request handler of the broker shares: ``BrokerContext``, and the handler table.
 
 The handlers (one module per area: ``handlers_send``, ``handlers_pull``, ``handlers_offsets``,
-``handlers_clients``, ``handlers_admin``, ``handlers_stats`` for mqadmin's read-only verbs) are
+``handlers_clients``, ``handlers_admin``, ``handlers_stats`` for mqadmin's read-only verbs,
+``handlers_pop`` for RocketMQ 5's POP codes on ``ctx.pop``) are
 ``async def handler(ctx, cmd, channel)``; the
 table built by ``build_handlers(ctx)`` binds them to ``ctx`` and wraps each one so that:
 
@@ -355,11 +356,12 @@ def wrap(ctx: BrokerContext, handler: Handler, bad_input_code: int):
 
 def build_handlers(ctx: BrokerContext) -> dict[int, Callable]:
     """The broker's request table: code -> bound handler."""
-    from mqbench.broker.server import (handlers_admin, handlers_clients, handlers_offsets, handlers_pull,
-                                       handlers_send, handlers_stats)
+    from mqbench.broker.server import (handlers_admin, handlers_clients, handlers_offsets, handlers_pop,
+                                       handlers_pull, handlers_send, handlers_stats)
 
     table: dict[int, Callable] = {}
-    for module in (handlers_send, handlers_pull, handlers_offsets, handlers_clients, handlers_admin, handlers_stats):
+    for module in (handlers_send, handlers_pull, handlers_offsets, handlers_clients, handlers_admin, handlers_stats,
+                   handlers_pop):
         for code, (handler, bad_input_code) in module.HANDLERS.items():
             table[code] = wrap(ctx, handler, bad_input_code)
     return table

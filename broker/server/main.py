@@ -297,6 +297,9 @@ async def _run(args: argparse.Namespace) -> int:
         from mqbench.broker.timer import attach_to_broker
 
         attach_to_broker(broker)
+    from mqbench.broker.pop.service import attach_to_broker as attach_pop
+
+    attach_pop(broker)      # after the delay service: a checkpoint waits in the timer store
     return await broker.serve(stop)
 
 

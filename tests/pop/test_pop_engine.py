@@ -207,3 +207,13 @@ def test_a_follower_rebuilds_from_the_log_in_any_order_and_forgets_past_the_revi
     assert follower.checkpoints() == []
     follower.observe(ck, delivered=(ck.revive_qid, 4))        # re-read: already done
     assert follower.checkpoints() == []
+
+
+def test_init_mode_max_starts_at_the_end_when_first_touched_and_keeps_that_start(store):
+    engine, view = PopEngine("b", "c"), StoreView(store)
+    plan = engine.pop(_req(init_mode=0), view, now_ms=1)
+    assert plan.messages == [] and plan.offset_commits == [(G, T, 0, 5)]     # the init offset, committed
+    _commit(store, engine.pop_done(plan))
+    store.append(Message(topic=T, queue_id=0, body=b"later"))
+    plan = engine.pop(_req(init_mode=0), view, now_ms=2)
+    assert [m.message.body for m in plan.messages] == [b"later"]

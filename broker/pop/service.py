@@ -1,0 +1,356 @@
+"""``PopService``: the POP engine of one broker replica, fed from its log, with the revive service.
+
+Attach it to a started broker (``attach_to_broker(broker)``, as the delay service is) and the
+handlers find it as ``ctx.pop``; the request methods are in the package docstring. What it does:
+
+* **Feeding the engine** (every replica): ``sync()`` reads what was committed since the last call
+  from the timer topic (ck/ack messages waiting for their deliver time; ``REAL_TOPIC`` names the
+  revive log) and from every revive-log queue (what the timer delivered), in offset order, and
+  hands each to ``engine.observe``; the revive service's committed progress (consumer offsets of
+  ``CID_RMQ_SYS_REVIVE_GROUP`` on the revive log) to ``engine.set_revive_offset``. Requests call it
+  first; a background task calls it after commits (at most every ``SYNC_INTERVAL_MS``), so a
+  follower's table is current when it becomes leader.
+* **Writes** go through the broker's one replicated put (``group.put``) after the broker's
+  message rewriters (``ctx.rewrite``: a ck's ``TIMER_DELIVER_MS`` moves it to the timer store) and
+  ``group.commit_offset``: a pop answers only once its checkpoints and then its consumer offsets are
+  committed; an ack once its ack message is.
+* **Revive** (leader only, ``_revive_loop``): per revive queue, from the committed revive offset,
+  each delivered checkpoint gets ``engine.revive_decision``; unacked messages are re-put to the retry
+  topic (created with one queue when missing) or the DLQ, then the revive offset is committed.
+* **Long polling**: a pop or notification with ``poll_ms`` waits for the next commit and tries
+  again until its deadline; more than ``POLLING_MAX`` waiting answer POLLING_FULL at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from mqbench.broker.remoting import codes
+from mqbench.broker.store.record import Message
+from mqbench.broker.store.topics import TIMER_TOPIC
+
+from . import handles, records
+from .engine import ChangePlan, AckPlan, PopEngine, PopPlan, PopRequest
+from .view import StoreView
+
+log = logging.getLogger("mqbench.broker.pop")
+
+POLLING_MAX = 1024
+SYNC_INTERVAL_MS = 200
+REVIVE_IDLE_MS = 200
+REVIVE_RETRY_MS = 1000
+READ_CHUNK = 256
+PROP_REAL_TOPIC = "REAL_TOPIC"
+PROP_TIMER_OUT_MS = "TIMER_OUT_MS"
+
+
+@dataclass
+class PopResult:
+    code: int     # SUCCESS (messages), PULL_NOT_FOUND (none, no poll), POLLING_TIMEOUT, POLLING_FULL
+    plan: PopPlan
+
+
+class PopService:
+    """See module doc. ``ctx`` is the broker's ``BrokerContext``."""
+
+    def __init__(self, ctx: Any, *, revive_queues: int = 8, max_reconsume_times: int = 16):
+        self.ctx = ctx
+        self.group = ctx.group
+        self.engine = PopEngine(ctx.broker_name, ctx.layout.cluster, revive_queues=revive_queues,
+                                max_reconsume_times=max_reconsume_times)
+        self.revive_topic = self.engine.revive_topic
+        self._read_pos: dict[tuple[str, int], int] = {}
+        self._commit_event = asyncio.Event()
+        self._waiters: set[asyncio.Event] = set()
+        self._polling = 0
+        self._revive_task: asyncio.Task | None = None
+        self._sync_task: asyncio.Task | None = None
+        self._closed = False
+        self.stats = {"popped": 0, "acked": 0, "revived": 0, "deadLettered": 0, "lateAcks": 0}
+
+    @property
+    def store(self):
+        return self.group.store
+
+    def view(self) -> StoreView:
+        return StoreView(self.store)
+
+    # --- feeding the engine ----------------------------------------------------------------------
+
+    def _read_new(self, topic: str, queue_id: int):
+        store = self.store
+        key = (topic, queue_id)
+        pos = max(self._read_pos.get(key, 0), store.min_offset(topic, queue_id))
+        top = store.max_offset(topic, queue_id)
+        while pos < top:
+            msgs = store.read_queue(topic, queue_id, pos, READ_CHUNK).messages
+            if not msgs:
+                break
+            for msg in msgs:
+                yield msg
+            pos = msgs[-1].queue_offset + 1
+            self._read_pos[key] = pos
+        self._read_pos[key] = max(pos, self._read_pos.get(key, 0))
+
+    def _parse(self, msg: Message, revive_qid: int):
+        props = msg.properties
+        deliver = props.get(records.PROP_TIMER_DELIVER_MS) or props.get(PROP_TIMER_OUT_MS) or "0"
+        try:
+            return records.parse(props.get(records.PROP_TAGS), msg.body, int(deliver), revive_qid)
+        except (records.RecordError, ValueError) as exc:
+            log.error("POP record at %s/%d offset %d skipped: %s", msg.topic, msg.queue_id, msg.queue_offset, exc)
+            return None
+
+    def sync(self) -> None:
+        """Hand the engine what was committed since the last call (module doc)."""
+        engine = self.engine
+        for qid in range(engine.revive_queues):
+            engine.set_revive_offset(qid, self.store.query_offset(handles.REVIVE_GROUP, self.revive_topic, qid))
+        for msg in self._read_new(TIMER_TOPIC, 0):
+            if msg.properties.get(PROP_REAL_TOPIC) == self.revive_topic:
+                item = self._parse(msg, int(msg.properties.get("REAL_QID", "0") or 0))
+                if item is not None:
+                    engine.observe(item)
+        for qid in range(engine.revive_queues):
+            for msg in self._read_new(self.revive_topic, qid):
+                item = self._parse(msg, qid)
+                if item is not None:
+                    engine.observe(item, delivered=(qid, msg.queue_offset) if isinstance(item, records.CheckPoint)
+                                   else None)
+
+    def on_commit(self) -> None:
+        self._commit_event.set()
+        for event in self._waiters:
+            event.set()
+
+    async def _sync_loop(self) -> None:
+        while not self._closed:
+            await self._commit_event.wait()
+            self._commit_event.clear()
+            try:
+                self.sync()
+                self.engine.gc(self.ctx.clock_ms())
+            except Exception:  # noqa: BLE001 - a read error is retried at the next commit
+                log.exception("POP state sync failed")
+            await asyncio.sleep(SYNC_INTERVAL_MS / 1000)
+
+    async def _wait_commit(self, timeout_ms: int) -> None:
+        """Until the next commit (or ``timeout_ms``)."""
+        event = asyncio.Event()
+        self._waiters.add(event)
+        try:
+            await asyncio.wait_for(event.wait(), max(timeout_ms, 1) / 1000)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(event)
+
+    # --- leadership ------------------------------------------------------------------------------
+
+    def on_role_change(self, role: str, term: int, leader_id) -> None:
+        self.engine.leader_changed()
+        if self._revive_task is not None:
+            self._revive_task.cancel()
+            self._revive_task = None
+        if role == "leader" and not self._closed:
+            self._revive_task = asyncio.get_running_loop().create_task(self._revive_loop(), name="pop-revive")
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in (self._revive_task, self._sync_task):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (self._revive_task, self._sync_task) if t is not None),
+                             return_exceptions=True)
+
+    # --- writes ----------------------------------------------------------------------------------
+
+    async def _put(self, msg: Message) -> None:
+        await self.group.put(self.ctx.rewrite(msg))
+
+    async def _ready(self, what: str) -> None:
+        self.ctx.require_leader(what)
+        await self.ctx.require_readable(what)
+        self.sync()
+
+    async def _ensure_revive_topic(self) -> None:
+        if self.store.topic_config(self.revive_topic) is None:
+            await self.group.ensure_topic(self.revive_topic, queues=self.engine.revive_queues)
+
+    async def _commit_offsets(self, commits) -> None:
+        await asyncio.gather(*(self.group.commit_offset(g, t, q, o) for g, t, q, o in commits
+                               if o > self.store.query_offset(g, t, q)))
+
+    # --- the requests (package docstring) --------------------------------------------------------
+
+    async def pop(self, req: PopRequest, poll_ms: int = 0) -> PopResult:
+        await self._ready("pop")
+        deadline_ms = self.ctx.monotonic_ms() + max(0, min(poll_ms, self.ctx.suspend_ms_max))
+        polling = False
+        try:
+            while True:
+                plan = await self._pop_once(req)
+                left_ms = deadline_ms - self.ctx.monotonic_ms()
+                if plan.messages or left_ms <= 0:
+                    code = codes.SUCCESS if plan.messages else \
+                        codes.POLLING_TIMEOUT if poll_ms > 0 else codes.PULL_NOT_FOUND
+                    return PopResult(code, plan)
+                if not polling:
+                    if self._polling >= POLLING_MAX:
+                        return PopResult(codes.POLLING_FULL, plan)
+                    self._polling += 1
+                    polling = True
+                await self._wait_commit(left_ms)
+                self.ctx.require_leader("pop")
+                self.sync()
+        finally:
+            if polling:
+                self._polling -= 1
+
+    async def _pop_once(self, req: PopRequest) -> PopPlan:
+        plan = self.engine.pop(req, self.view(), self.ctx.clock_ms(), self.ctx.rng.randrange(1 << 30))
+        if not plan.reservations and not plan.offset_commits:
+            return plan
+        try:
+            if plan.checkpoints:
+                await self._ensure_revive_topic()
+            await asyncio.gather(*(self._put(records.ck_message(ck, self.revive_topic))
+                                   for ck in plan.checkpoints if ck.offsets))
+        except BaseException:
+            self.engine.pop_failed(plan)
+            raise
+        await self._commit_offsets(self.engine.pop_done(plan))
+        self.stats["popped"] += len(plan.messages)
+        return plan
+
+    async def ack(self, group: str, topic: str, extra_infos: list[str]) -> AckPlan:
+        await self._ready("ack")
+        plan = self.engine.ack(group, topic, extra_infos, self.ctx.clock_ms())
+        await self._put_acks(plan)
+        return plan
+
+    async def _put_acks(self, plan: AckPlan) -> None:
+        try:
+            await asyncio.gather(*(self._put(records.ack_message(a, self.revive_topic, q))
+                                   for a, q in zip(plan.acks, plan.revive_qids)))
+        except BaseException:
+            self.engine.ack_failed(plan)
+            raise
+        self.engine.ack_done(plan)
+        await self._commit_offsets(plan.offset_commits)
+        self.stats["acked"] += sum(s != "late" for s in plan.statuses)
+        self.stats["lateAcks"] += plan.statuses.count("late")
+
+    async def change_invisible_time(self, group: str, topic: str, extra_info: str,
+                                    invisible_time_ms: int) -> ChangePlan:
+        await self._ready("change of invisible time")
+        plan = self.engine.change_invisible_time(group, topic, extra_info, invisible_time_ms, self.ctx.clock_ms())
+        if plan.checkpoint is not None:
+            try:
+                await self._ensure_revive_topic()
+                await self._put(records.ck_message(plan.checkpoint, self.revive_topic))
+            except BaseException:
+                self.engine.change_failed(plan)
+                raise
+            self.engine.observe(plan.checkpoint)
+        await self._put_acks(plan.ack)
+        return plan
+
+    async def peek(self, group: str, topic: str, queue_id: int, max_msgs: int, init_mode: int = 0) -> list[Message]:
+        await self.ctx.require_readable("peek")
+        return self.engine.peek(group, topic, queue_id, max_msgs, self.view(), init_mode)
+
+    async def notification(self, group: str, topic: str, queue_id: int, poll_ms: int, init_mode: int = 0) -> bool:
+        await self.ctx.require_readable("notification")
+        deadline_ms = self.ctx.monotonic_ms() + max(0, min(poll_ms, self.ctx.suspend_ms_max))
+        while True:
+            if self.engine.has_message(group, topic, queue_id, self.view(), init_mode):
+                return True
+            left_ms = deadline_ms - self.ctx.monotonic_ms()
+            if left_ms <= 0:
+                return False
+            await self._wait_commit(left_ms)
+
+    # --- revive ----------------------------------------------------------------------------------
+
+    async def _revive_loop(self) -> None:
+        """Leader only (module doc); any failure is retried after ``REVIVE_RETRY_MS``."""
+        while not self._closed:
+            try:
+                if not await self.ctx.wait_readable(REVIVE_RETRY_MS):
+                    continue
+                self.sync()
+                wait_ms = REVIVE_IDLE_MS
+                for qid in range(self.engine.revive_queues):
+                    wait_ms = min(wait_ms, await self._revive_queue(qid))
+                await self._wait_commit(wait_ms)
+            except asyncio.CancelledError:
+                raise
+            except self.ctx.not_leader_errors:
+                return
+            except Exception:  # noqa: BLE001 - retried: progress is re-read from the log
+                log.exception("POP revive failed; retrying")
+                await asyncio.sleep(REVIVE_RETRY_MS / 1000)
+
+    async def _revive_queue(self, qid: int) -> int:
+        """Revive what is due on revive queue ``qid``; returns ms until something may be due."""
+        store, engine = self.store, self.engine
+        topic = self.revive_topic
+        offset = max(engine.revive_offset(qid), store.min_offset(topic, qid))
+        top = store.max_offset(topic, qid)
+        done = offset
+        try:
+            while offset < top:
+                msgs = store.read_queue(topic, qid, offset, READ_CHUNK).messages
+                if not msgs:
+                    break
+                for msg in msgs:
+                    item = self._parse(msg, qid)
+                    if isinstance(item, records.CheckPoint):
+                        kind, arg = engine.revive_decision(item, self.ctx.clock_ms())
+                        if kind == "wait":
+                            return max(1, int(arg) - self.ctx.clock_ms())   # type: ignore[call-overload]
+                        if kind == "revive":
+                            await self._revive(item, arg)   # type: ignore[arg-type]
+                        engine.revived(item, qid, msg.queue_offset + 1)
+                    done = msg.queue_offset + 1
+                offset = msgs[-1].queue_offset + 1
+            return REVIVE_IDLE_MS
+        finally:
+            if done > store.query_offset(handles.REVIVE_GROUP, topic, qid):
+                await self.group.commit_offset(handles.REVIVE_GROUP, topic, qid, done)
+                engine.set_revive_offset(qid, done)
+
+    async def _revive(self, ck: records.CheckPoint, offsets: tuple[int, ...]) -> None:
+        now_ms = self.ctx.clock_ms()
+        for offset in offsets:
+            if offset < self.store.min_offset(ck.topic, ck.queue_id):
+                log.warning("POP revive: %s/%d offset %d is gone from the store", ck.topic, ck.queue_id, offset)
+                continue
+            stored = self.store.read_queue(ck.topic, ck.queue_id, offset, 1).messages
+            if not stored or stored[0].queue_offset != offset:
+                continue
+            msg = self.engine.retry_message(ck, stored[0], now_ms)
+            if self.store.topic_config(msg.topic) is None:
+                await self.group.ensure_topic(msg.topic, queues=1)
+            await self.group.put(msg)
+            dead = msg.topic.startswith(handles.DLQ_PREFIX)
+            self.stats["deadLettered" if dead else "revived"] += 1
+
+    def runtime_fields(self) -> dict[str, int]:
+        return {f"pop{k[0].upper()}{k[1:]}": v for k, v in self.stats.items()}
+
+
+def attach_to_broker(broker, **kw) -> PopService:
+    """Serve POP on a started ``Broker``: ``ctx.pop``, fed on commits, revive while leader."""
+    service = PopService(broker.ctx, **kw)
+    broker.ctx.pop = service
+    broker.role_listeners.append(service.on_role_change)
+    broker.commit_listeners.append(service.on_commit)
+    broker.stop_hooks.append(service.close)
+    broker.ctx.runtime_extras.append(service.runtime_fields)
+    service._sync_task = asyncio.get_running_loop().create_task(service._sync_loop(), name="pop-sync")
+    service.on_role_change(broker.group.role, broker.group.term, broker.group.leader_id)
+    return service
