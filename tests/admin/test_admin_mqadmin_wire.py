@@ -44,13 +44,13 @@ def call(addr: str, code: int, ext: dict | None = None) -> RemotingCommand:
     return asyncio.run(asyncio.wait_for(request(addr, code, ext), 10))
 
 
-async def _seed(namesrv: str, leader: str) -> None:
-    await create_topic(leader, TOPIC, queues=4, timeout_s=10)
+async def _seed(namesrv: str, leader: str, topic: str, group: str) -> None:
+    await create_topic(leader, topic, queues=4, timeout_s=10)
     async with Producer(namesrv) as producer:
         for i in range(FIRST):
-            await producer.send(OutgoingMessage(TOPIC, f"m{i}".encode(), tags="t", keys=[f"order-{i}", "all"]))
-        consumer = Consumer(namesrv, GROUP, consume_from="first", suspend_timeout_ms=500)
-        consumer.subscribe(TOPIC)
+            await producer.send(OutgoingMessage(topic, f"m{i}".encode(), tags="t", keys=[f"order-{i}", "all"]))
+        consumer = Consumer(namesrv, group, consume_from="first", suspend_timeout_ms=500)
+        consumer.subscribe(topic)
         got = []
         async with consumer:
             deadline = time.monotonic() + 20
@@ -58,18 +58,32 @@ async def _seed(namesrv: str, leader: str) -> None:
                 got += await consumer.receive(32, 500)
         assert len(got) == FIRST
         for i in range(LATER):
-            await producer.send(OutgoingMessage(TOPIC, f"late{i}".encode(), keys=[f"late-{i}"]))
+            await producer.send(OutgoingMessage(topic, f"late{i}".encode(), keys=[f"late-{i}"]))
 
 
-@pytest.fixture(scope="module")
-def seeded(raft3):
-    """(leader address, namesrv) after FIRST messages were consumed by GROUP and LATER more sent."""
+def _seeded(raft3, topic: str, group: str) -> tuple[str, str]:
     _state, layout = raft3
     namesrv = layout.namesrv_addr
     view = asyncio.run(query_cluster(namesrv))
     leader = view.master_addrs()["broker-a"]
-    asyncio.run(asyncio.wait_for(_seed(namesrv, leader), 60))
+    asyncio.run(asyncio.wait_for(_seed(namesrv, leader, topic, group), 60))
     return leader, namesrv
+
+
+@pytest.fixture(scope="module")
+def seeded(raft3):
+    """(leader address, namesrv) after FIRST messages of TOPIC were consumed by GROUP and LATER more sent."""
+    return _seeded(raft3, TOPIC, GROUP)
+
+
+DUMP_TOPIC, DUMP_GROUP = "AdminWireDump", "GID_admin_wire_dump"
+
+
+@pytest.fixture(scope="module")
+def dump_seeded(raft3):
+    """The same seeding on a topic and group of its own: the config/offset dumps count exact sums, so no
+    other test's consumer or commit may touch them (a shared group summed to 42 or 50, not FIRST)."""
+    return _seeded(raft3, DUMP_TOPIC, DUMP_GROUP)
 
 
 def test_clusterList_runtime_info_has_what_each_row_reads(seeded):
@@ -182,14 +196,14 @@ def test_getBrokerConfig_is_properties_text(seeded):
     assert props["brokerClusterName"] == "mqbench" and props["flushDiskType"] in ("ASYNC_FLUSH", "SYNC_FLUSH")
 
 
-def test_topicList_c_and_config_dumps(seeded):
-    leader, _ = seeded
+def test_topicList_c_and_config_dumps(dump_seeded):
+    leader, _ = dump_seeded
     topics = loads_fastjson(call(leader, codes.GET_ALL_TOPIC_CONFIG).body)
-    assert topics["topicConfigTable"][TOPIC]["readQueueNums"] == 4 and "dataVersion" in topics
+    assert topics["topicConfigTable"][DUMP_TOPIC]["readQueueNums"] == 4 and "dataVersion" in topics
     groups = loads_fastjson(call(leader, codes.GET_ALL_SUBSCRIPTIONGROUP_CONFIG).body)
-    assert groups["subscriptionGroupTable"][GROUP]["groupName"] == GROUP
+    assert groups["subscriptionGroupTable"][DUMP_GROUP]["groupName"] == DUMP_GROUP
     offsets = loads_fastjson(call(leader, codes.GET_ALL_CONSUMER_OFFSET).body)
-    assert sum(offsets["offsetTable"][f"{TOPIC}@{GROUP}"].values()) == FIRST
+    assert sum(offsets["offsetTable"][f"{DUMP_TOPIC}@{DUMP_GROUP}"].values()) == FIRST
 
 
 def test_queryMsgByKey_finds_the_messages_of_a_key(seeded):
