@@ -11,7 +11,7 @@ from mqbench.broker.remoting.command import RemotingCommand
 from mqbench.broker.store import record as rec
 from mqbench.client import OutgoingMessage, Producer
 
-from .popharness import PopBroker
+from popharness import PopBroker
 
 G, T = "GID_pop", "PopT"
 
