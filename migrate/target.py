@@ -42,6 +42,7 @@ from mqbench.errors import CorruptDataError, InvariantViolation, UserError
 _I64 = struct.Struct(">q")
 _PHYSICAL_OFFSET_AT = 28          # record field PHYSICALOFFSET (spec 3.2)
 _CRC_PREFIX = CRC_PROPERTY.encode() + b"\x01"
+GATHER_BYTES = 4 << 20
 
 
 @functools.lru_cache(maxsize=8192)
@@ -77,6 +78,45 @@ def patch_record(record: bytes, physical_offset: int) -> bytes:
     return bytes(out)
 
 
+class GatheredWrites:
+    """A ``SegmentQueue`` whose writes are gathered: contiguous writes inside one segment leave as
+    one ``pwrite`` of up to ``limit_bytes`` (a migration writes sequentially, so most of its
+    records, entries, DLedger index units and queue units go out in large writes). Every other use
+    of the queue (read, flush, truncate, close, its size...) writes what is pending first, so the
+    files are always what an ungathered writer would have left at that point."""
+
+    def __init__(self, inner: SegmentQueue, limit_bytes: int = GATHER_BYTES):
+        self._inner = inner
+        self._limit = limit_bytes
+        self._buf = bytearray()
+        self._at = 0
+        self.segment_size_bytes = inner.segment_size_bytes
+
+    def write(self, offset: int, data) -> None:
+        size = self.segment_size_bytes
+        if self._buf and (offset != self._at + len(self._buf) or offset // size != self._at // size
+                          or len(self._buf) >= self._limit):
+            self.drain()
+        if not self._buf:
+            self._at = offset
+        self._buf += data
+
+    def drain(self) -> None:
+        if self._buf:
+            self._inner.write(self._at, self._buf)
+            self._buf = bytearray()
+
+    def segment_start(self, offset: int) -> int:
+        return offset - offset % self.segment_size_bytes
+
+    def remaining_in_segment(self, offset: int) -> int:
+        return self.segment_size_bytes - offset % self.segment_size_bytes
+
+    def __getattr__(self, name: str):
+        self.drain()
+        return getattr(self._inner, name)
+
+
 class TargetLog:
     """The target store's log (see module doc)."""
 
@@ -98,8 +138,10 @@ class TargetLog:
         if versions.is_dledger(self.version):
             self.dledger = DLedgerLog(self.folder, data_segment_bytes=self.segment_bytes,
                                       index_segment_bytes=DEFAULT_INDEX_SEGMENT_BYTES)
+            self.dledger.data = GatheredWrites(self.dledger.data)       # type: ignore[assignment]
+            self.dledger.index = GatheredWrites(self.dledger.index)     # type: ignore[assignment]
         else:
-            self.segments = SegmentQueue(self.folder, self.segment_bytes)
+            self.segments = GatheredWrites(SegmentQueue(self.folder, self.segment_bytes))   # type: ignore[assignment]
             self.end = self.segments.min_offset
 
     @property
@@ -205,6 +247,9 @@ class TargetQueues:
         try:
             info = dispatch_info_of(msg, size)
             dispatch_record(self.queues, info, self.is_batch_topic)
+            q = self.queues.find(info.topic, info.queue_id)
+            if q is not None and not isinstance(q.segments, GatheredWrites):
+                q.segments = GatheredWrites(q.segments, 1 << 20)     # its units go out together
         except InvariantViolation as exc:
             raise CorruptDataError(f"record of {msg.topic}/{msg.queue_id} with queue offset {msg.queue_offset} "
                                    f"does not continue its queue ({exc})", where=where, offset=offset) from None
