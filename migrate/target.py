@@ -34,8 +34,9 @@ from mqbench.broker.store.dispatch import BCQ_DIR, CQ_DIR, DispatchInfo, QueueSe
 from mqbench.broker.store.dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerLog
 from mqbench.broker.store.record import (
     BLANK_MIN_BYTES, CRC_PROPERTY, CRC_PROPERTY_BYTES, SCHEDULE_TOPIC, SYSFLAG_INNER_BATCH, Message, body_crc,
-    crc_digits, encode_blank, java_hash, message_tags_code, strip_trailing_separator, verify_property_crc,
+    crc_digits, encode_blank, java_hash, message_tags_code, verify_property_crc,
 )
+from mqbench.broker.store.record_check import strip_trailing_separator
 from mqbench.broker.store.segments import SegmentQueue
 from mqbench.errors import CorruptDataError, InvariantViolation, UserError
 

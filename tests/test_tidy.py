@@ -61,6 +61,7 @@ PURE = [
     "broker/store/index_file.py",
     "broker/store/queues.py",
     "broker/store/record.py",
+    "broker/store/record_check.py",
     "broker/store/restamp.py",
     "broker/store/timer_formats.py",
     "broker/store/topics.py",

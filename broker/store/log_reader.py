@@ -36,7 +36,8 @@ from typing import Iterator
 from mqbench.errors import CorruptDataError
 
 from . import dledger as dl
-from .record import RECORD_BLANK, RECORD_END, record_verdict
+from .record import RECORD_BLANK, RECORD_END
+from .record_check import record_verdict
 
 STOP, REPORT, RAISE = "stop", "report", "raise"
 WINDOW_BYTES = 8 << 20

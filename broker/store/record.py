@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -508,119 +507,10 @@ def check_record(buf: ByteView, pos: int, end: int, *, check_crc: bool = True) -
     return size
 
 
-# What a broker's TopicValidator lets through: a record whose topic holds anything else was not
-# written whole (a zero-filled tail reads as NUL bytes here).
-_TOPIC_CHARS = re.compile(rb"[%|a-zA-Z0-9_-]+")
-
-# Verdicts of ``record_verdict`` besides a size: the kinds of damage of a record that is whole
-# (its size fields add up) but must not be trusted.
-DAMAGE_CRC = "crc_mismatch"
-DAMAGE_PHYSICAL_OFFSET = "wrong_physical_offset"
-
-
-def record_verdict(buf: ByteView, pos: int, end: int, *, check_crc: bool = True,
-                   address: int | None = None) -> tuple[int, str | None, str | None]:
-    """THE definition of a valid record, shared by recovery, ``inspect`` and ``migrate``.
-
-    Returns ``(size, damage, detail)``:
-
-    * ``(size > 0, None, None)``: a valid record of ``size`` bytes at ``pos``;
-    * ``(RECORD_BLANK, None, None)``: an end-of-file blank (the caller checks it closes the file);
-    * ``(RECORD_END, None, detail)``: not a record: where the valid data ends (zeros, a torn or
-      garbage record). ``detail`` says why;
-    * ``(size > 0, kind, detail)``: a record whose fields add up but that is damaged: ``kind`` is
-      ``DAMAGE_CRC`` (the body does not match BODYCRC, with ``check_crc``) or
-      ``DAMAGE_PHYSICAL_OFFSET`` (PHYSICALOFFSET is not ``address``, when ``address`` is given).
-
-    Valid = the recovery check of spec 3.9 (``check_record``: magic, sizes that add up, CRC),
-    plus what BODYCRC does not cover (a crash can zero a record's tail and leave its body whole):
-    the topic has only the characters RocketMQ's TopicValidator allows, and a non-empty property
-    string does not end with a NUL byte. A property string may end with or without ``\\x02``:
-    a real 4.9.8 broker stores it without (spec 3.5, corrected), older clients and mqbench with.
-    """
-    end = min(end, len(buf))
-    if pos < 0 or end - pos < 8:
-        return RECORD_END, None, f"{max(0, end - pos)} bytes left, too few for a record header"
-    if _I32.unpack_from(buf, pos + 4)[0] == BLANK_MAGIC:
-        return RECORD_BLANK, None, None
-    try:
-        size, _ = _parse(buf, pos, end, False, None, False)
-    except CorruptDataError as exc:
-        return RECORD_END, None, str(exc).split(": ", 1)[-1]
-    topic_at, topic_len, props_at, props_len = _tail_positions(buf, pos)
-    if not _TOPIC_CHARS.fullmatch(bytes(buf[topic_at:topic_at + topic_len])):
-        return RECORD_END, None, "topic has characters no broker writes (a torn record)"
-    if props_len and buf[props_at + props_len - 1] == 0:
-        return RECORD_END, None, "properties end with NUL bytes (a torn record)"
-    if check_crc:
-        stored = _I32.unpack_from(buf, pos + 8)[0]
-        body_at, body_len = _body_span(buf, pos)
-        actual = body_crc(buf[body_at:body_at + body_len])
-        if actual != stored:
-            return size, DAMAGE_CRC, f"body CRC mismatch: stored {stored}, computed {actual}"
-    if address is not None:
-        stored_at = _I64.unpack_from(buf, pos + _FIELD_PHYSICAL_OFFSET)[0]
-        if stored_at != address:
-            return size, DAMAGE_PHYSICAL_OFFSET, f"PHYSICALOFFSET says {stored_at}, the record is at {address}"
-    return size, None, None
-
-
-def _body_span(buf: ByteView, pos: int) -> tuple[int, int]:
-    """(body start, body length) of a record already checked whole."""
-    sysflag = _I32.unpack_from(buf, pos + 36)[0]
-    at = pos + _HEAD.size + (20 if sysflag & SYSFLAG_BORNHOST_V6 else 8) + 8
-    at += (20 if sysflag & SYSFLAG_STOREHOST_V6 else 8) + 12
-    return at + 4, _I32.unpack_from(buf, at)[0]
-
-
-def strip_trailing_separator(record: bytes) -> bytes:
-    """``record`` with the property string in the form a 4.x broker stores it: without a final
-    ``\\x02`` (spec 3.5, corrected against a real 4.9.8 store). TOTALSIZE and PROPERTIESLENGTH
-    shrink by one; BODYCRC does not cover them. A record already in that form, without
-    properties, or ending with the 5.2+ ``__CRC32#`` property (which ends with ``\\x02`` by
-    definition) is returned as is. ``record`` must be a whole valid record."""
-    _, _, props_at, props_len = _tail_positions(record, 0)
-    if not props_len or record[-1] != 2 or verify_property_crc(record) is not None:
-        return record
-    out = bytearray(record[:-1])
-    _I32.pack_into(out, 0, len(out))
-    _I16.pack_into(out, props_at - 2, props_len - 1)
-    return bytes(out)
-
-
 def peek_fields(buf: ByteView, pos: int) -> tuple[int, int, int, int, int]:
     """(TOTALSIZE, QUEUEID, QUEUEOFFSET, PHYSICALOFFSET, SYSFLAG) of a record already checked valid."""
     total, _, _, queue_id, _, queue_offset, physical_offset, sysflag, _ = _HEAD.unpack_from(buf, pos)
     return total, queue_id, queue_offset, physical_offset, sysflag
-
-
-def peek_message(buf: ByteView, pos: int) -> Message:
-    """The fields of a record already checked valid WITHOUT its body and hosts (``body`` is
-    empty, the hosts are left at their defaults): what routing a record needs (topic, queue,
-    offsets, sysflag, properties, store time), read without copying the body. CorruptDataError
-    when the topic or properties are not UTF-8."""
-    (_, magic, crc, queue_id, flag, queue_offset, physical_offset, sysflag, born_ts) = _HEAD.unpack_from(buf, pos)
-    at = pos + _HEAD.size + (20 if sysflag & SYSFLAG_BORNHOST_V6 else 8)
-    store_ts: int = _I64.unpack_from(buf, at)[0]
-    at += 8 + (20 if sysflag & SYSFLAG_STOREHOST_V6 else 8)
-    reconsume, prepared, _ = _TAIL.unpack_from(buf, at)
-    topic_at, topic_len, props_at, props_len = _tail_positions(buf, pos)
-    try:
-        topic = bytes(buf[topic_at:topic_at + topic_len]).decode("utf-8")
-    except UnicodeDecodeError:
-        raise CorruptDataError("topic is not UTF-8", offset=pos) from None
-    return Message(topic=topic, body=b"", properties=decode_properties(buf[props_at:props_at + props_len]),
-                   queue_id=queue_id, flag=flag, queue_offset=queue_offset, physical_offset=physical_offset,
-                   sysflag=sysflag, born_timestamp_ms=born_ts, store_timestamp_ms=store_ts,
-                   reconsume_times=reconsume, prepared_tx_offset=prepared, body_crc=crc,
-                   version=1 if magic == MAGIC_V1 else 2)
-
-
-def peek_store_timestamp(buf: ByteView, pos: int) -> int:
-    """STORETIMESTAMP of a record already checked valid (its place depends on the born host)."""
-    sysflag: int = _I32.unpack_from(buf, pos + 36)[0]
-    value: int = _I64.unpack_from(buf, pos + _HEAD.size + (20 if sysflag & SYSFLAG_BORNHOST_V6 else 8))[0]
-    return value
 
 
 def _tail_positions(buf: ByteView, pos: int) -> tuple[int, int, int, int]:

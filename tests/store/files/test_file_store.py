@@ -410,7 +410,8 @@ def test_an_asyncio_caller_awaits_durability_in_a_thread(tmp_path):
     (("127.0.0.1", 1), ("127.0.0.1", 2), "T"), (("::1", 1), ("127.0.0.1", 2), "T"),
     (("127.0.0.1", 1), ("::1", 2), "x" * 200), (("::1", 1), ("::1", 2), "Orders")])
 def test_record_tail_check_finds_zeroed_topics_and_properties(born, stored, topic):
-    from mqbench.broker.store.record import RECORD_END, encode_message, record_verdict
+    from mqbench.broker.store.record import RECORD_END, encode_message
+    from mqbench.broker.store.record_check import record_verdict
 
     def valid(rec):
         return record_verdict(rec, 0, len(rec), address=0)[0] == len(rec)
