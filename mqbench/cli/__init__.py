@@ -7,6 +7,7 @@ message and an exit code here, in one place (see ``mqbench.errors``).
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import signal
 import sys
@@ -34,6 +35,7 @@ COMMANDS: dict[str, str] = _discover_commands()
 
 EXIT_USER_ERROR = 2
 EXIT_INVARIANT = 70  # EX_SOFTWARE
+CLEANUP_GRACE_S = 30.0   # after an interrupt, the longest the clean-up may take before the process exits
 _INTERRUPTED_BY = [signal.SIGINT, False]   # the signal that interrupted the command (exit 128 + it), and whether one did
 
 
@@ -48,7 +50,21 @@ def _interrupt(signum, _frame) -> None:
     if _INTERRUPTED_BY[1]:
         return
     _INTERRUPTED_BY[:] = [signum, True]
+    watchdog = threading.Timer(CLEANUP_GRACE_S, _give_up, (signum,))
+    watchdog.daemon = True      # a clean-up that hangs (a thread waiting on a loop that is gone) is cut
+    watchdog.start()
     raise KeyboardInterrupt
+
+
+def _give_up(signum: int) -> None:
+    """The clean-up after an interrupt did not end in time: exit now. What this process started
+    still ends with it (lifelines), and its leftover folders go with the next run or --all-stale."""
+    try:
+        sys.stderr.write(f"mqbench: error: interrupted by {signal.Signals(signum).name}; the clean-up did not finish "
+                         f"within {CLEANUP_GRACE_S:.0f} s, exiting (what this command started ends with it)\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(128 + signum)
 
 
 def interrupt_on_termination() -> None:
