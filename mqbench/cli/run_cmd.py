@@ -167,11 +167,23 @@ them; none skips them; FILE takes `mqbench limits --json` output.
               help="Start the embedded cluster with RocketMQ's ACL (plain_acl.yml, as `cluster up --acl`); the "
                    "workload's clients sign every request (with the cluster's own account), so the run measures "
                    "what the ACL check costs.")
+@click.option("--cluster", "ray_cluster", default=None, metavar="ray://HEAD:10001",
+              help="Run the workers as Ray actors on a Ray cluster's nodes (needs `pip install 'mqbench[ray]'`; "
+                   "mqbench installed on every node); an embedded --layout places each host's brokers on a node of "
+                   "its own. The result's `ray` field names the nodes, their clock offsets, CPU and network.")
+@click.option("--ray", "ray_mode", type=click.Choice(["auto"]), default=None,
+              help="'auto': the Ray cluster this command runs in (a RayJob's entrypoint), as --cluster.")
+@click.option("--workers-per-node", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="With --cluster: producer workers (and as many consumer workers) per Ray node; producer i "
+                   "and consumer i share a node.")
+@click.option("--ray-head-workers", is_flag=True,
+              help="With --cluster: also place workers and layout hosts on the head node (by default never).")
 def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_compression: str, matrix: str | None, duration_ms: int,
         warmup_ms: int, window_ms: int, rate_text: str, target: str, out_dir: Path, seed: int, as_json: bool,
         keep_going: bool, producers: int, consumers: int, in_flight_max: int, compress_over_bytes: int,
         linger_ms: int, durability: str, drain_ms: int, check_ms: int, max_p99_ms: float, limits_source: str,
-        wide: bool, quiet: bool, keep_stores: bool, acl_file: Path | None) -> None:
+        wide: bool, quiet: bool, keep_stores: bool, acl_file: Path | None, ray_cluster: str | None,
+        ray_mode: str | None, workers_per_node: int, ray_head_workers: bool) -> None:
     """Replay PROFILE (orders, notifications, iot, a profile file) or TRACE (.parquet) open loop.
 
     Starts a fresh embedded cluster per matrix cell (or drives --target), sends at the intended times,
@@ -211,6 +223,14 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
         thresholds=Thresholds(publish_latency_ms_p99_max=max_p99_ms, published_share_min=0.8),
         progress=ProgressLine(enabled=False if (as_json or quiet) else None),
         window_lines=WindowLines(sys.stderr if as_json else None, enabled=not quiet and not is_terminal(sys.stdout)))
+    if ray_cluster is not None or ray_mode is not None:
+        from mqbench.ray.engine import RayOptions
+
+        if ray_cluster is not None and ray_mode is not None:
+            raise UserError("give either --cluster ray://... or --ray auto, not both")
+        settings.ray = RayOptions(address=ray_cluster or "auto", workers_per_node=workers_per_node,
+                                  head_workers=ray_head_workers)
+        settings.ray.validate()
     if acl_file is not None and settings.target is not None:
         raise UserError("--acl configures the embedded cluster; a --target cluster has its own ACL")
     if acl_file is not None:

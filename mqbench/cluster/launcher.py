@@ -94,13 +94,15 @@ def _records(layout: Layout, directory: Path, port_offset: int, durability: str,
 
 def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: str = "memory",
        wait_s: float = 60.0, extra_args: list[str] | None = None, acl_file: str | Path | None = None,
-       die_with_parent: bool = False) -> ClusterState:
+       die_with_parent: bool = False, spawner=None) -> ClusterState:
     """Start every process of the layout and wait until each group has a routed leader.
 
     ``acl_file``: RocketMQ's plain_acl.yml, checked by every broker (``--acl``); the launcher's own
     requests are then signed with the cluster secret (``cluster_credentials``).
     ``die_with_parent``: every process ends when this process ends, however it ends, and the folder
     records this process as its owner (``mqbench.cluster.owners``); ``down`` releases it.
+    ``spawner``: what starts a process (``processes.spawn``'s signature; default that function):
+    ``mqbench.ray.engine`` starts each host's brokers on its own Ray node with it.
 
     Raises ``UserError`` for an unknown layout, a busy port, a directory whose cluster still runs,
     or when no leader is routed within ``wait_s`` (then every process started here is stopped).
@@ -132,13 +134,14 @@ def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: s
         state.settings.update(owner_settings())
         lifeline = lifeline_for(directory)
     deadline = time.monotonic() + wait_s
+    spawner = spawner or spawn
     try:
-        spawn(records["namesrv"], lifeline=lifeline)
+        spawner(records["namesrv"], lifeline=lifeline)
         state.save()
         wait_listening(records["namesrv"], deadline, wait_s)
         for record in records.values():
             if record.kind == "broker":
-                spawn(record, lifeline=lifeline)
+                spawner(record, lifeline=lifeline)
         state.save()
         wait_for_leaders(state, max(deadline - time.monotonic(), 0.5))
         wait_for_preferred_leaders(state, min(PREFERRED_WAIT_S, max(deadline - time.monotonic(), 0.0)))

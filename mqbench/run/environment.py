@@ -44,6 +44,7 @@ class Environment:
     state: object = None  # ClusterState of an embedded cluster
     credentials: object = None  # signature.Credentials when the embedded cluster checks an ACL
     layout_object: Layout | None = None
+    ray: object = None  # mqbench.ray.engine.RayEngine when workers (and layout hosts) run on Ray nodes
 
 
 def _bindable(address: str, port: int) -> bool:
@@ -73,23 +74,25 @@ def free_port_offset(layout: Layout, first: int = 1000, step: int = 20, tries: i
 
 
 def start_embedded(layout_name: str, directory: Path, durability: str, wait_s: float = 60.0, *,
-                   acl_file: Path | None = None) -> Environment:
+                   acl_file: Path | None = None, ray=None) -> Environment:
     """Start a fresh cluster of ``layout_name`` under ``directory`` (blocking); with ``acl_file`` its
-    brokers check RocketMQ's ACL and ``credentials`` is what the run's clients sign with."""
+    brokers check RocketMQ's ACL and ``credentials`` is what the run's clients sign with. With
+    ``ray`` (a ``RayEngine``) each layout host's brokers run on a Ray node of their own."""
     from mqbench.cluster.launcher import cluster_credentials, up
     from mqbench.harness.results import layout_summary
 
     layout = load_layout(layout_name)
     offset = free_port_offset(layout)
+    spawner = None if ray is None else ray.host_spawner(layout.with_port_offset(offset))
     state = up(layout_name, directory, port_offset=offset, durability=durability, wait_s=wait_s, acl_file=acl_file,
-               die_with_parent=True)
+               die_with_parent=True, spawner=spawner)
     moved = layout.with_port_offset(offset)
     brokers = [r for r in state.processes.values() if r.kind == "broker"]
     return Environment(namesrv=moved.namesrv_addr, layout=layout_summary(moved), embedded=True,
                        broker_addrs=[i.addr for i in moved.instances], broker_pids=[r.pid for r in brokers],
                        store_dirs=[Path(r.workdir) / "store" for r in brokers], state=state, layout_object=moved,
                        credentials=cluster_credentials(state),
-                       group_stores=[(r.name.split("/")[0], Path(r.workdir) / "store") for r in brokers])
+                       group_stores=[(r.name.split("/")[0], Path(r.workdir) / "store") for r in brokers], ray=ray)
 
 
 def stop_embedded(env: Environment) -> None:

@@ -82,6 +82,7 @@ class RunSettings:
     linger_ms: int = LINGER_MS_DEFAULT
     durability: str = "memory"
     acl_file: Path | None = None  # embedded cluster with RocketMQ's ACL; the workers sign their requests
+    ray: object = None  # mqbench.ray.engine.RayOptions: workers (and layout hosts) on a Ray cluster's nodes
     keep_going: bool = False
     keep_stores: bool = False
     drain_ms: int = 10_000
@@ -171,6 +172,7 @@ def _window_line(settings: RunSettings, tracker: Tracker, label: str, phase: str
 class _Probe:
     cpu: CpuSample
     replication_bytes: int | None = None
+    nodes: dict | None = None  # Ray node id -> NodeAgent.counters (a run on a Ray cluster)
 
     @property
     def cpu_s(self) -> float | None:
@@ -183,9 +185,10 @@ def _cpu_now(env: Environment, client_pids: list[int]) -> CpuSample:
 
 async def _probe(env: Environment, client_pids: list[int]) -> _Probe:
     cpu = _cpu_now(env, client_pids)
+    nodes = None if env.ray is None else await asyncio.to_thread(env.ray.sample_counters)
     if not env.embedded:
-        return _Probe(cpu)
-    return _Probe(cpu, await replication_bytes(env.broker_addrs, credentials=env.credentials))
+        return _Probe(cpu, nodes=nodes)
+    return _Probe(cpu, await replication_bytes(env.broker_addrs, credentials=env.credentials), nodes=nodes)
 
 
 def _truncate(metrics: RunMetrics, duration_ms: int) -> RunMetrics:
@@ -210,7 +213,10 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
     disk_before = await asyncio.to_thread(allocated_bytes, env.store_dirs)
     tracker = Tracker()
     workers = WorkerSet()
-    workers.spawn(_worker_specs(settings, plan, cell, env))
+    if env.ray is None:
+        workers.spawn(_worker_specs(settings, plan, cell, env))
+    else:
+        workers.workers = await asyncio.to_thread(env.ray.spawn_workers, _worker_specs(settings, plan, cell, env))
     search = MaxRateSearch(settings.search, settings.thresholds) if settings.rate == "max" else None
     progress = settings.progress
     try:
@@ -229,7 +235,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             workers.send(producers, {"op": "rate", "rate_per_s": rate_now, "from_ns": start_ns})
         probe_start = probe_end = None
         hold_checks: list = []  # (state, rate, publish latency histogram) of every check
-        client_pids = [os.getpid()] + [w.process.pid for w in workers.workers]
+        client_pids = [os.getpid()] + [w.process.pid for w in workers.workers if w.process.pid]
         cpu_edges: list[CpuSample] = []     # at each window edge of the measured phase
         check_started_ns = None
         settle_until_ns = measure_ns
@@ -354,6 +360,8 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
         window["broker_cpu_s"] = None if first is None or first.broker_s is None else max(0.0, last.broker_s - first.broker_s)
         window["client_cpu_s"] = None if first is None else max(0.0, last.client_s - first.client_s)
     doc["last_publish_error"] = last_error
+    if env.ray is not None:
+        doc["ray"] = env.ray.report(probe_start.nodes, probe_end.nodes)
     return doc
 
 
@@ -377,25 +385,27 @@ def _add_stored(doc: dict, env: Environment, plan: WorkloadPlan, cell: CellSetti
     doc["disk_batched_bytes_per_msg"] = figures.batched_bytes / msgs if batched and msgs else None
 
 
-def run_cell(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, index: int) -> tuple[dict, dict]:
-    """(cell document, layout field) of one cell, in its own environment."""
+def run_cell(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, index: int,
+             engine=None) -> tuple[dict, dict]:
+    """(cell document, layout field) of one cell, in its own environment (``engine``: a RayEngine)."""
     label = f"cell {index + 1}/{len(settings.cells)} {cell.name}"
     work = Path(settings.out_dir) / ".work" / f"{settings.run_id}-cell{index + 1}"
     env = None
     try:
         if settings.target:
-            env = Environment(namesrv=settings.target, layout={}, embedded=False)
+            env = Environment(namesrv=settings.target, layout={}, embedded=False, ray=engine)
         else:
             layout = cell.layout or settings.layout
-            settings.progress.show(f"{label}: starting the {layout} cluster")
-            env = start_embedded(layout, work, settings.durability, acl_file=settings.acl_file)
+            settings.progress.show(f"{label}: starting the {layout} cluster"
+                                   + ("" if engine is None else " on the Ray cluster's nodes"))
+            env = start_embedded(layout, work, settings.durability, acl_file=settings.acl_file, ray=engine)
         doc = asyncio.run(_run_cell_async(settings, plan, cell, env, label))
         if cell.layout is not None:
             doc["layout"] = dict(env.layout)  # the matrix varies the layout: each cell names its own
-        if env.embedded:
+        if env.embedded and engine is None:
             stop_embedded(env)   # the stores are read whole once their brokers have stopped
             _add_stored(doc, env, plan, cell)
-        else:
+        else:  # a target's stores, or stores on Ray nodes' own disks, are not read from here
             doc.update(batch_achieved=None, disk_user_bytes_per_msg=None, disk_meta_bytes_total=None,
                        disk_stamp_bytes_total=None, disk_batched_bytes_per_msg=None)
         return doc, env.layout
@@ -403,6 +413,8 @@ def run_cell(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, inde
         settings.progress.close()
         if env is not None and env.embedded:
             stop_embedded(env)
+        if engine is not None:
+            engine.end_cell()
         if settings.keep_stores:
             disown(work)     # kept on purpose: not a leftover for the next run to remove
         else:
@@ -424,17 +436,26 @@ def run(settings: RunSettings) -> tuple[dict | None, list[dict]]:
     started_utc = datetime.now(timezone.utc)
     plan = plan_workload(settings.source, settings.seed)
     cells, failures, layout = [], [], None
-    for index, cell in enumerate(settings.cells):
-        try:
-            doc, cell_layout = run_cell(settings, plan, cell, index)
-        except UserError as exc:
-            failures.append({"name": cell.name, "error": str(exc)})
-            settings.progress.note(f"cell {cell.name} failed: {exc}")
-            if not settings.keep_going:
-                raise UserError(f"cell {cell.name} failed: {exc}") from exc
-            continue
-        cells.append(doc)
-        layout = layout or cell_layout
+    engine = None
+    if settings.ray is not None:
+        from mqbench.ray.engine import RayEngine
+
+        engine = RayEngine(settings.ray)
+    try:
+        for index, cell in enumerate(settings.cells):
+            try:
+                doc, cell_layout = run_cell(settings, plan, cell, index, engine)
+            except UserError as exc:
+                failures.append({"name": cell.name, "error": str(exc)})
+                settings.progress.note(f"cell {cell.name} failed: {exc}")
+                if not settings.keep_going:
+                    raise UserError(f"cell {cell.name} failed: {exc}") from exc
+                continue
+            cells.append(doc)
+            layout = layout or cell_layout
+    finally:
+        if engine is not None:
+            engine.close()
     if not cells:
         return None, failures
     workload = plan.workload

@@ -31,6 +31,7 @@ import logging
 import multiprocessing
 import signal
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 
@@ -74,7 +75,7 @@ async def _worker(spec: dict, conn) -> None:
 
     loop = asyncio.get_running_loop()
     driver_class = ProducerDriver if spec["role"] == "producer" else ConsumerDriver
-    driver = driver_class(spec, lambda message: _send(conn, message))
+    driver = driver_class(spec, lambda message: _send(conn, message), clock_ns=driver_clock(spec))
 
     def on_readable() -> None:
         try:
@@ -93,6 +94,16 @@ async def _worker(spec: dict, conn) -> None:
     finally:
         loop.remove_reader(conn.fileno())
     _send(conn, result)
+
+
+def driver_clock(spec: dict):
+    """The clock a worker runs on: this machine's monotonic clock, or, on another machine (a Ray
+    node, ``mqbench.ray``), that clock moved by ``spec["clock_offset_ns"]`` (node minus driver) so that
+    ``start_ns``, stamps and windows are on the driver's clock to within the offset's uncertainty."""
+    offset_ns = int(spec.get("clock_offset_ns") or 0)
+    if not offset_ns:
+        return time.monotonic_ns
+    return lambda: time.monotonic_ns() - offset_ns
 
 
 # --- the parent's side ---------------------------------------------------------------------------

@@ -1,0 +1,11 @@
+"""Ray as the engine for runs beyond one machine (optional: ``pip install 'mqbench[ray]'``).
+
+* ``clock``: the node clock offset estimator (pure; NTP-style, min round trip) and the e2e
+  uncertainty of a worker placement;
+* ``agents``: the Ray actor that runs on a node: driver workers (the same ``run.workers`` process),
+  broker host processes, clock samples, CPU and network counters;
+* ``engine``: the driver's side: connect, choose nodes, place workers and layout hosts, relay the
+  workers' pipe protocol so ``run.orchestrator`` sees its usual ``WorkerSet``.
+
+Only ``engine`` and ``agents`` import ``ray``; ``clock`` is importable without it.
+"""

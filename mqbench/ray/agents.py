@@ -1,0 +1,152 @@
+"""What runs on a Ray node: one ``NodeAgent`` actor per placed worker or layout host.
+
+The agent is a plain class (``engine`` wraps it with ``ray.remote``), so it is importable and
+readable without Ray. It runs nothing new: a driver worker is the same ``run.workers.worker_main``
+process the local path spawns (same open-loop pacing, same HdrHistograms), and a broker host's
+processes are started by the same ``cluster.processes.spawn``. What it adds is a relay of the
+worker's pipe over actor calls (``poll`` / ``send``), clock samples for the offset estimate, and the
+node's CPU and network counters.
+
+Contract:
+
+* ``start_worker(spec)``: spawns the worker; ``spec["clock_offset_ns"]`` (node clock minus driver
+  clock) makes the worker run on the driver's clock (``run.workers``);
+* ``poll(timeout_s)``: ``(messages, ended, exitcode)``: every message the worker sent so far (waits
+  up to ``timeout_s`` for the first); ``ended`` once its pipe closed;
+* ``send(message)`` / ``stop(timeout_s)``: control, then SIGTERM and SIGKILL after ``timeout_s``;
+* ``spawn_process(record, secret)``: one broker/name server process of a layout host, with the
+  cluster secret written to the record's ``--cluster-secret-file`` path on this node (mode 0600)
+  when it is not there; the processes end with the agent (a lifeline);
+* ``signal_process(name, sig)``, ``process_alive(name)``, ``stop_processes(timeout_s)``.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+
+class NodeAgent:
+    def __init__(self, label: str):
+        self.label = label
+        self.worker = None      # multiprocessing.Process
+        self.conn = None        # the agent's end of the worker's pipe
+        self.ended = False
+        self.records: dict = {}  # name -> cluster.processes.ProcessRecord
+
+    # --- the node --------------------------------------------------------------------------
+
+    def info(self) -> dict:
+        import ray
+
+        context = ray.get_runtime_context()
+        return {"node_id": context.get_node_id(), "hostname": socket.gethostname(),
+                "node_ip": ray.util.get_node_ip_address(), "agent_pid": os.getpid(), "label": self.label}
+
+    def clock_ns(self) -> int:
+        return time.monotonic_ns()
+
+    def counters(self) -> dict:
+        """The node's CPU seconds (all processes), network bytes, and CPU seconds of this agent's
+        worker process: sampled at the start and end of the measured phase by the driver."""
+        import psutil
+
+        cpu = psutil.cpu_times()
+        net = psutil.net_io_counters()
+        worker_cpu_s = None
+        if self.worker is not None and self.worker.pid:
+            try:
+                times = psutil.Process(self.worker.pid).cpu_times()
+                worker_cpu_s = times.user + times.system
+            except psutil.Error:
+                worker_cpu_s = None
+        return {"t_ns": time.monotonic_ns(), "cpu_busy_s": cpu.user + cpu.system + getattr(cpu, "irq", 0.0)
+                + getattr(cpu, "softirq", 0.0), "cpu_count": psutil.cpu_count() or 1,
+                "net_bytes_sent": net.bytes_sent, "net_bytes_recv": net.bytes_recv, "worker_cpu_s": worker_cpu_s}
+
+    # --- a driver worker -------------------------------------------------------------------
+
+    def start_worker(self, spec: dict) -> int:
+        import multiprocessing
+
+        from mqbench.run.workers import worker_main
+
+        context = multiprocessing.get_context("spawn")
+        parent_end, child_end = context.Pipe(duplex=True)
+        self.worker = context.Process(target=worker_main, args=(spec, child_end), daemon=True,
+                                      name=f"mqbench-{spec['role']}-{spec['worker_index']}")
+        self.worker.start()
+        child_end.close()
+        self.conn = parent_end
+        return self.worker.pid
+
+    def poll(self, timeout_s: float) -> tuple[list, bool, int | None]:
+        messages: list = []
+        if self.conn is None or self.ended:
+            return messages, True, None if self.worker is None else self.worker.exitcode
+        try:
+            if self.conn.poll(timeout_s):
+                while True:
+                    messages.append(self.conn.recv())
+                    if not self.conn.poll(0):
+                        break
+        except (EOFError, OSError):
+            self.ended = True
+            self.worker.join(timeout=2)
+        return messages, self.ended, self.worker.exitcode if self.ended else None
+
+    def send(self, message: dict) -> None:
+        if self.conn is not None and not self.ended:
+            try:
+                self.conn.send(message)
+            except (OSError, EOFError, BrokenPipeError):
+                pass
+
+    def stop(self, timeout_s: float = 5.0) -> int | None:
+        if self.worker is None:
+            return None
+        self.worker.join(timeout=timeout_s if self.ended else 0.1)
+        if self.worker.is_alive():
+            self.worker.terminate()
+            self.worker.join(timeout=timeout_s)
+        if self.worker.is_alive():
+            self.worker.kill()
+            self.worker.join(timeout=timeout_s)
+        if self.conn is not None:
+            self.conn.close()
+        return self.worker.exitcode
+
+    # --- a layout host's processes -------------------------------------------------------
+
+    def spawn_process(self, record_doc: dict, secret: bytes) -> tuple[int, float]:
+        from mqbench.cluster.owners import lifeline_for
+        from mqbench.cluster.processes import ProcessRecord, spawn
+
+        record = ProcessRecord(**record_doc)
+        argv = record.argv
+        if "--cluster-secret-file" in argv:
+            path = Path(argv[argv.index("--cluster-secret-file") + 1])
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(secret)
+        spawn(record, lifeline=lifeline_for(Path(record.workdir).parent))
+        self.records[record.name] = record
+        return record.pid, record.started_at_s
+
+    def process_alive(self, name: str) -> bool:
+        record = self.records.get(name)
+        return record is not None and record.alive()
+
+    def signal_process(self, name: str, sig: int) -> list[str]:
+        from mqbench.cluster.processes import send_signal
+
+        record = self.records.get(name)
+        return [] if record is None else send_signal([record], sig)
+
+    def stop_processes(self, timeout_s: float = 10.0) -> dict[str, str]:
+        from mqbench.cluster.processes import stop
+
+        return stop(list(self.records.values()), timeout_s=timeout_s)

@@ -1,0 +1,317 @@
+"""The driver's side of a run on a Ray cluster (``--cluster ray://HEAD:10001`` or ``--ray auto``).
+
+``RayEngine(options)`` connects once per run. Then, per cell:
+
+* ``spawn_workers(specs)`` places one ``agents.NodeAgent`` actor per driver worker on the worker
+  nodes (never the head unless ``head_workers``): producer ``i`` and consumer ``i`` share a node, at
+  most ``workers_per_node`` of each per node, nodes taken in turn. Before a worker starts, its node's
+  clock offset is measured (``clock.estimate_offset`` over ``clock_samples`` round trips) and put in
+  its spec, so the worker runs on the driver's clock. Each returns a ``run.workers.WorkerHandle``
+  whose pipe is relayed over actor calls by a thread, so the orchestrator's ``WorkerSet`` code is
+  the one it always runs (pacing, histograms and merging unchanged);
+* ``host_spawner(layout)`` places a layout's hosts: one placement group, one bundle per host,
+  ``STRICT_SPREAD`` (each host on a distinct node), a host's bundle asking for the node resource
+  ``mqbench_room_<room>`` when some node offers it (rooms as node resources); a host's processes
+  are started by its bundle's agent, in the same folders and with the same arguments as locally
+  (the node's local disk), the cluster secret shipped to the node (mode 0600);
+* ``sample_counters()`` / ``report(first, last)``: per node CPU busy seconds, the workers' CPU
+  seconds, network bytes, clock offset and uncertainty; the result's ``ray`` field.
+
+``close()`` kills every actor (their processes die with them) and removes placement groups; the
+connection ends with it. UserError when Ray is not installed, the cluster cannot be reached, or it
+has too few nodes for what was asked.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+from mqbench.errors import UserError
+from mqbench.ray.agents import NodeAgent
+from mqbench.ray.clock import ClockOffset, e2e_uncertainty_ns, estimate_offset
+
+log = logging.getLogger(__name__)
+
+HEAD_RESOURCE = "node:__internal_head__"
+ROOM_RESOURCE = "mqbench_room_"
+PLACE_TIMEOUT_S = 60.0
+POLL_S = 0.05
+
+
+@dataclass
+class RayOptions:
+    address: str                 # "ray://HOST:PORT", or "auto" inside a Ray job
+    workers_per_node: int = 1    # producers (and as many consumers) per node
+    head_workers: bool = False   # also place workers and layout hosts on the head node
+    clock_samples: int = 16
+
+    def validate(self) -> None:
+        if self.workers_per_node < 1:
+            raise UserError("--workers-per-node must be at least 1")
+        if self.address != "auto" and not self.address.startswith("ray://"):
+            raise UserError(f"--cluster {self.address!r}: give ray://HEAD:10001 (or --ray auto inside a Ray job)")
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--cluster ray://... needs Ray: pip install 'mqbench[ray]'") from None
+    return ray
+
+
+class _RemoteProcess:
+    """What ``WorkerSet`` needs of a worker's process (join, is_alive, terminate, kill, exitcode,
+    pid), for a worker that runs under a Ray actor; its relay thread copies the pipe both ways."""
+
+    def __init__(self, ray, agent, relay_end, name: str):
+        self.ray, self.agent, self.relay_end = ray, agent, relay_end
+        self.pid = None            # on another machine: its CPU is counted by the node's agent
+        self.exitcode: int | None = None
+        self._thread = threading.Thread(target=self._relay, name=f"ray-relay-{name}", daemon=True)
+        self._thread.start()
+
+    def _relay(self) -> None:
+        try:
+            while True:
+                try:
+                    while self.relay_end.poll(0):
+                        self.agent.send.remote(self.relay_end.recv())   # an actor runs one caller's calls in order
+                except (EOFError, OSError):
+                    self.agent.stop.remote(5.0)                        # the parent closed: end the worker
+                messages, ended, exitcode = self.ray.get(self.agent.poll.remote(POLL_S))
+                for message in messages:
+                    self.relay_end.send(message)
+                if ended:
+                    self.exitcode = exitcode if exitcode is not None else 0
+                    return
+        except Exception as exc:  # noqa: BLE001 - the actor or its node died: the worker ended without a result
+            log.info("relay ended: %s", exc)
+            self.exitcode = -1
+        finally:
+            try:
+                self.relay_end.close()
+            except OSError:
+                pass
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def terminate(self) -> None:
+        try:
+            self.ray.get(self.agent.stop.remote(2.0), timeout=10)
+        except Exception:  # noqa: BLE001
+            self.kill()
+
+    def kill(self) -> None:
+        try:
+            self.ray.kill(self.agent)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class RayEngine:
+    def __init__(self, options: RayOptions):
+        options.validate()
+        self.options = options
+        self.ray = ray = import_ray()
+        try:
+            ray.init(address=options.address, namespace="mqbench", log_to_driver=False,
+                     logging_level=logging.WARNING)
+        except Exception as exc:  # noqa: BLE001 - connection refused, version mismatch: one line
+            raise UserError(f"cannot connect to the Ray cluster at {options.address}: {exc}") from None
+        self.agent_class = ray.remote(NodeAgent)
+        self.actors: list = []
+        self.groups: list = []
+        self.offsets: dict[str, ClockOffset] = {}
+        self.node_names: dict[str, str] = {}   # node id -> "hostname/ip"
+        self.placed: dict[str, list[str]] = {"producer": [], "consumer": [], "host": []}  # node ids
+        self.worker_agents: list[tuple[str, object]] = []   # (node id, agent) of every worker
+        self.host_nodes: dict[str, str] = {}            # layout host -> node id
+
+    # --- nodes ---------------------------------------------------------------------------
+
+    def nodes(self) -> list[dict]:
+        """Alive nodes that may take workers and layout hosts (the head only with head_workers)."""
+        alive = [n for n in self.ray.nodes() if n.get("Alive")]
+        usable = [n for n in alive if self.options.head_workers or HEAD_RESOURCE not in n.get("Resources", {})]
+        return sorted(usable, key=lambda n: (n.get("NodeManagerAddress", ""), n["NodeID"]))
+
+    def _agent(self, label: str, **options):
+        actor = self.agent_class.options(num_cpus=0, max_concurrency=4, **options).remote(label)
+        self.actors.append(actor)
+        return actor
+
+    def _on_node(self, node_id: str, label: str):
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        return self._agent(label, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
+
+    def measure_clock(self, node_id: str, agent) -> ClockOffset:
+        if node_id not in self.offsets:
+            samples = []
+            for _ in range(self.options.clock_samples):
+                sent_ns = time.monotonic_ns()
+                node_ns = self.ray.get(agent.clock_ns.remote(), timeout=30)
+                samples.append((sent_ns, node_ns, time.monotonic_ns()))
+            self.offsets[node_id] = estimate_offset(samples)
+        return self.offsets[node_id]
+
+    def _describe(self, node_id: str, agent) -> None:
+        if node_id not in self.node_names:
+            info = self.ray.get(agent.info.remote(), timeout=30)
+            self.node_names[node_id] = f"{info['hostname']}/{info['node_ip']}"
+
+    # --- workers -------------------------------------------------------------------------
+
+    def spawn_workers(self, specs: list[dict]):
+        """``run.workers.WorkerHandle`` per spec, each running under an actor on its node."""
+        from mqbench.run.workers import WorkerHandle
+
+        nodes = self.nodes()
+        per_role = max(sum(1 for s in specs if s["role"] == "producer"), sum(1 for s in specs if s["role"] == "consumer"))
+        needed = math.ceil(per_role / self.options.workers_per_node)
+        if len(nodes) < needed:
+            raise UserError(f"{per_role} producer/consumer pairs at {self.options.workers_per_node} per node need "
+                            f"{needed} worker nodes; the Ray cluster has {len(nodes)}"
+                            + ("" if self.options.head_workers else " (the head takes none without --ray-head-workers)"))
+        context = multiprocessing.get_context("spawn")
+        handles = []
+        for spec in specs:
+            node = nodes[(spec["worker_index"] // self.options.workers_per_node) % len(nodes)]
+            node_id = node["NodeID"]
+            name = f"{spec['role']}-{spec['worker_index']}"
+            agent = self._on_node(node_id, name)
+            self._describe(node_id, agent)
+            offset = self.measure_clock(node_id, agent)
+            self.worker_agents.append((node_id, agent))
+            self.placed[spec["role"]].append(node_id)
+            self.ray.get(agent.start_worker.remote({**spec, "clock_offset_ns": offset.offset_ns}), timeout=60)
+            parent_end, relay_end = context.Pipe(duplex=True)
+            process = _RemoteProcess(self.ray, agent, relay_end, name)
+            handles.append(WorkerHandle(name, spec["role"], process, parent_end))
+        return handles
+
+    # --- layout hosts --------------------------------------------------------------------
+
+    def host_spawner(self, layout):
+        """A ``launcher.up`` spawner that starts each broker on its host's node (module doc); the
+        name server stays with the driver."""
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        hosts = sorted({i.host for i in layout.instances})
+        offered = {r for n in self.ray.nodes() if n.get("Alive") for r in n.get("Resources", {})}
+        bundles, selectors = [], []
+        for host in hosts:
+            bundle = {"CPU": 0.01}
+            room = ROOM_RESOURCE + layout.room_of(host)
+            if room in offered:
+                bundle[room] = 0.001
+            bundles.append(bundle)
+        if not self.options.head_workers:
+            head = [n["NodeID"] for n in self.ray.nodes() if n.get("Alive") and HEAD_RESOURCE in n.get("Resources", {})]
+            selectors = [{"ray.io/node-id": f"!in({','.join(head)})"} for _ in hosts] if head else []
+        usable = len(self.nodes())
+        if usable < len(hosts):
+            raise UserError(f"layout {layout.name} has {len(hosts)} hosts, each on its own node; the Ray cluster has "
+                            f"{usable} nodes for them" + ("" if self.options.head_workers else " (not the head)"))
+        group = placement_group(bundles, strategy="STRICT_SPREAD", name="", bundle_label_selector=selectors or None)
+        self.groups.append(group)
+        try:
+            self.ray.get(group.ready(), timeout=PLACE_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - GetTimeoutError: the resources are not there
+            raise UserError(f"layout {layout.name}: Ray could not place {len(hosts)} hosts on distinct nodes "
+                            f"within {PLACE_TIMEOUT_S:.0f} s ({type(exc).__name__})") from None
+        agents = {}
+        for index, host in enumerate(hosts):
+            agents[host] = self._agent(f"host {host}", scheduling_strategy=PlacementGroupSchedulingStrategy(
+                placement_group=group, placement_group_bundle_index=index))
+            info = self.ray.get(agents[host].info.remote(), timeout=60)
+            self.host_nodes[host] = info["node_id"]
+            self.node_names.setdefault(info["node_id"], f"{info['hostname']}/{info['node_ip']}")
+            self.placed["host"].append(info["node_id"])
+            self.measure_clock(info["node_id"], agents[host])
+
+        def spawn(record, env=None, lifeline=None) -> None:
+            from mqbench.cluster.processes import spawn as local_spawn
+
+            if record.kind != "broker":
+                local_spawn(record, env, lifeline)
+                return
+            secret = b""
+            if "--cluster-secret-file" in record.argv:
+                with open(record.argv[record.argv.index("--cluster-secret-file") + 1], "rb") as handle:
+                    secret = handle.read()
+            doc = asdict(record)
+            record.pid, record.started_at_s = self.ray.get(agents[record.host].spawn_process.remote(doc, secret),
+                                                           timeout=60)
+        return spawn
+
+    # --- figures ----------------------------------------------------------------------------
+
+    def sample_counters(self) -> dict[str, dict]:
+        """node id -> the node's counters (``NodeAgent.counters``), its workers' CPU seconds summed."""
+        out: dict[str, dict] = {}
+        refs = [(node, agent.counters.remote()) for node, agent in self.worker_agents]
+        for node, ref in refs:
+            sample = self.ray.get(ref, timeout=30)
+            if node not in out:
+                out[node] = sample
+            elif sample["worker_cpu_s"] is not None:
+                out[node]["worker_cpu_s"] = (out[node]["worker_cpu_s"] or 0.0) + sample["worker_cpu_s"]
+        return out
+
+    def report(self, first: dict | None, last: dict | None) -> dict:
+        """The result's ``ray`` field (documented in ``harness.results``)."""
+        nodes = []
+        for node_id in sorted(set(self.placed["producer"]) | set(self.placed["consumer"]) | set(self.placed["host"])):
+            offset = self.offsets.get(node_id)
+            row = {"node_id": node_id, "name": self.node_names.get(node_id),
+                   "producers": self.placed["producer"].count(node_id),
+                   "consumers": self.placed["consumer"].count(node_id),
+                   "layout_hosts": sorted(h for h, n in self.host_nodes.items() if n == node_id),
+                   **(offset.as_dict() if offset else {})}
+            a, b = (first or {}).get(node_id), (last or {}).get(node_id)
+            if a and b:
+                wall_s = max((b["t_ns"] - a["t_ns"]) / 1e9, 1e-9)
+                row["node_cpu_busy_share"] = (b["cpu_busy_s"] - a["cpu_busy_s"]) / (wall_s * b["cpu_count"])
+                row["worker_cpu_s"] = (None if a["worker_cpu_s"] is None or b["worker_cpu_s"] is None
+                                       else b["worker_cpu_s"] - a["worker_cpu_s"])
+                row["net_bytes_sent_per_s"] = (b["net_bytes_sent"] - a["net_bytes_sent"]) / wall_s
+                row["net_bytes_recv_per_s"] = (b["net_bytes_recv"] - a["net_bytes_recv"]) / wall_s
+            nodes.append(row)
+        e2e = e2e_uncertainty_ns(self.placed["producer"], self.placed["consumer"], self.offsets) \
+            if self.placed["producer"] else None
+        return {"address": self.options.address, "workers_per_node": self.options.workers_per_node,
+                "nodes": nodes, "e2e_clock_uncertainty_us": None if e2e is None else e2e / 1000}
+
+    def end_cell(self) -> None:
+        """Kill the cell's actors (their workers and broker processes die with them) and placement groups."""
+        for actor in self.actors:
+            try:
+                self.ray.kill(actor)
+            except Exception:  # noqa: BLE001
+                pass
+        for group in self.groups:
+            try:
+                self.ray.util.remove_placement_group(group)
+            except Exception:  # noqa: BLE001
+                pass
+        self.actors, self.groups = [], []
+        self.placed = {"producer": [], "consumer": [], "host": []}
+        self.worker_agents, self.host_nodes = [], {}
+
+    def close(self) -> None:
+        self.end_cell()
+        try:
+            self.ray.shutdown()
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,86 @@
+"""A local Ray cluster of several nodes on this machine, for tests and ``mqbench bench workers``.
+
+Ray binds its servers to every interface and replaces a loopback ``--node-ip-address`` with the
+machine's routed address, so a local cluster is started inside a network namespace of its own that
+has only loopback (``private_netns_argv``: ``unshare -n``, root or user namespaces needed): there
+Ray's node address is 127.0.0.1 and nothing it opens is reachable from outside.
+
+``local_ray(nodes)`` runs ``ray start --head`` (no CPU for work: nothing lands on the head unless
+asked) and ``nodes`` worker nodes, each with one CPU, the smallest object store Ray takes, its own
+resource ``mqbench_node_<i>`` and the room resource ``mqbench_room_room1``; every process listens on
+127.0.0.1 with ports of its own; every ``ray start`` is bounded by ``START_TIMEOUT_S``. On leaving
+it (however the block ends) ``ray stop --force`` ends every Ray process this user runs here, and
+the temp folder goes. Yields the ``ray://`` address.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+START_TIMEOUT_S = 120
+OBJECT_STORE_BYTES = 80 * 1024 * 1024
+
+
+def private_netns_argv(argv: list[str]) -> list[str]:
+    """``argv`` run in a new network namespace whose loopback is up (module doc)."""
+    return ["unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *argv]
+
+
+def private_netns_available() -> str | None:
+    """None when ``private_netns_argv`` works here, else why not."""
+    try:
+        done = subprocess.run(private_netns_argv(["true"]), capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unshare -n cannot run: {exc}"
+    return None if done.returncode == 0 else f"unshare -n failed: {done.stderr.decode(errors='replace').strip()}"
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets, ports = [], []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+        ports.append(s.getsockname()[1])
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _ray_bin() -> str:
+    return str(Path(sys.executable).with_name("ray"))
+
+
+def _node_ports() -> list[str]:
+    agent, grpc, env, metrics = _free_ports(4)
+    return ["--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(grpc),
+            "--runtime-env-agent-port", str(env), "--metrics-export-port", str(metrics)]
+
+
+@contextlib.contextmanager
+def local_ray(nodes: int = 3, room: str = "room1"):
+    temp = tempfile.mkdtemp(prefix="mqbray-", dir="/tmp")  # short: Ray's socket paths live under it
+    gcs, client = _free_ports(2)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}
+    common = ["--node-ip-address", "127.0.0.1", "--object-store-memory", str(OBJECT_STORE_BYTES),
+              "--disable-usage-stats"]
+    try:
+        subprocess.run([_ray_bin(), "start", "--head", "--port", str(gcs), "--ray-client-server-port", str(client),
+                        "--include-dashboard", "false", "--num-cpus", "0", "--temp-dir", temp, *common,
+                        *_node_ports()], check=True, env=env, timeout=START_TIMEOUT_S, capture_output=True)
+        for index in range(nodes):
+            resources = {f"mqbench_node_{index}": 1, f"mqbench_room_{room}": 1}
+            subprocess.run([_ray_bin(), "start", "--address", f"127.0.0.1:{gcs}", "--num-cpus", "1",
+                            "--resources", json.dumps(resources), *common, *_node_ports()],
+                           check=True, env=env, timeout=START_TIMEOUT_S, capture_output=True)
+        yield f"ray://127.0.0.1:{client}"
+    finally:
+        subprocess.run([_ray_bin(), "stop", "--force"], env=env, timeout=60, capture_output=True)
+        shutil.rmtree(temp, ignore_errors=True)

@@ -1,0 +1,36 @@
+"""Run inside a private network namespace by test_ray_run.py (``mqbench.ray.local`` says why):
+start a local Ray cluster (head + 3 worker nodes), run ``mqbench run`` on it, stop the cluster.
+
+argv: OUT_DIR, then the ``mqbench run`` arguments after ``--cluster ray://...``. Writes
+OUT_DIR/scenario.json: the run's exit status, stderr tail and result folder.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from mqbench.ray.local import local_ray
+
+RUN_TIMEOUT_S = 300
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict = {}
+    with local_ray(nodes=3) as address:
+        report["address"] = address
+        mqbench = str(Path(sys.executable).with_name("mqbench"))
+        try:
+            done = subprocess.run([mqbench, "run", *sys.argv[2:], "--cluster", address, "--out", str(out / "results")],
+                                  capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+            report.update(exit=done.returncode, stdout=done.stdout[-4000:], stderr=done.stderr[-4000:])
+        except subprocess.TimeoutExpired as exc:
+            report.update(exit=None, stderr=f"timed out: {exc}")
+    (out / "scenario.json").write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
