@@ -26,7 +26,7 @@ def main() -> None:
         try:
             done = subprocess.run([mqbench, "run", *sys.argv[2:], "--cluster", address, "--out", str(out / "results")],
                                   capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-            report.update(exit=done.returncode, stdout=done.stdout[-4000:], stderr=done.stderr[-4000:])
+            report.update(exit=done.returncode, stdout=done.stdout, stderr=done.stderr[-4000:])
         except subprocess.TimeoutExpired as exc:
             report.update(exit=None, stderr=f"timed out: {exc}")
     (out / "scenario.json").write_text(json.dumps(report))
