@@ -9,11 +9,12 @@ from __future__ import annotations
 from mqbench.errors import CorruptDataError, UserError
 
 from .batch import BatchItem
-from .dispatch import dispatch_info, message_dispatch_info
+from .dispatch import DispatchInfo, dispatch_info, message_dispatch_info
 from .dledger import ENTRY_HEADER_BYTES
 from .dledger_log import DLedgerLog, is_record_body
 from .record import (SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message,
                      decode_message, encode_message, set_physical_offset)
+from .record_check import peek_record, peek_tags_code
 from .recovery import CheckpointState
 from .restamp import restamp_record
 
@@ -63,16 +64,40 @@ class RaftHooks:
         if size != len(body):
             raise CorruptDataError(f"a replicated entry of {len(body)} bytes holds a record of {size}",
                                    where="replicated entry")
-        if msg.sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
-            queue_offset = 0        # half/rollback records take no queue slot (spec 3.10)
-        else:
-            # never below what the record carries: a log written elsewhere (a migrated store whose
-            # queues start above 0) keeps its offsets on every replica; a leader's proposal carries 0
-            queue_offset = max(msg.queue_offset, self._next_offset.get((msg.topic, msg.queue_id), 0))
+        queue_offset = self._queue_offset_for(msg.topic, msg.queue_id, msg.queue_offset, msg.sysflag)
         msg.queue_offset = queue_offset
         if msg.sysflag & SYSFLAG_INNER_BATCH:
             msg.properties["INNER_BASE"] = str(queue_offset)
         return restamp_record(body, queue_offset), msg
+
+    def _queue_offset_for(self, topic: str, queue_id: int, carried: int, sysflag: int) -> int:
+        if sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
+            return 0        # half/rollback records take no queue slot (spec 3.10)
+        # never below what the record carries: a log written elsewhere (a migrated store whose
+        # queues start above 0) keeps its offsets on every replica; a leader's proposal carries 0
+        return max(carried, self._next_offset.get((topic, queue_id), 0))
+
+    def _place(self, term: int, body: bytes, log: DLedgerLog) -> tuple[int, bytes, DispatchInfo]:
+        """Restamp, append and describe one record entry. A plain record (not an inner batch, whose
+        INNER_BASE property changes length) is checked and indexed from its fixed fields
+        (``peek_record``) and restamped in place, without decoding it into a Message."""
+        peek = peek_record(body, where="replicated entry")
+        if peek.size != len(body):
+            raise CorruptDataError(f"a replicated entry of {len(body)} bytes holds a record of {peek.size}",
+                                   where="replicated entry")
+        if peek.sysflag & SYSFLAG_INNER_BATCH:
+            body, msg = self._restamp(body)
+            index, pos = log.append(term, body, magic=1)
+            msg.physical_offset = pos + ENTRY_HEADER_BYTES
+            body = set_physical_offset(body, msg.physical_offset)
+            return index, body, message_dispatch_info(msg, len(body))
+        queue_offset = self._queue_offset_for(peek.topic, peek.queue_id, peek.queue_offset, peek.sysflag)
+        body = restamp_record(body, queue_offset)
+        index, pos = log.append(term, body, magic=1)
+        physical_offset = pos + ENTRY_HEADER_BYTES
+        body = set_physical_offset(body, physical_offset)
+        return index, body, DispatchInfo(peek.topic, peek.queue_id, queue_offset, physical_offset, peek.size,
+                                         peek.sysflag, peek_tags_code(peek), peek.store_timestamp_ms, 1)
 
     # -- Raft hooks (DLedger versions) -------------------------------------------------------
 
@@ -106,13 +131,9 @@ class RaftHooks:
         with self._lock:
             self._check_open()
             if magic == 1 and is_record_body(body):
-                body, msg = self._restamp(body)
-                index, pos = log.append(term, body, magic=magic)
-                msg.physical_offset = pos + ENTRY_HEADER_BYTES
-                body = set_physical_offset(body, msg.physical_offset)
-                info = message_dispatch_info(msg, len(body))
+                index, body, info = self._place(term, body, log)
                 self._note_offsets(info)
-                self._pending.append((pos + ENTRY_HEADER_BYTES + info.size, info))
+                self._pending.append((info.physical_offset + info.size, info))
             else:
                 index, _ = log.append(term, body, magic=magic)
             self._after_append(self.log.end_offset)

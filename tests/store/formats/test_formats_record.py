@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from mqbench.broker.store import record as r
+from mqbench.broker.store import record_check as rc
 from mqbench.broker.store.record import (
     BLANK_MAGIC, MAGIC_V1, MAGIC_V2, RECORD_BLANK, RECORD_END, Message, check_record, decode_message,
     decode_properties, encode_blank, encode_message, encode_properties, java_hash, message_id, record_size,
@@ -328,3 +329,40 @@ def test_peek_rejects_bad_utf8():
     data[110] = 0xFF
     with pytest.raises(CorruptDataError, match="UTF-8"):
         r.peek_properties(bytes(data), 0, where="f")
+
+
+@given(messages(), st.binary(max_size=20))
+def test_peek_record_matches_decode_and_the_tags_code(msg, trailing):
+    data = encode_message(msg)
+    back, size = decode_message(data)
+    peek = rc.peek_record(data + trailing)
+    assert (peek.size, peek.topic, peek.queue_id, peek.queue_offset, peek.sysflag, peek.store_timestamp_ms) == \
+        (size, back.topic, back.queue_id, back.queue_offset, back.sysflag, back.store_timestamp_ms)
+    assert decode_properties(peek.properties_text) == back.properties
+    assert rc.peek_tags_code(peek) == r.message_tags_code(back)
+
+
+@pytest.mark.parametrize("properties", [{"TAGS": "TagA"}, {"DELAY": "3"}, {"TAGS": "x", "DELAY": "2"}, {}])
+def test_peek_tags_code_on_the_schedule_topic_and_with_tags(properties):
+    msg = Message(topic=r.SCHEDULE_TOPIC, body=b"b", properties=dict(properties), **COMMON)
+    assert rc.peek_tags_code(rc.peek_record(encode_message(msg))) == r.message_tags_code(msg)
+    msg.topic = "Plain"
+    assert rc.peek_tags_code(rc.peek_record(encode_message(msg))) == r.message_tags_code(msg)
+
+
+@given(messages(), st.data())
+def test_peek_record_refuses_what_decode_refuses(msg, data):
+    raw = bytearray(encode_message(msg))
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        decode_message(bytes(raw))
+        decoded = True
+    except CorruptDataError:
+        decoded = False
+    try:
+        rc.peek_record(bytes(raw))
+        peeked = True
+    except CorruptDataError:
+        peeked = False
+    assert peeked == decoded
