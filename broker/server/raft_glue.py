@@ -79,9 +79,10 @@ class StoreRaftStorage(DLedgerStorage):
             self.store.truncate_after(first - 2)
             while self._recent and self._recent[-1].index >= first:
                 self._recent_bytes -= len(self._recent.pop().data)
-        for entry in entries:
-            magic = fmt.DLEDGER_MAGIC_NOOP if entry.kind == EntryKind.NOOP else fmt.DLEDGER_MAGIC
-            index, stored = self.store.append_replicated(entry.term, entry.data, magic=magic)
+        placed = self.store.append_replicated_batch(
+            [(e.term, e.data, fmt.DLEDGER_MAGIC_NOOP if e.kind == EntryKind.NOOP else fmt.DLEDGER_MAGIC)
+             for e in entries])
+        for entry, (index, stored) in zip(entries, placed):
             if index != entry.index - 1:
                 raise InvariantViolation(f"DLedger wrote Raft entry {entry.index} at index {index + 1}")
             self._remember(Entry(entry.index, entry.term, stored, entry.kind))

@@ -22,6 +22,7 @@ decodes the record without the CRC check (records were checked when the log was 
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -105,6 +106,8 @@ class QueueSet:
         self.bcq_segment_bytes = bcq_segment_bytes
         self.cqs: dict[tuple[str, int], ConsumeQueue] = {}
         self.bcqs: dict[tuple[str, int], BatchConsumeQueue] = {}
+        self._combining: ExitStack | None = None
+        self._combined: set[int] = set()
         for kind in (CQ_DIR, BCQ_DIR):
             for topic, qid in self._on_disk(kind):
                 self.get(topic, qid, batch=kind == BCQ_DIR)
@@ -135,7 +138,26 @@ class QueueSet:
             q = (BatchConsumeQueue(path, self.bcq_segment_bytes) if batch
                  else ConsumeQueue(path, self.cq_segment_bytes))
             table[key] = q
+        if self._combining is not None and id(q) not in self._combined:
+            self._combined.add(id(q))
+            self._combining.enter_context(q.segments.combined_writes())
         return q
+
+    @contextmanager
+    def combined_writes(self) -> Iterator[None]:
+        """Within the block, the units written to each queue are combined into one write per run
+        (``SegmentQueue.combined_writes``), written when the block ends (dispatching a Raft commit
+        of N records is then one write per queue, not N)."""
+        if self._combining is not None:      # nested: the outer block writes
+            yield
+            return
+        with ExitStack() as stack:
+            self._combining = stack
+            try:
+                yield
+            finally:
+                self._combining = None
+                self._combined.clear()
 
     def find(self, topic: str, queue_id: int) -> ConsumeQueue | BatchConsumeQueue | None:
         key = (topic, queue_id)

@@ -139,10 +139,35 @@ class RaftHooks:
             self._after_append(self.log.end_offset)
             return index, bytes(body)
 
+    def append_replicated_batch(self, items: list[tuple[int, bytes, int]]) -> list[tuple[int, bytes]]:
+        """``append_replicated`` for several (term, body, magic) entries in log order, their bytes
+        combined into one write per file run (``SegmentQueue.combined_writes``) and announced to
+        the group commit once, after they are written. Entries before one that fails its checks
+        stay appended (as one by one); the error is raised after they are written."""
+        log = self._need_dledger()
+        out: list[tuple[int, bytes]] = []
+        with self._lock:
+            self._check_open()
+            try:
+                with log.data.combined_writes(), log.index.combined_writes():
+                    for term, body, magic in items:
+                        if magic == 1 and is_record_body(body):
+                            index, body, info = self._place(term, body, log)
+                            self._note_offsets(info)
+                            self._pending.append((info.physical_offset + info.size, info))
+                        else:
+                            index, _ = log.append(term, body, magic=magic)
+                        out.append((index, bytes(body)))
+            except CorruptDataError:
+                self._after_append(self.log.end_offset)     # what precedes the bad entry is written
+                raise
+            self._after_append(self.log.end_offset)
+        return out
+
     def commit(self, index: int) -> None:
         """Raft mode: entries up to ``index`` are committed; dispatch them."""
         log = self._need_dledger()
-        with self._lock:
+        with self._lock, self.queues.combined_writes():
             log.set_committed(index)
             self._dispatch_to(self.log.committed_end())
 

@@ -171,3 +171,26 @@ def test_fuzz_binary_decoders(data, pos):
             decode(data)
         except CorruptDataError:
             pass
+
+
+def test_combined_writes_are_one_pwrite_per_run_and_read_back(tmp_path, monkeypatch):
+    """Writes inside combined_writes that continue each other in one segment reach the kernel as
+    one pwrite when the block ends; a read inside the block sees them; a run stops at a segment end."""
+    import os
+
+    from mqbench.broker.store.segments import SegmentQueue
+
+    q = SegmentQueue(tmp_path / "q", 64)
+    calls = []
+    real = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, pos: calls.append((pos, len(data))) or real(fd, data, pos))
+    with q.combined_writes():
+        for i in range(4):
+            q.write(i * 16, bytes([i + 1]) * 16)      # fills segment 0 exactly
+        q.write(64, b"\x09" * 8)                      # segment 1: a new run
+        assert calls == [(0, 64)]                     # the first run went when the second began
+        assert q.read(60, 8) == b"\x04" * 4 + b"\x09" * 4   # a read writes what is pending first
+        q.write(72, b"\x0a" * 8)
+    assert calls == [(0, 64), (0, 8), (8, 8)]
+    assert q.read(0, 80) == b"".join(bytes([i + 1]) * 16 for i in range(4)) + b"\x09" * 8 + b"\x0a" * 8
+    q.close()
