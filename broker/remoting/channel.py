@@ -183,14 +183,18 @@ class Channel:
             self.credentials.apply(cmd)
         cmd.opaque = self._next_opaque()
         cmd.flag &= ~(codes.FLAG_RESPONSE | codes.FLAG_ONEWAY)
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._pending[cmd.opaque] = future
+        # a timer on the future instead of asyncio.wait_for, which wraps every request in a Task
+        timer = loop.call_later(timeout_ms / 1000, _expire, future)
         try:
             await self.send(cmd)
-            return await asyncio.wait_for(future, timeout_ms / 1000)
-        except asyncio.TimeoutError:
+            return await future
+        except _Expired:
             raise RemotingTimeoutError(f"{cmd.describe()} to {self.peer}: no response within {timeout_ms} ms") from None
         finally:
+            timer.cancel()
             self._pending.pop(cmd.opaque, None)
 
     async def oneway(self, cmd: RemotingCommand) -> None:
@@ -322,6 +326,15 @@ class Channel:
         except Exception as exc:  # noqa: BLE001 - one bad request must not take the server down
             log.exception("handler for %s from %s failed", cmd.describe(), self.peer)
             return cmd.response_to(codes.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
+
+
+class _Expired(Exception):
+    """A request's timer went off before its response came (``Channel.request``)."""
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(_Expired())
 
 
 def unsupported(cmd: RemotingCommand) -> RemotingCommand:

@@ -81,6 +81,16 @@ class SendResult:
     msg_ids: list[str] = field(default_factory=list)
 
 
+def send_header_v2(group: str, topic: str, queue_id: int, sys_flag: int, born_ms: int, flag: int,
+                   properties: str, batch: bool, broker_name: str) -> dict[str, str]:
+    """The SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE ext fields, as ``headers.SendMessageHeader(...).to_v2()``
+    writes them (same names, values and order; tested), built directly: the load generator sends
+    one per message and must not cost more than the broker it measures."""
+    return {"a": group, "b": topic, "c": codes.DEFAULT_TOPIC, "d": "4", "e": str(queue_id), "f": str(sys_flag),
+            "g": str(born_ms), "h": str(flag), "i": properties, "j": "0", "k": "false",
+            "m": "true" if batch else "false", "n": broker_name}
+
+
 class _Attempt(Exception):
     """One failed attempt that may be retried; ``refresh`` says the route is probably stale."""
 
@@ -256,6 +266,7 @@ class Producer(ClientBase):
                     ids: list[str], delayed: bool) -> SendResult:
         failures: list[str] = []
         avoid: str | None = None
+        wire_properties = rec.encode_properties(properties).decode("utf-8")
         route = await self.routes.get(topic)
         for attempt in range(1, self.retries + 2):
             queue = self._select(route, avoid)
@@ -265,12 +276,9 @@ class Producer(ClientBase):
                 continue
             addr = route.brokers[queue.broker_name].master_addr
             born_ms = self.clock_ms()
-            header = headers.SendMessageHeader(
-                producer_group=self.group, topic=topic, queue_id=queue.queue_id, sys_flag=sys_flag,
-                born_timestamp_ms=born_ms, flag=flag, properties=rec.encode_properties(properties).decode("utf-8"),
-                reconsume_times=0, unit_mode=False, batch=code == codes.SEND_BATCH_MESSAGE,
-                broker_name=queue.broker_name)
-            cmd = RemotingCommand.request(code, header.to_v2(), body)
+            cmd = RemotingCommand(code=code, ext_fields=send_header_v2(
+                self.group, topic, queue.queue_id, sys_flag, born_ms, flag, wire_properties,
+                code == codes.SEND_BATCH_MESSAGE, queue.broker_name), body=body, language="PYTHON")
             try:
                 response = await self.pool.request(addr, cmd, self.send_timeout_ms)
                 self._heartbeat_addrs.add(addr)
