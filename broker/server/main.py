@@ -52,6 +52,7 @@ from mqbench.broker.server.handlers_clients import connection_closed
 from mqbench.broker.server.registration import INTERVAL_MS_DEFAULT, Registrar, Registration
 from mqbench.broker.store import versions
 from mqbench.broker.lifeline import watch_parent
+from mqbench.event_loop import use_event_loop
 from mqbench.errors import UserError
 
 DURABILITIES = ("memory", "fsync")
@@ -311,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    use_event_loop()
     try:
         return asyncio.run(_run(args))
     except UserError as exc:

@@ -14,7 +14,9 @@ acknowledged message, split:
 * ``broker_cpu_us_per_msg``: user + system CPU of every broker process of the layout (all
   replicas, summed; the name server is not counted), read at the start and the end of the
   measured phase (``mqbench.run.probes.cpu_seconds``, as ``mqbench run`` reads it);
-* ``client_cpu_us_per_msg``: this process's CPU (the load generator) over the same phase.
+* ``client_cpu_us_per_msg``: this process's CPU (the load generator) over the same phase;
+* ``load_average_1m``: the machine's 1-minute load average at the end of the cell (msgs/s on a
+  machine loaded by other work are not comparable; the CPU figures per message mostly are).
 
 An acknowledgement means committed by the group's quorum (``durability`` as given). The machine's
 loopback frame rate (and, under ``fsync``, its fdatasync rate) is measured first in the same run;
@@ -32,6 +34,7 @@ from pathlib import Path
 
 from mqbench.bench.common import (bench_document, fmt, fmt_ratio, limits_line, measure_limits, own_cpu_s, payload,
                                   percentile, processes_cpu_s, ratio, us_per_msg)
+from mqbench.event_loop import use_event_loop
 from mqbench.output import table
 
 WARMUP_S = 0.5
@@ -82,7 +85,10 @@ async def _cell(namesrv: str, broker_pids: list[int], batch: int, concurrency: i
             "latency_ms_max": _round(latencies_ms[-1] if latencies_ms else None),
             "broker_cpu_s": round(broker_cpu_s, 3), "client_cpu_s": round(client_cpu_s, 3),
             "broker_cpu_us_per_msg": us_per_msg(broker_cpu_s, messages),
-            "client_cpu_us_per_msg": us_per_msg(client_cpu_s, messages)}
+            "client_cpu_us_per_msg": us_per_msg(client_cpu_s, messages),
+            # CPU µs per message survives a machine shared with other work, msgs/s does not: the
+            # 1-minute load average at the end of the cell says how shared it was
+            "load_average_1m": round(os.getloadavg()[0], 2)}
 
 
 def _round(value: float | None) -> float | None:
@@ -121,6 +127,7 @@ def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concur
                     for batch in batches:
                         row = {"layout": layout_name, "replicas": len(layout.instances), "durability": durability,
                                "body_bytes": body_bytes}
+                        use_event_loop()      # the load generator on the loop the broker and run workers use (MQBENCH_EVENT_LOOP)
                         row.update(asyncio.run(_cell(namesrv, broker_pids, batch, concurrency, seconds, body)))
                         row["throughput_ratio_to_loopback_frames"] = ratio(
                             row["throughput_msgs_per_s"], limits.get("loopback_small_frames_per_s"))
@@ -146,10 +153,10 @@ def render(doc: dict) -> str:
     rows = [[r["layout"], r["batch_msgs"], r["body_bytes"], r["throughput_msgs_per_s"],
              fmt(r["latency_ms_p50"], ".2f"), fmt(r["latency_ms_p99"], ".2f"),
              fmt(r["broker_cpu_us_per_msg"], ",.1f"), fmt(r["client_cpu_us_per_msg"], ",.1f"),
-             fmt_ratio(r["throughput_ratio_to_loopback_frames"], 3)]
+             fmt_ratio(r["throughput_ratio_to_loopback_frames"], 3), fmt(r.get("load_average_1m"), ".1f")]
             for r in doc["rows"]]
     head = (f"send, {doc['concurrency']} in flight, durability {doc['durability']}, "
             f"{doc['seconds_per_cell']:g} s per cell after {doc['warmup_s']:g} s warm-up, "
             f"{doc['cpu_cores']} cores shared by brokers and load generator\n{limits_line(doc['limits'])}\n")
     return head + table(rows, ["layout", "batch", "body B", "msgs/s", "p50 ms", "p99 ms", "broker CPU µs/msg",
-                               "client CPU µs/msg", "msgs/s / loopback frames/s"])
+                               "client CPU µs/msg", "msgs/s / loopback frames/s", "load 1m"])

@@ -36,6 +36,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from mqbench.errors import MqbenchError, UserError
+from mqbench.event_loop import use_event_loop
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def worker_main(spec: dict, conn) -> None:
     """Entry point of a worker process (must stay importable at module level for spawn)."""
     logging.basicConfig(level=logging.ERROR, format=f"mqbench {spec['role']} worker %(levelname)s %(message)s")
     try:
+        use_event_loop()
         asyncio.run(_worker(spec, conn))
     except BaseException as exc:  # noqa: BLE001 - everything must reach the parent as one message
         _send(conn, {"type": "error", "role": spec["role"], "message": _describe(exc)})
