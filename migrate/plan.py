@@ -27,7 +27,7 @@ from .configs_carry import SourceConfigs, attribute_notes, read_configs
 from .reframe import COMPRESS_OVER_BYTES_DEFAULT, Reframer
 from .source import decode_item, log_files, read_dledger_state, source_folders, walk_log
 
-ESTIMATE_MB_PER_S = 15.0       # measured copy rate (2 GiB v5-dledger -> v5), mqbench bench migrate
+ESTIMATE_MB_PER_S = 8.0        # CPU-bound copy rate (256 MiB v5-dledger -> v5: 81 us of CPU per 649-byte message)
 RECORD_OVERHEAD_BYTES = 140    # fixed record fields + an average topic and properties
 BLOCKER_PLACES_MAX = 5
 

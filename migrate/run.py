@@ -50,7 +50,7 @@ from .configs_carry import read_configs, write_configs
 from .journal import JOURNAL_FILE, read_journal, write_file_atomic, write_journal
 from .plan import Options, Plan, make_plan, needs_prescan
 from .reframe import Reframer
-from .source import Position, decode_item, log_files, peek_item, walk_log
+from .source import Position, decode_item, log_files, peek_item, torn_tail, walk_log
 from .target import TargetLog, TargetQueues
 
 CHECKPOINT_EVERY_BYTES = 64 << 20
@@ -271,8 +271,11 @@ def source_notes(src: str, options: Options, *, force: bool = False) -> list[str
                             "first, or pass --force to copy a log that is still being written")
         notes.append("--force: the store's lock is held (a broker is running); the copy is of the log as read")
     elif os.path.exists(os.path.join(src, ABORT_FILE)):
+        cut = torn_tail(src)
+        where = (f"; its torn tail from {cut['file']} offset {cut['offset']} is left out ({cut['detail']})"
+                 if cut else "; the log is whole")
         notes.append("abort file present and the lock free: the broker was killed (not shut down); the log is "
-                     "copied up to its last valid record")
+                     f"copied up to its last valid record, as RocketMQ's recovery keeps it{where}")
     source_version = versions.detect_version(src)
     if source_version == options.target:
         same_geometry = options.segment_bytes is None or options.segment_bytes == _source_segment_bytes(src)

@@ -23,6 +23,9 @@ a ``CorruptDataError`` naming the file and the byte offset in it:
 * DLedger entries whose indexes do not follow each other;
 * segment files RocketMQ would refuse to start on (odd size, gap, odd name).
 
+A store left by a killed broker (``abort`` present) may end with a torn record: there the walk
+ends at the last valid record, as RocketMQ's recovery does (``torn_tail`` says where).
+
 ``start`` is a ``Position`` (folder number, address) returned in an earlier item's ``next``: the
 walk resumes exactly there (the journal keeps it).
 """
@@ -148,9 +151,25 @@ def log_files(root: str) -> list[tuple[str, int]]:
     return out
 
 
-def walk_log(root: str, start: Position | None = None) -> Iterator[SourceItem]:
-    """Every record and non-record entry of the log at ``root`` (see the module doc)."""
+def killed_broker(root: str) -> bool:
+    """The store was left by a broker that did not shut down (``abort`` present): its log may end
+    with a torn record, which RocketMQ's recovery would cut."""
+    return os.path.exists(os.path.join(root, "abort"))
+
+
+def torn_tail(root: str) -> dict | None:
+    """Where the log of a killed broker's store is cut (file, offset, why), None when it is whole."""
+    for _ in walk_log(root, torn=(found := [])):
+        pass
+    return found[0] if found else None
+
+
+def walk_log(root: str, start: Position | None = None, *, torn: list | None = None) -> Iterator[SourceItem]:
+    """Every record and non-record entry of the log at ``root`` (see the module doc). In a killed
+    broker's store (``killed_broker``) a torn tail ends the walk (appended to ``torn``) instead of
+    raising, as RocketMQ's recovery cuts it."""
     start = start or Position(0, -1)
+    killed = killed_broker(root)
     for number, (rel, is_dl) in enumerate(source_folders(root)):
         if number < start.folder:
             continue
@@ -162,9 +181,11 @@ def walk_log(root: str, start: Position | None = None) -> Iterator[SourceItem]:
         begin = start.address if number == start.folder and start.address >= 0 else None
         files = FolderFiles(segdir, rel)
         try:
-            reader = LogReader(files, dledger=is_dl, policy=RAISE)
+            reader = LogReader(files, dledger=is_dl, policy=RAISE, accept_torn_tail=killed)
             for item in reader.items(begin):
                 yield source_item(item, number)
+            if reader.torn_tail is not None and torn is not None:
+                torn.append(reader.torn_tail)
         finally:
             files.close()
 

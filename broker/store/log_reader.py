@@ -268,13 +268,19 @@ class LogReader:
     ``start`` must be an item boundary (or a segment start); ``stop``: items starting at or after
     it are not yielded. ``expected_index``: the DLedger index the first entry must have (None:
     any). ``check_crc``: check BODYCRC (recovery may skip it below its durable point).
+    ``accept_torn_tail`` (RAISE): invalid bytes after the last valid item of the file where the
+    data ends are what RocketMQ's recovery cuts after a killed broker: the walk ends there and
+    ``torn_tail`` says where (file, offset, why) instead of raising; valid data or non-zero bytes
+    in a later file still raise.
     """
 
     def __init__(self, files: LogFiles, *, dledger: bool, policy: str, check_crc: bool = True,
-                 window_bytes: int = WINDOW_BYTES):
+                 window_bytes: int = WINDOW_BYTES, accept_torn_tail: bool = False):
         if policy not in (STOP, REPORT, RAISE):
             raise ValueError(f"unknown damage policy {policy!r}")
         self.files = files
+        self.accept_torn_tail = accept_torn_tail
+        self.torn_tail: dict | None = None
         self.dledger = dledger
         self.policy = policy
         self.check_crc = check_crc
@@ -333,7 +339,10 @@ class LogReader:
                     ended = {"file": file, "offset": pos - seg, "address": pos, "nonzero_after_bytes": 0}
                     self._last_end_detail = getattr(self, "_detail", None)
                 nonzero = files.nonzero_from(pos, seg_end, first_only=self.policy == RAISE)
-                if nonzero and self.policy == RAISE:
+                if nonzero and self.policy == RAISE and self.accept_torn_tail and ended["address"] >= seg:
+                    self.torn_tail = {"file": ended["file"], "offset": ended["offset"], "address": ended["address"],
+                                      "detail": self._last_end_detail}
+                elif nonzero and self.policy == RAISE:
                     where = (ended["file"], ended["offset"]) if ended["address"] >= seg else (file, pos - seg)
                     if ended["address"] >= seg:
                         detail = ("invalid bytes after the last valid record (a torn or corrupt record; let the "

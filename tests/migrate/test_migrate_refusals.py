@@ -110,3 +110,22 @@ def test_progress_counts_data_bytes(tmp_path):
     b = _store(tmp_path, n=10)          # one 8 KiB file, about 3.5 KiB of data
     size = os.path.getsize(os.path.join(b.root, "commitlog", "0" * 20))
     assert data_bytes(b.root) == b.write_pos < size
+
+
+def test_a_killed_brokers_torn_tail_is_cut_as_recovery_would(tmp_path):
+    """A broker killed mid-write leaves a torn last record: with ``abort`` present (and the lock
+    free) the log is taken up to its last valid record, and the note says where it was cut; the
+    same bytes without ``abort`` are damage and refused."""
+    b = _store(tmp_path, n=12)
+    seg = os.path.join(b.root, "commitlog", "0" * 20)
+    data = bytearray(open(seg, "rb").read())
+    last = b.written[-1]
+    data[last.physical_offset + last.size - 5:last.physical_offset + last.size] = bytes(5)   # its tail lost
+    open(seg, "wb").write(data)
+    res = CliRunner().invoke(cli_main, ["migrate", b.root, "--to", "v5", "--out", str(tmp_path / "refused")])
+    assert res.exit_code == 2 and "torn or corrupt" in res.output
+    open(os.path.join(b.root, "abort"), "wb").close()
+    out = str(tmp_path / "out")
+    res = CliRunner().invoke(cli_main, ["migrate", b.root, "--to", "v5", "--out", out, "--verify"])
+    assert res.exit_code == 0, res.output
+    assert f"offset {last.physical_offset} is left out" in res.output and "verify: OK: 11 messages" in res.output
