@@ -132,6 +132,24 @@ field                                       meaning
 ``cells[].windows[].publish_backlog_msgs``  both backlogs at the end of each window (null before
 ``cells[].windows[].consume_backlog_msgs``  the first sample)
 ``cells[].last_publish_error``              the last send failure's text, or null
+``cells[].ray``                             only in a run on a Ray cluster (``--cluster``,
+                                            ``mqbench.ray.engine``): ``address``,
+                                            ``workers_per_node``, ``e2e_clock_uncertainty_us`` (bound
+                                            on the clock error of an e2e latency: 0 when every
+                                            producer and consumer share one node, else the worst
+                                            cross-node pair's summed uncertainties; null without
+                                            producers) and ``nodes[]``: ``node_id``, ``name``
+                                            (hostname/ip), ``producers``, ``consumers``,
+                                            ``layout_hosts`` placed there, ``clock_offset_ns`` (node
+                                            monotonic clock minus the driver's; workers run on the
+                                            driver's clock through it), ``clock_uncertainty_ns`` (half
+                                            the least round trip: a bound), ``clock_rtt_ns_min``,
+                                            ``clock_samples``; on worker nodes over the measured
+                                            phase: ``node_cpu_busy_share`` (all the node's CPUs),
+                                            ``worker_cpu_s`` (its workers), ``net_bytes_sent_per_s``,
+                                            ``net_bytes_recv_per_s`` (every interface of the node).
+                                            On a Ray layout the stores are on the nodes' disks: the
+                                            stored figures below are null
 ``cells[].windows[].broker_cpu_s``          CPU seconds of the brokers / of the load generator in
 ``cells[].windows[].client_cpu_s``          that window (sampled at its edges; broker null on a target)
 ``cells[].batch_achieved``                  messages per record as the brokers STORED them (read from
