@@ -12,8 +12,9 @@ handlers find it as ``ctx.pop``; the request methods are in the package docstrin
   follower's table is current when it becomes leader.
 * **Writes** go through the broker's one replicated put (``group.put``) after the broker's
   message rewriters (``ctx.rewrite``: a ck's ``TIMER_DELIVER_MS`` moves it to the timer store) and
-  ``group.commit_offset``: a pop answers only once its checkpoints and then its consumer offsets are
-  committed; an ack once its ack message is.
+  ``group.commit_offset``: a pop answers once its checkpoints are committed, its consumer offsets
+  follow behind it (a lost one only hands messages out again); an ack answers once its ack message
+  and the offsets of its queue popped before it are committed.
 * **Revive** (leader only, ``_revive_loop``): per revive queue, from the committed revive offset,
   each delivered checkpoint gets ``engine.revive_decision``; unacked messages are re-put to the retry
   topic (created with one queue when missing) or the DLQ, then the revive offset is committed.
@@ -64,6 +65,7 @@ class PopService:
         self._read_pos: dict[tuple[str, int], int] = {}
         self._commit_event = asyncio.Event()
         self._waiters: set[asyncio.Event] = set()
+        self._offset_flights: dict[tuple[str, str, int], asyncio.Task] = {}
         self._polling = 0
         self._revive_task: asyncio.Task | None = None
         self._sync_task: asyncio.Task | None = None
@@ -183,6 +185,30 @@ class PopService:
         await asyncio.gather(*(self.group.commit_offset(g, t, q, o) for g, t, q, o in commits
                                if o > self.store.query_offset(g, t, q)))
 
+    def _commit_offsets_behind(self, commits) -> None:
+        """Commit a pop's consumer offsets without holding its answer: its checkpoints are committed,
+        so a lost offset commit only hands the messages out again; an ack of a message of that
+        queue waits for the commit (``_offsets_committed``), so an answered ack is never undone by a
+        failover that rewinds the offset."""
+        for g, t, q, o in commits:
+            key = (g, t, q)
+            previous = self._offset_flights.get(key)
+
+            async def commit(previous=previous, g=g, t=t, q=q, o=o) -> None:
+                if previous is not None:
+                    await asyncio.gather(previous, return_exceptions=True)
+                if o > self.store.query_offset(g, t, q):
+                    await self.group.commit_offset(g, t, q, o)
+            task = asyncio.get_running_loop().create_task(commit())
+            self._offset_flights[key] = task
+            task.add_done_callback(lambda done, key=key: self._offset_flights.get(key) is done
+                                   and self._offset_flights.pop(key))
+
+    async def _offsets_committed(self, keys) -> None:
+        flights = [self._offset_flights[k] for k in set(keys) if k in self._offset_flights]
+        if flights:
+            await asyncio.gather(*flights)
+
     # --- the requests (package docstring) --------------------------------------------------------
 
     async def pop(self, req: PopRequest, poll_ms: int = 0) -> PopResult:
@@ -221,7 +247,7 @@ class PopService:
         except BaseException:
             self.engine.pop_failed(plan)
             raise
-        await self._commit_offsets(self.engine.pop_done(plan))
+        self._commit_offsets_behind(self.engine.pop_done(plan))
         self.stats["popped"] += len(plan.messages)
         return plan
 
@@ -234,7 +260,8 @@ class PopService:
     async def _put_acks(self, plan: AckPlan) -> None:
         try:
             await asyncio.gather(*(self._put(records.ack_message(a, self.revive_topic, q))
-                                   for a, q in zip(plan.acks, plan.revive_qids)))
+                                   for a, q in zip(plan.acks, plan.revive_qids)),
+                                 self._offsets_committed(a.key[:3] for a in plan.acks))
         except BaseException:
             self.engine.ack_failed(plan)
             raise

@@ -117,9 +117,28 @@ them; none skips them; FILE takes `mqbench limits --json` output.
               help="on: keep the workload's delayed messages; off: send them undelayed.")
 @click.option("--batch-compression", type=click.Choice(["on", "off"]), default="off", show_default=True,
               help="on: compress each whole batch body with --codec (mqbench's envelope; RocketMQ never does).")
-@click.option("--matrix", default=None, help='Cells to compare, e.g. "codec=none,zstd:3;batch=1,64;delay=off,on" or '
-                                             '"layout=raft3,3x3" (axes codec, batch, delay, batch_compression, '
-                                             'layout).')
+@click.option("--consume", type=click.Choice(["pull", "pop"]), default="pull", show_default=True,
+              help="How the consumer groups consume: pull (client rebalance) or pop (RocketMQ 5's broker-side POP: "
+                   "pop, ack, invisible time).")
+@click.option("--consumer-churn", type=click.Choice(["on", "off"]), default="off", show_default=True,
+              help="on: each group runs --group-members consumers and restarts them one after another "
+                   "(--churn-interval apart, each down for 1 s), a rolling restart through the whole run.")
+@click.option("--churn-interval", "churn_interval_ms", type=DurationMs(), default="4s", show_default=True,
+              help="--consumer-churn on: time between two member restarts.")
+@click.option("--slow-consumer", type=click.Choice(["on", "off"]), default="off", show_default=True,
+              help="on: each group runs --group-members consumers that take --processing per message, one of "
+                   "them 10x longer (a consumer holding its queues hostage under pull).")
+@click.option("--group-members", type=click.IntRange(1, 16), default=None,
+              help="Consumers per group in each consumer worker [default: 3 with --consumer-churn or "
+                   "--slow-consumer, else 1].")
+@click.option("--processing", "processing_us", type=click.IntRange(0, 1_000_000), default=None,
+              help="Simulated processing time per message, µs, before the ack [default: 1000 with "
+                   "--slow-consumer, else 0].")
+@click.option("--invisible-time", "invisible_time_ms", type=DurationMs(), default="10s", show_default=True,
+              help="--consume pop: how long a popped message stays invisible before it comes back unacked.")
+@click.option("--matrix", default=None, help='Cells to compare, e.g. "codec=none,zstd:3;batch=1,64;delay=off,on", '
+                                             '"layout=raft3,3x3" or "consume=pull,pop" (axes codec, batch, delay, '
+                                             'batch_compression, consume, layout).')
 @click.option("--duration", "duration_ms", type=DurationMs(), default="30s", show_default=True,
               help="Measured phase (for --rate max: the search's time budget).")
 @click.option("--warmup", "warmup_ms", type=DurationMs(), default="5s", show_default=True,
@@ -178,7 +197,9 @@ them; none skips them; FILE takes `mqbench limits --json` output.
                    "and consumer i share a node.")
 @click.option("--ray-head-workers", is_flag=True,
               help="With --cluster: also place workers and layout hosts on the head node (by default never).")
-def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_compression: str, matrix: str | None, duration_ms: int,
+def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_compression: str, consume: str,
+        consumer_churn: str, churn_interval_ms: int, slow_consumer: str, group_members: int | None,
+        processing_us: int | None, invisible_time_ms: int, matrix: str | None, duration_ms: int,
         warmup_ms: int, window_ms: int, rate_text: str, target: str, out_dir: Path, seed: int, as_json: bool,
         keep_going: bool, producers: int, consumers: int, in_flight_max: int, compress_over_bytes: int,
         linger_ms: int, durability: str, drain_ms: int, check_ms: int, max_p99_ms: float, limits_source: str,
@@ -204,20 +225,29 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
     from mqbench.harness.results import write_result
     from mqbench.output import document, print_json
     from mqbench.run.matrix import CellSettings, check_value, parse_matrix
-    from mqbench.run.orchestrator import RunSettings
+    from mqbench.run.orchestrator import ConsumerScenario, RunSettings
     from mqbench.run.orchestrator import run as run_all
     from mqbench.output import is_terminal
     from mqbench.run.progress import ProgressLine, WindowLines
 
     base = CellSettings(codec=check_value("codec", codec), batch=check_value("batch", batch),
-                        delay=check_value("delay", delay), batch_compression=batch_compression)
+                        delay=check_value("delay", delay), batch_compression=batch_compression, consume=consume)
+    churn, slow = consumer_churn == "on", slow_consumer == "on"
+    if churn_interval_ms < 1000:
+        raise UserError("--churn-interval must be at least 1s (each restarted member is down for 1 s)")
+    if invisible_time_ms < 1000:
+        raise UserError("--invisible-time must be at least 1s")
+    scenario = ConsumerScenario(
+        members=group_members or (3 if churn or slow else 1), churn_interval_ms=churn_interval_ms if churn else 0,
+        slow=slow, processing_us=processing_us if processing_us is not None else (1000 if slow else 0),
+        invisible_time_ms=invisible_time_ms)
     settings = RunSettings(
         source=workload, cells=parse_matrix(matrix, base), layout=layout,
         target=None if target == "embedded" else target, duration_ms=duration_ms, warmup_ms=warmup_ms,
         window_ms=window_ms, rate=_parse_rate(rate_text), seed=seed, out_dir=out_dir, producers=producers,
         consumers=consumers, in_flight_max=in_flight_max, compress_over_bytes=compress_over_bytes,
         linger_ms=linger_ms, durability=durability, keep_going=keep_going, keep_stores=keep_stores,
-        drain_ms=drain_ms, check_ms=max(200, check_ms), limits=None, acl_file=acl_file,
+        drain_ms=drain_ms, check_ms=max(200, check_ms), limits=None, acl_file=acl_file, consumer_scenario=scenario,
         command_line=["mqbench", *sys.argv[1:]],
         search=SearchSettings(start_rate_per_s=200.0, hold_checks=3, tolerance=0.05),
         thresholds=Thresholds(publish_latency_ms_p99_max=max_p99_ms, published_share_min=0.8),

@@ -8,8 +8,9 @@
         await consumer.change_invisible_time(msg, 5_000)       # returns the message's new handle
 
 No rebalance: one long-poll loop per broker group of each subscribed topic sends POP_MESSAGE with
-queueId -1 (the broker picks the queues, its retry topic included) and puts what arrives into a
-bounded buffer. A message not acked within ``invisible_time_ms`` of its pop comes back (from the
+queueId -1 (the broker picks the queues, its retry topic included) when the buffer has room
+(``buffer_messages_max``), so popped messages do not sit invisible in a consumer that cannot take
+them; ``close`` hands the ones still buffered back (invisible time 1 ms). A message not acked within ``invisible_time_ms`` of its pop comes back (from the
 group's retry topic, ``reconsume_times`` + 1); ``receive`` hands redelivered messages out under
 their original topic (``RETRY_TOPIC``), as RocketMQ's client does. Acks go to the broker group the
 message came from (its leader; a not-leader answer refreshes the route and retries once per
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import replace
 
 from mqbench.broker.pop import handles
@@ -60,9 +62,16 @@ class PopConsumer(ClientBase):
         self.pop_error_backoff_ms = pop_error_backoff_ms
         self.ack_attempts = ack_attempts
         self.subscriptions: dict[str, str] = {}
-        self._buffer: asyncio.Queue[ReceivedMessage] = asyncio.Queue(maxsize=buffer_messages_max)
+        self.buffer_messages_max = buffer_messages_max
+        self._buffer: deque[ReceivedMessage] = deque()
+        self._has_messages = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self.released_count = 0         # buffered messages handed back on close (invisible 1 ms)
         self.popped_count = 0
         self.late_ack_count = 0
+        self.loops = 0                  # pop loops started (one per topic and broker group)
+        self.polled_loops = 0           # loops that had a first answer: the group's start is fixed
 
     def subscribe(self, topic: str, expression: str = "*") -> None:
         validate_topic(topic)
@@ -74,6 +83,7 @@ class PopConsumer(ClientBase):
         for topic in self.subscriptions:
             route = await self.routes.get(topic)
             for broker_name in sorted({q.broker_name for q in route.queues}):
+                self.loops += 1
                 self._spawn(self._pop_loop(topic, broker_name), f"pop-{topic}-{broker_name}")
         return self
 
@@ -84,19 +94,35 @@ class PopConsumer(ClientBase):
         await self.close()
 
     async def close(self) -> None:
+        """Stop popping (a pop under way is answered first, up to the poll time), hand the messages
+        popped but not yet received back to the broker (invisible time 1 ms: they come back at once
+        to the other consumers instead of after ``invisible_time_ms``), close the connections."""
+        if self._closed:
+            return
         self._closed = True
+        self._room.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=(self.poll_time_ms + self.request_timeout_ms) / 1000)
         await self._stop_tasks()
+        held, self._buffer = list(self._buffer), deque()
+        results = await asyncio.gather(*(self.change_invisible_time(m, 1) for m in held), return_exceptions=True)
+        self.released_count += sum(not isinstance(r, BaseException) for r in results)
         await self.pool.close()
 
     async def receive(self, max_messages: int = 32, timeout_ms: int = 1000) -> list[ReceivedMessage]:
         """Up to ``max_messages`` popped messages; waits up to ``timeout_ms`` for the first one."""
+        if not self._buffer:
+            try:
+                await asyncio.wait_for(self._has_messages.wait(), timeout_ms / 1000)
+            except asyncio.TimeoutError:
+                return []
         out: list[ReceivedMessage] = []
-        try:
-            out.append(await asyncio.wait_for(self._buffer.get(), timeout_ms / 1000))
-        except asyncio.TimeoutError:
-            return out
-        while len(out) < max_messages and not self._buffer.empty():
-            out.append(self._buffer.get_nowait())
+        while self._buffer and len(out) < max_messages:
+            out.append(self._buffer.popleft())
+        if not self._buffer:
+            self._has_messages.clear()
+        if len(self._buffer) < self.buffer_messages_max:
+            self._room.set()
         return out
 
     async def _leader(self, topic: str, broker_name: str) -> str:
@@ -118,17 +144,28 @@ class PopConsumer(ClientBase):
 
     async def _pop_loop(self, topic: str, broker_name: str) -> None:
         tags = headers.parse_tag_expression(self.subscriptions.get(topic))
+        polled = False
         while not self._closed:
+            await self._room.wait()      # pop only what the buffer can take: nothing waits invisible here
+            if self._closed:
+                return
             try:
                 addr = await self._leader(topic, broker_name)
                 response = await self.pool.request(addr, self._pop_request(topic),
                                                    self.poll_time_ms + self.request_timeout_ms)
+                if not polled:
+                    polled = True
+                    self.polled_loops += 1
                 if response.code == codes.SUCCESS:
                     for msg in decode_pulled(response.body, broker_name):
                         msg = _original_topic(msg, topic)
                         if matches_tags(msg, tags):
                             self.popped_count += 1
-                            await self._buffer.put(msg)
+                            self._buffer.append(msg)
+                    if self._buffer:
+                        self._has_messages.set()
+                    if len(self._buffer) >= self.buffer_messages_max:
+                        self._room.clear()
                 elif response.code not in (codes.PULL_NOT_FOUND, codes.POLLING_TIMEOUT, codes.NO_MESSAGE):
                     raise ClientError(f"POP from {broker_name}: {codes.response_name(response.code)} {response.remark}")
             except asyncio.CancelledError:

@@ -1,7 +1,9 @@
 """The report's columns: header, row field, number format and the one-line legend of each.
 
 When the rows compare layouts, the default table also shows ``PER_HOST`` and ``PER_INSTANCE`` after
-the achieved rate, so the cost of several instances per host shows against one per machine.
+the achieved rate, so the cost of several instances per host shows against one per machine; when
+they compare consumption (``--consume``/``consume=`` axis, ``--consumer-churn``, ``--slow-consumer``)
+it shows ``CONSUMPTION`` after the e2e p99.
 
 A column's header says what the figure is, with its unit (``send lateness p99 ms``, not ``delay
 p99``). ``DEFAULT`` is the table a capacity review reads (``mqbench run`` and ``mqbench report``
@@ -52,6 +54,24 @@ BROKER_CPU = _c("broker CPU µs/msg", "broker_cpu_us_per_msg", ",.0f",
 USER_DISK = _c("user disk B/msg", "disk_user_bytes_per_msg", ",.0f",
                "bytes on disk of user records per message, all replicas (broker metadata excluded)")
 
+#: shown after ``E2E_P99`` when the rows compare consumption (pull vs pop, churn, a slow consumer)
+CONSUMPTION = [
+    _c("consumers", "consumer_scenario_text", None,
+       "consumer scenario: members per group, rolling restart interval (--consumer-churn), one member 10x "
+       "slower (--slow-consumer), simulated processing per message"),
+    _c("e2e p99.9 ms", "e2e_latency_ms_p999", ",.2f", "end to end, undelayed messages, 99.9th percentile"),
+    _c("worst window e2e p99 ms", "e2e_latency_ms_p99_worst_window", ",.2f",
+       "the highest per-window e2e p99 (the jitter a rebalance or a stalled consumer causes shows here)"),
+    _c("longest queue gap ms", "consume_gap_ms_max", ",.0f",
+       "longest time between two consecutive deliveries from one queue, over all queues (a rebalance pause, "
+       "a queue held by a slow consumer)"),
+    _c("redeliveries", "redeliveries", ",d",
+       "deliveries marked as retries (reconsumeTimes > 0: a POP message not acked within its invisible time)"),
+    _c("duplicates", "duplicates", ",d",
+       "deliveries of a message the group had already received (pull: a rebalance restarting from the committed "
+       "offset; pop: a redelivery)"),
+]
+
 DEFAULT = [PROFILE, LAYOUT, CELL, OFFERED, ACHIEVED, VERDICT, PUB_P50, PUB_P99, E2E_P99, BATCH, BROKER_CPU, USER_DISK]
 
 CAPACITY = _c("capacity msgs/s", "capacity_msgs_per_s", ",.0f",
@@ -98,7 +118,7 @@ EXTRA = [
     _c("msgs/loopback frames", "loopback_share_of_limit", ".1%",
        "achieved msgs/s over this machine's loopback small frames/s"),
 ]
-WIDE = [RUN] + DEFAULT[:6] + [CAPACITY, FIRST_UNHELD] + DEFAULT[6:] + EXTRA
+WIDE = [RUN] + DEFAULT[:6] + [CAPACITY, FIRST_UNHELD] + DEFAULT[6:] + CONSUMPTION + EXTRA
 
 SIZING = [
     _c("sized from msgs/s", "sizing_basis_msgs_per_s", ",.0f",

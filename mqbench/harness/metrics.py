@@ -19,7 +19,13 @@ histogram                 value
 
 Counters: ``published`` (acknowledged), ``publish_errors``, ``consumed``, ``published_bytes``,
 ``consumed_bytes``, ``delayed_consumed``, ``early_deliveries``, ``clamped_values`` (values outside
-the histogram range, recorded at the nearest bound and counted so the clamp is never silent).
+the histogram range, recorded at the nearest bound and counted so the clamp is never silent),
+``redeliveries`` (deliveries the broker marked as a retry: reconsumeTimes > 0, e.g. a POP message
+not acked in its invisible time), ``duplicates`` (deliveries of a message id the consumer group had
+already received: a pull rebalance that restarts from the committed offset, or a redelivery).
+Maximum (merged by max, not summed): ``consume_gap_max_us``, the longest time between two
+consecutive deliveries from one queue, over the queues (the pause a rebalance or a stalled consumer
+causes), windowed by the delivery that ends the gap.
 
 Time: the run starts at ``start_ns`` (any monotonic clock, passed in). The first ``warmup_ms`` are
 discarded. The measured phase ``[start + warmup, start + warmup + duration)`` is cut into windows of
@@ -53,7 +59,10 @@ MB = 1_000_000
 
 HISTOGRAMS = ("publish_latency", "publish_delay", "e2e_latency", "delay_error_late", "delay_error_early")
 COUNTERS = ("published", "publish_errors", "consumed", "published_bytes", "consumed_bytes",
-            "delayed_consumed", "early_deliveries", "clamped_values")
+            "delayed_consumed", "early_deliveries", "clamped_values", "redeliveries", "duplicates",
+            "consume_gap_max_us")
+MAXIMA = frozenset({"consume_gap_max_us"})                       # merged by max
+OPTIONAL_COUNTERS = frozenset({"redeliveries", "duplicates", "consume_gap_max_us"})   # absent before POP
 PERCENTILES = (("p50", 50.0), ("p75", 75.0), ("p95", 95.0), ("p99", 99.0), ("p999", 99.9), ("p9999", 99.99))
 METRICS_SCHEMA = "mqbench.metrics/1"
 
@@ -226,7 +235,10 @@ class Window:
             if other.histograms[name].get_total_count():
                 self.histograms[name].add(other.histograms[name])
         for name in COUNTERS:
-            self.counters[name] += other.counters[name]
+            if name in MAXIMA:
+                self.counters[name] = max(self.counters[name], other.counters[name])
+            else:
+                self.counters[name] += other.counters[name]
 
     def summary(self, duration_ms: int) -> dict[str, float | int | None]:
         """Aggregates of this window over ``duration_ms``: rates, percentiles, counters."""
@@ -243,6 +255,8 @@ class Window:
             "consume_msgs_per_s": c["consumed"] / seconds if seconds else 0.0,
             "consume_mb_per_s": c["consumed_bytes"] / MB / seconds if seconds else 0.0,
             "publish_errors_per_s": c["publish_errors"] / seconds if seconds else 0.0,
+            "redeliveries": c["redeliveries"], "duplicates": c["duplicates"],
+            "consume_gap_ms_max": c["consume_gap_max_us"] / 1000.0 if c["consumed"] else None,
         }
         for name in ("publish_latency", "publish_delay", "e2e_latency"):
             out.update(latency_summary(name, self.histograms[name]))
@@ -264,7 +278,7 @@ class Window:
                 raise CorruptDataError(f"histogram {name!r} is missing", where=where)
             window.histograms[name] = decode_histogram(data["histograms"][name], f"{where}: {name}")
         for name in COUNTERS:
-            value = data["counters"].get(name)
+            value = data["counters"].get(name, 0 if name in OPTIONAL_COUNTERS else None)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise CorruptDataError(f"counter {name!r} must be a non-negative integer, got {value!r}", where=where)
             window.counters[name] = value
@@ -343,17 +357,26 @@ class RunMetrics:
         if window is not None:
             window.counters["publish_errors"] += 1
 
-    def record_consume(self, born_ns: int, received_ns: int, size_bytes: int, deliver_at_ns: int | None = None) -> None:
+    def record_consume(self, born_ns: int, received_ns: int, size_bytes: int, deliver_at_ns: int | None = None, *,
+                       redelivered: bool = False, duplicate: bool = False, gap_ns: int | None = None) -> None:
         """A consumer received a message born (sent) at ``born_ns``.
 
         For a delayed message pass the requested delivery time ``deliver_at_ns``: its signed
         delivery error (``received - deliver_at``) is recorded instead of an end-to-end latency.
+        ``redelivered``/``duplicate`` count it (module doc); ``gap_ns``: time since the previous
+        delivery from the same queue.
         """
         window = self._window_at(received_ns)
         if window is None:
             return
         window.counters["consumed"] += 1
         window.counters["consumed_bytes"] += size_bytes
+        if redelivered:
+            window.counters["redeliveries"] += 1
+        if duplicate:
+            window.counters["duplicates"] += 1
+        if gap_ns is not None and gap_ns // 1000 > window.counters["consume_gap_max_us"]:
+            window.counters["consume_gap_max_us"] = gap_ns // 1000
         if deliver_at_ns is None:
             window.record("e2e_latency", (received_ns - born_ns) // 1000)
             return

@@ -47,7 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mqbench.errors import UserError
-from mqbench.harness.columns import (ACHIEVED, DEFAULT, DELTAS, PER_HOST, PER_INSTANCE, RUN, SIZING, WIDE,
+from mqbench.harness.columns import (ACHIEVED, CONSUMPTION, DEFAULT, DELTAS, E2E_P99, PER_HOST, PER_INSTANCE, RUN,
+                                     SIZING, WIDE,
                                      legend)
 from mqbench.harness.verdict import FAILED, HELD, judge_cell
 from mqbench.harness.verdict import describe as describe_verdict
@@ -131,6 +132,27 @@ def _sizing_basis(verdict) -> float | None:
     return verdict.achieved_msgs_per_s if verdict.achieved_msgs_per_s is not None else verdict.offered_msgs_per_s
 
 
+def _scenario_text(scenario: dict) -> str:
+    """``3 members, churn 4s, slow 1/3, 1000µs/msg`` (``-`` for the plain one-consumer case)."""
+    parts = []
+    members = scenario.get("members", 1)
+    if members > 1:
+        parts.append(f"{members} members")
+    if scenario.get("churn_interval_ms"):
+        parts.append(f"churn every {scenario['churn_interval_ms'] / 1000:g}s")
+    if scenario.get("slow"):
+        parts.append("1 member 10x slower")
+    if scenario.get("processing_us"):
+        parts.append(f"{scenario['processing_us']}µs/msg")
+    return ", ".join(parts) or "-"
+
+
+def consumption_compared(rows: list[dict]) -> bool:
+    """Rows compare consumption: consume modes differ, or a row used POP or a consumer scenario."""
+    return len({r.get("consume") for r in rows}) > 1 or any(
+        r.get("consume") == "pop" or r.get("consumer_scenario_text") not in (None, "-") for r in rows)
+
+
 def _empty_row() -> dict:
     fields = [c.field for c in WIDE + SIZING + DELTAS]
     return dict.fromkeys(fields)
@@ -178,8 +200,16 @@ def _row(loaded: "LoadedResult", run_number: int, cell: dict, daily_messages, pe
     for name in ("publish_latency_ms_p50", "publish_latency_ms_p99", "publish_latency_ms_p999",
                  "publish_latency_ms_max", "publish_delay_ms_p99", "e2e_latency_ms_p99", "delay_error_ms_p50",
                  "delay_error_ms_p99", "early_deliveries", "publish_errors", "consume_msgs_per_s",
-                 "publish_backlog_msgs_end", "consume_backlog_msgs_end", "delayed_pending_msgs_end"):
+                 "publish_backlog_msgs_end", "consume_backlog_msgs_end", "delayed_pending_msgs_end",
+                 "e2e_latency_ms_p999", "redeliveries", "duplicates", "consume_gap_ms_max"):
         row[name] = agg.get(name)
+    settings = cell.get("settings") or {}
+    row["consume"] = settings.get("consume", "pull")
+    scenario = settings.get("consumer_scenario") or {}
+    row["consumer_scenario_text"] = _scenario_text(scenario)
+    window_p99 = [w.get("e2e_latency_ms_p99") for w in cell.get("windows") or []]
+    window_p99 = [v for v in window_p99 if v is not None]
+    row["e2e_latency_ms_p99_worst_window"] = max(window_p99) if window_p99 else None
     search = cell.get("max_rate_search")
     if verdict.capacity_msgs_per_s is not None and isinstance(search, dict) \
             and search.get("hold_publish_latency_ms_p99") is not None:
@@ -331,6 +361,9 @@ def render(results: list[LoadedResult], fmt: str = "terminal", *, daily_messages
     if not wide and len({row["layout"] for row in rows}) > 1:
         at = columns.index(ACHIEVED) + 1
         columns[at:at] = [PER_HOST, PER_INSTANCE]
+    if not wide and consumption_compared(rows):
+        at = columns.index(E2E_P99) + 1
+        columns[at:at] = CONSUMPTION
     if len(results) > 1 and not wide:
         columns.insert(0, RUN)
     if daily_messages is not None:

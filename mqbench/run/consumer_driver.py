@@ -12,7 +12,19 @@ Contract of ``ConsumerDriver(spec, report).run()``:
   ``foreign`` and ignored): undelayed ones record end-to-end latency from the intended send time,
   delayed ones the signed delay error ``receive time - requested delivery time``.
 * Consumers acknowledge on receipt: the profiles' ``processing_ms`` is not simulated, so consume
-  rate and backlog show what the broker delivers, not a slow application.
+  rate and backlog show what the broker delivers, not a slow application; unless the scenario says
+  otherwise (below).
+* ``spec["consume"]``: ``pull`` (``Consumer``, client rebalance) or ``pop`` (``PopConsumer``:
+  each received batch is acked after its processing; ``invisible_time_ms``).
+* The consumer scenario (``orchestrator.ConsumerScenario``): ``members`` consumers per group in
+  this worker; ``processing_us`` per message before the ack (member 0 of each group takes 10x with
+  ``slow``); ``churn_interval_ms`` > 0: every interval one member (in turn) is closed and started
+  again 1 s later, a rolling restart of the group, until the measured phase ends (the drain runs
+  with every member up). Every delivery also records whether it is a
+  redelivery (reconsumeTimes > 0), a duplicate (a message id the group already received in this
+  worker; run one consumer worker for exact counts) and the time since the previous delivery
+  from its queue (``RunMetrics.record_consume``). Duplicates do not count as consumed in the totals
+  (backlogs stay right).
 * Progress every ``progress_ms``; ``{"op": "stop"}`` closes the consumers (committing offsets) and
   ends with a ``done`` document holding its ``RunMetrics``.
 """
@@ -25,13 +37,26 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mqbench.broker.remoting.headers import parse_tag_expression
-from mqbench.client import Consumer
+from mqbench.client import Consumer, PopConsumer
 from mqbench.errors import MqbenchError
 from mqbench.harness.metrics import RunMetrics
 from mqbench.run.stamps import read_stamp
 
 log = logging.getLogger(__name__)
 READY_WAIT_S = 15.0
+SLOW_FACTOR = 10
+RESTART_DOWN_S = 1.0
+
+
+@dataclass
+class Member:
+    """One consumer of a group in this worker (replaced by a fresh one on every churn restart)."""
+
+    group: str
+    topics: dict[str, str]
+    index: int
+    consumer: Consumer | PopConsumer | None = None
+    restarts: int = 0
 
 
 def spec_credentials(spec: dict):
@@ -97,8 +122,33 @@ class ConsumerDriver:
         self._started = asyncio.Event()
         self.totals = ConsumerTotals()
         self.stopping = asyncio.Event()
-        self.consumers: list[Consumer] = []
+        self.members: list[Member] = []
         self.close_error: str | None = None
+        self._seen: dict[str, set[str]] = {}
+        self._last_ns: dict[tuple, int] = {}
+        self._retired: list = []
+
+    @property
+    def consumers(self) -> list:
+        return [m.consumer for m in self.members if m.consumer is not None]
+
+    def _new_consumer(self, group: str, topics: dict[str, str]) -> Consumer | PopConsumer:
+        spec = self.spec
+        if spec.get("consume", "pull") == "pop":
+            consumer: Consumer | PopConsumer = PopConsumer(
+                spec["namesrv"], group, invisible_time_ms=spec.get("invisible_time_ms", 10_000),
+                init_mode=spec.get("consume_from", "last"), pop_batch_size=32, buffer_messages_max=32,
+                poll_time_ms=spec.get("suspend_timeout_ms", 2000), pop_error_backoff_ms=200,
+                credentials=spec_credentials(spec))
+        else:
+            consumer = Consumer(spec["namesrv"], group, consume_from=spec.get("consume_from", "last"),
+                                pull_batch_size=spec.get("pull_batch_size", 64),
+                                suspend_timeout_ms=spec.get("suspend_timeout_ms", 2000),
+                                rebalance_interval_ms=spec.get("rebalance_interval_ms", 5000),
+                                pull_error_backoff_ms=200, credentials=spec_credentials(spec))
+        for topic, expression in sorted(topics.items()):
+            consumer.subscribe(topic, expression)
+        return consumer
 
     def begin(self, start_ns: int) -> None:
         spec = self.spec
@@ -115,14 +165,8 @@ class ConsumerDriver:
     async def run(self) -> dict:
         spec = self.spec
         for group, topics in sorted(group_subscriptions(spec["subscriptions"]).items()):
-            consumer = Consumer(spec["namesrv"], group, consume_from=spec.get("consume_from", "last"),
-                                pull_batch_size=spec.get("pull_batch_size", 64),
-                                suspend_timeout_ms=spec.get("suspend_timeout_ms", 2000),
-                                rebalance_interval_ms=spec.get("rebalance_interval_ms", 5000),
-                                pull_error_backoff_ms=200, credentials=spec_credentials(spec))
-            for topic, expression in sorted(topics.items()):
-                consumer.subscribe(topic, expression)
-            self.consumers.append(consumer)
+            for index in range(max(1, spec.get("members", 1))):
+                self.members.append(Member(group, topics, index, self._new_consumer(group, topics)))
         loops = []
         try:
             for consumer in self.consumers:
@@ -135,14 +179,17 @@ class ConsumerDriver:
             stop_wait.cancel()
             if self.metrics is None:
                 self.begin(self.clock_ns())  # stopped before the start: an empty but valid document
-            loops = [asyncio.get_running_loop().create_task(self._receive_loop(c)) for c in self.consumers]
-            loops.append(asyncio.get_running_loop().create_task(self._progress_loop()))
+            loop = asyncio.get_running_loop()
+            loops = [loop.create_task(self._receive_loop(m)) for m in self.members]
+            loops.append(loop.create_task(self._progress_loop()))
+            if spec.get("churn_interval_ms", 0) > 0:
+                loops.append(loop.create_task(self._churn_loop(spec["churn_interval_ms"])))
             await self.stopping.wait()
         finally:
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
-            for consumer in self.consumers:
+            for consumer in self.consumers + self._retired:
                 try:
                     await consumer.close()
                 except MqbenchError as exc:  # offsets not committed: the figures still stand
@@ -154,7 +201,10 @@ class ConsumerDriver:
     async def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_WAIT_S
         while time.monotonic() < deadline:
-            states = [s for c in self.consumers for s in c.assigned.values()]
+            pops = [c for c in self.consumers if isinstance(c, PopConsumer)]
+            if pops and all(c.polled_loops >= c.loops for c in pops):
+                return
+            states = [s for c in self.consumers if isinstance(c, Consumer) for s in c.assigned.values()]
             if states and all(s.next_offset >= 0 for s in states):
                 return
             await asyncio.sleep(0.05)
@@ -162,10 +212,18 @@ class ConsumerDriver:
         # consumer's own rebalance keeps running, and warm-up absorbs the start.
         log.info("consumers not fully assigned after %.0f s", READY_WAIT_S)
 
-    async def _receive_loop(self, consumer: Consumer) -> None:
+    async def _receive_loop(self, member: Member) -> None:
         run_id = self.spec["run_id"]
+        processing_s = self.spec.get("processing_us", 0) / 1e6
+        if self.spec.get("slow") and member.index == 0:
+            processing_s *= SLOW_FACTOR
+        seen = self._seen.setdefault(member.group, set())
         while True:
-            batch = await consumer.receive(256, timeout_ms=200)
+            consumer = member.consumer
+            if consumer is None:                    # restarting (churn)
+                await asyncio.sleep(0.05)
+                continue
+            batch = await consumer.receive(64, timeout_ms=200)
             if not batch:
                 continue
             now = self.clock_ns()
@@ -176,13 +234,53 @@ class ConsumerDriver:
                     continue
                 intended_ns, deliver_ns = stamp
                 size = len(message.body)
-                self.metrics.record_consume(intended_ns, now, size, deliver_at_ns=deliver_ns)
+                msg_id = message.msg_id
+                duplicate = msg_id in seen
+                seen.add(msg_id)
+                queue = (member.group, message.topic, message.broker_name, message.queue_id)
+                last = self._last_ns.get(queue)
+                self._last_ns[queue] = now
+                self.metrics.record_consume(intended_ns, now, size, deliver_at_ns=deliver_ns,
+                                            redelivered=message.reconsume_times > 0, duplicate=duplicate,
+                                            gap_ns=None if last is None else now - last)
+                if duplicate:
+                    continue
                 self.totals.consumed += 1
                 self.totals.consumed_bytes += size
                 if deliver_ns is None:
                     self.totals.consumed_undelayed += 1
                 else:
                     self.totals.consumed_delayed += 1
+            if processing_s:
+                await asyncio.sleep(processing_s * len(batch))
+            if isinstance(consumer, PopConsumer):
+                try:
+                    await consumer.ack(batch)
+                except MqbenchError as exc:      # not acked: it comes back after its invisible time
+                    log.warning("ack of %d messages failed: %s", len(batch), exc)
+
+    async def _churn_loop(self, interval_ms: int) -> None:
+        """A rolling restart: every ``interval_ms`` the next member is closed, and started afresh
+        ``RESTART_DOWN_S`` later."""
+        turn = 0
+        while True:
+            await asyncio.sleep(interval_ms / 1000)
+            if self.metrics is not None and self.clock_ns() >= self.metrics.end_ns:
+                return          # the drain after the measured phase runs with every member up
+            member = self.members[turn % len(self.members)]
+            turn += 1
+            old, member.consumer = member.consumer, None
+            if old is not None:
+                self._retired.append(old)       # closed by run() if this loop is cancelled first
+                try:
+                    await old.close()
+                except MqbenchError as exc:
+                    log.warning("closing a churned consumer of %s: %s", member.group, exc)
+                self._retired.remove(old)
+            await asyncio.sleep(RESTART_DOWN_S)
+            member.consumer = self._new_consumer(member.group, member.topics)
+            await member.consumer.start()
+            member.restarts += 1
 
     def progress(self) -> dict:
         return {"type": "progress", "role": "consumer", "t_ns": self.clock_ns(), "totals": self.totals.as_dict()}

@@ -15,6 +15,10 @@ delay      ``on`` | ``off``                 ``on`` keeps the profile's delayed m
 batch_     ``off`` | ``on``                 ``on`` compresses each whole batch body with the codec
 compres-                                    (mqbench's batch envelope; RocketMQ never compresses
 sion                                        batches, which is ``off``)
+consume    ``pull`` | ``pop``               how the consumer groups consume: ``pull`` (client
+                                            rebalance, RocketMQ 4.x push consumers) or ``pop``
+                                            (RocketMQ 5's broker-side POP: pop, ack, invisible
+                                            time); the cell's name ends ``,consume=pop`` for pop
 layout     a layout name (``single``,       the embedded cluster's layout for the cell (each cell
            ``raft3``, ``3x3``) or a layout  gets a fresh cluster anyway); the cell's name starts
            ``.toml`` file                   with ``layout=...`` only when the matrix varies it
@@ -32,7 +36,8 @@ from dataclasses import dataclass
 from mqbench.codecs.registry import parse_codec
 from mqbench.errors import UserError
 
-AXES = ("codec", "batch", "delay", "batch_compression", "layout")
+AXES = ("codec", "batch", "delay", "batch_compression", "consume", "layout")
+CONSUME_VALUES = ("pull", "pop")
 DELAY_VALUES = ("on", "off")
 BATCH_PROFILE = "profile"
 BATCH_MSGS_MAX = 1024
@@ -45,12 +50,14 @@ class CellSettings:
     delay: str = "on"
     batch_compression: str = "off"
     layout: str | None = None  # None: the run's --layout (the matrix does not vary it)
+    consume: str = "pull"
 
     @property
     def name(self) -> str:
         """``codec=..,batch=..,delay=..`` (``,batch_compression=on`` only when on; ``layout=..,``
         first when the matrix varies the layout)."""
         extra = ",batch_compression=on" if self.batch_compression == "on" else ""
+        extra += f",consume={self.consume}" if self.consume != "pull" else ""
         prefix = f"layout={self.layout}," if self.layout is not None else ""
         return f"{prefix}codec={self.codec},batch={self.batch},delay={self.delay}{extra}"
 
@@ -63,6 +70,8 @@ class CellSettings:
                "batch_compression": self.batch_compression}
         if self.layout is not None:
             out["layout"] = self.layout
+        if self.consume != "pull":
+            out["consume"] = self.consume
         return out
 
 
@@ -84,6 +93,10 @@ def check_value(axis: str, value: str) -> str:
         if not value or any(ch in value for ch in ",;="):
             raise UserError(f"layout {value!r} must be a layout name or a .toml file")
         return value  # whether it exists is checked where layouts are loaded (before anything starts)
+    if axis == "consume":
+        if value not in CONSUME_VALUES:
+            raise UserError(f"consume {value!r} must be 'pull' or 'pop'")
+        return value
     if axis in ("delay", "batch_compression"):
         if value not in DELAY_VALUES:
             raise UserError(f"{axis} {value!r} must be 'on' or 'off'")

@@ -63,6 +63,21 @@ READY_TIMEOUT_S = 90.0
 LEAD_NS = 300 * NS_PER_MS
 
 
+@dataclass(frozen=True)
+class ConsumerScenario:
+    """How the consumer workers behave (``run_cmd``'s --group-members, --consumer-churn,
+    --slow-consumer, --processing, --invisible-time; the consumer driver's contract)."""
+
+    members: int = 1                 # consumers per group in each consumer worker
+    churn_interval_ms: int = 0       # > 0: a rolling restart of the members, one every interval
+    slow: bool = False               # member 0 of each group processes 10x slower
+    processing_us: int = 0           # simulated processing per message before the ack
+    invisible_time_ms: int = 10_000  # POP invisible time
+
+    def as_dict(self) -> dict:
+        return dict(vars(self))
+
+
 @dataclass
 class RunSettings:
     source: str
@@ -83,6 +98,7 @@ class RunSettings:
     durability: str = "memory"
     acl_file: Path | None = None  # embedded cluster with RocketMQ's ACL; the workers sign their requests
     ray: object = None  # mqbench.ray.engine.RayOptions: workers (and layout hosts) on a Ray cluster's nodes
+    consumer_scenario: ConsumerScenario = field(default_factory=ConsumerScenario)
     keep_going: bool = False
     keep_stores: bool = False
     drain_ms: int = 10_000
@@ -123,7 +139,8 @@ def _worker_specs(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings,
     specs = []
     for index in range(settings.consumers):
         specs.append({**common, "role": "consumer", "worker_index": index, "workers": settings.consumers,
-                      "consume_from": "first" if env.embedded else "last"})
+                      "consume_from": "first" if env.embedded else "last", "consume": cell.consume,
+                      **settings.consumer_scenario.as_dict()})
     for index in range(settings.producers):
         specs.append({**common, "role": "producer", "worker_index": index, "workers": settings.producers,
                       "source": settings.source, "seed": settings.seed, "rate": settings.rate, "codec": cell.codec,
@@ -322,7 +339,8 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
     if probe_start.replication_bytes is not None and probe_end.replication_bytes is not None:
         replication = max(0, probe_end.replication_bytes - probe_start.replication_bytes)
     cpu = None if probe_start.cpu_s is None else max(0.0, probe_end.cpu_s - probe_start.cpu_s)
-    cell_settings = {**cell.as_dict(), "batch_msgs_by_topic": plan.batch_msgs(cell),
+    cell_settings = {**cell.as_dict(), "consume": cell.consume, "consumer_scenario": settings.consumer_scenario.as_dict(),
+                     "batch_msgs_by_topic": plan.batch_msgs(cell),
                      "compress_over_bytes": settings.compress_over_bytes,
                      "rate": settings.rate if settings.rate is not None else "profile",
                      "payload": measure_payload(settings.source, settings.seed, cell.codec,
