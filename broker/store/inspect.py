@@ -4,6 +4,9 @@
 names) for a store written by mqbench or by a real RocketMQ 4.x/5.x broker, plain (``commitlog/``)
 or DLedger (``dledger-*/data/``). It never modifies the store: files are opened read-only and
 no abort/lock file is created. ``iter_messages(root)`` streams the messages of the log.
+``pop``: RocketMQ 5's POP state (``broker.pop.inspect_pop.pop_state_doc``): the revive topics and,
+per consumer group and topic, the checkpoints not yet revived, their unacked and acked messages and
+the earliest revive time.
 
 Damage kinds (each entry names the file and the byte offset in it where known):
 
@@ -434,10 +437,18 @@ def inspect_store(root: str) -> dict:
         checkpoint=checkpoint_doc(root, ins.damage),
         timer=timer_doc(root, ins.damage),
         index_files=index_files_doc(root, ins.damage),
+        pop=_pop_doc(root, offsets_file),
         notes=ins.notes,
         damage=ins.damage.entries,
         damage_counts=dict(sorted(ins.damage.counts.items())),
     )
+
+
+def _pop_doc(root: str, offsets_file) -> dict:
+    """POP checkpoints and unacked messages per group (``broker.pop.inspect_pop``)."""
+    from mqbench.broker.pop.inspect_pop import pop_state_doc
+
+    return pop_state_doc(root, offsets_file.offsets if offsets_file else None)
 
 
 def _queue_max(q: _Queue) -> int:

@@ -66,6 +66,17 @@ def _print_text(doc: dict) -> None:
         echo("")
         echo(table([(d["level"], d["queue_id"], d["offset"]) for d in doc["delay_offsets"]],
                    ["delay level", "queue", "offset"]))
+    pop = doc.get("pop") or {}
+    if pop.get("groups") or pop.get("bad_records"):
+        echo("")
+        echo(f"POP state ({', '.join(pop['revive_topics']) or 'no revive log'}; checkpoints not yet revived):")
+        if pop.get("groups"):
+            echo(table([(g["group"], g["topic"], g["checkpoints"], g["unacked_messages"], g["acked_messages"],
+                         "" if g["earliest_revive_time_ms"] is None else g["earliest_revive_time_ms"])
+                        for g in pop["groups"]],
+                       ["group", "topic", "checkpoints", "unacked (come back)", "acked", "earliest revive ms"]))
+        if pop.get("bad_records"):
+            echo(f"POP records that do not parse: {pop['bad_records']}")
     echo("")
     if not doc["damage"]:
         echo("damage: none found")
@@ -116,7 +127,8 @@ def inspect(store: str, as_json: bool, messages: bool, limit: int | None, key: s
 
     Reads stores written by mqbench and by real RocketMQ 4.x/5.x brokers, plain (commitlog/) and
     DLedger (dledger-*/data/): format version, files per folder, topics, queues (message count,
-    min and max queue offset), consumer and delay offsets, and damage (torn tail, CRC mismatch,
+    min and max queue offset), consumer and delay offsets, POP checkpoints and unacked messages per
+    consumer group (RocketMQ 5's ck/ack messages on rmq_sys_REVIVE_LOG_*), and damage (torn tail, CRC mismatch,
     consume queues that disagree with the log). Exits 0 when damage is found (it is listed);
     2 when STORE is not a store or cannot be read.
     """

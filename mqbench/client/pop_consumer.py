@@ -8,9 +8,10 @@
         await consumer.change_invisible_time(msg, 5_000)       # returns the message's new handle
 
 No rebalance: one long-poll loop per broker group of each subscribed topic sends POP_MESSAGE with
-queueId -1 (the broker picks the queues, its retry topic included) when the buffer has room
-(``buffer_messages_max``), so popped messages do not sit invisible in a consumer that cannot take
-them; ``close`` hands the ones still buffered back (invisible time 1 ms). A message not acked within ``invisible_time_ms`` of its pop comes back (from the
+queueId -1 (the broker picks the queues, its retry topic included) only while the application
+waits in ``receive`` on an empty buffer (a SimpleConsumer's receive is a pop), so popped messages
+do not sit invisible in a consumer that is busy; ``close`` hands any still buffered back
+(invisible time 1 ms). A message not acked within ``invisible_time_ms`` of its pop comes back (from the
 group's retry topic, ``reconsume_times`` + 1); ``receive`` hands redelivered messages out under
 their original topic (``RETRY_TOPIC``), as RocketMQ's client does. Acks go to the broker group the
 message came from (its leader; a not-leader answer refreshes the route and retries once per
@@ -65,8 +66,7 @@ class PopConsumer(ClientBase):
         self.buffer_messages_max = buffer_messages_max
         self._buffer: deque[ReceivedMessage] = deque()
         self._has_messages = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
+        self._room = asyncio.Event()     # set while the application waits in receive() on an empty buffer
         self.released_count = 0         # buffered messages handed back on close (invisible 1 ms)
         self.popped_count = 0
         self.late_ack_count = 0
@@ -112,6 +112,7 @@ class PopConsumer(ClientBase):
     async def receive(self, max_messages: int = 32, timeout_ms: int = 1000) -> list[ReceivedMessage]:
         """Up to ``max_messages`` popped messages; waits up to ``timeout_ms`` for the first one."""
         if not self._buffer:
+            self._room.set()
             try:
                 await asyncio.wait_for(self._has_messages.wait(), timeout_ms / 1000)
             except asyncio.TimeoutError:
@@ -121,8 +122,6 @@ class PopConsumer(ClientBase):
             out.append(self._buffer.popleft())
         if not self._buffer:
             self._has_messages.clear()
-        if len(self._buffer) < self.buffer_messages_max:
-            self._room.set()
         return out
 
     async def _leader(self, topic: str, broker_name: str) -> str:
@@ -164,7 +163,6 @@ class PopConsumer(ClientBase):
                             self._buffer.append(msg)
                     if self._buffer:
                         self._has_messages.set()
-                    if len(self._buffer) >= self.buffer_messages_max:
                         self._room.clear()
                 elif response.code not in (codes.PULL_NOT_FOUND, codes.POLLING_TIMEOUT, codes.NO_MESSAGE):
                     raise ClientError(f"POP from {broker_name}: {codes.response_name(response.code)} {response.remark}")

@@ -127,6 +127,7 @@ class ConsumerDriver:
         self._seen: dict[str, set[str]] = {}
         self._last_ns: dict[tuple, int] = {}
         self._retired: list = []
+        self._acks: set[asyncio.Task] = set()
 
     @property
     def consumers(self) -> list:
@@ -189,6 +190,7 @@ class ConsumerDriver:
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+            await asyncio.gather(*self._acks, return_exceptions=True)
             for consumer in self.consumers + self._retired:
                 try:
                     await consumer.close()
@@ -253,11 +255,16 @@ class ConsumerDriver:
                     self.totals.consumed_delayed += 1
             if processing_s:
                 await asyncio.sleep(processing_s * len(batch))
-            if isinstance(consumer, PopConsumer):
-                try:
-                    await consumer.ack(batch)
-                except MqbenchError as exc:      # not acked: it comes back after its invisible time
-                    log.warning("ack of %d messages failed: %s", len(batch), exc)
+            if isinstance(consumer, PopConsumer):    # acked in the background, as ackAsync: the next
+                task = asyncio.get_running_loop().create_task(self._ack(consumer, batch))   # receive goes on
+                self._acks.add(task)
+                task.add_done_callback(self._acks.discard)
+
+    async def _ack(self, consumer: PopConsumer, batch: list) -> None:
+        try:
+            await consumer.ack(batch)
+        except MqbenchError as exc:      # not acked: it comes back after its invisible time
+            log.warning("ack of %d messages failed: %s", len(batch), exc)
 
     async def _churn_loop(self, interval_ms: int) -> None:
         """A rolling restart: every ``interval_ms`` the next member is closed, and started afresh

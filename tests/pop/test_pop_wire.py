@@ -180,3 +180,29 @@ def test_orderly_pop_assignment_mode_and_bad_input(tmp_path):
                     forged = False
             assert not forged
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_inspect_shows_pop_state_of_a_store_and_migrate_carries_it(tmp_path):
+    """A store holding checkpoints (some messages acked, some not) shows them per group; a store
+    migrated to another format version shows the same POP state."""
+    from mqbench.broker.store.inspect import inspect_store
+    from mqbench.migrate.plan import Options
+    from mqbench.migrate.run import migrate
+
+    async def main():
+        async with PopBroker(tmp_path) as one:
+            ch = one.channel
+            await one.topic(T, queues=1)
+            await _send(one, 4)
+            r = await ch.request(_pop_cmd(max_msgs=4, invisible_ms=600_000), 3000)
+            msgs = _records(r)
+            assert len(msgs) == 4
+            assert (await ch.request(_ack_cmd(msgs[0].properties["POP_CK"]), 3000)).code == codes.SUCCESS
+    asyncio.run(asyncio.wait_for(main(), 60))
+    doc = inspect_store(str(tmp_path / "store"))
+    [row] = doc["pop"]["groups"]
+    assert (row["group"], row["topic"], row["checkpoints"], row["unacked_messages"], row["acked_messages"]) == \
+        (G, T, 1, 3, 1)
+    migrate(str(tmp_path / "store"), str(tmp_path / "v5"), Options(target="v5"))
+    [moved] = inspect_store(str(tmp_path / "v5"))["pop"]["groups"]
+    assert moved == row

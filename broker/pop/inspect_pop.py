@@ -1,0 +1,75 @@
+"""POP state of a store at rest, for ``mqbench inspect``: checkpoints and unacked messages per group.
+
+``pop_state_doc(root, offsets)`` walks the store's log once (the same walk as ``inspect``'s message
+listing), feeds every ck/ack message it finds (on ``rmq_sys_REVIVE_LOG_*``, or waiting in the timer
+topic for it) to a ``PopEngine`` as a replica does, with the revive service's progress from the
+consumer offsets (``CID_RMQ_SYS_REVIVE_GROUP``), and reports per consumer group and topic: the
+checkpoints not yet revived (``checkpoints``), the messages they hold that are not acked
+(``unacked_messages``: they come back after their invisible time), the acked ones, and the
+earliest revive time. ``offsets`` is the parsed ``consumerOffset.json`` table ({(topic, group):
+{queue id: offset}}), or None. Damaged ck/ack bodies are counted in ``bad_records``.
+"""
+from __future__ import annotations
+
+import os
+
+from mqbench.broker.store.inspect_files import iter_log, log_dirs, list_segments
+from mqbench.broker.store.record import decode_message
+from mqbench.broker.store.topics import TIMER_TOPIC
+from mqbench.broker.store.versions import detect
+from mqbench.errors import CorruptDataError
+
+from . import handles, records
+from .engine import PopEngine
+
+
+def pop_state_doc(root: str, offsets: dict | None) -> dict:
+    root = os.path.abspath(root)
+    detection = detect(root)
+    engines: dict[str, PopEngine] = {}       # revive topic -> engine (one cluster per store, in practice)
+    bad = 0
+    for rel, is_dl in log_dirs(root, detection.dledger_dirs):
+        for rec in iter_log(list_segments(os.path.join(root, rel), rel), rel, is_dl):
+            if isinstance(rec, dict) or not rec.is_record:
+                continue
+            try:
+                msg, _ = decode_message(rec.buf, rec.at, check_crc=False)
+            except CorruptDataError:
+                continue
+            props = msg.properties
+            topic = props.get("REAL_TOPIC") if msg.topic == TIMER_TOPIC else msg.topic
+            if not topic or not topic.startswith(handles.REVIVE_TOPIC_PREFIX):
+                continue
+            qid = int(props.get("REAL_QID", "0") or 0) if msg.topic == TIMER_TOPIC else msg.queue_id
+            deliver = props.get("TIMER_DELIVER_MS") or props.get("TIMER_OUT_MS") or "0"
+            try:
+                item = records.parse(props.get("TAGS"), msg.body, int(deliver), qid)
+            except (records.RecordError, ValueError):
+                bad += 1
+                continue
+            if item is None:
+                continue
+            engine = engines.get(topic)
+            if engine is None:
+                engine = engines[topic] = PopEngine("", topic[len(handles.REVIVE_TOPIC_PREFIX):])
+                for (otopic, group), table in (offsets or {}).items():
+                    if otopic == topic and group == handles.REVIVE_GROUP:
+                        for q, off in table.items():
+                            engine.set_revive_offset(q, off)
+            delivered = (qid, msg.queue_offset) if msg.topic != TIMER_TOPIC and isinstance(item, records.CheckPoint) \
+                else None
+            engine.observe(item, delivered)
+    groups: dict[tuple[str, str], dict] = {}
+    for engine in engines.values():
+        for ck, _state, acked in engine.checkpoints():
+            row = groups.setdefault((ck.group, ck.topic), {
+                "group": ck.group, "topic": ck.topic, "checkpoints": 0, "unacked_messages": 0,
+                "acked_messages": 0, "earliest_revive_time_ms": None})
+            row["checkpoints"] += 1
+            unacked = [o for o in ck.offsets if o not in acked]
+            row["unacked_messages"] += len(unacked)
+            row["acked_messages"] += len(ck.offsets) - len(unacked)
+            if unacked:
+                first = row["earliest_revive_time_ms"]
+                row["earliest_revive_time_ms"] = ck.revive_time_ms if first is None else min(first, ck.revive_time_ms)
+    return {"revive_topics": sorted(engines), "groups": [groups[k] for k in sorted(groups)], "bad_records": bad}
