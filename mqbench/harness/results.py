@@ -59,7 +59,17 @@ field                           meaning
                                 ``publish_latency``, ``publish_delay``, ``e2e_latency``,
                                 ``delay_error_late``, ``delay_error_early``
 ``cells[].windows[]``           per-window aggregates, same names as ``aggregates`` plus
-                                ``window_index`` and ``window_start_ms`` (from measuring start)
+                                ``window_index`` and ``window_start_ms`` (from measuring start);
+                                consumption per window and whole-run: ``redeliveries``
+                                (reconsumeTimes > 0), ``duplicates`` (a message id the group had
+                                already received, per consumer worker), ``consume_gap_ms_max`` (the
+                                longest time between two deliveries from one queue, over the
+                                queues; null without deliveries), ``e2e_latency_ms_p999``
+                                (``metrics`` module doc)
+``cells[].settings.consume``    ``pull`` or ``pop`` (``--consume``, the ``consume`` axis)
+``cells[].settings.consumer_scenario``  ``members`` (consumers per group per worker),
+                                ``churn_interval_ms`` (0: no rolling restart), ``slow`` (one
+                                member 10x slower), ``processing_us``, ``invisible_time_ms``
 ``cells[].disk_bytes_per_msg``  commitlog + queue bytes on disk per message, or null
 ``cells[].replication_bytes``   bytes sent between replicas during the measured phase, or null
 ``cells[].cpu_s_per_million_msgs``  CPU seconds of all broker processes per million messages, or null
