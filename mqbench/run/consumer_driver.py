@@ -126,7 +126,7 @@ class ConsumerDriver:
         self.close_error: str | None = None
         self._seen: dict[str, set[str]] = {}
         self._last_ns: dict[tuple, int] = {}
-        self._retired: list = []
+        self._closing: set[asyncio.Task] = set()
         self._acks: set[asyncio.Task] = set()
 
     @property
@@ -191,7 +191,8 @@ class ConsumerDriver:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
             await asyncio.gather(*self._acks, return_exceptions=True)
-            for consumer in self.consumers + self._retired:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+            for consumer in self.consumers:
                 try:
                     await consumer.close()
                 except MqbenchError as exc:  # offsets not committed: the figures still stand
@@ -277,13 +278,13 @@ class ConsumerDriver:
             member = self.members[turn % len(self.members)]
             turn += 1
             old, member.consumer = member.consumer, None
-            if old is not None:
-                self._retired.append(old)       # closed by run() if this loop is cancelled first
+            if old is not None:    # a close of its own, awaited by run() if this loop is cancelled first
+                closing = asyncio.get_running_loop().create_task(old.close())
+                self._closing.add(closing)
                 try:
-                    await old.close()
+                    await asyncio.shield(closing)
                 except MqbenchError as exc:
                     log.warning("closing a churned consumer of %s: %s", member.group, exc)
-                self._retired.remove(old)
             await asyncio.sleep(RESTART_DOWN_S)
             member.consumer = self._new_consumer(member.group, member.topics)
             await member.consumer.start()
