@@ -102,7 +102,7 @@ class PopConsumer(ClientBase):
         self._closed = True
         self._room.set()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=(self.poll_time_ms + self.request_timeout_ms) / 1000)
+            await asyncio.wait(self._tasks, timeout=(self.poll_time_ms + 500) / 1000)
         await self._stop_tasks()
         held, self._buffer = list(self._buffer), deque()
         results = await asyncio.gather(*(self.change_invisible_time(m, 1) for m in held), return_exceptions=True)

@@ -192,12 +192,14 @@ class ConsumerDriver:
             await asyncio.gather(*loops, return_exceptions=True)
             await asyncio.gather(*self._acks, return_exceptions=True)
             await asyncio.gather(*self._closing, return_exceptions=True)
-            for consumer in self.consumers:
-                try:
-                    await consumer.close()
-                except MqbenchError as exc:  # offsets not committed: the figures still stand
-                    self.close_error = f"closing consumer group {consumer.group}: {exc}"
+            consumers = self.consumers     # closed together: each may wait for a long poll to answer
+            results = await asyncio.gather(*(c.close() for c in consumers), return_exceptions=True)
+            for consumer, outcome in zip(consumers, results):
+                if isinstance(outcome, MqbenchError):   # offsets not committed: the figures still stand
+                    self.close_error = f"closing consumer group {consumer.group}: {outcome}"
                     log.warning("%s", self.close_error)
+                elif isinstance(outcome, BaseException):
+                    raise outcome
         return {"type": "done", "role": "consumer", "metrics": self.metrics.to_dict() if self.metrics else None,
                 "totals": self.totals.as_dict(), "close_error": self.close_error}
 
