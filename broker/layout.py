@@ -33,8 +33,9 @@ A layout is a TOML file (built-ins live in ``broker/layouts/``)::
 Rooms not joined by a ``[[links]]`` entry (and hosts in one room) talk with no added delay.
 
 Ports: the instances on one host are numbered in group order (as the groups appear in the file);
-instance k on a host listens for clients on ``broker_port + k * instance_port_step`` and for Raft
-peers on that port + 1. Several instances per host is the multi-instance, cost-saving scheme.
+instance k on a host listens for clients on ``broker_port + k * instance_port_step``, for Raft
+peers on that port + 1 and for RocketMQ 5 gRPC clients on that port + 2 (when the ``grpc`` extra
+is installed). Several instances per host is the multi-instance, cost-saving scheme.
 
 ``load_layout(name_or_path)`` returns a validated ``Layout`` or raises ``UserError`` naming the file
 and the key at fault. Everything here is pure: no sockets, no processes.
@@ -83,6 +84,15 @@ class Instance:
     @property
     def raft_addr(self) -> str:
         return f"{self.address}:{self.raft_port}"
+
+    @property
+    def grpc_port(self) -> int:
+        """The RocketMQ 5 gRPC endpoint's port (``broker/grpc``): the client port + 2."""
+        return self.port + 2
+
+    @property
+    def grpc_addr(self) -> str:
+        return f"{self.address}:{self.grpc_port}"
 
 
 @dataclass(frozen=True)
@@ -243,8 +253,8 @@ def parse_layout(data: dict, source: str = "<layout>") -> Layout:
         if not isinstance(value, int) or not 1 <= value <= 65000:
             fail(f"{key} must be an integer port number")
         ports[key] = value
-    if ports["instance_port_step"] < 2:
-        fail("instance_port_step must be at least 2 (each instance uses two ports)")
+    if ports["instance_port_step"] < 3:
+        fail("instance_port_step must be at least 3 (each instance uses three ports: clients, Raft peers, gRPC)")
     links = _parse_links(data.get("links", []), rooms, fail)
     dr = _parse_dr(data["dr"], rooms, hosts, fail) if "dr" in data else None
     layout = Layout(name=str(data["name"]), description=str(data.get("description", "")),

@@ -303,8 +303,12 @@ class PopService:
     # --- revive ----------------------------------------------------------------------------------
 
     async def _revive_loop(self) -> None:
-        """Leader only (module doc); any failure is retried after ``REVIVE_RETRY_MS``."""
-        while not self._closed:
+        """Leader only (module doc); any failure is retried after ``REVIVE_RETRY_MS``.
+
+        Only the current ``_revive_task`` revives: a superseded loop whose cancel was lost (Python
+        3.11's ``wait_for`` can swallow one) stops at its next check instead of re-putting the same
+        checkpoint's messages beside the new loop (seen: every revived message stored twice)."""
+        while not self._closed and self._revive_task is asyncio.current_task():
             try:
                 if not await self.ctx.wait_readable(REVIVE_RETRY_MS):
                     continue
@@ -340,6 +344,8 @@ class PopService:
                         if kind == "wait":
                             return max(1, int(arg) - self.ctx.clock_ms())   # type: ignore[call-overload]
                         if kind == "revive":
+                            if self._revive_task is not asyncio.current_task():
+                                return REVIVE_IDLE_MS       # superseded (see _revive_loop)
                             await self._revive(item, arg)   # type: ignore[arg-type]
                         engine.revived(item, qid, msg.queue_offset + 1)
                     done = msg.queue_offset + 1

@@ -44,6 +44,7 @@ import functools
 import ipaddress
 import json
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 from mqbench.broker.remoting import codes, signature
@@ -287,10 +288,20 @@ class AclChecker:
 
     def check(self, cmd: RemotingCommand, remote_host: str) -> None:
         """Return when ``cmd`` from ``remote_host`` is allowed; AclDenied otherwise (module doc)."""
+        self.check_access(cmd.ext_fields.get(signature.ACCESS_KEY), remote_host,
+                          lambda secret: signature.verify(cmd.ext_fields, cmd.body, secret),
+                          cmd.code, lambda: needed_resources(cmd))
+
+    def check_access(self, key: str | None, remote_host: str, signed: Callable[[str], bool], code: int | None,
+                     needed: Callable[[], dict[str, int]]) -> None:
+        """The check of the module doc for any protocol: ``key`` is the request's access key (None:
+        unsigned), ``signed(secret_key)`` tells whether the request's signature is that secret's,
+        ``code`` a remoting request code (for the admin check; None: not an admin request) and
+        ``needed()`` the resources it needs. The RocketMQ 5 gRPC endpoint calls it with the
+        ``authorization`` metadata's credential and signature (``broker/grpc/auth``)."""
         config = self.config
         if any(p.match(remote_host) for p in config.global_white):
             return
-        key = cmd.ext_fields.get(signature.ACCESS_KEY)
         if key is None:
             raise AclDenied("No accessKey is configured")
         account = config.accounts.get(key)
@@ -298,21 +309,21 @@ class AclChecker:
             raise AclDenied(f"No acl config for {key}")
         if account.white_address.match(remote_host):
             return
-        if not signature.verify(cmd.ext_fields, cmd.body, account.secret_key):
+        if not signed(account.secret_key):
             raise AclDenied(f"Check signature failed for accessKey={key}")
-        if cmd.code in ADMIN_CODES and not account.admin:
-            raise AclDenied(f"Need admin permission for request code={cmd.code}, but accessKey={key} is not")
+        if code is not None and code in ADMIN_CODES and not account.admin:
+            raise AclDenied(f"Need admin permission for request code={code}, but accessKey={key} is not")
         if account.admin and not account.perms:
             return                      # as RocketMQ: an admin with no listed perms may do anything
-        for resource, needed in needed_resources(cmd).items():
+        for resource, perm_needed in needed().items():
             owned = account.perms.get(resource)
             if owned is None:
                 owned = account.default_group_perm if resource.startswith(RETRY_PREFIX) else account.default_topic_perm
-                if not perm_allows(needed, owned):
+                if not perm_allows(perm_needed, owned):
                     raise AclDenied(f"No default permission for {resource}")
-            elif not perm_allows(needed, owned):
+            elif not perm_allows(perm_needed, owned):
                 raise AclDenied(f"No permission for {resource}: accessKey={key} has {_perm_name(owned)}, "
-                                f"the request needs {_perm_name(needed)}")
+                                f"the request needs {_perm_name(perm_needed)}")
 
 
 def _perm_name(perm: int) -> str:

@@ -16,6 +16,9 @@ another version, a port in use: one ``error: ...`` line on stderr and exit 2. Ev
 (start, role changes, registrations, topic creation, consumers joining, stop) is one log line on
 stderr.
 
+The RocketMQ 5 gRPC endpoint (``--grpc on``, the default; ``broker/grpc``) is started last, on
+the instance's client port + 2, when the optional ``grpc`` extra is installed.
+
 Delayed messages (``--delay on``, the default) are wired in after start: ``broker.timer.attach_to_broker``
 rewrites delay-level and timer sends and runs the delay service while this replica leads.
 
@@ -87,6 +90,8 @@ class Broker:
         self.group_options = dict(group_options or {})
         self.cluster_secret = cluster_secret
         self.acl = acl
+        #: consumer-group glob patterns that consume in order (``--fifo-groups``; the gRPC endpoint)
+        self.fifo_groups: tuple[str, ...] = ()
         self.server_limits = server_limits
         self.group = None
         self.ctx: BrokerContext | None = None
@@ -259,6 +264,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--acl", default=None, metavar="FILE",
                         help="RocketMQ's plain_acl.yml: check every client request against its accounts "
                              "(accessKey/secretKey signatures, topic and group permissions); default: off")
+    parser.add_argument("--grpc", choices=("on", "off"), default="on",
+                        help="on: serve RocketMQ 5 gRPC clients (apache.rocketmq.v2.MessagingService) on the "
+                             "instance's client port + 2, when the grpc extra is installed (pip install "
+                             "'mqbench[grpc]'; without it the broker says so once and serves remoting only)")
+    parser.add_argument("--fifo-groups", default="", metavar="PATTERNS",
+                        help="comma-separated glob patterns of consumer groups that consume in order "
+                             "(RocketMQ's consumeMessageOrderly): gRPC clients of such a group get "
+                             "subscription.fifo and orderly POP")
     parser.add_argument("--register-interval-ms", type=int, default=INTERVAL_MS_DEFAULT,
                         help="how often to register with the name server")
     parser.add_argument("--connections-max", type=int, default=0,
@@ -301,6 +314,15 @@ async def _run(args: argparse.Namespace) -> int:
     from mqbench.broker.pop.service import attach_to_broker as attach_pop
 
     attach_pop(broker)      # after the delay service: a checkpoint waits in the timer store
+    if args.grpc == "on":
+        from mqbench.broker.grpc import attach_to_broker as attach_grpc
+
+        broker.fifo_groups = tuple(p for p in args.fifo_groups.split(",") if p.strip())
+        try:
+            await attach_grpc(broker)   # after POP: ReceiveMessage/Ack/ChangeInvisibleDuration use ctx.pop
+        except BaseException:
+            await broker.close()
+            raise
     return await broker.serve(stop)
 
 

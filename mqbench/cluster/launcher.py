@@ -162,6 +162,7 @@ def check_ports_free(layout: Layout) -> None:
     for instance in layout.instances:
         wanted.append((instance.address, instance.port, f"{instance.name} (clients)"))
         wanted.append((instance.address, instance.raft_port, f"{instance.name} (Raft peers)"))
+        wanted.append((instance.address, instance.grpc_port, f"{instance.name} (gRPC clients)"))
     for address, port, what in wanted:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:

@@ -53,3 +53,45 @@ def ensure_ons_client() -> list[str]:
     script = prefix / "ons_driver.js"
     shutil.copyfile(HERE / "ons_driver.js", script)  # so require('ali-ons') resolves from its node_modules
     return [node, str(script)]
+
+
+def ensure_grpc_broker() -> None:
+    """The brokers of these tests serve gRPC only with the ``grpc`` extra (it comes with ``test``);
+    a venv made before the extra existed gets its requirements installed here, once."""
+    try:
+        import grpc  # noqa: F401
+        from rocketmq.grpc_protocol import service_pb2  # noqa: F401
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "grpcio>=1.60", "protobuf>=6.33.5",
+                        "rocketmq-python-client==5.1.2"], check=True, timeout=900)
+
+
+def ensure_grpc_py_client() -> list[str]:
+    """argv prefix to run ``grpc_py_driver.py`` with PyPI's official 5.x client (its own venv:
+    a test peer, kept apart from the broker's packages)."""
+    venv = CACHE / "grpc-py-venv"
+    python = venv / "bin" / "python"
+    if not (venv / ".installed").exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "rocketmq-python-client==5.1.2"], check=True,
+                       timeout=900)
+        subprocess.run([str(python), "-c", "import rocketmq; rocketmq.Producer"], check=True, timeout=120)
+        (venv / ".installed").touch()
+    return [str(python), str(HERE / "grpc_py_driver.py")]
+
+
+def ensure_grpc_node_client() -> list[str]:
+    """argv prefix to run ``grpc_node_driver.js`` with npm's official 5.x client."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.skip("rocketmq-client-nodejs needs node and npm, which this machine does not have")
+    prefix = CACHE / "grpc-node"
+    if not (prefix / ".installed").exists():
+        prefix.mkdir(parents=True, exist_ok=True)
+        subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(prefix),
+                        "rocketmq-client-nodejs@1.0.8"], check=True, timeout=900)
+        (prefix / ".installed").touch()
+    script = prefix / "grpc_node_driver.js"
+    shutil.copyfile(HERE / "grpc_node_driver.js", script)   # so require() resolves from its node_modules
+    return [node, str(script)]

@@ -1,0 +1,214 @@
+"""The gRPC server of one broker replica: transport, authentication, and forwarding to the leader.
+
+``GrpcEndpoint(broker, ns)``: ``await start()`` serves ``apache.rocketmq.v2.MessagingService`` on
+the instance's ``grpc_addr`` (layout port + 2) on the broker's own event loop, ``await close()``.
+
+Every replica serves every call. Calls that need the leader (SendMessage, ReceiveMessage,
+AckMessage, ChangeInvisibleDuration, ForwardMessageToDeadLetterQueue) are forwarded, as raw
+bytes with the client's metadata, to the leader's gRPC port when this replica is not the leader
+(the reference proxy's job in a RocketMQ 5 cluster): a client whose route lists every replica's
+address (``service.route``) keeps working through a failover, as gRPC moves its channel to the
+next address when one dies. A forwarded call carries ``x-mqbench-forwarded`` and is never forwarded
+again (a replica that lost the lead meanwhile answers it with an error status the client retries).
+While no leader is known the call waits up to ``LEADER_WAIT_MS`` for one.
+
+Authentication: with an ACL (``--acl``), every call's ``authorization`` metadata
+(``MQv2-HMAC-SHA1 Credential=AK, SignedHeaders=x-mq-date-time, Signature=HEX``: the hex HMAC-SHA1
+of the ``x-mq-date-time`` value under the account's secret key, as the 5.x clients sign) goes
+through the broker's ``AclChecker.check_access`` with the resources the call needs: a refusal is
+``UNAUTHORIZED`` (signature, unknown key) or ``FORBIDDEN`` (permission), in the call's status.
+
+Other MessagingService methods answer the gRPC status UNIMPLEMENTED with a message naming what is
+served. A peer error (a request that does not parse) answers INVALID_ARGUMENT; the server keeps
+serving.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+from hashlib import sha1
+
+from mqbench.broker.grpc.service import GrpcService
+
+log = logging.getLogger("mqbench.broker.grpc")
+
+SERVICE = "apache.rocketmq.v2.MessagingService"
+LEADER_WAIT_MS = 5000
+MESSAGE_BYTES_MAX = 16 * 1024 * 1024          # a 4 MiB body plus its properties, with room
+FORWARDED = "x-mqbench-forwarded"
+UNARY_LOCAL = ("QueryRoute", "Heartbeat", "QueryAssignment", "NotifyClientTermination")
+UNARY_LEADER = ("SendMessage", "AckMessage", "ChangeInvisibleDuration", "ForwardMessageToDeadLetterQueue")
+STREAM_LEADER = ("ReceiveMessage",)
+UNIMPLEMENTED = ("PullMessage", "UpdateOffset", "GetOffset", "QueryOffset", "EndTransaction", "RecallMessage",
+                 "SyncLiteSubscription")
+_AUTH_RE = re.compile(r"^\s*MQv2-HMAC-SHA1\s+Credential=([^,\s]*)\s*,\s*SignedHeaders=([^,\s]*)\s*,"
+                      r"\s*Signature=([0-9A-Fa-f]*)\s*$")
+
+
+def parse_authorization(value: str) -> tuple[str, str, str] | None:
+    """(access key, signed header names, signature) of an ``authorization`` value, or None."""
+    match = _AUTH_RE.match(value or "")
+    return match.groups() if match else None
+
+
+def grpc_signature(secret_key: str, date_time: str) -> str:
+    """What a 5.x client sends as ``Signature``: hex HMAC-SHA1 of ``x-mq-date-time``."""
+    return hmac.new(secret_key.encode("utf-8"), date_time.encode("utf-8"), sha1).hexdigest()
+
+
+class GrpcEndpoint:
+    def __init__(self, broker, ns) -> None:
+        self.broker = broker
+        self.ns = ns
+        self.service = GrpcService(broker, ns, self)
+        self.server = None
+        self._channels: dict[str, object] = {}
+
+    @property
+    def ctx(self):
+        return self.broker.ctx
+
+    async def start(self) -> None:
+        grpc, aio = self.ns.grpc, self.ns.aio
+        options = [("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
+                   ("grpc.max_send_message_length", MESSAGE_BYTES_MAX)]
+        self.server = aio.server(options=options)
+        handlers = {}
+        for name in UNARY_LOCAL + UNARY_LEADER:
+            handlers[name] = grpc.unary_unary_rpc_method_handler(self._unary(name))
+        for name in STREAM_LEADER:
+            handlers[name] = grpc.unary_stream_rpc_method_handler(self._stream(name))
+        handlers["Telemetry"] = grpc.stream_stream_rpc_method_handler(self.service.telemetry)
+        for name in UNIMPLEMENTED:
+            handlers[name] = grpc.unary_unary_rpc_method_handler(self._unimplemented(name))
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        instance = self.broker.instance
+        if self.server.add_insecure_port(instance.grpc_addr) == 0:
+            raise OSError(f"cannot listen on {instance.grpc_addr} for gRPC clients")
+        await self.server.start()
+        log.info("gRPC endpoint (%s) serving on %s", SERVICE, instance.grpc_addr)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            await self.server.stop(grace=0.5)
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+    # --- dispatch ----------------------------------------------------------------------------------
+
+    def _unary(self, name: str):
+        local = getattr(self.service, name)
+        leader_only = name in UNARY_LEADER
+
+        async def call(request: bytes, context) -> bytes:
+            if leader_only:
+                target = await self._forward_target(context)
+                if target is not None:
+                    return await self._forward_unary(target, name, request, context)
+            return await local(request, context)
+
+        return call
+
+    def _stream(self, name: str):
+        local = getattr(self.service, name)
+
+        async def call(request: bytes, context):
+            target = await self._forward_target(context)
+            if target is not None:
+                async for item in self._forward_stream(target, name, request, context):
+                    yield item
+                return
+            async for item in local(request, context):
+                yield item
+
+        return call
+
+    def _unimplemented(self, name: str):
+        async def call(request: bytes, context) -> bytes:
+            await context.abort(self.ns.grpc.StatusCode.UNIMPLEMENTED,
+                                f"{SERVICE}/{name} is not served by the mqbench reference broker; it serves "
+                                "QueryRoute, Heartbeat, Telemetry, SendMessage, ReceiveMessage, AckMessage, "
+                                "ChangeInvisibleDuration, QueryAssignment, ForwardMessageToDeadLetterQueue "
+                                "and NotifyClientTermination")
+        return call
+
+    async def _forward_target(self, context) -> str | None:
+        """The leader's gRPC address when the call must go there; None to serve it here."""
+        ctx = self.ctx
+        if ctx.is_leader() or any(k == FORWARDED for k, _ in context.invocation_metadata()):
+            return None
+        waited_ms = 0
+        while True:
+            leader = ctx.leader_instance()
+            if leader is not None and leader.name != ctx.instance.name:
+                return leader.grpc_addr
+            if ctx.is_leader() or waited_ms >= LEADER_WAIT_MS:
+                return None        # served here: a follower answers with the not-leader status
+            await asyncio.sleep(0.1)
+            waited_ms += 100
+
+    def _channel(self, addr: str):
+        channel = self._channels.get(addr)
+        if channel is None:
+            channel = self._channels[addr] = self.ns.aio.insecure_channel(
+                addr, options=[("grpc.max_receive_message_length", MESSAGE_BYTES_MAX),
+                               ("grpc.max_send_message_length", MESSAGE_BYTES_MAX)])
+        return channel
+
+    @staticmethod
+    def _metadata(context) -> list[tuple[str, str]]:
+        return [(k, v) for k, v in context.invocation_metadata()
+                if not k.startswith(":") and not k.startswith("grpc-") and k not in ("user-agent", "te")] \
+            + [(FORWARDED, "1")]
+
+    async def _forward_unary(self, addr: str, name: str, request: bytes, context) -> bytes:
+        call = self._channel(addr).unary_unary(f"/{SERVICE}/{name}")
+        remaining = context.time_remaining()
+        try:
+            return await call(request, metadata=self._metadata(context), timeout=remaining)
+        except self.ns.aio.AioRpcError as exc:
+            await context.abort(exc.code(), f"forwarded to the leader at {addr}: {exc.details()}")
+
+    async def _forward_stream(self, addr: str, name: str, request: bytes, context):
+        call = self._channel(addr).unary_stream(f"/{SERVICE}/{name}")
+        try:
+            async for item in call(request, metadata=self._metadata(context), timeout=context.time_remaining()):
+                yield item
+        except self.ns.aio.AioRpcError as exc:
+            await context.abort(exc.code(), f"forwarded to the leader at {addr}: {exc.details()}")
+
+    # --- authentication ------------------------------------------------------------------------------
+
+    def check_acl(self, context, needed: dict[str, int]) -> tuple[str, str] | None:
+        """None when the call may go on (or no ACL is configured); else (v2 code name, text)."""
+        from mqbench.broker.server.acl import AclDenied
+
+        acl = self.ctx.acl
+        if acl is None:
+            return None
+        metadata = dict(context.invocation_metadata())
+        parsed = parse_authorization(metadata.get("authorization", ""))
+        key = parsed[0] if parsed and parsed[0] else None
+        date_time = metadata.get("x-mq-date-time", "")
+
+        def signed(secret: str) -> bool:
+            return parsed is not None and "x-mq-date-time" in parsed[1].split(";") and \
+                hmac.compare_digest(grpc_signature(secret, date_time), parsed[2].lower())
+
+        try:
+            acl.check_access(key, _peer_host(context.peer()), signed, None, lambda: needed)
+        except AclDenied as exc:
+            text = str(exc)
+            code = "FORBIDDEN" if "ermission" in text else "UNAUTHORIZED"
+            return code, f"org.apache.rocketmq.acl.common.AclException: {text}"
+        return None
+
+
+def _peer_host(peer: str) -> str:
+    """``ipv4:127.0.0.1:5555`` / ``ipv6:[::1]:5555`` -> the host."""
+    rest = peer.split(":", 1)[1] if ":" in peer else peer
+    host = rest.rsplit(":", 1)[0]
+    return host.strip("[]") or "127.0.0.1"
