@@ -193,6 +193,9 @@ class PopEngine:
         self._revive_offsets: dict[int, int] = {}
         self._cursors: dict[tuple[str, str, int], _Cursor] = {}
         self._locks: dict[tuple[str, str, int], _OrderLock] = {}
+        #: (group, topic, queue) -> the offset a full orderly ack committed: pops start there even
+        #: before the replicated commit is applied (leader memory, as the locks)
+        self._order_floor: dict[tuple[str, str, int], int] = {}
         self.request_modes: dict[tuple[str, str], tuple[str, int]] = {}   # (topic, group) -> mode
 
     # --- the replicated state --------------------------------------------------------------------
@@ -257,7 +260,13 @@ class PopEngine:
         """Leader memory goes: reservations (the committed offsets say where to go on) and locks."""
         self._cursors.clear()
         self._locks.clear()
+        self._order_floor.clear()
         self._pending.clear()
+
+    def commits_failed(self, commits: list[tuple[str, str, int, int]]) -> None:
+        """Offset commits of an ack did not go through: pops go by the store's offsets again there."""
+        for group, topic, queue_id, _ in commits:
+            self._order_floor.pop((group, topic, queue_id), None)
 
     # --- pop -------------------------------------------------------------------------------------
 
@@ -377,6 +386,12 @@ class PopEngine:
         if lock is not None and now_ms < lock.until_ms:
             return                                            # held by another consumer
         start = self._start(view, req.group, topic, queue_id, req.init_mode)
+        floor = self._order_floor.get(key)
+        if floor is not None:
+            if start >= floor:
+                del self._order_floor[key]      # the commit is applied: the store says it now
+            else:
+                start = floor
         msgs, after = self._read(view, req, topic, queue_id, start, -1, want)
         if after == start:
             return
@@ -481,6 +496,7 @@ class PopEngine:
         lock.acked.add(h.offset)
         if set(lock.offsets) <= lock.acked:
             del self._locks[key[:3]]
+            self._order_floor[key[:3]] = lock.offsets[-1] + 1
             plan.offset_commits.append((*key[:3], lock.offsets[-1] + 1))
         return "orderly"
 

@@ -266,7 +266,11 @@ class PopService:
             self.engine.ack_failed(plan)
             raise
         self.engine.ack_done(plan)
-        await self._commit_offsets(plan.offset_commits)
+        try:
+            await self._commit_offsets(plan.offset_commits)
+        except BaseException:
+            self.engine.commits_failed(plan.offset_commits)
+            raise
         self.stats["acked"] += sum(s != "late" for s in plan.statuses)
         self.stats["lateAcks"] += plan.statuses.count("late")
 

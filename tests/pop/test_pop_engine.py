@@ -217,3 +217,19 @@ def test_init_mode_max_starts_at_the_end_when_first_touched_and_keeps_that_start
     store.append(Message(topic=T, queue_id=0, body=b"later"))
     plan = engine.pop(_req(init_mode=0), view, now_ms=2)
     assert [m.message.body for m in plan.messages] == [b"later"]
+
+
+def test_orderly_pop_between_the_full_ack_and_its_applied_commit_hands_out_nothing_acked(store):
+    """The replicated offset commit of a full orderly ack is applied a little later (a Raft round
+    trip); a pop in between must not hand the acked messages out again (a gRPC FIFO PushConsumer
+    long-polls while it acks: seen on raft3 as an acked message delivered again, attempt 1)."""
+    engine, view = PopEngine("b", "c"), StoreView(store)
+    first = engine.pop(_req(orderly=True, max_msgs=2), view, now_ms=1000)
+    plan = engine.ack(G, T, [m.handle for m in first.messages], now_ms=1100)
+    assert plan.offset_commits == [(G, T, 0, 2)]
+    early = engine.pop(_req(orderly=True, max_msgs=2), view, now_ms=1150)    # commit not applied yet
+    assert [m.message.queue_offset for m in early.messages] == [2, 3]
+    _commit(store, plan.offset_commits)
+    later = engine.ack(G, T, [m.handle for m in early.messages], now_ms=1200)
+    _commit(store, later.offset_commits)
+    assert [m.message.queue_offset for m in engine.pop(_req(orderly=True), view, now_ms=1300).messages] == [4]
