@@ -10,7 +10,9 @@ bytes with the client's metadata, to the leader's gRPC port when this replica is
 address (``service.route``) keeps working through a failover, as gRPC moves its channel to the
 next address when one dies. A forwarded call carries ``x-mqbench-forwarded`` and is never forwarded
 again (a replica that lost the lead meanwhile answers it with an error status the client retries).
-While no leader is known the call waits up to ``LEADER_WAIT_MS`` for one.
+While no leader is known the call waits up to ``LEADER_WAIT_MS`` for one; while the leader it
+knows does not answer (killed, not yet replaced) it tries again every ``FORWARD_RETRY_S`` within
+the call's deadline.
 
 Authentication: with an ACL (``--acl``), every call's ``authorization`` metadata
 (``MQv2-HMAC-SHA1 Credential=AK, SignedHeaders=x-mq-date-time, Signature=HEX``: the hex HMAC-SHA1
@@ -36,6 +38,7 @@ log = logging.getLogger("mqbench.broker.grpc")
 
 SERVICE = "apache.rocketmq.v2.MessagingService"
 LEADER_WAIT_MS = 5000
+FORWARD_RETRY_S = 0.25
 MESSAGE_BYTES_MAX = 16 * 1024 * 1024          # a 4 MiB body plus its properties, with room
 FORWARDED = "x-mqbench-forwarded"
 UNARY_LOCAL = ("QueryRoute", "Heartbeat", "QueryAssignment", "NotifyClientTermination")
@@ -104,10 +107,13 @@ class GrpcEndpoint:
         leader_only = name in UNARY_LEADER
 
         async def call(request: bytes, context) -> bytes:
-            if leader_only:
+            while leader_only:
                 target = await self._forward_target(context)
-                if target is not None:
-                    return await self._forward_unary(target, name, request, context)
+                if target is None:
+                    break
+                answer = await self._forward_unary(target, name, request, context)
+                if answer is not None:
+                    return answer
             return await local(request, context)
 
         return call
@@ -116,11 +122,20 @@ class GrpcEndpoint:
         local = getattr(self.service, name)
 
         async def call(request: bytes, context):
-            target = await self._forward_target(context)
-            if target is not None:
+            while True:
+                target = await self._forward_target(context)
+                if target is None:
+                    break
+                sent = 0
                 async for item in self._forward_stream(target, name, request, context):
+                    if item is None:
+                        break
+                    sent += 1
                     yield item
-                return
+                else:
+                    return
+                if sent:
+                    return
             async for item in local(request, context):
                 yield item
 
@@ -164,21 +179,38 @@ class GrpcEndpoint:
                 if not k.startswith(":") and not k.startswith("grpc-") and k not in ("user-agent", "te")] \
             + [(FORWARDED, "1")]
 
-    async def _forward_unary(self, addr: str, name: str, request: bytes, context) -> bytes:
-        call = self._channel(addr).unary_unary(f"/{SERVICE}/{name}")
+    async def _unreachable(self, addr: str, exc, context) -> None:
+        """The leader at ``addr`` did not answer: retry (return) while the call has time, since
+        the replicas elect another leader within seconds; else end the call with that error."""
         remaining = context.time_remaining()
+        if exc.code() == self.ns.grpc.StatusCode.UNAVAILABLE and (remaining is None or remaining > FORWARD_RETRY_S):
+            log.info("forward to the leader at %s failed (%s); retrying", addr, exc.details())
+            await asyncio.sleep(FORWARD_RETRY_S)
+            return
+        await context.abort(exc.code(), f"forwarded to the leader at {addr}: {exc.details()}")
+
+    async def _forward_unary(self, addr: str, name: str, request: bytes, context) -> bytes | None:
+        """The leader's answer, or None when it was unreachable and the call should try again."""
+        call = self._channel(addr).unary_unary(f"/{SERVICE}/{name}")
         try:
-            return await call(request, metadata=self._metadata(context), timeout=remaining)
+            return await call(request, metadata=self._metadata(context), timeout=context.time_remaining())
         except self.ns.aio.AioRpcError as exc:
-            await context.abort(exc.code(), f"forwarded to the leader at {addr}: {exc.details()}")
+            await self._unreachable(addr, exc, context)
+            return None
 
     async def _forward_stream(self, addr: str, name: str, request: bytes, context):
+        """The leader's responses; a None item when it was unreachable before the first one."""
         call = self._channel(addr).unary_stream(f"/{SERVICE}/{name}")
+        sent = 0
         try:
             async for item in call(request, metadata=self._metadata(context), timeout=context.time_remaining()):
+                sent += 1
                 yield item
         except self.ns.aio.AioRpcError as exc:
-            await context.abort(exc.code(), f"forwarded to the leader at {addr}: {exc.details()}")
+            if sent:
+                await context.abort(exc.code(), f"forwarded to the leader at {addr}: {exc.details()}")
+            await self._unreachable(addr, exc, context)
+            yield None
 
     # --- authentication ------------------------------------------------------------------------------
 

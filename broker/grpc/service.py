@@ -3,7 +3,8 @@
 Contract (what a 5.x client sees; the reference proxy's behaviour unless said):
 
 * **QueryRoute**: the name server's route of the topic (every broker group that serves it), each
-  group as ``broker{name, id 0, endpoints}`` listing every replica's gRPC address, its queues
+  group as ``broker{name, id 0, endpoints}`` listing every replica's gRPC address (one address
+  for clients other than Python's: ``_broker``), its queues
   ``READ_WRITE`` accepting NORMAL, FIFO and DELAY. A topic the name server does not know yet is
   answered with this broker's group and 4 queues while the default topic (auto-creation) exists,
   so a producer's first send creates it as a remoting send does; otherwise TOPIC_NOT_FOUND.
@@ -164,19 +165,29 @@ class GrpcService:
                 groups[self.ctx.broker_name] = (DEFAULT_QUEUE_NUMS, DEFAULT_QUEUE_NUMS)
         return groups
 
-    def _broker(self, group: str):
+    def _broker(self, group: str, context=None):
+        """``group`` as a route's broker: every replica's gRPC address for clients that dial a list
+        (Python's turns it into an ``ipv4:a,b,c`` target and moves on when one dies); for others
+        (Node's joins the addresses without a scheme, which gRPC cannot resolve) one address: this
+        replica's own for its group (the client reached it; it forwards), else that group's
+        preferred or first replica."""
         pb = self.ns.pb
         endpoints = pb.Endpoints(scheme=pb.AddressScheme.IPv4)
-        for instance in self.ctx.layout.group_instances(group):
+        instances = self.ctx.layout.group_instances(group)
+        language = dict(context.invocation_metadata()).get("x-mq-language", "") if context is not None else ""
+        if language.upper() != "PYTHON":
+            own = [i for i in instances if i.name == self.ctx.instance.name]
+            instances = own or [i for i in instances if i.preferred_leader] or instances[:1]
+        for instance in instances:
             endpoints.addresses.add(host=instance.address, port=instance.grpc_port)
         return pb.Broker(name=group, id=0, endpoints=endpoints)
 
-    def _queues(self, resource, groups: dict[str, tuple[int, int]]) -> list:
+    def _queues(self, resource, groups: dict[str, tuple[int, int]], context) -> list:
         pb = self.ns.pb
         types = [pb.MessageType.NORMAL, pb.MessageType.FIFO, pb.MessageType.DELAY]
         out = []
         for group, (read_nums, write_nums) in sorted(groups.items()):
-            broker = self._broker(group)
+            broker = self._broker(group, context)
             for qid in range(max(read_nums, write_nums)):
                 out.append(pb.MessageQueue(topic=resource, id=qid, permission=pb.Permission.READ_WRITE,
                                            broker=broker, accept_message_types=types))
@@ -191,7 +202,7 @@ class GrpcService:
             if not groups:
                 return svc.QueryRouteResponse(status=self.status("TOPIC_NOT_FOUND",
                                                                  f"topic {req.topic.name} does not exist"))
-            return svc.QueryRouteResponse(status=self.status(), message_queues=self._queues(req.topic, groups))
+            return svc.QueryRouteResponse(status=self.status(), message_queues=self._queues(req.topic, groups, context))
 
         return await self._guard(context, svc.QueryRouteResponse, {req.topic.name: ANY}, work)
 
@@ -397,7 +408,7 @@ class GrpcService:
                 return svc.QueryAssignmentResponse(status=self.status("TOPIC_NOT_FOUND",
                                                                       f"topic {req.topic.name} does not exist"))
             assignments = [pb.Assignment(message_queue=pb.MessageQueue(
-                topic=req.topic, id=-1, permission=pb.Permission.READ_WRITE, broker=self._broker(group),
+                topic=req.topic, id=-1, permission=pb.Permission.READ_WRITE, broker=self._broker(group, context),
                 accept_message_types=[pb.MessageType.NORMAL, pb.MessageType.FIFO, pb.MessageType.DELAY]))
                 for group in sorted(groups)]
             return svc.QueryAssignmentResponse(status=self.status(), assignments=assignments)
