@@ -84,8 +84,13 @@ class GrpcEndpoint:
         for name in STREAM_LEADER:
             handlers[name] = grpc.unary_stream_rpc_method_handler(self._stream(name))
         handlers["Telemetry"] = grpc.stream_stream_rpc_method_handler(self.service.telemetry)
+        methods = self.ns.svc.DESCRIPTOR.services_by_name["MessagingService"].methods_by_name
         for name in UNIMPLEMENTED:
-            handlers[name] = grpc.unary_unary_rpc_method_handler(self._unimplemented(name))
+            method = methods.get(name)
+            if method is not None and method.server_streaming:   # PullMessage streams its answer
+                handlers[name] = grpc.unary_stream_rpc_method_handler(self._unimplemented(name))
+            else:
+                handlers[name] = grpc.unary_unary_rpc_method_handler(self._unimplemented(name))
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         instance = self.broker.instance
         if self.server.add_insecure_port(instance.grpc_addr) == 0:

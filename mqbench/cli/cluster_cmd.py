@@ -48,6 +48,7 @@ def _status_doc(state, rows) -> dict:
                     port_offset=state.port_offset, durability=state.settings.get("durability"),
                     namesrv_addr=state.processes["namesrv"].addr,
                     namesrv_running=state.processes["namesrv"].alive(),
+                    grpc_addrs=_grpc_addrs(state),
                     instances=[{"instance": r.name, "group": r.group, "replica": r.replica_id, "host": r.host,
                                 "room": r.room, "role": r.role, "term": r.term, "leader": r.leader_id,
                                 "commit_index": r.commit_index, "address": r.addr, "pid": r.pid,
@@ -63,6 +64,22 @@ def _print_status(state, rows, as_json: bool) -> None:
                f"({'running' if namesrv.alive() else 'down'}), directory {state.directory}")
     click.echo(table([[r.group, r.replica_id, r.host, r.room, r.role, r.term, r.addr, r.pid] for r in rows],
                      ["group", "replica", "host", "room", "role", "term", "address", "pid"]))
+    click.echo(_grpc_line(state))
+
+
+def _grpc_addrs(state) -> list[str]:
+    from mqbench.cluster.launcher import cluster_layout
+
+    return [i.grpc_addr for i in cluster_layout(state).instances]
+
+
+def _grpc_line(state) -> str:
+    """Where RocketMQ 5 (gRPC) clients connect, or why there is no such port."""
+    from mqbench.broker.grpc import stubs
+
+    if stubs.load() is None:
+        return f"gRPC endpoint: off (the grpc extra is not installed: {stubs.EXTRA_HINT})"
+    return "gRPC endpoint (RocketMQ 5 clients' endpoints): " + ";".join(_grpc_addrs(state))
 
 
 @cluster.command()
@@ -81,7 +98,11 @@ def _print_status(state, rows, as_json: bool) -> None:
 @json_option
 def up(layout_name: str, directory: Path, durability: str, port_offset: int, netns: bool, wait_s: float,
        acl_file: Path | None, as_json: bool) -> None:
-    """Start the name server and every broker instance of a layout, wait for leaders, print the cluster."""
+    """Start the name server and every broker instance of a layout, wait for leaders, print the cluster.
+
+    With the grpc extra (pip install 'mqbench[grpc]') every broker also serves RocketMQ 5 gRPC
+    clients on its client port + 2; the last line lists those endpoints (give them to a 5.x
+    client as its endpoints, ';'-separated)."""
     from mqbench.cluster.launcher import up as launch
     from mqbench.errors import UserError
 
