@@ -46,6 +46,13 @@ def make_result_doc(*, seed: int, rate, cells: dict[str, float], created: dateti
 
 
 @pytest.fixture(scope="session")
+def result_doc_factory():
+    """``make_result_doc`` for tests: ``from conftest import`` picks whichever tests/*/conftest.py is
+    first on sys.path when the whole suite is collected, so tests take it as a fixture."""
+    return make_result_doc
+
+
+@pytest.fixture(scope="session")
 def result_folders(tmp_path_factory):
     """Two runs: a constant-rate matrix of two codecs, and a bursty run with a max-rate search."""
     base = tmp_path_factory.mktemp("results")

@@ -226,14 +226,13 @@ def test_the_default_table_reads_and_wide_carries_everything(result_folders):
         assert ("held: achieved &gt;= 99% of offered" if fmt == "html" else "held: achieved >= 99% of offered") in text
 
 
-def test_sizing_uses_held_rows_only_and_carries_the_reference_broker_caveat(tmp_path):
+def test_sizing_uses_held_rows_only_and_carries_the_reference_broker_caveat(tmp_path, result_doc_factory):
     # Finding 5: the reference broker's offered load on 2 shared cores became "hosts needed 600".
     from datetime import datetime, timezone
 
-    from conftest import make_result_doc
     from mqbench.harness.results import write_result
 
-    doc = make_result_doc(seed=5, rate=1500, cells={"codec=none": 120.0, "codec=zstd:3": 1000.0},
+    doc = result_doc_factory(seed=5, rate=1500, cells={"codec=none": 120.0, "codec=zstd:3": 1000.0},
                           created=datetime(2026, 12, 1, tzinfo=timezone.utc))
     loaded = [LoadedResult(write_result(doc, tmp_path), doc)]
     held, saturated = report_rows(loaded, daily_messages=2e9)
