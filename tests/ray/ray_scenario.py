@@ -1,8 +1,9 @@
 """Run inside a private network namespace by test_ray_run.py (``mqbench.ray.local`` says why):
 start a local Ray cluster (head + 3 worker nodes), run ``mqbench run`` on it, stop the cluster.
 
-argv: OUT_DIR, then the ``mqbench run`` arguments after ``--cluster ray://...``. Writes
-OUT_DIR/scenario.json: the run's exit status, stderr tail and result folder.
+argv: OUT_DIR, then an mqbench command (``run ...`` or ``bench workers ...``) that gets
+``--cluster ray://...`` (and ``run`` also ``--out OUT_DIR/results``). Writes OUT_DIR/scenario.json:
+the address, the command's exit status, its stdout and stderr tail.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def main() -> None:
         report["address"] = address
         mqbench = str(Path(sys.executable).with_name("mqbench"))
         try:
-            done = subprocess.run([mqbench, "run", *sys.argv[2:], "--cluster", address, "--out", str(out / "results")],
+            extra = ["--out", str(out / "results")] if sys.argv[2] == "run" else []
+            done = subprocess.run([mqbench, *sys.argv[2:], "--cluster", address, *extra],
                                   capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
             report.update(exit=done.returncode, stdout=done.stdout, stderr=done.stderr[-4000:])
         except subprocess.TimeoutExpired as exc:

@@ -43,7 +43,7 @@ def test_run_on_a_local_ray_cluster_places_workers_and_layout_hosts_and_records_
     if reason:
         pytest.skip(reason)
     before = _ray_processes()
-    argv = private_netns_argv([sys.executable, str(SCENARIO), str(tmp_path), "orders", "--layout", "raft3",
+    argv = private_netns_argv([sys.executable, str(SCENARIO), str(tmp_path), "run", "orders", "--layout", "raft3",
                                "--producers", "2", "--consumers", "2", "--duration", "4s", "--warmup", "2s",
                                "--rate", "100", "--drain", "5s", "--limits", "none", "--json", "--quiet"])
     subprocess.run(argv, timeout=560, check=True)
