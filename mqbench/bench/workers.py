@@ -49,7 +49,9 @@ async def _one(engine, sink: Sink, profile: str, workers_count: int, rate_per_wo
         await asyncio.sleep(seconds)
         cpu_last, t_last = sink.cpu_s(), time.monotonic_ns()
         workers.send(workers.workers, {"op": "stop"})   # the overdue backlog is not drained: only acks awaited
-        await workers.wait_until(lambda: all(w.finished for w in workers.workers), 60, "the workers to finish")
+        await workers.wait_until(lambda: all(w.finished for w in workers.workers), 60,
+                                 "the workers to finish (" + ", ".join(f"{w.name}: {w.last_progress}" for w in workers.workers
+                                                                      if not w.finished) + ")")
     finally:
         workers.terminate()
         engine.end_cell()
@@ -60,25 +62,33 @@ async def _one(engine, sink: Sink, profile: str, workers_count: int, rate_per_wo
             "sink_cpu_share": (cpu_last - cpu_first) / ((t_last - t_first) / 1e9)}
 
 
+RECONNECT_PAUSE_S = 5.0
+
+
 async def _all(options, counts: list[int], profile: str, rate_per_worker: float, seconds: float, warmup_s: float,
                in_flight_max: int, seed: int, sink_host: str, progress=None) -> list[dict]:
     from mqbench.ray.engine import RayEngine
 
-    engine = await asyncio.to_thread(RayEngine, options)
-    sink = Sink()
-    await sink.start(sink_host, 0)
     rows: list[dict] = []
-    try:
-        for count in counts:
+    for index, count in enumerate(counts):
+        # A fresh connection and sink per count: a second measurement on one Ray client connection
+        # hung here (its workers' sends went unanswered); the pause lets Ray's client proxy reap
+        # the previous connection's server (reconnecting at once failed on a zombie process).
+        if index:
+            await asyncio.sleep(RECONNECT_PAUSE_S)
+        engine = await asyncio.to_thread(RayEngine, options)
+        sink = Sink()
+        await sink.start(sink_host, 0)
+        try:
             row = await _one(engine, sink, profile, count, rate_per_worker, seconds, warmup_s, in_flight_max, seed)
-            first = rows[0]["msgs_per_s"] if rows else row["msgs_per_s"]
-            row["ratio_to_1"] = round(row["msgs_per_s"] / first, 2) if first else None
-            rows.append(row)
-            if progress:
-                progress(row)
-    finally:
-        await sink.close()
-        engine.close()
+        finally:
+            await sink.close()
+            engine.close()
+        first = rows[0]["msgs_per_s"] if rows else row["msgs_per_s"]
+        row["ratio_to_1"] = round(row["msgs_per_s"] / first, 2) if first else None
+        rows.append(row)
+        if progress:
+            progress(row)
     return rows
 
 
