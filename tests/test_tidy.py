@@ -75,6 +75,8 @@ PURE = [
     "broker/remoting/signature.py",
     # The codec registry. Excluded: codecs/bench.py (times codecs with the clock).
     "codecs/registry.py",
+    # The Ray node clock offset estimator (samples injected). Excluded: the rest of mqbench/ray (Ray).
+    "mqbench/ray/clock.py",
     # Delayed messages: settings, the delivery plan (what the replicated progress marker says) and
     # the rewrite of a delayed message. Excluded: service.py, wiring.py (asyncio), files.py and
     # index.py (files). migrate/reframe.py is pure itself but imports versions.py (files).

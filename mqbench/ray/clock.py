@@ -29,7 +29,7 @@ class ClockOffset:
     rtt_ns_min: int
     samples: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, int]:
         return {"clock_offset_ns": self.offset_ns, "clock_uncertainty_ns": self.uncertainty_ns,
                 "clock_rtt_ns_min": self.rtt_ns_min, "clock_samples": self.samples}
 
