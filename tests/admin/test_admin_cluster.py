@@ -82,6 +82,7 @@ def test_malformed_cluster_info_is_a_peer_error():
             bodies.parse_cluster_info(body)
 
 
+@pytest.mark.slow  # long for CI's 10-minute budget; run with -m slow
 def test_target_run_result_records_the_real_brokers_and_replicas(raft3, tmp_path):
     import glob
     import json

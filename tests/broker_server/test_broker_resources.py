@@ -159,6 +159,7 @@ def _lower_nofile() -> None:
 
 @pytest.mark.realproc
 @pytest.mark.parametrize("cap", ["default", "none"])
+@pytest.mark.slow  # long for CI's 10-minute budget; run with -m slow
 def test_fd_flood_leaves_a_working_broker(tmp_path, cap):
     """``default``: the connection cap keeps the flood below the descriptor limit, so nothing in the
     process runs out. ``none`` (``--connections-max`` far above the limit): the process does run out

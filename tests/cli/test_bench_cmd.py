@@ -70,6 +70,7 @@ def test_bench_store_reports_ratios_to_the_disk(tmp_path):
 
 
 @pytest.mark.realproc
+@pytest.mark.slow  # long for CI's 10-minute budget; run with -m slow
 def test_bench_failover_times_one_kill():
     doc = bench_json("failover", "--layouts", "raft3", "--kills", "1")
     check_document(doc, "failover")
@@ -80,6 +81,7 @@ def test_bench_failover_times_one_kill():
         assert positive(value)
 
 
+@pytest.mark.slow  # long for CI's 10-minute budget; run with -m slow
 def test_bench_timer_delivers_nothing_early(tmp_path):
     doc = bench_json("timer", "--pending", "50", "--probes", "10", "--probe-seconds", "0.3", "--burst", "100",
                      "--dir", str(tmp_path))

@@ -24,6 +24,7 @@ async def _receive(consumer: PopConsumer, want: int, timeout_s: float) -> list:
 
 
 @pytest.mark.realproc
+@pytest.mark.slow  # long for CI's 10-minute budget; run with -m slow
 def test_unacked_pop_messages_come_back_after_a_leader_sigkill_and_acked_ones_do_not(cluster_factory,
                                                                                      free_port_offset):
     state = cluster_factory("raft3", free_port_offset("raft3"))

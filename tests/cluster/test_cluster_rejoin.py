@@ -29,6 +29,7 @@ def check(result) -> None:
 
 
 @pytest.mark.realproc
+@pytest.mark.slow  # long for CI's 10-minute budget; run with -m slow
 def test_a_killed_leader_rejoins_without_an_election(cluster_factory, free_port_offset):
     state = cluster_factory("raft3", free_port_offset("raft3"))
     check(asyncio.run(rejoin(state, "broker-a", down_s=8, after_s=12, batch=16)))

@@ -47,6 +47,7 @@ def test_scheme_b_survives_its_minority_room_without_loss(tmp_path):
     assert row["rto_ms"] is not None and row["rto_ms"] < 2500  # writes go on: room1 holds the majority
 
 
+@pytest.mark.slow  # long for CI's 10-minute budget; run with -m slow
 def test_scheme_b_majority_room_loss_with_memory_durability_replays_nothing(tmp_path):
     """Issue 18, finding 5: the leader's room holds the majority; both its replicas are SIGKILLed
     (memory durability) and restarted. The replica that won the election right after the restart

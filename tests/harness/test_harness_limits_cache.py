@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from mqbench.limits import LIMITS_SCHEMA, cache_file, cached_limits, limits_for_run, machine_info
 
 
@@ -33,6 +35,7 @@ def test_the_cache_file_is_per_machine_in_the_documented_place(tmp_path, monkeyp
     assert cache_file({"hostname": "h"}) == tmp_path / "x" / "mqbench" / "limits-h.json"
 
 
+@pytest.mark.slow  # long for CI's 10-minute budget; run with -m slow
 def test_auto_measures_once_then_reads_the_cache_and_measure_refreshes_it(tmp_path):
     cache = tmp_path / "cache" / "limits.json"
     notes = []

@@ -161,6 +161,7 @@ def test_producer_and_simple_consumer(grpc_cluster, tmp_path):
 
 @pytest.mark.realproc
 @pytest.mark.parametrize("grpc_cluster", params("py-raft3", "node-single"), indirect=True)
+@pytest.mark.slow  # long for CI's 10-minute budget; run with -m slow
 def test_push_consumer_concurrent_and_fifo(grpc_cluster, tmp_path):
     argv, state = grpc_cluster
     ep = endpoints(state, argv)

@@ -133,6 +133,7 @@ def test_an_overloaded_run_is_saturated_not_a_capacity_and_exits_3(tmp_path):
 
 
 @pytest.mark.realproc
+@pytest.mark.slow  # long for CI's 10-minute budget; run with -m slow
 def test_piped_output_gets_one_line_per_window_unless_quiet(target, tmp_path):
     args = ["run", "orders", "--target", target.namesrv_addr, "--delay", "off", "--duration", "3s", "--warmup",
             "1s", "--window", "1s", "--rate", "100", "--drain", "3s", "--limits", "none"]

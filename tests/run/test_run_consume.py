@@ -19,6 +19,7 @@ def _run(tmp_path, *extra):
 
 
 @pytest.mark.realproc
+@pytest.mark.slow  # long for CI's 10-minute budget; run with -m slow
 def test_pull_and_pop_under_consumer_churn(tmp_path):
     result, doc = _run(tmp_path, "--consumer-churn", "on", "--churn-interval", "2s")
     pull, pop = doc["cells"]
@@ -38,6 +39,7 @@ def test_pull_and_pop_under_consumer_churn(tmp_path):
 
 
 @pytest.mark.realproc
+@pytest.mark.slow  # long for CI's 10-minute budget; run with -m slow
 def test_one_slow_consumer_scenario_runs_both_ways_and_loses_nothing(tmp_path):
     """The comparison itself is a measurement (quoted with its command in the README), not a timed
     assertion: this shared machine's load decides the figures."""

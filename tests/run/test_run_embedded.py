@@ -41,6 +41,7 @@ def test_a_short_matrix_on_the_embedded_single_layout(tmp_path):
 
 
 @pytest.mark.realproc
+@pytest.mark.slow  # long for CI's 10-minute budget; run with -m slow
 def test_layout_as_a_matrix_axis_gives_each_cell_its_own_cluster_and_per_host_figures(tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli, [

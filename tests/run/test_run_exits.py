@@ -83,6 +83,7 @@ def _left(seen: dict[int, float], ports: set[int], wait_s: float = 15.0):
 
 
 @pytest.mark.realproc
+@pytest.mark.slow  # long for CI's 10-minute budget; run with -m slow
 def test_timeout_of_a_run_leaves_nothing_running(tmp_path):
     proc = _start(["timeout", "15", *MQBENCH, "run", "orders", "--out", str(tmp_path / "res")], tmp_path)
     seen, ports = _watch(proc, until_s=0, brokers_wanted=3)

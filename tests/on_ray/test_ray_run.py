@@ -5,7 +5,7 @@ nothing of Ray is left running afterwards.
 
 Skipped (with the reason) when Ray is not installed (`pip install -e '.[ray]'`) or ``unshare -n``
 cannot run. It takes about 100 s on a loaded 2-core machine; .ci/run does not install Ray, so CI
-skips it. Run it with: ``.venv/bin/pip install -e '.[ray]' && .venv/bin/python -m pytest -q tests/ray``.
+skips it. Run it with: ``.venv/bin/pip install -e '.[ray]' && .venv/bin/python -m pytest -q tests/on_ray``.
 """
 from __future__ import annotations
 
