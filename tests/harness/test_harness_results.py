@@ -272,7 +272,7 @@ def test_a_schema_1_result_still_loads_and_is_judged_by_the_same_rules(result_fo
 
 def test_the_achieved_batch_says_whether_it_is_under_half_the_asked_size():
     # Issue 16 finding 2: the cell says so in a field; the validator accepts that flag, nothing else odd.
-    from mqbench.harness.results import _check_optional_cell_fields
+    from mqbench.harness.result_schema import _check_optional_cell_fields
     from mqbench.errors import CorruptDataError
 
     batch = {"records_total": 3, "msgs_total": 4, "msgs_per_record_mean": 1.3, "msgs_per_record_p50": 1,
