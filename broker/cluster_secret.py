@@ -25,8 +25,8 @@ from pathlib import Path
 
 from mqbench.errors import UserError
 
-from .remoting import signature
-from .remoting.command import RemotingCommand
+from .formats import signature
+from .formats.command import RemotingCommand
 
 SECRET_FILE = "cluster.secret"
 SECRET_BYTES = 32

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mqbench.broker.store import configs
+from mqbench.broker.formats import configs
 from mqbench.broker.store.atomic import read_with_backup
 
 from .journal import write_file_atomic

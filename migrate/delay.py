@@ -34,12 +34,22 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from mqbench.broker.store.inspect_files import MappedFile, list_segments
+from mqbench.broker.store.segment_files import MappedFile, list_segments
 from mqbench.broker.store.log_reader import zeros_from
-from mqbench.broker.store.record import DEFAULT_MESSAGE_DELAY_LEVEL, SCHEDULE_TOPIC, Message, parse_delay_levels
+from mqbench.broker.formats.record import (
+    DEFAULT_MESSAGE_DELAY_LEVEL,
+    SCHEDULE_TOPIC,
+    Message,
+    parse_delay_levels,
+)
 from mqbench.broker.store.segments import SegmentQueue
-from mqbench.broker.store.timer_formats import (
-    TIMER_LOG_FILE_BYTES, TIMER_TOPIC, UNIT_BLANK, check_timer_unit, decode_timer_check, decode_timer_unit,
+from mqbench.broker.formats.timer_formats import (
+    TIMER_LOG_FILE_BYTES,
+    TIMER_TOPIC,
+    UNIT_BLANK,
+    check_timer_unit,
+    decode_timer_check,
+    decode_timer_unit,
     encode_timer_unit,
 )
 from mqbench.errors import CorruptDataError

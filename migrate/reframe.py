@@ -29,10 +29,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from mqbench.broker.store import versions
-from mqbench.broker.store.batch import decode_batch
-from mqbench.broker.store.record import (
-    SYSFLAG_COMPRESSED, SYSFLAG_COMPRESSION_MASK, SYSFLAG_COMPRESSION_SHIFT, SYSFLAG_INNER_BATCH,
-    SYSFLAG_NEED_UNWRAP, TOPIC_V1_MAX_BYTES, Message,
+from mqbench.broker.formats.batch import decode_batch
+from mqbench.broker.formats.record import (
+    SYSFLAG_COMPRESSED,
+    SYSFLAG_COMPRESSION_MASK,
+    SYSFLAG_COMPRESSION_SHIFT,
+    SYSFLAG_INNER_BATCH,
+    SYSFLAG_NEED_UNWRAP,
+    TOPIC_V1_MAX_BYTES,
+    Message,
 )
 from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, TYPE_ID_ZLIB, Codec, codec_for_type_id
 from mqbench.errors import UserError

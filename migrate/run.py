@@ -30,19 +30,26 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from mqbench.broker.store import dledger as dl
+from mqbench.broker.formats import dledger as dl
 from mqbench.broker.store import versions
 from mqbench.broker.store.consume_queue import DEFAULT_BCQ_SEGMENT_BYTES, DEFAULT_CQ_SEGMENT_BYTES
-from mqbench.broker.store.record import (
-    SYSFLAG_TX_COMMIT, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message,
-    encode_message, peek_fields, peek_properties, peek_topic,
+from mqbench.broker.formats.record import (
+    SYSFLAG_TX_COMMIT,
+    SYSFLAG_TX_MASK,
+    SYSFLAG_TX_PREPARED,
+    SYSFLAG_TX_ROLLBACK,
+    Message,
+    encode_message,
+    peek_fields,
+    peek_properties,
+    peek_topic,
 )
-from mqbench.broker.store.record_check import peek_store_timestamp
+from mqbench.broker.formats.record_check import peek_store_timestamp
 from mqbench.broker.store.atomic import ABORT_FILE, lock_held
-from mqbench.broker.store.index_file import DEFAULT_HASH_SLOT_NUM, DEFAULT_INDEX_NUM
+from mqbench.broker.formats.index_file import DEFAULT_HASH_SLOT_NUM, DEFAULT_INDEX_NUM
 from mqbench.broker.store.index_files import INDEX_DIR, IndexWriter, geometry, index_files
 from mqbench.broker.store.recovery import CheckpointFile, CheckpointState
-from mqbench.broker.store.topics import TRANS_HALF_TOPIC
+from mqbench.broker.formats.topics import TRANS_HALF_TOPIC
 from mqbench.errors import CorruptDataError, UserError
 
 from . import delay

@@ -35,11 +35,11 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
-from mqbench.broker.store import dledger as dl
-from mqbench.broker.store.inspect_files import log_dirs
+from mqbench.broker.formats import dledger as dl
+from mqbench.broker.store.segment_files import log_dirs
 from mqbench.broker.store.log_reader import RAISE, FolderFiles, LogItem, LogReader, list_segments
-from mqbench.broker.store.record import Message, decode_message
-from mqbench.broker.store.record_check import peek_message
+from mqbench.broker.formats.record import Message, decode_message
+from mqbench.broker.formats.record_check import peek_message
 from mqbench.broker.store.versions import detect
 from mqbench.errors import CorruptDataError
 

@@ -28,15 +28,25 @@ import shutil
 import struct
 from pathlib import Path
 
-from mqbench.broker.store import dledger as dl
+from mqbench.broker.formats import dledger as dl
 from mqbench.broker.store import versions
 from mqbench.broker.store.dispatch import BCQ_DIR, CQ_DIR, DispatchInfo, QueueSet, dispatch_record
 from mqbench.broker.store.dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerLog
-from mqbench.broker.store.record import (
-    BLANK_MIN_BYTES, CRC_PROPERTY, CRC_PROPERTY_BYTES, SCHEDULE_TOPIC, SYSFLAG_INNER_BATCH, Message, body_crc,
-    crc_digits, encode_blank, java_hash, message_tags_code, verify_property_crc,
+from mqbench.broker.formats.record import (
+    BLANK_MIN_BYTES,
+    CRC_PROPERTY,
+    CRC_PROPERTY_BYTES,
+    SCHEDULE_TOPIC,
+    SYSFLAG_INNER_BATCH,
+    Message,
+    body_crc,
+    crc_digits,
+    encode_blank,
+    java_hash,
+    message_tags_code,
+    verify_property_crc,
 )
-from mqbench.broker.store.record_check import strip_trailing_separator
+from mqbench.broker.formats.record_check import strip_trailing_separator
 from mqbench.broker.store.segments import SegmentQueue
 from mqbench.errors import CorruptDataError, InvariantViolation, UserError
 

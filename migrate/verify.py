@@ -33,10 +33,21 @@ from itertools import zip_longest
 
 from mqbench.broker.store import versions
 from mqbench.broker.store.dispatch import BCQ_DIR, CQ_DIR
-from mqbench.broker.store.inspect_files import SegmentReader, list_segments
-from mqbench.broker.store.queues import BCQ_UNIT_BYTES, CQ_UNIT_BYTES, decode_bcq_unit, decode_cq_unit, is_cq_end
-from mqbench.broker.store.record import (SCHEDULE_TOPIC, SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED,
-                                         SYSFLAG_TX_ROLLBACK)
+from mqbench.broker.store.segment_files import SegmentReader, list_segments
+from mqbench.broker.formats.queues import (
+    BCQ_UNIT_BYTES,
+    CQ_UNIT_BYTES,
+    decode_bcq_unit,
+    decode_cq_unit,
+    is_cq_end,
+)
+from mqbench.broker.formats.record import (
+    SCHEDULE_TOPIC,
+    SYSFLAG_INNER_BATCH,
+    SYSFLAG_TX_MASK,
+    SYSFLAG_TX_PREPARED,
+    SYSFLAG_TX_ROLLBACK,
+)
 from mqbench.errors import UserError
 
 from .configs_carry import read_configs

@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import zlib
 
-from mqbench.broker.store import record as rec
-from mqbench.broker.store.compression import SYSFLAG_COMPRESSION_BITS, decompress_body
+from mqbench.broker.formats import record as rec
+from mqbench.broker.formats.compression import SYSFLAG_COMPRESSION_BITS, decompress_body
 
 PROP_UNIQ_KEY = "UNIQ_KEY"
 PROP_TAGS = "TAGS"

@@ -43,12 +43,12 @@ import fnmatch
 import logging
 
 from mqbench.broker.grpc import convert
-from mqbench.broker.remoting import codes
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats import codes
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.server.acl import ANY, PUB, RETRY_PREFIX, SUB
 from mqbench.broker.server.handlers import Refused
-from mqbench.broker.store import record as rec
-from mqbench.broker.store.topics import AUTO_CREATE_TOPIC_KEY_TOPIC
+from mqbench.broker.formats import record as rec
+from mqbench.broker.formats.topics import AUTO_CREATE_TOPIC_KEY_TOPIC
 from mqbench.errors import UserError
 
 log = logging.getLogger("mqbench.broker.grpc")

@@ -30,8 +30,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 
-from mqbench.broker.remoting import codes
-from mqbench.broker.store.topics import validate_topic
+from mqbench.broker.formats import codes
+from mqbench.broker.formats.topics import validate_topic
 from mqbench.errors import UserError
 
 BROKER_EXPIRY_MS_DEFAULT = 10_000  # RocketMQ: 120 s; ours registers every few seconds

@@ -23,11 +23,11 @@ from typing import Callable
 from mqbench.broker import cluster_secret
 from mqbench.broker.namesrv.routes import (BROKER_EXPIRY_MS_DEFAULT, Registration, RouteTable,
                                            parse_topic_config_table)
-from mqbench.broker.remoting import codes, headers
+from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.channel import Channel
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.remoting.server import RemotingServer
-from mqbench.broker.store.topics import validate_topic
+from mqbench.broker.formats.topics import validate_topic
 from mqbench.errors import UserError
 
 log = logging.getLogger(__name__)

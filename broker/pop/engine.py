@@ -59,7 +59,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from mqbench.broker.store.record import Message
+from mqbench.broker.formats.record import Message
 from mqbench.errors import UserError
 
 from . import handles

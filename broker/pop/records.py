@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from mqbench.broker.store.record import Message
+from mqbench.broker.formats.record import Message
 from mqbench.errors import CorruptDataError
 
 CK_TAG, ACK_TAG, BATCH_ACK_TAG = "ck", "ack", "bAck"

@@ -28,9 +28,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from mqbench.broker.remoting import codes
-from mqbench.broker.store.record import Message
-from mqbench.broker.store.topics import TIMER_TOPIC
+from mqbench.broker.formats import codes
+from mqbench.broker.formats.record import Message
+from mqbench.broker.formats.topics import TIMER_TOPIC
 
 from . import handles, records
 from .engine import ChangePlan, AckPlan, PopEngine, PopPlan, PopRequest

@@ -1,7 +1,7 @@
 """``StoreView``: the engine's ``QueueView`` over a replica's ``Store`` (committed state only)."""
 from __future__ import annotations
 
-from mqbench.broker.store.record import Message
+from mqbench.broker.formats.record import Message
 
 READ_BYTES_MAX = 4 << 20
 

@@ -5,7 +5,7 @@ Files, all in the replica's ``dledger-{selfId}/`` folder (spec section 11):
 * ``data/`` and ``index/``: the DLedger-framed log (``broker.store.dledger_log.DLedgerLog``),
   which recovers a torn tail on open;
 * ``currterm``: ``currTerm=<term>`` and ``voteLeader=<peer name or empty>`` lines (DLedger's Java
-  properties text, ``broker.store.dledger.encode_properties_file``), replaced atomically and
+  properties text, ``broker.formats.dledger.encode_properties_file``), replaced atomically and
   fsynced (``broker.store.atomic.write_atomic``) whenever term or vote change;
 * ``checkpoint``: ``endIndex``/``committedIndex``, written by ``DLedgerLog.save_checkpoint`` on
   ``close()``; the committed index is a hint (the leader tells followers again after a restart).
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from mqbench.errors import CorruptDataError, InvariantViolation
-from mqbench.broker.store import dledger as fmt
+from mqbench.broker.formats import dledger as fmt
 from mqbench.broker.store.atomic import read_with_backup, write_atomic
 from mqbench.broker.store.dledger_log import DLedgerLog
 

@@ -29,9 +29,9 @@ import itertools
 import logging
 from typing import Awaitable, Callable
 
-from mqbench.broker.remoting import codes
-from mqbench.broker.remoting.command import RemotingCommand, encode_command
-from mqbench.broker.remoting.frame import FRAME_BYTES_MAX_DEFAULT, FrameDecoder
+from mqbench.broker.formats import codes
+from mqbench.broker.formats.command import RemotingCommand, encode_command
+from mqbench.broker.formats.frame import FRAME_BYTES_MAX_DEFAULT, FrameDecoder
 from mqbench.broker.remoting.limits import PartialFrameBudget, ServerLimits
 from mqbench.errors import InvariantViolation, PeerError, UserError
 

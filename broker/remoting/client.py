@@ -11,7 +11,7 @@ import asyncio
 
 from mqbench.broker.remoting.channel import (Channel, RemotingClosedError, RemotingTimeoutError, RequestHandler,
                                              WRITE_BUFFER_BYTES_HIGH_DEFAULT)
-from mqbench.broker.remoting.frame import FRAME_BYTES_MAX_DEFAULT
+from mqbench.broker.formats.frame import FRAME_BYTES_MAX_DEFAULT
 from mqbench.errors import UserError
 
 __all__ = ["connect", "parse_addr", "Channel", "RemotingClosedError", "RemotingTimeoutError"]

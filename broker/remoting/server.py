@@ -29,11 +29,11 @@ import asyncio
 import logging
 from typing import Callable
 
-from mqbench.broker.remoting import codes
+from mqbench.broker.formats import codes
 from mqbench.broker.remoting.channel import (INFLIGHT_REQUESTS_MAX_DEFAULT, WRITE_BUFFER_BYTES_HIGH_DEFAULT, Channel,
                                              RequestHandler, unsupported)
-from mqbench.broker.remoting.command import RemotingCommand
-from mqbench.broker.remoting.frame import FRAME_BYTES_MAX_DEFAULT
+from mqbench.broker.formats.command import RemotingCommand
+from mqbench.broker.formats.frame import FRAME_BYTES_MAX_DEFAULT
 from mqbench.broker.remoting.limits import PartialFrameBudget, ServerLimits
 
 log = logging.getLogger(__name__)

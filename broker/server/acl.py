@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 from pathlib import Path
 
-from mqbench.broker.remoting import codes, signature
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats import codes, signature
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.errors import UserError
 
 DENY, ANY, PUB, SUB = 1, 2, 4, 8

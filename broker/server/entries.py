@@ -42,9 +42,9 @@ import logging
 from dataclasses import dataclass
 
 from mqbench.errors import CorruptDataError, UserError
-from mqbench.broker.store.configs import TopicConfig
-from mqbench.broker.store.record import Message, decode_message
-from mqbench.broker.store.topics import validate_group, validate_topic
+from mqbench.broker.formats.configs import TopicConfig
+from mqbench.broker.formats.record import Message, decode_message
+from mqbench.broker.formats.topics import validate_group, validate_topic
 
 META_TOPIC = "rmq_sys_mqbench_meta"
 META_VERSION = 1

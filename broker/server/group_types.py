@@ -12,7 +12,7 @@ from mqbench.broker.raft.types import Message as RaftMessage
 from mqbench.broker.raft.types import NotLeader
 from mqbench.broker.raft.wire import ENTRY, HEADER, LENGTH
 from mqbench.broker.store.dledger_log import is_record_body
-from mqbench.broker.store.record import peek_topic
+from mqbench.broker.formats.record import peek_topic
 
 from .entries import META_TOPIC
 

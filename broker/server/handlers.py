@@ -40,17 +40,17 @@ from typing import Awaitable, Callable
 from mqbench.broker.layout import Instance, Layout
 from mqbench.broker.raft.types import NotLeader as RaftNotLeader
 from mqbench.broker.raft.types import ProposalDropped, Role
-from mqbench.broker.remoting import codes
+from mqbench.broker.formats import codes
 from mqbench.broker.remoting.channel import Channel
-from mqbench.broker.remoting.command import RemotingCommand
-from mqbench.broker.remoting.headers import HeaderError
+from mqbench.broker.formats.command import RemotingCommand
+from mqbench.broker.formats.headers import HeaderError
 from mqbench.broker.server.acl import AclDenied
 from mqbench.broker.server.clients import ClientRegistry
 from mqbench.broker.server.longpoll import PullWaiters
-from mqbench.broker.store.record import Message
+from mqbench.broker.formats.record import Message
 from mqbench.broker.store.flush import WritesUnavailable
-from mqbench.broker.store.configs import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig
-from mqbench.broker.store.topics import AUTO_CREATE_TOPIC_KEY_TOPIC, validate_topic
+from mqbench.broker.formats.configs import PERM_INHERIT, PERM_READ, PERM_WRITE, TopicConfig
+from mqbench.broker.formats.topics import AUTO_CREATE_TOPIC_KEY_TOPIC, validate_topic
 from mqbench.errors import UserError
 
 log = logging.getLogger("mqbench.broker")

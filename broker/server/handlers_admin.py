@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 
-from mqbench.broker.remoting import codes, headers
+from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.channel import Channel
-from mqbench.broker.remoting.command import RemotingCommand, parse_java_long
+from mqbench.broker.formats.command import RemotingCommand, parse_java_long
 from mqbench.broker.server.handlers import BrokerContext, Refused, log
-from mqbench.broker.store.configs import PERM_READ, PERM_WRITE, TopicConfig
-from mqbench.broker.store.topics import validate_topic
+from mqbench.broker.formats.configs import PERM_READ, PERM_WRITE, TopicConfig
+from mqbench.broker.formats.topics import validate_topic
 
 QUEUE_NUMS_MAX = 1024
 
@@ -204,7 +204,7 @@ def rocketmq_runtime_fields(ctx: BrokerContext) -> dict[str, str]:
     ``commitLogDiskRatio`` / ``consumeQueueDiskRatio`` (used fraction of the store's file system),
     ``commitLogDirCapacity``, ``runtime``."""
     from mqbench import __version__
-    from mqbench.broker.remoting.admin_bodies import ROCKETMQ_VERSION_4_9_8
+    from mqbench.broker.formats.admin_bodies import ROCKETMQ_VERSION_4_9_8
 
     now_ms = ctx.clock_ms()
     ratio, total, free = _disk(ctx.store.root)

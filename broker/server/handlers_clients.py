@@ -16,11 +16,11 @@ Bad bodies or names: INVALID_PARAMETER 29 naming the problem.
 """
 from __future__ import annotations
 
-from mqbench.broker.remoting import codes, headers
+from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.channel import Channel
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.server.handlers import BrokerContext, Refused, log
-from mqbench.broker.store.topics import retry_topic, validate_group
+from mqbench.broker.formats.topics import retry_topic, validate_group
 
 
 def notify_group(ctx: BrokerContext, group: str, skip: str | None = None) -> int:

@@ -27,12 +27,12 @@ an offset older than one already shown.
 """
 from __future__ import annotations
 
-from mqbench.broker.remoting import codes, headers
+from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.channel import Channel
-from mqbench.broker.remoting.command import RemotingCommand, parse_java_long
-from mqbench.broker.remoting.headers import HeaderError
+from mqbench.broker.formats.command import RemotingCommand, parse_java_long
+from mqbench.broker.formats.headers import HeaderError
 from mqbench.broker.server.handlers import BrokerContext, Refused
-from mqbench.broker.store.topics import validate_group, validate_topic
+from mqbench.broker.formats.topics import validate_group, validate_topic
 
 
 def _check_queue(topic: str, queue_id: int) -> None:

@@ -32,14 +32,14 @@ from __future__ import annotations
 
 from mqbench.broker.pop import handles
 from mqbench.broker.pop.engine import PopRequest
-from mqbench.broker.remoting import codes, headers
-from mqbench.broker.remoting import headers_pop as hp
+from mqbench.broker.formats import codes, headers
+from mqbench.broker.formats import headers_pop as hp
 from mqbench.broker.remoting.channel import Channel
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.server.handlers import BrokerContext, Refused
-from mqbench.broker.store import record as rec
-from mqbench.broker.store.configs import PERM_READ
-from mqbench.broker.store.topics import validate_group, validate_topic
+from mqbench.broker.formats import record as rec
+from mqbench.broker.formats.configs import PERM_READ
+from mqbench.broker.formats.topics import validate_group, validate_topic
 from mqbench.errors import UserError
 
 

@@ -42,13 +42,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from mqbench.broker.remoting import codes, headers
+from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.channel import Channel
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.server.handlers import READ_WAIT_MS_MAX, BrokerContext, Refused
-from mqbench.broker.store import record as rec
-from mqbench.broker.store.configs import PERM_READ
-from mqbench.broker.store.topics import validate_group, validate_topic
+from mqbench.broker.formats import record as rec
+from mqbench.broker.formats.configs import PERM_READ
+from mqbench.broker.formats.topics import validate_group, validate_topic
 
 PULL_BYTES_MAX = 4 * 1024 * 1024
 PULL_MESSAGES_MAX = 1024

@@ -40,17 +40,27 @@ Contract (what the client sees; RocketMQ's ``SendMessageProcessor`` behaviour un
 """
 from __future__ import annotations
 
-from mqbench.broker.remoting import codes, headers
+from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.channel import Channel
-from mqbench.broker.remoting.command import RemotingCommand
-from mqbench.broker.remoting.command import parse_java_long
-from mqbench.broker.remoting.headers import HeaderError
+from mqbench.broker.formats.command import RemotingCommand
+from mqbench.broker.formats.command import parse_java_long
+from mqbench.broker.formats.headers import HeaderError
 from mqbench.broker.server.handlers import BrokerContext, Refused, log, peer_host
-from mqbench.broker.store import record as rec
-from mqbench.broker.store.compression import (BATCH_ITEMS_MAX, SYSFLAG_COMPRESSION_BITS, decode_client_batch,
-                                              decompress_body)
-from mqbench.broker.store.configs import PERM_WRITE, TopicConfig
-from mqbench.broker.store.topics import client_may_send, dlq_topic, retry_topic, validate_group, validate_topic
+from mqbench.broker.formats import record as rec
+from mqbench.broker.formats.compression import (
+    BATCH_ITEMS_MAX,
+    SYSFLAG_COMPRESSION_BITS,
+    decode_client_batch,
+    decompress_body,
+)
+from mqbench.broker.formats.configs import PERM_WRITE, TopicConfig
+from mqbench.broker.formats.topics import (
+    client_may_send,
+    dlq_topic,
+    retry_topic,
+    validate_group,
+    validate_topic,
+)
 from mqbench.errors import CorruptDataError
 
 UNIQ_KEY = "UNIQ_KEY"

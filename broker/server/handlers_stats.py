@@ -43,16 +43,16 @@ from __future__ import annotations
 
 import asyncio
 
-from mqbench.broker.remoting import admin_bodies as bodies
-from mqbench.broker.remoting import codes
+from mqbench.broker.formats import admin_bodies as bodies
+from mqbench.broker.formats import codes
 from mqbench.broker.remoting.channel import Channel
-from mqbench.broker.remoting.command import RemotingCommand, parse_java_long
-from mqbench.broker.remoting.headers import HeaderError, dump_json_body, parse_tag_expression
+from mqbench.broker.formats.command import RemotingCommand, parse_java_long
+from mqbench.broker.formats.headers import HeaderError, dump_json_body, parse_tag_expression
 from mqbench.broker.server.handlers import BrokerContext, Refused
 from mqbench.broker.server.handlers_offsets import offset_by_time
-from mqbench.broker.store import configs
-from mqbench.broker.store import record as rec
-from mqbench.broker.store.topics import validate_group, validate_topic
+from mqbench.broker.formats import configs
+from mqbench.broker.formats import record as rec
+from mqbench.broker.formats.topics import validate_group, validate_topic
 
 QUERY_SCAN_MESSAGES_MAX = 200_000
 QUERY_SCAN_CHUNK = 256

@@ -32,10 +32,10 @@ from collections import deque
 from mqbench.errors import CorruptDataError, InvariantViolation
 from mqbench.broker.raft.dledger_storage import DLedgerStorage
 from mqbench.broker.raft.types import Entry, EntryKind, HardState
-from mqbench.broker.store import dledger as fmt
+from mqbench.broker.formats import dledger as fmt
 from mqbench.broker.store.atomic import read_with_backup, write_atomic
 from mqbench.broker.store.dledger_log import is_record_body
-from mqbench.broker.store.restamp import placement_cleared
+from mqbench.broker.formats.restamp import placement_cleared
 from mqbench.broker.store.store import Store
 
 CACHE_ENTRIES = 8192

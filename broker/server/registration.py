@@ -31,10 +31,10 @@ from typing import Callable
 
 from mqbench.broker import cluster_secret
 from mqbench.broker.namesrv.routes import TopicEntry, register_body
-from mqbench.broker.remoting import codes, headers
+from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.channel import Channel
 from mqbench.broker.remoting.client import connect
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.errors import MqbenchError
 
 log = logging.getLogger("mqbench.broker.registration")

@@ -78,11 +78,11 @@ from mqbench.broker.raft.transport import RaftTransport
 from mqbench.broker.raft.types import NONE, Entry, EntryKind, Message as RaftMessage, ProposalDropped, Ready, Role
 from mqbench.broker.raft.types import NotLeader as RaftNotLeader
 from mqbench.broker.raft.wire import DEFAULT_MAX_FRAME_BYTES
-from mqbench.broker.store.batch import BatchItem
-from mqbench.broker.store.configs import TopicConfig
-from mqbench.broker.store.record import Message, message_id, peek_fields
+from mqbench.broker.formats.batch import BatchItem
+from mqbench.broker.formats.configs import TopicConfig
+from mqbench.broker.formats.record import Message, message_id, peek_fields
 from mqbench.broker.store.store import Store
-from mqbench.broker.store.topics import validate_topic
+from mqbench.broker.formats.topics import validate_topic
 
 from .entries import OffsetUpdate, TopicUpdate, apply_meta, check_offset_update, meta_message
 from .group_types import LeadershipLost, NotLeader, PutResult, frame_bytes, is_meta_record, refuse_meta_topic

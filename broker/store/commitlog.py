@@ -28,7 +28,7 @@ from typing import Iterator
 from mqbench.errors import UserError
 
 from .log_reader import STOP, LogReader, QueueFiles
-from .record import BLANK_MIN_BYTES, Message, encode_blank, encode_message
+from mqbench.broker.formats.record import BLANK_MIN_BYTES, Message, encode_blank, encode_message
 from .segments import SegmentQueue
 
 _PHYSICAL_OFFSET = struct.Struct(">q")

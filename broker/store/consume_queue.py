@@ -21,8 +21,18 @@ import os
 
 from mqbench.errors import CorruptDataError, InvariantViolation, UserError
 
-from .queues import (BCQ_UNIT_BYTES, CQ_UNIT_BYTES, BcqUnit, decode_bcq_unit, decode_cq_unit, encode_bcq_unit,
-                     encode_cq_filler, encode_cq_unit, is_cq_end, is_cq_filler)
+from mqbench.broker.formats.queues import (
+    BCQ_UNIT_BYTES,
+    CQ_UNIT_BYTES,
+    BcqUnit,
+    decode_bcq_unit,
+    decode_cq_unit,
+    encode_bcq_unit,
+    encode_cq_filler,
+    encode_cq_unit,
+    is_cq_end,
+    is_cq_filler,
+)
 from .segments import SegmentQueue
 
 DEFAULT_CQ_SEGMENT_BYTES = 300_000 * CQ_UNIT_BYTES      # 6 000 000

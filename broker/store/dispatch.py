@@ -30,10 +30,17 @@ from typing import Callable, Iterator
 from mqbench.errors import CorruptDataError, UserError
 
 from .consume_queue import BatchConsumeQueue, ConsumeQueue
-from .queues import BcqUnit
-from .record import (SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message,
-                     decode_message, message_tags_code)
-from .topics import validate_topic
+from mqbench.broker.formats.queues import BcqUnit
+from mqbench.broker.formats.record import (
+    SYSFLAG_INNER_BATCH,
+    SYSFLAG_TX_MASK,
+    SYSFLAG_TX_PREPARED,
+    SYSFLAG_TX_ROLLBACK,
+    Message,
+    decode_message,
+    message_tags_code,
+)
+from mqbench.broker.formats.topics import validate_topic
 
 CQ_DIR = "consumequeue"
 BCQ_DIR = "batchconsumequeue"

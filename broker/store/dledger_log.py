@@ -47,10 +47,10 @@ from typing import Iterator
 
 from mqbench.errors import InvariantViolation, UserError
 
-from . import dledger as fmt
+from mqbench.broker.formats import dledger as fmt
 from .atomic import read_with_backup, write_atomic
 from .log_reader import STOP, LogReader, QueueFiles
-from .record import RECORD_END, Message, check_record, encode_message
+from mqbench.broker.formats.record import RECORD_END, Message, check_record, encode_message
 from .segments import SegmentQueue
 
 DEFAULT_INDEX_SEGMENT_BYTES = 32 * 5 * 1024 * 1024   # 167 772 160, DLedgerConfig

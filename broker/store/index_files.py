@@ -26,8 +26,8 @@ from pathlib import Path
 
 from mqbench.errors import CorruptDataError
 
-from . import index_file as fmt
-from .record import SYSFLAG_TX_MASK, SYSFLAG_TX_ROLLBACK
+from mqbench.broker.formats import index_file as fmt
+from mqbench.broker.formats.record import SYSFLAG_TX_MASK, SYSFLAG_TX_ROLLBACK
 from .segments import fsync_dir
 
 INDEX_DIR = "index"

@@ -35,9 +35,9 @@ from typing import Iterator
 
 from mqbench.errors import CorruptDataError
 
-from . import dledger as dl
-from .record import RECORD_BLANK, RECORD_END
-from .record_check import record_verdict
+from mqbench.broker.formats import dledger as dl
+from mqbench.broker.formats.record import RECORD_BLANK, RECORD_END
+from mqbench.broker.formats.record_check import record_verdict
 
 STOP, REPORT, RAISE = "stop", "report", "raise"
 WINDOW_BYTES = 8 << 20

@@ -21,9 +21,9 @@ from typing import Callable
 
 from mqbench.errors import UserError
 
-from . import configs
+from mqbench.broker.formats import configs
 from .atomic import read_with_backup, write_atomic
-from .topics import validate_group, validate_topic
+from mqbench.broker.formats.topics import validate_group, validate_topic
 
 TOPICS_FILE = "topics.json"
 CONSUMER_OFFSETS_FILE = "consumerOffset.json"

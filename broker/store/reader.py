@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 from mqbench.errors import CorruptDataError
 
-from .compression import SYSFLAG_COMPRESSION_BITS, inner_batch_items
+from mqbench.broker.formats.compression import SYSFLAG_COMPRESSION_BITS, inner_batch_items
 from .consume_queue import BatchConsumeQueue
 from .dispatch import QueueSet
-from .record import SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, Message, decode_message
+from mqbench.broker.formats.record import SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, Message, decode_message
 
 
 @dataclass

@@ -39,7 +39,7 @@ from typing import Callable
 
 from mqbench.errors import CorruptDataError, InvariantViolation
 
-from . import checkpoint as fmt
+from mqbench.broker.formats import checkpoint as fmt
 from .dispatch import QueueSet, dispatch_info, dispatch_record
 
 CHECKPOINT_FILE = "checkpoint"

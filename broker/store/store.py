@@ -82,21 +82,29 @@ from mqbench.errors import UserError
 
 from . import reader, versions
 from .atomic import AbortMarker, StoreLock
-from .batch import BatchItem, encode_batch
+from mqbench.broker.formats.batch import BatchItem, encode_batch
 from .commitlog import CommitLog
-from .configs import TopicConfig
+from mqbench.broker.formats.configs import TopicConfig
 from .consume_queue import DEFAULT_BCQ_SEGMENT_BYTES, DEFAULT_CQ_SEGMENT_BYTES
 from .dispatch import QueueSet, dispatch_info, dispatch_record, message_dispatch_info
 from .dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerCommitLog, DLedgerLog
 from .flush import (POLICY_INTERVAL, POLICY_SYNC, GroupCommit, IntervalFlusher, WritesUnavailable, is_resource_error,
                     parse_flush_policy)
 from .metadata import Metadata
-from .record import (SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_MASK,
-                     SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message, message_id)
+from mqbench.broker.formats.record import (
+    SYSFLAG_COMPRESSED,
+    SYSFLAG_INNER_BATCH,
+    SYSFLAG_NEED_UNWRAP,
+    SYSFLAG_TX_MASK,
+    SYSFLAG_TX_PREPARED,
+    SYSFLAG_TX_ROLLBACK,
+    Message,
+    message_id,
+)
 from .reader import ReadResult
 from .store_raft import RaftHooks
 from .recovery import CheckpointFile, CheckpointState, commitlog_scan_start, recover_queues
-from .topics import validate_topic
+from mqbench.broker.formats.topics import validate_topic
 
 DEFAULT_COMMITLOG_SEGMENT_BYTES = 1 << 30
 DEFAULT_STORE_HOST = ("127.0.0.1", 10911)

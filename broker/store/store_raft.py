@@ -8,15 +8,23 @@ from __future__ import annotations
 
 from mqbench.errors import CorruptDataError, UserError
 
-from .batch import BatchItem
+from mqbench.broker.formats.batch import BatchItem
 from .dispatch import DispatchInfo, dispatch_info, message_dispatch_info
-from .dledger import ENTRY_HEADER_BYTES
+from mqbench.broker.formats.dledger import ENTRY_HEADER_BYTES
 from .dledger_log import DLedgerLog, is_record_body
-from .record import (SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message,
-                     decode_message, encode_message, set_physical_offset)
-from .record_check import peek_record, peek_tags_code
+from mqbench.broker.formats.record import (
+    SYSFLAG_INNER_BATCH,
+    SYSFLAG_TX_MASK,
+    SYSFLAG_TX_PREPARED,
+    SYSFLAG_TX_ROLLBACK,
+    Message,
+    decode_message,
+    encode_message,
+    set_physical_offset,
+)
+from mqbench.broker.formats.record_check import peek_record, peek_tags_code
 from .recovery import CheckpointState
-from .restamp import restamp_record
+from mqbench.broker.formats.restamp import restamp_record
 
 
 class RaftHooks:

@@ -1,6 +1,6 @@
 """The timer store's two files: the append-only timer log and the timing-wheel file.
 
-Both layouts are the spec's (section 10) and are packed in ``mqbench.broker.store.timer_formats``
+Both layouts are the spec's (section 10) and are packed in ``mqbench.broker.formats.timer_formats``
 (the field tables are there: TimerLog unit 52 B, end-of-file blank 16 B, wheel slot 32 B).
 
 ``TimerLog`` (``{root}/timerlog/``, segment files of ``segment_bytes``, 20-digit names):
@@ -28,10 +28,24 @@ from pathlib import Path
 from typing import Iterator
 
 from mqbench.broker.store.segments import SegmentQueue
-from mqbench.broker.store.timer_formats import (EMPTY_SLOT, SLOTS_TOTAL, TIMER_LOG_BLANK_BYTES, TIMER_LOG_FILE_BYTES,
-                                                TIMER_LOG_UNIT_BYTES, TIMER_WHEEL_FILE_BYTES, UNIT_BLANK, WHEEL_SLOT_BYTES, TimerLogUnit, WheelSlot, check_timer_unit,
-                                                decode_timer_unit, decode_wheel_slot, encode_timer_blank,
-                                                encode_timer_unit, encode_wheel_slot)
+from mqbench.broker.formats.timer_formats import (
+    EMPTY_SLOT,
+    SLOTS_TOTAL,
+    TIMER_LOG_BLANK_BYTES,
+    TIMER_LOG_FILE_BYTES,
+    TIMER_LOG_UNIT_BYTES,
+    TIMER_WHEEL_FILE_BYTES,
+    UNIT_BLANK,
+    WHEEL_SLOT_BYTES,
+    TimerLogUnit,
+    WheelSlot,
+    check_timer_unit,
+    decode_timer_unit,
+    decode_wheel_slot,
+    encode_timer_blank,
+    encode_timer_unit,
+    encode_wheel_slot,
+)
 from mqbench.errors import CorruptDataError, UserError
 
 TIMERLOG_DIR = "timerlog"

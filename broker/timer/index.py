@@ -34,8 +34,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mqbench.broker.store.atomic import write_atomic
-from mqbench.broker.store.timer_formats import (MAGIC_DEFAULT, MAGIC_ROLL, TIMER_LOG_FILE_BYTES, TimerCheckpoint,
-                                                TimerLogUnit, WheelSlot, decode_timer_check, encode_timer_check)
+from mqbench.broker.formats.timer_formats import (
+    MAGIC_DEFAULT,
+    MAGIC_ROLL,
+    TIMER_LOG_FILE_BYTES,
+    TimerCheckpoint,
+    TimerLogUnit,
+    WheelSlot,
+    decode_timer_check,
+    encode_timer_check,
+)
 from mqbench.errors import CorruptDataError, InvariantViolation
 
 from .config import DelayConfig

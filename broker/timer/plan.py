@@ -48,8 +48,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mqbench.broker.store.record import SCHEDULE_TOPIC, Message
-from mqbench.broker.store.timer_formats import TIMER_TOPIC
+from mqbench.broker.formats.record import SCHEDULE_TOPIC, Message
+from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.errors import CorruptDataError
 
 PROGRESS_TOPIC = "rmq_sys_mqbench_delay_progress"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from mqbench.broker.store.record import SCHEDULE_TOPIC
-from mqbench.broker.store.timer_formats import TIMER_TOPIC
+from mqbench.broker.formats.record import SCHEDULE_TOPIC
+from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.errors import CorruptDataError
 
 from .plan import (BARRIER_QUEUE, MARKER_QUEUE, PROGRESS_TOPIC, Progress, Window, barrier_message,

@@ -37,10 +37,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from mqbench.broker.store.record import (PROPERTIES_MAX_BYTES, SCHEDULE_TOPIC, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED,
-                                         SYSFLAG_TX_ROLLBACK, Message, encode_properties)
-from mqbench.broker.store.timer_formats import TIMER_TOPIC
-from mqbench.broker.store.topics import validate_topic
+from mqbench.broker.formats.record import (
+    PROPERTIES_MAX_BYTES,
+    SCHEDULE_TOPIC,
+    SYSFLAG_TX_MASK,
+    SYSFLAG_TX_PREPARED,
+    SYSFLAG_TX_ROLLBACK,
+    Message,
+    encode_properties,
+)
+from mqbench.broker.formats.timer_formats import TIMER_TOPIC
+from mqbench.broker.formats.topics import validate_topic
 from mqbench.errors import CorruptDataError, UserError
 
 from .config import DelayConfig

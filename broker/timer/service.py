@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from mqbench.broker.store.record import SCHEDULE_TOPIC, Message, java_hash, record_size
-from mqbench.broker.store.timer_formats import TIMER_LOG_FILE_BYTES, TIMER_TOPIC
+from mqbench.broker.formats.record import SCHEDULE_TOPIC, Message, java_hash, record_size
+from mqbench.broker.formats.timer_formats import TIMER_LOG_FILE_BYTES, TIMER_TOPIC
 from mqbench.errors import CorruptDataError, UserError
 
 from .config import DelayConfig

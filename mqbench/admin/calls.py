@@ -17,7 +17,7 @@ commands): name server (cluster info, topic list, routes) and broker requests (r
 consume stats, topic stats, consumer connections, broker config, groups of a topic). Topics are
 written with ``create_topic`` above, which follows a leadership move.
 
-The one-shot helpers take ``credentials`` (``broker.remoting.signature.Credentials``) for a
+The one-shot helpers take ``credentials`` (``broker.formats.signature.Credentials``) for a
 cluster whose brokers check RocketMQ's ACL; ``AdminSession(..., credentials=...)`` likewise.
 
 Errors: a refusal raises ``AdminError`` (a UserError) naming the request, the address, the code
@@ -29,13 +29,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-from mqbench.broker.remoting import admin_bodies as bodies
-from mqbench.broker.remoting import codes
+from mqbench.broker.formats import admin_bodies as bodies
+from mqbench.broker.formats import codes
 from mqbench.broker.remoting.client import connect
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.server.handlers_admin import format_attributes
-from mqbench.broker.store.fastjson import loads_fastjson
-from mqbench.broker.store.topics import validate_topic
+from mqbench.broker.formats.fastjson import loads_fastjson
+from mqbench.broker.formats.topics import validate_topic
 from mqbench.errors import PeerError, UserError
 
 LEADER_RETRY_S = 0.1

@@ -18,8 +18,13 @@ from dataclasses import dataclass, field
 
 from mqbench.admin.calls import AdminError, AdminSession
 from mqbench.admin.cluster import query_cluster_in
-from mqbench.broker.remoting.admin_bodies import QueueOffsets
-from mqbench.broker.store.topics import RETRY_GROUP_TOPIC_PREFIX, retry_topic, validate_group, validate_topic
+from mqbench.broker.formats.admin_bodies import QueueOffsets
+from mqbench.broker.formats.topics import (
+    RETRY_GROUP_TOPIC_PREFIX,
+    retry_topic,
+    validate_group,
+    validate_topic,
+)
 from mqbench.errors import UserError
 
 

@@ -21,8 +21,12 @@ from dataclasses import dataclass, field
 
 from mqbench.admin.calls import AdminError, AdminSession, create_topic
 from mqbench.admin.cluster import ClusterView, query_cluster_in
-from mqbench.broker.store.topics import (DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX, is_system_topic,
-                                         validate_topic)
+from mqbench.broker.formats.topics import (
+    DLQ_GROUP_TOPIC_PREFIX,
+    RETRY_GROUP_TOPIC_PREFIX,
+    is_system_topic,
+    validate_topic,
+)
 from mqbench.errors import UserError
 
 ROUTE_CONCURRENCY = 16

@@ -2,7 +2,7 @@
 
 For each profile, ``messages`` realistic bodies (``workloads.bodies``) with the properties a
 producer sends (KEYS, TAGS, UNIQ_KEY, WAIT) go through the very code the client and broker run
-(``mqbench.broker.store.compression``), in these modes:
+(``mqbench.broker.formats.compression``), in these modes:
 
 * ``none``: one plain record per message, RocketMQ without compression (the baseline);
 * ``per-message >=4096`` and ``>=0``: RocketMQ's rule (``compress_body``) with its threshold and
@@ -37,9 +37,9 @@ import random
 import time
 from typing import Callable, Sequence
 
-from mqbench.broker.store import compression as comp
-from mqbench.broker.store.batch import BatchItem
-from mqbench.broker.store.record import Message, record_size
+from mqbench.broker.formats import compression as comp
+from mqbench.broker.formats.batch import BatchItem
+from mqbench.broker.formats.record import Message, record_size
 from mqbench.codecs.registry import Codec, parse_codec
 from mqbench.bench.common import bench_document, fmt
 from mqbench.errors import InvariantViolation, UserError

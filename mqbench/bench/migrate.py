@@ -67,7 +67,7 @@ def bodies(count: int, seed: int) -> list[bytes]:
 
 def build(root: Path, version: str, size_bytes: int, seed: int) -> int:
     """A store of about ``size_bytes`` of log; returns the messages written."""
-    from mqbench.broker.store.batch import BatchItem
+    from mqbench.broker.formats.batch import BatchItem
     from mqbench.broker.store.store import Store
 
     pool = bodies(1024, seed)

@@ -46,7 +46,7 @@ async def _open(root: Path, replicas: int, durability: str) -> list[ReplicatedGr
 
 async def _measure(root: Path, replicas: int, durability: str, concurrency: int, seconds: float,
                    body: bytes) -> dict:
-    from mqbench.broker.store.record import Message
+    from mqbench.broker.formats.record import Message
 
     groups = await _open(root, replicas, durability)
     try:

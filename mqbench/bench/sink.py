@@ -13,8 +13,8 @@ import itertools
 import json
 import os
 
-from mqbench.broker.remoting import codes
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats import codes
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.remoting.server import RemotingServer
 
 BROKER_NAME = "sink"

@@ -42,7 +42,7 @@ def _append(root: Path, version: str, policy: str, body_bytes: int, batch: int, 
             writers: int = 1) -> dict:
     """``writers`` threads append at once (each waits for its own acknowledgement), so under
     ``sync`` their waits share fdatasyncs (group commit)."""
-    from mqbench.broker.store.batch import BatchItem
+    from mqbench.broker.formats.batch import BatchItem
     from mqbench.broker.store.store import Store
 
     store = Store.open(root, version, create=True, flush_policy=policy)
@@ -100,7 +100,7 @@ def _read(root: Path, version: str) -> dict:
 
 
 def _recovery(root: Path, version: str, total_bytes: int, seed: int) -> list[dict]:
-    from mqbench.broker.store.batch import BatchItem
+    from mqbench.broker.formats.batch import BatchItem
     from mqbench.broker.store.store import Store
     from mqbench.errors import InvariantViolation
 

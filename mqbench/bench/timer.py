@@ -45,8 +45,8 @@ def wall_ms() -> int:
 
 
 def _timer_item(topic: str, deliver_ms: int, body: bytes, now_ms: int, config):
-    from mqbench.broker.store.batch import BatchItem
-    from mqbench.broker.store.record import Message
+    from mqbench.broker.formats.batch import BatchItem
+    from mqbench.broker.formats.record import Message
     from mqbench.broker.timer import rewrite_for_delay
 
     stored = rewrite_for_delay(Message(topic, body, {"TIMER_DELIVER_MS": str(deliver_ms)}), now_ms=now_ms,
@@ -64,8 +64,8 @@ async def _wait_until(predicate, timeout_s: float, what: str) -> None:
 
 async def _case(root: Path, pending: int, probes: int, probe_seconds: float, burst: int, seed: int) -> dict:
     from mqbench.broker.server.replicated import ReplicatedGroup
-    from mqbench.broker.store.record import Message
-    from mqbench.broker.store.timer_formats import TIMER_TOPIC
+    from mqbench.broker.formats.record import Message
+    from mqbench.broker.formats.timer_formats import TIMER_TOPIC
     from mqbench.broker.timer import DelayConfig, rewrite_for_delay
     from mqbench.broker.timer.wiring import LeaderDelay
 

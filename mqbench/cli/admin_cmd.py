@@ -70,7 +70,7 @@ def _target_options(func):
 
 def _connection(where: Target):
     """(name server address, credentials or None) of the cluster ``where`` names."""
-    from mqbench.broker.remoting.signature import Credentials
+    from mqbench.broker.formats.signature import Credentials
 
     if bool(where.access_key) != bool(where.secret_key):
         raise UserError("give both --access-key and --secret-key (or MQBENCH_ACCESS_KEY and MQBENCH_SECRET_KEY)")

@@ -1,4 +1,4 @@
-"""``mqbench inspect STORE``: what is in a broker store, read-only (see ``mqbench.broker.store.inspect``)."""
+"""``mqbench inspect STORE``: what is in a broker store, read-only (see ``mqbench.inspection.report``)."""
 from __future__ import annotations
 
 import json
@@ -96,7 +96,7 @@ def _print_text(doc: dict) -> None:
 
 
 def _print_key(store: str, key: str, topic: str | None, as_json: bool) -> None:
-    from mqbench.broker.store.inspect_keys import find_by_key
+    from mqbench.inspection.keys import find_by_key
     from mqbench.broker.store.versions import detect
     from mqbench.output import document, print_json
 
@@ -132,7 +132,7 @@ def inspect(store: str, as_json: bool, messages: bool, limit: int | None, key: s
     consume queues that disagree with the log). Exits 0 when damage is found (it is listed);
     2 when STORE is not a store or cannot be read.
     """
-    from mqbench.broker.store.inspect import inspect_store, iter_messages
+    from mqbench.inspection.report import inspect_store, iter_messages
 
     if key is not None:
         _print_key(store, key, topic, as_json)

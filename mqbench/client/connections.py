@@ -12,10 +12,10 @@ import asyncio
 import logging
 from typing import Callable
 
-from mqbench.broker.remoting import codes
+from mqbench.broker.formats import codes
 from mqbench.broker.remoting.channel import Channel, RemotingClosedError, RemotingTimeoutError, RequestHandler
 from mqbench.broker.remoting.client import connect, parse_addr
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.client.routes import TopicRoute
 from mqbench.errors import PeerError, UserError
 

@@ -34,9 +34,9 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 
-from mqbench.broker.remoting import codes, headers
-from mqbench.broker.remoting.command import RemotingCommand
-from mqbench.broker.store.topics import validate_group, validate_topic
+from mqbench.broker.formats import codes, headers
+from mqbench.broker.formats.command import RemotingCommand
+from mqbench.broker.formats.topics import validate_group, validate_topic
 from mqbench.client.connections import TRANSPORT_ERRORS, ClientError
 from mqbench.client.messages import ReceivedMessage, decode_pulled, matches_tags
 from mqbench.client.producer import ClientBase

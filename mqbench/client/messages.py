@@ -3,12 +3,12 @@
 Outgoing properties follow RocketMQ's ``MessageConst``: ``TAGS``, ``KEYS`` (space-separated),
 ``UNIQ_KEY`` (the client message id), ``WAIT``, ``DELAY`` (level 1-18), ``TIMER_DELIVER_MS`` /
 ``TIMER_DELAY_MS`` (5.x arbitrary delay). Pulled bodies are concatenated stored-message records
-(``mqbench.broker.store.record``); a record whose sysflag has INNER_BATCH carries a client batch
-body (``mqbench.broker.store.batch``) that is unwrapped into one message per item with queue
+(``mqbench.broker.formats.record``); a record whose sysflag has INNER_BATCH carries a client batch
+body (``mqbench.broker.formats.batch``) that is unwrapped into one message per item with queue
 offsets ``base + i``; a compressed body is decompressed with the codec named by the sysflag's
 compression-type bits, zlib when they are 0 as RocketMQ 4.x and the C++ client write it (the flag
 applies to the record's body, before any unwrapping: an inner batch compressed whole is
-decompressed, then unwrapped; see ``mqbench.broker.store.compression``). Every decompression is
+decompressed, then unwrapped; see ``mqbench.broker.formats.compression``). Every decompression is
 bounded by ``body_size_max``.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mqbench.broker.store import record as rec
-from mqbench.broker.store.compression import decompress_body, inner_batch_items
+from mqbench.broker.formats import record as rec
+from mqbench.broker.formats.compression import decompress_body, inner_batch_items
 from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec
 from mqbench.errors import CorruptDataError, UserError
 

@@ -27,14 +27,14 @@ from collections import deque
 from dataclasses import replace
 
 from mqbench.broker.pop import handles
-from mqbench.broker.remoting import codes
-from mqbench.broker.remoting import headers_pop as hp
-from mqbench.broker.remoting.command import RemotingCommand
-from mqbench.broker.store.topics import validate_group, validate_topic
+from mqbench.broker.formats import codes
+from mqbench.broker.formats import headers_pop as hp
+from mqbench.broker.formats.command import RemotingCommand
+from mqbench.broker.formats.topics import validate_group, validate_topic
 from mqbench.client.connections import TRANSPORT_ERRORS, ClientError
 from mqbench.client.messages import ReceivedMessage, decode_pulled, matches_tags
 from mqbench.client.producer import ClientBase
-from mqbench.broker.remoting import headers
+from mqbench.broker.formats import headers
 from mqbench.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ Contract of ``send`` / ``send_batch``:
   ``compression=``.
 * Batches are not compressed per message (RocketMQ never compresses them). With
   ``batch_compression`` set, the whole client batch body is compressed as one stream and sent in
-  the envelope of ``mqbench.broker.store.compression`` (header sysflag = the codec's bits), which a
+  the envelope of ``mqbench.broker.formats.compression`` (header sysflag = the codec's bits), which a
   broker that does not know it refuses rather than stores. The plain batch body must fit
   ``body_bytes_max``.
 
@@ -39,12 +39,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mqbench.broker.remoting import codes, headers
-from mqbench.broker.remoting.command import RemotingCommand
-from mqbench.broker.store import record as rec
-from mqbench.broker.store.batch import BatchItem
-from mqbench.broker.store.compression import COMPRESS_OVER_BYTES_DEFAULT, compress_body, encode_client_batch
-from mqbench.broker.store.topics import validate_topic
+from mqbench.broker.formats import codes, headers
+from mqbench.broker.formats.command import RemotingCommand
+from mqbench.broker.formats import record as rec
+from mqbench.broker.formats.batch import BatchItem
+from mqbench.broker.formats.compression import COMPRESS_OVER_BYTES_DEFAULT, compress_body, encode_client_batch
+from mqbench.broker.formats.topics import validate_topic
 from mqbench.client.connections import (TRANSPORT_ERRORS, ClientError, ConnectionPool, NameServerClient,
                                         RouteCache)
 from mqbench.client.messages import OutgoingMessage, UniqueIdGenerator
@@ -106,7 +106,7 @@ class ClientBase:
                  request_timeout_ms: int = 3000, route_ttl_ms: int = 30_000,
                  clock_ms: Callable[[], int] = wall_clock_ms, rng: random.Random | None = None,
                  credentials=None) -> None:
-        """``credentials``: a ``broker.remoting.signature.Credentials`` (RocketMQ ACL accessKey and
+        """``credentials``: a ``broker.formats.signature.Credentials`` (RocketMQ ACL accessKey and
         secretKey): every request to the name servers and brokers is signed with it."""
         self.clock_ms = clock_ms
         self.rng = rng or random.Random()

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from mqbench.broker.remoting import codes
+from mqbench.broker.formats import codes
 from mqbench.errors import PeerError
 
 MASTER_ID = 0

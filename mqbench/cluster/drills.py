@@ -42,9 +42,9 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-from mqbench.broker.remoting import codes, headers
+from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.client import connect
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.cluster import launcher
 from mqbench.cluster.processes import ClusterState
 from mqbench.errors import InvariantViolation, MqbenchError, UserError

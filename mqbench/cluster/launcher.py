@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mqbench.broker.cluster_secret import CLUSTER_ACCESS_KEY, SECRET_FILE, create_secret_file, read_secret_file
-from mqbench.broker.remoting.signature import Credentials
+from mqbench.broker.formats.signature import Credentials
 from mqbench.broker.layout import Layout, load_layout
 from mqbench.broker.server.acl import load_acl_file
 from mqbench.cluster.owners import lifeline_for, owner_settings, release
@@ -346,10 +346,10 @@ def namesrv_masters(state: ClusterState, timeout_s: float = 1.0) -> dict[str, st
 
 
 async def _namesrv_masters(addr: str, timeout_s: float) -> dict[str, str]:
-    from mqbench.broker.remoting import codes
-    from mqbench.broker.remoting.admin_bodies import parse_cluster_info
+    from mqbench.broker.formats import codes
+    from mqbench.broker.formats.admin_bodies import parse_cluster_info
     from mqbench.broker.remoting.client import connect
-    from mqbench.broker.remoting.command import RemotingCommand
+    from mqbench.broker.formats.command import RemotingCommand
     from mqbench.errors import MqbenchError
 
     try:

@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from mqbench.broker.remoting import codes, headers
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats import codes, headers
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.store.atomic import read_with_backup, write_atomic
-from mqbench.broker.store.topics import validate_group, validate_topic
+from mqbench.broker.formats.topics import validate_group, validate_topic
 from mqbench.client import ClientError, MessageQueue, OutgoingMessage, Producer
 from mqbench.client.connections import TRANSPORT_ERRORS
 from mqbench.client.messages import PROPERTY_KEYS, PROPERTY_TAGS, PROPERTY_UNIQ_KEY, ReceivedMessage, decode_pulled

@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from mqbench.broker.remoting.headers import parse_tag_expression
+from mqbench.broker.formats.headers import parse_tag_expression
 from mqbench.client import Consumer, PopConsumer
 from mqbench.errors import MqbenchError
 from mqbench.harness.metrics import RunMetrics
@@ -65,7 +65,7 @@ def spec_credentials(spec: dict):
     pair = spec.get("credentials")
     if not pair:
         return None
-    from mqbench.broker.remoting.signature import Credentials
+    from mqbench.broker.formats.signature import Credentials
 
     return Credentials(str(pair[0]), str(pair[1]))
 

@@ -1,7 +1,7 @@
 """What a cell's brokers really stored, read from their stores after the cell (never from requests).
 
 ``stored_figures(stores, batch_topics, user_topics)`` walks the log of every replica's store
-(read-only, ``broker.store.inspect_files.iter_log``; the brokers have stopped) and returns a
+(read-only, ``broker.store.segment_files.iter_log``; the brokers have stopped) and returns a
 ``StoredFigures``:
 
 * ``user_bytes``: bytes of every record that is not broker metadata, summed over all replicas,
@@ -33,11 +33,17 @@ import os
 from dataclasses import dataclass, field
 
 from mqbench.broker.server.entries import META_TOPIC
-from mqbench.broker.store.inspect_files import iter_log, list_segments, log_dirs
-from mqbench.broker.store.batch import BatchItem, encode_batch
-from mqbench.broker.store.compression import compression_type_id, inner_batch_items
-from mqbench.broker.store.record import (SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH, decode_message, peek_fields,
-                                         peek_properties, peek_topic)
+from mqbench.broker.store.segment_files import iter_log, list_segments, log_dirs
+from mqbench.broker.formats.batch import BatchItem, encode_batch
+from mqbench.broker.formats.compression import compression_type_id, inner_batch_items
+from mqbench.broker.formats.record import (
+    SYSFLAG_COMPRESSED,
+    SYSFLAG_INNER_BATCH,
+    decode_message,
+    peek_fields,
+    peek_properties,
+    peek_topic,
+)
 from mqbench.codecs.registry import Codec, codec_for_type_id
 from mqbench.broker.store.versions import detect
 from mqbench.errors import CorruptDataError, MqbenchError, UserError

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mqbench.broker.remoting import codes, headers, signature
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats import codes, headers, signature
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.server.acl import (ADMIN_CODES, DENY, PUB, SUB, AclChecker, AclDenied, AddressPattern,
                                        load_acl_file, needed_resources, perm_allows, with_cluster_account)
 from mqbench.errors import UserError

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mqbench.broker.remoting import admin_bodies as bodies
+from mqbench.broker.formats import admin_bodies as bodies
 from mqbench.broker.server.stats import BrokerStats, StatsItem
-from mqbench.broker.store.fastjson import ObjectKey, loads_fastjson
+from mqbench.broker.formats.fastjson import ObjectKey, loads_fastjson
 from mqbench.errors import PeerError
 
 

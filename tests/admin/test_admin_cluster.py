@@ -8,7 +8,7 @@ import pytest
 
 from mqbench.admin.calls import AdminError
 from mqbench.admin.cluster import query_cluster, replica_from_runtime
-from mqbench.broker.remoting import admin_bodies as bodies
+from mqbench.broker.formats import admin_bodies as bodies
 from mqbench.broker.remoting.server import RemotingServer
 from mqbench.run.environment import target_layout
 

@@ -18,12 +18,12 @@ import pytest
 
 from mqbench.admin.calls import create_topic
 from mqbench.admin.cluster import query_cluster
-from mqbench.broker.remoting import admin_bodies as bodies
-from mqbench.broker.remoting import codes
+from mqbench.broker.formats import admin_bodies as bodies
+from mqbench.broker.formats import codes
 from mqbench.broker.remoting.client import connect
-from mqbench.broker.remoting.command import RemotingCommand
-from mqbench.broker.store import record as rec
-from mqbench.broker.store.fastjson import loads_fastjson
+from mqbench.broker.formats.command import RemotingCommand
+from mqbench.broker.formats import record as rec
+from mqbench.broker.formats.fastjson import loads_fastjson
 from mqbench.client import Consumer, OutgoingMessage, Producer
 
 pytestmark = pytest.mark.realproc

@@ -17,7 +17,7 @@ import sys
 
 from mqbench.errors import MqbenchError
 from mqbench.broker.server.replicated import ReplicatedGroup
-from mqbench.broker.store.record import Message
+from mqbench.broker.formats.record import Message
 
 
 async def main(root: str, self_id: int, peers_text: str, durability: str) -> int:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mqbench.broker.remoting import codes  # noqa: E402
+from mqbench.broker.formats import codes  # noqa: E402
 from mqbench.broker.remoting.client import connect  # noqa: E402
-from mqbench.broker.remoting.command import RemotingCommand, encode_command  # noqa: E402
+from mqbench.broker.formats.command import RemotingCommand, encode_command  # noqa: E402
 from test_broker_inprocess import pull_fields, send_v1_fields  # noqa: E402
 
 LAYOUT = """name = "figures"

@@ -13,13 +13,13 @@ import pytest
 
 from mqbench.broker.layout import parse_layout
 from mqbench.broker.namesrv.server import NameServer
-from mqbench.broker.remoting import codes, headers
+from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.client import connect
-from mqbench.broker.remoting.command import LENGTH, RemotingCommand
+from mqbench.broker.formats.command import LENGTH, RemotingCommand
 from mqbench.admin.calls import AdminError, create_topic, query_runtime_info
 from mqbench.broker.server.main import Broker
-from mqbench.broker.store import record as rec
-from mqbench.broker.store.batch import BatchItem, encode_batch
+from mqbench.broker.formats import record as rec
+from mqbench.broker.formats.batch import BatchItem, encode_batch
 from mqbench.client import Consumer, OutgoingMessage, Producer
 from mqbench.client.messages import decode_pulled
 from mqbench.errors import UserError

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from mqbench.broker.namesrv.routes import TopicEntry, parse_topic_config_table
 from mqbench.broker.namesrv.server import NameServer
-from mqbench.broker.remoting import codes
+from mqbench.broker.formats import codes
 from mqbench.broker.remoting.client import connect
-from mqbench.broker.remoting.command import LENGTH, RemotingCommand
-from mqbench.broker.remoting.headers import parse_json_body
+from mqbench.broker.formats.command import LENGTH, RemotingCommand
+from mqbench.broker.formats.headers import parse_json_body
 from mqbench.broker.server.clients import ClientRegistry
 from mqbench.broker.server.handlers import Refused
 from mqbench.broker.server.handlers_admin import format_attributes, parse_attributes, topic_config_from_request

@@ -10,8 +10,8 @@ import asyncio
 import time
 import zlib
 
-from mqbench.broker.remoting import codes
-from mqbench.broker.store import record as rec
+from mqbench.broker.formats import codes
+from mqbench.broker.formats import record as rec
 from mqbench.client import Consumer, OutgoingMessage, Producer
 from test_broker_inprocess import InProcessCluster, request, run, send_v1_fields
 
@@ -72,7 +72,7 @@ def test_a_huge_batch_is_refused_without_holding_up_the_loop(tmp_path):
     server expired the broker). Now it is refused while walking the body, and a small request sent
     at the same time is answered within a bound; a batch at the bound is stored."""
     from mqbench.broker.server.handlers_send import BATCH_MESSAGES_MAX
-    from mqbench.broker.store.batch import BatchItem, encode_batch
+    from mqbench.broker.formats.batch import BatchItem, encode_batch
 
     huge = encode_batch([BatchItem(b"x")] * 150_000)
     at_bound = encode_batch([BatchItem(b"y", {"KEYS": str(i)}) for i in range(BATCH_MESSAGES_MAX)])

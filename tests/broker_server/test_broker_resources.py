@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from mqbench.broker.remoting import codes
+from mqbench.broker.formats import codes
 from mqbench.broker.remoting.client import RemotingClosedError, RemotingTimeoutError, connect
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.server.main import Broker
 from mqbench.client.messages import decode_pulled
 from test_broker_inprocess import FAST, InProcessCluster, pull_fields, run, send_v1_fields

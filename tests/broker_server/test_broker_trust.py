@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from mqbench.broker.remoting import codes, headers
-from mqbench.broker.store.batch import BatchItem, encode_batch
+from mqbench.broker.formats import codes, headers
+from mqbench.broker.formats.batch import BatchItem, encode_batch
 
 from test_broker_inprocess import InProcessCluster, request, run, send_v1_fields
 

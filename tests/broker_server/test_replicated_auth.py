@@ -8,7 +8,7 @@ import asyncio
 from mqbench.broker.raft import auth
 from mqbench.broker.raft.types import Entry, Message as RaftMessage, MsgType
 from mqbench.broker.raft.wire import encode_frame
-from mqbench.broker.store.record import Message
+from mqbench.broker.formats.record import Message
 from mqbench.errors import InvariantViolation
 
 from replicated_cluster import Cluster, log_bytes

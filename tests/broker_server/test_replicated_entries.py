@@ -14,11 +14,17 @@ from mqbench.errors import CorruptDataError, UserError
 from mqbench.broker.server.entries import (META_TOPIC, OffsetsSnapshot, OffsetUpdate, TopicUpdate, decode_meta, encode_meta,
                                            meta_message)
 from mqbench.broker.server.raft_glue import APPLIED_FILE, AppliedMark, replica_name, replica_node_id
-from mqbench.broker.store.batch import BatchItem
-from mqbench.broker.store.configs import TopicConfig
-from mqbench.broker.store.record import (SYSFLAG_INNER_BATCH, SYSFLAG_TX_PREPARED, Message, check_record,
-                                         decode_message, encode_message)
-from mqbench.broker.store.restamp import restamp_record
+from mqbench.broker.formats.batch import BatchItem
+from mqbench.broker.formats.configs import TopicConfig
+from mqbench.broker.formats.record import (
+    SYSFLAG_INNER_BATCH,
+    SYSFLAG_TX_PREPARED,
+    Message,
+    check_record,
+    decode_message,
+    encode_message,
+)
+from mqbench.broker.formats.restamp import restamp_record
 from mqbench.broker.store.store import Store
 
 NAMES = st.text(string.ascii_letters + string.digits + "_-%|", min_size=1, max_size=20)
@@ -40,7 +46,7 @@ def messages(draw):
 
 def inner_batch_record(n: int, base: str = "0") -> bytes:
     items = [BatchItem(b"i%d" % k, {"K": str(k)}) for k in range(n)]
-    from mqbench.broker.store.batch import encode_batch
+    from mqbench.broker.formats.batch import encode_batch
     msg = Message(topic="B", body=encode_batch(items), properties={"INNER_NUM": str(n), "INNER_BASE": base},
                   sysflag=SYSFLAG_INNER_BATCH | 0x40)
     return encode_message(msg)
@@ -316,7 +322,7 @@ def test_same_entry_ignores_the_placement_fields_and_nothing_else():
     0, or stamped) is the same entry as the follower's restamped one; another body is not."""
     from mqbench.broker.raft.types import Entry
     from mqbench.broker.server.raft_glue import StoreRaftStorage
-    from mqbench.broker.store.record import set_physical_offset
+    from mqbench.broker.formats.record import set_physical_offset
 
     sent = encode_message(Message(topic="T", body=b"real", queue_offset=0))
     stored = set_physical_offset(restamp_record(sent, 41), 4096)

@@ -7,9 +7,9 @@ import pytest
 
 from mqbench.errors import UserError
 from mqbench.broker.server.replicated import LeadershipLost, NotLeader, ReplicatedGroup
-from mqbench.broker.store.batch import BatchItem
-from mqbench.broker.store.configs import TopicConfig
-from mqbench.broker.store.record import Message
+from mqbench.broker.formats.batch import BatchItem
+from mqbench.broker.formats.configs import TopicConfig
+from mqbench.broker.formats.record import Message
 
 from replicated_cluster import Cluster, log_bytes
 

@@ -15,10 +15,10 @@ import asyncio
 import shutil
 
 from mqbench.broker.layout import parse_layout
-from mqbench.broker.remoting import codes, headers
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats import codes, headers
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.server.handlers import BrokerContext, build_handlers
-from mqbench.broker.store.record import Message
+from mqbench.broker.formats.record import Message
 from mqbench.errors import MqbenchError
 
 from replicated_cluster import Cluster

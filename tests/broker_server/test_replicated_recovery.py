@@ -6,7 +6,7 @@ import asyncio
 from mqbench.broker.server.raft_glue import APPLIED_FILE, replica_node_id
 from mqbench.broker.store.metadata import CONSUMER_OFFSETS_FILE
 from mqbench.broker.server.replicated import LeadershipLost
-from mqbench.broker.store.record import Message
+from mqbench.broker.formats.record import Message
 
 from replicated_cluster import Cluster, log_bytes
 from test_replicated_group import run

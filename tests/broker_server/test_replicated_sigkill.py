@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mqbench.broker.store.record import decode_message
+from mqbench.broker.formats.record import decode_message
 from mqbench.broker.store.store import Store
 
 PROC = Path(__file__).with_name("replicated_proc.py")

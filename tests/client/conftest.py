@@ -12,12 +12,12 @@ import pytest
 
 from mqbench.broker.namesrv.routes import TopicEntry, register_body
 from mqbench.broker.namesrv.server import NameServer
-from mqbench.broker.remoting import codes, headers
+from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.client import connect
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.remoting.server import RemotingServer
-from mqbench.broker.store import record as rec
-from mqbench.broker.store.batch import decode_batch
+from mqbench.broker.formats import record as rec
+from mqbench.broker.formats.batch import decode_batch
 
 
 class ScriptedBroker:

@@ -3,8 +3,8 @@ import asyncio
 
 import pytest
 
-from mqbench.broker.remoting import codes
-from mqbench.broker.store import record as rec
+from mqbench.broker.formats import codes
+from mqbench.broker.formats import record as rec
 from mqbench.client import ClientError, Consumer, OutgoingMessage, Producer
 from mqbench.codecs.registry import TYPE_ID_LZ4, parse_codec
 

@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqbench.broker.store import record as rec
-from mqbench.broker.store.batch import BatchItem, encode_batch
+from mqbench.broker.formats import record as rec
+from mqbench.broker.formats.batch import BatchItem, encode_batch
 from mqbench.client.messages import OutgoingMessage, UniqueIdGenerator, decode_pulled
 from mqbench.client.routes import MessageQueue, TopicRoute, allocate_averagely
 from mqbench.codecs.registry import TYPE_ID_ZSTD, parse_codec

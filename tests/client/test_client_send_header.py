@@ -2,7 +2,7 @@
 header writes, name for name, value for value, in the same order."""
 from hypothesis import given, strategies as st
 
-from mqbench.broker.remoting import headers
+from mqbench.broker.formats import headers
 from mqbench.client.producer import send_header_v2
 
 _names = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1, max_size=20)

@@ -14,9 +14,9 @@ from mqbench.broker.namesrv.routes import TopicEntry, register_body
 from mqbench.broker.raft import auth
 from mqbench.broker.raft.types import Entry, Message, MsgType
 from mqbench.broker.raft.wire import encode_frame
-from mqbench.broker.remoting import codes, headers
+from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.client import connect
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.cluster import launcher
 from mqbench.cluster.drills import ensure_topic
 

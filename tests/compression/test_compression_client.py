@@ -2,7 +2,7 @@
 server and the scripted test broker of ``tests/client/conftest.py``.
 
 ``AwareBroker`` is that scripted broker taught the whole-batch contract of
-``mqbench.broker.store.compression`` exactly as the reference broker must follow it: a compressed
+``mqbench.broker.formats.compression`` exactly as the reference broker must follow it: a compressed
 SEND_BATCH body is checked with ``decode_client_batch``; on a BatchCQ topic its stored body is kept
 as ONE inner-batch record with the codec's sysflag bits, elsewhere the messages are stored one by
 one, plain. The unmodified scripted broker stands for a broker that does not know the form.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mqbench.broker.remoting import codes, headers
-from mqbench.broker.store import compression as comp
-from mqbench.broker.store import record as rec
+from mqbench.broker.formats import codes, headers
+from mqbench.broker.formats import compression as comp
+from mqbench.broker.formats import record as rec
 from mqbench.client import ClientError, Consumer, OutgoingMessage, Producer
 from mqbench.codecs.registry import parse_codec
 from mqbench.errors import CorruptDataError, UserError

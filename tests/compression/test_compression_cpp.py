@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mqbench.broker.store import record as rec
+from mqbench.broker.formats import record as rec
 from mqbench.client import OutgoingMessage, Producer
 
 TESTS = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ import asyncio
 import pytest
 
 from mqbench.admin.calls import create_topic
-from mqbench.broker.store import compression as comp
-from mqbench.broker.store.record import SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP
+from mqbench.broker.formats import compression as comp
+from mqbench.broker.formats.record import SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP
 from mqbench.broker.store.store import Store
 from mqbench.client import ClientError, Consumer, OutgoingMessage, Producer
 from mqbench.cluster import launcher

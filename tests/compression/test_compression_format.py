@@ -12,8 +12,8 @@ import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqbench.broker.store import compression as comp
-from mqbench.broker.store.batch import BatchItem, decode_batch, encode_batch
+from mqbench.broker.formats import compression as comp
+from mqbench.broker.formats.batch import BatchItem, decode_batch, encode_batch
 from mqbench.codecs.registry import parse_codec
 from mqbench.errors import CorruptDataError, UserError
 

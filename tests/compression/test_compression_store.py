@@ -3,9 +3,14 @@ compressed whole), read back message by message, mixed with per-message compress
 queue, and damaged compressed bodies that must surface as CorruptDataError naming the place."""
 import pytest
 
-from mqbench.broker.store import compression as comp
-from mqbench.broker.store.batch import BatchItem
-from mqbench.broker.store.record import SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, Message
+from mqbench.broker.formats import compression as comp
+from mqbench.broker.formats.batch import BatchItem
+from mqbench.broker.formats.record import (
+    SYSFLAG_COMPRESSED,
+    SYSFLAG_INNER_BATCH,
+    SYSFLAG_NEED_UNWRAP,
+    Message,
+)
 from mqbench.broker.store.store import Store
 from mqbench.codecs.registry import parse_codec
 from mqbench.errors import CorruptDataError, UserError

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mqbench.broker.netem import DelayProxy, LinkSettings
-from mqbench.broker.remoting import codes
+from mqbench.broker.formats import codes
 from mqbench.client import OutgoingMessage, Producer
 from mqbench.dr.offsets import QueueKey
 from mqbench.dr.replicator import ORIGIN, ORIGIN_MSG_ID, Replicator

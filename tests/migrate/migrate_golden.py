@@ -7,11 +7,11 @@ import os
 import sys
 import zlib
 
-from mqbench.broker.store import configs
-from mqbench.broker.store.batch import BatchItem
-from mqbench.broker.store.record import (SCHEDULE_TOPIC, SYSFLAG_COMPRESSED, SYSFLAG_TX_COMMIT, Message)
+from mqbench.broker.formats import configs
+from mqbench.broker.formats.batch import BatchItem
+from mqbench.broker.formats.record import SCHEDULE_TOPIC, SYSFLAG_COMPRESSED, SYSFLAG_TX_COMMIT, Message
 from mqbench.broker.store.store import Store
-from mqbench.broker.store.topics import TRANS_HALF_TOPIC
+from mqbench.broker.formats.topics import TRANS_HALF_TOPIC
 from mqbench.codecs.registry import parse_codec
 
 SEGMENT_BYTES = 32 * 1024
@@ -81,8 +81,8 @@ def build_store(root: str, version: str, *, messages: int = 120, segment_bytes: 
 
 
 def storebuilder():
-    """The inspect tests' RocketMQ-shaped store builder (tests/store/formats)."""
-    here = os.path.join(os.path.dirname(__file__), "..", "store", "formats")
+    """The inspect tests' RocketMQ-shaped store builder (tests/formats)."""
+    here = os.path.join(os.path.dirname(__file__), "..", "formats")
     if here not in sys.path:
         sys.path.insert(0, here)
     import formats_storebuild

@@ -7,10 +7,16 @@ import os
 import pytest
 
 from migrate_golden import SEGMENT_BYTES, Clock
-from mqbench.broker.store.record import SCHEDULE_TOPIC, Message, parse_delay_levels
+from mqbench.broker.formats.record import SCHEDULE_TOPIC, Message, parse_delay_levels
 from mqbench.broker.store.store import Store
-from mqbench.broker.store.timer_formats import (
-    TIMER_TOPIC, TIMER_WHEEL_FILE_BYTES, TimerCheckpoint, TimerLogUnit, decode_timer_unit, encode_timer_check, encode_timer_unit,
+from mqbench.broker.formats.timer_formats import (
+    TIMER_TOPIC,
+    TIMER_WHEEL_FILE_BYTES,
+    TimerCheckpoint,
+    TimerLogUnit,
+    decode_timer_unit,
+    encode_timer_check,
+    encode_timer_unit,
 )
 from mqbench.errors import CorruptDataError, UserError
 from mqbench.migrate.delay import level_for

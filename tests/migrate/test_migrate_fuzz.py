@@ -8,10 +8,16 @@ import pytest
 from hypothesis import given, strategies as st
 
 from migrate_golden import storebuilder
-from mqbench.broker.store import dledger as dl
-from mqbench.broker.store.batch import BatchItem, encode_batch
+from mqbench.broker.formats import dledger as dl
+from mqbench.broker.formats.batch import BatchItem, encode_batch
 from mqbench.broker.store.reader import unwrap
-from mqbench.broker.store.record import SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, Message, decode_message, encode_message
+from mqbench.broker.formats.record import (
+    SYSFLAG_INNER_BATCH,
+    SYSFLAG_NEED_UNWRAP,
+    Message,
+    decode_message,
+    encode_message,
+)
 from mqbench.broker.store.store import Store
 from mqbench.errors import CorruptDataError, UserError
 from mqbench.migrate.journal import JOURNAL_FILE, read_journal, write_journal

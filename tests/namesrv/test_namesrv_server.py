@@ -10,9 +10,9 @@ import pytest
 
 from mqbench.broker.namesrv.routes import TopicEntry, register_body
 from mqbench.broker.namesrv.server import NameServer
-from mqbench.broker.remoting import codes, headers
+from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.client import connect
-from mqbench.broker.remoting.command import RemotingCommand
+from mqbench.broker.formats.command import RemotingCommand
 
 LEADER, FOLLOWER = "127.0.0.1:10911", "127.0.0.2:10911"
 

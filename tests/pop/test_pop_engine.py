@@ -6,7 +6,7 @@ import pytest
 from mqbench.broker.pop import handles, records
 from mqbench.broker.pop.engine import (DONE, DUE, INFLIGHT, INIT_MODE_MIN, TRANSITIONS, PopEngine, PopRequest)
 from mqbench.broker.pop.view import StoreView
-from mqbench.broker.store.record import Message
+from mqbench.broker.formats.record import Message
 from mqbench.broker.store.store import Store
 from mqbench.errors import UserError
 

@@ -5,10 +5,10 @@ import asyncio
 import time
 
 from mqbench.broker.pop import handles
-from mqbench.broker.remoting import codes
-from mqbench.broker.remoting import headers_pop as hp
-from mqbench.broker.remoting.command import RemotingCommand
-from mqbench.broker.store import record as rec
+from mqbench.broker.formats import codes
+from mqbench.broker.formats import headers_pop as hp
+from mqbench.broker.formats.command import RemotingCommand
+from mqbench.broker.formats import record as rec
 from mqbench.client import OutgoingMessage, Producer
 
 from popharness import PopBroker
@@ -185,7 +185,7 @@ def test_orderly_pop_assignment_mode_and_bad_input(tmp_path):
 def test_inspect_shows_pop_state_of_a_store_and_migrate_carries_it(tmp_path):
     """A store holding checkpoints (some messages acked, some not) shows them per group; a store
     migrated to another format version shows the same POP state."""
-    from mqbench.broker.store.inspect import inspect_store
+    from mqbench.inspection.report import inspect_store
     from mqbench.migrate.plan import Options
     from mqbench.migrate.run import migrate
 

@@ -8,7 +8,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from mqbench.broker.store.inspect import inspect_store, iter_messages
+from mqbench.inspection.report import inspect_store, iter_messages
 from mqbench.cli import cli as cli_main
 from mqbench.errors import UserError
 from mqbench.migrate.plan import Options
@@ -105,7 +105,7 @@ def test_rebuilt_key_index_is_the_real_brokers(real, migrated):
 
 @pytest.mark.parametrize("target", (None,) + TARGETS)
 def test_every_key_is_found_through_the_index(real, migrated, target):
-    from mqbench.broker.store.inspect_keys import find_by_key
+    from mqbench.inspection.keys import find_by_key
     from real_store_data import SCHEDULE_TOPIC, ledger
     root = real if target is None else migrated[target]
     lines = ledger()

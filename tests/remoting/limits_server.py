@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 
-from mqbench.broker.remoting import codes
+from mqbench.broker.formats import codes
 from mqbench.broker.remoting.server import RemotingServer
 
 

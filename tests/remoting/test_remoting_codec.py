@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqbench.broker.remoting import codes
-from mqbench.broker.remoting.command import RemotingCommand, decode_frame_content, encode_command
-from mqbench.broker.remoting.frame import FrameDecoder
+from mqbench.broker.formats import codes
+from mqbench.broker.formats.command import RemotingCommand, decode_frame_content, encode_command
+from mqbench.broker.formats.frame import FrameDecoder
 from mqbench.errors import PeerError, UserError
 
 # A request written out by hand from the layout tables (not by the encoder):

@@ -3,9 +3,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqbench.broker.remoting import codes, headers
-from mqbench.broker.remoting.command import RemotingCommand
-from mqbench.broker.remoting.headers import HeaderError
+from mqbench.broker.formats import codes, headers
+from mqbench.broker.formats.command import RemotingCommand
+from mqbench.broker.formats.headers import HeaderError
 
 
 def test_send_header_short_and_long_names():

@@ -4,8 +4,13 @@ import json
 
 from hypothesis import given, strategies as st
 
-from mqbench.broker.remoting import codes
-from mqbench.broker.remoting.command import RemotingCommand, decode_frame_content, encode_command, encode_header
+from mqbench.broker.formats import codes
+from mqbench.broker.formats.command import (
+    RemotingCommand,
+    decode_frame_content,
+    encode_command,
+    encode_header,
+)
 
 
 def _standard(cmd: RemotingCommand) -> bytes:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mqbench.broker.remoting.command import RemotingCommand, decode_frame_content, encode_command
+from mqbench.broker.formats.command import RemotingCommand, decode_frame_content, encode_command
 
 HERE = Path(__file__).resolve().parent
 MIB = 1024 * 1024

@@ -4,10 +4,10 @@ import struct
 
 import pytest
 
-from mqbench.broker.remoting import codes, headers
+from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.client import RemotingClosedError, RemotingTimeoutError, connect, parse_addr
-from mqbench.broker.remoting.command import RemotingCommand, encode_command
-from mqbench.broker.remoting.frame import FrameDecoder
+from mqbench.broker.formats.command import RemotingCommand, encode_command
+from mqbench.broker.formats.frame import FrameDecoder
 from mqbench.broker.remoting.server import RemotingServer
 from mqbench.errors import InvariantViolation, UserError
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mqbench.broker.store.compression import decode_client_batch
+from mqbench.broker.formats.compression import decode_client_batch
 from mqbench.harness.metrics import RunMetrics
 from run_scripted_cluster import scripted
 

@@ -7,8 +7,8 @@ topic, single messages, and metadata records. The figures must count messages pe
 from __future__ import annotations
 
 from mqbench.broker.server.entries import OffsetUpdate, meta_message
-from mqbench.broker.store.batch import BatchItem, encode_batch
-from mqbench.broker.store.record import Message
+from mqbench.broker.formats.batch import BatchItem, encode_batch
+from mqbench.broker.formats.record import Message
 from mqbench.broker.store.store import Store
 from mqbench.run.stored import BatchFigures, stored_figures
 
@@ -67,7 +67,7 @@ def test_percentiles_are_over_records():
 def test_mqbench_timing_stamps_are_not_billed_to_the_user(tmp_path):
     # The stamps (mqbRun, mqbIntendedNs) are the benchmark's own bytes: counted apart, exactly where
     # properties are plain, by recompressing the batch without them where it is compressed whole.
-    from mqbench.broker.store.compression import sysflag_bits
+    from mqbench.broker.formats.compression import sysflag_bits
     from mqbench.codecs.registry import parse_codec
 
     zstd = parse_codec("zstd:3")

@@ -8,8 +8,8 @@ import os
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mqbench.broker.store.record import java_hash
-from mqbench.broker.store.timer_formats import TIMER_WHEEL_FILE_BYTES, TimerLogUnit
+from mqbench.broker.formats.record import java_hash
+from mqbench.broker.formats.timer_formats import TIMER_WHEEL_FILE_BYTES, TimerLogUnit
 from mqbench.broker.timer.config import DelayConfig
 from mqbench.broker.timer.files import TimerLog, TimerWheel
 from mqbench.broker.timer.index import TimerEntry, TimerIndex, timer_fire

@@ -14,8 +14,8 @@ import os
 
 import pytest
 
-from mqbench.broker.store.batch import BatchItem
-from mqbench.broker.store.timer_formats import TIMER_TOPIC
+from mqbench.broker.formats.batch import BatchItem
+from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.broker.timer.config import DelayConfig
 from mqbench.broker.timer.index import TimerIndex
 from mqbench.broker.timer.rewrite import PROP_SOURCE

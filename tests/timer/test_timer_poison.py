@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from mqbench.broker.remoting import codes
-from mqbench.broker.store.record import PROPERTIES_MAX_BYTES, Message, encode_properties
-from mqbench.broker.store.timer_formats import TIMER_TOPIC
+from mqbench.broker.formats import codes
+from mqbench.broker.formats.record import PROPERTIES_MAX_BYTES, Message, encode_properties
+from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.broker.timer.config import DelayConfig
 from mqbench.broker.timer.plan import MARKER_QUEUE, PROGRESS_TOPIC, Window, decode_marker, encode_marker, marker_message
 from mqbench.broker.timer.rewrite import DEAD_LETTER_TOPIC, PROP_SOURCE, delivered_message, rewrite_for_delay

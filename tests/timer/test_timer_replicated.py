@@ -9,7 +9,7 @@ import random
 import time
 
 from mqbench.broker.server.replicated import ReplicatedGroup
-from mqbench.broker.store.record import Message
+from mqbench.broker.formats.record import Message
 from mqbench.broker.timer import DelayConfig, rewrite_for_delay
 from mqbench.broker.timer.rewrite import PROP_SOURCE
 from mqbench.broker.timer.wiring import LeaderDelay

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from mqbench.broker.store.record import SCHEDULE_TOPIC, SYSFLAG_TX_COMMIT, SYSFLAG_TX_PREPARED, Message
-from mqbench.broker.store.timer_formats import TIMER_TOPIC
+from mqbench.broker.formats.record import SCHEDULE_TOPIC, SYSFLAG_TX_COMMIT, SYSFLAG_TX_PREPARED, Message
+from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.broker.timer import DelayConfig, rewrite_for_delay
 from mqbench.broker.timer.rewrite import (PROP_SOURCE, delivered_message, level_due_ms, rolled_message,
                                           timer_due_ms)

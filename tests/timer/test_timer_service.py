@@ -8,8 +8,8 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mqbench.broker.store.record import SCHEDULE_TOPIC, Message
-from mqbench.broker.store.timer_formats import TIMER_TOPIC
+from mqbench.broker.formats.record import SCHEDULE_TOPIC, Message
+from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.broker.timer.config import DelayConfig
 from mqbench.broker.timer.plan import PROGRESS_TOPIC
 from mqbench.broker.timer.rewrite import PROP_SOURCE

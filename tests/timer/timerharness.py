@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mqbench.broker.store.record import Message
+from mqbench.broker.formats.record import Message
 from mqbench.broker.store.store import Store
 from mqbench.broker.timer.config import DelayConfig
 from mqbench.broker.timer.rewrite import PROP_SOURCE, rewrite_for_delay

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 
-from mqbench.broker.store import record as rec
+from mqbench.broker.formats import record as rec
 from mqbench.client import Consumer, OutgoingMessage, Producer
 from mqbench.client.messages import ReceivedMessage
 from mqbench.workloads.record import record_trace, to_trace_message

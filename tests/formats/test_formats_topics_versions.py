@@ -2,7 +2,8 @@
 
 import pytest
 
-from mqbench.broker.store import topics, versions
+from mqbench.broker.formats import topics
+from mqbench.broker.store import versions
 from mqbench.errors import CorruptDataError, UserError
 
 

@@ -1,10 +1,10 @@
 """DLedgerLog (the Raft log's backing store) and the consume-queue files, on their own."""
 import pytest
 
-from mqbench.broker.store import dledger as fmt
+from mqbench.broker.formats import dledger as fmt
 from mqbench.broker.store.consume_queue import BatchConsumeQueue, ConsumeQueue
 from mqbench.broker.store.dledger_log import DLedgerLog
-from mqbench.broker.store.queues import BcqUnit
+from mqbench.broker.formats.queues import BcqUnit
 from mqbench.broker.store.segments import segment_name
 from mqbench.errors import CorruptDataError, InvariantViolation, UserError
 
@@ -145,7 +145,7 @@ def test_batch_consume_queue_lookup_by_base_offset(tmp_path):
 
 
 def test_a_record_appended_as_a_plain_body_gets_its_own_physical_offset(tmp_path):
-    from mqbench.broker.store.record import Message, encode_message
+    from mqbench.broker.formats.record import Message, encode_message
     record = encode_message(Message(topic="T", body=b"hello", physical_offset=999_999))  # a leader's value
     log = new_log(tmp_path / "d")
     log.append(1, b"not a record")

@@ -8,13 +8,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from mqbench.broker.store import configs, dledger as dl
-from mqbench.broker.store.batch import BatchItem, encode_batch
-from mqbench.broker.store.checkpoint import StoreCheckpoint, encode_checkpoint
-from mqbench.broker.store.queues import BcqUnit, encode_bcq_unit, encode_cq_filler, encode_cq_unit
-from mqbench.broker.store.record import (
-    SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message,
-    encode_blank, encode_message, message_tags_code, record_size,
+from mqbench.broker.formats import configs, dledger as dl
+from mqbench.broker.formats.batch import BatchItem, encode_batch
+from mqbench.broker.formats.checkpoint import StoreCheckpoint, encode_checkpoint
+from mqbench.broker.formats.queues import BcqUnit, encode_bcq_unit, encode_cq_filler, encode_cq_unit
+from mqbench.broker.formats.record import (
+    SYSFLAG_INNER_BATCH,
+    SYSFLAG_NEED_UNWRAP,
+    SYSFLAG_TX_MASK,
+    SYSFLAG_TX_PREPARED,
+    SYSFLAG_TX_ROLLBACK,
+    Message,
+    encode_blank,
+    encode_message,
+    message_tags_code,
+    record_size,
 )
 
 NAME = "{:020d}"

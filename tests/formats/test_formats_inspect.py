@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 from formats_storebuild import StoreBuilder
-from mqbench.broker.store import dledger as dl
-from mqbench.broker.store.batch import BatchItem
-from mqbench.broker.store.inspect import SCHEMA, inspect_store, iter_messages
-from mqbench.broker.store.record import SYSFLAG_TX_PREPARED
+from mqbench.broker.formats import dledger as dl
+from mqbench.broker.formats.batch import BatchItem
+from mqbench.inspection.report import SCHEMA, inspect_store, iter_messages
+from mqbench.broker.formats.record import SYSFLAG_TX_PREPARED
 from mqbench.cli import cli
 from mqbench.errors import UserError
 
@@ -327,7 +327,7 @@ def test_cli_not_a_store(tmp_path):
 
 @pytest.mark.parametrize("version", ["v4", "v5", "v4-dledger", "v5-dledger"])
 def test_store_written_by_our_store_layer(tmp_path, version):
-    from mqbench.broker.store.record import Message
+    from mqbench.broker.formats.record import Message
     from mqbench.broker.store.store import Store
     root = str(tmp_path / "ours")
     store = Store.open(root, version, create=True, commitlog_segment_bytes=4096, cq_segment_bytes=200,
@@ -409,7 +409,7 @@ def test_fuzz_damaged_stores_never_crash(version, flips):
 
 
 def test_timer_store_and_index_files(tmp_path):
-    from mqbench.broker.store import index_file as ix, timer_formats as tf
+    from mqbench.broker.formats import index_file as ix, timer_formats as tf
     b = build(tmp_path, "v5", n=4)
     b.save()
     os.makedirs(os.path.join(b.root, "timerlog"))
@@ -480,7 +480,7 @@ def test_full_size_1gib_commitlog_streams(tmp_path):
         f.seek((1 << 30) - 100)
         f.write(b"\1" * 10)  # garbage far after the valid end
     # VmHWM (peak resident set of this process image); ru_maxrss would carry the parent's peak over exec.
-    code = ("import json, sys; from mqbench.broker.store.inspect import inspect_store, iter_messages;"
+    code = ("import json, sys; from mqbench.inspection.report import inspect_store, iter_messages;"
             "doc = inspect_store(sys.argv[1]); n = sum(1 for _ in iter_messages(sys.argv[1]));"
             "hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
             "print(json.dumps([doc['damage'], n, hwm]))")
@@ -516,7 +516,7 @@ def test_cli_file_instead_of_folder(tmp_path):
 
 
 def test_damage_list_is_capped_with_totals(tmp_path):
-    from mqbench.broker.store.inspect import DAMAGE_LIST_MAX
+    from mqbench.inspection.report import DAMAGE_LIST_MAX
     b = build(tmp_path, "v4", n=60, log_file_bytes=16384)
     b.save()
     import shutil

@@ -11,11 +11,17 @@ from typing import Callable
 
 from mqbench.errors import CorruptDataError
 
-from . import dledger as dl
-from .checkpoint import decode_checkpoint
-from .index_file import INDEX_HEADER_BYTES, decode_index_header
-from .inspect_files import MappedFile, count_nonzero, list_segments
-from .timer_formats import TIMER_WHEEL_FILE_BYTES, UNIT_BLANK, check_timer_unit, decode_timer_check, decode_timer_unit
+from mqbench.broker.formats import dledger as dl
+from mqbench.broker.formats.checkpoint import decode_checkpoint
+from mqbench.broker.formats.index_file import INDEX_HEADER_BYTES, decode_index_header
+from mqbench.broker.store.segment_files import MappedFile, count_nonzero, list_segments
+from mqbench.broker.formats.timer_formats import (
+    TIMER_WHEEL_FILE_BYTES,
+    UNIT_BLANK,
+    check_timer_unit,
+    decode_timer_check,
+    decode_timer_unit,
+)
 
 Damage = Callable[[dict], None]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mqbench.broker.store.batch import BatchItem
+from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.store.consume_queue import BatchConsumeQueue
-from mqbench.broker.store.record import Message
+from mqbench.broker.formats.record import Message
 from mqbench.broker.store.segments import segment_name
 from mqbench.broker.store.store import Store
 

@@ -2,7 +2,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from mqbench.broker.store import configs as c
+from mqbench.broker.formats import configs as c
 from mqbench.errors import CorruptDataError, UserError
 
 V4_OFFSETS = ('{\n\t"offsetTable":{\n\t\t"%RETRY%group_a@group_a":{0:0\n\t\t},\n\t\t"TopicTest@group_a":'

@@ -20,8 +20,8 @@ import json
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Self, Sequence
 
-from mqbench.broker.remoting import codes
-from mqbench.broker.remoting.command import RemotingCommand, java_string, parse_java_long
+from mqbench.broker.formats import codes
+from mqbench.broker.formats.command import RemotingCommand, java_string, parse_java_long
 from mqbench.errors import PeerError
 
 

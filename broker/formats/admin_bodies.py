@@ -3,7 +3,7 @@
 The broker writes them (``encode_*``) and mqbench's admin client reads them (``parse_*``) from the
 reference broker and from a real RocketMQ broker alike. Java serializes them with fastjson
 (``RemotingSerializable.encode``: compact, bean fields in name order); two of them are not JSON:
-a map keyed by ``MessageQueue`` is written with each key as an object (``broker.store.fastjson``
+a map keyed by ``MessageQueue`` is written with each key as an object (``broker.formats.fastjson``
 reads and writes that dialect), and the name server's ``brokerAddrs`` has bare integer keys.
 
 =================================  ==================================================================
@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from mqbench.broker.store.fastjson import ObjectKey, ObjectKeyMap, dumps_fastjson, loads_fastjson
+from mqbench.broker.formats.fastjson import ObjectKey, ObjectKeyMap, dumps_fastjson, loads_fastjson
 from mqbench.errors import CorruptDataError, PeerError
 
 #: RocketMQ's MQVersion ordinal of V4_9_8, what the broker announces as ``brokerVersion``.

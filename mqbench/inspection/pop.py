@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import os
 
-from mqbench.broker.store.inspect_files import iter_log, log_dirs, list_segments
-from mqbench.broker.store.record import decode_message
-from mqbench.broker.store.topics import TIMER_TOPIC
+from mqbench.broker.store.segment_files import iter_log, log_dirs, list_segments
+from mqbench.broker.formats.record import decode_message
+from mqbench.broker.formats.topics import TIMER_TOPIC
 from mqbench.broker.store.versions import detect
 from mqbench.errors import CorruptDataError
 
-from . import handles, records
-from .engine import PopEngine
+from mqbench.broker.pop import handles, records
+from mqbench.broker.pop.engine import PopEngine
 
 
 def pop_state_doc(root: str, offsets: dict | None) -> dict:

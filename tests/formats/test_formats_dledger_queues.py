@@ -4,13 +4,23 @@ import struct
 import pytest
 from hypothesis import given, strategies as st
 
-from mqbench.broker.store import dledger as d
-from mqbench.broker.store.batch import BatchItem, decode_batch, encode_batch
-from mqbench.broker.store.queues import (
-    BCQ_UNIT_BYTES, CQ_FILLER, CQ_UNIT_BYTES, BcqUnit, decode_bcq_unit, decode_cq_unit, encode_bcq_unit,
-    encode_cq_filler, encode_cq_unit, find_bcq_unit, is_cq_end, is_cq_filler,
+from mqbench.broker.formats import dledger as d
+from mqbench.broker.formats.batch import BatchItem, decode_batch, encode_batch
+from mqbench.broker.formats.queues import (
+    BCQ_UNIT_BYTES,
+    CQ_FILLER,
+    CQ_UNIT_BYTES,
+    BcqUnit,
+    decode_bcq_unit,
+    decode_cq_unit,
+    encode_bcq_unit,
+    encode_cq_filler,
+    encode_cq_unit,
+    find_bcq_unit,
+    is_cq_end,
+    is_cq_filler,
 )
-from mqbench.broker.store.record import Message, decode_message, encode_message
+from mqbench.broker.formats.record import Message, decode_message, encode_message
 from mqbench.errors import CorruptDataError, UserError
 
 COMMON = dict(born_timestamp_ms=1700000000000, store_timestamp_ms=1700000000001,
@@ -208,7 +218,7 @@ def test_fuzz_unit_decoders(data, pos):
 
 @given(st.integers(8, 2**31 - 1), st.binary(max_size=16))
 def test_blank_round_trips(remaining, after):
-    from mqbench.broker.store import record, timer_formats as tf
+    from mqbench.broker.formats import record, timer_formats as tf
     blank = record.encode_blank(remaining)
     assert record.check_record(blank + after, 0, 8 + len(after)) == record.RECORD_BLANK
     assert struct.unpack(">ii", blank) == (remaining, record.BLANK_MAGIC)

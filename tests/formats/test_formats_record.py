@@ -5,11 +5,24 @@ import zlib
 import pytest
 from hypothesis import given, strategies as st
 
-from mqbench.broker.store import record as r
-from mqbench.broker.store import record_check as rc
-from mqbench.broker.store.record import (
-    BLANK_MAGIC, MAGIC_V1, MAGIC_V2, RECORD_BLANK, RECORD_END, Message, check_record, decode_message,
-    decode_properties, encode_blank, encode_message, encode_properties, java_hash, message_id, record_size,
+from mqbench.broker.formats import record as r
+from mqbench.broker.formats import record_check as rc
+from mqbench.broker.formats.record import (
+    BLANK_MAGIC,
+    MAGIC_V1,
+    MAGIC_V2,
+    RECORD_BLANK,
+    RECORD_END,
+    Message,
+    check_record,
+    decode_message,
+    decode_properties,
+    encode_blank,
+    encode_message,
+    encode_properties,
+    java_hash,
+    message_id,
+    record_size,
     tags_code,
 )
 from mqbench.errors import CorruptDataError, UserError

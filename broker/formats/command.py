@@ -41,7 +41,7 @@ import struct
 from dataclasses import dataclass, field
 from types import ModuleType
 
-from mqbench.broker.remoting import codes
+from mqbench.broker.formats import codes
 from mqbench.errors import PeerError, UserError
 
 _orjson: ModuleType | None

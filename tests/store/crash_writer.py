@@ -9,7 +9,7 @@ import hashlib
 import random
 import sys
 
-from mqbench.broker.store.batch import BatchItem
+from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.store.store import Store
 
 SEGMENT_BYTES = 64 * 1024

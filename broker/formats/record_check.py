@@ -13,10 +13,27 @@ from typing import NamedTuple
 from mqbench.errors import CorruptDataError
 
 from .buffers import ByteView
-from .record import (  # the record module's layout helpers: this module reads the same layout
-    _FIELD_PHYSICAL_OFFSET, _HEAD, _I16, _I32, _I64, _TAIL, BLANK_MAGIC, MAGIC_V1, RECORD_BLANK, RECORD_END,
-    SCHEDULE_TOPIC, SYSFLAG_BORNHOST_V6, SYSFLAG_STOREHOST_V6, Message, _parse, _tail_positions, body_crc,
-    decode_properties, tags_code, verify_property_crc,
+from .record import (
+    _FIELD_PHYSICAL_OFFSET,
+    _HEAD,
+    _I16,
+    _I32,
+    _I64,
+    _TAIL,
+    BLANK_MAGIC,
+    MAGIC_V1,
+    RECORD_BLANK,
+    RECORD_END,
+    SCHEDULE_TOPIC,
+    SYSFLAG_BORNHOST_V6,
+    SYSFLAG_STOREHOST_V6,
+    Message,
+    _parse,
+    _tail_positions,
+    body_crc,
+    decode_properties,
+    tags_code,
+    verify_property_crc,
 )
 
 # What a broker's TopicValidator lets through: a record whose topic holds anything else was not

@@ -4,7 +4,7 @@ import datetime
 import pytest
 from hypothesis import given, strategies as st
 
-from mqbench.broker.store import checkpoint as cp, index_file as ix, timer_formats as tf
+from mqbench.broker.formats import checkpoint as cp, index_file as ix, timer_formats as tf
 from mqbench.errors import CorruptDataError, UserError
 
 _i64 = st.integers(-2**63, 2**63 - 1)

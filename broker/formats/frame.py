@@ -12,7 +12,7 @@ the byte stream has lost its framing and the only safe move is to close the conn
 """
 from __future__ import annotations
 
-from mqbench.broker.remoting.command import LENGTH, RemotingCommand, decode_frame_content
+from mqbench.broker.formats.command import LENGTH, RemotingCommand, decode_frame_content
 from mqbench.errors import PeerError
 
 FRAME_BYTES_MAX_DEFAULT = 16 * 1024 * 1024

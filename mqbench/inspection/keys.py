@@ -15,11 +15,11 @@ from typing import Iterator
 
 from mqbench.errors import CorruptDataError
 
-from . import configs
-from .index_files import INDEX_DIR, index_files, lookup
-from .inspect_files import MultiReader, iter_messages, list_segments, log_dirs
-from .record import body_crc, decode_message
-from .versions import detect
+from mqbench.broker.formats import configs
+from mqbench.broker.store.index_files import INDEX_DIR, index_files, lookup
+from mqbench.broker.store.segment_files import MultiReader, iter_messages, list_segments, log_dirs
+from mqbench.broker.formats.record import body_crc, decode_message
+from mqbench.broker.store.versions import detect
 
 
 def _has_key(properties: dict[str, str], key: str) -> bool:

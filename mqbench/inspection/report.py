@@ -4,7 +4,7 @@
 names) for a store written by mqbench or by a real RocketMQ 4.x/5.x broker, plain (``commitlog/``)
 or DLedger (``dledger-*/data/``). It never modifies the store: files are opened read-only and
 no abort/lock file is created. ``iter_messages(root)`` streams the messages of the log.
-``pop``: RocketMQ 5's POP state (``broker.pop.inspect_pop.pop_state_doc``): the revive topics and,
+``pop``: RocketMQ 5's POP state (``inspection.pop.pop_state_doc``): the revive topics and,
 per consumer group and topic, the checkpoints not yet revived, their unacked and acked messages and
 the earliest revive time.
 
@@ -33,20 +33,43 @@ from dataclasses import dataclass, field
 from mqbench.errors import CorruptDataError, UserError
 from mqbench.output import document
 
-from . import configs, dledger as dl
-from .inspect_files import (  # noqa: F401 - iter_messages is part of this module's API
-    LogItem, MappedFile, MultiReader, SegmentDir, SegmentReader, WalkEnd, count_nonzero, folder_of, iter_files,
-    iter_log, iter_messages, list_segments, log_dirs,
+from mqbench.broker.formats import configs, dledger as dl
+from mqbench.broker.store.segment_files import (
+    LogItem,
+    MappedFile,
+    MultiReader,
+    SegmentDir,
+    SegmentReader,
+    WalkEnd,
+    count_nonzero,
+    folder_of,
+    iter_files,
+    iter_log,
+    iter_messages,  # noqa: F401 - part of this module's API
+    list_segments,
+    log_dirs,
 )
-from .queues import (
-    BCQ_UNIT_BYTES, CQ_UNIT_BYTES, decode_bcq_unit, decode_cq_unit, find_bcq_unit, is_cq_end, is_cq_filler,
+from mqbench.broker.formats.queues import (
+    BCQ_UNIT_BYTES,
+    CQ_UNIT_BYTES,
+    decode_bcq_unit,
+    decode_cq_unit,
+    find_bcq_unit,
+    is_cq_end,
+    is_cq_filler,
 )
-from .record import (
-    SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, check_record,
-    peek_fields, peek_properties, peek_topic,
+from mqbench.broker.formats.record import (
+    SYSFLAG_INNER_BATCH,
+    SYSFLAG_TX_MASK,
+    SYSFLAG_TX_PREPARED,
+    SYSFLAG_TX_ROLLBACK,
+    check_record,
+    peek_fields,
+    peek_properties,
+    peek_topic,
 )
-from .inspect_state import check_dledger_state, checkpoint_doc, index_files_doc, read_dledger_state, timer_doc
-from .versions import detect
+from .state import check_dledger_state, checkpoint_doc, index_files_doc, read_dledger_state, timer_doc
+from mqbench.broker.store.versions import detect
 
 SCHEMA = "mqbench.inspect/1"
 DAMAGE_LIST_MAX = 50  # per kind; damage_counts has the totals
@@ -445,8 +468,8 @@ def inspect_store(root: str) -> dict:
 
 
 def _pop_doc(root: str, offsets_file) -> dict:
-    """POP checkpoints and unacked messages per group (``broker.pop.inspect_pop``)."""
-    from mqbench.broker.pop.inspect_pop import pop_state_doc
+    """POP checkpoints and unacked messages per group (``inspection.pop``)."""
+    from mqbench.inspection.pop import pop_state_doc
 
     return pop_state_doc(root, offsets_file.offsets if offsets_file else None)
 
