@@ -61,7 +61,7 @@ from .source import Position, decode_item, log_files, peek_item, torn_tail, walk
 from .target import TargetLog, TargetQueues
 
 CHECKPOINT_EVERY_BYTES = 64 << 20
-RAFT_APPLIED_FILE = "raft-applied.json"     # the broker's applied mark (broker/server/raft_glue.py)
+RAFT_APPLIED_FILE = "raft-applied.json"     # the broker's applied mark (broker/store/raft_storage.py)
 STEPS = {"copy": "meta", "meta": "done"}
 
 

@@ -92,7 +92,8 @@ class OffsetSnapshots:
             future.set_result(None)
             return
         try:
-            records = [self.store.prepare_record(meta_message(OffsetsSnapshot(dict(pending[i:i + SNAPSHOT_OFFSETS_MAX]))))
+            prepare = self.store.replicated.prepare_record
+            records = [prepare(meta_message(OffsetsSnapshot(dict(pending[i:i + SNAPSHOT_OFFSETS_MAX]))))
                        for i in range(0, len(pending), SNAPSHOT_OFFSETS_MAX)]
             proposal = self.propose(records, None)
         except (MqbenchError, OSError) as exc:

@@ -7,7 +7,7 @@ Opening (every group is a Raft group; a single replica is a one-member group, sa
                                        durability="memory" | "fsync")
 
 * ``self_id``: this replica's Raft node id (>= 1; layout replica ``nk`` is node ``k + 1``, see
-  ``raft_glue.replica_node_id``); ``peers``: every member's Raft address, this one's included (it
+  ``store.raft_storage.replica_node_id``); ``peers``: every member's Raft address, this one's included (it
   is bound; port 0 picks a free port, then ``raft_address`` tells which and ``set_peer_address``
   tells the others).
 * ``store_host``: the broker's client address, written as STOREHOST into the records this
@@ -28,7 +28,7 @@ Writes (leader only; a follower or candidate raises ``NotLeader(leader_id)`` at 
 
 * ``await put(msg) -> PutResult`` and ``await put_batch(topic, queue_id, items, *, consolidate,
   properties=None, sysflag=0, flag=0, born_timestamp_ms=0, born_host=..., inner_body=None) ->
-  PutResult``: the record(s) are built and checked on the leader (``Store.prepare_record``:
+  PutResult``: the record(s) are built and checked on the leader (``ReplicatedCommitLog.prepare_record``:
   UserError before anything reaches the log; the metadata topic is refused), proposed, and the
   call returns once they are committed (a majority has them: in its page cache with ``memory``,
   fsynced with ``fsync``) and applied here. ``PutResult(msg_id, queue_id, queue_offset,
@@ -87,7 +87,7 @@ from mqbench.broker.formats.topics import validate_topic
 from .entries import OffsetUpdate, TopicUpdate, apply_meta, check_offset_update, meta_message
 from .group_types import LeadershipLost, NotLeader, PutResult, frame_bytes, is_meta_record, refuse_meta_topic
 from .offset_snapshots import OffsetSnapshots
-from .raft_glue import AppliedMark, StoreRaftStorage
+from mqbench.broker.store.raft_storage import AppliedMark, RaftLogStorage
 from .read_gate import ReadGate
 from .write_gate import DISK_CHECK_MS, DISK_FREE_BYTES_MIN_DEFAULT, WriteGate
 
@@ -153,7 +153,7 @@ class ReplicatedGroup:
         self.config = config
         self.self_id = config.node_id
         self.durability = config.durability
-        self.storage = StoreRaftStorage(store)
+        self.storage = RaftLogStorage(store)
         self._mark = AppliedMark(store)
         self.node = RaftNode(config, self.storage, rng, applied=self._mark.index)
         self.applied_index = self.node.log.applied
@@ -294,7 +294,7 @@ class ReplicatedGroup:
         """Store one message through the group (module doc)."""
         self._check_writable()
         refuse_meta_topic(msg.topic)
-        record = self.store.prepare_record(msg)
+        record = self.store.replicated.prepare_record(msg)
         return await self._propose([record], [1])
 
     async def put_batch(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
@@ -306,7 +306,7 @@ class ReplicatedGroup:
         proposed together (one Ready: they commit together unless the leader fails meanwhile)."""
         self._check_writable()
         refuse_meta_topic(topic)
-        prepared = self.store.prepare_batch_records(
+        prepared = self.store.replicated.prepare_batch_records(
             topic, queue_id, items, consolidate=consolidate, properties=properties, flag=flag, sysflag=sysflag,
             born_timestamp_ms=born_timestamp_ms, born_host=born_host, inner_body=inner_body)
         return await self._propose([r for r, _ in prepared], [n for _, n in prepared])
@@ -319,7 +319,7 @@ class ReplicatedGroup:
         update = check_offset_update(OffsetUpdate(group, topic, queue_id, offset, reset))
         self._check_writable()
         if reset:
-            await self._propose([self.store.prepare_record(meta_message(update))], None)
+            await self._propose([self.store.replicated.prepare_record(meta_message(update))], None)
             return
         await self._offsets.commit((group, topic, queue_id), offset, lazy)
 
@@ -358,7 +358,7 @@ class ReplicatedGroup:
         old = self.store.topic_config(cfg.topic_name)
         if update.mode == "upsert" and old is not None and old.is_batch_cq != cfg.is_batch_cq:
             raise UserError(f"topic {cfg.topic_name}: queue.type cannot change once the topic exists")
-        await self._propose([self.store.prepare_record(meta_message(update))], None)
+        await self._propose([self.store.replicated.prepare_record(meta_message(update))], None)
         return self.store.topic_config(cfg.topic_name)
 
     # -- the Raft loop -----------------------------------------------------------------------
@@ -474,12 +474,12 @@ class ReplicatedGroup:
         store = self.store
         for entry in entries:
             if entry.index > self._meta_applied and entry.kind == EntryKind.NORMAL and is_meta_record(entry.data):
-                store.commit(entry.index - 2)          # dispatch what precedes it first: log order
+                store.replicated.commit(entry.index - 2)          # dispatch what precedes it first: log order
                 error = apply_meta(store, entry.data, entry.index)
                 if error is not None:
                     self._apply_errors[entry.index] = error
                 self._meta_applied = entry.index
-        store.commit(entries[-1].index - 1)
+        store.replicated.commit(entries[-1].index - 1)
         self._meta_applied = max(self._meta_applied, entries[-1].index)
         self.applied_index = entries[-1].index
         done = [(e.index, e, self._waiters.pop(e.index)) for e in entries if e.index in self._waiters]

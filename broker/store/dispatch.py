@@ -22,6 +22,7 @@ decodes the record without the CRC check (records were checked when the log was 
 from __future__ import annotations
 
 import os
+from collections import deque
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,3 +207,91 @@ def dispatch_record(queues: QueueSet, info: DispatchInfo, is_batch_topic: Callab
     else:
         q = queues.get(info.topic, info.queue_id, batch=False)
         q.put(info.queue_offset, info.physical_offset, info.size, info.tags_code)
+
+
+class Dispatcher:
+    """The write-side index every writer of one store shares (``Store``'s own appends and its
+    ``ReplicatedCommitLog``): the next queue offset of every queue, and the records appended but
+    not yet dispatched into the consume queues.
+
+    * ``next_offset(topic, queue_id)``: the queues' ends (``QueueSet.max_offsets``) raised by every
+      record in the log past ``dispatched`` (``note``); ``take(key, count)`` hands out ``count``
+      offsets (the plain write path), ``saved(keys)``/``restore(saved)`` give them back when the
+      write that took them failed.
+    * ``appended(end, info)``: a record written up to log position ``end``; ``dispatch_to(limit)``
+      dispatches every record ending at or below ``limit``: the appended ones from ``info``
+      (no decode), older ones (below where this process started appending) by a log scan. A
+      dispatch that fails (disk full) is tried again by the next call.
+    * ``truncated(end)``: the log was cut at ``end``: forget what was past it and rebuild the table.
+
+    Not thread-safe: callers hold the store's lock.
+    """
+
+    def __init__(self, log, queues: QueueSet, is_batch_topic: Callable[[str], bool], dispatched: int):
+        self.log = log
+        self.queues = queues
+        self.is_batch_topic = is_batch_topic
+        self.dispatched = dispatched
+        self._reset_pending()
+        self._rebuild()
+
+    # -- queue offsets -----------------------------------------------------------------------
+
+    def next_offset(self, topic: str, queue_id: int) -> int:
+        return self._next.get((topic, queue_id), 0)
+
+    def take(self, key: tuple[str, int], count: int) -> int:
+        first = self._next.get(key, 0)
+        self._next[key] = first + count
+        return first
+
+    def saved(self, keys) -> dict[tuple[str, int], int | None]:
+        return {key: self._next.get(key) for key in keys}
+
+    def restore(self, saved: dict[tuple[str, int], int | None]) -> None:
+        for key, value in saved.items():
+            if value is None:
+                self._next.pop(key, None)
+            else:
+                self._next[key] = value
+
+    def note(self, info: DispatchInfo) -> None:
+        """Count a record written to the log in the queue-offset table."""
+        if info.gets_unit:
+            key = (info.topic, info.queue_id)
+            self._next[key] = max(self._next.get(key, 0), info.queue_offset + info.inner_num)
+
+    def _rebuild(self) -> None:
+        """Next queue offsets: the queues' ends, then the records written but not yet dispatched."""
+        self._next = self.queues.max_offsets()
+        for _, record, _ in self.log.scan(self.dispatched, None):
+            self.note(dispatch_info(record, where="commitlog"))
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def appended(self, end: int, info: DispatchInfo) -> None:
+        self._pending.append((end, info))
+
+    def dispatch_to(self, limit: int) -> None:
+        if limit <= self.dispatched:
+            return
+        if self.dispatched < self._pending_from:
+            stop = min(limit, self._pending_from)
+            for _, record, _ in self.log.scan(self.dispatched, stop):
+                dispatch_record(self.queues, dispatch_info(record, where="commitlog"), self.is_batch_topic)
+            self.dispatched = stop
+        pending = self._pending
+        while pending and pending[0][0] <= limit:
+            # dropped only once written: a dispatch that failed (disk full) is tried again
+            dispatch_record(self.queues, pending[0][1], self.is_batch_topic)
+            pending.popleft()
+        self.dispatched = limit
+
+    def _reset_pending(self) -> None:
+        self._pending: deque[tuple[int, DispatchInfo]] = deque()
+        self._pending_from = self.log.end_offset
+
+    def truncated(self, end: int) -> None:
+        self.dispatched = min(self.dispatched, end)
+        self._reset_pending()
+        self._rebuild()

@@ -53,16 +53,13 @@ Metadata: ``topic_config(name)``, ``create_topic(name, ...)``, ``update_topic(cf
 ``commit_offset(group, topic, queue_id, offset)``, ``query_offset(...) -> int (-1 = none)``,
 ``set_delay_offset(level, offset)``, ``delay_offset(level)``.
 
-Raft (DLedger versions): ``dledger`` (the ``DLedgerLog``), ``append_entry(term, body, *, magic=1,
-restamp=True) -> index`` (a replicated entry, on the leader and on followers alike;
-``append_replicated(term, body, *, magic=1) -> (index, stored body)`` is the same with restamping,
-returning the bytes as written), ``commit(index)``, ``truncate_after(index)``. A replicated record is built by the leader with ``prepare_record(msg)`` /
-``prepare_batch_records(...)`` (validated, store time and host stamped, queue and physical offsets
-left as placeholders) and gets its offsets when ``append_entry`` writes it: QUEUEOFFSET (and
-INNER_BASE of an inner batch) from this store's queue-offset table (or the record's own value when
-that is higher, as in a log migrated from elsewhere), PHYSICALOFFSET from the entry position
-(``restamp_record``). Every replica holds the same log prefix, so every replica writes the
-same bytes; restamping a record that already carries the right values changes nothing.
+Raft (DLedger versions): ``dledger`` (the ``DLedgerLog``) and ``replicated``, the
+``ReplicatedCommitLog`` this store owns (None for a plain commitlog): the leader builds the
+records it proposes there (``prepare_record``), every replica places its entries there
+(``append_replicated_batch``, restamped so that all replicas write the same bytes), and the Raft
+adapter moves the commit point there (``commit``, ``truncate_after``); see ``replicated_log``.
+It shares this store's lock, queue-offset table and dispatch (``dispatch.Dispatcher``) and record
+rules (``record_builder.RecordBuilder``).
 
 ``flush()`` makes everything durable (log, queues, checkpoint, offsets); ``close()`` flushes and
 removes the abort file. All public methods are thread-safe.
@@ -73,7 +70,6 @@ import asyncio
 import os
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -82,19 +78,17 @@ from mqbench.errors import UserError
 
 from . import reader, versions
 from .atomic import AbortMarker, StoreLock
-from mqbench.broker.formats.batch import BatchItem, encode_batch
+from mqbench.broker.formats.batch import BatchItem
 from .commitlog import CommitLog
 from mqbench.broker.formats.configs import TopicConfig
 from .consume_queue import DEFAULT_BCQ_SEGMENT_BYTES, DEFAULT_CQ_SEGMENT_BYTES
-from .dispatch import QueueSet, dispatch_info, dispatch_record, message_dispatch_info
+from .dispatch import Dispatcher, QueueSet, message_dispatch_info
 from .dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerCommitLog, DLedgerLog
 from .flush import (POLICY_INTERVAL, POLICY_SYNC, GroupCommit, IntervalFlusher, WritesUnavailable, is_resource_error,
                     parse_flush_policy)
 from .metadata import Metadata
 from mqbench.broker.formats.record import (
-    SYSFLAG_COMPRESSED,
     SYSFLAG_INNER_BATCH,
-    SYSFLAG_NEED_UNWRAP,
     SYSFLAG_TX_MASK,
     SYSFLAG_TX_PREPARED,
     SYSFLAG_TX_ROLLBACK,
@@ -102,7 +96,8 @@ from mqbench.broker.formats.record import (
     message_id,
 )
 from .reader import ReadResult
-from .store_raft import RaftHooks
+from .record_builder import RecordBuilder
+from .replicated_log import ReplicatedCommitLog
 from .recovery import CheckpointFile, CheckpointState, commitlog_scan_start, recover_queues
 from mqbench.broker.formats.topics import validate_topic
 
@@ -124,7 +119,7 @@ class AppendResult:
     index: int | None = None      # DLedger index of the last entry written (DLedger versions)
 
 
-class Store(RaftHooks):
+class Store:
     """One store root (see module doc). Build it with ``Store.open``."""
 
     @classmethod
@@ -174,6 +169,7 @@ class Store(RaftHooks):
             self._abort = AbortMarker(root)
             self.recovered_abnormally = self._abort.was_present
             self.meta = Metadata(root, version, clock_ms)
+            self.builder = RecordBuilder(version, clock_ms, store_host, self.meta.is_batch_topic)
             self.checkpoint = CheckpointFile(root, version)
             self.dledger: DLedgerLog | None = None
             if versions.is_dledger(version):
@@ -191,6 +187,12 @@ class Store(RaftHooks):
             raise
         self._abort.create(os.getpid())
         self.group_commit = GroupCommit(self._sync_log, written_offset=self.log.end_offset)
+        self.replicated: ReplicatedCommitLog | None = None
+        if self.dledger is not None:
+            self.replicated = ReplicatedCommitLog(
+                self.dledger, self.log, lock=self._lock, dispatcher=self.dispatcher, builder=self.builder,
+                queues=self.queues, group_commit=self.group_commit, checkpoint=self.checkpoint,
+                check_open=self._check_open, written=self._after_append)
         self._flusher = None
         if background_flush:
             interval = self.policy.interval_ms if self.policy.kind == POLICY_INTERVAL else HOUSEKEEPING_MS
@@ -214,23 +216,10 @@ class Store(RaftHooks):
         dispatched = ck.dispatched_offset if ck.dispatched_offset is not None else self.log.min_offset
         self.redispatched_from, self.records_redispatched = recover_queues(
             self.queues, self.log.scan, dispatched, limit, self.meta.is_batch_topic)
-        self._dispatched = limit
-        self._reset_pending()
-        self._rebuild_queue_table()
+        self.dispatcher = Dispatcher(self.log, self.queues, self.meta.is_batch_topic, limit)
         self.queues.flush()
         stamp = max(self.log.last_store_timestamp_ms, ck.physic_msg_timestamp_ms)
-        self.checkpoint.write(CheckpointState(stamp, stamp, self.log.end_offset, self._dispatched), fsync=True)
-
-    def _rebuild_queue_table(self) -> None:
-        """Next queue offsets: the queues' ends, then the records written but not yet dispatched."""
-        self._next_offset = self.queues.max_offsets()
-        for _, record, _ in self.log.scan(self._dispatched, None):
-            self._note_offsets(dispatch_info(record, where="commitlog"))
-
-    def _note_offsets(self, info) -> None:
-        if info.gets_unit:
-            key = (info.topic, info.queue_id)
-            self._next_offset[key] = max(self._next_offset.get(key, 0), info.queue_offset + info.inner_num)
+        self.checkpoint.write(CheckpointState(stamp, stamp, self.log.end_offset, limit), fsync=True)
 
     def _dispatch_limit_unflushed(self) -> int:
         if self.raft_mode:
@@ -253,7 +242,7 @@ class Store(RaftHooks):
         flushed = self.group_commit.wait_durable(offset)
         if self.policy.kind == POLICY_SYNC and not self.raft_mode:
             with self._lock:
-                self._dispatch_to(min(flushed, self.log.end_offset))
+                self.dispatcher.dispatch_to(min(flushed, self.log.end_offset))
         return flushed
 
     async def durable(self, offset: int) -> int:
@@ -262,7 +251,7 @@ class Store(RaftHooks):
 
     def _flush_queues_and_checkpoint(self) -> None:
         with self._lock:
-            dispatched = self._dispatched
+            dispatched = self.dispatcher.dispatched
             queues = [q for _, q in self.queues.all()]
         for q in queues:
             q.flush()
@@ -308,33 +297,13 @@ class Store(RaftHooks):
 
     # -- dispatch ----------------------------------------------------------------------------
 
-    def _dispatch_to(self, limit: int) -> None:
-        """Dispatch every record that ends at or below ``limit``: from the records appended by this
-        process (kept in ``_pending``, no decode needed) or, below ``_pending_from``, by a scan."""
-        if limit <= self._dispatched:
-            return
-        if self._dispatched < self._pending_from:
-            stop = min(limit, self._pending_from)
-            for _, record, _ in self.log.scan(self._dispatched, stop):
-                dispatch_record(self.queues, dispatch_info(record, where="commitlog"), self.meta.is_batch_topic)
-            self._dispatched = stop
-        pending = self._pending
-        while pending and pending[0][0] <= limit:
-            # dropped only once written: a dispatch that failed (disk full) is tried again
-            dispatch_record(self.queues, pending[0][1], self.meta.is_batch_topic)
-            pending.popleft()
-        self._dispatched = limit
-
-    def _reset_pending(self) -> None:
-        self._pending: deque = deque()        # (record end, DispatchInfo) appended, not dispatched
-        self._pending_from = self.log.end_offset
-
     def _after_append(self, end: int) -> None:
+        """Every append (ours and ``replicated``'s) ends here, under the lock."""
         self.group_commit.written(end)
         if self.dledger is not None and not self.raft_mode:
             self.dledger.set_committed(self.dledger.last_index)
         if self.policy.kind != POLICY_SYNC and not self.raft_mode:
-            self._dispatch_to(end)
+            self.dispatcher.dispatch_to(end)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -348,27 +317,11 @@ class Store(RaftHooks):
                                         "writes are refused until that passes")
             raise UserError(f"the store at {self.root} stopped flushing: {error}")
 
-    def _prepare(self, msg: Message) -> None:
-        validate_topic(msg.topic)
-        if not 0 <= msg.queue_id < 1 << 31:
-            raise UserError(f"queue id {msg.queue_id} is out of range")
-        now = self.clock_ms()
-        msg.store_timestamp_ms = now
-        if not msg.born_timestamp_ms:
-            msg.born_timestamp_ms = now
-        msg.store_host = self.store_host
-        if versions.major(self.version) == 4:
-            msg.version = 1
-            if msg.sysflag & (SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP):
-                raise UserError(f"inner-batch records need a v5 store, this one is {self.version}")
-
     def _assign(self, msg: Message, count: int) -> None:
         if msg.sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
             msg.queue_offset = 0   # half/rollback records take no queue slot (spec 3.10)
             return
-        key = (msg.topic, msg.queue_id)
-        msg.queue_offset = self._next_offset.get(key, 0)
-        self._next_offset[key] = msg.queue_offset + count
+        msg.queue_offset = self.dispatcher.take((msg.topic, msg.queue_id), count)
         if msg.sysflag & SYSFLAG_INNER_BATCH:
             msg.properties["INNER_BASE"] = str(msg.queue_offset)
 
@@ -376,21 +329,17 @@ class Store(RaftHooks):
         with self._lock:
             self._check_open()
             for m in msgs:
-                self._prepare(m)
-            saved = {(m.topic, m.queue_id): self._next_offset.get((m.topic, m.queue_id)) for m in msgs}
+                self.builder.stamp(m)
+            saved = self.dispatcher.saved({(m.topic, m.queue_id) for m in msgs})
             for m, n in zip(msgs, counts):
                 self._assign(m, n)
             try:
                 placed = self.log.append_messages(msgs, term)
             except BaseException:
-                for key, value in saved.items():   # nothing was written: give the offsets back
-                    if value is None:
-                        self._next_offset.pop(key, None)
-                    else:
-                        self._next_offset[key] = value
+                self.dispatcher.restore(saved)   # nothing was written: give the offsets back
                 raise
             for m, (phys, size) in zip(msgs, placed):
-                self._pending.append((phys + size, message_dispatch_info(m, size)))
+                self.dispatcher.appended(phys + size, message_dispatch_info(m, size))
             end = self.log.end_offset
             self._after_append(end)
         result = AppendResult(
@@ -413,45 +362,10 @@ class Store(RaftHooks):
                      born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0),
                      term: int = 0, wait_durable: bool = True, inner_body: bytes | None = None) -> AppendResult:
         """Store a client batch (see module doc); ``properties`` are the batch-level properties."""
-        msgs, counts = self._batch_messages(topic, queue_id, items, consolidate=consolidate, properties=properties,
-                                            flag=flag, sysflag=sysflag, born_timestamp_ms=born_timestamp_ms,
-                                            born_host=born_host, inner_body=inner_body)
+        msgs, counts = self.builder.batch(topic, queue_id, items, consolidate=consolidate, properties=properties,
+                                          flag=flag, sysflag=sysflag, born_timestamp_ms=born_timestamp_ms,
+                                          born_host=born_host, inner_body=inner_body)
         return self._write(msgs, counts, term, wait_durable)
-
-    def _batch_messages(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
-                        properties: dict[str, str] | None, flag: int, sysflag: int, born_timestamp_ms: int,
-                        born_host: tuple[str, int], inner_body: bytes | None = None) -> tuple[list[Message], list[int]]:
-        """The records of a client batch and the messages each holds (UserError for a bad batch)."""
-        validate_topic(topic)
-        if not items:
-            raise UserError("an empty batch")
-        if sysflag & (SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP):
-            raise UserError("a batch cannot be transactional or carry inner-batch flags (spec 4.3)")
-        if inner_body is not None and not consolidate:
-            raise UserError("inner_body is the body of a consolidated batch; pass consolidate=True")
-        if sysflag & SYSFLAG_COMPRESSED and inner_body is None:
-            raise UserError("a compressed batch is stored consolidated from its compressed body (inner_body)")
-        batch_props = dict(properties or {})
-        common = dict(topic=topic, queue_id=queue_id, sysflag=sysflag,
-                      born_timestamp_ms=born_timestamp_ms, born_host=born_host)
-        if consolidate:
-            if not versions.has_batch_cq(self.version):
-                raise UserError(f"consolidated batches need a v5 store, this one is {self.version}")
-            if not self.meta.is_batch_topic(topic):
-                raise UserError(f"topic {topic} is not a BatchCQ topic (attribute queue.type=BatchCQ)")
-            if len(items) > 0x7FFF:
-                raise UserError(f"a consolidated batch holds at most 32767 messages, got {len(items)}")
-            # INNER_BASE is filled in when the queue offset is assigned (_assign / restamp_record)
-            props = {**batch_props, "INNER_NUM": str(len(items)), "INNER_BASE": ""}
-            msg = Message(body=encode_batch(items) if inner_body is None else bytes(inner_body),
-                          properties=props, flag=flag,
-                          **{**common, "sysflag": sysflag | SYSFLAG_NEED_UNWRAP | SYSFLAG_INNER_BATCH})
-            return [msg], [len(items)]
-        dledger = versions.is_dledger(self.version)
-        msgs = [Message(body=item.body, flag=item.flag,
-                        properties=dict(item.properties) if dledger else {**item.properties, **batch_props},
-                        **common) for item in items]
-        return msgs, [1] * len(msgs)
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ def forged_append(leader, follower_id: int) -> RaftMessage:
     """What the attack sent: src = the leader's id, an entry right after the commit index in the
     leader's term, and a commit index that covers it."""
     index = leader.commit_index
-    record = leader.store.prepare_record(Message(topic="T", body=b"forged"))
+    record = leader.store.replicated.prepare_record(Message(topic="T", body=b"forged"))
     return RaftMessage(MsgType.APP, leader.self_id, follower_id, leader.term, leader.node.log.term(index), index,
                        (Entry(index + 1, leader.term, record),), index + 1)
 

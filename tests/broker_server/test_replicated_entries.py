@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from mqbench.errors import CorruptDataError, UserError
 from mqbench.broker.server.entries import (META_TOPIC, OffsetsSnapshot, OffsetUpdate, TopicUpdate, decode_meta, encode_meta,
                                            meta_message)
-from mqbench.broker.server.raft_glue import APPLIED_FILE, AppliedMark, replica_name, replica_node_id
+from mqbench.broker.store.raft_storage import APPLIED_FILE, AppliedMark, replica_name, replica_node_id
 from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.formats.configs import TopicConfig
 from mqbench.broker.formats.record import (
@@ -97,17 +97,17 @@ def test_every_replica_stamps_the_same_bytes_and_catch_up_is_idempotent(msgs):
     with tempfile.TemporaryDirectory() as tmp:
         leader, follower, late = (_store(Path(tmp) / name) for name in ("a", "b", "c"))
         try:
-            proposed = [leader.prepare_record(m) for m in msgs]
+            proposed = [leader.replicated.prepare_record(m) for m in msgs]
             for record in proposed:
-                leader.append_entry(1, record)
-                follower.append_entry(1, record)           # the leader's bytes as proposed
+                leader.replicated.append_entry(1, record)
+                follower.replicated.append_entry(1, record)           # the leader's bytes as proposed
             for index in range(len(proposed)):
-                late.append_entry(1, leader.dledger.entry(index)[1])   # bytes read back from disk
+                late.replicated.append_entry(1, leader.dledger.entry(index)[1])   # bytes read back from disk
             ends = leader.dledger.end_pos
             images = [s.dledger.data.read(0, ends) for s in (leader, follower, late)]
             assert images[0] == images[1] == images[2]
             for s in (leader, follower, late):
-                s.commit(len(proposed) - 1)
+                s.replicated.commit(len(proposed) - 1)
             expected: dict[tuple[str, int], int] = {}
             for index in range(len(proposed)):
                 stored, _ = decode_message(leader.dledger.entry(index)[1])
@@ -127,13 +127,13 @@ def test_every_replica_stamps_the_same_bytes_and_catch_up_is_idempotent(msgs):
 def test_a_damaged_replicated_record_is_refused_and_nothing_is_written(tmp_path):
     store = _store(tmp_path / "s")
     try:
-        record = bytearray(store.prepare_record(Message(topic="T", body=b"abc")))
+        record = bytearray(store.replicated.prepare_record(Message(topic="T", body=b"abc")))
         record[-10] ^= 0xFF
         with pytest.raises(CorruptDataError):
-            store.append_entry(1, bytes(record))
-        torn = store.prepare_record(Message(topic="T", body=b"abcdef"))[:-3]
+            store.replicated.append_entry(1, bytes(record))
+        torn = store.replicated.prepare_record(Message(topic="T", body=b"abcdef"))[:-3]
         with pytest.raises(CorruptDataError):
-            store.append_entry(1, torn + b"\x00\x00\x00\x00\x00")
+            store.replicated.append_entry(1, torn + b"\x00\x00\x00\x00\x00")
         assert store.dledger.last_index == -1
     finally:
         store.close()
@@ -234,14 +234,14 @@ def test_applied_mark_round_trip_and_damage(tmp_path):
 def test_raft_storage_serves_recent_entries_exactly_as_stored(tmp_path):
     from mqbench.broker.raft.dledger_storage import DLedgerStorage
     from mqbench.broker.raft.types import Entry, EntryKind
-    from mqbench.broker.server import raft_glue
-    from mqbench.broker.server.raft_glue import StoreRaftStorage
+    from mqbench.broker.store import raft_storage
+    from mqbench.broker.store.raft_storage import RaftLogStorage
 
     store = _store(tmp_path / "s")
     try:
-        storage = StoreRaftStorage(store)
+        storage = RaftLogStorage(store)
         disk = DLedgerStorage(store.dledger.directory, log=store.dledger)   # the files, no cache
-        records = [store.prepare_record(Message(topic="T", body=b"r%d" % n)) for n in range(6)]
+        records = [store.replicated.prepare_record(Message(topic="T", body=b"r%d" % n)) for n in range(6)]
         storage.append([Entry(1, 1, b"", EntryKind.NOOP)] + [Entry(2 + n, 1, r) for n, r in enumerate(records)])
         assert storage.entries(1, 8) == disk.entries(1, 8)
         assert [decode_message(e.data)[0].queue_offset for e in storage.entries(2, 8)] == list(range(6))
@@ -250,14 +250,14 @@ def test_raft_storage_serves_recent_entries_exactly_as_stored(tmp_path):
         assert storage.last_index() == 6 and storage.term(6) == disk.term(6) == 2
         assert storage.entries(1, 7) == disk.entries(1, 7)
         assert [decode_message(e.data)[0].queue_offset for e in storage.entries(2, 7)] == [0, 1, 2, 3, 4]
-        old_limit = raft_glue.CACHE_ENTRIES
-        raft_glue.CACHE_ENTRIES = 2                 # older entries come from the files
+        old_limit = raft_storage.CACHE_ENTRIES
+        raft_storage.CACHE_ENTRIES = 2                 # older entries come from the files
         try:
             storage.append([Entry(7, 2, records[2])])
             assert storage.entries(1, 8) == disk.entries(1, 8)
             assert storage.stored_body(3) == disk.entries(3, 4)[0].data
         finally:
-            raft_glue.CACHE_ENTRIES = old_limit
+            raft_storage.CACHE_ENTRIES = old_limit
     finally:
         store.close()
 
@@ -271,7 +271,7 @@ def test_damaged_replicated_records_are_refused_whole_or_stored_valid(tmp_path):
     @settings(max_examples=100)
     @given(st.data())
     def feed(data):
-        record = bytearray(store.prepare_record(data.draw(messages())))
+        record = bytearray(store.replicated.prepare_record(data.draw(messages())))
         kind = data.draw(st.sampled_from(["flip", "cut", "trail"]))
         if kind == "flip":
             at = data.draw(st.integers(0, len(record) - 1))
@@ -282,7 +282,7 @@ def test_damaged_replicated_records_are_refused_whole_or_stored_valid(tmp_path):
             record += data.draw(st.binary(min_size=1, max_size=20))
         before = (store.dledger.end_pos, store.dledger.last_index)
         try:
-            index = store.append_entry(1, bytes(record))
+            index = store.replicated.append_entry(1, bytes(record))
         except CorruptDataError:
             assert (store.dledger.end_pos, store.dledger.last_index) == before
             return
@@ -306,9 +306,9 @@ def test_a_record_that_carries_a_higher_queue_offset_keeps_it(tmp_path):
         migrated = encode_message(Message(topic="T", body=b"old", queue_offset=1000, store_timestamp_ms=1,
                                           store_host=("127.0.0.1", 10911)))
         for store in (source, replica):
-            store.append_entry(1, migrated)
-            store.append_entry(1, store.prepare_record(Message(topic="T", body=b"new")))
-            store.commit(1)
+            store.replicated.append_entry(1, migrated)
+            store.replicated.append_entry(1, store.replicated.prepare_record(Message(topic="T", body=b"new")))
+            store.replicated.commit(1)
             assert [(m.queue_offset, m.body) for m in store.read_queue("T", 0, 1000).messages] == [
                 (1000, b"old"), (1001, b"new")]
         assert source.dledger.entry(0)[1] == replica.dledger.entry(0)[1]
@@ -321,19 +321,19 @@ def test_same_entry_ignores_the_placement_fields_and_nothing_else():
     """The follower's conflict check (raft ``same_entry``): the leader's copy of a record (offsets
     0, or stamped) is the same entry as the follower's restamped one; another body is not."""
     from mqbench.broker.raft.types import Entry
-    from mqbench.broker.server.raft_glue import StoreRaftStorage
+    from mqbench.broker.store.raft_storage import RaftLogStorage
     from mqbench.broker.formats.record import set_physical_offset
 
     sent = encode_message(Message(topic="T", body=b"real", queue_offset=0))
     stored = set_physical_offset(restamp_record(sent, 41), 4096)
     forged = encode_message(Message(topic="T", body=b"fake", queue_offset=0))
-    assert StoreRaftStorage.same_entry(Entry(3, 1, stored), Entry(3, 1, sent))
-    assert StoreRaftStorage.same_entry(Entry(3, 1, stored), Entry(3, 1, stored))
-    assert not StoreRaftStorage.same_entry(Entry(3, 1, stored), Entry(3, 1, forged))
-    assert not StoreRaftStorage.same_entry(Entry(3, 1, stored), Entry(3, 1, b"garbage"))
+    assert RaftLogStorage.same_entry(Entry(3, 1, stored), Entry(3, 1, sent))
+    assert RaftLogStorage.same_entry(Entry(3, 1, stored), Entry(3, 1, stored))
+    assert not RaftLogStorage.same_entry(Entry(3, 1, stored), Entry(3, 1, forged))
+    assert not RaftLogStorage.same_entry(Entry(3, 1, stored), Entry(3, 1, b"garbage"))
     batch = inner_batch_record(3)
-    assert StoreRaftStorage.same_entry(Entry(3, 1, restamp_record(batch, 7)), Entry(3, 1, batch))
-    assert not StoreRaftStorage.same_entry(Entry(3, 1, restamp_record(batch, 7)), Entry(3, 1, inner_batch_record(4)))
+    assert RaftLogStorage.same_entry(Entry(3, 1, restamp_record(batch, 7)), Entry(3, 1, batch))
+    assert not RaftLogStorage.same_entry(Entry(3, 1, restamp_record(batch, 7)), Entry(3, 1, inner_batch_record(4)))
 
 
 def test_an_offsets_snapshot_is_the_documented_json_and_round_trips():

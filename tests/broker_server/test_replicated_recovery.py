@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mqbench.broker.server.raft_glue import APPLIED_FILE, replica_node_id
+from mqbench.broker.store.raft_storage import APPLIED_FILE, replica_node_id
 from mqbench.broker.store.metadata import CONSUMER_OFFSETS_FILE
 from mqbench.broker.server.replicated import LeadershipLost
 from mqbench.broker.formats.record import Message

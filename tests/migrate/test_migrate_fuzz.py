@@ -108,7 +108,7 @@ def test_uncommitted_and_noop_entries(tmp_path):
     for i in range(10):
         store.append(Message(topic="T", body=f"m{i}".encode(), queue_id=0), term=2)
         if i % 4 == 0:
-            store.append_entry(2, b"", magic=dl.DLEDGER_MAGIC_NOOP)
+            store.replicated.append_entry(2, b"", magic=dl.DLEDGER_MAGIC_NOOP)
     store.close()
     # the replica had committed only the first 8 entries
     ck = os.path.join(root, "dledger-n0", "checkpoint")

@@ -325,23 +325,23 @@ def test_raft_mode_dispatches_committed_entries_and_truncates_the_rest(tmp_path)
     results = [store.append(Message(topic="T", body=b"m%d" % i), term=1) for i in range(5)]
     assert [r.index for r in results] == [0, 1, 2, 3, 4]
     assert store.max_offset("T", 0) == 0
-    store.commit(2)
+    store.replicated.commit(2)
     assert [m.body for m in store.read_queue("T", 0, 0).messages] == [b"m0", b"m1", b"m2"]
-    store.truncate_after(2)
+    store.replicated.truncate_after(2)
     assert store.dledger.last_index == 2
     assert store.append(Message(topic="T", body=b"new"), term=2).queue_offset == 3
     assert store.dledger.term_at(3) == 2
     from mqbench.errors import InvariantViolation
     with pytest.raises(InvariantViolation):
-        store.truncate_after(1)
+        store.replicated.truncate_after(1)
     # a follower's replicated entry: the leader's record bytes
     leader_record = store.dledger.entry(3)[1]
-    store.truncate_after(2)
-    assert store.append_entry(2, leader_record) == 3
-    store.commit(3)
+    store.replicated.truncate_after(2)
+    assert store.replicated.append_entry(2, leader_record) == 3
+    store.replicated.commit(3)
     assert [m.body for m in store.read_queue("T", 0, 0).messages][-1] == b"new"
-    assert store.append_entry(2, b"", magic=2) == 4          # a leader's no-op: no message
-    store.commit(4)
+    assert store.replicated.append_entry(2, b"", magic=2) == 4          # a leader's no-op: no message
+    store.replicated.commit(4)
     assert store.max_offset("T", 0) == 4
     store.close()
     store = open_store(tmp_path / "s", "v5-dledger", create=False, raft_mode=True)

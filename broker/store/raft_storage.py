@@ -1,12 +1,14 @@
-"""The Raft core's storage on a broker store: the Raft log IS the store's DLedger commitlog.
+"""The Raft core's ``Storage`` on a broker store: the Raft log IS the store's DLedger commitlog.
 
-``StoreRaftStorage`` is ``DLedgerStorage`` (the read side, ``currterm`` with term and vote) over the
-store's own ``DLedgerLog``, with every write routed through the ``Store`` so that the store's
-queue-offset table, dispatch and group commit stay in step:
+``RaftLogStorage`` is ``DLedgerStorage`` (the read side, ``currterm`` with term and vote) over the
+store's own ``DLedgerLog``, with every write going through the store's ``ReplicatedCommitLog``
+(``store.replicated``) so that the store's queue-offset table, dispatch and group commit stay in
+step:
 
-* appending entries: ``store.truncate_after`` for a divergent suffix, then ``store.append_entry``
-  per entry (a record is restamped with its queue and physical offsets there; a no-op gets
-  DLedger's NOOP magic 2). Raft index ``i`` is DLedger index ``i - 1``.
+* appending entries: ``replicated.truncate_after`` for a divergent suffix, then
+  ``replicated.append_replicated_batch`` for the entries (one write; a record is restamped with
+  its queue and physical offsets there; a no-op gets DLedger's NOOP magic 2). Raft index ``i`` is
+  DLedger index ``i - 1``.
 * term and vote: ``currterm`` (``currTerm``/``voteLeader``, peer names ``n0``, ``n1``... as the
   layout names replicas: Raft node id ``k + 1`` is replica ``nk``), replaced atomically and
   fsynced on change.
@@ -15,8 +17,8 @@ queue-offset table, dispatch and group commit stay in step:
   after appending them; older ones are read from the DLedger files.
 * the log fsync (``sync``): the store's group commit (``store.wait_durable``), safe to run in a
   worker thread while the event loop keeps appending.
-* the commit point is moved by the state machine (``store.commit``) when committed entries are
-  applied, not here, so metadata entries and dispatch happen in log order.
+* the commit point is moved by the state machine (``replicated.commit``) when committed entries
+  are applied, not here, so metadata entries and dispatch happen in log order.
 
 ``AppliedMark`` is the small file ``raft-applied.json`` at the store root: ``{"schema":
 "mqbench.raft-applied/1", "appliedIndex": N}``. It says that the store's metadata files
@@ -33,10 +35,11 @@ from mqbench.errors import CorruptDataError, InvariantViolation
 from mqbench.broker.raft.dledger_storage import DLedgerStorage
 from mqbench.broker.raft.types import Entry, EntryKind, HardState
 from mqbench.broker.formats import dledger as fmt
-from mqbench.broker.store.atomic import read_with_backup, write_atomic
-from mqbench.broker.store.dledger_log import is_record_body
 from mqbench.broker.formats.restamp import placement_cleared
-from mqbench.broker.store.store import Store
+
+from .atomic import read_with_backup, write_atomic
+from .dledger_log import is_record_body
+from .store import Store
 
 CACHE_ENTRIES = 8192
 CACHE_BYTES = 16 << 20
@@ -56,15 +59,16 @@ def replica_node_id(name: str) -> int:
     return int(name[1:]) + 1
 
 
-class StoreRaftStorage(DLedgerStorage):
+class RaftLogStorage(DLedgerStorage):
     """The Raft ``Storage`` of one replica, on its ``Store`` (see module doc)."""
 
     def __init__(self, store: Store):
-        if store.dledger is None or not store.raft_mode:
+        if store.replicated is None or not store.raft_mode:
             raise InvariantViolation(f"the store at {store.root} is not a DLedger store in raft mode")
-        super().__init__(store.dledger.directory, log=store.dledger, peer_name=replica_name,
+        super().__init__(store.replicated.dledger.directory, log=store.replicated.dledger, peer_name=replica_name,
                          peer_id=replica_node_id)
         self.store = store
+        self.replicated = store.replicated
         self._recent: deque[Entry] = deque()      # consecutive, as stored; _recent[0].index is the oldest
         self._recent_bytes = 0
 
@@ -76,10 +80,10 @@ class StoreRaftStorage(DLedgerStorage):
         if first > self.last_index() + 1:
             raise InvariantViolation(f"append at {first} leaves a gap after {self.last_index()}")
         if first <= self.last_index():
-            self.store.truncate_after(first - 2)
+            self.replicated.truncate_after(first - 2)
             while self._recent and self._recent[-1].index >= first:
                 self._recent_bytes -= len(self._recent.pop().data)
-        placed = self.store.append_replicated_batch(
+        placed = self.replicated.append_replicated_batch(
             [(e.term, e.data, fmt.DLEDGER_MAGIC_NOOP if e.kind == EntryKind.NOOP else fmt.DLEDGER_MAGIC)
              for e in entries])
         for entry, (index, stored) in zip(entries, placed):
@@ -130,7 +134,7 @@ class StoreRaftStorage(DLedgerStorage):
         return self.entries(index, index + 1)[0].data
 
     def set_hard_state(self, state: HardState) -> None:
-        # term and vote only: the commit point moves when the entries are applied (store.commit)
+        # term and vote only: the commit point moves when the entries are applied (replicated.commit)
         super().set_hard_state(HardState(state.term, state.vote, 0))
 
     def sync(self) -> None:

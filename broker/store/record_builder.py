@@ -1,0 +1,87 @@
+"""``RecordBuilder``: the messages a store is about to write, checked and stamped by the store's
+rules (shared by ``Store``'s own appends and the leader's ``ReplicatedCommitLog.prepare_*``).
+
+* ``stamp(msg)``: topic name and queue id checked (UserError), STORETIMESTAMP (and a born time
+  left at 0) from the store's clock, STOREHOST the store's host; a v4 store writes MessageVersion
+  V1 and refuses inner-batch flags.
+* ``batch(topic, queue_id, items, *, consolidate, ...) -> (messages, messages per record)``: the
+  records of a client batch (the rules in ``store``'s module doc: one consolidated record on a
+  BatchCQ topic of a v5 store, else one record per message). Nothing is stamped or written.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from mqbench.errors import UserError
+
+from mqbench.broker.formats.batch import BatchItem, encode_batch
+from mqbench.broker.formats.record import (
+    SYSFLAG_COMPRESSED,
+    SYSFLAG_INNER_BATCH,
+    SYSFLAG_NEED_UNWRAP,
+    SYSFLAG_TX_MASK,
+    Message,
+)
+from mqbench.broker.formats.topics import validate_topic
+
+from . import versions
+
+
+class RecordBuilder:
+    """See module doc."""
+
+    def __init__(self, version: str, clock_ms: Callable[[], int], store_host: tuple[str, int],
+                 is_batch_topic: Callable[[str], bool]):
+        self.version = version
+        self.clock_ms = clock_ms
+        self.store_host = store_host
+        self.is_batch_topic = is_batch_topic
+
+    def stamp(self, msg: Message) -> None:
+        validate_topic(msg.topic)
+        if not 0 <= msg.queue_id < 1 << 31:
+            raise UserError(f"queue id {msg.queue_id} is out of range")
+        now = self.clock_ms()
+        msg.store_timestamp_ms = now
+        if not msg.born_timestamp_ms:
+            msg.born_timestamp_ms = now
+        msg.store_host = self.store_host
+        if versions.major(self.version) == 4:
+            msg.version = 1
+            if msg.sysflag & (SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP):
+                raise UserError(f"inner-batch records need a v5 store, this one is {self.version}")
+
+    def batch(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
+              properties: dict[str, str] | None, flag: int, sysflag: int, born_timestamp_ms: int,
+              born_host: tuple[str, int], inner_body: bytes | None = None) -> tuple[list[Message], list[int]]:
+        """The records of a client batch and the messages each holds (UserError for a bad batch)."""
+        validate_topic(topic)
+        if not items:
+            raise UserError("an empty batch")
+        if sysflag & (SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP):
+            raise UserError("a batch cannot be transactional or carry inner-batch flags (spec 4.3)")
+        if inner_body is not None and not consolidate:
+            raise UserError("inner_body is the body of a consolidated batch; pass consolidate=True")
+        if sysflag & SYSFLAG_COMPRESSED and inner_body is None:
+            raise UserError("a compressed batch is stored consolidated from its compressed body (inner_body)")
+        batch_props = dict(properties or {})
+        common = dict(topic=topic, queue_id=queue_id, sysflag=sysflag,
+                      born_timestamp_ms=born_timestamp_ms, born_host=born_host)
+        if consolidate:
+            if not versions.has_batch_cq(self.version):
+                raise UserError(f"consolidated batches need a v5 store, this one is {self.version}")
+            if not self.is_batch_topic(topic):
+                raise UserError(f"topic {topic} is not a BatchCQ topic (attribute queue.type=BatchCQ)")
+            if len(items) > 0x7FFF:
+                raise UserError(f"a consolidated batch holds at most 32767 messages, got {len(items)}")
+            # INNER_BASE is filled in when the queue offset is assigned (Store / restamp_record)
+            props = {**batch_props, "INNER_NUM": str(len(items)), "INNER_BASE": ""}
+            msg = Message(body=encode_batch(items) if inner_body is None else bytes(inner_body),
+                          properties=props, flag=flag,
+                          **{**common, "sysflag": sysflag | SYSFLAG_NEED_UNWRAP | SYSFLAG_INNER_BATCH})
+            return [msg], [len(items)]
+        dledger = versions.is_dledger(self.version)
+        msgs = [Message(body=item.body, flag=item.flag,
+                        properties=dict(item.properties) if dledger else {**item.properties, **batch_props},
+                        **common) for item in items]
+        return msgs, [1] * len(msgs)

@@ -1,0 +1,216 @@
+"""``ReplicatedCommitLog``: the DLedger commitlog as a Raft log, owned by its ``Store``
+(``store.replicated``; None for a plain-commitlog version).
+
+The leader builds the records it proposes here, and every replica places the entries it is given
+here (the leader's own, a follower's, a no-op), so all replicas write the same bytes:
+
+* ``prepare_record(msg) -> bytes`` / ``prepare_batch_records(topic, queue_id, items, *,
+  consolidate, ...) -> [(record, messages it holds)]``: checked and stamped by the store's rules
+  (``RecordBuilder``: topic, queue id, sizes, store time and host; UserError), queue and
+  physical offsets left as placeholders (0, INNER_BASE ""). Nothing is written.
+* ``append_replicated_batch([(term, body, magic)]) -> [(DLedger index, body as stored)]``: the
+  entries in log order, their bytes combined into one write per file run and announced to the
+  group commit once. A record entry (magic 1) is restamped (``formats.restamp``): QUEUEOFFSET
+  (and INNER_BASE of an inner batch) from the queue-offset table (or the record's own value when
+  that is higher, as in a log migrated from elsewhere; half/rollback records take no slot),
+  PHYSICALOFFSET from its position. A plain record is checked and indexed from its fixed fields
+  (``peek_record``) without decoding it; a record that fails its checks raises CorruptDataError,
+  the entries before it stay written. Restamping a record that already carries the right values
+  changes nothing, so a follower given the leader's stored bytes writes them unchanged.
+  ``append_replicated(term, body, *, magic=1)`` is the one-entry form; ``append_entry(...,
+  restamp=False)`` keeps a record's queue offset as it is (``migrate``'s copy).
+* ``commit(index)``: entries up to DLedger ``index`` are committed; they are dispatched to the
+  consume queues (only committed entries are readable in Raft mode).
+* ``truncate_after(index)``: drop the uncommitted entries after ``index`` (a divergent suffix):
+  group commit, dispatch point and checkpoint never claim bytes that are gone; the queue-offset
+  table is rebuilt.
+
+Indexes here are DLedger's (from 0); the Raft face (``raft_storage``) adds one. All methods are
+thread-safe (the store's lock); a closed store raises UserError.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from mqbench.errors import CorruptDataError, UserError
+
+from mqbench.broker.formats.batch import BatchItem
+from mqbench.broker.formats.dledger import ENTRY_HEADER_BYTES
+from mqbench.broker.formats.record import (
+    SYSFLAG_INNER_BATCH,
+    SYSFLAG_TX_MASK,
+    SYSFLAG_TX_PREPARED,
+    SYSFLAG_TX_ROLLBACK,
+    Message,
+    decode_message,
+    encode_message,
+    set_physical_offset,
+)
+from mqbench.broker.formats.record_check import peek_record, peek_tags_code
+from mqbench.broker.formats.restamp import restamp_record
+
+from .dispatch import Dispatcher, DispatchInfo, QueueSet, dispatch_info, message_dispatch_info
+from .dledger_log import DLedgerCommitLog, DLedgerLog, is_record_body
+from .flush import GroupCommit
+from .record_builder import RecordBuilder
+from .recovery import CheckpointFile, CheckpointState
+
+
+class ReplicatedCommitLog:
+    """See module doc. Built by ``Store`` with the parts of it this log shares: its lock, its
+    write-side index (``dispatcher``), record rules (``builder``), queues, group commit and
+    checkpoint; ``check_open()`` raises when the store cannot take writes, ``written(end)`` is
+    called with the log end after every append (the store's group commit, and outside Raft mode
+    its commit and dispatch)."""
+
+    def __init__(self, dledger: DLedgerLog, log: DLedgerCommitLog, *, lock: threading.RLock,
+                 dispatcher: Dispatcher, builder: RecordBuilder, queues: QueueSet, group_commit: GroupCommit,
+                 checkpoint: CheckpointFile, check_open: Callable[[], None], written: Callable[[int], None]):
+        self.dledger = dledger
+        self.log = log
+        self._lock = lock
+        self._dispatcher = dispatcher
+        self._builder = builder
+        self._queues = queues
+        self._group_commit = group_commit
+        self._checkpoint = checkpoint
+        self._check_open = check_open
+        self._written = written
+
+    @property
+    def store_host(self) -> tuple[str, int]:
+        return self._builder.store_host
+
+    # -- the leader builds ---------------------------------------------------------------------
+
+    def _encode(self, msg: Message) -> bytes:
+        self._builder.stamp(msg)
+        msg.queue_offset = 0        # placeholders: append_replicated restamps both
+        msg.physical_offset = 0
+        if msg.sysflag & SYSFLAG_INNER_BATCH:
+            msg.properties["INNER_BASE"] = "0"
+        record = encode_message(msg)
+        self.dledger.next_entry_pos(len(record))   # too large for a data segment: UserError
+        return record
+
+    def prepare_record(self, msg: Message) -> bytes:
+        """The record a Raft leader proposes for ``msg`` (module doc). Nothing is written."""
+        if msg.sysflag & SYSFLAG_INNER_BATCH:
+            raise UserError("use prepare_batch_records(consolidate=True) for inner-batch records")
+        with self._lock:
+            self._check_open()
+            return self._encode(msg)
+
+    def prepare_batch_records(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
+                              properties: dict[str, str] | None = None, flag: int = 0, sysflag: int = 0,
+                              born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0),
+                              inner_body: bytes | None = None) -> list[tuple[bytes, int]]:
+        """``prepare_record`` for a client batch (``Store.append_batch``'s rules, ``inner_body``
+        included): a list of (record, messages it holds); one record when consolidated."""
+        msgs, counts = self._builder.batch(topic, queue_id, items, consolidate=consolidate, properties=properties,
+                                           flag=flag, sysflag=sysflag, born_timestamp_ms=born_timestamp_ms,
+                                           born_host=born_host, inner_body=inner_body)
+        with self._lock:
+            self._check_open()
+            return [(self._encode(m), n) for m, n in zip(msgs, counts)]
+
+    # -- every replica places ------------------------------------------------------------------
+
+    def _queue_offset_for(self, topic: str, queue_id: int, carried: int, sysflag: int) -> int:
+        if sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
+            return 0        # half/rollback records take no queue slot (spec 3.10)
+        # never below what the record carries: a log written elsewhere (a migrated store whose
+        # queues start above 0) keeps its offsets on every replica; a leader's proposal carries 0
+        return max(carried, self._dispatcher.next_offset(topic, queue_id))
+
+    def _place_inner_batch(self, term: int, body: bytes) -> tuple[int, bytes, DispatchInfo]:
+        """An inner batch: its INNER_BASE property changes length, so it is decoded and rebuilt."""
+        msg, size = decode_message(body, 0, where="replicated entry")
+        if size != len(body):
+            raise CorruptDataError(f"a replicated entry of {len(body)} bytes holds a record of {size}",
+                                   where="replicated entry")
+        msg.queue_offset = self._queue_offset_for(msg.topic, msg.queue_id, msg.queue_offset, msg.sysflag)
+        msg.properties["INNER_BASE"] = str(msg.queue_offset)
+        body = restamp_record(body, msg.queue_offset)
+        index, pos = self.dledger.append(term, body, magic=1)
+        msg.physical_offset = pos + ENTRY_HEADER_BYTES
+        body = set_physical_offset(body, msg.physical_offset)
+        return index, body, message_dispatch_info(msg, len(body))
+
+    def _place(self, term: int, body: bytes) -> tuple[int, bytes, DispatchInfo]:
+        """Restamp, append and describe one record entry (module doc)."""
+        peek = peek_record(body, where="replicated entry")
+        if peek.size != len(body):
+            raise CorruptDataError(f"a replicated entry of {len(body)} bytes holds a record of {peek.size}",
+                                   where="replicated entry")
+        if peek.sysflag & SYSFLAG_INNER_BATCH:
+            return self._place_inner_batch(term, body)
+        queue_offset = self._queue_offset_for(peek.topic, peek.queue_id, peek.queue_offset, peek.sysflag)
+        body = restamp_record(body, queue_offset)
+        index, pos = self.dledger.append(term, body, magic=1)
+        physical_offset = pos + ENTRY_HEADER_BYTES
+        body = set_physical_offset(body, physical_offset)
+        return index, body, DispatchInfo(peek.topic, peek.queue_id, queue_offset, physical_offset, peek.size,
+                                         peek.sysflag, peek_tags_code(peek), peek.store_timestamp_ms, 1)
+
+    def _append_one(self, term: int, body: bytes, magic: int) -> tuple[int, bytes]:
+        if magic == 1 and is_record_body(body):
+            index, body, info = self._place(term, body)
+            self._dispatcher.note(info)
+            self._dispatcher.appended(info.physical_offset + info.size, info)
+        else:
+            index, _ = self.dledger.append(term, body, magic=magic)
+        return index, bytes(body)
+
+    def append_entry(self, term: int, body: bytes, *, magic: int = 1, restamp: bool = True) -> int:
+        """One entry (module doc); returns its DLedger index."""
+        if restamp:
+            return self.append_replicated(term, body, magic=magic)[0]
+        with self._lock:
+            self._check_open()
+            index, pos = self.dledger.append(term, body, magic=magic)
+            if magic == 1 and is_record_body(body):
+                info = dispatch_info(self.dledger.entry(index)[1], where="replicated entry")
+                self._dispatcher.note(info)
+                self._dispatcher.appended(pos + ENTRY_HEADER_BYTES + info.size, info)
+            self._written(self.log.end_offset)
+            return index
+
+    def append_replicated(self, term: int, body: bytes, *, magic: int = 1) -> tuple[int, bytes]:
+        """One restamped entry: (DLedger index, the entry body as stored)."""
+        return self.append_replicated_batch([(term, body, magic)])[0]
+
+    def append_replicated_batch(self, items: list[tuple[int, bytes, int]]) -> list[tuple[int, bytes]]:
+        """(term, body, magic) entries in log order (module doc)."""
+        out: list[tuple[int, bytes]] = []
+        dledger = self.dledger
+        with self._lock:
+            self._check_open()
+            try:
+                with dledger.data.combined_writes(), dledger.index.combined_writes():
+                    for term, body, magic in items:
+                        out.append(self._append_one(term, body, magic))
+            except CorruptDataError:
+                self._written(self.log.end_offset)     # what precedes the bad entry is written
+                raise
+            self._written(self.log.end_offset)
+        return out
+
+    def commit(self, index: int) -> None:
+        """Entries up to DLedger ``index`` are committed; dispatch them."""
+        with self._lock, self._queues.combined_writes():
+            self.dledger.set_committed(index)
+            self._dispatcher.dispatch_to(self.log.committed_end())
+
+    def truncate_after(self, index: int) -> None:
+        """Drop the uncommitted entries after DLedger ``index`` (module doc)."""
+        with self._lock:
+            self.dledger.truncate_after(index)
+            end = self.log.end_offset
+            self._group_commit.reset(min(self._group_commit.flushed_offset, end))
+            self._dispatcher.truncated(end)
+            st = self._checkpoint.state   # never let the checkpoint claim bytes that are gone
+            self._checkpoint.write(CheckpointState(st.physic_msg_timestamp_ms, st.logics_msg_timestamp_ms,
+                                                   min(st.durable_offset or 0, end),
+                                                   min(st.dispatched_offset or 0, end)), fsync=True)
