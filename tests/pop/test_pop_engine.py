@@ -233,3 +233,26 @@ def test_orderly_pop_between_the_full_ack_and_its_applied_commit_hands_out_nothi
     later = engine.ack(G, T, [m.handle for m in early.messages], now_ms=1200)
     _commit(store, later.offset_commits)
     assert [m.message.queue_offset for m in engine.pop(_req(orderly=True), view, now_ms=1300).messages] == [4]
+
+
+def test_a_new_leader_skips_what_committed_checkpoints_cover_above_the_committed_offset(store):
+    """Issue 19 finding: pop A (offset 0) is still writing its checkpoint when pop B (offset 1)
+    commits its own and B's message is acked (answered); the consumer offset stays at 0 (A is not
+    covered). The leader dies before A's ck commits. The new leader must hand out 0 again but
+    never 1 (acked), and must not hand out the unacked messages that committed cks cover (they
+    come back through the revive, after their invisible time)."""
+    leader, view = PopEngine("b", "c"), StoreView(store)
+    a = leader.pop(_req(max_msgs=1), view, now_ms=1000)                  # its ck put never commits
+    b = leader.pop(_req(max_msgs=1), view, now_ms=1000)
+    c = leader.pop(_req(max_msgs=1), view, now_ms=1000)                  # covered, not acked
+    _commit(store, leader.pop_done(b) + leader.pop_done(c))
+    assert store.query_offset(G, T, 0) <= 0
+    ack = leader.ack(G, T, [b.messages[0].handle], now_ms=1100)
+    leader.ack_done(ack)                                                 # answered: never again
+    follower = PopEngine("b", "c")                                       # fed from the log
+    for item in (b.checkpoints[0], c.checkpoints[0], ack.acks[0]):
+        follower.observe(item)
+    follower.leader_changed()
+    again = follower.pop(_req(max_msgs=5), view, now_ms=1200)
+    assert [m.message.queue_offset for m in again.messages] == [0, 3, 4]
+    assert [m.message.queue_offset for m in a.messages] == [0]
