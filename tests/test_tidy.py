@@ -45,11 +45,15 @@ PURE = [
     # queue units, checkpoint, DLedger framing, index file, timer units, fastjson configs, topic
     # names, the restamp of a record, and the remoting wire codec. Every module of broker/formats is
     # listed (test_every_formats_module_is_pure) except those in FORMATS_NOT_PURE.
-    # POP: the receipt handle, the ck/ack records and the engine's state table (the service and
-    # the store view are its adapters).
+    # POP: the receipt handle, the ck/ack/oLock records, the engine's state table, its plans, the
+    # leader's spans and merge buffer, the orderly locks (the service and the store view are its
+    # adapters).
     "broker/pop/engine.py",
     "broker/pop/handles.py",
+    "broker/pop/orderly.py",
+    "broker/pop/plans.py",
     "broker/pop/records.py",
+    "broker/pop/spans.py",
     "broker/formats/batch.py",
     "broker/formats/buffers.py",
     "broker/formats/checkpoint.py",

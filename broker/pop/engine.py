@@ -3,69 +3,77 @@
 Who calls what (the broker's adapter is ``broker/pop/service.py``; its handlers are
 ``broker/server/handlers_pop.py``; a gRPC endpoint calls the same adapter)::
 
-    engine = PopEngine(broker_name, cluster, revive_queues=8, max_reconsume_times=16)
-    # every replica, in log order, for every committed ck/ack message (from the timer topic, where
-    # it waits for its deliver time, and from the revive log, where the timer puts it when due):
+    engine = PopEngine(broker_name, cluster, revive_queues=8, max_reconsume_times=16, merge_window_ms=1000)
+    # every replica, in log order, for every committed ck/ack/oLock message (from the timer topic,
+    # where a ck waits for its deliver time, and from the revive log, where the timer puts it):
     engine.observe(item, delivered=None | (revive_qid, revive_log_offset))
     engine.set_revive_offset(revive_qid, offset)      # the revive service's committed progress
+    engine.prune(view)                                # forget what the consumer offsets passed
     # leader, per request (view: a QueueView over this replica's store; now_ms: the broker clock):
-    plan = engine.pop(PopRequest(...), view, now_ms, rand)   # -> PopPlan: messages + handles,
-    #   checkpoints to put (ck messages, TIMER_DELIVER_MS = pop time + invisible time), then
-    commits = engine.pop_done(plan)                   # after the cks committed -> offsets to commit
-    engine.pop_failed(plan)                           # a ck put failed: its range is handed out again
-    plan = engine.ack(group, topic, [extra_info...], now_ms)      # -> AckPlan: ack/bAck records
-    engine.ack_done(plan) / engine.ack_failed(plan)               #    (or offset commits, orderly)
-    plan = engine.change_invisible_time(group, topic, extra_info, invisible_ms, now_ms)
-    #   -> ChangePlan: a one-message ck to put FIRST, then the ack of the old handle; new handle
+    plan = engine.pop(PopRequest(...), view, now_ms, rand)   # -> PopPlan: messages + handles;
+    #   checkpoints / order locks to put before answering (most checkpoints wait in the merge
+    #   buffer instead: ``spans``), then engine.pop_done(plan) or engine.pop_failed(plan)
+    plan = engine.ack(group, topic, [extra_info...], now_ms, view)   # -> AckPlan: ack/bAck records
+    #   to put, offset commits (orderly), tickets: acks merged in the buffer, durable after a flush
+    engine.ack_done(plan) / engine.ack_failed(plan)
+    flush = engine.flush(now_ms)        # -> spans.FlushPlan: what the merge buffer must write now
+    tickets = engine.flush_done(flush) / engine.flush_failed(flush)
+    plan = engine.change_invisible_time(group, topic, extra_info, invisible_ms, now_ms, view)
+    #   -> ChangePlan: a one-message ck (or the orderly lock) to put FIRST, then the ack of the old handle
     engine.change_done(plan) / engine.change_failed(plan)
     engine.peek(group, topic, queue_id, max_msgs, view, init_mode) -> [Message]    # no checkpoint
     engine.has_message(group, topic, queue_id, view, init_mode) -> bool            # NOTIFICATION
     # leader, the revive service, for each ck the timer delivered to revive queue q, in order:
     decision = engine.revive_decision(ck, now_ms)    # ("wait", until_ms) | ("skip", ()) |
     #                                                  ("revive", unacked offsets)
-    topic, msg = engine.retry_message(ck, stored_msg, now_ms)   # %RETRY%<group>_<topic>, or %DLQ%
-    engine.revived(ck, revive_qid, next_revive_offset)         # after the re-puts committed
-    engine.leader_changed()                           # drop leader-only memory (cursors, locks)
+    msg = engine.retry_message(ck, stored_msg, now_ms)   # %RETRY%<group>_<topic>, or %DLQ%
+    engine.revived(ck, revive_qid, next_revive_offset)   # after the re-puts committed
+    engine.leader_changed()                           # drop leader-only memory (spans, buffer)
 
 A receipt handle is RocketMQ's ``extraInfo`` (``handles``); ck/ack messages are ``records``.
 
 **Checkpoint states** (``TRANSITIONS``): a checkpoint is ``inflight`` from its commit until the
 timer delivers it to the revive log at its revive time (``due``); acks only add offsets to its acked
-set (``acked_all`` when none is left); the revive service takes a due checkpoint: every acked
-offset is skipped, the others are re-put to the group's retry topic with reconsumeTimes + 1 (to
-``%DLQ%<group>`` past ``max_reconsume_times``), then it is ``done`` and forgotten. An ack that the
-leader has accepted but not yet committed holds the revive (``revive_decision`` waits), so an ack
-that was answered is never followed by a redelivery; an ack after the revive is answered but
-changes nothing (RocketMQ does the same), ``AckPlan.statuses`` says ``late`` for it.
+set (``acked_all`` when none is left; a checkpoint's bitmap holds the acks merged before it was
+written); the revive service takes a due checkpoint: every acked offset is skipped, the others are
+re-put to the group's retry topic with reconsumeTimes + 1 (to ``%DLQ%<group>`` past
+``max_reconsume_times``), then it is ``done`` and forgotten. An ack that the leader has accepted
+but not yet committed holds the revive (``revive_decision`` waits), so an ack that was answered
+is never followed by a redelivery; an ack after the revive is answered but changes nothing
+(RocketMQ does the same), ``AckPlan.statuses`` says ``late`` for it.
 
 **Never early**: ``revive_decision`` waits until ``now_ms`` reaches the revive time even if the ck
-arrived sooner (a v4 store has no timer: the ck is then on the revive log at once).
+arrived sooner (a v4 store has no timer: the ck is then on the revive log at once); a checkpoint
+with nothing left unacked is skipped at once.
 
-**Queues handed out** (leader memory, ``_Cursor``): a pop reserves the offsets it hands out at
-once, so two concurrent pops never hand out the same message; the consumer offset committed after
-the cks is the lowest offset not yet covered by a committed checkpoint, so a failed ck put loses
-nothing (its range is handed out again first). With ``queue_id`` -1 the queues of the topic are
-tried from ``rand % n`` on, and the group's retry topic first when ``rand % 5 == 0``, else last
-(``PopMessageProcessor``).
+**Queues handed out** (``spans``: the leader's cursors, the merge buffer and the consumer offset
+it commits; read its module doc for what a failover costs and what an ack's answer promises).
+**Covered offsets** (replicated): every replica keeps, per queue, the offsets that committed
+checkpoints hold above the committed consumer offset; a new leader's cursor skips them (their
+unacked messages come back through the revive, after their invisible time; acked ones never).
+With ``queue_id`` -1 the queues of the topic are tried from ``rand % n`` on, and the group's retry
+topic first when ``rand % 5 == 0``, else last (``PopMessageProcessor``).
 
-**Orderly pop** (``orderly``): one holder per queue (``_OrderLock``): a queue whose messages are
-out and not all acked is skipped until their invisible time passes, then the same messages are
-handed out again (``orderCountInfo`` counts the attempts); the consumer offset moves only when all
-are acked. No checkpoint is written (reviveQid 999, as RocketMQ); the lock is leader memory, so
-after a failover the messages not acked are handed out again at once (never lost).
+**Orderly pop** (``orderly``): one holder per queue, the lock replicated as an ``oLock`` record,
+so a failover keeps the queue locked for its holder; no checkpoint (reviveQid 999, as RocketMQ).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import dataclass, replace
 
 from mqbench.broker.formats.record import Message
 from mqbench.errors import UserError
 
 from . import handles
-from .records import Ack, CheckPoint, CkKey
+from .orderly import OrderLocks
+from .plans import (INIT_MODE_MAX, INIT_MODE_MIN, AckPlan, ChangePlan, Popped, PopPlan, PopRequest,
+                    QueueView)
+from .records import Ack, CheckPoint, CkKey, OrderLock
+from .spans import BUFFERED, MERGE_WINDOW_MS, WRITING, WRITTEN, Cursor, FlushPlan, Spans
 
-INIT_MODE_MAX, INIT_MODE_MIN = 0, 1          # ConsumeInitMode
+__all__ = ["INIT_MODE_MAX", "INIT_MODE_MIN", "AckPlan", "ChangePlan", "PopEngine", "PopPlan", "PopRequest",
+           "Popped", "QueueView"]
+
 MAX_RECONSUME_TIMES = 16
 PROP_RETRY_TOPIC = "RETRY_TOPIC"
 PROP_FIRST_POP_TIME = "1ST_POP_TIME"
@@ -74,6 +82,7 @@ PROP_POP_CK = "POP_CK"
 PROP_TAGS = "TAGS"
 PENDING_ACK_RECHECK_MS = 50
 ORPHAN_ACK_KEEP_MS = 10 * 60_000
+COVERED_READS_MAX = 8        # reads past covered offsets per queue and pop
 
 INFLIGHT, DUE, DONE = "inflight", "due", "done"
 TRANSITIONS = {
@@ -92,68 +101,6 @@ TRANSITIONS = {
 }
 
 
-class QueueView(Protocol):
-    """What the engine reads of a replica's store (all synchronous reads of committed state)."""
-
-    def read_queue_nums(self, topic: str) -> int: ...          # 0: no such topic
-    def min_offset(self, topic: str, queue_id: int) -> int: ...
-    def max_offset(self, topic: str, queue_id: int) -> int: ...
-    def consumer_offset(self, group: str, topic: str, queue_id: int) -> int: ...   # -1: none
-    def read(self, topic: str, queue_id: int, offset: int, max_msgs: int) -> list[Message]: ...
-
-
-@dataclass(frozen=True)
-class PopRequest:
-    group: str
-    topic: str
-    queue_id: int                  # -1: any queue of the topic
-    max_msgs: int
-    invisible_time_ms: int
-    init_mode: int = INIT_MODE_MAX
-    orderly: bool = False
-    tags: frozenset[str] | None = None     # TAG filter; None: everything
-
-
-@dataclass
-class Popped:
-    message: Message               # as stored (topic: the one popped from), POP_CK added
-    handle: str
-    topic: str
-
-
-@dataclass
-class PopPlan:
-    request: PopRequest
-    pop_time_ms: int
-    messages: list[Popped] = field(default_factory=list)
-    checkpoints: list[CheckPoint] = field(default_factory=list)      # put these before answering
-    start_offsets: list[tuple[str, int, int]] = field(default_factory=list)
-    msg_offsets: list[tuple[str, int, list[int]]] = field(default_factory=list)
-    order_counts: list[tuple[str, int, int, int]] = field(default_factory=list)
-    offset_commits: list[tuple[str, str, int, int]] = field(default_factory=list)   # orderly: none
-    rest_num: int = 0              # messages left in the queues looked at
-    revive_qid: int = 0
-    reservations: list[tuple[tuple[str, str, int], int, int]] = field(default_factory=list)
-
-
-@dataclass
-class AckPlan:
-    acks: list[Ack] = field(default_factory=list)          # put these (revive qid in revive_qids)
-    revive_qids: list[int] = field(default_factory=list)
-    offset_commits: list[tuple[str, str, int, int]] = field(default_factory=list)
-    statuses: list[str] = field(default_factory=list)      # per handle: "ok" | "late" | "orderly"
-
-
-@dataclass
-class ChangePlan:
-    checkpoint: CheckPoint | None      # put first (None: orderly, only the lock moved)
-    ack: AckPlan                       # then this
-    handle: str
-    pop_time_ms: int
-    invisible_time_ms: int
-    revive_qid: int
-
-
 @dataclass
 class _Entry:
     ck: CheckPoint
@@ -161,27 +108,11 @@ class _Entry:
     delivered: tuple[int, int] | None = None     # (revive qid, offset) on the revive log
 
 
-@dataclass
-class _Cursor:
-    next: int
-    outstanding: dict[int, int] = field(default_factory=dict)   # start -> end, ck not committed yet
-    redo: list[tuple[int, int]] = field(default_factory=list)   # ranges whose ck put failed
-
-
-@dataclass
-class _OrderLock:
-    start: int
-    offsets: tuple[int, ...]
-    until_ms: int
-    acked: set[int] = field(default_factory=set)
-    attempts: int = 0
-
-
 class PopEngine:
     """See module doc."""
 
     def __init__(self, broker_name: str, cluster: str, *, revive_queues: int = 8,
-                 max_reconsume_times: int = MAX_RECONSUME_TIMES):
+                 max_reconsume_times: int = MAX_RECONSUME_TIMES, merge_window_ms: int = MERGE_WINDOW_MS):
         self.broker_name = broker_name
         self.revive_topic = handles.revive_topic(cluster)
         self.revive_queues = revive_queues
@@ -191,11 +122,9 @@ class PopEngine:
         self._ack_time: dict[CkKey, int] = {}      # revive time of acks whose ck is unknown
         self._pending: dict[CkKey, int] = {}
         self._revive_offsets: dict[int, int] = {}
-        self._cursors: dict[tuple[str, str, int], _Cursor] = {}
-        self._locks: dict[tuple[str, str, int], _OrderLock] = {}
-        #: (group, topic, queue) -> the offset a full orderly ack committed: pops start there even
-        #: before the replicated commit is applied (leader memory, as the locks)
-        self._order_floor: dict[tuple[str, str, int], int] = {}
+        self._covered: dict[tuple[str, str, int], set[int]] = {}
+        self.spans = Spans(merge_window_ms)
+        self.orderly = OrderLocks()
         self.request_modes: dict[tuple[str, str], tuple[str, int]] = {}   # (topic, group) -> mode
 
     # --- the replicated state --------------------------------------------------------------------
@@ -209,9 +138,13 @@ class PopEngine:
             left = set(entry.ck.offsets) - self._acked.get(key, set())
             self._event(entry, "acked_some" if left else "acked_all")
 
-    def observe(self, item: CheckPoint | Ack, delivered: tuple[int, int] | None = None) -> None:
-        """A committed ck or ack message (idempotent). ``delivered`` = (revive qid, offset) when it
-        was read from the revive log (the timer delivered it), None when read where it waits."""
+    def observe(self, item: CheckPoint | Ack | OrderLock, delivered: tuple[int, int] | None = None) -> None:
+        """A committed ck, ack or orderly lock message (idempotent). ``delivered`` = (revive qid,
+        offset) when it was read from the revive log (the timer delivered it), None when read where
+        it waits."""
+        if isinstance(item, OrderLock):
+            self.orderly.observe(item)
+            return
         key = item.key
         if isinstance(item, Ack):
             self._acked.setdefault(key, set()).update(item.offsets)
@@ -219,6 +152,8 @@ class PopEngine:
                 self._ack_time[key] = item.revive_time_ms
             self._ack_event(key)
             return
+        if item.offsets:
+            self._covered.setdefault((item.group, item.topic, item.queue_id), set()).update(item.offsets)
         if delivered is not None and delivered[1] < self._revive_offsets.get(delivered[0], 0):
             return              # the revive service is past it: done on every replica
         entry = self._cks.get(key)
@@ -226,6 +161,8 @@ class PopEngine:
             entry = self._cks[key] = _Entry(item if item.revive_qid >= 0 or delivered is None
                                             else replace(item, revive_qid=delivered[0]))
             self._ack_time.pop(key, None)
+            if item.bitmap:
+                self._acked.setdefault(key, set()).update(item.acked_offsets)
             self._ack_event(key)
         if delivered is not None:
             entry.delivered = delivered
@@ -245,6 +182,21 @@ class PopEngine:
     def revive_offset(self, revive_qid: int) -> int:
         return self._revive_offsets.get(revive_qid, 0)
 
+    def prune(self, view: QueueView) -> None:
+        """Forget covered offsets the committed consumer offsets passed."""
+        for key, offsets in list(self._covered.items()):
+            committed = view.consumer_offset(*key)
+            if committed > min(offsets):
+                left = {o for o in offsets if o >= committed}
+                if left:
+                    self._covered[key] = left
+                else:
+                    del self._covered[key]
+
+    def covered(self, group: str, topic: str, queue_id: int) -> frozenset[int]:
+        """Offsets of the queue held by committed checkpoints above the committed consumer offset."""
+        return frozenset(self._covered.get((group, topic, queue_id), ()))
+
     def checkpoints(self) -> list[tuple[CheckPoint, str, frozenset[int]]]:
         """Every checkpoint known: (ck, state, acked offsets): what ``inspect`` shows per group."""
         return [(e.ck, e.state, frozenset(self._acked.get(k, ()))) for k, e in self._cks.items()]
@@ -257,16 +209,15 @@ class PopEngine:
                 self._acked.pop(key, None)
 
     def leader_changed(self) -> None:
-        """Leader memory goes: reservations (the committed offsets say where to go on) and locks."""
-        self._cursors.clear()
-        self._locks.clear()
-        self._order_floor.clear()
+        """Leader memory goes: spans and the merge buffer (the committed offsets and the covered
+        offsets say where to go on), pending acks; orderly locks stay (replicated)."""
+        self.spans.clear()
+        self.orderly.leader_changed()
         self._pending.clear()
 
     def commits_failed(self, commits: list[tuple[str, str, int, int]]) -> None:
-        """Offset commits of an ack did not go through: pops go by the store's offsets again there."""
-        for group, topic, queue_id, _ in commits:
-            self._order_floor.pop((group, topic, queue_id), None)
+        """Offset commits of an orderly ack did not go through: pops go by the store's offsets again."""
+        self.orderly.commits_failed(commits)
 
     # --- pop -------------------------------------------------------------------------------------
 
@@ -281,19 +232,22 @@ class PopEngine:
                 else view.max_offset(topic, queue_id)
         return max(committed, lo)
 
-    def _cursor(self, plan: PopPlan, view: QueueView, topic: str, queue_id: int) -> _Cursor:
+    def _cursor(self, plan: PopPlan, view: QueueView, topic: str, queue_id: int) -> Cursor:
         """The queue's cursor; the first touch of a queue the group never consumed fixes its start
         by ``init_mode`` and commits it (RocketMQ's init offset), so later messages are not skipped."""
         req = plan.request
         key = (req.group, topic, queue_id)
-        cur = self._cursors.get(key)
+        cur = self.spans.cursors.get(key)
         committed = view.consumer_offset(req.group, topic, queue_id)
         if cur is None:
-            cur = self._cursors[key] = _Cursor(self._start(view, req.group, topic, queue_id, req.init_mode))
+            cur = self.spans.cursors[key] = Cursor(self._start(view, req.group, topic, queue_id, req.init_mode),
+                                                   committed=committed)
             if committed < 0:
                 plan.offset_commits.append((*key, cur.next))
-        elif committed >= 0 and not cur.outstanding and not cur.redo:
+                cur.committed = cur.next
+        elif committed >= 0 and not cur.spans and not cur.redo:
             cur.next = max(cur.next, committed, view.min_offset(topic, queue_id))
+        cur.committed = max(cur.committed, committed)
         return cur
 
     def _topics(self, req: PopRequest, view: QueueView, rand: int) -> list[tuple[str, int]]:
@@ -326,25 +280,36 @@ class PopEngine:
         return plan
 
     def _peek_start(self, view: QueueView, req: PopRequest, topic: str, queue_id: int) -> int:
-        cur = self._cursors.get((req.group, topic, queue_id))
+        cur = self.spans.cursors.get((req.group, topic, queue_id))
         if cur is not None:
             return max(cur.next, view.consumer_offset(req.group, topic, queue_id))
         return self._start(view, req.group, topic, queue_id, req.init_mode)
 
     def _read(self, view: QueueView, req: PopRequest, topic: str, queue_id: int, start: int, end: int,
               want: int) -> tuple[list[Message], int]:
-        """Messages in [start, end) (end -1: to the queue's end) matching the tags, up to ``want``;
-        and the offset after the last one looked at."""
-        msgs = view.read(topic, queue_id, start, want if end < 0 else min(want, end - start))
-        if end >= 0:
-            msgs = [m for m in msgs if m.queue_offset < end]
-        after = msgs[-1].queue_offset + 1 if msgs else start
-        if req.tags is not None:
-            msgs = [m for m in msgs if m.properties.get(PROP_TAGS) in req.tags]
-        return msgs, after
+        """Messages in [start, end) (end -1: to the queue's end) matching the tags and not covered
+        by a committed checkpoint, up to ``want``; and the offset after the last one looked at."""
+        covered = self._covered.get((req.group, topic, queue_id), ())
+        out: list[Message] = []
+        pos = start
+        for _ in range(COVERED_READS_MAX):
+            ask = want - len(out)
+            msgs = view.read(topic, queue_id, pos, ask if end < 0 else min(ask, end - pos))
+            if end >= 0:
+                msgs = [m for m in msgs if m.queue_offset < end]
+            if not msgs:
+                break
+            pos = msgs[-1].queue_offset + 1
+            if req.tags is not None:
+                msgs = [m for m in msgs if m.properties.get(PROP_TAGS) in req.tags]
+            out += [m for m in msgs if m.queue_offset not in covered]
+            if len(out) >= want or not covered or end >= 0 and pos >= end:
+                break
+        return out, pos
 
     def _pop_queue(self, plan: PopPlan, view: QueueView, topic: str, queue_id: int, want: int, now_ms: int) -> None:
         req = plan.request
+        key = (req.group, topic, queue_id)
         cur = self._cursor(plan, view, topic, queue_id)
         if cur.redo:
             start, end = cur.redo.pop(0)
@@ -357,14 +322,16 @@ class PopEngine:
             return
         if end < 0:
             cur.next = after
-        cur.outstanding[start] = after
-        plan.reservations.append(((req.group, topic, queue_id), start, after))
         plan.rest_num += max(0, view.max_offset(topic, queue_id) - cur.next)
-        if not msgs:    # all filtered out by tags: a checkpoint of nothing still moves the offset
-            plan.checkpoints.append(self._ck(req, topic, queue_id, start, (), now_ms))
-            return
         ck = self._ck(req, topic, queue_id, start, tuple(m.queue_offset for m in msgs), now_ms)
-        plan.checkpoints.append(ck)
+        # nothing handed out (tags, covered): a span of nothing, resolved at once, moves the offset
+        write = bool(msgs) and not self.spans.buffers(ck, now_ms)
+        self.spans.add(key, start, after, ck, WRITING if write else BUFFERED)
+        plan.spans.append((key, start))
+        if not msgs:
+            return
+        if write:
+            plan.checkpoints.append(ck)
         plan.revive_qid = ck.revive_qid
         plan.start_offsets.append((topic, queue_id, start))
         plan.msg_offsets.append((topic, queue_id, list(ck.offsets)))
@@ -382,25 +349,22 @@ class PopEngine:
                      now_ms: int) -> None:
         req = plan.request
         key = (req.group, topic, queue_id)
-        lock = self._locks.get(key)
+        start = self.orderly.start(key, self._start(view, req.group, topic, queue_id, req.init_mode))
+        lock = self.orderly.holder(key, start)
         if lock is not None and now_ms < lock.until_ms:
             return                                            # held by another consumer
-        start = self._start(view, req.group, topic, queue_id, req.init_mode)
-        floor = self._order_floor.get(key)
-        if floor is not None:
-            if start >= floor:
-                del self._order_floor[key]      # the commit is applied: the store says it now
-            else:
-                start = floor
         msgs, after = self._read(view, req, topic, queue_id, start, -1, want)
         if after == start:
             return
-        offsets = tuple(m.queue_offset for m in msgs)
-        attempts = lock.attempts + 1 if lock is not None and lock.start == start else 0
         if not msgs:
             plan.offset_commits.append((req.group, topic, queue_id, after))
             return
-        self._locks[key] = _OrderLock(start, offsets, now_ms + req.invisible_time_ms, attempts=attempts)
+        offsets = tuple(m.queue_offset for m in msgs)
+        attempts = lock.record.attempts + 1 if lock is not None and start <= lock.record.offsets[-1] else 0
+        rec = OrderLock(req.group, topic, queue_id, start, offsets, now_ms, req.invisible_time_ms, attempts,
+                        self.broker_name)
+        self.orderly.take(rec)
+        plan.order_locks.append(rec)
         plan.start_offsets.append((topic, queue_id, start))
         plan.msg_offsets.append((topic, queue_id, list(offsets)))
         plan.rest_num += max(0, view.max_offset(topic, queue_id) - after)
@@ -412,32 +376,42 @@ class PopEngine:
             plan.messages.append(Popped(_with_handle(stored, handle), handle, topic))
         plan.revive_qid = handles.POP_ORDER_REVIVE_QUEUE
 
-    def pop_done(self, plan: PopPlan) -> list[tuple[str, str, int, int]]:
-        """The plan's checkpoints are committed: record them; returns the consumer offsets that may
-        be committed now (group, topic, queue id, offset)."""
-        for ck in plan.checkpoints:
-            if ck.offsets:
-                self.observe(ck)
-        commits = list(plan.offset_commits)
-        for key, start, _end in plan.reservations:
-            cur = self._cursors.get(key)
-            if cur is None:
-                continue
-            cur.outstanding.pop(start, None)
-            floor = min([cur.next, *cur.outstanding, *(s for s, _ in cur.redo)])
-            commits.append((*key, floor))
-        return commits
+    def pop_done(self, plan: PopPlan) -> None:
+        """The plan's checkpoints and locks are committed: record them (the consumer offsets follow
+        with the next ``flush``)."""
+        for key, start in plan.spans:
+            span = self.spans.written(key, start) if self._writing(key, start) else None
+            if span is not None:
+                self.observe(span.ck)
+
+    def _writing(self, key: tuple[str, str, int], start: int) -> bool:
+        cur = self.spans.cursors.get(key)
+        return cur is not None and start in cur.spans and cur.spans[start].state == WRITING
 
     def pop_failed(self, plan: PopPlan) -> None:
-        """A checkpoint of the plan could not be committed: hand its ranges out again."""
-        for key, start, end in plan.reservations:
-            cur = self._cursors.get(key)
-            if cur is not None and cur.outstanding.pop(start, None) is not None:
-                cur.redo.append((start, end))
-                cur.redo.sort()
-        for topic, queue_id, _start in plan.start_offsets:
-            if plan.request.orderly:
-                self._locks.pop((plan.request.group, topic, queue_id), None)
+        """A checkpoint or lock of the plan could not be committed (the messages were not handed
+        out): hand its ranges out again, release its locks."""
+        for key, start in plan.spans:
+            self.spans.failed(key, start)
+        for rec in plan.order_locks:
+            held = self.orderly.locks.get((rec.group, rec.topic, rec.queue_id))
+            if held is not None and held.record == rec:
+                self.orderly.release((rec.group, rec.topic, rec.queue_id))
+
+    # --- the merge buffer ------------------------------------------------------------------------
+
+    def flush(self, now_ms: int, force: bool = False) -> FlushPlan:
+        """What the merge buffer must write now (``spans`` module doc)."""
+        return self.spans.flush(now_ms, force)
+
+    def flush_done(self, plan: FlushPlan) -> list[int]:
+        """The flush's records and offset commits are committed; returns the acks' tickets now durable."""
+        for ck in plan.timer_cks + plan.done_cks:
+            self.observe(ck)
+        return self.spans.flush_done(plan)
+
+    def flush_failed(self, plan: FlushPlan) -> list[int]:
+        return self.spans.flush_failed(plan)
 
     # --- peek and notification -------------------------------------------------------------------
 
@@ -464,41 +438,47 @@ class PopEngine:
         real = handles.real_topic(topic, group, h.kind)
         return h, (group, real, h.queue_id, h.ck_queue_offset, h.pop_time_ms)
 
-    def ack(self, group: str, topic: str, extra_infos: list[str], now_ms: int) -> AckPlan:
-        """Acks of ``extra_infos`` (one or a batch), grouped by checkpoint into ack/bAck records."""
+    def ack(self, group: str, topic: str, extra_infos: list[str], now_ms: int,
+            view: QueueView | None = None) -> AckPlan:
+        """Acks of ``extra_infos`` (one or a batch): merged into their buffered checkpoint (a
+        ticket), else grouped by checkpoint into ack/bAck records; ``view``: for orderly acks."""
         plan = AckPlan()
         by_key: dict[CkKey, list[int]] = {}
+        cks: dict[CkKey, CheckPoint] = {}
+        ticketed: set[CkKey] = set()
         for extra_info in extra_infos:
             h, key = self._resolve(group, topic, extra_info)
             if h.orderly:
-                plan.statuses.append(self._ack_orderly(plan, key, h))
+                plan.statuses.append(self.orderly.ack(key[:3], h.ck_queue_offset, h.offset, view,
+                                                      plan.offset_commits))
+                continue
+            span = self.spans.find(key)
+            if span is not None and span.state == BUFFERED:
+                if h.offset not in span.ck.offsets:
+                    plan.statuses.append("late")
+                    continue
+                span.acked.add(h.offset)
+                plan.statuses.append("ok")
+                if key not in ticketed:
+                    ticketed.add(key)
+                    plan.tickets.append(self.spans.ticket(span))
                 continue
             entry = self._cks.get(key)
-            if entry is None or entry.state == DONE and h.offset in self._acked.get(key, ()):
-                plan.statuses.append("late" if entry is None else "ok")
-                if entry is None:
-                    continue
-            else:
-                plan.statuses.append("ok")
+            if entry is None and span is None:
+                plan.statuses.append("late")
+                continue
+            plan.statuses.append("ok")
+            if entry is not None and entry.state == DONE and h.offset in self._acked.get(key, ()):
+                continue
+            cks[key] = entry.ck if entry is not None else span.ck      # type: ignore[union-attr]
             by_key.setdefault(key, []).append(h.offset)
         for key, offsets in by_key.items():
-            ck = self._cks[key].ck
+            ck = cks[key]
             plan.acks.append(Ack(key[0], key[1], key[2], key[3], key[4], tuple(sorted(set(offsets))),
                                  self.broker_name, ck.revive_time_ms))
             plan.revive_qids.append(ck.revive_qid)
             self._pending[key] = self._pending.get(key, 0) + 1
         return plan
-
-    def _ack_orderly(self, plan: AckPlan, key: CkKey, h: handles.Handle) -> str:
-        lock = self._locks.get(key[:3])
-        if lock is None or lock.start != h.ck_queue_offset:
-            return "late"
-        lock.acked.add(h.offset)
-        if set(lock.offsets) <= lock.acked:
-            del self._locks[key[:3]]
-            self._order_floor[key[:3]] = lock.offsets[-1] + 1
-            plan.offset_commits.append((*key[:3], lock.offsets[-1] + 1))
-        return "orderly"
 
     def ack_done(self, plan: AckPlan) -> None:
         for ack in plan.acks:
@@ -516,8 +496,16 @@ class PopEngine:
         else:
             self._pending.pop(key, None)
 
+    def _in_flight(self, key: CkKey, offset: int) -> bool:
+        span = self.spans.find(key)
+        if span is not None and span.state != WRITTEN:
+            return offset in span.ck.offsets and offset not in span.acked
+        entry = self._cks.get(key)
+        return entry is not None and entry.state != DONE and offset in entry.ck.offsets \
+            and offset not in self._acked.get(key, ())
+
     def change_invisible_time(self, group: str, topic: str, extra_info: str, invisible_time_ms: int,
-                              now_ms: int) -> ChangePlan:
+                              now_ms: int, view: QueueView | None = None) -> ChangePlan:
         """Make the message of ``extra_info`` invisible for ``invisible_time_ms`` from ``now_ms``:
         a one-message checkpoint (put first), then the ack of the old handle. ``UserError`` when the
         handle is no longer in flight (revived, acked or unknown)."""
@@ -525,15 +513,14 @@ class PopEngine:
             raise UserError(f"invisibleTime {invisible_time_ms} ms must be positive")
         h, key = self._resolve(group, topic, extra_info)
         if h.orderly:
-            lock = self._locks.get(key[:3])
+            lock = self.orderly.locks.get(key[:3])
             if lock is None or lock.start != h.ck_queue_offset:
                 raise UserError(f"receipt handle {extra_info!r} is no longer held (orderly queue released)")
-            lock.until_ms = now_ms + invisible_time_ms
+            lock.record = replace(lock.record, pop_time_ms=now_ms, invisible_time_ms=invisible_time_ms)
             new = handles.build(h.ck_queue_offset, now_ms, invisible_time_ms, h.revive_qid, key[1], self.broker_name,
                                 h.queue_id, h.offset)
-            return ChangePlan(None, AckPlan(), new, now_ms, invisible_time_ms, h.revive_qid)
-        entry = self._cks.get(key)
-        if entry is None or entry.state == DONE or h.offset in self._acked.get(key, ()):
+            return ChangePlan(None, AckPlan(), new, now_ms, invisible_time_ms, h.revive_qid, lock.record)
+        if not self._in_flight(key, h.offset):
             raise UserError(f"receipt handle {extra_info!r} is no longer in flight (acked, revived or unknown)")
         ck = CheckPoint(group, key[1], h.queue_id, h.offset, (h.offset,), now_ms, invisible_time_ms,
                         self.revive_qid_for(h.queue_id), self.broker_name)
@@ -554,13 +541,15 @@ class PopEngine:
 
     def revive_decision(self, ck: CheckPoint, now_ms: int) -> tuple[str, object]:
         """What to do with a checkpoint the timer delivered (module doc)."""
+        acked = self._acked.get(ck.key, set())
+        unacked = tuple(o for o in ck.offsets if o not in acked)
+        if not unacked:
+            return ("skip", ())        # nothing to revive: no need to wait for its time
         if now_ms < ck.revive_time_ms:
             return ("wait", ck.revive_time_ms)
         if self._pending.get(ck.key):
             return ("wait", now_ms + PENDING_ACK_RECHECK_MS)
-        acked = self._acked.get(ck.key, set())
-        unacked = tuple(o for o in ck.offsets if o not in acked)
-        return ("revive", unacked) if unacked else ("skip", ())
+        return ("revive", unacked)
 
     def retry_message(self, ck: CheckPoint, stored: Message, now_ms: int) -> Message:
         """The message to put for an unacked ``stored`` message of ``ck``: on the group's retry

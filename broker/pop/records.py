@@ -8,11 +8,18 @@ then and puts them on the revive log at that time (never before). Since the comm
 log, this state is replicated with the messages.
 
 Checkpoint body fields: ``so`` start offset, ``pt`` pop time ms, ``it`` invisible time ms, ``bm``
-bitmap of acked messages (always 0 as written: acks are separate messages), ``n`` number of
+bitmap of acked messages (bit i: ``offsets[i]`` was acked before the checkpoint was written, the
+merge buffer's acks), ``n`` number of
 messages, ``q`` queue id, ``t`` topic (the one popped from: a retry topic for retried messages),
 ``c`` consumer group, ``ro`` revive offset (unused, -1), ``d`` queue offsets minus ``so``, ``bn``
 broker name, ``rp`` re-put times. Ack body: ``ao`` acked offset (``aol`` a list for ``bAck``),
 ``so``, ``c``, ``t``, ``q``, ``pt``, ``bn``.
+
+Orderly lock (``oLock``, ours: RocketMQ keeps its ``ConsumerOrderInfo`` in a broker-local JSON
+file, which a Raft failover would lose): the checkpoint body of an orderly pop plus ``ac`` (the
+attempt number, ``orderCountInfo``), put on the revive queue without a deliver time (the timer
+never sees it, the revive service skips it). Every replica keeps the newest per queue, so a new
+leader keeps the queue locked until the holder's invisible time passes.
 
 Pure: values to ``Message`` and stored message fields back to values. A body that does not parse
 raises ``RecordError`` (the reader skips and counts that record: a client cannot write the
@@ -21,12 +28,12 @@ internal topic, so it is damage, never input).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mqbench.broker.formats.record import Message
 from mqbench.errors import CorruptDataError
 
-CK_TAG, ACK_TAG, BATCH_ACK_TAG = "ck", "ack", "bAck"
+CK_TAG, ACK_TAG, BATCH_ACK_TAG, ORDER_LOCK_TAG = "ck", "ack", "bAck", "oLock"
 PROP_TAGS = "TAGS"
 PROP_KEYS = "KEYS"
 PROP_UNIQ_KEY = "UNIQ_KEY"
@@ -51,10 +58,15 @@ class CheckPoint:
     revive_qid: int
     broker_name: str
     reput_times: int = 0
+    bitmap: int = 0            # bit i: offsets[i] acked before the checkpoint was written
 
     @property
     def revive_time_ms(self) -> int:
         return self.pop_time_ms + self.invisible_time_ms
+
+    @property
+    def acked_offsets(self) -> tuple[int, ...]:
+        return tuple(o for i, o in enumerate(self.offsets) if self.bitmap >> i & 1)
 
     @property
     def key(self) -> "CkKey":
@@ -63,6 +75,26 @@ class CheckPoint:
 
 #: identity of a checkpoint, as an ack names it: (group, topic, queue id, start offset, pop time)
 CkKey = tuple[str, str, int, int, int]
+
+
+@dataclass(frozen=True)
+class OrderLock:
+    """An orderly pop: ``offsets`` of one queue held from ``pop_time_ms`` for ``invisible_time_ms``
+    (renewed by a change of invisible time: a newer record, same ``start_offset``)."""
+
+    group: str
+    topic: str
+    queue_id: int
+    start_offset: int
+    offsets: tuple[int, ...]
+    pop_time_ms: int
+    invisible_time_ms: int
+    attempts: int
+    broker_name: str
+
+    @property
+    def until_ms(self) -> int:
+        return self.pop_time_ms + self.invisible_time_ms
 
 
 @dataclass(frozen=True)
@@ -89,13 +121,31 @@ def _dump(doc: dict[str, object]) -> bytes:
 
 def ck_message(ck: CheckPoint, revive_topic: str) -> Message:
     """The checkpoint as the message to put (deliver time = its revive time)."""
-    body = {"so": ck.start_offset, "pt": ck.pop_time_ms, "it": ck.invisible_time_ms, "bm": 0,
+    body = {"so": ck.start_offset, "pt": ck.pop_time_ms, "it": ck.invisible_time_ms, "bm": ck.bitmap,
             "n": len(ck.offsets), "q": ck.queue_id, "t": ck.topic, "c": ck.group, "ro": -1,
             "d": [o - ck.start_offset for o in ck.offsets], "bn": ck.broker_name, "rp": ck.reput_times}
     key = f"{ck.topic}{ck.group}{ck.queue_id}{ck.start_offset}{ck.pop_time_ms}ck"
     return Message(topic=revive_topic, body=_dump(body), queue_id=ck.revive_qid,
                    properties={PROP_TAGS: CK_TAG, PROP_KEYS: key, PROP_UNIQ_KEY: key,
                                PROP_TIMER_DELIVER_MS: str(ck.revive_time_ms)})
+
+
+def ck_done_message(ck: CheckPoint, revive_topic: str) -> Message:
+    """A checkpoint acked in full before it was written (its bitmap covers every offset): put
+    straight on the revive log, no deliver time: nothing of it will ever be revived, it only
+    tells every replica that its offsets were handed out and acked."""
+    msg = ck_message(ck, revive_topic)
+    return replace(msg, properties={k: v for k, v in msg.properties.items() if k != PROP_TIMER_DELIVER_MS})
+
+
+def order_lock_message(lock: OrderLock, revive_topic: str, revive_qid: int) -> Message:
+    """The orderly lock as the message to put (no deliver time: see the module doc)."""
+    body = {"so": lock.start_offset, "pt": lock.pop_time_ms, "it": lock.invisible_time_ms, "n": len(lock.offsets),
+            "q": lock.queue_id, "t": lock.topic, "c": lock.group, "d": [o - lock.start_offset for o in lock.offsets],
+            "bn": lock.broker_name, "ac": lock.attempts}
+    key = f"{lock.topic}{lock.group}{lock.queue_id}{lock.start_offset}{lock.pop_time_ms}{ORDER_LOCK_TAG}"
+    return Message(topic=revive_topic, body=_dump(body), queue_id=revive_qid,
+                   properties={PROP_TAGS: ORDER_LOCK_TAG, PROP_KEYS: key, PROP_UNIQ_KEY: key})
 
 
 def ack_message(ack: Ack, revive_topic: str, revive_qid: int) -> Message:
@@ -112,11 +162,12 @@ def ack_message(ack: Ack, revive_topic: str, revive_qid: int) -> Message:
                                PROP_TIMER_DELIVER_MS: str(ack.revive_time_ms)})
 
 
-def parse(tag: str | None, body: bytes, deliver_ms: int = 0, revive_qid: int = -1) -> CheckPoint | Ack | None:
+def parse(tag: str | None, body: bytes, deliver_ms: int = 0,
+          revive_qid: int = -1) -> CheckPoint | Ack | OrderLock | None:
     """A stored revive-log message back to a ``CheckPoint`` or ``Ack`` (None: another tag);
     ``deliver_ms`` is its TIMER_DELIVER_MS, kept as an ack's revive time; ``revive_qid`` the revive
     queue it was put to (a checkpoint's ``revive_qid``)."""
-    if tag not in (CK_TAG, ACK_TAG, BATCH_ACK_TAG):
+    if tag not in (CK_TAG, ACK_TAG, BATCH_ACK_TAG, ORDER_LOCK_TAG):
         return None
     try:
         doc = json.loads(bytes(body))
@@ -125,7 +176,11 @@ def parse(tag: str | None, body: bytes, deliver_ms: int = 0, revive_qid: int = -
         if tag == CK_TAG:
             offsets = tuple(so + int(d) for d in doc.get("d") or range(int(doc["n"])))
             return CheckPoint(group, topic, queue_id, so, offsets, pop_time, int(doc["it"]), revive_qid, broker,
-                              int(doc.get("rp", 0)))
+                              int(doc.get("rp", 0)), int(doc.get("bm", 0)))
+        if tag == ORDER_LOCK_TAG:
+            offsets = tuple(so + int(d) for d in doc.get("d") or range(int(doc["n"])))
+            return OrderLock(group, topic, queue_id, so, offsets, pop_time, int(doc["it"]), int(doc.get("ac", 0)),
+                             broker)
         acked = [int(doc["ao"])] if tag == ACK_TAG else [int(v) for v in doc["aol"]]
         return Ack(group, topic, queue_id, so, pop_time, tuple(acked), broker, deliver_ms)
     except (ValueError, KeyError, TypeError) as exc:

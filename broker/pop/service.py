@@ -12,9 +12,13 @@ handlers find it as ``ctx.pop``; the request methods are in the package docstrin
   follower's table is current when it becomes leader.
 * **Writes** go through the broker's one replicated put (``group.put``) after the broker's
   message rewriters (``ctx.rewrite``: a ck's ``TIMER_DELIVER_MS`` moves it to the timer store) and
-  ``group.commit_offset``: a pop answers once its checkpoints are committed, its consumer offsets
-  follow behind it (a lost one only hands messages out again); an ack answers once its ack message
-  and the offsets of its queue popped before it are committed.
+  ``group.commit_offset``. Most checkpoints wait in the engine's merge buffer (``spans``): the pop
+  answers at once; the **flush loop** (leader only) writes what the buffer must write, all its
+  records proposed together (one Raft Ready) and its consumer offsets in one offset snapshot,
+  as soon as acks wait for it (a few ms to gather them) or a window closes. A checkpoint that
+  cannot wait (its revive time too near) and an orderly lock are put before the pop answers.
+  An ack answers once it is durable (its ack record committed, or the flush that made it durable:
+  ``spans`` module doc); an orderly ack once its consumer offset commit is.
 * **Revive** (leader only, ``_revive_loop``): per revive queue, from the committed revive offset,
   each delivered checkpoint gets ``engine.revive_decision``; unacked messages are re-put to the retry
   topic (created with one queue when missing) or the DLQ, then the revive offset is committed.
@@ -34,6 +38,7 @@ from mqbench.broker.formats.topics import TIMER_TOPIC
 
 from . import handles, records
 from .engine import ChangePlan, AckPlan, PopEngine, PopPlan, PopRequest
+from .spans import MERGE_WINDOW_MS, FlushPlan
 from .view import StoreView
 
 log = logging.getLogger("mqbench.broker.pop")
@@ -45,6 +50,9 @@ REVIVE_RETRY_MS = 1000
 READ_CHUNK = 256
 PROP_REAL_TOPIC = "REAL_TOPIC"
 PROP_TIMER_OUT_MS = "TIMER_OUT_MS"
+FLUSH_GATHER_MS = 2          # a flush waits this long for more acks to join it
+FLUSH_IDLE_MS = 200          # the flush loop's longest sleep
+FLUSH_RETRY_MS = 200
 
 
 @dataclass
@@ -56,11 +64,12 @@ class PopResult:
 class PopService:
     """See module doc. ``ctx`` is the broker's ``BrokerContext``."""
 
-    def __init__(self, ctx: Any, *, revive_queues: int = 8, max_reconsume_times: int = 16):
+    def __init__(self, ctx: Any, *, revive_queues: int = 8, max_reconsume_times: int = 16,
+                 merge_window_ms: int = MERGE_WINDOW_MS):
         self.ctx = ctx
         self.group = ctx.group
         self.engine = PopEngine(ctx.broker_name, ctx.layout.cluster, revive_queues=revive_queues,
-                                max_reconsume_times=max_reconsume_times)
+                                max_reconsume_times=max_reconsume_times, merge_window_ms=merge_window_ms)
         self.revive_topic = self.engine.revive_topic
         self._read_pos: dict[tuple[str, int], int] = {}
         self._commit_event = asyncio.Event()
@@ -68,9 +77,13 @@ class PopService:
         self._offset_flights: dict[tuple[str, str, int], asyncio.Task] = {}
         self._polling = 0
         self._revive_task: asyncio.Task | None = None
+        self._flush_task: asyncio.Task | None = None
+        self._flush_wake = asyncio.Event()
+        self._tickets: dict[int, asyncio.Future] = {}
         self._sync_task: asyncio.Task | None = None
         self._closed = False
-        self.stats = {"popped": 0, "acked": 0, "revived": 0, "deadLettered": 0, "lateAcks": 0}
+        self.stats = {"popped": 0, "acked": 0, "revived": 0, "deadLettered": 0, "lateAcks": 0,
+                      "mergedAcks": 0, "checkpointsWritten": 0, "flushes": 0}
 
     @property
     def store(self):
@@ -121,6 +134,7 @@ class PopService:
                 if item is not None:
                     engine.observe(item, delivered=(qid, msg.queue_offset) if isinstance(item, records.CheckPoint)
                                    else None)
+        engine.prune(self.view())
 
     def on_commit(self) -> None:
         self._commit_event.set()
@@ -153,19 +167,24 @@ class PopService:
 
     def on_role_change(self, role: str, term: int, leader_id) -> None:
         self.engine.leader_changed()
-        if self._revive_task is not None:
-            self._revive_task.cancel()
-            self._revive_task = None
+        self._fail_tickets(list(self._tickets), lambda: self.ctx.not_leader("ack"))
+        for attr in ("_revive_task", "_flush_task"):
+            task = getattr(self, attr)
+            if task is not None:
+                task.cancel()
+                setattr(self, attr, None)
         if role == "leader" and not self._closed:
-            self._revive_task = asyncio.get_running_loop().create_task(self._revive_loop(), name="pop-revive")
+            loop = asyncio.get_running_loop()
+            self._revive_task = loop.create_task(self._revive_loop(), name="pop-revive")
+            self._flush_task = loop.create_task(self._flush_loop(), name="pop-flush")
 
     async def close(self) -> None:
         self._closed = True
-        for task in (self._revive_task, self._sync_task):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in (self._revive_task, self._sync_task) if t is not None),
-                             return_exceptions=True)
+        tasks = [t for t in (self._revive_task, self._flush_task, self._sync_task) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._fail_tickets(list(self._tickets), lambda: self.ctx.not_leader("ack"))
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -186,10 +205,8 @@ class PopService:
                                if o > self.store.query_offset(g, t, q)))
 
     def _commit_offsets_behind(self, commits) -> None:
-        """Commit a pop's consumer offsets without holding its answer: its checkpoints are committed,
-        so a lost offset commit only hands the messages out again; an ack of a message of that
-        queue waits for the commit (``_offsets_committed``), so an answered ack is never undone by a
-        failover that rewinds the offset."""
+        """Commit a pop's own consumer offsets (a queue's init offset; an orderly pop of nothing but
+        messages filtered out) without holding its answer, one after the other per queue."""
         for g, t, q, o in commits:
             key = (g, t, q)
             previous = self._offset_flights.get(key)
@@ -204,10 +221,58 @@ class PopService:
             task.add_done_callback(lambda done, key=key: self._offset_flights.get(key) is done
                                    and self._offset_flights.pop(key))
 
-    async def _offsets_committed(self, keys) -> None:
-        flights = [self._offset_flights[k] for k in set(keys) if k in self._offset_flights]
-        if flights:
-            await asyncio.gather(*flights)
+    # --- the merge buffer's flush ----------------------------------------------------------------
+
+    def _fail_tickets(self, tickets, error) -> None:
+        for ticket in tickets:
+            future = self._tickets.pop(ticket, None)
+            if future is not None and not future.done():
+                future.set_exception(error())
+                future.exception()        # retrieved here: a waiter may be gone
+
+    async def _flush_loop(self) -> None:
+        """Leader only: write what the merge buffer must write (``spans`` module doc), batched."""
+        engine = self.engine
+        while not self._closed and self._flush_task is asyncio.current_task():
+            close_ms = engine.spans.next_close_ms()
+            sleep_ms = FLUSH_IDLE_MS if close_ms is None else min(FLUSH_IDLE_MS, close_ms - self.ctx.clock_ms())
+            try:
+                await asyncio.wait_for(self._flush_wake.wait(), max(sleep_ms, 1) / 1000)
+            except asyncio.TimeoutError:
+                pass
+            self._flush_wake.clear()
+            await asyncio.sleep(FLUSH_GATHER_MS / 1000)
+            plan = engine.flush(self.ctx.clock_ms())
+            if plan.empty():
+                continue
+            try:
+                await self._write_flush(plan)
+            except asyncio.CancelledError:
+                self._fail_tickets(engine.flush_failed(plan), lambda: self.ctx.not_leader("ack"))
+                raise
+            except Exception as exc:  # noqa: BLE001 - answered to the acks waiting; the spans stay buffered
+                self._fail_tickets(engine.flush_failed(plan), lambda exc=exc: exc)
+                if isinstance(exc, self.ctx.not_leader_errors):
+                    return
+                log.warning("POP flush failed: %s; retrying", exc)
+                await asyncio.sleep(FLUSH_RETRY_MS / 1000)
+                continue
+            if plan.writing:
+                self._flush_wake.set()       # the consumer offsets may pass the spans now written
+            for ticket in engine.flush_done(plan):
+                future = self._tickets.pop(ticket, None)
+                if future is not None and not future.done():
+                    future.set_result(None)
+
+    async def _write_flush(self, plan: FlushPlan) -> None:
+        msgs = [records.ck_message(ck, self.revive_topic) for ck in plan.timer_cks]
+        msgs += [records.ck_done_message(ck, self.revive_topic) for ck in plan.done_cks]
+        if msgs:
+            await self._ensure_revive_topic()
+        # proposed together: every put is proposed before the Raft loop runs again (one Ready)
+        await asyncio.gather(*(self._put(m) for m in msgs), self._commit_offsets(plan.offset_commits))
+        self.stats["flushes"] += 1
+        self.stats["checkpointsWritten"] += len(msgs)
 
     # --- the requests (package docstring) --------------------------------------------------------
 
@@ -237,31 +302,42 @@ class PopService:
 
     async def _pop_once(self, req: PopRequest) -> PopPlan:
         plan = self.engine.pop(req, self.view(), self.ctx.clock_ms(), self.ctx.rng.randrange(1 << 30))
-        if not plan.reservations and not plan.offset_commits:
-            return plan
-        try:
-            if plan.checkpoints:
+        if plan.writes():
+            try:
                 await self._ensure_revive_topic()
-            await asyncio.gather(*(self._put(records.ck_message(ck, self.revive_topic))
-                                   for ck in plan.checkpoints if ck.offsets))
-        except BaseException:
-            self.engine.pop_failed(plan)
-            raise
-        self._commit_offsets_behind(self.engine.pop_done(plan))
+                await asyncio.gather(*(self._put(records.ck_message(ck, self.revive_topic)) for ck in plan.checkpoints),
+                                     *(self._put(records.order_lock_message(lock, self.revive_topic,
+                                                                            self.engine.revive_qid_for(lock.queue_id)))
+                                       for lock in plan.order_locks))
+            except BaseException:
+                self.engine.pop_failed(plan)
+                raise
+            self.engine.pop_done(plan)
+            self.stats["checkpointsWritten"] += len(plan.checkpoints)
+        if plan.spans:
+            self._flush_wake.set()       # the consumer offsets follow with the next flush
+        self._commit_offsets_behind(plan.offset_commits)
         self.stats["popped"] += len(plan.messages)
         return plan
 
     async def ack(self, group: str, topic: str, extra_infos: list[str]) -> AckPlan:
         await self._ready("ack")
-        plan = self.engine.ack(group, topic, extra_infos, self.ctx.clock_ms())
+        plan = self.engine.ack(group, topic, extra_infos, self.ctx.clock_ms(), self.view())
         await self._put_acks(plan)
         return plan
 
     async def _put_acks(self, plan: AckPlan) -> None:
+        """Answerable once durable: the ack records committed and the merged acks' flush done."""
+        loop = asyncio.get_running_loop()
+        waits = []
+        for ticket in plan.tickets:
+            waits.append(self._tickets.setdefault(ticket, loop.create_future()))
+        if waits:
+            self._flush_wake.set()
+            self.stats["mergedAcks"] += len(waits)
         try:
             await asyncio.gather(*(self._put(records.ack_message(a, self.revive_topic, q))
-                                   for a, q in zip(plan.acks, plan.revive_qids)),
-                                 self._offsets_committed(a.key[:3] for a in plan.acks))
+                                   for a, q in zip(plan.acks, plan.revive_qids)), *waits)
         except BaseException:
             self.engine.ack_failed(plan)
             raise
@@ -277,7 +353,12 @@ class PopService:
     async def change_invisible_time(self, group: str, topic: str, extra_info: str,
                                     invisible_time_ms: int) -> ChangePlan:
         await self._ready("change of invisible time")
-        plan = self.engine.change_invisible_time(group, topic, extra_info, invisible_time_ms, self.ctx.clock_ms())
+        plan = self.engine.change_invisible_time(group, topic, extra_info, invisible_time_ms, self.ctx.clock_ms(),
+                                                 self.view())
+        if plan.order_lock is not None:
+            lock = plan.order_lock
+            await self._ensure_revive_topic()
+            await self._put(records.order_lock_message(lock, self.revive_topic, self.engine.revive_qid_for(lock.queue_id)))
         if plan.checkpoint is not None:
             try:
                 await self._ensure_revive_topic()

@@ -1,5 +1,9 @@
 """POP state survives a leader's SIGKILL (real processes, raft3): every message popped and not acked
-comes back after its invisible time (never before), no acked one does, nothing is lost."""
+comes back after its invisible time (never before), no acked one does, nothing is lost.
+
+The kill comes after the merge window (``spans.MERGE_WINDOW_MS``) of the last pop: a message
+popped less than that before a failover comes back at once instead (``broker/pop/spans.py``; the
+engine tests cover that case)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +11,7 @@ import time
 
 import pytest
 
+from mqbench.broker.pop.spans import MERGE_WINDOW_MS
 from mqbench.client import OutgoingMessage, PopConsumer, Producer
 from mqbench.cluster import launcher
 from mqbench.cluster.drills import _kill, current_leader, ensure_topic, wait_healthy
@@ -49,6 +54,7 @@ def test_unacked_pop_messages_come_back_after_a_leader_sigkill_and_acked_ones_do
         ack_consumer.subscribe(TOPIC)
         await ack_consumer.ack(acked)       # answered: these must never come back
         await ack_consumer.close()
+        await asyncio.sleep((MERGE_WINDOW_MS + 500) / 1000)       # every checkpoint written
         victim = (await current_leader(state, "broker-a", 10)).name
         await _kill(state, victim)
         deadline = time.monotonic() + 60

@@ -212,18 +212,8 @@ def _across_leader_kill(argv, state, tmp_path, count: int) -> None:
     assert rc == 0, f"consumer exit {rc}: {consumer.stderr[-2000:]}"
 
 
-#: An open finding of issue 19, in the POP engine's failover, not in the gRPC layer: after the
-#: leader's SIGKILL the new leader can pop again, as a first delivery (attempt 1), a message that
-#: was popped and acked on the old leader above a queue's committed consumer offset (an earlier
-#: message of that queue was still in flight). Seen with the Python client (its receives run
-#: through the replica that was killed); every send is acknowledged and nothing is lost.
-POP_FAILOVER_REPOP = pytest.mark.xfail(
-    reason="POP failover: an acked message above the committed consumer offset can be popped again "
-           "(attempt 1) by the new leader (issue 19 finding, broker/pop)", strict=False)
-
-
 @pytest.mark.realproc
-@pytest.mark.parametrize("grpc_cluster", [pytest.param(("py", "raft3"), marks=(POP_FAILOVER_REPOP, SLOW)), ("node", "raft3")],
+@pytest.mark.parametrize("grpc_cluster", [pytest.param(("py", "raft3"), marks=SLOW), ("node", "raft3")],
                          indirect=True, ids=["py", "node"])
 def test_clients_ride_out_a_leader_kill(grpc_cluster, tmp_path):
     argv, state = grpc_cluster

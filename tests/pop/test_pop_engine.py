@@ -34,6 +34,21 @@ def _commit(store, commits):
         store.commit_offset(group, topic, qid, off)
 
 
+def _flush(engine, store, now_ms, log=None):
+    """What the service's flush loop does: the buffer's records "committed" (kept in ``log``), the
+    consumer offsets committed; returns the plan and the tickets made durable."""
+    plan = engine.flush(now_ms)
+    if log is not None:
+        log += plan.timer_cks + plan.done_cks
+    _commit(store, plan.offset_commits)
+    return plan, engine.flush_done(plan)
+
+
+def _engine(**kw):
+    """An engine that writes every checkpoint at its pop (no merge window)."""
+    return PopEngine("b", "c", merge_window_ms=0, **kw)
+
+
 def _deliver(engine, ck, offset):
     """What the timer does at the revive time: the ck on the revive log."""
     engine.observe(ck, delivered=(ck.revive_qid, offset))
@@ -74,11 +89,12 @@ def test_state_table_is_total():
 
 
 def test_pop_ack_all_then_delivered_is_skipped(store):
-    engine, view = PopEngine("b", "c"), StoreView(store)
+    engine, view = _engine(), StoreView(store)
     plan = engine.pop(_req(), view, now_ms=1000)
     assert [m.message.queue_offset for m in plan.messages] == [0, 1, 2]
     assert all(m.message.properties["POP_CK"] == m.handle for m in plan.messages)
-    _commit(store, engine.pop_done(plan))
+    engine.pop_done(plan)
+    _flush(engine, store, 0)
     assert store.query_offset(G, T, 0) == 3
     ack = engine.ack(G, T, [m.handle for m in plan.messages], now_ms=1200)
     assert ack.statuses == ["ok"] * 3 and len(ack.acks) == 1 and ack.acks[0].offsets == (0, 1, 2)
@@ -89,9 +105,10 @@ def test_pop_ack_all_then_delivered_is_skipped(store):
 
 
 def test_unacked_revived_never_early_with_retry_and_dlq(store):
-    engine, view = PopEngine("b", "c", max_reconsume_times=1), StoreView(store)
+    engine, view = _engine(max_reconsume_times=1), StoreView(store)
     plan = engine.pop(_req(), view, now_ms=1000)
-    _commit(store, engine.pop_done(plan))
+    engine.pop_done(plan)
+    _flush(engine, store, 0)
     engine.ack_done(engine.ack(G, T, [plan.messages[1].handle], now_ms=1100))
     ck = plan.checkpoints[0]
     _deliver(engine, ck, 0)
@@ -109,7 +126,7 @@ def test_unacked_revived_never_early_with_retry_and_dlq(store):
 
 
 def test_pending_ack_holds_the_revive(store):
-    engine, view = PopEngine("b", "c"), StoreView(store)
+    engine, view = _engine(), StoreView(store)
     plan = engine.pop(_req(max_msgs=1), view, now_ms=1000)
     engine.pop_done(plan)
     ack = engine.ack(G, T, [plan.messages[0].handle], now_ms=1999)
@@ -124,28 +141,32 @@ def test_pending_ack_holds_the_revive(store):
 
 
 def test_concurrent_pops_do_not_overlap_and_a_failed_ck_is_handed_out_again(store):
-    engine, view = PopEngine("b", "c"), StoreView(store)
+    engine, view = _engine(), StoreView(store)
     a = engine.pop(_req(max_msgs=2), view, now_ms=1000)
+    _commit(store, a.offset_commits)                 # the queue's init offset, committed behind
     b = engine.pop(_req(max_msgs=2), view, now_ms=1000)
     assert [m.message.queue_offset for m in a.messages] == [0, 1]
     assert [m.message.queue_offset for m in b.messages] == [2, 3]
-    _commit(store, engine.pop_done(b))
+    engine.pop_done(b)
+    _flush(engine, store, 0)
     assert store.query_offset(G, T, 0) == 0          # a's range is not covered by a committed ck yet
     engine.pop_failed(a)
     c = engine.pop(_req(max_msgs=5), view, now_ms=1100)
     assert [m.message.queue_offset for m in c.messages] == [0, 1]
-    _commit(store, engine.pop_done(c))
+    engine.pop_done(c)
+    _flush(engine, store, 0)
     assert store.query_offset(G, T, 0) == 4
     d = engine.pop(_req(max_msgs=5), view, now_ms=1100)
     assert [m.message.queue_offset for m in d.messages] == [4]
 
 
 def test_any_queue_tags_and_retry_topic(store):
-    engine, view = PopEngine("b", "c"), StoreView(store)
+    engine, view = _engine(), StoreView(store)
     plan = engine.pop(_req(queue_id=-1, max_msgs=10, tags=frozenset({"b"})), view, now_ms=1, rand=1)
     assert sorted(m.message.body for m in plan.messages) == [b"m0", b"m3", b"m6", b"m9"]
     assert {ck.queue_id for ck in plan.checkpoints} == {0, 1}
-    _commit(store, engine.pop_done(plan))
+    engine.pop_done(plan)
+    _flush(engine, store, 0)
     assert store.query_offset(G, T, 0) == 5 and store.query_offset(G, T, 1) == 5
     rt = handles.retry_topic(G, T)
     store.create_topic(rt, read_queue_nums=1, write_queue_nums=1)
@@ -158,7 +179,7 @@ def test_any_queue_tags_and_retry_topic(store):
 
 
 def test_orderly_lock_redelivers_same_messages_and_commits_on_full_ack(store):
-    engine, view = PopEngine("b", "c"), StoreView(store)
+    engine, view = _engine(), StoreView(store)
     first = engine.pop(_req(orderly=True, max_msgs=2), view, now_ms=1000)
     assert [m.message.queue_offset for m in first.messages] == [0, 1] and first.checkpoints == []
     assert first.messages[0].handle.split()[3] == "999"
@@ -173,7 +194,7 @@ def test_orderly_lock_redelivers_same_messages_and_commits_on_full_ack(store):
 
 
 def test_change_invisible_time(store):
-    engine, view = PopEngine("b", "c"), StoreView(store)
+    engine, view = _engine(), StoreView(store)
     plan = engine.pop(_req(max_msgs=2), view, now_ms=1000)
     engine.pop_done(plan)
     change = engine.change_invisible_time(G, T, plan.messages[0].handle, 5000, now_ms=1500)
@@ -191,7 +212,7 @@ def test_change_invisible_time(store):
 
 
 def test_a_follower_rebuilds_from_the_log_in_any_order_and_forgets_past_the_revive_offset(store):
-    leader, view = PopEngine("b", "c"), StoreView(store)
+    leader, view = _engine(), StoreView(store)
     plan = leader.pop(_req(), view, now_ms=1000)
     leader.pop_done(plan)
     ack = leader.ack(G, T, [plan.messages[0].handle], now_ms=1100)
@@ -210,10 +231,11 @@ def test_a_follower_rebuilds_from_the_log_in_any_order_and_forgets_past_the_revi
 
 
 def test_init_mode_max_starts_at_the_end_when_first_touched_and_keeps_that_start(store):
-    engine, view = PopEngine("b", "c"), StoreView(store)
+    engine, view = _engine(), StoreView(store)
     plan = engine.pop(_req(init_mode=0), view, now_ms=1)
     assert plan.messages == [] and plan.offset_commits == [(G, T, 0, 5)]     # the init offset, committed
-    _commit(store, engine.pop_done(plan))
+    engine.pop_done(plan)
+    _flush(engine, store, 0)
     store.append(Message(topic=T, queue_id=0, body=b"later"))
     plan = engine.pop(_req(init_mode=0), view, now_ms=2)
     assert [m.message.body for m in plan.messages] == [b"later"]
@@ -223,7 +245,7 @@ def test_orderly_pop_between_the_full_ack_and_its_applied_commit_hands_out_nothi
     """The replicated offset commit of a full orderly ack is applied a little later (a Raft round
     trip); a pop in between must not hand the acked messages out again (a gRPC FIFO PushConsumer
     long-polls while it acks: seen on raft3 as an acked message delivered again, attempt 1)."""
-    engine, view = PopEngine("b", "c"), StoreView(store)
+    engine, view = _engine(), StoreView(store)
     first = engine.pop(_req(orderly=True, max_msgs=2), view, now_ms=1000)
     plan = engine.ack(G, T, [m.handle for m in first.messages], now_ms=1100)
     assert plan.offset_commits == [(G, T, 0, 2)]
@@ -241,11 +263,13 @@ def test_a_new_leader_skips_what_committed_checkpoints_cover_above_the_committed
     covered). The leader dies before A's ck commits. The new leader must hand out 0 again but
     never 1 (acked), and must not hand out the unacked messages that committed cks cover (they
     come back through the revive, after their invisible time)."""
-    leader, view = PopEngine("b", "c"), StoreView(store)
+    leader, view = _engine(), StoreView(store)
     a = leader.pop(_req(max_msgs=1), view, now_ms=1000)                  # its ck put never commits
     b = leader.pop(_req(max_msgs=1), view, now_ms=1000)
     c = leader.pop(_req(max_msgs=1), view, now_ms=1000)                  # covered, not acked
-    _commit(store, leader.pop_done(b) + leader.pop_done(c))
+    leader.pop_done(b)
+    leader.pop_done(c)
+    _flush(leader, store, 1000)
     assert store.query_offset(G, T, 0) <= 0
     ack = leader.ack(G, T, [b.messages[0].handle], now_ms=1100)
     leader.ack_done(ack)                                                 # answered: never again
@@ -256,3 +280,92 @@ def test_a_new_leader_skips_what_committed_checkpoints_cover_above_the_committed
     again = follower.pop(_req(max_msgs=5), view, now_ms=1200)
     assert [m.message.queue_offset for m in again.messages] == [0, 3, 4]
     assert [m.message.queue_offset for m in a.messages] == [0]
+
+
+def _mreq(**kw):
+    """A pop whose checkpoint may wait in the merge buffer (its revive time is far enough)."""
+    return _req(invisible_time_ms=10_000, **kw)
+
+
+def test_the_merge_buffer_writes_nothing_for_a_message_acked_within_its_window(store):
+    engine, view, log = PopEngine("b", "c", merge_window_ms=1000), StoreView(store), []
+    plan = engine.pop(_mreq(), view, now_ms=1000)
+    assert [m.message.queue_offset for m in plan.messages] == [0, 1, 2] and not plan.writes()
+    ack = engine.ack(G, T, [m.handle for m in plan.messages], now_ms=1050)
+    assert ack.statuses == ["ok"] * 3 and ack.acks == [] and len(ack.tickets) == 1
+    flush, durable = _flush(engine, store, 1052, log)
+    assert log == [] and flush.offset_commits == [(G, T, 0, 3)] and durable == ack.tickets
+    assert store.query_offset(G, T, 0) == 3
+    assert _flush(engine, store, 5000, log)[0].empty()                     # nothing left to write
+
+
+def test_a_window_that_closes_writes_the_checkpoint_with_its_acks_in_the_bitmap(store):
+    engine, view, log = PopEngine("b", "c", merge_window_ms=1000), StoreView(store), []
+    plan = engine.pop(_mreq(), view, now_ms=1000)
+    ack = engine.ack(G, T, [plan.messages[1].handle], now_ms=1100)         # a partial ack waits...
+    flush, durable = _flush(engine, store, 1102, log)                      # ...for the ck with its bit
+    [ck] = log
+    assert ck.offsets == (0, 1, 2) and ck.acked_offsets == (1,) and durable == ack.tickets
+    assert store.query_offset(G, T, 0) == -1            # the offset passes it once the ck is committed:
+    _flush(engine, store, 1103, log)                    # the next flush
+    assert store.query_offset(G, T, 0) == 3
+    back = records.parse("ck", records.ck_message(ck, "x").body, revive_qid=ck.revive_qid)
+    assert back == ck
+    follower = PopEngine("b", "c")
+    follower.observe(back, delivered=(ck.revive_qid, 0))
+    assert follower.revive_decision(ck, 10_999)[0] == "wait"
+    assert follower.revive_decision(ck, 11_000) == ("revive", (0, 2))
+    other = engine.pop(_mreq(), view, now_ms=1200)
+    assert [m.message.queue_offset for m in other.messages] == [3, 4]
+    assert _flush(engine, store, 2199, log)[0].timer_cks == []
+    assert _flush(engine, store, 2200, log)[0].timer_cks[0].offsets == (3, 4)   # its window closed
+    late = engine.ack(G, T, [other.messages[0].handle], now_ms=2300)       # written: an ack record
+    assert late.tickets == [] and late.acks[0].offsets == (3,)
+
+
+def test_an_ack_above_a_hole_is_made_durable_at_once_and_a_new_leader_skips_it(store):
+    engine, view, log = PopEngine("b", "c", merge_window_ms=1000), StoreView(store), []
+    a = engine.pop(_mreq(max_msgs=1), view, now_ms=1000)
+    b = engine.pop(_mreq(max_msgs=1), view, now_ms=1000)
+    ack = engine.ack(G, T, [b.messages[0].handle], now_ms=1010)
+    flush, durable = _flush(engine, store, 1012, log)
+    assert flush.timer_cks == [] and [ck.offsets for ck in flush.done_cks] == [(1,)] and durable == ack.tickets
+    assert store.query_offset(G, T, 0) <= 0                                 # a is still out
+    done = records.ck_done_message(flush.done_cks[0], "x")
+    assert "TIMER_DELIVER_MS" not in done.properties                        # straight on the revive log
+    follower = PopEngine("b", "c")                                          # the leader dies now
+    follower.observe(records.parse("ck", done.body, revive_qid=0), delivered=(0, 0))
+    assert follower.revive_decision(flush.done_cks[0], 1013) == ("skip", ())   # nothing to revive, ever
+    follower.leader_changed()
+    again = follower.pop(_mreq(max_msgs=5), view, now_ms=1100)
+    assert [m.message.queue_offset for m in again.messages] == [0, 2, 3, 4]   # a again at once, b never
+    assert [m.message.queue_offset for m in a.messages] == [0]
+
+
+def test_a_failover_inside_the_window_hands_the_buffered_messages_out_again_and_loses_none(store):
+    engine, view = PopEngine("b", "c", merge_window_ms=1000), StoreView(store)
+    plan = engine.pop(_mreq(max_msgs=5), view, now_ms=1000)
+    engine.ack(G, T, [plan.messages[0].handle], now_ms=1010)       # merged; its answer waits for a flush
+    follower = PopEngine("b", "c")                                 # nothing of it reached the log
+    follower.leader_changed()
+    again = follower.pop(_mreq(max_msgs=5), view, now_ms=1020)
+    assert [m.message.queue_offset for m in again.messages] == [0, 1, 2, 3, 4]
+
+
+def test_orderly_locks_survive_a_failover(store):
+    leader, view = _engine(), StoreView(store)
+    first = leader.pop(_req(orderly=True, max_msgs=3, invisible_time_ms=1000), view, now_ms=1000)
+    [lock] = first.order_locks
+    follower = PopEngine("b", "c")
+    follower.observe(records.parse("oLock", records.order_lock_message(lock, "x", 0).body))
+    follower.leader_changed()
+    assert follower.pop(_req(orderly=True), view, now_ms=1500).messages == []      # still held
+    acked = follower.ack(G, T, [first.messages[0].handle], now_ms=1600, view=view)   # the holder acks
+    assert acked.statuses == ["orderly"] and acked.offset_commits == [(G, T, 0, 1)]
+    _commit(store, acked.offset_commits)
+    change = follower.change_invisible_time(G, T, first.messages[1].handle, 1000, now_ms=1700, view=view)
+    assert change.order_lock is not None and change.order_lock.until_ms == 2700
+    assert follower.pop(_req(orderly=True), view, now_ms=2500).messages == []      # moved by the change
+    again = follower.pop(_req(orderly=True, max_msgs=3), view, now_ms=2700)
+    assert [m.message.queue_offset for m in again.messages] == [1, 2, 3]            # never the acked 0
+    assert again.messages[0].message.reconsume_times == 1 and again.order_locks[0].attempts == 1
