@@ -198,8 +198,32 @@ class PopConsumer(ClientBase):
         raise ClientError(f"{what} on {broker_name} failed: {last}")
 
     async def ack(self, messages: list[ReceivedMessage]) -> None:
-        """Ack every message (each to its broker group's leader)."""
-        await asyncio.gather(*(self._ack_one(m) for m in messages))
+        """Ack every message, each to its broker group's leader: one ACK_MESSAGE for a single
+        message, else one BATCH_ACK_MESSAGE per broker group and topic (the broker merges them)."""
+        by_target: dict[tuple[str, str], list[ReceivedMessage]] = {}
+        for m in messages:
+            by_target.setdefault((m.broker_name, m.topic), []).append(m)
+        await asyncio.gather(*(self._ack_one(ms[0]) if len(ms) == 1 else self._ack_batch(ms)
+                               for ms in by_target.values()))
+
+    async def _ack_batch(self, messages: list[ReceivedMessage]) -> None:
+        by_ck: dict[tuple, list[int]] = {}
+        for m in messages:
+            h = handles.parse(m.properties[PROP_POP_CK])
+            by_ck.setdefault((h.kind, h.ck_queue_offset, h.queue_id, h.revive_qid, h.pop_time_ms,
+                              h.invisible_time_ms), []).append(h.offset)
+        first = messages[0]
+        acks = [{"group": self.group, "topic": first.topic, "retry": kind, "start_offset": so, "queue_id": q,
+                 "revive_qid": rq, "pop_time_ms": pt, "invisible_time_ms": it, "offsets": sorted(offsets)}
+                for (kind, so, q, rq, pt, it), offsets in by_ck.items()]
+
+        def cmd() -> RemotingCommand:
+            return RemotingCommand.request(codes.BATCH_ACK_MESSAGE, {},
+                                           body=hp.batch_ack_body(first.broker_name, acks))
+        response = await self._request_leader(first.topic, first.broker_name, cmd, "batch ack")
+        late = (response.remark or "").split(" ", 1)[0]
+        if late.isdigit():
+            self.late_ack_count += int(late)
 
     async def _ack_one(self, msg: ReceivedMessage) -> None:
         handle = msg.properties[PROP_POP_CK]
