@@ -252,9 +252,10 @@ class PopService:
                 raise
             except Exception as exc:  # noqa: BLE001 - answered to the acks waiting; the spans stay buffered
                 self._fail_tickets(engine.flush_failed(plan), lambda exc=exc: exc)
-                if isinstance(exc, self.ctx.not_leader_errors):
-                    return
-                log.warning("POP flush failed: %s; retrying", exc)
+                # retried (a role change replaces this loop): a refused proposal during a
+                # leadership hand-over is a NotLeader while this replica still leads
+                log.log(logging.INFO if isinstance(exc, self.ctx.not_leader_errors) else logging.WARNING,
+                        "POP flush failed: %s; retrying", exc)
                 await asyncio.sleep(FLUSH_RETRY_MS / 1000)
                 continue
             if plan.writing:

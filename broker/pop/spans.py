@@ -157,6 +157,10 @@ class Spans:
             below_resolved = True
             for span in sorted(cur.spans.values(), key=lambda s: s.start):
                 below_resolved = below_resolved and span.start <= redo_from
+                if not span.ck.offsets:               # nothing handed out (tags, covered): never written
+                    if below_resolved:
+                        self._drop(cur, span)
+                    continue
                 if span.state == BUFFERED:
                     if span.all_acked() and below_resolved:
                         plan.tickets += span.tickets          # durable with the offset commit
