@@ -78,3 +78,86 @@ def test_unacked_pop_messages_come_back_after_a_leader_sigkill_and_acked_ones_do
         await second.ack(back)
 
     asyncio.run(asyncio.wait_for(main(), 240))
+
+
+ORDER_TOPIC, ORDER_GROUP = "PopOrderFailover", "GID_pop_order_failover"
+ORDER_INVISIBLE_MS = 8000
+
+
+def _order_pop(queue_id: int, max_msgs: int):
+    from mqbench.broker.formats import codes
+    from mqbench.broker.formats.command import RemotingCommand
+    return RemotingCommand.request(codes.POP_MESSAGE, {
+        "consumerGroup": ORDER_GROUP, "topic": ORDER_TOPIC, "queueId": str(queue_id), "maxMsgNums": str(max_msgs),
+        "invisibleTime": str(ORDER_INVISIBLE_MS), "pollTime": "0", "bornTime": str(int(time.time() * 1000)),
+        "initMode": "1", "order": "true"})
+
+
+def _order_ack(handle: str):
+    from mqbench.broker.formats import codes
+    from mqbench.broker.formats.command import RemotingCommand
+    from mqbench.broker.pop import handles
+    h = handles.parse(handle)
+    return RemotingCommand.request(codes.ACK_MESSAGE, {
+        "consumerGroup": ORDER_GROUP, "topic": ORDER_TOPIC, "queueId": str(h.queue_id), "extraInfo": handle,
+        "offset": str(h.offset)})
+
+
+@pytest.mark.realproc
+@pytest.mark.slow  # long for CI's 10-minute budget; run with -m slow
+def test_an_orderly_pop_lock_survives_a_leader_sigkill(cluster_factory, free_port_offset):
+    """The queue stays held for its consumer on the new leader (no other consumer gets its messages
+    before their invisible time), the holder's acks are taken there, and the messages not acked
+    come back in order afterwards, one attempt more; the acked ones never."""
+    from mqbench.broker.formats import codes
+    from mqbench.broker.formats import record as rec
+    from mqbench.broker.remoting.client import connect
+
+    state = cluster_factory("raft3", free_port_offset("raft3"))
+    namesrv = launcher.cluster_layout(state).namesrv_addr
+
+    def records_of(response) -> list:
+        out, pos = [], 0
+        while pos < len(response.body):
+            msg, size = rec.decode_message(response.body, pos)
+            out.append(msg)
+            pos += size
+        return out
+
+    async def main():
+        await wait_healthy(state, "broker-a", 60)
+        await ensure_topic(state, "broker-a", ORDER_TOPIC)
+        async with Producer(namesrv, "PID_pop_order") as producer:     # one batch: one queue, in order
+            sent = await producer.send_batch([OutgoingMessage(ORDER_TOPIC, b"o%d" % i, keys=[f"o{i}"])
+                                              for i in range(6)])
+        qid = sent.queue.queue_id
+        victim = await current_leader(state, "broker-a", 10)
+        ch = await connect(victim.addr)
+        held = records_of(await ch.request(_order_pop(qid, 4), 5000))
+        popped_ms = time.time() * 1000
+        assert [m.queue_offset for m in held] == [0, 1, 2, 3]
+        assert (await ch.request(_order_ack(held[0].properties["POP_CK"]), 5000)).code == codes.SUCCESS
+        ch.close()
+        await _kill(state, victim.name)
+        deadline = time.monotonic() + 60
+        while (leader := await current_leader(state, "broker-a", 60)).name == victim.name:
+            assert time.monotonic() < deadline, "no new leader"
+            await asyncio.sleep(0.2)
+        ch = await connect(leader.addr)
+        try:
+            while True:      # the new leader answers once it has applied its term (SYSTEM_BUSY before)
+                r = await ch.request(_order_pop(qid, 4), 5000)
+                if r.code != codes.SYSTEM_BUSY:
+                    break
+                await asyncio.sleep(0.2)
+            assert r.code == codes.PULL_NOT_FOUND, (r.code, [m.queue_offset for m in records_of(r)])   # still held
+            ack = await ch.request(_order_ack(held[1].properties["POP_CK"]), 5000)     # the holder acks there
+            assert ack.code == codes.SUCCESS and not (ack.remark or "").startswith("late"), ack.remark
+            await asyncio.sleep(max(0.0, (popped_ms + ORDER_INVISIBLE_MS - time.time() * 1000) / 1000) + 0.5)
+            again = records_of(await ch.request(_order_pop(qid, 4), 5000))
+        finally:
+            ch.close()
+        assert [m.queue_offset for m in again] == [2, 3, 4, 5], [m.queue_offset for m in again]
+        assert [m.reconsume_times for m in again[:2]] == [1, 1]
+
+    asyncio.run(asyncio.wait_for(main(), 240))
