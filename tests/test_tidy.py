@@ -31,7 +31,7 @@ FORBIDDEN = {"asyncio", "socket", "os", "time", "random", "threading",
 PURE = [
     # The Raft core: roles as tables, log, flow control, messages, wire codec, the storage
     # interface and its in-memory implementation. Excluded: dledger_storage.py (files),
-    # transport.py and replica.py (asyncio), sim/ (the simulator owns the seeded Random and times
+    # transport.py and driver.py (asyncio), sim/ (the simulator owns the seeded Random and times
     # its runs: it is the driver that injects time and randomness into the core).
     "broker/raft/auth.py",
     "broker/raft/config.py",

@@ -5,8 +5,10 @@
   or quorum fsynced, with what each can lose).
 * ``storage``: the ``Storage`` interface the core reads and ``MemoryStorage``;
   ``dledger_storage.DLedgerStorage`` on DLedger's data/index/currterm files.
-* ``wire`` (frames) and ``transport.RaftTransport`` (asyncio TCP); ``replica.RaftReplica`` glues
-  node, storage and transport together in a broker process.
+* ``wire`` (frames) and ``transport.RaftTransport`` (asyncio TCP); ``driver.RaftDriver``, the one
+  asyncio driver of the core (ticks, messages, the Ready protocol), which the broker's
+  ``server.replicated.ReplicatedGroup`` runs over the store's Raft log
+  (``store.raft_storage.RaftLogStorage``, the store's ``ReplicatedCommitLog``).
 * ``sim``: the deterministic fault simulator behind ``mqbench sim raft``.
 """
 from .config import Durability, RaftConfig

@@ -54,6 +54,11 @@ _KINDS = {k.value: k for k in EntryKind}
 _U32, _U64 = (1 << 32) - 1, (1 << 64) - 1
 
 
+def frame_bytes(m: Message) -> int:
+    """Bytes ``m`` takes on the wire (``encode_frame``'s length), without encoding it."""
+    return LENGTH.size + HEADER.size + sum(ENTRY.size + len(e.data) for e in m.entries)
+
+
 def encode_frame(m: Message) -> bytes:
     """One frame for ``m`` (ids must fit uint32, terms and indices uint64)."""
     flags = (_FLAG_REJECT if m.reject else 0) | (_FLAG_TRANSFER if m.transfer else 0)

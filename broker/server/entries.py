@@ -33,7 +33,9 @@ same state):
 For example ``{"group":"G","offset":42,"queueId":1,"reset":false,"topic":"T","type":"offset","v":1}``.
 The records get queue offsets on that topic like any other, so ``mqbench inspect`` counts them.
 ``decode_meta`` raises CorruptDataError for a body that is not one of the above; ``apply_meta``
-applies one entry to a store as described.
+applies one entry to a store as described. ``is_meta_record(entry data)`` tells a metadata record
+from the rest without decoding it; ``refuse_meta_topic(topic)`` is the UserError for a client
+write to that topic (it would inject metadata updates).
 """
 from __future__ import annotations
 
@@ -43,7 +45,8 @@ from dataclasses import dataclass
 
 from mqbench.errors import CorruptDataError, UserError
 from mqbench.broker.formats.configs import TopicConfig
-from mqbench.broker.formats.record import Message, decode_message
+from mqbench.broker.formats.record import Message, decode_message, peek_topic
+from mqbench.broker.store.dledger_log import is_record_body
 from mqbench.broker.formats.topics import validate_group, validate_topic
 
 META_TOPIC = "rmq_sys_mqbench_meta"
@@ -221,3 +224,19 @@ def apply_meta(store, data: bytes, index: int) -> Exception | None:
     except UserError as exc:
         log.warning("metadata entry %d refused by the store: %s", index, exc)
         return exc
+
+
+def refuse_meta_topic(topic: str) -> None:
+    """UserError for a client write to the metadata topic (it would inject metadata updates)."""
+    if topic == META_TOPIC:
+        raise UserError(f"{META_TOPIC} is the group's internal metadata topic; messages cannot be sent to it")
+
+
+def is_meta_record(data: bytes) -> bool:
+    """True when ``data`` is a commitlog record on the metadata topic."""
+    if not is_record_body(data):
+        return False
+    try:
+        return peek_topic(data, 0) == META_TOPIC
+    except (CorruptDataError, IndexError, ValueError):
+        return False

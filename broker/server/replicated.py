@@ -1,5 +1,12 @@
 """``ReplicatedGroup``: one replica of one broker group, a Raft node whose log IS the store's commitlog.
 
+The parts, one concern each: ``raft.driver.RaftDriver`` runs the Raft core (ticks, messages, the
+Ready protocol); ``store.raft_storage.RaftLogStorage`` is the core's storage, the store's
+``ReplicatedCommitLog`` (``store.replicated``); ``applier.Applier`` applies committed entries (the
+state machine); ``proposals.Proposals`` holds the pending writes; ``read_gate``/``write_gate``
+decide when reads and writes are served. This class opens and closes them, takes the writes, and
+follows the role (leadership).
+
 Opening (every group is a Raft group; a single replica is a one-member group, same code path)::
 
     group = await ReplicatedGroup.open(store_root, version="v5-dledger", self_id=1,
@@ -28,7 +35,7 @@ Writes (leader only; a follower or candidate raises ``NotLeader(leader_id)`` at 
 
 * ``await put(msg) -> PutResult`` and ``await put_batch(topic, queue_id, items, *, consolidate,
   properties=None, sysflag=0, flag=0, born_timestamp_ms=0, born_host=..., inner_body=None) ->
-  PutResult``: the record(s) are built and checked on the leader (``ReplicatedCommitLog.prepare_record``:
+  PutResult``: the record(s) are built and checked on the leader (``store.replicated.prepare_record``:
   UserError before anything reaches the log; the metadata topic is refused), proposed, and the
   call returns once they are committed (a majority has them: in its page cache with ``memory``,
   fsynced with ``fsync``) and applied here. ``PutResult(msg_id, queue_id, queue_offset,
@@ -68,26 +75,27 @@ import asyncio
 import logging
 import os
 import random
-from dataclasses import dataclass
 from typing import Callable
 
-from mqbench.errors import InvariantViolation, MqbenchError, UserError
+from mqbench.errors import MqbenchError, UserError
 from mqbench.broker.raft.config import Durability, RaftConfig
+from mqbench.broker.raft.driver import RaftDriver
 from mqbench.broker.raft.node import RaftNode
 from mqbench.broker.raft.transport import RaftTransport
-from mqbench.broker.raft.types import NONE, Entry, EntryKind, Message as RaftMessage, ProposalDropped, Ready, Role
-from mqbench.broker.raft.types import NotLeader as RaftNotLeader
+from mqbench.broker.raft.types import NONE, Entry, ProposalDropped, Role
+from mqbench.broker.raft.types import NotLeader
 from mqbench.broker.raft.wire import DEFAULT_MAX_FRAME_BYTES
 from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.formats.configs import TopicConfig
-from mqbench.broker.formats.record import Message, message_id, peek_fields
-from mqbench.broker.store.store import Store
+from mqbench.broker.formats.record import Message
 from mqbench.broker.formats.topics import validate_topic
-
-from .entries import OffsetUpdate, TopicUpdate, apply_meta, check_offset_update, meta_message
-from .group_types import LeadershipLost, NotLeader, PutResult, frame_bytes, is_meta_record, refuse_meta_topic
-from .offset_snapshots import OffsetSnapshots
 from mqbench.broker.store.raft_storage import AppliedMark, RaftLogStorage
+from mqbench.broker.store.store import Store
+
+from .applier import Applier
+from .entries import OffsetUpdate, TopicUpdate, check_offset_update, meta_message, refuse_meta_topic
+from .offset_snapshots import OffsetSnapshots
+from .proposals import LeadershipLost, Proposals, PutResult
 from .read_gate import ReadGate
 from .write_gate import DISK_CHECK_MS, DISK_FREE_BYTES_MIN_DEFAULT, WriteGate
 
@@ -98,19 +106,8 @@ log = logging.getLogger("mqbench.broker.replicated")
 ROLE_NAMES = {Role.LEADER: "leader", Role.FOLLOWER: "follower", Role.CANDIDATE: "candidate",
               Role.PRE_CANDIDATE: "candidate"}
 APPLIED_SAVE_MS = 5000
-TRANSPORT_CLOSE_S = 2.0
 # one entry must fit in one transport frame, with room for the frame and entry headers
 ENTRY_BYTES_MAX = DEFAULT_MAX_FRAME_BYTES - (1 << 16)
-
-
-@dataclass
-class _Waiter:
-    term: int
-    first: int
-    counts: list[int] | None     # messages per record for puts; None for metadata
-    future: asyncio.Future
-
-
 
 
 class ReplicatedGroup:
@@ -154,32 +151,27 @@ class ReplicatedGroup:
         self.self_id = config.node_id
         self.durability = config.durability
         self.storage = RaftLogStorage(store)
-        self._mark = AppliedMark(store)
-        self.node = RaftNode(config, self.storage, rng, applied=self._mark.index)
-        self.applied_index = self.node.log.applied
+        mark = AppliedMark(store)
+        self.node = RaftNode(config, self.storage, rng, applied=mark.index)
+        self.applier = Applier(store, mark, self.node.log.applied)
         self._reads = ReadGate(self.node.log.last_index())
-        self._meta_applied = self.applied_index      # metadata entries applied (a retried apply skips them)
         self.gate = WriteGate(store.root)
         host, port = peers[self.self_id]
         self.transport = RaftTransport(self.self_id, {p: a for p, a in peers.items() if p != self.self_id},
-                                       self._on_message, host=host, port=port, secret=raft_secret)
+                                       lambda m: None, host=host, port=port, secret=raft_secret)
+        self.driver = RaftDriver(self.node, self.storage, self.transport, apply=self._apply,
+                                 on_append=self._reads.truncating_from, on_ready=self._after_ready,
+                                 on_tick=self._on_tick, on_failed=self._stop_failed, run_step=self._run_step)
+        self.proposals = Proposals(self.self_id, store.store_host, lambda: self.node.lead, self.storage.stored_body)
         self.on_role_change: Callable[[str, int, int | None], None] | None = None
         self.on_commit: Callable[[], None] | None = None
-        self.failed: BaseException | None = None
-        self.put_count = 0
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self._waiters: dict[int, _Waiter] = {}
         self._creating: dict[str, asyncio.Future] = {}
-        self._offsets = OffsetSnapshots(store, self._propose, self._lost)
-        self._apply_errors: dict[int, Exception] = {}
-        self._wake = asyncio.Event()
+        self._offsets = OffsetSnapshots(store, self._propose, self.proposals.lost)
         self._leader_known = asyncio.Event()
         self._seen = (self.node.role, self.node.term, self.node.lead)
         self._applied_save_ms = applied_save_ms
+        self._since_save_ms = self._since_disk_ms = 0
         self._saving: asyncio.Task | None = None
-        self._tasks: list[asyncio.Task] = []
-        self._halted = False
         self._closed = False
 
     async def _start(self) -> None:
@@ -188,18 +180,37 @@ class ReplicatedGroup:
         except OSError as exc:
             raise UserError(f"cannot listen for Raft peers on {self.transport.host}:{self.transport.port}: "
                             f"{exc.strerror or exc}") from None
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._tick_loop()), loop.create_task(self._run())]
+        self.driver.start()
         if len(self.config.peers) == 1:
-            self.node.campaign()     # a one-member group elects itself without waiting a timeout
-        self._wake.set()
+            self.driver.campaign()     # a one-member group elects itself without waiting a timeout
 
     # -- state -------------------------------------------------------------------------------
 
     @property
+    def failed(self) -> BaseException | None:
+        """The error that stopped this replica (a broken invariant or a disk error), or None."""
+        return self.driver.failed
+
+    @property
     def stopped(self) -> bool:
         """``halt`` or ``close`` was called, or the replica failed."""
-        return self._halted or self.failed is not None
+        return self.driver.stopped
+
+    @property
+    def applied_index(self) -> int:
+        return self.applier.applied_index
+
+    @property
+    def put_count(self) -> int:
+        return self.proposals.put_count
+
+    @property
+    def bytes_sent(self) -> int:
+        return self.driver.bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        return self.driver.bytes_received
 
     @property
     def raft_address(self) -> tuple[str, int]:
@@ -226,7 +237,7 @@ class ReplicatedGroup:
 
     @property
     def is_leader(self) -> bool:
-        return self.node.role == Role.LEADER and not self._halted
+        return self.node.role == Role.LEADER and not self.driver.halted
 
     @property
     def leader_ready(self) -> bool:
@@ -264,9 +275,10 @@ class ReplicatedGroup:
     # -- writes ------------------------------------------------------------------------------
 
     def _check_writable(self) -> None:
-        if self.failed is not None or self._closed or self._halted:
+        if self.stopped or self._closed:
+            failed = self.driver.failed
             raise NotLeader(None, node_id=self.self_id, reason="replica stopped"
-                            + (f" ({self.failed})" if self.failed is not None else ""))
+                            + (f" ({failed})" if failed is not None else ""))
         if self.node.role != Role.LEADER:
             raise NotLeader(self.node.lead, node_id=self.self_id)
         self.gate.check()
@@ -278,17 +290,14 @@ class ReplicatedGroup:
                 raise UserError(f"a record of {len(record)} bytes is larger than a Raft entry may be "
                                 f"({ENTRY_BYTES_MAX} bytes)")
         try:
-            indexes = self.node.propose_batch(records)
-        except RaftNotLeader as exc:
-            raise NotLeader(exc.leader, node_id=self.self_id) from None
+            indexes = self.driver.propose(records)
         except ProposalDropped:
             raise NotLeader(self.node.transferee, node_id=self.self_id,
                             reason="leadership is being handed over") from None
-        future = asyncio.get_running_loop().create_future()
+        except NotLeader as exc:
+            raise NotLeader(exc.leader, node_id=self.self_id) from None
         self._check_role()      # fails writes of an earlier term before their index is reused
-        self._waiters[indexes[-1]] = _Waiter(self.node.term, indexes[0], counts, future)
-        self._wake.set()
-        return future
+        return self.proposals.add(self.node.term, indexes, counts)
 
     async def put(self, msg: Message) -> PutResult:
         """Store one message through the group (module doc)."""
@@ -361,159 +370,48 @@ class ReplicatedGroup:
         await self._propose([self.store.replicated.prepare_record(meta_message(update))], None)
         return self.store.topic_config(cfg.topic_name)
 
-    # -- the Raft loop -----------------------------------------------------------------------
+    # -- the Raft loop (driven by ``driver``) ------------------------------------------------
 
-    def _on_message(self, m: RaftMessage) -> None:
-        if self._closed or self._halted or self.failed is not None:
-            return
-        self.bytes_received += frame_bytes(m)
-        try:
-            self.node.step(m)
-        except InvariantViolation as exc:   # e.g. an entry that differs from the one held: stop
-            self._stop_failed(exc)
-            return
-        self._wake.set()
+    async def _run_step(self, what: str, step: Callable[[], object], in_thread: bool) -> object:
+        return await self.gate.run(what, step, in_thread=in_thread, on_retry=self._check_role)
 
-    async def _tick_loop(self) -> None:
-        period_s = self.config.tick_ms / 1000
-        loop = asyncio.get_running_loop()
-        next_tick = loop.time()
-        since_save_ms = since_disk_ms = 0
-        while True:
-            next_tick += period_s
-            await asyncio.sleep(max(0.0, next_tick - loop.time()))
-            if loop.time() - next_tick > period_s:
-                # the loop was stalled: drop the missed ticks (as Go's time.Ticker does) rather than
-                # firing them in a burst that could start elections before queued heartbeats are read
-                next_tick = loop.time()
-            if self.failed is not None:
-                return
-            self.node.tick()
-            self._wake.set()
-            since_save_ms += self.config.tick_ms
-            since_disk_ms += self.config.tick_ms
-            if since_disk_ms >= DISK_CHECK_MS:
-                since_disk_ms = 0
-                self.gate.look_at_disk()
-            if since_save_ms >= self._applied_save_ms and (self._saving is None or self._saving.done()):
-                since_save_ms = 0
-                if self.applied_index > self._mark.index:
-                    self._saving = loop.create_task(self._save_mark(self.applied_index))
+    def _on_tick(self) -> None:
+        tick_ms = self.config.tick_ms
+        self._since_save_ms += tick_ms
+        self._since_disk_ms += tick_ms
+        if self._since_disk_ms >= DISK_CHECK_MS:
+            self._since_disk_ms = 0
+            self.gate.look_at_disk()
+        if self._since_save_ms >= self._applied_save_ms and (self._saving is None or self._saving.done()):
+            self._since_save_ms = 0
+            if self.applied_index > self.applier.mark.index:
+                self._saving = asyncio.get_running_loop().create_task(self._save_mark(self.applied_index))
 
     async def _save_mark(self, index: int) -> None:
         try:
-            await asyncio.to_thread(self._mark.save, self.store, index)
+            await asyncio.to_thread(self.applier.save_mark, index)
         except (OSError, MqbenchError) as exc:     # the next save (or close) tries again
-            log.warning("replica %s could not save %s: %s", self.self_id, self._mark.path, exc)
+            log.warning("replica %s could not save %s: %s", self.self_id, self.applier.mark.path, exc)
 
-    async def _run(self) -> None:
-        node = self.node
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while node.has_ready():
-                    rd = node.ready()
-                    await self._handle(rd)
-                    node.advance(rd)
-                    self._check_role()
-                    self._reads.changed(self.reads_ready)   # applied, role or a truncation moved it
-                self._check_role()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:   # an invariant broke or the disk failed: stop this replica
-            self._stop_failed(exc)
+    def _after_ready(self) -> None:
+        self._check_role()
+        self._reads.changed(self.reads_ready)   # applied, role or a truncation moved it
 
-    def _stop_failed(self, exc: Exception) -> None:
-        if self.failed is not None:
-            return
-        log.error("replica %s of %s stopped: %s", self.self_id, self.store.root, exc, exc_info=True)
-        self.failed = exc
-        self._fail_waiters(f"replica stopped ({exc})")
+    def _stop_failed(self, exc: BaseException) -> None:
+        log.error("replica %s of %s stopped: %s", self.self_id, self.store.root, exc, exc_info=exc)
+        self.proposals.fail(f"replica stopped ({exc})")
         self._notify_role()
 
-    async def _handle(self, rd: Ready) -> None:
-        """The Ready protocol (``raft.types.Ready``): persist, sync, send, apply.
-
-        One exception to "send after sync", as in Raft's thesis (10.2.1): a leader whose term and
-        vote are already on disk sends its appends before its own fsync finishes, so the leader's
-        and the followers' fsyncs overlap. Nothing it sends then depends on its own entries being
-        durable; its own copy still counts towards the quorum only after the fsync (``advance``)."""
-        persisted = self.storage.initial_state()
-        gate = self.gate
-        await gate.run("appending to the log", lambda: self._persist(rd), on_retry=self._check_role)
-        early = rd.role == Role.LEADER and (rd.hard_state is None or (rd.hard_state.term, rd.hard_state.vote)
-                                            == (persisted.term, persisted.vote))
-        if early:
-            self._send(rd.messages)
-        if rd.must_sync and rd.entries:
-            await gate.run("syncing the log", self.storage.sync, in_thread=True, on_retry=self._check_role)
-        if not early:
-            self._send(rd.messages)
-        if rd.committed_entries:
-            await gate.run("applying committed entries", lambda: self._apply(rd.committed_entries),
-                           on_retry=self._check_role)
-
-    def _persist(self, rd: Ready) -> None:
-        """Entries and hard state of a Ready (safe to repeat: ``storage.append`` replaces a suffix)."""
-        if rd.entries:
-            self._reads.truncating_from(rd.entries[0].index)
-            self.storage.append(rd.entries)
-        if rd.hard_state is not None:
-            self.storage.set_hard_state(rd.hard_state)
-
-    def _send(self, messages: list[RaftMessage]) -> None:
-        for m in messages:
-            self.bytes_sent += frame_bytes(m)
-            self.transport.send(m)
-
-    # -- applying ----------------------------------------------------------------------------
-
     def _apply(self, entries: list[Entry]) -> None:
-        """Apply committed entries; safe to repeat after a resource error (``write_gate``)."""
-        store = self.store
-        for entry in entries:
-            if entry.index > self._meta_applied and entry.kind == EntryKind.NORMAL and is_meta_record(entry.data):
-                store.replicated.commit(entry.index - 2)          # dispatch what precedes it first: log order
-                error = apply_meta(store, entry.data, entry.index)
-                if error is not None:
-                    self._apply_errors[entry.index] = error
-                self._meta_applied = entry.index
-        store.replicated.commit(entries[-1].index - 1)
-        self._meta_applied = max(self._meta_applied, entries[-1].index)
-        self.applied_index = entries[-1].index
-        done = [(e.index, e, self._waiters.pop(e.index)) for e in entries if e.index in self._waiters]
-        for index, entry, waiter in done:
-            error = self._apply_errors.pop(index, None)
-            if waiter.future.done():
-                continue
-            if entry.term != waiter.term:
-                waiter.future.set_exception(LeadershipLost(self.node.lead, node_id=self.self_id,
-                                                           reason=f"entry {index} was replaced by a new leader"))
-            elif error is not None:
-                waiter.future.set_exception(error)
-            elif waiter.counts is None:
-                waiter.future.set_result(None)
-            else:
-                waiter.future.set_result(self._result(waiter.first, index, waiter.counts))
-        self._apply_errors.clear()
+        """Apply committed entries (``Applier``), then settle the writes waiting for them; safe to
+        repeat after a resource error (``write_gate``)."""
+        self.applier.apply(entries)
+        self.proposals.settle(entries, self.applier.take_errors())
         if self.on_commit is not None:
             try:
                 self.on_commit()
             except Exception:
                 log.exception("on_commit callback failed")
-
-    def _result(self, first: int, last: int, counts: list[int]) -> PutResult:
-        ids, head = [], None
-        for index in range(first, last + 1):
-            body = self.storage.stored_body(index)
-            _, queue_id, queue_offset, physical_offset, _ = peek_fields(body, 0)
-            if head is None:
-                head = (queue_id, queue_offset, physical_offset)
-            ids.append(message_id(self.store.store_host, physical_offset))
-        count = sum(counts)
-        self.put_count += count
-        return PutResult(",".join(ids), head[0], head[1], head[2], count, ids, last)
 
     # -- leadership --------------------------------------------------------------------------
 
@@ -523,11 +421,11 @@ class ReplicatedGroup:
         if now == self._seen:
             return
         self._seen = now
-        if self._waiters:
+        if self.proposals:
             # a write of an earlier term can no longer be acknowledged here, even if this replica
             # is leader again: its entry may be overwritten by the new term's entries
-            self._fail_waiters("leadership lost before the entry was committed",
-                               keep_term=node.term if node.role == Role.LEADER else None)
+            self.proposals.fail("leadership lost before the entry was committed",
+                                keep_term=node.term if node.role == Role.LEADER else None)
         if node.lead:
             self._leader_known.set()
         self._notify_role()
@@ -539,41 +437,19 @@ class ReplicatedGroup:
             except Exception:
                 log.exception("on_role_change callback failed")
 
-    def _lost(self, reason: str) -> LeadershipLost:
-        return LeadershipLost(self.node.lead, node_id=self.self_id, reason=reason)
-
-    def _fail_waiters(self, reason: str, *, keep_term: int | None = None) -> None:
-        """Fail the pending writes (those of ``keep_term`` stay)."""
-        waiters = self._waiters
-        self._waiters = {i: w for i, w in waiters.items() if w.term == keep_term}
-        for waiter in waiters.values():
-            if waiter.term != keep_term and not waiter.future.done():
-                waiter.future.set_exception(LeadershipLost(self.node.lead, node_id=self.self_id, reason=reason))
-
     def transfer_leadership(self, target: int) -> None:
         """Leader only: hand leadership to node ``target`` once it is caught up."""
         self._check_writable()
-        self.node.transfer_leadership(target)
-        self._wake.set()
+        self.driver.transfer_leadership(target)
 
     # -- stopping ----------------------------------------------------------------------------
 
     async def halt(self) -> None:
         """Stop ticking, applying and networking at once (the others see a crashed replica)."""
-        if self._halted:
+        if self.driver.halted:
             return
-        self._halted = True
         self._offsets.stop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._fail_waiters("replica stopped")
-        try:
-            await asyncio.wait_for(self.transport.close(), TRANSPORT_CLOSE_S)
-        except asyncio.TimeoutError:
-            # a writer task lost its cancellation (asyncio.wait_for in Python 3.11 can swallow one
-            # that races with a connect); the timeout cancelled the stragglers again
-            log.warning("replica %s: Raft transport took over %ss to close", self.self_id, TRANSPORT_CLOSE_S)
+        await self.driver.halt(then=lambda: self.proposals.fail("replica stopped"))
 
     async def close(self) -> None:
         """Stop (``halt``), save the applied mark and close the store (flushing it)."""
@@ -585,6 +461,6 @@ class ReplicatedGroup:
             await asyncio.gather(self._saving, return_exceptions=True)
         try:
             if self.failed is None:
-                await asyncio.to_thread(self._mark.save, self.store, self.applied_index)
+                await asyncio.to_thread(self.applier.save_mark, self.applied_index)
         finally:
             await asyncio.to_thread(self.store.close)

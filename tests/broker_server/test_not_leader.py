@@ -11,11 +11,11 @@ from mqbench.broker.raft.config import RaftConfig
 from mqbench.broker.raft.node import RaftNode
 from mqbench.broker.raft.storage import MemoryStorage
 from mqbench.broker.raft.types import NONE, NotLeader
-from mqbench.broker.server import group_types, replicated
+from mqbench.broker.server import proposals, replicated
 
 
 def test_the_group_raises_the_core_class():
-    assert replicated.NotLeader is NotLeader and group_types.NotLeader is NotLeader
+    assert replicated.NotLeader is NotLeader and proposals.NotLeader is NotLeader
     assert issubclass(replicated.LeadershipLost, NotLeader)
 
 

@@ -1,5 +1,6 @@
-"""Three replicas in one event loop over loopback TCP and DLedger files: election, concurrent
-proposals awaited to commit, identical files, a leader stopped and another taking over."""
+"""``RaftDriver`` (the one driver of the Raft core) without the broker: three replicas in one
+event loop over loopback TCP and DLedger files: election, concurrent proposals awaited to commit,
+identical files, a leader stopped and another taking over."""
 from __future__ import annotations
 
 import asyncio
@@ -8,10 +9,51 @@ import random
 from mqbench.broker.raft.config import Durability, RaftConfig
 from mqbench.broker.raft.dledger_storage import DLedgerStorage
 from mqbench.broker.raft.node import RaftNode
-from mqbench.broker.raft.replica import RaftReplica
+from mqbench.broker.raft.driver import RaftDriver
 from mqbench.broker.raft.transport import RaftTransport
+from mqbench.broker.raft.types import ProposalDropped, Role
 
 IDS = (1, 2, 3)
+
+
+class Replica:
+    """A driver, its storage, and futures for proposals awaited to commit (what a user of the
+    driver adds: the broker's ``Proposals`` does the same with more detail)."""
+
+    def __init__(self, config: RaftConfig, storage: DLedgerStorage, transport: RaftTransport, applied: list):
+        self.storage = storage
+        self.applied = applied
+        self.waiting: dict[int, tuple[int, asyncio.Future]] = {}
+        self.driver = RaftDriver(RaftNode(config, storage, random.Random(config.node_id)), storage, transport,
+                                 apply=self._apply)
+        self.node = self.driver.node
+        self.transport = transport
+        self.closed = False
+
+    @property
+    def is_leader(self) -> bool:
+        return self.node.role == Role.LEADER
+
+    def _apply(self, entries) -> None:
+        for entry in entries:
+            self.applied.append(entry)
+            term, future = self.waiting.pop(entry.index, (None, None))
+            if future is not None and not future.done():
+                if entry.term == term:
+                    future.set_result(entry.index)
+                else:
+                    future.set_exception(ProposalDropped(f"entry {entry.index} was replaced"))
+
+    async def propose(self, data: bytes) -> int:
+        [index] = self.driver.propose([data])
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[index] = (self.node.term, future)
+        return await future
+
+    async def close(self) -> None:
+        self.closed = True
+        await self.driver.halt()
+        self.storage.close()
 
 
 async def _group(tmp_path, durability: Durability):
@@ -22,17 +64,17 @@ async def _group(tmp_path, durability: Durability):
         storage = DLedgerStorage(tmp_path / f"dledger-n{i}", data_segment_bytes=1 << 20)
         transport = RaftTransport(i, {}, lambda m: None)
         await transport.start()
-        replicas[i] = RaftReplica(RaftNode(config, storage, random.Random(i)), storage, transport, applied[i].append)
+        replicas[i] = Replica(config, storage, transport, applied[i])
     for i in IDS:
         for j in IDS:
             if i != j:
                 replicas[i].transport.set_peer_address(j, (replicas[j].transport.host, replicas[j].transport.port))
     for r in replicas.values():
-        await r.start()
+        r.driver.start()
     return replicas, applied
 
 
-async def _leader(replicas, timeout_s: float = 10.0) -> RaftReplica:
+async def _leader(replicas, timeout_s: float = 10.0) -> Replica:
     async def wait():
         while True:
             leaders = [r for r in replicas.values() if not r.closed and r.is_leader]
@@ -90,5 +132,6 @@ def test_a_follower_refuses_proposals(tmp_path):
                 raise AssertionError("a follower accepted a proposal")
         finally:
             for r in replicas.values():
-                await r.close()
+                if not r.closed:
+                    await r.close()
     asyncio.run(main())

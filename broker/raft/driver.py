@@ -1,0 +1,210 @@
+"""``RaftDriver``: the one asyncio driver of the Raft core (``RaftNode``) in a process.
+
+It runs the node on the event loop: a tick every ``config.tick_ms`` (missed ticks after a stalled
+loop are dropped, as Go's ``time.Ticker`` does, rather than fired in a burst that could start
+elections before queued heartbeats are read), every message the ``RaftTransport`` receives, and
+every ``Ready`` handled in the documented order (``types.Ready``):
+
+1. persist: ``storage.append(rd.entries)`` (replacing a divergent suffix; ``on_append(first
+   index)`` is called first) and ``storage.set_hard_state(rd.hard_state)``;
+2. sync: ``storage.sync()`` in a worker thread when ``rd.must_sync`` and there are entries, so the
+   loop keeps serving while the fdatasync runs;
+3. send: every message to the transport, once per Ready (the transport coalesces what is queued
+   for a peer into one write). One exception to "send after sync", as in Raft's thesis (10.2.1):
+   a leader whose term and vote are already on disk sends its appends before its own fsync
+   finishes, so the leader's and the followers' fsyncs overlap; its own copy still counts
+   towards the quorum only after the fsync (``advance``);
+4. apply: ``apply(rd.committed_entries)``; then ``node.advance(rd)`` and ``on_ready()``.
+
+Proposals made while a Ready is handled go into the next one: everything proposed in one
+event-loop turn becomes one append, one write per follower, one commit and one ``apply`` call.
+
+Hooks (all optional, plain callables on the loop): ``apply(entries)``, ``on_append(first_index)``,
+``on_ready()`` after each Ready, ``on_tick()`` after each tick, ``on_failed(exc)`` once when the
+driver stops on an error (an ``InvariantViolation`` from ``node.step``, or a step that raised);
+``run_step(what, fn, in_thread) -> awaitable`` runs steps 1, 2 and 4 (the default calls ``fn``,
+in a worker thread when asked): the broker passes its write gate's retry there.
+
+``propose(datas) -> [index]`` (``NotLeader``/``ProposalDropped`` from the node at once),
+``transfer_leadership(node_id)``, ``campaign()``; ``bytes_sent``/``bytes_received`` count frames as
+on the wire. ``start()`` begins ticking and handling; ``halt()`` stops both and closes the
+transport (the storage belongs to the caller). ``failed`` is the error that stopped it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from mqbench.errors import InvariantViolation
+
+from .node import RaftNode
+from .transport import RaftTransport
+from .types import Entry, Message, Ready, Role
+from .wire import frame_bytes
+
+log = logging.getLogger("mqbench.broker.raft")
+
+TRANSPORT_CLOSE_S = 2.0
+
+
+async def _run_direct(what: str, fn: Callable[[], object], in_thread: bool) -> object:
+    return await asyncio.to_thread(fn) if in_thread else fn()
+
+
+class RaftDriver:
+    """See module doc."""
+
+    def __init__(self, node: RaftNode, storage, transport: RaftTransport, *,
+                 apply: Callable[[list[Entry]], None] | None = None,
+                 on_append: Callable[[int], None] | None = None,
+                 on_ready: Callable[[], None] | None = None,
+                 on_tick: Callable[[], None] | None = None,
+                 on_failed: Callable[[BaseException], None] | None = None,
+                 run_step: Callable[[str, Callable[[], object], bool], Awaitable[object]] | None = None):
+        self.node = node
+        self.storage = storage
+        self.transport = transport
+        self._apply = apply
+        self._on_append = on_append
+        self._on_ready = on_ready
+        self._on_tick = on_tick
+        self._on_failed = on_failed
+        self._run_step = run_step or _run_direct
+        self.failed: BaseException | None = None
+        self.halted = False
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        transport.on_message = self._on_message
+
+    # -- control -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._tick_loop()), loop.create_task(self._run())]
+        self._wake.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self.halted or self.failed is not None
+
+    def propose(self, datas: list[bytes]) -> list[int]:
+        """Append ``datas`` to the leader's log (one Ready carries them); their indexes."""
+        indexes = self.node.propose_batch(datas)
+        self._wake.set()
+        return indexes
+
+    def transfer_leadership(self, target: int) -> None:
+        self.node.transfer_leadership(target)
+        self._wake.set()
+
+    def campaign(self) -> None:
+        self.node.campaign()
+        self._wake.set()
+
+    async def halt(self, *, then: Callable[[], None] | None = None) -> None:
+        """Stop ticking and handling at once, call ``then()``, and close the transport (a crash as
+        peers see it)."""
+        if self.halted:
+            return
+        self.halted = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if then is not None:
+            then()
+        try:
+            await asyncio.wait_for(self.transport.close(), TRANSPORT_CLOSE_S)
+        except asyncio.TimeoutError:
+            # a writer task lost its cancellation (asyncio.wait_for in Python 3.11 can swallow one
+            # that races with a connect); the timeout cancelled the stragglers again
+            log.warning("node %s: Raft transport took over %ss to close", self.node.id, TRANSPORT_CLOSE_S)
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def _on_message(self, m: Message) -> None:
+        if self.stopped:
+            return
+        self.bytes_received += frame_bytes(m)
+        try:
+            self.node.step(m)
+        except InvariantViolation as exc:   # e.g. an entry that differs from the one held: stop
+            self._stop(exc)
+            return
+        self._wake.set()
+
+    async def _tick_loop(self) -> None:
+        tick_ms = self.node.config.tick_ms
+        period_s = tick_ms / 1000
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while self.failed is None:
+            next_tick += period_s
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            if loop.time() - next_tick > period_s:
+                next_tick = loop.time()     # stalled: drop the missed ticks (module doc)
+            if self.failed is not None:
+                return
+            self.node.tick()
+            self._wake.set()
+            if self._on_tick is not None:
+                self._on_tick()
+
+    # -- the Ready loop ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        node = self.node
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while node.has_ready():
+                    rd = node.ready()
+                    await self._handle(rd)
+                    node.advance(rd)
+                    if self._on_ready is not None:
+                        self._on_ready()
+                if self._on_ready is not None:
+                    self._on_ready()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:   # an invariant broke or the disk failed: stop
+            self._stop(exc)
+
+    def _stop(self, exc: BaseException) -> None:
+        if self.failed is not None:
+            return
+        self.failed = exc
+        if self._on_failed is not None:
+            self._on_failed(exc)
+
+    async def _handle(self, rd: Ready) -> None:
+        persisted = self.storage.initial_state()
+        await self._run_step("appending to the log", lambda: self._persist(rd), False)
+        early = rd.role == Role.LEADER and (rd.hard_state is None or (rd.hard_state.term, rd.hard_state.vote)
+                                            == (persisted.term, persisted.vote))
+        if early:
+            self._send(rd.messages)
+        if rd.must_sync and rd.entries:
+            await self._run_step("syncing the log", self.storage.sync, True)
+        if not early:
+            self._send(rd.messages)
+        if rd.committed_entries and self._apply is not None:
+            entries = rd.committed_entries
+            await self._run_step("applying committed entries", lambda: self._apply(entries), False)
+
+    def _persist(self, rd: Ready) -> None:
+        """Entries and hard state of a Ready (safe to repeat: ``storage.append`` replaces a suffix)."""
+        if rd.entries:
+            if self._on_append is not None:
+                self._on_append(rd.entries[0].index)
+            self.storage.append(rd.entries)
+        if rd.hard_state is not None:
+            self.storage.set_hard_state(rd.hard_state)
+
+    def _send(self, messages: list[Message]) -> None:
+        for m in messages:
+            self.bytes_sent += frame_bytes(m)
+            self.transport.send(m)

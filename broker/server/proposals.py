@@ -1,0 +1,113 @@
+"""The writes a leader replica has proposed and is waiting for: their futures, settled when their
+entries are applied (``PutResult``), or failed when they can no longer be acknowledged here.
+
+* ``add(term, indexes, counts) -> future``: the entries ``indexes`` (consecutive, proposed together
+  in ``term``) hold one write; ``counts`` are the messages per record (None: a metadata write,
+  whose future resolves with None).
+* ``settle(entries, errors)``: after ``entries`` were applied: each write whose last entry is among
+  them resolves with its ``PutResult``, or fails with ``LeadershipLost`` when the entry applied
+  carries another term (a new leader overwrote it), or with the apply error of that entry.
+* ``fail(reason, keep_term=None)``: every pending write not of ``keep_term`` fails with
+  ``LeadershipLost`` (a write of an earlier term can no longer be acknowledged here, even if this
+  replica is leader again: its entry may be overwritten by the new term's entries).
+
+``PutResult`` holds the offsets of the first record, read back from the entry as stored (every
+replica stamped the same) with ``stored_body(index)``; ``msg_id`` joins the records' offsetMsgIds
+with ",". ``LeadershipLost`` is the Raft core's ``NotLeader`` (the only one): the outcome of the
+write is unknown, the client retries.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mqbench.broker.formats.record import message_id, peek_fields
+from mqbench.broker.raft.types import Entry, NotLeader
+
+__all__ = ["LeadershipLost", "NotLeader", "Proposals", "PutResult"]
+
+
+class LeadershipLost(NotLeader):
+    """A pending write whose outcome is unknown: this replica stopped being leader (or closed)
+    before it was committed. The entry may still be committed by the new leader."""
+
+
+@dataclass
+class PutResult:
+    msg_id: str                 # offsetMsgId; a batch of several records: the ids joined by ","
+    queue_id: int
+    queue_offset: int           # of the first message
+    physical_offset: int        # of the first record
+    count: int = 1              # messages stored
+    msg_ids: list[str] = field(default_factory=list)
+    index: int = 0              # Raft index of the last entry
+
+
+@dataclass
+class _Waiter:
+    term: int
+    first: int
+    counts: list[int] | None     # messages per record for puts; None for metadata
+    future: asyncio.Future
+
+
+class Proposals:
+    """See module doc. ``leader()`` is the current leader's node id (0: unknown), named in the
+    ``LeadershipLost`` errors; ``stored_body(index)`` reads an entry as this replica stored it."""
+
+    def __init__(self, node_id: int, store_host: tuple[str, int], leader: Callable[[], int],
+                 stored_body: Callable[[int], bytes]):
+        self.node_id = node_id
+        self.store_host = store_host
+        self._leader = leader
+        self._stored_body = stored_body
+        self._waiters: dict[int, _Waiter] = {}     # by the index of the write's last entry
+        self.put_count = 0                         # messages acknowledged
+
+    def __bool__(self) -> bool:
+        return bool(self._waiters)
+
+    def lost(self, reason: str) -> LeadershipLost:
+        return LeadershipLost(self._leader(), node_id=self.node_id, reason=reason)
+
+    def add(self, term: int, indexes: list[int], counts: list[int] | None) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self._waiters[indexes[-1]] = _Waiter(term, indexes[0], counts, future)
+        return future
+
+    def settle(self, entries: list[Entry], errors: dict[int, Exception]) -> None:
+        waiters = self._waiters
+        if not waiters:
+            return
+        for entry in entries:
+            waiter = waiters.pop(entry.index, None)
+            if waiter is None or waiter.future.done():
+                continue
+            error = errors.get(entry.index)
+            if entry.term != waiter.term:
+                waiter.future.set_exception(self.lost(f"entry {entry.index} was replaced by a new leader"))
+            elif error is not None:
+                waiter.future.set_exception(error)
+            elif waiter.counts is None:
+                waiter.future.set_result(None)
+            else:
+                waiter.future.set_result(self._result(waiter.first, entry.index, waiter.counts))
+
+    def _result(self, first: int, last: int, counts: list[int]) -> PutResult:
+        ids, head = [], None
+        for index in range(first, last + 1):
+            _, queue_id, queue_offset, physical_offset, _ = peek_fields(self._stored_body(index), 0)
+            if head is None:
+                head = (queue_id, queue_offset, physical_offset)
+            ids.append(message_id(self.store_host, physical_offset))
+        count = sum(counts)
+        self.put_count += count
+        return PutResult(",".join(ids), head[0], head[1], head[2], count, ids, last)
+
+    def fail(self, reason: str, *, keep_term: int | None = None) -> None:
+        waiters = self._waiters
+        self._waiters = {i: w for i, w in waiters.items() if w.term == keep_term}
+        for waiter in waiters.values():
+            if waiter.term != keep_term and not waiter.future.done():
+                waiter.future.set_exception(self.lost(reason))
