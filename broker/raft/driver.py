@@ -10,7 +10,10 @@ every ``Ready`` handled in the documented order (``types.Ready``):
 2. sync: ``storage.sync()`` in a worker thread when ``rd.must_sync`` and there are entries, so the
    loop keeps serving while the fdatasync runs;
 3. send: every message to the transport, once per Ready (the transport coalesces what is queued
-   for a peer into one write). One exception to "send after sync", as in Raft's thesis (10.2.1):
+   for a peer into one write). An append carries the entries as the storage now holds them
+   (``storage.entries``), not as they were proposed: a storage that stamps entries on append (the
+   broker's commitlog fills in queue and physical offsets) sends the bytes it wrote, so a follower
+   writes the leader's bytes unchanged. One exception to "send after sync", as in Raft's thesis (10.2.1):
    a leader whose term and vote are already on disk sends its appends before its own fsync
    finishes, so the leader's and the followers' fsyncs overlap; its own copy still counts
    towards the quorum only after the fsync (``advance``);
@@ -33,6 +36,7 @@ transport (the storage belongs to the caller). ``failed`` is the error that stop
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Awaitable, Callable
 
@@ -40,7 +44,7 @@ from mqbench.errors import InvariantViolation
 
 from .node import RaftNode
 from .transport import RaftTransport
-from .types import Entry, Message, Ready, Role
+from .types import Entry, Message, MsgType, Ready, Role
 from .wire import frame_bytes
 
 log = logging.getLogger("mqbench.broker.raft")
@@ -183,14 +187,15 @@ class RaftDriver:
     async def _handle(self, rd: Ready) -> None:
         persisted = self.storage.initial_state()
         await self._run_step("appending to the log", lambda: self._persist(rd), False)
+        messages = self._as_stored(rd.messages, rd.entries) if rd.entries and rd.role == Role.LEADER else rd.messages
         early = rd.role == Role.LEADER and (rd.hard_state is None or (rd.hard_state.term, rd.hard_state.vote)
                                             == (persisted.term, persisted.vote))
         if early:
-            self._send(rd.messages)
+            self._send(messages)
         if rd.must_sync and rd.entries:
             await self._run_step("syncing the log", self.storage.sync, True)
         if not early:
-            self._send(rd.messages)
+            self._send(messages)
         if rd.committed_entries and self._apply is not None:
             entries = rd.committed_entries
             await self._run_step("applying committed entries", lambda: self._apply(entries), False)
@@ -203,6 +208,22 @@ class RaftDriver:
             self.storage.append(rd.entries)
         if rd.hard_state is not None:
             self.storage.set_hard_state(rd.hard_state)
+
+    def _as_stored(self, messages: list[Message], persisted: list[Entry]) -> list[Message]:
+        """``messages`` with the entries of ``persisted`` that appends carry as the storage holds
+        them (same index, term and kind; module doc)."""
+        lo, hi = persisted[0].index, persisted[-1].index
+        stored: dict[int, Entry] | None = None
+        out = []
+        for m in messages:
+            if m.type == MsgType.APP and m.entries and m.entries[0].index <= hi and m.entries[-1].index >= lo:
+                if stored is None:
+                    stored = {e.index: e for e in self.storage.entries(lo, hi + 1)}
+                m = dataclasses.replace(m, entries=tuple(
+                    held if (held := stored.get(e.index)) is not None and held.term == e.term
+                    and held.kind == e.kind else e for e in m.entries))
+            out.append(m)
+        return out
 
     def _send(self, messages: list[Message]) -> None:
         for m in messages:

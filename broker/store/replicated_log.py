@@ -15,8 +15,9 @@ here (the leader's own, a follower's, a no-op), so all replicas write the same b
   that is higher, as in a log migrated from elsewhere; half/rollback records take no slot),
   PHYSICALOFFSET from its position. A plain record is checked and indexed from its fixed fields
   (``peek_record``) without decoding it; a record that fails its checks raises CorruptDataError,
-  the entries before it stay written. Restamping a record that already carries the right values
-  changes nothing, so a follower given the leader's stored bytes writes them unchanged.
+  the entries before it stay written. A record that already carries the right values is written
+  as it is: a follower given the leader's stored bytes (which is what the leader sends) writes
+  them unchanged, without a copy.
   ``append_replicated(term, body, *, magic=1)`` is the one-entry form; ``append_entry(...,
   restamp=False)`` keeps a record's queue offset as it is (``migrate``'s copy).
 * ``commit(index)``: entries up to DLedger ``index`` are committed; they are dispatched to the
@@ -30,6 +31,7 @@ thread-safe (the store's lock); a closed store raises UserError.
 """
 from __future__ import annotations
 
+import struct
 import threading
 from typing import Callable
 
@@ -55,6 +57,10 @@ from .dledger_log import DLedgerCommitLog, DLedgerLog, is_record_body
 from .flush import GroupCommit
 from .record_builder import RecordBuilder
 from .recovery import CheckpointFile, CheckpointState
+
+
+_PHYSICAL_OFFSET = struct.Struct(">q")
+_PHYSICAL_OFFSET_AT = 28       # PHYSICALOFFSET in the record (formats.record's layout)
 
 
 class ReplicatedCommitLog:
@@ -147,10 +153,13 @@ class ReplicatedCommitLog:
         if peek.sysflag & SYSFLAG_INNER_BATCH:
             return self._place_inner_batch(term, body)
         queue_offset = self._queue_offset_for(peek.topic, peek.queue_id, peek.queue_offset, peek.sysflag)
-        body = restamp_record(body, queue_offset)
+        if queue_offset != peek.queue_offset:
+            body = restamp_record(body, queue_offset)
         index, pos = self.dledger.append(term, body, magic=1)
         physical_offset = pos + ENTRY_HEADER_BYTES
-        body = set_physical_offset(body, physical_offset)
+        if _PHYSICAL_OFFSET.unpack_from(body, _PHYSICAL_OFFSET_AT)[0] != physical_offset:
+            body = set_physical_offset(body, physical_offset)
+        # else: the leader's stored bytes (``raft.driver`` sends those): written unchanged
         return index, body, DispatchInfo(peek.topic, peek.queue_id, queue_offset, physical_offset, peek.size,
                                          peek.sysflag, peek_tags_code(peek), peek.store_timestamp_ms, 1)
 

@@ -369,3 +369,18 @@ def test_bad_offsets_snapshots_are_corrupt_data(body):
                        st.integers(0, 2**63 - 1), min_size=1, max_size=20))
 def test_offsets_snapshots_round_trip(offsets):
     assert decode_meta(encode_meta(OffsetsSnapshot(offsets))) == OffsetsSnapshot(offsets)
+
+
+def test_a_follower_writes_the_leaders_stored_bytes_as_they_are(tmp_path):
+    """The leader sends its stored record (``raft.driver``); a follower whose log agrees writes
+    that very object: no restamp, no copy, the same bytes on disk."""
+    leader, follower = _store(tmp_path / "a"), _store(tmp_path / "b")
+    try:
+        for body in (b"one", b"two"):
+            _, stored = leader.replicated.append_replicated(1, leader.replicated.prepare_record(Message(topic="T", body=body)))
+            _, written = follower.replicated.append_replicated(1, stored)
+            assert written is stored
+        assert leader.dledger.data.read(0, leader.dledger.end_pos) == follower.dledger.data.read(0, follower.dledger.end_pos)
+    finally:
+        leader.close()
+        follower.close()

@@ -9,6 +9,8 @@ import random
 from mqbench.broker.raft.config import Durability, RaftConfig
 from mqbench.broker.raft.dledger_storage import DLedgerStorage
 from mqbench.broker.raft.node import RaftNode
+from mqbench.broker.raft.progress import ProgressState
+from mqbench.broker.raft.storage import MemoryStorage
 from mqbench.broker.raft.driver import RaftDriver
 from mqbench.broker.raft.transport import RaftTransport
 from mqbench.broker.raft.types import ProposalDropped, Role
@@ -135,3 +137,56 @@ def test_a_follower_refuses_proposals(tmp_path):
                 if not r.closed:
                     await r.close()
     asyncio.run(main())
+
+
+class StampingStorage(MemoryStorage):
+    """A storage that stamps what it stores (as the broker's commitlog fills in offsets), idempotent
+    like restamping, and keeps what it was given to append."""
+
+    def __init__(self):
+        self.given: list[bytes] = []
+        super().__init__()
+
+    def append(self, entries):
+        self.given.extend(e.data for e in entries if e.data)
+        super().append([e if not e.data or e.data.endswith(b"@%d" % e.index)
+                        else e._replace(data=e.data + b"@%d" % e.index) for e in entries])
+
+    def sync(self) -> None:
+        pass
+
+
+def test_appends_carry_the_entries_as_the_leader_stored_them():
+    """The leader sends what its storage wrote (stamped), not what was proposed, so a follower is
+    given the leader's bytes and stores them unchanged."""
+    async def main():
+        ids = (1, 2)
+        storages = {i: StampingStorage() for i in ids}
+        drivers = {}
+        for i in ids:
+            config = RaftConfig.from_ms(i, ids, tick_ms=10, heartbeat_ms=20, election_ms=200)
+            transport = RaftTransport(i, {}, lambda m: None)
+            await transport.start()
+            drivers[i] = RaftDriver(RaftNode(config, storages[i], random.Random(i)), storages[i], transport)
+        for i in ids:
+            for j in ids:
+                if i != j:
+                    drivers[i].transport.set_peer_address(j, (drivers[j].transport.host, drivers[j].transport.port))
+        try:
+            for d in drivers.values():
+                d.start()
+            drivers[1].campaign()
+            # until the follower takes appends as they are proposed (not probed, nothing in flight)
+            while not (drivers[1].node.role == Role.LEADER and drivers[1].node.prs[2].state == ProgressState.REPLICATE
+                       and drivers[1].node.prs[2].match == drivers[1].node.log.last_index()):
+                await asyncio.sleep(0.01)
+            indexes = drivers[1].propose([b"a", b"b"])
+            while storages[2].last_index() < indexes[-1]:
+                await asyncio.sleep(0.01)
+            assert storages[2].given == [b"a@%d" % indexes[0], b"b@%d" % indexes[1]]
+            assert [e.data for e in storages[2].entries(indexes[0], indexes[-1] + 1)] == \
+                [e.data for e in storages[1].entries(indexes[0], indexes[-1] + 1)]
+        finally:
+            for d in drivers.values():
+                await d.halt()
+    asyncio.run(asyncio.wait_for(main(), 20))
