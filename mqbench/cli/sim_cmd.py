@@ -1,6 +1,7 @@
 """``mqbench sim``: deterministic fault simulation of the Raft core (library: ``broker.raft.sim``)."""
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -26,8 +27,12 @@ def sim() -> None:
               help="Quorum fsynced, quorum in memory, or both (alternating by seed).")
 @click.option("--trace-events", type=click.IntRange(min=1, max=100_000), default=40, show_default=True,
               help="Events shown before a violation.")
+@click.option("--jobs", type=click.IntRange(min=1, max=256), default=None,
+              help="Worker processes running seeds in parallel [default: the machine's CPU count]. The "
+                   "outcome per seed, and the first violation reported, do not depend on it.")
 @json_option
-def raft(count: int, first_seed: int, nodes: str, durability: str, trace_events: int, as_json: bool) -> None:
+def raft(count: int, first_seed: int, nodes: str, durability: str, trace_events: int, jobs: int | None,
+         as_json: bool) -> None:
     """Run the Raft core through seeded fault schedules and check its invariants.
 
     Each seed draws its own fault rates (loss, duplication, delay and reordering, symmetric and
@@ -50,7 +55,8 @@ def raft(count: int, first_seed: int, nodes: str, durability: str, trace_events:
             bar.update(finished - done[0])
             done[0] = finished
     try:
-        summary = run_seeds(count, first_seed, params, durability=durability, progress=progress)
+        summary = run_seeds(count, first_seed, params, durability=durability, progress=progress,
+                            processes=jobs or os.cpu_count() or 1)
     finally:
         if progress is not None:
             bar.__exit__(None, None, None)

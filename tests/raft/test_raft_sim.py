@@ -112,6 +112,24 @@ def test_planted_bug_reports_seed_trace_and_exits_nonzero(monkeypatch):
     assert doc["failed"] == 1 and doc["violation"]["seed"] >= 1 and len(doc["violation"]["trace"]) == 40
 
 
+def _outcome(summary):
+    failure = summary.failure
+    return (summary.seeds, summary.passed, summary.events, summary.failover_ticks, summary.failover_ms,
+            summary.acked_entries, summary.leaders_elected, summary.torn_entries_dropped,
+            None if failure is None else (failure.seed, failure.violation, failure.trace_digest))
+
+
+def test_parallel_seeds_give_the_serial_outcome(monkeypatch):
+    """``--jobs``: seeds run in worker processes give the same summary as one process, and with a
+    planted bug the same first violation (the lowest failing seed), not whichever worker is first."""
+    params = SimParams()
+    assert _outcome(run_seeds(24, 5, params, processes=2)) == _outcome(run_seeds(24, 5, params, processes=1))
+    monkeypatch.setattr(RaftNode, "_quorum_match_index", lambda self: max(pr.match for pr in self.prs.values()))
+    serial, parallel = run_seeds(100, 1, params, processes=1), run_seeds(100, 1, params, processes=2)
+    assert serial.failure is not None
+    assert _outcome(parallel) == _outcome(serial)
+
+
 def test_bad_flags_are_user_errors():
     assert _mqbench("sim", "raft", "--nodes", "4").exit_code == 2
     assert _mqbench("sim", "raft", "--seeds", "0").exit_code == 2
