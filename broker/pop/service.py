@@ -50,7 +50,7 @@ REVIVE_RETRY_MS = 1000
 READ_CHUNK = 256
 PROP_REAL_TOPIC = "REAL_TOPIC"
 PROP_TIMER_OUT_MS = "TIMER_OUT_MS"
-FLUSH_GATHER_MS = 2          # a flush waits this long for more acks to join it
+FLUSH_GATHER_MS = 10         # a flush waits this long for more acks to join it (flushes <= 100/s)
 FLUSH_IDLE_MS = 200          # the flush loop's longest sleep
 FLUSH_RETRY_MS = 200
 
