@@ -1,16 +1,23 @@
-"""One remoting connection over asyncio streams, used by both ends (``server`` and ``client``).
+"""One remoting connection as an ``asyncio.Protocol``, used by both ends (``server`` and ``client``).
 
-A channel reads frames with a ``FrameDecoder``, matches responses to its own requests by opaque,
-and hands requests from the peer to ``on_request`` (each in its own task, so a long-polling pull
-does not hold up the requests behind it). Contracts:
+A channel decodes every complete frame of one read in one pass (``FrameDecoder``), matches
+responses to its own requests by opaque, and hands requests from the peer to ``on_request``.
+Contracts:
 
 * ``request(cmd, timeout_ms)`` assigns a fresh opaque, writes, and returns the response, or raises
   ``RemotingTimeoutError`` (the late response, if any, is dropped) or ``RemotingClosedError``.
 * ``oneway(cmd)`` writes with the one-way flag; the peer never answers.
-* Writes go through one lock and ``drain()``: when the peer reads slowly, writers wait (write
-  backpressure, bounded by ``write_buffer_bytes_high``), they do not queue unbounded memory.
-* At most ``inflight_requests_max`` peer requests are handled at once; beyond that the channel
-  stops reading, so TCP pushes back on the peer.
+* Writes are coalesced: every frame queued in one loop turn (the responses to all the requests of
+  one read, the requests many tasks send at once) goes to the transport in ONE ``write`` at the
+  end of that turn. ``send`` waits while the transport holds more than ``write_buffer_bytes_high``
+  (write backpressure: writers wait, they do not queue unbounded memory).
+* A request is run at once, inside the read: ``on_request(cmd, channel)`` returns an awaitable
+  that is stepped right there. A handler that finishes without waiting (most do) costs no Task;
+  one that waits (a quorum commit, a long poll) continues in a Task of its own from where it
+  stopped, so it does not hold up the requests behind it. Before its first wait a handler runs
+  outside any Task (``asyncio.current_task()`` is None there).
+* At most ``inflight_requests_max`` peer requests are in progress at once; beyond that the
+  channel stops reading (and keeps the decoded rest for later), so TCP pushes back on the peer.
 * With ``limits`` (a server's channel; ``limits.ServerLimits``): while more than
   ``output_bytes_max`` of responses wait for the peer to read them, the channel neither reads nor
   runs the peer's requests; the server's sweeper (``check_timeouts``) closes a channel idle, stuck
@@ -18,16 +25,18 @@ does not hold up the requests behind it). Contracts:
   count in the server's ``PartialFrameBudget``: the channel that takes it over budget is closed.
 * A malformed frame (``PeerError``) closes this channel only; pending requests then fail with
   ``RemotingClosedError`` naming the reason.
-* ``on_request`` returns the response (its opaque and flags are set here) or None; for a one-way
-  request any response is dropped. If it raises, the peer gets SYSTEM_ERROR with the error text
-  (``InvariantViolation`` is not swallowed: it closes the channel and goes to ``on_fatal``).
+* ``on_request``'s response gets its opaque and flags here; for a one-way request it is dropped.
+  If the handler raises, the peer gets SYSTEM_ERROR with the error text (``InvariantViolation``
+  is not swallowed: it closes the channel and goes to ``on_fatal``).
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
-from typing import Awaitable, Callable
+import types
+from typing import Any, Awaitable, Callable
 
 from mqbench.broker.formats import codes
 from mqbench.broker.formats.command import RemotingCommand, encode_command
@@ -39,10 +48,12 @@ log = logging.getLogger(__name__)
 
 RequestHandler = Callable[[RemotingCommand, "Channel"], Awaitable["RemotingCommand | None"]]
 
-READ_CHUNK_BYTES = 256 * 1024
 WRITE_BUFFER_BYTES_HIGH_DEFAULT = 4 * 1024 * 1024
 INFLIGHT_REQUESTS_MAX_DEFAULT = 1024
 ROOM_POLL_S = 0.02
+CLOSE_FLUSH_S = 1.0        # how long ``aclose`` lets the transport hand over what it holds
+_RESPONSE = codes.FLAG_RESPONSE
+_ONEWAY = codes.FLAG_ONEWAY
 
 
 class RemotingClosedError(ConnectionError):
@@ -53,115 +64,301 @@ class RemotingTimeoutError(TimeoutError):
     """No response within the request's timeout."""
 
 
-class Channel:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                 on_request: RequestHandler | None = None, frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT,
+class Channel(asyncio.Protocol):
+    """The protocol object of one connection (module doc). ``on_open(channel)`` is called when the
+    connection is made (it may ``abort()`` it), ``on_closed(channel)`` once when it closes."""
+
+    def __init__(self, *, on_request: RequestHandler | None = None, frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT,
                  write_buffer_bytes_high: int = WRITE_BUFFER_BYTES_HIGH_DEFAULT,
                  inflight_requests_max: int = INFLIGHT_REQUESTS_MAX_DEFAULT,
                  on_fatal: Callable[[BaseException], None] | None = None, credentials=None,
-                 limits: ServerLimits | None = None, budget: PartialFrameBudget | None = None) -> None:
+                 limits: ServerLimits | None = None, budget: PartialFrameBudget | None = None,
+                 on_open: Callable[["Channel"], None] | None = None,
+                 on_closed: Callable[["Channel"], None] | None = None) -> None:
         #: ``signature.Credentials`` (or None): every request and one-way request sent is signed
         self.credentials = credentials
-        self._reader = reader
-        self._writer = writer
         self._decoder = FrameDecoder(frame_bytes_max)
         self._on_request = on_request
         self._on_fatal = on_fatal
+        self._on_open = on_open
+        self._on_closed = on_closed
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
         self._pending: dict[int, asyncio.Future] = {}
         self._opaques = itertools.count(1)
-        self._write_lock = asyncio.Lock()
-        self._inflight = asyncio.Semaphore(inflight_requests_max)
-        self._tasks: set[asyncio.Task] = set()
-        self._closed = asyncio.Event()
+        self._write_high = write_buffer_bytes_high
+        self._inflight_max = inflight_requests_max
+        self._inflight = 0                        # peer requests started and not yet answered
+        self._tasks: set[asyncio.Task] = set()    # those of them that wait (in a Task)
+        self._backlog: collections.deque[RemotingCommand] = collections.deque()  # decoded, not yet run
+        self._out: list[bytes] = []               # encoded frames not yet handed to the transport
+        self._out_bytes = 0
+        self._flush_handle: asyncio.Handle | None = None
+        self._in_read = False                     # inside data_received: its end flushes
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future] = []
+        self._reading_paused = False
+        self._closed = False
+        self._closed_event = asyncio.Event()
+        self._lost = self._loop.create_future()
         self.close_reason: str | None = None
         self._limits = limits
         self._budget = budget
-        self._loop = asyncio.get_running_loop()
         self._partial_counted = 0                 # this channel's bytes in the budget
-        self._queued_bytes = 0                    # encoded responses not yet handed to the transport
-        self._room = asyncio.Event()              # set while the queued output is under the limit
-        self._room.set()
-        self._room_poller: asyncio.Task | None = None
+        self._room = True                         # the queued output is under the limit
+        self._room_timer: asyncio.TimerHandle | None = None
         self.last_read_s = self._loop.time()
         self._frame_started_s: float | None = None
         self._output_over_since_s: float | None = None
         #: Free for the owner (e.g. the broker's client registry keys on the channel itself).
         self.attributes: dict[str, object] = {}
-        writer.transport.set_write_buffer_limits(high=write_buffer_bytes_high)
-        peer = writer.get_extra_info("peername")
+        self.peer = "?"
+
+    # --- the protocol ----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # a stream transport (TCP)
+        self._transport.set_write_buffer_limits(high=self._write_high)
+        peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self._read_task = asyncio.get_running_loop().create_task(self._read_loop(), name=f"remoting-read {self.peer}")
+        self.last_read_s = self._loop.time()
+        if self._on_open is not None:
+            self._on_open(self)
 
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close(f"read failed: {exc}" if exc is not None else "peer closed the connection")
+        if not self._lost.done():
+            self._lost.set_result(None)
 
-    async def wait_closed(self) -> None:
-        await self._closed.wait()
+    def eof_received(self) -> bool:
+        return False            # the transport closes itself; connection_lost follows
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._wake_writers()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_read_s = self._loop.time()
+        try:
+            commands = self._decoder.feed(data)
+        except PeerError as exc:
+            reason = f"malformed frame from {self.peer}: {exc}"
+            log.warning("%s; closing that connection", reason)
+            self.close(reason)
+            return
+        if self._budget is not None and not self._track_partial(bool(commands)):
+            reason = (f"incomplete frames of all connections exceed {self._budget.bytes_max} bytes "
+                      f"({self._decoder.pending_bytes} of them from {self.peer})")
+            log.warning("%s; closing that connection", reason)
+            self.close(reason)
+            return
+        if not commands:
+            return
+        self._in_read = True
+        try:
+            pending = self._pending
+            for cmd in commands:
+                if cmd.flag & _RESPONSE:
+                    future = pending.pop(cmd.opaque, None)
+                    if future is not None and not future.done():
+                        future.set_result(cmd)
+                elif self._backlog or not self._may_run():
+                    self._backlog.append(cmd)
+                else:
+                    self._run(cmd)
+                if self._closed:
+                    return
+        finally:
+            self._in_read = False
+            self._flush()
+        if self._backlog:
+            self._pause_reading()
+
+    # --- running the peer's requests -------------------------------------------------------------
+
+    def _may_run(self) -> bool:
+        if self._inflight >= self._inflight_max:
+            return False
+        if self._limits is not None and not self._update_room():
+            return False
+        return True
+
+    def _run(self, cmd: RemotingCommand) -> None:
+        """Start one request: stepped here; continued in a Task only if it waits (module doc)."""
+        self._inflight += 1
+        if self._on_request is None:
+            self._answer(cmd, unsupported(cmd))
+            return
+        try:
+            awaitable = self._on_request(cmd, self)
+            coro = awaitable if isinstance(awaitable, types.CoroutineType) else awaitable.__await__()
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            self._answer(cmd, stop.value)
+            return
+        except BaseException as exc:  # noqa: BLE001 - _failure re-raises what is not the handler's
+            self._answer(cmd, self._failure(cmd, exc))
+            return
+        task = self._loop.create_task(self._continue(cmd, coro, yielded))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _continue(self, cmd: RemotingCommand, coro: Any, yielded: Any) -> None:
+        response = None
+        try:
+            response = await _resume(coro, yielded)
+        except asyncio.CancelledError:
+            self._inflight -= 1
+            raise
+        except BaseException as exc:  # noqa: BLE001 - as in _run
+            response = self._failure(cmd, exc)
+        self._answer(cmd, response)
+
+    def _failure(self, cmd: RemotingCommand, exc: BaseException) -> RemotingCommand | None:
+        """The response to a handler that raised ``exc`` (module doc)."""
+        if isinstance(exc, InvariantViolation):
+            log.critical("invariant violated while handling %s: %s", cmd.describe(), exc)
+            self.close(f"invariant violated: {exc}")
+            if self._on_fatal is not None:
+                self._on_fatal(exc)
+            return None
+        if isinstance(exc, (PeerError, UserError)):   # a bad header, body or name: answer and keep going
+            return cmd.response_to(codes.SYSTEM_ERROR, str(exc))
+        if isinstance(exc, asyncio.CancelledError):
+            return None
+        if not isinstance(exc, Exception):
+            raise exc
+        log.error("handler for %s from %s failed", cmd.describe(), self.peer, exc_info=exc)
+        return cmd.response_to(codes.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _answer(self, cmd: RemotingCommand, response: RemotingCommand | None) -> None:
+        self._inflight -= 1
+        if response is not None and not cmd.flag & _ONEWAY and not self._closed:
+            response.opaque = cmd.opaque
+            response.flag = (response.flag | _RESPONSE) & ~_ONEWAY
+            try:
+                self._queue(encode_command(response))
+            except UserError as exc:
+                log.warning("response to %s from %s cannot be encoded: %s", cmd.describe(), self.peer, exc)
+        if self._backlog and not self._in_read:
+            self._loop.call_soon(self._pump)
+
+    def _pump(self) -> None:
+        """Run what the backlog holds while there is room; read again once it is empty."""
+        if self._closed:
+            return
+        self._in_read = True
+        try:
+            while self._backlog and self._may_run():
+                self._run(self._backlog.popleft())
+                if self._closed:
+                    return
+        finally:
+            self._in_read = False
+            self._flush()
+        if not self._backlog and (self._limits is None or self._room):
+            self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self._transport is not None and not self._closed:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self._transport is not None and not self._closed:
+            self._reading_paused = False
+            self._transport.resume_reading()
 
     # --- sending ---------------------------------------------------------------------------------
 
+    def _queue(self, data: bytes) -> None:
+        """Queue one encoded frame; the end of this loop turn (or of the read) writes them all."""
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if not self._in_read and self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        out = self._out
+        if not out or self._transport is None:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_bytes = 0
+        if self._closed and self._transport.is_closing():
+            return
+        try:
+            self._transport.write(data)
+        except (ConnectionError, RuntimeError) as exc:
+            self.close(f"write failed: {exc}")
+            return
+        if self._limits is not None:
+            self._update_room()
+
     async def send(self, cmd: RemotingCommand) -> None:
         """Write one command (as is) with backpressure."""
-        if self.closed:
+        if self._closed:
             raise RemotingClosedError(f"connection to {self.peer} is closed: {self.close_reason}")
-        data = encode_command(cmd)
-        size = len(data)
-        self._queued_bytes += size          # counted until the transport has it (output_bytes_max)
-        self._update_room()
-        handed = False
-        try:
-            async with self._write_lock:
-                self._queued_bytes -= size
-                handed = True
-                try:
-                    self._writer.write(data)
-                    del data
-                    await self._writer.drain()
-                except (ConnectionError, RuntimeError) as exc:
-                    self.close(f"write failed: {exc}")
-                    raise RemotingClosedError(f"connection to {self.peer} is closed: {exc}") from None
-        finally:
-            if not handed:
-                self._queued_bytes -= size
-            self._update_room()
+        self._queue(encode_command(cmd))
+        if self._write_paused or self._out_bytes > self._write_high:
+            self._flush()
+            while self._write_paused and not self._closed:
+                waiter = self._loop.create_future()
+                self._drain_waiters.append(waiter)
+                await waiter
+            if self._closed:
+                raise RemotingClosedError(f"connection to {self.peer} is closed: {self.close_reason}")
+
+    def _wake_writers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def output_bytes(self) -> int:
         """Response bytes the peer has not taken yet (queued here and in the transport)."""
         try:
-            buffered = self._writer.transport.get_write_buffer_size()
+            buffered = self._transport.get_write_buffer_size() if self._transport is not None else 0
         except (AttributeError, RuntimeError):
             buffered = 0
-        return self._queued_bytes + buffered
+        return self._out_bytes + buffered
 
-    def _update_room(self) -> None:
-        if self._limits is None:
-            return
-        if self.output_bytes() <= self._limits.output_bytes_max or self.closed:
+    def _update_room(self) -> bool:
+        """With limits: whether the queued output is under ``output_bytes_max``; when it is not,
+        reading stops and a timer looks again every ``ROOM_POLL_S`` (the transport drains
+        without telling us)."""
+        limits = self._limits
+        if limits is None:
+            return True
+        if self._closed or self.output_bytes() <= limits.output_bytes_max:
             self._output_over_since_s = None
-            self._room.set()
-            return
+            if not self._room:
+                self._room = True
+                if self._room_timer is not None:
+                    self._room_timer.cancel()
+                    self._room_timer = None
+                self._loop.call_soon(self._pump)
+            return True
         if self._output_over_since_s is None:
             self._output_over_since_s = self._loop.time()
-        self._room.clear()
-        if self._room_poller is None or self._room_poller.done():
-            # the transport drains without telling us: one poller per channel looks until it has
-            self._room_poller = self._loop.create_task(self._poll_room(), name=f"remoting-room {self.peer}")
+        self._room = False
+        self._pause_reading()
+        if self._room_timer is None:
+            self._room_timer = self._loop.call_later(ROOM_POLL_S, self._poll_room)
+        return False
 
-    async def _poll_room(self) -> None:
-        while not self._room.is_set():
-            await asyncio.sleep(ROOM_POLL_S)
-            self._update_room()
-
-    async def _wait_for_room(self) -> None:
-        """With limits: until the peer has read enough of its responses (module doc)."""
+    def _poll_room(self) -> None:
+        self._room_timer = None
         self._update_room()
-        await self._room.wait()
 
     def check_timeouts(self, now_s: float) -> None:
         """Close this channel when one of its limits' timeouts passed (called by the server's sweeper)."""
         limits = self._limits
-        if limits is None or self.closed:
+        if limits is None or self._closed:
             return
         self._update_room()
         if self._frame_started_s is not None and now_s - self._frame_started_s > limits.frame_timeout_ms / 1000:
@@ -170,7 +367,7 @@ class Channel:
                 now_s - self._output_over_since_s > limits.output_stall_timeout_ms / 1000:
             self._close_for(f"over {limits.output_bytes_max} bytes of responses not read for "
                             f"{limits.output_stall_timeout_ms} ms")
-        elif not self._tasks and self._frame_started_s is None and \
+        elif not self._inflight and not self._backlog and self._frame_started_s is None and \
                 now_s - self.last_read_s > limits.idle_timeout_ms / 1000:
             self._close_for(f"idle for {limits.idle_timeout_ms} ms")
 
@@ -181,13 +378,14 @@ class Channel:
     async def request(self, cmd: RemotingCommand, timeout_ms: int) -> RemotingCommand:
         if self.credentials is not None:
             self.credentials.apply(cmd)
-        cmd.opaque = self._next_opaque()
-        cmd.flag &= ~(codes.FLAG_RESPONSE | codes.FLAG_ONEWAY)
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._pending[cmd.opaque] = future
+        if self._closed:
+            raise RemotingClosedError(f"connection to {self.peer} is closed: {self.close_reason}")
+        opaque = cmd.opaque = self._next_opaque()
+        cmd.flag &= ~(_RESPONSE | _ONEWAY)
+        future = self._loop.create_future()
+        self._pending[opaque] = future
         # a timer on the future instead of asyncio.wait_for, which wraps every request in a Task
-        timer = loop.call_later(timeout_ms / 1000, _expire, future)
+        timer = self._loop.call_later(timeout_ms / 1000, _expire, future)
         try:
             await self.send(cmd)
             return await future
@@ -195,13 +393,13 @@ class Channel:
             raise RemotingTimeoutError(f"{cmd.describe()} to {self.peer}: no response within {timeout_ms} ms") from None
         finally:
             timer.cancel()
-            self._pending.pop(cmd.opaque, None)
+            self._pending.pop(opaque, None)
 
     async def oneway(self, cmd: RemotingCommand) -> None:
         if self.credentials is not None:
             self.credentials.apply(cmd)
         cmd.opaque = self._next_opaque()
-        cmd.flag = (cmd.flag | codes.FLAG_ONEWAY) & ~codes.FLAG_RESPONSE
+        cmd.flag = (cmd.flag | _ONEWAY) & ~_RESPONSE
         await self.send(cmd)
 
     def _next_opaque(self) -> int:
@@ -212,72 +410,61 @@ class Channel:
 
     # --- closing ---------------------------------------------------------------------------------
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def wait_closed(self) -> None:
+        await self._closed_event.wait()
+
+    def abort(self) -> None:
+        """Drop the connection at once (nothing queued is sent)."""
+        if self._transport is not None:
+            self._transport.abort()
+        self.close("aborted")
+
     def close(self, reason: str = "closed locally") -> None:
-        if self.closed:
+        if self._closed:
             return
+        self._flush()                             # what was answered before still goes out
+        self._closed = True
         self.close_reason = reason
-        self._closed.set()
+        self._closed_event.set()
         self._account_partial(0)
-        self._room.set()
-        if self._room_poller is not None:
-            self._room_poller.cancel()
+        self._backlog.clear()
+        if self._room_timer is not None:
+            self._room_timer.cancel()
+            self._room_timer = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(RemotingClosedError(f"connection to {self.peer} closed: {reason}"))
         self._pending.clear()
-        self._writer.close()
+        self._wake_writers()
+        if self._transport is not None:
+            self._transport.close()
+        else:
+            self._lost.set_result(None)
         current = asyncio.current_task()
-        if self._read_task is not current:
-            self._read_task.cancel()
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
+        if self._on_closed is not None:
+            self._on_closed(self)
 
     async def aclose(self, reason: str = "closed locally") -> None:
         self.close(reason)
         try:
-            await self._writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
-        tasks = [t for t in [self._read_task, *self._tasks] if t is not asyncio.current_task()]
+            await asyncio.wait_for(asyncio.shield(self._lost), CLOSE_FLUSH_S)
+        except asyncio.TimeoutError:     # a peer that does not read: give up what is left
+            if self._transport is not None:
+                self._transport.abort()
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    # --- receiving -------------------------------------------------------------------------------
-
-    async def _read_loop(self) -> None:
-        reason = "peer closed the connection"
-        try:
-            while True:
-                if not self._room.is_set():
-                    await self._wait_for_room()     # a peer that does not read: stop reading too
-                data = await self._reader.read(READ_CHUNK_BYTES)
-                if not data:
-                    break
-                self.last_read_s = self._loop.time()
-                commands = self._decoder.feed(data)
-                if self._budget is not None and not self._track_partial(bool(commands)):
-                    reason = (f"incomplete frames of all connections exceed {self._budget.bytes_max} bytes "
-                              f"({self._decoder.pending_bytes} of them from {self.peer})")
-                    log.warning("%s; closing that connection", reason)
-                    break
-                for cmd in commands:
-                    if cmd.is_response:
-                        future = self._pending.pop(cmd.opaque, None)
-                        if future is not None and not future.done():
-                            future.set_result(cmd)
-                        continue
-                    await self._inflight.acquire()
-                    task = asyncio.get_running_loop().create_task(self._handle(cmd))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-        except PeerError as exc:
-            reason = f"malformed frame from {self.peer}: {exc}"
-            log.warning("%s; closing that connection", reason)
-        except (ConnectionError, OSError) as exc:
-            reason = f"read failed: {exc}"
-        except asyncio.CancelledError:
-            reason = self.close_reason or "cancelled"
-        self.close(reason)
+    # --- the partial-frame budget ----------------------------------------------------------------
 
     def _track_partial(self, completed: bool) -> bool:
         """Account this channel's incomplete frame after a read; False when the server's budget is over."""
@@ -294,38 +481,27 @@ class Channel:
         delta, self._partial_counted = pending - self._partial_counted, pending
         return self._budget.change(delta)
 
-    async def _handle(self, cmd: RemotingCommand) -> None:
-        try:
-            if not self._room.is_set():
-                await self._wait_for_room()
-            response = await self._respond(cmd)
-            if response is not None and not cmd.is_oneway:
-                response.opaque = cmd.opaque
-                response.flag = (response.flag | codes.FLAG_RESPONSE) & ~codes.FLAG_ONEWAY
-                await self.send(response)
-        except RemotingClosedError:
-            pass
-        finally:
-            self._inflight.release()
 
-    async def _respond(self, cmd: RemotingCommand) -> RemotingCommand | None:
-        if self._on_request is None:
-            return unsupported(cmd)
+@types.coroutine
+def _resume(coro: Any, yielded: Any):
+    """Go on with a coroutine that was stepped outside a Task and stopped at ``yielded``: the Task
+    awaiting this sees the same futures and passes back the same values and exceptions."""
+    while True:
         try:
-            return await self._on_request(cmd, self)
-        except asyncio.CancelledError:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
             raise
-        except InvariantViolation as exc:
-            log.critical("invariant violated while handling %s: %s", cmd.describe(), exc)
-            self.close(f"invariant violated: {exc}")
-            if self._on_fatal is not None:
-                self._on_fatal(exc)
-            return None
-        except (PeerError, UserError) as exc:  # a bad header, body or name: answer and keep going
-            return cmd.response_to(codes.SYSTEM_ERROR, str(exc))
-        except Exception as exc:  # noqa: BLE001 - one bad request must not take the server down
-            log.exception("handler for %s from %s failed", cmd.describe(), self.peer)
-            return cmd.response_to(codes.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:  # noqa: BLE001 - handed to the coroutine as it came
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 class _Expired(Exception):

@@ -31,11 +31,15 @@ async def connect(addr: str, *, timeout_ms: int = 3000, on_request: RequestHandl
     """Open a connection to ``addr`` ("host:port"); RemotingClosedError if it cannot be opened in time.
     With ``credentials`` (``signature.Credentials``) every request on it is signed for RocketMQ's ACL."""
     host, port = parse_addr(addr)
+    loop = asyncio.get_running_loop()
+
+    def channel() -> Channel:
+        return Channel(on_request=on_request, frame_bytes_max=frame_bytes_max,
+                       write_buffer_bytes_high=write_buffer_bytes_high, credentials=credentials)
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 16), timeout_ms / 1000)
+        _, protocol = await asyncio.wait_for(loop.create_connection(channel, host, port), timeout_ms / 1000)
     except asyncio.TimeoutError:
         raise RemotingTimeoutError(f"connect to {addr}: no answer within {timeout_ms} ms") from None
     except OSError as exc:
         raise RemotingClosedError(f"connect to {addr} failed: {exc.strerror or exc}") from None
-    return Channel(reader, writer, on_request=on_request, frame_bytes_max=frame_bytes_max,
-                   write_buffer_bytes_high=write_buffer_bytes_high, credentials=credentials)
+    return protocol

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from typing import Awaitable, Callable
 
 from mqbench.broker.formats import codes
 from mqbench.broker.remoting.channel import (INFLIGHT_REQUESTS_MAX_DEFAULT, WRITE_BUFFER_BYTES_HIGH_DEFAULT, Channel,
@@ -65,7 +65,7 @@ class RemotingServer:
         self.fatal_error: BaseException | None = None
         self.fatal = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None
-        self._watchers: set[asyncio.Task] = set()
+        self._closing: set[Channel] = set()
         #: request code -> how many requests with that code were refused as not supported
         self.refused_codes: dict[int, int] = {}
 
@@ -81,8 +81,9 @@ class RemotingServer:
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Listen on ``host:port`` (port 0 = ephemeral); returns the bound address."""
-        self._server = await asyncio.start_server(self._accept, host, port, limit=1 << 16)
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="remoting-sweeper")
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._new_channel, host, port)
+        self._sweeper = loop.create_task(self._sweep(), name="remoting-sweeper")
         return self.address
 
     async def _sweep(self) -> None:
@@ -99,40 +100,45 @@ class RemotingServer:
             self._server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        await asyncio.gather(*(c.aclose("server shutting down") for c in list(self.channels)), return_exceptions=True)
-        await asyncio.gather(*self._watchers, return_exceptions=True)
+        await asyncio.gather(*(c.aclose("server shutting down") for c in list(self.channels) + list(self._closing)),
+                             return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _new_channel(self) -> Channel:
+        return Channel(on_request=self._dispatch, frame_bytes_max=self.frame_bytes_max,
+                       write_buffer_bytes_high=self.write_buffer_bytes_high,
+                       inflight_requests_max=self.inflight_requests_max, on_fatal=self._fatal,
+                       limits=self.limits, budget=self.budget, on_open=self._opened, on_closed=self._channel_closed)
+
+    def _opened(self, channel: Channel) -> None:
         if len(self.channels) >= self.connections_max:
             self.refused_connections += 1
             if self.refused_connections in (1, 10, 100) or self.refused_connections % 1000 == 0:
                 log.warning("connection from %s closed: %d connections is the limit (connections_max; "
-                            "%d refused so far)", writer.get_extra_info("peername"), self.connections_max,
-                            self.refused_connections)
-            writer.transport.abort()
+                            "%d refused so far)", channel.peer, self.connections_max, self.refused_connections)
+            channel.abort()
             return
-        channel = Channel(reader, writer, on_request=self._dispatch, frame_bytes_max=self.frame_bytes_max,
-                          write_buffer_bytes_high=self.write_buffer_bytes_high,
-                          inflight_requests_max=self.inflight_requests_max, on_fatal=self._fatal,
-                          limits=self.limits, budget=self.budget)
         self.channels.add(channel)
         if self.on_connect is not None:
             self.on_connect(channel)
-        watcher = asyncio.current_task()
-        if watcher is not None:
-            self._watchers.add(watcher)
-        try:
-            await channel.wait_closed()
-        finally:
-            self.channels.discard(channel)
-            if watcher is not None:
-                self._watchers.discard(watcher)
-            if self.on_disconnect is not None:
-                self.on_disconnect(channel)
 
-    async def _dispatch(self, cmd: RemotingCommand, channel: Channel) -> RemotingCommand | None:
+    def _channel_closed(self, channel: Channel) -> None:
+        if channel not in self.channels:
+            return          # refused at the cap: never counted, never announced
+        self.channels.discard(channel)
+        self._closing.add(channel)          # until its handlers are gone (close() waits for them)
+        asyncio.get_running_loop().create_task(self._forget(channel))
+        if self.on_disconnect is not None:
+            self.on_disconnect(channel)
+
+    async def _forget(self, channel: Channel) -> None:
+        try:
+            await channel.aclose()
+        finally:
+            self._closing.discard(channel)
+
+    def _dispatch(self, cmd: RemotingCommand, channel: Channel) -> Awaitable[RemotingCommand | None]:
         handler = self.handlers.get(cmd.code)
         if handler is None:
             seen = self.refused_codes.get(cmd.code, 0)
@@ -140,8 +146,8 @@ class RemotingServer:
             if not seen:
                 log.warning("refusing request code %s from %s: not supported (logged once per code)",
                             codes.request_name(cmd.code), channel.peer)
-            return unsupported(cmd)
-        return await handler(cmd, channel)
+            return _ready(unsupported(cmd))
+        return handler(cmd, channel)
 
     def _fatal(self, exc: BaseException) -> None:
         if self.fatal_error is None:
@@ -149,3 +155,7 @@ class RemotingServer:
         self.fatal.set()
         if self._server is not None:
             self._server.close()
+
+
+async def _ready(response: RemotingCommand) -> RemotingCommand:
+    return response
