@@ -133,10 +133,34 @@ def send_header(cmd: RemotingCommand) -> SendMessageHeader:
     """The send header of a SEND_MESSAGE (long names) or SEND_MESSAGE_V2/SEND_BATCH_MESSAGE (short names;
     a SEND_BATCH_MESSAGE with long names, as some non-Java clients send, is read too)."""
     if cmd.code == codes.SEND_MESSAGE_V2:
-        return SendMessageHeader.from_v2(cmd.ext_fields)
+        return send_header_v2(cmd.ext_fields)
     if cmd.code == codes.SEND_BATCH_MESSAGE and ("b" in cmd.ext_fields or "topic" not in cmd.ext_fields):
         return SendMessageHeader.from_v2(cmd.ext_fields)  # Java sends V2; a long-name batch header also parses
     return SendMessageHeader.from_ext(cmd.ext_fields)
+
+
+def _long_or(raw: str | None, default: Any, wire: str) -> Any:
+    if raw is None:
+        return default
+    if raw.isdigit() and raw.isascii() and len(raw) < 19:
+        return int(raw)
+    return parse_java_long(raw, f"{SendMessageHeader.REQUEST} header field {wire!r}", HeaderError)
+
+
+def send_header_v2(ext: dict[str, str]) -> SendMessageHeader:
+    """``SendMessageHeader.from_v2(ext)``, the same fields, defaults and errors (tested), with the
+    fields read directly: the broker parses one per message sent."""
+    get = ext.get
+    group, topic = get("a"), get("b")
+    if group is None or topic is None:
+        return SendMessageHeader.from_v2(ext)     # the table's walk names the missing field
+    unit_mode, batch = get("k"), get("m")
+    return SendMessageHeader(group, topic, get("c", codes.DEFAULT_TOPIC), _long_or(get("d"), 4, "d"),
+                             _long_or(get("e"), 0, "e"), _long_or(get("f"), 0, "f"), _long_or(get("g"), 0, "g"),
+                             _long_or(get("h"), 0, "h"), get("i"), _long_or(get("j"), None, "j"),
+                             None if unit_mode is None else unit_mode.lower() == "true",
+                             _long_or(get("l"), None, "l"), None if batch is None else batch.lower() == "true",
+                             get("n"))
 
 
 @dataclass

@@ -78,9 +78,13 @@ SEND_PROPERTIES_BYTES_MAX = rec.PROPERTIES_MAX_BYTES - PROPERTIES_RESERVE_BYTES
 _PROPERTY_ADDITIONS_CHARS_MAX = 600   # what rewriters add at most, in characters (a topic, a time, ...)
 
 
-def check_properties_room(properties: dict[str, str], topic: str) -> None:
+def check_properties_room(properties: dict[str, str], topic: str, wire_chars: int | None = None) -> None:
     """MESSAGE_ILLEGAL when ``properties`` (as they will be stored) leave less than
-    ``PROPERTIES_RESERVE_BYTES`` of room for a later re-put (module doc)."""
+    ``PROPERTIES_RESERVE_BYTES`` of room for a later re-put (module doc). ``wire_chars``: the
+    length of the property string as sent, when ``properties`` are it plus what rewriters added
+    (at most ``_PROPERTY_ADDITIONS_CHARS_MAX``): a short one needs no look at the dict."""
+    if wire_chars is not None and (wire_chars + _PROPERTY_ADDITIONS_CHARS_MAX) * 4 <= SEND_PROPERTIES_BYTES_MAX:
+        return
     chars = sum(len(k) + len(v) + 2 for k, v in properties.items() if v is not None)
     if chars * 4 <= SEND_PROPERTIES_BYTES_MAX:    # a character is at most 4 UTF-8 bytes: no need to encode
         return
@@ -102,10 +106,19 @@ def check_compressed_body(body: bytes, sys_flag: int, topic: str, size_max: int)
                                              f"0x{sys_flag:x}) but does not decompress: {exc}") from None
 
 
+_SENDABLE_TOPICS: set[str] = set()     # names that passed _check_send_topic (a pure function of the name)
+_SENDABLE_TOPICS_MAX = 65_536
+
+
 def _check_send_topic(topic: str) -> None:
+    if topic in _SENDABLE_TOPICS:
+        return
     validate_topic(topic)
     if not client_may_send(topic):
         raise Refused(codes.NO_PERMISSION, f"Sending message to topic[{topic}] is forbidden.")
+    if len(_SENDABLE_TOPICS) >= _SENDABLE_TOPICS_MAX:
+        _SENDABLE_TOPICS.clear()
+    _SENDABLE_TOPICS.add(topic)
 
 
 async def _prepare(ctx: BrokerContext, cmd: RemotingCommand) -> tuple[headers.SendMessageHeader, TopicConfig, int]:
@@ -120,7 +133,7 @@ async def _prepare(ctx: BrokerContext, cmd: RemotingCommand) -> tuple[headers.Se
                                              f"the maximum of {ctx.message_bytes_max} bytes")
     if header.sys_flag & rec.SYSFLAG_TX_MASK == rec.SYSFLAG_TX_PREPARED:
         raise Refused(codes.NO_PERMISSION, f"{ctx.broker_name} does not take transactional (prepared) messages")
-    cfg = await ctx.ensure_topic(header.topic)
+    cfg = ctx.topic_config(header.topic) or await ctx.ensure_topic(header.topic)
     if not cfg.perm & PERM_WRITE:
         raise Refused(codes.NO_PERMISSION, f"topic {header.topic} is not writable on {ctx.broker_name} "
                                            f"(perm {cfg.perm})")
@@ -139,9 +152,24 @@ def _response(ctx: BrokerContext, cmd: RemotingCommand, topic: str, result, queu
     ctx.stats.record_put(topic, message_count, ctx.clock_ms())
     ctx.counters.put_message_count += message_count
     ctx.counters.put_request_count += 1
-    answer = headers.SendMessageResponseHeader(msg_id=",".join(ids), queue_id=getattr(result, "queue_id", queue_id),
-                                               queue_offset=result.queue_offset, transaction_id=transaction_id)
-    return cmd.response_to(codes.SUCCESS, None, answer.to_ext())
+    # SendMessageResponseHeader's wire names, built directly: one response per request
+    ext = {"msgId": ids[0] if len(ids) == 1 else ",".join(ids),
+           "queueId": str(getattr(result, "queue_id", queue_id)), "queueOffset": str(result.queue_offset)}
+    if transaction_id is not None:
+        ext["transactionId"] = transaction_id
+    return RemotingCommand(code=codes.SUCCESS, opaque=cmd.opaque, flag=codes.FLAG_RESPONSE, language="JAVA",
+                           version=cmd.version, ext_fields=ext, serialize_type=cmd.serialize_type)
+
+
+def _born_host(channel: Channel) -> tuple[str, int]:
+    """``peer_host(channel)``, parsed once per connection."""
+    attributes = getattr(channel, "attributes", None)
+    if attributes is None:
+        return peer_host(channel)
+    host = attributes.get("born_host")
+    if host is None:
+        host = attributes["born_host"] = peer_host(channel)
+    return host  # type: ignore[return-value]
 
 
 async def on_send(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
@@ -152,12 +180,13 @@ async def on_send(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
     if header.sys_flag & (rec.SYSFLAG_INNER_BATCH | rec.SYSFLAG_NEED_UNWRAP):
         raise Refused(codes.MESSAGE_ILLEGAL, "a single message cannot carry the inner-batch sysflag bits")
     check_compressed_body(cmd.body, header.sys_flag, header.topic, ctx.message_bytes_max)
-    properties = rec.decode_properties(header.properties or "")
+    wire = header.properties or ""
+    properties = rec.decode_properties(wire)
     msg = rec.Message(topic=header.topic, body=cmd.body, properties=properties, queue_id=queue_id, flag=header.flag,
                       sysflag=header.sys_flag, born_timestamp_ms=header.born_timestamp_ms,
-                      born_host=peer_host(channel), reconsume_times=header.reconsume_times or 0)
+                      born_host=_born_host(channel), reconsume_times=header.reconsume_times or 0)
     stored = ctx.rewrite(msg)
-    check_properties_room(stored.properties, header.topic)
+    check_properties_room(stored.properties, header.topic, len(wire))
     result = await ctx.group.put(stored)
     return _response(ctx, cmd, header.topic, result, queue_id, properties.get(UNIQ_KEY), 1)
 
@@ -185,7 +214,7 @@ async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Chann
     if compressed or len(cmd.body) + len(header.properties or "") * 4 > SEND_PROPERTIES_BYTES_MAX:
         for item in batch.items:
             check_properties_room({**properties, **item.properties}, header.topic)
-    common = dict(properties=properties, born_timestamp_ms=header.born_timestamp_ms, born_host=peer_host(channel))
+    common = dict(properties=properties, born_timestamp_ms=header.born_timestamp_ms, born_host=_born_host(channel))
     if cfg.is_batch_cq and compressed:
         result = await ctx.group.put_batch(header.topic, queue_id, batch.items, consolidate=True,
                                            sysflag=header.sys_flag, inner_body=batch.stored_body, **common)

@@ -85,3 +85,21 @@ def test_random_v2_headers_raise_only_header_error(ext):
         headers.SendMessageHeader.from_v2(ext)
     except HeaderError:
         pass
+
+
+_V2_VALUES = st.one_of(st.sampled_from(["0", "7", "-1", "true", "FALSE", "", "x", "99999999999999999999",
+                                        "１２", "0012", "9223372036854775807"]), st.text(max_size=6))
+
+
+@given(st.dictionaries(st.sampled_from(list("abcdefghijklmn") + ["topic", "zz"]), _V2_VALUES, max_size=16))
+def test_fast_v2_send_header_parses_as_the_table_does(ext):
+    """send_header_v2 (the broker's per-message path) gives what SendMessageHeader.from_v2 gives,
+    or the same HeaderError text."""
+    try:
+        expected = headers.SendMessageHeader.from_v2(ext)
+    except HeaderError as exc:
+        with pytest.raises(HeaderError) as got:
+            headers.send_header_v2(ext)
+        assert str(got.value) == str(exc)
+        return
+    assert headers.send_header_v2(ext) == expected
