@@ -51,6 +51,7 @@ RequestHandler = Callable[[RemotingCommand, "Channel"], Awaitable["RemotingComma
 WRITE_BUFFER_BYTES_HIGH_DEFAULT = 4 * 1024 * 1024
 INFLIGHT_REQUESTS_MAX_DEFAULT = 1024
 ROOM_POLL_S = 0.02
+SUBMIT_CHECK_S = 0.1         # how often ``submit``'s deadlines are looked at
 CLOSE_FLUSH_S = 1.0        # how long ``aclose`` lets the transport hand over what it holds
 _RESPONSE = codes.FLAG_RESPONSE
 _ONEWAY = codes.FLAG_ONEWAY
@@ -97,6 +98,8 @@ class Channel(asyncio.Protocol):
         self._in_read = False                     # inside data_received: its end flushes
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future] = []
+        self._deadlines: collections.deque[tuple[float, int, int]] = collections.deque()   # of ``submit``
+        self._deadline_timer: asyncio.TimerHandle | None = None
         self._reading_paused = False
         self._closed = False
         self._closed_event = asyncio.Event()
@@ -395,6 +398,55 @@ class Channel(asyncio.Protocol):
             timer.cancel()
             self._pending.pop(opaque, None)
 
+    def next_opaque(self) -> int:
+        """A fresh opaque for a frame the caller encodes itself (``submit``)."""
+        return self._next_opaque()
+
+    @property
+    def writable(self) -> bool:
+        """False while the transport holds more than ``write_buffer_bytes_high`` (see ``wait_writable``)."""
+        return not self._write_paused
+
+    async def wait_writable(self) -> None:
+        """Until the transport is under ``write_buffer_bytes_high`` again; RemotingClosedError when closed."""
+        while self._write_paused and not self._closed:
+            waiter = self._loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+        if self._closed:
+            raise RemotingClosedError(f"connection to {self.peer} is closed: {self.close_reason}")
+
+    def submit(self, opaque: int, frame: bytes, timeout_ms: int) -> asyncio.Future:
+        """Queue ``frame``, a whole request frame the caller encoded with ``opaque`` from
+        ``next_opaque()`` (no signing: a caller with credentials uses ``request``). The future gets
+        the response, or RemotingClosedError, or RemotingTimeoutError once ``timeout_ms`` passed.
+        Pipelining: nothing is awaited here (see ``writable`` for backpressure). Deadlines are
+        checked in submission order every ``SUBMIT_CHECK_S``: a request with a shorter timeout
+        than one submitted before it may fail that much later."""
+        future = self._loop.create_future()
+        if self._closed:
+            future.set_exception(RemotingClosedError(f"connection to {self.peer} is closed: {self.close_reason}"))
+            return future
+        self._pending[opaque] = future
+        self._deadlines.append((self._loop.time() + timeout_ms / 1000, opaque, timeout_ms))
+        if self._deadline_timer is None:
+            self._deadline_timer = self._loop.call_later(SUBMIT_CHECK_S, self._check_deadlines)
+        self._queue(frame)
+        return future
+
+    def _check_deadlines(self) -> None:
+        self._deadline_timer = None
+        now, deadlines, pending = self._loop.time(), self._deadlines, self._pending
+        while deadlines and (deadlines[0][0] <= now or deadlines[0][1] not in pending):
+            _, opaque, timeout_ms = deadlines.popleft()
+            future = pending.get(opaque)
+            if future is not None and not future.done() and not future.cancelled():
+                del pending[opaque]
+                future.set_exception(RemotingTimeoutError(
+                    f"request opaque={opaque} to {self.peer}: no response within {timeout_ms} ms"))
+        if deadlines and not self._closed:
+            self._deadline_timer = self._loop.call_later(SUBMIT_CHECK_S, self._check_deadlines)
+
     async def oneway(self, cmd: RemotingCommand) -> None:
         if self.credentials is not None:
             self.credentials.apply(cmd)
@@ -435,6 +487,10 @@ class Channel(asyncio.Protocol):
         if self._room_timer is not None:
             self._room_timer.cancel()
             self._room_timer = None
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+        self._deadlines.clear()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None

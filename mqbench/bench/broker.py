@@ -2,9 +2,12 @@
 
 For every layout, ``mqbench.cluster.launcher.up`` starts the name server and the broker processes
 (one per replica) in a temporary folder at a free port offset; this process creates a topic of 4
-queues and runs ``concurrency`` sender tasks of mqbench's own Producer (one connection, one event
-loop), each sending ``body_bytes`` messages one at a time (batch 1: SEND_MESSAGE_V2) or as
-SEND_BATCH_MESSAGE of ``batch`` messages, closed loop, for ``seconds`` after a 0.5 s warm-up.
+queues, and ``senders`` load-generator processes (default: the cores the broker processes leave,
+at least one; this process when one) keep ``concurrency`` requests in flight between them, each
+through mqbench's pipelined sender (``mqbench.client.pipeline``: prebuilt headers, one connection
+per broker, each response submitting the next request), sending ``body_bytes`` messages one at a
+time (batch 1: SEND_MESSAGE_V2) or as SEND_BATCH_MESSAGE of ``batch`` messages, closed loop, for
+``seconds`` after a 0.5 s warm-up.
 Bodies are cut from the ``orders`` workload's realistic bodies (seeded), never random bytes.
 
 Reported per layout, batch and body size (one row each): acknowledged messages per second, requests
@@ -14,7 +17,9 @@ acknowledged message, split:
 * ``broker_cpu_us_per_msg``: user + system CPU of every broker process of the layout (all
   replicas, summed; the name server is not counted), read at the start and the end of the
   measured phase (``mqbench.run.probes.cpu_seconds``, as ``mqbench run`` reads it);
-* ``client_cpu_us_per_msg``: this process's CPU (the load generator) over the same phase;
+* ``client_cpu_us_per_msg``: the sender processes' CPU (the load generator) over the same phase,
+  summed; ``senders`` says how many there were and ``failed_requests`` how many were not
+  deliveries (not counted as messages);
 * ``load_average_1m``: the machine's 1-minute load average at the end of the cell (msgs/s on a
   machine loaded by other work are not comparable; the CPU figures per message mostly are).
 
@@ -42,41 +47,110 @@ TOPIC = "BenchSend"
 START_WAIT_S = 60.0
 
 
-async def _cell(namesrv: str, broker_pids: list[int], batch: int, concurrency: int, seconds: float,
-                body: bytes) -> dict:
+async def _send_closed_loop(namesrv: str, batch: int, concurrency: int, body: bytes, start_at_s: float,
+                            seconds: float) -> dict:
+    """One sender: ``concurrency`` requests in flight through a ``PipelinedSender``, each response
+    submitting the next (no task per request); counts what is acknowledged between ``start_at_s``
+    and ``start_at_s + seconds`` (``time.time()``), and this process's CPU over that window."""
     from mqbench.client import OutgoingMessage, Producer
+    from mqbench.client.pipeline import PipelinedSender, delivered
 
+    loop = asyncio.get_running_loop()
     latencies_ms: list[float] = []
-    messages = requests = 0
-    counting = False
-    stop_at = time.monotonic() + WARMUP_S + seconds
+    counts = {"messages": 0, "requests": 0, "failed": 0}
+    state: dict = {"counting": False, "stop": False}
     async with Producer(namesrv, "PID_bench", send_timeout_ms=10_000) as producer:
         await producer.send(OutgoingMessage(TOPIC, body))  # route lookup and connection outside the clock
+        sender = await PipelinedSender(producer, TOPIC).open()
+        bodies = [body] * batch
+        outstanding = loop.create_future()
+        in_flight = 0
+        perf = time.perf_counter
 
-        async def sender() -> None:
-            nonlocal messages, requests
-            while time.monotonic() < stop_at:
-                started = time.perf_counter()
-                if batch == 1:
-                    await producer.send(OutgoingMessage(TOPIC, body))
+        def submit() -> None:
+            nonlocal in_flight
+            future = sender.send(body) if batch == 1 else sender.send_batch(bodies)
+            in_flight += 1
+            started = perf()
+            future.add_done_callback(lambda f: done(f, started))
+
+        def done(future: asyncio.Future, started: float) -> None:
+            nonlocal in_flight
+            in_flight -= 1
+            ok = not future.cancelled() and future.exception() is None and delivered(future.result())
+            if state["counting"]:
+                if ok:
+                    latencies_ms.append((perf() - started) * 1000)
+                    counts["messages"] += batch
+                    counts["requests"] += 1
                 else:
-                    await producer.send_batch([OutgoingMessage(TOPIC, body) for _ in range(batch)])
-                if counting:
-                    latencies_ms.append((time.perf_counter() - started) * 1000)
-                    messages += batch
-                    requests += 1
+                    counts["failed"] += 1
+            if not state["stop"]:
+                submit()
+            elif in_flight == 0 and not outstanding.done():
+                outstanding.set_result(None)
 
-        tasks = [asyncio.ensure_future(sender()) for _ in range(concurrency)]
-        await asyncio.sleep(WARMUP_S)
-        counting = True
-        begun = time.monotonic()
-        broker_cpu_start, client_cpu_start = processes_cpu_s(broker_pids), own_cpu_s()
-        await asyncio.gather(*tasks)
-        broker_cpu_s = processes_cpu_s(broker_pids) - broker_cpu_start
-        client_cpu_s = own_cpu_s() - client_cpu_start
-        elapsed = time.monotonic() - begun
-    latencies_ms.sort()
-    return {"batch_msgs": batch, "concurrency": concurrency, "acked_msgs": messages,
+        for _ in range(concurrency):
+            submit()
+        await asyncio.sleep(max(0.0, start_at_s - time.time()))
+        state["counting"] = True
+        cpu_start, begun = own_cpu_s(), time.monotonic()
+        await asyncio.sleep(max(0.0, start_at_s + seconds - time.time()))
+        state["counting"] = False
+        client_cpu_s, elapsed = own_cpu_s() - cpu_start, time.monotonic() - begun
+        state["stop"] = True
+        await asyncio.wait_for(outstanding, 30)
+    return {"latencies_ms": latencies_ms, "client_cpu_s": client_cpu_s, "elapsed_s": elapsed, **counts}
+
+
+def _sender_process(args: tuple) -> dict:
+    """A sender in a process of its own (``senders`` > 1): the same closed loop on a fresh event loop."""
+    use_event_loop()
+    return asyncio.run(_send_closed_loop(*args))
+
+
+def senders_default(broker_processes: int, cores: int | None = None) -> int:
+    """As many sender processes as there are cores to spare beside the brokers, at least one."""
+    return max(1, (cores or os.cpu_count() or 1) - broker_processes)
+
+
+def _cell(namesrv: str, broker_pids: list[int], batch: int, concurrency: int, seconds: float, body: bytes,
+          senders: int) -> dict:
+    """One cell: ``senders`` processes (this one when 1) sharing ``concurrency`` requests in flight;
+    broker CPU read at the start and end of the common measured window."""
+    import threading
+
+    shares = [concurrency // senders + (1 if i < concurrency % senders else 0) for i in range(senders)]
+    start_at_s = time.time() + WARMUP_S + (2.0 if senders > 1 else 0.3)   # processes need time to start
+    readings: dict[str, float] = {}
+
+    def read_broker_cpu(key: str, at_s: float) -> None:
+        time.sleep(max(0.0, at_s - time.time()))
+        readings[key] = processes_cpu_s(broker_pids)
+
+    readers = [threading.Thread(target=read_broker_cpu, args=("start", start_at_s), daemon=True),
+               threading.Thread(target=read_broker_cpu, args=("end", start_at_s + seconds), daemon=True)]
+    for reader in readers:
+        reader.start()
+    jobs = [(namesrv, batch, share, body, start_at_s, seconds) for share in shares if share > 0]
+    if len(jobs) == 1:
+        use_event_loop()      # the load generator on the loop the broker and run workers use (MQBENCH_EVENT_LOOP)
+        results = [asyncio.run(_send_closed_loop(*jobs[0]))]
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
+            results = pool.map(_sender_process, jobs)
+    for reader in readers:
+        reader.join()
+    broker_cpu_s = readings["end"] - readings["start"]
+    client_cpu_s = sum(r["client_cpu_s"] for r in results)
+    elapsed = max(r["elapsed_s"] for r in results)
+    messages = sum(r["messages"] for r in results)
+    requests = sum(r["requests"] for r in results)
+    latencies_ms = sorted(x for r in results for x in r["latencies_ms"])
+    return {"batch_msgs": batch, "concurrency": concurrency, "senders": len(jobs), "acked_msgs": messages,
+            "failed_requests": sum(r["failed"] for r in results),
             "measured_s": round(elapsed, 3),
             "throughput_msgs_per_s": round(messages / elapsed, 1),
             "requests_per_s": round(requests / elapsed, 1),
@@ -97,10 +171,11 @@ def _round(value: float | None) -> float | None:
 
 def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concurrency: int, seconds: float,
         durability: str, seed: int, limits_budget_s: float, directory: str | None = None,
-        progress=None) -> dict:
+        progress=None, senders: int | None = None) -> dict:
     """Measure every (layout, batch, body size) cell; returns the ``mqbench.bench-broker/1`` document.
 
-    ``progress(row)`` is called after each cell. Raises ``UserError`` for an unknown layout or a
+    ``progress(row)`` is called after each cell. ``senders``: load-generator processes (None:
+    ``senders_default``, the cores the layout's broker processes leave). Raises ``UserError`` for an unknown layout or a
     cluster that does not start.
     """
     from mqbench.broker.layout import load_layout
@@ -127,8 +202,8 @@ def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concur
                     for batch in batches:
                         row = {"layout": layout_name, "replicas": len(layout.instances), "durability": durability,
                                "body_bytes": body_bytes}
-                        use_event_loop()      # the load generator on the loop the broker and run workers use (MQBENCH_EVENT_LOOP)
-                        row.update(asyncio.run(_cell(namesrv, broker_pids, batch, concurrency, seconds, body)))
+                        row.update(_cell(namesrv, broker_pids, batch, concurrency, seconds, body,
+                                         senders or senders_default(len(broker_pids))))
                         row["throughput_ratio_to_loopback_frames"] = ratio(
                             row["throughput_msgs_per_s"], limits.get("loopback_small_frames_per_s"))
                         if durability == "fsync":
@@ -150,7 +225,7 @@ def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concur
 
 def render(doc: dict) -> str:
     """The terminal table of a ``mqbench.bench-broker/1`` document."""
-    rows = [[r["layout"], r["batch_msgs"], r["body_bytes"], r["throughput_msgs_per_s"],
+    rows = [[r["layout"], r["batch_msgs"], r["body_bytes"], r.get("senders", 1), r["throughput_msgs_per_s"],
              fmt(r["latency_ms_p50"], ".2f"), fmt(r["latency_ms_p99"], ".2f"),
              fmt(r["broker_cpu_us_per_msg"], ",.1f"), fmt(r["client_cpu_us_per_msg"], ",.1f"),
              fmt_ratio(r["throughput_ratio_to_loopback_frames"], 3), fmt(r.get("load_average_1m"), ".1f")]
@@ -158,5 +233,5 @@ def render(doc: dict) -> str:
     head = (f"send, {doc['concurrency']} in flight, durability {doc['durability']}, "
             f"{doc['seconds_per_cell']:g} s per cell after {doc['warmup_s']:g} s warm-up, "
             f"{doc['cpu_cores']} cores shared by brokers and load generator\n{limits_line(doc['limits'])}\n")
-    return head + table(rows, ["layout", "batch", "body B", "msgs/s", "p50 ms", "p99 ms", "broker CPU µs/msg",
+    return head + table(rows, ["layout", "batch", "body B", "senders", "msgs/s", "p50 ms", "p99 ms", "broker CPU µs/msg",
                                "client CPU µs/msg", "msgs/s / loopback frames/s", "load 1m"])

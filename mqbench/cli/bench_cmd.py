@@ -61,7 +61,9 @@ def bench() -> None:
 @click.option("--body-bytes", "body_sizes", type=IntList(), default="1024", show_default=True,
               help="Body sizes in bytes, comma separated (realistic order JSON, cut to size).")
 @click.option("--concurrency", type=click.IntRange(1, 1024), default=16, show_default=True,
-              help="Requests in flight (sender tasks of one client).")
+              help="Requests in flight, shared by the sender processes (pipelined, no task per request).")
+@click.option("--senders", type=click.IntRange(1, 64), default=None,
+              help="Load-generator processes [default: the cores the layout's broker processes leave, at least 1].")
 @click.option("--seconds", type=click.FloatRange(0.2, 300), default=3.0, show_default=True,
               help="Measured seconds per cell, after a 0.5 s warm-up.")
 @click.option("--durability", type=click.Choice(["memory", "fsync"]), default="memory", show_default=True)
@@ -69,12 +71,13 @@ def bench() -> None:
 @dir_option
 @seed_option
 @json_option
-def broker(layouts, batches, body_sizes, concurrency, seconds, durability, limits_budget_s, directory, seed, as_json):
+def broker(layouts, batches, body_sizes, concurrency, senders, seconds, durability, limits_budget_s, directory, seed,
+           as_json):
     """Send msgs/s, latency p50/p99, and broker and client CPU µs/msg, per layout, batch and body size.
 
     Starts each layout as real processes on loopback (free ports), sends closed-loop with mqbench's
-    client, then stops it. Broker CPU is every replica's process CPU summed; client CPU is this
-    process's (the load generator).
+    pipelined sender in --senders processes, then stops it. Broker CPU is every replica's process CPU
+    summed; client CPU is the sender processes' (the load generator), summed.
     """
     from mqbench.bench import broker as bench_broker
 
@@ -84,7 +87,7 @@ def broker(layouts, batches, body_sizes, concurrency, seconds, durability, limit
                           f"{r['throughput_msgs_per_s']:,.0f} msgs/s")
     doc = bench_broker.run(layouts=_names(layouts), batches=batches, body_sizes=body_sizes, concurrency=concurrency,
                            seconds=seconds, durability=durability, seed=seed, limits_budget_s=limits_budget_s,
-                           directory=directory, progress=_progress(as_json, describe))
+                           directory=directory, progress=_progress(as_json, describe), senders=senders)
     _emit(doc, as_json, bench_broker.render)
 
 

@@ -48,6 +48,7 @@ from mqbench.broker.formats.topics import validate_topic
 from mqbench.client.connections import (TRANSPORT_ERRORS, ClientError, ConnectionPool, NameServerClient,
                                         RouteCache)
 from mqbench.client.messages import OutgoingMessage, UniqueIdGenerator
+from mqbench.client.pipeline import SendFrameTemplate, json_string_content
 from mqbench.client.routes import MessageQueue, TopicRoute
 from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec, parse_codec
 from mqbench.errors import UserError
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 DELIVERED = {codes.SUCCESS: "SEND_OK", codes.FLUSH_DISK_TIMEOUT: "FLUSH_DISK_TIMEOUT",
              codes.FLUSH_SLAVE_TIMEOUT: "FLUSH_SLAVE_TIMEOUT", codes.SLAVE_NOT_AVAILABLE: "SLAVE_NOT_AVAILABLE"}
+TEMPLATES_MAX = 4096     # prebuilt send headers kept (one per topic, queue, code, sysflag and flag)
 RETRIED = {codes.SYSTEM_ERROR, codes.SYSTEM_BUSY, codes.SERVICE_NOT_AVAILABLE, codes.NO_PERMISSION,
            codes.TOPIC_NOT_EXIST}
 
@@ -187,6 +189,7 @@ class Producer(ClientBase):
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self._next_queue = self.rng.randrange(1 << 16)
         self._heartbeat_addrs: set[str] = set()
+        self._templates: dict[tuple, SendFrameTemplate] = {}
 
     async def start(self) -> "Producer":
         self._spawn(self._every(self.heartbeat_interval_ms, self.heartbeat, "producer heartbeat"), "producer-heartbeat")
@@ -267,6 +270,7 @@ class Producer(ClientBase):
         failures: list[str] = []
         avoid: str | None = None
         wire_properties = rec.encode_properties(properties).decode("utf-8")
+        properties_wire: bytes | None = None
         route = await self.routes.get(topic)
         for attempt in range(1, self.retries + 2):
             queue = self._select(route, avoid)
@@ -276,11 +280,23 @@ class Producer(ClientBase):
                 continue
             addr = route.brokers[queue.broker_name].master_addr
             born_ms = self.clock_ms()
-            cmd = RemotingCommand(code=code, ext_fields=send_header_v2(
-                self.group, topic, queue.queue_id, sys_flag, born_ms, flag, wire_properties,
-                code == codes.SEND_BATCH_MESSAGE, queue.broker_name), body=body, language="PYTHON")
             try:
-                response = await self.pool.request(addr, cmd, self.send_timeout_ms)
+                if self.pool.credentials is None:
+                    # the header prebuilt per queue, the per-message fields spliced in (pipeline.py)
+                    channel = await self.pool.channel(addr)
+                    if not channel.writable:
+                        await channel.wait_writable()
+                    if properties_wire is None:
+                        properties_wire = json_string_content(wire_properties)
+                    template = self._template(code, topic, queue, sys_flag, flag)
+                    opaque = channel.next_opaque()
+                    response = await channel.submit(opaque, template.frame(opaque, born_ms, properties_wire, body),
+                                                    self.send_timeout_ms)
+                else:       # signed: the request's fields go into the signature
+                    cmd = RemotingCommand(code=code, ext_fields=send_header_v2(
+                        self.group, topic, queue.queue_id, sys_flag, born_ms, flag, wire_properties,
+                        code == codes.SEND_BATCH_MESSAGE, queue.broker_name), body=body, language="PYTHON")
+                    response = await self.pool.request(addr, cmd, self.send_timeout_ms)
                 self._heartbeat_addrs.add(addr)
                 return self._result(response, queue, born_ms, attempt, ids)
             except _Attempt as exc:
@@ -293,6 +309,17 @@ class Producer(ClientBase):
                 avoid = queue.broker_name
                 route = await self._refresh(topic, route)
         raise ClientError(f"send to {topic!r} failed after {self.retries + 1} attempts: " + "; ".join(failures))
+
+    def _template(self, code: int, topic: str, queue: MessageQueue, sys_flag: int, flag: int) -> SendFrameTemplate:
+        key = (code, topic, queue.broker_name, queue.queue_id, sys_flag, flag)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) >= TEMPLATES_MAX:
+                self._templates.clear()
+            template = self._templates[key] = SendFrameTemplate(code, send_header_v2(
+                self.group, topic, queue.queue_id, sys_flag, 0, flag, "", code == codes.SEND_BATCH_MESSAGE,
+                queue.broker_name))
+        return template
 
     async def _refresh(self, topic: str, route: TopicRoute) -> TopicRoute:
         try:

@@ -260,3 +260,26 @@ def test_rebalance_after_the_route_moved_heartbeats_the_new_leader_first(cluster
                 assert consumer.client_id in new_leader.groups.get("GID_moved", {})
                 assert consumer.assigned and all(q.broker_name == "g0" for q in consumer.assigned)
     run(main())
+
+
+def test_pipelined_sender_keeps_many_in_flight_and_every_one_is_stored(cluster, run):
+    """The load generator's path (mqbench.client.pipeline): 200 singles and 5 batches of 8 submitted
+    without awaiting each, round-robin over the queues, each with its own UNIQ_KEY, all stored."""
+    from mqbench.client.pipeline import PipelinedSender, delivered
+
+    async def main():
+        async with cluster:
+            broker = await cluster.add_broker()
+            async with Producer(cluster.namesrv_addr, "PID_p") as producer:
+                sender = await PipelinedSender(producer, "Orders").open()
+                futures = [sender.send(f"m{i}".encode()) for i in range(200)]
+                futures += [sender.send_batch([f"b{j}-{i}".encode() for i in range(8)]) for j in range(5)]
+                responses = await asyncio.gather(*futures)
+            assert all(delivered(r) for r in responses)
+            stored = broker.stored("Orders")
+            assert sorted(m.body for m in stored) == sorted([f"m{i}".encode() for i in range(200)] +
+                                                            [f"b{j}-{i}".encode() for j in range(5) for i in range(8)])
+            assert len({m.properties["UNIQ_KEY"] for m in stored}) == 240
+            assert {m.queue_id for m in stored} == {0, 1, 2, 3}
+            assert {r.code for r in broker.requests[-205:]} == {codes.SEND_MESSAGE_V2, codes.SEND_BATCH_MESSAGE}
+    run(main())

@@ -20,3 +20,23 @@ def test_send_header_v2_is_the_typed_header(group, topic, queue_id, sys_flag, bo
     direct = send_header_v2(group, topic, queue_id, sys_flag, born_ms, flag, properties, batch, broker_name)
     assert list(direct.items()) == list(typed.items())
     assert headers.SendMessageHeader.from_v2(direct) == headers.SendMessageHeader.from_v2(typed)
+
+
+@given(group=_names, topic=_names, queue_id=st.integers(0, 2**31 - 1), sys_flag=st.integers(0, 2**31 - 1),
+       born_ms=st.integers(0, 2**62), flag=st.integers(-2**31, 2**31 - 1),
+       properties=st.text(max_size=40), batch=st.booleans(), broker_name=_names,
+       opaque=st.integers(0, 2**31 - 2), body=st.binary(max_size=64))
+def test_prebuilt_send_frame_is_the_encoded_request(group, topic, queue_id, sys_flag, born_ms, flag, properties,
+                                                    batch, broker_name, opaque, body):
+    """The frame spliced from a SendFrameTemplate is byte for byte encode_command of the request."""
+    from mqbench.broker.formats import codes
+    from mqbench.broker.formats.command import RemotingCommand, encode_command
+    from mqbench.client.pipeline import SendFrameTemplate, json_string_content
+
+    code = codes.SEND_BATCH_MESSAGE if batch else codes.SEND_MESSAGE_V2
+    template = SendFrameTemplate(code, send_header_v2(group, topic, queue_id, sys_flag, 0, flag, "", batch,
+                                                      broker_name))
+    expected = encode_command(RemotingCommand(code=code, opaque=opaque, language="PYTHON", body=body,
+                                              ext_fields=send_header_v2(group, topic, queue_id, sys_flag, born_ms,
+                                                                        flag, properties, batch, broker_name)))
+    assert template.frame(opaque, born_ms, json_string_content(properties), body) == expected
