@@ -33,9 +33,11 @@ if the replica is still not readable it is answered PULL_RETRY_IMMEDIATELY with 
 for, which every RocketMQ client pulls again from.
 
 The body is the concatenation of stored-message records (spec protocols.md section 8), one per
-message: an inner batch of a BatchCQ topic is handed out unwrapped (message ``base + i`` as its
-own record, as ``Store.read_queue`` returns it), so any client can read it. Tags are filtered by
-the subscription in the request (or the one the group heartbeated). With the commit-offset flag
+message, sent as they are stored (``Store.read_queue_records``: one read per run of records, a
+DLedger store's entry framing left out, no decode or re-encode). An inner batch of a BatchCQ topic
+is handed out unwrapped (message ``base + i`` as its own record), so any client can read it.
+Tags are filtered by the subscription in the request (or the one the group heartbeated), exactly:
+by the consume queue's tag hash, then the candidates' TAGS. With the commit-offset flag
 the leader also stores the consumer's ``commitOffset`` (through the Raft log, not waited for).
 """
 from __future__ import annotations
@@ -46,13 +48,11 @@ from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.channel import Channel
 from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.server.handlers import READ_WAIT_MS_MAX, BrokerContext, Refused
-from mqbench.broker.formats import record as rec
 from mqbench.broker.formats.configs import PERM_READ
 from mqbench.broker.formats.topics import validate_group, validate_topic
 
 PULL_BYTES_MAX = 4 * 1024 * 1024
 PULL_MESSAGES_MAX = 1024
-TAGS = "TAGS"
 
 
 def _tags(ctx: BrokerContext, header: headers.PullMessageHeader) -> set[str] | None:
@@ -95,14 +95,13 @@ def _answer(ctx: BrokerContext, header: headers.PullMessageHeader, tags: set[str
         return PullAnswer(codes.PULL_OFFSET_MOVED, lo if lo == 0 else hi, min_offset=lo, max_offset=hi)
     wanted = max(1, min(header.max_msg_nums, PULL_MESSAGES_MAX))
     bytes_max = min(header.max_msg_bytes or PULL_BYTES_MAX, PULL_BYTES_MAX)
-    result = store.read_queue(topic, queue_id, offset, wanted, max(bytes_max, 1))
+    result = store.read_queue_records(topic, queue_id, offset, wanted, max(bytes_max, 1), tags)
     bounds = dict(min_offset=result.min_offset, max_offset=result.max_offset)
-    if not result.messages:
-        return PullAnswer(codes.PULL_NOT_FOUND, result.next_offset, may_wait=True, **bounds)
-    records = [rec.encode_message(m) for m in result.messages if tags is None or m.properties.get(TAGS) in tags]
-    if not records:
+    if result.count:
+        return PullAnswer(codes.SUCCESS, result.next_offset, result.body, result.count, **bounds)
+    if result.skipped:
         return PullAnswer(codes.PULL_RETRY_IMMEDIATELY, result.next_offset, **bounds)
-    return PullAnswer(codes.SUCCESS, result.next_offset, b"".join(records), len(records), **bounds)
+    return PullAnswer(codes.PULL_NOT_FOUND, result.next_offset, may_wait=True, **bounds)
 
 
 async def _ready_answer(ctx: BrokerContext, header: headers.PullMessageHeader, tags: set[str] | None,

@@ -19,9 +19,31 @@
   consumer decompresses it, as RocketMQ's does.
 * Every record read is decoded with its CRC checked and must be the record of that queue at that
   offset (``queue_record``); anything else raises CorruptDataError naming the place.
+
+``read_queue_records(log, queues, topic, queue_id, offset, max_messages, max_bytes, tags=None)
+-> RecordsRead``: the same walk for a pull, answering with the stored record bytes themselves,
+back to back (a pull body, spec protocols.md section 8), with no decode and no re-encode:
+
+* The consume-queue units are walked; the records they point at are read with one ``log.read`` per
+  run of records that lie close together in the log (at most ``RUN_GAP_BYTES_MAX`` apart: the
+  DLedger entry header of 48 bytes before each record, or a small metadata entry, is read and left
+  out), so a pull of 32 messages written together is one ``pread``. Only the records are returned:
+  a DLedger store's entry framing is stripped, the record bytes are unchanged.
+* Each record is checked to be the one the unit points at without decoding it: TOTALSIZE equal to
+  the unit's size, a record magic, QUEUEID, QUEUEOFFSET and the topic; a mismatch raises
+  CorruptDataError naming the place. BODYCRC is not checked here (RocketMQ's broker does not either;
+  the consumer checks it).
+* ``tags`` (a set of tag strings, None for all): a unit is a candidate when its tags code is the
+  hash of one of them (spec 5.1); a candidate's TAGS property is then read to confirm it, so the
+  answer is exactly the messages whose TAGS is in ``tags``. ``skipped`` counts the others;
+  ``next_offset`` is after the last unit looked at.
+* A BatchConsumeQueue (BatchCQ topics) is read with ``read_queue`` and its messages are encoded one
+  record each, inner batches unwrapped: RocketMQ 5 would send the stored inner-batch record and
+  leave the unwrapping to its Java client, but the C++ client and ali-ons cannot unwrap one.
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from mqbench.errors import CorruptDataError
@@ -29,7 +51,12 @@ from mqbench.errors import CorruptDataError
 from mqbench.broker.formats.compression import SYSFLAG_COMPRESSION_BITS, inner_batch_items
 from .consume_queue import BatchConsumeQueue
 from .dispatch import QueueSet
-from mqbench.broker.formats.record import SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, Message, decode_message
+from mqbench.broker.formats.record import (MAGIC_V1, MAGIC_V2, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, Message,
+                                           decode_message, encode_message, java_hash, peek_properties, peek_topic)
+
+RUN_GAP_BYTES_MAX = 4096
+_RECORD_HEAD = struct.Struct(">ii4xi4xq")     # TOTALSIZE MAGICCODE (BODYCRC) QUEUEID (FLAG) QUEUEOFFSET
+_MAGICS = (MAGIC_V1, MAGIC_V2)
 
 
 @dataclass
@@ -121,3 +148,106 @@ def read_queue(log, queues: QueueSet, topic: str, queue_id: int, offset: int, ma
             used += size
     nxt = out[-1].queue_offset + 1 if out else offset
     return ReadResult("FOUND" if out else "NO_MESSAGE", out, nxt, lo, hi)
+
+
+@dataclass
+class RecordsRead:
+    status: str                   # FOUND, NO_MESSAGE, OFFSET_OVERFLOW, NO_QUEUE
+    body: bytes                   # the records handed out, back to back
+    count: int                    # messages in ``body``
+    skipped: int                  # messages looked at and left out by the tag filter
+    next_offset: int
+    min_offset: int
+    max_offset: int
+
+
+def _stored_record(buf: bytes, at: int, size: int, topic_bytes: bytes, queue_id: int, queue_offset: int,
+                   physical_offset: int) -> None:
+    """Check that the ``size`` bytes at ``at`` are the record of ``topic``/``queue_id`` at
+    ``queue_offset`` (module doc); CorruptDataError naming the commitlog offset if not."""
+    why = None
+    if at + size > len(buf):
+        why = f"no record of {size} bytes there (the log ends before it)"
+    else:
+        total, magic, got_queue, got_offset = _RECORD_HEAD.unpack_from(buf, at)
+        if total != size or magic not in _MAGICS:
+            why = f"the unit's record of {size} bytes is not there (TOTALSIZE {total}, magic {magic})"
+        elif got_queue != queue_id or got_offset != queue_offset:
+            why = f"it points at a record of queue {got_queue} offset {got_offset}"
+        else:
+            try:
+                topic = peek_topic(buf, at)
+            except (CorruptDataError, struct.error):
+                topic = None
+            if topic is None or topic.encode() != topic_bytes:
+                why = f"it points at a record of topic {topic!r}"
+    if why is not None:
+        raise CorruptDataError(f"queue unit {topic_bytes.decode()}/{queue_id}@{queue_offset}: {why}",
+                               where="consume queue", offset=physical_offset)
+
+
+def _wanted(buf: bytes, at: int, tags: set[str]) -> bool:
+    try:
+        return peek_properties(buf, at).get("TAGS") in tags
+    except (CorruptDataError, struct.error):
+        return False
+
+
+def read_queue_records(log, queues: QueueSet, topic: str, queue_id: int, offset: int, max_messages: int,
+                       max_bytes: int, tags: set[str] | None = None) -> RecordsRead:
+    """The stored records of ``topic``/``queue_id`` from ``offset`` on (see module doc)."""
+    q = queues.find(topic, queue_id)
+    if q is None:
+        return RecordsRead("NO_QUEUE", b"", 0, 0, 0, 0, 0)
+    lo, hi = q.min_offset, q.max_offset
+    if offset >= hi:
+        return RecordsRead("OFFSET_OVERFLOW" if offset > hi else "NO_MESSAGE", b"", 0, 0, hi, lo, hi)
+    if isinstance(q, BatchConsumeQueue):
+        return _encoded_batch_queue(log, queues, topic, queue_id, offset, max_messages, max_bytes, tags)
+    units = q.read_units(max(offset, lo), max(1, max_messages))
+    wanted_codes = None if tags is None else {java_hash(t) if t else 0 for t in tags}
+    topic_bytes = topic.encode()
+    parts: list = []
+    count = skipped = used = 0
+    next_offset = max(offset, lo)
+    i, n = 0, len(units)
+    while i < n:
+        # a run: units whose records lie close together in the log, read with one log.read
+        j, start = i + 1, units[i][1]
+        end = start + units[i][2]
+        taken = used + units[i][2]
+        while j < n and 0 <= units[j][1] - end <= RUN_GAP_BYTES_MAX and taken + units[j][2] <= max_bytes:
+            end = units[j][1] + units[j][2]
+            taken += units[j][2]
+            j += 1
+        buf = log.read(start, end - start)
+        full = False
+        for qoff, phys, size, code in units[i:j]:
+            if count and used + size > max_bytes:
+                full = True
+                break
+            at = phys - start
+            _stored_record(buf, at, size, topic_bytes, queue_id, qoff, phys)
+            next_offset = qoff + 1
+            if wanted_codes is not None and (code not in wanted_codes or not _wanted(buf, at, tags)):
+                skipped += 1
+                continue
+            parts.append(memoryview(buf)[at:at + size])
+            count += 1
+            used += size
+        if full:
+            break
+        i = j
+    body = parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
+    return RecordsRead("FOUND" if count else "NO_MESSAGE", body, count, skipped, next_offset, lo, hi)
+
+
+def _encoded_batch_queue(log, queues: QueueSet, topic: str, queue_id: int, offset: int, max_messages: int,
+                         max_bytes: int, tags: set[str] | None) -> RecordsRead:
+    """``read_queue_records`` of a BatchConsumeQueue: its messages (inner batches unwrapped)
+    encoded one record each (module doc)."""
+    result = read_queue(log, queues, topic, queue_id, offset, max_messages, max_bytes)
+    chosen = [m for m in result.messages if tags is None or m.properties.get("TAGS") in tags]
+    return RecordsRead("FOUND" if chosen else result.status, b"".join(encode_message(m) for m in chosen),
+                       len(chosen), len(result.messages) - len(chosen), result.next_offset, result.min_offset,
+                       result.max_offset)

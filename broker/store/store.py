@@ -47,7 +47,8 @@ Dispatch point (when appended messages become readable through ``read_queue``):
 Reading: ``read_queue(topic, queue_id, offset, max_messages=32, max_bytes=4 MiB) -> ReadResult``
 (messages with their queue offsets, inner batches unwrapped into messages ``base+i``, the next
 offset, status); ``min_offset``/``max_offset(topic, queue_id)``; ``read_message(physical_offset,
-size)``.
+size)``; ``read_queue_records(..., tags=None) -> RecordsRead`` is the pull's read: the stored
+record bytes back to back, no decode (``reader.read_queue_records``).
 
 Metadata: ``topic_config(name)``, ``create_topic(name, ...)``, ``update_topic(cfg)``,
 ``commit_offset(group, topic, queue_id, offset)``, ``query_offset(...) -> int (-1 = none)``,
@@ -388,6 +389,14 @@ class Store:
         validate_topic(topic)
         with self._lock:
             return reader.read_queue(self.log, self.queues, topic, queue_id, offset, max_messages, max_bytes)
+
+    def read_queue_records(self, topic: str, queue_id: int, offset: int, max_messages: int = 32,
+                           max_bytes: int = 4 << 20, tags: set[str] | None = None) -> reader.RecordsRead:
+        """The stored records from ``offset`` on, as one pull body (see ``reader.read_queue_records``)."""
+        validate_topic(topic)
+        with self._lock:
+            return reader.read_queue_records(self.log, self.queues, topic, queue_id, offset, max_messages,
+                                             max_bytes, tags)
 
     def _queue_record(self, topic: str, queue_id: int, queue_offset: int, physical_offset: int,
                       size: int) -> Message:

@@ -92,6 +92,41 @@ def broker(layouts, batches, body_sizes, concurrency, senders, seconds, durabili
 
 
 @bench.command()
+@click.option("--layout", "layout_name", default="single", show_default=True,
+              help="Built-in layout or layout file whose first group is filled and drained.")
+@click.option("--messages", type=click.IntRange(1, 100_000_000), default=1_000_000, show_default=True,
+              help="Backlog size in messages, written straight into the stopped broker's store.")
+@click.option("--body-bytes", type=click.IntRange(1, 4 << 20), default=128, show_default=True,
+              help="Body size in bytes (realistic order JSON, cut to size).")
+@click.option("--queues", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Queues of the topic the backlog is spread over (one pull loop each).")
+@click.option("--pull-batch", type=click.IntRange(1, 1024), default=32, show_default=True,
+              help="Messages asked for per PULL_MESSAGE (RocketMQ's pullBatchSize).")
+@click.option("--timeout-s", type=click.FloatRange(1, 3600), default=300, show_default=True,
+              help="The drain stops after this many seconds (the row says how many arrived).")
+@limits_budget_option
+@dir_option
+@seed_option
+@json_option
+def pull(layout_name, messages, body_bytes, queues, pull_batch, timeout_s, limits_budget_s, directory, seed, as_json):
+    """Drain msgs/s of one consumer on a backlog, with broker and client CPU µs/msg.
+
+    Starts the layout as real processes on loopback (free ports), creates the topic and sends one
+    message, stops it, writes the backlog straight into the leader's store (the store's own append
+    path: a million messages in seconds, not minutes of sends), starts it again and drains the
+    backlog with one mqbench Consumer. Broker CPU is every replica's process CPU summed over the
+    drain; client CPU is this process's (the consumer).
+    """
+    from mqbench.bench import pull as bench_pull
+
+    _stop_on_sigterm()
+    doc = bench_pull.run(layout_name=layout_name, messages=messages, body_bytes=body_bytes, queues=queues,
+                         pull_batch=pull_batch, seed=seed, limits_budget_s=limits_budget_s, timeout_s=timeout_s,
+                         directory=directory)
+    _emit(doc, as_json, bench_pull.render)
+
+
+@bench.command()
 @click.option("--version", "store_version", type=click.Choice(["v4", "v5", "v4-dledger", "v5-dledger"]),
               default="v5", show_default=True, help="Storage format version of the benchmarked store.")
 @click.option("--batch", type=click.IntRange(1, 4096), default=32, show_default=True,

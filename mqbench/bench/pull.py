@@ -1,0 +1,171 @@
+"""``mqbench bench pull``: how fast one consumer drains a backlog from a real broker process.
+
+The run, on one layout (``single`` by default), in a temporary folder at a free port offset:
+
+1. ``mqbench.cluster.launcher.up`` starts the name server and the broker(s); a topic of ``queues``
+   queues is created and one message sent through mqbench's Producer (the route, the topic and the
+   store exist as a client made them).
+2. The cluster is stopped (a clean shutdown) and the backlog is written straight into the stopped
+   group leader's store with ``Store.append_batch`` (the store's own write path, in the log's
+   current term, ``batch_write`` messages per call, round-robin over the queues): ``messages``
+   messages of ``body_bytes`` realistic order JSON (seeded), each with a ``UNIQ_KEY`` and
+   ``WAIT`` property as a client sends them. This fills a million messages in seconds, where sends
+   through the broker would take minutes on a small machine. The other replicas of a replicated
+   layout get the same entries when the leader replicates them after the restart.
+3. The cluster is started again on the same stores; once its leader answers, one Consumer
+   (mqbench's, ``consume_from="first"``, one long-poll loop per queue, ``pull_batch`` messages per
+   pull) receives until it has every message of the backlog.
+
+Reported (``mqbench.bench-pull/1``): the fill time, the drain's messages per second (first pull to
+last message received), the CPU per message of the broker processes (all replicas, summed) and of
+this process (the consumer) over the drain, the machine's loopback limits measured in the same run
+and ``drain_ratio_to_loopback_frames``, and the 1-minute load average (msgs/s on a machine shared
+with other work are not comparable; the CPU figures mostly are). The run is bounded: the drain
+stops after ``timeout_s`` (the row then says how many were received).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from mqbench.bench.common import (bench_document, fmt, fmt_ratio, limits_line, measure_limits, own_cpu_s, payload,
+                                  processes_cpu_s, ratio, us_per_msg)
+from mqbench.errors import UserError
+from mqbench.event_loop import use_event_loop
+from mqbench.output import table
+
+TOPIC = "BenchPull"
+GROUP = "CID_bench_pull"
+START_WAIT_S = 60.0
+BATCH_WRITE = 4096
+
+
+async def _first_send(namesrv: str, body: bytes) -> None:
+    from mqbench.client import OutgoingMessage, Producer
+
+    async with Producer(namesrv, "PID_bench_pull", send_timeout_ms=10_000) as producer:
+        await producer.send(OutgoingMessage(TOPIC, body))
+
+
+def fill_store(store_root: Path, *, messages: int, body: bytes, queues: int, batch_write: int = BATCH_WRITE) -> None:
+    """Append ``messages`` messages of ``body`` to the stopped broker store at ``store_root``,
+    round-robin over ``queues`` queues of ``TOPIC`` (see module doc)."""
+    from mqbench.broker.formats.batch import BatchItem
+    from mqbench.broker.store.store import Store
+
+    store = Store.open(store_root)
+    try:
+        term = store.dledger.last_term if store.dledger is not None else 0
+        written = 0
+        queue_id = 0
+        while written < messages:
+            n = min(batch_write, messages - written)
+            items = [BatchItem(body, {"UNIQ_KEY": f"{written + i:032X}", "WAIT": "true"}) for i in range(n)]
+            with contextlib.ExitStack() as combined:   # one pwrite per file per call, not three per message
+                for files in _segment_files(store):
+                    combined.enter_context(files.combined_writes())
+                store.append_batch(TOPIC, queue_id, items, consolidate=False, term=term, wait_durable=False)
+            written += n
+            queue_id = (queue_id + 1) % queues
+    finally:
+        store.close()
+
+
+def _segment_files(store) -> list:
+    """What ``fill_store`` combines writes of: the queues, and the DLedger data and index files."""
+    return [store.queues] + ([store.dledger.data, store.dledger.index] if store.dledger is not None else [])
+
+
+async def _drain(namesrv: str, expected: int, broker_pids: list[int], pull_batch: int, timeout_s: float) -> dict:
+    from mqbench.client import Consumer
+
+    received = 0
+    consumer = Consumer(namesrv, GROUP, consume_from="first", pull_batch_size=pull_batch,
+                        buffer_messages_max=max(4096, 4 * pull_batch))
+    consumer.subscribe(TOPIC)
+    broker_cpu_start, client_cpu_start = processes_cpu_s(broker_pids), own_cpu_s()
+    begun = time.monotonic()
+    deadline = begun + timeout_s
+    await consumer.start()
+    try:
+        while received < expected and time.monotonic() < deadline:
+            received += len(await consumer.receive(1024, timeout_ms=1000))
+        elapsed = time.monotonic() - begun
+        broker_cpu_s = processes_cpu_s(broker_pids) - broker_cpu_start
+        client_cpu_s = own_cpu_s() - client_cpu_start
+    finally:
+        await consumer.close()
+    return {"received_msgs": received, "drained": received >= expected, "drain_s": round(elapsed, 3),
+            "drain_msgs_per_s": round(received / elapsed, 1) if elapsed > 0 else None,
+            "broker_cpu_s": round(broker_cpu_s, 3), "client_cpu_s": round(client_cpu_s, 3),
+            "broker_cpu_us_per_msg": us_per_msg(broker_cpu_s, received),
+            "client_cpu_us_per_msg": us_per_msg(client_cpu_s, received),
+            "load_average_1m": round(os.getloadavg()[0], 2)}
+
+
+def run(*, layout_name: str = "single", messages: int = 1_000_000, body_bytes: int = 128, queues: int = 4,
+        pull_batch: int = 32, seed: int = 0, limits_budget_s: float = 4, timeout_s: float = 300,
+        directory: str | None = None) -> dict:
+    """Fill, then drain (module doc); returns the ``mqbench.bench-pull/1`` document. Raises
+    ``UserError`` for an unknown layout or a cluster that does not start."""
+    from mqbench.broker.layout import load_layout
+    from mqbench.cluster import launcher
+    from mqbench.cluster.drills import ensure_topic, group_leader
+    from mqbench.run.environment import free_port_offset
+
+    if messages < 1:
+        raise UserError("--messages must be at least 1")
+    layout = load_layout(layout_name)
+    group = layout.instances[0].group
+    base = Path(tempfile.mkdtemp(prefix="mqbench-bench-pull-", dir=directory))
+    body = payload(body_bytes, seed)
+    try:
+        limits = measure_limits(base, limits_budget_s, disk=False, loopback=True)
+        cluster_dir = base / layout_name
+        state = launcher.up(layout_name, cluster_dir, port_offset=free_port_offset(layout), wait_s=START_WAIT_S)
+        try:
+            namesrv = launcher.cluster_layout(state).namesrv_addr
+            asyncio.run(ensure_topic(state, group, TOPIC))
+            asyncio.run(_first_send(namesrv, body))
+            leader = asyncio.run(group_leader(state, group))
+        finally:
+            launcher.down(state, timeout_s=10)
+        if leader is None:
+            raise UserError(f"no leader of {group} answered")
+        store_root = Path(state.processes[leader.name].workdir) / "store"
+        fill_begun = time.monotonic()
+        fill_store(store_root, messages=messages - 1, body=body, queues=queues)
+        fill_s = time.monotonic() - fill_begun
+        state = launcher.up(layout_name, cluster_dir, port_offset=state.port_offset, wait_s=START_WAIT_S)
+        try:
+            broker_pids = [r.pid for r in state.processes.values() if r.kind == "broker"]
+            use_event_loop()          # the consumer on the loop the broker and run workers use (MQBENCH_EVENT_LOOP)
+            row = {"layout": layout_name, "replicas": len(layout.instances), "body_bytes": body_bytes,
+                   "backlog_msgs": messages, "queues": queues, "pull_batch_msgs": pull_batch,
+                   "fill_s": round(fill_s, 3)}
+            row.update(asyncio.run(_drain(launcher.cluster_layout(state).namesrv_addr, messages, broker_pids,
+                                          pull_batch, timeout_s)))
+        finally:
+            launcher.down(state, timeout_s=10)
+        row["drain_ratio_to_loopback_frames"] = ratio(row["drain_msgs_per_s"], limits.get("loopback_small_frames_per_s"))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return bench_document("pull", seed=seed, cpu_cores=os.cpu_count(), limits=limits, rows=[row])
+
+
+def render(doc: dict) -> str:
+    """The terminal table of a ``mqbench.bench-pull/1`` document."""
+    rows = [[r["layout"], f"{r['backlog_msgs']:,}", r["body_bytes"], r["pull_batch_msgs"], fmt(r["fill_s"], ".1f"),
+             f"{r['received_msgs']:,}" + ("" if r["drained"] else " (timed out)"), fmt(r["drain_msgs_per_s"]),
+             fmt(r["broker_cpu_us_per_msg"], ",.1f"), fmt(r["client_cpu_us_per_msg"], ",.1f"),
+             fmt_ratio(r["drain_ratio_to_loopback_frames"], 3), fmt(r.get("load_average_1m"), ".1f")]
+            for r in doc["rows"]]
+    head = (f"drain of a backlog by one consumer, {doc['cpu_cores']} cores shared by brokers and consumer\n"
+            f"{limits_line(doc['limits'])}\n")
+    return head + table(rows, ["layout", "backlog", "body B", "pull batch", "fill s", "received", "msgs/s",
+                               "broker CPU µs/msg", "client CPU µs/msg", "msgs/s / loopback frames/s", "load 1m"])
