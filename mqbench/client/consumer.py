@@ -95,7 +95,13 @@ class Consumer(ClientBase):
         self.codecs = codecs
         self.subscriptions: dict[str, str] = {}
         self.assigned: dict[MessageQueue, _QueueState] = {}
-        self._buffer: asyncio.Queue = asyncio.Queue(maxsize=buffer_messages_max)
+        # messages pulled, not yet handed out: one deque and two events, not a Queue put and get per
+        # message (a pull adds its whole batch at once; it waits for room first)
+        self._buffer: deque[tuple[_QueueState, ReceivedMessage]] = deque()
+        self._buffer_max = max(1, buffer_messages_max)
+        self._buffered = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
         self._rebalance_wanted = asyncio.Event()
         self._error: ClientError | None = None
         self._rebalance_lock = asyncio.Lock()
@@ -141,16 +147,22 @@ class Consumer(ClientBase):
         if self._error is not None:
             raise self._error
         out: list[ReceivedMessage] = []
-        try:
-            item = await asyncio.wait_for(self._buffer.get(), timeout_ms / 1000)
-        except asyncio.TimeoutError:
-            return out
-        self._take(item, out)
-        while len(out) < max_messages and not self._buffer.empty():
-            self._take(self._buffer.get_nowait(), out)
+        buffer = self._buffer
+        if not buffer:
+            self._buffered.clear()
+            try:
+                await asyncio.wait_for(self._buffered.wait(), timeout_ms / 1000)
+            except asyncio.TimeoutError:
+                return out
+        take = self._take
+        while buffer and len(out) < max_messages:
+            take(buffer.popleft(), out)
+        if len(buffer) < self._buffer_max:
+            self._room.set()
         return out
 
-    def _take(self, item: tuple[_QueueState, ReceivedMessage], out: list[ReceivedMessage]) -> None:
+    @staticmethod
+    def _take(item: tuple[_QueueState, ReceivedMessage], out: list[ReceivedMessage]) -> None:
         state, message = item
         if not state.active:
             return  # the queue went to another consumer; it will deliver from the committed offset
@@ -359,12 +371,15 @@ class Consumer(ClientBase):
             messages = decode_pulled(response.body, queue.broker_name, body_size_max=self.body_size_max,
                                      codecs=self.codecs,
                                      on_undecodable=lambda msg, exc: self._skip(queue, msg, exc))
-            for message in messages:
-                if message.queue_offset < state.next_offset or not state.active:
-                    continue  # already seen (a broker may answer from an earlier offset)
-                if matches_tags(message, tags):
-                    state.inflight.append(message.queue_offset)
-                    await self._buffer.put((state, message))
+            fresh = [m for m in messages if m.queue_offset >= state.next_offset and matches_tags(m, tags)]
+            # (an offset below next_offset was already seen: a broker may answer from an earlier one)
+            while len(self._buffer) >= self._buffer_max and state.active:
+                self._room.clear()
+                await self._room.wait()
+            if fresh and state.active:
+                state.inflight.extend(m.queue_offset for m in fresh)
+                self._buffer.extend((state, m) for m in fresh)
+                self._buffered.set()
         elif response.code == codes.PULL_OFFSET_MOVED:
             log.warning("offset %d of %s moved to %d", state.next_offset, queue, answer.next_begin_offset)
         if state.active:

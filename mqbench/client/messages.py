@@ -34,6 +34,7 @@ PROPERTY_INNER_NUM = "INNER_NUM"
 PROPERTY_INNER_BASE = "INNER_BASE"
 DELAY_LEVEL_MAX = 18
 
+_PLAIN_FLAGS = rec.SYSFLAG_INNER_BATCH | rec.SYSFLAG_COMPRESSED  # a record that is not one plain message
 _ID_FIXED = struct.Struct(">4shi")  # ip, pid (short), a per-client random int (Java: classloader hash)
 _ID_TAIL = struct.Struct(">iH")     # ms since the start of the month (truncated), counter
 
@@ -144,18 +145,28 @@ def decode_pulled(body: bytes, broker_name: str, *, body_size_max: int = BODY_SI
     cannot be found).
     """
     out: list[ReceivedMessage] = []
-    pos = 0
+    pos, end = 0, len(body)
     where = f"pull body from {broker_name}"
-    while pos < len(body):
-        msg, size = rec.decode_message(body, pos, check_crc=check_crc, where=where)
-        what = f"{where}, {msg.topic} offset {msg.queue_offset}"
-        try:
-            _decode_body(out, msg, broker_name, what, pos, body_size_max, codecs)
-        except CorruptDataError as exc:
-            if on_undecodable is None:
-                raise
-            on_undecodable(msg, exc)
-        pos += size
+    append = out.append
+    decode_fields, plain = rec.decode_fields, _PLAIN_FLAGS
+    while pos < end:
+        f = decode_fields(body, pos, end, check_crc=check_crc, where=where)
+        if not f.sysflag & plain:
+            # the common case: one plain message, built straight from the record's fields
+            properties = rec.decode_properties(f.properties_text) if f.properties_text else {}
+            append(ReceivedMessage(f.topic, broker_name, f.queue_id, f.queue_offset, f.body, properties,
+                                   f.born_timestamp_ms, f.store_timestamp_ms, f.born_host, f.store_host,
+                                   f.physical_offset, f.sysflag, f.reconsume_times, f.flag))
+        else:
+            msg, _ = rec.decode_message(body, pos, check_crc=check_crc, where=where)
+            what = f"{where}, {msg.topic} offset {msg.queue_offset}"
+            try:
+                _decode_body(out, msg, broker_name, what, pos, body_size_max, codecs)
+            except CorruptDataError as exc:
+                if on_undecodable is None:
+                    raise
+                on_undecodable(msg, exc)
+        pos += f.size
     return out
 
 
