@@ -8,7 +8,7 @@ Files under ``{root}/dledger-{self_id}/``:
   blank ``(-1, remaining)`` and written at the next segment's start; entries never cross files.
 * ``index/`` one 32-byte unit per Raft index at ``index * 32``: magic, pos, size, index, term.
 * ``checkpoint`` ``endIndex``/``committedIndex`` (Java properties text), written atomically with a
-  ``.bak`` by ``save_checkpoint`` (``flush``/``close`` call it).
+  ``.bak`` by ``save_checkpoint`` (``flush``/``close`` call it) when they changed.
 
 Torn entries: DLedger writes no CRC (chainCrc and bodyCrc are always 0, and DLedger 0.3.1.2 never
 reads them), so a crash that loses the end of an entry's body would go unseen. ``DLedgerLog``
@@ -81,6 +81,7 @@ class DLedgerLog:
         self.last_term = 0
         self.end_pos = self.data.min_offset
         self.committed_index = -1
+        self._saved_checkpoint: tuple[int, int] | None = None    # (endIndex, committedIndex) last written
         self._recover(recover_from)
 
     # -- recovery ----------------------------------------------------------------------------
@@ -165,8 +166,13 @@ class DLedgerLog:
         self.committed_index = min(committed, self.last_index)
 
     def save_checkpoint(self) -> None:
+        """Write ``checkpoint`` when ``endIndex``/``committedIndex`` changed since the last write."""
+        values = (self.last_index, self.committed_index)
+        if values == self._saved_checkpoint:
+            return
         write_atomic(self.checkpoint_path, fmt.encode_properties_file(
-            {"endIndex": self.last_index, "committedIndex": self.committed_index}))
+            {"endIndex": values[0], "committedIndex": values[1]}))
+        self._saved_checkpoint = values
 
     # -- appending ---------------------------------------------------------------------------
 

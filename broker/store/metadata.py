@@ -8,8 +8,10 @@ Files (written by ``configs.py`` in the store version's flavour, fastjson layout
 * ``consumerOffset.json``: ``offsetTable`` ``"topic@group": {queueId: next offset}``;
 * ``delayOffset.json``: ``offsetTable`` ``{delay level: next offset}``.
 
-Offsets change often, so ``commit_offset``/``set_delay_offset`` only mark the file dirty; ``persist``
-writes the dirty files (the store calls it from ``flush``, ``close`` and its background flush).
+Offsets change often, so ``commit_offset``/``set_delay_offset`` only mark the file dirty, and only
+when the value changes; ``persist`` writes the dirty files, then fsyncs the folder once (the store
+calls it from ``flush``, ``close`` and its background flush: a broker nobody commits to writes
+nothing).
 Every name is validated (``topics.validate_topic``/``validate_group``) before it is stored.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mqbench.errors import UserError
 
 from mqbench.broker.formats import configs
 from .atomic import read_with_backup, write_atomic
+from .segments import fsync_dir
 from mqbench.broker.formats.topics import validate_group, validate_topic
 
 TOPICS_FILE = "topics.json"
@@ -120,8 +123,10 @@ class Metadata:
         if queue_id < 0 or offset < 0:
             raise UserError(f"queue id {queue_id} and offset {offset} must not be negative")
         with self._lock:
-            self.offsets.offsets.setdefault((topic, group), {})[queue_id] = offset
-            self._dirty.add(CONSUMER_OFFSETS_FILE)
+            queues = self.offsets.offsets.setdefault((topic, group), {})
+            if queues.get(queue_id) != offset:
+                queues[queue_id] = offset
+                self._dirty.add(CONSUMER_OFFSETS_FILE)
 
     def query_offset(self, group: str, topic: str, queue_id: int) -> int:
         """The committed offset, or -1 when the group never committed one for that queue."""
@@ -131,8 +136,9 @@ class Metadata:
         if level < 1 or offset < 0:
             raise UserError(f"delay level {level} must be >= 1 and offset {offset} >= 0")
         with self._lock:
-            self.delay.offsets[level] = offset
-            self._dirty.add(DELAY_OFFSETS_FILE)
+            if self.delay.offsets.get(level) != offset:
+                self.delay.offsets[level] = offset
+                self._dirty.add(DELAY_OFFSETS_FILE)
 
     def delay_offset(self, level: int) -> int:
         return self.delay.offsets.get(level, 0)
@@ -144,8 +150,10 @@ class Metadata:
             if CONSUMER_OFFSETS_FILE in dirty:
                 self.offsets.data_version = self._bump(self.offsets.data_version)
                 text = configs.dump_consumer_offsets_json(self.offsets, self.version)
-                write_atomic(self.dir / CONSUMER_OFFSETS_FILE, text.encode("utf-8"))
+                write_atomic(self.dir / CONSUMER_OFFSETS_FILE, text.encode("utf-8"), sync_dir=False)
             if DELAY_OFFSETS_FILE in dirty:
                 self.delay.data_version = self._bump(self.delay.data_version)
                 text = configs.dump_delay_offsets_json(self.delay, self.version)
-                write_atomic(self.dir / DELAY_OFFSETS_FILE, text.encode("utf-8"))
+                write_atomic(self.dir / DELAY_OFFSETS_FILE, text.encode("utf-8"), sync_dir=False)
+            if dirty:
+                fsync_dir(self.dir)

@@ -70,6 +70,7 @@ class CheckpointFile:
         if not existed or os.fstat(self._fd).st_size < fmt.CHECKPOINT_FILE_BYTES:
             os.ftruncate(self._fd, fmt.CHECKPOINT_FILE_BYTES)
         self.state = self._read()
+        self._written = False        # this process wrote ``state`` (else it is only what was read)
 
     def _read(self) -> CheckpointState:
         raw = os.pread(self._fd, _OURS_AT + _OURS.size, 0)
@@ -84,7 +85,14 @@ class CheckpointFile:
         return CheckpointState(phys_ts, logic_ts, durable, dispatched)
 
     def write(self, state: CheckpointState, *, fsync: bool = False) -> None:
+        """Store ``state`` (pwrite; fsync with ``fsync``); nothing is written when it is the state
+        already written (the background flush calls this every second, busy or not)."""
+        if state == self.state and self._written:
+            if fsync:
+                os.fsync(self._fd)
+            return
         self.state = state
+        self._written = True
         data = bytearray(fmt.encode_checkpoint(fmt.StoreCheckpoint(
             state.physic_msg_timestamp_ms, state.logics_msg_timestamp_ms), version=self.version)[:_OURS_AT + _OURS.size])
         body = struct.pack(">8sqq", _OURS_TAG, state.durable_offset or 0, state.dispatched_offset or 0)

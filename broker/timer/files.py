@@ -185,6 +185,7 @@ class TimerWheel:
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         os.ftruncate(self.fd, TIMER_WHEEL_FILE_BYTES)   # sparse: untouched slots read as zeros
         self.dirty: dict[int, bytes] = {}      # slot time -> the 32 packed bytes (compact in memory)
+        self._unsynced = False                 # slots written since the last fdatasync
 
     @staticmethod
     def _file_pos(slot_time: int) -> int:
@@ -201,17 +202,22 @@ class TimerWheel:
         self.dirty[slot_time] = encode_wheel_slot(slot)
 
     def flush(self, *, fsync: bool = True) -> None:
+        """Write the changed slots; with ``fsync`` make them durable (no fdatasync when nothing was
+        written since the last one: the timer checkpoints every second, busy or not)."""
         for slot_time in sorted(self.dirty, key=self._file_pos):
             os.pwrite(self.fd, self.dirty[slot_time], self._file_pos(slot_time))
+            self._unsynced = True
         self.dirty.clear()
-        if fsync:
+        if fsync and self._unsynced:
             os.fdatasync(self.fd)
+            self._unsynced = False
 
     def reset(self) -> None:
         """Forget every slot (a rebuild): the file is cut to zeros."""
         self.dirty.clear()
         os.ftruncate(self.fd, 0)
         os.ftruncate(self.fd, TIMER_WHEEL_FILE_BYTES)
+        self._unsynced = True
 
     def close(self) -> None:
         self.flush()

@@ -91,6 +91,7 @@ class TimerIndex:
         self.relinked = 0
         self.rebuilt = False
         self._counter = 0
+        self._checked: tuple[int, int, int] | None = None    # what timercheck holds, once written here
         self._cache: tuple[int, int, list[TimerEntry]] | None = None
         self._open()
 
@@ -192,10 +193,14 @@ class TimerIndex:
             self.last_read_time_ms = last_read_time_ms
         self.log.flush(fsync=True)
         self.wheel.flush(fsync=True)
+        state = (self.last_read_time_ms, self.log.end, self.next_queue_offset)
+        if state == self._checked:
+            return      # timercheck already says this: no rewrite (it is a periodic checkpoint)
         self._counter += 1
         check = TimerCheckpoint(self.last_read_time_ms, self.log.end, self.next_queue_offset,
                                 self.next_queue_offset, 0, self.clock_ms(), self._counter)
         write_atomic(self.check_path, encode_timer_check(check))
+        self._checked = state
 
     # -- reading -----------------------------------------------------------------------------
 
