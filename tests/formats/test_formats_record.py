@@ -379,3 +379,34 @@ def test_peek_record_refuses_what_decode_refuses(msg, data):
     except CorruptDataError:
         peeked = False
     assert peeked == decoded
+
+
+def _fields_of(msg: Message, size: int) -> tuple:
+    return (size, msg.topic, msg.body, msg.properties, msg.queue_id, msg.flag, msg.queue_offset,
+            msg.physical_offset, msg.sysflag, msg.born_timestamp_ms, msg.born_host, msg.store_timestamp_ms,
+            msg.store_host, msg.reconsume_times)
+
+
+@given(messages(), st.binary(max_size=20), st.booleans())
+def test_decode_fields_matches_decode_message(msg, trailing, check_crc):
+    data = b"\0" * 3 + encode_message(msg) + trailing
+    back, size = decode_message(data, 3, check_crc=check_crc)
+    f = r.decode_fields(data, 3, len(data), check_crc=check_crc)
+    assert (f.size, f.topic, f.body, decode_properties(f.properties_text), *f[4:]) == _fields_of(back, size)
+
+
+@given(messages(), st.data())
+def test_decode_fields_refuses_what_decode_message_refuses(msg, data):
+    raw = bytearray(encode_message(msg))
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    check_crc = data.draw(st.booleans())
+    try:
+        back, size = decode_message(bytes(raw), check_crc=check_crc)
+    except CorruptDataError as exc:
+        with pytest.raises(CorruptDataError) as info:
+            r.decode_fields(bytes(raw), 0, len(raw), check_crc=check_crc)
+        assert str(info.value) == str(exc)
+        return
+    f = r.decode_fields(bytes(raw), 0, len(raw), check_crc=check_crc)
+    assert (f.size, f.topic, f.body, decode_properties(f.properties_text), *f[4:]) == _fields_of(back, size)
