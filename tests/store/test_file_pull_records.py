@@ -66,10 +66,10 @@ def test_runs_are_read_once_and_other_entries_between_records_are_left_out(tmp_p
     store = open_store(tmp_path / "s", "v5-dledger", raft_mode=True)
     idx = []
     for i in range(6):
-        record = store.prepare_record(Message(topic="T", body=b"r%d" % i))
-        idx.append(store.append_entry(1, record))
-        store.append_entry(1, b"metadata entry %d" % i)     # not a record: passed over by the queue
-    store.commit(idx[-1] + 1)
+        record = store.replicated.prepare_record(Message(topic="T", body=b"r%d" % i))
+        idx.append(store.replicated.append_entry(1, record))
+        store.replicated.append_entry(1, b"metadata entry %d" % i)     # not a record: passed over by the queue
+    store.replicated.commit(idx[-1] + 1)
     reads = []
     real_read = store.log.read
     monkeypatch.setattr(store.log, "read", lambda pos, size: reads.append(size) or real_read(pos, size))
