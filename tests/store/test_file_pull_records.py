@@ -83,7 +83,7 @@ def test_a_unit_that_points_elsewhere_is_damage(tmp_path, version):
     store = open_store(tmp_path / "s", version)
     for i in range(3):
         store.append(Message(topic="T", body=b"m%d" % i), term=1)
-    for i in range(2):
+    for _ in range(2):
         store.append(Message(topic="U", body=b"other"), term=1)
     q = store.queues.find("T", 0)
     _, phys, size, code = q.read_units(0, 3)[1]
