@@ -56,9 +56,15 @@ from mqbench.errors import CorruptDataError
 
 from .journal import write_file_atomic
 from .reframe import Blocker
+from mqbench.broker.formats.properties import (
+    PROPERTY_CRC32,
+    PROPERTY_DELAY,
+    PROPERTY_REAL_QID,
+    PROPERTY_REAL_TOPIC,
+    PROPERTY_TIMER_OUT_MS,
+)
 
 TIMER_CHECK_PATH = os.path.join("config", "timercheck")
-DUE_PROPERTY = "TIMER_OUT_MS"
 
 
 def read_timer_check(root: str):
@@ -74,7 +80,7 @@ def read_timer_check(root: str):
 
 def due_ms(msg: Message) -> int | None:
     """The due time of a timer record (``TIMER_OUT_MS``), None when it has none or it is not a number."""
-    value = msg.properties.get(DUE_PROPERTY)
+    value = msg.properties.get(PROPERTY_TIMER_OUT_MS)
     try:
         return int(value) if value is not None else None
     except ValueError:
@@ -147,10 +153,10 @@ class TimerScan:
         level = level_for(max(0, due - self.now_ms), self.levels_ms)
         if level is None:
             return None
-        props = {k: v for k, v in msg.properties.items() if k not in ("__CRC32#",)}
-        props.setdefault("REAL_TOPIC", msg.topic)
-        props.setdefault("REAL_QID", str(msg.queue_id))
-        props["DELAY"] = str(level)
+        props = {k: v for k, v in msg.properties.items() if k not in (PROPERTY_CRC32,)}
+        props.setdefault(PROPERTY_REAL_TOPIC, msg.topic)
+        props.setdefault(PROPERTY_REAL_QID, str(msg.queue_id))
+        props[PROPERTY_DELAY] = str(level)
         return replace(msg, topic=SCHEDULE_TOPIC, queue_id=level - 1, properties=props,
                        store_timestamp_ms=due - self.levels_ms[level - 1], version=1, body_crc=0)
 

@@ -26,6 +26,7 @@ from . import delay
 from .configs_carry import SourceConfigs, attribute_notes, read_configs
 from .reframe import COMPRESS_OVER_BYTES_DEFAULT, Reframer
 from .source import decode_item, log_files, read_dledger_state, source_folders, walk_log
+from mqbench.broker.formats.properties import PROPERTY_INNER_NUM
 
 ESTIMATE_MB_PER_S = 8.0        # CPU-bound copy rate (256 MiB v5-dledger -> v5: 81 us of CPU per 649-byte message)
 RECORD_OVERHEAD_BYTES = 140    # fixed record fields + an average topic and properties
@@ -156,7 +157,7 @@ def _scan(plan: Plan, options: Options) -> None:
         if msg.sysflag & SYSFLAG_INNER_BATCH:
             plan.inner_batch_records += 1
             try:
-                plan.messages += max(1, int(msg.properties.get("INNER_NUM", "1")))
+                plan.messages += max(1, int(msg.properties.get(PROPERTY_INNER_NUM, "1")))
             except ValueError:
                 plan.messages += 1
         else:

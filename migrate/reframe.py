@@ -41,10 +41,10 @@ from mqbench.broker.formats.record import (
 )
 from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, TYPE_ID_ZLIB, Codec, codec_for_type_id
 from mqbench.errors import UserError
+from mqbench.broker.formats.properties import PROPERTY_CRC32, PROPERTY_INNER_BASE, PROPERTY_INNER_NUM
 
 COMPRESS_OVER_BYTES_DEFAULT = 4096
-INNER_PROPERTIES = ("INNER_NUM", "INNER_BASE")
-CRC_PROPERTY = "__CRC32#"
+INNER_PROPERTIES = (PROPERTY_INNER_NUM, PROPERTY_INNER_BASE)
 _V4_TYPES = (0, TYPE_ID_ZLIB)     # legacy 0 and 3 both mean zlib
 
 
@@ -74,7 +74,7 @@ def plain_body(msg: Message, size_max: int = BODY_SIZE_MAX_BYTES * 64) -> bytes:
 
 def expand_inner_batch(msg: Message) -> list[Message]:
     """The messages of an inner-batch record as plain records at ``base + i`` (see module doc)."""
-    outer = {k: v for k, v in msg.properties.items() if k not in INNER_PROPERTIES and k != CRC_PROPERTY}
+    outer = {k: v for k, v in msg.properties.items() if k not in INNER_PROPERTIES and k != PROPERTY_CRC32}
     body = plain_body(msg) if msg.sysflag & SYSFLAG_COMPRESSED else msg.body
     items = decode_batch(body, where=f"inner batch at {msg.physical_offset}")
     sysflag = msg.sysflag & ~(SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP | SYSFLAG_COMPRESSED

@@ -59,6 +59,7 @@ from .plan import Options, Plan, make_plan, needs_prescan
 from .reframe import Reframer
 from .source import Position, decode_item, log_files, peek_item, torn_tail, walk_log
 from .target import TargetLog, TargetQueues
+from mqbench.broker.formats.properties import PROPERTY_CRC32
 
 CHECKPOINT_EVERY_BYTES = 64 << 20
 RAFT_APPLIED_FILE = "raft-applied.json"     # the broker's applied mark (broker/store/raft_storage.py)
@@ -173,8 +174,8 @@ class Copier:
                 for i, out in enumerate(outs):
                     if remap:
                         out.prepared_tx_offset = p["prepared"][str(old_tx)]
-                    crc = "__CRC32#" in out.properties
-                    out.properties.pop("__CRC32#", None)
+                    crc = PROPERTY_CRC32 in out.properties
+                    out.properties.pop(PROPERTY_CRC32, None)
                     self._write(out, encode_message(out, append_prop_crc=crc), term, index if i == 0 else None, item)
         except UserError as exc:
             if isinstance(exc, CorruptDataError) and exc.where:

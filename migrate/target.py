@@ -34,7 +34,7 @@ from mqbench.broker.store.dispatch import BCQ_DIR, CQ_DIR, DispatchInfo, QueueSe
 from mqbench.broker.store.dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerLog
 from mqbench.broker.formats.record import (
     BLANK_MIN_BYTES,
-    CRC_PROPERTY,
+    PROPERTY_CRC32,
     CRC_PROPERTY_BYTES,
     SCHEDULE_TOPIC,
     SYSFLAG_INNER_BATCH,
@@ -49,10 +49,11 @@ from mqbench.broker.formats.record import (
 from mqbench.broker.formats.record_check import strip_trailing_separator
 from mqbench.broker.store.segments import SegmentQueue
 from mqbench.errors import CorruptDataError, InvariantViolation, UserError
+from mqbench.broker.formats.properties import PROPERTY_DELAY, PROPERTY_INNER_NUM, PROPERTY_TAGS
 
 _I64 = struct.Struct(">q")
 _PHYSICAL_OFFSET_AT = 28          # record field PHYSICALOFFSET (spec 3.2)
-_CRC_PREFIX = CRC_PROPERTY.encode() + b"\x01"
+_CRC_PREFIX = PROPERTY_CRC32.encode() + b"\x01"
 GATHER_BYTES = 4 << 20
 
 
@@ -63,14 +64,14 @@ def _tags_hash(tags: str) -> int:
 
 def dispatch_info_of(msg: Message, size: int) -> DispatchInfo:
     """``dispatch.message_dispatch_info`` with the TAGS hash cached."""
-    if msg.topic == SCHEDULE_TOPIC and "DELAY" in msg.properties:
+    if msg.topic == SCHEDULE_TOPIC and PROPERTY_DELAY in msg.properties:
         tags_code = message_tags_code(msg)       # the deliver time (spec 5.3)
     else:
-        tags = msg.properties.get("TAGS")
+        tags = msg.properties.get(PROPERTY_TAGS)
         tags_code = _tags_hash(tags) if tags else 0
     inner = 1
     if msg.sysflag & SYSFLAG_INNER_BATCH:
-        text = msg.properties.get("INNER_NUM", "")
+        text = msg.properties.get(PROPERTY_INNER_NUM, "")
         inner = int(text) if text.isdigit() else 0
         if not 0 < inner <= 0x7FFF:
             raise CorruptDataError(f"inner-batch record with INNER_NUM {text!r} (1..32767 expected)")

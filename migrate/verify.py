@@ -50,10 +50,13 @@ from mqbench.broker.formats.record import (
 )
 from mqbench.errors import UserError
 
+from mqbench.broker.formats.properties import PROPERTY_CRC32
+
 from .configs_carry import read_configs
 from .journal import read_journal
-from .reframe import CRC_PROPERTY, expand_inner_batch, plain_body
+from .reframe import expand_inner_batch, plain_body
 from .source import decode_item, read_dledger_state, walk_log
+from mqbench.broker.formats.properties import PROPERTY_INNER_NUM
 
 DIFFERENCES_MAX = 20
 
@@ -71,7 +74,7 @@ def _messages(root: str, *, skip_after_index: int | None, entries: bool):
         msg = decode_item(item)
         msgs = expand_inner_batch(msg) if msg.sysflag & SYSFLAG_INNER_BATCH else [msg]
         for m in msgs:
-            props = {k: v for k, v in m.properties.items() if k != CRC_PROPERTY}
+            props = {k: v for k, v in m.properties.items() if k != PROPERTY_CRC32}
             yield ("message", (m.topic, m.queue_id, m.queue_offset),
                    (m.flag, tuple(sorted(props.items())), plain_body(m)), place)
 
@@ -168,7 +171,7 @@ def _check_queues(dst: str, result: dict) -> None:
         q = readers.get(key)
         if q is None:
             q = readers[key] = _QueueReader(dst, kind, msg.topic, msg.queue_id)
-        count = int(msg.properties.get("INNER_NUM", "1")) if inner else 1
+        count = int(msg.properties.get(PROPERTY_INNER_NUM, "1")) if inner else 1
         where = f"{q.rel} for the record at {item.where} offset {item.offset}"
         if kind == CQ_DIR:
             raw = q.unit(msg.queue_offset * CQ_UNIT_BYTES, CQ_UNIT_BYTES)

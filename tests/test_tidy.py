@@ -61,6 +61,7 @@ PURE = [
     "broker/formats/dledger.py",
     "broker/formats/fastjson.py",
     "broker/formats/index_file.py",
+    "broker/formats/properties.py",
     "broker/formats/queues.py",
     "broker/formats/record.py",
     "broker/formats/record_check.py",

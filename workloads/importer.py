@@ -38,6 +38,7 @@ from mqbench.workloads.message import TraceMessage
 from mqbench.workloads.profile import DELAY_LEVELS_MS, DELAY_MAX_MS, RESERVED_PROPERTIES, TOPIC_NAME_RE
 from mqbench.workloads.reorder import RebasingWriter, ReorderBuffer
 from mqbench.workloads.trace import TraceWriter
+from mqbench.broker.formats.properties import PROPERTY_DELAY, PROPERTY_KEYS, PROPERTY_TAGS
 
 FORMATS = ("jsonl", "csv", "parquet")
 TIME_FORMATS = ("auto", "epoch-s", "epoch-ms", "epoch-us", "iso8601")
@@ -186,11 +187,11 @@ class _Columns:
         key = _text(get(names["key"][0]), "key")
         tags = _text(get(names["tags"][0]), "tags")
         system = {name: properties.pop(name) for name in list(properties) if name in RESERVED_PROPERTIES}
-        key = key or system.get("KEYS", "")
-        tags = tags or system.get("TAGS", "")
+        key = key or system.get(PROPERTY_KEYS, "")
+        tags = tags or system.get(PROPERTY_TAGS, "")
         if "||" in tags:
             raise BadRow(f"tag {tags!r} holds '||'")
-        delay_ms, delay_level = _delay(get(names["delay"][0]), system.get("DELAY"))
+        delay_ms, delay_level = _delay(get(names["delay"][0]), system.get(PROPERTY_DELAY))
         return time_us, TraceMessage(send_offset_us=0, topic=topic, body=body, key=key, tags=tags,
                                      properties=properties, delay_ms=delay_ms, delay_level=delay_level)
 

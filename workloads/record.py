@@ -38,6 +38,13 @@ from mqbench.workloads.message import TraceMessage
 from mqbench.workloads.profile import DELAY_LEVELS_MS, DELAY_MAX_MS, RESERVED_PROPERTIES
 from mqbench.workloads.reorder import RebasingWriter, ReorderBuffer
 from mqbench.workloads.trace import TraceWriter
+from mqbench.broker.formats.properties import (
+    PROPERTY_DELAY,
+    PROPERTY_KEYS,
+    PROPERTY_TAGS,
+    PROPERTY_TIMER_DELAY_MS,
+    PROPERTY_TIMER_DELIVER_MS,
+)
 
 RECEIVE_BATCH_MSGS = 256
 RECEIVE_WAIT_MS_MAX = 200  # so a quiet topic still ends the capture on time
@@ -59,18 +66,18 @@ def to_trace_message(message) -> tuple[int, TraceMessage]:
     properties = dict(message.properties)
     system = {name: properties.pop(name) for name in list(properties) if name in RESERVED_PROPERTIES}
     delay_ms, delay_level = 0, 0
-    level = system.get("DELAY", "")
+    level = system.get(PROPERTY_DELAY, "")
     if level.isdigit() and 1 <= int(level) <= len(DELAY_LEVELS_MS):
         delay_level = int(level)
         delay_ms = DELAY_LEVELS_MS[delay_level - 1]
-    elif system.get("TIMER_DELAY_MS", "").isdigit():
-        delay_ms = int(system["TIMER_DELAY_MS"])
-    elif system.get("TIMER_DELIVER_MS", "").isdigit():
-        delay_ms = max(0, int(system["TIMER_DELIVER_MS"]) - message.born_timestamp_ms)
+    elif system.get(PROPERTY_TIMER_DELAY_MS, "").isdigit():
+        delay_ms = int(system[PROPERTY_TIMER_DELAY_MS])
+    elif system.get(PROPERTY_TIMER_DELIVER_MS, "").isdigit():
+        delay_ms = max(0, int(system[PROPERTY_TIMER_DELIVER_MS]) - message.born_timestamp_ms)
     delay_ms = min(delay_ms, DELAY_MAX_MS)
-    keys = " ".join(k for k in system.get("KEYS", "").split(" ") if k)
+    keys = " ".join(k for k in system.get(PROPERTY_KEYS, "").split(" ") if k)
     trace = TraceMessage(send_offset_us=0, topic=message.topic, body=message.body, key=keys,
-                         tags=system.get("TAGS", ""), properties=properties, delay_ms=delay_ms,
+                         tags=system.get(PROPERTY_TAGS, ""), properties=properties, delay_ms=delay_ms,
                          delay_level=delay_level if delay_ms else 0)
     return message.born_timestamp_ms * 1000, trace
 

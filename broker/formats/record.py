@@ -44,6 +44,7 @@ from typing import Literal, NamedTuple, overload
 from mqbench.errors import CorruptDataError, UserError
 
 from .buffers import ByteView
+from .properties import PROPERTY_CRC32, PROPERTY_DELAY, PROPERTY_KEYS, PROPERTY_TAGS
 
 MAGIC_V1 = -626843481  # 0xDAA320A7
 MAGIC_V2 = -626843477  # 0xDAA320AB
@@ -72,7 +73,6 @@ PROPERTIES_MAX_BYTES = 32767
 TOPIC_V1_MAX_BYTES = 127
 TOPIC_V2_MAX_BYTES = 32767
 BODY_MAX_BYTES = 0x7FFFFFFF
-CRC_PROPERTY = "__CRC32#"
 CRC_PROPERTY_BYTES = 20  # len("__CRC32#") + 1 + 10 digits + 1
 
 RECORD_END = 0
@@ -126,11 +126,11 @@ class Message:
 
     @property
     def tags(self) -> str | None:
-        return self.properties.get("TAGS")
+        return self.properties.get(PROPERTY_TAGS)
 
     @property
     def keys(self) -> list[str]:
-        return [k for k in self.properties.get("KEYS", "").split(" ") if k]
+        return [k for k in self.properties.get(PROPERTY_KEYS, "").split(" ") if k]
 
     @property
     def transaction_type(self) -> int:
@@ -173,10 +173,10 @@ def tags_code(tags: str | None, topic: str | None = None, *, properties: dict[st
     For ``SCHEDULE_TOPIC_XXXX`` it is the deliver time: store time + the delay of the record's
     ``DELAY`` level (capped at the last level; +1000 ms when the level is unknown).
     """
-    if topic == SCHEDULE_TOPIC and properties is not None and "DELAY" in properties:
+    if topic == SCHEDULE_TOPIC and properties is not None and PROPERTY_DELAY in properties:
         levels = delay_levels_ms if delay_levels_ms is not None else parse_delay_levels()
         try:
-            level = min(int(properties["DELAY"]), len(levels))
+            level = min(int(properties[PROPERTY_DELAY]), len(levels))
         except ValueError:
             level = 0
         if level > 0:
@@ -189,7 +189,7 @@ def tags_code(tags: str | None, topic: str | None = None, *, properties: dict[st
 
 def message_tags_code(msg: Message, delay_levels_ms: list[int] | None = None) -> int:
     """``tags_code`` for a whole message (its TAGS, topic, DELAY and store time)."""
-    return tags_code(msg.properties.get("TAGS"), msg.topic, properties=msg.properties,
+    return tags_code(msg.properties.get(PROPERTY_TAGS), msg.topic, properties=msg.properties,
                      store_timestamp_ms=msg.store_timestamp_ms, delay_levels_ms=delay_levels_ms)
 
 
@@ -291,7 +291,7 @@ def _final_properties(properties: dict[str, str], append_prop_crc: bool) -> byte
         # The CRC property is always the last 20 bytes; its digits are filled in after the rest.
         if props and not props.endswith(b"\x02"):
             props += b"\x02"
-        props += CRC_PROPERTY.encode() + b"\x01" + b"0" * 10 + b"\x02"
+        props += PROPERTY_CRC32.encode() + b"\x01" + b"0" * 10 + b"\x02"
     if len(props) > PROPERTIES_MAX_BYTES:
         raise UserError(f"message properties of {len(props)} bytes are too long (max {PROPERTIES_MAX_BYTES})")
     return props
@@ -339,7 +339,7 @@ def encode_message(msg: Message, *, append_prop_crc: bool = False) -> bytes:
     record = b"".join(parts)
     if append_prop_crc:
         head = record[:-CRC_PROPERTY_BYTES]
-        record = head + CRC_PROPERTY.encode() + b"\x01" + crc_digits(body_crc(head)) + b"\x02"
+        record = head + PROPERTY_CRC32.encode() + b"\x01" + crc_digits(body_crc(head)) + b"\x02"
     return record
 
 
@@ -614,7 +614,7 @@ def verify_property_crc(record: bytes) -> bool | None:
     Returns None when the record has no CRC property, else whether it matches.
     """
     tail = bytes(record[-CRC_PROPERTY_BYTES:])
-    prefix = CRC_PROPERTY.encode() + b"\x01"
+    prefix = PROPERTY_CRC32.encode() + b"\x01"
     if len(record) < CRC_PROPERTY_BYTES or not tail.startswith(prefix) or not tail.endswith(b"\x02"):
         return None
     digits = tail[len(prefix):-1]

@@ -35,6 +35,7 @@ from .record import (
     tags_code,
     verify_property_crc,
 )
+from .properties import PROPERTY_TAGS
 
 # What a broker's TopicValidator lets through: a record whose topic holds anything else was not
 # written whole (a zero-filled tail reads as NUL bytes here).
@@ -187,5 +188,5 @@ def peek_tags_code(peek: RecordPeek, delay_levels_ms: list[int] | None = None) -
     if peek.topic != SCHEDULE_TOPIC and "TAGS\x01" not in text:
         return 0
     properties = decode_properties(text)
-    return tags_code(properties.get("TAGS"), peek.topic, properties=properties,
+    return tags_code(properties.get(PROPERTY_TAGS), peek.topic, properties=properties,
                      store_timestamp_ms=peek.store_timestamp_ms, delay_levels_ms=delay_levels_ms)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 
 from .record import SYSFLAG_INNER_BATCH, decode_message, encode_message, peek_fields, set_physical_offset
+from .properties import PROPERTY_INNER_BASE
 
 _QUEUE_OFFSET_FIELD = struct.Struct(">q")
 _QUEUE_OFFSET_AT = 20
@@ -30,10 +31,10 @@ def restamp_record(record: bytes, queue_offset: int) -> bytes:
     if sysflag & SYSFLAG_INNER_BATCH:
         msg, _ = decode_message(record, 0, check_crc=False, where="replicated entry")
         base = str(queue_offset)
-        if current == queue_offset and msg.properties.get("INNER_BASE") == base:
+        if current == queue_offset and msg.properties.get(PROPERTY_INNER_BASE) == base:
             return bytes(record)
         msg.queue_offset = queue_offset
-        msg.properties["INNER_BASE"] = base
+        msg.properties[PROPERTY_INNER_BASE] = base
         return encode_message(msg)
     if current == queue_offset:
         return bytes(record)

@@ -20,22 +20,49 @@ import zlib
 
 from mqbench.broker.formats import record as rec
 from mqbench.broker.formats.compression import SYSFLAG_COMPRESSION_BITS, decompress_body
+from mqbench.broker.formats.properties import (
+    PROPERTY_BUYER_ID,
+    PROPERTY_CONSUME_START_TIME,
+    PROPERTY_DELAY,
+    PROPERTY_INNER_BASE,
+    PROPERTY_INNER_NUM,
+    PROPERTY_KEYS,
+    PROPERTY_MAX_OFFSET,
+    PROPERTY_MAX_RECONSUME_TIMES,
+    PROPERTY_MIN_OFFSET,
+    PROPERTY_MSG_REGION,
+    PROPERTY_ORIGIN_MESSAGE_ID,
+    PROPERTY_PGROUP,
+    PROPERTY_POP_CK,
+    PROPERTY_POP_CK_OFFSET,
+    PROPERTY_REAL_QID,
+    PROPERTY_REAL_TOPIC,
+    PROPERTY_RECONSUME_TIME,
+    PROPERTY_RETRY_TOPIC,
+    PROPERTY_SHARDING_KEY,
+    PROPERTY_START_DELIVER_TIME,
+    PROPERTY_TAGS,
+    PROPERTY_TIMER_DELAY_MS,
+    PROPERTY_TIMER_DELAY_SEC,
+    PROPERTY_TIMER_DELIVER_MS,
+    PROPERTY_TIMER_DEL_UNIQKEY,
+    PROPERTY_TIMER_DEQUEUE_MS,
+    PROPERTY_TIMER_ENQUEUE_MS,
+    PROPERTY_TIMER_OUT_MS,
+    PROPERTY_TIMER_ROLL_TIMES,
+    PROPERTY_TRACE_ON,
+    PROPERTY_TRAN_MSG,
+    PROPERTY_UNIQ_KEY,
+    PROPERTY_WAIT,
+)
 
-PROP_UNIQ_KEY = "UNIQ_KEY"
-PROP_TAGS = "TAGS"
-PROP_KEYS = "KEYS"
-PROP_SHARDING_KEY = "__SHARDINGKEY"
-PROP_TIMER_DELIVER_MS = "TIMER_DELIVER_MS"
-PROP_RETRY_TOPIC = "RETRY_TOPIC"
-PROP_REAL_TOPIC = "REAL_TOPIC"
-PROP_POP_CK = "POP_CK"
 #: Properties the broker reads or writes itself: never a user property on the way in or out.
 SYSTEM_PROPERTIES = frozenset({
-    PROP_UNIQ_KEY, PROP_TAGS, PROP_KEYS, PROP_SHARDING_KEY, PROP_TIMER_DELIVER_MS, PROP_RETRY_TOPIC, PROP_REAL_TOPIC,
-    PROP_POP_CK, "DELAY", "TIMER_DELAY_SEC", "TIMER_DELAY_MS", "TIMER_OUT_MS", "TIMER_ROLL_TIMES", "REAL_QID",
-    "WAIT", "MSG_REGION", "TRACE_ON", "ORIGIN_MESSAGE_ID", "RECONSUME_TIME", "MAX_RECONSUME_TIMES", "POP_CK_OFFSET",
-    "CONSUME_START_TIME", "TRAN_MSG", "PGROUP", "MIN_OFFSET", "MAX_OFFSET", "BUYER_ID", "__STARTDELIVERTIME",
-    "TIMER_ENQUEUE_MS", "TIMER_DEQUEUE_MS", "TIMER_DEL_UNIQKEY", "INNER_NUM", "INNER_BASE",
+    PROPERTY_UNIQ_KEY, PROPERTY_TAGS, PROPERTY_KEYS, PROPERTY_SHARDING_KEY, PROPERTY_TIMER_DELIVER_MS, PROPERTY_RETRY_TOPIC, PROPERTY_REAL_TOPIC,
+    PROPERTY_POP_CK, PROPERTY_DELAY, PROPERTY_TIMER_DELAY_SEC, PROPERTY_TIMER_DELAY_MS, PROPERTY_TIMER_OUT_MS, PROPERTY_TIMER_ROLL_TIMES, PROPERTY_REAL_QID,
+    PROPERTY_WAIT, PROPERTY_MSG_REGION, PROPERTY_TRACE_ON, PROPERTY_ORIGIN_MESSAGE_ID, PROPERTY_RECONSUME_TIME, PROPERTY_MAX_RECONSUME_TIMES, PROPERTY_POP_CK_OFFSET,
+    PROPERTY_CONSUME_START_TIME, PROPERTY_TRAN_MSG, PROPERTY_PGROUP, PROPERTY_MIN_OFFSET, PROPERTY_MAX_OFFSET, PROPERTY_BUYER_ID, PROPERTY_START_DELIVER_TIME,
+    PROPERTY_TIMER_ENQUEUE_MS, PROPERTY_TIMER_DEQUEUE_MS, PROPERTY_TIMER_DEL_UNIQKEY, PROPERTY_INNER_NUM, PROPERTY_INNER_BASE,
 })
 DELIVERY_AHEAD_MS_MAX = 24 * 3600 * 1000     # the proxy's maxDelayTimeMills: one day
 
@@ -65,26 +92,26 @@ def send_properties(ns, message, now_ms: int) -> dict[str, str]:
         props[key] = value
     if not sp.message_id:
         raise Invalid("ILLEGAL_MESSAGE_ID", "the message has no message_id")
-    props[PROP_UNIQ_KEY] = sp.message_id
+    props[PROPERTY_UNIQ_KEY] = sp.message_id
     if sp.HasField("tag"):
         if not sp.tag.strip() or "|" in sp.tag:
             raise Invalid("ILLEGAL_MESSAGE_TAG", f"tag {sp.tag!r} is blank or holds '|'")
-        props[PROP_TAGS] = sp.tag
+        props[PROPERTY_TAGS] = sp.tag
     if sp.keys:
         if any(not k.strip() for k in sp.keys):
             raise Invalid("ILLEGAL_MESSAGE_KEY", "a message key is blank")
-        props[PROP_KEYS] = " ".join(sp.keys)
+        props[PROPERTY_KEYS] = " ".join(sp.keys)
     if sp.HasField("message_group"):
         if not sp.message_group.strip():
             raise Invalid("ILLEGAL_MESSAGE_GROUP", "message_group is blank")
-        props[PROP_SHARDING_KEY] = sp.message_group
+        props[PROPERTY_SHARDING_KEY] = sp.message_group
     if sp.HasField("delivery_timestamp"):
         at_ms = sp.delivery_timestamp.seconds * 1000 + sp.delivery_timestamp.nanos // 1_000_000
         if at_ms - now_ms > DELIVERY_AHEAD_MS_MAX:
             raise Invalid("ILLEGAL_DELIVERY_TIME", f"delivery_timestamp is {at_ms - now_ms} ms ahead, over the "
                                                    f"maximum of {DELIVERY_AHEAD_MS_MAX} ms")
         if at_ms > now_ms:
-            props[PROP_TIMER_DELIVER_MS] = str(at_ms)
+            props[PROPERTY_TIMER_DELIVER_MS] = str(at_ms)
     if sp.HasField("message_group") and sp.HasField("delivery_timestamp"):
         raise Invalid("MESSAGE_PROPERTY_CONFLICT_WITH_TYPE", "a message cannot be FIFO and delayed at once")
     return props
@@ -106,9 +133,9 @@ def _timestamp(ts, ms: int) -> None:
 
 
 def message_type(ns, props: dict[str, str]) -> int:
-    if PROP_SHARDING_KEY in props:
+    if PROPERTY_SHARDING_KEY in props:
         return ns.pb.MessageType.FIFO
-    if PROP_TIMER_DELIVER_MS in props or "TIMER_OUT_MS" in props:
+    if PROPERTY_TIMER_DELIVER_MS in props or PROPERTY_TIMER_OUT_MS in props:
         return ns.pb.MessageType.DELAY
     return ns.pb.MessageType.NORMAL
 
@@ -126,10 +153,10 @@ def to_v2(ns, msg: rec.Message, handle: str, invisible_ms: int, topic: str, reso
         if key not in SYSTEM_PROPERTIES:
             out.user_properties[key] = value
     sp = out.system_properties
-    if props.get(PROP_TAGS):
-        sp.tag = props[PROP_TAGS]
+    if props.get(PROPERTY_TAGS):
+        sp.tag = props[PROPERTY_TAGS]
     sp.keys.extend(msg.keys)
-    sp.message_id = props.get(PROP_UNIQ_KEY) or rec.message_id(msg.store_host, msg.physical_offset)
+    sp.message_id = props.get(PROPERTY_UNIQ_KEY) or rec.message_id(msg.store_host, msg.physical_offset)
     sp.body_digest.type = ns.pb.DigestType.MD5
     sp.body_digest.checksum = hashlib.md5(body).hexdigest().upper()
     sp.body_encoding = ns.pb.Encoding.IDENTITY
@@ -138,9 +165,9 @@ def to_v2(ns, msg: rec.Message, handle: str, invisible_ms: int, topic: str, reso
     sp.born_host = msg.born_host[0]
     _timestamp(sp.store_timestamp, msg.store_timestamp_ms)
     sp.store_host = f"{msg.store_host[0]}:{msg.store_host[1]}"
-    if PROP_TIMER_DELIVER_MS in props:
+    if PROPERTY_TIMER_DELIVER_MS in props:
         try:
-            _timestamp(sp.delivery_timestamp, int(props[PROP_TIMER_DELIVER_MS]))
+            _timestamp(sp.delivery_timestamp, int(props[PROPERTY_TIMER_DELIVER_MS]))
         except ValueError:
             pass
     sp.receipt_handle = handle
@@ -148,8 +175,8 @@ def to_v2(ns, msg: rec.Message, handle: str, invisible_ms: int, topic: str, reso
     sp.queue_offset = msg.queue_offset
     sp.invisible_duration.seconds, sp.invisible_duration.nanos = invisible_ms // 1000, (invisible_ms % 1000) * 10**6
     sp.delivery_attempt = msg.reconsume_times + 1
-    if PROP_SHARDING_KEY in props:
-        sp.message_group = props[PROP_SHARDING_KEY]
+    if PROPERTY_SHARDING_KEY in props:
+        sp.message_group = props[PROPERTY_SHARDING_KEY]
     out.body = body
     return out
 

@@ -49,6 +49,7 @@ from mqbench.broker.server.acl import ANY, PUB, RETRY_PREFIX, SUB
 from mqbench.broker.server.handlers import Refused
 from mqbench.broker.formats import record as rec
 from mqbench.broker.formats.topics import AUTO_CREATE_TOPIC_KEY_TOPIC
+from mqbench.broker.formats.properties import PROPERTY_RETRY_TOPIC, PROPERTY_SHARDING_KEY, PROPERTY_UNIQ_KEY
 from mqbench.errors import UserError
 
 log = logging.getLogger("mqbench.broker.grpc")
@@ -280,9 +281,9 @@ class GrpcService:
             topic = message.topic.name
             props = convert.send_properties(self.ns, message, self.ctx.clock_ms())
             queue_id = -1
-            if convert.PROP_SHARDING_KEY in props:
+            if PROPERTY_SHARDING_KEY in props:
                 cfg = await self.ctx.ensure_topic(topic)
-                queue_id = convert.fifo_queue(props[convert.PROP_SHARDING_KEY], cfg.write_queue_nums)
+                queue_id = convert.fifo_queue(props[PROPERTY_SHARDING_KEY], cfg.write_queue_nums)
             born_ms = message.system_properties.born_timestamp
             ext = {"producerGroup": "", "topic": topic, "defaultTopic": AUTO_CREATE_TOPIC_KEY_TOPIC,
                    "defaultTopicQueueNums": str(DEFAULT_QUEUE_NUMS), "queueId": str(queue_id), "sysFlag": "0",
@@ -292,7 +293,7 @@ class GrpcService:
             answer = await handlers_send.on_send(self.ctx, cmd, _Channel(_remoting_peer(peer)))
             if answer.code != codes.SUCCESS:
                 raise Refused(answer.code, answer.remark or "send refused")
-            entry = svc.SendResultEntry(status=self.status(), message_id=props[convert.PROP_UNIQ_KEY],
+            entry = svc.SendResultEntry(status=self.status(), message_id=props[PROPERTY_UNIQ_KEY],
                                         offset=int(answer.ext_fields.get("queueOffset", 0)))
             return svc.SendMessageResponse(status=self.status(), entries=[entry])
 
@@ -348,7 +349,7 @@ class GrpcService:
             yield svc.ReceiveMessageResponse(status=self.status()).SerializeToString()
             for popped in messages:
                 msg = popped.message
-                original = msg.properties.get(convert.PROP_RETRY_TOPIC) or topic
+                original = msg.properties.get(PROPERTY_RETRY_TOPIC) or topic
                 v2 = convert.to_v2(self.ns, msg, popped.handle, invisible_ms, original,
                                    req.message_queue.topic.resource_namespace)
                 yield svc.ReceiveMessageResponse(message=v2).SerializeToString()

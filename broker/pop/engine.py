@@ -70,16 +70,17 @@ from .plans import (INIT_MODE_MAX, INIT_MODE_MIN, AckPlan, ChangePlan, Popped, P
                     QueueView)
 from .records import Ack, CheckPoint, CkKey, OrderLock
 from .spans import BUFFERED, MERGE_WINDOW_MS, WRITING, WRITTEN, Cursor, FlushPlan, Spans
+from mqbench.broker.formats.properties import (
+    PROPERTY_FIRST_POP_TIME,
+    PROPERTY_POP_CK,
+    PROPERTY_RETRY_TOPIC,
+    PROPERTY_TAGS,
+)
 
 __all__ = ["INIT_MODE_MAX", "INIT_MODE_MIN", "AckPlan", "ChangePlan", "PopEngine", "PopPlan", "PopRequest",
            "Popped", "QueueView"]
 
 MAX_RECONSUME_TIMES = 16
-PROP_RETRY_TOPIC = "RETRY_TOPIC"
-PROP_FIRST_POP_TIME = "1ST_POP_TIME"
-PROP_ORIGIN_MESSAGE_ID = "ORIGIN_MESSAGE_ID"
-PROP_POP_CK = "POP_CK"
-PROP_TAGS = "TAGS"
 PENDING_ACK_RECHECK_MS = 50
 ORPHAN_ACK_KEEP_MS = 10 * 60_000
 COVERED_READS_MAX = 8        # reads past covered offsets per queue and pop
@@ -301,7 +302,7 @@ class PopEngine:
                 break
             pos = msgs[-1].queue_offset + 1
             if req.tags is not None:
-                msgs = [m for m in msgs if m.properties.get(PROP_TAGS) in req.tags]
+                msgs = [m for m in msgs if m.properties.get(PROPERTY_TAGS) in req.tags]
             out += [m for m in msgs if m.queue_offset not in covered]
             if len(out) >= want or not covered or end >= 0 and pos >= end:
                 break
@@ -554,11 +555,11 @@ class PopEngine:
     def retry_message(self, ck: CheckPoint, stored: Message, now_ms: int) -> Message:
         """The message to put for an unacked ``stored`` message of ``ck``: on the group's retry
         topic with reconsumeTimes + 1, or on ``%DLQ%<group>`` once past ``max_reconsume_times``."""
-        props = {k: v for k, v in stored.properties.items() if k != PROP_POP_CK}
-        origin = props.get(PROP_RETRY_TOPIC) if ck.topic.startswith(handles.RETRY_PREFIX) else ck.topic
+        props = {k: v for k, v in stored.properties.items() if k != PROPERTY_POP_CK}
+        origin = props.get(PROPERTY_RETRY_TOPIC) if ck.topic.startswith(handles.RETRY_PREFIX) else ck.topic
         origin = origin or ck.topic
-        props[PROP_RETRY_TOPIC] = origin
-        props.setdefault(PROP_FIRST_POP_TIME, str(ck.pop_time_ms))
+        props[PROPERTY_RETRY_TOPIC] = origin
+        props.setdefault(PROPERTY_FIRST_POP_TIME, str(ck.pop_time_ms))
         times = stored.reconsume_times + 1
         topic = handles.retry_topic(ck.group, origin) if times <= self.max_reconsume_times \
             else handles.dlq_topic(ck.group)
@@ -576,4 +577,4 @@ class PopEngine:
 
 
 def _with_handle(msg: Message, handle: str) -> Message:
-    return replace(msg, properties={**msg.properties, PROP_POP_CK: handle})
+    return replace(msg, properties={**msg.properties, PROPERTY_POP_CK: handle})

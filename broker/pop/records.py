@@ -32,12 +32,14 @@ from dataclasses import dataclass, replace
 
 from mqbench.broker.formats.record import Message
 from mqbench.errors import CorruptDataError
+from mqbench.broker.formats.properties import (
+    PROPERTY_KEYS,
+    PROPERTY_TAGS,
+    PROPERTY_TIMER_DELIVER_MS,
+    PROPERTY_UNIQ_KEY,
+)
 
 CK_TAG, ACK_TAG, BATCH_ACK_TAG, ORDER_LOCK_TAG = "ck", "ack", "bAck", "oLock"
-PROP_TAGS = "TAGS"
-PROP_KEYS = "KEYS"
-PROP_UNIQ_KEY = "UNIQ_KEY"
-PROP_TIMER_DELIVER_MS = "TIMER_DELIVER_MS"
 
 
 class RecordError(CorruptDataError):
@@ -126,8 +128,8 @@ def ck_message(ck: CheckPoint, revive_topic: str) -> Message:
             "d": [o - ck.start_offset for o in ck.offsets], "bn": ck.broker_name, "rp": ck.reput_times}
     key = f"{ck.topic}{ck.group}{ck.queue_id}{ck.start_offset}{ck.pop_time_ms}ck"
     return Message(topic=revive_topic, body=_dump(body), queue_id=ck.revive_qid,
-                   properties={PROP_TAGS: CK_TAG, PROP_KEYS: key, PROP_UNIQ_KEY: key,
-                               PROP_TIMER_DELIVER_MS: str(ck.revive_time_ms)})
+                   properties={PROPERTY_TAGS: CK_TAG, PROPERTY_KEYS: key, PROPERTY_UNIQ_KEY: key,
+                               PROPERTY_TIMER_DELIVER_MS: str(ck.revive_time_ms)})
 
 
 def ck_done_message(ck: CheckPoint, revive_topic: str) -> Message:
@@ -135,7 +137,7 @@ def ck_done_message(ck: CheckPoint, revive_topic: str) -> Message:
     straight on the revive log, no deliver time: nothing of it will ever be revived, it only
     tells every replica that its offsets were handed out and acked."""
     msg = ck_message(ck, revive_topic)
-    return replace(msg, properties={k: v for k, v in msg.properties.items() if k != PROP_TIMER_DELIVER_MS})
+    return replace(msg, properties={k: v for k, v in msg.properties.items() if k != PROPERTY_TIMER_DELIVER_MS})
 
 
 def order_lock_message(lock: OrderLock, revive_topic: str, revive_qid: int) -> Message:
@@ -145,7 +147,7 @@ def order_lock_message(lock: OrderLock, revive_topic: str, revive_qid: int) -> M
             "bn": lock.broker_name, "ac": lock.attempts}
     key = f"{lock.topic}{lock.group}{lock.queue_id}{lock.start_offset}{lock.pop_time_ms}{ORDER_LOCK_TAG}"
     return Message(topic=revive_topic, body=_dump(body), queue_id=revive_qid,
-                   properties={PROP_TAGS: ORDER_LOCK_TAG, PROP_KEYS: key, PROP_UNIQ_KEY: key})
+                   properties={PROPERTY_TAGS: ORDER_LOCK_TAG, PROPERTY_KEYS: key, PROPERTY_UNIQ_KEY: key})
 
 
 def ack_message(ack: Ack, revive_topic: str, revive_qid: int) -> Message:
@@ -158,8 +160,8 @@ def ack_message(ack: Ack, revive_topic: str, revive_qid: int) -> Message:
         tag, body["aol"] = BATCH_ACK_TAG, list(ack.offsets)
     key = f"{ack.topic}{ack.group}{ack.queue_id}{ack.start_offset}{ack.pop_time_ms}{tag}{ack.offsets[0]}"
     return Message(topic=revive_topic, body=_dump(body), queue_id=revive_qid,
-                   properties={PROP_TAGS: tag, PROP_KEYS: key, PROP_UNIQ_KEY: key,
-                               PROP_TIMER_DELIVER_MS: str(ack.revive_time_ms)})
+                   properties={PROPERTY_TAGS: tag, PROPERTY_KEYS: key, PROPERTY_UNIQ_KEY: key,
+                               PROPERTY_TIMER_DELIVER_MS: str(ack.revive_time_ms)})
 
 
 def parse(tag: str | None, body: bytes, deliver_ms: int = 0,

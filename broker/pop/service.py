@@ -40,6 +40,8 @@ from . import handles, records
 from .engine import ChangePlan, AckPlan, PopEngine, PopPlan, PopRequest
 from .spans import MERGE_WINDOW_MS, FlushPlan
 from .view import StoreView
+from mqbench.broker.formats.properties import (PROPERTY_REAL_QID, PROPERTY_REAL_TOPIC, PROPERTY_TAGS, PROPERTY_TIMER_DELIVER_MS,
+                                               PROPERTY_TIMER_OUT_MS)
 
 log = logging.getLogger("mqbench.broker.pop")
 
@@ -48,8 +50,6 @@ SYNC_INTERVAL_MS = 200
 REVIVE_IDLE_MS = 200
 REVIVE_RETRY_MS = 1000
 READ_CHUNK = 256
-PROP_REAL_TOPIC = "REAL_TOPIC"
-PROP_TIMER_OUT_MS = "TIMER_OUT_MS"
 FLUSH_GATHER_MS = 10         # a flush waits this long for more acks to join it (flushes <= 100/s)
 FLUSH_IDLE_MS = 200          # the flush loop's longest sleep
 FLUSH_RETRY_MS = 200
@@ -111,9 +111,9 @@ class PopService:
 
     def _parse(self, msg: Message, revive_qid: int):
         props = msg.properties
-        deliver = props.get(records.PROP_TIMER_DELIVER_MS) or props.get(PROP_TIMER_OUT_MS) or "0"
+        deliver = props.get(PROPERTY_TIMER_DELIVER_MS) or props.get(PROPERTY_TIMER_OUT_MS) or "0"
         try:
-            return records.parse(props.get(records.PROP_TAGS), msg.body, int(deliver), revive_qid)
+            return records.parse(props.get(PROPERTY_TAGS), msg.body, int(deliver), revive_qid)
         except (records.RecordError, ValueError) as exc:
             log.error("POP record at %s/%d offset %d skipped: %s", msg.topic, msg.queue_id, msg.queue_offset, exc)
             return None
@@ -124,8 +124,8 @@ class PopService:
         for qid in range(engine.revive_queues):
             engine.set_revive_offset(qid, self.store.query_offset(handles.REVIVE_GROUP, self.revive_topic, qid))
         for msg in self._read_new(TIMER_TOPIC, 0):
-            if msg.properties.get(PROP_REAL_TOPIC) == self.revive_topic:
-                item = self._parse(msg, int(msg.properties.get("REAL_QID", "0") or 0))
+            if msg.properties.get(PROPERTY_REAL_TOPIC) == self.revive_topic:
+                item = self._parse(msg, int(msg.properties.get(PROPERTY_REAL_QID, "0") or 0))
                 if item is not None:
                     engine.observe(item)
         for qid in range(engine.revive_queues):

@@ -7,7 +7,7 @@ Contract (what the client sees; RocketMQ's ``SendMessageProcessor`` behaviour un
 * The answer comes once the entry is committed by the group's quorum (``group.put`` returns
   then), with ``msgId`` (the offsetMsgId: store host + commitlog offset; for a batch stored as
   separate records, the ids joined by commas), ``queueId``, ``queueOffset`` (the first message's)
-  and ``transactionId`` (the message's, or the batch's, ``UNIQ_KEY``).
+  and ``transactionId`` (the message's, or the batch's, ``PROPERTY_UNIQ_KEY``).
 * The topic must be a valid name (``../x``: MESSAGE_ILLEGAL 13 naming the problem) that clients
   may send to: an internal topic (``rmq_sys_*``, ``SCHEDULE_TOPIC_XXXX``...) is NO_PERMISSION 16,
   "Sending message to topic[T] is forbidden.", as RocketMQ answers. An unknown topic is created with 4 queues (autoCreateTopicEnable), which
@@ -62,11 +62,16 @@ from mqbench.broker.formats.topics import (
     validate_topic,
 )
 from mqbench.errors import CorruptDataError
+from mqbench.broker.formats.properties import (
+    PROPERTY_DELAY,
+    PROPERTY_ORIGIN_MESSAGE_ID,
+    PROPERTY_RETRY_TOPIC,
+    PROPERTY_TIMER_DELAY_MS,
+    PROPERTY_TIMER_DELAY_SEC,
+    PROPERTY_TIMER_DELIVER_MS,
+    PROPERTY_UNIQ_KEY,
+)
 
-UNIQ_KEY = "UNIQ_KEY"
-PROPERTY_RETRY_TOPIC = "RETRY_TOPIC"
-PROPERTY_ORIGIN_MESSAGE_ID = "ORIGIN_MESSAGE_ID"
-PROPERTY_DELAY = "DELAY"
 MAX_RECONSUME_TIMES = 16   # RocketMQ's default maxReconsumeTimes
 RECORD_BYTES_MAX = 64 * 1024 * 1024
 PROPERTIES_RESERVE_BYTES = 1024
@@ -188,10 +193,10 @@ async def on_send(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
     stored = ctx.rewrite(msg)
     check_properties_room(stored.properties, header.topic, len(wire))
     result = await ctx.group.put(stored)
-    return _response(ctx, cmd, header.topic, result, queue_id, properties.get(UNIQ_KEY), 1)
+    return _response(ctx, cmd, header.topic, result, queue_id, properties.get(PROPERTY_UNIQ_KEY), 1)
 
 
-_DELAY_KEYS = frozenset({"DELAY", "TIMER_DELIVER_MS", "TIMER_DELAY_SEC", "TIMER_DELAY_MS"})
+_DELAY_KEYS = frozenset({PROPERTY_DELAY, PROPERTY_TIMER_DELIVER_MS, PROPERTY_TIMER_DELAY_SEC, PROPERTY_TIMER_DELAY_MS})
 
 
 async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
@@ -223,7 +228,7 @@ async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Chann
         # decompressed above and is stored as plain messages, so their sysflag drops the codec bits
         result = await ctx.group.put_batch(header.topic, queue_id, batch.items, consolidate=cfg.is_batch_cq,
                                            sysflag=header.sys_flag & ~SYSFLAG_COMPRESSION_BITS, **common)
-    return _response(ctx, cmd, header.topic, result, queue_id, properties.get(UNIQ_KEY), batch.count)
+    return _response(ctx, cmd, header.topic, result, queue_id, properties.get(PROPERTY_UNIQ_KEY), batch.count)
 
 
 def _long_field(ext: dict[str, str], name: str, default: int | None = None) -> int:

@@ -53,6 +53,7 @@ from mqbench.broker.server.handlers_offsets import offset_by_time
 from mqbench.broker.formats import configs
 from mqbench.broker.formats import record as rec
 from mqbench.broker.formats.topics import validate_group, validate_topic
+from mqbench.broker.formats.properties import PROPERTY_UNIQ_KEY
 
 QUERY_SCAN_MESSAGES_MAX = 200_000
 QUERY_SCAN_CHUNK = 256
@@ -231,7 +232,7 @@ async def query_messages(ctx: BrokerContext, topic: str, key: str, *, unique: bo
                 if msg.store_timestamp_ms > end_ms:
                     past_end = True
                     break
-                hit = msg.properties.get("UNIQ_KEY") == key if unique else key in msg.keys
+                hit = msg.properties.get(PROPERTY_UNIQ_KEY) == key if unique else key in msg.keys
                 if hit:
                     found.append(rec.encode_message(msg))
                     if len(found) >= max_num:

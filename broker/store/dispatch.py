@@ -42,6 +42,7 @@ from mqbench.broker.formats.record import (
     message_tags_code,
 )
 from mqbench.broker.formats.topics import validate_topic
+from mqbench.broker.formats.properties import PROPERTY_INNER_NUM
 
 CQ_DIR = "consumequeue"
 BCQ_DIR = "batchconsumequeue"
@@ -75,7 +76,7 @@ def dispatch_info(record: bytes, where: str | None = None) -> DispatchInfo:
     inner = 1
     if msg.sysflag & SYSFLAG_INNER_BATCH:
         try:
-            inner = int(msg.properties.get("INNER_NUM", ""))
+            inner = int(msg.properties.get(PROPERTY_INNER_NUM, ""))
         except ValueError:
             raise CorruptDataError(f"inner-batch record without a valid INNER_NUM "
                                    f"({msg.properties.get('INNER_NUM')!r})", where=where,
@@ -88,7 +89,7 @@ def dispatch_info(record: bytes, where: str | None = None) -> DispatchInfo:
 
 def message_dispatch_info(msg: Message, size: int) -> DispatchInfo:
     """``DispatchInfo`` of a message just written (no decode needed)."""
-    inner = int(msg.properties.get("INNER_NUM", "1")) if msg.sysflag & SYSFLAG_INNER_BATCH else 1
+    inner = int(msg.properties.get(PROPERTY_INNER_NUM, "1")) if msg.sysflag & SYSFLAG_INNER_BATCH else 1
     return DispatchInfo(msg.topic, msg.queue_id, msg.queue_offset, msg.physical_offset, size, msg.sysflag,
                         message_tags_code(msg), msg.store_timestamp_ms, inner)
 

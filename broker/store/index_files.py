@@ -29,6 +29,7 @@ from mqbench.errors import CorruptDataError
 from mqbench.broker.formats import index_file as fmt
 from mqbench.broker.formats.record import SYSFLAG_TX_MASK, SYSFLAG_TX_ROLLBACK
 from .segments import fsync_dir
+from mqbench.broker.formats.properties import PROPERTY_KEYS, PROPERTY_UNIQ_KEY
 
 INDEX_DIR = "index"
 _ITEM_BUFFER_BYTES = 1 << 20
@@ -50,10 +51,10 @@ def record_keys(topic: str, properties: dict[str, str], sysflag: int) -> list[st
     if sysflag & SYSFLAG_TX_MASK == SYSFLAG_TX_ROLLBACK:
         return []
     keys = []
-    uniq = properties.get("UNIQ_KEY")
+    uniq = properties.get(PROPERTY_UNIQ_KEY)
     if uniq:
         keys.append(fmt.index_key(topic, uniq))
-    for word in properties.get("KEYS", "").split(" "):
+    for word in properties.get(PROPERTY_KEYS, "").split(" "):
         if word:
             keys.append(fmt.index_key(topic, word))
     return keys

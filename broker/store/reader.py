@@ -53,6 +53,7 @@ from .consume_queue import BatchConsumeQueue
 from .dispatch import QueueSet
 from mqbench.broker.formats.record import (MAGIC_V1, MAGIC_V2, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, Message,
                                            decode_message, encode_message, java_hash, peek_properties, peek_topic)
+from mqbench.broker.formats.properties import PROPERTY_INNER_NUM, PROPERTY_TAGS
 
 RUN_GAP_BYTES_MAX = 4096
 _RECORD_HEAD = struct.Struct(">ii4xi4xq")     # TOTALSIZE MAGICCODE (BODYCRC) QUEUEID (FLAG) QUEUEOFFSET
@@ -101,7 +102,7 @@ def unwrap(record: Message, base: int) -> list[Message]:
         return [record]
     items = inner_batch_items(record.body, record.sysflag, where="commitlog inner batch",
                               offset=record.physical_offset)
-    declared = record.properties.get("INNER_NUM")
+    declared = record.properties.get(PROPERTY_INNER_NUM)
     if declared != str(len(items)):
         raise CorruptDataError(f"inner batch holds {len(items)} messages, its INNER_NUM says {declared!r}",
                                where="commitlog inner batch", offset=record.physical_offset)
@@ -188,7 +189,7 @@ def _stored_record(buf: bytes, at: int, size: int, topic_bytes: bytes, queue_id:
 
 def _wanted(buf: bytes, at: int, tags: set[str]) -> bool:
     try:
-        return peek_properties(buf, at).get("TAGS") in tags
+        return peek_properties(buf, at).get(PROPERTY_TAGS) in tags
     except (CorruptDataError, struct.error):
         return False
 
@@ -247,7 +248,7 @@ def _encoded_batch_queue(log, queues: QueueSet, topic: str, queue_id: int, offse
     """``read_queue_records`` of a BatchConsumeQueue: its messages (inner batches unwrapped)
     encoded one record each (module doc)."""
     result = read_queue(log, queues, topic, queue_id, offset, max_messages, max_bytes)
-    chosen = [m for m in result.messages if tags is None or m.properties.get("TAGS") in tags]
+    chosen = [m for m in result.messages if tags is None or m.properties.get(PROPERTY_TAGS) in tags]
     return RecordsRead("FOUND" if chosen else result.status, b"".join(encode_message(m) for m in chosen),
                        len(chosen), len(result.messages) - len(chosen), result.next_offset, result.min_offset,
                        result.max_offset)

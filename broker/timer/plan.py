@@ -51,6 +51,7 @@ from typing import Callable
 from mqbench.broker.formats.record import SCHEDULE_TOPIC, Message
 from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.errors import CorruptDataError
+from mqbench.broker.formats.properties import PROPERTY_KEYS
 
 PROGRESS_TOPIC = "rmq_sys_mqbench_delay_progress"
 MARKER_QUEUE = 0
@@ -178,7 +179,7 @@ def choose_last_window(candidates: list[tuple[int, Window | str]], max_offset: C
 
 def marker_message(window: Window, *, now_ms: int) -> Message:
     return Message(topic=PROGRESS_TOPIC, body=encode_marker(window), queue_id=MARKER_QUEUE,
-                   properties={"KEYS": f"step-{window.step}"}, born_timestamp_ms=now_ms)
+                   properties={PROPERTY_KEYS: f"step-{window.step}"}, born_timestamp_ms=now_ms)
 
 
 def barrier_message(*, now_ms: int, who: str) -> Message:

@@ -12,9 +12,10 @@ from mqbench.broker.formats.record import SCHEDULE_TOPIC
 from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.errors import CorruptDataError
 
+from mqbench.broker.formats.properties import PROPERTY_MQBENCH_DELAY_SOURCE
+
 from .plan import (BARRIER_QUEUE, MARKER_QUEUE, PROGRESS_TOPIC, Progress, Window, barrier_message,
                    choose_last_window, decode_marker)
-from .rewrite import PROP_SOURCE
 
 log = logging.getLogger("mqbench.broker.timer")
 
@@ -71,7 +72,7 @@ class Recovery:
             while offset < hi and len(found) < len(wanted):
                 msgs, nxt = self._read(topic, queue_id, offset, READ_CHUNK)
                 for m in msgs:
-                    src = m.properties.get(PROP_SOURCE)
+                    src = m.properties.get(PROPERTY_MQBENCH_DELAY_SOURCE)
                     if src in wanted:
                         found.add(src)
                 if nxt <= offset:

@@ -51,25 +51,27 @@ from mqbench.broker.formats.topics import validate_topic
 from mqbench.errors import CorruptDataError, UserError
 
 from .config import DelayConfig
+from mqbench.broker.formats.properties import (
+    PROPERTY_DELAY,
+    PROPERTY_MQBENCH_DELAY_SOURCE,
+    PROPERTY_MQBENCH_DLQ_DROPPED,
+    PROPERTY_MQBENCH_DLQ_REASON,
+    PROPERTY_REAL_QID,
+    PROPERTY_REAL_TOPIC,
+    PROPERTY_TIMER_DELAY_MS,
+    PROPERTY_TIMER_DELAY_SEC,
+    PROPERTY_TIMER_DELIVER_MS,
+    PROPERTY_TIMER_DEQUEUE_MS,
+    PROPERTY_TIMER_ENQUEUE_MS,
+    PROPERTY_TIMER_OUT_MS,
+    PROPERTY_TIMER_ROLL_TIMES,
+)
 
-PROP_DELAY = "DELAY"
-PROP_REAL_TOPIC = "REAL_TOPIC"
-PROP_REAL_QID = "REAL_QID"
-PROP_TIMER_DELIVER_MS = "TIMER_DELIVER_MS"
-PROP_TIMER_DELAY_MS = "TIMER_DELAY_MS"
-PROP_TIMER_DELAY_SEC = "TIMER_DELAY_SEC"
-PROP_TIMER_OUT_MS = "TIMER_OUT_MS"
-PROP_TIMER_ENQUEUE_MS = "TIMER_ENQUEUE_MS"
-PROP_TIMER_DEQUEUE_MS = "TIMER_DEQUEUE_MS"
-PROP_TIMER_ROLL_TIMES = "TIMER_ROLL_TIMES"
-PROP_SOURCE = "MQBENCH_DELAY_SRC"
-PROP_DEAD_REASON = "MQBENCH_DLQ_REASON"
-PROP_DEAD_DROPPED = "MQBENCH_DLQ_DROPPED"
 DELAY_TOPICS = (SCHEDULE_TOPIC, TIMER_TOPIC)
 #: Where a due message that cannot be re-put goes (RocketMQ's %DLQ% naming; one queue).
 DEAD_LETTER_TOPIC = "%DLQ%rmq_sys_mqbench_delay"
 DEAD_REASON_CHARS_MAX = 200
-_INTERNAL = (PROP_DELAY, PROP_REAL_TOPIC, PROP_REAL_QID, PROP_TIMER_OUT_MS, PROP_SOURCE)
+_INTERNAL = (PROPERTY_DELAY, PROPERTY_REAL_TOPIC, PROPERTY_REAL_QID, PROPERTY_TIMER_OUT_MS, PROPERTY_MQBENCH_DELAY_SOURCE)
 _INT64_MAX = (1 << 63) - 1
 
 
@@ -86,9 +88,9 @@ def _int_property(msg: Message, name: str, *, low: int = 0) -> int:
 
 def delay_level(msg: Message) -> int:
     """The DELAY level of a message, 0 when absent (UserError when not an integer)."""
-    if PROP_DELAY not in msg.properties:
+    if PROPERTY_DELAY not in msg.properties:
         return 0
-    text = msg.properties[PROP_DELAY]
+    text = msg.properties[PROPERTY_DELAY]
     try:
         return int(text.strip())
     except (ValueError, AttributeError):
@@ -98,20 +100,20 @@ def delay_level(msg: Message) -> int:
 def timer_deliver_ms(msg: Message, now_ms: int) -> int | None:
     """The requested deliver time of a TIMER_* message (None when it has none)."""
     props = msg.properties
-    if PROP_TIMER_DELAY_SEC in props:
-        return now_ms + _int_property(msg, PROP_TIMER_DELAY_SEC) * 1000
-    if PROP_TIMER_DELAY_MS in props:
-        return now_ms + _int_property(msg, PROP_TIMER_DELAY_MS)
-    if PROP_TIMER_DELIVER_MS in props:
-        return _int_property(msg, PROP_TIMER_DELIVER_MS)
+    if PROPERTY_TIMER_DELAY_SEC in props:
+        return now_ms + _int_property(msg, PROPERTY_TIMER_DELAY_SEC) * 1000
+    if PROPERTY_TIMER_DELAY_MS in props:
+        return now_ms + _int_property(msg, PROPERTY_TIMER_DELAY_MS)
+    if PROPERTY_TIMER_DELIVER_MS in props:
+        return _int_property(msg, PROPERTY_TIMER_DELIVER_MS)
     return None
 
 
 def _moved(msg: Message, topic: str, queue_id: int, extra: dict[str, str]) -> Message:
     props = dict(msg.properties)
     props.update(extra)
-    props[PROP_REAL_TOPIC] = msg.topic
-    props[PROP_REAL_QID] = str(msg.queue_id)
+    props[PROPERTY_REAL_TOPIC] = msg.topic
+    props[PROPERTY_REAL_QID] = str(msg.queue_id)
     return dataclasses.replace(msg, topic=topic, queue_id=queue_id, properties=props)
 
 
@@ -120,8 +122,8 @@ def rewrite_for_delay(msg: Message, *, now_ms: int, config: DelayConfig = DelayC
     if msg.topic in DELAY_TOPICS:
         raise UserError(f"topic {msg.topic} is reserved for delayed messages; send to the real topic "
                         f"with a DELAY level or a TIMER_* property instead")
-    if PROP_SOURCE in msg.properties:
-        msg = dataclasses.replace(msg, properties={k: v for k, v in msg.properties.items() if k != PROP_SOURCE})
+    if PROPERTY_MQBENCH_DELAY_SOURCE in msg.properties:
+        msg = dataclasses.replace(msg, properties={k: v for k, v in msg.properties.items() if k != PROPERTY_MQBENCH_DELAY_SOURCE})
     if msg.sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
         return msg
     level = delay_level(msg)
@@ -136,7 +138,7 @@ def rewrite_for_delay(msg: Message, *, now_ms: int, config: DelayConfig = DelayC
     if deliver_ms - now_ms > config.timer_max_delay_ms:
         raise UserError(f"timer delay of {deliver_ms - now_ms} ms exceeds the maximum of "
                         f"{config.timer_max_delay_ms} ms (timer_max_delay_ms)")
-    return _moved(msg, TIMER_TOPIC, 0, {PROP_TIMER_OUT_MS: str(deliver_ms)})
+    return _moved(msg, TIMER_TOPIC, 0, {PROPERTY_TIMER_OUT_MS: str(deliver_ms)})
 
 
 def level_due_ms(record: Message, config: DelayConfig = DelayConfig()) -> int:
@@ -147,7 +149,7 @@ def level_due_ms(record: Message, config: DelayConfig = DelayConfig()) -> int:
 def timer_due_ms(record: Message) -> int:
     """When a ``rmq_sys_wheel_timer`` record is due (its TIMER_OUT_MS); CorruptDataError if bad."""
     try:
-        return _int_property(record, PROP_TIMER_OUT_MS)
+        return _int_property(record, PROPERTY_TIMER_OUT_MS)
     except (KeyError, UserError) as exc:
         raise CorruptDataError(f"timer record without a valid TIMER_OUT_MS ({exc})", where=record.topic,
                                offset=record.queue_offset) from None
@@ -162,8 +164,8 @@ def delivered_message(record: Message, *, source: str, now_ms: int) -> Message:
     """The real message to re-put for a due ``record`` (CorruptDataError when REAL_* are bad)."""
     props = record.properties
     try:
-        topic = validate_topic(props.get(PROP_REAL_TOPIC))
-        queue_id = int(props.get(PROP_REAL_QID, ""))
+        topic = validate_topic(props.get(PROPERTY_REAL_TOPIC))
+        queue_id = int(props.get(PROPERTY_REAL_QID, ""))
     except (UserError, ValueError) as exc:
         raise CorruptDataError(f"delayed record without a valid REAL_TOPIC/REAL_QID ({exc})",
                                where=f"{record.topic}/{record.queue_id}", offset=record.queue_offset) from None
@@ -172,9 +174,9 @@ def delivered_message(record: Message, *, source: str, now_ms: int) -> Message:
                                where=f"{record.topic}/{record.queue_id}", offset=record.queue_offset)
     out = {k: v for k, v in props.items() if k not in _INTERNAL}
     if record.topic == TIMER_TOPIC:
-        out[PROP_TIMER_ENQUEUE_MS] = str(record.store_timestamp_ms)
-        out[PROP_TIMER_DEQUEUE_MS] = str(now_ms)
-    out[PROP_SOURCE] = source
+        out[PROPERTY_TIMER_ENQUEUE_MS] = str(record.store_timestamp_ms)
+        out[PROPERTY_TIMER_DEQUEUE_MS] = str(now_ms)
+    out[PROPERTY_MQBENCH_DELAY_SOURCE] = source
     return Message(topic=topic, body=record.body, properties=out, queue_id=queue_id, flag=record.flag,
                    sysflag=record.sysflag, born_timestamp_ms=record.born_timestamp_ms, born_host=record.born_host,
                    reconsume_times=record.reconsume_times)
@@ -184,11 +186,11 @@ def rolled_message(record: Message, *, source: str) -> Message:
     """A timer record parked for a roll, written again to the timer topic (``TIMER_ROLL_TIMES`` + 1)."""
     props = dict(record.properties)
     try:
-        rolls = int(props.get(PROP_TIMER_ROLL_TIMES, "0"))
+        rolls = int(props.get(PROPERTY_TIMER_ROLL_TIMES, "0"))
     except ValueError:
         rolls = 0
-    props[PROP_TIMER_ROLL_TIMES] = str(rolls + 1)
-    props[PROP_SOURCE] = source
+    props[PROPERTY_TIMER_ROLL_TIMES] = str(rolls + 1)
+    props[PROPERTY_MQBENCH_DELAY_SOURCE] = source
     return Message(topic=TIMER_TOPIC, body=record.body, properties=props, queue_id=0, flag=record.flag,
                    sysflag=record.sysflag, born_timestamp_ms=record.born_timestamp_ms, born_host=record.born_host,
                    reconsume_times=record.reconsume_times)
@@ -211,23 +213,23 @@ def dead_letter_message(record: Message, *, source: str, reason: str) -> Message
     ``source`` and the reason. When that does not fit, the reason goes first, then the client's
     TIMER_DELIVER_MS/TIMER_DELAY_* (TIMER_OUT_MS keeps the time), then the largest other properties
     one by one (``MQBENCH_DLQ_DROPPED`` names them). None when nothing makes it fit."""
-    props = {k: v for k, v in record.properties.items() if k != PROP_SOURCE}
-    props[PROP_SOURCE] = source
-    props[PROP_DEAD_REASON] = reason.replace("\x02", " ")[:DEAD_REASON_CHARS_MAX]
+    props = {k: v for k, v in record.properties.items() if k != PROPERTY_MQBENCH_DELAY_SOURCE}
+    props[PROPERTY_MQBENCH_DELAY_SOURCE] = source
+    props[PROPERTY_MQBENCH_DLQ_REASON] = reason.replace("\x02", " ")[:DEAD_REASON_CHARS_MAX]
     msg = Message(topic=DEAD_LETTER_TOPIC, body=record.body, properties=props, queue_id=0, flag=record.flag,
                   sysflag=record.sysflag, born_timestamp_ms=record.born_timestamp_ms, born_host=record.born_host,
                   reconsume_times=record.reconsume_times)
-    droppable = [PROP_DEAD_REASON, PROP_TIMER_DELIVER_MS, PROP_TIMER_DELAY_MS, PROP_TIMER_DELAY_SEC]
+    droppable = [PROPERTY_MQBENCH_DLQ_REASON, PROPERTY_TIMER_DELIVER_MS, PROPERTY_TIMER_DELAY_MS, PROPERTY_TIMER_DELAY_SEC]
     dropped: list[str] = []
     while fits(msg) is not None:
         name = next((n for n in droppable if n in props), None)
         if name is None:
-            keep = {PROP_SOURCE, PROP_REAL_TOPIC, PROP_REAL_QID, PROP_TIMER_OUT_MS, PROP_DELAY, PROP_DEAD_DROPPED}
+            keep = {PROPERTY_MQBENCH_DELAY_SOURCE, PROPERTY_REAL_TOPIC, PROPERTY_REAL_QID, PROPERTY_TIMER_OUT_MS, PROPERTY_DELAY, PROPERTY_MQBENCH_DLQ_DROPPED}
             others = [k for k in props if k not in keep]
             if not others:
                 return None
             name = max(others, key=lambda k: len(props[k]))
             dropped.append(name)
-            props[PROP_DEAD_DROPPED] = ",".join(dropped)[:DEAD_REASON_CHARS_MAX]
+            props[PROPERTY_MQBENCH_DLQ_DROPPED] = ",".join(dropped)[:DEAD_REASON_CHARS_MAX]
         del props[name]
     return msg

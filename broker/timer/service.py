@@ -45,7 +45,9 @@ from .config import DelayConfig
 from .index import TimerEntry, TimerIndex, timer_fire
 from .plan import Progress, Window, marker_message
 from .recovery import READ_CHUNK, Recovery
-from .rewrite import (DEAD_LETTER_TOPIC, PROP_REAL_TOPIC, dead_letter_message, delivered_message, fits, level_due_ms,
+from mqbench.broker.formats.properties import PROPERTY_REAL_TOPIC
+
+from .rewrite import (DEAD_LETTER_TOPIC, dead_letter_message, delivered_message, fits, level_due_ms,
                       rolled_message, source_id, timer_due_ms)
 
 log = logging.getLogger("mqbench.broker.timer")
@@ -315,7 +317,7 @@ class DelayService(Recovery):
             for m in msgs:
                 due, stored = self._entry_of(m)
                 entry = ix.add(m.queue_offset, due, stored, offset_py=m.physical_offset, size_py=record_size(m),
-                               real_topic_hash=self._topic_hash(m.properties.get(PROP_REAL_TOPIC)))
+                               real_topic_hash=self._topic_hash(m.properties.get(PROPERTY_REAL_TOPIC)))
                 if keep:
                     fresh.append(entry)
                 added += 1
@@ -364,7 +366,7 @@ class DelayService(Recovery):
 
     def _dead_letter(self, record: Message, due_ms: int, source: str, reason: str) -> _Delivery | None:
         dead = dead_letter_message(record, source=source, reason=reason)
-        log.error("%s: delayed record %s for %s %s; %s", self.name, source, record.properties.get(PROP_REAL_TOPIC),
+        log.error("%s: delayed record %s for %s %s; %s", self.name, source, record.properties.get(PROPERTY_REAL_TOPIC),
                   reason, "moving it to the dead-letter topic" if dead else "it cannot be moved either: skipped")
         if dead is None:
             self.stats.malformed += 1

@@ -46,6 +46,14 @@ from mqbench.errors import InvariantViolation, UserError
 from mqbench.limits import measure_codecs
 from mqbench.output import table
 from mqbench.workloads.bodies import generate_bodies
+from mqbench.broker.formats.properties import (
+    PROPERTY_INNER_BASE,
+    PROPERTY_INNER_NUM,
+    PROPERTY_KEYS,
+    PROPERTY_TAGS,
+    PROPERTY_UNIQ_KEY,
+    PROPERTY_WAIT,
+)
 
 MB = 1_000_000
 CQ_UNIT_BYTES = 20
@@ -60,8 +68,8 @@ def sample(profile: str, count: int, seed: int) -> list[BatchItem]:
     items = []
     for i, body in enumerate(bodies):
         uniq = hashlib.blake2b(f"{seed}/{profile}/{i}".encode(), digest_size=16).hexdigest().upper()
-        items.append(BatchItem(body, {"KEYS": f"{profile[:3]}-{rng.randrange(10**9):09d}",
-                                      "TAGS": f"tag{rng.randrange(8)}", "UNIQ_KEY": uniq, "WAIT": "true"}))
+        items.append(BatchItem(body, {PROPERTY_KEYS: f"{profile[:3]}-{rng.randrange(10**9):09d}",
+                                      PROPERTY_TAGS: f"tag{rng.randrange(8)}", PROPERTY_UNIQ_KEY: uniq, PROPERTY_WAIT: "true"}))
     return items
 
 
@@ -103,7 +111,7 @@ def batch_cell(topic: str, items: list[BatchItem], codec: Codec | None, batch_ms
         raise InvariantViolation(f"batch round trip failed for {codec and codec.spec} at {batch_msgs}")
     commitlog = 0
     for group, (body, _) in zip(batches, stored):
-        props = {"UNIQ_KEY": "0" * 32, "WAIT": "true", "INNER_NUM": str(len(group)), "INNER_BASE": "1000000"}
+        props = {PROPERTY_UNIQ_KEY: "0" * 32, PROPERTY_WAIT: "true", PROPERTY_INNER_NUM: str(len(group)), PROPERTY_INNER_BASE: "1000000"}
         commitlog += _record_bytes(topic, len(body), props)
     compress_s = _repeat(lambda group: comp.encode_client_batch(group, codec), batches, min_time_ns)
     decompress_s = _repeat(lambda pair: comp.inner_batch_items(*pair), stored, min_time_ns)

@@ -38,6 +38,7 @@ from pathlib import Path
 from mqbench.bench.common import bench_document, drop_cache, fmt_ratio, limits_line, measure_limits, ratio, us_per_msg
 from mqbench.errors import MqbenchError
 from mqbench.output import table
+from mqbench.broker.formats.properties import PROPERTY_KEYS, PROPERTY_TAGS
 
 MB = 1_000_000
 QUEUES = 16
@@ -78,7 +79,7 @@ def build(root: Path, version: str, size_bytes: int, seed: int) -> int:
             store.create_topic(f"orders-{t}", read_queue_nums=4, write_queue_nums=4)
         while store.log.end_offset < size_bytes:
             q = written // BATCH % QUEUES
-            items = [BatchItem(pool[(written + i) % len(pool)], {"KEYS": f"k{written + i}", "TAGS": "paid"})
+            items = [BatchItem(pool[(written + i) % len(pool)], {PROPERTY_KEYS: f"k{written + i}", PROPERTY_TAGS: "paid"})
                      for i in range(BATCH)]
             store.append_batch(f"orders-{q % 4}", q // 4, items, consolidate=False)
             written += BATCH

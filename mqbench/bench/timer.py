@@ -33,6 +33,7 @@ from mqbench.bench.common import (bench_document, fmt_ratio, limits_line, measur
                                   ratio, us_per_msg)
 from mqbench.errors import MqbenchError, UserError
 from mqbench.output import table
+from mqbench.broker.formats.properties import PROPERTY_TIMER_DELIVER_MS
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -49,7 +50,7 @@ def _timer_item(topic: str, deliver_ms: int, body: bytes, now_ms: int, config):
     from mqbench.broker.formats.record import Message
     from mqbench.broker.timer import rewrite_for_delay
 
-    stored = rewrite_for_delay(Message(topic, body, {"TIMER_DELIVER_MS": str(deliver_ms)}), now_ms=now_ms,
+    stored = rewrite_for_delay(Message(topic, body, {PROPERTY_TIMER_DELIVER_MS: str(deliver_ms)}), now_ms=now_ms,
                                config=config)
     return BatchItem(body, properties=stored.properties)
 
@@ -101,7 +102,7 @@ async def _case(root: Path, pending: int, probes: int, probe_seconds: float, bur
         first_due = wall_ms() + 3000
         for i in range(probes):
             at = first_due + int(i * probe_seconds * 1000 / max(1, probes))
-            result = await group.put(rewrite_for_delay(Message("Probe", b"probe%d" % i, {"TIMER_DELIVER_MS": str(at)}),
+            result = await group.put(rewrite_for_delay(Message("Probe", b"probe%d" % i, {PROPERTY_TIMER_DELIVER_MS: str(at)}),
                                                        now_ms=wall_ms(), config=config))
             requested[f"T:{result.queue_offset}"] = at
         await _wait_until(lambda: all(k in acks for k in requested), probe_seconds + 60, "the probes")

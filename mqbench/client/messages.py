@@ -22,16 +22,17 @@ from mqbench.broker.formats import record as rec
 from mqbench.broker.formats.compression import decompress_body, inner_batch_items
 from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec
 from mqbench.errors import CorruptDataError, UserError
+from mqbench.broker.formats.properties import (
+    PROPERTY_DELAY,
+    PROPERTY_INNER_BASE,
+    PROPERTY_KEYS,
+    PROPERTY_TAGS,
+    PROPERTY_TIMER_DELAY_MS,
+    PROPERTY_TIMER_DELIVER_MS,
+    PROPERTY_UNIQ_KEY,
+    PROPERTY_WAIT,
+)
 
-PROPERTY_TAGS = "TAGS"
-PROPERTY_KEYS = "KEYS"
-PROPERTY_UNIQ_KEY = "UNIQ_KEY"
-PROPERTY_WAIT = "WAIT"
-PROPERTY_DELAY = "DELAY"
-PROPERTY_TIMER_DELIVER_MS = "TIMER_DELIVER_MS"
-PROPERTY_TIMER_DELAY_MS = "TIMER_DELAY_MS"
-PROPERTY_INNER_NUM = "INNER_NUM"
-PROPERTY_INNER_BASE = "INNER_BASE"
 DELAY_LEVEL_MAX = 18
 
 _PLAIN_FLAGS = rec.SYSFLAG_INNER_BATCH | rec.SYSFLAG_COMPRESSED  # a record that is not one plain message

@@ -21,6 +21,7 @@ from mqbench.broker.formats import codes
 from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.formats.command import LENGTH, RemotingCommand, encode_header, orjson
 from mqbench.broker.formats.compression import encode_client_batch
+from mqbench.broker.formats.properties import PROPERTY_UNIQ_KEY, PROPERTY_WAIT
 from mqbench.errors import UserError
 
 _OPAQUE_MARK = 2147483646
@@ -120,7 +121,7 @@ class PipelinedSender:
         producer = self.producer
         channel, _, batch = self._target()
         ids = producer.ids
-        items = [BatchItem(body, {"UNIQ_KEY": ids.next(), "WAIT": "true"}, 0) for body in bodies]
+        items = [BatchItem(body, {PROPERTY_UNIQ_KEY: ids.next(), PROPERTY_WAIT: "true"}, 0) for body in bodies]
         body, _sysflag = encode_client_batch(items, None, size_max=producer.body_bytes_max)
         properties = b"UNIQ_KEY\\u0001%s\\u0002WAIT\\u0001true\\u0002" % ids.next().encode()
         opaque = channel.next_opaque()

@@ -36,12 +36,11 @@ from mqbench.client.messages import ReceivedMessage, decode_pulled, matches_tags
 from mqbench.client.producer import ClientBase
 from mqbench.broker.formats import headers
 from mqbench.errors import UserError
+from mqbench.broker.formats.properties import PROPERTY_POP_CK, PROPERTY_RETRY_TOPIC
 
 log = logging.getLogger(__name__)
 
 INIT_MODES = {"last": 0, "first": 1}
-PROP_POP_CK = "POP_CK"
-PROP_RETRY_TOPIC = "RETRY_TOPIC"
 
 
 class PopConsumer(ClientBase):
@@ -209,7 +208,7 @@ class PopConsumer(ClientBase):
     async def _ack_batch(self, messages: list[ReceivedMessage]) -> None:
         by_ck: dict[tuple, list[int]] = {}
         for m in messages:
-            h = handles.parse(m.properties[PROP_POP_CK])
+            h = handles.parse(m.properties[PROPERTY_POP_CK])
             by_ck.setdefault((h.kind, h.ck_queue_offset, h.queue_id, h.revive_qid, h.pop_time_ms,
                               h.invisible_time_ms), []).append(h.offset)
         first = messages[0]
@@ -226,7 +225,7 @@ class PopConsumer(ClientBase):
             self.late_ack_count += int(late)
 
     async def _ack_one(self, msg: ReceivedMessage) -> None:
-        handle = msg.properties[PROP_POP_CK]
+        handle = msg.properties[PROPERTY_POP_CK]
         h = handles.parse(handle)
 
         def cmd() -> RemotingCommand:
@@ -240,7 +239,7 @@ class PopConsumer(ClientBase):
     async def change_invisible_time(self, msg: ReceivedMessage, invisible_time_ms: int) -> ReceivedMessage:
         """Make ``msg`` invisible for ``invisible_time_ms`` from now; returns it with its new handle.
         ClientError when the handle is no longer in flight (NO_MESSAGE)."""
-        handle = msg.properties[PROP_POP_CK]
+        handle = msg.properties[PROPERTY_POP_CK]
         h = handles.parse(handle)
 
         def cmd() -> RemotingCommand:
@@ -253,11 +252,11 @@ class PopConsumer(ClientBase):
         fields = hp.ChangeInvisibleTimeResponseHeader.from_ext(response.ext_fields)
         new = handles.Handle(h.offset, fields.pop_time_ms, fields.invisible_time_ms, fields.revive_qid, h.kind,
                              h.broker_name, h.queue_id, h.offset).text()
-        return replace(msg, properties={**msg.properties, PROP_POP_CK: new})
+        return replace(msg, properties={**msg.properties, PROPERTY_POP_CK: new})
 
 
 def _original_topic(msg: ReceivedMessage, topic: str) -> ReceivedMessage:
     """A redelivered message (from the retry topic) under the topic it was sent to."""
     if msg.topic.startswith(handles.RETRY_PREFIX):
-        return replace(msg, topic=msg.properties.get(PROP_RETRY_TOPIC, topic))
+        return replace(msg, topic=msg.properties.get(PROPERTY_RETRY_TOPIC, topic))
     return msg

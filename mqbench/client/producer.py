@@ -52,6 +52,7 @@ from mqbench.client.pipeline import SendFrameTemplate, json_string_content
 from mqbench.client.routes import MessageQueue, TopicRoute
 from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec, parse_codec
 from mqbench.errors import UserError
+from mqbench.broker.formats.properties import PROPERTY_UNIQ_KEY, PROPERTY_WAIT
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ class Producer(ClientBase):
         body, sys_flag = encode_client_batch(items, self.batch_codec, size_max=self.body_bytes_max)
         if len(body) > self.body_bytes_max:  # an incompressible batch can grow by a few bytes
             raise UserError(f"compressed batch body of {len(body)} bytes exceeds {self.body_bytes_max}")
-        batch_props = {"UNIQ_KEY": self.ids.next(), "WAIT": "true"}
+        batch_props = {PROPERTY_UNIQ_KEY: self.ids.next(), PROPERTY_WAIT: "true"}
         return await self._send(codes.SEND_BATCH_MESSAGE, topic, body, sys_flag, 0, batch_props, ids, False)
 
     def _check_body(self, body: bytes) -> None:

@@ -42,24 +42,66 @@ from mqbench.broker.store.atomic import read_with_backup, write_atomic
 from mqbench.broker.formats.topics import validate_group, validate_topic
 from mqbench.client import ClientError, MessageQueue, OutgoingMessage, Producer
 from mqbench.client.connections import TRANSPORT_ERRORS
-from mqbench.client.messages import PROPERTY_KEYS, PROPERTY_TAGS, PROPERTY_UNIQ_KEY, ReceivedMessage, decode_pulled
+from mqbench.client.messages import ReceivedMessage, decode_pulled
 from mqbench.client.producer import ClientBase
 from mqbench.dr.offsets import OffsetMap, QueueKey
 from mqbench.errors import CorruptDataError, UserError
+from mqbench.broker.formats.properties import (
+    PROPERTY_ARRIVE_TIME,
+    PROPERTY_CLUSTER,
+    PROPERTY_CONSUME_START_TIME,
+    PROPERTY_CORRELATION_ID,
+    PROPERTY_DELAY,
+    PROPERTY_DUP_INFO,
+    PROPERTY_FIRST_POP_TIME,
+    PROPERTY_INNER_BASE,
+    PROPERTY_INNER_NUM,
+    PROPERTY_KEYS,
+    PROPERTY_MAX_OFFSET,
+    PROPERTY_MAX_RECONSUME_TIMES,
+    PROPERTY_MIN_OFFSET,
+    PROPERTY_MQBENCH_ORIGIN,
+    PROPERTY_MQBENCH_ORIGIN_MSG_ID,
+    PROPERTY_MSG_REGION,
+    PROPERTY_ORIGIN_MESSAGE_ID,
+    PROPERTY_PGROUP,
+    PROPERTY_POP_CK,
+    PROPERTY_POP_CK_OFFSET,
+    PROPERTY_PUSH_REPLY_TIME,
+    PROPERTY_REAL_QID,
+    PROPERTY_REAL_TOPIC,
+    PROPERTY_RECONSUME_TIME,
+    PROPERTY_REPLY_TO_CLIENT,
+    PROPERTY_RETRY_TOPIC,
+    PROPERTY_START_DELIVER_TIME,
+    PROPERTY_TAGS,
+    PROPERTY_TIMER_DELAY_MS,
+    PROPERTY_TIMER_DELAY_SEC,
+    PROPERTY_TIMER_DELIVER_MS,
+    PROPERTY_TIMER_DEL_UNIQKEY,
+    PROPERTY_TIMER_DEQUEUE_MS,
+    PROPERTY_TIMER_ENQUEUE_MS,
+    PROPERTY_TIMER_OUT_MS,
+    PROPERTY_TIMER_ROLL_TIMES,
+    PROPERTY_TRACE_ON,
+    PROPERTY_TRAN_MSG,
+    PROPERTY_TRAN_PREPARED_QUEUE_OFFSET,
+    PROPERTY_TTL,
+    PROPERTY_UNIQ_KEY,
+    PROPERTY_WAIT,
+)
 
 log = logging.getLogger(__name__)
 
-ORIGIN_MSG_ID = "MQBENCH_ORIGIN_MSG_ID"
-ORIGIN = "MQBENCH_ORIGIN"
 # RocketMQ's own message properties (MessageConst) that describe the stored original, not the message.
 SYSTEM_PROPERTIES = frozenset({
-    PROPERTY_TAGS, PROPERTY_KEYS, PROPERTY_UNIQ_KEY, "WAIT", "DELAY", "TIMER_DELIVER_MS", "TIMER_DELAY_MS",
-    "TIMER_DELAY_SEC", "TIMER_OUT_MS", "TIMER_ENQUEUE_MS", "TIMER_DEQUEUE_MS", "TIMER_ROLL_TIMES", "TIMER_DEL_UNIQKEY",
-    "REAL_TOPIC", "REAL_QID", "INNER_NUM", "INNER_BASE", "MIN_OFFSET", "MAX_OFFSET", "CONSUME_START_TIME",
-    "RETRY_TOPIC", "ORIGIN_MESSAGE_ID", "TRAN_MSG", "TRAN_PREPARED_QUEUE_OFFSET", "PGROUP", "MSG_REGION",
-    "TRACE_ON", "__STARTDELIVERTIME", "CLUSTER", "DUP_INFO", "RECONSUME_TIME", "MAX_RECONSUME_TIMES",
-    "CORRELATION_ID", "REPLY_TO_CLIENT", "TTL", "ARRIVE_TIME", "PUSH_REPLY_TIME", "POP_CK", "POP_CK_OFFSET",
-    "1ST_POP_TIME", "SHARDING_KEY", ORIGIN_MSG_ID, ORIGIN})
+    PROPERTY_TAGS, PROPERTY_KEYS, PROPERTY_UNIQ_KEY, PROPERTY_WAIT, PROPERTY_DELAY, PROPERTY_TIMER_DELIVER_MS, PROPERTY_TIMER_DELAY_MS,
+    PROPERTY_TIMER_DELAY_SEC, PROPERTY_TIMER_OUT_MS, PROPERTY_TIMER_ENQUEUE_MS, PROPERTY_TIMER_DEQUEUE_MS, PROPERTY_TIMER_ROLL_TIMES, PROPERTY_TIMER_DEL_UNIQKEY,
+    PROPERTY_REAL_TOPIC, PROPERTY_REAL_QID, PROPERTY_INNER_NUM, PROPERTY_INNER_BASE, PROPERTY_MIN_OFFSET, PROPERTY_MAX_OFFSET, PROPERTY_CONSUME_START_TIME,
+    PROPERTY_RETRY_TOPIC, PROPERTY_ORIGIN_MESSAGE_ID, PROPERTY_TRAN_MSG, PROPERTY_TRAN_PREPARED_QUEUE_OFFSET, PROPERTY_PGROUP, PROPERTY_MSG_REGION,
+    PROPERTY_TRACE_ON, PROPERTY_START_DELIVER_TIME, PROPERTY_CLUSTER, PROPERTY_DUP_INFO, PROPERTY_RECONSUME_TIME, PROPERTY_MAX_RECONSUME_TIMES,
+    PROPERTY_CORRELATION_ID, PROPERTY_REPLY_TO_CLIENT, PROPERTY_TTL, PROPERTY_ARRIVE_TIME, PROPERTY_PUSH_REPLY_TIME, PROPERTY_POP_CK, PROPERTY_POP_CK_OFFSET,
+    PROPERTY_FIRST_POP_TIME, "SHARDING_KEY", PROPERTY_MQBENCH_ORIGIN_MSG_ID, PROPERTY_MQBENCH_ORIGIN})
 
 _wanted_queue: contextvars.ContextVar[MessageQueue | None] = contextvars.ContextVar("wanted_queue", default=None)
 
@@ -224,8 +266,8 @@ class Replicator:
     async def _copy(self, queue: MessageQueue, index: int, message: ReceivedMessage) -> None:
         """Send one message to the target until it is acknowledged, then record the copy."""
         properties = {k: v for k, v in message.properties.items() if k not in SYSTEM_PROPERTIES}
-        properties[ORIGIN] = f"{queue.broker_name}:{queue.queue_id}:{message.queue_offset}"
-        properties[ORIGIN_MSG_ID] = message.msg_id
+        properties[PROPERTY_MQBENCH_ORIGIN] = f"{queue.broker_name}:{queue.queue_id}:{message.queue_offset}"
+        properties[PROPERTY_MQBENCH_ORIGIN_MSG_ID] = message.msg_id
         outgoing = OutgoingMessage(queue.topic, message.body, tags=message.tags, keys=message.keys,
                                    properties=properties, flag=message.flag)
         while True:

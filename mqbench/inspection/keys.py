@@ -20,10 +20,11 @@ from mqbench.broker.store.index_files import INDEX_DIR, index_files, lookup
 from mqbench.broker.store.segment_files import MultiReader, iter_messages, list_segments, log_dirs
 from mqbench.broker.formats.record import body_crc, decode_message
 from mqbench.broker.store.versions import detect
+from mqbench.broker.formats.properties import PROPERTY_KEYS, PROPERTY_UNIQ_KEY
 
 
 def _has_key(properties: dict[str, str], key: str) -> bool:
-    return properties.get("UNIQ_KEY") == key or key in properties.get("KEYS", "").split(" ")
+    return properties.get(PROPERTY_UNIQ_KEY) == key or key in properties.get(PROPERTY_KEYS, "").split(" ")
 
 
 def _topics(root: str) -> list[str]:

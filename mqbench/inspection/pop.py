@@ -21,6 +21,13 @@ from mqbench.errors import CorruptDataError
 
 from mqbench.broker.pop import handles, records
 from mqbench.broker.pop.engine import PopEngine
+from mqbench.broker.formats.properties import (
+    PROPERTY_REAL_QID,
+    PROPERTY_REAL_TOPIC,
+    PROPERTY_TAGS,
+    PROPERTY_TIMER_DELIVER_MS,
+    PROPERTY_TIMER_OUT_MS,
+)
 
 
 def pop_state_doc(root: str, offsets: dict | None) -> dict:
@@ -37,13 +44,13 @@ def pop_state_doc(root: str, offsets: dict | None) -> dict:
             except CorruptDataError:
                 continue
             props = msg.properties
-            topic = props.get("REAL_TOPIC") if msg.topic == TIMER_TOPIC else msg.topic
+            topic = props.get(PROPERTY_REAL_TOPIC) if msg.topic == TIMER_TOPIC else msg.topic
             if not topic or not topic.startswith(handles.REVIVE_TOPIC_PREFIX):
                 continue
-            qid = int(props.get("REAL_QID", "0") or 0) if msg.topic == TIMER_TOPIC else msg.queue_id
-            deliver = props.get("TIMER_DELIVER_MS") or props.get("TIMER_OUT_MS") or "0"
+            qid = int(props.get(PROPERTY_REAL_QID, "0") or 0) if msg.topic == TIMER_TOPIC else msg.queue_id
+            deliver = props.get(PROPERTY_TIMER_DELIVER_MS) or props.get(PROPERTY_TIMER_OUT_MS) or "0"
             try:
-                item = records.parse(props.get("TAGS"), msg.body, int(deliver), qid)
+                item = records.parse(props.get(PROPERTY_TAGS), msg.body, int(deliver), qid)
             except (records.RecordError, ValueError):
                 bad += 1
                 continue

@@ -70,6 +70,7 @@ from mqbench.broker.formats.record import (
 )
 from .state import check_dledger_state, checkpoint_doc, index_files_doc, read_dledger_state, timer_doc
 from mqbench.broker.store.versions import detect
+from mqbench.broker.formats.properties import PROPERTY_INNER_NUM
 
 SCHEMA = "mqbench.inspect/1"
 DAMAGE_LIST_MAX = 50  # per kind; damage_counts has the totals
@@ -236,7 +237,7 @@ class _Inspector:
         if record_qoffset != queue_offset:
             return f"the record there has queue offset {record_qoffset}"
         if batch_size is not None and sysflag & SYSFLAG_INNER_BATCH:
-            inner = peek_properties(data, pos).get("INNER_NUM")
+            inner = peek_properties(data, pos).get(PROPERTY_INNER_NUM)
             if inner is not None and inner != str(batch_size):
                 return f"the record holds INNER_NUM={inner}, the entry says {batch_size}"
         return None
@@ -260,7 +261,7 @@ class _Inspector:
         count = 1
         if sysflag & SYSFLAG_INNER_BATCH:
             try:
-                count = max(1, int(properties.get("INNER_NUM", "1")))
+                count = max(1, int(properties.get(PROPERTY_INNER_NUM, "1")))
             except ValueError:
                 count = 1
         q.log_records += 1

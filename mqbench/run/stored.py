@@ -48,6 +48,7 @@ from mqbench.codecs.registry import Codec, codec_for_type_id
 from mqbench.broker.store.versions import detect
 from mqbench.errors import CorruptDataError, MqbenchError, UserError
 from mqbench.run.stamps import PROPERTY_DELIVER_NS, PROPERTY_INTENDED_NS, PROPERTY_RUN
+from mqbench.broker.formats.properties import PROPERTY_INNER_NUM
 
 
 @dataclass
@@ -133,7 +134,7 @@ def _records(root: str, codec: Codec | None):
                 sysflag = peek_fields(item.buf, item.at)[4]
                 count = 1
                 if sysflag & SYSFLAG_INNER_BATCH:
-                    count = max(1, int(peek_properties(item.buf, item.at).get("INNER_NUM", "1")))
+                    count = max(1, int(peek_properties(item.buf, item.at).get(PROPERTY_INNER_NUM, "1")))
                 stamps = 0 if topic == META_TOPIC else _stamps_in(item.buf, item.at, sysflag, codec)
             except (CorruptDataError, ValueError, MqbenchError):
                 continue

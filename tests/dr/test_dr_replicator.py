@@ -10,7 +10,8 @@ from mqbench.broker.netem import DelayProxy, LinkSettings
 from mqbench.broker.formats import codes
 from mqbench.client import OutgoingMessage, Producer
 from mqbench.dr.offsets import QueueKey
-from mqbench.dr.replicator import ORIGIN, ORIGIN_MSG_ID, Replicator
+from mqbench.broker.formats.properties import PROPERTY_MQBENCH_ORIGIN, PROPERTY_MQBENCH_ORIGIN_MSG_ID
+from mqbench.dr.replicator import Replicator
 from mqbench.errors import UserError
 
 _spec = importlib.util.spec_from_file_location("client_fixtures", Path(__file__).parents[1] / "client" / "conftest.py")
@@ -81,8 +82,8 @@ def test_copies_every_message_queue_to_queue_with_user_properties_and_origin():
         assert copy.properties["TAGS"] == "paid" and copy.properties["KEYS"] == "k1"
         assert copy.properties["shop"] == "7"
         src_msg = original[copy.body]
-        assert copy.properties[ORIGIN] == f"broker-a:{src_msg.queue_id}:{src_msg.queue_offset}"
-        assert copy.properties[ORIGIN_MSG_ID] == src_msg.properties["UNIQ_KEY"]
+        assert copy.properties[PROPERTY_MQBENCH_ORIGIN] == f"broker-a:{src_msg.queue_id}:{src_msg.queue_offset}"
+        assert copy.properties[PROPERTY_MQBENCH_ORIGIN_MSG_ID] == src_msg.properties["UNIQ_KEY"]
         assert copy.properties["UNIQ_KEY"] != src_msg.properties["UNIQ_KEY"]
 
 

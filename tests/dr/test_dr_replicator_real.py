@@ -8,7 +8,8 @@ import pytest
 from mqbench.cluster import drills
 from mqbench.client import Consumer, OutgoingMessage, Producer
 from mqbench.dr import cluster as drcluster
-from mqbench.dr.replicator import ORIGIN, Replicator
+from mqbench.broker.formats.properties import PROPERTY_MQBENCH_ORIGIN
+from mqbench.dr.replicator import Replicator
 
 pytestmark = pytest.mark.realproc
 
@@ -62,4 +63,4 @@ async def _body(active, standby):
                 got += await rest.receive(64, timeout_ms=200)
                 break
     assert sorted(m.body for m in got) == sorted({f"m{i}".encode() for i in range(40)} - {m.body for m in consumed})
-    assert all(m.properties[ORIGIN].startswith("broker-a:") for m in got)
+    assert all(m.properties[PROPERTY_MQBENCH_ORIGIN].startswith("broker-a:") for m in got)

@@ -18,7 +18,7 @@ from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.broker.timer.config import DelayConfig
 from mqbench.broker.timer.index import TimerIndex
-from mqbench.broker.timer.rewrite import PROP_SOURCE
+from mqbench.broker.formats.properties import PROPERTY_MQBENCH_DELAY_SOURCE
 from timerharness import Group, T0_MS
 
 SPAN_MS = 3 * 86_400_000
@@ -100,6 +100,6 @@ def test_million_timers_through_store_and_service(tmp_path):
     print(f"1M timers through the service: RSS growth {growth:.2f} B per timer")
     assert growth < 16
     want = {b"t%d" % i for i in range(total) if (i * 2_654_435_761) % SPAN_MS <= 60_000}
-    got = [m for q in range(4) for m in g.queue("Orders", q) if PROP_SOURCE in m.properties]
+    got = [m for q in range(4) for m in g.queue("Orders", q) if PROPERTY_MQBENCH_DELAY_SOURCE in m.properties]
     assert len(got) == len(want) and {m.body for m in got} == want
     assert all(m.store_timestamp_ms >= int(m.properties["TIMER_DEQUEUE_MS"]) for m in got)

@@ -18,7 +18,8 @@ from mqbench.broker.formats.record import PROPERTIES_MAX_BYTES, Message, encode_
 from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.broker.timer.config import DelayConfig
 from mqbench.broker.timer.plan import MARKER_QUEUE, PROGRESS_TOPIC, Window, decode_marker, encode_marker, marker_message
-from mqbench.broker.timer.rewrite import DEAD_LETTER_TOPIC, PROP_SOURCE, delivered_message, rewrite_for_delay
+from mqbench.broker.formats.properties import PROPERTY_MQBENCH_DELAY_SOURCE
+from mqbench.broker.timer.rewrite import DEAD_LETTER_TOPIC, delivered_message, rewrite_for_delay
 from mqbench.client import OutgoingMessage, Producer
 from mqbench.client.connections import ClientError
 from timerharness import Group, T0_MS, run_until
@@ -65,7 +66,7 @@ def test_undeliverable_timer_goes_to_the_dead_letter_topic_and_the_rest_is_deliv
     assert sorted(m.body for m in g.deliveries(TOPICS)) == [b"after", b"before", b"level", b"same-time"]
     dead = g.queue(DEAD_LETTER_TOPIC, 0)
     assert [m.body for m in dead] == [b"poison"]
-    assert dead[0].properties["REAL_TOPIC"] == "Orders" and dead[0].properties[PROP_SOURCE].startswith("T:")
+    assert dead[0].properties["REAL_TOPIC"] == "Orders" and dead[0].properties[PROPERTY_MQBENCH_DELAY_SOURCE].startswith("T:")
     assert svc.stats.dead_lettered == 1 and svc.stats.failures == 0
     assert svc.stats.markers <= 6, "the service kept retrying"
 

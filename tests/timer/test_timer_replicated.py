@@ -11,7 +11,7 @@ import time
 from mqbench.broker.server.replicated import ReplicatedGroup
 from mqbench.broker.formats.record import Message
 from mqbench.broker.timer import DelayConfig, rewrite_for_delay
-from mqbench.broker.timer.rewrite import PROP_SOURCE
+from mqbench.broker.formats.properties import PROPERTY_MQBENCH_DELAY_SOURCE
 from mqbench.broker.timer.wiring import LeaderDelay
 
 FAST = dict(tick_ms=10, heartbeat_ms=20, election_ms=200)
@@ -55,7 +55,7 @@ def delivered(group, topic, queues):
     out = []
     for q in range(queues):
         res = group.store.read_queue(topic, q, 0, 10_000, 64 << 20)
-        out += [m for m in res.messages if PROP_SOURCE in m.properties]
+        out += [m for m in res.messages if PROPERTY_MQBENCH_DELAY_SOURCE in m.properties]
     return out
 
 

@@ -7,7 +7,8 @@ from hypothesis import given, strategies as st
 from mqbench.broker.formats.record import SCHEDULE_TOPIC, SYSFLAG_TX_COMMIT, SYSFLAG_TX_PREPARED, Message
 from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.broker.timer import DelayConfig, rewrite_for_delay
-from mqbench.broker.timer.rewrite import (PROP_SOURCE, delivered_message, level_due_ms, rolled_message,
+from mqbench.broker.formats.properties import PROPERTY_MQBENCH_DELAY_SOURCE
+from mqbench.broker.timer.rewrite import (delivered_message, level_due_ms, rolled_message,
                                           timer_due_ms)
 from mqbench.errors import CorruptDataError, UserError
 
@@ -96,10 +97,10 @@ def test_sending_to_a_delay_topic_is_refused(topic):
 
 
 def test_a_client_cannot_forge_the_delivery_source():
-    out = rewrite_for_delay(msg({PROP_SOURCE: "L1:0", "KEYS": "k"}), now_ms=NOW)
+    out = rewrite_for_delay(msg({PROPERTY_MQBENCH_DELAY_SOURCE: "L1:0", "KEYS": "k"}), now_ms=NOW)
     assert out.properties == {"KEYS": "k"}
-    out = rewrite_for_delay(msg({PROP_SOURCE: "T:3", "DELAY": "2"}), now_ms=NOW)
-    assert PROP_SOURCE not in out.properties
+    out = rewrite_for_delay(msg({PROPERTY_MQBENCH_DELAY_SOURCE: "T:3", "DELAY": "2"}), now_ms=NOW)
+    assert PROPERTY_MQBENCH_DELAY_SOURCE not in out.properties
 
 
 def test_delivered_message_restores_the_real_message():
@@ -108,9 +109,9 @@ def test_delivered_message_restores_the_real_message():
     out = delivered_message(stored, source="T:9", now_ms=NOW + 60)
     assert (out.topic, out.queue_id, out.flag, out.body) == ("Orders", 3, 5, b"body")
     assert out.properties == {"TIMER_DELAY_MS": "50", "TAGS": "t", "UNIQ_KEY": "u1", "TIMER_ENQUEUE_MS": str(NOW + 1),
-                              "TIMER_DEQUEUE_MS": str(NOW + 60), PROP_SOURCE: "T:9"}
+                              "TIMER_DEQUEUE_MS": str(NOW + 60), PROPERTY_MQBENCH_DELAY_SOURCE: "T:9"}
     rolled = rolled_message(rolled_message(stored, source="T:9"), source="T:12")
-    assert (rolled.topic, rolled.properties["TIMER_ROLL_TIMES"], rolled.properties[PROP_SOURCE]) == (TIMER_TOPIC, "2", "T:12")
+    assert (rolled.topic, rolled.properties["TIMER_ROLL_TIMES"], rolled.properties[PROPERTY_MQBENCH_DELAY_SOURCE]) == (TIMER_TOPIC, "2", "T:12")
     assert rolled.properties["TIMER_OUT_MS"] == stored.properties["TIMER_OUT_MS"]
 
 

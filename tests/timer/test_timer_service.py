@@ -12,7 +12,7 @@ from mqbench.broker.formats.record import SCHEDULE_TOPIC, Message
 from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.broker.timer.config import DelayConfig
 from mqbench.broker.timer.plan import PROGRESS_TOPIC
-from mqbench.broker.timer.rewrite import PROP_SOURCE
+from mqbench.broker.formats.properties import PROPERTY_MQBENCH_DELAY_SOURCE
 from timerharness import Deposed, Group, T0_MS, run_until
 
 TOPICS = {"Orders": 4, "Notes": 2}
@@ -77,11 +77,11 @@ def test_delivered_message_is_the_real_message(tmp_path):
     asyncio.run(main())
     level_msg, = g.queue("Orders", 3)
     assert (level_msg.body, level_msg.flag, level_msg.tags, level_msg.keys) == (b"hello", 7, "TagA", ["k1"])
-    assert level_msg.properties[PROP_SOURCE] == "L2:0"
+    assert level_msg.properties[PROPERTY_MQBENCH_DELAY_SOURCE] == "L2:0"
     assert not {"DELAY", "REAL_TOPIC", "REAL_QID"} & set(level_msg.properties)
     assert level_msg.store_timestamp_ms == T0_MS + 5000        # level 2 = 5 s, delivered on the tick
     timer_msg, = g.queue("Orders", 1)
-    assert timer_msg.properties[PROP_SOURCE] == "T:0" and timer_msg.tags == "TagB"
+    assert timer_msg.properties[PROPERTY_MQBENCH_DELAY_SOURCE] == "T:0" and timer_msg.tags == "TagB"
     assert timer_msg.properties["TIMER_ENQUEUE_MS"] == str(T0_MS)
     assert timer_msg.store_timestamp_ms == T0_MS + 2500
     # the delay offset is kept in delayOffset.json as RocketMQ does

@@ -13,7 +13,8 @@ from pathlib import Path
 from mqbench.broker.formats.record import Message
 from mqbench.broker.store.store import Store
 from mqbench.broker.timer.config import DelayConfig
-from mqbench.broker.timer.rewrite import PROP_SOURCE, rewrite_for_delay
+from mqbench.broker.formats.properties import PROPERTY_MQBENCH_DELAY_SOURCE
+from mqbench.broker.timer.rewrite import rewrite_for_delay
 from mqbench.broker.timer.service import DelayService
 
 T0_MS = 1_700_000_000_000
@@ -78,7 +79,7 @@ class Group:
 
     def deliveries(self, topics: dict[str, int]) -> list[Message]:
         """Every delivered message (those carrying a delivery source) in the given topics."""
-        return [m for t, n in topics.items() for q in range(n) for m in self.queue(t, q) if PROP_SOURCE in m.properties]
+        return [m for t, n in topics.items() for q in range(n) for m in self.queue(t, q) if PROPERTY_MQBENCH_DELAY_SOURCE in m.properties]
 
 
 async def run_until(group: Group, service: DelayService, end_ms: int, tick_ms: int) -> None:
