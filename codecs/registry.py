@@ -118,6 +118,11 @@ class Codec:
         """Decompress ``data`` into at most ``size_max`` bytes, or raise ``CodecError``."""
         return self._decompress(data, size_max)
 
+    def __reduce__(self) -> tuple[Callable[..., "Codec"], tuple[str, int | None, bytes | None]]:
+        """A codec travels as itself (to a worker process, through pickle): rebuilt from its family,
+        level and dictionary with fresh library contexts, never re-parsed from its spec text."""
+        return _build, (self.name, self.level, self.dictionary)
+
 
 def parse_codec(spec: str, dictionary: bytes | None = None) -> Codec:
     """Parse a codec spec string such as ``zstd:3`` into a ready ``Codec``.
@@ -144,6 +149,11 @@ def parse_codec(spec: str, dictionary: bytes | None = None) -> Codec:
         level = info.level_default
     if dictionary is not None and name != "zstd":
         raise UserError(f"a dictionary is only supported by zstd, not {name!r}")
+    return _build(name, level, dictionary)
+
+
+def _build(name: str, level: int | None, dictionary: bytes | None) -> Codec:
+    """A ready ``Codec`` of a checked family, level and dictionary (``parse_codec`` checks them)."""
     compress, decompress = _BUILDERS[name](level, dictionary)
     return Codec(name, level, dictionary, compress, decompress)
 

@@ -24,7 +24,8 @@ from mqbench.codecs.registry import Codec
 
 from . import delay
 from .configs_carry import SourceConfigs, attribute_notes, read_configs
-from .reframe import COMPRESS_OVER_BYTES_DEFAULT, Reframer
+from .reframe import Reframer
+from mqbench.broker.formats.compression import COMPRESS_OVER_BYTES_DEFAULT
 from .source import decode_item, log_files, read_dledger_state, source_folders, walk_log
 from mqbench.broker.formats.properties import PROPERTY_INNER_NUM
 

@@ -12,7 +12,8 @@ records the target stores for one source record, each with its queue offset kept
 * ``codec`` (a ``mqbench.codecs.registry.Codec``) re-encodes bodies: the body is decompressed
   (by its sysflag compression type) and, when at least ``compress_over_bytes`` long and the codec
   is not ``none``, compressed again; shorter bodies are stored plain (RocketMQ's
-  ``compressMsgBodyOverHowmuch`` rule). Inner-batch records are never compressed (RocketMQ does
+  ``compressMsgBodyOverHowmuch`` rule). The rules are ``broker/formats/compression``'s
+  (``decompress_body``, ``compress_body``), not restated here. Inner-batch records are never compressed (RocketMQ does
   not compress batches); their inner bodies are re-encoded when they are expanded;
 * a ``v4`` target holds zlib bodies only: they keep their sysflag as stored (bit 0, and the zlib
   type bits ``0x300`` that 4.9.4+ clients set: a real 4.9.8 store holds ``0x301``; older 4.x
@@ -30,20 +31,25 @@ from dataclasses import dataclass, replace
 
 from mqbench.broker.store import versions
 from mqbench.broker.formats.batch import decode_batch
+from mqbench.broker.formats.compression import (
+    COMPRESS_OVER_BYTES_DEFAULT,
+    SYSFLAG_COMPRESSION_BITS,
+    codec_of,
+    compress_body,
+    compression_type_id,
+    decompress_body,
+)
 from mqbench.broker.formats.record import (
     SYSFLAG_COMPRESSED,
-    SYSFLAG_COMPRESSION_MASK,
-    SYSFLAG_COMPRESSION_SHIFT,
     SYSFLAG_INNER_BATCH,
     SYSFLAG_NEED_UNWRAP,
     TOPIC_V1_MAX_BYTES,
     Message,
 )
-from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, TYPE_ID_ZLIB, Codec, codec_for_type_id
-from mqbench.errors import UserError
+from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, TYPE_ID_ZLIB, Codec
+from mqbench.errors import CorruptDataError, UserError
 from mqbench.broker.formats.properties import PROPERTY_CRC32, PROPERTY_INNER_BASE, PROPERTY_INNER_NUM
 
-COMPRESS_OVER_BYTES_DEFAULT = 4096
 INNER_PROPERTIES = (PROPERTY_INNER_NUM, PROPERTY_INNER_BASE)
 _V4_TYPES = (0, TYPE_ID_ZLIB)     # legacy 0 and 3 both mean zlib
 
@@ -56,20 +62,15 @@ class Blocker:
     detail: str
 
 
-def body_type_id(sysflag: int) -> int | None:
-    """The compression type id of a body (None when not compressed); 0 (legacy) reads as zlib."""
-    if not sysflag & SYSFLAG_COMPRESSED:
-        return None
-    kind = (sysflag & SYSFLAG_COMPRESSION_MASK) >> SYSFLAG_COMPRESSION_SHIFT
-    return TYPE_ID_ZLIB if kind == 0 else kind
+#: An inner-batch record's body holds up to 32,767 messages: its plain form may exceed one body's bound.
+PLAIN_BODY_BYTES_MAX = BODY_SIZE_MAX_BYTES * 64
 
 
-def plain_body(msg: Message, size_max: int = BODY_SIZE_MAX_BYTES * 64) -> bytes:
-    """The body of ``msg`` after decompression (CodecError names the codec when it is corrupt)."""
-    kind = body_type_id(msg.sysflag)
-    if kind is None:
-        return bytes(msg.body)
-    return codec_for_type_id(kind).decompress(msg.body, size_max)
+def plain_body(msg: Message, size_max: int = PLAIN_BODY_BYTES_MAX) -> bytes:
+    """The body of ``msg`` after decompression (``compression.decompress_body``; CorruptDataError
+    naming the record's offset when it is corrupt)."""
+    return bytes(decompress_body(msg.body, msg.sysflag, size_max=size_max, where="record",
+                                 offset=msg.physical_offset))
 
 
 def expand_inner_batch(msg: Message) -> list[Message]:
@@ -77,8 +78,7 @@ def expand_inner_batch(msg: Message) -> list[Message]:
     outer = {k: v for k, v in msg.properties.items() if k not in INNER_PROPERTIES and k != PROPERTY_CRC32}
     body = plain_body(msg) if msg.sysflag & SYSFLAG_COMPRESSED else msg.body
     items = decode_batch(body, where=f"inner batch at {msg.physical_offset}")
-    sysflag = msg.sysflag & ~(SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP | SYSFLAG_COMPRESSED
-                              | SYSFLAG_COMPRESSION_MASK)
+    sysflag = msg.sysflag & ~(SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP | SYSFLAG_COMPRESSION_BITS)
     return [replace(msg, body=item.body, properties={**outer, **item.properties}, flag=item.flag,
                     queue_offset=msg.queue_offset + i, sysflag=sysflag, body_crc=0)
             for i, item in enumerate(items)]
@@ -103,9 +103,13 @@ class Reframer:
             if len(msg.topic.encode("utf-8")) > TOPIC_V1_MAX_BYTES:
                 out.append(Blocker("long_topic", f"topic {msg.topic[:40]!r}... is longer than "
                                                  f"{TOPIC_V1_MAX_BYTES} bytes (4.x writes V1 records only)"))
-            kind = body_type_id(msg.sysflag)
+            kind = compression_type_id(msg.sysflag)
             if self.codec is None and kind is not None and kind not in _V4_TYPES and not msg.sysflag & SYSFLAG_INNER_BATCH:
-                name = codec_for_type_id(kind).name if kind in (1, 2, 3, 4) else f"type {kind}"
+                try:
+                    codec = codec_of(msg.sysflag)
+                except CorruptDataError:
+                    codec = None
+                name = codec.name if codec is not None else f"type {kind}"
                 out.append(Blocker(f"{name}_body", f"a body compressed with {name} (4.x reads zlib only: "
                                                    "pass --codec zlib or --codec none)"))
         return out
@@ -136,12 +140,7 @@ class Reframer:
         if msg.sysflag & SYSFLAG_INNER_BATCH:
             return msg
         if self.codec is not None:
-            body = plain_body(msg)
-            sysflag = msg.sysflag & ~(SYSFLAG_COMPRESSED | SYSFLAG_COMPRESSION_MASK)
-            if not self.codec.is_none and len(body) >= self.compress_over_bytes:
-                type_bits = self.codec.type_id << SYSFLAG_COMPRESSION_SHIFT
-                msg.body = self.codec.compress(body)
-                msg.sysflag = sysflag | SYSFLAG_COMPRESSED | type_bits
-            else:
-                msg.body, msg.sysflag = body, sysflag
+            # zlib as 0x301 (type bits set), the form a real 4.9.8 store holds
+            msg.body, bits = compress_body(plain_body(msg), self.codec, self.compress_over_bytes, zlib_type_bits=True)
+            msg.sysflag = msg.sysflag & ~SYSFLAG_COMPRESSION_BITS | bits
         return msg

@@ -64,13 +64,15 @@ _PLAIN_BYTES_AT = struct.calcsize(">ii")     # 8: offsets named in error message
 _COUNT_AT = struct.calcsize(">iii")          # 12
 
 
-def sysflag_bits(codec: Codec | None) -> int:
-    """The sysflag bits that mark a body compressed by ``codec`` (0 for none; zlib is 0x1)."""
+def sysflag_bits(codec: Codec | None, *, zlib_type_bits: bool = False) -> int:
+    """The sysflag bits that mark a body compressed by ``codec`` (0 for none; zlib is 0x1, or
+    0x301 with ``zlib_type_bits``: the form 4.9.4+ Java clients write, which a real 4.9.8 store
+    holds and ``migrate`` writes; every reader takes both)."""
     if codec is None or codec.is_none:
         return 0
     if codec.type_id is None:
         raise UserError(f"codec {codec.spec} has no compression type id")
-    if codec.type_id == TYPE_ID_ZLIB:
+    if codec.type_id == TYPE_ID_ZLIB and not zlib_type_bits:
         return SYSFLAG_COMPRESSED  # legacy type 0 = zlib: what 4.x and the C++ client write
     return SYSFLAG_COMPRESSED | (codec.type_id << SYSFLAG_COMPRESSION_SHIFT)
 
@@ -111,14 +113,16 @@ def codec_of(sysflag: int, *, where: str | None = None, offset: int | None = Non
 _thread_codecs = threading.local()
 
 
-def compress_body(body: bytes, codec: Codec | None, over_bytes: int = COMPRESS_OVER_BYTES_DEFAULT) -> tuple[bytes, int]:
-    """RocketMQ's producer rule: ``(body, sysflag bits)``, compressed when ``len(body) >= over_bytes``.
+def compress_body(body: bytes, codec: Codec | None, over_bytes: int = COMPRESS_OVER_BYTES_DEFAULT, *,
+                  zlib_type_bits: bool = False) -> tuple[bytes, int]:
+    """RocketMQ's producer rule: ``(body, sysflag bits)``, compressed when ``len(body) >= over_bytes``
+    (bits as ``sysflag_bits``).
 
     As RocketMQ does, the compressed form is kept even when it is not smaller.
     """
     if codec is None or codec.is_none or len(body) < over_bytes:
         return body, 0
-    return codec.compress(body), sysflag_bits(codec)
+    return codec.compress(body), sysflag_bits(codec, zlib_type_bits=zlib_type_bits)
 
 
 def decompress_body(body: bytes, sysflag: int, *, size_max: int = PLAIN_BYTES_MAX, where: str | None = None,

@@ -64,8 +64,8 @@ SYSFLAG_NEED_UNWRAP = 0x40
 SYSFLAG_INNER_BATCH = 0x80
 SYSFLAG_COMPRESSION_MASK = 0x700
 SYSFLAG_COMPRESSION_SHIFT = 8
-# (sysflag & SYSFLAG_COMPRESSION_MASK) >> 8: 0 is legacy (zlib), then lz4, zstd, zlib.
-COMPRESSION_TYPE_NAMES = {0: "zlib", 1: "lz4", 2: "zstd", 3: "zlib"}
+# (sysflag & SYSFLAG_COMPRESSION_MASK) >> 8 is the compression type id; which codec each id means is
+# codecs/registry.py's, and the compression rules are broker/formats/compression.py's.
 
 NAME_VALUE_SEPARATOR = "\x01"
 PROPERTY_SEPARATOR = "\x02"
@@ -619,16 +619,3 @@ def verify_property_crc(record: bytes) -> bool | None:
         return None
     digits = tail[len(prefix):-1]
     return digits == crc_digits(body_crc(bytes(record[:-CRC_PROPERTY_BYTES])))
-
-
-def compression_type(sysflag: int) -> str | None:
-    """The codec name a record's body is compressed with, or None when it is not compressed.
-
-    Raises CorruptDataError for a compression-type value RocketMQ does not define.
-    """
-    if not sysflag & SYSFLAG_COMPRESSED:
-        return None
-    kind = (sysflag & SYSFLAG_COMPRESSION_MASK) >> SYSFLAG_COMPRESSION_SHIFT
-    if kind not in COMPRESSION_TYPE_NAMES:
-        raise CorruptDataError(f"unknown compression type {kind} in sysflag 0x{sysflag:x}")
-    return COMPRESSION_TYPE_NAMES[kind]

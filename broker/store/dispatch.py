@@ -79,7 +79,7 @@ def dispatch_info(record: bytes, where: str | None = None) -> DispatchInfo:
             inner = int(msg.properties.get(PROPERTY_INNER_NUM, ""))
         except ValueError:
             raise CorruptDataError(f"inner-batch record without a valid INNER_NUM "
-                                   f"({msg.properties.get('INNER_NUM')!r})", where=where,
+                                   f"({msg.properties.get(PROPERTY_INNER_NUM)!r})", where=where,
                                    offset=msg.physical_offset) from None
         if not 0 < inner <= 0x7FFF:
             raise CorruptDataError(f"INNER_NUM {inner} out of range 1..32767", where=where, offset=msg.physical_offset)

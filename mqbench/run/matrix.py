@@ -31,9 +31,9 @@ the matrix does not name keeps the value of its own flag. Pure: no I/O.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
-from mqbench.codecs.registry import parse_codec
+from mqbench.codecs.registry import Codec, parse_codec
 from mqbench.errors import UserError
 
 AXES = ("codec", "batch", "delay", "batch_compression", "consume", "layout")
@@ -43,14 +43,26 @@ BATCH_PROFILE = "profile"
 BATCH_MSGS_MAX = 1024
 
 
+def _no_codec() -> Codec:
+    return parse_codec("none")
+
+
 @dataclass(frozen=True)
 class CellSettings:
-    codec: str = "none"
+    """One cell. ``codec`` is the parsed ``Codec`` that the run hands on as it is (to the payload
+    measurement, the producer workers and the stored-bytes reading); a spec string given here is
+    parsed once, at construction (UserError naming it when it is not a codec)."""
+
+    codec: Codec = field(default_factory=_no_codec)
     batch: str = BATCH_PROFILE  # "profile" or a positive integer as text
     delay: str = "on"
     batch_compression: str = "off"
     layout: str | None = None  # None: the run's --layout (the matrix does not vary it)
     consume: str = "pull"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.codec, str):
+            object.__setattr__(self, "codec", check_value("codec", self.codec))
 
     @property
     def name(self) -> str:
@@ -59,14 +71,14 @@ class CellSettings:
         extra = ",batch_compression=on" if self.batch_compression == "on" else ""
         extra += f",consume={self.consume}" if self.consume != "pull" else ""
         prefix = f"layout={self.layout}," if self.layout is not None else ""
-        return f"{prefix}codec={self.codec},batch={self.batch},delay={self.delay}{extra}"
+        return f"{prefix}codec={self.codec.spec},batch={self.batch},delay={self.delay}{extra}"
 
     def batch_msgs_for(self, topic_batch_msgs: int) -> int:
         """Messages per batch on a topic whose profile says ``topic_batch_msgs``."""
         return topic_batch_msgs if self.batch == BATCH_PROFILE else int(self.batch)
 
     def as_dict(self) -> dict:
-        out = {"codec": self.codec, "batch": self.batch, "delay": self.delay,
+        out = {"codec": self.codec.spec, "batch": self.batch, "delay": self.delay,
                "batch_compression": self.batch_compression}
         if self.layout is not None:
             out["layout"] = self.layout
@@ -75,12 +87,14 @@ class CellSettings:
         return out
 
 
-def check_value(axis: str, value: str) -> str:
-    """The canonical text of ``value`` on ``axis``; UserError naming the axis and value otherwise."""
+def check_value(axis: str, value: str) -> str | Codec:
+    """The canonical value of ``value`` on ``axis``: the parsed ``Codec`` on the codec axis (the one
+    place a run parses ``--codec``), canonical text on the others; UserError naming the axis and
+    value otherwise."""
     value = value.strip()
     if axis == "codec":
         try:
-            return parse_codec(value).spec
+            return parse_codec(value)
         except UserError as exc:
             raise UserError(f"codec {value!r}: {exc}") from None
     if axis == "batch":
@@ -130,7 +144,5 @@ def parse_matrix(spec: str | None, base: CellSettings) -> list[CellSettings]:
     names = list(axes)
     cells = []
     for combo in itertools.product(*(axes[n] for n in names)):
-        values = base.as_dict()
-        values.update(zip(names, combo))
-        cells.append(CellSettings(**values))
+        cells.append(replace(base, **dict(zip(names, combo))))
     return cells

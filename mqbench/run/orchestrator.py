@@ -41,7 +41,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mqbench.cluster.owners import disown, remove_stale
-from mqbench.codecs.registry import parse_codec
 from mqbench.errors import UserError
 from mqbench.harness.maxrate import MaxRateSearch, SearchSettings, Thresholds
 from mqbench.harness.metrics import RunMetrics, merge_runs, percentile_us
@@ -388,7 +387,7 @@ def _add_stored(doc: dict, env: Environment, plan: WorkloadPlan, cell: CellSetti
     topics the cell batches, user bytes per acknowledged message and metadata bytes."""
     sizes = plan.batch_msgs(cell)
     batched = {topic for topic, size in sizes.items() if size > 1}
-    codec = parse_codec(cell.codec)
+    codec = cell.codec
     figures = stored_figures(env.group_stores, batched, set(plan.topic_names), None if codec.is_none else codec)
     acked = doc["aggregates"]["acked_msgs_total"]
     asked = max((sizes[t] for t in batched), default=1)
@@ -486,7 +485,7 @@ def run(settings: RunSettings) -> tuple[dict | None, list[dict]]:
     doc = build_result(
         cells=cells, seed=settings.seed, command_line=settings.command_line, machine=machine_info(),
         limits=settings.limits, layout=layout, workload=info,
-        codec={"spec": base.codec, "compress_over_bytes": settings.compress_over_bytes,
+        codec={"spec": base.codec.spec, "compress_over_bytes": settings.compress_over_bytes,
                "applies_to": "each message body of at least compress_over_bytes; whole batch bodies only in "
                              "cells with batch_compression=on (RocketMQ never compresses batches)"},
         batch={"batch": base.batch, "linger_ms": settings.linger_ms, "delay": base.delay,

@@ -1,6 +1,6 @@
 """The compression ratio of a run's own payloads under a cell's codec, measured, not assumed.
 
-``measure_payload(source, seed, codec_spec, compress_over_bytes, batch_msgs, sample_msgs)`` reads
+``measure_payload(source, seed, codec, compress_over_bytes, batch_msgs, sample_msgs)`` reads
 the first ``sample_msgs`` messages of the workload (the same seed, so the same bodies the run
 sends) and reports:
 
@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import itertools
 
-from mqbench.codecs.registry import parse_codec
+from mqbench.codecs.registry import Codec
 from mqbench.workloads.source import open_workload
 
 SAMPLE_MSGS = 2000
 
 
-def measure_payload(source: str, seed: int, codec_spec: str, compress_over_bytes: int, batch_msgs: int = 1,
+def measure_payload(source: str, seed: int, codec: Codec, compress_over_bytes: int, batch_msgs: int = 1,
                     sample_msgs: int = SAMPLE_MSGS) -> dict:
     workload = open_workload(source, seed)
     bodies = [m.body for m in itertools.islice(workload.messages, sample_msgs)]
-    codec = parse_codec(codec_spec)
     raw = sum(len(b) for b in bodies)
     out = {"source": workload.payload_source, "sample_msgs": len(bodies), "codec": codec.spec,
            "compress_over_bytes": compress_over_bytes, "body_bytes_mean": raw / len(bodies) if bodies else None,

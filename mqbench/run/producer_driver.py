@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mqbench.client import OutgoingMessage, Producer
-from mqbench.codecs.registry import parse_codec
 from mqbench.errors import MqbenchError
 from mqbench.harness.metrics import VALUE_US_MAX, RunMetrics, encode_histogram, new_histogram
 from mqbench.run.consumer_driver import Deliveries, spec_credentials
@@ -129,7 +128,7 @@ class ProducerDriver:
 
     async def run(self) -> dict:
         spec = self.spec
-        codec = parse_codec(spec["codec"])
+        codec = spec["codec"]      # the cell's Codec, pickled to this worker (Codec.__reduce__)
         batch_codec = codec if spec.get("batch_compression") and not codec.is_none else None
         producer = Producer(spec["namesrv"], spec["group"], compression=codec, batch_compression=batch_codec,
                             compress_over_bytes=spec["compress_over_bytes"], send_timeout_ms=spec["send_timeout_ms"],

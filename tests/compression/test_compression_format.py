@@ -32,6 +32,10 @@ def test_sysflag_bits_zlib_is_the_legacy_flag_others_carry_their_type_id():
     assert comp.sysflag_bits(parse_codec("lz4")) == 0x101
     assert comp.sysflag_bits(parse_codec("zstd:3")) == 0x201
     assert comp.sysflag_bits(parse_codec("snappy")) == 0x401
+    # the 4.9.4+ Java client's zlib form (a real 4.9.8 store holds it; migrate writes it)
+    assert comp.sysflag_bits(parse_codec("zlib"), zlib_type_bits=True) == 0x301
+    assert comp.compress_body(b"a" * 10, parse_codec("zlib"), 4, zlib_type_bits=True)[1] == 0x301
+    assert comp.sysflag_bits(parse_codec("zstd:3"), zlib_type_bits=True) == 0x201
 
 
 @pytest.mark.parametrize("sysflag,name", [(0x1, "zlib"), (0x301, "zlib"), (0x101, "lz4"), (0x201, "zstd"),
@@ -249,3 +253,16 @@ def test_fuzz_damaged_envelopes_never_yield_wrong_messages(spec, position, value
     assert batch.count == struct.unpack_from(">i", damaged, 12)[0]
     assert batch.plain_bytes == struct.unpack_from(">i", damaged, 8)[0]
     assert comp.inner_batch_items(batch.stored_body, bits) == batch.items
+
+
+def test_the_compression_rules_have_one_owner():
+    """Only compression.py reads or writes the sysflag's compression-type bits (record.py defines
+    them); migrate's reframe, the client and the broker call its functions instead of restating them."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    owners = {"broker/formats/compression.py", "broker/formats/record.py"}
+    found = sorted(str(p.relative_to(root)) for folder in ("broker", "mqbench", "migrate", "workloads", "codecs")
+                   for p in (root / folder).rglob("*.py")
+                   if str(p.relative_to(root)) not in owners
+                   and any(name in p.read_text() for name in ("SYSFLAG_COMPRESSION_SHIFT", "SYSFLAG_COMPRESSION_MASK")))
+    assert found == []

@@ -252,14 +252,6 @@ def test_schedule_topic_tags_code_is_deliver_time():
         r.parse_delay_levels("1s 5x")
 
 
-def test_compression_type():
-    assert r.compression_type(0) is None
-    assert r.compression_type(0x1) == "zlib" and r.compression_type(0x301) == "zlib"
-    assert r.compression_type(0x101) == "lz4" and r.compression_type(0x201) == "zstd"
-    with pytest.raises(CorruptDataError):
-        r.compression_type(0x501)
-
-
 def test_set_physical_offset_and_peek():
     data = r.set_physical_offset(bytes.fromhex(EX1), 48)
     assert data[28:36].hex() == "0000000000000030"

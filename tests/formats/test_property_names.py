@@ -2,8 +2,7 @@
 by its constant, never by typing its key, so a misspelt key is a NameError, not a silent miss."""
 from __future__ import annotations
 
-import io
-import tokenize
+import ast
 from pathlib import Path
 
 from mqbench.broker.formats import properties
@@ -21,19 +20,19 @@ NOT_YET = {
 
 
 def typed_keys(source: str) -> list[tuple[int, str]]:
-    """(line, key) of each plain string literal (not a docstring or f-string) equal to a property key."""
-    found = []
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        text = tok.string
-        if tok.type == tokenize.STRING and text[:1] in "\"'" and not text.startswith(('"""', "'''")):
-            if text[1:-1] in KEYS:
-                found.append((tok.start[0], text[1:-1]))
-    return found
+    """(line, key) of each string constant equal to a property key, f-string expressions included,
+    docstrings (and other bare string statements) not."""
+    tree = ast.parse(source)
+    bare = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+    return sorted((node.lineno, node.value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in KEYS
+                  and id(node) not in bare)
 
 
 def test_the_checker_finds_a_typed_key_and_not_a_docstring():
-    source = 'def f(m):\n    """Reads ``DELAY``."""\n    return m.get("DELAY"), m.get(\'TAGS\'), "DELAYED"\n'
-    assert typed_keys(source) == [(3, "DELAY"), (3, "TAGS")]
+    source = ('def f(m):\n    """DELAY"""\n    return m.get("DELAY"), m.get(\'TAGS\'), "DELAYED"\n'
+              'x = f"{m.get(\'KEYS\')!r}"\n')
+    assert typed_keys(source) == [(3, "DELAY"), (3, "TAGS"), (4, "KEYS")]
 
 
 def test_values_are_rocketmq_spelling():

@@ -27,12 +27,30 @@ def test_the_issue_example_is_a_product_with_the_first_axis_slowest():
 
 def test_axes_the_matrix_does_not_name_keep_the_flags_values():
     cells = parse_matrix("batch=1,16", CellSettings(codec="lz4", delay="off"))
-    assert [(c.codec, c.batch, c.delay) for c in cells] == [("lz4", "1", "off"), ("lz4", "16", "off")]
+    assert [(c.codec.spec, c.batch, c.delay) for c in cells] == [("lz4:0", "1", "off"), ("lz4:0", "16", "off")]
 
 
 def test_values_are_canonical():
     assert check_value("batch", " 064 ") == "64"
     assert check_value("codec", "zstd") == parse_matrix("codec=zstd", CellSettings())[0].codec
+    assert parse_matrix("codec=zstd", CellSettings())[0].codec.spec == "zstd:3"
+
+
+def test_the_codec_is_parsed_once_and_travels_as_an_object(monkeypatch):
+    """--codec is parsed where the cell is made; the cell, the matrix product and a worker's
+    pickled copy hand on the Codec itself (nothing downstream parses its text again)."""
+    import pickle
+
+    from mqbench.codecs import registry
+    from mqbench.run import matrix
+    cells = parse_matrix("codec=none,zstd:3;batch=1,64", CellSettings(codec="lz4"))
+    calls = []
+    monkeypatch.setattr(registry, "parse_codec", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(matrix, "parse_codec", lambda *a, **k: calls.append(a))
+    copies = [pickle.loads(pickle.dumps({"codec": c.codec}))["codec"] for c in cells]
+    assert [c.spec for c in copies] == ["none", "none", "zstd:3", "zstd:3"]
+    assert copies[2].decompress(copies[2].compress(b"x" * 100)) == b"x" * 100
+    assert [c.name for c in cells][2] == "codec=zstd:3,batch=1,delay=on" and calls == []
     assert CellSettings(batch="profile").batch_msgs_for(64) == 64
     assert CellSettings(batch="1").batch_msgs_for(64) == 1
 

@@ -149,15 +149,15 @@ def test_a_check_observes_the_interval_only():
 def test_payload_ratios_are_measured_on_the_runs_own_bodies():
     bodies = [m.body for m in __import__("itertools").islice(open_workload("orders", 4).messages, 200)]
     codec = parse_codec("zstd:3")
-    measured = measure_payload("orders", 4, "zstd:3", 4096, batch_msgs=16, sample_msgs=200)
+    measured = measure_payload("orders", 4, parse_codec("zstd:3"), 4096, batch_msgs=16, sample_msgs=200)
     raw = sum(map(len, bodies))
     assert measured["compression_ratio_per_msg"] == pytest.approx(raw / sum(len(codec.compress(b)) for b in bodies))
     assert measured["compression_ratio_as_sent"] == 1.0  # orders bodies are all under 4 KiB
     assert measured["compressed_share"] == 0.0
     assert measured["compression_ratio_batch"] > measured["compression_ratio_per_msg"]
-    everything = measure_payload("orders", 4, "zstd:3", 0, sample_msgs=200)
+    everything = measure_payload("orders", 4, parse_codec("zstd:3"), 0, sample_msgs=200)
     assert everything["compression_ratio_as_sent"] == pytest.approx(everything["compression_ratio_per_msg"])
-    assert measure_payload("orders", 4, "none", 4096, sample_msgs=10)["compression_ratio_per_msg"] == 1.0
+    assert measure_payload("orders", 4, parse_codec("none"), 4096, sample_msgs=10)["compression_ratio_per_msg"] == 1.0
 
 
 def test_a_check_that_did_not_absorb_the_offered_load_is_unhealthy():
