@@ -7,6 +7,13 @@ same messages, bit for bit, on every machine and Python run. Every random choice
 ``random.Random`` streams derived from ``seed`` by purpose (arrivals, topic choice, and per topic:
 bodies, keys, tags, delays), so that, for example, changing a topic's delay share does not change
 its bodies or the arrival times. No clock is read: the caller paces the messages.
+
+``part=(i, n)`` (``n > 1``) is part ``i`` of ``n`` independent streams of the same profile: every
+random stream is derived from ``seed`` and the part too, so each part is reproducible, has the
+profile's shares and models, and costs only its own messages. Producer workers that pace messages
+themselves (at a rate) each generate their own part; taking every ``n``-th message of one stream
+instead cost each worker all ``n`` workers' messages. A part's send offsets follow the whole rate
+shape, so parts are not for as-recorded timing. ``(0, 1)`` is the plain stream.
 """
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ import json
 import random
 from typing import Iterator
 
+from mqbench.errors import UserError
 from mqbench.workloads.bodies import iter_bodies
 from mqbench.workloads.distributions import zipf_index
 from mqbench.workloads.message import TraceMessage
@@ -24,7 +32,7 @@ from mqbench.workloads.rates import iter_arrivals_us
 GENERATOR_VERSION = "mqbench.generator/1"
 
 
-def _rng(seed: int, *purpose: str) -> random.Random:
+def _rng(seed: int | str, *purpose: str) -> random.Random:
     # Seeding with a string hashes it with SHA-512 (random.seed version 2), independent of
     # PYTHONHASHSEED, so each purpose gets its own reproducible stream.
     return random.Random("/".join([str(seed), *purpose]))
@@ -33,7 +41,7 @@ def _rng(seed: int, *purpose: str) -> random.Random:
 class _TopicStream:
     """The per-topic half of generation: bodies, keys, tags, properties, delays."""
 
-    def __init__(self, topic: TopicSpec, seed: int):
+    def __init__(self, topic: TopicSpec, seed: int | str):
         self.topic = topic
         self.bodies = iter_bodies(topic.body_model, _rng(seed, "body", topic.name), **dict(topic.body_options))
         self.key_rng = _rng(seed, "key", topic.name)
@@ -105,14 +113,19 @@ def _field(fields, path: str) -> str:
 
 
 def generate_messages(profile: Profile, seed: int, count: int | None = None, duration_ms: int | None = None,
-                      shape_start_ms: int = 0) -> Iterator[TraceMessage]:
+                      shape_start_ms: int = 0, part: tuple[int, int] = (0, 1)) -> Iterator[TraceMessage]:
     """Messages of ``profile`` in send order, lazily; see the module docstring for the contract.
 
     ``shape_start_ms`` is where on the rate shape's time axis the trace starts (e.g. 20 h in for a
     diurnal profile's evening peak); offsets still count from 0.
     """
+    index, parts = part
+    if parts < 1 or not 0 <= index < parts:
+        raise UserError(f"part {index} of {parts} does not exist")
     if count is not None and count <= 0:
         return
+    if parts > 1:
+        seed = f"{seed}/part{index}of{parts}"   # _rng hashes the text: one more purpose level
     streams = [_TopicStream(topic, seed) for topic in profile.topics]
     weights = [topic.share for topic in profile.topics]
     choose_rng = _rng(seed, "topic")

@@ -47,7 +47,7 @@ def is_trace_path(path: Path) -> bool:
 
 
 def open_workload(source: str | Path, seed: int, count: int | None = None, duration_ms: int | None = None,
-                  shape_start_ms: int = 0) -> Workload:
+                  shape_start_ms: int = 0, part: tuple[int, int] = (0, 1)) -> Workload:
     path = Path(source)
     if is_trace_path(path):
         info = read_trace_info(path)
@@ -66,4 +66,4 @@ def open_workload(source: str | Path, seed: int, count: int | None = None, durat
     profile = load_profile(source)
     return Workload(name=profile.name, profile=profile, trace=None,
                     messages=generate_messages(profile, seed, count=count, duration_ms=duration_ms,
-                                               shape_start_ms=shape_start_ms))
+                                               shape_start_ms=shape_start_ms, part=part))

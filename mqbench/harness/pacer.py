@@ -164,10 +164,33 @@ class Pacer:
     def overdue(self, now_ns: int, cap: int = 1_000_000) -> int:
         """How many intended times ``<= now_ns`` are not taken yet (the publish backlog), at most ``cap``.
 
-        Counts on a copy of the schedule; the pacer itself does not move.
+        Counts on a copy of the schedule; the pacer itself does not move. In the last constant step
+        (a constant rate, ``set_rate``) the count is computed, not walked: a worker far behind a
+        fast schedule (a saturated run, ``bench workers``) counts millions of intended times every
+        progress report, and walking them starved its event loop.
         """
+        counted = self._count_in_last_step(now_ns)
+        if counted is not None:
+            return min(counted, cap)
         probe = copy.copy(self)
         return len(probe.due(now_ns, limit=cap))
+
+    def _count_in_last_step(self, now_ns: int) -> int | None:
+        """Intended times ``<= now_ns`` not taken, when the schedule is in its last constant step of
+        positive rate; None otherwise. Message ``k`` of the step is at ``s + floor(k * 1e9 * q / p)``,
+        which is ``<= D`` (``D = now - s``) exactly when ``k * 1e9 * q < (D + 1) * p``."""
+        if self._function is not None or self._next_ns is None or self._segment != len(self._segments) - 1:
+            return None
+        segment_start_ns, rate = self._segments[self._segment]
+        if rate <= 0:
+            return None
+        limit_ns = now_ns if self.end_ns is None else min(now_ns, self.end_ns - 1)
+        if limit_ns < self._next_ns:
+            return 0
+        span = (limit_ns - segment_start_ns + 1) * rate.numerator
+        step = NS_PER_S * rate.denominator
+        last_index = -(-span // step) - 1     # ceil(span / step) - 1: the last k at or before limit_ns
+        return max(0, last_index - self._index_in_segment + 1)
 
     def set_rate(self, rate_per_s: float, from_ns: int) -> None:
         """From ``from_ns`` on, a constant ``rate_per_s`` (0 pauses); the schedule before is kept.

@@ -64,6 +64,15 @@ def _node_ports() -> list[str]:
             "--runtime-env-agent-port", str(env), "--metrics-export-port", str(metrics)]
 
 
+def _ray_start(argv: list[str], env: dict) -> None:
+    """``ray start ...``, bounded by ``START_TIMEOUT_S``; a failure names Ray's own last words."""
+    done = subprocess.run([_ray_bin(), "start", *argv], env=env, timeout=START_TIMEOUT_S, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-12:])
+        raise RuntimeError(f"ray start {' '.join(argv[:2])} failed (exit {done.returncode}):\n{tail}")
+
+
 @contextlib.contextmanager
 def local_ray(nodes: int = 3, room: str = "room1"):
     temp = tempfile.mkdtemp(prefix="mqbray-", dir="/tmp")  # short: Ray's socket paths live under it
@@ -72,14 +81,12 @@ def local_ray(nodes: int = 3, room: str = "room1"):
     common = ["--node-ip-address", "127.0.0.1", "--object-store-memory", str(OBJECT_STORE_BYTES),
               "--disable-usage-stats"]
     try:
-        subprocess.run([_ray_bin(), "start", "--head", "--port", str(gcs), "--ray-client-server-port", str(client),
-                        "--include-dashboard", "false", "--num-cpus", "0", "--temp-dir", temp, *common,
-                        *_node_ports()], check=True, env=env, timeout=START_TIMEOUT_S, capture_output=True)
+        _ray_start(["--head", "--port", str(gcs), "--ray-client-server-port", str(client), "--include-dashboard",
+                    "false", "--num-cpus", "0", "--temp-dir", temp, *common, *_node_ports()], env)
         for index in range(nodes):
             resources = {f"mqbench_node_{index}": 1, f"mqbench_room_{room}": 1}
-            subprocess.run([_ray_bin(), "start", "--address", f"127.0.0.1:{gcs}", "--num-cpus", "1",
-                            "--resources", json.dumps(resources), *common, *_node_ports()],
-                           check=True, env=env, timeout=START_TIMEOUT_S, capture_output=True)
+            _ray_start(["--address", f"127.0.0.1:{gcs}", "--num-cpus", "1", "--resources", json.dumps(resources),
+                        *common, *_node_ports()], env)
         yield f"ray://127.0.0.1:{client}"
     finally:
         subprocess.run([_ray_bin(), "stop", "--force"], env=env, timeout=60, capture_output=True)

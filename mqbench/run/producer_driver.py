@@ -34,6 +34,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from mqbench.client import OutgoingMessage, Producer
@@ -43,7 +44,7 @@ from mqbench.run.consumer_driver import Deliveries, spec_credentials
 from mqbench.run.schedule import Schedule
 from mqbench.run.stamps import stamp
 from mqbench.workloads.message import TraceMessage
-from mqbench.workloads.source import open_workload
+from mqbench.workloads.source import is_trace_path, open_workload
 
 log = logging.getLogger(__name__)
 NS_PER_MS = 1_000_000
@@ -103,10 +104,15 @@ class ProducerDriver:
         self.metrics = RunMetrics(self.start_ns, duration_ms=spec["duration_ms"], warmup_ms=spec["warmup_ms"],
                                   window_ms=spec["window_ms"])
         self.end_ns = self.metrics.end_ns
-        workload = open_workload(spec["source"], spec["seed"])
+        # At a rate, each worker generates its own part of a profile (schedule module doc); a trace's
+        # rows and as-recorded times are shared out from the one stream
+        own = spec.get("rate") is not None and spec["workers"] > 1 and not is_trace_path(Path(spec["source"]))
+        workload = open_workload(spec["source"], spec["seed"],
+                                 part=(spec["worker_index"], spec["workers"]) if own else (0, 1))
         self.schedule = Schedule(workload.messages, self.start_ns, self.end_ns, rate=spec.get("rate"),
                                  worker_index=spec["worker_index"], workers=spec["workers"],
-                                 strip_delays=not spec["delay"])
+                                 strip_delays=not spec["delay"], own_messages=own,
+                                 endless=workload.trace is None)  # a generated profile never runs out
         self._started.set()
 
     # -- control ---------------------------------------------------------------------------------

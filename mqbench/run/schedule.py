@@ -10,11 +10,18 @@ Two ways to time a workload:
 Splitting over ``workers`` producer processes: worker ``i`` sends the messages whose position in
 the workload is ``i`` modulo ``workers`` (every worker reads the same deterministic workload), so
 the union of all workers is exactly the workload. At a given total rate ``R`` each worker paces
-``R / workers``, worker ``i`` shifted by ``i / R`` so the workers interleave.
+``R / workers``, worker ``i`` shifted by ``i / R`` so the workers interleave. With
+``own_messages`` the iterator already holds this worker's messages (a generated profile's part,
+``generate_messages(part=(i, workers))``): all of them are taken, on the same share of the rate,
+so a worker's cost does not grow with the number of workers. Only at a rate: as-recorded times
+come from the one stream.
 
 ``overdue(now_ns)`` is the publish backlog: messages whose intended time has passed but that were
 not taken yet. It reads ahead in the workload as far as needed (never past ``now_ns``) and keeps
-what it read, so counting does not lose messages. Nothing here reads a clock.
+what it read, so counting does not lose messages; except for an ``endless`` workload (a generated
+profile: it never runs out) at a rate, where every intended time has a message, so the pacer's
+count is the backlog and nothing is read (generating a message costs 40-130 µs: reading a far
+backlog ahead stalled a worker that was behind a fast rate). Nothing here reads a clock.
 """
 from __future__ import annotations
 
@@ -40,12 +47,15 @@ class Schedule:
 
     def __init__(self, messages: Iterator[TraceMessage], start_ns: int, end_ns: int, *,
                  rate: float | str | None = None, worker_index: int = 0, workers: int = 1,
-                 strip_delays: bool = False):
+                 strip_delays: bool = False, endless: bool = False, own_messages: bool = False):
+        if own_messages and rate is None:
+            raise UserError("own messages per worker need a rate (as-recorded times come from one stream)")
         self.start_ns = int(start_ns)
+        self.endless = endless
         self.end_ns = int(end_ns)
         self.workers = workers
         self.strip_delays = strip_delays
-        self._messages = worker_share(messages, worker_index, workers)
+        self._messages = messages if own_messages else worker_share(messages, worker_index, workers)
         self._ahead: deque[tuple[int, TraceMessage]] = deque()
         self._exhausted = False
         self._returned: deque[TraceMessage] = deque()
@@ -112,8 +122,15 @@ class Schedule:
 
     def overdue(self, now_ns: int, cap: int = 100_000) -> int:
         """How many intended times ``<= now_ns`` are not taken yet (at most ``cap``)."""
+        if self.endless and self.pacer is not None and not self._exhausted:
+            read = sum(1 for t, _ in self._ahead if t <= now_ns)
+            return min(cap, read + self.pacer.overdue(now_ns, cap=max(0, cap - read)))
+        return self._read_due(now_ns, cap)
+
+    def _read_due(self, now_ns: int, cap: int | None = None) -> int:
+        """Read ahead every intended time ``<= now_ns`` (at most ``cap``); how many are buffered."""
         count = 0
-        while count < cap:
+        while cap is None or count < cap:
             if count >= len(self._ahead):
                 self._fill(count + 1)
                 if count >= len(self._ahead):
@@ -137,6 +154,7 @@ class Schedule:
             raise UserError("set_rate needs a schedule started with a rate ('max' or a number)")
         if isinstance(total_rate_per_s, bool) or not total_rate_per_s >= 0:
             raise UserError(f"rate must be a number of msgs/s >= 0, got {total_rate_per_s!r}")
+        self._read_due(from_ns)   # the times already due keep their messages (counting read none)
         keep = deque((t, m) for t, m in self._ahead if t <= from_ns)
         self._returned.extendleft(reversed([m for t, m in self._ahead if t > from_ns]))
         self._ahead = keep

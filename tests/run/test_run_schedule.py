@@ -108,3 +108,49 @@ def test_a_profile_workload_is_split_the_same_way():
         schedule = Schedule(open_workload("orders", 3).messages, 0, 10 * S, rate=1000, worker_index=index, workers=2)
         halves += [m.body for _, m in (schedule.take() for _ in range(30))]
     assert sorted(halves) == sorted(whole)
+
+
+def test_overdue_of_an_endless_workload_at_a_rate_reads_no_message_ahead():
+    # a generated profile never ends; counting the backlog must not generate it (each generated
+    # message costs ~40-130 µs: a worker far behind a fast rate stalled in its progress report)
+    pulled = []
+
+    def endless():
+        for i in itertools.count():
+            pulled.append(i)
+            yield TraceMessage(send_offset_us=i, topic="t", body=b"x%d" % i)
+
+    schedule = Schedule(endless(), 0, 100 * S, rate=20_000, worker_index=1, workers=4, endless=True)
+    first = schedule.take()
+    assert schedule.overdue(60 * S, cap=10**9) == 60 * 5_000 - 1   # 5 000/s for this worker; one taken
+    assert len(pulled) <= 8
+    assert schedule.overdue(60 * S, cap=7) == 7
+    assert schedule.take()[0] > first[0] and [m.body for _, m in (first,)] == [b"x1"]
+
+
+def test_overdue_of_an_endless_workload_counts_what_was_read_ahead_and_returned():
+    schedule = Schedule(iter(messages(10**6)), 0, 10 * S, rate=100, endless=True)
+    assert schedule.overdue(95 * MS) == 10
+    schedule.set_rate(0, 50 * MS)                    # 0..5 stay due, 6..9 go back to the workload
+    assert schedule.overdue(S) == 6
+    schedule.set_rate(1000, S)
+    assert schedule.overdue(S + 9 * MS) == 6 + 10
+
+
+def test_a_worker_with_its_own_messages_takes_them_all_on_its_share_of_the_rate():
+    pulled = []
+
+    def own():
+        for i in itertools.count():
+            pulled.append(i)
+            yield TraceMessage(send_offset_us=0, topic="t", body=b"x%d" % i)
+
+    schedule = Schedule(own(), 0, S, rate=100, worker_index=1, workers=2, endless=True, own_messages=True)
+    taken = drain(schedule)
+    assert [t for t, _ in taken] == [10 * MS + k * 20 * MS for k in range(50)]   # worker 1 of 2 at 100/s
+    assert [m.body for _, m in taken] == [b"x%d" % i for i in range(50)] and len(pulled) <= 51
+
+
+def test_own_messages_need_a_rate():
+    with pytest.raises(UserError, match="own messages"):
+        Schedule(iter(messages(3)), 0, S, worker_index=1, workers=2, own_messages=True)

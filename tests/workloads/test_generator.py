@@ -5,6 +5,8 @@ import tomllib
 
 import pytest
 
+from mqbench.errors import UserError
+
 from mqbench.workloads.generator import generate_messages
 from mqbench.workloads.profile import BUILTIN_DIR, DELAY_LEVELS_MS, load_profile, parse_profile
 
@@ -79,3 +81,19 @@ def test_every_builtin_generates_valid_messages(name):
         assert m.topic and m.body and m.send_offset_us >= 0
         assert 0 <= m.delay_level <= 18 and m.delay_ms >= 0
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in m.properties.items())
+
+
+def test_a_part_is_its_own_reproducible_stream_with_the_profile_s_shares():
+    # N producer workers at a rate each generate their own part (never all N parts, skipping the
+    # others': that made every worker's cost grow with N); part (0, 1) is the whole workload
+    profile = load_profile("orders")
+    whole = list(generate_messages(profile, 5, count=300))
+    assert list(generate_messages(profile, 5, count=300, part=(0, 1))) == whole
+    parts = [list(generate_messages(profile, 5, count=3000, part=(i, 3))) for i in range(3)]
+    assert parts[1] == list(generate_messages(profile, 5, count=3000, part=(1, 3)))
+    assert len({m.body for part in parts for m in part}) == 9000            # no two parts repeat a body
+    for part in parts:
+        share = sum(m.topic == "order_payment_timeout" for m in part) / len(part)
+        assert 0.18 < share < 0.26
+    with pytest.raises(UserError, match="part 3 of 3"):
+        next(generate_messages(profile, 5, part=(3, 3)))
