@@ -17,14 +17,13 @@ from store_files_helpers import (SEG, VERSIONS, build, check_store, crash_marker
                                  read_log, zero_from)
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-def test_tail_cut_at_every_byte_of_the_last_two_records(fast_dir, version):
+def _tail_cuts(fast_dir, version, cuts_of):
     base = fast_dir / "base"
     # the last flush (the checkpoint) was before the last two records: they are the crash's tail
     expected, spans, early = build(base, version, random.Random(7), checkpoint_after=29)
     first, last = spans[-2], spans[-1]
     original = read_log(data_dir(base, version), first[0], last[1])
-    for cut in range(first[0], last[1] + 1):
+    for cut in cuts_of(spans[-2:]):
         root = fast_dir / f"cut{cut}"
         shutil.copytree(base, root)
         (root / "checkpoint").write_bytes(early)
@@ -32,6 +31,33 @@ def test_tail_cut_at_every_byte_of_the_last_two_records(fast_dir, version):
         crash_marker(root)
         check_store(root, version, expected, intact_end(spans, original, first[0], cut))
         shutil.rmtree(root)
+
+
+@pytest.mark.slow  # ~1,000 recoveries; the CI slice below cuts a quarter of them
+@pytest.mark.parametrize("version", VERSIONS)
+def test_tail_cut_at_every_byte_of_the_last_two_records(fast_dir, version):
+    _tail_cuts(fast_dir, version, lambda spans: range(spans[0][0], spans[-1][1] + 1))
+
+
+HEAD_BYTES = 24  # the size and magic fields of a record, or of a DLedger entry and its size fields
+STRIDE_BYTES = 11
+
+
+def _heads_tails_and_a_stride(spans):
+    """Every cut inside each span's first HEAD_BYTES and last 8 bytes (where sizes and magic codes
+    are read and a record is one byte short of whole), every STRIDE_BYTES-th byte between (torn
+    bodies, caught by the CRC), and each span's end: a quarter of the every-byte cuts."""
+    cuts = set()
+    for start, end in spans:
+        cuts.update(range(start, min(end, start + HEAD_BYTES) + 1))
+        cuts.update(range(max(start, end - 8), end + 1))
+        cuts.update(range(start, end, STRIDE_BYTES))
+    return sorted(cuts)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_tail_cut_at_heads_tails_and_a_stride_of_the_last_two_records(fast_dir, version):
+    _tail_cuts(fast_dir, version, _heads_tails_and_a_stride)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
