@@ -35,6 +35,7 @@ from pathlib import Path
 
 from mqbench.bench.common import (bench_document, fmt, fmt_ratio, limits_line, measure_limits, own_cpu_s, payload,
                                   processes_cpu_s, ratio, us_per_msg)
+from mqbench.broker.formats.properties import PROPERTY_UNIQ_KEY, PROPERTY_WAIT
 from mqbench.errors import UserError
 from mqbench.event_loop import use_event_loop
 from mqbench.output import table
@@ -65,7 +66,7 @@ def fill_store(store_root: Path, *, messages: int, body: bytes, queues: int, bat
         queue_id = 0
         while written < messages:
             n = min(batch_write, messages - written)
-            items = [BatchItem(body, {"UNIQ_KEY": f"{written + i:032X}", "WAIT": "true"}) for i in range(n)]
+            items = [BatchItem(body, {PROPERTY_UNIQ_KEY: f"{written + i:032X}", PROPERTY_WAIT: "true"}) for i in range(n)]
             with contextlib.ExitStack() as combined:   # one pwrite per file per call, not three per message
                 for files in _segment_files(store):
                     combined.enter_context(files.combined_writes())
