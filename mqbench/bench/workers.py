@@ -8,7 +8,11 @@ what one worker can send, so each sends as fast as it can within its in-flight w
 warm-up, the acknowledged messages of the measured phase (merged worker metrics) give msgs/s; then
 the workers are stopped (the unsent backlog is dropped). The
 sink runs in this process; its process CPU share over the measured phase (sink + the relay threads)
-says whether it was the bottleneck (well under 1.0 core: it was not). Ratios are to the 1-worker row.
+says whether it was the bottleneck (well under 1.0 core: it was not). The worker processes' CPU
+over the measured phase (from each node's agent) gives ``worker_cpu_us_per_msg`` (flat when the
+workers scale: each message costs the same) and ``workers_cpu_cores``; ``machine_cpu_busy_share``
+is the first node's machine busy share (on a one-machine cluster, all of it). Ratios are to the
+1-worker row.
 """
 from __future__ import annotations
 
@@ -46,7 +50,9 @@ async def _one(engine, sink: Sink, profile: str, workers_count: int, rate_per_wo
         workers.send(workers.workers, {"op": "start", "start_ns": start_ns})
         await asyncio.sleep(max(0.0, (measure_ns - time.monotonic_ns()) / 1e9))
         cpu_first, t_first = sink.cpu_s(), time.monotonic_ns()
+        nodes_first = await asyncio.to_thread(engine.sample_counters)
         await asyncio.sleep(seconds)
+        nodes_last = await asyncio.to_thread(engine.sample_counters)
         cpu_last, t_last = sink.cpu_s(), time.monotonic_ns()
         workers.send(workers.workers, {"op": "stop"})   # the overdue backlog is not drained: only acks awaited
         await workers.wait_until(lambda: all(w.finished for w in workers.workers), 60,
@@ -57,9 +63,33 @@ async def _one(engine, sink: Sink, profile: str, workers_count: int, rate_per_wo
         engine.end_cell()
     merged = merge_runs([RunMetrics.from_dict(w.done["metrics"], w.name) for w in workers.workers if w.done])
     published = merged.total().counters["published"]
+    worker_cpu_s = _workers_cpu_s(nodes_first, nodes_last)
     return {"workers": workers_count, "msgs_per_s": published / seconds, "published_msgs": published,
             "offered_msgs_per_s": rate_per_worker * workers_count,
-            "sink_cpu_share": (cpu_last - cpu_first) / ((t_last - t_first) / 1e9)}
+            "sink_cpu_share": (cpu_last - cpu_first) / ((t_last - t_first) / 1e9),
+            "workers_cpu_cores": None if worker_cpu_s is None else worker_cpu_s / seconds,
+            "worker_cpu_us_per_msg": None if worker_cpu_s is None or not published else worker_cpu_s * 1e6 / published,
+            "machine_cpu_busy_share": _busy_share(nodes_first, nodes_last)}
+
+
+def _workers_cpu_s(first: dict, last: dict) -> float | None:
+    """The worker processes' CPU seconds between two ``RayEngine.sample_counters`` (summed over nodes)."""
+    total = 0.0
+    for node, b in last.items():
+        a = first.get(node)
+        if a is None or a["worker_cpu_s"] is None or b["worker_cpu_s"] is None:
+            return None
+        total += b["worker_cpu_s"] - a["worker_cpu_s"]
+    return total
+
+
+def _busy_share(first: dict, last: dict) -> float | None:
+    """CPU busy share of the first node's machine (on one machine every node is the same cores)."""
+    for node, b in sorted(last.items()):
+        a = first.get(node)
+        if a:
+            return (b["cpu_busy_s"] - a["cpu_busy_s"]) / (max(1, b["t_ns"] - a["t_ns"]) / 1e9 * b["cpu_count"])
+    return None
 
 
 RECONNECT_PAUSE_S = 5.0

@@ -360,10 +360,11 @@ def workers(address, counts, workers_per_node, seconds, rate_per_worker, profile
                      progress=_progress(as_json, lambda r: f"{r['workers']} workers: {r['msgs_per_s']:,.0f} msgs/s"))
 
     def render(_doc) -> str:
-        lines = ["workers  msgs/s  ratio to 1  sink CPU share"]
+        lines = ["workers  msgs/s  ratio to 1  worker CPU µs/msg  worker cores  machine busy  sink CPU share"]
         for r in rows:
             lines.append(f"{r['workers']:>7}  {fmt(r['msgs_per_s'])}  {fmt_ratio(r['ratio_to_1'])}  "
-                         f"{r['sink_cpu_share']:.2f}")
+                         f"{fmt(r['worker_cpu_us_per_msg'])}  {fmt(r['workers_cpu_cores'], '.2f')}  "
+                         f"{fmt(r['machine_cpu_busy_share'], '.2f')}  {r['sink_cpu_share']:.2f}")
         return "\n".join(lines) + "\n"
 
     _emit(document("mqbench.bench-workers/1", address=address, workers_per_node=workers_per_node,
