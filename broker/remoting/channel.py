@@ -12,10 +12,11 @@ Contracts:
   end of that turn. ``send`` waits while the transport holds more than ``write_buffer_bytes_high``
   (write backpressure: writers wait, they do not queue unbounded memory).
 * A request is run at once, inside the read: ``on_request(cmd, channel)`` returns an awaitable
-  that is stepped right there. A handler that finishes without waiting (most do) costs no Task;
-  one that waits (a quorum commit, a long poll) continues in a Task of its own from where it
-  stopped, so it does not hold up the requests behind it. Before its first wait a handler runs
-  outside any Task (``asyncio.current_task()`` is None there).
+  that is stepped right there, and again from the done callback of each future it waits for (a
+  quorum commit, a long poll), so it never holds up the requests behind it. No Task is made per
+  request: a handler runs outside any Task (``asyncio.current_task()`` is None, so it must not
+  use ``asyncio.timeout``; ``wait_for``, locks, events and futures work as usual). Closing the
+  channel cancels what its handlers wait for, as cancelling their Tasks did.
 * At most ``inflight_requests_max`` peer requests are in progress at once; beyond that the
   channel stops reading (and keeps the decoded rest for later), so TCP pushes back on the peer.
 * With ``limits`` (a server's channel; ``limits.ServerLimits``): while more than
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import itertools
 import logging
 import types
@@ -90,7 +92,7 @@ class Channel(asyncio.Protocol):
         self._write_high = write_buffer_bytes_high
         self._inflight_max = inflight_requests_max
         self._inflight = 0                        # peer requests started and not yet answered
-        self._tasks: set[asyncio.Task] = set()    # those of them that wait (in a Task)
+        self._waiting: dict[Any, asyncio.Future | None] = {}   # handler coroutine -> what it waits for
         self._backlog: collections.deque[RemotingCommand] = collections.deque()  # decoded, not yet run
         self._out: list[bytes] = []               # encoded frames not yet handed to the transport
         self._out_bytes = 0
@@ -190,7 +192,7 @@ class Channel(asyncio.Protocol):
         return True
 
     def _run(self, cmd: RemotingCommand) -> None:
-        """Start one request: stepped here; continued in a Task only if it waits (module doc)."""
+        """Start one request: stepped here, and from the callbacks of what it waits for (module doc)."""
         self._inflight += 1
         if self._on_request is None:
             self._answer(cmd, unsupported(cmd))
@@ -198,27 +200,43 @@ class Channel(asyncio.Protocol):
         try:
             awaitable = self._on_request(cmd, self)
             coro = awaitable if isinstance(awaitable, types.CoroutineType) else awaitable.__await__()
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            self._answer(cmd, stop.value)
-            return
         except BaseException as exc:  # noqa: BLE001 - _failure re-raises what is not the handler's
             self._answer(cmd, self._failure(cmd, exc))
             return
-        task = self._loop.create_task(self._continue(cmd, coro, yielded))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._step(cmd, coro, None)
 
-    async def _continue(self, cmd: RemotingCommand, coro: Any, yielded: Any) -> None:
-        response = None
+    def _step(self, cmd: RemotingCommand, coro: Any, exc: BaseException | None) -> None:
+        """One step of a handler's coroutine, as a Task would take it: a future it yields wakes the
+        next step when done (a cancelled one raises CancelledError inside the handler), a bare
+        yield (``asyncio.sleep(0)``) goes on in the next loop turn. No Task is made: a Task per
+        request cost more than most handlers."""
+        waiting = self._waiting
         try:
-            response = await _resume(coro, yielded)
-        except asyncio.CancelledError:
-            self._inflight -= 1
-            raise
-        except BaseException as exc:  # noqa: BLE001 - as in _run
-            response = self._failure(cmd, exc)
-        self._answer(cmd, response)
+            yielded = coro.send(None) if exc is None else coro.throw(exc)
+        except StopIteration as stop:
+            waiting.pop(coro, None)
+            self._answer(cmd, stop.value)
+            return
+        except BaseException as error:  # noqa: BLE001 - _failure re-raises what is not the handler's
+            waiting.pop(coro, None)
+            self._answer(cmd, self._failure(cmd, error))
+            return
+        if yielded is None:
+            waiting[coro] = None
+            self._loop.call_soon(self._step, cmd, coro, None)
+        elif getattr(yielded, "_asyncio_future_blocking", None):
+            yielded._asyncio_future_blocking = False
+            waiting[coro] = yielded
+            yielded.add_done_callback(functools.partial(self._wake, cmd, coro))
+            if self._closed:
+                yielded.cancel()
+        else:
+            waiting[coro] = None
+            self._loop.call_soon(self._step, cmd, coro, RuntimeError(
+                f"handler for {cmd.describe()} yielded {yielded!r}, not a future"))
+
+    def _wake(self, cmd: RemotingCommand, coro: Any, _future: asyncio.Future) -> None:
+        self._step(cmd, coro, None)     # the handler's await reads the future's result or error
 
     def _failure(self, cmd: RemotingCommand, exc: BaseException) -> RemotingCommand | None:
         """The response to a handler that raised ``exc`` (module doc)."""
@@ -503,10 +521,9 @@ class Channel(asyncio.Protocol):
             self._transport.close()
         else:
             self._lost.set_result(None)
-        current = asyncio.current_task()
-        for task in list(self._tasks):
-            if task is not current:
-                task.cancel()
+        for future in list(self._waiting.values()):     # as Task.cancel(): the awaited future is cancelled
+            if future is not None:
+                future.cancel()
         if self._on_closed is not None:
             self._on_closed(self)
 
@@ -517,8 +534,9 @@ class Channel(asyncio.Protocol):
         except asyncio.TimeoutError:     # a peer that does not read: give up what is left
             if self._transport is not None:
                 self._transport.abort()
-        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        deadline = self._loop.time() + CLOSE_FLUSH_S
+        while self._waiting and self._loop.time() < deadline:     # handlers unwinding their cancellation
+            await asyncio.sleep(0.01)
 
     # --- the partial-frame budget ----------------------------------------------------------------
 
@@ -536,28 +554,6 @@ class Channel(asyncio.Protocol):
             return True
         delta, self._partial_counted = pending - self._partial_counted, pending
         return self._budget.change(delta)
-
-
-@types.coroutine
-def _resume(coro: Any, yielded: Any):
-    """Go on with a coroutine that was stepped outside a Task and stopped at ``yielded``: the Task
-    awaiting this sees the same futures and passes back the same values and exceptions."""
-    while True:
-        try:
-            sent = yield yielded
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:  # noqa: BLE001 - handed to the coroutine as it came
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                yielded = coro.send(sent)
-            except StopIteration as stop:
-                return stop.value
 
 
 class _Expired(Exception):
