@@ -27,7 +27,6 @@ from mqbench.errors import UserError
 _OPAQUE_MARK = 2147483646
 _BORN_MARK = "\x00born\x00"
 _PROPS_MARK = "\x00props\x00"
-_PROPERTY_SEPARATORS = ("\x01", "\x02")
 
 
 def json_string_content(text: str) -> bytes:
@@ -111,7 +110,7 @@ class PipelinedSender:
         """One message (SEND_MESSAGE_V2) with a fresh UNIQ_KEY; the future gets the response."""
         producer = self.producer
         channel, single, _ = self._target()
-        properties = b"UNIQ_KEY\\u0001%s\\u0002WAIT\\u0001true\\u0002" % producer.ids.next().encode()
+        properties = _ID_PROPERTIES % producer.ids.next().encode()
         opaque = channel.next_opaque()
         return channel.submit(opaque, single.frame(opaque, producer.clock_ms(), properties, body),
                               producer.send_timeout_ms)
@@ -123,7 +122,7 @@ class PipelinedSender:
         ids = producer.ids
         items = [BatchItem(body, {PROPERTY_UNIQ_KEY: ids.next(), PROPERTY_WAIT: "true"}, 0) for body in bodies]
         body, _sysflag = encode_client_batch(items, None, size_max=producer.body_bytes_max)
-        properties = b"UNIQ_KEY\\u0001%s\\u0002WAIT\\u0001true\\u0002" % ids.next().encode()
+        properties = _ID_PROPERTIES % ids.next().encode()
         opaque = channel.next_opaque()
         return channel.submit(opaque, batch.frame(opaque, producer.clock_ms(), properties, body),
                               producer.send_timeout_ms)
@@ -134,3 +133,8 @@ def properties_content(properties: dict[str, str]) -> bytes:
     from mqbench.broker.formats.record import encode_properties
 
     return json_string_content(encode_properties(properties).decode("utf-8"))
+
+
+#: What Producer sends as a plain message's properties (UNIQ_KEY, then WAIT=true) as header
+#: content, with ``%s`` for the id: ``properties_content({UNIQ_KEY: id, WAIT: "true"})``.
+_ID_PROPERTIES = properties_content({PROPERTY_UNIQ_KEY: "\0", PROPERTY_WAIT: "true"}).replace(b"\\u0000", b"%s")
