@@ -3,7 +3,8 @@
 When the rows compare layouts, the default table also shows ``PER_HOST`` and ``PER_INSTANCE`` after
 the achieved rate, so the cost of several instances per host shows against one per machine; when
 they compare consumption (``--consume``/``consume=`` axis, ``--consumer-churn``, ``--slow-consumer``)
-it shows ``CONSUMPTION`` after the e2e p99.
+it shows ``CONSUMPTION`` after the e2e p99; when an e2e latency crossed Ray nodes, ``E2E_CLOCK``
+(its clock bound) follows the e2e p99.
 
 A column's header says what the figure is, with its unit (``send lateness p99 ms``, not ``delay
 p99``). ``DEFAULT`` is the table a capacity review reads (``mqbench run`` and ``mqbench report``
@@ -46,6 +47,10 @@ PUB_P99 = _c("pub p99 ms", "publish_latency_ms_p99", ",.2f",
              "publish latency (send to broker ack), 99th percentile (--rate max: during the hold at the capacity)")
 E2E_P99 = _c("e2e p99 ms", "e2e_latency_ms_p99", ",.2f",
              "intended send time to consumer receipt (end to end, open loop), undelayed messages, 99th percentile")
+E2E_CLOCK = _c("e2e clock ± ms", "e2e_clock_uncertainty_ms", ",.3f",
+               "runs on Ray whose producers and consumers are on different nodes: every e2e latency is exact to "
+               "within this bound (the two nodes' clock offset uncertainties, half their least round trip to the "
+               "driver); shown only when it is not 0")
 BATCH = _c("achieved batch", "batch_text", None,
            "messages per stored record (mean, from the broker's store) of the batch size asked; '< half' marks a "
            "cell that reached under half of it")
@@ -118,7 +123,7 @@ EXTRA = [
     _c("msgs/loopback frames", "loopback_share_of_limit", ".1%",
        "achieved msgs/s over this machine's loopback small frames/s"),
 ]
-WIDE = [RUN] + DEFAULT[:6] + [CAPACITY, FIRST_UNHELD] + DEFAULT[6:] + CONSUMPTION + EXTRA
+WIDE = [RUN] + DEFAULT[:6] + [CAPACITY, FIRST_UNHELD] + DEFAULT[6:] + CONSUMPTION + [E2E_CLOCK] + EXTRA
 
 SIZING = [
     _c("sized from msgs/s", "sizing_basis_msgs_per_s", ",.0f",

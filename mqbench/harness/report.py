@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mqbench.errors import UserError
-from mqbench.harness.columns import (ACHIEVED, CONSUMPTION, DEFAULT, DELTAS, E2E_P99, PER_HOST, PER_INSTANCE, RUN,
+from mqbench.harness.columns import (ACHIEVED, CONSUMPTION, DEFAULT, DELTAS, E2E_CLOCK, E2E_P99, PER_HOST, PER_INSTANCE, RUN,
                                      SIZING, WIDE,
                                      legend)
 from mqbench.harness.verdict import FAILED, HELD, judge_cell
@@ -207,6 +207,8 @@ def _row(loaded: "LoadedResult", run_number: int, cell: dict, daily_messages, pe
     row["consume"] = settings.get("consume", "pull")
     scenario = settings.get("consumer_scenario") or {}
     row["consumer_scenario_text"] = _scenario_text(scenario)
+    clock_us = (cell.get("ray") or {}).get("e2e_clock_uncertainty_us")
+    row["e2e_clock_uncertainty_ms"] = None if clock_us is None else clock_us / 1000
     window_p99 = [w.get("e2e_latency_ms_p99") for w in cell.get("windows") or []]
     window_p99 = [v for v in window_p99 if v is not None]
     row["e2e_latency_ms_p99_worst_window"] = max(window_p99) if window_p99 else None
@@ -364,6 +366,8 @@ def render(results: list[LoadedResult], fmt: str = "terminal", *, daily_messages
     if not wide and consumption_compared(rows):
         at = columns.index(E2E_P99) + 1
         columns[at:at] = CONSUMPTION
+    if not wide and any(row.get("e2e_clock_uncertainty_ms") for row in rows):
+        columns.insert(columns.index(E2E_P99) + 1, E2E_CLOCK)
     if len(results) > 1 and not wide:
         columns.insert(0, RUN)
     if daily_messages is not None:
