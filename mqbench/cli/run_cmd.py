@@ -75,7 +75,21 @@ Verdicts (one per cell, in the table and in result.json):
              did not finish
 A fixed-rate cell reports offered and achieved msgs/s, never a capacity. --rate max reports
 the highest rate that held for every check of a hold (the repeat) and the first rate above it
-that failed on repeat, never an average over the search.
+that failed on repeat, never an average over the search: the bracket (held, first unheld)
+and its width are in the verdict and in max_rate_search (bracket_msgs_per_s,
+bracket_width_share).
+
+\b
+--rate max, the search (mqbench/harness/maxrate.py): ramp x2 from 200 msgs/s; a check is
+healthy when >= 95% of the load offered in it was acknowledged (counted over the producers'
+own report span), both backlogs <= 1000 msgs, publish errors <= 0.1% and publish p99 <=
+--max-p99-ms. A failed check is repeated after a drain (backlogs and requests in flight
+down to 50) before it counts; a candidate within 5% of the first unheld rate is held for 2
+checks. A failed hold is repeated once, then backs off to what its checks absorbed, and the
+search bisects back up between what held and what failed. --duration is the search's budget:
+when it runs out, the highest rate that held stands (else the cell fails). Each check lasts
+--check-interval after 0.5 s of settling at the new rate; drain checks last 1 s. For a search
+bounded at about 90 s wall: --check-interval 3s --warmup 3s --duration 65s.
 
 \b
 Table: profile, layout, cell, offered msgs/s, achieved msgs/s, verdict, pub p50/p99 ms,
@@ -140,7 +154,8 @@ them; none skips them; FILE takes `mqbench limits --json` output.
                                              '"layout=raft3,3x3" or "consume=pull,pop" (axes codec, batch, delay, '
                                              'batch_compression, consume, layout).')
 @click.option("--duration", "duration_ms", type=DurationMs(), default="30s", show_default=True,
-              help="Measured phase (for --rate max: the search's time budget).")
+              help="Measured phase (for --rate max: the search's time budget; when it runs out, the highest "
+                   "rate that held stands).")
 @click.option("--warmup", "warmup_ms", type=DurationMs(), default="5s", show_default=True,
               help="Load before measuring, discarded.")
 @click.option("--window", "window_ms", type=DurationMs(), default="10s", show_default=True,
@@ -171,7 +186,7 @@ them; none skips them; FILE takes `mqbench limits --json` output.
 @click.option("--drain", "drain_ms", type=DurationMs(), default="10s", show_default=True,
               help="After the producers stop, how long consumers may catch up.")
 @click.option("--check-interval", "check_ms", type=DurationMs(), default="2s", show_default=True,
-              help="--rate max: length of one check of the search.")
+              help="--rate max: length of one judged check of the search (drain checks: at most 1 s).")
 @click.option("--max-p99-ms", type=click.FloatRange(min=0, min_open=True), default=1000.0, show_default=True,
               help="--rate max: a check is unhealthy above this p99 publish latency.")
 @click.option("--limits", "limits_source", default="auto", show_default=True,
@@ -249,8 +264,8 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
         linger_ms=linger_ms, durability=durability, keep_going=keep_going, keep_stores=keep_stores,
         drain_ms=drain_ms, check_ms=max(200, check_ms), limits=None, acl_file=acl_file, consumer_scenario=scenario,
         command_line=["mqbench", *sys.argv[1:]],
-        search=SearchSettings(start_rate_per_s=200.0, hold_checks=3, tolerance=0.05),
-        thresholds=Thresholds(publish_latency_ms_p99_max=max_p99_ms, published_share_min=0.8),
+        search=SearchSettings(start_rate_per_s=200.0, hold_checks=2, tolerance=0.05),
+        thresholds=Thresholds(publish_latency_ms_p99_max=max_p99_ms),
         progress=ProgressLine(enabled=False if (as_json or quiet) else None),
         window_lines=WindowLines(sys.stderr if as_json else None, enabled=not quiet and not is_terminal(sys.stdout)))
     if ray_cluster is not None or ray_mode is not None:

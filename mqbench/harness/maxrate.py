@@ -7,6 +7,9 @@ returns the rate for the next interval. Nothing here reads a clock or sleeps.
 The rule
 --------
 
+A drain check (rate 0) is **drained** when both backlogs are at most ``drained_msgs_max`` and
+at most ``drained_msgs_max`` send requests are still unacknowledged (``publish_in_flight``).
+
 A check is **healthy** when, at the end of the interval, all of these hold (``Thresholds``):
 
 * publish backlog (messages the schedule wanted sent but the producers have not sent yet)
@@ -14,6 +17,8 @@ A check is **healthy** when, at the end of the interval, all of these hold (``Th
 * consume backlog (published but not yet consumed) ``<= consume_backlog_msgs_max``;
 * error share ``publish_errors / (published + publish_errors) <= error_share_max``;
 * p99 publish latency of the interval ``<= publish_latency_ms_p99_max``;
+* when ``published_share_min`` is set: see below; the interval's ``intended`` and ``published``
+  must span the same time (the driver counts both between the same two producer reports);
 * when ``published_share_min`` is set: messages acknowledged in the interval ``>=
   published_share_min * intended`` (the system absorbed what was offered; a small overload whose
   backlog grows too slowly to cross a count threshold within one check fails here at once).
@@ -25,42 +30,65 @@ state       verdict     move
 ==========  ==========  ====================================================================
 ramp        healthy     ``good = rate``; ``rate *= ramp_factor`` (while nothing failed yet)
 ramp        unhealthy   suspect ``rate``: drain, then **confirm** it with a repeat check
-bisect      healthy     ``good = rate``; next ``rate = (good + bad) / 2``
+bisect      healthy     ``good = rate``; next rate: see ``_next_candidate`` (the midpoint of
+                        ``(good, bad)`` or, after an overload that showed what the system
+                        absorbed, just above ``good`` near that estimate)
 bisect      unhealthy   suspect ``rate``: drain, then **confirm** it with a repeat check
 confirm     healthy     the failure did not repeat (a busy machine's hiccup): the rate counts
-                        as healthy and the suspended ramp or bisection moves on from it
+                        as healthy and the suspended ramp or bisection moves on from it; a
+                        suspended hold starts again at the same rate (once per rate)
 confirm     unhealthy   ``bad = rate`` (failed twice); drain, then bisect between ``good`` and
-                        ``bad``
+                        ``bad`` (a suspended hold: back off, as a failed hold below)
 drain       drained     resume the state that was interrupted, at its next rate
-drain       backlogged  offer rate 0 and wait (the backlog left by an overload must not be
-                        blamed on the next rate); fail after ``drain_checks_max`` checks
+drain       backlogged  offer rate 0 and wait (the backlog and the requests still in flight
+                        after an overload must not be blamed on the next rate); fail after
+                        ``drain_checks_max`` checks
 hold        healthy     one more healthy check at the candidate rate; after ``hold_checks`` in
                         a row, and if the backlog did not grow over the hold by more than
-                        ``hold_growth_share_max`` of the messages offered in it, **done**
-hold        unhealthy   ``bad = rate``; drain, then hold again at what the failed hold absorbed
-                        (acknowledged msgs/s of the failing check, or over the hold when its
-                        growth failed it), kept between ``rate * backoff_floor`` and ``rate *
-                        backoff_factor``: a candidate that a lucky check let through comes down
-                        to the measured rate at once instead of 3 % per failed hold
+                        ``hold_growth_share_max`` of the messages offered in it, the rate
+                        **held**: done, unless the bracket (held, ``bad``) is wider than
+                        ``tolerance``, then bisect up between them (at most
+                        ``rebisect_max`` times) and hold the new candidate; else done, but
+                        when ``bad`` is still the ramp's (no rate between failed): **verify**
+verify      unhealthy   the first unheld rate, offered once more straight after the hold (so
+                        its failures are spread in time, not one long stall; it must absorb
+                        ``VERIFY_SHARE_MIN`` of its load to pass): done
+verify      healthy     its earlier failures were the machine's: ``bad`` is forgotten and the
+                        ramp goes on above it (counts against ``rebisect_max``; when spent,
+                        done with no first unheld rate)
+hold        unhealthy   suspect the hold (a stall in one check must not set the capacity):
+                        drain, then **confirm** at the same rate; the second failure at a rate
+                        fails the hold at once
+(failed hold)           ``bad = rate``; drain, then hold again at what the checks at this rate
+                        absorbed (the most any of them acknowledged per second, so one stalled
+                        check does not drag it down; over the hold when its growth failed it), kept
+                        between ``rate * backoff_floor`` and ``rate * backoff_factor``; a
+                        candidate at or under a rate that already held ends the search with that
 ==========  ==========  ====================================================================
 
 Bisection stops when ``bad - good <= tolerance * bad``: the candidate is then ``good`` and the
-search moves to **hold**. A search that is **done** reports three figures, never an average over
+search moves to **hold**. A search that is **done** reports these figures, never an average over
 the search (whose ramp, overload and drain checks at rate 0 say nothing about capacity):
 
-* ``capacity_msgs_per_s``: the offered rate that held, every check of the hold in a row (the
-  repeat that confirms it);
+* ``capacity_msgs_per_s``: the highest offered rate that held, every check of a hold in a row
+  (the repeat that confirms it);
 * ``first_unheld_rate_msgs_per_s``: the lowest rate above it that did not hold, itself confirmed
-  by a repeat check (``bad`` at the end);
+  by a repeat check or a failed hold (``bad`` at the end);
+* ``bracket_msgs_per_s`` = ``[capacity, first unheld]`` and ``bracket_width_share`` =
+  ``(first unheld - capacity) / first unheld``: how precisely the capacity is known (the true
+  capacity lies in the bracket; within ``tolerance`` unless the time budget ended the search);
 * ``sustainable_rate_per_s`` (= ``hold_achieved_msgs_per_s``): what the system absorbed during
   the hold (see below), at most ``capacity_msgs_per_s``; sizing uses this one.
+
+The driver ends a search whose time budget ran out with ``give_up()``: done with the highest rate
+that held, if one has (the bracket says how wide it still was), else failed.
 
 The peak seen in a single check is reported separately as ``peak_healthy_rate_per_s``. The
 hold's growth check catches a rate a little above capacity whose backlog grows too slowly to cross
 the per-check thresholds within the hold; and the reported rate is what the system absorbed during
 the hold, ``min(rate, (offered - backlog growth) / hold time)``, so a rate a hair above capacity
 whose growth stayed under the share is reported at the capacity it showed, not at the offered rate.
-If ``max_checks`` runs out, or the rate falls under
+If ``max_checks`` runs out before any rate held, or the rate falls under
 ``rate_min_per_s``, the search ends as **failed** with no sustainable rate.
 """
 from __future__ import annotations
@@ -71,9 +99,11 @@ from typing import Awaitable, Callable
 
 from mqbench.errors import InvariantViolation, UserError
 
-RAMP, BISECT, CONFIRM, DRAIN, HOLD, DONE, FAILED = "ramp", "bisect", "confirm", "drain", "hold", "done", "failed"
+RAMP, BISECT, CONFIRM, DRAIN, HOLD, VERIFY, DONE, FAILED = ("ramp", "bisect", "confirm", "drain", "hold", "verify", "done",
+                                                           "failed")
 HEALTHY, UNHEALTHY, DRAINED, BACKLOGGED = "healthy", "unhealthy", "drained", "backlogged"
 SEARCH_SCHEMA = "mqbench.max-rate/1"
+VERIFY_SHARE_MIN = 0.99  # a verify check clears the first unheld rate only if it absorbed this much
 
 
 @dataclass(frozen=True)
@@ -84,7 +114,8 @@ class Thresholds:
     consume_backlog_msgs_max: int = 1000
     error_share_max: float = 0.001
     publish_latency_ms_p99_max: float = 1000.0
-    published_share_min: float = 0.0  # 0 = not checked
+    published_share_min: float = 0.95  # 0 = not checked
+    drained_msgs_max: int = 50  # a drain ends when backlogs and requests in flight are at most this
 
 
 @dataclass(frozen=True)
@@ -101,6 +132,7 @@ class SearchSettings:
     drain_checks_max: int = 30
     max_checks: int = 300
     rate_min_per_s: float = 1.0
+    rebisect_max: int = 2  # upward bisections after a backed-off hold held
 
     def validate(self) -> None:
         problems = []
@@ -118,6 +150,8 @@ class SearchSettings:
             problems.append("backoff_factor must be in (0, 1)")
         if not 0 < self.backoff_floor <= self.backoff_factor:
             problems.append("backoff_floor must be in (0, backoff_factor]")
+        if self.rebisect_max < 0:
+            problems.append("rebisect_max must be >= 0")
         if self.drain_checks_max < 1 or self.max_checks < 1:
             problems.append("drain_checks_max and max_checks must be >= 1")
         if problems:
@@ -135,6 +169,7 @@ class Observation:
     publish_backlog_msgs: int  # at the end of the interval: intended so far - sent so far
     consume_backlog_msgs: int  # at the end of the interval: published so far - consumed so far
     publish_latency_ms_p99: float | None  # None when nothing was acknowledged
+    publish_in_flight: int = 0  # at the end of the interval: send requests awaiting their ack
 
 
 def verdict_of(obs: Observation, limits: Thresholds) -> tuple[bool, list[str]]:
@@ -178,6 +213,16 @@ class MaxRateSearch:
     _suspect_state: str = RAMP
     capacity_msgs_per_s: float | None = None
     first_unheld_rate_msgs_per_s: float | None = None
+    held_per_s: float | None = None  # the highest rate whose whole hold held so far
+    _held_sustainable_per_s: float | None = None
+    rebisections: int = 0
+    _estimate_per_s: float | None = None  # what the last confirmed overload absorbed, msgs/s
+    _climb: int = 0  # healthy bisection steps in a row since the last confirmed overload
+    _absorbed_max: dict = field(default_factory=dict)  # rate -> the most any check at it absorbed, msgs/s
+    _flukes: set = field(default_factory=set)
+    _bad_from_ramp: bool = False  # the first unheld rate is the ramp's: nothing between failed since
+    _verified: set = field(default_factory=set)  # first unheld rates offered again after a hold
+    _backlog_before: int = 0  # both backlogs at the end of the previous check  # rates whose hold already had one failure forgiven
 
     def __post_init__(self) -> None:
         self.settings.validate()
@@ -193,17 +238,25 @@ class MaxRateSearch:
             raise UserError(f"the max-rate search has already ended ({self.state})")
         self.checks += 1
         healthy, reasons = verdict_of(obs, self.limits)
+        if self.state == VERIFY and healthy and obs.intended and obs.published < VERIFY_SHARE_MIN * obs.intended:
+            healthy = False  # a rate a little over capacity passes one fresh check at the usual share
+            reasons = [f"acknowledged {obs.published} < {VERIFY_SHARE_MIN:g} x {obs.intended} offered (verify)"]
         if self.state == DRAIN:
-            drained = (obs.publish_backlog_msgs <= self.limits.publish_backlog_msgs_max
-                       and obs.consume_backlog_msgs <= self.limits.consume_backlog_msgs_max)
+            most = self.limits.drained_msgs_max
+            drained = (obs.publish_backlog_msgs <= most and obs.consume_backlog_msgs <= most
+                       and obs.publish_in_flight <= most)
             verdict = DRAINED if drained else BACKLOGGED
         else:
             verdict = HEALTHY if healthy else UNHEALTHY
         before = (self.state, self.rate_per_s)
+        if self.state != DRAIN and obs.interval_ms:
+            absorbed = min(obs.published, obs.intended) / (obs.interval_ms / 1000.0)
+            self._absorbed_max[self.rate_per_s] = max(absorbed, self._absorbed_max.get(self.rate_per_s, 0.0))
         handler = TRANSITIONS.get((self.state, verdict))
         if handler is None:
             raise InvariantViolation(f"max-rate search has no move for ({self.state}, {verdict})")
         handler(self, obs)
+        self._backlog_before = obs.publish_backlog_msgs + obs.consume_backlog_msgs
         if not self.finished and self.checks >= self.settings.max_checks:
             self._fail()
         self.history.append({"check": self.checks, "state": before[0], "rate_per_s": before[1], "verdict": verdict,
@@ -226,16 +279,29 @@ class MaxRateSearch:
         self.state = self._suspect_state
         if self.state == RAMP:
             self._raise(obs)
+        elif self.state == HOLD:
+            # The hold starts again at the same rate; the repeat that cleared it is its first check
+            # (its backlog growth counted from where that check started).
+            self._flukes.add(self.rate_per_s)
+            self._start_hold(self._backlog_before)
+            self._hold_ok(obs)
         else:
             self._bisect_up(obs)
 
     def _overload(self, obs: Observation) -> None:
+        if self._suspect_state == HOLD:
+            self._hold_failed(obs)
+            return
         self.bad_per_s = self.rate_per_s
+        self._bad_from_ramp = self._suspect_state == RAMP
         self.good_per_s = min(self.good_per_s, self.bad_per_s)
+        self._estimate_per_s = self._absorbed_max.get(self.rate_per_s)
+        self._climb = 0
         self._next_bisect_or_hold(after_drain=True, obs=obs)
 
     def _bisect_up(self, obs: Observation) -> None:
         self._mark_good()
+        self._climb += 1
         self._next_bisect_or_hold(after_drain=False, obs=obs)
 
     def _resume(self, obs: Observation) -> None:
@@ -243,7 +309,7 @@ class MaxRateSearch:
         self.rate_per_s = self._resume_rate_per_s
         self._drain_checks = 0
         if self.state == HOLD:
-            self._start_hold(obs)
+            self._start_hold(obs.publish_backlog_msgs + obs.consume_backlog_msgs)
 
     def _wait_drain(self, obs: Observation) -> None:
         self._drain_checks += 1
@@ -265,19 +331,62 @@ class MaxRateSearch:
         # What the system actually absorbed over the hold: a rate a hair above capacity that
         # passed the growth check is reported as the capacity it really showed, never above.
         absorbed = self._hold_intended - max(0, growth)
-        self.sustainable_rate_per_s = min(self.rate_per_s, absorbed / (self._hold_ms / 1000.0))
-        self.capacity_msgs_per_s = self.rate_per_s
-        self.first_unheld_rate_msgs_per_s = self.bad_per_s
-        self.state = DONE
+        if self.held_per_s is None or self.rate_per_s > self.held_per_s:
+            self.held_per_s = self.rate_per_s
+            self._held_sustainable_per_s = min(self.rate_per_s, absorbed / (self._hold_ms / 1000.0))
+        bad = self.bad_per_s
+        if (bad is not None and bad - self.rate_per_s > self.settings.tolerance * bad
+                and self.rebisections < self.settings.rebisect_max):
+            # A backed-off candidate held, well under the rate that failed: the capacity lies
+            # between them, so bisect up rather than report a rate up to the backoff floor low.
+            self.rebisections += 1
+            self.good_per_s = self.rate_per_s
+            self._climb = 0
+            self.state, self.rate_per_s = BISECT, self._next_candidate()
+            return
+        if self._bad_from_ramp and bad is not None and bad not in self._verified:
+            # The first unheld rate failed twice in a row; a stall that long (a neighbour's burst)
+            # would put it far too low for good. Offer it once more, now, straight after the hold.
+            self._verified.add(bad)
+            self.state, self.rate_per_s = VERIFY, bad
+            return
+        self._finish()
+
+    def _unheld_confirmed(self, obs: Observation) -> None:
+        self._finish()
+
+    def _unheld_held(self, obs: Observation) -> None:
+        """The first unheld rate carried its load this time: its failures were the machine's. Search
+        on above it (ramp), unless the re-search budget is spent."""
+        self.bad_per_s = None
+        if self.rebisections >= self.settings.rebisect_max:
+            self._finish()
+            return
+        self.rebisections += 1
+        self.good_per_s = self.rate_per_s
+        self._mark_peak()
+        self.state, self.rate_per_s = RAMP, self.rate_per_s * self.settings.ramp_factor
+
+    def _hold_suspect(self, obs: Observation) -> None:
+        if self.rate_per_s in self._flukes:
+            self._hold_failed(obs)  # failed a second time at this rate: no more benefit of the doubt
+            return
+        self._suspect(obs)
 
     def _hold_failed(self, obs: Observation, absorbed_per_s: float | None = None) -> None:
         if absorbed_per_s is None:
-            absorbed_per_s = obs.published / (obs.interval_ms / 1000.0) if obs.interval_ms else 0.0
+            # The best any check at this rate absorbed: a stall in the failing check (which may be
+            # why it failed) must not drag the next candidate down to the backoff floor.
+            absorbed_per_s = self._absorbed_max.get(self.rate_per_s, 0.0)
         self.bad_per_s = self.rate_per_s
+        self._bad_from_ramp = False
         settings = self.settings
         candidate = min(self.rate_per_s * settings.backoff_factor,
                         max(absorbed_per_s, self.rate_per_s * settings.backoff_floor))
         self.good_per_s = min(self.good_per_s, candidate)
+        if self.held_per_s is not None and candidate <= self.held_per_s:
+            self._finish()  # nothing between what held and what failed is worth another hold
+            return
         if candidate < self.settings.rate_min_per_s:
             self._fail()
             return
@@ -300,28 +409,66 @@ class MaxRateSearch:
             self._fail()
             return
         if bad - self.good_per_s <= self.settings.tolerance * bad and self.good_per_s > 0:
+            if self.held_per_s is not None and self.good_per_s <= self.held_per_s:
+                self._finish()  # the upward bisection found nothing above what already held
+                return
             next_state, next_rate = HOLD, self.good_per_s
         else:
-            next_state, next_rate = BISECT, (self.good_per_s + bad) / 2.0
+            next_state, next_rate = BISECT, self._next_candidate()
         if after_drain:
             self._drain_then(next_state, next_rate)
         else:
             self.state, self.rate_per_s = next_state, next_rate
             if next_state == HOLD:
-                self._start_hold(obs)
+                self._start_hold(obs.publish_backlog_msgs + obs.consume_backlog_msgs)
+
+    def _next_candidate(self) -> float:
+        """The next rate inside (good, bad): the midpoint; or, when the confirmed overload at ``bad``
+        measured what the system absorbed (``_estimate_per_s``, which a saturated system shows as
+        its capacity), just under that estimate, but at least a tolerance step above ``good``, a
+        step that doubles with every healthy step in a row, and at most three quarters of the way
+        to ``bad``. A wrong estimate costs a few checks, never a wrong capacity: only a confirmed
+        failure sets ``bad`` and only a hold sets the capacity."""
+        bad, good, estimate = self.bad_per_s, self.good_per_s, self._estimate_per_s
+        if good <= 0 or estimate is None or estimate >= bad:
+            return (good + bad) / 2.0
+        tolerance = self.settings.tolerance
+        step = good * (1.0 + tolerance * (2 ** self._climb))
+        return min(good + 0.75 * (bad - good), max(step, estimate * (1.0 - tolerance / 2)))
 
     def _drain_then(self, state: str, rate: float) -> None:
         self._resume_state, self._resume_rate_per_s = state, rate
         self._drain_checks = 0
         self.state, self.rate_per_s = DRAIN, 0.0
 
-    def _start_hold(self, obs: Observation) -> None:
+    def _start_hold(self, backlog_msgs: int) -> None:
+        """A hold starts; its backlog growth is counted from ``backlog_msgs``."""
         self._held = 0
         self._hold_intended = 0
         self._hold_ms = 0
-        self._hold_start_backlog = obs.publish_backlog_msgs + obs.consume_backlog_msgs
+        self._hold_start_backlog = backlog_msgs
+
+    def _finish(self) -> None:
+        self.capacity_msgs_per_s = self.held_per_s
+        self.sustainable_rate_per_s = self._held_sustainable_per_s
+        bad = self.bad_per_s
+        self.first_unheld_rate_msgs_per_s = bad if bad is not None and bad > (self.held_per_s or 0) else None
+        self.state = DONE
+        self.rate_per_s = self.held_per_s or 0.0
+
+    def give_up(self) -> None:
+        """The driver's time budget ran out: done with the highest rate that held, else failed."""
+        if self.finished:
+            return
+        if self.held_per_s is not None:
+            self._finish()
+        else:
+            self._fail()
 
     def _fail(self) -> None:
+        if self.held_per_s is not None:
+            self._finish()  # out of checks after a hold held: that rate stands, the bracket says how wide
+            return
         self.state = FAILED
         self.sustainable_rate_per_s = None
         self.capacity_msgs_per_s = None
@@ -329,9 +476,13 @@ class MaxRateSearch:
 
     def result(self) -> dict:
         """The outcome as a JSON-ready dict (schema ``mqbench.max-rate/1``)."""
+        held, unheld = self.capacity_msgs_per_s, self.first_unheld_rate_msgs_per_s
+        bracket = [held, unheld] if held is not None else None
+        width = (unheld - held) / unheld if held is not None and unheld else None
         return {"schema": SEARCH_SCHEMA, "state": self.state, "sustainable_rate_per_s": self.sustainable_rate_per_s,
                 "capacity_msgs_per_s": self.capacity_msgs_per_s,
                 "first_unheld_rate_msgs_per_s": self.first_unheld_rate_msgs_per_s,
+                "bracket_msgs_per_s": bracket, "bracket_width_share": width, "rebisections": self.rebisections,
                 "hold_achieved_msgs_per_s": self.sustainable_rate_per_s,
                 "peak_healthy_rate_per_s": self.peak_healthy_rate_per_s, "checks": self.checks,
                 "settings": vars(self.settings).copy(), "thresholds": vars(self.limits).copy(),
@@ -348,7 +499,9 @@ TRANSITIONS = {
     (DRAIN, DRAINED): MaxRateSearch._resume,
     (DRAIN, BACKLOGGED): MaxRateSearch._wait_drain,
     (HOLD, HEALTHY): MaxRateSearch._hold_ok,
-    (HOLD, UNHEALTHY): MaxRateSearch._hold_failed,
+    (HOLD, UNHEALTHY): MaxRateSearch._hold_suspect,
+    (VERIFY, HEALTHY): MaxRateSearch._unheld_held,
+    (VERIFY, UNHEALTHY): MaxRateSearch._unheld_confirmed,
 }
 
 

@@ -19,10 +19,13 @@ Signals of saturation (``SIGNALS``, each with a detail line in ``verdict_detail`
 aggregates and windows (``Bounds`` holds every number):
 
 * ``achieved under offered``: of the messages offered in the measured phase (intended in it:
-  sent, or still due and unsent at its end), < 99 % were acknowledged (``measured_acked_msgs`` /
-  ``measured_offered_msgs``, counted by intended time so a latency that straddles the phase's
-  edges does not count; messages still unsent at the end up to ``in_flight_allowance_s_max`` of
-  offered load are a send lag, judged by the lateness signal). Results without those counts
+  sent, or still due and unsent at its end), < 99 % were acknowledged by ``ack_grace_ms`` after
+  the phase ended (``measured_acked_on_time_msgs`` / ``measured_offered_msgs``, counted by
+  intended time so a latency that straddles the phase's edges does not count, while acks that
+  come later are a queue of unacknowledged sends that grew through the phase, an overload the
+  sender's lateness never shows when the in-flight window did not fill; results without that
+  count use ``measured_acked_msgs``, acknowledged whenever; messages still unsent at the end up
+  to ``in_flight_allowance_s_max`` of offered load are a send lag, judged by the lateness signal). Results without those counts
   compare acknowledgements in the phase with
   offered rate x duration, where messages still in flight at the end (up to one p99 publish
   latency of offered load, at most ``in_flight_allowance_s_max`` of it) are not counted short;
@@ -57,6 +60,7 @@ class Bounds:
     backlog_s: float = 1.0
     error_share_max: float = 0.001
     in_flight_allowance_s_max: float = 0.25
+    ack_grace_ms: int = 1000  # an ack of a message offered in the phase counts until this long after it
 
 
 DEFAULT_BOUNDS = Bounds()
@@ -99,7 +103,7 @@ def judge_search(search: dict) -> Verdict:
     achieved = sustainable if sustainable is not None else capacity
     detail = f"held {capacity:,.0f} msgs/s for the whole hold"
     if unheld is not None:
-        detail += f"; {unheld:,.0f} msgs/s did not hold"
+        detail += f"; {unheld:,.0f} msgs/s did not hold (bracket {(unheld - capacity) / unheld:.1%} wide)"
     return Verdict(HELD, (), (detail,), offered_msgs_per_s=capacity, achieved_msgs_per_s=achieved,
                    capacity_msgs_per_s=capacity, first_unheld_rate_msgs_per_s=unheld)
 
@@ -117,6 +121,10 @@ def judge_fixed(aggregates: dict, windows: list[dict], offered_msgs_per_s: float
     detail: list[str] = []
     offered = offered_msgs_per_s
     offered_count, acked_count = aggregates.get("measured_offered_msgs"), aggregates.get("measured_acked_msgs")
+    on_time = aggregates.get("measured_acked_on_time_msgs")
+    when = "whenever the ack came"
+    if isinstance(on_time, int):  # acks long after the phase are a queue that grew, not a carried load
+        acked_count, when = on_time, f"within {bounds.ack_grace_ms / 1000:g} s after it ended"
     if isinstance(offered_count, int) and isinstance(acked_count, int) and offered_count > 0:
         # Counted by intended time: no boundary effect, whatever the ack latency. Messages still due
         # at the very end, up to a short send lag of offered load, are lateness, not shortfall.
@@ -126,7 +134,7 @@ def judge_fixed(aggregates: dict, windows: list[dict], offered_msgs_per_s: float
         if acked_count < bounds.achieved_share_min * offered_count:
             signals.append("achieved under offered")
             detail.append(f"acknowledged {acked_count:,} of the {offered_count:,} messages offered in the measured "
-                          f"phase ({acked_count / offered_count:.1%} < {bounds.achieved_share_min:.0%})")
+                          f"phase, {when} ({acked_count / offered_count:.1%} < {bounds.achieved_share_min:.0%})")
     elif offered and duration_s:
         p99_s = (aggregates.get("publish_latency_ms_p99") or 0) / 1000.0
         offered_count = offered * duration_s

@@ -26,9 +26,11 @@ measured phase, or the cluster does not start; ``run`` stops at the first failed
 
 ``--rate max``: the search (``harness.maxrate``) starts after the warm-up. After each rate change
 the load runs ``settle_ms`` unjudged (the pipeline fills at the new rate, so the first acks' lag is
-not mistaken for overload), then for ``check_ms`` whose ``Observation`` (from the tracker) is fed
-to the search, and the rate it returns is sent to the producers. The measured phase ends when the
-search ends (its length is then what ran) or at ``duration_ms``.
+not mistaken for overload), then for ``check_ms`` (a drain check at rate 0: at most
+``DRAIN_CHECK_MS``) whose ``Observation`` (from the tracker, over the producers' own report span)
+is fed to the search, and the rate it returns is sent to the producers. The measured phase ends
+when the search ends (its length is then what ran) or at ``duration_ms``, the search's budget:
+then ``give_up`` keeps the highest rate that held, if any.
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ from pathlib import Path
 
 from mqbench.cluster.owners import disown, remove_stale
 from mqbench.errors import UserError
-from mqbench.harness.maxrate import MaxRateSearch, SearchSettings, Thresholds
+from mqbench.harness.maxrate import DRAIN, MaxRateSearch, SearchSettings, Thresholds
 from mqbench.harness.metrics import RunMetrics, merge_runs, percentile_us
 from mqbench.harness.results import build_cell, build_result, workload_info
 from mqbench.harness.verdict import Bounds
@@ -59,6 +61,7 @@ from mqbench.run.workers import WorkerSet
 
 NS_PER_MS = 1_000_000
 READY_TIMEOUT_S = 90.0
+DRAIN_CHECK_MS = 1000  # a drain check (rate 0) only waits for backlogs: shorter than a judged check
 LEAD_NS = 300 * NS_PER_MS
 
 
@@ -106,8 +109,9 @@ class RunSettings:
     send_timeout_ms: int = 3_000
     limits: dict | None = None
     command_line: list[str] = field(default_factory=list)
-    search: SearchSettings = field(default_factory=lambda: SearchSettings(start_rate_per_s=200.0, hold_checks=3))
-    thresholds: Thresholds = field(default_factory=lambda: Thresholds(published_share_min=0.8))
+    search: SearchSettings = field(default_factory=lambda: SearchSettings(start_rate_per_s=200.0, hold_checks=2,
+                                                                          tolerance=0.05))
+    thresholds: Thresholds = field(default_factory=Thresholds)
     bounds: Bounds = field(default_factory=Bounds)  # when a fixed-rate cell held (harness.verdict)
     progress: ProgressLine = field(default_factory=lambda: ProgressLine(enabled=False))
     window_lines: WindowLines = field(default_factory=WindowLines)  # one line per window when piped
@@ -147,6 +151,7 @@ def _worker_specs(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings,
                       "linger_ms": settings.linger_ms, "delay": cell.delay == "on",
                       "batch_compression": cell.batch_compression == "on",
                       "in_flight_max": settings.in_flight_max, "send_timeout_ms": settings.send_timeout_ms,
+                      "ack_grace_ms": settings.bounds.ack_grace_ms,
                       "group": "PID_mqbench", "topics": plan.topic_names})
     return specs
 
@@ -272,16 +277,17 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             elif probe_start is not None and now >= measure_ns + len(cpu_edges) * settings.window_ms * NS_PER_MS:
                 cpu_edges.append(_cpu_now(env, client_pids))
             if search is not None and now >= measure_ns and stopped_ns is None:
+                check_ms = settings.check_ms if search.state != DRAIN else min(settings.check_ms, DRAIN_CHECK_MS)
                 if check_started_ns is None:
                     if now >= settle_until_ns:  # the pipeline has filled at the new rate: judge from here
                         tracker.start_check()
                         check_started_ns = now
-                elif now - check_started_ns >= settings.check_ms * NS_PER_MS:
+                elif now - check_started_ns >= check_ms * NS_PER_MS:
                     observation = tracker.take_check((now - check_started_ns) // NS_PER_MS, rate_now)
                     hold_checks.append((search.state, rate_now, tracker.last_check_histogram))
                     rate_now = search.observe(observation)
                     check_started_ns = None
-                    settle_until_ns = now + settings.settle_ms * NS_PER_MS
+                    settle_until_ns = now + (settings.settle_ms * NS_PER_MS if rate_now else 0)
                     if search.finished:
                         stopped_ns = now
                         workers.send(producers, {"op": "stop"})
@@ -301,6 +307,11 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
                 last_window_ns, next_window_ns = now, now + settings.window_ms * NS_PER_MS
             if now > end_ns + 120 * 1_000_000_000:
                 raise UserError("producers did not finish within 120 s after the end of the run")
+        if search is not None and not search.finished:
+            # The time budget (--duration) ran out: the highest rate that held stands (its bracket
+            # says how wide it still was), else the search failed.
+            search.give_up()
+            progress.note(f"{label}: max-rate search out of time after {search.checks} checks: {search.state}")
         if probe_start is None:
             probe_start = await _probe(env, client_pids)
         if probe_end is None:
@@ -369,6 +380,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
         # By intended time: of the messages offered in the measured phase, how many were acknowledged.
         "measured_offered_msgs": after_drain["measured_sent"] + end_totals["publish_backlog"],
         "measured_acked_msgs": after_drain["measured_acked"],
+        "measured_acked_on_time_msgs": after_drain["measured_acked_on_time"],
     })
     doc.update(cpu_figures(probe_start.cpu, probe_end.cpu, merged.total().counters["published"]))
     edges = cpu_edges[:len(doc["windows"])] + [probe_end.cpu]

@@ -11,6 +11,12 @@ Backlogs (both in messages, at a sample time):
 * ``consume_backlog``: deliveries owed for acknowledged undelayed messages (one per subscribed
   group that matches the message's tag) minus undelayed messages consumed.
 
+A check of the max-rate search (``start_check`` / ``take_check``) counts what the producers
+offered (messages due: taken from the schedule plus overdue and batching) and acknowledged between
+their own reports nearest the check's edges, over the time between those reports: the same span
+for both. (Counting from the parent's view at the edges mixed reports up to ``progress_ms`` stale
+with an exact ``rate x interval``: a 4 s check at 500 ms reports was off by up to 12 %.)
+
 ``delayed_pending`` (not a backlog: those messages are not due yet, or only just): deliveries
 owed for acknowledged delayed messages minus delayed messages consumed.
 """
@@ -23,7 +29,8 @@ from mqbench.harness.maxrate import Observation
 from mqbench.harness.metrics import decode_histogram, new_histogram, percentile_us
 
 PRODUCER_SUMS = ("intended", "sent", "acked", "errors", "acked_bytes", "expected_deliveries", "delayed_acked",
-                 "delayed_deliveries_owed", "in_flight", "publish_backlog", "measured_sent", "measured_acked")
+                 "delayed_deliveries_owed", "in_flight", "publish_backlog", "measured_sent", "measured_acked",
+                 "measured_acked_on_time")
 CONSUMER_SUMS = ("consumed", "consumed_undelayed", "consumed_delayed", "consumed_bytes", "foreign")
 
 
@@ -44,12 +51,16 @@ class Tracker:
         self.last_check_histogram = new_histogram()  # publish latency of the last check taken
         self._window_histogram = new_histogram()
         self._window_start: dict | None = None
+        self._producer_reports: dict[str, tuple[int, dict]] = {}  # worker -> (t_ns, totals) of its last report
+        self._check_reports: dict[str, tuple[int, dict]] = {}
 
     def observe(self, worker_name: str, message: dict) -> None:
         totals = message.get("totals")
         if message.get("type") not in ("progress", "done") or not isinstance(totals, dict):
             return
         (self.producers if message.get("role") == "producer" else self.consumers)[worker_name] = totals
+        if message.get("role") == "producer" and isinstance(message.get("t_ns"), int):
+            self._producer_reports[worker_name] = (message["t_ns"], totals)
         encoded = message.get("latency_histogram")
         if encoded:
             histogram = decode_histogram(encoded, f"progress of {worker_name}")
@@ -81,20 +92,48 @@ class Tracker:
 
     def start_check(self) -> None:
         self._check_start = self.totals()
+        self._check_reports = dict(self._producer_reports)
         self._interval_histogram = new_histogram()
 
+    def _report_span(self) -> tuple[int, int, int, int] | None:
+        """(span ms, offered, acknowledged, errors) between every producer's report at the check's
+        start and its latest one; None unless every producer has reported since the start."""
+        spans, offered, acked, errors = [], 0, 0, 0
+        for name, (t_ns, totals) in self._producer_reports.items():
+            start = self._check_reports.get(name)
+            if start is None or t_ns <= start[0]:
+                return None
+            t0_ns, before = start
+            spans.append(t_ns - t0_ns)
+            due = totals.get("intended", 0) + totals.get("publish_backlog", 0)
+            offered += due - before.get("intended", 0) - before.get("publish_backlog", 0)
+            acked += totals.get("acked", 0) - before.get("acked", 0)
+            errors += totals.get("errors", 0) - before.get("errors", 0)
+        if not spans:
+            return None
+        return round(sum(spans) / len(spans) / 1_000_000), max(0, offered), acked, errors
+
     def take_check(self, interval_ms: int, rate_per_s: float) -> Observation:
-        """What the check interval since ``start_check`` showed, as the search's ``Observation``."""
+        """What the check since ``start_check`` showed, as the search's ``Observation``: offered and
+        acknowledged over the producers' report span (module doc), else, before every producer has
+        reported, acknowledged over ``interval_ms`` against ``rate_per_s x interval_ms``."""
         now = self.totals()
         before = self._check_start or dict.fromkeys(now, 0)
         histogram, self._interval_histogram = self._interval_histogram, new_histogram()
         self.last_check_histogram = histogram
         p99_us = percentile_us(histogram, 99.0)
         self._check_start = now
-        return Observation(interval_ms=interval_ms, intended=int(rate_per_s * interval_ms / 1000),
-                           published=now["acked"] - before["acked"], publish_errors=now["errors"] - before["errors"],
+        span = self._report_span()
+        self._check_reports = dict(self._producer_reports)
+        if span is not None and span[0] > 0:
+            interval_ms, intended, published, errors = span
+        else:
+            intended = int(rate_per_s * interval_ms / 1000)
+            published, errors = now["acked"] - before["acked"], now["errors"] - before["errors"]
+        return Observation(interval_ms=interval_ms, intended=intended, published=published, publish_errors=errors,
                            publish_backlog_msgs=now["publish_backlog"], consume_backlog_msgs=now["consume_backlog"],
-                           publish_latency_ms_p99=None if p99_us is None else p99_us / 1000.0)
+                           publish_latency_ms_p99=None if p99_us is None else p99_us / 1000.0,
+                           publish_in_flight=now["in_flight"])
 
     # -- the per-window progress lines --
 

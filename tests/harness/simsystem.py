@@ -121,3 +121,28 @@ def simulate_run(*, rate, seed: int, duration_ms: int, warmup_ms: int, service_u
             received = broker_free_ns + 400_000 + int(rng.expovariate(1 / 300_000))
             metrics.record_consume(sent, received, size)
     return parts
+
+
+class StallingBroker:
+    """A ``FluidBroker`` on a busy machine: each check has ``stall_share`` chance of a stall that
+    takes ``stall_depth`` of the interval's capacity away (a checkpoint write, a GC pause, a noisy
+    neighbour), on top of the fluid broker's own seeded noise. The stall's backlog and latency follow
+    from the fluid model; capacity stays a true ceiling."""
+
+    def __init__(self, capacity_per_s: float, rng: random.Random, *, stall_share: float = 0.15,
+                 stall_depth: float = 0.6, noise_share: float = 0.03, interval_ms: int = 3000):
+        self.system = FluidBroker(capacity_per_s, noise_share=noise_share, rng=rng, interval_ms=interval_ms,
+                                  window_msgs=1000)
+        self.rng = rng
+        self.capacity_per_s = capacity_per_s
+        self.stall_share = stall_share
+        self.stall_depth = stall_depth
+        self.rates_offered = self.system.rates_offered
+
+    def run(self, rate_per_s: float) -> Observation:
+        stalled = self.rng.random() < self.stall_share
+        self.system.capacity_per_s = self.capacity_per_s * ((1 - self.stall_depth) if stalled else 1.0)
+        try:
+            return self.system.run(rate_per_s)
+        finally:
+            self.system.capacity_per_s = self.capacity_per_s

@@ -7,11 +7,24 @@ import pytest
 
 from mqbench.errors import UserError
 from mqbench.harness.maxrate import (BACKLOGGED, BISECT, CONFIRM, DONE, DRAIN, DRAINED, FAILED, HEALTHY, HOLD, RAMP,
-                                     TRANSITIONS, UNHEALTHY, MaxRateSearch, Observation, SearchSettings,
+                                     TRANSITIONS, UNHEALTHY, VERIFY, MaxRateSearch, Observation, SearchSettings,
                                      Thresholds, verdict_of)
-from simsystem import FluidBroker, run_search
+from simsystem import FluidBroker, StallingBroker, run_search
 
 LIMITS = Thresholds(publish_latency_ms_p99_max=200.0)
+
+
+def held_run(search, rate):
+    """The longest run of consecutive healthy checks at ``rate`` in a hold (a hold restarted by a
+    repeat that cleared a stall counts that repeat as its first check)."""
+    best = run = 0
+    for h in search.history:
+        if h["state"] in (HOLD, CONFIRM) and h["rate_per_s"] == rate and h["verdict"] == HEALTHY:
+            run += 1
+            best = max(best, run)
+        elif h["state"] != DRAIN:
+            run = 0
+    return best
 
 
 @pytest.mark.parametrize("capacity", [800, 3_000, 10_000, 47_500, 123_456, 1_000_000])
@@ -23,8 +36,7 @@ def test_settles_just_under_an_exact_capacity(capacity):
     assert 0.95 * capacity <= found <= capacity
     # "Reliably": the reported rate held for the whole hold; the transient peak is reported apart.
     assert search.peak_healthy_rate_per_s >= found
-    last = search.history[-search.settings.hold_checks:]
-    assert all(h["state"] == HOLD and h["verdict"] == HEALTHY for h in last)
+    assert held_run(search, search.capacity_msgs_per_s) >= search.settings.hold_checks
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -109,7 +121,7 @@ def test_verdict_names_every_reason():
     obs = Observation(interval_ms=1000, intended=100, published=90, publish_errors=10, publish_backlog_msgs=5000,
                       consume_backlog_msgs=7000, publish_latency_ms_p99=9000.0)
     healthy, reasons = verdict_of(obs, Thresholds())
-    assert not healthy and len(reasons) == 4
+    assert not healthy and len(reasons) == 5
 
 
 @pytest.mark.parametrize("settings", [
@@ -129,7 +141,7 @@ def test_a_hold_whose_backlog_keeps_growing_fails_even_when_every_check_looks_he
     capacity = 10_000
     search = MaxRateSearch(SearchSettings(), LIMITS)
     search.state, search.rate_per_s, search.good_per_s, search.bad_per_s = HOLD, capacity * 1.01, capacity * 1.01, 20_000.0
-    search._start_hold(Observation(1000, 0, 0, 0, 0, 0, None))
+    search._start_hold(0)
     run_search(search, FluidBroker(capacity))
     growth_failures = [h for h in search.history
                        if h["state"] == HOLD and h["verdict"] == HEALTHY and h["next_state"] == DRAIN]
@@ -164,15 +176,14 @@ def test_capacity_is_a_rate_that_held_and_the_first_unheld_failed_twice(capacity
     result = search.result()
     assert result["state"] == DONE
     held = result["capacity_msgs_per_s"]
-    # The capacity is an offered rate whose every hold check held, in a row at the end ...
-    last = search.history[-search.settings.hold_checks:]
-    assert all(h["rate_per_s"] == held and h["verdict"] == HEALTHY for h in last)
+    # The capacity is an offered rate whose every hold check held, in a row ...
+    assert held_run(search, held) >= search.settings.hold_checks
     # ... never an average over the search, and what it absorbed there is at most that rate.
     assert result["sustainable_rate_per_s"] == result["hold_achieved_msgs_per_s"] <= held
     unheld = result["first_unheld_rate_msgs_per_s"]
     assert unheld > held
     # It failed on repeat: twice in a row (confirm), or over a hold of several checks (growth).
-    failed = [h for h in search.history if h["rate_per_s"] == unheld and h["next_state"] == DRAIN]
+    failed = [h for h in search.history if h["rate_per_s"] == unheld and h["next_state"] in (DRAIN, DONE)]
     assert failed and all(h["state"] in (CONFIRM, HOLD) for h in failed)
     assert all(h["verdict"] == HEALTHY for h in search.history if h["rate_per_s"] == held and h["state"] == HOLD)
     assert 0.93 * capacity <= held <= capacity * 1.01
@@ -210,10 +221,131 @@ def test_a_hold_that_fails_comes_down_to_what_it_absorbed_not_three_percent_at_a
     capacity = 10_000
     search = MaxRateSearch(SearchSettings(), LIMITS)
     search.state, search.rate_per_s, search.good_per_s, search.bad_per_s = HOLD, 11_500.0, 11_500.0, 12_000.0
-    search._start_hold(Observation(1000, 0, 0, 0, 0, 0, None))
+    search._start_hold(0)
     run_search(search, FluidBroker(capacity))
     assert search.state == DONE and 0.9 * capacity <= search.capacity_msgs_per_s <= capacity
     failed_holds = [h for h in search.history if h["state"] == HOLD and h["next_state"] == DRAIN]
     assert len(failed_holds) <= 3  # 3 % steps would need five or more
     with pytest.raises(UserError, match="backoff_floor"):
         MaxRateSearch(SearchSettings(backoff_floor=0.99))
+
+
+class HiccupAt:
+    """A fluid broker of ``capacity`` whose checks number ``at`` are stalls: the check acknowledges
+    ``share`` of its capacity, so its backlog grows and what it 'absorbed' reads low."""
+
+    def __init__(self, capacity, at, share=0.3):
+        self.system = FluidBroker(capacity)
+        self.capacity = capacity
+        self.rates_offered = self.system.rates_offered
+        self.at, self.share = set(at), share
+
+    def run(self, rate_per_s):
+        stalled = len(self.rates_offered) + 1 in self.at
+        self.system.capacity_per_s = self.capacity * (self.share if stalled else 1.0)
+        try:
+            return self.system.run(rate_per_s)
+        finally:
+            self.system.capacity_per_s = self.capacity
+
+
+def _start_in_hold(search, rate, bad):
+    search.state, search.rate_per_s, search.good_per_s, search.bad_per_s = HOLD, rate, rate, bad
+    search._start_hold(0)
+
+
+def test_one_stall_in_a_hold_is_repeated_not_taken_as_the_capacity():
+    # Before: the stalled hold check failed the hold at once, the absorbed rate it measured (30 %)
+    # set the next candidate to the backoff floor (80 %) and nothing ever went back up.
+    capacity = 10_000
+    search = MaxRateSearch(SearchSettings(), LIMITS)
+    _start_in_hold(search, 9_800.0, 10_300.0)
+    run_search(search, HiccupAt(capacity, at={2}))
+    assert search.state == DONE
+    assert search.capacity_msgs_per_s >= 9_800.0 and search.sustainable_rate_per_s <= capacity
+    assert search.first_unheld_rate_msgs_per_s > search.capacity_msgs_per_s
+    stalled = search.history[1]
+    assert stalled["state"] == HOLD and stalled["verdict"] == UNHEALTHY and stalled["next_state"] == DRAIN
+    assert search.history[3]["state"] == CONFIRM and search.history[3]["next_state"] == HOLD
+
+
+def test_a_backed_off_hold_is_followed_by_an_upward_bisection():
+    # The hold at 9,800 fails for real (the broker is slower than it looked) and its failing check
+    # measured a stall too: the backoff lands at the floor (7,840). Before, that was the capacity, 20 %
+    # under the first unheld rate; now the search bisects back up between what held and what failed.
+    capacity = 9_500
+    search = MaxRateSearch(SearchSettings(), LIMITS)
+    _start_in_hold(search, 9_800.0, 10_300.0)
+    run_search(search, HiccupAt(capacity, at={3, 4}, share=0.2))
+    assert search.state == DONE
+    held, unheld = search.capacity_msgs_per_s, search.first_unheld_rate_msgs_per_s
+    assert held <= capacity and unheld > held
+    assert (unheld - held) / unheld <= 2 * search.settings.tolerance + 1e-9
+    result = search.result()
+    assert result["bracket_msgs_per_s"] == [held, unheld]
+    assert result["bracket_width_share"] == pytest.approx((unheld - held) / unheld)
+    assert any(h["state"] == BISECT and h["rate_per_s"] > 7_840.0 for h in search.history)
+
+
+def test_a_budget_that_ends_after_a_hold_keeps_the_rate_that_held():
+    capacity = 9_500
+    search = MaxRateSearch(SearchSettings(), LIMITS)
+    _start_in_hold(search, 9_800.0, 10_300.0)
+    system = HiccupAt(capacity, at={3, 4}, share=0.2)
+    while search.rebisections == 0 and not search.finished:
+        search.observe(system.run(search.rate_per_s))
+    assert not search.finished
+    search.give_up()
+    assert search.state == DONE and search.capacity_msgs_per_s is not None
+    assert search.capacity_msgs_per_s <= capacity
+    fresh = MaxRateSearch(SearchSettings(), LIMITS)
+    fresh.observe(FluidBroker(capacity).run(fresh.rate_per_s))
+    fresh.give_up()
+    assert fresh.state == FAILED and fresh.capacity_msgs_per_s is None
+
+
+def test_a_drain_waits_for_the_requests_still_in_flight():
+    # An overload leaves up to the in-flight window of sends unacknowledged; the next check would
+    # otherwise start with their latency (and a broker still busy with them).
+    search = MaxRateSearch(SearchSettings(), LIMITS)
+    search._drain_then(CONFIRM, 1000.0)
+    search.observe(Observation(1000, 0, 0, 0, 0, 0, None, publish_in_flight=800))
+    assert search.state == DRAIN
+    search.observe(Observation(1000, 0, 0, 0, 0, 0, None, publish_in_flight=0))
+    assert search.state == CONFIRM
+
+
+@pytest.mark.parametrize("capacity", [400, 1_200, 6_000])
+def test_three_seeds_on_a_stalling_machine_agree_within_15_percent(capacity):
+    # A machine that stalls one check in seven (a checkpoint, GC, a neighbour) and jitters by a few
+    # %: every three searches (different seeds) must agree within 15 %, never report above the
+    # ceiling, and stay within the check count a 90 s search affords. Before: 9 to 11 of 13 such
+    # triples were more than 15 % apart (the backoff floor after a stalled hold, no way back up).
+    settings = SearchSettings(start_rate_per_s=200.0, hold_checks=2, tolerance=0.05)
+    found, checks = [], []
+    for seed in range(1, 13):
+        search = run_search(MaxRateSearch(settings, Thresholds(publish_latency_ms_p99_max=1000.0,
+                                                               published_share_min=0.95)),
+                            StallingBroker(capacity, random.Random(seed)))
+        assert search.state == DONE, search.history
+        found.append(search.capacity_msgs_per_s)
+        checks.append(sum(1 for h in search.history if h["state"] != DRAIN))
+        assert search.result()["bracket_width_share"] <= 2 * settings.tolerance + 1e-9
+    assert max(found) <= capacity * 1.001
+    for first in range(0, len(found), 3):
+        triple = found[first:first + 3]
+        assert (max(triple) - min(triple)) / max(triple) <= 0.15, found
+    assert sum(checks) / len(checks) <= 18, checks
+
+
+def test_a_ramp_rate_that_failed_twice_in_one_long_stall_is_offered_again_after_the_hold():
+    # 200 msgs/s on a 400 msgs/s broker fails twice in a row (one stall across both checks): the
+    # search converges under 200 and holds there, then offers 200 once more, which now passes,
+    # and searches on above it.
+    search = run_search(MaxRateSearch(SearchSettings(start_rate_per_s=200.0, hold_checks=2, tolerance=0.05),
+                                      Thresholds(publish_latency_ms_p99_max=1000.0)),
+                        HiccupAt(400, at={1, 3}, share=0.3))
+    assert search.state == DONE
+    assert any(h["state"] == VERIFY and h["rate_per_s"] == 200.0 and h["verdict"] == HEALTHY
+               for h in search.history)
+    assert 0.9 * 400 <= search.capacity_msgs_per_s <= 400

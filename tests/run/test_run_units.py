@@ -143,6 +143,32 @@ def test_a_check_observes_the_interval_only():
     assert tracker.take_check(1000, 0.0).publish_latency_ms_p99 is None
 
 
+def test_a_check_counts_offered_and_acknowledged_over_the_same_report_span():
+    # A producer reporting every 500 ms at exactly 300 msgs/s (every message acked). The check runs
+    # 3.6 s by the parent's clock; its first edge saw a report 450 ms old and its last one a report
+    # 50 ms old: before, 4 s of acks (1,200) were held against 3.6 s of offered load (1,080, +11 %).
+    tracker = Tracker()
+    ms = 1_000_000
+    def report(t_ms, in_flight=0):
+        count = 300 * t_ms // 1000
+        message = producer_progress(t_ms * ms, acked=count, intended=count)
+        message["totals"]["in_flight"] = in_flight
+        tracker.observe("p0", message)
+    report(1000)
+    tracker.start_check()      # at 1,450 ms: the latest report is the one of 1,000 ms
+    for t_ms in range(1500, 5500, 500):
+        report(t_ms, in_flight=12)
+    observation = tracker.take_check(3600, 300.0)   # at 5,050 ms
+    assert observation.interval_ms == 4000
+    assert observation.intended == observation.published == 1200
+    assert observation.publish_in_flight == 12
+    # Until every producer has reported since the check began, the old count is all there is.
+    tracker.start_check()
+    tracker.observe("p1", producer_progress(5_100 * ms, acked=10))
+    fallback = tracker.take_check(1000, 300.0)
+    assert fallback.intended == 300 and fallback.interval_ms == 1000
+
+
 # --- payload ------------------------------------------------------------------------------------
 
 
@@ -165,7 +191,7 @@ def test_a_check_that_did_not_absorb_the_offered_load_is_unhealthy():
 
     obs = Observation(interval_ms=1000, intended=250, published=200, publish_errors=0, publish_backlog_msgs=30,
                       consume_backlog_msgs=0, publish_latency_ms_p99=20.0)
-    assert verdict_of(obs, Thresholds())[0]  # the count thresholds alone miss a 25 % overload
+    assert verdict_of(obs, Thresholds(published_share_min=0))[0]  # the count thresholds alone miss a 25 % overload
     healthy, reasons = verdict_of(obs, Thresholds(published_share_min=0.9))
     assert not healthy and reasons == ["acknowledged 200 < 0.9 x 250 offered"]
     assert verdict_of(Observation(1000, 250, 240, 0, 0, 0, 20.0), Thresholds(published_share_min=0.9))[0]
