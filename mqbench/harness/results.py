@@ -137,6 +137,9 @@ field                                       meaning
 ``cells[].aggregates.measured_offered_msgs``  messages intended in the measured phase: sent, or
                                             due and unsent at its end
 ``cells[].aggregates.measured_acked_msgs``  of those, acknowledged (whenever the ack came)
+``cells[].aggregates.measured_acked_on_time_msgs``  of those, acknowledged within the verdict's
+                                            ack grace (1 s) after the phase ended: the count
+                                            ``achieved under offered`` judges (``harness.verdict``)
 ``cells[].aggregates.delayed_pending_msgs_end``  deliveries of delayed messages owed and not yet
                                             received when the cell ended (not due: not a backlog)
 ``cells[].windows[].publish_backlog_msgs``  both backlogs at the end of each window (null before
@@ -411,20 +414,35 @@ def _schema_of(path: Path) -> str | None:
     return match.group(1) if match else None
 
 
-def split_run_results(paths: list[Path]) -> tuple[list[Path], list[str]]:
-    """(``mqbench run`` results, one note per other mqbench result skipped). ``mqbench dr`` writes
-    its results into the same folders (``mqbench.dr-result/N``) and renders its own table: a report
-    of ``results/`` skips them with a note instead of refusing the whole folder."""
-    kept, notes = [], []
+def split_run_results(paths: list[Path]) -> tuple[list[Path], list[Path], list[str]]:
+    """(``mqbench run`` results, ``mqbench dr`` results, one note per other mqbench result
+    skipped). ``mqbench dr`` writes its results into the same folders (``mqbench.dr-result/N``): a
+    report of ``results/`` renders them in a DR table of their own (``harness.report``)."""
+    kept, drills, notes = [], [], []
     for path in paths:
         schema = _schema_of(path)
+        if schema is not None and schema.startswith("mqbench.dr-result/"):
+            drills.append(path)
+            continue
         if schema is not None and schema.startswith("mqbench.") and not schema.startswith("mqbench.result/"):
             folder = path if path.is_dir() else path.parent
-            notes.append(f"skipped {folder.name}: a {schema} result (not a `mqbench run` result); its own table "
-                         f"is {folder / TABLE_FILE}")
+            notes.append(f"skipped {folder.name}: a {schema} result (not a `mqbench run` or `mqbench dr` result); "
+                         f"its own table is {folder / TABLE_FILE}")
             continue
         kept.append(path)
-    return kept, notes
+    return kept, drills, notes
+
+
+def load_dr_result(path: Path) -> tuple[Path, dict]:
+    """(result folder, document) of a ``mqbench dr`` result (``mqbench.dr.report.check_document``)."""
+    from mqbench.dr.report import check_document
+
+    file = path / RESULT_FILE if path.is_dir() else path
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{file}: cannot read the DR result: {exc}") from None
+    return (path if path.is_dir() else path.parent), check_document(doc, str(file))
 
 
 def load_result(path: str | os.PathLike) -> tuple[Path, dict]:

@@ -25,7 +25,9 @@ Contract of ``ProducerDriver(spec, report).run()``:
   delay; its requested delivery time (send time + delay) goes in ``mqbDeliverNs``.
 * Every ``progress_ms`` it reports a ``progress`` document (cumulative counters and an encoded
   publish-latency histogram of the messages acknowledged since the previous report); at the end a
-  ``done`` document with its ``RunMetrics``. Control: ``{"op": "rate", "rate_per_s", "from_ns"}``
+  ``done`` document with its ``RunMetrics``. Totals count, of the messages intended in the measured
+  phase, those sent, acknowledged, and acknowledged by ``ack_grace_ms`` (default 1 s) after the
+  phase ended (the cell verdict's count: ``harness.verdict``). Control: ``{"op": "rate", "rate_per_s", "from_ns"}``
   (a max-rate search) and ``{"op": "stop"}`` (end early, still waiting for acks).
 """
 from __future__ import annotations
@@ -69,6 +71,7 @@ class ProducerTotals:
     publish_backlog: int = 0  # due but not sent yet (schedule overdue + batches being filled)
     measured_sent: int = 0  # messages intended in the measured phase whose send started
     measured_acked: int = 0  # messages intended in the measured phase acknowledged (by whenever)
+    measured_acked_on_time: int = 0  # of those, acknowledged by ack_grace_ms after the phase ended
 
     def as_dict(self) -> dict:
         return dict(vars(self))
@@ -85,6 +88,7 @@ class ProducerDriver:
         self.deliveries = Deliveries(spec["subscriptions"])
         self.batch_sizes: dict[str, int] = dict(spec["batch_msgs"])
         self.linger_ns = int(spec.get("linger_ms", LINGER_MS_DEFAULT)) * NS_PER_MS
+        self.ack_grace_ns = int(spec.get("ack_grace_ms", 1000)) * NS_PER_MS
         self.window = asyncio.Semaphore(int(spec.get("in_flight_max", 1000)))
         self.interval_latency = new_histogram()
         self.stopping = False
@@ -267,6 +271,8 @@ class ProducerDriver:
                 size = len(message.body)
                 if self._in_measured_phase(intended):
                     self.totals.measured_acked += 1
+                    if acked_ns <= self.end_ns + self.ack_grace_ns:
+                        self.totals.measured_acked_on_time += 1
                 self.metrics.record_ack(sent_ns, acked_ns, size)
                 self.interval_latency.record_value(min(max(1, (acked_ns - sent_ns) // 1000), VALUE_US_MAX))
                 self.totals.acked += 1
