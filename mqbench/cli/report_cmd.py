@@ -51,7 +51,9 @@ def report(results: tuple[str, ...], fmt: str, baseline: str | None, daily_messa
     """Compare runs side by side from their result folders (or result.json files).
 
     A folder holding result folders (such as results/) stands for all of them; `mqbench dr`
-    results among them are skipped with a note.
+    results among them (or named) get a DR table of their own under the run table: scheme,
+    fault, target, RPO 0 promised, acked, lost (RPO), duplicates, detection/election/readiness/
+    client recovery and RTO ms, write latency, instances, cross-room bytes (CSV: run rows only).
 
     Default columns: profile, layout, cell, offered and achieved msgs/s, verdict (held, saturated
     with its signal, failed), pub p50/p99, e2e p99, achieved batch, broker CPU µs/msg, user disk
@@ -61,13 +63,16 @@ def report(results: tuple[str, ...], fmt: str, baseline: str | None, daily_messa
     (a --rate max capacity or a held fixed rate), with a caveat for the embedded reference broker.
     """
     from mqbench.harness.report import LoadedResult, render, report_document
-    from mqbench.harness.results import expand_result_paths, load_result, split_run_results
+    from mqbench.harness.results import expand_result_paths, load_dr_result, load_result, split_run_results
     from mqbench.output import print_json
 
-    paths, skipped = split_run_results(expand_result_paths(results))
-    if not paths:
-        raise UserError("no `mqbench run` result to report: " + "; ".join(skipped))
+    paths, dr_paths, skipped = split_run_results(expand_result_paths(results))
+    if not paths and not dr_paths:
+        raise UserError("no `mqbench run` or `mqbench dr` result to report: " + "; ".join(skipped))
     loaded = [LoadedResult(*load_result(path)) for path in paths]
+    drills = [LoadedResult(*load_dr_result(path)) for path in dr_paths]
+    if not loaded and (baseline is not None or daily_messages is not None):
+        raise UserError("--baseline and --daily-messages need `mqbench run` results; only DR results were given")
     base = None
     if baseline is not None:
         base_paths = expand_result_paths((baseline,))
@@ -75,7 +80,7 @@ def report(results: tuple[str, ...], fmt: str, baseline: str | None, daily_messa
             raise UserError(f"--baseline {baseline} holds {len(base_paths)} results; name one result folder")
         base = LoadedResult(*load_result(base_paths[0]))
     options = dict(daily_messages=daily_messages, peak_factor=peak_factor, headroom=headroom, baseline=base,
-                   skipped=skipped)
+                   skipped=skipped, dr=drills)
     if as_json:
         print_json(report_document(loaded, **options))
         return

@@ -38,17 +38,30 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mqbench import __version__
+from mqbench.errors import UserError
 from mqbench.harness.results import git_info
 from mqbench.output import table
 
 SCHEMA = "mqbench.dr-result/1"
-COLUMNS = [  # (header, row key)
-    ("scheme", "scheme"), ("fault", "fault"), ("target", "target"), ("RPO 0 promised", "rpo_promised_zero"),
-    ("acked", "acked_msgs"), ("lost (RPO)", "rpo_lost_msgs"), ("dup", "duplicates_msgs"),
-    ("detect ms", "detection_ms"), ("elect ms", "election_ms"), ("ready ms", "leader_readiness_ms"),
-    ("client ms", "client_recovery_ms"), ("RTO ms", "rto_ms"), ("write p50 ms", "write_latency_ms_p50"),
-    ("rooms add ms", "write_latency_added_ms_p50"), ("instances", "instances"),
-    ("x-room B/msg", "cross_room_bytes_per_msg"),
+COLUMNS = [  # (header, row key, legend line)
+    ("scheme", "scheme", "DR scheme drilled (A, B, C: see `mqbench dr --help`)"),
+    ("fault", "fault", "what was failed (--fault): an instance, a host, a room, or a partition between rooms"),
+    ("target", "target", "the instance or room the fault hit"),
+    ("RPO 0 promised", "rpo_promised_zero", "the layout's [dr] survives covers this fault on this target"),
+    ("acked", "acked_msgs", "messages acknowledged to the drill's producer"),
+    ("lost (RPO)", "rpo_lost_msgs", "acknowledged messages not served after the drill (the recovery point)"),
+    ("dup", "duplicates_msgs", "deliveries beyond the first to the drill's consumer group"),
+    ("detect ms", "detection_ms", "fault to a surviving replica noticing the leader is gone (scheme C: the "
+                                  "health check giving up on the room)"),
+    ("elect ms", "election_ms", "detection to a surviving replica leading a newer term (scheme C: 0)"),
+    ("ready ms", "leader_readiness_ms", "election to the name server routing writes to the new leader (scheme C: "
+                                        "clients switched to the standby)"),
+    ("client ms", "client_recovery_ms", "readiness to the first ack of a send issued after the fault"),
+    ("RTO ms", "rto_ms", "fault to that first ack (the recovery time); - when writes never came back"),
+    ("write p50 ms", "write_latency_ms_p50", "send latency with the layout's room links, median"),
+    ("rooms add ms", "write_latency_added_ms_p50", "median send latency the room links add"),
+    ("instances", "instances", "broker processes of the scheme"),
+    ("x-room B/msg", "cross_room_bytes_per_msg", "bytes crossing a room boundary per message"),
 ]
 
 
@@ -62,13 +75,24 @@ def _cell(value):
 
 def render_table(rows: list[dict], markdown: bool = False) -> str:
     """The comparison table, one line per drill (``-``: not observed / not applicable)."""
-    headers = [h for h, _k in COLUMNS]
-    cells = [[_cell(row.get(k)) for _h, k in COLUMNS] for row in rows]
+    headers = [h for h, _k, _legend in COLUMNS]
+    cells = [[_cell(row.get(k)) for _h, k, _legend in COLUMNS] for row in rows]
     if not markdown:
         return table(cells, headers)
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in cells]
     return "\n".join(lines) + "\n"
+
+
+def check_document(doc: object, where: str) -> dict:
+    """``doc`` when it is a DR result ``mqbench report`` can render (schema, drills as objects);
+    else UserError naming ``where`` and the problem."""
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise UserError(f"{where}: not a {SCHEMA} result")
+    drills = doc.get("drills")
+    if not isinstance(drills, list) or not all(isinstance(d, dict) for d in drills):
+        raise UserError(f"{where}: drills must be a list of objects")
+    return doc
 
 
 def build_document(rows: list[dict], *, seed: int, command_line: list[str], machine: dict, settings: dict,

@@ -349,15 +349,23 @@ def add_baseline_deltas(rows: list[dict], baseline_rows: list[dict]) -> list[dic
 
 def render(results: list[LoadedResult], fmt: str = "terminal", *, daily_messages: float | None = None,
            peak_factor: float = 3.0, headroom: float = 0.7, baseline: LoadedResult | None = None,
-           wide: bool = False, skipped: list[str] | None = None) -> str:
+           wide: bool = False, skipped: list[str] | None = None, dr: list[LoadedResult] | None = None) -> str:
     """The report as text in ``fmt`` (terminal, markdown, csv or html): the table, the runs, the
     caveats and sizing note, then the legend of the columns shown. ``wide`` shows every column;
     with ``baseline``, every row also shows its change against the baseline's row of the same cell
-    (``add_baseline_deltas``); ``skipped`` lines (results of another kind) are listed as notes."""
+    (``add_baseline_deltas``); ``skipped`` lines (results of another kind) are listed as notes.
+    ``dr`` (``mqbench dr`` results) adds a DR table of their drills (``report_dr``), also alone
+    when there is no run result; CSV carries the run rows only."""
+    from mqbench.harness.report_dr import dr_section
+
     if fmt not in FORMATS:
         raise UserError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if not results:
+    if not results and not dr:
         raise UserError("no result to report")
+    if not results:
+        if fmt == "csv":
+            raise UserError("a report of DR results only has no CSV rows; use --format terminal, markdown or html")
+        return dr_section(dr, fmt, standalone=True) + ("\n".join(skipped or []) + "\n" if skipped else "")
     rows = report_rows(results, daily_messages, peak_factor, headroom)
     columns = list(WIDE if wide else DEFAULT)
     if not wide and len({row["layout"] for row in rows}) > 1:
@@ -392,27 +400,25 @@ def render(results: list[LoadedResult], fmt: str = "terminal", *, daily_messages
         notes += _sizing_caveats(results)
     notes += list(skipped or [])
     key = legend(columns)
+    extra = dr_section(dr, fmt) if dr else ""
+    if fmt in ("terminal", "markdown"):
+        return text_block(fmt, headers, cells, notes, key) + extra
+    return _html(headers, cells, notes, key, results, extra)
+
+
+def text_block(fmt: str, headers: list[str], cells: list[list[str]], notes: list[str], key: list[str]) -> str:
+    """A table, its notes and its legend as terminal text or markdown."""
     if fmt == "terminal":
         return (table(cells, headers) + "\n\n" + "\n".join(notes) + "\n\nLegend:\n"
                 + "\n".join(f"  {line}" for line in key) + "\n")
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
-        return ("\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\nLegend:\n\n"
-                + "\n".join(f"- {line}" for line in key) + "\n")
-    return _html(headers, cells, notes, key, results)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+    return ("\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n\nLegend:\n\n"
+            + "\n".join(f"- {line}" for line in key) + "\n")
 
 
-_STYLE = ("body{font-family:system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:13px}"
-          "th,td{border:1px solid #bbb;padding:3px 6px}th{background:#eee}td.n{text-align:right}"
-          "li{font-size:13px}")
-
-
-def _html(headers: list[str], cells: list[list[str]], notes: list[str], key: list[str],
-          results: list[LoadedResult]) -> str:
-    """The table, the run notes, then charts: throughput over time and latency CDFs (``charts``)."""
-    from mqbench.harness.charts import latency_cdf_chart, throughput_chart
-
+def html_block(headers: list[str], cells: list[list[str]], notes: list[str], key: list[str]) -> str:
+    """A table (numbers right-aligned), its notes and its legend as an html fragment."""
     def numeric(text: str) -> bool:
         try:
             float(text.replace(",", "").rstrip("%"))
@@ -425,20 +431,40 @@ def _html(headers: list[str], cells: list[list[str]], notes: list[str], key: lis
                                     for c in row) + "</tr>\n" for row in cells)
     items = "".join(f"<li>{html.escape(n)}</li>\n" for n in notes)
     legend_items = "".join(f"<li>{html.escape(line)}</li>\n" for line in key)
+    return (f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>\n<ul>\n{items}</ul>\n"
+            f"<h2>Legend</h2>\n<ul class=\"legend\">\n{legend_items}</ul>\n")
+
+
+_STYLE = ("body{font-family:system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:13px}"
+          "th,td{border:1px solid #bbb;padding:3px 6px}th{background:#eee}td.n{text-align:right}"
+          "li{font-size:13px}")
+
+
+def html_page(body: str) -> str:
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mqbench report</title>"
-            f"<style>{_STYLE}</style></head><body>\n<h1>mqbench capacity review</h1>\n"
-            f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>\n<ul>\n{items}</ul>\n"
-            f"<h2>Legend</h2>\n<ul class=\"legend\">\n{legend_items}</ul>\n"
-            f"<h2>Throughput over time</h2>\n{throughput_chart(results)}\n<h2>Latency by percentile</h2>\n"
-            f"{latency_cdf_chart(results, 'publish_latency')}\n{latency_cdf_chart(results, 'e2e_latency')}\n"
-            "</body></html>\n")
+            f"<style>{_STYLE}</style></head><body>\n<h1>mqbench capacity review</h1>\n{body}</body></html>\n")
+
+
+def _html(headers: list[str], cells: list[list[str]], notes: list[str], key: list[str],
+          results: list[LoadedResult], extra: str = "") -> str:
+    """The table, the run notes, then charts: throughput over time and latency CDFs (``charts``),
+    then ``extra`` (the DR section)."""
+    from mqbench.harness.charts import latency_cdf_chart, throughput_chart
+
+    return html_page(html_block(headers, cells, notes, key)
+                     + f"<h2>Throughput over time</h2>\n{throughput_chart(results)}\n<h2>Latency by percentile</h2>\n"
+                     f"{latency_cdf_chart(results, 'publish_latency')}\n{latency_cdf_chart(results, 'e2e_latency')}\n"
+                     + extra)
 
 
 def report_document(results: list[LoadedResult], *, daily_messages: float | None = None, peak_factor: float = 3.0,
                     headroom: float = 0.7, baseline: LoadedResult | None = None,
-                    skipped: list[str] | None = None) -> dict:
+                    skipped: list[str] | None = None, dr: list[LoadedResult] | None = None) -> dict:
     """The ``--json`` document, schema ``mqbench.report/2`` (``/2``: rows carry verdicts; only held
-    rows are sized; ``caveats`` and ``skipped`` added)."""
+    rows are sized; ``caveats`` and ``skipped`` added; ``dr``: one object per drill of the DR
+    results, its ``result`` folder name added)."""
+    from mqbench.harness.report_dr import dr_rows
+
     runs = [{"result": r.folder.name, "path": str(r.folder), "git": r.doc["git"], "seed": r.doc["seed"],
              "created_utc": r.doc["created_utc"], "machine": r.doc["machine"], "limits": r.doc.get("limits"),
              "layout": r.doc["layout"], "workload": r.doc["workload"], "target": r.doc.get("target"),
@@ -448,9 +474,9 @@ def report_document(results: list[LoadedResult], *, daily_messages: float | None
         sizing = {"daily_messages": daily_messages, "peak_factor": peak_factor, "headroom": headroom,
                   "average_msgs_per_s": daily_messages / SECONDS_PER_DAY,
                   "peak_msgs_per_s": daily_messages / SECONDS_PER_DAY * peak_factor}
-    rows = report_rows(results, daily_messages, peak_factor, headroom)
+    rows = report_rows(results, daily_messages, peak_factor, headroom) if results else []
     if baseline is not None:
         add_baseline_deltas(rows, report_rows([baseline], daily_messages, peak_factor, headroom))
     return document(REPORT_SCHEMA, runs=runs, rows=rows, baseline=None if baseline is None else str(baseline.folder),
                     sizing=sizing, caveats=_sizing_caveats(results) if daily_messages is not None else [],
-                    skipped=list(skipped or []))
+                    skipped=list(skipped or []), dr=dr_rows(dr or []))

@@ -182,8 +182,16 @@ def test_baseline_must_name_one_result(result_folders):
     assert "name one result folder" in outcome.output
 
 
-def test_a_folder_that_also_holds_dr_results_is_reported_with_a_note(result_folders, tmp_path):
-    # Finding 7: `mqbench report results/` refused the whole folder once `mqbench dr` wrote there.
+DR_ROW = {"scheme": "A", "layout": "dr-a", "fault": "room", "target": "room1", "rpo_promised_zero": True,
+          "acked_msgs": 500, "rpo_lost_msgs": 0, "lost_seqs_first": [], "duplicates_msgs": 2, "detection_ms": 1200,
+          "election_ms": 60, "leader_readiness_ms": 5, "client_recovery_ms": 30, "rto_ms": 1295,
+          "write_latency_ms_p50_no_rooms": 4, "write_latency_ms_p50": 9, "write_latency_ms_p99": 30,
+          "write_latency_added_ms_p50": 5, "instances": 3, "cross_room_bytes_per_msg": 2300.5, "notes": []}
+
+
+def test_a_folder_that_also_holds_dr_results_renders_them_in_a_dr_table(result_folders, tmp_path):
+    # Finding 7: `mqbench report results/` refused the whole folder once `mqbench dr` wrote there;
+    # then it skipped DR results with a note. Now they get a table of their own, in every format.
     import shutil
 
     from mqbench.dr.report import build_document, write_document
@@ -191,16 +199,37 @@ def test_a_folder_that_also_holds_dr_results_is_reported_with_a_note(result_fold
     folders, _ = result_folders
     for folder in folders:
         shutil.copytree(folder, tmp_path / folder.name)
-    dr = write_document(build_document([{"scheme": "A", "fault": "kill-leader"}], seed=1, command_line=["mqbench", "dr"],
-                                       machine={"cpu_cores": 2}, settings={"rate": 1}), tmp_path)
+    drills = [DR_ROW, {**DR_ROW, "scheme": "C", "fault": "kill-leader", "rpo_promised_zero": False,
+                       "rpo_lost_msgs": 21, "duplicates_msgs": 0, "election_ms": None, "rto_ms": 8450}]
+    dr = write_document(build_document(drills, seed=5, command_line=["mqbench", "dr"], machine={"cpu_cores": 2},
+                                       settings={"rate": 1}, git={"commit": "abcdef0123", "dirty": False}), tmp_path)
     outcome = _invoke(tmp_path)
     assert outcome.exit_code == 0, outcome.output
     assert folders[0].name in outcome.output and folders[1].name in outcome.output
-    assert f"skipped {dr.name}: a mqbench.dr-result/1 result" in outcome.output
+    assert "skipped" not in outcome.output
+    section = outcome.output.split("DR drills")[1]
+    header = section.strip().splitlines()[0]
+    for name in ("scheme", "fault", "RPO 0 promised", "lost (RPO)", "dup", "RTO ms", "detect ms"):
+        assert name in header
+    lines = section.strip().splitlines()
+    assert any(line.split()[:3] == ["A", "room", "room1"] and "1,295" in line for line in lines)
+    assert any(line.split()[:2] == ["C", "kill-leader"] and "8,450" in line and " 21 " in line for line in lines)
+    assert f"{dr.name}: commit abcdef0123, seed 5" in section
+    assert "  RTO ms: " in section.split("Legend:")[1] and "  lost (RPO): " in section.split("Legend:")[1]
+    markdown = _invoke(tmp_path, "--format", "markdown").output
+    assert "## DR drills" in markdown and "| A | room | room1 | yes | 500 | 0 | 2 |" in markdown
+    html_text = _invoke(tmp_path, "--format", "html").output
+    assert "<h2>DR drills</h2>" in html_text and "<td>kill-leader</td>" in html_text
     doc = json.loads(_invoke(tmp_path, "--json").output)
-    assert len(doc["runs"]) == 2 and doc["skipped"] and dr.name in doc["skipped"][0]
+    assert len(doc["runs"]) == 2 and doc["skipped"] == []
+    assert [(d["result"], d["scheme"], d["rto_ms"]) for d in doc["dr"]] == [(dr.name, "A", 1295), (dr.name, "C", 8450)]
     only_dr = _invoke(dr)
-    assert only_dr.exit_code == 2 and "no `mqbench run` result to report" in only_dr.output
+    assert only_dr.exit_code == 0, only_dr.output
+    assert "DR drills" in only_dr.output and "kill-leader" in only_dr.output
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "result.json").write_text('{"schema": "mqbench.dr-result/1", "drills": 3}')
+    bad = _invoke(tmp_path / "broken")
+    assert bad.exit_code == 2 and "drills" in bad.output
 
 
 def test_the_default_table_reads_and_wide_carries_everything(result_folders):
