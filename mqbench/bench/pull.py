@@ -6,10 +6,15 @@ The run, on one layout (``single`` by default), in a temporary folder at a free 
    queues is created and one message sent through mqbench's Producer (the route, the topic and the
    store exist as a client made them).
 2. The cluster is stopped (a clean shutdown) and the backlog is written straight into the stopped
-   group leader's store with ``Store.append_batch`` (the store's own write path, in the log's
-   current term, ``batch_write`` messages per call, round-robin over the queues): ``messages``
-   messages of ``body_bytes`` realistic order JSON (seeded), each with a ``UNIQ_KEY`` and
-   ``WAIT`` property as a client sends them. This fills a million messages in seconds, where sends
+   group leader's store through its replicated log, as the broker writes it (``store.replicated``:
+   one record per queue built by ``prepare_batch_records``, each copy placed and restamped with its
+   own queue and physical offsets by ``append_replicated_batch``, then committed and dispatched,
+   ``batch_write`` entries at a time, in the log's current term, round-robin over the queues):
+   ``messages`` messages of ``body_bytes`` realistic order JSON (seeded), with ``UNIQ_KEY`` and
+   ``WAIT`` properties as a client sends them (one ``UNIQ_KEY`` per queue: the drain does not
+   look at it). When the broker had applied its whole log, its
+   applied mark (``raft-applied.json``) is moved past the backlog, which the fill dispatched: the
+   restarted broker serves at once instead of applying a million entries again. This fills a million messages in seconds, where sends
    through the broker would take minutes on a small machine. The other replicas of a replicated
    layout get the same entries when the leader replicates them after the restart.
 3. The cluster is started again on the same stores; once its leader answers, one Consumer
@@ -26,7 +31,6 @@ stops after ``timeout_s`` (the row then says how many were received).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import tempfile
@@ -57,29 +61,34 @@ def fill_store(store_root: Path, *, messages: int, body: bytes, queues: int, bat
     """Append ``messages`` messages of ``body`` to the stopped broker store at ``store_root``,
     round-robin over ``queues`` queues of ``TOPIC`` (see module doc)."""
     from mqbench.broker.formats.batch import BatchItem
+    from mqbench.broker.store.raft_storage import AppliedMark
     from mqbench.broker.store.store import Store
 
-    store = Store.open(store_root)
+    store = Store.open(store_root, raft_mode=True)
     try:
-        term = store.dledger.last_term if store.dledger is not None else 0
+        log, dledger = store.replicated, store.dledger
+        mark = AppliedMark(store)
+        applied_all = mark.index >= dledger.last_index + 1          # Raft index = DLedger index + 1
+        term = dledger.last_term
+        # one record per queue, built by the store's leader path; every copy gets its own queue and
+        # physical offsets when it is placed (restamped), as a follower places a leader's bytes
+        props = [{PROPERTY_UNIQ_KEY: f"{q:032X}", PROPERTY_WAIT: "true"} for q in range(queues)]
+        templates = [log.prepare_batch_records(TOPIC, q, [BatchItem(body, props[q])], consolidate=False)[0][0]
+                     for q in range(queues)]
         written = 0
-        queue_id = 0
         while written < messages:
             n = min(batch_write, messages - written)
-            items = [BatchItem(body, {PROPERTY_UNIQ_KEY: f"{written + i:032X}", PROPERTY_WAIT: "true"}) for i in range(n)]
-            with contextlib.ExitStack() as combined:   # one pwrite per file per call, not three per message
-                for files in _segment_files(store):
-                    combined.enter_context(files.combined_writes())
-                store.append_batch(TOPIC, queue_id, items, consolidate=False, term=term, wait_durable=False)
+            entries = [(term, templates[(written + i) % queues], 1) for i in range(n)]
+            with store.queues.combined_writes():
+                log.append_replicated_batch(entries)
+                log.commit(dledger.last_index)
             written += n
-            queue_id = (queue_id + 1) % queues
+        if applied_all:
+            # the broker had applied its whole log, and the backlog is dispatched already: without
+            # this its restart would apply every backlog entry again before it serves
+            mark.save(store, dledger.last_index + 1)
     finally:
         store.close()
-
-
-def _segment_files(store) -> list:
-    """What ``fill_store`` combines writes of: the queues, and the DLedger data and index files."""
-    return [store.queues] + ([store.dledger.data, store.dledger.index] if store.dledger is not None else [])
 
 
 async def _drain(namesrv: str, expected: int, broker_pids: list[int], pull_batch: int, timeout_s: float) -> dict:
