@@ -79,11 +79,13 @@ PURE = [
     "codecs/registry.py",
     # The Ray node clock offset estimator (samples injected). Excluded: the rest of mqbench/ray (Ray).
     "mqbench/ray/clock.py",
-    # Delayed messages: settings, the delivery plan (what the replicated progress marker says) and
-    # the rewrite of a delayed message. Excluded: service.py, wiring.py (asyncio), files.py and
+    # Delayed messages: settings, the delivery plan (what the replicated progress marker says), the
+    # planner (the delay service's decisions, time injected) and the rewrite of a delayed message.
+    # Excluded: service.py (the planner's asyncio adapter), wiring.py (asyncio), files.py and
     # index.py (files). migrate/reframe.py is pure itself but imports versions.py (files).
     "broker/timer/config.py",
     "broker/timer/plan.py",
+    "broker/timer/planner.py",
     "broker/timer/rewrite.py",
     # The broker's message counters over time (mqadmin's stats), fed with the time.
     "broker/server/stats.py",

@@ -117,6 +117,8 @@ class QueueSet:
         self.bcqs: dict[tuple[str, int], BatchConsumeQueue] = {}
         self._combining: ExitStack | None = None
         self._combined: set[int] = set()
+        # topic -> records dispatched to it since opened, for the topics someone ``watch``es
+        self.watched: dict[str, int] = {}
         for kind in (CQ_DIR, BCQ_DIR):
             for topic, qid in self._on_disk(kind):
                 self.get(topic, qid, batch=kind == BCQ_DIR)
@@ -168,6 +170,16 @@ class QueueSet:
                 self._combining = None
                 self._combined.clear()
 
+    def watch(self, topic: str) -> None:
+        """Count the records dispatched to ``topic`` from now on (``dispatched_to``): a cheap "did
+        this topic grow" signal for a reader woken on commits (the delay service)."""
+        self.watched.setdefault(topic, 0)
+
+    def dispatched_to(self, topics: tuple[str, ...]) -> int:
+        """Records dispatched to the watched ``topics`` so far (a counter that only grows)."""
+        watched = self.watched
+        return sum(watched.get(topic, 0) for topic in topics)
+
     def find(self, topic: str, queue_id: int) -> ConsumeQueue | BatchConsumeQueue | None:
         key = (topic, queue_id)
         return self.bcqs.get(key) or self.cqs.get(key)
@@ -201,6 +213,8 @@ def dispatch_record(queues: QueueSet, info: DispatchInfo, is_batch_topic: Callab
     """Write the queue unit for one record (see module doc)."""
     if not info.gets_unit:
         return
+    if info.topic in queues.watched:
+        queues.watched[info.topic] += 1
     if info.is_inner_batch or is_batch_topic(info.topic):
         q = queues.get(info.topic, info.queue_id, batch=True)
         q.put(BcqUnit(info.physical_offset, info.size, info.tags_code, info.store_timestamp_ms,

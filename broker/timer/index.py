@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from mqbench.broker.store.atomic import write_atomic
@@ -48,27 +47,12 @@ from mqbench.errors import CorruptDataError, InvariantViolation
 
 from .config import DelayConfig
 from .files import TIMERLOG_DIR, WHEEL_FILE, TimerLog, TimerWheel
+from .plan import TimerEntry, timer_fire
 
 log = logging.getLogger("mqbench.broker.timer")
 
 TIMERCHECK_FILE = "timercheck"
 DEFAULT_CHECKPOINT_SLOTS = 65_536
-
-
-@dataclass(frozen=True, order=True)
-class TimerEntry:
-    """One indexed timer: when it fires, its timer-queue offset, and whether it is a roll."""
-    fire_ms: int
-    queue_offset: int
-    rolled: bool = False
-
-
-def timer_fire(due_ms: int, store_ms: int, config: DelayConfig) -> tuple[int, bool]:
-    """(fire time, rolled) of a timer record (see module doc). Never before ``due_ms`` unless rolled."""
-    write_ms = store_ms - store_ms % config.timer_precision_ms
-    if due_ms - store_ms > config.timer_roll_window_ms:
-        return store_ms + config.timer_roll_window_ms, True
-    return max(due_ms, write_ms), False
 
 
 class TimerIndex:

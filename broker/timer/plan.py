@@ -53,10 +53,28 @@ from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.errors import CorruptDataError
 from mqbench.broker.formats.properties import PROPERTY_KEYS
 
+from .config import DelayConfig
+
 PROGRESS_TOPIC = "rmq_sys_mqbench_delay_progress"
 MARKER_QUEUE = 0
 BARRIER_QUEUE = 1
 MARKER_SCHEMA = "mqbench.delay-progress/1"
+
+
+@dataclass(frozen=True, order=True)
+class TimerEntry:
+    """One indexed timer: when it fires, its timer-queue offset, and whether it is a roll."""
+    fire_ms: int
+    queue_offset: int
+    rolled: bool = False
+
+
+def timer_fire(due_ms: int, store_ms: int, config: DelayConfig) -> tuple[int, bool]:
+    """(fire time, rolled) of a timer record (``index`` module doc: placement). Never before ``due_ms`` unless rolled."""
+    write_ms = store_ms - store_ms % config.timer_precision_ms
+    if due_ms - store_ms > config.timer_roll_window_ms:
+        return store_ms + config.timer_roll_window_ms, True
+    return max(due_ms, write_ms), False
 
 
 @dataclass

@@ -20,7 +20,7 @@ role, where an ``indexer`` (a ``DelayService`` in ``follow`` mode) keeps the tim
 with the committed timer queue instead, so a new leader starts delivering without a long index
 catch-up. The start/stop calls run one after the other in a task of their own (the callbacks are
 synchronous), so a quick leader-follower-leader flap never runs two of them on one index.
-``on_commit`` wakes whichever runs. ``service`` is the delivering ``DelayService`` (its ``stats``
+``on_commit`` wakes whichever runs, when its queues grew (a delayed or timer record was applied). ``service`` is the delivering ``DelayService`` (its ``stats``
 for runtime info), None while not leader.
 """
 from __future__ import annotations
@@ -67,9 +67,10 @@ class LeaderDelay:
             self._worker = asyncio.get_running_loop().create_task(self._follow(), name="delay-leadership")
 
     def on_commit(self) -> None:
+        """Entries were committed: wake a service whose queues grew (``notify_if_grown``)."""
         for service in (self.service, self.indexer):
             if service is not None:
-                service.notify()
+                service.notify_if_grown()
 
     def _new_service(self) -> DelayService:
         ensure = getattr(self.group, "ensure_topic", None)

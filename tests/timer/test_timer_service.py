@@ -326,3 +326,44 @@ def test_property_any_sequence_of_depositions_keeps_exactly_once(tmp_path_factor
                 svc.index.close()
     asyncio.run(main())
     check_exactly_once_never_early(g, due)
+
+
+def test_a_commit_wakes_the_service_only_when_its_queues_grew(tmp_path):
+    """#15: the broker calls ``on_commit`` after every commit; the service is woken only when a
+    delayed or timer record was applied (its queues grew), not for ordinary traffic. A follower's
+    indexer only for the timer queue."""
+    g = Group(tmp_path)
+    svc = g.service("a", config=DelayConfig())
+    indexer = g.service("b", config=DelayConfig())
+
+    async def main():
+        await svc.start()
+        await indexer.follow()
+        try:
+            await asyncio.sleep(0.05)
+            woken = []
+            for who in (svc, indexer):
+                who._wake.clear()
+                who.notify_if_grown()          # the first look always wakes (nothing seen yet)
+                who._wake.clear()
+            for i in range(20):                 # ordinary sends: no wake-up
+                g.send(Message("Orders", b"plain%d" % i))
+                svc.notify_if_grown()
+                indexer.notify_if_grown()
+            woken.append((svc._wake.is_set(), indexer._wake.is_set()))
+            g.send(Message("Orders", b"level", {"DELAY": "3"}))          # a delay-level message
+            svc.notify_if_grown()
+            indexer.notify_if_grown()
+            woken.append((svc._wake.is_set(), indexer._wake.is_set()))
+            svc._wake.clear()
+            svc.notify_if_grown()                # the same growth wakes once
+            woken.append((svc._wake.is_set(), indexer._wake.is_set()))
+            g.send(Message("Orders", b"timer", {"TIMER_DELIVER_MS": str(g.now_ms + 60_000)}))
+            svc.notify_if_grown()
+            indexer.notify_if_grown()
+            woken.append((svc._wake.is_set(), indexer._wake.is_set()))
+            return woken
+        finally:
+            await svc.stop()
+            await indexer.stop()
+    assert asyncio.run(main()) == [(False, False), (True, False), (False, False), (True, True)]
