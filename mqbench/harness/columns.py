@@ -57,7 +57,12 @@ BATCH = _c("achieved batch", "batch_text", None,
 BROKER_CPU = _c("broker CPU µs/msg", "broker_cpu_us_per_msg", ",.0f",
                 "CPU time of the broker processes per acknowledged message (the load generator excluded)")
 USER_DISK = _c("user disk B/msg", "disk_user_bytes_per_msg", ",.0f",
-               "bytes on disk of user records per message, all replicas (broker metadata excluded)")
+               "bytes on disk of user records per message, all replicas (broker metadata excluded), the whole "
+               "cell: delayed messages included, which RocketMQ never batches")
+#: shown after ``USER_DISK`` when a row batches (``--batch``/``batch=`` > 1)
+BATCHED_DISK = _c("batched topics disk B/msg", "disk_batched_bytes_per_msg", ",.0f",
+                  "the same on the topics the cell batches only, per message stored there: what batching and "
+                  "whole-batch compression achieve (delayed messages go alone, on the timer topics)")
 
 #: shown after ``E2E_P99`` when the rows compare consumption (pull vs pop, churn, a slow consumer)
 CONSUMPTION = [
@@ -112,6 +117,10 @@ EXTRA = [
     _c("disk B/msg (all)", "disk_bytes_per_msg", ",.0f",
        "every byte the brokers' stores grew per message, metadata included, all replicas"),
     _c("metadata disk MB", "disk_meta_mb_total", ",.2f", "bytes on disk of broker metadata (offsets, config), MB"),
+    _c("batched B/msg per copy", "disk_batched_bytes_per_msg_per_copy", ",.0f",
+       "batched topics disk B/msg over the replicas per group: one copy, as `mqbench codecs bench` predicts it"),
+    _c("unbatched share", "unbatched_msgs_share", ".1%",
+       "share of a batching cell's messages that went alone (delayed: RocketMQ never batches them)"),
     _c("hosts", "hosts", ",d", "hosts of the layout (embedded: loopback addresses on this one machine)"),
     _c("instances", "instances", ",d", "broker instances of the layout, replicas included"),
     PER_HOST := _c("achieved/host msgs/s", "achieved_per_host_msgs_per_s", ",.0f",

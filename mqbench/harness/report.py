@@ -17,6 +17,11 @@ disk bytes per message, or publish MB/s when the bytes on disk were not measured
 (the embedded reference broker and its layout, or the ``--target`` cluster's real brokers, groups
 and replicas), this machine and its limits, then the legend.
 
+A cell that batches also shows its batched topics' disk bytes per message beside the whole cell's
+(delayed messages go alone, since RocketMQ never batches them, so the whole-cell figure sits above
+what batching and whole-batch compression achieve), with a note saying how many went alone and the
+one-copy figure that ``mqbench codecs bench`` predicts.
+
 The html format adds charts drawn from the same files (``charts``): publish throughput per window
 over the measured phase, and publish and end-to-end latency by percentile from the merged
 histograms, one line per (result, cell).
@@ -47,9 +52,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mqbench.errors import UserError
-from mqbench.harness.columns import (ACHIEVED, CONSUMPTION, DEFAULT, DELTAS, E2E_CLOCK, E2E_P99, PER_HOST, PER_INSTANCE, RUN,
-                                     SIZING, WIDE,
-                                     legend)
+from mqbench.harness.columns import (ACHIEVED, BATCHED_DISK, CONSUMPTION, DEFAULT, DELTAS, E2E_CLOCK, E2E_P99,
+                                     PER_HOST, PER_INSTANCE, RUN, SIZING, USER_DISK, WIDE, legend)
 from mqbench.harness.verdict import FAILED, HELD, judge_cell
 from mqbench.harness.verdict import describe as describe_verdict
 from mqbench.output import document, table
@@ -147,6 +151,35 @@ def _scenario_text(scenario: dict) -> str:
     return ", ".join(parts) or "-"
 
 
+def _batched_figures(cell: dict, layout: dict, agg: dict) -> dict:
+    """The batched topics' disk bytes per message (all replicas, and one copy), and the share of the
+    cell's messages that went alone (delayed ones: RocketMQ never batches them); None when the
+    cell batches nothing."""
+    batched = cell.get("disk_batched_bytes_per_msg")
+    replicas = layout.get("replicas_per_group") or 1
+    acked = agg.get("acked_msgs_total")
+    delayed = agg.get("delayed_acked_total")
+    share = delayed / acked if batched is not None and acked and isinstance(delayed, int) else None
+    return {"disk_batched_bytes_per_msg": batched,
+            "disk_batched_bytes_per_msg_per_copy": batched / replicas if batched is not None else None,
+            "unbatched_msgs_share": share}
+
+
+def _batching_notes(rows: list[dict]) -> list[str]:
+    """Why a batching cell's whole-cell disk figure sits above its batched topics' (module doc)."""
+    notes = []
+    for row in rows:
+        whole, batched, share = (row.get("disk_user_bytes_per_msg"), row.get("disk_batched_bytes_per_msg"),
+                                 row.get("unbatched_msgs_share"))
+        if whole is None or batched is None or not share:
+            continue
+        notes.append(f"{row['cell']}: {share:.0%} of its messages are delayed and went alone (RocketMQ never batches "
+                     f"delayed messages): whole cell {whole:,.0f} B/msg, batched topics {batched:,.0f} B/msg "
+                     f"({row['disk_batched_bytes_per_msg_per_copy']:,.0f} per copy, the figure `mqbench codecs bench "
+                     f"--batch N` predicts)")
+    return notes
+
+
 def consumption_compared(rows: list[dict]) -> bool:
     """Rows compare consumption: consume modes differ, or a row used POP or a consumer scenario."""
     return len({r.get("consume") for r in rows}) > 1 or any(
@@ -187,6 +220,7 @@ def _row(loaded: "LoadedResult", run_number: int, cell: dict, daily_messages, pe
         "batch_asked_msgs": _asked_batch(cell), "batch_achieved_mean_msgs": batch_mean, "batch_text": batch_text,
         "batch_percentiles_text": batch_percentiles,
         "disk_bytes_per_msg": disk_bytes, "disk_user_bytes_per_msg": cell.get("disk_user_bytes_per_msg"),
+        **_batched_figures(cell, layout, agg),
         "disk_meta_mb_total": meta_bytes / 1e6 if isinstance(meta_bytes, (int, float)) else None,
         "cpu_s_per_million_msgs": cell.get("cpu_s_per_million_msgs"),
         "replication_bytes": cell.get("replication_bytes"),
@@ -371,6 +405,9 @@ def render(results: list[LoadedResult], fmt: str = "terminal", *, daily_messages
     if not wide and len({row["layout"] for row in rows}) > 1:
         at = columns.index(ACHIEVED) + 1
         columns[at:at] = [PER_HOST, PER_INSTANCE]
+    if not wide and any(row.get("disk_batched_bytes_per_msg") is not None for row in rows):
+        at = columns.index(USER_DISK) + 1
+        columns[at:at] = [BATCHED_DISK]
     if not wide and consumption_compared(rows):
         at = columns.index(E2E_P99) + 1
         columns[at:at] = CONSUMPTION
@@ -398,6 +435,7 @@ def render(results: list[LoadedResult], fmt: str = "terminal", *, daily_messages
     if daily_messages is not None:
         notes.append(_sizing_note(daily_messages, peak_factor, headroom))
         notes += _sizing_caveats(results)
+    notes += _batching_notes(rows)
     notes += list(skipped or [])
     key = legend(columns)
     extra = dr_section(dr, fmt) if dr else ""

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from mqbench.cli import cli
 from mqbench.errors import UserError
-from mqbench.harness.report import LoadedResult, machines_needed, render, report_rows
+from mqbench.harness.report import LoadedResult, machines_needed, render, report_document, report_rows
 from mqbench.harness.results import load_result
 
 
@@ -274,3 +274,35 @@ def test_sizing_uses_held_rows_only_and_carries_the_reference_broker_caveat(tmp_
     doc["target"] = "10.0.0.1:9876"
     assert "Caveat" not in render(loaded, "terminal", daily_messages=2e9)
     assert "Caveat" not in render([LoadedResult(loaded[0].folder, {**doc, "target": None})], "terminal")
+
+
+def test_a_batched_cell_shows_its_batched_topics_beside_the_whole_cell_with_the_reason(tmp_path, result_doc_factory):
+    # Issue 16: the whole-cell zstd disk B/msg was +90 % over `codecs bench` because 22 % of orders
+    # messages are delayed and RocketMQ never batches delayed messages. Both figures, side by side.
+    doc = result_doc_factory(seed=5, rate=500, cells={"codec=none": 120.0, "codec=zstd:3": 130.0},
+                             created=__import__("datetime").datetime(2026, 1, 2, tzinfo=__import__("datetime").timezone.utc))
+    doc["layout"] = {**doc["layout"], "replicas_per_group": 3}
+    unbatched, batched = doc["cells"]
+    unbatched.update(disk_user_bytes_per_msg=2_527.0, disk_batched_bytes_per_msg=None)
+    batched.update(disk_user_bytes_per_msg=652.0, disk_batched_bytes_per_msg=423.0)
+    batched["aggregates"].update(acked_msgs_total=10_000, delayed_acked_total=2_200)
+    batched["batch_achieved"] = {"records_total": 100, "msgs_total": 6_360, "msgs_per_record_mean": 63.6,
+                                 "msgs_per_record_p50": 64, "msgs_per_record_p99": 64, "asked_msgs": 64,
+                                 "under_half_asked": False}
+    loaded = [LoadedResult(tmp_path, doc)]
+    text = render(loaded, "terminal")
+    header = text.splitlines()[0]
+    assert header.index("user disk B/msg") < header.index("batched topics disk B/msg")
+    row = next(line for line in text.splitlines() if "codec=zstd:3" in line)
+    assert "652" in row and "423" in row
+    assert "codec=zstd:3: 22% of its messages are delayed" in text
+    assert "RocketMQ never batches delayed messages" in text
+    assert "whole cell 652 B/msg, batched topics 423 B/msg (141 per copy" in text
+    assert "  batched topics disk B/msg: " in text.split("Legend:")[1]
+    rows = report_document(loaded)["rows"]
+    assert rows[1]["disk_batched_bytes_per_msg_per_copy"] == pytest.approx(141.0)
+    assert rows[1]["unbatched_msgs_share"] == pytest.approx(0.22)
+    # A report of cells that batch nothing keeps the default table as it was.
+    plain = render([LoadedResult(tmp_path, {**doc, "cells": [unbatched]})], "terminal")
+    assert "batched topics" not in plain.splitlines()[0]
+    assert "batched topics disk B/msg" in render(loaded, "markdown") and "batched topics" in render(loaded, "html")
