@@ -66,8 +66,9 @@ def exit_status(doc: dict) -> int:
 
 _EPILOG = """\b
 Verdicts (one per cell, in the table and in result.json):
-  held       achieved >= 99% of offered; send lateness, send and consume backlogs bounded,
-             publish errors <= 0.1% (--rate max: the capacity held on repeat)
+  held       >= 99% of the messages offered in the measured phase acknowledged within 1 s
+             after it; send lateness, send and consume backlogs bounded, publish errors
+             <= 0.1% (--rate max: the capacity held on repeat)
   saturated  the offered load was not carried; the signal is named: achieved under offered,
              publish delay growing, send backlog, consume backlog, errors. A valid measurement
              of an overload, never a capacity
