@@ -17,7 +17,7 @@ Who calls what (the broker's adapter is ``broker/pop/service.py``; its handlers 
     #   to put, offset commits (orderly), tickets: acks merged in the buffer, durable after a flush
     engine.ack_done(plan) / engine.ack_failed(plan)
     flush = engine.flush(now_ms)        # -> spans.FlushPlan: what the merge buffer must write now
-    tickets = engine.flush_done(flush) / engine.flush_failed(flush)
+    durable, failed = engine.flush_done(flush, written=True|False, committed=True|False)   # tickets
     plan = engine.change_invisible_time(group, topic, extra_info, invisible_ms, now_ms, view)
     #   -> ChangePlan: a one-message ck (or the orderly lock) to put FIRST, then the ack of the old handle
     engine.change_done(plan) / engine.change_failed(plan)
@@ -405,14 +405,14 @@ class PopEngine:
         """What the merge buffer must write now (``spans`` module doc)."""
         return self.spans.flush(now_ms, force)
 
-    def flush_done(self, plan: FlushPlan) -> list[int]:
-        """The flush's records and offset commits are committed; returns the acks' tickets now durable."""
-        for ck in plan.timer_cks + plan.done_cks:
-            self.observe(ck)
-        return self.spans.flush_done(plan)
-
-    def flush_failed(self, plan: FlushPlan) -> list[int]:
-        return self.spans.flush_failed(plan)
+    def flush_done(self, plan: FlushPlan, *, written: bool = True,
+                   committed: bool = True) -> tuple[list[int], list[int]]:
+        """What of the flush went through: its records (``written``), its offset commits
+        (``committed``); returns (the acks' tickets now durable, those that fail)."""
+        if written:
+            for ck in plan.timer_cks + plan.done_cks:
+                self.observe(ck)
+        return self.spans.flush_done(plan, written=written, committed=committed)
 
     # --- peek and notification -------------------------------------------------------------------
 

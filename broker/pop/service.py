@@ -246,34 +246,46 @@ class PopService:
             if plan.empty():
                 continue
             try:
-                await self._write_flush(plan)
+                put_error, commit_error = await self._write_flush(plan)
             except asyncio.CancelledError:
-                self._fail_tickets(engine.flush_failed(plan), lambda: self.ctx.not_leader("ack"))
+                self._fail_tickets(engine.flush_done(plan, written=False, committed=False)[1],
+                                   lambda: self.ctx.not_leader("ack"))
                 raise
-            except Exception as exc:  # noqa: BLE001 - answered to the acks waiting; the spans stay buffered
-                self._fail_tickets(engine.flush_failed(plan), lambda exc=exc: exc)
-                # retried (a role change replaces this loop): a refused proposal during a
-                # leadership hand-over is a NotLeader while this replica still leads
-                log.log(logging.INFO if isinstance(exc, self.ctx.not_leader_errors) else logging.WARNING,
-                        "POP flush failed: %s; retrying", exc)
-                await asyncio.sleep(FLUSH_RETRY_MS / 1000)
-                continue
-            if plan.writing:
-                self._flush_wake.set()       # the consumer offsets may pass the spans now written
-            for ticket in engine.flush_done(plan):
+            durable, failed = engine.flush_done(plan, written=put_error is None, committed=commit_error is None)
+            for ticket in durable:
                 future = self._tickets.pop(ticket, None)
                 if future is not None and not future.done():
                     future.set_result(None)
+            error = put_error or commit_error
+            if error is not None:
+                self._fail_tickets(failed, lambda error=error: error)
+                # retried (a role change replaces this loop): a refused proposal during a
+                # leadership hand-over is a NotLeader while this replica still leads
+                log.log(logging.INFO if isinstance(error, self.ctx.not_leader_errors) else logging.WARNING,
+                        "POP flush failed: %s; retrying", error)
+                await asyncio.sleep(FLUSH_RETRY_MS / 1000)
+            elif plan.writing:
+                self._flush_wake.set()       # the consumer offsets may pass the spans now written
 
-    async def _write_flush(self, plan: FlushPlan) -> None:
+    async def _write_flush(self, plan: FlushPlan) -> tuple[BaseException | None, BaseException | None]:
+        """Put the flush's records (proposed together: every put is proposed before the Raft loop
+        runs again, one Ready) and commit its offsets (one snapshot); returns their errors."""
         msgs = [records.ck_message(ck, self.revive_topic) for ck in plan.timer_cks]
         msgs += [records.ck_done_message(ck, self.revive_topic) for ck in plan.done_cks]
-        if msgs:
-            await self._ensure_revive_topic()
-        # proposed together: every put is proposed before the Raft loop runs again (one Ready)
-        await asyncio.gather(*(self._put(m) for m in msgs), self._commit_offsets(plan.offset_commits))
+
+        async def puts() -> None:
+            if msgs:
+                await self._ensure_revive_topic()
+                await asyncio.gather(*(self._put(m) for m in msgs))
+        put_result, commit_result = await asyncio.gather(puts(), self._commit_offsets(plan.offset_commits),
+                                                         return_exceptions=True)
+        for result in (put_result, commit_result):
+            if isinstance(result, asyncio.CancelledError):
+                raise result
         self.stats["flushes"] += 1
-        self.stats["checkpointsWritten"] += len(msgs)
+        self.stats["checkpointsWritten"] += len(msgs) if not isinstance(put_result, BaseException) else 0
+        return (put_result if isinstance(put_result, BaseException) else None,
+                commit_result if isinstance(commit_result, BaseException) else None)
 
     # --- the requests (package docstring) --------------------------------------------------------
 

@@ -34,7 +34,7 @@ ack record is committed, or the checkpoint written with it in its bitmap, or the
 past its span. An ack merged in memory therefore waits for the next flush (``tickets``), which
 runs as soon as acks wait, batched with all the others (one proposal for the records, one offset
 snapshot). The flush does no I/O here: ``flush`` returns a ``FlushPlan``; the adapter puts it and
-calls ``flush_done`` or ``flush_failed``.
+calls ``flush_done`` with what went through.
 """
 from __future__ import annotations
 
@@ -185,29 +185,32 @@ class Spans:
                 plan.offset_commits.append((*key, floor))
         return plan
 
-    def flush_done(self, plan: FlushPlan) -> list[int]:
-        """The plan is committed; returns the tickets now durable."""
-        tickets = list(plan.tickets)
-        for key, start in plan.writing:
-            span = self.written(key, start)
-            if span is not None:
-                tickets += span.tickets
-                span.tickets = []
-        for g, t, q, offset in plan.offset_commits:
-            cur = self.cursors.get((g, t, q))
-            if cur is not None:
-                cur.committed = max(cur.committed, offset)
-        return tickets
-
-    def flush_failed(self, plan: FlushPlan) -> list[int]:
-        """The plan's puts or commits failed: spans go back to the buffer; returns the tickets of
-        acks that fail with it (their spans were dropped)."""
+    def flush_done(self, plan: FlushPlan, *, written: bool = True,
+                   committed: bool = True) -> tuple[list[int], list[int]]:
+        """The plan's records were committed (``written``) and its offset commits (``committed``),
+        or not; returns (tickets now durable, tickets that fail). Spans whose records failed go
+        back to the buffer (written again later); the tickets of spans dropped for an offset commit
+        that failed fail (the next flush commits the offset anyway)."""
+        durable: list[int] = []
+        failed: list[int] = []
+        (durable if committed else failed).extend(plan.tickets)
         for key, start in plan.writing:
             cur = self.cursors.get(key)
             span = cur.spans.get(start) if cur is not None else None
-            if span is not None and span.state == WRITING:
+            if span is None or span.state != WRITING:
+                continue
+            if written:
+                span.state = WRITTEN
+                durable += span.tickets
+                span.tickets = []
+            else:
                 span.state = BUFFERED
-        return list(plan.tickets)
+        if committed:
+            for g, t, q, offset in plan.offset_commits:
+                cur = self.cursors.get((g, t, q))
+                if cur is not None:
+                    cur.committed = max(cur.committed, offset)
+        return durable, failed
 
     def buffered_count(self) -> int:
         return sum(s.state == BUFFERED for c in self.cursors.values() for s in c.spans.values())

@@ -41,7 +41,7 @@ def _flush(engine, store, now_ms, log=None):
     if log is not None:
         log += plan.timer_cks + plan.done_cks
     _commit(store, plan.offset_commits)
-    return plan, engine.flush_done(plan)
+    return plan, engine.flush_done(plan)[0]
 
 
 def _engine(**kw):
@@ -369,3 +369,22 @@ def test_orderly_locks_survive_a_failover(store):
     again = follower.pop(_req(orderly=True, max_msgs=3), view, now_ms=2700)
     assert [m.message.queue_offset for m in again.messages] == [1, 2, 3]            # never the acked 0
     assert again.messages[0].message.reconsume_times == 1 and again.order_locks[0].attempts == 1
+
+
+def test_a_flush_whose_puts_or_offset_commits_fail_is_done_again_and_fails_only_what_it_dropped(store):
+    engine, view = PopEngine("b", "c", merge_window_ms=1000), StoreView(store)
+    a = engine.pop(_mreq(max_msgs=1), view, now_ms=1000)
+    b = engine.pop(_mreq(max_msgs=1), view, now_ms=1000)
+    ack_b = engine.ack(G, T, [b.messages[0].handle], now_ms=1010)        # above a: its ck must be written
+    failed_put = engine.flush(1012)
+    assert [ck.offsets for ck in failed_put.done_cks] == [(1,)]
+    assert engine.flush_done(failed_put, written=False, committed=True) == ([], [])   # b waits on
+    again = engine.flush(1013)
+    assert [ck.offsets for ck in again.done_cks] == [(1,)]                # written again, same ck
+    assert engine.flush_done(again) == (ack_b.tickets, [])
+    ack_a = engine.ack(G, T, [a.messages[0].handle], now_ms=1020)        # a and b resolved: offset 2
+    failed_commit = engine.flush(1030)
+    assert failed_commit.offset_commits == [(G, T, 0, 2)] and failed_commit.tickets == ack_a.tickets
+    assert engine.flush_done(failed_commit, committed=False) == ([], ack_a.tickets)   # that ack fails
+    retry = engine.flush(1040)
+    assert retry.offset_commits == [(G, T, 0, 2)] and retry.empty() is False       # the offset goes on
