@@ -353,7 +353,9 @@ def workers(address, counts, workers_per_node, seconds, rate_per_worker, profile
     from mqbench.output import document
     from mqbench.ray.engine import RayOptions
 
-    options = RayOptions(address=address, workers_per_node=workers_per_node)
+    # spread: every worker sends every topic (a topic cell would generate messages of other topics
+    # only to drop them, and the figure is the workers' generation rate)
+    options = RayOptions(address=address, workers_per_node=workers_per_node, placement="spread")
     options.validate()
     rows = run_bench(options, counts, profile=profile, rate_per_worker=rate_per_worker, seconds=seconds, seed=seed,
                      sink_host=sink_host,

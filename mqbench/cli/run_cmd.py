@@ -209,8 +209,13 @@ them; none skips them; FILE takes `mqbench limits --json` output.
 @click.option("--ray", "ray_mode", type=click.Choice(["auto"]), default=None,
               help="'auto': the Ray cluster this command runs in (a RayJob's entrypoint), as --cluster.")
 @click.option("--workers-per-node", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="With --cluster: producer workers (and as many consumer workers) per Ray node; producer i "
-                   "and consumer i share a node.")
+              help="With --cluster: at most this many producer workers (and as many consumer workers) per Ray "
+                   "node.")
+@click.option("--ray-placement", type=click.Choice(["topic", "spread"]), default="topic", show_default=True,
+              help="With --cluster: 'topic' puts a topic's producers and consumers on one node (each node's "
+                   "producers send its topics at their share of the rate), so e2e latency is read on one clock; "
+                   "'spread' (or when topic cells do not fit) puts producer i and consumer i on node "
+                   "i / --workers-per-node, and the table shows the e2e clock bound.")
 @click.option("--ray-head-workers", is_flag=True,
               help="With --cluster: also place workers and layout hosts on the head node (by default never).")
 def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_compression: str, consume: str,
@@ -220,7 +225,7 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
         keep_going: bool, producers: int, consumers: int, in_flight_max: int, compress_over_bytes: int,
         linger_ms: int, durability: str, drain_ms: int, check_ms: int, max_p99_ms: float, limits_source: str,
         wide: bool, quiet: bool, keep_stores: bool, acl_file: Path | None, ray_cluster: str | None,
-        ray_mode: str | None, workers_per_node: int, ray_head_workers: bool) -> None:
+        ray_mode: str | None, workers_per_node: int, ray_placement: str, ray_head_workers: bool) -> None:
     """Replay PROFILE (orders, notifications, iot, a profile file) or TRACE (.parquet) open loop.
 
     Starts a fresh embedded cluster per matrix cell (or drives --target), sends at the intended times,
@@ -275,7 +280,7 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
         if ray_cluster is not None and ray_mode is not None:
             raise UserError("give either --cluster ray://... or --ray auto, not both")
         settings.ray = RayOptions(address=ray_cluster or "auto", workers_per_node=workers_per_node,
-                                  head_workers=ray_head_workers)
+                                  head_workers=ray_head_workers, placement=ray_placement)
         settings.ray.validate()
     if acl_file is not None and settings.target is not None:
         raise UserError("--acl configures the embedded cluster; a --target cluster has its own ACL")

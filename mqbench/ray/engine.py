@@ -29,10 +29,13 @@ import multiprocessing
 import threading
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from mqbench.errors import UserError
 from mqbench.ray.agents import NodeAgent
 from mqbench.ray.clock import ClockOffset, e2e_uncertainty_ns, estimate_offset
+from mqbench.ray.placement import POLICIES
+from mqbench.ray.placement import plan as plan_placement
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +51,13 @@ class RayOptions:
     workers_per_node: int = 1    # producers (and as many consumers) per node
     head_workers: bool = False   # also place workers and layout hosts on the head node
     clock_samples: int = 16
+    placement: str = "topic"     # ray.placement: a topic's producers and consumers on one node, or "spread"
 
     def validate(self) -> None:
         if self.workers_per_node < 1:
             raise UserError("--workers-per-node must be at least 1")
+        if self.placement not in POLICIES:
+            raise UserError(f"--ray-placement {self.placement!r}: choose one of {', '.join(POLICIES)}")
         if self.address != "auto" and not self.address.startswith("ray://"):
             raise UserError(f"--cluster {self.address!r}: give ray://HEAD:10001 (or --ray auto inside a Ray job)")
 
@@ -134,6 +140,35 @@ class _RemoteProcess:
             pass
 
 
+def _topic_shares(producer_spec: dict | None) -> dict[str, float]:
+    """The message share of each topic a producer sends: from its profile when it paces at a
+    rate; empty (no topic placement) for a trace, ``--rate profile`` or no producer."""
+    from mqbench.workloads.profile import load_profile
+    from mqbench.workloads.source import is_trace_path
+
+    if producer_spec is None or producer_spec.get("rate") is None or is_trace_path(Path(producer_spec["source"])):
+        return {}
+    wanted = set(producer_spec["topics"])
+    return {t.name: t.share for t in load_profile(producer_spec["source"]).topics if t.name in wanted}
+
+
+def _cell_spec(spec: dict, placed, cell_index: int | None, producers: int) -> dict:
+    """``spec`` for a worker of a topic cell: its topics and the groups reading them; a producer
+    also gets the cell's share of the rate, its index among the cell's producers and its part of
+    all producers' messages (``run.producer_driver``). Unchanged under ``spread``."""
+    if cell_index is None:
+        return spec
+    cell = placed.cells[cell_index]
+    total = sum(c.share for c in placed.cells) or 1.0
+    out = {**spec, "subscriptions": [s for s in spec["subscriptions"] if s[1] in cell.topics]}
+    if spec["role"] == "producer":
+        local = sum(1 for (role, index), (_, at) in placed.workers.items()
+                    if role == "producer" and at == cell_index and index < spec["worker_index"])
+        out.update(topics=list(cell.topics), topic_share=cell.share / total, part=[spec["worker_index"], producers],
+                   worker_index=local, workers=cell.producers)
+    return out
+
+
 class RayEngine:
     def __init__(self, options: RayOptions):
         options.validate()
@@ -150,6 +185,8 @@ class RayEngine:
         self.offsets: dict[str, ClockOffset] = {}
         self.node_names: dict[str, str] = {}   # node id -> "hostname/ip"
         self.placed: dict[str, list[str]] = {"producer": [], "consumer": [], "host": []}  # node ids
+        self.placement = None                             # placement.Placement of the cell's workers
+        self.cell_nodes: dict = {}                        # cell index (None: spread) -> role -> node ids
         self.worker_agents: list[tuple[str, object]] = []   # (node id, agent) of every worker
         self.host_nodes: dict[str, str] = {}            # layout host -> node id
 
@@ -189,27 +226,36 @@ class RayEngine:
     # --- workers -------------------------------------------------------------------------
 
     def spawn_workers(self, specs: list[dict]):
-        """``run.workers.WorkerHandle`` per spec, each running under an actor on its node."""
+        """``run.workers.WorkerHandle`` per spec, each running under an actor on the node that
+        ``placement.plan`` gives it (by default a topic's producers and consumers on one node)."""
         from mqbench.run.workers import WorkerHandle
 
         nodes = self.nodes()
-        per_role = max(sum(1 for s in specs if s["role"] == "producer"), sum(1 for s in specs if s["role"] == "consumer"))
+        producers = sum(1 for s in specs if s["role"] == "producer")
+        consumers = sum(1 for s in specs if s["role"] == "consumer")
+        per_role = max(producers, consumers)
         needed = math.ceil(per_role / self.options.workers_per_node)
         if len(nodes) < needed:
             raise UserError(f"{per_role} producer/consumer pairs at {self.options.workers_per_node} per node need "
                             f"{needed} worker nodes; the Ray cluster has {len(nodes)}"
                             + ("" if self.options.head_workers else " (the head takes none without --ray-head-workers)"))
+        first_producer = next((s for s in specs if s["role"] == "producer"), None)
+        placed = plan_placement(_topic_shares(first_producer), producers, consumers, len(nodes),
+                                self.options.workers_per_node, self.options.placement)
+        self.placement = placed
         context = multiprocessing.get_context("spawn")
         handles = []
         for spec in specs:
-            node = nodes[(spec["worker_index"] // self.options.workers_per_node) % len(nodes)]
-            node_id = node["NodeID"]
             name = f"{spec['role']}-{spec['worker_index']}"
+            node_index, cell_index = placed.workers[(spec["role"], spec["worker_index"])]
+            node_id = nodes[node_index]["NodeID"]
+            spec = _cell_spec(spec, placed, cell_index, producers)
             agent = self._on_node(node_id, name)
             self._describe(node_id, agent)
             offset = self.measure_clock(node_id, agent)
             self.worker_agents.append((node_id, agent))
             self.placed[spec["role"]].append(node_id)
+            self.cell_nodes.setdefault(cell_index, {"producer": set(), "consumer": set()})[spec["role"]].add(node_id)
             self.ray.get(agent.start_worker.remote({**spec, "clock_offset_ns": offset.offset_ns}), timeout=60)
             parent_end, relay_end = context.Pipe(duplex=True)
             process = _RemoteProcess(self.ray, agent, relay_end, name)
@@ -305,9 +351,16 @@ class RayEngine:
                 row["net_bytes_sent_per_s"] = (b["net_bytes_sent"] - a["net_bytes_sent"]) / wall_s
                 row["net_bytes_recv_per_s"] = (b["net_bytes_recv"] - a["net_bytes_recv"]) / wall_s
             nodes.append(row)
-        e2e = e2e_uncertainty_ns(self.placed["producer"], self.placed["consumer"], self.offsets) \
-            if self.placed["producer"] else None
+        # an e2e latency pairs a producer and a consumer of one topic: within a cell (topic placement)
+        e2e = max((e2e_uncertainty_ns(n["producer"], n["consumer"], self.offsets) for n in self.cell_nodes.values()),
+                  default=None) if self.placed["producer"] else None
+        cells = [] if self.placement is None else [
+            {"topics": c.topics, "rate_share": c.share / (sum(x.share for x in self.placement.cells) or 1.0),
+             "producers": c.producers, "consumers": c.consumers,
+             "node_ids": sorted(self.cell_nodes.get(at, {}).get("producer", set()))} for at, c in
+            enumerate(self.placement.cells)]
         return {"address": self.options.address, "workers_per_node": self.options.workers_per_node,
+                "placement": None if self.placement is None else self.placement.policy, "topic_cells": cells,
                 "nodes": nodes, "e2e_clock_uncertainty_us": None if e2e is None else e2e / 1000}
 
     def end_cell(self) -> None:
@@ -325,6 +378,7 @@ class RayEngine:
         self.actors, self.groups = [], []
         self.placed = {"producer": [], "consumer": [], "host": []}
         self.worker_agents, self.host_nodes = [], {}
+        self.placement, self.cell_nodes = None, {}
 
     def close(self) -> None:
         self.end_cell()

@@ -100,6 +100,7 @@ class ProducerDriver:
         self._pending_control: list[dict] = []
         self.metrics: RunMetrics | None = None
         self.schedule: Schedule | None = None
+        self.rate_share = float(spec.get("topic_share", 1.0))   # this worker's topics' share of the total rate
 
     def begin(self, start_ns: int) -> None:
         """The run's clock starts: build the metrics and the schedule on ``start_ns``."""
@@ -109,11 +110,19 @@ class ProducerDriver:
                                   window_ms=spec["window_ms"])
         self.end_ns = self.metrics.end_ns
         # At a rate, each worker generates its own part of a profile (schedule module doc); a trace's
-        # rows and as-recorded times are shared out from the one stream
-        own = spec.get("rate") is not None and spec["workers"] > 1 and not is_trace_path(Path(spec["source"]))
-        workload = open_workload(spec["source"], spec["seed"],
-                                 part=(spec["worker_index"], spec["workers"]) if own else (0, 1))
-        self.schedule = Schedule(workload.messages, self.start_ns, self.end_ns, rate=spec.get("rate"),
+        # rows and as-recorded times are shared out from the one stream. A worker placed with its
+        # topics' consumers (``mqbench.ray.placement``, spec ``topic_share``) sends only its topics'
+        # messages, at their share of the total rate, from its part of all producers (spec ``part``).
+        part = tuple(spec.get("part") or (spec["worker_index"], spec["workers"]))
+        topics = set(spec["topics"]) if "topic_share" in spec else None
+        own = spec.get("rate") is not None and (part[1] > 1 or topics is not None) \
+            and not is_trace_path(Path(spec["source"]))
+        workload = open_workload(spec["source"], spec["seed"], part=part if own else (0, 1))
+        messages = workload.messages if topics is None else (m for m in workload.messages if m.topic in topics)
+        rate = spec.get("rate")
+        if isinstance(rate, (int, float)) and not isinstance(rate, bool):
+            rate = rate * self.rate_share
+        self.schedule = Schedule(messages, self.start_ns, self.end_ns, rate=rate,
                                  worker_index=spec["worker_index"], workers=spec["workers"],
                                  strip_delays=not spec["delay"], own_messages=own,
                                  endless=workload.trace is None)  # a generated profile never runs out
@@ -128,7 +137,7 @@ class ProducerDriver:
         elif self.schedule is None and op == "rate":
             self._pending_control.append(message)
         elif op == "rate":
-            self.schedule.set_rate(message["rate_per_s"], max(int(message["from_ns"]), self.clock_ns()))
+            self.schedule.set_rate(message["rate_per_s"] * self.rate_share, max(int(message["from_ns"]), self.clock_ns()))
         elif op == "stop":
             self.stopping = True
             self._started.set()  # a stop before the start ends the worker at once
