@@ -118,6 +118,8 @@ class Channel(asyncio.Protocol):
         #: Free for the owner (e.g. the broker's client registry keys on the channel itself).
         self.attributes: dict[str, object] = {}
         self.peer = "?"
+        #: transport writes made: one per loop turn that produced output (frames are coalesced)
+        self.writes = 0
 
     # --- the protocol ----------------------------------------------------------------------------
 
@@ -312,6 +314,7 @@ class Channel(asyncio.Protocol):
         self._out_bytes = 0
         if self._closed and self._transport.is_closing():
             return
+        self.writes += 1
         try:
             self._transport.write(data)
         except (ConnectionError, RuntimeError) as exc:

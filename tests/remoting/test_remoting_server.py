@@ -224,3 +224,43 @@ def test_connect_errors_and_bad_addresses():
     for bad in ("nohost", "h:0", "h:x", ":80", "h:70000"):
         with pytest.raises(UserError):
             parse_addr(bad)
+
+
+def test_requests_of_one_read_are_answered_in_one_write_without_tasks():
+    """50 requests arriving in one read: every frame decoded in one pass, each handler run without
+    a Task (also one that waits), and the 50 responses written with one transport write."""
+    async def main():
+        tasks_seen = []
+
+        async def plain(cmd, channel):
+            tasks_seen.append(asyncio.current_task())
+            return cmd.response_to(codes.SUCCESS, ext_fields={"n": cmd.ext_fields["n"]})
+
+        async def waits(cmd, channel):
+            await asyncio.sleep(0.01)
+            tasks_seen.append(asyncio.current_task())
+            return cmd.response_to(codes.SUCCESS, ext_fields={"n": cmd.ext_fields["n"]})
+
+        server = RemotingServer({ECHO: plain, SLOW: waits})
+        host, port = await server.start("127.0.0.1", 0)
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"".join(encode_command(RemotingCommand.request(ECHO, {"n": i}, opaque=i + 1))
+                                  for i in range(50)))
+            decoder, got = FrameDecoder(), []
+            while len(got) < 50:
+                got += decoder.feed(await asyncio.wait_for(reader.read(1 << 16), 5))
+            assert [c.opaque for c in got] == list(range(1, 51))
+            (channel,) = server.channels
+            assert channel.writes == 1
+            writer.write(b"".join(encode_command(RemotingCommand.request(SLOW, {"n": i}, opaque=100 + i))
+                                  for i in range(10)))
+            got = []
+            while len(got) < 10:
+                got += decoder.feed(await asyncio.wait_for(reader.read(1 << 16), 5))
+            assert sorted(c.opaque for c in got) == list(range(100, 110))
+            assert tasks_seen == [None] * 60
+            writer.close()
+        finally:
+            await server.close()
+    run(main())
