@@ -30,8 +30,8 @@ FORBIDDEN = {"asyncio", "socket", "os", "time", "random", "threading",
 # The pure modules, decided by reading them (file paths from the repository root).
 PURE = [
     # The Raft core: roles as tables, log, flow control, messages, wire codec, the storage
-    # interface and its in-memory implementation. Excluded: dledger_storage.py (files),
-    # transport.py and driver.py (asyncio), sim/ (the simulator owns the seeded Random and times
+    # interface and its in-memory implementation. Excluded: transport.py and driver.py (asyncio;
+    # the storages on files live in store/), sim/ (the simulator owns the seeded Random and times
     # its runs: it is the driver that injects time and randomness into the core).
     "broker/raft/auth.py",
     "broker/raft/config.py",
@@ -196,3 +196,12 @@ def test_the_checker_sees_every_import_form():
     assert names == ["struct", "os.path", "time", "random", "asyncio", "mqbench.broker.raft.types",
                      "mqbench.broker.raft.log", "mqbench.broker.store.versions"]
     assert [n for n in names if n.split(".")[0] in FORBIDDEN] == ["os.path", "time", "random", "asyncio"]
+
+
+def test_the_raft_package_imports_nothing_from_the_store():
+    """Raft is the floor below the store: the storages on files (DLedger's, the broker commitlog's)
+    live in broker/store and implement the core's Storage there; raft/ never reaches up."""
+    bad = [f"{path}:{line}: imports {name}"
+           for path in sorted(str(p.relative_to(ROOT)) for p in (ROOT / "broker" / "raft").rglob("*.py"))
+           for line, name in imports_of(path) if name.startswith("mqbench.broker.store")]
+    assert not bad, "\n".join(bad)

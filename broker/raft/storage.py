@@ -12,7 +12,7 @@ application persists them (see ``types.Ready``). It only reads through ``Storage
   empty).
 
 ``MemoryStorage`` is the simulator's and the tests' storage; the broker uses an adapter over the
-DLedger-framed log (``broker.raft.dledger_storage``).
+DLedger-framed log (``broker.store.dledger_storage``, ``broker.store.raft_storage``).
 """
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ import json
 from collections import deque
 
 from mqbench.errors import CorruptDataError, InvariantViolation
-from mqbench.broker.raft.dledger_storage import DLedgerStorage
+from .dledger_storage import DLedgerStorage
 from mqbench.broker.raft.types import Entry, EntryKind, HardState
 from mqbench.broker.formats import dledger as fmt
 from mqbench.broker.formats.restamp import placement_cleared

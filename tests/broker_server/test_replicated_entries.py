@@ -232,7 +232,7 @@ def test_applied_mark_round_trip_and_damage(tmp_path):
 
 
 def test_raft_storage_serves_recent_entries_exactly_as_stored(tmp_path):
-    from mqbench.broker.raft.dledger_storage import DLedgerStorage
+    from mqbench.broker.store.dledger_storage import DLedgerStorage
     from mqbench.broker.raft.types import Entry, EntryKind
     from mqbench.broker.store import raft_storage
     from mqbench.broker.store.raft_storage import RaftLogStorage

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from mqbench.broker.raft.config import RaftConfig
-from mqbench.broker.raft.dledger_storage import DLedgerStorage
+from mqbench.broker.store.dledger_storage import DLedgerStorage
 from mqbench.broker.raft.node import RaftNode
 from mqbench.broker.raft.types import Entry, EntryKind, HardState, Role
 from mqbench.errors import UserError

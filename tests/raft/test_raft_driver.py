@@ -7,7 +7,7 @@ import asyncio
 import random
 
 from mqbench.broker.raft.config import Durability, RaftConfig
-from mqbench.broker.raft.dledger_storage import DLedgerStorage
+from mqbench.broker.store.dledger_storage import DLedgerStorage
 from mqbench.broker.raft.node import RaftNode
 from mqbench.broker.raft.progress import ProgressState
 from mqbench.broker.raft.storage import MemoryStorage

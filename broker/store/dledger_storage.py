@@ -27,11 +27,11 @@ from typing import Callable
 
 from mqbench.errors import CorruptDataError, InvariantViolation
 from mqbench.broker.formats import dledger as fmt
-from mqbench.broker.store.atomic import read_with_backup, write_atomic
-from mqbench.broker.store.dledger_log import DLedgerLog
+from mqbench.broker.raft.storage import LogUnavailable
+from mqbench.broker.raft.types import NONE, Entry, EntryKind, HardState, Ready
 
-from .storage import LogUnavailable
-from .types import NONE, Entry, EntryKind, HardState, Ready
+from .atomic import read_with_backup, write_atomic
+from .dledger_log import DLedgerLog
 
 CURRTERM_FILE = "currterm"
 
