@@ -226,6 +226,9 @@ def apply_meta(store, data: bytes, index: int) -> Exception | None:
         return exc
 
 
+_META_TOPIC_BYTES = META_TOPIC.encode()
+
+
 def refuse_meta_topic(topic: str) -> None:
     """UserError for a client write to the metadata topic (it would inject metadata updates)."""
     if topic == META_TOPIC:
@@ -234,8 +237,8 @@ def refuse_meta_topic(topic: str) -> None:
 
 def is_meta_record(data: bytes) -> bool:
     """True when ``data`` is a commitlog record on the metadata topic."""
-    if not is_record_body(data):
-        return False
+    if _META_TOPIC_BYTES not in data or not is_record_body(data):
+        return False      # (the topic's bytes are in every such record: a cheap first look)
     try:
         return peek_topic(data, 0) == META_TOPIC
     except (CorruptDataError, IndexError, ValueError):

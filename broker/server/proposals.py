@@ -60,6 +60,7 @@ class Proposals:
                  stored_body: Callable[[int], bytes]):
         self.node_id = node_id
         self.store_host = store_host
+        self._id_prefix = message_id(store_host, 0)[:-16]     # offsetMsgId = host hex + offset hex
         self._leader = leader
         self._stored_body = stored_body
         self._waiters: dict[int, _Waiter] = {}     # by the index of the write's last entry
@@ -100,7 +101,7 @@ class Proposals:
             _, queue_id, queue_offset, physical_offset, _ = peek_fields(self._stored_body(index), 0)
             if head is None:
                 head = (queue_id, queue_offset, physical_offset)
-            ids.append(message_id(self.store_host, physical_offset))
+            ids.append(f"{self._id_prefix}{physical_offset:016X}")
         count = sum(counts)
         self.put_count += count
         return PutResult(",".join(ids), head[0], head[1], head[2], count, ids, last)

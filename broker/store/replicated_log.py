@@ -59,6 +59,7 @@ from .record_builder import RecordBuilder
 from .recovery import CheckpointFile, CheckpointState
 
 
+BUILT_MAX = 1 << 16
 _PHYSICAL_OFFSET = struct.Struct(">q")
 _PHYSICAL_OFFSET_AT = 28       # PHYSICALOFFSET in the record (formats.record's layout)
 
@@ -83,6 +84,9 @@ class ReplicatedCommitLog:
         self._checkpoint = checkpoint
         self._check_open = check_open
         self._written = written
+        # records this replica built (prepare_*) and has not placed yet, by id: the leader places
+        # its own records from what it knew when it built them, without peeking at them again
+        self._built: dict[int, tuple[bytes, Message]] = {}
 
     @property
     def store_host(self) -> tuple[str, int]:
@@ -98,6 +102,10 @@ class ReplicatedCommitLog:
             msg.properties["INNER_BASE"] = "0"
         record = encode_message(msg)
         self.dledger.next_entry_pos(len(record))   # too large for a data segment: UserError
+        if not msg.sysflag & SYSFLAG_INNER_BATCH:
+            if len(self._built) >= BUILT_MAX:
+                self._built.clear()                # proposals that never reached the log
+            self._built[id(record)] = (record, msg)
         return record
 
     def prepare_record(self, msg: Message) -> bytes:
@@ -144,8 +152,20 @@ class ReplicatedCommitLog:
         body = set_physical_offset(body, msg.physical_offset)
         return index, body, message_dispatch_info(msg, len(body))
 
+    def _place_built(self, term: int, body: bytes, msg: Message) -> tuple[int, bytes, DispatchInfo]:
+        """A record this replica built: its fields are known, it needs no check."""
+        msg.queue_offset = self._queue_offset_for(msg.topic, msg.queue_id, 0, msg.sysflag)
+        if msg.queue_offset:
+            body = restamp_record(body, msg.queue_offset)
+        index, pos = self.dledger.append(term, body, magic=1)
+        msg.physical_offset = pos + ENTRY_HEADER_BYTES
+        return index, set_physical_offset(body, msg.physical_offset), message_dispatch_info(msg, len(body))
+
     def _place(self, term: int, body: bytes) -> tuple[int, bytes, DispatchInfo]:
         """Restamp, append and describe one record entry (module doc)."""
+        built = self._built.pop(id(body), None)
+        if built is not None and built[0] is body:
+            return self._place_built(term, body, built[1])
         peek = peek_record(body, where="replicated entry")
         if peek.size != len(body):
             raise CorruptDataError(f"a replicated entry of {len(body)} bytes holds a record of {peek.size}",
@@ -216,6 +236,7 @@ class ReplicatedCommitLog:
         """Drop the uncommitted entries after DLedger ``index`` (module doc)."""
         with self._lock:
             self.dledger.truncate_after(index)
+            self._built.clear()
             end = self.log.end_offset
             self._group_commit.reset(min(self._group_commit.flushed_offset, end))
             self._dispatcher.truncated(end)

@@ -170,7 +170,8 @@ class Store:
             self._abort = AbortMarker(root)
             self.recovered_abnormally = self._abort.was_present
             self.meta = Metadata(root, version, clock_ms)
-            self.builder = RecordBuilder(version, clock_ms, store_host, self.meta.is_batch_topic)
+            # through self.clock_ms, so a clock assigned to the store later stamps records too
+            self.builder = RecordBuilder(version, lambda: self.clock_ms(), store_host, self.meta.is_batch_topic)
             self.checkpoint = CheckpointFile(root, version)
             self.dledger: DLedgerLog | None = None
             if versions.is_dledger(version):
