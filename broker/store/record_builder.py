@@ -15,6 +15,7 @@ from typing import Callable
 from mqbench.errors import UserError
 
 from mqbench.broker.formats.batch import BatchItem, encode_batch
+from mqbench.broker.formats.properties import PROPERTY_INNER_BASE, PROPERTY_INNER_NUM
 from mqbench.broker.formats.record import (
     SYSFLAG_COMPRESSED,
     SYSFLAG_INNER_BATCH,
@@ -75,7 +76,7 @@ class RecordBuilder:
             if len(items) > 0x7FFF:
                 raise UserError(f"a consolidated batch holds at most 32767 messages, got {len(items)}")
             # INNER_BASE is filled in when the queue offset is assigned (Store / restamp_record)
-            props = {**batch_props, "INNER_NUM": str(len(items)), "INNER_BASE": ""}
+            props = {**batch_props, PROPERTY_INNER_NUM: str(len(items)), PROPERTY_INNER_BASE: ""}
             msg = Message(body=encode_batch(items) if inner_body is None else bytes(inner_body),
                           properties=props, flag=flag,
                           **{**common, "sysflag": sysflag | SYSFLAG_NEED_UNWRAP | SYSFLAG_INNER_BATCH})

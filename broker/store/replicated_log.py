@@ -39,6 +39,7 @@ from mqbench.errors import CorruptDataError, UserError
 
 from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.formats.dledger import ENTRY_HEADER_BYTES
+from mqbench.broker.formats.properties import PROPERTY_INNER_BASE
 from mqbench.broker.formats.record import (
     SYSFLAG_INNER_BATCH,
     SYSFLAG_TX_MASK,
@@ -99,7 +100,7 @@ class ReplicatedCommitLog:
         msg.queue_offset = 0        # placeholders: append_replicated restamps both
         msg.physical_offset = 0
         if msg.sysflag & SYSFLAG_INNER_BATCH:
-            msg.properties["INNER_BASE"] = "0"
+            msg.properties[PROPERTY_INNER_BASE] = "0"
         record = encode_message(msg)
         self.dledger.next_entry_pos(len(record))   # too large for a data segment: UserError
         if not msg.sysflag & SYSFLAG_INNER_BATCH:
@@ -145,7 +146,7 @@ class ReplicatedCommitLog:
             raise CorruptDataError(f"a replicated entry of {len(body)} bytes holds a record of {size}",
                                    where="replicated entry")
         msg.queue_offset = self._queue_offset_for(msg.topic, msg.queue_id, msg.queue_offset, msg.sysflag)
-        msg.properties["INNER_BASE"] = str(msg.queue_offset)
+        msg.properties[PROPERTY_INNER_BASE] = str(msg.queue_offset)
         body = restamp_record(body, msg.queue_offset)
         index, pos = self.dledger.append(term, body, magic=1)
         msg.physical_offset = pos + ENTRY_HEADER_BYTES

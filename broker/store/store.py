@@ -88,6 +88,7 @@ from .dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerCommitLog, DLedgerL
 from .flush import (POLICY_INTERVAL, POLICY_SYNC, GroupCommit, IntervalFlusher, WritesUnavailable, is_resource_error,
                     parse_flush_policy)
 from .metadata import Metadata
+from mqbench.broker.formats.properties import PROPERTY_INNER_BASE
 from mqbench.broker.formats.record import (
     SYSFLAG_INNER_BATCH,
     SYSFLAG_TX_MASK,
@@ -325,7 +326,7 @@ class Store:
             return
         msg.queue_offset = self.dispatcher.take((msg.topic, msg.queue_id), count)
         if msg.sysflag & SYSFLAG_INNER_BATCH:
-            msg.properties["INNER_BASE"] = str(msg.queue_offset)
+            msg.properties[PROPERTY_INNER_BASE] = str(msg.queue_offset)
 
     def _write(self, msgs: list[Message], counts: list[int], term: int, wait: bool) -> AppendResult:
         with self._lock:
