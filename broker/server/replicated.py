@@ -3,9 +3,9 @@
 The parts, one concern each: ``raft.driver.RaftDriver`` runs the Raft core (ticks, messages, the
 Ready protocol); ``store.raft_storage.RaftLogStorage`` is the core's storage, the store's
 ``ReplicatedCommitLog`` (``store.replicated``); ``applier.Applier`` applies committed entries (the
-state machine); ``proposals.Proposals`` holds the pending writes; ``read_gate``/``write_gate``
-decide when reads and writes are served. This class opens and closes them, takes the writes, and
-follows the role (leadership).
+state machine); ``proposals.Proposals`` holds the pending writes; ``leadership.Leadership`` follows
+the role; ``read_gate``/``write_gate`` decide when reads and writes are served. This class opens
+and closes them and takes the writes.
 
 Opening (every group is a Raft group; a single replica is a one-member group, same code path)::
 
@@ -94,6 +94,7 @@ from mqbench.broker.store.store import Store
 
 from .applier import Applier
 from .entries import OffsetUpdate, TopicUpdate, check_offset_update, meta_message, refuse_meta_topic
+from .leadership import Leadership
 from .offset_snapshots import OffsetSnapshots
 from .proposals import LeadershipLost, Proposals, PutResult
 from .read_gate import ReadGate
@@ -103,8 +104,6 @@ __all__ = ["LeadershipLost", "NotLeader", "PutResult", "ReplicatedGroup"]
 
 log = logging.getLogger("mqbench.broker.replicated")
 
-ROLE_NAMES = {Role.LEADER: "leader", Role.FOLLOWER: "follower", Role.CANDIDATE: "candidate",
-              Role.PRE_CANDIDATE: "candidate"}
 APPLIED_SAVE_MS = 5000
 # one entry must fit in one transport frame, with room for the frame and entry headers
 ENTRY_BYTES_MAX = DEFAULT_MAX_FRAME_BYTES - (1 << 16)
@@ -163,12 +162,10 @@ class ReplicatedGroup:
                                  on_append=self._reads.truncating_from, on_ready=self._after_ready,
                                  on_tick=self._on_tick, on_failed=self._stop_failed, run_step=self._run_step)
         self.proposals = Proposals(self.self_id, store.store_host, lambda: self.node.lead, self.storage.stored_body)
-        self.on_role_change: Callable[[str, int, int | None], None] | None = None
+        self.leadership = Leadership(self.node, self.proposals)
         self.on_commit: Callable[[], None] | None = None
         self._creating: dict[str, asyncio.Future] = {}
         self._offsets = OffsetSnapshots(store, self._propose, self.proposals.lost)
-        self._leader_known = asyncio.Event()
-        self._seen = (self.node.role, self.node.term, self.node.lead)
         self._applied_save_ms = applied_save_ms
         self._since_save_ms = self._since_disk_ms = 0
         self._saving: asyncio.Task | None = None
@@ -221,7 +218,15 @@ class ReplicatedGroup:
 
     @property
     def role(self) -> str:
-        return ROLE_NAMES[self.node.role]
+        return self.leadership.role
+
+    @property
+    def on_role_change(self) -> Callable[[str, int, int | None], None] | None:
+        return self.leadership.on_change
+
+    @on_role_change.setter
+    def on_role_change(self, callback: Callable[[str, int, int | None], None] | None) -> None:
+        self.leadership.on_change = callback
 
     @property
     def term(self) -> int:
@@ -256,12 +261,7 @@ class ReplicatedGroup:
 
     async def wait_leader(self, timeout_s: float) -> int:
         """The leader's node id once one is known (asyncio.TimeoutError after ``timeout_s``)."""
-        async def known() -> int:
-            while not self.node.lead:
-                self._leader_known.clear()
-                await self._leader_known.wait()
-            return self.node.lead
-        return await asyncio.wait_for(known(), timeout_s)
+        return await self.leadership.wait_leader(timeout_s)
 
     def stats(self) -> dict[str, int | str]:
         """Counters for runtime info (raftRole, raftTerm, raftLeaderId as a node id or "")."""
@@ -296,7 +296,7 @@ class ReplicatedGroup:
                             reason="leadership is being handed over") from None
         except NotLeader as exc:
             raise NotLeader(exc.leader, node_id=self.self_id) from None
-        self._check_role()      # fails writes of an earlier term before their index is reused
+        self.leadership.check()      # fails writes of an earlier term before their index is reused
         return self.proposals.add(self.node.term, indexes, counts)
 
     async def put(self, msg: Message) -> PutResult:
@@ -373,7 +373,7 @@ class ReplicatedGroup:
     # -- the Raft loop (driven by ``driver``) ------------------------------------------------
 
     async def _run_step(self, what: str, step: Callable[[], object], in_thread: bool) -> object:
-        return await self.gate.run(what, step, in_thread=in_thread, on_retry=self._check_role)
+        return await self.gate.run(what, step, in_thread=in_thread, on_retry=self.leadership.check)
 
     def _on_tick(self) -> None:
         tick_ms = self.config.tick_ms
@@ -394,13 +394,13 @@ class ReplicatedGroup:
             log.warning("replica %s could not save %s: %s", self.self_id, self.applier.mark.path, exc)
 
     def _after_ready(self) -> None:
-        self._check_role()
+        self.leadership.check()
         self._reads.changed(self.reads_ready)   # applied, role or a truncation moved it
 
     def _stop_failed(self, exc: BaseException) -> None:
         log.error("replica %s of %s stopped: %s", self.self_id, self.store.root, exc, exc_info=exc)
         self.proposals.fail(f"replica stopped ({exc})")
-        self._notify_role()
+        self.leadership.notify()
 
     def _apply(self, entries: list[Entry]) -> None:
         """Apply committed entries (``Applier``), then settle the writes waiting for them; safe to
@@ -413,29 +413,7 @@ class ReplicatedGroup:
             except Exception:
                 log.exception("on_commit callback failed")
 
-    # -- leadership --------------------------------------------------------------------------
-
-    def _check_role(self) -> None:
-        node = self.node
-        now = (node.role, node.term, node.lead)
-        if now == self._seen:
-            return
-        self._seen = now
-        if self.proposals:
-            # a write of an earlier term can no longer be acknowledged here, even if this replica
-            # is leader again: its entry may be overwritten by the new term's entries
-            self.proposals.fail("leadership lost before the entry was committed",
-                                keep_term=node.term if node.role == Role.LEADER else None)
-        if node.lead:
-            self._leader_known.set()
-        self._notify_role()
-
-    def _notify_role(self) -> None:
-        if self.on_role_change is not None:
-            try:
-                self.on_role_change(self.role, self.term, self.leader_id)
-            except Exception:
-                log.exception("on_role_change callback failed")
+    # -- leadership (``leadership.Leadership``) -----------------------------------------------
 
     def transfer_leadership(self, target: int) -> None:
         """Leader only: hand leadership to node ``target`` once it is caught up."""
