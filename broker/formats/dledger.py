@@ -85,8 +85,10 @@ class IndexUnit:
     term: int
 
 
-def encode_entry(index: int, term: int, pos: int, body: bytes, *, magic: int = DLEDGER_MAGIC, channel: int = 0) -> bytes:
-    """A whole data entry (header + body) for Raft ``index``/``term`` written at absolute ``pos``.
+def encode_entry(index: int, term: int, pos: int, body: bytes, *, magic: int = DLEDGER_MAGIC, channel: int = 0,
+                 crc: int = 0) -> bytes:
+    """A whole data entry (header + body) for Raft ``index``/``term`` written at absolute ``pos``,
+    with bodyCrc ``crc`` (``body_crc(body)``; 0 leaves it unset).
 
     The body is written as given; use ``encode_record_entry`` for a RocketMQ record, whose
     PHYSICALOFFSET must point at the body.
@@ -96,7 +98,7 @@ def encode_entry(index: int, term: int, pos: int, body: bytes, *, magic: int = D
     size = ENTRY_HEADER_BYTES + len(body)
     if size > 0x7FFFFFFF:
         raise UserError(f"DLedger entry of {size} bytes is too large")
-    return _HEADER.pack(magic, size, index, term, pos, channel, 0, 0, len(body)) + bytes(body)
+    return _HEADER.pack(magic, size, index, term, pos, channel, 0, crc, len(body)) + bytes(body)
 
 
 def encode_record_entry(index: int, term: int, pos: int, record: bytes) -> bytes:

@@ -158,7 +158,8 @@ class ReplicatedGroup:
         host, port = peers[self.self_id]
         self.transport = RaftTransport(self.self_id, {p: a for p, a in peers.items() if p != self.self_id},
                                        lambda m: None, host=host, port=port, secret=raft_secret)
-        self.driver = RaftDriver(self.node, self.storage, self.transport, apply=self._apply,
+        # apply through the instance: a fault injected into ReplicatedGroup._apply later takes effect
+        self.driver = RaftDriver(self.node, self.storage, self.transport, apply=lambda entries: self._apply(entries),
                                  on_append=self._reads.truncating_from, on_ready=self._after_ready,
                                  on_tick=self._on_tick, on_failed=self._stop_failed, run_step=self._run_step)
         self.proposals = Proposals(self.self_id, store.store_host, lambda: self.node.lead, self.storage.stored_body)

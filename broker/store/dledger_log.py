@@ -42,6 +42,7 @@ files; RocketMQ and DLedger ignore the field.
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 from typing import Iterator
 
@@ -50,12 +51,13 @@ from mqbench.errors import InvariantViolation, UserError
 from mqbench.broker.formats import dledger as fmt
 from .atomic import read_with_backup, write_atomic
 from .log_reader import STOP, LogReader, QueueFiles
-from mqbench.broker.formats.record import RECORD_END, Message, check_record, encode_message
+from mqbench.broker.formats.record import RECORD_END, Message, check_record, encode_message, set_physical_offset
 from .segments import SegmentQueue
 
 DEFAULT_INDEX_SEGMENT_BYTES = 32 * 5 * 1024 * 1024   # 167 772 160, DLedgerConfig
 RECOVER_SEGMENTS = 3
-_BODY_CRC_AT = 40
+_PHYSICAL_OFFSET = struct.Struct(">q")
+_PHYSICAL_OFFSET_AT = 28       # PHYSICALOFFSET in a record (formats.record's layout)
 
 
 def is_record_body(body: bytes) -> bool:
@@ -190,31 +192,33 @@ class DLedgerLog:
         """Append the entry for index ``last_index + 1``; returns (index, pos). A body that is a
         RocketMQ record (a normal entry whose bytes 4..8 are a record magic) gets PHYSICALOFFSET =
         pos + 48, as ``append_record`` does, whatever it held (a leader's value on a follower)."""
+        return self.append_stored(term, body, magic=magic)[:2]
+
+    def append_stored(self, term: int, body: bytes, *, magic: int = fmt.DLEDGER_MAGIC) -> tuple[int, int, bytes]:
+        """``append``, also returning the body as written (a record's with its PHYSICALOFFSET;
+        ``body`` itself when it already held that value)."""
         return self._append(term, body, magic, magic == fmt.DLEDGER_MAGIC and is_record_body(body))
 
     def append_record(self, term: int, record: bytes) -> tuple[int, int]:
         """Append a RocketMQ record with PHYSICALOFFSET = pos + 48; returns (index, pos)."""
-        return self._append(term, record, fmt.DLEDGER_MAGIC, True)
+        return self._append(term, record, fmt.DLEDGER_MAGIC, True)[:2]
 
-    def _append(self, term: int, body: bytes, magic: int, is_record: bool) -> tuple[int, int]:
+    def _append(self, term: int, body: bytes, magic: int, is_record: bool) -> tuple[int, int, bytes]:
         if term < self.last_term:
             raise InvariantViolation(f"term {term} is below the log's last term {self.last_term}")
         pos = self.next_entry_pos(len(body))
         if pos != self.end_pos:
             self.data.write(self.end_pos, fmt.encode_entry_blank(pos - self.end_pos))
         index = self.last_index + 1
-        if is_record:
-            raw = fmt.encode_record_entry(index, term, pos, body)
-        else:
-            raw = fmt.encode_entry(index, term, pos, body, magic=magic)
-        crc = fmt.body_crc(memoryview(raw)[fmt.ENTRY_HEADER_BYTES:])
-        raw = raw[:_BODY_CRC_AT] + crc.to_bytes(4, "big") + raw[_BODY_CRC_AT + 4:]
+        if is_record and _PHYSICAL_OFFSET.unpack_from(body, _PHYSICAL_OFFSET_AT)[0] != pos + fmt.ENTRY_HEADER_BYTES:
+            body = set_physical_offset(body, pos + fmt.ENTRY_HEADER_BYTES)   # spec 11.3
+        raw = fmt.encode_entry(index, term, pos, body, magic=magic, crc=fmt.body_crc(body))
         self.data.write(pos, raw)
         self.index.write(index * fmt.INDEX_UNIT_BYTES,
                          fmt.encode_index_unit(magic, pos, len(raw), index, term))
         self.last_index, self.last_term = index, term
         self.end_pos = pos + len(raw)
-        return index, pos
+        return index, pos, body
 
     # -- reading -----------------------------------------------------------------------------
 

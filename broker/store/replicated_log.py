@@ -31,7 +31,6 @@ thread-safe (the store's lock); a closed store raises UserError.
 """
 from __future__ import annotations
 
-import struct
 import threading
 from typing import Callable
 
@@ -48,7 +47,6 @@ from mqbench.broker.formats.record import (
     Message,
     decode_message,
     encode_message,
-    set_physical_offset,
 )
 from mqbench.broker.formats.record_check import peek_record, peek_tags_code
 from mqbench.broker.formats.restamp import restamp_record
@@ -61,8 +59,6 @@ from .recovery import CheckpointFile, CheckpointState
 
 
 BUILT_MAX = 1 << 16
-_PHYSICAL_OFFSET = struct.Struct(">q")
-_PHYSICAL_OFFSET_AT = 28       # PHYSICALOFFSET in the record (formats.record's layout)
 
 
 class ReplicatedCommitLog:
@@ -148,9 +144,8 @@ class ReplicatedCommitLog:
         msg.queue_offset = self._queue_offset_for(msg.topic, msg.queue_id, msg.queue_offset, msg.sysflag)
         msg.properties[PROPERTY_INNER_BASE] = str(msg.queue_offset)
         body = restamp_record(body, msg.queue_offset)
-        index, pos = self.dledger.append(term, body, magic=1)
+        index, pos, body = self.dledger.append_stored(term, body, magic=1)
         msg.physical_offset = pos + ENTRY_HEADER_BYTES
-        body = set_physical_offset(body, msg.physical_offset)
         return index, body, message_dispatch_info(msg, len(body))
 
     def _place_built(self, term: int, body: bytes, msg: Message) -> tuple[int, bytes, DispatchInfo]:
@@ -158,9 +153,9 @@ class ReplicatedCommitLog:
         msg.queue_offset = self._queue_offset_for(msg.topic, msg.queue_id, 0, msg.sysflag)
         if msg.queue_offset:
             body = restamp_record(body, msg.queue_offset)
-        index, pos = self.dledger.append(term, body, magic=1)
+        index, pos, body = self.dledger.append_stored(term, body, magic=1)
         msg.physical_offset = pos + ENTRY_HEADER_BYTES
-        return index, set_physical_offset(body, msg.physical_offset), message_dispatch_info(msg, len(body))
+        return index, body, message_dispatch_info(msg, len(body))
 
     def _place(self, term: int, body: bytes) -> tuple[int, bytes, DispatchInfo]:
         """Restamp, append and describe one record entry (module doc)."""
@@ -176,11 +171,9 @@ class ReplicatedCommitLog:
         queue_offset = self._queue_offset_for(peek.topic, peek.queue_id, peek.queue_offset, peek.sysflag)
         if queue_offset != peek.queue_offset:
             body = restamp_record(body, queue_offset)
-        index, pos = self.dledger.append(term, body, magic=1)
+        # the leader's stored bytes (``raft.driver`` sends those) come back unchanged, not copied
+        index, pos, body = self.dledger.append_stored(term, body, magic=1)
         physical_offset = pos + ENTRY_HEADER_BYTES
-        if _PHYSICAL_OFFSET.unpack_from(body, _PHYSICAL_OFFSET_AT)[0] != physical_offset:
-            body = set_physical_offset(body, physical_offset)
-        # else: the leader's stored bytes (``raft.driver`` sends those): written unchanged
         return index, body, DispatchInfo(peek.topic, peek.queue_id, queue_offset, physical_offset, peek.size,
                                          peek.sysflag, peek_tags_code(peek), peek.store_timestamp_ms, 1)
 
