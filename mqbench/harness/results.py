@@ -147,11 +147,16 @@ field                                       meaning
 ``cells[].last_publish_error``              the last send failure's text, or null
 ``cells[].ray``                             only in a run on a Ray cluster (``--cluster``,
                                             ``mqbench.ray.engine``): ``address``,
-                                            ``workers_per_node``, ``e2e_clock_uncertainty_us`` (bound
-                                            on the clock error of an e2e latency: 0 when every
-                                            producer and consumer share one node, else the worst
-                                            cross-node pair's summed uncertainties; null without
-                                            producers) and ``nodes[]``: ``node_id``, ``name``
+                                            ``workers_per_node``, ``placement`` (``topic``: a
+                                            topic's producers and consumers on one node, or
+                                            ``spread``), ``topic_cells[]`` (``topics``,
+                                            ``rate_share``, ``producers``, ``consumers``,
+                                            ``node_ids``; empty under spread),
+                                            ``e2e_clock_uncertainty_us`` (bound on the clock error
+                                            of an e2e latency: 0 when each topic's producers and
+                                            consumers share a node, else the worst cross-node
+                                            pair's summed uncertainties; null without producers)
+                                            and ``nodes[]``: ``node_id``, ``name``
                                             (hostname/ip), ``producers``, ``consumers``,
                                             ``layout_hosts`` placed there, ``clock_offset_ns`` (node
                                             monotonic clock minus the driver's; workers run on the

@@ -1,8 +1,9 @@
 """The compression ratio of a run's own payloads under a cell's codec, measured, not assumed.
 
 ``measure_payload(source, seed, codec, compress_over_bytes, batch_msgs, sample_msgs)`` reads
-the first ``sample_msgs`` messages of the workload (the same seed, so the same bodies the run
-sends) and reports:
+the first ``sample_msgs`` messages of the workload (the same seed, so the same bodies a
+one-producer run sends; with several producers at a rate each sends its own part, drawn from the
+same body models) and reports:
 
 * ``compression_ratio_per_msg``: raw bytes / compressed bytes with the codec applied to every body;
 * ``compression_ratio_as_sent``: raw / wire bytes under the producer's rule (only bodies of at least
