@@ -18,7 +18,9 @@ Lifecycle: ``subscribe(topic, "*" | "a || b")``, ``await start()``, then ``await
 Offsets: a message counts as consumed once ``receive`` has returned it. The committed offset of a
 queue is the offset of its oldest message still buffered, or the next offset to pull when none is
 (so a message is committed only after it was handed out: at-least-once). Messages of a queue that
-a rebalance took away are dropped from the buffer, as RocketMQ drops its process queue.
+a rebalance took away are dropped from the buffer, as RocketMQ drops its process queue. The
+buffer takes a pull's messages at once; a pull loop waits while it holds ``buffer_messages_max``
+or more (so it holds at most that plus one pull per assigned queue).
 Pulled bodies are decoded by ``messages.decode_pulled`` (inner batches unwrapped, decompressed);
 tags are also filtered on the client, because the broker filters by tag hash only. A whole record
 whose body does not decompress or unwrap (a broker may hold one: another broker's store, a client
