@@ -22,7 +22,7 @@ A layout is a TOML file (built-ins live in ``broker/layouts/``)::
 
     [[links]]                      # optional: how the network between two rooms behaves
     rooms = ["room1", "room2"]     # both directions; one room may belong to another layout (DR scheme C)
-    latency_ms = 2                 # one-way; jitter_ms, loss, cut, retransmit_ms: see broker/netem/link.py
+    latency_ms = 2                 # one-way; jitter_ms, loss, cut, retransmit_ms: see mqbench/dr/netem/link.py
     jitter_ms = 1
 
     [dr]                           # optional: the machine-room DR scheme this layout is (mqbench dr)
@@ -48,7 +48,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mqbench.broker.netem.link import NO_DELAY, LinkSettings
+from mqbench.broker.layout_links import NO_DELAY, LinkSettings
 from mqbench.errors import UserError
 
 BUILTIN_DIR = Path(__file__).parent / "layouts"

@@ -133,7 +133,7 @@ async def rolling_upgrade(state: ClusterState, target: str, *, groups: list[str]
                           wait_s: float = 60.0, keep_old: bool = True,
                           on_event: Callable[[str], None] | None = None) -> list[ReplicaUpgrade]:
     """Upgrade every replica of ``groups`` (default: all) to ``target`` (module doc)."""
-    from mqbench.cluster.drills import wait_healthy
+    from mqbench.cluster.control import wait_healthy
 
     if target not in ROLLING_TARGETS:
         raise UserError(f"a rolling upgrade keeps the Raft log: --to must be one of {', '.join(ROLLING_TARGETS)}")

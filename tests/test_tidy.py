@@ -89,6 +89,8 @@ PURE = [
     "broker/timer/rewrite.py",
     # The broker's message counters over time (mqadmin's stats), fed with the time.
     "broker/server/stats.py",
+    # The layout's room links (a validated value; the link model and proxy are mqbench/dr/netem).
+    "broker/layout_links.py",
     # The error hierarchy every pure module raises from.
     "mqbench/errors.py",
 ]

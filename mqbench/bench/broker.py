@@ -180,7 +180,7 @@ def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concur
     """
     from mqbench.broker.layout import load_layout
     from mqbench.cluster import launcher
-    from mqbench.cluster.drills import ensure_topic
+    from mqbench.cluster.control import ensure_topic
     from mqbench.run.environment import free_port_offset
 
     for name in layouts:

@@ -3,7 +3,7 @@
 For each layout it starts a reference cluster (real processes at a free port offset), keeps
 senders busy on every group with mqbench's client, and ``kills`` times (round-robin over the
 groups) SIGKILLs a group's leader, restarts it and waits until the group is whole again
-(``mqbench.cluster.drills.measure_failovers``). Per kill:
+(``mqbench.bench.kills.measure_failovers``). Per kill:
 
 * ``failover_ms``: SIGKILL -> the next acknowledged send on that group's topic (what a producer
   sees: detection, election, registration with the name server, the client's route refresh);
@@ -39,7 +39,7 @@ START_WAIT_S = 90.0
 def _run_layout(layout_name: str, kills: int, durability: str, root: Path, on_kill) -> dict:
     from mqbench.broker.layout import load_layout
     from mqbench.cluster import launcher
-    from mqbench.cluster.drills import measure_failovers
+    from mqbench.bench.kills import measure_failovers
     from mqbench.run.environment import free_port_offset
 
     state = launcher.up(layout_name, root / layout_name, port_offset=free_port_offset(load_layout(layout_name)),

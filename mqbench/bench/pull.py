@@ -125,7 +125,7 @@ def run(*, layout_name: str = "single", messages: int = 1_000_000, body_bytes: i
     ``UserError`` for an unknown layout or a cluster that does not start."""
     from mqbench.broker.layout import load_layout
     from mqbench.cluster import launcher
-    from mqbench.cluster.drills import ensure_topic, group_leader
+    from mqbench.cluster.control import ensure_topic, group_leader
     from mqbench.run.environment import free_port_offset
 
     if messages < 1:

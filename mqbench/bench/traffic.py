@@ -8,7 +8,7 @@ import time
 import uuid
 
 from mqbench.cluster import launcher
-from mqbench.cluster.drills import NETWORK_ERRORS, committed_offsets, ensure_topic, wait_healthy
+from mqbench.cluster.control import NETWORK_ERRORS, committed_offsets, ensure_topic, wait_healthy
 
 
 async def traffic_during(state, group_name: str, upgrade, *, senders: int = 4) -> dict:

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from mqbench.cluster import launcher
-from mqbench.cluster.drills import NETWORK_ERRORS, _kill, current_leader, ensure_topic, wait_healthy
+from mqbench.cluster.control import NETWORK_ERRORS, kill_instance, current_leader, ensure_topic, wait_healthy
 from mqbench.cluster.processes import ClusterState
 
 
@@ -120,7 +120,7 @@ async def rejoin(state: ClusterState, group: str, *, down_s: float = 30.0, after
     try:
         await asyncio.sleep(before_s)
         victim = (await current_leader(state, group, 10)).name
-        await _kill(state, victim)
+        await kill_instance(state, victim)
         killed_at = time.monotonic()
         await asyncio.sleep(down_s)
         if not load_after_restart:

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mqbench.broker.layout import Layout, load_layout
-from mqbench.broker.netem import NO_DELAY, DelayProxy
+from mqbench.dr.netem import NO_DELAY, DelayProxy
 from mqbench.admin.calls import query_runtime_info
-from mqbench.cluster import drills, launcher
+from mqbench.cluster import control, launcher
 from mqbench.dr import cluster as drcluster
 from mqbench.dr.measure import FailoverTimes, duplicate_deliveries, lost_messages, percentile_ms, rto_split
 from mqbench.dr.replicator import Replicator
@@ -128,7 +128,7 @@ def victims(layout: Layout, fault: str, target: str) -> list[str]:
 
 
 async def _leader(cluster: drcluster.DrCluster, group: str) -> tuple[str, int]:
-    row = await drills.wait_healthy(cluster.state, group, 30)
+    row = await control.wait_healthy(cluster.state, group, 30)
     info = await query_runtime_info(row.addr, 2.0)
     return row.name, int(info.get("raftTerm", 0))
 
@@ -202,7 +202,7 @@ async def run_drill(settings: DrillSettings) -> DrillResult:
                                       wait_s=settings.wait_s, seed=settings.seed)
     notes: list[str] = []
     try:
-        await drills.ensure_topic(cluster.state, group, topic)
+        await control.ensure_topic(cluster.state, group, topic)
         work = Workload(cluster.namesrv_addr, topic, model=settings.workload, rate_per_s=settings.rate_per_s,
                         seed=settings.seed, run_id=run_id)
         consumer = Deliveries(cluster.namesrv_addr, topic, work.traffic)
@@ -234,7 +234,7 @@ async def run_drill(settings: DrillSettings) -> DrillResult:
             await asyncio.to_thread(_restart, cluster, down)
         work.traffic.phase = "healed"
         try:
-            await drills.wait_healthy(cluster.state, group, 30)
+            await control.wait_healthy(cluster.state, group, 30)
         except UserError as exc:
             notes.append(f"not healthy 30 s after the heal: {exc}")
         await asyncio.sleep(settings.after_ms / 1000)
@@ -246,7 +246,7 @@ async def run_drill(settings: DrillSettings) -> DrillResult:
             await watcher
         await work.stop()
         acked = work.traffic.acked()
-        await drills.wait_healthy(cluster.state, group, 30)
+        await control.wait_healthy(cluster.state, group, 30)
         await consumer.wait_for(acked, 15)
         await consumer.stop()
         present = await read_back(cluster.namesrv_addr, topic, run_id, acked)
@@ -344,8 +344,8 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
         standby = await asyncio.to_thread(drcluster.up, standby_layout.source, settings.directory / "dr-c-standby",
                                           port_offset=settings.port_offset, durability=settings.durability,
                                           wait_s=settings.wait_s, seed=settings.seed)
-        await drills.ensure_topic(active.state, group, topic)
-        await drills.ensure_topic(standby.state, standby_group, topic)
+        await control.ensure_topic(active.state, group, topic)
+        await control.ensure_topic(standby.state, standby_group, topic)
         link = _RoomLink(active_layout, active_layout.link_between("room1", "room2"))
         await link.start(settings.seed)
         replicator = Replicator(link.dial(active_layout.namesrv_addr), standby_layout.namesrv_addr, [topic],
@@ -406,7 +406,7 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
         acked = work.traffic.acked()
         serving = standby if room_loss else active
         if not room_loss:
-            await drills.wait_healthy(active.state, group, 30)
+            await control.wait_healthy(active.state, group, 30)
         await consumer.wait_for(acked, 10)
         await consumer.stop()
         present = await read_back(serving.namesrv_addr, topic, run_id, acked)

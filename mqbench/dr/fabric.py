@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mqbench.broker.layout import Layout
-from mqbench.broker.netem import NO_DELAY, DelayProxy, LinkSettings
+from mqbench.dr.netem import NO_DELAY, DelayProxy, LinkSettings
 from mqbench.errors import UserError
 
 ALIAS_FIRST_OCTET = 200

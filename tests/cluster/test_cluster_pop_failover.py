@@ -14,7 +14,7 @@ import pytest
 from mqbench.broker.pop.spans import MERGE_WINDOW_MS
 from mqbench.client import OutgoingMessage, PopConsumer, Producer
 from mqbench.cluster import launcher
-from mqbench.cluster.drills import _kill, current_leader, ensure_topic, wait_healthy
+from mqbench.cluster.control import kill_instance, current_leader, ensure_topic, wait_healthy
 
 TOPIC, GROUP = "PopFailover", "GID_pop_failover"
 COUNT = 40
@@ -56,7 +56,7 @@ def test_unacked_pop_messages_come_back_after_a_leader_sigkill_and_acked_ones_do
         await ack_consumer.close()
         await asyncio.sleep((MERGE_WINDOW_MS + 500) / 1000)       # every checkpoint written
         victim = (await current_leader(state, "broker-a", 10)).name
-        await _kill(state, victim)
+        await kill_instance(state, victim)
         deadline = time.monotonic() + 60
         while (await current_leader(state, "broker-a", 60)).name == victim:
             assert time.monotonic() < deadline, "no new leader"
@@ -138,7 +138,7 @@ def test_an_orderly_pop_lock_survives_a_leader_sigkill(cluster_factory, free_por
         assert [m.queue_offset for m in held] == [0, 1, 2, 3]
         assert (await ch.request(_order_ack(held[0].properties["POP_CK"]), 5000)).code == codes.SUCCESS
         ch.close()
-        await _kill(state, victim.name)
+        await kill_instance(state, victim.name)
         deadline = time.monotonic() + 60
         while (leader := await current_leader(state, "broker-a", 60)).name == victim.name:
             assert time.monotonic() < deadline, "no new leader"

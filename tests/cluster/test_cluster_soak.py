@@ -1,6 +1,6 @@
 """The failover soak: messages through a 3-replica group while its leader is SIGKILLed and restarted.
 
-What must hold (``mqbench.cluster.drills.soak``): every acknowledged message is consumed (none
+What must hold (``mqbench.bench.kills.soak``): every acknowledged message is consumed (none
 lost), every number is consumed at least once, nothing unknown arrives, and the committed consumer
 offsets read from the leader between kills never go backwards. The default run is a bounded slice
 (10,000 messages, 2 kills); the full soak (100,000 messages, a kill every few seconds) is ``slow``.
@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from mqbench.cluster.drills import _body, _seq_of, soak
+from mqbench.bench.kills import _body, _seq_of, soak
 
 OFFSET_SLICE = 4210
 OFFSET_FULL = 4220
@@ -69,7 +69,7 @@ def test_consumer_final_commit_reaches_the_leader_after_a_leadership_move(cluste
     the committed offsets on the leader must then be the queues' ends."""
     from mqbench.client import Consumer, OutgoingMessage, Producer
     from mqbench.cluster import launcher
-    from mqbench.cluster.drills import committed_offsets, ensure_topic, max_offsets, wait_healthy
+    from mqbench.cluster.control import committed_offsets, ensure_topic, max_offsets, wait_healthy
 
     state = cluster_factory("raft3", OFFSET_TRANSFER)
     namesrv = launcher.cluster_layout(state).namesrv_addr
@@ -113,7 +113,7 @@ def test_consumer_final_commit_reaches_the_leader_after_a_leadership_move(cluste
                 await max_offsets(leader.addr, "MoveTopic"))
 
     async def wait_healthy_without(state, victim: str):
-        from mqbench.cluster.drills import current_leader
+        from mqbench.cluster.control import current_leader
 
         row = await current_leader(state, "broker-a", 30)
         while row.name == victim:
@@ -136,7 +136,7 @@ def test_whole_group_sigkilled_at_once_loses_no_acknowledged_message(cluster_fac
     durability must lose nothing)."""
     from mqbench.client import Consumer, OutgoingMessage, Producer
     from mqbench.cluster import launcher
-    from mqbench.cluster.drills import NETWORK_ERRORS, ensure_topic, wait_healthy
+    from mqbench.cluster.control import NETWORK_ERRORS, ensure_topic, wait_healthy
 
     state = cluster_factory("raft3", OFFSET_CRASH, durability=durability)
     namesrv = launcher.cluster_layout(state).namesrv_addr

@@ -18,7 +18,7 @@ from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.client import connect
 from mqbench.broker.formats.command import RemotingCommand
 from mqbench.cluster import launcher
-from mqbench.cluster.drills import ensure_topic
+from mqbench.cluster.control import ensure_topic
 
 
 @pytest.mark.realproc

@@ -4,7 +4,7 @@ import copy
 import pytest
 
 from mqbench.broker.layout import load_layout, parse_layout
-from mqbench.broker.netem import NO_DELAY, LinkSettings
+from mqbench.dr.netem import NO_DELAY, LinkSettings
 from mqbench.errors import UserError
 
 

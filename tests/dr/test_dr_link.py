@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mqbench.broker.netem import LinkSettings, Pipe
-from mqbench.broker.netem.link import LinkModel
+from mqbench.dr.netem import LinkSettings, Pipe
+from mqbench.dr.netem.link import LinkModel
 from mqbench.errors import UserError
 
 

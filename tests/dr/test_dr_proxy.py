@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from mqbench.broker.netem import DelayProxy, LinkSettings
+from mqbench.dr.netem import DelayProxy, LinkSettings
 from mqbench.errors import UserError
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mqbench.broker.netem import DelayProxy, LinkSettings
+from mqbench.dr.netem import DelayProxy, LinkSettings
 from mqbench.broker.formats import codes
 from mqbench.client import OutgoingMessage, Producer
 from mqbench.dr.offsets import QueueKey

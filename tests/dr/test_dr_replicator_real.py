@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from mqbench.cluster import drills
+from mqbench.cluster import control
 from mqbench.client import Consumer, OutgoingMessage, Producer
 from mqbench.dr import cluster as drcluster
 from mqbench.broker.formats.properties import PROPERTY_MQBENCH_ORIGIN
@@ -30,8 +30,8 @@ def test_messages_and_consumer_offsets_reach_the_standby_cluster(tmp_path):
 
 
 async def _body(active, standby):
-    await drills.ensure_topic(active.state, "broker-a", TOPIC)
-    await drills.ensure_topic(standby.state, "broker-b", TOPIC)
+    await control.ensure_topic(active.state, "broker-a", TOPIC)
+    await control.ensure_topic(standby.state, "broker-b", TOPIC)
     async with Producer(active.namesrv_addr, "PID_repl") as producer:
         for i in range(40):
             await producer.send(OutgoingMessage(TOPIC, f"m{i}".encode(), keys=[f"k{i}"]))

@@ -13,7 +13,7 @@ import pytest
 
 from clients import ensure_cpp_client, ensure_ons_client
 from mqbench.cluster import launcher
-from mqbench.cluster.drills import ensure_topic, max_offsets
+from mqbench.cluster.control import ensure_topic, max_offsets
 from test_official_clients import acked_keys, check_message, consume_all, produce
 
 OFFSETS = {"cpp": 4350, "ons": 4360}

@@ -25,7 +25,7 @@ import pytest
 
 from clients import ensure_cpp_client, ensure_ons_client
 from mqbench.cluster import launcher
-from mqbench.cluster.drills import ensure_topic, wait_healthy
+from mqbench.cluster.control import ensure_topic, wait_healthy
 
 OFFSETS = {("cpp", "single"): 4310, ("cpp", "raft3"): 4320, ("ons", "single"): 4330, ("ons", "raft3"): 4340}
 ENSURE = {"cpp": ensure_cpp_client, "ons": ensure_ons_client}

@@ -1,5 +1,9 @@
 """Failover drills on a running reference cluster: the kill-the-leader soak and failover timing.
 
+The house of ``mqbench bench failover`` (``measure_failovers``) and the soak tests (``soak``); the
+cluster control they drive (leaders, health, topics, offsets, kill, restart) is
+``mqbench.cluster.control``.
+
 Both run in the caller's asyncio loop, drive the cluster with mqbench's own client
 (``mqbench.client``) and SIGKILL real broker processes through the launcher.
 
@@ -35,24 +39,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import statistics
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 
-from mqbench.broker.formats import codes, headers
-from mqbench.broker.remoting.client import connect
-from mqbench.broker.formats.command import RemotingCommand
 from mqbench.cluster import launcher
+from mqbench.cluster.control import (NETWORK_ERRORS, committed_offsets, current_leader, ensure_topic, group_leader,
+                                     kill_instance, leaders_per_host, max_offsets, restart_after, wait_healthy)
 from mqbench.cluster.processes import ClusterState
-from mqbench.errors import InvariantViolation, MqbenchError, UserError
+from mqbench.errors import UserError
 
 log = logging.getLogger(__name__)
 
-NETWORK_ERRORS = (MqbenchError, OSError, asyncio.TimeoutError)
-QUEUES = 4
 
 
 @dataclass
@@ -98,146 +97,6 @@ class FailoverResult:
         return {"count": len(values), "failed": len(self.samples) - len(values),
                 "median": statistics.median(values) if values else None, "max": max(values) if values else None,
                 "min": min(values) if values else None}
-
-
-# --- cluster helpers --------------------------------------------------------------------------------
-
-
-async def group_leader(state: ClusterState, group: str, timeout_s: float = 1.0) -> launcher.InstanceStatus | None:
-    """The live instance leading ``group`` now (highest term if two claim it), or None."""
-    rows = [r for r in await launcher.status_async(state, timeout_s) if r.group == group and r.role == "leader"]
-    return max(rows, key=lambda r: r.term or 0) if rows else None
-
-
-async def current_leader(state: ClusterState, group: str, timeout_s: float) -> launcher.InstanceStatus:
-    """The leader of ``group`` as soon as one answers (an election or transfer may be under way)."""
-    deadline = time.monotonic() + timeout_s
-    while (row := await group_leader(state, group)) is None:
-        if time.monotonic() > deadline:
-            raise UserError(f"group {group} has no leader after {timeout_s:.0f} s")
-        await asyncio.sleep(0.05)
-    return row
-
-
-async def wait_healthy(state: ClusterState, group: str, timeout_s: float) -> launcher.InstanceStatus:
-    """Wait until every replica of ``group`` runs and answers, one leads, and the name server routes
-    to that leader; returns the leader. ``UserError`` on timeout."""
-    deadline = time.monotonic() + timeout_s
-    last = "no status yet"
-    while True:
-        rows = [r for r in await launcher.status_async(state, 1.0) if r.group == group]
-        leaders = [r for r in rows if r.role == "leader"]
-        answering = all(r.role in ("leader", "follower") for r in rows)
-        if len(leaders) == 1 and answering:
-            routed = await launcher._namesrv_masters(launcher.cluster_layout(state).namesrv_addr, 1.0)
-            if routed.get(group) == leaders[0].addr:
-                return leaders[0]
-            last = f"name server routes {group} to {routed.get(group) or 'nothing'}, leader is {leaders[0].addr}"
-        else:
-            last = ", ".join(f"{r.name}={r.role}" for r in rows)
-        if time.monotonic() > deadline:
-            raise UserError(f"group {group} not healthy after {timeout_s:.0f} s: {last}")
-        await asyncio.sleep(0.2)
-
-
-async def leaders_per_host(state: ClusterState) -> dict[str, int]:
-    layout = launcher.cluster_layout(state)
-    counts = Counter({host: 0 for host in layout.hosts})
-    for row in await launcher.status_async(state, 1.0):
-        if row.role == "leader":
-            counts[row.host] += 1
-    return dict(sorted(counts.items()))
-
-
-async def ensure_topic(state: ClusterState, group: str, topic: str, timeout_s: float = 30.0) -> None:
-    """Create ``topic`` (4 queues) on ``group``'s leader and wait until the name server routes it."""
-    from mqbench.admin.calls import create_topic
-
-    deadline = time.monotonic() + timeout_s
-    created = False
-    while True:
-        if not created:
-            row = await group_leader(state, group)
-            if row is not None:
-                try:
-                    await create_topic(row.addr, topic, queues=QUEUES, credentials=launcher.cluster_credentials(state))
-                    created = True
-                except NETWORK_ERRORS as exc:
-                    log.info("create %s on %s: %s", topic, row.addr, exc)
-        if created and await _routed(launcher.cluster_layout(state).namesrv_addr, topic):
-            return
-        if time.monotonic() > deadline:
-            raise UserError(f"topic {topic} on {group}: {'not routed' if created else 'not created'} "
-                            f"after {timeout_s:.0f} s")
-        await asyncio.sleep(0.2)
-
-
-async def _routed(namesrv_addr: str, topic: str) -> bool:
-    try:
-        channel = await connect(namesrv_addr, timeout_ms=1000)
-    except NETWORK_ERRORS:
-        return False
-    try:
-        response = await channel.request(RemotingCommand.request(
-            codes.GET_ROUTEINFO_BY_TOPIC, {"topic": topic, "acceptStandardJsonOnly": True}), 1000)
-        return response.code == codes.SUCCESS
-    except NETWORK_ERRORS:
-        return False
-    finally:
-        await channel.aclose()
-
-
-async def committed_offsets(addr: str, group: str, topic: str, queues: int = QUEUES,
-                            timeout_ms: int = 1000) -> dict[int, int]:
-    """Queue id -> the consumer group's committed offset on the broker at ``addr`` (-1: none).
-
-    Raises ``UserError`` when the broker refuses the query (anything but SUCCESS / QUERY_NOT_FOUND)."""
-    channel = await connect(addr, timeout_ms=timeout_ms)
-    try:
-        out = {}
-        for queue_id in range(queues):
-            response = await channel.request(RemotingCommand.request(
-                codes.QUERY_CONSUMER_OFFSET, headers.QueryConsumerOffsetHeader(group, topic, queue_id).to_ext()),
-                timeout_ms)
-            if response.code == codes.SUCCESS:
-                out[queue_id] = headers.OffsetResponseHeader.from_ext(response.ext_fields).offset
-            elif response.code == codes.QUERY_NOT_FOUND:
-                out[queue_id] = -1
-            else:
-                raise UserError(f"QUERY_CONSUMER_OFFSET {topic}/{queue_id} on {addr}: "
-                                f"{codes.response_name(response.code)} {response.remark or ''}")
-        return out
-    finally:
-        await channel.aclose()
-
-
-async def max_offsets(addr: str, topic: str, queues: int = QUEUES, timeout_ms: int = 1000, *,
-                      credentials=None) -> dict[int, int]:
-    """Queue id -> the queue's max offset (one past its last message) on the broker at ``addr``."""
-    channel = await connect(addr, timeout_ms=timeout_ms, credentials=credentials)
-    try:
-        out = {}
-        for queue_id in range(queues):
-            response = await channel.request(RemotingCommand.request(
-                codes.GET_MAX_OFFSET, headers.QueueOffsetHeader(topic, queue_id).to_ext()), timeout_ms)
-            if response.code != codes.SUCCESS:
-                raise UserError(f"GET_MAX_OFFSET {topic}/{queue_id} on {addr}: "
-                                f"{codes.response_name(response.code)} {response.remark or ''}")
-            out[queue_id] = headers.OffsetResponseHeader.from_ext(response.ext_fields).offset
-        return out
-    finally:
-        await channel.aclose()
-
-
-async def _kill(state: ClusterState, name: str) -> None:
-    hit = await asyncio.to_thread(launcher.kill, state, name, signal.SIGKILL)
-    if hit != [name]:
-        raise InvariantViolation(f"SIGKILL of {name} hit {hit}")
-
-
-async def _restart(state: ClusterState, name: str, delay_s: float) -> None:
-    await asyncio.sleep(delay_s)
-    await asyncio.to_thread(launcher.start, state, name)
 
 
 # --- the soak -------------------------------------------------------------------------------------------
@@ -404,13 +263,13 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
             await read_offsets(f"before kill {k + 1}")
             leader = await current_leader(state, group, heal_timeout_s)  # asked again just before the kill
             event = KillEvent(leader.name, leader.host, group, leader.term, time.monotonic() - started)
-            await _kill(state, leader.name)
+            await kill_instance(state, leader.name)
             event.dead_at_s = time.monotonic() - started
             events.append(event)
             gate = messages if k + 1 == kills else (k + 2) * messages // (kills + 1) + margin
             async with tally.progress:
                 tally.progress.notify_all()
-            await _restart(state, leader.name, restart_after_s)
+            await restart_after(state, leader.name, restart_after_s)
             await wait_healthy(state, group, heal_timeout_s)
             await read_offsets(f"after kill {k + 1}")
 
@@ -532,7 +391,7 @@ async def measure_failovers(state: ClusterState, *, kills: int = 20, senders_per
             event = KillEvent(victim.name, victim.host, g, victim.term, time.monotonic() - started)
             t0 = time.monotonic()
             election = asyncio.create_task(new_leader_seen(g, victim.name, t0, failover_timeout_s))
-            await _kill(state, victim.name)
+            await kill_instance(state, victim.name)
             t_dead = time.monotonic()
             event.dead_at_s = t_dead - started
             t_ack = await next_ack(g, t_dead, failover_timeout_s)
@@ -541,7 +400,7 @@ async def measure_failovers(state: ClusterState, *, kills: int = 20, senders_per
             event.election_ms = (t_elected - t0) * 1000 if t_elected is not None else None
             event.leaders_per_host = await leaders_per_host(state)
             t_restart = time.monotonic()
-            await _restart(state, victim.name, 0.0)
+            await restart_after(state, victim.name, 0.0)
             if await _balanced(state, rebalance_wait_s):
                 event.rebalance_ms = (time.monotonic() - t_restart) * 1000
             samples.append(event)
