@@ -79,6 +79,7 @@ PURE = [
     "codecs/registry.py",
     # The Ray node clock offset estimator (samples injected). Excluded: the rest of mqbench/ray (Ray).
     "mqbench/ray/clock.py",
+    "mqbench/ray/placement.py",
     # Delayed messages: settings, the delivery plan (what the replicated progress marker says), the
     # planner (the delay service's decisions, time injected) and the rewrite of a delayed message.
     # Excluded: service.py (the planner's asyncio adapter), wiring.py (asyncio), files.py and

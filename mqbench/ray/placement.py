@@ -62,8 +62,11 @@ def _apportion(total: int, shares: list[float]) -> list[int] | None:
     return counts
 
 
+Where = dict[tuple[str, int], tuple[int, int | None]]
+
+
 def _spread(producers: int, consumers: int, nodes: int, workers_per_node: int) -> Placement:
-    workers = {}
+    workers: Where = {}
     for role, count in (("producer", producers), ("consumer", consumers)):
         for index in range(count):
             workers[(role, index)] = ((index // workers_per_node) % nodes, None)
@@ -91,7 +94,7 @@ def plan(topic_shares: dict[str, float], producers: int, consumers: int, nodes: 
     if producer_counts is None or consumer_counts is None or \
             max(producer_counts + consumer_counts) > workers_per_node:
         return _spread(producers, consumers, nodes, workers_per_node)
-    workers = {}
+    workers: Where = {}
     for role, counts in (("producer", producer_counts), ("consumer", consumer_counts)):
         index = 0
         for position, (cell, count) in enumerate(zip(cells, counts)):
