@@ -129,7 +129,8 @@ def test_overdue_of_an_endless_workload_at_a_rate_reads_no_message_ahead():
 
 
 def test_overdue_of_an_endless_workload_counts_what_was_read_ahead_and_returned():
-    schedule = Schedule(iter(messages(10**6)), 0, 10 * S, rate=100, endless=True)
+    endless = (TraceMessage(send_offset_us=i, topic="t", body=b"x%d" % i) for i in itertools.count())
+    schedule = Schedule(endless, 0, 10 * S, rate=100, endless=True)
     assert schedule.overdue(95 * MS) == 10
     schedule.set_rate(0, 50 * MS)                    # 0..5 stay due, 6..9 go back to the workload
     assert schedule.overdue(S) == 6

@@ -87,13 +87,13 @@ def test_a_part_is_its_own_reproducible_stream_with_the_profile_s_shares():
     # N producer workers at a rate each generate their own part (never all N parts, skipping the
     # others': that made every worker's cost grow with N); part (0, 1) is the whole workload
     profile = load_profile("orders")
-    whole = list(generate_messages(profile, 5, count=300))
-    assert list(generate_messages(profile, 5, count=300, part=(0, 1))) == whole
-    parts = [list(generate_messages(profile, 5, count=3000, part=(i, 3))) for i in range(3)]
-    assert parts[1] == list(generate_messages(profile, 5, count=3000, part=(1, 3)))
-    assert len({m.body for part in parts for m in part}) == 9000            # no two parts repeat a body
+    whole = list(generate_messages(profile, 5, count=100))
+    assert list(generate_messages(profile, 5, count=100, part=(0, 1))) == whole
+    parts = [list(generate_messages(profile, 5, count=1000, part=(i, 3))) for i in range(3)]
+    assert parts[1][:100] == list(generate_messages(profile, 5, count=100, part=(1, 3)))
+    assert len({m.body for part in parts for m in part}) == 3000            # no two parts repeat a body
     for part in parts:
         share = sum(m.topic == "order_payment_timeout" for m in part) / len(part)
-        assert 0.18 < share < 0.26
+        assert 0.16 < share < 0.28
     with pytest.raises(UserError, match="part 3 of 3"):
         next(generate_messages(profile, 5, part=(3, 3)))
