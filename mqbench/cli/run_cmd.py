@@ -83,10 +83,11 @@ bracket_width_share).
 \b
 --rate max, the search (mqbench/harness/maxrate.py): ramp x2 from 200 msgs/s; a check is
 healthy when >= 95% of the load offered in it was acknowledged (counted over the producers'
-own report span), both backlogs <= 1000 msgs, publish errors <= 0.1% and publish p99 <=
---max-p99-ms. A failed check is repeated after a drain (backlogs and requests in flight
-down to 50) before it counts; a candidate within 5% of the first unheld rate is held for 2
-checks. A failed hold is repeated once, then backs off to what its checks absorbed, and the
+own report span), both backlogs <= max(1000 msgs, 1 s of the load), publish errors <= 0.1%
+and publish p99 <= --max-p99-ms. A failed check is repeated after a drain (backlogs and
+requests in flight down to 50) before it counts; a candidate within 5% of the first unheld
+rate is held for 2 checks (its backlogs may not grow by more than 2% of its load or 0.5 s of
+it). A failed hold is repeated once, then backs off to what its checks absorbed, and the
 search bisects back up between what held and what failed. --duration is the search's budget:
 when it runs out, the highest rate that held stands (else the cell fails). Each check lasts
 --check-interval after 0.5 s of settling at the new rate; drain checks last 1 s. For a search
@@ -270,8 +271,9 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
         linger_ms=linger_ms, durability=durability, keep_going=keep_going, keep_stores=keep_stores,
         drain_ms=drain_ms, check_ms=max(200, check_ms), limits=None, acl_file=acl_file, consumer_scenario=scenario,
         command_line=["mqbench", *sys.argv[1:]],
-        search=SearchSettings(start_rate_per_s=200.0, hold_checks=2, tolerance=0.05),
-        thresholds=Thresholds(publish_latency_ms_p99_max=max_p99_ms),
+        search=SearchSettings(start_rate_per_s=200.0, hold_checks=2, tolerance=0.05, hold_growth_share_max=0.02,
+                              hold_growth_floor_s=0.5),
+        thresholds=Thresholds(publish_latency_ms_p99_max=max_p99_ms, backlog_s_max=1.0),
         progress=ProgressLine(enabled=False if (as_json or quiet) else None),
         window_lines=WindowLines(sys.stderr if as_json else None, enabled=not quiet and not is_terminal(sys.stdout)))
     if ray_cluster is not None or ray_mode is not None:

@@ -13,8 +13,9 @@ at most ``drained_msgs_max`` send requests are still unacknowledged (``publish_i
 A check is **healthy** when, at the end of the interval, all of these hold (``Thresholds``):
 
 * publish backlog (messages the schedule wanted sent but the producers have not sent yet)
-  ``<= publish_backlog_msgs_max``;
-* consume backlog (published but not yet consumed) ``<= consume_backlog_msgs_max``;
+  ``<= max(publish_backlog_msgs_max, backlog_s_max x the check's offered msgs/s)``;
+* consume backlog (published but not yet consumed) ``<= max(consume_backlog_msgs_max,
+  backlog_s_max x offered msgs/s)`` (the same bound as a fixed-rate cell's verdict);
 * error share ``publish_errors / (published + publish_errors) <= error_share_max``;
 * p99 publish latency of the interval ``<= publish_latency_ms_p99_max``;
 * when ``published_share_min`` is set: see below; the interval's ``intended`` and ``published``
@@ -45,7 +46,9 @@ drain       backlogged  offer rate 0 and wait (the backlog and the requests stil
                         ``drain_checks_max`` checks
 hold        healthy     one more healthy check at the candidate rate; after ``hold_checks`` in
                         a row, and if the backlog did not grow over the hold by more than
-                        ``hold_growth_share_max`` of the messages offered in it, the rate
+                        ``hold_growth_share_max`` of the messages offered in it (nor by more
+                        than ``hold_growth_floor_s`` of load at the rate: backlogs sampled from
+                        reports up to half a second old are that noisy), the rate
                         **held**: done, unless the bracket (held, ``bad``) is wider than
                         ``tolerance``, then bisect up between them (at most
                         ``rebisect_max`` times) and hold the new candidate; else done, but
@@ -115,6 +118,9 @@ class Thresholds:
     error_share_max: float = 0.001
     publish_latency_ms_p99_max: float = 1000.0
     published_share_min: float = 0.95  # 0 = not checked
+    # > 0: a backlog limit is at least this many seconds of the check's offered load (a fixed count
+    # is a long queue at 300 msgs/s and less than the report noise at 3,000)
+    backlog_s_max: float = 0.0
     drained_msgs_max: int = 50  # a drain ends when backlogs and requests in flight are at most this
 
 
@@ -127,6 +133,7 @@ class SearchSettings:
     tolerance: float = 0.02
     hold_checks: int = 5
     hold_growth_share_max: float = 0.005
+    hold_growth_floor_s: float = 0.0  # growth up to this many seconds of load is noise, not growth
     backoff_factor: float = 0.97
     backoff_floor: float = 0.8
     drain_checks_max: int = 30
@@ -144,6 +151,8 @@ class SearchSettings:
             problems.append("tolerance must be in (0, 1)")
         if self.hold_checks < 1:
             problems.append("hold_checks must be >= 1")
+        if not self.hold_growth_floor_s >= 0:
+            problems.append("hold_growth_floor_s must be >= 0")
         if not 0 <= self.hold_growth_share_max < 1:
             problems.append("hold_growth_share_max must be in [0, 1)")
         if not 0 < self.backoff_factor < 1:
@@ -175,10 +184,13 @@ class Observation:
 def verdict_of(obs: Observation, limits: Thresholds) -> tuple[bool, list[str]]:
     """(healthy, reasons it is not) for one check."""
     reasons = []
-    if obs.publish_backlog_msgs > limits.publish_backlog_msgs_max:
-        reasons.append(f"publish backlog {obs.publish_backlog_msgs} > {limits.publish_backlog_msgs_max}")
-    if obs.consume_backlog_msgs > limits.consume_backlog_msgs_max:
-        reasons.append(f"consume backlog {obs.consume_backlog_msgs} > {limits.consume_backlog_msgs_max}")
+    rate_per_s = obs.intended / (obs.interval_ms / 1000.0) if obs.interval_ms else 0.0
+    publish_max = max(limits.publish_backlog_msgs_max, int(limits.backlog_s_max * rate_per_s))
+    consume_max = max(limits.consume_backlog_msgs_max, int(limits.backlog_s_max * rate_per_s))
+    if obs.publish_backlog_msgs > publish_max:
+        reasons.append(f"publish backlog {obs.publish_backlog_msgs} > {publish_max}")
+    if obs.consume_backlog_msgs > consume_max:
+        reasons.append(f"consume backlog {obs.consume_backlog_msgs} > {consume_max}")
     attempts = obs.published + obs.publish_errors
     if attempts and obs.publish_errors / attempts > limits.error_share_max:
         reasons.append(f"error share {obs.publish_errors / attempts:.4f} > {limits.error_share_max}")
@@ -325,7 +337,9 @@ class MaxRateSearch:
             return
         backlog = obs.publish_backlog_msgs + obs.consume_backlog_msgs
         growth = backlog - self._hold_start_backlog
-        if growth > self.settings.hold_growth_share_max * self._hold_intended:
+        allowed = max(self.settings.hold_growth_share_max * self._hold_intended,
+                      self.settings.hold_growth_floor_s * self.rate_per_s)
+        if growth > allowed:
             self._hold_failed(obs, (self._hold_intended - growth) / (self._hold_ms / 1000.0))
             return
         # What the system actually absorbed over the hold: a rate a hair above capacity that

@@ -124,8 +124,10 @@ def _batch_texts(cell: dict) -> tuple[str | None, str | None, float | None]:
 
 def _verdict_text(verdict) -> str:
     if verdict.capacity_msgs_per_s is not None:
-        unheld = verdict.first_unheld_rate_msgs_per_s
-        return "held (capacity" + (f"; {unheld:,.0f} did not hold)" if unheld is not None else ")")
+        held, unheld = verdict.capacity_msgs_per_s, verdict.first_unheld_rate_msgs_per_s
+        if unheld is None or not unheld:
+            return "held (capacity)"
+        return f"held (capacity; {unheld:,.0f} did not hold: bracket {(unheld - held) / unheld:.1%})"
     return describe_verdict(verdict)
 
 

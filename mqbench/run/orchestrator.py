@@ -109,9 +109,9 @@ class RunSettings:
     send_timeout_ms: int = 3_000
     limits: dict | None = None
     command_line: list[str] = field(default_factory=list)
-    search: SearchSettings = field(default_factory=lambda: SearchSettings(start_rate_per_s=200.0, hold_checks=2,
-                                                                          tolerance=0.05))
-    thresholds: Thresholds = field(default_factory=Thresholds)
+    search: SearchSettings = field(default_factory=lambda: SearchSettings(
+        start_rate_per_s=200.0, hold_checks=2, tolerance=0.05, hold_growth_share_max=0.02, hold_growth_floor_s=0.5))
+    thresholds: Thresholds = field(default_factory=lambda: Thresholds(backlog_s_max=1.0))
     bounds: Bounds = field(default_factory=Bounds)  # when a fixed-rate cell held (harness.verdict)
     progress: ProgressLine = field(default_factory=lambda: ProgressLine(enabled=False))
     window_lines: WindowLines = field(default_factory=WindowLines)  # one line per window when piped
@@ -176,6 +176,16 @@ def _hold_latency(search: MaxRateSearch, checks: list) -> dict:
     p50, p99 = percentile_us(merged, 50.0), percentile_us(merged, 99.0)
     return {"hold_publish_latency_ms_p50": None if p50 is None else p50 / 1000,
             "hold_publish_latency_ms_p99": None if p99 is None else p99 / 1000}
+
+
+def _search_outcome(search: MaxRateSearch) -> str:
+    """``held 1,200 msgs/s, 1,250 did not (bracket 4.0% wide)`` or ``no rate held``."""
+    result = search.result()
+    held, unheld, width = (result["capacity_msgs_per_s"], result["first_unheld_rate_msgs_per_s"],
+                           result["bracket_width_share"])
+    if held is None:
+        return "no rate held"
+    return f"held {held:,.0f} msgs/s" + ("" if unheld is None else f", {unheld:,.0f} did not (bracket {width:.1%} wide)")
 
 
 def _window_line(settings: RunSettings, tracker: Tracker, label: str, phase: str, elapsed_s: float,
@@ -291,8 +301,8 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
                     if search.finished:
                         stopped_ns = now
                         workers.send(producers, {"op": "stop"})
-                        progress.note(f"{label}: max-rate search {search.state}: sustainable "
-                                      f"{search.sustainable_rate_per_s or 0:,.0f} msgs/s after {search.checks} checks")
+                        progress.note(f"{label}: max-rate search {search.state} after {search.checks} checks: "
+                                      + _search_outcome(search))
                     else:
                         workers.send(producers, {"op": "rate", "rate_per_s": rate_now, "from_ns": now})
             totals = tracker.totals()
@@ -311,7 +321,8 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             # The time budget (--duration) ran out: the highest rate that held stands (its bracket
             # says how wide it still was), else the search failed.
             search.give_up()
-            progress.note(f"{label}: max-rate search out of time after {search.checks} checks: {search.state}")
+            progress.note(f"{label}: max-rate search out of time after {search.checks} checks: "
+                          + _search_outcome(search))
         if probe_start is None:
             probe_start = await _probe(env, client_pids)
         if probe_end is None:

@@ -130,7 +130,8 @@ class StallingBroker:
     from the fluid model; capacity stays a true ceiling."""
 
     def __init__(self, capacity_per_s: float, rng: random.Random, *, stall_share: float = 0.15,
-                 stall_depth: float = 0.6, noise_share: float = 0.03, interval_ms: int = 3000):
+                 stall_depth: float = 0.6, noise_share: float = 0.03, interval_ms: int = 3000,
+                 backlog_noise_s: float = 0.0):
         self.system = FluidBroker(capacity_per_s, noise_share=noise_share, rng=rng, interval_ms=interval_ms,
                                   window_msgs=1000)
         self.rng = rng
@@ -138,11 +139,20 @@ class StallingBroker:
         self.stall_share = stall_share
         self.stall_depth = stall_depth
         self.rates_offered = self.system.rates_offered
+        self.backlog_noise_s = backlog_noise_s
 
     def run(self, rate_per_s: float) -> Observation:
         stalled = self.rng.random() < self.stall_share
         self.system.capacity_per_s = self.capacity_per_s * ((1 - self.stall_depth) if stalled else 1.0)
         try:
-            return self.system.run(rate_per_s)
+            obs = self.system.run(rate_per_s)
         finally:
             self.system.capacity_per_s = self.capacity_per_s
+        if self.backlog_noise_s:
+            # Backlogs come from worker reports up to half a second old: deliveries owed are counted
+            # from the producers' acks, consumed from the consumers' reports, each at its own time.
+            noise = int(self.rng.uniform(0, self.backlog_noise_s) * rate_per_s)
+            obs = Observation(obs.interval_ms, obs.intended, obs.published, obs.publish_errors,
+                              obs.publish_backlog_msgs, obs.consume_backlog_msgs + noise,
+                              obs.publish_latency_ms_p99, obs.publish_in_flight)
+        return obs

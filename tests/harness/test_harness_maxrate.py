@@ -9,6 +9,7 @@ from mqbench.errors import UserError
 from mqbench.harness.maxrate import (BACKLOGGED, BISECT, CONFIRM, DONE, DRAIN, DRAINED, FAILED, HEALTHY, HOLD, RAMP,
                                      TRANSITIONS, UNHEALTHY, VERIFY, MaxRateSearch, Observation, SearchSettings,
                                      Thresholds, verdict_of)
+from mqbench.run.orchestrator import RunSettings
 from simsystem import FluidBroker, StallingBroker, run_search
 
 LIMITS = Thresholds(publish_latency_ms_p99_max=200.0)
@@ -318,20 +319,23 @@ def test_a_drain_waits_for_the_requests_still_in_flight():
 @pytest.mark.parametrize("capacity", [400, 1_200, 6_000])
 def test_three_seeds_on_a_stalling_machine_agree_within_15_percent(capacity):
     # A machine that stalls one check in seven (a checkpoint, GC, a neighbour) and jitters by a few
-    # %: every three searches (different seeds) must agree within 15 %, never report above the
-    # ceiling, and stay within the check count a 90 s search affords. Before: 9 to 11 of 13 such
+    # %: every three searches (different seeds) must agree within 15 %, never report more than the
+    # tolerance above the ceiling, and stay within the check count a 90 s search affords. Before: 9 to 11 of 13 such
     # triples were more than 15 % apart (the backoff floor after a stalled hold, no way back up).
-    settings = SearchSettings(start_rate_per_s=200.0, hold_checks=2, tolerance=0.05)
+    # The backlogs are as noisy as worker reports up to 0.5 s old make them; the settings are
+    # `mqbench run`'s (RunSettings).
+    settings = RunSettings(source="orders", cells=[]).search
     found, checks = [], []
     for seed in range(1, 13):
-        search = run_search(MaxRateSearch(settings, Thresholds(publish_latency_ms_p99_max=1000.0,
-                                                               published_share_min=0.95)),
-                            StallingBroker(capacity, random.Random(seed)))
+        search = run_search(MaxRateSearch(settings, RunSettings(source="orders", cells=[]).thresholds),
+                            StallingBroker(capacity, random.Random(seed), backlog_noise_s=0.5))
         assert search.state == DONE, search.history
         found.append(search.capacity_msgs_per_s)
         checks.append(sum(1 for h in search.history if h["state"] != DRAIN))
         assert search.result()["bracket_width_share"] <= 2 * settings.tolerance + 1e-9
-    assert max(found) <= capacity * 1.001
+    # Backlog growth under half a second of load counts as report noise, so a rate up to the
+    # tolerance over the ceiling can hold; never more.
+    assert max(found) <= capacity * (1 + settings.tolerance)
     for first in range(0, len(found), 3):
         triple = found[first:first + 3]
         assert (max(triple) - min(triple)) / max(triple) <= 0.15, found

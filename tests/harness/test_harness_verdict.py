@@ -72,6 +72,9 @@ def test_a_search_is_held_only_when_done():
     verdict = judge_search(done)
     assert (verdict.verdict, verdict.capacity_msgs_per_s, verdict.first_unheld_rate_msgs_per_s) == ("held", 1200.0, 1300.0)
     assert verdict.offered_msgs_per_s == 1200.0 and verdict.achieved_msgs_per_s == 1195.0
+    assert verdict.detail == ("held 1,200 msgs/s for the whole hold; 1,300 msgs/s did not hold (bracket 7.7% wide)",)
+    from mqbench.harness.report import _verdict_text
+    assert _verdict_text(verdict) == "held (capacity; 1,300 did not hold: bracket 7.7%)"
     for state in ("ramp", "bisect", "hold", "drain", "failed"):
         unfinished = judge_search({"state": state, "sustainable_rate_per_s": None, "checks": 9})
         assert unfinished.verdict == "failed" and unfinished.capacity_msgs_per_s is None
