@@ -154,7 +154,12 @@ class RaftTransport:
                     writer.write(b"".join(sealer.seal(encode_frame(x)) for x in batch))
                 await writer.drain()
                 backoff_ms = 10
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, PeerError):
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, PeerError, RuntimeError) as exc:
+                # uvloop raises RuntimeError (not an OSError) for a write on a transport it closed when
+                # the peer died; uncaught, it ended this task and the restarted peer never heard from
+                # us again (it stayed a candidate). Any other RuntimeError is a bug: raise it.
+                if isinstance(exc, RuntimeError) and (writer is None or not writer.transport.is_closing()):
+                    raise
                 self.dropped += len(batch)
                 if writer is not None:
                     writer.close()
