@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -84,6 +85,8 @@ class DLedgerLog:
         self.end_pos = self.data.min_offset
         self.committed_index = -1
         self._saved_checkpoint: tuple[int, int] | None = None    # (endIndex, committedIndex) last written
+        self._captures = self._saved_capture = 0
+        self._checkpoint_lock = threading.Lock()                  # one checkpoint writer at a time
         self._recover(recover_from)
 
     # -- recovery ----------------------------------------------------------------------------
@@ -167,14 +170,23 @@ class DLedgerLog:
         committed = values[1] if values else -1
         self.committed_index = min(committed, self.last_index)
 
-    def save_checkpoint(self) -> None:
-        """Write ``checkpoint`` when ``endIndex``/``committedIndex`` changed since the last write."""
-        values = (self.last_index, self.committed_index)
-        if values == self._saved_checkpoint:
-            return
-        write_atomic(self.checkpoint_path, fmt.encode_properties_file(
-            {"endIndex": values[0], "committedIndex": values[1]}))
-        self._saved_checkpoint = values
+    def checkpoint_values(self) -> tuple[int, int, int]:
+        """(capture number, endIndex, committedIndex) now: take it under the owner's lock, then
+        ``save_checkpoint(values)`` outside it, so the file's fsyncs never hold up appends."""
+        self._captures += 1
+        return self._captures, self.last_index, self.committed_index
+
+    def save_checkpoint(self, values: tuple[int, int, int] | None = None) -> None:
+        """Write ``checkpoint`` (``values`` from ``checkpoint_values``, else now) when its
+        ``endIndex``/``committedIndex`` changed since the last write; a capture older than the one
+        last written is dropped, so the file never goes back."""
+        captured, end, committed = values if values is not None else self.checkpoint_values()
+        with self._checkpoint_lock:
+            if captured <= self._saved_capture or (end, committed) == self._saved_checkpoint:
+                return
+            write_atomic(self.checkpoint_path, fmt.encode_properties_file(
+                {"endIndex": end, "committedIndex": committed}))
+            self._saved_capture, self._saved_checkpoint = captured, (end, committed)
 
     # -- appending ---------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ class Metadata:
         self.version = version
         self.clock_ms = clock_ms
         self._lock = threading.Lock()
+        self._persist_lock = threading.Lock()
         self.topics = self._load(TOPICS_FILE, configs.parse_topics_json) or configs.TopicsFile()
         for name in self.topics.topics:
             validate_topic(name)
@@ -144,16 +145,21 @@ class Metadata:
         return self.delay.offsets.get(level, 0)
 
     def persist(self) -> None:
-        """Write the dirty offset files (atomically, keeping ``.bak``)."""
-        with self._lock:
-            dirty, self._dirty = self._dirty, set()
-            if CONSUMER_OFFSETS_FILE in dirty:
-                self.offsets.data_version = self._bump(self.offsets.data_version)
-                text = configs.dump_consumer_offsets_json(self.offsets, self.version)
-                write_atomic(self.dir / CONSUMER_OFFSETS_FILE, text.encode("utf-8"), sync_dir=False)
-            if DELAY_OFFSETS_FILE in dirty:
-                self.delay.data_version = self._bump(self.delay.data_version)
-                text = configs.dump_delay_offsets_json(self.delay, self.version)
-                write_atomic(self.dir / DELAY_OFFSETS_FILE, text.encode("utf-8"), sync_dir=False)
-            if dirty:
+        """Write the dirty offset files (atomically, keeping ``.bak``), then fsync the folder once.
+        The texts are made under the lock that ``commit_offset`` takes, the files written outside
+        it (their fsyncs never hold up a commit); one persist runs at a time, so a file never goes
+        back to older offsets."""
+        with self._persist_lock:
+            texts = []
+            with self._lock:
+                dirty, self._dirty = self._dirty, set()
+                if CONSUMER_OFFSETS_FILE in dirty:
+                    self.offsets.data_version = self._bump(self.offsets.data_version)
+                    texts.append((CONSUMER_OFFSETS_FILE, configs.dump_consumer_offsets_json(self.offsets, self.version)))
+                if DELAY_OFFSETS_FILE in dirty:
+                    self.delay.data_version = self._bump(self.delay.data_version)
+                    texts.append((DELAY_OFFSETS_FILE, configs.dump_delay_offsets_json(self.delay, self.version)))
+            for name, text in texts:
+                write_atomic(self.dir / name, text.encode("utf-8"), sync_dir=False)
+            if texts:
                 fsync_dir(self.dir)

@@ -264,7 +264,8 @@ class Store:
         self.meta.persist()
         if self.dledger is not None:
             with self._lock:
-                self.dledger.save_checkpoint()
+                values = self.dledger.checkpoint_values()
+            self.dledger.save_checkpoint(values)     # its fsyncs outside the lock appends take
 
     def _background_flush(self) -> None:
         if self.policy.kind == POLICY_INTERVAL:

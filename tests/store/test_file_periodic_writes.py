@@ -92,3 +92,34 @@ def test_the_timer_index_rewrites_timercheck_only_when_it_moved(tmp_path):
     again = TimerIndex(tmp_path, clock_ms=lambda: 1000)
     assert again.last_read_time_ms == 2000 and again.next_queue_offset == 1
     again.close()
+
+
+def _free_elsewhere(lock) -> bool:
+    """Whether another thread could take ``lock`` now."""
+    import threading
+    got = []
+
+    def probe():
+        got.append(lock.acquire(blocking=False))
+        if got[0]:
+            lock.release()
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return got[0]
+
+
+def test_the_periodic_files_are_written_outside_the_locks_appends_and_commits_take(tmp_path, monkeypatch):
+    from mqbench.broker.store import dledger_log, metadata
+    store = open_store(tmp_path / "s", "v5-dledger")
+    store.append(Message(topic="T", body=b"x"), term=1)
+    store.commit_offset("G", "T", 0, 1)
+    seen = []
+    for module in (dledger_log, metadata):
+        real = module.write_atomic
+        monkeypatch.setattr(module, "write_atomic", lambda path, data, _real=real, **kw: seen.append(
+            (os.path.basename(path), _free_elsewhere(store._lock), _free_elsewhere(store.meta._lock)))
+            or _real(path, data, **kw))
+    store._flush_queues_and_checkpoint()
+    assert sorted(seen) == [("checkpoint", True, True), ("consumerOffset.json", True, True)]
+    store.close()
