@@ -13,12 +13,12 @@ def use_event_loop() -> str:
     ``asyncio`` (the default) or ``uvloop`` (when installed; else asyncio's).
 
     uvloop is opt-in, not the default: on the Protocol remoting server it took 15-25% off the
-    CPU per unbatched message on single and in the load generator (within the noise on raft3),
-    but with it a raft3 replica killed with SIGKILL and restarted sometimes stayed a candidate
-    for over a minute (the failover benchmark failed 1 run in 3, never with asyncio's loop), and
-    a faster loop is not worth a slower failover. Not explained yet; one difference found: a write
-    on a transport uvloop already closed raises RuntimeError (asyncio's drops it and drain()
-    raises ConnectionResetError), and the Raft transport's writer task catches OSError only."""
+    CPU per unbatched message on single and in the load generator (within the noise on raft3).
+    With it, a raft3 replica killed with SIGKILL and restarted used to stay a candidate for over a
+    minute: uvloop raises RuntimeError for a write on a transport it closed when the peer died,
+    and the Raft transport's writer task caught OSError only, so it ended and the restarted peer
+    never heard from that node (fixed in ``broker/raft/transport.py``; bench failover on uvloop
+    then passed 5/5). It stays opt-in until the whole suite has run on it."""
     if os.environ.get(ENV, "asyncio") != "uvloop":
         return "asyncio"
     try:
