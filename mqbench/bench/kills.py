@@ -99,7 +99,7 @@ class FailoverResult:
                 "min": min(values) if values else None}
 
 
-# --- the soak -------------------------------------------------------------------------------------------
+# --- the soak: traffic (the events), kills (the faults), offset and final checks (the checkers) ----------
 
 
 class _Tally:
@@ -129,6 +129,149 @@ def _seq_of(run_id: str, body: bytes) -> int | None:
     return int(parts[2])
 
 
+class _SoakTraffic:
+    """The soak's load: numbered messages sent (failed batches sent again before any new number) and
+    consumed. Numbers are handed out only up to ``gate``, just past the next kill point, so each kill
+    happens while production still runs, however fast it is (the kills open the gate)."""
+
+    def __init__(self, run_id: str, topic: str, tally: _Tally, *, messages: int, kills: int, batch: int,
+                 body_bytes: int, producer, consumer, deadline: float):
+        self.run_id, self.topic, self.tally = run_id, topic, tally
+        self.messages, self.batch, self.body_bytes = messages, batch, body_bytes
+        self.producer, self.consumer, self.deadline = producer, consumer, deadline
+        self.retry: list[list[int]] = []
+        self.next_fresh = 0
+        self.margin = max(batch, messages // (2 * (kills + 1)))
+        self.gate = messages if kills == 0 else messages // (kills + 1) + self.margin
+        self.abort = asyncio.Event()
+
+    async def _next_batch(self) -> list[int] | None:
+        tally = self.tally
+        if not self.retry:
+            async with tally.progress:
+                await tally.progress.wait_for(lambda: self.next_fresh < self.gate or self.next_fresh >= self.messages
+                                              or self.abort.is_set())
+        if self.retry:
+            return self.retry.pop(0)
+        if self.abort.is_set() or self.next_fresh >= self.messages:
+            return None
+        seqs = list(range(self.next_fresh, min(self.next_fresh + self.batch, self.messages)))
+        self.next_fresh = seqs[-1] + 1
+        return seqs
+
+    async def send_loop(self) -> None:
+        from mqbench.client import OutgoingMessage
+        tally = self.tally
+        while time.monotonic() < self.deadline:
+            seqs = await self._next_batch()
+            if seqs is None:
+                return
+            msgs = [OutgoingMessage(self.topic, _body(self.run_id, s, self.body_bytes), keys=[f"{self.run_id}-{s}"])
+                    for s in seqs]
+            sent_at = time.monotonic()
+            try:
+                if len(msgs) == 1:
+                    await self.producer.send(msgs[0])
+                else:
+                    await self.producer.send_batch(msgs)
+            except NETWORK_ERRORS as exc:
+                tally.send_failures += 1
+                log.info("send of %d..%d failed, sending again: %s", seqs[0], seqs[-1], exc)
+                self.retry.append(seqs)
+                await asyncio.sleep(0.05)
+                continue
+            tally.acked.update(seqs)
+            tally.ack_times.append((sent_at, time.monotonic()))
+            async with tally.progress:
+                tally.progress.notify_all()
+
+    async def consume_loop(self) -> None:
+        tally = self.tally
+        while True:
+            for msg in await self.consumer.receive(512, timeout_ms=500):
+                seq = _seq_of(self.run_id, msg.body)
+                if seq is None or not 0 <= seq < self.messages:
+                    tally.unexpected.append(msg.body[:40].decode(errors="replace"))
+                elif seq in tally.consumed:
+                    tally.duplicates += 1
+                else:
+                    tally.consumed.add(seq)
+            if len(tally.consumed) == self.messages:
+                tally.all_consumed.set()
+
+    async def open_gate(self, gate: int) -> None:
+        self.gate = gate
+        async with self.tally.progress:
+            self.tally.progress.notify_all()
+
+    async def stop(self) -> None:
+        """Production ended (done or timed out): a kill still waiting for progress is skipped."""
+        self.abort.set()
+        async with self.tally.progress:
+            self.tally.progress.notify_all()
+
+
+class _OffsetWatch:
+    """A checker: the committed consumer offsets, read from the group's leader, never go back."""
+
+    def __init__(self, state: ClusterState, group: str, consumer_group: str, topic: str):
+        self.state, self.group, self.consumer_group, self.topic = state, group, consumer_group, topic
+        self.readings = 0
+        self.high: dict[int, int] = {}
+        self.rewinds: list[str] = []
+
+    async def read(self, label: str) -> None:
+        row = await group_leader(self.state, self.group)
+        if row is None:
+            return
+        try:
+            offsets = await committed_offsets(row.addr, self.consumer_group, self.topic)
+        except NETWORK_ERRORS as exc:
+            log.info("offsets from %s: %s", row.addr, exc)
+            return
+        self.readings += 1
+        for queue_id, offset in offsets.items():
+            if offset < self.high.get(queue_id, -1):
+                self.rewinds.append(f"{self.topic}/{queue_id}: {offset} from {row.name} (term {row.term}, {label}) "
+                                    f"after {self.high[queue_id]} was read earlier")
+            self.high[queue_id] = max(self.high.get(queue_id, -1), offset)
+
+    async def loop(self) -> None:
+        while True:
+            await self.read("periodic")
+            await asyncio.sleep(0.5)
+
+
+async def _kill_leaders(state: ClusterState, group: str, traffic: _SoakTraffic, watch: _OffsetWatch, *, kills: int,
+                        messages: int, started: float, restart_after_s: float, heal_timeout_s: float,
+                        events: list[KillEvent]) -> None:
+    """The faults: SIGKILL the group's leader at evenly spaced points of the acknowledged progress,
+    restart it ``restart_after_s`` later, wait for the group to heal; offsets read around each kill."""
+    tally = traffic.tally
+    try:
+        for k in range(kills):
+            target = (k + 1) * messages // (kills + 1)
+            async with tally.progress:
+                # awaited within this iteration, so the lambda sees this iteration's target
+                await tally.progress.wait_for(lambda: len(tally.acked) >= target or traffic.abort.is_set())  # noqa: B023
+            if traffic.abort.is_set():
+                return
+            await wait_healthy(state, group, heal_timeout_s)
+            await watch.read(f"before kill {k + 1}")
+            leader = await current_leader(state, group, heal_timeout_s)  # asked again just before the kill
+            event = KillEvent(leader.name, leader.host, group, leader.term, time.monotonic() - started)
+            await kill_instance(state, leader.name)
+            event.dead_at_s = time.monotonic() - started
+            events.append(event)
+            await traffic.open_gate(messages if k + 1 == kills else (k + 2) * messages // (kills + 1) + traffic.margin)
+            await restart_after(state, leader.name, restart_after_s)
+            await wait_healthy(state, group, heal_timeout_s)
+            await watch.read(f"after kill {k + 1}")
+    except BaseException:
+        traffic.abort.set()  # the senders stop; the failure is raised by ``await killer``
+        raise
+
+
 async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills: int = 2, batch: int = 1,
                senders: int = 8, body_bytes: int = 100, restart_after_s: float = 1.0,
                drain_timeout_s: float = 120.0, heal_timeout_s: float = 60.0,
@@ -140,7 +283,7 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
     all acknowledged within ``produce_timeout_s``; ``lost``/``offset_rewinds`` are reported, not
     raised, so a test can show them.
     """
-    from mqbench.client import Consumer, OutgoingMessage, Producer
+    from mqbench.client import Consumer, Producer
 
     run_id = uuid.uuid4().hex[:8]
     topic, consumer_group = f"Soak{run_id}", f"GID_soak{run_id}"
@@ -149,163 +292,60 @@ async def soak(state: ClusterState, group: str, *, messages: int = 10_000, kills
     await ensure_topic(state, group, topic)
     tally = _Tally(messages)
     started = time.monotonic()
-    retry: list[list[int]] = []  # failed batches, sent again before any new number
-    next_fresh = 0
-    # Numbers are handed out only up to a gate just past the next kill point, so each kill happens
-    # while production still runs, however fast it is (the gate opens when the kill is done).
-    margin = max(batch, messages // (2 * (kills + 1)))
-    gate = messages if kills == 0 else messages // (kills + 1) + margin
-
     producer = Producer(namesrv, f"PID_soak{run_id}", send_timeout_ms=3000, retries=2)
     consumer = Consumer(namesrv, consumer_group, consume_from="first", pull_error_backoff_ms=200,
                         commit_interval_ms=500, rebalance_interval_ms=2000)
     consumer.subscribe(topic)
     await producer.start()
     await consumer.start()
-
-    produce_deadline = started + produce_timeout_s
-    abort = asyncio.Event()
-
-    async def next_batch() -> list[int] | None:
-        nonlocal next_fresh
-        if not retry:
-            async with tally.progress:
-                await tally.progress.wait_for(lambda: next_fresh < gate or next_fresh >= messages or abort.is_set())
-        if retry:
-            return retry.pop(0)
-        if abort.is_set() or next_fresh >= messages:
-            return None
-        seqs = list(range(next_fresh, min(next_fresh + batch, messages)))
-        next_fresh = seqs[-1] + 1
-        return seqs
-
-    async def send_loop() -> None:
-        while time.monotonic() < produce_deadline:
-            seqs = await next_batch()
-            if seqs is None:
-                return
-            msgs = [OutgoingMessage(topic, _body(run_id, s, body_bytes), keys=[f"{run_id}-{s}"]) for s in seqs]
-            sent_at = time.monotonic()
-            try:
-                if len(msgs) == 1:
-                    await producer.send(msgs[0])
-                else:
-                    await producer.send_batch(msgs)
-            except NETWORK_ERRORS as exc:
-                tally.send_failures += 1
-                log.info("send of %d..%d failed, sending again: %s", seqs[0], seqs[-1], exc)
-                retry.append(seqs)
-                await asyncio.sleep(0.05)
-                continue
-            tally.acked.update(seqs)
-            tally.ack_times.append((sent_at, time.monotonic()))
-            async with tally.progress:
-                tally.progress.notify_all()
-
-    async def consume_loop() -> None:
-        while True:
-            for msg in await consumer.receive(512, timeout_ms=500):
-                seq = _seq_of(run_id, msg.body)
-                if seq is None or not 0 <= seq < messages:
-                    tally.unexpected.append(msg.body[:40].decode(errors="replace"))
-                elif seq in tally.consumed:
-                    tally.duplicates += 1
-                else:
-                    tally.consumed.add(seq)
-            if len(tally.consumed) == messages:
-                tally.all_consumed.set()
-
-    readings = 0
-    high: dict[int, int] = {}
-    rewinds: list[str] = []
-
-    async def read_offsets(label: str) -> None:
-        nonlocal readings
-        row = await group_leader(state, group)
-        if row is None:
-            return
-        try:
-            offsets = await committed_offsets(row.addr, consumer_group, topic)
-        except NETWORK_ERRORS as exc:
-            log.info("offsets from %s: %s", row.addr, exc)
-            return
-        readings += 1
-        for queue_id, offset in offsets.items():
-            if offset < high.get(queue_id, -1):
-                rewinds.append(f"{topic}/{queue_id}: {offset} from {row.name} (term {row.term}, {label}) "
-                               f"after {high[queue_id]} was read earlier")
-            high[queue_id] = max(high.get(queue_id, -1), offset)
-
-    async def offsets_loop() -> None:
-        while True:
-            await read_offsets("periodic")
-            await asyncio.sleep(0.5)
-
+    traffic = _SoakTraffic(run_id, topic, tally, messages=messages, kills=kills, batch=batch, body_bytes=body_bytes,
+                           producer=producer, consumer=consumer, deadline=started + produce_timeout_s)
+    watch = _OffsetWatch(state, group, consumer_group, topic)
     events: list[KillEvent] = []
 
-    async def kill_loop() -> None:
-        try:
-            await kill_each()
-        except BaseException:
-            abort.set()  # the senders stop; the failure is raised by ``await killer``
-            raise
-
-    async def kill_each() -> None:
-        nonlocal gate
-        for k in range(kills):
-            target = (k + 1) * messages // (kills + 1)
-            async with tally.progress:
-                # awaited within this iteration, so the lambda sees this iteration's target
-                await tally.progress.wait_for(lambda: len(tally.acked) >= target or abort.is_set())  # noqa: B023
-            if abort.is_set():
-                return
-            await wait_healthy(state, group, heal_timeout_s)
-            await read_offsets(f"before kill {k + 1}")
-            leader = await current_leader(state, group, heal_timeout_s)  # asked again just before the kill
-            event = KillEvent(leader.name, leader.host, group, leader.term, time.monotonic() - started)
-            await kill_instance(state, leader.name)
-            event.dead_at_s = time.monotonic() - started
-            events.append(event)
-            gate = messages if k + 1 == kills else (k + 2) * messages // (kills + 1) + margin
-            async with tally.progress:
-                tally.progress.notify_all()
-            await restart_after(state, leader.name, restart_after_s)
-            await wait_healthy(state, group, heal_timeout_s)
-            await read_offsets(f"after kill {k + 1}")
-
-    consuming = asyncio.create_task(consume_loop(), name="soak-consume")
-    tasks = [consuming, asyncio.create_task(offsets_loop(), name="soak-offsets")]
-    killer = asyncio.create_task(kill_loop(), name="soak-kill")
+    consuming = asyncio.create_task(traffic.consume_loop(), name="soak-consume")
+    tasks = [consuming, asyncio.create_task(watch.loop(), name="soak-offsets")]
+    killer = asyncio.create_task(_kill_leaders(state, group, traffic, watch, kills=kills, messages=messages,
+                                               started=started, restart_after_s=restart_after_s,
+                                               heal_timeout_s=heal_timeout_s, events=events), name="soak-kill")
     try:
-        await asyncio.gather(*(send_loop() for _ in range(senders)))
-        abort.set()  # production ended (done or timed out): a kill still waiting for progress is skipped
-        async with tally.progress:
-            tally.progress.notify_all()
+        await asyncio.gather(*(traffic.send_loop() for _ in range(senders)))
+        await traffic.stop()
         await killer
         drained = asyncio.create_task(tally.all_consumed.wait())
         await asyncio.wait([drained, consuming], timeout=drain_timeout_s, return_when=asyncio.FIRST_COMPLETED)
         drained.cancel()
         if consuming.done() and consuming.exception() is not None:
             raise UserError(f"the soak's consumer failed: {consuming.exception()}")
-        await read_offsets("end")
+        await watch.read("end")
     finally:
         for task in [*tasks, killer]:
             task.cancel()
         await asyncio.gather(*tasks, killer, return_exceptions=True)
         await consumer.close()
         await producer.close()
+    return await _soak_result(state, group, consumer_group, topic, tally, watch, events, started, heal_timeout_s)
+
+
+async def _soak_result(state: ClusterState, group: str, consumer_group: str, topic: str, tally: _Tally,
+                       watch: _OffsetWatch, events: list[KillEvent], started: float,
+                       heal_timeout_s: float) -> SoakResult:
+    """The final checks: every acknowledged number consumed, the lag once the consumer closed, and
+    each kill's failover time (the first ack of a send started after the victim was seen gone)."""
     leader = await wait_healthy(state, group, heal_timeout_s)
     committed = await committed_offsets(leader.addr, consumer_group, topic)
     final_lag = sum(top - max(committed[q], 0) for q, top in (await max_offsets(leader.addr, topic)).items())
     for event in events:
         after = [acked for sent, acked in tally.ack_times if sent > started + event.dead_at_s]
         event.failover_ms = (min(after) - started - event.at_s) * 1000 if after else None
+    messages = tally.messages
     if len(tally.acked) != messages:
         raise UserError(f"only {len(tally.acked)} of {messages} messages were acknowledged")
     return SoakResult(messages=messages, acked=len(tally.acked), consumed=len(tally.consumed),
                       lost=sorted(tally.acked - tally.consumed), unexpected=tally.unexpected,
-                      duplicates=tally.duplicates, send_failures=tally.send_failures, offset_readings=readings,
-                      offset_rewinds=rewinds, final_lag=final_lag, kills=events, duration_s=time.monotonic() - started)
+                      duplicates=tally.duplicates, send_failures=tally.send_failures, offset_readings=watch.readings,
+                      offset_rewinds=watch.rewinds, final_lag=final_lag, kills=events,
+                      duration_s=time.monotonic() - started)
 
 
 # --- failover timing ------------------------------------------------------------------------------------
