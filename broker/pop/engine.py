@@ -466,7 +466,7 @@ class PopEngine:
                 continue
             entry = self._cks.get(key)
             if entry is None and span is None:
-                plan.statuses.append("late")
+                plan.statuses.append("ok" if self._acked_with_offset(h, key, view, now_ms) else "late")
                 continue
             plan.statuses.append("ok")
             if entry is not None and entry.state == DONE and h.offset in self._acked.get(key, ()):
@@ -480,6 +480,16 @@ class PopEngine:
             plan.revive_qids.append(ck.revive_qid)
             self._pending[key] = self._pending.get(key, 0) + 1
         return plan
+
+    @staticmethod
+    def _acked_with_offset(h: handles.Handle, key: CkKey, view: QueueView | None, now_ms: int) -> bool:
+        """An ack of a handle whose checkpoint nobody knows: was its message acked already? Yes when
+        the committed consumer offset is past it before its revive time: the offset only passes a
+        span acked in full or a written checkpoint, and a written one is known until it is revived,
+        never before its revive time. (A client retrying an ack whose answer a failover lost: the
+        first one was merged, its span dropped with the offset.) Else it is late: the message comes
+        back, or already came back."""
+        return view is not None and now_ms < h.revive_time_ms and h.offset < view.consumer_offset(*key[:3])
 
     def ack_done(self, plan: AckPlan) -> None:
         for ack in plan.acks:

@@ -112,7 +112,9 @@ def check_consumed(deliveries: list[dict], sent: dict[str, dict]) -> dict[str, d
         if d.get("action") == "ack":
             acks[d["key"]] = d
     missing = sorted(set(sent) - set(acks))
-    assert not missing, f"{len(missing)} acknowledged sends never consumed: {missing[:10]}"
+    seen = [d for d in deliveries if d.get("key") in missing or any(k in str(d.get("error", "")) for k in missing)]
+    assert not missing, f"{len(missing)} acknowledged sends never consumed: {missing[:10]}; their deliveries " \
+                        f"and errors: {seen[:10]}; last errors: {[d for d in deliveries if 'error' in d][-5:]}"
     for key, d in acks.items():
         assert d["body"] == f"body-{key}", d
         if key in sent:

@@ -388,3 +388,23 @@ def test_a_flush_whose_puts_or_offset_commits_fail_is_done_again_and_fails_only_
     assert engine.flush_done(failed_commit, committed=False) == ([], ack_a.tickets)   # that ack fails
     retry = engine.flush(1040)
     assert retry.offset_commits == [(G, T, 0, 2)] and retry.empty() is False       # the offset goes on
+
+
+def test_an_ack_retried_on_the_new_leader_after_its_merged_first_try_is_ok_not_late(store):
+    """The first ack was merged and made durable by the offset (its span dropped, no ck ever
+    written); its answer was lost with the leader; the client's retry on the new leader must not be
+    told the handle expired (seen with the Node 5.x client: INVALID_RECEIPT_HANDLE, then the test
+    waited for a redelivery that never comes, rightly)."""
+    leader, view, log = PopEngine("b", "c", merge_window_ms=1000), StoreView(store), []
+    plan = leader.pop(_mreq(max_msgs=2), view, now_ms=1000)
+    leader.ack(G, T, [m.handle for m in plan.messages], now_ms=1010)
+    _flush(leader, store, 1012, log)
+    assert log == [] and store.query_offset(G, T, 0) == 2
+    follower = PopEngine("b", "c")
+    follower.leader_changed()
+    retry = follower.ack(G, T, [plan.messages[1].handle], now_ms=1100, view=view)
+    assert retry.statuses == ["ok"] and retry.acks == [] and retry.tickets == []
+    late = follower.ack(G, T, [plan.messages[1].handle], now_ms=11_000, view=view)   # past its revive time
+    assert late.statuses == ["late"]
+    other = leader.pop(_mreq(max_msgs=1), view, now_ms=1200)       # lost with the leader, never acked
+    assert follower.ack(G, T, [other.messages[0].handle], now_ms=1300, view=view).statuses == ["late"]
