@@ -91,7 +91,7 @@ it). A failed hold is repeated once, then backs off to what its checks absorbed,
 search bisects back up between what held and what failed. --duration is the search's budget:
 when it runs out, the highest rate that held stands (else the cell fails). Each check lasts
 --check-interval after 0.5 s of settling at the new rate; drain checks last 1 s. For a search
-bounded at about 90 s wall: --check-interval 3s --warmup 3s --duration 65s.
+bounded at about 90 s wall on an idle machine: --warmup 3s --duration 60s.
 
 \b
 Table: profile, layout, cell, offered msgs/s, achieved msgs/s, verdict, pub p50/p99 ms,
