@@ -97,8 +97,11 @@ def judge_search(search: dict) -> Verdict:
         capacity = sustainable  # a mqbench.result/1 record: the absorbed rate is all it kept
     if state != "done" or capacity is None:
         checks = search.get("checks")
-        return Verdict(FAILED, ("search unfinished",),
-                       (f"max-rate search ended {state} after {checks} checks: no rate held on repeat",))
+        detail = f"max-rate search ended {state} after {checks} checks: no rate held on repeat"
+        peak = _number(search.get("peak_healthy_rate_per_s"))
+        if peak:  # what the search saw, for a reviewer; never a capacity
+            detail += f" (single checks passed up to {peak:,.0f} msgs/s)"
+        return Verdict(FAILED, ("search unfinished",), (detail,))
     unheld = _number(search.get("first_unheld_rate_msgs_per_s"))
     achieved = sustainable if sustainable is not None else capacity
     detail = f"held {capacity:,.0f} msgs/s for the whole hold"

@@ -79,6 +79,9 @@ def test_a_search_is_held_only_when_done():
         unfinished = judge_search({"state": state, "sustainable_rate_per_s": None, "checks": 9})
         assert unfinished.verdict == "failed" and unfinished.capacity_msgs_per_s is None
         assert unfinished.signals == ("search unfinished",)
+    seen = judge_search({"state": "failed", "checks": 33, "peak_healthy_rate_per_s": 800.0})
+    assert seen.detail == ("max-rate search ended failed after 33 checks: no rate held on repeat (single checks "
+                           "passed up to 800 msgs/s)",) and seen.capacity_msgs_per_s is None
 
 
 def test_counts_by_intended_time_decide_when_present():
