@@ -12,7 +12,7 @@ from popharness import PopBroker
 
 G, T = "GID_pop_merge", "PopMergeT"
 COUNT = 120
-INVISIBLE_MS = 3000
+INVISIBLE_MS = 2000
 #: log entries per popped message (pop + ack + whatever the timer and revive add up to the
 #: invisible time): about 6 before the merge buffer, a few offset snapshots per hundred after
 ENTRIES_PER_MSG_MAX = 0.25
@@ -38,7 +38,7 @@ def test_pop_and_ack_within_the_window_cost_a_few_log_entries_per_hundred_messag
                     got += batch
                     await consumer.ack(batch)
                 assert sorted(m.keys[0] for m in got) == sorted(f"k{i}" for i in range(COUNT))
-                await asyncio.sleep((INVISIBLE_MS + 1500) / 1000)      # anything written revives by now
+                await asyncio.sleep((INVISIBLE_MS + 1000) / 1000)      # anything written revives by now
                 again = await consumer.receive(32, timeout_ms=300)
             assert again == [], [m.keys for m in again]
             entries = group.commit_index - before
