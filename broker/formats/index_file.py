@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from mqbench.errors import CorruptDataError, UserError
 
 from .buffers import ByteView
-from .record import java_hash
+from .record import java_hash, java_hash_ascii
 
 INDEX_HEADER_BYTES = 40
 HASH_SLOT_BYTES = 4
@@ -82,6 +82,14 @@ def index_key(topic: str, key: str) -> str:
 def key_hash(key: str) -> int:
     """abs(String.hashCode), with Integer.MIN_VALUE (whose abs stays negative) clamped to 0."""
     h = abs(java_hash(key))
+    return 0 if h > INT32_MAX else h
+
+
+def key_hash_ascii(key: bytes) -> int:
+    """``key_hash`` of an ASCII key given as its bytes (``record.java_hash_ascii``)."""
+    h = java_hash_ascii(key)
+    if h & 0x80000000:
+        h = 0x100000000 - h
     return 0 if h > INT32_MAX else h
 
 

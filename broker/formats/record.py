@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import operator
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -142,12 +143,31 @@ def body_crc(body: ByteView) -> int:
     return zlib.crc32(body) & 0x7FFFFFFF
 
 
+_POW31_CACHED_MAX = 512
+_POW31: dict[int, tuple[int, ...]] = {}
+
+
+def java_hash_ascii(data: bytes) -> int:
+    """``java_hash`` of ASCII text given as its bytes, UNSIGNED (0..2**32-1): h = sum of
+    c[i] * 31**(n-1-i) mod 2**32, evaluated in C (``map``/``sum``) with the powers cached per
+    length (keys and tags are short; a migration hashes two or three per message)."""
+    n = len(data)
+    pows = _POW31.get(n)
+    if pows is None:
+        if n > _POW31_CACHED_MAX:
+            h = 0
+            for unit in data:
+                h = (31 * h + unit) & 0xFFFFFFFF
+            return h
+        pows = _POW31[n] = tuple(pow(31, n - 1 - i, 1 << 32) for i in range(n))
+    return sum(map(operator.mul, data, pows)) & 0xFFFFFFFF
+
+
 def java_hash(text: str) -> int:
     """``java.lang.String.hashCode()``: 31*h + c over UTF-16 code units, as a signed int32."""
     h = 0
-    if text.isascii():       # one UTF-16 unit per byte: the common case, twice as fast
-        for unit in text.encode("ascii"):
-            h = (31 * h + unit) & 0xFFFFFFFF
+    if text.isascii():       # one UTF-16 unit per byte: the common case
+        h = java_hash_ascii(text.encode("ascii"))
     else:
         data = text.encode("utf-16-be", "surrogatepass")
         for (unit,) in struct.iter_unpack(">H", data):

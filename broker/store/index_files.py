@@ -97,12 +97,16 @@ class IndexWriter:
     def put(self, key: str, physical_offset: int, store_timestamp_ms: int) -> None:
         """Index ``key`` (already ``topic#key``) for the record at ``physical_offset``: the insert
         of ``index_file.plan_put``, on ints (it runs for every key of a migration)."""
+        self.put_hashed(fmt.key_hash(key), physical_offset, store_timestamp_ms)
+
+    def put_hashed(self, h: int, physical_offset: int, store_timestamp_ms: int) -> None:
+        """``put`` of a key whose ``index_file.key_hash`` is ``h`` (a caller that hashes the key's
+        bytes itself: ``index_file.key_hash_ascii``)."""
         if self._fd < 0:
             self._open(store_timestamp_ms)
         elif self._count >= self.index_num:
             self._finish()
             self._open(store_timestamp_ms)
-        h = fmt.key_hash(key)
         slot = h % self.hash_slot_num
         n = self._count
         old = self._slots[slot]
