@@ -9,10 +9,13 @@ Steps (a table: each step's work and the step after it; the journal records the 
 
 Copy: each source record becomes its target record(s) (``reframe``) at the same queue offsets,
 written with the source's store timestamps and hosts (so the output does not depend on when it
-runs), and its queue unit is written at once. Every ``CHECKPOINT_EVERY_BYTES`` of source address
-(at fixed source positions, so a resumed run checkpoints where an uninterrupted one does) the
-target log and queues are fdatasynced, then the journal records the source position, the target
-log end and the queue sizes. ``resume=True`` reads the journal, cuts the target log and queues
+runs), and its queue unit is written at once. Ordinary records take the fast path (``bulk``:
+bytes copied and re-framed in large buffers, nothing decoded); every other item goes through the
+one log reader and ``Copier._copy``, and both write the same bytes. Every
+``CHECKPOINT_EVERY_BYTES`` (1 GiB, RocketMQ's commitlog file size) of source address (at fixed
+source positions, so a resumed run checkpoints where an uninterrupted one does) the target log and
+queues are fdatasynced, then the journal records the source position, the target log end and the
+queue sizes. ``resume=True`` reads the journal, cuts the target log and queues
 back to it and continues from its source position; a store byte-identical to an uninterrupted
 run results. SRC is only ever read.
 
@@ -48,6 +51,7 @@ from mqbench.broker.formats.record_check import peek_store_timestamp
 from mqbench.broker.store.atomic import ABORT_FILE, lock_held
 from mqbench.broker.formats.index_file import DEFAULT_HASH_SLOT_NUM, DEFAULT_INDEX_NUM
 from mqbench.broker.store.index_files import INDEX_DIR, IndexWriter, geometry, index_files
+from mqbench.broker.store.log_reader import RAISE, FolderFiles, LogReader, list_segments
 from mqbench.broker.store.recovery import CheckpointFile, CheckpointState
 from mqbench.broker.formats.topics import TRANS_HALF_TOPIC
 from mqbench.errors import CorruptDataError, UserError
@@ -57,11 +61,22 @@ from .configs_carry import read_configs, write_configs
 from .journal import JOURNAL_FILE, read_journal, write_file_atomic, write_journal
 from .plan import Options, Plan, make_plan, needs_prescan
 from .reframe import Reframer
-from .source import Position, decode_item, log_files, peek_item, torn_tail, walk_log
+from .bulk import BulkCopy
+from .source import (
+    decode_item,
+    killed_broker,
+    log_files,
+    peek_item,
+    source_folders,
+    source_item,
+    torn_tail,
+    walk_log,
+)
 from .target import TargetLog, TargetQueues
 from mqbench.broker.formats.properties import PROPERTY_CRC32
 
-CHECKPOINT_EVERY_BYTES = 64 << 20
+CHECKPOINT_EVERY_BYTES = 1 << 30       # RocketMQ's commitlog file size: one fdatasync round per GiB of source
+SLOW_WINDOW_BYTES = 64 << 10      # the reader's window for one item off the fast path
 RAFT_APPLIED_FILE = "raft-applied.json"     # the broker's applied mark (broker/store/raft_storage.py)
 STEPS = {"copy": "meta", "meta": "done"}
 
@@ -106,15 +121,20 @@ class Copier:
 
     def run(self, checkpoint: Callable[[], None]) -> None:
         p = self.progress
-        start = Position(p["folder"], p["address"])
-        for item in walk_log(self.plan.source, start):
-            self._copy(item)
-            before, p["folder"], p["address"] = p["address"], item.next.folder, item.next.address
-            if item.next.address // CHECKPOINT_EVERY_BYTES != before // CHECKPOINT_EVERY_BYTES:
-                if not self.blocked:
-                    checkpoint()
-                if self.on_progress:
-                    self.on_progress(p["bytes_in"])
+        bulk = BulkCopy(self)
+        for number, (rel, is_dl) in enumerate(source_folders(self.plan.source)):
+            if number < p["folder"]:
+                continue
+            segdir = list_segments(os.path.join(self.plan.source, rel), rel)
+            for problem in segdir.problems:
+                raise CorruptDataError(problem["detail"], where=problem["file"])
+            if not segdir.segments:
+                continue
+            files = FolderFiles(segdir, rel)
+            try:
+                self._copy_folder(bulk, files, number, is_dl, checkpoint)
+            finally:
+                files.close()
         if self.on_progress:
             self.on_progress(p["bytes_in"])
         if self.check_blockers:
@@ -125,6 +145,50 @@ class Copier:
         if self.timers.to_v4 and self.timers.map_to_levels and not p.get("timers_done"):
             self._map_timers()
             p["timers_done"] = True     # journaled by the checkpoint that follows
+
+    def _copy_folder(self, bulk: BulkCopy, files: FolderFiles, number: int, is_dl: bool,
+                     checkpoint: Callable[[], None]) -> None:
+        """Copy one log folder: runs of records on the fast path (``bulk``), every other item
+        through the one log reader and ``_copy``; a checkpoint each time the source address
+        crosses a multiple of ``CHECKPOINT_EVERY_BYTES``."""
+        p = self.progress
+        resume = number == p["folder"] and p["address"] >= 0
+        pos = p["address"] if resume else files.starts[0]
+        state = {"expected_index": None, "before": p["address"]}
+
+        def boundary(at: int) -> None:
+            p["folder"], p["address"] = number, at
+            if not self.blocked:
+                checkpoint()
+            if self.on_progress:
+                self.on_progress(p["bytes_in"])
+
+        while True:
+            pos = bulk.copy_run(files, pos, state, CHECKPOINT_EVERY_BYTES, boundary)
+            bulk.flush_pending()
+            if state["before"] != p["address"]:
+                p["folder"], p["address"] = number, state["before"]
+            reader = LogReader(files, dledger=is_dl, policy=RAISE, window_bytes=SLOW_WINDOW_BYTES,
+                               accept_torn_tail=killed_broker(self.plan.source))
+            walk = reader.items(pos, None, state["expected_index"])
+            try:
+                found = next(walk, None)
+            finally:
+                walk.close()
+            if found is None:
+                return
+            item = source_item(found, number)
+            self._copy(item)
+            if found.index is not None:
+                state["expected_index"] = found.index + 1
+            before = p["address"]
+            p["folder"], p["address"] = number, found.next
+            state["before"] = pos = found.next
+            if found.next // CHECKPOINT_EVERY_BYTES != before // CHECKPOINT_EVERY_BYTES:
+                if not self.blocked:
+                    checkpoint()
+                if self.on_progress:
+                    self.on_progress(p["bytes_in"])
 
     def _copy(self, item) -> None:
         p = self.progress

@@ -45,6 +45,7 @@ NAME_DIGITS = 20
 _ZERO_CHUNK_BYTES = 1 << 20
 _ZEROS = bytes(_ZERO_CHUNK_BYTES)
 _SEEK_DATA = getattr(os, "SEEK_DATA", None)
+_FADV_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
 
 
 # --- the files of a log ------------------------------------------------------------------------
@@ -152,6 +153,10 @@ class LogFiles:
     def _next_data(self, offset: int, stop: int) -> int:
         return offset
 
+    def prefetch(self, offset: int, size: int) -> None:
+        """Ask the kernel to start reading ``[offset, offset + size)`` of one file in the background
+        (a sequential reader overlaps the disk with its own work); a hint, nothing is returned."""
+
     def file_name(self, start: int) -> str:
         return f"{self.rel}/{start:0{NAME_DIGITS}d}"
 
@@ -184,6 +189,12 @@ class FolderFiles(LogFiles):
         if fd is None:
             return b""
         return os.pread(fd, min(size, start + self.segment_size_bytes - offset), offset - start)
+
+    def prefetch(self, offset: int, size: int) -> None:
+        start = offset - offset % self.segment_size_bytes
+        fd = self._fd(start)
+        if fd is not None and _FADV_WILLNEED is not None:
+            os.posix_fadvise(fd, offset - start, min(size, start + self.segment_size_bytes - offset), _FADV_WILLNEED)
 
     def _next_data(self, offset: int, stop: int) -> int:
         if _SEEK_DATA is None:

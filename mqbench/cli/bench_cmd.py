@@ -221,7 +221,8 @@ def timer(pending_counts, probes, probe_seconds, burst, limits_budget_s, directo
               help="Log size of the source store.")
 @click.option("--small-bytes", type=click.IntRange(1 << 20, 256 << 30), default=256 << 20, show_default=True,
               help="Log size of the small store whose peak RSS is compared.")
-@click.option("--verify", is_flag=True, help="Also run the full verify after each migration (a second pass).")
+@click.option("--verify", is_flag=True,
+              help="Also run the full verify after each migration (a second pass, timed on its own).")
 @click.option("--rolling", is_flag=True, help="Instead, time a rolling upgrade of a raft3 cluster under traffic.")
 @click.option("--rolling-to", type=click.Choice(["v4-dledger", "v5-dledger"]), default="v4-dledger",
               show_default=True, help="Target version of the rolling upgrade.")
@@ -232,6 +233,13 @@ def timer(pending_counts, probes, probe_seconds, burst, limits_budget_s, directo
 def migrate(source, targets, size_bytes, small_bytes, verify, rolling, rolling_to, limits_budget_s, directory, seed,
             as_json):
     """Migration MB/s as ratios to cp -r and to the disk, CPU µs/msg and peak RSS; or --rolling.
+
+    Builds a --source store of --size-bytes, times cp -r of it (page cache dropped, synced) and
+    then `mqbench migrate` to each of --targets in a child process, in the same run: the ratio to
+    cp is the figure to compare across machines (cp sees the same disk and load). CPU µs/msg is the
+    child's user+system time per message; peak RSS is its ru_maxrss, also shown for a
+    --small-bytes store (equal peaks: memory does not grow with the store). --verify times the
+    full verify separately (verify MB/s); it is not part of the migration's MB/s.
 
     --rolling starts raft3 as real processes, upgrades it replica by replica under traffic and
     prints each replica's write unavailability and whether anything acknowledged was lost.

@@ -1,0 +1,497 @@
+"""The copy step's fast path: runs of ordinary records copied as bytes, re-framed without decoding.
+
+``BulkCopy(copier).copy_run(files, pos, state)`` walks one source log folder from ``pos`` over a
+window of its bytes and copies every record it can take on the fast path straight into large
+output buffers; it returns the position of the first item it does not take. The caller
+(``run.Copier``) hands that one item to the one log reader (``broker.store.log_reader``, policy
+RAISE) and to the per-record path (``Copier._copy``), then calls ``copy_run`` again after it. So
+the fast path decides nothing about validity or routing on its own: it takes a record only when
+
+* its framing passes the same checks ``record_check.record_verdict`` (and, in a DLedger log,
+  ``dledger.entry_verdict``, the entry's bodyCrc and the index that must follow) makes, each
+  on the same bytes: sizes that add up, magic, a topic of TopicValidator's characters,
+  properties not ending with NUL, BODYCRC, PHYSICALOFFSET equal to the record's address. A
+  record that fails any of them is left to the reader, which raises (or ends the folder) with
+  its own message;
+* it needs no rewriting beyond what a byte copy does: PHYSICALOFFSET patched, and for a v4
+  target the 4.x property form (TOTALSIZE and PROPERTIESLENGTH one less, the final ``\\x02``
+  dropped). Left to the per-record path: transaction records and half messages, inner batches
+  and BatchCQ topics, the delay and timer topics, V2 records going to v4, bodies a v4 target
+  cannot hold, a ``__CRC32#`` property (recomputed there), non-ASCII topics or properties,
+  a queue's first record or one that does not continue its queue, entries past the committed
+  index, non-record entries, a term below the target's, ``--codec`` (every record is rewritten).
+
+Per record the fast path does a few ``struct.unpack_from`` calls on fixed fields, slices the
+record into the output buffer, appends its 20-byte consume-queue unit to its queue's buffer
+(and, for a DLedger target, its 32-byte index unit), looks up TAGS/UNIQ_KEY/KEYS in the
+property bytes (``bytes.rfind``, as ``record.decode_properties`` reads them: the last one wins)
+and inserts the keys into the key index (``IndexWriter.put_hashed``). Buffers go out as one
+write per run of a segment (``BUFFER_BYTES``); ``flush_pending`` hands everything to the target
+objects (log end, last index and term, queue sizes, counters) before the per-record path or a
+checkpoint runs, so both paths write exactly the bytes the other would have written.
+"""
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+
+from mqbench.broker.formats import dledger as dl
+from mqbench.broker.formats.index_file import key_hash_ascii
+from mqbench.broker.formats.queues import CQ_UNIT_BYTES
+from mqbench.broker.formats.record import (
+    BLANK_MIN_BYTES,
+    MAGIC_V1,
+    MAGIC_V2,
+    SCHEDULE_TOPIC,
+    SYSFLAG_BORNHOST_V6,
+    SYSFLAG_COMPRESSED,
+    SYSFLAG_COMPRESSION_MASK,
+    SYSFLAG_COMPRESSION_SHIFT,
+    SYSFLAG_INNER_BATCH,
+    SYSFLAG_NEED_UNWRAP,
+    SYSFLAG_STOREHOST_V6,
+    SYSFLAG_TX_MASK,
+    encode_blank,
+    java_hash_ascii,
+)
+from mqbench.broker.formats.timer_formats import TIMER_TOPIC
+from mqbench.broker.formats.topics import TRANS_HALF_TOPIC
+from mqbench.broker.store import versions
+
+BUFFER_BYTES = 4 << 20
+WINDOW_BYTES = 8 << 20
+_MIN_RECORD_BYTES = 91
+_HEADROOM_BYTES = 160       # an entry header and a record's fixed fields, read before any check
+ENABLED = True              # False: every item takes the per-record path (tests compare the two)
+_TOPIC_CHARS = re.compile(rb"[%|a-zA-Z0-9_-]+")      # record_check's TopicValidator set
+_CRC_TAIL = b"__CRC32#\x01"
+_SPECIAL_TOPICS = {TRANS_HALF_TOPIC.encode(), SCHEDULE_TOPIC.encode(), TIMER_TOPIC.encode()}
+_NOT_FAST_SYSFLAG = SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP
+_V4_COMPRESSION = (0, 3)                               # legacy 0 and 3 both mean zlib
+
+_I32 = struct.Struct(">i")
+_I16 = struct.Struct(">h")
+_I64 = struct.Struct(">q")
+_HEAD = struct.Struct(">iiiiiqqiq")
+_TAIL = struct.Struct(">iqi")
+_ENTRY = struct.Struct(">iiqqqiiii")
+_INDEX_UNIT = struct.Struct(">iqiqq")
+_CQ_UNIT = struct.Struct(">qiq")
+_ENTRY_CRC_AT = 40
+
+
+class _Queue:
+    __slots__ = ("cq", "units", "count")
+
+    def __init__(self, cq):
+        self.cq, self.units, self.count = cq, bytearray(), 0
+
+
+class BulkCopy:
+    """The fast path of one ``Copier`` (module doc)."""
+
+    def __init__(self, copier):
+        c = copier
+        self.copier = c
+        self.v4 = versions.major(c.plan.target_version) == 4
+        self.dst_dl = c.dst_dl
+        self.src_dl = c.src_dl
+        self.keep_indexes = c.keep_indexes
+        self.committed = c.plan.committed_index if (self.src_dl and not self.dst_dl) else None
+        self.enabled = ENABLED and c.reframer.codec is None
+        self.log = c.log
+        self.segment_bytes = c.log.segment_bytes
+        self.queues: dict[tuple[bytes, int], _Queue] = {}
+        self.topics: dict[bytes, tuple[bool, bytes]] = {}     # topic -> (fast?, b"topic#")
+        self.tags: dict[bytes, int] = {}
+        self.dirty: list[_Queue] = []
+        # pending output: the log bytes from out_at, the DLedger index units from index_at
+        self.out = bytearray()
+        self.out_at = 0
+        self.index_units = bytearray()
+        self.index_at = 0
+        self.counts = [0, 0, 0]          # records, bytes in, bytes out (since the last flush)
+        self.max_store_ms = 0
+
+    # -- bookkeeping shared with the per-record path -----------------------------------------
+
+    def _topic(self, topic: bytes) -> tuple[bool, bytes]:
+        info = self.topics.get(topic)
+        if info is None:
+            fast = bool(_TOPIC_CHARS.fullmatch(topic)) and topic not in _SPECIAL_TOPICS
+            if fast and self.copier._is_batch_topic(topic.decode("ascii")):
+                fast = False
+            info = self.topics[topic] = (fast, topic + b"#")
+        return info
+
+    def _queue(self, topic: bytes, queue_id: int) -> _Queue | None:
+        """The state of a queue the per-record path has created (None: not yet)."""
+        cq = self.copier.queues.queues.cqs.get((topic.decode("ascii"), queue_id))
+        if cq is None:
+            return None
+        q = self.queues[(topic, queue_id)] = _Queue(cq)
+        return q
+
+    def flush_pending(self) -> None:
+        """Hand every pending byte and counter to the target objects (before the per-record path,
+        a checkpoint, or the end)."""
+        log = self.log
+        if self.out:
+            if self.dst_dl:
+                log.dledger.data.write(self.out_at, self.out)
+            else:
+                log.segments.write(self.out_at, self.out)
+            self.out = bytearray()
+        self.flush_index()
+        for q in self.dirty:
+            cq = q.cq
+            at = cq.max_offset
+            units = q.units
+            per = cq.per_segment
+            done = 0
+            while done < q.count:           # a write stays inside one queue file
+                n = min(q.count - done, per - (at + done) % per)
+                cq.segments.write((at + done) * CQ_UNIT_BYTES, units[done * CQ_UNIT_BYTES:(done + n) * CQ_UNIT_BYTES])
+                done += n
+            cq.max_offset = at + q.count
+            q.units = bytearray()
+            q.count = 0
+        self.dirty = []
+        records, bytes_in, bytes_out = self.counts
+        if records:
+            p = self.copier.progress
+            p["records_in"] += records
+            p["records_out"] += records
+            p["bytes_in"] += bytes_in
+            p["bytes_out"] += bytes_out
+            if self.max_store_ms > p["last_store_timestamp_ms"]:
+                p["last_store_timestamp_ms"] = self.max_store_ms
+            timers = self.copier.timers
+            if self.max_store_ms > timers.now_ms:
+                timers.now_ms = self.max_store_ms
+            self.counts[:] = [0, 0, 0]
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def copy_run(self, files, pos: int, state: dict, every_bytes: int, at_boundary) -> int:
+        """Copy records from ``pos`` (an item boundary) while the fast path takes them; returns the
+        position of the first item it does not take (module doc). ``state["expected_index"]`` is
+        the DLedger index the next source entry must have (None: any) and ``state["before"]`` the
+        source address the last item started from (the journal's); both are kept up to date. When
+        a record's end crosses a multiple of ``every_bytes`` of source address, everything is
+        flushed and ``at_boundary(next_position)`` runs (the caller's checkpoint)."""
+        c = self.copier
+        if not self.enabled or c.blocked:
+            return pos
+        seg_size = files.segment_size_bytes
+        src_dl = self.src_dl
+        dst_dl = self.dst_dl
+        v4 = self.v4
+        check_v4_body = v4
+        committed = self.committed
+        keep_indexes = self.keep_indexes
+        log = self.log
+        dled = log.dledger
+        target_seg = self.segment_bytes
+        if dst_dl:
+            t_end = dled.end_pos
+            t_last_index = dled.last_index
+            t_last_term = dled.last_term
+        else:
+            t_end = log.end
+            t_last_index = t_last_term = 0
+        out = self.out
+        if not out:
+            self.out_at = t_end
+        index_units = self.index_units
+        if dst_dl and not index_units:
+            self.index_at = (t_last_index + 1) * dl.INDEX_UNIT_BYTES
+        queues = self.queues
+        topics = self.topics
+        tags_cache = self.tags
+        dirty = self.dirty
+        index_put = c.index.put_hashed
+        records = bytes_in = bytes_out = 0
+        max_store_ms = self.max_store_ms
+        expected = state.get("expected_index")
+        before = state["before"]
+        head_unpack = _HEAD.unpack_from
+        i32 = _I32.unpack_from
+        i16 = _I16.unpack_from
+        i64_pack = _I64.pack_into
+        i32_pack = _I32.pack_into
+        i16_pack = _I16.pack_into
+        tail_unpack = _TAIL.unpack_from
+        entry_unpack = _ENTRY.unpack_from
+        crc32 = zlib.crc32
+        topic_ok = self._topic
+
+        buf = b""
+        base = pos            # log address of buf[0]
+        blen = 0
+
+        while True:
+            at = pos - base
+            if at < 0 or at + _HEADROOM_BYTES > blen:
+                seg_end = pos - pos % seg_size + seg_size
+                buf = files.read(pos, min(WINDOW_BYTES, seg_end - pos))
+                base, blen, at = pos, len(buf), 0
+                if pos + blen < seg_end:      # the next window is read from the disk meanwhile
+                    files.prefetch(pos + blen, WINDOW_BYTES)
+                if blen < _HEADROOM_BYTES:
+                    break
+            # -- the source item: a record, or a DLedger entry holding one --------------------
+            if src_dl:
+                (magic, esize, eindex, eterm, epos, _, _, ebody_crc, ebody_len) = entry_unpack(buf, at)
+                if at + esize > blen:
+                    if esize > WINDOW_BYTES or esize <= 0:
+                        break
+                    seg_end = pos - pos % seg_size + seg_size
+                    buf = files.read(pos, min(max(WINDOW_BYTES, esize), seg_end - pos))
+                    base, blen, at = pos, len(buf), 0
+                    if at + esize > blen:
+                        break
+                if (magic != dl.DLEDGER_MAGIC or esize <= dl.ENTRY_HEADER_SIZE_FIELD_BYTES or ebody_len < 0
+                        or ebody_len + 48 != esize or epos != pos or eindex < 0 or eterm < 0
+                        or (expected is not None and eindex != expected)
+                        or (committed is not None and eindex > committed)):
+                    break
+                rat = at + 48
+                if ebody_crc and ebody_crc != crc32(buf[rat:at + esize]) & 0x7FFFFFFF:
+                    break
+                address = pos + 48
+                size = i32(buf, rat)[0]
+                if size != ebody_len:
+                    break
+                nxt = pos + esize
+            else:
+                rat = at
+                address = pos
+                size = i32(buf, at)[0]
+                if at + size > blen:
+                    if size > WINDOW_BYTES or size < _MIN_RECORD_BYTES:
+                        break
+                    seg_end = pos - pos % seg_size + seg_size
+                    buf = files.read(pos, min(max(WINDOW_BYTES, size), seg_end - pos))
+                    base, blen, at = pos, len(buf), 0
+                    rat = 0
+                    if at + size > blen:
+                        break
+                nxt = pos + size
+            # -- the record's framing (record_verdict's checks, on the same bytes) -------------
+            (total, rmagic, bcrc, queue_id, _, queue_offset, phys, sysflag, _) = head_unpack(buf, rat)
+            if total < _MIN_RECORD_BYTES or phys != address or sysflag & _NOT_FAST_SYSFLAG:
+                break
+            if rmagic == MAGIC_V1:
+                tl = 1
+            elif rmagic == MAGIC_V2 and not v4:
+                tl = 2
+            else:
+                break
+            rend = rat + total
+            h = rat + 48 + (20 if sysflag & SYSFLAG_BORNHOST_V6 else 8)
+            store_ms = _I64.unpack_from(buf, h)[0]
+            h += 8 + (20 if sysflag & SYSFLAG_STOREHOST_V6 else 8)
+            if h + 16 > rend:
+                break
+            _, _, body_len = tail_unpack(buf, h)
+            body_at = h + 16
+            tat = body_at + body_len
+            if body_len < 0 or tat + tl > rend:
+                break
+            topic_len = buf[tat] if tl == 1 else i16(buf, tat)[0]
+            if tl == 1 and topic_len > 127:
+                break
+            tat += tl
+            pat = tat + topic_len + 2
+            if topic_len <= 0 or pat > rend:
+                break
+            props_len = i16(buf, pat - 2)[0]
+            if props_len < 0 or pat + props_len != rend:
+                break
+            topic = buf[tat:tat + topic_len]
+            fast, key_prefix = topics.get(topic) or topic_ok(topic)
+            if not fast:
+                break
+            props = buf[pat:rend]
+            if props_len and (props[-1] == 0 or not props.isascii()):
+                break
+            if props_len >= 20 and props.startswith(_CRC_TAIL, props_len - 20):
+                break
+            if check_v4_body and sysflag & SYSFLAG_COMPRESSED and \
+                    (sysflag & SYSFLAG_COMPRESSION_MASK) >> SYSFLAG_COMPRESSION_SHIFT not in _V4_COMPRESSION:
+                break
+            if crc32(buf[body_at:tat - tl]) & 0x7FFFFFFF != bcrc:
+                break
+            q = queues.get((topic, queue_id))
+            if q is None:
+                q = self._queue(topic, queue_id)
+                if q is None:
+                    break
+            if queue_offset != q.cq.max_offset + q.count:
+                break
+            # -- the target record -----------------------------------------------------------------
+            strip = v4 and props_len and props[-1] == 2
+            wsize = total - 1 if strip else total
+            if dst_dl:
+                term = eterm if src_dl else 0
+                if term < t_last_term:
+                    break
+                if keep_indexes:
+                    if eindex != t_last_index + 1:
+                        break
+                esize_out = 48 + wsize
+                if esize_out + dl.DLEDGER_BLANK_BYTES > target_seg:
+                    break
+                wpos = t_end
+                room = target_seg - wpos % target_seg
+                if esize_out + dl.DLEDGER_BLANK_BYTES > room:
+                    out += dl.encode_entry_blank(room)
+                    self.flush_log()
+                    out = self.out
+                    wpos += room
+                    self.out_at = wpos
+                new_index = t_last_index + 1
+                rec = bytearray(buf[rat:rat + wsize])
+                i64_pack(rec, 28, wpos + 48)
+                if strip:
+                    i32_pack(rec, 0, wsize)
+                    i16_pack(rec, pat - 2 - rat, props_len - 1)
+                out += _ENTRY.pack(dl.DLEDGER_MAGIC, esize_out, new_index, term, wpos, 0, 0,
+                                   crc32(rec) & 0x7FFFFFFF, wsize)
+                out += rec
+                index_units += _INDEX_UNIT.pack(dl.DLEDGER_MAGIC, wpos, esize_out, new_index, term)
+                new_phys = wpos + 48
+                t_end = wpos + esize_out
+                t_last_index, t_last_term = new_index, term
+                if src_dl:
+                    expected = eindex + 1
+            else:
+                if wsize + BLANK_MIN_BYTES > target_seg:
+                    break
+                wpos = t_end
+                room = target_seg - wpos % target_seg
+                if wsize + BLANK_MIN_BYTES > room:
+                    out += encode_blank(room)
+                    self.flush_log()
+                    out = self.out
+                    wpos += room
+                    self.out_at = wpos
+                o = len(out)
+                out += buf[rat:rat + wsize]
+                i64_pack(out, o + 28, wpos)
+                if strip:
+                    i32_pack(out, o, wsize)
+                    i16_pack(out, o + pat - 2 - rat, props_len - 1)
+                new_phys = wpos
+                t_end = wpos + wsize
+                if src_dl:
+                    expected = eindex + 1
+            # -- its queue unit and keys ---------------------------------------------------------
+            tags_code = 0
+            if b"TAGS\x01" in props:
+                i = props.rfind(b"\x02TAGS\x01")
+                i = i + 6 if i >= 0 else (5 if props.startswith(b"TAGS\x01") else -1)
+                if i >= 0:
+                    e = props.find(b"\x02", i)
+                    tags = props[i:e] if e >= 0 else props[i:]
+                    if tags:
+                        tags_code = tags_cache.get(tags)
+                        if tags_code is None:
+                            u = java_hash_ascii(tags)
+                            tags_code = tags_cache[tags] = u - 0x100000000 if u & 0x80000000 else u
+            if not q.count:
+                dirty.append(q)
+            q.units += _CQ_UNIT.pack(new_phys, wsize, tags_code)
+            q.count += 1
+            if b"UNIQ_KEY\x01" in props:
+                i = props.rfind(b"\x02UNIQ_KEY\x01")
+                i = i + 10 if i >= 0 else (9 if props.startswith(b"UNIQ_KEY\x01") else -1)
+                if i >= 0:
+                    e = props.find(b"\x02", i)
+                    key = props[i:e] if e >= 0 else props[i:]
+                    if key:
+                        index_put(key_hash_ascii(key_prefix + key), new_phys, store_ms)
+            if b"KEYS\x01" in props:
+                i = props.rfind(b"\x02KEYS\x01")
+                i = i + 6 if i >= 0 else (5 if props.startswith(b"KEYS\x01") else -1)
+                if i >= 0:
+                    e = props.find(b"\x02", i)
+                    words = props[i:e] if e >= 0 else props[i:]
+                    if b" " in words:
+                        for word in words.split(b" "):
+                            if word:
+                                index_put(key_hash_ascii(key_prefix + word), new_phys, store_ms)
+                    elif words:
+                        index_put(key_hash_ascii(key_prefix + words), new_phys, store_ms)
+            records += 1
+            bytes_in += total
+            bytes_out += wsize
+            if store_ms > max_store_ms:
+                max_store_ms = store_ms
+            crossed = nxt // every_bytes != before // every_bytes
+            pos = before = nxt
+            if crossed:
+                self._sync(t_end, t_last_index, t_last_term, expected, before, state, records, bytes_in, bytes_out,
+                           max_store_ms)
+                records = bytes_in = bytes_out = 0
+                self.flush_pending()
+                at_boundary(pos)
+                out = self.out
+                self.out_at = t_end
+                index_units = self.index_units
+                self.index_at = (t_last_index + 1) * dl.INDEX_UNIT_BYTES
+                dirty = self.dirty
+                if c.blocked:
+                    break
+            elif len(out) >= BUFFER_BYTES:
+                self.flush_log()
+                out = self.out
+                self.out_at = t_end
+                if dst_dl:
+                    self.flush_index()
+                    index_units = self.index_units
+        self._sync(t_end, t_last_index, t_last_term, expected, before, state, records, bytes_in, bytes_out,
+                   max_store_ms)
+        return pos
+
+    def _sync(self, t_end, t_last_index, t_last_term, expected, before, state, records, bytes_in, bytes_out,
+              max_store_ms) -> None:
+        """The loop's locals back into the target objects, ``state`` and the counters."""
+        self.max_store_ms = max_store_ms
+        counts = self.counts
+        counts[0] += records
+        counts[1] += bytes_in
+        counts[2] += bytes_out
+        if self.dst_dl:
+            dled = self.log.dledger
+            dled.end_pos, dled.last_index, dled.last_term = t_end, t_last_index, t_last_term
+        else:
+            self.log.end = t_end
+        state["expected_index"] = expected
+        state["before"] = before
+
+    def flush_log(self) -> None:
+        """Write the pending log bytes (a run ends at a segment end or at ``BUFFER_BYTES``)."""
+        if self.out:
+            if self.dst_dl:
+                self.log.dledger.data.write(self.out_at, self.out)
+            else:
+                self.log.segments.write(self.out_at, self.out)
+            self.out = bytearray()
+
+    def flush_index(self) -> None:
+        """Write the pending DLedger index units (one write per index file they fall in)."""
+        units = self.index_units
+        if not units:
+            return
+        index = self.log.dledger.index
+        seg = index.segment_size_bytes
+        at, done = self.index_at, 0
+        while done < len(units):
+            n = min(len(units) - done, seg - (at + done) % seg)
+            index.write(at + done, units[done:done + n])
+            done += n
+        self.index_units = bytearray()
+        self.index_at = at + len(units)
