@@ -38,6 +38,7 @@ import zlib
 
 from mqbench.broker.formats import dledger as dl
 from mqbench.broker.formats.index_file import key_hash_ascii
+from mqbench.broker.formats.properties import PROPERTY_CRC32, PROPERTY_KEYS, PROPERTY_TAGS, PROPERTY_UNIQ_KEY
 from mqbench.broker.formats.queues import CQ_UNIT_BYTES
 from mqbench.broker.formats.record import (
     BLANK_MIN_BYTES,
@@ -65,7 +66,11 @@ _MIN_RECORD_BYTES = 91
 _HEADROOM_BYTES = 160       # an entry header and a record's fixed fields, read before any check
 ENABLED = True              # False: every item takes the per-record path (tests compare the two)
 _TOPIC_CHARS = re.compile(rb"[%|a-zA-Z0-9_-]+")      # record_check's TopicValidator set
-_CRC_TAIL = b"__CRC32#\x01"
+_CRC_TAIL = PROPERTY_CRC32.encode() + b"\x01"
+# a property NAME\x01value: its name with the separator, alone (first) and after a \x02 (later)
+_TAGS, _TAGS_LATER = PROPERTY_TAGS.encode() + b"\x01", b"\x02" + PROPERTY_TAGS.encode() + b"\x01"
+_UNIQ, _UNIQ_LATER = PROPERTY_UNIQ_KEY.encode() + b"\x01", b"\x02" + PROPERTY_UNIQ_KEY.encode() + b"\x01"
+_KEYS, _KEYS_LATER = PROPERTY_KEYS.encode() + b"\x01", b"\x02" + PROPERTY_KEYS.encode() + b"\x01"
 _SPECIAL_TOPICS = {TRANS_HALF_TOPIC.encode(), SCHEDULE_TOPIC.encode(), TIMER_TOPIC.encode()}
 _NOT_FAST_SYSFLAG = SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP
 _V4_COMPRESSION = (0, 3)                               # legacy 0 and 3 both mean zlib
@@ -390,9 +395,9 @@ class BulkCopy:
                     expected = eindex + 1
             # -- its queue unit and keys ---------------------------------------------------------
             tags_code = 0
-            if b"TAGS\x01" in props:
-                i = props.rfind(b"\x02TAGS\x01")
-                i = i + 6 if i >= 0 else (5 if props.startswith(b"TAGS\x01") else -1)
+            if _TAGS in props:
+                i = props.rfind(_TAGS_LATER)
+                i = i + len(_TAGS_LATER) if i >= 0 else (len(_TAGS) if props.startswith(_TAGS) else -1)
                 if i >= 0:
                     e = props.find(b"\x02", i)
                     tags = props[i:e] if e >= 0 else props[i:]
@@ -405,17 +410,17 @@ class BulkCopy:
                 dirty.append(q)
             q.units += _CQ_UNIT.pack(new_phys, wsize, tags_code)
             q.count += 1
-            if b"UNIQ_KEY\x01" in props:
-                i = props.rfind(b"\x02UNIQ_KEY\x01")
-                i = i + 10 if i >= 0 else (9 if props.startswith(b"UNIQ_KEY\x01") else -1)
+            if _UNIQ in props:
+                i = props.rfind(_UNIQ_LATER)
+                i = i + len(_UNIQ_LATER) if i >= 0 else (len(_UNIQ) if props.startswith(_UNIQ) else -1)
                 if i >= 0:
                     e = props.find(b"\x02", i)
                     key = props[i:e] if e >= 0 else props[i:]
                     if key:
                         index_put(key_hash_ascii(key_prefix + key), new_phys, store_ms)
-            if b"KEYS\x01" in props:
-                i = props.rfind(b"\x02KEYS\x01")
-                i = i + 6 if i >= 0 else (5 if props.startswith(b"KEYS\x01") else -1)
+            if _KEYS in props:
+                i = props.rfind(_KEYS_LATER)
+                i = i + len(_KEYS_LATER) if i >= 0 else (len(_KEYS) if props.startswith(_KEYS) else -1)
                 if i >= 0:
                     e = props.find(b"\x02", i)
                     words = props[i:e] if e >= 0 else props[i:]
