@@ -61,6 +61,7 @@ from mqbench.broker.formats.topics import TRANS_HALF_TOPIC
 from mqbench.broker.store import versions
 
 BUFFER_BYTES = 4 << 20
+QUEUE_UNITS_PENDING = 4096        # units a queue gathers before they are written (80 KiB)
 WINDOW_BYTES = 8 << 20
 _MIN_RECORD_BYTES = 91
 _HEADROOM_BYTES = 160       # an entry header and a record's fixed fields, read before any check
@@ -150,18 +151,8 @@ class BulkCopy:
             self.out = bytearray()
         self.flush_index()
         for q in self.dirty:
-            cq = q.cq
-            at = cq.max_offset
-            units = q.units
-            per = cq.per_segment
-            done = 0
-            while done < q.count:           # a write stays inside one queue file
-                n = min(q.count - done, per - (at + done) % per)
-                cq.segments.write((at + done) * CQ_UNIT_BYTES, units[done * CQ_UNIT_BYTES:(done + n) * CQ_UNIT_BYTES])
-                done += n
-            cq.max_offset = at + q.count
-            q.units = bytearray()
-            q.count = 0
+            if q.count:
+                self.flush_queue(q)
         self.dirty = []
         records, bytes_in, bytes_out = self.counts
         if records:
@@ -410,6 +401,8 @@ class BulkCopy:
                 dirty.append(q)
             q.units += _CQ_UNIT.pack(new_phys, wsize, tags_code)
             q.count += 1
+            if q.count >= QUEUE_UNITS_PENDING:      # memory stays flat: a queue's units go out in runs
+                self.flush_queue(q)
             if _UNIQ in props:
                 i = props.rfind(_UNIQ_LATER)
                 i = i + len(_UNIQ_LATER) if i >= 0 else (len(_UNIQ) if props.startswith(_UNIQ) else -1)
@@ -485,6 +478,21 @@ class BulkCopy:
             else:
                 self.log.segments.write(self.out_at, self.out)
             self.out = bytearray()
+
+    def flush_queue(self, q: _Queue) -> None:
+        """Write a queue's pending units (one write per queue file they fall in)."""
+        cq = q.cq
+        at = cq.max_offset
+        units = q.units
+        per = cq.per_segment
+        done = 0
+        while done < q.count:
+            n = min(q.count - done, per - (at + done) % per)
+            cq.segments.write((at + done) * CQ_UNIT_BYTES, units[done * CQ_UNIT_BYTES:(done + n) * CQ_UNIT_BYTES])
+            done += n
+        cq.max_offset = at + q.count
+        q.units = bytearray()
+        q.count = 0
 
     def flush_index(self) -> None:
         """Write the pending DLedger index units (one write per index file they fall in)."""
