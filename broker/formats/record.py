@@ -160,7 +160,8 @@ def java_hash_ascii(data: bytes) -> int:
                 h = (31 * h + unit) & 0xFFFFFFFF
             return h
         pows = _POW31[n] = tuple(pow(31, n - 1 - i, 1 << 32) for i in range(n))
-    return sum(map(operator.mul, data, pows)) & 0xFFFFFFFF
+    total: int = sum(map(operator.mul, data, pows))
+    return total & 0xFFFFFFFF
 
 
 def java_hash(text: str) -> int:
