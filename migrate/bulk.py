@@ -40,22 +40,9 @@ from mqbench.broker.formats import dledger as dl
 from mqbench.broker.formats.index_file import key_hash_ascii
 from mqbench.broker.formats.properties import PROPERTY_CRC32, PROPERTY_KEYS, PROPERTY_TAGS, PROPERTY_UNIQ_KEY
 from mqbench.broker.formats.queues import CQ_UNIT_BYTES
-from mqbench.broker.formats.record import (
-    BLANK_MIN_BYTES,
-    MAGIC_V1,
-    MAGIC_V2,
-    SCHEDULE_TOPIC,
-    SYSFLAG_BORNHOST_V6,
-    SYSFLAG_COMPRESSED,
-    SYSFLAG_COMPRESSION_MASK,
-    SYSFLAG_COMPRESSION_SHIFT,
-    SYSFLAG_INNER_BATCH,
-    SYSFLAG_NEED_UNWRAP,
-    SYSFLAG_STOREHOST_V6,
-    SYSFLAG_TX_MASK,
-    encode_blank,
-    java_hash_ascii,
-)
+from mqbench.broker.formats.record import BLANK_MIN_BYTES, MAGIC_V1, MAGIC_V2, SYSFLAG_BORNHOST_V6, SYSFLAG_COMPRESSED, SYSFLAG_COMPRESSION_MASK, SYSFLAG_COMPRESSION_SHIFT, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_STOREHOST_V6, SYSFLAG_TX_MASK, encode_blank
+from mqbench.broker.formats.tags import java_hash_ascii
+from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.broker.formats.topics import TRANS_HALF_TOPIC
 from mqbench.broker.store import versions

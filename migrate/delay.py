@@ -36,12 +36,9 @@ from pathlib import Path
 
 from mqbench.broker.store.segment_files import MappedFile, list_segments
 from mqbench.broker.store.log_reader import zeros_from
-from mqbench.broker.formats.record import (
-    DEFAULT_MESSAGE_DELAY_LEVEL,
-    SCHEDULE_TOPIC,
-    Message,
-    parse_delay_levels,
-)
+from mqbench.broker.formats.record import Message
+from mqbench.broker.formats.tags import DEFAULT_MESSAGE_DELAY_LEVEL, parse_delay_levels
+from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.broker.store.segments import SegmentQueue
 from mqbench.broker.formats.timer_formats import (
     TIMER_LOG_FILE_BYTES,

@@ -75,6 +75,7 @@ PURE = [
     "broker/formats/headers.py",
     "broker/formats/headers_pop.py",
     "broker/formats/signature.py",
+    "broker/formats/tags.py",
     # The codec registry. Excluded: codecs/bench.py (times codecs with the clock).
     "codecs/registry.py",
     # The Ray node clock offset estimator (samples injected). Excluded: the rest of mqbench/ray (Ray).

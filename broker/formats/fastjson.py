@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 from mqbench.errors import CorruptDataError, UserError
 
-from .record import java_hash
+from .tags import java_hash
 
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _WS = " \t\n\r"

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from mqbench.errors import CorruptDataError, UserError
 
 from .buffers import ByteView
-from .record import java_hash, java_hash_ascii
+from .tags import java_hash, java_hash_ascii
 
 INDEX_HEADER_BYTES = 40
 HASH_SLOT_BYTES = 4
@@ -86,7 +86,7 @@ def key_hash(key: str) -> int:
 
 
 def key_hash_ascii(key: bytes) -> int:
-    """``key_hash`` of an ASCII key given as its bytes (``record.java_hash_ascii``)."""
+    """``key_hash`` of an ASCII key given as its bytes (``tags.java_hash_ascii``)."""
     h = java_hash_ascii(key)
     if h & 0x80000000:
         h = 0x100000000 - h

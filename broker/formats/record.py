@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import operator
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from typing import Literal, NamedTuple, overload
 from mqbench.errors import CorruptDataError, UserError
 
 from .buffers import ByteView
-from .properties import PROPERTY_CRC32, PROPERTY_DELAY, PROPERTY_KEYS, PROPERTY_TAGS
+from .properties import PROPERTY_CRC32, PROPERTY_KEYS, PROPERTY_TAGS
 
 MAGIC_V1 = -626843481  # 0xDAA320A7
 MAGIC_V2 = -626843477  # 0xDAA320AB
@@ -79,8 +78,6 @@ CRC_PROPERTY_BYTES = 20  # len("__CRC32#") + 1 + 10 digits + 1
 RECORD_END = 0
 RECORD_BLANK = -1
 
-SCHEDULE_TOPIC = "SCHEDULE_TOPIC_XXXX"
-DEFAULT_MESSAGE_DELAY_LEVEL = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
 
 # The fixed head up to BORNHOST, then the three fields after STOREHOST.
 _HEAD = struct.Struct(">iiiiiqqiq")  # TOTALSIZE MAGIC BODYCRC QUEUEID FLAG QUEUEOFFSET PHYSICALOFFSET SYSFLAG BORNTS
@@ -141,77 +138,6 @@ class Message:
 def body_crc(body: ByteView) -> int:
     """RocketMQ's CRC (``UtilAll.crc32``): the standard CRC-32 masked to 31 bits."""
     return zlib.crc32(body) & 0x7FFFFFFF
-
-
-_POW31_CACHED_MAX = 512
-_POW31: dict[int, tuple[int, ...]] = {}
-
-
-def java_hash_ascii(data: bytes) -> int:
-    """``java_hash`` of ASCII text given as its bytes, UNSIGNED (0..2**32-1): h = sum of
-    c[i] * 31**(n-1-i) mod 2**32, evaluated in C (``map``/``sum``) with the powers cached per
-    length (keys and tags are short; a migration hashes two or three per message)."""
-    n = len(data)
-    pows = _POW31.get(n)
-    if pows is None:
-        if n > _POW31_CACHED_MAX:
-            h = 0
-            for unit in data:
-                h = (31 * h + unit) & 0xFFFFFFFF
-            return h
-        pows = _POW31[n] = tuple(pow(31, n - 1 - i, 1 << 32) for i in range(n))
-    total: int = sum(map(operator.mul, data, pows))
-    return total & 0xFFFFFFFF
-
-
-def java_hash(text: str) -> int:
-    """``java.lang.String.hashCode()``: 31*h + c over UTF-16 code units, as a signed int32."""
-    h = 0
-    if text.isascii():       # one UTF-16 unit per byte: the common case
-        h = java_hash_ascii(text.encode("ascii"))
-    else:
-        data = text.encode("utf-16-be", "surrogatepass")
-        for (unit,) in struct.iter_unpack(">H", data):
-            h = (31 * h + unit) & 0xFFFFFFFF
-    return h - 0x100000000 if h & 0x80000000 else h
-
-
-def parse_delay_levels(text: str = DEFAULT_MESSAGE_DELAY_LEVEL) -> list[int]:
-    """``messageDelayLevel`` ("1s 5s ... 2h") to a list of delays in ms; level i is item i-1."""
-    units = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-    levels = []
-    for word in text.split(" "):
-        if not word or word[-1] not in units or not word[:-1].isdigit():
-            raise UserError(f"bad delay level {word!r} in {text!r} (examples: 1s 5m 2h 1d)")
-        levels.append(int(word[:-1]) * units[word[-1]])
-    return levels
-
-
-def tags_code(tags: str | None, topic: str | None = None, *, properties: dict[str, str] | None = None,
-              store_timestamp_ms: int = 0, delay_levels_ms: list[int] | None = None) -> int:
-    """The consume-queue tagsCode (spec 5.1, 5.3): Java hashCode of TAGS, 0 without tags.
-
-    For ``SCHEDULE_TOPIC_XXXX`` it is the deliver time: store time + the delay of the record's
-    ``DELAY`` level (capped at the last level; +1000 ms when the level is unknown).
-    """
-    if topic == SCHEDULE_TOPIC and properties is not None and PROPERTY_DELAY in properties:
-        levels = delay_levels_ms if delay_levels_ms is not None else parse_delay_levels()
-        try:
-            level = min(int(properties[PROPERTY_DELAY]), len(levels))
-        except ValueError:
-            level = 0
-        if level > 0:
-            return store_timestamp_ms + levels[level - 1]
-        return store_timestamp_ms + 1000
-    if not tags:
-        return 0
-    return java_hash(tags)
-
-
-def message_tags_code(msg: Message, delay_levels_ms: list[int] | None = None) -> int:
-    """``tags_code`` for a whole message (its TAGS, topic, DELAY and store time)."""
-    return tags_code(msg.properties.get(PROPERTY_TAGS), msg.topic, properties=msg.properties,
-                     store_timestamp_ms=msg.store_timestamp_ms, delay_levels_ms=delay_levels_ms)
 
 
 def encode_properties(properties: dict[str, str]) -> bytes:

@@ -13,28 +13,9 @@ from typing import NamedTuple
 from mqbench.errors import CorruptDataError
 
 from .buffers import ByteView
-from .record import (
-    _FIELD_PHYSICAL_OFFSET,
-    _HEAD,
-    _I16,
-    _I32,
-    _I64,
-    _TAIL,
-    BLANK_MAGIC,
-    MAGIC_V1,
-    RECORD_BLANK,
-    RECORD_END,
-    SCHEDULE_TOPIC,
-    SYSFLAG_BORNHOST_V6,
-    SYSFLAG_STOREHOST_V6,
-    Message,
-    _parse,
-    _tail_positions,
-    body_crc,
-    decode_properties,
-    tags_code,
-    verify_property_crc,
-)
+from .record import _FIELD_PHYSICAL_OFFSET, _HEAD, _I16, _I32, _I64, _TAIL, BLANK_MAGIC, MAGIC_V1, RECORD_BLANK, RECORD_END, SYSFLAG_BORNHOST_V6, SYSFLAG_STOREHOST_V6, Message, _parse, _tail_positions, body_crc, decode_properties, verify_property_crc
+from .tags import tags_code
+from .topics import SCHEDULE_TOPIC
 from .properties import PROPERTY_TAGS
 
 # What a broker's TopicValidator lets through: a record whose topic holds anything else was not

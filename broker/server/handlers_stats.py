@@ -52,6 +52,7 @@ from mqbench.broker.server.handlers import BrokerContext, Refused
 from mqbench.broker.server.handlers_offsets import offset_by_time
 from mqbench.broker.formats import configs
 from mqbench.broker.formats import record as rec
+from mqbench.broker.formats.tags import java_hash
 from mqbench.broker.formats.topics import validate_group, validate_topic
 from mqbench.broker.formats.properties import PROPERTY_UNIQ_KEY
 
@@ -132,7 +133,7 @@ async def on_topic_stats(ctx: BrokerContext, cmd: RemotingCommand, channel: Chan
 
 def _subscription_data(topic: str, expression: str) -> dict:
     tags = sorted(parse_tag_expression(expression) or ())
-    return {"classFilterMode": False, "codeSet": [rec.java_hash(t) for t in tags], "expressionType": "TAG",
+    return {"classFilterMode": False, "codeSet": [java_hash(t) for t in tags], "expressionType": "TAG",
             "subString": expression, "subVersion": 0, "tagsSet": tags, "topic": topic}
 
 

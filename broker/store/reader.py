@@ -51,8 +51,8 @@ from mqbench.errors import CorruptDataError
 from mqbench.broker.formats.compression import SYSFLAG_COMPRESSION_BITS, inner_batch_items
 from .consume_queue import BatchConsumeQueue
 from .dispatch import QueueSet
-from mqbench.broker.formats.record import (MAGIC_V1, MAGIC_V2, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, Message,
-                                           decode_message, encode_message, java_hash, peek_properties, peek_topic)
+from mqbench.broker.formats.record import MAGIC_V1, MAGIC_V2, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, Message, decode_message, encode_message, peek_properties, peek_topic
+from mqbench.broker.formats.tags import java_hash
 from mqbench.broker.formats.properties import PROPERTY_INNER_NUM, PROPERTY_TAGS
 
 RUN_GAP_BYTES_MAX = 4096

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mqbench.broker.formats.record import DEFAULT_MESSAGE_DELAY_LEVEL, parse_delay_levels
+from mqbench.broker.formats.tags import DEFAULT_MESSAGE_DELAY_LEVEL, parse_delay_levels
 from mqbench.errors import UserError
 
 DAY_MS = 86_400_000

@@ -48,7 +48,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mqbench.broker.formats.record import SCHEDULE_TOPIC, Message
+from mqbench.broker.formats.record import Message
+from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.errors import CorruptDataError
 from mqbench.broker.formats.properties import PROPERTY_KEYS

@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mqbench.broker.formats.properties import PROPERTY_MQBENCH_DELAY_SOURCE, PROPERTY_REAL_TOPIC
-from mqbench.broker.formats.record import SCHEDULE_TOPIC, Message, java_hash, record_size
+from mqbench.broker.formats.record import Message, record_size
+from mqbench.broker.formats.tags import java_hash
+from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.errors import CorruptDataError, UserError
 

@@ -43,7 +43,8 @@ import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
-from mqbench.broker.formats.record import SCHEDULE_TOPIC, Message
+from mqbench.broker.formats.record import Message
+from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.broker.formats.timer_formats import TIMER_LOG_FILE_BYTES, TIMER_TOPIC
 from mqbench.errors import CorruptDataError, UserError
 

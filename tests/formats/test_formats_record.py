@@ -7,24 +7,9 @@ from hypothesis import given, strategies as st
 
 from mqbench.broker.formats import record as r
 from mqbench.broker.formats import record_check as rc
-from mqbench.broker.formats.record import (
-    BLANK_MAGIC,
-    MAGIC_V1,
-    MAGIC_V2,
-    RECORD_BLANK,
-    RECORD_END,
-    Message,
-    check_record,
-    decode_message,
-    decode_properties,
-    encode_blank,
-    encode_message,
-    encode_properties,
-    java_hash,
-    message_id,
-    record_size,
-    tags_code,
-)
+from mqbench.broker.formats.record import BLANK_MAGIC, MAGIC_V1, MAGIC_V2, RECORD_BLANK, RECORD_END, Message, check_record, decode_message, decode_properties, encode_blank, encode_message, encode_properties, message_id, record_size
+from mqbench.broker.formats.tags import java_hash, message_tags_code, parse_delay_levels, tags_code
+from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.errors import CorruptDataError, UserError
 
 COMMON = dict(born_timestamp_ms=1700000000000, store_timestamp_ms=1700000000001,
@@ -72,7 +57,7 @@ def test_example_2_properties_and_tags_code():
     msg, size = decode_message(data)
     assert size == 125 and msg.properties == {"KEYS": "key1", "TAGS": "TagA"}
     assert tags_code("TagA") == 2598919 == 0x27A807
-    assert r.message_tags_code(msg) == 2598919
+    assert message_tags_code(msg) == 2598919
     assert message_id(msg.store_host, 97) == "7F00000100002A9F0000000000000061"
 
 
@@ -247,9 +232,9 @@ def test_schedule_topic_tags_code_is_deliver_time():
     assert tags_code(None, "SCHEDULE_TOPIC_XXXX", properties=props, store_timestamp_ms=1000) == 11000
     assert tags_code(None, "SCHEDULE_TOPIC_XXXX", properties={"DELAY": "99"}, store_timestamp_ms=0) == 7_200_000
     assert tags_code("T", "SCHEDULE_TOPIC_XXXX", properties={"DELAY": "x"}, store_timestamp_ms=5) == 1005
-    assert r.parse_delay_levels("1s 2m 1h 1d") == [1000, 120000, 3600000, 86400000]
+    assert parse_delay_levels("1s 2m 1h 1d") == [1000, 120000, 3600000, 86400000]
     with pytest.raises(UserError):
-        r.parse_delay_levels("1s 5x")
+        parse_delay_levels("1s 5x")
 
 
 def test_set_physical_offset_and_peek():
@@ -344,15 +329,15 @@ def test_peek_record_matches_decode_and_the_tags_code(msg, trailing):
     assert (peek.size, peek.topic, peek.queue_id, peek.queue_offset, peek.sysflag, peek.store_timestamp_ms) == \
         (size, back.topic, back.queue_id, back.queue_offset, back.sysflag, back.store_timestamp_ms)
     assert decode_properties(peek.properties_text) == back.properties
-    assert rc.peek_tags_code(peek) == r.message_tags_code(back)
+    assert rc.peek_tags_code(peek) == message_tags_code(back)
 
 
 @pytest.mark.parametrize("properties", [{"TAGS": "TagA"}, {"DELAY": "3"}, {"TAGS": "x", "DELAY": "2"}, {}])
 def test_peek_tags_code_on_the_schedule_topic_and_with_tags(properties):
-    msg = Message(topic=r.SCHEDULE_TOPIC, body=b"b", properties=dict(properties), **COMMON)
-    assert rc.peek_tags_code(rc.peek_record(encode_message(msg))) == r.message_tags_code(msg)
+    msg = Message(topic=SCHEDULE_TOPIC, body=b"b", properties=dict(properties), **COMMON)
+    assert rc.peek_tags_code(rc.peek_record(encode_message(msg))) == message_tags_code(msg)
     msg.topic = "Plain"
-    assert rc.peek_tags_code(rc.peek_record(encode_message(msg))) == r.message_tags_code(msg)
+    assert rc.peek_tags_code(rc.peek_record(encode_message(msg))) == message_tags_code(msg)
 
 
 @given(messages(), st.data())

@@ -12,7 +12,7 @@ import pytest
 from migrate_golden import build_store
 from mqbench.bench.migrate import build
 from mqbench.broker.formats.index_file import key_hash, key_hash_ascii
-from mqbench.broker.formats.record import java_hash
+from mqbench.broker.formats.tags import java_hash
 from mqbench.errors import MqbenchError
 from mqbench.migrate import bulk, run
 from mqbench.migrate.plan import Options

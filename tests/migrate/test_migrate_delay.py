@@ -7,7 +7,9 @@ import os
 import pytest
 
 from migrate_golden import SEGMENT_BYTES, Clock
-from mqbench.broker.formats.record import SCHEDULE_TOPIC, Message, parse_delay_levels
+from mqbench.broker.formats.record import Message
+from mqbench.broker.formats.tags import parse_delay_levels
+from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.broker.store.store import Store
 from mqbench.broker.formats.timer_formats import (
     TIMER_TOPIC,

@@ -13,7 +13,8 @@ import zlib
 
 import pytest
 
-from mqbench.broker.formats.record import SCHEDULE_TOPIC, SYSFLAG_COMPRESSED  # noqa: F401 - used by tests
+from mqbench.broker.formats.record import SYSFLAG_COMPRESSED
+from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.migrate.source import decode_item, walk_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -8,7 +8,7 @@ import os
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mqbench.broker.formats.record import java_hash
+from mqbench.broker.formats.tags import java_hash
 from mqbench.broker.formats.timer_formats import TIMER_WHEEL_FILE_BYTES, TimerLogUnit
 from mqbench.broker.timer.config import DelayConfig
 from mqbench.broker.timer.files import TimerLog, TimerWheel

@@ -8,7 +8,8 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mqbench.broker.formats.record import SCHEDULE_TOPIC, Message
+from mqbench.broker.formats.record import Message
+from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.broker.timer.config import DelayConfig
 from mqbench.broker.timer.plan import PROGRESS_TOPIC
