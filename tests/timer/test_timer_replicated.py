@@ -164,8 +164,12 @@ def test_broker_restart_mid_burst_delivers_the_rest_once(tmp_path):
             bodies = [m.body for m in got]
             assert len(bodies) == len(set(bodies)) and set(bodies) == set(due)
             assert all(m.store_timestamp_ms >= due[m.body] for m in got), "delivered early"
-            # puts cancelled by the stop may still have been committed: found, not delivered again
-            assert delay.service.stats.delivered + delay.service.stats.redelivered <= 90 - first_run
+            # puts cancelled by the stop may still have been committed: found, not delivered again.
+            # A recovery's redelivered sources are re-put through the same path, so ``delivered``
+            # already counts them (adding ``redelivered`` counted them twice: a flaky off-by-n).
+            stats = delay.service.stats
+            assert stats.delivered <= 90 - first_run
+            assert stats.redelivered <= stats.delivered
         finally:
             await delay.close()
             await group.close()
