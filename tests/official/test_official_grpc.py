@@ -214,7 +214,7 @@ def _across_leader_kill(argv, state, tmp_path, count: int) -> None:
     assert rc == 0, f"consumer exit {rc}: {consumer.stderr[-2000:]}"
 
 
-# Issue 19, open: in one CI-slice run of 40 (14:15 UTC, 2026-12-06) the Node client acked K-10 (its
+# Issue 19, open: in one whole-suite run (14:15 UTC, 2026-12-06) the Node client acked K-10 (its
 # ack answered OK) just before the leader's SIGKILL and was handed K-10 again, attempt 1, by the new
 # leader. Not reproduced since; the cause is not found. Until it is, a failure here is expected.
 KNOWN_ACKED_REDELIVERY = pytest.mark.xfail(
