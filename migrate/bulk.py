@@ -40,7 +40,10 @@ from mqbench.broker.formats import dledger as dl
 from mqbench.broker.formats.index_file import key_hash_ascii
 from mqbench.broker.formats.properties import PROPERTY_CRC32, PROPERTY_KEYS, PROPERTY_TAGS, PROPERTY_UNIQ_KEY
 from mqbench.broker.formats.queues import CQ_UNIT_BYTES
-from mqbench.broker.formats.record import BLANK_MIN_BYTES, MAGIC_V1, MAGIC_V2, SYSFLAG_BORNHOST_V6, SYSFLAG_COMPRESSED, SYSFLAG_COMPRESSION_MASK, SYSFLAG_COMPRESSION_SHIFT, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_STOREHOST_V6, SYSFLAG_TX_MASK, encode_blank
+from mqbench.broker.formats.compression import v4_reads
+from mqbench.broker.formats.record import (BLANK_MIN_BYTES, MAGIC_V1, MAGIC_V2, SYSFLAG_BORNHOST_V6, SYSFLAG_COMPRESSED,
+                                          SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_STOREHOST_V6, SYSFLAG_TX_MASK,
+                                          encode_blank)
 from mqbench.broker.formats.tags import java_hash_ascii
 from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.broker.formats.timer_formats import TIMER_TOPIC
@@ -61,7 +64,6 @@ _UNIQ, _UNIQ_LATER = PROPERTY_UNIQ_KEY.encode() + b"\x01", b"\x02" + PROPERTY_UN
 _KEYS, _KEYS_LATER = PROPERTY_KEYS.encode() + b"\x01", b"\x02" + PROPERTY_KEYS.encode() + b"\x01"
 _SPECIAL_TOPICS = {TRANS_HALF_TOPIC.encode(), SCHEDULE_TOPIC.encode(), TIMER_TOPIC.encode()}
 _NOT_FAST_SYSFLAG = SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP
-_V4_COMPRESSION = (0, 3)                               # legacy 0 and 3 both mean zlib
 
 _I32 = struct.Struct(">i")
 _I16 = struct.Struct(">h")
@@ -302,8 +304,7 @@ class BulkCopy:
                 break
             if props_len >= 20 and props.startswith(_CRC_TAIL, props_len - 20):
                 break
-            if check_v4_body and sysflag & SYSFLAG_COMPRESSED and \
-                    (sysflag & SYSFLAG_COMPRESSION_MASK) >> SYSFLAG_COMPRESSION_SHIFT not in _V4_COMPRESSION:
+            if check_v4_body and sysflag & SYSFLAG_COMPRESSED and not v4_reads(sysflag):
                 break
             if crc32(buf[body_at:tat - tl]) & 0x7FFFFFFF != bcrc:
                 break

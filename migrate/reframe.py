@@ -37,6 +37,7 @@ from mqbench.broker.formats.compression import (
     codec_of,
     compress_body,
     compression_type_id,
+    v4_reads,
     decompress_body,
 )
 from mqbench.broker.formats.record import (
@@ -51,7 +52,6 @@ from mqbench.errors import CorruptDataError, UserError
 from mqbench.broker.formats.properties import PROPERTY_CRC32, PROPERTY_INNER_BASE, PROPERTY_INNER_NUM
 
 INNER_PROPERTIES = (PROPERTY_INNER_NUM, PROPERTY_INNER_BASE)
-_V4_TYPES = (0, TYPE_ID_ZLIB)     # legacy 0 and 3 both mean zlib
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class Reframer:
                 out.append(Blocker("long_topic", f"topic {msg.topic[:40]!r}... is longer than "
                                                  f"{TOPIC_V1_MAX_BYTES} bytes (4.x writes V1 records only)"))
             kind = compression_type_id(msg.sysflag)
-            if self.codec is None and kind is not None and kind not in _V4_TYPES and not msg.sysflag & SYSFLAG_INNER_BATCH:
+            if self.codec is None and not v4_reads(msg.sysflag) and not msg.sysflag & SYSFLAG_INNER_BATCH:
                 try:
                     codec = codec_of(msg.sysflag)
                 except CorruptDataError:

@@ -84,6 +84,15 @@ def compression_type_id(sysflag: int) -> int | None:
     return (sysflag & SYSFLAG_COMPRESSION_MASK) >> SYSFLAG_COMPRESSION_SHIFT
 
 
+V4_TYPE_IDS = (0, TYPE_ID_ZLIB)     # what a 4.x broker reads: legacy 0 and 3 both mean zlib
+
+
+def v4_reads(sysflag: int) -> bool:
+    """Whether a 4.x broker can read a body with this ``sysflag``: not compressed, or zlib."""
+    kind = compression_type_id(sysflag)
+    return kind is None or kind in V4_TYPE_IDS
+
+
 def codec_of(sysflag: int, *, where: str | None = None, offset: int | None = None,
              codecs: dict[int, Codec] | None = None) -> Codec | None:
     """The codec a body with ``sysflag`` is compressed with, or None when it is not compressed.
