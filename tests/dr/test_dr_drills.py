@@ -61,6 +61,7 @@ def test_scheme_b_majority_room_loss_with_memory_durability_replays_nothing(tmp_
     assert row["duplicates_msgs"] == 0, row
 
 
+@pytest.mark.slow  # six instances, ~15 s: CI runs the scheme A and B drills; run with -m slow
 def test_scheme_c_room_loss_has_a_measured_non_zero_loss_window(tmp_path):
     row = drill(tmp_path, 2, scheme="C", fault="room")
     assert not row["rpo_promised_zero"]
