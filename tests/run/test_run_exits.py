@@ -117,7 +117,17 @@ def test_kill_9_of_a_run_leaves_no_process_and_its_folder_goes_with_all_stale(tm
     proc = _start([*MQBENCH, "run", "orders", "--layout", "single", "--out", str(tmp_path / "res")], tmp_path)
     seen, ports = _watch(proc, until_s=4, brokers_wanted=1)
     proc.kill()
-    proc.communicate(timeout=30)
+    # The descendants must go (checked by _left below, which names them). Reading the pipes to their
+    # end waits for every holder of them; if one outlives this wait, name it instead of a bare timeout
+    # (a CI run once timed out here at 30 s, not reproduced since: the names are the first clue).
+    try:
+        proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        holders = [" ".join(psutil.Process(pid).cmdline())[:120] for pid in _left(seen, ports, wait_s=0)[0]
+                   if psutil.pid_exists(pid)]
+        proc.stdout.close()
+        proc.stderr.close()
+        raise AssertionError(f"60 s after kill -9 of the run, these still held its output: {holders}") from None
     assert _left(seen, ports) == ([], [])
     work = tmp_path / "res" / ".work"
     assert [p.name for p in work.iterdir()], "the killed run's cluster folder is the leftover"
