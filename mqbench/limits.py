@@ -138,12 +138,25 @@ class _CountingReceiver(asyncio.Protocol):
 
 
 def _receiver_process(port_queue, result_queue) -> None:
+    """The receiving end, in a spawned process. It ends when the sender's connection closes, or
+    without a result as soon as its parent is gone (``mqbench run`` killed with SIGKILL while it
+    measures must leave no process behind, and nothing else would ever connect)."""
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         done = loop.create_future()
+        parent = multiprocessing.parent_process()
+        if parent is not None:   # its sentinel turns readable when the parent dies, however it dies
+            def orphaned() -> None:
+                if not done.done():
+                    done.set_exception(SystemExit(0))
+            loop.add_reader(parent.sentinel, orphaned)
         server = await loop.create_server(lambda: _CountingReceiver(done), "127.0.0.1", 0)
         port_queue.put(server.sockets[0].getsockname()[1])
-        frames, nbytes = await done
+        try:
+            frames, nbytes = await done
+        except SystemExit:
+            server.close()
+            return
         result_queue.put((frames, nbytes, time.perf_counter_ns()))
         server.close()
 

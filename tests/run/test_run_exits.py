@@ -99,7 +99,7 @@ def test_timeout_of_a_run_leaves_nothing_running(tmp_path):
 
 @pytest.mark.realproc
 def test_ctrl_c_prints_one_line_and_stops_everything(tmp_path):
-    proc = _start([*MQBENCH, "run", "orders", "--layout", "single", "--out", str(tmp_path / "res")], tmp_path)
+    proc = _start([*MQBENCH, "run", "orders", "--layout", "single", "--limits", "none", "--out", str(tmp_path / "res")], tmp_path)
     seen, ports = _watch(proc, until_s=4, brokers_wanted=1)
     os.killpg(proc.pid, signal.SIGINT)           # a terminal sends it to the whole foreground group
     _out, err = proc.communicate(timeout=60)
@@ -114,7 +114,7 @@ def test_ctrl_c_prints_one_line_and_stops_everything(tmp_path):
 
 @pytest.mark.realproc
 def test_kill_9_of_a_run_leaves_no_process_and_its_folder_goes_with_all_stale(tmp_path):
-    proc = _start([*MQBENCH, "run", "orders", "--layout", "single", "--out", str(tmp_path / "res")], tmp_path)
+    proc = _start([*MQBENCH, "run", "orders", "--layout", "single", "--limits", "none", "--out", str(tmp_path / "res")], tmp_path)
     seen, ports = _watch(proc, until_s=4, brokers_wanted=1)
     proc.kill()
     # The descendants must go (checked by _left below, which names them). Reading the pipes to their
