@@ -57,13 +57,25 @@ def _levels(row: dict) -> str:
 @click.option("--min-time-ms", type=click.IntRange(1, 60_000), default=250, show_default=True,
               help="Repeat each measurement for at least this long.")
 @click.option("--vs-direct", is_flag=True, help="Also time each library called directly and report the registry's speed as a ratio to it.")
+@click.option("--compress-over", "compress_over_bytes", type=click.IntRange(0, None), default=4096, show_default=True,
+              help="Stored-bytes prediction: bodies of at least this many bytes sent alone are compressed "
+                   "(RocketMQ's compressMsgBodyOverHowmuch; `mqbench run --compress-over`).")
+@click.option("--batch-compression", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="Stored-bytes prediction: batches compressed whole (`mqbench run --batch-compression`).")
+@click.option("--framing", type=click.Choice(["dledger", "commitlog"]), default="dledger", show_default=True,
+              help="Stored-bytes prediction: records in DLedger entries (every `mqbench run` layout) or a plain commitlog.")
 @seed_option
 @json_option
 def bench(workload: str, codec_specs: str, batches: list[int], messages: int, dict_path: Path | None,
-          min_time_ms: int, vs_direct: bool, seed: int, as_json: bool) -> None:
-    """Compression ratio and speed of each codec and batch size on a workload's message bodies.
+          min_time_ms: int, vs_direct: bool, compress_over_bytes: int, batch_compression: str, framing: str,
+          seed: int, as_json: bool) -> None:
+    """Compression ratio and speed of each codec and batch size on a workload's message bodies and,
+    for a profile (orders, notifications, iot or a .toml), the bytes a broker stores per message.
 
-    MB/s counts uncompressed bytes in both directions; ratio = uncompressed / compressed.
+    MB/s counts uncompressed bytes in both directions; ratio = uncompressed / compressed. The
+    stored-bytes table builds the records the reference broker stores for the profile's messages
+    (record headers, properties, batch framing included; one copy): batchable messages, delayed
+    messages (never batched, stored twice: parked, then delivered) and the whole workload.
     """
     from mqbench.codecs.bench import bench_cell
     from mqbench.codecs.registry import parse_codec, parse_codec_list
@@ -84,12 +96,15 @@ def bench(workload: str, codec_specs: str, batches: list[int], messages: int, di
             if show_progress:
                 click.echo(f"\r  measuring {codec.spec} at batch {batch_msgs}...\033[K", err=True, nl=False)
             cells.append(bench_cell(codec, bodies, batch_msgs, min_time_ms=min_time_ms, vs_direct=vs_direct))
+    stored = _stored_predictions(workload, codec_list, batches, messages, seed, compress_over_bytes,
+                                 batch_compression == "on", framing == "dledger")
     if show_progress:
         click.echo("\r\033[K", err=True, nl=False)
     if as_json:
         print_json(document(BENCH_SCHEMA, workload=workload, payload_source=payload_source, seed=seed,
                             messages=len(bodies), body_bytes_avg=sum(map(len, bodies)) / len(bodies),
-                            cells=[cell.as_dict() for cell in cells]))
+                            cells=[cell.as_dict() for cell in cells],
+                            stored_per_msg=[f.as_dict() for f in stored] if stored is not None else None))
         return
     click.echo(f"workload {workload} ({payload_source}): {len(bodies)} messages, "
                f"{sum(map(len, bodies)) / len(bodies):.0f} B average body")
@@ -104,6 +119,48 @@ def bench(workload: str, codec_specs: str, batches: list[int], messages: int, di
             row += [f"{c.compress_vs_direct_ratio:.3f}", f"{c.decompress_vs_direct_ratio:.3f}"]
         rows.append(row)
     click.echo(table(rows, headers))
+    if stored:
+        click.echo(_stored_table(workload, stored))
+
+
+def _stored_predictions(workload: str, codec_list: list, batches: list[int], messages: int, seed: int,
+                        compress_over_bytes: int, batch_compression: bool, dledger_framing: bool) -> list | None:
+    """``codecs.footprint`` for every codec and batch size on the profile's messages; None when
+    ``workload`` is not a profile (a file of bodies has no topics, keys or delays)."""
+    from mqbench.codecs.footprint import predict_footprint
+    from mqbench.workloads.generator import generate_messages
+    from mqbench.workloads.profile import builtin_profiles, load_profile
+
+    if workload not in builtin_profiles() and not workload.endswith(".toml"):
+        return None
+    profile = load_profile(workload)
+    sample = list(generate_messages(profile, seed, count=messages))
+    return [predict_footprint(sample, codec, batch_msgs, compress_over_bytes=compress_over_bytes,
+                              batch_compression=batch_compression, dledger_framing=dledger_framing)
+            for codec in codec_list for batch_msgs in batches]
+
+
+def _stored_table(workload: str, stored: list) -> str:
+    first = stored[0]
+    framing = "DLedger entries" if first.dledger_framing else "a plain commitlog"
+    rows = [[f.codec, f.batch_msgs, _b(f.batchable_bytes_per_msg), f"{f.batchable_msgs / max(1, f.batchable_records):.1f}",
+             _b(f.delayed_parked_bytes_per_msg), _b(f.delayed_delivered_bytes_per_msg),
+             _b(f.whole_parked_bytes_per_msg), _b(f.whole_bytes_per_msg)] for f in stored]
+    head = (f"\nstored bytes per message, one copy, as the reference broker stores profile {workload} "
+            f"({first.messages} messages, {first.delayed_share:.0%} delayed; records in {framing}; compress-over "
+            f"{first.compress_over_bytes} B; batch compression {'on' if first.batch_compression else 'off'})\n")
+    legend = ("batchable: a message that is not delayed (batched by topic at the batch size); delayed: never batched "
+              "(RocketMQ refuses a delay level in a batch), stored alone twice: parked on the delay topic, then "
+              "delivered to its topic when due; whole workload before delays come due = batchable + parked (what a run "
+              "shorter than the delays stores); whole workload = every copy (the steady state a capacity plan needs). "
+              "mqbench run compares its stored bytes with these for its own mix (the note under its table).")
+    return head + table(rows, ["codec", "batch", "batchable B/msg", "msgs/record", "delayed parked B/msg",
+                               "delayed delivered B/msg", "whole workload before delays due B/msg",
+                               "whole workload B/msg"]) + "\n" + legend
+
+
+def _b(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
 
 
 @codecs.command("train-dict")

@@ -119,6 +119,12 @@ EXTRA = [
     _c("metadata disk MB", "disk_meta_mb_total", ",.2f", "bytes on disk of broker metadata (offsets, config), MB"),
     _c("batched B/msg per copy", "disk_batched_bytes_per_msg_per_copy", ",.0f",
        "batched topics disk B/msg over the replicas per group: one copy, as `mqbench codecs bench` predicts it"),
+    _c("predicted user disk B/msg", "disk_user_predicted_bytes_per_msg", ",.0f",
+       "what `mqbench codecs bench --workload P --batch N` predicts for the messages this cell stored, by class "
+       "(as sent, delayed parked, delayed delivered), all replicas, per acknowledged message"),
+    _c("user disk vs predicted", "disk_user_vs_predicted", "+.1%", "user disk B/msg against that prediction"),
+    _c("steady-state predicted B/msg", "disk_steady_predicted_bytes_per_msg", ",.0f",
+       "the prediction once every delayed message is delivered (stored twice), all replicas: what a fleet stores"),
     _c("unbatched share", "unbatched_msgs_share", ".1%",
        "share of a batching cell's messages that went alone (delayed: RocketMQ never batches them)"),
     _c("hosts", "hosts", ",d", "hosts of the layout (embedded: loopback addresses on this one machine)"),

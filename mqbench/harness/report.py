@@ -19,8 +19,14 @@ and replicas), this machine and its limits, then the legend.
 
 A cell that batches also shows its batched topics' disk bytes per message beside the whole cell's
 (delayed messages go alone, since RocketMQ never batches them, so the whole-cell figure sits above
-what batching and whole-batch compression achieve), with a note saying how many went alone and the
-one-copy figure that ``mqbench codecs bench`` predicts.
+what batching and whole-batch compression achieve). Under the table, each cell that recorded a
+prediction (``disk_predicted``: ``codecs.footprint``, what ``mqbench codecs bench --workload P
+--batch N`` prints) is compared like with like: the prediction per class (as sent, delayed parked,
+delayed delivered) is applied to the messages the cell's stores hold of each class
+(``disk_stored_classes``), so a run shorter than its delays, which stored only parked copies, is
+not compared with the steady state; the note gives measured against predicted per copy and the
+deviation, the batched topics against the batchable figure, and the steady-state figure (every
+delayed message delivered, so stored twice).
 
 The html format adds charts drawn from the same files (``charts``): publish throughput per window
 over the measured phase, and publish and end-to-end latency by percentile from the merged
@@ -154,9 +160,9 @@ def _scenario_text(scenario: dict) -> str:
 
 
 def _batched_figures(cell: dict, layout: dict, agg: dict) -> dict:
-    """The batched topics' disk bytes per message (all replicas, and one copy), and the share of the
-    cell's messages that went alone (delayed ones: RocketMQ never batches them); None when the
-    cell batches nothing."""
+    """The batched topics' disk bytes per message (all replicas, and one copy), the share of the
+    cell's messages that went alone (delayed ones: RocketMQ never batches them), and what
+    ``codecs.footprint`` predicts for the messages the cell stored (``_predicted_figures``)."""
     batched = cell.get("disk_batched_bytes_per_msg")
     replicas = layout.get("replicas_per_group") or 1
     acked = agg.get("acked_msgs_total")
@@ -164,21 +170,61 @@ def _batched_figures(cell: dict, layout: dict, agg: dict) -> dict:
     share = delayed / acked if batched is not None and acked and isinstance(delayed, int) else None
     return {"disk_batched_bytes_per_msg": batched,
             "disk_batched_bytes_per_msg_per_copy": batched / replicas if batched is not None else None,
-            "unbatched_msgs_share": share}
+            "unbatched_msgs_share": share, **_predicted_figures(cell, replicas, acked)}
+
+
+def _predicted_figures(cell: dict, replicas: int, acked) -> dict:
+    """Measured against predicted, like with like (module doc): the prediction is applied to the
+    messages this cell's stores hold, by class (as sent, delayed parked, delayed delivered), so a
+    run shorter than its delays is compared with the parked copies it really stored."""
+    predicted, stored = cell.get("disk_predicted"), cell.get("disk_stored_classes")
+    out = dict.fromkeys(("disk_user_predicted_bytes_per_msg", "disk_user_vs_predicted",
+                         "disk_batched_predicted_bytes_per_msg_per_copy", "disk_batched_vs_predicted",
+                         "disk_steady_predicted_bytes_per_msg", "disk_prediction_note"))
+    measured = cell.get("disk_user_bytes_per_msg")
+    if not predicted or not stored or not acked or measured is None:
+        return out
+    per = {"plain": predicted.get("batchable_bytes_per_msg") or 0.0,
+           "parked": predicted.get("delayed_parked_bytes_per_msg") or 0.0,
+           "delivered": predicted.get("delayed_delivered_bytes_per_msg") or 0.0}
+    expected_copy = sum(stored[f"{kind}_msgs"] * per[kind] for kind in per)
+    expected = expected_copy * replicas / acked
+    out["disk_user_predicted_bytes_per_msg"] = expected
+    out["disk_user_vs_predicted"] = measured / expected - 1 if expected else None
+    whole = predicted.get("whole_bytes_per_msg")
+    out["disk_steady_predicted_bytes_per_msg"] = whole * replicas if whole is not None else None
+    batched = cell.get("disk_batched_bytes_per_msg")
+    if batched is not None and predicted.get("batch_msgs", 1) > 1 and per["plain"]:
+        out["disk_batched_predicted_bytes_per_msg_per_copy"] = per["plain"]
+        out["disk_batched_vs_predicted"] = batched / replicas / per["plain"] - 1
+    text = (f"stored {stored['plain_msgs']:,} messages as sent, {stored['parked_msgs']:,} delayed parked and "
+            f"{stored['delivered_msgs']:,} delayed delivered; `{predicted.get('command', 'mqbench codecs bench')}` "
+            f"predicts {per['plain']:,.0f} / {per['parked']:,.0f} / {per['delivered']:,.0f} B per copy for those, "
+            f"{expected / replicas:,.0f} B/msg per copy for this mix: measured {measured / replicas:,.0f} "
+            f"({out['disk_user_vs_predicted']:+.1%})")
+    if out["disk_batched_vs_predicted"] is not None:
+        text += (f"; batched topics {batched / replicas:,.0f} against {per['plain']:,.0f} "
+                 f"({out['disk_batched_vs_predicted']:+.1%})")
+    if whole is not None:
+        text += f"; once every delayed message is delivered (steady state): {whole:,.0f} B/msg per copy"
+    out["disk_prediction_note"] = text
+    return out
 
 
 def _batching_notes(rows: list[dict]) -> list[str]:
-    """Why a batching cell's whole-cell disk figure sits above its batched topics' (module doc)."""
+    """Each cell's stored bytes against ``codecs bench``'s prediction for the same mix (module doc)."""
     notes = []
     for row in rows:
+        if row.get("disk_prediction_note"):
+            notes.append(f"{row['cell']}: {row['disk_prediction_note']}")
+            continue
         whole, batched, share = (row.get("disk_user_bytes_per_msg"), row.get("disk_batched_bytes_per_msg"),
                                  row.get("unbatched_msgs_share"))
         if whole is None or batched is None or not share:
             continue
         notes.append(f"{row['cell']}: {share:.0%} of its messages are delayed and went alone (RocketMQ never batches "
                      f"delayed messages): whole cell {whole:,.0f} B/msg, batched topics {batched:,.0f} B/msg "
-                     f"({row['disk_batched_bytes_per_msg_per_copy']:,.0f} per copy, the figure `mqbench codecs bench "
-                     f"--batch N` predicts)")
+                     f"({row['disk_batched_bytes_per_msg_per_copy']:,.0f} per copy; no prediction recorded)")
     return notes
 
 
@@ -189,7 +235,7 @@ def consumption_compared(rows: list[dict]) -> bool:
 
 
 def _empty_row() -> dict:
-    fields = [c.field for c in WIDE + SIZING + DELTAS]
+    fields = [c.field for c in WIDE + SIZING + DELTAS] + list(_predicted_figures({}, 1, None))
     return dict.fromkeys(fields)
 
 

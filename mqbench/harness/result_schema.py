@@ -91,6 +91,9 @@ def _check_optional_cell_fields(cell: dict, where: str) -> None:
     for name in _OPTIONAL_CELL_NUMBERS:
         if name in cell and cell[name] is not None and not _is_number(cell[name]):
             _fail(where, f"{name} must be a number or null, got {cell[name]!r}")
+    for name in ("disk_stored_classes", "disk_predicted"):
+        if cell.get(name) is not None and not isinstance(cell[name], dict):
+            _fail(where, f"{name} must be an object or null, got {cell[name]!r}")
     batch = cell.get("batch_achieved")
     if batch is not None:
         if not isinstance(batch, dict) or not all(value is None or _is_number(value) for name, value in batch.items()

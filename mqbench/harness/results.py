@@ -191,6 +191,19 @@ field                                       meaning
                                             all replicas, per message stored there (what batching and
                                             whole-batch compression achieve; delayed messages always
                                             go alone); null when the cell batches nothing
+``cells[].disk_stored_classes``             the messages the stores hold by class (``plain_msgs``: on
+                                            their topic as sent; ``parked_msgs``: delayed, on the
+                                            delay topics; ``delivered_msgs``: a delayed message's
+                                            copy re-put when due), counted once per group, and
+                                            their ``*_bytes`` over all replicas; null on a target
+``cells[].disk_predicted``                  what ``mqbench codecs bench --workload P --batch N``
+                                            predicts for the cell (``codecs.footprint``: one copy;
+                                            ``batchable_bytes_per_msg``,
+                                            ``delayed_parked_bytes_per_msg``,
+                                            ``delayed_delivered_bytes_per_msg``,
+                                            ``whole_bytes_per_msg`` (steady state),
+                                            ``whole_parked_bytes_per_msg``, the sample's counts and
+                                            ``command``); null on a target or for a trace
 ``cells[].broker_cpu_us_per_msg``           broker processes' CPU microseconds per message of the
                                             measured phase (equals ``cpu_s_per_million_msgs``)
 ``cells[].client_cpu_us_per_msg``           the load generator's (driver workers + mqbench parent)

@@ -55,7 +55,7 @@ from mqbench.run.plan import WorkloadPlan, plan_workload
 from mqbench.run.producer_driver import LINGER_MS_DEFAULT
 from mqbench.run.probes import CpuSample, allocated_bytes, cpu_figures, replication_bytes, sample_cpu
 from mqbench.run.progress import ProgressLine, WindowLines, describe, window_line
-from mqbench.run.stored import stored_figures
+from mqbench.run.stored import predicted_footprint, stored_figures
 from mqbench.run.tracker import Tracker
 from mqbench.run.workers import WorkerSet
 
@@ -405,9 +405,11 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
     return doc
 
 
-def _add_stored(doc: dict, env: Environment, plan: WorkloadPlan, cell: CellSettings) -> None:
+def _add_stored(doc: dict, env: Environment, plan: WorkloadPlan, cell: CellSettings,
+                settings: RunSettings) -> None:
     """The cell's figures read from its stores (``stored`` module doc): the achieved batch of the
-    topics the cell batches, user bytes per acknowledged message and metadata bytes."""
+    topics the cell batches, user bytes per acknowledged message and metadata bytes, the stored
+    messages by class, and what ``codecs.footprint`` predicts for the cell (``disk_predicted``)."""
     sizes = plan.batch_msgs(cell)
     batched = {topic for topic, size in sizes.items() if size > 1}
     codec = cell.codec
@@ -423,6 +425,10 @@ def _add_stored(doc: dict, env: Environment, plan: WorkloadPlan, cell: CellSetti
     doc["disk_stamp_bytes_total"] = figures.stamp_bytes
     msgs = figures.batch.msgs_total
     doc["disk_batched_bytes_per_msg"] = figures.batched_bytes / msgs if batched and msgs else None
+    doc["disk_stored_classes"] = {f"{kind}_{unit}": getattr(figures, f"{kind}_{unit}")
+                                  for kind in ("plain", "parked", "delivered") for unit in ("msgs", "bytes")}
+    doc["disk_predicted"] = predicted_footprint(plan, cell, settings.seed, settings.compress_over_bytes, asked,
+                                               figures.dledger_framing)
 
 
 def run_cell(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, index: int,
@@ -444,10 +450,11 @@ def run_cell(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings, inde
             doc["layout"] = dict(env.layout)  # the matrix varies the layout: each cell names its own
         if env.embedded and engine is None:
             stop_embedded(env)   # the stores are read whole once their brokers have stopped
-            _add_stored(doc, env, plan, cell)
+            _add_stored(doc, env, plan, cell, settings)
         else:  # a target's stores, or stores on Ray nodes' own disks, are not read from here
             doc.update(batch_achieved=None, disk_user_bytes_per_msg=None, disk_meta_bytes_total=None,
-                       disk_stamp_bytes_total=None, disk_batched_bytes_per_msg=None)
+                       disk_stamp_bytes_total=None, disk_batched_bytes_per_msg=None, disk_stored_classes=None,
+                       disk_predicted=None)
         return doc, env.layout
     finally:
         settings.progress.close()

@@ -53,6 +53,10 @@ def test_codecs_bench_json_carries_schema_and_units():
     assert len(doc["cells"]) == 4
     for cell in doc["cells"]:
         assert {"compress_mb_per_s", "decompress_mb_per_s", "compression_ratio", "batch_msgs"} <= set(cell)
+    # a profile also gets the stored-bytes prediction, batchable and whole workload apart (codecs.footprint)
+    stored = doc["stored_per_msg"]
+    assert [(s["codec"], s["batch_msgs"]) for s in stored] == [("none", 1), ("none", 8), ("zstd:3", 1), ("zstd:3", 8)]
+    assert all(s["batchable_bytes_per_msg"] > 0 and s["whole_bytes_per_msg"] > 0 for s in stored)
 
 
 def test_codecs_bench_with_dictionary(tmp_path):
@@ -76,6 +80,7 @@ def test_codecs_bench_on_a_file_of_bodies(tmp_path):
                  "--min-time-ms", "1", "--json")
     doc = json.loads(result.output)
     assert doc["payload_source"] == "file:export.jsonl" and doc["messages"] == 100
+    assert doc["stored_per_msg"] is None      # bodies alone: no topics, keys or delays to build records from
 
 
 @pytest.mark.parametrize("args, message", [
