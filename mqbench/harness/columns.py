@@ -36,7 +36,8 @@ CELL = _c("cell", "cell", None, "the matrix cell: codec, batch size asked, delay
 OFFERED = _c("offered msgs/s", "offered_msgs_per_s", ",.0f",
              "load offered in the measured phase (--rate max: the rate that held on repeat, i.e. the capacity)")
 ACHIEVED = _c("achieved msgs/s", "achieved_msgs_per_s", ",.0f",
-              "messages acknowledged per second in the measured phase (--rate max: absorbed during the hold)")
+              "messages intended in the measured phase and acknowledged within 1 s after it, per second of the phase: "
+              "the messages the verdict counts, so never above offered (--rate max: absorbed during the hold)")
 VERDICT = _c("verdict", "verdict_text", None,
              "held: achieved >= 99% of offered with send lateness and backlogs bounded; saturated: the load was "
              "not carried (the signal is named), a valid overload measurement but never a capacity; failed: no "
@@ -62,7 +63,7 @@ USER_DISK = _c("user disk B/msg", "disk_user_bytes_per_msg", ",.0f",
 #: shown after ``USER_DISK`` when a row batches (``--batch``/``batch=`` > 1)
 BATCHED_DISK = _c("batched topics disk B/msg", "disk_batched_bytes_per_msg", ",.0f",
                   "the same on the topics the cell batches only, per message stored there: what batching and "
-                  "whole-batch compression achieve (delayed messages go alone, on the timer topics)")
+                  "whole-batch compression achieve (delayed messages go alone, parked on the delay topics)")
 
 #: shown after ``E2E_P99`` when the rows compare consumption (pull vs pop, churn, a slow consumer)
 CONSUMPTION = [

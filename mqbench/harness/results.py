@@ -86,7 +86,10 @@ field                           meaning
 ``cells[].verdict_detail``      one line per signal with its figures and bound (or what held)
 ``cells[].offered_msgs_per_s``  load offered in the measured phase (fixed rate: the rate; profile:
                                 scheduled messages / duration; max: the capacity found), or null
-``cells[].achieved_msgs_per_s`` acknowledged msgs/s in the measured phase (max: what the system
+``cells[].achieved_msgs_per_s`` messages intended in the measured phase and acknowledged within
+                                the ack grace (1 s) after it, per second of the phase: the count
+                                the verdict judges (``harness.verdict``), so it never exceeds
+                                offered by more than the pacer's edge (max: what the system
                                 absorbed during the hold at the capacity), or null
 ``cells[].capacity_msgs_per_s`` ``--rate max`` only: the offered rate that held on repeat (every
                                 check of the hold); null for fixed-rate cells, which never report

@@ -38,6 +38,14 @@ aggregates and windows (``Bounds`` holds every number):
   fan-out), or still owed after the drain period;
 * ``errors``: publish errors above ``error_share_max`` of the attempts.
 
+**Achieved msgs/s** counts the same messages as the ``achieved under offered`` signal, over the same
+window: the messages intended in the measured phase and acknowledged within ``ack_grace_ms`` after
+it (``measured_acked_on_time_msgs``; ``measured_acked_msgs`` in results without it), divided by the
+phase's duration. Offered counts the messages intended in the same phase, so achieved never exceeds
+offered by more than the pacer's edge (a message or so); acknowledgements of warm-up messages that
+land in the phase, which the ack-time throughput (``aggregates.throughput_msgs_per_s``) counts,
+are not achieved load. Results without those counts use the acks in the phase by ack time.
+
 A result file written before verdicts existed (``mqbench.result/1``) is judged by the same rules
 from what it holds (``judge_cell``), so old and new results read alike in a report.
 """
@@ -111,12 +119,23 @@ def judge_search(search: dict) -> Verdict:
                    capacity_msgs_per_s=capacity, first_unheld_rate_msgs_per_s=unheld)
 
 
+def _achieved(aggregates: dict, published: int, duration_s: float, bounds: Bounds) -> float | None:
+    """Achieved msgs/s over the window the verdict judges (module doc, "achieved msgs/s")."""
+    if not duration_s:
+        return None
+    for name in ("measured_acked_on_time_msgs", "measured_acked_msgs"):
+        count = aggregates.get(name)
+        if isinstance(count, int) and not isinstance(count, bool):
+            return count / duration_s
+    return published / duration_s
+
+
 def judge_fixed(aggregates: dict, windows: list[dict], offered_msgs_per_s: float | None,
                 bounds: Bounds = DEFAULT_BOUNDS) -> Verdict:
     """A fixed-rate or profile-rate cell from its aggregates and windows (module docstring)."""
     duration_s = (aggregates.get("duration_ms") or 0) / 1000.0
     published = aggregates.get("published") or 0
-    achieved = published / duration_s if duration_s else None
+    achieved = _achieved(aggregates, published, duration_s, bounds)
     if not published:
         return Verdict(FAILED, ("nothing acknowledged",), ("no message was acknowledged in the measured phase",),
                        offered_msgs_per_s=offered_msgs_per_s, achieved_msgs_per_s=achieved)

@@ -117,3 +117,20 @@ def test_acks_that_come_long_after_the_phase_do_not_make_an_overload_held():
     short_phase = {**BASE, "duration_ms": 2_000, "published": 502, "publish_latency_ms_p99": 800.0,
                    "measured_offered_msgs": 600, "measured_acked_msgs": 600, "measured_acked_on_time_msgs": 600}
     assert judge_fixed(short_phase, [], 300.0).verdict == "held"
+
+
+def test_achieved_counts_the_same_messages_as_the_verdict_so_it_never_exceeds_offered():
+    # test_run_cli saw 256-258 "achieved" of 200 offered under load: a warm-up that stalled had its
+    # backlog acknowledged inside the 1 s measured phase, and achieved counted acks by ack time. The
+    # verdict counts by intended time; achieved now counts the same messages over the same phase.
+    stalled = {**BASE, "duration_ms": 1_000, "published": 258, "publish_latency_ms_p99": 600.0,
+               "measured_offered_msgs": 200, "measured_acked_msgs": 200, "measured_acked_on_time_msgs": 200}
+    verdict = judge_fixed(stalled, [], 200.0)
+    assert verdict.verdict == "held" and verdict.achieved_msgs_per_s == 200.0
+    # acks that came after the grace are not achieved either (the overload above: 1,420 in 10 s)
+    late = {**stalled, "duration_ms": 10_000, "published": 1_330, "measured_offered_msgs": 2_000,
+            "measured_acked_msgs": 2_000, "measured_acked_on_time_msgs": 1_420}
+    assert judge_fixed(late, [], 200.0).achieved_msgs_per_s == 142.0
+    # a result without the counts keeps the acks of the phase by ack time
+    old = {key: value for key, value in stalled.items() if not key.startswith("measured_")}
+    assert judge_fixed(old, [], 200.0).achieved_msgs_per_s == 258.0
