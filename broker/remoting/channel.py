@@ -26,7 +26,14 @@ Contracts:
   count in the server's ``PartialFrameBudget``: the channel that takes it over budget is closed.
 * A malformed frame (``PeerError``) closes this channel only; pending requests then fail with
   ``RemotingClosedError`` naming the reason.
+* Requests whose code is in ``batch_codes`` and that follow each other in one read (or in the
+  backlog) with the same code are handed to ``on_batch(cmds, channel)`` together, one awaitable
+  for all of them (stepped the same way) that returns one response per request, in order: the
+  sends of one read are validated, proposed, committed and answered together. Each still counts
+  as one request in flight, gets its own response, and a handler error answers each of them.
 * ``on_request``'s response gets its opaque and flags here; for a one-way request it is dropped.
+  A response may also be a whole encoded frame (``bytes``), which the handler built with the
+  request's opaque and the response flag (a prebuilt success frame); it is queued as it is.
   If the handler raises, the peer gets SYSTEM_ERROR with the error text (``InvariantViolation``
   is not swallowed: it closes the channel and goes to ``on_fatal``).
 """
@@ -49,6 +56,8 @@ from mqbench.errors import InvariantViolation, PeerError, UserError
 log = logging.getLogger(__name__)
 
 RequestHandler = Callable[[RemotingCommand, "Channel"], Awaitable["RemotingCommand | None"]]
+#: ``on_batch(cmds, channel)``: one response (a command, an encoded frame, or None) per request
+BatchHandler = Callable[[list[RemotingCommand], "Channel"], Awaitable[list["RemotingCommand | bytes | None"]]]
 
 WRITE_BUFFER_BYTES_HIGH_DEFAULT = 4 * 1024 * 1024
 INFLIGHT_REQUESTS_MAX_DEFAULT = 1024
@@ -77,11 +86,14 @@ class Channel(asyncio.Protocol):
                  on_fatal: Callable[[BaseException], None] | None = None, credentials=None,
                  limits: ServerLimits | None = None, budget: PartialFrameBudget | None = None,
                  on_open: Callable[["Channel"], None] | None = None,
-                 on_closed: Callable[["Channel"], None] | None = None) -> None:
+                 on_closed: Callable[["Channel"], None] | None = None,
+                 on_batch: BatchHandler | None = None, batch_codes: frozenset[int] = frozenset()) -> None:
         #: ``signature.Credentials`` (or None): every request and one-way request sent is signed
         self.credentials = credentials
         self._decoder = FrameDecoder(frame_bytes_max)
         self._on_request = on_request
+        self._on_batch = on_batch
+        self._batch_codes = batch_codes if on_batch is not None else frozenset()
         self._on_fatal = on_fatal
         self._on_open = on_open
         self._on_closed = on_closed
@@ -167,17 +179,16 @@ class Channel(asyncio.Protocol):
         self._in_read = True
         try:
             pending = self._pending
+            backlog = self._backlog
             for cmd in commands:
                 if cmd.flag & _RESPONSE:
                     future = pending.pop(cmd.opaque, None)
                     if future is not None and not future.done():
                         future.set_result(cmd)
-                elif self._backlog or not self._may_run():
-                    self._backlog.append(cmd)
                 else:
-                    self._run(cmd)
-                if self._closed:
-                    return
+                    backlog.append(cmd)
+            if backlog:
+                self._run_backlog()
         finally:
             self._in_read = False
             self._flush()
@@ -193,6 +204,36 @@ class Channel(asyncio.Protocol):
             return False
         return True
 
+    def _run_backlog(self) -> None:
+        """Start the backlog's requests, in order, while there is room; consecutive ones with the
+        same code in ``batch_codes`` start together through ``on_batch`` (module doc)."""
+        backlog, batch_codes = self._backlog, self._batch_codes
+        group: list[RemotingCommand] | None = None
+        while backlog and self._may_run():
+            cmd = backlog.popleft()
+            if cmd.code in batch_codes:
+                if group is not None and group[0].code != cmd.code:
+                    self._run_batch(group)
+                    group = None
+                    if self._closed:
+                        return
+                if group is None:
+                    group = [cmd]
+                else:
+                    group.append(cmd)
+                self._inflight += 1         # counted now, so _may_run bounds the group too
+                continue
+            if group is not None:
+                self._run_batch(group)
+                group = None
+                if self._closed:
+                    return
+            self._run(cmd)
+            if self._closed:
+                return
+        if group is not None:
+            self._run_batch(group)
+
     def _run(self, cmd: RemotingCommand) -> None:
         """Start one request: stepped here, and from the callbacks of what it waits for (module doc)."""
         self._inflight += 1
@@ -202,12 +243,31 @@ class Channel(asyncio.Protocol):
         try:
             awaitable = self._on_request(cmd, self)
             coro = awaitable if isinstance(awaitable, types.CoroutineType) else awaitable.__await__()
-        except BaseException as exc:  # noqa: BLE001 - _failure re-raises what is not the handler's
-            self._answer(cmd, self._failure(cmd, exc))
+        except BaseException as exc:  # noqa: BLE001 - failure_response re-raises what is not the handler's
+            self._answer(cmd, self.failure_response(cmd, exc))
             return
         self._step(cmd, coro, None)
 
-    def _step(self, cmd: RemotingCommand, coro: Any, exc: BaseException | None) -> None:
+    def _run_batch(self, cmds: list[RemotingCommand]) -> None:
+        """Start ``on_batch`` for ``cmds``, already counted in flight (module doc)."""
+        try:
+            coro = self._on_batch(cmds, self)    # type: ignore[misc]  # only called with on_batch set
+            if not isinstance(coro, types.CoroutineType):
+                coro = coro.__await__()
+        except BaseException as exc:  # noqa: BLE001 - failure_response re-raises what is not the handler's
+            self._answer_failure(cmds, exc)
+            return
+        self._step(cmds, coro, None)
+
+    def _answer_failure(self, cmd: RemotingCommand | list[RemotingCommand], exc: BaseException) -> None:
+        if type(cmd) is not list:
+            self._answer(cmd, self.failure_response(cmd, exc))  # type: ignore[arg-type]
+            return
+        for one in cmd:
+            # an invariant violation closes the channel once; the rest are then dropped unanswered
+            self._answer(one, None if self._closed else self.failure_response(one, exc))
+
+    def _step(self, cmd: Any, coro: Any, exc: BaseException | None) -> None:
         """One step of a handler's coroutine, as a Task would take it: a future it yields wakes the
         next step when done (a cancelled one raises CancelledError inside the handler), a bare
         yield (``asyncio.sleep(0)``) goes on in the next loop turn. No Task is made: a Task per
@@ -217,11 +277,15 @@ class Channel(asyncio.Protocol):
             yielded = coro.send(None) if exc is None else coro.throw(exc)
         except StopIteration as stop:
             waiting.pop(coro, None)
-            self._answer(cmd, stop.value)
+            if type(cmd) is list:
+                for one, response in zip(cmd, stop.value):
+                    self._answer(one, response)
+            else:
+                self._answer(cmd, stop.value)
             return
-        except BaseException as error:  # noqa: BLE001 - _failure re-raises what is not the handler's
+        except BaseException as error:  # noqa: BLE001 - failure_response re-raises what is not the handler's
             waiting.pop(coro, None)
-            self._answer(cmd, self._failure(cmd, error))
+            self._answer_failure(cmd, error)
             return
         if yielded is None:
             waiting[coro] = None
@@ -234,13 +298,14 @@ class Channel(asyncio.Protocol):
                 yielded.cancel()
         else:
             waiting[coro] = None
+            first = cmd[0] if type(cmd) is list else cmd
             self._loop.call_soon(self._step, cmd, coro, RuntimeError(
-                f"handler for {cmd.describe()} yielded {yielded!r}, not a future"))
+                f"handler for {first.describe()} yielded {yielded!r}, not a future"))
 
-    def _wake(self, cmd: RemotingCommand, coro: Any, _future: asyncio.Future) -> None:
+    def _wake(self, cmd: Any, coro: Any, _future: asyncio.Future) -> None:
         self._step(cmd, coro, None)     # the handler's await reads the future's result or error
 
-    def _failure(self, cmd: RemotingCommand, exc: BaseException) -> RemotingCommand | None:
+    def failure_response(self, cmd: RemotingCommand, exc: BaseException) -> RemotingCommand | None:
         """The response to a handler that raised ``exc`` (module doc)."""
         if isinstance(exc, InvariantViolation):
             log.critical("invariant violated while handling %s: %s", cmd.describe(), exc)
@@ -257,15 +322,18 @@ class Channel(asyncio.Protocol):
         log.error("handler for %s from %s failed", cmd.describe(), self.peer, exc_info=exc)
         return cmd.response_to(codes.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
 
-    def _answer(self, cmd: RemotingCommand, response: RemotingCommand | None) -> None:
+    def _answer(self, cmd: RemotingCommand, response: RemotingCommand | bytes | None) -> None:
         self._inflight -= 1
         if response is not None and not cmd.flag & _ONEWAY and not self._closed:
-            response.opaque = cmd.opaque
-            response.flag = (response.flag | _RESPONSE) & ~_ONEWAY
-            try:
-                self._queue(encode_command(response))
-            except UserError as exc:
-                log.warning("response to %s from %s cannot be encoded: %s", cmd.describe(), self.peer, exc)
+            if type(response) is bytes:         # a whole frame the handler encoded (module doc)
+                self._queue(response)
+            else:
+                response.opaque = cmd.opaque  # type: ignore[union-attr]
+                response.flag = (response.flag | _RESPONSE) & ~_ONEWAY  # type: ignore[union-attr]
+                try:
+                    self._queue(encode_command(response))  # type: ignore[arg-type]
+                except UserError as exc:
+                    log.warning("response to %s from %s cannot be encoded: %s", cmd.describe(), self.peer, exc)
         if self._backlog and not self._in_read:
             self._loop.call_soon(self._pump)
 
@@ -275,10 +343,7 @@ class Channel(asyncio.Protocol):
             return
         self._in_read = True
         try:
-            while self._backlog and self._may_run():
-                self._run(self._backlog.popleft())
-                if self._closed:
-                    return
+            self._run_backlog()
         finally:
             self._in_read = False
             self._flush()

@@ -15,6 +15,11 @@ closing only that connection, SYSTEM_ERROR with the error text, no response, wri
 A code with no handler is logged once per code (warning: the code's name and the first peer that
 sent it), so an operator sees what a tool asked for and did not get, without a line per request;
 ``refused_codes`` counts them per code.
+``batch_handlers`` (code -> ``async def handler(cmds, channel) -> [response per request]``) take
+the consecutive requests of one read that carry that code together (``Channel``'s ``on_batch``):
+the broker's sends, so that one read's sends are one Raft proposal. A code with a batch handler
+needs no plain handler.
+
 The server pushes requests to a client through the channel (``channel.oneway(...)`` for
 NOTIFY_CONSUMER_IDS_CHANGED, ``channel.request(...)`` when it needs an answer).
 
@@ -30,8 +35,8 @@ import logging
 from typing import Awaitable, Callable
 
 from mqbench.broker.formats import codes
-from mqbench.broker.remoting.channel import (INFLIGHT_REQUESTS_MAX_DEFAULT, WRITE_BUFFER_BYTES_HIGH_DEFAULT, Channel,
-                                             RequestHandler, unsupported)
+from mqbench.broker.remoting.channel import (INFLIGHT_REQUESTS_MAX_DEFAULT, WRITE_BUFFER_BYTES_HIGH_DEFAULT,
+                                             BatchHandler, Channel, RequestHandler, unsupported)
 from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.formats.frame import FRAME_BYTES_MAX_DEFAULT
 from mqbench.broker.remoting.limits import PartialFrameBudget, ServerLimits
@@ -48,8 +53,10 @@ class RemotingServer:
                  inflight_requests_max: int = INFLIGHT_REQUESTS_MAX_DEFAULT,
                  on_connect: Callable[[Channel], None] | None = None,
                  on_disconnect: Callable[[Channel], None] | None = None,
-                 limits: ServerLimits | None = None) -> None:
+                 limits: ServerLimits | None = None,
+                 batch_handlers: dict[int, BatchHandler] | None = None) -> None:
         self.handlers: dict[int, RequestHandler] = dict(handlers or {})
+        self.batch_handlers: dict[int, BatchHandler] = dict(batch_handlers or {})
         self.frame_bytes_max = frame_bytes_max
         self.write_buffer_bytes_high = write_buffer_bytes_high
         self.inflight_requests_max = inflight_requests_max
@@ -109,7 +116,9 @@ class RemotingServer:
         return Channel(on_request=self._dispatch, frame_bytes_max=self.frame_bytes_max,
                        write_buffer_bytes_high=self.write_buffer_bytes_high,
                        inflight_requests_max=self.inflight_requests_max, on_fatal=self._fatal,
-                       limits=self.limits, budget=self.budget, on_open=self._opened, on_closed=self._channel_closed)
+                       limits=self.limits, budget=self.budget, on_open=self._opened, on_closed=self._channel_closed,
+                       on_batch=self._dispatch_batch if self.batch_handlers else None,
+                       batch_codes=frozenset(self.batch_handlers))
 
     def _opened(self, channel: Channel) -> None:
         if len(self.channels) >= self.connections_max:
@@ -148,6 +157,9 @@ class RemotingServer:
                             codes.request_name(cmd.code), channel.peer)
             return _ready(unsupported(cmd))
         return handler(cmd, channel)
+
+    def _dispatch_batch(self, cmds: list[RemotingCommand], channel: Channel) -> Awaitable[list]:
+        return self.batch_handlers[cmds[0].code](cmds, channel)     # the channel groups by code
 
     def _fatal(self, exc: BaseException) -> None:
         if self.fatal_error is None:

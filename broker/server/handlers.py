@@ -334,24 +334,42 @@ def wrap(ctx: BrokerContext, handler: Handler, bad_input_code: int):
                 return cmd.response_to(codes.SYSTEM_ERROR, f"{ACL_EXCEPTION}: {exc}")
         try:
             return await handler(ctx, cmd, channel)
-        except Refused as exc:
-            ctx.counters.refused_count += 1
-            return cmd.response_to(exc.code, exc.remark, exc.ext_fields)
-        except WritesUnavailable as exc:     # disk full, descriptors used up: retriable, reads go on
-            ctx.counters.refused_count += 1
-            return cmd.response_to(codes.SERVICE_NOT_AVAILABLE, f"{codes.request_name(cmd.code)} refused by "
-                                                                f"{ctx.instance.name}: {exc}")
-        except ctx.not_leader_errors as exc:
-            ctx.counters.refused_count += 1
-            hint = exc.leader_id if isinstance(exc, RaftNotLeader) else None
-            refusal = ctx.not_leader(f"{codes.request_name(cmd.code)} ({exc})", hint)
-            return cmd.response_to(refusal.code, refusal.remark, refusal.ext_fields)
-        except (UserError, HeaderError) as exc:
-            ctx.counters.refused_count += 1
-            return cmd.response_to(bad_input_code, f"{codes.request_name(cmd.code)}: {exc}")
+        except REFUSALS as exc:
+            return refusal_response(ctx, cmd, exc, bad_input_code)
 
     bound.__name__ = getattr(handler, "__name__", "handler")
     return bound
+
+
+#: What ``wrap`` answers as a refusal (``refusal_response``); anything else is the channel's business.
+REFUSALS: tuple[type[BaseException], ...] = (Refused, WritesUnavailable, *NOT_LEADER_ERRORS, UserError, HeaderError)
+
+
+def refusal_response(ctx: BrokerContext, cmd: RemotingCommand, exc: BaseException,
+                     bad_input_code: int) -> RemotingCommand:
+    """The response to ``cmd`` whose handling raised ``exc``, one of ``REFUSALS`` (module doc)."""
+    ctx.counters.refused_count += 1
+    if isinstance(exc, Refused):
+        return cmd.response_to(exc.code, exc.remark, exc.ext_fields)
+    if isinstance(exc, WritesUnavailable):     # disk full, descriptors used up: retriable, reads go on
+        return cmd.response_to(codes.SERVICE_NOT_AVAILABLE, f"{codes.request_name(cmd.code)} refused by "
+                                                            f"{ctx.instance.name}: {exc}")
+    if isinstance(exc, ctx.not_leader_errors):
+        hint = exc.leader_id if isinstance(exc, RaftNotLeader) else None
+        refusal = ctx.not_leader(f"{codes.request_name(cmd.code)} ({exc})", hint)
+        return cmd.response_to(refusal.code, refusal.remark, refusal.ext_fields)
+    return cmd.response_to(bad_input_code, f"{codes.request_name(cmd.code)}: {exc}")
+
+
+def wrap_batch(ctx: BrokerContext, handler: Callable, one: Callable):
+    """Bind a batch handler (``async def handler(ctx, cmds, channel, one)`` -> a response per
+    request, ``Channel``'s ``on_batch``) to ``ctx``; ``one`` is the wrapped single-request handler
+    of the same code (``wrap``), for the requests the batch handler does not take itself."""
+    async def bound_batch(cmds: list[RemotingCommand], channel: Channel) -> list:
+        return await handler(ctx, cmds, channel, one)
+
+    bound_batch.__name__ = getattr(handler, "__name__", "batch_handler")
+    return bound_batch
 
 
 def build_handlers(ctx: BrokerContext) -> dict[int, Callable]:
@@ -365,3 +383,11 @@ def build_handlers(ctx: BrokerContext) -> dict[int, Callable]:
         for code, (handler, bad_input_code) in module.HANDLERS.items():
             table[code] = wrap(ctx, handler, bad_input_code)
     return table
+
+
+def build_batch_handlers(ctx: BrokerContext, table: dict[int, Callable]) -> dict[int, Callable]:
+    """The codes whose consecutive requests of one read are handled together (``handlers_send``'s
+    ``BATCH_HANDLERS``: the sends) -> bound batch handler; ``table`` is ``build_handlers(ctx)``."""
+    from mqbench.broker.server import handlers_send
+
+    return {code: wrap_batch(ctx, handler, table[code]) for code, handler in handlers_send.BATCH_HANDLERS.items()}

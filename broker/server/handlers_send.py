@@ -37,15 +37,24 @@ Contract (what the client sees; RocketMQ's ``SendMessageProcessor`` behaviour un
   error. Consumers could not read it, so it is never stored.
 * Transactional (prepared) messages are refused with NO_PERMISSION: the reference broker has no
   transaction check service, so a half message would never be resolved.
+
+The sends of one read (consecutive SEND_MESSAGE or SEND_MESSAGE_V2 requests of one connection,
+``on_send_many``, the channel's ``on_batch``) are checked one by one by the same rules, with the
+same answers, and those that pass are proposed together: one Raft proposal of one entry per
+message, committed, applied and answered together (each still acknowledged only once its own
+entry is committed). A request that must wait first (its topic is created on this first send, a
+batch flag, ACL on) takes the single-request path beside them.
 """
 from __future__ import annotations
 
+import asyncio
+
 from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.channel import Channel
-from mqbench.broker.formats.command import RemotingCommand
+from mqbench.broker.formats.command import RemotingCommand, send_success_frame
 from mqbench.broker.formats.command import parse_java_long
 from mqbench.broker.formats.headers import HeaderError
-from mqbench.broker.server.handlers import BrokerContext, Refused, log, peer_host
+from mqbench.broker.server.handlers import REFUSALS, BrokerContext, Refused, log, peer_host, refusal_response
 from mqbench.broker.formats import record as rec
 from mqbench.broker.formats.compression import (
     BATCH_ITEMS_MAX,
@@ -128,6 +137,13 @@ def _check_send_topic(topic: str) -> None:
 
 async def _prepare(ctx: BrokerContext, cmd: RemotingCommand) -> tuple[headers.SendMessageHeader, TopicConfig, int]:
     """The parsed header, the topic's config (created if needed) and the queue id to write to."""
+    header = _checked_header(ctx, cmd)
+    cfg = ctx.topic_config(header.topic) or await ctx.ensure_topic(header.topic)
+    return header, cfg, _queue_id(ctx, header, cfg)
+
+
+def _checked_header(ctx: BrokerContext, cmd: RemotingCommand) -> headers.SendMessageHeader:
+    """The parsed send header, after the checks that need no topic config."""
     header = headers.send_header(cmd)
     _check_send_topic(header.topic)
     ctx.require_leader(f"send to {header.topic}")
@@ -138,7 +154,12 @@ async def _prepare(ctx: BrokerContext, cmd: RemotingCommand) -> tuple[headers.Se
                                              f"the maximum of {ctx.message_bytes_max} bytes")
     if header.sys_flag & rec.SYSFLAG_TX_MASK == rec.SYSFLAG_TX_PREPARED:
         raise Refused(codes.NO_PERMISSION, f"{ctx.broker_name} does not take transactional (prepared) messages")
-    cfg = ctx.topic_config(header.topic) or await ctx.ensure_topic(header.topic)
+    return header
+
+
+def _queue_id(ctx: BrokerContext, header: headers.SendMessageHeader, cfg: TopicConfig) -> int:
+    """The queue id to write to (the header's, or a random one for a negative id); refused when
+    the topic is not writable or has no such queue."""
     if not cfg.perm & PERM_WRITE:
         raise Refused(codes.NO_PERMISSION, f"topic {header.topic} is not writable on {ctx.broker_name} "
                                            f"(perm {cfg.perm})")
@@ -148,7 +169,7 @@ async def _prepare(ctx: BrokerContext, cmd: RemotingCommand) -> tuple[headers.Se
     if queue_id >= cfg.write_queue_nums:
         raise Refused(codes.SYSTEM_ERROR, f"queueId {queue_id} is illegal: topic {header.topic} has "
                                           f"{cfg.write_queue_nums} write queues on {ctx.broker_name}")
-    return header, cfg, queue_id
+    return queue_id
 
 
 def _response(ctx: BrokerContext, cmd: RemotingCommand, topic: str, result, queue_id: int,
@@ -157,9 +178,14 @@ def _response(ctx: BrokerContext, cmd: RemotingCommand, topic: str, result, queu
     ctx.stats.record_put(topic, message_count, ctx.clock_ms())
     ctx.counters.put_message_count += message_count
     ctx.counters.put_request_count += 1
+    return _success(cmd, ids[0] if len(ids) == 1 else ",".join(ids), getattr(result, "queue_id", queue_id),
+                    result.queue_offset, transaction_id)
+
+
+def _success(cmd: RemotingCommand, msg_id: str, queue_id: int, queue_offset: int,
+             transaction_id: str | None) -> RemotingCommand:
     # SendMessageResponseHeader's wire names, built directly: one response per request
-    ext = {"msgId": ids[0] if len(ids) == 1 else ",".join(ids),
-           "queueId": str(getattr(result, "queue_id", queue_id)), "queueOffset": str(result.queue_offset)}
+    ext = {"msgId": msg_id, "queueId": str(queue_id), "queueOffset": str(queue_offset)}
     if transaction_id is not None:
         ext["transactionId"] = transaction_id
     return RemotingCommand(code=codes.SUCCESS, opaque=cmd.opaque, flag=codes.FLAG_RESPONSE, language="JAVA",
@@ -182,6 +208,14 @@ async def on_send(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
     if cmd.ext_fields.get(batch_field, "").lower() == "true":   # RocketMQ dispatches on the batch flag
         return await on_send_batch(ctx, cmd, channel)
     header, _cfg, queue_id = await _prepare(ctx, cmd)
+    stored, transaction_id = _stored_message(ctx, cmd, channel, header, queue_id)
+    result = await ctx.group.put(stored)
+    return _response(ctx, cmd, header.topic, result, queue_id, transaction_id, 1)
+
+
+def _stored_message(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel, header: headers.SendMessageHeader,
+                    queue_id: int) -> tuple[rec.Message, str | None]:
+    """The message to store for a single send (after the rewriters) and its transaction id."""
     if header.sys_flag & (rec.SYSFLAG_INNER_BATCH | rec.SYSFLAG_NEED_UNWRAP):
         raise Refused(codes.MESSAGE_ILLEGAL, "a single message cannot carry the inner-batch sysflag bits")
     check_compressed_body(cmd.body, header.sys_flag, header.topic, ctx.message_bytes_max)
@@ -192,8 +226,81 @@ async def on_send(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
                       born_host=_born_host(channel), reconsume_times=header.reconsume_times or 0)
     stored = ctx.rewrite(msg)
     check_properties_room(stored.properties, header.topic, len(wire))
-    result = await ctx.group.put(stored)
-    return _response(ctx, cmd, header.topic, result, queue_id, properties.get(PROPERTY_UNIQ_KEY), 1)
+    return stored, properties.get(PROPERTY_UNIQ_KEY)
+
+
+async def on_send_many(ctx: BrokerContext, cmds: list[RemotingCommand], channel: Channel, one) -> list:
+    """The sends of one read (module doc): one response per request, in order. ``one`` is the
+    wrapped single-request handler, for the requests that take that path."""
+    responses: list = [None] * len(cmds)
+    if ctx.acl is not None:
+        slow = list(range(len(cmds)))
+        fast: list[tuple[int, RemotingCommand, str, str | None]] = []
+        records: list[bytes] = []
+    else:
+        slow, fast, records = [], [], []
+        group = ctx.group
+        batch_field = "m" if cmds[0].code == codes.SEND_MESSAGE_V2 else "batch"   # the channel groups by code
+        for i, cmd in enumerate(cmds):
+            try:
+                if cmd.ext_fields.get(batch_field, "").lower() == "true":
+                    slow.append(i)
+                    continue
+                header = _checked_header(ctx, cmd)
+                cfg = ctx.topic_config(header.topic)
+                if cfg is None:            # created on this send: it waits for that
+                    slow.append(i)
+                    continue
+                stored, transaction_id = _stored_message(ctx, cmd, channel, header, _queue_id(ctx, header, cfg))
+                records.append(group.prepare_put(stored))
+                fast.append((i, cmd, header.topic, transaction_id))
+            except REFUSALS as exc:
+                responses[i] = refusal_response(ctx, cmd, exc, codes.MESSAGE_ILLEGAL)
+            except Exception as exc:  # noqa: BLE001 - answered as the channel answers a failed handler
+                responses[i] = channel.failure_response(cmd, exc)
+    # the requests that wait start after the proposal below: they come after it in the log
+    waiting = [asyncio.ensure_future(one(cmds[i], channel)) for i in slow]
+    try:
+        if records:
+            await _propose_fast(ctx, fast, records, responses, channel)
+        if waiting:
+            outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+            for i, outcome in zip(slow, outcomes):
+                responses[i] = (channel.failure_response(cmds[i], outcome) if isinstance(outcome, BaseException)
+                                else outcome)
+    finally:
+        for task in waiting:
+            if not task.done():
+                task.cancel()
+    return responses
+
+
+async def _propose_fast(ctx: BrokerContext, fast: list[tuple[int, RemotingCommand, str, str | None]],
+                        records: list[bytes], responses: list, channel: Channel) -> None:
+    """Propose ``records`` as one proposal and fill in the responses of ``fast`` from the results."""
+    try:
+        results = await ctx.group.propose_puts(records)
+    except REFUSALS as exc:
+        for i, cmd, _topic, _tid in fast:
+            responses[i] = refusal_response(ctx, cmd, exc, codes.MESSAGE_ILLEGAL)
+        return
+    except Exception as exc:  # noqa: BLE001 - answered as the channel answers a failed handler
+        for i, cmd, _topic, _tid in fast:
+            responses[i] = channel.failure_response(cmd, exc)
+        return
+    now_ms = ctx.clock_ms()
+    per_topic: dict[str, int] = {}
+    for (i, cmd, topic, transaction_id), result in zip(fast, results):
+        per_topic[topic] = per_topic.get(topic, 0) + 1
+        if cmd.serialize_type == codes.SERIALIZE_JSON:
+            responses[i] = send_success_frame(cmd.opaque, cmd.version, result.msg_id, result.queue_id,
+                                              result.queue_offset, transaction_id)
+        else:
+            responses[i] = _success(cmd, result.msg_id, result.queue_id, result.queue_offset, transaction_id)
+    for topic, count in per_topic.items():
+        ctx.stats.record_put(topic, count, now_ms, requests=count)
+    ctx.counters.put_message_count += len(fast)
+    ctx.counters.put_request_count += len(fast)
 
 
 _DELAY_KEYS = frozenset({PROPERTY_DELAY, PROPERTY_TIMER_DELIVER_MS, PROPERTY_TIMER_DELAY_SEC, PROPERTY_TIMER_DELAY_MS})
@@ -307,6 +414,12 @@ def message_record_at(ctx: BrokerContext, offset: int) -> bytes:
 def _message_at(ctx: BrokerContext, offset: int) -> rec.Message:
     return rec.decode_message(message_record_at(ctx, offset), 0)[0]
 
+
+#: codes whose consecutive requests of one read are handled together (``handlers.build_batch_handlers``)
+BATCH_HANDLERS = {
+    codes.SEND_MESSAGE: on_send_many,
+    codes.SEND_MESSAGE_V2: on_send_many,
+}
 
 HANDLERS = {
     codes.SEND_MESSAGE: (on_send, codes.MESSAGE_ILLEGAL),

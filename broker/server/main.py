@@ -50,7 +50,7 @@ from mqbench.broker.namesrv.routes import TopicEntry
 from mqbench.broker.remoting.limits import ServerLimits
 from mqbench.broker.remoting.server import RemotingServer
 from mqbench.broker.server.acl import AclChecker, AclConfig, load_acl_file, with_cluster_account
-from mqbench.broker.server.handlers import BrokerContext, build_handlers, log
+from mqbench.broker.server.handlers import BrokerContext, build_batch_handlers, build_handlers, log
 from mqbench.broker.server.handlers_clients import connection_closed
 from mqbench.broker.server.registration import INTERVAL_MS_DEFAULT, Registrar, Registration
 from mqbench.broker.store import versions
@@ -135,8 +135,9 @@ class Broker:
                 if self.cluster_secret is not None:   # the cluster's own tooling signs with the secret
                     acl = with_cluster_account(acl, CLUSTER_ACCESS_KEY, self.cluster_secret.hex())
                 ctx.acl = AclChecker(acl)
-            self.server = RemotingServer(build_handlers(ctx), on_disconnect=lambda ch: connection_closed(ctx, ch),
-                                         limits=self.server_limits)
+            handlers = build_handlers(ctx)
+            self.server = RemotingServer(handlers, on_disconnect=lambda ch: connection_closed(ctx, ch),
+                                         limits=self.server_limits, batch_handlers=build_batch_handlers(ctx, handlers))
             await self.server.start(instance.address, instance.port)
             self.registrar = Registrar(self.layout.namesrv_addr, self.describe, interval_ms=self.register_interval_ms,
                                        secret=self.cluster_secret)

@@ -4,6 +4,11 @@ entries are applied (``PutResult``), or failed when they can no longer be acknow
 * ``add(term, indexes, counts) -> future``: the entries ``indexes`` (consecutive, proposed together
   in ``term``) hold one write; ``counts`` are the messages per record (None: a metadata write,
   whose future resolves with None).
+* ``add_each(term, indexes) -> future``: the entries ``indexes`` (consecutive, proposed together in
+  ``term``) are as many single-message writes (the sends of one read); the future resolves with one
+  ``PutResult`` per entry, or fails for all of them: they share their last entry's fate (an entry
+  of ``term`` at the last index means every entry before it is the leader's too, Raft's log
+  matching), as the records of one batch write do.
 * ``settle(entries, errors)``: after ``entries`` were applied: each write whose last entry is among
   them resolves with its ``PutResult``, or fails with ``LeadershipLost`` when the entry applied
   carries another term (a new leader overwrote it), or with the apply error of that entry.
@@ -50,6 +55,7 @@ class _Waiter:
     first: int
     counts: list[int] | None     # messages per record for puts; None for metadata
     future: asyncio.Future
+    each: bool = False           # one PutResult per entry (``add_each``)
 
 
 class Proposals:
@@ -77,6 +83,11 @@ class Proposals:
         self._waiters[indexes[-1]] = _Waiter(term, indexes[0], counts, future)
         return future
 
+    def add_each(self, term: int, indexes: list[int]) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self._waiters[indexes[-1]] = _Waiter(term, indexes[0], None, future, True)
+        return future
+
     def settle(self, entries: list[Entry], errors: dict[int, Exception]) -> None:
         waiters = self._waiters
         if not waiters:
@@ -90,6 +101,8 @@ class Proposals:
                 waiter.future.set_exception(self.lost(f"entry {entry.index} was replaced by a new leader"))
             elif error is not None:
                 waiter.future.set_exception(error)
+            elif waiter.each:
+                waiter.future.set_result(self._results(waiter.first, entry.index))
             elif waiter.counts is None:
                 waiter.future.set_result(None)
             else:
@@ -105,6 +118,15 @@ class Proposals:
         count = sum(counts)
         self.put_count += count
         return PutResult(",".join(ids), head[0], head[1], head[2], count, ids, last)
+
+    def _results(self, first: int, last: int) -> list[PutResult]:
+        results, prefix, stored_body = [], self._id_prefix, self._stored_body
+        for index in range(first, last + 1):
+            _, queue_id, queue_offset, physical_offset, _ = peek_fields(stored_body(index), 0)
+            msg_id = f"{prefix}{physical_offset:016X}"
+            results.append(PutResult(msg_id, queue_id, queue_offset, physical_offset, 1, [msg_id], index))
+        self.put_count += len(results)
+        return results
 
     def fail(self, reason: str, *, keep_term: int | None = None) -> None:
         waiters = self._waiters

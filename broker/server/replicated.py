@@ -41,6 +41,10 @@ Writes (leader only; a follower or candidate raises ``NotLeader(leader_id)`` at 
   fsynced with ``fsync``) and applied here. ``PutResult(msg_id, queue_id, queue_offset,
   physical_offset, count, msg_ids, index)``: offsets of the first record, read back from the stored
   entry (every replica stamped the same); ``msg_id`` joins the records' offsetMsgIds with ",".
+* ``prepare_put(msg) -> record`` then ``propose_puts([record, ...]) -> future``: ``put`` for many
+  single messages at once (the sends of one read): each record is built and checked alone (its
+  errors are its own), and all are proposed as ONE proposal; the future resolves with one
+  ``PutResult`` per record once the last is committed and applied, or fails for all of them.
 * ``await commit_offset(group, topic, queue_id, offset, *, reset=False, lazy=False)``, ``await
   update_topic(cfg)`` (create or replace), ``await ensure_topic(name, queues=4, attributes=None,
   perm=6)`` (create unless it exists; concurrent calls share one entry): metadata entries (``entries`` module doc), applied in log order on
@@ -284,12 +288,13 @@ class ReplicatedGroup:
             raise NotLeader(self.node.lead, node_id=self.self_id)
         self.gate.check()
 
-    def _propose(self, records: list[bytes], counts: list[int] | None) -> asyncio.Future:
-        self._check_writable()
-        for record in records:
-            if len(record) > ENTRY_BYTES_MAX:
-                raise UserError(f"a record of {len(record)} bytes is larger than a Raft entry may be "
-                                f"({ENTRY_BYTES_MAX} bytes)")
+    @staticmethod
+    def _check_entry_size(record: bytes) -> None:
+        if len(record) > ENTRY_BYTES_MAX:
+            raise UserError(f"a record of {len(record)} bytes is larger than a Raft entry may be "
+                            f"({ENTRY_BYTES_MAX} bytes)")
+
+    def _propose_entries(self, records: list[bytes]) -> list[int]:
         try:
             indexes = self.driver.propose(records)
         except ProposalDropped:
@@ -298,14 +303,38 @@ class ReplicatedGroup:
         except NotLeader as exc:
             raise NotLeader(exc.leader, node_id=self.self_id) from None
         self.leadership.check()      # fails writes of an earlier term before their index is reused
+        return indexes
+
+    def _propose(self, records: list[bytes], counts: list[int] | None) -> asyncio.Future:
+        self._check_writable()
+        for record in records:
+            self._check_entry_size(record)
+        indexes = self._propose_entries(records)
         return self.proposals.add(self.node.term, indexes, counts)
 
-    async def put(self, msg: Message) -> PutResult:
-        """Store one message through the group (module doc)."""
+    def prepare_put(self, msg: Message) -> bytes:
+        """The record ``put(msg)`` would propose, built and checked (NotLeader, WritesUnavailable,
+        UserError), not proposed: ``propose_puts`` proposes many of them at once."""
         self._check_writable()
         refuse_meta_topic(msg.topic)
         record = self.store.replicated.prepare_record(msg)
-        return await self._propose([record], [1])
+        self._check_entry_size(record)
+        return record
+
+    def propose_puts(self, records: list[bytes]) -> asyncio.Future:
+        """Propose ``records`` (from ``prepare_put``, in order) as as many single-message writes in
+        ONE proposal (one Raft append, one Ready, one settle): the future resolves, once the last
+        is committed and applied, with one ``PutResult`` per record, or fails for all of them
+        (``Proposals.add_each``). Raises NotLeader / WritesUnavailable at once as ``put`` does."""
+        self._check_writable()
+        indexes = self._propose_entries(records)
+        return self.proposals.add_each(self.node.term, indexes)
+
+    async def put(self, msg: Message) -> PutResult:
+        """Store one message through the group (module doc)."""
+        record = self.prepare_put(msg)
+        indexes = self._propose_entries([record])
+        return await self.proposals.add(self.node.term, indexes, [1])
 
     async def put_batch(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
                         properties: dict[str, str] | None = None, sysflag: int = 0, flag: int = 0,

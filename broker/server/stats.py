@@ -97,10 +97,11 @@ class BrokerStats:
             item = self.items[(name, key)] = StatsItem(now_ms)
         return item
 
-    def record_put(self, topic: str, messages: int, now_ms: int) -> None:
+    def record_put(self, topic: str, messages: int, now_ms: int, requests: int = 1) -> None:
+        """``messages`` put to ``topic`` by ``requests`` send requests (the calls ``avgpt`` divides by)."""
         self._roll(now_ms)
-        self.put.add(messages, 1, now_ms)
-        self._item(TOPIC_PUT_NUMS, topic, now_ms).add(messages, 1, now_ms)
+        self.put.add(messages, requests, now_ms)
+        self._item(TOPIC_PUT_NUMS, topic, now_ms).add(messages, requests, now_ms)
 
     def record_get(self, topic: str, group: str, messages: int, now_ms: int) -> None:
         if messages <= 0:
