@@ -101,6 +101,18 @@ def encode_entry(index: int, term: int, pos: int, body: bytes, *, magic: int = D
     return _HEADER.pack(magic, size, index, term, pos, channel, 0, crc, len(body)) + bytes(body)
 
 
+def pack_entry_header_into(buf: bytearray, at: int, index: int, term: int, pos: int, body_length: int, crc: int,
+                           *, magic: int = DLEDGER_MAGIC) -> None:
+    """The 48-byte header ``encode_entry`` writes, packed into ``buf`` at ``at`` (a run of entries
+    built in one buffer); the caller checked index/term/pos >= 0 and the size."""
+    _HEADER.pack_into(buf, at, magic, ENTRY_HEADER_BYTES + body_length, index, term, pos, 0, 0, crc, body_length)
+
+
+def pack_index_unit_into(buf: bytearray, at: int, magic: int, pos: int, size: int, index: int, term: int) -> None:
+    """``encode_index_unit`` packed into ``buf`` at ``at``."""
+    _INDEX.pack_into(buf, at, magic, pos, size, index, term)
+
+
 def encode_record_entry(index: int, term: int, pos: int, record: bytes) -> bytes:
     """A data entry whose body is a commitlog record, with its PHYSICALOFFSET set to pos + 48
     (what RocketMQ's DLedger append hook does, spec 11.3)."""

@@ -566,3 +566,44 @@ def verify_property_crc(record: bytes) -> bool | None:
         return None
     digits = tail[len(prefix):-1]
     return digits == crc_digits(body_crc(bytes(record[:-CRC_PROPERTY_BYTES])))
+
+
+def encode_messages_like(template: Message, items: list[tuple[ByteView, dict[str, str], int]]) -> list[bytes]:
+    """``encode_message`` for messages that share every field of ``template`` but BODY, properties
+    and FLAG, given per message as ``(body, properties, flag)``: the same bytes as encoding each
+    as a ``Message``, with the shared parts (topic, hosts, times, sysflag, magic) computed once
+    (a client batch's records). UserError as ``encode_message``; no ``__CRC32#`` property."""
+    topic = template.topic.encode("utf-8")
+    version = _topic_version(topic, template.version)
+    born, born_v6 = _host_bytes(template.born_host, "born host")
+    store, store_v6 = _host_bytes(template.store_host, "store host")
+    sysflag = template.sysflag & ~(SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6)
+    sysflag |= (SYSFLAG_BORNHOST_V6 if born_v6 else 0) | (SYSFLAG_STOREHOST_V6 if store_v6 else 0)
+    magic = MAGIC_V1 if version == 1 else MAGIC_V2
+    fixed = _size(0, len(topic), 0, version, born_v6, store_v6)
+    try:
+        middle = b"".join((born, _I64.pack(template.store_timestamp_ms), store,
+                           _TAIL.pack(template.reconsume_times, template.prepared_tx_offset, 0)[:-4]))
+        topic_part = (_I8 if version == 1 else _I16).pack(len(topic)) + topic
+        pack_head = _HEAD.pack
+        head_args = (template.queue_id, 0, template.queue_offset, template.physical_offset, sysflag,
+                     template.born_timestamp_ms)
+        _HEAD.pack(0, magic, 0, *head_args)          # a field out of range fails here, not per message
+    except struct.error as exc:
+        raise UserError(f"message field out of range: {exc}") from None
+    queue_id, _, queue_offset, physical_offset, _, born_ts = head_args
+    pack_i32, pack_i16 = _I32.pack, _I16.pack
+    out = []
+    for body, properties, flag in items:
+        props = _final_properties(properties, False)
+        body = bytes(body)
+        total = fixed + len(body) + len(props)
+        if total > 0x7FFFFFFF:
+            raise UserError(f"message of {total} bytes is too large")
+        try:
+            head = pack_head(total, magic, zlib.crc32(body) & 0x7FFFFFFF, queue_id, flag, queue_offset,
+                             physical_offset, sysflag, born_ts)
+        except struct.error as exc:
+            raise UserError(f"message field out of range: {exc}") from None
+        out.append(b"".join((head, middle, pack_i32(len(body)), body, topic_part, pack_i16(len(props)), props)))
+    return out

@@ -7,6 +7,10 @@ rules (shared by ``Store``'s own appends and the leader's ``ReplicatedCommitLog.
 * ``batch(topic, queue_id, items, *, consolidate, ...) -> (messages, messages per record)``: the
   records of a client batch (the rules in ``store``'s module doc: one consolidated record on a
   BatchCQ topic of a v5 store, else one record per message). Nothing is stamped or written.
+* ``batch_records(topic, queue_id, items, ...) -> [(record, tags code)]``: the records of a client
+  batch that is not consolidated, stamped as ``stamp`` does and encoded together
+  (``record.encode_messages_like``: topic, hosts and times packed once per batch): the same bytes
+  as ``batch`` + ``stamp`` + ``encode_message`` per message, QUEUEOFFSET and PHYSICALOFFSET 0.
 """
 from __future__ import annotations
 
@@ -15,14 +19,16 @@ from typing import Callable
 from mqbench.errors import UserError
 
 from mqbench.broker.formats.batch import BatchItem, encode_batch
-from mqbench.broker.formats.properties import PROPERTY_INNER_BASE, PROPERTY_INNER_NUM
+from mqbench.broker.formats.properties import PROPERTY_INNER_BASE, PROPERTY_INNER_NUM, PROPERTY_TAGS
 from mqbench.broker.formats.record import (
     SYSFLAG_COMPRESSED,
     SYSFLAG_INNER_BATCH,
     SYSFLAG_NEED_UNWRAP,
     SYSFLAG_TX_MASK,
     Message,
+    encode_messages_like,
 )
+from mqbench.broker.formats.tags import tags_code
 from mqbench.broker.formats.topics import validate_topic
 
 from . import versions
@@ -86,3 +92,26 @@ class RecordBuilder:
                         properties=dict(item.properties) if dledger else {**item.properties, **batch_props},
                         **common) for item in items]
         return msgs, [1] * len(msgs)
+
+    def batch_records(self, topic: str, queue_id: int, items: list[BatchItem], *,
+                      properties: dict[str, str] | None, sysflag: int, born_timestamp_ms: int,
+                      born_host: tuple[str, int]) -> tuple[Message, list[tuple[bytes, int]]]:
+        """The stamped records of a batch that is not consolidated (module doc), with the
+        template ``Message`` they share (its topic, queue id, sysflag, store time) and each
+        record's consume-queue tags code. UserError as ``batch`` and ``stamp``."""
+        validate_topic(topic)
+        if not items:
+            raise UserError("an empty batch")
+        if sysflag & (SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP):
+            raise UserError("a batch cannot be transactional or carry inner-batch flags (spec 4.3)")
+        template = Message(topic=topic, body=b"", queue_id=queue_id, sysflag=sysflag,
+                           born_timestamp_ms=born_timestamp_ms, born_host=born_host)
+        self.stamp(template)
+        batch_props = properties or {}
+        # DLedger stores each inner message's own properties (spec 4.2); a plain commitlog adds the batch's
+        props = ([item.properties for item in items] if versions.is_dledger(self.version) or not batch_props
+                 else [{**item.properties, **batch_props} for item in items])
+        records = encode_messages_like(template, [(item.body, p, item.flag) for item, p in zip(items, props)])
+        store_timestamp_ms = template.store_timestamp_ms
+        return template, [(record, tags_code(p.get(PROPERTY_TAGS), topic, properties=p, store_timestamp_ms=store_timestamp_ms))
+                          for record, p in zip(records, props)]

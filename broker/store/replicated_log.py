@@ -50,6 +50,7 @@ from mqbench.broker.formats.record import (
 )
 from mqbench.broker.formats.record_check import peek_record, peek_tags_code
 from mqbench.broker.formats.restamp import restamp_record
+from mqbench.broker.formats.tags import message_tags_code
 
 from .dispatch import Dispatcher, DispatchInfo, QueueSet, dispatch_info, message_dispatch_info
 from .dledger_log import DLedgerCommitLog, DLedgerLog, is_record_body
@@ -59,6 +60,10 @@ from .recovery import CheckpointFile, CheckpointState
 
 
 BUILT_MAX = 1 << 16
+
+# what placing a plain record needs: topic, queue id, the queue offset it carries, sysflag, tags
+# code, store time, size
+_Fields = tuple[str, int, int, int, int, int, int]
 
 
 class ReplicatedCommitLog:
@@ -83,7 +88,7 @@ class ReplicatedCommitLog:
         self._written = written
         # records this replica built (prepare_*) and has not placed yet, by id: the leader places
         # its own records from what it knew when it built them, without peeking at them again
-        self._built: dict[int, tuple[bytes, Message]] = {}
+        self._built: dict[int, tuple[bytes, _Fields]] = {}
 
     @property
     def store_host(self) -> tuple[str, int]:
@@ -102,7 +107,8 @@ class ReplicatedCommitLog:
         if not msg.sysflag & SYSFLAG_INNER_BATCH:
             if len(self._built) >= BUILT_MAX:
                 self._built.clear()                # proposals that never reached the log
-            self._built[id(record)] = (record, msg)
+            self._built[id(record)] = (record, (msg.topic, msg.queue_id, 0, msg.sysflag, message_tags_code(msg),
+                                                msg.store_timestamp_ms, len(record)))
         return record
 
     def prepare_record(self, msg: Message) -> bytes:
@@ -119,6 +125,20 @@ class ReplicatedCommitLog:
                               inner_body: bytes | None = None) -> list[tuple[bytes, int]]:
         """``prepare_record`` for a client batch (``Store.append_batch``'s rules, ``inner_body``
         included): a list of (record, messages it holds); one record when consolidated."""
+        if not consolidate:
+            template, built = self._builder.batch_records(topic, queue_id, items, properties=properties,
+                                                          sysflag=sysflag, born_timestamp_ms=born_timestamp_ms,
+                                                          born_host=born_host)
+            with self._lock:
+                self._check_open()
+                self.dledger.next_entry_pos(max(len(record) for record, _ in built))   # too large: UserError
+                if len(self._built) + len(built) > BUILT_MAX:
+                    self._built.clear()                # proposals that never reached the log
+                store_timestamp_ms, sysflag = template.store_timestamp_ms, template.sysflag
+                for record, tags in built:
+                    self._built[id(record)] = (record, (topic, queue_id, 0, sysflag, tags, store_timestamp_ms,
+                                                        len(record)))
+            return [(record, 1) for record, _ in built]
         msgs, counts = self._builder.batch(topic, queue_id, items, consolidate=consolidate, properties=properties,
                                            flag=flag, sysflag=sysflag, born_timestamp_ms=born_timestamp_ms,
                                            born_host=born_host, inner_body=inner_body)
@@ -148,38 +168,52 @@ class ReplicatedCommitLog:
         msg.physical_offset = pos + ENTRY_HEADER_BYTES
         return index, body, message_dispatch_info(msg, len(body))
 
-    def _place_built(self, term: int, body: bytes, msg: Message) -> tuple[int, bytes, DispatchInfo]:
-        """A record this replica built: its fields are known, it needs no check."""
-        msg.queue_offset = self._queue_offset_for(msg.topic, msg.queue_id, 0, msg.sysflag)
-        if msg.queue_offset:
-            body = restamp_record(body, msg.queue_offset)
-        index, pos, body = self.dledger.append_stored(term, body, magic=1)
-        msg.physical_offset = pos + ENTRY_HEADER_BYTES
-        return index, body, message_dispatch_info(msg, len(body))
-
-    def _place(self, term: int, body: bytes) -> tuple[int, bytes, DispatchInfo]:
-        """Restamp, append and describe one record entry (module doc)."""
+    def _record_fields(self, body: bytes) -> _Fields | None:
+        """What placing a record entry needs (topic, queue id, queue offset it carries, sysflag,
+        tags code, store time, size): from what this replica knew when it built the record, else
+        from its fixed fields (``peek_record``: checked, CorruptDataError). None for an inner
+        batch (placed on its own: its INNER_BASE changes length)."""
         built = self._built.pop(id(body), None)
         if built is not None and built[0] is body:
-            return self._place_built(term, body, built[1])
+            return built[1]
         peek = peek_record(body, where="replicated entry")
         if peek.size != len(body):
             raise CorruptDataError(f"a replicated entry of {len(body)} bytes holds a record of {peek.size}",
                                    where="replicated entry")
         if peek.sysflag & SYSFLAG_INNER_BATCH:
-            return self._place_inner_batch(term, body)
-        queue_offset = self._queue_offset_for(peek.topic, peek.queue_id, peek.queue_offset, peek.sysflag)
-        if queue_offset != peek.queue_offset:
-            body = restamp_record(body, queue_offset)
-        # the leader's stored bytes (``raft.driver`` sends those) come back unchanged, not copied
-        index, pos, body = self.dledger.append_stored(term, body, magic=1)
-        physical_offset = pos + ENTRY_HEADER_BYTES
-        return index, body, DispatchInfo(peek.topic, peek.queue_id, queue_offset, physical_offset, peek.size,
-                                         peek.sysflag, peek_tags_code(peek), peek.store_timestamp_ms, 1)
+            return None
+        return (peek.topic, peek.queue_id, peek.queue_offset, peek.sysflag, peek_tags_code(peek),
+                peek.store_timestamp_ms, peek.size)
 
-    def _append_one(self, term: int, body: bytes, magic: int) -> tuple[int, bytes]:
+    def _place_run(self, term: int, run: list[tuple[bytes, _Fields]], out: list[tuple[int, bytes]]) -> None:
+        """Append a run of plain record entries of one term (``DLedgerLog.append_records``: one
+        buffer, one write) with their queue offsets, then count and queue them for dispatch."""
+        dispatcher = self._dispatcher
+        ahead: dict[tuple[str, int], int] = {}        # next offsets this run takes, noted once written
+        offsets = []
+        for _, (topic, queue_id, carried, sysflag, _, _, _) in run:
+            if sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
+                offsets.append(0)         # half/rollback records take no queue slot (spec 3.10)
+                continue
+            key = (topic, queue_id)
+            # never below what the record carries (a migrated log); a leader's proposal carries 0
+            offset = max(carried, ahead[key] if key in ahead else dispatcher.next_offset(topic, queue_id))
+            ahead[key] = offset + 1
+            offsets.append(offset)
+        placed = self.dledger.append_records(term, [body for body, _ in run], offsets)
+        header_bytes = ENTRY_HEADER_BYTES
+        for (index, pos, stored), (_, fields), offset in zip(placed, run, offsets):
+            topic, queue_id, _, sysflag, tags_code, store_timestamp_ms, size = fields
+            info = DispatchInfo(topic, queue_id, offset, pos + header_bytes, size, sysflag, tags_code,
+                                store_timestamp_ms, 1)
+            dispatcher.note(info)
+            dispatcher.appended(pos + header_bytes + size, info)
+            out.append((index, stored))
+
+    def _append_other(self, term: int, body: bytes, magic: int) -> tuple[int, bytes]:
+        """An entry that is not a plain record: an inner batch (restamped), a no-op or metadata."""
         if magic == 1 and is_record_body(body):
-            index, body, info = self._place(term, body)
+            index, body, info = self._place_inner_batch(term, body)
             self._dispatcher.note(info)
             self._dispatcher.appended(info.physical_offset + info.size, info)
         else:
@@ -205,15 +239,37 @@ class ReplicatedCommitLog:
         return self.append_replicated_batch([(term, body, magic)])[0]
 
     def append_replicated_batch(self, items: list[tuple[int, bytes, int]]) -> list[tuple[int, bytes]]:
-        """(term, body, magic) entries in log order (module doc)."""
+        """(term, body, magic) entries in log order (module doc): consecutive plain records of one
+        term are placed as one run (one buffer, one write, see ``_place_run``)."""
         out: list[tuple[int, bytes]] = []
         dledger = self.dledger
         with self._lock:
             self._check_open()
             try:
                 with dledger.data.combined_writes(), dledger.index.combined_writes():
-                    for term, body, magic in items:
-                        out.append(self._append_one(term, body, magic))
+                    run: list[tuple[bytes, _Fields]] = []
+                    run_term = 0
+                    try:
+                        for term, body, magic in items:
+                            fields = self._record_fields(body) if magic == 1 and is_record_body(body) else None
+                            if fields is not None and (not run or term == run_term):
+                                run.append((body, fields))
+                                run_term = term
+                                continue
+                            if run:
+                                self._place_run(run_term, run, out)
+                                run = []
+                            if fields is None:
+                                out.append(self._append_other(term, body, magic))
+                            else:
+                                run.append((body, fields))
+                                run_term = term
+                    except CorruptDataError:
+                        if run:                    # what precedes the bad entry is written
+                            self._place_run(run_term, run, out)
+                        raise
+                    if run:
+                        self._place_run(run_term, run, out)
             except CorruptDataError:
                 self._written(self.log.end_offset)     # what precedes the bad entry is written
                 raise

@@ -1,0 +1,133 @@
+"""A client batch is built and placed a batch at a time (``RecordBuilder.batch_records``,
+``DLedgerLog.append_records``, ``ReplicatedCommitLog``'s runs) and must write exactly the bytes the
+per-message path writes: ``batch`` + ``stamp`` + ``encode_message`` per record, then
+``restamp_record`` + ``DLedgerLog.append_stored`` per entry (both kept as the reference here)."""
+import dataclasses
+import random
+
+import pytest
+
+from mqbench.broker.formats.batch import BatchItem
+from mqbench.broker.formats.record import SYSFLAG_TX_PREPARED, encode_message
+from mqbench.broker.formats.restamp import restamp_record
+from mqbench.broker.store.dledger_log import DLedgerLog
+from mqbench.broker.store.record_builder import RecordBuilder
+from mqbench.broker.store.store import Store
+from mqbench.errors import UserError
+
+CLOCK_MS = 1_700_000_000_123
+
+
+def _items(rng, n):
+    out = []
+    for i in range(n):
+        props = {}
+        if rng.random() < 0.6:
+            props["TAGS"] = rng.choice(["a", "tag-b", "ünï"])
+        if rng.random() < 0.5:
+            props["KEYS"] = f"k{i} k{i + 1}"
+        if rng.random() < 0.5:
+            props["UNIQ_KEY"] = f"{i:032X}"
+        out.append(BatchItem(rng.randbytes(rng.choice([0, 1, 128, 700])), props, rng.randrange(-5, 5)))
+    return out
+
+
+def _per_message(builder, topic, queue_id, items, **kw):
+    msgs, _ = builder.batch(topic, queue_id, items, consolidate=False, flag=0, **kw)
+    for m in msgs:
+        builder.stamp(m)
+    return [encode_message(m) for m in msgs]
+
+
+@pytest.mark.parametrize("version", ["v4", "v5", "v4-dledger", "v5-dledger"])
+@pytest.mark.parametrize("topic", ["T", "t" * 127])
+@pytest.mark.parametrize("born_host", [("10.1.2.3", 5555), ("::1", 7)])
+def test_batch_records_are_the_per_message_records(version, topic, born_host):
+    builder = RecordBuilder(version, lambda: CLOCK_MS, ("192.168.0.9", 10911), lambda t: False)
+    rng = random.Random(f"{version}{topic}{born_host}")
+    for born_ts in (0, 1_600_000_000_000):
+        items = _items(rng, 20)
+        kw = dict(properties={"WAIT": "true", "UNIQ_KEY": "BATCH"}, sysflag=0, born_timestamp_ms=born_ts,
+                  born_host=born_host)
+        _, built = builder.batch_records(topic, 3, items, **kw)
+        assert [r for r, _ in built] == _per_message(builder, topic, 3, items, **kw)
+
+
+def test_batch_records_refuse_what_the_per_message_path_refuses():
+    builder = RecordBuilder("v5-dledger", lambda: CLOCK_MS, ("127.0.0.1", 1), lambda t: False)
+    kw = dict(properties=None, sysflag=0, born_timestamp_ms=0, born_host=("127.0.0.1", 1))
+    for topic, queue_id, items, sysflag in [("T", 0, [], 0), ("bad topic!", 0, [BatchItem(b"x")], 0),
+                                            ("T", -1, [BatchItem(b"x")], 0),
+                                            ("T", 0, [BatchItem(b"x")], SYSFLAG_TX_PREPARED),
+                                            ("T", 0, [BatchItem(b"x", {"a\x01": "b"})], 0)]:
+        with pytest.raises(UserError):
+            builder.batch_records(topic, queue_id, items, **{**kw, "sysflag": sysflag})
+
+
+def _reference_append(log, term, records, queue_offsets):
+    return [log.append_stored(term, restamp_record(r, q)) for r, q in zip(records, queue_offsets)]
+
+
+def test_append_records_writes_the_per_entry_bytes_across_segment_ends(tmp_path):
+    """Small data and index segments, so runs cross both kinds of file end; a NOOP between runs."""
+    rng = random.Random(7)
+    builder = RecordBuilder("v5-dledger", lambda: CLOCK_MS, ("127.0.0.1", 10911), lambda t: False)
+    logs = [DLedgerLog(tmp_path / name, data_segment_bytes=4096, index_segment_bytes=32 * 7) for name in "ab"]
+    next_offset = 0
+    for term in (1, 1, 2, 3):
+        _, built = builder.batch_records("T", 1, _items(rng, rng.randrange(1, 30)), properties=None, sysflag=0,
+                                         born_timestamp_ms=0, born_host=("127.0.0.1", 2))
+        records = [r for r, _ in built]
+        offsets = list(range(next_offset, next_offset + len(records)))
+        next_offset += len(records)
+        new = logs[0].append_records(term, records, offsets)
+        old = _reference_append(logs[1], term, records, offsets)
+        assert [(i, p, bytes(b)) for i, p, b in new] == [(i, p, bytes(b)) for i, p, b in old]
+        for log in logs:
+            log.append(term, b"", magic=2)
+    for log in logs:
+        log.close()
+    for sub in ("data", "index"):
+        a = sorted((tmp_path / "a" / sub).iterdir())
+        b = sorted((tmp_path / "b" / sub).iterdir())
+        assert [p.name for p in a] == [p.name for p in b] and len(a) > 1
+        assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
+
+
+def _store(root):
+    return Store.open(root, "v5-dledger", create=True, raft_mode=True, background_flush=False,
+                      store_host=("127.0.0.1", 10911), clock_ms=lambda: CLOCK_MS)
+
+
+def test_a_replica_places_a_batch_as_the_per_message_path_did(tmp_path):
+    """Leader (its own built records), follower (the leader's stored bytes) and a reference store
+    fed the per-message records one entry at a time hold the same log and the same queues."""
+    rng = random.Random(3)
+    leader, follower, reference = (_store(tmp_path / n) for n in ("l", "f", "r"))
+    try:
+        index = -1
+        for queue_id in (0, 1, 0):
+            items = _items(rng, 40)
+            kw = dict(properties={"WAIT": "true"}, born_timestamp_ms=5, born_host=("127.0.0.1", 9))
+            records = [r for r, _ in leader.replicated.prepare_batch_records("T", queue_id, items,
+                                                                              consolidate=False, **kw)]
+            placed = leader.replicated.append_replicated_batch([(1, r, 1) for r in records])
+            again = follower.replicated.append_replicated_batch([(1, b, 1) for _, b in placed])
+            # the follower writes the leader's stored bytes unchanged, as the same objects
+            assert all(b is s for (_, b), (_, s) in zip(again, placed))
+            msgs, _ = RecordBuilder("v5-dledger", lambda: CLOCK_MS, ("127.0.0.1", 10911), lambda t: False).batch(
+                "T", queue_id, items, consolidate=False, flag=0, sysflag=0, **kw)
+            for m in msgs:
+                reference.replicated.append_entry(1, reference.replicated.prepare_record(dataclasses.replace(m)))
+            index += len(records)
+        end = leader.dledger.end_pos
+        assert leader.dledger.data.read(0, end) == follower.dledger.data.read(0, end) \
+            == reference.dledger.data.read(0, end)
+        for s in (leader, follower, reference):
+            s.replicated.commit(index)
+        for queue_id, count in ((0, 80), (1, 40)):
+            assert leader.max_offset("T", queue_id) == follower.max_offset("T", queue_id) \
+                == reference.max_offset("T", queue_id) == count
+    finally:
+        for s in (leader, follower, reference):
+            s.close()
