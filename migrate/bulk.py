@@ -25,55 +25,33 @@ Per record the fast path does a few ``struct.unpack_from`` calls on fixed fields
 record into the output buffer, appends its 20-byte consume-queue unit to its queue's buffer
 (and, for a DLedger target, its 32-byte index unit), looks up TAGS/UNIQ_KEY/KEYS in the
 property bytes (``bytes.rfind``, as ``record.decode_properties`` reads them: the last one wins)
-and inserts the keys into the key index (``IndexWriter.put_hashed``). Buffers go out as one
+and inserts the keys into the key index (``IndexWriter.put_many``). Buffers go out as one
 write per run of a segment (``BUFFER_BYTES``); ``flush_pending`` hands everything to the target
 objects (log end, last index and term, queue sizes, counters) before the per-record path or a
 checkpoint runs, so both paths write exactly the bytes the other would have written.
 """
 from __future__ import annotations
 
-import re
 import struct
 import zlib
 
 from mqbench.broker.formats import dledger as dl
-from mqbench.broker.formats.index_file import key_hash_ascii
-from mqbench.broker.formats.properties import PROPERTY_CRC32, PROPERTY_KEYS, PROPERTY_TAGS, PROPERTY_UNIQ_KEY
 from mqbench.broker.formats.queues import CQ_UNIT_BYTES
-from mqbench.broker.formats.compression import v4_reads
-from mqbench.broker.formats.record import (BLANK_MIN_BYTES, MAGIC_V1, MAGIC_V2, SYSFLAG_BORNHOST_V6, SYSFLAG_COMPRESSED,
-                                          SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_STOREHOST_V6, SYSFLAG_TX_MASK,
-                                          encode_blank)
-from mqbench.broker.formats.tags import java_hash_ascii
-from mqbench.broker.formats.topics import SCHEDULE_TOPIC
-from mqbench.broker.formats.timer_formats import TIMER_TOPIC
-from mqbench.broker.formats.topics import TRANS_HALF_TOPIC
+from mqbench.broker.formats.record import BLANK_MIN_BYTES, encode_blank
 from mqbench.broker.store import versions
+
+from .prescan import Window, Windows
 
 BUFFER_BYTES = 4 << 20
 QUEUE_UNITS_PENDING = 4096        # units a queue gathers before they are written (80 KiB)
-WINDOW_BYTES = 8 << 20
-_MIN_RECORD_BYTES = 91
-_HEADROOM_BYTES = 160       # an entry header and a record's fixed fields, read before any check
 ENABLED = True              # False: every item takes the per-record path (tests compare the two)
-_TOPIC_CHARS = re.compile(rb"[%|a-zA-Z0-9_-]+")      # record_check's TopicValidator set
-_CRC_TAIL = PROPERTY_CRC32.encode() + b"\x01"
-# a property NAME\x01value: its name with the separator, alone (first) and after a \x02 (later)
-_TAGS, _TAGS_LATER = PROPERTY_TAGS.encode() + b"\x01", b"\x02" + PROPERTY_TAGS.encode() + b"\x01"
-_UNIQ, _UNIQ_LATER = PROPERTY_UNIQ_KEY.encode() + b"\x01", b"\x02" + PROPERTY_UNIQ_KEY.encode() + b"\x01"
-_KEYS, _KEYS_LATER = PROPERTY_KEYS.encode() + b"\x01", b"\x02" + PROPERTY_KEYS.encode() + b"\x01"
-_SPECIAL_TOPICS = {TRANS_HALF_TOPIC.encode(), SCHEDULE_TOPIC.encode(), TIMER_TOPIC.encode()}
-_NOT_FAST_SYSFLAG = SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP
 
 _I32 = struct.Struct(">i")
 _I16 = struct.Struct(">h")
 _I64 = struct.Struct(">q")
-_HEAD = struct.Struct(">iiiiiqqiq")
-_TAIL = struct.Struct(">iqi")
 _ENTRY = struct.Struct(">iiqqqiiii")
 _INDEX_UNIT = struct.Struct(">iqiqq")
 _CQ_UNIT = struct.Struct(">qiq")
-_ENTRY_CRC_AT = 40
 
 
 class _Queue:
@@ -98,8 +76,10 @@ class BulkCopy:
         self.log = c.log
         self.segment_bytes = c.log.segment_bytes
         self.queues: dict[tuple[bytes, int], _Queue] = {}
-        self.topics: dict[bytes, tuple[bool, bytes]] = {}     # topic -> (fast?, b"topic#")
-        self.tags: dict[bytes, int] = {}
+        self.topics: dict[bytes, bool] = {}     # topic -> the fast path takes it (not BatchCQ)
+        self.windows: Windows | None = None
+        self.window: Window | None = None      # the window and row the last run stopped at
+        self.row = 0
         self.dirty: list[_Queue] = []
         # pending output: the log bytes from out_at, the DLedger index units from index_at
         self.out = bytearray()
@@ -111,14 +91,30 @@ class BulkCopy:
 
     # -- bookkeeping shared with the per-record path -----------------------------------------
 
-    def _topic(self, topic: bytes) -> tuple[bool, bytes]:
-        info = self.topics.get(topic)
-        if info is None:
-            fast = bool(_TOPIC_CHARS.fullmatch(topic)) and topic not in _SPECIAL_TOPICS
-            if fast and self.copier._is_batch_topic(topic.decode("ascii")):
-                fast = False
-            info = self.topics[topic] = (fast, topic + b"#")
-        return info
+    def _topics_of(self, w) -> list[tuple[bytes, bool]]:
+        """A window's topics with whether the fast path takes them here (``scan`` checked their
+        characters; a BatchCQ topic of the target goes through the per-record path)."""
+        out = []
+        for topic in w.summary.topics:
+            fast = self.topics.get(topic)
+            if fast is None:
+                fast = self.topics[topic] = not self.copier._is_batch_topic(topic.decode("ascii"))
+            out.append((topic, fast))
+        return out
+
+    def open_folder(self, files, jobs: int) -> None:
+        """Start on a source folder: its windows are checked ahead by ``jobs`` worker processes
+        (0: in this process; ``prescan``)."""
+        self.windows = Windows(files, self.src_dl, self.v4, self.committed, jobs if self.enabled else 0)
+        self.window, self.row = None, 0
+
+    def close_folder(self) -> None:
+        """Done with the folder (or failed): the workers end, the windows are freed."""
+        if self.windows is not None:
+            self.windows.release(self.window)
+            self.window = None
+            self.windows.close()
+            self.windows = None
 
     def _queue(self, topic: bytes, queue_id: int) -> _Queue | None:
         """The state of a queue the per-record path has created (None: not yet)."""
@@ -159,7 +155,7 @@ class BulkCopy:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def copy_run(self, files, pos: int, state: dict, every_bytes: int, at_boundary) -> int:
+    def copy_run(self, pos: int, state: dict, every_bytes: int, at_boundary) -> int:
         """Copy records from ``pos`` (an item boundary) while the fast path takes them; returns the
         position of the first item it does not take (module doc). ``state["expected_index"]`` is
         the DLedger index the next source entry must have (None: any) and ``state["before"]`` the
@@ -169,12 +165,8 @@ class BulkCopy:
         c = self.copier
         if not self.enabled or c.blocked:
             return pos
-        seg_size = files.segment_size_bytes
         src_dl = self.src_dl
         dst_dl = self.dst_dl
-        v4 = self.v4
-        check_v4_body = v4
-        committed = self.committed
         keep_indexes = self.keep_indexes
         log = self.log
         dled = log.dledger
@@ -193,120 +185,43 @@ class BulkCopy:
         if dst_dl and not index_units:
             self.index_at = (t_last_index + 1) * dl.INDEX_UNIT_BYTES
         queues = self.queues
-        topics = self.topics
-        tags_cache = self.tags
         dirty = self.dirty
-        index_put = c.index.put_hashed
+        index_put = c.index.put_many
         records = bytes_in = bytes_out = 0
         max_store_ms = self.max_store_ms
         expected = state.get("expected_index")
         before = state["before"]
-        head_unpack = _HEAD.unpack_from
-        i32 = _I32.unpack_from
-        i16 = _I16.unpack_from
+        boundary = (before // every_bytes + 1) * every_bytes      # a checkpoint when a record's end reaches it
         i64_pack = _I64.pack_into
         i32_pack = _I32.pack_into
         i16_pack = _I16.pack_into
-        tail_unpack = _TAIL.unpack_from
-        entry_unpack = _ENTRY.unpack_from
         crc32 = zlib.crc32
-        topic_ok = self._topic
 
-        buf = b""
-        base = pos            # log address of buf[0]
-        blen = 0
-
+        windows = self.windows
+        w, i = windows.at(pos, self.window, self.row)
+        if w is None:
+            self.window = None
+            return pos
+        rows, buf, wkeys, wtopics = w.summary.rows, w.view, w.summary.keys, self._topics_of(w)
+        n = len(rows)
         while True:
-            at = pos - base
-            if at < 0 or at + _HEADROOM_BYTES > blen:
-                seg_end = pos - pos % seg_size + seg_size
-                buf = files.read(pos, min(WINDOW_BYTES, seg_end - pos))
-                base, blen, at = pos, len(buf), 0
-                if pos + blen < seg_end:      # the next window is read from the disk meanwhile
-                    files.prefetch(pos + blen, WINDOW_BYTES)
-                if blen < _HEADROOM_BYTES:
+            if i >= n:
+                w = windows.following(w)
+                if w is None:
                     break
-            # -- the source item: a record, or a DLedger entry holding one --------------------
-            if src_dl:
-                (magic, esize, eindex, eterm, epos, _, _, ebody_crc, ebody_len) = entry_unpack(buf, at)
-                if at + esize > blen:
-                    if esize > WINDOW_BYTES or esize <= 0:
-                        break
-                    seg_end = pos - pos % seg_size + seg_size
-                    buf = files.read(pos, min(max(WINDOW_BYTES, esize), seg_end - pos))
-                    base, blen, at = pos, len(buf), 0
-                    if at + esize > blen:
-                        break
-                if (magic != dl.DLEDGER_MAGIC or esize <= dl.ENTRY_HEADER_SIZE_FIELD_BYTES or ebody_len < 0
-                        or ebody_len + 48 != esize or epos != pos or eindex < 0 or eterm < 0
-                        or (expected is not None and eindex != expected)
-                        or (committed is not None and eindex > committed)):
+                rows, buf, wkeys, wtopics = w.summary.rows, w.view, w.summary.keys, self._topics_of(w)
+                n, i = len(rows), 0
+                if not n:
                     break
-                rat = at + 48
-                if ebody_crc and ebody_crc != crc32(buf[rat:at + esize]) & 0x7FFFFFFF:
-                    break
-                address = pos + 48
-                size = i32(buf, rat)[0]
-                if size != ebody_len:
-                    break
-                nxt = pos + esize
-            else:
-                rat = at
-                address = pos
-                size = i32(buf, at)[0]
-                if at + size > blen:
-                    if size > WINDOW_BYTES or size < _MIN_RECORD_BYTES:
-                        break
-                    seg_end = pos - pos % seg_size + seg_size
-                    buf = files.read(pos, min(max(WINDOW_BYTES, size), seg_end - pos))
-                    base, blen, at = pos, len(buf), 0
-                    rat = 0
-                    if at + size > blen:
-                        break
-                nxt = pos + size
-            # -- the record's framing (record_verdict's checks, on the same bytes) -------------
-            (total, rmagic, bcrc, queue_id, _, queue_offset, phys, sysflag, _) = head_unpack(buf, rat)
-            if total < _MIN_RECORD_BYTES or phys != address or sysflag & _NOT_FAST_SYSFLAG:
+            # -- the source item, checked ahead (scan.summarize), and what depends on the copy so far
+            (_, nxt, ok, rat, total, wsize, plen_at, props_len, tid, queue_id, queue_offset, store_ms, eindex, eterm,
+             tags_code, key_at, nkeys) = rows[i]
+            if not ok:
                 break
-            if rmagic == MAGIC_V1:
-                tl = 1
-            elif rmagic == MAGIC_V2 and not v4:
-                tl = 2
-            else:
+            if src_dl and expected is not None and eindex != expected:
                 break
-            rend = rat + total
-            h = rat + 48 + (20 if sysflag & SYSFLAG_BORNHOST_V6 else 8)
-            store_ms = _I64.unpack_from(buf, h)[0]
-            h += 8 + (20 if sysflag & SYSFLAG_STOREHOST_V6 else 8)
-            if h + 16 > rend:
-                break
-            _, _, body_len = tail_unpack(buf, h)
-            body_at = h + 16
-            tat = body_at + body_len
-            if body_len < 0 or tat + tl > rend:
-                break
-            topic_len = buf[tat] if tl == 1 else i16(buf, tat)[0]
-            if tl == 1 and topic_len > 127:
-                break
-            tat += tl
-            pat = tat + topic_len + 2
-            if topic_len <= 0 or pat > rend:
-                break
-            props_len = i16(buf, pat - 2)[0]
-            if props_len < 0 or pat + props_len != rend:
-                break
-            topic = buf[tat:tat + topic_len]
-            fast, key_prefix = topics.get(topic) or topic_ok(topic)
+            topic, fast = wtopics[tid]
             if not fast:
-                break
-            props = buf[pat:rend]
-            if props_len and (props[-1] == 0 or not props.isascii()):
-                break
-            if props_len >= 20 and props.startswith(_CRC_TAIL, props_len - 20):
-                break
-            if check_v4_body and sysflag & SYSFLAG_COMPRESSED and not v4_reads(sysflag):
-                break
-            if crc32(buf[body_at:tat - tl]) & 0x7FFFFFFF != bcrc:
                 break
             q = queues.get((topic, queue_id))
             if q is None:
@@ -316,8 +231,7 @@ class BulkCopy:
             if queue_offset != q.cq.max_offset + q.count:
                 break
             # -- the target record -----------------------------------------------------------------
-            strip = v4 and props_len and props[-1] == 2
-            wsize = total - 1 if strip else total
+            strip = wsize != total
             if dst_dl:
                 term = eterm if src_dl else 0
                 if term < t_last_term:
@@ -341,7 +255,7 @@ class BulkCopy:
                 i64_pack(rec, 28, wpos + 48)
                 if strip:
                     i32_pack(rec, 0, wsize)
-                    i16_pack(rec, pat - 2 - rat, props_len - 1)
+                    i16_pack(rec, plen_at, props_len - 1)
                 out += _ENTRY.pack(dl.DLEDGER_MAGIC, esize_out, new_index, term, wpos, 0, 0,
                                    crc32(rec) & 0x7FFFFFFF, wsize)
                 out += rec
@@ -367,58 +281,28 @@ class BulkCopy:
                 i64_pack(out, o + 28, wpos)
                 if strip:
                     i32_pack(out, o, wsize)
-                    i16_pack(out, o + pat - 2 - rat, props_len - 1)
+                    i16_pack(out, o + plen_at, props_len - 1)
                 new_phys = wpos
                 t_end = wpos + wsize
                 if src_dl:
                     expected = eindex + 1
             # -- its queue unit and keys ---------------------------------------------------------
-            tags_code = 0
-            if _TAGS in props:
-                i = props.rfind(_TAGS_LATER)
-                i = i + len(_TAGS_LATER) if i >= 0 else (len(_TAGS) if props.startswith(_TAGS) else -1)
-                if i >= 0:
-                    e = props.find(b"\x02", i)
-                    tags = props[i:e] if e >= 0 else props[i:]
-                    if tags:
-                        tags_code = tags_cache.get(tags)
-                        if tags_code is None:
-                            u = java_hash_ascii(tags)
-                            tags_code = tags_cache[tags] = u - 0x100000000 if u & 0x80000000 else u
             if not q.count:
                 dirty.append(q)
             q.units += _CQ_UNIT.pack(new_phys, wsize, tags_code)
             q.count += 1
             if q.count >= QUEUE_UNITS_PENDING:      # memory stays flat: a queue's units go out in runs
                 self.flush_queue(q)
-            if _UNIQ in props:
-                i = props.rfind(_UNIQ_LATER)
-                i = i + len(_UNIQ_LATER) if i >= 0 else (len(_UNIQ) if props.startswith(_UNIQ) else -1)
-                if i >= 0:
-                    e = props.find(b"\x02", i)
-                    key = props[i:e] if e >= 0 else props[i:]
-                    if key:
-                        index_put(key_hash_ascii(key_prefix + key), new_phys, store_ms)
-            if _KEYS in props:
-                i = props.rfind(_KEYS_LATER)
-                i = i + len(_KEYS_LATER) if i >= 0 else (len(_KEYS) if props.startswith(_KEYS) else -1)
-                if i >= 0:
-                    e = props.find(b"\x02", i)
-                    words = props[i:e] if e >= 0 else props[i:]
-                    if b" " in words:
-                        for word in words.split(b" "):
-                            if word:
-                                index_put(key_hash_ascii(key_prefix + word), new_phys, store_ms)
-                    elif words:
-                        index_put(key_hash_ascii(key_prefix + words), new_phys, store_ms)
+            if nkeys:
+                index_put(wkeys, key_at, nkeys, new_phys, store_ms)
+            i += 1
             records += 1
             bytes_in += total
             bytes_out += wsize
             if store_ms > max_store_ms:
                 max_store_ms = store_ms
-            crossed = nxt // every_bytes != before // every_bytes
             pos = before = nxt
-            if crossed:
+            if nxt >= boundary:
                 self._sync(t_end, t_last_index, t_last_term, expected, before, state, records, bytes_in, bytes_out,
                            max_store_ms)
                 records = bytes_in = bytes_out = 0
@@ -429,6 +313,7 @@ class BulkCopy:
                 index_units = self.index_units
                 self.index_at = (t_last_index + 1) * dl.INDEX_UNIT_BYTES
                 dirty = self.dirty
+                boundary = (before // every_bytes + 1) * every_bytes
                 if c.blocked:
                     break
             elif len(out) >= BUFFER_BYTES:
@@ -438,6 +323,7 @@ class BulkCopy:
                 if dst_dl:
                     self.flush_index()
                     index_units = self.index_units
+        self.window, self.row = w, i
         self._sync(t_end, t_last_index, t_last_term, expected, before, state, records, bytes_in, bytes_out,
                    max_store_ms)
         return pos

@@ -43,6 +43,7 @@ class Options:
     compress_over_bytes: int = COMPRESS_OVER_BYTES_DEFAULT
     segment_bytes: int | None = None          # None: the source's log file size
     map_timers_to_levels: bool = False
+    jobs: int | None = None        # worker processes checking the source ahead (None: default_jobs; 0: none)
 
     def journal_doc(self, self_id: str, segment_bytes: int) -> dict:
         return {"codec": self.codec.spec if self.codec else None, "compress_over_bytes": self.compress_over_bytes,

@@ -76,6 +76,7 @@ from .target import TargetLog, TargetQueues
 from mqbench.broker.formats.properties import PROPERTY_CRC32
 
 CHECKPOINT_EVERY_BYTES = 1 << 30       # RocketMQ's commitlog file size: one fdatasync round per GiB of source
+PARALLEL_MIN_BYTES = 32 << 20     # a smaller log folder is checked in this process (no worker to start)
 SLOW_WINDOW_BYTES = 64 << 10      # the reader's window for one item off the fast path
 RAFT_APPLIED_FILE = "raft-applied.json"     # the broker's applied mark (broker/store/raft_storage.py)
 STEPS = {"copy": "meta", "meta": "done"}
@@ -99,6 +100,7 @@ class Copier:
         self.progress = progress
         self.on_progress = on_progress
         self.keep_indexes = plan.keeps_raft_indexes
+        self.jobs = options.jobs if options.jobs is not None else default_jobs()
         # a 5.x source going to 4.x may hold records without a 4.x form: each record is checked as
         # it is copied; after the first blocker nothing more is written, the rest is only checked,
         # so the refusal lists every blocking kind (and the caller removes DST)
@@ -131,9 +133,12 @@ class Copier:
             if not segdir.segments:
                 continue
             files = FolderFiles(segdir, rel)
+            big = sum(os.stat(s.path).st_blocks * 512 for s in segdir.segments) >= PARALLEL_MIN_BYTES
             try:
+                bulk.open_folder(files, self.jobs if big else 0)
                 self._copy_folder(bulk, files, number, is_dl, checkpoint)
             finally:
+                bulk.close_folder()
                 files.close()
         if self.on_progress:
             self.on_progress(p["bytes_in"])
@@ -164,7 +169,7 @@ class Copier:
                 self.on_progress(p["bytes_in"])
 
         while True:
-            pos = bulk.copy_run(files, pos, state, CHECKPOINT_EVERY_BYTES, boundary)
+            pos = bulk.copy_run(pos, state, CHECKPOINT_EVERY_BYTES, boundary)
             bulk.flush_pending()
             if state["before"] != p["address"]:
                 p["folder"], p["address"] = number, state["before"]
@@ -286,6 +291,16 @@ class Copier:
     def close(self) -> None:
         self.queues.close()
         self.log.close()
+
+
+def default_jobs() -> int:
+    """Worker processes that check the source ahead of the copy (``prescan``): one per CPU this
+    process may run on (the copy itself takes about a third of the work), at most 4."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
 
 
 def _new_progress() -> dict:

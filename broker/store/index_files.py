@@ -125,6 +125,39 @@ class IndexWriter:
         if len(self._items) >= _ITEM_BUFFER_BYTES:
             self._flush_items()
 
+    def put_many(self, hashes, at: int, count: int, physical_offset: int, store_timestamp_ms: int) -> None:
+        """``put_hashed`` of ``hashes[at:at + count]`` for one record, with the insert inlined (a
+        migration's fast path indexes every record's keys through here)."""
+        if count == 1 and self._fd >= 0 and self._count < self.index_num and self._count > 1:
+            h = hashes[at]
+            slots = self._slots
+            slot = h % self.hash_slot_num
+            n = self._count
+            old = slots[slot]
+            prev = 0 if old <= 0 or old > n else old
+            begin = self._begin_ts
+            if begin <= 0:
+                diff = 0
+            else:
+                diff = (store_timestamp_ms - begin) // 1000
+                if diff < 0:
+                    diff = 0
+                elif diff > fmt.INT32_MAX:
+                    diff = fmt.INT32_MAX
+            if prev == 0:
+                self._slot_count += 1
+            self._count = n + 1
+            self._end_phy, self._end_ts = physical_offset, store_timestamp_ms
+            items = self._items
+            items += _ITEM.pack(h, physical_offset, diff, prev)
+            slots[slot] = n
+            self.items_written += 1
+            if len(items) >= _ITEM_BUFFER_BYTES:
+                self._flush_items()
+            return
+        for k in range(at, at + count):
+            self.put_hashed(hashes[k], physical_offset, store_timestamp_ms)
+
     def _flush_items(self) -> None:
         if self._items:
             os.pwrite(self._fd, self._items, self._items_at)

@@ -190,6 +190,21 @@ class FolderFiles(LogFiles):
             return b""
         return os.pread(fd, min(size, start + self.segment_size_bytes - offset), offset - start)
 
+    def read_into(self, offset: int, view) -> int:
+        """``read`` into a writable buffer (no copy); returns the bytes read (0: no file there)."""
+        start = offset - offset % self.segment_size_bytes
+        fd = self._fd(start)
+        if fd is None:
+            return 0
+        size = min(len(view), start + self.segment_size_bytes - offset)
+        done = 0
+        while done < size:
+            n = os.preadv(fd, [view[done:size]], offset - start + done)
+            if n <= 0:
+                break
+            done += n
+        return done
+
     def prefetch(self, offset: int, size: int) -> None:
         start = offset - offset % self.segment_size_bytes
         fd = self._fd(start)

@@ -7,10 +7,12 @@ holding the working folder:
 * this disk's sequential write+fdatasync bandwidth (``mqbench.limits``), in the same run;
 * ``cp -r`` of the whole source store (page cache dropped before, the copy ``sync -f``-ed after):
   the denominator of the ratio;
-* ``mqbench migrate SRC --to T`` for each target (page cache dropped before; the migration
-  fdatasyncs as it goes), as MB/s of source log bytes, as ratios to ``cp``'s MB/s and to the
-  disk's write bandwidth, and the migration's CPU per message (the child's user + system time);
-* the peak RSS of the migration: each runs in a child process that reports ``ru_maxrss``; the
+* ``mqbench migrate SRC --to T`` for each target (and each of ``jobs``, the migration's worker
+  processes; None: its default) (page cache dropped before; the migration fdatasyncs as it goes),
+  as MB/s of source log bytes, as ratios to ``cp``'s MB/s and to the disk's write bandwidth, and
+  the migration's CPU per message (the child's user + system time plus its worker processes'),
+  with the workers' part and the cores used on average (CPU time / elapsed: the parallel speed-up);
+* the peak RSS of the migration (and of its largest worker): each runs in a child process that reports ``ru_maxrss``; the
   first target is also migrated from a store of ``small_bytes`` so the two peaks show whether
   memory grows with the store.
 
@@ -50,10 +52,13 @@ import json, resource, sys, time
 from mqbench.migrate.plan import Options
 from mqbench.migrate.run import migrate
 t = time.perf_counter()
-summary = migrate(sys.argv[1], sys.argv[2], Options(target=sys.argv[3]))
+jobs = int(sys.argv[4]) if sys.argv[4] else None
+summary = migrate(sys.argv[1], sys.argv[2], Options(target=sys.argv[3], jobs=jobs))
 elapsed = time.perf_counter() - t
 usage = resource.getrusage(resource.RUSAGE_SELF)
+workers = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"elapsed_s": elapsed, "peak_rss_kib": usage.ru_maxrss, "cpu_s": usage.ru_utime + usage.ru_stime,
+                  "workers_cpu_s": workers.ru_utime + workers.ru_stime, "workers_peak_rss_kib": workers.ru_maxrss,
                   "records_in": summary["records_in"], "records_out": summary["records_out"],
                   "bytes_in": summary["bytes_in"]}))
 """
@@ -105,17 +110,19 @@ def time_cp(src: Path, dst: Path) -> float:
     return elapsed
 
 
-def run_migration(src: Path, dst: Path, target: str) -> dict:
-    """Migrate ``src`` to ``dst`` in a child process; its timing, peak RSS, CPU and record counts."""
+def run_migration(src: Path, dst: Path, target: str, jobs: int | None = None) -> dict:
+    """Migrate ``src`` to ``dst`` in a child process; its timing, peak RSS, CPU (its own and its
+    worker processes') and record counts."""
     drop_cache(src)
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(src), str(dst), target], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(src), str(dst), target, "" if jobs is None else str(jobs)],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise MqbenchError(f"migration to {target} failed: {proc.stderr.strip()[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run(*, source: str, targets: list[str], size_bytes: int, small_bytes: int, verify: bool, seed: int,
-        limits_budget_s: float, directory: str | None = None) -> dict:
+        limits_budget_s: float, directory: str | None = None, jobs: list[int | None] | None = None) -> dict:
     """Copy mode; returns the ``mqbench.bench-migrate/1`` document."""
     if directory:
         Path(directory).mkdir(parents=True, exist_ok=True)
@@ -138,9 +145,9 @@ def run(*, source: str, targets: list[str], size_bytes: int, small_bytes: int, v
         cp_mb_s = log_bytes / MB / cp_s
         small_run = run_migration(small, base / "small-out", targets[0])
         shutil.rmtree(base / "small-out")
-        for target in targets:
+        for target, n_jobs in [(t, j) for t in targets for j in (jobs or [None])]:
             out = base / f"out-{target}"
-            res = run_migration(src, out, target)
+            res = run_migration(src, out, target, n_jobs)
             mb_s = log_bytes / MB / res["elapsed_s"]
             ok = res["records_out"] >= messages
             checked = {}
@@ -153,11 +160,16 @@ def run(*, source: str, targets: list[str], size_bytes: int, small_bytes: int, v
                 ok = ok and verify_stores(str(src), str(out))["ok"]
                 verify_s = time.perf_counter() - t
                 checked = {"verify_s": round(verify_s, 3), "verify_mb_per_s": round(log_bytes / MB / verify_s, 1)}
-            results.append({"target": target, "elapsed_s": round(res["elapsed_s"], 3), **checked,
+            cpu_s = res["cpu_s"] + res["workers_cpu_s"]
+            results.append({"target": target, "jobs": n_jobs, "elapsed_s": round(res["elapsed_s"], 3), **checked,
                             "migrate_mb_per_s": round(mb_s, 1), "ratio_to_cp": ratio(mb_s, cp_mb_s),
                             "ratio_to_disk_write": ratio(mb_s, limits["disk_write_fdatasync_mb_per_s"]),
-                            "cpu_us_per_msg": us_per_msg(res["cpu_s"], res["records_in"]),
-                            "peak_rss_mib": round(res["peak_rss_kib"] / 1024, 1), "records_out": res["records_out"],
+                            "cpu_us_per_msg": us_per_msg(cpu_s, res["records_in"]),
+                            "workers_cpu_us_per_msg": us_per_msg(res["workers_cpu_s"], res["records_in"]),
+                            "cores_used": round(cpu_s / res["elapsed_s"], 2),
+                            "peak_rss_mib": round(res["peak_rss_kib"] / 1024, 1),
+                            "workers_peak_rss_mib": round(res["workers_peak_rss_kib"] / 1024, 1),
+                            "records_out": res["records_out"],
                             "carried_every_message": ok})
             shutil.rmtree(out)
     finally:
@@ -172,9 +184,11 @@ def run(*, source: str, targets: list[str], size_bytes: int, small_bytes: int, v
 
 def render(doc: dict) -> str:
     """The terminal table of a ``mqbench.bench-migrate/1`` document."""
-    rows = [(f"{doc['source_version']} -> {r['target']}", r["elapsed_s"], r["migrate_mb_per_s"],
-             fmt_ratio(r["ratio_to_cp"], 3), fmt_ratio(r["ratio_to_disk_write"], 3), r["cpu_us_per_msg"],
-             r["peak_rss_mib"], r["carried_every_message"], r.get("verify_mb_per_s", "-")) for r in doc["results"]]
+    rows = [(f"{doc['source_version']} -> {r['target']}", "default" if r.get("jobs") is None else r["jobs"],
+             r["elapsed_s"], r["migrate_mb_per_s"], fmt_ratio(r["ratio_to_cp"], 3),
+             fmt_ratio(r["ratio_to_disk_write"], 3), r["cpu_us_per_msg"], r.get("workers_cpu_us_per_msg", "-"),
+             r.get("cores_used", "-"), r["peak_rss_mib"], r.get("workers_peak_rss_mib", "-"), r["carried_every_message"],
+             r.get("verify_mb_per_s", "-")) for r in doc["results"]]
     return "\n".join([
         f"source: {doc['source_version']}, {doc['messages']} messages of {doc['body_bytes_mean']} B on average, "
         f"log {doc['source_log_bytes'] / MB:,.0f} MB (built in {doc['build_s']} s)",
@@ -182,8 +196,8 @@ def render(doc: dict) -> str:
         f"cp -r: {doc['cp_s']} s = {doc['cp_mb_per_s']} MB/s",
         f"peak RSS migrating a {doc['small_store_log_bytes'] / MB:,.0f} MB store: "
         f"{doc['small_store_peak_rss_mib']} MiB",
-        table(rows, ["migration", "seconds", "MB/s", "MB/s / cp MB/s", "MB/s / disk MB/s", "CPU µs/msg",
-                     "peak RSS MiB", "all carried", "verify MB/s"])])
+        table(rows, ["migration", "jobs", "seconds", "MB/s", "MB/s / cp MB/s", "MB/s / disk MB/s", "CPU µs/msg",
+                     "of it workers", "cores used", "peak RSS MiB", "worker RSS MiB", "all carried", "verify MB/s"])])
 
 
 def run_rolling(*, target: str, limits_budget_s: float, directory: str | None = None) -> dict:

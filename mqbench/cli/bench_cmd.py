@@ -223,6 +223,9 @@ def timer(pending_counts, probes, probe_seconds, burst, limits_budget_s, directo
               help="Log size of the small store whose peak RSS is compared.")
 @click.option("--verify", is_flag=True,
               help="Also run the full verify after each migration (a second pass, timed on its own).")
+@click.option("--jobs", "jobs_list", default=None, metavar="N[,N...]",
+              help="Worker processes of each migration (migrate --jobs), comma separated: each target is migrated "
+                   "once per value (e.g. 0,2 shows the parallel speed-up in the same run). Default: migrate's.")
 @click.option("--rolling", is_flag=True, help="Instead, time a rolling upgrade of a raft3 cluster under traffic.")
 @click.option("--rolling-to", type=click.Choice(["v4-dledger", "v5-dledger"]), default="v4-dledger",
               show_default=True, help="Target version of the rolling upgrade.")
@@ -230,14 +233,15 @@ def timer(pending_counts, probes, probe_seconds, burst, limits_budget_s, directo
 @dir_option
 @seed_option
 @json_option
-def migrate(source, targets, size_bytes, small_bytes, verify, rolling, rolling_to, limits_budget_s, directory, seed,
-            as_json):
+def migrate(source, targets, size_bytes, small_bytes, verify, jobs_list, rolling, rolling_to, limits_budget_s, directory,
+            seed, as_json):
     """Migration MB/s as ratios to cp -r and to the disk, CPU µs/msg and peak RSS; or --rolling.
 
     Builds a --source store of --size-bytes, times cp -r of it (page cache dropped, synced) and
     then `mqbench migrate` to each of --targets in a child process, in the same run: the ratio to
     cp is the figure to compare across machines (cp sees the same disk and load). CPU µs/msg is the
-    child's user+system time per message; peak RSS is its ru_maxrss, also shown for a
+    child's user+system time per message, its worker processes' included ("of it workers"; "cores
+    used" is CPU time / elapsed, the parallel speed-up; --jobs 0,2 compares); peak RSS is its ru_maxrss, also shown for a
     --small-bytes store (equal peaks: memory does not grow with the store). --verify times the
     full verify separately (verify MB/s); it is not part of the migration's MB/s.
 
@@ -255,8 +259,16 @@ def migrate(source, targets, size_bytes, small_bytes, verify, rolling, rolling_t
     names = _names(targets)
     if any(name not in known for name in names):
         raise click.BadParameter(f"{targets!r}: each target is one of {', '.join(known)}", param_hint="--targets")
+    jobs = None
+    if jobs_list:
+        try:
+            jobs = [int(j) for j in _names(jobs_list)]
+        except ValueError:
+            raise click.BadParameter(f"{jobs_list!r}: whole numbers, comma separated", param_hint="--jobs") from None
+        if any(j < 0 for j in jobs):
+            raise click.BadParameter(f"{jobs_list!r}: 0 or more", param_hint="--jobs")
     doc = bench_migrate.run(source=source, targets=names, size_bytes=size_bytes, small_bytes=small_bytes,
-                            verify=verify, seed=seed, limits_budget_s=limits_budget_s, directory=directory)
+                            verify=verify, seed=seed, limits_budget_s=limits_budget_s, directory=directory, jobs=jobs)
     _emit(doc, as_json, bench_migrate.render)
 
 

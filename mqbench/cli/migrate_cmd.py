@@ -103,6 +103,9 @@ def _rolling(cluster_dir, target: str, groups: list[str], keep_old: bool, as_jso
 @click.option("--dry-run", is_flag=True, help="Print the plan with space and time estimates; write nothing.")
 @click.option("--verify", "do_verify", is_flag=True, help="After migrating (or alone, on an existing DST), compare SRC and DST.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted migration from the journal in DST.")
+@click.option("--jobs", type=click.IntRange(min=0), default=None,
+              help="Worker processes that check the source's records (CRCs, framing, keys) ahead of the copy; "
+                   "0: none, all in one process. Default: one per CPU (at most 4). The output is the same.")
 @click.option("--force", is_flag=True,
               help="Migrate a store whose broker is running (its lock held); by default that is refused.")
 @click.option("--rolling", is_flag=True,
@@ -113,7 +116,7 @@ def _rolling(cluster_dir, target: str, groups: list[str], keep_old: bool, as_jso
 @click.option("--drop-old", is_flag=True, help="With --rolling: delete each replica's old store once it caught up.")
 @json_option
 def migrate(src, target, dst, codec, compress_over_bytes, segment_bytes, map_timers_to_levels, dry_run,
-            do_verify, resume, force, rolling, cluster_dir, groups, drop_old, as_json) -> None:
+            do_verify, resume, jobs, force, rolling, cluster_dir, groups, drop_old, as_json) -> None:
     """Convert the broker store SRC to version --to in --out DST, or (--rolling --cluster DIR)
     every replica of a running cluster, one at a time, with traffic flowing.
 
@@ -138,7 +141,7 @@ def migrate(src, target, dst, codec, compress_over_bytes, segment_bytes, map_tim
         raise UserError("SRC (the store folder to migrate) is required, unless --rolling")
     options = Options(target=target, codec=parse_codec(codec) if codec else None,
                       compress_over_bytes=compress_over_bytes, segment_bytes=segment_bytes,
-                      map_timers_to_levels=map_timers_to_levels)
+                      map_timers_to_levels=map_timers_to_levels, jobs=jobs)
     if dry_run:
         plan = make_plan(src, options, scan=True)
         est = plan.estimate()

@@ -14,7 +14,7 @@ from mqbench.bench.migrate import build
 from mqbench.broker.formats.index_file import key_hash, key_hash_ascii
 from mqbench.broker.formats.tags import java_hash
 from mqbench.errors import MqbenchError
-from mqbench.migrate import bulk, run
+from mqbench.migrate import bulk, prescan, run
 from mqbench.migrate.plan import Options
 from mqbench.migrate.run import migrate
 from mqbench.migrate.source import log_files
@@ -74,9 +74,17 @@ def stores(tmp_path_factory):
     return out
 
 
-def _migrate(src: str, dst: Path, target: str, *, fast: bool, codec=None, monkeypatch=None) -> dict:
-    monkeypatch.setattr(bulk, "ENABLED", fast)
-    return migrate(src, str(dst), Options(target=target, codec=codec))
+def _migrate(src: str, dst: Path, target: str, *, fast: bool | str, codec=None, monkeypatch=None) -> dict:
+    """``fast``: False (the per-record path), True (the fast path, checked in this process) or
+    "parallel" (checked ahead by 2 worker processes, in 16 KiB windows: records straddle windows
+    and the ring of windows is reused many times)."""
+    monkeypatch.setattr(bulk, "ENABLED", bool(fast))
+    jobs = 0
+    if fast == "parallel":
+        monkeypatch.setattr(run, "PARALLEL_MIN_BYTES", 0)
+        monkeypatch.setattr(prescan, "WINDOW_BYTES", 16 << 10)
+        jobs = 2
+    return migrate(src, str(dst), Options(target=target, codec=codec, jobs=jobs))
 
 
 @pytest.mark.parametrize("source,target", PAIRS)
@@ -86,24 +94,29 @@ def test_fast_path_writes_the_per_record_paths_bytes(stores, tmp_path, monkeypat
     codec = parse_codec("zlib") if source.startswith("v5") and target.startswith("v4") else None
     for kind, options_codec in (("golden", codec), ("bench", None)):
         src = stores[(kind, source)]
-        fast = _migrate(src, tmp_path / f"{kind}-fast", target, fast=True, codec=options_codec, monkeypatch=monkeypatch)
         slow = _migrate(src, tmp_path / f"{kind}-slow", target, fast=False, codec=options_codec,
                         monkeypatch=monkeypatch)
-        assert fast == {**slow, "out": fast["out"]}
-        got, want = tree_digest(tmp_path / f"{kind}-fast"), tree_digest(tmp_path / f"{kind}-slow")
-        assert sorted(got) == sorted(want)
-        for name in want:
-            assert got[name] == want[name], (kind, name)
+        want = tree_digest(tmp_path / f"{kind}-slow")
+        for mode in (True, "parallel"):
+            dst = tmp_path / f"{kind}-{mode}"
+            fast = _migrate(src, dst, target, fast=mode, codec=options_codec, monkeypatch=monkeypatch)
+            assert fast == {**slow, "out": fast["out"]}
+            got = tree_digest(dst)
+            assert sorted(got) == sorted(want)
+            for name in want:
+                assert got[name] == want[name], (kind, mode, name)
 
 
 @pytest.mark.parametrize("source,target", [("v5-dledger", "v4"), ("v4", "v5-dledger")])
-def test_fast_path_takes_the_ordinary_records(stores, tmp_path, monkeypatch, source, target):
+@pytest.mark.parametrize("mode", [True, "parallel"])
+def test_fast_path_takes_the_ordinary_records(stores, tmp_path, monkeypatch, source, target, mode):
     """On an ordinary store only a queue's first record, a file's end and the like leave the fast
-    path: fewer than 2% of the records go through the per-record path."""
+    path: fewer than 2% of the records go through the per-record path (checked in this process,
+    or ahead by worker processes)."""
     seen = []
     real = run.Copier._copy
     monkeypatch.setattr(run.Copier, "_copy", lambda self, item: (seen.append(1), real(self, item))[1])
-    summary = migrate(stores[("bench", source)], str(tmp_path / "out"), Options(target=target))
+    summary = _migrate(stores[("bench", source)], tmp_path / "out", target, fast=mode, monkeypatch=monkeypatch)
     assert summary["records_in"] > 1000
     assert len(seen) < summary["records_in"] * 0.02
 
@@ -133,14 +146,14 @@ def test_damaged_source_is_refused_as_the_per_record_path_refuses_it(stores, tmp
         src = tmp_path / f"src{n}"
         _damage(stores[("golden", source)], src, rng)
         outcomes = []
-        for fast in (True, False):
+        for fast in (True, False, "parallel"):
             dst = tmp_path / f"out{n}-{fast}"
             try:
                 _migrate(str(src), dst, target, fast=fast, monkeypatch=monkeypatch)
                 outcomes.append(("ok", tree_digest(dst)))
             except MqbenchError as exc:
                 outcomes.append(("refused", str(exc).replace(str(dst), "DST")))
-        assert outcomes[0] == outcomes[1], n
+        assert outcomes[0] == outcomes[1] == outcomes[2], n
 
 
 def test_ascii_java_hash_matches_the_definition():

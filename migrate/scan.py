@@ -1,0 +1,254 @@
+"""The fast path's checks of one window of source bytes: pure, so they can run in worker processes.
+
+``summarize(buf, length, base, src_dl, v4, committed) -> Summary`` walks the items (records, or
+DLedger entries) in ``buf[:length]``, whose first byte is the log address ``base`` and which holds
+whole items only (``hop``), and returns one row per item. A row says whether the item passed every
+check that depends on its own bytes alone, the checks ``record_check.record_verdict`` (and, in a
+DLedger log, ``dledger.entry_verdict``) make, each on the same bytes:
+
+* the entry's framing, its position, index and term, its bodyCrc, its index not past the committed
+  one (a DLedger source going to a plain target);
+* the record's sizes that add up, magic (V2 only when the target is not 4.x), PHYSICALOFFSET equal
+  to the record's address, a topic of TopicValidator's characters and not a delay, timer or
+  half-transaction topic, properties ASCII and not ending with NUL, no ``__CRC32#`` property, no
+  transaction/inner-batch sysflag, a body a v4 target can hold, BODYCRC.
+
+An item that fails any of them gets ``ok = 0`` and is left to the one log reader and the
+per-record path, which decide (and raise with their own message); the walk goes on by the item's
+size, so the rows after it stay usable. For an ``ok`` row it also gives what the copy needs without
+decoding again (``ROW``): sizes, the 4.x property form's size (``wsize``: the final ``\\x02``
+dropped for a v4 target), the queue, the store timestamp, the DLedger index and term, the tags
+hash code, and the key index hashes of UNIQ_KEY and KEYS (``topic#key``, the last property of a
+name wins, as ``record.decode_properties`` reads them). What depends on what was copied before
+(a queue's next offset, the next Raft index, the target's position and term, BatchCQ topics from
+the configs) is checked by the caller (``bulk``), in log order.
+
+``hop(buf, length, src_dl)`` is the cheap part that can only run in order: the end of the last
+whole item in the window, hopping by each item's size field, and whether the hop stopped at a size
+no item can have (the walk of that folder cannot go on from there without the reader).
+"""
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from array import array
+from itertools import chain
+
+from mqbench.broker.formats import dledger as dl
+from mqbench.broker.formats.compression import v4_reads
+from mqbench.broker.formats.index_file import key_hash_ascii
+from mqbench.broker.formats.properties import PROPERTY_CRC32, PROPERTY_KEYS, PROPERTY_TAGS, PROPERTY_UNIQ_KEY
+from mqbench.broker.formats.record import (BLANK_MIN_BYTES, MAGIC_V1, MAGIC_V2, SYSFLAG_BORNHOST_V6, SYSFLAG_COMPRESSED,
+                                          SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_STOREHOST_V6,
+                                          SYSFLAG_TX_MASK)
+from mqbench.broker.formats.tags import java_hash_ascii
+from mqbench.broker.formats.timer_formats import TIMER_TOPIC
+from mqbench.broker.formats.topics import SCHEDULE_TOPIC, TRANS_HALF_TOPIC
+
+MIN_RECORD_BYTES = 91
+ENTRY_BYTES = dl.ENTRY_HEADER_BYTES
+# a row: the item's address and the next one's, ok, the record's offset in the window, its size and
+# its target size, where its PROPERTIESLENGTH is (from the record's start) and its value, the
+# topic's number in ``Summary.topics``, queue id and offset, store timestamp, DLedger index and
+# term (-1 in a plain log), tags hash code, and the first key hash in ``Summary.keys`` with the count
+ROW = ("pos", "nxt", "ok", "rat", "total", "wsize", "plen_at", "props_len", "topic", "queue_id", "queue_offset",
+       "store_ms", "eindex", "eterm", "tags_code", "key_at", "nkeys")
+ROW_FIELDS = len(ROW)
+_ROW_FORMAT = struct.Struct(f"={ROW_FIELDS}q")
+_NOT_OK = (0,) * (ROW_FIELDS - 3)
+
+_TOPIC_CHARS = re.compile(rb"[%|a-zA-Z0-9_-]+")      # record_check's TopicValidator set
+_SPECIAL_TOPICS = {TRANS_HALF_TOPIC.encode(), SCHEDULE_TOPIC.encode(), TIMER_TOPIC.encode()}
+_CRC_TAIL = PROPERTY_CRC32.encode() + b"\x01"
+# a property NAME\x01value: its name with the separator, alone (first) and after a \x02 (later)
+_TAGS, _TAGS_LATER = PROPERTY_TAGS.encode() + b"\x01", b"\x02" + PROPERTY_TAGS.encode() + b"\x01"
+_UNIQ, _UNIQ_LATER = PROPERTY_UNIQ_KEY.encode() + b"\x01", b"\x02" + PROPERTY_UNIQ_KEY.encode() + b"\x01"
+_KEYS, _KEYS_LATER = PROPERTY_KEYS.encode() + b"\x01", b"\x02" + PROPERTY_KEYS.encode() + b"\x01"
+_NOT_FAST_SYSFLAG = SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP
+
+_I32 = struct.Struct(">i")
+_I16 = struct.Struct(">h")
+_I64 = struct.Struct(">q")
+_HEAD = struct.Struct(">iiiiiqqiq")
+_TAIL = struct.Struct(">iqi")
+_ENTRY = struct.Struct(">iiqqqiiii")
+
+
+class Summary:
+    """The rows of one window (``ROW``), the topics they name and the key hashes they index."""
+
+    __slots__ = ("rows", "topics", "keys")
+
+    def __init__(self, rows: list[tuple], topics: list[bytes], keys):
+        self.rows, self.topics, self.keys = rows, topics, keys
+
+    def packed(self) -> tuple[bytes, list[bytes], bytes]:
+        """A compact form to send between processes (``unpacked`` reads it)."""
+        return array("q", chain.from_iterable(self.rows)).tobytes(), self.topics, array("q", self.keys).tobytes()
+
+    @classmethod
+    def unpacked(cls, packed: tuple[bytes, list[bytes], bytes]) -> Summary:
+        rows, topics, keys = packed
+        k = array("q")
+        k.frombytes(keys)
+        return cls(list(_ROW_FORMAT.iter_unpack(rows)), topics, k)
+
+
+def hop(buf, length: int, src_dl: bool) -> tuple[int, bool]:
+    """``(end, stopped)``: the end (from ``buf``'s start) of the last whole item of ``buf[:length]``
+    hopping by size fields; ``stopped`` when the hop met a size no item has (zero, negative, or
+    larger than the window: the walk goes on only through the reader)."""
+    at = 0
+    size_at = 4 if src_dl else 0
+    least = dl.DLEDGER_BLANK_BYTES if src_dl else BLANK_MIN_BYTES      # blanks and no-ops are hopped too
+    i32 = _I32.unpack_from
+    while at + 8 <= length:
+        size = i32(buf, at + size_at)[0]
+        if size < least:
+            return at, True
+        if at + size > length:
+            return at, at == 0
+        at += size
+    return at, at == 0
+
+
+def summarize(buf: bytes, length: int, base: int, src_dl: bool, v4: bool, committed: int | None) -> Summary:
+    """The rows of the whole items of ``buf[:length]`` (module doc); ``buf`` starts at address ``base``."""
+    rows: list[tuple] = []
+    keys: list[int] = []
+    topics: list[bytes] = []
+    topic_ids: dict[bytes, tuple[int, bytes, bool]] = {}
+    tags_cache: dict[bytes, int] = {}
+    append = rows.append
+    key_append = keys.append
+    head_unpack = _HEAD.unpack_from
+    i32 = _I32.unpack_from
+    i16 = _I16.unpack_from
+    i64 = _I64.unpack_from
+    tail_unpack = _TAIL.unpack_from
+    entry_unpack = _ENTRY.unpack_from
+    crc32 = zlib.crc32
+    dl_magic = dl.DLEDGER_MAGIC
+    least_entry = dl.ENTRY_HEADER_SIZE_FIELD_BYTES
+    at = 0
+    eindex = eterm = -1
+    while at + 8 <= length:
+        pos = base + at
+        # -- the source item: a record, or a DLedger entry holding one ------------------------
+        if src_dl:
+            esize = i32(buf, at + 4)[0]
+            if esize < dl.DLEDGER_BLANK_BYTES or at + esize > length:
+                break
+            nxt = at + esize
+            if esize < ENTRY_BYTES:
+                append((pos, base + nxt, 0) + _NOT_OK)
+                at = nxt
+                continue
+            (magic, esize, eindex, eterm, epos, _, _, ebody_crc, ebody_len) = entry_unpack(buf, at)
+            rat = at + ENTRY_BYTES
+            if (magic != dl_magic or esize <= least_entry or ebody_len < MIN_RECORD_BYTES
+                    or ebody_len + ENTRY_BYTES != esize or epos != pos or eindex < 0 or eterm < 0
+                    or (committed is not None and eindex > committed)
+                    or (ebody_crc and ebody_crc != crc32(buf[rat:nxt]) & 0x7FFFFFFF)
+                    or i32(buf, rat)[0] != ebody_len):
+                append((pos, base + nxt, 0) + _NOT_OK)
+                at = nxt
+                continue
+            address = pos + ENTRY_BYTES
+        else:
+            size = i32(buf, at)[0]
+            if size < BLANK_MIN_BYTES or at + size > length:
+                break
+            nxt = at + size
+            rat = at
+            address = pos
+            if size < MIN_RECORD_BYTES:
+                append((pos, base + nxt, 0) + _NOT_OK)
+                at = nxt
+                continue
+        at = nxt
+        # -- the record's framing ---------------------------------------------------------------
+        (total, rmagic, bcrc, queue_id, _, queue_offset, phys, sysflag, _) = head_unpack(buf, rat)
+        rend = rat + total
+        if total < MIN_RECORD_BYTES or rend != nxt or phys != address or sysflag & _NOT_FAST_SYSFLAG:
+            append((pos, base + nxt, 0) + _NOT_OK)
+            continue
+        if rmagic == MAGIC_V1:
+            tl = 1
+        elif rmagic == MAGIC_V2 and not v4:
+            tl = 2
+        else:
+            append((pos, base + nxt, 0) + _NOT_OK)
+            continue
+        h = rat + 48 + (20 if sysflag & SYSFLAG_BORNHOST_V6 else 8)
+        store_ms = i64(buf, h)[0]
+        h += 8 + (20 if sysflag & SYSFLAG_STOREHOST_V6 else 8)
+        ok = h + 16 <= rend
+        if ok:
+            body_len = tail_unpack(buf, h)[2]
+            body_at = h + 16
+            tat = body_at + body_len
+            ok = body_len >= 0 and tat + tl <= rend
+        if ok:
+            topic_len = buf[tat] if tl == 1 else i16(buf, tat)[0]
+            pat = tat + tl + topic_len + 2
+            ok = 0 < topic_len and (tl == 2 or topic_len <= 127) and pat <= rend
+        if ok:
+            props_len = i16(buf, pat - 2)[0]
+            ok = props_len >= 0 and pat + props_len == rend
+        if not ok:
+            append((pos, base + nxt, 0) + _NOT_OK)
+            continue
+        topic = buf[tat + tl:pat - 2]
+        info = topic_ids.get(topic)
+        if info is None:
+            fast = bool(_TOPIC_CHARS.fullmatch(topic)) and topic not in _SPECIAL_TOPICS
+            info = topic_ids[topic] = (len(topics), topic + b"#", fast)
+            topics.append(topic)
+        tid, key_prefix, fast = info
+        props = buf[pat:rend]
+        if (not fast or (props_len and (props[-1] == 0 or not props.isascii()))
+                or (props_len >= 20 and props.startswith(_CRC_TAIL, props_len - 20))
+                or (v4 and sysflag & SYSFLAG_COMPRESSED and not v4_reads(sysflag))
+                or crc32(buf[body_at:tat]) & 0x7FFFFFFF != bcrc):
+            append((pos, base + nxt, 0) + _NOT_OK)
+            continue
+        # -- what the copy needs --------------------------------------------------------------
+        wsize = total - 1 if (v4 and props_len and props[-1] == 2) else total
+        tags_code = 0
+        if _TAGS in props:
+            i = props.rfind(_TAGS_LATER)
+            i = i + len(_TAGS_LATER) if i >= 0 else (len(_TAGS) if props.startswith(_TAGS) else -1)
+            if i >= 0:
+                e = props.find(b"\x02", i)
+                tags = props[i:e] if e >= 0 else props[i:]
+                if tags:
+                    tags_code = tags_cache.get(tags)
+                    if tags_code is None:
+                        u = java_hash_ascii(tags)
+                        tags_code = tags_cache[tags] = u - 0x100000000 if u & 0x80000000 else u
+        key_at = len(keys)
+        if _UNIQ in props:
+            i = props.rfind(_UNIQ_LATER)
+            i = i + len(_UNIQ_LATER) if i >= 0 else (len(_UNIQ) if props.startswith(_UNIQ) else -1)
+            if i >= 0:
+                e = props.find(b"\x02", i)
+                key = props[i:e] if e >= 0 else props[i:]
+                if key:
+                    key_append(key_hash_ascii(key_prefix + key))
+        if _KEYS in props:
+            i = props.rfind(_KEYS_LATER)
+            i = i + len(_KEYS_LATER) if i >= 0 else (len(_KEYS) if props.startswith(_KEYS) else -1)
+            if i >= 0:
+                e = props.find(b"\x02", i)
+                words = props[i:e] if e >= 0 else props[i:]
+                if b" " in words:
+                    for word in words.split(b" "):
+                        if word:
+                            key_append(key_hash_ascii(key_prefix + word))
+                elif words:
+                    key_append(key_hash_ascii(key_prefix + words))
+        append((pos, base + nxt, 1, rat, total, wsize, pat - 2 - rat, props_len, tid, queue_id, queue_offset, store_ms,
+                eindex, eterm, tags_code, key_at, len(keys) - key_at))
+    return Summary(rows, topics, keys)
