@@ -102,27 +102,32 @@ def broker(layouts, batches, body_sizes, concurrency, senders, seconds, durabili
               help="Queues of the topic the backlog is spread over (one pull loop each).")
 @click.option("--pull-batch", type=click.IntRange(1, 1024), default=32, show_default=True,
               help="Messages asked for per PULL_MESSAGE (RocketMQ's pullBatchSize).")
+@click.option("--consumers", type=click.IntRange(1, 64), default=None,
+              help="Consumer processes of the one group, each on its share of the queues (at most --queues). "
+                   "Default: one per core, at most one per queue.")
 @click.option("--timeout-s", type=click.FloatRange(1, 3600), default=300, show_default=True,
               help="The drain stops after this many seconds (the row says how many arrived).")
 @limits_budget_option
 @dir_option
 @seed_option
 @json_option
-def pull(layout_name, messages, body_bytes, queues, pull_batch, timeout_s, limits_budget_s, directory, seed, as_json):
-    """Drain msgs/s of one consumer on a backlog, with broker and client CPU µs/msg.
+def pull(layout_name, messages, body_bytes, queues, pull_batch, consumers, timeout_s, limits_budget_s, directory, seed,
+         as_json):
+    """Drain msgs/s of consumer processes on a backlog, with broker and client CPU µs/msg.
 
     Starts the layout as real processes on loopback (free ports), creates the topic and sends one
     message, stops it, writes the backlog straight into the leader's store (the store's own append
     path: a million messages in seconds, not minutes of sends), starts it again and drains the
-    backlog with one mqbench Consumer. Broker CPU is every replica's process CPU summed over the
-    drain; client CPU is this process's (the consumer).
+    backlog with --consumers processes of one group, each an mqbench Consumer on its share of the
+    queues. Broker CPU is every replica's process CPU summed over the drain; client CPU is the
+    consumer processes' summed, and each process's is shown too.
     """
     from mqbench.bench import pull as bench_pull
 
     _stop_on_sigterm()
     doc = bench_pull.run(layout_name=layout_name, messages=messages, body_bytes=body_bytes, queues=queues,
-                         pull_batch=pull_batch, seed=seed, limits_budget_s=limits_budget_s, timeout_s=timeout_s,
-                         directory=directory)
+                         pull_batch=pull_batch, consumers=consumers, seed=seed, limits_budget_s=limits_budget_s,
+                         timeout_s=timeout_s, directory=directory)
     _emit(doc, as_json, bench_pull.render)
 
 

@@ -62,17 +62,30 @@ class SkippedMessage:
     reason: str
 
 
+class _Chunk:
+    """The fresh messages of one pull, in the buffer until handed out (``taken`` so far)."""
+
+    __slots__ = ("state", "messages", "taken")
+
+    def __init__(self, state: "_QueueState", messages: list[ReceivedMessage]) -> None:
+        self.state, self.messages, self.taken = state, messages, 0
+
+
 @dataclass
 class _QueueState:
     queue: MessageQueue
     next_offset: int = -1                                  # next offset to pull; -1 until known
-    inflight: deque = field(default_factory=deque)         # offsets buffered, not yet handed out
+    inflight: deque = field(default_factory=deque)         # this queue's chunks buffered, in order
     committed: int = -1                                    # last offset sent to the broker
     active: bool = True
     task: asyncio.Task | None = None
 
     def commit_offset(self) -> int:
-        return self.inflight[0] if self.inflight else self.next_offset
+        """The oldest offset buffered and not handed out, else the next offset to pull."""
+        if self.inflight:
+            chunk = self.inflight[0]
+            return chunk.messages[chunk.taken].queue_offset
+        return self.next_offset
 
 
 class Consumer(ClientBase):
@@ -97,9 +110,10 @@ class Consumer(ClientBase):
         self.codecs = codecs
         self.subscriptions: dict[str, str] = {}
         self.assigned: dict[MessageQueue, _QueueState] = {}
-        # messages pulled, not yet handed out: one deque and two events, not a Queue put and get per
-        # message (a pull adds its whole batch at once; it waits for room first)
-        self._buffer: deque[tuple[_QueueState, ReceivedMessage]] = deque()
+        # messages pulled, not yet handed out: one chunk per pull in a deque, and two events, not a
+        # Queue put and get per message (a pull adds its whole batch at once; it waits for room first)
+        self._buffer: deque[_Chunk] = deque()
+        self._buffered_msgs = 0
         self._buffer_max = max(1, buffer_messages_max)
         self._buffered = asyncio.Event()
         self._room = asyncio.Event()
@@ -156,37 +170,45 @@ class Consumer(ClientBase):
                 await asyncio.wait_for(self._buffered.wait(), timeout_ms / 1000)
             except asyncio.TimeoutError:
                 return out
-        take = self._take
         while buffer and len(out) < max_messages:
-            take(buffer.popleft(), out)
-        if len(buffer) < self._buffer_max:
+            chunk = buffer[0]
+            messages, taken = chunk.messages, chunk.taken
+            n = len(messages) - taken
+            if chunk.state.active:      # else the queue went to another consumer, which delivers
+                n = min(n, max_messages - len(out))      # from the committed offset
+                out.extend(messages[taken:taken + n] if taken or n < len(messages) else messages)
+            chunk.taken = taken = taken + n
+            self._buffered_msgs -= n
+            if taken == len(messages):
+                buffer.popleft()
+                inflight = chunk.state.inflight
+                if inflight and inflight[0] is chunk:
+                    inflight.popleft()
+        if self._buffered_msgs < self._buffer_max:
             self._room.set()
         return out
 
-    @staticmethod
-    def _take(item: tuple[_QueueState, ReceivedMessage], out: list[ReceivedMessage]) -> None:
-        state, message = item
-        if not state.active:
-            return  # the queue went to another consumer; it will deliver from the committed offset
-        if state.inflight and state.inflight[0] == message.queue_offset:
-            state.inflight.popleft()
-        out.append(message)
-
     # --- background duties -----------------------------------------------------------------------
 
-    async def heartbeat(self) -> None:
+    async def heartbeat(self) -> int:
+        """Heartbeat every master of the subscribed topics; how many took it (0 when no route is
+        known yet: the group does not know this consumer)."""
+        reached = 0
         for addr in await self._master_addrs():
-            await self._heartbeat_to(addr)
+            reached += await self._heartbeat_to(addr)
+        return reached
 
-    async def _heartbeat_to(self, addr: str) -> None:
+    async def _heartbeat_to(self, addr: str) -> bool:
         data = headers.consumer_data(self.group, self.subscriptions, consume_from_where=CONSUME_FROM[self.consume_from])
         body = headers.heartbeat_body(self.client_id, [], [data])
         try:
             await self.pool.request(addr, RemotingCommand.request(codes.HEART_BEAT, body=body),
                                     self.request_timeout_ms)
             self._heartbeated.add(addr)
+            return True
         except TRANSPORT_ERRORS as exc:
             log.info("heartbeat to %s failed: %s", addr, exc)
+            return False
 
     async def _master_addrs(self) -> list[str]:
         addrs: set[str] = set()
@@ -373,14 +395,19 @@ class Consumer(ClientBase):
             messages = decode_pulled(response.body, queue.broker_name, body_size_max=self.body_size_max,
                                      codecs=self.codecs,
                                      on_undecodable=lambda msg, exc: self._skip(queue, msg, exc))
-            fresh = [m for m in messages if m.queue_offset >= state.next_offset and matches_tags(m, tags)]
+            if tags is None and messages and messages[0].queue_offset >= state.next_offset:
+                fresh = messages        # the common case: offsets ascend, nothing to filter
+            else:
+                fresh = [m for m in messages if m.queue_offset >= state.next_offset and matches_tags(m, tags)]
             # (an offset below next_offset was already seen: a broker may answer from an earlier one)
-            while len(self._buffer) >= self._buffer_max and state.active:
+            while self._buffered_msgs >= self._buffer_max and state.active:
                 self._room.clear()
                 await self._room.wait()
             if fresh and state.active:
-                state.inflight.extend(m.queue_offset for m in fresh)
-                self._buffer.extend((state, m) for m in fresh)
+                chunk = _Chunk(state, fresh)
+                state.inflight.append(chunk)
+                self._buffer.append(chunk)
+                self._buffered_msgs += len(fresh)
                 self._buffered.set()
         elif response.code == codes.PULL_OFFSET_MOVED:
             log.warning("offset %d of %s moved to %d", state.next_offset, queue, answer.next_begin_offset)

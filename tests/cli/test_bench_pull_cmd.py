@@ -17,8 +17,9 @@ def _positive(value) -> bool:
 @pytest.mark.realproc
 @pytest.mark.slow  # two broker starts (~20 s on a loaded machine); run with -m slow
 def test_bench_pull_drains_the_whole_backlog(tmp_path):
-    result = CliRunner().invoke(cli, ["bench", "pull", "--messages", "3000", "--queues", "2", "--limits-budget-s", "1",
-                                      "--dir", str(tmp_path), "--json"], catch_exceptions=False)
+    result = CliRunner().invoke(cli, ["bench", "pull", "--messages", "3000", "--queues", "2", "--consumers", "2",
+                                      "--limits-budget-s", "1", "--dir", str(tmp_path), "--json"],
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["schema"] == "mqbench.bench-pull/1" and _positive(doc["limits"]["loopback_small_frames_per_s"])
@@ -27,10 +28,16 @@ def test_bench_pull_drains_the_whole_backlog(tmp_path):
     for field in ("fill_s", "drain_msgs_per_s", "broker_cpu_us_per_msg", "client_cpu_us_per_msg",
                   "drain_ratio_to_loopback_frames"):
         assert _positive(row[field]), (field, row)
+    # two processes of one group, each on its own queue: each drained its share, nothing twice
+    assert row["consumers"] == 2 and len(row["consumer_processes"]) == 2
+    assert sorted(p["received_msgs"] for p in row["consumer_processes"]) == [1500, 1500]
+    assert all(_positive(p["cpu_us_per_msg"]) for p in row["consumer_processes"])
     assert list(tmp_path.iterdir()) == []  # the cluster's folder is removed
 
 
 def test_bench_pull_errors_are_one_line():
     result = CliRunner().invoke(cli, ["bench", "pull", "--layout", "no-such-layout", "--limits-budget-s", "1"])
     assert result.exit_code == 2 and "no-such-layout" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["bench", "pull", "--queues", "2", "--consumers", "3", "--limits-budget-s", "1"])
+    assert result.exit_code == 2 and "--consumers must be 1..2" in result.output and "Traceback" not in result.output
     assert "pull" in CliRunner().invoke(cli, ["bench", "--help"]).output
