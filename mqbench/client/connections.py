@@ -50,6 +50,11 @@ class ConnectionPool:
                 self._channels[addr] = channel
             return channel
 
+    def open_channel(self, addr: str) -> Channel | None:
+        """The open connection to ``addr``, or None when there is none yet (no connecting here)."""
+        channel = self._channels.get(addr)
+        return channel if channel is not None and not channel.closed else None
+
     async def request(self, addr: str, cmd: RemotingCommand, timeout_ms: int) -> RemotingCommand:
         channel = await self.channel(addr)
         return await channel.request(cmd, timeout_ms)
@@ -136,6 +141,13 @@ class RouteCache:
             raise
         finally:
             del self._inflight[topic]
+
+    def fresh(self, topic: str) -> TopicRoute | None:
+        """The cached route when it is no older than the TTL (what ``get`` returns without a lookup)."""
+        cached = self._routes.get(topic)
+        if cached is not None and self.clock_ms() - cached[1] <= self.route_ttl_ms:
+            return cached[0]
+        return None
 
     def cached(self, topic: str) -> TopicRoute | None:
         entry = self._routes.get(topic)

@@ -45,6 +45,7 @@ from mqbench.broker.formats import record as rec
 from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.formats.compression import COMPRESS_OVER_BYTES_DEFAULT, compress_body, encode_client_batch
 from mqbench.broker.formats.topics import validate_topic
+from mqbench.broker.remoting.channel import RemotingClosedError
 from mqbench.client.connections import (TRANSPORT_ERRORS, ClientError, ConnectionPool, NameServerClient,
                                         RouteCache)
 from mqbench.client.messages import OutgoingMessage, UniqueIdGenerator
@@ -191,6 +192,7 @@ class Producer(ClientBase):
         self._next_queue = self.rng.randrange(1 << 16)
         self._heartbeat_addrs: set[str] = set()
         self._templates: dict[tuple, SendFrameTemplate] = {}
+        self._write_queues: dict[str, tuple[TopicRoute, list[MessageQueue]]] = {}
 
     async def start(self) -> "Producer":
         self._spawn(self._every(self.heartbeat_interval_ms, self.heartbeat, "producer heartbeat"), "producer-heartbeat")
@@ -229,17 +231,28 @@ class Producer(ClientBase):
 
     async def send(self, msg: OutgoingMessage) -> SendResult:
         """Send one message (SEND_MESSAGE_V2); see the module contract."""
+        return await self.submit(msg)
+
+    async def send_batch(self, msgs: list[OutgoingMessage]) -> SendResult:
+        """Send messages of one topic as one SEND_BATCH_MESSAGE: the client batch body, or with
+        ``batch_compression`` that body compressed whole (see the module contract)."""
+        return await self.submit_batch(msgs)
+
+    def submit(self, msg: OutgoingMessage) -> asyncio.Future:
+        """``send`` without a coroutine or Task per message (a load generator's path): the future
+        gets the ``SendResult`` or the exception ``send`` would raise. The first attempt is queued
+        on the broker's channel at once (a prebuilt frame, ``pipeline.SendFrameTemplate``) when
+        the topic's route is fresh and the connection open and writable; otherwise, and for every
+        retry, it goes on as ``send`` does, in a task. A bad message raises here, at once."""
         validate_topic(msg.topic)
         self._check_body(msg.body)
         uniq_key = self.ids.next()
         properties = msg.wire_properties(uniq_key)
         body, sys_flag = compress_body(msg.body, self.codec, self.compress_over_bytes)
-        return await self._send(codes.SEND_MESSAGE_V2, msg.topic, body, sys_flag, msg.flag, properties,
-                                [uniq_key], msg.delay_level > 0)
+        return self._submit(codes.SEND_MESSAGE_V2, msg.topic, body, sys_flag, msg.flag, properties, [uniq_key])
 
-    async def send_batch(self, msgs: list[OutgoingMessage]) -> SendResult:
-        """Send messages of one topic as one SEND_BATCH_MESSAGE: the client batch body, or with
-        ``batch_compression`` that body compressed whole (see the module contract)."""
+    def submit_batch(self, msgs: list[OutgoingMessage]) -> asyncio.Future:
+        """``send_batch`` as ``submit`` sends one message."""
         if not msgs:
             raise UserError("send_batch needs at least one message")
         topic = msgs[0].topic
@@ -258,7 +271,7 @@ class Producer(ClientBase):
         if len(body) > self.body_bytes_max:  # an incompressible batch can grow by a few bytes
             raise UserError(f"compressed batch body of {len(body)} bytes exceeds {self.body_bytes_max}")
         batch_props = {PROPERTY_UNIQ_KEY: self.ids.next(), PROPERTY_WAIT: "true"}
-        return await self._send(codes.SEND_BATCH_MESSAGE, topic, body, sys_flag, 0, batch_props, ids, False)
+        return self._submit(codes.SEND_BATCH_MESSAGE, topic, body, sys_flag, 0, batch_props, ids)
 
     def _check_body(self, body: bytes) -> None:
         if not body:
@@ -266,14 +279,78 @@ class Producer(ClientBase):
         if len(body) > self.body_bytes_max:
             raise UserError(f"message body of {len(body)} bytes exceeds {self.body_bytes_max}")
 
+    def _submit(self, code: int, topic: str, body: bytes, sys_flag: int, flag: int, properties: dict[str, str],
+                ids: list[str]) -> asyncio.Future:
+        """The first attempt queued at once when it can be (``submit``), else ``_send`` in a task."""
+        loop = asyncio.get_running_loop()
+        result = loop.create_future()
+        route = self.routes.fresh(topic)
+        queue = None if route is None or self.pool.credentials is not None else self._select(route, None)
+        channel = None if queue is None else self.pool.open_channel(route.brokers[queue.broker_name].master_addr)
+        if channel is None or not channel.writable:
+            self._continue(result, self._send(code, topic, body, sys_flag, flag, properties, ids))
+            return result
+        born_ms = self.clock_ms()
+        properties_wire = json_string_content(rec.encode_properties(properties).decode("utf-8"))
+        opaque = channel.next_opaque()
+        reply = channel.submit(opaque, self._template(code, topic, queue, sys_flag, flag).frame(
+            opaque, born_ms, properties_wire, body), self.send_timeout_ms)
+
+        def answered(reply: asyncio.Future) -> None:
+            if result.done():       # the caller gave up (cancelled)
+                return
+            failure = reply.exception() if not reply.cancelled() else RemotingClosedError("request cancelled")
+            refresh = True
+            if failure is None:
+                try:
+                    result.set_result(self._result(reply.result(), queue, born_ms, 1, ids))
+                    self._heartbeat_addrs.add(channel_addr)
+                    return
+                except _Attempt as exc:
+                    failure, refresh = exc, exc.refresh
+                except ClientError as exc:
+                    result.set_exception(exc)
+                    return
+            elif not isinstance(failure, TRANSPORT_ERRORS):
+                result.set_exception(failure)
+                return
+            # as ``_send`` goes on after a failed attempt: another broker name, a fresh route
+            self._continue(result, self._send(code, topic, body, sys_flag, flag, properties, ids, first_attempt=2,
+                                              failures=[f"{queue.broker_name} ({channel_addr}): {failure}"],
+                                              avoid=queue.broker_name, refresh=refresh))
+
+        channel_addr = route.brokers[queue.broker_name].master_addr
+        reply.add_done_callback(answered)
+        return result
+
+    @staticmethod
+    def _continue(result: asyncio.Future, coro) -> None:
+        """Run ``coro`` in a task whose outcome becomes ``result``'s (cancelling ``result`` cancels it)."""
+        task = asyncio.get_running_loop().create_task(coro)
+
+        def settle(task: asyncio.Task) -> None:
+            if result.done():
+                return
+            if task.cancelled():
+                result.cancel()
+            elif task.exception() is not None:
+                result.set_exception(task.exception())
+            else:
+                result.set_result(task.result())
+
+        task.add_done_callback(settle)
+        result.add_done_callback(lambda r: task.cancel() if r.cancelled() else None)
+
     async def _send(self, code: int, topic: str, body: bytes, sys_flag: int, flag: int, properties: dict[str, str],
-                    ids: list[str], delayed: bool) -> SendResult:
-        failures: list[str] = []
-        avoid: str | None = None
+                    ids: list[str], *, first_attempt: int = 1, failures: list[str] | None = None,
+                    avoid: str | None = None, refresh: bool = False) -> SendResult:
+        failures = [] if failures is None else failures
         wire_properties = rec.encode_properties(properties).decode("utf-8")
         properties_wire: bytes | None = None
         route = await self.routes.get(topic)
-        for attempt in range(1, self.retries + 2):
+        if refresh:
+            route = await self._refresh(topic, route)
+        for attempt in range(first_attempt, self.retries + 2):
             queue = self._select(route, avoid)
             if queue is None:
                 failures.append("no writable queue with a master in the route")
@@ -330,7 +407,10 @@ class Producer(ClientBase):
             return route
 
     def _select(self, route: TopicRoute, avoid: str | None) -> MessageQueue | None:
-        queues = route.write_queues()
+        queues = self._write_queues.get(route.topic, (None, None))
+        if queues[0] is not route:     # a route is replaced, never changed, when it is refreshed
+            queues = self._write_queues[route.topic] = (route, route.write_queues())
+        queues = queues[1]
         if not queues:
             return None
         for _ in range(len(queues)):

@@ -2,8 +2,11 @@
 
 Contract of ``ProducerDriver(spec, report).run()``:
 
-* Messages go at their intended times (``schedule.Schedule``); a send is *started* then and its ack
-  is awaited in its own task, so a slow broker never slows the schedule (open loop).
+* Messages go at their intended times (``schedule.Schedule``); a send is *started* then
+  (``Producer.submit``: the request frame is queued on the connection, no Task per message) and
+  its answer comes back as a callback, so a slow broker never slows the schedule (open loop).
+  Failed attempts are retried as ``Producer.send`` retries them (route refresh, another broker
+  name: a Raft failover is followed); a send that fails after its retries counts as an error.
 * At most ``in_flight_max`` requests (a batch is one) are unacknowledged at once. When the window
   is full the sender waits, and that wait is recorded as publish delay (actual send time minus
   intended time) of every message that waited: a slow broker shows up as growing publish delay,
@@ -36,6 +39,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -89,12 +93,13 @@ class ProducerDriver:
         self.batch_sizes: dict[str, int] = dict(spec["batch_msgs"])
         self.linger_ns = int(spec.get("linger_ms", LINGER_MS_DEFAULT)) * NS_PER_MS
         self.ack_grace_ns = int(spec.get("ack_grace_ms", 1000)) * NS_PER_MS
-        self.window = asyncio.Semaphore(int(spec.get("in_flight_max", 1000)))
+        self.in_flight_max = int(spec.get("in_flight_max", 1000))
+        self._window_free: asyncio.Future | None = None   # set when a send finds the window full
         self.interval_latency = new_histogram()
         self.stopping = False
         self.last_error: str | None = None
         self._buffers: dict[str, list[tuple[int, TraceMessage]]] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._replies: set[asyncio.Future] = set()   # sends not answered yet
         self._wake = asyncio.Event()
         self._started = asyncio.Event()
         self._pending_control: list[dict] = []
@@ -235,19 +240,29 @@ class ProducerDriver:
             await self._dispatch(producer, items)
 
     async def _dispatch(self, producer: Producer, items: list[tuple[int, TraceMessage]]) -> None:
-        await self.window.acquire()  # a full window is where a slow broker turns into publish delay
+        if self.totals.in_flight >= self.in_flight_max:
+            await self._window_wait()   # a full window is where a slow broker turns into publish delay
         sent_ns = self.clock_ns()
         outgoing = []
         for intended, message in items:
             self.metrics.record_send(intended, sent_ns)
-            if self._in_measured_phase(intended):
+            if self.metrics.measure_start_ns <= intended < self.end_ns:
                 self.totals.measured_sent += 1
             outgoing.append(self._outgoing(message, intended, sent_ns))
         self.totals.sent += len(items)
         self.totals.in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._send(producer, outgoing, items, sent_ns))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        try:   # no Task per send: the producer queues the frame, the answer comes back as a callback
+            reply = producer.submit(outgoing[0]) if len(outgoing) == 1 else producer.submit_batch(outgoing)
+        except MqbenchError as exc:
+            self._failed(items, exc)
+            return
+        self._replies.add(reply)
+        reply.add_done_callback(partial(self._answered, items, sent_ns))
+
+    async def _window_wait(self) -> None:
+        while self.totals.in_flight >= self.in_flight_max:
+            self._window_free = asyncio.get_running_loop().create_future()
+            await self._window_free
 
     def _outgoing(self, message: TraceMessage, intended_ns: int, sent_ns: int) -> OutgoingMessage:
         deliver_ns = sent_ns + message.delay_ms * NS_PER_MS if message.delay_ms else None
@@ -260,51 +275,63 @@ class ProducerDriver:
             out.deliver_at_ms = self.wall_ms() + message.delay_ms
         return out
 
-    async def _send(self, producer: Producer, outgoing: list[OutgoingMessage],
-                    items: list[tuple[int, TraceMessage]], sent_ns: int) -> None:
-        try:
-            if len(outgoing) == 1:
-                await producer.send(outgoing[0])
+    def _answered(self, items: list[tuple[int, TraceMessage]], sent_ns: int, reply: asyncio.Future) -> None:
+        self._replies.discard(reply)
+        if reply.cancelled():     # given up unanswered at the end (``_wait_acks``): neither acked nor failed
+            self._window_release()
+            return
+        failure = reply.exception()
+        if failure is not None:
+            self._failed(items, failure)
+            return
+        acked_ns = self.clock_ns()
+        totals, metrics = self.totals, self.metrics
+        on_time = acked_ns <= self.end_ns + self.ack_grace_ns
+        latency_us = min(max(1, (acked_ns - sent_ns) // 1000), VALUE_US_MAX)
+        for intended, message in items:
+            size = len(message.body)
+            if metrics.measure_start_ns <= intended < self.end_ns:
+                totals.measured_acked += 1
+                if on_time:
+                    totals.measured_acked_on_time += 1
+            metrics.record_ack(sent_ns, acked_ns, size)
+            self.interval_latency.record_value(latency_us)
+            totals.acked += 1
+            totals.acked_bytes += size
+            if message.delay_ms:
+                totals.delayed_acked += 1
+                totals.delayed_deliveries_owed += self.deliveries.count(message.topic, message.tags)
             else:
-                await producer.send_batch(outgoing)
-        except (MqbenchError, OSError, asyncio.TimeoutError) as exc:
-            failed_ns = self.clock_ns()
-            for _ in items:
-                self.metrics.record_publish_error(failed_ns)
-            self.totals.errors += len(items)
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.debug("send failed: %s", exc)
-        else:
-            acked_ns = self.clock_ns()
-            for intended, message in items:
-                size = len(message.body)
-                if self._in_measured_phase(intended):
-                    self.totals.measured_acked += 1
-                    if acked_ns <= self.end_ns + self.ack_grace_ns:
-                        self.totals.measured_acked_on_time += 1
-                self.metrics.record_ack(sent_ns, acked_ns, size)
-                self.interval_latency.record_value(min(max(1, (acked_ns - sent_ns) // 1000), VALUE_US_MAX))
-                self.totals.acked += 1
-                self.totals.acked_bytes += size
-                if message.delay_ms:
-                    self.totals.delayed_acked += 1
-                    self.totals.delayed_deliveries_owed += self.deliveries.count(message.topic, message.tags)
-                else:
-                    self.totals.expected_deliveries += self.deliveries.count(message.topic, message.tags)
-        finally:
-            self.totals.in_flight -= 1
-            self.window.release()
+                totals.expected_deliveries += self.deliveries.count(message.topic, message.tags)
+        self._window_release()
+
+    def _failed(self, items: list[tuple[int, TraceMessage]], exc: BaseException) -> None:
+        failed_ns = self.clock_ns()
+        for _ in items:
+            self.metrics.record_publish_error(failed_ns)
+        self.totals.errors += len(items)
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        log.debug("send failed: %s", exc)
+        self._window_release()
+
+    def _window_release(self) -> None:
+        self.totals.in_flight -= 1
+        waiter = self._window_free
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _in_measured_phase(self, intended_ns: int) -> bool:
         """Intended in the measured phase: the messages a cell's verdict counts as offered."""
         return self.metrics.measure_start_ns <= intended_ns < self.metrics.end_ns
 
     async def _wait_acks(self, timeout_s: float) -> None:
-        if self._tasks:
-            done, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        """Until every send is answered or ``timeout_s``; the unanswered ones are then given up
+        (never counted as acknowledged)."""
+        if self._replies:
+            _done, pending = await asyncio.wait(set(self._replies), timeout=timeout_s)
+            for reply in pending:
+                reply.cancel()
+            await asyncio.sleep(0)   # their callbacks run
 
     # -- progress ----------------------------------------------------------------------------------
 
