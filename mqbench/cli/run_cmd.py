@@ -87,9 +87,12 @@ own report span), both backlogs <= max(1000 msgs, 1 s of the load), publish erro
 and publish p99 <= --max-p99-ms. A failed check is repeated after a drain (backlogs and
 requests in flight down to 50) before it counts; a candidate within 5% of the first unheld
 rate is held for 2 checks (its backlogs may not grow by more than 2% of its load or 0.5 s of
-it). A failed hold is repeated once, then backs off to what its checks absorbed, and the
-search bisects back up between what held and what failed. --duration is the search's budget:
-when it runs out, the highest rate that held stands (else the cell fails). Each check lasts
+it). A failed hold is repeated once, then backs off to what its checks absorbed, each
+failed hold in a row twice as far (3%, 6%, 12%, at most 20%), and once a rate held the
+search narrows the bracket (held, failed) from above, at least to its midpoint, until it is
+within 5%. --duration is the search's budget: when about two holds are left and nothing
+held yet, the search secures one (holds what just kept up, backs off at least 10%); when
+it runs out, the highest rate that held stands with its bracket (else the cell fails). Each check lasts
 --check-interval after 0.5 s of settling at the new rate; drain checks last 1 s. For a search
 bounded at about 90 s wall on an idle machine: --warmup 3s --duration 60s.
 

@@ -62,12 +62,25 @@ verify      healthy     its earlier failures were the machine's: ``bad`` is forg
 hold        unhealthy   suspect the hold (a stall in one check must not set the capacity):
                         drain, then **confirm** at the same rate; the second failure at a rate
                         fails the hold at once
-(failed hold)           ``bad = rate``; drain, then hold again at what the checks at this rate
-                        absorbed (the most any of them acknowledged per second, so one stalled
-                        check does not drag it down; over the hold when its growth failed it), kept
-                        between ``rate * backoff_floor`` and ``rate * backoff_factor``; a
-                        candidate at or under a rate that already held ends the search with that
+(failed hold)           ``bad = rate``; drain, then hold again lower. Nothing held yet: at what
+                        the checks at this rate absorbed (the most any of them acknowledged per
+                        second, so one stalled check does not drag it down; over the hold when
+                        its growth failed it), kept between ``rate * backoff_floor`` and
+                        ``rate * (1 - step)``, where ``step`` is ``1 - backoff_factor`` (3 %)
+                        for the first failed hold and doubles with each failed hold in a row (a
+                        noisy edge, whose failing checks absorb nearly all their load, is left
+                        in a few holds). A rate held already: the bracket (held, rate) is
+                        narrowed from above, to what was absorbed but at least to its midpoint;
+                        a bracket within ``tolerance``, or a candidate at or under the rate
+                        that held, ends the search with that
 ==========  ==========  ====================================================================
+
+**The time budget.** ``observe(obs, checks_left=n)`` says how many more judged checks the driver's
+budget affords. While nothing has held and ``n < 2 x (hold_checks + 2)`` (about two more holds with
+a failure each), the search **secures** a hold instead of probing: a healthy ramp or bisection
+check becomes the hold's first check, and a failed hold backs off at least ``SECURE_STEP_SHARE``
+(10 %). So a search on a noisy edge ends with a rate that held and the bracket it knows, rather than
+running out of time with none.
 
 Bisection stops when ``bad - good <= tolerance * bad``: the candidate is then ``good`` and the
 search moves to **hold**. A search that is **done** reports these figures, never an average over
@@ -106,6 +119,7 @@ RAMP, BISECT, CONFIRM, DRAIN, HOLD, VERIFY, DONE, FAILED = ("ramp", "bisect", "c
                                                            "failed")
 HEALTHY, UNHEALTHY, DRAINED, BACKLOGGED = "healthy", "unhealthy", "drained", "backlogged"
 SEARCH_SCHEMA = "mqbench.max-rate/1"
+SECURE_STEP_SHARE = 0.10  # a hold that fails when the budget is short backs off at least this far
 VERIFY_SHARE_MIN = 0.99  # a verify check clears the first unheld rate only if it absorbed this much
 
 
@@ -234,7 +248,9 @@ class MaxRateSearch:
     _flukes: set = field(default_factory=set)
     _bad_from_ramp: bool = False  # the first unheld rate is the ramp's: nothing between failed since
     _verified: set = field(default_factory=set)  # first unheld rates offered again after a hold
-    _backlog_before: int = 0  # both backlogs at the end of the previous check  # rates whose hold already had one failure forgiven
+    _backlog_before: int = 0  # both backlogs at the end of the previous check
+    _backoffs: int = 0  # failed holds in a row before any hold held (each backs off twice as far)
+    _checks_left: int | None = None  # what the driver's budget still affords (``observe``)
 
     def __post_init__(self) -> None:
         self.settings.validate()
@@ -244,11 +260,14 @@ class MaxRateSearch:
     def finished(self) -> bool:
         return self.state in (DONE, FAILED)
 
-    def observe(self, obs: Observation) -> float:
-        """Feed the check just run at ``rate_per_s``; returns the rate for the next interval."""
+    def observe(self, obs: Observation, *, checks_left: int | None = None) -> float:
+        """Feed the check just run at ``rate_per_s``; returns the rate for the next interval.
+        ``checks_left``: how many more judged checks the driver's time budget affords (None: no
+        budget); when it is short and nothing held yet, the search secures a hold (module doc)."""
         if self.finished:
             raise UserError(f"the max-rate search has already ended ({self.state})")
         self.checks += 1
+        self._checks_left = checks_left
         healthy, reasons = verdict_of(obs, self.limits)
         if self.state == VERIFY and healthy and obs.intended and obs.published < VERIFY_SHARE_MIN * obs.intended:
             healthy = False  # a rate a little over capacity passes one fresh check at the usual share
@@ -281,6 +300,10 @@ class MaxRateSearch:
 
     def _raise(self, obs: Observation) -> None:
         self._mark_good()
+        if self._securing():   # no time left to find the edge: hold what just kept up
+            self.state = HOLD
+            self._start_hold(obs.publish_backlog_msgs + obs.consume_backlog_msgs)
+            return
         self.rate_per_s = self.rate_per_s * self.settings.ramp_factor
 
     def _suspect(self, obs: Observation) -> None:
@@ -395,18 +418,39 @@ class MaxRateSearch:
         self.bad_per_s = self.rate_per_s
         self._bad_from_ramp = False
         settings = self.settings
-        candidate = min(self.rate_per_s * settings.backoff_factor,
-                        max(absorbed_per_s, self.rate_per_s * settings.backoff_floor))
-        self.good_per_s = min(self.good_per_s, candidate)
-        if self.held_per_s is not None and candidate <= self.held_per_s:
-            self._finish()  # nothing between what held and what failed is worth another hold
+        held = self.held_per_s
+        if held is not None:
+            # A bracket: ``held`` below held, this rate failed. Narrow it from above, to what the
+            # checks here absorbed but at least to its midpoint (a noisy edge's failing checks absorb
+            # nearly all their load: 3 % steps would not settle), until it is within the tolerance.
+            candidate = max((held + self.rate_per_s) / 2.0, min(
+                self.rate_per_s * settings.backoff_factor, max(absorbed_per_s, self.rate_per_s * settings.backoff_floor)))
+            if self.rate_per_s - held <= settings.tolerance * self.rate_per_s or candidate <= held:
+                self._finish()
+                return
+            self._drain_then(HOLD, candidate)
             return
+        # Nothing held yet: back off, each failed hold in a row twice as far as the one before
+        # (3 %, 6 %, 12 %, ... of the failed rate, at most down to the floor), so a noisy edge
+        # where checks alternate held/unheld is left in a few holds, not one 3 % step per hold.
+        self._backoffs += 1
+        step = min(1.0 - settings.backoff_floor, (1.0 - settings.backoff_factor) * 2 ** (self._backoffs - 1))
+        if self._securing():
+            step = max(step, SECURE_STEP_SHARE)
+        candidate = min(self.rate_per_s * (1.0 - step), max(absorbed_per_s, self.rate_per_s * settings.backoff_floor))
+        self.good_per_s = min(self.good_per_s, candidate)
         if candidate < self.settings.rate_min_per_s:
             self._fail()
             return
         self._drain_then(HOLD, candidate)
 
     # -- helpers --
+
+    def _securing(self) -> bool:
+        """Nothing held yet and the budget affords only about two more holds with a failure each:
+        stop probing upwards and secure a rate that holds (the bracket then says how wide)."""
+        return (self.held_per_s is None and self._checks_left is not None
+                and self._checks_left < 2 * (self.settings.hold_checks + 2))
 
     def _mark_good(self) -> None:
         self.good_per_s = self.rate_per_s
@@ -422,7 +466,7 @@ class MaxRateSearch:
         if bad < self.settings.rate_min_per_s:
             self._fail()
             return
-        if bad - self.good_per_s <= self.settings.tolerance * bad and self.good_per_s > 0:
+        if self.good_per_s > 0 and (bad - self.good_per_s <= self.settings.tolerance * bad or self._securing()):
             if self.held_per_s is not None and self.good_per_s <= self.held_per_s:
                 self._finish()  # the upward bisection found nothing above what already held
                 return

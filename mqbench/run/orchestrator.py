@@ -295,7 +295,9 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
                 elif now - check_started_ns >= check_ms * NS_PER_MS:
                     observation = tracker.take_check((now - check_started_ns) // NS_PER_MS, rate_now)
                     hold_checks.append((search.state, rate_now, tracker.last_check_histogram))
-                    rate_now = search.observe(observation)
+                    # what the budget (--duration) still affords, so a search short of it secures a hold
+                    checks_left = max(0, end_ns - now) // ((settings.check_ms + settings.settle_ms) * NS_PER_MS)
+                    rate_now = search.observe(observation, checks_left=int(checks_left))
                     check_started_ns = None
                     settle_until_ns = now + (settings.settle_ms * NS_PER_MS if rate_now else 0)
                     if search.finished:

@@ -156,3 +156,48 @@ class StallingBroker:
                               obs.publish_backlog_msgs, obs.consume_backlog_msgs + noise,
                               obs.publish_latency_ms_p99, obs.publish_in_flight)
         return obs
+
+
+class NoisyEdgeBroker:
+    """A ``FluidBroker`` whose checks near its capacity alternate held/unheld, as raft3 on a loaded
+    two-core machine does: under ``capacity * (1 - edge_share)`` a check keeps up; between that and
+    ``capacity`` it fails with a chance rising linearly from 0 to 1 (a failing check's broker
+    carries only ``1 - fail_depth`` of the offered rate, so its backlog grows); above ``capacity``
+    every check fails. Seeded."""
+
+    def __init__(self, capacity_per_s: float, rng: random.Random, *, edge_share: float = 0.2,
+                 fail_depth: float = 0.08, interval_ms: int = 2000):
+        self.system = FluidBroker(capacity_per_s, rng=rng, interval_ms=interval_ms, window_msgs=1000)
+        self.rng = rng
+        self.capacity_per_s = capacity_per_s
+        self.edge_share = edge_share
+        self.fail_depth = fail_depth
+        self.rates_offered = self.system.rates_offered
+
+    def fail_chance(self, rate_per_s: float) -> float:
+        low = self.capacity_per_s * (1 - self.edge_share)
+        return min(1.0, max(0.0, (rate_per_s - low) / (self.capacity_per_s - low)))
+
+    def run(self, rate_per_s: float) -> Observation:
+        failing = rate_per_s > 0 and self.rng.random() < self.fail_chance(rate_per_s)
+        self.system.capacity_per_s = min(self.capacity_per_s, rate_per_s * (1 - self.fail_depth)) if failing \
+            else self.capacity_per_s * 1.5 if rate_per_s <= self.capacity_per_s else self.capacity_per_s
+        try:
+            return self.system.run(rate_per_s)
+        finally:
+            self.system.capacity_per_s = self.capacity_per_s
+
+
+def run_search_within(search, system, budget_ms: int, *, check_ms: int = 2000, settle_ms: int = 500,
+                      drain_check_ms: int = 1000):
+    """``run_search`` with ``mqbench run``'s time budget (``--duration``): a judged check costs
+    ``settle_ms + check_ms``, a drain check ``drain_check_ms``; when the budget is spent the search
+    is given up (``give_up``), as the orchestrator does. Returns the milliseconds used."""
+    used = 0
+    while not search.finished:
+        if used >= budget_ms:
+            search.give_up()
+            break
+        used += drain_check_ms if search.rate_per_s == 0 else settle_ms + check_ms
+        search.observe(system.run(search.rate_per_s), checks_left=max(0, budget_ms - used) // (settle_ms + check_ms))
+    return used

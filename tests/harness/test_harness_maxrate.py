@@ -10,7 +10,7 @@ from mqbench.harness.maxrate import (BACKLOGGED, BISECT, CONFIRM, DONE, DRAIN, D
                                      TRANSITIONS, UNHEALTHY, VERIFY, MaxRateSearch, Observation, SearchSettings,
                                      Thresholds, verdict_of)
 from mqbench.run.orchestrator import RunSettings
-from simsystem import FluidBroker, StallingBroker, run_search
+from simsystem import FluidBroker, NoisyEdgeBroker, StallingBroker, run_search, run_search_within
 
 LIMITS = Thresholds(publish_latency_ms_p99_max=200.0)
 
@@ -353,3 +353,31 @@ def test_a_ramp_rate_that_failed_twice_in_one_long_stall_is_offered_again_after_
     assert any(h["state"] == VERIFY and h["rate_per_s"] == 200.0 and h["verdict"] == HEALTHY
                for h in search.history)
     assert 0.9 * 400 <= search.capacity_msgs_per_s <= 400
+
+
+@pytest.mark.parametrize("capacity", [2_500, 4_000])
+def test_a_noisy_edge_settles_within_the_budget_and_three_seeds_agree(capacity):
+    # raft3 on a loaded machine: checks up to 20 % under the capacity alternate held/unheld, and a
+    # failing check still absorbs about 92 % of its load. With one 3 % back-off per failed hold and
+    # no eye on the time budget, `mqbench run`'s settings ran out of their 60 s before any rate held
+    # on 1 of 12 seeds at 2,500 and 2 of 12 at 4,000 (3 of 4 on the real raft3). Now: back-offs that
+    # double, a hold secured when the budget runs short, a failed hold above one that held bisects
+    # the bracket. Every search ends done within the budget with a capacity that held (never above
+    # the ceiling) and states its bracket; every seed triple agrees within 15 %.
+    run = RunSettings(source="orders", cells=[])
+    found = []
+    for seed in range(1, 13):
+        search = MaxRateSearch(run.search, run.thresholds)
+        used_ms = run_search_within(search, NoisyEdgeBroker(capacity, random.Random(seed)), 60_000,
+                                    check_ms=run.check_ms, settle_ms=run.settle_ms)
+        result = search.result()
+        assert result["state"] == DONE and result["capacity_msgs_per_s"] is not None, (seed, used_ms, search.history)
+        held = result["capacity_msgs_per_s"]
+        assert held_run(search, held) >= run.search.hold_checks and held <= capacity
+        unheld = result["first_unheld_rate_msgs_per_s"]
+        assert unheld is None or result["bracket_msgs_per_s"] == [held, unheld]
+        found.append(held)
+    for first in range(0, len(found), 3):
+        triple = found[first:first + 3]
+        assert (max(triple) - min(triple)) / max(triple) <= 0.15, found
+    assert min(found) >= 0.7 * capacity, found
