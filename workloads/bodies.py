@@ -23,6 +23,7 @@ lazy stream with the model's options (``BODY_STREAMS`` lists them with their bou
 """
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import json
@@ -98,44 +99,79 @@ def _catalogue(rng: random.Random, size: int = 3000):
     return items
 
 
+def _picker(pairs):
+    """``_weighted(rng, pairs)`` as a function of ``rng`` with the weights accumulated once: the same
+    draw (``Random.choices`` bisects the running sum at ``random() * total``) at a fraction of the cost."""
+    population = [p[0] for p in pairs]
+    cum_weights = list(itertools.accumulate(p[-1] for p in pairs))
+    total, hi = cum_weights[-1] + 0.0, len(cum_weights) - 1
+    return lambda rng: population[bisect.bisect(cum_weights, rng.random() * total, 0, hi)]
+
+
+_PICK_CITY = _picker([(c, c[-1]) for c in _CITIES])
+_PICK_ORDER_STATUS = _picker(_ORDER_STATUS)
+_PICK_SOURCE = _picker(_SOURCES)
+_PICK_PAYMENT = _picker(_PAYMENTS)
+_BUYER_LEVELS = ["NORMAL", "NORMAL", "NORMAL", "VIP", "SVIP"]
+_DISCOUNTS = [0, 0, 0, 0.05, 0.1, 0.2]
+_encode_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_encode_ascii = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def iter_orders(rng: random.Random, catalogue_skus: int = 3000) -> Iterator[bytes]:
-    """Order events, endlessly; the catalogue of ``catalogue_skus`` products is drawn first."""
+    """Order events, endlessly; the catalogue of ``catalogue_skus`` products is drawn first.
+
+    The load generator draws one per message, so the draws are written out: ``below(n)`` is what
+    ``rng.choice``/``rng.randint`` draw (``Random._randbelow``), in the same order, so a seed gives
+    the same bodies bit for bit as the plain calls (a golden test pins them)."""
     catalogue = _catalogue(rng, catalogue_skus)
+    n_catalogue = len(catalogue)
     now_ms = _EPOCH_MS
+    below, expovariate, random_ = rng._randbelow, rng.expovariate, rng.random
+    n_streets, n_first, n_last = len(_STREETS), len(_FIRST), len(_LAST)
     while True:
-        now_ms += int(rng.expovariate(1 / 40.0))
+        now_ms += int(expovariate(1 / 40.0))
         lines = []
-        for _ in range(min(6, 1 + int(rng.expovariate(1.2)))):
-            sku, title, price, merchant = catalogue[_zipf_index(rng, len(catalogue))]
-            lines.append({"merchantId": merchant, "qty": min(20, 1 + int(rng.expovariate(1.5))),
+        for _ in range(min(6, 1 + int(expovariate(1.2)))):
+            sku, title, price, merchant = catalogue[_zipf_index(rng, n_catalogue)]
+            lines.append({"merchantId": merchant, "qty": min(20, 1 + int(expovariate(1.5))),
                           "sku": sku, "title": title, "unitPrice": price})
         total = round(sum(line["qty"] * line["unitPrice"] for line in lines), 2)
-        discount = round(total * rng.choice([0, 0, 0, 0.05, 0.1, 0.2]), 2)
-        province, city, district, post, _w = _weighted(rng, [(c, c[-1]) for c in _CITIES])
-        status = _weighted(rng, _ORDER_STATUS)
+        discount = round(total * _DISCOUNTS[below(6)], 2)
+        province, city, district, post, _w = _PICK_CITY(rng)
+        status = _PICK_ORDER_STATUS(rng)
+        buyer = {"level": _BUYER_LEVELS[below(5)], "userId": 10_000_000 + below(90_000_000)}
+        coupon = f"CPN{100000 + below(900000)}" if discount else None
+        order_id = f"{now_ms // 1000}{below(1000000):06d}{below(100):02d}"
+        pay_amount = round(total - discount + (0 if total > 99 else 8.0), 2)
+        payment = {"channel": _PICK_SOURCE(rng).upper(), "method": _PICK_PAYMENT(rng)}
+        if status != "CREATED":
+            payment["tradeNo"] = f"{10**15 + below(10**16 - 10**15)}"
+        address = (f"{1 + below(999)} {_STREETS[below(n_streets)]}, Bldg {1 + below(30)}, "
+                   f"Room {101 + below(2708)}")
+        name = f"{_FIRST[below(n_first)]} {_LAST[below(n_last)]}"
+        phone = f"1{'3456789'[below(7)]}{below(10)}****{below(10000):04d}"
         order = {
-            "buyer": {"level": rng.choice(["NORMAL", "NORMAL", "NORMAL", "VIP", "SVIP"]),
-                      "userId": rng.randint(10_000_000, 99_999_999)},
-            "coupon": f"CPN{rng.randint(100000, 999999)}" if discount else None,
+            "buyer": buyer,
+            "coupon": coupon,
             "createTime": now_ms,
             "currency": "CNY",
             "discountAmount": discount,
             "items": lines,
-            "orderId": f"{now_ms // 1000}{rng.randint(0, 999999):06d}{rng.randint(0, 99):02d}",
-            "payAmount": round(total - discount + (0 if total > 99 else 8.0), 2),
-            "payment": {"channel": _weighted(rng, _SOURCES).upper(), "method": _weighted(rng, _PAYMENTS),
-                        "tradeNo": f"{rng.randint(10**15, 10**16 - 1)}" if status != "CREATED" else None},
-            "receiver": {"address": f"{rng.randint(1, 999)} {rng.choice(_STREETS)}, Bldg {rng.randint(1, 30)}, "
-                                    f"Room {rng.randint(101, 2808)}",
-                         "city": city, "district": district, "name": _name(rng), "phone": _phone(rng),
-                         "postcode": f"{post}{rng.randint(10, 99)}", "province": province},
+            "orderId": order_id,
+            "payAmount": pay_amount,
+            "payment": payment,
+            "receiver": {"address": address, "city": city, "district": district, "name": name, "phone": phone,
+                         "postcode": f"{post}{10 + below(90)}", "province": province},
             "shippingFee": 0 if total > 99 else 8.0,
-            "source": _weighted(rng, _SOURCES),
+            "source": _PICK_SOURCE(rng),
             "status": status,
             "totalAmount": total,
-            "version": rng.randint(1, 4),
+            "version": 1 + below(4),
         }
-        yield json.dumps(_drop_none(order), separators=(",", ":"), ensure_ascii=False).encode()
+        if coupon is None:
+            del order["coupon"]
+        yield _encode_compact(order).encode()
 
 
 def _drop_none(value):
@@ -298,17 +334,19 @@ def iter_order_timeouts(rng: random.Random, timeout_ms: int = 1_800_000) -> Iter
     Small bodies (about 200 bytes) whose ids and amounts vary and whose field names repeat.
     """
     now_ms = _EPOCH_MS
+    below = rng._randbelow   # what rng.randint draws (see iter_orders)
+    hex_digits = string.hexdigits[:16].lower()
     while True:
         now_ms += int(rng.expovariate(1 / 40.0))
         check = {
-            "action": "CLOSE_IF_UNPAID", "buyerId": rng.randint(10_000_000, 99_999_999),
+            "action": "CLOSE_IF_UNPAID", "buyerId": 10_000_000 + below(90_000_000),
             "createTime": now_ms, "expireTime": now_ms + timeout_ms,
-            "orderId": f"{now_ms // 1000}{rng.randint(0, 999999):06d}{rng.randint(0, 99):02d}",
+            "orderId": f"{now_ms // 1000}{below(1000000):06d}{below(100):02d}",
             "payAmount": round(min(99999.0, rng.lognormvariate(4.6, 1.0)), 2),
-            "releaseStock": rng.random() < 0.97, "source": _weighted(rng, _SOURCES), "traceId":
-                "".join(rng.choices(string.hexdigits[:16].lower(), k=16)),
+            "releaseStock": rng.random() < 0.97, "source": _PICK_SOURCE(rng), "traceId":
+                "".join(rng.choices(hex_digits, k=16)),
         }
-        yield json.dumps(check, separators=(",", ":")).encode()
+        yield _encode_ascii(check).encode()
 
 
 # --- registry ----------------------------------------------------------------------------------
