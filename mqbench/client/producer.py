@@ -193,6 +193,7 @@ class Producer(ClientBase):
         self._heartbeat_addrs: set[str] = set()
         self._templates: dict[tuple, SendFrameTemplate] = {}
         self._write_queues: dict[str, tuple[TopicRoute, list[MessageQueue]]] = {}
+        self._valid_topics: set[str] = set()    # names validate_topic accepted (checked once each)
 
     async def start(self) -> "Producer":
         self._spawn(self._every(self.heartbeat_interval_ms, self.heartbeat, "producer heartbeat"), "producer-heartbeat")
@@ -244,7 +245,8 @@ class Producer(ClientBase):
         on the broker's channel at once (a prebuilt frame, ``pipeline.SendFrameTemplate``) when
         the topic's route is fresh and the connection open and writable; otherwise, and for every
         retry, it goes on as ``send`` does, in a task. A bad message raises here, at once."""
-        validate_topic(msg.topic)
+        if msg.topic not in self._valid_topics:
+            self._valid_topics.add(validate_topic(msg.topic))
         self._check_body(msg.body)
         uniq_key = self.ids.next()
         properties = msg.wire_properties(uniq_key)

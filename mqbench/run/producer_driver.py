@@ -81,6 +81,11 @@ class ProducerTotals:
         return dict(vars(self))
 
 
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class ProducerDriver:
     def __init__(self, spec: dict, report: Callable[[dict], None], *,
                  clock_ns: Callable[[], int] = time.monotonic_ns, wall_ms: Callable[[], int] | None = None):
@@ -100,7 +105,7 @@ class ProducerDriver:
         self.last_error: str | None = None
         self._buffers: dict[str, list[tuple[int, TraceMessage]]] = {}
         self._replies: set[asyncio.Future] = set()   # sends not answered yet
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future | None = None   # the send loop's sleep; a control message ends it
         self._started = asyncio.Event()
         self._pending_control: list[dict] = []
         self.metrics: RunMetrics | None = None
@@ -146,7 +151,8 @@ class ProducerDriver:
         elif op == "stop":
             self.stopping = True
             self._started.set()  # a stop before the start ends the worker at once
-        self._wake.set()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     # -- the send loop -----------------------------------------------------------------------------
 
@@ -203,11 +209,7 @@ class ProducerDriver:
                 wake_ns = intended if wake_ns is None else min(wake_ns, intended)
             if wake_ns is None or wake_ns > now:
                 wait_ns = 20 * NS_PER_MS if wake_ns is None else min(wake_ns - now, 50 * NS_PER_MS)
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), wait_ns / 1e9)
-                except asyncio.TimeoutError:
-                    pass
+                await self._sleep(wait_ns / 1e9)
                 continue
             if intended is None or intended > now:
                 continue
@@ -224,6 +226,18 @@ class ProducerDriver:
             sends += 1
             if sends % 64 == 0:
                 await asyncio.sleep(0)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Until ``seconds`` passed or a control message came: a timer and a future, no Task (the
+        loop sleeps before almost every message at a paced rate)."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(seconds, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     def _next_linger_deadline(self) -> int | None:
         firsts = [buffer[0][0] for buffer in self._buffers.values() if buffer]
