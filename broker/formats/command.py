@@ -246,6 +246,27 @@ def _decode_json_header(header: bytes) -> RemotingCommand:
         doc = orjson.loads(header) if orjson is not None else json.loads(header.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise PeerError(f"JSON header does not parse: {exc}") from None
+    if type(doc) is dict:
+        # the usual header (what Java clients and ours send), taken as it is: 32-bit integers, a
+        # language name, no remark, string ext fields; anything else goes through _checked_header
+        get = doc.get
+        code, opaque, flag, version = get("code"), get("opaque", 0), get("flag", 0), get("version", 0)
+        language, raw_ext = get("language", "OTHER"), get("extFields")
+        if (type(code) is int and type(opaque) is int and type(flag) is int and type(version) is int
+                and type(language) is str and type(raw_ext) is dict and "remark" not in doc
+                and _INT32_MIN <= code <= _INT32_MAX and _INT32_MIN <= opaque <= _INT32_MAX
+                and _INT32_MIN <= flag <= _INT32_MAX and _INT32_MIN <= version <= _INT32_MAX):
+            for value in raw_ext.values():
+                if type(value) is not str:
+                    break
+            else:
+                return RemotingCommand(code, opaque, flag, language, version, None, raw_ext, b"",
+                                       codes.SERIALIZE_JSON)
+    return _checked_header(doc)
+
+
+def _checked_header(doc: object) -> RemotingCommand:
+    """A parsed JSON header checked field by field (module doc): PeerError naming the problem."""
     if not isinstance(doc, dict):
         raise PeerError(f"JSON header is a {type(doc).__name__}, not an object")
     values: dict[str, int] = {}

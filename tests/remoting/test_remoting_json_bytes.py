@@ -49,3 +49,27 @@ def test_a_lone_surrogate_is_refused_as_before():
     except UnicodeEncodeError:
         return
     raise AssertionError("a lone surrogate was encoded")
+
+
+_scalar = st.none() | st.booleans() | st.integers(-(1 << 40), 1 << 40) | _text | st.floats(allow_nan=False, allow_infinity=False, width=32)
+
+
+@given(doc=st.fixed_dictionaries({}, optional={
+    "code": _scalar, "opaque": _scalar, "flag": _scalar, "version": _scalar,
+    "language": st.sampled_from(["JAVA", "CPP"]) | _scalar, "remark": _scalar,
+    "extFields": st.dictionaries(_text, _scalar | st.lists(st.integers(), max_size=1), max_size=4) | _scalar}))
+def test_the_usual_header_fast_path_decodes_as_the_field_by_field_checks(doc):
+    """``_decode_json_header`` takes the usual header as it is; whatever it is given, it answers
+    what the field-by-field checks answer (the same command, or the same PeerError)."""
+    from mqbench.broker.formats.command import _checked_header, _decode_json_header
+    from mqbench.errors import PeerError
+
+    def outcome(decode):
+        try:
+            return decode()
+        except PeerError as exc:
+            return str(exc)
+
+    fast = outcome(lambda: _decode_json_header(json.dumps(doc).encode()))
+    checked = outcome(lambda: _checked_header(json.loads(json.dumps(doc))))
+    assert fast == checked
