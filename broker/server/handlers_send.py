@@ -142,11 +142,13 @@ async def _prepare(ctx: BrokerContext, cmd: RemotingCommand) -> tuple[headers.Se
     return header, cfg, _queue_id(ctx, header, cfg)
 
 
-def _checked_header(ctx: BrokerContext, cmd: RemotingCommand) -> headers.SendMessageHeader:
-    """The parsed send header, after the checks that need no topic config."""
+def _checked_header(ctx: BrokerContext, cmd: RemotingCommand, leader: bool = False) -> headers.SendMessageHeader:
+    """The parsed send header, after the checks that need no topic config; ``leader``: the caller
+    saw ``ctx.is_leader()`` true in this loop turn."""
     header = headers.send_header(cmd)
     _check_send_topic(header.topic)
-    ctx.require_leader(f"send to {header.topic}")
+    if not leader:
+        ctx.require_leader(f"send to {header.topic}")
     if not cmd.body:
         raise Refused(codes.MESSAGE_ILLEGAL, f"message body to {header.topic} is empty")
     if len(cmd.body) > ctx.message_bytes_max:
@@ -240,19 +242,21 @@ async def on_send_many(ctx: BrokerContext, cmds: list[RemotingCommand], channel:
     else:
         slow, fast, records = [], [], []
         group = ctx.group
+        leader = ctx.is_leader()                  # nothing in this loop can change either
+        writable = leader and group.writable()
         batch_field = "m" if cmds[0].code == codes.SEND_MESSAGE_V2 else "batch"   # the channel groups by code
         for i, cmd in enumerate(cmds):
             try:
                 if cmd.ext_fields.get(batch_field, "").lower() == "true":
                     slow.append(i)
                     continue
-                header = _checked_header(ctx, cmd)
+                header = _checked_header(ctx, cmd, leader)
                 cfg = ctx.topic_config(header.topic)
                 if cfg is None:            # created on this send: it waits for that
                     slow.append(i)
                     continue
                 stored, transaction_id = _stored_message(ctx, cmd, channel, header, _queue_id(ctx, header, cfg))
-                records.append(group.prepare_put(stored))
+                records.append(group.prepare_put(stored, writable=writable))
                 fast.append((i, cmd, header.topic, transaction_id))
             except REFUSALS as exc:
                 responses[i] = refusal_response(ctx, cmd, exc, codes.MESSAGE_ILLEGAL)

@@ -312,10 +312,18 @@ class ReplicatedGroup:
         indexes = self._propose_entries(records)
         return self.proposals.add(self.node.term, indexes, counts)
 
-    def prepare_put(self, msg: Message) -> bytes:
+    def writable(self) -> bool:
+        """Whether a write would be taken now (``put`` would not raise NotLeader or WritesUnavailable
+        before its own checks); nothing is counted."""
+        return (not self.stopped and not self._closed and self.node.role == Role.LEADER
+                and self.gate.reason is None)
+
+    def prepare_put(self, msg: Message, *, writable: bool = False) -> bytes:
         """The record ``put(msg)`` would propose, built and checked (NotLeader, WritesUnavailable,
-        UserError), not proposed: ``propose_puts`` proposes many of them at once."""
-        self._check_writable()
+        UserError), not proposed: ``propose_puts`` proposes many of them at once. ``writable``:
+        the caller saw ``writable()`` true in this loop turn (the sends of one read check it once)."""
+        if not writable:
+            self._check_writable()
         refuse_meta_topic(msg.topic)
         record = self.store.replicated.prepare_record(msg)
         self._check_entry_size(record)
