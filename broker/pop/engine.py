@@ -49,8 +49,10 @@ with nothing left unacked is skipped at once.
 **Queues handed out** (``spans``: the leader's cursors, the merge buffer and the consumer offset
 it commits; read its module doc for what a failover costs and what an ack's answer promises).
 **Covered offsets** (replicated): every replica keeps, per queue, the offsets that committed
-checkpoints hold above the committed consumer offset; a new leader's cursor skips them (their
-unacked messages come back through the revive, after their invisible time; acked ones never).
+checkpoints hold, and those that committed acks name, above the committed consumer offset; a new
+leader's cursor skips them (their unacked messages come back through the revive, after their
+invisible time; acked ones never). An ack of a checkpoint being written is an ack record that waits
+for it (``AckPlan.after``: the adapter puts it once that checkpoint is committed).
 With ``queue_id`` -1 the queues of the topic are tried from ``rand % n`` on, and the group's retry
 topic first when ``rand % 5 == 0``, else last (``PopMessageProcessor``).
 
@@ -149,6 +151,9 @@ class PopEngine:
         key = item.key
         if isinstance(item, Ack):
             self._acked.setdefault(key, set()).update(item.offsets)
+            # never handed out again from its queue, even if its ck never committed (a put of the
+            # same flush that failed): an acked offset is covered as a checkpoint's are
+            self._covered.setdefault((item.group, item.topic, item.queue_id), set()).update(item.offsets)
             if key not in self._cks:
                 self._ack_time[key] = item.revive_time_ms
             self._ack_event(key)
@@ -447,6 +452,7 @@ class PopEngine:
         by_key: dict[CkKey, list[int]] = {}
         cks: dict[CkKey, CheckPoint] = {}
         ticketed: set[CkKey] = set()
+        waiting: set[CkKey] = set()
         for extra_info in extra_infos:
             h, key = self._resolve(group, topic, extra_info)
             if h.orderly:
@@ -469,6 +475,9 @@ class PopEngine:
                 plan.statuses.append("ok" if self._acked_with_offset(h, key, view, now_ms) else "late")
                 continue
             plan.statuses.append("ok")
+            if span is not None and span.state == WRITING and key not in waiting:
+                waiting.add(key)             # its ck is being put: the ack record must follow it in the log
+                plan.after.append(self.spans.ticket(span))
             if entry is not None and entry.state == DONE and h.offset in self._acked.get(key, ()):
                 continue
             cks[key] = entry.ck if entry is not None else span.ck      # type: ignore[union-attr]

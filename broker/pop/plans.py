@@ -67,6 +67,8 @@ class AckPlan:
     offset_commits: list[tuple[str, str, int, int]] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)      # per handle: "ok" | "late" | "orderly"
     tickets: list[int] = field(default_factory=list)       # merged in the buffer: durable after a flush
+    after: list[int] = field(default_factory=list)         # tickets of checkpoints being written: put
+    #                                                        the ack records only once these are durable
 
 
 @dataclass

@@ -18,7 +18,10 @@ handlers find it as ``ctx.pop``; the request methods are in the package docstrin
   as soon as acks wait for it (a few ms to gather them) or a window closes. A checkpoint that
   cannot wait (its revive time too near) and an orderly lock are put before the pop answers.
   An ack answers once it is durable (its ack record committed, or the flush that made it durable:
-  ``spans`` module doc); an orderly ack once its consumer offset commit is.
+  ``spans`` module doc); an orderly ack once its consumer offset commit is. An ack record of a
+  checkpoint the flush is writing is put only once that checkpoint is committed, so the log never
+  holds an ack without its checkpoint before it (issue 19: a SIGKILL between the two commits made
+  the new leader hand the acked message out again).
 * **Revive** (leader only, ``_revive_loop``): per revive queue, from the committed revive offset,
   each delivered checkpoint gets ``engine.revive_decision``; unacked messages are re-put to the retry
   topic (created with one queue when missing) or the DLQ, then the revive offset is committed.
@@ -348,7 +351,10 @@ class PopService:
         if waits:
             self._flush_wake.set()
             self.stats["mergedAcks"] += len(waits)
+        after = [self._tickets.setdefault(ticket, loop.create_future()) for ticket in plan.after]
         try:
+            if after:       # their checkpoints first: an ack committed without its ck would be lost
+                await asyncio.gather(*after)
             await asyncio.gather(*(self._put(records.ack_message(a, self.revive_topic, q))
                                    for a, q in zip(plan.acks, plan.revive_qids)), *waits)
         except BaseException:

@@ -33,7 +33,9 @@ function view(msg, action) {
   const keys = [...(msg.keys || [])].sort();
   return { key: keys[0] || null, attempt: msg.deliveryAttempt, action, topic: msg.topic,
     body: msg.body.toString(), tag: msg.tag || null, group: msg.messageGroup || null,
-    seq: msg.properties ? msg.properties.get('seq') : null, at_ms: Date.now() };
+    seq: msg.properties ? msg.properties.get('seq') : null, msg_id: msg.messageId,
+    queue_offset: msg.offset === undefined ? null : Number(msg.offset), handle: msg.receiptHandle,
+    at_ms: Date.now() };
 }
 
 async function produce(args) {
@@ -58,6 +60,23 @@ async function produce(args) {
     await producer.shutdown();
   }
   return 0;
+}
+
+// As grpc_py_driver.ack: an ack whose answer was lost is tried again (within its invisible time)
+// until answered or its handle is refused; false: not acked (the message comes back).
+async function ack(consumer, msg, key, invisibleS) {
+  const giveUp = Date.now() + invisibleS * 1000 - 1000;
+  for (;;) {
+    try {
+      await consumer.ack(msg);
+      return true;
+    } catch (err) {
+      const text = String(err && err.message || err);
+      emit({ error: `ack ${key}: ${text}` });
+      if (text.includes('receipt handle') || Date.now() > giveUp) return false;
+      await sleep(300);
+    }
+  }
 }
 
 async function simple(args) {
@@ -96,12 +115,7 @@ async function simple(args) {
             continue;
           }
         }
-        try {
-          await consumer.ack(msg);
-        } catch (err) {
-          emit({ error: `ack ${key}: ${err && err.message || err}` });
-          continue;
-        }
+        if (!await ack(consumer, msg, key, args.invisibleS)) continue;
         acked.add(key);
         emit({ ...doc, action: 'ack' });
       }

@@ -10,7 +10,7 @@ on stdout; the test reads them.
         receives and acks every message; the first K messages it sees are left unacked once
         (--expire: they must come back after their invisible time) or get their invisible time
         changed to 2 s and are then acked with the new handle (--change); one line per delivery:
-        {"key", "attempt", "action": "ack"|"skip"|"change", "topic", "body", "tag", "group"}
+        {"key", "attempt", "action": "ack"|"skip"|"change", "topic", "body", "tag", "group", "msg_id", "handle"}
     push --endpoints E --topic T --group G --expect N --timeout-s S [--fail-first K]
         PushConsumer; listener returns FAILURE the first time for K keys (they come back), then
         SUCCESS; one line per delivery like simple's
@@ -70,7 +70,25 @@ def _doc(msg, action: str) -> dict:
     keys = sorted(msg.keys) if msg.keys else []
     return dict(key=keys[0] if keys else None, attempt=msg.delivery_attempt, action=action, topic=msg.topic,
                 body=msg.body.decode(), tag=msg.tag, group=msg.message_group,
-                seq=(msg.properties or {}).get("seq"), at_ms=int(time.time() * 1000))
+                seq=(msg.properties or {}).get("seq"), msg_id=msg.message_id, handle=msg.receipt_handle,
+                at_ms=int(time.time() * 1000))
+
+
+def ack(consumer, msg, key: str, invisible_s: float) -> bool:
+    """Ack ``msg``; an ack whose answer was lost (the leader died: a transport error) may have
+    been made durable, so it is tried again, as an application must, until it is answered (the
+    broker answers a retry of a durable ack OK) or the handle is refused (it comes back), within
+    its invisible time. False: not acked (the test counts it and expects it again)."""
+    give_up = time.monotonic() + invisible_s - 1
+    while True:
+        try:
+            consumer.ack(msg)
+            return True
+        except Exception as exc:  # noqa: BLE001 - it comes back; the test counts it
+            emit(error=f"ack {key}: {type(exc).__name__}: {exc}")
+            if "receipt handle" in str(exc) or time.monotonic() > give_up:
+                return False
+            time.sleep(0.3)
 
 
 def simple(args) -> int:
@@ -107,10 +125,7 @@ def simple(args) -> int:
                     except Exception as exc:  # noqa: BLE001
                         emit(error=f"change: {type(exc).__name__}: {exc}")
                         continue
-                try:
-                    consumer.ack(msg)
-                except Exception as exc:  # noqa: BLE001 - it comes back; the test counts it
-                    emit(error=f"ack {key}: {type(exc).__name__}: {exc}")
+                if not ack(consumer, msg, key, args.invisible_s):
                     continue
                 acked.add(key)
                 emit(**_doc(msg, "ack"))

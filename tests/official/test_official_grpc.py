@@ -214,16 +214,14 @@ def _across_leader_kill(argv, state, tmp_path, count: int) -> None:
     assert rc == 0, f"consumer exit {rc}: {consumer.stderr[-2000:]}"
 
 
-# Issue 19, open: in one whole-suite run (14:15 UTC, 2026-12-06) the Node client acked K-10 (its
-# ack answered OK) just before the leader's SIGKILL and was handed K-10 again, attempt 1, by the new
-# leader. Not reproduced since; the cause is not found. Until it is, a failure here is expected.
-KNOWN_ACKED_REDELIVERY = pytest.mark.xfail(
-    strict=False, reason="issue 19: an acked message was once redelivered after a leader SIGKILL (cause open)")
+# Issue 19: in one whole-suite run the Node client acked K-10 (answered OK) just before the
+# leader's SIGKILL and got it again, attempt 1, from the new leader: its ack record had been
+# committed before its checkpoint (tests/pop/test_pop_ack_order.py reproduces it; fixed).
 
 
 @pytest.mark.realproc
 @pytest.mark.parametrize("grpc_cluster", [pytest.param(("py", "raft3"), marks=SLOW),
-                                          pytest.param(("node", "raft3"), marks=KNOWN_ACKED_REDELIVERY)],
+                                          pytest.param(("node", "raft3"))],
                          indirect=True, ids=["py", "node"])
 def test_clients_ride_out_a_leader_kill(grpc_cluster, tmp_path):
     argv, state = grpc_cluster

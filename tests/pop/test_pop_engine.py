@@ -408,3 +408,22 @@ def test_an_ack_retried_on_the_new_leader_after_its_merged_first_try_is_ok_not_l
     assert late.statuses == ["late"]
     other = leader.pop(_mreq(max_msgs=1), view, now_ms=1200)       # lost with the leader, never acked
     assert follower.ack(G, T, [other.messages[0].handle], now_ms=1300, view=view).statuses == ["late"]
+
+
+def test_an_ack_committed_without_its_checkpoint_is_never_handed_out_again(store):
+    """Issue 19 (the Node client's K-10): an ack that comes while its checkpoint is being written
+    is an ack record that waits for that checkpoint (``AckPlan.after``); should the log still hold
+    the ack without the checkpoint (a put of the flush that failed while the ack's went through),
+    a new leader must not hand the acked message out again; the others of the span it must."""
+    leader, view = PopEngine("b", "c", merge_window_ms=1000), StoreView(store)
+    plan = leader.pop(_mreq(), view, now_ms=1000)
+    flush = leader.flush(2000)                                     # the window closed: ck being put
+    assert [ck.offsets for ck in flush.timer_cks] == [(0, 1, 2)]
+    ack = leader.ack(G, T, [plan.messages[1].handle], now_ms=2001)
+    assert ack.statuses == ["ok"] and [a.offsets for a in ack.acks] == [(1,)] and len(ack.after) == 1
+    assert leader.flush_done(flush, written=True) == (ack.after, [])    # the ack's record may go now
+    follower = PopEngine("b", "c")                                 # only the ack reached the log
+    follower.observe(ack.acks[0])
+    follower.leader_changed()
+    again = follower.pop(_mreq(max_msgs=5), view, now_ms=2100)
+    assert [m.message.queue_offset for m in again.messages] == [0, 2, 3, 4]
