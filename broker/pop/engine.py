@@ -56,8 +56,9 @@ for it (``AckPlan.after``: the adapter puts it once that checkpoint is committed
 With ``queue_id`` -1 the queues of the topic are tried from ``rand % n`` on, and the group's retry
 topic first when ``rand % 5 == 0``, else last (``PopMessageProcessor``).
 
-**Orderly pop** (``orderly``): one holder per queue, the lock replicated as an ``oLock`` record,
-so a failover keeps the queue locked for its holder; no checkpoint (reviveQid 999, as RocketMQ).
+**Orderly pop** (``orderly``): one holder per queue, the lock replicated as an ``oLock`` record
+(again with its bitmap for an ack out of order), so a failover keeps the queue locked for its
+holder and never hands out what was acked under it; no checkpoint (reviveQid 999, as RocketMQ).
 """
 from __future__ import annotations
 
@@ -362,6 +363,8 @@ class PopEngine:
         msgs, after = self._read(view, req, topic, queue_id, start, -1, want)
         if after == start:
             return
+        if lock is not None:                     # handed out again: never what was acked under it
+            msgs = [m for m in msgs if not lock.skips(m.queue_offset)]
         if not msgs:
             plan.offset_commits.append((req.group, topic, queue_id, after))
             return
@@ -457,7 +460,7 @@ class PopEngine:
             h, key = self._resolve(group, topic, extra_info)
             if h.orderly:
                 plan.statuses.append(self.orderly.ack(key[:3], h.ck_queue_offset, h.offset, view,
-                                                      plan.offset_commits))
+                                                      plan.offset_commits, plan.order_locks))
                 continue
             span = self.spans.find(key)
             if span is not None and span.state == BUFFERED:
@@ -504,6 +507,8 @@ class PopEngine:
         for ack in plan.acks:
             self._unpend(ack.key)
             self.observe(ack)
+        for rec in plan.order_locks:
+            self.orderly.observe(rec)
 
     def ack_failed(self, plan: AckPlan) -> None:
         for ack in plan.acks:
@@ -536,7 +541,8 @@ class PopEngine:
             lock = self.orderly.locks.get(key[:3])
             if lock is None or lock.start != h.ck_queue_offset:
                 raise UserError(f"receipt handle {extra_info!r} is no longer held (orderly queue released)")
-            lock.record = replace(lock.record, pop_time_ms=now_ms, invisible_time_ms=invisible_time_ms)
+            lock.record = replace(lock.record, pop_time_ms=now_ms, invisible_time_ms=invisible_time_ms,
+                                  bitmap=lock.bitmap())
             new = handles.build(h.ck_queue_offset, now_ms, invisible_time_ms, h.revive_qid, key[1], self.broker_name,
                                 h.queue_id, h.offset)
             return ChangePlan(None, AckPlan(), new, now_ms, invisible_time_ms, h.revive_qid, lock.record)

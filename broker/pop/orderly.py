@@ -10,12 +10,14 @@ after the invisible time hands the messages not acked out again, in order.
 
 Acks commit the consumer offset to the first message of the lock not yet acked (a replicated
 commit, answered once committed): acked messages never come back, on any leader. An ack out of
-order (a later message of the lock before an earlier one) is kept in leader memory only: after a
-failover it is handed out again with the earlier one (FIFO consumers ack in order).
+order (a later message of the lock before an earlier one: the offset cannot pass it) puts the
+lock record again with its bitmap of acked messages (``OrderLock.bitmap``, answered once
+committed), so when the earlier one is handed out again, on this leader or a new one, the acked
+one is not (RocketMQ's ``ConsumerOrderInfo`` keeps that bitmap in broker memory and its file).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .records import OrderLock
@@ -38,6 +40,15 @@ class Lock:
     @property
     def until_ms(self) -> int:
         return self.record.until_ms
+
+    def bitmap(self) -> int:
+        return sum(1 << i for i, o in enumerate(self.record.offsets) if o in self.acked)
+
+    def skips(self, offset: int) -> bool:
+        """Whether a pop again from this lock's start leaves ``offset`` out: acked under it, or
+        within its range but not handed out by it (acked under an earlier lock, or filtered)."""
+        offsets = self.record.offsets
+        return bool(offsets) and offset <= offsets[-1] and (offset in self.acked or offset not in offsets)
 
     def next_unacked(self, committed: int) -> int:
         """The consumer offset this lock's acks allow: its first message not acked."""
@@ -64,13 +75,18 @@ class OrderLocks:
             return
         if held is not None and held.record == rec:
             return
-        acked = held.acked if held is not None and held.start == rec.start_offset else set()
+        acked = set(rec.acked_offsets)
+        if held is not None and held.start == rec.start_offset:
+            acked |= held.acked
+            if held.record.offsets == rec.offsets:             # acks are only ever added to a lock
+                rec = replace(rec, bitmap=rec.bitmap | held.record.bitmap)
         self.locks[key] = Lock(rec, acked)
 
     def leader_changed(self) -> None:
         self.floor.clear()
         for lock in self.locks.values():
-            lock.acked.clear()       # leader memory; what was acked in order is in the consumer offset
+            # what was acked in order is in the consumer offset, out of order in the record's bitmap
+            lock.acked = set(lock.record.acked_offsets)
 
     def start(self, key: QueueKey, committed: int) -> int:
         floor = self.floor.get(key)
@@ -97,9 +113,10 @@ class OrderLocks:
         self.locks.pop(key, None)
 
     def ack(self, key: QueueKey, ck_start: int, offset: int, view: "QueueView | None",
-            commits: list[tuple[str, str, int, int]]) -> str:
+            commits: list[tuple[str, str, int, int]], records: list[OrderLock]) -> str:
         """An ack of ``offset`` under the lock that started at ``ck_start``: "orderly", or "late"
-        when that lock is gone; appends the consumer offset to commit (module doc)."""
+        when that lock is gone; appends the consumer offset to commit, or, for an ack out of order,
+        the lock record with its bitmap to put (module doc)."""
         lock = self.locks.get(key)
         if lock is None or lock.start != ck_start:
             return "late"
@@ -111,6 +128,9 @@ class OrderLocks:
         if target > committed:
             self.floor[key] = target
             commits[:] = [c for c in commits if c[:3] != key] + [(*key, target)]
+        if target <= offset and offset in lock.record.offsets:
+            records[:] = [r for r in records if (r.group, r.topic, r.queue_id) != key] + \
+                [replace(lock.record, bitmap=lock.bitmap())]
         return "orderly"
 
     def commits_failed(self, commits: list[tuple[str, str, int, int]]) -> None:

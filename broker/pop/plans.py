@@ -66,6 +66,7 @@ class AckPlan:
     revive_qids: list[int] = field(default_factory=list)
     offset_commits: list[tuple[str, str, int, int]] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)      # per handle: "ok" | "late" | "orderly"
+    order_locks: list[OrderLock] = field(default_factory=list)   # orderly acks out of order: put these
     tickets: list[int] = field(default_factory=list)       # merged in the buffer: durable after a flush
     after: list[int] = field(default_factory=list)         # tickets of checkpoints being written: put
     #                                                        the ack records only once these are durable

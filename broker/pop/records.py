@@ -18,8 +18,10 @@ broker name, ``rp`` re-put times. Ack body: ``ao`` acked offset (``aol`` a list 
 Orderly lock (``oLock``, ours: RocketMQ keeps its ``ConsumerOrderInfo`` in a broker-local JSON
 file, which a Raft failover would lose): the checkpoint body of an orderly pop plus ``ac`` (the
 attempt number, ``orderCountInfo``), put on the revive queue without a deliver time (the timer
-never sees it, the revive service skips it). Every replica keeps the newest per queue, so a new
-leader keeps the queue locked until the holder's invisible time passes.
+never sees it, the revive service skips it), and ``bm``: the bitmap of its messages acked out of
+order (put again with each such ack). Every replica keeps the newest per queue, so a new leader
+keeps the queue locked until the holder's invisible time passes and never hands out again what
+was acked under it.
 
 Pure: values to ``Message`` and stored message fields back to values. A body that does not parse
 raises ``RecordError`` (the reader skips and counts that record: a client cannot write the
@@ -93,10 +95,15 @@ class OrderLock:
     invisible_time_ms: int
     attempts: int
     broker_name: str
+    bitmap: int = 0            # bit i: offsets[i] acked out of order (the consumer offset cannot pass it)
 
     @property
     def until_ms(self) -> int:
         return self.pop_time_ms + self.invisible_time_ms
+
+    @property
+    def acked_offsets(self) -> tuple[int, ...]:
+        return tuple(o for i, o in enumerate(self.offsets) if self.bitmap >> i & 1)
 
 
 @dataclass(frozen=True)
@@ -142,10 +149,14 @@ def ck_done_message(ck: CheckPoint, revive_topic: str) -> Message:
 
 def order_lock_message(lock: OrderLock, revive_topic: str, revive_qid: int) -> Message:
     """The orderly lock as the message to put (no deliver time: see the module doc)."""
-    body = {"so": lock.start_offset, "pt": lock.pop_time_ms, "it": lock.invisible_time_ms, "n": len(lock.offsets),
-            "q": lock.queue_id, "t": lock.topic, "c": lock.group, "d": [o - lock.start_offset for o in lock.offsets],
-            "bn": lock.broker_name, "ac": lock.attempts}
+    body: dict[str, object] = {
+        "so": lock.start_offset, "pt": lock.pop_time_ms, "it": lock.invisible_time_ms, "n": len(lock.offsets),
+        "q": lock.queue_id, "t": lock.topic, "c": lock.group, "d": [o - lock.start_offset for o in lock.offsets],
+        "bn": lock.broker_name, "ac": lock.attempts}
     key = f"{lock.topic}{lock.group}{lock.queue_id}{lock.start_offset}{lock.pop_time_ms}{ORDER_LOCK_TAG}"
+    if lock.bitmap:
+        body["bm"] = lock.bitmap
+        key += f"bm{lock.bitmap}"
     return Message(topic=revive_topic, body=_dump(body), queue_id=revive_qid,
                    properties={PROPERTY_TAGS: ORDER_LOCK_TAG, PROPERTY_KEYS: key, PROPERTY_UNIQ_KEY: key})
 
@@ -182,7 +193,7 @@ def parse(tag: str | None, body: bytes, deliver_ms: int = 0,
         if tag == ORDER_LOCK_TAG:
             offsets = tuple(so + int(d) for d in doc.get("d") or range(int(doc["n"])))
             return OrderLock(group, topic, queue_id, so, offsets, pop_time, int(doc["it"]), int(doc.get("ac", 0)),
-                             broker)
+                             broker, int(doc.get("bm", 0)))
         acked = [int(doc["ao"])] if tag == ACK_TAG else [int(v) for v in doc["aol"]]
         return Ack(group, topic, queue_id, so, pop_time, tuple(acked), broker, deliver_ms)
     except (ValueError, KeyError, TypeError) as exc:

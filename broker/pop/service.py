@@ -355,8 +355,13 @@ class PopService:
         try:
             if after:       # their checkpoints first: an ack committed without its ck would be lost
                 await asyncio.gather(*after)
+            if plan.order_locks:
+                await self._ensure_revive_topic()
             await asyncio.gather(*(self._put(records.ack_message(a, self.revive_topic, q))
-                                   for a, q in zip(plan.acks, plan.revive_qids)), *waits)
+                                   for a, q in zip(plan.acks, plan.revive_qids)),
+                                 *(self._put(records.order_lock_message(r, self.revive_topic,
+                                                                        self.engine.revive_qid_for(r.queue_id)))
+                                   for r in plan.order_locks), *waits)
         except BaseException:
             self.engine.ack_failed(plan)
             raise

@@ -427,3 +427,34 @@ def test_an_ack_committed_without_its_checkpoint_is_never_handed_out_again(store
     follower.leader_changed()
     again = follower.pop(_mreq(max_msgs=5), view, now_ms=2100)
     assert [m.message.queue_offset for m in again.messages] == [0, 2, 3, 4]
+
+
+def test_an_orderly_ack_out_of_order_is_replicated_and_never_handed_out_again(store):
+    """Issue 19: a later message of an orderly lock acked before an earlier one (the consumer
+    offset cannot pass it) is put as the lock record again with its bitmap; once the invisible
+    time passes, only what is not acked comes again, in order, on this leader and on a new one."""
+    leader, view = _engine(), StoreView(store)
+    first = leader.pop(_req(orderly=True, max_msgs=3, invisible_time_ms=1000), view, now_ms=1000)
+    assert [m.message.queue_offset for m in first.messages] == [0, 1, 2]
+    [lock] = first.order_locks
+    ack = leader.ack(G, T, [first.messages[1].handle], now_ms=1100, view=view)
+    assert ack.statuses == ["orderly"] and ack.offset_commits == [(G, T, 0, 0)]      # 0 not acked
+    _commit(store, ack.offset_commits)
+    [rec] = ack.order_locks
+    assert rec.acked_offsets == (1,) and rec.pop_time_ms == lock.pop_time_ms
+    stored = records.parse("oLock", records.order_lock_message(rec, "x", 0).body)
+    assert stored == rec
+    leader.ack_done(ack)
+    follower = PopEngine("b", "c")                                    # fed from the log
+    follower.observe(records.parse("oLock", records.order_lock_message(lock, "x", 0).body))
+    follower.observe(stored)
+    follower.leader_changed()
+    for engine in (leader, follower):
+        again = engine.pop(_req(orderly=True, max_msgs=3), view, now_ms=2000)
+        assert [m.message.queue_offset for m in again.messages] == [0, 2]
+        assert again.order_locks[0].attempts == 1
+    done = follower.ack(G, T, [m.handle for m in again.messages[:1]], now_ms=2100, view=view)
+    assert done.offset_commits == [(G, T, 0, 2)]                      # past the acked 1 as well
+    _commit(store, done.offset_commits)
+    last = follower.ack(G, T, [again.messages[1].handle], now_ms=2200, view=view)
+    assert last.offset_commits == [(G, T, 0, 3)] and last.order_locks == []
