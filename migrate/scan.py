@@ -37,7 +37,7 @@ from itertools import chain
 
 from mqbench.broker.formats import dledger as dl
 from mqbench.broker.formats.compression import v4_reads
-from mqbench.broker.formats.index_file import key_hash_ascii
+from mqbench.broker.formats.index_file import key_hash_ascii_after
 from mqbench.broker.formats.properties import PROPERTY_CRC32, PROPERTY_KEYS, PROPERTY_TAGS, PROPERTY_UNIQ_KEY
 from mqbench.broker.formats.record import (BLANK_MIN_BYTES, MAGIC_V1, MAGIC_V2, SYSFLAG_BORNHOST_V6, SYSFLAG_COMPRESSED,
                                           SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_STOREHOST_V6,
@@ -70,9 +70,12 @@ _NOT_FAST_SYSFLAG = SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP
 _I32 = struct.Struct(">i")
 _I16 = struct.Struct(">h")
 _I64 = struct.Struct(">q")
-_HEAD = struct.Struct(">iiiiiqqiq")
 _TAIL = struct.Struct(">iqi")
-_ENTRY = struct.Struct(">iiqqqiiii")
+_RECORD_IPV4 = ">iiiiiqqiq8xq8xiqi"    # a record's fields up to BODYLENGTH, both hosts IPv4
+_IPV4_BODY_AT = 88
+_ENTRY_RECORD = struct.Struct(">iiqqqiiii" + _RECORD_IPV4[1:])
+_RECORD = struct.Struct(_RECORD_IPV4)
+_V6_HOSTS = SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6
 
 
 class Summary:
@@ -118,60 +121,62 @@ def summarize(buf: bytes, length: int, base: int, src_dl: bool, v4: bool, commit
     rows: list[tuple] = []
     keys: list[int] = []
     topics: list[bytes] = []
-    topic_ids: dict[bytes, tuple[int, bytes, bool]] = {}
+    topic_ids: dict[bytes, tuple[int, int, bool]] = {}
     tags_cache: dict[bytes, int] = {}
     append = rows.append
     key_append = keys.append
-    head_unpack = _HEAD.unpack_from
+    record_unpack = _RECORD.unpack_from
+    entry_record_unpack = _ENTRY_RECORD.unpack_from
     i32 = _I32.unpack_from
     i16 = _I16.unpack_from
     i64 = _I64.unpack_from
     tail_unpack = _TAIL.unpack_from
-    entry_unpack = _ENTRY.unpack_from
     crc32 = zlib.crc32
+    key_hash = key_hash_ascii_after
     dl_magic = dl.DLEDGER_MAGIC
-    least_entry = dl.ENTRY_HEADER_SIZE_FIELD_BYTES
     at = 0
     eindex = eterm = -1
     while at + 8 <= length:
         pos = base + at
-        # -- the source item: a record, or a DLedger entry holding one ------------------------
+        # -- the source item: a record, or a DLedger entry holding one; the common record (IPv4
+        # hosts) is read in one unpack up to its body's length --------------------------------
         if src_dl:
             esize = i32(buf, at + 4)[0]
             if esize < dl.DLEDGER_BLANK_BYTES or at + esize > length:
                 break
             nxt = at + esize
-            if esize < ENTRY_BYTES:
+            if esize < ENTRY_BYTES + MIN_RECORD_BYTES:     # a no-op, a blank, or no whole record
                 append((pos, base + nxt, 0) + _NOT_OK)
                 at = nxt
                 continue
-            (magic, esize, eindex, eterm, epos, _, _, ebody_crc, ebody_len) = entry_unpack(buf, at)
+            (magic, _, eindex, eterm, epos, _, _, ebody_crc, ebody_len, total, rmagic, bcrc, queue_id, _,
+             queue_offset, phys, sysflag, _, store_ms, _, _, body_len) = entry_record_unpack(buf, at)
             rat = at + ENTRY_BYTES
-            if (magic != dl_magic or esize <= least_entry or ebody_len < MIN_RECORD_BYTES
-                    or ebody_len + ENTRY_BYTES != esize or epos != pos or eindex < 0 or eterm < 0
+            if (magic != dl_magic or ebody_len + ENTRY_BYTES != esize or epos != pos or eindex < 0 or eterm < 0
                     or (committed is not None and eindex > committed)
                     or (ebody_crc and ebody_crc != crc32(buf[rat:nxt]) & 0x7FFFFFFF)
-                    or i32(buf, rat)[0] != ebody_len):
+                    or total != ebody_len):
                 append((pos, base + nxt, 0) + _NOT_OK)
                 at = nxt
                 continue
             address = pos + ENTRY_BYTES
         else:
-            size = i32(buf, at)[0]
-            if size < BLANK_MIN_BYTES or at + size > length:
+            total = i32(buf, at)[0]
+            if total < BLANK_MIN_BYTES or at + total > length:
                 break
-            nxt = at + size
-            rat = at
-            address = pos
-            if size < MIN_RECORD_BYTES:
+            nxt = at + total
+            if total < MIN_RECORD_BYTES:
                 append((pos, base + nxt, 0) + _NOT_OK)
                 at = nxt
                 continue
+            (_, rmagic, bcrc, queue_id, _, queue_offset, phys, sysflag, _, store_ms, _, _, body_len) = \
+                record_unpack(buf, at)
+            rat = at
+            address = pos
         at = nxt
         # -- the record's framing ---------------------------------------------------------------
-        (total, rmagic, bcrc, queue_id, _, queue_offset, phys, sysflag, _) = head_unpack(buf, rat)
-        rend = rat + total
-        if total < MIN_RECORD_BYTES or rend != nxt or phys != address or sysflag & _NOT_FAST_SYSFLAG:
+        rend = nxt
+        if phys != address or sysflag & _NOT_FAST_SYSFLAG:
             append((pos, base + nxt, 0) + _NOT_OK)
             continue
         if rmagic == MAGIC_V1:
@@ -181,15 +186,19 @@ def summarize(buf: bytes, length: int, base: int, src_dl: bool, v4: bool, commit
         else:
             append((pos, base + nxt, 0) + _NOT_OK)
             continue
-        h = rat + 48 + (20 if sysflag & SYSFLAG_BORNHOST_V6 else 8)
-        store_ms = i64(buf, h)[0]
-        h += 8 + (20 if sysflag & SYSFLAG_STOREHOST_V6 else 8)
-        ok = h + 16 <= rend
-        if ok:
+        if sysflag & _V6_HOSTS:
+            h = rat + 48 + (20 if sysflag & SYSFLAG_BORNHOST_V6 else 8)
+            store_ms = i64(buf, h)[0]
+            h += 8 + (20 if sysflag & SYSFLAG_STOREHOST_V6 else 8)
+            if h + 16 > rend:
+                append((pos, base + nxt, 0) + _NOT_OK)
+                continue
             body_len = tail_unpack(buf, h)[2]
             body_at = h + 16
-            tat = body_at + body_len
-            ok = body_len >= 0 and tat + tl <= rend
+        else:
+            body_at = rat + _IPV4_BODY_AT
+        tat = body_at + body_len
+        ok = body_len >= 0 and tat + tl <= rend
         if ok:
             topic_len = buf[tat] if tl == 1 else i16(buf, tat)[0]
             pat = tat + tl + topic_len + 2
@@ -204,9 +213,9 @@ def summarize(buf: bytes, length: int, base: int, src_dl: bool, v4: bool, commit
         info = topic_ids.get(topic)
         if info is None:
             fast = bool(_TOPIC_CHARS.fullmatch(topic)) and topic not in _SPECIAL_TOPICS
-            info = topic_ids[topic] = (len(topics), topic + b"#", fast)
+            info = topic_ids[topic] = (len(topics), java_hash_ascii(topic + b"#"), fast)
             topics.append(topic)
-        tid, key_prefix, fast = info
+        tid, prefix_hash, fast = info
         props = buf[pat:rend]
         if (not fast or (props_len and (props[-1] == 0 or not props.isascii()))
                 or (props_len >= 20 and props.startswith(_CRC_TAIL, props_len - 20))
@@ -236,7 +245,7 @@ def summarize(buf: bytes, length: int, base: int, src_dl: bool, v4: bool, commit
                 e = props.find(b"\x02", i)
                 key = props[i:e] if e >= 0 else props[i:]
                 if key:
-                    key_append(key_hash_ascii(key_prefix + key))
+                    key_append(key_hash(prefix_hash, key))
         if _KEYS in props:
             i = props.rfind(_KEYS_LATER)
             i = i + len(_KEYS_LATER) if i >= 0 else (len(_KEYS) if props.startswith(_KEYS) else -1)
@@ -246,9 +255,9 @@ def summarize(buf: bytes, length: int, base: int, src_dl: bool, v4: bool, commit
                 if b" " in words:
                     for word in words.split(b" "):
                         if word:
-                            key_append(key_hash_ascii(key_prefix + word))
+                            key_append(key_hash(prefix_hash, word))
                 elif words:
-                    key_append(key_hash_ascii(key_prefix + words))
+                    key_append(key_hash(prefix_hash, words))
         append((pos, base + nxt, 1, rat, total, wsize, pat - 2 - rat, props_len, tid, queue_id, queue_offset, store_ms,
                 eindex, eterm, tags_code, key_at, len(keys) - key_at))
     return Summary(rows, topics, keys)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from mqbench.errors import CorruptDataError, UserError
 
 from .buffers import ByteView
-from .tags import java_hash, java_hash_ascii
+from .tags import java_hash, java_hash_ascii, pow31
 
 INDEX_HEADER_BYTES = 40
 HASH_SLOT_BYTES = 4
@@ -88,6 +88,16 @@ def key_hash(key: str) -> int:
 def key_hash_ascii(key: bytes) -> int:
     """``key_hash`` of an ASCII key given as its bytes (``tags.java_hash_ascii``)."""
     h = java_hash_ascii(key)
+    if h & 0x80000000:
+        h = 0x100000000 - h
+    return 0 if h > INT32_MAX else h
+
+
+def key_hash_ascii_after(prefix_hash: int, key: bytes) -> int:
+    """``key_hash_ascii(prefix + key)`` from ``prefix_hash = tags.java_hash_ascii(prefix)`` (the
+    hash of ``topic#`` is the same for all of a topic's keys: h(a + b) = h(a) * 31**len(b) + h(b)
+    mod 2**32, so only the key's own bytes are hashed)."""
+    h = (prefix_hash * pow31(len(key)) + java_hash_ascii(key)) & 0xFFFFFFFF
     if h & 0x80000000:
         h = 0x100000000 - h
     return 0 if h > INT32_MAX else h

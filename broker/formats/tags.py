@@ -23,6 +23,19 @@ _POW31_CACHED_MAX = 512
 _POW31: dict[int, tuple[int, ...]] = {}
 
 
+_POW31_OF_LENGTH: dict[int, int] = {}
+
+
+def pow31(n: int) -> int:
+    """31**n mod 2**32 (cached: the lengths of keys repeat)."""
+    p = _POW31_OF_LENGTH.get(n)
+    if p is None:
+        p = pow(31, n, 1 << 32)
+        if n <= _POW31_CACHED_MAX:
+            _POW31_OF_LENGTH[n] = p
+    return p
+
+
 def java_hash_ascii(data: bytes) -> int:
     """``java_hash`` of ASCII text given as its bytes, UNSIGNED (0..2**32-1): h = sum of
     c[i] * 31**(n-1-i) mod 2**32, evaluated in C (``map``/``sum``) with the powers cached per

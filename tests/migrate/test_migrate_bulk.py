@@ -11,8 +11,8 @@ import pytest
 
 from migrate_golden import build_store
 from mqbench.bench.migrate import build
-from mqbench.broker.formats.index_file import key_hash, key_hash_ascii
-from mqbench.broker.formats.tags import java_hash
+from mqbench.broker.formats.index_file import key_hash, key_hash_ascii, key_hash_ascii_after
+from mqbench.broker.formats.tags import java_hash, java_hash_ascii
 from mqbench.errors import MqbenchError
 from mqbench.migrate import bulk, prescan, run
 from mqbench.migrate.plan import Options
@@ -165,6 +165,9 @@ def test_ascii_java_hash_matches_the_definition():
             h = (31 * h + ord(c)) & 0xFFFFFFFF
         assert java_hash(text) == (h - (1 << 32) if h & 0x80000000 else h)
         assert key_hash_ascii(text.encode()) == key_hash(text)
+        for cut in {0, n // 3, n}:
+            prefix, key = text[:cut].encode(), text[cut:].encode()
+            assert key_hash_ascii_after(java_hash_ascii(prefix), key) == key_hash(text)
     assert key_hash("polygenelubricants") == 0        # String.hashCode() == Integer.MIN_VALUE
 
 
