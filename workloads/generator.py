@@ -22,7 +22,7 @@ import random
 from typing import Iterator
 
 from mqbench.errors import UserError
-from mqbench.workloads.bodies import iter_bodies
+from mqbench.workloads.bodies import iter_bodies, iter_bodies_with_fields
 from mqbench.workloads.distributions import zipf_index
 from mqbench.workloads.message import TraceMessage
 from mqbench.workloads.profile import DELAY_LEVELS_MS, DELAY_MAX_MS, Profile, TopicSpec
@@ -43,7 +43,10 @@ class _TopicStream:
 
     def __init__(self, topic: TopicSpec, seed: int | str):
         self.topic = topic
-        self.bodies = iter_bodies(topic.body_model, _rng(seed, "body", topic.name), **dict(topic.body_options))
+        rng = _rng(seed, "body", topic.name)
+        options = dict(topic.body_options)
+        self.bodies = iter_bodies_with_fields(topic.body_model, rng, **options) if topic.needs_body_fields \
+            else iter_bodies(topic.body_model, rng, **options)
         self.key_rng = _rng(seed, "key", topic.name)
         self.tag_rng = _rng(seed, "tags", topic.name)
         self.delay_rng = _rng(seed, "delay", topic.name)
@@ -54,8 +57,10 @@ class _TopicStream:
 
     def message(self, send_offset_us: int) -> TraceMessage:
         topic = self.topic
-        body = next(self.bodies)
-        fields = json.loads(body) if topic.needs_body_fields else None
+        if topic.needs_body_fields:
+            body, fields = next(self.bodies)
+        else:
+            body, fields = next(self.bodies), None
         properties = dict(topic.properties)
         for name, path in topic.properties_from_body:
             value = _field(fields, path)
