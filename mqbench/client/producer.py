@@ -310,7 +310,9 @@ class Producer(ClientBase):
                     return
                 except _Attempt as exc:
                     failure, refresh = exc, exc.refresh
-                except ClientError as exc:
+                except TRANSPORT_ERRORS as exc:    # an answer that does not parse: as _send, retried
+                    failure = exc
+                except Exception as exc:  # noqa: BLE001 - a callback must hand every failure to the caller
                     result.set_exception(exc)
                     return
             elif not isinstance(failure, TRANSPORT_ERRORS):
