@@ -14,7 +14,8 @@ A layout is a TOML file (built-ins live in ``broker/layouts/``)::
     hosts = ["h1", "h2", "h3"]
 
     [hosts.h1]
-    address = "127.0.2.1"          # a host is its own loopback address (the whole 127/8 is local)
+    address = "127.0.2.1"          # a host is its own loopback address (the whole 127/8 is local),
+                                   # or a Ray node's IP address (placed on that node: mqbench.ray.hosts)
 
     [groups.broker-a]              # one broker group = one Raft group
     replicas = ["h1", "h2", "h3"]  # one replica on each listed host, ids n0, n1, n2 in this order
@@ -37,12 +38,18 @@ instance k on a host listens for clients on ``broker_port + k * instance_port_st
 peers on that port + 1 and for RocketMQ 5 gRPC clients on that port + 2 (when the ``grpc`` extra
 is installed). Several instances per host is the multi-instance, cost-saving scheme.
 
+A layout whose hosts name node addresses (not loopback) only runs on a Ray cluster
+(``--cluster ray://...``): the launcher refuses it locally. A layout placed on Ray nodes is written
+as the same document in JSON (``DIR/layout.json``, its hosts' addresses those of their nodes), so
+``.json`` files load too.
+
 ``load_layout(name_or_path)`` returns a validated ``Layout`` or raises ``UserError`` naming the file
 and the key at fault. Everything here is pure: no sockets, no processes.
 """
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -173,11 +180,15 @@ def load_layout(name_or_path: str | Path) -> Layout:
             raise UserError(f"no layout {str(name_or_path)!r}: built-in layouts are {', '.join(builtin_layouts())}, "
                             "or give a path to a .toml file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except FileNotFoundError:
         raise UserError(f"layout file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"layout file {path} is not valid TOML: {exc}") from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"layout file {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: "
+                        f"{exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"layout file {path} must hold a table")
     return parse_layout(data, source=str(path))
 
 
@@ -208,9 +219,8 @@ def parse_layout(data: dict, source: str = "<layout>") -> Layout:
             address = ipaddress.ip_address(spec["address"])
         except (ValueError, TypeError):
             fail(f"hosts.{host}.address {spec['address']!r} is not an IP address")
-        if not address.is_loopback:
-            # Servers started by mqbench listen only on loopback (or in namespaces it creates).
-            fail(f"hosts.{host}.address {address} is not a loopback address (127.0.0.0/8 or ::1)")
+        if address.is_unspecified or address.is_multicast:
+            fail(f"hosts.{host}.address {address} is not a host's address")
         hosts[host] = str(address)
     if len(set(hosts.values())) != len(hosts):
         fail("two hosts share an address")

@@ -1,6 +1,7 @@
 """``mqbench cluster``: a reference cluster to use by hand, and the drills that break it.
 
     mqbench cluster up --layout raft3 [--dir D] [--durability memory|fsync] [--port-offset N] [--wait S] [--acl FILE]
+                       [--cluster ray://HEAD:10001 [--ray-head-workers]]
     mqbench cluster status [--dir D] [--json]
     mqbench cluster kill TARGET [--signal KILL|TERM|STOP|CONT]
     mqbench cluster start TARGET
@@ -8,7 +9,8 @@
     mqbench cluster down [--dir D] [--timeout S]
 
 The processes outlive the command (each runs in its own session); ``DIR/cluster.json`` records them
-so the later commands find them. The work is in ``mqbench.cluster.launcher``; this module only
+so the later commands find them. With ``--cluster`` each host runs on a Ray node of its own, under a
+detached named actor that the later commands reach through Ray (``mqbench.ray.hosts``). The work is in ``mqbench.cluster.launcher``; this module only
 parses flags and prints.
 """
 from __future__ import annotations
@@ -43,11 +45,24 @@ def _status_rows(state) -> list:
     return status(state)
 
 
+def _namesrv_running(state) -> bool:
+    namesrv = state.processes["namesrv"]
+    return state.hosts().states([namesrv])[namesrv.name] != "down"
+
+
+def _nodes(state) -> dict:
+    """host -> its Ray node ("hostname/ip"), for a cluster placed on Ray nodes; else {}."""
+    return {host: where["node"] for host, where in (state.settings.get("ray") or {}).get("hosts", {}).items()}
+
+
 def _status_doc(state, rows) -> dict:
+    ray = state.settings.get("ray")
     return document(STATUS_SCHEMA, directory=str(state.directory), layout=state.layout_name,
                     port_offset=state.port_offset, durability=state.settings.get("durability"),
                     namesrv_addr=state.processes["namesrv"].addr,
-                    namesrv_running=state.processes["namesrv"].alive(),
+                    namesrv_running=_namesrv_running(state),
+                    ray=None if not ray else {"address": ray["address"], "detached": ray["detached"],
+                                              "nodes": _nodes(state)},
                     grpc_addrs=_grpc_addrs(state),
                     instances=[{"instance": r.name, "group": r.group, "replica": r.replica_id, "host": r.host,
                                 "room": r.room, "role": r.role, "term": r.term, "leader": r.leader_id,
@@ -61,9 +76,14 @@ def _print_status(state, rows, as_json: bool) -> None:
         return
     namesrv = state.processes["namesrv"]
     click.echo(f"layout {state.layout_name}, name server {namesrv.addr} "
-               f"({'running' if namesrv.alive() else 'down'}), directory {state.directory}")
-    click.echo(table([[r.group, r.replica_id, r.host, r.room, r.role, r.term, r.addr, r.pid] for r in rows],
-                     ["group", "replica", "host", "room", "role", "term", "address", "pid"]))
+               f"({'running' if _namesrv_running(state) else 'down'}), directory {state.directory}")
+    nodes = _nodes(state)
+    if nodes:
+        click.echo(f"on the Ray cluster {state.settings['ray']['address']}")
+    click.echo(table([[r.group, r.replica_id, r.host, r.room, *([nodes.get(r.host)] if nodes else []), r.role, r.term,
+                       r.addr, r.pid] for r in rows],
+                     ["group", "replica", "host", "room", *(["ray node"] if nodes else []), "role", "term", "address",
+                      "pid"]))
     click.echo(_grpc_line(state))
 
 
@@ -95,9 +115,16 @@ def _grpc_line(state) -> str:
 @click.option("--acl", "acl_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="RocketMQ's plain_acl.yml: every broker checks client requests against its accounts "
                    "(accessKey/secretKey, topic and group permissions). Default: no ACL.")
+@click.option("--cluster", "ray_address", default=None, metavar="ray://HEAD:10001",
+              help="Place each host of the layout on a Ray node of its own (STRICT_SPREAD; a host whose address "
+                   "is a node's IP goes to that node), listening on its node's address; stores on the nodes' "
+                   "disks. The later status/kill/start/leader/down commands reach the processes through the hosts' "
+                   "detached Ray actors (found by name); down also removes the stores on the nodes. Needs "
+                   "`pip install 'mqbench[ray]'`, and this machine must reach the nodes' addresses.")
+@click.option("--ray-head-workers", is_flag=True, help="With --cluster: the head node may take a host too.")
 @json_option
 def up(layout_name: str, directory: Path, durability: str, port_offset: int, netns: bool, wait_s: float,
-       acl_file: Path | None, as_json: bool) -> None:
+       acl_file: Path | None, ray_address: str | None, ray_head_workers: bool, as_json: bool) -> None:
     """Start the name server and every broker instance of a layout, wait for leaders, print the cluster.
 
     With the grpc extra (pip install 'mqbench[grpc]') every broker also serves RocketMQ 5 gRPC
@@ -109,8 +136,15 @@ def up(layout_name: str, directory: Path, durability: str, port_offset: int, net
     if netns:
         raise UserError("--netns is not available in this version: every host runs on its own loopback address "
                         "instead (drop --netns)")
+    placer = None
+    if ray_address is not None:
+        from mqbench.ray.engine import RayEngine, RayOptions
+
+        placer = RayEngine(RayOptions(address=ray_address, head_workers=ray_head_workers)).host_placer(detached=True)
+    elif ray_head_workers:
+        raise UserError("--ray-head-workers needs --cluster ray://...")
     state = launch(layout_name, directory, port_offset=port_offset, durability=durability, wait_s=wait_s,
-                   acl_file=acl_file)
+                   acl_file=acl_file, placer=placer)
     _print_status(state, _status_rows(state), as_json)
 
 
@@ -138,6 +172,10 @@ def status(directory: Path, as_json: bool) -> None:
 @json_option
 def down(directory: Path, timeout_s: float, all_stale: bool, under: Path, as_json: bool) -> None:
     """Stop every process of the cluster (SIGTERM, SIGKILL after --timeout). Stores are kept.
+
+    A cluster on Ray nodes (`up --cluster`): its processes are stopped through their hosts' actors,
+    the stores on the nodes' disks are removed (nothing could reach them afterwards), and the
+    actors end.
 
     With --all-stale: the leftovers of embedded clusters whose command was killed are stopped and
     their folders deleted (a running command's clusters are left alone).

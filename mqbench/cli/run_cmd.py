@@ -208,8 +208,11 @@ them; none skips them; FILE takes `mqbench limits --json` output.
                    "what the ACL check costs.")
 @click.option("--cluster", "ray_cluster", default=None, metavar="ray://HEAD:10001",
               help="Run the workers as Ray actors on a Ray cluster's nodes (needs `pip install 'mqbench[ray]'`; "
-                   "mqbench installed on every node); an embedded --layout places each host's brokers on a node of "
-                   "its own. The result's `ray` field names the nodes, their clock offsets, CPU and network.")
+                   "mqbench installed on every node); an embedded --layout places each host (brokers, name server) on "
+                   "a node of its own, listening on the node's address (a layout host whose address is a node's IP "
+                   "goes to that node); broker CPU is read on those nodes. While it runs, `mqbench cluster kill/"
+                   "start/status --dir OUT/.work/<run>-cell1` reach its processes through Ray. The result's `ray` "
+                   "field names the nodes, their clock offsets, CPU and network.")
 @click.option("--ray", "ray_mode", type=click.Choice(["auto"]), default=None,
               help="'auto': the Ray cluster this command runs in (a RayJob's entrypoint), as --cluster.")
 @click.option("--workers-per-node", type=click.IntRange(1, 64), default=1, show_default=True,

@@ -16,6 +16,11 @@ The broker instance process is ``python -m mqbench.broker.server.main``; it read
 file, so every process agrees on addresses, peers and preferred leaders. ``up`` creates the
 cluster secret ``DIR/cluster.secret`` (mode 0600; kept when the directory already has one) and
 passes it to the name server and every broker: Raft frames and registrations are authenticated.
+
+Every process check, signal, start and stop goes through ``state.hosts()`` (``processes``): this
+machine's psutil, or, for a layout placed on Ray nodes (``up(..., placer=...)``, see
+``mqbench.ray.hosts``), the node actor of each host. A placed layout's hosts listen on their nodes'
+addresses; the local port check and the loopback-only rule apply to local clusters only.
 """
 from __future__ import annotations
 
@@ -33,8 +38,7 @@ from mqbench.broker.formats.signature import Credentials
 from mqbench.broker.layout import Layout, load_layout
 from mqbench.broker.server.acl import load_acl_file
 from mqbench.cluster.owners import lifeline_for, owner_settings, release
-from mqbench.cluster.processes import (ClusterState, ProcessRecord, python_argv, send_signal, spawn, stop, tail,
-                                       wait_gone)
+from mqbench.cluster.processes import LOCAL, ClusterState, ProcessRecord, python_argv
 from mqbench.errors import UserError
 
 BROKER_MODULE = "mqbench.broker.server.main"
@@ -94,15 +98,18 @@ def _records(layout: Layout, directory: Path, port_offset: int, durability: str,
 
 def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: str = "memory",
        wait_s: float = 60.0, extra_args: list[str] | None = None, acl_file: str | Path | None = None,
-       die_with_parent: bool = False, spawner=None) -> ClusterState:
+       die_with_parent: bool = False, placer=None) -> ClusterState:
     """Start every process of the layout and wait until each group has a routed leader.
 
     ``acl_file``: RocketMQ's plain_acl.yml, checked by every broker (``--acl``); the launcher's own
     requests are then signed with the cluster secret (``cluster_credentials``).
     ``die_with_parent``: every process ends when this process ends, however it ends, and the folder
     records this process as its owner (``mqbench.cluster.owners``); ``down`` releases it.
-    ``spawner``: what starts a process (``processes.spawn``'s signature; default that function):
-    ``mqbench.ray.engine`` starts each host's brokers on its own Ray node with it.
+    ``placer``: places the layout's hosts elsewhere (``mqbench.ray.hosts.RayPlacer``):
+    ``placer.place(layout, directory, port_offset)`` returns the layout with its hosts' real addresses (written
+    to ``DIR/layout.json``), what runs the processes there, and the settings recorded in
+    ``cluster.json``; it checks the ports on the nodes. Without one, every host must be a
+    loopback address of this machine and its ports free here.
 
     Raises ``UserError`` for an unknown layout, a busy port, a directory whose cluster still runs,
     or when no leader is routed within ``wait_s`` (then every process started here is stopped).
@@ -114,18 +121,28 @@ def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: s
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / "cluster.json").exists():
         existing = ClusterState.load(directory)
-        running = [r.name for r in existing.processes.values() if r.alive()]
+        records = list(existing.processes.values())
+        states = existing.hosts().states(records) if existing.settings.get("ray", {}).get("detached") or \
+            not existing.settings.get("ray") else {}
+        running = [name for name, state in states.items() if state != "down"]
         if running:
             raise UserError(f"a cluster is already running in {directory} ({', '.join(running)}); "
                             f"`mqbench cluster down --dir {directory}` first")
-    check_ports_free(layout)
-    broker_args = list(extra_args or [])
     settings = {"durability": durability, "extra_args": extra_args or []}
+    broker_args = list(extra_args or [])
     if acl_file is not None:
         acl_path = Path(acl_file).resolve()
         load_acl_file(acl_path)          # a bad file is the user's error now, not a broker that dies later
         broker_args += ["--acl", str(acl_path)]
         settings["acl"] = str(acl_path)
+    hosts = LOCAL
+    if placer is None:
+        check_loopback(layout)
+        check_ports_free(layout)
+    else:
+        placed, hosts, placed_settings = placer.place(load_layout(layout_name), directory, port_offset)
+        layout = placed.with_port_offset(port_offset)
+        settings.update(placed_settings)
     records = _records(layout, directory, port_offset, durability, broker_args)
     state = ClusterState(directory=directory, layout_source=str(Path(layout.source).resolve()),
                          layout_name=layout.name, port_offset=port_offset, settings=settings, processes=records)
@@ -134,22 +151,34 @@ def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: s
         state.settings.update(owner_settings())
         lifeline = lifeline_for(directory)
     deadline = time.monotonic() + wait_s
-    spawner = spawner or spawn
     try:
-        spawner(records["namesrv"], lifeline=lifeline)
         state.save()
-        wait_listening(records["namesrv"], deadline, wait_s)
+        hosts.spawn(records["namesrv"], lifeline=lifeline)
+        state.save()
+        wait_listening(state, records["namesrv"], deadline, wait_s)
         for record in records.values():
             if record.kind == "broker":
-                spawner(record, lifeline=lifeline)
+                hosts.spawn(record, lifeline=lifeline)
         state.save()
         wait_for_leaders(state, max(deadline - time.monotonic(), 0.5))
         wait_for_preferred_leaders(state, min(PREFERRED_WAIT_S, max(deadline - time.monotonic(), 0.0)))
     except BaseException:  # UserError, or ^C while waiting: leave nothing running behind
-        stop(list(state.processes.values()), timeout_s=5)
+        hosts.stop(list(state.processes.values()), timeout_s=5)
+        hosts.forget()
         release(directory)
         raise
     return state
+
+
+def check_loopback(layout: Layout) -> None:
+    """``UserError`` unless every host of ``layout`` is a loopback address: processes started on
+    this machine listen there only; a layout naming real node addresses runs on a Ray cluster."""
+    import ipaddress
+
+    for host, address in layout.hosts.items():
+        if not ipaddress.ip_address(address).is_loopback:
+            raise UserError(f"layout {layout.name}: host {host} has the node address {address}, which is not a "
+                            "loopback address of this machine; place it on its Ray node with --cluster ray://HEAD:10001")
 
 
 def check_ports_free(layout: Layout) -> None:
@@ -158,11 +187,23 @@ def check_ports_free(layout: Layout) -> None:
     The probe binds with SO_REUSEADDR, as the servers do, so only a listener (not a TIME_WAIT
     leftover of an earlier run) counts as busy.
     """
-    wanted = [(layout.hosts[layout.namesrv_host], layout.namesrv_port, "the name server")]
+    check_addresses_free(wanted_ports(layout))
+
+
+def wanted_ports(layout: Layout, host: str | None = None) -> list[tuple[str, int, str]]:
+    """(address, port, what) of every server of ``layout`` (of ``host`` only, when given)."""
+    wanted = [(layout.hosts[layout.namesrv_host], layout.namesrv_port, "the name server")] \
+        if host in (None, layout.namesrv_host) else []
     for instance in layout.instances:
-        wanted.append((instance.address, instance.port, f"{instance.name} (clients)"))
-        wanted.append((instance.address, instance.raft_port, f"{instance.name} (Raft peers)"))
-        wanted.append((instance.address, instance.grpc_port, f"{instance.name} (gRPC clients)"))
+        if host in (None, instance.host):
+            wanted.append((instance.address, instance.port, f"{instance.name} (clients)"))
+            wanted.append((instance.address, instance.raft_port, f"{instance.name} (Raft peers)"))
+            wanted.append((instance.address, instance.grpc_port, f"{instance.name} (gRPC clients)"))
+    return wanted
+
+
+def check_addresses_free(wanted: list[tuple[str, int, str]]) -> None:
+    """``check_ports_free`` for a list of (address, port, what)."""
     for address, port, what in wanted:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -176,13 +217,14 @@ def check_ports_free(layout: Layout) -> None:
                 raise UserError(f"cannot bind {address}:{port} for {what}: {exc.strerror or exc}") from None
 
 
-def wait_listening(record: ProcessRecord, deadline: float, wait_s: float) -> None:
+def wait_listening(state: ClusterState, record: ProcessRecord, deadline: float, wait_s: float) -> None:
     """Block until ``record``'s address accepts TCP connections; ``UserError`` if it dies or times out."""
     host, _, port = record.addr.rpartition(":")
+    hosts = state.hosts()
     while True:
-        if not record.alive():
+        if hosts.states([record])[record.name] == "down":
             raise UserError(f"{record.name} exited while starting; last lines of {record.log_path}:\n"
-                            f"{tail(record.log_path)}")
+                            f"{hosts.tail(record)}")
         try:
             with socket.create_connection((host, int(port)), timeout=0.5):
                 return
@@ -199,25 +241,18 @@ def start(state: ClusterState, target: str) -> list[str]:
     and resume (SIGCONT) the stopped ones. Returns the names acted on."""
     started = []
     owned = state.settings.get("owner_pid") == os.getpid()
-    for record in state.select(target):
-        proc = record.process()
-        if proc is None:
-            spawn(record, lifeline=lifeline_for(state.directory) if owned else None)
+    hosts = state.hosts()
+    records = state.select(target)
+    states = hosts.states(records)
+    for record in records:
+        if states[record.name] == "down":
+            hosts.spawn(record, lifeline=lifeline_for(state.directory) if owned else None)
             started.append(record.name)
-        elif _is_stopped(proc):
-            proc.send_signal(signal.SIGCONT)
+        elif states[record.name] == "stopped":
+            hosts.signal([record], signal.SIGCONT)
             started.append(record.name)
     state.save()
     return started
-
-
-def _is_stopped(proc) -> bool:
-    import psutil
-
-    try:
-        return proc.status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
-    except psutil.Error:
-        return False
 
 
 def kill(state: ClusterState, target: str, sig: int = signal.SIGKILL) -> list[str]:
@@ -226,13 +261,13 @@ def kill(state: ClusterState, target: str, sig: int = signal.SIGKILL) -> list[st
     After SIGKILL it waits (up to 5 s) until they are gone, so a following ``start`` can bind
     their ports again; after SIGSTOP (up to 2 s) until they show as stopped."""
     records = state.select(target)
-    hit = send_signal(records, sig)
+    hosts = state.hosts()
+    hit = hosts.signal(records, sig)
     if sig == signal.SIGKILL:
-        wait_gone([r for r in records if r.name in hit], 5.0)
+        hosts.wait_gone([r for r in records if r.name in hit], 5.0)
     elif sig == signal.SIGSTOP:  # the kernel stops a process asynchronously: report it once it is
         deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline and not all(
-                _is_stopped(p) for p in (r.process() for r in records if r.name in hit) if p is not None):
+        while time.monotonic() < deadline and "running" in hosts.states([r for r in records if r.name in hit]).values():
             time.sleep(0.01)
     return hit
 
@@ -240,14 +275,19 @@ def kill(state: ClusterState, target: str, sig: int = signal.SIGKILL) -> list[st
 def down(state: ClusterState, timeout_s: float = 10.0) -> dict[str, str]:
     """Clean stop of every process, SIGKILL after ``timeout_s``; name -> how it ended.
 
-    SIGSTOPped processes are resumed first, or they could not act on SIGTERM."""
-    for record in state.processes.values():
-        proc = record.process()
-        if proc is not None and _is_stopped(proc):
-            proc.send_signal(signal.SIGCONT)
-    brokers = [r for r in state.processes.values() if r.kind == "broker"]
-    outcome = stop(brokers, timeout_s)
-    outcome.update(stop([r for r in state.processes.values() if r.kind == "namesrv"], timeout_s))
+    SIGSTOPped processes are resumed first, or they could not act on SIGTERM. On Ray nodes the
+    brokers' stores are removed from the nodes' disks too, and the host actors end (nothing could
+    reach those disks afterwards); a local cluster keeps its stores."""
+    hosts = state.hosts()
+    records = list(state.processes.values())
+    stopped = [r for r in records if hosts.states([r])[r.name] == "stopped"]
+    if stopped:
+        hosts.signal(stopped, signal.SIGCONT)
+    brokers = [r for r in records if r.kind == "broker"]
+    outcome = hosts.stop(brokers, timeout_s)
+    outcome.update(hosts.stop([r for r in records if r.kind == "namesrv"], timeout_s))
+    hosts.remove_stores(brokers)
+    hosts.forget()
     release(state.directory)
     return outcome
 
@@ -263,21 +303,22 @@ async def status_async(state: ClusterState, timeout_s: float = 2.0) -> list[Inst
 
     layout = cluster_layout(state)
     credentials = cluster_credentials(state)
+    missing = [i.name for i in layout.instances if i.name not in state.processes]
+    if missing:
+        raise UserError(f"{state.directory / 'cluster.json'} records no process for {missing[0]}; "
+                        "was the layout file changed after `cluster up`?")
+    states = await asyncio.to_thread(state.hosts().states, [state.processes[i.name] for i in layout.instances])
 
     async def one(instance) -> InstanceStatus:
-        record = state.processes.get(instance.name)
-        if record is None:
-            raise UserError(f"{state.directory / 'cluster.json'} records no process for {instance.name}; "
-                            "was the layout file changed after `cluster up`?")
-        proc = record.process()
+        record = state.processes[instance.name]
+        process = states[instance.name]
         result = InstanceStatus(name=instance.name, group=instance.group, replica_id=instance.replica_id,
                                 host=instance.host, room=instance.room, addr=instance.addr,
-                                process="running" if proc is not None else "down", role="down",
-                                pid=record.pid if proc is not None else None)
-        if proc is None:
+                                process=process, role="down", pid=record.pid if process != "down" else None)
+        if process == "down":
             return result
-        if _is_stopped(proc):
-            result.process = result.role = "stopped"
+        if process == "stopped":
+            result.role = "stopped"
             return result
         try:
             info = await query_runtime_info(instance.addr, timeout_s, credentials=credentials)
@@ -298,12 +339,14 @@ def wait_for_leaders(state: ClusterState, wait_s: float) -> list[InstanceStatus]
     """Block until every group has a live leader that answers and that the name server routes to
     (brokerId 0 of its broker name); raise ``UserError`` on timeout or when a process died."""
     deadline = time.monotonic() + wait_s
+    hosts = state.hosts()
     while True:
-        dead = [r for r in state.processes.values() if not r.alive()]
+        states = hosts.states(list(state.processes.values()))
+        dead = [r for r in state.processes.values() if states[r.name] == "down"]
         if dead:
             record = dead[0]
             raise UserError(f"{record.name} exited while starting; last lines of {record.log_path}:\n"
-                            f"{tail(record.log_path)}")
+                            f"{hosts.tail(record)}")
         rows = status(state, timeout_s=1.0)
         groups = {r.group for r in rows}
         leaders = {r.group: r.addr for r in rows if r.role == "leader"}

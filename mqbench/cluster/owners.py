@@ -95,7 +95,9 @@ def remove_stale(root: str | os.PathLike) -> list[Path]:
 
     removed = []
     for folder in stale_clusters(root):
-        stop(list(ClusterState.load(folder).processes.values()), timeout_s=5.0)
+        state = ClusterState.load(folder)
+        if not state.settings.get("ray"):   # a run's Ray host actors ended with the run's driver
+            stop(list(state.processes.values()), timeout_s=5.0)
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
     try:

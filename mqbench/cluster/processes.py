@@ -13,6 +13,12 @@ pid, so a recycled pid is never mistaken for (or killed as) one of ours.
 
 Contract: ``ClusterState.load(dir)`` raises ``UserError`` when no cluster was started there;
 ``kill`` and ``stop`` only ever signal processes whose pid *and* start time match their record.
+
+Where the processes run: ``ClusterState.hosts()`` is what checks, signals, starts and stops them.
+``LOCAL`` (``LocalHosts``) does it with psutil on this machine; a cluster placed on Ray nodes
+(``settings["ray"]``, written by ``mqbench.ray.hosts``) routes every one of those operations
+through its hosts' named actors on their nodes (``mqbench.ray.hosts.RayHosts``), with the same
+functions below run there.
 """
 from __future__ import annotations
 
@@ -66,6 +72,63 @@ class ProcessRecord:
     def alive(self) -> bool:
         return self.process() is not None
 
+    def state(self) -> str:
+        """``running``, ``stopped`` (SIGSTOPped) or ``down``."""
+        proc = self.process()
+        if proc is None:
+            return "down"
+        try:
+            return "stopped" if proc.status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP) else "running"
+        except psutil.Error:
+            return "down"
+
+    def cpu_s(self) -> float | None:
+        """CPU seconds (user + system) used so far, None when it is not running."""
+        proc = self.process()
+        if proc is None:
+            return None
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            return None
+        return times.user + times.system
+
+
+class LocalHosts:
+    """The processes of a cluster whose hosts are this machine's addresses (psutil, here)."""
+
+    remote = False
+
+    def states(self, records: list[ProcessRecord]) -> dict[str, str]:
+        return {r.name: r.state() for r in records}
+
+    def spawn(self, record: ProcessRecord, lifeline=None) -> None:
+        spawn(record, lifeline=lifeline)
+
+    def signal(self, records: list[ProcessRecord], sig: int) -> list[str]:
+        return send_signal(records, sig)
+
+    def wait_gone(self, records: list[ProcessRecord], timeout_s: float) -> list[ProcessRecord]:
+        return wait_gone(records, timeout_s)
+
+    def stop(self, records: list[ProcessRecord], timeout_s: float) -> dict[str, str]:
+        return stop(records, timeout_s)
+
+    def cpu_s(self, records: list[ProcessRecord]) -> dict[str, float | None]:
+        return {r.name: r.cpu_s() for r in records}
+
+    def tail(self, record: ProcessRecord, lines: int = 15) -> str:
+        return tail(record.log_path, lines)
+
+    def remove_stores(self, records: list[ProcessRecord]) -> None:
+        """Nothing: a local cluster's stores stay in its folder (``cluster down`` keeps them)."""
+
+    def forget(self) -> None:
+        """Nothing to release for local processes."""
+
+
+LOCAL = LocalHosts()
+
 
 @dataclass
 class ClusterState:
@@ -97,6 +160,14 @@ class ClusterState:
                    settings=_field(doc, "settings", dict, path, default={}),
                    processes={name: _record(name, rec, path)
                               for name, rec in _field(doc, "processes", dict, path).items()})
+
+    def hosts(self):
+        """What runs this cluster's processes (module doc): ``LOCAL``, or the Ray hosts."""
+        if self.settings.get("ray"):
+            from mqbench.ray.hosts import RayHosts
+
+            return RayHosts.of(self)
+        return LOCAL
 
     def save(self) -> None:
         doc = {"schema": STATE_SCHEMA, "layout_source": self.layout_source, "layout_name": self.layout_name,

@@ -4,8 +4,10 @@
   uncertainty of a worker placement;
 * ``agents``: the Ray actor that runs on a node: driver workers (the same ``run.workers`` process),
   broker host processes, clock samples, CPU and network counters;
+* ``hosts``: a layout's hosts on nodes (named actors, node addresses) and the cluster commands'
+  process operations routed through them;
 * ``engine``: the driver's side: connect, choose nodes, place workers and layout hosts, relay the
   workers' pipe protocol so ``run.orchestrator`` sees its usual ``WorkerSet``.
 
-Only ``engine`` and ``agents`` import ``ray``; ``clock`` is importable without it.
+Only ``engine``, ``hosts`` and ``agents`` import ``ray``; ``clock`` is importable without it.
 """

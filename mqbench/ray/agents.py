@@ -14,10 +14,17 @@ Contract:
 * ``poll(timeout_s)``: ``(messages, ended, exitcode)``: every message the worker sent so far (waits
   up to ``timeout_s`` for the first); ``ended`` once its pipe closed;
 * ``send(message)`` / ``stop(timeout_s)``: control, then SIGTERM and SIGKILL after ``timeout_s``;
-* ``spawn_process(record, secret)``: one broker/name server process of a layout host, with the
-  cluster secret written to the record's ``--cluster-secret-file`` path on this node (mode 0600)
-  when it is not there; the processes end with the agent (a lifeline);
-* ``signal_process(name, sig)``, ``process_alive(name)``, ``stop_processes(timeout_s)``.
+* ``spawn_process(record, files)``: one broker/name server process of a layout host, run by this
+  node's Python (the record's argv[0] is replaced); ``files`` (path -> bytes: the cluster secret,
+  the placed layout) are written first where they are missing or differ (mode 0600); the
+  processes end with the agent (a lifeline). Returns the pid, start time and argv to record;
+* the operations of ``cluster.processes.LocalHosts`` on records (as dicts) of this node:
+  ``process_states``, ``signal_processes``, ``wait_gone``, ``stop_processes``, ``cpu_s``, ``tail``,
+  ``remove_stores`` (each record's ``store`` folder), ``busy_ports`` (the launcher's port check).
+
+An agent holds no cluster state of its own: every call carries its records (``cluster.json`` is the
+truth), so a later ``mqbench cluster`` command, a new Ray driver that found the agent by its name,
+acts on the same processes.
 """
 from __future__ import annotations
 
@@ -33,7 +40,7 @@ class NodeAgent:
         self.worker = None      # multiprocessing.Process
         self.conn = None        # the agent's end of the worker's pipe
         self.ended = False
-        self.records: dict = {}  # name -> cluster.processes.ProcessRecord
+        self.lifeline = None     # broker.lifeline.Lifeline of the processes this agent started
 
     # --- the node --------------------------------------------------------------------------
 
@@ -119,34 +126,79 @@ class NodeAgent:
 
     # --- a layout host's processes -------------------------------------------------------
 
-    def spawn_process(self, record_doc: dict, secret: bytes) -> tuple[int, float]:
-        from mqbench.cluster.owners import lifeline_for
+    def spawn_process(self, record_doc: dict, files: dict[str, bytes]) -> tuple[int, float, list[str]]:
+        import sys
+
+        from mqbench.broker.lifeline import Lifeline
         from mqbench.cluster.processes import ProcessRecord, spawn
 
+        for name, content in files.items():
+            path = Path(name)
+            if path.exists() and path.read_bytes() == content:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+            os.replace(temp, path)
         record = ProcessRecord(**record_doc)
-        argv = record.argv
-        if "--cluster-secret-file" in argv:
-            path = Path(argv[argv.index("--cluster-secret-file") + 1])
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(secret)
-        spawn(record, lifeline=lifeline_for(Path(record.workdir).parent))
-        self.records[record.name] = record
-        return record.pid, record.started_at_s
+        record.argv = [sys.executable, *record.argv[1:]]    # this node's interpreter of the same install
+        if self.lifeline is None:
+            self.lifeline = Lifeline()
+        spawn(record, lifeline=self.lifeline)
+        return record.pid, record.started_at_s, record.argv
 
-    def process_alive(self, name: str) -> bool:
-        record = self.records.get(name)
-        return record is not None and record.alive()
+    @staticmethod
+    def _records(docs: list[dict]) -> list:
+        from mqbench.cluster.processes import ProcessRecord
 
-    def signal_process(self, name: str, sig: int) -> list[str]:
+        return [ProcessRecord(**doc) for doc in docs]
+
+    def process_states(self, docs: list[dict]) -> dict[str, str]:
+        return {r.name: r.state() for r in self._records(docs)}
+
+    def signal_processes(self, docs: list[dict], sig: int) -> list[str]:
         from mqbench.cluster.processes import send_signal
 
-        record = self.records.get(name)
-        return [] if record is None else send_signal([record], sig)
+        return send_signal(self._records(docs), sig)
 
-    def stop_processes(self, timeout_s: float = 10.0) -> dict[str, str]:
+    def wait_gone(self, docs: list[dict], timeout_s: float) -> list[str]:
+        from mqbench.cluster.processes import wait_gone
+
+        return [r.name for r in wait_gone(self._records(docs), timeout_s)]
+
+    def stop_processes(self, docs: list[dict], timeout_s: float) -> dict[str, str]:
         from mqbench.cluster.processes import stop
 
-        return stop(list(self.records.values()), timeout_s=timeout_s)
+        return stop(self._records(docs), timeout_s=timeout_s)
+
+    def cpu_s(self, docs: list[dict]) -> dict[str, float | None]:
+        return {r.name: r.cpu_s() for r in self._records(docs)}
+
+    def tail(self, doc: dict, lines: int) -> str:
+        from mqbench.cluster.processes import tail
+
+        return tail(self._records([doc])[0].log_path, lines)
+
+    def remove_stores(self, docs: list[dict]) -> list[str]:
+        import shutil
+
+        removed = []
+        for record in self._records(docs):
+            store = Path(record.workdir) / "store"
+            if store.is_dir():
+                shutil.rmtree(store, ignore_errors=True)
+                removed.append(str(store))
+        return removed
+
+    def busy_ports(self, wanted: list[tuple[str, int, str]]) -> str | None:
+        """The launcher's port check on this node: None when every (address, port) binds, else why not."""
+        from mqbench.cluster.launcher import check_addresses_free
+        from mqbench.errors import UserError
+
+        try:
+            check_addresses_free(wanted)
+        except UserError as exc:
+            return str(exc)
+        return None

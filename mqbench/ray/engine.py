@@ -9,11 +9,10 @@
   its spec, so the worker runs on the driver's clock. Each returns a ``run.workers.WorkerHandle``
   whose pipe is relayed over actor calls by a thread, so the orchestrator's ``WorkerSet`` code is
   the one it always runs (pacing, histograms and merging unchanged);
-* ``host_spawner(layout)`` places a layout's hosts: one placement group, one bundle per host,
-  ``STRICT_SPREAD`` (each host on a distinct node), a host's bundle asking for the node resource
-  ``mqbench_room_<room>`` when some node offers it (rooms as node resources); a host's processes
-  are started by its bundle's agent, in the same folders and with the same arguments as locally
-  (the node's local disk), the cluster secret shipped to the node (mode 0600);
+* ``host_placer()`` places a layout's hosts for ``cluster.launcher.up`` (``ray.hosts``): each on
+  a node of its own (STRICT_SPREAD, rooms as node resources) or on the node its address names,
+  one named actor per host running its processes in the same folders and with the same arguments
+  as locally (the node's local disk), listening on the node's address;
 * ``sample_counters()`` / ``report(first, last)``: per node CPU busy seconds, the workers' CPU
   seconds, network bytes, clock offset and uncertainty; the result's ``ray`` field.
 
@@ -28,7 +27,7 @@ import math
 import multiprocessing
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from mqbench.errors import UserError
@@ -68,6 +67,28 @@ def import_ray():
     except ImportError:
         raise UserError("--cluster ray://... needs Ray: pip install 'mqbench[ray]'") from None
     return ray
+
+
+def connect(address: str):
+    """``ray``, connected to the cluster at ``address`` in the ``mqbench`` namespace (once per
+    process; a Ray client connection that fails to start is tried once more: the head's client
+    server sometimes fails to start a session under load). UserError when it cannot be reached."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray
+    for attempt in (1, 2):
+        try:
+            ray.init(address=address, namespace="mqbench", log_to_driver=False, logging_level=logging.WARNING)
+            return ray
+        except Exception as exc:  # noqa: BLE001 - connection refused, version mismatch: one line
+            if attempt == 2 or not address.startswith("ray://"):
+                raise UserError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
+            log.info("Ray client connection failed, once more: %s", exc)
+            try:
+                ray.shutdown()
+            except Exception:  # noqa: BLE001
+                pass
+    raise AssertionError("unreachable")
 
 
 class _RemoteProcess:
@@ -173,12 +194,7 @@ class RayEngine:
     def __init__(self, options: RayOptions):
         options.validate()
         self.options = options
-        self.ray = ray = import_ray()
-        try:
-            ray.init(address=options.address, namespace="mqbench", log_to_driver=False,
-                     logging_level=logging.WARNING)
-        except Exception as exc:  # noqa: BLE001 - connection refused, version mismatch: one line
-            raise UserError(f"cannot connect to the Ray cluster at {options.address}: {exc}") from None
+        self.ray = ray = connect(options.address)
         self.agent_class = ray.remote(NodeAgent)
         self.actors: list = []
         self.groups: list = []
@@ -264,59 +280,19 @@ class RayEngine:
 
     # --- layout hosts --------------------------------------------------------------------
 
-    def host_spawner(self, layout):
-        """A ``launcher.up`` spawner that starts each broker on its host's node (module doc); the
-        name server stays with the driver."""
-        from ray.util.placement_group import placement_group
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    def host_placer(self, detached: bool = False):
+        """``launcher.up``'s placer: each layout host on a node of its own (``ray.hosts``);
+        ``detached`` for ``mqbench cluster up`` (outlives this driver)."""
+        from mqbench.ray.hosts import RayPlacer
 
-        hosts = sorted({i.host for i in layout.instances})
-        offered = {r for n in self.ray.nodes() if n.get("Alive") for r in n.get("Resources", {})}
-        bundles, selectors = [], []
-        for host in hosts:
-            bundle = {"CPU": 0.01}
-            room = ROOM_RESOURCE + layout.room_of(host)
-            if room in offered:
-                bundle[room] = 0.001
-            bundles.append(bundle)
-        if not self.options.head_workers:
-            head = [n["NodeID"] for n in self.ray.nodes() if n.get("Alive") and HEAD_RESOURCE in n.get("Resources", {})]
-            selectors = [{"ray.io/node-id": f"!in({','.join(head)})"} for _ in hosts] if head else []
-        usable = len(self.nodes())
-        if usable < len(hosts):
-            raise UserError(f"layout {layout.name} has {len(hosts)} hosts, each on its own node; the Ray cluster has "
-                            f"{usable} nodes for them" + ("" if self.options.head_workers else " (not the head)"))
-        group = placement_group(bundles, strategy="STRICT_SPREAD", name="", bundle_label_selector=selectors or None)
-        self.groups.append(group)
-        try:
-            self.ray.get(group.ready(), timeout=PLACE_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001 - GetTimeoutError: the resources are not there
-            raise UserError(f"layout {layout.name}: Ray could not place {len(hosts)} hosts on distinct nodes "
-                            f"within {PLACE_TIMEOUT_S:.0f} s ({type(exc).__name__})") from None
-        agents = {}
-        for index, host in enumerate(hosts):
-            agents[host] = self._agent(f"host {host}", scheduling_strategy=PlacementGroupSchedulingStrategy(
-                placement_group=group, placement_group_bundle_index=index))
-            info = self.ray.get(agents[host].info.remote(), timeout=60)
-            self.host_nodes[host] = info["node_id"]
-            self.node_names.setdefault(info["node_id"], f"{info['hostname']}/{info['node_ip']}")
-            self.placed["host"].append(info["node_id"])
-            self.measure_clock(info["node_id"], agents[host])
+        return RayPlacer(self, detached)
 
-        def spawn(record, env=None, lifeline=None) -> None:
-            from mqbench.cluster.processes import spawn as local_spawn
-
-            if record.kind != "broker":
-                local_spawn(record, env, lifeline)
-                return
-            secret = b""
-            if "--cluster-secret-file" in record.argv:
-                with open(record.argv[record.argv.index("--cluster-secret-file") + 1], "rb") as handle:
-                    secret = handle.read()
-            doc = asdict(record)
-            record.pid, record.started_at_s = self.ray.get(agents[record.host].spawn_process.remote(doc, secret),
-                                                           timeout=60)
-        return spawn
+    def note_host(self, host: str, info: dict, agent) -> None:
+        """A layout host placed on ``info``'s node: named in the report, its clock measured."""
+        self.host_nodes[host] = info["node_id"]
+        self.node_names.setdefault(info["node_id"], f"{info['hostname']}/{info['node_ip']}")
+        self.placed["host"].append(info["node_id"])
+        self.measure_clock(info["node_id"], agent)
 
     # --- figures ----------------------------------------------------------------------------
 

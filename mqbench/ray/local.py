@@ -6,9 +6,11 @@ has only loopback (``private_netns_argv``: ``unshare -n``, root or user namespac
 Ray's node address is 127.0.0.1 and nothing it opens is reachable from outside.
 
 ``local_ray(nodes)`` runs ``ray start --head`` (no CPU for work: nothing lands on the head unless
-asked) and ``nodes`` worker nodes, each with one CPU, the smallest object store Ray takes, its own
-resource ``mqbench_node_<i>`` and the room resource ``mqbench_room_room1``; every process listens on
-127.0.0.1 with ports of its own; every ``ray start`` is bounded by ``START_TIMEOUT_S``. On leaving
+asked) on 127.0.0.1 and ``nodes`` worker nodes, each with one CPU, the smallest object store Ray
+takes, its own resource ``mqbench_node_<i>``, the room resource ``mqbench_room_room1`` and its own
+node address ``127.0.0.<i + 2>`` (Ray keeps a loopback node address inside the namespace), so a
+layout placed on them listens on distinct node addresses as on separate machines; every process
+listens on loopback with ports of its own; every ``ray start`` is bounded by ``START_TIMEOUT_S``. On leaving
 it (however the block ends) ``ray stop --force`` ends every Ray process this user runs here, and
 the temp folder goes. Yields the ``ray://`` address.
 """
@@ -54,6 +56,11 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
+def node_address(index: int) -> str:
+    """The node address of worker node ``index`` of ``local_ray``."""
+    return f"127.0.0.{index + 2}"
+
+
 def _ray_bin() -> str:
     return str(Path(sys.executable).with_name("ray"))
 
@@ -78,15 +85,15 @@ def local_ray(nodes: int = 3, room: str = "room1"):
     temp = tempfile.mkdtemp(prefix="mqbray-", dir="/tmp")  # short: Ray's socket paths live under it
     gcs, client = _free_ports(2)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}
-    common = ["--node-ip-address", "127.0.0.1", "--object-store-memory", str(OBJECT_STORE_BYTES),
-              "--disable-usage-stats"]
+    common = ["--object-store-memory", str(OBJECT_STORE_BYTES), "--disable-usage-stats"]
     try:
         _ray_start(["--head", "--port", str(gcs), "--ray-client-server-port", str(client), "--include-dashboard",
-                    "false", "--num-cpus", "0", "--temp-dir", temp, *common, *_node_ports()], env)
+                    "false", "--num-cpus", "0", "--temp-dir", temp, "--node-ip-address", "127.0.0.1", *common,
+                    *_node_ports()], env)
         for index in range(nodes):
             resources = {f"mqbench_node_{index}": 1, f"mqbench_room_{room}": 1}
             _ray_start(["--address", f"127.0.0.1:{gcs}", "--num-cpus", "1", "--resources", json.dumps(resources),
-                        *common, *_node_ports()], env)
+                        "--node-ip-address", node_address(index), *common, *_node_ports()], env)
         yield f"ray://127.0.0.1:{client}"
     finally:
         subprocess.run([_ray_bin(), "stop", "--force"], env=env, timeout=60, capture_output=True)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import time
 from dataclasses import dataclass, field
@@ -68,7 +69,8 @@ def free_port_offset(layout: Layout, first: int = 1000, step: int = 20, tries: i
             break
         ports = [(moved.hosts[moved.namesrv_host], moved.namesrv_port)]
         ports += [(i.address, i.port) for i in moved.instances] + [(i.address, i.raft_port) for i in moved.instances]
-        if all(_bindable(address, port) for address, port in ports):
+        # a node address (a layout for Ray nodes) is checked on its node, not here
+        if all(_bindable(address, port) for address, port in ports if ipaddress.ip_address(address).is_loopback):
             return offset
     raise UserError(f"no free ports for layout {layout.name!r} on this machine")
 
@@ -78,15 +80,15 @@ def start_embedded(layout_name: str, directory: Path, durability: str, wait_s: f
     """Start a fresh cluster of ``layout_name`` under ``directory`` (blocking); with ``acl_file`` its
     brokers check RocketMQ's ACL and ``credentials`` is what the run's clients sign with. With
     ``ray`` (a ``RayEngine``) each layout host's brokers run on a Ray node of their own."""
-    from mqbench.cluster.launcher import cluster_credentials, up
+    from mqbench.cluster.launcher import cluster_credentials, cluster_layout, up
     from mqbench.harness.results import layout_summary
 
     layout = load_layout(layout_name)
     offset = free_port_offset(layout)
-    spawner = None if ray is None else ray.host_spawner(layout.with_port_offset(offset))
+    placer = None if ray is None else ray.host_placer()
     state = up(layout_name, directory, port_offset=offset, durability=durability, wait_s=wait_s, acl_file=acl_file,
-               die_with_parent=True, spawner=spawner)
-    moved = layout.with_port_offset(offset)
+               die_with_parent=True, placer=placer)
+    moved = cluster_layout(state)     # on Ray nodes: the hosts' node addresses
     brokers = [r for r in state.processes.values() if r.kind == "broker"]
     return Environment(namesrv=moved.namesrv_addr, layout=layout_summary(moved), embedded=True,
                        broker_addrs=[i.addr for i in moved.instances], broker_pids=[r.pid for r in brokers],

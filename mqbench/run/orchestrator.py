@@ -211,11 +211,17 @@ class _Probe:
 
 
 def _cpu_now(env: Environment, client_pids: list[int]) -> CpuSample:
+    if env.embedded and env.ray is not None and env.state is not None:
+        # brokers on Ray nodes: their pids mean nothing here; each host's actor reads its own node's
+        brokers = [r for r in env.state.processes.values() if r.kind == "broker"]
+        readings = env.state.hosts().cpu_s(brokers)
+        sample = sample_cpu(None, client_pids, time.monotonic_ns())
+        return CpuSample(sample.t_ns, sum(v for v in readings.values() if v is not None), sample.client_s)
     return sample_cpu(env.broker_pids if env.embedded else None, client_pids, time.monotonic_ns())
 
 
 async def _probe(env: Environment, client_pids: list[int]) -> _Probe:
-    cpu = _cpu_now(env, client_pids)
+    cpu = await asyncio.to_thread(_cpu_now, env, client_pids)
     nodes = None if env.ray is None else await asyncio.to_thread(env.ray.sample_counters)
     if not env.embedded:
         return _Probe(cpu, nodes=nodes)
@@ -285,7 +291,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             if probe_end is None and (now >= end_ns or stopped_ns is not None):
                 probe_end = await _probe(env, client_pids)
             elif probe_start is not None and now >= measure_ns + len(cpu_edges) * settings.window_ms * NS_PER_MS:
-                cpu_edges.append(_cpu_now(env, client_pids))
+                cpu_edges.append(await asyncio.to_thread(_cpu_now, env, client_pids))
             if search is not None and now >= measure_ns and stopped_ns is None:
                 check_ms = settings.check_ms if search.state != DRAIN else min(settings.check_ms, DRAIN_CHECK_MS)
                 if check_started_ns is None:

@@ -35,7 +35,7 @@ BASE = {"name": "t", "rooms": {"r": {"hosts": ["a"]}}, "hosts": {"a": {"address"
 
 
 @pytest.mark.parametrize("patch, message", [
-    ({"hosts": {"a": {"address": "10.0.0.1"}}}, "not a loopback"),
+    ({"hosts": {"a": {"address": "0.0.0.0"}}}, "not a host's address"),
     ({"hosts": {"a": {"address": "nope"}}}, "not an IP address"),
     ({"groups": {"g": {"replicas": ["a", "a"]}}}, "two replicas on one host"),
     ({"groups": {"g": {"replicas": ["zz"]}}}, "unknown host"),
@@ -56,3 +56,25 @@ def test_unknown_layout_and_bad_toml(tmp_path):
     bad.write_text("name = ")
     with pytest.raises(UserError, match="not valid TOML"):
         load_layout(bad)
+
+
+def test_a_node_address_parses_and_a_local_launch_refuses_it_naming_ray(tmp_path):
+    """A host may name a Ray node's IP (placed on that node); this machine only runs loopback hosts."""
+    from mqbench.cluster.launcher import check_loopback
+
+    layout = parse_layout({**BASE, "hosts": {"a": {"address": "10.0.0.1"}}})
+    assert layout.instances[0].addr == "10.0.0.1:10911"
+    with pytest.raises(UserError, match="host a has the node address 10.0.0.1.*--cluster ray://"):
+        check_loopback(layout)
+    check_loopback(load_layout("raft3"))
+
+
+def test_a_placed_layout_loads_from_json(tmp_path):
+    import json
+
+    path = tmp_path / "layout.json"
+    path.write_text(json.dumps({**BASE, "hosts": {"a": {"address": "10.0.0.7"}}}))
+    assert load_layout(path).hosts == {"a": "10.0.0.7"}
+    path.write_text("{nope")
+    with pytest.raises(UserError, match="not valid JSON"):
+        load_layout(path)
