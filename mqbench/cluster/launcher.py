@@ -307,7 +307,8 @@ async def status_async(state: ClusterState, timeout_s: float = 2.0) -> list[Inst
     if missing:
         raise UserError(f"{state.directory / 'cluster.json'} records no process for {missing[0]}; "
                         "was the layout file changed after `cluster up`?")
-    states = await asyncio.to_thread(state.hosts().states, [state.processes[i.name] for i in layout.instances])
+    hosts = state.hosts()    # connects, if it must, on this thread (Ray's signal handlers want the main one)
+    states = await asyncio.to_thread(hosts.states, [state.processes[i.name] for i in layout.instances])
 
     async def one(instance) -> InstanceStatus:
         record = state.processes[instance.name]

