@@ -220,8 +220,15 @@ def _cpu_now(env: Environment, client_pids: list[int]) -> CpuSample:
     return sample_cpu(env.broker_pids if env.embedded else None, client_pids, time.monotonic_ns())
 
 
+async def _cpu_sample(env: Environment, client_pids: list[int]) -> CpuSample:
+    """``_cpu_now``; on Ray nodes off the event loop (actor calls), locally at once as ever."""
+    if env.ray is None:
+        return _cpu_now(env, client_pids)
+    return await asyncio.to_thread(_cpu_now, env, client_pids)
+
+
 async def _probe(env: Environment, client_pids: list[int]) -> _Probe:
-    cpu = await asyncio.to_thread(_cpu_now, env, client_pids)
+    cpu = await _cpu_sample(env, client_pids)
     nodes = None if env.ray is None else await asyncio.to_thread(env.ray.sample_counters)
     if not env.embedded:
         return _Probe(cpu, nodes=nodes)
@@ -291,7 +298,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             if probe_end is None and (now >= end_ns or stopped_ns is not None):
                 probe_end = await _probe(env, client_pids)
             elif probe_start is not None and now >= measure_ns + len(cpu_edges) * settings.window_ms * NS_PER_MS:
-                cpu_edges.append(await asyncio.to_thread(_cpu_now, env, client_pids))
+                cpu_edges.append(await _cpu_sample(env, client_pids))
             if search is not None and now >= measure_ns and stopped_ns is None:
                 check_ms = settings.check_ms if search.state != DRAIN else min(settings.check_ms, DRAIN_CHECK_MS)
                 if check_started_ns is None:
