@@ -192,7 +192,26 @@ def _packed_address(text: str) -> tuple[bytes, bool]:
     return address.packed, address.version == 6
 
 
+_HOSTS: dict[tuple[str, int], tuple[bytes, bool]] = {}    # hosts _host_bytes encoded (a few per broker)
+_HOSTS_MAX = 4096
+
+
 def _host_bytes(host: tuple[str, int], what: str) -> tuple[bytes, bool]:
+    try:
+        known = _HOSTS.get(host)      # an unhashable host (a list) is encoded below
+    except TypeError:
+        known = None
+    if known is not None:
+        return known
+    encoded = _encode_host(host, what)
+    if type(host) is tuple and type(host[0]) is str and type(host[1]) is int:
+        if len(_HOSTS) >= _HOSTS_MAX:
+            _HOSTS.clear()
+        _HOSTS[host] = encoded
+    return encoded
+
+
+def _encode_host(host: tuple[str, int], what: str) -> tuple[bytes, bool]:
     try:
         packed, is_v6 = _packed_address(host[0])
         port = int(host[1])
@@ -261,7 +280,7 @@ def encode_message(msg: Message, *, append_prop_crc: bool = False) -> bytes:
     props = _final_properties(msg.properties, append_prop_crc)
     born, born_v6 = _host_bytes(msg.born_host, "born host")
     store, store_v6 = _host_bytes(msg.store_host, "store host")
-    body = bytes(msg.body)
+    body = msg.body if type(msg.body) is bytes else bytes(msg.body)
     total = _size(len(body), len(topic), len(props), version, born_v6, store_v6)
     if total > 0x7FFFFFFF:
         raise UserError(f"message of {total} bytes is too large")

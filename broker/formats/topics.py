@@ -56,12 +56,23 @@ def _check_name(kind: str, name: object, max_length: int) -> str:
     return name
 
 
+_VALID_TOPICS: set[str] = set()      # names validate_topic accepted (a pure function of the name)
+_VALID_TOPICS_MAX = 65_536
+
+
 def validate_topic(name: object) -> str:
     """Return ``name`` if RocketMQ accepts it as a topic, else raise UserError naming the problem."""
+    if type(name) is str and name in _VALID_TOPICS:     # checked once per name: a send checks it twice
+        return name
     limit = TOPIC_MAX_LENGTH
     if isinstance(name, str) and name.startswith((RETRY_GROUP_TOPIC_PREFIX, DLQ_GROUP_TOPIC_PREFIX)):
         limit = RETRY_DLQ_TOPIC_MAX_LENGTH
-    return _check_name("topic", name, limit)
+    checked = _check_name("topic", name, limit)
+    if type(checked) is str:
+        if len(_VALID_TOPICS) >= _VALID_TOPICS_MAX:
+            _VALID_TOPICS.clear()
+        _VALID_TOPICS.add(checked)
+    return checked
 
 
 def validate_group(name: object) -> str:
