@@ -7,7 +7,7 @@ Room: ``broker/pop/`` sits beside ``broker/timer/`` and is built the same way: p
 the revive service and the merge buffer's flush on the leader and does the puts) with ``view``
 (the engine's reads of the store); ``spans`` (the leader's cursors and merge buffer), ``orderly``
 (replicated orderly locks) and ``plans`` are pure parts of the engine. The remoting codes are served by ``broker/server/handlers_pop.py``; the gRPC endpoint
-calls the same ``PopService``. Nothing else keeps POP state: it is ck/ack/oLock messages on
+calls the same ``PopService``. Nothing else keeps POP state: it is ck/ack/oLock/rMode messages on
 ``rmq_sys_REVIVE_LOG_<cluster>`` (ck/ack through the timer store) plus consumer offsets, all in the
 replicated log, so ``inspect`` and ``migrate`` see a valid store; the leader's merge buffer holds
 checkpoints for at most ``spans.MERGE_WINDOW_MS`` (1 s) before any of that is written.
@@ -32,6 +32,8 @@ The interface for request handlers (remoting or gRPC), on the broker's event loo
     #   -> ChangePlan: .handle (the new receipt handle), .pop_time_ms, .invisible_time_ms,
     #      .revive_qid; UserError when the handle is no longer in flight
     msgs = await pop.peek(group, topic, queue_id, max_msgs)       # [Message], nothing reserved
+    await pop.set_request_mode(topic, group, "PULL"|"POP", pop_share_queue_num)   # replicated;
+    #      pop.engine.request_modes[(topic, group)] -> (mode, pop_share_queue_num) on every replica
     has = await pop.notification(group, topic, queue_id, poll_ms) # bool (long polled)
 
 ``group``/``topic`` are the consumer group and the topic the client subscribed (for a redelivered

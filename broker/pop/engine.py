@@ -71,7 +71,7 @@ from . import handles
 from .orderly import OrderLocks
 from .plans import (INIT_MODE_MAX, INIT_MODE_MIN, AckPlan, ChangePlan, Popped, PopPlan, PopRequest,
                     QueueView)
-from .records import Ack, CheckPoint, CkKey, OrderLock
+from .records import Ack, CheckPoint, CkKey, OrderLock, RequestMode
 from .spans import BUFFERED, MERGE_WINDOW_MS, WRITING, WRITTEN, Cursor, FlushPlan, Spans
 from mqbench.broker.formats.properties import (
     PROPERTY_FIRST_POP_TIME,
@@ -129,7 +129,8 @@ class PopEngine:
         self._covered: dict[tuple[str, str, int], set[int]] = {}
         self.spans = Spans(merge_window_ms)
         self.orderly = OrderLocks()
-        self.request_modes: dict[tuple[str, str], tuple[str, int]] = {}   # (topic, group) -> mode
+        # (topic, group) -> (mode, popShareQueueNum): replicated (``RequestMode`` records)
+        self.request_modes: dict[tuple[str, str], tuple[str, int]] = {}
 
     # --- the replicated state --------------------------------------------------------------------
 
@@ -142,12 +143,16 @@ class PopEngine:
             left = set(entry.ck.offsets) - self._acked.get(key, set())
             self._event(entry, "acked_some" if left else "acked_all")
 
-    def observe(self, item: CheckPoint | Ack | OrderLock, delivered: tuple[int, int] | None = None) -> None:
-        """A committed ck, ack or orderly lock message (idempotent). ``delivered`` = (revive qid,
-        offset) when it was read from the revive log (the timer delivered it), None when read where
-        it waits."""
+    def observe(self, item: CheckPoint | Ack | OrderLock | RequestMode,
+                delivered: tuple[int, int] | None = None) -> None:
+        """A committed ck, ack, orderly lock or request mode message (idempotent). ``delivered`` =
+        (revive qid, offset) when it was read from the revive log (the timer delivered it), None
+        when read where it waits."""
         if isinstance(item, OrderLock):
             self.orderly.observe(item)
+            return
+        if isinstance(item, RequestMode):
+            self.request_modes[(item.topic, item.group)] = (item.mode, item.pop_share_queue_num)
             return
         key = item.key
         if isinstance(item, Ack):

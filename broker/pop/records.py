@@ -23,6 +23,10 @@ order (put again with each such ack). Every replica keeps the newest per queue, 
 keeps the queue locked until the holder's invisible time passes and never hands out again what
 was acked under it.
 
+Request mode (``rMode``, ours: RocketMQ's ``MessageRequestModeManager`` keeps SET_MESSAGE_REQUEST_MODE
+in a broker-local JSON file): ``t`` topic, ``c`` group, ``m`` PULL or POP, ``n`` popShareQueueNum, on
+revive queue 0 without a deliver time; every replica keeps the newest per (topic, group).
+
 Pure: values to ``Message`` and stored message fields back to values. A body that does not parse
 raises ``RecordError`` (the reader skips and counts that record: a client cannot write the
 internal topic, so it is damage, never input).
@@ -41,7 +45,7 @@ from mqbench.broker.formats.properties import (
     PROPERTY_UNIQ_KEY,
 )
 
-CK_TAG, ACK_TAG, BATCH_ACK_TAG, ORDER_LOCK_TAG = "ck", "ack", "bAck", "oLock"
+CK_TAG, ACK_TAG, BATCH_ACK_TAG, ORDER_LOCK_TAG, REQUEST_MODE_TAG = "ck", "ack", "bAck", "oLock", "rMode"
 
 
 class RecordError(CorruptDataError):
@@ -107,6 +111,16 @@ class OrderLock:
 
 
 @dataclass(frozen=True)
+class RequestMode:
+    """A group's message request mode for a topic (SET_MESSAGE_REQUEST_MODE)."""
+
+    topic: str
+    group: str
+    mode: str                  # "PULL" | "POP"
+    pop_share_queue_num: int = 0
+
+
+@dataclass(frozen=True)
 class Ack:
     """Offsets acked under one checkpoint (``AckMsg``; ``BatchAckMsg`` when several)."""
 
@@ -161,6 +175,12 @@ def order_lock_message(lock: OrderLock, revive_topic: str, revive_qid: int) -> M
                    properties={PROPERTY_TAGS: ORDER_LOCK_TAG, PROPERTY_KEYS: key, PROPERTY_UNIQ_KEY: key})
 
 
+def request_mode_message(mode: RequestMode, revive_topic: str) -> Message:
+    """The request mode as the message to put (revive queue 0, no deliver time)."""
+    body = {"t": mode.topic, "c": mode.group, "m": mode.mode, "n": mode.pop_share_queue_num}
+    return Message(topic=revive_topic, body=_dump(body), queue_id=0, properties={PROPERTY_TAGS: REQUEST_MODE_TAG})
+
+
 def ack_message(ack: Ack, revive_topic: str, revive_qid: int) -> Message:
     """The ack as the message to put: ``ack`` for one offset, ``bAck`` for several."""
     body: dict[str, object] = {"so": ack.start_offset, "c": ack.group, "t": ack.topic, "q": ack.queue_id,
@@ -176,14 +196,20 @@ def ack_message(ack: Ack, revive_topic: str, revive_qid: int) -> Message:
 
 
 def parse(tag: str | None, body: bytes, deliver_ms: int = 0,
-          revive_qid: int = -1) -> CheckPoint | Ack | OrderLock | None:
-    """A stored revive-log message back to a ``CheckPoint`` or ``Ack`` (None: another tag);
+          revive_qid: int = -1) -> CheckPoint | Ack | OrderLock | RequestMode | None:
+    """A stored revive-log message back to a ``CheckPoint``, ``Ack``, ``OrderLock`` or
+    ``RequestMode`` (None: another tag);
     ``deliver_ms`` is its TIMER_DELIVER_MS, kept as an ack's revive time; ``revive_qid`` the revive
     queue it was put to (a checkpoint's ``revive_qid``)."""
-    if tag not in (CK_TAG, ACK_TAG, BATCH_ACK_TAG, ORDER_LOCK_TAG):
+    if tag not in (CK_TAG, ACK_TAG, BATCH_ACK_TAG, ORDER_LOCK_TAG, REQUEST_MODE_TAG):
         return None
     try:
         doc = json.loads(bytes(body))
+        if tag == REQUEST_MODE_TAG:
+            mode = str(doc["m"])
+            if mode not in ("PULL", "POP"):
+                raise ValueError(f"mode {mode!r}")
+            return RequestMode(str(doc["t"]), str(doc["c"]), mode, int(doc.get("n", 0)))
         group, topic, queue_id = str(doc["c"]), str(doc["t"]), int(doc["q"])
         so, pop_time, broker = int(doc["so"]), int(doc["pt"]), str(doc.get("bn", ""))
         if tag == CK_TAG:

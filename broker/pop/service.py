@@ -394,6 +394,14 @@ class PopService:
         await self._put_acks(plan.ack)
         return plan
 
+    async def set_request_mode(self, topic: str, group: str, mode: str, pop_share_queue_num: int = 0) -> None:
+        """SET_MESSAGE_REQUEST_MODE, replicated: answered once its record is committed."""
+        await self._ready("set of the message request mode")
+        rec = records.RequestMode(topic, group, mode, pop_share_queue_num)
+        await self._ensure_revive_topic()
+        await self._put(records.request_mode_message(rec, self.revive_topic))
+        self.engine.observe(rec)
+
     async def peek(self, group: str, topic: str, queue_id: int, max_msgs: int, init_mode: int = 0) -> list[Message]:
         await self.ctx.require_readable("peek")
         return self.engine.peek(group, topic, queue_id, max_msgs, self.view(), init_mode)

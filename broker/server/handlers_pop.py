@@ -21,7 +21,9 @@ NOTIFICATION 200054              SUCCESS with ``hasMsg`` (long polled for ``poll
 QUERY_ASSIGNMENT 400             body ``{messageQueueAssignments: [{messageQueue, mode}]}``: every
                                  queue of the topic here, in the group's mode (POP by default
                                  once a mode was set to POP, else PULL: an even share per consumer)
-SET_MESSAGE_REQUEST_MODE 401     SUCCESS; the mode is kept in the leader's memory
+SET_MESSAGE_REQUEST_MODE 401     SUCCESS once the mode is committed (a record on the revive log,
+                                 ``records.RequestMode``: every replica keeps it, so it survives
+                                 a failover and a restart)
 ===============================  ============================================================
 
 Unknown topic: TOPIC_NOT_EXIST 17; a topic without read permission: NO_PERMISSION 16; a malformed
@@ -164,8 +166,8 @@ async def on_set_mode(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel
     mode = str(doc.get("mode") or "PULL").upper()
     if mode not in ("PULL", "POP"):
         raise UserError(f"SET_MESSAGE_REQUEST_MODE mode {mode!r} is not PULL or POP")
-    service.engine.request_modes[(str(doc["topic"]), str(doc["consumerGroup"]))] = \
-        (mode, int(doc.get("popShareQueueNum") or 0))
+    await service.set_request_mode(str(doc["topic"]), str(doc["consumerGroup"]), mode,
+                                   int(doc.get("popShareQueueNum") or 0))
     return cmd.response_to(codes.SUCCESS)
 
 

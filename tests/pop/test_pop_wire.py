@@ -5,6 +5,7 @@ import asyncio
 import time
 
 from mqbench.broker.pop import handles
+from mqbench.broker.pop.service import PopService
 from mqbench.broker.formats import codes
 from mqbench.broker.formats import headers_pop as hp
 from mqbench.broker.formats.command import RemotingCommand
@@ -160,6 +161,9 @@ def test_orderly_pop_assignment_mode_and_bad_input(tmp_path):
             q = await ch.request(RemotingCommand.request(codes.QUERY_ASSIGNMENT, {}, b'{"topic":"%s","consumerGroup":'
                                                          b'"%s","clientId":"c1"}' % (T.encode(), G.encode())), 3000)
             assert q.code == 0 and b'"mode":"POP"' in q.body and b'"queueId":0' in q.body
+            heir = PopService(one.broker.ctx)          # a new leader (or a restart) reads it from the log
+            heir.sync()
+            assert heir.engine.request_modes[(T, G)] == ("POP", 0)
             # bad input is refused, the connection stays
             bad = await ch.request(_ack_cmd("1 2 3"), 3000) if False else await ch.request(
                 RemotingCommand.request(codes.ACK_MESSAGE, {"consumerGroup": G, "topic": T, "queueId": "0",
