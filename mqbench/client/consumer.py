@@ -167,8 +167,9 @@ class Consumer(ClientBase):
         if not buffer:
             self._buffered.clear()
             try:
-                await asyncio.wait_for(self._buffered.wait(), timeout_ms / 1000)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout_ms / 1000):   # a timer, not a Task per wait (wait_for)
+                    await self._buffered.wait()
+            except TimeoutError:
                 return out
         while buffer and len(out) < max_messages:
             chunk = buffer[0]
