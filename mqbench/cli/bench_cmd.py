@@ -104,7 +104,7 @@ def broker(layouts, batches, body_sizes, concurrency, senders, seconds, durabili
               help="Messages asked for per PULL_MESSAGE (RocketMQ's pullBatchSize).")
 @click.option("--consumers", type=click.IntRange(1, 64), default=None,
               help="Consumer processes of the one group, each on its share of the queues (at most --queues). "
-                   "Default: one per core, at most one per queue.")
+                   "Default: one per core the layout's broker processes leave (at least 1, at most one per queue).")
 @click.option("--timeout-s", type=click.FloatRange(1, 3600), default=300, show_default=True,
               help="The drain stops after this many seconds (the row says how many arrived).")
 @limits_budget_option

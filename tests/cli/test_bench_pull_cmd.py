@@ -28,9 +28,10 @@ def test_bench_pull_drains_the_whole_backlog(tmp_path):
     for field in ("fill_s", "drain_msgs_per_s", "broker_cpu_us_per_msg", "client_cpu_us_per_msg",
                   "drain_ratio_to_loopback_frames"):
         assert _positive(row[field]), (field, row)
-    # two processes of one group, each on its own queue: each drained its share, nothing twice
+    # two processes of one group, each on its own queue: each drained its share, nothing twice (the
+    # fill puts 1,500 and 1,499 on the two queues, the first send one on either)
     assert row["consumers"] == 2 and len(row["consumer_processes"]) == 2
-    assert sorted(p["received_msgs"] for p in row["consumer_processes"]) == [1500, 1500]
+    assert sorted(p["received_msgs"] for p in row["consumer_processes"]) in ([1500, 1500], [1499, 1501])
     assert all(_positive(p["cpu_us_per_msg"]) for p in row["consumer_processes"])
     assert list(tmp_path.iterdir()) == []  # the cluster's folder is removed
 
