@@ -61,26 +61,31 @@ def decode_batch(body: ByteView, *, where: str | None = None, items_max: int | N
     or as soon as the body holds more than ``items_max`` items (None: no bound).
     """
     items: list[BatchItem] = []
+    append = items.append
+    unpack_head, unpack_i16 = _HEAD.unpack_from, _I16.unpack_from
+    data = body if isinstance(body, bytes) else bytes(body)     # slices of bytes are the copies kept
+    limit = end = len(data)
+    if items_max is not None:
+        limit = items_max
     pos = 0
-    end = len(body)
     while pos < end:
-        if items_max is not None and len(items) >= items_max:
+        if len(items) >= limit:
             raise CorruptDataError(f"batch holds more than {items_max} messages; split it", where=where, offset=pos)
         if end - pos < BATCH_ITEM_FIXED_BYTES:
             raise CorruptDataError(f"{end - pos} bytes left, too few for a batch item", where=where, offset=pos)
-        total, _magic, _crc, flag, body_len = _HEAD.unpack_from(body, pos)
+        total, _magic, _crc, flag, body_len = unpack_head(data, pos)
         if body_len < 0 or total < BATCH_ITEM_FIXED_BYTES + body_len or total > end - pos:
             raise CorruptDataError(f"batch item of {total} bytes with a body of {body_len} does not fit "
                                    f"({end - pos} bytes left)", where=where, offset=pos)
         props_at = pos + 20 + body_len
-        props_len = _I16.unpack_from(body, props_at)[0]
+        props_len = unpack_i16(data, props_at)[0]
         if props_len < 0 or BATCH_ITEM_FIXED_BYTES + body_len + props_len != total:
             raise CorruptDataError(f"batch item size {total} differs from its fields "
                                    f"(body {body_len}, properties {props_len})", where=where, offset=pos)
         try:
-            properties = decode_properties(body[props_at + 2:props_at + 2 + props_len])
+            properties = decode_properties(data[props_at + 2:props_at + 2 + props_len]) if props_len else {}
         except CorruptDataError as exc:
             raise CorruptDataError(str(exc), where=where, offset=pos) from None
-        items.append(BatchItem(bytes(body[pos + 20:pos + 20 + body_len]), properties, flag))
+        append(BatchItem(data[pos + 20:props_at], properties, flag))
         pos += total
     return items

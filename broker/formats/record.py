@@ -174,6 +174,14 @@ def decode_properties(data: ByteView | str) -> dict[str, str]:
             raise CorruptDataError(f"message properties are not UTF-8 ({exc.reason} at byte {exc.start})") from None
     else:
         text = data
+    # the common case, a string as encode_properties writes it (every segment "name\x01value",
+    # each ended by \x02): one split and one dict build; the rules below give the same dict
+    if text and text[-1] == PROPERTY_SEPARATOR and text[0] != NAME_VALUE_SEPARATOR and "\x02\x01" not in text \
+            and "\x01\x02" not in text and "\x02\x02" not in text:
+        try:
+            return dict(segment.split(NAME_VALUE_SEPARATOR, 1) for segment in text[:-1].split(PROPERTY_SEPARATOR))
+        except ValueError:      # a segment without \x01: the rules below drop it
+            pass
     result: dict[str, str] = {}
     for segment in text.split(PROPERTY_SEPARATOR):
         if len(segment) < 3:

@@ -89,6 +89,27 @@ class ConsumeQueue:
         if queue_offset >= self.max_offset:
             self.max_offset = queue_offset + 1
 
+    def put_run(self, queue_offset: int, units: list[tuple[int, int, int]]) -> None:
+        """``put`` for consecutive units from ``queue_offset`` ((physical_offset, size, tags_code)
+        each): the same bytes, one write per segment the run touches."""
+        if not units:
+            return
+        if queue_offset > self.max_offset:
+            if self.max_offset == 0 and not self.segments.segment_starts():
+                self._start_at(queue_offset)
+            else:
+                raise InvariantViolation(f"{self.segments.directory}: unit {queue_offset} would leave a gap "
+                                         f"after {self.max_offset}")
+        data = memoryview(b"".join([encode_cq_unit(*unit) for unit in units]))
+        at = queue_offset * CQ_UNIT_BYTES
+        while data:
+            n = min(len(data), self.segments.remaining_in_segment(at))
+            self.segments.write(at, data[:n])
+            at, data = at + n, data[n:]
+        end = queue_offset + len(units)
+        if end > self.max_offset:
+            self.max_offset = end
+
     def _start_at(self, queue_offset: int) -> None:
         """A queue whose first message has a non-zero offset: fillers from the file start."""
         first = queue_offset - queue_offset % self.per_segment

@@ -21,6 +21,8 @@ decodes the record without the CRC check (records were checked when the log was 
 """
 from __future__ import annotations
 
+import itertools
+
 import os
 from collections import deque
 from contextlib import ExitStack, contextmanager
@@ -217,6 +219,21 @@ def dispatch_record(queues: QueueSet, info: DispatchInfo, is_batch_topic: Callab
         q.put(info.queue_offset, info.physical_offset, info.size, info.tags_code)
 
 
+def _run_length(pending: deque[tuple[int, DispatchInfo]], limit: int) -> int:
+    """How many pending records from the first, all ending at or below ``limit``, are plain units of
+    one queue at consecutive queue offsets (what ``ConsumeQueue.put_run`` writes at once)."""
+    first = pending[0][1]
+    topic, queue_id, next_offset = first.topic, first.queue_id, first.queue_offset + 1
+    n = 1
+    for end, info in itertools.islice(pending, 1, None):
+        if (end > limit or info.queue_offset != next_offset or info.queue_id != queue_id or info.topic != topic
+                or info.inner_num != 1 or not info.gets_unit or info.is_inner_batch):
+            break
+        n += 1
+        next_offset += 1
+    return n
+
+
 class Dispatcher:
     """The write-side index every writer of one store shares (``Store``'s own appends and its
     ``ReplicatedCommitLog``): the next queue offset of every queue, and the records appended but
@@ -289,10 +306,23 @@ class Dispatcher:
                 dispatch_record(self.queues, dispatch_info(record, where="commitlog"), self.is_batch_topic)
             self.dispatched = stop
         pending = self._pending
+        queues, is_batch_topic = self.queues, self.is_batch_topic
         while pending and pending[0][0] <= limit:
             # dropped only once written: a dispatch that failed (disk full) is tried again
-            dispatch_record(self.queues, pending[0][1], self.is_batch_topic)
-            pending.popleft()
+            info = pending[0][1]
+            n = _run_length(pending, limit) if info.gets_unit and not info.is_inner_batch else 1
+            if n == 1 or is_batch_topic(info.topic):
+                dispatch_record(queues, info, is_batch_topic)
+                pending.popleft()
+                continue
+            # a run of one queue's consecutive units (a batch's records): one write
+            if info.topic in queues.watched:
+                queues.watched[info.topic] += n
+            q = queues.get(info.topic, info.queue_id, batch=False)
+            q.put_run(info.queue_offset, [(i.physical_offset, i.size, i.tags_code)
+                                          for _, i in itertools.islice(pending, n)])
+            for _ in range(n):
+                pending.popleft()
         self.dispatched = limit
 
     def _reset_pending(self) -> None:

@@ -131,3 +131,22 @@ def test_a_replica_places_a_batch_as_the_per_message_path_did(tmp_path):
     finally:
         for s in (leader, follower, reference):
             s.close()
+
+
+def test_a_run_of_queue_units_is_the_units_put_one_by_one(tmp_path):
+    from mqbench.broker.store.consume_queue import ConsumeQueue
+    rng = random.Random(5)
+    units = [(rng.randrange(1 << 40), rng.randrange(1, 1 << 20), rng.randrange(-(1 << 40), 1 << 40)) for _ in range(50)]
+    a, b = ConsumeQueue(tmp_path / "a", 20 * 7), ConsumeQueue(tmp_path / "b", 20 * 7)   # 7 units per file
+    for q in (a, b):
+        q.put(0, *units[0])
+    a.put_run(1, units[1:30])
+    a.put_run(10, units[10:50])               # again over written units, then past the end
+    for i, unit in enumerate(units[1:], 1):
+        b.put(i, *unit)
+    assert a.max_offset == b.max_offset == 50
+    a.close()
+    b.close()
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir()) and len(names) > 5
+    assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
