@@ -76,10 +76,10 @@ hold        unhealthy   suspect the hold (a stall in one check must not set the 
 ==========  ==========  ====================================================================
 
 **The time budget.** ``observe(obs, checks_left=n)`` says how many more judged checks the driver's
-budget affords. While nothing has held and ``n < 2 x (hold_checks + 2)`` (about two more holds with
-a failure each), the search **secures** a hold instead of probing: a healthy ramp or bisection
-check becomes the hold's first check, and a failed hold backs off at least ``SECURE_STEP_SHARE``
-(10 %). So a search on a noisy edge ends with a rate that held and the bracket it knows, rather than
+budget affords. While nothing has held and ``n < 3 x (hold_checks + 2)`` (about two more holds with
+a failure each: a failure costs a repeat and two drains), the search **secures** a hold instead of
+probing: a healthy ramp or bisection check becomes the hold's first check, and a failed hold backs
+off at least ``SECURE_STEP_SHARE`` (10 %). So a search on a noisy edge ends with a rate that held and the bracket it knows, rather than
 running out of time with none.
 
 Bisection stops when ``bad - good <= tolerance * bad``: the candidate is then ``good`` and the
@@ -447,10 +447,11 @@ class MaxRateSearch:
     # -- helpers --
 
     def _securing(self) -> bool:
-        """Nothing held yet and the budget affords only about two more holds with a failure each:
-        stop probing upwards and secure a rate that holds (the bracket then says how wide)."""
+        """Nothing held yet and the budget affords only about two more holds with a failure each (a
+        failure costs a repeat and two drains): stop probing upwards and secure a rate that holds
+        (the bracket then says how wide)."""
         return (self.held_per_s is None and self._checks_left is not None
-                and self._checks_left < 2 * (self.settings.hold_checks + 2))
+                and self._checks_left < 3 * (self.settings.hold_checks + 2))
 
     def _mark_good(self) -> None:
         self.good_per_s = self.rate_per_s
