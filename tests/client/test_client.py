@@ -283,3 +283,26 @@ def test_pipelined_sender_keeps_many_in_flight_and_every_one_is_stored(cluster, 
             assert {m.queue_id for m in stored} == {0, 1, 2, 3}
             assert {r.code for r in broker.requests[-205:]} == {codes.SEND_MESSAGE_V2, codes.SEND_BATCH_MESSAGE}
     run(main())
+
+
+def test_submit_queues_sends_without_a_task_each_and_every_one_is_stored(cluster, run):
+    """``Producer.submit`` (what `mqbench run`'s producers use): once the route and connection are
+    there, 100 sends and 4 batches go out as frames queued on the channel, with no Task per send
+    (before, each send was a coroutine awaited in a Task of its own: 100+ tasks here)."""
+    async def main():
+        async with cluster:
+            broker = await cluster.add_broker()
+            async with Producer(cluster.namesrv_addr, "PID_s") as producer:
+                await producer.send(OutgoingMessage("Orders", b"first"))     # route and connection
+                tasks_before = len(asyncio.all_tasks())
+                replies = [producer.submit(OutgoingMessage("Orders", f"m{i}".encode(), tags="t", keys=[f"k{i}"]))
+                           for i in range(100)]
+                replies += [producer.submit_batch([OutgoingMessage("Orders", f"b{j}-{i}".encode()) for i in range(4)])
+                            for j in range(4)]
+                assert len(asyncio.all_tasks()) == tasks_before
+                results = await asyncio.gather(*replies)
+            assert {r.status for r in results} == {"SEND_OK"} and all(r.attempts == 1 for r in results)
+            stored = broker.stored("Orders")
+            assert len(stored) == 1 + 100 + 16
+            assert {m.properties["KEYS"] for m in stored if m.body.startswith(b"m")} == {f"k{i}" for i in range(100)}
+    run(main())
