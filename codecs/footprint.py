@@ -178,9 +178,13 @@ class _Sizer:
         return self.size(msgs[0])
 
 
-def predict_footprint(messages: Iterable, codec: Codec, batch_msgs: int, *, compress_over_bytes: int = 4096,
-                      batch_compression: bool = True, dledger_framing: bool = True) -> Footprint:
-    """The ``Footprint`` of ``messages`` (module doc). ``batch_msgs`` applies to every topic."""
+def predict_footprint(messages: Iterable, codec: Codec, batch_msgs: int | dict[str, int], *,
+                      compress_over_bytes: int = 4096, batch_compression: bool = True,
+                      dledger_framing: bool = True) -> Footprint:
+    """The ``Footprint`` of ``messages`` (module doc). ``batch_msgs`` applies to every topic, or is
+    given per topic (a profile's ``batch_msgs``; a topic not named is not batched); the
+    ``Footprint`` records the largest."""
+    sizes = batch_msgs if isinstance(batch_msgs, dict) else None
     sizer = _Sizer(codec, compress_over_bytes, batch_compression, dledger_framing)
     pending: dict[str, list] = {}
     counts = dict(messages=0, batchable_msgs=0, batchable_records=0, batchable_bytes=0, delayed_msgs=0,
@@ -199,7 +203,7 @@ def predict_footprint(messages: Iterable, codec: Codec, batch_msgs: int, *, comp
             counts["delayed_msgs"] += 1
             counts["delayed_parked_bytes"] += first
             counts["delayed_delivered_bytes"] += again
-        elif batch_msgs <= 1:
+        elif (size := batch_msgs if sizes is None else sizes.get(message.topic, 1)) <= 1:
             counts["batchable_msgs"] += 1
             counts["batchable_records"] += 1
             counts["batchable_bytes"] += sizer.single(message)[0]
@@ -207,9 +211,10 @@ def predict_footprint(messages: Iterable, codec: Codec, batch_msgs: int, *, comp
             counts["batchable_msgs"] += 1
             group = pending.setdefault(message.topic, [])
             group.append(message)
-            if len(group) >= batch_msgs:
+            if len(group) >= size:
                 flush(message.topic)
     for topic in list(pending):
         flush(topic)
-    return Footprint(codec=codec.spec, batch_msgs=batch_msgs, compress_over_bytes=compress_over_bytes,
+    largest = batch_msgs if sizes is None else max(sizes.values(), default=1)
+    return Footprint(codec=codec.spec, batch_msgs=largest, compress_over_bytes=compress_over_bytes,
                      batch_compression=batch_compression, dledger_framing=dledger_framing, **counts)

@@ -442,7 +442,7 @@ def _add_stored(doc: dict, env: Environment, plan: WorkloadPlan, cell: CellSetti
     doc["disk_batched_bytes_per_msg"] = figures.batched_bytes / msgs if batched and msgs else None
     doc["disk_stored_classes"] = {f"{kind}_{unit}": getattr(figures, f"{kind}_{unit}")
                                   for kind in ("plain", "parked", "delivered") for unit in ("msgs", "bytes")}
-    doc["disk_predicted"] = predicted_footprint(plan, cell, settings.seed, settings.compress_over_bytes, asked,
+    doc["disk_predicted"] = predicted_footprint(plan, cell, settings.seed, settings.compress_over_bytes, sizes,
                                                figures.dledger_framing)
 
 

@@ -204,11 +204,12 @@ def stored_figures(stores: list[tuple[str, os.PathLike | str]], batch_topics: se
 PREDICTION_SAMPLE_MSGS = 4096
 
 
-def predicted_footprint(plan, cell, seed: int, compress_over_bytes: int, batch_msgs: int,
+def predicted_footprint(plan, cell, seed: int, compress_over_bytes: int, batch_msgs: dict[str, int],
                         dledger_framing: bool) -> dict | None:
     """What ``mqbench.codecs.footprint`` predicts for the cell (``Footprint.as_dict()`` plus the
     command that prints it), from ``PREDICTION_SAMPLE_MSGS`` messages of the run's profile and seed
-    (delays stripped when the cell has ``delay=off``); None for a workload without a profile."""
+    at the cell's batch size per topic (delays stripped when the cell has ``delay=off``); None for
+    a workload without a profile."""
     import dataclasses
     import itertools
 
@@ -225,7 +226,10 @@ def predicted_footprint(plan, cell, seed: int, compress_over_bytes: int, batch_m
     footprint = predict_footprint(messages, cell.codec, batch_msgs, compress_over_bytes=compress_over_bytes,
                                   batch_compression=batch_compression, dledger_framing=dledger_framing)
     out = footprint.as_dict()
-    out["command"] = (f"mqbench codecs bench --workload {profile.name} --codecs {cell.codec.spec} --batch {batch_msgs} "
+    uniform = set(batch_msgs.values())
+    batch_text = str(uniform.pop()) if len(uniform) == 1 else "N (per topic: " + ", ".join(
+        f"{topic} {size}" for topic, size in sorted(batch_msgs.items())) + ")"
+    out["command"] = (f"mqbench codecs bench --workload {profile.name} --codecs {cell.codec.spec} --batch {batch_text} "
                       f"--compress-over {compress_over_bytes} --batch-compression {cell.batch_compression}"
                       + ("" if dledger_framing else " --framing commitlog"))
     return out

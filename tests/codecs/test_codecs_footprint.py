@@ -122,3 +122,14 @@ def test_the_prediction_is_what_a_broker_stores_per_class_and_for_the_whole_work
     old = bench_cell(codec, [m.body for m in messages], BATCH, min_time_ms=1)
     old_per_msg = old.compressed_bytes / old.messages
     assert whole / old_per_msg - 1 > 0.25 and stored.plain_bytes / stored.plain_msgs / old_per_msg - 1 > 0.10
+
+
+def test_batch_sizes_per_topic_as_a_profile_gives_them():
+    codec = parse_codec("zstd:3")
+    messages = list(itertools.islice(generate_messages(load_profile("orders"), 2), 600))
+    every = predict_footprint(messages, codec, 64, compress_over_bytes=0)
+    # orders' other topic holds only delayed messages, which never batch: naming only order_events is the same
+    assert predict_footprint(messages, codec, {"order_events": 64}, compress_over_bytes=0) == every
+    unbatched = predict_footprint(messages, codec, {"order_payment_timeout": 64}, compress_over_bytes=0)
+    assert unbatched == dataclasses.replace(predict_footprint(messages, codec, 1, compress_over_bytes=0), batch_msgs=64)
+    assert unbatched.batchable_bytes_per_msg > 3 * every.batchable_bytes_per_msg
