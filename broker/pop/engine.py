@@ -17,7 +17,8 @@ Who calls what (the broker's adapter is ``broker/pop/service.py``; its handlers 
     #   to put, offset commits (orderly), tickets: acks merged in the buffer, durable after a flush
     engine.ack_done(plan) / engine.ack_failed(plan)
     flush = engine.flush(now_ms)        # -> spans.FlushPlan: what the merge buffer must write now
-    durable, failed = engine.flush_done(flush, written=True|False, committed=True|False)   # tickets
+    durable, failed = engine.flush_done(flush, written=True|False, committed=True|False,
+                                        unwritten={ck keys whose put failed})   # tickets
     plan = engine.change_invisible_time(group, topic, extra_info, invisible_ms, now_ms, view)
     #   -> ChangePlan: a one-message ck (or the orderly lock) to put FIRST, then the ack of the old handle
     engine.change_done(plan) / engine.change_failed(plan)
@@ -62,6 +63,7 @@ holder and never hands out what was acked under it; no checkpoint (reviveQid 999
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 from mqbench.broker.formats.record import Message
@@ -124,6 +126,7 @@ class PopEngine:
         self._cks: dict[CkKey, _Entry] = {}
         self._acked: dict[CkKey, set[int]] = {}
         self._ack_time: dict[CkKey, int] = {}      # revive time of acks whose ck is unknown
+        self._done: dict[CkKey, int] = {}          # revived checkpoints (-> revive time): a copy is skipped
         self._pending: dict[CkKey, int] = {}
         self._revive_offsets: dict[int, int] = {}
         self._covered: dict[tuple[str, str, int], set[int]] = {}
@@ -168,6 +171,8 @@ class PopEngine:
             self._covered.setdefault((item.group, item.topic, item.queue_id), set()).update(item.offsets)
         if delivered is not None and delivered[1] < self._revive_offsets.get(delivered[0], 0):
             return              # the revive service is past it: done on every replica
+        if key in self._done:
+            return              # revived already: a second copy of it in the log changes nothing
         entry = self._cks.get(key)
         if entry is None:
             entry = self._cks[key] = _Entry(item if item.revive_qid >= 0 or delivered is None
@@ -190,6 +195,7 @@ class PopEngine:
             if entry.delivered is not None and entry.delivered[0] == revive_qid and entry.delivered[1] < offset:
                 del self._cks[key]
                 self._acked.pop(key, None)
+                self._done[key] = entry.ck.revive_time_ms
 
     def revive_offset(self, revive_qid: int) -> int:
         return self._revive_offsets.get(revive_qid, 0)
@@ -219,6 +225,9 @@ class PopEngine:
             if revive_ms + ORPHAN_ACK_KEEP_MS < now_ms:
                 self._ack_time.pop(key, None)
                 self._acked.pop(key, None)
+        for key, revive_ms in list(self._done.items()):
+            if revive_ms + ORPHAN_ACK_KEEP_MS < now_ms:
+                del self._done[key]
 
     def leader_changed(self) -> None:
         """Leader memory goes: spans and the merge buffer (the committed offsets and the covered
@@ -418,14 +427,16 @@ class PopEngine:
         """What the merge buffer must write now (``spans`` module doc)."""
         return self.spans.flush(now_ms, force)
 
-    def flush_done(self, plan: FlushPlan, *, written: bool = True,
-                   committed: bool = True) -> tuple[list[int], list[int]]:
-        """What of the flush went through: its records (``written``), its offset commits
-        (``committed``); returns (the acks' tickets now durable, those that fail)."""
+    def flush_done(self, plan: FlushPlan, *, written: bool = True, committed: bool = True,
+                   unwritten: Collection[CkKey] = ()) -> tuple[list[int], list[int]]:
+        """What of the flush went through: its records (``written``, but not the checkpoints
+        whose keys are in ``unwritten``: their puts failed), its offset commits (``committed``);
+        returns (the acks' tickets now durable, those that fail)."""
         if written:
             for ck in plan.timer_cks + plan.done_cks:
-                self.observe(ck)
-        return self.spans.flush_done(plan, written=written, committed=committed)
+                if ck.key not in unwritten:
+                    self.observe(ck)
+        return self.spans.flush_done(plan, written=written, committed=committed, unwritten=unwritten)
 
     # --- peek and notification -------------------------------------------------------------------
 
@@ -574,8 +585,8 @@ class PopEngine:
         """What to do with a checkpoint the timer delivered (module doc)."""
         acked = self._acked.get(ck.key, set())
         unacked = tuple(o for o in ck.offsets if o not in acked)
-        if not unacked:
-            return ("skip", ())        # nothing to revive: no need to wait for its time
+        if not unacked or ck.key in self._done:
+            return ("skip", ())        # nothing to revive (or revived already): no need to wait
         if now_ms < ck.revive_time_ms:
             return ("wait", ck.revive_time_ms)
         if self._pending.get(ck.key):
@@ -603,6 +614,7 @@ class PopEngine:
         if entry is not None and entry.state != DONE:
             self._event(entry, "revived")
         self._acked.pop(ck.key, None)
+        self._done[ck.key] = ck.revive_time_ms
         self.set_revive_offset(revive_qid, next_offset)
 
 

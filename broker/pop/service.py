@@ -249,12 +249,12 @@ class PopService:
             if plan.empty():
                 continue
             try:
-                put_error, commit_error = await self._write_flush(plan)
+                unwritten, put_error, commit_error = await self._write_flush(plan)
             except asyncio.CancelledError:
                 self._fail_tickets(engine.flush_done(plan, written=False, committed=False)[1],
                                    lambda: self.ctx.not_leader("ack"))
                 raise
-            durable, failed = engine.flush_done(plan, written=put_error is None, committed=commit_error is None)
+            durable, failed = engine.flush_done(plan, committed=commit_error is None, unwritten=unwritten)
             for ticket in durable:
                 future = self._tickets.pop(ticket, None)
                 if future is not None and not future.done():
@@ -270,25 +270,34 @@ class PopService:
             elif plan.writing:
                 self._flush_wake.set()       # the consumer offsets may pass the spans now written
 
-    async def _write_flush(self, plan: FlushPlan) -> tuple[BaseException | None, BaseException | None]:
+    async def _write_flush(self, plan: FlushPlan) -> tuple[set, BaseException | None, BaseException | None]:
         """Put the flush's records (proposed together: every put is proposed before the Raft loop
-        runs again, one Ready) and commit its offsets (one snapshot); returns their errors."""
-        msgs = [records.ck_message(ck, self.revive_topic) for ck in plan.timer_cks]
-        msgs += [records.ck_done_message(ck, self.revive_topic) for ck in plan.done_cks]
+        runs again, one Ready) and commit its offsets (one snapshot); returns the keys of the
+        checkpoints whose put failed (only those are written again), the first put error and the
+        commit error."""
+        cks = [(ck, records.ck_message(ck, self.revive_topic)) for ck in plan.timer_cks]
+        cks += [(ck, records.ck_done_message(ck, self.revive_topic)) for ck in plan.done_cks]
 
-        async def puts() -> None:
-            if msgs:
-                await self._ensure_revive_topic()
-                await asyncio.gather(*(self._put(m) for m in msgs))
+        async def puts() -> list:
+            if not cks:
+                return []
+            await self._ensure_revive_topic()
+            return await asyncio.gather(*(self._put(m) for _, m in cks), return_exceptions=True)
         put_result, commit_result = await asyncio.gather(puts(), self._commit_offsets(plan.offset_commits),
                                                          return_exceptions=True)
-        for result in (put_result, commit_result):
+        for result in (put_result, commit_result, *(put_result if isinstance(put_result, list) else ())):
             if isinstance(result, asyncio.CancelledError):
                 raise result
+        put_error: BaseException | None
+        if isinstance(put_result, BaseException):         # the revive topic: nothing was put
+            unwritten, put_error = {ck.key for ck, _ in cks}, put_result
+        else:
+            failed = [(ck, r) for (ck, _), r in zip(cks, put_result) if isinstance(r, BaseException)]
+            unwritten = {ck.key for ck, _ in failed}
+            put_error = failed[0][1] if failed else None
         self.stats["flushes"] += 1
-        self.stats["checkpointsWritten"] += len(msgs) if not isinstance(put_result, BaseException) else 0
-        return (put_result if isinstance(put_result, BaseException) else None,
-                commit_result if isinstance(commit_result, BaseException) else None)
+        self.stats["checkpointsWritten"] += len(cks) - len(unwritten)
+        return (unwritten, put_error, commit_result if isinstance(commit_result, BaseException) else None)
 
     # --- the requests (package docstring) --------------------------------------------------------
 

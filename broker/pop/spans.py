@@ -38,6 +38,7 @@ calls ``flush_done`` with what went through.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 
 from .records import CheckPoint, CkKey
@@ -185,12 +186,14 @@ class Spans:
                 plan.offset_commits.append((*key, floor))
         return plan
 
-    def flush_done(self, plan: FlushPlan, *, written: bool = True,
-                   committed: bool = True) -> tuple[list[int], list[int]]:
-        """The plan's records were committed (``written``) and its offset commits (``committed``),
-        or not; returns (tickets now durable, tickets that fail). Spans whose records failed go
-        back to the buffer (written again later); the tickets of spans dropped for an offset commit
-        that failed fail (the next flush commits the offset anyway)."""
+    def flush_done(self, plan: FlushPlan, *, written: bool = True, committed: bool = True,
+                   unwritten: Collection[CkKey] = ()) -> tuple[list[int], list[int]]:
+        """The plan's records were committed (``written``, except the checkpoints keyed in
+        ``unwritten``) and its offset commits (``committed``), or not; returns (tickets now
+        durable, tickets that fail). Spans whose records failed go back to the buffer (written
+        again later: only those, so a checkpoint committed is never written twice by its leader);
+        the tickets of spans dropped for an offset commit that failed fail (the next flush commits
+        the offset anyway)."""
         durable: list[int] = []
         failed: list[int] = []
         (durable if committed else failed).extend(plan.tickets)
@@ -199,7 +202,7 @@ class Spans:
             span = cur.spans.get(start) if cur is not None else None
             if span is None or span.state != WRITING:
                 continue
-            if written:
+            if written and span.ck.key not in unwritten:
                 span.state = WRITTEN
                 durable += span.tickets
                 span.tickets = []

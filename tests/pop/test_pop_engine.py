@@ -458,3 +458,29 @@ def test_an_orderly_ack_out_of_order_is_replicated_and_never_handed_out_again(st
     _commit(store, done.offset_commits)
     last = follower.ack(G, T, [again.messages[1].handle], now_ms=2200, view=view)
     assert last.offset_commits == [(G, T, 0, 3)] and last.order_locks == []
+
+
+def test_a_flush_whose_puts_partly_fail_writes_again_only_what_failed_and_a_checkpoint_revives_once(store):
+    """Issue 19: a flush writes the checkpoints of two queues; one put commits, the other fails
+    while this replica still leads. Only the failed one is written again; and a checkpoint that is
+    in the log twice anyway (a put that failed but committed) is revived once, on any replica."""
+    engine, view = PopEngine("b", "c", merge_window_ms=1000), StoreView(store)
+    a = engine.pop(_mreq(queue_id=0, max_msgs=2), view, now_ms=1000)
+    b = engine.pop(_mreq(queue_id=1, max_msgs=2), view, now_ms=1000)
+    first = engine.flush(2000)                                        # both windows closed
+    ck_a, ck_b = sorted(first.timer_cks, key=lambda ck: ck.queue_id)
+    assert engine.flush_done(first, unwritten={ck_b.key}) == ([], [])  # a's put committed, b's failed
+    again = engine.flush(2001)
+    assert again.timer_cks == [ck_b] and again.done_cks == []
+    engine.flush_done(again)
+    assert {ck.key for ck, _, _ in engine.checkpoints()} == {ck_a.key, ck_b.key}
+    follower = PopEngine("b", "c")
+    for e in (engine, follower):
+        e.observe(ck_a, delivered=(ck_a.revive_qid, 0))
+        assert e.revive_decision(ck_a, 11_000) == ("revive", (0, 1))
+    engine.revived(ck_a, ck_a.revive_qid, 1)
+    follower.set_revive_offset(ck_a.revive_qid, 1)
+    for e in (engine, follower):                                       # the same ck again, later in the log
+        e.observe(ck_a, delivered=(ck_a.revive_qid, 1))
+        assert e.revive_decision(ck_a, 11_001) == ("skip", ())
+    assert [m.message.queue_offset for m in a.messages + b.messages] == [0, 1, 0, 1]
