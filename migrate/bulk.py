@@ -1,8 +1,8 @@
 """The copy step's fast path: runs of ordinary records copied as bytes, re-framed without decoding.
 
-``BulkCopy(copier).copy_run(files, pos, state)`` walks one source log folder from ``pos`` over a
-window of its bytes and copies every record it can take on the fast path straight into large
-output buffers; it returns the position of the first item it does not take. The caller
+``BulkCopy(copier).copy_run(pos, state, ...)`` walks the source log folder opened by
+``open_folder`` from ``pos`` and copies every record it can take on the fast path straight into
+large output buffers; it returns the position of the first item it does not take. The caller
 (``run.Copier``) hands that one item to the one log reader (``broker.store.log_reader``, policy
 RAISE) and to the per-record path (``Copier._copy``), then calls ``copy_run`` again after it. So
 the fast path decides nothing about validity or routing on its own: it takes a record only when
@@ -10,9 +10,12 @@ the fast path decides nothing about validity or routing on its own: it takes a r
 * its framing passes the same checks ``record_check.record_verdict`` (and, in a DLedger log,
   ``dledger.entry_verdict``, the entry's bodyCrc and the index that must follow) makes, each
   on the same bytes: sizes that add up, magic, a topic of TopicValidator's characters,
-  properties not ending with NUL, BODYCRC, PHYSICALOFFSET equal to the record's address. A
-  record that fails any of them is left to the reader, which raises (or ends the folder) with
-  its own message;
+  properties not ending with NUL, BODYCRC, PHYSICALOFFSET equal to the record's address. The
+  checks on a record's own bytes are ``scan.summarize``'s, run on each source window ahead of the
+  copy, in worker processes or in this one (``prescan``); those that depend on what was copied
+  before (the queue's next offset, the next Raft index, the target's term and room) are made
+  here, in log order. A record that fails any of them is left to the reader, which raises (or
+  ends the folder) with its own message;
 * it needs no rewriting beyond what a byte copy does: PHYSICALOFFSET patched, and for a v4
   target the 4.x property form (TOTALSIZE and PROPERTIESLENGTH one less, the final ``\\x02``
   dropped). Left to the per-record path: transaction records and half messages, inner batches
@@ -21,11 +24,10 @@ the fast path decides nothing about validity or routing on its own: it takes a r
   a queue's first record or one that does not continue its queue, entries past the committed
   index, non-record entries, a term below the target's, ``--codec`` (every record is rewritten).
 
-Per record the fast path does a few ``struct.unpack_from`` calls on fixed fields, slices the
-record into the output buffer, appends its 20-byte consume-queue unit to its queue's buffer
-(and, for a DLedger target, its 32-byte index unit), looks up TAGS/UNIQ_KEY/KEYS in the
-property bytes (``bytes.rfind``, as ``record.decode_properties`` reads them: the last one wins)
-and inserts the keys into the key index (``IndexWriter.put_many``). Buffers go out as one
+Per record the copy takes its row of the window's summary (sizes, queue, tags hash code, key
+hashes: ``scan.ROW``), slices the record into the output buffer, appends its 20-byte
+consume-queue unit to its queue's buffer (and, for a DLedger target, its 32-byte index unit) and
+inserts the keys into the key index (``IndexWriter.put_many``). Buffers go out as one
 write per run of a segment (``BUFFER_BYTES``); ``flush_pending`` hands everything to the target
 objects (log end, last index and term, queue sizes, counters) before the per-record path or a
 checkpoint runs, so both paths write exactly the bytes the other would have written.

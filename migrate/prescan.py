@@ -110,6 +110,8 @@ class Windows:
                 slot = -1
                 view = self.files.read(start, length)
                 n = len(view)
+            if n == length and start + n < start - start % self.seg_size + self.seg_size:
+                self.files.prefetch(start + n, WINDOW_BYTES)     # the disk reads the next window meanwhile
             end, stopped = hop(view, n, self.src_dl)
             if end == 0:
                 if slot >= 0:
