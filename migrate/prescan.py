@@ -62,7 +62,7 @@ def _worker(conn, buffers, src_dl: bool, v4: bool, committed) -> None:
             return
         slot, length, base = job
         try:
-            reply = ("ok", summarize(buffers[slot][:length], length, base, src_dl, v4, committed).packed())
+            reply = ("ok", summarize(buffers[slot][:length], length, base, src_dl, v4, committed))
         except Exception:       # a bug: the parent raises it with the worker's traceback
             reply = ("error", traceback.format_exc())
         conn.send(reply)
@@ -146,7 +146,7 @@ class Windows:
         kind, value = conn.recv()
         if kind != "ok":
             raise MqbenchError(f"a migrate worker process failed:\n{value}")
-        return Summary.unpacked(value)
+        return value
 
     def release(self, w: Window | None) -> None:
         """The caller is done with ``w``'s bytes."""

@@ -32,8 +32,6 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from array import array
-from itertools import chain
 
 from mqbench.broker.formats import dledger as dl
 from mqbench.broker.formats.compression import v4_reads
@@ -55,7 +53,6 @@ ENTRY_BYTES = dl.ENTRY_HEADER_BYTES
 ROW = ("pos", "nxt", "ok", "rat", "total", "wsize", "plen_at", "props_len", "topic", "queue_id", "queue_offset",
        "store_ms", "eindex", "eterm", "tags_code", "key_at", "nkeys")
 ROW_FIELDS = len(ROW)
-_ROW_FORMAT = struct.Struct(f"={ROW_FIELDS}q")
 _NOT_OK = (0,) * (ROW_FIELDS - 3)
 
 _TOPIC_CHARS = re.compile(rb"[%|a-zA-Z0-9_-]+")      # record_check's TopicValidator set
@@ -86,16 +83,8 @@ class Summary:
     def __init__(self, rows: list[tuple], topics: list[bytes], keys):
         self.rows, self.topics, self.keys = rows, topics, keys
 
-    def packed(self) -> tuple[bytes, list[bytes], bytes]:
-        """A compact form to send between processes (``unpacked`` reads it)."""
-        return array("q", chain.from_iterable(self.rows)).tobytes(), self.topics, array("q", self.keys).tobytes()
-
-    @classmethod
-    def unpacked(cls, packed: tuple[bytes, list[bytes], bytes]) -> Summary:
-        rows, topics, keys = packed
-        k = array("q")
-        k.frombytes(keys)
-        return cls(list(_ROW_FORMAT.iter_unpack(rows)), topics, k)
+    def __reduce__(self):        # sent between processes as its three lists (pickle's C code)
+        return Summary, (self.rows, self.topics, self.keys)
 
 
 def hop(buf, length: int, src_dl: bool) -> tuple[int, bool]:
