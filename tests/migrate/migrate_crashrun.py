@@ -1,9 +1,10 @@
 """Run a migration in this process and SIGKILL it at the N-th file write (a pwrite is cut in half
 first, so the kill can leave a torn write), for the resume tests.
 
-    python migrate_crashrun.py SRC DST TARGET CHECKPOINT_BYTES KILL_AT RESUME [--map-timers]
+    python migrate_crashrun.py SRC DST TARGET CHECKPOINT_BYTES KILL_AT RESUME [--map-timers] [--parallel]
 
-KILL_AT 0 never kills and prints the number of writes the run made."""
+KILL_AT 0 never kills and prints the number of writes the run made. --parallel: the source is
+checked ahead by 2 worker processes in 16 KiB windows (``migrate.prescan``), however small."""
 from __future__ import annotations
 
 import os
@@ -11,7 +12,7 @@ import signal
 import sys
 
 from mqbench.codecs.registry import parse_codec
-from mqbench.migrate import run
+from mqbench.migrate import prescan, run
 from mqbench.migrate.plan import Options
 
 
@@ -37,8 +38,13 @@ def main() -> None:
 
     os.pwrite, os.replace = pwrite, replace
     codec = parse_codec("zlib") if target.startswith("v4") else None
-    run.migrate(src, dst, Options(target=target, codec=codec, map_timers_to_levels="--map-timers" in sys.argv),
-                resume=resume == "1")
+    jobs = None
+    if "--parallel" in sys.argv:
+        run.PARALLEL_MIN_BYTES = 0
+        prescan.WINDOW_BYTES = 16 << 10
+        jobs = 2
+    run.migrate(src, dst, Options(target=target, codec=codec, map_timers_to_levels="--map-timers" in sys.argv,
+                                  jobs=jobs), resume=resume == "1")
     print(count[0])
 
 
