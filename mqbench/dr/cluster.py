@@ -71,7 +71,7 @@ def up(layout_name: str | Path, directory: Path, *, port_offset: int = 0, durabi
     try:
         spawn(records["namesrv"], lifeline=lifeline)
         state.save()
-        launcher.wait_listening(records["namesrv"], deadline, wait_s)
+        launcher.wait_listening(state, records["namesrv"], deadline, wait_s)
         for record in records.values():
             if record.kind == "broker":
                 spawn(record, lifeline=lifeline)
