@@ -286,6 +286,12 @@ class Dispatcher:
             key = (info.topic, info.queue_id)
             self._next[key] = max(self._next.get(key, 0), info.queue_offset + info.inner_num)
 
+    def note_next(self, key: tuple[str, int], next_offset: int) -> None:
+        """``note`` for a run of one queue's records: the queue's next offset is at least
+        ``next_offset`` (the offsets table updated once per batch)."""
+        if self._next.get(key, 0) < next_offset:
+            self._next[key] = next_offset
+
     def _rebuild(self) -> None:
         """Next queue offsets: the queues' ends, then the records written but not yet dispatched."""
         self._next = self.queues.max_offsets()

@@ -201,13 +201,14 @@ class ReplicatedCommitLog:
             ahead[key] = offset + 1
             offsets.append(offset)
         placed = self.dledger.append_records(term, [body for body, _ in run], offsets)
+        for key, next_offset in ahead.items():         # the offsets table, once per queue of the run
+            dispatcher.note_next(key, next_offset)
         header_bytes = ENTRY_HEADER_BYTES
+        appended = dispatcher.appended
         for (index, pos, stored), (_, fields), offset in zip(placed, run, offsets):
             topic, queue_id, _, sysflag, tags_code, store_timestamp_ms, size = fields
-            info = DispatchInfo(topic, queue_id, offset, pos + header_bytes, size, sysflag, tags_code,
-                                store_timestamp_ms, 1)
-            dispatcher.note(info)
-            dispatcher.appended(pos + header_bytes + size, info)
+            appended(pos + header_bytes + size, DispatchInfo(topic, queue_id, offset, pos + header_bytes, size,
+                                                             sysflag, tags_code, store_timestamp_ms, 1))
             out.append((index, stored))
 
     def _append_other(self, term: int, body: bytes, magic: int) -> tuple[int, bytes]:
