@@ -1,25 +1,26 @@
-"""Which asyncio event loop mqbench's own processes run on: the broker, the run workers and the
-send benchmark's load generator (``use_event_loop``)."""
+"""Which asyncio event loop mqbench's own processes run on: the broker, the name server, the run
+workers and the send/pull benchmarks' load generators (``use_event_loop``)."""
 from __future__ import annotations
 
 import asyncio
 import os
 
 ENV = "MQBENCH_EVENT_LOOP"
+CHOICES = ("uvloop", "asyncio")
 
 
 def use_event_loop() -> str:
-    """Make the next ``asyncio.run`` use the loop ``MQBENCH_EVENT_LOOP`` names and return its name:
-    ``asyncio`` (the default) or ``uvloop`` (when installed; else asyncio's).
+    """Make the next ``asyncio.run`` use uvloop when it is importable and return the loop's name:
+    ``uvloop``, or ``asyncio`` where uvloop is missing (it has no Windows build) or when
+    ``MQBENCH_EVENT_LOOP=asyncio`` forces asyncio's own loop (any other value than ``uvloop`` or
+    ``asyncio`` is ignored: the default applies).
 
-    uvloop is opt-in, not the default: on the Protocol remoting server it took 15-25% off the
-    CPU per unbatched message on single and in the load generator (within the noise on raft3).
-    With it, a raft3 replica killed with SIGKILL and restarted used to stay a candidate for over a
-    minute: uvloop raises RuntimeError for a write on a transport it closed when the peer died,
-    and the Raft transport's writer task caught OSError only, so it ended and the restarted peer
-    never heard from that node (fixed in ``broker/raft/transport.py``; bench failover on uvloop
-    then passed 5/5). It stays opt-in until the whole suite has run on it."""
-    if os.environ.get(ENV, "asyncio") != "uvloop":
+    uvloop is the default: on the Protocol remoting server it takes 15-25% off the CPU per
+    unbatched message on single and in the load generator. Its one behavioural difference that
+    bit us: it raises RuntimeError, not OSError, for a write on a transport it closed when the peer
+    died (handled in ``broker/raft/transport.py``; a restarted raft3 replica once stayed a candidate
+    for a minute because of it). The broker test directories that start real processes pass on it."""
+    if os.environ.get(ENV, "uvloop").strip().lower() == "asyncio":
         return "asyncio"
     try:
         import uvloop

@@ -17,6 +17,7 @@ from mqbench.broker.namesrv.server import SCAN_INTERVAL_MS_DEFAULT, NameServer
 from mqbench.broker.remoting.client import parse_addr
 from mqbench.broker.lifeline import watch_parent
 from mqbench.errors import UserError
+from mqbench.event_loop import use_event_loop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         host, port = parse_addr(args.listen) if not args.listen.endswith(":0") else (args.listen[:-2], 0)
         if args.broker_expiry_ms <= 0 or args.scan_interval_ms <= 0:
             raise UserError("--broker-expiry-ms and --scan-interval-ms must be positive")
+        use_event_loop()
         return asyncio.run(_serve(host, port, args))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

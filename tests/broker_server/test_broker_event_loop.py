@@ -1,5 +1,6 @@
-"""The broker (and the run workers and the send benchmark's load generator) run on asyncio's loop
-unless MQBENCH_EVENT_LOOP=uvloop asks for uvloop (see mqbench.event_loop for why it is opt-in)."""
+"""The broker, the name server, the run workers and the load generators run on uvloop when it is
+importable, and on asyncio's own loop when MQBENCH_EVENT_LOOP=asyncio forces it or uvloop is missing
+(see mqbench.event_loop)."""
 import subprocess
 import sys
 
@@ -7,23 +8,30 @@ import pytest
 
 CHECK = ("import asyncio; from mqbench.event_loop import use_event_loop; name = use_event_loop(); "
          "loop = asyncio.new_event_loop(); print(name, type(loop).__module__); loop.close()")
+# uvloop made unimportable, as on a platform without a build of it
+MISSING = "import sys; sys.modules['uvloop'] = None; " + CHECK
 
 
-def _run(env_value):
+def _run(env_value, code=CHECK):
     env = {"PATH": "/usr/bin:/bin"}
     if env_value is not None:
         env["MQBENCH_EVENT_LOOP"] = env_value
-    out = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, env=env, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout.split()
 
 
-def test_asyncio_by_default():
+def test_uvloop_by_default_when_installed():
+    pytest.importorskip("uvloop")
     name, module = _run(None)
+    assert name == "uvloop" and module.startswith("uvloop")
+
+
+def test_asyncio_when_forced():
+    name, module = _run("asyncio")
     assert name == "asyncio" and module.startswith("asyncio")
 
 
-def test_uvloop_when_asked_and_installed():
-    pytest.importorskip("uvloop")
-    name, module = _run("uvloop")
-    assert name == "uvloop" and module.startswith("uvloop")
+def test_asyncio_when_uvloop_is_missing():
+    name, module = _run(None, MISSING)
+    assert name == "asyncio" and module.startswith("asyncio")
