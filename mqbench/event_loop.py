@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any, Coroutine, TypeVar
+
+T = TypeVar("T")
 
 ENV = "MQBENCH_EVENT_LOOP"
 CHOICES = ("uvloop", "asyncio")
@@ -20,11 +23,29 @@ def use_event_loop() -> str:
     bit us: it raises RuntimeError, not OSError, for a write on a transport it closed when the peer
     died (handled in ``broker/raft/transport.py``; a restarted raft3 replica once stayed a candidate
     for a minute because of it). The broker test directories that start real processes pass on it."""
-    if os.environ.get(ENV, "uvloop").strip().lower() == "asyncio":
-        return "asyncio"
-    try:
-        import uvloop
-    except ImportError:
+    uvloop = _uvloop()
+    if uvloop is None:
         return "asyncio"
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return "uvloop"
+
+
+def _uvloop() -> Any:
+    if os.environ.get(ENV, "uvloop").strip().lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop
+
+
+def run_on_event_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)`` on the loop ``use_event_loop`` picks, without changing the process's
+    event loop policy: for a load generator run inside a process that is not mqbench's own (the
+    CLI under a test runner), whose later ``asyncio.run`` calls keep their loop."""
+    uvloop = _uvloop()
+    if uvloop is None:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from mqbench.bench.common import (bench_document, fmt, fmt_ratio, limits_line, measure_limits, own_cpu_s, payload,
                                   percentile, processes_cpu_s, ratio, us_per_msg)
-from mqbench.event_loop import use_event_loop
+from mqbench.event_loop import run_on_event_loop, use_event_loop
 from mqbench.output import table
 
 WARMUP_S = 0.5
@@ -134,8 +134,8 @@ def _cell(namesrv: str, broker_pids: list[int], batch: int, concurrency: int, se
         reader.start()
     jobs = [(namesrv, batch, share, body, start_at_s, seconds) for share in shares if share > 0]
     if len(jobs) == 1:
-        use_event_loop()      # the load generator on the loop the broker and run workers use (MQBENCH_EVENT_LOOP)
-        results = [asyncio.run(_send_closed_loop(*jobs[0]))]
+        # the load generator on the loop the broker and run workers use, this process's policy left alone
+        results = [run_on_event_loop(_send_closed_loop(*jobs[0]))]
     else:
         import multiprocessing
 

@@ -35,3 +35,22 @@ def test_asyncio_when_forced():
 def test_asyncio_when_uvloop_is_missing():
     name, module = _run(None, MISSING)
     assert name == "asyncio" and module.startswith("asyncio")
+
+
+def test_an_in_process_load_generator_leaves_the_policy_alone():
+    code = ("import asyncio; from mqbench.event_loop import run_on_event_loop\n"
+            "async def which(): return type(asyncio.get_running_loop()).__module__\n"
+            "inner = run_on_event_loop(which()); outer = asyncio.run(which()); print(inner, outer)")
+    inner, outer = _run(None, code)
+    assert outer.startswith("asyncio")
+    assert inner.startswith("uvloop" if _has_uvloop() else "asyncio")
+    inner, outer = _run("asyncio", code)
+    assert inner.startswith("asyncio") and outer.startswith("asyncio")
+
+
+def _has_uvloop():
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
