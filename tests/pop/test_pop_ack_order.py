@@ -1,12 +1,13 @@
 """Issue 19: an ack answered OK must survive a leader SIGKILL right after its answer.
 
-The Node 5.x client once saw an acked message handed out again, attempt 1, by the new leader. The
-cause: an ack that reaches the leader while the flush is writing its checkpoint (the span is
-``writing``) became an ack record put at once, beside the checkpoint's put, not after it. The ack
-record could so be committed, and answered, before the checkpoint was (the flush's puts run a few
-event-loop turns later, and the first flush of a cluster creates the revive topic first: a whole
-Raft round trip). A SIGKILL then left a log with the ack but without its checkpoint, and the
-consumer offset below the message: the new leader handed the message out again.
+Found while chasing the Node 5.x client's K-10 (which turned out to be a send stored twice, see
+``tests/official/test_official_grpc.py``): an ack that reaches the leader while the flush is
+writing its checkpoint (the span is ``writing``) became an ack record put at once, beside the
+checkpoint's put, not after it. The ack record could so be committed, and answered, before the
+checkpoint was (the flush's puts run a few event-loop turns later, and the first flush of a
+cluster creates the revive topic first: a whole Raft round trip). A SIGKILL then left a log with
+the ack but without its checkpoint, and the consumer offset below the message: the new leader
+handed the acked message out again, attempt 1.
 
 The test catches the span while it is written (the first flush: the revive topic is created
 then), acks, and reads the log as a new leader would at the moment the ack returns.
