@@ -186,7 +186,9 @@ def send_success_frame(opaque: int, version: int, msg_id: str, queue_id: int, qu
     (tested), without building the command or its dict: one per message sent."""
     header = b"".join((
         _SEND_OK_HEAD % (codes.SUCCESS, version, opaque, codes.FLAG_RESPONSE),
-        _json_string(msg_id), b',"queueId":"%d","queueOffset":"%d"' % (queue_id, queue_offset),
+        # an offsetMsgId is hex: nothing to escape
+        b'"%s"' % msg_id.encode() if msg_id.isalnum() and msg_id.isascii() else _json_string(msg_id),
+        b',"queueId":"%d","queueOffset":"%d"' % (queue_id, queue_offset),
         b"" if transaction_id is None else b',"transactionId":' + _json_string(transaction_id),
         _SEND_OK_TAIL))
     return LENGTH.pack(4 + len(header)) + LENGTH.pack(len(header)) + header

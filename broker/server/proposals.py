@@ -60,15 +60,18 @@ class _Waiter:
 
 class Proposals:
     """See module doc. ``leader()`` is the current leader's node id (0: unknown), named in the
-    ``LeadershipLost`` errors; ``stored_body(index)`` reads an entry as this replica stored it."""
+    ``LeadershipLost`` errors; ``stored_body(index)`` reads an entry as this replica stored it,
+    ``stored_bodies(lo, hi)`` (optional) the entries ``lo`` to ``hi - 1`` at once."""
 
     def __init__(self, node_id: int, store_host: tuple[str, int], leader: Callable[[], int],
-                 stored_body: Callable[[int], bytes]):
+                 stored_body: Callable[[int], bytes],
+                 stored_bodies: Callable[[int, int], list[bytes]] | None = None):
         self.node_id = node_id
         self.store_host = store_host
         self._id_prefix = message_id(store_host, 0)[:-16]     # offsetMsgId = host hex + offset hex
         self._leader = leader
         self._stored_body = stored_body
+        self._stored_bodies = stored_bodies      # entries [lo, hi) at once (``add_each``'s results)
         self._waiters: dict[int, _Waiter] = {}     # by the index of the write's last entry
         self.put_count = 0                         # messages acknowledged
 
@@ -120,9 +123,11 @@ class Proposals:
         return PutResult(",".join(ids), head[0], head[1], head[2], count, ids, last)
 
     def _results(self, first: int, last: int) -> list[PutResult]:
-        results, prefix, stored_body = [], self._id_prefix, self._stored_body
-        for index in range(first, last + 1):
-            _, queue_id, queue_offset, physical_offset, _ = peek_fields(stored_body(index), 0)
+        results, prefix = [], self._id_prefix
+        bodies = (self._stored_bodies(first, last + 1) if self._stored_bodies is not None
+                  else [self._stored_body(index) for index in range(first, last + 1)])
+        for index, body in enumerate(bodies, first):
+            _, queue_id, queue_offset, physical_offset, _ = peek_fields(body, 0)
             msg_id = f"{prefix}{physical_offset:016X}"
             results.append(PutResult(msg_id, queue_id, queue_offset, physical_offset, 1, [msg_id], index))
         self.put_count += len(results)

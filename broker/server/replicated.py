@@ -166,7 +166,8 @@ class ReplicatedGroup:
         self.driver = RaftDriver(self.node, self.storage, self.transport, apply=lambda entries: self._apply(entries),
                                  on_append=self._reads.truncating_from, on_ready=self._after_ready,
                                  on_tick=self._on_tick, on_failed=self._stop_failed, run_step=self._run_step)
-        self.proposals = Proposals(self.self_id, store.store_host, lambda: self.node.lead, self.storage.stored_body)
+        self.proposals = Proposals(self.self_id, store.store_host, lambda: self.node.lead, self.storage.stored_body,
+                                   lambda lo, hi: [entry.data for entry in self.storage.entries(lo, hi)])
         self.leadership = Leadership(self.node, self.proposals)
         self.on_commit: Callable[[], None] | None = None
         self._creating: dict[str, asyncio.Future] = {}

@@ -143,7 +143,8 @@ def test_the_prebuilt_send_answer_is_the_encoded_command_byte_for_byte(seed):
     alphabet = "aZ09\"\\/\n\t\x00\x1f\x7fé名😀\u2028"
     for _ in range(300):
         opaque, version = rng.randrange(-(1 << 31), 1 << 31), rng.choice([0, 317, 401, -1, 32767])
-        msg_id = "".join(rng.choice("0123456789ABCDEF") for _ in range(32))
+        msg_id = rng.choice(["".join(rng.choice("0123456789ABCDEF") for _ in range(32)),
+                             "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 40)))])
         queue_id, queue_offset = rng.randrange(0, 1 << 31), rng.randrange(0, 1 << 63)
         tid = rng.choice([None, "", "".join(rng.choice(alphabet) for _ in range(rng.randrange(40)))])
         ext = {"msgId": msg_id, "queueId": str(queue_id), "queueOffset": str(queue_offset)}
