@@ -36,6 +36,10 @@ class BatchItem:
     body: bytes
     properties: dict[str, str] = field(default_factory=dict)
     flag: int = 0
+    # the property string as sent, set by ``decode_batch`` only when it is exactly
+    # ``encode_properties(properties)`` (a record can then take it as is); whoever changes
+    # ``properties`` of a decoded item sets it to None
+    wire_properties: bytes | None = field(default=None, compare=False, repr=False)
 
 
 def encode_batch(items: list[BatchItem]) -> bytes:
@@ -82,10 +86,13 @@ def decode_batch(body: ByteView, *, where: str | None = None, items_max: int | N
         if props_len < 0 or BATCH_ITEM_FIXED_BYTES + body_len + props_len != total:
             raise CorruptDataError(f"batch item size {total} differs from its fields "
                                    f"(body {body_len}, properties {props_len})", where=where, offset=pos)
+        wire = data[props_at + 2:props_at + 2 + props_len]
         try:
-            properties = decode_properties(data[props_at + 2:props_at + 2 + props_len]) if props_len else {}
+            properties = decode_properties(wire) if props_len else {}
         except CorruptDataError as exc:
             raise CorruptDataError(str(exc), where=where, offset=pos) from None
-        append(BatchItem(data[pos + 20:props_at], properties, flag))
+        # every \x02-ended segment gave its own name: encode_properties writes these bytes again
+        canonical = not props_len or (wire[-1] == 2 and wire.count(b"\x02") == len(properties))
+        append(BatchItem(data[pos + 20:props_at], properties, flag, wire if canonical else None))
         pos += total
     return items

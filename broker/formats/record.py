@@ -595,11 +595,12 @@ def verify_property_crc(record: bytes) -> bool | None:
     return digits == crc_digits(body_crc(bytes(record[:-CRC_PROPERTY_BYTES])))
 
 
-def encode_messages_like(template: Message, items: list[tuple[ByteView, dict[str, str], int]]) -> list[bytes]:
+def encode_messages_like(template: Message, items: list[tuple[ByteView, dict[str, str] | bytes, int]]) -> list[bytes]:
     """``encode_message`` for messages that share every field of ``template`` but BODY, properties
     and FLAG, given per message as ``(body, properties, flag)``: the same bytes as encoding each
     as a ``Message``, with the shared parts (topic, hosts, times, sysflag, magic) computed once
-    (a client batch's records). UserError as ``encode_message``; no ``__CRC32#`` property."""
+    (a client batch's records). Properties given as bytes are ``encode_properties``' output,
+    taken as they are. UserError as ``encode_message``; no ``__CRC32#`` property."""
     topic = template.topic.encode("utf-8")
     version = _topic_version(topic, template.version)
     born, born_v6 = _host_bytes(template.born_host, "born host")
@@ -622,7 +623,12 @@ def encode_messages_like(template: Message, items: list[tuple[ByteView, dict[str
     pack_i32, pack_i16 = _I32.pack, _I16.pack
     out = []
     for body, properties, flag in items:
-        props = _final_properties(properties, False)
+        if isinstance(properties, bytes):
+            props = properties
+            if len(props) > PROPERTIES_MAX_BYTES:
+                raise UserError(f"message properties of {len(props)} bytes are too long (max {PROPERTIES_MAX_BYTES})")
+        else:
+            props = _final_properties(properties, False)
         body = bytes(body)
         total = fixed + len(body) + len(props)
         if total > 0x7FFFFFFF:

@@ -111,7 +111,10 @@ class RecordBuilder:
         # DLedger stores each inner message's own properties (spec 4.2); a plain commitlog adds the batch's
         props = ([item.properties for item in items] if versions.is_dledger(self.version) or not batch_props
                  else [{**item.properties, **batch_props} for item in items])
-        records = encode_messages_like(template, [(item.body, p, item.flag) for item, p in zip(items, props)])
+        encoded: list[dict[str, str] | bytes] = list(props)
+        if props and props[0] is items[0].properties:       # each item's own properties: as sent when canonical
+            encoded = [p if item.wire_properties is None else item.wire_properties for item, p in zip(items, props)]
+        records = encode_messages_like(template, [(item.body, p, item.flag) for item, p in zip(items, encoded)])
         store_timestamp_ms = template.store_timestamp_ms
         return template, [(record, tags_code(p.get(PROPERTY_TAGS), topic, properties=p, store_timestamp_ms=store_timestamp_ms))
                           for record, p in zip(records, props)]

@@ -150,3 +150,21 @@ def test_a_run_of_queue_units_is_the_units_put_one_by_one(tmp_path):
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "b").iterdir()) and len(names) > 5
     assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
+
+
+@pytest.mark.parametrize("wire", [b"", b"TAGS\x01a\x02KEYS\x01k1 k2\x02", b"TAGS\x01a\x02KEYS\x01k", b"A\x01x\x02A\x01y\x02",
+                                  b"A\x01x\x02\x02B\x01y\x02", b"ab\x02A\x01x\x02", b"A\x01\x02B\x01y\x02"])
+def test_a_decoded_batch_stores_what_encoding_its_properties_gives(wire):
+    """Property strings taken as sent (``wire_properties``) only when re-encoding gives them back."""
+    import struct
+
+    from mqbench.broker.formats.batch import decode_batch
+    from mqbench.broker.formats.record import encode_properties
+    body = b"payload"
+    item = struct.pack(">iiiii", 22 + len(body) + len(wire), 0, 0, 7, len(body)) + body + struct.pack(">h", len(wire)) + wire
+    [decoded] = decode_batch(item * 1)
+    assert (decoded.wire_properties is not None) == (encode_properties(decoded.properties) == wire)
+    builder = RecordBuilder("v5-dledger", lambda: CLOCK_MS, ("127.0.0.1", 1), lambda t: False)
+    kw = dict(properties=None, sysflag=0, born_timestamp_ms=1, born_host=("127.0.0.1", 2))
+    _, built = builder.batch_records("T", 0, [decoded], **kw)
+    assert [r for r, _ in built] == _per_message(builder, "T", 0, [BatchItem(decoded.body, decoded.properties, 7)], **kw)
