@@ -117,6 +117,8 @@ def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: s
     if durability not in ("memory", "fsync"):
         raise UserError(f"durability {durability!r} is not one of memory, fsync")
     layout = load_layout(layout_name).with_port_offset(port_offset)
+    if placer is None:
+        check_loopback(layout)
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / "cluster.json").exists():
@@ -137,7 +139,6 @@ def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: s
         settings["acl"] = str(acl_path)
     hosts = LOCAL
     if placer is None:
-        check_loopback(layout)
         check_ports_free(layout)
     else:
         placed, hosts, placed_settings = placer.place(load_layout(layout_name), directory, port_offset)

@@ -69,6 +69,17 @@ def test_busy_port_is_named(tmp_path):
     assert "--port-offset" in line
 
 
+def test_a_layout_naming_node_addresses_is_refused_without_ray(tmp_path):
+    layout = tmp_path / "nodes.toml"
+    layout.write_text('name = "nodes"\n[rooms.r]\nhosts = ["a"]\n[hosts.a]\naddress = "10.9.8.7"\n'
+                      '[groups.g]\nreplicas = ["a"]\n')
+    line = error_line(run("up", "--layout", str(layout), "--dir", str(tmp_path / "c")))
+    assert "host a has the node address 10.9.8.7" in line and "--cluster ray://" in line
+    assert not (tmp_path / "c").exists()
+    line = error_line(run("up", "--layout", "single", "--ray-head-workers", "--dir", str(tmp_path / "c")))
+    assert "--ray-head-workers needs --cluster" in line
+
+
 def test_netns_is_refused_clearly(tmp_path):
     line = error_line(run("up", "--layout", "single", "--netns", "--dir", str(tmp_path / "c")))
     assert "--netns is not available" in line
