@@ -165,9 +165,10 @@ field                                       meaning
                                             monotonic clock minus the driver's; workers run on the
                                             driver's clock through it), ``clock_uncertainty_ns`` (half
                                             the least round trip: a bound), ``clock_rtt_ns_min``,
-                                            ``clock_samples``; on worker nodes over the measured
-                                            phase: ``node_cpu_busy_share`` (all the node's CPUs),
-                                            ``worker_cpu_s`` (its workers), ``net_bytes_sent_per_s``,
+                                            ``clock_samples``; on every node (workers or layout
+                                            hosts) over the measured phase:
+                                            ``node_cpu_busy_share`` (all the node's CPUs),
+                                            ``worker_cpu_s`` (its workers; null without), ``net_bytes_sent_per_s``,
                                             ``net_bytes_recv_per_s`` (every interface of the node).
                                             On a Ray layout the stores are on the nodes' disks: the
                                             stored figures below are null

@@ -203,7 +203,7 @@ class RayEngine:
         self.placed: dict[str, list[str]] = {"producer": [], "consumer": [], "host": []}  # node ids
         self.placement = None                             # placement.Placement of the cell's workers
         self.cell_nodes: dict = {}                        # cell index (None: spread) -> role -> node ids
-        self.worker_agents: list[tuple[str, object]] = []   # (node id, agent) of every worker
+        self.counter_agents: list[tuple[str, object]] = []   # (node id, agent) of every worker and layout host
         self.host_nodes: dict[str, str] = {}            # layout host -> node id
 
     # --- nodes ---------------------------------------------------------------------------
@@ -269,7 +269,7 @@ class RayEngine:
             agent = self._on_node(node_id, name)
             self._describe(node_id, agent)
             offset = self.measure_clock(node_id, agent)
-            self.worker_agents.append((node_id, agent))
+            self.counter_agents.append((node_id, agent))
             self.placed[spec["role"]].append(node_id)
             self.cell_nodes.setdefault(cell_index, {"producer": set(), "consumer": set()})[spec["role"]].add(node_id)
             self.ray.get(agent.start_worker.remote({**spec, "clock_offset_ns": offset.offset_ns}), timeout=60)
@@ -293,13 +293,15 @@ class RayEngine:
         self.node_names.setdefault(info["node_id"], f"{info['hostname']}/{info['node_ip']}")
         self.placed["host"].append(info["node_id"])
         self.measure_clock(info["node_id"], agent)
+        self.counter_agents.append((info["node_id"], agent))     # the node's CPU and network, hosts' too
 
     # --- figures ----------------------------------------------------------------------------
 
     def sample_counters(self) -> dict[str, dict]:
-        """node id -> the node's counters (``NodeAgent.counters``), its workers' CPU seconds summed."""
+        """node id -> the node's counters (``NodeAgent.counters``) on every node with workers or layout
+        hosts, its workers' CPU seconds summed."""
         out: dict[str, dict] = {}
-        refs = [(node, agent.counters.remote()) for node, agent in self.worker_agents]
+        refs = [(node, agent.counters.remote()) for node, agent in self.counter_agents]
         for node, ref in refs:
             sample = self.ray.get(ref, timeout=30)
             if node not in out:
@@ -353,7 +355,7 @@ class RayEngine:
                 pass
         self.actors, self.groups = [], []
         self.placed = {"producer": [], "consumer": [], "host": []}
-        self.worker_agents, self.host_nodes = [], {}
+        self.counter_agents, self.host_nodes = [], {}
         self.placement, self.cell_nodes = None, {}
 
     def close(self) -> None:

@@ -104,10 +104,11 @@ def main() -> None:
                     time.sleep(1)
                 time.sleep(2)
                 report["run_killed"] = first
-                mq("run kill", "cluster", "kill", first, "--dir", str(work), "--json")
+                if first is not None:         # else the run ended first: its stderr says why
+                    mq("run kill", "cluster", "kill", first, "--dir", str(work), "--json")
                 report["run_alive_after_kill"] = run.poll() is None
                 deadline_leader = time.monotonic() + 30
-                while time.monotonic() < deadline_leader and run.poll() is None:
+                while first is not None and time.monotonic() < deadline_leader and run.poll() is None:
                     now = leader(work)
                     if now and now != first:
                         report["run_second_leader"] = now

@@ -64,6 +64,7 @@ def test_cluster_commands_and_a_failover_drill_through_ray(tmp_path):
         "namesrv": "stopped", "broker-a/n0": "stopped", "broker-a/n1": "stopped", "broker-a/n2": "stopped"}
     assert report["stores_after_down"] == [] and report["brokers_after_down"] == []
     # B. the run's leader killed through the run's own cluster folder; a new leader; the run carries on
+    assert report.get("run_killed"), f"the run ended before its cluster had a leader: {report.get('run')}"
     assert _step(report, "run kill")["processes"] == [report["run_killed"]]
     assert report["run_alive_after_kill"], "the kill came after the run had ended"
     assert report.get("run_second_leader") not in (None, report["run_killed"])
@@ -72,6 +73,7 @@ def test_cluster_commands_and_a_failover_drill_through_ray(tmp_path):
     doc = json.loads(run["stdout"])
     cell = json.loads((Path(doc["result_dir"]) / "result.json").read_text())["cells"][0]
     assert {h for n in cell["ray"]["nodes"] for h in n["layout_hosts"]} == {"h1", "h2", "h3"}
+    assert all(0 < n["node_cpu_busy_share"] <= 1.0 for n in cell["ray"]["nodes"])   # host nodes' CPU too
     tail = cell["windows"][-3:]                # the measured phase's end, well after the election
     assert all(w["published"] > 0 and w["consumed"] > 0 for w in tail), tail
     # broker CPU is read on the brokers' nodes through their actors (in the window of the kill the
