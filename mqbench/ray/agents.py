@@ -41,6 +41,7 @@ class NodeAgent:
         self.conn = None        # the agent's end of the worker's pipe
         self.ended = False
         self.lifeline = None     # broker.lifeline.Lifeline of the processes this agent started
+        self.worker_cpu_seen = 0.0   # the worker's CPU seconds at the last sample
 
     # --- the node --------------------------------------------------------------------------
 
@@ -56,18 +57,24 @@ class NodeAgent:
 
     def counters(self) -> dict:
         """The node's CPU seconds (all processes), network bytes, and CPU seconds of this agent's
-        worker process: sampled at the start and end of the measured phase by the driver."""
+        worker process (None without one; still counted once it has ended): sampled at the start
+        and end of the measured phase by the driver."""
         import psutil
 
         cpu = psutil.cpu_times()
         net = psutil.net_io_counters()
         worker_cpu_s = None
         if self.worker is not None and self.worker.pid:
+            import resource
+
             try:
                 times = psutil.Process(self.worker.pid).cpu_times()
                 worker_cpu_s = times.user + times.system
-            except psutil.Error:
-                worker_cpu_s = None
+            except psutil.Error:    # it ended and was reaped: its seconds are this process's children's
+                usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+                worker_cpu_s = usage.ru_utime + usage.ru_stime
+            # never less than before: a worker that ended between two samples keeps its seconds
+            worker_cpu_s = self.worker_cpu_seen = max(worker_cpu_s, self.worker_cpu_seen)
         return {"t_ns": time.monotonic_ns(), "cpu_busy_s": cpu.user + cpu.system + getattr(cpu, "irq", 0.0)
                 + getattr(cpu, "softirq", 0.0), "cpu_count": psutil.cpu_count() or 1,
                 "net_bytes_sent": net.bytes_sent, "net_bytes_recv": net.bytes_recv, "worker_cpu_s": worker_cpu_s}

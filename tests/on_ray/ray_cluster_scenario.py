@@ -87,7 +87,7 @@ def main() -> None:
         # --- B: a run's leader killed on its Ray node; the run carries on -------------------------------
         results = out / "results"
         run = subprocess.Popen([mqbench, "run", "orders", "--layout", "raft3", "--cluster", address, "--producers", "1",
-                                "--consumers", "1", "--rate", "100", "--warmup", "2s", "--duration", "30s", "--window", "3s", "--drain",
+                                "--consumers", "1", "--rate", "100", "--warmup", "2s", "--duration", "60s", "--window", "5s", "--drain",
                                 "10s", "--limits", "none", "--json", "--quiet", "--out", str(results)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -104,6 +104,7 @@ def main() -> None:
                     time.sleep(1)
                 time.sleep(2)
                 report["run_killed"] = first
+                report["run_alive_before_kill"] = run.poll() is None
                 if first is not None:         # else the run ended first: its stderr says why
                     mq("run kill", "cluster", "kill", first, "--dir", str(work), "--json")
                 report["run_alive_after_kill"] = run.poll() is None

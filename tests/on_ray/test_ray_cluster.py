@@ -65,6 +65,7 @@ def test_cluster_commands_and_a_failover_drill_through_ray(tmp_path):
     assert report["stores_after_down"] == [] and report["brokers_after_down"] == []
     # B. the run's leader killed through the run's own cluster folder; a new leader; the run carries on
     assert report.get("run_killed"), f"the run ended before its cluster had a leader: {report.get('run')}"
+    assert report["run_alive_before_kill"], f"the run ended before the kill: {report.get('run')}"
     assert _step(report, "run kill")["processes"] == [report["run_killed"]]
     assert report["run_alive_after_kill"], "the kill came after the run had ended"
     assert report.get("run_second_leader") not in (None, report["run_killed"])
