@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 HEAD_RESOURCE = "node:__internal_head__"
 ROOM_RESOURCE = "mqbench_room_"
 PLACE_TIMEOUT_S = 60.0
+CONNECT_TRIES = 3
 POLL_S = 1.0
 
 
@@ -71,23 +72,26 @@ def import_ray():
 
 def connect(address: str):
     """``ray``, connected to the cluster at ``address`` in the ``mqbench`` namespace (once per
-    process; a Ray client connection that fails to start is tried once more: the head's client
-    server sometimes fails to start a session under load). UserError when it cannot be reached."""
+    process). A Ray client session that fails to start is tried up to ``CONNECT_TRIES`` times: the
+    head's client server sometimes fails to start a session's server under load ("Starting Ray
+    client server failed", seen on this 2-core machine at load 10-30). UserError when it cannot be
+    reached."""
     ray = import_ray()
     if ray.is_initialized():
         return ray
-    for attempt in (1, 2):
+    for attempt in range(1, CONNECT_TRIES + 1):
         try:
             ray.init(address=address, namespace="mqbench", log_to_driver=False, logging_level=logging.WARNING)
             return ray
         except Exception as exc:  # noqa: BLE001 - connection refused, version mismatch: one line
-            if attempt == 2 or not address.startswith("ray://"):
+            if attempt == CONNECT_TRIES or not address.startswith("ray://") or "failed" not in str(exc):
                 raise UserError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
-            log.info("Ray client connection failed, once more: %s", exc)
+            log.info("Ray client session failed to start (try %d): %s", attempt, exc)
             try:
                 ray.shutdown()
             except Exception:  # noqa: BLE001
                 pass
+            time.sleep(2.0 * attempt)
     raise AssertionError("unreachable")
 
 
