@@ -46,7 +46,7 @@ from typing import Iterable
 from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.formats.compression import compress_body, decode_client_batch, encode_client_batch
 from mqbench.broker.formats.dledger import ENTRY_HEADER_BYTES
-from mqbench.broker.formats.properties import PROPERTY_INNER_BASE, PROPERTY_UNIQ_KEY, PROPERTY_WAIT
+from mqbench.broker.formats.properties import PROPERTY_DELAY, PROPERTY_INNER_BASE, PROPERTY_UNIQ_KEY, PROPERTY_WAIT
 from mqbench.broker.formats.record import Message, encode_message
 from mqbench.broker.store.record_builder import RecordBuilder
 from mqbench.broker.timer.rewrite import delivered_message, rewrite_for_delay, source_id
@@ -168,7 +168,7 @@ class _Sizer:
         if stored is msg:
             return first, 0
         stored.store_timestamp_ms = _NOW_MS
-        again = delivered_message(stored, source=source_id("L" if stored.properties.get("DELAY") else "T",
+        again = delivered_message(stored, source=source_id("L" if stored.properties.get(PROPERTY_DELAY) else "T",
                                                            self.queue_offsets.get(stored.topic, 0)),
                                   now_ms=_NOW_MS)
         self.queue_offsets[stored.topic] = self.queue_offsets.get(stored.topic, 0) + 1
