@@ -65,7 +65,10 @@ def _worker(conn, buffers, src_dl: bool, v4: bool, committed) -> None:
             reply = ("ok", summarize(buffers[slot][:length], length, base, src_dl, v4, committed))
         except Exception:       # a bug: the parent raises it with the worker's traceback
             reply = ("error", traceback.format_exc())
-        conn.send(reply)
+        try:
+            conn.send(reply)
+        except OSError:      # the parent closed its end: nothing is waiting for this
+            return
 
 
 class Windows:
@@ -198,6 +201,12 @@ class Windows:
 
     def close(self) -> None:
         """Stop the workers (they exit; CPU they used is the parent's children's) and free the windows."""
+        for w in self.pending:       # a refused copy can leave windows in flight: take their results first,
+            if w.summary is None:    # so no worker is left blocked sending one
+                try:
+                    self._result(w)
+                except (OSError, EOFError, MqbenchError):
+                    pass
         for conn in self.conns:
             try:
                 conn.send(None)

@@ -78,3 +78,27 @@ def test_workers_end_with_the_migration(store, tmp_path, how):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow      # builds a 12 MiB store (~5-10 s)
+def test_closing_with_windows_in_flight_lets_the_workers_exit(tmp_path, monkeypatch):
+    """A copy refused while windows are still being checked: ``close`` takes their results, so every
+    worker exits when told (before, a worker blocked sending a large result was killed after 5 s)."""
+    from mqbench.broker.store.log_reader import FolderFiles, list_segments
+    from mqbench.migrate import prescan
+
+    root = tmp_path / "src"
+    build(root, "v4", 12 << 20, 1)
+    monkeypatch.setattr(prescan, "WINDOW_BYTES", 2 << 20)    # a window's result is larger than a pipe holds
+    files = FolderFiles(list_segments(str(root / "commitlog"), "commitlog"), "commitlog")
+    windows = prescan.Windows(files, False, False, None, 2)
+    procs = list(windows.procs)
+    try:
+        first, _ = windows.at(0, None, 0)
+        assert first is not None and len(windows.pending) >= 2      # windows in flight
+        windows.release(first)
+        time.sleep(1)      # the workers finish their windows and block sending the results
+    finally:
+        windows.close()
+        files.close()
+    assert [p.exitcode for p in procs] == [0, 0]
