@@ -75,11 +75,12 @@ def test_cluster_commands_and_a_failover_drill_through_ray(tmp_path):
     cell = json.loads((Path(doc["result_dir"]) / "result.json").read_text())["cells"][0]
     assert {h for n in cell["ray"]["nodes"] for h in n["layout_hosts"]} == {"h1", "h2", "h3"}
     assert all(0 < n["node_cpu_busy_share"] <= 1.0 for n in cell["ray"]["nodes"])   # host nodes' CPU too
-    tail = cell["windows"][-3:]                # the measured phase's end, well after the election
-    assert all(w["published"] > 0 and w["consumed"] > 0 for w in tail), tail
-    # broker CPU is read on the brokers' nodes through their actors (in the window of the kill the
-    # killed broker's seconds drop out of the sum, as in a local run, so only the last windows count)
-    assert all(w["broker_cpu_s"] is not None and w["broker_cpu_s"] > 0 for w in tail), tail
+    windows = cell["windows"]                  # every window publishes and consumes, the kill's too
+    assert all(w["published"] > 0 and w["consumed"] > 0 for w in windows), windows
+    # broker CPU is read on the brokers' nodes through their actors; in the window of the kill the
+    # killed broker's seconds drop out of the sum (as in a local run), so one window may show 0
+    assert all(w["broker_cpu_s"] is not None for w in windows) and \
+        sum(1 for w in windows if not w["broker_cpu_s"] > 0) <= 1, windows
     print("RAY CLUSTER", json.dumps({"windows": [(w["published"], w["consumed"], w["broker_cpu_s"])
                                                   for w in cell["windows"]],
                                      "nodes": [(n["name"], n.get("clock_offset_ns"), n.get("clock_uncertainty_ns"),
