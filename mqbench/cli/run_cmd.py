@@ -91,7 +91,8 @@ it). A failed hold is repeated once, then backs off to what its checks absorbed,
 failed hold in a row twice as far (3%, 6%, 12%, at most 20%), and once a rate held the
 search narrows the bracket (held, failed) from above, at least to its midpoint, until it is
 within 5%. --duration is the search's budget: when about two holds are left and nothing
-held yet, the search secures one (holds what just kept up, backs off at least 10%); when
+held yet, the search secures one (holds what just kept up; a failed hold is not repeated
+and backs off at least 10%); when
 it runs out, the highest rate that held stands with its bracket (else the cell fails).
 Each check lasts --check-interval after 0.5 s of settling at the new rate; drain checks
 last 1 s. For a search bounded at about 90 s wall on an idle machine: --warmup 3s

@@ -78,8 +78,8 @@ hold        unhealthy   suspect the hold (a stall in one check must not set the 
 **The time budget.** ``observe(obs, checks_left=n)`` says how many more judged checks the driver's
 budget affords. While nothing has held and ``n < 3 x (hold_checks + 2)`` (about two more holds with
 a failure each: a failure costs a repeat and two drains), the search **secures** a hold instead of
-probing: a healthy ramp or bisection check becomes the hold's first check, and a failed hold backs
-off at least ``SECURE_STEP_SHARE`` (10 %). So a search on a noisy edge ends with a rate that held and the bracket it knows, rather than
+probing: a healthy ramp or bisection check becomes the hold's first check, and a failed hold is not
+repeated but backs off at once, at least ``SECURE_STEP_SHARE`` (10 %). So a search on a noisy edge ends with a rate that held and the bracket it knows, rather than
 running out of time with none.
 
 Bisection stops when ``bad - good <= tolerance * bad``: the candidate is then ``good`` and the
@@ -407,6 +407,11 @@ class MaxRateSearch:
     def _hold_suspect(self, obs: Observation) -> None:
         if self.rate_per_s in self._flukes:
             self._hold_failed(obs)  # failed a second time at this rate: no more benefit of the doubt
+            return
+        if self._securing():
+            # No budget for a repeat and its two drains: back off now (at least SECURE_STEP_SHARE),
+            # so the budget ends on a rate that held; the bracket says how wide that leaves it.
+            self._hold_failed(obs)
             return
         self._suspect(obs)
 

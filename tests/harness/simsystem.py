@@ -201,3 +201,32 @@ def run_search_within(search, system, budget_ms: int, *, check_ms: int = 2000, s
         used += drain_check_ms if search.rate_per_s == 0 else settle_ms + check_ms
         search.observe(system.run(search.rate_per_s), checks_left=max(0, budget_ms - used) // (settle_ms + check_ms))
     return used
+
+
+class SaggingBroker:
+    """A ``FluidBroker`` that carries a burst but sags under sustained load, as `single` did once the
+    load generator got lean: the first judged check after a rest (a drain, or the start) is served
+    at up to ``burst_share`` of the capacity, every further check in a row at the capacity (with
+    the fluid broker's seeded noise). So a ramp or a repeat check passes rates that no hold keeps up.
+    Seeded; capacity stays a true ceiling for a hold."""
+
+    def __init__(self, capacity_per_s: float, rng: random.Random, *, burst_share: float = 1.3,
+                 noise_share: float = 0.03, interval_ms: int = 2000):
+        self.system = FluidBroker(capacity_per_s, noise_share=noise_share, rng=rng, interval_ms=interval_ms,
+                                  window_msgs=1000)
+        self.capacity_per_s = capacity_per_s
+        self.burst_share = burst_share
+        self.rates_offered = self.system.rates_offered
+        self._rested = True
+
+    def run(self, rate_per_s: float) -> Observation:
+        if rate_per_s == 0:
+            self._rested = True
+            return self.system.run(0)
+        burst = self._rested
+        self._rested = False
+        self.system.capacity_per_s = self.capacity_per_s * (self.burst_share if burst else 1.0)
+        try:
+            return self.system.run(rate_per_s)
+        finally:
+            self.system.capacity_per_s = self.capacity_per_s
