@@ -42,16 +42,28 @@ SCHEMES = ("A", "B", "C")
 @click.option("--results", "results_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               show_default=True, help="Folder the result folder is written into.")
 @click.option("--no-save", is_flag=True, help="Do not write a result folder.")
+@click.option("--cluster", "ray_cluster", default=None, metavar="ray://HEAD:10001",
+              help="Place each host of the scheme's layout on a Ray node of its own (as `mqbench cluster up "
+                   "--cluster`; needs `pip install 'mqbench[ray]'`, and this machine must reach the nodes' "
+                   "addresses). Schemes A and B, faults instance, host and room (SIGKILL and restart through the "
+                   "hosts' node actors); partition and scheme C are refused.")
+@click.option("--ray", "ray_mode", type=click.Choice(["auto"]), default=None,
+              help="'auto': the Ray cluster this command runs in (a RayJob's entrypoint), as --cluster.")
+@click.option("--ray-head-workers", is_flag=True, help="With --cluster: the head node may take a host too.")
 @seed_option
 @json_option
 def dr(scheme, fault, target, workload, rate_per_s, phase_ms, outage_ms, burst, durability, port_offset, directory,
-       results_dir, no_save, seed, as_json):
+       results_dir, no_save, ray_cluster, ray_mode, ray_head_workers, seed, as_json):
     """Run a DR drill per scheme under a steady workload and print the comparison table.
 
     Each drill starts the scheme's cluster(s) with delay proxies between rooms, measures the write
     latency the rooms add, injects the fault, heals it, and reports RTO (detection, election, leader
     readiness, client recovery), RPO (acknowledged messages lost), duplicates and cost. Exit code 1
     when a scheme lost acknowledged messages although its layout promises RPO 0 for that fault.
+
+    With --cluster ray://HEAD:10001 (or --ray auto) the hosts run on Ray nodes and the rooms talk
+    over the real network between them: no delay proxies, so no no-rooms baseline, no added latency
+    or cross-room bytes (shown as -), and no partition; scheme C is not supported there.
     """
     from mqbench.dr.drill import DrillSettings, run_drill
     from mqbench.dr.report import build_document, render_table, write_document
@@ -61,20 +73,32 @@ def dr(scheme, fault, target, workload, rate_per_s, phase_ms, outage_ms, burst, 
     schemes = SCHEMES if scheme.lower() == "all" else (scheme.upper(),)
     if target is not None and len(schemes) > 1:
         raise UserError("--target names a room, host or instance of one layout: give --scheme too")
+    ray_options = _ray_options(schemes, fault, ray_cluster, ray_mode, ray_head_workers)
     rows = []
     from mqbench.cluster.owners import DR_SCRATCH_PREFIX, remove_stale_scratch
 
     remove_stale_scratch()      # what a drill killed with SIGKILL left in the temp directory
-    with tempfile.TemporaryDirectory(prefix=DR_SCRATCH_PREFIX) as scratch:
-        base = directory if directory is not None else Path(scratch)
-        for name in schemes:
-            settings = DrillSettings(scheme=name, fault=fault, target=target, directory=base / f"scheme-{name}",
-                                     workload=workload, rate_per_s=rate_per_s, baseline_ms=phase_ms,
-                                     before_ms=phase_ms, outage_ms=outage_ms, after_ms=phase_ms, burst=burst,
-                                     durability=durability, port_offset=port_offset, seed=seed)
-            if not as_json:
-                click.echo(f"scheme {name}: {fault} drill ...", err=True)
-            rows.append(asyncio.run(run_drill(settings)).row())
+    engine = None
+    if ray_options is not None:
+        from mqbench.ray.engine import RayEngine
+
+        engine = RayEngine(ray_options)     # connects on this (the main) thread; UserError without Ray
+    try:
+        with tempfile.TemporaryDirectory(prefix=DR_SCRATCH_PREFIX) as scratch:
+            base = directory if directory is not None else Path(scratch)
+            for name in schemes:
+                settings = DrillSettings(scheme=name, fault=fault, target=target, directory=base / f"scheme-{name}",
+                                         workload=workload, rate_per_s=rate_per_s, baseline_ms=phase_ms,
+                                         before_ms=phase_ms, outage_ms=outage_ms, after_ms=phase_ms, burst=burst,
+                                         durability=durability, port_offset=port_offset, seed=seed,
+                                         ray=None if ray_options is None else ray_options.address)
+                if not as_json:
+                    click.echo(f"scheme {name}: {fault} drill ...", err=True)
+                placer = None if engine is None else engine.host_placer()
+                rows.append(asyncio.run(run_drill(settings, placer)).row())
+    finally:
+        if engine is not None:
+            engine.close()
     common = {k: v for k, v in asdict(settings).items() if k not in ("scheme", "directory", "target")}
     doc = build_document(rows, seed=seed, command_line=sys.argv, machine=machine_info(), settings=common)
     saved = None if no_save else write_document(doc, results_dir)
@@ -90,3 +114,24 @@ def dr(scheme, fault, target, workload, rate_per_s, phase_ms, outage_ms, burst, 
                                                    f"message(s) on a {r['fault']} of {r['target']}, which it promises "
                                                    "to survive" for r in broken), err=True)
         sys.exit(1)
+
+
+def _ray_options(schemes, fault: str, ray_cluster: str | None, ray_mode: str | None, head_workers: bool):
+    """The ``RayOptions`` of ``--cluster``/``--ray`` (None without them), after refusing, before anything
+    starts, what cannot run on Ray nodes (``dr.drill.ray_refusal``) and contradicting flags."""
+    if ray_cluster is None and ray_mode is None:
+        if head_workers:
+            raise UserError("--ray-head-workers needs --cluster ray://... (or --ray auto)")
+        return None
+    if ray_cluster is not None and ray_mode is not None:
+        raise UserError("give either --cluster ray://... or --ray auto, not both")
+    from mqbench.dr.drill import ray_refusal
+    from mqbench.ray.engine import RayOptions
+
+    options = RayOptions(address=ray_cluster or "auto", head_workers=head_workers)
+    options.validate()
+    for name in schemes:
+        refusal = ray_refusal(name, fault)
+        if refusal:
+            raise UserError(refusal)
+    return options

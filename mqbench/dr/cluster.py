@@ -6,6 +6,12 @@ reading its room's view of the layout (``fabric.write_views``), plus the fabric'
 ``launcher.start``, ``launcher.status_async`` and ``mqbench cluster status --dir`` work on it) and
 waits until every group has a routed leader. ``down(cluster)`` stops the processes, then the
 fabric. On any failure while starting, everything started here is stopped again.
+
+``up(..., placer=...)`` (a ``RayEngine.host_placer()``): the layout's hosts go on Ray nodes through
+``launcher.up`` itself (the one placement path of ``mqbench run`` and ``mqbench cluster up``), each
+host listening on its node's address. There is no fabric then (``fabric`` is None): the rooms talk
+over the real network between the nodes, so nothing here can delay, measure or cut a room's links;
+kills and restarts go through the hosts' node actors (``state.hosts()``), as for any placed cluster.
 """
 from __future__ import annotations
 
@@ -26,16 +32,25 @@ from mqbench.errors import UserError
 class DrCluster:
     layout: Layout
     state: ClusterState
-    fabric: ProxyFabric
+    fabric: ProxyFabric | None      # None on Ray nodes: the rooms' links are the real network
 
     @property
     def namesrv_addr(self) -> str:
         return self.layout.namesrv_addr
 
+    @property
+    def on_ray(self) -> bool:
+        return self.fabric is None
+
 
 def up(layout_name: str | Path, directory: Path, *, port_offset: int = 0, durability: str = "memory",
-       wait_s: float = 60.0, seed: int | str = 0, die_with_parent: bool = True) -> DrCluster:
-    """Start fabric, name server and brokers; wait for routed leaders (module docstring)."""
+       wait_s: float = 60.0, seed: int | str = 0, die_with_parent: bool = True, placer=None) -> DrCluster:
+    """Start fabric, name server and brokers; wait for routed leaders (module docstring). With
+    ``placer`` the hosts run on Ray nodes, without a fabric."""
+    if placer is not None:
+        state = launcher.up(str(layout_name), Path(directory), port_offset=port_offset, durability=durability,
+                            wait_s=wait_s, die_with_parent=die_with_parent, placer=placer)
+        return DrCluster(launcher.cluster_layout(state), state, None)
     layout = load_layout(layout_name).with_port_offset(port_offset)
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -86,7 +101,10 @@ def up(layout_name: str | Path, directory: Path, *, port_offset: int = 0, durabi
 
 
 def down(cluster: DrCluster, timeout_s: float = 10.0) -> dict[str, str]:
-    """Clean stop of every process (SIGKILL after ``timeout_s``), then the fabric."""
+    """Clean stop of every process (SIGKILL after ``timeout_s``), then the fabric. On Ray nodes
+    (``launcher.down``) the stores on the nodes go too, and the host actors end."""
+    if cluster.fabric is None:
+        return launcher.down(cluster.state, timeout_s)
     try:
         cluster.fabric.heal()  # a partitioned broker must reach the name server to unregister
         return launcher.down(cluster.state, timeout_s)

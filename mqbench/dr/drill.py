@@ -20,12 +20,22 @@ the replicator translated) and RPO is read back from the standby. A ``partition`
 room2 only: clients keep writing to room1, replication stalls, and the note gives the replication
 lag when the partition heals (the loss a room failure at that moment would cause); RPO is then
 read back from room1. Instance and host faults stay inside room1's cluster, measured as in A and B.
+
+On Ray nodes (``run_drill(settings, placer)``, ``mqbench dr --cluster ray://...``): schemes A and B,
+their hosts placed on Ray nodes by the placer ``mqbench run`` and ``mqbench cluster up`` use
+(``dr.cluster.up``); instance, host and room faults are SIGKILLs and restarts through the hosts'
+node actors. The rooms then talk over the real network between the nodes, so there is no
+no-rooms baseline phase, no added-latency or cross-room byte figure (null), and no partition (the
+drill cannot cut a network it does not carry); scheme C is refused too (its replicator dials room1
+through proxies on this machine, and its standby is a second cluster). ``ray_refusal`` says why,
+before anything starts.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +45,7 @@ from mqbench.admin.calls import query_runtime_info
 from mqbench.cluster import control, launcher
 from mqbench.dr import cluster as drcluster
 from mqbench.dr.measure import FailoverTimes, duplicate_deliveries, lost_messages, percentile_ms, rto_split
+from mqbench.dr.fabric import ProxyFabric
 from mqbench.dr.replicator import Replicator
 from mqbench.dr.workload import NETWORK_ERRORS, Deliveries, Workload, now_ms, read_back
 from mqbench.errors import UserError
@@ -65,17 +76,36 @@ class DrillSettings:
     port_offset: int = 0
     seed: int = 0
     wait_s: float = 60.0
+    ray: str | None = None      # the Ray cluster's address when the hosts run on its nodes (recorded)
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEME_LAYOUTS:
             raise UserError(f"scheme {self.scheme!r} is not one of {', '.join(SCHEME_LAYOUTS)}")
         if self.fault not in FAULTS:
             raise UserError(f"fault {self.fault!r} is not one of {', '.join(FAULTS)}")
+        if self.ray is not None and (refusal := ray_refusal(self.scheme, self.fault)):
+            raise UserError(refusal)
         for name in ("warmup_ms", "baseline_ms", "before_ms", "outage_ms", "after_ms", "switch_after_ms"):
             if not 0 <= getattr(self, name) <= 600_000:
                 raise UserError(f"{name} must be 0..600000 ms")
         if not 0 <= self.burst <= 1000:
             raise UserError("burst must be 0..1000 messages")
+
+
+RAY_SCHEMES = ("A", "B")
+RAY_FAULTS = ("instance", "host", "room")
+
+
+def ray_refusal(scheme: str, fault: str) -> str | None:
+    """Why a drill of ``scheme`` with ``fault`` cannot run on Ray nodes (one line), or None (module doc)."""
+    if scheme not in RAY_SCHEMES:
+        return (f"scheme {scheme} is not supported on Ray nodes (its replicator reaches room1 through delay proxies "
+                "on this machine, and its standby is a second cluster); give --scheme A or B with --cluster")
+    if fault not in RAY_FAULTS:
+        return (f"--fault {fault} is not supported on Ray nodes: the drill cuts rooms in its own delay proxies on "
+                "this machine, and between Ray nodes the rooms talk over the real network; use --fault "
+                + ", ".join(RAY_FAULTS))
+    return None
 
 
 @dataclass
@@ -93,6 +123,7 @@ class DrillResult:
     latency: dict
     cross_room_bytes_per_msg: float | None
     notes: list[str] = field(default_factory=list)
+    ray_nodes: dict[str, str] | None = None     # host -> its Ray node ("hostname/ip"), on Ray only
 
     def row(self) -> dict:
         """The flat, unit-suffixed record of this drill (``--json`` and result files)."""
@@ -100,7 +131,8 @@ class DrillResult:
                 "rpo_promised_zero": self.rpo_promised_zero, "acked_msgs": self.acked,
                 "rpo_lost_msgs": len(self.lost), "lost_seqs_first": self.lost[:20], "duplicates_msgs": self.duplicates,
                 **self.rto, **self.latency, "instances": self.instances,
-                "cross_room_bytes_per_msg": self.cross_room_bytes_per_msg, "notes": list(self.notes)}
+                "cross_room_bytes_per_msg": self.cross_room_bytes_per_msg, "notes": list(self.notes),
+                "ray_nodes": None if self.ray_nodes is None else dict(self.ray_nodes)}
 
 
 def choose_target(layout: Layout, fault: str, leader_name: str, target: str | None) -> str:
@@ -169,8 +201,17 @@ async def _watch(cluster: drcluster.DrCluster, group: str, old_leader: str, old_
 
 async def _phases(settings: DrillSettings, work: Workload, fabric_transparent, crossed) -> tuple[dict, float | None]:
     """Warm-up, no-rooms baseline, linked phase. Returns the latency figures and the cross-room
-    bytes per message of the linked phase (``crossed()`` -> (bytes so far, messages so far))."""
+    bytes per message of the linked phase (``crossed()`` -> (bytes so far, messages so far)).
+    ``fabric_transparent`` None (Ray nodes: the links are the real network): no baseline phase, and
+    the added latency and the bytes per message are None."""
     work.traffic.phase = "warmup"  # connections, routes and caches warming up: not measured
+    if fabric_transparent is None:
+        await asyncio.sleep(settings.warmup_ms / 1000)
+        work.traffic.phase = "linked"
+        await asyncio.sleep(settings.before_ms / 1000)
+        linked = work.traffic.latencies_ms("linked")
+        return {"write_latency_ms_p50_no_rooms": None, "write_latency_ms_p50": percentile_ms(linked, 50),
+                "write_latency_ms_p99": percentile_ms(linked, 99), "write_latency_added_ms_p50": None}, None
     fabric_transparent(True)
     await asyncio.sleep(settings.warmup_ms / 1000)
     work.traffic.phase = "baseline"
@@ -189,8 +230,11 @@ async def _phases(settings: DrillSettings, work: Workload, fabric_transparent, c
     return latency, _per_msg(bytes_end - bytes_start, messages_end - messages_start)
 
 
-async def run_drill(settings: DrillSettings) -> DrillResult:
-    """Run one drill (module docstring); every process and proxy it started is stopped on return."""
+async def run_drill(settings: DrillSettings, placer=None) -> DrillResult:
+    """Run one drill (module docstring); every process and proxy it started is stopped on return.
+    ``placer`` (``RayEngine.host_placer()``, with ``settings.ray`` set): the hosts run on Ray nodes."""
+    if placer is not None and (refusal := ray_refusal(settings.scheme, settings.fault)):
+        raise UserError(refusal)
     if settings.scheme == "C":
         return await _run_c(settings)
     layout = load_layout(SCHEME_LAYOUTS[settings.scheme]).with_port_offset(settings.port_offset)
@@ -199,18 +243,30 @@ async def run_drill(settings: DrillSettings) -> DrillResult:
     topic = f"DR{settings.scheme}{run_id}"
     cluster = await asyncio.to_thread(drcluster.up, layout.source, settings.directory / layout.name,
                                       port_offset=settings.port_offset, durability=settings.durability,
-                                      wait_s=settings.wait_s, seed=settings.seed)
+                                      wait_s=settings.wait_s, seed=settings.seed, placer=placer)
     notes: list[str] = []
+    nodes = None
     try:
+        if cluster.on_ray:
+            nodes = {h: where["node"] for h, where in cluster.state.settings["ray"]["hosts"].items()}
+            notes.append("on Ray nodes: the rooms' links are the nodes' real network (no baseline without rooms, "
+                         "no added latency or cross-room bytes measured)")
         await control.ensure_topic(cluster.state, group, topic)
         work = Workload(cluster.namesrv_addr, topic, model=settings.workload, rate_per_s=settings.rate_per_s,
                         seed=settings.seed, run_id=run_id)
         consumer = Deliveries(cluster.namesrv_addr, topic, work.traffic)
         await consumer.start()
         await work.start()
-        latency, bytes_per_msg = await _phases(
-            settings, work, cluster.fabric.set_transparent,
-            lambda: (cluster.fabric.cross_room_bytes(), len(work.traffic.acked())))
+        transparent: Callable[[bool], None] | None = None      # on Ray nodes: no fabric to switch or count
+        crossed: Callable[[], tuple[int, int]] | None = None
+        if not cluster.on_ray:
+            fabric = _fabric(cluster)
+            transparent = fabric.set_transparent
+
+            def count_crossed() -> tuple[int, int]:
+                return fabric.cross_room_bytes(), len(work.traffic.acked())
+            crossed = count_crossed
+        latency, bytes_per_msg = await _phases(settings, work, transparent, crossed)
         leader, term = await _leader(cluster, group)
         target = choose_target(layout, settings.fault, leader, settings.target)
         down = victims(layout, settings.fault, target)
@@ -218,7 +274,7 @@ async def run_drill(settings: DrillSettings) -> DrillResult:
         work.traffic.phase = "outage"
         times, stop = FailoverTimes(), asyncio.Event()
         if settings.fault == "partition":
-            cluster.fabric.cut_room(target)
+            _fabric(cluster).cut_room(target)
         else:
             hit = await asyncio.to_thread(_kill, cluster, down)
             notes.append(f"killed {', '.join(hit)}")
@@ -229,7 +285,7 @@ async def run_drill(settings: DrillSettings) -> DrillResult:
         await asyncio.sleep(settings.outage_ms / 1000)
         times.first_ack_ms = _first_ack_after(work, fault_ms)
         if settings.fault == "partition":
-            cluster.fabric.heal()
+            _fabric(cluster).heal()
         else:
             await asyncio.to_thread(_restart, cluster, down)
         work.traffic.phase = "healed"
@@ -254,9 +310,18 @@ async def run_drill(settings: DrillSettings) -> DrillResult:
             scheme=settings.scheme, layout=layout.name, fault=settings.fault, target=target,
             rpo_promised_zero=layout.dr.promises_rpo_zero(settings.fault, target), instances=len(layout.instances),
             acked=len(acked), lost=lost_messages(acked, present), duplicates=duplicate_deliveries(work.traffic.delivered),
-            rto=rto_split(times), latency=latency, cross_room_bytes_per_msg=bytes_per_msg, notes=notes)
+            rto=rto_split(times), latency=latency, cross_room_bytes_per_msg=bytes_per_msg, notes=notes,
+            ray_nodes=nodes)
     finally:
         await asyncio.to_thread(drcluster.down, cluster)
+
+
+def _fabric(cluster: drcluster.DrCluster) -> ProxyFabric:
+    """The cluster's delay proxies; a cluster on Ray nodes has none (``ray_refusal`` keeps partitions
+    and scheme C off Ray, so reaching here without one is a bug)."""
+    if cluster.fabric is None:
+        raise RuntimeError(f"{cluster.layout.name}: a room link fault on a cluster without a fabric (Ray nodes)")
+    return cluster.fabric
 
 
 def _kill(cluster: drcluster.DrCluster, names: list[str]) -> list[str]:
@@ -369,7 +434,7 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
         watcher = None
         if room_loss:
             link.cut()  # the room vanishes from the network first, then its machines are gone
-            active.fabric.cut_room("room1")
+            _fabric(active).cut_room("room1")
             hit = await asyncio.to_thread(_kill, active, down)
             fault_ms = now_ms()
             notes.append(f"room1 lost: killed {', '.join(hit)}; clients switched to the standby cluster")

@@ -14,7 +14,8 @@ field                      meaning
 ``seed``                   the ``--seed`` of link jitter/loss draws and bodies
 ``command_line``           argv of the run
 ``machine``                ``mqbench.limits.machine_info()``
-``settings``               the drill settings: phases in ms, rate, burst, workload, durability
+``settings``               the drill settings: phases in ms, rate, burst, workload, durability, ``ray``
+                           (the Ray cluster's address, or null)
 ``drills[]``               one per (scheme, fault), fields below
 =========================  ===========================================================================
 
@@ -27,7 +28,9 @@ first to the drill's consumer group), ``detection_ms``, ``election_ms``, ``leade
 ``write_latency_ms_p50_no_rooms`` (links transparent), ``write_latency_ms_p50``,
 ``write_latency_ms_p99`` and ``write_latency_added_ms_p50`` (with the layout's links),
 ``instances`` (broker processes of the scheme), ``cross_room_bytes_per_msg`` (bytes crossing a room
-boundary per acknowledged message, or per replicated message for scheme C), ``notes``.
+boundary per acknowledged message, or per replicated message for scheme C), ``notes``,
+``ray_nodes`` (host -> ``hostname/ip`` of its Ray node with ``--cluster ray://...``, else null; the
+no-rooms latency, the added latency and the cross-room bytes are then null: the links are real).
 """
 from __future__ import annotations
 
