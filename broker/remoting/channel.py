@@ -583,6 +583,9 @@ class Channel(asyncio.Protocol):
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(RemotingClosedError(f"connection to {self.peer} closed: {reason}"))
+                # A waiter still there gets it (await, callbacks); one that went away is no error to
+                # log ("Future exception was never retrieved" on stderr of a drill that closed).
+                future.exception()
         self._pending.clear()
         self._wake_writers()
         if self._transport is not None:
