@@ -2,19 +2,20 @@
 valid record (``record_verdict``) that the one log reader (``log_reader``) applies for the
 broker's recovery, ``inspect`` and ``migrate``; the 4.x property form (``strip_trailing_separator``);
 the routing fields of a record read without copying its body (``peek_message``); and the
-checked placing fields of a replicated record (``peek_record``, ``peek_tags_code``). The layout
-is documented in ``record``.
+checked placing fields of a replicated record (``peek_record``, ``peek_tags_code``, and
+``place_fields``, their one-pass form for a follower). The layout is documented in ``record``.
 """
 from __future__ import annotations
 
 import re
+import struct
 from typing import NamedTuple
 
 from mqbench.errors import CorruptDataError
 
 from .buffers import ByteView
-from .record import _FIELD_PHYSICAL_OFFSET, _HEAD, _I16, _I32, _I64, _TAIL, BLANK_MAGIC, MAGIC_V1, RECORD_BLANK, RECORD_END, SYSFLAG_BORNHOST_V6, SYSFLAG_STOREHOST_V6, Message, _parse, _tail_positions, body_crc, decode_properties, verify_property_crc
-from .tags import tags_code
+from .record import _FIELD_PHYSICAL_OFFSET, _HEAD, _I16, _I32, _I64, _TAIL, BLANK_MAGIC, MAGIC_V1, MAGIC_V2, RECORD_BLANK, RECORD_END, SYSFLAG_BORNHOST_V6, SYSFLAG_STOREHOST_V6, Message, _parse, _tail_positions, body_crc, decode_properties, verify_property_crc
+from .tags import java_hash, tags_code
 from .topics import SCHEDULE_TOPIC
 from .properties import PROPERTY_TAGS
 
@@ -171,3 +172,96 @@ def peek_tags_code(peek: RecordPeek, delay_levels_ms: list[int] | None = None) -
     properties = decode_properties(text)
     return tags_code(properties.get(PROPERTY_TAGS), peek.topic, properties=properties,
                      store_timestamp_ms=peek.store_timestamp_ms, delay_levels_ms=delay_levels_ms)
+
+
+def _placing_struct(hosts: int) -> struct.Struct:
+    """TOTALSIZE MAGIC BODYCRC QUEUEID QUEUEOFFSET SYSFLAG STORETIMESTAMP BODYLENGTH of a record
+    whose sysflag host bits are ``hosts`` (FLAG, PHYSICALOFFSET, BORNTIMESTAMP, the hosts,
+    RECONSUMETIMES and PREPAREDTRANSACTIONOFFSET skipped); its size is where the body starts."""
+    born = 20 if hosts & SYSFLAG_BORNHOST_V6 else 8
+    store = 20 if hosts & SYSFLAG_STOREHOST_V6 else 8
+    return struct.Struct(f">iiii4xq8xi8x{born}xq{store}x12xi")
+
+
+_HOST_BITS = SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6
+_PLACING = {hosts: _placing_struct(hosts) for hosts in (0, SYSFLAG_BORNHOST_V6, SYSFLAG_STOREHOST_V6, _HOST_BITS)}
+_PLACING_V4 = _PLACING[0]
+_TAGS_KEY = b"TAGS\x01"
+
+# what ``place_fields`` returns: topic, queue id, the queue offset the record carries, sysflag,
+# tags code, store time, size
+PlaceFields = tuple[str, int, int, int, int, int, int]
+
+
+def _tags_of(props: bytes) -> str | None:
+    """``decode_properties(text).get("TAGS")`` of a UTF-8 property string holding ``TAGS\\x01``
+    once (the common case: the one segment that starts with it, else none); anything else through
+    ``decode_properties``."""
+    at = props.find(_TAGS_KEY)
+    if props.find(_TAGS_KEY, at + 1) >= 0:
+        return decode_properties(props.decode("utf-8")).get(PROPERTY_TAGS)
+    if at > 0 and props[at - 1] != 2:
+        return None                  # inside another key or a value: no TAGS segment
+    end = props.find(b"\x02", at)
+    value = props[at + len(_TAGS_KEY):end if end >= 0 else len(props)]
+    return value.decode("utf-8") if value else None
+
+
+def place_fields(buf: bytes) -> PlaceFields | None:
+    """What placing a replicated record needs, in one pass: ``peek_record`` plus ``peek_tags_code``
+    for a record that IS exactly ``buf`` (TOTALSIZE == len(buf)), with one ``unpack_from`` for its
+    fixed fields and the property string scanned only for TAGS. None when anything is off (sizes,
+    magic, BODYCRC, UTF-8, a record shorter or longer than ``buf``): the caller then runs
+    ``peek_record``, which names the damage, so a bad record is refused with the same error as
+    before. Accepts exactly what ``peek_record`` accepts at that size and returns the same fields
+    (tests/formats/test_place_fields.py)."""
+    size = len(buf)
+    if size < _PLACING_V4.size or not isinstance(buf, bytes):
+        return None
+    total, magic, crc, queue_id, queue_offset, sysflag, store_ts, body_len = _PLACING_V4.unpack_from(buf, 0)
+    body_at = _PLACING_V4.size
+    hosts = sysflag & _HOST_BITS
+    if hosts:
+        layout = _PLACING[hosts]
+        if size < layout.size:
+            return None
+        total, magic, crc, queue_id, queue_offset, sysflag, store_ts, body_len = layout.unpack_from(buf, 0)
+        body_at = layout.size
+    body_end = body_at + body_len
+    if total != size or body_len < 0:
+        return None
+    if magic == MAGIC_V1:
+        if body_end + 1 > size:
+            return None
+        topic_len = buf[body_end]
+        if topic_len > 127:          # TOPICLENGTH is a signed byte: negative
+            return None
+        topic_at = body_end + 1
+    elif magic == MAGIC_V2:
+        if body_end + 2 > size:
+            return None
+        topic_len = _I16.unpack_from(buf, body_end)[0]
+        topic_at = body_end + 2
+    else:
+        return None
+    props_at = topic_at + topic_len + 2
+    if topic_len <= 0 or props_at > size or props_at + _I16.unpack_from(buf, props_at - 2)[0] != size:
+        return None
+    if body_crc(buf[body_at:body_end]) != crc:
+        return None
+    props = buf[props_at:]
+    try:
+        topic = buf[topic_at:topic_at + topic_len].decode("utf-8")
+        if not props.isascii():
+            props.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if topic == SCHEDULE_TOPIC:
+        properties = decode_properties(props)
+        code = tags_code(properties.get(PROPERTY_TAGS), topic, properties=properties, store_timestamp_ms=store_ts)
+    elif _TAGS_KEY in props:
+        tags = _tags_of(props)
+        code = java_hash(tags) if tags else 0
+    else:
+        code = 0
+    return topic, queue_id, queue_offset, sysflag, code, store_ts, size

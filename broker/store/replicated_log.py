@@ -14,7 +14,8 @@ here (the leader's own, a follower's, a no-op), so all replicas write the same b
   (and INNER_BASE of an inner batch) from the queue-offset table (or the record's own value when
   that is higher, as in a log migrated from elsewhere; half/rollback records take no slot),
   PHYSICALOFFSET from its position. A plain record is checked and indexed from its fixed fields
-  (``peek_record``) without decoding it; a record that fails its checks raises CorruptDataError,
+  in one pass (``place_fields``; the checks of ``peek_record``, BODYCRC included) without decoding
+  it; a record that fails its checks raises peek_record's CorruptDataError,
   the entries before it stay written. A record that already carries the right values is written
   as it is: a follower given the leader's stored bytes (which is what the leader sends) writes
   them unchanged, without a copy.
@@ -48,7 +49,7 @@ from mqbench.broker.formats.record import (
     decode_message,
     encode_message,
 )
-from mqbench.broker.formats.record_check import peek_record, peek_tags_code
+from mqbench.broker.formats.record_check import peek_record, peek_tags_code, place_fields
 from mqbench.broker.formats.restamp import restamp_record
 from mqbench.broker.formats.tags import message_tags_code
 
@@ -171,11 +172,15 @@ class ReplicatedCommitLog:
     def _record_fields(self, body: bytes) -> _Fields | None:
         """What placing a record entry needs (topic, queue id, queue offset it carries, sysflag,
         tags code, store time, size): from what this replica knew when it built the record, else
-        from its fixed fields (``peek_record``: checked, CorruptDataError). None for an inner
+        from its fixed fields (``place_fields``, one pass; a record it does not take goes through
+        ``peek_record``, which raises the CorruptDataError naming the damage). None for an inner
         batch (placed on its own: its INNER_BASE changes length)."""
         built = self._built.pop(id(body), None)
         if built is not None and built[0] is body:
             return built[1]
+        fields = place_fields(body)     # one pass; None: the checks below name what is wrong
+        if fields is not None:
+            return None if fields[3] & SYSFLAG_INNER_BATCH else fields
         peek = peek_record(body, where="replicated entry")
         if peek.size != len(body):
             raise CorruptDataError(f"a replicated entry of {len(body)} bytes holds a record of {peek.size}",
