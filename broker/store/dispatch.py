@@ -43,7 +43,7 @@ CQ_DIR = "consumequeue"
 BCQ_DIR = "batchconsumequeue"
 
 
-@dataclass
+@dataclass(slots=True)
 class DispatchInfo:
     topic: str
     queue_id: int
@@ -89,6 +89,21 @@ def message_dispatch_info(msg: Message, size: int) -> DispatchInfo:
                         message_tags_code(msg), msg.store_timestamp_ms, inner)
 
 
+class Growth:
+    """Records dispatched to some watched topics since the watch began (``QueueSet.watch``): a
+    counter that only grows."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+def _grew(watchers: list[Growth], n: int) -> None:
+    for growth in watchers:
+        growth.count += n
+
+
 QUEUE_ID_MAX = 0x7FFFFFFF       # QUEUEID is an int32; a negative one has no queue
 
 
@@ -112,8 +127,8 @@ class QueueSet:
         self.bcqs: dict[tuple[str, int], BatchConsumeQueue] = {}
         self._combining: ExitStack | None = None
         self._combined: set[int] = set()
-        # topic -> records dispatched to it since opened, for the topics someone ``watch``es
-        self.watched: dict[str, int] = {}
+        # topic -> the counters of those who ``watch`` it (bumped by dispatch)
+        self.watched: dict[str, list[Growth]] = {}
         for kind in (CQ_DIR, BCQ_DIR):
             for topic, qid in self._on_disk(kind):
                 self.get(topic, qid, batch=kind == BCQ_DIR)
@@ -165,15 +180,22 @@ class QueueSet:
                 self._combining = None
                 self._combined.clear()
 
-    def watch(self, topic: str) -> None:
-        """Count the records dispatched to ``topic`` from now on (``dispatched_to``): a cheap "did
-        this topic grow" signal for a reader woken on commits (the delay service)."""
-        self.watched.setdefault(topic, 0)
+    def watch(self, topics: tuple[str, ...]) -> "Growth":
+        """Count the records dispatched to ``topics`` from now on: a cheap "did these queues grow"
+        signal for a reader woken on commits (the delay service). Dispatch bumps the returned
+        counter as it writes the units, so reading it costs nothing per commit, however many
+        queues the store has. ``unwatch`` it when done."""
+        growth = Growth()
+        for topic in set(topics):
+            self.watched.setdefault(topic, []).append(growth)
+        return growth
 
-    def dispatched_to(self, topics: tuple[str, ...]) -> int:
-        """Records dispatched to the watched ``topics`` so far (a counter that only grows)."""
-        watched = self.watched
-        return sum(watched.get(topic, 0) for topic in topics)
+    def unwatch(self, growth: "Growth") -> None:
+        for topic in [t for t, watchers in self.watched.items() if growth in watchers]:
+            watchers = self.watched[topic]
+            watchers.remove(growth)
+            if not watchers:
+                del self.watched[topic]
 
     def find(self, topic: str, queue_id: int) -> ConsumeQueue | BatchConsumeQueue | None:
         key = (topic, queue_id)
@@ -208,8 +230,9 @@ def dispatch_record(queues: QueueSet, info: DispatchInfo, is_batch_topic: Callab
     """Write the queue unit for one record (see module doc)."""
     if not info.gets_unit:
         return
-    if info.topic in queues.watched:
-        queues.watched[info.topic] += 1
+    watchers = queues.watched.get(info.topic)
+    if watchers:
+        _grew(watchers, 1)
     if info.is_inner_batch or is_batch_topic(info.topic):
         q = queues.get(info.topic, info.queue_id, batch=True)
         q.put(BcqUnit(info.physical_offset, info.size, info.tags_code, info.store_timestamp_ms,
@@ -322,8 +345,9 @@ class Dispatcher:
                 pending.popleft()
                 continue
             # a run of one queue's consecutive units (a batch's records): one write
-            if info.topic in queues.watched:
-                queues.watched[info.topic] += n
+            watchers = queues.watched.get(info.topic)
+            if watchers:
+                _grew(watchers, n)
             q = queues.get(info.topic, info.queue_id, batch=False)
             q.put_run(info.queue_offset, [(i.physical_offset, i.size, i.tags_code)
                                           for _, i in itertools.islice(pending, n)])

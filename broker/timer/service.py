@@ -46,6 +46,7 @@ from typing import Awaitable, Callable
 from mqbench.broker.formats.record import Message
 from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.broker.formats.timer_formats import TIMER_LOG_FILE_BYTES, TIMER_TOPIC
+from mqbench.broker.store.dispatch import Growth
 from mqbench.errors import CorruptDataError, UserError
 
 from .config import DelayConfig
@@ -67,16 +68,15 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def queue_growth(store, topics: tuple[str, ...]) -> Callable[[], int] | None:
-    """A cheap counter of the records dispatched to ``topics`` (``QueueSet.watch``), or None when
-    the store cannot say (then every ``notify_if_grown`` wakes the service)."""
+def queue_growth(store, topics: tuple[str, ...]) -> Growth | None:
+    """A counter of the records dispatched to ``topics`` (``QueueSet.watch``, bumped by the
+    store's dispatch), or None when the store cannot say (then every ``notify_if_grown`` wakes the
+    service)."""
     queues = getattr(store, "queues", None)
     watch = getattr(queues, "watch", None)
     if watch is None:
         return None
-    for topic in topics:
-        watch(topic)
-    return lambda: queues.dispatched_to(topics)
+    return watch(topics)
 
 
 class DelayService:
@@ -106,7 +106,7 @@ class DelayService:
         self._checkpointing: asyncio.Future | None = None
         self._wake: asyncio.Event | None = None
         self._checkpoint_at_ms = 0
-        self._growth: Callable[[], int] | None = None
+        self._growth: Growth | None = None
         self._growth_seen = -1
 
     # the planner's state, read by the broker's runtime info and the tests
@@ -165,11 +165,11 @@ class DelayService:
 
     def notify_if_grown(self) -> None:
         """Entries were committed: wake the service only if its queues grew since it last looked."""
-        if self._growth is not None:
-            seen = self._growth()
-            if seen == self._growth_seen:
+        growth = self._growth
+        if growth is not None:
+            if growth.count == self._growth_seen:
                 return
-            self._growth_seen = seen
+            self._growth_seen = growth.count
         self.notify()
 
     async def _sleep(self, wait_ms: int) -> None:
@@ -192,7 +192,7 @@ class DelayService:
             self._wake.clear()
             try:
                 await self._catch_up(keep=False)
-                if self.index.needs_checkpoint or self.clock_ms() - self._checkpoint_at_ms >= INDEX_CHECKPOINT_MS:
+                if self._checkpoint_due(self.clock_ms()):
                     await self._checkpoint()
                     self._checkpoint_at_ms = self.clock_ms()
             except asyncio.CancelledError:
@@ -218,6 +218,9 @@ class DelayService:
             await asyncio.wait([self._checkpointing])
             self._checkpointing = None
         self._event("stop")
+        if self._growth is not None:
+            self.store.queues.unwatch(self._growth)
+            self._growth, self._growth_seen = None, -1
         if self.index is not None:
             self.index.close()
             self.index = None
@@ -262,6 +265,15 @@ class DelayService:
         planner.catch_up_done(offset, hi)
         return start, fresh
 
+    def _checkpoint_due(self, now_ms: int) -> bool:
+        """The index's memory bound is reached (``needs_checkpoint``), or ``INDEX_CHECKPOINT_MS``
+        passed since the last checkpoint and the store syncs on a timer (``Store.sync_on_timer``;
+        in ``memory`` durability it does not: a kill -9 loses nothing from the page cache, and the
+        index re-links what follows its last checkpoint when it opens)."""
+        if self.index.needs_checkpoint:
+            return True
+        return getattr(self.store, "sync_on_timer", True) and now_ms - self._checkpoint_at_ms >= INDEX_CHECKPOINT_MS
+
     async def _checkpoint(self) -> None:
         """Checkpoint the index in a worker thread (its fdatasyncs must not stall the event loop,
         which also runs Raft). ``stop`` waits for a checkpoint in flight before closing the index."""
@@ -287,8 +299,7 @@ class DelayService:
             await self._deliver(plan.deliveries)
             for level, offset in planner.delivered(window).items():
                 self.store.set_delay_offset(level, offset)
-        if self.index is not None and (now - self._checkpoint_at_ms >= INDEX_CHECKPOINT_MS
-                                       or self.index.needs_checkpoint):
+        if self.index is not None and self._checkpoint_due(now):
             await self._checkpoint()
             self._checkpoint_at_ms = now
         return planner.wait_after(plan)
