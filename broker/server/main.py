@@ -126,6 +126,8 @@ class Broker:
             self.store_dir, version=self.version, self_id=raft_node_id(instance), peers=peers,
             durability=self.durability, rng=self.rng, store_host=(instance.address, instance.port),
             preferred_leader=preferred, **options)
+        # memory durability promises the page cache of a majority: nothing to fsync on a timer
+        self.group.store.sync_on_timer = self.durability != "memory"
         try:
             ctx = self.ctx = BrokerContext(self.layout, instance, self.group, rng=self.rng,
                                            settings={"durability": self.durability, "storeVersion": self.version,
@@ -252,7 +254,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--instance", required=True, help="GROUP/nK: which replica of which group this is")
     parser.add_argument("--store", required=True, help="the store folder (created if missing)")
     parser.add_argument("--durability", choices=DURABILITIES, default="memory",
-                        help="memory: a majority holds an entry in the page cache; fsync: a majority fsynced it")
+                        help="memory: a majority holds an entry in the page cache (survives kill -9, not a power "
+                             "loss; nothing is fsynced on a timer, a clean stop fsyncs everything); "
+                             "fsync: a majority fsynced it")
     parser.add_argument("--store-version", default="v5-dledger", choices=[v for v in versions.STORE_VERSIONS
                                                                            if versions.is_dledger(v)])
     parser.add_argument("--log-level", default="info", type=str.lower, choices=LOG_LEVELS)

@@ -3,7 +3,8 @@ abort marker.
 
 * ``write_atomic(path, data)``: write ``path.tmp``, fsync it, rename the current ``path`` over
   ``path.bak`` (so the previous version survives), rename the tmp over ``path``, fsync the folder
-  (``sync_dir=False``: the caller fsyncs it once after writing several files there). ``path`` and
+  (``sync_dir=False``: the caller fsyncs it once after writing several files there;
+  ``durable=False``: no fsync at all, for a file whose loss a power cut may cost). ``path`` and
   ``path.bak`` never hold a torn file: between the two renames only ``path.bak`` (the old version)
   is there, which ``read_with_backup`` reads. Two renames, no unlink and no hard link: the
   periodic writes (offsets, checkpoints) were a visible share of a loaded broker's profile.
@@ -34,7 +35,8 @@ LOCK_FILE = "lock"
 ABORT_FILE = "abort"
 
 
-def write_atomic(path: str | os.PathLike, data: bytes, *, keep_backup: bool = True, sync_dir: bool = True) -> None:
+def write_atomic(path: str | os.PathLike, data: bytes, *, keep_backup: bool = True, sync_dir: bool = True,
+                 durable: bool = True) -> None:
     """Replace ``path`` with ``data`` atomically and durably (temp file, fsync, renames, fsync of the
     folder unless ``sync_dir`` is False), keeping the old file as ``.bak`` unless ``keep_backup`` is
     False (see module doc)."""
@@ -49,7 +51,8 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, keep_backup: bool = Tr
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     if keep_backup:
@@ -58,7 +61,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, keep_backup: bool = Tr
         except FileNotFoundError:
             pass
     os.replace(tmp, path)
-    if sync_dir:
+    if sync_dir and durable:
         fsync_dir(os.path.dirname(path) or ".")
 
 

@@ -179,16 +179,18 @@ class DLedgerLog:
         self._captures += 1
         return self._captures, self.last_index, self.committed_index
 
-    def save_checkpoint(self, values: tuple[int, int, int] | None = None) -> None:
+    def save_checkpoint(self, values: tuple[int, int, int] | None = None, *, durable: bool = True) -> None:
         """Write ``checkpoint`` (``values`` from ``checkpoint_values``, else now) when its
         ``endIndex``/``committedIndex`` changed since the last write; a capture older than the one
-        last written is dropped, so the file never goes back."""
+        last written is dropped, so the file never goes back. ``durable=False``: without fsync
+        (``write_atomic``): a power cut may leave an older or no checkpoint, which only moves the
+        commit point a restart starts from back (recovery clamps it to the log in any case)."""
         captured, end, committed = values if values is not None else self.checkpoint_values()
         with self._checkpoint_lock:
             if captured <= self._saved_capture or (end, committed) == self._saved_checkpoint:
                 return
             write_atomic(self.checkpoint_path, fmt.encode_properties_file(
-                {"endIndex": end, "committedIndex": committed}))
+                {"endIndex": end, "committedIndex": committed}), durable=durable)
             self._saved_capture, self._saved_checkpoint = captured, (end, committed)
 
     # -- appending ---------------------------------------------------------------------------

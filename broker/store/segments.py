@@ -22,8 +22,10 @@ Contract:
   caller must not announce the bytes (to a flusher thread, a peer or a client) before the block
   ends: until then they are in this process only.
 * ``flush()`` fdatasyncs every segment written since the last flush. It may run in another thread
-  than ``write``: structural changes (create, delete, close) and the flush take ``self.lock``;
-  plain writes to existing segments do not.
+  than ``write``: structural changes (create, delete, close) take ``self.lock``, plain writes to
+  existing segments take nothing. A flush takes ``self.lock`` only to pick its segments and runs
+  its fdatasyncs under ``self.flush_lock``, which removing segments (truncate, delete, close) also
+  takes, so creating the next segment (an append's) never waits for an fdatasync.
 * On open, a file whose name is not 20 digits, whose size differs from the configured size, or a
   gap between file names raises ``CorruptDataError`` naming the file (RocketMQ refuses to start
   too). A last file of length 0 (a crash while creating it) is deleted, as RocketMQ does.
@@ -76,6 +78,7 @@ class SegmentQueue:
         self.directory = Path(directory)
         self.segment_size_bytes = segment_size_bytes
         self.lock = threading.RLock()
+        self.flush_lock = threading.RLock()    # fdatasyncs, and what must not close an fd under them
         self._segments: list[_Segment] = []
         self._starts: list[int] = []
         self._dirty: set[int] = set()
@@ -258,25 +261,27 @@ class SegmentQueue:
         return self.read(start, self.segment_size_bytes)
 
     def flush(self) -> None:
-        """fdatasync every segment written since the last flush (thread-safe)."""
-        with self.lock:
-            dirty, self._dirty = self._dirty, set()
-            for seg in self._segments:
-                if seg.start in dirty:
-                    os.fdatasync(seg.fd)
+        """fdatasync every segment written since the last flush (thread-safe; module doc)."""
+        with self.flush_lock:
+            with self.lock:
+                dirty, self._dirty = self._dirty, set()
+                segments = [seg for seg in self._segments if seg.start in dirty]
+            for seg in segments:
+                os.fdatasync(seg.fd)
 
     def flush_from(self, offset: int) -> None:
         """fdatasync every segment from the one holding ``offset`` on (after a recovery, data read
         from the page cache may not be on disk yet)."""
-        with self.lock:
-            for seg in self._segments:
-                if seg.start + self.segment_size_bytes > offset:
-                    os.fdatasync(seg.fd)
+        with self.flush_lock:
+            with self.lock:
+                segments = [seg for seg in self._segments if seg.start + self.segment_size_bytes > offset]
+            for seg in segments:
+                os.fdatasync(seg.fd)
 
     def truncate(self, offset: int) -> None:
         """Zero every byte at and after ``offset``; delete the segments after it (fsynced)."""
         self._write_run()
-        with self.lock:
+        with self.flush_lock, self.lock:
             keep = []
             for seg in self._segments:
                 if seg.start + self.segment_size_bytes <= offset:
@@ -299,7 +304,7 @@ class SegmentQueue:
     def delete_before(self, offset: int) -> int:
         """Delete whole segments that end at or before ``offset`` (retention); returns how many."""
         self._write_run()
-        with self.lock:
+        with self.flush_lock, self.lock:
             n = 0
             while len(self._segments) > 1 and self._segments[0].start + self.segment_size_bytes <= offset:
                 seg = self._segments.pop(0)
@@ -314,7 +319,7 @@ class SegmentQueue:
 
     def close(self) -> None:
         """Flush and close every file descriptor."""
-        with self.lock:
+        with self.flush_lock, self.lock:
             if self._closed:
                 return
             self._write_run()

@@ -64,6 +64,20 @@ rules (``record_builder.RecordBuilder``).
 
 ``flush()`` makes everything durable (log, queues, checkpoint, offsets); ``close()`` flushes and
 removes the abort file. All public methods are thread-safe.
+
+Housekeeping (``background_flush``): once a second (or at the ``interval`` policy's pace) a thread
+fdatasyncs the consume queues, then records in the checkpoint how far they are durable, writes the
+changed offset files and the DLedger checkpoint (``endIndex``/``committedIndex``), all with fsync.
+It takes the store's lock only to read what to write: its fsyncs never hold up an append (nor do a
+segment's: ``SegmentQueue.flush`` syncs outside the lock that creating a segment takes).
+``sync_on_timer = False`` (a Raft group in ``memory`` durability, set by the broker) turns the
+fsyncs off: on its timer the housekeeping only rewrites the DLedger checkpoint, without fsync
+(the commit point a restart after a kill -9 starts from; a power cut may leave an older one, which
+recovery clamps to the log anyway). Every other file's claim stays what the last real fsync made
+true (at open, ``flush()``, ``close()``, a truncation): after a kill -9, recovery re-checks the log
+and re-dispatches the queues from there, which takes longer the longer the replica ran since it
+opened (as long again as its DLedger log check, which memory mode never shortened: nothing moves
+its durable point). The offset files are the Raft group's to persist (``AppliedMark``).
 """
 from __future__ import annotations
 
@@ -166,6 +180,7 @@ class Store:
         self._msg_id_prefix = message_id(store_host, 0)[:-16]   # offsetMsgId = host hex + offset hex
         self._lock = threading.RLock()
         self._closed = False
+        self.sync_on_timer = True      # housekeeping fsyncs on its timer (module doc)
         self._lockfile = StoreLock(root)
         try:
             self._abort = AbortMarker(root)
@@ -270,7 +285,13 @@ class Store:
     def _background_flush(self) -> None:
         if self.policy.kind == POLICY_INTERVAL:
             self.group_commit.flush()
-        self._flush_queues_and_checkpoint()
+        if self.sync_on_timer:
+            self._flush_queues_and_checkpoint()
+        elif self.dledger is not None:
+            # the commit point a restart after a kill -9 starts from: the page cache keeps it
+            with self._lock:
+                values = self.dledger.checkpoint_values()
+            self.dledger.save_checkpoint(values, durable=False)
 
     def flush(self) -> None:
         """Make the log, the queues, the checkpoint and the offsets durable."""
