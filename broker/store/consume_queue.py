@@ -77,14 +77,19 @@ class ConsumeQueue:
             return (0, 0, 0)
         return decode_cq_unit(raw, 0)
 
-    def put(self, queue_offset: int, physical_offset: int, size: int, tags_code: int) -> None:
-        """Write the unit for ``queue_offset`` (the next one, or an existing one again)."""
+    def _open_at(self, queue_offset: int) -> None:
+        """Before writing from ``queue_offset``: an empty queue starts there; a unit past the next one
+        of a queue that has units would leave a gap (InvariantViolation)."""
         if queue_offset > self.max_offset:
             if self.max_offset == 0 and not self.segments.segment_starts():
                 self._start_at(queue_offset)
             else:
                 raise InvariantViolation(f"{self.segments.directory}: unit {queue_offset} would leave a gap "
                                          f"after {self.max_offset}")
+
+    def put(self, queue_offset: int, physical_offset: int, size: int, tags_code: int) -> None:
+        """Write the unit for ``queue_offset`` (the next one, or an existing one again)."""
+        self._open_at(queue_offset)
         self.segments.write(queue_offset * CQ_UNIT_BYTES, encode_cq_unit(physical_offset, size, tags_code))
         if queue_offset >= self.max_offset:
             self.max_offset = queue_offset + 1
@@ -94,12 +99,7 @@ class ConsumeQueue:
         each): the same bytes, one write per segment the run touches."""
         if not units:
             return
-        if queue_offset > self.max_offset:
-            if self.max_offset == 0 and not self.segments.segment_starts():
-                self._start_at(queue_offset)
-            else:
-                raise InvariantViolation(f"{self.segments.directory}: unit {queue_offset} would leave a gap "
-                                         f"after {self.max_offset}")
+        self._open_at(queue_offset)
         data = memoryview(b"".join([encode_cq_unit(*unit) for unit in units]))
         at = queue_offset * CQ_UNIT_BYTES
         while data:
