@@ -21,8 +21,8 @@ from mqbench.migrate.source import log_files
 from mqbench.codecs.registry import parse_codec
 
 VERSIONS = ("v4", "v5", "v4-dledger", "v5-dledger")
-# every pair; the default suite runs three of them (plain and DLedger on both sides, v5 -> v4)
-CI_PAIRS = {("v5-dledger", "v4"), ("v4", "v5-dledger"), ("v4-dledger", "v5")}
+# every pair; the default suite runs two of them (plain and DLedger on both sides, v5 -> v4)
+CI_PAIRS = {("v5-dledger", "v4"), ("v4", "v5-dledger")}
 PAIRS = [pytest.param(s, t, marks=() if (s, t) in CI_PAIRS else pytest.mark.slow)
          for s in VERSIONS for t in VERSIONS if s != t]
 
@@ -136,7 +136,8 @@ def _damage(src: str, dst: Path, rng: random.Random) -> None:
 
 
 @pytest.mark.parametrize("source,target", [
-    ("v4", "v5-dledger"), ("v4-dledger", "v4"), pytest.param("v5-dledger", "v5", marks=pytest.mark.slow)])
+    ("v4", "v5-dledger"), pytest.param("v4-dledger", "v4", marks=pytest.mark.slow),
+    pytest.param("v5-dledger", "v5", marks=pytest.mark.slow)])
 def test_damaged_source_is_refused_as_the_per_record_path_refuses_it(stores, tmp_path, monkeypatch, source, target):
     """Bytes changed anywhere in the log (the golden stores: small files, every kind of record): the
     fast path refuses with the same message, file and offset as the per-record path (the one log
