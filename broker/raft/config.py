@@ -54,7 +54,7 @@ class RaftConfig:
     pre_vote: bool = True
     check_quorum: bool = True
     max_inflight_msgs: int = 64
-    max_append_bytes: int = 256 << 10
+    max_append_bytes: int = 1 << 20
     catchup_lag_entries: int = 4096
     catchup_bytes_per_tick: int = 4 << 20
     durability: Durability = Durability.QUORUM_FSYNCED

@@ -9,17 +9,14 @@ every ``Ready`` handled in the documented order (``types.Ready``):
    index)`` is called first) and ``storage.set_hard_state(rd.hard_state)``;
 2. sync: ``storage.sync()`` in a worker thread when ``rd.must_sync`` and there are entries, so the
    loop keeps serving while the fdatasync runs;
-3. send: the messages to the transport (``send_all``: one write per peer, made at once on a
-   connected link, so an append or an acknowledgement leaves before step 4's work). An append
-   carries the entries as the storage now holds them
+3. send: every message to the transport, once per Ready (the transport coalesces what is queued
+   for a peer into one write). An append carries the entries as the storage now holds them
    (``storage.entries``), not as they were proposed: a storage that stamps entries on append (the
    broker's commitlog fills in queue and physical offsets) sends the bytes it wrote, so a follower
    writes the leader's bytes unchanged. One exception to "send after sync", as in Raft's thesis (10.2.1):
    a leader whose term and vote are already on disk sends its appends before its own fsync
    finishes, so the leader's and the followers' fsyncs overlap; its own copy still counts
-   towards the quorum only after the fsync (``advance``). Such a leader also stores its entries
-   slice by slice, each APP leaving as soon as the entries it carries are stored, so followers
-   store the first slice of a large Ready while the leader stores the next;
+   towards the quorum only after the fsync (``advance``);
 4. apply: ``apply(rd.committed_entries)``; then ``node.advance(rd)`` and ``on_ready()``.
 
 Proposals made while a Ready is handled go into the next one: everything proposed in one
@@ -40,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 from typing import Awaitable, Callable
 
@@ -48,7 +44,7 @@ from mqbench.errors import InvariantViolation
 
 from .node import RaftNode
 from .transport import RaftTransport
-from .types import Entry, HardState, Message, MsgType, Ready, Role
+from .types import Entry, Message, MsgType, Ready, Role
 from .wire import frame_bytes
 
 log = logging.getLogger("mqbench.broker.raft")
@@ -190,17 +186,12 @@ class RaftDriver:
 
     async def _handle(self, rd: Ready) -> None:
         persisted = self.storage.initial_state()
+        await self._run_step("appending to the log", lambda: self._persist(rd), False)
+        messages = self._as_stored(rd.messages, rd.entries) if rd.entries and rd.role == Role.LEADER else rd.messages
         early = rd.role == Role.LEADER and (rd.hard_state is None or (rd.hard_state.term, rd.hard_state.vote)
                                             == (persisted.term, persisted.vote))
-        messages = rd.messages
-        if early and rd.entries:
-            await self._persist_sending(rd)
-        else:
-            await self._run_step("appending to the log", lambda: self._persist(rd), False)
-            if rd.entries and rd.role == Role.LEADER:
-                messages = self._as_stored(rd.messages, rd.entries)
-            if early:
-                self._send(messages)
+        if early:
+            self._send(messages)
         if rd.must_sync and rd.entries:
             await self._run_step("syncing the log", self.storage.sync, True)
         if not early:
@@ -208,41 +199,6 @@ class RaftDriver:
         if rd.committed_entries and self._apply is not None:
             entries = rd.committed_entries
             await self._run_step("applying committed entries", lambda: self._apply(entries), False)
-
-    async def _persist_sending(self, rd: Ready) -> None:
-        """Step 1 and the early sends of a leader's Ready, slice by slice: the entries are stored up
-        to the last one an APP carries, that APP goes out, and so on (module doc, step 3), so the
-        followers store the first slice while the leader stores the next, instead of waiting for
-        the whole Ready (a 4,096-message batch: the leader stored it all, then each follower, then
-        the leader applied it, one after the other)."""
-        entries = rd.entries
-        lo, hi = entries[0].index, entries[-1].index
-        by_need: dict[int, list[Message]] = {}     # index stored before it can go -> messages
-        for m in rd.messages:
-            need = lo - 1
-            if m.type == MsgType.APP and m.entries and m.entries[0].index <= hi and m.entries[-1].index >= lo:
-                need = min(m.entries[-1].index, hi)
-            by_need.setdefault(need, []).append(m)
-        stored = lo - 1
-        for need in sorted(by_need):
-            if need > stored:
-                part = entries[stored - lo + 1: need - lo + 1]
-                await self._run_step("appending to the log", functools.partial(self._persist_entries, part), False)
-                stored = need
-            self._send(self._as_stored(by_need[need], entries[:stored - lo + 1]) if stored >= lo
-                       else by_need[need])
-        rest = entries[stored - lo + 1:]
-        await self._run_step("appending to the log", functools.partial(self._persist_entries, rest, rd.hard_state),
-                             False)
-
-    def _persist_entries(self, entries: list[Entry], hard_state: HardState | None = None) -> None:
-        """``entries`` (consecutive, after what is stored; none is fine), then ``hard_state``."""
-        if entries:
-            if self._on_append is not None:
-                self._on_append(entries[0].index)
-            self.storage.append(entries)
-        if hard_state is not None:
-            self.storage.set_hard_state(hard_state)
 
     def _persist(self, rd: Ready) -> None:
         """Entries and hard state of a Ready (safe to repeat: ``storage.append`` replaces a suffix)."""
@@ -272,4 +228,4 @@ class RaftDriver:
     def _send(self, messages: list[Message]) -> None:
         for m in messages:
             self.bytes_sent += frame_bytes(m)
-        self.transport.send_all(messages)
+            self.transport.send(m)

@@ -395,13 +395,9 @@ class RaftNode:
         return True
 
     def _bcast_append(self) -> None:
-        # every new entry goes out now, in as many APPs as max_append_bytes needs, up to each
-        # follower's inflight window: one APP per follower per Ready made a batch larger than one
-        # APP wait a whole round trip (the follower's answer) for each further APP
         for peer in self.peers:
-            if peer != self.id and self._send_append(peer):
-                while self._send_append(peer, send_if_empty=False):
-                    pass
+            if peer != self.id:
+                self._send_append(peer)
 
     def _bcast_heartbeat(self) -> None:
         committed = self.log.committed

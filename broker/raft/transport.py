@@ -4,16 +4,10 @@
   from a known peer is handed to ``on_message`` (a plain callable, called on the event loop). A
   peer that sends a malformed frame, a frame for another node or from an unknown node gets its
   connection closed (counted in ``peer_errors``); the node and its other connections carry on.
-* Outbound: ``send(message)`` / ``send_all(messages)`` never block and never raise for network
-  trouble. To a peer whose connection is up and has nothing queued ahead, the frames of one call
-  go to the socket at once, in ONE write per peer (``writes``), before the call returns: an
-  append or an acknowledgement leaves while the caller goes on (applying entries, reading more),
-  not one event-loop turn later behind that work. Otherwise (no connection yet, a failed one, more
-  than ``write_buffer_bytes_max`` not yet taken by the kernel) they wait in the peer's bounded
-  queue for its writer task, which connects on demand, writes whatever is queued in one go, and
-  after a failure drops what it held and retries with a backoff (Raft retransmits: a lost message
-  costs a round trip, never correctness). A full queue drops the newest message. Per peer, frames
-  go out in the order they were sent.
+* Outbound: ``send(message)`` never blocks and never raises for network trouble. Each peer has a
+  bounded queue and one writer task that connects on demand, writes whatever is queued in one
+  go, and after a failure drops what it held and retries with a backoff (Raft retransmits: a lost
+  message costs a round trip, never correctness). A full queue drops the newest message.
 
 * Authentication (``secret``, the cluster secret): every connection starts with the ``auth``
   handshake and every frame carries an HMAC-SHA256 tag (see ``auth`` for the protocol and why HMAC
@@ -28,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Callable, Iterable
+from typing import Callable
 
 from mqbench.errors import PeerError
 
@@ -37,17 +31,6 @@ from .types import Message
 from .wire import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encode_frame
 
 READ_CHUNK_BYTES = 256 * 1024
-WRITE_BUFFER_BYTES_MAX = 8 << 20
-
-
-class _Link:
-    """A peer's connection while its writer task has nothing unwritten: ``send_all`` writes to it."""
-
-    __slots__ = ("writer", "sealer")
-
-    def __init__(self, writer: asyncio.StreamWriter, sealer: auth.Sealer | None):
-        self.writer = writer
-        self.sealer = sealer
 
 
 class RaftTransport:
@@ -55,7 +38,7 @@ class RaftTransport:
                  host: str = "127.0.0.1", port: int = 0, queue_limit: int = 4096,
                  connect_timeout_ms: int = 1000, backoff_max_ms: int = 1000,
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, secret: bytes | None = None,
-                 handshake_timeout_ms: int = 2000, write_buffer_bytes_max: int = WRITE_BUFFER_BYTES_MAX):
+                 handshake_timeout_ms: int = 2000):
         self.node_id = node_id
         self.secret = None if secret is None else auth.check_secret(secret)
         self.handshake_timeout_ms = handshake_timeout_ms
@@ -66,15 +49,12 @@ class RaftTransport:
         self.connect_timeout_ms = connect_timeout_ms
         self.backoff_max_ms = backoff_max_ms
         self.max_frame_bytes = max_frame_bytes
-        self.write_buffer_bytes_max = write_buffer_bytes_max
         self.peer_errors = 0
         self.dropped = 0
         self.received = 0
-        self.writes = 0                 # socket writes made by send_all (one per peer per call)
         self._server: asyncio.AbstractServer | None = None
         self._queues: dict[int, asyncio.Queue] = {}
         self._writers: dict[int, asyncio.Task] = {}
-        self._links: dict[int, _Link] = {}
         self._inbound: set[asyncio.Task] = set()
         self._closing = False
 
@@ -88,56 +68,17 @@ class RaftTransport:
         self.peers[peer] = address
 
     def send(self, m: Message) -> None:
-        """``send_all([m])``."""
-        self.send_all((m,))
-
-    def send_all(self, messages: Iterable[Message]) -> None:
-        """Send ``messages`` (module doc): to a connected peer with nothing queued, one write per
-        peer now; else into the peer's queue."""
-        by_peer: dict[int, list[Message]] = {}
-        for m in messages:
-            if self._closing or m.dst not in self.peers:
-                self.dropped += 1
-                continue
-            batch = by_peer.get(m.dst)
-            if batch is None:
-                by_peer[m.dst] = [m]
-            else:
-                batch.append(m)
-        for peer, batch in by_peer.items():
-            link = self._links.get(peer)
-            if link is None or not self._write_now(peer, link, batch):
-                self._enqueue(peer, batch)
-
-    def _write_now(self, peer: int, link: _Link, batch: list[Message]) -> bool:
-        """Write ``batch`` to ``link``; False (the link handed back to the writer task) when the
-        connection is closing or holds more than ``write_buffer_bytes_max`` unsent."""
-        transport = link.writer.transport
-        if transport.is_closing() or transport.get_write_buffer_size() > self.write_buffer_bytes_max:
-            del self._links[peer]
-            return False
-        try:
-            link.writer.write(_frames(batch, link.sealer))
-        except (OSError, RuntimeError) as exc:
-            # uvloop raises RuntimeError for a write to a transport it closed when the peer died
-            # (see _write_loop); the writer task reconnects and sends the batch again
-            if isinstance(exc, RuntimeError) and not transport.is_closing():
-                raise
-            del self._links[peer]
-            return False
-        self.writes += 1
-        return True
-
-    def _enqueue(self, peer: int, batch: list[Message]) -> None:
-        queue = self._queues.get(peer)
+        if self._closing or m.dst not in self.peers:
+            self.dropped += 1
+            return
+        queue = self._queues.get(m.dst)
         if queue is None:
-            queue = self._queues[peer] = asyncio.Queue(self.queue_limit)
-            self._writers[peer] = asyncio.get_running_loop().create_task(self._write_loop(peer, queue))
-        for m in batch:
-            try:
-                queue.put_nowait(m)
-            except asyncio.QueueFull:
-                self.dropped += 1
+            queue = self._queues[m.dst] = asyncio.Queue(self.queue_limit)
+            self._writers[m.dst] = asyncio.get_running_loop().create_task(self._write_loop(m.dst, queue))
+        try:
+            queue.put_nowait(m)
+        except asyncio.QueueFull:
+            self.dropped += 1
 
     async def close(self) -> None:
         self._closing = True
@@ -147,11 +88,9 @@ class RaftTransport:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for link in self._links.values():
-            link.writer.close()
-        self._links.clear()
         if self._server is not None:
             await self._server.wait_closed()
+
     # -- inbound -----------------------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -180,10 +119,6 @@ class RaftTransport:
                         raise PeerError(f"message {m.src}->{m.dst} is not for node {self.node_id} from a peer")
                     self.received += 1
                     self.on_message(m)
-                # let the node handle what this read brought (store, answer) before the next read:
-                # a read of buffered data returns at once, so many appends would otherwise pile
-                # into one Ready and be answered only once all of them are stored
-                await asyncio.sleep(0)
         except PeerError:
             self.peer_errors += 1        # close this connection only
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -198,9 +133,6 @@ class RaftTransport:
 
     # -- outbound ----------------------------------------------------------------------------
     async def _write_loop(self, peer: int, queue: asyncio.Queue) -> None:
-        """The peer's writer: connects, writes what was queued while ``send_all`` could not write
-        directly, and then hands the connection to ``send_all`` (``_links``) until it must take it
-        back (closing, full, failed)."""
         writer = None
         sealer = None
         backoff_ms = 10
@@ -210,28 +142,24 @@ class RaftTransport:
             while not queue.empty():
                 batch.append(queue.get_nowait())
             try:
-                if writer is not None and writer.transport.is_closing():
-                    writer = sealer = None          # send_all found it failed: connect again
                 if writer is None:
                     host, port = self.peers[peer]
                     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
                                                             self.connect_timeout_ms / 1000)
                     if self.secret is not None:
                         sealer = await self._handshake(reader, writer, peer)
-                    while not queue.empty():        # queued while connecting: behind this batch
-                        batch.append(queue.get_nowait())
-                writer.write(_frames(batch, sealer))
-                batch = []
-                self._links[peer] = _Link(writer, sealer)   # nothing unwritten: send_all writes directly
+                if sealer is None:
+                    writer.write(b"".join(encode_frame(x) for x in batch))
+                else:
+                    writer.write(b"".join(sealer.seal(encode_frame(x)) for x in batch))
                 await writer.drain()
                 backoff_ms = 10
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, PeerError, RuntimeError) as exc:
-                # uvloop raises RuntimeError (not an OSError) for a write on a transport it has closed when
+                # uvloop raises RuntimeError (not an OSError) for a write on a transport it closed when
                 # the peer died; uncaught, it ended this task and the restarted peer never heard from
                 # us again (it stayed a candidate). Any other RuntimeError is a bug: raise it.
                 if isinstance(exc, RuntimeError) and (writer is None or not writer.transport.is_closing()):
                     raise
-                self._links.pop(peer, None)
                 self.dropped += len(batch)
                 if writer is not None:
                     writer.close()
@@ -246,9 +174,3 @@ class RaftTransport:
         hello, sealer = auth.client_hello(self.secret, self.node_id, peer, challenge, os.urandom(auth.NONCE_BYTES))
         writer.write(hello)
         return sealer
-
-
-def _frames(batch: list[Message], sealer: auth.Sealer | None) -> bytes:
-    if sealer is None:
-        return encode_frame(batch[0]) if len(batch) == 1 else b"".join(encode_frame(m) for m in batch)
-    return b"".join(sealer.seal(encode_frame(m)) for m in batch)

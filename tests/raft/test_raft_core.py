@@ -192,26 +192,6 @@ def test_inflight_window_bounds_the_pipeline():
     assert [m for m in rd.messages if m.type == MsgType.APP and m.dst == 2 and m.entries]
 
 
-def test_new_entries_beyond_one_append_all_go_out_at_once_up_to_the_inflight_window():
-    """More new entries than one APP carries (max_append_bytes) go out in as many APPs as they
-    need, in one Ready, up to each follower's inflight window: one APP per follower per Ready left
-    the rest of a large batch waiting for that follower's answer (a round trip per APP)."""
-    node, storage = _leader(Durability.QUORUM_MEMORY, max_append_bytes=2 * (48 + 50), max_inflight_msgs=4)
-    _persist(node, storage)
-    for peer in (2, 3):
-        node.step(Message(MsgType.APP_RESP, peer, 1, term=1, index=1))     # both replicate
-    _persist(node, storage)
-    node.propose_batch([b"x" * 50 for _ in range(10)])                       # 5 APPs of 2; window 4
-    rd = _persist(node, storage)
-    for peer in (2, 3):
-        apps = [m for m in rd.messages if m.type == MsgType.APP and m.dst == peer and m.entries]
-        assert [[e.index for e in m.entries] for m in apps] == [[2, 3], [4, 5], [6, 7], [8, 9]]
-    node.step(Message(MsgType.APP_RESP, 2, 1, term=1, index=5))             # frees two slots of 2
-    rd = _persist(node, storage)
-    assert [[e.index for e in m.entries] for m in rd.messages if m.type == MsgType.APP and m.dst == 2
-            and m.entries] == [[10, 11]]
-
-
 def test_catch_up_of_a_far_behind_follower_is_throttled_per_tick():
     node, storage = _leader(Durability.QUORUM_FSYNCED, catchup_lag_entries=10, catchup_bytes_per_tick=1000,
                             max_append_bytes=1 << 20)

@@ -3,7 +3,6 @@ TCP transport (delivery, malformed peers closed while the node keeps serving, pe
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 from hypothesis import given
@@ -112,57 +111,6 @@ def test_transport_delivers_messages_both_ways():
             await t1.close()
             await t2.close()
     asyncio.run(main())
-
-
-def test_frames_to_a_connected_peer_reach_its_socket_before_send_all_returns():
-    """Once a peer's connection is up, ``send_all`` writes each peer's frames in one write, at once:
-    an append leaves while the node goes on (applying entries), not a loop turn later behind that
-    work. The peer here is a plain blocking socket, read without giving the loop a turn."""
-    async def main():
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        listener.setblocking(False)
-        t1 = RaftTransport(1, {2: listener.getsockname()[:2]}, lambda m: None)
-        await t1.start()
-        conn = None
-        try:
-            first = Message(MsgType.HEARTBEAT, 1, 2, 1)
-            t1.send(first)                                  # connects (the writer task)
-            while conn is None:
-                try:
-                    conn, _ = listener.accept()
-                except BlockingIOError:
-                    await asyncio.sleep(0.005)
-            conn.setblocking(False)
-            got = b""
-            while len(got) < len(encode_frame(first)):
-                try:
-                    got += conn.recv(1 << 16)
-                except BlockingIOError:
-                    await asyncio.sleep(0.005)
-            await asyncio.sleep(0.05)                       # the writer task handed the link over
-            conn.settimeout(2.0)                            # blocks the loop: only a write made already arrives
-            app = Message(MsgType.APP, 1, 2, 1, 1, 1, (Entry(2, 1, b"x" * 100),), 1)
-            t1.send(app)
-            got = b""
-            while len(got) < len(encode_frame(app)):
-                got += conn.recv(1 << 16)
-            assert got == encode_frame(app)
-            writes = t1.writes
-            beats = [Message(MsgType.HEARTBEAT, 1, 2, 1, commit=c) for c in (2, 3)]
-            t1.send_all(beats)                              # one write for both
-            want = b"".join(encode_frame(m) for m in beats)
-            got = b""
-            while len(got) < len(want):
-                got += conn.recv(1 << 16)
-            assert got == want and t1.writes == writes + 1
-        finally:
-            if conn is not None:
-                conn.close()
-            listener.close()
-            await t1.close()
-    asyncio.run(asyncio.wait_for(main(), 20))
 
 
 def test_a_malformed_peer_is_disconnected_and_others_still_served():
