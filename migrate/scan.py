@@ -62,6 +62,18 @@ _CRC_TAIL = PROPERTY_CRC32.encode() + b"\x01"
 _TAGS, _TAGS_LATER = PROPERTY_TAGS.encode() + b"\x01", b"\x02" + PROPERTY_TAGS.encode() + b"\x01"
 _UNIQ, _UNIQ_LATER = PROPERTY_UNIQ_KEY.encode() + b"\x01", b"\x02" + PROPERTY_UNIQ_KEY.encode() + b"\x01"
 _KEYS, _KEYS_LATER = PROPERTY_KEYS.encode() + b"\x01", b"\x02" + PROPERTY_KEYS.encode() + b"\x01"
+
+
+def _value(props: bytes, first: bytes, later: bytes) -> bytes | None:
+    """The raw value of a property in a stored property string (``NAME\x01value`` pairs joined by
+    ``\x02``), the last one when it repeats, as decoding would keep it: ``first`` is ``NAME\x01``
+    (the pair at the start), ``later`` is ``\x02NAME\x01``; None when absent."""
+    i = props.rfind(later)
+    i = i + len(later) if i >= 0 else (len(first) if props.startswith(first) else -1)
+    if i < 0:
+        return None
+    e = props.find(b"\x02", i)
+    return props[i:e] if e >= 0 else props[i:]
 _NOT_FAST_SYSFLAG = SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP
 
 _I32 = struct.Struct(">i")
@@ -216,36 +228,25 @@ def summarize(buf: bytes, length: int, base: int, src_dl: bool, v4: bool, commit
         wsize = total - 1 if (v4 and props_len and props[-1] == 2) else total
         tags_code = 0
         if _TAGS in props:
-            i = props.rfind(_TAGS_LATER)
-            i = i + len(_TAGS_LATER) if i >= 0 else (len(_TAGS) if props.startswith(_TAGS) else -1)
-            if i >= 0:
-                e = props.find(b"\x02", i)
-                tags = props[i:e] if e >= 0 else props[i:]
-                if tags:
-                    tags_code = tags_cache.get(tags)
-                    if tags_code is None:
-                        u = java_hash_ascii(tags)
-                        tags_code = tags_cache[tags] = u - 0x100000000 if u & 0x80000000 else u
+            tags = _value(props, _TAGS, _TAGS_LATER)
+            if tags:
+                tags_code = tags_cache.get(tags)
+                if tags_code is None:
+                    u = java_hash_ascii(tags)
+                    tags_code = tags_cache[tags] = u - 0x100000000 if u & 0x80000000 else u
         key_at = len(keys)
         if _UNIQ in props:
-            i = props.rfind(_UNIQ_LATER)
-            i = i + len(_UNIQ_LATER) if i >= 0 else (len(_UNIQ) if props.startswith(_UNIQ) else -1)
-            if i >= 0:
-                e = props.find(b"\x02", i)
-                key = props[i:e] if e >= 0 else props[i:]
-                if key:
-                    key_append(key_hash(prefix_hash, key))
+            key = _value(props, _UNIQ, _UNIQ_LATER)
+            if key:
+                key_append(key_hash(prefix_hash, key))
         if _KEYS in props:
-            i = props.rfind(_KEYS_LATER)
-            i = i + len(_KEYS_LATER) if i >= 0 else (len(_KEYS) if props.startswith(_KEYS) else -1)
-            if i >= 0:
-                e = props.find(b"\x02", i)
-                words = props[i:e] if e >= 0 else props[i:]
+            words = _value(props, _KEYS, _KEYS_LATER)
+            if words:
                 if b" " in words:
                     for word in words.split(b" "):
                         if word:
                             key_append(key_hash(prefix_hash, word))
-                elif words:
+                else:
                     key_append(key_hash(prefix_hash, words))
         append((pos, base + nxt, 1, rat, total, wsize, pat - 2 - rat, props_len, tid, queue_id, queue_offset, store_ms,
                 eindex, eterm, tags_code, key_at, len(keys) - key_at))
