@@ -10,6 +10,18 @@ time (batch 1: SEND_MESSAGE_V2) or as SEND_BATCH_MESSAGE of ``batch`` messages, 
 ``seconds`` after a 0.5 s warm-up.
 Bodies are cut from the ``orders`` workload's realistic bodies (seeded), never random bytes.
 
+``queue_types`` is the batching axis (one topic per queue type, created before the cells):
+
+* ``simple`` (``SimpleCQ``, RocketMQ 4.x and 5.x's default topics): the broker stores each message
+  of a batch as its own commitlog record (its own DLedger entry on a DLedger store) with its own
+  consume-queue unit;
+* ``batch`` (``BatchCQ``, a RocketMQ 5 topic with attribute ``queue.type=BatchCQ``): the broker
+  stores a client batch as ONE inner-batch record (sysflag INNER_BATCH, spec 4.4), one DLedger
+  entry, one batch-consume-queue unit (spec 6) covering its messages' queue offsets. The sender
+  sends the same SEND_BATCH_MESSAGE either way; an acknowledged request counts its ``batch``
+  messages in both (each has its own queue offset, and a pull hands them out one by one). A
+  single message is one record on either, so BatchCQ cells are measured for ``batch`` > 1 only.
+
 Reported per layout, batch and body size (one row each): acknowledged messages per second, requests
 per second, per-request latency (submit to acknowledgement) p50/p99/max in ms, and CPU per
 acknowledged message, split:
@@ -44,10 +56,12 @@ from mqbench.output import table
 
 WARMUP_S = 0.5
 TOPIC = "BenchSend"
+#: ``--queue-types`` name -> (topic, the topic attributes it is created with)
+QUEUE_TYPES = {"simple": (TOPIC, None), "batch": ("BenchSendBatchCQ", {"queue.type": "BatchCQ"})}
 START_WAIT_S = 60.0
 
 
-async def _send_closed_loop(namesrv: str, batch: int, concurrency: int, body: bytes, start_at_s: float,
+async def _send_closed_loop(namesrv: str, topic: str, batch: int, concurrency: int, body: bytes, start_at_s: float,
                             seconds: float) -> dict:
     """One sender: ``concurrency`` requests in flight through a ``PipelinedSender``, each response
     submitting the next (no task per request); counts what is acknowledged between ``start_at_s``
@@ -60,8 +74,8 @@ async def _send_closed_loop(namesrv: str, batch: int, concurrency: int, body: by
     counts = {"messages": 0, "requests": 0, "failed": 0}
     state: dict = {"counting": False, "stop": False}
     async with Producer(namesrv, "PID_bench", send_timeout_ms=10_000) as producer:
-        await producer.send(OutgoingMessage(TOPIC, body))  # route lookup and connection outside the clock
-        sender = await PipelinedSender(producer, TOPIC).open()
+        await producer.send(OutgoingMessage(topic, body))  # route lookup and connection outside the clock
+        sender = await PipelinedSender(producer, topic).open()
         bodies = [body] * batch
         outstanding = loop.create_future()
         in_flight = 0
@@ -114,7 +128,7 @@ def senders_default(broker_processes: int, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) - broker_processes)
 
 
-def _cell(namesrv: str, broker_pids: list[int], batch: int, concurrency: int, seconds: float, body: bytes,
+def _cell(namesrv: str, topic: str, broker_pids: list[int], batch: int, concurrency: int, seconds: float, body: bytes,
           senders: int) -> dict:
     """One cell: ``senders`` processes (this one when 1) sharing ``concurrency`` requests in flight;
     broker CPU read at the start and end of the common measured window."""
@@ -132,7 +146,7 @@ def _cell(namesrv: str, broker_pids: list[int], batch: int, concurrency: int, se
                threading.Thread(target=read_broker_cpu, args=("end", start_at_s + seconds), daemon=True)]
     for reader in readers:
         reader.start()
-    jobs = [(namesrv, batch, share, body, start_at_s, seconds) for share in shares if share > 0]
+    jobs = [(namesrv, topic, batch, share, body, start_at_s, seconds) for share in shares if share > 0]
     if len(jobs) == 1:
         # the load generator on the loop the broker and run workers use, this process's policy left alone
         results = [run_on_event_loop(_send_closed_loop(*jobs[0]))]
@@ -171,13 +185,17 @@ def _round(value: float | None) -> float | None:
 
 def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concurrency: int, seconds: float,
         durability: str, seed: int, limits_budget_s: float, directory: str | None = None,
-        progress=None, senders: int | None = None) -> dict:
-    """Measure every (layout, batch, body size) cell; returns the ``mqbench.bench-broker/1`` document.
+        progress=None, senders: int | None = None, queue_types: tuple[str, ...] = ("simple",)) -> dict:
+    """Measure every (layout, body size, queue type, batch) cell; returns the
+    ``mqbench.bench-broker/1`` document (rows carry ``queue_type``: ``SimpleCQ`` or ``BatchCQ``).
 
     ``progress(row)`` is called after each cell. ``senders``: load-generator processes (None:
-    ``senders_default``, the cores the layout's broker processes leave). Raises ``UserError`` for an unknown layout or a
+    ``senders_default``, the cores the layout's broker processes leave). ``queue_types``: names of
+    ``QUEUE_TYPES`` (module doc). Raises ``UserError`` for an unknown layout or queue type or a
     cluster that does not start.
     """
+    from mqbench.errors import UserError
+
     from mqbench.broker.layout import load_layout
     from mqbench.cluster import launcher
     from mqbench.cluster.control import ensure_topic
@@ -185,6 +203,9 @@ def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concur
 
     for name in layouts:
         load_layout(name)  # an unknown layout is a user error before anything is measured
+    for name in queue_types:
+        if name not in QUEUE_TYPES:
+            raise UserError(f"unknown queue type {name!r} (choose from {', '.join(QUEUE_TYPES)})")
     base = Path(tempfile.mkdtemp(prefix="mqbench-bench-broker-", dir=directory))
     limits = measure_limits(base, limits_budget_s, disk=durability == "fsync", loopback=True)
     rows = []
@@ -195,14 +216,19 @@ def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concur
                                 durability=durability, wait_s=START_WAIT_S)
             try:
                 namesrv = launcher.cluster_layout(state).namesrv_addr
-                asyncio.run(ensure_topic(state, layout.instances[0].group, TOPIC))
+                for name in queue_types:
+                    topic, attributes = QUEUE_TYPES[name]
+                    asyncio.run(ensure_topic(state, layout.instances[0].group, topic, attributes=attributes))
                 broker_pids = [r.pid for r in state.processes.values() if r.kind == "broker"]
                 for body_bytes in body_sizes:
                     body = payload(body_bytes, seed)
-                    for batch in batches:
+                    # a single message is one record on either queue type: BatchCQ cells are batch > 1 only
+                    for name, batch in ((n, b) for n in queue_types for b in batches
+                                        if b > 1 or QUEUE_TYPES[n][1] is None):
+                        topic, attributes = QUEUE_TYPES[name]
                         row = {"layout": layout_name, "replicas": len(layout.instances), "durability": durability,
-                               "body_bytes": body_bytes}
-                        row.update(_cell(namesrv, broker_pids, batch, concurrency, seconds, body,
+                               "body_bytes": body_bytes, "queue_type": "BatchCQ" if attributes else "SimpleCQ"}
+                        row.update(_cell(namesrv, topic, broker_pids, batch, concurrency, seconds, body,
                                          senders or senders_default(len(broker_pids))))
                         row["throughput_ratio_to_loopback_frames"] = ratio(
                             row["throughput_msgs_per_s"], limits.get("loopback_small_frames_per_s"))
@@ -225,7 +251,7 @@ def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concur
 
 def render(doc: dict) -> str:
     """The terminal table of a ``mqbench.bench-broker/1`` document."""
-    rows = [[r["layout"], r["batch_msgs"], r["body_bytes"], r.get("senders", 1), r["throughput_msgs_per_s"],
+    rows = [[r["layout"], r.get("queue_type", "SimpleCQ"), r["batch_msgs"], r["body_bytes"], r.get("senders", 1), r["throughput_msgs_per_s"],
              fmt(r["latency_ms_p50"], ".2f"), fmt(r["latency_ms_p99"], ".2f"),
              fmt(r["broker_cpu_us_per_msg"], ",.1f"), fmt(r["client_cpu_us_per_msg"], ",.1f"),
              fmt_ratio(r["throughput_ratio_to_loopback_frames"], 3), fmt(r.get("load_average_1m"), ".1f")]
@@ -233,5 +259,5 @@ def render(doc: dict) -> str:
     head = (f"send, {doc['concurrency']} in flight, durability {doc['durability']}, "
             f"{doc['seconds_per_cell']:g} s per cell after {doc['warmup_s']:g} s warm-up, "
             f"{doc['cpu_cores']} cores shared by brokers and load generator\n{limits_line(doc['limits'])}\n")
-    return head + table(rows, ["layout", "batch", "body B", "senders", "msgs/s", "p50 ms", "p99 ms", "broker CPU µs/msg",
+    return head + table(rows, ["layout", "queue", "batch", "body B", "senders", "msgs/s", "p50 ms", "p99 ms", "broker CPU µs/msg",
                                "client CPU µs/msg", "msgs/s / loopback frames/s", "load 1m"])

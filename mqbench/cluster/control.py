@@ -84,9 +84,10 @@ async def leaders_per_host(state: ClusterState) -> dict[str, int]:
 
 
 async def ensure_topic(state: ClusterState, group: str, topic: str, timeout_s: float = 30.0,
-                       queues: int = QUEUES) -> None:
-    """Create ``topic`` (``queues`` queues, 4 by default) on ``group``'s leader and wait until the
-    name server routes it."""
+                       queues: int = QUEUES, attributes: dict[str, str] | None = None) -> None:
+    """Create ``topic`` (``queues`` queues, 4 by default; RocketMQ 5 topic ``attributes`` such as
+    ``{"queue.type": "BatchCQ"}`` when given) on ``group``'s leader and wait until the name server
+    routes it."""
     from mqbench.admin.calls import create_topic
 
     deadline = time.monotonic() + timeout_s
@@ -96,7 +97,8 @@ async def ensure_topic(state: ClusterState, group: str, topic: str, timeout_s: f
             row = await group_leader(state, group)
             if row is not None:
                 try:
-                    await create_topic(row.addr, topic, queues=queues, credentials=launcher.cluster_credentials(state))
+                    await create_topic(row.addr, topic, queues=queues, attributes=attributes,
+                                       credentials=launcher.cluster_credentials(state))
                     created = True
                 except NETWORK_ERRORS as exc:
                     log.info("create %s on %s: %s", topic, row.addr, exc)

@@ -38,18 +38,24 @@ def test_bench_help_lists_the_user_benchmarks():
 
 @pytest.mark.realproc
 def test_bench_broker_reports_broker_and_client_cpu_per_cell(tmp_path):
-    doc = bench_json("broker", "--layouts", "single", "--batch", "1,4", "--body-bytes", "128", "--seconds", "0.5",
-                     "--concurrency", "4", "--dir", str(tmp_path))
+    doc = bench_json("broker", "--layouts", "single", "--batch", "1,4", "--body-bytes", "128", "--seconds", "0.3",
+                     "--concurrency", "4", "--queue-type", "simple,batch", "--dir", str(tmp_path))
     check_document(doc, "broker")
     assert positive(doc["limits"]["loopback_small_frames_per_s"])
-    cells = [(r["layout"], r["batch_msgs"], r["body_bytes"]) for r in doc["rows"]]
-    assert cells == [("single", 1, 128), ("single", 4, 128)]
+    cells = [(r["layout"], r["queue_type"], r["batch_msgs"], r["body_bytes"]) for r in doc["rows"]]
+    # a single message is one record on either queue type: no BatchCQ cell at batch 1
+    assert cells == [("single", "SimpleCQ", 1, 128), ("single", "SimpleCQ", 4, 128), ("single", "BatchCQ", 4, 128)]
     for row in doc["rows"]:
         for field in ("acked_msgs", "throughput_msgs_per_s", "requests_per_s", "latency_ms_p50", "latency_ms_p99",
                       "broker_cpu_us_per_msg", "client_cpu_us_per_msg", "throughput_ratio_to_loopback_frames"):
             assert positive(row[field]), (field, row)
         assert row["latency_ms_p50"] <= row["latency_ms_p99"] <= row["latency_ms_max"]
     assert list(tmp_path.iterdir()) == []  # the cluster's folder is removed
+
+
+def test_bench_broker_refuses_an_unknown_queue_type():
+    result = CliRunner().invoke(cli, ["bench", "broker", "--queue-type", "simple,lazy", *LIMITS])
+    assert result.exit_code == 2 and "unknown queue type 'lazy'" in result.output
 
 
 def test_bench_store_reports_ratios_to_the_disk(tmp_path):
