@@ -43,10 +43,15 @@ class BatchItem:
 
 
 def encode_batch(items: list[BatchItem]) -> bytes:
-    """The batch body for ``items`` (in order). Raises UserError for oversized properties or fields."""
+    """The batch body for ``items`` (in order). Raises UserError for oversized properties or fields.
+
+    An item's ``wire_properties`` (set by ``decode_batch`` only when it is exactly
+    ``encode_properties(properties)``) is written as it is, not encoded again."""
     parts = []
     for item in items:
-        props = encode_properties(item.properties)
+        props = item.wire_properties
+        if props is None:
+            props = encode_properties(item.properties)
         if len(props) > PROPERTIES_MAX_BYTES:
             raise UserError(f"batch item properties of {len(props)} bytes are too long (max {PROPERTIES_MAX_BYTES})")
         total = BATCH_ITEM_FIXED_BYTES + len(item.body) + len(props)

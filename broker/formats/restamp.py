@@ -16,11 +16,47 @@ from __future__ import annotations
 
 import struct
 
-from .record import SYSFLAG_INNER_BATCH, decode_message, encode_message, peek_fields, set_physical_offset
-from .properties import PROPERTY_INNER_BASE
+from mqbench.errors import CorruptDataError, UserError
+
+from .record import (PROPERTIES_MAX_BYTES, SYSFLAG_INNER_BATCH, _tail_positions, decode_message, decode_properties,
+                     encode_message, encode_properties, peek_fields, set_physical_offset)
+from .properties import PROPERTY_INNER_BASE, PROPERTY_INNER_NUM
 
 _QUEUE_OFFSET_FIELD = struct.Struct(">q")
 _QUEUE_OFFSET_AT = 20
+_TOTAL_SIZE = struct.Struct(">i")
+_PROPERTIES_LENGTH = struct.Struct(">h")
+_INNER_NUM_MAX = 0x7FFF
+
+
+def restamp_inner_batch(record: bytes, queue_offset: int) -> tuple[bytes, int] | None:
+    """``restamp_record(record, queue_offset)`` for an inner-batch record already checked whole
+    (``record_check.place_fields`` took it), and its INNER_NUM, without decoding or re-encoding the
+    body: only the property string is rebuilt (INNER_BASE) and TOTALSIZE, QUEUEOFFSET and
+    PROPERTIESLENGTH rewritten, so the bytes are the same as ``restamp_record``'s. None when that
+    cannot be promised (a property string that does not read back as written, no valid INNER_NUM,
+    a result too long): the caller then takes the decoding path, which names the problem."""
+    _, _, props_at, props_len = _tail_positions(record, 0)
+    if props_at + props_len != len(record):
+        return None
+    wire = record[props_at:]
+    try:
+        properties = decode_properties(wire)
+        if encode_properties(properties) != wire:
+            return None
+        inner_num = int(properties.get(PROPERTY_INNER_NUM, ""))
+        properties[PROPERTY_INNER_BASE] = str(queue_offset)
+        rebuilt = encode_properties(properties)
+    except (CorruptDataError, UserError, ValueError):
+        return None
+    if not 0 < inner_num <= _INNER_NUM_MAX or len(rebuilt) > PROPERTIES_MAX_BYTES:
+        return None
+    head = bytearray(record[:props_at - 2])
+    _TOTAL_SIZE.pack_into(head, 0, props_at + len(rebuilt))
+    _QUEUE_OFFSET_FIELD.pack_into(head, _QUEUE_OFFSET_AT, queue_offset)
+    head += _PROPERTIES_LENGTH.pack(len(rebuilt))
+    head += rebuilt
+    return bytes(head), inner_num
 
 
 def restamp_record(record: bytes, queue_offset: int) -> bytes:

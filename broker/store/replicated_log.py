@@ -50,7 +50,7 @@ from mqbench.broker.formats.record import (
     encode_message,
 )
 from mqbench.broker.formats.record_check import peek_record, peek_tags_code, place_fields
-from mqbench.broker.formats.restamp import restamp_record
+from mqbench.broker.formats.restamp import restamp_inner_batch, restamp_record
 from mqbench.broker.formats.tags import message_tags_code
 
 from .dispatch import Dispatcher, DispatchInfo, QueueSet, dispatch_info, message_dispatch_info
@@ -156,8 +156,19 @@ class ReplicatedCommitLog:
         # queues start above 0) keeps its offsets on every replica; a leader's proposal carries 0
         return max(carried, self._dispatcher.next_offset(topic, queue_id))
 
-    def _place_inner_batch(self, term: int, body: bytes) -> tuple[int, bytes, DispatchInfo]:
-        """An inner batch: its INNER_BASE property changes length, so it is decoded and rebuilt."""
+    def _place_inner_batch(self, term: int, body: bytes, fields: _Fields | None) -> tuple[int, bytes, DispatchInfo]:
+        """An inner batch: its INNER_BASE property changes length, so its property string is rebuilt
+        (``restamp_inner_batch``, when ``place_fields`` took the record: ``fields``); else the
+        record is decoded, checked and rebuilt whole, which names what is wrong with it."""
+        if fields is not None:
+            topic, queue_id, carried, sysflag, tags_code, store_timestamp_ms, _ = fields
+            queue_offset = self._queue_offset_for(topic, queue_id, carried, sysflag)
+            restamped = restamp_inner_batch(body, queue_offset)
+            if restamped is not None:
+                body, inner_num = restamped
+                index, pos, body = self.dledger.append_stored(term, body, magic=1)
+                return index, body, DispatchInfo(topic, queue_id, queue_offset, pos + ENTRY_HEADER_BYTES, len(body),
+                                                 sysflag, tags_code, store_timestamp_ms, inner_num)
         msg, size = decode_message(body, 0, where="replicated entry")
         if size != len(body):
             raise CorruptDataError(f"a replicated entry of {len(body)} bytes holds a record of {size}",
@@ -173,14 +184,15 @@ class ReplicatedCommitLog:
         """What placing a record entry needs (topic, queue id, queue offset it carries, sysflag,
         tags code, store time, size): from what this replica knew when it built the record, else
         from its fixed fields (``place_fields``, one pass; a record it does not take goes through
-        ``peek_record``, which raises the CorruptDataError naming the damage). None for an inner
-        batch (placed on its own: its INNER_BASE changes length)."""
+        ``peek_record``, which raises the CorruptDataError naming the damage). An inner batch is
+        placed on its own (its INNER_BASE changes length): its fields when ``place_fields`` took
+        it, else None."""
         built = self._built.pop(id(body), None)
         if built is not None and built[0] is body:
             return built[1]
         fields = place_fields(body)     # one pass; None: the checks below name what is wrong
         if fields is not None:
-            return None if fields[3] & SYSFLAG_INNER_BATCH else fields
+            return fields
         peek = peek_record(body, where="replicated entry")
         if peek.size != len(body):
             raise CorruptDataError(f"a replicated entry of {len(body)} bytes holds a record of {peek.size}",
@@ -216,10 +228,11 @@ class ReplicatedCommitLog:
                                                              sysflag, tags_code, store_timestamp_ms, 1))
             out.append((index, stored))
 
-    def _append_other(self, term: int, body: bytes, magic: int) -> tuple[int, bytes]:
-        """An entry that is not a plain record: an inner batch (restamped), a no-op or metadata."""
+    def _append_other(self, term: int, body: bytes, magic: int, fields: _Fields | None = None) -> tuple[int, bytes]:
+        """An entry that is not a plain record: an inner batch (restamped; ``fields`` from
+        ``_record_fields``), a no-op or metadata."""
         if magic == 1 and is_record_body(body):
-            index, body, info = self._place_inner_batch(term, body)
+            index, body, info = self._place_inner_batch(term, body, fields)
             self._dispatcher.note(info)
             self._dispatcher.appended(info.physical_offset + info.size, info)
         else:
@@ -258,15 +271,16 @@ class ReplicatedCommitLog:
                     try:
                         for term, body, magic in items:
                             fields = self._record_fields(body) if magic == 1 and is_record_body(body) else None
-                            if fields is not None and (not run or term == run_term):
+                            inner = fields is not None and fields[3] & SYSFLAG_INNER_BATCH
+                            if fields is not None and not inner and (not run or term == run_term):
                                 run.append((body, fields))
                                 run_term = term
                                 continue
                             if run:
                                 self._place_run(run_term, run, out)
                                 run = []
-                            if fields is None:
-                                out.append(self._append_other(term, body, magic))
+                            if fields is None or inner:
+                                out.append(self._append_other(term, body, magic, fields))
                             else:
                                 run.append((body, fields))
                                 run_term = term

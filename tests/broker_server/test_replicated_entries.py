@@ -24,7 +24,7 @@ from mqbench.broker.formats.record import (
     decode_message,
     encode_message,
 )
-from mqbench.broker.formats.restamp import restamp_record
+from mqbench.broker.formats.restamp import restamp_inner_batch, restamp_record
 from mqbench.broker.store.store import Store
 
 NAMES = st.text(string.ascii_letters + string.digits + "_-%|", min_size=1, max_size=20)
@@ -82,6 +82,33 @@ def test_restamp_of_an_inner_batch_rewrites_inner_base(n, base):
     assert decoded.queue_offset == base and decoded.properties["INNER_BASE"] == str(base)
     assert decoded.properties["INNER_NUM"] == str(n) and decoded.body == decode_message(record)[0].body
     assert restamp_record(out, base) == out
+
+
+@given(st.integers(1, 50), st.integers(0, 10**12), PROPS, HOSTS, st.sampled_from([1, 2]), st.booleans())
+def test_restamp_inner_batch_writes_the_bytes_restamp_record_writes(n, base, extra, host, version, base_first):
+    items = [BatchItem(b"i%d" % k, {"K": str(k)}) for k in range(n)]
+    from mqbench.broker.formats.batch import encode_batch
+    ordered = {"INNER_BASE": "0", "INNER_NUM": str(n)} if base_first else {"INNER_NUM": str(n)}
+    props = {**ordered, **{k: v for k, v in extra.items() if k not in ("INNER_BASE", "INNER_NUM") and v}}
+    record = encode_message(Message(topic="B", body=encode_batch(items), properties=props, born_host=host,
+                                    store_host=host, version=version, queue_offset=7,
+                                    sysflag=SYSFLAG_INNER_BATCH | 0x40))
+    assert restamp_inner_batch(record, base) == (restamp_record(record, base), n)
+
+
+def test_restamp_inner_batch_leaves_what_does_not_read_back_to_the_decoding_path():
+    record = inner_batch_record(3)
+    assert restamp_inner_batch(record, 9) == (restamp_record(record, 9), 3)
+    props = {"INNER_NUM": "3", "INNER_BASE": "0", "AA": "bbbbbb"}
+    from mqbench.broker.formats.batch import encode_batch
+    body = encode_batch([BatchItem(b"x")] * 3)
+    good = encode_message(Message(topic="B", body=body, properties=props, sysflag=SYSFLAG_INNER_BATCH | 0x40))
+    twice = good.replace(b"AA\x01bbbbbb\x02", b"AA\x01b\x02AA\x01b\x02")     # same length, a duplicate name
+    assert len(twice) == len(good) and restamp_inner_batch(twice, 9) is None
+    no_num = good.replace(b"INNER_NUM\x013", b"INNER_NUM\x01x")
+    assert restamp_inner_batch(no_num, 9) is None
+    zero = good.replace(b"INNER_NUM\x013", b"INNER_NUM\x010")
+    assert restamp_inner_batch(zero, 9) is None
 
 
 # -- restamping through the store: leader, follower and catch-up write the same bytes ------------

@@ -9,7 +9,7 @@ import pytest
 
 from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.formats.record import SYSFLAG_TX_PREPARED, encode_message
-from mqbench.broker.formats.restamp import restamp_record
+from mqbench.broker.formats.restamp import restamp_inner_batch, restamp_record
 from mqbench.broker.store.dledger_log import DLedgerLog
 from mqbench.broker.store.record_builder import RecordBuilder
 from mqbench.broker.store.store import Store
@@ -168,3 +168,53 @@ def test_a_decoded_batch_stores_what_encoding_its_properties_gives(wire):
     kw = dict(properties=None, sysflag=0, born_timestamp_ms=1, born_host=("127.0.0.1", 2))
     _, built = builder.batch_records("T", 0, [decoded], **kw)
     assert [r for r, _ in built] == _per_message(builder, "T", 0, [BatchItem(decoded.body, decoded.properties, 7)], **kw)
+
+
+
+def test_a_replica_places_inner_batches_as_the_decoding_path_did(tmp_path, monkeypatch):
+    """BatchCQ: leader and follower place each inner-batch record with only its property string
+    rebuilt (``restamp_inner_batch``) and hold exactly the log and BCQ units of a reference replica
+    that places the same records through the decoding path (decode, restamp, encode)."""
+    from mqbench.broker.store import replicated_log
+
+    fast = []
+
+    def counted(record, queue_offset):
+        out = restamp_inner_batch(record, queue_offset)
+        fast.append(out is not None)
+        return out
+
+    monkeypatch.setattr(replicated_log, "restamp_inner_batch", counted)
+    rng = random.Random(11)
+    stores = leader, follower, reference = [_store(tmp_path / n) for n in ("l", "f", "r")]
+    try:
+        for s in stores:
+            s.create_topic("B", attributes={"queue.type": "BatchCQ"})
+        proposed, next_offset = [], 0
+        for n, term in ((1, 1), (5, 1), (64, 2), (3, 2)):
+            props = {"WAIT": "true", "UNIQ_KEY": f"B{n}", "KEYS": "a b"} if n != 3 else None
+            [(record, count)] = leader.replicated.prepare_batch_records(
+                "B", n % 2, _items(rng, n), consolidate=True, properties=props, born_timestamp_ms=5,
+                born_host=("::1", 9) if n == 5 else ("10.0.0.1", 9))
+            assert count == n
+            placed = leader.replicated.append_replicated_batch([(term, record, 1)])
+            again = follower.replicated.append_replicated_batch([(term, b, 1) for _, b in placed])
+            assert [bytes(b) for _, b in again] == [bytes(b) for _, b in placed]
+            proposed.append((term, record))
+        assert fast == [True] * 8
+        monkeypatch.setattr(replicated_log, "restamp_inner_batch", lambda record, queue_offset: None)
+        for term, record in proposed:
+            reference.replicated.append_replicated_batch([(term, record, 1)])
+        end = leader.dledger.end_pos
+        assert leader.dledger.data.read(0, end) == follower.dledger.data.read(0, end) \
+            == reference.dledger.data.read(0, end) and reference.dledger.end_pos == end
+        last = placed[-1][0]
+        for s in stores:
+            s.replicated.commit(last)
+        for queue_id, count in ((0, 64), (1, 9)):
+            got = [[(m.queue_offset, m.body) for m in s.read_queue("B", queue_id, 0, max_messages=100).messages]
+                   for s in stores]
+            assert got[0] == got[1] == got[2] and [o for o, _ in got[0]] == list(range(count))
+    finally:
+        for s in stores:
+            s.close()
