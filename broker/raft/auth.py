@@ -76,19 +76,38 @@ def _session_key(secret: bytes, server_nonce: bytes, client_nonce: bytes, src: i
                     hashlib.sha256).digest()
 
 
+class _FrameMac:
+    """HMAC-SHA256 under one session key, keyed once: the tag of ``seq || frame`` from copies of
+    the keyed inner and outer SHA-256 states (RFC 2104, the bytes ``hmac`` computes; about half
+    the CPU of copying an ``hmac.HMAC`` per frame)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes):
+        block = key.ljust(64, b"\0") if len(key) <= 64 else hashlib.sha256(key).digest().ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def tag(self, seq: int, frame: bytes | memoryview) -> bytes:
+        inner = self._inner.copy()
+        inner.update(_SEQ.pack(seq))
+        inner.update(frame)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:TAG_BYTES]
+
+
 class Sealer:
     """The sender's side of one connection: ``seal(frame) -> frame + tag``."""
 
     def __init__(self, key: bytes):
-        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        self._mac = _FrameMac(key)
         self.seq = 0
 
     def seal(self, frame: bytes) -> bytes:
-        mac = self._mac.copy()
-        mac.update(_SEQ.pack(self.seq))
-        mac.update(frame)
+        tag = self._mac.tag(self.seq, frame)
         self.seq += 1
-        return frame + mac.digest()[:TAG_BYTES]
+        return frame + tag
 
 
 def client_hello(secret: bytes, src: int, dst: int, challenge_bytes: bytes, client_nonce: bytes) -> tuple[bytes, Sealer]:
@@ -118,7 +137,7 @@ class ReceiverSession:
         self._server_nonce = server_nonce
         self._max_frame_bytes = max_frame_bytes
         self._buf = bytearray()
-        self._mac: "hmac.HMAC | None" = None
+        self._mac: _FrameMac | None = None
         self._seq = 0
         self.peer: int | None = None
 
@@ -146,13 +165,12 @@ class ReceiverSession:
             end = pos + LENGTH.size + length
             if len(buf) < end + TAG_BYTES:
                 break
-            mac = session.copy()
-            mac.update(_SEQ.pack(self._seq))
-            mac.update(memoryview(buf)[pos:end])
-            if not hmac.compare_digest(mac.digest()[:TAG_BYTES], bytes(buf[end:end + TAG_BYTES])):
+            with memoryview(buf) as view:
+                tag = session.tag(self._seq, view[pos:end])
+            if not hmac.compare_digest(tag, bytes(buf[end:end + TAG_BYTES])):
                 raise PeerError(f"raft frame {self._seq} from node {self.peer} failed authentication")
             self._seq += 1
-            m = decode_body(bytes(buf[pos + LENGTH.size:end]))
+            m = decode_body(buf, pos + LENGTH.size, end)
             if m.src != self.peer or m.dst != self._self_id:
                 raise PeerError(f"raft frame {m.src}->{m.dst} on the authenticated connection "
                                 f"{self.peer}->{self._self_id}")
@@ -161,7 +179,7 @@ class ReceiverSession:
         del buf[:pos]
         return out
 
-    def _accept_hello(self, hello: bytes) -> "hmac.HMAC":
+    def _accept_hello(self, hello: bytes) -> _FrameMac:
         magic, version, src, dst, client_nonce, tag = _HELLO.unpack(hello)
         if magic != MAGIC or version != VERSION:
             raise PeerError("raft connection did not start with an mqbench HELLO")
@@ -171,5 +189,4 @@ class ReceiverSession:
         if dst != self._self_id or src not in self._peers:
             raise PeerError(f"raft HELLO {src}->{dst} is not for node {self._self_id} from a peer")
         self.peer = src
-        return hmac.new(_session_key(self._secret, self._server_nonce, client_nonce, src, dst),
-                        digestmod=hashlib.sha256)
+        return _FrameMac(_session_key(self._secret, self._server_nonce, client_nonce, src, dst))

@@ -36,7 +36,6 @@ transport (the storage belongs to the caller). ``failed`` is the error that stop
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from typing import Awaitable, Callable
 
@@ -211,17 +210,26 @@ class RaftDriver:
 
     def _as_stored(self, messages: list[Message], persisted: list[Entry]) -> list[Message]:
         """``messages`` with the entries of ``persisted`` that appends carry as the storage holds
-        them (same index, term and kind; module doc)."""
+        them (same index, term and kind; module doc). Appends of the same index range share one
+        entries tuple, so the transport encodes it once for every follower."""
         lo, hi = persisted[0].index, persisted[-1].index
-        stored: dict[int, Entry] | None = None
+        stored: list[Entry] | None = None
+        shared: dict[tuple[int, int], tuple[Entry, ...]] = {}
         out = []
         for m in messages:
-            if m.type == MsgType.APP and m.entries and m.entries[0].index <= hi and m.entries[-1].index >= lo:
-                if stored is None:
-                    stored = {e.index: e for e in self.storage.entries(lo, hi + 1)}
-                m = dataclasses.replace(m, entries=tuple(
-                    held if (held := stored.get(e.index)) is not None and held.term == e.term
-                    and held.kind == e.kind else e for e in m.entries))
+            ents = m.entries
+            if m.type == MsgType.APP and ents and ents[0].index <= hi and ents[-1].index >= lo:
+                key = (ents[0].index, ents[-1].index)
+                entries = shared.get(key)
+                if entries is None:
+                    if stored is None:
+                        stored = self.storage.entries(lo, hi + 1)
+                    end = lo + len(stored)
+                    entries = shared[key] = tuple(
+                        held if lo <= e.index < end and (held := stored[e.index - lo]).term == e.term
+                        and held.kind == e.kind else e for e in ents)
+                m = Message(m.type, m.src, m.dst, m.term, m.log_term, m.index, entries, m.commit, m.reject,
+                            m.reject_hint, m.transfer)
             out.append(m)
         return out
 

@@ -96,6 +96,12 @@ class RaftLog:
                 chunk = self.storage.entries(index, min(hi, self.offset, index + READ_CHUNK_ENTRIES))
             else:
                 chunk = self.unstable[index - self.offset: hi - self.offset]
+            chunk_bytes = 48 * len(chunk) + sum([len(entry.data) for entry in chunk])
+            if total + chunk_bytes <= max_bytes:       # the usual case: the whole chunk fits
+                total += chunk_bytes
+                out.extend(chunk)
+                index += len(chunk)
+                continue
             for entry in chunk:
                 total += entry_size_bytes(entry)
                 if total > max_bytes and out:

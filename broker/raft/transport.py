@@ -28,7 +28,7 @@ from mqbench.errors import PeerError
 
 from . import auth
 from .types import Message
-from .wire import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encode_frame
+from .wire import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encode_entries, encode_frame
 
 READ_CHUNK_BYTES = 256 * 1024
 
@@ -57,6 +57,7 @@ class RaftTransport:
         self._writers: dict[int, asyncio.Task] = {}
         self._inbound: set[asyncio.Task] = set()
         self._closing = False
+        self._encoded: tuple[tuple, bytes] = ((), b"")   # the last entries encoded, shared by all peers
 
     async def start(self) -> tuple[str, int]:
         """Listen; returns the bound (host, port) (``port=0`` picks a free one)."""
@@ -149,9 +150,9 @@ class RaftTransport:
                     if self.secret is not None:
                         sealer = await self._handshake(reader, writer, peer)
                 if sealer is None:
-                    writer.write(b"".join(encode_frame(x) for x in batch))
+                    writer.write(b"".join(self._frame(x) for x in batch))
                 else:
-                    writer.write(b"".join(sealer.seal(encode_frame(x)) for x in batch))
+                    writer.write(b"".join(sealer.seal(self._frame(x)) for x in batch))
                 await writer.drain()
                 backoff_ms = 10
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, PeerError, RuntimeError) as exc:
@@ -167,6 +168,17 @@ class RaftTransport:
                     sealer = None
                 await asyncio.sleep(backoff_ms / 1000)
                 backoff_ms = min(backoff_ms * 2, self.backoff_max_ms)
+
+    def _frame(self, m: Message) -> bytes:
+        """``encode_frame(m)``; the entries of a leader's appends (one tuple for every follower,
+        see ``RaftDriver._as_stored``) are encoded once."""
+        if not m.entries:
+            return encode_frame(m, b"")
+        entries, part = self._encoded
+        if entries is not m.entries:
+            part = encode_entries(m.entries)
+            self._encoded = (m.entries, part)
+        return encode_frame(m, part)
 
     async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: int) -> auth.Sealer:
         """Read the receiver's CHALLENGE, answer with our HELLO; the Sealer for this connection."""

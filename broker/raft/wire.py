@@ -56,28 +56,50 @@ _U32, _U64 = (1 << 32) - 1, (1 << 64) - 1
 
 def frame_bytes(m: Message) -> int:
     """Bytes ``m`` takes on the wire (``encode_frame``'s length), without encoding it."""
-    return LENGTH.size + HEADER.size + sum(ENTRY.size + len(e.data) for e in m.entries)
-
-
-def encode_frame(m: Message) -> bytes:
-    """One frame for ``m`` (ids must fit uint32, terms and indices uint64)."""
-    flags = (_FLAG_REJECT if m.reject else 0) | (_FLAG_TRANSFER if m.transfer else 0)
-    parts = [b"", HEADER.pack(VERSION, int(m.type), flags, 0, m.src, m.dst, m.term, m.log_term, m.index,
-                              m.commit, m.reject_hint, len(m.entries))]
+    n = FRAME_OVERHEAD_BYTES + ENTRY.size * len(m.entries)
     for e in m.entries:
-        parts.append(ENTRY.pack(e.index, e.term, int(e.kind), len(e.data)))
+        n += len(e.data)
+    return n
+
+
+def encode_entries(entries: tuple[Entry, ...] | list[Entry]) -> bytes:
+    """The entries part of a frame (everything after the 56-byte header): what ``encode_frame``
+    writes for ``entries``. A leader sends the same entries to every follower, so a transport
+    encodes them once and passes the result to ``encode_frame`` for each."""
+    pack = ENTRY.pack
+    parts = []
+    for e in entries:
+        parts.append(pack(e.index, e.term, e.kind, len(e.data)))
         parts.append(e.data)
-    body_len = sum(len(p) for p in parts)
-    parts[0] = LENGTH.pack(body_len)
     return b"".join(parts)
 
 
-def decode_body(body: bytes | memoryview) -> Message:
-    """The message in one frame's bytes after the length field; PeerError when malformed."""
-    if len(body) < HEADER_BYTES:
-        raise PeerError(f"raft frame of {len(body)} bytes is shorter than its {HEADER_BYTES}-byte header")
+def encode_frame(m: Message, entries_part: bytes | None = None) -> bytes:
+    """One frame for ``m`` (ids must fit uint32, terms and indices uint64). ``entries_part``:
+    ``encode_entries(m.entries)`` when the caller has it already (it is not checked)."""
+    flags = (_FLAG_REJECT if m.reject else 0) | (_FLAG_TRANSFER if m.transfer else 0)
+    if entries_part is None:
+        entries_part = encode_entries(m.entries) if m.entries else b""
+    header = HEADER.pack(VERSION, m.type, flags, 0, m.src, m.dst, m.term, m.log_term, m.index,
+                         m.commit, m.reject_hint, len(m.entries))
+    return b"".join((LENGTH.pack(HEADER_BYTES + len(entries_part)), header, entries_part))
+
+
+_new_entry = tuple.__new__     # Entry(...) without the NamedTuple's Python-level __new__
+_KIND_OF = tuple(_KINDS.get(code) for code in range(max(_KINDS) + 1))
+
+
+def decode_body(body: bytes | bytearray | memoryview, start: int = 0, end: int | None = None) -> Message:
+    """The message in one frame's bytes after the length field (``body[start:end]``, the whole of
+    ``body`` by default; the entries part is copied once when ``body`` is not ``bytes``); PeerError
+    when malformed."""
+    if end is None:
+        end = len(body)
+    size = end - start
+    if size < HEADER_BYTES:
+        raise PeerError(f"raft frame of {size} bytes is shorter than its {HEADER_BYTES}-byte header")
     (version, type_code, flags, reserved, src, dst, term, log_term, index, commit, hint,
-     count) = HEADER.unpack_from(body, 0)
+     count) = HEADER.unpack_from(body, start)
     if version != VERSION:
         raise PeerError(f"raft frame version {version}, expected {VERSION}")
     msg_type = _TYPES.get(type_code)
@@ -85,26 +107,34 @@ def decode_body(body: bytes | memoryview) -> Message:
         raise PeerError(f"unknown raft message type {type_code}")
     if flags & ~(_FLAG_REJECT | _FLAG_TRANSFER) or reserved:
         raise PeerError(f"raft frame has unknown flags 0x{flags:02x}/{reserved}")
-    if count > (len(body) - HEADER_BYTES) // ENTRY.size:
-        raise PeerError(f"raft frame claims {count} entries in {len(body) - HEADER_BYTES} bytes")
-    pos = HEADER_BYTES
-    entries = []
-    for _ in range(count):
-        if pos + ENTRY.size > len(body):
-            raise PeerError(f"raft entry header cut at byte {pos}")
-        e_index, e_term, kind, length = ENTRY.unpack_from(body, pos)
-        pos += ENTRY.size
-        if kind not in _KINDS:
-            raise PeerError(f"unknown raft entry kind {kind}")
-        if pos + length > len(body):
-            raise PeerError(f"raft entry data of {length} bytes overruns the frame at byte {pos}")
-        entries.append(Entry(e_index, e_term, bytes(body[pos:pos + length]), _KINDS[kind]))
-        pos += length
-    if pos != len(body):
-        raise PeerError(f"{len(body) - pos} stray bytes after the raft entries")
+    if count > (size - HEADER_BYTES) // ENTRY.size:
+        raise PeerError(f"raft frame claims {count} entries in {size - HEADER_BYTES} bytes")
+    pos = start + HEADER_BYTES
+    entries: tuple[Entry, ...] = ()
+    if count:
+        out = []
+        unpack_entry, entry_size, kinds, n_kinds = ENTRY.unpack_from, ENTRY.size, _KIND_OF, len(_KIND_OF)
+        if type(body) is not bytes:      # one copy of the frame; slicing bytes beats memoryview slices
+            with memoryview(body) as view:
+                body = view[pos:end].tobytes()
+            start, pos, end = start - pos, 0, end - pos
+        for _ in range(count):
+            if pos + entry_size > end:
+                raise PeerError(f"raft entry header cut at byte {pos - start}")
+            e_index, e_term, kind, length = unpack_entry(body, pos)
+            pos += entry_size
+            if kind >= n_kinds or kinds[kind] is None:
+                raise PeerError(f"unknown raft entry kind {kind}")
+            if pos + length > end:
+                raise PeerError(f"raft entry data of {length} bytes overruns the frame at byte {pos - start}")
+            out.append(_new_entry(Entry, (e_index, e_term, body[pos:pos + length], kinds[kind])))
+            pos += length
+        entries = tuple(out)
+    if pos != end:
+        raise PeerError(f"{end - pos} stray bytes after the raft entries")
     if src == 0 or dst == 0:
         raise PeerError("raft frame without a src or dst node id")
-    return Message(msg_type, src, dst, term, log_term, index, tuple(entries), commit,
+    return Message(msg_type, src, dst, term, log_term, index, entries, commit,
                    bool(flags & _FLAG_REJECT), hint, bool(flags & _FLAG_TRANSFER))
 
 
@@ -127,7 +157,7 @@ class FrameDecoder:
             if len(buf) - pos - LENGTH.size < length:
                 break
             start = pos + LENGTH.size
-            out.append(decode_body(bytes(buf[start:start + length])))
+            out.append(decode_body(buf, start, start + length))
             pos = start + length
         del buf[:pos]
         return out

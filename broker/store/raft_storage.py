@@ -42,6 +42,7 @@ from .dledger_log import is_record_body
 from .store import Store
 
 CACHE_ENTRIES = 8192
+_new_entry = tuple.__new__     # Entry(...) without the NamedTuple's Python-level __new__
 CACHE_BYTES = 16 << 20
 APPLIED_FILE = "raft-applied.json"
 APPLIED_SCHEMA = "mqbench.raft-applied/1"
@@ -83,22 +84,31 @@ class RaftLogStorage(DLedgerStorage):
             self.replicated.truncate_after(first - 2)
             while self._recent and self._recent[-1].index >= first:
                 self._recent_bytes -= len(self._recent.pop().data)
+        noop, record = fmt.DLEDGER_MAGIC_NOOP, fmt.DLEDGER_MAGIC
         placed = self.replicated.append_replicated_batch(
-            [(e.term, e.data, fmt.DLEDGER_MAGIC_NOOP if e.kind == EntryKind.NOOP else fmt.DLEDGER_MAGIC)
-             for e in entries])
-        for entry, (index, stored) in zip(entries, placed):
+            [(e.term, e.data, noop if e.kind == EntryKind.NOOP else record) for e in entries])
+        if len(placed) != len(entries) or placed[0][0] != first - 1 or placed[-1][0] != entries[-1].index - 1:
+            self._check_placed(entries, placed)
+        self._remember([_new_entry(Entry, (entry.index, entry.term, stored, entry.kind))
+                        for entry, (_, stored) in zip(entries, placed)])
+
+    @staticmethod
+    def _check_placed(entries: list[Entry], placed: list[tuple[int, bytes]]) -> None:
+        for entry, (index, _) in zip(entries, placed):
             if index != entry.index - 1:
                 raise InvariantViolation(f"DLedger wrote Raft entry {entry.index} at index {index + 1}")
-            self._remember(Entry(entry.index, entry.term, stored, entry.kind))
+        raise InvariantViolation(f"DLedger wrote {len(placed)} entries of the {len(entries)} given")
 
-    def _remember(self, entry: Entry) -> None:
-        if self._recent and self._recent[-1].index + 1 != entry.index:
-            self._recent.clear()
+    def _remember(self, entries: list[Entry]) -> None:
+        """Keep ``entries`` (consecutive, as stored) as the newest of the recent cache."""
+        recent = self._recent
+        if recent and recent[-1].index + 1 != entries[0].index:
+            recent.clear()
             self._recent_bytes = 0
-        self._recent.append(entry)
-        self._recent_bytes += len(entry.data)
-        while len(self._recent) > CACHE_ENTRIES or (self._recent_bytes > CACHE_BYTES and len(self._recent) > 1):
-            self._recent_bytes -= len(self._recent.popleft().data)
+        recent.extend(entries)
+        self._recent_bytes += sum([len(entry.data) for entry in entries])
+        while len(recent) > CACHE_ENTRIES or (self._recent_bytes > CACHE_BYTES and len(recent) > 1):
+            self._recent_bytes -= len(recent.popleft().data)
 
     def entries(self, lo: int, hi: int) -> list[Entry]:
         recent = self._recent

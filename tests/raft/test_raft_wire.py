@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mqbench.broker.raft.transport import RaftTransport
 from mqbench.broker.raft.types import Entry, EntryKind, Message, MsgType
-from mqbench.broker.raft.wire import FrameDecoder, decode_body, encode_frame
+from mqbench.broker.raft.wire import FrameDecoder, decode_body, encode_entries, encode_frame
 from mqbench.errors import PeerError
 
 HEARTBEAT_HEX = ("00000038" "01030000" "00000001" "00000002" "0000000000000003" + "00" * 16
@@ -39,6 +39,35 @@ def test_round_trip_whole_and_byte_by_byte(msgs):
     for i in range(len(stream)):
         out.extend(decoder.feed(stream[i:i + 1]))
     assert out == msgs and decoder.buffered_bytes == 0
+
+
+@given(messages, st.binary(max_size=8), st.binary(max_size=8))
+def test_encoded_entries_once_and_a_frame_read_in_place_give_the_same_bytes_and_message(m, before, after):
+    """The leader encodes an append's entries once for every follower (``encode_entries``), and a
+    receiver decodes a frame where it lies in its buffer: the same frame, the same message."""
+    frame = encode_frame(m)
+    assert encode_frame(m, encode_entries(m.entries)) == frame
+    buffer = bytearray(before + frame[4:] + after)
+    decoded = decode_body(buffer, len(before), len(before) + len(frame) - 4)
+    assert decoded == m == decode_body(frame[4:])
+    assert all(type(e) is Entry and type(e.data) is bytes and type(e.kind) is EntryKind for e in decoded.entries)
+    del buffer[:1]           # nothing still holds the buffer
+
+
+@pytest.mark.parametrize("key_bytes", [16, 32, 64, 65, 100])
+def test_frame_tags_are_hmac_sha256_of_seq_and_frame(key_bytes):
+    """The keyed-once MAC of ``auth`` gives the bytes of ``hmac`` (the protocol of the module doc)."""
+    import hashlib
+    import hmac
+    import struct
+
+    from mqbench.broker.raft import auth
+
+    key = bytes(range(key_bytes))
+    sealer = auth.Sealer(key)
+    for seq, frame in enumerate([encode_frame(Message(MsgType.HEARTBEAT, 1, 2, 3)), b"x" * 1000, b""]):
+        expected = hmac.new(key, struct.pack(">Q", seq) + frame, hashlib.sha256).digest()[:auth.TAG_BYTES]
+        assert sealer.seal(frame) == frame + expected
 
 
 def test_trailing_bytes_wait_for_the_next_frame():
