@@ -18,6 +18,7 @@ from mqbench.broker.remoting.client import parse_addr
 from mqbench.broker.lifeline import watch_parent
 from mqbench.errors import UserError
 from mqbench.event_loop import use_event_loop
+from mqbench.gc_pauses import settle_after_startup
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +58,7 @@ async def _serve(host: str, port: int, args) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     watch_parent(loop, stop.set)    # an embedded cluster's name server ends with the command that owns it
+    settle_after_startup()   # short, rare collector pauses (mqbench.gc_pauses)
     print(f"namesrv listening on {bound_host}:{bound_port}", flush=True)
     await stop.wait()
     await namesrv.close()

@@ -56,6 +56,7 @@ from mqbench.broker.server.registration import INTERVAL_MS_DEFAULT, Registrar, R
 from mqbench.broker.store import versions
 from mqbench.broker.lifeline import watch_parent
 from mqbench.event_loop import use_event_loop
+from mqbench.gc_pauses import settle_after_startup
 from mqbench.errors import UserError
 
 DURABILITIES = ("memory", "fsync")
@@ -328,6 +329,7 @@ async def _run(args: argparse.Namespace) -> int:
         except BaseException:
             await broker.close()
             raise
+    settle_after_startup()   # start-up is over: short, rare collector pauses (mqbench.gc_pauses)
     return await broker.serve(stop)
 
 

@@ -118,6 +118,8 @@ class ConsumerDriver:
         self.spec = spec
         self.report = report
         self.clock_ns = clock_ns
+        # called once start-up is over; a worker process sets it to gc_pauses.settle_after_startup
+        self.settle: Callable[[], object] = lambda: None
         self.metrics: RunMetrics | None = None
         self._started = asyncio.Event()
         self.totals = ConsumerTotals()
@@ -173,6 +175,7 @@ class ConsumerDriver:
             for consumer in self.consumers:
                 await consumer.start()
             await self._wait_ready()
+            self.settle()   # start-up is over (a worker process: short, rare collector pauses, gc_pauses)
             self.report({"type": "ready", "role": "consumer"})
             stop_wait = asyncio.get_running_loop().create_task(self.stopping.wait())
             await asyncio.wait([stop_wait, asyncio.get_running_loop().create_task(self._started.wait())],

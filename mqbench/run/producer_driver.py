@@ -92,6 +92,8 @@ class ProducerDriver:
         self.spec = spec
         self.report = report
         self.clock_ns = clock_ns
+        # called once start-up is over; a worker process sets it to gc_pauses.settle_after_startup
+        self.settle: Callable[[], object] = lambda: None
         self.wall_ms = wall_ms or (lambda: time.time_ns() // NS_PER_MS)
         self.totals = ProducerTotals()
         self.deliveries = Deliveries(spec["subscriptions"])
@@ -136,6 +138,8 @@ class ProducerDriver:
                                  worker_index=spec["worker_index"], workers=spec["workers"],
                                  strip_delays=not spec["delay"], own_messages=own,
                                  endless=workload.trace is None)  # a generated profile never runs out
+        self.schedule.peek_ns()    # the workload's start-up (a catalogue) is built before the collector settles
+        self.settle()   # start-up is over (a worker process: short, rare collector pauses, gc_pauses)
         self._started.set()
 
     # -- control ---------------------------------------------------------------------------------

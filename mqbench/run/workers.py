@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 from mqbench.errors import MqbenchError, UserError
 from mqbench.event_loop import use_event_loop
+from mqbench.gc_pauses import settle_after_startup
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ async def _worker(spec: dict, conn) -> None:
     loop = asyncio.get_running_loop()
     driver_class = ProducerDriver if spec["role"] == "producer" else ConsumerDriver
     driver = driver_class(spec, lambda message: _send(conn, message), clock_ns=driver_clock(spec))
+    driver.settle = settle_after_startup   # this process is the worker's own: tune its collector
 
     def on_readable() -> None:
         try:
