@@ -114,8 +114,26 @@ _PICK_SOURCE = _picker(_SOURCES)
 _PICK_PAYMENT = _picker(_PAYMENTS)
 _BUYER_LEVELS = ["NORMAL", "NORMAL", "NORMAL", "VIP", "SVIP"]
 _DISCOUNTS = [0, 0, 0, 0.05, 0.1, 0.2]
-_encode_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_encode_ascii = json.JSONEncoder(separators=(",", ":")).encode
+try:
+    import orjson as _orjson
+except ImportError:      # a plain install without it: the standard library's encoder, the same bytes
+    _orjson = None
+if _orjson is not None:
+    # orjson writes what the compact stdlib encoders below write for the values these models draw
+    # (keys in insertion order, strings as UTF-8 with the same escapes, ints, floats in repr's
+    # shortest form: money rounded to cents, below 1e16), at a sixth of the cost (15 -> 2.5 µs per
+    # order body). The timeout checks hold ASCII text only, so ensure_ascii changes nothing there.
+    # tests/workloads/test_bodies_pinned.py pins the bytes and compares with the stdlib encoders.
+    _encode_compact = _encode_ascii = _orjson.dumps
+else:
+    _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    _ascii = json.JSONEncoder(separators=(",", ":")).encode
+
+    def _encode_compact(value) -> bytes:
+        return _compact(value).encode()
+
+    def _encode_ascii(value) -> bytes:
+        return _ascii(value).encode()
 
 
 def iter_orders(rng: random.Random, catalogue_skus: int = 3000) -> Iterator[bytes]:
@@ -176,7 +194,7 @@ def _iter_orders_fields(rng: random.Random, catalogue_skus: int = 3000) -> Itera
         }
         if coupon is None:
             del order["coupon"]
-        yield _encode_compact(order).encode(), order
+        yield _encode_compact(order), order
 
 
 def _drop_none(value):
@@ -356,7 +374,7 @@ def _iter_order_timeouts_fields(rng: random.Random, timeout_ms: int = 1_800_000)
             "releaseStock": rng.random() < 0.97, "source": _PICK_SOURCE(rng), "traceId":
                 "".join(rng.choices(hex_digits, k=16)),
         }
-        yield _encode_ascii(check).encode(), check
+        yield _encode_ascii(check), check
 
 
 # --- registry ----------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ shape, so parts are not for as-recorded timing. ``(0, 1)`` is the plain stream.
 """
 from __future__ import annotations
 
+import itertools
+
 import json
 import random
 from typing import Iterator
@@ -118,11 +120,17 @@ def _field(fields, path: str) -> str:
 
 
 def generate_messages(profile: Profile, seed: int, count: int | None = None, duration_ms: int | None = None,
-                      shape_start_ms: int = 0, part: tuple[int, int] = (0, 1)) -> Iterator[TraceMessage]:
+                      shape_start_ms: int = 0, part: tuple[int, int] = (0, 1),
+                      timed: bool = True) -> Iterator[TraceMessage]:
     """Messages of ``profile`` in send order, lazily; see the module docstring for the contract.
 
     ``shape_start_ms`` is where on the rate shape's time axis the trace starts (e.g. 20 h in for a
     diurnal profile's evening peak); offsets still count from 0.
+
+    ``timed=False`` is for a replayer that paces at its own rate (``mqbench run --rate N``): the
+    rate shape's arrival times are not drawn (about a tenth of the cost of a message) and every
+    ``send_offset_us`` is 0. The messages are otherwise the same, in the same order (the arrivals
+    draw from their own random stream); ``duration_ms`` needs the times, so it needs ``timed``.
     """
     index, parts = part
     if parts < 1 or not 0 <= index < parts:
@@ -136,7 +144,11 @@ def generate_messages(profile: Profile, seed: int, count: int | None = None, dur
     choose_rng = _rng(seed, "topic")
     duration_us = None if duration_ms is None else duration_ms * 1000
     produced = 0
-    for offset_us in iter_arrivals_us(profile.rate, _rng(seed, "arrivals"), shape_start_ms):
+    if not timed and duration_ms is not None:
+        raise UserError("a duration cuts messages by their send times: it needs timed messages")
+    arrivals = iter_arrivals_us(profile.rate, _rng(seed, "arrivals"), shape_start_ms) if timed \
+        else itertools.repeat(0)
+    for offset_us in arrivals:
         if duration_us is not None and offset_us >= duration_us:
             return
         stream = streams[0] if len(streams) == 1 else choose_rng.choices(streams, weights=weights)[0]

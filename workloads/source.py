@@ -5,7 +5,8 @@
 None for imported or recorded traces), the ``TraceInfo`` (traces only), and ``messages``: a lazy
 iterator of ``TraceMessage`` in send order, cut at ``count`` messages and at ``duration_ms`` of
 send offsets. ``seed`` and ``shape_start_ms`` only matter for profiles (a trace is already fixed).
-This is what a replayer calls; it paces each message by ``send_offset_us``.
+This is what a replayer calls; it paces each message by ``send_offset_us``, or, with
+``timed=False`` (profiles only, see ``generate_messages``), at its own rate.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def is_trace_path(path: Path) -> bool:
 
 
 def open_workload(source: str | Path, seed: int, count: int | None = None, duration_ms: int | None = None,
-                  shape_start_ms: int = 0, part: tuple[int, int] = (0, 1)) -> Workload:
+                  shape_start_ms: int = 0, part: tuple[int, int] = (0, 1), timed: bool = True) -> Workload:
     path = Path(source)
     if is_trace_path(path):
         info = read_trace_info(path)
@@ -66,4 +67,4 @@ def open_workload(source: str | Path, seed: int, count: int | None = None, durat
     profile = load_profile(source)
     return Workload(name=profile.name, profile=profile, trace=None,
                     messages=generate_messages(profile, seed, count=count, duration_ms=duration_ms,
-                                               shape_start_ms=shape_start_ms, part=part))
+                                               shape_start_ms=shape_start_ms, part=part, timed=timed))

@@ -129,7 +129,9 @@ class ProducerDriver:
         topics = set(spec["topics"]) if "topic_share" in spec else None
         own = spec.get("rate") is not None and (part[1] > 1 or topics is not None) \
             and not is_trace_path(Path(spec["source"]))
-        workload = open_workload(spec["source"], spec["seed"], part=part if own else (0, 1))
+        paced = spec.get("rate") is not None and not is_trace_path(Path(spec["source"]))
+        # at a rate the pacer gives the times: the profile's own arrival times are not drawn
+        workload = open_workload(spec["source"], spec["seed"], part=part if own else (0, 1), timed=not paced)
         messages = workload.messages if topics is None else (m for m in workload.messages if m.topic in topics)
         rate = spec.get("rate")
         if isinstance(rate, (int, float)) and not isinstance(rate, bool):

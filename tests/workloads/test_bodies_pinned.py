@@ -23,3 +23,18 @@ def test_a_seed_draws_the_bodies_it_always_drew(model, skus):
     options = {"catalogue_skus": skus} if skus else {}
     bodies = itertools.islice(iter_bodies(model, random.Random(f"golden/{model}"), **options), 400)
     assert hashlib.sha256(b"".join(bodies)).hexdigest() == PINNED[(model, skus)]
+
+
+@pytest.mark.parametrize("model", ["orders", "order_timeout"])
+def test_the_fast_encoder_writes_what_the_stdlib_encoder_writes(model):
+    """bodies.py encodes with orjson when installed; every body must equal ``json.dumps`` of its
+    fields with the compact separators (non-ASCII as UTF-8 for orders, ASCII-only timeout checks)."""
+    import json
+
+    from mqbench.workloads import bodies
+
+    fields_of = bodies._iter_orders_fields if model == "orders" else bodies._iter_order_timeouts_fields
+    for seed in range(3):
+        for body, fields in itertools.islice(fields_of(random.Random(f"equal/{seed}")), 3000):
+            expected = json.dumps(fields, separators=(",", ":"), ensure_ascii=model != "orders").encode()
+            assert body == expected

@@ -1,4 +1,5 @@
 """The generator: deterministic, lazy, in send order, and faithful to the profile's shares and delays."""
+import dataclasses
 import itertools
 import json
 import tomllib
@@ -97,3 +98,15 @@ def test_a_part_is_its_own_reproducible_stream_with_the_profile_s_shares():
         assert 0.16 < share < 0.28
     with pytest.raises(UserError, match="part 3 of 3"):
         next(generate_messages(profile, 5, part=(3, 3)))
+
+
+@pytest.mark.parametrize("part", [(0, 1), (1, 3)])
+def test_untimed_messages_are_the_timed_ones_without_their_times(part):
+    """``timed=False`` (a replayer pacing at its own rate) skips the arrival draws only: the same
+    messages in the same order, every offset 0; a duration needs the times."""
+    profile = load_profile("orders")
+    timed = list(itertools.islice(generate_messages(profile, 5, part=part), 300))
+    untimed = list(itertools.islice(generate_messages(profile, 5, part=part, timed=False), 300))
+    assert untimed == [dataclasses.replace(m, send_offset_us=0) for m in timed]
+    with pytest.raises(UserError):
+        next(generate_messages(profile, 5, duration_ms=1000, timed=False))
