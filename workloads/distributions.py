@@ -15,6 +15,8 @@ one in the enclosing key's name (``processing_ms = {...}`` draws milliseconds)::
 """
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import random
 from dataclasses import dataclass
@@ -22,6 +24,22 @@ from dataclasses import dataclass
 from mqbench.errors import UserError
 
 _Z99 = 2.3263478740408408  # standard normal quantile at 0.99
+
+
+def weighted_picker(population, weights):
+    """``lambda rng: rng.choices(population, weights=weights)[0]`` with the running sum of the
+    weights computed once: the same draw (``Random.choices`` bisects the running sum at
+    ``rng.random() * total``, one ``random()`` per pick) at a fraction of the cost, for a load
+    generator that picks per message. ValueError at once for what ``choices`` refuses when called
+    (no items, weights of another length, a total that is not positive and finite)."""
+    population = list(population)
+    cum_weights = list(itertools.accumulate(weights))
+    if not population or len(cum_weights) != len(population):
+        raise ValueError("a weighted pick needs one weight per item and at least one item")
+    total, hi = cum_weights[-1] + 0.0, len(cum_weights) - 1
+    if not (total > 0.0 and math.isfinite(total)):
+        raise ValueError("the weights of a pick must add up to a positive finite total")
+    return lambda rng: population[bisect.bisect(cum_weights, rng.random() * total, 0, hi)]
 
 #: kind -> (required keys, optional keys)
 _KEYS = {

@@ -25,7 +25,7 @@ from typing import Iterator
 
 from mqbench.errors import UserError
 from mqbench.workloads.bodies import iter_bodies, iter_bodies_with_fields
-from mqbench.workloads.distributions import zipf_index
+from mqbench.workloads.distributions import weighted_picker, zipf_index
 from mqbench.workloads.message import TraceMessage
 from mqbench.workloads.profile import DELAY_LEVELS_MS, DELAY_MAX_MS, Profile, TopicSpec
 from mqbench.workloads.rates import iter_arrivals_us
@@ -54,8 +54,10 @@ class _TopicStream:
         self.delay_rng = _rng(seed, "delay", topic.name)
         self.unique = 0
         self.tag_values = [tag for tag, _ in topic.tags]
-        self.tag_weights = [weight for _, weight in topic.tags]
-        self.level_weights = list(topic.delay.level_weights)
+        # rng.choices(values, weights)[0], the same draws with the weights summed once
+        self.pick_tag = weighted_picker(self.tag_values, [w for _, w in topic.tags]) if topic.tags else None
+        self.pick_level = weighted_picker(topic.delay.levels, topic.delay.level_weights) \
+            if topic.delay.levels else None
 
     def message(self, send_offset_us: int) -> TraceMessage:
         topic = self.topic
@@ -71,7 +73,7 @@ class _TopicStream:
         if topic.tags_field:
             tags = _field(fields, topic.tags_field)
         elif self.tag_values:
-            tags = self.tag_rng.choices(self.tag_values, weights=self.tag_weights)[0]
+            tags = self.pick_tag(self.tag_rng)
         else:
             tags = ""
         delay_ms, delay_level = self._delay()
@@ -100,7 +102,7 @@ class _TopicStream:
         if self.delay_rng.random() >= spec.share:
             return 0, 0
         if spec.levels:
-            level = self.delay_rng.choices(spec.levels, weights=self.level_weights)[0]
+            level = self.pick_level(self.delay_rng)
             return DELAY_LEVELS_MS[level - 1], level
         return max(1, min(DELAY_MAX_MS, int(spec.ms.sample(self.delay_rng)))), 0
 
@@ -140,7 +142,7 @@ def generate_messages(profile: Profile, seed: int, count: int | None = None, dur
     if parts > 1:
         seed = f"{seed}/part{index}of{parts}"   # _rng hashes the text: one more purpose level
     streams = [_TopicStream(topic, seed) for topic in profile.topics]
-    weights = [topic.share for topic in profile.topics]
+    pick_stream = weighted_picker(streams, [topic.share for topic in profile.topics])  # rng.choices(streams, weights)[0]
     choose_rng = _rng(seed, "topic")
     duration_us = None if duration_ms is None else duration_ms * 1000
     produced = 0
@@ -151,7 +153,7 @@ def generate_messages(profile: Profile, seed: int, count: int | None = None, dur
     for offset_us in arrivals:
         if duration_us is not None and offset_us >= duration_us:
             return
-        stream = streams[0] if len(streams) == 1 else choose_rng.choices(streams, weights=weights)[0]
+        stream = streams[0] if len(streams) == 1 else pick_stream(choose_rng)
         yield stream.message(offset_us)
         produced += 1
         if count is not None and produced >= count:

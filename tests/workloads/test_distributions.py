@@ -73,3 +73,23 @@ def test_any_table_parses_or_is_a_user_error(table):
         return
     value = dist.sample(random.Random(0))
     assert value >= 0
+
+
+def test_weighted_picker_draws_what_random_choices_draws():
+    """The load generator's per-message pick: the same item as ``rng.choices(population, weights)[0]``
+    for the same rng state, one ``random()`` each; refused up front where ``choices`` refuses."""
+    import random as _random
+
+    import pytest as _pytest
+
+    from mqbench.workloads.distributions import weighted_picker
+
+    for population, weights in ((["a", "b", "c"], [0.78, 0.22, 0.0]), ([16], [1]), (list(range(7)), [5, 0, 1, 2.5, 9, 1, 3])):
+        pick = weighted_picker(population, weights)
+        fast, plain = _random.Random(9), _random.Random(9)
+        for _ in range(2000):
+            assert pick(fast) == plain.choices(population, weights=weights)[0]
+        assert fast.random() == plain.random()
+    for population, weights in (([], []), (["a"], [1, 2]), (["a", "b"], [0, 0]), (["a"], [float("inf")])):
+        with _pytest.raises(ValueError):
+            weighted_picker(population, weights)
