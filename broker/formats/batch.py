@@ -15,6 +15,7 @@ Pure code, big-endian. The body is the plain concatenation of these records::
 """
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 
@@ -61,6 +62,55 @@ def encode_batch(items: list[BatchItem]) -> bytes:
             raise UserError(f"batch item field out of range: {exc}") from None
         parts += [bytes(item.body), _I16.pack(len(props)), props]
     return b"".join(parts)
+
+
+#: a property string as ``encode_properties`` writes it when no name or value holds a separator
+_PLAIN_PROPERTIES = re.compile(rb"(?:[^\x01\x02]+\x01[^\x01\x02]+\x02)+").fullmatch
+
+
+def canonical_batch_count(body: bytes, *, items_max: int | None = None) -> int | None:
+    """The number of messages in ``body`` when it is exactly ``encode_batch(decode_batch(body))``:
+    every item framed as ``decode_batch`` requires, with MAGICCODE and BODYCRC 0 and a property
+    string that is UTF-8 and ``name\x01value\x02`` segments with distinct names and no separator
+    inside (what ``encode_properties`` writes), at most ``items_max`` of them. None otherwise (also
+    for an empty body): the caller then runs ``decode_batch``, which names any damage. No property
+    dict or item is built, so an inner-batch record can store ``body`` as sent."""
+    if not isinstance(body, bytes):
+        return None
+    unpack_head, unpack_i16, plain = _HEAD.unpack_from, _I16.unpack_from, _PLAIN_PROPERTIES
+    end, pos, count = len(body), 0, 0
+    limit = end if items_max is None else items_max
+    wires = []
+    while pos < end:
+        if count >= limit or end - pos < BATCH_ITEM_FIXED_BYTES:
+            return None
+        total, magic, crc, _flag, body_len = unpack_head(body, pos)
+        if magic or crc or body_len < 0 or total < BATCH_ITEM_FIXED_BYTES + body_len or total > end - pos:
+            return None
+        props_at = pos + 20 + body_len
+        props_len = unpack_i16(body, props_at)[0]
+        if props_len < 0 or BATCH_ITEM_FIXED_BYTES + body_len + props_len != total:
+            return None
+        if props_len:
+            wire = body[props_at + 2:props_at + 2 + props_len]
+            if not plain(wire):
+                return None
+            names = wire.replace(b"\x01", b"\x02").split(b"\x02")[0:-1:2]
+            if len(set(names)) != len(names):
+                return None
+            wires.append(wire)
+        count += 1
+        pos += total
+    if not count:
+        return None
+    # every string ends with \x02 (ASCII), so none ends inside a character: joined UTF-8 <=> each is
+    joined = b"".join(wires)
+    if not joined.isascii():
+        try:
+            joined.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return count
 
 
 def decode_batch(body: ByteView, *, where: str | None = None, items_max: int | None = None) -> list[BatchItem]:

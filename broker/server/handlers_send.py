@@ -24,7 +24,10 @@ Contract (what the client sees; RocketMQ's ``SendMessageProcessor`` behaviour un
   stored as ONE record (``consolidate=True``) with the request's sysflag passed through, the
   compressed STREAM as its body when the sysflag says compressed. To any other topic it is stored
   as one record per message; a compressed batch is stored decompressed there (its messages
-  carry no codec bits), since each record's COMPRESSED flag must describe its own body.
+  carry no codec bits), since each record's COMPRESSED flag must describe its own body. A plain
+  batch to a BatchCQ topic is stored as sent, with no item decoded, when its body is exactly what
+  the encoder writes (``canonical_batch_count``) and no item can hold a delay property or need its
+  property room checked; the answers and stored bytes are the same as decoding it.
 * A single message passes through ``ctx.message_rewriters`` before it is put (the delay service
   moves DELAY / TIMER_* messages to its topics there). Its properties as stored (after those
   additions) may take at most ``SEND_PROPERTIES_BYTES_MAX`` (31,743) bytes, else MESSAGE_ILLEGAL:
@@ -56,6 +59,7 @@ from mqbench.broker.formats.command import parse_java_long
 from mqbench.broker.formats.headers import HeaderError
 from mqbench.broker.server.handlers import REFUSALS, BrokerContext, Refused, log, peer_host, refusal_response
 from mqbench.broker.formats import record as rec
+from mqbench.broker.formats.batch import canonical_batch_count
 from mqbench.broker.formats.compression import (
     BATCH_ITEMS_MAX,
     SYSFLAG_COMPRESSION_BITS,
@@ -308,6 +312,23 @@ async def _propose_fast(ctx: BrokerContext, fast: list[tuple[int, RemotingComman
 
 
 _DELAY_KEYS = frozenset({PROPERTY_DELAY, PROPERTY_TIMER_DELIVER_MS, PROPERTY_TIMER_DELAY_SEC, PROPERTY_TIMER_DELAY_MS})
+#: a property named in _DELAY_KEYS puts one of these into the bytes of any batch body holding it
+_DELAY_KEY_MARKS = (b"DELAY", b"TIMER_DELIVER_MS")
+
+
+def _stored_as_sent(ctx: BrokerContext, cmd: RemotingCommand, header, existing: TopicConfig | None) -> int | None:
+    """The message count of a plain batch to a BatchCQ topic whose body the inner-batch record can
+    store as sent (``canonical_batch_count``: what ``encode_batch(decode_batch(body))`` gives), when
+    no item can hold a delay property and no item's property room needs checking; else None, and
+    the batch is decoded item by item as before. No property dict is built on this path."""
+    if existing is None or not existing.is_batch_cq or header.sys_flag & SYSFLAG_COMPRESSION_BITS:
+        return None
+    body = cmd.body
+    if len(body) > ctx.message_bytes_max or len(body) + len(header.properties or "") * 4 > SEND_PROPERTIES_BYTES_MAX:
+        return None
+    if any(mark in body for mark in _DELAY_KEY_MARKS):
+        return None
+    return canonical_batch_count(body, items_max=BATCH_ITEMS_MAX)
 
 
 async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
@@ -316,11 +337,16 @@ async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Chann
     # the whole body is checked before anything happens (no topic is auto-created for a bad batch)
     existing = ctx.topic_config(header.topic)
     items_max = BATCH_ITEMS_MAX if existing is not None and existing.is_batch_cq else BATCH_MESSAGES_MAX
-    batch = decode_client_batch(cmd.body, header.sys_flag, size_max=ctx.message_bytes_max,
-                                where=f"batch body to {header.topic}", items_max=items_max)
+    as_sent = _stored_as_sent(ctx, cmd, header, existing)
+    batch = None if as_sent is not None else decode_client_batch(
+        cmd.body, header.sys_flag, size_max=ctx.message_bytes_max, where=f"batch body to {header.topic}",
+        items_max=items_max)
     header, cfg, queue_id = await _prepare(ctx, cmd)
+    if batch is None and not cfg.is_batch_cq:    # the topic changed meanwhile: decoded after all
+        batch = decode_client_batch(cmd.body, header.sys_flag, size_max=ctx.message_bytes_max,
+                                    where=f"batch body to {header.topic}", items_max=BATCH_MESSAGES_MAX)
     properties = rec.decode_properties(header.properties or "")
-    delayed = _DELAY_KEYS.intersection(properties) or next(
+    delayed = _DELAY_KEYS.intersection(properties) or batch is not None and next(
         (keys for item in batch.items if (keys := _DELAY_KEYS.intersection(item.properties))), None)
     if delayed:  # RocketMQ refuses these too: a batch shares one queue and one delivery time
         raise Refused(codes.MESSAGE_ILLEGAL, f"a batch to {header.topic} cannot carry delay properties "
@@ -331,6 +357,10 @@ async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Chann
         for item in batch.items:
             check_properties_room({**properties, **item.properties}, header.topic)
     common = dict(properties=properties, born_timestamp_ms=header.born_timestamp_ms, born_host=_born_host(channel))
+    if batch is None:       # a BatchCQ topic's plain batch, stored as sent (_stored_as_sent)
+        result = await ctx.group.put_batch(header.topic, queue_id, as_sent, consolidate=True,
+                                           sysflag=header.sys_flag, inner_body=cmd.body, **common)
+        return _response(ctx, cmd, header.topic, result, queue_id, properties.get(PROPERTY_UNIQ_KEY), as_sent)
     if cfg.is_batch_cq and compressed:
         result = await ctx.group.put_batch(header.topic, queue_id, batch.items, consolidate=True,
                                            sysflag=header.sys_flag, inner_body=batch.stored_body, **common)

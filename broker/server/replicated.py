@@ -345,13 +345,14 @@ class ReplicatedGroup:
         indexes = self._propose_entries([record])
         return await self.proposals.add(self.node.term, indexes, [1])
 
-    async def put_batch(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
+    async def put_batch(self, topic: str, queue_id: int, items: list[BatchItem] | int, *, consolidate: bool,
                         properties: dict[str, str] | None = None, sysflag: int = 0, flag: int = 0,
                         born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0),
                         inner_body: bytes | None = None) -> PutResult:
         """Store a client batch (``Store.append_batch`` rules, ``inner_body`` included): one record
         when ``consolidate`` (a BatchCQ topic), else one record (one Raft entry) per message,
-        proposed together (one Ready: they commit together unless the leader fails meanwhile)."""
+        proposed together (one Ready: they commit together unless the leader fails meanwhile).
+        ``items`` may be the message count of a plain ``inner_body`` (``RecordBuilder.batch``)."""
         self._check_writable()
         refuse_meta_topic(topic)
         prepared = self.store.replicated.prepare_batch_records(

@@ -58,12 +58,17 @@ class RecordBuilder:
             if msg.sysflag & (SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP):
                 raise UserError(f"inner-batch records need a v5 store, this one is {self.version}")
 
-    def batch(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
+    def batch(self, topic: str, queue_id: int, items: list[BatchItem] | int, *, consolidate: bool,
               properties: dict[str, str] | None, flag: int, sysflag: int, born_timestamp_ms: int,
               born_host: tuple[str, int], inner_body: bytes | None = None) -> tuple[list[Message], list[int]]:
-        """The records of a client batch and the messages each holds (UserError for a bad batch)."""
+        """The records of a client batch and the messages each holds (UserError for a bad batch).
+        ``items`` may be a message count instead when the batch is consolidated from a plain
+        ``inner_body`` that is exactly ``encode_batch`` of its items (the client's body as sent)."""
         validate_topic(topic)
-        if not items:
+        count = items if isinstance(items, int) else len(items)
+        if isinstance(items, int) and (not consolidate or inner_body is None or sysflag & SYSFLAG_COMPRESSED):
+            raise UserError("a message count stands for the items of a plain consolidated inner_body only")
+        if count < 1:
             raise UserError("an empty batch")
         if sysflag & (SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP):
             raise UserError("a batch cannot be transactional or carry inner-batch flags (spec 4.3)")
@@ -79,14 +84,14 @@ class RecordBuilder:
                 raise UserError(f"consolidated batches need a v5 store, this one is {self.version}")
             if not self.is_batch_topic(topic):
                 raise UserError(f"topic {topic} is not a BatchCQ topic (attribute queue.type=BatchCQ)")
-            if len(items) > 0x7FFF:
-                raise UserError(f"a consolidated batch holds at most 32767 messages, got {len(items)}")
+            if count > 0x7FFF:
+                raise UserError(f"a consolidated batch holds at most 32767 messages, got {count}")
             # INNER_BASE is filled in when the queue offset is assigned (Store / restamp_record)
-            props = {**batch_props, PROPERTY_INNER_NUM: str(len(items)), PROPERTY_INNER_BASE: ""}
+            props = {**batch_props, PROPERTY_INNER_NUM: str(count), PROPERTY_INNER_BASE: ""}
             msg = Message(body=encode_batch(items) if inner_body is None else bytes(inner_body),
                           properties=props, flag=flag,
                           **{**common, "sysflag": sysflag | SYSFLAG_NEED_UNWRAP | SYSFLAG_INNER_BATCH})
-            return [msg], [len(items)]
+            return [msg], [count]
         dledger = versions.is_dledger(self.version)
         msgs = [Message(body=item.body, flag=item.flag,
                         properties=dict(item.properties) if dledger else {**item.properties, **batch_props},

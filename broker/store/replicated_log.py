@@ -120,13 +120,15 @@ class ReplicatedCommitLog:
             self._check_open()
             return self._encode(msg)
 
-    def prepare_batch_records(self, topic: str, queue_id: int, items: list[BatchItem], *, consolidate: bool,
+    def prepare_batch_records(self, topic: str, queue_id: int, items: list[BatchItem] | int, *, consolidate: bool,
                               properties: dict[str, str] | None = None, flag: int = 0, sysflag: int = 0,
                               born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0),
                               inner_body: bytes | None = None) -> list[tuple[bytes, int]]:
         """``prepare_record`` for a client batch (``Store.append_batch``'s rules, ``inner_body``
         included): a list of (record, messages it holds); one record when consolidated."""
         if not consolidate:
+            if isinstance(items, int):
+                raise UserError("a message count stands for the items of a plain consolidated inner_body only")
             template, built = self._builder.batch_records(topic, queue_id, items, properties=properties,
                                                           sysflag=sysflag, born_timestamp_ms=born_timestamp_ms,
                                                           born_host=born_host)

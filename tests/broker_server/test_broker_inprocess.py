@@ -300,9 +300,22 @@ def test_batch_cq_topic_stores_one_record_per_batch(tmp_path):
             records = [rec.decode_message(raw)[0] for _, raw, _ in store.log.scan(0, None)]
             records = [r for r in records if r.topic == "Batched"]
             assert len(records) == 2 and all(r.sysflag & rec.SYSFLAG_INNER_BATCH for r in records)
+            assert all(r.body == encode_batch(items) for r in records)     # stored as sent: what it encodes to
+            # a body the encoder would not write as sent (a MAGICCODE of 1) is stored as it encodes
+            odd = bytearray(encode_batch(items[:2]))
+            odd[4:8] = b"\0\0\0\1"
+            response = await request(addr, codes.SEND_BATCH_MESSAGE, fields, bytes(odd))
+            assert response.code == codes.SUCCESS and response.ext_fields["queueOffset"] == "12"
+            [last] = [m for m, _ in (rec.decode_message(raw) for _, raw, _ in store.log.scan(0, None))
+                      if m.topic == "Batched"][-1:]
+            assert last.body == encode_batch(items[:2]) and last.properties["INNER_NUM"] == "2"
+            delayed = [*items[:2], BatchItem(b"late", {"UNIQ_KEY": "D" * 32, "DELAY": "3"})]
+            response = await request(addr, codes.SEND_BATCH_MESSAGE, fields, encode_batch(delayed))
+            assert response.code == codes.MESSAGE_ILLEGAL and "DELAY" in response.remark
+            assert store.max_offset("Batched", 0) == 14
             response = await request(addr, codes.PULL_MESSAGE, pull_fields("Batched", 0, 4))
             pulled = decode_pulled(response.body, "b")
-            assert [m.queue_offset for m in pulled] == list(range(4, 12))
+            assert [m.queue_offset for m in pulled] == list(range(4, 14))
             assert [m.body for m in pulled[:2]] == [b"item4", b"item5"]
     run(scenario())
 
