@@ -49,6 +49,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mqbench.bench import placement
 from mqbench.bench.common import (bench_document, fmt, fmt_ratio, limits_line, measure_limits, own_cpu_s, payload,
                                   percentile, processes_cpu_s, ratio, us_per_msg)
 from mqbench.event_loop import run_on_event_loop, use_event_loop
@@ -118,9 +119,12 @@ async def _send_closed_loop(namesrv: str, topic: str, batch: int, concurrency: i
 
 
 def _sender_process(args: tuple) -> dict:
-    """A sender in a process of its own (``senders`` > 1): the same closed loop on a fresh event loop."""
+    """A sender in a process of its own (``senders`` > 1): the same closed loop on a fresh event
+    loop, on ``sender_cpus`` (the last item of ``args``) when given."""
+    *job, sender_cpus = args
+    placement.pin([0], sender_cpus)
     use_event_loop()
-    return asyncio.run(_send_closed_loop(*args))
+    return asyncio.run(_send_closed_loop(*job))
 
 
 def senders_default(broker_processes: int, cores: int | None = None) -> int:
@@ -129,9 +133,11 @@ def senders_default(broker_processes: int, cores: int | None = None) -> int:
 
 
 def _cell(namesrv: str, topic: str, broker_pids: list[int], batch: int, concurrency: int, seconds: float, body: bytes,
-          senders: int) -> dict:
-    """One cell: ``senders`` processes (this one when 1) sharing ``concurrency`` requests in flight;
-    broker CPU read at the start and end of the common measured window."""
+          senders: int, sender_cpus: frozenset[int] | None = None) -> dict:
+    """One cell: ``senders`` processes (this one when 1) sharing ``concurrency`` requests in flight,
+    on ``sender_cpus`` when given; broker CPU read at the start and end of the common measured
+    window, and where the first broker and the first sender ran sampled over it."""
+    import multiprocessing
     import threading
 
     shares = [concurrency // senders + (1 if i < concurrency % senders else 0) for i in range(senders)]
@@ -142,21 +148,35 @@ def _cell(namesrv: str, topic: str, broker_pids: list[int], batch: int, concurre
         time.sleep(max(0.0, at_s - time.time()))
         readings[key] = processes_cpu_s(broker_pids)
 
+    samplers: list[placement.PlacementSampler] = []
+
+    def sample_placement() -> None:
+        time.sleep(max(0.0, start_at_s - time.time()))
+        children = multiprocessing.active_children()
+        sender_pid = os.getpid() if len(jobs) == 1 else (children[0].pid if children else None)
+        if sender_pid is not None:
+            samplers.append(placement.PlacementSampler(broker_pids[0], sender_pid).start())
+
     readers = [threading.Thread(target=read_broker_cpu, args=("start", start_at_s), daemon=True),
-               threading.Thread(target=read_broker_cpu, args=("end", start_at_s + seconds), daemon=True)]
+               threading.Thread(target=read_broker_cpu, args=("end", start_at_s + seconds), daemon=True),
+               threading.Thread(target=sample_placement, daemon=True)]
+    jobs = [(namesrv, topic, batch, share, body, start_at_s, seconds) for share in shares if share > 0]
     for reader in readers:
         reader.start()
-    jobs = [(namesrv, topic, batch, share, body, start_at_s, seconds) for share in shares if share > 0]
     if len(jobs) == 1:
         # the load generator on the loop the broker and run workers use, this process's policy left alone
-        results = [run_on_event_loop(_send_closed_loop(*jobs[0]))]
+        before = placement.available_cpus() if sender_cpus is not None else None
+        placement.pin([0], sender_cpus)
+        try:
+            results = [run_on_event_loop(_send_closed_loop(*jobs[0]))]
+        finally:
+            placement.pin([0], before)
     else:
-        import multiprocessing
-
         with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
-            results = pool.map(_sender_process, jobs)
+            results = pool.map(_sender_process, [(*job, sender_cpus) for job in jobs])
     for reader in readers:
         reader.join()
+    same_share = samplers[0].stop() if samplers else None
     broker_cpu_s = readings["end"] - readings["start"]
     client_cpu_s = sum(r["client_cpu_s"] for r in results)
     elapsed = max(r["elapsed_s"] for r in results)
@@ -174,6 +194,9 @@ def _cell(namesrv: str, topic: str, broker_pids: list[int], batch: int, concurre
             "broker_cpu_s": round(broker_cpu_s, 3), "client_cpu_s": round(client_cpu_s, 3),
             "broker_cpu_us_per_msg": us_per_msg(broker_cpu_s, messages),
             "client_cpu_us_per_msg": us_per_msg(client_cpu_s, messages),
+            # the share of the measured window the first sender and the first broker were on the
+            # same CPU (sampled every 10 ms; None where /proc cannot say): module doc of placement
+            "sender_on_broker_cpu_share": None if same_share is None else round(same_share, 2),
             # CPU µs per message survives a machine shared with other work, msgs/s does not: the
             # 1-minute load average at the end of the cell says how shared it was
             "load_average_1m": round(os.getloadavg()[0], 2)}
@@ -185,14 +208,16 @@ def _round(value: float | None) -> float | None:
 
 def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concurrency: int, seconds: float,
         durability: str, seed: int, limits_budget_s: float, directory: str | None = None,
-        progress=None, senders: int | None = None, queue_types: tuple[str, ...] = ("simple",)) -> dict:
+        progress=None, senders: int | None = None, queue_types: tuple[str, ...] = ("simple",),
+        broker_cpus: frozenset[int] | None = None, sender_cpus: frozenset[int] | None = None) -> dict:
     """Measure every (layout, body size, queue type, batch) cell; returns the
     ``mqbench.bench-broker/1`` document (rows carry ``queue_type``: ``SimpleCQ`` or ``BatchCQ``).
 
     ``progress(row)`` is called after each cell. ``senders``: load-generator processes (None:
     ``senders_default``, the cores the layout's broker processes leave). ``queue_types``: names of
-    ``QUEUE_TYPES`` (module doc). Raises ``UserError`` for an unknown layout or queue type or a
-    cluster that does not start.
+    ``QUEUE_TYPES`` (module doc). ``broker_cpus`` / ``sender_cpus``: the CPUs every broker process /
+    every sender is pinned to (None: where the scheduler puts them; ``mqbench.bench.placement``).
+    Raises ``UserError`` for an unknown layout or queue type or a cluster that does not start.
     """
     from mqbench.errors import UserError
 
@@ -220,6 +245,7 @@ def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concur
                     topic, attributes = QUEUE_TYPES[name]
                     asyncio.run(ensure_topic(state, layout.instances[0].group, topic, attributes=attributes))
                 broker_pids = [r.pid for r in state.processes.values() if r.kind == "broker"]
+                placement.pin(broker_pids, broker_cpus)
                 for body_bytes in body_sizes:
                     body = payload(body_bytes, seed)
                     # a single message is one record on either queue type: BatchCQ cells are batch > 1 only
@@ -229,7 +255,7 @@ def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concur
                         row = {"layout": layout_name, "replicas": len(layout.instances), "durability": durability,
                                "body_bytes": body_bytes, "queue_type": "BatchCQ" if attributes else "SimpleCQ"}
                         row.update(_cell(namesrv, topic, broker_pids, batch, concurrency, seconds, body,
-                                         senders or senders_default(len(broker_pids))))
+                                         senders or senders_default(len(broker_pids)), sender_cpus))
                         row["throughput_ratio_to_loopback_frames"] = ratio(
                             row["throughput_msgs_per_s"], limits.get("loopback_small_frames_per_s"))
                         if durability == "fsync":
@@ -246,6 +272,8 @@ def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concur
         shutil.rmtree(base, ignore_errors=True)
     return bench_document("broker", seed=seed, seconds_per_cell=seconds, warmup_s=WARMUP_S,
                           concurrency=concurrency, durability=durability, cpu_cores=os.cpu_count(),
+                          broker_cpus=None if broker_cpus is None else sorted(broker_cpus),
+                          sender_cpus=None if sender_cpus is None else sorted(sender_cpus),
                           limits=limits, rows=rows)
 
 
@@ -254,10 +282,19 @@ def render(doc: dict) -> str:
     rows = [[r["layout"], r.get("queue_type", "SimpleCQ"), r["batch_msgs"], r["body_bytes"], r.get("senders", 1), r["throughput_msgs_per_s"],
              fmt(r["latency_ms_p50"], ".2f"), fmt(r["latency_ms_p99"], ".2f"),
              fmt(r["broker_cpu_us_per_msg"], ",.1f"), fmt(r["client_cpu_us_per_msg"], ",.1f"),
-             fmt_ratio(r["throughput_ratio_to_loopback_frames"], 3), fmt(r.get("load_average_1m"), ".1f")]
+             fmt_ratio(r["throughput_ratio_to_loopback_frames"], 3), fmt(r.get("sender_on_broker_cpu_share"), ".2f"),
+             fmt(r.get("load_average_1m"), ".1f")]
             for r in doc["rows"]]
     head = (f"send, {doc['concurrency']} in flight, durability {doc['durability']}, "
             f"{doc['seconds_per_cell']:g} s per cell after {doc['warmup_s']:g} s warm-up, "
-            f"{doc['cpu_cores']} cores shared by brokers and load generator\n{limits_line(doc['limits'])}\n")
+            f"{doc['cpu_cores']} cores shared by brokers and load generator{_pinning(doc)}\n"
+            f"{limits_line(doc['limits'])}\n")
     return head + table(rows, ["layout", "queue", "batch", "body B", "senders", "msgs/s", "p50 ms", "p99 ms", "broker CPU µs/msg",
-                               "client CPU µs/msg", "msgs/s / loopback frames/s", "load 1m"])
+                               "client CPU µs/msg", "msgs/s / loopback frames/s", "same CPU", "load 1m"])
+
+
+def _pinning(doc: dict) -> str:
+    parts = [f"{who} on CPU {','.join(map(str, doc[key]))}" for who, key in (("brokers", "broker_cpus"),
+                                                                           ("senders", "sender_cpus"))
+             if doc.get(key) is not None]
+    return f" ({'; '.join(parts)})" if parts else ""

@@ -72,12 +72,19 @@ def bench() -> None:
 @click.option("--seconds", type=click.FloatRange(0.2, 300), default=3.0, show_default=True,
               help="Measured seconds per cell, after a 0.5 s warm-up.")
 @click.option("--durability", type=click.Choice(["memory", "fsync"]), default="memory", show_default=True)
+@click.option("--broker-cpus", default=None, metavar="LIST",
+              help="Pin every broker process to these CPUs (taskset's list form: 0 or 0,1 or 0-3) "
+                   "[default: where the scheduler puts them].")
+@click.option("--sender-cpus", default=None, metavar="LIST",
+              help="Pin the load generator to these CPUs. With --broker-cpus: the same CPU puts an "
+                   "unbatched closed loop's two turn-takers on one core, different ones apart; the "
+                   "'same CPU' column says where unpinned runs landed [default: not pinned].")
 @limits_budget_option
 @dir_option
 @seed_option
 @json_option
-def broker(layouts, batches, queue_types, body_sizes, concurrency, senders, seconds, durability, limits_budget_s, directory, seed,
-           as_json):
+def broker(layouts, batches, queue_types, body_sizes, concurrency, senders, seconds, durability, broker_cpus,
+           sender_cpus, limits_budget_s, directory, seed, as_json):
     """Send msgs/s, latency p50/p99, and broker and client CPU µs/msg, per layout, batch and body size.
 
     Starts each layout as real processes on loopback (free ports), sends closed-loop with mqbench's
@@ -85,6 +92,7 @@ def broker(layouts, batches, queue_types, body_sizes, concurrency, senders, seco
     summed; client CPU is the sender processes' (the load generator), summed.
     """
     from mqbench.bench import broker as bench_broker
+    from mqbench.bench.placement import parse_cpus
 
     _stop_on_sigterm()
 
@@ -93,7 +101,8 @@ def broker(layouts, batches, queue_types, body_sizes, concurrency, senders, seco
     doc = bench_broker.run(layouts=_names(layouts), batches=batches, body_sizes=body_sizes, concurrency=concurrency,
                            seconds=seconds, durability=durability, seed=seed, limits_budget_s=limits_budget_s,
                            directory=directory, progress=_progress(as_json, describe), senders=senders,
-                           queue_types=tuple(_names(queue_types)))
+                           queue_types=tuple(_names(queue_types)),
+                           broker_cpus=parse_cpus(broker_cpus), sender_cpus=parse_cpus(sender_cpus))
     _emit(doc, as_json, bench_broker.render)
 
 

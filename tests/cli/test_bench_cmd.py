@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -38,9 +39,14 @@ def test_bench_help_lists_the_user_benchmarks():
 
 @pytest.mark.realproc
 def test_bench_broker_reports_broker_and_client_cpu_per_cell(tmp_path):
+    cpu = str(min(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else None
+    pinning = ["--broker-cpus", cpu, "--sender-cpus", cpu] if cpu is not None else []
     doc = bench_json("broker", "--layouts", "single", "--batch", "1,4", "--body-bytes", "128", "--seconds", "0.3",
-                     "--concurrency", "4", "--queue-type", "simple,batch", "--dir", str(tmp_path))
+                     "--concurrency", "4", "--queue-type", "simple,batch", "--dir", str(tmp_path), *pinning)
     check_document(doc, "broker")
+    if cpu is not None:      # the pinned pair is recorded, and sampled on one CPU
+        assert doc["broker_cpus"] == doc["sender_cpus"] == [int(cpu)]
+        assert all(r["sender_on_broker_cpu_share"] == 1.0 for r in doc["rows"]), doc["rows"]
     assert positive(doc["limits"]["loopback_small_frames_per_s"])
     cells = [(r["layout"], r["queue_type"], r["batch_msgs"], r["body_bytes"]) for r in doc["rows"]]
     # a single message is one record on either queue type: no BatchCQ cell at batch 1
@@ -148,5 +154,7 @@ def test_bench_errors_are_one_line():
     assert result.exit_code == 2 and "v9" in result.output
     result = CliRunner().invoke(cli, ["bench", "broker", "--layouts", "no-such-layout", *LIMITS])
     assert result.exit_code == 2 and "no-such-layout" in result.output
+    result = CliRunner().invoke(cli, ["bench", "broker", "--sender-cpus", "0-x", *LIMITS])
+    assert result.exit_code == 2 and "0-x" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["bench", "compression", "--profiles", "nope", "--no-limits"])
     assert result.exit_code == 2 and "nope" in result.output
