@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 import struct
+from itertools import repeat
+from operator import eq
 from dataclasses import dataclass, field
 
 from mqbench.errors import CorruptDataError, UserError
@@ -91,24 +93,38 @@ def canonical_batch_count(body: bytes, *, items_max: int | None = None) -> int |
         props_len = unpack_i16(body, props_at)[0]
         if props_len < 0 or BATCH_ITEM_FIXED_BYTES + body_len + props_len != total:
             return None
-        if props_len:
-            wire = body[props_at + 2:props_at + 2 + props_len]
-            if not plain(wire):
-                return None
-            names = wire.replace(b"\x01", b"\x02").split(b"\x02")[0:-1:2]
-            if len(set(names)) != len(names):
-                return None
-            wires.append(wire)
-        count += 1
         pos += total
+        if props_len:
+            if body[pos - 1] != 2:          # each string ends a segment, so the joined strings split back
+                return None
+            wires.append(body[props_at + 2:pos])
+        count += 1
     if not count:
         return None
-    # every string ends with \x02 (ASCII), so none ends inside a character: joined UTF-8 <=> each is
+    if not wires:
+        return count
+    # the checks per string done once for all of them (each ends with \x02): one match, one UTF-8 check
     joined = b"".join(wires)
+    if not plain(joined):
+        return None
     if not joined.isascii():
         try:
             joined.decode("utf-8")
         except UnicodeDecodeError:
+            return None
+    # distinct names within each string; when every string has k segments (the usual case),
+    # the j-th names of all strings are one stride of the joined names, compared column by column
+    segments = set(map(bytes.count, wires, repeat(b"\x02")))
+    if len(segments) == 1:
+        k = segments.pop()
+        names = joined.replace(b"\x01", b"\x02").split(b"\x02")[0:-1:2]
+        columns = [names[j::k] for j in range(k)]
+        if any(any(map(eq, columns[a], columns[b])) for a in range(k) for b in range(a + 1, k)):
+            return None
+        return count
+    for wire in wires:
+        names = wire.replace(b"\x01", b"\x02").split(b"\x02")[0:-1:2]
+        if len(set(names)) != len(names):
             return None
     return count
 

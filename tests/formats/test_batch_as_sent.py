@@ -57,6 +57,10 @@ def test_what_the_clients_send_is_stored_as_sent_and_the_rest_is_not():
     assert decode_batch(empty_value)[0].properties == {"B": "c"} and canonical_batch_count(empty_value) is None
     dup = _item(b"x", b"A\x01b\x02A\x01c\x02")
     assert decode_batch(dup)[0].properties == {"A": "c"} and canonical_batch_count(dup) is None
+    ok, other = _item(b"x", b"A\x01b\x02B\x01c\x02"), _item(b"", b"B\x01b\x02A\x01c\x02")
+    assert canonical_batch_count(ok + other + ok) == 3
+    assert canonical_batch_count(ok + dup + ok) is None and canonical_batch_count(ok + _item(b"y", b"") + dup) is None
+    assert canonical_batch_count(_item(b"", b"A\x01b\x02") + _item(b"", b"C\x01d")) is None     # no last \x02
     assert canonical_batch_count(_item(b"x", b"A\x01b\x01c\x02")) is None        # a value holding \x01
     bad = _item(b"x", b"A\x01\xff\x02")
     assert canonical_batch_count(bad) is None              # not UTF-8: decode_batch names it
