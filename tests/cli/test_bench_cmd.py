@@ -41,7 +41,7 @@ def test_bench_help_lists_the_user_benchmarks():
 def test_bench_broker_reports_broker_and_client_cpu_per_cell(tmp_path):
     cpu = str(min(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else None
     pinning = ["--broker-cpus", cpu, "--sender-cpus", cpu] if cpu is not None else []
-    doc = bench_json("broker", "--layouts", "single", "--batch", "1,4", "--body-bytes", "128", "--seconds", "0.3",
+    doc = bench_json("broker", "--layouts", "single", "--batch", "1,4", "--body-bytes", "128", "--seconds", "0.5",
                      "--concurrency", "4", "--queue-type", "simple,batch", "--dir", str(tmp_path), *pinning)
     check_document(doc, "broker")
     if cpu is not None:      # the pinned pair is recorded, and sampled on one CPU
