@@ -18,7 +18,7 @@ from mqbench.broker.raft.types import Entry, EntryKind
 from mqbench.broker.store.raft_storage import AppliedMark
 from mqbench.broker.store.store import Store
 
-from .entries import apply_meta, is_meta_record
+from .entries import META_TOPIC_BYTES, apply_meta, is_meta_record
 
 
 class Applier:
@@ -33,8 +33,11 @@ class Applier:
 
     def apply(self, entries: list[Entry]) -> None:
         replicated = self.store.replicated
+        mark = META_TOPIC_BYTES
+        # the metadata topic's name is in every metadata record: one substring look per entry first
         for entry in entries:
-            if entry.index > self.meta_applied and entry.kind == EntryKind.NORMAL and is_meta_record(entry.data):
+            if mark in entry.data and entry.index > self.meta_applied and entry.kind == EntryKind.NORMAL \
+                    and is_meta_record(entry.data):
                 replicated.commit(entry.index - 2)          # dispatch what precedes it first: log order
                 error = apply_meta(self.store, entry.data, entry.index)
                 if error is not None:

@@ -226,7 +226,7 @@ def apply_meta(store, data: bytes, index: int) -> Exception | None:
         return exc
 
 
-_META_TOPIC_BYTES = META_TOPIC.encode()
+META_TOPIC_BYTES = META_TOPIC.encode()
 
 
 def refuse_meta_topic(topic: str) -> None:
@@ -237,7 +237,7 @@ def refuse_meta_topic(topic: str) -> None:
 
 def is_meta_record(data: bytes) -> bool:
     """True when ``data`` is a commitlog record on the metadata topic."""
-    if _META_TOPIC_BYTES not in data or not is_record_body(data):
+    if META_TOPIC_BYTES not in data or not is_record_body(data):
         return False      # (the topic's bytes are in every such record: a cheap first look)
     try:
         return peek_topic(data, 0) == META_TOPIC
