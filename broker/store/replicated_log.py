@@ -105,11 +105,11 @@ class ReplicatedCommitLog:
             msg.properties[PROPERTY_INNER_BASE] = "0"
         record = encode_message(msg)
         self.dledger.next_entry_pos(len(record))   # too large for a data segment: UserError
-        if not msg.sysflag & SYSFLAG_INNER_BATCH:
-            if len(self._built) >= BUILT_MAX:
-                self._built.clear()                # proposals that never reached the log
-            self._built[id(record)] = (record, (msg.topic, msg.queue_id, 0, msg.sysflag, message_tags_code(msg),
-                                                msg.store_timestamp_ms, len(record)))
+        if len(self._built) >= BUILT_MAX:
+            self._built.clear()                    # proposals that never reached the log
+        # an inner batch too: placing it needs these fields, not another pass over its body
+        self._built[id(record)] = (record, (msg.topic, msg.queue_id, 0, msg.sysflag, message_tags_code(msg),
+                                            msg.store_timestamp_ms, len(record)))
         return record
 
     def prepare_record(self, msg: Message) -> bytes:
@@ -187,8 +187,8 @@ class ReplicatedCommitLog:
         tags code, store time, size): from what this replica knew when it built the record, else
         from its fixed fields (``place_fields``, one pass; a record it does not take goes through
         ``peek_record``, which raises the CorruptDataError naming the damage). An inner batch is
-        placed on its own (its INNER_BASE changes length): its fields when ``place_fields`` took
-        it, else None."""
+        placed on its own (its INNER_BASE changes length): its fields when this replica built it
+        or ``place_fields`` took it, else None."""
         built = self._built.pop(id(body), None)
         if built is not None and built[0] is body:
             return built[1]
