@@ -109,6 +109,15 @@ verdict, verdict_signals, verdict_detail, offered_msgs_per_s, achieved_msgs_per_
 capacity_msgs_per_s and first_unheld_rate_msgs_per_s (max only).
 
 \b
+Latencies: pub (publish latency) is the broker's ack time minus the time the send actually
+started (its frame queued on the connection), so it holds the broker, the network and the
+worker's own event loop, never the pacer; a sender behind its schedule shows as send lateness
+(actual minus intended start), and e2e counts from the intended time. The brokers, name server
+and workers freeze their start-up objects and collect young objects every 10,000 allocations
+(full collections of 50-300 ms were the publish-latency tail); MQBENCH_GC=default keeps
+CPython's collector settings, to compare.
+
+\b
 Exit status:
   0  every cell held (the result is written)
   2  bad input, or no result written (every cell failed, or a cell failed without --keep-going)

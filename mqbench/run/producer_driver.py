@@ -36,6 +36,7 @@ Contract of ``ProducerDriver(spec, report).run()``:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -94,6 +95,7 @@ class ProducerDriver:
         self.clock_ns = clock_ns
         # called once start-up is over; a worker process sets it to gc_pauses.settle_after_startup
         self.settle: Callable[[], object] = lambda: None
+        self._workload: tuple | None = None     # prepare()'s (workload, messages, own)
         self.wall_ms = wall_ms or (lambda: time.time_ns() // NS_PER_MS)
         self.totals = ProducerTotals()
         self.deliveries = Deliveries(spec["subscriptions"])
@@ -118,9 +120,25 @@ class ProducerDriver:
         """The run's clock starts: build the metrics and the schedule on ``start_ns``."""
         spec = self.spec
         self.start_ns = int(start_ns)
+        workload, messages, own = self._workload or self.prepare()
         self.metrics = RunMetrics(self.start_ns, duration_ms=spec["duration_ms"], warmup_ms=spec["warmup_ms"],
                                   window_ms=spec["window_ms"])
         self.end_ns = self.metrics.end_ns
+        rate = spec.get("rate")
+        if isinstance(rate, (int, float)) and not isinstance(rate, bool):
+            rate = rate * self.rate_share
+        self.schedule = Schedule(messages, self.start_ns, self.end_ns, rate=rate,
+                                 worker_index=spec["worker_index"], workers=spec["workers"],
+                                 strip_delays=not spec["delay"], own_messages=own,
+                                 endless=workload.trace is None)  # a generated profile never runs out
+        self._started.set()
+
+    def prepare(self) -> tuple:
+        """Open the workload and draw its first message, before the run's clock starts: what a
+        workload builds first (a catalogue of products) is then start-up, and the worker's
+        collector settles after it (``settle``), not in the measured run. Returns (workload,
+        messages, own) for ``begin``."""
+        spec = self.spec
         # At a rate, each worker generates its own part of a profile (schedule module doc); a trace's
         # rows and as-recorded times are shared out from the one stream. A worker placed with its
         # topics' consumers (``mqbench.ray.placement``, spec ``topic_share``) sends only its topics'
@@ -133,16 +151,11 @@ class ProducerDriver:
         # at a rate the pacer gives the times: the profile's own arrival times are not drawn
         workload = open_workload(spec["source"], spec["seed"], part=part if own else (0, 1), timed=not paced)
         messages = workload.messages if topics is None else (m for m in workload.messages if m.topic in topics)
-        rate = spec.get("rate")
-        if isinstance(rate, (int, float)) and not isinstance(rate, bool):
-            rate = rate * self.rate_share
-        self.schedule = Schedule(messages, self.start_ns, self.end_ns, rate=rate,
-                                 worker_index=spec["worker_index"], workers=spec["workers"],
-                                 strip_delays=not spec["delay"], own_messages=own,
-                                 endless=workload.trace is None)  # a generated profile never runs out
-        self.schedule.peek_ns()    # the workload's start-up (a catalogue) is built before the collector settles
+        first = next(messages, None)
+        messages = itertools.chain(() if first is None else (first,), messages)
         self.settle()   # start-up is over (a worker process: short, rare collector pauses, gc_pauses)
-        self._started.set()
+        self._workload = (workload, messages, own)
+        return self._workload
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -174,6 +187,7 @@ class ProducerDriver:
         try:
             for topic in spec["topics"]:
                 await producer.routes.get(topic)  # fails here, naming the topic, when it has no route
+            self.prepare()
             self.report({"type": "ready", "role": "producer"})
             await self._started.wait()
             if self.schedule is None:

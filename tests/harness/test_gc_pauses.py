@@ -41,18 +41,21 @@ def test_default_keeps_cpython_settings():
 
 
 def test_the_producer_driver_settles_once_its_workload_is_built():
-    """The worker's hook runs after begin() drew the first message (the catalogue exists), and the
-    schedule still starts at that message."""
+    """The worker's hook runs once, in prepare() (before the run's clock starts: ``ready``), after
+    the first message was drawn (a catalogue is start-up); the schedule still starts at that
+    message, and begin() alone prepares too."""
     from mqbench.run.producer_driver import ProducerDriver
 
     spec = {"subscriptions": [], "batch_msgs": {}, "duration_ms": 10_000, "warmup_ms": 0, "window_ms": 10_000,
             "source": "orders", "seed": 3, "rate": 1000.0, "worker_index": 0, "workers": 1, "delay": True,
             "topics": ["order_events", "order_payment_timeout"]}
-    seen = []
+    calls = []
     driver = ProducerDriver(spec, lambda m: None)
-    driver.settle = lambda: seen.append(len(driver.schedule._ahead))
+    driver.settle = lambda: calls.append(driver.schedule)
+    driver.prepare()
+    assert calls == [None]          # before begin: no schedule, no clock yet
     driver.begin(0)
-    assert seen == [1]
+    assert len(calls) == 1
     reference = ProducerDriver(spec, lambda m: None)
     reference.begin(0)
     assert [driver.schedule.take() for _ in range(20)] == [reference.schedule.take() for _ in range(20)]
