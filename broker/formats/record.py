@@ -317,6 +317,35 @@ def encode_message(msg: Message, *, append_prop_crc: bool = False) -> bytes:
     return record
 
 
+def encode_fields(topic: str, queue_id: int, flag: int, sysflag: int, born_timestamp_ms: int,
+                  born_host: tuple[str, int], store_timestamp_ms: int, store_host: tuple[str, int],
+                  reconsume_times: int, body: bytes, properties: bytes, version: int = 0) -> bytes:
+    """``encode_message`` of a ``Message`` with these fields, QUEUEOFFSET, PHYSICALOFFSET and the
+    prepared-transaction offset 0, and properties given as ``encode_properties``' bytes (taken as
+    they are): the same bytes without building the ``Message`` or the properties again (a
+    single send's record, built from the request's fields). UserError as ``encode_message``."""
+    topic_bytes = topic.encode("utf-8")
+    version = _topic_version(topic_bytes, version)
+    if len(properties) > PROPERTIES_MAX_BYTES:
+        raise UserError(f"message properties of {len(properties)} bytes are too long (max {PROPERTIES_MAX_BYTES})")
+    born, born_v6 = _host_bytes(born_host, "born host")
+    store, store_v6 = _host_bytes(store_host, "store host")
+    total = _size(len(body), len(topic_bytes), len(properties), version, born_v6, store_v6)
+    if total > 0x7FFFFFFF:
+        raise UserError(f"message of {total} bytes is too large")
+    sysflag = sysflag & ~(SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6)
+    sysflag |= (SYSFLAG_BORNHOST_V6 if born_v6 else 0) | (SYSFLAG_STOREHOST_V6 if store_v6 else 0)
+    try:
+        return b"".join((
+            _HEAD.pack(total, MAGIC_V1 if version == 1 else MAGIC_V2, zlib.crc32(body) & 0x7FFFFFFF, queue_id, flag,
+                       0, 0, sysflag, born_timestamp_ms),
+            born, _I64.pack(store_timestamp_ms), store, _TAIL.pack(reconsume_times, 0, len(body)), body,
+            (_I8 if version == 1 else _I16).pack(len(topic_bytes)), topic_bytes, _I16.pack(len(properties)),
+            properties))
+    except struct.error as exc:
+        raise UserError(f"message field out of range: {exc}") from None
+
+
 def encode_blank(remaining: int) -> bytes:
     """The 8-byte end-of-file blank: int32 bytes left in the file, int32 BLANK_MAGIC."""
     if remaining < BLANK_MIN_BYTES:

@@ -123,6 +123,8 @@ class BrokerContext:
     #: Applied in order to every single message before it is put (not to batches, which cannot be
     #: delayed): the hook for the delay service's ``rewrite_for_delay`` (DELAY level / TIMER_*
     #: messages moved to the schedule or timer topic). A rewriter raising UserError refuses the send.
+    #: A rewriter may carry ``acts_on(topic, properties) -> bool``: False promises it would return
+    #: the message unchanged, so a send may skip building the ``Message`` (``may_rewrite``).
     message_rewriters: list[Callable[[Message], Message]] = field(default_factory=list)
     #: Extra GET_BROKER_RUNTIME_INFO fields from extensions (the delay service's counters).
     runtime_extras: list[Callable[[], dict[str, object]]] = field(default_factory=list)
@@ -280,6 +282,15 @@ class BrokerContext:
         for rewriter in self.message_rewriters:
             msg = rewriter(msg)
         return msg
+
+    def may_rewrite(self, topic: str, properties: dict[str, str]) -> bool:
+        """False when no ``message_rewriters`` entry would change a single message to ``topic``
+        with ``properties`` (each says so with ``acts_on``; one without it may change anything)."""
+        for rewriter in self.message_rewriters:
+            acts_on = getattr(rewriter, "acts_on", None)
+            if acts_on is None or acts_on(topic, properties):
+                return True
+        return False
 
     def topics_changed(self) -> None:
         if self.on_topics_changed is not None:

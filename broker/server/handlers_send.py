@@ -235,6 +235,33 @@ def _stored_message(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel, 
     return stored, properties.get(PROPERTY_UNIQ_KEY)
 
 
+_FIELDS_SYSFLAG_REFUSED = rec.SYSFLAG_INNER_BATCH | rec.SYSFLAG_NEED_UNWRAP | rec.SYSFLAG_TX_MASK
+
+
+def _fields_record(ctx: BrokerContext, group, cmd: RemotingCommand, channel: Channel,
+                   header: headers.SendMessageHeader, queue_id: int, writable: bool) -> tuple[bytes, str | None] | None:
+    """``_stored_message`` + ``prepare_put`` for a send nothing would change, built straight from
+    the request's fields (``prepare_fields_put``: the same record): no transaction or inner-batch
+    bits, the property string exactly as ``encode_properties`` writes it (stored as sent), and no
+    rewriter acting on it. The record and transaction id; None: take the ``Message`` path."""
+    sys_flag = header.sys_flag
+    if sys_flag & _FIELDS_SYSFLAG_REFUSED:
+        return None
+    wire = header.properties or ""
+    properties = rec.decode_properties(wire)
+    if wire and (wire[-1] != rec.PROPERTY_SEPARATOR or wire.count(rec.PROPERTY_SEPARATOR) != len(properties)):
+        return None                       # not canonical: stored as encode_properties rewrites it
+    if ctx.message_rewriters and ctx.may_rewrite(header.topic, properties):
+        return None
+    check_compressed_body(cmd.body, sys_flag, header.topic, ctx.message_bytes_max)
+    check_properties_room(properties, header.topic, len(wire))
+    record = group.prepare_fields_put(header.topic, queue_id, cmd.body, properties, wire.encode("utf-8"),
+                                      flag=header.flag, sysflag=sys_flag, born_timestamp_ms=header.born_timestamp_ms,
+                                      born_host=_born_host(channel), reconsume_times=header.reconsume_times or 0,
+                                      writable=writable)
+    return record, properties.get(PROPERTY_UNIQ_KEY)
+
+
 async def on_send_many(ctx: BrokerContext, cmds: list[RemotingCommand], channel: Channel, one) -> list:
     """The sends of one read (module doc): one response per request, in order. ``one`` is the
     wrapped single-request handler, for the requests that take that path."""
@@ -259,9 +286,13 @@ async def on_send_many(ctx: BrokerContext, cmds: list[RemotingCommand], channel:
                 if cfg is None:            # created on this send: it waits for that
                     slow.append(i)
                     continue
-                stored, transaction_id = _stored_message(ctx, cmd, channel, header, _queue_id(ctx, header, cfg))
-                records.append(group.prepare_put(stored, writable=writable))
-                fast.append((i, cmd, header.topic, transaction_id))
+                queue_id = _queue_id(ctx, header, cfg)
+                built = _fields_record(ctx, group, cmd, channel, header, queue_id, writable)
+                if built is None:
+                    stored, transaction_id = _stored_message(ctx, cmd, channel, header, queue_id)
+                    built = group.prepare_put(stored, writable=writable), transaction_id
+                records.append(built[0])
+                fast.append((i, cmd, header.topic, built[1]))
             except REFUSALS as exc:
                 responses[i] = refusal_response(ctx, cmd, exc, codes.MESSAGE_ILLEGAL)
             except Exception as exc:  # noqa: BLE001 - answered as the channel answers a failed handler

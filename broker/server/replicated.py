@@ -330,6 +330,20 @@ class ReplicatedGroup:
         self._check_entry_size(record)
         return record
 
+    def prepare_fields_put(self, topic: str, queue_id: int, body: bytes, properties: dict[str, str],
+                           wire_properties: bytes, *, flag: int, sysflag: int, born_timestamp_ms: int,
+                           born_host: tuple[str, int], reconsume_times: int, writable: bool = False) -> bytes:
+        """``prepare_put`` of the message with these fields, without building it
+        (``ReplicatedCommitLog.prepare_fields_record``: the same record)."""
+        if not writable:
+            self._check_writable()
+        refuse_meta_topic(topic)
+        record = self.store.replicated.prepare_fields_record(
+            topic, queue_id, body, properties, wire_properties, flag=flag, sysflag=sysflag,
+            born_timestamp_ms=born_timestamp_ms, born_host=born_host, reconsume_times=reconsume_times)
+        self._check_entry_size(record)
+        return record
+
     def propose_puts(self, records: list[bytes]) -> asyncio.Future:
         """Propose ``records`` (from ``prepare_put``, in order) as as many single-message writes in
         ONE proposal (one Raft append, one Ready, one settle): the future resolves, once the last

@@ -3,7 +3,8 @@ rules (shared by ``Store``'s own appends and the leader's ``ReplicatedCommitLog.
 
 * ``stamp(msg)``: topic name and queue id checked (UserError), STORETIMESTAMP (and a born time
   left at 0) from the store's clock, STOREHOST the store's host; a v4 store writes MessageVersion
-  V1 and refuses inner-batch flags.
+  V1 and refuses inner-batch flags. ``stamp_fields`` gives the same for a record known by its
+  fields (no ``Message``).
 * ``batch(topic, queue_id, items, *, consolidate, ...) -> (messages, messages per record)``: the
   records of a client batch (the rules in ``store``'s module doc: one consolidated record on a
   BatchCQ topic of a v5 store, else one record per message). Nothing is stamped or written.
@@ -45,18 +46,24 @@ class RecordBuilder:
         self.is_batch_topic = is_batch_topic
 
     def stamp(self, msg: Message) -> None:
-        validate_topic(msg.topic)
-        if not 0 <= msg.queue_id < 1 << 31:
-            raise UserError(f"queue id {msg.queue_id} is out of range")
-        now = self.clock_ms()
-        msg.store_timestamp_ms = now
-        if not msg.born_timestamp_ms:
-            msg.born_timestamp_ms = now
+        msg.store_timestamp_ms, msg.born_timestamp_ms, version = self.stamp_fields(
+            msg.topic, msg.queue_id, msg.sysflag, msg.born_timestamp_ms)
         msg.store_host = self.store_host
+        if version:
+            msg.version = version
+
+    def stamp_fields(self, topic: str, queue_id: int, sysflag: int, born_timestamp_ms: int) -> tuple[int, int, int]:
+        """``stamp``'s checks and values for a record given by its fields: (store time, born time,
+        message version: 1 on a v4 store, 0 = the record's own choice). UserError as ``stamp``."""
+        validate_topic(topic)
+        if not 0 <= queue_id < 1 << 31:
+            raise UserError(f"queue id {queue_id} is out of range")
+        now = self.clock_ms()
         if versions.major(self.version) == 4:
-            msg.version = 1
-            if msg.sysflag & (SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP):
+            if sysflag & (SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP):
                 raise UserError(f"inner-batch records need a v5 store, this one is {self.version}")
+            return now, born_timestamp_ms or now, 1
+        return now, born_timestamp_ms or now, 0
 
     def batch(self, topic: str, queue_id: int, items: list[BatchItem] | int, *, consolidate: bool,
               properties: dict[str, str] | None, flag: int, sysflag: int, born_timestamp_ms: int,

@@ -8,6 +8,8 @@ here (the leader's own, a follower's, a no-op), so all replicas write the same b
   consolidate, ...) -> [(record, messages it holds)]``: checked and stamped by the store's rules
   (``RecordBuilder``: topic, queue id, sizes, store time and host; UserError), queue and
   physical offsets left as placeholders (0, INNER_BASE ""). Nothing is written.
+  ``prepare_fields_record(topic, queue_id, body, properties, wire_properties, ...)`` is
+  ``prepare_record`` for a message given by its fields (a single send, no ``Message`` built).
 * ``append_replicated_batch([(term, body, magic)]) -> [(DLedger index, body as stored)]``: the
   entries in log order, their bytes combined into one write per file run and announced to the
   group commit once. A record entry (magic 1) is restamped (``formats.restamp``): QUEUEOFFSET
@@ -39,7 +41,7 @@ from mqbench.errors import CorruptDataError, UserError
 
 from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.formats.dledger import ENTRY_HEADER_BYTES
-from mqbench.broker.formats.properties import PROPERTY_INNER_BASE
+from mqbench.broker.formats.properties import PROPERTY_INNER_BASE, PROPERTY_TAGS
 from mqbench.broker.formats.record import (
     SYSFLAG_INNER_BATCH,
     SYSFLAG_TX_MASK,
@@ -47,11 +49,12 @@ from mqbench.broker.formats.record import (
     SYSFLAG_TX_ROLLBACK,
     Message,
     decode_message,
+    encode_fields,
     encode_message,
 )
 from mqbench.broker.formats.record_check import peek_record, peek_tags_code, place_fields
 from mqbench.broker.formats.restamp import restamp_inner_batch, restamp_record
-from mqbench.broker.formats.tags import message_tags_code
+from mqbench.broker.formats.tags import message_tags_code, tags_code
 
 from .dispatch import Dispatcher, DispatchInfo, QueueSet, dispatch_info, message_dispatch_info
 from .dledger_log import DLedgerCommitLog, DLedgerLog, is_record_body
@@ -119,6 +122,28 @@ class ReplicatedCommitLog:
         with self._lock:
             self._check_open()
             return self._encode(msg)
+
+    def prepare_fields_record(self, topic: str, queue_id: int, body: bytes, properties: dict[str, str],
+                              wire_properties: bytes, *, flag: int, sysflag: int, born_timestamp_ms: int,
+                              born_host: tuple[str, int], reconsume_times: int) -> bytes:
+        """``prepare_record`` of the ``Message`` with these fields, built from them: the same record
+        and the same placement facts, without the ``Message``. ``wire_properties`` must be exactly
+        ``encode_properties(properties)`` (a send's property string as sent, when canonical)."""
+        if sysflag & SYSFLAG_INNER_BATCH:
+            raise UserError("use prepare_batch_records(consolidate=True) for inner-batch records")
+        with self._lock:
+            self._check_open()
+            store_timestamp_ms, born_timestamp_ms, version = self._builder.stamp_fields(
+                topic, queue_id, sysflag, born_timestamp_ms)
+            record = encode_fields(topic, queue_id, flag, sysflag, born_timestamp_ms, born_host, store_timestamp_ms,
+                                   self._builder.store_host, reconsume_times, body, wire_properties, version)
+            self.dledger.next_entry_pos(len(record))   # too large for a data segment: UserError
+            if len(self._built) >= BUILT_MAX:
+                self._built.clear()                    # proposals that never reached the log
+            code = tags_code(properties.get(PROPERTY_TAGS), topic, properties=properties,
+                             store_timestamp_ms=store_timestamp_ms)
+            self._built[id(record)] = (record, (topic, queue_id, 0, sysflag, code, store_timestamp_ms, len(record)))
+            return record
 
     def prepare_batch_records(self, topic: str, queue_id: int, items: list[BatchItem] | int, *, consolidate: bool,
                               properties: dict[str, str] | None = None, flag: int = 0, sysflag: int = 0,

@@ -110,6 +110,18 @@ def _moved(msg: Message, topic: str, queue_id: int, extra: dict[str, str]) -> Me
     return dataclasses.replace(msg, topic=topic, queue_id=queue_id, properties=props)
 
 
+#: the properties ``rewrite_for_delay`` reads; a message with none of them (to a topic outside
+#: ``DELAY_TOPICS``) comes back unchanged whatever the time and config
+_REWRITE_KEYS = frozenset({PROPERTY_MQBENCH_DELAY_SOURCE, PROPERTY_DELAY, PROPERTY_TIMER_DELAY_SEC,
+                           PROPERTY_TIMER_DELAY_MS, PROPERTY_TIMER_DELIVER_MS})
+
+
+def delay_rewrite_acts_on(topic: str, properties: dict[str, str]) -> bool:
+    """False when ``rewrite_for_delay`` returns a message to ``topic`` with ``properties``
+    unchanged, at any time and with any config (the rewriter's ``acts_on``)."""
+    return topic in DELAY_TOPICS or not _REWRITE_KEYS.isdisjoint(properties)
+
+
 def rewrite_for_delay(msg: Message, *, now_ms: int, config: DelayConfig = DelayConfig()) -> Message:
     """The message to store for ``msg`` sent at ``now_ms`` (see module doc)."""
     if msg.topic in DELAY_TOPICS:

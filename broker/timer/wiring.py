@@ -29,10 +29,11 @@ import asyncio
 import logging
 from typing import Callable
 
+from mqbench.broker.formats.record import Message
 from mqbench.broker.store import versions
 
 from .config import DelayConfig
-from .rewrite import rewrite_for_delay
+from .rewrite import delay_rewrite_acts_on, rewrite_for_delay
 from .service import DelayService
 
 log = logging.getLogger("mqbench.broker.timer")
@@ -127,7 +128,11 @@ def attach_to_broker(broker, config: DelayConfig | None = None, **service_kw) ->
         config = DelayConfig(timer_enabled=versions.major(broker.version) >= 5)
     clock_ms = broker.group.store.clock_ms        # the clock that stamps the records
     delay = LeaderDelay(broker.group, config=config, clock_ms=clock_ms, **service_kw)
-    broker.ctx.message_rewriters.append(lambda msg: rewrite_for_delay(msg, now_ms=clock_ms(), config=config))
+    def rewrite(msg: Message) -> Message:
+        return rewrite_for_delay(msg, now_ms=clock_ms(), config=config)
+
+    rewrite.acts_on = delay_rewrite_acts_on     # type: ignore[attr-defined]
+    broker.ctx.message_rewriters.append(rewrite)
     broker.role_listeners.append(delay.on_role_change)
     broker.commit_listeners.append(delay.on_commit)
     broker.stop_hooks.append(delay.close)
