@@ -33,12 +33,7 @@ acknowledged message, split:
   summed; ``senders`` says how many there were and ``failed_requests`` how many were not
   deliveries (not counted as messages);
 * ``load_average_1m``: the machine's 1-minute load average at the end of the cell (msgs/s on a
-  machine loaded by other work are not comparable; the CPU figures per message mostly are);
-* ``sender_on_broker_cpu_share``: the share of the measured phase the first sender and the first
-  broker ran on one CPU (``mqbench.bench.placement``; ``--broker-cpus``/``--sender-cpus`` pin them);
-* ``memory_probe_ns``: how contended the machine's caches and memory were around the cell
-  (``mqbench.bench.contention``): CPU figures of rows with very different probes are not like for
-  like even at the same load average.
+  machine loaded by other work are not comparable; the CPU figures per message mostly are).
 
 An acknowledgement means committed by the group's quorum (``durability`` as given). The machine's
 loopback frame rate (and, under ``fsync``, its fdatasync rate) is measured first in the same run;
@@ -54,7 +49,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mqbench.bench import contention, placement
+from mqbench.bench import placement
 from mqbench.bench.common import (bench_document, fmt, fmt_ratio, limits_line, measure_limits, own_cpu_s, payload,
                                   percentile, processes_cpu_s, ratio, us_per_msg)
 from mqbench.event_loop import run_on_event_loop, use_event_loop
@@ -146,7 +141,6 @@ def _cell(namesrv: str, topic: str, broker_pids: list[int], batch: int, concurre
     import threading
 
     shares = [concurrency // senders + (1 if i < concurrency % senders else 0) for i in range(senders)]
-    probe_before_ns = contention.memory_probe_ns()      # outside the measured window
     start_at_s = time.time() + WARMUP_S + (2.0 if senders > 1 else 0.3)   # processes need time to start
     readings: dict[str, float] = {}
 
@@ -183,7 +177,6 @@ def _cell(namesrv: str, topic: str, broker_pids: list[int], batch: int, concurre
     for reader in readers:
         reader.join()
     same_share = samplers[0].stop() if samplers else None
-    probe_ns = (probe_before_ns + contention.memory_probe_ns()) / 2
     broker_cpu_s = readings["end"] - readings["start"]
     client_cpu_s = sum(r["client_cpu_s"] for r in results)
     elapsed = max(r["elapsed_s"] for r in results)
@@ -204,9 +197,6 @@ def _cell(namesrv: str, topic: str, broker_pids: list[int], batch: int, concurre
             # the share of the measured window the first sender and the first broker were on the
             # same CPU (sampled every 10 ms; None where /proc cannot say): module doc of placement
             "sender_on_broker_cpu_share": None if same_share is None else round(same_share, 2),
-            # how contended the machine's caches and memory were around the cell (mean of a probe
-            # just before and just after it): mqbench.bench.contention
-            "memory_probe_ns": round(probe_ns, 1),
             # CPU µs per message survives a machine shared with other work, msgs/s does not: the
             # 1-minute load average at the end of the cell says how shared it was
             "load_average_1m": round(os.getloadavg()[0], 2)}
@@ -293,14 +283,14 @@ def render(doc: dict) -> str:
              fmt(r["latency_ms_p50"], ".2f"), fmt(r["latency_ms_p99"], ".2f"),
              fmt(r["broker_cpu_us_per_msg"], ",.1f"), fmt(r["client_cpu_us_per_msg"], ",.1f"),
              fmt_ratio(r["throughput_ratio_to_loopback_frames"], 3), fmt(r.get("sender_on_broker_cpu_share"), ".2f"),
-             fmt(r.get("memory_probe_ns"), ",.0f"), fmt(r.get("load_average_1m"), ".1f")]
+             fmt(r.get("load_average_1m"), ".1f")]
             for r in doc["rows"]]
     head = (f"send, {doc['concurrency']} in flight, durability {doc['durability']}, "
             f"{doc['seconds_per_cell']:g} s per cell after {doc['warmup_s']:g} s warm-up, "
             f"{doc['cpu_cores']} cores shared by brokers and load generator{_pinning(doc)}\n"
             f"{limits_line(doc['limits'])}\n")
     return head + table(rows, ["layout", "queue", "batch", "body B", "senders", "msgs/s", "p50 ms", "p99 ms", "broker CPU µs/msg",
-                               "client CPU µs/msg", "msgs/s / loopback frames/s", "same CPU", "mem probe ns", "load 1m"])
+                               "client CPU µs/msg", "msgs/s / loopback frames/s", "same CPU", "load 1m"])
 
 
 def _pinning(doc: dict) -> str:

@@ -47,7 +47,6 @@ def test_bench_broker_reports_broker_and_client_cpu_per_cell(tmp_path):
     if cpu is not None:      # the pinned pair is recorded, and sampled on one CPU
         assert doc["broker_cpus"] == doc["sender_cpus"] == [int(cpu)]
         assert all(r["sender_on_broker_cpu_share"] == 1.0 for r in doc["rows"]), doc["rows"]
-    assert all(positive(r["memory_probe_ns"]) for r in doc["rows"])
     assert positive(doc["limits"]["loopback_small_frames_per_s"])
     cells = [(r["layout"], r["queue_type"], r["batch_msgs"], r["body_bytes"]) for r in doc["rows"]]
     # a single message is one record on either queue type: no BatchCQ cell at batch 1

@@ -1,6 +1,6 @@
-"""``mqbench.bench.placement`` and ``.contention``: the CPU lists of ``--broker-cpus``/``--sender-cpus``, pinning, and the
+"""``mqbench.bench.placement``: the CPU lists of ``--broker-cpus``/``--sender-cpus``, pinning, and the
 sampled share of time the sender ran on the broker's CPU (the placement the send benchmark records
-to tell its two cost levels apart), and the memory probe read beside them."""
+to tell its two cost levels apart)."""
 from __future__ import annotations
 
 import os
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mqbench.bench import contention, placement
+from mqbench.bench import placement
 from mqbench.errors import UserError
 
 linux_only = pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or not os.path.exists("/proc/self/stat"),
@@ -65,10 +65,3 @@ def test_the_sampler_sees_a_pinned_pair_together_and_apart():
         child.kill()
         child.wait()
         os.sched_setaffinity(0, before)
-
-
-def test_the_memory_probe_times_lookups_in_thread_cpu_time():
-    first = contention.memory_probe_ns(rounds=1, lookups=2000)
-    again = contention.memory_probe_ns(rounds=2, lookups=2000)
-    assert 0 < first < 100_000 and 0 < again < 100_000      # ns per dict lookup, not ms or seconds
-    assert contention.memory_probe_ns(rounds=0, lookups=0) > 0   # bounds are clamped, never divide by 0
