@@ -12,6 +12,7 @@ arrive early, as RocketMQ's does): realistic data for the result and report test
 """
 from __future__ import annotations
 
+import math
 import random
 
 from mqbench.harness.maxrate import Observation
@@ -226,6 +227,34 @@ class SaggingBroker:
         burst = self._rested
         self._rested = False
         self.system.capacity_per_s = self.capacity_per_s * (self.burst_share if burst else 1.0)
+        try:
+            return self.system.run(rate_per_s)
+        finally:
+            self.system.capacity_per_s = self.capacity_per_s
+
+
+class TwoLevelBroker:
+    """A ``FluidBroker`` on a machine with two speeds, as `single` on this 2-core VM: its capacity is
+    ``capacity_per_s`` or ``slow_share`` of it (broker CPU µs/msg 54 or 75: 0.72), each level lasting
+    an exponential time of mean ``mean_level_s`` (a judged check takes 2.5 s, a drain 1 s), with the
+    fluid broker's seeded noise. The same code, the machine's level: the search can hold either."""
+
+    def __init__(self, capacity_per_s: float, rng: random.Random, *, slow_share: float = 0.72,
+                 mean_level_s: float = 5.0, noise_share: float = 0.03, interval_ms: int = 2000):
+        self.system = FluidBroker(capacity_per_s, noise_share=noise_share, rng=rng, interval_ms=interval_ms,
+                                  window_msgs=1000)
+        self.rng = rng
+        self.capacity_per_s = capacity_per_s
+        self.slow_share = slow_share
+        self.mean_level_s = mean_level_s
+        self.slow = rng.random() < 0.5
+        self.rates_offered = self.system.rates_offered
+
+    def run(self, rate_per_s: float) -> Observation:
+        elapsed_s = 2.5 if rate_per_s else 1.0
+        if self.rng.random() < 1 - math.exp(-elapsed_s / self.mean_level_s):
+            self.slow = not self.slow
+        self.system.capacity_per_s = self.capacity_per_s * (self.slow_share if self.slow else 1.0)
         try:
             return self.system.run(rate_per_s)
         finally:
