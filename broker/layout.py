@@ -16,6 +16,8 @@ A layout is a TOML file (built-ins live in ``broker/layouts/``)::
     [hosts.h1]
     address = "127.0.2.1"          # a host is its own loopback address (the whole 127/8 is local),
                                    # or a Ray node's IP address (placed on that node: mqbench.ray.hosts)
+    ray_node = "label:zone=room1"  # optional, Ray only: the node by label(s) ("label:k=v,k2=v2") or by
+                                   # id ("id:<node id hex>"); it then listens on that node's address
 
     [groups.broker-a]              # one broker group = one Raft group
     replicas = ["h1", "h2", "h3"]  # one replica on each listed host, ids n0, n1, n2 in this order
@@ -116,6 +118,36 @@ class DrScheme:
 
 
 @dataclass(frozen=True)
+class RayNode:
+    """A host's ``ray_node``: a Ray node by id, or any node carrying every one of ``labels``."""
+    node_id: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+_RAY_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,252}[A-Za-z0-9])?$")
+
+
+def parse_ray_node(text: object) -> RayNode:
+    """``"id:<hex>"`` or ``"label:k=v[,k=v]"`` -> ``RayNode``; ValueError naming what is wrong."""
+    if not isinstance(text, str) or ":" not in text:
+        raise ValueError("must be \"id:<node id>\" or \"label:key=value[,key=value]\"")
+    kind, _, rest = text.partition(":")
+    if kind == "id":
+        if not re.fullmatch(r"[0-9a-fA-F]{8,64}", rest):
+            raise ValueError(f"node id {rest!r} is not a hex Ray node id")
+        return RayNode(node_id=rest.lower())
+    if kind == "label":
+        labels = []
+        for pair in rest.split(","):
+            key, eq, value = pair.partition("=")
+            if not eq or not _RAY_LABEL.match(key) or not _RAY_LABEL.match(value):
+                raise ValueError(f"label {pair!r} is not key=value")
+            labels.append((key, value))
+        return RayNode(labels=tuple(labels))
+    raise ValueError(f"{kind!r} is neither id nor label")
+
+
+@dataclass(frozen=True)
 class Layout:
     name: str
     description: str
@@ -132,6 +164,7 @@ class Layout:
     instances: tuple[Instance, ...] = field(default=(), compare=False)
     links: dict[frozenset, LinkSettings] = field(default_factory=dict)  # {room_a, room_b} -> settings
     dr: DrScheme | None = None
+    ray_nodes: dict[str, RayNode] = field(default_factory=dict)  # host -> the Ray node it names (``ray_node``)
 
     def link_between(self, room_a: str, room_b: str) -> LinkSettings:
         """The link settings between two rooms (no delay inside a room or for an unlisted pair)."""
@@ -211,10 +244,16 @@ def parse_layout(data: dict, source: str = "<layout>") -> Layout:
             fail(f"rooms.{room} must be a table with a 'hosts' list")
         rooms[room] = tuple(spec["hosts"])
     hosts: dict[str, str] = {}
+    ray_nodes: dict[str, RayNode] = {}
     for host, spec in _table(data, "hosts", fail).items():
         _check_name(host, "host", fail)
-        if not isinstance(spec, dict) or set(spec) - {"address"} or "address" not in spec:
-            fail(f"hosts.{host} must be a table with an 'address'")
+        if not isinstance(spec, dict) or set(spec) - {"address", "ray_node"} or "address" not in spec:
+            fail(f"hosts.{host} must be a table with an 'address' (and optionally 'ray_node')")
+        if "ray_node" in spec:
+            try:
+                ray_nodes[host] = parse_ray_node(spec["ray_node"])
+            except ValueError as exc:
+                fail(f"hosts.{host}.ray_node {exc}")
         try:
             address = ipaddress.ip_address(spec["address"])
         except (ValueError, TypeError):
@@ -270,7 +309,7 @@ def parse_layout(data: dict, source: str = "<layout>") -> Layout:
     layout = Layout(name=str(data["name"]), description=str(data.get("description", "")),
                     cluster=str(data.get("cluster", "mqbench")), rooms=rooms, hosts=hosts, groups=groups,
                     preferred_leaders=preferred, namesrv_host=namesrv_host, source=source, links=links, dr=dr,
-                    **ports)
+                    ray_nodes=ray_nodes, **ports)
     return _with_instances(layout)
 
 

@@ -169,13 +169,15 @@ def status(directory: Path, as_json: bool) -> None:
                    "folders of killed `mqbench dr` drills.")
 @click.option("--under", "under", type=click.Path(file_okay=False, path_type=Path), default=STALE_ROOT,
               show_default=True, help="With --all-stale: the folder holding the clusters (`mqbench run --out` + /.work).")
+@click.option("--keep-stores", is_flag=True,
+              help="On Ray nodes: leave the brokers' stores on the nodes' disks (at the same paths as on "
+                   "this machine: DIR/<group>/<replica>/store). A local cluster always keeps them.")
 @json_option
-def down(directory: Path, timeout_s: float, all_stale: bool, under: Path, as_json: bool) -> None:
+def down(directory: Path, timeout_s: float, all_stale: bool, under: Path, keep_stores: bool, as_json: bool) -> None:
     """Stop every process of the cluster (SIGTERM, SIGKILL after --timeout). Stores are kept.
 
     A cluster on Ray nodes (`up --cluster`): its processes are stopped through their hosts' actors,
-    the stores on the nodes' disks are removed (nothing could reach them afterwards), and the
-    actors end.
+    the stores on the nodes' disks are removed (unless --keep-stores), and the actors end.
 
     With --all-stale: the leftovers of embedded clusters whose command was killed are stopped and
     their folders deleted (a running command's clusters are left alone).
@@ -197,7 +199,7 @@ def down(directory: Path, timeout_s: float, all_stale: bool, under: Path, as_jso
                        + "".join(f"\n  {p}" for p in removed))
         return
     state = ClusterState.load(directory)
-    outcome = stop_all(state, timeout_s)
+    outcome = stop_all(state, timeout_s, keep_stores=keep_stores)
     if as_json:
         print_json(document(ACTION_SCHEMA, action="down", directory=str(state.directory),
                             processes=[{"process": n, "outcome": o} for n, o in sorted(outcome.items())]))

@@ -45,8 +45,9 @@ SCHEMES = ("A", "B", "C")
 @click.option("--cluster", "ray_cluster", default=None, metavar="ray://HEAD:10001",
               help="Place each host of the scheme's layout on a Ray node of its own (as `mqbench cluster up "
                    "--cluster`; needs `pip install 'mqbench[ray]'`, and this machine must reach the nodes' "
-                   "addresses). Schemes A and B, faults instance, host and room (SIGKILL and restart through the "
-                   "hosts' node actors); partition and scheme C are refused.")
+                   "addresses). Every scheme and fault: kills and restarts go through the hosts' node actors, the "
+                   "inter-room proxies run on the nodes (a partition is cut there), scheme C's standby is a second "
+                   "placed cluster and its replicator runs on a standby node.")
 @click.option("--ray", "ray_mode", type=click.Choice(["auto"]), default=None,
               help="'auto': the Ray cluster this command runs in (a RayJob's entrypoint), as --cluster.")
 @click.option("--ray-head-workers", is_flag=True, help="With --cluster: the head node may take a host too.")
@@ -61,9 +62,12 @@ def dr(scheme, fault, target, workload, rate_per_s, phase_ms, outage_ms, burst, 
     readiness, client recovery), RPO (acknowledged messages lost), duplicates and cost. Exit code 1
     when a scheme lost acknowledged messages although its layout promises RPO 0 for that fault.
 
-    With --cluster ray://HEAD:10001 (or --ray auto) the hosts run on Ray nodes and the rooms talk
-    over the real network between them: no delay proxies, so no no-rooms baseline, no added latency
-    or cross-room bytes (shown as -), and no partition; scheme C is not supported there.
+    With --cluster ray://HEAD:10001 (or --ray auto) the hosts run on Ray nodes. The inter-room
+    proxies then run in the hosts' actors on the nodes and add no delay (the real network between
+    the nodes is the link): no no-rooms baseline and no added latency (shown as -); the cross-room
+    bytes are counted on the nodes, and a partition cuts the rooms there (no root needed). Scheme
+    C's standby is placed on nodes of room2 (its ports moved by 20) and its replicator runs in the
+    standby name server host's actor, where a partition or room loss cuts it.
     """
     from mqbench.dr.drill import DrillSettings, run_drill
     from mqbench.dr.report import build_document, render_table, write_document

@@ -76,7 +76,9 @@ def cluster_layout(state: ClusterState) -> Layout:
 
 
 def _records(layout: Layout, directory: Path, port_offset: int, durability: str,
-             extra_args: list[str]) -> dict[str, ProcessRecord]:
+             extra_args: list[str], views: dict[str, Path] | None = None) -> dict[str, ProcessRecord]:
+    """The processes of ``layout``; with ``views`` (room -> a view of the layout with final ports,
+    ``dr.fabric``) each broker reads its room's view."""
     source = str(Path(layout.source).resolve())  # brokers run in their own working directories
     secret_args = ["--cluster-secret-file", str(create_secret_file(directory))]
     records = {
@@ -87,10 +89,12 @@ def _records(layout: Layout, directory: Path, port_offset: int, durability: str,
     }
     for instance in layout.instances:
         workdir = directory / instance.group / instance.replica_id
+        layout_args = ["--layout", str(views[instance.room]), "--port-offset", "0"] if views else \
+            ["--layout", source, "--port-offset", str(port_offset)]
         records[instance.name] = ProcessRecord(
             name=instance.name, kind="broker", host=instance.host, room=instance.room, addr=instance.addr,
             workdir=str(workdir),
-            argv=python_argv(BROKER_MODULE, "--layout", source, "--port-offset", str(port_offset),
+            argv=python_argv(BROKER_MODULE, *layout_args,
                              "--instance", instance.name, "--store", str(workdir / "store"),
                              "--durability", durability, *secret_args, *extra_args))
     return records
@@ -98,7 +102,7 @@ def _records(layout: Layout, directory: Path, port_offset: int, durability: str,
 
 def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: str = "memory",
        wait_s: float = 60.0, extra_args: list[str] | None = None, acl_file: str | Path | None = None,
-       die_with_parent: bool = False, placer=None) -> ClusterState:
+       die_with_parent: bool = False, placer=None, room_views=None) -> ClusterState:
     """Start every process of the layout and wait until each group has a routed leader.
 
     ``acl_file``: RocketMQ's plain_acl.yml, checked by every broker (``--acl``); the launcher's own
@@ -109,7 +113,10 @@ def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: s
     ``placer.place(layout, directory, port_offset)`` returns the layout with its hosts' real addresses (written
     to ``DIR/layout.json``), what runs the processes there, and the settings recorded in
     ``cluster.json``; it checks the ports on the nodes. Without one, every host must be a
-    loopback address of this machine and its ports free here.
+    loopback address of this machine and its ports free here. ``room_views`` (with a placer: a DR
+    drill's rooms, ``mqbench.ray.links``): ``room_views(placed layout, directory, hosts)`` runs once
+    the hosts are placed and before any process starts, and returns room -> the view of the layout
+    that room's brokers read.
 
     Raises ``UserError`` for an unknown layout, a busy port, a directory whose cluster still runs,
     or when no leader is routed within ``wait_s`` (then every process started here is stopped).
@@ -144,7 +151,14 @@ def up(layout_name: str, directory: Path, *, port_offset: int = 0, durability: s
         placed, hosts, placed_settings = placer.place(load_layout(layout_name), directory, port_offset)
         layout = placed.with_port_offset(port_offset)
         settings.update(placed_settings)
-    records = _records(layout, directory, port_offset, durability, broker_args)
+    views = None
+    if room_views is not None and placer is not None:
+        try:
+            views = room_views(layout, directory, hosts)
+        except BaseException:
+            hosts.forget()
+            raise
+    records = _records(layout, directory, port_offset, durability, broker_args, views)
     state = ClusterState(directory=directory, layout_source=str(Path(layout.source).resolve()),
                          layout_name=layout.name, port_offset=port_offset, settings=settings, processes=records)
     lifeline = None
@@ -176,6 +190,9 @@ def check_loopback(layout: Layout) -> None:
     this machine listen there only; a layout naming real node addresses runs on a Ray cluster."""
     import ipaddress
 
+    for host in layout.ray_nodes:
+        raise UserError(f"layout {layout.name}: host {host} names a Ray node (ray_node); place it with "
+                        "--cluster ray://HEAD:10001")
     for host, address in layout.hosts.items():
         if not ipaddress.ip_address(address).is_loopback:
             raise UserError(f"layout {layout.name}: host {host} has the node address {address}, which is not a "
@@ -273,12 +290,12 @@ def kill(state: ClusterState, target: str, sig: int = signal.SIGKILL) -> list[st
     return hit
 
 
-def down(state: ClusterState, timeout_s: float = 10.0) -> dict[str, str]:
+def down(state: ClusterState, timeout_s: float = 10.0, keep_stores: bool = False) -> dict[str, str]:
     """Clean stop of every process, SIGKILL after ``timeout_s``; name -> how it ended.
 
     SIGSTOPped processes are resumed first, or they could not act on SIGTERM. On Ray nodes the
-    brokers' stores are removed from the nodes' disks too, and the host actors end (nothing could
-    reach those disks afterwards); a local cluster keeps its stores."""
+    brokers' stores are removed from the nodes' disks too (unless ``keep_stores``: they stay there,
+    at each record's ``workdir/store``), and the host actors end; a local cluster keeps its stores."""
     hosts = state.hosts()
     records = list(state.processes.values())
     stopped = [r for r in records if hosts.states([r])[r.name] == "stopped"]
@@ -287,7 +304,8 @@ def down(state: ClusterState, timeout_s: float = 10.0) -> dict[str, str]:
     brokers = [r for r in records if r.kind == "broker"]
     outcome = hosts.stop(brokers, timeout_s)
     outcome.update(hosts.stop([r for r in records if r.kind == "namesrv"], timeout_s))
-    hosts.remove_stores(brokers)
+    if not keep_stores:
+        hosts.remove_stores(brokers)
     hosts.forget()
     release(state.directory)
     return outcome

@@ -9,13 +9,16 @@ fabric. On any failure while starting, everything started here is stopped again.
 
 ``up(..., placer=...)`` (a ``RayEngine.host_placer()``): the layout's hosts go on Ray nodes through
 ``launcher.up`` itself (the one placement path of ``mqbench run`` and ``mqbench cluster up``), each
-host listening on its node's address. There is no fabric then (``fabric`` is None): the rooms talk
-over the real network between the nodes, so nothing here can delay, measure or cut a room's links;
-kills and restarts go through the hosts' node actors (``state.hosts()``), as for any placed cluster.
+host listening on its node's address. The fabric is then ``mqbench.ray.links.NodeLinks``: the same
+views, and the inter-room proxies run in the host actors on the nodes (no delay added: the real
+network between the nodes is the link), so a partition is cut on the machines the traffic leaves
+from; kills and restarts go through the hosts' node actors (``state.hosts()``), as for any placed
+cluster.
 """
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,30 +30,34 @@ from mqbench.cluster.processes import ClusterState, ProcessRecord, python_argv, 
 from mqbench.dr.fabric import ProxyFabric, write_views
 from mqbench.errors import UserError
 
+if TYPE_CHECKING:
+    from mqbench.ray.links import NodeLinks
+
 
 @dataclass
 class DrCluster:
     layout: Layout
     state: ClusterState
-    fabric: ProxyFabric | None      # None on Ray nodes: the rooms' links are the real network
+    fabric: ProxyFabric | NodeLinks    # on Ray nodes: the proxies in the host actors (``ray.links``)
+    on_ray: bool = False
 
     @property
     def namesrv_addr(self) -> str:
         return self.layout.namesrv_addr
 
-    @property
-    def on_ray(self) -> bool:
-        return self.fabric is None
-
 
 def up(layout_name: str | Path, directory: Path, *, port_offset: int = 0, durability: str = "memory",
        wait_s: float = 60.0, seed: int | str = 0, die_with_parent: bool = True, placer=None) -> DrCluster:
     """Start fabric, name server and brokers; wait for routed leaders (module docstring). With
-    ``placer`` the hosts run on Ray nodes, without a fabric."""
+    ``placer`` the hosts run on Ray nodes, their room links in their node actors."""
     if placer is not None:
+        from mqbench.ray.links import room_views_hook
+
+        made: dict = {}
         state = launcher.up(str(layout_name), Path(directory), port_offset=port_offset, durability=durability,
-                            wait_s=wait_s, die_with_parent=die_with_parent, placer=placer)
-        return DrCluster(launcher.cluster_layout(state), state, None)
+                            wait_s=wait_s, die_with_parent=die_with_parent, placer=placer,
+                            room_views=room_views_hook(seed, made))
+        return DrCluster(launcher.cluster_layout(state), state, made["links"], on_ray=True)
     layout = load_layout(layout_name).with_port_offset(port_offset)
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -102,9 +109,7 @@ def up(layout_name: str | Path, directory: Path, *, port_offset: int = 0, durabi
 
 def down(cluster: DrCluster, timeout_s: float = 10.0) -> dict[str, str]:
     """Clean stop of every process (SIGKILL after ``timeout_s``), then the fabric. On Ray nodes
-    (``launcher.down``) the stores on the nodes go too, and the host actors end."""
-    if cluster.fabric is None:
-        return launcher.down(cluster.state, timeout_s)
+    (``launcher.down``) the stores on the nodes go too, and the host actors end (their proxies too)."""
     try:
         cluster.fabric.heal()  # a partitioned broker must reach the name server to unregister
         return launcher.down(cluster.state, timeout_s)

@@ -21,32 +21,33 @@ room2 only: clients keep writing to room1, replication stalls, and the note give
 lag when the partition heals (the loss a room failure at that moment would cause); RPO is then
 read back from room1. Instance and host faults stay inside room1's cluster, measured as in A and B.
 
-On Ray nodes (``run_drill(settings, placer)``, ``mqbench dr --cluster ray://...``): schemes A and B,
-their hosts placed on Ray nodes by the placer ``mqbench run`` and ``mqbench cluster up`` use
-(``dr.cluster.up``); instance, host and room faults are SIGKILLs and restarts through the hosts'
-node actors. The rooms then talk over the real network between the nodes, so there is no
-no-rooms baseline phase, no added-latency or cross-room byte figure (null), and no partition (the
-drill cannot cut a network it does not carry); scheme C is refused too (its replicator dials room1
-through proxies on this machine, and its standby is a second cluster). ``ray_refusal`` says why,
-before anything starts.
+On Ray nodes (``run_drill(settings, placer)``, ``mqbench dr --cluster ray://...``): every scheme
+and fault. The hosts are placed on Ray nodes by the placer ``mqbench run`` and ``mqbench cluster
+up`` use (``dr.cluster.up``); instance, host and room faults are SIGKILLs and restarts through the
+hosts' node actors. The inter-room proxies run in the host actors on the nodes (``ray.links``), so a
+partition is cut where the traffic leaves a node; they add no delay (the real network between the
+nodes is the link), so there is no no-rooms baseline phase and no added-latency figure (null), and
+the cross-room bytes are counted by the nodes' proxies. Scheme C's standby is a second placed
+cluster (its ports moved by ``STANDBY_PORT_SHIFT`` so that both fit on one node set, as on a
+local test cluster), and its replicator with its link to room1 runs in the standby name server
+host's actor (``ray.links.RemoteReplicator``): a partition or room loss cuts it on that node.
+``ray_refusal`` says what cannot run on Ray nodes (nothing now), before anything starts.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mqbench.broker.layout import Layout, load_layout
-from mqbench.dr.netem import NO_DELAY, DelayProxy
+from mqbench.dr.netem import NO_DELAY
 from mqbench.admin.calls import query_runtime_info
 from mqbench.cluster import control, launcher
 from mqbench.dr import cluster as drcluster
 from mqbench.dr.measure import FailoverTimes, duplicate_deliveries, lost_messages, percentile_ms, rto_split
-from mqbench.dr.fabric import ProxyFabric
-from mqbench.dr.replicator import Replicator
+from mqbench.dr.room_link import LinkedReplicator
 from mqbench.dr.workload import NETWORK_ERRORS, Deliveries, Workload, now_ms, read_back
 from mqbench.errors import UserError
 
@@ -92,19 +93,17 @@ class DrillSettings:
             raise UserError("burst must be 0..1000 messages")
 
 
-RAY_SCHEMES = ("A", "B")
-RAY_FAULTS = ("instance", "host", "room")
+RAY_SCHEMES = ("A", "B", "C")
+RAY_FAULTS = FAULTS
+STANDBY_PORT_SHIFT = 20     # scheme C's standby ports on Ray nodes (module doc)
 
 
 def ray_refusal(scheme: str, fault: str) -> str | None:
     """Why a drill of ``scheme`` with ``fault`` cannot run on Ray nodes (one line), or None (module doc)."""
     if scheme not in RAY_SCHEMES:
-        return (f"scheme {scheme} is not supported on Ray nodes (its replicator reaches room1 through delay proxies "
-                "on this machine, and its standby is a second cluster); give --scheme A or B with --cluster")
+        return f"scheme {scheme} is not supported on Ray nodes; give --scheme {' or '.join(RAY_SCHEMES)}"
     if fault not in RAY_FAULTS:
-        return (f"--fault {fault} is not supported on Ray nodes: the drill cuts rooms in its own delay proxies on "
-                "this machine, and between Ray nodes the rooms talk over the real network; use --fault "
-                + ", ".join(RAY_FAULTS))
+        return f"--fault {fault} is not supported on Ray nodes; use --fault {', '.join(RAY_FAULTS)}"
     return None
 
 
@@ -201,26 +200,29 @@ async def _watch(cluster: drcluster.DrCluster, group: str, old_leader: str, old_
 
 async def _phases(settings: DrillSettings, work: Workload, fabric_transparent, crossed) -> tuple[dict, float | None]:
     """Warm-up, no-rooms baseline, linked phase. Returns the latency figures and the cross-room
-    bytes per message of the linked phase (``crossed()`` -> (bytes so far, messages so far)).
+    bytes per message of the linked phase (``await crossed()`` -> (bytes so far, messages so far)).
     ``fabric_transparent`` None (Ray nodes: the links are the real network): no baseline phase, and
-    the added latency and the bytes per message are None."""
+    the added latency is None."""
     work.traffic.phase = "warmup"  # connections, routes and caches warming up: not measured
     if fabric_transparent is None:
         await asyncio.sleep(settings.warmup_ms / 1000)
         work.traffic.phase = "linked"
+        bytes_start, messages_start = await crossed()
         await asyncio.sleep(settings.before_ms / 1000)
+        bytes_end, messages_end = await crossed()
         linked = work.traffic.latencies_ms("linked")
         return {"write_latency_ms_p50_no_rooms": None, "write_latency_ms_p50": percentile_ms(linked, 50),
-                "write_latency_ms_p99": percentile_ms(linked, 99), "write_latency_added_ms_p50": None}, None
+                "write_latency_ms_p99": percentile_ms(linked, 99), "write_latency_added_ms_p50": None}, \
+            _per_msg(bytes_end - bytes_start, messages_end - messages_start)
     fabric_transparent(True)
     await asyncio.sleep(settings.warmup_ms / 1000)
     work.traffic.phase = "baseline"
     await asyncio.sleep(settings.baseline_ms / 1000)
     fabric_transparent(False)
     work.traffic.phase = "linked"
-    bytes_start, messages_start = crossed()
+    bytes_start, messages_start = await crossed()
     await asyncio.sleep(settings.before_ms / 1000)
-    bytes_end, messages_end = crossed()
+    bytes_end, messages_end = await crossed()
     base, linked = work.traffic.latencies_ms("baseline"), work.traffic.latencies_ms("linked")
     p50_base, p50_linked = percentile_ms(base, 50), percentile_ms(linked, 50)
     latency = {"write_latency_ms_p50_no_rooms": p50_base, "write_latency_ms_p50": p50_linked,
@@ -236,7 +238,7 @@ async def run_drill(settings: DrillSettings, placer=None) -> DrillResult:
     if placer is not None and (refusal := ray_refusal(settings.scheme, settings.fault)):
         raise UserError(refusal)
     if settings.scheme == "C":
-        return await _run_c(settings)
+        return await _run_c(settings, placer)
     layout = load_layout(SCHEME_LAYOUTS[settings.scheme]).with_port_offset(settings.port_offset)
     group = next(iter(layout.groups))
     run_id = uuid.uuid4().hex[:8]
@@ -248,24 +250,19 @@ async def run_drill(settings: DrillSettings, placer=None) -> DrillResult:
     nodes = None
     try:
         if cluster.on_ray:
-            nodes = {h: where["node"] for h, where in cluster.state.settings["ray"]["hosts"].items()}
-            notes.append("on Ray nodes: the rooms' links are the nodes' real network (no baseline without rooms, "
-                         "no added latency or cross-room bytes measured)")
+            nodes = _ray_nodes(cluster)
+            notes.append(RAY_NOTE)
         await control.ensure_topic(cluster.state, group, topic)
         work = Workload(cluster.namesrv_addr, topic, model=settings.workload, rate_per_s=settings.rate_per_s,
                         seed=settings.seed, run_id=run_id)
         consumer = Deliveries(cluster.namesrv_addr, topic, work.traffic)
         await consumer.start()
         await work.start()
-        transparent: Callable[[bool], None] | None = None      # on Ray nodes: no fabric to switch or count
-        crossed: Callable[[], tuple[int, int]] | None = None
-        if not cluster.on_ray:
-            fabric = _fabric(cluster)
-            transparent = fabric.set_transparent
+        fabric = cluster.fabric
+        transparent = None if cluster.on_ray else fabric.set_transparent     # on Ray nodes: nothing to switch
 
-            def count_crossed() -> tuple[int, int]:
-                return fabric.cross_room_bytes(), len(work.traffic.acked())
-            crossed = count_crossed
+        async def crossed() -> tuple[int, int]:
+            return await asyncio.to_thread(fabric.cross_room_bytes), len(work.traffic.acked())
         latency, bytes_per_msg = await _phases(settings, work, transparent, crossed)
         leader, term = await _leader(cluster, group)
         target = choose_target(layout, settings.fault, leader, settings.target)
@@ -274,7 +271,9 @@ async def run_drill(settings: DrillSettings, placer=None) -> DrillResult:
         work.traffic.phase = "outage"
         times, stop = FailoverTimes(), asyncio.Event()
         if settings.fault == "partition":
-            _fabric(cluster).cut_room(target)
+            await asyncio.to_thread(fabric.cut_room, target)
+            notes.append(f"{target} cut off from the other rooms" + (" in the nodes' room links" if cluster.on_ray
+                                                                       else ""))
         else:
             hit = await asyncio.to_thread(_kill, cluster, down)
             notes.append(f"killed {', '.join(hit)}")
@@ -285,7 +284,7 @@ async def run_drill(settings: DrillSettings, placer=None) -> DrillResult:
         await asyncio.sleep(settings.outage_ms / 1000)
         times.first_ack_ms = _first_ack_after(work, fault_ms)
         if settings.fault == "partition":
-            _fabric(cluster).heal()
+            await asyncio.to_thread(fabric.heal)
         else:
             await asyncio.to_thread(_restart, cluster, down)
         work.traffic.phase = "healed"
@@ -316,12 +315,17 @@ async def run_drill(settings: DrillSettings, placer=None) -> DrillResult:
         await asyncio.to_thread(drcluster.down, cluster)
 
 
-def _fabric(cluster: drcluster.DrCluster) -> ProxyFabric:
-    """The cluster's delay proxies; a cluster on Ray nodes has none (``ray_refusal`` keeps partitions
-    and scheme C off Ray, so reaching here without one is a bug)."""
-    if cluster.fabric is None:
-        raise RuntimeError(f"{cluster.layout.name}: a room link fault on a cluster without a fabric (Ray nodes)")
-    return cluster.fabric
+RAY_NOTE = ("on Ray nodes: the rooms' links are the nodes' real network through proxies on the nodes (no baseline "
+            "without rooms, no added latency measured)")
+
+
+def _ray_nodes(*clusters: drcluster.DrCluster) -> dict[str, str]:
+    """host -> its Ray node ("hostname/ip"); the standby's hosts prefixed ``standby:``."""
+    out = {}
+    for n, cluster in enumerate(clusters):
+        for host, where in cluster.state.settings["ray"]["hosts"].items():
+            out[("standby:" if n else "") + host] = where["node"]
+    return out
 
 
 def _kill(cluster: drcluster.DrCluster, names: list[str]) -> list[str]:
@@ -350,50 +354,23 @@ def _per_msg(size_bytes: int, messages: int) -> float | None:
 # --- scheme C ---------------------------------------------------------------------------------------
 
 
-class _RoomLink:
-    """Room2's view of room1 for the replicator: one delay proxy per room1 address it dials."""
+async def _start_copier(active: drcluster.DrCluster, standby: drcluster.DrCluster, topic: str, seed):
+    """Scheme C's replicator with its link to room1 (``dr.room_link``): here, or in the standby name
+    server host's actor on its node when the clusters are on Ray nodes (``ray.links.RemoteReplicator``)."""
+    layout = active.layout
+    args = {"source_namesrv": layout.namesrv_addr, "source_addrs": [i.addr for i in layout.instances],
+            "target_namesrv": standby.namesrv_addr, "topics": [topic], "groups": ["GID_dr"], "seed": seed}
+    if not standby.on_ray:
+        return await LinkedReplicator(link=layout.link_between("room1", "room2"), **args).start()
+    from mqbench.ray.links import RemoteReplicator
 
-    def __init__(self, active: Layout, link):
-        self.active, self.link = active, link
-        self.proxies: dict[str, DelayProxy] = {}
-
-    async def start(self, seed) -> None:
-        addrs = [self.active.namesrv_addr] + [i.addr for i in self.active.instances]
-        for n, addr in enumerate(addrs):
-            host, port = addr.rsplit(":", 1)
-            octets = host.split(".")
-            listen = (f"127.220.{octets[2]}.{octets[3]}", int(port))
-            proxy = DelayProxy(listen, (host, int(port)), forward=self.link, backward=self.link,
-                               seed=f"{seed}/c/{n}", name=f"room2->{addr}")
-            await proxy.start()
-            self.proxies[addr] = proxy
-
-    def dial(self, addr: str) -> str:
-        proxy = self.proxies.get(addr)
-        return f"{proxy.listen[0]}:{proxy.listen[1]}" if proxy is not None else addr
-
-    def set_transparent(self, on: bool) -> None:
-        for proxy in self.proxies.values():
-            proxy.set_links(forward=NO_DELAY if on else self.link, backward=NO_DELAY if on else self.link)
-
-    def cut(self) -> None:
-        for proxy in self.proxies.values():
-            proxy.cut()
-
-    def heal(self) -> None:
-        for proxy in self.proxies.values():
-            proxy.heal()
-
-    def bytes(self) -> int:
-        return sum(p.stats().bytes_forward + p.stats().bytes_backward for p in self.proxies.values())
-
-    async def close(self) -> None:
-        await asyncio.gather(*(p.close() for p in self.proxies.values()), return_exceptions=True)
+    return await RemoteReplicator(standby.state.hosts(), standby.layout.namesrv_host).start(link=NO_DELAY, **args)
 
 
-async def _run_c(settings: DrillSettings) -> DrillResult:
+async def _run_c(settings: DrillSettings, placer=None) -> DrillResult:
     active_layout = load_layout("dr-c").with_port_offset(settings.port_offset)
-    standby_layout = load_layout(active_layout.dr.standby).with_port_offset(settings.port_offset)
+    standby_shift = STANDBY_PORT_SHIFT if placer is not None else 0
+    standby_layout = load_layout(active_layout.dr.standby).with_port_offset(settings.port_offset + standby_shift)
     group, standby_group = next(iter(active_layout.groups)), next(iter(standby_layout.groups))
     if settings.fault in ("room", "partition") and settings.target not in (None, "room1"):
         raise UserError("scheme C has one room per cluster: a room fault or partition targets room1 (the active room)")
@@ -402,28 +379,31 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
     topic = f"DRC{run_id}"
     active = await asyncio.to_thread(drcluster.up, active_layout.source, settings.directory / "dr-c",
                                      port_offset=settings.port_offset, durability=settings.durability,
-                                     wait_s=settings.wait_s, seed=settings.seed)
-    standby = link = replicator = None
+                                     wait_s=settings.wait_s, seed=settings.seed, placer=placer)
+    standby = copier = None
     notes: list[str] = []
     try:
         standby = await asyncio.to_thread(drcluster.up, standby_layout.source, settings.directory / "dr-c-standby",
-                                          port_offset=settings.port_offset, durability=settings.durability,
-                                          wait_s=settings.wait_s, seed=settings.seed)
+                                          port_offset=settings.port_offset + standby_shift,
+                                          durability=settings.durability, wait_s=settings.wait_s, seed=settings.seed,
+                                          placer=placer)
+        nodes = None
+        if placer is not None:
+            nodes = _ray_nodes(active, standby)
+            notes.append(RAY_NOTE + f"; the replicator runs on standby host {standby.layout.namesrv_host}'s node")
         await control.ensure_topic(active.state, group, topic)
         await control.ensure_topic(standby.state, standby_group, topic)
-        link = _RoomLink(active_layout, active_layout.link_between("room1", "room2"))
-        await link.start(settings.seed)
-        replicator = Replicator(link.dial(active_layout.namesrv_addr), standby_layout.namesrv_addr, [topic],
-                                ["GID_dr"], suspend_timeout_ms=1000, offset_sync_interval_ms=500,
-                                source_dial=link.dial)
-        await replicator.start()
+        copier = await _start_copier(active, standby, topic, settings.seed)
         work = Workload(active.namesrv_addr, topic, model=settings.workload, rate_per_s=settings.rate_per_s,
                         seed=settings.seed, run_id=run_id)
         consumer = Deliveries(active.namesrv_addr, topic, work.traffic)
         await consumer.start()
         await work.start()
-        latency, bytes_per_msg = await _phases(settings, work, link.set_transparent,
-                                               lambda: (link.bytes(), replicator.stats.copied))
+
+        async def crossed() -> tuple[int, int]:
+            return await copier.bytes(), await copier.copied()
+        latency, bytes_per_msg = await _phases(settings, work, None if placer is not None else copier.set_transparent,
+                                               crossed)
         leader, term = await _leader(active, group)
         target = "room1" if room_loss or partition else choose_target(active_layout, settings.fault, leader,
                                                                         settings.target)
@@ -433,19 +413,19 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
         times, stop = FailoverTimes(), asyncio.Event()
         watcher = None
         if room_loss:
-            link.cut()  # the room vanishes from the network first, then its machines are gone
-            _fabric(active).cut_room("room1")
+            await copier.cut()  # the room vanishes from the network first, then its machines are gone
+            await asyncio.to_thread(active.fabric.cut_room, "room1")
             hit = await asyncio.to_thread(_kill, active, down)
             fault_ms = now_ms()
             notes.append(f"room1 lost: killed {', '.join(hit)}; clients switched to the standby cluster")
             times.detected_ms = await _wait_unavailable(work, fault_ms)
             await asyncio.sleep(settings.switch_after_ms / 1000)
             times.elected_ms = times.detected_ms  # the standby's leader is already elected
-            await work.switch(standby_layout.namesrv_addr)
+            await work.switch(standby.namesrv_addr)
             times.ready_ms = now_ms() - fault_ms
-            await consumer.switch(standby_layout.namesrv_addr)
+            await consumer.switch(standby.namesrv_addr)
         elif partition:  # room1 is cut off from room2; clients (in no room) keep writing to room1
-            link.cut()
+            await copier.cut()
             fault_ms = now_ms()
         else:
             hit = await asyncio.to_thread(_kill, active, down)
@@ -456,10 +436,10 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
         await asyncio.sleep(settings.outage_ms / 1000)
         times.first_ack_ms = _first_ack_after(work, fault_ms)
         if partition:
-            window = sum((await replicator.lag(direct=True)).values())
+            window = await copier.lag_total()
             notes.append(f"{window} acknowledged messages were not in room2 when the partition healed: what "
                          "losing room1 at that moment would have lost")
-            link.heal()
+            await copier.heal()
         elif not room_loss:
             await asyncio.to_thread(_restart, active, down)
         work.traffic.phase = "healed"
@@ -476,18 +456,17 @@ async def _run_c(settings: DrillSettings) -> DrillResult:
         await consumer.stop()
         present = await read_back(serving.namesrv_addr, topic, run_id, acked)
         if room_loss:
-            notes.append(f"replicator copied {replicator.stats.copied} messages before the loss")
+            notes.append(f"replicator copied {await copier.copied()} messages before the loss")
         return DrillResult(
             scheme="C", layout="dr-c+dr-c-standby", fault=settings.fault, target=target,
             rpo_promised_zero=active_layout.dr.promises_rpo_zero(settings.fault, target),
             instances=len(active_layout.instances) + len(standby_layout.instances), acked=len(acked),
             lost=lost_messages(acked, present), duplicates=duplicate_deliveries(work.traffic.delivered),
-            rto=rto_split(times), latency=latency, cross_room_bytes_per_msg=bytes_per_msg, notes=notes)
+            rto=rto_split(times), latency=latency, cross_room_bytes_per_msg=bytes_per_msg, notes=notes,
+            ray_nodes=nodes)
     finally:
-        if replicator is not None:
-            await replicator.close()
-        if link is not None:
-            await link.close()
+        if copier is not None:
+            await copier.close()
         if standby is not None:
             await asyncio.to_thread(drcluster.down, standby)
         await asyncio.to_thread(drcluster.down, active)

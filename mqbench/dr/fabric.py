@@ -13,7 +13,13 @@ restarts need nothing from the fabric.
 
 Alias addresses: view of the room with index ``i`` (rooms in layout order) sees a host whose real
 address is ``127.a.b.c`` at ``127.(200+i).b.c``; the whole 127/8 is loopback on Linux, so nothing
-needs configuring. Layouts with IPv6 hosts cannot be viewed (UserError).
+needs configuring. Layouts with IPv6 hosts cannot be viewed (UserError). ``by_index=True`` (hosts on
+Ray nodes, whose real addresses are other machines' IPs that may share their last two octets): the
+host with index ``n`` (sorted host names, from 1) is seen at ``127.(200+i).(n // 256).(n % 256)``.
+
+The same views and proxies serve a layout on Ray nodes (``mqbench.ray.links``): there each node runs
+the proxies of its own room's view (``ProxyFabric(..., specs=..., share_busy=True)`` inside the host
+actor), so the cut happens on the machines the traffic leaves from.
 
 ``ProxyFabric`` runs the proxies on an event loop of its own thread, so the synchronous launcher
 (``mqbench.cluster.launcher``) can block while the proxies keep forwarding; its control methods are
@@ -35,10 +41,15 @@ ALIAS_FIRST_OCTET = 200
 CONTROL_TIMEOUT_S = 10.0
 
 
-def alias_address(layout: Layout, view_room: str, host: str) -> str:
+def alias_address(layout: Layout, view_room: str, host: str, by_index: bool = False) -> str:
     """The address at which hosts of ``view_room`` reach ``host`` (its own address if same room)."""
     if layout.room_of(host) == view_room:
         return layout.hosts[host]
+    if by_index:
+        index, number = list(layout.rooms).index(view_room), sorted(layout.hosts).index(host) + 1
+        if index > 255 - ALIAS_FIRST_OCTET or number > 65535:
+            raise UserError(f"layout {layout.name!r} has too many rooms or hosts for room views")
+        return f"127.{ALIAS_FIRST_OCTET + index}.{number // 256}.{number % 256}"
     address = ipaddress.ip_address(layout.hosts[host])
     if address.version != 4:
         raise UserError(f"layout {layout.name!r}: host {host} has IPv6 address {address}; DR drills need "
@@ -50,9 +61,9 @@ def alias_address(layout: Layout, view_room: str, host: str) -> str:
     return f"127.{ALIAS_FIRST_OCTET + index}.{octets[2]}.{octets[3]}"
 
 
-def view_layout(layout: Layout, view_room: str) -> dict:
+def view_layout(layout: Layout, view_room: str, by_index: bool = False) -> dict:
     """The layout document (as TOML tables) that processes in ``view_room`` read; ports final."""
-    hosts = {h: {"address": alias_address(layout, view_room, h)} for h in layout.hosts}
+    hosts = {h: {"address": alias_address(layout, view_room, h, by_index)} for h in layout.hosts}
     groups = {}
     for group, replicas in layout.groups.items():
         groups[group] = {"replicas": list(replicas)}
@@ -92,13 +103,13 @@ def _toml_value(value) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
-def write_views(layout: Layout, directory: Path) -> dict[str, Path]:
+def write_views(layout: Layout, directory: Path, by_index: bool = False) -> dict[str, Path]:
     """Write one view per room that runs broker instances; room -> file path."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = {}
     for room in sorted({i.room for i in layout.instances}):
         path = directory / f"layout-{room}.toml"
-        path.write_text(to_toml(view_layout(layout, room)), encoding="utf-8")
+        path.write_text(to_toml(view_layout(layout, room, by_index)), encoding="utf-8")
         paths[room] = path
     return paths
 
@@ -114,9 +125,10 @@ class ProxySpec:
     link: LinkSettings
 
 
-def proxy_plan(layout: Layout) -> list[ProxySpec]:
+def proxy_plan(layout: Layout, by_index: bool = False, link: LinkSettings | None = None) -> list[ProxySpec]:
     """Every proxy the views need: each room with instances x each host of another room x each port
-    that host serves to peers (its instances' Raft ports, the name server port)."""
+    that host serves to peers (its instances' Raft ports, the name server port). ``link`` replaces
+    every room pair's link settings (Ray nodes: ``NO_DELAY``, the real network is the link)."""
     served: dict[str, list[int]] = {h: [] for h in layout.hosts}
     served[layout.namesrv_host].append(layout.namesrv_port)
     for instance in layout.instances:
@@ -129,18 +141,25 @@ def proxy_plan(layout: Layout) -> list[ProxySpec]:
                 continue
             for port in ports:
                 specs.append(ProxySpec(view_room, host, host_room, port,
-                                       (alias_address(layout, view_room, host), port),
-                                       (layout.hosts[host], port), layout.link_between(view_room, host_room)))
+                                       (alias_address(layout, view_room, host, by_index), port),
+                                       (layout.hosts[host], port),
+                                       link if link is not None else layout.link_between(view_room, host_room)))
     return specs
 
 
 class ProxyFabric:
-    """The proxies of ``proxy_plan(layout)``, on their own thread's event loop (module docstring)."""
+    """The proxies of ``proxy_plan(layout)`` (or of ``specs``), on their own thread's event loop
+    (module docstring). ``share_busy``: a proxy whose alias address is taken already is left to
+    whoever listens there (another Ray node of the same room on the same machine, whose proxy
+    forwards to the same target); ``shared`` counts them."""
 
-    def __init__(self, layout: Layout, *, seed: int | str = 0):
+    def __init__(self, layout: Layout, *, seed: int | str = 0, specs: list[ProxySpec] | None = None,
+                 share_busy: bool = False):
         self.layout = layout
-        self.specs = proxy_plan(layout)
+        self.specs = proxy_plan(layout) if specs is None else list(specs)
         self.seed = seed
+        self.share_busy = share_busy
+        self.shared = 0
         self._proxies: list[tuple[ProxySpec, DelayProxy]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -175,7 +194,13 @@ class ProxyFabric:
             proxy = DelayProxy(spec.listen, spec.target, forward=spec.link, backward=spec.link,
                                seed=f"{self.seed}/{spec.view_room}/{spec.host}/{spec.port}",
                                name=f"{spec.view_room}->{spec.host}:{spec.port}")
-            await proxy.start()
+            try:
+                await proxy.start()
+            except UserError:
+                if not self.share_busy:
+                    raise
+                self.shared += 1
+                continue
             self._proxies.append((spec, proxy))
 
     def _touching(self, room: str) -> list[DelayProxy]:

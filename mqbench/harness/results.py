@@ -212,7 +212,10 @@ field                                       meaning
                                             measured phase (equals ``cpu_s_per_million_msgs``)
 ``cells[].client_cpu_us_per_msg``           the load generator's (driver workers + mqbench parent)
 ``cells[].broker_cpu_machine_share``        share of the machine (all cores) each side used over
-``cells[].client_cpu_machine_share``        the measured phase; 1.0 = every core busy
+``cells[].client_cpu_machine_share``        the measured phase; 1.0 = every core busy. With the
+                                            brokers on Ray nodes the broker share divides by the
+                                            summed CPU count of the nodes that host them (not
+                                            the driver's); the client share stays this machine's
 ==========================================  ========================================================
 """
 from __future__ import annotations

@@ -20,7 +20,14 @@ Contract:
   processes end with the agent (a lifeline). Returns the pid, start time and argv to record;
 * the operations of ``cluster.processes.LocalHosts`` on records (as dicts) of this node:
   ``process_states``, ``signal_processes``, ``wait_gone``, ``stop_processes``, ``cpu_s``, ``tail``,
-  ``remove_stores`` (each record's ``store`` folder), ``busy_ports`` (the launcher's port check).
+  ``remove_stores`` (each record's ``store`` folder), ``busy_ports`` (the launcher's port check);
+* a DR drill's room links on this node (``mqbench.ray.links``): ``start_links(layout, specs, seed)``
+  runs the inter-room proxies of this node's room view (``dr.fabric.ProxyFabric``; an alias
+  address another node of this machine serves already is shared), ``cut_links(room)``,
+  ``heal_links()``, ``link_bytes()``; and scheme C's replicator with its link to room1
+  (``dr.room_link.ThreadedReplicator``): ``start_replicator(kwargs)``, then
+  ``replicator(op, *args)`` for ``cut``, ``heal``, ``bytes``, ``copied``, ``lag_total``, ``close``.
+  Both end with the agent.
 
 An agent holds no cluster state of its own: every call carries its records (``cluster.json`` is the
 truth), so a later ``mqbench cluster`` command, a new Ray driver that found the agent by its name,
@@ -42,6 +49,8 @@ class NodeAgent:
         self.ended = False
         self.lifeline = None     # broker.lifeline.Lifeline of the processes this agent started
         self.worker_cpu_seen = 0.0   # the worker's CPU seconds at the last sample
+        self.links = None       # dr.fabric.ProxyFabric: a DR drill's room links on this node
+        self.copier = None      # dr.room_link.ThreadedReplicator: scheme C's replicator on this node
 
     # --- the node --------------------------------------------------------------------------
 
@@ -209,3 +218,47 @@ class NodeAgent:
         except UserError as exc:
             return str(exc)
         return None
+
+    # --- a DR drill's room links and replicator on this node ---------------------------------
+
+    def start_links(self, layout, specs: list, seed: str) -> dict:
+        """Start the proxies of ``specs`` (``dr.fabric.ProxySpec``) here; which listen, how many shared."""
+        from mqbench.dr.fabric import ProxyFabric
+
+        self.close_links()
+        self.links = ProxyFabric(layout, seed=seed, specs=specs, share_busy=True).start()
+        return {"listening": [list(spec.listen) for spec, _proxy in self.links._proxies], "shared": self.links.shared}
+
+    def cut_links(self, room: str) -> None:
+        if self.links is not None:
+            self.links.cut_room(room)
+
+    def heal_links(self) -> None:
+        if self.links is not None:
+            self.links.heal()
+
+    def link_bytes(self) -> int:
+        return 0 if self.links is None else self.links.cross_room_bytes()
+
+    def close_links(self) -> None:
+        if self.links is not None:
+            self.links.close()
+            self.links = None
+
+    def start_replicator(self, kwargs: dict) -> None:
+        from mqbench.dr.room_link import ThreadedReplicator
+
+        if self.copier is not None:
+            self.copier.close()
+        self.copier = ThreadedReplicator(**kwargs)
+        self.copier.start()
+
+    def replicator(self, op: str, *args):
+        if op not in ("cut", "heal", "bytes", "copied", "lag_total", "close"):
+            raise ValueError(f"no replicator operation {op!r}")
+        if self.copier is None:
+            return None
+        out = getattr(self.copier, op)(*args)
+        if op == "close":
+            self.copier = None
+        return out

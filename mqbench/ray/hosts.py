@@ -3,14 +3,16 @@
 ``RayPlacer(engine, detached)`` is the launcher's ``placer`` (``cluster.launcher.up``):
 
 * **where**: a host whose layout address is not a loopback address names a node by its IP and is
-  placed on that node; the other hosts go into one placement group, one bundle per host,
-  ``STRICT_SPREAD`` (each on a distinct node, never the head unless ``head_workers``), a host's
-  bundle asking for ``mqbench_room_<room>`` when some node offers it (rooms as node resources);
+  placed on that node, as is a host whose ``ray_node`` is ``id:<node id>``; the other hosts go into
+  one placement group, one bundle per host, ``STRICT_SPREAD`` (each on a distinct node, never the
+  head unless ``head_workers`` nor a node another host names), a host's bundle asking for ``mqbench_room_<room>`` when some node
+  offers it (rooms as node resources), and, for ``ray_node = "label:k=v,..."``, selecting nodes
+  with those labels (``ray start --labels``; Ray's bundle label selector);
 * **who**: one ``agents.NodeAgent`` per host, a *named* actor (``mqbench:<cluster id>:<host>`` in
   the ``mqbench`` namespace), so a later command, another Ray driver, finds it by name. For
   ``mqbench cluster up --cluster`` the actors and the placement group are *detached* (they outlive
   the command; ``cluster down`` ends them); for ``mqbench run`` they end with the run's driver;
-* **addresses**: placed hosts listen on their node's IP when the placed nodes' IPs are distinct
+* **addresses**: placed hosts (all but those pinned by IP) listen on their node's IP when the placed nodes' IPs are distinct
   (one Ray node per machine, or local test nodes on 127.0.0.x), else (several nodes share one
   IP: one machine) on the layout's own loopback addresses. The name server runs on its host's
   node too. The placed layout is written to ``DIR/layout.json`` and shipped to the nodes with
@@ -179,6 +181,16 @@ class RayPlacer:
     def _nodes_by_ip(self) -> dict[str, str]:
         return {n["NodeManagerAddress"]: n["NodeID"] for n in self.engine.ray.nodes() if n.get("Alive")}
 
+    def _check_labels(self, layout, hosts: list[str]) -> None:
+        """UserError naming a host whose ``ray_node`` labels no live node carries (Ray would wait)."""
+        nodes = [n.get("Labels", {}) or {} for n in self.engine.ray.nodes() if n.get("Alive")]
+        for host in hosts:
+            wanted = dict(layout.ray_nodes[host].labels) if host in layout.ray_nodes else {}
+            if wanted and not any(all(labels.get(k) == v for k, v in wanted.items()) for labels in nodes):
+                raise UserError(f"layout {layout.name}: host {host} wants a Ray node labelled "
+                                f"{', '.join(f'{k}={v}' for k, v in wanted.items())}, and no live node has "
+                                "those labels (ray start --labels)")
+
     def place(self, layout, directory: Path, port_offset: int):
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
@@ -190,7 +202,8 @@ class RayPlacer:
         cluster_id = secrets.token_hex(4)
         hosts = sorted(layout.hosts)
         pinned = {h: layout.hosts[h] for h in hosts if not _is_loopback(layout.hosts[h])}
-        spread = [h for h in hosts if h not in pinned]
+        by_id = {h: n.node_id for h, n in layout.ray_nodes.items() if n.node_id and h not in pinned}
+        spread = [h for h in hosts if h not in pinned and h not in by_id]
         by_ip = self._nodes_by_ip()
         strategies = {}
         for host, address in pinned.items():
@@ -198,6 +211,11 @@ class RayPlacer:
                 raise UserError(f"layout {layout.name}: host {host} names the node {address}, and the Ray cluster has "
                                 f"no live node with that address (its nodes: {', '.join(sorted(by_ip))})")
             strategies[host] = NodeAffinitySchedulingStrategy(by_ip[address], soft=False)
+        for host, node_id in by_id.items():
+            if node_id not in by_ip.values():
+                raise UserError(f"layout {layout.name}: host {host} names the Ray node id {node_id}, and the Ray cluster "
+                                "has no live node with that id (`ray list nodes` shows them)")
+            strategies[host] = NodeAffinitySchedulingStrategy(node_id, soft=False)
         group_name = None
         if spread:
             usable = len(engine.nodes())
@@ -212,13 +230,20 @@ class RayPlacer:
                 if room in offered:
                     bundle[room] = 0.001
                 bundles.append(bundle)
-            selectors = None
+            selectors: list[dict] = [dict(layout.ray_nodes[h].labels) if h in layout.ray_nodes else {}
+                                     for h in spread]
+            # not the head (unless asked), nor a node a host names (by IP or id): each host on a node of its own
+            avoid = sorted({by_ip[a] for a in pinned.values()} | set(by_id.values()))
             if not engine.options.head_workers:
-                head = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and HEAD_RESOURCE in n.get("Resources", {})]
-                selectors = [{"ray.io/node-id": f"!in({','.join(head)})"} for _ in spread] if head else None
+                avoid += [n["NodeID"] for n in ray.nodes() if n.get("Alive") and HEAD_RESOURCE in n.get("Resources", {})]
+            if avoid:
+                for selector in selectors:
+                    selector["ray.io/node-id"] = f"!in({','.join(avoid)})"
+            self._check_labels(layout, spread)
             group_name = f"mqbench:{cluster_id}"
             group = placement_group(bundles, strategy="STRICT_SPREAD", name=group_name,
-                                    lifetime="detached" if self.detached else None, bundle_label_selector=selectors)
+                                    lifetime="detached" if self.detached else None,
+                                    bundle_label_selector=selectors if any(selectors) else None)
             if not self.detached:
                 engine.groups.append(group)
             try:
@@ -243,10 +268,11 @@ class RayPlacer:
                 where[host] = {"actor": name, "node_id": info["node_id"], "node_ip": info["node_ip"],
                                "node": f"{info['hostname']}/{info['node_ip']}"}
                 engine.note_host(host, info, actors[host])
-            placed_ips = [where[h]["node_ip"] for h in spread]
+            moving = spread + sorted(by_id)
+            placed_ips = [where[h]["node_ip"] for h in moving]
             addresses = dict(layout.hosts)
             if len(set(placed_ips)) == len(placed_ips):
-                addresses.update({h: where[h]["node_ip"] for h in spread})
+                addresses.update({h: where[h]["node_ip"] for h in moving})
             document = _layout_document(layout.source)
             for host, address in addresses.items():
                 document["hosts"][host]["address"] = address

@@ -8,7 +8,9 @@ Ray's node address is 127.0.0.1 and nothing it opens is reachable from outside.
 ``local_ray(nodes)`` runs ``ray start --head`` (no CPU for work: nothing lands on the head unless
 asked) on 127.0.0.1 and ``nodes`` worker nodes, each with one CPU, the smallest object store Ray
 takes, its own resource ``mqbench_node_<i>``, the room resource ``mqbench_room_<room>`` (``room``, or
-``rooms[i]`` when a room per node is given, so a layout's hosts land in their rooms) and its own
+``rooms[i]`` when a room per node is given, so a layout's hosts land in their rooms; ``rooms[i]``
+may be a list: that node serves every room in it), the labels ``labels[i]`` when given
+(``ray start --labels``: what a layout host's ``ray_node = "label:k=v"`` selects) and its own
 node address ``127.0.0.<i + 2>`` (Ray keeps a loopback node address inside the namespace), so a
 layout placed on them listens on distinct node addresses as on separate machines; every process
 listens on loopback with ports of its own; every ``ray start`` is bounded by ``START_TIMEOUT_S``. On leaving
@@ -82,7 +84,7 @@ def _ray_start(argv: list[str], env: dict) -> None:
 
 
 @contextlib.contextmanager
-def local_ray(nodes: int = 3, room: str = "room1", rooms: list[str] | None = None):
+def local_ray(nodes: int = 3, room: str = "room1", rooms: list | None = None, labels: list[dict] | None = None):
     temp = tempfile.mkdtemp(prefix="mqbray-", dir="/tmp")  # short: Ray's socket paths live under it
     gcs, client = _free_ports(2)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}
@@ -92,10 +94,14 @@ def local_ray(nodes: int = 3, room: str = "room1", rooms: list[str] | None = Non
                     "false", "--num-cpus", "0", "--temp-dir", temp, "--node-ip-address", "127.0.0.1", *common,
                     *_node_ports()], env)
         for index in range(nodes):
-            node_room = rooms[index] if rooms else room
-            resources = {f"mqbench_node_{index}": 1, f"mqbench_room_{node_room}": 1}
+            node_rooms = rooms[index] if rooms else room
+            resources = {f"mqbench_node_{index}": 1}
+            for node_room in [node_rooms] if isinstance(node_rooms, str) else node_rooms:
+                resources[f"mqbench_room_{node_room}"] = 1
+            node_labels = labels[index] if labels else {}
+            label_args = ["--labels", ",".join(f"{k}={v}" for k, v in node_labels.items())] if node_labels else []
             _ray_start(["--address", f"127.0.0.1:{gcs}", "--num-cpus", "1", "--resources", json.dumps(resources),
-                        "--node-ip-address", node_address(index), *common, *_node_ports()], env)
+                        "--node-ip-address", node_address(index), *label_args, *common, *_node_ports()], env)
         yield f"ray://127.0.0.1:{client}"
     finally:
         subprocess.run([_ray_bin(), "stop", "--force"], env=env, timeout=60, capture_output=True)

@@ -408,7 +408,8 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
         "measured_acked_msgs": after_drain["measured_acked"],
         "measured_acked_on_time_msgs": after_drain["measured_acked_on_time"],
     })
-    doc.update(cpu_figures(probe_start.cpu, probe_end.cpu, merged.total().counters["published"]))
+    doc.update(cpu_figures(probe_start.cpu, probe_end.cpu, merged.total().counters["published"],
+                           broker_cpus=_broker_node_cpus(env, probe_end)))
     edges = cpu_edges[:len(doc["windows"])] + [probe_end.cpu]
     for index, window in enumerate(doc["windows"]):
         first, last = edges[index:index + 2] if index + 1 < len(edges) else (None, None)
@@ -418,6 +419,15 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
     if env.ray is not None:
         doc["ray"] = env.ray.report(probe_start.nodes, probe_end.nodes)
     return doc
+
+
+def _broker_node_cpus(env: Environment, probe: _Probe) -> int | None:
+    """The summed CPU count of the Ray nodes that host the brokers (the broker share's divisor on
+    Ray: ``probes.cpu_figures``); None for brokers on this machine or nodes that did not answer."""
+    if env.ray is None or not env.embedded or not probe.nodes:
+        return None
+    counts = [probe.nodes[node]["cpu_count"] for node in set(env.ray.host_nodes.values()) if node in probe.nodes]
+    return sum(counts) or None
 
 
 def _add_stored(doc: dict, env: Environment, plan: WorkloadPlan, cell: CellSettings,

@@ -14,7 +14,9 @@
   into the cell's figures: CPU microseconds per message of each side (``broker_cpu_us_per_msg``,
   ``client_cpu_us_per_msg``) and the share of the whole machine each used over that time
   (``*_cpu_machine_share``: CPU seconds / (wall seconds x ``os.cpu_count()``), 1.0 = every core
-  busy). The broker side is None when the brokers are not ours (``--target``).
+  busy). The broker side is None when the brokers are not ours (``--target``). With the brokers
+  on other machines (Ray nodes) the broker share divides by those machines' CPUs instead
+  (``broker_cpus``: the summed CPU count of the distinct nodes that host brokers).
 """
 from __future__ import annotations
 
@@ -64,15 +66,19 @@ def sample_cpu(broker_pids: Iterable[int] | None, client_pids: Iterable[int], t_
     return CpuSample(t_ns, None if broker_pids is None else cpu_seconds(broker_pids), cpu_seconds(client_pids))
 
 
-def cpu_figures(first: CpuSample, last: CpuSample, msgs: int, cpus: int | None = None) -> dict:
-    """The cell's CPU fields between two samples (module doc); None where not measurable."""
+def cpu_figures(first: CpuSample, last: CpuSample, msgs: int, cpus: int | None = None,
+                broker_cpus: int | None = None) -> dict:
+    """The cell's CPU fields between two samples (module doc); None where not measurable.
+    ``cpus``: this machine's CPU count (default ``os.cpu_count()``); ``broker_cpus``: the CPUs the
+    brokers run on when that is not this machine (their nodes' summed count)."""
     cpus = cpus or os.cpu_count() or 1
     wall_s = (last.t_ns - first.t_ns) / 1e9
     out = {}
-    for side, a, b in (("broker", first.broker_s, last.broker_s), ("client", first.client_s, last.client_s)):
+    for side, a, b, side_cpus in (("broker", first.broker_s, last.broker_s, broker_cpus or cpus),
+                                  ("client", first.client_s, last.client_s, cpus)):
         used = None if a is None or b is None else max(0.0, b - a)
         out[f"{side}_cpu_us_per_msg"] = used * 1e6 / msgs if used is not None and msgs else None
-        out[f"{side}_cpu_machine_share"] = used / (wall_s * cpus) if used is not None and wall_s > 0 else None
+        out[f"{side}_cpu_machine_share"] = used / (wall_s * side_cpus) if used is not None and wall_s > 0 else None
     return out
 
 

@@ -69,6 +69,23 @@ def test_a_node_address_parses_and_a_local_launch_refuses_it_naming_ray(tmp_path
     check_loopback(load_layout("raft3"))
 
 
+def test_a_host_names_its_ray_node_by_label_or_id_and_a_local_launch_refuses_it():
+    from mqbench.broker.layout import RayNode
+    from mqbench.cluster.launcher import check_loopback
+
+    node_id = "ab" * 28
+    layout = parse_layout({**BASE, "rooms": {"r": {"hosts": ["a", "b"]}},
+                           "hosts": {"a": {"address": "127.0.0.5", "ray_node": "label:zone=r1,rack=7"},
+                                     "b": {"address": "127.0.0.6", "ray_node": f"id:{node_id.upper()}"}}})
+    assert layout.ray_nodes == {"a": RayNode(labels=(("zone", "r1"), ("rack", "7"))), "b": RayNode(node_id=node_id)}
+    assert load_layout("raft3").ray_nodes == {}
+    with pytest.raises(UserError, match="host a names a Ray node.*--cluster ray://"):
+        check_loopback(layout)
+    for bad in ("zone=r1", "label:zone", "id:xyz", "host:h1", 7):
+        with pytest.raises(UserError, match="hosts.a.ray_node"):
+            parse_layout({**BASE, "hosts": {"a": {"address": "127.0.0.5", "ray_node": bad}}})
+
+
 def test_a_placed_layout_loads_from_json(tmp_path):
     import json
 

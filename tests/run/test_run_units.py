@@ -300,3 +300,6 @@ def test_cpu_figures_split_broker_and_load_generator_per_message_and_machine_sha
                       "client_cpu_us_per_msg": None, "client_cpu_machine_share": 0.5}
     sample = sample_cpu(None, [os.getpid()], 5)
     assert sample.broker_s is None and sample.client_s > 0 and sample.t_ns == 5
+    # brokers on other machines (Ray nodes, 3 x 4 CPUs): their share divides by those CPUs, not this machine's
+    placed = cpu_figures(first, last, msgs=1000, cpus=2, broker_cpus=12)
+    assert placed["broker_cpu_machine_share"] == 1.0 / (2 * 12) and placed["client_cpu_machine_share"] == 0.125
