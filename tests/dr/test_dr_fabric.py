@@ -81,3 +81,32 @@ def test_unknown_room_is_a_user_error(layout):
             fabric.cut_room("room9")
     finally:
         fabric.close()
+
+
+def test_ray_node_views_alias_by_host_index_and_a_second_node_of_one_machine_shares_a_taken_alias(layout):
+    """On Ray nodes (``mqbench.ray.links``) the hosts' real addresses are other machines' IPs, which may
+    share their last octets: the aliases go by host index; each room's proxies add no delay; a node
+    actor whose alias another node of the same machine listens on already leaves that proxy to it."""
+    from dataclasses import replace
+
+    from mqbench.dr.fabric import proxy_plan, view_layout
+    from mqbench.dr.netem import NO_DELAY
+
+    placed = replace(layout, hosts={"h1": "10.0.0.5", "h2": "10.1.0.5", "h3": "10.2.0.5", "ns": "10.3.0.5"})
+    view = view_layout(placed, "room1", by_index=True)["hosts"]
+    assert view == {"h1": {"address": "10.0.0.5"}, "h2": {"address": "127.200.0.2"},
+                    "h3": {"address": "127.200.0.3"}, "ns": {"address": "127.200.0.4"}}
+    specs = proxy_plan(placed, by_index=True, link=NO_DELAY)
+    assert {s.link for s in specs} == {NO_DELAY} and len({(s.view_room, s.listen) for s in specs}) == len(specs)
+    ours = [s for s in proxy_plan(layout) if s.view_room == "room1"]
+    first = ProxyFabric(layout, specs=ours, share_busy=True).start()
+    try:
+        second = ProxyFabric(layout, specs=ours, share_busy=True).start()
+        assert second.shared == len(ours) and second.cross_room_bytes() == 0
+        second.close()
+        from mqbench.errors import UserError
+
+        with pytest.raises(UserError, match="cannot listen"):
+            ProxyFabric(layout, specs=ours).start()     # without share_busy a taken alias is an error
+    finally:
+        first.close()
