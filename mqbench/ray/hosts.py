@@ -5,15 +5,16 @@
 * **where**: a host whose layout address is not a loopback address names a node by its IP and is
   placed on that node, as is a host whose ``ray_node`` is ``id:<node id>``; the other hosts go into
   one placement group, one bundle per host, ``STRICT_SPREAD`` (each on a distinct node, never the
-  head unless ``head_workers`` nor a node another host names), a host's bundle asking for ``mqbench_room_<room>`` when some node
-  offers it (rooms as node resources), and, for ``ray_node = "label:k=v,..."``, selecting nodes
-  with those labels (``ray start --labels``; Ray's bundle label selector);
+  head unless ``head_workers``, nor a node another host names), a host's bundle asking for
+  ``mqbench_room_<room>`` when some node offers it (rooms as node resources), and, for
+  ``ray_node = "label:k=v,..."``, selecting nodes with those labels (``ray start --labels``; Ray's
+  bundle label selector);
 * **who**: one ``agents.NodeAgent`` per host, a *named* actor (``mqbench:<cluster id>:<host>`` in
   the ``mqbench`` namespace), so a later command, another Ray driver, finds it by name. For
   ``mqbench cluster up --cluster`` the actors and the placement group are *detached* (they outlive
   the command; ``cluster down`` ends them); for ``mqbench run`` they end with the run's driver;
-* **addresses**: placed hosts (all but those pinned by IP) listen on their node's IP when the placed nodes' IPs are distinct
-  (one Ray node per machine, or local test nodes on 127.0.0.x), else (several nodes share one
+* **addresses**: placed hosts (all but those named by IP) listen on their node's IP when the placed
+  nodes' IPs are distinct (one Ray node per machine, or local test nodes on 127.0.0.x), else (several nodes share one
   IP: one machine) on the layout's own loopback addresses. The name server runs on its host's
   node too. The placed layout is written to ``DIR/layout.json`` and shipped to the nodes with
   the cluster secret; the ports are checked on each node, not here;
