@@ -1,7 +1,9 @@
 """``RaftTransport``: Raft messages between broker processes over asyncio TCP (``wire`` framing).
 
-* Inbound: a server accepts connections from peers; every decoded message addressed to this node
-  from a known peer is handed to ``on_message`` (a plain callable, called on the event loop). A
+* Inbound: a server accepts connections from peers (an asyncio Protocol per connection: bytes
+  are decoded in the loop's read callback, no stream or task per connection); every decoded
+  message addressed to this node from a known peer is handed to ``on_message`` (a plain
+  callable, called on the event loop). A
   peer that sends a malformed frame, a frame for another node or from an unknown node gets its
   connection closed (counted in ``peer_errors``); the node and its other connections carry on.
 * Outbound: ``send(message)`` never blocks and never raises for network trouble. Each peer has a
@@ -30,9 +32,6 @@ from . import auth
 from .types import Message
 from .wire import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encode_entries, encode_frame
 
-READ_CHUNK_BYTES = 256 * 1024
-
-
 class RaftTransport:
     def __init__(self, node_id: int, peers: dict[int, tuple[str, int]], on_message: Callable[[Message], None], *,
                  host: str = "127.0.0.1", port: int = 0, queue_limit: int = 4096,
@@ -55,13 +54,13 @@ class RaftTransport:
         self._server: asyncio.AbstractServer | None = None
         self._queues: dict[int, asyncio.Queue] = {}
         self._writers: dict[int, asyncio.Task] = {}
-        self._inbound: set[asyncio.Task] = set()
+        self._inbound: set[_Inbound] = set()
         self._closing = False
         self._encoded: tuple[tuple, bytes] = ((), b"")   # the last entries encoded, shared by all peers
 
     async def start(self) -> tuple[str, int]:
         """Listen; returns the bound (host, port) (``port=0`` picks a free one)."""
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self._server = await asyncio.get_running_loop().create_server(lambda: _Inbound(self), self.host, self.port)
         self.host, self.port = self._server.sockets[0].getsockname()[:2]
         return self.host, self.port
 
@@ -85,52 +84,14 @@ class RaftTransport:
         self._closing = True
         if self._server is not None:
             self._server.close()
-        tasks = list(self._writers.values()) + list(self._inbound)
+        for inbound in list(self._inbound):
+            inbound.close()
+        tasks = list(self._writers.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
-
-    # -- inbound -----------------------------------------------------------------------------
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        self._inbound.add(task)
-        try:
-            if self.secret is None:
-                decoder = FrameDecoder(self.max_frame_bytes)
-            else:
-                server_nonce = os.urandom(auth.NONCE_BYTES)
-                decoder = auth.ReceiverSession(self.secret, self.node_id, self.peers, server_nonce,
-                                               max_frame_bytes=self.max_frame_bytes)
-                writer.write(auth.challenge(server_nonce))
-                await writer.drain()
-            while True:
-                if getattr(decoder, "peer", 0) is None:   # still waiting for the HELLO: bounded
-                    try:
-                        data = await asyncio.wait_for(reader.read(READ_CHUNK_BYTES), self.handshake_timeout_ms / 1000)
-                    except asyncio.TimeoutError:
-                        raise PeerError(f"no raft HELLO within {self.handshake_timeout_ms} ms") from None
-                else:
-                    data = await reader.read(READ_CHUNK_BYTES)
-                if not data:
-                    return
-                for m in decoder.feed(data):
-                    if m.dst != self.node_id or m.src not in self.peers:
-                        raise PeerError(f"message {m.src}->{m.dst} is not for node {self.node_id} from a peer")
-                    self.received += 1
-                    self.on_message(m)
-        except PeerError:
-            self.peer_errors += 1        # close this connection only
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except asyncio.CancelledError:
-            # close() cancels inbound connections; ending quietly here keeps asyncio's stream
-            # callback from logging a CancelledError traceback for every connection
-            pass
-        finally:
-            self._inbound.discard(task)
-            writer.close()
 
     # -- outbound ----------------------------------------------------------------------------
     async def _write_loop(self, peer: int, queue: asyncio.Queue) -> None:
@@ -186,3 +147,71 @@ class RaftTransport:
         hello, sealer = auth.client_hello(self.secret, self.node_id, peer, challenge, os.urandom(auth.NONCE_BYTES))
         writer.write(hello)
         return sealer
+
+
+class _Inbound(asyncio.Protocol):
+    """One accepted connection: its bytes go through the decoder (plain or authenticated) as they
+    arrive, and every message to this node from a peer goes to ``on_message`` in the same
+    callback (no stream buffer, no task per connection). A peer error closes this connection only."""
+
+    def __init__(self, owner: RaftTransport):
+        self.owner = owner
+        self.transport: asyncio.BaseTransport | None = None
+        self.decoder: FrameDecoder | auth.ReceiverSession | None = None
+        self._hello_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        owner = self.owner
+        self.transport = transport
+        if owner._closing:
+            transport.close()
+            return
+        owner._inbound.add(self)
+        if owner.secret is None:
+            self.decoder = FrameDecoder(owner.max_frame_bytes)
+            return
+        server_nonce = os.urandom(auth.NONCE_BYTES)
+        self.decoder = auth.ReceiverSession(owner.secret, owner.node_id, owner.peers, server_nonce,
+                                            max_frame_bytes=owner.max_frame_bytes)
+        transport.write(auth.challenge(server_nonce))  # type: ignore[attr-defined]
+        # no HELLO within the bound: a peer error
+        self._hello_timer = asyncio.get_running_loop().call_later(owner.handshake_timeout_ms / 1000, self._no_hello)
+
+    def _no_hello(self) -> None:
+        self._hello_timer = None
+        if isinstance(self.decoder, auth.ReceiverSession) and self.decoder.peer is None:
+            self._refuse()
+
+    def data_received(self, data: bytes) -> None:
+        owner, decoder = self.owner, self.decoder
+        if decoder is None:
+            return
+        try:
+            messages = decoder.feed(data)
+            if self._hello_timer is not None and getattr(decoder, "peer", None) is not None:
+                self._hello_timer.cancel()
+                self._hello_timer = None
+            node_id, peers = owner.node_id, owner.peers
+            for m in messages:
+                if m.dst != node_id or m.src not in peers:
+                    raise PeerError(f"message {m.src}->{m.dst} is not for node {node_id} from a peer")
+                owner.received += 1
+                owner.on_message(m)
+        except PeerError:
+            self._refuse()
+
+    def _refuse(self) -> None:
+        self.owner.peer_errors += 1        # close this connection only
+        self.close()
+
+    def close(self) -> None:
+        self.decoder = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
+        self.decoder = None
+        self.owner._inbound.discard(self)
