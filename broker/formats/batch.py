@@ -70,13 +70,16 @@ def encode_batch(items: list[BatchItem]) -> bytes:
 _PLAIN_PROPERTIES = re.compile(rb"(?:[^\x01\x02]+\x01[^\x01\x02]+\x02)+").fullmatch
 
 
-def canonical_batch_count(body: bytes, *, items_max: int | None = None) -> int | None:
+def canonical_batch_count(body: bytes, *, items_max: int | None = None,
+                          names_refused: frozenset[bytes] = frozenset(),
+                          properties_bytes_max: int = 0x7FFF) -> int | None:
     """The number of messages in ``body`` when it is exactly ``encode_batch(decode_batch(body))``:
     every item framed as ``decode_batch`` requires, with MAGICCODE and BODYCRC 0 and a property
     string that is UTF-8 and ``name\x01value\x02`` segments with distinct names and no separator
-    inside (what ``encode_properties`` writes), at most ``items_max`` of them. None otherwise (also
-    for an empty body): the caller then runs ``decode_batch``, which names any damage. No property
-    dict or item is built, so an inner-batch record can store ``body`` as sent."""
+    inside (what ``encode_properties`` writes), at most ``items_max`` of them, none named in
+    ``names_refused`` or longer than ``properties_bytes_max``. None otherwise (also for an empty body): the caller then runs
+    ``decode_batch``, which names any damage. No property dict or item is built, so an inner-batch
+    record can store ``body`` as sent."""
     if not isinstance(body, bytes):
         return None
     unpack_head, unpack_i16, plain = _HEAD.unpack_from, _I16.unpack_from, _PLAIN_PROPERTIES
@@ -91,7 +94,7 @@ def canonical_batch_count(body: bytes, *, items_max: int | None = None) -> int |
             return None
         props_at = pos + 20 + body_len
         props_len = unpack_i16(body, props_at)[0]
-        if props_len < 0 or BATCH_ITEM_FIXED_BYTES + body_len + props_len != total:
+        if props_len < 0 or BATCH_ITEM_FIXED_BYTES + body_len + props_len != total or props_len > properties_bytes_max:
             return None
         pos += total
         if props_len:
@@ -118,13 +121,15 @@ def canonical_batch_count(body: bytes, *, items_max: int | None = None) -> int |
     if len(segments) == 1:
         k = segments.pop()
         names = joined.replace(b"\x01", b"\x02").split(b"\x02")[0:-1:2]
+        if not names_refused.isdisjoint(names):
+            return None
         columns = [names[j::k] for j in range(k)]
         if any(any(map(eq, columns[a], columns[b])) for a in range(k) for b in range(a + 1, k)):
             return None
         return count
     for wire in wires:
         names = wire.replace(b"\x01", b"\x02").split(b"\x02")[0:-1:2]
-        if len(set(names)) != len(names):
+        if len(set(names)) != len(names) or not names_refused.isdisjoint(names):
             return None
     return count
 

@@ -343,23 +343,24 @@ async def _propose_fast(ctx: BrokerContext, fast: list[tuple[int, RemotingComman
 
 
 _DELAY_KEYS = frozenset({PROPERTY_DELAY, PROPERTY_TIMER_DELIVER_MS, PROPERTY_TIMER_DELAY_SEC, PROPERTY_TIMER_DELAY_MS})
-#: a property named in _DELAY_KEYS puts one of these into the bytes of any batch body holding it
-_DELAY_KEY_MARKS = (b"DELAY", b"TIMER_DELIVER_MS")
+_DELAY_NAMES = frozenset(key.encode() for key in _DELAY_KEYS)
 
 
 def _stored_as_sent(ctx: BrokerContext, cmd: RemotingCommand, header, existing: TopicConfig | None) -> int | None:
     """The message count of a plain batch to a BatchCQ topic whose body the inner-batch record can
     store as sent (``canonical_batch_count``: what ``encode_batch(decode_batch(body))`` gives), when
-    no item can hold a delay property and no item's property room needs checking; else None, and
-    the batch is decoded item by item as before. No property dict is built on this path."""
+    no item holds a delay property and every item's properties with the batch's fit the room check
+    (an item's string no longer than the bound less the batch's string: the merged properties
+    encode to at most both); else None, and the batch is decoded item by item as before, which
+    refuses what is refused. No property dict is built on this path."""
     if existing is None or not existing.is_batch_cq or header.sys_flag & SYSFLAG_COMPRESSION_BITS:
         return None
     body = cmd.body
-    if len(body) > ctx.message_bytes_max or len(body) + len(header.properties or "") * 4 > SEND_PROPERTIES_BYTES_MAX:
+    if len(body) > ctx.message_bytes_max:
         return None
-    if any(mark in body for mark in _DELAY_KEY_MARKS):
-        return None
-    return canonical_batch_count(body, items_max=BATCH_ITEMS_MAX)
+    room = SEND_PROPERTIES_BYTES_MAX - len((header.properties or "").encode("utf-8", "surrogatepass"))
+    return canonical_batch_count(body, items_max=BATCH_ITEMS_MAX, names_refused=_DELAY_NAMES,
+                                 properties_bytes_max=room)
 
 
 async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:

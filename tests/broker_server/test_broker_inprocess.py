@@ -312,6 +312,10 @@ def test_batch_cq_topic_stores_one_record_per_batch(tmp_path):
             delayed = [*items[:2], BatchItem(b"late", {"UNIQ_KEY": "D" * 32, "DELAY": "3"})]
             response = await request(addr, codes.SEND_BATCH_MESSAGE, fields, encode_batch(delayed))
             assert response.code == codes.MESSAGE_ILLEGAL and "DELAY" in response.remark
+            crowded = [*items[:2], BatchItem(b"big", {"UNIQ_KEY": "E" * 32, "K": "v" * 31_000})]
+            big_fields = {**fields, "i": "A\u0001" + "w" * 800 + "\u0002"}     # the batch's own properties
+            response = await request(addr, codes.SEND_BATCH_MESSAGE, big_fields, encode_batch(crowded))
+            assert response.code == codes.MESSAGE_ILLEGAL and "as stored" in response.remark
             assert store.max_offset("Batched", 0) == 14
             response = await request(addr, codes.PULL_MESSAGE, pull_fields("Batched", 0, 4))
             pulled = decode_pulled(response.body, "b")

@@ -62,6 +62,13 @@ def test_what_the_clients_send_is_stored_as_sent_and_the_rest_is_not():
     assert canonical_batch_count(ok + dup + ok) is None and canonical_batch_count(ok + _item(b"y", b"") + dup) is None
     assert canonical_batch_count(_item(b"", b"A\x01b\x02") + _item(b"", b"C\x01d")) is None     # no last \x02
     assert canonical_batch_count(_item(b"x", b"A\x01b\x01c\x02")) is None        # a value holding \x01
+    refused = frozenset({b"DELAY", b"TIMER_DELIVER_MS"})
+    assert canonical_batch_count(ok + other, names_refused=refused) == 2
+    assert canonical_batch_count(ok + _item(b"", b"A\x01b\x02DELAY\x013\x02"), names_refused=refused) is None
+    assert canonical_batch_count(ok + _item(b"", b"DELAY\x013\x02"), names_refused=refused) is None
+    assert canonical_batch_count(_item(b"DELAY\x013\x02", b"A\x01b\x02"), names_refused=refused) == 1   # a body
+    assert canonical_batch_count(ok + other, properties_bytes_max=8) == 2
+    assert canonical_batch_count(ok + other, properties_bytes_max=7) is None
     bad = _item(b"x", b"A\x01\xff\x02")
     assert canonical_batch_count(bad) is None              # not UTF-8: decode_batch names it
 
