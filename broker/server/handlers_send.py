@@ -344,6 +344,7 @@ async def _propose_fast(ctx: BrokerContext, fast: list[tuple[int, RemotingComman
 
 _DELAY_KEYS = frozenset({PROPERTY_DELAY, PROPERTY_TIMER_DELIVER_MS, PROPERTY_TIMER_DELAY_SEC, PROPERTY_TIMER_DELAY_MS})
 _DELAY_NAMES = frozenset(key.encode() for key in _DELAY_KEYS)
+_DELAY_MARKS = (b"DELAY", b"TIMER_DELIVER_MS")     # each name in _DELAY_KEYS holds one of these
 
 
 def _stored_as_sent(ctx: BrokerContext, cmd: RemotingCommand, header, existing: TopicConfig | None) -> int | None:
@@ -378,7 +379,9 @@ async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Chann
         batch = decode_client_batch(cmd.body, header.sys_flag, size_max=ctx.message_bytes_max,
                                     where=f"batch body to {header.topic}", items_max=BATCH_MESSAGES_MAX)
     properties = rec.decode_properties(header.properties or "")
-    delayed = _DELAY_KEYS.intersection(properties) or batch is not None and next(
+    # an item's delay property name is in a plain body's bytes: without one, no item is looked at
+    delayed = _DELAY_KEYS.intersection(properties) or batch is not None and (
+        header.sys_flag & SYSFLAG_COMPRESSION_BITS or any(mark in cmd.body for mark in _DELAY_MARKS)) and next(
         (keys for item in batch.items if (keys := _DELAY_KEYS.intersection(item.properties))), None)
     if delayed:  # RocketMQ refuses these too: a batch shares one queue and one delivery time
         raise Refused(codes.MESSAGE_ILLEGAL, f"a batch to {header.topic} cannot carry delay properties "

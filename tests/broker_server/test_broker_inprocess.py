@@ -317,6 +317,11 @@ def test_batch_cq_topic_stores_one_record_per_batch(tmp_path):
             response = await request(addr, codes.SEND_BATCH_MESSAGE, big_fields, encode_batch(crowded))
             assert response.code == codes.MESSAGE_ILLEGAL and "as stored" in response.remark
             assert store.max_offset("Batched", 0) == 14
+            for name in ("DELAY", "TIMER_DELAY_MS", "TIMER_DELAY_SEC", "TIMER_DELIVER_MS"):   # a SimpleCQ topic too
+                timed = [*items[:2], BatchItem(b"t", {name: "5"})]
+                plain_fields = {**fields, "b": "Plain"}
+                response = await request(addr, codes.SEND_BATCH_MESSAGE, plain_fields, encode_batch(timed))
+                assert response.code == codes.MESSAGE_ILLEGAL and name in response.remark, response.remark
             response = await request(addr, codes.PULL_MESSAGE, pull_fields("Batched", 0, 4))
             pulled = decode_pulled(response.body, "b")
             assert [m.queue_offset for m in pulled] == list(range(4, 14))
