@@ -571,6 +571,12 @@ def check_record(buf: ByteView, pos: int, end: int, *, check_crc: bool = True) -
     return size
 
 
+def physical_offsets(records: list[ByteView]) -> list[int]:
+    """PHYSICALOFFSET of each record (each at position 0, already checked valid)."""
+    unpack, at = _I64.unpack_from, _FIELD_PHYSICAL_OFFSET
+    return [unpack(record, at)[0] for record in records]
+
+
 def peek_fields(buf: ByteView, pos: int) -> tuple[int, int, int, int, int]:
     """(TOTALSIZE, QUEUEID, QUEUEOFFSET, PHYSICALOFFSET, SYSFLAG) of a record already checked valid."""
     total, _, _, queue_id, _, queue_offset, physical_offset, sysflag, _ = _HEAD.unpack_from(buf, pos)

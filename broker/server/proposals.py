@@ -27,7 +27,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mqbench.broker.formats.record import message_id, peek_fields
+from mqbench.broker.formats.record import message_id, peek_fields, physical_offsets
 from mqbench.broker.raft.types import Entry, NotLeader
 
 __all__ = ["LeadershipLost", "NotLeader", "Proposals", "PutResult"]
@@ -111,21 +111,23 @@ class Proposals:
             else:
                 waiter.future.set_result(self._result(waiter.first, entry.index, waiter.counts))
 
+    def _bodies(self, lo: int, hi: int) -> list[bytes]:
+        if self._stored_bodies is not None:
+            return self._stored_bodies(lo, hi)
+        return [self._stored_body(index) for index in range(lo, hi)]
+
     def _result(self, first: int, last: int, counts: list[int]) -> PutResult:
-        ids, head = [], None
-        for index in range(first, last + 1):
-            _, queue_id, queue_offset, physical_offset, _ = peek_fields(self._stored_body(index), 0)
-            if head is None:
-                head = (queue_id, queue_offset, physical_offset)
-            ids.append(f"{self._id_prefix}{physical_offset:016X}")
+        bodies = self._bodies(first, last + 1)      # one read for the write's entries, not one each
+        _, queue_id, queue_offset, physical_offset, _ = peek_fields(bodies[0], 0)
+        prefix = self._id_prefix
+        ids = [f"{prefix}{offset:016X}" for offset in physical_offsets(bodies)]
         count = sum(counts)
         self.put_count += count
-        return PutResult(",".join(ids), head[0], head[1], head[2], count, ids, last)
+        return PutResult(",".join(ids), queue_id, queue_offset, physical_offset, count, ids, last)
 
     def _results(self, first: int, last: int) -> list[PutResult]:
         results, prefix = [], self._id_prefix
-        bodies = (self._stored_bodies(first, last + 1) if self._stored_bodies is not None
-                  else [self._stored_body(index) for index in range(first, last + 1)])
+        bodies = self._bodies(first, last + 1)
         for index, body in enumerate(bodies, first):
             _, queue_id, queue_offset, physical_offset, _ = peek_fields(body, 0)
             msg_id = f"{prefix}{physical_offset:016X}"

@@ -37,6 +37,9 @@ def test_puts_commit_on_all_replicas_with_identical_offsets_and_bytes(tmp_path, 
             assert len({r.physical_offset for r in results}) == 60
             batch = await leader.put_batch("T", 0, [BatchItem(b"b%d" % n) for n in range(5)], consolidate=False)
             assert (batch.queue_offset, batch.count, len(batch.msg_ids)) == (20, 5, 5)
+            stored = leader.store.read_queue("T", 0, 20, max_messages=5).messages
+            assert [int(i[-16:], 16) for i in batch.msg_ids] == [m.physical_offset for m in stored]
+            assert batch.physical_offset == stored[0].physical_offset and batch.msg_id == ",".join(batch.msg_ids)
             inner = await leader.put_batch("B", 1, [BatchItem(b"i%d" % n) for n in range(4)], consolidate=True)
             inner2 = await leader.put_batch("B", 1, [BatchItem(b"j%d" % n) for n in range(3)], consolidate=True)
             assert (inner.queue_offset, inner.count, inner2.queue_offset) == (0, 4, 4)
