@@ -7,9 +7,10 @@ the sender turns them around in one write), so the broker and the load generator
 this 2-core VM ``bench broker`` on ``single`` showed two costs (about 54 and 75 broker CPU µs/msg)
 with the same code path (the same requests per read, responses per write, records per proposal,
 and under one garbage collection per cell). Whether the two turn-takers share a CPU is the
-scheduler's choice; switched every second within one run it moved the cost less than the time did
-(README, "Two cost levels"), but it is recorded (``sender_on_broker_cpu_share``) and can be fixed,
-so that runs are compared like for like.
+scheduler's choice; switched every second within one run it moved the cost little, but over whole
+runs at FIFO priority the pair pinned to one CPU ran at the lower level in 18 of 19 runs, left to
+the scheduler in 10 of 19 (README, "Two cost levels"). So it is recorded
+(``sender_on_broker_cpu_share``) and can be fixed, and runs are compared like for like.
 
 Linux only (``os.sched_setaffinity``, ``/proc/PID/stat``); elsewhere pinning is a user error and the
 sampled share is None.
