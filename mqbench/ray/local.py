@@ -13,7 +13,8 @@ may be a list: that node serves every room in it), the labels ``labels[i]`` when
 (``ray start --labels``: what a layout host's ``ray_node = "label:k=v"`` selects) and its own
 node address ``127.0.0.<i + 2>`` (Ray keeps a loopback node address inside the namespace), so a
 layout placed on them listens on distinct node addresses as on separate machines; every process
-listens on loopback with ports of its own; every ``ray start`` is bounded by ``START_TIMEOUT_S``. On leaving
+listens on loopback with ports of its own; every ``ray start`` is bounded by ``START_TIMEOUT_S``, and
+a cluster that failed to start is stopped and started once more (``START_ATTEMPTS``). On leaving
 it (however the block ends) ``ray stop --force`` ends every Ray process this user runs here, and
 the temp folder goes. Yields the ``ray://`` address.
 """
@@ -83,26 +84,52 @@ def _ray_start(argv: list[str], env: dict) -> None:
         raise RuntimeError(f"ray start {' '.join(argv[:2])} failed (exit {done.returncode}):\n{tail}")
 
 
+START_ATTEMPTS = 2
+
+
+def _start_cluster(nodes: int, room: str, rooms: list | None, labels: list[dict] | None, env: dict) -> tuple[str, str]:
+    """Head and ``nodes`` worker nodes (module doc); (temp folder, ray:// address). A failed start
+    (Ray's own start-up timeout, common on a loaded 2-core machine) is stopped and tried once more."""
+    for attempt in range(START_ATTEMPTS):
+        temp = tempfile.mkdtemp(prefix="mqbray-", dir="/tmp")  # short: Ray's socket paths live under it
+        gcs, client = _free_ports(2)
+        common = ["--object-store-memory", str(OBJECT_STORE_BYTES), "--disable-usage-stats"]
+        try:
+            _ray_start(["--head", "--port", str(gcs), "--ray-client-server-port", str(client), "--include-dashboard",
+                        "false", "--num-cpus", "0", "--temp-dir", temp, "--node-ip-address", "127.0.0.1", *common,
+                        *_node_ports()], env)
+            for index in range(nodes):
+                node_rooms = rooms[index] if rooms else room
+                resources = {f"mqbench_node_{index}": 1}
+                for node_room in [node_rooms] if isinstance(node_rooms, str) else node_rooms:
+                    resources[f"mqbench_room_{node_room}"] = 1
+                node_labels = labels[index] if labels else {}
+                label_args = ["--labels", ",".join(f"{k}={v}" for k, v in node_labels.items())] if node_labels else []
+                _ray_start(["--address", f"127.0.0.1:{gcs}", "--num-cpus", "1", "--resources", json.dumps(resources),
+                            "--node-ip-address", node_address(index), *label_args, *common, *_node_ports()], env)
+            return temp, f"ray://127.0.0.1:{client}"
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            _ray_stop(env)
+            shutil.rmtree(temp, ignore_errors=True)
+            if attempt + 1 == START_ATTEMPTS:
+                raise
+            print(f"local_ray: start attempt {attempt + 1} failed, trying again: {str(exc).splitlines()[0]}",
+                  file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
+def _ray_stop(env: dict) -> None:
+    subprocess.run([_ray_bin(), "stop", "--force"], env=env, timeout=60, capture_output=True)
+
+
 @contextlib.contextmanager
 def local_ray(nodes: int = 3, room: str = "room1", rooms: list | None = None, labels: list[dict] | None = None):
-    temp = tempfile.mkdtemp(prefix="mqbray-", dir="/tmp")  # short: Ray's socket paths live under it
-    gcs, client = _free_ports(2)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}
-    common = ["--object-store-memory", str(OBJECT_STORE_BYTES), "--disable-usage-stats"]
+    temp = None
     try:
-        _ray_start(["--head", "--port", str(gcs), "--ray-client-server-port", str(client), "--include-dashboard",
-                    "false", "--num-cpus", "0", "--temp-dir", temp, "--node-ip-address", "127.0.0.1", *common,
-                    *_node_ports()], env)
-        for index in range(nodes):
-            node_rooms = rooms[index] if rooms else room
-            resources = {f"mqbench_node_{index}": 1}
-            for node_room in [node_rooms] if isinstance(node_rooms, str) else node_rooms:
-                resources[f"mqbench_room_{node_room}"] = 1
-            node_labels = labels[index] if labels else {}
-            label_args = ["--labels", ",".join(f"{k}={v}" for k, v in node_labels.items())] if node_labels else []
-            _ray_start(["--address", f"127.0.0.1:{gcs}", "--num-cpus", "1", "--resources", json.dumps(resources),
-                        "--node-ip-address", node_address(index), *label_args, *common, *_node_ports()], env)
-        yield f"ray://127.0.0.1:{client}"
+        temp, address = _start_cluster(nodes, room, rooms, labels, env)
+        yield address
     finally:
-        subprocess.run([_ray_bin(), "stop", "--force"], env=env, timeout=60, capture_output=True)
-        shutil.rmtree(temp, ignore_errors=True)
+        _ray_stop(env)
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
