@@ -27,7 +27,7 @@ the fast path decides nothing about validity or routing on its own: it takes a r
 Per record the copy takes its row of the window's summary (sizes, queue, tags hash code, key
 hashes: ``scan.ROW``), slices the record into the output buffer, appends its 20-byte
 consume-queue unit to its queue's buffer (and, for a DLedger target, its 32-byte index unit) and
-inserts the keys into the key index (``IndexWriter.put_many``). Buffers go out as one
+gathers its keys for the key index (``IndexWriter.put_flat``, at each flush). Buffers go out as one
 write per run of a segment (``BUFFER_BYTES``); ``flush_pending`` hands everything to the target
 objects (log end, last index and term, queue sizes, counters) before the per-record path or a
 checkpoint runs, so both paths write exactly the bytes the other would have written.
@@ -89,6 +89,7 @@ class BulkCopy:
         self.index_units = bytearray()
         self.index_at = 0
         self.counts = [0, 0, 0]          # records, bytes in, bytes out (since the last flush)
+        self.keys: list[int] = []        # pending key index inserts: (hash, physical offset, store ms) flat
         self.max_store_ms = 0
 
     # -- bookkeeping shared with the per-record path -----------------------------------------
@@ -137,6 +138,9 @@ class BulkCopy:
                 log.segments.write(self.out_at, self.out)
             self.out = bytearray()
         self.flush_index()
+        if self.keys:
+            self.copier.index.put_flat(self.keys)
+            self.keys.clear()
         for q in self.dirty:
             if q.count:
                 self.flush_queue(q)
@@ -188,7 +192,7 @@ class BulkCopy:
             self.index_at = (t_last_index + 1) * dl.INDEX_UNIT_BYTES
         queues = self.queues
         dirty = self.dirty
-        index_put = c.index.put_many
+        keyq = self.keys
         records = bytes_in = bytes_out = 0
         max_store_ms = self.max_store_ms
         expected = state.get("expected_index")
@@ -295,8 +299,11 @@ class BulkCopy:
             q.count += 1
             if q.count >= QUEUE_UNITS_PENDING:      # memory stays flat: a queue's units go out in runs
                 self.flush_queue(q)
-            if nkeys:
-                index_put(wkeys, key_at, nkeys, new_phys, store_ms)
+            if nkeys == 1:
+                keyq += (wkeys[key_at], new_phys, store_ms)
+            elif nkeys:
+                for k in range(key_at, key_at + nkeys):
+                    keyq += (wkeys[k], new_phys, store_ms)
             i += 1
             records += 1
             bytes_in += total
@@ -322,6 +329,8 @@ class BulkCopy:
                 self.flush_log()
                 out = self.out
                 self.out_at = t_end
+                c.index.put_flat(keyq)      # memory stays flat: the keys go with the bytes they index
+                keyq.clear()
                 if dst_dl:
                     self.flush_index()
                     index_units = self.index_units

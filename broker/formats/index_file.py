@@ -27,6 +27,7 @@ Item n (at 40 + hash_slot_num * 4 + n * 20)::
 from __future__ import annotations
 
 import datetime
+import operator
 import struct
 from dataclasses import dataclass, replace
 
@@ -93,11 +94,26 @@ def key_hash_ascii(key: bytes) -> int:
     return 0 if h > INT32_MAX else h
 
 
+_POWERS_AFTER: dict[int, tuple[int, tuple[int, ...]]] = {}
+
+
+def _powers_after(n: int) -> tuple[int, tuple[int, ...]]:
+    """(31**n, (31**(n-1), ..., 31, 1)) mod 2**32: the weights of ``key_hash_ascii_after`` for a key of
+    ``n`` bytes (cached for the lengths keys have; one dict lookup per key on the migration's path)."""
+    powers = (pow31(n), tuple(pow(31, n - 1 - i, 1 << 32) for i in range(n)))
+    if n <= 512:
+        _POWERS_AFTER[n] = powers
+    return powers
+
+
 def key_hash_ascii_after(prefix_hash: int, key: bytes) -> int:
     """``key_hash_ascii(prefix + key)`` from ``prefix_hash = tags.java_hash_ascii(prefix)`` (the
     hash of ``topic#`` is the same for all of a topic's keys: h(a + b) = h(a) * 31**len(b) + h(b)
     mod 2**32, so only the key's own bytes are hashed)."""
-    h = (prefix_hash * pow31(len(key)) + java_hash_ascii(key)) & 0xFFFFFFFF
+    powers = _POWERS_AFTER.get(len(key))
+    if powers is None:
+        powers = _powers_after(len(key))
+    h = sum(map(operator.mul, key, powers[1]), prefix_hash * powers[0]) & 0xFFFFFFFF
     if h & 0x80000000:
         h = 0x100000000 - h
     return 0 if h > INT32_MAX else h

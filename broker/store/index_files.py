@@ -125,38 +125,54 @@ class IndexWriter:
         if len(self._items) >= _ITEM_BUFFER_BYTES:
             self._flush_items()
 
-    def put_many(self, hashes, at: int, count: int, physical_offset: int, store_timestamp_ms: int) -> None:
-        """``put_hashed`` of ``hashes[at:at + count]`` for one record, with the insert inlined (a
-        migration's fast path indexes every record's keys through here)."""
-        if count == 1 and self._fd >= 0 and self._count < self.index_num and self._count > 1:
-            h = hashes[at]
+    def put_flat(self, flat: list[int]) -> None:
+        """``put_hashed`` of every ``(hash, physical_offset, store_timestamp_ms)`` triple of ``flat``
+        (laid out flat, in insert order), with the insert inlined: a migration's fast path gathers
+        its records' keys and indexes them here, one call per run instead of one per record."""
+        n = self._count
+        end = len(flat)
+        at = 0
+        if self._fd >= 0 and n > 1:
+            # the inlined insert, while the file has room (a new file and its first item: put_hashed)
             slots = self._slots
-            slot = h % self.hash_slot_num
-            n = self._count
-            old = slots[slot]
-            prev = 0 if old <= 0 or old > n else old
-            begin = self._begin_ts
-            if begin <= 0:
-                diff = 0
-            else:
-                diff = (store_timestamp_ms - begin) // 1000
-                if diff < 0:
-                    diff = 0
-                elif diff > fmt.INT32_MAX:
-                    diff = fmt.INT32_MAX
-            if prev == 0:
-                self._slot_count += 1
-            self._count = n + 1
-            self._end_phy, self._end_ts = physical_offset, store_timestamp_ms
+            slot_num = self.hash_slot_num
             items = self._items
-            items += _ITEM.pack(h, physical_offset, diff, prev)
-            slots[slot] = n
-            self.items_written += 1
-            if len(items) >= _ITEM_BUFFER_BYTES:
-                self._flush_items()
-            return
-        for k in range(at, at + count):
-            self.put_hashed(hashes[k], physical_offset, store_timestamp_ms)
+            pack = _ITEM.pack
+            begin = self._begin_ts
+            index_num = self.index_num
+            int32_max = fmt.INT32_MAX
+            new_slots = 0
+            phys = ms = 0
+            while at < end and n < index_num:
+                h, phys, ms = flat[at], flat[at + 1], flat[at + 2]
+                at += 3
+                slot = h % slot_num
+                old = slots[slot]
+                if old <= 0 or old > n:
+                    old = 0
+                    new_slots += 1
+                if begin <= 0:
+                    diff = 0
+                else:
+                    diff = (ms - begin) // 1000
+                    if diff < 0:
+                        diff = 0
+                    elif diff > int32_max:
+                        diff = int32_max
+                items += pack(h, phys, diff, old)
+                slots[slot] = n
+                n += 1
+            done = n - self._count
+            if done:
+                self._slot_count += new_slots
+                self.items_written += done
+                self._count = n
+                self._end_phy, self._end_ts = phys, ms
+                if len(items) >= _ITEM_BUFFER_BYTES:
+                    self._flush_items()
+        while at < end:
+            self.put_hashed(flat[at], flat[at + 1], flat[at + 2])
+            at += 3
 
     def _flush_items(self) -> None:
         if self._items:
