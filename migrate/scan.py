@@ -62,9 +62,6 @@ _CRC_TAIL = PROPERTY_CRC32.encode() + b"\x01"
 _TAGS, _TAGS_LATER = PROPERTY_TAGS.encode() + b"\x01", b"\x02" + PROPERTY_TAGS.encode() + b"\x01"
 _UNIQ, _UNIQ_LATER = PROPERTY_UNIQ_KEY.encode() + b"\x01", b"\x02" + PROPERTY_UNIQ_KEY.encode() + b"\x01"
 _KEYS, _KEYS_LATER = PROPERTY_KEYS.encode() + b"\x01", b"\x02" + PROPERTY_KEYS.encode() + b"\x01"
-_TAGS_LEN, _TAGS_LATER_LEN = len(_TAGS), len(_TAGS_LATER)
-_UNIQ_LEN, _UNIQ_LATER_LEN = len(_UNIQ), len(_UNIQ_LATER)
-_KEYS_LEN, _KEYS_LATER_LEN = len(_KEYS), len(_KEYS_LATER)
 
 
 def _value(props: bytes, first: bytes, later: bytes) -> bytes | None:
@@ -227,39 +224,27 @@ def summarize(buf: bytes, length: int, base: int, src_dl: bool, v4: bool, commit
                 or crc32(buf[body_at:tat]) & 0x7FFFFFFF != bcrc):
             append((pos, base + nxt, 0) + _NOT_OK)
             continue
-        # -- what the copy needs (``_value`` written out: a find per property, no call) -------
+        # -- what the copy needs --------------------------------------------------------------
         wsize = total - 1 if (v4 and props_len and props[-1] == 2) else total
         tags_code = 0
-        j = props.rfind(_TAGS_LATER)
-        j = j + _TAGS_LATER_LEN if j >= 0 else (_TAGS_LEN if props.startswith(_TAGS) else -1)
-        if j >= 0:
-            e = props.find(b"\x02", j)
-            tags = props[j:e] if e >= 0 else props[j:]
-            if tags:
-                tags_code = tags_cache.get(tags)
-                if tags_code is None:
-                    u = java_hash_ascii(tags)
-                    tags_code = tags_cache[tags] = u - 0x100000000 if u & 0x80000000 else u
+        tags = _value(props, _TAGS, _TAGS_LATER)
+        if tags:
+            tags_code = tags_cache.get(tags)
+            if tags_code is None:
+                u = java_hash_ascii(tags)
+                tags_code = tags_cache[tags] = u - 0x100000000 if u & 0x80000000 else u
         key_at = len(keys)
-        j = props.rfind(_UNIQ_LATER)
-        j = j + _UNIQ_LATER_LEN if j >= 0 else (_UNIQ_LEN if props.startswith(_UNIQ) else -1)
-        if j >= 0:
-            e = props.find(b"\x02", j)
-            key = props[j:e] if e >= 0 else props[j:]
-            if key:
-                key_append(key_hash(prefix_hash, key))
-        j = props.rfind(_KEYS_LATER)
-        j = j + _KEYS_LATER_LEN if j >= 0 else (_KEYS_LEN if props.startswith(_KEYS) else -1)
-        if j >= 0:
-            e = props.find(b"\x02", j)
-            words = props[j:e] if e >= 0 else props[j:]
-            if words:
-                if b" " in words:
-                    for word in words.split(b" "):
-                        if word:
-                            key_append(key_hash(prefix_hash, word))
-                else:
-                    key_append(key_hash(prefix_hash, words))
+        key = _value(props, _UNIQ, _UNIQ_LATER)
+        if key:
+            key_append(key_hash(prefix_hash, key))
+        words = _value(props, _KEYS, _KEYS_LATER)
+        if words:
+            if b" " in words:
+                for word in words.split(b" "):
+                    if word:
+                        key_append(key_hash(prefix_hash, word))
+            else:
+                key_append(key_hash(prefix_hash, words))
         append((pos, base + nxt, 1, rat, total, wsize, pat - 2 - rat, props_len, tid, queue_id, queue_offset, store_ms,
                 eindex, eterm, tags_code, key_at, len(keys) - key_at))
     return Summary(rows, topics, keys)
