@@ -340,6 +340,8 @@ class Dispatcher:
             # dropped only once written: a dispatch that failed (disk full) is tried again
             info = pending[0][1]
             n = _run_length(pending, limit) if info.gets_unit and not info.is_inner_batch else 1
+            if n == 1 and len(pending) > 1 and self._dispatch_interleaved(limit):
+                continue
             if n == 1 or is_batch_topic(info.topic):
                 dispatch_record(queues, info, is_batch_topic)
                 pending.popleft()
@@ -354,6 +356,44 @@ class Dispatcher:
             for _ in range(n):
                 pending.popleft()
         self.dispatched = limit
+
+    def _dispatch_interleaved(self, limit: int) -> bool:
+        """Dispatch the plain records at the head of ``pending`` (ending at or below ``limit``) that
+        interleave several queues, as single sends spread over a topic's queues do: one
+        ``put_run`` per queue instead of one ``put`` per record (the same units, each queue's in
+        order). False, with nothing written, when fewer than two such records lead or a queue's
+        offsets among them are not consecutive (the per-record path then takes them)."""
+        pending, queues, is_batch_topic = self._pending, self.queues, self.is_batch_topic
+        groups: dict[tuple[str, int], list[DispatchInfo]] = {}
+        batch_topics: dict[str, bool] = {}
+        count = 0
+        for end, info in pending:
+            if end > limit or info.inner_num != 1 or not info.gets_unit or info.is_inner_batch:
+                break
+            batch = batch_topics.get(info.topic)
+            if batch is None:
+                batch = batch_topics[info.topic] = is_batch_topic(info.topic)
+            if batch:
+                break
+            group = groups.get((info.topic, info.queue_id))
+            if group is None:
+                groups[(info.topic, info.queue_id)] = [info]
+            elif group[-1].queue_offset + 1 != info.queue_offset:
+                return False
+            else:
+                group.append(info)
+            count += 1
+        if count < 2:
+            return False
+        for (topic, queue_id), infos in groups.items():
+            watchers = queues.watched.get(topic)
+            if watchers:
+                _grew(watchers, len(infos))
+            queues.get(topic, queue_id, batch=False).put_run(
+                infos[0].queue_offset, [(i.physical_offset, i.size, i.tags_code) for i in infos])
+        for _ in range(count):
+            pending.popleft()
+        return True
 
     def _reset_pending(self) -> None:
         self._pending: deque[tuple[int, DispatchInfo]] = deque()

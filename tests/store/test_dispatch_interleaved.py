@@ -1,0 +1,68 @@
+"""Single sends spread over a topic's queues are dispatched one ``put_run`` per queue
+(``Dispatcher._dispatch_interleaved``): the consume queues hold the same bytes as dispatching
+them record by record, whatever the mix (queues, topics, a BatchCQ topic, transaction records,
+commits that stop mid-way)."""
+from __future__ import annotations
+
+import random
+
+from mqbench.broker.formats.record import SYSFLAG_TX_COMMIT, SYSFLAG_TX_PREPARED, Message
+from mqbench.broker.store.dispatch import BCQ_DIR, CQ_DIR, Dispatcher
+from mqbench.broker.store.store import Store
+
+CLOCK_MS = 1_700_000_000_000
+
+
+def _store(root):
+    store = Store.open(root, "v5-dledger", create=True, raft_mode=True, background_flush=False,
+                       store_host=("127.0.0.1", 10911), clock_ms=lambda: CLOCK_MS)
+    store.create_topic("B", attributes={"queue.type": "BatchCQ"})
+    return store
+
+
+def _queue_files(root):
+    return {str(p.relative_to(root)): p.read_bytes() for kind in (CQ_DIR, BCQ_DIR)
+            for p in sorted((root / kind).rglob("*")) if p.is_file()}
+
+
+def test_interleaved_single_sends_give_the_per_record_queues(tmp_path, monkeypatch):
+    rng = random.Random(5)
+    grouped, per_record = _store(tmp_path / "g"), _store(tmp_path / "p")
+    calls = {"grouped": 0}
+    real = Dispatcher._dispatch_interleaved
+
+    def counted(self, limit):
+        if self is per_record.replicated._dispatcher:
+            return False                      # the reference: record by record
+        done = real(self, limit)
+        calls["grouped"] += done
+        return done
+
+    monkeypatch.setattr(Dispatcher, "_dispatch_interleaved", counted)
+    try:
+        index = -1
+        for _ in range(12):
+            records = []
+            for _ in range(rng.randrange(1, 40)):
+                topic = rng.choice(["T", "T", "T", "U", "B"])
+                sysflag = rng.choice([0] * 8 + [SYSFLAG_TX_PREPARED, SYSFLAG_TX_COMMIT])
+                msg = Message(topic=topic, body=rng.randbytes(20), queue_id=rng.randrange(4), sysflag=sysflag,
+                              properties={"TAGS": rng.choice(["a", "b"])}, born_host=("127.0.0.1", 9))
+                records.append(grouped.replicated.prepare_record(msg))
+            placed = grouped.replicated.append_replicated_batch([(1, r, 1) for r in records])
+            per_record.replicated.append_replicated_batch([(1, b, 1) for _, b in placed])
+            index += len(records)
+            commit = index - rng.randrange(0, 3)          # a commit may stop short of the end
+            for s in (grouped, per_record):
+                s.replicated.commit(commit)
+        for s in (grouped, per_record):
+            s.replicated.commit(index)
+            s.flush()
+        assert calls["grouped"] > 5
+        assert _queue_files(tmp_path / "g") == _queue_files(tmp_path / "p") != {}
+        for topic in ("T", "U", "B"):
+            for queue_id in range(4):
+                assert grouped.max_offset(topic, queue_id) == per_record.max_offset(topic, queue_id)
+    finally:
+        grouped.close()
+        per_record.close()
