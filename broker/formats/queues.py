@@ -63,6 +63,13 @@ def decode_cq_unit(buf: ByteView, pos: int = 0, *, where: str | None = None) -> 
     return _CQ.unpack_from(buf, pos)
 
 
+def decode_cq_units(buf: ByteView) -> list[tuple[int, int, int]]:
+    """Every whole 20-byte unit of ``buf`` as (physical_offset, size, tags_code), in order (one
+    C-level pass: a pull reads its units this way); a partial unit at the end is left out."""
+    whole = len(buf) - len(buf) % CQ_UNIT_BYTES
+    return list(_CQ.iter_unpack(buf if whole == len(buf) else memoryview(buf)[:whole]))
+
+
 def is_cq_filler(physical_offset: int, size: int, tags_code: int = 0) -> bool:
     """True for the "no message" filler unit (only offset and size matter, as in RocketMQ)."""
     return physical_offset == 0 and size == CQ_FILLER_SIZE

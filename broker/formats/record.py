@@ -490,7 +490,22 @@ def decode_message(buf: ByteView, pos: int = 0, *, check_crc: bool = True, where
     return msg, size
 
 
-_FIXED_IPV4 = struct.Struct(">iiiiiqqiq4siq4siiqi")   # every fixed field of a record with two IPv4 hosts
+_FIXED_IPV4 = struct.Struct(">iiiiiqqiqIiqIiiqi")   # every fixed field of a record with two IPv4 hosts (as ints)
+_new_tuple = tuple.__new__
+_IPV4_HOSTS: dict[int, tuple[str, int]] = {}   # (address << 32 | port) -> the host tuple, shared by records
+_IPV4_HOSTS_MAX = 4096
+
+
+def _ipv4_host(address: int, port: int) -> tuple[str, int]:
+    """The (text, port) of an IPv4 host read as ints, one tuple per host (a pull body holds the
+    same two hosts in every record; bounded: the table starts again past ``_IPV4_HOSTS_MAX``)."""
+    key = (address << 32) | (port & 0xFFFFFFFF)
+    host = _IPV4_HOSTS.get(key)
+    if host is None:
+        if len(_IPV4_HOSTS) >= _IPV4_HOSTS_MAX:
+            _IPV4_HOSTS.clear()
+        host = _IPV4_HOSTS[key] = (_address_text(address.to_bytes(4, "big")), port)
+    return host
 _HOSTS_V6 = SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6
 
 
@@ -533,17 +548,19 @@ def decode_fields(buf: ByteView, pos: int, end: int, *, check_crc: bool = True, 
                 topic_len, topic_at = _I16.unpack_from(buf, body_end)[0], body_end + 2
             props_at = topic_at + topic_len + 2
             if topic_len > 0 and props_at <= rec_end and props_at + _I16.unpack_from(buf, props_at - 2)[0] == rec_end:
-                body = bytes(buf[at:body_end])
-                if not check_crc or body_crc(body) == crc:
+                body = buf[at:body_end] if type(buf) is bytes else bytes(buf[at:body_end])
+                if not check_crc or zlib.crc32(body) & 0x7FFFFFFF == crc:
                     try:
-                        topic = bytes(buf[topic_at:topic_at + topic_len]).decode("utf-8")
-                        text = bytes(buf[props_at:rec_end]).decode("utf-8")
+                        topic = str(buf[topic_at:topic_at + topic_len], "utf-8")
+                        text = str(buf[props_at:rec_end], "utf-8")
                     except UnicodeDecodeError:
                         pass     # the parser below names it
                     else:
-                        return RecordFields(total, topic, body, text, queue_id, flag, queue_offset, physical_offset,
-                                            sysflag, born_ts, (_address_text(born_ip), born_port), store_ts,
-                                            (_address_text(store_ip), store_port), reconsume)
+                        # a plain tuple made a RecordFields (NamedTuple's own __new__ cost a tenth of this)
+                        return _new_tuple(RecordFields, (
+                            total, topic, body, text, queue_id, flag, queue_offset, physical_offset, sysflag,
+                            born_ts, _ipv4_host(born_ip, born_port), store_ts, _ipv4_host(store_ip, store_port),
+                            reconsume))
     msg, size = decode_message(buf, pos, check_crc=check_crc, where=where, end=end)
     text = encode_properties(msg.properties).decode("utf-8")
     return RecordFields(size, msg.topic, msg.body, text, msg.queue_id, msg.flag, msg.queue_offset,
@@ -597,6 +614,41 @@ def _tail_positions(buf: ByteView, pos: int) -> tuple[int, int, int, int]:
         topic_len, at = _I16.unpack_from(buf, at)[0], at + 2
     props_at = at + topic_len + 2
     return at, topic_len, props_at, _I16.unpack_from(buf, at + topic_len)[0]
+
+
+_ID_HEAD = struct.Struct(">ii4xi4xq8xi")    # TOTALSIZE MAGIC (BODYCRC) QUEUEID (FLAG) QUEUEOFFSET (PHYSICAL) SYSFLAG
+_BODY_LEN_AT_IPV4 = 84                          # BODYLEN's place in a record with two IPv4 hosts
+_HOST_V6_EXTRA_BYTES = 12
+
+
+def is_record_of(buf: bytes, pos: int, size: int, topic: bytes, queue_id: int, queue_offset: int) -> bool:
+    """Whether ``buf[pos:pos + size]`` is a record of ``topic`` (its UTF-8 bytes), ``queue_id`` at
+    ``queue_offset``: TOTALSIZE equal to ``size``, a record magic, QUEUEID, QUEUEOFFSET and the
+    TOPIC field compared in place (nothing decoded, nothing copied; a pull reads a queue's records
+    this way). False for anything else; ``peek_topic`` and friends name what is wrong."""
+    if pos < 0 or size < _BODY_LEN_AT_IPV4 + 4 or pos + size > len(buf):
+        return False
+    total, magic, got_queue, got_offset, sysflag = _ID_HEAD.unpack_from(buf, pos)
+    if total != size or got_queue != queue_id or got_offset != queue_offset or magic not in (MAGIC_V1, MAGIC_V2):
+        return False
+    at = pos + _BODY_LEN_AT_IPV4
+    if sysflag & SYSFLAG_BORNHOST_V6:
+        at += _HOST_V6_EXTRA_BYTES
+    if sysflag & SYSFLAG_STOREHOST_V6:
+        at += _HOST_V6_EXTRA_BYTES
+    rec_end = pos + size
+    if at + 4 > rec_end:
+        return False
+    at += 4 + _I32.unpack_from(buf, at)[0]
+    if magic == MAGIC_V1:
+        if at + 1 > rec_end or buf[at] != len(topic):
+            return False
+        at += 1
+    else:
+        if at + 2 > rec_end or _I16.unpack_from(buf, at)[0] != len(topic):
+            return False
+        at += 2
+    return at + len(topic) <= rec_end and buf.startswith(topic, at)
 
 
 def peek_topic(buf: ByteView, pos: int, *, where: str | None = None) -> str:

@@ -27,6 +27,7 @@ from mqbench.broker.formats.queues import (
     BcqUnit,
     decode_bcq_unit,
     decode_cq_unit,
+    decode_cq_units,
     encode_bcq_unit,
     encode_cq_filler,
     encode_cq_unit,
@@ -135,8 +136,10 @@ class ConsumeQueue:
             return []
         raw = self.segments.read(queue_offset * CQ_UNIT_BYTES, count * CQ_UNIT_BYTES)
         out = []
-        for i in range(len(raw) // CQ_UNIT_BYTES):
-            phys, size, tags = decode_cq_unit(raw, i * CQ_UNIT_BYTES)
+        for i, (phys, size, tags) in enumerate(decode_cq_units(raw)):
+            if phys > 0 and size > 0:   # the common case: neither a filler nor the end
+                out.append((queue_offset + i, phys, size, tags))
+                continue
             if is_cq_end(phys, size):   # below max_offset every unit was written: damage
                 raise CorruptDataError(f"unit {queue_offset + i} (physical offset {phys}, size {size}) is "
                                        f"not valid inside the queue [{self.min_offset}, {self.max_offset})",

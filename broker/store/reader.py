@@ -51,7 +51,7 @@ from mqbench.errors import CorruptDataError
 from mqbench.broker.formats.compression import SYSFLAG_COMPRESSION_BITS, inner_batch_items
 from .consume_queue import BatchConsumeQueue
 from .dispatch import QueueSet
-from mqbench.broker.formats.record import MAGIC_V1, MAGIC_V2, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, Message, decode_message, encode_message, peek_properties, peek_topic
+from mqbench.broker.formats.record import MAGIC_V1, MAGIC_V2, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, Message, decode_message, encode_message, is_record_of, peek_properties, peek_topic
 from mqbench.broker.formats.tags import java_hash
 from mqbench.broker.formats.properties import PROPERTY_INNER_NUM, PROPERTY_TAGS
 
@@ -222,18 +222,20 @@ def read_queue_records(log, queues: QueueSet, topic: str, queue_id: int, offset:
             taken += units[j][2]
             j += 1
         buf = log.read(start, end - start)
+        view = memoryview(buf)
         full = False
         for qoff, phys, size, code in units[i:j]:
             if count and used + size > max_bytes:
                 full = True
                 break
             at = phys - start
-            _stored_record(buf, at, size, topic_bytes, queue_id, qoff, phys)
+            if not is_record_of(buf, at, size, topic_bytes, queue_id, qoff):
+                _stored_record(buf, at, size, topic_bytes, queue_id, qoff, phys)   # names what is wrong
             next_offset = qoff + 1
             if wanted_codes is not None and (code not in wanted_codes or not _wanted(buf, at, tags)):
                 skipped += 1
                 continue
-            parts.append(memoryview(buf)[at:at + size])
+            parts.append(view[at:at + size])
             count += 1
             used += size
         if full:

@@ -37,7 +37,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from mqbench.broker.formats import codes, headers
-from mqbench.broker.formats.command import RemotingCommand
+from mqbench.broker.formats.command import RemotingCommand, encode_command
 from mqbench.broker.formats.topics import validate_group, validate_topic
 from mqbench.client.connections import TRANSPORT_ERRORS, ClientError
 from mqbench.client.messages import ReceivedMessage, decode_pulled, matches_tags
@@ -63,12 +63,18 @@ class SkippedMessage:
 
 
 class _Chunk:
-    """The fresh messages of one pull, in the buffer until handed out (``taken`` so far)."""
+    """The body of one pull, in the buffer until handed out. It is decoded when ``receive`` first
+    reaches it (``messages`` is None until then, and ``count`` the pull's offset span, an estimate
+    for the buffer's bound), so the next pull of its queue is on the wire while it is decoded.
+    ``offset`` is the offset the pull asked for (at most its first message's); ``taken`` counts
+    the messages handed out."""
 
-    __slots__ = ("state", "messages", "taken")
+    __slots__ = ("state", "messages", "taken", "body", "offset", "count", "tags")
 
-    def __init__(self, state: "_QueueState", messages: list[ReceivedMessage]) -> None:
-        self.state, self.messages, self.taken = state, messages, 0
+    def __init__(self, state: "_QueueState", body: bytes, offset: int, count: int, tags: set[str] | None) -> None:
+        self.state, self.body, self.offset, self.count, self.tags = state, body, offset, count, tags
+        self.messages: list[ReceivedMessage] | None = None
+        self.taken = 0
 
 
 @dataclass
@@ -82,10 +88,12 @@ class _QueueState:
     pull_ext: dict | None = None                           # the PULL_MESSAGE header fields, built once
 
     def commit_offset(self) -> int:
-        """The oldest offset buffered and not handed out, else the next offset to pull."""
+        """The oldest offset buffered and not handed out (a chunk not decoded yet: the offset its
+        pull asked for), else the next offset to pull."""
         if self.inflight:
             chunk = self.inflight[0]
-            return chunk.messages[chunk.taken].queue_offset
+            messages = chunk.messages
+            return chunk.offset if messages is None else messages[chunk.taken].queue_offset
         return self.next_offset
 
 
@@ -174,7 +182,17 @@ class Consumer(ClientBase):
                 return out
         while buffer and len(out) < max_messages:
             chunk = buffer[0]
-            messages, taken = chunk.messages, chunk.taken
+            messages = chunk.messages
+            if messages is None:
+                if chunk.state.active:
+                    messages = self._decode(chunk)
+                    if messages is None:        # a broken pull body: its queue stopped (_decode)
+                        break
+                else:       # the queue went to another consumer, which delivers from the committed offset
+                    messages = chunk.messages = []
+                    self._buffered_msgs -= chunk.count
+                    chunk.count = 0
+            taken = chunk.taken
             n = len(messages) - taken
             if chunk.state.active:      # else the queue went to another consumer, which delivers
                 n = min(n, max_messages - len(out))      # from the committed offset
@@ -188,7 +206,35 @@ class Consumer(ClientBase):
                     inflight.popleft()
         if self._buffered_msgs < self._buffer_max:
             self._room.set()
+        if not out and self._error is not None:
+            raise self._error
         return out
+
+    def _decode(self, chunk: _Chunk) -> list[ReceivedMessage] | None:
+        """The fresh messages of ``chunk``'s pull body (tags filtered here too, offsets below the
+        pull's left out), kept in the chunk; None when the body's record layout is broken: then
+        ``_error`` names it and the chunk's queue stops pulling (the records after it cannot be
+        found), so its committed offset stays at this pull's."""
+        state = chunk.state
+        queue = state.queue
+        tags, offset = chunk.tags, chunk.offset
+        try:
+            messages = decode_pulled(chunk.body, queue.broker_name, body_size_max=self.body_size_max,
+                                     codecs=self.codecs, on_undecodable=lambda msg, exc: self._skip(queue, msg, exc))
+        except CorruptDataError as exc:
+            self._error = ClientError(f"pull from {queue.topic}/{queue.broker_name}/{queue.queue_id} "
+                                      f"at offset {offset}: {exc}")
+            log.error("%s", self._error)
+            if state.task is not None and state.task is not asyncio.current_task():
+                state.task.cancel()
+            return None
+        if tags is not None or not messages or messages[0].queue_offset < offset:
+            # (an offset below the pull's was already seen: a broker may answer from an earlier one)
+            messages = [m for m in messages if m.queue_offset >= offset and matches_tags(m, tags)]
+        chunk.messages, chunk.body = messages, b""
+        self._buffered_msgs += len(messages) - chunk.count
+        chunk.count = len(messages)
+        return messages
 
     # --- background duties -----------------------------------------------------------------------
 
@@ -324,29 +370,37 @@ class Consumer(ClientBase):
     # --- pulling ---------------------------------------------------------------------------------
 
     async def _pull_loop(self, state: _QueueState) -> None:
+        """Pull the queue until it is taken away. The next pull is queued on the connection before
+        the receiver is woken for the body just buffered, so the broker reads the queue on while
+        this process decodes (one pull in flight per queue, as RocketMQ's consumer has)."""
         queue = state.queue
         tags = headers.parse_tag_expression(self.subscriptions.get(queue.topic))
-        while state.active:
-            try:
-                addr = await self._broker_addr(queue)
-                if addr is None:
-                    raise ClientError(f"no broker address for {queue.broker_name}")
-                if state.next_offset < 0:
-                    state.next_offset = await self._start_offset(addr, queue)
-                    state.committed = state.next_offset
-                response = await self.pool.request(addr, self._pull_request(state), self.suspend_timeout_ms
-                                                   + self.request_timeout_ms)
-                await self._on_pull_response(state, response, tags)
-            except asyncio.CancelledError:
-                raise
-            except CorruptDataError as exc:  # a broken record layout: stop here, the rest cannot be found
-                self._error = ClientError(f"pull from {queue.topic}/{queue.broker_name}/{queue.queue_id} "
-                                          f"at offset {state.next_offset}: {exc}")
-                log.error("%s", self._error)
-                return
-            except (ClientError, *TRANSPORT_ERRORS) as exc:
-                log.info("pull from %s failed: %s", queue, exc)
-                await self._backoff(queue)
+        buffered = False            # a chunk the receiver has not been woken for yet
+        try:
+            while state.active:
+                try:
+                    addr = await self._broker_addr(queue)
+                    if addr is None:
+                        raise ClientError(f"no broker address for {queue.broker_name}")
+                    if state.next_offset < 0:
+                        state.next_offset = await self._start_offset(addr, queue)
+                        state.committed = state.next_offset
+                    try:
+                        pending = await self._send_pull(addr, state)
+                    finally:
+                        if buffered:
+                            buffered = False
+                            self._buffered.set()
+                    response = await pending
+                    buffered = await self._on_pull_response(state, response, tags)
+                except asyncio.CancelledError:
+                    raise
+                except (ClientError, *TRANSPORT_ERRORS) as exc:
+                    log.info("pull from %s failed: %s", queue, exc)
+                    await self._backoff(queue)
+        finally:
+            if buffered:
+                self._buffered.set()
 
     async def _backoff(self, queue: MessageQueue) -> None:
         await asyncio.sleep(self.pull_error_backoff_ms / 1000)
@@ -394,34 +448,44 @@ class Consumer(ClientBase):
                                                                    str(max(commit, 0)))
         return RemotingCommand.request(codes.PULL_MESSAGE, ext)
 
-    async def _on_pull_response(self, state: _QueueState, response: RemotingCommand, tags: set[str] | None) -> None:
+    async def _send_pull(self, addr: str, state: _QueueState) -> asyncio.Future:
+        """Queue the queue's next PULL_MESSAGE on ``addr``'s connection; the future gets the answer.
+        Without credentials the frame is submitted as it is (no Task, no timer per pull); a signed
+        pull goes through ``request`` in a Task."""
+        timeout_ms = self.suspend_timeout_ms + self.request_timeout_ms
+        channel = await self.pool.channel(addr)
+        cmd = self._pull_request(state)
+        if channel.credentials is not None:
+            return asyncio.ensure_future(channel.request(cmd, timeout_ms))
+        cmd.opaque = channel.next_opaque()
+        return channel.submit(cmd.opaque, encode_command(cmd), timeout_ms)
+
+    async def _on_pull_response(self, state: _QueueState, response: RemotingCommand, tags: set[str] | None) -> bool:
+        """Move the queue to the answer's next offset; a SUCCESS body goes into the buffer as one
+        chunk, decoded by ``receive`` (after waiting for room). Whether a chunk was buffered (the
+        caller wakes the receiver once the next pull is queued)."""
         queue = state.queue
         if response.code not in (codes.SUCCESS, codes.PULL_NOT_FOUND, codes.PULL_RETRY_IMMEDIATELY,
                                  codes.PULL_OFFSET_MOVED):
             raise ClientError(f"{codes.response_name(response.code)} {response.remark or ''}")
         answer = headers.PullMessageResponseHeader.from_ext(response.ext_fields)
+        buffered = False
         if response.code == codes.SUCCESS and response.body:
-            messages = decode_pulled(response.body, queue.broker_name, body_size_max=self.body_size_max,
-                                     codecs=self.codecs,
-                                     on_undecodable=lambda msg, exc: self._skip(queue, msg, exc))
-            if tags is None and messages and messages[0].queue_offset >= state.next_offset:
-                fresh = messages        # the common case: offsets ascend, nothing to filter
-            else:
-                fresh = [m for m in messages if m.queue_offset >= state.next_offset and matches_tags(m, tags)]
-            # (an offset below next_offset was already seen: a broker may answer from an earlier one)
             while self._buffered_msgs >= self._buffer_max and state.active:
                 self._room.clear()
                 await self._room.wait()
-            if fresh and state.active:
-                chunk = _Chunk(state, fresh)
+            if state.active:
+                chunk = _Chunk(state, response.body, state.next_offset,
+                               max(1, answer.next_begin_offset - state.next_offset), tags)
                 state.inflight.append(chunk)
                 self._buffer.append(chunk)
-                self._buffered_msgs += len(fresh)
-                self._buffered.set()
+                self._buffered_msgs += chunk.count
+                buffered = True
         elif response.code == codes.PULL_OFFSET_MOVED:
             log.warning("offset %d of %s moved to %d", state.next_offset, queue, answer.next_begin_offset)
         if state.active:
             state.next_offset = answer.next_begin_offset
+        return buffered
 
     def _skip(self, queue: MessageQueue, msg, exc: CorruptDataError) -> None:
         skipped = SkippedMessage(msg.topic, queue.broker_name, msg.queue_id, msg.queue_offset, str(exc))

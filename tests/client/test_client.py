@@ -306,3 +306,36 @@ def test_submit_queues_sends_without_a_task_each_and_every_one_is_stored(cluster
             assert len(stored) == 1 + 100 + 16
             assert {m.properties["KEYS"] for m in stored if m.body.startswith(b"m")} == {f"k{i}" for i in range(100)}
     run(main())
+
+
+def test_pulls_go_on_while_bodies_wait_undecoded_and_every_message_arrives_once(cluster, run):
+    """The next pull of a queue is on the wire before the body just pulled is decoded: with no
+    receive() at all the consumer pulls the queue through (up to its buffer bound), holding bodies
+    undecoded; receive() then decodes them, in order, each message once, and a commit meanwhile names
+    the oldest offset not handed out."""
+    async def main():
+        async with cluster:
+            broker = await cluster.add_broker(queue_nums=1)
+            for i in range(40):
+                broker.append(rec.Message("Orders", f"m{i}".encode(), {"UNIQ_KEY": f"K{i}"}, queue_id=0))
+            consumer = fast_consumer(cluster.namesrv_addr, "GID_pipe", pull_batch_size=8, buffer_messages_max=24)
+            consumer.subscribe("Orders")
+            async with consumer:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 10
+                while consumer._buffered_msgs < 24 and loop.time() < deadline:
+                    await asyncio.sleep(0.01)
+                pulls = [int(c.ext_fields["queueOffset"]) for c in broker.requests if c.code == codes.PULL_MESSAGE]
+                assert pulls[:3] == [0, 8, 16]             # three pulls answered before any receive()
+                chunks = list(consumer._buffer)
+                assert [c.offset for c in chunks] == [0, 8, 16] and all(c.messages is None for c in chunks)
+                state = next(iter(consumer.assigned.values()))
+                assert state.commit_offset() == 0          # nothing handed out yet
+                first = await consumer.receive(5, timeout_ms=1000)
+                assert [m.body for m in first] == [f"m{i}".encode() for i in range(5)]
+                assert chunks[0].messages is not None and chunks[1].messages is None   # decoded when reached
+                assert state.commit_offset() == 5
+                got = first + await receive_n(consumer, 35)
+            assert [m.queue_offset for m in got] == list(range(40))
+            assert [m.msg_id for m in got] == [f"K{i}" for i in range(40)]
+    run(main())

@@ -228,3 +228,12 @@ def test_blank_round_trips(remaining, after):
     if remaining >= 16:
         tblank = tf.encode_timer_blank(remaining)
         assert tf.check_timer_unit(tblank + after, 0, 16 + len(after)) == tf.UNIT_BLANK
+
+
+@given(st.lists(st.tuples(st.integers(-2**63, 2**63 - 1), st.integers(-2**31, 2**31 - 1),
+                          st.integers(-2**63, 2**63 - 1)), max_size=8), st.integers(0, 19))
+def test_decode_cq_units_reads_every_whole_unit_as_decode_cq_unit_does(units, tail):
+    from mqbench.broker.formats.queues import decode_cq_unit, decode_cq_units
+
+    raw = b"".join(struct.pack(">qiq", *u) for u in units) + b"\x07" * tail
+    assert decode_cq_units(raw) == [decode_cq_unit(raw, 20 * i) for i in range(len(units))] == units
