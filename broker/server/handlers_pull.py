@@ -42,6 +42,7 @@ the leader also stores the consumer's ``commitOffset`` (through the Raft log, no
 """
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 from mqbench.broker.formats import codes, headers
@@ -50,6 +51,8 @@ from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.server.handlers import READ_WAIT_MS_MAX, BrokerContext, Refused
 from mqbench.broker.formats.configs import PERM_READ
 from mqbench.broker.formats.topics import validate_group, validate_topic
+
+log = logging.getLogger(__name__)
 
 PULL_BYTES_MAX = 4 * 1024 * 1024
 PULL_MESSAGES_MAX = 1024
@@ -129,9 +132,13 @@ async def on_pull(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
     if header.queue_offset < 0:
         raise Refused(codes.SYSTEM_ERROR, f"queueOffset {header.queue_offset} is negative")
     if header.sys_flag & codes.PULL_FLAG_COMMIT_OFFSET and header.commit_offset >= 0 and ctx.is_leader():
-        ctx.spawn(ctx.group.commit_offset(header.consumer_group, header.topic, header.queue_id, header.commit_offset,
-                                          lazy=True),
-                  f"offset commit of {header.consumer_group} on {header.topic}/{header.queue_id}")
+        try:        # joins the next offset snapshot; nobody waits for it (no Task per pull)
+            ctx.group.note_offset(header.consumer_group, header.topic, header.queue_id, header.commit_offset)
+        except ctx.not_leader_errors as exc:
+            log.info("offset commit of %s on %s/%d: %s", header.consumer_group, header.topic, header.queue_id, exc)
+        except Exception as exc:  # noqa: BLE001 - the commit's failure must not fail the pull
+            log.warning("offset commit of %s on %s/%d failed: %s", header.consumer_group, header.topic,
+                        header.queue_id, exc)
     tags = _tags(ctx, header)
     suspend = header.sys_flag & codes.PULL_FLAG_SUSPEND and header.suspend_timeout_ms > 0
     deadline_ms = ctx.monotonic_ms() + min(max(header.suspend_timeout_ms, 0), ctx.suspend_ms_max)

@@ -26,6 +26,7 @@ flight, and records per second are bounded by 1 / round trip for waited-for comm
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Callable
 
 from mqbench.errors import MqbenchError
@@ -33,6 +34,8 @@ from mqbench.errors import MqbenchError
 from .entries import SNAPSHOT_OFFSETS_MAX, OffsetsSnapshot, meta_message
 
 OFFSET_SNAPSHOT_MS = 200
+
+log = logging.getLogger(__name__)
 
 Key = tuple[str, str, int]   # (group, topic, queue id)
 
@@ -57,19 +60,33 @@ class OffsetSnapshots:
 
     async def commit(self, key: Key, offset: int, lazy: bool) -> None:
         """Return once a snapshot holding ``offset`` (or more) for ``key`` is applied."""
-        if offset <= self.store.query_offset(*key):
+        future = self._join(key, offset)
+        if future is None:
             return
-        self._wanted[key] = max(self._wanted.get(key, -1), offset)
-        if self._next is None:
-            self._next = asyncio.get_running_loop().create_future()
-            self._next.add_done_callback(lambda f: f.cancelled() or f.exception())
-        future = self._next
         if not lazy:
             self._urgent = True
             self._send()
         elif not self._flying:
             self._arm()
         await asyncio.shield(future)
+
+    def note(self, key: Key, offset: int) -> None:
+        """A lazy commit nobody waits for (a pull's commit offset): it joins the next snapshot as
+        ``commit(key, offset, lazy=True)`` does, with no future, Task or shield of its own (one per
+        pull cost the broker more than the pull's read). A snapshot that fails is logged once."""
+        if self._join(key, offset) is not None and not self._flying:
+            self._arm()
+
+    def _join(self, key: Key, offset: int) -> asyncio.Future | None:
+        """Put ``offset`` into the next snapshot; the future its committers wait on (None when the
+        applied offset is already there)."""
+        if offset <= self.store.query_offset(*key):
+            return None
+        self._wanted[key] = max(self._wanted.get(key, -1), offset)
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            self._next.add_done_callback(_log_failure)
+        return self._next
 
     def _arm(self) -> None:
         if self._timer is None:
@@ -127,3 +144,9 @@ class OffsetSnapshots:
         self._wanted.clear()
         if future is not None and not future.done():
             future.set_exception(self.lost("replica stopped"))
+
+
+def _log_failure(future: asyncio.Future) -> None:
+    """A snapshot's failure, retrieved (waiting committers get it too) and logged once."""
+    if not future.cancelled() and future.exception() is not None:
+        log.info("offset snapshot not committed: %s", future.exception())

@@ -386,6 +386,14 @@ class ReplicatedGroup:
             return
         await self._offsets.commit((group, topic, queue_id), offset, lazy)
 
+    def note_offset(self, group: str, topic: str, queue_id: int, offset: int) -> None:
+        """``commit_offset(..., lazy=True)`` for a caller that does not wait (a pull's commit
+        offset): checked the same way (UserError, NotLeader), then it rides on the next offset
+        snapshot without a future or Task of its own (``OffsetSnapshots.note``)."""
+        check_offset_update(OffsetUpdate(group, topic, queue_id, offset, False))
+        self._check_writable()
+        self._offsets.note((group, topic, queue_id), offset)
+
     @property
     def offset_snapshot_ms(self) -> int:
         return self._offsets.interval_ms

@@ -374,3 +374,34 @@ def test_offset_commits_of_many_queues_and_groups_share_snapshot_records(tmp_pat
         finally:
             await cluster.close()
     run(main())
+
+
+def test_noted_offsets_ride_on_snapshots_without_a_task_each_and_are_checked(tmp_path):
+    # a pull's commit offset (note_offset): nobody waits, no Task per pull; it still reaches every
+    # replica in a handful of snapshot records, and is checked as a waited-for commit is
+    async def main():
+        cluster = await Cluster(tmp_path, 3, "memory").start()
+        try:
+            leader = await cluster.leader()
+            before = leader.store.max_offset("rmq_sys_mqbench_meta", 0)
+            tasks_before = len(asyncio.all_tasks())
+            for n in range(1, 201):
+                leader.note_offset("G", "T", n % 4, n)
+            assert len(asyncio.all_tasks()) == tasks_before
+            with pytest.raises(UserError):
+                leader.note_offset("G", "T", 0, -5)
+            follower = next(g for g in cluster.groups.values() if g is not leader)
+            with pytest.raises(NotLeader):
+                follower.note_offset("G", "T", 0, 500)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while leader.store.query_offset("G", "T", 0) != 200 and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+            assert [leader.store.query_offset("G", "T", q) for q in range(4)] == [200, 197, 198, 199]
+            assert leader.store.max_offset("rmq_sys_mqbench_meta", 0) - before <= 3
+            await cluster.converged()
+            for group in cluster.groups.values():
+                assert [group.store.query_offset("G", "T", q) for q in range(4)] == [200, 197, 198, 199]
+        finally:
+            await cluster.close()
+    run(main())
