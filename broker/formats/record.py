@@ -528,7 +528,7 @@ class RecordFields(NamedTuple):
     reconsume_times: int
 
 
-def decode_fields(buf: ByteView, pos: int, end: int, *, check_crc: bool = True, where: str | None = None
+def decode_fields(buf: ByteView, pos: int, end: int, check_crc: bool = True, where: str | None = None
                   ) -> RecordFields:
     """``decode_message`` for readers of many records (a pull body): the same checks, no
     ``Message`` and no property dict (``decode_properties(fields.properties_text)`` when needed).

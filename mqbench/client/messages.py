@@ -169,14 +169,18 @@ def decode_pulled(body: bytes, broker_name: str, *, body_size_max: int = BODY_SI
     where = f"pull body from {broker_name}"
     append = out.append
     decode_fields, plain = rec.decode_fields, _PLAIN_FLAGS
+    if type(body) is not bytes:
+        body = bytes(body)      # one copy, so every field below is a slice of bytes
+    message = ReceivedMessage
     while pos < end:
-        f = decode_fields(body, pos, end, check_crc=check_crc, where=where)
-        if not f.sysflag & plain:
+        f = decode_fields(body, pos, end, check_crc, where)
+        (size, topic, payload, text, queue_id, flag, queue_offset, physical_offset, sysflag, born_ms, born_host,
+         store_ms, store_host, reconsume_times) = f
+        if not sysflag & plain:
             # the common case: one plain message, built straight from the record's fields (its
             # properties decoded when first read)
-            append(ReceivedMessage(f.topic, broker_name, f.queue_id, f.queue_offset, f.body, f.properties_text,
-                                   f.born_timestamp_ms, f.store_timestamp_ms, f.born_host, f.store_host,
-                                   f.physical_offset, f.sysflag, f.reconsume_times, f.flag))
+            append(message(topic, broker_name, queue_id, queue_offset, payload, text, born_ms, store_ms, born_host,
+                           store_host, physical_offset, sysflag, reconsume_times, flag))
         else:
             msg, _ = rec.decode_message(body, pos, check_crc=check_crc, where=where)
             what = f"{where}, {msg.topic} offset {msg.queue_offset}"
@@ -186,7 +190,7 @@ def decode_pulled(body: bytes, broker_name: str, *, body_size_max: int = BODY_SI
                 if on_undecodable is None:
                     raise
                 on_undecodable(msg, exc)
-        pos += f.size
+        pos += size
     return out
 
 
