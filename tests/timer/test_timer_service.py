@@ -254,6 +254,40 @@ def test_asyncio_loop_sleeps_until_due_and_stops(tmp_path):
     assert svc.state == "stopped" and svc.index is None
 
 
+def test_the_service_sleep_ends_on_notify_or_time_and_passes_cancellation(tmp_path):
+    """``_sleep``: a timer and a future (no Task per sleep); ``notify`` ends it at once, a notify
+    that came before it makes it return without waiting, the time ends it, and a cancellation of
+    the sleeping task propagates (never swallowed)."""
+    import time
+    svc = Group(tmp_path).service("a")
+
+    async def main():
+        svc._wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        t0 = time.monotonic()
+        sleeping = loop.create_task(svc._sleep(10_000))
+        await asyncio.sleep(0.02)
+        tasks_while_sleeping = len(asyncio.all_tasks())
+        svc.notify()
+        await asyncio.wait_for(sleeping, 2)
+        woken_s = time.monotonic() - t0
+        await svc._sleep(10_000)                      # the notify is still pending: no wait
+        svc._wake.clear()
+        t1 = time.monotonic()
+        await svc._sleep(30)
+        slept_s = time.monotonic() - t1
+        cancelled = loop.create_task(svc._sleep(10_000))
+        await asyncio.sleep(0.01)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        return tasks_while_sleeping, woken_s, slept_s, svc._sleeper
+
+    tasks, woken_s, slept_s, sleeper = asyncio.run(main())
+    assert tasks == 2                 # main and the sleeper: the sleep made no task of its own
+    assert woken_s < 1.0 and 0.025 <= slept_s < 1.0 and sleeper is None
+
+
 def test_levels_added_to_the_config_start_from_the_store_not_from_zero(tmp_path):
     """A level the last marker does not name starts at the store's delayOffset.json (here: a
     migrated store whose broker already delivered the first level-3 message), not at offset 0."""
