@@ -190,7 +190,7 @@ def test_a_replica_places_inner_batches_as_the_decoding_path_did(tmp_path, monke
     try:
         for s in stores:
             s.create_topic("B", attributes={"queue.type": "BatchCQ"})
-        proposed, next_offset = [], 0
+        proposed = []
         for n, term in ((1, 1), (5, 1), (64, 2), (3, 2)):
             props = {"WAIT": "true", "UNIQ_KEY": f"B{n}", "KEYS": "a b"} if n != 3 else None
             [(record, count)] = leader.replicated.prepare_batch_records(
