@@ -25,6 +25,8 @@ handlers find it as ``ctx.pop``; the request methods are in the package docstrin
 * **Revive** (leader only, ``_revive_loop``): per revive queue, from the committed revive offset,
   each delivered checkpoint gets ``engine.revive_decision``; unacked messages are re-put to the retry
   topic (created with one queue when missing) or the DLQ, then the revive offset is committed.
+  Between passes it sleeps until the earliest checkpoint is due (at most ``REVIVE_IDLE_MS``) or the
+  revive topic grows, not on every commit: a commit that brings no checkpoint changes no due time.
 * **Long polling**: a pop or notification with ``poll_ms`` waits for the next commit and tries
   again until its deadline; more than ``POLLING_MAX`` waiting answer POLLING_FULL at once.
 """
@@ -64,6 +66,21 @@ class PopResult:
     plan: PopPlan
 
 
+def _resolve(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+async def _wait_future(waiter: asyncio.Future, timeout_ms: int) -> None:
+    """Until ``waiter`` is resolved or ``timeout_ms`` (at least 1 ms) passed; a cancellation of the
+    caller propagates (a plain future never swallows it, unlike 3.11's ``wait_for``)."""
+    timer = asyncio.get_running_loop().call_later(max(timeout_ms, 1) / 1000, _resolve, waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+
+
 class PopService:
     """See module doc. ``ctx`` is the broker's ``BrokerContext``."""
 
@@ -76,7 +93,11 @@ class PopService:
         self.revive_topic = self.engine.revive_topic
         self._read_pos: dict[tuple[str, int], int] = {}
         self._commit_event = asyncio.Event()
-        self._waiters: set[asyncio.Event] = set()
+        self._waiters: set[asyncio.Future] = set()     # long polls waiting for the next commit
+        self._revive_sleeper: asyncio.Future | None = None
+        self._revive_growth = None                      # records dispatched to the revive topic
+        self._revive_watched = None                     # the QueueSet that counts them
+        self._revive_seen = -1
         self._offset_flights: dict[tuple[str, str, int], asyncio.Task] = {}
         self._polling = 0
         self._revive_task: asyncio.Task | None = None
@@ -141,8 +162,20 @@ class PopService:
 
     def on_commit(self) -> None:
         self._commit_event.set()
-        for event in self._waiters:
-            event.set()
+        for waiter in self._waiters:
+            _resolve(waiter)
+        sleeper = self._revive_sleeper
+        if sleeper is not None and self._revive_grown():
+            _resolve(sleeper)
+
+    def _revive_grown(self) -> bool:
+        """Whether the revive topic got records since the revive loop last looked (always True when
+        the store cannot say). A commit without one cannot make a checkpoint due sooner: every
+        ``revive_decision`` that waits names its time, so the loop sleeps to that, not per commit."""
+        growth = self._revive_growth
+        if growth is None:
+            return True
+        return growth.count != self._revive_seen
 
     async def _sync_loop(self) -> None:
         while not self._closed:
@@ -156,15 +189,37 @@ class PopService:
             await asyncio.sleep(SYNC_INTERVAL_MS / 1000)
 
     async def _wait_commit(self, timeout_ms: int) -> None:
-        """Until the next commit (or ``timeout_ms``)."""
-        event = asyncio.Event()
-        self._waiters.add(event)
+        """Until the next commit (or ``timeout_ms``). A future and a timer, no Task per wait
+        (``wait_for`` made one per long-poll round)."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiters.add(waiter)
         try:
-            await asyncio.wait_for(event.wait(), max(timeout_ms, 1) / 1000)
-        except asyncio.TimeoutError:
-            pass
+            await _wait_future(waiter, timeout_ms)
         finally:
-            self._waiters.discard(event)
+            self._waiters.discard(waiter)
+
+    async def _revive_sleep(self, timeout_ms: int) -> None:
+        """Until the revive topic grows (``on_commit``) or ``timeout_ms`` (the next due checkpoint)."""
+        if self._revive_grown():
+            return
+        waiter = self._revive_sleeper = asyncio.get_running_loop().create_future()
+        try:
+            await _wait_future(waiter, timeout_ms)
+        finally:
+            if self._revive_sleeper is waiter:
+                self._revive_sleeper = None
+
+    def _watch_revive_topic(self) -> None:
+        queues = getattr(self.store, "queues", None)
+        if self._revive_growth is None and hasattr(queues, "watch"):
+            self._revive_growth, self._revive_watched = queues.watch((self.revive_topic,)), queues
+            self._revive_seen = -1
+
+    def _unwatch_revive_topic(self) -> None:
+        if self._revive_growth is not None:
+            self._revive_watched.unwatch(self._revive_growth)
+            self._revive_growth, self._revive_watched = None, None
 
     # --- leadership ------------------------------------------------------------------------------
 
@@ -434,22 +489,29 @@ class PopService:
         Only the current ``_revive_task`` revives: a superseded loop whose cancel was lost (Python
         3.11's ``wait_for`` can swallow one) stops at its next check instead of re-putting the same
         checkpoint's messages beside the new loop (seen: every revived message stored twice)."""
-        while not self._closed and self._revive_task is asyncio.current_task():
-            try:
-                if not await self.ctx.wait_readable(REVIVE_RETRY_MS):
-                    continue
-                self.sync()
-                wait_ms = REVIVE_IDLE_MS
-                for qid in range(self.engine.revive_queues):
-                    wait_ms = min(wait_ms, await self._revive_queue(qid))
-                await self._wait_commit(wait_ms)
-            except asyncio.CancelledError:
-                raise
-            except self.ctx.not_leader_errors:
-                return
-            except Exception:  # noqa: BLE001 - retried: progress is re-read from the log
-                log.exception("POP revive failed; retrying")
-                await asyncio.sleep(REVIVE_RETRY_MS / 1000)
+        self._watch_revive_topic()
+        try:
+            while not self._closed and self._revive_task is asyncio.current_task():
+                try:
+                    if not await self.ctx.wait_readable(REVIVE_RETRY_MS):
+                        continue
+                    if self._revive_growth is not None:
+                        self._revive_seen = self._revive_growth.count   # before reading: none missed
+                    self.sync()
+                    wait_ms = REVIVE_IDLE_MS
+                    for qid in range(self.engine.revive_queues):
+                        wait_ms = min(wait_ms, await self._revive_queue(qid))
+                    await self._revive_sleep(wait_ms)
+                except asyncio.CancelledError:
+                    raise
+                except self.ctx.not_leader_errors:
+                    return
+                except Exception:  # noqa: BLE001 - retried: progress is re-read from the log
+                    log.exception("POP revive failed; retrying")
+                    await asyncio.sleep(REVIVE_RETRY_MS / 1000)
+        finally:
+            if self._revive_task is asyncio.current_task() or self._revive_task is None:
+                self._unwatch_revive_topic()
 
     async def _revive_queue(self, qid: int) -> int:
         """Revive what is due on revive queue ``qid``; returns ms until something may be due."""
