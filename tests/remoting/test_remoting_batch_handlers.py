@@ -115,3 +115,45 @@ def test_the_inflight_bound_cuts_a_group_and_the_backlog_runs_later_in_groups():
         finally:
             await server.close()
     run(main())
+
+
+def test_answers_settled_in_one_turn_from_several_reads_go_out_in_one_write_in_request_order():
+    """Sends that wait for one commit (as a quorum commit settles every proposal of a turn at
+    once) arrive in three reads; their 24 answers leave in ONE transport write, in request order,
+    and the bytes are exactly the encoded responses (nothing reordered, nothing re-framed)."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        commit = loop.create_future()
+        started: list[int] = []
+
+        async def batch(cmds, channel):
+            started.extend(c.opaque for c in cmds)
+            await commit
+            return [c.response_to(codes.SUCCESS, ext_fields={"n": c.ext_fields["n"]}) for c in cmds]
+
+        server = RemotingServer({}, batch_handlers={GROUPED: batch})
+        host, port = await server.start("127.0.0.1", 0)
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+            requests = [RemotingCommand.request(GROUPED, {"n": i}, opaque=i + 1) for i in range(24)]
+            for part in range(3):                  # three reads: each one waits until the last started
+                writer.write(b"".join(encode_command(r) for r in requests[part * 8:(part + 1) * 8]))
+                while len(started) < (part + 1) * 8:
+                    await asyncio.sleep(0.001)
+            (channel,) = server.channels
+            writes_before = channel.writes
+            commit.set_result(None)
+            expected = b""
+            for r in requests:
+                answer = r.response_to(codes.SUCCESS, ext_fields={"n": r.ext_fields["n"]})
+                answer.opaque, answer.flag = r.opaque, codes.FLAG_RESPONSE
+                expected += encode_command(answer)
+            got = b""
+            while len(got) < len(expected):
+                got += await asyncio.wait_for(reader.read(1 << 16), 5)
+            assert got == expected
+            assert channel.writes - writes_before == 1
+            writer.close()
+        finally:
+            await server.close()
+    run(main())
