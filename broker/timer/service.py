@@ -21,7 +21,9 @@ barrier, the last progress marker and the target scan), then loops: ``step`` pla
 messages (delay levels: each schedule queue in order while due, deliver time = store time + level
 delay; timers: the index's slots plus newly indexed entries, by fire time), puts the window's marker,
 re-puts every message (``deliver_concurrency`` at once) and sleeps until the next due time, the
-poll interval, or ``notify``. ``notify_if_grown()`` (what the broker calls after each commit) wakes
+poll interval, or ``notify``. With ``woken_on_commit`` (the broker's wiring: it calls
+``notify_if_grown`` after every commit) there is no poll: the sleep lasts until the next due time,
+the next index checkpoint or ``WOKEN_IDLE_MS``. ``notify_if_grown()`` (what the broker calls after each commit) wakes
 it only when its queues grew since it last looked (``growth``, a counter of records dispatched to
 the schedule and timer queues), not on every commit: a due time needs no wake-up, it is slept to. A message is never put before its due time by ``clock_ms``. Any
 failure (a put refused for a passing reason, a read error) sends it back to recovery after
@@ -59,6 +61,9 @@ from .rewrite import DEAD_LETTER_TOPIC
 log = logging.getLogger("mqbench.broker.timer")
 
 INDEX_CHECKPOINT_MS = 1000
+#: The longest sleep of a service woken on commits (``woken_on_commit``): nothing is polled then,
+#: a new delayed message wakes it (``notify_if_grown``) and a due time is slept to.
+WOKEN_IDLE_MS = 1000
 #: The queues whose growth wakes a delivering service, and an indexing (follower) one.
 DELIVERY_TOPICS = (SCHEDULE_TOPIC, TIMER_TOPIC)
 INDEX_TOPICS = (TIMER_TOPIC,)
@@ -92,8 +97,9 @@ class DelayService:
                  timer_log_segment_bytes: int = TIMER_LOG_FILE_BYTES,
                  on_delivered: Callable[[str, int, int], None] | None = None, name: str = "delay-service",
                  barrier_timeout_ms: int = 30_000, retry_ms: int = 1000,
-                 ensure_topic: Callable[[str], Awaitable] | None = None):
+                 ensure_topic: Callable[[str], Awaitable] | None = None, woken_on_commit: bool = False):
         self.store = store
+        self.woken_on_commit = woken_on_commit   # the owner calls notify_if_grown after every commit
         self.put = put
         self.clock_ms = clock_ms or _wall_ms
         self.config = config
@@ -306,6 +312,8 @@ class DelayService:
         planner = self.planner
         now = self.clock_ms()
         plan = planner.begin()
+        if self.woken_on_commit and self._growth is not None:
+            plan.wait_ms = self._idle_wait_ms(now)
         planner.plan_levels(plan, now)
         if self.index is not None and planner.timer_start(plan, now):
             first_new, fresh = await self._catch_up(self.config.window_max)
@@ -321,6 +329,16 @@ class DelayService:
             await self._checkpoint()
             self._checkpoint_at_ms = now
         return planner.wait_after(plan)
+
+    def _idle_wait_ms(self, now_ms: int) -> int:
+        """The sleep of a step with nothing due, when commits wake the service (``woken_on_commit``
+        and its queues watched): no ``poll_interval_ms`` poll (50 wake-ups a second on every
+        leader, loaded or idle), only ``WOKEN_IDLE_MS`` or the next index checkpoint. Due times
+        still shorten it (the planner), and a new delayed or timer record ends it (``notify``)."""
+        wait_ms = max(self.config.poll_interval_ms, WOKEN_IDLE_MS)
+        if self.index is not None and getattr(self.store, "sync_on_timer", True):
+            wait_ms = min(wait_ms, max(1, self._checkpoint_at_ms + INDEX_CHECKPOINT_MS - now_ms))
+        return wait_ms
 
     async def _dead_letter_topic(self) -> None:
         if self.ensure_topic is not None:

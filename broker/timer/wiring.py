@@ -77,6 +77,7 @@ class LeaderDelay:
         ensure = getattr(self.group, "ensure_topic", None)
         kw = {"ensure_topic": lambda name: ensure(name, queues=1)} if ensure is not None else {}
         kw.update(self.service_kw)
+        kw.setdefault("woken_on_commit", True)      # on_commit is wired (module doc): no poll needed
         return DelayService(self.group.store, self.group.put, clock_ms=self.clock_ms, config=self.config,
                             index_root=self.index_root, name=f"delay-{getattr(self.group, 'self_id', '?')}", **kw)
 
