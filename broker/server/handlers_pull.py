@@ -23,7 +23,11 @@ queueId beyond the read queues         SYSTEM_ERROR 1          -
 
 ``*``: with the suspend flag the pull first waits up to ``suspendTimeoutMillis`` (capped at
 ``ctx.suspend_ms_max``) for the queue to grow past ``queueOffset``; ``PullWaiters`` wakes it as
-soon as committed entries are applied, and the read is redone.
+soon as committed entries are applied, and the read is redone. A suspended pull whose read skipped
+every message up to ``max`` (none matched the tags) goes on waiting from there instead of answering
+PULL_RETRY_IMMEDIATELY: that answer only brought the client straight back to wait at ``max`` (a
+round trip per unmatched message for a tag-filtering group); on timeout it answers PULL_NOT_FOUND
+with ``max``, as a pull from there would.
 
 A replica answers a pull only once it is readable (``ReplicatedGroup.reads_ready``): a new leader
 that has not applied its term's no-op, or a restarted replica that has not applied again what it
@@ -79,10 +83,11 @@ class PullAnswer(NamedTuple):
     max_offset: int = 0
 
 
-def _answer(ctx: BrokerContext, header: headers.PullMessageHeader, tags: set[str] | None) -> PullAnswer:
-    """One read of the queue (the module's table)."""
+def _answer(ctx: BrokerContext, header: headers.PullMessageHeader, tags: set[str] | None,
+            offset: int) -> PullAnswer:
+    """One read of the queue from ``offset`` (the module's table)."""
     store = ctx.store
-    topic, queue_id, offset = header.topic, header.queue_id, header.queue_offset
+    topic, queue_id = header.topic, header.queue_id
     lo, hi = store.min_offset(topic, queue_id), store.max_offset(topic, queue_id)
     if hi == 0:
         if offset != 0:
@@ -108,11 +113,17 @@ def _answer(ctx: BrokerContext, header: headers.PullMessageHeader, tags: set[str
 
 
 async def _ready_answer(ctx: BrokerContext, header: headers.PullMessageHeader, tags: set[str] | None,
-                        wait_ms: int) -> PullAnswer:
+                        wait_ms: int, offset: int) -> PullAnswer:
     """``_answer`` once the replica is readable (waiting up to ``wait_ms``); else pull again."""
     if not await ctx.wait_readable(wait_ms):
         return PullAnswer(codes.PULL_RETRY_IMMEDIATELY, header.queue_offset)
-    return _answer(ctx, header, tags)
+    return _answer(ctx, header, tags, offset)
+
+
+def _skipped_to_the_end(answer: PullAnswer) -> bool:
+    """Every message from the pull's offset up to ``max`` was skipped by the tags (module doc)."""
+    return (answer.code == codes.PULL_RETRY_IMMEDIATELY and answer.max_offset > 0
+            and answer.next_offset >= answer.max_offset)
 
 
 async def on_pull(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) -> RemotingCommand:
@@ -142,15 +153,21 @@ async def on_pull(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
     tags = _tags(ctx, header)
     suspend = header.sys_flag & codes.PULL_FLAG_SUSPEND and header.suspend_timeout_ms > 0
     deadline_ms = ctx.monotonic_ms() + min(max(header.suspend_timeout_ms, 0), ctx.suspend_ms_max)
-    answer = await _ready_answer(ctx, header, tags, deadline_ms - ctx.monotonic_ms() if suspend else READ_WAIT_MS_MAX)
-    while answer.may_wait and suspend:
+    offset = header.queue_offset
+    answer = await _ready_answer(ctx, header, tags, deadline_ms - ctx.monotonic_ms() if suspend else READ_WAIT_MS_MAX,
+                                 offset)
+    while suspend and (answer.may_wait or _skipped_to_the_end(answer)):
         remaining_ms = deadline_ms - ctx.monotonic_ms()
         if remaining_ms <= 0:
+            if not answer.may_wait:      # skipped to max: what a pull from max answers now
+                answer = PullAnswer(codes.PULL_NOT_FOUND, answer.next_offset, min_offset=answer.min_offset,
+                                    max_offset=answer.max_offset)
             break
+        if not answer.may_wait:
+            offset = answer.next_offset
         # wait for the queue to grow past what was asked for (or for the entry a follower lacks)
-        await ctx.waiters.wait(header.topic, header.queue_id, max(header.queue_offset, answer.max_offset),
-                               remaining_ms)
-        answer = await _ready_answer(ctx, header, tags, deadline_ms - ctx.monotonic_ms())
+        await ctx.waiters.wait(header.topic, header.queue_id, max(offset, answer.max_offset), remaining_ms)
+        answer = await _ready_answer(ctx, header, tags, deadline_ms - ctx.monotonic_ms(), offset)
     ctx.counters.pull_message_count += answer.count
     ctx.stats.record_get(header.topic, header.consumer_group, answer.count, ctx.clock_ms())
     fields = headers.PullMessageResponseHeader(suggest_which_broker_id=0, next_begin_offset=answer.next_offset,

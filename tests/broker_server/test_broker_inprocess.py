@@ -214,6 +214,41 @@ def test_long_poll_returns_when_a_message_arrives(tmp_path):
     run(scenario())
 
 
+def test_a_suspended_filtered_pull_waits_past_unmatched_messages_instead_of_a_retry_round_trip(tmp_path):
+    """Found profiling `run orders` at 100 msgs/s: a tag-filtering group's suspended pull answered
+    PULL_RETRY_IMMEDIATELY for every message it skipped, only for the client to come straight back
+    and wait at max. Now it waits on from there; on timeout it answers as a pull from max would."""
+    async def scenario():
+        async with InProcessCluster(tmp_path, 1, subnet=11) as cluster:
+            addr = (await cluster.leader()).instance.addr
+            await create_topic(addr, "Filt", queues=1)
+
+            async def send(tags: str, body: bytes) -> None:
+                props = {"UNIQ_KEY": body.hex().upper().rjust(32, "0"), "TAGS": tags}
+                assert (await request(addr, codes.SEND_MESSAGE, send_v1_fields("Filt", 0, props), body)).code == 0
+            pull = asyncio.ensure_future(request(addr, codes.PULL_MESSAGE,
+                                                 pull_fields("Filt", 0, 0, suspend_ms=8000, subscription="keep"),
+                                                 timeout_ms=12000))
+            await asyncio.sleep(0.2)
+            await send("drop", b"d0")
+            await send("drop", b"d1")
+            await asyncio.sleep(0.3)
+            assert not pull.done()              # before: PULL_RETRY_IMMEDIATELY at once, next offset 1
+            await send("keep", b"k2")
+            response = await pull
+            answer = headers.PullMessageResponseHeader.from_ext(response.ext_fields)
+            assert response.code == codes.SUCCESS and answer.next_begin_offset == 3
+            assert [(m.queue_offset, m.body) for m in decode_pulled(response.body, "b")] == [(2, b"k2")]
+            await send("drop", b"d3")           # skipped to max, then nothing: not found at max
+            started = time.monotonic()
+            response = await request(addr, codes.PULL_MESSAGE,
+                                     pull_fields("Filt", 0, 3, suspend_ms=400, subscription="keep"))
+            answer = headers.PullMessageResponseHeader.from_ext(response.ext_fields)
+            assert response.code == codes.PULL_NOT_FOUND and answer.next_begin_offset == 4
+            assert time.monotonic() - started >= 0.35
+    run(scenario())
+
+
 def test_pull_answers_and_offsets(tmp_path):
     async def scenario():
         async with InProcessCluster(tmp_path, 1, subnet=2) as cluster:
