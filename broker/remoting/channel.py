@@ -278,8 +278,7 @@ class Channel(asyncio.Protocol):
         except StopIteration as stop:
             waiting.pop(coro, None)
             if type(cmd) is list:
-                for one, response in zip(cmd, stop.value):
-                    self._answer(one, response)
+                self._answer_all(cmd, stop.value)
             else:
                 self._answer(cmd, stop.value)
             return
@@ -334,6 +333,24 @@ class Channel(asyncio.Protocol):
                     self._queue(encode_command(response))  # type: ignore[arg-type]
                 except UserError as exc:
                     log.warning("response to %s from %s cannot be encoded: %s", cmd.describe(), self.peer, exc)
+        if self._backlog and not self._in_read:
+            self._loop.call_soon(self._pump)
+
+    def _answer_all(self, cmds: list[RemotingCommand], responses: list[RemotingCommand | bytes | None]) -> None:
+        """``_answer`` for each of a batch's requests, in order; prebuilt frames (the usual send
+        answers) are queued in one pass, with one flush and one pump scheduled for all of them."""
+        out, queued = self._out, 0
+        for one, response in zip(cmds, responses):
+            if type(response) is bytes and not one.flag & _ONEWAY and not self._closed:
+                self._inflight -= 1
+                out.append(response)
+                queued += len(response)
+            else:
+                self._answer(one, response)
+        if queued:
+            self._out_bytes += queued
+            if not self._in_read and self._flush_handle is None:
+                self._flush_handle = self._loop.call_soon(self._flush)
         if self._backlog and not self._in_read:
             self._loop.call_soon(self._pump)
 

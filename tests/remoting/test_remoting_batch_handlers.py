@@ -157,3 +157,33 @@ def test_answers_settled_in_one_turn_from_several_reads_go_out_in_one_write_in_r
         finally:
             await server.close()
     run(main())
+
+
+def test_a_batch_mixing_prebuilt_frames_commands_none_and_one_way_is_answered_in_order():
+    """The batch answer pass: prebuilt frames and commands keep request order in the output, a
+    None or a one-way request sends nothing, and every request leaves the in-flight count."""
+    async def main():
+        def prebuilt(c):
+            return encode_command(RemotingCommand(code=codes.SUCCESS, opaque=c.opaque, flag=codes.FLAG_RESPONSE,
+                                                  ext_fields={"pre": "built"}))
+
+        async def batch(cmds, channel):
+            await asyncio.sleep(0.01)
+            kinds = {1: "frame", 2: "command", 3: "none", 4: "frame", 5: "frame", 6: "command", 7: "frame"}
+            return [prebuilt(c) if kinds[c.opaque] == "frame" else None if kinds[c.opaque] == "none"
+                    else c.response_to(codes.SUCCESS, ext_fields={"cmd": "1"}) for c in cmds]
+
+        server = RemotingServer({}, batch_handlers={GROUPED: batch})
+        try:
+            requests = [RemotingCommand.request(GROUPED, {}, opaque=i + 1) for i in range(7)]
+            requests[4].flag |= codes.FLAG_ONEWAY          # opaque 5: a prebuilt frame, not sent
+            got = await _exchange(server, requests, 5)
+            assert [c.opaque for c in got] == [1, 2, 4, 6, 7]
+            assert [c.ext_fields for c in got] == [{"pre": "built"}, {"cmd": "1"}, {"pre": "built"},
+                                                   {"cmd": "1"}, {"pre": "built"}]
+            assert all(c.is_response for c in got)
+            (channel,) = server.channels
+            assert channel._inflight == 0
+        finally:
+            await server.close()
+    run(main())
