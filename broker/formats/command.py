@@ -225,20 +225,28 @@ def _int32(value: int, name: str) -> int:
 
 def decode_frame_content(content: bytes | bytearray | memoryview) -> RemotingCommand:
     """Decode one frame without its 4-byte length field (the header-length word, header, body)."""
-    if len(content) < 4:
-        raise PeerError(f"frame of {len(content)} bytes is too short for the header-length word")
-    (word,) = LENGTH.unpack_from(content, 0)
+    return decode_frame_at(content, 0, len(content))
+
+
+def decode_frame_at(buffer: bytes | bytearray | memoryview, start: int, end: int) -> RemotingCommand:
+    """``decode_frame_content(buffer[start:end])`` without copying the frame first (from a read's
+    bytes, the header and body are the only copies made)."""
+    size = end - start
+    if size < 4:
+        raise PeerError(f"frame of {size} bytes is too short for the header-length word")
+    (word,) = LENGTH.unpack_from(buffer, start)
     serialize_type, header_len = (word >> 24) & 0xFF, word & 0xFFFFFF
-    if header_len > len(content) - 4:
-        raise PeerError(f"header length {header_len} exceeds the frame's {len(content) - 4} bytes")
-    header = bytes(content[4:4 + header_len])
+    if header_len > size - 4:
+        raise PeerError(f"header length {header_len} exceeds the frame's {size - 4} bytes")
+    body_start = start + 4 + header_len
+    header = bytes(buffer[start + 4:body_start])
     if serialize_type == codes.SERIALIZE_JSON:
         cmd = _decode_json_header(header)
     elif serialize_type == codes.SERIALIZE_ROCKETMQ:
         cmd = _decode_binary_header(header)
     else:
         raise PeerError(f"unknown header serialize type {serialize_type} (0 = JSON, 1 = ROCKETMQ)")
-    cmd.body = bytes(content[4 + header_len:])
+    cmd.body = bytes(buffer[body_start:end])
     return cmd
 
 

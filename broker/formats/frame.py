@@ -12,7 +12,7 @@ the byte stream has lost its framing and the only safe move is to close the conn
 """
 from __future__ import annotations
 
-from mqbench.broker.formats.command import LENGTH, RemotingCommand, decode_frame_content
+from mqbench.broker.formats.command import LENGTH, RemotingCommand, decode_frame_at
 from mqbench.errors import PeerError
 
 FRAME_BYTES_MAX_DEFAULT = 16 * 1024 * 1024
@@ -34,9 +34,12 @@ class FrameDecoder:
     def feed(self, data: bytes | bytearray | memoryview) -> list[RemotingCommand]:
         if self._error is not None:
             raise self._error
-        self._buffer += data
         commands: list[RemotingCommand] = []
-        buffer = self._buffer
+        if not self._buffer and type(data) is bytes:
+            buffer: bytes | bytearray = data       # whole frames read at once: decoded from the read's bytes
+        else:
+            self._buffer += data
+            buffer = self._buffer
         pos = 0
         try:
             while len(buffer) - pos >= 4:
@@ -47,12 +50,15 @@ class FrameDecoder:
                     raise PeerError(f"frame of {length + 4} bytes exceeds the {self.frame_bytes_max}-byte limit")
                 if len(buffer) - pos - 4 < length:
                     break
-                commands.append(decode_frame_content(buffer[pos + 4:pos + 4 + length]))
+                commands.append(decode_frame_at(buffer, pos + 4, pos + 4 + length))
                 pos += 4 + length
         except PeerError as exc:
             self._error = exc
             self._buffer = bytearray()
             raise
-        if pos:
-            del buffer[:pos]
+        if buffer is data:
+            if pos < len(data):
+                self._buffer += memoryview(data)[pos:]      # the partial frame at the end
+        elif pos:
+            del self._buffer[:pos]
         return commands

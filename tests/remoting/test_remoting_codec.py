@@ -197,3 +197,18 @@ def test_json_headers_with_random_values_raise_only_peer_error(ext, code):
     except PeerError:
         return
     assert all(isinstance(v, str) for v in cmd.ext_fields.values())
+
+
+def test_bytes_bytearray_and_memoryview_pieces_decode_alike_with_a_partial_frame_carried_over():
+    """A read's bytes are decoded in place (no copy of the frame first); a piece that ends inside a
+    frame is kept, and any buffer type gives the same commands with bytes bodies."""
+    stream = b"".join(FRAMES) * 2
+    expected = FrameDecoder().feed(stream)
+    cut = len(FRAMES[0]) + 3                     # inside the second frame
+    for kind in (bytes, bytearray, memoryview):
+        decoder = FrameDecoder()
+        got = decoder.feed(kind(stream[:cut]))
+        assert decoder.pending_bytes == 3
+        got += decoder.feed(kind(stream[cut:]))
+        assert got == expected and decoder.pending_bytes == 0
+        assert all(type(c.body) is bytes for c in got)
