@@ -387,8 +387,10 @@ async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Chann
         raise Refused(codes.MESSAGE_ILLEGAL, f"a batch to {header.topic} cannot carry delay properties "
                                              f"({', '.join(sorted(delayed))}); send delayed messages one by one")
     compressed = bool(header.sys_flag & SYSFLAG_COMPRESSION_BITS)
-    # a plain body shorter than the bound cannot hold an item's properties over it
-    if compressed or len(cmd.body) + len(header.properties or "") * 4 > SEND_PROPERTIES_BYTES_MAX:
+    # a plain body shorter than the bound cannot hold an item's properties over it; a batch stored as
+    # sent (batch None) had each item's string held to the room left by the batch's (_stored_as_sent)
+    if batch is not None and (compressed or len(cmd.body) + len(header.properties or "") * 4
+                              > SEND_PROPERTIES_BYTES_MAX):
         for item in batch.items:
             check_properties_room({**properties, **item.properties}, header.topic)
     common = dict(properties=properties, born_timestamp_ms=header.born_timestamp_ms, born_host=_born_host(channel))

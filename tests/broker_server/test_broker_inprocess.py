@@ -361,6 +361,13 @@ def test_batch_cq_topic_stores_one_record_per_batch(tmp_path):
             pulled = decode_pulled(response.body, "b")
             assert [m.queue_offset for m in pulled] == list(range(4, 14))
             assert [m.body for m in pulled[:2]] == [b"item4", b"item5"]
+            # a body over the property bound of ordinary items (an orders batch of 64 is ~45 KB) is
+            # stored as sent too: the room check of the decoding path must not run on it
+            wide = [BatchItem(b"x" * 600, {"UNIQ_KEY": f"{i:032X}", "KEYS": f"o-{i}"}) for i in range(64)]
+            assert len(encode_batch(wide)) > 32_767
+            response = await request(addr, codes.SEND_BATCH_MESSAGE, fields, encode_batch(wide))
+            assert response.code == codes.SUCCESS, response.remark
+            assert store.max_offset("Batched", 0) == 14 + 64
     run(scenario())
 
 
