@@ -119,7 +119,7 @@ class BrokerContext:
     counters: Counters = field(default_factory=Counters)
     message_bytes_max: int = MESSAGE_BYTES_MAX
     suspend_ms_max: int = 60_000
-    on_topics_changed: Callable[[], None] | None = None
+    on_topics_changed: Callable[[], Awaitable[bool] | None] | None = None
     #: Applied in order to every single message before it is put (not to batches, which cannot be
     #: delayed): the hook for the delay service's ``rewrite_for_delay`` (DELAY level / TIMER_*
     #: messages moved to the schedule or timer topic). A rewriter raising UserError refuses the send.
@@ -292,9 +292,12 @@ class BrokerContext:
                 return True
         return False
 
-    def topics_changed(self) -> None:
+    def topics_changed(self) -> Awaitable[bool] | None:
+        """Tell the name server registration the topics changed. Returns what ``on_topics_changed``
+        returns (the registrar: a future done once a registration covering the change ended), or None."""
         if self.on_topics_changed is not None:
-            self.on_topics_changed()
+            return self.on_topics_changed()
+        return None
 
     # --- background work ---------------------------------------------------------------------------
 

@@ -4,14 +4,17 @@ UPDATE_AND_CREATE_TOPIC (RocketMQ ``CreateTopicRequestHeader``): ``topic``, ``re
 ``writeQueueNums``, ``perm`` (default 6), ``topicFilterType``, ``topicSysFlag``, ``order`` and, as
 in RocketMQ 5, ``attributes`` = ``+key=value,+key2=value2`` (``queue.type=BatchCQ`` makes a batch
 topic). Only the leader takes it; the config goes through the Raft log (every replica, and a
-future leader, has it) and the broker registers with the name server again at once, so the topic
-is routed. Creating an existing topic updates it. A bad name or count: INVALID_PARAMETER 29.
+future leader, has it) and the broker registers with the name server again at once and answers
+once that registration ended (at most ``TOPIC_REGISTER_WAIT_S``), as RocketMQ 4.9's
+``updateAndCreateTopic`` registers before it answers: a client that looks the route up after the
+answer finds it. Creating an existing topic updates it. A bad name or count: INVALID_PARAMETER 29.
 
 GET_BROKER_RUNTIME_INFO answers a KVTable JSON body ``{"table": {name: string value}}`` with the
 keys listed in ``runtime_info`` and ``rocketmq_runtime_fields`` (every value a string, as RocketMQ's).
 """
 from __future__ import annotations
 
+import asyncio
 import os
 
 from mqbench.broker.formats import codes, headers
@@ -22,6 +25,8 @@ from mqbench.broker.formats.configs import PERM_READ, PERM_WRITE, TopicConfig
 from mqbench.broker.formats.topics import validate_topic
 
 QUEUE_NUMS_MAX = 1024
+#: how long UPDATE_AND_CREATE_TOPIC waits for the name server to take the new registration
+TOPIC_REGISTER_WAIT_S = 3.0
 
 
 def parse_attributes(text: str | None) -> dict[str, str]:
@@ -92,7 +97,13 @@ async def on_create_topic(ctx: BrokerContext, cmd: RemotingCommand, channel: Cha
     log.info("topic %s %s: %d/%d queues, perm %d%s", cfg.topic_name, "updated" if existing else "created",
              cfg.read_queue_nums, cfg.write_queue_nums, cfg.perm,
              f", attributes {format_attributes(cfg.attributes)}" if cfg.attributes else "")
-    ctx.topics_changed()
+    registered = ctx.topics_changed()
+    if registered is not None:      # answer once the name server routes it, as RocketMQ's does
+        try:
+            await asyncio.wait_for(asyncio.shield(registered), TOPIC_REGISTER_WAIT_S)
+        except asyncio.TimeoutError:
+            log.warning("topic %s: the name server has not taken the registration after %.0f s; "
+                        "answering anyway (it is retried)", cfg.topic_name, TOPIC_REGISTER_WAIT_S)
     return cmd.response_to(codes.SUCCESS)
 
 

@@ -82,6 +82,8 @@ class Registrar:
         self.failures = 0
         self.last: Registration | None = None   # the last accepted one
         self.last_error: str | None = None
+        self._begun = 0                 # registrations begun (each describes the topics as they are then)
+        self._waiters: list[tuple[int, asyncio.Future[bool]]] = []
         self._wanted = asyncio.Event()
         self._channel: Channel | None = None
         self._task: asyncio.Task | None = None
@@ -92,9 +94,27 @@ class Registrar:
         self._wanted.set()
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="namesrv-registration")
 
-    def trigger(self) -> None:
-        """Register again as soon as possible (role or topics changed)."""
+    def trigger(self) -> asyncio.Future[bool]:
+        """Register again as soon as possible (role or topics changed). The future is done when a
+        registration begun after this call has ended: True when the name server took it (so it routes
+        what had changed), False when it failed or the registrar closed. Callers may ignore it."""
         self._wanted.set()
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            done.set_result(False)
+        else:
+            self._waiters.append((self._begun + 1, done))
+        return done
+
+    def _settle(self, begun: int, taken: bool) -> None:
+        """End the waiters that registration number ``begun`` covers (those triggered before it began)."""
+        keep = []
+        for needed, done in self._waiters:
+            if needed > begun:
+                keep.append((needed, done))
+            elif not done.done():
+                done.set_result(taken)
+        self._waiters = keep
 
     async def _loop(self) -> None:
         wait_ms = self.interval_ms
@@ -106,7 +126,11 @@ class Registrar:
             self._wanted.clear()
             if self._closed:
                 return
-            wait_ms = self.interval_ms if await self.register_once() else self.retry_ms
+            self._begun += 1
+            begun = self._begun
+            taken = await self.register_once()
+            self._settle(begun, taken)
+            wait_ms = self.interval_ms if taken else self.retry_ms
 
     async def register_once(self) -> bool:
         """One REGISTER_BROKER with the current role and topics; True when the name server took it."""
@@ -149,6 +173,7 @@ class Registrar:
         """Stop registering; with ``unregister`` tell the name server this address is gone."""
         self._closed = True
         self._wanted.set()
+        self._settle(self._begun + 1, False)     # nothing more will begin: no waiter is left hanging
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -77,6 +77,38 @@ def test_registrar_registers_follows_role_changes_and_unregisters():
     asyncio.run(asyncio.wait_for(scenario(), 20))
 
 
+def test_a_trigger_is_done_once_the_name_server_routes_what_changed():
+    # UPDATE_AND_CREATE_TOPIC answers after this (as RocketMQ registers before answering): a client that
+    # looked the route up right after the answer found none under load (the admin wire test, in CI)
+    async def scenario():
+        namesrv = NameServer()
+        host, port = await namesrv.start("127.0.0.1", 0)
+        current = {"reg": registration("127.0.0.1:10911", 0, 1)}
+        registrar = Registrar(f"{host}:{port}", lambda: current["reg"], interval_ms=60_000, retry_ms=50)
+        registrar.start()
+        try:
+            assert await asyncio.wait_for(registrar.trigger(), 5) is True
+            current["reg"] = registration("127.0.0.1:10911", 0, 1, topics=("Orders", "New"))
+            done = registrar.trigger()
+            assert not done.done() and namesrv.routes.topic_route("New") is None
+            assert await asyncio.wait_for(done, 5) is True
+            assert namesrv.routes.topic_route("New") is not None
+        finally:
+            await registrar.close()
+        late = registrar.trigger()
+        assert late.done() and late.result() is False      # closed: never left hanging
+        await namesrv.close()
+        down = Registrar(f"{host}:{port}", lambda: registration("127.0.0.1:10911", 0, 1), request_timeout_ms=300,
+                         retry_ms=60_000)
+        down.start()
+        try:
+            assert await asyncio.wait_for(down.trigger(), 5) is False     # the name server is gone
+        finally:
+            await down.close(unregister=False)
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
 def test_pull_waiters_notify_from_wakes_only_satisfied_queues():
     async def scenario():
         waiters = PullWaiters()
