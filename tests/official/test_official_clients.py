@@ -28,13 +28,18 @@ from mqbench.cluster import launcher
 from mqbench.cluster.control import ensure_topic, wait_healthy
 
 OFFSETS = {("cpp", "single"): 4310, ("cpp", "raft3"): 4320, ("ons", "single"): 4330, ("ons", "raft3"): 4340}
+TEST_OFFSETS = {"test_official_client_recovers_from_a_leader_kill": 2000,
+                "test_messages_cross_between_official_clients_and_mqbench": 2100}
 ENSURE = {"cpp": ensure_cpp_client, "ons": ensure_ons_client}
 
 
 @pytest.fixture
 def cluster(tmp_path, request):
     client, layout = request.param
-    state = launcher.up(layout, tmp_path / "cluster", port_offset=OFFSETS[(client, layout)], wait_s=60)
+    # each test its own ports: the cpp/raft3 cluster of one test was still on its name server port when
+    # the next test started it again, at load (CI: "port 127.0.1.1:14196 for the name server is busy")
+    offset = OFFSETS[(client, layout)] + TEST_OFFSETS.get(request.node.originalname, 0)
+    state = launcher.up(layout, tmp_path / "cluster", port_offset=offset, wait_s=60)
     try:
         yield client, state
     finally:
