@@ -15,19 +15,10 @@ from mqbench.broker.timer.service import WOKEN_IDLE_MS
 from timerharness import Group
 
 
-def _wall_group(tmp_path) -> Group:
-    g = Group(tmp_path)
-
-    def wall() -> int:
-        return time.time_ns() // 1_000_000
-    g.now_ms = wall()
-    g.clock_ms = wall
-    g.store.clock_ms = wall
-    return g
 
 
 def test_a_service_woken_on_commit_sleeps_instead_of_polling_and_delivers_on_time(tmp_path):
-    g = _wall_group(tmp_path)
+    g = Group(tmp_path).on_wall_clock()
     polled = g.service("a", config=DelayConfig(poll_interval_ms=20))
     woken = g.service("b", config=DelayConfig(poll_interval_ms=20), woken_on_commit=True)
     steps = {polled: 0, woken: 0}

@@ -225,21 +225,13 @@ def test_long_delay_rolls_through_the_timer_topic(tmp_path):
 
 def test_asyncio_loop_sleeps_until_due_and_stops(tmp_path):
     """The real loop on the wall clock: a 150 ms timer arrives 140..250 ms later; stop() ends the task."""
-    import time
-    g = Group(tmp_path)
-
-    def wall() -> int:
-        return time.time_ns() // 1_000_000
-
-    g.now_ms = wall()
-    g.clock_ms = wall
-    g.store.clock_ms = wall
+    g = Group(tmp_path).on_wall_clock()
     svc = g.service("a", config=DelayConfig(poll_interval_ms=50))
 
     async def main():
         await svc.start()
         await asyncio.sleep(0.05)
-        sent = wall()
+        sent = g.clock_ms()
         g.send(Message("Orders", b"soon", {"TIMER_DELIVER_MS": str(sent + 150)}))
         svc.notify()
         for _ in range(100):

@@ -8,6 +8,7 @@ never saw.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from mqbench.broker.formats.record import Message
@@ -41,6 +42,15 @@ class Group:
 
     def clock_ms(self) -> int:
         return self.now_ms
+
+    def on_wall_clock(self) -> "Group":
+        """Switch the group (its store included) to the wall clock, for the real asyncio loop."""
+        def wall() -> int:
+            return time.time_ns() // 1_000_000
+        self.now_ms = wall()
+        self.clock_ms = wall        # type: ignore[method-assign]
+        self.store.clock_ms = wall
+        return self
 
     def put_fn(self, *, fail_after: int | None = None, write_failing: bool = False):
         """A replicated put. After ``fail_after`` successful puts it raises ``Deposed``; with
