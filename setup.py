@@ -5,7 +5,7 @@ The top-level folders are the architecture (see the design): `codecs/` is import
 would be shadowed by the standard library's, hence the mapping. Sub-packages are found here so
 that adding one never needs an edit to packaging metadata.
 """
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 PACKAGE_DIRS = {
     "mqbench": "mqbench",
@@ -20,4 +20,12 @@ for package, folder in PACKAGE_DIRS.items():
     packages.append(package)
     packages.extend(f"{package}.{sub}" for sub in find_packages(folder))
 
-setup(packages=packages, package_dir=PACKAGE_DIRS)
+# Compiled accelerators (see mqbench/native.py): (module name, C sources). Each is optional: when it
+# does not build, the install goes on and the pure-Python module beside it is used.
+NATIVE_MODULES: list[tuple[str, list[str]]] = [
+]
+
+ext_modules = [Extension(name, sources, optional=True, extra_compile_args=["-O2"])
+               for name, sources in NATIVE_MODULES]
+
+setup(packages=packages, package_dir=PACKAGE_DIRS, ext_modules=ext_modules)

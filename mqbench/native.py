@@ -1,0 +1,67 @@
+"""Compiled accelerators: which are built, which are in use, and the switch that turns them off.
+
+A few per-record loops (the migrate scan, the broker's record and batch handling) run in C modules
+built when mqbench is installed (``setup.py``'s ``NATIVE_MODULES``; a C compiler and the Python
+headers are needed, as for any package that compiles). Each C module sits beside the pure-Python
+module it speeds up, and that Python module stays the reference: the C function must return what
+the Python one returns for every input, and the tests compare the two on the same inputs
+(``tests/native/``), so ``MQBENCH_NATIVE=0`` gives the same bytes and verdicts, only slower.
+
+``MQBENCH_NATIVE`` (read once per process, at the first ``load``):
+
+- unset or ``1``: use each accelerator that was built, the Python code for the others;
+- ``0``: use none (for A/B runs and to test the Python path);
+- ``require``: like ``1``, but a missing accelerator is an error (``NativeMissing``), which CI sets
+  so that a failed build fails the run instead of quietly testing only the Python path.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+ENV = "MQBENCH_NATIVE"
+
+_loaded: dict[str, bool] = {}
+
+
+class NativeMissing(ImportError):
+    """``MQBENCH_NATIVE=require`` and an accelerator is not importable (not built, or built for
+    another Python)."""
+
+
+def mode() -> str:
+    """``on``, ``off`` or ``require``, from ``MQBENCH_NATIVE`` (anything unknown counts as ``on``)."""
+    value = os.environ.get(ENV, "1").strip().lower()
+    if value in ("0", "off", "no", "false"):
+        return "off"
+    if value == "require":
+        return "require"
+    return "on"
+
+
+def load(name: str) -> ModuleType | None:
+    """The compiled module ``name`` (a full dotted name, e.g. ``mqbench.migrate._scan``), or None
+    when accelerators are off or it is not importable; with ``MQBENCH_NATIVE=require`` a module
+    that is not importable raises ``NativeMissing`` naming it. Every call is recorded for
+    ``status``."""
+    current = mode()
+    if current == "off":
+        _loaded[name] = False
+        return None
+    try:
+        module = importlib.import_module(name)
+    except ImportError as exc:
+        _loaded[name] = False
+        if current == "require":
+            raise NativeMissing(f"{name} is not built ({exc}); reinstall mqbench with a C compiler "
+                                f"and the Python headers, or unset {ENV}") from exc
+        return None
+    _loaded[name] = True
+    return module
+
+
+def status() -> dict[str, bool]:
+    """Each accelerator this process asked for so far, and whether it is in use (result records
+    and benchmark output carry this, so a figure says which code measured it)."""
+    return dict(_loaded)

@@ -1,0 +1,51 @@
+"""Every accelerator listed in setup.py's NATIVE_MODULES is built and importable wherever a C
+compiler is present (the install builds them optional, so a broken build would otherwise only
+show as a slower run), and MQBENCH_NATIVE switches them as documented."""
+from __future__ import annotations
+
+import ast
+import importlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mqbench import native
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _native_modules() -> list[str]:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "NATIVE_MODULES":
+            return [name for name, _ in ast.literal_eval(node.value)]
+    raise AssertionError("setup.py has no NATIVE_MODULES list")
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                    reason="no C compiler on this machine: the accelerators are optional and not built")
+def test_every_listed_accelerator_is_built() -> None:
+    for name in _native_modules():
+        importlib.import_module(name)
+
+
+def _mode_in_child(value: str, name: str) -> str:
+    code = ("from mqbench import native\n"
+            "try:\n"
+            f"    print(native.mode(), native.load({name!r}) is not None, native.status())\n"
+            "except native.NativeMissing as exc:\n"
+            "    print('missing', exc)\n")
+    env = {"MQBENCH_NATIVE": value, "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_switch_off_and_require() -> None:
+    assert _mode_in_child("0", "mqbench.no_such_accelerator").startswith("off False")
+    assert _mode_in_child("1", "mqbench.no_such_accelerator").startswith("on False")
+    out = _mode_in_child("require", "mqbench.no_such_accelerator")
+    assert out.startswith("missing mqbench.no_such_accelerator is not built")
+    assert native.mode() in ("on", "off", "require")
