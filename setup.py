@@ -5,6 +5,9 @@ The top-level folders are the architecture (see the design): `codecs/` is import
 would be shadowed by the standard library's, hence the mapping. Sub-packages are found here so
 that adding one never needs an edit to packaging metadata.
 """
+import ast
+from pathlib import Path
+
 from setuptools import Extension, find_packages, setup
 
 PACKAGE_DIRS = {
@@ -20,12 +23,21 @@ for package, folder in PACKAGE_DIRS.items():
     packages.append(package)
     packages.extend(f"{package}.{sub}" for sub in find_packages(folder))
 
-# Compiled accelerators (see mqbench/native.py): (module name, C sources). Each is optional: when it
-# does not build, the install goes on and the pure-Python module beside it is used.
-NATIVE_MODULES: list[tuple[str, list[str]]] = [
-]
 
+
+def native_modules() -> dict[str, list[str]]:
+    """mqbench/native.py's MODULES literal (module name -> C sources), read without importing
+    mqbench (its dependencies are not installed yet when this runs)."""
+    tree = ast.parse((Path(__file__).parent / "mqbench" / "native.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "MODULES":
+            return ast.literal_eval(node.value)
+    raise RuntimeError("mqbench/native.py has no MODULES literal")
+
+
+# Compiled accelerators (mqbench/native.py). Each is optional: when it does not build, the install
+# goes on and the pure-Python module beside it is used.
 ext_modules = [Extension(name, sources, optional=True, extra_compile_args=["-O2"])
-               for name, sources in NATIVE_MODULES]
+               for name, sources in native_modules().items()]
 
 setup(packages=packages, package_dir=PACKAGE_DIRS, ext_modules=ext_modules)

@@ -1,7 +1,7 @@
 """Compiled accelerators: which are built, which are in use, and the switch that turns them off.
 
 A few per-record loops (the migrate scan, the broker's record and batch handling) run in C modules
-built when mqbench is installed (``setup.py``'s ``NATIVE_MODULES``; a C compiler and the Python
+built when mqbench is installed (listed in ``MODULES`` below; a C compiler and the Python
 headers are needed, as for any package that compiles). Each C module sits beside the pure-Python
 module it speeds up, and that Python module stays the reference: the C function must return what
 the Python one returns for every input, and the tests compare the two on the same inputs
@@ -21,6 +21,11 @@ import os
 from types import ModuleType
 
 ENV = "MQBENCH_NATIVE"
+
+# Every accelerator: full module name -> its C sources (paths from the repository root). setup.py
+# reads this literal (without importing mqbench) to build them; keep it a plain literal.
+MODULES: dict[str, list[str]] = {
+}
 
 _loaded: dict[str, bool] = {}
 
@@ -62,6 +67,18 @@ def load(name: str) -> ModuleType | None:
 
 
 def status() -> dict[str, bool]:
-    """Each accelerator this process asked for so far, and whether it is in use (result records
-    and benchmark output carry this, so a figure says which code measured it)."""
+    """Each accelerator this process asked for so far, and whether it is in use."""
     return dict(_loaded)
+
+
+def report() -> dict[str, bool]:
+    """Every accelerator in ``MODULES`` and whether a process started with this environment uses
+    it (``load`` of each, without raising under ``require``). Result records and benchmark JSON
+    carry this as ``native``, so a figure says which code measured it."""
+    out: dict[str, bool] = {}
+    for name in MODULES:
+        try:
+            out[name] = load(name) is not None
+        except NativeMissing:
+            out[name] = False
+    return out
