@@ -37,7 +37,8 @@ def native_modules() -> dict[str, list[str]]:
 
 # Compiled accelerators (mqbench/native.py). Each is optional: when it does not build, the install
 # goes on and the pure-Python module beside it is used.
-ext_modules = [Extension(name, sources, optional=True, extra_compile_args=["-O2"])
+ext_modules = [Extension(name, sources, optional=True, include_dirs=["broker/formats"],
+                         extra_compile_args=["-O2", "-Wall"])
                for name, sources in native_modules().items()]
 
 setup(packages=packages, package_dir=PACKAGE_DIRS, ext_modules=ext_modules)
