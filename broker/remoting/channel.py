@@ -36,22 +36,30 @@ Contracts:
   request's opaque and the response flag (a prebuilt success frame); it is queued as it is.
   If the handler raises, the peer gets SYSTEM_ERROR with the error text (``InvariantViolation``
   is not swallowed: it closes the channel and goes to ``on_fatal``).
+
+The class is assembled from one module per concern: this one holds the connection's life (its
+state, reading and decoding, the sweeper's timeouts, closing, the partial-frame budget);
+``answering`` runs the peer's requests and answers them; ``sending`` holds the output (coalesced
+writes, backpressure, the output limit) and the channel's own requests.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import itertools
 import logging
-import types
 from typing import Any, Awaitable, Callable
 
 from mqbench.broker.formats import codes
-from mqbench.broker.formats.command import RemotingCommand, encode_command
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.formats.frame import FRAME_BYTES_MAX_DEFAULT, FrameDecoder
+from mqbench.broker.remoting.answering import Answering, unsupported
 from mqbench.broker.remoting.limits import PartialFrameBudget, ServerLimits
-from mqbench.errors import InvariantViolation, PeerError, UserError
+from mqbench.broker.remoting.sending import RemotingClosedError, RemotingTimeoutError, Sending
+from mqbench.errors import PeerError
+
+__all__ = ["Channel", "RemotingClosedError", "RemotingTimeoutError", "RequestHandler", "BatchHandler",
+           "unsupported", "WRITE_BUFFER_BYTES_HIGH_DEFAULT", "INFLIGHT_REQUESTS_MAX_DEFAULT", "CLOSE_FLUSH_S"]
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +69,11 @@ BatchHandler = Callable[[list[RemotingCommand], "Channel"], Awaitable[list["Remo
 
 WRITE_BUFFER_BYTES_HIGH_DEFAULT = 4 * 1024 * 1024
 INFLIGHT_REQUESTS_MAX_DEFAULT = 1024
-ROOM_POLL_S = 0.02
-SUBMIT_CHECK_S = 0.1         # how often ``submit``'s deadlines are looked at
 CLOSE_FLUSH_S = 1.0        # how long ``aclose`` lets the transport hand over what it holds
 _RESPONSE = codes.FLAG_RESPONSE
-_ONEWAY = codes.FLAG_ONEWAY
 
 
-class RemotingClosedError(ConnectionError):
-    """The connection closed (or was never open) before the response arrived."""
-
-
-class RemotingTimeoutError(TimeoutError):
-    """No response within the request's timeout."""
-
-
-class Channel(asyncio.Protocol):
+class Channel(Answering, Sending, asyncio.Protocol):
     """The protocol object of one connection (module doc). ``on_open(channel)`` is called when the
     connection is made (it may ``abort()`` it), ``on_closed(channel)`` once when it closes."""
 
@@ -152,13 +149,6 @@ class Channel(asyncio.Protocol):
     def eof_received(self) -> bool:
         return False            # the transport closes itself; connection_lost follows
 
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        self._wake_writers()
-
     def data_received(self, data: bytes) -> None:
         self.last_read_s = self._loop.time()
         try:
@@ -195,271 +185,7 @@ class Channel(asyncio.Protocol):
         if self._backlog:
             self._pause_reading()
 
-    # --- running the peer's requests -------------------------------------------------------------
-
-    def _may_run(self) -> bool:
-        if self._inflight >= self._inflight_max:
-            return False
-        if self._limits is not None and not self._update_room():
-            return False
-        return True
-
-    def _run_backlog(self) -> None:
-        """Start the backlog's requests, in order, while there is room; consecutive ones with the
-        same code in ``batch_codes`` start together through ``on_batch`` (module doc)."""
-        backlog, batch_codes = self._backlog, self._batch_codes
-        group: list[RemotingCommand] | None = None
-        while backlog and self._may_run():
-            cmd = backlog.popleft()
-            if cmd.code in batch_codes:
-                if group is not None and group[0].code != cmd.code:
-                    self._run_batch(group)
-                    group = None
-                    if self._closed:
-                        return
-                if group is None:
-                    group = [cmd]
-                else:
-                    group.append(cmd)
-                self._inflight += 1         # counted now, so _may_run bounds the group too
-                continue
-            if group is not None:
-                self._run_batch(group)
-                group = None
-                if self._closed:
-                    return
-            self._run(cmd)
-            if self._closed:
-                return
-        if group is not None:
-            self._run_batch(group)
-
-    def _run(self, cmd: RemotingCommand) -> None:
-        """Start one request: stepped here, and from the callbacks of what it waits for (module doc)."""
-        self._inflight += 1
-        if self._on_request is None:
-            self._answer(cmd, unsupported(cmd))
-            return
-        try:
-            awaitable = self._on_request(cmd, self)
-            coro = awaitable if isinstance(awaitable, types.CoroutineType) else awaitable.__await__()
-        except BaseException as exc:  # noqa: BLE001 - failure_response re-raises what is not the handler's
-            self._answer(cmd, self.failure_response(cmd, exc))
-            return
-        self._step(cmd, coro, None)
-
-    def _run_batch(self, cmds: list[RemotingCommand]) -> None:
-        """Start ``on_batch`` for ``cmds``, already counted in flight (module doc)."""
-        try:
-            coro = self._on_batch(cmds, self)    # type: ignore[misc]  # only called with on_batch set
-            if not isinstance(coro, types.CoroutineType):
-                coro = coro.__await__()
-        except BaseException as exc:  # noqa: BLE001 - failure_response re-raises what is not the handler's
-            self._answer_failure(cmds, exc)
-            return
-        self._step(cmds, coro, None)
-
-    def _answer_failure(self, cmd: RemotingCommand | list[RemotingCommand], exc: BaseException) -> None:
-        if type(cmd) is not list:
-            self._answer(cmd, self.failure_response(cmd, exc))  # type: ignore[arg-type]
-            return
-        for one in cmd:
-            # an invariant violation closes the channel once; the rest are then dropped unanswered
-            self._answer(one, None if self._closed else self.failure_response(one, exc))
-
-    def _step(self, cmd: Any, coro: Any, exc: BaseException | None) -> None:
-        """One step of a handler's coroutine, as a Task would take it: a future it yields wakes the
-        next step when done (a cancelled one raises CancelledError inside the handler), a bare
-        yield (``asyncio.sleep(0)``) goes on in the next loop turn. No Task is made: a Task per
-        request cost more than most handlers."""
-        waiting = self._waiting
-        try:
-            yielded = coro.send(None) if exc is None else coro.throw(exc)
-        except StopIteration as stop:
-            waiting.pop(coro, None)
-            if type(cmd) is list:
-                self._answer_all(cmd, stop.value)
-            else:
-                self._answer(cmd, stop.value)
-            return
-        except BaseException as error:  # noqa: BLE001 - failure_response re-raises what is not the handler's
-            waiting.pop(coro, None)
-            self._answer_failure(cmd, error)
-            return
-        if yielded is None:
-            waiting[coro] = None
-            self._loop.call_soon(self._step, cmd, coro, None)
-        elif getattr(yielded, "_asyncio_future_blocking", None):
-            yielded._asyncio_future_blocking = False
-            waiting[coro] = yielded
-            yielded.add_done_callback(functools.partial(self._wake, cmd, coro))
-            if self._closed:
-                yielded.cancel()
-        else:
-            waiting[coro] = None
-            first = cmd[0] if type(cmd) is list else cmd
-            self._loop.call_soon(self._step, cmd, coro, RuntimeError(
-                f"handler for {first.describe()} yielded {yielded!r}, not a future"))
-
-    def _wake(self, cmd: Any, coro: Any, _future: asyncio.Future) -> None:
-        self._step(cmd, coro, None)     # the handler's await reads the future's result or error
-
-    def failure_response(self, cmd: RemotingCommand, exc: BaseException) -> RemotingCommand | None:
-        """The response to a handler that raised ``exc`` (module doc)."""
-        if isinstance(exc, InvariantViolation):
-            log.critical("invariant violated while handling %s: %s", cmd.describe(), exc)
-            self.close(f"invariant violated: {exc}")
-            if self._on_fatal is not None:
-                self._on_fatal(exc)
-            return None
-        if isinstance(exc, (PeerError, UserError)):   # a bad header, body or name: answer and keep going
-            return cmd.response_to(codes.SYSTEM_ERROR, str(exc))
-        if isinstance(exc, asyncio.CancelledError):
-            return None
-        if not isinstance(exc, Exception):
-            raise exc
-        log.error("handler for %s from %s failed", cmd.describe(), self.peer, exc_info=exc)
-        return cmd.response_to(codes.SYSTEM_ERROR, f"{type(exc).__name__}: {exc}")
-
-    def _answer(self, cmd: RemotingCommand, response: RemotingCommand | bytes | None) -> None:
-        self._inflight -= 1
-        if response is not None and not cmd.flag & _ONEWAY and not self._closed:
-            if type(response) is bytes:         # a whole frame the handler encoded (module doc)
-                self._queue(response)
-            else:
-                response.opaque = cmd.opaque  # type: ignore[union-attr]
-                response.flag = (response.flag | _RESPONSE) & ~_ONEWAY  # type: ignore[union-attr]
-                try:
-                    self._queue(encode_command(response))  # type: ignore[arg-type]
-                except UserError as exc:
-                    log.warning("response to %s from %s cannot be encoded: %s", cmd.describe(), self.peer, exc)
-        if self._backlog and not self._in_read:
-            self._loop.call_soon(self._pump)
-
-    def _answer_all(self, cmds: list[RemotingCommand], responses: list[RemotingCommand | bytes | None]) -> None:
-        """``_answer`` for each of a batch's requests, in order; prebuilt frames (the usual send
-        answers) are queued in one pass, with one flush and one pump scheduled for all of them."""
-        out, queued = self._out, 0
-        for one, response in zip(cmds, responses):
-            if type(response) is bytes and not one.flag & _ONEWAY and not self._closed:
-                self._inflight -= 1
-                out.append(response)
-                queued += len(response)
-            else:
-                self._answer(one, response)
-        if queued:
-            self._out_bytes += queued
-            if not self._in_read and self._flush_handle is None:
-                self._flush_handle = self._loop.call_soon(self._flush)
-        if self._backlog and not self._in_read:
-            self._loop.call_soon(self._pump)
-
-    def _pump(self) -> None:
-        """Run what the backlog holds while there is room; read again once it is empty."""
-        if self._closed:
-            return
-        self._in_read = True
-        try:
-            self._run_backlog()
-        finally:
-            self._in_read = False
-            self._flush()
-        if not self._backlog and (self._limits is None or self._room):
-            self._resume_reading()
-
-    def _pause_reading(self) -> None:
-        if not self._reading_paused and self._transport is not None and not self._closed:
-            self._reading_paused = True
-            self._transport.pause_reading()
-
-    def _resume_reading(self) -> None:
-        if self._reading_paused and self._transport is not None and not self._closed:
-            self._reading_paused = False
-            self._transport.resume_reading()
-
-    # --- sending ---------------------------------------------------------------------------------
-
-    def _queue(self, data: bytes) -> None:
-        """Queue one encoded frame; the end of this loop turn (or of the read) writes them all."""
-        self._out.append(data)
-        self._out_bytes += len(data)
-        if not self._in_read and self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_handle = None
-        out = self._out
-        if not out or self._transport is None:
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self._out_bytes = 0
-        if self._closed and self._transport.is_closing():
-            return
-        self.writes += 1
-        try:
-            self._transport.write(data)
-        except (ConnectionError, RuntimeError) as exc:
-            self.close(f"write failed: {exc}")
-            return
-        if self._limits is not None:
-            self._update_room()
-
-    async def send(self, cmd: RemotingCommand) -> None:
-        """Write one command (as is) with backpressure."""
-        if self._closed:
-            raise RemotingClosedError(f"connection to {self.peer} is closed: {self.close_reason}")
-        self._queue(encode_command(cmd))
-        if self._write_paused or self._out_bytes > self._write_high:
-            self._flush()
-            while self._write_paused and not self._closed:
-                waiter = self._loop.create_future()
-                self._drain_waiters.append(waiter)
-                await waiter
-            if self._closed:
-                raise RemotingClosedError(f"connection to {self.peer} is closed: {self.close_reason}")
-
-    def _wake_writers(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def output_bytes(self) -> int:
-        """Response bytes the peer has not taken yet (queued here and in the transport)."""
-        try:
-            buffered = self._transport.get_write_buffer_size() if self._transport is not None else 0
-        except (AttributeError, RuntimeError):
-            buffered = 0
-        return self._out_bytes + buffered
-
-    def _update_room(self) -> bool:
-        """With limits: whether the queued output is under ``output_bytes_max``; when it is not,
-        reading stops and a timer looks again every ``ROOM_POLL_S`` (the transport drains
-        without telling us)."""
-        limits = self._limits
-        if limits is None:
-            return True
-        if self._closed or self.output_bytes() <= limits.output_bytes_max:
-            self._output_over_since_s = None
-            if not self._room:
-                self._room = True
-                if self._room_timer is not None:
-                    self._room_timer.cancel()
-                    self._room_timer = None
-                self._loop.call_soon(self._pump)
-            return True
-        if self._output_over_since_s is None:
-            self._output_over_since_s = self._loop.time()
-        self._room = False
-        self._pause_reading()
-        if self._room_timer is None:
-            self._room_timer = self._loop.call_later(ROOM_POLL_S, self._poll_room)
-        return False
-
-    def _poll_room(self) -> None:
-        self._room_timer = None
-        self._update_room()
+    # --- the server's sweeper --------------------------------------------------------------------
 
     def check_timeouts(self, now_s: float) -> None:
         """Close this channel when one of its limits' timeouts passed (called by the server's sweeper)."""
@@ -480,88 +206,6 @@ class Channel(asyncio.Protocol):
     def _close_for(self, reason: str) -> None:
         log.info("closing the connection from %s: %s", self.peer, reason)
         self.close(reason)
-
-    async def request(self, cmd: RemotingCommand, timeout_ms: int) -> RemotingCommand:
-        if self.credentials is not None:
-            self.credentials.apply(cmd)
-        if self._closed:
-            raise RemotingClosedError(f"connection to {self.peer} is closed: {self.close_reason}")
-        opaque = cmd.opaque = self._next_opaque()
-        cmd.flag &= ~(_RESPONSE | _ONEWAY)
-        future = self._loop.create_future()
-        self._pending[opaque] = future
-        # a timer on the future instead of asyncio.wait_for, which wraps every request in a Task
-        timer = self._loop.call_later(timeout_ms / 1000, _expire, future)
-        try:
-            await self.send(cmd)
-            return await future
-        except _Expired:
-            raise RemotingTimeoutError(f"{cmd.describe()} to {self.peer}: no response within {timeout_ms} ms") from None
-        finally:
-            timer.cancel()
-            self._pending.pop(opaque, None)
-
-    def next_opaque(self) -> int:
-        """A fresh opaque for a frame the caller encodes itself (``submit``)."""
-        return self._next_opaque()
-
-    @property
-    def writable(self) -> bool:
-        """False while the transport holds more than ``write_buffer_bytes_high`` (see ``wait_writable``)."""
-        return not self._write_paused
-
-    async def wait_writable(self) -> None:
-        """Until the transport is under ``write_buffer_bytes_high`` again; RemotingClosedError when closed."""
-        while self._write_paused and not self._closed:
-            waiter = self._loop.create_future()
-            self._drain_waiters.append(waiter)
-            await waiter
-        if self._closed:
-            raise RemotingClosedError(f"connection to {self.peer} is closed: {self.close_reason}")
-
-    def submit(self, opaque: int, frame: bytes, timeout_ms: int) -> asyncio.Future:
-        """Queue ``frame``, a whole request frame the caller encoded with ``opaque`` from
-        ``next_opaque()`` (no signing: a caller with credentials uses ``request``). The future gets
-        the response, or RemotingClosedError, or RemotingTimeoutError once ``timeout_ms`` passed.
-        Pipelining: nothing is awaited here (see ``writable`` for backpressure). Deadlines are
-        checked in submission order every ``SUBMIT_CHECK_S``: a request with a shorter timeout
-        than one submitted before it may fail that much later."""
-        future = self._loop.create_future()
-        if self._closed:
-            future.set_exception(RemotingClosedError(f"connection to {self.peer} is closed: {self.close_reason}"))
-            return future
-        self._pending[opaque] = future
-        self._deadlines.append((self._loop.time() + timeout_ms / 1000, opaque, timeout_ms))
-        if self._deadline_timer is None:
-            self._deadline_timer = self._loop.call_later(SUBMIT_CHECK_S, self._check_deadlines)
-        self._queue(frame)
-        return future
-
-    def _check_deadlines(self) -> None:
-        self._deadline_timer = None
-        now, deadlines, pending = self._loop.time(), self._deadlines, self._pending
-        while deadlines and (deadlines[0][0] <= now or deadlines[0][1] not in pending):
-            _, opaque, timeout_ms = deadlines.popleft()
-            future = pending.get(opaque)
-            if future is not None and not future.done() and not future.cancelled():
-                del pending[opaque]
-                future.set_exception(RemotingTimeoutError(
-                    f"request opaque={opaque} to {self.peer}: no response within {timeout_ms} ms"))
-        if deadlines and not self._closed:
-            self._deadline_timer = self._loop.call_later(SUBMIT_CHECK_S, self._check_deadlines)
-
-    async def oneway(self, cmd: RemotingCommand) -> None:
-        if self.credentials is not None:
-            self.credentials.apply(cmd)
-        cmd.opaque = self._next_opaque()
-        cmd.flag = (cmd.flag | _ONEWAY) & ~_RESPONSE
-        await self.send(cmd)
-
-    def _next_opaque(self) -> int:
-        opaque = next(self._opaques)
-        if opaque >= (1 << 31) - 1:
-            self._opaques = itertools.count(1)
-        return opaque
 
     # --- closing ---------------------------------------------------------------------------------
 
@@ -642,17 +286,3 @@ class Channel(asyncio.Protocol):
             return True
         delta, self._partial_counted = pending - self._partial_counted, pending
         return self._budget.change(delta)
-
-
-class _Expired(Exception):
-    """A request's timer went off before its response came (``Channel.request``)."""
-
-
-def _expire(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_exception(_Expired())
-
-
-def unsupported(cmd: RemotingCommand) -> RemotingCommand:
-    return cmd.response_to(codes.REQUEST_CODE_NOT_SUPPORTED,
-                           f"request type {cmd.code} not supported ({codes.request_name(cmd.code)})")
