@@ -54,6 +54,7 @@ PURE = [
     "broker/pop/plans.py",
     "broker/pop/records.py",
     "broker/pop/spans.py",
+    "broker/pop/state.py",
     "broker/formats/batch.py",
     "broker/formats/buffers.py",
     "broker/formats/checkpoint.py",

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from mqbench.broker.pop import handles, records
-from mqbench.broker.pop.engine import (DONE, DUE, INFLIGHT, INIT_MODE_MIN, TRANSITIONS, PopEngine, PopRequest)
+from mqbench.broker.pop.engine import INIT_MODE_MIN, PopEngine, PopRequest
+from mqbench.broker.pop.state import DONE, DUE, INFLIGHT, TRANSITIONS
 from mqbench.broker.pop.view import StoreView
 from mqbench.broker.formats.record import Message
 from mqbench.broker.store.store import Store
