@@ -25,6 +25,7 @@ ENV = "MQBENCH_NATIVE"
 # Every accelerator: full module name -> its C sources (paths from the repository root). setup.py
 # reads this literal (without importing mqbench) to build them; keep it a plain literal.
 MODULES: dict[str, list[str]] = {
+    "mqbench.broker.formats._batch": ["broker/formats/_batch.c"],
 }
 
 _loaded: dict[str, bool] = {}

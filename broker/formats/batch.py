@@ -21,6 +21,7 @@ from itertools import repeat
 from operator import eq
 from dataclasses import dataclass, field
 
+from mqbench import native
 from mqbench.errors import CorruptDataError, UserError
 
 from .buffers import ByteView
@@ -79,7 +80,15 @@ def canonical_batch_count(body: bytes, *, items_max: int | None = None,
     inside (what ``encode_properties`` writes), at most ``items_max`` of them, none named in
     ``names_refused`` or longer than ``properties_bytes_max``. None otherwise (also for an empty body): the caller then runs
     ``decode_batch``, which names any damage. No property dict or item is built, so an inner-batch
-    record can store ``body`` as sent."""
+    record can store ``body`` as sent. The C accelerator (``_batch.c``) gives the same answer."""
+    if _native is not None and type(names_refused) in (frozenset, set):
+        return _native.canonical_batch_count(body, items_max, names_refused, properties_bytes_max)
+    return _canonical_batch_count(body, items_max, names_refused, properties_bytes_max)
+
+
+def _canonical_batch_count(body: bytes, items_max: int | None, names_refused: frozenset[bytes],
+                           properties_bytes_max: int) -> int | None:
+    """``canonical_batch_count`` in Python: the reference for the C accelerator."""
     if not isinstance(body, bytes):
         return None
     unpack_head, unpack_i16, plain = _HEAD.unpack_from, _I16.unpack_from, _PLAIN_PROPERTIES
@@ -132,6 +141,9 @@ def canonical_batch_count(body: bytes, *, items_max: int | None = None,
         if len(set(names)) != len(names) or not names_refused.isdisjoint(names):
             return None
     return count
+
+
+_native = native.load("mqbench.broker.formats._batch")
 
 
 def decode_batch(body: ByteView, *, where: str | None = None, items_max: int | None = None) -> list[BatchItem]:

@@ -1,0 +1,239 @@
+/* mqbench.broker.formats._batch: the per-item loops of RocketMQ 5's inner batch (BatchCQ) in C.
+ *
+ * batch.py (canonical_batch_count) and restamp.py (restamp_inner_batch) are the reference: each
+ * function here returns what its Python namesake returns for every input (tests/formats/
+ * test_batch_native.py compares them on valid and damaged bodies). The input is a client's
+ * request body or a peer's replicated record: every read is bounds-checked, nothing is trusted.
+ *
+ * canonical_batch_count(body, items_max, names_refused, properties_bytes_max) -> int | None
+ *   body: bytes (anything else: None); items_max: int or None; names_refused: a set/frozenset
+ *   (only its bytes members can match a name); properties_bytes_max: int.
+ *
+ * restamp_inner_batch(record, queue_offset, props_at, props_len) -> (bytes, int) | None
+ *   record: bytes; props_at/props_len: record._tail_positions' properties start and length
+ *   (the caller read them from a record place_fields checked); queue_offset: 0 <= int < 2**63.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ITEM_FIXED 22
+#define PROPERTIES_MAX 32767
+#define INNER_NUM_MAX 0x7FFF
+
+static int32_t be32(const unsigned char *p) {
+    return (int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3]);
+}
+
+static int16_t be16(const unsigned char *p) {
+    return (int16_t)(((uint16_t)p[0] << 8) | (uint16_t)p[1]);
+}
+
+typedef struct {
+    const unsigned char *p;
+    Py_ssize_t n;
+} span;
+
+static int span_cmp(const void *a, const void *b) {
+    const span *x = a, *y = b;
+    Py_ssize_t n = x->n < y->n ? x->n : y->n;
+    int c = memcmp(x->p, y->p, (size_t)n);
+    if (c)
+        return c;
+    return (x->n > y->n) - (x->n < y->n);
+}
+
+/* 1: the names (k of them) are pairwise distinct; 0: not. scratch holds at least k spans. */
+static int names_distinct(span *names, Py_ssize_t k) {
+    if (k <= 8) {
+        for (Py_ssize_t a = 0; a < k; a++)
+            for (Py_ssize_t b = a + 1; b < k; b++)
+                if (names[a].n == names[b].n && memcmp(names[a].p, names[b].p, (size_t)names[a].n) == 0)
+                    return 0;
+        return 1;
+    }
+    qsort(names, (size_t)k, sizeof(span), span_cmp);
+    for (Py_ssize_t a = 1; a < k; a++)
+        if (names[a].n == names[a - 1].n && memcmp(names[a].p, names[a - 1].p, (size_t)names[a].n) == 0)
+            return 0;
+    return 1;
+}
+
+/* Splits a property string as encode_properties writes it (name\x01value\x02 segments, name and
+ * value non-empty without a separator, the last one ended) into its names. Returns the number of
+ * segments, or -1 when the string is not of that form; names must hold len/4 + 1 spans. */
+static Py_ssize_t split_plain(const unsigned char *p, Py_ssize_t len, span *names) {
+    Py_ssize_t i = 0, k = 0;
+    while (i < len) {
+        Py_ssize_t start = i;
+        while (i < len && p[i] != 1 && p[i] != 2)
+            i++;
+        if (i == start || i >= len || p[i] != 1)
+            return -1;
+        names[k].p = p + start;
+        names[k].n = i - start;
+        i++;
+        Py_ssize_t vstart = i;
+        while (i < len && p[i] != 1 && p[i] != 2)
+            i++;
+        if (i == vstart || i >= len || p[i] != 2)
+            return -1;
+        i++;
+        k++;
+    }
+    return k;
+}
+
+/* 1: ASCII or valid UTF-8 by CPython's own strict decoder; 0: not; -1: error set. */
+static int is_utf8(const unsigned char *p, Py_ssize_t len) {
+    Py_ssize_t i = 0;
+    for (; i < len; i++)
+        if (p[i] & 0x80)
+            break;
+    if (i == len)
+        return 1;
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)p, len, "strict");
+    if (text != NULL) {
+        Py_DECREF(text);
+        return 1;
+    }
+    if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
+}
+
+/* long long from an int object, clamped to [lo, hi]; -1 with an error set when not an int */
+static int clamp_ll(PyObject *obj, long long lo, long long hi, long long *out) {
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (v == -1 && !overflow && PyErr_Occurred())
+        return -1;
+    if (overflow > 0 || v > hi)
+        v = hi;
+    else if (overflow < 0 || v < lo)
+        v = lo;
+    *out = v;
+    return 0;
+}
+
+static PyObject *canonical_batch_count(PyObject *self, PyObject *args) {
+    PyObject *body, *items_max_obj, *refused, *props_max_obj;
+    if (!PyArg_ParseTuple(args, "OOOO", &body, &items_max_obj, &refused, &props_max_obj))
+        return NULL;
+    if (!PyBytes_Check(body))
+        Py_RETURN_NONE;
+    const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(body);
+    Py_ssize_t end = PyBytes_GET_SIZE(body);
+    long long limit = end, props_max;
+    if (items_max_obj != Py_None && clamp_ll(items_max_obj, LLONG_MIN, LLONG_MAX, &limit) < 0)
+        return NULL;
+    if (clamp_ll(props_max_obj, LLONG_MIN, LLONG_MAX, &props_max) < 0)
+        return NULL;
+    if (!PyAnySet_Check(refused)) {
+        PyErr_SetString(PyExc_TypeError, "names_refused must be a set or frozenset");
+        return NULL;
+    }
+
+    /* pass 1: the framing of every item, as batch.py's loop */
+    Py_ssize_t pos = 0, count = 0, wires = 0, longest = 0;
+    while (pos < end) {
+        if (count >= limit || end - pos < ITEM_FIXED)
+            Py_RETURN_NONE;
+        const unsigned char *h = buf + pos;
+        int64_t total = be32(h), magic = be32(h + 4), crc = be32(h + 8), body_len = be32(h + 16);
+        if (magic || crc || body_len < 0 || total < ITEM_FIXED + body_len || total > (int64_t)(end - pos))
+            Py_RETURN_NONE;
+        Py_ssize_t props_at = pos + 20 + (Py_ssize_t)body_len;   /* props_at + 2 <= pos + total <= end */
+        int64_t props_len = be16(buf + props_at);
+        if (props_len < 0 || ITEM_FIXED + body_len + props_len != total || props_len > props_max)
+            Py_RETURN_NONE;
+        pos += (Py_ssize_t)total;
+        if (props_len) {
+            if (buf[pos - 1] != 2)
+                Py_RETURN_NONE;
+            wires++;
+            if (props_len > longest)
+                longest = (Py_ssize_t)props_len;
+        }
+        count++;
+    }
+    if (!count)
+        Py_RETURN_NONE;
+    if (!wires)
+        return PyLong_FromSsize_t(count);
+
+    /* the refused names that can match (bytes members), once */
+    Py_ssize_t nrefused = 0, cap = PySet_GET_SIZE(refused);
+    span *refused_names = PyMem_Malloc(sizeof(span) * (size_t)(cap + 1));
+    span *names = PyMem_Malloc(sizeof(span) * (size_t)(longest / 4 + 1));
+    PyObject *iter = NULL, *result = NULL;
+    if (refused_names == NULL || names == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    iter = PyObject_GetIter(refused);
+    if (iter == NULL)
+        goto done;
+    PyObject *item;
+    while ((item = PyIter_Next(iter)) != NULL) {
+        /* the set holds a reference for as long as this call runs (nothing here can change it) */
+        if (PyBytes_Check(item) && nrefused < cap) {
+            refused_names[nrefused].p = (const unsigned char *)PyBytes_AS_STRING(item);
+            refused_names[nrefused].n = PyBytes_GET_SIZE(item);
+            nrefused++;
+        }
+        Py_DECREF(item);
+    }
+    if (PyErr_Occurred())
+        goto done;
+
+    /* pass 2: each property string is plain, UTF-8, with distinct names none of them refused */
+    pos = 0;
+    while (pos < end) {
+        Py_ssize_t total = (Py_ssize_t)be32(buf + pos), body_len = (Py_ssize_t)be32(buf + pos + 16);
+        Py_ssize_t props_len = total - ITEM_FIXED - body_len;
+        const unsigned char *wire = buf + pos + 22 + body_len;
+        pos += total;
+        if (!props_len)
+            continue;
+        Py_ssize_t k = split_plain(wire, props_len, names);
+        if (k < 0)
+            goto none;
+        int ok = is_utf8(wire, props_len);
+        if (ok < 0)
+            goto done;
+        if (!ok)
+            goto none;
+        for (Py_ssize_t j = 0; j < k; j++)
+            for (Py_ssize_t r = 0; r < nrefused; r++)
+                if (names[j].n == refused_names[r].n && memcmp(names[j].p, refused_names[r].p, (size_t)names[j].n) == 0)
+                    goto none;
+        if (!names_distinct(names, k))
+            goto none;
+    }
+    result = PyLong_FromSsize_t(count);
+    goto done;
+none:
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    Py_XDECREF(iter);
+    PyMem_Free(refused_names);
+    PyMem_Free(names);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"canonical_batch_count", canonical_batch_count, METH_VARARGS,
+     "batch.canonical_batch_count(body, items_max, names_refused, properties_bytes_max) in C."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_batch", "Inner-batch loops in C (see batch.py).", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__batch(void) { return PyModule_Create(&module); }

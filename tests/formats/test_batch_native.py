@@ -1,0 +1,84 @@
+"""The inner-batch accelerator (``broker/formats/_batch.c``) answers exactly as the Python
+reference in ``batch.py`` / ``restamp.py`` on client batch bodies and replicated records, valid,
+damaged or random (a client's body and a peer's record are untrusted)."""
+from __future__ import annotations
+
+import importlib
+import struct
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from mqbench.broker.formats import batch as batch_mod
+
+try:
+    _c = importlib.import_module("mqbench.broker.formats._batch")
+except ImportError:     # not built (no compiler): nothing to compare
+    _c = None
+
+pytestmark = pytest.mark.skipif(_c is None, reason="the _batch accelerator is not built")
+
+# names and values from an alphabet with separators, non-ASCII and bytes that are not UTF-8
+# (a lone continuation byte, a surrogate, an overlong NUL, a code point above U+10FFFF)
+_PIECES = [b"a", b"K", b"_", b"\x01", b"\x02", "é".encode(), "😀".encode(), b"\xff", b"\x80", b"\xed\xa0\x80",
+           b"\xc0\x80", b"\xf4\x90\x80\x80", b"DELAY", b"TAGS", b"\xe2\x82"]
+_REFUSED = [frozenset(), frozenset({b"DELAY", b"TIMER_DELIVER_MS"}), frozenset({b"a", "a", 1}), {b"K", b"aa"}]
+
+
+@st.composite
+def _wire(draw) -> bytes:
+    if draw(st.booleans()):     # plain segments, sometimes many (the sorted path) and duplicated
+        names = draw(st.lists(st.sampled_from([b"a", b"K", b"TAGS", b"DELAY", "é".encode(), b"aa", b"Ka"]),
+                              max_size=12))
+        if draw(st.booleans()):
+            names = list(dict.fromkeys(names))
+        return b"".join(n + b"\x01" + draw(st.sampled_from([b"v", b"true", "ü".encode(), b"x y"])) + b"\x02"
+                        for n in names)
+    return b"".join(draw(st.lists(st.sampled_from(_PIECES), max_size=10)))
+
+
+@st.composite
+def bodies(draw) -> bytes:
+    items = []
+    for _ in range(draw(st.integers(0, 6))):
+        body, wire = draw(st.binary(max_size=8)), draw(_wire())
+        magic, crc = draw(st.sampled_from([(0, 0), (0, 0), (0, 0), (1, 0), (0, -1)]))
+        items.append(struct.pack(">iiiii", 22 + len(body) + len(wire), magic, crc, draw(st.integers(-3, 3)),
+                                 len(body)) + body + struct.pack(">h", len(wire)) + wire)
+    out = b"".join(items)
+    for _ in range(draw(st.integers(0, 2))):      # damaged bytes: lengths, magics, separators
+        if out:
+            at = draw(st.integers(0, len(out) - 1))
+            out = out[:at] + bytes([draw(st.integers(0, 255))]) + out[at + 1:]
+    if out and draw(st.booleans()):
+        out = out[:draw(st.integers(0, len(out)))]       # a torn end
+    return out + draw(st.sampled_from([b"", b"\0", b"\x02"]))
+
+
+def _both(body, items_max, refused, props_max):
+    python = batch_mod._canonical_batch_count(body, items_max, refused, props_max)
+    return python, _c.canonical_batch_count(body, items_max, refused, props_max)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(bodies(), st.binary(max_size=80)), st.sampled_from([None, 0, 1, 3, 1024, -1, 2**70]),
+       st.sampled_from(_REFUSED), st.sampled_from([0x7FFF, 0, 5, 12, -1, 2**70, -2**70]))
+def test_canonical_count_is_the_reference_on_any_body(body, items_max, refused, props_max):
+    python, native = _both(body, items_max, refused, props_max)
+    assert native == python
+
+
+def test_canonical_count_boundaries():
+    item = struct.pack(">iiiii", 22 + 1 + 4, 0, 0, 0, 1) + b"x" + struct.pack(">h", 4) + b"A\x01b\x02"
+    many = b"".join(struct.pack(">iiiii", 22 + len(w), 0, 0, 0, 0) + struct.pack(">h", len(w)) + w
+                    for w in [b"".join(b"n%d\x01v\x02" % j for j in range(40)),
+                              b"".join(b"n%d\x01v\x02" % (j % 39) for j in range(40))])
+    for body in (item, item * 64, b"", item[:-1], item + b"\0", bytearray(item), memoryview(item), "text",
+                 many, many[:len(many) // 2 + 11], struct.pack(">iiiii", 2**31 - 1, 0, 0, 0, 2**31 - 23)):
+        for items_max in (None, 1, 64):
+            assert _both(body, items_max, frozenset(), 0x7FFF) == (
+                batch_mod._canonical_batch_count(body, items_max, frozenset(), 0x7FFF),) * 2
+    assert _c.canonical_batch_count(item * 64, None, frozenset(), 0x7FFF) == 64
+    assert _c.canonical_batch_count(many, None, frozenset(), 0x7FFF) is None      # a duplicate name among 40
+    with pytest.raises(TypeError):
+        _c.canonical_batch_count(item, "1", frozenset(), 0x7FFF)
