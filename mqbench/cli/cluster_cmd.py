@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from mqbench.cli.options import json_option
+from mqbench.cli.options import json_option, ray_address, ray_head_workers_option
 from mqbench.output import document, print_json, table
 
 STATUS_SCHEMA = "mqbench.cluster-status/1"
@@ -115,16 +115,16 @@ def _grpc_line(state) -> str:
 @click.option("--acl", "acl_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="RocketMQ's plain_acl.yml: every broker checks client requests against its accounts "
                    "(accessKey/secretKey, topic and group permissions). Default: no ACL.")
-@click.option("--cluster", "ray_address", default=None, metavar="ray://HEAD:10001",
+@click.option("--cluster", "ray_cluster", default=None, metavar="ray://HEAD:10001",
               help="Place each host of the layout on a Ray node of its own (STRICT_SPREAD; a host whose address "
                    "is a node's IP goes to that node), listening on its node's address; stores on the nodes' "
                    "disks. The later status/kill/start/leader/down commands reach the processes through the hosts' "
                    "detached Ray actors (found by name); down also removes the stores on the nodes. Needs "
                    "`pip install 'mqbench[ray]'`, and this machine must reach the nodes' addresses.")
-@click.option("--ray-head-workers", is_flag=True, help="With --cluster: the head node may take a host too.")
+@ray_head_workers_option
 @json_option
 def up(layout_name: str, directory: Path, durability: str, port_offset: int, netns: bool, wait_s: float,
-       acl_file: Path | None, ray_address: str | None, ray_head_workers: bool, as_json: bool) -> None:
+       acl_file: Path | None, ray_cluster: str | None, ray_head_workers: bool, as_json: bool) -> None:
     """Start the name server and every broker instance of a layout, wait for leaders, print the cluster.
 
     With the grpc extra (pip install 'mqbench[grpc]') every broker also serves RocketMQ 5 gRPC
@@ -137,12 +137,11 @@ def up(layout_name: str, directory: Path, durability: str, port_offset: int, net
         raise UserError("--netns is not available in this version: every host runs on its own loopback address "
                         "instead (drop --netns)")
     placer = None
-    if ray_address is not None:
+    address = ray_address(ray_cluster, ray_head_workers, offers_mode=False)
+    if address is not None:
         from mqbench.ray.engine import RayEngine, RayOptions
 
-        placer = RayEngine(RayOptions(address=ray_address, head_workers=ray_head_workers)).host_placer(detached=True)
-    elif ray_head_workers:
-        raise UserError("--ray-head-workers needs --cluster ray://...")
+        placer = RayEngine(RayOptions(address=address, head_workers=ray_head_workers)).host_placer(detached=True)
     state = launch(layout_name, directory, port_offset=port_offset, durability=durability, wait_s=wait_s,
                    acl_file=acl_file, placer=placer)
     _print_status(state, _status_rows(state), as_json)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from mqbench.cli.options import DurationMs, json_option, seed_option
+from mqbench.cli.options import (DurationMs, json_option, ray_address, ray_head_workers_option, ray_mode_option,
+                                 seed_option)
 from mqbench.errors import UserError
 from mqbench.output import document, print_json
 
@@ -48,9 +49,8 @@ SCHEMES = ("A", "B", "C")
                    "addresses). Every scheme and fault: kills and restarts go through the hosts' node actors, the "
                    "inter-room proxies run on the nodes (a partition is cut there), scheme C's standby is a second "
                    "placed cluster and its replicator runs on a standby node.")
-@click.option("--ray", "ray_mode", type=click.Choice(["auto"]), default=None,
-              help="'auto': the Ray cluster this command runs in (a RayJob's entrypoint), as --cluster.")
-@click.option("--ray-head-workers", is_flag=True, help="With --cluster: the head node may take a host too.")
+@ray_mode_option
+@ray_head_workers_option
 @seed_option
 @json_option
 def dr(scheme, fault, target, workload, rate_per_s, phase_ms, outage_ms, burst, durability, port_offset, directory,
@@ -123,16 +123,13 @@ def dr(scheme, fault, target, workload, rate_per_s, phase_ms, outage_ms, burst, 
 def _ray_options(schemes, fault: str, ray_cluster: str | None, ray_mode: str | None, head_workers: bool):
     """The ``RayOptions`` of ``--cluster``/``--ray`` (None without them), after refusing, before anything
     starts, what cannot run on Ray nodes (``dr.drill.ray_refusal``) and contradicting flags."""
-    if ray_cluster is None and ray_mode is None:
-        if head_workers:
-            raise UserError("--ray-head-workers needs --cluster ray://... (or --ray auto)")
+    address = ray_address(ray_cluster, head_workers, ray_mode)
+    if address is None:
         return None
-    if ray_cluster is not None and ray_mode is not None:
-        raise UserError("give either --cluster ray://... or --ray auto, not both")
     from mqbench.dr.drill import ray_refusal
     from mqbench.ray.engine import RayOptions
 
-    options = RayOptions(address=ray_cluster or "auto", head_workers=head_workers)
+    options = RayOptions(address=address, head_workers=head_workers)
     options.validate()
     for name in schemes:
         refusal = ray_refusal(name, fault)

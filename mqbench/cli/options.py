@@ -53,3 +53,30 @@ class IntList(click.ParamType):
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (versioned schema) instead of a table.")
 seed_option = click.option("--seed", type=int, default=1, show_default=True, help="Seed for every random choice, so runs repeat.")
+
+# The Ray options of the commands that can place hosts (and a run's workers) on a Ray cluster (`run`,
+# `dr`, `cluster up`): declared once, so their --help and their refusals read the same everywhere.
+# Each command declares its own --cluster (what runs on the nodes differs per command).
+ray_mode_option = click.option("--ray", "ray_mode", type=click.Choice(["auto"]), default=None,
+                               help="'auto': the Ray cluster this command runs in (a RayJob's entrypoint), as "
+                                    "--cluster.")
+ray_head_workers_option = click.option("--ray-head-workers", is_flag=True,
+                                       help="With --cluster: the head node may take layout hosts (and a run's "
+                                            "workers) too; by default it takes none.")
+
+
+def ray_address(cluster: str | None, head_workers: bool, mode: str | None = None, *,
+                offers_mode: bool = True) -> str | None:
+    """The Ray address that ``--cluster`` / ``--ray auto`` give (``"auto"`` for the latter), or None when
+    the command is not to run on Ray. ``UserError`` (one line, before anything starts) for both
+    together and for ``--ray-head-workers`` without either. ``offers_mode``: whether the command has
+    ``--ray`` at all (the error then names it)."""
+    from mqbench.errors import UserError
+
+    if cluster is not None and mode is not None:
+        raise UserError("give either --cluster ray://... or --ray auto, not both")
+    if cluster is None and mode is None:
+        if head_workers:
+            raise UserError("--ray-head-workers needs --cluster ray://..." + (" (or --ray auto)" if offers_mode else ""))
+        return None
+    return cluster if cluster is not None else "auto"

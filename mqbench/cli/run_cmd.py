@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from mqbench.cli.options import DurationMs, json_option, seed_option
+from mqbench.cli.options import (DurationMs, json_option, ray_address, ray_head_workers_option, ray_mode_option,
+                                 seed_option)
 from mqbench.errors import UserError
 
 # per-cell figures of issue 16 that --json repeats (documented in mqbench.harness.results)
@@ -224,8 +225,7 @@ them; none skips them; FILE takes `mqbench limits --json` output.
                    "goes to that node); broker CPU is read on those nodes. While it runs, `mqbench cluster kill/"
                    "start/status --dir OUT/.work/<run>-cell1` reach its processes through Ray. The result's `ray` "
                    "field names the nodes, their clock offsets, CPU and network.")
-@click.option("--ray", "ray_mode", type=click.Choice(["auto"]), default=None,
-              help="'auto': the Ray cluster this command runs in (a RayJob's entrypoint), as --cluster.")
+@ray_mode_option
 @click.option("--workers-per-node", type=click.IntRange(1, 64), default=1, show_default=True,
               help="With --cluster: at most this many producer workers (and as many consumer workers) per Ray "
                    "node.")
@@ -234,8 +234,7 @@ them; none skips them; FILE takes `mqbench limits --json` output.
                    "producers send its topics at their share of the rate), so e2e latency is read on one clock; "
                    "'spread' (or when topic cells do not fit) puts producer i and consumer i on node "
                    "i / --workers-per-node, and the table shows the e2e clock bound.")
-@click.option("--ray-head-workers", is_flag=True,
-              help="With --cluster: also place workers and layout hosts on the head node (by default never).")
+@ray_head_workers_option
 def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_compression: str, consume: str,
         consumer_churn: str, churn_interval_ms: int, slow_consumer: str, group_members: int | None,
         processing_us: int | None, invisible_time_ms: int, matrix: str | None, duration_ms: int,
@@ -293,12 +292,11 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
         thresholds=Thresholds(publish_latency_ms_p99_max=max_p99_ms, backlog_s_max=1.0),
         progress=ProgressLine(enabled=False if (as_json or quiet) else None),
         window_lines=WindowLines(sys.stderr if as_json else None, enabled=not quiet and not is_terminal(sys.stdout)))
-    if ray_cluster is not None or ray_mode is not None:
+    address = ray_address(ray_cluster, ray_head_workers, ray_mode)
+    if address is not None:
         from mqbench.ray.engine import RayOptions
 
-        if ray_cluster is not None and ray_mode is not None:
-            raise UserError("give either --cluster ray://... or --ray auto, not both")
-        settings.ray = RayOptions(address=ray_cluster or "auto", workers_per_node=workers_per_node,
+        settings.ray = RayOptions(address=address, workers_per_node=workers_per_node,
                                   head_workers=ray_head_workers, placement=ray_placement)
         settings.ray.validate()
     if acl_file is not None and settings.target is not None:
