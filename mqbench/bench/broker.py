@@ -68,7 +68,7 @@ async def _send_closed_loop(namesrv: str, topic: str, batch: int, concurrency: i
     submitting the next (no task per request); counts what is acknowledged between ``start_at_s``
     and ``start_at_s + seconds`` (``time.time()``), and this process's CPU over that window."""
     from mqbench.client import OutgoingMessage, Producer
-    from mqbench.client.pipeline import PipelinedSender, delivered
+    from mqbench.client.pipeline import BatchBodyTemplate, PipelinedSender, delivered
 
     loop = asyncio.get_running_loop()
     latencies_ms: list[float] = []
@@ -77,7 +77,7 @@ async def _send_closed_loop(namesrv: str, topic: str, batch: int, concurrency: i
     async with Producer(namesrv, "PID_bench", send_timeout_ms=10_000) as producer:
         await producer.send(OutgoingMessage(topic, body))  # route lookup and connection outside the clock
         sender = await PipelinedSender(producer, topic).open()
-        bodies = [body] * batch
+        bodies = BatchBodyTemplate([body] * batch)     # each batch's messages get fresh UNIQ_KEYs
         outstanding = loop.create_future()
         in_flight = 0
         perf = time.perf_counter

@@ -95,6 +95,15 @@ class UniqueIdGenerator:
         delta = (self._clock_ms() - self._month_start_ms) & 0x7FFFFFFF
         return self._fixed + _ID_TAIL.pack(delta, self._counter).hex().upper()
 
+    def next_run(self, n: int) -> list[bytes]:
+        """The next ``n`` ids as ASCII bytes, read at one clock reading: what ``n`` calls of
+        ``next`` give (encoded) when the clock does not move between them, at a fraction of the
+        cost (a batch's ids; the load generator's prebuilt batches)."""
+        counter = self._counter
+        self._counter = (counter + n) & 0xFFFF
+        head = ("%s%08X" % (self._fixed, (self._clock_ms() - self._month_start_ms) & 0x7FFFFFFF)).encode()
+        return [b"%s%04X" % (head, (counter + i) & 0xFFFF) for i in range(1, n + 1)]
+
 
 class _LazyProperties:
     """``ReceivedMessage.properties``: a dict, or the record's property text (as a pull hands it
