@@ -21,8 +21,13 @@ LIMITS_BUDGET_S_DEFAULT = 4
 
 
 def bench_document(what: str, **fields) -> dict:
-    """The benchmark's JSON document: schema ``mqbench.bench-<what>/1``, tool version, machine."""
-    return document(f"mqbench.bench-{what}/{SCHEMA_VERSION}", machine=machine_info(), **fields)
+    """The benchmark's JSON document: schema ``mqbench.bench-<what>/1``, tool version, machine, and
+    ``native``: each compiled accelerator and whether this environment uses it (the processes a
+    benchmark starts inherit it; ``MQBENCH_NATIVE=0`` is the pure-Python A/B)."""
+    from mqbench import native
+
+    return document(f"mqbench.bench-{what}/{SCHEMA_VERSION}", machine=machine_info(), native=native.report(),
+                    **fields)
 
 
 def measure_limits(directory: str | os.PathLike, budget_s: float, *, disk: bool = True,

@@ -28,6 +28,8 @@ def positive(value) -> bool:
 def check_document(doc: dict, what: str) -> None:
     assert doc["schema"] == f"mqbench.bench-{what}/1"
     assert doc["tool_version"] and doc["machine"]["cpu_cores"] >= 1
+    from mqbench import native     # which compiled accelerators measured it, by name
+    assert set(doc["native"]) == set(native.MODULES) and all(isinstance(v, bool) for v in doc["native"].values())
 
 
 def test_bench_help_lists_the_user_benchmarks():
