@@ -544,6 +544,8 @@ def decode_fields(buf: ByteView, pos: int, end: int, check_crc: bool = True, whe
                 and body_end + 4 <= rec_end):
             if magic == MAGIC_V1:
                 topic_len, topic_at = buf[body_end], body_end + 1
+                if topic_len > TOPIC_V1_MAX_BYTES:
+                    topic_len -= 256        # a signed byte, as the broker reads it: the parser below refuses it
             else:
                 topic_len, topic_at = _I16.unpack_from(buf, body_end)[0], body_end + 2
             props_at = topic_at + topic_len + 2
@@ -641,7 +643,7 @@ def is_record_of(buf: bytes, pos: int, size: int, topic: bytes, queue_id: int, q
         return False
     at += 4 + _I32.unpack_from(buf, at)[0]
     if magic == MAGIC_V1:
-        if at + 1 > rec_end or buf[at] != len(topic):
+        if at + 1 > rec_end or buf[at] != len(topic) or len(topic) > TOPIC_V1_MAX_BYTES:    # a signed byte
             return False
         at += 1
     else:
