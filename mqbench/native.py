@@ -26,6 +26,7 @@ ENV = "MQBENCH_NATIVE"
 # reads this literal (without importing mqbench) to build them; keep it a plain literal.
 MODULES: dict[str, list[str]] = {
     "mqbench.broker.formats._batch": ["broker/formats/_batch.c"],
+    "mqbench.broker.formats._dledger": ["broker/formats/_dledger.c"],
 }
 
 _loaded: dict[str, bool] = {}

@@ -107,6 +107,12 @@ FORMATS_NOT_PURE = {
 }
 
 
+# Project modules a pure module may import although they are not pure themselves, each with the
+# reason. mqbench.native reads MQBENCH_NATIVE once and imports a compiled accelerator that has the
+# pure function's contract (same results for every input), so the importer stays pure.
+PURE_IMPORTS_ALLOWED = {"mqbench.native"}
+
+
 def module_name(path: str) -> str:
     for prefix, folder in PACKAGE_DIRS.items():
         if path.startswith(folder + "/"):
@@ -186,7 +192,7 @@ def test_pure_module_imports_only_pure_project_modules(path):
             continue
         if target.name == "__init__.py":
             continue  # package imports: see the module docstring
-        if name not in pure_names:
+        if name not in pure_names and name not in PURE_IMPORTS_ALLOWED:
             bad.append(f"{path}:{line}: imports {name}, which is not in the pure list")
     assert not bad, "\n".join(bad)
 

@@ -36,6 +36,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from mqbench import native
 from mqbench.errors import CorruptDataError, UserError
 
 from .buffers import ByteView
@@ -111,6 +112,74 @@ def pack_entry_header_into(buf: bytearray, at: int, index: int, term: int, pos: 
 def pack_index_unit_into(buf: bytearray, at: int, magic: int, pos: int, size: int, index: int, term: int) -> None:
     """``encode_index_unit`` packed into ``buf`` at ``at``."""
     _INDEX.pack_into(buf, at, magic, pos, size, index, term)
+
+
+_RECORD_OFFSETS = struct.Struct(">qq")      # a record's QUEUEOFFSET and PHYSICALOFFSET
+_RECORD_OFFSETS_AT = 20
+_RECORD_QUEUE_OFFSET = struct.Struct(">q")
+_RECORD_PHYSICAL_OFFSET_AT = 28
+
+
+def build_record_entries(records: list[ByteView], queue_offsets: list[int], term: int, index: int, end_pos: int,
+                         segment_bytes: int) -> tuple[list[tuple[int, ByteView]], bytearray, list[tuple[int, int, ByteView]]]:
+    """The bytes of normal entries holding ``records`` (whole RocketMQ records) for Raft indexes
+    ``index``, ``index + 1``... appended from log position ``end_pos`` in data segments of
+    ``segment_bytes``: record ``i`` with QUEUEOFFSET ``queue_offsets[i]`` and PHYSICALOFFSET its
+    entry's pos + 48 (spec 11.3), bodyCrc ``body_crc`` of the record as stored.
+
+    Returns ``(writes, units, placed)``: ``writes`` the data writes in order, (pos, bytes): one
+    buffer per run of entries in one segment, and the DLedger blank that closes a segment before an
+    entry that does not fit in it (with 8 bytes to spare); ``units`` the index units of the
+    entries, 32 bytes each, back to back; ``placed`` (index, pos, record as stored) per record, the
+    record object itself when it already held both offsets. The caller checked index, term and
+    end_pos >= 0 and that every entry fits in a segment; a record shorter than 36 bytes raises
+    struct.error. Pure; ``_dledger.c`` is the same function in C (``tests/formats``), used where
+    it is built (``mqbench.native``)."""
+    if segment_bytes <= 0:
+        raise ValueError("segment_bytes must be > 0")
+    writes: list[tuple[int, ByteView]] = []
+    placed: list[tuple[int, int, ByteView]] = []
+    data = bytearray()
+    units = bytearray(len(records) * INDEX_UNIT_BYTES)
+    run_at = end = end_pos
+    units_at = 0
+    pack_qo, pack_po = _RECORD_QUEUE_OFFSET.pack_into, _RECORD_QUEUE_OFFSET.pack_into
+    unpack_offsets = _RECORD_OFFSETS.unpack_from
+    for record, queue_offset in zip(records, queue_offsets):
+        size = ENTRY_HEADER_BYTES + len(record)
+        remaining = segment_bytes - end % segment_bytes
+        if size + DLEDGER_BLANK_BYTES > remaining:         # the entry opens the next segment
+            if data:
+                writes.append((run_at, data))
+                data = bytearray()
+            writes.append((end, encode_entry_blank(remaining)))
+            end = run_at = end + remaining
+        pos = end
+        at = len(data)
+        body_at = at + ENTRY_HEADER_BYTES
+        physical_offset = pos + ENTRY_HEADER_BYTES
+        data += bytes(ENTRY_HEADER_BYTES)
+        data += record
+        stored: ByteView = record
+        if unpack_offsets(record, _RECORD_OFFSETS_AT) != (queue_offset, physical_offset):
+            pack_qo(data, body_at + _RECORD_OFFSETS_AT, queue_offset)
+            pack_po(data, body_at + _RECORD_PHYSICAL_OFFSET_AT, physical_offset)
+            stored = bytes(data[body_at:])
+        _HEADER.pack_into(data, at, DLEDGER_MAGIC, size, index, term, pos, 0, 0, body_crc(stored), len(record))
+        _INDEX.pack_into(units, units_at, DLEDGER_MAGIC, pos, size, index, term)
+        units_at += INDEX_UNIT_BYTES
+        placed.append((index, pos, stored))
+        index += 1
+        end = pos + size
+    if data:
+        writes.append((run_at, data))
+    return writes, units, placed
+
+
+build_record_entries_py = build_record_entries
+_native = native.load("mqbench.broker.formats._dledger")
+if _native is not None:
+    build_record_entries = _native.build_record_entries  # noqa: F811 - the same function in C
 
 
 def encode_record_entry(index: int, term: int, pos: int, record: bytes) -> bytes:

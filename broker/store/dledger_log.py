@@ -59,9 +59,6 @@ DEFAULT_INDEX_SEGMENT_BYTES = 32 * 5 * 1024 * 1024   # 167 772 160, DLedgerConfi
 RECOVER_SEGMENTS = 3
 _PHYSICAL_OFFSET = struct.Struct(">q")
 _PHYSICAL_OFFSET_AT = 28       # PHYSICALOFFSET in a record (formats.record's layout)
-_QUEUE_OFFSET = struct.Struct(">q")
-_QUEUE_OFFSET_AT = 20          # QUEUEOFFSET, just before PHYSICALOFFSET
-_OFFSETS = struct.Struct(">qq")  # QUEUEOFFSET PHYSICALOFFSET
 
 
 def is_record_body(body: bytes) -> bool:
@@ -254,51 +251,20 @@ class DLedgerLog:
             if header_bytes + len(record) + blank_bytes > segment_bytes:
                 raise UserError(f"a DLedger entry of {header_bytes + len(record)} bytes does not fit in a data "
                                 f"segment of {segment_bytes} bytes")
-        out: list[tuple[int, int, bytes]] = []
-        data = bytearray()
-        units = bytearray(len(records) * fmt.INDEX_UNIT_BYTES)
-        run_at = end = self.end_pos
-        first_index = index = self.last_index + 1
-        units_at = 0
-        pack_qo, pack_po, crc_of = _QUEUE_OFFSET.pack_into, _PHYSICAL_OFFSET.pack_into, fmt.body_crc
-        unpack_offsets = _OFFSETS.unpack_from
-        for record, queue_offset in zip(records, queue_offsets):
-            size = header_bytes + len(record)
-            remaining = segment_bytes - end % segment_bytes
-            if size + blank_bytes > remaining:         # the entry opens the next segment
-                if data:
-                    self.data.write(run_at, data)
-                    data = bytearray()
-                self.data.write(end, fmt.encode_entry_blank(remaining))
-                end = run_at = end + remaining
-            pos = end
-            at = len(data)
-            data += bytes(header_bytes)
-            data += record
-            body_at = at + header_bytes
-            physical_offset = pos + header_bytes
-            if unpack_offsets(record, _QUEUE_OFFSET_AT) != (queue_offset, physical_offset):
-                pack_qo(data, body_at + _QUEUE_OFFSET_AT, queue_offset)
-                pack_po(data, body_at + _PHYSICAL_OFFSET_AT, physical_offset)
-                stored = bytes(data[body_at:])
-            else:
-                stored = record
-            fmt.pack_entry_header_into(data, at, index, term, pos, len(record), crc_of(stored))
-            fmt.pack_index_unit_into(units, units_at, fmt.DLEDGER_MAGIC, pos, size, index, term)
-            units_at += fmt.INDEX_UNIT_BYTES
-            out.append((index, pos, stored))
-            index += 1
-            end = pos + size
-        if data:
-            self.data.write(run_at, data)
-        if units_at:
+        first_index = self.last_index + 1
+        writes, units, out = fmt.build_record_entries(records, queue_offsets, term, first_index, self.end_pos,
+                                                      segment_bytes)
+        for at, buf in writes:
+            self.data.write(at, buf)
+        if out:
             at, view = first_index * fmt.INDEX_UNIT_BYTES, memoryview(units)
             while view:             # one write per index segment the run touches
                 n = min(len(view), self.index.remaining_in_segment(at))
                 self.index.write(at, view[:n])
                 at, view = at + n, view[n:]
-            self.last_index, self.last_term = index - 1, term
-            self.end_pos = end
+            _, pos, stored = out[-1]
+            self.last_index, self.last_term = first_index + len(out) - 1, term
+            self.end_pos = pos + fmt.ENTRY_HEADER_BYTES + len(stored)
         return out
 
     # -- reading -----------------------------------------------------------------------------
