@@ -227,7 +227,122 @@ done:
     return result;
 }
 
+/* restamp.restamp_inner_batch's property work (restamp.py is the reference): the record's
+ * property string must read back as written (name\x01value\x02 segments, the name non-empty without
+ * a separator, the value non-empty without \x02, distinct names, UTF-8, ended by \x02), INNER_NUM
+ * must be int() of 1..32767; INNER_BASE's value becomes str(queue_offset) in place (or the segment
+ * is added last); TOTALSIZE, QUEUEOFFSET and PROPERTIESLENGTH are rewritten. None where the Python
+ * code returns None. The caller (restamp.py) checked props_at >= 30 and 0 <= queue_offset < 2**63. */
+static PyObject *restamp_inner_batch(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    long long queue_offset;
+    Py_ssize_t props_at, props_len;
+    if (!PyArg_ParseTuple(args, "y*Lnn", &view, &queue_offset, &props_at, &props_len))
+        return NULL;
+    PyObject *result = NULL;
+    span *names = NULL;
+    const unsigned char *rec = view.buf;
+    Py_ssize_t len = view.len;
+    if (props_at < 30 || queue_offset < 0 || props_at > len) {
+        PyErr_SetString(PyExc_ValueError, "restamp_inner_batch: props_at below 30, beyond the record, or a negative queue offset");
+        goto done;
+    }
+    if (props_len < 0 || props_at + props_len != len || props_len == 0)
+        goto none;          /* no properties: no INNER_NUM */
+    const unsigned char *wire = rec + props_at;
+    if (wire[props_len - 1] != 2)
+        goto none;
+    names = PyMem_Malloc(sizeof(span) * (size_t)(props_len / 4 + 1));
+    if (names == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t k = 0, i = 0, num_at = -1, num_len = 0, base_at = -1, base_len = 0;
+    while (i < props_len) {
+        const unsigned char *seg = wire + i;
+        const unsigned char *stop = memchr(seg, 2, (size_t)(props_len - i));   /* found: the string ends with \x02 */
+        Py_ssize_t seg_len = stop - seg;
+        const unsigned char *sep = memchr(seg, 1, (size_t)seg_len);
+        if (sep == NULL || sep == seg || sep - seg >= seg_len - 1)
+            goto none;      /* decode_properties drops this segment: not written back as it is */
+        Py_ssize_t name_len = sep - seg, value_at = i + name_len + 1, value_len = seg_len - name_len - 1;
+        names[k].p = seg;
+        names[k].n = name_len;
+        k++;
+        if (name_len == 9 && memcmp(seg, "INNER_NUM", 9) == 0) {
+            num_at = value_at;
+            num_len = value_len;
+        } else if (name_len == 10 && memcmp(seg, "INNER_BASE", 10) == 0) {
+            base_at = value_at;
+            base_len = value_len;
+        }
+        i += seg_len + 1;
+    }
+    int ok = is_utf8(wire, props_len);
+    if (ok < 0)
+        goto done;
+    if (!ok || !names_distinct(names, k) || num_at < 0)
+        goto none;
+    /* INNER_NUM as int() reads it (spaces, signs, underscores and non-ASCII digits included) */
+    PyObject *num_text = PyUnicode_DecodeUTF8((const char *)wire + num_at, num_len, "strict");
+    if (num_text == NULL)
+        goto done;
+    PyObject *num = PyLong_FromUnicodeObject(num_text, 10);
+    Py_DECREF(num_text);
+    if (num == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError))
+            goto done;
+        PyErr_Clear();
+        goto none;
+    }
+    int overflow = 0;
+    long long inner_num = PyLong_AsLongLongAndOverflow(num, &overflow);
+    Py_DECREF(num);
+    if (overflow || inner_num <= 0 || inner_num > INNER_NUM_MAX)
+        goto none;
+    char base[24];
+    Py_ssize_t new_base_len = snprintf(base, sizeof base, "%lld", queue_offset);
+    Py_ssize_t new_props_len = base_at >= 0 ? props_len - base_len + new_base_len : props_len + 12 + new_base_len;
+    if (new_props_len > PROPERTIES_MAX)
+        goto none;
+    Py_ssize_t head_len = props_at - 2, out_len = props_at + new_props_len;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, out_len);
+    if (out == NULL)
+        goto done;
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+    memcpy(o, rec, (size_t)head_len);
+    uint32_t total = (uint32_t)out_len;
+    o[0] = (unsigned char)(total >> 24); o[1] = (unsigned char)(total >> 16);
+    o[2] = (unsigned char)(total >> 8); o[3] = (unsigned char)total;
+    for (int b = 0; b < 8; b++)
+        o[20 + b] = (unsigned char)((unsigned long long)queue_offset >> (56 - 8 * b));
+    o[head_len] = (unsigned char)(new_props_len >> 8);
+    o[head_len + 1] = (unsigned char)new_props_len;
+    unsigned char *w = o + props_at;
+    if (base_at >= 0) {
+        memcpy(w, wire, (size_t)base_at);
+        memcpy(w + base_at, base, (size_t)new_base_len);
+        memcpy(w + base_at + new_base_len, wire + base_at + base_len, (size_t)(props_len - base_at - base_len));
+    } else {
+        memcpy(w, wire, (size_t)props_len);
+        memcpy(w + props_len, "INNER_BASE\x01", 11);
+        memcpy(w + props_len + 11, base, (size_t)new_base_len);
+        w[props_len + 11 + new_base_len] = 2;
+    }
+    result = Py_BuildValue("(Nn)", out, (Py_ssize_t)inner_num);
+    goto done;
+none:
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyMem_Free(names);
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"restamp_inner_batch", restamp_inner_batch, METH_VARARGS,
+     "restamp.restamp_inner_batch(record, queue_offset) in C, given the properties' start and length."},
     {"canonical_batch_count", canonical_batch_count, METH_VARARGS,
      "batch.canonical_batch_count(body, items_max, names_refused, properties_bytes_max) in C."},
     {NULL, NULL, 0, NULL},

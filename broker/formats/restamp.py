@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 
+from mqbench import native
 from mqbench.errors import CorruptDataError, UserError
 
 from .record import (PROPERTIES_MAX_BYTES, SYSFLAG_INNER_BATCH, _tail_positions, decode_message, decode_properties,
@@ -27,6 +28,9 @@ _QUEUE_OFFSET_AT = 20
 _TOTAL_SIZE = struct.Struct(">i")
 _PROPERTIES_LENGTH = struct.Struct(">h")
 _INNER_NUM_MAX = 0x7FFF
+_PROPS_AT_MIN = 30          # the fields rewritten below lie before the properties
+_QUEUE_OFFSET_MAX = (1 << 63) - 1
+_native = native.load("mqbench.broker.formats._batch")
 
 
 def restamp_inner_batch(record: bytes, queue_offset: int) -> tuple[bytes, int] | None:
@@ -39,6 +43,8 @@ def restamp_inner_batch(record: bytes, queue_offset: int) -> tuple[bytes, int] |
     _, _, props_at, props_len = _tail_positions(record, 0)
     if props_at + props_len != len(record):
         return None
+    if _native is not None and props_at >= _PROPS_AT_MIN and 0 <= queue_offset <= _QUEUE_OFFSET_MAX:
+        return _native.restamp_inner_batch(record, queue_offset, props_at, props_len)     # the same, in C
     wire = record[props_at:]
     try:
         properties = decode_properties(wire)

@@ -60,7 +60,7 @@ def _both(body, items_max, refused, props_max):
     return python, _c.canonical_batch_count(body, items_max, refused, props_max)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(st.one_of(bodies(), st.binary(max_size=80)), st.sampled_from([None, 0, 1, 3, 1024, -1, 2**70]),
        st.sampled_from(_REFUSED), st.sampled_from([0x7FFF, 0, 5, 12, -1, 2**70, -2**70]))
 def test_canonical_count_is_the_reference_on_any_body(body, items_max, refused, props_max):
@@ -82,3 +82,59 @@ def test_canonical_count_boundaries():
     assert _c.canonical_batch_count(many, None, frozenset(), 0x7FFF) is None      # a duplicate name among 40
     with pytest.raises(TypeError):
         _c.canonical_batch_count(item, "1", frozenset(), 0x7FFF)
+
+
+# -- restamp_inner_batch: the follower's INNER_BASE rewrite --------------------------------------
+
+_SEGMENTS = [b"INNER_NUM\x013\x02", b"INNER_NUM\x01 +6_4 \x02", "INNER_NUM\x01٣\x02".encode(), b"INNER_NUM\x010\x02",
+             b"INNER_NUM\x0132768\x02", b"INNER_NUM\x01x\x02", b"INNER_BASE\x010\x02", b"INNER_BASE\x01123456\x02",
+             b"INNER_BASE\x01\x02", b"K\x01v\x01w\x02", "é\x01ü\x02".encode(), b"K\x01\xff\x02", b"\x02",
+             b"\x01a\x02", b"ab", b"UNIQ_KEY\x01" + b"A" * 32 + b"\x02", b"WAIT\x01true\x02"]
+
+
+def _record_with(wire: bytes, host: tuple[str, int], version: int) -> bytes:
+    from mqbench.broker.formats.record import SYSFLAG_INNER_BATCH, Message, _tail_positions, encode_message
+
+    record = encode_message(Message(topic="BatchT", body=b"\0" * 30, properties={"X": "y"}, born_host=host,
+                                    store_host=host, version=version, sysflag=SYSFLAG_INNER_BATCH))
+    _, _, props_at, _ = _tail_positions(record, 0)
+    out = bytearray(record[:props_at - 2] + struct.pack(">h", len(wire)) + wire)
+    out[0:4] = struct.pack(">i", len(out))
+    return bytes(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_SEGMENTS), max_size=6), st.sampled_from([0, 1, 9, 10**12, 2**63 - 1]),
+       st.sampled_from([("127.0.0.1", 1), ("::1", 2)]), st.sampled_from([1, 2]), st.integers(0, 3))
+def test_restamp_inner_batch_is_the_reference_on_any_property_string(segments, queue_offset, host, version, cut):
+    from mqbench.broker.formats import restamp
+
+    wire = b"".join(segments)
+    wire = wire[:len(wire) - cut] if cut < 3 else wire + b"Z" * 40_000     # torn, or past the bound
+    record = _record_with(wire[:0x7FFF], host, version)
+    native = restamp.restamp_inner_batch(record, queue_offset)
+    saved, restamp._native = restamp._native, None
+    try:
+        python = restamp.restamp_inner_batch(record, queue_offset)
+    finally:
+        restamp._native = saved
+    assert native == python
+    if restamp._native is not None:
+        assert restamp._native.restamp_inner_batch(memoryview(record), queue_offset, *_props(record)) == python
+
+
+def _props(record: bytes) -> tuple[int, int]:
+    from mqbench.broker.formats.record import _tail_positions
+
+    return _tail_positions(record, 0)[2:]
+
+
+def test_restamp_inner_batch_native_refuses_what_the_caller_must_check():
+    record = _record_with(b"INNER_NUM\x013\x02", ("127.0.0.1", 1), 1)
+    props_at, props_len = _props(record)
+    assert _c.restamp_inner_batch(record, 5, props_at, props_len)[1] == 3
+    assert _c.restamp_inner_batch(record, 5, props_at, props_len - 1) is None
+    for bad in ((record, 5, 29, len(record) - 29), (record, -1, props_at, props_len),
+                (record, 5, len(record) + 1, -1)):
+        with pytest.raises(ValueError):
+            _c.restamp_inner_batch(*bad)
