@@ -27,6 +27,7 @@ ENV = "MQBENCH_NATIVE"
 MODULES: dict[str, list[str]] = {
     "mqbench.broker.formats._batch": ["broker/formats/_batch.c"],
     "mqbench.broker.formats._dledger": ["broker/formats/_dledger.c"],
+    "mqbench.broker.formats._record_check": ["broker/formats/_record_check.c"],
 }
 
 _loaded: dict[str, bool] = {}

@@ -11,6 +11,7 @@ import re
 import struct
 from typing import NamedTuple
 
+from mqbench import native
 from mqbench.errors import CorruptDataError
 
 from .buffers import ByteView
@@ -214,7 +215,8 @@ def place_fields(buf: bytes) -> PlaceFields | None:
     magic, BODYCRC, UTF-8, a record shorter or longer than ``buf``): the caller then runs
     ``peek_record``, which names the damage, so a bad record is refused with the same error as
     before. Accepts exactly what ``peek_record`` accepts at that size and returns the same fields
-    (tests/formats/test_place_fields.py)."""
+    (tests/formats/test_place_fields.py). ``_record_check.c`` is the same function in C, used where
+    it is built (``mqbench.native``; tests/formats/test_place_fields_native.py)."""
     size = len(buf)
     if size < _PLACING_V4.size or not isinstance(buf, bytes):
         return None
@@ -265,3 +267,10 @@ def place_fields(buf: bytes) -> PlaceFields | None:
     else:
         code = 0
     return topic, queue_id, queue_offset, sysflag, code, store_ts, size
+
+
+place_fields_py = place_fields
+_native = native.load("mqbench.broker.formats._record_check")
+if _native is not None:
+    _native.set_fallback(place_fields_py)      # the rare cases that decode the property string
+    place_fields = _native.place_fields  # noqa: F811 - the same function in C

@@ -106,3 +106,51 @@ def test_a_refused_record_is_refused_with_the_same_error_by_the_store(tmp_path):
             store.replicated.append_replicated_batch([(1, good, 1), (1, bytes(bad), 1)])
         assert str(caught.value) == old_fields(bytes(bad))[1]
         assert store.dledger.last_index == 0
+
+
+# -- the C accelerator (_record_check.c) against the Python reference ---------------------------
+
+try:
+    import importlib
+    _native = importlib.import_module("mqbench.broker.formats._record_check")
+    _native.set_fallback(rc.place_fields_py)
+except ImportError:          # not built (no compiler): only the Python path exists
+    _native = None
+needs_c = pytest.mark.skipif(_native is None, reason="the _record_check accelerator is not built")
+
+
+@needs_c
+def test_c_matches_python_on_every_table_record_and_every_damage_to_it():
+    for buf in table():
+        cases = [buf, buf[:-1], buf + b"\0", bytearray(buf), memoryview(buf)]
+        for at in range(0, len(buf), 3):
+            for value in (0, 0xFF, 0x80, buf[at] ^ 1):
+                raw = bytearray(buf)
+                raw[at] = value
+                cases.append(bytes(raw))
+        for case in cases:
+            assert _native.place_fields(case) == rc.place_fields_py(case), bytes(case).hex()
+    for bad in (5, None):
+        with pytest.raises(TypeError):
+            rc.place_fields_py(bad)
+        with pytest.raises(TypeError):
+            _native.place_fields(bad)
+
+
+@needs_c
+@settings(max_examples=120, deadline=None)
+@given(st.sampled_from(TOPICS + ["T\x00", "\u00e9"]), st.dictionaries(
+    st.sampled_from(["TAGS", "KEYS", "DELAY", "XTAGS", "A"]), _text, max_size=4),
+       st.sampled_from(HOSTS), st.sampled_from(HOSTS), st.binary(max_size=64), st.integers(0, 255), st.data())
+def test_c_matches_python_on_any_record_and_random_bytes(topic, properties, born, store, body, sysflag, data):
+    msg = Message(topic=topic, body=body, properties=properties, born_host=born, store_host=store, sysflag=sysflag
+                  & ~0x30, store_timestamp_ms=data.draw(st.integers(0, 2**40)),
+                  queue_id=data.draw(st.integers(0, 2**31 - 1)), queue_offset=data.draw(st.integers(0, 2**63 - 1)))
+    buf = encode_message(msg)
+    assert _native.place_fields(buf) == rc.place_fields_py(buf)
+    raw = bytearray(buf)
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    assert _native.place_fields(bytes(raw)) == rc.place_fields_py(bytes(raw))
+    noise = data.draw(st.binary(min_size=0, max_size=200))
+    assert _native.place_fields(noise) == rc.place_fields_py(noise)
