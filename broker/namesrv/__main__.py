@@ -19,6 +19,7 @@ from mqbench.broker.lifeline import watch_parent
 from mqbench.errors import UserError
 from mqbench.event_loop import use_event_loop
 from mqbench.gc_pauses import settle_after_startup
+from mqbench.loop_stalls import watch
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +60,7 @@ async def _serve(host: str, port: int, args) -> int:
         loop.add_signal_handler(sig, stop.set)
     watch_parent(loop, stop.set)    # an embedded cluster's name server ends with the command that owns it
     settle_after_startup()   # short, rare collector pauses (mqbench.gc_pauses)
+    watch("namesrv", loop)   # MQBENCH_LOOP_STALLS=DIR: count and explain loop stalls (mqbench.loop_stalls)
     print(f"namesrv listening on {bound_host}:{bound_port}", flush=True)
     await stop.wait()
     await namesrv.close()

@@ -57,6 +57,7 @@ from mqbench.broker.store import versions
 from mqbench.broker.lifeline import watch_parent
 from mqbench.event_loop import use_event_loop
 from mqbench.gc_pauses import settle_after_startup
+from mqbench.loop_stalls import watch
 from mqbench.errors import UserError
 
 DURABILITIES = ("memory", "fsync")
@@ -330,6 +331,7 @@ async def _run(args: argparse.Namespace) -> int:
             await broker.close()
             raise
     settle_after_startup()   # start-up is over: short, rare collector pauses (mqbench.gc_pauses)
+    watch("broker")          # MQBENCH_LOOP_STALLS=DIR: count and explain loop stalls (mqbench.loop_stalls)
     return await broker.serve(stop)
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from mqbench.errors import MqbenchError, UserError
 from mqbench.event_loop import use_event_loop
 from mqbench.gc_pauses import settle_after_startup
+from mqbench.loop_stalls import watch
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ async def _worker(spec: dict, conn) -> None:
     loop = asyncio.get_running_loop()
     driver_class = ProducerDriver if spec["role"] == "producer" else ConsumerDriver
     driver = driver_class(spec, lambda message: _send(conn, message), clock_ns=driver_clock(spec))
-    driver.settle = settle_after_startup   # this process is the worker's own: tune its collector
+    # this process is the worker's own: tune its collector (and probe its loop when asked)
+    driver.settle = lambda: (settle_after_startup(), watch(spec["role"], loop))
 
     def on_readable() -> None:
         try:

@@ -1,0 +1,41 @@
+"""``mqbench.loop_stalls``: a loop turn that runs long is counted and its callback named."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from mqbench import loop_stalls
+
+
+def _busy_turn_of_40ms() -> None:
+    end = time.monotonic() + 0.04
+    while time.monotonic() < end:
+        pass
+
+
+def test_a_long_turn_is_recorded_with_its_callback(tmp_path, monkeypatch):
+    monkeypatch.setenv(loop_stalls.ENV, str(tmp_path))
+
+    async def main():
+        probe = loop_stalls.watch("t")
+        assert probe is not None
+        await asyncio.sleep(0.05)
+        asyncio.get_running_loop().call_soon(_busy_turn_of_40ms)
+        await asyncio.sleep(0.1)
+        return probe
+
+    probe = asyncio.run(main())
+    assert probe.over10 >= 1 and probe.over20 >= 1
+    stalls = [json.loads(line) for path in tmp_path.iterdir() for line in path.read_text().splitlines()]
+    stalls = [s for s in stalls if not s.get("summary")]
+    assert any(s["stall_ms"] >= 30 and any("_busy_turn_of_40ms" in k for k in s["stacks"]) for s in stalls)
+
+
+def test_off_without_the_variable(monkeypatch):
+    monkeypatch.delenv(loop_stalls.ENV, raising=False)
+
+    async def main():
+        return loop_stalls.watch("t")
+
+    assert asyncio.run(main()) is None
