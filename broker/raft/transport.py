@@ -32,6 +32,11 @@ from . import auth
 from .types import Message
 from .wire import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encode_entries, encode_frame
 
+# ``send`` writes at once only while the connection's buffer holds less than this (else the writer
+# task queues, writes and drains as before: a slow peer gets backpressure, not an unbounded buffer)
+DIRECT_WRITE_BUFFER_BYTES_MAX = 1 << 20
+
+
 class RaftTransport:
     def __init__(self, node_id: int, peers: dict[int, tuple[str, int]], on_message: Callable[[Message], None], *,
                  host: str = "127.0.0.1", port: int = 0, queue_limit: int = 4096,
@@ -57,6 +62,8 @@ class RaftTransport:
         self._inbound: set[_Inbound] = set()
         self._closing = False
         self._encoded: tuple[tuple, bytes] = ((), b"")   # the last entries encoded, shared by all peers
+        self._links: dict[int, tuple[asyncio.StreamWriter, auth.Sealer | None]] = {}   # connected, for ``send``
+        self.direct_writes = 0
 
     async def start(self) -> tuple[str, int]:
         """Listen; returns the bound (host, port) (``port=0`` picks a free one)."""
@@ -75,6 +82,21 @@ class RaftTransport:
         if queue is None:
             queue = self._queues[m.dst] = asyncio.Queue(self.queue_limit)
             self._writers[m.dst] = asyncio.get_running_loop().create_task(self._write_loop(m.dst, queue))
+        link = self._links.get(m.dst)
+        if link is not None and queue.empty():
+            # Nothing queued before it: write now, not in the writer task's next turn (one loop turn
+            # less on the commit path of every Raft round: leader's APP, follower's APP_RESP)
+            writer, sealer = link
+            if not writer.transport.is_closing() and \
+                    writer.transport.get_write_buffer_size() < DIRECT_WRITE_BUFFER_BYTES_MAX:
+                frame = self._frame(m)
+                try:
+                    writer.write(frame if sealer is None else sealer.seal(frame))
+                    self.direct_writes += 1
+                    return
+                except (OSError, RuntimeError):
+                    pass   # the writer task meets the same error on this connection and reconnects
+            del self._links[m.dst]
         try:
             queue.put_nowait(m)
         except asyncio.QueueFull:
@@ -110,12 +132,15 @@ class RaftTransport:
                                                             self.connect_timeout_ms / 1000)
                     if self.secret is not None:
                         sealer = await self._handshake(reader, writer, peer)
+                self._links.pop(peer, None)     # until this batch is written: nothing may overtake it
                 if sealer is None:
                     writer.write(b"".join(self._frame(x) for x in batch))
                 else:
                     writer.write(b"".join(sealer.seal(self._frame(x)) for x in batch))
                 await writer.drain()
                 backoff_ms = 10
+                if queue.empty():
+                    self._links[peer] = (writer, sealer)
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, PeerError, RuntimeError) as exc:
                 # uvloop raises RuntimeError (not an OSError) for a write on a transport it closed when
                 # the peer died; uncaught, it ended this task and the restarted peer never heard from
@@ -123,6 +148,7 @@ class RaftTransport:
                 if isinstance(exc, RuntimeError) and (writer is None or not writer.transport.is_closing()):
                     raise
                 self.dropped += len(batch)
+                self._links.pop(peer, None)
                 if writer is not None:
                     writer.close()
                     writer = None
