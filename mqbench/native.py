@@ -28,6 +28,7 @@ MODULES: dict[str, list[str]] = {
     "mqbench.broker.formats._batch": ["broker/formats/_batch.c"],
     "mqbench.broker.formats._dledger": ["broker/formats/_dledger.c"],
     "mqbench.broker.formats._record_check": ["broker/formats/_record_check.c"],
+    "mqbench.broker.formats._sendpath": ["broker/formats/_sendpath.c"],
 }
 
 _loaded: dict[str, bool] = {}

@@ -12,8 +12,14 @@ the byte stream has lost its framing and the only safe move is to close the conn
 """
 from __future__ import annotations
 
+from mqbench import native
 from mqbench.broker.formats.command import LENGTH, RemotingCommand, decode_frame_at
 from mqbench.errors import PeerError
+
+# C: the loop below over whole frames whose JSON header has the usual shape; it stops at any other
+# frame, which the loop decodes (or refuses) as before (_sendpath.c)
+_sendpath = native.load("mqbench.broker.formats._sendpath")
+_decode_frames = _sendpath.decode_frames if _sendpath is not None else None
 
 FRAME_BYTES_MAX_DEFAULT = 16 * 1024 * 1024
 
@@ -41,8 +47,13 @@ class FrameDecoder:
             self._buffer += data
             buffer = self._buffer
         pos = 0
+        fast = _decode_frames
         try:
             while len(buffer) - pos >= 4:
+                if fast is not None:
+                    pos = fast(buffer, pos, self.frame_bytes_max, commands, RemotingCommand)
+                    if len(buffer) - pos < 4:
+                        break
                 (length,) = LENGTH.unpack_from(buffer, pos)
                 if length < 4:
                     raise PeerError(f"frame length {length} is below the 4-byte minimum")

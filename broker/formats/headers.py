@@ -20,6 +20,7 @@ import json
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Self, Sequence
 
+from mqbench import native
 from mqbench.broker.formats import codes
 from mqbench.broker.formats.command import RemotingCommand, java_string, parse_java_long
 from mqbench.errors import PeerError
@@ -147,9 +148,21 @@ def _long_or(raw: str | None, default: Any, wire: str) -> Any:
     return parse_java_long(raw, f"{SendMessageHeader.REQUEST} header field {wire!r}", HeaderError)
 
 
+_sendpath = native.load("mqbench.broker.formats._sendpath")
+
+
 def send_header_v2(ext: dict[str, str]) -> SendMessageHeader:
     """``SendMessageHeader.from_v2(ext)``, the same fields, defaults and errors (tested), with the
-    fields read directly: the broker parses one per message sent."""
+    fields read directly: the broker parses one per message sent. In C (``_sendpath``) when every
+    value is a string and every number plain digits; this code decides the rest."""
+    if _sendpath is not None and type(ext) is dict:
+        header: SendMessageHeader | None = _sendpath.send_header_v2(ext, SendMessageHeader, codes.DEFAULT_TOPIC)
+        if header is not None:
+            return header
+    return _send_header_v2(ext)
+
+
+def _send_header_v2(ext: dict[str, str]) -> SendMessageHeader:
     get = ext.get
     group, topic = get("a"), get("b")
     if group is None or topic is None:

@@ -41,6 +41,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, overload
 
+from mqbench import native
 from mqbench.errors import CorruptDataError, UserError
 
 from .buffers import ByteView
@@ -202,6 +203,7 @@ def _packed_address(text: str) -> tuple[bytes, bool]:
 
 _HOSTS: dict[tuple[str, int], tuple[bytes, bool]] = {}    # hosts _host_bytes encoded (a few per broker)
 _HOSTS_MAX = 4096
+_sendpath = native.load("mqbench.broker.formats._sendpath")   # C encode_fields (module doc of _sendpath.c)
 
 
 def _host_bytes(host: tuple[str, int], what: str) -> tuple[bytes, bool]:
@@ -323,7 +325,14 @@ def encode_fields(topic: str, queue_id: int, flag: int, sysflag: int, born_times
     """``encode_message`` of a ``Message`` with these fields, QUEUEOFFSET, PHYSICALOFFSET and the
     prepared-transaction offset 0, and properties given as ``encode_properties``' bytes (taken as
     they are): the same bytes without building the ``Message`` or the properties again (a
-    single send's record, built from the request's fields). UserError as ``encode_message``."""
+    single send's record, built from the request's fields). UserError as ``encode_message``. In C
+    (``_sendpath``) when both hosts were encoded before and every field is in range."""
+    if _sendpath is not None:
+        record: bytes | None = _sendpath.encode_fields(topic, queue_id, flag, sysflag, born_timestamp_ms, born_host,
+                                                       store_timestamp_ms, store_host, reconsume_times, body,
+                                                       properties, version, _HOSTS)
+        if record is not None:
+            return record
     topic_bytes = topic.encode("utf-8")
     version = _topic_version(topic_bytes, version)
     if len(properties) > PROPERTIES_MAX_BYTES:
