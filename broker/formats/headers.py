@@ -203,6 +203,9 @@ class PullMessageHeader(_Header):
     sub_version: int = _wire("subVersion", 0)
     expression_type: str | None = _wire("expressionType", None)
     max_msg_bytes: int | None = _wire("maxMsgBytes", None)
+    # mqbench's: the client unwraps inner batches itself, so a BatchCQ queue's records may be sent as
+    # stored (RocketMQ 5's pull; handlers_pull). RocketMQ ignores fields it does not know.
+    inner_batch_as_stored: bool | None = _wire("innerBatchAsStored", None)
 
 
 @dataclass

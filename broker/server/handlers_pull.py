@@ -39,7 +39,11 @@ for, which every RocketMQ client pulls again from.
 The body is the concatenation of stored-message records (spec protocols.md section 8), one per
 message, sent as they are stored (``Store.read_queue_records``: one read per run of records, a
 DLedger store's entry framing left out, no decode or re-encode). An inner batch of a BatchCQ topic
-is handed out unwrapped (message ``base + i`` as its own record), so any client can read it.
+is handed out unwrapped (message ``base + i`` as its own record), so any client can read it; a
+client that sets ``innerBatchAsStored=true`` in the request (mqbench's, which unwraps them itself)
+gets a BatchCQ queue's records as stored, as RocketMQ 5 sends them to its Java client, when it
+filters by no tag (the first record may hold messages below ``queueOffset``: the client leaves
+them out, as it does any such message).
 Tags are filtered by the subscription in the request (or the one the group heartbeated), exactly:
 by the consume queue's tag hash, then the candidates' TAGS. With the commit-offset flag
 the leader also stores the consumer's ``commitOffset`` (through the Raft log, not waited for).
@@ -103,7 +107,8 @@ def _answer(ctx: BrokerContext, header: headers.PullMessageHeader, tags: set[str
         return PullAnswer(codes.PULL_OFFSET_MOVED, lo if lo == 0 else hi, min_offset=lo, max_offset=hi)
     wanted = max(1, min(header.max_msg_nums, PULL_MESSAGES_MAX))
     bytes_max = min(header.max_msg_bytes or PULL_BYTES_MAX, PULL_BYTES_MAX)
-    result = store.read_queue_records(topic, queue_id, offset, wanted, max(bytes_max, 1), tags)
+    result = store.read_queue_records(topic, queue_id, offset, wanted, max(bytes_max, 1), tags,
+                                      batches_as_stored=bool(header.inner_batch_as_stored))
     bounds = dict(min_offset=result.min_offset, max_offset=result.max_offset)
     if result.count:
         return PullAnswer(codes.SUCCESS, result.next_offset, result.body, result.count, **bounds)

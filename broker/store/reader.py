@@ -40,6 +40,11 @@ back to back (a pull body, spec protocols.md section 8), with no decode and no r
 * A BatchConsumeQueue (BatchCQ topics) is read with ``read_queue`` and its messages are encoded one
   record each, inner batches unwrapped: RocketMQ 5 would send the stored inner-batch record and
   leave the unwrapping to its Java client, but the C++ client and ali-ons cannot unwrap one.
+  With ``batches_as_stored`` (a client that unwraps them asked for it) and no tag filter, the
+  records are sent as stored instead, as RocketMQ 5 does: each unit's whole record (checked in
+  place as above), the first one possibly holding messages below ``offset`` (the client leaves
+  them out), more while the messages from ``offset`` on stay within ``max_messages`` and the
+  records within ``max_bytes``; ``count`` is the messages from ``offset`` on.
 """
 from __future__ import annotations
 
@@ -195,7 +200,8 @@ def _wanted(buf: bytes, at: int, tags: set[str]) -> bool:
 
 
 def read_queue_records(log, queues: QueueSet, topic: str, queue_id: int, offset: int, max_messages: int,
-                       max_bytes: int, tags: set[str] | None = None) -> RecordsRead:
+                       max_bytes: int, tags: set[str] | None = None, *,
+                       batches_as_stored: bool = False) -> RecordsRead:
     """The stored records of ``topic``/``queue_id`` from ``offset`` on (see module doc)."""
     q = queues.find(topic, queue_id)
     if q is None:
@@ -204,6 +210,8 @@ def read_queue_records(log, queues: QueueSet, topic: str, queue_id: int, offset:
     if offset >= hi:
         return RecordsRead("OFFSET_OVERFLOW" if offset > hi else "NO_MESSAGE", b"", 0, 0, hi, lo, hi)
     if isinstance(q, BatchConsumeQueue):
+        if batches_as_stored and tags is None:
+            return _stored_batch_queue(log, q, topic, queue_id, offset, max_messages, max_bytes)
         return _encoded_batch_queue(log, queues, topic, queue_id, offset, max_messages, max_bytes, tags)
     units = q.read_units(max(offset, lo), max(1, max_messages))
     wanted_codes = None if tags is None else {java_hash(t) if t else 0 for t in tags}
@@ -254,3 +262,26 @@ def _encoded_batch_queue(log, queues: QueueSet, topic: str, queue_id: int, offse
     return RecordsRead("FOUND" if chosen else result.status, b"".join(encode_message(m) for m in chosen),
                        len(chosen), len(result.messages) - len(chosen), result.next_offset, result.min_offset,
                        result.max_offset)
+
+
+def _stored_batch_queue(log, q: BatchConsumeQueue, topic: str, queue_id: int, offset: int, max_messages: int,
+                        max_bytes: int) -> RecordsRead:
+    """``read_queue_records`` of a BatchConsumeQueue with ``batches_as_stored``: each unit's record
+    as stored (module doc)."""
+    lo, hi = q.min_offset, q.max_offset
+    offset = max(offset, lo)
+    topic_bytes = topic.encode()
+    parts: list[bytes] = []
+    count = used = 0
+    next_offset = offset
+    for unit in q.read_units(offset, max(1, max_messages)):
+        fresh = unit.base_offset + unit.batch_size - max(offset, unit.base_offset)
+        if parts and (count + fresh > max_messages or used + unit.size > max_bytes):
+            break
+        record = log.read(unit.physical_offset, unit.size)
+        _stored_record(record, 0, unit.size, topic_bytes, queue_id, unit.base_offset, unit.physical_offset)
+        parts.append(record)
+        count += fresh
+        used += unit.size
+        next_offset = unit.base_offset + unit.batch_size
+    return RecordsRead("FOUND" if parts else "NO_MESSAGE", b"".join(parts), count, 0, next_offset, lo, hi)

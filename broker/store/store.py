@@ -415,12 +415,13 @@ class Store:
             return reader.read_queue(self.log, self.queues, topic, queue_id, offset, max_messages, max_bytes)
 
     def read_queue_records(self, topic: str, queue_id: int, offset: int, max_messages: int = 32,
-                           max_bytes: int = 4 << 20, tags: set[str] | None = None) -> reader.RecordsRead:
+                           max_bytes: int = 4 << 20, tags: set[str] | None = None, *,
+                           batches_as_stored: bool = False) -> reader.RecordsRead:
         """The stored records from ``offset`` on, as one pull body (see ``reader.read_queue_records``)."""
         validate_topic(topic)
         with self._lock:
             return reader.read_queue_records(self.log, self.queues, topic, queue_id, offset, max_messages,
-                                             max_bytes, tags)
+                                             max_bytes, tags, batches_as_stored=batches_as_stored)
 
     def _queue_record(self, topic: str, queue_id: int, queue_offset: int, physical_offset: int,
                       size: int) -> Message:

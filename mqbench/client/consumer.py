@@ -21,8 +21,9 @@ queue is the offset of its oldest message still buffered, or the next offset to 
 a rebalance took away are dropped from the buffer, as RocketMQ drops its process queue. The
 buffer takes a pull's messages at once; a pull loop waits while it holds ``buffer_messages_max``
 or more (so it holds at most that plus one pull per assigned queue).
-Pulled bodies are decoded by ``messages.decode_pulled`` (inner batches unwrapped, decompressed);
-tags are also filtered on the client, because the broker filters by tag hash only. A whole record
+Pulled bodies are decoded by ``messages.decode_pulled`` (inner batches unwrapped, decompressed;
+each pull asks ``innerBatchAsStored``, so a BatchCQ queue's inner batches come as stored, and the
+messages of one below the pull's offset are left out); tags are also filtered on the client, because the broker filters by tag hash only. A whole record
 whose body does not decompress or unwrap (a broker may hold one: another broker's store, a client
 that flagged garbage as compressed) is skipped like RocketMQ's client skips it, and reported: an
 error log line naming queue, offset and cause, ``skipped_count`` and the most recent ones in
@@ -442,7 +443,7 @@ class Consumer(ClientBase):
                 consumer_group=self.group, topic=state.queue.topic, queue_id=state.queue.queue_id, queue_offset=0,
                 max_msg_nums=self.pull_batch_size, sys_flag=0, commit_offset=0,
                 suspend_timeout_ms=self.suspend_timeout_ms, subscription=subscription, sub_version=0,
-                expression_type="TAG").to_ext()
+                expression_type="TAG", inner_batch_as_stored=True).to_ext()
         ext = dict(template)
         ext["queueOffset"], ext["sysFlag"], ext["commitOffset"] = (str(state.next_offset), str(sys_flag),
                                                                    str(max(commit, 0)))

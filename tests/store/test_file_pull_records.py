@@ -111,6 +111,40 @@ def test_an_inner_batch_is_handed_out_unwrapped(tmp_path):
     store.close()
 
 
+def test_inner_batches_as_stored_give_the_client_what_the_unwrapped_records_give(tmp_path):
+    """``batches_as_stored``: the BatchCQ queue's records as stored (RocketMQ 5's pull), whole
+    batches within the message bound, counting messages from the offset on; mqbench's client
+    decodes them to the messages the unwrapped answer holds (below the offset left out); a
+    tag filter or another client gets the unwrapped records as before."""
+    from mqbench.client.messages import decode_pulled
+
+    store = open_store(tmp_path / "s", "v5-dledger")
+    store.create_topic("B", attributes={"queue.type": "BatchCQ"})
+    for n in (5, 3, 4):
+        store.append_batch("B", 0, [BatchItem(b"i%d" % i, {"TAGS": "x" if i % 2 else "y"}) for i in range(n)],
+                           consolidate=True, term=1)
+    store.append(Message(topic="B", body=b"single"), term=1)          # one plain record: a unit of 1
+    units = store.queues.find("B", 0).read_units(0, 8)
+    for offset, wanted in ((0, 32), (1, 32), (6, 32), (2, 6), (2, 7), (2, 1), (12, 5), (13, 5)):
+        stored = store.read_queue_records("B", 0, offset, wanted, batches_as_stored=True)
+        plain = store.read_queue_records("B", 0, offset, 32)
+        ahead = [u for u in units if u.base_offset + u.batch_size > offset]
+        records = [store.log.read(u.physical_offset, u.size) for u in ahead]
+        if stored.status != "FOUND":
+            assert (offset, stored.status, plain.status) == (13, "NO_MESSAGE", "NO_MESSAGE")
+            continue
+        k = next(k for k in range(1, len(records) + 1) if b"".join(records[:k]) == stored.body)   # whole records
+        assert k == 1 or stored.count <= wanted
+        assert k == len(records) or stored.count + ahead[k].batch_size > wanted   # all the bound lets in
+        got = [(m.queue_offset, m.body) for m in decode_pulled(stored.body, "b") if m.queue_offset >= offset]
+        expect = [(m.queue_offset, m.body) for m in decode_pulled(plain.body, "b")]
+        assert len(got) == stored.count and got == expect[:len(got)]
+        assert stored.next_offset == offset + stored.count
+    tagged = store.read_queue_records("B", 0, 0, 32, tags={"x"}, batches_as_stored=True)
+    assert not any(m.sysflag & 0xC0 for m, _ in _records(tagged.body)) and tagged.skipped
+    store.close()
+
+
 def test_far_apart_records_are_read_apart(tmp_path, monkeypatch):
     store = open_store(tmp_path / "s", "v5", commitlog_segment_bytes=1 << 20)
     store.append(Message(topic="T", body=b"first"))
