@@ -118,6 +118,10 @@ def validate_result(doc: Any, where: str = RESULT_FILE, *, decode: bool = True) 
     if not isinstance(git.get("commit"), (str, type(None))) or not isinstance(git.get("dirty"), (bool, type(None))):
         _fail(where, "git must hold 'commit' (string or null) and 'dirty' (boolean or null)")
     _check_layout(doc["layout"], where, "layout")
+    native = doc.get("native")  # optional: results written before it was recorded lack it
+    if native is not None and (not isinstance(native, dict)
+                               or not all(isinstance(k, str) and isinstance(v, bool) for k, v in native.items())):
+        _fail(where, "native must map each accelerator module name to true or false")
     for name, value in (doc["limits"] or {}).items():
         if name.endswith(("_per_s", "_mb")) and not _is_number(value):
             _fail(where, f"limits.{name} must be a number, got {value!r}")

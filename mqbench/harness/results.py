@@ -28,6 +28,10 @@ field                           meaning
 ``command_line``                the argv list that produced the run
 ``machine``                     ``cpu_model``, ``cpu_cores``, ``memory_bytes``, ``kernel``,
                                 ``python``, ``hostname`` (``mqbench.limits.machine_info``)
+``native``                      each compiled accelerator (``mqbench.native.MODULES``) and whether
+                                the process that wrote the result used it (``native.report()``:
+                                false when not built or under ``MQBENCH_NATIVE=0``), e.g.
+                                ``{"mqbench.migrate._scan": true}``; absent in older results
 ``limits``                      the ``mqbench limits`` figures measured in the same run (the
                                 ``mqbench.limits/1`` fields: ``disk_write_fdatasync_mb_per_s``,
                                 ``disk_fdatasync_per_s``, ``loopback_small_frames_per_s``,
@@ -314,13 +318,18 @@ def build_cell(name: str, settings: dict, metrics: RunMetrics, *, disk_bytes_per
 
 def build_result(*, cells: list[dict], seed: int, command_line: list[str], machine: dict, limits: dict | None,
                  layout: dict, workload: dict, codec: dict, batch: dict, payload_source: dict, warmup_ms: int,
-                 duration_ms: int, window_ms: int, git: dict | None = None, created_utc: datetime | None = None) -> dict:
-    """The ``result.json`` document (validated before it is returned)."""
+                 duration_ms: int, window_ms: int, git: dict | None = None, created_utc: datetime | None = None,
+                 native: dict | None = None) -> dict:
+    """The ``result.json`` document (validated before it is returned); ``native`` defaults to this
+    process's ``mqbench.native.report()``."""
+    from mqbench import native as native_modules
+
     created = (created_utc or datetime.now(timezone.utc)).astimezone(timezone.utc)
     doc = {
         "schema": RESULT_SCHEMA, "tool_version": __version__, "created_utc": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "git": git if git is not None else git_info(Path(__file__).parent), "seed": seed,
-        "command_line": list(command_line), "machine": dict(machine), "limits": limits, "layout": dict(layout),
+        "command_line": list(command_line), "machine": dict(machine),
+        "native": dict(native_modules.report() if native is None else native), "limits": limits, "layout": dict(layout),
         "workload": dict(workload), "codec": dict(codec), "batch": dict(batch), "payload_source": dict(payload_source),
         "warmup_ms": warmup_ms, "duration_ms": duration_ms, "window_ms": window_ms, "cells": list(cells),
     }

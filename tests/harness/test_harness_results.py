@@ -45,6 +45,13 @@ def test_result_carries_what_makes_it_traceable(result_folders):
     assert cell["cpu_s_per_million_msgs"] > 0
 
 
+def test_result_says_which_accelerators_were_in_use(result_folders):
+    from mqbench import native
+
+    _, doc = load_result(result_folders[0][1])
+    assert doc["native"] == native.report() and set(doc["native"]) == set(native.MODULES)
+
+
 def test_timeseries_has_one_row_per_cell_and_window(result_folders):
     folders, docs = result_folders
     table = pq.read_table(folders[0] / TIMESERIES_FILE).to_pylist()
@@ -115,13 +122,14 @@ def _mutations():
         (setter(["duration_ms"], 0), "duration_ms"),
         (setter(["cells", 0, "verdict"], "great"), "verdict 'great' is not one of held, saturated, failed"),
         (setter(["cells", 0, "verdict_signals"], _DELETE), "field 'verdict_signals' is missing"),
+        (setter(["native"], {"mqbench.migrate._scan": "yes"}), "native must map"),
     ]
 
 
 _DELETE = object()
 
 
-@pytest.mark.parametrize("index", range(15))
+@pytest.mark.parametrize("index", range(16))
 def test_bad_documents_are_rejected_naming_the_problem(result_folders, tmp_path, index):
     mutate, message = _mutations()[index]
     doc = copy.deepcopy(result_folders[1][0])
