@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import sys
 from pathlib import Path
 
@@ -76,10 +77,11 @@ Verdicts (one per cell, in the table and in result.json):
   failed     nothing to judge: the cell failed, nothing was acknowledged, or the max search
              did not finish
 A fixed-rate cell reports offered and achieved msgs/s, never a capacity. --rate max reports
-the highest rate that held for every check of a hold (the repeat) and the first rate above it
-that failed on repeat, never an average over the search: the bracket (held, first unheld)
-and its width are in the verdict and in max_rate_search (bracket_msgs_per_s,
-bracket_width_share).
+the highest rate that held every check of its hold (2 checks, the repeat) and of its soak
+(--soak-checks more in a row, none failing), and the first rate above it that failed twice,
+never an average over the search: the bracket (held, first unheld) and its width are in the
+verdict and in max_rate_search (bracket_msgs_per_s, bracket_width_share, capacity_checks_held,
+capacity_soaked, soak_failed).
 
 \b
 --rate max, the search (mqbench/harness/maxrate.py): ramp x2 from 200 msgs/s; a check is
@@ -91,13 +93,20 @@ rate is held for 2 checks (its backlogs may not grow by more than 2% of its load
 it). A failed hold is repeated once, then backs off to what its checks absorbed, each
 failed hold in a row twice as far (3%, 6%, 12%, at most 20%), and once a rate held the
 search narrows the bracket (held, failed) from above, at least to its midpoint, until it is
-within 5%. --duration is the search's budget: when about two holds are left and nothing
-held yet, the search secures one (holds what just kept up; a failed hold is not repeated
-and backs off at least 10%); when
-it runs out, the highest rate that held stands with its bracket (else the cell fails).
+within 5%. Then the soak: the rate runs on for --soak-checks checks and stands only if none
+fails and the backlog did not grow. A failed soak check is not repeated (this machine runs
+at two speeds about 28% apart, switching every few seconds: a rate that holds only in the
+fast phases fails at the next slow one); the rate is unseated and the search only comes
+down, to what the failing check absorbed (80-95% of the rate), held and soaked in one go.
+--duration is the search's budget: when about two holds are left and nothing held yet, the
+search secures one (holds what just kept up; a failed hold is not repeated and backs off
+at least 10%); when it affords a soak and one more hold, the search soaks the rate that
+held; a soak it cannot afford whole is shortened (capacity_soaked false); when it runs out,
+the highest rate that held stands with its bracket (else the cell fails).
 Each check lasts --check-interval after 0.5 s of settling at the new rate; drain checks
 last 1 s. For a search bounded at about 90 s wall on an idle machine: --warmup 3s
---duration 60s.
+--duration 60s (the soak then shortened); for three seeds that agree on a machine with two
+speeds: --duration 120s.
 
 \b
 Table: profile, layout, cell, offered msgs/s, achieved msgs/s, verdict, pub p50/p99 ms,
@@ -206,6 +215,10 @@ them; none skips them; FILE takes `mqbench limits --json` output.
               help="--rate max: length of one judged check of the search (drain checks: at most 1 s).")
 @click.option("--max-p99-ms", type=click.FloatRange(min=0, min_open=True), default=1000.0, show_default=True,
               help="--rate max: a check is unhealthy above this p99 publish latency.")
+@click.option("--soak-checks", type=click.IntRange(0, 100), default=10, show_default=True,
+              help="--rate max: after its 2-check hold, the rate the search would report must hold this many "
+                   "more checks in a row, none failing (about 25 s at the default --check-interval: longer than "
+                   "this machine's slow phases); 0: the hold alone (a rate may then hold in a fast phase only).")
 @click.option("--limits", "limits_source", default="auto", show_default=True,
               help="Machine limits for the ratio columns: 'auto' (this machine's cached limits if less than a day "
                    "old, else measured, about 25 s), 'measure' (measure and refresh the cache), 'none', or a file "
@@ -240,7 +253,8 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
         processing_us: int | None, invisible_time_ms: int, matrix: str | None, duration_ms: int,
         warmup_ms: int, window_ms: int, rate_text: str, target: str, out_dir: Path, seed: int, as_json: bool,
         keep_going: bool, producers: int, consumers: int, in_flight_max: int, compress_over_bytes: int,
-        linger_ms: int, durability: str, drain_ms: int, check_ms: int, max_p99_ms: float, limits_source: str,
+        linger_ms: int, durability: str, drain_ms: int, check_ms: int, max_p99_ms: float, soak_checks: int,
+        limits_source: str,
         wide: bool, quiet: bool, keep_stores: bool, acl_file: Path | None, ray_cluster: str | None,
         ray_mode: str | None, workers_per_node: int, ray_placement: str, ray_head_workers: bool) -> None:
     """Replay PROFILE (orders, notifications, iot, a profile file) or TRACE (.parquet) open loop.
@@ -258,7 +272,7 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
     signal with one line; the clusters also die with the command on kill -9 (the next run, or
     `mqbench cluster down --all-stale`, removes what such a run left under --out/.work).
     """
-    from mqbench.harness.maxrate import SearchSettings, Thresholds
+    from mqbench.harness.maxrate import Thresholds
     from mqbench.harness.report import LoadedResult, render
     from mqbench.harness.results import write_result
     from mqbench.output import document, print_json
@@ -287,8 +301,7 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
         linger_ms=linger_ms, durability=durability, keep_going=keep_going, keep_stores=keep_stores,
         drain_ms=drain_ms, check_ms=max(200, check_ms), limits=None, acl_file=acl_file, consumer_scenario=scenario,
         command_line=["mqbench", *sys.argv[1:]],
-        search=SearchSettings(start_rate_per_s=200.0, hold_checks=2, tolerance=0.05, hold_growth_share_max=0.02,
-                              hold_growth_floor_s=0.5),
+        search=replace(RunSettings.default_search(), soak_checks=soak_checks),
         thresholds=Thresholds(publish_latency_ms_p99_max=max_p99_ms, backlog_s_max=1.0),
         progress=ProgressLine(enabled=False if (as_json or quiet) else None),
         window_lines=WindowLines(sys.stderr if as_json else None, enabled=not quiet and not is_terminal(sys.stdout)))

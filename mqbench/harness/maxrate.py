@@ -51,14 +51,25 @@ hold        healthy     one more healthy check at the candidate rate; after ``ho
                         reports up to half a second old are that noisy), the rate
                         **held**: done, unless the bracket (held, ``bad``) is wider than
                         ``tolerance``, then bisect up between them (at most
-                        ``rebisect_max`` times) and hold the new candidate; else done, but
-                        when ``bad`` is still the ramp's (no rate between failed): **verify**
+                        ``rebisect_max`` times) and hold the new candidate; else done (with
+                        ``soak_checks``: **soak** first), but when ``bad`` is still the
+                        ramp's (no rate between failed): **verify**
 verify      unhealthy   the first unheld rate, offered once more straight after the hold (so
                         its failures are spread in time, not one long stall; it must absorb
                         ``VERIFY_SHARE_MIN`` of its load to pass): done
 verify      healthy     its earlier failures were the machine's: ``bad`` is forgotten and the
                         ramp goes on above it (counts against ``rebisect_max``; when spent,
                         done with no first unheld rate)
+soak        healthy     the hold goes on at the same rate; after ``hold_checks + soak_checks``
+                        checks in a row (the hold's included; fewer when the budget cannot
+                        afford them, see below), if the backlog did not grow over them (as
+                        for a hold), the rate **stands**: done
+soak        unhealthy   not repeated (a machine with two speeds fails again at its next slow
+                        phase): the rate is unseated (``soak_failed``; ``bad`` only if it
+                        failed twice), the highest rate held below it is the floor again, and
+                        the search only comes down: soak next at what the failing check
+                        absorbed, kept between ``rate * backoff_floor`` and ``rate * (1 -
+                        tolerance)``; a candidate at or under a held rate soaks that rate
 hold        unhealthy   suspect the hold (a stall in one check must not set the capacity):
                         drain, then **confirm** at the same rate; the second failure at a rate
                         fails the hold at once
@@ -80,16 +91,30 @@ budget affords. While nothing has held and ``n < 3 x (hold_checks + 2)`` (about 
 a failure each: a failure costs a repeat and two drains), the search **secures** a hold instead of
 probing: a healthy ramp or bisection check becomes the hold's first check, and a failed hold is not
 repeated but backs off at once, at least ``SECURE_STEP_SHARE`` (10 %). So a search on a noisy edge ends with a rate that held and the bracket it knows, rather than
-running out of time with none.
+running out of time with none. With ``soak_checks``, once a rate held and the budget affords
+only a soak, one more hold and two checks (``n < 2 x hold_checks + soak_checks + 3``), the search
+stops probing and soaks that rate; a soak is shortened to what the budget affords while one more
+hold still fits after it (``capacity_soaked`` false in the result).
+
+**The soak** (``soak_checks`` > 0; ``mqbench run`` uses 10). A hold of two checks meets whichever
+speed a machine with two speeds runs at (a 2-core VM here: 28 % apart, switching every few
+seconds), so seeds ended at either. The soak keeps the rate the search would report on for
+``soak_checks`` more checks, none failing: the capacity is then a rate that held through the slow
+phases too. With a soak, a failed hold backs off towards what its failing checks absorbed (they
+show the slow speed), not the best check at that rate.
 
 Bisection stops when ``bad - good <= tolerance * bad``: the candidate is then ``good`` and the
 search moves to **hold**. A search that is **done** reports these figures, never an average over
 the search (whose ramp, overload and drain checks at rate 0 say nothing about capacity):
 
 * ``capacity_msgs_per_s``: the highest offered rate that held, every check of a hold in a row
-  (the repeat that confirms it);
+  (the repeat that confirms it) and, with ``soak_checks``, of its soak;
+* ``capacity_checks_held``: the most judged checks in a row at the capacity that all held;
+  ``capacity_soaked``: they were a whole hold and soak (not one shortened by the budget);
+  ``soak_failed``: each rate that held a hold but failed its soak (``rate_per_s``, ``check``,
+  ``checks_held`` before, ``absorbed_msgs_per_s`` of the failing check, ``backlog_grew``);
 * ``first_unheld_rate_msgs_per_s``: the lowest rate above it that did not hold, itself confirmed
-  by a repeat check or a failed hold (``bad`` at the end);
+  by a repeat check, a failed hold or two failed checks (``bad`` at the end);
 * ``bracket_msgs_per_s`` = ``[capacity, first unheld]`` and ``bracket_width_share`` =
   ``(first unheld - capacity) / first unheld``: how precisely the capacity is known (the true
   capacity lies in the bracket; within ``tolerance`` unless the time budget ended the search);
@@ -109,110 +134,18 @@ If ``max_checks`` runs out before any rate held, or the rate falls under
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 from mqbench.errors import InvariantViolation, UserError
+from mqbench.harness.maxrate_checks import Observation, SearchSettings, Thresholds, verdict_of
 
-RAMP, BISECT, CONFIRM, DRAIN, HOLD, VERIFY, DONE, FAILED = ("ramp", "bisect", "confirm", "drain", "hold", "verify", "done",
-                                                           "failed")
+RAMP, BISECT, CONFIRM, DRAIN, HOLD, SOAK, VERIFY, DONE, FAILED = ("ramp", "bisect", "confirm", "drain", "hold", "soak",
+                                                                 "verify", "done", "failed")
 HEALTHY, UNHEALTHY, DRAINED, BACKLOGGED = "healthy", "unhealthy", "drained", "backlogged"
 SEARCH_SCHEMA = "mqbench.max-rate/1"
 SECURE_STEP_SHARE = 0.10  # a hold that fails when the budget is short backs off at least this far
 VERIFY_SHARE_MIN = 0.99  # a verify check clears the first unheld rate only if it absorbed this much
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """When a check interval counts as keeping up (see the module docstring)."""
-
-    publish_backlog_msgs_max: int = 1000
-    consume_backlog_msgs_max: int = 1000
-    error_share_max: float = 0.001
-    publish_latency_ms_p99_max: float = 1000.0
-    published_share_min: float = 0.95  # 0 = not checked
-    # > 0: a backlog limit is at least this many seconds of the check's offered load (a fixed count
-    # is a long queue at 300 msgs/s and less than the report noise at 3,000)
-    backlog_s_max: float = 0.0
-    drained_msgs_max: int = 50  # a drain ends when backlogs and requests in flight are at most this
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """How the search moves: start, ramp, precision, hold length, limits."""
-
-    start_rate_per_s: float = 1000.0
-    ramp_factor: float = 2.0
-    tolerance: float = 0.02
-    hold_checks: int = 5
-    hold_growth_share_max: float = 0.005
-    hold_growth_floor_s: float = 0.0  # growth up to this many seconds of load is noise, not growth
-    backoff_factor: float = 0.97
-    backoff_floor: float = 0.8
-    drain_checks_max: int = 30
-    max_checks: int = 300
-    rate_min_per_s: float = 1.0
-    rebisect_max: int = 2  # upward bisections after a backed-off hold held
-
-    def validate(self) -> None:
-        problems = []
-        if not (self.start_rate_per_s > 0 and math.isfinite(self.start_rate_per_s)):
-            problems.append("start_rate_per_s must be > 0")
-        if not self.ramp_factor > 1:
-            problems.append("ramp_factor must be > 1")
-        if not 0 < self.tolerance < 1:
-            problems.append("tolerance must be in (0, 1)")
-        if self.hold_checks < 1:
-            problems.append("hold_checks must be >= 1")
-        if not self.hold_growth_floor_s >= 0:
-            problems.append("hold_growth_floor_s must be >= 0")
-        if not 0 <= self.hold_growth_share_max < 1:
-            problems.append("hold_growth_share_max must be in [0, 1)")
-        if not 0 < self.backoff_factor < 1:
-            problems.append("backoff_factor must be in (0, 1)")
-        if not 0 < self.backoff_floor <= self.backoff_factor:
-            problems.append("backoff_floor must be in (0, backoff_factor]")
-        if self.rebisect_max < 0:
-            problems.append("rebisect_max must be >= 0")
-        if self.drain_checks_max < 1 or self.max_checks < 1:
-            problems.append("drain_checks_max and max_checks must be >= 1")
-        if problems:
-            raise UserError("max-rate search settings: " + "; ".join(problems))
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What one check interval at the offered rate showed."""
-
-    interval_ms: int  # how long the interval ran at the offered rate
-    intended: int  # messages the schedule wanted sent during the interval
-    published: int  # acknowledged during the interval
-    publish_errors: int
-    publish_backlog_msgs: int  # at the end of the interval: intended so far - sent so far
-    consume_backlog_msgs: int  # at the end of the interval: published so far - consumed so far
-    publish_latency_ms_p99: float | None  # None when nothing was acknowledged
-    publish_in_flight: int = 0  # at the end of the interval: send requests awaiting their ack
-
-
-def verdict_of(obs: Observation, limits: Thresholds) -> tuple[bool, list[str]]:
-    """(healthy, reasons it is not) for one check."""
-    reasons = []
-    rate_per_s = obs.intended / (obs.interval_ms / 1000.0) if obs.interval_ms else 0.0
-    publish_max = max(limits.publish_backlog_msgs_max, int(limits.backlog_s_max * rate_per_s))
-    consume_max = max(limits.consume_backlog_msgs_max, int(limits.backlog_s_max * rate_per_s))
-    if obs.publish_backlog_msgs > publish_max:
-        reasons.append(f"publish backlog {obs.publish_backlog_msgs} > {publish_max}")
-    if obs.consume_backlog_msgs > consume_max:
-        reasons.append(f"consume backlog {obs.consume_backlog_msgs} > {consume_max}")
-    attempts = obs.published + obs.publish_errors
-    if attempts and obs.publish_errors / attempts > limits.error_share_max:
-        reasons.append(f"error share {obs.publish_errors / attempts:.4f} > {limits.error_share_max}")
-    if limits.published_share_min and obs.intended and obs.published < limits.published_share_min * obs.intended:
-        reasons.append(f"acknowledged {obs.published} < {limits.published_share_min:g} x {obs.intended} offered")
-    if obs.publish_latency_ms_p99 is not None and obs.publish_latency_ms_p99 > limits.publish_latency_ms_p99_max:
-        reasons.append(f"p99 publish latency {obs.publish_latency_ms_p99:.1f} ms > {limits.publish_latency_ms_p99_max} ms")
-    return not reasons, reasons
 
 
 @dataclass
@@ -251,6 +184,12 @@ class MaxRateSearch:
     _backlog_before: int = 0  # both backlogs at the end of the previous check
     _backoffs: int = 0  # failed holds in a row before any hold held (each backs off twice as far)
     _checks_left: int | None = None  # what the driver's budget still affords (``observe``)
+    _held_rates: dict = field(default_factory=dict)  # rate -> what its hold absorbed, msgs/s (every rate that held)
+    _failed_absorbed: dict = field(default_factory=dict)  # rate -> the most a failing check at it absorbed, msgs/s
+    _soaked: set = field(default_factory=set)  # held rates whose soak passed
+    _failures: dict = field(default_factory=dict)  # rate -> judged checks at it that failed
+    soak_failed: list = field(default_factory=list)  # rates that held a hold, then failed in their soak
+    _soak_target: int = 0  # checks in a row the current soak needs, its hold's included (``_soak_length``)
 
     def __post_init__(self) -> None:
         self.settings.validate()
@@ -283,10 +222,14 @@ class MaxRateSearch:
         if self.state != DRAIN and obs.interval_ms:
             absorbed = min(obs.published, obs.intended) / (obs.interval_ms / 1000.0)
             self._absorbed_max[self.rate_per_s] = max(absorbed, self._absorbed_max.get(self.rate_per_s, 0.0))
+            if verdict == UNHEALTHY:
+                self._failures[self.rate_per_s] = self._failures.get(self.rate_per_s, 0) + 1
+                self._failed_absorbed[self.rate_per_s] = max(absorbed, self._failed_absorbed.get(self.rate_per_s, 0.0))
         handler = TRANSITIONS.get((self.state, verdict))
         if handler is None:
             raise InvariantViolation(f"max-rate search has no move for ({self.state}, {verdict})")
         handler(self, obs)
+        self._soak_when_due()
         self._backlog_before = obs.publish_backlog_msgs + obs.consume_backlog_msgs
         if not self.finished and self.checks >= self.settings.max_checks:
             self._fail()
@@ -343,8 +286,10 @@ class MaxRateSearch:
         self.state = self._resume_state
         self.rate_per_s = self._resume_rate_per_s
         self._drain_checks = 0
-        if self.state == HOLD:
+        if self.state in (HOLD, SOAK):
             self._start_hold(obs.publish_backlog_msgs + obs.consume_backlog_msgs)
+        if self.state == SOAK:
+            self._soak_target = self._soak_length(0)
 
     def _wait_drain(self, obs: Observation) -> None:
         self._drain_checks += 1
@@ -368,9 +313,10 @@ class MaxRateSearch:
         # What the system actually absorbed over the hold: a rate a hair above capacity that
         # passed the growth check is reported as the capacity it really showed, never above.
         absorbed = self._hold_intended - max(0, growth)
+        self._held_rates[self.rate_per_s] = min(self.rate_per_s, absorbed / (self._hold_ms / 1000.0))
         if self.held_per_s is None or self.rate_per_s > self.held_per_s:
             self.held_per_s = self.rate_per_s
-            self._held_sustainable_per_s = min(self.rate_per_s, absorbed / (self._hold_ms / 1000.0))
+            self._held_sustainable_per_s = self._held_rates[self.rate_per_s]
         bad = self.bad_per_s
         if (bad is not None and bad - self.rate_per_s > self.settings.tolerance * bad
                 and self.rebisections < self.settings.rebisect_max):
@@ -420,6 +366,10 @@ class MaxRateSearch:
             # The best any check at this rate absorbed: a stall in the failing check (which may be
             # why it failed) must not drag the next candidate down to the backoff floor.
             absorbed_per_s = self._absorbed_max.get(self.rate_per_s, 0.0)
+            if self.settings.soak_checks and self.rate_per_s in self._failed_absorbed:
+                # With a soak, the search aims at what holds through the machine's slow phases:
+                # what the failing checks absorbed shows that level (the best check would not).
+                absorbed_per_s = self._failed_absorbed[self.rate_per_s]
         self.bad_per_s = self.rate_per_s
         self._bad_from_ramp = False
         settings = self.settings
@@ -457,6 +407,22 @@ class MaxRateSearch:
         (the bracket then says how wide)."""
         return (self.held_per_s is None and self._checks_left is not None
                 and self._checks_left < 3 * (self.settings.hold_checks + 2))
+
+    def _soak_when_due(self) -> None:
+        """The budget affords a soak of the rate that held, and little more: stop probing above it
+        and soak it now, so the search ends on a soaked rate rather than out of time."""
+        held, left = self.held_per_s, self._checks_left
+        if (self.finished or not self.settings.soak_checks or held is None or held in self._soaked or left is None
+                or left >= 2 * self.settings.hold_checks + self.settings.soak_checks + 3):
+            return
+        if self.state == SOAK or (self.state == DRAIN and self._resume_state == SOAK):
+            return
+        if self.state == HOLD and self.rate_per_s == held:
+            return
+        if self.state == DRAIN:
+            self._resume_state, self._resume_rate_per_s = SOAK, held
+            return
+        self._drain_then(SOAK, held)
 
     def _mark_good(self) -> None:
         self.good_per_s = self.rate_per_s
@@ -513,6 +479,90 @@ class MaxRateSearch:
         self._hold_start_backlog = backlog_msgs
 
     def _finish(self) -> None:
+        """The search found its answer: the held rate stands once its soak passed (``soak_checks``)."""
+        held = self.held_per_s
+        if not self.settings.soak_checks or held is None or held in self._soaked:
+            self._conclude()
+            return
+        if self.state == HOLD and self.rate_per_s == held:
+            # Straight on from the hold that just held: its checks are the soak's first.
+            self.state = SOAK
+            self._soak_target = self._soak_length(self._held)
+            return
+        self._drain_then(SOAK, held)
+
+    def _soak_length(self, held_already: int) -> int:
+        """Checks in a row a soak starting now needs (its hold's included): ``hold_checks +
+        soak_checks``, the soak shortened to what the budget affords while it keeps room for one
+        more hold after a drain (should the soak fail, the next candidate must still be able to
+        hold). ``capacity_checks_held`` in the result says how long the capacity held."""
+        settings, left = self.settings, self._checks_left
+        soak = settings.soak_checks
+        if left is not None:
+            soak = min(soak, max(0, left - (settings.hold_checks - held_already) - (settings.hold_checks + 1)))
+        return settings.hold_checks + soak
+
+    def _soak_ok(self, obs: Observation) -> None:
+        self._held += 1
+        self._hold_intended += obs.intended
+        self._hold_ms += obs.interval_ms
+        if self._held == self.settings.hold_checks and self.rate_per_s not in self._held_rates:
+            # A candidate soaked straight after a failed soak has held a whole hold now: should the
+            # budget end before its soak does, it is the rate that held (its soak unfinished).
+            self._held_rates[self.rate_per_s] = min(self.rate_per_s, self._hold_intended / (self._hold_ms / 1000.0))
+            if self.held_per_s is None or self.rate_per_s > self.held_per_s:
+                self.held_per_s, self._held_sustainable_per_s = self.rate_per_s, self._held_rates[self.rate_per_s]
+        if self._held < self._soak_target:
+            return
+        growth = obs.publish_backlog_msgs + obs.consume_backlog_msgs - self._hold_start_backlog
+        allowed = max(self.settings.hold_growth_share_max * self._hold_intended,
+                      self.settings.hold_growth_floor_s * self.rate_per_s)
+        if growth > allowed:
+            self._soak_failed(obs, (self._hold_intended - growth) / (self._hold_ms / 1000.0))
+            return
+        self._held_rates[self.rate_per_s] = min(self._held_rates.get(self.rate_per_s, self.rate_per_s),
+                                                (self._hold_intended - max(0, growth)) / (self._hold_ms / 1000.0))
+        self.held_per_s = max(self.held_per_s or 0.0, self.rate_per_s)
+        self._held_sustainable_per_s = self._held_rates[self.held_per_s]
+        if self._soak_target >= self.settings.hold_checks + self.settings.soak_checks:
+            self._soaked.add(self.rate_per_s)  # a whole soak (not one the budget shortened)
+        self._conclude()
+
+    def _soak_failed(self, obs: Observation, absorbed_per_s: float | None = None) -> None:
+        """A check of the soak failed (no repeat: the machine's slow phases recur, a rate that fails
+        in one is not a capacity), or the backlog grew over it. The rate no longer counts as held;
+        the rate held below it (if any) is the bracket's floor again. It becomes the first unheld
+        rate only when it failed twice (two failed checks at it, or the growth over a hold):
+        ``soak_failed`` lists it either way. The search only comes down from here: the next
+        candidate is what the failing checks absorbed (a slow phase of the machine shows its
+        capacity there), at least ``backoff_floor`` of this rate and at most one tolerance under
+        it, held and soaked in one go; at or under a rate that held already, that one is soaked."""
+        rate = self.rate_per_s
+        growth = absorbed_per_s is not None
+        self._held_rates.pop(rate, None)
+        lower = [r for r in self._held_rates if r < rate]
+        self.held_per_s = max(lower) if lower else None
+        self._held_sustainable_per_s = self._held_rates[self.held_per_s] if lower else None
+        if absorbed_per_s is None:
+            absorbed_per_s = self._failed_absorbed.get(rate, 0.0)
+        self.soak_failed.append({"rate_per_s": rate, "check": self.checks, "checks_held": self._held,
+                                 "absorbed_msgs_per_s": absorbed_per_s, "backlog_grew": growth})
+        if growth or self._failures.get(rate, 0) >= 2 or (self.bad_per_s is not None and self.bad_per_s <= rate):
+            self.bad_per_s = rate
+        self._bad_from_ramp = False
+        self.rebisections = self.settings.rebisect_max
+        settings = self.settings
+        candidate = min(rate * (1.0 - settings.tolerance), max(absorbed_per_s, rate * settings.backoff_floor))
+        self.good_per_s = min(self.good_per_s, candidate)
+        if self.held_per_s is not None and candidate <= self.held_per_s:
+            self._finish()
+            return
+        if candidate < settings.rate_min_per_s:
+            self._fail()
+            return
+        self._drain_then(SOAK, candidate)
+
+    def _conclude(self) -> None:
         self.capacity_msgs_per_s = self.held_per_s
         self.sustainable_rate_per_s = self._held_sustainable_per_s
         bad = self.bad_per_s
@@ -525,18 +575,29 @@ class MaxRateSearch:
         if self.finished:
             return
         if self.held_per_s is not None:
-            self._finish()
+            self._conclude()
         else:
             self._fail()
 
     def _fail(self) -> None:
         if self.held_per_s is not None:
-            self._finish()  # out of checks after a hold held: that rate stands, the bracket says how wide
+            self._conclude()  # out of checks after a hold held: that rate stands, the bracket says how wide
             return
         self.state = FAILED
         self.sustainable_rate_per_s = None
         self.capacity_msgs_per_s = None
         self.rate_per_s = 0.0
+
+    def _checks_held_at(self, rate: float | None) -> int:
+        """The most judged checks in a row at ``rate`` that all held (drain checks between them do
+        not break the run; a check at another rate does)."""
+        best = run = 0
+        for h in self.history:
+            if h["state"] == DRAIN:
+                continue
+            run = run + 1 if h["rate_per_s"] == rate and h["verdict"] == HEALTHY else 0
+            best = max(best, run)
+        return best
 
     def result(self) -> dict:
         """The outcome as a JSON-ready dict (schema ``mqbench.max-rate/1``)."""
@@ -549,6 +610,8 @@ class MaxRateSearch:
                 "bracket_msgs_per_s": bracket, "bracket_width_share": width, "rebisections": self.rebisections,
                 "hold_achieved_msgs_per_s": self.sustainable_rate_per_s,
                 "peak_healthy_rate_per_s": self.peak_healthy_rate_per_s, "checks": self.checks,
+                "capacity_checks_held": self._checks_held_at(held), "capacity_soaked": held is not None and held in self._soaked,
+                "soak_failed": list(self.soak_failed),
                 "settings": vars(self.settings).copy(), "thresholds": vars(self.limits).copy(),
                 "history": list(self.history)}
 
@@ -564,6 +627,8 @@ TRANSITIONS = {
     (DRAIN, BACKLOGGED): MaxRateSearch._wait_drain,
     (HOLD, HEALTHY): MaxRateSearch._hold_ok,
     (HOLD, UNHEALTHY): MaxRateSearch._hold_suspect,
+    (SOAK, HEALTHY): MaxRateSearch._soak_ok,
+    (SOAK, UNHEALTHY): MaxRateSearch._soak_failed,
     (VERIFY, HEALTHY): MaxRateSearch._unheld_held,
     (VERIFY, UNHEALTHY): MaxRateSearch._unheld_confirmed,
 }

@@ -109,13 +109,20 @@ class RunSettings:
     send_timeout_ms: int = 3_000
     limits: dict | None = None
     command_line: list[str] = field(default_factory=list)
-    search: SearchSettings = field(default_factory=lambda: SearchSettings(
-        start_rate_per_s=200.0, hold_checks=2, tolerance=0.05, hold_growth_share_max=0.02, hold_growth_floor_s=0.5))
+    search: SearchSettings = field(default_factory=lambda: RunSettings.default_search())
     thresholds: Thresholds = field(default_factory=lambda: Thresholds(backlog_s_max=1.0))
     bounds: Bounds = field(default_factory=Bounds)  # when a fixed-rate cell held (harness.verdict)
     progress: ProgressLine = field(default_factory=lambda: ProgressLine(enabled=False))
     window_lines: WindowLines = field(default_factory=WindowLines)  # one line per window when piped
     run_id: str = field(default_factory=lambda: f"{os.getpid() & 0xFFFF:04x}{time.time_ns() & 0xFFFFFF:06x}")
+
+    @staticmethod
+    def default_search() -> SearchSettings:
+        """``--rate max``'s search (README, ``mqbench run --help``): a 2-check hold within 5 % of the
+        first unheld rate, then a soak of 10 more checks in a row at it (about 25 s: the machine's
+        slow phases come every few seconds, a rate that holds only in its fast phases must fail)."""
+        return SearchSettings(start_rate_per_s=200.0, hold_checks=2, tolerance=0.05, hold_growth_share_max=0.02,
+                              hold_growth_floor_s=0.5, soak_checks=10)
 
     def validate(self) -> None:
         if self.duration_ms <= 0 or self.window_ms <= 0 or self.warmup_ms < 0:
@@ -168,10 +175,10 @@ def _bounds(settings: RunSettings, plan: WorkloadPlan, cell: CellSettings) -> Bo
 def _hold_latency(search: MaxRateSearch, checks: list) -> dict:
     """Publish latency p50/p99 over the hold's checks at the capacity (merged histograms), so a max
     cell's latency is the one at the rate it reports, not the whole search's (overload included)."""
-    from mqbench.harness.maxrate import HOLD
+    from mqbench.harness.maxrate import HOLD, SOAK
     from mqbench.harness.metrics import merge_histograms
 
-    at_capacity = [h for state, rate, h in checks if state == HOLD and rate == search.capacity_msgs_per_s]
+    at_capacity = [h for state, rate, h in checks if state in (HOLD, SOAK) and rate == search.capacity_msgs_per_s]
     merged = merge_histograms(at_capacity)
     p50, p99 = percentile_us(merged, 50.0), percentile_us(merged, 99.0)
     return {"hold_publish_latency_ms_p50": None if p50 is None else p50 / 1000,

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
 from mqbench.errors import UserError
 from mqbench.harness.maxrate import (BACKLOGGED, BISECT, CONFIRM, DONE, DRAIN, DRAINED, FAILED, HEALTHY, HOLD, RAMP,
-                                     TRANSITIONS, UNHEALTHY, VERIFY, MaxRateSearch, Observation, SearchSettings,
+                                     SOAK, TRANSITIONS, UNHEALTHY, VERIFY, MaxRateSearch, Observation, SearchSettings,
                                      Thresholds, verdict_of)
 from mqbench.run.orchestrator import RunSettings
 from simsystem import (FluidBroker, NoisyEdgeBroker, SaggingBroker, StallingBroker, TwoLevelBroker, run_search,
@@ -17,11 +18,11 @@ LIMITS = Thresholds(publish_latency_ms_p99_max=200.0)
 
 
 def held_run(search, rate):
-    """The longest run of consecutive healthy checks at ``rate`` in a hold (a hold restarted by a
-    repeat that cleared a stall counts that repeat as its first check)."""
+    """The longest run of consecutive healthy checks at ``rate`` in a hold or soak (a hold restarted
+    by a repeat that cleared a stall counts that repeat as its first check)."""
     best = run = 0
     for h in search.history:
-        if h["state"] in (HOLD, CONFIRM) and h["rate_per_s"] == rate and h["verdict"] == HEALTHY:
+        if h["state"] in (HOLD, SOAK, CONFIRM) and h["rate_per_s"] == rate and h["verdict"] == HEALTHY:
             run += 1
             best = max(best, run)
         elif h["state"] != DRAIN:
@@ -324,8 +325,9 @@ def test_three_seeds_on_a_stalling_machine_agree_within_15_percent(capacity):
     # tolerance above the ceiling, and stay within the check count a 90 s search affords. Before: 9 to 11 of 13 such
     # triples were more than 15 % apart (the backoff floor after a stalled hold, no way back up).
     # The backlogs are as noisy as worker reports up to 0.5 s old make them; the settings are
-    # `mqbench run`'s (RunSettings).
-    settings = RunSettings(source="orders", cells=[]).search
+    # `mqbench run`'s (RunSettings) without the soak (`--soak-checks 0`): with it, the capacity
+    # is what holds through such stalls (test below).
+    settings = replace(RunSettings.default_search(), soak_checks=0)
     found, checks = [], []
     for seed in range(1, 13):
         search = run_search(MaxRateSearch(settings, RunSettings(source="orders", cells=[]).thresholds),
@@ -356,16 +358,36 @@ def test_a_ramp_rate_that_failed_twice_in_one_long_stall_is_offered_again_after_
     assert 0.9 * 400 <= search.capacity_msgs_per_s <= 400
 
 
+def test_a_soaked_capacity_on_a_stalling_machine_held_through_every_stall():
+    # The same machine with `mqbench run`'s soak: a check in seven loses 60 % of the capacity, so a
+    # rate near the capacity fails one check of every 25-s soak. The soak repeats nothing (a
+    # machine's slow phase recurs; so do these stalls): the search comes down to a rate that held
+    # every check of a whole soak, stalls included, and says so; never above the capacity.
+    run = RunSettings(source="orders", cells=[])
+    for seed in range(1, 7):
+        search = run_search(MaxRateSearch(run.search, run.thresholds),
+                            StallingBroker(1_200, random.Random(seed), backlog_noise_s=0.5))
+        result = search.result()
+        assert result["state"] == DONE and result["capacity_soaked"], search.history
+        held = result["capacity_msgs_per_s"]
+        assert result["capacity_checks_held"] >= run.search.hold_checks + run.search.soak_checks
+        assert held_run(search, held) >= run.search.hold_checks + run.search.soak_checks
+        assert held <= 1_200 * (1 + run.search.tolerance)
+        assert all(f["rate_per_s"] > held for f in result["soak_failed"])
+
+
 @pytest.mark.parametrize("capacity, edge_share", [(2_500, 0.2), (4_000, 0.2), (2_500, 0.3), (4_000, 0.3)])
 def test_a_noisy_edge_settles_within_the_budget_and_three_seeds_agree(capacity, edge_share):
-    # raft3 on a loaded machine: checks up to 20 % under the capacity alternate held/unheld, and a
-    # failing check still absorbs about 92 % of its load. With one 3 % back-off per failed hold and
-    # no eye on the time budget, `mqbench run`'s settings ran out of their 60 s before any rate held
-    # on 1 of 12 seeds at 2,500 and 2 of 12 at 4,000 (and more with an edge 30 % wide; 2 of 3 on the
-    # real raft3). Now: back-offs that
-    # double, a hold secured when the budget runs short, a failed hold above one that held bisects
-    # the bracket. Every search ends done within the budget with a capacity that held (never above
-    # the ceiling) and states its bracket; every seed triple agrees within 15 %.
+    # raft3 on a loaded machine: checks up to 20-30 % under the capacity alternate held/unheld, and
+    # a failing check still absorbs about 92 % of its load. With one 3 % back-off per failed hold
+    # and no eye on the time budget, `mqbench run`'s settings ran out of their 60 s before any rate
+    # held on 1 of 12 seeds at 2,500 and 2 of 12 at 4,000 (2 of 3 on the real raft3). Now: back-offs
+    # that double, a hold secured when the budget runs short, a soak shortened to what the budget
+    # affords with room for one more hold. Every search ends done within the budget with a
+    # capacity that held every check of its hold and soak: at the edge's lower end, where checks
+    # stop failing (the old search, without the soak, reported rates up to the middle of the edge,
+    # which fail a check in every few), never under the back-off floor below it nor above the
+    # ceiling; every seed triple agrees within 15 %.
     run = RunSettings(source="orders", cells=[])
     found = []
     for seed in range(1, 13):
@@ -376,12 +398,12 @@ def test_a_noisy_edge_settles_within_the_budget_and_three_seeds_agree(capacity, 
         assert result["state"] == DONE and result["capacity_msgs_per_s"] is not None, (seed, used_ms, search.history)
         held = result["capacity_msgs_per_s"]
         assert held_run(search, held) >= run.search.hold_checks and held <= capacity
+        assert result["capacity_checks_held"] >= held_run(search, held)
         unheld = result["first_unheld_rate_msgs_per_s"]
         assert unheld is None or result["bracket_msgs_per_s"] == [held, unheld]
         found.append(held)
-    assert min(found) >= 0.65 * capacity, found
-    if edge_share > 0.2:
-        return   # an edge 30 % wide: every search ends with a rate that held, but seeds may differ more
+    low = capacity * (1 - edge_share)
+    assert min(found) >= run.search.backoff_floor * low and max(found) <= capacity, found
     for first in range(0, len(found), 3):
         triple = found[first:first + 3]
         assert (max(triple) - min(triple)) / max(triple) <= 0.15, found
@@ -408,25 +430,73 @@ def test_a_broker_that_bursts_then_sags_ends_with_a_rate_that_held_within_the_bu
     assert min(found) >= 0.7 * 5_000, found
 
 
-@pytest.mark.parametrize("mean_level_s", [2.0, 5.0, 30.0])
-def test_a_machine_with_two_speeds_ends_with_a_rate_that_held_at_one_of_them(mean_level_s):
-    # `single` here: the same code costs 54 or 75 broker µs/msg as the machine's speed changes
-    # every few seconds (README, "Two cost levels"). A search holds the rate of whichever level its
-    # holds met, so seeds may differ by up to the levels' gap (28 %); what it must still do is end
-    # with a rate that held, never above the fast level's ceiling (a hold passes at 95 % absorbed)
-    # nor far under the slow one. Measured with this model: 3-4 of 4 seed triples are more than
-    # 15 % apart for levels of 5-10 s with holds of 2, 3 or 4 checks, and of 30 s with 2, at budgets
-    # of 60 and 120 s: the spread is the machine's, and no hold length within the budget removes it.
+@pytest.mark.parametrize("mean_level_s", [2.0, 5.0, 10.0, 30.0])
+def test_a_machine_with_two_speeds_gives_the_slow_speeds_capacity_on_every_seed(mean_level_s):
+    # `single` and raft3 here: the same code costs 54 or 75 broker µs/msg as the machine's speed
+    # changes every few seconds (README, "Two cost levels"). Before the soak, a search held the
+    # rate of whichever level its 2-check hold met: 3-4 of 4 seed triples ended more than 15 %
+    # apart (25-32 of 40 in `tests/harness` evaluations with levels of 2-30 s), and most capacities
+    # failed a check within a minute at that rate. With `mqbench run`'s 25-s soak (10 checks in a
+    # row after the hold, none failing) and its `--duration 120s` budget, every capacity held every
+    # check of its soak, lies at the slow level (a check passes at 95 % absorbed: up to 1/0.95 of
+    # it), and every seed triple agrees within 15 %.
     run = RunSettings(source="orders", cells=[])
-    fast = 6_000
+    fast, slow_share = 6_000, 0.72
+    slow = fast * slow_share
     found = []
     for seed in range(1, 13):
         search = MaxRateSearch(run.search, run.thresholds)
-        run_search_within(search, TwoLevelBroker(fast, random.Random(seed), mean_level_s=mean_level_s), 60_000,
+        run_search_within(search, TwoLevelBroker(fast, random.Random(seed), slow_share=slow_share,
+                                                 mean_level_s=mean_level_s), 120_000,
                           check_ms=run.check_ms, settle_ms=run.settle_ms)
         result = search.result()
         assert result["state"] == DONE and result["capacity_msgs_per_s"] is not None, (seed, search.history)
-        assert held_run(search, result["capacity_msgs_per_s"]) >= run.search.hold_checks
+        assert result["capacity_checks_held"] >= held_run(search, result["capacity_msgs_per_s"]) >= run.search.hold_checks
         found.append(result["capacity_msgs_per_s"])
-    assert max(found) <= fast / run.thresholds.published_share_min, found
-    assert min(found) >= 0.85 * 0.72 * fast, found
+    assert 0.85 * slow <= min(found) and max(found) <= slow / run.thresholds.published_share_min, found
+    for first in range(0, len(found), 3):
+        triple = found[first:first + 3]
+        assert (max(triple) - min(triple)) / max(triple) <= 0.15, found
+
+
+def test_without_the_soak_a_machine_with_two_speeds_gives_either_speed():
+    # The same machine, `--soak-checks 0` (the search before the soak): a 2-check hold meets either
+    # level, so seeds land at either speed; each capacity still held its hold.
+    run = RunSettings(source="orders", cells=[])
+    settings = replace(run.search, soak_checks=0)
+    found = []
+    for seed in range(1, 13):
+        search = MaxRateSearch(settings, run.thresholds)
+        run_search_within(search, TwoLevelBroker(6_000, random.Random(seed)), 120_000,
+                          check_ms=run.check_ms, settle_ms=run.settle_ms)
+        assert search.state == DONE and held_run(search, search.capacity_msgs_per_s) >= settings.hold_checks
+        found.append(search.capacity_msgs_per_s)
+    assert max(found) > 1.2 * 0.72 * 6_000 and min(found) < 1.1 * 0.72 * 6_000, found
+
+
+def test_a_soak_check_that_fails_unseats_the_rate_and_only_a_second_failure_makes_it_unheld():
+    # The hold at 9,800 passes, its soak's fourth check stalls (the machine's slow phase): 9,800 is
+    # no longer the capacity, is listed in soak_failed, but failed once only, so the first unheld
+    # rate stays the one that failed twice (10,300). The next candidate is soaked from a drain.
+    capacity = 10_000
+    search = MaxRateSearch(replace(RunSettings.default_search(), soak_checks=4), LIMITS)
+    _start_in_hold(search, 9_800.0, 10_300.0)
+    run_search(search, HiccupAt(capacity, at={2 + 4}, share=0.7))
+    result = search.result()
+    assert result["state"] == DONE and result["capacity_soaked"]
+    assert [f["rate_per_s"] for f in result["soak_failed"]] == [9_800.0]
+    assert result["soak_failed"][0]["checks_held"] == 5 and not result["soak_failed"][0]["backlog_grew"]
+    held = result["capacity_msgs_per_s"]
+    assert held < 9_800.0 and result["first_unheld_rate_msgs_per_s"] == 10_300.0
+    assert result["capacity_checks_held"] >= 6
+    assert [h["state"] for h in search.history if h["rate_per_s"] == held and h["state"] != DRAIN] == [SOAK] * 6
+
+
+def test_a_soak_the_budget_cannot_afford_is_shortened_and_says_so():
+    # 30 judged checks: the soak is cut to leave room for one more hold, and the result says the
+    # capacity held fewer checks than a whole soak.
+    search = MaxRateSearch(replace(RunSettings.default_search(), soak_checks=40), LIMITS)
+    used = run_search_within(search, FluidBroker(5_000), 30 * 2_500)
+    result = search.result()
+    assert result["state"] == DONE and not result["capacity_soaked"] and used <= 30 * 2_500
+    assert search.settings.hold_checks < result["capacity_checks_held"] < search.settings.hold_checks + 40
