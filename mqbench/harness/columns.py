@@ -34,18 +34,20 @@ PROFILE = _c("profile", "profile", None, "workload profile or trace file replaye
 LAYOUT = _c("layout", "layout", None, "broker layout measured (embedded layout name, or the --target cluster)")
 CELL = _c("cell", "cell", None, "the matrix cell: codec, batch size asked, delay, whole-batch compression")
 OFFERED = _c("offered msgs/s", "offered_msgs_per_s", ",.0f",
-             "load offered in the measured phase (--rate max: the rate that held on repeat, i.e. the capacity)")
+             "load offered in the measured phase (--rate max: the capacity, the rate that held every check of its hold "
+             "and soak)")
 ACHIEVED = _c("achieved msgs/s", "achieved_msgs_per_s", ",.0f",
               "messages intended in the measured phase and acknowledged within 1 s after it, per second of the phase: "
-              "the messages the verdict counts, so never above offered (--rate max: absorbed during the hold)")
+              "the messages the verdict counts, so never above offered (--rate max: absorbed during the hold and soak)")
 VERDICT = _c("verdict", "verdict_text", None,
              "held: achieved >= 99% of offered with send lateness and backlogs bounded; saturated: the load was "
              "not carried (the signal is named), a valid overload measurement but never a capacity; failed: no "
              "measurement (cell error, nothing acknowledged, unfinished max search)")
 PUB_P50 = _c("pub p50 ms", "publish_latency_ms_p50", ",.2f",
-             "publish latency (send to broker ack), median (--rate max: during the hold at the capacity)")
+             "publish latency (send to broker ack), median (--rate max: during the hold and soak at the capacity)")
 PUB_P99 = _c("pub p99 ms", "publish_latency_ms_p99", ",.2f",
-             "publish latency (send to broker ack), 99th percentile (--rate max: during the hold at the capacity)")
+             "publish latency (send to broker ack), 99th percentile (--rate max: during the hold and soak at the "
+             "capacity)")
 E2E_P99 = _c("e2e p99 ms", "e2e_latency_ms_p99", ",.2f",
              "intended send time to consumer receipt (end to end, open loop), undelayed messages, 99th percentile")
 E2E_CLOCK = _c("e2e clock ± ms", "e2e_clock_uncertainty_ms", ",.3f",
@@ -86,9 +88,10 @@ CONSUMPTION = [
 DEFAULT = [PROFILE, LAYOUT, CELL, OFFERED, ACHIEVED, VERDICT, PUB_P50, PUB_P99, E2E_P99, BATCH, BROKER_CPU, USER_DISK]
 
 CAPACITY = _c("capacity msgs/s", "capacity_msgs_per_s", ",.0f",
-              "--rate max only: the offered rate that held on repeat (fixed-rate cells report no capacity)")
+              "--rate max only: the offered rate that held every check of its hold and soak (fixed-rate cells report "
+              "no capacity)")
 FIRST_UNHELD = _c("first unheld msgs/s", "first_unheld_rate_msgs_per_s", ",.0f",
-                  "--rate max only: the lowest rate above the capacity that failed on repeat")
+                  "--rate max only: the lowest rate above the capacity that failed twice")
 
 EXTRA = [
     _c("result", "result", None, "result folder"),

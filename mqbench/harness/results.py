@@ -81,7 +81,10 @@ field                           meaning
                                 ``capacity_msgs_per_s``, ``first_unheld_rate_msgs_per_s``,
                                 ``hold_achieved_msgs_per_s``: ``harness.maxrate``; from ``mqbench
                                 run`` also ``hold_publish_latency_ms_p50``/``_p99``: over the
-                                hold's checks at the capacity)
+                                hold's and soak's checks at the capacity; ``capacity_checks_held``
+                                (checks in a row the capacity held), ``capacity_soaked`` (a whole
+                                soak, not one the budget shortened), ``soak_failed`` (each rate
+                                that held a hold, then failed a check of its soak))
 ``cells[].verdict``             ``held``, ``saturated`` or ``failed`` (``harness.verdict``)
 ``cells[].verdict_signals``     what made a cell saturated or failed: ``achieved under offered``,
                                 ``publish delay growing``, ``send backlog``, ``consume backlog``,
@@ -95,11 +98,11 @@ field                           meaning
                                 the verdict judges (``harness.verdict``), so it never exceeds
                                 offered by more than the pacer's edge (max: what the system
                                 absorbed during the hold at the capacity), or null
-``cells[].capacity_msgs_per_s`` ``--rate max`` only: the offered rate that held on repeat (every
-                                check of the hold); null for fixed-rate cells, which never report
-                                a capacity, and for an unfinished search
+``cells[].capacity_msgs_per_s`` ``--rate max`` only: the offered rate that held every check of its
+                                hold (the repeat) and soak (``--soak-checks``); null for fixed-rate
+                                cells, which never report a capacity, and for an unfinished search
 ``cells[].first_unheld_rate_msgs_per_s``  ``--rate max`` only: the lowest rate above the capacity
-                                that failed on repeat; else null
+                                that failed twice (two checks, or over a hold); else null
 ==============================  ====================================================================
 
 Fields other parts of ``mqbench run`` add to cells (optional: a report renders them when present

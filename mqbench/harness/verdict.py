@@ -112,7 +112,13 @@ def judge_search(search: dict) -> Verdict:
         return Verdict(FAILED, ("search unfinished",), (detail,))
     unheld = _number(search.get("first_unheld_rate_msgs_per_s"))
     achieved = sustainable if sustainable is not None else capacity
-    detail = f"held {capacity:,.0f} msgs/s for the whole hold"
+    in_a_row = search.get("capacity_checks_held")
+    if isinstance(in_a_row, int) and not isinstance(in_a_row, bool) and in_a_row > 0:
+        detail = f"held {capacity:,.0f} msgs/s for {in_a_row} checks in a row (hold and soak"
+        detail += ")" if search.get("capacity_soaked") or not (search.get("settings") or {}).get("soak_checks") \
+            else ", the soak shortened by the budget)"
+    else:  # a record from before the soak
+        detail = f"held {capacity:,.0f} msgs/s for the whole hold"
     if unheld is not None:
         detail += f"; {unheld:,.0f} msgs/s did not hold (bracket {(unheld - capacity) / unheld:.1%} wide)"
     return Verdict(HELD, (), (detail,), offered_msgs_per_s=capacity, achieved_msgs_per_s=achieved,

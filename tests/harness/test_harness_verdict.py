@@ -75,7 +75,11 @@ def test_a_search_is_held_only_when_done():
     assert verdict.detail == ("held 1,200 msgs/s for the whole hold; 1,300 msgs/s did not hold (bracket 7.7% wide)",)
     from mqbench.harness.report import _verdict_text
     assert _verdict_text(verdict) == "held (capacity; 1,300 did not hold: bracket 7.7%)"
-    for state in ("ramp", "bisect", "hold", "drain", "failed"):
+    soaked = judge_search({**done, "capacity_checks_held": 12, "capacity_soaked": True, "settings": {"soak_checks": 10}})
+    assert soaked.detail[0].startswith("held 1,200 msgs/s for 12 checks in a row (hold and soak); 1,300")
+    short = judge_search({**done, "capacity_checks_held": 5, "capacity_soaked": False, "settings": {"soak_checks": 10}})
+    assert short.detail[0].startswith("held 1,200 msgs/s for 5 checks in a row (hold and soak, the soak shortened")
+    for state in ("ramp", "bisect", "hold", "soak", "drain", "failed"):
         unfinished = judge_search({"state": state, "sustainable_rate_per_s": None, "checks": 9})
         assert unfinished.verdict == "failed" and unfinished.capacity_msgs_per_s is None
         assert unfinished.signals == ("search unfinished",)
