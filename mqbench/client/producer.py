@@ -239,21 +239,28 @@ class Producer(ClientBase):
         ``batch_compression`` that body compressed whole (see the module contract)."""
         return await self.submit_batch(msgs)
 
-    def submit(self, msg: OutgoingMessage) -> asyncio.Future:
+    def submit(self, msg: OutgoingMessage, on_done: Callable[[asyncio.Future], object] | None = None
+               ) -> asyncio.Future:
         """``send`` without a coroutine or Task per message (a load generator's path): the future
         gets the ``SendResult`` or the exception ``send`` would raise. The first attempt is queued
         on the broker's channel at once (a prebuilt frame, ``pipeline.SendFrameTemplate``) when
         the topic's route is fresh and the connection open and writable; otherwise, and for every
-        retry, it goes on as ``send`` does, in a task. A bad message raises here, at once."""
+        retry, it goes on as ``send`` does, in a task. A bad message raises here, at once.
+        ``on_done(future)``, when given, is called once the future is done, exactly once: in the
+        callback that took the broker's answer when the first attempt succeeds (a done callback
+        would run a loop turn later, and a load generator times the ack there), else as a done
+        callback."""
         if msg.topic not in self._valid_topics:
             self._valid_topics.add(validate_topic(msg.topic))
         self._check_body(msg.body)
         uniq_key = self.ids.next()
         properties = msg.wire_properties(uniq_key)
         body, sys_flag = compress_body(msg.body, self.codec, self.compress_over_bytes)
-        return self._submit(codes.SEND_MESSAGE_V2, msg.topic, body, sys_flag, msg.flag, properties, [uniq_key])
+        return self._submit(codes.SEND_MESSAGE_V2, msg.topic, body, sys_flag, msg.flag, properties, [uniq_key],
+                            on_done)
 
-    def submit_batch(self, msgs: list[OutgoingMessage]) -> asyncio.Future:
+    def submit_batch(self, msgs: list[OutgoingMessage], on_done: Callable[[asyncio.Future], object] | None = None
+                     ) -> asyncio.Future:
         """``send_batch`` as ``submit`` sends one message."""
         if not msgs:
             raise UserError("send_batch needs at least one message")
@@ -273,7 +280,7 @@ class Producer(ClientBase):
         if len(body) > self.body_bytes_max:  # an incompressible batch can grow by a few bytes
             raise UserError(f"compressed batch body of {len(body)} bytes exceeds {self.body_bytes_max}")
         batch_props = {PROPERTY_UNIQ_KEY: self.ids.next(), PROPERTY_WAIT: "true"}
-        return self._submit(codes.SEND_BATCH_MESSAGE, topic, body, sys_flag, 0, batch_props, ids)
+        return self._submit(codes.SEND_BATCH_MESSAGE, topic, body, sys_flag, 0, batch_props, ids, on_done)
 
     def _check_body(self, body: bytes) -> None:
         if not body:
@@ -282,10 +289,13 @@ class Producer(ClientBase):
             raise UserError(f"message body of {len(body)} bytes exceeds {self.body_bytes_max}")
 
     def _submit(self, code: int, topic: str, body: bytes, sys_flag: int, flag: int, properties: dict[str, str],
-                ids: list[str]) -> asyncio.Future:
+                ids: list[str],
+                on_done: Callable[[asyncio.Future], object] | None = None) -> asyncio.Future:
         """The first attempt queued at once when it can be (``submit``), else ``_send`` in a task."""
         loop = asyncio.get_running_loop()
         result = loop.create_future()
+        if on_done is not None:
+            result.add_done_callback(on_done)
         route = self.routes.fresh(topic)
         queue = None if route is None or self.pool.credentials is not None else self._select(route, None)
         channel = None if queue is None else self.pool.open_channel(route.brokers[queue.broker_name].master_addr)
@@ -305,15 +315,21 @@ class Producer(ClientBase):
             refresh = True
             if failure is None:
                 try:
-                    result.set_result(self._result(reply.result(), queue, born_ms, 1, ids))
-                    self._heartbeat_addrs.add(channel_addr)
-                    return
+                    value = self._result(reply.result(), queue, born_ms, 1, ids)
                 except _Attempt as exc:
                     failure, refresh = exc, exc.refresh
                 except TRANSPORT_ERRORS as exc:    # an answer that does not parse: as _send, retried
                     failure = exc
                 except Exception as exc:  # noqa: BLE001 - a callback must hand every failure to the caller
                     result.set_exception(exc)
+                    return
+                else:
+                    if on_done is not None:
+                        result.remove_done_callback(on_done)    # called here, not a loop turn later
+                    result.set_result(value)
+                    self._heartbeat_addrs.add(channel_addr)
+                    if on_done is not None:
+                        on_done(result)
                     return
             elif not isinstance(failure, TRANSPORT_ERRORS):
                 result.set_exception(failure)

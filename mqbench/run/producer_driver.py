@@ -296,13 +296,16 @@ class ProducerDriver:
             outgoing.append(self._outgoing(message, intended, sent_ns))
         self.totals.sent += len(items)
         self.totals.in_flight += 1
-        try:   # no Task per send: the producer queues the frame, the answer comes back as a callback
-            reply = producer.submit(outgoing[0]) if len(outgoing) == 1 else producer.submit_batch(outgoing)
+        # no Task per send: the producer queues the frame; the answer comes back as a callback, run
+        # in the loop turn that read it (on_done), so the ack is timed there, not a turn later
+        answered = partial(self._answered, items, sent_ns)
+        try:
+            reply = producer.submit(outgoing[0], answered) if len(outgoing) == 1 else \
+                producer.submit_batch(outgoing, answered)
         except MqbenchError as exc:
             self._failed(items, exc)
             return
         self._replies.add(reply)
-        reply.add_done_callback(partial(self._answered, items, sent_ns))
 
     async def _window_wait(self) -> None:
         while self.totals.in_flight >= self.in_flight_max:

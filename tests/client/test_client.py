@@ -339,3 +339,45 @@ def test_pulls_go_on_while_bodies_wait_undecoded_and_every_message_arrives_once(
             assert [m.queue_offset for m in got] == list(range(40))
             assert [m.msg_id for m in got] == [f"K{i}" for i in range(40)]
     run(main())
+
+
+def test_submit_on_done_runs_once_in_the_turn_that_read_the_answer(cluster, run):
+    """``Producer.submit(msg, on_done)``: on a first attempt that succeeds, ``on_done`` runs in the
+    callback that took the answer, so no other callback ran between (a done callback would run a
+    loop turn later, and `mqbench run` times the ack in it); it runs exactly once, a failure too."""
+    async def main():
+        async with cluster:
+            await cluster.add_broker()
+            async with Producer(cluster.namesrv_addr, "PID_d") as producer:
+                await producer.send(OutgoingMessage("Orders", b"first"))     # route and connection
+                loop = asyncio.get_running_loop()
+                calls: list[tuple[asyncio.Future, int]] = []
+                turns = [0]
+
+                def tick():
+                    turns[0] += 1
+                    loop.call_soon(tick)
+
+                def answer_seen_at():   # the turn in which the answer's callback ran
+                    return turns[0]
+
+                done_turns = []
+                futures = []
+                for i in range(20):
+                    future = producer.submit(OutgoingMessage("Orders", f"m{i}".encode()),
+                                             lambda f: calls.append((f, answer_seen_at())))
+                    futures.append(future)
+                    future.add_done_callback(lambda f: done_turns.append(answer_seen_at()))
+                loop.call_soon(tick)
+                await asyncio.gather(*futures)
+                await asyncio.sleep(0.01)
+                assert len(calls) == 20 and {id(f) for f, _ in calls} == {id(f) for f in futures}
+                assert all(f.done() and f.result().status == "SEND_OK" for f, _ in calls)
+                # on_done ran before the done callbacks of the same future, which come a turn later
+                assert sum(t for _, t in calls) < sum(done_turns)
+                bad = producer.submit_batch([OutgoingMessage("Nope", b"x")], lambda f: calls.append((f, -1)))
+                with pytest.raises(Exception):
+                    await bad
+                await asyncio.sleep(0.01)
+                assert sum(1 for f, _ in calls if f is bad) == 1
+    run(main())

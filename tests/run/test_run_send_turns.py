@@ -33,7 +33,7 @@ class _CountingProducer:
         self.turn, self.limit, self.driver = turn, limit, driver
         self.turns: list[int] = []
 
-    def submit(self, _msg):
+    def submit(self, _msg, _on_done=None):
         self.turns.append(self.turn[0])
         if len(self.turns) >= self.limit:
             self.driver.stopping = True
