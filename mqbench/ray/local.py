@@ -15,8 +15,14 @@ node address ``127.0.0.<i + 2>`` (Ray keeps a loopback node address inside the n
 layout placed on them listens on distinct node addresses as on separate machines; every process
 listens on loopback with ports of its own; every ``ray start`` is bounded by ``START_TIMEOUT_S``, and
 a cluster that failed to start is stopped and started once more (``START_ATTEMPTS``). On leaving
-it (however the block ends) ``ray stop --force`` ends every Ray process this user runs here, and
-the temp folder goes. Yields the ``ray://`` address.
+it (however the block ends) every process of THIS cluster is killed, and the temp folder goes; other
+Ray clusters of the same user (another test, a user's own) are left alone, which ``ray stop
+--force`` would not do (it kills every Ray process of the user). Yields the ``ray://`` address.
+
+Which processes are the cluster's (``owned_pids``): those whose command line names its temp
+folder (GCS, raylets, monitors, dashboard: Ray passes them paths under it), those that carry
+``MARKER_ENV`` = the temp folder in their environment (every ``ray start`` of the cluster gets it;
+the Ray client server has no path of the folder), and every descendant of those (agents, workers).
 """
 from __future__ import annotations
 
@@ -24,10 +30,13 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 START_TIMEOUT_S = 120
@@ -92,6 +101,7 @@ def _start_cluster(nodes: int, room: str, rooms: list | None, labels: list[dict]
     (Ray's own start-up timeout, common on a loaded 2-core machine) is stopped and tried once more."""
     for attempt in range(START_ATTEMPTS):
         temp = tempfile.mkdtemp(prefix="mqbray-", dir="/tmp")  # short: Ray's socket paths live under it
+        env = {**env, MARKER_ENV: temp}
         gcs, client = _free_ports(2)
         common = ["--object-store-memory", str(OBJECT_STORE_BYTES), "--disable-usage-stats"]
         try:
@@ -109,7 +119,7 @@ def _start_cluster(nodes: int, room: str, rooms: list | None, labels: list[dict]
                             "--node-ip-address", node_address(index), *label_args, *common, *_node_ports()], env)
             return temp, f"ray://127.0.0.1:{client}"
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            _ray_stop(env)
+            stop_cluster(temp)
             shutil.rmtree(temp, ignore_errors=True)
             if attempt + 1 == START_ATTEMPTS:
                 raise
@@ -118,8 +128,85 @@ def _start_cluster(nodes: int, room: str, rooms: list | None, labels: list[dict]
     raise AssertionError("unreachable")
 
 
-def _ray_stop(env: dict) -> None:
-    subprocess.run([_ray_bin(), "stop", "--force"], env=env, timeout=60, capture_output=True)
+MARKER_ENV = "MQBENCH_RAY_CLUSTER"
+STOP_TIMEOUT_S = 30
+
+
+class Proc:
+    """What ``owned_pids`` needs of one process: parent, command line, environment."""
+
+    __slots__ = ("ppid", "cmdline", "environ")
+
+    def __init__(self, ppid: int, cmdline: str, environ: Mapping[str, str]) -> None:
+        self.ppid, self.cmdline, self.environ = ppid, cmdline, environ
+
+
+def owned_pids(procs: Mapping[int, Proc], temp: str) -> set[int]:
+    """The pids of ``procs`` that belong to the local cluster whose temp folder is ``temp`` (module
+    doc): the command line names the folder, or the environment carries ``MARKER_ENV=temp``, or
+    an ancestor is one of those."""
+    owned = {pid for pid, p in procs.items() if temp in p.cmdline or p.environ.get(MARKER_ENV) == temp}
+    grown = True
+    while grown:
+        more = {pid for pid, p in procs.items() if pid not in owned and p.ppid in owned}
+        owned |= more
+        grown = bool(more)
+    return owned
+
+
+def _read_procs(proc_dir: str = "/proc") -> dict[int, Proc]:
+    """This user's processes (others' environments cannot be read, and are never ours)."""
+    procs, uid = {}, os.getuid()
+    for name in os.listdir(proc_dir):
+        if not name.isdigit():
+            continue
+        base = os.path.join(proc_dir, name)
+        try:
+            if os.stat(base).st_uid != uid:
+                continue
+            with open(os.path.join(base, "stat"), "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            with open(os.path.join(base, "cmdline"), "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(os.path.join(base, "environ"), "rb") as f:
+                environ = dict(item.split("=", 1) for item in f.read().decode(errors="replace").split("\0")
+                               if "=" in item)
+        except (OSError, ValueError, IndexError):
+            continue                    # gone meanwhile, or not readable: not ours to kill
+        procs[int(name)] = Proc(ppid, cmdline, environ)
+    return procs
+
+
+def _kill(pids: Iterable[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def stop_cluster(temp: str) -> None:
+    """Kill every process of the local cluster of ``temp`` (``owned_pids``; as ``ray stop --force``
+    would, without touching any other Ray cluster), looking again until none is left (a raylet may
+    start a worker meanwhile) and waiting until the killed ones are reaped too (as ``ray stop``
+    waits), or ``STOP_TIMEOUT_S`` passed."""
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    me, killed = os.getpid(), set()
+    while time.monotonic() < deadline:
+        fresh = {pid for pid in owned_pids(_read_procs(), temp) - {me} if not _zombie(pid)}
+        _kill(fresh)
+        killed |= fresh
+        if not fresh and not any(os.path.exists(f"/proc/{pid}") for pid in killed):
+            return
+        time.sleep(0.1)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except OSError:
+        return True
 
 
 @contextlib.contextmanager
@@ -130,6 +217,6 @@ def local_ray(nodes: int = 3, room: str = "room1", rooms: list | None = None, la
         temp, address = _start_cluster(nodes, room, rooms, labels, env)
         yield address
     finally:
-        _ray_stop(env)
         if temp is not None:
+            stop_cluster(temp)
             shutil.rmtree(temp, ignore_errors=True)

@@ -10,7 +10,7 @@ namespace, node addresses 127.0.0.2-5):
 
 Nothing is left afterwards (broker processes, stores, named actors). Skipped when Ray is not
 installed or ``unshare -n`` cannot run (CI installs no Ray). Minutes on a loaded 2-core machine:
-``slow``; ``local_ray`` ends with ``ray stop --force``. Run it with
+``slow``; ``local_ray`` ends with stopping its own cluster. Run it with
 ``.venv/bin/pip install -e '.[ray]' && .venv/bin/python -m pytest -q -m slow tests/on_ray/test_ray_dr.py``.
 """
 from __future__ import annotations
