@@ -121,3 +121,36 @@ class StallProbe:
                 for line in lines:
                     out.write(json.dumps(line) + "\n")
 
+
+
+def summarize(folder: str, cpu_ms_min: float = 10.0, top: int = 3) -> list[dict]:
+    """One row per probed process of ``folder``: its last counts, how many stalls had at least
+    ``cpu_ms_min`` of the loop thread's CPU (our own long turns, whatever the machine's load), and
+    the stacks sampled most in those. ``python -m mqbench.loop_stalls DIR`` prints them."""
+    rows = []
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".jsonl"):
+            continue
+        last: dict = {}
+        own = 0
+        stacks: Counter = Counter()
+        with open(os.path.join(folder, name), encoding="utf-8") as lines:
+            for line in lines:
+                doc = json.loads(line)
+                if doc.get("summary"):
+                    last = doc
+                elif doc["cpu_ms"] >= cpu_ms_min:
+                    own += 1
+                    stacks.update(doc["stacks"])
+        rows.append({"process": name[:-len(".jsonl")], "stalls_over_10ms": last.get("stalls_over_10ms", 0),
+                     "stalls_over_20ms": last.get("stalls_over_20ms", 0), f"own_cpu_over_{cpu_ms_min:g}ms": own,
+                     "cpu_s": last.get("cpu_s"), "top_stacks": [k for k, _ in stacks.most_common(top)]})
+    return rows
+
+
+if __name__ == "__main__":
+    for row in summarize(sys.argv[1]):
+        stacks = row.pop("top_stacks")
+        print("  ".join(f"{k}={v}" for k, v in row.items()))
+        for stack in stacks:
+            print("    " + stack)

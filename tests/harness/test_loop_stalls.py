@@ -30,6 +30,9 @@ def test_a_long_turn_is_recorded_with_its_callback(tmp_path, monkeypatch):
     stalls = [json.loads(line) for path in tmp_path.iterdir() for line in path.read_text().splitlines()]
     stalls = [s for s in stalls if not s.get("summary")]
     assert any(s["stall_ms"] >= 30 and any("_busy_turn_of_40ms" in k for k in s["stacks"]) for s in stalls)
+    (row,) = loop_stalls.summarize(str(tmp_path), cpu_ms_min=5)
+    assert row["process"].startswith("t-") and row["own_cpu_over_5ms"] >= 1   # a busy turn: our own CPU
+    assert any("_busy_turn_of_40ms" in stack for stack in row["top_stacks"])
 
 
 def test_off_without_the_variable(monkeypatch):
