@@ -31,7 +31,7 @@ from multiprocessing.connection import wait
 
 from mqbench.errors import MqbenchError
 
-from .scan import Summary, hop, summarize
+from .scan import NATIVE, Summary, hop, summarize
 
 WINDOW_BYTES = 4 << 20
 RESULT_POLL_S = 1.0
@@ -62,7 +62,9 @@ def _worker(conn, buffers, src_dl: bool, v4: bool, committed) -> None:
             return
         slot, length, base = job
         try:
-            reply = ("ok", summarize(buffers[slot][:length], length, base, src_dl, v4, committed))
+            # the C scan reads the shared window in place; the Python one wants bytes (a copy)
+            buf = buffers[slot] if NATIVE else buffers[slot][:length]
+            reply = ("ok", summarize(buf, length, base, src_dl, v4, committed))
         except Exception:       # a bug: the parent raises it with the worker's traceback
             reply = ("error", traceback.format_exc())
         try:

@@ -33,10 +33,12 @@ import re
 import struct
 import zlib
 
+from mqbench import native
 from mqbench.broker.formats import dledger as dl
 from mqbench.broker.formats.compression import v4_reads
 from mqbench.broker.formats.index_file import key_hash_ascii_after
 from mqbench.broker.formats.properties import PROPERTY_CRC32, PROPERTY_KEYS, PROPERTY_TAGS, PROPERTY_UNIQ_KEY
+from mqbench.broker.formats.record_check import property_value
 from mqbench.broker.formats.record import (BLANK_MIN_BYTES, MAGIC_V1, MAGIC_V2, SYSFLAG_BORNHOST_V6, SYSFLAG_COMPRESSED,
                                           SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_STOREHOST_V6,
                                           SYSFLAG_TX_MASK)
@@ -58,22 +60,7 @@ _NOT_OK = (0,) * (ROW_FIELDS - 3)
 _TOPIC_CHARS = re.compile(rb"[%|a-zA-Z0-9_-]+")      # record_check's TopicValidator set
 _SPECIAL_TOPICS = {TRANS_HALF_TOPIC.encode(), SCHEDULE_TOPIC.encode(), TIMER_TOPIC.encode()}
 _CRC_TAIL = PROPERTY_CRC32.encode() + b"\x01"
-# a property NAME\x01value: its name with the separator, alone (first) and after a \x02 (later)
-_TAGS, _TAGS_LATER = PROPERTY_TAGS.encode() + b"\x01", b"\x02" + PROPERTY_TAGS.encode() + b"\x01"
-_UNIQ, _UNIQ_LATER = PROPERTY_UNIQ_KEY.encode() + b"\x01", b"\x02" + PROPERTY_UNIQ_KEY.encode() + b"\x01"
-_KEYS, _KEYS_LATER = PROPERTY_KEYS.encode() + b"\x01", b"\x02" + PROPERTY_KEYS.encode() + b"\x01"
-
-
-def _value(props: bytes, first: bytes, later: bytes) -> bytes | None:
-    """The raw value of a property in a stored property string (``NAME\x01value`` pairs joined by
-    ``\x02``), the last one when it repeats, as decoding would keep it: ``first`` is ``NAME\x01``
-    (the pair at the start), ``later`` is ``\x02NAME\x01``; None when absent."""
-    i = props.rfind(later)
-    i = i + len(later) if i >= 0 else (len(first) if props.startswith(first) else -1)
-    if i < 0:
-        return None
-    e = props.find(b"\x02", i)
-    return props[i:e] if e >= 0 else props[i:]
+_TAGS, _UNIQ, _KEYS = PROPERTY_TAGS.encode(), PROPERTY_UNIQ_KEY.encode(), PROPERTY_KEYS.encode()
 _NOT_FAST_SYSFLAG = SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP
 
 _I32 = struct.Struct(">i")
@@ -99,7 +86,7 @@ class Summary:
         return Summary, (self.rows, self.topics, self.keys)
 
 
-def hop(buf, length: int, src_dl: bool) -> tuple[int, bool]:
+def hop_py(buf, length: int, src_dl: bool) -> tuple[int, bool]:
     """``(end, stopped)``: the end (from ``buf``'s start) of the last whole item of ``buf[:length]``
     hopping by size fields; ``stopped`` when the hop met a size no item has (zero, negative, or
     larger than the window: the walk goes on only through the reader)."""
@@ -117,7 +104,7 @@ def hop(buf, length: int, src_dl: bool) -> tuple[int, bool]:
     return at, at == 0
 
 
-def summarize(buf: bytes, length: int, base: int, src_dl: bool, v4: bool, committed: int | None) -> Summary:
+def summarize_py(buf, length: int, base: int, src_dl: bool, v4: bool, committed: int | None) -> Summary:
     """The rows of the whole items of ``buf[:length]`` (module doc); ``buf`` starts at address ``base``."""
     rows: list[tuple] = []
     keys: list[int] = []
@@ -227,17 +214,17 @@ def summarize(buf: bytes, length: int, base: int, src_dl: bool, v4: bool, commit
         # -- what the copy needs --------------------------------------------------------------
         wsize = total - 1 if (v4 and props_len and props[-1] == 2) else total
         tags_code = 0
-        tags = _value(props, _TAGS, _TAGS_LATER)
+        tags = property_value(props, _TAGS)
         if tags:
             tags_code = tags_cache.get(tags)
             if tags_code is None:
                 u = java_hash_ascii(tags)
                 tags_code = tags_cache[tags] = u - 0x100000000 if u & 0x80000000 else u
         key_at = len(keys)
-        key = _value(props, _UNIQ, _UNIQ_LATER)
+        key = property_value(props, _UNIQ)
         if key:
             key_append(key_hash(prefix_hash, key))
-        words = _value(props, _KEYS, _KEYS_LATER)
+        words = property_value(props, _KEYS)
         if words:
             if b" " in words:
                 for word in words.split(b" "):
@@ -248,3 +235,19 @@ def summarize(buf: bytes, length: int, base: int, src_dl: bool, v4: bool, commit
         append((pos, base + nxt, 1, rat, total, wsize, pat - 2 - rat, props_len, tid, queue_id, queue_offset, store_ms,
                 eindex, eterm, tags_code, key_at, len(keys) - key_at))
     return Summary(rows, topics, keys)
+
+
+# mqbench.migrate._scan (migrate/_scan.c): the same two functions in C, one call per window, used
+# wherever it is built and MQBENCH_NATIVE is not 0; the functions above stay the reference
+# (tests/migrate/test_scan_native.py compares them on the same windows).
+_native = native.load("mqbench.migrate._scan")
+NATIVE = _native is not None      # summarize takes any buffer (the Python one: bytes)
+if _native is None:
+    hop, summarize = hop_py, summarize_py
+else:
+    _native_summarize = _native.summarize
+    hop = _native.hop
+
+    def summarize(buf, length: int, base: int, src_dl: bool, v4: bool, committed: int | None) -> Summary:
+        """``summarize_py``'s result, computed in C."""
+        return Summary(*_native_summarize(buf, length, base, src_dl, v4, committed))

@@ -188,24 +188,46 @@ _HOST_BITS = SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6
 _PLACING = {hosts: _placing_struct(hosts) for hosts in (0, SYSFLAG_BORNHOST_V6, SYSFLAG_STOREHOST_V6, _HOST_BITS)}
 _PLACING_V4 = _PLACING[0]
 _TAGS_KEY = b"TAGS\x01"
+_TAGS_NAME = PROPERTY_TAGS.encode()
 
 # what ``place_fields`` returns: topic, queue id, the queue offset the record carries, sysflag,
 # tags code, store time, size
 PlaceFields = tuple[str, int, int, int, int, int, int]
 
 
+def property_value(props: bytes, name: bytes) -> bytes | None:
+    """The raw value ``decode_properties(props).get(name)`` gives, found in the stored bytes
+    without decoding them: the last ``name\x01value`` segment (segments split on ``\x02``) whose
+    value is not empty; None when there is none. ``props`` is a stored property string (UTF-8;
+    ``\x01`` and ``\x02`` never occur inside a multi-byte character, so byte positions are
+    character positions). THE finder of one property in stored bytes: ``place_fields`` (TAGS) and
+    ``migrate.scan`` (TAGS, UNIQ_KEY, KEYS) use it, and ``migrate/_scan.c`` does the same in C
+    (tests/formats/test_property_value.py compares all three with ``decode_properties``)."""
+    first = name + b"\x01"
+    later = b"\x02" + first
+    end = len(props)
+    while True:
+        i = props.rfind(later, 0, end)
+        if i < 0:
+            break
+        start = i + len(later)
+        e = props.find(b"\x02", start)
+        if e < 0:
+            e = len(props)
+        if e > start:
+            return props[start:e]
+        end = i                     # an empty value does not count: an earlier segment may
+    if not props.startswith(first):
+        return None
+    e = props.find(b"\x02", len(first))
+    value = props[len(first):e if e >= 0 else len(props)]
+    return value or None
+
+
 def _tags_of(props: bytes) -> str | None:
-    """``decode_properties(text).get("TAGS")`` of a UTF-8 property string holding ``TAGS\\x01``
-    once (the common case: the one segment that starts with it, else none); anything else through
-    ``decode_properties``."""
-    at = props.find(_TAGS_KEY)
-    if props.find(_TAGS_KEY, at + 1) >= 0:
-        return decode_properties(props.decode("utf-8")).get(PROPERTY_TAGS)
-    if at > 0 and props[at - 1] != 2:
-        return None                  # inside another key or a value: no TAGS segment
-    end = props.find(b"\x02", at)
-    value = props[at + len(_TAGS_KEY):end if end >= 0 else len(props)]
-    return value.decode("utf-8") if value else None
+    """``decode_properties(text).get("TAGS")`` of a UTF-8 property string (``property_value``)."""
+    value = property_value(props, _TAGS_NAME)
+    return value.decode("utf-8") if value is not None else None
 
 
 def place_fields(buf: bytes) -> PlaceFields | None:

@@ -1,0 +1,519 @@
+/* mqbench.migrate._scan: scan.hop and scan.summarize in C, one call per source window.
+ *
+ * migrate/scan.py is the reference and the contract: hop(buf, length, src_dl) and
+ * summarize(buf, length, base, src_dl, v4, committed) here return exactly what the Python
+ * functions return for every input (summarize: the three lists of a Summary, rows as tuples of
+ * scan.ROW), and tests/migrate/test_scan_native.py feeds both the same windows (valid v4/v5 plain
+ * and DLedger records, both property-string forms, batches, corrupt bytes, truncated windows).
+ * scan.py uses these when mqbench.native loads this module (MQBENCH_NATIVE=0: never).
+ *
+ * The input is untrusted (a damaged store): every read is bounds-checked against the window
+ * (length <= the buffer's size, else ValueError); an item that fails a check becomes a row with
+ * ok = 0, never an error. The constants below are RocketMQ's and mqbench's (record.py, dledger.py,
+ * properties.py, topics.py, compression.py); CONSTANTS exposes them so a test checks they agree.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "mq_crc32.h"
+
+#define MIN_RECORD_BYTES 91
+#define ENTRY_BYTES 48            /* dledger.ENTRY_HEADER_BYTES */
+#define DLEDGER_BLANK_BYTES 8
+#define BLANK_MIN_BYTES 8
+#define DLEDGER_MAGIC 1
+#define MAGIC_V1 ((int32_t)-626843481)   /* 0xDAA320A7 */
+#define MAGIC_V2 ((int32_t)-626843477)   /* 0xDAA320AB */
+#define SYSFLAG_COMPRESSED 0x1
+#define SYSFLAG_TX_MASK 0xC
+#define SYSFLAG_BORNHOST_V6 0x10
+#define SYSFLAG_STOREHOST_V6 0x20
+#define SYSFLAG_NEED_UNWRAP 0x40
+#define SYSFLAG_INNER_BATCH 0x80
+#define SYSFLAG_COMPRESSION_MASK 0x700
+#define SYSFLAG_COMPRESSION_SHIFT 8
+#define TYPE_ID_ZLIB 3
+#define NOT_FAST_SYSFLAG (SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP)
+#define V6_HOSTS (SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6)
+#define IPV4_BODY_AT 88
+#define ROW_FIELDS 17
+
+static const char CRC_TAIL[] = "__CRC32#\x01";          /* PROPERTY_CRC32 + \x01 */
+static const char *SPECIAL_TOPICS[] = {"RMQ_SYS_TRANS_HALF_TOPIC", "SCHEDULE_TOPIC_XXXX", "rmq_sys_wheel_timer"};
+
+static inline int16_t rd16(const unsigned char *p) { return (int16_t)(((unsigned)p[0] << 8) | p[1]); }
+static inline int32_t rd32(const unsigned char *p) {
+    return (int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]);
+}
+static inline int64_t rd64(const unsigned char *p) {
+    return (int64_t)(((uint64_t)(uint32_t)rd32(p) << 32) | (uint32_t)rd32(p + 4));
+}
+
+/* tags.java_hash_ascii (unsigned), continued from h */
+static inline uint32_t jhash(uint32_t h, const unsigned char *p, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = h * 31u + p[i];
+    return h;
+}
+
+/* index_file.key_hash_ascii_after: abs of the signed hash, Integer.MIN_VALUE clamped to 0 */
+static inline long key_hash_after(uint32_t prefix, const unsigned char *p, Py_ssize_t n) {
+    uint32_t h = jhash(prefix, p, n);
+    if (h & 0x80000000u)
+        h = 0u - h;
+    return h > 0x7FFFFFFFu ? 0 : (long)h;
+}
+
+/* record_check's TopicValidator set [%|a-zA-Z0-9_-]+ and not a delay, timer or half topic */
+static int topic_fast(const unsigned char *t, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = t[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '%' || c == '|' ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    for (size_t k = 0; k < sizeof SPECIAL_TOPICS / sizeof SPECIAL_TOPICS[0]; k++)
+        if ((size_t)n == strlen(SPECIAL_TOPICS[k]) && memcmp(t, SPECIAL_TOPICS[k], (size_t)n) == 0)
+            return 0;
+    return 1;
+}
+
+/* ---- the window's topics: an open-addressing table keyed by the topic's bytes in the window ---- */
+
+typedef struct {
+    Py_ssize_t at;      /* where the topic's bytes are in the window; -1: empty slot */
+    Py_ssize_t len;
+    Py_ssize_t tid;
+    uint32_t prefix;    /* java_hash_ascii(topic + "#") */
+    int fast;
+    uint64_t hash;
+} topic_slot;
+
+typedef struct {
+    topic_slot *slots;
+    size_t cap, used;
+    PyObject *list;     /* Summary.topics */
+} topic_table;
+
+static uint64_t fnv(const unsigned char *p, Py_ssize_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+static int table_init(topic_table *t) {
+    t->cap = 64;
+    t->used = 0;
+    t->slots = PyMem_Malloc(t->cap * sizeof(topic_slot));
+    if (!t->slots) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < t->cap; i++)
+        t->slots[i].at = -1;
+    t->list = PyList_New(0);
+    return t->list ? 0 : -1;
+}
+
+static void table_free(topic_table *t) {
+    PyMem_Free(t->slots);
+    Py_XDECREF(t->list);
+}
+
+static int table_grow(topic_table *t) {
+    size_t cap = t->cap * 2;
+    topic_slot *slots = PyMem_Malloc(cap * sizeof(topic_slot));
+    if (!slots) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < cap; i++)
+        slots[i].at = -1;
+    for (size_t i = 0; i < t->cap; i++) {
+        if (t->slots[i].at < 0)
+            continue;
+        size_t j = (size_t)t->slots[i].hash & (cap - 1);
+        while (slots[j].at >= 0)
+            j = (j + 1) & (cap - 1);
+        slots[j] = t->slots[i];
+    }
+    PyMem_Free(t->slots);
+    t->slots = slots;
+    t->cap = cap;
+    return 0;
+}
+
+/* The entry of the topic at buf[at:at+len] (added, in first-seen order, when new); NULL on error. */
+static topic_slot *table_get(topic_table *t, const unsigned char *buf, Py_ssize_t at, Py_ssize_t len) {
+    uint64_t h = fnv(buf + at, len);
+    size_t j = (size_t)h & (t->cap - 1);
+    while (t->slots[j].at >= 0) {
+        topic_slot *s = &t->slots[j];
+        if (s->hash == h && s->len == len && memcmp(buf + s->at, buf + at, (size_t)len) == 0)
+            return s;
+        j = (j + 1) & (t->cap - 1);
+    }
+    PyObject *topic = PyBytes_FromStringAndSize((const char *)buf + at, len);
+    if (!topic)
+        return NULL;
+    int failed = PyList_Append(t->list, topic);
+    Py_DECREF(topic);
+    if (failed)
+        return NULL;
+    topic_slot *s = &t->slots[j];
+    s->at = at;
+    s->len = len;
+    s->tid = PyList_GET_SIZE(t->list) - 1;
+    s->prefix = jhash(jhash(0, buf + at, len), (const unsigned char *)"#", 1);
+    s->fast = topic_fast(buf + at, len);
+    s->hash = h;
+    t->used++;
+    if (t->used * 2 > t->cap) {
+        if (table_grow(t) < 0)
+            return NULL;
+        return table_get(t, buf, at, len);      /* found again at its new slot */
+    }
+    return s;
+}
+
+/* ---- rows ---- */
+
+static int append_row(PyObject *rows, const int64_t *v) {
+    PyObject *row = PyTuple_New(ROW_FIELDS);
+    if (!row)
+        return -1;
+    for (int k = 0; k < ROW_FIELDS; k++) {
+        PyObject *x = PyLong_FromLongLong(v[k]);
+        if (!x) {
+            Py_DECREF(row);
+            return -1;
+        }
+        PyTuple_SET_ITEM(row, k, x);
+    }
+    int failed = PyList_Append(rows, row);
+    Py_DECREF(row);
+    return failed;
+}
+
+static int append_bad(PyObject *rows, int64_t pos, int64_t nxt) {
+    int64_t v[ROW_FIELDS] = {0};
+    v[0] = pos;
+    v[1] = nxt;
+    return append_row(rows, v);
+}
+
+static int append_key(PyObject *keys, long h) {
+    PyObject *x = PyLong_FromLong(h);
+    if (!x)
+        return -1;
+    int failed = PyList_Append(keys, x);
+    Py_DECREF(x);
+    return failed;
+}
+
+/* record_check.property_value for TAGS, UNIQ_KEY and KEYS in one pass over the segments: the last
+ * segment NAME\x01value (split on \x02) with a non-empty value; at = -1 when there is none. */
+typedef struct {
+    Py_ssize_t at, len;
+} span;
+
+static void find_values(const unsigned char *p, Py_ssize_t n, span *tags, span *uniq, span *keys) {
+    tags->at = uniq->at = keys->at = -1;
+    tags->len = uniq->len = keys->len = 0;
+    Py_ssize_t s = 0;
+    while (s <= n) {
+        const unsigned char *sep = memchr(p + s, 2, (size_t)(n - s));
+        Py_ssize_t e = sep ? sep - p : n;
+        Py_ssize_t len = e - s;
+        const unsigned char *q = p + s;
+        if (len > 5 && q[4] == 1 && memcmp(q, "TAGS", 4) == 0) {
+            tags->at = s + 5;
+            tags->len = len - 5;
+        } else if (len > 5 && q[4] == 1 && memcmp(q, "KEYS", 4) == 0) {
+            keys->at = s + 5;
+            keys->len = len - 5;
+        } else if (len > 9 && q[8] == 1 && memcmp(q, "UNIQ_KEY", 8) == 0) {
+            uniq->at = s + 9;
+            uniq->len = len - 9;
+        }
+        s = e + 1;
+    }
+}
+
+/* ---- the functions ---- */
+
+static int window(Py_buffer *view, Py_ssize_t length) {
+    if (length > view->len) {
+        PyErr_Format(PyExc_ValueError, "length %zd is past the buffer's %zd bytes", length, view->len);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *scan_hop(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t length;
+    int src_dl;
+    if (!PyArg_ParseTuple(args, "y*np:hop", &view, &length, &src_dl))
+        return NULL;
+    if (window(&view, length) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const unsigned char *buf = view.buf;
+    Py_ssize_t at = 0, size_at = src_dl ? 4 : 0;
+    int64_t least = src_dl ? DLEDGER_BLANK_BYTES : BLANK_MIN_BYTES;
+    int stopped = -1;
+    while (at + 8 <= length) {
+        int64_t size = rd32(buf + at + size_at);
+        if (size < least) {
+            stopped = 1;
+            break;
+        }
+        if (at + size > length) {
+            stopped = at == 0;
+            break;
+        }
+        at += (Py_ssize_t)size;
+    }
+    if (stopped < 0)
+        stopped = at == 0;
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(nO)", at, stopped ? Py_True : Py_False);
+}
+
+static PyObject *scan_summarize(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t length;
+    long long base;
+    int src_dl, v4;
+    PyObject *committed_obj;
+    if (!PyArg_ParseTuple(args, "y*nLppO:summarize", &view, &length, &base, &src_dl, &v4, &committed_obj))
+        return NULL;
+    if (window(&view, length) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    int has_committed = committed_obj != Py_None;
+    long long committed = 0;
+    if (has_committed) {
+        committed = PyLong_AsLongLong(committed_obj);
+        if (committed == -1 && PyErr_Occurred()) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
+    const unsigned char *buf = view.buf;
+    PyObject *rows = PyList_New(0), *keys = PyList_New(0), *result = NULL;
+    topic_table topics = {NULL, 0, 0, NULL};
+    if (!rows || !keys || table_init(&topics) < 0)
+        goto done;
+
+    Py_ssize_t at = 0;
+    int64_t eindex = -1, eterm = -1;
+    while (at + 8 <= length) {
+        int64_t pos = base + at, nxt, total, rat, address;
+        int32_t rmagic, bcrc, queue_id, sysflag, body_len;
+        int64_t queue_offset, phys, store_ms;
+        const unsigned char *r;
+        /* -- the source item: a record, or a DLedger entry holding one -- */
+        if (src_dl) {
+            int64_t esize = rd32(buf + at + 4);
+            if (esize < DLEDGER_BLANK_BYTES || at + esize > length)
+                break;
+            nxt = at + esize;
+            if (esize < ENTRY_BYTES + MIN_RECORD_BYTES) {
+                if (append_bad(rows, pos, base + nxt) < 0)
+                    goto done;
+                at = nxt;
+                continue;
+            }
+            const unsigned char *e = buf + at;
+            int32_t magic = rd32(e), ebody_crc = rd32(e + 40), ebody_len = rd32(e + 44);
+            eindex = rd64(e + 8);
+            eterm = rd64(e + 16);
+            int64_t epos = rd64(e + 24);
+            rat = at + ENTRY_BYTES;
+            total = rd32(e + ENTRY_BYTES);
+            int bad = magic != DLEDGER_MAGIC || (int64_t)ebody_len + ENTRY_BYTES != esize || epos != pos ||
+                      eindex < 0 || eterm < 0 || (has_committed && eindex > committed) || total != ebody_len;
+            if (!bad && ebody_crc) {
+                uint32_t c = mq_crc32(0, buf + rat, (size_t)(nxt - rat)) & 0x7FFFFFFFu;
+                bad = (int64_t)ebody_crc != (int64_t)c;
+            }
+            if (bad) {
+                if (append_bad(rows, pos, base + nxt) < 0)
+                    goto done;
+                at = nxt;
+                continue;
+            }
+            address = pos + ENTRY_BYTES;
+        } else {
+            total = rd32(buf + at);
+            if (total < BLANK_MIN_BYTES || at + total > length)
+                break;
+            nxt = at + total;
+            if (total < MIN_RECORD_BYTES) {
+                if (append_bad(rows, pos, base + nxt) < 0)
+                    goto done;
+                at = nxt;
+                continue;
+            }
+            rat = at;
+            address = pos;
+        }
+        r = buf + rat;
+        rmagic = rd32(r + 4);
+        bcrc = rd32(r + 8);
+        queue_id = rd32(r + 12);
+        queue_offset = rd64(r + 20);
+        phys = rd64(r + 28);
+        sysflag = rd32(r + 36);
+        store_ms = rd64(r + 56);
+        body_len = rd32(r + 84);
+        at = nxt;
+        /* -- the record's framing -- */
+        Py_ssize_t rend = nxt, tl, body_at;
+        if (phys != address || (sysflag & NOT_FAST_SYSFLAG)) {
+            if (append_bad(rows, pos, base + nxt) < 0)
+                goto done;
+            continue;
+        }
+        if (rmagic == MAGIC_V1)
+            tl = 1;
+        else if (rmagic == MAGIC_V2 && !v4)
+            tl = 2;
+        else {
+            if (append_bad(rows, pos, base + nxt) < 0)
+                goto done;
+            continue;
+        }
+        if (sysflag & V6_HOSTS) {
+            Py_ssize_t h = rat + 48 + ((sysflag & SYSFLAG_BORNHOST_V6) ? 20 : 8);
+            store_ms = rd64(buf + h);
+            h += 8 + ((sysflag & SYSFLAG_STOREHOST_V6) ? 20 : 8);
+            if (h + 16 > rend) {
+                if (append_bad(rows, pos, base + nxt) < 0)
+                    goto done;
+                continue;
+            }
+            body_len = rd32(buf + h + 12);
+            body_at = h + 16;
+        } else {
+            body_at = rat + IPV4_BODY_AT;
+        }
+        int64_t tat = (int64_t)body_at + body_len, pat = 0, topic_len = 0, props_len = 0;
+        int ok = body_len >= 0 && tat + tl <= rend;
+        if (ok) {
+            topic_len = tl == 1 ? buf[tat] : rd16(buf + tat);
+            pat = tat + tl + topic_len + 2;
+            ok = 0 < topic_len && (tl == 2 || topic_len <= 127) && pat <= rend;
+        }
+        if (ok) {
+            props_len = rd16(buf + pat - 2);
+            ok = props_len >= 0 && pat + props_len == rend;
+        }
+        if (!ok) {
+            if (append_bad(rows, pos, base + nxt) < 0)
+                goto done;
+            continue;
+        }
+        topic_slot *ts = table_get(&topics, buf, (Py_ssize_t)(tat + tl), (Py_ssize_t)topic_len);
+        if (!ts)
+            goto done;
+        Py_ssize_t tid = ts->tid;
+        uint32_t prefix = ts->prefix;
+        const unsigned char *props = buf + pat;
+        int bad = !ts->fast;
+        if (!bad && props_len) {
+            if (props[props_len - 1] == 0)
+                bad = 1;
+            for (int64_t k = 0; k < props_len && !bad; k++)
+                if (props[k] & 0x80)
+                    bad = 1;
+        }
+        if (!bad && props_len >= 20 && memcmp(props + props_len - 20, CRC_TAIL, sizeof CRC_TAIL - 1) == 0)
+            bad = 1;
+        if (!bad && v4 && (sysflag & SYSFLAG_COMPRESSED)) {
+            int kind = (sysflag & SYSFLAG_COMPRESSION_MASK) >> SYSFLAG_COMPRESSION_SHIFT;
+            if (kind != 0 && kind != TYPE_ID_ZLIB)
+                bad = 1;
+        }
+        if (!bad) {
+            uint32_t c = mq_crc32(0, buf + body_at, (size_t)(tat - body_at)) & 0x7FFFFFFFu;
+            bad = (int64_t)c != (int64_t)bcrc;
+        }
+        if (bad) {
+            if (append_bad(rows, pos, base + nxt) < 0)
+                goto done;
+            continue;
+        }
+        /* -- what the copy needs -- */
+        int64_t wsize = (v4 && props_len && props[props_len - 1] == 2) ? total - 1 : total;
+        span tags, uniq, words;
+        find_values(props, (Py_ssize_t)props_len, &tags, &uniq, &words);
+        int64_t tags_code = 0;
+        if (tags.at >= 0)
+            tags_code = (int32_t)jhash(0, props + tags.at, tags.len);
+        Py_ssize_t key_at = PyList_GET_SIZE(keys);
+        if (uniq.at >= 0 && append_key(keys, key_hash_after(prefix, props + uniq.at, uniq.len)) < 0)
+            goto done;
+        if (words.at >= 0) {
+            const unsigned char *w = props + words.at;
+            Py_ssize_t i = 0;
+            while (i < words.len) {
+                const unsigned char *sp = memchr(w + i, ' ', (size_t)(words.len - i));
+                Py_ssize_t j = sp ? sp - w : words.len;
+                if (j > i && append_key(keys, key_hash_after(prefix, w + i, j - i)) < 0)
+                    goto done;
+                i = j + 1;
+            }
+        }
+        int64_t v[ROW_FIELDS] = {pos, base + nxt, 1, rat, total, wsize, pat - 2 - rat, props_len, tid, queue_id,
+                                 queue_offset, store_ms, eindex, eterm, tags_code, key_at,
+                                 PyList_GET_SIZE(keys) - key_at};
+        if (append_row(rows, v) < 0)
+            goto done;
+    }
+    result = Py_BuildValue("(OOO)", rows, topics.list, keys);
+done:
+    Py_XDECREF(rows);
+    Py_XDECREF(keys);
+    table_free(&topics);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"hop", scan_hop, METH_VARARGS, "hop(buf, length, src_dl) -> (end, stopped): scan.hop in C."},
+    {"summarize", scan_summarize, METH_VARARGS,
+     "summarize(buf, length, base, src_dl, v4, committed) -> (rows, topics, keys): scan.summarize in C."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_scan", "scan.hop and scan.summarize in C (scan.py).", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__scan(void) {
+    mq_crc32_init();
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    PyObject *c = Py_BuildValue(
+        "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:y,s:(sss)}", "MIN_RECORD_BYTES", MIN_RECORD_BYTES,
+        "ENTRY_HEADER_BYTES", ENTRY_BYTES, "DLEDGER_BLANK_BYTES", DLEDGER_BLANK_BYTES, "BLANK_MIN_BYTES",
+        BLANK_MIN_BYTES, "DLEDGER_MAGIC", DLEDGER_MAGIC, "MAGIC_V1", (int)MAGIC_V1, "MAGIC_V2", (int)MAGIC_V2,
+        "SYSFLAG_COMPRESSED", SYSFLAG_COMPRESSED, "SYSFLAG_TX_MASK", SYSFLAG_TX_MASK, "SYSFLAG_BORNHOST_V6",
+        SYSFLAG_BORNHOST_V6, "SYSFLAG_STOREHOST_V6", SYSFLAG_STOREHOST_V6, "SYSFLAG_NEED_UNWRAP", SYSFLAG_NEED_UNWRAP,
+        "SYSFLAG_INNER_BATCH", SYSFLAG_INNER_BATCH, "TYPE_ID_ZLIB", TYPE_ID_ZLIB, "CRC_TAIL", CRC_TAIL,
+        "SPECIAL_TOPICS", SPECIAL_TOPICS[0], SPECIAL_TOPICS[1], SPECIAL_TOPICS[2]);
+    if (!c || PyModule_AddObject(m, "CONSTANTS", c) < 0) {
+        Py_XDECREF(c);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
