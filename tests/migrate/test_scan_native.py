@@ -104,7 +104,7 @@ def _same(buf: bytes, length, base, src_dl, v4, committed) -> None:
     assert _scan.summarize(memoryview(bytearray(buf)), length, base, src_dl, v4, committed) == got
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(window=_window(), v4=st.booleans(), committed=st.one_of(st.none(), st.integers(0, 8)))
 def test_c_and_python_agree_on_windows(window, v4, committed) -> None:
     buf, length, base, src_dl = window
