@@ -229,7 +229,7 @@ class MaxRateSearch:
         if handler is None:
             raise InvariantViolation(f"max-rate search has no move for ({self.state}, {verdict})")
         handler(self, obs)
-        self._soak_when_due()
+        self._soak_when_due(before, verdict)
         self._backlog_before = obs.publish_backlog_msgs + obs.consume_backlog_msgs
         if not self.finished and self.checks >= self.settings.max_checks:
             self._fail()
@@ -408,9 +408,10 @@ class MaxRateSearch:
         return (self.held_per_s is None and self._checks_left is not None
                 and self._checks_left < 3 * (self.settings.hold_checks + 2))
 
-    def _soak_when_due(self) -> None:
+    def _soak_when_due(self, before: tuple[str, float], verdict: str) -> None:
         """The budget affords a soak of the rate that held, and little more: stop probing above it
-        and soak it now, so the search ends on a soaked rate rather than out of time."""
+        and soak it now, so the search ends on a soaked rate rather than out of time (straight on,
+        without a drain, when the check just run was its hold's last)."""
         held, left = self.held_per_s, self._checks_left
         if (self.finished or not self.settings.soak_checks or held is None or held in self._soaked or left is None
                 or left >= 2 * self.settings.hold_checks + self.settings.soak_checks + 3):
@@ -418,6 +419,10 @@ class MaxRateSearch:
         if self.state == SOAK or (self.state == DRAIN and self._resume_state == SOAK):
             return
         if self.state == HOLD and self.rate_per_s == held:
+            return
+        if before == (HOLD, held) and verdict == HEALTHY and self._held >= self.settings.hold_checks:
+            self.state, self.rate_per_s = SOAK, held
+            self._soak_target = self._soak_length(self._held)
             return
         if self.state == DRAIN:
             self._resume_state, self._resume_rate_per_s = SOAK, held
