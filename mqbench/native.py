@@ -29,6 +29,7 @@ MODULES: dict[str, list[str]] = {
     "mqbench.broker.formats._dledger": ["broker/formats/_dledger.c"],
     "mqbench.broker.formats._record_check": ["broker/formats/_record_check.c"],
     "mqbench.broker.formats._sendpath": ["broker/formats/_sendpath.c"],
+    "mqbench.broker.raft._wire": ["broker/raft/_wire.c"],
     "mqbench.migrate._scan": ["migrate/_scan.c"],
 }
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import struct
 
+from mqbench import native
 from mqbench.errors import PeerError
 
 from .types import Entry, EntryKind, Message, MsgType
@@ -65,7 +66,8 @@ def frame_bytes(m: Message) -> int:
 def encode_entries(entries: tuple[Entry, ...] | list[Entry]) -> bytes:
     """The entries part of a frame (everything after the 56-byte header): what ``encode_frame``
     writes for ``entries``. A leader sends the same entries to every follower, so a transport
-    encodes them once and passes the result to ``encode_frame`` for each."""
+    encodes them once and passes the result to ``encode_frame`` for each. ``_wire.c`` is the same
+    function in C, used where it is built (``mqbench.native``)."""
     pack = ENTRY.pack
     parts = []
     for e in entries:
@@ -89,6 +91,33 @@ _new_entry = tuple.__new__     # Entry(...) without the NamedTuple's Python-leve
 _KIND_OF = tuple(_KINDS.get(code) for code in range(max(_KINDS) + 1))
 
 
+def decode_entries(body: bytes | bytearray | memoryview, start: int, pos: int, end: int, count: int,
+                   entry_type: type = Entry, kinds: tuple[EntryKind | None, ...] = _KIND_OF) -> tuple[tuple[Entry, ...], int]:
+    """The ``count`` entries of a frame whose bytes after the length field start at ``body[start]``,
+    read from ``body[pos:end]`` (``entry_type`` tuples: index, term, data as bytes, ``kinds[kind]``),
+    and how many bytes of ``body[pos:end]`` are left after them. PeerError (offsets from
+    ``start``) for an entry header or data cut by ``end`` or an unknown kind. ``_wire.c`` is the
+    same function in C, used where it is built (``mqbench.native``; tests/raft)."""
+    out: list[Entry] = []
+    unpack_entry, entry_size, n_kinds = ENTRY.unpack_from, ENTRY.size, len(kinds)
+    if type(body) is not bytes:      # one copy of the frame; slicing bytes beats memoryview slices
+        with memoryview(body) as view:
+            body = view[pos:end].tobytes()
+        start, pos, end = start - pos, 0, end - pos
+    for _ in range(count):
+        if pos + entry_size > end:
+            raise PeerError(f"raft entry header cut at byte {pos - start}")
+        e_index, e_term, kind, length = unpack_entry(body, pos)
+        pos += entry_size
+        if kind >= n_kinds or kinds[kind] is None:
+            raise PeerError(f"unknown raft entry kind {kind}")
+        if pos + length > end:
+            raise PeerError(f"raft entry data of {length} bytes overruns the frame at byte {pos - start}")
+        out.append(_new_entry(entry_type, (e_index, e_term, body[pos:pos + length], kinds[kind])))
+        pos += length
+    return tuple(out), end - pos
+
+
 def decode_body(body: bytes | bytearray | memoryview, start: int = 0, end: int | None = None) -> Message:
     """The message in one frame's bytes after the length field (``body[start:end]``, the whole of
     ``body`` by default; the entries part is copied once when ``body`` is not ``bytes``); PeerError
@@ -109,33 +138,22 @@ def decode_body(body: bytes | bytearray | memoryview, start: int = 0, end: int |
         raise PeerError(f"raft frame has unknown flags 0x{flags:02x}/{reserved}")
     if count > (size - HEADER_BYTES) // ENTRY.size:
         raise PeerError(f"raft frame claims {count} entries in {size - HEADER_BYTES} bytes")
-    pos = start + HEADER_BYTES
     entries: tuple[Entry, ...] = ()
+    left = end - start - HEADER_BYTES
     if count:
-        out = []
-        unpack_entry, entry_size, kinds, n_kinds = ENTRY.unpack_from, ENTRY.size, _KIND_OF, len(_KIND_OF)
-        if type(body) is not bytes:      # one copy of the frame; slicing bytes beats memoryview slices
-            with memoryview(body) as view:
-                body = view[pos:end].tobytes()
-            start, pos, end = start - pos, 0, end - pos
-        for _ in range(count):
-            if pos + entry_size > end:
-                raise PeerError(f"raft entry header cut at byte {pos - start}")
-            e_index, e_term, kind, length = unpack_entry(body, pos)
-            pos += entry_size
-            if kind >= n_kinds or kinds[kind] is None:
-                raise PeerError(f"unknown raft entry kind {kind}")
-            if pos + length > end:
-                raise PeerError(f"raft entry data of {length} bytes overruns the frame at byte {pos - start}")
-            out.append(_new_entry(Entry, (e_index, e_term, body[pos:pos + length], kinds[kind])))
-            pos += length
-        entries = tuple(out)
-    if pos != end:
-        raise PeerError(f"{end - pos} stray bytes after the raft entries")
+        entries, left = decode_entries(body, start, start + HEADER_BYTES, end, count, Entry, _KIND_OF)
+    if left:
+        raise PeerError(f"{left} stray bytes after the raft entries")
     if src == 0 or dst == 0:
         raise PeerError("raft frame without a src or dst node id")
     return Message(msg_type, src, dst, term, log_term, index, entries, commit,
                    bool(flags & _FLAG_REJECT), hint, bool(flags & _FLAG_TRANSFER))
+
+
+encode_entries_py, decode_entries_py = encode_entries, decode_entries
+_native = native.load("mqbench.broker.raft._wire")
+if _native is not None:
+    encode_entries, decode_entries = _native.encode_entries, _native.decode_entries  # noqa: F811 - the same in C
 
 
 class FrameDecoder:
