@@ -340,7 +340,112 @@ done:
     return result;
 }
 
+/* batch.decode_batch for the usual body: every item framed as decode_batch requires and each
+ * property string plain (split_plain: name\x01value\x02 segments, neither holding a separator),
+ * UTF-8, with distinct names. Returns the list of item_class(body, properties, flag, wire) that
+ * decode_batch returns, or None for any other body (damaged, over items_max, or a property string
+ * decode_properties reads by its other rules): batch.py then decodes it, which names the damage.
+ * items_max: an int, or None for no bound. */
+static PyObject *decode_batch_plain(PyObject *self, PyObject *args) {
+    PyObject *body, *items_max_obj, *item_class;
+    if (!PyArg_ParseTuple(args, "OOO", &body, &items_max_obj, &item_class))
+        return NULL;
+    if (!PyBytes_Check(body))
+        Py_RETURN_NONE;
+    const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(body);
+    Py_ssize_t end = PyBytes_GET_SIZE(body);
+    long long limit = end;
+    if (items_max_obj != Py_None && clamp_ll(items_max_obj, LLONG_MIN, LLONG_MAX, &limit) < 0)
+        return NULL;
+    PyObject *items = PyList_New(0);
+    span *names = PyMem_Malloc(sizeof(span) * (PROPERTIES_MAX / 4 + 1));
+    if (items == NULL || names == NULL) {
+        Py_XDECREF(items);
+        PyMem_Free(names);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t pos = 0, count = 0;
+    while (pos < end) {
+        if (count >= limit || end - pos < ITEM_FIXED)
+            goto none;
+        const unsigned char *h = buf + pos;
+        int64_t total = be32(h), flag = be32(h + 12), body_len = be32(h + 16);
+        if (body_len < 0 || total < ITEM_FIXED + body_len || total > (int64_t)(end - pos))
+            goto none;
+        Py_ssize_t props_at = pos + 20 + (Py_ssize_t)body_len;
+        int64_t props_len = be16(buf + props_at);
+        if (props_len < 0 || ITEM_FIXED + body_len + props_len != total)
+            goto none;
+        const unsigned char *wire = buf + props_at + 2;
+        PyObject *props = PyDict_New();
+        if (props == NULL)
+            goto fail;
+        if (props_len) {
+            Py_ssize_t k = split_plain(wire, (Py_ssize_t)props_len, names);
+            int ok = k < 0 ? 0 : is_utf8(wire, (Py_ssize_t)props_len);
+            if (ok > 0)
+                ok = names_distinct(names, k);      /* may reorder names: the wire is walked again below */
+            if (ok <= 0) {
+                Py_DECREF(props);
+                if (ok < 0)
+                    goto fail;
+                goto none;
+            }
+            /* each segment again, in order: name and value as str */
+            Py_ssize_t i = 0;
+            while (i < props_len) {
+                Py_ssize_t n0 = i;
+                while (wire[i] != 1)
+                    i++;
+                Py_ssize_t v0 = ++i;
+                while (wire[i] != 2)
+                    i++;
+                PyObject *name = PyUnicode_DecodeUTF8((const char *)wire + n0, v0 - 1 - n0, "strict");
+                PyObject *value = name == NULL ? NULL : PyUnicode_DecodeUTF8((const char *)wire + v0, i - v0, "strict");
+                int bad = value == NULL || PyDict_SetItem(props, name, value) < 0;
+                Py_XDECREF(name);
+                Py_XDECREF(value);
+                if (bad) {
+                    Py_DECREF(props);
+                    goto fail;
+                }
+                i++;
+            }
+        }
+        PyObject *item_body = PyBytes_FromStringAndSize((const char *)buf + pos + 20, (Py_ssize_t)body_len);
+        PyObject *item_wire = PyBytes_FromStringAndSize((const char *)wire, (Py_ssize_t)props_len);
+        PyObject *flag_obj = PyLong_FromLongLong(flag);
+        PyObject *item = NULL;
+        if (item_body != NULL && item_wire != NULL && flag_obj != NULL)
+            item = PyObject_CallFunctionObjArgs(item_class, item_body, props, flag_obj, item_wire, NULL);
+        Py_XDECREF(item_body);
+        Py_XDECREF(item_wire);
+        Py_XDECREF(flag_obj);
+        Py_DECREF(props);
+        if (item == NULL)
+            goto fail;
+        int appended = PyList_Append(items, item);
+        Py_DECREF(item);
+        if (appended < 0)
+            goto fail;
+        pos += (Py_ssize_t)total;
+        count++;
+    }
+    PyMem_Free(names);
+    return items;
+none:
+    PyMem_Free(names);
+    Py_DECREF(items);
+    Py_RETURN_NONE;
+fail:
+    PyMem_Free(names);
+    Py_DECREF(items);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"decode_batch_plain", decode_batch_plain, METH_VARARGS,
+     "batch.decode_batch(body, items_max=items_max) for the usual body (else None), items built by item_class."},
     {"restamp_inner_batch", restamp_inner_batch, METH_VARARGS,
      "restamp.restamp_inner_batch(record, queue_offset) in C, given the properties' start and length."},
     {"canonical_batch_count", canonical_batch_count, METH_VARARGS,

@@ -150,8 +150,14 @@ def decode_batch(body: ByteView, *, where: str | None = None, items_max: int | N
     """Split a batch body into its items. The whole body must be consumed exactly.
 
     Raises CorruptDataError (with ``where`` and the item's offset) for a torn or inconsistent item,
-    or as soon as the body holds more than ``items_max`` items (None: no bound).
+    or as soon as the body holds more than ``items_max`` items (None: no bound). The C accelerator
+    decodes the usual body (plain property strings) the same way and leaves any other to the code
+    below.
     """
+    if _native is not None:
+        plain = _native.decode_batch_plain(body, items_max, BatchItem)
+        if plain is not None:
+            return plain
     items: list[BatchItem] = []
     append = items.append
     unpack_head, unpack_i16 = _HEAD.unpack_from, _I16.unpack_from

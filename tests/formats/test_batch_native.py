@@ -138,3 +138,37 @@ def test_restamp_inner_batch_native_refuses_what_the_caller_must_check():
                 (record, 5, len(record) + 1, -1)):
         with pytest.raises(ValueError):
             _c.restamp_inner_batch(*bad)
+
+
+# -- decode_batch: the usual body decoded in C, anything else left to the Python code -------------
+
+@settings(max_examples=250, deadline=None)
+@given(st.one_of(bodies(), st.binary(max_size=80)), st.sampled_from([None, 0, 1, 3, 1024, -1, 2**70]))
+def test_decode_batch_native_is_the_reference_or_leaves_the_body_to_it(body, items_max):
+    from mqbench.errors import CorruptDataError
+
+    native = _c.decode_batch_plain(body, items_max, batch_mod.BatchItem)
+    saved, batch_mod._native = batch_mod._native, None
+    try:
+        python = batch_mod.decode_batch(body, items_max=items_max)
+    except CorruptDataError:
+        python = None
+    finally:
+        batch_mod._native = saved
+    if native is not None:
+        assert python is not None and native == python
+        assert [(i.wire_properties, type(i.body)) for i in native] == [(i.wire_properties, bytes) for i in python]
+    elif python is not None and all(i.wire_properties is not None and (not i.properties or b"\x01" not in
+                                    b"".join(i.properties[k].encode() for k in i.properties)) for i in python):
+        raise AssertionError(f"a plain body left to Python: {body!r}")
+
+
+def test_decode_batch_native_on_what_clients_send():
+    items = [batch_mod.BatchItem(b"x" * 50, {"UNIQ_KEY": f"{i:032X}", "WAIT": "true", "K": "é"}) for i in range(64)]
+    body = batch_mod.encode_batch(items) + batch_mod.encode_batch([batch_mod.BatchItem(b"")])
+    got = _c.decode_batch_plain(body, None, batch_mod.BatchItem)
+    assert got == items + [batch_mod.BatchItem(b"")] and got[-1].wire_properties == b""
+    assert _c.decode_batch_plain(body, 64, batch_mod.BatchItem) is None          # over the bound
+    assert _c.decode_batch_plain(body[:-1], None, batch_mod.BatchItem) is None    # torn
+    with pytest.raises(TypeError):
+        _c.decode_batch_plain(body, None, None)                                   # not callable
