@@ -31,18 +31,28 @@ gathers its keys for the key index (``IndexWriter.put_flat``, at each flush). Bu
 write per run of a segment (``BUFFER_BYTES``); ``flush_pending`` hands everything to the target
 objects (log end, last index and term, queue sizes, counters) before the per-record path or a
 checkpoint runs, so both paths write exactly the bytes the other would have written.
+
+Where ``mqbench.migrate._build`` is loaded (``mqbench.native``; not with ``MQBENCH_NATIVE=0``),
+the loop over a window's rows runs in C (``_build.run``, one call per run of records): the same
+checks in the same order, the same bytes appended, and it returns to ``_copy_run_native`` at each
+point where the loop below does more than append (a queue it has not seen, a segment's end, a
+checkpoint, a full buffer, a queue's units to write, a record it does not take). The rows then come
+packed (``prescan.pack``) and the keys are gathered packed for ``IndexWriter.put_packed``. The loop
+below stays the reference (``tests/migrate/test_build_native.py`` compares whole migrations).
 """
 from __future__ import annotations
 
 import struct
 import zlib
 
+from mqbench import native
 from mqbench.broker.formats import dledger as dl
 from mqbench.broker.formats.queues import CQ_UNIT_BYTES
 from mqbench.broker.formats.record import BLANK_MIN_BYTES, encode_blank
 from mqbench.broker.store import versions
 
 from .prescan import Window, Windows
+from .scan import ROW_FIELDS
 
 BUFFER_BYTES = 4 << 20
 QUEUE_UNITS_PENDING = 4096        # units a queue gathers before they are written (80 KiB)
@@ -54,6 +64,10 @@ _I64 = struct.Struct(">q")
 _ENTRY = struct.Struct(">iiqqqiiii")
 _INDEX_UNIT = struct.Struct(">iqiqq")
 _CQ_UNIT = struct.Struct(">qiq")
+_build = native.load("mqbench.migrate._build")
+# _build.run's state list (its ST_* fields, in order)
+_ST_END, _ST_LAST_INDEX, _ST_LAST_TERM, _ST_EXPECTED, _ST_BEFORE, _ST_BOUNDARY, _ST_RECORDS, _ST_BYTES_IN, \
+    _ST_BYTES_OUT, _ST_MAX_STORE_MS = range(10)
 
 
 class _Queue:
@@ -75,6 +89,8 @@ class BulkCopy:
         self.keep_indexes = c.keep_indexes
         self.committed = c.plan.committed_index if (self.src_dl and not self.dst_dl) else None
         self.enabled = ENABLED and c.reframer.codec is None
+        self.native = _build if self.enabled else None       # the compiled loop (module doc)
+        self.qmaps: dict[bytes, dict[int, object]] = {}      # topic -> queue id -> _build.Queue (native only)
         self.log = c.log
         self.segment_bytes = c.log.segment_bytes
         self.queues: dict[tuple[bytes, int], _Queue] = {}
@@ -89,7 +105,9 @@ class BulkCopy:
         self.index_units = bytearray()
         self.index_at = 0
         self.counts = [0, 0, 0]          # records, bytes in, bytes out (since the last flush)
-        self.keys: list[int] = []        # pending key index inserts: (hash, physical offset, store ms) flat
+        # pending key index inserts: (hash, physical offset, store ms) flat; packed int64 for the compiled loop
+        self.keys: list[int] | bytearray = [] if self.native is None else bytearray()
+        self.put_keys = c.index.put_flat if self.native is None else c.index.put_packed
         self.max_store_ms = 0
 
     # -- bookkeeping shared with the per-record path -----------------------------------------
@@ -108,7 +126,8 @@ class BulkCopy:
     def open_folder(self, files, jobs: int) -> None:
         """Start on a source folder: its windows are checked ahead by ``jobs`` worker processes
         (0: in this process; ``prescan``)."""
-        self.windows = Windows(files, self.src_dl, self.v4, self.committed, jobs if self.enabled else 0)
+        self.windows = Windows(files, self.src_dl, self.v4, self.committed, jobs if self.enabled else 0,
+                               packed=self.native is not None)
         self.window, self.row = None, 0
 
     def close_folder(self) -> None:
@@ -124,7 +143,10 @@ class BulkCopy:
         cq = self.copier.queues.queues.cqs.get((topic.decode("ascii"), queue_id))
         if cq is None:
             return None
-        q = self.queues[(topic, queue_id)] = _Queue(cq)
+        if self.native is None:
+            q = self.queues[(topic, queue_id)] = _Queue(cq)
+        else:
+            q = self.queues[(topic, queue_id)] = self.qmaps.setdefault(topic, {})[queue_id] = self.native.Queue(cq)
         return q
 
     def flush_pending(self) -> None:
@@ -139,7 +161,7 @@ class BulkCopy:
             self.out = bytearray()
         self.flush_index()
         if self.keys:
-            self.copier.index.put_flat(self.keys)
+            self.put_keys(self.keys)
             self.keys.clear()
         for q in self.dirty:
             if q.count:
@@ -171,6 +193,8 @@ class BulkCopy:
         c = self.copier
         if not self.enabled or c.blocked:
             return pos
+        if self.native is not None:
+            return self._copy_run_native(pos, state, every_bytes, at_boundary)
         src_dl = self.src_dl
         dst_dl = self.dst_dl
         keep_indexes = self.keep_indexes
@@ -338,6 +362,91 @@ class BulkCopy:
         self._sync(t_end, t_last_index, t_last_term, expected, before, state, records, bytes_in, bytes_out,
                    max_store_ms)
         return pos
+
+    def _queue_maps(self, w) -> list:
+        """Per topic number of window ``w``: its queues' map (``_build.Queue`` by queue id), or None
+        when the fast path does not take the topic."""
+        return [self.qmaps.setdefault(topic, {}) if fast else None for topic, fast in self._topics_of(w)]
+
+    def _copy_run_native(self, pos: int, state: dict, every_bytes: int, at_boundary) -> int:
+        """``copy_run`` with the loop over each window's rows in C (module doc)."""
+        c = self.copier
+        b = self.native
+        run = b.run
+        log = self.log
+        dst_dl = self.dst_dl
+        if dst_dl:
+            dled = log.dledger
+            t_end, t_last_index, t_last_term = dled.end_pos, dled.last_index, dled.last_term
+        else:
+            t_end, t_last_index, t_last_term = log.end, 0, 0
+        if not self.out:
+            self.out_at = t_end
+        if dst_dl and not self.index_units:
+            self.index_at = (t_last_index + 1) * dl.INDEX_UNIT_BYTES
+        before = state["before"]
+        st = [t_end, t_last_index, t_last_term, state.get("expected_index"), before,
+              (before // every_bytes + 1) * every_bytes, 0, 0, 0, self.max_store_ms]
+        cfg = (self.src_dl, dst_dl, self.keep_indexes, self.segment_bytes, BUFFER_BYTES, QUEUE_UNITS_PENDING)
+        windows = self.windows
+        w, i = windows.at(pos, self.window, self.row)
+        if w is None:
+            self.window = None
+            return pos
+        wq = self._queue_maps(w)
+        taken = False
+        while True:
+            summary = w.summary
+            i, reason, full = run(summary.rows, i, w.view, summary.keys, wq, self.out, self.index_units, self.keys,
+                                  self.dirty, st, cfg)
+            if st[_ST_RECORDS]:
+                taken = True
+            if full is not None:
+                self.flush_queue(full)
+            if reason == b.R_END:
+                w = windows.following(w)
+                i = 0
+                if w is None or not len(w.summary.rows):
+                    break
+                wq = self._queue_maps(w)
+            elif reason == b.R_MORE:
+                continue
+            elif reason == b.R_NEWQ:
+                at = i * ROW_FIELDS
+                topic = summary.topics[summary.rows[at + 8]]
+                if self._queue(topic, summary.rows[at + 9]) is None:
+                    break
+            elif reason == b.R_ROLL:
+                self.flush_log()
+                self.out_at = st[_ST_END]
+            elif reason == b.R_FULL:
+                self.flush_log()
+                self.out_at = st[_ST_END]
+                self.put_keys(self.keys)      # memory stays flat: the keys go with the bytes they index
+                self.keys.clear()
+                if dst_dl:
+                    self.flush_index()
+            elif reason == b.R_BOUNDARY:
+                self._sync_native(st, state)
+                self.flush_pending()
+                before = st[_ST_BEFORE]
+                at_boundary(before)
+                self.out_at = st[_ST_END]
+                self.index_at = (st[_ST_LAST_INDEX] + 1) * dl.INDEX_UNIT_BYTES
+                st[_ST_BOUNDARY] = (before // every_bytes + 1) * every_bytes
+                if c.blocked:
+                    break
+            else:       # R_BREAK: the reader and the per-record path take this item
+                break
+        self.window, self.row = w, i
+        self._sync_native(st, state)
+        return st[_ST_BEFORE] if taken else pos
+
+    def _sync_native(self, st: list, state: dict) -> None:
+        """``_sync`` from ``_build.run``'s state list (its counters start again from 0)."""
+        self._sync(st[_ST_END], st[_ST_LAST_INDEX], st[_ST_LAST_TERM], st[_ST_EXPECTED], st[_ST_BEFORE], state,
+                   st[_ST_RECORDS], st[_ST_BYTES_IN], st[_ST_BYTES_OUT], st[_ST_MAX_STORE_MS])
+        st[_ST_RECORDS] = st[_ST_BYTES_IN] = st[_ST_BYTES_OUT] = 0
 
     def _sync(self, t_end, t_last_index, t_last_term, expected, before, state, records, bytes_in, bytes_out,
               max_store_ms) -> None:

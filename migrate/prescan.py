@@ -18,6 +18,11 @@ row (the reader took an item the hop cannot follow, or ended the folder) drops e
 and starts reading again at that position. The summaries do not depend on where the windows
 begin: the same rows result for an item whichever window holds it, so the copy is the same with
 any ``jobs``.
+
+``packed`` (the compiled copy loop, ``bulk``, is in use): each summary's rows and key hashes are
+handed over as native int64 arrays (``scan.ROW_FIELDS`` a row) instead of lists of tuples, packed
+where they were made (in the worker), so this process unpickles two buffers instead of a tuple of
+17 ints per record.
 """
 from __future__ import annotations
 
@@ -26,12 +31,14 @@ import multiprocessing
 import os
 import signal
 import traceback
+from array import array
 from collections import deque
+from itertools import chain
 from multiprocessing.connection import wait
 
 from mqbench.errors import MqbenchError
 
-from .scan import NATIVE, Summary, hop, summarize
+from .scan import NATIVE, ROW_FIELDS, Summary, hop, summarize
 
 WINDOW_BYTES = 4 << 20
 RESULT_POLL_S = 1.0
@@ -45,7 +52,22 @@ class Window:
         self.summary: Summary | None = None
 
 
-def _worker(conn, buffers, src_dl: bool, v4: bool, committed) -> None:
+def pack(summary: Summary) -> Summary:
+    """``summary`` with its rows and key hashes as native int64 arrays (module doc)."""
+    summary.rows = array("q", chain.from_iterable(summary.rows))
+    summary.keys = array("q", summary.keys)
+    return summary
+
+
+def row_count(summary: Summary, packed: bool) -> int:
+    return len(summary.rows) // ROW_FIELDS if packed else len(summary.rows)
+
+
+def row_pos(summary: Summary, index: int, packed: bool) -> int:
+    return summary.rows[index * ROW_FIELDS] if packed else summary.rows[index][0]
+
+
+def _worker(conn, buffers, src_dl: bool, v4: bool, committed, packed: bool) -> None:
     """A worker process: summarize the windows it is sent until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
@@ -64,7 +86,8 @@ def _worker(conn, buffers, src_dl: bool, v4: bool, committed) -> None:
         try:
             # the C scan reads the shared window in place; the Python one wants bytes (a copy)
             buf = buffers[slot] if NATIVE else buffers[slot][:length]
-            reply = ("ok", summarize(buf, length, base, src_dl, v4, committed))
+            summary = summarize(buf, length, base, src_dl, v4, committed)
+            reply = ("ok", pack(summary) if packed else summary)
         except Exception:       # a bug: the parent raises it with the worker's traceback
             reply = ("error", traceback.format_exc())
         try:
@@ -76,8 +99,9 @@ def _worker(conn, buffers, src_dl: bool, v4: bool, committed) -> None:
 class Windows:
     """See module doc."""
 
-    def __init__(self, files, src_dl: bool, v4: bool, committed: int | None, jobs: int):
+    def __init__(self, files, src_dl: bool, v4: bool, committed: int | None, jobs: int, packed: bool = False):
         self.files = files
+        self.packed = packed
         self.src_dl, self.v4, self.committed = src_dl, v4, committed
         self.jobs = jobs
         self.seg_size = files.segment_size_bytes
@@ -94,7 +118,8 @@ class Windows:
             ctx = multiprocessing.get_context("fork")
             for _ in range(jobs):
                 mine, theirs = ctx.Pipe()
-                proc = ctx.Process(target=_worker, args=(theirs, self.buffers, src_dl, v4, committed), daemon=True)
+                proc = ctx.Process(target=_worker, args=(theirs, self.buffers, src_dl, v4, committed, packed),
+                                   daemon=True)
                 proc.start()
                 theirs.close()
                 self.procs.append(proc)
@@ -129,6 +154,8 @@ class Windows:
                 self.conns[w.worker].send((slot, end, start))
             else:
                 w.summary = summarize(view, end, start, self.src_dl, self.v4, self.committed)
+                if self.packed:
+                    pack(w.summary)
             self.pending.append(w)
             self.next_start = None if stopped else start + end
 
@@ -173,10 +200,10 @@ class Windows:
         (``current``, ``index``: the row it stopped at); ``(None, 0)`` when no row can be had
         there (the reader must take the item)."""
         if current is not None:
-            rows = current.summary.rows
-            if index < len(rows) and rows[index][0] == pos:
+            n = row_count(current.summary, self.packed)
+            if index < n and row_pos(current.summary, index, self.packed) == pos:
                 return current, index
-            if index + 1 < len(rows) and rows[index + 1][0] == pos:
+            if index + 1 < n and row_pos(current.summary, index + 1, self.packed) == pos:
                 return current, index + 1
             if pos == current.end:
                 nxt = self.following(current)
@@ -187,7 +214,7 @@ class Windows:
                 self.release(current)
         self._restart(pos)
         w = self._take()
-        if w is None or not w.summary.rows:
+        if w is None or not row_count(w.summary, self.packed):
             self.release(w)
             return None, 0
         return w, 0

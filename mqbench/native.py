@@ -30,6 +30,8 @@ MODULES: dict[str, list[str]] = {
     "mqbench.broker.formats._record_check": ["broker/formats/_record_check.c"],
     "mqbench.broker.formats._sendpath": ["broker/formats/_sendpath.c"],
     "mqbench.broker.raft._wire": ["broker/raft/_wire.c"],
+    "mqbench.broker.store._index_files": ["broker/store/_index_files.c"],
+    "mqbench.migrate._build": ["migrate/_build.c"],
     "mqbench.migrate._scan": ["migrate/_scan.c"],
 }
 

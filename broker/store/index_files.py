@@ -24,6 +24,7 @@ import struct
 from array import array
 from pathlib import Path
 
+from mqbench import native
 from mqbench.errors import CorruptDataError
 
 from mqbench.broker.formats import index_file as fmt
@@ -35,6 +36,9 @@ INDEX_DIR = "index"
 _ITEM_BUFFER_BYTES = 1 << 20
 _SLOT_CHUNK_BYTES = 4096
 _ITEM = struct.Struct(">iqii")
+_TRIPLE = struct.Struct("=qqq")
+# mqbench.broker.store._index_files (_index_files.c): put_flat's inlined insert in C, for put_packed
+_native = native.load("mqbench.broker.store._index_files")
 
 
 def geometry(size_bytes: int) -> tuple[int, int] | None:
@@ -173,6 +177,32 @@ class IndexWriter:
         while at < end:
             self.put_hashed(flat[at], flat[at + 1], flat[at + 2])
             at += 3
+
+    def put_packed(self, flat) -> None:
+        """``put_flat`` of triples packed as native int64 (a bytes-like of 24 bytes a triple; the
+        compiled copy loop gathers them so). The inlined insert runs in C where
+        ``mqbench.broker.store._index_files`` is loaded, else ``put_flat`` does it: the same items,
+        slots and headers either way."""
+        if _native is None:
+            self.put_flat(array("q", bytes(flat)).tolist())
+            return
+        end = len(flat) // _TRIPLE.size
+        at = 0
+        while at < end:
+            if self._fd >= 0 and 1 < self._count < self.index_num:
+                at, n, new_slots, phys, ms = _native.index_put(self._slots, self._items, flat, at, self._count,
+                                                               self.index_num, self.hash_slot_num, self._begin_ts)
+                done = n - self._count
+                if done:
+                    self._slot_count += new_slots
+                    self.items_written += done
+                    self._count = n
+                    self._end_phy, self._end_ts = phys, ms
+                    if len(self._items) >= _ITEM_BUFFER_BYTES:
+                        self._flush_items()
+            else:       # a new file, its first item, or a full file: put_hashed
+                self.put_hashed(*_TRIPLE.unpack_from(flat, at * _TRIPLE.size))
+                at += 1
 
     def _flush_items(self) -> None:
         if self._items:
