@@ -62,9 +62,11 @@ LINGER_MS_DEFAULT = 1000
 # of at most this long, or this many sends, then lets the loop run: each frame is written and each
 # answer taken at the end of a turn, so a turn of 64 sends (the old slice, 13-26 ms at the worker's
 # loaded cost per message) held every ack in flight and its own first frames that long, and showed
-# as publish latency. One yield costs a loop turn (~10-20 µs).
-SEND_TURN_NS = 1 * NS_PER_MS
-SEND_TURN_SENDS_MAX = 16
+# as publish latency. A yield costs a loop turn and usually a write (tens of µs): 1 ms / 16 sends
+# cut the producer's turns of >= 10 ms CPU at 2,400 msgs/s from 213-266 to 3-23 per run but looked
+# costlier in producer CPU (noisy, load 15-20); 2 ms / 32 sends: 76-149 -> 16-45.
+SEND_TURN_NS = 2 * NS_PER_MS
+SEND_TURN_SENDS_MAX = 32
 
 
 @dataclass
