@@ -7,24 +7,10 @@ import json
 import os
 import sys
 
-import psutil
 import ray
 
 from mqbench.ray.local import local_ray
-
-RAY_WORDS = ("raylet", "gcs_server", "ray::", "ray/_private", "ray.util.client", "dashboard", "mqbray-")
-
-
-def ray_pids(skip: set[int]) -> list[int]:
-    found = []
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        try:
-            text = " ".join(proc.info["cmdline"] or []) + " " + (proc.info["name"] or "")
-        except psutil.Error:
-            continue
-        if proc.pid not in skip and proc.pid != os.getpid() and any(word in text for word in RAY_WORDS):
-            found.append(proc.pid)
-    return found
+from ray_processes import ray_processes
 
 
 def _pid() -> int:
@@ -37,7 +23,7 @@ def main() -> None:
         ray.init(address)
         worker = ray.get(ray.remote(num_cpus=1)(_pid).remote())
         ray.shutdown()
-        during = ray_pids(skip)
+        during = list(ray_processes(skip))
     print(json.dumps({"during": during, "worker": worker}))
 
 

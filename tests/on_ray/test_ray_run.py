@@ -14,12 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
 
 pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]' to run the Ray tests")
 
 from mqbench.ray.local import private_netns_argv, private_netns_available  # noqa: E402
+from ray_processes import ray_processes  # noqa: E402
 
 pytestmark = pytest.mark.realproc
 
@@ -27,15 +27,7 @@ SCENARIO = Path(__file__).with_name("ray_scenario.py")
 
 
 def _ray_processes() -> list[str]:
-    found = []
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        try:
-            text = " ".join(proc.info["cmdline"] or []) + " " + (proc.info["name"] or "")
-        except psutil.Error:
-            continue
-        if any(word in text for word in ("raylet", "gcs_server", "ray::", "ray/_private", "ray_client_server")):
-            found.append(f"{proc.pid} {text[:120]}")
-    return found
+    return [f"{pid} {text}" for pid, text in ray_processes().items()]
 
 
 def test_run_on_a_local_ray_cluster_places_workers_and_layout_hosts_and_records_clocks(tmp_path):
