@@ -94,7 +94,9 @@ it). A failed hold is repeated once, then backs off to what its checks absorbed,
 failed hold in a row twice as far (3%, 6%, 12%, at most 20%), and once a rate held the
 search narrows the bracket (held, failed) from above, at least to its midpoint, until it is
 within 5%. Then the soak: the rate runs on for --soak-checks checks and stands only if none
-fails and the backlog did not grow. A failed soak check is not repeated (this machine runs
+fails and the backlog did not grow (a check failing on its acknowledged share alone is
+judged with the check before it: acks lagging at a check's end land in the next). A failed
+soak check is not repeated (this machine runs
 at two speeds about 28% apart, switching every few seconds: a rate that holds only in the
 fast phases fails at the next slow one); the rate is unseated and the search only comes
 down, to what the failing check absorbed (80-95% of the rate), held and soaked in one go.

@@ -69,7 +69,10 @@ soak        unhealthy   not repeated (a machine with two speeds fails again at i
                         failed twice), the highest rate held below it is the floor again, and
                         the search only comes down: soak next at what the failing check
                         absorbed, kept between ``rate * backoff_floor`` and ``rate * (1 -
-                        tolerance)``; a candidate at or under a held rate soaks that rate
+                        tolerance)``; a candidate at or under a held rate soaks that rate. A
+                        soak check that failed on its acknowledged share alone is judged with
+                        the check before it at the rate (acks lagging at one check's end land
+                        in the next: ``_soak_pair_verdict``)
 hold        unhealthy   suspect the hold (a stall in one check must not set the capacity):
                         drain, then **confirm** at the same rate; the second failure at a rate
                         fails the hold at once
@@ -189,6 +192,7 @@ class MaxRateSearch:
     _soaked: set = field(default_factory=set)  # held rates whose soak passed
     _failures: dict = field(default_factory=dict)  # rate -> judged checks at it that failed
     soak_failed: list = field(default_factory=list)  # rates that held a hold, then failed in their soak
+    _last_judged: tuple | None = None  # (state, rate, observation) of the last check
     _soak_target: int = 0  # checks in a row the current soak needs, its hold's included (``_soak_length``)
 
     def __post_init__(self) -> None:
@@ -208,6 +212,9 @@ class MaxRateSearch:
         self.checks += 1
         self._checks_left = checks_left
         healthy, reasons = verdict_of(obs, self.limits)
+        previous, self._last_judged = self._last_judged, (self.state, self.rate_per_s, obs)
+        if self.state == SOAK and not healthy and previous is not None:
+            healthy, reasons = self._soak_pair_verdict(obs, previous, reasons)
         if self.state == VERIFY and healthy and obs.intended and obs.published < VERIFY_SHARE_MIN * obs.intended:
             healthy = False  # a rate a little over capacity passes one fresh check at the usual share
             reasons = [f"acknowledged {obs.published} < {VERIFY_SHARE_MIN:g} x {obs.intended} offered (verify)"]
@@ -407,6 +414,24 @@ class MaxRateSearch:
         (the bracket then says how wide)."""
         return (self.held_per_s is None and self._checks_left is not None
                 and self._checks_left < 3 * (self.settings.hold_checks + 2))
+
+    def _soak_pair_verdict(self, obs: Observation, previous: tuple, reasons: list[str]) -> tuple[bool, list[str]]:
+        """A soak check that failed on its acknowledged share alone is judged with the check before
+        it at the same rate: acks that lag at one check's end arrive in the next (publish latency
+        moving by a tenth of a second shifts 5 % of a 2-s check), so the pair's share is what the
+        system absorbed. Backlogs, errors and latency are never pooled."""
+        state, rate, before = previous
+        share = self.limits.published_share_min
+        if rate != self.rate_per_s or state not in (HOLD, SOAK, BISECT, CONFIRM) or not share:
+            return False, reasons
+        if any(not r.startswith("acknowledged ") for r in reasons):
+            return False, reasons
+        if before.interval_ms != obs.interval_ms or before.intended == 0:
+            return False, reasons
+        published, intended = before.published + obs.published, before.intended + obs.intended
+        if published >= share * intended:
+            return True, []
+        return False, reasons + [f"with the check before: acknowledged {published} < {share:g} x {intended} offered"]
 
     def _soak_when_due(self, before: tuple[str, float], verdict: str) -> None:
         """The budget affords a soak of the rate that held, and little more: stop probing above it

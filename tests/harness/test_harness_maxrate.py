@@ -438,8 +438,7 @@ def test_a_machine_with_two_speeds_gives_the_slow_speeds_capacity_on_every_seed(
     # apart (25-32 of 40 in `tests/harness` evaluations with levels of 2-30 s), and most capacities
     # failed a check within a minute at that rate. With `mqbench run`'s 25-s soak (10 checks in a
     # row after the hold, none failing) and its `--duration 120s` budget, every capacity held every
-    # check of its soak, lies at the slow level (a check passes at 95 % absorbed: up to 1/0.95 of
-    # it), and every seed triple agrees within 15 %.
+    # check of its soak, lies at the slow level, and every seed triple agrees within 15 %.
     run = RunSettings(source="orders", cells=[])
     fast, slow_share = 6_000, 0.72
     slow = fast * slow_share
@@ -453,7 +452,9 @@ def test_a_machine_with_two_speeds_gives_the_slow_speeds_capacity_on_every_seed(
         assert result["state"] == DONE and result["capacity_msgs_per_s"] is not None, (seed, search.history)
         assert result["capacity_checks_held"] >= held_run(search, result["capacity_msgs_per_s"]) >= run.search.hold_checks
         found.append(result["capacity_msgs_per_s"])
-    assert 0.85 * slow <= min(found) and max(found) <= slow / run.thresholds.published_share_min, found
+    # A soak check's share may be judged with the check before it (acks lagging into the next
+    # check), so a one-check slow phase passes at 2 x 95 % - 100 % = 90 % absorbed: up to 1/0.9.
+    assert 0.85 * slow <= min(found) and max(found) <= slow / (2 * run.thresholds.published_share_min - 1), found
     for first in range(0, len(found), 3):
         triple = found[first:first + 3]
         assert (max(triple) - min(triple)) / max(triple) <= 0.15, found
@@ -500,3 +501,40 @@ def test_a_soak_the_budget_cannot_afford_is_shortened_and_says_so():
     result = search.result()
     assert result["state"] == DONE and not result["capacity_soaked"] and used <= 30 * 2_500
     assert search.settings.hold_checks < result["capacity_checks_held"] < search.settings.hold_checks + 40
+
+
+class LaggingAcks:
+    """A ``TwoLevelBroker`` whose acks are counted with jitter: each check hands a seeded share of its
+    load (gaussian, ``sd`` of what it offered) over to the next check's count, as publish latency
+    moving by a tenth of a second does with a 2-s check. Nothing is lost: the system absorbed it."""
+
+    def __init__(self, inner, rng, sd):
+        self.inner, self.rng, self.sd, self.owed = inner, rng, sd, 0
+
+    def run(self, rate_per_s):
+        obs = self.inner.run(rate_per_s)
+        shift = int(self.rng.gauss(0.0, self.sd) * obs.intended) if rate_per_s else 0
+        published = max(0, obs.published + self.owed - shift)
+        self.owed = shift
+        return Observation(obs.interval_ms, obs.intended, published, obs.publish_errors, obs.publish_backlog_msgs,
+                           obs.consume_backlog_msgs, obs.publish_latency_ms_p99, obs.publish_in_flight)
+
+
+def test_acks_that_lag_into_the_next_check_do_not_fail_a_soak():
+    # Judged check by check, a soak on a two-speed machine whose ack counts jitter by 2-3 % of a
+    # check came down on spurious failures (the soak repeats nothing): 4-11 of 20 seed triples
+    # apart, capacities down to half the slow speed. A soak check that fails on its share alone is
+    # judged with the check before it: 1-2 of 20 (20 triples of `tests/harness` evaluations).
+    run = RunSettings(source="orders", cells=[])
+    slow = 6_000 * 0.72
+    found = []
+    for seed in range(1, 13):
+        search = MaxRateSearch(run.search, run.thresholds)
+        system = LaggingAcks(TwoLevelBroker(6_000, random.Random(seed)), random.Random(seed + 999), 0.03)
+        run_search_within(search, system, 120_000, check_ms=run.check_ms, settle_ms=run.settle_ms)
+        assert search.state == DONE and search.capacity_msgs_per_s is not None, search.history
+        found.append(search.capacity_msgs_per_s)
+    assert min(found) >= 0.75 * slow and max(found) <= slow / (2 * run.thresholds.published_share_min - 1), found
+    for first in range(0, len(found), 3):
+        triple = found[first:first + 3]
+        assert (max(triple) - min(triple)) / max(triple) <= 0.15, found
