@@ -82,7 +82,8 @@ def canonical_batch_count(body: bytes, *, items_max: int | None = None,
     ``decode_batch``, which names any damage. No property dict or item is built, so an inner-batch
     record can store ``body`` as sent. The C accelerator (``_batch.c``) gives the same answer."""
     if _native is not None and type(names_refused) in (frozenset, set):
-        return _native.canonical_batch_count(body, items_max, names_refused, properties_bytes_max)
+        count: int | None = _native.canonical_batch_count(body, items_max, names_refused, properties_bytes_max)
+        return count
     return _canonical_batch_count(body, items_max, names_refused, properties_bytes_max)
 
 
@@ -155,7 +156,7 @@ def decode_batch(body: ByteView, *, where: str | None = None, items_max: int | N
     below.
     """
     if _native is not None:
-        plain = _native.decode_batch_plain(body, items_max, BatchItem)
+        plain: list[BatchItem] | None = _native.decode_batch_plain(body, items_max, BatchItem)
         if plain is not None:
             return plain
     items: list[BatchItem] = []

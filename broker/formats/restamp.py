@@ -44,7 +44,9 @@ def restamp_inner_batch(record: bytes, queue_offset: int) -> tuple[bytes, int] |
     if props_at + props_len != len(record):
         return None
     if _native is not None and props_at >= _PROPS_AT_MIN and 0 <= queue_offset <= _QUEUE_OFFSET_MAX:
-        return _native.restamp_inner_batch(record, queue_offset, props_at, props_len)     # the same, in C
+        restamped: tuple[bytes, int] | None = _native.restamp_inner_batch(     # the same, in C
+            record, queue_offset, props_at, props_len)
+        return restamped
     wire = record[props_at:]
     try:
         properties = decode_properties(wire)

@@ -376,7 +376,7 @@ def test_submit_on_done_runs_once_in_the_turn_that_read_the_answer(cluster, run)
                 # on_done ran before the done callbacks of the same future, which come a turn later
                 assert sum(t for _, t in calls) < sum(done_turns)
                 bad = producer.submit_batch([OutgoingMessage("Nope", b"x")], lambda f: calls.append((f, -1)))
-                with pytest.raises(Exception):
+                with pytest.raises(ClientError):      # no route for the topic
                     await bad
                 await asyncio.sleep(0.01)
                 assert sum(1 for f, _ in calls if f is bad) == 1
