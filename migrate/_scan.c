@@ -487,7 +487,19 @@ done:
     return result;
 }
 
+static PyObject *scan_crc32(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    unsigned int crc = 0;
+    if (!PyArg_ParseTuple(args, "y*|I:crc32", &view, &crc))
+        return NULL;
+    uint32_t c = mq_crc32(crc, view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(c);
+}
+
 static PyMethodDef methods[] = {
+    {"crc32", scan_crc32, METH_VARARGS,
+     "crc32(data, crc=0): mq_crc32.h as this module was built (zlib.crc32's value; for tests)."},
     {"hop", scan_hop, METH_VARARGS, "hop(buf, length, src_dl) -> (end, stopped): scan.hop in C."},
     {"summarize", scan_summarize, METH_VARARGS,
      "summarize(buf, length, base, src_dl, v4, committed) -> (rows, topics, keys): scan.summarize in C."},

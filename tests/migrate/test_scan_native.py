@@ -7,6 +7,7 @@ import importlib
 import os
 import struct
 import tarfile
+import zlib
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -156,3 +157,14 @@ def test_a_length_past_the_buffer_is_refused() -> None:
         _scan.summarize(b"\x00" * 8, 9, 0, False, False, None)
     with pytest.raises(ValueError):
         _scan.hop(b"", 1, True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=700), skip=st.integers(0, 15), crc=st.integers(0, 0xFFFFFFFF))
+def test_mq_crc32_is_zlibs(data, skip, crc) -> None:
+    """broker/formats/mq_crc32.h as the accelerators build it (the table loop, and on x86-64 with
+    PCLMULQDQ the folding of runs of 64 bytes and more) gives zlib.crc32's values, at any
+    alignment and continuing any running CRC."""
+    view = memoryview(data)[min(skip, len(data)):]
+    assert _scan.crc32(view, crc) == zlib.crc32(view, crc)
+    assert _scan.crc32(data) == zlib.crc32(data)
