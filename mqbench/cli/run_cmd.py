@@ -90,16 +90,17 @@ own report span), both backlogs <= max(1000 msgs, 1 s of the load), publish erro
 and publish p99 <= --max-p99-ms. A failed check is repeated after a drain (backlogs and
 requests in flight down to 50) before it counts; a candidate within 5% of the first unheld
 rate is held for 2 checks (its backlogs may not grow by more than 2% of its load or 0.5 s of
-it). A failed hold is repeated once, then backs off to what its checks absorbed, each
+it). A failed hold is repeated once, then backs off to what its failing checks absorbed
+(--soak-checks 0: the best of its checks), each
 failed hold in a row twice as far (3%, 6%, 12%, at most 20%), and once a rate held the
 search narrows the bracket (held, failed) from above, at least to its midpoint, until it is
 within 5%. Then the soak: the rate runs on for --soak-checks checks and stands only if none
 fails and the backlog did not grow (a check failing on its acknowledged share alone is
 judged with the check before it: acks lagging at a check's end land in the next). A failed
-soak check is not repeated (this machine runs
-at two speeds about 28% apart, switching every few seconds: a rate that holds only in the
-fast phases fails at the next slow one); the rate is unseated and the search only comes
-down, to what the failing check absorbed (80-95% of the rate), held and soaked in one go.
+soak check is not repeated (this machine runs at two speeds about 28% apart, switching every
+few seconds: a rate that holds only in the fast phases fails at the next slow one); the rate
+is unseated and the search only comes down, to what the failing check absorbed (80-95% of
+the rate), held and soaked in one go.
 --duration is the search's budget: when about two holds are left and nothing held yet, the
 search secures one (holds what just kept up; a failed hold is not repeated and backs off
 at least 10%); when it affords a soak and one more hold, the search soaks the rate that
