@@ -19,6 +19,10 @@
  *                 reconsume_times, body, properties, version, hosts) -> bytes or None
  *       record.encode_fields when both hosts are in ``hosts`` (record._HOSTS: host -> (packed, v6))
  *       and every field is in range; None: the Python function decides (errors included).
+ *   put_results(bodies, first, prefix, cls) -> [PutResult] or None
+ *       server.proposals.Proposals._results' loop over stored single-send records.
+ *   decode_properties(text) -> dict or None
+ *       record.decode_properties of a str (its rules, every string); None for bytes.
  *
  * Input is untrusted (a peer's frame): every read is bounds-checked against the buffer. */
 #define PY_SSIZE_T_CLEAN
@@ -771,11 +775,117 @@ done:
     return result;
 }
 
+/* --- the property string ------------------------------------------------------------------- */
+
+/* record.decode_properties of a str, by its rules (segments split on \x02; a segment of at least
+ * 3 characters whose first \x01 is neither its first nor its last character is name\x01value;
+ * the last duplicate wins); None for anything but a str (the Python function decodes bytes). */
+static PyObject *decode_properties(PyObject *self, PyObject *text) {
+    if (!PyUnicode_CheckExact(text))
+        Py_RETURN_NONE;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    PyObject *result = PyDict_New();
+    if (result == NULL)
+        return NULL;
+    Py_ssize_t start = 0;
+    while (start <= n) {
+        Py_ssize_t end = start;
+        while (end < n && PyUnicode_READ(kind, data, end) != 2)
+            end++;
+        Py_ssize_t length = end - start;
+        if (length >= 3) {
+            Py_ssize_t sep = start;
+            while (sep < end && PyUnicode_READ(kind, data, sep) != 1)
+                sep++;
+            if (sep > start && sep < end - 1) {
+                PyObject *key = PyUnicode_Substring(text, start, sep);
+                PyObject *value = key != NULL ? PyUnicode_Substring(text, sep + 1, end) : NULL;
+                int r = value != NULL ? PyDict_SetItem(result, key, value) : -1;
+                Py_XDECREF(key);
+                Py_XDECREF(value);
+                if (r < 0) {
+                    Py_DECREF(result);
+                    return NULL;
+                }
+            }
+        }
+        start = end + 1;
+    }
+    return result;
+}
+
+/* --- the results of a proposal of single sends ---------------------------------------------- */
+
+static PyObject *S_MSG_ID, *S_PHYSICAL_OFFSET, *S_QUEUE_OFFSET, *S_COUNT, *S_MSG_IDS, *S_INDEX, *ONE;
+
+/* proposals.Proposals._results' loop: one PutResult (``cls``) per stored record of ``bodies``
+ * (Raft indexes from ``first``): QUEUEID, QUEUEOFFSET and PHYSICALOFFSET read from the record,
+ * msgId = ``prefix`` + PHYSICALOFFSET in 16 upper-case hex digits. None (the Python loop decides)
+ * for a record shorter than its fixed head (48 bytes, as peek_fields reads), a negative offset, or a prefix that is not ASCII. */
+static PyObject *put_results(PyObject *self, PyObject *args) {
+    PyObject *bodies, *prefix, *cls;
+    Py_ssize_t first;
+    if (!PyArg_ParseTuple(args, "O!nUO!", &PyList_Type, &bodies, &first, &prefix, &PyType_Type, &cls))
+        return NULL;
+    if (!PyUnicode_IS_ASCII(prefix) || PyUnicode_GET_LENGTH(prefix) > 64)
+        Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(bodies), prefix_len = PyUnicode_GET_LENGTH(prefix);
+    /* every record checked first: a None answer must not follow a half-built list */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *body = PyList_GET_ITEM(bodies, i);
+        if (!PyBytes_CheckExact(body) || PyBytes_GET_SIZE(body) < 48 ||
+            (((const unsigned char *)PyBytes_AS_STRING(body))[28] & 0x80))
+            Py_RETURN_NONE;
+    }
+    PyObject *results = PyList_New(n);
+    if (results == NULL)
+        return NULL;
+    char text[64 + 17];
+    memcpy(text, PyUnicode_1BYTE_DATA(prefix), prefix_len);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(PyList_GET_ITEM(bodies, i));
+        int32_t queue_id = (int32_t)be32(b + 12);
+        int64_t queue_offset = (int64_t)(((uint64_t)be32(b + 20) << 32) | be32(b + 24));
+        uint64_t physical = ((uint64_t)be32(b + 28) << 32) | be32(b + 32);
+        snprintf(text + prefix_len, 17, "%016llX", (unsigned long long)physical);
+        PyObject *msg_id = PyUnicode_FromStringAndSize(text, prefix_len + 16);
+        PyObject *ids = msg_id != NULL ? PyList_New(1) : NULL;
+        PyObject *values[4] = {PyLong_FromLong(queue_id), PyLong_FromLongLong(queue_offset),
+                               PyLong_FromUnsignedLongLong(physical), PyLong_FromSsize_t(first + i)};
+        PyObject *result = NULL;
+        if (ids != NULL && values[0] != NULL && values[1] != NULL && values[2] != NULL && values[3] != NULL) {
+            PyList_SET_ITEM(ids, 0, Py_NewRef(msg_id));
+            result = PyBaseObject_Type.tp_new((PyTypeObject *)cls, EMPTY_TUPLE, NULL);
+            if (result != NULL &&
+                (PyObject_SetAttr(result, S_MSG_ID, msg_id) < 0 || PyObject_SetAttr(result, S_QUEUE_ID, values[0]) < 0 ||
+                 PyObject_SetAttr(result, S_QUEUE_OFFSET, values[1]) < 0 ||
+                 PyObject_SetAttr(result, S_PHYSICAL_OFFSET, values[2]) < 0 ||
+                 PyObject_SetAttr(result, S_COUNT, ONE) < 0 || PyObject_SetAttr(result, S_MSG_IDS, ids) < 0 ||
+                 PyObject_SetAttr(result, S_INDEX, values[3]) < 0))
+                Py_CLEAR(result);
+        }
+        Py_XDECREF(msg_id);
+        Py_XDECREF(ids);
+        for (int k = 0; k < 4; k++)
+            Py_XDECREF(values[k]);
+        if (result == NULL) {
+            Py_DECREF(results);
+            return NULL;
+        }
+        PyList_SET_ITEM(results, i, result);
+    }
+    return results;
+}
+
 static PyMethodDef METHODS[] = {
     {"decode_frames", decode_frames, METH_VARARGS, "FrameDecoder.feed's loop over whole usual frames"},
     {"send_header_v2", send_header_v2, METH_VARARGS, "headers.send_header_v2, or None"},
     {"send_success_frame", send_success_frame, METH_VARARGS, "command.send_success_frame, or None"},
     {"encode_fields", encode_fields, METH_VARARGS, "record.encode_fields, or None"},
+    {"decode_properties", decode_properties, METH_O, "record.decode_properties of a str, or None"},
+    {"put_results", put_results, METH_VARARGS, "Proposals._results' loop, or None"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -812,11 +922,17 @@ PyMODINIT_FUNC PyInit__sendpath(void) {
     INTERN(S_BATCH, "batch");
     INTERN(S_BROKER_NAME, "broker_name");
     INTERN(LANG_OTHER, "OTHER");
+    INTERN(S_MSG_ID, "msg_id");
+    INTERN(S_PHYSICAL_OFFSET, "physical_offset");
+    INTERN(S_QUEUE_OFFSET, "queue_offset");
+    INTERN(S_COUNT, "count");
+    INTERN(S_MSG_IDS, "msg_ids");
+    INTERN(S_INDEX, "index");
     for (int i = 0; i < 14; i++) {
         char name[2] = {(char)('a' + i), 0};
         INTERN(K_V2[i], name);
     }
-    if ((ZERO = PyLong_FromLong(0)) == NULL || (FOUR = PyLong_FromLong(4)) == NULL)
+    if ((ZERO = PyLong_FromLong(0)) == NULL || (FOUR = PyLong_FromLong(4)) == NULL || (ONE = PyLong_FromLong(1)) == NULL)
         return NULL;
     return PyModule_Create(&MODULE);
 }

@@ -168,6 +168,9 @@ def decode_properties(data: ByteView | str) -> dict[str, str]:
     ``\\x01``). Empty keys/values are dropped, the last duplicate wins, and a trailing segment
     without ``\\x02`` still counts. Raises CorruptDataError for bytes that are not UTF-8.
     """
+    if type(data) is str and _sendpath is not None:      # in C, by the rules below (_sendpath.c)
+        properties: dict[str, str] = _sendpath.decode_properties(data)
+        return properties
     if not isinstance(data, str):
         try:
             text = bytes(data).decode("utf-8")

@@ -27,6 +27,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Callable
 
+from mqbench import native
 from mqbench.broker.formats.record import message_id, peek_fields, physical_offsets
 from mqbench.broker.raft.types import Entry, NotLeader
 
@@ -36,6 +37,8 @@ __all__ = ["LeadershipLost", "NotLeader", "Proposals", "PutResult"]
 class LeadershipLost(NotLeader):
     """A pending write whose outcome is unknown: this replica stopped being leader (or closed)
     before it was committed. The entry may still be committed by the new leader."""
+
+_sendpath = native.load("mqbench.broker.formats._sendpath")
 
 
 @dataclass
@@ -128,6 +131,11 @@ class Proposals:
     def _results(self, first: int, last: int) -> list[PutResult]:
         results, prefix = [], self._id_prefix
         bodies = self._bodies(first, last + 1)
+        if _sendpath is not None and type(bodies) is list:
+            built: list[PutResult] | None = _sendpath.put_results(bodies, first, prefix, PutResult)
+            if built is not None:            # the loop below in C (_sendpath.c)
+                self.put_count += len(built)
+                return built
         for index, body in enumerate(bodies, first):
             _, queue_id, queue_offset, physical_offset, _ = peek_fields(body, 0)
             msg_id = f"{prefix}{physical_offset:016X}"

@@ -41,6 +41,8 @@ class RecordBuilder:
     def __init__(self, version: str, clock_ms: Callable[[], int], store_host: tuple[str, int],
                  is_batch_topic: Callable[[str], bool]):
         self.version = version
+        self._major_of: str | None = None
+        self._major = 0
         self.clock_ms = clock_ms
         self.store_host = store_host
         self.is_batch_topic = is_batch_topic
@@ -59,7 +61,10 @@ class RecordBuilder:
         if not 0 <= queue_id < 1 << 31:
             raise UserError(f"queue id {queue_id} is out of range")
         now = self.clock_ms()
-        if versions.major(self.version) == 4:
+        version = self.version
+        if version is not self._major_of:            # the store's version, checked once (one per send)
+            self._major, self._major_of = versions.major(version), version
+        if self._major == 4:
             if sysflag & (SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP):
                 raise UserError(f"inner-batch records need a v5 store, this one is {self.version}")
             return now, born_timestamp_ms or now, 1

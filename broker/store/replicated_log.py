@@ -40,7 +40,7 @@ from typing import Callable
 from mqbench.errors import CorruptDataError, UserError
 
 from mqbench.broker.formats.batch import BatchItem
-from mqbench.broker.formats.dledger import ENTRY_HEADER_BYTES
+from mqbench.broker.formats.dledger import DLEDGER_BLANK_BYTES, ENTRY_HEADER_BYTES
 from mqbench.broker.formats.properties import PROPERTY_INNER_BASE, PROPERTY_TAGS
 from mqbench.broker.formats.record import (
     SYSFLAG_INNER_BATCH,
@@ -137,7 +137,9 @@ class ReplicatedCommitLog:
                 topic, queue_id, sysflag, born_timestamp_ms)
             record = encode_fields(topic, queue_id, flag, sysflag, born_timestamp_ms, born_host, store_timestamp_ms,
                                    self._builder.store_host, reconsume_times, body, wire_properties, version)
-            self.dledger.next_entry_pos(len(record))   # too large for a data segment: UserError
+            dledger = self.dledger
+            if ENTRY_HEADER_BYTES + len(record) + DLEDGER_BLANK_BYTES > dledger.data_segment_bytes:
+                dledger.next_entry_pos(len(record))    # too large for a data segment: its UserError
             if len(self._built) >= BUILT_MAX:
                 self._built.clear()                    # proposals that never reached the log
             code = tags_code(properties.get(PROPERTY_TAGS), topic, properties=properties,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import struct
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,7 +26,7 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 def _outcome(fn, *args):
     try:
         return "ok", fn(*args)
-    except (PeerError, UserError, UnicodeError, ValueError, TypeError, OverflowError, AttributeError) as exc:
+    except (PeerError, UserError, UnicodeError, ValueError, TypeError, OverflowError, AttributeError, struct.error) as exc:
         return type(exc).__name__, str(exc)
 
 
@@ -235,3 +236,43 @@ def test_record_bytes_of_a_usual_send() -> None:
         record._sendpath = saved
     assert native.encode_fields(*args, record._HOSTS) == expected
     assert record.decode_message(expected, 0)[0].body == b"x" * 1024
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from(["\x01", "\x02", "a", "KEY", "é", "\U0001F600", "\x00", "\x01\x02", "\x02\x02"]),
+                max_size=24).map("".join) | st.text(max_size=40))
+def test_properties_as_python(text) -> None:
+    saved = record._sendpath
+    record._sendpath = None
+    try:
+        expected = record.decode_properties(text)
+    finally:
+        record._sendpath = saved
+    got = native.decode_properties(text)
+    assert got == expected and list(got.items()) == list(expected.items())
+    assert record.decode_properties(text) == expected
+    assert native.decode_properties(text.encode("utf-8", "surrogatepass")) is None   # bytes: Python decodes
+
+
+@SETTINGS
+@given(st.lists(st.binary(min_size=40, max_size=60) | st.builds(
+    lambda q, qo, po: b"\0" * 12 + q.to_bytes(4, "big", signed=True) + b"\0" * 4 + qo.to_bytes(8, "big", signed=True)
+    + po.to_bytes(8, "big", signed=True) + b"\0" * 20,
+    st.integers(-2**31, 2**31 - 1), st.integers(-2**63, 2**63 - 1), st.integers(-2**63, 2**63 - 1)), max_size=5),
+       st.integers(0, 2**40), st.sampled_from(["7F00000100002A9F", "", "é"]))
+def test_put_results_as_python(bodies, first, prefix) -> None:
+    from mqbench.broker.server import proposals
+
+    store = proposals.Proposals.__new__(proposals.Proposals)
+    store._id_prefix, store.put_count, store._stored_bodies = prefix, 0, lambda lo, hi: list(bodies)
+    saved = proposals._sendpath
+    proposals._sendpath = None
+    try:
+        expected = _outcome(store._results, first, first + len(bodies) - 1)
+    finally:
+        proposals._sendpath = saved
+    built = native.put_results(list(bodies), first, prefix, proposals.PutResult)
+    if built is not None:
+        assert ("ok", built) == expected
+        assert [type(r.queue_offset) for r in built] == [int] * len(built)
+    assert _outcome(store._results, first, first + len(bodies) - 1) == expected
