@@ -10,8 +10,9 @@
  *       the first frame it does not take: a partial one, a malformed one, a binary header, a JSON
  *       header of any other shape. The Python loop decodes (or refuses) that frame, so every
  *       error and every unusual header keeps the Python code's answer. Never raises for input.
- *   send_header_v2(ext, cls, default_topic) -> SendMessageHeader or None
- *       headers.send_header_v2 for ext fields of plain strings whose numbers are plain decimals;
+ *   send_header_v2(ext, cls, default_topic[, names]) -> SendMessageHeader or None
+ *       headers.send_header_v2 (or SendMessageHeader.from_ext with ``names``, the 14 long wire
+ *       names in field order) for ext fields of plain strings whose numbers are plain decimals;
  *       None: the Python function decides (errors included).
  *   send_success_frame(opaque, version, msg_id, queue_id, queue_offset, transaction_id) -> bytes or None
  *       command.send_success_frame when the ids need no JSON escaping; None otherwise.
@@ -534,12 +535,17 @@ static int bool_or_none(PyObject *raw, PyObject **out) {
 }
 
 static PyObject *send_header_v2(PyObject *self, PyObject *args) {
-    PyObject *ext, *cls, *default_topic;
-    if (!PyArg_ParseTuple(args, "O!O!O", &PyDict_Type, &ext, &PyType_Type, &cls, &default_topic))
+    PyObject *ext, *cls, *default_topic, *names = NULL;
+    if (!PyArg_ParseTuple(args, "O!O!O|O!", &PyDict_Type, &ext, &PyType_Type, &cls, &default_topic, &PyTuple_Type,
+                          &names))
         return NULL;
+    if (names != NULL && PyTuple_GET_SIZE(names) != 14) {
+        PyErr_SetString(PyExc_ValueError, "the wire names of the 14 send header fields, in field order");
+        return NULL;
+    }
     PyObject *raw[14];
     for (int i = 0; i < 14; i++) {
-        raw[i] = PyDict_GetItemWithError(ext, K_V2[i]); /* borrowed */
+        raw[i] = PyDict_GetItemWithError(ext, names != NULL ? PyTuple_GET_ITEM(names, i) : K_V2[i]); /* borrowed */
         if (raw[i] == NULL && PyErr_Occurred())
             return NULL;
         if (raw[i] != NULL && !PyUnicode_CheckExact(raw[i]))

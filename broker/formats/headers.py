@@ -135,6 +135,11 @@ def send_header(cmd: RemotingCommand) -> SendMessageHeader:
     a SEND_BATCH_MESSAGE with long names, as some non-Java clients send, is read too)."""
     if cmd.code == codes.SEND_MESSAGE_V2:
         return send_header_v2(cmd.ext_fields)
+    if cmd.code == codes.SEND_MESSAGE and _sendpath is not None and type(cmd.ext_fields) is dict:
+        header: SendMessageHeader | None = _sendpath.send_header_v2(cmd.ext_fields, SendMessageHeader,
+                                                                    codes.DEFAULT_TOPIC, _LONG_NAMES)
+        if header is not None:          # from_ext's values, in C (_sendpath.c)
+            return header
     if cmd.code == codes.SEND_BATCH_MESSAGE and ("b" in cmd.ext_fields or "topic" not in cmd.ext_fields):
         return SendMessageHeader.from_v2(cmd.ext_fields)  # Java sends V2; a long-name batch header also parses
     return SendMessageHeader.from_ext(cmd.ext_fields)
@@ -149,6 +154,8 @@ def _long_or(raw: str | None, default: Any, wire: str) -> Any:
 
 
 _sendpath = native.load("mqbench.broker.formats._sendpath")
+#: SendMessageHeader's long wire names (SEND_MESSAGE), in field order: the C parser's key table
+_LONG_NAMES = tuple(wire for _, wire, _, _, _ in SendMessageHeader._spec(None))
 
 
 def send_header_v2(ext: dict[str, str]) -> SendMessageHeader:

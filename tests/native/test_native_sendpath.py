@@ -276,3 +276,17 @@ def test_put_results_as_python(bodies, first, prefix) -> None:
         assert ("ok", built) == expected
         assert [type(r.queue_offset) for r in built] == [int] * len(built)
     assert _outcome(store._results, first, first + len(bodies) - 1) == expected
+
+
+@SETTINGS
+@given(st.dictionaries(st.sampled_from(headers._LONG_NAMES + ("other",)),
+                       _DIGITS | _TEXT | st.sampled_from(["True", "tRuE", "false"]), max_size=15),
+       st.sampled_from(["producerGroup", "topic", "queueId", None]), st.booleans())
+def test_long_name_send_header_as_python(ext, drop, odd_value) -> None:
+    ext.setdefault("producerGroup", "g")
+    ext.setdefault("topic", "t")
+    ext.pop(drop, None)
+    if odd_value:
+        ext["queueId"] = 3
+    cmd = RemotingCommand(codes.SEND_MESSAGE, ext_fields=ext)
+    assert _outcome(headers.send_header, cmd) == _outcome(headers.SendMessageHeader.from_ext, ext)
