@@ -182,6 +182,16 @@ def run(*, source: str, targets: list[str], size_bytes: int, small_bytes: int, v
                           small_store_peak_rss_mib=round(small_run["peak_rss_kib"] / 1024, 1), results=results)
 
 
+def native_line(doc: dict) -> str:
+    """Which compiled accelerators the migrations used (``native``: MQBENCH_NATIVE=0 runs the
+    Python code everywhere, so an A/B of the two is told apart in the table too)."""
+    used = doc.get("native") or {}
+    if not used:
+        return "compiled accelerators: none listed"
+    return "compiled accelerators: " + ", ".join(f"{name.removeprefix('mqbench.')} {'on' if on else 'off'}"
+                                                 for name, on in sorted(used.items()))
+
+
 def render(doc: dict) -> str:
     """The terminal table of a ``mqbench.bench-migrate/1`` document."""
     rows = [(f"{doc['source_version']} -> {r['target']}", "default" if r.get("jobs") is None else r["jobs"],
@@ -194,6 +204,7 @@ def render(doc: dict) -> str:
         f"log {doc['source_log_bytes'] / MB:,.0f} MB (built in {doc['build_s']} s)",
         limits_line(doc["limits"]),
         f"cp -r: {doc['cp_s']} s = {doc['cp_mb_per_s']} MB/s",
+        native_line(doc),
         f"peak RSS migrating a {doc['small_store_log_bytes'] / MB:,.0f} MB store: "
         f"{doc['small_store_peak_rss_mib']} MiB",
         table(rows, ["migration", "jobs", "seconds", "MB/s", "MB/s / cp MB/s", "MB/s / disk MB/s", "CPU µs/msg",

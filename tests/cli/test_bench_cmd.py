@@ -116,6 +116,10 @@ def test_bench_migrate_reports_ratio_to_cp(tmp_path):
     for field in ("migrate_mb_per_s", "ratio_to_cp", "ratio_to_disk_write", "cpu_us_per_msg", "peak_rss_mib"):
         assert positive(result[field]), field
     assert positive(doc["cp_mb_per_s"])
+    # which code measured it: the migrate scan's accelerator is named in the document and the table
+    from mqbench.bench.migrate import render
+    assert "mqbench.migrate._scan" in doc["native"]
+    assert "migrate._scan on" in render(doc) or "migrate._scan off" in render(doc)
 
 
 def test_bench_compression_reports_ratio_to_the_raw_codec():
