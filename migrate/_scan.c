@@ -179,9 +179,58 @@ static topic_slot *table_get(topic_table *t, const unsigned char *buf, Py_ssize_
     return s;
 }
 
-/* ---- rows ---- */
+/* ---- rows and keys: lists (rows as tuples), or packed native int64 (summarize's packed=True) ---- */
 
-static int append_row(PyObject *rows, const int64_t *v) {
+typedef struct {
+    PyObject *list;     /* not packed */
+    int64_t *data;      /* packed */
+    Py_ssize_t n, cap;  /* int64 values held (packed), or items (list) */
+    int packed;
+} sink;
+
+static int sink_init(sink *k, int packed) {
+    k->packed = packed;
+    k->data = NULL;
+    k->n = k->cap = 0;
+    k->list = packed ? NULL : PyList_New(0);
+    return (packed || k->list) ? 0 : -1;
+}
+
+static void sink_free(sink *k) {
+    Py_XDECREF(k->list);
+    PyMem_Free(k->data);
+}
+
+static int sink_put(sink *k, const int64_t *v, Py_ssize_t n) {
+    if (k->n + n > k->cap) {
+        Py_ssize_t cap = k->cap ? k->cap * 2 : 4096;
+        while (cap < k->n + n)
+            cap *= 2;
+        int64_t *data = PyMem_Realloc(k->data, (size_t)cap * sizeof(int64_t));
+        if (!data) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        k->data = data;
+        k->cap = cap;
+    }
+    memcpy(k->data + k->n, v, (size_t)n * sizeof(int64_t));
+    k->n += n;
+    return 0;
+}
+
+/* the finished sink: its list, or its values as bytes */
+static PyObject *sink_take(sink *k) {
+    if (!k->packed) {
+        Py_INCREF(k->list);
+        return k->list;
+    }
+    return PyBytes_FromStringAndSize((const char *)k->data, k->n * (Py_ssize_t)sizeof(int64_t));
+}
+
+static int append_row(sink *rows, const int64_t *v) {
+    if (rows->packed)
+        return sink_put(rows, v, ROW_FIELDS);
     PyObject *row = PyTuple_New(ROW_FIELDS);
     if (!row)
         return -1;
@@ -193,24 +242,30 @@ static int append_row(PyObject *rows, const int64_t *v) {
         }
         PyTuple_SET_ITEM(row, k, x);
     }
-    int failed = PyList_Append(rows, row);
+    int failed = PyList_Append(rows->list, row);
     Py_DECREF(row);
+    rows->n++;
     return failed;
 }
 
-static int append_bad(PyObject *rows, int64_t pos, int64_t nxt) {
+static int append_bad(sink *rows, int64_t pos, int64_t nxt) {
     int64_t v[ROW_FIELDS] = {0};
     v[0] = pos;
     v[1] = nxt;
     return append_row(rows, v);
 }
 
-static int append_key(PyObject *keys, long h) {
+static int append_key(sink *keys, long h) {
+    if (keys->packed) {
+        int64_t v = h;
+        return sink_put(keys, &v, 1);
+    }
     PyObject *x = PyLong_FromLong(h);
     if (!x)
         return -1;
-    int failed = PyList_Append(keys, x);
+    int failed = PyList_Append(keys->list, x);
     Py_DECREF(x);
+    keys->n++;
     return failed;
 }
 
@@ -291,7 +346,8 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
     long long base;
     int src_dl, v4;
     PyObject *committed_obj;
-    if (!PyArg_ParseTuple(args, "y*nLppO:summarize", &view, &length, &base, &src_dl, &v4, &committed_obj))
+    int packed = 0;
+    if (!PyArg_ParseTuple(args, "y*nLppO|p:summarize", &view, &length, &base, &src_dl, &v4, &committed_obj, &packed))
         return NULL;
     if (window(&view, length) < 0) {
         PyBuffer_Release(&view);
@@ -307,9 +363,13 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
         }
     }
     const unsigned char *buf = view.buf;
-    PyObject *rows = PyList_New(0), *keys = PyList_New(0), *result = NULL;
+    PyObject *result = NULL;
+    sink rows_sink, keys_sink;
+    sink *rows = &rows_sink, *keys = &keys_sink;
     topic_table topics = {NULL, 0, 0, NULL};
-    if (!rows || !keys || table_init(&topics) < 0)
+    int ready = sink_init(rows, packed) == 0;
+    ready = (sink_init(keys, packed) == 0) && ready;
+    if (!ready || table_init(&topics) < 0)
         goto done;
 
     Py_ssize_t at = 0;
@@ -458,7 +518,7 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
         int64_t tags_code = 0;
         if (tags.at >= 0)
             tags_code = (int32_t)jhash(0, props + tags.at, tags.len);
-        Py_ssize_t key_at = PyList_GET_SIZE(keys);
+        Py_ssize_t key_at = keys->n;
         if (uniq.at >= 0 && append_key(keys, key_hash_after(prefix, props + uniq.at, uniq.len)) < 0)
             goto done;
         if (words.at >= 0) {
@@ -474,14 +534,20 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
         }
         int64_t v[ROW_FIELDS] = {pos, base + nxt, 1, rat, total, wsize, pat - 2 - rat, props_len, tid, queue_id,
                                  queue_offset, store_ms, eindex, eterm, tags_code, key_at,
-                                 PyList_GET_SIZE(keys) - key_at};
+                                 keys->n - key_at};
         if (append_row(rows, v) < 0)
             goto done;
     }
-    result = Py_BuildValue("(OOO)", rows, topics.list, keys);
+    {
+        PyObject *r = sink_take(rows), *k = r ? sink_take(keys) : NULL;
+        if (r && k)
+            result = PyTuple_Pack(3, r, topics.list, k);
+        Py_XDECREF(r);
+        Py_XDECREF(k);
+    }
 done:
-    Py_XDECREF(rows);
-    Py_XDECREF(keys);
+    sink_free(rows);
+    sink_free(keys);
     table_free(&topics);
     PyBuffer_Release(&view);
     return result;
@@ -502,7 +568,8 @@ static PyMethodDef methods[] = {
      "crc32(data, crc=0): mq_crc32.h as this module was built (zlib.crc32's value; for tests)."},
     {"hop", scan_hop, METH_VARARGS, "hop(buf, length, src_dl) -> (end, stopped): scan.hop in C."},
     {"summarize", scan_summarize, METH_VARARGS,
-     "summarize(buf, length, base, src_dl, v4, committed) -> (rows, topics, keys): scan.summarize in C."},
+     "summarize(buf, length, base, src_dl, v4, committed, packed=False) -> (rows, topics, keys): scan.summarize "
+     "in C; packed: rows and keys as bytes of native int64 (scan.ROW_FIELDS a row)."},
     {NULL, NULL, 0, NULL},
 };
 

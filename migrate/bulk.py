@@ -37,7 +37,7 @@ the loop over a window's rows runs in C (``_build.run``, one call per run of rec
 checks in the same order, the same bytes appended, and it returns to ``_copy_run_native`` at each
 point where the loop below does more than append (a queue it has not seen, a segment's end, a
 checkpoint, a full buffer, a queue's units to write, a record it does not take). The rows then come
-packed (``prescan.pack``) and the keys are gathered packed for ``IndexWriter.put_packed``. The loop
+packed (``scan.pack``, or straight from the C scan) and the keys are gathered packed for ``IndexWriter.put_packed``. The loop
 below stays the reference (``tests/migrate/test_build_native.py`` compares whole migrations).
 """
 from __future__ import annotations

@@ -31,9 +31,7 @@ import multiprocessing
 import os
 import signal
 import traceback
-from array import array
 from collections import deque
-from itertools import chain
 from multiprocessing.connection import wait
 
 from mqbench.errors import MqbenchError
@@ -50,13 +48,6 @@ class Window:
     def __init__(self, start: int, end: int, view, slot: int, worker: int):
         self.start, self.end, self.view, self.slot, self.worker = start, end, view, slot, worker
         self.summary: Summary | None = None
-
-
-def pack(summary: Summary) -> Summary:
-    """``summary`` with its rows and key hashes as native int64 arrays (module doc)."""
-    summary.rows = array("q", chain.from_iterable(summary.rows))
-    summary.keys = array("q", summary.keys)
-    return summary
 
 
 def row_count(summary: Summary, packed: bool) -> int:
@@ -86,8 +77,7 @@ def _worker(conn, buffers, src_dl: bool, v4: bool, committed, packed: bool) -> N
         try:
             # the C scan reads the shared window in place; the Python one wants bytes (a copy)
             buf = buffers[slot] if NATIVE else buffers[slot][:length]
-            summary = summarize(buf, length, base, src_dl, v4, committed)
-            reply = ("ok", pack(summary) if packed else summary)
+            reply = ("ok", summarize(buf, length, base, src_dl, v4, committed, packed))
         except Exception:       # a bug: the parent raises it with the worker's traceback
             reply = ("error", traceback.format_exc())
         try:
@@ -153,9 +143,7 @@ class Windows:
             if self.jobs:
                 self.conns[w.worker].send((slot, end, start))
             else:
-                w.summary = summarize(view, end, start, self.src_dl, self.v4, self.committed)
-                if self.packed:
-                    pack(w.summary)
+                w.summary = summarize(view, end, start, self.src_dl, self.v4, self.committed, self.packed)
             self.pending.append(w)
             self.next_start = None if stopped else start + end
 

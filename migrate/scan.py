@@ -32,6 +32,8 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from array import array
+from itertools import chain
 
 from mqbench import native
 from mqbench.broker.formats import dledger as dl
@@ -237,17 +239,39 @@ def summarize_py(buf, length: int, base: int, src_dl: bool, v4: bool, committed:
     return Summary(rows, topics, keys)
 
 
+def pack(summary: Summary) -> Summary:
+    """``summary`` with its rows and key hashes as native int64 arrays (``ROW_FIELDS`` values a
+    row): the form the compiled copy loop reads (``bulk``, ``prescan``'s ``packed``)."""
+    summary.rows = array("q", chain.from_iterable(summary.rows))
+    summary.keys = array("q", summary.keys)
+    return summary
+
+
 # mqbench.migrate._scan (migrate/_scan.c): the same two functions in C, one call per window, used
 # wherever it is built and MQBENCH_NATIVE is not 0; the functions above stay the reference
 # (tests/migrate/test_scan_native.py compares them on the same windows).
 _native = native.load("mqbench.migrate._scan")
 NATIVE = _native is not None      # summarize takes any buffer (the Python one: bytes)
 if _native is None:
-    hop, summarize = hop_py, summarize_py
+    hop = hop_py
+
+    def summarize(buf, length: int, base: int, src_dl: bool, v4: bool, committed: int | None,
+                  packed: bool = False) -> Summary:
+        """``summarize_py``, its rows and keys packed (``pack``) with ``packed``."""
+        summary = summarize_py(buf, length, base, src_dl, v4, committed)
+        return pack(summary) if packed else summary
 else:
     _native_summarize = _native.summarize
     hop = _native.hop
 
-    def summarize(buf, length: int, base: int, src_dl: bool, v4: bool, committed: int | None) -> Summary:
-        """``summarize_py``'s result, computed in C."""
-        return Summary(*_native_summarize(buf, length, base, src_dl, v4, committed))
+    def summarize(buf, length: int, base: int, src_dl: bool, v4: bool, committed: int | None,
+                  packed: bool = False) -> Summary:
+        """``summarize_py``'s result, computed in C; with ``packed`` the rows and keys come out of
+        the C code as int64 bytes (no tuple or int object per row), equal to ``pack``'s."""
+        rows, topics, keys = _native_summarize(buf, length, base, src_dl, v4, committed, packed)
+        if packed:
+            rows_array, keys_array = array("q"), array("q")
+            rows_array.frombytes(rows)
+            keys_array.frombytes(keys)
+            return Summary(rows_array, topics, keys_array)
+        return Summary(rows, topics, keys)

@@ -103,6 +103,10 @@ def _same(buf: bytes, length, base, src_dl, v4, committed) -> None:
     assert got == (want.rows, want.topics, want.keys)
     # any buffer (the workers pass their shared window, an mmap) gives the same
     assert _scan.summarize(memoryview(bytearray(buf)), length, base, src_dl, v4, committed) == got
+    # packed (for the compiled copy loop): scan.pack's int64 arrays, made in C
+    packed = scan.pack(want)
+    rows, topics, keys = _scan.summarize(buf, length, base, src_dl, v4, committed, True)
+    assert (rows, topics, keys) == (packed.rows.tobytes(), packed.topics, packed.keys.tobytes())
 
 
 @settings(max_examples=150, deadline=None)
