@@ -48,7 +48,8 @@ import zlib
 from mqbench import native
 from mqbench.broker.formats import dledger as dl
 from mqbench.broker.formats.queues import CQ_UNIT_BYTES
-from mqbench.broker.formats.record import BLANK_MIN_BYTES, encode_blank
+from mqbench.broker.formats.record import encode_blank
+from mqbench.broker.formats.record_layout import BLANK_MIN_BYTES
 from mqbench.broker.store import versions
 
 from .prescan import Window, Windows

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 
 from mqbench.broker.store import versions
-from mqbench.broker.formats.record import SYSFLAG_INNER_BATCH
+from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH
 from mqbench.codecs.registry import Codec
 
 from . import delay

@@ -40,13 +40,8 @@ from mqbench.broker.formats.compression import (
     v4_reads,
     decompress_body,
 )
-from mqbench.broker.formats.record import (
-    SYSFLAG_COMPRESSED,
-    SYSFLAG_INNER_BATCH,
-    SYSFLAG_NEED_UNWRAP,
-    TOPIC_V1_MAX_BYTES,
-    Message,
-)
+from mqbench.broker.formats.record import Message
+from mqbench.broker.formats.record_layout import SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, TOPIC_V1_MAX_BYTES
 from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, TYPE_ID_ZLIB, Codec
 from mqbench.errors import CorruptDataError, UserError
 from mqbench.broker.formats.properties import PROPERTY_CRC32, PROPERTY_INNER_BASE, PROPERTY_INNER_NUM

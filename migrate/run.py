@@ -36,17 +36,9 @@ from typing import Callable
 from mqbench.broker.formats import dledger as dl
 from mqbench.broker.store import versions
 from mqbench.broker.store.consume_queue import DEFAULT_BCQ_SEGMENT_BYTES, DEFAULT_CQ_SEGMENT_BYTES
-from mqbench.broker.formats.record import (
-    SYSFLAG_TX_COMMIT,
-    SYSFLAG_TX_MASK,
-    SYSFLAG_TX_PREPARED,
-    SYSFLAG_TX_ROLLBACK,
-    Message,
-    encode_message,
-    peek_fields,
-    peek_properties,
-    peek_topic,
-)
+from mqbench.broker.formats.record import Message, encode_message
+from mqbench.broker.formats.record_layout import SYSFLAG_TX_COMMIT, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK
+from mqbench.broker.formats.record_peek import peek_fields, peek_properties, peek_topic
 from mqbench.broker.formats.record_check import peek_store_timestamp
 from mqbench.broker.store.atomic import ABORT_FILE, lock_held
 from mqbench.broker.formats.index_file import DEFAULT_HASH_SLOT_NUM, DEFAULT_INDEX_NUM

@@ -41,9 +41,7 @@ from mqbench.broker.formats.compression import v4_reads
 from mqbench.broker.formats.index_file import key_hash_ascii_after
 from mqbench.broker.formats.properties import PROPERTY_CRC32, PROPERTY_KEYS, PROPERTY_TAGS, PROPERTY_UNIQ_KEY
 from mqbench.broker.formats.record_check import property_value
-from mqbench.broker.formats.record import (BLANK_MIN_BYTES, MAGIC_V1, MAGIC_V2, SYSFLAG_BORNHOST_V6, SYSFLAG_COMPRESSED,
-                                          SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_STOREHOST_V6,
-                                          SYSFLAG_TX_MASK)
+from mqbench.broker.formats.record_layout import BLANK_MIN_BYTES, MAGIC_V1, MAGIC_V2, SYSFLAG_BORNHOST_V6, SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_STOREHOST_V6, SYSFLAG_TX_MASK
 from mqbench.broker.formats.tags import java_hash_ascii
 from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.broker.formats.topics import SCHEDULE_TOPIC, TRANS_HALF_TOPIC

@@ -32,7 +32,8 @@ from mqbench.broker.formats import dledger as dl
 from mqbench.broker.store import versions
 from mqbench.broker.store.dispatch import BCQ_DIR, CQ_DIR, DispatchInfo, QueueSet, dispatch_record
 from mqbench.broker.store.dledger_log import DEFAULT_INDEX_SEGMENT_BYTES, DLedgerLog
-from mqbench.broker.formats.record import BLANK_MIN_BYTES, PROPERTY_CRC32, CRC_PROPERTY_BYTES, SYSFLAG_INNER_BATCH, Message, body_crc, crc_digits, encode_blank, verify_property_crc
+from mqbench.broker.formats.record import PROPERTY_CRC32, Message, body_crc, crc_digits, encode_blank, verify_property_crc
+from mqbench.broker.formats.record_layout import BLANK_MIN_BYTES, CRC_PROPERTY_BYTES, SYSFLAG_INNER_BATCH
 from mqbench.broker.formats.tags import java_hash, message_tags_code
 from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.broker.formats.record_check import strip_trailing_separator

@@ -41,7 +41,7 @@ from mqbench.broker.formats.queues import (
     decode_cq_unit,
     is_cq_end,
 )
-from mqbench.broker.formats.record import SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK
+from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK
 from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.errors import UserError
 

@@ -65,6 +65,8 @@ PURE = [
     "broker/formats/properties.py",
     "broker/formats/queues.py",
     "broker/formats/record.py",
+    "broker/formats/record_layout.py",
+    "broker/formats/record_peek.py",
     "broker/formats/record_check.py",
     "broker/formats/restamp.py",
     "broker/formats/timer_formats.py",

@@ -25,7 +25,8 @@ from mqbench import native
 from mqbench.errors import CorruptDataError, UserError
 
 from .buffers import ByteView
-from .record import PROPERTIES_MAX_BYTES, decode_properties, encode_properties
+from .record import decode_properties, encode_properties
+from .record_layout import PROPERTIES_MAX_BYTES
 
 BATCH_ITEM_FIXED_BYTES = 22
 

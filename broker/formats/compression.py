@@ -45,7 +45,7 @@ from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, TYPE_ID_ZLIB, Codec, co
 from mqbench.errors import CodecError, CorruptDataError, UserError
 
 from .batch import BatchItem, decode_batch, encode_batch
-from .record import SYSFLAG_COMPRESSED, SYSFLAG_COMPRESSION_MASK, SYSFLAG_COMPRESSION_SHIFT
+from .record_layout import SYSFLAG_COMPRESSED, SYSFLAG_COMPRESSION_MASK, SYSFLAG_COMPRESSION_SHIFT
 
 #: RocketMQ's ``compressMsgBodyOverHowmuch``: bodies of at least this many bytes are compressed.
 COMPRESS_OVER_BYTES_DEFAULT = 4096

@@ -1,36 +1,8 @@
 """The RocketMQ commitlog message record: encode, decode, and the recovery check (spec section 3).
 
-Pure code: bytes in, bytes out, no file I/O. Every integer is big-endian.
-
-Record layout (offsets from the record start; ``BH``/``SH`` = 8 for an IPv4 host, 20 for IPv6;
-``TL`` = 1 for the V1 magic, 2 for V2)::
-
-    off        size  type   field
-    0          4     int32  TOTALSIZE         whole record, this field included
-    4          4     int32  MAGICCODE         MAGIC_V1 / MAGIC_V2 (BLANK_MAGIC: end-of-file blank)
-    8          4     int32  BODYCRC           crc32(body as stored) & 0x7FFFFFFF
-    12         4     int32  QUEUEID
-    16         4     int32  FLAG              the application's flag, opaque
-    20         8     int64  QUEUEOFFSET       index in the consume queue (inner batch: the base)
-    28         8     int64  PHYSICALOFFSET    commitlog offset of byte 0 (DLedger: entry pos + 48)
-    36         4     int32  SYSFLAG           bits: see SYSFLAG_* below
-    40         8     int64  BORNTIMESTAMP     ms
-    48         BH    bytes  BORNHOST          4/16-byte address, then int32 port
-    48+BH      8     int64  STORETIMESTAMP    ms
-    56+BH      SH    bytes  STOREHOST         4/16-byte address, then int32 port
-    56+BH+SH   4     int32  RECONSUMETIMES
-    60+BH+SH   8     int64  PREPAREDTRANSACTIONOFFSET
-    68+BH+SH   4     int32  BODYLENGTH        B
-    72+BH+SH   B     bytes  BODY
-    ...        TL    int8/int16 TOPICLENGTH   T (signed)
-    ...        T     bytes  TOPIC             UTF-8
-    ...        2     int16  PROPERTIESLENGTH  P (0..32767)
-    ...        P     bytes  PROPERTIES        name \\x01 value \\x02 ... (UTF-8)
-
-TOTALSIZE = 91 + B + T + P for V1 with two IPv4 hosts; +1 for V2; +12 per IPv6 host.
-
-The end-of-file blank is 8 bytes: int32 remaining bytes in the file, int32 BLANK_MAGIC. A record is
-only written when at least ``BLANK_MIN_BYTES`` stay free after it.
+Pure code: bytes in, bytes out, no file I/O. The record layout (field offsets, sizes, magics,
+sysflag bits) is ``record_layout.py``'s; the in-place reads of checked records are
+``record_peek.py``'s.
 """
 from __future__ import annotations
 
@@ -46,56 +18,11 @@ from mqbench.errors import CorruptDataError, UserError
 
 from .buffers import ByteView
 from .properties import PROPERTY_CRC32, PROPERTY_KEYS, PROPERTY_TAGS
-
-MAGIC_V1 = -626843481  # 0xDAA320A7
-MAGIC_V2 = -626843477  # 0xDAA320AB
-BLANK_MAGIC = -875286124  # 0xCBD43194
-BLANK_MIN_BYTES = 8
-
-SYSFLAG_COMPRESSED = 0x1
-SYSFLAG_MULTI_TAGS = 0x2
-SYSFLAG_TX_MASK = 0xC
-SYSFLAG_TX_NOT = 0x0
-SYSFLAG_TX_PREPARED = 0x4
-SYSFLAG_TX_COMMIT = 0x8
-SYSFLAG_TX_ROLLBACK = 0xC
-SYSFLAG_BORNHOST_V6 = 0x10
-SYSFLAG_STOREHOST_V6 = 0x20
-SYSFLAG_NEED_UNWRAP = 0x40
-SYSFLAG_INNER_BATCH = 0x80
-SYSFLAG_COMPRESSION_MASK = 0x700
-SYSFLAG_COMPRESSION_SHIFT = 8
-# (sysflag & SYSFLAG_COMPRESSION_MASK) >> 8 is the compression type id; which codec each id means is
-# codecs/registry.py's, and the compression rules are broker/formats/compression.py's.
-
-NAME_VALUE_SEPARATOR = "\x01"
-PROPERTY_SEPARATOR = "\x02"
-PROPERTIES_MAX_BYTES = 32767
-TOPIC_V1_MAX_BYTES = 127
-TOPIC_V2_MAX_BYTES = 32767
-BODY_MAX_BYTES = 0x7FFFFFFF
-CRC_PROPERTY_BYTES = 20  # len("__CRC32#") + 1 + 10 digits + 1
-
-RECORD_END = 0
-RECORD_BLANK = -1
-
-
-# The fixed head up to BORNHOST, then the three fields after STOREHOST.
-_HEAD = struct.Struct(">iiiiiqqiq")  # TOTALSIZE MAGIC BODYCRC QUEUEID FLAG QUEUEOFFSET PHYSICALOFFSET SYSFLAG BORNTS
-_I32 = struct.Struct(">i")
-_I64 = struct.Struct(">q")
-_I16 = struct.Struct(">h")
-_I8 = struct.Struct(">b")
-_TAIL = struct.Struct(">iqi")  # RECONSUMETIMES PREPAREDTRANSACTIONOFFSET BODYLENGTH
-_BLANK = struct.Struct(">ii")  # remaining size, BLANK_MAGIC
-_PORT = struct.Struct(">i")
-
-# 91 = the fixed fields (4+4+4+4+4+8+8+4+8 + 8 + 4+8 + 4 + 2) + two IPv4 hosts (8+8) + TL 1,
-# minus nothing: 52 + 16 + 8 + 12 + 1 + 2 = 91.
-_FIXED_BYTES_V1_IPV4 = 91
-_HOST_V6_EXTRA = 12
-_FIELD_PHYSICAL_OFFSET = 28
-_FIELD_QUEUE_OFFSET = 20
+from .record_layout import (BLANK_MAGIC, BLANK_MIN_BYTES, CRC_PROPERTY_BYTES, MAGIC_V1, MAGIC_V2,
+                            NAME_VALUE_SEPARATOR, PROPERTIES_MAX_BYTES, PROPERTY_SEPARATOR, RECORD_BLANK, RECORD_END,
+                            SYSFLAG_BORNHOST_V6, SYSFLAG_STOREHOST_V6, SYSFLAG_TX_MASK, TOPIC_V1_MAX_BYTES,
+                            TOPIC_V2_MAX_BYTES, _BLANK, _FIELD_PHYSICAL_OFFSET, _FIXED_BYTES_V1_IPV4, _FIXED_IPV4,
+                            _HEAD, _I16, _I32, _I64, _I8, _PORT, _TAIL, _size)
 
 
 @dataclass
@@ -247,11 +174,6 @@ def _topic_version(topic_bytes: bytes, version: int) -> int:
     if not topic_bytes:
         raise UserError("empty topic")
     return version
-
-
-def _size(body_len: int, topic_len: int, props_len: int, version: int, born_v6: bool, store_v6: bool) -> int:
-    return (_FIXED_BYTES_V1_IPV4 + body_len + topic_len + props_len + (version - 1)
-            + _HOST_V6_EXTRA * born_v6 + _HOST_V6_EXTRA * store_v6)
 
 
 def record_size(msg: Message, *, append_prop_crc: bool = False) -> int:
@@ -502,7 +424,6 @@ def decode_message(buf: ByteView, pos: int = 0, *, check_crc: bool = True, where
     return msg, size
 
 
-_FIXED_IPV4 = struct.Struct(">iiiiiqqiqIiqIiiqi")   # every fixed field of a record with two IPv4 hosts (as ints)
 _new_tuple = tuple.__new__
 _IPV4_HOSTS: dict[int, tuple[str, int]] = {}   # (address << 32 | port) -> the host tuple, shared by records
 _IPV4_HOSTS_MAX = 4096
@@ -600,87 +521,6 @@ def check_record(buf: ByteView, pos: int, end: int, *, check_crc: bool = True) -
     except CorruptDataError:
         return RECORD_END
     return size
-
-
-def physical_offsets(records: list[ByteView]) -> list[int]:
-    """PHYSICALOFFSET of each record (each at position 0, already checked valid)."""
-    unpack, at = _I64.unpack_from, _FIELD_PHYSICAL_OFFSET
-    return [unpack(record, at)[0] for record in records]
-
-
-def peek_fields(buf: ByteView, pos: int) -> tuple[int, int, int, int, int]:
-    """(TOTALSIZE, QUEUEID, QUEUEOFFSET, PHYSICALOFFSET, SYSFLAG) of a record already checked valid."""
-    total, _, _, queue_id, _, queue_offset, physical_offset, sysflag, _ = _HEAD.unpack_from(buf, pos)
-    return total, queue_id, queue_offset, physical_offset, sysflag
-
-
-def _tail_positions(buf: ByteView, pos: int) -> tuple[int, int, int, int]:
-    """(topic start, topic length, properties start, properties length) of a record already
-    checked valid with ``check_record``; reads only the length fields."""
-    magic = _I32.unpack_from(buf, pos + 4)[0]
-    sysflag = _I32.unpack_from(buf, pos + 36)[0]
-    at = pos + _HEAD.size + (20 if sysflag & SYSFLAG_BORNHOST_V6 else 8) + 8
-    at += (20 if sysflag & SYSFLAG_STOREHOST_V6 else 8) + 12
-    at += 4 + _I32.unpack_from(buf, at)[0]
-    if magic == MAGIC_V1:
-        topic_len, at = _I8.unpack_from(buf, at)[0], at + 1
-    else:
-        topic_len, at = _I16.unpack_from(buf, at)[0], at + 2
-    props_at = at + topic_len + 2
-    return at, topic_len, props_at, _I16.unpack_from(buf, at + topic_len)[0]
-
-
-_ID_HEAD = struct.Struct(">ii4xi4xq8xi")    # TOTALSIZE MAGIC (BODYCRC) QUEUEID (FLAG) QUEUEOFFSET (PHYSICAL) SYSFLAG
-_BODY_LEN_AT_IPV4 = 84                          # BODYLEN's place in a record with two IPv4 hosts
-_HOST_V6_EXTRA_BYTES = 12
-
-
-def is_record_of(buf: bytes, pos: int, size: int, topic: bytes, queue_id: int, queue_offset: int) -> bool:
-    """Whether ``buf[pos:pos + size]`` is a record of ``topic`` (its UTF-8 bytes), ``queue_id`` at
-    ``queue_offset``: TOTALSIZE equal to ``size``, a record magic, QUEUEID, QUEUEOFFSET and the
-    TOPIC field compared in place (nothing decoded, nothing copied; a pull reads a queue's records
-    this way). False for anything else; ``peek_topic`` and friends name what is wrong."""
-    if pos < 0 or size < _BODY_LEN_AT_IPV4 + 4 or pos + size > len(buf):
-        return False
-    total, magic, got_queue, got_offset, sysflag = _ID_HEAD.unpack_from(buf, pos)
-    if total != size or got_queue != queue_id or got_offset != queue_offset or magic not in (MAGIC_V1, MAGIC_V2):
-        return False
-    at = pos + _BODY_LEN_AT_IPV4
-    if sysflag & SYSFLAG_BORNHOST_V6:
-        at += _HOST_V6_EXTRA_BYTES
-    if sysflag & SYSFLAG_STOREHOST_V6:
-        at += _HOST_V6_EXTRA_BYTES
-    rec_end = pos + size
-    if at + 4 > rec_end:
-        return False
-    at += 4 + _I32.unpack_from(buf, at)[0]
-    if magic == MAGIC_V1:
-        if at + 1 > rec_end or buf[at] != len(topic) or len(topic) > TOPIC_V1_MAX_BYTES:    # a signed byte
-            return False
-        at += 1
-    else:
-        if at + 2 > rec_end or _I16.unpack_from(buf, at)[0] != len(topic):
-            return False
-        at += 2
-    return at + len(topic) <= rec_end and buf.startswith(topic, at)
-
-
-def peek_topic(buf: ByteView, pos: int, *, where: str | None = None) -> str:
-    """The topic of a record already checked valid, without decoding the rest. CorruptDataError if not UTF-8."""
-    topic_at, topic_len, _, _ = _tail_positions(buf, pos)
-    try:
-        return bytes(buf[topic_at:topic_at + topic_len]).decode("utf-8")
-    except UnicodeDecodeError:
-        raise CorruptDataError("topic is not UTF-8", where=where, offset=pos) from None
-
-
-def peek_properties(buf: ByteView, pos: int, *, where: str | None = None) -> dict[str, str]:
-    """The properties of a record already checked valid. CorruptDataError if not UTF-8."""
-    _, _, props_at, props_len = _tail_positions(buf, pos)
-    try:
-        return decode_properties(buf[props_at:props_at + props_len])
-    except CorruptDataError as exc:
-        raise CorruptDataError(str(exc), where=where, offset=pos) from None
 
 
 def verify_property_crc(record: bytes) -> bool | None:

@@ -15,7 +15,9 @@ from mqbench import native
 from mqbench.errors import CorruptDataError
 
 from .buffers import ByteView
-from .record import _FIELD_PHYSICAL_OFFSET, _HEAD, _I16, _I32, _I64, _TAIL, BLANK_MAGIC, MAGIC_V1, MAGIC_V2, RECORD_BLANK, RECORD_END, SYSFLAG_BORNHOST_V6, SYSFLAG_STOREHOST_V6, Message, _parse, _tail_positions, body_crc, decode_properties, verify_property_crc
+from .record import Message, _parse, body_crc, decode_properties, verify_property_crc
+from .record_layout import _FIELD_PHYSICAL_OFFSET, _HEAD, _I16, _I32, _I64, _TAIL, BLANK_MAGIC, MAGIC_V1, MAGIC_V2, RECORD_BLANK, RECORD_END, SYSFLAG_BORNHOST_V6, SYSFLAG_STOREHOST_V6
+from .record_peek import _tail_positions
 from .tags import java_hash, tags_code
 from .topics import SCHEDULE_TOPIC
 from .properties import PROPERTY_TAGS

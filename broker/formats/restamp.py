@@ -2,7 +2,7 @@
 
 The leader of a Raft group builds a record without knowing its offsets (``Store.prepare_record``);
 every replica (the leader included) fills them in when it appends the entry
-(``Store.append_entry``). The fields (``record.py`` has the whole record layout)::
+(``Store.append_entry``). The fields (``record_layout.py`` has the whole record layout)::
 
     off   size  type   field            written by
     20    8     int64  QUEUEOFFSET      restamp_record (in place: the queue-offset table's next offset)
@@ -19,8 +19,9 @@ import struct
 from mqbench import native
 from mqbench.errors import CorruptDataError, UserError
 
-from .record import (PROPERTIES_MAX_BYTES, SYSFLAG_INNER_BATCH, _tail_positions, decode_message, decode_properties,
-                     encode_message, encode_properties, peek_fields, set_physical_offset)
+from .record import decode_message, decode_properties, encode_message, encode_properties, set_physical_offset
+from .record_layout import PROPERTIES_MAX_BYTES, SYSFLAG_INNER_BATCH
+from .record_peek import _tail_positions, peek_fields
 from .properties import PROPERTY_INNER_BASE, PROPERTY_INNER_NUM
 
 _QUEUE_OFFSET_FIELD = struct.Struct(">q")

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from mqbench.errors import CorruptDataError, UserError
 
 from .buffers import ByteView
-from .record import BLANK_MAGIC
+from .record_layout import BLANK_MAGIC
 
 TIMER_TOPIC = "rmq_sys_wheel_timer"
 TIMER_LOG_UNIT_BYTES = 52

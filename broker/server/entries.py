@@ -45,7 +45,8 @@ from dataclasses import dataclass
 
 from mqbench.errors import CorruptDataError, UserError
 from mqbench.broker.formats.configs import TopicConfig
-from mqbench.broker.formats.record import Message, decode_message, peek_topic
+from mqbench.broker.formats.record import Message, decode_message
+from mqbench.broker.formats.record_peek import peek_topic
 from mqbench.broker.store.dledger_log import is_record_body
 from mqbench.broker.formats.topics import validate_group, validate_topic
 

@@ -59,6 +59,7 @@ from mqbench.broker.formats.command import parse_java_long
 from mqbench.broker.formats.headers import HeaderError
 from mqbench.broker.server.handlers import REFUSALS, BrokerContext, Refused, log, peer_host, refusal_response
 from mqbench.broker.formats import record as rec
+from mqbench.broker.formats import record_layout
 from mqbench.broker.formats.batch import canonical_batch_count
 from mqbench.broker.formats.compression import (
     BATCH_ITEMS_MAX,
@@ -92,7 +93,7 @@ PROPERTIES_RESERVE_BYTES = 1024
 #: (each is a Raft entry appended, applied and answered on the event loop); a BatchCQ topic's
 #: batch is one record and may hold up to BATCH_ITEMS_MAX (32,767).
 BATCH_MESSAGES_MAX = 1024
-SEND_PROPERTIES_BYTES_MAX = rec.PROPERTIES_MAX_BYTES - PROPERTIES_RESERVE_BYTES
+SEND_PROPERTIES_BYTES_MAX = record_layout.PROPERTIES_MAX_BYTES - PROPERTIES_RESERVE_BYTES
 _PROPERTY_ADDITIONS_CHARS_MAX = 600   # what rewriters add at most, in characters (a topic, a time, ...)
 
 
@@ -158,7 +159,7 @@ def _checked_header(ctx: BrokerContext, cmd: RemotingCommand, leader: bool = Fal
     if len(cmd.body) > ctx.message_bytes_max:
         raise Refused(codes.MESSAGE_ILLEGAL, f"message body of {len(cmd.body)} bytes to {header.topic} exceeds "
                                              f"the maximum of {ctx.message_bytes_max} bytes")
-    if header.sys_flag & rec.SYSFLAG_TX_MASK == rec.SYSFLAG_TX_PREPARED:
+    if header.sys_flag & record_layout.SYSFLAG_TX_MASK == record_layout.SYSFLAG_TX_PREPARED:
         raise Refused(codes.NO_PERMISSION, f"{ctx.broker_name} does not take transactional (prepared) messages")
     return header
 
@@ -222,7 +223,7 @@ async def on_send(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
 def _stored_message(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel, header: headers.SendMessageHeader,
                     queue_id: int) -> tuple[rec.Message, str | None]:
     """The message to store for a single send (after the rewriters) and its transaction id."""
-    if header.sys_flag & (rec.SYSFLAG_INNER_BATCH | rec.SYSFLAG_NEED_UNWRAP):
+    if header.sys_flag & (record_layout.SYSFLAG_INNER_BATCH | record_layout.SYSFLAG_NEED_UNWRAP):
         raise Refused(codes.MESSAGE_ILLEGAL, "a single message cannot carry the inner-batch sysflag bits")
     check_compressed_body(cmd.body, header.sys_flag, header.topic, ctx.message_bytes_max)
     wire = header.properties or ""
@@ -235,7 +236,7 @@ def _stored_message(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel, 
     return stored, properties.get(PROPERTY_UNIQ_KEY)
 
 
-_FIELDS_SYSFLAG_REFUSED = rec.SYSFLAG_INNER_BATCH | rec.SYSFLAG_NEED_UNWRAP | rec.SYSFLAG_TX_MASK
+_FIELDS_SYSFLAG_REFUSED = record_layout.SYSFLAG_INNER_BATCH | record_layout.SYSFLAG_NEED_UNWRAP | record_layout.SYSFLAG_TX_MASK
 
 
 def _fields_record(ctx: BrokerContext, group, cmd: RemotingCommand, channel: Channel,
@@ -249,7 +250,7 @@ def _fields_record(ctx: BrokerContext, group, cmd: RemotingCommand, channel: Cha
         return None
     wire = header.properties or ""
     properties = rec.decode_properties(wire)
-    if wire and (wire[-1] != rec.PROPERTY_SEPARATOR or wire.count(rec.PROPERTY_SEPARATOR) != len(properties)):
+    if wire and (wire[-1] != record_layout.PROPERTY_SEPARATOR or wire.count(record_layout.PROPERTY_SEPARATOR) != len(properties)):
         return None                       # not canonical: stored as encode_properties rewrites it
     if ctx.message_rewriters and ctx.may_rewrite(header.topic, properties):
         return None
@@ -437,7 +438,7 @@ async def on_send_back(ctx: BrokerContext, cmd: RemotingCommand, channel: Channe
     max_reconsume = _long_field(ext, "maxReconsumeTimes", MAX_RECONSUME_TIMES)
     ctx.require_leader(f"send-back for group {group}")
     original = _message_at(ctx, offset)
-    if original.sysflag & rec.SYSFLAG_INNER_BATCH:
+    if original.sysflag & record_layout.SYSFLAG_INNER_BATCH:
         raise Refused(codes.SYSTEM_ERROR, f"commitlog offset {offset} holds a batch record of {original.topic}; "
                                           "its messages cannot be sent back one by one")
     properties = dict(original.properties)
@@ -453,7 +454,7 @@ async def on_send_back(ctx: BrokerContext, cmd: RemotingCommand, channel: Channe
         properties[PROPERTY_DELAY] = str(delay_level or 3 + original.reconsume_times)
     msg = rec.Message(topic=topic, body=original.body, properties=properties,
                       queue_id=ctx.rng.randrange(cfg.write_queue_nums), flag=original.flag,
-                      sysflag=original.sysflag & ~rec.SYSFLAG_TX_MASK,
+                      sysflag=original.sysflag & ~record_layout.SYSFLAG_TX_MASK,
                       born_timestamp_ms=original.born_timestamp_ms, born_host=original.born_host,
                       reconsume_times=original.reconsume_times + 1)
     await ctx.group.put(ctx.rewrite(msg))

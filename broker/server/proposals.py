@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from mqbench import native
-from mqbench.broker.formats.record import message_id, peek_fields, physical_offsets
+from mqbench.broker.formats.record import message_id
+from mqbench.broker.formats.record_peek import peek_fields, physical_offsets
 from mqbench.broker.raft.types import Entry, NotLeader
 
 __all__ = ["LeadershipLost", "NotLeader", "Proposals", "PutResult"]

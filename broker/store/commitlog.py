@@ -28,7 +28,8 @@ from typing import Iterator
 from mqbench.errors import UserError
 
 from .log_reader import STOP, LogReader, QueueFiles
-from mqbench.broker.formats.record import BLANK_MIN_BYTES, Message, encode_blank, encode_message
+from mqbench.broker.formats.record import Message, encode_blank, encode_message
+from mqbench.broker.formats.record_layout import BLANK_MIN_BYTES
 from .segments import SegmentQueue
 
 _PHYSICAL_OFFSET = struct.Struct(">q")

@@ -34,7 +34,8 @@ from mqbench.errors import CorruptDataError, UserError
 
 from .consume_queue import BatchConsumeQueue, ConsumeQueue
 from mqbench.broker.formats.queues import BcqUnit
-from mqbench.broker.formats.record import SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message, decode_message
+from mqbench.broker.formats.record import Message, decode_message
+from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK
 from mqbench.broker.formats.tags import message_tags_code
 from mqbench.broker.formats.topics import validate_topic
 from mqbench.broker.formats.properties import PROPERTY_INNER_NUM

@@ -52,13 +52,14 @@ from mqbench.errors import InvariantViolation, UserError
 from mqbench.broker.formats import dledger as fmt
 from .atomic import read_with_backup, write_atomic
 from .log_reader import STOP, LogReader, QueueFiles
-from mqbench.broker.formats.record import RECORD_END, Message, check_record, encode_message, set_physical_offset
+from mqbench.broker.formats.record import Message, check_record, encode_message, set_physical_offset
+from mqbench.broker.formats.record_layout import RECORD_END
 from .segments import SegmentQueue
 
 DEFAULT_INDEX_SEGMENT_BYTES = 32 * 5 * 1024 * 1024   # 167 772 160, DLedgerConfig
 RECOVER_SEGMENTS = 3
 _PHYSICAL_OFFSET = struct.Struct(">q")
-_PHYSICAL_OFFSET_AT = 28       # PHYSICALOFFSET in a record (formats.record's layout)
+_PHYSICAL_OFFSET_AT = 28       # PHYSICALOFFSET in a record (formats.record_layout's)
 
 
 def is_record_body(body: bytes) -> bool:

@@ -28,7 +28,7 @@ from mqbench import native
 from mqbench.errors import CorruptDataError
 
 from mqbench.broker.formats import index_file as fmt
-from mqbench.broker.formats.record import SYSFLAG_TX_MASK, SYSFLAG_TX_ROLLBACK
+from mqbench.broker.formats.record_layout import SYSFLAG_TX_MASK, SYSFLAG_TX_ROLLBACK
 from .segments import fsync_dir
 from mqbench.broker.formats.properties import PROPERTY_KEYS, PROPERTY_UNIQ_KEY
 

@@ -36,7 +36,7 @@ from typing import Iterator
 from mqbench.errors import CorruptDataError
 
 from mqbench.broker.formats import dledger as dl
-from mqbench.broker.formats.record import RECORD_BLANK, RECORD_END
+from mqbench.broker.formats.record_layout import RECORD_BLANK, RECORD_END
 from mqbench.broker.formats.record_check import record_verdict
 
 STOP, REPORT, RAISE = "stop", "report", "raise"

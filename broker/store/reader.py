@@ -56,7 +56,9 @@ from mqbench.errors import CorruptDataError
 from mqbench.broker.formats.compression import SYSFLAG_COMPRESSION_BITS, inner_batch_items
 from .consume_queue import BatchConsumeQueue
 from .dispatch import QueueSet
-from mqbench.broker.formats.record import MAGIC_V1, MAGIC_V2, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, Message, decode_message, encode_message, is_record_of, peek_properties, peek_topic
+from mqbench.broker.formats.record import Message, decode_message, encode_message
+from mqbench.broker.formats.record_layout import MAGIC_V1, MAGIC_V2, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP
+from mqbench.broker.formats.record_peek import is_record_of, peek_properties, peek_topic
 from mqbench.broker.formats.tags import java_hash
 from mqbench.broker.formats.properties import PROPERTY_INNER_NUM, PROPERTY_TAGS
 

@@ -21,14 +21,8 @@ from mqbench.errors import UserError
 
 from mqbench.broker.formats.batch import BatchItem, encode_batch
 from mqbench.broker.formats.properties import PROPERTY_INNER_BASE, PROPERTY_INNER_NUM, PROPERTY_TAGS
-from mqbench.broker.formats.record import (
-    SYSFLAG_COMPRESSED,
-    SYSFLAG_INNER_BATCH,
-    SYSFLAG_NEED_UNWRAP,
-    SYSFLAG_TX_MASK,
-    Message,
-    encode_messages_like,
-)
+from mqbench.broker.formats.record import Message, encode_messages_like
+from mqbench.broker.formats.record_layout import SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_MASK
 from mqbench.broker.formats.tags import tags_code
 from mqbench.broker.formats.topics import validate_topic
 

@@ -42,16 +42,8 @@ from mqbench.errors import CorruptDataError, UserError
 from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.formats.dledger import DLEDGER_BLANK_BYTES, ENTRY_HEADER_BYTES
 from mqbench.broker.formats.properties import PROPERTY_INNER_BASE, PROPERTY_TAGS
-from mqbench.broker.formats.record import (
-    SYSFLAG_INNER_BATCH,
-    SYSFLAG_TX_MASK,
-    SYSFLAG_TX_PREPARED,
-    SYSFLAG_TX_ROLLBACK,
-    Message,
-    decode_message,
-    encode_fields,
-    encode_message,
-)
+from mqbench.broker.formats.record import Message, decode_message, encode_fields, encode_message
+from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK
 from mqbench.broker.formats.record_check import peek_record, peek_tags_code, place_fields
 from mqbench.broker.formats.restamp import restamp_inner_batch, restamp_record
 from mqbench.broker.formats.tags import message_tags_code, tags_code

@@ -18,7 +18,8 @@ from typing import Iterator
 from mqbench.errors import CorruptDataError
 
 from .log_reader import REPORT, FolderFiles, LogItem, LogReader, Segment, SegmentDir, list_segments  # noqa: F401
-from mqbench.broker.formats.record import decode_message, peek_fields
+from mqbench.broker.formats.record import decode_message
+from mqbench.broker.formats.record_peek import peek_fields
 from mqbench.broker.formats.record_check import DAMAGE_CRC
 from .versions import detect
 

@@ -103,14 +103,8 @@ from .flush import (POLICY_INTERVAL, POLICY_SYNC, GroupCommit, IntervalFlusher, 
                     parse_flush_policy)
 from .metadata import Metadata
 from mqbench.broker.formats.properties import PROPERTY_INNER_BASE
-from mqbench.broker.formats.record import (
-    SYSFLAG_INNER_BATCH,
-    SYSFLAG_TX_MASK,
-    SYSFLAG_TX_PREPARED,
-    SYSFLAG_TX_ROLLBACK,
-    Message,
-    message_id,
-)
+from mqbench.broker.formats.record import Message, message_id
+from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK
 from .reader import ReadResult
 from .record_builder import RecordBuilder
 from .replicated_log import ReplicatedCommitLog

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from mqbench.broker.formats.record import PROPERTIES_MAX_BYTES, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message, encode_properties
+from mqbench.broker.formats.record import Message, encode_properties
+from mqbench.broker.formats.record_layout import PROPERTIES_MAX_BYTES, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK
 from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.broker.formats.topics import validate_topic

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from mqbench.broker.formats import record as rec
+from mqbench.broker.formats import record_layout
 from mqbench.broker.formats.compression import decompress_body, inner_batch_items
 from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec
 from mqbench.errors import CorruptDataError, UserError
@@ -35,7 +36,7 @@ from mqbench.broker.formats.properties import (
 
 DELAY_LEVEL_MAX = 18
 
-_PLAIN_FLAGS = rec.SYSFLAG_INNER_BATCH | rec.SYSFLAG_COMPRESSED  # a record that is not one plain message
+_PLAIN_FLAGS = record_layout.SYSFLAG_INNER_BATCH | record_layout.SYSFLAG_COMPRESSED  # a record that is not one plain message
 _ID_FIXED = struct.Struct(">4shi")  # ip, pid (short), a per-client random int (Java: classloader hash)
 _ID_TAIL = struct.Struct(">iH")     # ms since the start of the month (truncated), counter
 
@@ -206,7 +207,7 @@ def decode_pulled(body: bytes, broker_name: str, *, body_size_max: int = BODY_SI
 def _decode_body(out: list[ReceivedMessage], msg: rec.Message, broker_name: str, what: str, pos: int,
                  body_size_max: int, codecs: dict[int, Codec] | None) -> None:
     """Append the message(s) of one whole record to ``out``: unwrapped, decompressed."""
-    if msg.sysflag & rec.SYSFLAG_INNER_BATCH:
+    if msg.sysflag & record_layout.SYSFLAG_INNER_BATCH:
         items = inner_batch_items(msg.body, msg.sysflag, size_max=body_size_max, where=f"{what} (inner batch)",
                                   offset=pos, codecs=codecs)
         base = _inner_base(msg)

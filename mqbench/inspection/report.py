@@ -58,16 +58,9 @@ from mqbench.broker.formats.queues import (
     is_cq_end,
     is_cq_filler,
 )
-from mqbench.broker.formats.record import (
-    SYSFLAG_INNER_BATCH,
-    SYSFLAG_TX_MASK,
-    SYSFLAG_TX_PREPARED,
-    SYSFLAG_TX_ROLLBACK,
-    check_record,
-    peek_fields,
-    peek_properties,
-    peek_topic,
-)
+from mqbench.broker.formats.record import check_record
+from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK
+from mqbench.broker.formats.record_peek import peek_fields, peek_properties, peek_topic
 from .state import check_dledger_state, checkpoint_doc, index_files_doc, read_dledger_state, timer_doc
 from mqbench.broker.store.versions import detect
 from mqbench.broker.formats.properties import PROPERTY_INNER_NUM

@@ -45,14 +45,9 @@ from mqbench.broker.server.entries import META_TOPIC
 from mqbench.broker.store.segment_files import iter_log, list_segments, log_dirs
 from mqbench.broker.formats.batch import BatchItem, encode_batch
 from mqbench.broker.formats.compression import compression_type_id, inner_batch_items
-from mqbench.broker.formats.record import (
-    SYSFLAG_COMPRESSED,
-    SYSFLAG_INNER_BATCH,
-    decode_message,
-    peek_fields,
-    peek_properties,
-    peek_topic,
-)
+from mqbench.broker.formats.record import decode_message
+from mqbench.broker.formats.record_layout import SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH
+from mqbench.broker.formats.record_peek import peek_fields, peek_properties, peek_topic
 from mqbench.codecs.registry import Codec, codec_for_type_id
 from mqbench.broker.store.versions import detect
 from mqbench.errors import CorruptDataError, MqbenchError, UserError

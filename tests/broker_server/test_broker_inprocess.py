@@ -19,6 +19,7 @@ from mqbench.broker.formats.command import LENGTH, RemotingCommand
 from mqbench.admin.calls import AdminError, create_topic, query_runtime_info
 from mqbench.broker.server.main import Broker
 from mqbench.broker.formats import record as rec
+from mqbench.broker.formats import record_layout
 from mqbench.broker.formats.batch import BatchItem, encode_batch
 from mqbench.client import Consumer, OutgoingMessage, Producer
 from mqbench.client.messages import decode_pulled
@@ -334,7 +335,7 @@ def test_batch_cq_topic_stores_one_record_per_batch(tmp_path):
             assert store.max_offset("Batched", 0) == 12
             records = [rec.decode_message(raw)[0] for _, raw, _ in store.log.scan(0, None)]
             records = [r for r in records if r.topic == "Batched"]
-            assert len(records) == 2 and all(r.sysflag & rec.SYSFLAG_INNER_BATCH for r in records)
+            assert len(records) == 2 and all(r.sysflag & record_layout.SYSFLAG_INNER_BATCH for r in records)
             assert all(r.body == encode_batch(items) for r in records)     # stored as sent: what it encodes to
             # a body the encoder would not write as sent (a MAGICCODE of 1) is stored as it encodes
             odd = bytearray(encode_batch(items[:2]))
@@ -541,17 +542,17 @@ def test_whole_batch_compressed_sends(tmp_path):
             # to an ordinary topic: checked, decompressed, one plain record per message
             plain_records = [r for r in records if r.topic == "Plain"]
             assert [r.body for r in plain_records] == bodies
-            assert not any(r.sysflag & rec.SYSFLAG_COMPRESSED for r in plain_records)
+            assert not any(r.sysflag & record_layout.SYSFLAG_COMPRESSED for r in plain_records)
             # to a BatchCQ topic: ONE record whose body is the compressed stream
             [packed_record] = [r for r in records if r.topic == "Packed"]
-            assert packed_record.sysflag & rec.SYSFLAG_COMPRESSED and packed_record.sysflag & rec.SYSFLAG_INNER_BATCH
+            assert packed_record.sysflag & record_layout.SYSFLAG_COMPRESSED and packed_record.sysflag & record_layout.SYSFLAG_INNER_BATCH
             assert len(packed_record.body) < sum(map(len, bodies)) // 4
             for topic in ("Plain", "Packed"):
                 response = await request(addr, codes.PULL_MESSAGE, pull_fields(topic, 0, 0))
                 assert [m.body for m in decode_pulled(response.body, "b")] == bodies
             # an envelope that lies about its size is refused before anything is stored
             fields = headers.SendMessageHeader(producer_group="P", topic="Packed", queue_id=0, batch=True,
-                                               sys_flag=rec.SYSFLAG_COMPRESSED).to_v2()
+                                               sys_flag=record_layout.SYSFLAG_COMPRESSED).to_v2()
             bad = await request(addr, codes.SEND_BATCH_MESSAGE, fields, b"\xff\xff\xff\xffMQBC" + b"\x00" * 12)
             assert bad.code == codes.MESSAGE_ILLEGAL and "batch body to Packed" in bad.remark
             assert store.max_offset("Packed", 0) == 8

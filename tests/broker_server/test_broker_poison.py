@@ -12,12 +12,13 @@ import zlib
 
 from mqbench.broker.formats import codes
 from mqbench.broker.formats import record as rec
+from mqbench.broker.formats import record_layout
 from mqbench.client import Consumer, OutgoingMessage, Producer
 from test_broker_inprocess import InProcessCluster, request, run, send_v1_fields
 
-ZLIB = rec.SYSFLAG_COMPRESSED                       # legacy type 0 = zlib, what 4.x writes
-ZSTD = rec.SYSFLAG_COMPRESSED | (2 << rec.SYSFLAG_COMPRESSION_SHIFT)
-UNKNOWN = rec.SYSFLAG_COMPRESSED | (7 << rec.SYSFLAG_COMPRESSION_SHIFT)
+ZLIB = record_layout.SYSFLAG_COMPRESSED                       # legacy type 0 = zlib, what 4.x writes
+ZSTD = record_layout.SYSFLAG_COMPRESSED | (2 << record_layout.SYSFLAG_COMPRESSION_SHIFT)
+UNKNOWN = record_layout.SYSFLAG_COMPRESSED | (7 << record_layout.SYSFLAG_COMPRESSION_SHIFT)
 
 
 def test_send_flagged_compressed_with_a_body_that_does_not_decompress_is_refused(tmp_path):

@@ -16,14 +16,8 @@ from mqbench.broker.server.entries import (META_TOPIC, OffsetsSnapshot, OffsetUp
 from mqbench.broker.store.raft_storage import APPLIED_FILE, AppliedMark, replica_name, replica_node_id
 from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.formats.configs import TopicConfig
-from mqbench.broker.formats.record import (
-    SYSFLAG_INNER_BATCH,
-    SYSFLAG_TX_PREPARED,
-    Message,
-    check_record,
-    decode_message,
-    encode_message,
-)
+from mqbench.broker.formats.record import Message, check_record, decode_message, encode_message
+from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH, SYSFLAG_TX_PREPARED
 from mqbench.broker.formats.restamp import restamp_inner_batch, restamp_record
 from mqbench.broker.store.store import Store
 

@@ -9,6 +9,7 @@ import pytest
 
 from mqbench.broker.formats import codes
 from mqbench.broker.formats import record as rec
+from mqbench.broker.formats import record_layout
 from mqbench.broker.formats.batch import BatchItem, encode_batch
 from mqbench.broker.formats.command import RemotingCommand, encode_command, send_success_frame
 from mqbench.broker.formats.frame import FrameDecoder
@@ -35,13 +36,13 @@ def _cases() -> list[tuple[int, dict, bytes]]:
         (codes.SEND_MESSAGE_V2, _v2("T", "A\x01b\x02\x02C\x01\x02A\x01c"), b"odd property string"),
         (codes.SEND_MESSAGE_V2, _v2("T", {"DELAY": "2", **uniq}), b"delayed"),
         (codes.SEND_MESSAGE_V2, _v2("T", {"TIMER_DELAY_SEC": "30"}, queue_id=3), b"timer"),
-        (codes.SEND_MESSAGE_V2, _v2("T", {"TRAN_MSG": "true"}, sys_flag=rec.SYSFLAG_TX_COMMIT), b"committed tx"),
+        (codes.SEND_MESSAGE_V2, _v2("T", {"TRAN_MSG": "true"}, sys_flag=record_layout.SYSFLAG_TX_COMMIT), b"committed tx"),
         (codes.SEND_MESSAGE_V2, _v2("../x"), b"bad topic"),
         (codes.SEND_MESSAGE_V2, _v2("SCHEDULE_TOPIC_XXXX"), b"forbidden"),
         (codes.SEND_MESSAGE_V2, _v2("T"), b""),
         (codes.SEND_MESSAGE_V2, _v2("T", queue_id=9), b"no such queue"),
-        (codes.SEND_MESSAGE_V2, _v2("T", sys_flag=rec.SYSFLAG_TX_PREPARED), b"half"),
-        (codes.SEND_MESSAGE_V2, _v2("T", sys_flag=rec.SYSFLAG_INNER_BATCH), b"inner"),
+        (codes.SEND_MESSAGE_V2, _v2("T", sys_flag=record_layout.SYSFLAG_TX_PREPARED), b"half"),
+        (codes.SEND_MESSAGE_V2, _v2("T", sys_flag=record_layout.SYSFLAG_INNER_BATCH), b"inner"),
         (codes.SEND_MESSAGE_V2, {"a": "PID_many"}, b"no topic"),
         (codes.SEND_MESSAGE_V2, {**_v2("T"), "e": "ten"}, b"bad queue id"),
         (codes.SEND_MESSAGE_V2, _v2("T", {"X": big}), b"properties too large"),

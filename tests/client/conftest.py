@@ -17,6 +17,7 @@ from mqbench.broker.remoting.client import connect
 from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.remoting.server import RemotingServer
 from mqbench.broker.formats import record as rec
+from mqbench.broker.formats import record_layout
 from mqbench.broker.formats.batch import decode_batch
 
 
@@ -100,7 +101,7 @@ class ScriptedBroker:
                            sysflag=h.sys_flag, born_timestamp_ms=h.born_timestamp_ms)
         if cmd.code == codes.SEND_BATCH_MESSAGE and h.topic in self.inner_batch_topics:
             items = decode_batch(cmd.body)
-            base.sysflag |= rec.SYSFLAG_NEED_UNWRAP | rec.SYSFLAG_INNER_BATCH
+            base.sysflag |= record_layout.SYSFLAG_NEED_UNWRAP | record_layout.SYSFLAG_INNER_BATCH
             base.properties = {**props, "INNER_NUM": str(len(items)),
                                "INNER_BASE": str(self.max_offset(h.topic, h.queue_id))}
             first = self.append(base, len(items))

@@ -5,6 +5,7 @@ import pytest
 
 from mqbench.broker.formats import codes
 from mqbench.broker.formats import record as rec
+from mqbench.broker.formats import record_layout
 from mqbench.client import ClientError, Consumer, OutgoingMessage, Producer
 from mqbench.codecs.registry import TYPE_ID_LZ4, parse_codec
 
@@ -49,7 +50,7 @@ def test_large_bodies_are_compressed_with_the_codec_type_bits(cluster, run):
                 await producer.send(OutgoingMessage("Orders", b"a" * 5000))
             small, big = sorted(broker.stored("Orders"), key=lambda m: m.physical_offset)
             assert small.sysflag == 0 and small.body == b"small"
-            assert big.sysflag == rec.SYSFLAG_COMPRESSED | (TYPE_ID_LZ4 << 8) and len(big.body) < 5000
+            assert big.sysflag == record_layout.SYSFLAG_COMPRESSED | (TYPE_ID_LZ4 << 8) and len(big.body) < 5000
             consumer = fast_consumer(cluster.namesrv_addr, "G")
             consumer.subscribe("Orders")
             async with consumer:

@@ -4,6 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mqbench.broker.formats import record as rec
+from mqbench.broker.formats import record_layout
 from mqbench.broker.formats.batch import BatchItem, encode_batch
 from mqbench.client.messages import OutgoingMessage, UniqueIdGenerator, decode_pulled
 from mqbench.client.routes import MessageQueue, TopicRoute, allocate_averagely
@@ -88,9 +89,9 @@ def test_decode_pulled_plain_compressed_and_inner_batch():
     payload = b"order-" * 1000
     batch = encode_batch([BatchItem(b"one", {"TAGS": "a", "UNIQ_KEY": "U1"}), BatchItem(b"two", {"TAGS": "b"})])
     body = (record(b"plain", queue_offset=5)
-            + record(zstd.compress(payload), sysflag=rec.SYSFLAG_COMPRESSED | (TYPE_ID_ZSTD << 8), queue_offset=6,
+            + record(zstd.compress(payload), sysflag=record_layout.SYSFLAG_COMPRESSED | (TYPE_ID_ZSTD << 8), queue_offset=6,
                      physical_offset=100)
-            + record(batch, sysflag=rec.SYSFLAG_NEED_UNWRAP | rec.SYSFLAG_INNER_BATCH, queue_offset=7,
+            + record(batch, sysflag=record_layout.SYSFLAG_NEED_UNWRAP | record_layout.SYSFLAG_INNER_BATCH, queue_offset=7,
                      properties={"INNER_NUM": "2", "INNER_BASE": "7"}, physical_offset=300))
     got = decode_pulled(body, "g0")
     assert [(m.queue_offset, m.body[:6]) for m in got] == [(5, b"plain"), (6, b"order-"), (7, b"one"), (8, b"two")]
@@ -105,7 +106,7 @@ def test_decode_pulled_refuses_damage_and_bombs():
     for body in (damaged, good[:-1], good + b"\x01\x02"):
         with pytest.raises(CorruptDataError):
             decode_pulled(body, "g0")
-    bomb = record(parse_codec("zlib").compress(b"\0" * (1 << 20)), sysflag=rec.SYSFLAG_COMPRESSED)
+    bomb = record(parse_codec("zlib").compress(b"\0" * (1 << 20)), sysflag=record_layout.SYSFLAG_COMPRESSED)
     with pytest.raises(CorruptDataError, match="zlib"):
         decode_pulled(bomb, "g0", body_size_max=1024)
     assert decode_pulled(b"", "g0") == []

@@ -18,6 +18,7 @@ import pytest
 from mqbench.broker.formats import codes, headers
 from mqbench.broker.formats import compression as comp
 from mqbench.broker.formats import record as rec
+from mqbench.broker.formats import record_layout
 from mqbench.client import ClientError, Consumer, OutgoingMessage, Producer
 from mqbench.codecs.registry import parse_codec
 from mqbench.errors import CorruptDataError, UserError
@@ -31,7 +32,7 @@ _spec.loader.exec_module(scripted)
 class AwareBroker(scripted.ScriptedBroker):
     async def on_send(self, cmd, channel):
         h = headers.send_header(cmd)
-        if cmd.code != codes.SEND_BATCH_MESSAGE or not h.sys_flag & rec.SYSFLAG_COMPRESSED:
+        if cmd.code != codes.SEND_BATCH_MESSAGE or not h.sys_flag & record_layout.SYSFLAG_COMPRESSED:
             return await super().on_send(cmd, channel)
         self.requests.append(cmd)
         try:
@@ -43,7 +44,7 @@ class AwareBroker(scripted.ScriptedBroker):
         if h.topic in self.inner_batch_topics:
             inner = {"INNER_NUM": str(batch.count), "INNER_BASE": str(self.max_offset(h.topic, h.queue_id))}
             msg = rec.Message(body=batch.stored_body, properties={**props, **inner}, **base,
-                              sysflag=rec.SYSFLAG_NEED_UNWRAP | rec.SYSFLAG_INNER_BATCH | batch.sysflag_bits)
+                              sysflag=record_layout.SYSFLAG_NEED_UNWRAP | record_layout.SYSFLAG_INNER_BATCH | batch.sysflag_bits)
             first = self.append(msg, batch.count)
             ids = rec.message_id(self.store_host, msg.physical_offset)
         else:
@@ -103,7 +104,7 @@ def test_per_message_compression_follows_rocketmqs_threshold_and_zlib_form():
             stored = {m.properties["KEYS"]: m for m in broker.stored("Orders")}
             assert stored["small"].sysflag == 0 and stored["small"].body == small
             # zlib is sent as RocketMQ 4.x and the C++ client send it: flag 0x1, zlib stream at level 5
-            assert stored["exact"].sysflag == rec.SYSFLAG_COMPRESSED
+            assert stored["exact"].sysflag == record_layout.SYSFLAG_COMPRESSED
             assert stored["exact"].body == zlib.compress(exact, 5)
             consumer = fast_consumer(cluster.namesrv_addr, "GID_z")
             consumer.subscribe("Orders")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mqbench.broker.formats import record as rec
+from mqbench.broker.formats import record_layout
 from mqbench.client import OutgoingMessage, Producer
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_cpp_client_and_mqbench_send_the_same_zlib_and_read_each_others():
             for i in range(len(bodies)):
                 a, b = cpp[f"cpp-{i}"], ours[f"mq-{i}"]
                 assert (a.sysflag, a.body) == (b.sysflag, b.body), f"body {i}"
-            assert cpp["cpp-0"].sysflag == 0 and cpp["cpp-1"].sysflag == rec.SYSFLAG_COMPRESSED
+            assert cpp["cpp-0"].sysflag == 0 and cpp["cpp-1"].sysflag == record_layout.SYSFLAG_COMPRESSED
             assert cpp["cpp-1"].body == zlib.compress(bodies[1].encode(), 5)
             rc, lines, err = await _drive([python, "-c", CPP_CONSUME, cluster.namesrv_addr, "6"])
             assert rc == 0, err

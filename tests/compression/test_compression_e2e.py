@@ -10,7 +10,7 @@ import pytest
 
 from mqbench.admin.calls import create_topic
 from mqbench.broker.formats import compression as comp
-from mqbench.broker.formats.record import SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP
+from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP
 from mqbench.broker.store.store import Store
 from mqbench.client import ClientError, Consumer, OutgoingMessage, Producer
 from mqbench.cluster import launcher

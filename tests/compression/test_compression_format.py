@@ -256,11 +256,11 @@ def test_fuzz_damaged_envelopes_never_yield_wrong_messages(spec, position, value
 
 
 def test_the_compression_rules_have_one_owner():
-    """Only compression.py reads or writes the sysflag's compression-type bits (record.py defines
-    them); migrate's reframe, the client and the broker call its functions instead of restating them."""
+    """Only compression.py reads or writes the sysflag's compression-type bits (record_layout.py
+    defines them); migrate's reframe, the client and the broker call its functions instead of restating them."""
     from pathlib import Path
     root = Path(__file__).resolve().parents[2]
-    owners = {"broker/formats/compression.py", "broker/formats/record.py"}
+    owners = {"broker/formats/compression.py", "broker/formats/record_layout.py"}
     found = sorted(str(p.relative_to(root)) for folder in ("broker", "mqbench", "migrate", "workloads", "codecs")
                    for p in (root / folder).rglob("*.py")
                    if str(p.relative_to(root)) not in owners

@@ -5,12 +5,8 @@ import pytest
 
 from mqbench.broker.formats import compression as comp
 from mqbench.broker.formats.batch import BatchItem
-from mqbench.broker.formats.record import (
-    SYSFLAG_COMPRESSED,
-    SYSFLAG_INNER_BATCH,
-    SYSFLAG_NEED_UNWRAP,
-    Message,
-)
+from mqbench.broker.formats.record import Message
+from mqbench.broker.formats.record_layout import SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP
 from mqbench.broker.store.store import Store
 from mqbench.codecs.registry import parse_codec
 from mqbench.errors import CorruptDataError, UserError

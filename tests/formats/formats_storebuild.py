@@ -12,7 +12,8 @@ from mqbench.broker.formats import configs, dledger as dl
 from mqbench.broker.formats.batch import BatchItem, encode_batch
 from mqbench.broker.formats.checkpoint import StoreCheckpoint, encode_checkpoint
 from mqbench.broker.formats.queues import BcqUnit, encode_bcq_unit, encode_cq_filler, encode_cq_unit
-from mqbench.broker.formats.record import SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message, encode_blank, encode_message, record_size
+from mqbench.broker.formats.record import Message, encode_blank, encode_message, record_size
+from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK
 from mqbench.broker.formats.tags import message_tags_code
 
 NAME = "{:020d}"

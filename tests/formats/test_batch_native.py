@@ -93,7 +93,9 @@ _SEGMENTS = [b"INNER_NUM\x013\x02", b"INNER_NUM\x01 +6_4 \x02", "INNER_NUM\x01٣
 
 
 def _record_with(wire: bytes, host: tuple[str, int], version: int) -> bytes:
-    from mqbench.broker.formats.record import SYSFLAG_INNER_BATCH, Message, _tail_positions, encode_message
+    from mqbench.broker.formats.record import Message, encode_message
+    from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH
+    from mqbench.broker.formats.record_peek import _tail_positions
 
     record = encode_message(Message(topic="BatchT", body=b"\0" * 30, properties={"X": "y"}, born_host=host,
                                     store_host=host, version=version, sysflag=SYSFLAG_INNER_BATCH))
@@ -124,7 +126,7 @@ def test_restamp_inner_batch_is_the_reference_on_any_property_string(segments, q
 
 
 def _props(record: bytes) -> tuple[int, int]:
-    from mqbench.broker.formats.record import _tail_positions
+    from mqbench.broker.formats.record_peek import _tail_positions
 
     return _tail_positions(record, 0)[2:]
 

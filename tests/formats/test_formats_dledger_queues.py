@@ -219,9 +219,10 @@ def test_fuzz_unit_decoders(data, pos):
 @given(st.integers(8, 2**31 - 1), st.binary(max_size=16))
 def test_blank_round_trips(remaining, after):
     from mqbench.broker.formats import record, timer_formats as tf
+    from mqbench.broker.formats import record_layout
     blank = record.encode_blank(remaining)
-    assert record.check_record(blank + after, 0, 8 + len(after)) == record.RECORD_BLANK
-    assert struct.unpack(">ii", blank) == (remaining, record.BLANK_MAGIC)
+    assert record.check_record(blank + after, 0, 8 + len(after)) == record_layout.RECORD_BLANK
+    assert struct.unpack(">ii", blank) == (remaining, record_layout.BLANK_MAGIC)
     dblank = d.encode_entry_blank(remaining)
     assert d.check_entry(dblank + after, 0, 8 + len(after), 0) == d.ENTRY_BLANK
     assert struct.unpack(">ii", dblank) == (-1, remaining)

@@ -15,7 +15,7 @@ from formats_storebuild import StoreBuilder
 from mqbench.broker.formats import dledger as dl
 from mqbench.broker.formats.batch import BatchItem
 from mqbench.inspection.report import SCHEMA, inspect_store, iter_messages
-from mqbench.broker.formats.record import SYSFLAG_TX_PREPARED
+from mqbench.broker.formats.record_layout import SYSFLAG_TX_PREPARED
 from mqbench.cli import cli
 from mqbench.errors import UserError
 

@@ -6,8 +6,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 from mqbench.broker.formats import record as r
+from mqbench.broker.formats import record_peek
 from mqbench.broker.formats import record_check as rc
-from mqbench.broker.formats.record import BLANK_MAGIC, MAGIC_V1, MAGIC_V2, RECORD_BLANK, RECORD_END, Message, check_record, decode_message, decode_properties, encode_blank, encode_message, encode_properties, message_id, record_size
+from mqbench.broker.formats.record import Message, check_record, decode_message, decode_properties, encode_blank, encode_message, encode_properties, message_id, record_size
+from mqbench.broker.formats.record_layout import BLANK_MAGIC, MAGIC_V1, MAGIC_V2, RECORD_BLANK, RECORD_END
 from mqbench.broker.formats.tags import java_hash, message_tags_code, parse_delay_levels, tags_code
 from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.errors import CorruptDataError, UserError
@@ -240,7 +242,7 @@ def test_schedule_topic_tags_code_is_deliver_time():
 def test_set_physical_offset_and_peek():
     data = r.set_physical_offset(bytes.fromhex(EX1), 48)
     assert data[28:36].hex() == "0000000000000030"
-    assert r.peek_fields(data, 0) == (97, 0, 0, 48, 0)
+    assert record_peek.peek_fields(data, 0) == (97, 0, 0, 48, 0)
 
 
 # --- Hypothesis round trips and fuzzing ---
@@ -306,19 +308,19 @@ def test_fuzz_mutated_records(msg, data):
 def test_peek_matches_decode(msg):
     data = b"\0" * 3 + encode_message(msg) + b"tail"
     back, _ = decode_message(data, 3)
-    assert r.peek_topic(data, 3) == back.topic
-    assert r.peek_properties(data, 3) == back.properties
+    assert record_peek.peek_topic(data, 3) == back.topic
+    assert record_peek.peek_properties(data, 3) == back.properties
 
 
 def test_peek_rejects_bad_utf8():
     data = bytearray.fromhex(EX2)
     data[94] = 0xFF
     with pytest.raises(CorruptDataError, match="topic"):
-        r.peek_topic(bytes(data), 0, where="f")
+        record_peek.peek_topic(bytes(data), 0, where="f")
     data = bytearray.fromhex(EX2)
     data[110] = 0xFF
     with pytest.raises(CorruptDataError, match="UTF-8"):
-        r.peek_properties(bytes(data), 0, where="f")
+        record_peek.peek_properties(bytes(data), 0, where="f")
 
 
 @given(messages(), st.binary(max_size=20))
@@ -395,14 +397,14 @@ def test_is_record_of_knows_a_record_by_size_queue_offset_and_topic(msg, lead):
     data = lead + raw + b"\0" * 5
     topic = msg.topic.encode()
     at = len(lead)
-    assert r.is_record_of(data, at, len(raw), topic, msg.queue_id, msg.queue_offset)
-    assert not r.is_record_of(data, at, len(raw) - 1, topic, msg.queue_id, msg.queue_offset)
-    assert not r.is_record_of(data, at, len(raw) + 1, topic, msg.queue_id, msg.queue_offset)
-    assert not r.is_record_of(data, at, len(raw), topic + b"x", msg.queue_id, msg.queue_offset)
-    assert not r.is_record_of(data, at, len(raw), topic[:-1], msg.queue_id, msg.queue_offset)
-    assert not r.is_record_of(data, at, len(raw), topic, msg.queue_id ^ 1, msg.queue_offset)
-    assert not r.is_record_of(data, at, len(raw), topic, msg.queue_id, msg.queue_offset ^ 1)
-    assert not r.is_record_of(data[:at + len(raw) - 1], at, len(raw), topic, msg.queue_id, msg.queue_offset)
+    assert record_peek.is_record_of(data, at, len(raw), topic, msg.queue_id, msg.queue_offset)
+    assert not record_peek.is_record_of(data, at, len(raw) - 1, topic, msg.queue_id, msg.queue_offset)
+    assert not record_peek.is_record_of(data, at, len(raw) + 1, topic, msg.queue_id, msg.queue_offset)
+    assert not record_peek.is_record_of(data, at, len(raw), topic + b"x", msg.queue_id, msg.queue_offset)
+    assert not record_peek.is_record_of(data, at, len(raw), topic[:-1], msg.queue_id, msg.queue_offset)
+    assert not record_peek.is_record_of(data, at, len(raw), topic, msg.queue_id ^ 1, msg.queue_offset)
+    assert not record_peek.is_record_of(data, at, len(raw), topic, msg.queue_id, msg.queue_offset ^ 1)
+    assert not record_peek.is_record_of(data[:at + len(raw) - 1], at, len(raw), topic, msg.queue_id, msg.queue_offset)
 
 
 @given(messages(), st.data())
@@ -416,7 +418,7 @@ def test_is_record_of_never_vouches_for_a_damaged_record_the_full_check_refuses(
         raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
     raw = bytes(raw)
     size = data.draw(st.sampled_from([len(raw), len(raw) - 1, 0, 90]))
-    if r.is_record_of(raw, 0, size, msg.topic.encode(), msg.queue_id, msg.queue_offset):
+    if record_peek.is_record_of(raw, 0, size, msg.topic.encode(), msg.queue_id, msg.queue_offset):
         _stored_record(raw, 0, size, msg.topic.encode(), msg.queue_id, msg.queue_offset, 0)   # does not raise
 
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from mqbench.broker.formats import record_check as rc
-from mqbench.broker.formats.record import (SYSFLAG_INNER_BATCH, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK, Message,
-                                           encode_message, encode_messages_like)
+from mqbench.broker.formats.record import Message, encode_message, encode_messages_like
+from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK
 from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.errors import CorruptDataError
 

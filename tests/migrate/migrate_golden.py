@@ -9,7 +9,8 @@ import zlib
 
 from mqbench.broker.formats import configs
 from mqbench.broker.formats.batch import BatchItem
-from mqbench.broker.formats.record import SYSFLAG_COMPRESSED, SYSFLAG_TX_COMMIT, Message
+from mqbench.broker.formats.record import Message
+from mqbench.broker.formats.record_layout import SYSFLAG_COMPRESSED, SYSFLAG_TX_COMMIT
 from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.broker.store.store import Store
 from mqbench.broker.formats.topics import TRANS_HALF_TOPIC

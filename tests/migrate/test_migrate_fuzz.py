@@ -11,13 +11,8 @@ from migrate_golden import storebuilder
 from mqbench.broker.formats import dledger as dl
 from mqbench.broker.formats.batch import BatchItem, encode_batch
 from mqbench.broker.store.reader import unwrap
-from mqbench.broker.formats.record import (
-    SYSFLAG_INNER_BATCH,
-    SYSFLAG_NEED_UNWRAP,
-    Message,
-    decode_message,
-    encode_message,
-)
+from mqbench.broker.formats.record import Message, decode_message, encode_message
+from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP
 from mqbench.broker.store.store import Store
 from mqbench.errors import CorruptDataError, UserError
 from mqbench.migrate.journal import JOURNAL_FILE, read_journal, write_journal

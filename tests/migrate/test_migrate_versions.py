@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from migrate_golden import SEGMENT_BYTES, build_store, storebuilder, tree_bytes
 from mqbench.broker.formats import configs, dledger as dl
 from mqbench.inspection.report import inspect_store
-from mqbench.broker.formats.record import SYSFLAG_INNER_BATCH, decode_message
+from mqbench.broker.formats.record import decode_message
+from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH
 from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.broker.store.store import Store
 from mqbench.cli import cli as cli_main

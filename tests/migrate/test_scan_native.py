@@ -14,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 from mqbench.broker.formats import dledger as dl
 from mqbench.broker.formats import record as rec
+from mqbench.broker.formats import record_layout
 from mqbench.broker.formats.compression import TYPE_ID_ZLIB
 from mqbench.broker.formats.properties import PROPERTY_CRC32
 from mqbench.broker.formats.record import Message, encode_blank, encode_message
@@ -39,9 +40,9 @@ _props = st.one_of(
     st.tuples(_pairs, st.booleans()).map(
         lambda p: ("\x02".join(f"{k}\x01{v}" for k, v in p[0]) + ("\x02" if p[1] and p[0] else "")).encode()),
     st.lists(_pieces, max_size=10).map(lambda parts: "".join(parts).encode("utf-8")))
-_sysflags = st.sampled_from([0] * 8 + [rec.SYSFLAG_COMPRESSED, rec.SYSFLAG_COMPRESSED | (TYPE_ID_ZLIB << 8),
-                             rec.SYSFLAG_COMPRESSED | (2 << 8), rec.SYSFLAG_TX_PREPARED, rec.SYSFLAG_TX_COMMIT,
-                             rec.SYSFLAG_INNER_BATCH, rec.SYSFLAG_NEED_UNWRAP, rec.SYSFLAG_MULTI_TAGS])
+_sysflags = st.sampled_from([0] * 8 + [record_layout.SYSFLAG_COMPRESSED, record_layout.SYSFLAG_COMPRESSED | (TYPE_ID_ZLIB << 8),
+                             record_layout.SYSFLAG_COMPRESSED | (2 << 8), record_layout.SYSFLAG_TX_PREPARED, record_layout.SYSFLAG_TX_COMMIT,
+                             record_layout.SYSFLAG_INNER_BATCH, record_layout.SYSFLAG_NEED_UNWRAP, record_layout.SYSFLAG_MULTI_TAGS])
 
 
 @st.composite
@@ -146,12 +147,12 @@ def test_real_store_windows_agree(real_store_commitlog) -> None:
 def test_c_constants_are_the_formats() -> None:
     c = _scan.CONSTANTS
     assert (c["MIN_RECORD_BYTES"], c["ENTRY_HEADER_BYTES"], c["DLEDGER_BLANK_BYTES"], c["BLANK_MIN_BYTES"]) == \
-        (scan.MIN_RECORD_BYTES, dl.ENTRY_HEADER_BYTES, dl.DLEDGER_BLANK_BYTES, rec.BLANK_MIN_BYTES)
-    assert (c["DLEDGER_MAGIC"], c["MAGIC_V1"], c["MAGIC_V2"]) == (dl.DLEDGER_MAGIC, rec.MAGIC_V1, rec.MAGIC_V2)
+        (scan.MIN_RECORD_BYTES, dl.ENTRY_HEADER_BYTES, dl.DLEDGER_BLANK_BYTES, record_layout.BLANK_MIN_BYTES)
+    assert (c["DLEDGER_MAGIC"], c["MAGIC_V1"], c["MAGIC_V2"]) == (dl.DLEDGER_MAGIC, record_layout.MAGIC_V1, record_layout.MAGIC_V2)
     assert (c["SYSFLAG_COMPRESSED"], c["SYSFLAG_TX_MASK"], c["SYSFLAG_BORNHOST_V6"], c["SYSFLAG_STOREHOST_V6"],
             c["SYSFLAG_NEED_UNWRAP"], c["SYSFLAG_INNER_BATCH"], c["TYPE_ID_ZLIB"]) == \
-        (rec.SYSFLAG_COMPRESSED, rec.SYSFLAG_TX_MASK, rec.SYSFLAG_BORNHOST_V6, rec.SYSFLAG_STOREHOST_V6,
-         rec.SYSFLAG_NEED_UNWRAP, rec.SYSFLAG_INNER_BATCH, TYPE_ID_ZLIB)
+        (record_layout.SYSFLAG_COMPRESSED, record_layout.SYSFLAG_TX_MASK, record_layout.SYSFLAG_BORNHOST_V6, record_layout.SYSFLAG_STOREHOST_V6,
+         record_layout.SYSFLAG_NEED_UNWRAP, record_layout.SYSFLAG_INNER_BATCH, TYPE_ID_ZLIB)
     assert c["CRC_TAIL"] == PROPERTY_CRC32.encode() + b"\x01"
     assert set(c["SPECIAL_TOPICS"]) == {SCHEDULE_TOPIC, TIMER_TOPIC, TRANS_HALF_TOPIC}
 

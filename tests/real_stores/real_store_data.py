@@ -13,7 +13,7 @@ import zlib
 
 import pytest
 
-from mqbench.broker.formats.record import SYSFLAG_COMPRESSED
+from mqbench.broker.formats.record_layout import SYSFLAG_COMPRESSED
 from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.migrate.source import decode_item, walk_log
 

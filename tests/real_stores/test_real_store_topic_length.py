@@ -12,8 +12,9 @@ import struct
 
 import pytest
 
-from mqbench.broker.formats.record import (MAGIC_V1, RECORD_END, _tail_positions, check_record, decode_fields,
-                                           decode_message, is_record_of)
+from mqbench.broker.formats.record import check_record, decode_fields, decode_message
+from mqbench.broker.formats.record_layout import MAGIC_V1, RECORD_END
+from mqbench.broker.formats.record_peek import _tail_positions, is_record_of
 from mqbench.errors import CorruptDataError
 from mqbench.migrate.source import walk_log
 

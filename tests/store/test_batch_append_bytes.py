@@ -8,7 +8,8 @@ import random
 import pytest
 
 from mqbench.broker.formats.batch import BatchItem
-from mqbench.broker.formats.record import SYSFLAG_TX_PREPARED, encode_message
+from mqbench.broker.formats.record import encode_message
+from mqbench.broker.formats.record_layout import SYSFLAG_TX_PREPARED
 from mqbench.broker.formats.restamp import restamp_inner_batch, restamp_record
 from mqbench.broker.store.dledger_log import DLedgerLog
 from mqbench.broker.store.record_builder import RecordBuilder

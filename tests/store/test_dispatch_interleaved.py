@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import random
 
-from mqbench.broker.formats.record import SYSFLAG_TX_COMMIT, SYSFLAG_TX_PREPARED, Message
+from mqbench.broker.formats.record import Message
+from mqbench.broker.formats.record_layout import SYSFLAG_TX_COMMIT, SYSFLAG_TX_PREPARED
 from mqbench.broker.store.dispatch import BCQ_DIR, CQ_DIR, Dispatcher
 from mqbench.broker.store.store import Store
 

@@ -8,13 +8,8 @@ import random
 
 import pytest
 
-from mqbench.broker.formats.record import (
-    SYSFLAG_COMPRESSED,
-    SYSFLAG_NEED_UNWRAP,
-    SYSFLAG_TX_COMMIT,
-    Message,
-    encode_properties,
-)
+from mqbench.broker.formats.record import Message, encode_properties
+from mqbench.broker.formats.record_layout import SYSFLAG_COMPRESSED, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_COMMIT
 from mqbench.broker.store.store import Store
 from mqbench.broker.timer.config import DelayConfig
 from mqbench.broker.timer.rewrite import delay_rewrite_acts_on, rewrite_for_delay

@@ -6,7 +6,7 @@ import os
 
 from mqbench.broker.formats import index_file as fmt
 from mqbench.broker.store.index_files import IndexWriter, geometry, index_files, lookup, record_keys
-from mqbench.broker.formats.record import SYSFLAG_TX_ROLLBACK
+from mqbench.broker.formats.record_layout import SYSFLAG_TX_ROLLBACK
 
 
 def test_spec_example_8(tmp_path):

@@ -8,13 +8,8 @@ from store_files_helpers import FixedClock, open_store
 from mqbench.broker.formats import configs
 from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.formats.queues import decode_bcq_unit, decode_cq_unit
-from mqbench.broker.formats.record import (
-    SYSFLAG_COMPRESSED,
-    SYSFLAG_INNER_BATCH,
-    SYSFLAG_NEED_UNWRAP,
-    SYSFLAG_TX_PREPARED,
-    Message,
-)
+from mqbench.broker.formats.record import Message
+from mqbench.broker.formats.record_layout import SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH, SYSFLAG_NEED_UNWRAP, SYSFLAG_TX_PREPARED
 from mqbench.broker.store.segments import segment_name
 from mqbench.codecs.registry import codec_for_type_id, parse_codec
 from mqbench.errors import UserError
@@ -415,7 +410,8 @@ def test_an_asyncio_caller_awaits_durability_in_a_thread(tmp_path):
     (("127.0.0.1", 1), ("127.0.0.1", 2), "T"), (("::1", 1), ("127.0.0.1", 2), "T"),
     (("127.0.0.1", 1), ("::1", 2), "x" * 200), (("::1", 1), ("::1", 2), "Orders")])
 def test_record_tail_check_finds_zeroed_topics_and_properties(born, stored, topic):
-    from mqbench.broker.formats.record import RECORD_END, encode_message
+    from mqbench.broker.formats.record import encode_message
+    from mqbench.broker.formats.record_layout import RECORD_END
     from mqbench.broker.formats.record_check import record_verdict
 
     def valid(rec):

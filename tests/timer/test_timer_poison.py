@@ -14,7 +14,8 @@ import time
 import pytest
 
 from mqbench.broker.formats import codes
-from mqbench.broker.formats.record import PROPERTIES_MAX_BYTES, Message, encode_properties
+from mqbench.broker.formats.record import Message, encode_properties
+from mqbench.broker.formats.record_layout import PROPERTIES_MAX_BYTES
 from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.broker.timer.config import DelayConfig
 from mqbench.broker.timer.plan import MARKER_QUEUE, PROGRESS_TOPIC, Window, decode_marker, encode_marker, marker_message

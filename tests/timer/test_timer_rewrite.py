@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from mqbench.broker.formats.record import SYSFLAG_TX_COMMIT, SYSFLAG_TX_PREPARED, Message
+from mqbench.broker.formats.record import Message
+from mqbench.broker.formats.record_layout import SYSFLAG_TX_COMMIT, SYSFLAG_TX_PREPARED
 from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.broker.formats.timer_formats import TIMER_TOPIC
 from mqbench.broker.timer import DelayConfig, rewrite_for_delay
