@@ -50,6 +50,7 @@ the leader also stores the consumer's ``commitOffset`` (through the Raft log, no
 """
 from __future__ import annotations
 
+import functools
 import logging
 from typing import NamedTuple
 
@@ -66,7 +67,7 @@ PULL_BYTES_MAX = 4 * 1024 * 1024
 PULL_MESSAGES_MAX = 1024
 
 
-def _tags(ctx: BrokerContext, header: headers.PullMessageHeader) -> set[str] | None:
+def _tags(ctx: BrokerContext, header: headers.PullMessageHeader) -> frozenset[str] | None:
     if header.sys_flag & codes.PULL_FLAG_SUBSCRIPTION and header.subscription is not None:
         expression = header.subscription
     else:
@@ -74,7 +75,15 @@ def _tags(ctx: BrokerContext, header: headers.PullMessageHeader) -> set[str] | N
         expression = info.subscriptions.get(header.topic) if info is not None else None
     if header.expression_type not in (None, "", "TAG"):
         return None  # SQL92 filters are not evaluated here: hand out everything, the client filters
-    return headers.parse_tag_expression(expression)
+    return _parsed_tags(expression)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_tags(expression: str | None) -> frozenset[str] | None:
+    """``parse_tag_expression``, once per subscription string: every pull of a group carries the same
+    expression, parsed (and its tag codes hashed, ``reader``) per pull before."""
+    tags = headers.parse_tag_expression(expression)
+    return None if tags is None else frozenset(tags)
 
 
 class PullAnswer(NamedTuple):
@@ -120,7 +129,7 @@ def _answer(ctx: BrokerContext, header: headers.PullMessageHeader, tags: set[str
 async def _ready_answer(ctx: BrokerContext, header: headers.PullMessageHeader, tags: set[str] | None,
                         wait_ms: int, offset: int) -> PullAnswer:
     """``_answer`` once the replica is readable (waiting up to ``wait_ms``); else pull again."""
-    if not await ctx.wait_readable(wait_ms):
+    if not ctx.reads_ready() and not await ctx.wait_readable(wait_ms):   # the usual case awaits nothing
         return PullAnswer(codes.PULL_RETRY_IMMEDIATELY, header.queue_offset)
     return _answer(ctx, header, tags, offset)
 
@@ -175,10 +184,11 @@ async def on_pull(ctx: BrokerContext, cmd: RemotingCommand, channel: Channel) ->
         answer = await _ready_answer(ctx, header, tags, deadline_ms - ctx.monotonic_ms(), offset)
     ctx.counters.pull_message_count += answer.count
     ctx.stats.record_get(header.topic, header.consumer_group, answer.count, ctx.clock_ms())
-    fields = headers.PullMessageResponseHeader(suggest_which_broker_id=0, next_begin_offset=answer.next_offset,
-                                               min_offset=answer.min_offset, max_offset=answer.max_offset)
+    # PullMessageResponseHeader's fields, written out: its to_ext walked the dataclass per pull
+    fields = {"suggestWhichBrokerId": "0", "nextBeginOffset": str(answer.next_offset),
+              "minOffset": str(answer.min_offset), "maxOffset": str(answer.max_offset)}
     remark = None if answer.code == codes.SUCCESS else _remark(answer.code)
-    return cmd.response_to(answer.code, remark, fields.to_ext(), answer.body)
+    return cmd.response_to(answer.code, remark, fields, answer.body)
 
 
 def _remark(code: int) -> str:

@@ -48,6 +48,7 @@ back to back (a pull body, spec protocols.md section 8), with no decode and no r
 """
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -201,6 +202,12 @@ def _wanted(buf: bytes, at: int, tags: set[str]) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=1024)
+def _tag_codes(tags: frozenset[str]) -> frozenset[int]:
+    """The consume-queue tag codes of a subscription's tags (hashed once per tag set, not per pull)."""
+    return frozenset(java_hash(t) if t else 0 for t in tags)
+
+
 def read_queue_records(log, queues: QueueSet, topic: str, queue_id: int, offset: int, max_messages: int,
                        max_bytes: int, tags: set[str] | None = None, *,
                        batches_as_stored: bool = False) -> RecordsRead:
@@ -216,7 +223,7 @@ def read_queue_records(log, queues: QueueSet, topic: str, queue_id: int, offset:
             return _stored_batch_queue(log, q, topic, queue_id, offset, max_messages, max_bytes)
         return _encoded_batch_queue(log, queues, topic, queue_id, offset, max_messages, max_bytes, tags)
     units = q.read_units(max(offset, lo), max(1, max_messages))
-    wanted_codes = None if tags is None else {java_hash(t) if t else 0 for t in tags}
+    wanted_codes = None if tags is None else _tag_codes(tags if type(tags) is frozenset else frozenset(tags))
     topic_bytes = topic.encode()
     parts: list = []
     count = skipped = used = 0
