@@ -123,6 +123,27 @@ def test_pull_waiters_notify_from_wakes_only_satisfied_queues():
     asyncio.run(scenario())
 
 
+def test_pull_waiter_wakes_times_out_and_cleans_up():
+    """A notified wait returns True in the next loop turn; a timed-out one False; a timed-out or
+    cancelled wait leaves nothing behind (its own timer since it no longer uses ``wait_for``)."""
+    async def scenario():
+        waiters = PullWaiters()
+        woken = asyncio.ensure_future(waiters.wait("T", 0, 5, 5000))
+        await asyncio.sleep(0)
+        waiters.notify("T", 0, 6)
+        await asyncio.sleep(0)
+        assert woken.done() and woken.result() is True
+        assert await waiters.wait("T", 0, 5, 20) is False
+        cancelled = asyncio.ensure_future(waiters.wait("T", 1, 0, 5000))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert len(waiters) == 0 and not waiters._waiters
+
+    asyncio.run(scenario())
+
+
 def test_client_registry_reports_joins_and_leaves():
     registry = ClientRegistry(expiry_ms=1000)
     conn_a, conn_b = object(), object()
