@@ -173,3 +173,14 @@ def test_mq_crc32_is_zlibs(data, skip, crc) -> None:
     view = memoryview(data)[min(skip, len(data)):]
     assert _scan.crc32(view, crc) == zlib.crc32(view, crc)
     assert _scan.crc32(data) == zlib.crc32(data)
+
+
+def test_many_topics_in_one_window() -> None:
+    """More topics than the C table's first size (it grows), repeated in a new order."""
+    out = bytearray()
+    for i in list(range(300)) + list(range(299, -1, -7)):
+        record = encode_message(Message(topic=f"t-{i}", body=b"b" * (i % 5), properties={"TAGS": f"x{i}",
+                                                                                       "KEYS": f"k{i} j"}))
+        out += rec.set_physical_offset(record, len(out))
+    _same(bytes(out), len(out), 0, False, False, None)
+    assert len(scan.summarize_py(bytes(out), len(out), 0, False, False, None).topics) == 300
