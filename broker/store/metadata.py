@@ -4,7 +4,10 @@ Files (written by ``configs.py`` in the store version's flavour, fastjson layout
 ``.bak`` by ``atomic.write_atomic``; read back falling back to the ``.bak``):
 
 * ``topics.json``: ``{"dataVersion":…, "topicConfigTable":{name: TopicConfig}}``; written at once
-  by ``create_topic``/``update_topic`` (rare operations);
+  by ``create_topic``/``update_topic`` (rare operations). With ``topics_in_background`` (a Raft
+  replica's store, whose topic changes are applied on the event loop) the write, with its fsyncs,
+  runs in one writer thread, in order, and ``persist`` waits for it: the Raft log is what makes a
+  topic durable there, and ``raft-applied.json`` moves past its entry only after a ``persist``;
 * ``consumerOffset.json``: ``offsetTable`` ``"topic@group": {queueId: next offset}``;
 * ``delayOffset.json``: ``offsetTable`` ``{delay level: next offset}``.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -38,7 +42,8 @@ QUEUE_NUMS_MAX = 1024
 class Metadata:
     """Topic configs and offsets of one store (see module doc). Thread-safe."""
 
-    def __init__(self, root: str | os.PathLike, version: str, clock_ms: Callable[[], int]):
+    def __init__(self, root: str | os.PathLike, version: str, clock_ms: Callable[[], int], *,
+                 topics_in_background: bool = False):
         self.dir = Path(root) / "config"
         self.version = version
         self.clock_ms = clock_ms
@@ -50,6 +55,9 @@ class Metadata:
         self.offsets = self._load(CONSUMER_OFFSETS_FILE, configs.parse_consumer_offsets_json) or configs.OffsetsFile()
         self.delay = self._load(DELAY_OFFSETS_FILE, configs.parse_delay_offsets_json) or configs.DelayOffsetsFile()
         self._dirty: set[str] = set()
+        # topics.json writes off the caller's thread (module doc): one thread, so they land in order
+        self._topics_writer = ThreadPoolExecutor(1, "topics-json") if topics_in_background else None
+        self._topics_pending: Future[None] | None = None
 
     def _load(self, name: str, parse):
         path = self.dir / name
@@ -112,7 +120,36 @@ class Metadata:
 
     def _write_topics(self) -> None:
         self.topics.data_version = self._bump(self.topics.data_version)
-        write_atomic(self.dir / TOPICS_FILE, configs.dump_topics_json(self.topics, self.version).encode("utf-8"))
+        data = configs.dump_topics_json(self.topics, self.version).encode("utf-8")
+        if self._topics_writer is None:
+            write_atomic(self.dir / TOPICS_FILE, data)
+        else:
+            self._topics_pending = self._topics_writer.submit(write_atomic, self.dir / TOPICS_FILE, data)
+
+    def _topics_written(self) -> None:
+        """Wait for the background ``topics.json`` writes started so far; one that failed is done
+        again from the current topics (in the writer thread, so writes stay in order). Raises its
+        OSError if the disk still fails."""
+        with self._lock:
+            pending = self._topics_pending
+        if pending is None or self._topics_writer is None:
+            return
+        try:
+            pending.result()
+        except OSError:
+            with self._lock:
+                data = configs.dump_topics_json(self.topics, self.version).encode("utf-8")
+                pending = self._topics_pending = self._topics_writer.submit(write_atomic, self.dir / TOPICS_FILE, data)
+            pending.result()
+        with self._lock:
+            if self._topics_pending is pending:
+                self._topics_pending = None
+
+    def close(self) -> None:
+        """Wait for the background ``topics.json`` writes and stop their thread."""
+        if self._topics_writer is not None:
+            self._topics_written()
+            self._topics_writer.shutdown()
 
     # -- consumer and delay offsets ----------------------------------------------------------
 
@@ -148,8 +185,10 @@ class Metadata:
         """Write the dirty offset files (atomically, keeping ``.bak``), then fsync the folder once.
         The texts are made under the lock that ``commit_offset`` takes, the files written outside
         it (their fsyncs never hold up a commit); one persist runs at a time, so a file never goes
-        back to older offsets."""
+        back to older offsets. It first waits for the background ``topics.json`` writes, so what
+        it returns after includes the topics (module doc)."""
         with self._persist_lock:
+            self._topics_written()
             texts = []
             with self._lock:
                 dirty, self._dirty = self._dirty, set()

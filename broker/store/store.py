@@ -179,7 +179,7 @@ class Store:
         try:
             self._abort = AbortMarker(root)
             self.recovered_abnormally = self._abort.was_present
-            self.meta = Metadata(root, version, clock_ms)
+            self.meta = Metadata(root, version, clock_ms, topics_in_background=raft_mode)
             # through self.clock_ms, so a clock assigned to the store later stamps records too
             self.builder = RecordBuilder(version, lambda: self.clock_ms(), store_host, self.meta.is_batch_topic)
             self.checkpoint = CheckpointFile(root, version)
@@ -301,6 +301,7 @@ class Store:
         if self._flusher is not None:
             self._flusher.stop()
         self.flush()
+        self.meta.close()
         with self._lock:
             self.queues.close()
             self.log.close()
