@@ -1,6 +1,6 @@
 """The compiled copy loop (``mqbench.migrate._build``, ``bulk._copy_run_native``) writes exactly what
 the Python loop (``bulk.BulkCopy.copy_run``, the reference) writes: every file of the output, for
-every pair of versions (two in the default suite, all twelve with ``-m slow``), checked in this
+every pair of versions (one in the default suite, all twelve with ``-m slow``), checked in this
 process and by worker processes, with small buffers, queue runs and checkpoints so that every way
 the C loop hands back to Python (a queue it has not seen, a file's end, a full buffer, a queue's
 units to write, a checkpoint, a record it does not take) happens many times. Skipped where the
@@ -22,7 +22,9 @@ from test_migrate_bulk import tree_digest  # noqa: F401  (a test module beside t
 pytestmark = pytest.mark.skipif(bulk._build is None, reason="mqbench.migrate._build is not built or MQBENCH_NATIVE=0")
 
 VERSIONS = ("v4", "v5", "v4-dledger", "v5-dledger")
-CI_PAIRS = {("v5-dledger", "v4"), ("v4", "v5-dledger")}
+# the default suite runs one pair (a DLedger source's indexes, a DLedger target's entries and CRCs, the
+# 4.x property form); test_migrate_bulk's CI pairs also run the compiled loop against the per-record path
+CI_PAIRS = {("v5-dledger", "v4-dledger")}
 PAIRS = [pytest.param(s, t, marks=() if (s, t) in CI_PAIRS else pytest.mark.slow)
          for s in VERSIONS for t in VERSIONS if s != t]
 
