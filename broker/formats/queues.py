@@ -51,6 +51,25 @@ def encode_cq_unit(physical_offset: int, size: int, tags_code: int) -> bytes:
         raise UserError(f"consume queue unit field out of range: {exc}") from None
 
 
+_CQ_RUNS: dict[int, struct.Struct] = {}      # units in a run -> its Struct (one pack per run)
+_CQ_RUNS_MAX = 64                             # run lengths kept; longer or rarer runs built each time
+
+
+def encode_cq_units(flat: list[int]) -> bytes:
+    """Consecutive ConsumeQueue units from ``flat`` = [physical_offset, size, tags_code, ...] (three
+    ints a unit): the bytes of ``encode_cq_unit`` of each, joined, in one ``struct`` call."""
+    n = len(flat) // 3
+    st = _CQ_RUNS.get(n)
+    if st is None:
+        st = struct.Struct(">" + "qiq" * n)
+        if len(_CQ_RUNS) < _CQ_RUNS_MAX:
+            _CQ_RUNS[n] = st
+    try:
+        return st.pack(*flat)
+    except struct.error as exc:
+        raise UserError(f"consume queue unit field out of range: {exc}") from None
+
+
 def encode_cq_filler() -> bytes:
     return _CQ.pack(*CQ_FILLER)
 

@@ -31,6 +31,7 @@ from mqbench.broker.formats.queues import (
     encode_bcq_unit,
     encode_cq_filler,
     encode_cq_unit,
+    encode_cq_units,
     is_cq_end,
     is_cq_filler,
 )
@@ -100,14 +101,21 @@ class ConsumeQueue:
         each): the same bytes, one write per segment the run touches."""
         if not units:
             return
+        self.put_flat(queue_offset, [field for unit in units for field in unit])
+
+    def put_flat(self, queue_offset: int, flat: list[int]) -> None:
+        """``put_run`` with the units as one flat list [physical_offset, size, tags_code, ...] (what
+        dispatch gathers: no tuple per unit, one ``struct`` call for the run)."""
+        if len(flat) < 3:
+            return
         self._open_at(queue_offset)
-        data = memoryview(b"".join([encode_cq_unit(*unit) for unit in units]))
+        data = memoryview(encode_cq_units(flat))
         at = queue_offset * CQ_UNIT_BYTES
         while data:
             n = min(len(data), self.segments.remaining_in_segment(at))
             self.segments.write(at, data[:n])
             at, data = at + n, data[n:]
-        end = queue_offset + len(units)
+        end = queue_offset + len(flat) // 3
         if end > self.max_offset:
             self.max_offset = end
 

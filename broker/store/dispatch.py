@@ -21,8 +21,6 @@ decodes the record without the CRC check (records were checked when the log was 
 """
 from __future__ import annotations
 
-import itertools
-
 import os
 from collections import deque
 from contextlib import ExitStack, contextmanager
@@ -149,7 +147,10 @@ class QueueSet:
                     raise CorruptDataError("not a queue id folder (0..2147483647, no leading zeros)", where=str(qdir))
                 yield topic_dir.name, queue_id
 
-    def get(self, topic: str, queue_id: int, *, batch: bool) -> ConsumeQueue | BatchConsumeQueue:
+    def get(self, topic: str, queue_id: int, *, batch: bool, combine: bool = True) -> ConsumeQueue | BatchConsumeQueue:
+        """The queue, opened (created) on first use; inside ``combined_writes`` its writes are
+        combined too unless ``combine`` is False (a caller that writes its units as one run,
+        ``put_flat``, gains nothing from it)."""
         key = (validate_topic(topic), queue_id)
         if not 0 <= queue_id <= QUEUE_ID_MAX:
             raise UserError(f"queue id {queue_id} is outside 0..{QUEUE_ID_MAX}")
@@ -160,7 +161,7 @@ class QueueSet:
             q = (BatchConsumeQueue(path, self.bcq_segment_bytes) if batch
                  else ConsumeQueue(path, self.cq_segment_bytes))
             table[key] = q
-        if self._combining is not None and id(q) not in self._combined:
+        if combine and self._combining is not None and id(q) not in self._combined:
             self._combined.add(id(q))
             self._combining.enter_context(q.segments.combined_writes())
         return q
@@ -243,19 +244,7 @@ def dispatch_record(queues: QueueSet, info: DispatchInfo, is_batch_topic: Callab
         q.put(info.queue_offset, info.physical_offset, info.size, info.tags_code)
 
 
-def _run_length(pending: deque[tuple[int, DispatchInfo]], limit: int) -> int:
-    """How many pending records from the first, all ending at or below ``limit``, are plain units of
-    one queue at consecutive queue offsets (what ``ConsumeQueue.put_run`` writes at once)."""
-    first = pending[0][1]
-    topic, queue_id, next_offset = first.topic, first.queue_id, first.queue_offset + 1
-    n = 1
-    for end, info in itertools.islice(pending, 1, None):
-        if (end > limit or info.queue_offset != next_offset or info.queue_id != queue_id or info.topic != topic
-                or info.inner_num != 1 or not info.gets_unit or info.is_inner_batch):
-            break
-        n += 1
-        next_offset += 1
-    return n
+_NO_UNIT_TX = (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK)    # transaction states that get no unit
 
 
 class Dispatcher:
@@ -339,59 +328,58 @@ class Dispatcher:
         queues, is_batch_topic = self.queues, self.is_batch_topic
         while pending and pending[0][0] <= limit:
             # dropped only once written: a dispatch that failed (disk full) is tried again
-            info = pending[0][1]
-            n = _run_length(pending, limit) if info.gets_unit and not info.is_inner_batch else 1
-            if n == 1 and len(pending) > 1 and self._dispatch_interleaved(limit):
+            if self._dispatch_plain(limit):
                 continue
-            if n == 1 or is_batch_topic(info.topic):
-                dispatch_record(queues, info, is_batch_topic)
-                pending.popleft()
-                continue
-            # a run of one queue's consecutive units (a batch's records): one write
-            watchers = queues.watched.get(info.topic)
-            if watchers:
-                _grew(watchers, n)
-            q = queues.get(info.topic, info.queue_id, batch=False)
-            q.put_run(info.queue_offset, [(i.physical_offset, i.size, i.tags_code)
-                                          for _, i in itertools.islice(pending, n)])
-            for _ in range(n):
-                pending.popleft()
+            dispatch_record(queues, pending[0][1], is_batch_topic)
+            pending.popleft()
         self.dispatched = limit
 
-    def _dispatch_interleaved(self, limit: int) -> bool:
-        """Dispatch the plain records at the head of ``pending`` (ending at or below ``limit``) that
-        interleave several queues, as single sends spread over a topic's queues do: one
-        ``put_run`` per queue instead of one ``put`` per record (the same units, each queue's in
-        order). False, with nothing written, when fewer than two such records lead or a queue's
-        offsets among them are not consecutive (the per-record path then takes them)."""
+    def _dispatch_plain(self, limit: int) -> bool:
+        """Dispatch the plain records at the head of ``pending`` (ending at or below ``limit``, CQ
+        units, not inner batches nor on a BatchCQ topic), one ``put_flat`` per queue: a batch's
+        records (one queue) and single sends spread over a topic's queues alike (the same units,
+        each queue's in order). The gathering stops before the first record that is not plain or
+        does not continue its queue's consecutive offsets (the next call starts there). False,
+        with nothing written, when the head record is not plain (the per-record path takes it)."""
         pending, queues, is_batch_topic = self._pending, self.queues, self.is_batch_topic
-        groups: dict[tuple[str, int], list[DispatchInfo]] = {}
+        groups: dict[tuple[str, int], list] = {}        # key -> [first offset, next offset, flat units]
         batch_topics: dict[str, bool] = {}
         count = 0
         for end, info in pending:
-            if end > limit or info.inner_num != 1 or not info.gets_unit or info.is_inner_batch:
+            sysflag = info.sysflag
+            if (end > limit or info.inner_num != 1 or sysflag & SYSFLAG_INNER_BATCH
+                    or (sysflag & SYSFLAG_TX_MASK) in _NO_UNIT_TX):
                 break
-            batch = batch_topics.get(info.topic)
+            topic = info.topic
+            batch = batch_topics.get(topic)
             if batch is None:
-                batch = batch_topics[info.topic] = is_batch_topic(info.topic)
+                batch = batch_topics[topic] = is_batch_topic(topic)
             if batch:
                 break
-            group = groups.get((info.topic, info.queue_id))
+            key = (topic, info.queue_id)
+            group = groups.get(key)
             if group is None:
-                groups[(info.topic, info.queue_id)] = [info]
-            elif group[-1].queue_offset + 1 != info.queue_offset:
-                return False
+                groups[key] = [info.queue_offset, info.queue_offset + 1,
+                               [info.physical_offset, info.size, info.tags_code]]
+            elif group[1] != info.queue_offset:
+                break
             else:
-                group.append(info)
+                group[1] += 1
+                group[2] += (info.physical_offset, info.size, info.tags_code)
             count += 1
-        if count < 2:
+        if not count:
             return False
-        for (topic, queue_id), infos in groups.items():
-            watchers = queues.watched.get(topic)
-            if watchers:
-                _grew(watchers, len(infos))
-            queues.get(topic, queue_id, batch=False).put_run(
-                infos[0].queue_offset, [(i.physical_offset, i.size, i.tags_code) for i in infos])
+        watched, cqs = queues.watched, queues.cqs
+        for key, (first, _, flat) in groups.items():
+            if watched:
+                watchers = watched.get(key[0])
+                if watchers:
+                    _grew(watchers, len(flat) // 3)
+            # one run per queue: written as it is (combining it would only add steps)
+            q = cqs.get(key)
+            if q is None:
+                q = queues.get(key[0], key[1], batch=False, combine=False)
+            q.put_flat(first, flat)
         for _ in range(count):
             pending.popleft()
         return True

@@ -1,5 +1,5 @@
-"""Single sends spread over a topic's queues are dispatched one ``put_run`` per queue
-(``Dispatcher._dispatch_interleaved``): the consume queues hold the same bytes as dispatching
+"""Single sends spread over a topic's queues (and a batch's records) are dispatched one
+``put_flat`` per queue (``Dispatcher._dispatch_plain``): the consume queues hold the same bytes as dispatching
 them record by record, whatever the mix (queues, topics, a BatchCQ topic, transaction records,
 commits that stop mid-way)."""
 from __future__ import annotations
@@ -30,7 +30,7 @@ def test_interleaved_single_sends_give_the_per_record_queues(tmp_path, monkeypat
     rng = random.Random(5)
     grouped, per_record = _store(tmp_path / "g"), _store(tmp_path / "p")
     calls = {"grouped": 0}
-    real = Dispatcher._dispatch_interleaved
+    real = Dispatcher._dispatch_plain
 
     def counted(self, limit):
         if self is per_record.replicated._dispatcher:
@@ -39,7 +39,7 @@ def test_interleaved_single_sends_give_the_per_record_queues(tmp_path, monkeypat
         calls["grouped"] += done
         return done
 
-    monkeypatch.setattr(Dispatcher, "_dispatch_interleaved", counted)
+    monkeypatch.setattr(Dispatcher, "_dispatch_plain", counted)
     try:
         index = -1
         for _ in range(12):
@@ -67,3 +67,18 @@ def test_interleaved_single_sends_give_the_per_record_queues(tmp_path, monkeypat
     finally:
         grouped.close()
         per_record.close()
+
+
+def test_cq_units_of_a_run_are_the_units_joined():
+    from mqbench.broker.formats.queues import encode_cq_unit, encode_cq_units
+    from mqbench.errors import UserError
+    import pytest
+    rng = random.Random(7)
+    for n in (1, 2, 3, 64, 65, 200):
+        units = [(rng.randrange(0, 2**63), rng.randrange(-2**31, 2**31), rng.randrange(-2**63, 2**63))
+                 for _ in range(n)]
+        flat = [field for unit in units for field in unit]
+        assert encode_cq_units(flat) == b"".join(encode_cq_unit(*u) for u in units)
+    assert encode_cq_units([]) == b""
+    with pytest.raises(UserError):
+        encode_cq_units([1, 2**31, 0])
