@@ -109,8 +109,13 @@ class ConsumeQueue:
         if len(flat) < 3:
             return
         self._open_at(queue_offset)
-        data = memoryview(encode_cq_units(flat))
+        data = encode_cq_units(flat)
         at = queue_offset * CQ_UNIT_BYTES
+        segments = self.segments
+        if len(data) <= segments.remaining_in_segment(at):     # the common case: one segment
+            segments.write(at, data)
+            data = b""
+        data = memoryview(data)
         while data:
             n = min(len(data), self.segments.remaining_in_segment(at))
             self.segments.write(at, data[:n])
