@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
+from pathlib import Path
 from types import ModuleType
 
 ENV = "MQBENCH_NATIVE"
@@ -37,6 +39,10 @@ MODULES: dict[str, list[str]] = {
 
 _loaded: dict[str, bool] = {}
 
+# The repository root of an editable install (where MODULES' source paths lead); in an installed
+# wheel these paths do not exist and no staleness check applies.
+ROOT = Path(__file__).resolve().parent.parent
+
 
 class NativeMissing(ImportError):
     """``MQBENCH_NATIVE=require`` and an accelerator is not importable (not built, or built for
@@ -55,9 +61,11 @@ def mode() -> str:
 
 def load(name: str) -> ModuleType | None:
     """The compiled module ``name`` (a full dotted name, e.g. ``mqbench.migrate._scan``), or None
-    when accelerators are off or it is not importable; with ``MQBENCH_NATIVE=require`` a module
-    that is not importable raises ``NativeMissing`` naming it. Every call is recorded for
-    ``status``."""
+    when accelerators are off, it is not importable, or it is stale (built before its C sources
+    last changed: a checkout updated without ``pip install -e .`` again, whose old build would
+    not match the Python code calling it). With ``MQBENCH_NATIVE=require`` a module that is not
+    importable or stale raises ``NativeMissing`` naming it; otherwise a stale one is skipped with
+    one warning on stderr. Every call is recorded for ``status``."""
     current = mode()
     if current == "off":
         _loaded[name] = False
@@ -70,8 +78,42 @@ def load(name: str) -> ModuleType | None:
             raise NativeMissing(f"{name} is not built ({exc}); reinstall mqbench with a C compiler "
                                 f"and the Python headers, or unset {ENV}") from exc
         return None
+    newer = stale_source(getattr(module, "__file__", None), MODULES.get(name, []))
+    if newer is not None:
+        _loaded[name] = False
+        message = (f"{name} was built before {newer} last changed; run `pip install -e .` again to "
+                   f"rebuild it")
+        if current == "require":
+            raise NativeMissing(message)
+        print(f"mqbench: warning: {message}; using the Python code meanwhile", file=sys.stderr)
+        return None
     _loaded[name] = True
     return module
+
+
+def stale_source(built: str | None, sources: list[str], root: Path = ROOT) -> str | None:
+    """The first of ``sources`` (paths from ``root``), or of the shared headers beside them,
+    changed after the file ``built`` was written; None when the build is current or when the
+    sources are not there to compare (an installed wheel carries no C sources)."""
+    if built is None:
+        return None
+    try:
+        built_ns = os.stat(built).st_mtime_ns
+    except OSError:
+        return None
+    candidates: list[Path] = []
+    for source in sources:
+        path = root / source
+        candidates.append(path)
+        candidates.extend(sorted(path.parent.glob("*.h")))
+    candidates.extend(sorted((root / "broker" / "formats").glob("*.h")))
+    for path in candidates:
+        try:
+            if path.stat().st_mtime_ns > built_ns:
+                return str(path.relative_to(root))
+        except OSError:
+            continue
+    return None
 
 
 def status() -> dict[str, bool]:

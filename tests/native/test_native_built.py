@@ -37,3 +37,37 @@ def test_switch_off_and_require() -> None:
     out = _mode_in_child("require", "mqbench.no_such_accelerator")
     assert out.startswith("missing mqbench.no_such_accelerator is not built")
     assert native.mode() in ("on", "off", "require")
+
+
+def test_a_build_older_than_its_sources_is_stale(tmp_path) -> None:
+    """A checkout updated without rebuilding: the old build would not match the Python code that
+    calls it (helpers saw TypeErrors after a rebase), so load() skips it (or, under require,
+    refuses it) instead of calling into it."""
+    import os
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "broker" / "formats").mkdir(parents=True)
+    source = tmp_path / "pkg" / "_x.c"
+    header = tmp_path / "broker" / "formats" / "shared.h"
+    built = tmp_path / "pkg" / "_x.so"
+    for path in (source, header, built):
+        path.write_text("x")
+    os.utime(source, ns=(1_000, 1_000))
+    os.utime(header, ns=(1_000, 1_000))
+    os.utime(built, ns=(2_000, 2_000))
+    assert native.stale_source(str(built), ["pkg/_x.c"], root=tmp_path) is None
+    os.utime(header, ns=(3_000, 3_000))
+    assert native.stale_source(str(built), ["pkg/_x.c"], root=tmp_path) == "broker/formats/shared.h"
+    os.utime(header, ns=(1_000, 1_000))
+    os.utime(source, ns=(3_000, 3_000))
+    assert native.stale_source(str(built), ["pkg/_x.c"], root=tmp_path) == "pkg/_x.c"
+    assert native.stale_source(None, ["pkg/_x.c"], root=tmp_path) is None
+    assert native.stale_source(str(tmp_path / "gone.so"), ["pkg/_x.c"], root=tmp_path) is None
+
+
+def test_current_builds_are_not_stale() -> None:
+    for name, sources in native.MODULES.items():
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        assert native.stale_source(module.__file__, sources) is None, f"{name}: rebuild with pip install -e ."
