@@ -23,6 +23,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "mq_bytes.h"
 #include <structmember.h>
 #include <stdint.h>
 #include <string.h>
@@ -49,12 +50,6 @@ enum { ST_END, ST_LAST_INDEX, ST_LAST_TERM, ST_EXPECTED, ST_BEFORE, ST_BOUNDARY,
 /* why run() returned */
 enum { R_END = 0, R_BREAK = 1, R_NEWQ = 2, R_ROLL = 3, R_BOUNDARY = 4, R_FULL = 5, R_MORE = 6 };
 
-static inline void wr16(unsigned char *p, int32_t v) { p[0] = (unsigned char)(v >> 8); p[1] = (unsigned char)v; }
-static inline void wr32(unsigned char *p, int32_t v) {
-    uint32_t u = (uint32_t)v;
-    p[0] = (unsigned char)(u >> 24); p[1] = (unsigned char)(u >> 16); p[2] = (unsigned char)(u >> 8); p[3] = (unsigned char)u;
-}
-static inline void wr64(unsigned char *p, int64_t v) { wr32(p, (int32_t)((uint64_t)v >> 32)); wr32(p + 4, (int32_t)v); }
 
 /* -- Queue: a queue's pending units (bulk._Queue) ---------------------------------------------- */
 
@@ -108,19 +103,6 @@ static PyTypeObject QueueType = {
 
 /* -- appending to a bytearray --------------------------------------------------------------------- */
 
-/* room for n more bytes at the end of ba; returns where they go (NULL: error set) */
-static unsigned char *grow(PyObject *ba, Py_ssize_t n) {
-    Py_ssize_t len = PyByteArray_GET_SIZE(ba);
-    /* PyByteArray_Resize grows by 1/8 at a time (a copy each time, about 8 copies of a large
-     * buffer in all): double the allocation instead (a resize past 1/8 more allocates exactly,
-     * and a resize back down to more than half of it keeps the allocation) */
-    if (len + n + 1 > ((PyByteArrayObject *)ba)->ob_alloc && len + n < 2 * len
-            && PyByteArray_Resize(ba, 2 * len) < 0)
-        return NULL;
-    if (PyByteArray_Resize(ba, len + n) < 0)
-        return NULL;
-    return (unsigned char *)PyByteArray_AS_STRING(ba) + len;
-}
 
 static int get_ll(PyObject *list, Py_ssize_t k, long long *out) {
     PyObject *v = PyList_GET_ITEM(list, k);
@@ -225,40 +207,40 @@ static PyObject *run(PyObject *mod, PyObject *args) {
             if (esize_out + DLEDGER_BLANK_BYTES > seg) { reason = R_BREAK; break; }
             const int64_t room = seg - wpos % seg;
             if (esize_out + DLEDGER_BLANK_BYTES > room) {     /* the data file's end: a blank, then the next file */
-                if ((w = grow(out, 8)) == NULL)
+                if ((w = mq_grow(out, 8)) == NULL)
                     goto done;
-                wr32(w, DLEDGER_BLANK_MAGIC);
-                wr32(w + 4, (int32_t)room);
+                mq_put32(w, DLEDGER_BLANK_MAGIC);
+                mq_put32(w + 4, (int32_t)room);
                 s[ST_END] = wpos + room;
                 reason = R_ROLL;
                 break;
             }
             const int64_t new_index = s[ST_LAST_INDEX] + 1;
-            if ((w = grow(out, esize_out)) == NULL)
+            if ((w = mq_grow(out, esize_out)) == NULL)
                 goto done;
             unsigned char *rec = w + ENTRY_BYTES;
             memcpy(rec, src + rat, (size_t)wsize);
-            wr64(rec + PHYS_AT, wpos + ENTRY_BYTES);
+            mq_put64(rec + PHYS_AT, wpos + ENTRY_BYTES);
             if (strip) {
-                wr32(rec, (int32_t)wsize);
-                wr16(rec + plen_at, (int32_t)(r[RW_PROPS_LEN] - 1));
+                mq_put32(rec, (int32_t)wsize);
+                mq_put16(rec + plen_at, (int32_t)(r[RW_PROPS_LEN] - 1));
             }
-            wr32(w, DLEDGER_MAGIC);
-            wr32(w + 4, (int32_t)esize_out);
-            wr64(w + 8, new_index);
-            wr64(w + 16, term);
-            wr64(w + 24, wpos);
-            wr32(w + 32, 0);
-            wr32(w + 36, 0);
-            wr32(w + 40, (int32_t)(mq_crc32(0, rec, (size_t)wsize) & 0x7FFFFFFF));
-            wr32(w + 44, (int32_t)wsize);
-            if ((w = grow(index_units, INDEX_UNIT_BYTES)) == NULL)
+            mq_put32(w, DLEDGER_MAGIC);
+            mq_put32(w + 4, (int32_t)esize_out);
+            mq_put64(w + 8, new_index);
+            mq_put64(w + 16, term);
+            mq_put64(w + 24, wpos);
+            mq_put32(w + 32, 0);
+            mq_put32(w + 36, 0);
+            mq_put32(w + 40, (int32_t)(mq_crc32(0, rec, (size_t)wsize) & 0x7FFFFFFF));
+            mq_put32(w + 44, (int32_t)wsize);
+            if ((w = mq_grow(index_units, INDEX_UNIT_BYTES)) == NULL)
                 goto done;
-            wr32(w, DLEDGER_MAGIC);
-            wr64(w + 4, wpos);
-            wr32(w + 12, (int32_t)esize_out);
-            wr64(w + 16, new_index);
-            wr64(w + 24, term);
+            mq_put32(w, DLEDGER_MAGIC);
+            mq_put64(w + 4, wpos);
+            mq_put32(w + 12, (int32_t)esize_out);
+            mq_put64(w + 16, new_index);
+            mq_put64(w + 24, term);
             new_phys = wpos + ENTRY_BYTES;
             s[ST_END] = wpos + esize_out;
             s[ST_LAST_INDEX] = new_index;
@@ -267,21 +249,21 @@ static PyObject *run(PyObject *mod, PyObject *args) {
             if (wsize + BLANK_MIN_BYTES > seg) { reason = R_BREAK; break; }
             const int64_t room = seg - wpos % seg;
             if (wsize + BLANK_MIN_BYTES > room) {     /* the commitlog file's end: a blank, then the next file */
-                if ((w = grow(out, 8)) == NULL)
+                if ((w = mq_grow(out, 8)) == NULL)
                     goto done;
-                wr32(w, (int32_t)room);
-                wr32(w + 4, BLANK_MAGIC);
+                mq_put32(w, (int32_t)room);
+                mq_put32(w + 4, BLANK_MAGIC);
                 s[ST_END] = wpos + room;
                 reason = R_ROLL;
                 break;
             }
-            if ((w = grow(out, wsize)) == NULL)
+            if ((w = mq_grow(out, wsize)) == NULL)
                 goto done;
             memcpy(w, src + rat, (size_t)wsize);
-            wr64(w + PHYS_AT, wpos);
+            mq_put64(w + PHYS_AT, wpos);
             if (strip) {
-                wr32(w, (int32_t)wsize);
-                wr16(w + plen_at, (int32_t)(r[RW_PROPS_LEN] - 1));
+                mq_put32(w, (int32_t)wsize);
+                mq_put16(w + plen_at, (int32_t)(r[RW_PROPS_LEN] - 1));
             }
             new_phys = wpos;
             s[ST_END] = wpos + wsize;
@@ -293,11 +275,11 @@ static PyObject *run(PyObject *mod, PyObject *args) {
         /* -- its queue unit and keys ------------------------------------------------------------- */
         if (!q->count && PyList_Append(dirty, qo) < 0)
             goto done;
-        if ((w = grow(q->units, CQ_UNIT_BYTES)) == NULL)
+        if ((w = mq_grow(q->units, CQ_UNIT_BYTES)) == NULL)
             goto done;
-        wr64(w, new_phys);
-        wr32(w + 8, (int32_t)wsize);
-        wr64(w + 12, r[RW_TAGS_CODE]);
+        mq_put64(w, new_phys);
+        mq_put32(w + 8, (int32_t)wsize);
+        mq_put64(w + 12, r[RW_TAGS_CODE]);
         q->count++;
         const int64_t key_at = r[RW_KEY_AT], nkeys = r[RW_NKEYS];
         if (nkeys) {
@@ -305,7 +287,7 @@ static PyObject *run(PyObject *mod, PyObject *args) {
                 PyErr_SetString(PyExc_ValueError, "a row's keys are outside the window's keys");
                 goto done;
             }
-            if ((w = grow(keyq, nkeys * 24)) == NULL)
+            if ((w = mq_grow(keyq, nkeys * 24)) == NULL)
                 goto done;
             int64_t *t = (int64_t *)w;      /* bytearray storage is malloc-aligned; appended in steps of 24 */
             for (int64_t k = 0; k < nkeys; k++) {

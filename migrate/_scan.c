@@ -14,6 +14,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "mq_bytes.h"
 #include <stdint.h>
 #include <string.h>
 
@@ -43,13 +44,6 @@
 static const char CRC_TAIL[] = "__CRC32#\x01";          /* PROPERTY_CRC32 + \x01 */
 static const char *SPECIAL_TOPICS[] = {"RMQ_SYS_TRANS_HALF_TOPIC", "SCHEDULE_TOPIC_XXXX", "rmq_sys_wheel_timer"};
 
-static inline int16_t rd16(const unsigned char *p) { return (int16_t)(((unsigned)p[0] << 8) | p[1]); }
-static inline int32_t rd32(const unsigned char *p) {
-    return (int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]);
-}
-static inline int64_t rd64(const unsigned char *p) {
-    return (int64_t)(((uint64_t)(uint32_t)rd32(p) << 32) | (uint32_t)rd32(p + 4));
-}
 
 /* tags.java_hash_ascii (unsigned), continued from h */
 static inline uint32_t jhash(uint32_t h, const unsigned char *p, Py_ssize_t n) {
@@ -323,7 +317,7 @@ static PyObject *scan_hop(PyObject *self, PyObject *args) {
     int64_t least = src_dl ? DLEDGER_BLANK_BYTES : BLANK_MIN_BYTES;
     int stopped = -1;
     while (at + 8 <= length) {
-        int64_t size = rd32(buf + at + size_at);
+        int64_t size = mq_i32(buf + at + size_at);
         if (size < least) {
             stopped = 1;
             break;
@@ -381,7 +375,7 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
         const unsigned char *r;
         /* -- the source item: a record, or a DLedger entry holding one -- */
         if (src_dl) {
-            int64_t esize = rd32(buf + at + 4);
+            int64_t esize = mq_i32(buf + at + 4);
             if (esize < DLEDGER_BLANK_BYTES || at + esize > length)
                 break;
             nxt = at + esize;
@@ -392,12 +386,12 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
                 continue;
             }
             const unsigned char *e = buf + at;
-            int32_t magic = rd32(e), ebody_crc = rd32(e + 40), ebody_len = rd32(e + 44);
-            eindex = rd64(e + 8);
-            eterm = rd64(e + 16);
-            int64_t epos = rd64(e + 24);
+            int32_t magic = mq_i32(e), ebody_crc = mq_i32(e + 40), ebody_len = mq_i32(e + 44);
+            eindex = mq_i64(e + 8);
+            eterm = mq_i64(e + 16);
+            int64_t epos = mq_i64(e + 24);
             rat = at + ENTRY_BYTES;
-            total = rd32(e + ENTRY_BYTES);
+            total = mq_i32(e + ENTRY_BYTES);
             int bad = magic != DLEDGER_MAGIC || (int64_t)ebody_len + ENTRY_BYTES != esize || epos != pos ||
                       eindex < 0 || eterm < 0 || (has_committed && eindex > committed) || total != ebody_len;
             if (!bad && ebody_crc) {
@@ -412,7 +406,7 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
             }
             address = pos + ENTRY_BYTES;
         } else {
-            total = rd32(buf + at);
+            total = mq_i32(buf + at);
             if (total < BLANK_MIN_BYTES || at + total > length)
                 break;
             nxt = at + total;
@@ -426,14 +420,14 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
             address = pos;
         }
         r = buf + rat;
-        rmagic = rd32(r + 4);
-        bcrc = rd32(r + 8);
-        queue_id = rd32(r + 12);
-        queue_offset = rd64(r + 20);
-        phys = rd64(r + 28);
-        sysflag = rd32(r + 36);
-        store_ms = rd64(r + 56);
-        body_len = rd32(r + 84);
+        rmagic = mq_i32(r + 4);
+        bcrc = mq_i32(r + 8);
+        queue_id = mq_i32(r + 12);
+        queue_offset = mq_i64(r + 20);
+        phys = mq_i64(r + 28);
+        sysflag = mq_i32(r + 36);
+        store_ms = mq_i64(r + 56);
+        body_len = mq_i32(r + 84);
         at = nxt;
         /* -- the record's framing -- */
         Py_ssize_t rend = nxt, tl, body_at;
@@ -453,14 +447,14 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
         }
         if (sysflag & V6_HOSTS) {
             Py_ssize_t h = rat + 48 + ((sysflag & SYSFLAG_BORNHOST_V6) ? 20 : 8);
-            store_ms = rd64(buf + h);
+            store_ms = mq_i64(buf + h);
             h += 8 + ((sysflag & SYSFLAG_STOREHOST_V6) ? 20 : 8);
             if (h + 16 > rend) {
                 if (append_bad(rows, pos, base + nxt) < 0)
                     goto done;
                 continue;
             }
-            body_len = rd32(buf + h + 12);
+            body_len = mq_i32(buf + h + 12);
             body_at = h + 16;
         } else {
             body_at = rat + IPV4_BODY_AT;
@@ -468,12 +462,12 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
         int64_t tat = (int64_t)body_at + body_len, pat = 0, topic_len = 0, props_len = 0;
         int ok = body_len >= 0 && tat + tl <= rend;
         if (ok) {
-            topic_len = tl == 1 ? buf[tat] : rd16(buf + tat);
+            topic_len = tl == 1 ? buf[tat] : mq_i16(buf + tat);
             pat = tat + tl + topic_len + 2;
             ok = 0 < topic_len && (tl == 2 || topic_len <= 127) && pat <= rend;
         }
         if (ok) {
-            props_len = rd16(buf + pat - 2);
+            props_len = mq_i16(buf + pat - 2);
             ok = props_len >= 0 && pat + props_len == rend;
         }
         if (!ok) {

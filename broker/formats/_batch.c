@@ -15,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "mq_bytes.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,14 +23,6 @@
 #define ITEM_FIXED 22
 #define PROPERTIES_MAX 32767
 #define INNER_NUM_MAX 0x7FFF
-
-static int32_t be32(const unsigned char *p) {
-    return (int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3]);
-}
-
-static int16_t be16(const unsigned char *p) {
-    return (int16_t)(((uint16_t)p[0] << 8) | (uint16_t)p[1]);
-}
 
 typedef struct {
     const unsigned char *p;
@@ -144,11 +137,11 @@ static PyObject *canonical_batch_count(PyObject *self, PyObject *args) {
         if (count >= limit || end - pos < ITEM_FIXED)
             Py_RETURN_NONE;
         const unsigned char *h = buf + pos;
-        int64_t total = be32(h), magic = be32(h + 4), crc = be32(h + 8), body_len = be32(h + 16);
+        int64_t total = mq_i32(h), magic = mq_i32(h + 4), crc = mq_i32(h + 8), body_len = mq_i32(h + 16);
         if (magic || crc || body_len < 0 || total < ITEM_FIXED + body_len || total > (int64_t)(end - pos))
             Py_RETURN_NONE;
         Py_ssize_t props_at = pos + 20 + (Py_ssize_t)body_len;   /* props_at + 2 <= pos + total <= end */
-        int64_t props_len = be16(buf + props_at);
+        int64_t props_len = mq_i16(buf + props_at);
         if (props_len < 0 || ITEM_FIXED + body_len + props_len != total || props_len > props_max)
             Py_RETURN_NONE;
         pos += (Py_ssize_t)total;
@@ -194,7 +187,7 @@ static PyObject *canonical_batch_count(PyObject *self, PyObject *args) {
     /* pass 2: each property string is plain, UTF-8, with distinct names none of them refused */
     pos = 0;
     while (pos < end) {
-        Py_ssize_t total = (Py_ssize_t)be32(buf + pos), body_len = (Py_ssize_t)be32(buf + pos + 16);
+        Py_ssize_t total = (Py_ssize_t)mq_i32(buf + pos), body_len = (Py_ssize_t)mq_i32(buf + pos + 16);
         Py_ssize_t props_len = total - ITEM_FIXED - body_len;
         const unsigned char *wire = buf + pos + 22 + body_len;
         pos += total;
@@ -369,11 +362,11 @@ static PyObject *decode_batch_plain(PyObject *self, PyObject *args) {
         if (count >= limit || end - pos < ITEM_FIXED)
             goto none;
         const unsigned char *h = buf + pos;
-        int64_t total = be32(h), flag = be32(h + 12), body_len = be32(h + 16);
+        int64_t total = mq_i32(h), flag = mq_i32(h + 12), body_len = mq_i32(h + 16);
         if (body_len < 0 || total < ITEM_FIXED + body_len || total > (int64_t)(end - pos))
             goto none;
         Py_ssize_t props_at = pos + 20 + (Py_ssize_t)body_len;
-        int64_t props_len = be16(buf + props_at);
+        int64_t props_len = mq_i16(buf + props_at);
         if (props_len < 0 || ITEM_FIXED + body_len + props_len != total)
             goto none;
         const unsigned char *wire = buf + props_at + 2;

@@ -11,6 +11,7 @@
  * two. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "mq_bytes.h"
 #include <stdint.h>
 #include <string.h>
 
@@ -24,25 +25,6 @@
 
 static PyObject *struct_error; /* struct.error */
 static PyObject *user_error;   /* mqbench.errors.UserError */
-
-static void put32(unsigned char *p, uint32_t v) {
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-static void put64(unsigned char *p, uint64_t v) {
-    put32(p, (uint32_t)(v >> 32));
-    put32(p + 4, (uint32_t)v);
-}
-
-static uint64_t get64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 /* Python's floor modulo for a positive divisor. */
 static long long floor_mod(long long a, long long m) {
@@ -143,8 +125,8 @@ static PyObject *build_record_entries(PyObject *self, PyObject *args) {
                 goto done;
             }
             unsigned char blank[BLANK_BYTES];
-            put32(blank, 0xFFFFFFFFu);
-            put32(blank + 4, (uint32_t)remaining);
+            mq_put32(blank, 0xFFFFFFFFu);
+            mq_put32(blank + 4, (uint32_t)remaining);
             PyObject *b = PyBytes_FromStringAndSize((const char *)blank, BLANK_BYTES);
             if (b == NULL || add_write(writes, end, b) < 0) {
                 Py_XDECREF(b);
@@ -162,7 +144,7 @@ static PyObject *build_record_entries(PyObject *self, PyObject *args) {
                          "bytes at offset %d (actual buffer size is %zd)", OFFSETS_AT + 16, OFFSETS_AT, len);
             goto done;
         }
-        long long held_qo = (long long)get64(rec + OFFSETS_AT), held_po = (long long)get64(rec + OFFSETS_AT + 8);
+        long long held_qo = (long long)mq_u64(rec + OFFSETS_AT), held_po = (long long)mq_u64(rec + OFFSETS_AT + 8);
         PyObject *qo = PySequence_Fast_GET_ITEM(offsets, i);
         int same; /* does the record hold both offsets already (Python's tuple comparison) */
         if (PyLong_CheckExact(qo) || PyLong_Check(qo)) {
@@ -200,28 +182,28 @@ static PyObject *build_record_entries(PyObject *self, PyObject *args) {
             stored = PySequence_Fast_GET_ITEM(records, i);
             Py_INCREF(stored);
         } else {
-            put64(body + OFFSETS_AT, (uint64_t)qos[i]);
-            put64(body + OFFSETS_AT + 8, (uint64_t)physical);
+            mq_put64(body + OFFSETS_AT, (uint64_t)qos[i]);
+            mq_put64(body + OFFSETS_AT + 8, (uint64_t)physical);
             stored = PyBytes_FromStringAndSize((const char *)body, len);
             if (stored == NULL)
                 goto done;
         }
         uint32_t crc = mq_crc32(0, body, (size_t)len) & 0x7FFFFFFFu;
-        put32(h, MAGIC);
-        put32(h + 4, (uint32_t)size);
-        put64(h + 8, (uint64_t)(index + i));
-        put64(h + 16, (uint64_t)term);
-        put64(h + 24, (uint64_t)pos);
-        put32(h + 32, 0);
-        put32(h + 36, 0);
-        put32(h + 40, crc);
-        put32(h + 44, (uint32_t)len);
+        mq_put32(h, MAGIC);
+        mq_put32(h + 4, (uint32_t)size);
+        mq_put64(h + 8, (uint64_t)(index + i));
+        mq_put64(h + 16, (uint64_t)term);
+        mq_put64(h + 24, (uint64_t)pos);
+        mq_put32(h + 32, 0);
+        mq_put32(h + 36, 0);
+        mq_put32(h + 40, crc);
+        mq_put32(h + 44, (uint32_t)len);
         unsigned char *u = ubuf + i * UNIT_BYTES;
-        put32(u, MAGIC);
-        put64(u + 4, (uint64_t)pos);
-        put32(u + 12, (uint32_t)size);
-        put64(u + 16, (uint64_t)(index + i));
-        put64(u + 24, (uint64_t)term);
+        mq_put32(u, MAGIC);
+        mq_put64(u + 4, (uint64_t)pos);
+        mq_put32(u + 12, (uint32_t)size);
+        mq_put64(u + 16, (uint64_t)(index + i));
+        mq_put64(u + 24, (uint64_t)term);
         PyObject *item = Py_BuildValue("(LLN)", index + i, pos, stored);
         if (item == NULL)
             goto done;
@@ -271,18 +253,10 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_dledger", NULL, -1,
 
 PyMODINIT_FUNC PyInit__dledger(void) {
     mq_crc32_init();
-    PyObject *struct_mod = PyImport_ImportModule("struct");
-    if (struct_mod == NULL)
-        return NULL;
-    struct_error = PyObject_GetAttrString(struct_mod, "error");
-    Py_DECREF(struct_mod);
+    struct_error = mq_import_attr("struct", "error");
     if (struct_error == NULL)
         return NULL;
-    PyObject *errors = PyImport_ImportModule("mqbench.errors");
-    if (errors == NULL)
-        return NULL;
-    user_error = PyObject_GetAttrString(errors, "UserError");
-    Py_DECREF(errors);
+    user_error = mq_import_attr("mqbench.errors", "UserError");
     if (user_error == NULL)
         return NULL;
     return PyModule_Create(&module);

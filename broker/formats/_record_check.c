@@ -9,6 +9,7 @@
  * one implementation. tests/formats compare the two. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "mq_bytes.h"
 #include <stdint.h>
 #include <string.h>
 
@@ -23,19 +24,6 @@
 static PyObject *fallback; /* record_check.place_fields (Python) */
 static const char SCHEDULE_TOPIC[] = "SCHEDULE_TOPIC_XXXX";
 static PyObject *last_topic; /* the str of the last topic seen (records of one topic repeat) */
-
-static int32_t get32(const unsigned char *p) {
-    return (int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]);
-}
-
-static int16_t get16(const unsigned char *p) { return (int16_t)(((uint16_t)p[0] << 8) | p[1]); }
-
-static int64_t get64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return (int64_t)v;
-}
 
 static const unsigned char *find(const unsigned char *hay, Py_ssize_t n, const char *needle, Py_ssize_t m) {
     if (m > n)
@@ -77,14 +65,14 @@ static PyObject *place_fields(PyObject *self, PyObject *buf) {
     Py_ssize_t size = PyBytes_GET_SIZE(buf);
     if (size < V4_FIXED)
         Py_RETURN_NONE;
-    int32_t sysflag = get32(b + 36);
+    int32_t sysflag = mq_i32(b + 36);
     Py_ssize_t born = (sysflag & BORNHOST_V6) ? 20 : 8, store = (sysflag & STOREHOST_V6) ? 20 : 8;
     Py_ssize_t store_ts_at = 48 + born, body_len_at = store_ts_at + 8 + store + 12, body_at = body_len_at + 4;
     if (size < body_at)
         Py_RETURN_NONE;
-    int32_t total = get32(b), magic = get32(b + 4), crc = get32(b + 8), queue_id = get32(b + 12);
-    int64_t queue_offset = get64(b + 20), store_ts = get64(b + store_ts_at);
-    int32_t body_len = get32(b + body_len_at);
+    int32_t total = mq_i32(b), magic = mq_i32(b + 4), crc = mq_i32(b + 8), queue_id = mq_i32(b + 12);
+    int64_t queue_offset = mq_i64(b + 20), store_ts = mq_i64(b + store_ts_at);
+    int32_t body_len = mq_i32(b + body_len_at);
     if (total != size || body_len < 0)
         Py_RETURN_NONE;
     Py_ssize_t body_end = body_at + body_len, topic_at, topic_len;
@@ -98,13 +86,13 @@ static PyObject *place_fields(PyObject *self, PyObject *buf) {
     } else if (magic == MAGIC_V2) {
         if (body_end + 2 > size)
             Py_RETURN_NONE;
-        topic_len = get16(b + body_end);
+        topic_len = mq_i16(b + body_end);
         topic_at = body_end + 2;
     } else {
         Py_RETURN_NONE;
     }
     Py_ssize_t props_at = topic_at + topic_len + 2;
-    if (topic_len <= 0 || props_at > size || props_at + get16(b + props_at - 2) != size)
+    if (topic_len <= 0 || props_at > size || props_at + mq_i16(b + props_at - 2) != size)
         Py_RETURN_NONE;
     if ((int64_t)(mq_crc32(0, b + body_at, (size_t)body_len) & 0x7FFFFFFFu) != (int64_t)crc)
         Py_RETURN_NONE;

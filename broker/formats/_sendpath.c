@@ -28,6 +28,7 @@
  * Input is untrusted (a peer's frame): every read is bounds-checked against the buffer. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "mq_bytes.h"
 #include <stdint.h>
 #include <string.h>
 
@@ -41,27 +42,6 @@ static PyObject *S_PRODUCER_GROUP, *S_TOPIC, *S_DEFAULT_TOPIC, *S_DEFAULT_TOPIC_
     *S_MAX_RECONSUME_TIMES, *S_BATCH, *S_BROKER_NAME;
 static PyObject *K_V2[14]; /* "a".."n" */
 static PyObject *ZERO, *FOUR, *LANG_OTHER;
-
-static uint32_t be32(const unsigned char *p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
-}
-
-static void put_be16(unsigned char *p, uint32_t v) {
-    p[0] = (unsigned char)(v >> 8);
-    p[1] = (unsigned char)v;
-}
-
-static void put_be32(unsigned char *p, uint32_t v) {
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-static void put_be64(unsigned char *p, uint64_t v) {
-    put_be32(p, (uint32_t)(v >> 32));
-    put_be32(p + 4, (uint32_t)v);
-}
 
 /* --- a JSON subset reader: what the usual header holds; anything else is "not taken" (0) ---- */
 
@@ -342,7 +322,7 @@ enum { F_CODE = 1, F_LANGUAGE = 2, F_VERSION = 4, F_OPAQUE = 8, F_FLAG = 16, F_E
 static int decode_one(const unsigned char *frame, Py_ssize_t size, PyObject *cls, PyObject **out) {
     if (size < 4)
         return 0;
-    uint32_t word = be32(frame);
+    uint32_t word = mq_u32(frame);
     Py_ssize_t header_len = word & 0xFFFFFF;
     if ((word >> 24) != 0 || header_len > size - 4)
         return 0; /* a binary header, or a malformed frame: the Python decoder */
@@ -464,7 +444,7 @@ static PyObject *decode_frames(PyObject *self, PyObject *args) {
         return NULL;
     }
     while (n - pos >= 4) {
-        int32_t length = (int32_t)be32(b + pos);
+        int32_t length = (int32_t)mq_u32(b + pos);
         if (length < 4 || (long long)length + 4 > (long long)frame_bytes_max || n - pos - 4 < length)
             break; /* refused or partial: the Python loop says which */
         PyObject *cmd = NULL;
@@ -660,8 +640,8 @@ static PyObject *send_success_frame(PyObject *self, PyObject *args) {
     memcpy(w, tail, sizeof(tail) - 1);
     w += sizeof(tail) - 1;
     Py_ssize_t header_len = w - buf - 8;
-    put_be32((unsigned char *)buf, (uint32_t)(4 + header_len));
-    put_be32((unsigned char *)buf + 4, (uint32_t)header_len);
+    mq_put32((unsigned char *)buf, (uint32_t)(4 + header_len));
+    mq_put32((unsigned char *)buf + 4, (uint32_t)header_len);
     if (_PyBytes_Resize(&frame, w - buf) < 0)
         return NULL;
     return frame;
@@ -739,37 +719,37 @@ static PyObject *encode_fields(PyObject *self, PyObject *args) {
         goto done;
     unsigned char *w = (unsigned char *)PyBytes_AS_STRING(result);
     uint32_t crc = mq_crc32(0, body.buf, (size_t)body.len) & 0x7FFFFFFFu;
-    put_be32(w, (uint32_t)total);
-    put_be32(w + 4, version == 1 ? MAGIC_V1 : MAGIC_V2);
-    put_be32(w + 8, crc);
-    put_be32(w + 12, (uint32_t)queue_id);
-    put_be32(w + 16, (uint32_t)flag);
-    put_be64(w + 20, 0); /* QUEUEOFFSET */
-    put_be64(w + 28, 0); /* PHYSICALOFFSET */
-    put_be32(w + 36, (uint32_t)sysflag);
-    put_be64(w + 40, (uint64_t)born_ts);
+    mq_put32(w, (uint32_t)total);
+    mq_put32(w + 4, version == 1 ? MAGIC_V1 : MAGIC_V2);
+    mq_put32(w + 8, crc);
+    mq_put32(w + 12, (uint32_t)queue_id);
+    mq_put32(w + 16, (uint32_t)flag);
+    mq_put64(w + 20, 0); /* QUEUEOFFSET */
+    mq_put64(w + 28, 0); /* PHYSICALOFFSET */
+    mq_put32(w + 36, (uint32_t)sysflag);
+    mq_put64(w + 40, (uint64_t)born_ts);
     w += 48;
     memcpy(w, born, born_len);
     w += born_len;
-    put_be64(w, (uint64_t)store_ts);
+    mq_put64(w, (uint64_t)store_ts);
     w += 8;
     memcpy(w, store, store_len);
     w += store_len;
-    put_be32(w, (uint32_t)reconsume);
-    put_be64(w + 4, 0); /* PREPAREDTRANSACTIONOFFSET */
-    put_be32(w + 12, (uint32_t)body.len);
+    mq_put32(w, (uint32_t)reconsume);
+    mq_put64(w + 4, 0); /* PREPAREDTRANSACTIONOFFSET */
+    mq_put32(w + 12, (uint32_t)body.len);
     w += 16;
     memcpy(w, body.buf, body.len);
     w += body.len;
     if (version == 1) {
         *w++ = (unsigned char)topic_len;
     } else {
-        put_be16(w, (uint32_t)topic_len);
+        mq_put16(w, (uint32_t)topic_len);
         w += 2;
     }
     memcpy(w, topic_bytes, topic_len);
     w += topic_len;
-    put_be16(w, (uint32_t)props.len);
+    mq_put16(w, (uint32_t)props.len);
     w += 2;
     memcpy(w, props.buf, props.len);
     goto done;
@@ -852,9 +832,9 @@ static PyObject *put_results(PyObject *self, PyObject *args) {
     memcpy(text, PyUnicode_1BYTE_DATA(prefix), prefix_len);
     for (Py_ssize_t i = 0; i < n; i++) {
         const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(PyList_GET_ITEM(bodies, i));
-        int32_t queue_id = (int32_t)be32(b + 12);
-        int64_t queue_offset = (int64_t)(((uint64_t)be32(b + 20) << 32) | be32(b + 24));
-        uint64_t physical = ((uint64_t)be32(b + 28) << 32) | be32(b + 32);
+        int32_t queue_id = (int32_t)mq_u32(b + 12);
+        int64_t queue_offset = (int64_t)(((uint64_t)mq_u32(b + 20) << 32) | mq_u32(b + 24));
+        uint64_t physical = ((uint64_t)mq_u32(b + 28) << 32) | mq_u32(b + 32);
         snprintf(text + prefix_len, 17, "%016llX", (unsigned long long)physical);
         PyObject *msg_id = PyUnicode_FromStringAndSize(text, prefix_len + 16);
         PyObject *ids = msg_id != NULL ? PyList_New(1) : NULL;

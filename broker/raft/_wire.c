@@ -8,6 +8,7 @@
  * wire's integer fields). tests/raft compare the two. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "mq_bytes.h"
 #include <stdint.h>
 #include <string.h>
 
@@ -16,30 +17,6 @@
 static PyObject *peer_error;   /* mqbench.errors.PeerError */
 static PyObject *struct_error; /* struct.error */
 
-static uint64_t get64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint32_t get32(const unsigned char *p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
-static void put64(unsigned char *p, uint64_t v) {
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (unsigned char)v;
-        v >>= 8;
-    }
-}
-
-static void put32(unsigned char *p, uint32_t v) {
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
 
 /* decode_entries(body, start, pos, end, count, entry_type, kinds) -> (entries tuple, bytes left) */
 static PyObject *decode_entries(PyObject *self, PyObject *args) {
@@ -72,9 +49,9 @@ static PyObject *decode_entries(PyObject *self, PyObject *args) {
             PyErr_Format(peer_error, "raft entry header cut at byte %zd", pos - start);
             goto done;
         }
-        uint64_t index = get64(b + pos), term = get64(b + pos + 8);
+        uint64_t index = mq_u64(b + pos), term = mq_u64(b + pos + 8);
         unsigned kind = b[pos + 16];
-        uint32_t length = get32(b + pos + 17);
+        uint32_t length = mq_u32(b + pos + 17);
         pos += ENTRY_BYTES;
         PyObject *kind_obj = (Py_ssize_t)kind < n_kinds ? PyTuple_GET_ITEM(kinds, kind) : Py_None;
         if (kind_obj == Py_None) {
@@ -211,10 +188,10 @@ static PyObject *encode_entries(PyObject *self, PyObject *arg) {
         goto done;
     unsigned char *p = (unsigned char *)PyBytes_AS_STRING(result);
     for (Py_ssize_t i = 0; i < n; i++) {
-        put64(p, fields[i][0]);
-        put64(p + 8, fields[i][1]);
+        mq_put64(p, fields[i][0]);
+        mq_put64(p + 8, fields[i][1]);
         p[16] = (unsigned char)fields[i][2];
-        put32(p + 17, (uint32_t)views[i].len);
+        mq_put32(p + 17, (uint32_t)views[i].len);
         memcpy(p + ENTRY_BYTES, views[i].buf, (size_t)views[i].len);
         p += ENTRY_BYTES + views[i].len;
     }
@@ -237,18 +214,10 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_wire", NULL, -1, methods};
 
 PyMODINIT_FUNC PyInit__wire(void) {
-    PyObject *struct_mod = PyImport_ImportModule("struct");
-    if (struct_mod == NULL)
-        return NULL;
-    struct_error = PyObject_GetAttrString(struct_mod, "error");
-    Py_DECREF(struct_mod);
+    struct_error = mq_import_attr("struct", "error");
     if (struct_error == NULL)
         return NULL;
-    PyObject *errors = PyImport_ImportModule("mqbench.errors");
-    if (errors == NULL)
-        return NULL;
-    peer_error = PyObject_GetAttrString(errors, "PeerError");
-    Py_DECREF(errors);
+    peer_error = mq_import_attr("mqbench.errors", "PeerError");
     if (peer_error == NULL)
         return NULL;
     return PyModule_Create(&module);

@@ -8,27 +8,11 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "mq_bytes.h"
 #include <stdint.h>
 #include <string.h>
 
-static inline void wr32(unsigned char *p, int32_t v) {
-    uint32_t u = (uint32_t)v;
-    p[0] = (unsigned char)(u >> 24); p[1] = (unsigned char)(u >> 16); p[2] = (unsigned char)(u >> 8); p[3] = (unsigned char)u;
-}
-static inline void wr64(unsigned char *p, int64_t v) { wr32(p, (int32_t)((uint64_t)v >> 32)); wr32(p + 4, (int32_t)v); }
 
-static unsigned char *grow(PyObject *ba, Py_ssize_t n) {
-    Py_ssize_t len = PyByteArray_GET_SIZE(ba);
-    /* PyByteArray_Resize grows by 1/8 at a time (a copy each time, about 8 copies of a large
-     * buffer in all): double the allocation instead (a resize past 1/8 more allocates exactly,
-     * and a resize back down to more than half of it keeps the allocation) */
-    if (len + n + 1 > ((PyByteArrayObject *)ba)->ob_alloc && len + n < 2 * len
-            && PyByteArray_Resize(ba, 2 * len) < 0)
-        return NULL;
-    if (PyByteArray_Resize(ba, len + n) < 0)
-        return NULL;
-    return (unsigned char *)PyByteArray_AS_STRING(ba) + len;
-}
 
 /* index_put(slots, items, flat, at, count, index_num, slot_num, begin_ts)
  *   -> (at, count, new_slots, last_phys, last_ms)
@@ -56,7 +40,7 @@ static PyObject *index_put(PyObject *mod, PyObject *args) {
     if (todo > index_num - n)
         todo = index_num - n > 0 ? (Py_ssize_t)(index_num - n) : 0;
     unsigned char *w = NULL;
-    if (todo > 0 && (w = grow(items, todo * 20)) == NULL)
+    if (todo > 0 && (w = mq_grow(items, todo * 20)) == NULL)
         goto done;
     for (Py_ssize_t k = 0; k < todo; k++, at++) {
         int64_t t[3];
@@ -81,10 +65,10 @@ static PyObject *index_put(PyObject *mod, PyObject *args) {
             else if (diff > 0x7FFFFFFF)
                 diff = 0x7FFFFFFF;
         }
-        wr32(w, (int32_t)h);
-        wr64(w + 4, phys);
-        wr32(w + 12, (int32_t)diff);
-        wr32(w + 16, (int32_t)old);
+        mq_put32(w, (int32_t)h);
+        mq_put64(w + 4, phys);
+        mq_put32(w + 12, (int32_t)diff);
+        mq_put32(w + 16, (int32_t)old);
         w += 20;
         slots[slot] = (int32_t)n;
         n++;
