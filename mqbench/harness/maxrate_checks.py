@@ -9,6 +9,11 @@ from dataclasses import dataclass
 
 from mqbench.errors import UserError
 
+# The search's states (``harness.maxrate``'s state table) and the verdicts of a check.
+RAMP, BISECT, CONFIRM, DRAIN, HOLD, SOAK, VERIFY, DONE, FAILED = ("ramp", "bisect", "confirm", "drain", "hold", "soak",
+                                                                 "verify", "done", "failed")
+HEALTHY, UNHEALTHY, DRAINED, BACKLOGGED = "healthy", "unhealthy", "drained", "backlogged"
+
 
 @dataclass(frozen=True)
 class Thresholds:
