@@ -75,12 +75,7 @@ class Sending:
         self._queue(encode_command(cmd))
         if self._write_paused or self._out_bytes > self._write_high:
             self._flush()
-            while self._write_paused and not self._closed:
-                waiter = self._loop.create_future()
-                self._drain_waiters.append(waiter)
-                await waiter
-            if self._closed:
-                raise RemotingClosedError(f"connection to {self.peer} is closed: {self.close_reason}")
+            await self.wait_writable()
 
     def _wake_writers(self) -> None:
         waiters, self._drain_waiters = self._drain_waiters, []
