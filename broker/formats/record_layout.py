@@ -85,17 +85,16 @@ _PORT = struct.Struct(">i")
 # 91 = the fixed fields (4+4+4+4+4+8+8+4+8 + 8 + 4+8 + 4 + 2) + two IPv4 hosts (8+8) + TL 1,
 # minus nothing: 52 + 16 + 8 + 12 + 1 + 2 = 91.
 _FIXED_BYTES_V1_IPV4 = 91
-_HOST_V6_EXTRA = 12
+_HOST_V6_EXTRA_BYTES = 12  # an IPv6 host (16 + port 4) against an IPv4 one (4 + 4)
 _FIELD_PHYSICAL_OFFSET = 28
 _FIELD_QUEUE_OFFSET = 20
 
 
 def _size(body_len: int, topic_len: int, props_len: int, version: int, born_v6: bool, store_v6: bool) -> int:
     return (_FIXED_BYTES_V1_IPV4 + body_len + topic_len + props_len + (version - 1)
-            + _HOST_V6_EXTRA * born_v6 + _HOST_V6_EXTRA * store_v6)
+            + _HOST_V6_EXTRA_BYTES * born_v6 + _HOST_V6_EXTRA_BYTES * store_v6)
 
 
 _FIXED_IPV4 = struct.Struct(">iiiiiqqiqIiqIiiqi")   # every fixed field of a record with two IPv4 hosts (as ints)
 _ID_HEAD = struct.Struct(">ii4xi4xq8xi")    # TOTALSIZE MAGIC (BODYCRC) QUEUEID (FLAG) QUEUEOFFSET (PHYSICAL) SYSFLAG
 _BODY_LEN_AT_IPV4 = 84                          # BODYLEN's place in a record with two IPv4 hosts
-_HOST_V6_EXTRA_BYTES = 12
