@@ -193,6 +193,8 @@ class MaxRateSearch(SoakSteps):
     _failures: dict = field(default_factory=dict)  # rate -> judged checks at it that failed
     soak_failed: list = field(default_factory=list)  # rates that held a hold, then failed in their soak
     _last_judged: tuple | None = None  # (state, rate, observation) of the last check
+    _soak_failures: dict = field(default_factory=dict)  # rate -> soaks at it that failed (``soak_repeats``)
+    _soak_seen: dict = field(default_factory=dict)  # rate -> what every soak check at it absorbed, msgs/s
     _soak_target: int = 0  # checks in a row the current soak needs, its hold's included (``_soak_length``)
 
     def __post_init__(self) -> None:
@@ -229,6 +231,8 @@ class MaxRateSearch(SoakSteps):
         if self.state != DRAIN and obs.interval_ms:
             absorbed = min(obs.published, obs.intended) / (obs.interval_ms / 1000.0)
             self._absorbed_max[self.rate_per_s] = max(absorbed, self._absorbed_max.get(self.rate_per_s, 0.0))
+            if self.state == SOAK:
+                self._soak_seen.setdefault(self.rate_per_s, []).append(absorbed)
             if verdict == UNHEALTHY:
                 self._failures[self.rate_per_s] = self._failures.get(self.rate_per_s, 0) + 1
                 self._failed_absorbed[self.rate_per_s] = max(absorbed, self._failed_absorbed.get(self.rate_per_s, 0.0))

@@ -46,6 +46,7 @@ class SearchSettings:
     max_checks: int = 300
     rate_min_per_s: float = 1.0
     rebisect_max: int = 2  # upward bisections after a backed-off hold held
+    soak_repeats: int = 0  # a soak that fails starts again at the same rate this many times before the rate is lowered
     soak_checks: int = 0  # the final candidate's hold goes on this many more checks before it stands
 
     def validate(self) -> None:
@@ -66,8 +67,8 @@ class SearchSettings:
             problems.append("backoff_factor must be in (0, 1)")
         if not 0 < self.backoff_floor <= self.backoff_factor:
             problems.append("backoff_floor must be in (0, backoff_factor]")
-        if self.soak_checks < 0:
-            problems.append("soak_checks must be >= 0")
+        if self.soak_checks < 0 or self.soak_repeats < 0:
+            problems.append("soak_checks and soak_repeats must be >= 0")
         if self.rebisect_max < 0:
             problems.append("rebisect_max must be >= 0")
         if self.drain_checks_max < 1 or self.max_checks < 1:

@@ -88,24 +88,38 @@ class SoakSteps:
         self._conclude()
 
     def _soak_failed(self, obs: Observation, absorbed_per_s: float | None = None) -> None:
-        """A check of the soak failed (no repeat: the machine's slow phases recur, a rate that fails
-        in one is not a capacity), or the backlog grew over it. The rate no longer counts as held;
-        the rate held below it (if any) is the bracket's floor again. It becomes the first unheld
-        rate only when it failed twice (two failed checks at it, or the growth over a hold):
-        ``soak_failed`` lists it either way. The search only comes down from here: the next
-        candidate is what the failing checks absorbed (a slow phase of the machine shows its
-        capacity there), at least ``backoff_floor`` of this rate and at most one tolerance under
-        it, held and soaked in one go; at or under a rate that held already, that one is soaked."""
+        """A check of the soak failed, or the backlog grew over it. The rate no longer counts as
+        held; the rate held below it (if any) is the bracket's floor again. A failed check is
+        **repeated** ``soak_repeats`` times while the budget affords it (``_soak_repeat_affordable``):
+        after a drain the rate starts a whole new soak (every check of it must hold again), so one
+        stall shorter than a check no longer lowers the capacity. A rate whose soak failed past its
+        repeats (or whose backlog grew over it) is lowered: the next candidate is the **median** of
+        what every soak check at the rate absorbed (a slow phase of the machine shows its capacity
+        in most of them; one stalled check does not drag it down), or, lowered without a repeat,
+        what its failing checks absorbed; at least ``backoff_floor`` of this rate and at most one
+        tolerance under it, held and soaked in one go; at or under a rate that held already, that
+        one is soaked. It becomes the first unheld rate only when it failed twice (two failed
+        checks at it, or the growth over a hold); ``soak_failed`` lists every failure."""
         rate = self.rate_per_s
         growth = absorbed_per_s is not None
         self._held_rates.pop(rate, None)
         lower = [r for r in self._held_rates if r < rate]
         self.held_per_s = max(lower) if lower else None
         self._held_sustainable_per_s = self._held_rates[self.held_per_s] if lower else None
+        self._soak_failures[rate] = self._soak_failures.get(rate, 0) + 1
+        repeat = (not growth and self._soak_failures[rate] <= self.settings.soak_repeats
+                  and self._soak_repeat_affordable())
         if absorbed_per_s is None:
-            absorbed_per_s = self._failed_absorbed.get(rate, 0.0)
+            seen = sorted(self._soak_seen.get(rate, ()))
+            if self._soak_failures[rate] > 1 and seen:
+                absorbed_per_s = seen[(len(seen) - 1) // 2]
+            else:
+                absorbed_per_s = self._failed_absorbed.get(rate, 0.0)
         self.soak_failed.append({"rate_per_s": rate, "check": self.checks, "checks_held": self._held,
-                                 "absorbed_msgs_per_s": absorbed_per_s, "backlog_grew": growth})
+                                 "absorbed_msgs_per_s": absorbed_per_s, "backlog_grew": growth, "repeated": repeat})
+        if repeat:
+            self._drain_then(SOAK, rate)
+            return
         if growth or self._failures.get(rate, 0) >= 2 or (self.bad_per_s is not None and self.bad_per_s <= rate):
             self.bad_per_s = rate
         self._bad_from_ramp = False
@@ -120,3 +134,10 @@ class SoakSteps:
             self._fail()
             return
         self._drain_then(SOAK, candidate)
+
+    def _soak_repeat_affordable(self) -> bool:
+        """The budget affords a repeated soak (a whole hold and soak after a drain) and still one
+        more hold after it, should the repeat fail too; else a failed soak lowers the rate at once
+        (a search that ran out of time during a repeat would end with no rate held)."""
+        settings, left = self.settings, self._checks_left
+        return left is None or left >= 2 * settings.hold_checks + settings.soak_checks + 3

@@ -122,7 +122,7 @@ class RunSettings:
         first unheld rate, then a soak of 10 more checks in a row at it (about 25 s: the machine's
         slow phases come every few seconds, a rate that holds only in its fast phases must fail)."""
         return SearchSettings(start_rate_per_s=200.0, hold_checks=2, tolerance=0.05, hold_growth_share_max=0.02,
-                              hold_growth_floor_s=0.5, soak_checks=10)
+                              hold_growth_floor_s=0.5, soak_checks=10, soak_repeats=1)
 
     def validate(self) -> None:
         if self.duration_ms <= 0 or self.window_ms <= 0 or self.warmup_ms < 0:

@@ -259,3 +259,64 @@ class TwoLevelBroker:
             return self.system.run(rate_per_s)
         finally:
             self.system.capacity_per_s = self.capacity_per_s
+
+
+class SlowPhaseBroker:
+    """A ``FluidBroker`` on this 2-core VM as the quiet real searches saw it (stop 17, ``single`` and
+    raft3 at 180 s): long phases at two speeds, a slow phase lasting ``slow_s`` (30-60 s) at a depth
+    drawn per phase from ``slow_share`` (the failing checks absorbed 55-72 % of the fast speed), a
+    fast phase ``fast_s``; a phase may change in the middle of a check (which then absorbs a mix of
+    both speeds); on top of that, a check in ``dip_share`` loses ``dip_depth`` of its capacity (a
+    stall shorter than a check), and the fluid broker's seeded noise. A judged check takes
+    ``check_s`` of the machine's time, a drain ``drain_s``. Seeded; the capacity of each moment is a
+    true ceiling."""
+
+    def __init__(self, capacity_per_s: float, rng: random.Random, *, slow_share: tuple = (0.62, 0.70),
+                 slow_s: tuple = (30.0, 60.0), fast_s: tuple = (20.0, 60.0), dip_share: float = 0.05,
+                 dip_depth: float = 0.2, noise_share: float = 0.03, interval_ms: int = 2000,
+                 check_s: float = 2.5, drain_s: float = 1.0):
+        self.system = FluidBroker(capacity_per_s, noise_share=noise_share, rng=rng, interval_ms=interval_ms,
+                                  window_msgs=1000)
+        self.rng = rng
+        self.capacity_per_s = capacity_per_s
+        self.slow_share, self.slow_s, self.fast_s = slow_share, slow_s, fast_s
+        self.dip_share, self.dip_depth = dip_share, dip_depth
+        self.check_s, self.drain_s = check_s, drain_s
+        self.rates_offered = self.system.rates_offered
+        self.slow = rng.random() < 0.5
+        self.level = self._draw_level()
+        self.phase_left_s = rng.uniform(0.0, self._draw_length())  # the run starts inside a phase
+
+    @property
+    def slowest_share(self) -> float:
+        return self.slow_share[0]
+
+    def _draw_level(self) -> float:
+        return self.rng.uniform(*self.slow_share) if self.slow else 1.0
+
+    def _draw_length(self) -> float:
+        return self.rng.uniform(*(self.slow_s if self.slow else self.fast_s))
+
+    def _mean_level(self, elapsed_s: float) -> float:
+        """The machine's speed averaged over the next ``elapsed_s`` (phases that change inside it)."""
+        total, left = 0.0, elapsed_s
+        while left > 0:
+            step = min(left, self.phase_left_s)
+            total += step * self.level
+            left -= step
+            self.phase_left_s -= step
+            if self.phase_left_s <= 0:
+                self.slow = not self.slow
+                self.level = self._draw_level()
+                self.phase_left_s = self._draw_length()
+        return total / elapsed_s
+
+    def run(self, rate_per_s: float) -> Observation:
+        level = self._mean_level(self.check_s if rate_per_s else self.drain_s)
+        if rate_per_s and self.rng.random() < self.dip_share:
+            level *= 1.0 - self.dip_depth
+        self.system.capacity_per_s = self.capacity_per_s * level
+        try:
+            return self.system.run(rate_per_s)
+        finally:
+            self.system.capacity_per_s = self.capacity_per_s
