@@ -78,8 +78,8 @@ Verdicts (one per cell, in the table and in result.json):
              did not finish
 A fixed-rate cell reports offered and achieved msgs/s, never a capacity. --rate max reports
 the highest rate that held every check of its hold (2 checks, the repeat) and of its soak
-(--soak-checks more in a row, none failing), and the first rate above it that failed twice,
-never an average over the search: the bracket (held, first unheld) and its width are in the
+(--soak-checks more in a row, none failing; a failed soak is repeated once), and the first
+rate above it that failed twice, never an average over the search: the bracket (held, first unheld) and its width are in the
 verdict and in max_rate_search (bracket_msgs_per_s, bracket_width_share, capacity_checks_held,
 capacity_soaked, soak_failed).
 
@@ -97,10 +97,11 @@ search narrows the bracket (held, failed) from above, at least to its midpoint, 
 within 5%. Then the soak: the rate runs on for --soak-checks checks and stands only if none
 fails and the backlog did not grow (a check failing on its acknowledged share alone is
 judged with the check before it: acks lagging at a check's end land in the next). A failed
-soak check is not repeated (this machine runs at two speeds about 28% apart, switching every
-few seconds: a rate that holds only in the fast phases fails at the next slow one); the rate
-is unseated and the search only comes down, to what the failing check absorbed (80-95% of
-the rate), held and soaked in one go.
+soak is repeated once, after a drain, as a whole new soak (every check of it must hold: one
+stall no longer lowers the rate); failed again, the rate comes down to the median its soak
+checks absorbed (80-95% of the rate), held and soaked in one go. A repeat the budget cannot
+afford (a whole soak and one more hold) is skipped: the rate comes down at once, to what the
+failing check absorbed.
 --duration is the search's budget: when about two holds are left and nothing held yet, the
 search secures one (holds what just kept up; a failed hold is not repeated and backs off
 at least 10%); when it affords a soak and one more hold, the search soaks the rate that
@@ -108,8 +109,8 @@ held; a soak it cannot afford whole is shortened (capacity_soaked false); when i
 the highest rate that held stands with its bracket (else the cell fails).
 Each check lasts --check-interval after 0.5 s of settling at the new rate; drain checks
 last 1 s. For a search bounded at about 90 s wall on an idle machine: --warmup 3s
---duration 60s (the soak then shortened); for three seeds that agree on a machine with two
-speeds: --duration 120s.
+--duration 60s (the soak then shortened); for three seeds that agree on this machine (slow
+phases of 30-60 s): --duration 180s.
 
 \b
 Table: profile, layout, cell, offered msgs/s, achieved msgs/s, verdict, pub p50/p99 ms,
@@ -220,8 +221,9 @@ them; none skips them; FILE takes `mqbench limits --json` output.
               help="--rate max: a check is unhealthy above this p99 publish latency.")
 @click.option("--soak-checks", type=click.IntRange(0, 100), default=10, show_default=True,
               help="--rate max: after its 2-check hold, the rate the search would report must hold this many "
-                   "more checks in a row, none failing (about 25 s at the default --check-interval: longer than "
-                   "this machine's slow phases); 0: the hold alone (a rate may then hold in a fast phase only).")
+                   "more checks in a row, none failing (about 25 s at the default --check-interval; a failed soak is "
+                   "repeated once before the rate comes down); 0: the hold alone (a rate may then hold in a fast "
+                   "phase only).")
 @click.option("--limits", "limits_source", default="auto", show_default=True,
               help="Machine limits for the ratio columns: 'auto' (this machine's cached limits if less than a day "
                    "old, else measured, about 25 s), 'measure' (measure and refresh the cache), 'none', or a file "

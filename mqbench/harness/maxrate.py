@@ -64,13 +64,17 @@ soak        healthy     the hold goes on at the same rate; after ``hold_checks +
                         checks in a row (the hold's included; fewer when the budget cannot
                         afford them, see below), if the backlog did not grow over them (as
                         for a hold), the rate **stands**: done
-soak        unhealthy   not repeated (a machine with two speeds fails again at its next slow
-                        phase): the rate is unseated (``soak_failed``; ``bad`` only if it
-                        failed twice), the highest rate held below it is the floor again, and
-                        the search only comes down: soak next at what the failing check
-                        absorbed, kept between ``rate * backoff_floor`` and ``rate * (1 -
-                        tolerance)``; a candidate at or under a held rate soaks that rate. A
-                        soak check that failed on its acknowledged share alone is judged with
+soak        unhealthy   the rate is unseated (``soak_failed``; ``bad`` only if it failed
+                        twice) and the highest rate held below it is the floor again. The
+                        first ``soak_repeats`` failures at a rate are **repeated**, while the
+                        budget affords a whole soak and one more hold: drain, then a whole new
+                        soak at the same rate (every check of it must hold; one stall shorter
+                        than a check no longer lowers the capacity). Past its repeats the
+                        search only comes down: soak next at the median of what every soak
+                        check at the rate absorbed (lowered without a repeat: what its failing
+                        checks absorbed), kept between ``rate * backoff_floor`` and ``rate *
+                        (1 - tolerance)``; a candidate at or under a held rate soaks that rate.
+                        A soak check that failed on its acknowledged share alone is judged with
                         the check before it at the rate (acks lagging at one check's end land
                         in the next: ``_soak_pair_verdict``)
 hold        unhealthy   suspect the hold (a stall in one check must not set the capacity):
@@ -104,7 +108,11 @@ speed a machine with two speeds runs at (a 2-core VM here: 28 % apart, switching
 seconds), so seeds ended at either. The soak keeps the rate the search would report on for
 ``soak_checks`` more checks, none failing: the capacity is then a rate that held through the slow
 phases too. With a soak, a failed hold backs off towards what its failing checks absorbed (they
-show the slow speed), not the best check at that rate.
+show the slow speed), not the best check at that rate. A failed soak is repeated (``soak_repeats``;
+``mqbench run`` uses 1) before the rate comes down, and then it comes down to the median its soak
+checks absorbed: lowering at each failure to what that one check absorbed made a stall inside a
+slow phase (this machine's last 30-60 s) ratchet the rate below the slow speed, so where the
+ratchet stopped decided the figure (`single`'s seeds 20.8 % apart at 180 s).
 
 Bisection stops when ``bad - good <= tolerance * bad``: the candidate is then ``good`` and the
 search moves to **hold**. A search that is **done** reports these figures, never an average over
@@ -114,8 +122,9 @@ the search (whose ramp, overload and drain checks at rate 0 say nothing about ca
   (the repeat that confirms it) and, with ``soak_checks``, of its soak;
 * ``capacity_checks_held``: the most judged checks in a row at the capacity that all held;
   ``capacity_soaked``: they were a whole hold and soak (not one shortened by the budget);
-  ``soak_failed``: each rate that held a hold but failed its soak (``rate_per_s``, ``check``,
-  ``checks_held`` before, ``absorbed_msgs_per_s`` of the failing check, ``backlog_grew``);
+  ``soak_failed``: each failed soak (``rate_per_s``, ``check``, ``checks_held`` before,
+  ``absorbed_msgs_per_s`` of the failing check or, when the backlog grew, over the hold and soak,
+  ``backlog_grew``, ``repeated``: the rate was soaked again rather than lowered);
 * ``first_unheld_rate_msgs_per_s``: the lowest rate above it that did not hold, itself confirmed
   by a repeat check, a failed hold or two failed checks (``bad`` at the end);
 * ``bracket_msgs_per_s`` = ``[capacity, first unheld]`` and ``bracket_width_share`` =

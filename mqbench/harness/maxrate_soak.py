@@ -1,6 +1,7 @@
 """``--rate max``'s soak (``harness.maxrate``'s module docstring, "the soak"): once a rate held its
 hold, it runs on at the same rate for ``soak_checks`` more checks and stands only if every one holds
-and the backlog did not grow over hold and soak. These are the ``MaxRateSearch`` steps of that
+and the backlog did not grow over hold and soak; a failed soak is repeated ``soak_repeats`` times
+(a whole new soak) before the rate comes down. These are the ``MaxRateSearch`` steps of that
 phase, kept apart from the ramp, bisection and hold steps; they read and write the search's own
 state (``MaxRateSearch`` is the only class built on them). Pure: no clock, no I/O."""
 from __future__ import annotations
@@ -109,17 +110,19 @@ class SoakSteps:
         self._soak_failures[rate] = self._soak_failures.get(rate, 0) + 1
         repeat = (not growth and self._soak_failures[rate] <= self.settings.soak_repeats
                   and self._soak_repeat_affordable())
+        check_absorbed = absorbed_per_s if growth else (
+            min(obs.published, obs.intended) / (obs.interval_ms / 1000.0) if obs.interval_ms else 0.0)
+        self.soak_failed.append({"rate_per_s": rate, "check": self.checks, "checks_held": self._held,
+                                 "absorbed_msgs_per_s": check_absorbed, "backlog_grew": growth, "repeated": repeat})
+        if repeat:
+            self._drain_then(SOAK, rate)
+            return
+        seen = sorted(self._soak_seen.get(rate, ()))
         if absorbed_per_s is None:
-            seen = sorted(self._soak_seen.get(rate, ()))
             if self._soak_failures[rate] > 1 and seen:
                 absorbed_per_s = seen[(len(seen) - 1) // 2]
             else:
                 absorbed_per_s = self._failed_absorbed.get(rate, 0.0)
-        self.soak_failed.append({"rate_per_s": rate, "check": self.checks, "checks_held": self._held,
-                                 "absorbed_msgs_per_s": absorbed_per_s, "backlog_grew": growth, "repeated": repeat})
-        if repeat:
-            self._drain_then(SOAK, rate)
-            return
         if growth or self._failures.get(rate, 0) >= 2 or (self.bad_per_s is not None and self.bad_per_s <= rate):
             self.bad_per_s = rate
         self._bad_from_ramp = False

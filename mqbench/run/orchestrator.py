@@ -120,7 +120,8 @@ class RunSettings:
     def default_search() -> SearchSettings:
         """``--rate max``'s search (README, ``mqbench run --help``): a 2-check hold within 5 % of the
         first unheld rate, then a soak of 10 more checks in a row at it (about 25 s: the machine's
-        slow phases come every few seconds, a rate that holds only in its fast phases must fail)."""
+        slow phases come every few seconds, a rate that holds only in its fast phases must fail),
+        a failed soak repeated once (a whole new soak) before the rate comes down."""
         return SearchSettings(start_rate_per_s=200.0, hold_checks=2, tolerance=0.05, hold_growth_share_max=0.02,
                               hold_growth_floor_s=0.5, soak_checks=10, soak_repeats=1)
 

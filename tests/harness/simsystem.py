@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 
-from mqbench.harness.maxrate import Observation
+from mqbench.harness.maxrate import HOLD, Observation
 from mqbench.harness.metrics import RunMetrics
 from mqbench.harness.pacer import Pacer
 
@@ -320,3 +320,28 @@ class SlowPhaseBroker:
             return self.system.run(rate_per_s)
         finally:
             self.system.capacity_per_s = self.capacity_per_s
+
+
+class HiccupAt:
+    """A fluid broker of ``capacity`` whose checks number ``at`` are stalls: the check acknowledges
+    ``share`` of its capacity, so its backlog grows and what it 'absorbed' reads low."""
+
+    def __init__(self, capacity, at, share=0.3):
+        self.system = FluidBroker(capacity)
+        self.capacity = capacity
+        self.rates_offered = self.system.rates_offered
+        self.at, self.share = set(at), share
+
+    def run(self, rate_per_s):
+        stalled = len(self.rates_offered) + 1 in self.at
+        self.system.capacity_per_s = self.capacity * (self.share if stalled else 1.0)
+        try:
+            return self.system.run(rate_per_s)
+        finally:
+            self.system.capacity_per_s = self.capacity
+
+
+def start_in_hold(search, rate, bad):
+    """Put ``search`` in a hold at ``rate`` with ``bad`` the first unheld rate (a search met mid-way)."""
+    search.state, search.rate_per_s, search.good_per_s, search.bad_per_s = HOLD, rate, rate, bad
+    search._start_hold(0)

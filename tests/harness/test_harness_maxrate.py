@@ -11,8 +11,8 @@ from mqbench.harness.maxrate import (BACKLOGGED, BISECT, CONFIRM, DONE, DRAIN, D
                                      SOAK, TRANSITIONS, UNHEALTHY, VERIFY, MaxRateSearch, Observation, SearchSettings,
                                      Thresholds, verdict_of)
 from mqbench.run.orchestrator import RunSettings
-from simsystem import (FluidBroker, NoisyEdgeBroker, SaggingBroker, StallingBroker, TwoLevelBroker, run_search,
-                       run_search_within)
+from simsystem import (FluidBroker, HiccupAt, NoisyEdgeBroker, SaggingBroker, StallingBroker, TwoLevelBroker,
+                       run_search, run_search_within, start_in_hold)
 
 LIMITS = Thresholds(publish_latency_ms_p99_max=200.0)
 
@@ -233,36 +233,12 @@ def test_a_hold_that_fails_comes_down_to_what_it_absorbed_not_three_percent_at_a
         MaxRateSearch(SearchSettings(backoff_floor=0.99))
 
 
-class HiccupAt:
-    """A fluid broker of ``capacity`` whose checks number ``at`` are stalls: the check acknowledges
-    ``share`` of its capacity, so its backlog grows and what it 'absorbed' reads low."""
-
-    def __init__(self, capacity, at, share=0.3):
-        self.system = FluidBroker(capacity)
-        self.capacity = capacity
-        self.rates_offered = self.system.rates_offered
-        self.at, self.share = set(at), share
-
-    def run(self, rate_per_s):
-        stalled = len(self.rates_offered) + 1 in self.at
-        self.system.capacity_per_s = self.capacity * (self.share if stalled else 1.0)
-        try:
-            return self.system.run(rate_per_s)
-        finally:
-            self.system.capacity_per_s = self.capacity
-
-
-def _start_in_hold(search, rate, bad):
-    search.state, search.rate_per_s, search.good_per_s, search.bad_per_s = HOLD, rate, rate, bad
-    search._start_hold(0)
-
-
 def test_one_stall_in_a_hold_is_repeated_not_taken_as_the_capacity():
     # Before: the stalled hold check failed the hold at once, the absorbed rate it measured (30 %)
     # set the next candidate to the backoff floor (80 %) and nothing ever went back up.
     capacity = 10_000
     search = MaxRateSearch(SearchSettings(), LIMITS)
-    _start_in_hold(search, 9_800.0, 10_300.0)
+    start_in_hold(search, 9_800.0, 10_300.0)
     run_search(search, HiccupAt(capacity, at={2}))
     assert search.state == DONE
     assert search.capacity_msgs_per_s >= 9_800.0 and search.sustainable_rate_per_s <= capacity
@@ -278,7 +254,7 @@ def test_a_backed_off_hold_is_followed_by_an_upward_bisection():
     # under the first unheld rate; now the search bisects back up between what held and what failed.
     capacity = 9_500
     search = MaxRateSearch(SearchSettings(), LIMITS)
-    _start_in_hold(search, 9_800.0, 10_300.0)
+    start_in_hold(search, 9_800.0, 10_300.0)
     run_search(search, HiccupAt(capacity, at={3, 4}, share=0.2))
     assert search.state == DONE
     held, unheld = search.capacity_msgs_per_s, search.first_unheld_rate_msgs_per_s
@@ -293,7 +269,7 @@ def test_a_backed_off_hold_is_followed_by_an_upward_bisection():
 def test_a_budget_that_ends_after_a_hold_keeps_the_rate_that_held():
     capacity = 9_500
     search = MaxRateSearch(SearchSettings(), LIMITS)
-    _start_in_hold(search, 9_800.0, 10_300.0)
+    start_in_hold(search, 9_800.0, 10_300.0)
     system = HiccupAt(capacity, at={3, 4}, share=0.2)
     while search.rebisections == 0 and not search.finished:
         search.observe(system.run(search.rate_per_s))
@@ -360,9 +336,10 @@ def test_a_ramp_rate_that_failed_twice_in_one_long_stall_is_offered_again_after_
 
 def test_a_soaked_capacity_on_a_stalling_machine_held_through_every_stall():
     # The same machine with `mqbench run`'s soak: a check in seven loses 60 % of the capacity, so a
-    # rate near the capacity fails one check of every 25-s soak. The soak repeats nothing (a
-    # machine's slow phase recurs; so do these stalls): the search comes down to a rate that held
-    # every check of a whole soak, stalls included, and says so; never above the capacity.
+    # rate near the capacity fails one check of every 25-s soak. A failed soak is repeated once (a
+    # whole new soak), then the rate comes down: the search ends on a rate that held every check of
+    # a whole soak, stalls included, and says so; never above the capacity. A soak failure at the
+    # capacity itself is one that its repeat cleared.
     run = RunSettings(source="orders", cells=[])
     for seed in range(1, 7):
         search = run_search(MaxRateSearch(run.search, run.thresholds),
@@ -373,7 +350,8 @@ def test_a_soaked_capacity_on_a_stalling_machine_held_through_every_stall():
         assert result["capacity_checks_held"] >= run.search.hold_checks + run.search.soak_checks
         assert held_run(search, held) >= run.search.hold_checks + run.search.soak_checks
         assert held <= 1_200 * (1 + run.search.tolerance)
-        assert all(f["rate_per_s"] > held for f in result["soak_failed"])
+        assert all(f["rate_per_s"] > held or (f["rate_per_s"] == held and f["repeated"])
+                   for f in result["soak_failed"])
 
 
 @pytest.mark.parametrize("capacity, edge_share", [(2_500, 0.2), (4_000, 0.2), (2_500, 0.3), (4_000, 0.3)])
@@ -473,24 +451,6 @@ def test_without_the_soak_a_machine_with_two_speeds_gives_either_speed():
         assert search.state == DONE and held_run(search, search.capacity_msgs_per_s) >= settings.hold_checks
         found.append(search.capacity_msgs_per_s)
     assert max(found) > 1.2 * 0.72 * 6_000 and min(found) < 1.1 * 0.72 * 6_000, found
-
-
-def test_a_soak_check_that_fails_unseats_the_rate_and_only_a_second_failure_makes_it_unheld():
-    # The hold at 9,800 passes, its soak's fourth check stalls (the machine's slow phase): 9,800 is
-    # no longer the capacity, is listed in soak_failed, but failed once only, so the first unheld
-    # rate stays the one that failed twice (10,300). The next candidate is soaked from a drain.
-    capacity = 10_000
-    search = MaxRateSearch(replace(RunSettings.default_search(), soak_checks=4), LIMITS)
-    _start_in_hold(search, 9_800.0, 10_300.0)
-    run_search(search, HiccupAt(capacity, at={2 + 4}, share=0.7))
-    result = search.result()
-    assert result["state"] == DONE and result["capacity_soaked"]
-    assert [f["rate_per_s"] for f in result["soak_failed"]] == [9_800.0]
-    assert result["soak_failed"][0]["checks_held"] == 5 and not result["soak_failed"][0]["backlog_grew"]
-    held = result["capacity_msgs_per_s"]
-    assert held < 9_800.0 and result["first_unheld_rate_msgs_per_s"] == 10_300.0
-    assert result["capacity_checks_held"] >= 6
-    assert [h["state"] for h in search.history if h["rate_per_s"] == held and h["state"] != DRAIN] == [SOAK] * 6
 
 
 def test_a_soak_the_budget_cannot_afford_is_shortened_and_says_so():
