@@ -75,9 +75,19 @@ def validate_topic(name: object) -> str:
     return checked
 
 
+_VALID_GROUPS: set[str] = set()      # names validate_group accepted (as _VALID_TOPICS)
+
+
 def validate_group(name: object) -> str:
     """Return ``name`` if RocketMQ accepts it as a consumer/producer group, else raise UserError."""
-    return _check_name("group", name, GROUP_MAX_LENGTH)
+    if type(name) is str and name in _VALID_GROUPS:     # a pull's offset note and every offset of a
+        return name                                     # snapshot, applied on every replica, check it
+    checked = _check_name("group", name, GROUP_MAX_LENGTH)
+    if type(checked) is str:
+        if len(_VALID_GROUPS) >= _VALID_TOPICS_MAX:
+            _VALID_GROUPS.clear()
+        _VALID_GROUPS.add(checked)
+    return checked
 
 
 def client_may_send(name: str) -> bool:

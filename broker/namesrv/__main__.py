@@ -20,6 +20,7 @@ from mqbench.errors import UserError
 from mqbench.event_loop import use_event_loop
 from mqbench.gc_pauses import settle_after_startup
 from mqbench.loop_stalls import watch
+from mqbench.profiling import start as start_profile
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,9 +62,12 @@ async def _serve(host: str, port: int, args) -> int:
     watch_parent(loop, stop.set)    # an embedded cluster's name server ends with the command that owns it
     settle_after_startup()   # short, rare collector pauses (mqbench.gc_pauses)
     watch("namesrv", loop)   # MQBENCH_LOOP_STALLS=DIR: count and explain loop stalls (mqbench.loop_stalls)
+    profile = start_profile("namesrv", loop)   # MQBENCH_PROFILE=DIR (mqbench.profiling)
     print(f"namesrv listening on {bound_host}:{bound_port}", flush=True)
     await stop.wait()
     await namesrv.close()
+    if profile is not None:
+        profile.stop()
     return 0
 
 

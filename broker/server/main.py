@@ -58,6 +58,7 @@ from mqbench.broker.lifeline import watch_parent
 from mqbench.event_loop import use_event_loop
 from mqbench.gc_pauses import settle_after_startup
 from mqbench.loop_stalls import watch
+from mqbench.profiling import start as start_profile
 from mqbench.errors import UserError
 
 DURABILITIES = ("memory", "fsync")
@@ -332,7 +333,12 @@ async def _run(args: argparse.Namespace) -> int:
             raise
     settle_after_startup()   # start-up is over: short, rare collector pauses (mqbench.gc_pauses)
     watch("broker")          # MQBENCH_LOOP_STALLS=DIR: count and explain loop stalls (mqbench.loop_stalls)
-    return await broker.serve(stop)
+    profile = start_profile(args.instance, loop)   # MQBENCH_PROFILE=DIR (mqbench.profiling)
+    try:
+        return await broker.serve(stop)
+    finally:
+        if profile is not None:
+            profile.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,7 @@ from mqbench.errors import MqbenchError, UserError
 from mqbench.event_loop import use_event_loop
 from mqbench.gc_pauses import settle_after_startup
 from mqbench.loop_stalls import watch
+from mqbench.profiling import start as start_profile
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,9 @@ async def _worker(spec: dict, conn) -> None:
     driver_class = ProducerDriver if spec["role"] == "producer" else ConsumerDriver
     driver = driver_class(spec, lambda message: _send(conn, message), clock_ns=driver_clock(spec))
     # this process is the worker's own: tune its collector (and probe its loop when asked)
-    driver.settle = lambda: (settle_after_startup(), watch(spec["role"], loop))
+    profiles = []   # MQBENCH_PROFILE=DIR (mqbench.profiling): stopped once the driver is done
+    driver.settle = lambda: (settle_after_startup(), watch(spec["role"], loop),
+                             profiles.append(start_profile(spec["role"], loop)))
 
     def on_readable() -> None:
         try:
@@ -103,6 +106,9 @@ async def _worker(spec: dict, conn) -> None:
         result = await driver.run()
     finally:
         loop.remove_reader(conn.fileno())
+        for profile in profiles:
+            if profile is not None:
+                profile.stop()
     _send(conn, result)
 
 

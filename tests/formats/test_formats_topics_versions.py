@@ -41,6 +41,21 @@ def test_groups_and_send_rules():
     assert not topics.is_safe_path_component("a/b") and not topics.is_safe_path_component("")
 
 
+def test_group_check_is_remembered_only_for_accepted_names():
+    class Text(str):
+        pass
+
+    for _ in range(2):     # the second call answers from the set of accepted names
+        assert topics.validate_group("orders_group") == "orders_group"
+        with pytest.raises(UserError, match="illegal"):
+            topics.validate_group("bad group")
+        with pytest.raises(UserError, match="too long"):
+            topics.validate_group("g" * 256)
+    assert "orders_group" in topics._VALID_GROUPS and "bad group" not in topics._VALID_GROUPS
+    assert topics.validate_group(Text("sub_class")) == "sub_class"
+    assert "sub_class" not in topics._VALID_GROUPS     # only exact str instances are remembered
+
+
 def test_version_predicates():
     assert versions.STORE_VERSIONS == ("v4", "v5", "v4-dledger", "v5-dledger")
     assert [versions.is_dledger(v) for v in versions.STORE_VERSIONS] == [False, False, True, True]
