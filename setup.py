@@ -35,10 +35,19 @@ def native_modules() -> dict[str, list[str]]:
     raise RuntimeError("mqbench/native.py has no MODULES literal")
 
 
+def headers(sources: list[str]) -> list[str]:
+    """The headers a module's sources may include: those beside each source and the shared ones in
+    broker/formats (the same set native.stale_source compares), so that a changed header rebuilds."""
+    folders = {str(Path(source).parent) for source in sources} | {"broker/formats"}
+    return sorted(str(path) for folder in folders for path in Path(folder).glob("*.h"))
+
+
 # Compiled accelerators (mqbench/native.py). Each is optional: when it does not build, the install
-# goes on and the pure-Python module beside it is used.
-ext_modules = [Extension(name, sources, optional=True, include_dirs=["broker/formats"],
-                         extra_compile_args=["-O2", "-Wall"])
+# goes on and the pure-Python module beside it is used. Warnings: CPython's own set (-Wextra without
+# the two that every extension's unused `self` and short PyModuleDef initialisers would raise).
+ext_modules = [Extension(name, sources, optional=True, include_dirs=["broker/formats"], depends=headers(sources),
+                         extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
+                                             "-Wno-missing-field-initializers"])
                for name, sources in native_modules().items()]
 
 setup(packages=packages, package_dir=PACKAGE_DIRS, ext_modules=ext_modules)

@@ -24,13 +24,18 @@ from types import ModuleType
 
 ENV = "MQBENCH_NATIVE"
 
-# Every accelerator: full module name -> its C sources (paths from the repository root). setup.py
-# reads this literal (without importing mqbench) to build them; keep it a plain literal.
+# Every accelerator: full module name -> its C sources (paths from the repository root; a module
+# split by concern lists each of its sources, the one with PyInit first), compiled into that one
+# extension. setup.py reads this literal (without importing mqbench) to build them, and load()'s
+# stale-build check compares every source listed (and the headers beside each) with the build;
+# keep it a plain literal.
 MODULES: dict[str, list[str]] = {
     "mqbench.broker.formats._batch": ["broker/formats/_batch.c"],
     "mqbench.broker.formats._dledger": ["broker/formats/_dledger.c"],
     "mqbench.broker.formats._record_check": ["broker/formats/_record_check.c"],
-    "mqbench.broker.formats._sendpath": ["broker/formats/_sendpath.c"],
+    "mqbench.broker.formats._sendpath": ["broker/formats/_sendpath.c", "broker/formats/_sendpath_frames.c",
+                                         "broker/formats/_sendpath_header.c", "broker/formats/_sendpath_answer.c",
+                                         "broker/formats/_sendpath_record.c"],
     "mqbench.broker.raft._wire": ["broker/raft/_wire.c"],
     "mqbench.broker.store._index_files": ["broker/store/_index_files.c"],
     "mqbench.migrate._build": ["migrate/_build.c"],

@@ -3,7 +3,9 @@
  * zlib.crc32 returns. One home for it in C, shared by every accelerator (include "mq_crc32.h";
  * setup.py puts broker/formats on every accelerator's include path). No zlib headers are needed.
  *
- * Contract: call mq_crc32_init() once (in the module's PyInit function) before mq_crc32();
+ * Contract: call mq_crc32_init() once (in the module's PyInit function) before mq_crc32(); the table
+ * is static, one per source file, so a module built from several sources includes this header in
+ * the one that calls mq_crc32 and fills the table from there (see _sendpath.h);
  * mq_crc32(crc, data, n) continues a running CRC exactly as zlib.crc32(data, crc) does, so
  * mq_crc32(0, p, n) is the CRC of n bytes at p. Slice-by-8 (about 3 instructions per byte); on x86-64
  * CPUs with PCLMULQDQ (checked once, at mq_crc32_init) runs of 64 bytes and more are folded with
