@@ -21,6 +21,10 @@ every ``Ready`` handled in the documented order (``types.Ready``):
 
 Proposals made while a Ready is handled go into the next one: everything proposed in one
 event-loop turn becomes one append, one write per follower, one commit and one ``apply`` call.
+``ready_now()`` handles the Readys at once instead, inside the caller, when the loop is idle and
+they need no fsync: the transport calls it at the end of each read (an APP_RESP that commits,
+an APP a follower appends) and the broker after proposing a read's sends, so neither waits for
+the loop's next turn behind every other callback of the event loop's poll (see its doc).
 
 Hooks (all optional, plain callables on the loop): ``apply(entries)``, ``on_append(first_index)``,
 ``on_ready()`` after each Ready, ``on_tick()`` after each tick, ``on_failed(exc)`` once when the
@@ -39,6 +43,7 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
+from mqbench import hop_trace
 from mqbench.errors import InvariantViolation
 
 from .node import RaftNode
@@ -49,6 +54,14 @@ from .wire import frame_bytes
 log = logging.getLogger("mqbench.broker.raft")
 
 TRANSPORT_CLOSE_S = 2.0
+
+
+def _trace_message(kind: str, peer: int, m: Message) -> None:
+    """``hop_trace`` marks of an APP (its last entry) or APP_RESP (its index); others unmarked."""
+    if m.type == MsgType.APP and m.entries:
+        hop_trace.mark(kind, peer, m.entries[-1].index)
+    elif m.type == MsgType.APP_RESP and not m.reject:
+        hop_trace.mark(kind, peer, m.index)
 
 
 async def _run_direct(what: str, fn: Callable[[], object], in_thread: bool) -> object:
@@ -80,7 +93,10 @@ class RaftDriver:
         self.bytes_received = 0
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._idle = False          # the Ready loop waits for a wake-up (``ready_now`` may run)
+        self._handoff: list[Ready] = []     # Readys ``ready_now`` took and left to the loop
         transport.on_message = self._on_message
+        transport.on_read = self.ready_now
 
     # -- control -------------------------------------------------------------------------------
 
@@ -96,6 +112,8 @@ class RaftDriver:
     def propose(self, datas: list[bytes]) -> list[int]:
         """Append ``datas`` to the leader's log (one Ready carries them); their indexes."""
         indexes = self.node.propose_batch(datas)
+        if hop_trace.ON and indexes:
+            hop_trace.mark("P", indexes[0], indexes[-1])
         self._wake.set()
         return indexes
 
@@ -131,6 +149,8 @@ class RaftDriver:
         if self.stopped:
             return
         self.bytes_received += frame_bytes(m)
+        if hop_trace.ON:
+            _trace_message("R" if m.type == MsgType.APP else "K", m.src, m)
         try:
             self.node.step(m)
         except InvariantViolation as exc:   # e.g. an entry that differs from the one held: stop
@@ -161,8 +181,16 @@ class RaftDriver:
         node = self.node
         try:
             while True:
+                self._idle = not self._handoff
                 await self._wake.wait()
+                self._idle = False
                 self._wake.clear()
+                while self._handoff:
+                    rd = self._handoff.pop(0)
+                    await self._handle(rd)
+                    node.advance(rd)
+                    if self._on_ready is not None:
+                        self._on_ready()
                 while node.has_ready():
                     rd = node.ready()
                     await self._handle(rd)
@@ -175,6 +203,58 @@ class RaftDriver:
             raise
         except Exception as exc:   # an invariant broke or the disk failed: stop
             self._stop(exc)
+
+    def ready_now(self) -> None:
+        """Handle the node's Readys now, inside the caller, instead of in the Ready loop's next
+        turn, when the loop is idle and they need no fsync (no new term or vote to persist, no
+        entries to sync in fsync durability); called at the end of each transport read
+        (``on_read``) and by a caller that proposed a read's worth of entries. Why: the loop's turn
+        comes after every other callback the same poll of the event loop woke (pull answers,
+        other connections' requests); on a leader under load that was 5-25 ms between a
+        quorum's APP_RESP and the commit, apply and answer of every send, and again between a
+        proposal and its APPs (``mqbench.hop_trace``). Whatever the caller registered to wait
+        for the entries it proposed must be registered before (a one-replica group commits here).
+
+        The same steps in the same order as ``_handle`` (persist, send, apply, then advance and
+        ``on_ready``), without ``run_step``'s retry: a Ready that cannot be handled here, or whose
+        step raises, is handed to the loop, which handles it whole through ``run_step`` (each step
+        is safe to repeat; a message sent twice is one Raft ignores or answers again). An error
+        outside the steps (the core's ``ready``/``advance``, ``on_ready``) stops the driver, as in
+        the loop."""
+        if not self._idle or self.stopped:
+            return
+        node = self.node
+        try:
+            while node.has_ready():
+                rd = node.ready()
+                persisted = self.storage.initial_state()
+                if (rd.must_sync and rd.entries) or (rd.hard_state is not None and (
+                        rd.hard_state.term, rd.hard_state.vote) != (persisted.term, persisted.vote)):
+                    self._hand_to_loop(rd)
+                    return
+                try:
+                    self._persist(rd)
+                    self._send(self._as_stored(rd.messages, rd.entries) if rd.entries and rd.role == Role.LEADER
+                               else rd.messages)
+                    if rd.committed_entries and self._apply is not None:
+                        if hop_trace.ON:
+                            hop_trace.mark("C", rd.committed_entries[0].index, rd.committed_entries[-1].index)
+                        self._apply(rd.committed_entries)
+                        if hop_trace.ON:
+                            hop_trace.mark("D", rd.committed_entries[0].index, rd.committed_entries[-1].index)
+                except Exception:   # noqa: BLE001 - the loop retries it through run_step or stops on it
+                    self._hand_to_loop(rd)
+                    return
+                node.advance(rd)
+                if self._on_ready is not None:
+                    self._on_ready()
+        except Exception as exc:   # an invariant broke: stop, as the loop does
+            self._stop(exc)
+
+    def _hand_to_loop(self, rd: Ready) -> None:
+        self._idle = False
+        self._handoff.append(rd)
+        self._wake.set()
 
     def _stop(self, exc: BaseException) -> None:
         if self.failed is not None:
@@ -197,7 +277,11 @@ class RaftDriver:
             self._send(messages)
         if rd.committed_entries and self._apply is not None:
             entries = rd.committed_entries
+            if hop_trace.ON:
+                hop_trace.mark("C", entries[0].index, entries[-1].index)
             await self._run_step("applying committed entries", lambda: self._apply(entries), False)
+            if hop_trace.ON:
+                hop_trace.mark("D", entries[0].index, entries[-1].index)
 
     def _persist(self, rd: Ready) -> None:
         """Entries and hard state of a Ready (safe to repeat: ``storage.append`` replaces a suffix)."""
@@ -205,6 +289,8 @@ class RaftDriver:
             if self._on_append is not None:
                 self._on_append(rd.entries[0].index)
             self.storage.append(rd.entries)
+            if hop_trace.ON:
+                hop_trace.mark("F", rd.entries[0].index, rd.entries[-1].index)
         if rd.hard_state is not None:
             self.storage.set_hard_state(rd.hard_state)
 
@@ -237,3 +323,5 @@ class RaftDriver:
         for m in messages:
             self.bytes_sent += frame_bytes(m)
             self.transport.send(m)
+            if hop_trace.ON:
+                _trace_message("S" if m.type == MsgType.APP else "T", m.dst, m)

@@ -48,6 +48,9 @@ class RaftTransport:
         self.handshake_timeout_ms = handshake_timeout_ms
         self.peers = dict(peers)
         self.on_message = on_message
+        #: called once the messages of one read were all handed to ``on_message`` (the driver
+        #: handles their Ready there, ``RaftDriver.ready_now``); None: nothing
+        self.on_read: Callable[[], None] | None = None
         self.host, self.port = host, port
         self.queue_limit = queue_limit
         self.connect_timeout_ms = connect_timeout_ms
@@ -223,6 +226,8 @@ class _Inbound(asyncio.Protocol):
                     raise PeerError(f"message {m.src}->{m.dst} is not for node {node_id} from a peer")
                 owner.received += 1
                 owner.on_message(m)
+            if messages and owner.on_read is not None:
+                owner.on_read()
         except PeerError:
             self._refuse()
 

@@ -17,8 +17,10 @@ import logging
 import types
 from typing import Any
 
+from mqbench import hop_trace
 from mqbench.broker.formats import codes
 from mqbench.broker.formats.command import RemotingCommand, encode_command
+from mqbench.broker.remoting.prompt import PromptFuture
 from mqbench.errors import InvariantViolation, PeerError, UserError
 
 log = logging.getLogger("mqbench.broker.remoting.channel")    # one logger for a connection's story
@@ -125,7 +127,12 @@ class Answering:
         elif getattr(yielded, "_asyncio_future_blocking", None):
             yielded._asyncio_future_blocking = False
             waiting[coro] = yielded
-            yielded.add_done_callback(functools.partial(self._wake, cmd, coro))
+            if type(yielded) is PromptFuture:
+                # its resolver steps this handler at once and the answer is written then (``prompt``)
+                wake = yielded._prompt_wake = functools.partial(self._wake_now, cmd, coro)
+            else:
+                wake = functools.partial(self._wake, cmd, coro)
+            yielded.add_done_callback(wake)
             if self._closed:
                 yielded.cancel()
         else:
@@ -136,6 +143,16 @@ class Answering:
 
     def _wake(self, cmd: Any, coro: Any, _future: asyncio.Future) -> None:
         self._step(cmd, coro, None)     # the handler's await reads the future's result or error
+
+    def _wake_now(self, cmd: Any, coro: Any, _future: asyncio.Future) -> None:
+        """``_wake`` from a ``PromptFuture``'s resolver, and what the step answered written now, not
+        a loop turn later (``prompt``: a committed send's answer waited one more loop iteration
+        for its write; one write per resolved handler, as the output of a read gets)."""
+        self._step(cmd, coro, None)
+        if self._out and not self._in_read:
+            if self._flush_handle is not None:
+                self._flush_handle.cancel()
+            self._flush()
 
     def failure_response(self, cmd: RemotingCommand, exc: BaseException) -> RemotingCommand | None:
         """The response to a handler that raised ``exc`` (module doc)."""
@@ -157,6 +174,9 @@ class Answering:
     def _answer(self, cmd: RemotingCommand, response: RemotingCommand | bytes | None) -> None:
         self._inflight -= 1
         if response is not None and not cmd.flag & _ONEWAY and not self._closed:
+            if hop_trace.ON:
+                hop_trace.mark("o", self._trace_key, cmd.opaque)
+                self._trace_out.append(("x", cmd.opaque))
             if type(response) is bytes:         # a whole frame the handler encoded (module doc)
                 self._queue(response)
             else:
@@ -178,6 +198,9 @@ class Answering:
                 self._inflight -= 1
                 out.append(response)
                 queued += len(response)
+                if hop_trace.ON:
+                    hop_trace.mark("o", self._trace_key, one.opaque)
+                    self._trace_out.append(("x", one.opaque))
             else:
                 self._answer(one, response)
         if queued:

@@ -56,6 +56,7 @@ from mqbench.broker.formats.frame import FRAME_BYTES_MAX_DEFAULT, FrameDecoder
 from mqbench.broker.remoting.answering import Answering, unsupported
 from mqbench.broker.remoting.limits import PartialFrameBudget, ServerLimits
 from mqbench.broker.remoting.sending import RemotingClosedError, RemotingTimeoutError, Sending
+from mqbench import hop_trace
 from mqbench.errors import PeerError
 
 __all__ = ["Channel", "RemotingClosedError", "RemotingTimeoutError", "RequestHandler", "BatchHandler",
@@ -127,6 +128,8 @@ class Channel(Answering, Sending, asyncio.Protocol):
         #: Free for the owner (e.g. the broker's client registry keys on the channel itself).
         self.attributes: dict[str, object] = {}
         self.peer = "?"
+        self._trace_key: str | None = None       # MQBENCH_HOP_TRACE: this connection's key
+        self._trace_out: list[tuple[str, int]] = []   # and the marks its next write completes
         #: transport writes made: one per loop turn that produced output (frames are coalesced)
         self.writes = 0
 
@@ -138,6 +141,7 @@ class Channel(Answering, Sending, asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.last_read_s = self._loop.time()
+        self._trace_key = hop_trace.channel_key(transport)   # two lookups per connection, traced or not
         if self._on_open is not None:
             self._on_open(self)
 
@@ -170,6 +174,9 @@ class Channel(Answering, Sending, asyncio.Protocol):
         try:
             pending = self._pending
             backlog = self._backlog
+            if hop_trace.ON:
+                for cmd in commands:
+                    hop_trace.mark("a" if cmd.flag & _RESPONSE else "r", self._trace_key, cmd.opaque)
             for cmd in commands:
                 if cmd.flag & _RESPONSE:
                     future = pending.pop(cmd.opaque, None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+from mqbench import hop_trace
 from mqbench.broker.formats import codes
 from mqbench.broker.formats.command import RemotingCommand, encode_command
 
@@ -65,6 +66,10 @@ class Sending:
         except (ConnectionError, RuntimeError) as exc:
             self.close(f"write failed: {exc}")
             return
+        if self._trace_out:
+            for kind, opaque in self._trace_out:
+                hop_trace.mark(kind, self._trace_key, opaque)
+            self._trace_out.clear()
         if self._limits is not None:
             self._update_room()
 
@@ -172,6 +177,9 @@ class Sending:
         self._deadlines.append((self._loop.time() + timeout_ms / 1000, opaque, timeout_ms))
         if self._deadline_timer is None:
             self._deadline_timer = self._loop.call_later(SUBMIT_CHECK_S, self._check_deadlines)
+        if hop_trace.ON:
+            hop_trace.mark("q", self._trace_key, opaque)
+            self._trace_out.append(("w", opaque))
         self._queue(frame)
         return future
 

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 
+from mqbench import hop_trace
 from mqbench.broker.formats import codes, headers
 from mqbench.broker.remoting.channel import Channel
 from mqbench.broker.formats.command import RemotingCommand, send_success_frame
@@ -318,8 +319,14 @@ async def on_send_many(ctx: BrokerContext, cmds: list[RemotingCommand], channel:
 async def _propose_fast(ctx: BrokerContext, fast: list[tuple[int, RemotingCommand, str, str | None]],
                         records: list[bytes], responses: list, channel: Channel) -> None:
     """Propose ``records`` as one proposal and fill in the responses of ``fast`` from the results."""
+    if hop_trace.ON:
+        for _i, cmd, _topic, _tid in fast:
+            hop_trace.mark("p", channel._trace_key, cmd.opaque)
     try:
         results = await ctx.group.propose_puts(records)
+        if hop_trace.ON:
+            for _i, cmd, _topic, _tid in fast:
+                hop_trace.mark("c", channel._trace_key, cmd.opaque)
     except REFUSALS as exc:
         for i, cmd, _topic, _tid in fast:
             responses[i] = refusal_response(ctx, cmd, exc, codes.MESSAGE_ILLEGAL)

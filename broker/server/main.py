@@ -57,6 +57,7 @@ from mqbench.broker.store import versions
 from mqbench.broker.lifeline import watch_parent
 from mqbench.event_loop import use_event_loop
 from mqbench.gc_pauses import settle_after_startup
+from mqbench import hop_trace
 from mqbench.loop_stalls import watch
 from mqbench.profiling import start as start_profile
 from mqbench.errors import UserError
@@ -333,6 +334,7 @@ async def _run(args: argparse.Namespace) -> int:
             raise
     settle_after_startup()   # start-up is over: short, rare collector pauses (mqbench.gc_pauses)
     watch("broker")          # MQBENCH_LOOP_STALLS=DIR: count and explain loop stalls (mqbench.loop_stalls)
+    hop_trace.start("broker")   # MQBENCH_HOP_TRACE=DIR: per-hop timings of sends (mqbench.hop_trace)
     profile = start_profile(args.instance, loop)   # MQBENCH_PROFILE=DIR (mqbench.profiling)
     try:
         return await broker.serve(stop)

@@ -31,6 +31,7 @@ from mqbench import native
 from mqbench.broker.formats.record import message_id
 from mqbench.broker.formats.record_peek import peek_fields, physical_offsets
 from mqbench.broker.raft.types import Entry, NotLeader
+from mqbench.broker.remoting.prompt import PromptFuture, resolve
 
 __all__ = ["LeadershipLost", "NotLeader", "Proposals", "PutResult"]
 
@@ -86,12 +87,12 @@ class Proposals:
         return LeadershipLost(self._leader(), node_id=self.node_id, reason=reason)
 
     def add(self, term: int, indexes: list[int], counts: list[int] | None) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
+        future = PromptFuture(loop=asyncio.get_running_loop())
         self._waiters[indexes[-1]] = _Waiter(term, indexes[0], counts, future)
         return future
 
     def add_each(self, term: int, indexes: list[int]) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
+        future = PromptFuture(loop=asyncio.get_running_loop())
         self._waiters[indexes[-1]] = _Waiter(term, indexes[0], None, future, True)
         return future
 
@@ -104,16 +105,17 @@ class Proposals:
             if waiter is None or waiter.future.done():
                 continue
             error = errors.get(entry.index)
+            # resolve: a send handler waiting on it answers now, not a loop turn later (``prompt``)
             if entry.term != waiter.term:
-                waiter.future.set_exception(self.lost(f"entry {entry.index} was replaced by a new leader"))
+                resolve(waiter.future, exc=self.lost(f"entry {entry.index} was replaced by a new leader"))
             elif error is not None:
-                waiter.future.set_exception(error)
+                resolve(waiter.future, exc=error)
             elif waiter.each:
-                waiter.future.set_result(self._results(waiter.first, entry.index))
+                resolve(waiter.future, self._results(waiter.first, entry.index))
             elif waiter.counts is None:
-                waiter.future.set_result(None)
+                resolve(waiter.future, None)
             else:
-                waiter.future.set_result(self._result(waiter.first, entry.index, waiter.counts))
+                resolve(waiter.future, self._result(waiter.first, entry.index, waiter.counts))
 
     def _bodies(self, lo: int, hi: int) -> list[bytes]:
         if self._stored_bodies is not None:

@@ -351,7 +351,9 @@ class ReplicatedGroup:
         (``Proposals.add_each``). Raises NotLeader / WritesUnavailable at once as ``put`` does."""
         self._check_writable()
         indexes = self._propose_entries(records)
-        return self.proposals.add_each(self.node.term, indexes)
+        future = self.proposals.add_each(self.node.term, indexes)
+        self.driver.ready_now()     # the APPs go out in this read, not the Raft loop's next turn
+        return future
 
     async def put(self, msg: Message) -> PutResult:
         """Store one message through the group (module doc)."""

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from mqbench.errors import MqbenchError, UserError
 from mqbench.event_loop import use_event_loop
 from mqbench.gc_pauses import settle_after_startup
+from mqbench import hop_trace
 from mqbench.loop_stalls import watch
 from mqbench.profiling import start as start_profile
 
@@ -88,7 +89,8 @@ async def _worker(spec: dict, conn) -> None:
     # this process is the worker's own: tune its collector (and probe its loop when asked)
     profiles = []   # MQBENCH_PROFILE=DIR (mqbench.profiling): stopped once the driver is done
     driver.settle = lambda: (settle_after_startup(), watch(spec["role"], loop),
-                             profiles.append(start_profile(spec["role"], loop)))
+                             profiles.append(start_profile(spec["role"], loop)),
+                             hop_trace.start(spec["role"]))
 
     def on_readable() -> None:
         try:
