@@ -44,6 +44,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Iterator
 
@@ -58,6 +59,7 @@ from .segments import SegmentQueue
 
 DEFAULT_INDEX_SEGMENT_BYTES = 32 * 5 * 1024 * 1024   # 167 772 160, DLedgerConfig
 RECOVER_SEGMENTS = 3
+RECENT_RUNS = 16   # appended runs whose entries' ends ``entry_end`` knows without reading the index
 _PHYSICAL_OFFSET = struct.Struct(">q")
 _PHYSICAL_OFFSET_AT = 28       # PHYSICALOFFSET in a record (formats.record_layout's)
 
@@ -88,6 +90,8 @@ class DLedgerLog:
         self._saved_checkpoint: tuple[int, int] | None = None    # (endIndex, committedIndex) last written
         self._captures = self._saved_capture = 0
         self._checkpoint_lock = threading.Lock()                  # one checkpoint writer at a time
+        # (first index, [(index, pos, body as written)]) of the latest appends, newest last
+        self._runs: deque[tuple[int, list[tuple[int, int, bytes]]]] = deque(maxlen=RECENT_RUNS)
         self._recover(recover_from)
 
     # -- recovery ----------------------------------------------------------------------------
@@ -233,6 +237,7 @@ class DLedgerLog:
                          fmt.encode_index_unit(magic, pos, len(raw), index, term))
         self.last_index, self.last_term = index, term
         self.end_pos = pos + len(raw)
+        self._runs.append((index, [(index, pos, body)]))
         return index, pos, body
 
     def append_records(self, term: int, records: list[bytes], queue_offsets: list[int]) -> list[tuple[int, int, bytes]]:
@@ -266,6 +271,7 @@ class DLedgerLog:
             _, pos, stored = out[-1]
             self.last_index, self.last_term = first_index + len(out) - 1, term
             self.end_pos = pos + fmt.ENTRY_HEADER_BYTES + len(stored)
+            self._runs.append((first_index, out))
         return out
 
     # -- reading -----------------------------------------------------------------------------
@@ -290,6 +296,19 @@ class DLedgerLog:
         unit = self._unit(index)
         return unit.pos, unit.size
 
+    def entry_end(self, index: int) -> int:
+        """The position just after the entry at ``index`` (``pos + size`` of ``entry_span``): from
+        memory for the entries of the latest appended runs (a commit point is nearly always one of
+        them), else from the index file."""
+        for first, run in reversed(self._runs):
+            if index >= first:
+                if index - first < len(run):
+                    _, pos, stored = run[index - first]
+                    return pos + fmt.ENTRY_HEADER_BYTES + len(stored)
+                break
+        pos, size = self.entry_span(index)
+        return pos + size
+
     def term_at(self, index: int) -> int:
         """The term of the entry at ``index``; -1 for an index before the first entry."""
         if index < self.first_index:
@@ -309,6 +328,7 @@ class DLedgerLog:
         """Drop every entry after ``index`` (Raft's divergent-suffix truncation)."""
         if index >= self.last_index:
             return
+        self._runs.clear()
         if index < self.committed_index:
             raise InvariantViolation(f"truncating after {index} would drop committed entries "
                                      f"(committed index {self.committed_index})")
@@ -392,8 +412,7 @@ class DLedgerCommitLog:
         """Position after the last committed entry (the dispatch limit in Raft mode)."""
         if self.log.committed_index < self.log.first_index:
             return self.log.data.min_offset
-        pos, size = self.log.entry_span(self.log.committed_index)
-        return pos + size
+        return self.log.entry_end(self.log.committed_index)
 
     def recover(self, start: int, *, check_crc: bool = True) -> int:
         """The DLedgerLog recovered its tail when it was opened; nothing more to do here."""

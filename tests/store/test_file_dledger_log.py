@@ -156,3 +156,46 @@ def test_a_record_appended_as_a_plain_body_gets_its_own_physical_offset(tmp_path
     log = new_log(tmp_path / "d")            # and recovery accepts it
     assert log.last_index == 1
     log.close()
+
+
+def test_entry_end_from_memory_matches_the_index_file_without_reading_it(tmp_path, monkeypatch):
+    """``entry_end`` (the commit's dispatch limit, once per Raft round on every replica) answers
+    from the latest appended runs without a read of the index file, and agrees with it: across a
+    segment's end blank, after a truncation, for runs older than the memo, and after a reopen."""
+    from mqbench.broker.formats.record import Message, encode_message
+
+    log = new_log(tmp_path / "d")
+    records = [encode_message(Message(topic="T", body=b"r%d" % i, queue_id=0)) for i in range(6)]
+    log.append(1, b"a" * 100)
+    log.append_records(1, records[:3], [0, 1, 2])
+    log.append_records(1, records[3:], [3, 4, 5])
+    log.append(1, b"b" * 200)      # past the first data segment's end: a blank before it
+
+    def from_index(i):
+        pos, size = log.entry_span(i)
+        return pos + size
+
+    expected = [from_index(i) for i in range(log.last_index + 1)]
+    reads = []
+    real_unit = log._unit
+    monkeypatch.setattr(log, "_unit", lambda i: reads.append(i) or real_unit(i))
+    assert [log.entry_end(i) for i in range(log.last_index + 1)] == expected
+    assert reads == []
+    log.truncate_after(4)          # the memo is dropped with the entries it described
+    assert log.entry_end(4) == expected[4] and reads == [4, 4]
+    log.append(2, b"c")
+    assert log.entry_end(5) == log.end_pos == from_index(5)
+    reads.clear()
+    for n in range(dledger_log_runs() + 2):
+        log.append(2, b"d%d" % n)
+    assert log.entry_end(6) == from_index(6) and reads == [6, 6]   # older than the memo: read
+    assert log.entry_end(log.last_index) == log.end_pos
+    log.close()
+    log = new_log(tmp_path / "d")
+    assert log.entry_end(log.last_index) == log.end_pos
+    log.close()
+
+
+def dledger_log_runs():
+    from mqbench.broker.store.dledger_log import RECENT_RUNS
+    return RECENT_RUNS
