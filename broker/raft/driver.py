@@ -156,7 +156,8 @@ class RaftDriver:
         except InvariantViolation as exc:   # e.g. an entry that differs from the one held: stop
             self._stop(exc)
             return
-        self._wake.set()
+        if self.node.has_ready():           # a heartbeat answer often asks for nothing
+            self._wake.set()
 
     async def _tick_loop(self) -> None:
         tick_ms = self.node.config.tick_ms
@@ -170,8 +171,10 @@ class RaftDriver:
                 next_tick = loop.time()     # stalled: drop the missed ticks (module doc)
             if self.failed is not None:
                 return
-            self.node.tick()
-            self._wake.set()
+            node = self.node
+            node.tick()
+            if node.has_ready():    # most ticks of a follower change nothing: no Ready loop turn for them
+                self._wake.set()
             if self._on_tick is not None:
                 self._on_tick()
 

@@ -16,6 +16,9 @@ randomized election timeouts from the injected ``random.Random``, check-quorum w
 entry on election, pipelined and batched appends with a per-follower inflight window,
 probe/replicate progress, commit by counting only for entries of the current term, divergent
 suffix truncation, throttled catch-up, TimeoutNow leadership transfer and a preferred leader.
+Followers hear a new commit index from the next append, heartbeat or leader tick, not from an
+empty append per commit (``_bcast_commit``); a pre-candidate that grants a higher id's pre-vote
+gives way (``_handle_vote_request``), so followers whose timers run in step do not split votes.
 """
 from __future__ import annotations
 
@@ -173,7 +176,7 @@ class RaftNode:
             if self.role == Role.LEADER and last.term == self.term:
                 # The leader's own copy counts once persisted (in the configured durability mode).
                 if self.prs[self.id].maybe_update(last.index) and self._maybe_commit():
-                    self._bcast_pending = True
+                    self._bcast_commit()
         if rd.committed_entries:
             self.log.applied_to(rd.committed_entries[-1].index)
 
@@ -290,6 +293,8 @@ class RaftNode:
         if self.heartbeat_elapsed >= cfg.heartbeat_ticks:
             self.heartbeat_elapsed = 0
             self._bcast_heartbeat()
+        else:
+            self._tell_commit()
 
     def _maybe_hand_to_preferred(self) -> None:
         preferred = self.config.preferred_leader
@@ -315,6 +320,11 @@ class RaftNode:
             if m.type == VOTE:
                 self.election_elapsed = 0
                 self.vote = m.src
+            elif self.role == Role.PRE_CANDIDATE and m.src > self.id and m.term == self.term + 1:
+                # Two pre-candidates at once would both win their pre-votes and split the real
+                # vote (again and again while their timers stay in step): the lower id gives way
+                # to the higher one it just granted, and waits a fresh timeout as a follower.
+                self._become_follower(self.term, NONE)
         else:
             self._send(Message(resp, self.id, m.src, self.term, reject=True))
 
@@ -387,16 +397,34 @@ class RaftNode:
             raise InvariantViolation(f"progress of {to} points past the log: next={pr.next} last={last}")
         if lagging:
             pr.catchup_credit_bytes -= sum(48 + len(e.data) for e in ents)
-        self.msgs.append(Message(APP, self.id, to, self.term, prev_term, prev, tuple(ents), log.committed))
+        committed = log.committed
+        self.msgs.append(Message(APP, self.id, to, self.term, prev_term, prev, tuple(ents), committed))
+        pr.note_commit_sent(committed, prev + len(ents))
         if ents:
             pr.sent_entries(ents[-1].index)
         else:
             pr.probe_sent = pr.state == ProgressState.PROBE
         return True
 
-    def _bcast_append(self) -> None:
+    def _bcast_append(self, send_if_empty: bool = True) -> None:
         for peer in self.peers:
             if peer != self.id:
+                self._send_append(peer, send_if_empty)
+
+    def _bcast_commit(self) -> None:
+        """The commit index moved. Followers with entries to receive get them now (the appends
+        carry the new commit index); the others hear it from the next append, heartbeat or tick
+        (``_tell_commit``), not from an empty append of its own: at low rates that was a second
+        message each way, and a loop turn on every process, per Raft round. Only followers'
+        applying waits for it; the leader's commit, and so every answer, does not."""
+        self._bcast_append(send_if_empty=False)
+
+    def _tell_commit(self) -> None:
+        """Tick: an empty append to each follower that holds entries committed since it was last
+        told (so a follower's applied index trails the leader's by at most a tick)."""
+        committed = self.log.committed
+        for peer, pr in self.prs.items():
+            if peer != self.id and pr.commit_sent < committed and pr.commit_sent < pr.match:
                 self._send_append(peer)
 
     def _bcast_heartbeat(self) -> None:
@@ -404,7 +432,9 @@ class RaftNode:
         for peer in self.peers:
             if peer != self.id:
                 pr = self.prs[peer]
-                self.msgs.append(Message(HEARTBEAT, self.id, peer, self.term, commit=min(pr.match, committed)))
+                commit = min(pr.match, committed)
+                self.msgs.append(Message(HEARTBEAT, self.id, peer, self.term, commit=commit))
+                pr.note_commit_sent(commit, commit)
 
     def _quorum_match_index(self) -> int:
         """The highest index a quorum of replicas has (in the durability mode's sense)."""
@@ -444,7 +474,7 @@ class RaftNode:
         else:
             pr.free_inflight_to(m.index)
         if self._maybe_commit():
-            self._bcast_append()
+            self._bcast_commit()
         elif was_paused:
             self._send_append(m.src)
         while self._send_append(m.src, send_if_empty=False):

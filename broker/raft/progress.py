@@ -27,7 +27,7 @@ class ProgressState(IntEnum):
 
 class Progress:
     __slots__ = ("match", "next", "state", "probe_sent", "inflight", "max_inflight", "recent_active",
-                 "catchup_credit_bytes")
+                 "catchup_credit_bytes", "commit_sent")
 
     def __init__(self, next_index: int, max_inflight: int, match: int = 0):
         self.match = match
@@ -38,6 +38,14 @@ class Progress:
         self.max_inflight = max_inflight
         self.recent_active = False
         self.catchup_credit_bytes = 0
+        self.commit_sent = 0      # the highest commit index sent to this follower that it can use
+
+    def note_commit_sent(self, commit: int, last_index: int) -> None:
+        """A message told this follower ``commit``; it can use it up to ``last_index`` (the last
+        entry the message leaves it with: an append's last entry, a heartbeat's match)."""
+        usable = commit if commit < last_index else last_index
+        if usable > self.commit_sent:
+            self.commit_sent = usable
 
     def is_paused(self) -> bool:
         if self.state == ProgressState.PROBE:

@@ -8,7 +8,8 @@ A file is a list of blocks::
 
 separated by blank lines; ``#`` lines are comments. Commands:
 
-* ``add-nodes N [prevote=on] [checkquorum=on] [durability=fsync] [preferred=ID] [inflight=K]``
+* ``add-nodes N [prevote=on] [checkquorum=on] [durability=fsync] [preferred=ID] [inflight=K]
+  [heartbeat=TICKS]``
 * ``campaign ID``, ``propose ID DATA``, ``transfer-leader FROM TO``
 * ``tick ID [COUNT]`` (tick one node), ``tick-all [COUNT]``
 * ``deliver [max=N]``: deliver queued messages (and what they cause) until none is left,
@@ -103,7 +104,7 @@ class Harness:
         ids = tuple(range(1, int(count) + 1))
         for node_id in ids:
             self.configs[node_id] = RaftConfig(
-                node_id=node_id, peers=ids, election_ticks=10, heartbeat_ticks=1,
+                node_id=node_id, peers=ids, election_ticks=10, heartbeat_ticks=int(opts.get("heartbeat", 1)),
                 pre_vote=opts.get("prevote", "on") == "on", check_quorum=opts.get("checkquorum", "on") == "on",
                 durability=Durability(opts.get("durability", "fsync")), preferred_leader=int(opts.get("preferred", 0)),
                 max_inflight_msgs=int(opts.get("inflight", 64)))

@@ -291,8 +291,37 @@ def test_ready_hands_out_committed_entries_once():
     h.run("deliver")
     h.run("propose 1 a")
     h.run("deliver")
+    h.run("tick 1")      # followers hear the commit index from the next tick (or append), not at once
+    h.run("deliver")
     assert [[e.index for e in h.applied[i]] for i in (1, 2, 3)] == [[1, 2]] * 3
     assert not h.nodes[1].has_ready()
+
+
+def test_commit_index_reaches_followers_without_a_message_per_round():
+    """A round at a low rate (one proposal, nothing after it): the leader commits on the first
+    acknowledgements and sends no empty append of its own for it (a message each way and a loop
+    turn on every process per round); a later append carries the commit index, else the leader's
+    next tick sends it once (an empty append between heartbeats)."""
+    h = Harness()
+    h.run("add-nodes 3 heartbeat=4")
+    h.run("campaign 1")
+    h.run("deliver")
+    h.run("tick 1 4")          # a heartbeat: the followers learn the no-op's commit
+    h.run("deliver")
+    assert [h.nodes[i].log.committed for i in (1, 2, 3)] == [1, 1, 1]
+    for data in ("a", "b"):
+        h.run(f"propose 1 {data}")
+        out = h.run("deliver")
+        assert [line.split(" ")[1] for line in out.splitlines()] == ["APP", "APP", "APP_RESP", "APP_RESP"]
+    assert h.nodes[1].log.committed == 3
+    assert [h.nodes[i].log.committed for i in (2, 3)] == [2, 2]    # from b's append
+    h.run("tick 1")
+    assert h.run("deliver").splitlines() == ["1->2 APP term=1 last=(3,1) commit=3",
+                                             "1->3 APP term=1 last=(3,1) commit=3",
+                                             "2->1 APP_RESP term=1 index=3", "3->1 APP_RESP term=1 index=3"]
+    assert [h.nodes[i].log.committed for i in (2, 3)] == [3, 3]
+    h.run("tick 1")
+    assert h.run("deliver") == ""              # told once
 
 
 # -- same index, same term, other contents: an invariant violation, never a silent drop ----------

@@ -165,6 +165,8 @@ def test_leader_appends_a_noop_entry_on_election():
     _elect(h)
     entry = h.nodes[1].log.entries(1, 2)[0]
     assert (entry.index, entry.term, entry.kind, entry.data) == (1, 1, 1, b"")
+    h.run("tick 1")      # followers hear the commit index from the leader's next tick
+    h.run("deliver")
     assert all(n.log.committed == 1 for n in h.nodes.values())
 
 
