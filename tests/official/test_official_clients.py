@@ -33,9 +33,35 @@ TEST_OFFSETS = {"test_official_client_recovers_from_a_leader_kill": 2000,
 ENSURE = {"cpp": ensure_cpp_client, "ons": ensure_ons_client}
 
 
+# The tests that only produce and consume (each on its own topic) share one cluster per layout:
+# a raft3 start costs seconds of CI's budget. A test that kills a broker gets its own.
+SHARED_BY = {"test_official_client_produces_and_consumes", "test_messages_cross_between_official_clients_and_mqbench"}
+SHARED_OFFSETS = {"single": 4310, "raft3": 4320}
+
+
+@pytest.fixture(scope="module")
+def shared_clusters(tmp_path_factory):
+    """``get(layout) -> ClusterState``: started at first use, stopped after the module's last test."""
+    states = {}
+
+    def get(layout):
+        if layout not in states:
+            states[layout] = launcher.up(layout, tmp_path_factory.mktemp(f"shared-{layout}") / "cluster",
+                                         port_offset=SHARED_OFFSETS[layout], wait_s=60)
+        return states[layout]
+    try:
+        yield get
+    finally:
+        for state in states.values():
+            launcher.down(state, timeout_s=5)
+
+
 @pytest.fixture
-def cluster(tmp_path, request):
+def cluster(tmp_path, request, shared_clusters):
     client, layout = request.param
+    if request.node.originalname in SHARED_BY:
+        yield client, shared_clusters(layout)
+        return
     # each test its own ports: the cpp/raft3 cluster of one test was still on its name server port when
     # the next test started it again, at load (CI: "port 127.0.1.1:14196 for the name server is busy")
     offset = OFFSETS[(client, layout)] + TEST_OFFSETS.get(request.node.originalname, 0)
@@ -109,31 +135,6 @@ def acked_keys(driver: Driver) -> list[str]:
 
 
 @pytest.mark.realproc
-@pytest.mark.parametrize("cluster", [("cpp", "single"), ("cpp", "raft3"), ("ons", "single"), ("ons", "raft3")],
-                         indirect=True, ids=["cpp-single", "cpp-raft3", "ons-single", "ons-raft3"])
-def test_official_client_produces_and_consumes(cluster, tmp_path):
-    client, state = cluster
-    argv = ENSURE[client]()
-    namesrv = launcher.cluster_layout(state).namesrv_addr
-    topic = f"Official{client}{uuid.uuid4().hex[:6]}"
-    asyncio.run(ensure_topic(state, "broker-a", topic))
-    sync = produce(argv, namesrv, topic, 30, "S", tmp_path)
-    assert sync.wait(90) == 0, sync.stderr[-2000:]
-    keys = acked_keys(sync)
-    assert keys == [f"S-{i}" for i in range(30)]
-    assert all(d["msg_id"] for d in sync.docs)
-    if client == "cpp":  # ali-ons has no one-way send
-        oneway = produce(argv, namesrv, topic, 10, "O", tmp_path, "--oneway")
-        assert oneway.wait(60) == 0, oneway.stderr[-2000:]
-        assert [d["status"] for d in oneway.docs] == ["ONEWAY"] * 10
-        keys += [f"O-{i}" for i in range(10)]
-    received = consume_all(argv, namesrv, topic, len(keys), tmp_path)
-    assert set(keys) <= set(received)
-    for key in keys:
-        check_message(received[key], key)
-
-
-@pytest.mark.realproc
 @pytest.mark.parametrize("cluster", [("cpp", "raft3"), ("ons", "raft3")], indirect=True, ids=["cpp", "ons"])
 def test_official_client_recovers_from_a_leader_kill(cluster, tmp_path):
     client, state = cluster
@@ -165,6 +166,31 @@ def test_official_client_recovers_from_a_leader_kill(cluster, tmp_path):
     received = consume_all(argv, namesrv, topic, len(keys), tmp_path, timeout_s=90)
     missing = sorted(set(keys) - set(received), key=lambda k: int(k.split("-")[1]))
     assert not missing, f"{len(missing)} acknowledged messages never consumed: {missing[:10]}"
+    for key in keys:
+        check_message(received[key], key)
+
+
+@pytest.mark.realproc
+@pytest.mark.parametrize("cluster", [("cpp", "single"), ("cpp", "raft3"), ("ons", "single"), ("ons", "raft3")],
+                         indirect=True, ids=["cpp-single", "cpp-raft3", "ons-single", "ons-raft3"])
+def test_official_client_produces_and_consumes(cluster, tmp_path):
+    client, state = cluster
+    argv = ENSURE[client]()
+    namesrv = launcher.cluster_layout(state).namesrv_addr
+    topic = f"Official{client}{uuid.uuid4().hex[:6]}"
+    asyncio.run(ensure_topic(state, "broker-a", topic))
+    sync = produce(argv, namesrv, topic, 30, "S", tmp_path)
+    assert sync.wait(90) == 0, sync.stderr[-2000:]
+    keys = acked_keys(sync)
+    assert keys == [f"S-{i}" for i in range(30)]
+    assert all(d["msg_id"] for d in sync.docs)
+    if client == "cpp":  # ali-ons has no one-way send
+        oneway = produce(argv, namesrv, topic, 10, "O", tmp_path, "--oneway")
+        assert oneway.wait(60) == 0, oneway.stderr[-2000:]
+        assert [d["status"] for d in oneway.docs] == ["ONEWAY"] * 10
+        keys += [f"O-{i}" for i in range(10)]
+    received = consume_all(argv, namesrv, topic, len(keys), tmp_path)
+    assert set(keys) <= set(received)
     for key in keys:
         check_message(received[key], key)
 
