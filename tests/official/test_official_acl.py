@@ -16,7 +16,7 @@ from mqbench.cluster import launcher
 from mqbench.cluster.control import ensure_topic, max_offsets
 from test_official_clients import acked_keys, check_message, consume_all, produce
 
-OFFSETS = {"cpp": 4350, "ons": 4360}
+PORT_OFFSET = 4350
 ENSURE = {"cpp": ensure_cpp_client, "ons": ensure_ons_client}
 ACL_YML = """\
 globalWhiteRemoteAddresses: []
@@ -27,22 +27,31 @@ accounts:
     defaultTopicPerm: DENY
     defaultGroupPerm: PUB|SUB
     topicPerms:
-      - {topic}=PUB|SUB
+{topic_perms}
 """
 
 
-@pytest.fixture
-def acl_cluster(tmp_path, request):
-    client = request.param
-    topic = f"Acl{client}{uuid.uuid4().hex[:6]}"
-    acl = tmp_path / "plain_acl.yml"
-    acl.write_text(ACL_YML.format(topic=topic))
-    state = launcher.up("single", tmp_path / "cluster", port_offset=OFFSETS[client], wait_s=60, acl_file=acl)
+@pytest.fixture(scope="module")
+def acl_single(tmp_path_factory):
+    """One ACL-checking ``single`` cluster for both clients (a cluster start costs seconds of CI's
+    budget), each client with its own topic, the only ones the account may use."""
+    topics = {client: f"Acl{client}{uuid.uuid4().hex[:6]}" for client in ENSURE}
+    folder = tmp_path_factory.mktemp("acl")
+    acl = folder / "plain_acl.yml"
+    acl.write_text(ACL_YML.format(topic_perms="\n".join(f"      - {t}=PUB|SUB" for t in topics.values())))
+    state = launcher.up("single", folder / "cluster", port_offset=PORT_OFFSET, wait_s=60, acl_file=acl)
     try:
-        asyncio.run(ensure_topic(state, "broker-a", topic))
-        yield client, state, topic
+        for topic in topics.values():
+            asyncio.run(ensure_topic(state, "broker-a", topic))
+        yield state, topics
     finally:
         launcher.down(state, timeout_s=5)
+
+
+@pytest.fixture
+def acl_cluster(acl_single, request):
+    state, topics = acl_single
+    return request.param, state, topics[request.param]
 
 
 def refused_sends(driver) -> list[dict]:
