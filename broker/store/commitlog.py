@@ -41,8 +41,8 @@ class CommitLog:
 
     kind = "plain"
 
-    def __init__(self, directory: str | os.PathLike, segment_size_bytes: int):
-        self.segments = SegmentQueue(directory, segment_size_bytes)
+    def __init__(self, directory: str | os.PathLike, segment_size_bytes: int, *, tail_cache_bytes: int = 0):
+        self.segments = SegmentQueue(directory, segment_size_bytes, tail_cache_bytes=tail_cache_bytes)
         self.segment_size_bytes = segment_size_bytes
         self.end_offset = self.segments.min_offset
         self.last_store_timestamp_ms = 0

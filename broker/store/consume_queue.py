@@ -57,10 +57,11 @@ class ConsumeQueue:
 
     unit_bytes = CQ_UNIT_BYTES
 
-    def __init__(self, directory: str | os.PathLike, segment_size_bytes: int = DEFAULT_CQ_SEGMENT_BYTES):
+    def __init__(self, directory: str | os.PathLike, segment_size_bytes: int = DEFAULT_CQ_SEGMENT_BYTES, *,
+                 tail_cache_bytes: int = 0):
         if segment_size_bytes % CQ_UNIT_BYTES:
             raise UserError(f"consume queue segment size {segment_size_bytes} is not a multiple of {CQ_UNIT_BYTES}")
-        self.segments = SegmentQueue(directory, segment_size_bytes)
+        self.segments = SegmentQueue(directory, segment_size_bytes, tail_cache_bytes=tail_cache_bytes)
         self.per_segment = segment_size_bytes // CQ_UNIT_BYTES
         starts = self.segments.segment_starts()
         if not starts:
@@ -201,11 +202,12 @@ class BatchConsumeQueue:
 
     unit_bytes = BCQ_UNIT_BYTES
 
-    def __init__(self, directory: str | os.PathLike, segment_size_bytes: int = DEFAULT_BCQ_SEGMENT_BYTES):
+    def __init__(self, directory: str | os.PathLike, segment_size_bytes: int = DEFAULT_BCQ_SEGMENT_BYTES, *,
+                 tail_cache_bytes: int = 0):
         if segment_size_bytes % BCQ_UNIT_BYTES:
             raise UserError(f"batch consume queue segment size {segment_size_bytes} is not a multiple of "
                             f"{BCQ_UNIT_BYTES}")
-        self.segments = SegmentQueue(directory, segment_size_bytes)
+        self.segments = SegmentQueue(directory, segment_size_bytes, tail_cache_bytes=tail_cache_bytes)
         self.per_segment = segment_size_bytes // BCQ_UNIT_BYTES
         starts = self.segments.segment_starts()
         self.first_unit = starts[0] // BCQ_UNIT_BYTES if starts else 0

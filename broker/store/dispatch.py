@@ -118,10 +118,12 @@ def queue_id_of_folder(name: str) -> int | None:
 class QueueSet:
     """Every consume queue and batch consume queue of a store (see module doc)."""
 
-    def __init__(self, root: str | os.PathLike, *, cq_segment_bytes: int, bcq_segment_bytes: int):
+    def __init__(self, root: str | os.PathLike, *, cq_segment_bytes: int, bcq_segment_bytes: int,
+                 tail_cache_bytes: int = 0):
         self.root = Path(root)
         self.cq_segment_bytes = cq_segment_bytes
         self.bcq_segment_bytes = bcq_segment_bytes
+        self.tail_cache_bytes = tail_cache_bytes      # each queue's (segments.SegmentQueue)
         self.cqs: dict[tuple[str, int], ConsumeQueue] = {}
         self.bcqs: dict[tuple[str, int], BatchConsumeQueue] = {}
         self._combining: ExitStack | None = None
@@ -158,8 +160,8 @@ class QueueSet:
         q = table.get(key)
         if q is None:
             path = self.root / (BCQ_DIR if batch else CQ_DIR) / topic / str(queue_id)
-            q = (BatchConsumeQueue(path, self.bcq_segment_bytes) if batch
-                 else ConsumeQueue(path, self.cq_segment_bytes))
+            q = (BatchConsumeQueue(path, self.bcq_segment_bytes, tail_cache_bytes=self.tail_cache_bytes) if batch
+                 else ConsumeQueue(path, self.cq_segment_bytes, tail_cache_bytes=self.tail_cache_bytes))
             table[key] = q
         if combine and self._combining is not None and id(q) not in self._combined:
             self._combined.add(id(q))

@@ -74,11 +74,11 @@ class DLedgerLog:
 
     def __init__(self, directory: str | os.PathLike, *, data_segment_bytes: int,
                  index_segment_bytes: int = DEFAULT_INDEX_SEGMENT_BYTES,
-                 recover_from: int | None = None):
+                 recover_from: int | None = None, tail_cache_bytes: int = 0):
         if index_segment_bytes % fmt.INDEX_UNIT_BYTES:
             raise UserError(f"DLedger index segment size {index_segment_bytes} is not a multiple of 32")
         self.directory = Path(directory)
-        self.data = SegmentQueue(self.directory / "data", data_segment_bytes)
+        self.data = SegmentQueue(self.directory / "data", data_segment_bytes, tail_cache_bytes=tail_cache_bytes)
         self.index = SegmentQueue(self.directory / "index", index_segment_bytes)
         self.data_segment_bytes = data_segment_bytes
         self.checkpoint_path = self.directory / "checkpoint"

@@ -36,6 +36,13 @@ Contract:
   gap between file names raises ``CorruptDataError`` naming the file (RocketMQ refuses to start
   too). A last file of length 0 (a crash while creating it) is deleted, as RocketMQ does.
 
+* ``tail_cache_bytes`` > 0 keeps the newest bytes written (at most that many) in memory
+  (``tail_cache.TailCache``), and ``read`` answers a range it holds whole from there, without a
+  ``pread`` (the pull path's records and consume-queue units, read just after they were written).
+  Every ``write`` goes into it, ``truncate`` and ``delete_before`` cut it, so it always holds what
+  the files hold. Like ``write``, the cache belongs to the writing thread (``flush`` never
+  touches it).
+
 Plain ``os.pwrite``/``os.pread`` on file descriptors are used; no mmap.
 """
 from __future__ import annotations
@@ -48,6 +55,8 @@ from typing import Iterator
 from pathlib import Path
 
 from mqbench.errors import CorruptDataError, InvariantViolation, UserError
+
+from .tail_cache import TailCache
 
 NAME_DIGITS = 20
 
@@ -78,7 +87,8 @@ class _Segment:
 class SegmentQueue:
     """A directory of fixed-size segment files addressed by absolute offset (see module doc)."""
 
-    def __init__(self, directory: str | os.PathLike, segment_size_bytes: int, *, create: bool = True):
+    def __init__(self, directory: str | os.PathLike, segment_size_bytes: int, *, create: bool = True,
+                 tail_cache_bytes: int = 0):
         if segment_size_bytes <= 0:
             raise UserError(f"segment size must be positive, got {segment_size_bytes}")
         self.directory = Path(directory)
@@ -94,6 +104,7 @@ class SegmentQueue:
         self._run: list[bytes] = []          # combined writes not yet handed to the kernel
         self._run_at = 0
         self._run_bytes = 0
+        self._tail = TailCache(tail_cache_bytes) if tail_cache_bytes > 0 else None
         if create:
             self.directory.mkdir(parents=True, exist_ok=True)
         elif not self.directory.is_dir():
@@ -204,6 +215,8 @@ class SegmentQueue:
             raise InvariantViolation(
                 f"{self.directory}: write of {len(data)} bytes at {offset} crosses a segment boundary")
         seg = self._find(offset) or self._create(self.segment_start(offset))
+        if self._tail is not None:
+            self._tail.put(offset, data)
         if self._combining:
             run = self._run
             if run and offset == self._run_at + self._run_bytes and offset % self.segment_size_bytes:
@@ -247,6 +260,10 @@ class SegmentQueue:
 
     def read(self, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes from ``offset`` (shorter where the segments end)."""
+        if self._tail is not None:
+            held = self._tail.get(offset, size)
+            if held is not None:
+                return held
         self._write_run()
         parts = []
         while size > 0:
@@ -302,6 +319,8 @@ class SegmentQueue:
     def truncate(self, offset: int) -> None:
         """Zero every byte at and after ``offset``; delete the segments after it (fsynced)."""
         self._write_run()
+        if self._tail is not None:
+            self._tail.cut(offset)
         with self.flush_lock, self.lock:
             keep = []
             for seg in self._segments:
@@ -334,6 +353,8 @@ class SegmentQueue:
                 seg.path.unlink()
                 self._dirty.discard(seg.start)
                 n += 1
+            if self._tail is not None:
+                self._tail.drop_before(self.min_offset)
             if n:
                 fsync_dir(self.directory)
             return n

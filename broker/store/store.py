@@ -48,7 +48,9 @@ Reading: ``read_queue(topic, queue_id, offset, max_messages=32, max_bytes=4 MiB)
 (messages with their queue offsets, inner batches unwrapped into messages ``base+i``, the next
 offset, status); ``min_offset``/``max_offset(topic, queue_id)``; ``read_message(physical_offset,
 size)``; ``read_queue_records(..., tags=None) -> RecordsRead`` is the pull's read: the stored
-record bytes back to back, no decode (``reader.read_queue_records``).
+record bytes back to back, no decode (``reader.read_queue_records``). The commitlog's newest
+``tail_cache.LOG_TAIL_BYTES`` and each consume queue's newest ``QUEUE_TAIL_BYTES`` stay in memory
+(``segments.SegmentQueue``'s tail cache), so reads of what was just written need no ``pread``.
 
 Metadata: ``topic_config(name)``, ``create_topic(name, ...)``, ``update_topic(cfg)``,
 ``commit_offset(group, topic, queue_id, offset)``, ``query_offset(...) -> int (-1 = none)``,
@@ -107,6 +109,7 @@ from mqbench.broker.formats.record import Message, message_id
 from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK
 from .reader import ReadResult
 from .record_builder import RecordBuilder
+from .tail_cache import LOG_TAIL_BYTES, QUEUE_TAIL_BYTES
 from .replicated_log import ReplicatedCommitLog
 from .recovery import CheckpointFile, CheckpointState, commitlog_scan_start, recover_queues
 from mqbench.broker.formats.topics import validate_topic
@@ -188,11 +191,13 @@ class Store:
                 self.dledger = DLedgerLog(root / f"dledger-{DLEDGER_SELF_ID}",
                                           data_segment_bytes=commitlog_segment_bytes,
                                           index_segment_bytes=dledger_index_segment_bytes,
-                                          recover_from=self.checkpoint.state.durable_offset)
+                                          recover_from=self.checkpoint.state.durable_offset,
+                                          tail_cache_bytes=LOG_TAIL_BYTES)
                 self.log = DLedgerCommitLog(self.dledger)
             else:
-                self.log = CommitLog(root / "commitlog", commitlog_segment_bytes)
-            self.queues = QueueSet(root, cq_segment_bytes=cq_segment_bytes, bcq_segment_bytes=bcq_segment_bytes)
+                self.log = CommitLog(root / "commitlog", commitlog_segment_bytes, tail_cache_bytes=LOG_TAIL_BYTES)
+            self.queues = QueueSet(root, cq_segment_bytes=cq_segment_bytes, bcq_segment_bytes=bcq_segment_bytes,
+                                   tail_cache_bytes=QUEUE_TAIL_BYTES)
             self._recover()
         except BaseException:
             self._lockfile.release()
