@@ -38,6 +38,7 @@ MODULES: dict[str, list[str]] = {
                                          "broker/formats/_sendpath_record.c"],
     "mqbench.broker.raft._wire": ["broker/raft/_wire.c"],
     "mqbench.broker.store._index_files": ["broker/store/_index_files.c"],
+    "mqbench.broker.store._reader": ["broker/store/_reader.c"],
     "mqbench.migrate._build": ["migrate/_build.c"],
     "mqbench.migrate._scan": ["migrate/_scan.c"],
 }

@@ -61,7 +61,10 @@ def is_record_of(buf: bytes, pos: int, size: int, topic: bytes, queue_id: int, q
     rec_end = pos + size
     if at + 4 > rec_end:
         return False
-    at += 4 + _I32.unpack_from(buf, at)[0]
+    body_len = _I32.unpack_from(buf, at)[0]
+    if body_len < 0:             # damage (a negative index would read before the record)
+        return False
+    at += 4 + body_len
     if magic == MAGIC_V1:
         if at + 1 > rec_end or buf[at] != len(topic) or len(topic) > TOPIC_V1_MAX_BYTES:    # a signed byte
             return False

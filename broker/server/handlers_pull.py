@@ -37,8 +37,10 @@ if the replica is still not readable it is answered PULL_RETRY_IMMEDIATELY with 
 for, which every RocketMQ client pulls again from.
 
 The body is the concatenation of stored-message records (spec protocols.md section 8), one per
-message, sent as they are stored (``Store.read_queue_records``: one read per run of records, a
-DLedger store's entry framing left out, no decode or re-encode). An inner batch of a BatchCQ topic
+message, sent as they are stored (``Store.read_queue_records``: records just written come from the
+commitlog's in-memory tail, older ones with one read per run of records, a DLedger store's entry
+framing left out, no decode or re-encode), at most ``PULL_MESSAGES_MAX`` (256) messages looked at
+and ``PULL_BYTES_MAX`` (256 KiB) per answer, whatever the client asks (one answer is one loop turn). An inner batch of a BatchCQ topic
 is handed out unwrapped (message ``base + i`` as its own record), so any client can read it; a
 client that sets ``innerBatchAsStored=true`` in the request (mqbench's, which unwraps them itself)
 gets a BatchCQ queue's records as stored, as RocketMQ 5 sends them to its Java client, when it
@@ -63,8 +65,14 @@ from mqbench.broker.formats.topics import validate_group, validate_topic
 
 log = logging.getLogger(__name__)
 
-PULL_BYTES_MAX = 4 * 1024 * 1024
-PULL_MESSAGES_MAX = 1024
+# One answer's bound (the client may ask for less): every pull is answered inside one turn of the
+# leader's loop, so it must stay well under the 10 ms that delays every other request there. The
+# C path takes a record in well under a microsecond; the Python paths (a tag filter, a record no
+# longer in the tail cache, MQBENCH_NATIVE=0) about 5-10 us per unit looked at, so 256 units stay
+# within a few ms. 256 KiB is RocketMQ's maxTransferBytesOnMessageInMemory (its count cap, 32,
+# would halve a 64-message consumer's drain); at least one message is always answered.
+PULL_BYTES_MAX = 256 * 1024
+PULL_MESSAGES_MAX = 256
 
 
 def _tags(ctx: BrokerContext, header: headers.PullMessageHeader) -> frozenset[str] | None:

@@ -51,6 +51,11 @@ class CommitLog:
     def min_offset(self) -> int:
         return self.segments.min_offset
 
+    @property
+    def tail_cache(self):
+        """The newest bytes written, held in memory (``segments.SegmentQueue.tail_cache``)."""
+        return self.segments.tail_cache
+
     # -- writing -----------------------------------------------------------------------------
 
     def append_messages(self, msgs: list[Message], term: int = 0) -> list[tuple[int, int]]:

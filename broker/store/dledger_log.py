@@ -379,6 +379,11 @@ class DLedgerCommitLog:
     def min_offset(self) -> int:
         return self.log.data.min_offset
 
+    @property
+    def tail_cache(self):
+        """The newest bytes of the data files, held in memory (``segments.SegmentQueue.tail_cache``)."""
+        return self.log.data.tail_cache
+
     def append_messages(self, msgs: list[Message], term: int = 0) -> list[tuple[int, int]]:
         # encode and size-check every message before the first write, so a bad message in a batch
         # leaves nothing of the batch behind

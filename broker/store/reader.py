@@ -45,6 +45,10 @@ back to back (a pull body, spec protocols.md section 8), with no decode and no r
   place as above), the first one possibly holding messages below ``offset`` (the client leaves
   them out), more while the messages from ``offset`` on stay within ``max_messages`` and the
   records within ``max_bytes``; ``count`` is the messages from ``offset`` on.
+* Where the accelerator ``_reader`` is built (``mqbench.native``) a ConsumeQueue pull without
+  tags whose records the log's tail cache holds (``tail_cache``: what was just written) is taken
+  in one C call that checks and copies them out of the cache; anything else (a filler, a record
+  not held, one that fails its check) is left to the loop below, which is the reference.
 """
 from __future__ import annotations
 
@@ -52,6 +56,7 @@ import functools
 import struct
 from dataclasses import dataclass
 
+from mqbench import native
 from mqbench.errors import CorruptDataError
 
 from mqbench.broker.formats.compression import SYSFLAG_COMPRESSION_BITS, inner_batch_items
@@ -64,6 +69,7 @@ from mqbench.broker.formats.tags import java_hash
 from mqbench.broker.formats.properties import PROPERTY_INNER_NUM, PROPERTY_TAGS
 
 RUN_GAP_BYTES_MAX = 4096
+_native = native.load("mqbench.broker.store._reader")
 _RECORD_HEAD = struct.Struct(">ii4xi4xq")     # TOTALSIZE MAGICCODE (BODYCRC) QUEUEID (FLAG) QUEUEOFFSET
 _MAGICS = (MAGIC_V1, MAGIC_V2)
 
@@ -222,9 +228,13 @@ def read_queue_records(log, queues: QueueSet, topic: str, queue_id: int, offset:
         if batches_as_stored and tags is None:
             return _stored_batch_queue(log, q, topic, queue_id, offset, max_messages, max_bytes)
         return _encoded_batch_queue(log, queues, topic, queue_id, offset, max_messages, max_bytes, tags)
+    topic_bytes = topic.encode()
+    if _native is not None and tags is None:
+        taken = _from_tail(log, q, topic_bytes, queue_id, max(offset, lo), max(1, max_messages), max_bytes)
+        if taken is not None:
+            return RecordsRead("FOUND", taken[0], taken[1], 0, taken[2], lo, hi)
     units = q.read_units(max(offset, lo), max(1, max_messages))
     wanted_codes = None if tags is None else _tag_codes(tags if type(tags) is frozenset else frozenset(tags))
-    topic_bytes = topic.encode()
     parts: list = []
     count = skipped = used = 0
     next_offset = max(offset, lo)
@@ -260,6 +270,21 @@ def read_queue_records(log, queues: QueueSet, topic: str, queue_id: int, offset:
         i = j
     body = parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
     return RecordsRead("FOUND" if count else "NO_MESSAGE", body, count, skipped, next_offset, lo, hi)
+
+
+def _from_tail(log, q, topic_bytes: bytes, queue_id: int, offset: int, count: int,
+               max_bytes: int) -> tuple[bytes, int, int] | None:
+    """(body, count, next offset) of the loop in ``read_queue_records`` (no tags) taken by the C
+    accelerator from the log's tail cache, or None where the loop must run (module doc)."""
+    tail = getattr(log, "tail_cache", None)
+    held = tail.held() if tail is not None else None
+    if held is None:
+        return None
+    units = q.raw_units(offset, count)
+    if units is None:
+        return None
+    ring, start, end = held
+    return _native.pull_from_tail(ring, start, end, units[1], units[0], topic_bytes, queue_id, max_bytes)
 
 
 def _encoded_batch_queue(log, queues: QueueSet, topic: str, queue_id: int, offset: int, max_messages: int,

@@ -205,6 +205,11 @@ class SegmentQueue:
         On an empty queue any aligned start is accepted (a queue may begin at a non-zero offset)."""
         self._create(self.segment_start(start_offset))
 
+    @property
+    def tail_cache(self) -> TailCache | None:
+        """The in-memory tail (module doc), None without one; read it, never write it."""
+        return self._tail
+
     # -- I/O ---------------------------------------------------------------------------------
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:

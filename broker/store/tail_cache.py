@@ -90,6 +90,12 @@ class TailCache:
             view[at:] = data[:first]
             view[:n - first] = data[first:]
 
+    def held(self) -> tuple[bytearray, int, int] | None:
+        """(ring, start, end): the ring buffer (byte ``x`` at ``x % capacity_bytes``) and the held
+        range, for a reader that slices records out of it in place (``reader``'s C path); None
+        before the first ``put``. The ring is only valid until the next ``put``."""
+        return None if self._ring is None else (self._ring, self.start, self.end)
+
     def get(self, offset: int, size: int) -> bytes | None:
         if size <= 0 or offset < self.start or offset + size > self.end:
             return None

@@ -278,6 +278,7 @@ def test_pull_answers_and_offsets(tmp_path):
             assert empty.code == codes.PULL_OFFSET_MOVED
             unknown = await request(addr, codes.PULL_MESSAGE, pull_fields("Nope", 0, 0))
             assert unknown.code == codes.TOPIC_NOT_EXIST and "Nope" in unknown.remark
+            await _pulls_are_bounded(addr)
             bad_queue = await request(addr, codes.PULL_MESSAGE, pull_fields("Offs", 7, 0))
             assert bad_queue.code == codes.SYSTEM_ERROR and "queueId 7" in bad_queue.remark
 
@@ -315,6 +316,26 @@ def test_pull_answers_and_offsets(tmp_path):
                 viewed = await request(addr, codes.VIEW_MESSAGE_BY_ID, {"offset": bad})
                 assert viewed.code == codes.SYSTEM_ERROR and "no message at commitlog offset" in viewed.remark
     run(scenario())
+
+
+async def _pulls_are_bounded(addr: str) -> None:
+    """One answer is one turn of the leader's loop: at most PULL_MESSAGES_MAX messages and
+    PULL_BYTES_MAX bytes (at least one message), whatever the client asks."""
+    from mqbench.broker.server.handlers_pull import PULL_BYTES_MAX, PULL_MESSAGES_MAX
+
+    await create_topic(addr, "Caps", queues=1)
+    fields = headers.SendMessageHeader(producer_group="PID_caps", topic="Caps", queue_id=0, born_timestamp_ms=1,
+                                       properties="", batch=True).to_v2()
+    small = [BatchItem(b"s", {"UNIQ_KEY": f"{i:032X}"}) for i in range(PULL_MESSAGES_MAX + 44)]
+    big = [BatchItem(b"b" * 12_000, {"UNIQ_KEY": f"{i:032X}"}) for i in range(30)]
+    for items in (small, big):
+        assert (await request(addr, codes.SEND_BATCH_MESSAGE, fields, encode_batch(items))).code == 0
+    response = await request(addr, codes.PULL_MESSAGE, pull_fields("Caps", 0, 0, max_nums=5000))
+    assert len(decode_pulled(response.body, "b")) == PULL_MESSAGES_MAX
+    assert response.ext_fields["nextBeginOffset"] == str(PULL_MESSAGES_MAX)
+    response = await request(addr, codes.PULL_MESSAGE, pull_fields("Caps", 0, len(small), max_nums=5000))
+    assert 1 <= len(decode_pulled(response.body, "b")) < 30 and len(response.body) <= PULL_BYTES_MAX
+    assert len(response.body) + 12_200 > PULL_BYTES_MAX        # as many as fit
 
 
 def test_batch_cq_topic_stores_one_record_per_batch(tmp_path):
@@ -601,3 +622,4 @@ def test_send_back_goes_to_retry_then_dead_letter_and_rewriters_see_single_sends
             response = await request(addr, codes.CONSUMER_SEND_MSG_BACK, {**back, "group": "../g"})
             assert response.code == codes.INVALID_PARAMETER and "illegal character" in response.remark
     run(scenario())
+
