@@ -140,27 +140,23 @@ class ConsumeQueue:
         units = self.read_units(queue_offset, 1)
         return units[0][1:] if units and units[0][0] == queue_offset else None
 
-    def raw_units(self, queue_offset: int, count: int) -> tuple[int, bytes] | None:
-        """(first offset, the 20-byte units back to back) of what ``read_units(queue_offset, count)``
-        looks at, undecoded (fillers and damage included: the caller checks); None when there is
-        none or the files end early."""
-        if queue_offset < self.min_offset:
-            queue_offset = self.min_offset
-        count = min(count, self.max_offset - queue_offset)
-        if count <= 0:
-            return None
-        raw = self.segments.read(queue_offset * CQ_UNIT_BYTES, count * CQ_UNIT_BYTES)
-        return (queue_offset, raw) if len(raw) == count * CQ_UNIT_BYTES else None
-
     def read_units(self, queue_offset: int, count: int) -> list[tuple[int, int, int, int]]:
         """Up to ``count`` units from ``queue_offset``: (queue_offset, physical, size, tags); fillers
         are skipped."""
+        return self.units_of(*self.raw_units(queue_offset, count))
+
+    def raw_units(self, queue_offset: int, count: int) -> tuple[int, bytes]:
+        """(first offset, its units and up to ``count - 1`` after it, undecoded) that ``read_units``
+        looks at: the offset raised to the minimum, the units up to the maximum; b"" when none."""
         if queue_offset < self.min_offset:
             queue_offset = self.min_offset
         count = min(count, self.max_offset - queue_offset)
         if count <= 0:
-            return []
-        raw = self.segments.read(queue_offset * CQ_UNIT_BYTES, count * CQ_UNIT_BYTES)
+            return queue_offset, b""
+        return queue_offset, self.segments.read(queue_offset * CQ_UNIT_BYTES, count * CQ_UNIT_BYTES)
+
+    def units_of(self, queue_offset: int, raw: bytes) -> list[tuple[int, int, int, int]]:
+        """``read_units``' answer from ``raw_units``' (CorruptDataError for an end unit inside the queue)."""
         out = []
         for i, (phys, size, tags) in enumerate(decode_cq_units(raw)):
             if phys > 0 and size > 0:   # the common case: neither a filler nor the end

@@ -229,11 +229,12 @@ def read_queue_records(log, queues: QueueSet, topic: str, queue_id: int, offset:
             return _stored_batch_queue(log, q, topic, queue_id, offset, max_messages, max_bytes)
         return _encoded_batch_queue(log, queues, topic, queue_id, offset, max_messages, max_bytes, tags)
     topic_bytes = topic.encode()
+    first, raw = q.raw_units(max(offset, lo), max(1, max_messages))
     if _native is not None and tags is None:
-        taken = _from_tail(log, q, topic_bytes, queue_id, max(offset, lo), max(1, max_messages), max_bytes)
+        taken = _from_tail(log, first, raw, topic_bytes, queue_id, max_bytes)
         if taken is not None:
             return RecordsRead("FOUND", taken[0], taken[1], 0, taken[2], lo, hi)
-    units = q.read_units(max(offset, lo), max(1, max_messages))
+    units = q.units_of(first, raw)
     wanted_codes = None if tags is None else _tag_codes(tags if type(tags) is frozenset else frozenset(tags))
     parts: list = []
     count = skipped = used = 0
@@ -272,19 +273,17 @@ def read_queue_records(log, queues: QueueSet, topic: str, queue_id: int, offset:
     return RecordsRead("FOUND" if count else "NO_MESSAGE", body, count, skipped, next_offset, lo, hi)
 
 
-def _from_tail(log, q, topic_bytes: bytes, queue_id: int, offset: int, count: int,
+def _from_tail(log, first: int, raw: bytes, topic_bytes: bytes, queue_id: int,
                max_bytes: int) -> tuple[bytes, int, int] | None:
-    """(body, count, next offset) of the loop in ``read_queue_records`` (no tags) taken by the C
-    accelerator from the log's tail cache, or None where the loop must run (module doc)."""
+    """(body, count, next offset) of the loop in ``read_queue_records`` (no tags) over the units
+    ``raw`` from ``first`` on, taken by the C accelerator from the log's tail cache, or None where
+    the loop must run (module doc)."""
     tail = getattr(log, "tail_cache", None)
     held = tail.held() if tail is not None else None
-    if held is None:
-        return None
-    units = q.raw_units(offset, count)
-    if units is None:
+    if held is None or not raw:
         return None
     ring, start, end = held
-    return _native.pull_from_tail(ring, start, end, units[1], units[0], topic_bytes, queue_id, max_bytes)
+    return _native.pull_from_tail(ring, start, end, raw, first, topic_bytes, queue_id, max_bytes)
 
 
 def _encoded_batch_queue(log, queues: QueueSet, topic: str, queue_id: int, offset: int, max_messages: int,

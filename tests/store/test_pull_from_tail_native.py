@@ -117,7 +117,7 @@ def test_recent_records_are_taken_by_the_c_path(stores):
     store = stores[0]
     q = store.queues.find("orders", 1)
     top = store.max_offset("orders", 1)
-    taken = reader._from_tail(store.log, q, b"orders", 1, top - 10, 32, 1 << 20)
+    taken = reader._from_tail(store.log, *q.raw_units(top - 10, 32), b"orders", 1, 1 << 20)
     assert taken is not None and taken[1:] == (10, top)
     assert _read(store, False, "orders", 1, top - 10, 32, 1 << 20).body == taken[0]
 
