@@ -156,7 +156,9 @@ class RaftDriver:
         except InvariantViolation as exc:   # e.g. an entry that differs from the one held: stop
             self._stop(exc)
             return
-        if self.node.has_ready():           # a heartbeat answer often asks for nothing
+        if not self._idle and self.node.has_ready():
+            # the loop is busy (it takes this Ready after its current one), or not started; an
+            # idle loop is not woken: the transport calls ``ready_now`` at the end of this read
             self._wake.set()
 
     async def _tick_loop(self) -> None:
@@ -171,10 +173,8 @@ class RaftDriver:
                 next_tick = loop.time()     # stalled: drop the missed ticks (module doc)
             if self.failed is not None:
                 return
-            node = self.node
-            node.tick()
-            if node.has_ready():    # most ticks of a follower change nothing: no Ready loop turn for them
-                self._wake.set()
+            self.node.tick()
+            self._kick()
             if self._on_tick is not None:
                 self._on_tick()
 
@@ -253,6 +253,15 @@ class RaftDriver:
                     self._on_ready()
         except Exception as exc:   # an invariant broke: stop, as the loop does
             self._stop(exc)
+
+    def _kick(self) -> None:
+        """After a tick: its Ready (heartbeats, a campaign) handled here when the loop is idle
+        (``ready_now``), else the loop woken; a tick that changes nothing (most of a follower's)
+        costs no Ready loop turn."""
+        if self._idle:
+            self.ready_now()
+        elif self.node.has_ready():
+            self._wake.set()
 
     def _hand_to_loop(self, rd: Ready) -> None:
         self._idle = False

@@ -49,7 +49,8 @@ class RaftTransport:
         self.peers = dict(peers)
         self.on_message = on_message
         #: called once the messages of one read were all handed to ``on_message`` (the driver
-        #: handles their Ready there, ``RaftDriver.ready_now``); None: nothing
+        #: handles their Ready there, ``RaftDriver.ready_now``), also when a bad frame after them
+        #: closed the connection; None: nothing
         self.on_read: Callable[[], None] | None = None
         self.host, self.port = host, port
         self.queue_limit = queue_limit
@@ -215,6 +216,7 @@ class _Inbound(asyncio.Protocol):
         owner, decoder = self.owner, self.decoder
         if decoder is None:
             return
+        delivered = False
         try:
             messages = decoder.feed(data)
             if self._hello_timer is not None and getattr(decoder, "peer", None) is not None:
@@ -225,11 +227,12 @@ class _Inbound(asyncio.Protocol):
                 if m.dst != node_id or m.src not in peers:
                     raise PeerError(f"message {m.src}->{m.dst} is not for node {node_id} from a peer")
                 owner.received += 1
+                delivered = True
                 owner.on_message(m)
-            if messages and owner.on_read is not None:
-                owner.on_read()
         except PeerError:
             self._refuse()
+        if delivered and owner.on_read is not None:
+            owner.on_read()     # also after a bad frame: what was delivered before it is handled
 
     def _refuse(self) -> None:
         self.owner.peer_errors += 1        # close this connection only

@@ -112,3 +112,33 @@ def test_a_ready_whose_step_fails_goes_to_the_loop_and_is_applied_there():
             for d in drivers.values():
                 await d.halt()
     asyncio.run(main())
+
+
+def test_an_idle_loop_is_not_woken_for_what_a_read_or_a_tick_handles():
+    """A follower's APPs and heartbeats are handled at the end of their read and its ticks in the
+    tick task (``ready_now``): its Ready loop gets no turn of its own per round or per tick."""
+    async def main():
+        drivers, applied = await _group()
+        try:
+            leader = await asyncio.wait_for(_leader(drivers), 10)
+            await asyncio.sleep(0.1)
+            wakes = {i: 0 for i in IDS}
+            for i, d in drivers.items():
+                real_set = d._wake.set
+
+                def counted(i=i, real_set=real_set):
+                    wakes[i] += 1
+                    real_set()
+                d._wake.set = counted
+            for n in range(10):
+                indexes = leader.propose([b"r-%d" % n])
+                leader.ready_now()
+                await asyncio.wait_for(_applied(applied, leader.node.id, indexes), 10)
+            await asyncio.sleep(0.1)              # ten ticks, five heartbeats
+            followers = [i for i in IDS if i != leader.node.id]
+            assert [wakes[i] for i in followers] == [0, 0]
+            assert all(d.node.log.committed >= indexes[0] for d in drivers.values())
+        finally:
+            for d in drivers.values():
+                await d.halt()
+    asyncio.run(main())

@@ -166,6 +166,27 @@ def test_a_malformed_peer_is_disconnected_and_others_still_served():
     asyncio.run(main())
 
 
+def test_a_read_ends_with_on_read_even_when_a_bad_frame_follows_what_was_delivered():
+    """The driver handles the Ready of a read's messages in ``on_read`` (its loop is not woken for
+    them), so a read whose later frame closes the connection still ends with ``on_read``."""
+    async def main():
+        t1, t2, got = await _pair()
+        reads = []
+        t2.on_read = lambda: reads.append(len(got[2]))
+        try:
+            reader, writer = await asyncio.open_connection(t2.host, t2.port)
+            writer.write(encode_frame(Message(MsgType.HEARTBEAT, 1, 2, 1))
+                         + encode_frame(Message(MsgType.HEARTBEAT, 1, 3, 1)))     # the second: not for node 2
+            await writer.drain()
+            assert await asyncio.wait_for(reader.read(), 5) == b""    # closed by the transport
+            writer.close()
+            assert len(got[2]) == 1 and reads == [1] and t2.peer_errors == 1
+        finally:
+            await t1.close()
+            await t2.close()
+    asyncio.run(main())
+
+
 def test_sending_to_a_peer_that_is_down_drops_and_recovers():
     async def main():
         got = []
