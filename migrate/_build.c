@@ -232,7 +232,7 @@ static PyObject *run(PyObject *mod, PyObject *args) {
             mq_put64(w + 24, wpos);
             mq_put32(w + 32, 0);
             mq_put32(w + 36, 0);
-            mq_put32(w + 40, (int32_t)(mq_crc32(0, rec, (size_t)wsize) & 0x7FFFFFFF));
+            mq_put32(w + 40, (int32_t)mq_body_crc(rec, (size_t)wsize));
             mq_put32(w + 44, (int32_t)wsize);
             if ((w = mq_grow(index_units, INDEX_UNIT_BYTES)) == NULL)
                 goto done;

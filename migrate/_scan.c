@@ -395,7 +395,7 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
             int bad = magic != DLEDGER_MAGIC || (int64_t)ebody_len + ENTRY_BYTES != esize || epos != pos ||
                       eindex < 0 || eterm < 0 || (has_committed && eindex > committed) || total != ebody_len;
             if (!bad && ebody_crc) {
-                uint32_t c = mq_crc32(0, buf + rat, (size_t)(nxt - rat)) & 0x7FFFFFFFu;
+                uint32_t c = mq_body_crc(buf + rat, (size_t)(nxt - rat));
                 bad = (int64_t)ebody_crc != (int64_t)c;
             }
             if (bad) {
@@ -497,7 +497,7 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
                 bad = 1;
         }
         if (!bad) {
-            uint32_t c = mq_crc32(0, buf + body_at, (size_t)(tat - body_at)) & 0x7FFFFFFFu;
+            uint32_t c = mq_body_crc(buf + body_at, (size_t)(tat - body_at));
             bad = (int64_t)c != (int64_t)bcrc;
         }
         if (bad) {

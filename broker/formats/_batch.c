@@ -304,13 +304,9 @@ static PyObject *restamp_inner_batch(PyObject *self, PyObject *args) {
         goto done;
     unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
     memcpy(o, rec, (size_t)head_len);
-    uint32_t total = (uint32_t)out_len;
-    o[0] = (unsigned char)(total >> 24); o[1] = (unsigned char)(total >> 16);
-    o[2] = (unsigned char)(total >> 8); o[3] = (unsigned char)total;
-    for (int b = 0; b < 8; b++)
-        o[20 + b] = (unsigned char)((unsigned long long)queue_offset >> (56 - 8 * b));
-    o[head_len] = (unsigned char)(new_props_len >> 8);
-    o[head_len + 1] = (unsigned char)new_props_len;
+    mq_put32(o, (uint32_t)out_len);                  /* TOTALSIZE */
+    mq_put64(o + 20, (uint64_t)queue_offset);        /* QUEUEOFFSET */
+    mq_put16(o + head_len, (uint32_t)new_props_len); /* PROPERTIESLENGTH */
     unsigned char *w = o + props_at;
     if (base_at >= 0) {
         memcpy(w, wire, (size_t)base_at);

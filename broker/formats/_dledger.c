@@ -188,7 +188,7 @@ static PyObject *build_record_entries(PyObject *self, PyObject *args) {
             if (stored == NULL)
                 goto done;
         }
-        uint32_t crc = mq_crc32(0, body, (size_t)len) & 0x7FFFFFFFu;
+        uint32_t crc = mq_body_crc(body, (size_t)len);
         mq_put32(h, MAGIC);
         mq_put32(h + 4, (uint32_t)size);
         mq_put64(h + 8, (uint64_t)(index + i));

@@ -94,7 +94,7 @@ static PyObject *place_fields(PyObject *self, PyObject *buf) {
     Py_ssize_t props_at = topic_at + topic_len + 2;
     if (topic_len <= 0 || props_at > size || props_at + mq_i16(b + props_at - 2) != size)
         Py_RETURN_NONE;
-    if ((int64_t)(mq_crc32(0, b + body_at, (size_t)body_len) & 0x7FFFFFFFu) != (int64_t)crc)
+    if ((int64_t)mq_body_crc(b + body_at, (size_t)body_len) != (int64_t)crc)
         Py_RETURN_NONE;
     const unsigned char *props = b + props_at;
     Py_ssize_t props_len = size - props_at;

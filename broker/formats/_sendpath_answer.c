@@ -100,9 +100,9 @@ PyObject *put_results(PyObject *self, PyObject *args) {
     memcpy(text, PyUnicode_1BYTE_DATA(prefix), prefix_len);
     for (Py_ssize_t i = 0; i < n; i++) {
         const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(PyList_GET_ITEM(bodies, i));
-        int32_t queue_id = (int32_t)mq_u32(b + 12);
-        int64_t queue_offset = (int64_t)(((uint64_t)mq_u32(b + 20) << 32) | mq_u32(b + 24));
-        uint64_t physical = ((uint64_t)mq_u32(b + 28) << 32) | mq_u32(b + 32);
+        int32_t queue_id = mq_i32(b + 12);
+        int64_t queue_offset = mq_i64(b + 20);
+        uint64_t physical = mq_u64(b + 28);
         snprintf(text + prefix_len, 17, "%016llX", (unsigned long long)physical);
         PyObject *msg_id = PyUnicode_FromStringAndSize(text, prefix_len + 16);
         PyObject *ids = msg_id != NULL ? PyList_New(1) : NULL;

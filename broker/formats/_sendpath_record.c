@@ -83,7 +83,7 @@ PyObject *encode_fields(PyObject *self, PyObject *args) {
     if (result == NULL)
         goto done;
     unsigned char *w = (unsigned char *)PyBytes_AS_STRING(result);
-    uint32_t crc = mq_crc32(0, body.buf, (size_t)body.len) & 0x7FFFFFFFu;
+    uint32_t crc = mq_body_crc(body.buf, (size_t)body.len);
     mq_put32(w, (uint32_t)total);
     mq_put32(w + 4, version == 1 ? MAGIC_V1 : MAGIC_V2);
     mq_put32(w + 8, crc);

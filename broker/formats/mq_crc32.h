@@ -148,4 +148,8 @@ static uint32_t mq_crc32(uint32_t crc, const unsigned char *p, size_t n) {
     return ~crc;
 }
 
+/* The CRC RocketMQ and DLedger store (a record's BODYCRC, a DLedger entry's body CRC: Java's
+ * UtilAll.crc32, record.body_crc and dledger.body_crc): the CRC-32 of n bytes at p, top bit cleared. */
+static inline uint32_t mq_body_crc(const unsigned char *p, size_t n) { return mq_crc32(0, p, n) & 0x7FFFFFFFu; }
+
 #endif
