@@ -11,6 +11,10 @@
  * (length <= the buffer's size, else ValueError); an item that fails a check becomes a row with
  * ok = 0, never an error. The constants below are RocketMQ's and mqbench's (record.py, dledger.py,
  * properties.py, topics.py, compression.py); CONSTANTS exposes them so a test checks they agree.
+ *
+ * Split by concern into headers included here only (one translation unit, so the same code is
+ * generated): _scan_topics.h, a window's topics (fast or not, index-key hash prefix, ids in
+ * first-seen order); _scan_sinks.h, where rows and index keys go (lists or packed int64).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -39,18 +43,11 @@
 #define NOT_FAST_SYSFLAG (SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP)
 #define V6_HOSTS (SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6)
 #define IPV4_BODY_AT 88
-#define ROW_FIELDS 17
 
 static const char CRC_TAIL[] = "__CRC32#\x01";          /* PROPERTY_CRC32 + \x01 */
-static const char *SPECIAL_TOPICS[] = {"RMQ_SYS_TRANS_HALF_TOPIC", "SCHEDULE_TOPIC_XXXX", "rmq_sys_wheel_timer"};
 
-
-/* tags.java_hash_ascii (unsigned), continued from h */
-static inline uint32_t jhash(uint32_t h, const unsigned char *p, Py_ssize_t n) {
-    for (Py_ssize_t i = 0; i < n; i++)
-        h = h * 31u + p[i];
-    return h;
-}
+#include "_scan_topics.h"
+#include "_scan_sinks.h"
 
 /* index_file.key_hash_ascii_after: abs of the signed hash, Integer.MIN_VALUE clamped to 0 */
 static inline long key_hash_after(uint32_t prefix, const unsigned char *p, Py_ssize_t n) {
@@ -58,209 +55,6 @@ static inline long key_hash_after(uint32_t prefix, const unsigned char *p, Py_ss
     if (h & 0x80000000u)
         h = 0u - h;
     return h > 0x7FFFFFFFu ? 0 : (long)h;
-}
-
-/* record_check's TopicValidator set [%|a-zA-Z0-9_-]+ and not a delay, timer or half topic */
-static int topic_fast(const unsigned char *t, Py_ssize_t n) {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = t[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '%' || c == '|' ||
-              c == '_' || c == '-'))
-            return 0;
-    }
-    for (size_t k = 0; k < sizeof SPECIAL_TOPICS / sizeof SPECIAL_TOPICS[0]; k++)
-        if ((size_t)n == strlen(SPECIAL_TOPICS[k]) && memcmp(t, SPECIAL_TOPICS[k], (size_t)n) == 0)
-            return 0;
-    return 1;
-}
-
-/* ---- the window's topics: an open-addressing table keyed by the topic's bytes in the window ---- */
-
-typedef struct {
-    Py_ssize_t at;      /* where the topic's bytes are in the window; -1: empty slot */
-    Py_ssize_t len;
-    Py_ssize_t tid;
-    uint32_t prefix;    /* java_hash_ascii(topic + "#") */
-    int fast;
-    uint64_t hash;
-} topic_slot;
-
-typedef struct {
-    topic_slot *slots;
-    size_t cap, used;
-    PyObject *list;     /* Summary.topics */
-} topic_table;
-
-static uint64_t fnv(const unsigned char *p, Py_ssize_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (Py_ssize_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
-    return h;
-}
-
-static int table_init(topic_table *t) {
-    t->cap = 64;
-    t->used = 0;
-    t->slots = PyMem_Malloc(t->cap * sizeof(topic_slot));
-    if (!t->slots) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (size_t i = 0; i < t->cap; i++)
-        t->slots[i].at = -1;
-    t->list = PyList_New(0);
-    return t->list ? 0 : -1;
-}
-
-static void table_free(topic_table *t) {
-    PyMem_Free(t->slots);
-    Py_XDECREF(t->list);
-}
-
-static int table_grow(topic_table *t) {
-    size_t cap = t->cap * 2;
-    topic_slot *slots = PyMem_Malloc(cap * sizeof(topic_slot));
-    if (!slots) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (size_t i = 0; i < cap; i++)
-        slots[i].at = -1;
-    for (size_t i = 0; i < t->cap; i++) {
-        if (t->slots[i].at < 0)
-            continue;
-        size_t j = (size_t)t->slots[i].hash & (cap - 1);
-        while (slots[j].at >= 0)
-            j = (j + 1) & (cap - 1);
-        slots[j] = t->slots[i];
-    }
-    PyMem_Free(t->slots);
-    t->slots = slots;
-    t->cap = cap;
-    return 0;
-}
-
-/* The entry of the topic at buf[at:at+len] (added, in first-seen order, when new); NULL on error. */
-static topic_slot *table_get(topic_table *t, const unsigned char *buf, Py_ssize_t at, Py_ssize_t len) {
-    uint64_t h = fnv(buf + at, len);
-    size_t j = (size_t)h & (t->cap - 1);
-    while (t->slots[j].at >= 0) {
-        topic_slot *s = &t->slots[j];
-        if (s->hash == h && s->len == len && memcmp(buf + s->at, buf + at, (size_t)len) == 0)
-            return s;
-        j = (j + 1) & (t->cap - 1);
-    }
-    PyObject *topic = PyBytes_FromStringAndSize((const char *)buf + at, len);
-    if (!topic)
-        return NULL;
-    int failed = PyList_Append(t->list, topic);
-    Py_DECREF(topic);
-    if (failed)
-        return NULL;
-    topic_slot *s = &t->slots[j];
-    s->at = at;
-    s->len = len;
-    s->tid = PyList_GET_SIZE(t->list) - 1;
-    s->prefix = jhash(jhash(0, buf + at, len), (const unsigned char *)"#", 1);
-    s->fast = topic_fast(buf + at, len);
-    s->hash = h;
-    t->used++;
-    if (t->used * 2 > t->cap) {
-        if (table_grow(t) < 0)
-            return NULL;
-        return table_get(t, buf, at, len);      /* found again at its new slot */
-    }
-    return s;
-}
-
-/* ---- rows and keys: lists (rows as tuples), or packed native int64 (summarize's packed=True) ---- */
-
-typedef struct {
-    PyObject *list;     /* not packed */
-    int64_t *data;      /* packed */
-    Py_ssize_t n, cap;  /* int64 values held (packed), or items (list) */
-    int packed;
-} sink;
-
-static int sink_init(sink *k, int packed) {
-    k->packed = packed;
-    k->data = NULL;
-    k->n = k->cap = 0;
-    k->list = packed ? NULL : PyList_New(0);
-    return (packed || k->list) ? 0 : -1;
-}
-
-static void sink_free(sink *k) {
-    Py_XDECREF(k->list);
-    PyMem_Free(k->data);
-}
-
-static int sink_put(sink *k, const int64_t *v, Py_ssize_t n) {
-    if (k->n + n > k->cap) {
-        Py_ssize_t cap = k->cap ? k->cap * 2 : 4096;
-        while (cap < k->n + n)
-            cap *= 2;
-        int64_t *data = PyMem_Realloc(k->data, (size_t)cap * sizeof(int64_t));
-        if (!data) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        k->data = data;
-        k->cap = cap;
-    }
-    memcpy(k->data + k->n, v, (size_t)n * sizeof(int64_t));
-    k->n += n;
-    return 0;
-}
-
-/* the finished sink: its list, or its values as bytes */
-static PyObject *sink_take(sink *k) {
-    if (!k->packed) {
-        Py_INCREF(k->list);
-        return k->list;
-    }
-    return PyBytes_FromStringAndSize((const char *)k->data, k->n * (Py_ssize_t)sizeof(int64_t));
-}
-
-static int append_row(sink *rows, const int64_t *v) {
-    if (rows->packed)
-        return sink_put(rows, v, ROW_FIELDS);
-    PyObject *row = PyTuple_New(ROW_FIELDS);
-    if (!row)
-        return -1;
-    for (int k = 0; k < ROW_FIELDS; k++) {
-        PyObject *x = PyLong_FromLongLong(v[k]);
-        if (!x) {
-            Py_DECREF(row);
-            return -1;
-        }
-        PyTuple_SET_ITEM(row, k, x);
-    }
-    int failed = PyList_Append(rows->list, row);
-    Py_DECREF(row);
-    rows->n++;
-    return failed;
-}
-
-static int append_bad(sink *rows, int64_t pos, int64_t nxt) {
-    int64_t v[ROW_FIELDS] = {0};
-    v[0] = pos;
-    v[1] = nxt;
-    return append_row(rows, v);
-}
-
-static int append_key(sink *keys, long h) {
-    if (keys->packed) {
-        int64_t v = h;
-        return sink_put(keys, &v, 1);
-    }
-    PyObject *x = PyLong_FromLong(h);
-    if (!x)
-        return -1;
-    int failed = PyList_Append(keys->list, x);
-    Py_DECREF(x);
-    keys->n++;
-    return failed;
 }
 
 /* record_check.property_value for TAGS, UNIQ_KEY and KEYS in one pass over the segments: the last
