@@ -3,7 +3,8 @@
 Two cells (codec none and zstd:3 on every body, batches of 8), each on a fresh broker process with
 its Raft store, real driver processes. Proves the whole path: cluster up, topics created, open-loop
 sends acknowledged, consumed and decompressed, machine figures read from the broker processes and
-their stores, a valid result folder, and the printed table equal to ``mqbench report``'s.
+their stores, a valid result folder, and the printed table equal to ``mqbench report``'s; with an
+ACL, so every request of the run's workers and probes is signed.
 """
 from __future__ import annotations
 
@@ -14,16 +15,27 @@ from mqbench.cli import cli
 from mqbench.harness.results import load_result
 
 
+ACL_YML = ("globalWhiteRemoteAddresses: []\naccounts:\n  - accessKey: someone\n    secretKey: s3cret-key\n"
+           "    defaultTopicPerm: DENY\n    defaultGroupPerm: DENY\n")
+
+
 @pytest.mark.realproc
-def test_a_short_matrix_on_the_embedded_single_layout(tmp_path):
+def test_a_short_matrix_on_the_embedded_single_layout_with_an_acl(tmp_path):
+    """Also ``--acl`` (one run instead of two, as each cell starts its own broker): the embedded
+    broker checks RocketMQ's ACL (here one account, no white address, every topic denied by
+    default), so only requests signed with the cluster's own account get through: the run's
+    producers, consumers, topic creation and probes all carry it."""
+    acl = tmp_path / "plain_acl.yml"
+    acl.write_text(ACL_YML)
+    out = tmp_path / "out"
     runner = CliRunner()
     result = runner.invoke(cli, [
         "run", "orders", "--layout", "single", "--matrix", "codec=none,zstd:3", "--batch", "8",
         "--compress-over", "0", "--duration", "2s", "--warmup", "1s", "--window", "1s", "--rate", "300",
-        "--drain", "5s", "--limits", "none", "--quiet", "--out", str(tmp_path)])
+        "--drain", "5s", "--limits", "none", "--quiet", "--acl", str(acl), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    folder, doc = load_result(next(p for p in tmp_path.iterdir() if not p.name.startswith(".")))
-    assert not (tmp_path / ".work").exists()  # the stores of the per-cell clusters are removed
+    folder, doc = load_result(next(p for p in out.iterdir() if not p.name.startswith(".")))
+    assert not (out / ".work").exists()  # the stores of the per-cell clusters are removed
     assert doc["layout"]["name"] == "single" and doc["target"] is None
     for cell in doc["cells"]:
         agg = cell["aggregates"]
@@ -32,7 +44,7 @@ def test_a_short_matrix_on_the_embedded_single_layout(tmp_path):
         assert agg["e2e_latency_count"] > 0
         assert cell["cpu_s_per_million_msgs"] > 0
         assert cell["disk_bytes_per_msg"] > 300  # body (~550 B raw, less compressed) + headers + queue unit
-        assert cell["replication_bytes"] is not None
+        assert cell["replication_bytes"] is not None      # the probes are signed too
     zstd = doc["cells"][1]["settings"]["payload"]
     assert zstd["compression_ratio_as_sent"] == pytest.approx(zstd["compression_ratio_per_msg"])
     assert zstd["compression_ratio_per_msg"] > 1.2
@@ -57,27 +69,6 @@ def test_layout_as_a_matrix_axis_gives_each_cell_its_own_cluster_and_per_host_fi
     assert "achieved/host msgs/s" in header and "achieved/instance msgs/s" in header
     rows = [line.split() for line in result.stdout.splitlines()[2:4]]
     assert rows[0][1] == "single" and rows[1][1] == "raft3"
-
-
-@pytest.mark.realproc
-def test_run_with_an_acl_signs_every_request_of_its_workers(tmp_path):
-    """``--acl``: the embedded broker checks RocketMQ's ACL (here one account, no white address, every
-    topic denied by default), so only requests signed with the cluster's own account get through: the
-    run's producers, consumers, topic creation and probes all carry it."""
-    acl = tmp_path / "plain_acl.yml"
-    acl.write_text("globalWhiteRemoteAddresses: []\naccounts:\n  - accessKey: someone\n    secretKey: s3cret-key\n"
-                   "    defaultTopicPerm: DENY\n    defaultGroupPerm: DENY\n")
-    out = tmp_path / "out"
-    result = CliRunner().invoke(cli, [
-        "run", "orders", "--layout", "single", "--delay", "off", "--duration", "2s", "--warmup", "1s",
-        "--window", "1s", "--rate", "200", "--drain", "5s", "--limits", "none", "--quiet", "--acl", str(acl),
-        "--out", str(out)])
-    assert result.exit_code in (0, 3), result.output
-    _, doc = load_result(next(p for p in out.iterdir() if not p.name.startswith(".")))
-    agg = doc["cells"][0]["aggregates"]
-    assert agg["published"] > 200 and agg["publish_errors"] == 0
-    assert agg["consume_backlog_msgs_after_drain"] == 0 and agg["e2e_latency_count"] > 0
-    assert doc["cells"][0]["replication_bytes"] is not None      # the probes are signed too
 
 
 @pytest.mark.realproc
