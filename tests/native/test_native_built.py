@@ -98,3 +98,8 @@ def test_a_change_to_any_source_of_a_split_module_is_stale(tmp_path) -> None:
     assert native.stale_source(str(built), sources, root=tmp_path) is None
     os.utime(tmp_path / "pkg" / "_x_part.c", ns=(3_000, 3_000))
     assert native.stale_source(str(built), sources, root=tmp_path) == "pkg/_x_part.c"
+    os.utime(tmp_path / "pkg" / "_x_part.c", ns=(1_000, 1_000))
+    header = tmp_path / "pkg" / "_x_table.h"          # a header beside the sources (migrate/_scan_*.h)
+    header.write_text("x")
+    os.utime(header, ns=(3_000, 3_000))
+    assert native.stale_source(str(built), sources, root=tmp_path) == "pkg/_x_table.h"
