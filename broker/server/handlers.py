@@ -292,6 +292,24 @@ class BrokerContext:
                 return True
         return False
 
+    def rewrite_fields(self, topic: str, queue_id: int, sysflag: int, properties: dict[str, str],
+                       wire: str) -> tuple[str, int, dict[str, str], str] | None:
+        """``rewrite`` of a single message given by its fields (``wire``: exactly
+        ``encode_properties(properties)``), for rewriters that can do it on fields (``fields``,
+        same arguments, the same result as a tuple or None): the (topic, queue id, properties,
+        property string) to store; None when any rewriter that acts on it cannot (then build the
+        ``Message`` and call ``rewrite``, which decides)."""
+        for rewriter in self.message_rewriters:
+            acts_on = getattr(rewriter, "acts_on", None)
+            if acts_on is not None and not acts_on(topic, properties):
+                continue
+            fields = getattr(rewriter, "fields", None)
+            moved = fields(topic, queue_id, sysflag, properties, wire) if fields is not None else None
+            if moved is None:
+                return None
+            topic, queue_id, properties, wire = moved
+        return topic, queue_id, properties, wire
+
     def topics_changed(self) -> Awaitable[bool] | None:
         """Tell the name server registration the topics changed. Returns what ``on_topics_changed``
         returns (the registrar: a future done once a registration covering the change ended), or None."""

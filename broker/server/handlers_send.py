@@ -242,10 +242,12 @@ _FIELDS_SYSFLAG_REFUSED = record_layout.SYSFLAG_INNER_BATCH | record_layout.SYSF
 
 def _fields_record(ctx: BrokerContext, group, cmd: RemotingCommand, channel: Channel,
                    header: headers.SendMessageHeader, queue_id: int, writable: bool) -> tuple[bytes, str | None] | None:
-    """``_stored_message`` + ``prepare_put`` for a send nothing would change, built straight from
-    the request's fields (``prepare_fields_put``: the same record): no transaction or inner-batch
-    bits, the property string exactly as ``encode_properties`` writes it (stored as sent), and no
-    rewriter acting on it. The record and transaction id; None: take the ``Message`` path."""
+    """``_stored_message`` + ``prepare_put`` for a usual send, built straight from the request's
+    fields (``prepare_fields_put``: the same record): no transaction or inner-batch bits, the
+    property string exactly as ``encode_properties`` writes it (stored as sent), and either no
+    rewriter acting on it or rewriters that rewrite it on its fields (``ctx.rewrite_fields``: a
+    delayed message moved to its delay level's queue, REAL_TOPIC/REAL_QID appended to the string).
+    The record and transaction id; None: take the ``Message`` path."""
     sys_flag = header.sys_flag
     if sys_flag & _FIELDS_SYSFLAG_REFUSED:
         return None
@@ -253,11 +255,15 @@ def _fields_record(ctx: BrokerContext, group, cmd: RemotingCommand, channel: Cha
     properties = rec.decode_properties(wire)
     if wire and (wire[-1] != record_layout.PROPERTY_SEPARATOR or wire.count(record_layout.PROPERTY_SEPARATOR) != len(properties)):
         return None                       # not canonical: stored as encode_properties rewrites it
-    if ctx.message_rewriters and ctx.may_rewrite(header.topic, properties):
-        return None
+    topic, sent_chars = header.topic, len(wire)
+    if ctx.message_rewriters and ctx.may_rewrite(topic, properties):
+        moved = ctx.rewrite_fields(topic, queue_id, sys_flag, properties, wire)
+        if moved is None:
+            return None
+        topic, queue_id, properties, wire = moved
     check_compressed_body(cmd.body, sys_flag, header.topic, ctx.message_bytes_max)
-    check_properties_room(properties, header.topic, len(wire))
-    record = group.prepare_fields_put(header.topic, queue_id, cmd.body, properties, wire.encode("utf-8"),
+    check_properties_room(properties, header.topic, sent_chars)
+    record = group.prepare_fields_put(topic, queue_id, cmd.body, properties, wire.encode("utf-8"),
                                       flag=header.flag, sysflag=sys_flag, born_timestamp_ms=header.born_timestamp_ms,
                                       born_host=_born_host(channel), reconsume_times=header.reconsume_times or 0,
                                       writable=writable)

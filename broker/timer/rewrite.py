@@ -86,9 +86,14 @@ def delay_level(msg: Message) -> int:
         return 0
     text = msg.properties[PROPERTY_DELAY]
     try:
-        return int(text.strip())
+        return _level(text)
     except (ValueError, AttributeError):
         raise UserError(f"property DELAY={text!r} is not an integer delay level") from None
+
+
+def _level(text: str) -> int:
+    """A DELAY property's level as ``delay_level`` reads it (ValueError/AttributeError when bad)."""
+    return int(text.strip())
 
 
 def timer_deliver_ms(msg: Message, now_ms: int) -> int | None:
@@ -121,6 +126,39 @@ def delay_rewrite_acts_on(topic: str, properties: dict[str, str]) -> bool:
     """False when ``rewrite_for_delay`` returns a message to ``topic`` with ``properties``
     unchanged, at any time and with any config (the rewriter's ``acts_on``)."""
     return topic in DELAY_TOPICS or not _REWRITE_KEYS.isdisjoint(properties)
+
+
+def delay_level_fields(topic: str, queue_id: int, sysflag: int, properties: dict[str, str], wire: str,
+                       config: DelayConfig = DelayConfig()) -> tuple[str, int, dict[str, str], str] | None:
+    """``rewrite_for_delay`` of the usual delayed send, on its fields rather than a ``Message``
+    (the leader's send path builds the record from them, ``handlers_send._fields_record``).
+
+    ``wire`` must be exactly ``encode_properties(properties)`` (as text). For a message with a
+    DELAY level above 0, no ``MQBENCH_DELAY_SRC``, ``REAL_TOPIC`` or ``REAL_QID`` of its own, to
+    a topic outside ``DELAY_TOPICS``, not a prepared or rolled-back transaction message: the
+    (topic, queue id, properties, property string) that ``rewrite_for_delay`` stores, the string
+    being ``encode_properties`` of those properties (the two REAL_* entries go last, as ``_moved``
+    adds them). Anything else, None: the caller takes the ``Message`` path, which decides (and
+    refuses with the error naming the property) exactly as before. Time plays no part in it."""
+    if (topic in DELAY_TOPICS or sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK)
+            or PROPERTY_MQBENCH_DELAY_SOURCE in properties or PROPERTY_REAL_TOPIC in properties
+            or PROPERTY_REAL_QID in properties):
+        return None
+    text = properties.get(PROPERTY_DELAY)
+    if text is None:
+        return None
+    try:
+        level = _level(text)
+    except (ValueError, AttributeError):
+        return None
+    if level <= 0:
+        return None
+    real_qid = str(queue_id)
+    moved = dict(properties)
+    moved[PROPERTY_REAL_TOPIC] = topic
+    moved[PROPERTY_REAL_QID] = real_qid
+    wire = f"{wire}{PROPERTY_REAL_TOPIC}\x01{topic}\x02{PROPERTY_REAL_QID}\x01{real_qid}\x02"
+    return SCHEDULE_TOPIC, min(level, config.max_level) - 1, moved, wire
 
 
 def rewrite_for_delay(msg: Message, *, now_ms: int, config: DelayConfig = DelayConfig()) -> Message:

@@ -33,7 +33,7 @@ from mqbench.broker.formats.record import Message
 from mqbench.broker.store import versions
 
 from .config import DelayConfig
-from .rewrite import delay_rewrite_acts_on, rewrite_for_delay
+from .rewrite import delay_level_fields, delay_rewrite_acts_on, rewrite_for_delay
 from .service import DelayService
 
 log = logging.getLogger("mqbench.broker.timer")
@@ -132,7 +132,11 @@ def attach_to_broker(broker, config: DelayConfig | None = None, **service_kw) ->
     def rewrite(msg: Message) -> Message:
         return rewrite_for_delay(msg, now_ms=clock_ms(), config=config)
 
+    def fields(topic: str, queue_id: int, sysflag: int, properties: dict[str, str], wire: str):
+        return delay_level_fields(topic, queue_id, sysflag, properties, wire, config)
+
     rewrite.acts_on = delay_rewrite_acts_on     # type: ignore[attr-defined]
+    rewrite.fields = fields                     # type: ignore[attr-defined]
     broker.ctx.message_rewriters.append(rewrite)
     broker.role_listeners.append(delay.on_role_change)
     broker.commit_listeners.append(delay.on_commit)
