@@ -99,7 +99,19 @@ def tags_code(tags: str | None, topic: str | None = None, *, properties: dict[st
         return store_timestamp_ms + 1000
     if not tags:
         return 0
-    return java_hash(tags)
+    code = _TAGS_CODES.get(tags)
+    if code is None:
+        code = java_hash(tags)
+        if len(_TAGS_CODES) >= _TAGS_CODES_MAX:
+            _TAGS_CODES.clear()
+        _TAGS_CODES[tags] = code
+    return code
+
+
+# tags -> tagsCode: a workload's tags are a few values repeated (orders: a handful), and every
+# stored record's tags are hashed on the leader (and again on a replica's Python path)
+_TAGS_CODES: dict[str, int] = {}
+_TAGS_CODES_MAX = 4096
 
 
 def message_tags_code(msg: Message, delay_levels_ms: list[int] | None = None) -> int:

@@ -27,6 +27,8 @@ handlers find it as ``ctx.pop``; the request methods are in the package docstrin
   topic (created with one queue when missing) or the DLQ, then the revive offset is committed.
   Between passes it sleeps until the earliest checkpoint is due (at most ``REVIVE_IDLE_MS``) or the
   revive topic grows, not on every commit: a commit that brings no checkpoint changes no due time.
+  When no revive queue holds anything that waits, it sleeps ``REVIVE_QUIET_MS`` (the topic's
+  growth still wakes it at once).
 * **Long polling**: a pop or notification with ``poll_ms`` waits for the next commit and tries
   again until its deadline; more than ``POLLING_MAX`` waiting answer POLLING_FULL at once.
 """
@@ -53,6 +55,10 @@ log = logging.getLogger("mqbench.broker.pop")
 POLLING_MAX = 1024
 SYNC_INTERVAL_MS = 200
 REVIVE_IDLE_MS = 200
+# the revive loop's sleep when no revive queue holds anything that waits and the revive topic's
+# growth is watched (it wakes the loop): a pass every 200 ms then only re-read empty queues, on
+# every leader, whether or not anyone uses POP (profile of an orders run: 4 % of the leader)
+REVIVE_QUIET_MS = 2_000
 REVIVE_RETRY_MS = 1000
 READ_CHUNK = 256
 FLUSH_GATHER_MS = 10         # a flush waits this long for more acks to join it (flushes <= 100/s)
@@ -498,9 +504,15 @@ class PopService:
                     if self._revive_growth is not None:
                         self._revive_seen = self._revive_growth.count   # before reading: none missed
                     self.sync()
+                    pending = False
                     wait_ms = REVIVE_IDLE_MS
                     for qid in range(self.engine.revive_queues):
-                        wait_ms = min(wait_ms, await self._revive_queue(qid))
+                        queue_wait_ms = await self._revive_queue(qid)
+                        if queue_wait_ms is not None:
+                            pending = True
+                            wait_ms = min(wait_ms, queue_wait_ms)
+                    if not pending and self._revive_growth is not None:
+                        wait_ms = REVIVE_QUIET_MS   # nothing waits: only a new revive record can matter
                     await self._revive_sleep(wait_ms)
                 except asyncio.CancelledError:
                     raise
@@ -513,8 +525,9 @@ class PopService:
             if self._revive_task is asyncio.current_task() or self._revive_task is None:
                 self._unwatch_revive_topic()
 
-    async def _revive_queue(self, qid: int) -> int:
-        """Revive what is due on revive queue ``qid``; returns ms until something may be due."""
+    async def _revive_queue(self, qid: int) -> int | None:
+        """Revive what is due on revive queue ``qid``; returns ms until something may be due, None
+        when the queue holds nothing that waits (read to its end)."""
         store, engine = self.store, self.engine
         topic = self.revive_topic
         offset = max(engine.revive_offset(qid), store.min_offset(topic, qid))
@@ -538,7 +551,7 @@ class PopService:
                         engine.revived(item, qid, msg.queue_offset + 1)
                     done = msg.queue_offset + 1
                 offset = msgs[-1].queue_offset + 1
-            return REVIVE_IDLE_MS
+            return None if offset >= top else REVIVE_IDLE_MS
         finally:
             if done > store.query_offset(handles.REVIVE_GROUP, topic, qid):
                 await self.group.commit_offset(handles.REVIVE_GROUP, topic, qid, done)

@@ -229,6 +229,16 @@ def test_java_hash():
     assert tags_code(None) == tags_code("") == 0
 
 
+def test_tags_code_remembered_per_tags_is_the_java_hash(monkeypatch):
+    from mqbench.broker.formats import tags as tags_module
+    monkeypatch.setattr(tags_module, "_TAGS_CODES", {})
+    monkeypatch.setattr(tags_module, "_TAGS_CODES_MAX", 3)       # so that the bound is reached
+    tag_list = ["TagA", "TagB", "TagA", "\U0001F600", "x" * 600, "TagA", "é", "TagB", "TagC", ""]
+    for tags in tag_list + tag_list:            # the second round answers from the remembered codes
+        assert tags_code(tags, "T") == (java_hash(tags) if tags else 0)
+        assert len(tags_module._TAGS_CODES) <= 3
+
+
 def test_schedule_topic_tags_code_is_deliver_time():
     props = {"DELAY": "3"}
     assert tags_code(None, "SCHEDULE_TOPIC_XXXX", properties=props, store_timestamp_ms=1000) == 11000
