@@ -1,6 +1,6 @@
 """A deterministic profile of mqbench's own processes (brokers, name server, run workers), for
 finding what costs per message, per loop turn or per unit of time: ``start(name)``, on when
-``MQBENCH_PROFILE=DIR`` is set.
+``MQBENCH_PROFILE=DIR`` is set (run workers only with ``MQBENCH_PROFILE_CLIENTS=1`` too).
 
 Why cProfile and not only a sampler: a sampler (py-spy) says where the time goes, but under uvloop
 it attributes most samples of a broker to ``Runner.run`` (the C loop calls Python callbacks
@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 ENV = "MQBENCH_PROFILE"
+CLIENTS_ENV = "MQBENCH_PROFILE_CLIENTS"
 SNAPSHOT_S = 5.0
 
 
@@ -81,12 +82,14 @@ class Profile:
         self.write()
 
 
-def start(name: str, loop=None) -> Profile | None:
+def start(name: str, loop=None, *, client: bool = False) -> Profile | None:
     """Profile this thread (the event loop's) when ``MQBENCH_PROFILE`` names a folder; None when it is
     unset. ``loop`` (the running loop) enables the periodic snapshots. Called once per process after
-    start-up, beside ``loop_stalls.watch``."""
+    start-up, beside ``loop_stalls.watch``. A ``client`` (a run worker: the load generator) is
+    profiled only with ``MQBENCH_PROFILE_CLIENTS=1`` as well: profiled, the producer worker builds
+    its workload about 3x slower and offers less (on a loaded machine: nothing in a 30 s run)."""
     folder = os.environ.get(ENV, "").strip()
-    if not folder:
+    if not folder or (client and os.environ.get(CLIENTS_ENV, "").strip() != "1"):
         return None
     os.makedirs(folder, exist_ok=True)
     safe = name.replace("/", "_").replace(os.sep, "_")   # an instance name holds a slash (broker-a/n0)

@@ -87,9 +87,9 @@ async def _worker(spec: dict, conn) -> None:
     driver_class = ProducerDriver if spec["role"] == "producer" else ConsumerDriver
     driver = driver_class(spec, lambda message: _send(conn, message), clock_ns=driver_clock(spec))
     # this process is the worker's own: tune its collector (and probe its loop when asked)
-    profiles = []   # MQBENCH_PROFILE=DIR (mqbench.profiling): stopped once the driver is done
+    profiles = []   # MQBENCH_PROFILE=DIR + MQBENCH_PROFILE_CLIENTS=1 (mqbench.profiling): stopped when done
     driver.settle = lambda: (settle_after_startup(), watch(spec["role"], loop),
-                             profiles.append(start_profile(spec["role"], loop)),
+                             profiles.append(start_profile(spec["role"], loop, client=True)),
                              hop_trace.start(spec["role"]))
 
     def on_readable() -> None:

@@ -10,10 +10,18 @@ def _work(n: int) -> int:
     return sum(range(n))
 
 
-def test_off_when_unset(monkeypatch, tmp_path):
+def test_off_when_unset_and_for_clients_unless_asked(monkeypatch, tmp_path):
     monkeypatch.delenv(profiling.ENV, raising=False)
     assert profiling.start("broker-a/n0") is None
+    monkeypatch.setenv(profiling.ENV, str(tmp_path / "prof"))
+    monkeypatch.delenv(profiling.CLIENTS_ENV, raising=False)
+    assert profiling.start("producer", client=True) is None      # the load generator: opt-in
     assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv(profiling.CLIENTS_ENV, "1")
+    profile = profiling.start("producer", client=True)
+    assert profile is not None
+    profile.stop()
+    assert [p.name.split("-")[0] for p in (tmp_path / "prof").iterdir()] == ["producer"]
 
 
 def test_counts_calls_and_reports_them_per_anchor(monkeypatch, tmp_path, capsys):
