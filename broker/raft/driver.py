@@ -223,10 +223,12 @@ class RaftDriver:
         step raises, is handed to the loop, which handles it whole through ``run_step`` (each step
         is safe to repeat; a message sent twice is one Raft ignores or answers again). An error
         outside the steps (the core's ``ready``/``advance``, ``on_ready``) stops the driver, as in
-        the loop."""
+        the loop. A call from inside another (an apply that proposes and calls it again) returns at
+        once: the outer call takes the new Ready after advancing its own."""
         if not self._idle or self.stopped:
             return
         node = self.node
+        self._idle = False          # one Ready between ``ready`` and ``advance`` at a time
         try:
             while node.has_ready():
                 rd = node.ready()
@@ -253,6 +255,8 @@ class RaftDriver:
                     self._on_ready()
         except Exception as exc:   # an invariant broke: stop, as the loop does
             self._stop(exc)
+        finally:
+            self._idle = not self._handoff
 
     def _kick(self) -> None:
         """After a tick: its Ready (heartbeats, a campaign) handled here when the loop is idle
