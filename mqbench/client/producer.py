@@ -254,10 +254,23 @@ class Producer(ClientBase):
             self._valid_topics.add(validate_topic(msg.topic))
         self._check_body(msg.body)
         uniq_key = self.ids.next()
-        properties = msg.wire_properties(uniq_key)
+        text = rec.encode_properties(msg.wire_properties(uniq_key)).decode("utf-8")
         body, sys_flag = compress_body(msg.body, self.codec, self.compress_over_bytes)
-        return self._submit(codes.SEND_MESSAGE_V2, msg.topic, body, sys_flag, msg.flag, properties, [uniq_key],
-                            on_done)
+        return self._submit(codes.SEND_MESSAGE_V2, msg.topic, body, sys_flag, msg.flag, text, [uniq_key], on_done)
+
+    def submit_text(self, topic: str, body: bytes, properties_text: str, uniq_key: str, flag: int = 0,
+                    on_done: Callable[[asyncio.Future], object] | None = None) -> asyncio.Future:
+        """``submit`` of a message whose property text the caller built: ``encode_properties`` of
+        what ``OutgoingMessage.wire_properties(uniq_key)`` gives, as text, with ``uniq_key`` from
+        ``self.ids``. For a load generator that prebuilds each message's properties once
+        (``pipeline.PropertyTemplate``); the text is sent as it is, so the caller vouches for it
+        (built by that encoder). Topic and body are checked, and the body compressed, as
+        ``submit`` does."""
+        if topic not in self._valid_topics:
+            self._valid_topics.add(validate_topic(topic))
+        self._check_body(body)
+        body, sys_flag = compress_body(body, self.codec, self.compress_over_bytes)
+        return self._submit(codes.SEND_MESSAGE_V2, topic, body, sys_flag, flag, properties_text, [uniq_key], on_done)
 
     def submit_batch(self, msgs: list[OutgoingMessage], on_done: Callable[[asyncio.Future], object] | None = None
                      ) -> asyncio.Future:
@@ -280,7 +293,8 @@ class Producer(ClientBase):
         if len(body) > self.body_bytes_max:  # an incompressible batch can grow by a few bytes
             raise UserError(f"compressed batch body of {len(body)} bytes exceeds {self.body_bytes_max}")
         batch_props = {PROPERTY_UNIQ_KEY: self.ids.next(), PROPERTY_WAIT: "true"}
-        return self._submit(codes.SEND_BATCH_MESSAGE, topic, body, sys_flag, 0, batch_props, ids, on_done)
+        return self._submit(codes.SEND_BATCH_MESSAGE, topic, body, sys_flag, 0,
+                            rec.encode_properties(batch_props).decode("utf-8"), ids, on_done)
 
     def _check_body(self, body: bytes) -> None:
         if not body:
@@ -288,7 +302,7 @@ class Producer(ClientBase):
         if len(body) > self.body_bytes_max:
             raise UserError(f"message body of {len(body)} bytes exceeds {self.body_bytes_max}")
 
-    def _submit(self, code: int, topic: str, body: bytes, sys_flag: int, flag: int, properties: dict[str, str],
+    def _submit(self, code: int, topic: str, body: bytes, sys_flag: int, flag: int, properties: str,
                 ids: list[str],
                 on_done: Callable[[asyncio.Future], object] | None = None) -> asyncio.Future:
         """The first attempt queued at once when it can be (``submit``), else ``_send`` in a task."""
@@ -303,7 +317,7 @@ class Producer(ClientBase):
             self._continue(result, self._send(code, topic, body, sys_flag, flag, properties, ids))
             return result
         born_ms = self.clock_ms()
-        properties_wire = json_string_content(rec.encode_properties(properties).decode("utf-8"))
+        properties_wire = json_string_content(properties)
         opaque = channel.next_opaque()
         reply = channel.submit(opaque, self._template(code, topic, queue, sys_flag, flag).frame(
             opaque, born_ms, properties_wire, body), self.send_timeout_ms)
@@ -361,11 +375,12 @@ class Producer(ClientBase):
         task.add_done_callback(settle)
         result.add_done_callback(lambda r: task.cancel() if r.cancelled() else None)
 
-    async def _send(self, code: int, topic: str, body: bytes, sys_flag: int, flag: int, properties: dict[str, str],
+    async def _send(self, code: int, topic: str, body: bytes, sys_flag: int, flag: int, properties: str,
                     ids: list[str], *, first_attempt: int = 1, failures: list[str] | None = None,
                     avoid: str | None = None, refresh: bool = False) -> SendResult:
+        """Attempts of one send; ``properties`` is the property text (``encode_properties``)."""
         failures = [] if failures is None else failures
-        wire_properties = rec.encode_properties(properties).decode("utf-8")
+        wire_properties = properties
         properties_wire: bytes | None = None
         route = await self.routes.get(topic)
         if refresh:

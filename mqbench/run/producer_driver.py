@@ -26,6 +26,11 @@ Contract of ``ProducerDriver(spec, report).run()``:
   cell's codec; with ``batch_compression`` each whole batch body too (the batch envelope).
 * ``--delay on``: a delayed message carries its DELAY level, or TIMER_DELIVER_MS for an arbitrary
   delay; its requested delivery time (send time + delay) goes in ``mqbDeliverNs``.
+* At a rate, a generated profile's messages are drawn before the clock starts (``pool``: the
+  worker's share of the run, at most ``POOL_MSGS_MAX``, sent in order and then again), each with
+  its property text prebuilt (``pipeline.PropertyTemplate``: only the intended time, delivery
+  time and id are filled in per send, the same bytes as the general path), so generating
+  messages does not count as the load generator's per-message cost nor slow its sends.
 * Every ``progress_ms`` it reports a ``progress`` document (cumulative counters and an encoded
   publish-latency histogram of the messages acknowledged since the previous report); at the end a
   ``done`` document with its ``RunMetrics``. Totals count, of the messages intended in the measured
@@ -39,22 +44,27 @@ import asyncio
 import itertools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable
 
+from mqbench.broker.formats.record import encode_properties
 from mqbench.client import OutgoingMessage, Producer
+from mqbench.client.pipeline import PropertyTemplate
 from mqbench.errors import MqbenchError
-from mqbench.harness.metrics import VALUE_US_MAX, RunMetrics, encode_histogram, new_histogram
+from mqbench.harness.metrics import VALUE_US_MAX, RunMetrics, encode_histogram, new_histogram, record_values
 from mqbench.run.consumer_driver import Deliveries, spec_credentials
+from mqbench.run.pool import Pool, pool_size
 from mqbench.run.schedule import Schedule
-from mqbench.run.stamps import stamp
+from mqbench.run.stamps import PROPERTY_DELIVER_NS, PROPERTY_INTENDED_NS, stamp
 from mqbench.workloads.message import TraceMessage
 from mqbench.workloads.source import is_trace_path, open_workload
 
 log = logging.getLogger(__name__)
 NS_PER_MS = 1_000_000
+# where a pooled message's per-send values go in its property template (NUL: never in the text)
+_MARK_INTENDED, _MARK_DELIVER, _MARK_ID = "\x00intended\x00", "\x00deliver\x00", "\x00id\x00"
 # Long enough for a batch of 64 to fill at 64 msgs/s per topic and producer worker, short enough
 # that a batch never holds a message longer than an application batching by hand would.
 LINGER_MS_DEFAULT = 1000
@@ -114,6 +124,7 @@ class ProducerDriver:
         self.in_flight_max = int(spec.get("in_flight_max", 1000))
         self._window_free: asyncio.Future | None = None   # set when a send finds the window full
         self.interval_latency = new_histogram()
+        self._interval_values: list[int] = []   # recorded in interval_latency in bulk, at each report
         self.stopping = False
         self.last_error: str | None = None
         self._buffers: dict[str, list[tuple[int, TraceMessage]]] = {}
@@ -124,6 +135,8 @@ class ProducerDriver:
         self.metrics: RunMetrics | None = None
         self.schedule: Schedule | None = None
         self.rate_share = float(spec.get("topic_share", 1.0))   # this worker's topics' share of the total rate
+        self._pooled = False    # the messages come from a pool (prepare): the same objects again and again
+        self._templates: dict[int, tuple[TraceMessage, PropertyTemplate | None]] = {}   # id -> pooled message's
 
     def begin(self, start_ns: int) -> None:
         """The run's clock starts: build the metrics and the schedule on ``start_ns``."""
@@ -160,8 +173,21 @@ class ProducerDriver:
         # at a rate the pacer gives the times: the profile's own arrival times are not drawn
         workload = open_workload(spec["source"], spec["seed"], part=part if own else (0, 1), timed=not paced)
         messages = workload.messages if topics is None else (m for m in workload.messages if m.topic in topics)
-        first = next(messages, None)
-        messages = itertools.chain(() if first is None else (first,), messages)
+        if paced:
+            # drawn now, not per send: generating a message costs more than sending it (``pool``)
+            rate = spec.get("rate")
+            share = rate * self.rate_share / part[1] if isinstance(rate, (int, float)) else rate
+            if not spec["delay"]:     # stripped once in the pool, not per send (the schedule's copy)
+                messages = (replace(m, delay_ms=0, delay_level=0) if m.delay_ms or m.delay_level else m
+                            for m in messages)
+            pool = Pool(messages, pool_size(share, spec["warmup_ms"], spec["duration_ms"]))
+            self._pooled = True
+            for message in pool.messages:       # each one's property text, now too
+                self._property_template(message)
+            messages = iter(pool)
+        else:
+            first = next(messages, None)
+            messages = itertools.chain(() if first is None else (first,), messages)
         self.settle()   # start-up is over (a worker process: short, rare collector pauses, gc_pauses)
         self._workload = (workload, messages, own)
         return self._workload
@@ -290,24 +316,62 @@ class ProducerDriver:
         if self.totals.in_flight >= self.in_flight_max:
             await self._window_wait()   # a full window is where a slow broker turns into publish delay
         sent_ns = self.clock_ns()
-        outgoing = []
-        for intended, message in items:
+        for intended, _message in items:
             self.metrics.record_send(intended, sent_ns)
             if self.metrics.measure_start_ns <= intended < self.end_ns:
                 self.totals.measured_sent += 1
-            outgoing.append(self._outgoing(message, intended, sent_ns))
         self.totals.sent += len(items)
         self.totals.in_flight += 1
         # no Task per send: the producer queues the frame; the answer comes back as a callback, run
         # in the loop turn that read it (on_done), so the ack is timed there, not a turn later
         answered = partial(self._answered, items, sent_ns)
         try:
-            reply = producer.submit(outgoing[0], answered) if len(outgoing) == 1 else \
-                producer.submit_batch(outgoing, answered)
+            if len(items) > 1:
+                reply = producer.submit_batch([self._outgoing(m, i, sent_ns) for i, m in items], answered)
+            else:
+                intended, message = items[0]
+                template = self._property_template(message) if self._pooled else None
+                if template is None:
+                    reply = producer.submit(self._outgoing(message, intended, sent_ns), answered)
+                else:
+                    uniq_key = producer.ids.next()
+                    values = (str(intended), uniq_key) if len(template.slots) == 2 else \
+                        (str(intended), str(sent_ns + message.delay_ms * NS_PER_MS), uniq_key)
+                    reply = producer.submit_text(message.topic, message.body, template.fill(values), uniq_key,
+                                                 on_done=answered)
         except MqbenchError as exc:
             self._failed(items, exc)
             return
         self._replies.add(reply)
+
+    def _property_template(self, message: TraceMessage) -> PropertyTemplate | None:
+        """The property text of a pooled message with slots for its intended time, delivery time
+        (delayed) and id, built once (for the whole pool in ``prepare``, before the clock starts);
+        None where a send needs the general path (an arbitrary delay's TIMER_DELIVER_MS is read
+        off the wall clock per send)."""
+        entry = self._templates.get(id(message))
+        if entry is None:          # the entry holds the message, so its id is not reused meanwhile
+            template = None
+            try:
+                template = self._build_property_template(message)
+            except MqbenchError:
+                pass               # a message the general path refuses: it does so at its send
+            entry = self._templates[id(message)] = (message, template)
+        return entry[1]
+
+    def _build_property_template(self, message: TraceMessage) -> PropertyTemplate | None:
+        """``_outgoing``'s message with marks for the per-send values, its text split at them."""
+        if message.delay_ms and not message.delay_level:
+            return None
+        properties = stamp(message.properties, self.spec["run_id"], 0, 0 if message.delay_ms else None)
+        properties[PROPERTY_INTENDED_NS] = _MARK_INTENDED
+        if message.delay_ms:
+            properties[PROPERTY_DELIVER_NS] = _MARK_DELIVER
+        out = OutgoingMessage(message.topic, message.body, tags=message.tags or None,
+                              keys=[message.key] if message.key else [], properties=properties,
+                              delay_level=message.delay_level)
+        text = encode_properties(out.wire_properties(_MARK_ID)).decode("utf-8")
+        return PropertyTemplate(text, (_MARK_INTENDED, _MARK_DELIVER, _MARK_ID))
 
     async def _window_wait(self) -> None:
         while self.totals.in_flight >= self.in_flight_max:
@@ -338,6 +402,7 @@ class ProducerDriver:
         totals, metrics = self.totals, self.metrics
         on_time = acked_ns <= self.end_ns + self.ack_grace_ns
         latency_us = min(max(1, (acked_ns - sent_ns) // 1000), VALUE_US_MAX)
+        interval = self._interval_values
         for intended, message in items:
             size = len(message.body)
             if metrics.measure_start_ns <= intended < self.end_ns:
@@ -345,7 +410,7 @@ class ProducerDriver:
                 if on_time:
                     totals.measured_acked_on_time += 1
             metrics.record_ack(sent_ns, acked_ns, size)
-            self.interval_latency.record_value(latency_us)
+            interval.append(latency_us)
             totals.acked += 1
             totals.acked_bytes += size
             if message.delay_ms:
@@ -389,6 +454,8 @@ class ProducerDriver:
         now = self.clock_ns()
         buffered = sum(len(b) for b in self._buffers.values())
         self.totals.publish_backlog = self.schedule.overdue(now) + buffered
+        values, self._interval_values = self._interval_values, []
+        record_values(self.interval_latency, values)
         histogram, self.interval_latency = self.interval_latency, new_histogram()
         return {"type": "progress", "role": "producer", "t_ns": now, "totals": self.totals.as_dict(),
                 "rate_per_s": self.schedule.total_rate_per_s,
