@@ -38,10 +38,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from mqbench.broker.formats import codes, headers
-from mqbench.broker.formats.command import RemotingCommand, encode_command
+from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.formats.topics import validate_group, validate_topic
 from mqbench.client.connections import TRANSPORT_ERRORS, ClientError
 from mqbench.client.messages import ReceivedMessage, decode_pulled, matches_tags
+from mqbench.client.pipeline import FrameTemplate
 from mqbench.client.producer import ClientBase
 from mqbench.client.routes import MessageQueue, allocate_averagely
 from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec
@@ -87,6 +88,7 @@ class _QueueState:
     active: bool = True
     task: asyncio.Task | None = None
     pull_ext: dict | None = None                           # the PULL_MESSAGE header fields, built once
+    pull_frame: FrameTemplate | None = None                # and encoded once (for pull_ext's subscription)
 
     def commit_offset(self) -> int:
         """The oldest offset buffered and not handed out (a chunk not decoded yet: the offset its
@@ -430,7 +432,9 @@ class Consumer(ClientBase):
                               f"{response.remark or ''}")
         return headers.OffsetResponseHeader.from_ext(response.ext_fields).offset
 
-    def _pull_request(self, state: _QueueState) -> RemotingCommand:
+    def _pull_fields(self, state: _QueueState) -> tuple[dict, tuple[str, str, str]]:
+        """The queue's PULL_MESSAGE header fields (fixed per queue and subscription: built once) and
+        the three that change per pull: (queueOffset, sysFlag, commitOffset)."""
         commit = state.commit_offset()
         sys_flag = codes.PULL_FLAG_SUSPEND | codes.PULL_FLAG_SUBSCRIPTION
         if commit > 0 and commit != state.committed:
@@ -438,15 +442,18 @@ class Consumer(ClientBase):
         subscription = self.subscriptions.get(state.queue.topic, "*")
         template = state.pull_ext
         if template is None or template.get("subscription") != subscription:
-            # the header's fields are fixed per queue but for three: built once, then copied
             template = state.pull_ext = headers.PullMessageHeader(
                 consumer_group=self.group, topic=state.queue.topic, queue_id=state.queue.queue_id, queue_offset=0,
                 max_msg_nums=self.pull_batch_size, sys_flag=0, commit_offset=0,
                 suspend_timeout_ms=self.suspend_timeout_ms, subscription=subscription, sub_version=0,
                 expression_type="TAG", inner_batch_as_stored=True).to_ext()
+            state.pull_frame = None
+        return template, (str(state.next_offset), str(sys_flag), str(max(commit, 0)))
+
+    def _pull_request(self, state: _QueueState) -> RemotingCommand:
+        template, (queue_offset, sys_flag, commit) = self._pull_fields(state)
         ext = dict(template)
-        ext["queueOffset"], ext["sysFlag"], ext["commitOffset"] = (str(state.next_offset), str(sys_flag),
-                                                                   str(max(commit, 0)))
+        ext["queueOffset"], ext["sysFlag"], ext["commitOffset"] = queue_offset, sys_flag, commit
         return RemotingCommand.request(codes.PULL_MESSAGE, ext)
 
     async def _send_pull(self, addr: str, state: _QueueState) -> asyncio.Future:
@@ -455,11 +462,16 @@ class Consumer(ClientBase):
         pull goes through ``request`` in a Task."""
         timeout_ms = self.suspend_timeout_ms + self.request_timeout_ms
         channel = await self.pool.channel(addr)
-        cmd = self._pull_request(state)
         if channel.credentials is not None:
-            return asyncio.ensure_future(channel.request(cmd, timeout_ms))
-        cmd.opaque = channel.next_opaque()
-        return channel.submit(cmd.opaque, encode_command(cmd), timeout_ms)
+            return asyncio.ensure_future(channel.request(self._pull_request(state), timeout_ms))
+        # the frame encoded once per queue, the three fields that change spliced in (pipeline.py)
+        template, values = self._pull_fields(state)
+        frame = state.pull_frame
+        if frame is None:
+            frame = state.pull_frame = FrameTemplate(codes.PULL_MESSAGE, template,
+                                                     ("queueOffset", "sysFlag", "commitOffset"))
+        opaque = channel.next_opaque()
+        return channel.submit(opaque, frame.frame(opaque, tuple(v.encode() for v in values)), timeout_ms)
 
     async def _on_pull_response(self, state: _QueueState, response: RemotingCommand, tags: set[str] | None) -> bool:
         """Move the queue to the answer's next offset; a SUCCESS body goes into the buffer as one
