@@ -182,8 +182,9 @@ class ProducerDriver:
                             for m in messages)
             pool = Pool(messages, pool_size(share, spec["warmup_ms"], spec["duration_ms"]))
             self._pooled = True
-            for message in pool.messages:       # each one's property text, now too
-                self._property_template(message)
+            if "run_id" in spec:                # each one's property text, now too
+                for message in pool.messages:
+                    self._property_template(message)
             messages = iter(pool)
         else:
             first = next(messages, None)

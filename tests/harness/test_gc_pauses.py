@@ -46,7 +46,7 @@ def test_the_producer_driver_settles_once_its_workload_is_built():
     message, and begin() alone prepares too."""
     from mqbench.run.producer_driver import ProducerDriver
 
-    spec = {"subscriptions": [], "batch_msgs": {}, "duration_ms": 10_000, "warmup_ms": 0, "window_ms": 10_000,
+    spec = {"subscriptions": [], "batch_msgs": {}, "duration_ms": 1_000, "warmup_ms": 0, "window_ms": 1_000,
             "source": "orders", "seed": 3, "rate": 1000.0, "worker_index": 0, "workers": 1, "delay": True,
             "topics": ["order_events", "order_payment_timeout"]}
     calls = []

@@ -8,7 +8,7 @@ S = 1_000_000_000
 
 
 def _spec(**extra):
-    return {"subscriptions": [], "batch_msgs": {}, "duration_ms": 10_000, "warmup_ms": 0, "window_ms": 10_000,
+    return {"subscriptions": [], "batch_msgs": {}, "duration_ms": 1_000, "warmup_ms": 0, "window_ms": 1_000,
             "source": "orders", "seed": 3, "rate": 1000.0, "worker_index": 0, "workers": 1, "delay": True,
             "topics": ["order_events", "order_payment_timeout"], **extra}
 
