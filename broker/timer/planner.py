@@ -336,6 +336,23 @@ class DelayPlanner:
             elif b < top:
                 plan.more = True
 
+    def levels_grew_unplanned(self) -> bool:
+        """Whether a schedule queue holds records past its progress that no step has planned for:
+        False when every level is either empty past its progress or waiting for its head's due
+        time (``level_waiting`` at the progress offset). Records added behind a waiting head are
+        due no sooner than it (store times only grow, and a level is delivered in queue order), so
+        the sleep to that due time already covers them: growth there needs no wake-up."""
+        levels, waiting = self.progress.levels, self.level_waiting
+        max_offset = self.store.max_offset
+        for level in range(1, self.config.max_level + 1):
+            a = levels.get(level, 0)
+            head = waiting.get(level)
+            if head is not None and head[0] == a:
+                continue
+            if max_offset(SCHEDULE_TOPIC, level - 1) > a:
+                return True
+        return False
+
     def timer_start(self, plan: StepPlan, now: int) -> bool:
         """Whether the timer part of this step runs: not while this clock is behind the last
         window's end (then the plan waits for it)."""
