@@ -221,7 +221,7 @@ class Broker:
 
     def _on_commit(self) -> None:
         store = self.group.store
-        self.ctx.waiters.notify_from(store.max_offset)
+        self.ctx.waiters.notify_from(store.max_offset, store.queues.take_grown())
         self._call_listeners(self.commit_listeners)
 
     @staticmethod

@@ -130,6 +130,8 @@ class QueueSet:
         self._combined: set[int] = set()
         # topic -> the counters of those who ``watch`` it (bumped by dispatch)
         self.watched: dict[str, list[Growth]] = {}
+        # (topic, queue_id) of every queue dispatch wrote to since the last ``take_grown``
+        self.grown: set[tuple[str, int]] = set()
         for kind in (CQ_DIR, BCQ_DIR):
             for topic, qid in self._on_disk(kind):
                 self.get(topic, qid, batch=kind == BCQ_DIR)
@@ -201,6 +203,12 @@ class QueueSet:
             if not watchers:
                 del self.watched[topic]
 
+    def take_grown(self) -> set[tuple[str, int]]:
+        """The (topic, queue_id) of every queue that dispatch wrote units to since the last call
+        (the broker wakes the pulls waiting on those after a commit; at most one key per queue)."""
+        grown, self.grown = self.grown, set()
+        return grown
+
     def find(self, topic: str, queue_id: int) -> ConsumeQueue | BatchConsumeQueue | None:
         key = (topic, queue_id)
         return self.bcqs.get(key) or self.cqs.get(key)
@@ -237,6 +245,7 @@ def dispatch_record(queues: QueueSet, info: DispatchInfo, is_batch_topic: Callab
     watchers = queues.watched.get(info.topic)
     if watchers:
         _grew(watchers, 1)
+    queues.grown.add((info.topic, info.queue_id))
     if info.is_inner_batch or is_batch_topic(info.topic):
         q = queues.get(info.topic, info.queue_id, batch=True)
         q.put(BcqUnit(info.physical_offset, info.size, info.tags_code, info.store_timestamp_ms,
@@ -372,6 +381,7 @@ class Dispatcher:
         if not count:
             return False
         watched, cqs = queues.watched, queues.cqs
+        queues.grown.update(groups)
         for key, (first, _, flat) in groups.items():
             if watched:
                 watchers = watched.get(key[0])

@@ -123,6 +123,39 @@ def test_pull_waiters_notify_from_wakes_only_satisfied_queues():
     asyncio.run(scenario())
 
 
+def test_pull_waiters_notify_from_checks_only_the_queues_that_grew():
+    async def scenario():
+        waiters = PullWaiters()
+        woken = asyncio.ensure_future(waiters.wait("T", 0, 5, 5000))
+        other = asyncio.ensure_future(waiters.wait("T", 1, 5, 300))
+        await asyncio.sleep(0)
+        asked = []
+
+        def max_offset(topic, queue_id):
+            asked.append((topic, queue_id))
+            return 6
+        assert waiters.notify_from(max_offset, {("T", 0), ("U", 3)}) == 1
+        assert asked == [("T", 0)]          # only a grown queue someone waits on is looked up
+        assert await woken is True and await other is False
+
+    asyncio.run(scenario())
+
+
+def test_dispatch_names_every_queue_it_wrote(tmp_path):
+    from mqbench.broker.formats.batch import BatchItem
+    from mqbench.broker.formats.record import Message
+    from mqbench.broker.store.store import Store
+
+    store = Store.open(tmp_path / "s", "v5", create=True)
+    store.create_topic("B", attributes={"queue.type": "BatchCQ"})
+    store.queues.take_grown()
+    store.append(Message(topic="T", queue_id=2, body=b"x"))
+    store.append_batch("B", 1, [BatchItem(b"i", {}), BatchItem(b"j", {})], consolidate=True)
+    assert store.queues.take_grown() == {("T", 2), ("B", 1)}
+    assert store.queues.take_grown() == set()
+    store.close()
+
+
 def test_pull_waiter_wakes_times_out_and_cleans_up():
     """A notified wait returns True in the next loop turn; a timed-out one False; a timed-out or
     cancelled wait leaves nothing behind (its own timer since it no longer uses ``wait_for``)."""
