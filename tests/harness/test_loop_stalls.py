@@ -29,8 +29,16 @@ def test_a_long_turn_is_recorded_with_its_callback(tmp_path, monkeypatch):
 
     probe = asyncio.run(main())
     assert probe.over10 >= 1 and probe.over20 >= 1
-    stalls = [json.loads(line) for path in tmp_path.iterdir() for line in path.read_text().splitlines()]
-    stalls = [s for s in stalls if not s.get("summary")]
+    # the watchdog thread writes what the beat recorded on its next sample, which can come after
+    # the loop (and asyncio.run) ended: wait for the line, with a deadline
+    deadline = time.monotonic() + 5
+    while True:
+        stalls = [json.loads(line) for path in tmp_path.iterdir() for line in path.read_text().splitlines()]
+        stalls = [s for s in stalls if not s.get("summary")]
+        busy = [s for s in stalls if any("_busy_turn_of_40ms" in k for k in s["stacks"])]
+        if busy or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     assert any(s["stall_ms"] >= 30 and any("_busy_turn_of_40ms" in k for k in s["stacks"]) for s in stalls)
     (row,) = loop_stalls.summarize(str(tmp_path), cpu_ms_min=5)
     assert row["process"].startswith("t-") and row["own_cpu_over_5ms"] >= 1   # a busy turn: our own CPU
