@@ -67,12 +67,7 @@ def validate_topic(name: object) -> str:
     limit = TOPIC_MAX_LENGTH
     if isinstance(name, str) and name.startswith((RETRY_GROUP_TOPIC_PREFIX, DLQ_GROUP_TOPIC_PREFIX)):
         limit = RETRY_DLQ_TOPIC_MAX_LENGTH
-    checked = _check_name("topic", name, limit)
-    if type(checked) is str:
-        if len(_VALID_TOPICS) >= _VALID_TOPICS_MAX:
-            _VALID_TOPICS.clear()
-        _VALID_TOPICS.add(checked)
-    return checked
+    return _remember(_VALID_TOPICS, _check_name("topic", name, limit))
 
 
 _VALID_GROUPS: set[str] = set()      # names validate_group accepted (as _VALID_TOPICS)
@@ -82,11 +77,16 @@ def validate_group(name: object) -> str:
     """Return ``name`` if RocketMQ accepts it as a consumer/producer group, else raise UserError."""
     if type(name) is str and name in _VALID_GROUPS:     # a pull's offset note and every offset of a
         return name                                     # snapshot, applied on every replica, check it
-    checked = _check_name("group", name, GROUP_MAX_LENGTH)
+    return _remember(_VALID_GROUPS, _check_name("group", name, GROUP_MAX_LENGTH))
+
+
+def _remember(accepted: set[str], checked: str) -> str:
+    """Add a name ``_check_name`` accepted to ``accepted`` (emptied once it holds
+    ``_VALID_TOPICS_MAX`` names, so a stream of new names cannot grow it) and return it."""
     if type(checked) is str:
-        if len(_VALID_GROUPS) >= _VALID_TOPICS_MAX:
-            _VALID_GROUPS.clear()
-        _VALID_GROUPS.add(checked)
+        if len(accepted) >= _VALID_TOPICS_MAX:
+            accepted.clear()
+        accepted.add(checked)
     return checked
 
 
