@@ -14,6 +14,9 @@ from mqbench.migrate import run
 
 
 def main() -> None:
+    # Python keeps SIGINT ignored when it starts with it ignored (a background job, some test
+    # runners' workers), and then the kill below does nothing: install the terminal's handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     at = int(sys.argv[1])
     run.CHECKPOINT_EVERY_BYTES = 4096
     count = [0]
