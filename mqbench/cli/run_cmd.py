@@ -16,7 +16,8 @@ from mqbench.errors import UserError
 MEASURED_FIELDS = ("batch_achieved", "disk_user_bytes_per_msg", "disk_meta_bytes_total", "disk_stamp_bytes_total",
                    "disk_batched_bytes_per_msg",
                    "broker_cpu_us_per_msg",
-                   "client_cpu_us_per_msg", "broker_cpu_machine_share", "client_cpu_machine_share")
+                   "client_cpu_us_per_msg", "broker_cpu_machine_share", "client_cpu_machine_share",
+                   "producer_cpu_us_per_msg", "consumer_cpu_us_per_msg", "consumer_cpu_us_per_delivery")
 
 
 def _parse_rate(text: str):

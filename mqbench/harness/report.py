@@ -301,7 +301,8 @@ def _row(loaded: "LoadedResult", run_number: int, cell: dict, daily_messages, pe
         row["publish_latency_ms_p50"] = search.get("hold_publish_latency_ms_p50")
         row["publish_latency_ms_p99"] = search.get("hold_publish_latency_ms_p99")
     for name in ("broker_cpu_us_per_msg", "client_cpu_us_per_msg", "broker_cpu_machine_share",
-                 "client_cpu_machine_share"):
+                 "client_cpu_machine_share", "producer_cpu_us_per_msg", "consumer_cpu_us_per_msg",
+                 "consumer_cpu_us_per_delivery"):
         row[name] = cell.get(name)
     basis = _sizing_basis(verdict)
     row["sizing_basis_msgs_per_s"] = basis

@@ -82,7 +82,9 @@ def _check_layout(layout: Any, where: str, label: str) -> None:
 #: Optional cell figures (other parts of ``mqbench run`` add them): a number or null when present.
 _OPTIONAL_CELL_NUMBERS = ("disk_user_bytes_per_msg", "disk_meta_bytes_total", "disk_stamp_bytes_total",
                           "disk_batched_bytes_per_msg", "broker_cpu_us_per_msg",
-                          "client_cpu_us_per_msg", "broker_cpu_machine_share", "client_cpu_machine_share")
+                          "client_cpu_us_per_msg", "broker_cpu_machine_share", "client_cpu_machine_share",
+                          "producer_cpu_us_per_msg", "consumer_cpu_us_per_msg",
+                          "consumer_cpu_us_per_delivery")
 
 
 def _check_optional_cell_fields(cell: dict, where: str) -> None:

@@ -224,6 +224,12 @@ field                                       meaning
                                             brokers on Ray nodes the broker share divides by the
                                             summed CPU count of the nodes that host them (not
                                             the driver's); the client share stays this machine's
+``cells[].producer_cpu_us_per_msg``         the client figure split by role: the producer worker
+``cells[].consumer_cpu_us_per_msg``         processes' and the consumer worker processes' CPU µs
+                                            per acknowledged message (the rest of the client
+                                            figure is the mqbench parent); null on Ray
+``cells[].consumer_cpu_us_per_delivery``    the consumer workers' CPU µs per delivery (every
+                                            group's: orders has three per message)
 ==========================================  ========================================================
 """
 from __future__ import annotations

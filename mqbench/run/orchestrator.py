@@ -218,24 +218,42 @@ class _Probe:
         return self.cpu.broker_s
 
 
-def _cpu_now(env: Environment, client_pids: list[int]) -> CpuSample:
+@dataclass(frozen=True)
+class _ClientPids:
+    """The load generator's processes: all of them (this one included) and, where they run on this
+    machine, each role's workers (``probes``: the producer / consumer split; None on Ray)."""
+
+    all: list[int]
+    producer: list[int] | None
+    consumer: list[int] | None
+
+
+def _client_pids(workers: WorkerSet, local: bool) -> _ClientPids:
+    def of(role: str) -> list[int] | None:
+        return [w.process.pid for w in workers.of_role(role) if w.process.pid] if local else None
+    return _ClientPids([os.getpid()] + [w.process.pid for w in workers.workers if w.process.pid],
+                       of("producer"), of("consumer"))
+
+
+def _cpu_now(env: Environment, client_pids: _ClientPids) -> CpuSample:
     if env.embedded and env.ray is not None and env.state is not None:
         # brokers on Ray nodes: their pids mean nothing here; each host's actor reads its own node's
         brokers = [r for r in env.state.processes.values() if r.kind == "broker"]
         readings = env.state.hosts().cpu_s(brokers)
-        sample = sample_cpu(None, client_pids, time.monotonic_ns())
-        return CpuSample(sample.t_ns, sum(v for v in readings.values() if v is not None), sample.client_s)
-    return sample_cpu(env.broker_pids if env.embedded else None, client_pids, time.monotonic_ns())
+        sample = sample_cpu(None, client_pids.all, time.monotonic_ns(), client_pids.producer, client_pids.consumer)
+        return replace(sample, broker_s=sum(v for v in readings.values() if v is not None))
+    return sample_cpu(env.broker_pids if env.embedded else None, client_pids.all, time.monotonic_ns(),
+                      client_pids.producer, client_pids.consumer)
 
 
-async def _cpu_sample(env: Environment, client_pids: list[int]) -> CpuSample:
+async def _cpu_sample(env: Environment, client_pids: _ClientPids) -> CpuSample:
     """``_cpu_now``; on Ray nodes off the event loop (actor calls), locally at once as ever."""
     if env.ray is None:
         return _cpu_now(env, client_pids)
     return await asyncio.to_thread(_cpu_now, env, client_pids)
 
 
-async def _probe(env: Environment, client_pids: list[int]) -> _Probe:
+async def _probe(env: Environment, client_pids: _ClientPids) -> _Probe:
     cpu = await _cpu_sample(env, client_pids)
     nodes = None if env.ray is None else await asyncio.to_thread(env.ray.sample_counters)
     if not env.embedded:
@@ -287,7 +305,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             workers.send(producers, {"op": "rate", "rate_per_s": rate_now, "from_ns": start_ns})
         probe_start = probe_end = None
         hold_checks: list = []  # (state, rate, publish latency histogram) of every check
-        client_pids = [os.getpid()] + [w.process.pid for w in workers.workers if w.process.pid]
+        client_pids = _client_pids(workers, local=env.ray is None)
         cpu_edges: list[CpuSample] = []     # at each window edge of the measured phase
         check_started_ns = None
         settle_until_ns = measure_ns
@@ -417,7 +435,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
         "measured_acked_on_time_msgs": after_drain["measured_acked_on_time"],
     })
     doc.update(cpu_figures(probe_start.cpu, probe_end.cpu, merged.total().counters["published"],
-                           broker_cpus=_broker_node_cpus(env, probe_end)))
+                           broker_cpus=_broker_node_cpus(env, probe_end), consumed=merged.total().counters["consumed"]))
     edges = cpu_edges[:len(doc["windows"])] + [probe_end.cpu]
     for index, window in enumerate(doc["windows"]):
         first, last = edges[index:index + 2] if index + 1 < len(edges) else (None, None)

@@ -17,6 +17,13 @@
   busy). The broker side is None when the brokers are not ours (``--target``). With the brokers
   on other machines (Ray nodes) the broker share divides by those machines' CPUs instead
   (``broker_cpus``: the summed CPU count of the distinct nodes that host brokers).
+  The load generator is also split by role (``producer_pids`` / ``consumer_pids``, both parts of
+  ``client_pids``): ``producer_cpu_us_per_msg`` and ``consumer_cpu_us_per_msg`` are each role's
+  worker processes' CPU per acknowledged message (so they add up to the client figure minus the
+  mqbench parent's share), and ``consumer_cpu_us_per_delivery`` the consumers' CPU per
+  delivery (``consumed``: every group's deliveries, so a profile with three groups divides by
+  about three times the messages). None when the role's processes were not sampled (Ray workers
+  on other nodes) or nothing was counted.
 """
 from __future__ import annotations
 
@@ -60,25 +67,39 @@ class CpuSample:
     t_ns: int
     broker_s: float | None
     client_s: float
+    producer_s: float | None = None   # the producer workers' part of client_s
+    consumer_s: float | None = None   # the consumer workers' part of client_s
 
 
-def sample_cpu(broker_pids: Iterable[int] | None, client_pids: Iterable[int], t_ns: int) -> CpuSample:
-    return CpuSample(t_ns, None if broker_pids is None else cpu_seconds(broker_pids), cpu_seconds(client_pids))
+def sample_cpu(broker_pids: Iterable[int] | None, client_pids: Iterable[int], t_ns: int,
+               producer_pids: Iterable[int] | None = None, consumer_pids: Iterable[int] | None = None) -> CpuSample:
+    return CpuSample(t_ns, None if broker_pids is None else cpu_seconds(broker_pids), cpu_seconds(client_pids),
+                     None if producer_pids is None else cpu_seconds(producer_pids),
+                     None if consumer_pids is None else cpu_seconds(consumer_pids))
+
+
+def _used(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else max(0.0, b - a)
 
 
 def cpu_figures(first: CpuSample, last: CpuSample, msgs: int, cpus: int | None = None,
-                broker_cpus: int | None = None) -> dict:
+                broker_cpus: int | None = None, consumed: int | None = None) -> dict:
     """The cell's CPU fields between two samples (module doc); None where not measurable.
     ``cpus``: this machine's CPU count (default ``os.cpu_count()``); ``broker_cpus``: the CPUs the
-    brokers run on when that is not this machine (their nodes' summed count)."""
+    brokers run on when that is not this machine (their nodes' summed count); ``consumed``: the
+    deliveries of every group over the same time (``consumer_cpu_us_per_delivery``)."""
     cpus = cpus or os.cpu_count() or 1
     wall_s = (last.t_ns - first.t_ns) / 1e9
     out = {}
     for side, a, b, side_cpus in (("broker", first.broker_s, last.broker_s, broker_cpus or cpus),
                                   ("client", first.client_s, last.client_s, cpus)):
-        used = None if a is None or b is None else max(0.0, b - a)
+        used = _used(a, b)
         out[f"{side}_cpu_us_per_msg"] = used * 1e6 / msgs if used is not None and msgs else None
         out[f"{side}_cpu_machine_share"] = used / (wall_s * side_cpus) if used is not None and wall_s > 0 else None
+    producer, consumer = _used(first.producer_s, last.producer_s), _used(first.consumer_s, last.consumer_s)
+    out["producer_cpu_us_per_msg"] = producer * 1e6 / msgs if producer is not None and msgs else None
+    out["consumer_cpu_us_per_msg"] = consumer * 1e6 / msgs if consumer is not None and msgs else None
+    out["consumer_cpu_us_per_delivery"] = consumer * 1e6 / consumed if consumer is not None and consumed else None
     return out
 
 

@@ -94,6 +94,9 @@ def test_batch_cells_batch_and_figures_are_the_users_own(tmp_path):
         assert cell["disk_user_bytes_per_msg"] > 500      # ~650 B orders bodies plus headers
         assert cell["broker_cpu_us_per_msg"] == pytest.approx(cell["cpu_s_per_million_msgs"])
         assert cell["client_cpu_us_per_msg"] > 0
+        # the client figure split by role (#15): each worker role's own CPU, per message and per delivery
+        assert cell["producer_cpu_us_per_msg"] > 0 and cell["consumer_cpu_us_per_msg"] > 0
+        assert cell["consumer_cpu_us_per_delivery"] < cell["consumer_cpu_us_per_msg"]   # three groups
         assert 0 < cell["broker_cpu_machine_share"] <= 1 and 0 < cell["client_cpu_machine_share"] <= 1
         assert any(w["broker_cpu_s"] for w in cell["windows"]) and any(w["client_cpu_s"] for w in cell["windows"])
     assert batched["disk_user_bytes_per_msg"] < single["disk_user_bytes_per_msg"]    # one header per 64

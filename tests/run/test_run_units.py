@@ -294,12 +294,33 @@ def test_cpu_figures_split_broker_and_load_generator_per_message_and_machine_sha
     last = CpuSample(2_000_000_000, broker_s=11.0, client_s=4.5)
     figures = cpu_figures(first, last, msgs=1000, cpus=2)
     assert figures == {"broker_cpu_us_per_msg": 1000.0, "broker_cpu_machine_share": 0.25,
-                       "client_cpu_us_per_msg": 500.0, "client_cpu_machine_share": 0.125}
+                       "client_cpu_us_per_msg": 500.0, "client_cpu_machine_share": 0.125,
+                       "producer_cpu_us_per_msg": None, "consumer_cpu_us_per_msg": None,
+                       "consumer_cpu_us_per_delivery": None}
     target = cpu_figures(CpuSample(0, None, 1.0), CpuSample(10**9, None, 1.5), msgs=0, cpus=1)
     assert target == {"broker_cpu_us_per_msg": None, "broker_cpu_machine_share": None,
-                      "client_cpu_us_per_msg": None, "client_cpu_machine_share": 0.5}
+                      "client_cpu_us_per_msg": None, "client_cpu_machine_share": 0.5,
+                      "producer_cpu_us_per_msg": None, "consumer_cpu_us_per_msg": None,
+                      "consumer_cpu_us_per_delivery": None}
     sample = sample_cpu(None, [os.getpid()], 5)
     assert sample.broker_s is None and sample.client_s > 0 and sample.t_ns == 5
     # brokers on other machines (Ray nodes, 3 x 4 CPUs): their share divides by those CPUs, not this machine's
     placed = cpu_figures(first, last, msgs=1000, cpus=2, broker_cpus=12)
     assert placed["broker_cpu_machine_share"] == 1.0 / (2 * 12) and placed["client_cpu_machine_share"] == 0.125
+
+
+def test_cpu_figures_split_the_load_generator_into_producers_and_consumers():
+    # #15/#16: the producers' and the consumers' CPU each per acknowledged message, the consumers'
+    # also per delivery (three groups: three deliveries per message)
+    from mqbench.run.probes import CpuSample, cpu_figures, sample_cpu
+
+    first = CpuSample(0, broker_s=10.0, client_s=4.0, producer_s=1.0, consumer_s=2.0)
+    last = CpuSample(2_000_000_000, broker_s=11.0, client_s=4.5, producer_s=1.1, consumer_s=2.3)
+    figures = cpu_figures(first, last, msgs=1000, cpus=2, consumed=3000)
+    assert figures["producer_cpu_us_per_msg"] == pytest.approx(100.0)
+    assert figures["consumer_cpu_us_per_msg"] == pytest.approx(300.0)
+    assert figures["consumer_cpu_us_per_delivery"] == pytest.approx(100.0)
+    assert cpu_figures(first, last, msgs=1000, cpus=2)["consumer_cpu_us_per_delivery"] is None
+    sample = sample_cpu(None, [os.getpid()], 5, producer_pids=[os.getpid()], consumer_pids=[])
+    assert sample.producer_s == sample.client_s or sample.producer_s > 0
+    assert sample.consumer_s == 0.0
