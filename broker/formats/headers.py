@@ -141,7 +141,7 @@ def send_header(cmd: RemotingCommand) -> SendMessageHeader:
         if header is not None:          # from_ext's values, in C (_sendpath.c)
             return header
     if cmd.code == codes.SEND_BATCH_MESSAGE and ("b" in cmd.ext_fields or "topic" not in cmd.ext_fields):
-        return SendMessageHeader.from_v2(cmd.ext_fields)  # Java sends V2; a long-name batch header also parses
+        return send_header_v2(cmd.ext_fields)  # Java sends V2 (from_v2's result); a long-name batch header also parses
     return SendMessageHeader.from_ext(cmd.ext_fields)
 
 

@@ -141,17 +141,21 @@ def _check_send_topic(topic: str) -> None:
     _SENDABLE_TOPICS.add(topic)
 
 
-async def _prepare(ctx: BrokerContext, cmd: RemotingCommand) -> tuple[headers.SendMessageHeader, TopicConfig, int]:
-    """The parsed header, the topic's config (created if needed) and the queue id to write to."""
-    header = _checked_header(ctx, cmd)
+async def _prepare(ctx: BrokerContext, cmd: RemotingCommand, parsed: headers.SendMessageHeader | None = None,
+                   ) -> tuple[headers.SendMessageHeader, TopicConfig, int]:
+    """The parsed header, the topic's config (created if needed) and the queue id to write to;
+    ``parsed``: ``cmd``'s header when the caller parsed it already (parsed once per request)."""
+    header = _checked_header(ctx, cmd, parsed=parsed)
     cfg = ctx.topic_config(header.topic) or await ctx.ensure_topic(header.topic)
     return header, cfg, _queue_id(ctx, header, cfg)
 
 
-def _checked_header(ctx: BrokerContext, cmd: RemotingCommand, leader: bool = False) -> headers.SendMessageHeader:
+def _checked_header(ctx: BrokerContext, cmd: RemotingCommand, leader: bool = False,
+                    parsed: headers.SendMessageHeader | None = None) -> headers.SendMessageHeader:
     """The parsed send header, after the checks that need no topic config; ``leader``: the caller
-    saw ``ctx.is_leader()`` true in this loop turn."""
-    header = headers.send_header(cmd)
+    saw ``ctx.is_leader()`` true in this loop turn; ``parsed``: ``headers.send_header(cmd)``
+    when the caller has it."""
+    header = headers.send_header(cmd) if parsed is None else parsed
     _check_send_topic(header.topic)
     if not leader:
         ctx.require_leader(f"send to {header.topic}")
@@ -388,7 +392,7 @@ async def on_send_batch(ctx: BrokerContext, cmd: RemotingCommand, channel: Chann
     batch = None if as_sent is not None else decode_client_batch(
         cmd.body, header.sys_flag, size_max=ctx.message_bytes_max, where=f"batch body to {header.topic}",
         items_max=items_max)
-    header, cfg, queue_id = await _prepare(ctx, cmd)
+    header, cfg, queue_id = await _prepare(ctx, cmd, header)
     if batch is None and not cfg.is_batch_cq:    # the topic changed meanwhile: decoded after all
         batch = decode_client_batch(cmd.body, header.sys_flag, size_max=ctx.message_bytes_max,
                                     where=f"batch body to {header.topic}", items_max=BATCH_MESSAGES_MAX)

@@ -86,23 +86,52 @@ class RecordBuilder:
         common = dict(topic=topic, queue_id=queue_id, sysflag=sysflag,
                       born_timestamp_ms=born_timestamp_ms, born_host=born_host)
         if consolidate:
-            if not versions.has_batch_cq(self.version):
-                raise UserError(f"consolidated batches need a v5 store, this one is {self.version}")
-            if not self.is_batch_topic(topic):
-                raise UserError(f"topic {topic} is not a BatchCQ topic (attribute queue.type=BatchCQ)")
-            if count > 0x7FFF:
-                raise UserError(f"a consolidated batch holds at most 32767 messages, got {count}")
-            # INNER_BASE is filled in when the queue offset is assigned (Store / restamp_record)
-            props = {**batch_props, PROPERTY_INNER_NUM: str(count), PROPERTY_INNER_BASE: ""}
-            msg = Message(body=encode_batch(items) if inner_body is None else bytes(inner_body),
-                          properties=props, flag=flag,
-                          **{**common, "sysflag": sysflag | SYSFLAG_NEED_UNWRAP | SYSFLAG_INNER_BATCH})
+            body, props, inner_sysflag = self._consolidated(topic, items, count, batch_props, sysflag, inner_body)
+            msg = Message(body=body, properties=props, flag=flag, **{**common, "sysflag": inner_sysflag})
             return [msg], [count]
         dledger = versions.is_dledger(self.version)
         msgs = [Message(body=item.body, flag=item.flag,
                         properties=dict(item.properties) if dledger else {**item.properties, **batch_props},
                         **common) for item in items]
         return msgs, [1] * len(msgs)
+
+    def _consolidated(self, topic: str, items: list[BatchItem] | int, count: int, batch_props: dict[str, str],
+                      sysflag: int, inner_body: bytes | None) -> tuple[bytes, dict[str, str], int]:
+        """The consolidated record's body, properties (INNER_BASE empty) and sysflag, after
+        ``batch``'s checks of a consolidated batch (UserError)."""
+        if not versions.has_batch_cq(self.version):
+            raise UserError(f"consolidated batches need a v5 store, this one is {self.version}")
+        if not self.is_batch_topic(topic):
+            raise UserError(f"topic {topic} is not a BatchCQ topic (attribute queue.type=BatchCQ)")
+        if count > 0x7FFF:
+            raise UserError(f"a consolidated batch holds at most 32767 messages, got {count}")
+        # INNER_BASE is filled in when the queue offset is assigned (Store / restamp_record)
+        props = {**batch_props, PROPERTY_INNER_NUM: str(count), PROPERTY_INNER_BASE: ""}
+        body = encode_batch(items) if inner_body is None else bytes(inner_body)  # type: ignore[arg-type]
+        return body, props, sysflag | SYSFLAG_NEED_UNWRAP | SYSFLAG_INNER_BATCH
+
+    def consolidated_fields(self, topic: str, queue_id: int, items: list[BatchItem] | int, *,
+                            properties: dict[str, str] | None, sysflag: int, born_timestamp_ms: int,
+                            inner_body: bytes | None = None) -> tuple[bytes, dict[str, str], int, int, int, int, int]:
+        """``batch(..., consolidate=True)`` + ``stamp`` of its one record, as fields, without the
+        ``Message``: (body, properties with INNER_BASE empty, sysflag, messages it holds, store
+        time, born time, message version as ``stamp_fields`` gives it). The same checks and
+        UserErrors in the same order."""
+        validate_topic(topic)
+        count = items if isinstance(items, int) else len(items)
+        if isinstance(items, int) and (inner_body is None or sysflag & SYSFLAG_COMPRESSED):
+            raise UserError("a message count stands for the items of a plain consolidated inner_body only")
+        if count < 1:
+            raise UserError("an empty batch")
+        if sysflag & (SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH | SYSFLAG_NEED_UNWRAP):
+            raise UserError("a batch cannot be transactional or carry inner-batch flags (spec 4.3)")
+        if sysflag & SYSFLAG_COMPRESSED and inner_body is None:
+            raise UserError("a compressed batch is stored consolidated from its compressed body (inner_body)")
+        body, props, inner_sysflag = self._consolidated(topic, items, count, dict(properties or {}), sysflag,
+                                                        inner_body)
+        store_timestamp_ms, born_timestamp_ms, version = self.stamp_fields(topic, queue_id, inner_sysflag,
+                                                                           born_timestamp_ms)
+        return body, props, inner_sysflag, count, store_timestamp_ms, born_timestamp_ms, version
 
     def batch_records(self, topic: str, queue_id: int, items: list[BatchItem], *,
                       properties: dict[str, str] | None, sysflag: int, born_timestamp_ms: int,

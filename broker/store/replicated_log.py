@@ -42,7 +42,7 @@ from mqbench.errors import CorruptDataError, UserError
 from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.formats.dledger import DLEDGER_BLANK_BYTES, ENTRY_HEADER_BYTES
 from mqbench.broker.formats.properties import PROPERTY_INNER_BASE, PROPERTY_TAGS
-from mqbench.broker.formats.record import Message, decode_message, encode_fields, encode_message
+from mqbench.broker.formats.record import Message, decode_message, encode_fields, encode_message, encode_properties
 from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK
 from mqbench.broker.formats.record_check import peek_record, peek_tags_code, place_fields
 from mqbench.broker.formats.restamp import restamp_inner_batch, restamp_record
@@ -161,12 +161,25 @@ class ReplicatedCommitLog:
                     self._built[id(record)] = (record, (topic, queue_id, 0, sysflag, tags, store_timestamp_ms,
                                                         len(record)))
             return [(record, 1) for record, _ in built]
-        msgs, counts = self._builder.batch(topic, queue_id, items, consolidate=consolidate, properties=properties,
-                                           flag=flag, sysflag=sysflag, born_timestamp_ms=born_timestamp_ms,
-                                           born_host=born_host, inner_body=inner_body)
+        # one inner-batch record, built from its fields (``encode_fields``): the bytes ``_encode``
+        # gives the Message ``RecordBuilder.batch`` + ``stamp`` would build, without building it
+        body, props, inner_sysflag, count, store_timestamp_ms, born_timestamp_ms, version = \
+            self._builder.consolidated_fields(topic, queue_id, items, properties=properties, sysflag=sysflag,
+                                              born_timestamp_ms=born_timestamp_ms, inner_body=inner_body)
+        props[PROPERTY_INNER_BASE] = "0"        # a placeholder: placing the entry restamps it
         with self._lock:
             self._check_open()
-            return [(self._encode(m), n) for m, n in zip(msgs, counts)]
+            record = encode_fields(topic, queue_id, flag, inner_sysflag, born_timestamp_ms, born_host,
+                                   store_timestamp_ms, self._builder.store_host, 0, body, encode_properties(props),
+                                   version)
+            self.dledger.next_entry_pos(len(record))   # too large for a data segment: UserError
+            if len(self._built) >= BUILT_MAX:
+                self._built.clear()                    # proposals that never reached the log
+            code = tags_code(props.get(PROPERTY_TAGS), topic, properties=props, store_timestamp_ms=store_timestamp_ms)
+            # placing an inner batch needs these fields, not another pass over its body
+            self._built[id(record)] = (record, (topic, queue_id, 0, inner_sysflag, code, store_timestamp_ms,
+                                                len(record)))
+            return [(record, count)]
 
     # -- every replica places ------------------------------------------------------------------
 

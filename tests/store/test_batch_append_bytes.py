@@ -219,3 +219,46 @@ def test_a_replica_places_inner_batches_as_the_decoding_path_did(tmp_path, monke
     finally:
         for s in stores:
             s.close()
+
+
+@pytest.mark.parametrize("born_host", [("10.0.0.1", 9), ("::1", 7)])
+def test_a_leaders_inner_batch_record_is_the_message_paths(tmp_path, born_host):
+    """``prepare_batch_records(consolidate=True)`` builds the inner-batch record from its fields
+    (``RecordBuilder.consolidated_fields`` + ``encode_fields``): the bytes of the Message path
+    (``batch`` + ``stamp`` + INNER_BASE placeholder 0 + ``encode_message``), for items, for a
+    message count with the body as sent, and for a compressed body; it refuses what that refuses."""
+    from mqbench.broker.formats.batch import encode_batch
+    from mqbench.broker.formats.properties import PROPERTY_INNER_BASE
+    from mqbench.broker.formats.record_layout import SYSFLAG_COMPRESSED
+
+    rng = random.Random(f"inner{born_host}")
+    store = _store(tmp_path / "l")
+    try:
+        store.create_topic("B", attributes={"queue.type": "BatchCQ"})
+        builder = RecordBuilder("v5-dledger", lambda: CLOCK_MS, ("127.0.0.1", 10911), lambda t: t == "B")
+        for n, props, sysflag, as_count in ((1, None, 0, False), (5, {"WAIT": "true", "TAGS": "t"}, 0, False),
+                                            (64, {"KEYS": "a b", "UNIQ_KEY": "U"}, 0, True), (3, None, 0, True),
+                                            (7, {"TAGS": "z"}, SYSFLAG_COMPRESSED, False)):
+            items = _items(rng, n)
+            body = encode_batch(items) if sysflag == 0 else rng.randbytes(50)
+            kw = dict(properties=props, sysflag=sysflag, born_timestamp_ms=rng.choice([0, 5]), born_host=born_host,
+                      inner_body=body if as_count or sysflag else None, flag=rng.randrange(-3, 3))
+            [(record, count)] = store.replicated.prepare_batch_records("B", 1, n if as_count else items,
+                                                                       consolidate=True, **kw)
+            [msg], [expected] = builder.batch("B", 1, n if as_count else items, consolidate=True, **kw)
+            builder.stamp(msg)
+            msg.properties[PROPERTY_INNER_BASE] = "0"
+            assert (record, count) == (encode_message(msg), expected) and count == n
+        for topic, queue_id, items, sysflag, inner in [("B", 0, [], 0, None), ("bad topic!", 0, 2, 0, b"x"),
+                                                       ("B", -1, [BatchItem(b"x")], 0, None),
+                                                       ("T", 0, [BatchItem(b"x")], 0, None),
+                                                       ("B", 0, [BatchItem(b"x")], SYSFLAG_TX_PREPARED, None),
+                                                       ("B", 0, 2, 0, None), ("B", 0, 2, SYSFLAG_COMPRESSED, b"x"),
+                                                       ("B", 0, [BatchItem(b"x")], SYSFLAG_COMPRESSED, None),
+                                                       ("B", 0, 0x8000, 0, b"x"),
+                                                       ("B", 0, [BatchItem(b"x", {"a\x01": "b"})], 0, None)]:
+            with pytest.raises(UserError):
+                store.replicated.prepare_batch_records(topic, queue_id, items, consolidate=True, properties=None,
+                                                       sysflag=sysflag, inner_body=inner)
+    finally:
+        store.close()
