@@ -29,6 +29,8 @@ acknowledged message, split:
 * ``broker_cpu_us_per_msg``: user + system CPU of every broker process of the layout (all
   replicas, summed; the name server is not counted), read at the start and the end of the
   measured phase (``mqbench.run.probes.cpu_seconds``, as ``mqbench run`` reads it);
+  ``broker_cpu_s_leaders`` / ``broker_cpu_s_followers`` split it by role (the instances that led
+  when the cell began; a leader's event loop is one core, so it is the first to saturate);
 * ``client_cpu_us_per_msg``: the sender processes' CPU (the load generator) over the same phase,
   summed; ``senders`` says how many there were and ``failed_requests`` how many were not
   deliveries (not counted as messages);
@@ -133,10 +135,11 @@ def senders_default(broker_processes: int, cores: int | None = None) -> int:
 
 
 def _cell(namesrv: str, topic: str, broker_pids: list[int], batch: int, concurrency: int, seconds: float, body: bytes,
-          senders: int, sender_cpus: frozenset[int] | None = None) -> dict:
+          senders: int, sender_cpus: frozenset[int] | None = None, leader_pids: frozenset[int] = frozenset()) -> dict:
     """One cell: ``senders`` processes (this one when 1) sharing ``concurrency`` requests in flight,
     on ``sender_cpus`` when given; broker CPU read at the start and end of the common measured
-    window, and where the first broker and the first sender ran sampled over it."""
+    window (split into ``leader_pids`` and the others), and where the first broker and the first
+    sender ran sampled over it."""
     import multiprocessing
     import threading
 
@@ -147,6 +150,7 @@ def _cell(namesrv: str, topic: str, broker_pids: list[int], batch: int, concurre
     def read_broker_cpu(key: str, at_s: float) -> None:
         time.sleep(max(0.0, at_s - time.time()))
         readings[key] = processes_cpu_s(broker_pids)
+        readings[key + "-leaders"] = processes_cpu_s(p for p in broker_pids if p in leader_pids)
 
     samplers: list[placement.PlacementSampler] = []
 
@@ -178,6 +182,7 @@ def _cell(namesrv: str, topic: str, broker_pids: list[int], batch: int, concurre
         reader.join()
     same_share = samplers[0].stop() if samplers else None
     broker_cpu_s = readings["end"] - readings["start"]
+    leader_cpu_s = readings["end-leaders"] - readings["start-leaders"]
     client_cpu_s = sum(r["client_cpu_s"] for r in results)
     elapsed = max(r["elapsed_s"] for r in results)
     messages = sum(r["messages"] for r in results)
@@ -192,6 +197,10 @@ def _cell(namesrv: str, topic: str, broker_pids: list[int], batch: int, concurre
             "latency_ms_p99": _round(percentile(latencies_ms, 0.99)),
             "latency_ms_max": _round(latencies_ms[-1] if latencies_ms else None),
             "broker_cpu_s": round(broker_cpu_s, 3), "client_cpu_s": round(client_cpu_s, 3),
+            # the split by role (leaders summed, followers summed): a leader's event loop is one
+            # core, so it saturates long before the brokers' sum does; None without a known leader
+            "broker_cpu_s_leaders": round(leader_cpu_s, 3) if leader_pids else None,
+            "broker_cpu_s_followers": round(broker_cpu_s - leader_cpu_s, 3) if leader_pids else None,
             "broker_cpu_us_per_msg": us_per_msg(broker_cpu_s, messages),
             "client_cpu_us_per_msg": us_per_msg(client_cpu_s, messages),
             # the share of the measured window the first sender and the first broker were on the
@@ -245,6 +254,7 @@ def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concur
                     topic, attributes = QUEUE_TYPES[name]
                     asyncio.run(ensure_topic(state, layout.instances[0].group, topic, attributes=attributes))
                 broker_pids = [r.pid for r in state.processes.values() if r.kind == "broker"]
+                leader_pids = frozenset(r.pid for r in launcher.status(state) if r.role == "leader" and r.pid)
                 placement.pin(broker_pids, broker_cpus)
                 for body_bytes in body_sizes:
                     body = payload(body_bytes, seed)
@@ -255,7 +265,8 @@ def run(*, layouts: list[str], batches: list[int], body_sizes: list[int], concur
                         row = {"layout": layout_name, "replicas": len(layout.instances), "durability": durability,
                                "body_bytes": body_bytes, "queue_type": "BatchCQ" if attributes else "SimpleCQ"}
                         row.update(_cell(namesrv, topic, broker_pids, batch, concurrency, seconds, body,
-                                         senders or senders_default(len(broker_pids)), sender_cpus))
+                                         senders or senders_default(len(broker_pids)), sender_cpus,
+                                         leader_pids))
                         row["throughput_ratio_to_loopback_frames"] = ratio(
                             row["throughput_msgs_per_s"], limits.get("loopback_small_frames_per_s"))
                         if durability == "fsync":
