@@ -58,6 +58,8 @@ def test_bench_broker_reports_broker_and_client_cpu_per_cell(tmp_path):
                       "broker_cpu_us_per_msg", "client_cpu_us_per_msg", "throughput_ratio_to_loopback_frames"):
             assert positive(row[field]), (field, row)
         assert row["latency_ms_p50"] <= row["latency_ms_p99"] <= row["latency_ms_max"]
+        # split by role: a single broker leads its group of one, so it holds all of the CPU
+        assert positive(row["broker_cpu_s_leaders"]) and abs(row["broker_cpu_s_followers"]) <= 0.002, row
     assert list(tmp_path.iterdir()) == []  # the cluster's folder is removed
 
 
