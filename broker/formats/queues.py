@@ -127,6 +127,17 @@ def encode_bcq_unit(unit: BcqUnit) -> bytes:
         raise UserError(f"batch consume queue unit field out of range: {exc}") from None
 
 
+def encode_bcq_units(flat: list[int]) -> bytes:
+    """Consecutive BatchConsumeQueue units from ``flat`` = [physical_offset, size, tags_code,
+    store_timestamp_ms, base_offset, batch_size, ...] (six ints a unit; compacted offset and reserved
+    are the defaults): the bytes of ``encode_bcq_unit`` of each, joined."""
+    pack, invalid = _BCQ.pack, BCQ_INVALID_POS
+    try:
+        return b"".join([pack(*flat[i:i + 6], invalid, 0) for i in range(0, len(flat) - 5, 6)])
+    except struct.error as exc:
+        raise UserError(f"batch consume queue unit field out of range: {exc}") from None
+
+
 def decode_bcq_unit(buf: ByteView, pos: int = 0, *, where: str | None = None) -> BcqUnit:
     """The unit at ``buf[pos:pos+46]``; CorruptDataError if short. Check ``.is_valid`` for the end."""
     if pos < 0 or len(buf) - pos < BCQ_UNIT_BYTES:

@@ -29,6 +29,7 @@ from mqbench.broker.formats.queues import (
     decode_cq_unit,
     decode_cq_units,
     encode_bcq_unit,
+    encode_bcq_units,
     encode_cq_filler,
     encode_cq_unit,
     encode_cq_units,
@@ -253,6 +254,33 @@ class BatchConsumeQueue:
                                          f"leave a gap after {top}")
         self.segments.write(self.count * BCQ_UNIT_BYTES, encode_bcq_unit(unit))
         self.count += 1
+
+    def put_flat(self, flat: list[int]) -> None:
+        """``put`` of consecutive units given as one flat list [physical_offset, size, tags_code,
+        store_timestamp_ms, base_offset, batch_size, ...] (six ints a unit, each base the previous
+        one's base + batch_size): the same bytes, the queue's end read once and one write per
+        segment the units touch. Units whose base is already covered are skipped (re-dispatch)."""
+        n = len(flat) // 6
+        if not n:
+            return
+        skip = 0
+        if self.count > self.first_unit:
+            top = self.max_offset
+            while skip < n and flat[skip * 6 + 4] < top:
+                skip += 1
+            if skip == n:
+                return
+            if flat[skip * 6 + 4] > top:
+                raise InvariantViolation(f"{self.segments.directory}: batch unit at {flat[skip * 6 + 4]} would "
+                                         f"leave a gap after {top}")
+        data = memoryview(encode_bcq_units(flat[skip * 6:]))
+        at = self.count * BCQ_UNIT_BYTES
+        segments = self.segments
+        while data:
+            k = min(len(data), segments.remaining_in_segment(at))
+            segments.write(at, data[:k])
+            at, data = at + k, data[k:]
+        self.count += n - skip
 
     def find(self, queue_offset: int) -> int | None:
         """Unit number covering ``queue_offset``, or None."""

@@ -339,7 +339,7 @@ class Dispatcher:
         queues, is_batch_topic = self.queues, self.is_batch_topic
         while pending and pending[0][0] <= limit:
             # dropped only once written: a dispatch that failed (disk full) is tried again
-            if self._dispatch_plain(limit):
+            if self._dispatch_plain(limit) or self._dispatch_batched(limit):
                 continue
             dispatch_record(queues, pending[0][1], is_batch_topic)
             pending.popleft()
@@ -392,6 +392,53 @@ class Dispatcher:
             if q is None:
                 q = queues.get(key[0], key[1], batch=False, combine=False)
             q.put_flat(first, flat)
+        for _ in range(count):
+            pending.popleft()
+        return True
+
+    def _dispatch_batched(self, limit: int) -> bool:
+        """``_dispatch_plain`` for BatchConsumeQueue units: the records at the head of ``pending``
+        (ending at or below ``limit``) that get a BCQ unit (an inner batch, or any record on a
+        BatchCQ topic), one ``BatchConsumeQueue.put_flat`` per queue, each queue's units in order
+        while their bases continue (base + messages held). False, with nothing written, when the
+        head record is not one (the per-record path takes it)."""
+        pending, queues, is_batch_topic = self._pending, self.queues, self.is_batch_topic
+        groups: dict[tuple[str, int], list] = {}        # key -> [next base, flat units]
+        batch_topics: dict[str, bool] = {}
+        count = 0
+        for end, info in pending:
+            sysflag = info.sysflag
+            if end > limit or (sysflag & SYSFLAG_TX_MASK) in _NO_UNIT_TX:
+                break
+            topic = info.topic
+            if not sysflag & SYSFLAG_INNER_BATCH:
+                batch = batch_topics.get(topic)
+                if batch is None:
+                    batch = batch_topics[topic] = is_batch_topic(topic)
+                if not batch:
+                    break
+            key = (topic, info.queue_id)
+            group = groups.get(key)
+            unit = (info.physical_offset, info.size, info.tags_code, info.store_timestamp_ms, info.queue_offset,
+                    info.inner_num)
+            if group is None:
+                groups[key] = [info.queue_offset + info.inner_num, list(unit)]
+            elif group[0] != info.queue_offset:
+                break
+            else:
+                group[0] += info.inner_num
+                group[1] += unit
+            count += 1
+        if not count:
+            return False
+        watched = queues.watched
+        queues.grown.update(groups)
+        for key, (_, flat) in groups.items():
+            if watched:
+                watchers = watched.get(key[0])
+                if watchers:
+                    _grew(watchers, len(flat) // 6)
+            queues.get(key[0], key[1], batch=True, combine=False).put_flat(flat)
         for _ in range(count):
             pending.popleft()
         return True

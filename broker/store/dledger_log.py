@@ -247,7 +247,8 @@ class DLedgerLog:
         place, one bodyCrc per entry) and written with one data write and one index write per data
         segment. Returns (index, pos, body as written) per record; a record that already held both
         offsets (a follower given the leader's stored bytes) comes back as the same object.
-        Not for inner-batch records (their INNER_BASE property changes length)."""
+        An inner-batch record must already carry its INNER_BASE (``restamp_inner_batch``: that
+        property changes length, so it is not patched here)."""
         if term < self.last_term:
             raise InvariantViolation(f"term {term} is below the log's last term {self.last_term}")
         segment_bytes = self.data_segment_bytes

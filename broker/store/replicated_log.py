@@ -237,30 +237,51 @@ class ReplicatedCommitLog:
                 peek.store_timestamp_ms, peek.size)
 
     def _place_run(self, term: int, run: list[tuple[bytes, _Fields]], out: list[tuple[int, bytes]]) -> None:
-        """Append a run of plain record entries of one term (``DLedgerLog.append_records``: one
-        buffer, one write) with their queue offsets, then count and queue them for dispatch."""
+        """Append a run of record entries of one term (``DLedgerLog.append_records``: one buffer,
+        one write) with their queue offsets, then count and queue them for dispatch. An inner batch
+        in the run is restamped first (``restamp_inner_batch``: INNER_BASE, the only field that
+        changes length); one it cannot promise that for ends the run there and is placed on its
+        own (``_append_other``, the decoding path), the rest of the run after it."""
         dispatcher = self._dispatcher
         ahead: dict[tuple[str, int], int] = {}        # next offsets this run takes, noted once written
-        offsets = []
-        for _, (topic, queue_id, carried, sysflag, _, _, _) in run:
+        bodies: list[bytes] = []
+        offsets: list[int] = []
+        infos: list[tuple[int, int]] = []             # (size as stored, messages held) per record
+        rest: list[tuple[bytes, _Fields]] = []
+        for i, (body, (topic, queue_id, carried, sysflag, _, _, _)) in enumerate(run):
             if sysflag & SYSFLAG_TX_MASK in (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK):
-                offsets.append(0)         # half/rollback records take no queue slot (spec 3.10)
-                continue
-            key = (topic, queue_id)
-            # never below what the record carries (a migrated log); a leader's proposal carries 0
-            offset = max(carried, ahead[key] if key in ahead else dispatcher.next_offset(topic, queue_id))
-            ahead[key] = offset + 1
+                offset, key = 0, None     # half/rollback records take no queue slot (spec 3.10)
+            else:
+                key = (topic, queue_id)
+                # never below what the record carries (a migrated log); a leader's proposal carries 0
+                offset = max(carried, ahead[key] if key in ahead else dispatcher.next_offset(topic, queue_id))
+            held = 1
+            if sysflag & SYSFLAG_INNER_BATCH:
+                restamped = restamp_inner_batch(body, offset)
+                if restamped is None:      # the decoding path names what is wrong, in log order
+                    rest = run[i:]
+                    break
+                body, held = restamped
+            if key is not None:
+                ahead[key] = offset + held
+            bodies.append(body)
             offsets.append(offset)
-        placed = self.dledger.append_records(term, [body for body, _ in run], offsets)
+            infos.append((len(body), held))
+        placed = self.dledger.append_records(term, bodies, offsets) if bodies else []
         for key, next_offset in ahead.items():         # the offsets table, once per queue of the run
             dispatcher.note_next(key, next_offset)
         header_bytes = ENTRY_HEADER_BYTES
         appended = dispatcher.appended
-        for (index, pos, stored), (_, fields), offset in zip(placed, run, offsets):
-            topic, queue_id, _, sysflag, tags_code, store_timestamp_ms, size = fields
+        for (index, pos, stored), (_, fields), offset, (size, held) in zip(placed, run, offsets, infos):
+            topic, queue_id, _, sysflag, tags_code, store_timestamp_ms, _ = fields
             appended(pos + header_bytes + size, DispatchInfo(topic, queue_id, offset, pos + header_bytes, size,
-                                                             sysflag, tags_code, store_timestamp_ms, 1))
+                                                             sysflag, tags_code, store_timestamp_ms, held))
             out.append((index, stored))
+        if rest:
+            body, fields = rest[0]
+            out.append(self._append_other(term, body, 1, fields))
+            if len(rest) > 1:
+                self._place_run(term, rest[1:], out)
 
     def _append_other(self, term: int, body: bytes, magic: int, fields: _Fields | None = None) -> tuple[int, bytes]:
         """An entry that is not a plain record: an inner batch (restamped; ``fields`` from
@@ -292,8 +313,8 @@ class ReplicatedCommitLog:
         return self.append_replicated_batch([(term, body, magic)])[0]
 
     def append_replicated_batch(self, items: list[tuple[int, bytes, int]]) -> list[tuple[int, bytes]]:
-        """(term, body, magic) entries in log order (module doc): consecutive plain records of one
-        term are placed as one run (one buffer, one write, see ``_place_run``)."""
+        """(term, body, magic) entries in log order (module doc): consecutive records of one term
+        (inner batches included) are placed as one run (one buffer, one write, see ``_place_run``)."""
         out: list[tuple[int, bytes]] = []
         dledger = self.dledger
         with self._lock:
@@ -305,15 +326,14 @@ class ReplicatedCommitLog:
                     try:
                         for term, body, magic in items:
                             fields = self._record_fields(body) if magic == 1 and is_record_body(body) else None
-                            inner = fields is not None and fields[3] & SYSFLAG_INNER_BATCH
-                            if fields is not None and not inner and (not run or term == run_term):
+                            if fields is not None and (not run or term == run_term):
                                 run.append((body, fields))
                                 run_term = term
                                 continue
-                            if run:
-                                self._place_run(run_term, run, out)
-                                run = []
-                            if fields is None or inner:
+                            if run:     # emptied first: a run can raise (an inner batch's decoding path)
+                                placing, run = run, []
+                                self._place_run(run_term, placing, out)
+                            if fields is None:
                                 out.append(self._append_other(term, body, magic, fields))
                             else:
                                 run.append((body, fields))
