@@ -79,10 +79,11 @@ Verdicts (one per cell, in the table and in result.json):
              did not finish
 A fixed-rate cell reports offered and achieved msgs/s, never a capacity. --rate max reports
 the highest rate that held every check of its hold (2 checks, the repeat) and of its soak
-(--soak-checks more in a row, none failing; a failed soak is repeated once), and the first
+(--soak-checks more in a row, none failing; a failed soak is repeated once) and, when the
+budget affords it, of a confirmation soak after a drain (--confirm-soaks), and the first
 rate above it that failed twice, never an average over the search: the bracket (held, first unheld) and its width are in the
 verdict and in max_rate_search (bracket_msgs_per_s, bracket_width_share, capacity_checks_held,
-capacity_soaked, soak_failed).
+capacity_soaked, capacity_soaks_held, soak_failed).
 
 \b
 --rate max, the search (mqbench/harness/maxrate.py): ramp x2 from 200 msgs/s; a check is
@@ -101,8 +102,11 @@ judged with the check before it: acks lagging at a check's end land in the next)
 soak is repeated once, after a drain, as a whole new soak (every check of it must hold: one
 stall no longer lowers the rate); failed again, the rate comes down to the median its soak
 checks absorbed (80-95% of the rate), held and soaked in one go. A repeat the budget cannot
-afford (a whole soak and one more hold) is skipped: the rate comes down at once, to what the
-failing check absorbed.
+afford (a whole soak and one more hold) is skipped: the rate comes down at once, to the
+median of its soak checks (what the failing check absorbed when fewer than 3 ran). A soak
+that held is confirmed (--confirm-soaks): after a drain, a whole new soak at the rate, when
+the budget affords it and a whole soak below it; a failed confirmation is not repeated (it is
+the soak's repeat, later), the rate comes down as above.
 --duration is the search's budget: when about two holds are left and nothing held yet, the
 search secures one (holds what just kept up; a failed hold is not repeated and backs off
 at least 10%); when it affords a soak and one more hold, the search soaks the rate that
@@ -110,8 +114,9 @@ held; a soak it cannot afford whole is shortened (capacity_soaked false); when i
 the highest rate that held stands with its bracket (else the cell fails).
 Each check lasts --check-interval after 0.5 s of settling at the new rate; drain checks
 last 1 s. For a search bounded at about 90 s wall on an idle machine: --warmup 3s
---duration 60s (the soak then shortened); for three seeds that agree on this machine (slow
-phases of 30-60 s): --duration 180s.
+--duration 60s (the soak then shortened, no confirmation); for three seeds that agree on this
+machine (slow phases of 30-60 s, fast ones up to a minute or more): --duration 180s (the
+search then uses about 130 s of it and confirms its soak).
 
 \b
 Table: profile, layout, cell, offered msgs/s, achieved msgs/s, verdict, pub p50/p99 ms,
@@ -225,6 +230,11 @@ them; none skips them; FILE takes `mqbench limits --json` output.
                    "more checks in a row, none failing (about 25 s at the default --check-interval; a failed soak is "
                    "repeated once before the rate comes down); 0: the hold alone (a rate may then hold in a fast "
                    "phase only).")
+@click.option("--confirm-soaks", type=click.IntRange(0, 10), default=1, show_default=True,
+              help="--rate max: a rate whose soak held is soaked once more per count, after a drain, while the "
+                   "budget affords that and a whole soak below it (a soak can fit in one of the machine's fast "
+                   "phases, which last up to a minute or more here); a failed confirmation is not repeated, the "
+                   "rate comes down; 0: the first soak stands.")
 @click.option("--limits", "limits_source", default="auto", show_default=True,
               help="Machine limits for the ratio columns: 'auto' (this machine's cached limits if less than a day "
                    "old, else measured, about 25 s), 'measure' (measure and refresh the cache), 'none', or a file "
@@ -260,7 +270,7 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
         warmup_ms: int, window_ms: int, rate_text: str, target: str, out_dir: Path, seed: int, as_json: bool,
         keep_going: bool, producers: int, consumers: int, in_flight_max: int, compress_over_bytes: int,
         linger_ms: int, durability: str, drain_ms: int, check_ms: int, max_p99_ms: float, soak_checks: int,
-        limits_source: str,
+        confirm_soaks: int, limits_source: str,
         wide: bool, quiet: bool, keep_stores: bool, acl_file: Path | None, ray_cluster: str | None,
         ray_mode: str | None, workers_per_node: int, ray_placement: str, ray_head_workers: bool) -> None:
     """Replay PROFILE (orders, notifications, iot, a profile file) or TRACE (.parquet) open loop.
@@ -307,7 +317,7 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
         linger_ms=linger_ms, durability=durability, keep_going=keep_going, keep_stores=keep_stores,
         drain_ms=drain_ms, check_ms=max(200, check_ms), limits=None, acl_file=acl_file, consumer_scenario=scenario,
         command_line=["mqbench", *sys.argv[1:]],
-        search=replace(RunSettings.default_search(), soak_checks=soak_checks),
+        search=replace(RunSettings.default_search(), soak_checks=soak_checks, confirm_soaks=confirm_soaks),
         thresholds=Thresholds(publish_latency_ms_p99_max=max_p99_ms, backlog_s_max=1.0),
         progress=ProgressLine(enabled=False if (as_json or quiet) else None),
         window_lines=WindowLines(sys.stderr if as_json else None, enabled=not quiet and not is_terminal(sys.stdout)))

@@ -63,7 +63,10 @@ verify      healthy     its earlier failures were the machine's: ``bad`` is forg
 soak        healthy     the hold goes on at the same rate; after ``hold_checks + soak_checks``
                         checks in a row (the hold's included; fewer when the budget cannot
                         afford them, see below), if the backlog did not grow over them (as
-                        for a hold), the rate **stands**: done
+                        for a hold), the rate **stands**: done; but first, ``confirm_soaks``
+                        times while the budget affords a whole soak and, should it fail,
+                        a whole soak below it, it is **confirmed**: drain, then a whole new
+                        soak at the same rate
 soak        unhealthy   the rate is unseated (``soak_failed``; ``bad`` only if it failed
                         twice) and the highest rate held below it is the floor again. The
                         first ``soak_repeats`` failures at a rate are **repeated**, while the
@@ -71,9 +74,12 @@ soak        unhealthy   the rate is unseated (``soak_failed``; ``bad`` only if i
                         soak at the same rate (every check of it must hold; one stall shorter
                         than a check no longer lowers the capacity). Past its repeats the
                         search only comes down: soak next at the median of what every soak
-                        check at the rate absorbed (lowered without a repeat: what its failing
-                        checks absorbed), kept between ``rate * backoff_floor`` and ``rate *
+                        check at the rate absorbed (lowered after fewer than
+                        ``SOAK_MEDIAN_CHECKS_MIN`` soak checks: what its failing checks
+                        absorbed), kept between ``rate * backoff_floor`` and ``rate *
                         (1 - tolerance)``; a candidate at or under a held rate soaks that rate.
+                        A failed confirmation is not repeated (it is the soak's repeat,
+                        later): the rate comes down at once.
                         A soak check that failed on its acknowledged share alone is judged with
                         the check before it at the rate (acks lagging at one check's end land
                         in the next: ``_soak_pair_verdict``)
@@ -112,7 +118,12 @@ show the slow speed), not the best check at that rate. A failed soak is repeated
 ``mqbench run`` uses 1) before the rate comes down, and then it comes down to the median its soak
 checks absorbed: lowering at each failure to what that one check absorbed made a stall inside a
 slow phase (this machine's last 30-60 s) ratchet the rate below the slow speed, so where the
-ratchet stopped decided the figure (`single`'s seeds 20.8 % apart at 180 s).
+ratchet stopped decided the figure (`single`'s seeds 20.8 % apart at 180 s). A 25-s soak still
+fits inside one fast phase (raft3's seeds at 180 s: one held 8,169 straight, the others came down
+to about 7,000), so a soak that held is **confirmed** (``confirm_soaks``; ``mqbench run`` uses 1):
+a drain (the rate is met again from idle, not carried by the soak's momentum), then a whole new
+soak; only when the budget affords it and, should it fail, a whole soak of a lower rate after it
+(so a failed confirmation does not end the search on a soak the budget shortened).
 
 Bisection stops when ``bad - good <= tolerance * bad``: the candidate is then ``good`` and the
 search moves to **hold**. A search that is **done** reports these figures, never an average over
@@ -124,7 +135,9 @@ the search (whose ramp, overload and drain checks at rate 0 say nothing about ca
   ``capacity_soaked``: they were a whole hold and soak (not one shortened by the budget);
   ``soak_failed``: each failed soak (``rate_per_s``, ``check``, ``checks_held`` before,
   ``absorbed_msgs_per_s`` of the failing check or, when the backlog grew, over the hold and soak,
-  ``backlog_grew``, ``repeated``: the rate was soaked again rather than lowered);
+  ``backlog_grew``, ``repeated``: the rate was soaked again rather than lowered, ``confirming``:
+  it was the confirmation of a soak that had held); ``capacity_soaks_held``: the whole soaks at the
+  capacity that held (2: its confirmation held too; 0 when its soak was shortened);
 * ``first_unheld_rate_msgs_per_s``: the lowest rate above it that did not hold, itself confirmed
   by a repeat check, a failed hold or two failed checks (``bad`` at the end);
 * ``bracket_msgs_per_s`` = ``[capacity, first unheld]`` and ``bracket_width_share`` =
@@ -204,6 +217,9 @@ class MaxRateSearch(SoakSteps):
     _last_judged: tuple | None = None  # (state, rate, observation) of the last check
     _soak_failures: dict = field(default_factory=dict)  # rate -> soaks at it that failed (``soak_repeats``)
     _soak_seen: dict = field(default_factory=dict)  # rate -> what every soak check at it absorbed, msgs/s
+    _confirms: int = 0  # confirmation soaks started (``confirm_soaks``)
+    _confirming: bool = False  # the soak under way confirms a rate whose soak held already
+    _soaks_held: dict = field(default_factory=dict)  # rate -> whole soaks at it that held
     _soak_target: int = 0  # checks in a row the current soak needs, its hold's included (``_soak_length``)
 
     def __post_init__(self) -> None:
@@ -544,6 +560,7 @@ class MaxRateSearch(SoakSteps):
                 "hold_achieved_msgs_per_s": self.sustainable_rate_per_s,
                 "peak_healthy_rate_per_s": self.peak_healthy_rate_per_s, "checks": self.checks,
                 "capacity_checks_held": self._checks_held_at(held), "capacity_soaked": held is not None and held in self._soaked,
+                "capacity_soaks_held": self._soaks_held.get(held, 0) if held is not None and held in self._soaked else 0,
                 "soak_failed": list(self.soak_failed),
                 "settings": vars(self.settings).copy(), "thresholds": vars(self.limits).copy(),
                 "history": list(self.history)}

@@ -48,6 +48,7 @@ class SearchSettings:
     rebisect_max: int = 2  # upward bisections after a backed-off hold held
     soak_repeats: int = 0  # a soak that fails starts again at the same rate this many times before the rate is lowered
     soak_checks: int = 0  # the final candidate's hold goes on this many more checks before it stands
+    confirm_soaks: int = 0  # a rate whose soak held is soaked again this many times after a drain (budget permitting)
 
     def validate(self) -> None:
         problems = []
@@ -67,8 +68,8 @@ class SearchSettings:
             problems.append("backoff_factor must be in (0, 1)")
         if not 0 < self.backoff_floor <= self.backoff_factor:
             problems.append("backoff_floor must be in (0, backoff_factor]")
-        if self.soak_checks < 0 or self.soak_repeats < 0:
-            problems.append("soak_checks and soak_repeats must be >= 0")
+        if self.soak_checks < 0 or self.soak_repeats < 0 or self.confirm_soaks < 0:
+            problems.append("soak_checks, soak_repeats and confirm_soaks must be >= 0")
         if self.rebisect_max < 0:
             problems.append("rebisect_max must be >= 0")
         if self.drain_checks_max < 1 or self.max_checks < 1:

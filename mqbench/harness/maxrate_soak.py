@@ -1,12 +1,16 @@
 """``--rate max``'s soak (``harness.maxrate``'s module docstring, "the soak"): once a rate held its
 hold, it runs on at the same rate for ``soak_checks`` more checks and stands only if every one holds
 and the backlog did not grow over hold and soak; a failed soak is repeated ``soak_repeats`` times
-(a whole new soak) before the rate comes down. These are the ``MaxRateSearch`` steps of that
+(a whole new soak) before the rate comes down; a soak that held is confirmed ``confirm_soaks``
+times (a whole new soak after a drain) while the budget affords it. These are the ``MaxRateSearch`` steps of that
 phase, kept apart from the ramp, bisection and hold steps; they read and write the search's own
 state (``MaxRateSearch`` is the only class built on them). Pure: no clock, no I/O."""
 from __future__ import annotations
 
 from mqbench.harness.maxrate_checks import BISECT, CONFIRM, DRAIN, HEALTHY, HOLD, SOAK, Observation
+
+
+SOAK_MEDIAN_CHECKS_MIN = 3  # a rate lowered without a repeat comes down to its soak checks' median from this many
 
 
 class SoakSteps:
@@ -86,6 +90,15 @@ class SoakSteps:
         self._held_sustainable_per_s = self._held_rates[self.held_per_s]
         if self._soak_target >= self.settings.hold_checks + self.settings.soak_checks:
             self._soaked.add(self.rate_per_s)  # a whole soak (not one the budget shortened)
+            self._soaks_held[self.rate_per_s] = self._soaks_held.get(self.rate_per_s, 0) + 1
+            if self._confirms < self.settings.confirm_soaks and self._confirm_affordable():
+                # Confirm it later: after a drain (a cool-down, so it is met from idle, not carried
+                # by the soak's own momentum) a whole new soak, every check of which must hold. A
+                # soak that fit inside one of the machine's fast phases must also hold in the next.
+                self._confirms += 1
+                self._confirming = True
+                self._drain_then(SOAK, self.rate_per_s)
+                return
         self._conclude()
 
     def _soak_failed(self, obs: Observation, absorbed_per_s: float | None = None) -> None:
@@ -96,30 +109,33 @@ class SoakSteps:
         stall shorter than a check no longer lowers the capacity. A rate whose soak failed past its
         repeats (or whose backlog grew over it) is lowered: the next candidate is the **median** of
         what every soak check at the rate absorbed (a slow phase of the machine shows its capacity
-        in most of them; one stalled check does not drag it down), or, lowered without a repeat,
-        what its failing checks absorbed; at least ``backoff_floor`` of this rate and at most one
+        in most of them; one stalled check does not drag it down), or, lowered after fewer than
+        ``SOAK_MEDIAN_CHECKS_MIN`` soak checks, what its failing checks absorbed; at least ``backoff_floor`` of this rate and at most one
         tolerance under it, held and soaked in one go; at or under a rate that held already, that
         one is soaked. It becomes the first unheld rate only when it failed twice (two failed
         checks at it, or the growth over a hold); ``soak_failed`` lists every failure."""
         rate = self.rate_per_s
         growth = absorbed_per_s is not None
+        confirming, self._confirming = self._confirming, False
         self._held_rates.pop(rate, None)
+        self._soaked.discard(rate)  # a confirmation that failed unseats the soak it was to confirm
         lower = [r for r in self._held_rates if r < rate]
         self.held_per_s = max(lower) if lower else None
         self._held_sustainable_per_s = self._held_rates[self.held_per_s] if lower else None
         self._soak_failures[rate] = self._soak_failures.get(rate, 0) + 1
-        repeat = (not growth and self._soak_failures[rate] <= self.settings.soak_repeats
+        repeat = (not growth and not confirming and self._soak_failures[rate] <= self.settings.soak_repeats
                   and self._soak_repeat_affordable())
         check_absorbed = absorbed_per_s if growth else (
             min(obs.published, obs.intended) / (obs.interval_ms / 1000.0) if obs.interval_ms else 0.0)
         self.soak_failed.append({"rate_per_s": rate, "check": self.checks, "checks_held": self._held,
-                                 "absorbed_msgs_per_s": check_absorbed, "backlog_grew": growth, "repeated": repeat})
+                                 "absorbed_msgs_per_s": check_absorbed, "backlog_grew": growth, "repeated": repeat,
+                                 "confirming": confirming})
         if repeat:
             self._drain_then(SOAK, rate)
             return
         seen = sorted(self._soak_seen.get(rate, ()))
         if absorbed_per_s is None:
-            if self._soak_failures[rate] > 1 and seen:
+            if seen and (self._soak_failures[rate] > 1 or len(seen) >= SOAK_MEDIAN_CHECKS_MIN):
                 absorbed_per_s = seen[(len(seen) - 1) // 2]
             else:
                 absorbed_per_s = self._failed_absorbed.get(rate, 0.0)
@@ -137,6 +153,13 @@ class SoakSteps:
             self._fail()
             return
         self._drain_then(SOAK, candidate)
+
+    def _confirm_affordable(self) -> bool:
+        """The budget affords a confirmation soak after a drain and, should it fail, a whole hold and
+        soak of a lower rate after another drain (so a failed confirmation does not leave the search
+        ending on a soak the budget shortened)."""
+        settings, left = self.settings, self._checks_left
+        return left is None or left >= 2 * (settings.hold_checks + settings.soak_checks) + 3
 
     def _soak_repeat_affordable(self) -> bool:
         """The budget affords a repeated soak (a whole hold and soak after a drain) and still one

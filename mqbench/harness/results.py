@@ -83,9 +83,12 @@ field                           meaning
                                 run`` also ``hold_publish_latency_ms_p50``/``_p99``: over the
                                 hold's and soak's checks at the capacity; ``capacity_checks_held``
                                 (checks in a row the capacity held), ``capacity_soaked`` (a whole
-                                soak, not one the budget shortened), ``soak_failed`` (each failed
-                                soak: its rate, what the failing check absorbed and whether
-                                the rate was soaked again, ``repeated``, or lowered))
+                                soak, not one the budget shortened), ``capacity_soaks_held`` (whole
+                                soaks at the capacity that held: 2 when its confirmation soak after a
+                                drain held too), ``soak_failed`` (each failed soak: its rate, what
+                                the failing check absorbed, whether the rate was soaked again,
+                                ``repeated``, or lowered, and ``confirming``: it was the
+                                confirmation of a soak that had held))
 ``cells[].verdict``             ``held``, ``saturated`` or ``failed`` (``harness.verdict``)
 ``cells[].verdict_signals``     what made a cell saturated or failed: ``achieved under offered``,
                                 ``publish delay growing``, ``send backlog``, ``consume backlog``,

@@ -121,9 +121,11 @@ class RunSettings:
         """``--rate max``'s search (README, ``mqbench run --help``): a 2-check hold within 5 % of the
         first unheld rate, then a soak of 10 more checks in a row at it (about 25 s: the machine's
         slow phases come every few seconds, a rate that holds only in its fast phases must fail),
-        a failed soak repeated once (a whole new soak) before the rate comes down."""
+        a failed soak repeated once (a whole new soak) before the rate comes down, and a soak that
+        held confirmed once by a whole new soak after a drain, while the budget affords it (a
+        first soak can fit inside one of this machine's fast phases, which last up to a minute)."""
         return SearchSettings(start_rate_per_s=200.0, hold_checks=2, tolerance=0.05, hold_growth_share_max=0.02,
-                              hold_growth_floor_s=0.5, soak_checks=10, soak_repeats=1)
+                              hold_growth_floor_s=0.5, soak_checks=10, soak_repeats=1, confirm_soaks=1)
 
     def validate(self) -> None:
         if self.duration_ms <= 0 or self.window_ms <= 0 or self.warmup_ms < 0:

@@ -341,6 +341,22 @@ class HiccupAt:
             self.system.capacity_per_s = self.capacity
 
 
+class SlowsAfter:
+    """A fluid broker of ``capacity`` whose machine turns slow for good after ``after`` checks (drains
+    included): from then on it carries ``share`` of the capacity (a slow phase longer than the run)."""
+
+    def __init__(self, capacity, after, share=0.7):
+        self.system = FluidBroker(capacity)
+        self.capacity = capacity
+        self.rates_offered = self.system.rates_offered
+        self.after, self.share = after, share
+
+    def run(self, rate_per_s):
+        slow = len(self.rates_offered) >= self.after
+        self.system.capacity_per_s = self.capacity * (self.share if slow else 1.0)
+        return self.system.run(rate_per_s)
+
+
 def start_in_hold(search, rate, bad):
     """Put ``search`` in a hold at ``rate`` with ``bad`` the first unheld rate (a search met mid-way)."""
     search.state, search.rate_per_s, search.good_per_s, search.bad_per_s = HOLD, rate, rate, bad
