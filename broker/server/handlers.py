@@ -419,7 +419,9 @@ def build_handlers(ctx: BrokerContext) -> dict[int, Callable]:
 
 def build_batch_handlers(ctx: BrokerContext, table: dict[int, Callable]) -> dict[int, Callable]:
     """The codes whose consecutive requests of one read are handled together (``handlers_send``'s
-    ``BATCH_HANDLERS``: the sends) -> bound batch handler; ``table`` is ``build_handlers(ctx)``."""
-    from mqbench.broker.server import handlers_send
+    and ``handlers_send_batch``'s ``BATCH_HANDLERS``: the sends) -> bound batch handler; ``table``
+    is ``build_handlers(ctx)``."""
+    from mqbench.broker.server import handlers_send, handlers_send_batch
 
-    return {code: wrap_batch(ctx, handler, table[code]) for code, handler in handlers_send.BATCH_HANDLERS.items()}
+    return {code: wrap_batch(ctx, handler, table[code])
+            for module in (handlers_send, handlers_send_batch) for code, handler in module.BATCH_HANDLERS.items()}

@@ -327,13 +327,15 @@ async def on_send_many(ctx: BrokerContext, cmds: list[RemotingCommand], channel:
 
 
 async def _propose_fast(ctx: BrokerContext, fast: list[tuple[int, RemotingCommand, str, str | None]],
-                        records: list[bytes], responses: list, channel: Channel) -> None:
-    """Propose ``records`` as one proposal and fill in the responses of ``fast`` from the results."""
+                        records: list[bytes], responses: list, channel: Channel,
+                        counts: list[int] | None = None) -> None:
+    """Propose ``records`` (one per request of ``fast``) as one proposal and fill in the responses
+    of ``fast`` from the results; ``counts``: the messages each record holds (None: one each)."""
     if hop_trace.ON:
         for _i, cmd, _topic, _tid in fast:
             hop_trace.mark("p", channel._trace_key, cmd.opaque)
     try:
-        results = await ctx.group.propose_puts(records)
+        results = await ctx.group.propose_puts(records, counts)
         if hop_trace.ON:
             for _i, cmd, _topic, _tid in fast:
                 hop_trace.mark("c", channel._trace_key, cmd.opaque)
@@ -346,17 +348,18 @@ async def _propose_fast(ctx: BrokerContext, fast: list[tuple[int, RemotingComman
             responses[i] = channel.failure_response(cmd, exc)
         return
     now_ms = ctx.clock_ms()
-    per_topic: dict[str, int] = {}
-    for (i, cmd, topic, transaction_id), result in zip(fast, results):
-        per_topic[topic] = per_topic.get(topic, 0) + 1
+    per_topic: dict[str, tuple[int, int]] = {}       # topic -> (messages, requests)
+    for n, ((i, cmd, topic, transaction_id), result) in enumerate(zip(fast, results)):
+        messages, requests = per_topic.get(topic, (0, 0))
+        per_topic[topic] = (messages + (1 if counts is None else counts[n]), requests + 1)
         if cmd.serialize_type == codes.SERIALIZE_JSON:
             responses[i] = send_success_frame(cmd.opaque, cmd.version, result.msg_id, result.queue_id,
                                               result.queue_offset, transaction_id)
         else:
             responses[i] = _success(cmd, result.msg_id, result.queue_id, result.queue_offset, transaction_id)
-    for topic, count in per_topic.items():
-        ctx.stats.record_put(topic, count, now_ms, requests=count)
-    ctx.counters.put_message_count += len(fast)
+    for topic, (messages, requests) in per_topic.items():
+        ctx.stats.record_put(topic, messages, now_ms, requests=requests)
+    ctx.counters.put_message_count += len(fast) if counts is None else sum(counts)
     ctx.counters.put_request_count += len(fast)
 
 

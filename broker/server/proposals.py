@@ -91,9 +91,11 @@ class Proposals:
         self._waiters[indexes[-1]] = _Waiter(term, indexes[0], counts, future)
         return future
 
-    def add_each(self, term: int, indexes: list[int]) -> asyncio.Future:
+    def add_each(self, term: int, indexes: list[int], counts: list[int] | None = None) -> asyncio.Future:
+        """A write of several records answered one ``PutResult`` per record; ``counts``: the
+        messages each record holds (an inner batch holds several), for ``put_count`` (None: 1 each)."""
         future = PromptFuture(loop=asyncio.get_running_loop())
-        self._waiters[indexes[-1]] = _Waiter(term, indexes[0], None, future, True)
+        self._waiters[indexes[-1]] = _Waiter(term, indexes[0], counts, future, True)
         return future
 
     def settle(self, entries: list[Entry], errors: dict[int, Exception]) -> None:
@@ -111,7 +113,10 @@ class Proposals:
             elif error is not None:
                 resolve(waiter.future, exc=error)
             elif waiter.each:
-                resolve(waiter.future, self._results(waiter.first, entry.index))
+                results = self._results(waiter.first, entry.index)
+                if waiter.counts is not None:       # _results counted one message per record
+                    self.put_count += sum(waiter.counts) - len(results)
+                resolve(waiter.future, results)
             elif waiter.counts is None:
                 resolve(waiter.future, None)
             else:

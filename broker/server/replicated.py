@@ -344,14 +344,16 @@ class ReplicatedGroup:
         self._check_entry_size(record)
         return record
 
-    def propose_puts(self, records: list[bytes]) -> asyncio.Future:
-        """Propose ``records`` (from ``prepare_put``, in order) as as many single-message writes in
-        ONE proposal (one Raft append, one Ready, one settle): the future resolves, once the last
-        is committed and applied, with one ``PutResult`` per record, or fails for all of them
-        (``Proposals.add_each``). Raises NotLeader / WritesUnavailable at once as ``put`` does."""
+    def propose_puts(self, records: list[bytes], counts: list[int] | None = None) -> asyncio.Future:
+        """Propose ``records`` (from ``prepare_put``, ``prepare_fields_put`` or
+        ``prepare_batch_put``, in order) as as many writes in ONE proposal (one Raft append, one
+        Ready, one settle): the future resolves, once the last is committed and applied, with one
+        ``PutResult`` per record, or fails for all of them (``Proposals.add_each``); ``counts``:
+        the messages each record holds (None: one each). Raises NotLeader / WritesUnavailable at
+        once as ``put`` does."""
         self._check_writable()
         indexes = self._propose_entries(records)
-        future = self.proposals.add_each(self.node.term, indexes)
+        future = self.proposals.add_each(self.node.term, indexes, counts)
         self.driver.ready_now()     # the APPs go out in this read, not the Raft loop's next turn
         return future
 
@@ -369,12 +371,28 @@ class ReplicatedGroup:
         when ``consolidate`` (a BatchCQ topic), else one record (one Raft entry) per message,
         proposed together (one Ready: they commit together unless the leader fails meanwhile).
         ``items`` may be the message count of a plain ``inner_body`` (``RecordBuilder.batch``)."""
-        self._check_writable()
+        prepared = self.prepare_batch_put(topic, queue_id, items, consolidate=consolidate, properties=properties,
+                                          sysflag=sysflag, flag=flag, born_timestamp_ms=born_timestamp_ms,
+                                          born_host=born_host, inner_body=inner_body)
+        indexes = self._propose_entries([r for r, _ in prepared])
+        return await self.proposals.add(self.node.term, indexes, [n for _, n in prepared])
+
+    def prepare_batch_put(self, topic: str, queue_id: int, items: list[BatchItem] | int, *, consolidate: bool,
+                          properties: dict[str, str] | None = None, sysflag: int = 0, flag: int = 0,
+                          born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0),
+                          inner_body: bytes | None = None, writable: bool = False) -> list[tuple[bytes, int]]:
+        """The records ``put_batch`` would propose, with the messages each holds, built and checked
+        (NotLeader, WritesUnavailable, UserError), not proposed (``propose_puts`` proposes them).
+        ``writable``: the caller saw ``writable()`` true in this loop turn."""
+        if not writable:
+            self._check_writable()
         refuse_meta_topic(topic)
         prepared = self.store.replicated.prepare_batch_records(
             topic, queue_id, items, consolidate=consolidate, properties=properties, flag=flag, sysflag=sysflag,
             born_timestamp_ms=born_timestamp_ms, born_host=born_host, inner_body=inner_body)
-        return await self._propose([r for r, _ in prepared], [n for _, n in prepared])
+        for record, _ in prepared:
+            self._check_entry_size(record)
+        return prepared
 
     async def commit_offset(self, group: str, topic: str, queue_id: int, offset: int, *, reset: bool = False,
                             lazy: bool = False) -> None:

@@ -1,0 +1,111 @@
+"""The batch sends of one read (``handlers_send_batch.on_send_batches``): one Raft proposal for the
+BatchCQ batches stored as sent, and for every request the answer, the stored messages and the
+counters that ``on_send_batch`` one request at a time gives (in process, one replica)."""
+from __future__ import annotations
+
+from mqbench.admin.calls import create_topic, query_runtime_info
+from mqbench.broker.formats import codes
+from mqbench.broker.formats import record as rec
+from mqbench.broker.formats import record_layout
+from mqbench.broker.formats.batch import BatchItem, encode_batch
+from mqbench.broker.formats.headers import SendMessageHeader
+
+from test_broker_inprocess import InProcessCluster, run
+from test_send_many import _send_all
+
+
+def _v2(topic: str, properties: dict[str, str] | None = None, **fields) -> dict:
+    header = SendMessageHeader(producer_group="PID_batches", topic=topic, queue_id=fields.pop("queue_id", 0),
+                               sys_flag=fields.pop("sys_flag", 0), born_timestamp_ms=1_700_000_000_000,
+                               properties=rec.encode_properties(properties or {}).decode(), batch=True, **fields)
+    return header.to_v2()
+
+
+def _items(n: int, tag: str = "t", extra: dict[str, str] | None = None) -> bytes:
+    return encode_batch([BatchItem(f"{tag}{i}".encode() * 20, {"UNIQ_KEY": f"{i:032X}", "TAGS": tag, **(extra or {})})
+                         for i in range(n)])
+
+
+def _cases() -> list[tuple[int, dict, bytes]]:
+    """Batch requests of every kind: stored as sent (fast), refused on that path, and those that
+    take ``on_send_batch`` (a SimpleCQ topic, a delay property in an item, a new topic, ...)."""
+    b = codes.SEND_BATCH_MESSAGE
+    odd = bytearray(_items(2, "o"))
+    odd[4:8] = b"\0\0\0\1"          # a MAGICCODE the encoder would not write: decoded, stored as it encodes
+    return [
+        (b, _v2("B", {"UNIQ_KEY": "C0A8" * 8}), _items(64)),                             # 0 fast
+        (b, _v2("B", {"TAGS": "hdr", "KEYS": "k1 k2"}, queue_id=1), _items(5, "x")),     # 1 fast
+        (b, _v2("B", {"DELAY": "3"}), _items(2)),                                        # 2 refused: delay
+        (b, _v2("B"), _items(3, "d", {"DELAY": "2"})),                                   # 3 slow: refused
+        (b, _v2("B", queue_id=9), _items(2)),                                            # 4 refused: queue
+        (b, _v2("B", sys_flag=record_layout.SYSFLAG_TX_PREPARED), _items(2)),            # 5 refused: half
+        (b, _v2("B"), b""),                                                              # 6 slow: empty
+        (b, {"a": "PID_batches"}, _items(2)),                                            # 7 refused: no topic
+        (b, _v2("../x"), _items(2)),                                                     # 8 refused: topic
+        (b, _v2("T", {"UNIQ_KEY": "AB" * 16}, queue_id=2), _items(4, "s")),              # 9 slow: SimpleCQ
+        (b, _v2("B", queue_id=3), bytes(odd)),                                           # 10 slow: odd body
+        (b, _v2("Fresh"), _items(2, "f")),                                               # 11 slow: new topic
+        (b, _v2("B", {"UNIQ_KEY": "EF" * 16}, queue_id=2), _items(7, "z")),              # 12 fast
+    ]
+
+
+def _stored(store, topic: str) -> list[tuple]:
+    out = []
+    for queue_id in range(4):
+        out += [(queue_id, m.queue_offset, m.topic, m.body, m.properties, m.flag, m.sysflag, m.born_timestamp_ms)
+                for m in store.read_queue(topic, queue_id, 0, 1000).messages]
+    return out
+
+
+def test_the_batch_sends_of_one_read_are_one_proposal_answered_as_one_by_one(tmp_path):
+    cases = _cases()
+    fast = 3
+
+    async def scenario():
+        results = {}
+        for one_read in (True, False):
+            async with InProcessCluster(tmp_path / str(one_read), 1, subnet=26 + one_read) as cluster:
+                leader = await cluster.leader()
+                addr = leader.instance.addr
+                if not one_read:
+                    leader.server.batch_handlers = {}    # new connections take the single-request path
+                await create_topic(addr, "B", queues=4, attributes={"queue.type": "BatchCQ"})
+                await create_topic(addr, "T", queues=4)
+                proposed: list[int] = []
+                driver = leader.group.driver
+                propose = driver.propose
+
+                def counting(datas, _propose=propose, proposed=proposed):
+                    proposed.append(len(datas))
+                    return _propose(datas)
+
+                driver.propose = counting
+                before = int((await query_runtime_info(addr, 5))["putMessageCount"])
+                answers = await _send_all(addr, cases, 100, one_read)
+                driver.propose = propose
+                after = int((await query_runtime_info(addr, 5))["putMessageCount"])
+                store = leader.group.store
+                put = leader.ctx.counters.put_message_count, leader.ctx.counters.put_request_count
+                results[one_read] = (answers, proposed, {t: _stored(store, t) for t in ("B", "T", "Fresh")},
+                                     after - before, put)
+        return results
+
+    results = run(scenario(), timeout_s=60)
+    (many, many_proposed, many_stored, many_acked, many_put) = results[True]
+    (single, single_proposed, single_stored, single_acked, single_put) = results[False]
+    assert many_proposed[0] == fast, many_proposed        # the three stored-as-sent batches: one proposal
+    assert sorted(many) == sorted(single) == [100 + i for i in range(len(cases))]
+    for opaque in many:
+        a, b = many[opaque], single[opaque]
+        assert (a.code, a.remark, a.flag, a.language, a.version) == (b.code, b.remark, b.flag, b.language,
+                                                                     b.version), cases[opaque - 100]
+        assert a.ext_fields.keys() == b.ext_fields.keys()
+        if a.code == codes.SUCCESS:
+            assert a.ext_fields["queueOffset"] == b.ext_fields["queueOffset"], opaque
+            assert a.ext_fields.get("transactionId") == b.ext_fields.get("transactionId")
+            assert len(a.ext_fields["msgId"]) == len(b.ext_fields["msgId"])
+    ok = sorted(o - 100 for o, a in many.items() if a.code == codes.SUCCESS)
+    assert ok == [0, 1, 9, 10, 11, 12], {o: (a.code, a.remark) for o, a in many.items()}
+    assert many_stored == single_stored and len(many_stored["B"]) == 64 + 5 + 2 + 7
+    assert many_acked == single_acked == 64 + 5 + 4 + 2 + 2 + 7
+    assert many_put == single_put
