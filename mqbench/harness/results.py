@@ -88,7 +88,10 @@ field                           meaning
                                 drain held too), ``soak_failed`` (each failed soak: its rate, what
                                 the failing check absorbed, whether the rate was soaked again,
                                 ``repeated``, or lowered, and ``confirming``: it was the
-                                confirmation of a soak that had held))
+                                confirmation of a soak that had held); ``machine_pace``: the
+                                machine's pace during each check, as context (``run.pace``:
+                                ``by_check`` [check, CPU ns per step of a fixed loop, steal
+                                share], medians over the search and at the capacity))
 ``cells[].verdict``             ``held``, ``saturated`` or ``failed`` (``harness.verdict``)
 ``cells[].verdict_signals``     what made a cell saturated or failed: ``achieved under offered``,
                                 ``publish delay growing``, ``send backlog``, ``consume backlog``,

@@ -53,6 +53,7 @@ from mqbench.run.matrix import CellSettings
 from mqbench.run.payload import measure_payload
 from mqbench.run.plan import WorkloadPlan, plan_workload
 from mqbench.run.producer_driver import LINGER_MS_DEFAULT
+from mqbench.run.pace import PaceMeter, machine_pace
 from mqbench.run.probes import CpuSample, allocated_bytes, cpu_figures, replication_bytes, sample_cpu
 from mqbench.run.progress import ProgressLine, WindowLines, describe, window_line
 from mqbench.run.stored import predicted_footprint, stored_figures
@@ -310,6 +311,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
         client_pids = _client_pids(workers, local=env.ray is None)
         cpu_edges: list[CpuSample] = []     # at each window edge of the measured phase
         check_started_ns = None
+        pace = PaceMeter()  # the machine's pace during each check: context for the capacity (run.pace)
         settle_until_ns = measure_ns
         stopped_ns = None
         total_s = (settings.warmup_ms + settings.duration_ms) / 1000
@@ -332,6 +334,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
                 if check_started_ns is None:
                     if now >= settle_until_ns:  # the pipeline has filled at the new rate: judge from here
                         tracker.start_check()
+                        pace.start()
                         check_started_ns = now
                 elif now - check_started_ns >= check_ms * NS_PER_MS:
                     observation = tracker.take_check((now - check_started_ns) // NS_PER_MS, rate_now)
@@ -339,6 +342,7 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
                     # what the budget (--duration) still affords, so a search short of it secures a hold
                     checks_left = max(0, end_ns - now) // ((settings.check_ms + settings.settle_ms) * NS_PER_MS)
                     rate_now = search.observe(observation, checks_left=int(checks_left))
+                    pace.close(search.checks)
                     check_started_ns = None
                     settle_until_ns = now + (settings.settle_ms * NS_PER_MS if rate_now else 0)
                     if search.finished:
@@ -348,6 +352,8 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
                                       + _search_outcome(search))
                     else:
                         workers.send(producers, {"op": "rate", "rate_per_s": rate_now, "from_ns": now})
+                else:
+                    pace.sample()
             totals = tracker.totals()
             elapsed_s = (now - start_ns) / 1e9
             if now - last_t >= 1_000_000_000:  # workers report twice a second: rate over >= 1 s
@@ -417,7 +423,9 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
     else:
         offered = None
     backlogs = tracker.window_backlogs(merged.measure_start_ns, merged.window_ms, merged.window_count)
-    search_record = None if search is None else {**search.result(), **_hold_latency(search, hold_checks)}
+    search_record = None if search is None else {
+        **search.result(), **_hold_latency(search, hold_checks),
+        "machine_pace": machine_pace(search.history, pace.samples, search.capacity_msgs_per_s)}
     doc = build_cell(cell.name, cell_settings, merged, disk_bytes_per_msg=disk_per_msg, replication_bytes=replication,
                      cpu_seconds=cpu, max_rate_search=search_record,
                      offered_msgs_per_s=offered, window_extras=backlogs, bounds=_bounds(settings, plan, cell),
