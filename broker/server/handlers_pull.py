@@ -10,16 +10,20 @@ situation                              code                    nextBeginOffset
 =====================================  ======================  ============================
 messages at ``queueOffset``            SUCCESS 0, records      after the last one returned
 messages there, none match the tags    PULL_RETRY_IMMEDIATELY  after the last one skipped
-queue empty or absent, offset 0        PULL_NOT_FOUND 19 *     0
-queue empty or absent, offset > 0      PULL_OFFSET_MOVED 21    0
-offset < min                           PULL_OFFSET_MOVED 21    min
-offset == max                          PULL_NOT_FOUND 19 *     max
+offset == max (an empty queue: 0)      PULL_NOT_FOUND 19 *     max
+offset < min, on the leader            PULL_OFFSET_MOVED 21    min
 offset > max, on the leader            PULL_OFFSET_MOVED 21    min if min == 0 else max
 offset > max, on a follower            PULL_RETRY_IMMEDIATELY  queueOffset (it may be behind) *
+offset < min, on a follower            PULL_RETRY_IMMEDIATELY  queueOffset
 replica not readable yet (see below)   PULL_RETRY_IMMEDIATELY  queueOffset
 unknown topic                          TOPIC_NOT_EXIST 17      -
 queueId beyond the read queues         SYSTEM_ERROR 1          -
 =====================================  ======================  ============================
+
+A follower never moves a consumer's offset (RocketMQ's slave, ``offsetCheckInSlave=false``): its
+queue may only be behind the leader's, even empty while the leader's holds messages (a replica cut
+off, or one that lagged when the whole group restarted); "offset moved" from there would send the
+consumer back to the queue's start.
 
 ``*``: with the suspend flag the pull first waits up to ``suspendTimeoutMillis`` (capped at
 ``ctx.suspend_ms_max``) for the queue to grow past ``queueOffset``; ``PullWaiters`` wakes it as
@@ -110,17 +114,13 @@ def _answer(ctx: BrokerContext, header: headers.PullMessageHeader, tags: set[str
     store = ctx.store
     topic, queue_id = header.topic, header.queue_id
     lo, hi = store.min_offset(topic, queue_id), store.max_offset(topic, queue_id)
-    if hi == 0:
-        if offset != 0:
-            return PullAnswer(codes.PULL_OFFSET_MOVED, 0, min_offset=lo, max_offset=hi)
-        return PullAnswer(codes.PULL_NOT_FOUND, 0, may_wait=True, min_offset=lo, max_offset=hi)
-    if offset < lo:
-        return PullAnswer(codes.PULL_OFFSET_MOVED, lo, min_offset=lo, max_offset=hi)
     if offset == hi:
         return PullAnswer(codes.PULL_NOT_FOUND, hi, may_wait=True, min_offset=lo, max_offset=hi)
-    if offset > hi:
-        if not ctx.is_leader():
-            return PullAnswer(codes.PULL_RETRY_IMMEDIATELY, offset, may_wait=True, min_offset=lo, max_offset=hi)
+    if offset < lo or offset > hi:
+        if not ctx.is_leader():      # never moved by a follower (module doc)
+            return PullAnswer(codes.PULL_RETRY_IMMEDIATELY, offset, may_wait=offset > hi, min_offset=lo, max_offset=hi)
+        if offset < lo:
+            return PullAnswer(codes.PULL_OFFSET_MOVED, lo, min_offset=lo, max_offset=hi)
         return PullAnswer(codes.PULL_OFFSET_MOVED, lo if lo == 0 else hi, min_offset=lo, max_offset=hi)
     wanted = max(1, min(header.max_msg_nums, PULL_MESSAGES_MAX))
     bytes_max = min(header.max_msg_bytes or PULL_BYTES_MAX, PULL_BYTES_MAX)

@@ -169,3 +169,45 @@ def test_no_replica_answers_reads_older_than_before_a_crash_of_the_whole_group(t
 
     problems = run(main(), timeout_s=90)
     assert problems == [], f"{len(problems)} stale reads, first: {problems[:5]}"
+
+
+async def _pull(handlers: dict, queue_id: int, offset: int) -> tuple[int, int]:
+    pull = headers.PullMessageHeader(consumer_group=GROUP, topic=TOPIC, queue_id=queue_id, queue_offset=offset,
+                                     max_msg_nums=32, sys_flag=codes.PULL_FLAG_SUBSCRIPTION, commit_offset=0,
+                                     suspend_timeout_ms=0, subscription="*", expression_type="TAG")
+    answer = await handlers[codes.PULL_MESSAGE](RemotingCommand.request(codes.PULL_MESSAGE, pull.to_ext()), None)
+    return answer.code, int(answer.ext_fields["nextBeginOffset"])
+
+
+def test_a_lagging_follower_never_sends_a_consumer_back(tmp_path, monkeypatch):
+    """A readable follower that has not received a queue's latest messages (cut off from the leader
+    here) answers a pull past its end PULL_RETRY_IMMEDIATELY at the consumer's offset, as RocketMQ's
+    slave does (offsetCheckInSlave=false), also while its queue is still empty: it answered "offset
+    moved to 0" then, sending the consumer back to the queue's start (what the crash test above
+    reported under load, from a replica that lagged when the group crashed)."""
+    async def main() -> None:
+        cluster = await Cluster(tmp_path, **SEGMENTS).start()
+        try:
+            leader = await cluster.leader()
+            await leader.ensure_topic(TOPIC, queues=2)
+            await leader.put(Message(topic=TOPIC, body=b"early", queue_id=1))
+            await cluster.converged()
+            lagging = next(g for g in cluster.groups.values() if g is not leader)
+            for group in cluster.groups.values():     # cut the lagging follower off, both ways
+                monkeypatch.setattr(group.transport, "send", lambda m, send=group.transport.send, src=group.self_id:
+                                    None if lagging.self_id in (src, m.dst) else send(m))
+            for n in range(3):
+                await leader.put(Message(topic=TOPIC, body=b"m%d" % n, queue_id=0))
+                await leader.put(Message(topic=TOPIC, body=b"m%d" % n, queue_id=1))
+            layout = _layout()
+            on = {g.self_id: build_handlers(BrokerContext(layout, layout.instances[g.self_id - 1], g))
+                  for g in (leader, lagging)}
+            assert lagging.reads_ready and lagging.store.max_offset(TOPIC, 0) == 0
+            assert await _pull(on[lagging.self_id], 0, 3) == (codes.PULL_RETRY_IMMEDIATELY, 3)   # empty here
+            assert await _pull(on[lagging.self_id], 1, 4) == (codes.PULL_RETRY_IMMEDIATELY, 4)   # behind here
+            assert await _pull(on[leader.self_id], 0, 3) == (codes.PULL_NOT_FOUND, 3)
+            assert await _pull(on[leader.self_id], 0, 9) == (codes.PULL_OFFSET_MOVED, 0)   # the leader does move it
+        finally:
+            await cluster.close()
+
+    run(main(), timeout_s=60)
