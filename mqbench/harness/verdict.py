@@ -115,6 +115,9 @@ def judge_search(search: dict) -> Verdict:
     in_a_row = search.get("capacity_checks_held")
     if isinstance(in_a_row, int) and not isinstance(in_a_row, bool) and in_a_row > 0:
         detail = f"held {capacity:,.0f} msgs/s for {in_a_row} checks in a row (hold and soak"
+        soaks = search.get("capacity_soaks_held")
+        if isinstance(soaks, int) and not isinstance(soaks, bool) and soaks >= 2:  # a record of stop 19 on
+            detail += f", confirmed by {soaks - 1} more after a drain"
         detail += ")" if search.get("capacity_soaked") or not (search.get("settings") or {}).get("soak_checks") \
             else ", the soak shortened by the budget)"
     else:  # a record from before the soak

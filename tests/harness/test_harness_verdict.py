@@ -77,6 +77,10 @@ def test_a_search_is_held_only_when_done():
     assert _verdict_text(verdict) == "held (capacity; 1,300 did not hold: bracket 7.7%)"
     soaked = judge_search({**done, "capacity_checks_held": 12, "capacity_soaked": True, "settings": {"soak_checks": 10}})
     assert soaked.detail[0].startswith("held 1,200 msgs/s for 12 checks in a row (hold and soak); 1,300")
+    confirmed = judge_search({**done, "capacity_checks_held": 24, "capacity_soaked": True, "capacity_soaks_held": 2,
+                              "settings": {"soak_checks": 10}})
+    assert confirmed.detail[0].startswith("held 1,200 msgs/s for 24 checks in a row (hold and soak, confirmed by 1 "
+                                          "more after a drain); 1,300")
     short = judge_search({**done, "capacity_checks_held": 5, "capacity_soaked": False, "settings": {"soak_checks": 10}})
     assert short.detail[0].startswith("held 1,200 msgs/s for 5 checks in a row (hold and soak, the soak shortened")
     for state in ("ramp", "bisect", "hold", "soak", "drain", "failed"):
