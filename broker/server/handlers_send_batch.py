@@ -18,6 +18,7 @@ import asyncio
 
 from mqbench.broker.formats import codes, headers
 from mqbench.broker.formats import record as rec
+from mqbench.broker.formats import record_layout
 from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.formats.properties import PROPERTY_UNIQ_KEY
 from mqbench.broker.remoting.channel import Channel
@@ -33,6 +34,18 @@ from mqbench.broker.server.handlers_send import (
 )
 
 
+def _canonical_wire(wire: str, properties: dict[str, str]) -> bytes | None:
+    """``encode_properties(properties)`` when ``wire``, the string ``properties`` was decoded from,
+    is exactly what it writes (``handlers_send._fields_record``'s test), else None."""
+    if wire and (wire[-1] != record_layout.PROPERTY_SEPARATOR
+                 or wire.count(record_layout.PROPERTY_SEPARATOR) != len(properties)):
+        return None
+    try:
+        return wire.encode("utf-8")
+    except UnicodeEncodeError:          # a lone surrogate: encode_properties raises as before
+        return None
+
+
 def _as_sent_record(ctx: BrokerContext, group, cmd: RemotingCommand, channel: Channel, leader: bool,
                     writable: bool) -> tuple[bytes, int, str, str | None] | None:
     """``on_send_batch``'s steps for a batch stored as sent, up to its record: (record, messages,
@@ -46,7 +59,8 @@ def _as_sent_record(ctx: BrokerContext, group, cmd: RemotingCommand, channel: Ch
         return None
     _checked_header(ctx, cmd, leader, parsed=header)
     queue_id = _queue_id(ctx, header, existing)
-    properties = rec.decode_properties(header.properties or "")
+    wire = header.properties or ""
+    properties = rec.decode_properties(wire)
     delayed = _DELAY_KEYS.intersection(properties)
     if delayed:  # RocketMQ refuses these too: a batch shares one queue and one delivery time
         raise Refused(codes.MESSAGE_ILLEGAL, f"a batch to {header.topic} cannot carry delay properties "
@@ -54,7 +68,7 @@ def _as_sent_record(ctx: BrokerContext, group, cmd: RemotingCommand, channel: Ch
     [(record, messages)] = group.prepare_batch_put(
         header.topic, queue_id, count, consolidate=True, properties=properties, sysflag=header.sys_flag,
         born_timestamp_ms=header.born_timestamp_ms, born_host=_born_host(channel), inner_body=cmd.body,
-        writable=writable)
+        writable=writable, wire_properties=_canonical_wire(wire, properties))
     return record, messages, header.topic, properties.get(PROPERTY_UNIQ_KEY)
 
 

@@ -380,16 +380,19 @@ class ReplicatedGroup:
     def prepare_batch_put(self, topic: str, queue_id: int, items: list[BatchItem] | int, *, consolidate: bool,
                           properties: dict[str, str] | None = None, sysflag: int = 0, flag: int = 0,
                           born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0),
-                          inner_body: bytes | None = None, writable: bool = False) -> list[tuple[bytes, int]]:
+                          inner_body: bytes | None = None, writable: bool = False,
+                          wire_properties: bytes | None = None) -> list[tuple[bytes, int]]:
         """The records ``put_batch`` would propose, with the messages each holds, built and checked
         (NotLeader, WritesUnavailable, UserError), not proposed (``propose_puts`` proposes them).
-        ``writable``: the caller saw ``writable()`` true in this loop turn."""
+        ``writable``: the caller saw ``writable()`` true in this loop turn; ``wire_properties``:
+        exactly ``encode_properties(properties)`` when known (``prepare_batch_records``)."""
         if not writable:
             self._check_writable()
         refuse_meta_topic(topic)
         prepared = self.store.replicated.prepare_batch_records(
             topic, queue_id, items, consolidate=consolidate, properties=properties, flag=flag, sysflag=sysflag,
-            born_timestamp_ms=born_timestamp_ms, born_host=born_host, inner_body=inner_body)
+            born_timestamp_ms=born_timestamp_ms, born_host=born_host, inner_body=inner_body,
+            wire_properties=wire_properties)
         for record, _ in prepared:
             self._check_entry_size(record)
         return prepared

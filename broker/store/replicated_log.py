@@ -142,9 +142,13 @@ class ReplicatedCommitLog:
     def prepare_batch_records(self, topic: str, queue_id: int, items: list[BatchItem] | int, *, consolidate: bool,
                               properties: dict[str, str] | None = None, flag: int = 0, sysflag: int = 0,
                               born_timestamp_ms: int = 0, born_host: tuple[str, int] = ("127.0.0.1", 0),
-                              inner_body: bytes | None = None) -> list[tuple[bytes, int]]:
+                              inner_body: bytes | None = None,
+                              wire_properties: bytes | None = None) -> list[tuple[bytes, int]]:
         """``prepare_record`` for a client batch (``Store.append_batch``'s rules, ``inner_body``
-        included): a list of (record, messages it holds); one record when consolidated."""
+        included): a list of (record, messages it holds); one record when consolidated.
+        ``wire_properties``: exactly ``encode_properties(properties)`` when the caller has it (a
+        send's property string as sent, when canonical), so that a consolidated record's string is
+        that plus INNER_NUM and INNER_BASE, not encoded again."""
         if not consolidate:
             if isinstance(items, int):
                 raise UserError("a message count stands for the items of a plain consolidated inner_body only")
@@ -167,11 +171,15 @@ class ReplicatedCommitLog:
             self._builder.consolidated_fields(topic, queue_id, items, properties=properties, sysflag=sysflag,
                                               born_timestamp_ms=born_timestamp_ms, inner_body=inner_body)
         props[PROPERTY_INNER_BASE] = "0"        # a placeholder: placing the entry restamps it
+        if wire_properties is not None and len(props) == len(properties or ()) + 2:
+            # INNER_NUM and INNER_BASE were not in the batch's properties: they follow its string
+            wire = b"%sINNER_NUM\x01%d\x02INNER_BASE\x010\x02" % (wire_properties, count)
+        else:
+            wire = encode_properties(props)
         with self._lock:
             self._check_open()
             record = encode_fields(topic, queue_id, flag, inner_sysflag, born_timestamp_ms, born_host,
-                                   store_timestamp_ms, self._builder.store_host, 0, body, encode_properties(props),
-                                   version)
+                                   store_timestamp_ms, self._builder.store_host, 0, body, wire, version)
             self.dledger.next_entry_pos(len(record))   # too large for a data segment: UserError
             if len(self._built) >= BUILT_MAX:
                 self._built.clear()                    # proposals that never reached the log

@@ -14,10 +14,11 @@ from test_broker_inprocess import InProcessCluster, run
 from test_send_many import _send_all
 
 
-def _v2(topic: str, properties: dict[str, str] | None = None, **fields) -> dict:
+def _v2(topic: str, properties: dict[str, str] | str | None = None, **fields) -> dict:
+    props = properties if isinstance(properties, str) else rec.encode_properties(properties or {}).decode()
     header = SendMessageHeader(producer_group="PID_batches", topic=topic, queue_id=fields.pop("queue_id", 0),
                                sys_flag=fields.pop("sys_flag", 0), born_timestamp_ms=1_700_000_000_000,
-                               properties=rec.encode_properties(properties or {}).decode(), batch=True, **fields)
+                               properties=props, batch=True, **fields)
     return header.to_v2()
 
 
@@ -46,6 +47,8 @@ def _cases() -> list[tuple[int, dict, bytes]]:
         (b, _v2("B", queue_id=3), bytes(odd)),                                           # 10 slow: odd body
         (b, _v2("Fresh"), _items(2, "f")),                                               # 11 slow: new topic
         (b, _v2("B", {"UNIQ_KEY": "EF" * 16}, queue_id=2), _items(7, "z")),              # 12 fast
+        (b, _v2("B", "A\x01b\x02\x02C\x01\x02A\x01c", queue_id=1), _items(3, "n")),       # 13 fast, odd string
+        (b, _v2("B", {"INNER_NUM": "999", "KEYS": "k"}), _items(2, "i")),                 # 14 fast, INNER_NUM
     ]
 
 
@@ -59,7 +62,7 @@ def _stored(store, topic: str) -> list[tuple]:
 
 def test_the_batch_sends_of_one_read_are_one_proposal_answered_as_one_by_one(tmp_path):
     cases = _cases()
-    fast = 3
+    fast = 5
 
     async def scenario():
         results = {}
@@ -93,7 +96,7 @@ def test_the_batch_sends_of_one_read_are_one_proposal_answered_as_one_by_one(tmp
     results = run(scenario(), timeout_s=60)
     (many, many_proposed, many_stored, many_acked, many_put) = results[True]
     (single, single_proposed, single_stored, single_acked, single_put) = results[False]
-    assert many_proposed[0] == fast, many_proposed        # the three stored-as-sent batches: one proposal
+    assert many_proposed[0] == fast, many_proposed        # the stored-as-sent batches: one proposal
     assert sorted(many) == sorted(single) == [100 + i for i in range(len(cases))]
     for opaque in many:
         a, b = many[opaque], single[opaque]
@@ -105,7 +108,7 @@ def test_the_batch_sends_of_one_read_are_one_proposal_answered_as_one_by_one(tmp
             assert a.ext_fields.get("transactionId") == b.ext_fields.get("transactionId")
             assert len(a.ext_fields["msgId"]) == len(b.ext_fields["msgId"])
     ok = sorted(o - 100 for o, a in many.items() if a.code == codes.SUCCESS)
-    assert ok == [0, 1, 9, 10, 11, 12], {o: (a.code, a.remark) for o, a in many.items()}
-    assert many_stored == single_stored and len(many_stored["B"]) == 64 + 5 + 2 + 7
-    assert many_acked == single_acked == 64 + 5 + 4 + 2 + 2 + 7
+    assert ok == [0, 1, 9, 10, 11, 12, 13, 14], {o: (a.code, a.remark) for o, a in many.items()}
+    assert many_stored == single_stored and len(many_stored["B"]) == 64 + 5 + 2 + 7 + 3 + 2
+    assert many_acked == single_acked == 64 + 5 + 4 + 2 + 2 + 7 + 3 + 2
     assert many_put == single_put

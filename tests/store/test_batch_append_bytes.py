@@ -229,6 +229,7 @@ def test_a_leaders_inner_batch_record_is_the_message_paths(tmp_path, born_host):
     message count with the body as sent, and for a compressed body; it refuses what that refuses."""
     from mqbench.broker.formats.batch import encode_batch
     from mqbench.broker.formats.properties import PROPERTY_INNER_BASE
+    from mqbench.broker.formats.record import encode_properties
     from mqbench.broker.formats.record_layout import SYSFLAG_COMPRESSED
 
     rng = random.Random(f"inner{born_host}")
@@ -238,13 +239,18 @@ def test_a_leaders_inner_batch_record_is_the_message_paths(tmp_path, born_host):
         builder = RecordBuilder("v5-dledger", lambda: CLOCK_MS, ("127.0.0.1", 10911), lambda t: t == "B")
         for n, props, sysflag, as_count in ((1, None, 0, False), (5, {"WAIT": "true", "TAGS": "t"}, 0, False),
                                             (64, {"KEYS": "a b", "UNIQ_KEY": "U"}, 0, True), (3, None, 0, True),
-                                            (7, {"TAGS": "z"}, SYSFLAG_COMPRESSED, False)):
+                                            (7, {"TAGS": "z"}, SYSFLAG_COMPRESSED, False),
+                                            (2, {"INNER_NUM": "9", "K": "v"}, 0, True), (2, {"INNER_BASE": "4"}, 0, True)):
             items = _items(rng, n)
             body = encode_batch(items) if sysflag == 0 else rng.randbytes(50)
             kw = dict(properties=props, sysflag=sysflag, born_timestamp_ms=rng.choice([0, 5]), born_host=born_host,
                       inner_body=body if as_count or sysflag else None, flag=rng.randrange(-3, 3))
             [(record, count)] = store.replicated.prepare_batch_records("B", 1, n if as_count else items,
                                                                        consolidate=True, **kw)
+            # the batch's property string as sent (encode_properties' bytes) gives the same record
+            wire = encode_properties(props or {})
+            assert store.replicated.prepare_batch_records("B", 1, n if as_count else items, consolidate=True,
+                                                          wire_properties=wire, **kw) == [(record, count)]
             [msg], [expected] = builder.batch("B", 1, n if as_count else items, consolidate=True, **kw)
             builder.stamp(msg)
             msg.properties[PROPERTY_INNER_BASE] = "0"
