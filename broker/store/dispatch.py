@@ -258,6 +258,26 @@ def dispatch_record(queues: QueueSet, info: DispatchInfo, is_batch_topic: Callab
 _NO_UNIT_TX = (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK)    # transaction states that get no unit
 
 
+class PlainRun:
+    """Records appended as one run (``Dispatcher.appended_run``) that each get a plain CQ unit:
+    their units already gathered per queue, ``groups`` = {(topic, queue_id): [first queue offset,
+    flat units [physical_offset, size, tags_code, ...]]} (each queue's offsets consecutive), so
+    dispatching the run is one ``put_flat`` per queue and no per-record step. ``first_end``: where
+    its first record ends; ``expand()``: the per-record (end, DispatchInfo) pairs, for a commit
+    point inside the run. It stands in ``pending`` as one item (``inner_num`` 0 stops the
+    per-record gatherers at it)."""
+
+    __slots__ = ("groups", "first_end", "expand")
+    sysflag = 0
+    inner_num = 0
+
+    def __init__(self, groups: dict[tuple[str, int], list], first_end: int,
+                 expand: Callable[[], list[tuple[int, DispatchInfo]]]):
+        self.groups = groups
+        self.first_end = first_end
+        self.expand = expand
+
+
 class Dispatcher:
     """The write-side index every writer of one store shares (``Store``'s own appends and its
     ``ReplicatedCommitLog``): the next queue offset of every queue, and the records appended but
@@ -327,6 +347,10 @@ class Dispatcher:
     def appended(self, end: int, info: DispatchInfo) -> None:
         self._pending.append((end, info))
 
+    def appended_run(self, end: int, run: PlainRun) -> None:
+        """Records written up to log position ``end`` as one ``PlainRun``."""
+        self._pending.append((end, run))
+
     def dispatch_to(self, limit: int) -> None:
         if limit <= self.dispatched:
             return
@@ -337,13 +361,59 @@ class Dispatcher:
             self.dispatched = stop
         pending = self._pending
         queues, is_batch_topic = self.queues, self.is_batch_topic
-        while pending and pending[0][0] <= limit:
+        while pending:
+            end, info = pending[0]
+            if type(info) is PlainRun:
+                if end <= limit:
+                    self._dispatch_runs(limit)
+                    continue
+                if info.first_end > limit:
+                    break
+                pending.popleft()           # the commit point is inside the run: record by record
+                pending.extendleft(reversed(info.expand()))
+                continue
+            if end > limit:
+                break
             # dropped only once written: a dispatch that failed (disk full) is tried again
             if self._dispatch_plain(limit) or self._dispatch_batched(limit):
                 continue
-            dispatch_record(queues, pending[0][1], is_batch_topic)
+            dispatch_record(queues, info, is_batch_topic)
             pending.popleft()
         self.dispatched = limit
+
+    def _dispatch_runs(self, limit: int) -> None:
+        """Dispatch the ``PlainRun``s at the head of ``pending`` ending at or below ``limit``: each
+        queue's units of consecutive runs joined (while its offsets continue), one ``put_flat``
+        per queue."""
+        pending, queues = self._pending, self.queues
+        groups: dict[tuple[str, int], list] = {}        # key -> [first offset, next offset, flats]
+        count = 0
+        for end, run in pending:
+            if type(run) is not PlainRun or end > limit:
+                break
+            if count and any(key in groups and groups[key][1] != first for key, (first, _) in run.groups.items()):
+                break
+            for key, (first, flat) in run.groups.items():
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [first, first + len(flat) // 3, [flat]]
+                else:
+                    group[1] += len(flat) // 3
+                    group[2].append(flat)
+            count += 1
+        watched, cqs = queues.watched, queues.cqs
+        queues.grown.update(groups)
+        for key, (first, next_offset, flats) in groups.items():
+            if watched:
+                watchers = watched.get(key[0])
+                if watchers:
+                    _grew(watchers, next_offset - first)
+            q = cqs.get(key)
+            if q is None:
+                q = queues.get(key[0], key[1], batch=False, combine=False)
+            q.put_flat(first, flats[0] if len(flats) == 1 else [f for flat in flats for f in flat])
+        for _ in range(count):          # dropped only once written (a failed write is tried again)
+            pending.popleft()
 
     def _dispatch_plain(self, limit: int) -> bool:
         """Dispatch the plain records at the head of ``pending`` (ending at or below ``limit``, CQ
@@ -408,7 +478,7 @@ class Dispatcher:
         count = 0
         for end, info in pending:
             sysflag = info.sysflag
-            if end > limit or (sysflag & SYSFLAG_TX_MASK) in _NO_UNIT_TX:
+            if end > limit or not info.inner_num or (sysflag & SYSFLAG_TX_MASK) in _NO_UNIT_TX:
                 break
             topic = info.topic
             if not sysflag & SYSFLAG_INNER_BATCH:

@@ -40,7 +40,7 @@ from typing import Callable
 from mqbench.errors import CorruptDataError, UserError
 
 from mqbench.broker.formats.batch import BatchItem
-from mqbench.broker.formats.dledger import DLEDGER_BLANK_BYTES, ENTRY_HEADER_BYTES
+from mqbench.broker.formats.dledger import DLEDGER_BLANK_BYTES, ENTRY_HEADER_BYTES, RECORD_MAGICS
 from mqbench.broker.formats.properties import PROPERTY_INNER_BASE, PROPERTY_TAGS
 from mqbench.broker.formats.record import Message, decode_message, encode_fields, encode_message, encode_properties
 from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK
@@ -48,7 +48,7 @@ from mqbench.broker.formats.record_check import peek_record, peek_tags_code, pla
 from mqbench.broker.formats.restamp import restamp_inner_batch, restamp_record
 from mqbench.broker.formats.tags import message_tags_code, tags_code
 
-from .dispatch import Dispatcher, DispatchInfo, QueueSet, dispatch_info, message_dispatch_info
+from .dispatch import Dispatcher, DispatchInfo, PlainRun, QueueSet, dispatch_info, message_dispatch_info
 from .dledger_log import DLedgerCommitLog, DLedgerLog, is_record_body
 from .flush import GroupCommit
 from .record_builder import RecordBuilder
@@ -56,6 +56,7 @@ from .recovery import CheckpointFile, CheckpointState
 
 
 BUILT_MAX = 1 << 16
+_NOT_PLAIN = SYSFLAG_INNER_BATCH | SYSFLAG_TX_PREPARED   # the PREPARED bit: set in PREPARED and ROLLBACK
 
 # what placing a plain record needs: topic, queue id, the queue offset it carries, sysflag, tags
 # code, store time, size
@@ -245,6 +246,69 @@ class ReplicatedCommitLog:
                 peek.store_timestamp_ms, peek.size)
 
     def _place_run(self, term: int, run: list[tuple[bytes, _Fields]], out: list[tuple[int, bytes]]) -> None:
+        """``_place_records`` for a run; a run of plain records (no inner batch, no half/rollback
+        record, no BatchCQ topic, each queue's offsets consecutive: what a leader's round of single
+        sends is) takes ``_place_plain``, which hands dispatch the run's units gathered per queue."""
+        dispatcher = self._dispatcher
+        next_offset = dispatcher.next_offset
+        ahead: dict[tuple[str, int], int] = {}
+        offsets: list[int] = []
+        keys: list[tuple[str, int]] = []
+        for _, (topic, queue_id, carried, sysflag, _, _, _) in run:
+            if sysflag & _NOT_PLAIN:
+                break
+            key = (topic, queue_id)
+            offset = ahead.get(key)
+            if offset is None:
+                offset = next_offset(topic, queue_id)
+                if carried > offset:      # never below what the record carries (a migrated log)
+                    offset = carried
+            elif carried > offset:        # a jump inside the run: not consecutive
+                break
+            ahead[key] = offset + 1
+            offsets.append(offset)
+            keys.append(key)
+        else:
+            is_batch_topic = dispatcher.is_batch_topic
+            if not any([is_batch_topic(topic) for topic, _ in ahead]):
+                self._place_plain(term, run, offsets, keys, ahead, out)
+                return
+        self._place_records(term, run, out)
+
+    def _place_plain(self, term: int, run: list[tuple[bytes, _Fields]], offsets: list[int],
+                     keys: list[tuple[str, int]], ahead: dict[tuple[str, int], int],
+                     out: list[tuple[int, bytes]]) -> None:
+        """A run of plain records with their queue offsets and keys: one ``append_records``, the
+        offsets table once per queue, and one ``PlainRun`` for dispatch (each queue's CQ units
+        gathered here: no per-record dispatch step unless a commit point falls inside the run)."""
+        dispatcher = self._dispatcher
+        placed = self.dledger.append_records(term, [body for body, _ in run], offsets)
+        groups: dict[tuple[str, int], list] = {}
+        for key, next_offset in ahead.items():         # the offsets table, once per queue of the run
+            dispatcher.note_next(key, next_offset)
+            groups[key] = [0, []]
+        header_bytes = ENTRY_HEADER_BYTES
+        append = out.append
+        for (index, pos, stored), (_, fields), key in zip(placed, run, keys):
+            groups[key][1] += (pos + header_bytes, fields[6], fields[4])
+            append((index, stored))
+        for key, group in groups.items():
+            group[0] = ahead[key] - len(group[1]) // 3
+
+        def expand() -> list[tuple[int, DispatchInfo]]:
+            infos = []
+            for (_, pos, _), (_, fields), offset in zip(placed, run, offsets):
+                topic, queue_id, _, sysflag, tags_code, store_timestamp_ms, size = fields
+                infos.append((pos + header_bytes + size, DispatchInfo(
+                    topic, queue_id, offset, pos + header_bytes, size, sysflag, tags_code, store_timestamp_ms, 1)))
+            return infos
+
+        _, first_pos, _ = placed[0]
+        _, last_pos, last = placed[-1]
+        dispatcher.appended_run(last_pos + header_bytes + len(last),
+                                PlainRun(groups, first_pos + header_bytes + run[0][1][6], expand))
+
+    def _place_records(self, term: int, run: list[tuple[bytes, _Fields]], out: list[tuple[int, bytes]]) -> None:
         """Append a run of record entries of one term (``DLedgerLog.append_records``: one buffer,
         one write) with their queue offsets, then count and queue them for dispatch. An inner batch
         in the run is restamped first (``restamp_inner_batch``: INNER_BASE, the only field that
@@ -289,7 +353,7 @@ class ReplicatedCommitLog:
             body, fields = rest[0]
             out.append(self._append_other(term, body, 1, fields))
             if len(rest) > 1:
-                self._place_run(term, rest[1:], out)
+                self._place_records(term, rest[1:], out)
 
     def _append_other(self, term: int, body: bytes, magic: int, fields: _Fields | None = None) -> tuple[int, bytes]:
         """An entry that is not a plain record: an inner batch (restamped; ``fields`` from
@@ -331,9 +395,20 @@ class ReplicatedCommitLog:
                 with dledger.data.combined_writes(), dledger.index.combined_writes():
                     run: list[tuple[bytes, _Fields]] = []
                     run_term = 0
+                    built_pop, magics = self._built.pop, RECORD_MAGICS
                     try:
                         for term, body, magic in items:
-                            fields = self._record_fields(body) if magic == 1 and is_record_body(body) else None
+                            # _record_fields inlined for its common cases (a record this replica
+                            # built, one place_fields takes): a few Python calls less per entry
+                            fields = None
+                            if magic == 1 and (body[4:8] in magics if type(body) is bytes else is_record_body(body)):
+                                built = built_pop(id(body), None)
+                                if built is not None and built[0] is body:
+                                    fields = built[1]
+                                else:
+                                    fields = place_fields(body)
+                                    if fields is None:
+                                        fields = self._record_fields(body)
                             if fields is not None and (not run or term == run_term):
                                 run.append((body, fields))
                                 run_term = term

@@ -40,6 +40,7 @@ def test_interleaved_single_sends_give_the_per_record_queues(tmp_path, monkeypat
         return done
 
     monkeypatch.setattr(Dispatcher, "_dispatch_plain", counted)
+    monkeypatch.setattr(per_record.replicated, "_place_run", per_record.replicated._place_records)   # no PlainRun
     try:
         index = -1
         for _ in range(12):
