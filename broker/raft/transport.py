@@ -30,7 +30,7 @@ from mqbench.errors import PeerError
 
 from . import auth
 from .types import Message
-from .wire import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encode_entries, encode_frame
+from .wire import DEFAULT_MAX_FRAME_BYTES, FrameDecoder, encode_entries, encode_head
 
 # ``send`` writes at once only while the connection's buffer holds less than this (else the writer
 # task queues, writes and drains as before: a slow peer gets backpressure, not an unbounded buffer)
@@ -65,7 +65,8 @@ class RaftTransport:
         self._writers: dict[int, asyncio.Task] = {}
         self._inbound: set[_Inbound] = set()
         self._closing = False
-        self._encoded: tuple[tuple, bytes] = ((), b"")   # the last entries encoded, shared by all peers
+        # the last entries encoded (and their auth.entries_digest, when sealed), shared by all peers
+        self._encoded: tuple[tuple, bytes, bytes | None] = ((), b"", None)
         self._links: dict[int, tuple[asyncio.StreamWriter, auth.Sealer | None]] = {}   # connected, for ``send``
         self.direct_writes = 0
 
@@ -93,9 +94,9 @@ class RaftTransport:
             writer, sealer = link
             if not writer.transport.is_closing() and \
                     writer.transport.get_write_buffer_size() < DIRECT_WRITE_BUFFER_BYTES_MAX:
-                frame = self._frame(m)
+                pieces = self._pieces(m, sealer)
                 try:
-                    writer.write(frame if sealer is None else sealer.seal(frame))
+                    writer.writelines(pieces)
                     self.direct_writes += 1
                     return
                 except (OSError, RuntimeError):
@@ -137,10 +138,7 @@ class RaftTransport:
                     if self.secret is not None:
                         sealer = await self._handshake(reader, writer, peer)
                 self._links.pop(peer, None)     # until this batch is written: nothing may overtake it
-                if sealer is None:
-                    writer.write(b"".join(self._frame(x) for x in batch))
-                else:
-                    writer.write(b"".join(sealer.seal(self._frame(x)) for x in batch))
+                writer.writelines([piece for x in batch for piece in self._pieces(x, sealer)])
                 await writer.drain()
                 backoff_ms = 10
                 if queue.empty():
@@ -160,16 +158,24 @@ class RaftTransport:
                 await asyncio.sleep(backoff_ms / 1000)
                 backoff_ms = min(backoff_ms * 2, self.backoff_max_ms)
 
-    def _frame(self, m: Message) -> bytes:
-        """``encode_frame(m)``; the entries of a leader's appends (one tuple for every follower,
-        see ``RaftDriver._as_stored``) are encoded once."""
+    def _pieces(self, m: Message, sealer: auth.Sealer | None) -> list[bytes]:
+        """The bytes of ``encode_frame(m)`` (and its tag when ``sealer``) as pieces to write as they
+        are: head, entries part, tag. The entries of a leader's appends (one tuple for every
+        follower, see ``RaftDriver._as_stored``) are encoded, and hashed for the tag, once."""
         if not m.entries:
-            return encode_frame(m, b"")
-        entries, part = self._encoded
+            head = encode_head(m, 0)
+            return [head] if sealer is None else [head, sealer.tag(head, b"")]
+        entries, part, digest = self._encoded
         if entries is not m.entries:
-            part = encode_entries(m.entries)
-            self._encoded = (m.entries, part)
-        return encode_frame(m, part)
+            part, digest = encode_entries(m.entries), None
+            self._encoded = (m.entries, part, digest)
+        head = encode_head(m, len(part))
+        if sealer is None:
+            return [head, part]
+        if digest is None:
+            digest = auth.entries_digest(part)
+            self._encoded = (m.entries, part, digest)
+        return [head, part, sealer.tag(head, digest)]
 
     async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: int) -> auth.Sealer:
         """Read the receiver's CHALLENGE, answer with our HELLO; the Sealer for this connection."""

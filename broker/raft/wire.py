@@ -76,15 +76,25 @@ def encode_entries(entries: tuple[Entry, ...] | list[Entry]) -> bytes:
     return b"".join(parts)
 
 
+_HEAD = struct.Struct(">I" + HEADER.format[1:])    # the length field and the header: a frame's first 60 bytes
+
+
+def encode_head(m: Message, entries_bytes: int) -> bytes:
+    """A frame's first 60 bytes (length field and header) for ``m`` whose entries part is
+    ``entries_bytes`` long: ``encode_frame(m)`` is this followed by the entries part (a transport
+    writes the two as they are, without joining them)."""
+    flags = (_FLAG_REJECT if m.reject else 0) | (_FLAG_TRANSFER if m.transfer else 0)
+    return _HEAD.pack(HEADER_BYTES + entries_bytes, VERSION, m.type, flags, 0, m.src, m.dst, m.term, m.log_term,
+                      m.index, m.commit, m.reject_hint, len(m.entries))
+
+
 def encode_frame(m: Message, entries_part: bytes | None = None) -> bytes:
     """One frame for ``m`` (ids must fit uint32, terms and indices uint64). ``entries_part``:
     ``encode_entries(m.entries)`` when the caller has it already (it is not checked)."""
-    flags = (_FLAG_REJECT if m.reject else 0) | (_FLAG_TRANSFER if m.transfer else 0)
     if entries_part is None:
         entries_part = encode_entries(m.entries) if m.entries else b""
-    header = HEADER.pack(VERSION, m.type, flags, 0, m.src, m.dst, m.term, m.log_term, m.index,
-                         m.commit, m.reject_hint, len(m.entries))
-    return b"".join((LENGTH.pack(HEADER_BYTES + len(entries_part)), header, entries_part))
+    head = encode_head(m, len(entries_part))
+    return head + entries_part if entries_part else head
 
 
 _new_entry = tuple.__new__     # Entry(...) without the NamedTuple's Python-level __new__

@@ -66,3 +66,58 @@ def test_a_peer_that_does_not_read_gets_queued_writes_in_order():
             await t2.close()
 
     asyncio.run(main())
+
+
+def test_sealed_appends_to_two_followers_share_one_encoding_and_arrive_whole():
+    """A leader's APPs to two followers (the same entries tuple, as ``RaftDriver`` sends them) are
+    written as head, entries part and tag pieces, hashed once per entries tuple: both followers
+    read the same entries, in order, with no authentication failure, queued or written at once,
+    on asyncio's loop and on uvloop."""
+    from mqbench.broker.raft import auth
+    from mqbench.broker.raft.types import Entry
+
+    def run(new_loop):
+        async def main():
+            got = {2: [], 3: []}
+            followers = {n: RaftTransport(n, {1: ("127.0.0.1", 1)}, got[n].append, secret=SECRET) for n in (2, 3)}
+            for t in followers.values():
+                await t.start()
+            leader = RaftTransport(1, {n: (t.host, t.port) for n, t in followers.items()}, lambda m: None,
+                                   secret=SECRET)
+            hashed = []
+            real = auth.entries_digest
+            # the senders' calls (an entries part as bytes; a receiver hashes a view of its read)
+            auth.entries_digest = lambda part: (type(part) is bytes and hashed.append(len(part)), real(part))[1]
+            try:
+                sent = []
+                for i in range(40):
+                    entries = tuple(Entry(i * 3 + k, 1, bytes([i, k]) * (50 * k)) for k in range(i % 3))
+                    sent.append(entries)
+                    for n in (2, 3):
+                        leader.send(Message(MsgType.APP, 1, n, 1, 1, i, entries, i))
+                    if i % 10 == 0:
+                        await asyncio.sleep(0.02)    # connected meanwhile: later sends go out at once
+                while len(got[2]) < 40 or len(got[3]) < 40:
+                    await asyncio.sleep(0.01)
+                for n in (2, 3):
+                    assert [m.entries for m in got[n]] == sent and followers[n].peer_errors == 0
+                assert len(hashed) == sum(1 for e in sent if e)    # once per entries tuple, not per follower
+                assert all(hashed)
+                assert leader.direct_writes > 0
+            finally:
+                auth.entries_digest = real
+                await leader.close()
+                for t in followers.values():
+                    await t.close()
+        loop = new_loop()
+        try:
+            loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+    run(asyncio.new_event_loop)
+    try:
+        import uvloop
+    except ImportError:
+        return
+    run(uvloop.new_event_loop)

@@ -55,8 +55,9 @@ def test_encoded_entries_once_and_a_frame_read_in_place_give_the_same_bytes_and_
 
 
 @pytest.mark.parametrize("key_bytes", [16, 32, 64, 65, 100])
-def test_frame_tags_are_hmac_sha256_of_seq_and_frame(key_bytes):
-    """The keyed-once MAC of ``auth`` gives the bytes of ``hmac`` (the protocol of the module doc)."""
+def test_frame_tags_are_hmac_sha256_of_seq_head_and_the_entries_digest(key_bytes):
+    """The keyed-once MAC of ``auth`` gives the bytes of ``hmac`` over seq, the frame's first 60
+    bytes and SHA-256 of the rest when there is a rest (the protocol of the module doc)."""
     import hashlib
     import hmac
     import struct
@@ -65,9 +66,57 @@ def test_frame_tags_are_hmac_sha256_of_seq_and_frame(key_bytes):
 
     key = bytes(range(key_bytes))
     sealer = auth.Sealer(key)
-    for seq, frame in enumerate([encode_frame(Message(MsgType.HEARTBEAT, 1, 2, 3)), b"x" * 1000, b""]):
-        expected = hmac.new(key, struct.pack(">Q", seq) + frame, hashlib.sha256).digest()[:auth.TAG_BYTES]
+    app = encode_frame(Message(MsgType.APP, 1, 2, 5, 4, 9, (Entry(10, 5, b"abc" * 300), Entry(11, 5, b"")), 8))
+    for seq, frame in enumerate([encode_frame(Message(MsgType.HEARTBEAT, 1, 2, 3)), app, b"x" * 1000, b""]):
+        rest = frame[60:]
+        digest = hashlib.sha256(rest).digest() if rest else b""
+        expected = hmac.new(key, struct.pack(">Q", seq) + frame[:60] + digest, hashlib.sha256).digest()[:auth.TAG_BYTES]
         assert sealer.seal(frame) == frame + expected
+
+
+def test_a_session_reads_the_same_frames_however_the_bytes_arrive():
+    """Whole frames in one read are parsed where they lie, reads that cut frames go through the
+    buffer: the same messages either way, and a changed entry byte is refused in both."""
+    import random
+
+    import pytest
+
+    from mqbench.broker.raft import auth
+    from mqbench.errors import PeerError
+
+    secret, server_nonce = b"s" * 32, b"v" * 16
+    hello, sealer = auth.client_hello(secret, 1, 2, auth.challenge(server_nonce), b"c" * 16)
+    msgs = [Message(MsgType.APP, 1, 2, 5, 4, 9 + i, tuple(Entry(10 + i + k, 5, bytes([i]) * (k * 100))
+                                                         for k in range(i % 4)), 8) for i in range(12)]
+    sealed = [sealer.seal(encode_frame(m)) for m in msgs]
+    rng = random.Random(4)
+    for cuts in ("frames", "random", "bytes"):
+        session = auth.ReceiverSession(secret, 2, {1, 3}, server_nonce)
+        got = session.feed(hello)
+        stream = b"".join(sealed)
+        if cuts == "frames":
+            reads = sealed
+        elif cuts == "random":
+            reads, at = [], 0
+            while at < len(stream):
+                n = rng.randrange(1, 700)
+                reads.append(stream[at:at + n])
+                at += n
+        else:
+            reads = [stream[i:i + 1] for i in range(len(stream))]
+        for data in reads:
+            got += session.feed(data)
+        assert got == msgs and session.buffered_bytes == 0
+    for at in (len(sealed[3]) - 20, 61, 30):           # an entry byte, the first after the head, the head
+        session = auth.ReceiverSession(secret, 2, {1, 3}, server_nonce)
+        session.feed(hello)
+        assert session.feed(sealed[0]) == msgs[:1]
+        session.feed(sealed[1])
+        session.feed(sealed[2])
+        bad = bytearray(sealed[3])
+        bad[at] ^= 1
+        with pytest.raises(PeerError):
+            session.feed(bytes(bad))
 
 
 def test_trailing_bytes_wait_for_the_next_frame():
