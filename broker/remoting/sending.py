@@ -170,10 +170,19 @@ class Sending:
         checked in submission order every ``SUBMIT_CHECK_S``: a request with a shorter timeout
         than one submitted before it may fail that much later."""
         future = self._loop.create_future()
+        self.submit_to(opaque, frame, timeout_ms, future)
+        return future
+
+    def submit_to(self, opaque: int, frame: bytes, timeout_ms: int, receiver) -> None:
+        """``submit`` without a future per request: ``receiver`` (an ``asyncio.Future`` or a
+        ``Receiver``) is what the pending table holds under ``opaque`` and what the answer, the
+        timeout or the close is handed to, inside the read that took it (a load generator's
+        per-connection table of its sends: ``Receiver`` below)."""
         if self._closed:
-            future.set_exception(RemotingClosedError(f"connection to {self.peer} is closed: {self.close_reason}"))
-            return future
-        self._pending[opaque] = future
+            receiver.set_exception(RemotingClosedError(f"connection to {self.peer} is closed: {self.close_reason}"))
+            receiver.exception()       # retrieved: the receiver has it, nobody else must log it
+            return
+        self._pending[opaque] = receiver
         self._deadlines.append((self._loop.time() + timeout_ms / 1000, opaque, timeout_ms))
         if self._deadline_timer is None:
             self._deadline_timer = self._loop.call_later(SUBMIT_CHECK_S, self._check_deadlines)
@@ -181,7 +190,6 @@ class Sending:
             hop_trace.mark("q", self._trace_key, opaque)
             self._trace_out.append(("w", opaque))
         self._queue(frame)
-        return future
 
     def _check_deadlines(self) -> None:
         self._deadline_timer = None
@@ -208,6 +216,39 @@ class Sending:
         if opaque >= (1 << 31) - 1:
             self._opaques = itertools.count(1)
         return opaque
+
+
+class Receiver:
+    """What ``submit_to`` files under a request's opaque instead of a future: the channel calls
+    ``set_result(response)`` from the read that took the answer, or ``set_exception(exc)``
+    (``RemotingTimeoutError``, ``RemotingClosedError``) once, and never both; a subclass says
+    what happens in ``answered(response)`` / ``failed(exc)``. It answers the few questions the
+    channel asks a pending future (``done``, ``cancelled``, ``exception``) as a future that is
+    still waiting would: a receiver is done only by being taken out of the table, which is what
+    the channel does before handing it the outcome."""
+
+    __slots__ = ()
+
+    def done(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def exception(self) -> None:
+        return None
+
+    def set_result(self, response: RemotingCommand) -> None:
+        self.answered(response)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.failed(exc)
+
+    def answered(self, response: RemotingCommand) -> None:
+        raise NotImplementedError
+
+    def failed(self, exc: BaseException) -> None:
+        raise NotImplementedError
 
 
 class _Expired(Exception):

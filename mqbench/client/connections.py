@@ -149,6 +149,14 @@ class RouteCache:
             return cached[0]
         return None
 
+    def fresh_until_ms(self, topic: str) -> tuple[TopicRoute, int] | None:
+        """The cached route and the ``clock_ms`` time until which ``fresh`` returns it (a caller
+        that keeps what it derived from the route checks that time, not the clock, per use)."""
+        cached = self._routes.get(topic)
+        if cached is not None and self.clock_ms() - cached[1] <= self.route_ttl_ms:
+            return cached[0], cached[1] + self.route_ttl_ms
+        return None
+
     def cached(self, topic: str) -> TopicRoute | None:
         entry = self._routes.get(topic)
         return entry[0] if entry else None

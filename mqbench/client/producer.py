@@ -194,6 +194,7 @@ class Producer(ClientBase):
         self._templates: dict[tuple, SendFrameTemplate] = {}
         self._write_queues: dict[str, tuple[TopicRoute, list[MessageQueue]]] = {}
         self._valid_topics: set[str] = set()    # names validate_topic accepted (checked once each)
+        self._lanes: dict[str, tuple] = {}       # topic -> submit_to's targets (_lane)
 
     async def start(self) -> "Producer":
         self._spawn(self._every(self.heartbeat_interval_ms, self.heartbeat, "producer heartbeat"), "producer-heartbeat")
@@ -271,6 +272,70 @@ class Producer(ClientBase):
         self._check_body(body)
         body, sys_flag = compress_body(body, self.codec, self.compress_over_bytes)
         return self._submit(codes.SEND_MESSAGE_V2, topic, body, sys_flag, flag, properties_text, [uniq_key], on_done)
+
+    def submit_to(self, receiver, topic: str, body: bytes, properties_wire: bytes,
+                  uniq_key: str) -> bool:
+        """``submit_text``'s first attempt for a caller that keeps its own record of each send
+        (a load generator): the frame is queued on the broker's channel with ``receiver`` filed
+        under its opaque in the channel's table of pending requests, so no future, Task or
+        callback is made per send and the answer reaches ``receiver.delivered()`` in the read that
+        took it (``send_receiver.SendReceiver``: retries and failures as ``submit`` has them). The queue is
+        chosen as ``submit`` chooses it, from targets (queue, channel, prebuilt header) kept per
+        topic until the route is refreshed or expires. ``properties_wire`` is the property text
+        as JSON-string content (``json_string_content``) and ``receiver.text()`` that text, read
+        only for a retry; ``uniq_key`` is its UNIQ_KEY. True when queued; False when the send
+        cannot go this way (no fresh route, a connection not open or not writable, ACL
+        credentials, a topic not validated yet, an empty or oversized body): the caller then
+        sends through ``submit_text``, which connects, refreshes and refuses as ever."""
+        born_ms = self.clock_ms()
+        lane = self._lanes.get(topic)
+        if lane is None or born_ms > lane[0] or lane[1] is not self.routes.cached(topic):
+            lane = self._lane(topic)
+            if lane is None:
+                return False
+        if not body or len(body) > self.body_bytes_max or topic not in self._valid_topics:
+            return False
+        targets = lane[2]
+        self._next_queue = (self._next_queue + 1) & 0x7FFFFFFF
+        queue, channel, template, addr = targets[self._next_queue % len(targets)]
+        if channel.closed or not channel.writable:     # the general path waits or reconnects
+            self._lanes.pop(topic, None)
+            self._next_queue = (self._next_queue - 1) & 0x7FFFFFFF     # the same queue goes there
+            return False
+        sys_flag = 0
+        if self.codec is not None:
+            body, sys_flag = compress_body(body, self.codec, self.compress_over_bytes)
+            if sys_flag:
+                template = self._template(codes.SEND_MESSAGE_V2, topic, queue, sys_flag, 0)
+        receiver.producer, receiver.topic, receiver.body, receiver.sys_flag = self, topic, body, sys_flag
+        receiver.queue, receiver.addr, receiver.uniq_key = queue, addr, uniq_key
+        opaque = channel.next_opaque()
+        channel.submit_to(opaque, template.frame(opaque, born_ms, properties_wire, body), self.send_timeout_ms,
+                          receiver)
+        return True
+
+    def _lane(self, topic: str) -> tuple | None:
+        """``submit_to``'s targets of ``topic``: (fresh-until ms, route, [(queue, channel, header
+        template of an uncompressed message, broker address)] in ``_select``'s order), or None when
+        the route is not fresh, a broker is not connected yet or requests are signed."""
+        self._lanes.pop(topic, None)
+        entry = self.routes.fresh_until_ms(topic)
+        if entry is None or self.pool.credentials is not None:
+            return None
+        route, until_ms = entry
+        self._select(route, None)       # the route's writable queues, cached as _select keeps them
+        self._next_queue = (self._next_queue - 1) & 0x7FFFFFFF     # (without moving the round robin)
+        targets = []
+        for queue in self._write_queues[topic][1]:
+            addr = route.brokers[queue.broker_name].master_addr
+            channel = self.pool.open_channel(addr)
+            if channel is None:
+                return None
+            targets.append((queue, channel, self._template(codes.SEND_MESSAGE_V2, topic, queue, 0, 0), addr))
+        if not targets:
+            return None
+        lane = self._lanes[topic] = (until_ms, route, targets)
+        return lane
 
     def submit_batch(self, msgs: list[OutgoingMessage], on_done: Callable[[asyncio.Future], object] | None = None
                      ) -> asyncio.Future:
@@ -468,3 +533,4 @@ class Producer(ClientBase):
                           queue=MessageQueue(queue.topic, queue.broker_name, answer.queue_id),
                           queue_offset=answer.queue_offset, born_timestamp_ms=born_ms, attempts=attempt,
                           msg_ids=list(ids))
+

@@ -51,6 +51,7 @@ from typing import Callable
 
 from mqbench.broker.formats.record import encode_properties
 from mqbench.client import OutgoingMessage, Producer
+from mqbench.client.send_receiver import SendReceiver
 from mqbench.client.pipeline import PropertyTemplate
 from mqbench.errors import MqbenchError
 from mqbench.harness.metrics import VALUE_US_MAX, RunMetrics, encode_histogram, new_histogram, record_values
@@ -77,6 +78,13 @@ LINGER_MS_DEFAULT = 1000
 # costlier in producer CPU (noisy, load 15-20); 2 ms / 32 sends: 76-149 -> 16-45.
 SEND_TURN_NS = 2 * NS_PER_MS
 SEND_TURN_SENDS_MAX = 32
+# The shortest sleep of the sender: the event loop's timer resolution. asyncio's own loop already
+# waits at least this long for any shorter timer (its selector rounds the timeout up to a whole
+# millisecond), but uvloop runs a timer under 0.5 ms as call_soon, so at a few thousand msgs/s the
+# sender span through about two empty loop turns per message (a future, a handle and a poll each),
+# waiting for the next intended time. What is due when it wakes goes in that turn (one write), each
+# message still stamped and judged by its own intended time: its lateness shows as publish delay.
+SLEEP_MIN_NS = NS_PER_MS
 
 
 @dataclass
@@ -106,6 +114,32 @@ def _wake(waiter: asyncio.Future) -> None:
         waiter.set_result(None)
 
 
+class _Send(SendReceiver):
+    """One pooled message's send (``Producer.submit_to``): the driver's record of it sits in the
+    channel's table of pending requests and its answer comes straight back here (no future)."""
+
+    __slots__ = ("driver", "items", "sent_ns", "template", "values")
+
+    def delivered(self) -> None:
+        self.driver._acked(self.items, self.sent_ns)
+
+    def given_up(self, exc: BaseException | None) -> None:
+        driver = self.driver
+        if driver._gave_up:
+            return
+        if exc is None:           # its retry was cancelled: neither acked nor failed
+            driver._window_release()
+        else:
+            driver._failed(self.items, exc)
+
+    def failed(self, exc: BaseException) -> None:
+        if not self.driver._gave_up:      # after ``_wait_acks`` gave up: no retry of what is over
+            super().failed(exc)
+
+    def text(self) -> str:
+        return self.template.fill(self.values)
+
+
 class ProducerDriver:
     def __init__(self, spec: dict, report: Callable[[dict], None], *,
                  clock_ns: Callable[[], int] = time.monotonic_ns, wall_ms: Callable[[], int] | None = None):
@@ -128,7 +162,8 @@ class ProducerDriver:
         self.stopping = False
         self.last_error: str | None = None
         self._buffers: dict[str, list[tuple[int, TraceMessage]]] = {}
-        self._replies: set[asyncio.Future] = set()   # sends not answered yet
+        self._replies: set[asyncio.Future] = set()   # sends not answered yet (those with a future)
+        self._gave_up = False      # ``_wait_acks`` gave up the unanswered sends: later answers are ignored
         self._waiter: asyncio.Future | None = None   # the send loop's sleep; a control message ends it
         self._started = asyncio.Event()
         self._pending_control: list[dict] = []
@@ -269,7 +304,7 @@ class ProducerDriver:
             if intended is not None:
                 wake_ns = intended if wake_ns is None else min(wake_ns, intended)
             if wake_ns is None or wake_ns > now:
-                wait_ns = 20 * NS_PER_MS if wake_ns is None else min(wake_ns - now, 50 * NS_PER_MS)
+                wait_ns = 20 * NS_PER_MS if wake_ns is None else max(min(wake_ns - now, 50 * NS_PER_MS), SLEEP_MIN_NS)
                 await self._sleep(wait_ns / 1e9)
                 sends, turn_ns = 0, self.clock_ns()
                 continue
@@ -284,7 +319,9 @@ class ProducerDriver:
                 if len(buffer) >= size:
                     await self._flush(producer, message.topic)
             else:
-                await self._dispatch(producer, [(intended, message)])
+                if self.totals.in_flight >= self.in_flight_max:
+                    await self._window_wait()
+                self._dispatch_now(producer, [(intended, message)])
             sends += 1
 
     async def _sleep(self, seconds: float) -> None:
@@ -300,6 +337,8 @@ class ProducerDriver:
             self._waiter = None
 
     def _next_linger_deadline(self) -> int | None:
+        if not self._buffers:     # no batch filling (a _flush pops its topic): the unbatched path
+            return None
         firsts = [buffer[0][0] for buffer in self._buffers.values() if buffer]
         return min(firsts) + self.linger_ns if firsts else None
 
@@ -316,6 +355,10 @@ class ProducerDriver:
     async def _dispatch(self, producer: Producer, items: list[tuple[int, TraceMessage]]) -> None:
         if self.totals.in_flight >= self.in_flight_max:
             await self._window_wait()   # a full window is where a slow broker turns into publish delay
+        self._dispatch_now(producer, items)
+
+    def _dispatch_now(self, producer: Producer, items: list[tuple[int, TraceMessage]]) -> None:
+        """Start the send of ``items`` now (the window has room)."""
         sent_ns = self.clock_ns()
         for intended, _message in items:
             self.metrics.record_send(intended, sent_ns)
@@ -338,6 +381,11 @@ class ProducerDriver:
                     uniq_key = producer.ids.next()
                     values = (str(intended), uniq_key) if len(template.slots) == 2 else \
                         (str(intended), str(sent_ns + message.delay_ms * NS_PER_MS), uniq_key)
+                    send = _Send()       # no future: the channel hands the answer to it (``_Send``)
+                    send.driver, send.items, send.sent_ns, send.template, send.values = \
+                        self, items, sent_ns, template, values
+                    if producer.submit_to(send, message.topic, message.body, template.fill_wire(values), uniq_key):
+                        return
                     reply = producer.submit_text(message.topic, message.body, template.fill(values), uniq_key,
                                                  on_done=answered)
         except MqbenchError as exc:
@@ -399,6 +447,12 @@ class ProducerDriver:
         if failure is not None:
             self._failed(items, failure)
             return
+        self._acked(items, sent_ns)
+
+    def _acked(self, items: list[tuple[int, TraceMessage]], sent_ns: int) -> None:
+        """One request's messages acknowledged now (its answer was just read)."""
+        if self._gave_up:
+            return
         acked_ns = self.clock_ns()
         totals, metrics = self.totals, self.metrics
         on_time = acked_ns <= self.end_ns + self.ack_grace_ns
@@ -442,12 +496,21 @@ class ProducerDriver:
 
     async def _wait_acks(self, timeout_s: float) -> None:
         """Until every send is answered or ``timeout_s``; the unanswered ones are then given up
-        (never counted as acknowledged)."""
-        if self._replies:
-            _done, pending = await asyncio.wait(set(self._replies), timeout=timeout_s)
-            for reply in pending:
-                reply.cancel()
-            await asyncio.sleep(0)   # their callbacks run
+        (never counted as acknowledged, nor failed)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.totals.in_flight > 0 and loop.time() < deadline:
+            waiter = self._window_free = loop.create_future()    # each answer wakes it (_window_release)
+            timer = loop.call_later(deadline - loop.time(), _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+        self._gave_up = True
+        for reply in list(self._replies):
+            reply.cancel()
+        await asyncio.sleep(0)   # their callbacks run
+        self.totals.in_flight = 0
 
     # -- progress ----------------------------------------------------------------------------------
 
