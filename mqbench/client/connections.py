@@ -113,6 +113,8 @@ class RouteCache:
         self.clock_ms = clock_ms
         self._routes: dict[str, tuple[TopicRoute, int]] = {}
         self._inflight: dict[str, asyncio.Future] = {}
+        #: counts the routes fetched: what a caller derived from a route is stale once it moved
+        self.version = 0
 
     async def get(self, topic: str) -> TopicRoute:
         """A route no older than the TTL; ClientError if the topic has no route."""
@@ -133,6 +135,7 @@ class RouteCache:
             if route is None:
                 raise ClientError(f"topic {topic!r} has no route: no broker serves it")
             self._routes[topic] = (route, self.clock_ms())
+            self.version += 1
             future.set_result(route)
             return route
         except BaseException as exc:

@@ -170,10 +170,10 @@ class PropertyTemplate:
         character by character, so the escaped text is the escaped parts and values joined (a
         value that is not plain letters and digits is escaped on its own)."""
         wire = self._wire
+        if len(wire) == 3 and len(values) == 2 and values[0].isalnum() and values[1].isalnum():
+            return b"%s%s%s%s%s" % (wire[0], values[0].encode(), wire[1], values[1].encode(), wire[2])
         if len(values) != len(self.slots):
             raise UserError(f"property template of {len(self.slots)} slots got {len(values)} values")
-        if len(values) == 2 and values[0].isalnum() and values[1].isalnum():
-            return b"%s%s%s%s%s" % (wire[0], values[0].encode(), wire[1], values[1].encode(), wire[2])
         out = [wire[0]]
         for value, part in zip(values, wire[1:]):
             out.append(value.encode() if value.isascii() and value.isalnum() else json_string_content(value))

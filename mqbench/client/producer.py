@@ -289,7 +289,7 @@ class Producer(ClientBase):
         sends through ``submit_text``, which connects, refreshes and refuses as ever."""
         born_ms = self.clock_ms()
         lane = self._lanes.get(topic)
-        if lane is None or born_ms > lane[0] or lane[1] is not self.routes.cached(topic):
+        if lane is None or born_ms > lane[0] or lane[1] != self.routes.version:
             lane = self._lane(topic)
             if lane is None:
                 return False
@@ -315,7 +315,7 @@ class Producer(ClientBase):
         return True
 
     def _lane(self, topic: str) -> tuple | None:
-        """``submit_to``'s targets of ``topic``: (fresh-until ms, route, [(queue, channel, header
+        """``submit_to``'s targets of ``topic``: (fresh-until ms, the routes' version, [(queue, channel, header
         template of an uncompressed message, broker address)] in ``_select``'s order), or None when
         the route is not fresh, a broker is not connected yet or requests are signed."""
         self._lanes.pop(topic, None)
@@ -323,6 +323,7 @@ class Producer(ClientBase):
         if entry is None or self.pool.credentials is not None:
             return None
         route, until_ms = entry
+        version = self.routes.version
         self._select(route, None)       # the route's writable queues, cached as _select keeps them
         self._next_queue = (self._next_queue - 1) & 0x7FFFFFFF     # (without moving the round robin)
         targets = []
@@ -334,7 +335,7 @@ class Producer(ClientBase):
             targets.append((queue, channel, self._template(codes.SEND_MESSAGE_V2, topic, queue, 0, 0), addr))
         if not targets:
             return None
-        lane = self._lanes[topic] = (until_ms, route, targets)
+        lane = self._lanes[topic] = (until_ms, version, targets)
         return lane
 
     def submit_batch(self, msgs: list[OutgoingMessage], on_done: Callable[[asyncio.Future], object] | None = None

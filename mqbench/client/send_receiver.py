@@ -54,6 +54,8 @@ class SendReceiver(Receiver):
         except Exception:  # noqa: BLE001 - the channel's read must go on
             log.exception("send answer handling failed")
 
+    set_result = answered     # the channel's call, without a hop through Receiver.set_result
+
     def failed(self, exc: BaseException) -> None:
         try:
             if isinstance(exc, TRANSPORT_ERRORS):

@@ -348,6 +348,7 @@ class RunMetrics:
         self.measure_start_ns = self.start_ns + self.warmup_ms * 1_000_000
         self.end_ns = self.measure_start_ns + self.duration_ms * 1_000_000
         self.windows: dict[int, Window] = {}
+        self._recent: tuple[int, int, Window] | None = None   # (from ns, to ns, window) last recorded in
         self.events_in_warmup = 0
         self.events_after_end = 0
 
@@ -369,6 +370,9 @@ class RunMetrics:
         return min(self.window_ms, self.duration_ms - index * self.window_ms)
 
     def _window_at(self, t_ns: int) -> Window | None:
+        recent = self._recent
+        if recent is not None and recent[0] <= t_ns < recent[1]:
+            return recent[2]      # events come in time order, mostly in the window of the one before
         index = self.window_index(t_ns)
         if index is None:
             if t_ns < self.measure_start_ns:
@@ -379,6 +383,8 @@ class RunMetrics:
         window = self.windows.get(index)
         if window is None:
             window = self.windows[index] = Window()
+        window_from_ns = self.measure_start_ns + index * self.window_ms * 1_000_000
+        self._recent = (window_from_ns, min(window_from_ns + self.window_ms * 1_000_000, self.end_ns), window)
         return window
 
     # -- recording --

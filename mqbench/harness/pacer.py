@@ -86,6 +86,9 @@ class Pacer:
         self.taken = 0
         self._function: RateFunction | None = None
         self._segments: list[tuple[int, Fraction]] = []
+        # (segment index, its start, rate numerator, denominator, its end or None) of the segment
+        # being paced at a positive rate: the exact integer formula without Fraction calls per message
+        self._paced: tuple[int, int, int, int, int | None] | None = None
         if hasattr(rate, "rate_at") or callable(rate):
             if self.end_ns is None:
                 # A function may stay at 0 forever; without an end the pacer would probe forever.
@@ -109,6 +112,12 @@ class Pacer:
         return candidate
 
     def _next_from_segments(self) -> int | None:
+        paced = self._paced
+        if paced is not None and paced[0] == self._segment:
+            _index, start_ns, numerator, denominator, end_ns = paced
+            candidate = start_ns + (self._index_in_segment * NS_PER_S * denominator) // numerator
+            if end_ns is None or candidate < end_ns:
+                return candidate
         while self._segment < len(self._segments):
             segment_start_ns, rate = self._segments[self._segment]
             segment_end_ns = self._segments[self._segment + 1][0] if self._segment + 1 < len(self._segments) else None
@@ -116,6 +125,7 @@ class Pacer:
                 # floor(k * 1e9 / r) with r = p/q exactly: (k * 1e9 * q) // p.
                 offset_ns = (self._index_in_segment * NS_PER_S * rate.denominator) // rate.numerator
                 candidate = segment_start_ns + offset_ns
+                self._paced = (self._segment, segment_start_ns, rate.numerator, rate.denominator, segment_end_ns)
                 if segment_end_ns is None or candidate < segment_end_ns:
                     return candidate
             if segment_end_ns is None:
@@ -203,6 +213,7 @@ class Pacer:
         rate = _exact_rate(rate_per_s, "set_rate")
         self._function = None
         self._segments = [(from_ns, rate)]
+        self._paced = None
         self._segment = 0
         # A message already taken exactly at from_ns counts as the new step's first.
         self._index_in_segment = 1 if self._last_ns == from_ns else 0

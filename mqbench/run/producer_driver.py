@@ -298,17 +298,16 @@ class ProducerDriver:
                 # nothing due: batches whose linger is up go now (when behind schedule, the due
                 # messages fill the batches first, so a late sender still sends full batches)
                 await self._flush_lingering(producer, now)
-            if intended is None and not self.schedule.paused:
-                return
-            wake_ns = self._next_linger_deadline()
-            if intended is not None:
-                wake_ns = intended if wake_ns is None else min(wake_ns, intended)
-            if wake_ns is None or wake_ns > now:
-                wait_ns = 20 * NS_PER_MS if wake_ns is None else max(min(wake_ns - now, 50 * NS_PER_MS), SLEEP_MIN_NS)
-                await self._sleep(wait_ns / 1e9)
-                sends, turn_ns = 0, self.clock_ns()
-                continue
-            if intended is None or intended > now:
+                if intended is None and not self.schedule.paused:
+                    return
+                wake_ns = self._next_linger_deadline()
+                if intended is not None:
+                    wake_ns = intended if wake_ns is None else min(wake_ns, intended)
+                if wake_ns is None or wake_ns > now:
+                    wait_ns = 20 * NS_PER_MS if wake_ns is None else \
+                        max(min(wake_ns - now, 50 * NS_PER_MS), SLEEP_MIN_NS)
+                    await self._sleep(wait_ns / 1e9)
+                    sends, turn_ns = 0, self.clock_ns()
                 continue
             intended, message = self.schedule.take()
             self.totals.intended += 1
@@ -366,9 +365,9 @@ class ProducerDriver:
                 self.totals.measured_sent += 1
         self.totals.sent += len(items)
         self.totals.in_flight += 1
-        # no Task per send: the producer queues the frame; the answer comes back as a callback, run
-        # in the loop turn that read it (on_done), so the ack is timed there, not a turn later
-        answered = partial(self._answered, items, sent_ns)
+        # no Task per send: the producer queues the frame; the answer comes back in the loop turn
+        # that read it (a ``_Send`` record, or the on_done callback), so the ack is timed there
+        answered = None if self._pooled and len(items) == 1 else partial(self._answered, items, sent_ns)
         try:
             if len(items) > 1:
                 reply = producer.submit_batch([self._outgoing(m, i, sent_ns) for i, m in items], answered)
@@ -376,7 +375,8 @@ class ProducerDriver:
                 intended, message = items[0]
                 template = self._property_template(message) if self._pooled else None
                 if template is None:
-                    reply = producer.submit(self._outgoing(message, intended, sent_ns), answered)
+                    reply = producer.submit(self._outgoing(message, intended, sent_ns),
+                                            answered or partial(self._answered, items, sent_ns))
                 else:
                     uniq_key = producer.ids.next()
                     values = (str(intended), uniq_key) if len(template.slots) == 2 else \
@@ -387,7 +387,7 @@ class ProducerDriver:
                     if producer.submit_to(send, message.topic, message.body, template.fill_wire(values), uniq_key):
                         return
                     reply = producer.submit_text(message.topic, message.body, template.fill(values), uniq_key,
-                                                 on_done=answered)
+                                                 on_done=partial(self._answered, items, sent_ns))
         except MqbenchError as exc:
             self._failed(items, exc)
             return

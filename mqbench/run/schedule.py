@@ -110,11 +110,14 @@ class Schedule:
 
     def peek_ns(self) -> int | None:
         """The next intended send time, or None when the schedule (or the workload) has ended."""
-        self._fill(1)
-        return self._ahead[0][0] if self._ahead else None
+        ahead = self._ahead
+        if not ahead:
+            self._fill(1)
+        return ahead[0][0] if ahead else None
 
     def take(self) -> tuple[int, TraceMessage]:
-        self._fill(1)
+        if not self._ahead:
+            self._fill(1)
         if not self._ahead:
             raise UserError("the send schedule has ended; nothing left to take")
         self.taken += 1

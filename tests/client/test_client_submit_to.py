@@ -82,8 +82,8 @@ def test_submit_to_retries_refuses_and_gives_up_as_send_does(cluster, run):
             g1 = await cluster.add_broker("g1")
             async with Producer(cluster.namesrv_addr, retries=2) as producer:
                 template = _template(OutgoingMessage("Orders", b"x"))
-                for _ in range(4):
-                    await producer.send(OutgoingMessage("Orders", b"warm"))   # both brokers connected
+                for _ in range(8):      # a round over both brokers' 4 queues each: both connected
+                    await producer.send(OutgoingMessage("Orders", b"warm"))
                 outcomes: list = []
                 g0.fail_sends = [codes.SYSTEM_BUSY, codes.NO_PERMISSION]
                 assert all(_submit(producer, outcomes, b"r", template) for _ in range(8))
