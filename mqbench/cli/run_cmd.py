@@ -20,6 +20,35 @@ MEASURED_FIELDS = ("batch_achieved", "disk_user_bytes_per_msg", "disk_meta_bytes
                    "producer_cpu_us_per_msg", "consumer_cpu_us_per_msg", "consumer_cpu_us_per_delivery")
 
 
+def _parse_producers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UserError(f"--producers {text!r} must be a number of worker processes (1-16) or 'auto'") from None
+    if not 1 <= value <= 16:
+        raise UserError(f"--producers {value} must be between 1 and 16")
+    return value
+
+
+def _auto_producers(settings) -> None:
+    """``--producers auto`` (``run.worker_count``): from this machine's cores, the broker processes of
+    the cells' largest layout (none for a target) and the consumer workers."""
+    import os
+
+    from mqbench.broker.layout import load_layout
+    from mqbench.run.worker_count import default_producers
+
+    brokers = None
+    if settings.target is None:
+        names = {settings.layout, *(cell.layout for cell in settings.cells if cell.layout is not None)}
+        brokers = max(len(load_layout(name).instances) for name in names)
+    count = default_producers(os.cpu_count() or 1, brokers, settings.consumers, ray=settings.ray is not None)
+    settings.producers = count.producers
+    settings.producers_basis = count.as_dict()
+    if count.note:
+        settings.progress.note(f"mqbench: {count.note}")
+
+
 def _parse_rate(text: str):
     text = text.strip().lower()
     if text in ("max", "profile"):
@@ -208,7 +237,10 @@ them; none skips them; FILE takes `mqbench limits --json` output.
 @json_option
 @click.option("--keep-going", is_flag=True, help="Run the remaining cells when one fails (the failed cell shows "
                                                   "as failed; exit 4).")
-@click.option("--producers", type=click.IntRange(1, 16), default=1, show_default=True, help="Producer worker processes.")
+@click.option("--producers", "producers_text", default="auto", show_default=True, metavar="N|auto",
+              help="Producer worker processes (1-16). auto: one per core to spare, this machine's cores minus "
+                   "the layout's broker processes and the consumer workers, at least 1 (with none to spare the "
+                   "result says so: the producer then shares the brokers' cores).")
 @click.option("--consumers", type=click.IntRange(1, 16), default=1, show_default=True, help="Consumer worker processes.")
 @click.option("--in-flight", "in_flight_max", type=click.IntRange(1, 100_000), default=1000, show_default=True,
               help="Unacknowledged send requests per producer worker before the sender waits (shows as publish delay).")
@@ -268,7 +300,7 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
         consumer_churn: str, churn_interval_ms: int, slow_consumer: str, group_members: int | None,
         processing_us: int | None, invisible_time_ms: int, matrix: str | None, duration_ms: int,
         warmup_ms: int, window_ms: int, rate_text: str, target: str, out_dir: Path, seed: int, as_json: bool,
-        keep_going: bool, producers: int, consumers: int, in_flight_max: int, compress_over_bytes: int,
+        keep_going: bool, producers_text: str, consumers: int, in_flight_max: int, compress_over_bytes: int,
         linger_ms: int, durability: str, drain_ms: int, check_ms: int, max_p99_ms: float, soak_checks: int,
         confirm_soaks: int, limits_source: str,
         wide: bool, quiet: bool, keep_stores: bool, acl_file: Path | None, ray_cluster: str | None,
@@ -309,6 +341,7 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
         members=group_members or (3 if churn or slow else 1), churn_interval_ms=churn_interval_ms if churn else 0,
         slow=slow, processing_us=processing_us if processing_us is not None else (1000 if slow else 0),
         invisible_time_ms=invisible_time_ms)
+    producers = 1 if producers_text.strip().lower() == "auto" else _parse_producers(producers_text)
     settings = RunSettings(
         source=workload, cells=parse_matrix(matrix, base), layout=layout,
         target=None if target == "embedded" else target, duration_ms=duration_ms, warmup_ms=warmup_ms,
@@ -339,6 +372,8 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
 
         for name in {layout, *(cell.layout for cell in settings.cells if cell.layout is not None)}:
             load_layout(name)  # a bad layout name fails before anything starts
+    if producers_text.strip().lower() == "auto":
+        _auto_producers(settings)
     if limits_source not in ("auto", "measure", "none") and not Path(limits_source).exists():
         raise UserError(f"--limits file {limits_source} does not exist")
     settings.limits = _load_limits(limits_source, out_dir)
@@ -361,7 +396,7 @@ def run(workload: str, layout: str, codec: str, batch: str, delay: str, batch_co
                                                          "offered_msgs_per_s", "achieved_msgs_per_s",
                                                          "capacity_msgs_per_s", "first_unheld_rate_msgs_per_s")}}
                                    for c in doc["cells"]],
-                            failed_cells=failures, exit_status=exit_status(doc)))
+                            workers=doc.get("workers"), failed_cells=failures, exit_status=exit_status(doc)))
     else:
         click.echo(render(loaded, "terminal", wide=wide), nl=False)
         click.echo(f"result: {folder}", err=True)

@@ -139,7 +139,11 @@ field                                       meaning
 ``run_id``, ``target``, ``rate``            the run's id (also the ``mqbRun`` property on every
                                             message), the name server of ``--target`` (null for
                                             embedded), the offered rate (msgs/s, "profile", "max")
-``workers``                                 ``producers``, ``consumers``, ``in_flight_max``
+``workers``                                 ``producers``, ``consumers``, ``in_flight_max``,
+                                            ``producers_basis``: how ``--producers auto`` chose
+                                            (``cpus``, ``broker_processes``, ``consumers``,
+                                            ``spare_cpus``, ``note`` when no core was to spare);
+                                            null when ``--producers N`` was given
 ``failed_cells[]``                          ``name`` and ``error`` of cells that failed (with
                                             ``--keep-going``)
 ``cells[].settings.payload``                the measured compression of the run's own payloads

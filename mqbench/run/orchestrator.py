@@ -94,6 +94,7 @@ class RunSettings:
     seed: int = 1
     out_dir: Path = Path("results")
     producers: int = 1
+    producers_basis: dict | None = None  # how --producers auto chose (run.worker_count); None: given
     consumers: int = 1
     in_flight_max: int = 1000
     compress_over_bytes: int = 4096
@@ -590,6 +591,6 @@ def run(settings: RunSettings) -> tuple[dict | None, list[dict]]:
     doc["target"] = settings.target
     doc["rate"] = settings.rate if settings.rate is not None else "profile"
     doc["workers"] = {"producers": settings.producers, "consumers": settings.consumers,
-                      "in_flight_max": settings.in_flight_max}
+                      "in_flight_max": settings.in_flight_max, "producers_basis": settings.producers_basis}
     doc["failed_cells"] = failures
     return doc, failures
