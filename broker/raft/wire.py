@@ -36,6 +36,7 @@ version, type, flags, lengths that disagree, a frame over ``max_frame_bytes``) r
 from __future__ import annotations
 
 import struct
+from operator import itemgetter
 
 from mqbench import native
 from mqbench.errors import PeerError
@@ -55,12 +56,16 @@ _KINDS = {k.value: k for k in EntryKind}
 _U32, _U64 = (1 << 32) - 1, (1 << 64) - 1
 
 
+_entry_data = itemgetter(2)       # Entry.data
+
+
 def frame_bytes(m: Message) -> int:
-    """Bytes ``m`` takes on the wire (``encode_frame``'s length), without encoding it."""
-    n = FRAME_OVERHEAD_BYTES + ENTRY.size * len(m.entries)
-    for e in m.entries:
-        n += len(e.data)
-    return n
+    """Bytes ``m`` takes on the wire (``encode_frame``'s length), without encoding it (the entries'
+    lengths summed in C: no bytecode per entry)."""
+    entries = m.entries
+    if not entries:
+        return FRAME_OVERHEAD_BYTES
+    return FRAME_OVERHEAD_BYTES + ENTRY.size * len(entries) + sum(map(len, map(_entry_data, entries)))
 
 
 def encode_entries(entries: tuple[Entry, ...] | list[Entry]) -> bytes:

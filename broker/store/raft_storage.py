@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from operator import is_, itemgetter
 
 from mqbench.errors import CorruptDataError, InvariantViolation
 from .dledger_storage import DLedgerStorage
@@ -43,6 +44,8 @@ from .store import Store
 
 CACHE_ENTRIES = 8192
 _new_entry = tuple.__new__     # Entry(...) without the NamedTuple's Python-level __new__
+_entry_data = itemgetter(2)    # Entry.data
+_stored_body = itemgetter(1)   # the body of a (DLedger index, body as stored) pair
 CACHE_BYTES = 16 << 20
 APPLIED_FILE = "raft-applied.json"
 APPLIED_SCHEMA = "mqbench.raft-applied/1"
@@ -89,8 +92,11 @@ class RaftLogStorage(DLedgerStorage):
             [(e.term, e.data, noop if e.kind == EntryKind.NOOP else record) for e in entries])
         if len(placed) != len(entries) or placed[0][0] != first - 1 or placed[-1][0] != entries[-1].index - 1:
             self._check_placed(entries, placed)
-        self._remember([_new_entry(Entry, (entry.index, entry.term, stored, entry.kind))
-                        for entry, (_, stored) in zip(entries, placed)])
+        if all(map(is_, map(_entry_data, entries), map(_stored_body, placed))):
+            self._remember(entries)     # a follower given the leader's stored bytes: they are what it wrote
+        else:
+            self._remember([_new_entry(Entry, (entry.index, entry.term, stored, entry.kind))
+                            for entry, (_, stored) in zip(entries, placed)])
 
     @staticmethod
     def _check_placed(entries: list[Entry], placed: list[tuple[int, bytes]]) -> None:

@@ -279,8 +279,28 @@ def test_raft_storage_serves_recent_entries_exactly_as_stored(tmp_path):
             assert storage.stored_body(3) == disk.entries(3, 4)[0].data
         finally:
             raft_storage.CACHE_ENTRIES = old_limit
+        # a follower given the leader's stored entries keeps them as they are (the same objects),
+        # and serves exactly what its files hold
+        follower_store = _store(tmp_path / "f")
+        try:
+            follower = RaftLogStorage(follower_store)
+            given = storage.entries(1, 8)
+            follower.append(given)
+            kept = follower.entries(1, 8)
+            assert kept == given and all(a is b for a, b in zip(kept, given))
+            assert kept == DLedgerStorage(follower_store.dledger.directory, log=follower_store.dledger).entries(1, 8)
+        finally:
+            follower_store.close()
     finally:
         store.close()
+
+
+def test_frame_bytes_is_the_encoded_length():
+    from mqbench.broker.raft.types import Entry, EntryKind, Message as RaftMessage, MsgType
+    from mqbench.broker.raft.wire import encode_frame, frame_bytes
+    for entries in [(), (Entry(1, 1, b""),), (Entry(1, 1, b"x" * 300), Entry(2, 1, b"", EntryKind.NOOP), Entry(3, 2, b"ab"))]:
+        m = RaftMessage(MsgType.APP, 1, 2, 3, 1, 0, entries, 0)
+        assert frame_bytes(m) == len(encode_frame(m))
 
 
 def test_damaged_replicated_records_are_refused_whole_or_stored_valid(tmp_path):
