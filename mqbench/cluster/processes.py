@@ -58,12 +58,17 @@ class ProcessRecord:
         return Path(self.workdir) / f"{self.kind}.log"
 
     def process(self) -> psutil.Process | None:
-        """The live process this record started, or None if it is gone (or the pid was reused)."""
+        """The live process this record started, or None if it is gone (or the pid was reused).
+        A zombie is gone once its last thread is: after a SIGKILL the thread group leader can exit
+        before a thread stuck in an uninterruptible call (an fsync on a loaded disk), and until
+        that one ends the process still holds its files (a store's lock) and its sockets."""
         if not self.pid:
             return None
         try:
             proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.started_at_s) > 0.05 or proc.status() == psutil.STATUS_ZOMBIE:
+            if abs(proc.create_time() - self.started_at_s) > 0.05:
+                return None
+            if proc.status() == psutil.STATUS_ZOMBIE and proc.num_threads() <= 1:
                 return None
             return proc
         except psutil.Error:

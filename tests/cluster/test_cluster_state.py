@@ -6,15 +6,19 @@ a record must never make ``kill`` signal a process that is not ours (pid and sta
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 from hypothesis import given, strategies as st
 
-from mqbench.cluster.processes import ClusterState, ProcessRecord, send_signal
+from mqbench.cluster.processes import ClusterState, ProcessRecord, send_signal, wait_gone
 from mqbench.errors import UserError
 
 VALID = {
@@ -113,6 +117,53 @@ def test_a_recycled_pid_is_never_signalled(tmp_path):
         assert not record.alive()
         assert send_signal([record], signal.SIGKILL) == []
         assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# The thread group leader exits first while another thread still runs, as after a SIGKILL when a
+# thread sits in an uninterruptible fsync on a loaded disk: the leader shows as a zombie, but the
+# process still holds its files (the store lock) and sockets until its last thread is gone.
+_LEADER_EXITS_FIRST = """
+import ctypes, fcntl, os, sys, threading, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+release = threading.Event()
+threading.Thread(target=release.wait, args=(20,)).start()
+print("locked", flush=True)
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+@pytest.mark.realproc
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux thread groups")
+def test_a_process_is_gone_only_when_its_last_thread_is(tmp_path):
+    """``launcher.kill`` waits for ``alive()`` to turn false before anything reopens the killed
+    broker's store or binds its ports: a zombie leader whose other thread still runs is alive
+    (its lock is still held); it is gone once that thread ends. It counted as gone at once, and a
+    test reopening a SIGKILLed broker's store found the lock held (CI at load 14-20)."""
+    lock = tmp_path / "lock"
+    proc = subprocess.Popen([sys.executable, "-c", _LEADER_EXITS_FIRST, str(lock)], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"locked\n"
+        record = ProcessRecord(name="broker-a/n0", kind="broker", host="h1", room="r", addr="127.0.0.1:1",
+                               workdir=str(tmp_path), argv=[], pid=proc.pid,
+                               started_at_s=psutil.Process(proc.pid).create_time())
+        deadline = time.monotonic() + 5
+        while psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE     # the leader has exited
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)     # ... and the lock is still held
+        finally:
+            os.close(fd)
+        assert record.alive()
+        assert wait_gone([record], 0.2) == [record]
+        proc.kill()                                 # the last thread goes too
+        assert wait_gone([record], 5) == [] and not record.alive()
     finally:
         proc.kill()
         proc.wait()
