@@ -18,7 +18,9 @@ Contract:
 * ``combined_writes()`` (a context manager; nests) gathers the writes made inside it that continue
   each other in one segment and hands each run to the kernel with one ``pwrite``: when the block
   ends, when a write does not continue the run, or before any read, truncate or close. A Raft
-  append of N entries or the dispatch of N queue units is then a few syscalls instead of N. The
+  append of N entries or the dispatch of N queue units is then a few syscalls instead of N. A
+  write of ``COMBINE_MAX_BYTES`` or more (a Raft round built in one buffer) is handed to the
+  kernel at once, after the run before it: gathering it would only cost a copy. The
   caller must not announce the bytes (to a flusher thread, a peer or a client) before the block
   ends: until then they are in this process only.
 * ``flush()`` fdatasyncs every segment written since the last flush. It may run in another thread
@@ -59,6 +61,9 @@ from mqbench.errors import CorruptDataError, InvariantViolation, UserError
 from .tail_cache import TailCache
 
 NAME_DIGITS = 20
+# inside combined_writes, a write this large goes to the kernel at once (module doc): one pwrite's
+# worth already, where gathering it would cost a copy of it
+COMBINE_MAX_BYTES = 16 << 10
 
 
 def segment_name(start_offset: int) -> str:
@@ -222,7 +227,7 @@ class SegmentQueue:
         seg = self._find(offset) or self._create(self.segment_start(offset))
         if self._tail is not None:
             self._tail.put(offset, data)
-        if self._combining:
+        if self._combining and len(data) < COMBINE_MAX_BYTES:
             run = self._run
             if run and offset == self._run_at + self._run_bytes and offset % self.segment_size_bytes:
                 run.append(bytes(data))           # continues the run inside the same segment
@@ -231,6 +236,8 @@ class SegmentQueue:
             self._write_run()
             self._run, self._run_at, self._run_bytes = [bytes(data)], offset, len(data)
             return
+        if self._run:
+            self._write_run()           # what was gathered before it goes first
         self._pwrite(seg, offset, data)
 
     def _pwrite(self, seg: _Segment, offset: int, data: bytes | bytearray | memoryview) -> None:

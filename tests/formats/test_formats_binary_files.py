@@ -194,3 +194,28 @@ def test_combined_writes_are_one_pwrite_per_run_and_read_back(tmp_path, monkeypa
     assert calls == [(0, 64), (0, 8), (8, 8)]
     assert q.read(0, 80) == b"".join(bytes([i + 1]) * 16 for i in range(4)) + b"\x09" * 8 + b"\x0a" * 8
     q.close()
+
+
+def test_a_large_write_inside_combined_writes_goes_at_once_after_the_run_before_it(tmp_path, monkeypatch):
+    """A write of COMBINE_MAX_BYTES or more is not gathered (that would only copy it): the run
+    before it goes first, then it, as it is (the same object handed to pwrite), in order."""
+    import os
+
+    from mqbench.broker.store import segments
+    from mqbench.broker.store.segments import SegmentQueue
+
+    big = bytearray(b"\x07" * segments.COMBINE_MAX_BYTES)
+    q = SegmentQueue(tmp_path / "q", 4 * segments.COMBINE_MAX_BYTES)
+    calls = []
+    real = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, pos: calls.append((pos, len(data), data)) or real(fd, data, pos))
+    with q.combined_writes():
+        q.write(0, b"\x01" * 8)
+        q.write(8, b"\x02" * 8)
+        q.write(16, big)
+        assert [(p, n) for p, n, _ in calls] == [(0, 16), (16, len(big))]
+        assert calls[1][2].obj is big                   # no copy of it
+        q.write(16 + len(big), b"\x03" * 8)            # a new small run after it
+    assert [(p, n) for p, n, _ in calls] == [(0, 16), (16, len(big)), (16 + len(big), 8)]
+    assert q.read(0, 24 + len(big)) == b"\x01" * 8 + b"\x02" * 8 + bytes(big) + b"\x03" * 8
+    q.close()
