@@ -134,8 +134,9 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
     long long base;
     int src_dl, v4;
     PyObject *committed_obj;
-    int packed = 0;
-    if (!PyArg_ParseTuple(args, "y*nLppO|p:summarize", &view, &length, &base, &src_dl, &v4, &committed_obj, &packed))
+    int packed = 0, relaxed = 0;
+    if (!PyArg_ParseTuple(args, "y*nLppO|pp:summarize", &view, &length, &base, &src_dl, &v4, &committed_obj, &packed,
+                          &relaxed))
         return NULL;
     if (window(&view, length) < 0) {
         PyBuffer_Release(&view);
@@ -225,7 +226,7 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
         at = nxt;
         /* -- the record's framing -- */
         Py_ssize_t rend = nxt, tl, body_at;
-        if (phys != address || (sysflag & NOT_FAST_SYSFLAG)) {
+        if (phys != address || (!relaxed && (sysflag & NOT_FAST_SYSFLAG))) {
             if (append_bad(rows, pos, base + nxt) < 0)
                 goto done;
             continue;
@@ -275,7 +276,7 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
         Py_ssize_t tid = ts->tid;
         uint32_t prefix = ts->prefix;
         const unsigned char *props = buf + pat;
-        int bad = !ts->fast;
+        int bad = relaxed ? !ts->chars : !ts->fast;
         if (!bad && props_len) {
             if (props[props_len - 1] == 0)
                 bad = 1;
@@ -283,7 +284,7 @@ static PyObject *scan_summarize(PyObject *self, PyObject *args) {
                 if (props[k] & 0x80)
                     bad = 1;
         }
-        if (!bad && props_len >= 20 && memcmp(props + props_len - 20, CRC_TAIL, sizeof CRC_TAIL - 1) == 0)
+        if (!bad && !relaxed && props_len >= 20 && memcmp(props + props_len - 20, CRC_TAIL, sizeof CRC_TAIL - 1) == 0)
             bad = 1;
         if (!bad && v4 && (sysflag & SYSFLAG_COMPRESSED)) {
             int kind = (sysflag & SYSFLAG_COMPRESSION_MASK) >> SYSFLAG_COMPRESSION_SHIFT;
@@ -356,8 +357,8 @@ static PyMethodDef methods[] = {
      "crc32(data, crc=0): mq_crc32.h as this module was built (zlib.crc32's value; for tests)."},
     {"hop", scan_hop, METH_VARARGS, "hop(buf, length, src_dl) -> (end, stopped): scan.hop in C."},
     {"summarize", scan_summarize, METH_VARARGS,
-     "summarize(buf, length, base, src_dl, v4, committed, packed=False) -> (rows, topics, keys): scan.summarize "
-     "in C; packed: rows and keys as bytes of native int64 (scan.ROW_FIELDS a row)."},
+     "summarize(buf, length, base, src_dl, v4, committed, packed=False, relaxed=False) -> (rows, topics, keys): "
+     "scan.summarize in C; packed: rows and keys as bytes of native int64 (scan.ROW_FIELDS a row)."},
     {NULL, NULL, 0, NULL},
 };
 

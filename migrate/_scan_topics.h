@@ -14,14 +14,21 @@ static inline uint32_t jhash(uint32_t h, const unsigned char *p, Py_ssize_t n) {
     return h;
 }
 
-/* record_check's TopicValidator set [%|a-zA-Z0-9_-]+ and not a delay, timer or half topic */
-static int topic_fast(const unsigned char *t, Py_ssize_t n) {
+/* record_check's TopicValidator set [%|a-zA-Z0-9_-]+ (any topic a broker writes) */
+static int topic_chars(const unsigned char *t, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) {
         unsigned char c = t[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '%' || c == '|' ||
               c == '_' || c == '-'))
             return 0;
     }
+    return 1;
+}
+
+/* topic_chars and not a delay, timer or half topic */
+static int topic_fast(const unsigned char *t, Py_ssize_t n) {
+    if (!topic_chars(t, n))
+        return 0;
     for (size_t k = 0; k < sizeof SPECIAL_TOPICS / sizeof SPECIAL_TOPICS[0]; k++)
         if ((size_t)n == strlen(SPECIAL_TOPICS[k]) && memcmp(t, SPECIAL_TOPICS[k], (size_t)n) == 0)
             return 0;
@@ -36,6 +43,7 @@ typedef struct {
     Py_ssize_t tid;
     uint32_t prefix;    /* java_hash_ascii(topic + "#") */
     int fast;
+    int chars;          /* topic_chars: what a relaxed summarize asks */
     uint64_t hash;
 } topic_slot;
 
@@ -117,6 +125,7 @@ static topic_slot *table_get(topic_table *t, const unsigned char *buf, Py_ssize_
     s->tid = PyList_GET_SIZE(t->list) - 1;
     s->prefix = jhash(jhash(0, buf + at, len), (const unsigned char *)"#", 1);
     s->fast = topic_fast(buf + at, len);
+    s->chars = topic_chars(buf + at, len);
     s->hash = h;
     t->used++;
     if (t->used * 2 > t->cap) {

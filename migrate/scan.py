@@ -23,6 +23,12 @@ name wins, as ``record.decode_properties`` reads them). What depends on what was
 (a queue's next offset, the next Raft index, the target's position and term, BatchCQ topics from
 the configs) is checked by the caller (``bulk``), in log order.
 
+With ``relaxed`` (``run.stored``'s figures, which read every record, not only those a copy takes
+fast) ``ok`` means exactly "a record the log reader yields undamaged": delay, timer and half
+topics, transaction and inner-batch sysflags and a ``__CRC32#`` property no longer make a row not
+``ok``; every check of the record's own validity stays (a row that fails is still left to the
+reader).
+
 ``hop(buf, length, src_dl)`` is the cheap part that can only run in order: the end of the last
 whole item in the window, hopping by each item's size field, and whether the hop stopped at a size
 no item can have (the walk of that folder cannot go on from there without the reader).
@@ -104,7 +110,8 @@ def hop_py(buf, length: int, src_dl: bool) -> tuple[int, bool]:
     return at, at == 0
 
 
-def summarize_py(buf, length: int, base: int, src_dl: bool, v4: bool, committed: int | None) -> Summary:
+def summarize_py(buf, length: int, base: int, src_dl: bool, v4: bool, committed: int | None,
+                 relaxed: bool = False) -> Summary:
     """The rows of the whole items of ``buf[:length]`` (module doc); ``buf`` starts at address ``base``."""
     rows: list[tuple] = []
     keys: list[int] = []
@@ -164,7 +171,7 @@ def summarize_py(buf, length: int, base: int, src_dl: bool, v4: bool, committed:
         at = nxt
         # -- the record's framing ---------------------------------------------------------------
         rend = nxt
-        if phys != address or sysflag & _NOT_FAST_SYSFLAG:
+        if phys != address or (not relaxed and sysflag & _NOT_FAST_SYSFLAG):
             append((pos, base + nxt, 0) + _NOT_OK)
             continue
         if rmagic == MAGIC_V1:
@@ -200,13 +207,14 @@ def summarize_py(buf, length: int, base: int, src_dl: bool, v4: bool, committed:
         topic = buf[tat + tl:pat - 2]
         info = topic_ids.get(topic)
         if info is None:
-            fast = bool(_TOPIC_CHARS.fullmatch(topic)) and topic not in _SPECIAL_TOPICS
-            info = topic_ids[topic] = (len(topics), java_hash_ascii(topic + b"#"), fast)
+            chars = bool(_TOPIC_CHARS.fullmatch(topic))
+            fast = chars and topic not in _SPECIAL_TOPICS
+            info = topic_ids[topic] = (len(topics), java_hash_ascii(topic + b"#"), chars if relaxed else fast)
             topics.append(topic)
         tid, prefix_hash, fast = info
         props = buf[pat:rend]
         if (not fast or (props_len and (props[-1] == 0 or not props.isascii()))
-                or (props_len >= 20 and props.startswith(_CRC_TAIL, props_len - 20))
+                or (not relaxed and props_len >= 20 and props.startswith(_CRC_TAIL, props_len - 20))
                 or (v4 and sysflag & SYSFLAG_COMPRESSED and not v4_reads(sysflag))
                 or crc32(buf[body_at:tat]) & 0x7FFFFFFF != bcrc):
             append((pos, base + nxt, 0) + _NOT_OK)
@@ -254,19 +262,19 @@ if _native is None:
     hop = hop_py
 
     def summarize(buf, length: int, base: int, src_dl: bool, v4: bool, committed: int | None,
-                  packed: bool = False) -> Summary:
+                  packed: bool = False, relaxed: bool = False) -> Summary:
         """``summarize_py``, its rows and keys packed (``pack``) with ``packed``."""
-        summary = summarize_py(buf, length, base, src_dl, v4, committed)
+        summary = summarize_py(buf, length, base, src_dl, v4, committed, relaxed)
         return pack(summary) if packed else summary
 else:
     _native_summarize = _native.summarize
     hop = _native.hop
 
     def summarize(buf, length: int, base: int, src_dl: bool, v4: bool, committed: int | None,
-                  packed: bool = False) -> Summary:
+                  packed: bool = False, relaxed: bool = False) -> Summary:
         """``summarize_py``'s result, computed in C; with ``packed`` the rows and keys come out of
         the C code as int64 bytes (no tuple or int object per row), equal to ``pack``'s."""
-        rows, topics, keys = _native_summarize(buf, length, base, src_dl, v4, committed, packed)
+        rows, topics, keys = _native_summarize(buf, length, base, src_dl, v4, committed, packed, relaxed)
         if packed:
             rows_array, keys_array = array("q"), array("q")
             rows_array.frombytes(rows)

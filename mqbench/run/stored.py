@@ -33,21 +33,35 @@
   holds the same records): an inner-batch record (BatchCQ topic) holds ``INNER_NUM`` messages,
   any other record one. ``BatchFigures.as_dict()`` is the result's ``batch_achieved`` field.
 
+How it reads (the figures are those of the one log reader's walk, ``iter_log``, whatever the
+path): each folder is read in windows that ``migrate.scan.summarize`` (relaxed: its ``ok`` rows
+are exactly the records the reader yields undamaged; in C where built) turns into rows, so a
+record costs a row and its property string, decoded only where a figure needs it (non-metadata
+records: the stamps, ``MQBENCH_DELAY_SRC``, ``INNER_NUM``). Any item that is not such a row (a
+blank, a Raft no-op, damage, where the data ends) is judged by the log reader itself at that
+position, as its walk would; inner-batch records take the reference's per-record path.
+
 Consume queues, index files and checkpoints are not counted: they are derived from the log and
 ``disk_bytes_per_msg`` (allocated bytes of the whole store) still shows them.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 
 from mqbench.broker.server.entries import META_TOPIC
 from mqbench.broker.store.segment_files import iter_log, list_segments, log_dirs
+from mqbench.broker.store.log_reader import REPORT, FolderFiles, LogItem, LogReader
+from mqbench.broker.formats import record as record_module
+from mqbench.broker.formats.record import decode_properties
+from mqbench.broker.formats.record_layout import _I32
+from mqbench.migrate.scan import hop, summarize
 from mqbench.broker.formats.batch import BatchItem, encode_batch
 from mqbench.broker.formats.compression import compression_type_id, inner_batch_items
 from mqbench.broker.formats.record import decode_message
 from mqbench.broker.formats.record_layout import SYSFLAG_COMPRESSED, SYSFLAG_INNER_BATCH
-from mqbench.broker.formats.record_peek import peek_fields, peek_properties, peek_topic
+from mqbench.broker.formats.record_peek import peek_properties, peek_topic
 from mqbench.codecs.registry import Codec, codec_for_type_id
 from mqbench.broker.store.versions import detect
 from mqbench.errors import CorruptDataError, MqbenchError, UserError
@@ -116,6 +130,12 @@ META_TOPICS = frozenset({META_TOPIC, PROGRESS_TOPIC})
 
 STAMP_PROPERTIES = frozenset({PROPERTY_RUN, PROPERTY_INTENDED_NS, PROPERTY_DELIVER_NS})
 
+_WINDOW_BYTES = 4 << 20         # one read and one summarize per window of a log file
+_JUDGE_WINDOW_BYTES = 64 << 10  # the reader judging one item reads this much (or the item) at it
+_SYSFLAG_AT = 36
+# record.decode_properties of a str: its C form where built (the same rules), one call less
+_decode_str = getattr(record_module._sendpath, "decode_properties", None) or decode_properties
+
 
 def _stamp_bytes(properties: dict[str, str]) -> int:
     return sum(len(k.encode()) + len(v.encode()) + 2 for k, v in properties.items() if k in STAMP_PROPERTIES)
@@ -137,27 +157,166 @@ def _stamps_in(buf, at: int, sysflag: int, codec: Codec | None, properties: dict
     return max(0, len(msg.body) - len(codec.compress(encode_batch(stripped))))
 
 
-def _records(root: str, codec: Codec | None):
-    """(topic, bytes, stamp bytes, inner message count, a delayed message's delivery) of every valid
-    record of the store's log."""
+def _figure(buf, at: int, size: int, codec: Codec | None, topic: str | None = None, props=None):
+    """(topic, ``size``, stamp bytes, inner message count, a delayed message's delivery) of the
+    valid record at ``buf[at:]``, or None when its topic or properties cannot be read (it is not
+    counted). ``topic``/``props`` (its property string, ASCII): already read by the caller."""
+    try:
+        if topic is None:
+            topic = peek_topic(buf, at)
+        if topic in META_TOPICS:
+            return topic, size, 0, 1, False
+        sysflag = _I32.unpack_from(buf, at + _SYSFLAG_AT)[0]
+        # an ASCII string decodes as str by the same rules (in C where built: record.decode_properties)
+        properties = peek_properties(buf, at) if props is None else decode_properties(props.decode("ascii"))
+        if sysflag & SYSFLAG_INNER_BATCH:
+            count = max(1, int(properties.get(PROPERTY_INNER_NUM, "1")))
+            stamps = _stamps_in(buf, at, sysflag, codec, properties)
+        else:
+            count = 1
+            stamps = 0
+            for key in STAMP_PROPERTIES:
+                value = properties.get(key)
+                if value is not None:
+                    stamps += len(key) + len(value.encode()) + 2
+    except (CorruptDataError, ValueError, MqbenchError):
+        return None
+    return topic, size, stamps, count, PROPERTY_MQBENCH_DELAY_SOURCE in properties
+
+
+def _records_walked(root: str, codec: Codec | None):
+    """``_records`` by the log reader's walk alone, record by record: the reference."""
     detection = detect(root)
     for rel, is_dledger in log_dirs(root, detection.dledger_dirs):
         segments = list_segments(os.path.join(root, rel), rel)
         for item in iter_log(segments, rel, is_dledger):
             if isinstance(item, dict) or not item.is_record or item.damage:   # damage, Raft no-ops
                 continue
-            try:
-                topic = peek_topic(item.buf, item.at)
-                sysflag = peek_fields(item.buf, item.at)[4]
-                count = 1
-                properties = peek_properties(item.buf, item.at) if topic not in META_TOPICS else {}
-                if sysflag & SYSFLAG_INNER_BATCH:
-                    count = max(1, int(properties.get(PROPERTY_INNER_NUM, "1")))
-                stamps = 0 if topic in META_TOPICS else _stamps_in(item.buf, item.at, sysflag, codec, properties)
-            except (CorruptDataError, ValueError, MqbenchError):
+            out = _figure(item.buf, item.at, item.entry_size if item.entry_size is not None else item.length, codec)
+            if out is not None:
+                yield out
+
+
+def _reader_item(files: FolderFiles, dledger: bool, pos: int):
+    """(the LogItem the log reader yields at ``pos`` or None, where its walk goes on: ``pos``
+    itself where that walk of the file stops, at the valid data's end)."""
+    reader = LogReader(files, dledger=dledger, policy=REPORT, window_bytes=_JUDGE_WINDOW_BYTES)
+    found = None
+    for item in reader.items(start=pos, stop=pos + 1):
+        if isinstance(item, LogItem):
+            found = item
+    return found, reader.end
+
+
+def _add(tally: dict, figure) -> None:
+    """Count one ``_figure`` (None: nothing) into ``tally``: (topic, count, delivered) ->
+    [records, bytes, stamp bytes]."""
+    if figure is not None:
+        topic, size, stamps, count, delivered = figure
+        row = tally.setdefault((topic, count, delivered), [0, 0, 0])
+        row[0] += 1
+        row[1] += size
+        row[2] += stamps
+
+
+def _window_tally(buf: bytes, end: int, pos: int, dledger: bool, codec: Codec | None,
+                  names: dict[bytes, str]) -> tuple[dict, int | None]:
+    """(``_add``'s tally of the rows of ``buf[:end]``, a window at ``pos`` holding whole items,
+    where the first item that is not an ``ok`` row starts, or None). Depends on those bytes,
+    ``pos``, ``dledger`` and ``codec`` only."""
+    tally: dict = {}
+    unpack = _I32.unpack_from
+    decode_str = _decode_str
+    stamp_keys = [(key, len(key) + 2) for key in STAMP_PROPERTIES]
+    delay_source = PROPERTY_MQBENCH_DELAY_SOURCE
+    summary = summarize(buf, end, pos, dledger, False, None, relaxed=True)
+    topics = [names.get(t) or names.setdefault(t, t.decode()) for t in summary.topics]
+    for row in summary.rows:
+        if not row[2]:
+            return tally, row[0]
+        at = row[3]
+        topic = topics[row[8]]
+        if topic in META_TOPICS or unpack(buf, at + _SYSFLAG_AT)[0] & SYSFLAG_INNER_BATCH:
+            _add(tally, _figure(buf, at, row[1] - row[0], codec, topic))
+            continue
+        # the common record inline (what _figure gives it): its ASCII property string decoded as
+        # str by the same rules (in C where built), the stamps looked up (ASCII: a value's length
+        # is its byte count)
+        props_at = at + row[6] + 2
+        properties = decode_str(buf[props_at:props_at + row[7]].decode("ascii"))
+        get = properties.get
+        stamps = 0
+        for key, extra in stamp_keys:
+            value = get(key)
+            if value is not None:
+                stamps += extra + len(value)
+        counts = tally.get((topic, 1, delay_source in properties))
+        if counts is None:
+            counts = tally[(topic, 1, delay_source in properties)] = [0, 0, 0]
+        counts[0] += 1
+        counts[1] += row[1] - row[0]
+        counts[2] += stamps
+    return tally, None
+
+
+def _folder_tally(files: FolderFiles, dledger: bool, codec: Codec | None, names: dict[bytes, str],
+                  tally: dict, seen: dict) -> None:
+    """``_add`` every valid record of one log folder, read by windows (module doc). The log
+    reader's walk yields, in each file from its start, the items up to the first blank or invalid
+    position, and stops at a missing file; so does this. ``seen``: the windows already counted
+    (by position, size and SHA-256 of their bytes): a replica's window equal to one counted
+    before adds that one's tally again without reading its records."""
+    size = files.segment_size_bytes
+    known = set(files.starts)
+    seg = files.starts[0] if files.starts and size > 0 else None
+    while seg is not None and seg in known:
+        seg_end = seg + size
+        pos = seg
+        while pos < seg_end:
+            buf = files.read(pos, min(_WINDOW_BYTES, seg_end - pos))
+            end, _ = hop(buf, len(buf), dledger)
+            judge: int | None = pos
+            if end:
+                key = (dledger, pos, end, hashlib.sha256(memoryview(buf)[:end]).digest())
+                window = seen.get(key)
+                if window is None:
+                    window = seen[key] = _window_tally(buf, end, pos, dledger, codec, names)
+                counted, judge = window
+                for group, (records, nbytes, stamps) in counted.items():
+                    row = tally.setdefault(group, [0, 0, 0])
+                    row[0] += records
+                    row[1] += nbytes
+                    row[2] += stamps
+            if judge is None:
+                pos += end
                 continue
-            yield (topic, item.entry_size if item.entry_size is not None else item.length, stamps, count,
-                   PROPERTY_MQBENCH_DELAY_SOURCE in properties)
+            item, after = _reader_item(files, dledger, judge)
+            if item is not None and item.is_record and not item.damage:
+                _add(tally, _figure(item.buf, item.at, item.entry_size if item.entry_size is not None
+                                    else item.length, codec))
+            if after <= judge:
+                break
+            pos = after
+        seg = seg_end
+
+
+def _store_tally(root: str, codec: Codec | None, tally: dict, seen: dict) -> None:
+    """``_add`` every valid record of the store's log (the log reader's walk: ``_walked_tally``;
+    ``seen``: ``_folder_tally``'s)."""
+    detection = detect(root)
+    names: dict[bytes, str] = {}
+    for rel, is_dledger in log_dirs(root, detection.dledger_dirs):
+        files = FolderFiles(list_segments(os.path.join(root, rel), rel), rel)
+        try:
+            _folder_tally(files, is_dledger, codec, names, tally, seen)
+        finally:
+            files.close()
+
+
+def _walked_tally(root: str, codec: Codec | None, tally: dict, seen: dict) -> None:
+    """``_store_tally`` by the log reader's walk alone, record by record: the reference."""
+    for figure in _records_walked(root, codec):
+        _add(tally, figure)
 
 
 def stored_figures(stores: list[tuple[str, os.PathLike | str]], batch_topics: set[str],
@@ -166,32 +325,35 @@ def stored_figures(stores: list[tuple[str, os.PathLike | str]], batch_topics: se
     figures = StoredFigures()
     counted_groups: set[str] = set()
     wanted = batch_topics or user_topics
+    seen: dict = {}
     for group, root in stores:
         root = os.fspath(root)
         if not os.path.isdir(root):
             continue
         first_of_group = group not in counted_groups
         counted_groups.add(group)
+        tally: dict = {}
         try:
             figures.dledger_framing = figures.dledger_framing or bool(detect(root).dledger_dirs)
-            for topic, size, stamps, count, delivered in _records(root, codec):
-                if topic in META_TOPICS:
-                    figures.meta_bytes += size
-                    figures.meta_records += 1
-                    continue
-                figures.user_bytes += size - stamps
-                figures.stamp_bytes += stamps
-                figures.user_records += 1
-                if topic in batch_topics and not delivered:
-                    figures.batched_bytes += size - stamps
-                kind = "parked" if topic in DELAY_TOPICS else "delivered" if delivered else "plain"
-                setattr(figures, f"{kind}_bytes", getattr(figures, f"{kind}_bytes") + size - stamps)
-                if first_of_group:
-                    setattr(figures, f"{kind}_msgs", getattr(figures, f"{kind}_msgs") + count)
-                if first_of_group and topic in wanted:
-                    figures.batch.add(count)
+            _store_tally(root, codec, tally, seen)
         except UserError:   # not a store (a broker that never started): nothing stored there
-            continue
+            pass
+        for (topic, count, delivered), (records, size, stamps) in tally.items():
+            if topic in META_TOPICS:
+                figures.meta_bytes += size
+                figures.meta_records += records
+                continue
+            figures.user_bytes += size - stamps
+            figures.stamp_bytes += stamps
+            figures.user_records += records
+            if topic in batch_topics and not delivered:
+                figures.batched_bytes += size - stamps
+            kind = "parked" if topic in DELAY_TOPICS else "delivered" if delivered else "plain"
+            setattr(figures, f"{kind}_bytes", getattr(figures, f"{kind}_bytes") + size - stamps)
+            if first_of_group:
+                setattr(figures, f"{kind}_msgs", getattr(figures, f"{kind}_msgs") + count * records)
+            if first_of_group and topic in wanted:
+                figures.batch.counts[count] = figures.batch.counts.get(count, 0) + records
     return figures
 
 
