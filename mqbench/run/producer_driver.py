@@ -373,7 +373,10 @@ class ProducerDriver:
                 reply = producer.submit_batch([self._outgoing(m, i, sent_ns) for i, m in items], answered)
             else:
                 intended, message = items[0]
-                template = self._property_template(message) if self._pooled else None
+                template = None
+                if self._pooled:        # the pool's messages: their templates were built in prepare
+                    entry = self._templates.get(id(message))
+                    template = entry[1] if entry is not None else self._property_template(message)
                 if template is None:
                     reply = producer.submit(self._outgoing(message, intended, sent_ns),
                                             answered or partial(self._answered, items, sent_ns))
@@ -473,7 +476,10 @@ class ProducerDriver:
                 totals.delayed_deliveries_owed += self.deliveries.count(message.topic, message.tags)
             else:
                 totals.expected_deliveries += self.deliveries.count(message.topic, message.tags)
-        self._window_release()
+        totals.in_flight -= 1         # _window_release, inline: once per answer
+        waiter = self._window_free
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _failed(self, items: list[tuple[int, TraceMessage]], exc: BaseException) -> None:
         failed_ns = self.clock_ns()
