@@ -144,9 +144,6 @@ class Sending:
             timer.cancel()
             self._pending.pop(opaque, None)
 
-    def next_opaque(self) -> int:
-        """A fresh opaque for a frame the caller encodes itself (``submit``)."""
-        return self._next_opaque()
 
     @property
     def writable(self) -> bool:
@@ -216,6 +213,10 @@ class Sending:
         if opaque >= (1 << 31) - 1:
             self._opaques = itertools.count(1)
         return opaque
+
+    #: A fresh opaque for a frame the caller encodes itself (``submit``, ``submit_to``); the same
+    #: function, not a call through it (a load generator takes one per send).
+    next_opaque = _next_opaque
 
 
 class Receiver:

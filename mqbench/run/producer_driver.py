@@ -172,6 +172,7 @@ class ProducerDriver:
         self.rate_share = float(spec.get("topic_share", 1.0))   # this worker's topics' share of the total rate
         self._pooled = False    # the messages come from a pool (prepare): the same objects again and again
         self._templates: dict[int, tuple[TraceMessage, PropertyTemplate | None]] = {}   # id -> pooled message's
+        self._owed: dict[int, tuple[TraceMessage, int]] = {}   # id -> pooled message, deliveries it owes
 
     def begin(self, start_ns: int) -> None:
         """The run's clock starts: build the metrics and the schedule on ``start_ns``."""
@@ -461,6 +462,7 @@ class ProducerDriver:
         on_time = acked_ns <= self.end_ns + self.ack_grace_ns
         latency_us = min(max(1, (acked_ns - sent_ns) // 1000), VALUE_US_MAX)
         interval = self._interval_values
+        owed_by_id = self._owed
         for intended, message in items:
             size = len(message.body)
             if metrics.measure_start_ns <= intended < self.end_ns:
@@ -471,11 +473,18 @@ class ProducerDriver:
             interval.append(latency_us)
             totals.acked += 1
             totals.acked_bytes += size
+            entry = owed_by_id.get(id(message)) if self._pooled else None
+            if entry is not None and entry[0] is message:
+                owed = entry[1]
+            else:                # kept with the message itself, so its id is not reused meanwhile
+                owed = self.deliveries.count(message.topic, message.tags)
+                if self._pooled:
+                    owed_by_id[id(message)] = (message, owed)
             if message.delay_ms:
                 totals.delayed_acked += 1
-                totals.delayed_deliveries_owed += self.deliveries.count(message.topic, message.tags)
+                totals.delayed_deliveries_owed += owed
             else:
-                totals.expected_deliveries += self.deliveries.count(message.topic, message.tags)
+                totals.expected_deliveries += owed
         totals.in_flight -= 1         # _window_release, inline: once per answer
         waiter = self._window_free
         if waiter is not None and not waiter.done():
