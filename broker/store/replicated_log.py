@@ -395,14 +395,15 @@ class ReplicatedCommitLog:
                 with dledger.data.combined_writes(), dledger.index.combined_writes():
                     run: list[tuple[bytes, _Fields]] = []
                     run_term = 0
-                    built_pop, magics = self._built.pop, RECORD_MAGICS
+                    # a follower has built nothing: no lookup per entry then
+                    built_pop, magics = (self._built.pop if self._built else None), RECORD_MAGICS
                     try:
                         for term, body, magic in items:
                             # _record_fields inlined for its common cases (a record this replica
                             # built, one place_fields takes): a few Python calls less per entry
                             fields = None
                             if magic == 1 and (body[4:8] in magics if type(body) is bytes else is_record_body(body)):
-                                built = built_pop(id(body), None)
+                                built = built_pop(id(body), None) if built_pop is not None else None
                                 if built is not None and built[0] is body:
                                     fields = built[1]
                                 else:
