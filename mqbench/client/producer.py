@@ -324,7 +324,8 @@ class Producer(ClientBase):
             return None
         route, until_ms = entry
         version = self.routes.version
-        self._select(route, None)       # the route's writable queues, cached as _select keeps them
+        if self._select(route, None) is None:     # the route's writable queues, cached as _select keeps them
+            return None
         self._next_queue = (self._next_queue - 1) & 0x7FFFFFFF     # (without moving the round robin)
         targets = []
         for queue in self._write_queues[topic][1]:
@@ -534,4 +535,3 @@ class Producer(ClientBase):
                           queue=MessageQueue(queue.topic, queue.broker_name, answer.queue_id),
                           queue_offset=answer.queue_offset, born_timestamp_ms=born_ms, attempts=attempt,
                           msg_ids=list(ids))
-

@@ -81,7 +81,7 @@ SEND_TURN_SENDS_MAX = 32
 # The shortest sleep of the sender: the event loop's timer resolution. asyncio's own loop already
 # waits at least this long for any shorter timer (its selector rounds the timeout up to a whole
 # millisecond), but uvloop runs a timer under 0.5 ms as call_soon, so at a few thousand msgs/s the
-# sender span through about two empty loop turns per message (a future, a handle and a poll each),
+# sender spun through about two empty loop turns per message (a future, a handle and a poll each),
 # waiting for the next intended time. What is due when it wakes goes in that turn (one write), each
 # message still stamped and judged by its own intended time: its lateness shows as publish delay.
 SLEEP_MIN_NS = NS_PER_MS
