@@ -120,7 +120,7 @@ class Sealer:
         self._mac = _FrameMac(key)
         self.seq = 0
 
-    def tag(self, head: bytes, digest: bytes) -> bytes:
+    def tag(self, head: bytes | memoryview, digest: bytes) -> bytes:
         tag = self._mac.tag(self.seq, head, digest)
         self.seq += 1
         return tag
