@@ -24,6 +24,11 @@
  *       server.proposals.Proposals._results' loop over stored single-send records.
  *   decode_properties(text) -> dict or None
  *       record.decode_properties of a str (its rules, every string); None for bytes.
+ *   decode_fields_run(buf, pos, end, check_crc, hosts, cls) -> (fields, pos)
+ *       record.decode_fields_run: the RecordFields (``cls``) of the records from ``pos`` on that
+ *       decode_fields' fast path takes (two IPv4 hosts already in ``hosts``, record._IPV4_HOSTS;
+ *       layout, CRC and UTF-8 checked), and the position after them; stops at the first record it
+ *       does not take, which decode_fields decodes (or refuses). Never raises for input.
  *
  * One extension built from several sources, one job each (mqbench/native.py's MODULES lists them,
  * so the stale-build check covers every one and the headers beside them):
@@ -33,7 +38,7 @@
  *   _sendpath_frames.c  decode_frames and the JSON subset reader of the usual header;
  *   _sendpath_header.c  send_header_v2;
  *   _sendpath_answer.c  send_success_frame and put_results (what a stored send answers);
- *   _sendpath_record.c  encode_fields (with the body CRC) and decode_properties.
+ *   _sendpath_record.c  encode_fields (with the body CRC), decode_properties and decode_fields_run.
  *
  * Input is untrusted (a peer's frame): every read is bounds-checked against the buffer. */
 #define PY_SSIZE_T_CLEAN
@@ -60,6 +65,7 @@ static PyMethodDef METHODS[] = {
     {"encode_fields", encode_fields, METH_VARARGS, "record.encode_fields, or None"},
     {"decode_properties", decode_properties, METH_O, "record.decode_properties of a str, or None"},
     {"put_results", put_results, METH_VARARGS, "Proposals._results' loop, or None"},
+    {"decode_fields_run", decode_fields_run, METH_VARARGS, "record.decode_fields_run's loop"},
     {NULL, NULL, 0, NULL},
 };
 

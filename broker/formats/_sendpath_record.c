@@ -166,3 +166,153 @@ PyObject *decode_properties(PyObject *self, PyObject *text) {
     }
     return result;
 }
+
+/* --- the fields of pulled records ------------------------------------------------------------ */
+
+/* The host tuple record._IPV4_HOSTS holds for (address, port), as a new reference; NULL when it is
+ * not there (no error set) or on an error (set). The key is record._ipv4_host's. */
+static PyObject *ipv4_host(PyObject *hosts, uint32_t address, int32_t port) {
+    PyObject *key = PyLong_FromUnsignedLongLong(((unsigned long long)address << 32) | (uint32_t)port);
+    if (key == NULL)
+        return NULL;
+    PyObject *host = PyDict_GetItemWithError(hosts, key);
+    Py_DECREF(key);
+    if (host == NULL || !PyTuple_CheckExact(host))
+        return NULL;
+    return Py_NewRef(host);
+}
+
+/* One record at p (rec_end - p bytes, rec_end checked) by decode_fields' fast path, as a ``cls``
+ * tuple (a new reference); NULL when the path does not take it (no error set) or on an error (set).
+ * Hosts are the caller's two one-entry caches (new references it owns). */
+typedef struct {
+    uint32_t address;
+    int32_t port;
+    PyObject *host;
+} host_slot;
+
+static PyObject *host_of(PyObject *hosts, host_slot *slot, uint32_t address, int32_t port) {
+    if (slot->host == NULL || slot->address != address || slot->port != port) {
+        PyObject *host = ipv4_host(hosts, address, port);
+        if (host == NULL)
+            return NULL;
+        Py_XSETREF(slot->host, host);
+        slot->address = address;
+        slot->port = port;
+    }
+    return Py_NewRef(slot->host);
+}
+
+/* every fixed field of a record with two IPv4 hosts (record_layout._FIXED_IPV4): BORNHOST at 48,
+ * STORETIMESTAMP 56, STOREHOST 64, RECONSUMETIMES 72, BODYLEN 84 */
+#define FIXED_IPV4_BYTES 88
+
+PyObject *decode_fields_run(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    Py_ssize_t pos, end;
+    int check_crc;
+    PyObject *hosts, *cls;
+    if (!PyArg_ParseTuple(args, "y*nnpO!O!", &buf, &pos, &end, &check_crc, &PyDict_Type, &hosts, &PyType_Type, &cls))
+        return NULL;
+    PyObject *out = NULL, *result = NULL;
+    host_slot born_slot = {0, 0, NULL}, store_slot = {0, 0, NULL};
+    if (!PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "cls must be a tuple type");
+        goto done;
+    }
+    if ((out = PyList_New(0)) == NULL)
+        goto done;
+    if (end > buf.len)
+        end = buf.len;
+    const unsigned char *base = (const unsigned char *)buf.buf;
+    while (pos >= 0 && end - pos >= FIXED_IPV4_BYTES) {
+        const unsigned char *p = base + pos;
+        int32_t total = mq_i32(p), body_len = mq_i32(p + 84), sysflag = mq_i32(p + 36);
+        uint32_t magic = mq_u32(p + 4);
+        if (sysflag & (SYSFLAG_BORNHOST_V6 | SYSFLAG_STOREHOST_V6) || (magic != MAGIC_V1 && magic != MAGIC_V2) ||
+            total > end - pos || body_len < 0)
+            break;
+        Py_ssize_t rec_end = pos + total, at = pos + FIXED_IPV4_BYTES, body_end = at + body_len;
+        if (body_end + 4 > rec_end)
+            break;
+        Py_ssize_t topic_len, topic_at;
+        if (magic == MAGIC_V1) {
+            topic_len = base[body_end];
+            topic_at = body_end + 1;
+            if (topic_len > 127)
+                break;
+        } else {
+            topic_len = mq_i16(base + body_end);
+            topic_at = body_end + 2;
+        }
+        Py_ssize_t props_at = topic_at + topic_len + 2;
+        if (topic_len <= 0 || props_at > rec_end || props_at + mq_i16(base + props_at - 2) != rec_end)
+            break;
+        if (check_crc && mq_body_crc(base + at, (size_t)body_len) != (uint32_t)mq_i32(p + 8))
+            break;
+        PyObject *topic = PyUnicode_DecodeUTF8((const char *)base + topic_at, topic_len, "strict");
+        PyObject *text = topic != NULL ? PyUnicode_DecodeUTF8((const char *)base + props_at, rec_end - props_at,
+                                                              "strict") : NULL;
+        if (text == NULL) { /* not UTF-8: decode_fields' parser names it */
+            Py_XDECREF(topic);
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                goto done;
+            PyErr_Clear();
+            break;
+        }
+        PyObject *born = host_of(hosts, &born_slot, mq_u32(p + 48), mq_i32(p + 52));
+        PyObject *store = born != NULL ? host_of(hosts, &store_slot, mq_u32(p + 64), mq_i32(p + 68)) : NULL;
+        if (store == NULL) { /* a host not seen yet: decode_fields makes its tuple */
+            Py_DECREF(topic);
+            Py_DECREF(text);
+            Py_XDECREF(born);
+            if (PyErr_Occurred())
+                goto done;
+            break;
+        }
+        PyObject *fields = ((PyTypeObject *)cls)->tp_alloc((PyTypeObject *)cls, 14);
+        if (fields == NULL) {
+            Py_DECREF(topic);
+            Py_DECREF(text);
+            Py_DECREF(born);
+            Py_DECREF(store);
+            goto done;
+        }
+        PyTuple_SET_ITEM(fields, 1, topic);
+        PyTuple_SET_ITEM(fields, 3, text);
+        PyTuple_SET_ITEM(fields, 10, born);
+        PyTuple_SET_ITEM(fields, 12, store);
+        PyObject *items[10] = {
+            PyLong_FromLong(total),
+            PyBytes_FromStringAndSize((const char *)base + at, body_len),
+            PyLong_FromLong(mq_i32(p + 12)),      /* QUEUEID */
+            PyLong_FromLong(mq_i32(p + 16)),      /* FLAG */
+            PyLong_FromLongLong(mq_i64(p + 20)),  /* QUEUEOFFSET */
+            PyLong_FromLongLong(mq_i64(p + 28)),  /* PHYSICALOFFSET */
+            PyLong_FromLong(sysflag),
+            PyLong_FromLongLong(mq_i64(p + 40)),  /* BORNTIMESTAMP */
+            PyLong_FromLongLong(mq_i64(p + 56)),  /* STORETIMESTAMP */
+            PyLong_FromLong(mq_i32(p + 72)),      /* RECONSUMETIMES */
+        };
+        static const int place[10] = {0, 2, 4, 5, 6, 7, 8, 9, 11, 13};
+        int failed = 0;
+        for (int i = 0; i < 10; i++) {
+            if (items[i] == NULL)
+                failed = 1;
+            PyTuple_SET_ITEM(fields, place[i], items[i]); /* a NULL item is fine for the dealloc */
+        }
+        if (failed || PyList_Append(out, fields) < 0) {
+            Py_DECREF(fields);
+            goto done;
+        }
+        Py_DECREF(fields);
+        pos = rec_end;
+    }
+    result = Py_BuildValue("(On)", out, pos);
+done:
+    Py_XDECREF(out);
+    Py_XDECREF(born_slot.host);
+    Py_XDECREF(store_slot.host);
+    PyBuffer_Release(&buf);
+    return result;
+}

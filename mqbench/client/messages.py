@@ -182,25 +182,29 @@ def decode_pulled(body: bytes, broker_name: str, *, body_size_max: int = BODY_SI
     if type(body) is not bytes:
         body = bytes(body)      # one copy, so every field below is a slice of bytes
     message = ReceivedMessage
+    decode_run = rec.decode_fields_run
     while pos < end:
-        f = decode_fields(body, pos, end, check_crc, where)
-        (size, topic, payload, text, queue_id, flag, queue_offset, physical_offset, sysflag, born_ms, born_host,
-         store_ms, store_host, reconsume_times) = f
-        if not sysflag & plain:
-            # the common case: one plain message, built straight from the record's fields (its
-            # properties decoded when first read)
-            append(message(topic, broker_name, queue_id, queue_offset, payload, text, born_ms, store_ms, born_host,
-                           store_host, physical_offset, sysflag, reconsume_times, flag))
-        else:
-            msg, _ = rec.decode_message(body, pos, check_crc=check_crc, where=where)
-            what = f"{where}, {msg.topic} offset {msg.queue_offset}"
-            try:
-                _decode_body(out, msg, broker_name, what, pos, body_size_max, codecs)
-            except CorruptDataError as exc:
-                if on_undecodable is None:
-                    raise
-                on_undecodable(msg, exc)
-        pos += size
+        # the usual records from here on in one call (C, rec.decode_fields_run), else the next one
+        run, _ = decode_run(body, pos, end, check_crc)
+        if not run:
+            run = (decode_fields(body, pos, end, check_crc, where),)
+        for (size, topic, payload, text, queue_id, flag, queue_offset, physical_offset, sysflag, born_ms, born_host,
+             store_ms, store_host, reconsume_times) in run:
+            if not sysflag & plain:
+                # the common case: one plain message, built straight from the record's fields (its
+                # properties decoded when first read)
+                append(message(topic, broker_name, queue_id, queue_offset, payload, text, born_ms, store_ms,
+                               born_host, store_host, physical_offset, sysflag, reconsume_times, flag))
+            else:
+                msg, _ = rec.decode_message(body, pos, check_crc=check_crc, where=where)
+                what = f"{where}, {msg.topic} offset {msg.queue_offset}"
+                try:
+                    _decode_body(out, msg, broker_name, what, pos, body_size_max, codecs)
+                except CorruptDataError as exc:
+                    if on_undecodable is None:
+                        raise
+                    on_undecodable(msg, exc)
+            pos += size
     return out
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mqbench.broker.formats.headers import parse_tag_expression
+from mqbench.broker.formats.properties import PROPERTY_UNIQ_KEY
 from mqbench.client import Consumer, PopConsumer
 from mqbench.errors import MqbenchError
 from mqbench.harness.metrics import RunMetrics
@@ -273,29 +274,33 @@ class ConsumerDriver:
             if not batch:
                 continue
             now = self.clock_ns()
+            totals, last_ns, record_consume = self.totals, self._last_ns, self.metrics.record_consume
+            group = member.group
             for message in batch:
-                stamp = read_stamp(message.properties, run_id)
+                properties = message.properties      # decoded once, read for the stamp and the id
+                stamp = read_stamp(properties, run_id)
                 if stamp is None:
-                    self.totals.foreign += 1
+                    totals.foreign += 1
                     continue
                 intended_ns, deliver_ns = stamp
                 size = len(message.body)
-                msg_id = message.msg_id
+                # ReceivedMessage.msg_id from the dict at hand: UNIQ_KEY, else the offset message id
+                msg_id = properties.get(PROPERTY_UNIQ_KEY) or message.offset_msg_id
                 duplicate = seen.seen_before(msg_id)
-                queue = (member.group, message.topic, message.broker_name, message.queue_id)
-                last = self._last_ns.get(queue)
-                self._last_ns[queue] = now
-                self.metrics.record_consume(intended_ns, now, size, deliver_at_ns=deliver_ns,
-                                            redelivered=message.reconsume_times > 0, duplicate=duplicate,
-                                            gap_ns=None if last is None else now - last)
+                queue = (group, message.topic, message.broker_name, message.queue_id)
+                last = last_ns.get(queue)
+                last_ns[queue] = now
+                record_consume(intended_ns, now, size, deliver_at_ns=deliver_ns,
+                               redelivered=message.reconsume_times > 0, duplicate=duplicate,
+                               gap_ns=None if last is None else now - last)
                 if duplicate:
                     continue
-                self.totals.consumed += 1
-                self.totals.consumed_bytes += size
+                totals.consumed += 1
+                totals.consumed_bytes += size
                 if deliver_ns is None:
-                    self.totals.consumed_undelayed += 1
+                    totals.consumed_undelayed += 1
                 else:
-                    self.totals.consumed_delayed += 1
+                    totals.consumed_delayed += 1
             if processing_s:
                 await asyncio.sleep(processing_s * len(batch))
             if isinstance(consumer, PopConsumer):    # acked in the background, as ackAsync: the next
