@@ -14,7 +14,8 @@ from mqbench.broker.formats.record import Message, encode_message
 from mqbench.client import messages as client_messages
 from mqbench.errors import CorruptDataError
 
-native = pytest.importorskip("mqbench.broker.formats._sendpath")
+# the tests that need the C run (the others hold with MQBENCH_NATIVE=0 too)
+needs_c = pytest.mark.skipif(r._sendpath is None, reason="the _sendpath accelerator is off or not built")
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 _text = st.text(st.characters(blacklist_characters="\x01\x02", blacklist_categories=("Cs",)), min_size=1, max_size=8)
@@ -51,6 +52,7 @@ def _check_run(buf: bytes, pos: int, end: int, check_crc: bool) -> tuple[list, i
     return run, after
 
 
+@needs_c
 @SETTINGS
 @given(st.lists(_messages(), min_size=1, max_size=5), st.binary(max_size=6), st.booleans())
 def test_the_c_run_gives_what_decode_fields_gives(msgs, trailing, check_crc):
@@ -90,6 +92,7 @@ def test_random_bytes_and_bounds_never_crash(buf, pos, end, check_crc):
         _check_run(buf, pos, end, check_crc)
 
 
+@needs_c
 def test_every_cut_of_a_body_stops_before_the_cut_record():
     msgs = [Message("T", bytes([i]) * i, properties={"k": str(i)}, born_host=("10.0.0.1", 1), store_host=("10.0.0.2", 2))
             for i in range(4)]
@@ -105,6 +108,7 @@ def test_every_cut_of_a_body_stops_before_the_cut_record():
         assert after <= cut
 
 
+@needs_c
 def test_a_host_not_seen_yet_is_left_to_decode_fields_and_taken_after_it():
     record = encode_message(Message("T", b"x", born_host=("10.200.7.9", 41), store_host=("10.200.7.9", 42)))
     r._IPV4_HOSTS.pop((0x0AC80709 << 32) | 41, None)
