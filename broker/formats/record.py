@@ -11,7 +11,7 @@ import ipaddress
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, overload
+from typing import Callable, Literal, NamedTuple, overload
 
 from mqbench import native
 from mqbench.errors import CorruptDataError, UserError
@@ -134,6 +134,10 @@ def _packed_address(text: str) -> tuple[bytes, bool]:
 _HOSTS: dict[tuple[str, int], tuple[bytes, bool]] = {}    # hosts _host_bytes encoded (a few per broker)
 _HOSTS_MAX = 4096
 _sendpath = native.load("mqbench.broker.formats._sendpath")   # C encode_fields (module doc of _sendpath.c)
+#: ``decode_properties`` of a str, called straight (the C function where built: no Python call
+#: around it for a reader that decodes one property text per message, a consumer)
+decode_properties_text: Callable[[str], dict[str, str]] = (
+    _sendpath.decode_properties if _sendpath is not None else decode_properties)
 
 
 def _host_bytes(host: tuple[str, int], what: str) -> tuple[bytes, bool]:

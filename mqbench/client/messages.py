@@ -117,7 +117,7 @@ class _LazyProperties:
             raise AttributeError("properties")      # no default: dataclasses reads this as a required field
         value = obj.__dict__["_properties"]
         if isinstance(value, str):
-            value = obj.__dict__["_properties"] = rec.decode_properties(value) if value else {}
+            value = obj.__dict__["_properties"] = rec.decode_properties_text(value) if value else {}
         return value
 
     def __set__(self, obj, value) -> None:
