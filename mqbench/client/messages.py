@@ -92,8 +92,13 @@ class UniqueIdGenerator:
         self._counter = 0
 
     def next(self) -> str:
+        return self.next_at(self._clock_ms())
+
+    def next_at(self, now_ms: int) -> str:
+        """``next`` with the clock already read (``now_ms``, from the same clock): a sender that
+        also stamps the request with that reading reads the clock once per send."""
         self._counter = (self._counter + 1) & 0xFFFF
-        delta = (self._clock_ms() - self._month_start_ms) & 0x7FFFFFFF
+        delta = (now_ms - self._month_start_ms) & 0x7FFFFFFF
         return self._fixed + _ID_TAIL.pack(delta, self._counter).hex().upper()
 
     def next_run(self, n: int) -> list[bytes]:

@@ -43,7 +43,7 @@ def worker_share(messages: Iterator[TraceMessage], worker_index: int, workers: i
 
 
 class Schedule:
-    """``peek_ns`` / ``take`` / ``overdue`` over one worker's share of a workload."""
+    """``peek_ns`` / ``take`` / ``take_due`` / ``overdue`` over one worker's share of a workload."""
 
     def __init__(self, messages: Iterator[TraceMessage], start_ns: int, end_ns: int, *,
                  rate: float | str | None = None, worker_index: int = 0, workers: int = 1,
@@ -114,6 +114,32 @@ class Schedule:
         if not ahead:
             self._fill(1)
         return ahead[0][0] if ahead else None
+
+    def take_due(self, now_ns: int) -> tuple[int, TraceMessage] | None:
+        """``take()`` when the next intended time is ``<= now_ns``, else None and nothing taken
+        (not due yet, or the schedule ended: ``peek_ns`` tells which). One call per message for a
+        sender that is on time, instead of ``peek_ns`` and ``take``; at a rate the next message is
+        read only once it is due (``peek_ns`` reads it ahead)."""
+        ahead = self._ahead
+        if not ahead:
+            pacer = self.pacer
+            if pacer is not None:       # _fill(1), taking straight from the pacer when due
+                intended = pacer.peek_ns()
+                if intended is None or intended > now_ns:
+                    return None
+                message = self._next_message()
+                if message is None:
+                    return None
+                pacer.take()
+                self.taken += 1
+                return intended, message
+            self._fill(1)
+            if not ahead:
+                return None
+        if ahead[0][0] > now_ns:
+            return None
+        self.taken += 1
+        return ahead.popleft()
 
     def take(self) -> tuple[int, TraceMessage]:
         if not self._ahead:

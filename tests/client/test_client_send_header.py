@@ -44,6 +44,17 @@ def test_prebuilt_send_frame_is_the_encoded_request(group, topic, queue_id, sys_
     assert template.frame(opaque, born_ms, json_string_content(properties), body) == expected
 
 
+@given(st.integers(0, 0xFFFF), st.integers(0, 2**40), st.integers(0, 2**40))
+def test_an_id_at_a_clock_reading_is_the_id_next_gives_then(counter, now_ms, month_start_ms):
+    """``next_at(now_ms)`` (a sender that reads the clock once for the id and the born timestamp)
+    is ``next()`` with the clock at ``now_ms``, counter included."""
+    from mqbench.client.messages import UniqueIdGenerator
+
+    one, at = (UniqueIdGenerator("10.1.2.3", 4321, 77, lambda: now_ms, month_start_ms) for _ in range(2))
+    one._counter = at._counter = counter
+    assert [at.next_at(now_ms) for _ in range(3)] == [one.next() for _ in range(3)]
+
+
 @given(st.lists(st.binary(max_size=40), min_size=1, max_size=8), st.integers(0, 0xFFFF), st.integers(0, 2**40))
 def test_prebuilt_batch_body_is_what_encode_batch_writes(bodies, counter, now_ms):
     """A BatchBodyTemplate's body with ``next_run``'s ids is byte for byte the body the item-by-item

@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mqbench.errors import UserError
@@ -155,3 +155,23 @@ def test_a_worker_with_its_own_messages_takes_them_all_on_its_share_of_the_rate(
 def test_own_messages_need_a_rate():
     with pytest.raises(UserError, match="own messages"):
         Schedule(iter(messages(3)), 0, S, worker_index=1, workers=2, own_messages=True)
+
+
+@settings(max_examples=40)
+@given(st.sampled_from([None, 900.0, 3000.0]), st.integers(0, 40), st.booleans(),
+       st.lists(st.integers(0, 3 * MS), max_size=60))
+def test_take_due_is_peek_then_take_when_due(rate, count, own, steps):
+    """``take_due(now)`` gives what ``take()`` gives when ``peek_ns() <= now``, else None with
+    nothing taken, as recorded and at a rate (own messages or a share), to the schedule's end."""
+    if rate is None:
+        own = False
+    source = messages(count, gap_us=700)
+    one, two = (Schedule(iter(source), 5 * S, 5 * S + 20 * MS, rate=rate, workers=1 if own else 2,
+                         own_messages=own) for _ in range(2))
+    now = 5 * S
+    for step in steps:
+        now += step
+        want = two.take() if two.peek_ns() is not None and two.peek_ns() <= now else None
+        assert one.take_due(now) == want
+        assert one.taken == two.taken and one.peek_ns() == two.peek_ns()
+    assert drain(one) == drain(two)
