@@ -274,7 +274,7 @@ class Producer(ClientBase):
         return self._submit(codes.SEND_MESSAGE_V2, topic, body, sys_flag, flag, properties_text, [uniq_key], on_done)
 
     def submit_to(self, receiver, topic: str, body: bytes, properties_wire: bytes,
-                  uniq_key: str) -> bool:
+                  uniq_key: str, born_ms: int | None = None) -> bool:
         """``submit_text``'s first attempt for a caller that keeps its own record of each send
         (a load generator): the frame is queued on the broker's channel with ``receiver`` filed
         under its opaque in the channel's table of pending requests, so no future, Task or
@@ -286,8 +286,11 @@ class Producer(ClientBase):
         only for a retry; ``uniq_key`` is its UNIQ_KEY. True when queued; False when the send
         cannot go this way (no fresh route, a connection not open or not writable, ACL
         credentials, a topic not validated yet, an empty or oversized body): the caller then
-        sends through ``submit_text``, which connects, refreshes and refuses as ever."""
-        born_ms = self.clock_ms()
+        sends through ``submit_text``, which connects, refreshes and refuses as ever. ``born_ms``:
+        the request's born timestamp when the caller already read ``clock_ms`` for this send
+        (``ids.next_at``), so the clock is read once per send; None reads it here."""
+        if born_ms is None:
+            born_ms = self.clock_ms()
         lane = self._lanes.get(topic)
         if lane is None or born_ms > lane[0] or lane[1] != self.routes.version:
             lane = self._lane(topic)

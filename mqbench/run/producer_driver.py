@@ -118,10 +118,10 @@ class _Send(SendReceiver):
     """One pooled message's send (``Producer.submit_to``): the driver's record of it sits in the
     channel's table of pending requests and its answer comes straight back here (no future)."""
 
-    __slots__ = ("driver", "items", "sent_ns", "template", "values")
+    __slots__ = ("driver", "intended", "message", "sent_ns", "template")
 
     def delivered(self) -> None:
-        self.driver._acked(self.items, self.sent_ns)
+        self.driver._acked_one(self.intended, self.message, self.sent_ns)
 
     def given_up(self, exc: BaseException | None) -> None:
         driver = self.driver
@@ -130,14 +130,20 @@ class _Send(SendReceiver):
         if exc is None:           # its retry was cancelled: neither acked nor failed
             driver._window_release()
         else:
-            driver._failed(self.items, exc)
+            driver._failed([(self.intended, self.message)], exc)
 
     def failed(self, exc: BaseException) -> None:
         if not self.driver._gave_up:      # after ``_wait_acks`` gave up: no retry of what is over
             super().failed(exc)
 
+    def values(self, uniq_key: str) -> tuple[str, ...]:
+        """The template's per-send values: intended time, delivery time (delayed) and id."""
+        if len(self.template.slots) == 2:
+            return str(self.intended), uniq_key
+        return str(self.intended), str(self.sent_ns + self.message.delay_ms * NS_PER_MS), uniq_key
+
     def text(self) -> str:
-        return self.template.fill(self.values)
+        return self.template.fill(self.values(self.uniq_key))
 
 
 class ProducerDriver:
@@ -294,6 +300,23 @@ class ProducerDriver:
                 await asyncio.sleep(0)   # end the turn (SEND_TURN_NS): frames go out, answers come in
                 sends, turn_ns = 0, self.clock_ns()
                 continue
+            took = self.schedule.take_due(now)    # one call per message when on time
+            if took is not None:
+                intended, message = took
+                self.totals.intended += 1
+                if not message.delay_ms and self.batch_sizes.get(message.topic, 1) > 1:
+                    buffer = self._buffers.setdefault(message.topic, [])
+                    buffer.append((intended, message))
+                    if len(buffer) >= self.batch_sizes[message.topic]:
+                        await self._flush(producer, message.topic)
+                elif self.totals.in_flight >= self.in_flight_max:
+                    await self._window_wait()
+                    self._send_one(producer, intended, message, self.clock_ns())
+                else:
+                    # sent now: ``now`` was read just before, in this step (no await since)
+                    self._send_one(producer, intended, message, now)
+                sends += 1
+                continue
             intended = self.schedule.peek_ns()
             if intended is None or intended > now:
                 # nothing due: batches whose linger is up go now (when behind schedule, the due
@@ -321,7 +344,7 @@ class ProducerDriver:
             else:
                 if self.totals.in_flight >= self.in_flight_max:
                     await self._window_wait()
-                self._dispatch_now(producer, [(intended, message)])
+                self._send_one(producer, intended, message, self.clock_ns())
             sends += 1
 
     async def _sleep(self, seconds: float) -> None:
@@ -357,9 +380,53 @@ class ProducerDriver:
             await self._window_wait()   # a full window is where a slow broker turns into publish delay
         self._dispatch_now(producer, items)
 
-    def _dispatch_now(self, producer: Producer, items: list[tuple[int, TraceMessage]]) -> None:
-        """Start the send of ``items`` now (the window has room)."""
-        sent_ns = self.clock_ns()
+    def _send_one(self, producer: Producer, intended: int, message: TraceMessage, sent_ns: int) -> None:
+        """Start the send of one message at ``sent_ns`` (the window has room): a pooled message
+        with a prebuilt property template goes as a ``_Send`` record (``Producer.submit_to``), with
+        one wall-clock reading for its id and born timestamp; anything else as ``_dispatch_now``."""
+        entry = self._templates.get(id(message)) if self._pooled else None
+        template = None
+        if self._pooled:        # the pool's messages: their templates were built in prepare
+            template = entry[1] if entry is not None else self._property_template(message)
+        if template is None:      # the general path (``_dispatch_now`` finds no template either)
+            self._dispatch_now(producer, [(intended, message)], sent_ns)
+            return
+        metrics, totals = self.metrics, self.totals
+        metrics.record_send(intended, sent_ns)
+        if metrics.measure_start_ns <= intended < self.end_ns:
+            totals.measured_sent += 1
+        totals.sent += 1
+        totals.in_flight += 1
+        try:
+            born_ms = producer.clock_ms()
+            uniq_key = producer.ids.next_at(born_ms)
+            send = _Send()       # no future: the channel hands the answer to it (``_Send``)
+            send.driver, send.intended, send.message, send.sent_ns, send.template = \
+                self, intended, message, sent_ns, template
+            wire = template.fill_wire_run(intended, uniq_key) if len(template.slots) == 2 else \
+                template.fill_wire(send.values(uniq_key))
+            if producer.submit_to(send, message.topic, message.body, wire, uniq_key, born_ms):
+                return
+            items = [(intended, message)]
+            reply = producer.submit_text(message.topic, message.body, template.fill(send.values(uniq_key)),
+                                         uniq_key, on_done=partial(self._answered, items, sent_ns))
+        except MqbenchError as exc:
+            self._failed([(intended, message)], exc)
+            return
+        self._replies.add(reply)
+
+    def _dispatch_now(self, producer: Producer, items: list[tuple[int, TraceMessage]],
+                      sent_ns: int | None = None) -> None:
+        """Start the send of ``items`` now (the window has room); ``sent_ns``: the clock's reading
+        for it when the caller just read it."""
+        if sent_ns is None:
+            sent_ns = self.clock_ns()
+        if len(items) == 1 and self._pooled:
+            intended, message = items[0]
+            entry = self._templates.get(id(message))
+            if (entry[1] if entry is not None else self._property_template(message)) is not None:
+                self._send_one(producer, intended, message, sent_ns)
+                return
         for intended, _message in items:
             self.metrics.record_send(intended, sent_ns)
             if self.metrics.measure_start_ns <= intended < self.end_ns:
@@ -368,30 +435,13 @@ class ProducerDriver:
         self.totals.in_flight += 1
         # no Task per send: the producer queues the frame; the answer comes back in the loop turn
         # that read it (a ``_Send`` record, or the on_done callback), so the ack is timed there
-        answered = None if self._pooled and len(items) == 1 else partial(self._answered, items, sent_ns)
+        answered = partial(self._answered, items, sent_ns)
         try:
             if len(items) > 1:
                 reply = producer.submit_batch([self._outgoing(m, i, sent_ns) for i, m in items], answered)
             else:
                 intended, message = items[0]
-                template = None
-                if self._pooled:        # the pool's messages: their templates were built in prepare
-                    entry = self._templates.get(id(message))
-                    template = entry[1] if entry is not None else self._property_template(message)
-                if template is None:
-                    reply = producer.submit(self._outgoing(message, intended, sent_ns),
-                                            answered or partial(self._answered, items, sent_ns))
-                else:
-                    uniq_key = producer.ids.next()
-                    values = (str(intended), uniq_key) if len(template.slots) == 2 else \
-                        (str(intended), str(sent_ns + message.delay_ms * NS_PER_MS), uniq_key)
-                    send = _Send()       # no future: the channel hands the answer to it (``_Send``)
-                    send.driver, send.items, send.sent_ns, send.template, send.values = \
-                        self, items, sent_ns, template, values
-                    if producer.submit_to(send, message.topic, message.body, template.fill_wire(values), uniq_key):
-                        return
-                    reply = producer.submit_text(message.topic, message.body, template.fill(values), uniq_key,
-                                                 on_done=partial(self._answered, items, sent_ns))
+                reply = producer.submit(self._outgoing(message, intended, sent_ns), answered)
         except MqbenchError as exc:
             self._failed(items, exc)
             return
@@ -485,6 +535,38 @@ class ProducerDriver:
                 totals.delayed_deliveries_owed += owed
             else:
                 totals.expected_deliveries += owed
+        totals.in_flight -= 1         # _window_release, inline: once per answer
+        waiter = self._window_free
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _acked_one(self, intended: int, message: TraceMessage, sent_ns: int) -> None:
+        """``_acked`` of one pooled message's send (a ``_Send``): the same counts, without the
+        list and the loop."""
+        if self._gave_up:
+            return
+        acked_ns = self.clock_ns()
+        totals, metrics = self.totals, self.metrics
+        size = len(message.body)
+        if metrics.measure_start_ns <= intended < self.end_ns:
+            totals.measured_acked += 1
+            if acked_ns <= self.end_ns + self.ack_grace_ns:
+                totals.measured_acked_on_time += 1
+        metrics.record_ack(sent_ns, acked_ns, size)
+        self._interval_values.append(min(max(1, (acked_ns - sent_ns) // 1000), VALUE_US_MAX))
+        totals.acked += 1
+        totals.acked_bytes += size
+        entry = self._owed.get(id(message))
+        if entry is not None and entry[0] is message:
+            owed = entry[1]
+        else:                # kept with the message itself, so its id is not reused meanwhile
+            owed = self.deliveries.count(message.topic, message.tags)
+            self._owed[id(message)] = (message, owed)
+        if message.delay_ms:
+            totals.delayed_acked += 1
+            totals.delayed_deliveries_owed += owed
+        else:
+            totals.expected_deliveries += owed
         totals.in_flight -= 1         # _window_release, inline: once per answer
         waiter = self._window_free
         if waiter is not None and not waiter.done():

@@ -133,3 +133,14 @@ def test_fill_wire_is_the_json_content_of_fill(parts, values):
     assert template.fill_wire(values) == json_string_content(template.fill(values))
     digits = ("1700000000123", "0A1B2C3D4E5F60718293A4B5C6D7E8F9")      # the run's intended time and id
     assert template.fill_wire(digits) == json_string_content(template.fill(digits))
+
+
+@given(st.lists(_TEXT, min_size=3, max_size=3), st.integers(0, 2**63),
+       st.one_of(st.text(max_size=40).filter(lambda v: "\x00" not in v), st.text("0123456789ABCDEF", max_size=32)))
+def test_fill_wire_run_is_fill_wire_of_the_time_and_id(parts, intended_ns, uniq_key):
+    """The run's two-slot fill in one step is ``fill_wire`` of (str(intended), id), any id."""
+    marks = ("\x00a\x00", "\x00b\x00")
+    template = PropertyTemplate(parts[0] + marks[0] + parts[1] + marks[1] + parts[2], marks)
+    values = (str(intended_ns), uniq_key)
+    assert template.fill_wire_run(intended_ns, uniq_key) == template.fill_wire(values) \
+        == json_string_content(template.fill(values))

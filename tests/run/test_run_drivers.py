@@ -30,12 +30,13 @@ def spec(namesrv, **overrides):
     return base
 
 
-async def drive(slow_ms: int = 0, **overrides):
+async def drive(slow_ms: int = 0, fail_sends=(), **overrides):
     from mqbench.run.consumer_driver import ConsumerDriver
     from mqbench.run.producer_driver import ProducerDriver
 
     async with scripted.Cluster() as cluster:
         broker = await cluster.add_broker("broker-a", topics=("order_events", "order_payment_timeout"))
+        broker.fail_sends = list(fail_sends)      # the first sends' answers (then the usual ones)
         if slow_ms:
             original = broker.on_send
 
@@ -135,3 +136,23 @@ def test_batches_reach_their_size_at_the_default_linger(run_loop):
              if r.code == scripted.codes.SEND_BATCH_MESSAGE]
     assert sizes and sum(sizes) == len(broker.stored("order_events"))
     assert sorted(sizes, reverse=True)[:-1] == [64] * (len(sizes) - 1), sizes  # the last goes at the end
+
+
+def test_a_pooled_send_answered_busy_is_retried_with_its_own_properties(run_loop):
+    """A pooled send (``_Send``) answered SYSTEM_BUSY goes again with the same property text
+    (``_Send.text``: its intended time and id), and counts once as acknowledged."""
+    busy = [scripted.codes.SYSTEM_BUSY] * 2     # fewer than a send's 3 attempts: never an error
+    produced, _consumed, _reports, broker = run_loop(drive(fail_sends=busy, duration_ms=150))
+    totals = produced["totals"]
+    assert totals["acked"] == totals["sent"] == totals["intended"] > 3 and totals["errors"] == 0, totals
+    sends = [cmd for cmd in broker.requests if cmd.code == scripted.codes.SEND_MESSAGE_V2]
+    assert not broker.fail_sends and len(sends) == totals["sent"] + len(busy)
+    stored = broker.stored("order_events") + broker.stored("order_payment_timeout")
+    assert len(stored) == totals["acked"]
+    keys = [m.properties["UNIQ_KEY"] for m in stored]
+    assert len(set(keys)) == len(keys)
+    first_sent = [scripted.headers.send_header(cmd).properties for cmd in sends[:len(busy)]]
+    by_key = {m.properties["UNIQ_KEY"]: m for m in stored}
+    for text in first_sent:        # each refused send is stored once, with the text it first had
+        refused = scripted.rec.decode_properties(text)
+        assert by_key[refused["UNIQ_KEY"]].properties == refused

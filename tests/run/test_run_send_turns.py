@@ -42,12 +42,15 @@ class _CountingProducer:
     def submit_text(self, _topic, _body, _text, _uniq_key, flag=0, on_done=None):
         return self.submit(None, on_done)
 
-    def submit_to(self, _receiver, _topic, _body, _wire, _uniq_key):
+    def submit_to(self, _receiver, _topic, _body, _wire, _uniq_key, _born_ms=None):
         self.submit(None)
         return True
 
-    class ids:       # Producer.ids: the pooled path takes each message's id itself
+    clock_ms = staticmethod(lambda: 0)   # Producer.clock_ms: the pooled path reads it once per send
+
+    class ids:       # Producer.ids: the pooled path takes each message's id itself, at that reading
         next = staticmethod(lambda: "0" * 32)
+        next_at = staticmethod(lambda _now_ms: "0" * 32)
 
 
 def _sends_per_turn(clock_ns=time.monotonic_ns) -> list[int]:
