@@ -309,11 +309,21 @@ async def on_send_many(ctx: BrokerContext, cmds: list[RemotingCommand], channel:
                 responses[i] = refusal_response(ctx, cmd, exc, codes.MESSAGE_ILLEGAL)
             except Exception as exc:  # noqa: BLE001 - answered as the channel answers a failed handler
                 responses[i] = channel.failure_response(cmd, exc)
-    # the requests that wait start after the proposal below: they come after it in the log
+    return await propose_then_wait(ctx, cmds, channel, one, fast, records, slow, responses)
+
+
+async def propose_then_wait(ctx: BrokerContext, cmds: list[RemotingCommand], channel: Channel, one,
+                            fast: list[tuple[int, RemotingCommand, str, str | None]], records: list[bytes],
+                            slow: list[int], responses: list, counts: list[int] | None = None) -> list:
+    """The end of a read's handled-together sends (``on_send_many``, ``handlers_send_batch``):
+    ``records`` (those of ``fast``) proposed as one proposal, and the requests of ``slow`` handled
+    by ``one`` each, started after that proposal (they come after it in the log); every response
+    filled in (a failure as the channel answers a failed handler) and ``responses`` returned. A
+    slow request still running when this is cancelled is cancelled with it."""
     waiting = [asyncio.ensure_future(one(cmds[i], channel)) for i in slow]
     try:
         if records:
-            await _propose_fast(ctx, fast, records, responses, channel)
+            await _propose_fast(ctx, fast, records, responses, channel, counts)
         if waiting:
             outcomes = await asyncio.gather(*waiting, return_exceptions=True)
             for i, outcome in zip(slow, outcomes):

@@ -14,7 +14,6 @@ beside them, as before, after the proposal.
 """
 from __future__ import annotations
 
-import asyncio
 
 from mqbench.broker.formats import codes, headers
 from mqbench.broker.formats import record as rec
@@ -28,9 +27,9 @@ from mqbench.broker.server.handlers_send import (
     _born_host,
     _check_send_topic,
     _checked_header,
-    _propose_fast,
     _queue_id,
     _stored_as_sent,
+    propose_then_wait,
 )
 
 
@@ -110,21 +109,7 @@ async def on_send_batches(ctx: BrokerContext, cmds: list[RemotingCommand], chann
         except Exception as exc:  # noqa: BLE001 - answered as the channel answers a failed handler
             responses[-1] = channel.failure_response(cmds[-1], exc)
         return responses
-    # the requests that wait start after the proposal below: they come after it in the log
-    waiting = [asyncio.ensure_future(one(cmds[i], channel)) for i in slow]
-    try:
-        if records:
-            await _propose_fast(ctx, fast, records, responses, channel, counts)
-        if waiting:
-            outcomes = await asyncio.gather(*waiting, return_exceptions=True)
-            for i, outcome in zip(slow, outcomes):
-                responses[i] = (channel.failure_response(cmds[i], outcome) if isinstance(outcome, BaseException)
-                                else outcome)
-    finally:
-        for task in waiting:
-            if not task.done():
-                task.cancel()
-    return responses
+    return await propose_then_wait(ctx, cmds, channel, one, fast, records, slow, responses, counts)
 
 
 #: codes whose consecutive requests of one read are handled together (``handlers.build_batch_handlers``)
