@@ -24,8 +24,10 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+
 import os
 import platform
+import queue
 import random
 import struct
 import tempfile
@@ -40,7 +42,6 @@ from mqbench.workloads.bodies import generate_bodies
 LIMITS_SCHEMA = "mqbench.limits/1"
 MB = 1_000_000
 _FRAME_HEADER = struct.Struct(">i")
-
 
 def machine_info() -> dict:
     """What machine the figures were measured on (results carry this)."""
@@ -67,9 +68,7 @@ def machine_info() -> dict:
         "hostname": platform.node(),
     }
 
-
 # --- disk ------------------------------------------------------------------------------------------
-
 
 def measure_disk(directory: str | os.PathLike, budget_ms: int = 6000,
                  clock_ns: Callable[[], int] = time.perf_counter_ns) -> dict:
@@ -104,9 +103,7 @@ def measure_disk(directory: str | os.PathLike, budget_ms: int = 6000,
         "disk_fdatasync_per_s": syncs / (sync_ns / 1e9),
     }
 
-
 # --- loopback TCP ----------------------------------------------------------------------------------
-
 
 class _CountingReceiver(asyncio.Protocol):
     """Parses length-prefixed frames one by one, as a frame decoder does, and counts them."""
@@ -136,7 +133,6 @@ class _CountingReceiver(asyncio.Protocol):
         if not self.done.done():
             self.done.set_result((self.frames, self.bytes))
 
-
 def _receiver_process(port_queue, result_queue) -> None:
     """The receiving end, in a spawned process. It ends when the sender's connection closes, or
     without a result as soon as its parent is gone (``mqbench run`` killed with SIGKILL while it
@@ -162,18 +158,24 @@ def _receiver_process(port_queue, result_queue) -> None:
 
     asyncio.run(serve())
 
-
 class _Sender(asyncio.Protocol):
+    """The sending side: ``can_write`` follows the transport's flow control, ``closed`` is done once
+    the connection is lost (after ``close()``, once the transport's buffer has reached the kernel)."""
+
     def __init__(self):
         self.can_write = asyncio.Event()
         self.can_write.set()
+        self.closed: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
 
     def pause_writing(self) -> None:
         self.can_write.clear()
 
     def resume_writing(self) -> None:
         self.can_write.set()
-
 
 async def _send_frames(port: int, frame_bytes: int, duration_ns: int) -> tuple[int, int]:
     loop = asyncio.get_running_loop()
@@ -188,9 +190,12 @@ async def _send_frames(port: int, frame_bytes: int, duration_ns: int) -> tuple[i
         sent += 64
         if not sender.can_write.is_set():
             await sender.can_write.wait()
+    # close() only starts the flush of what the transport still buffers (up to its high-water mark,
+    # many 64 KiB frames): wait for it, or the loop ends with frames unsent and a socket the
+    # receiver never sees closed (it then waited for them until the parent's 60 s ran out)
     transport.close()
+    await asyncio.wait_for(sender.closed, timeout=30)
     return sent, start
-
 
 def _measure_stream(frame_bytes: int, duration_ms: int) -> tuple[float, float]:
     """(frames/s, MB/s) of one connection sending ``frame_bytes`` frames to another process."""
@@ -201,7 +206,11 @@ def _measure_stream(frame_bytes: int, duration_ms: int) -> tuple[float, float]:
     try:
         port = port_queue.get(timeout=30)
         sent, start_ns = asyncio.run(_send_frames(port, frame_bytes, duration_ms * 1_000_000))
-        frames, nbytes, end_ns = result_queue.get(timeout=60)
+        try:
+            frames, nbytes, end_ns = result_queue.get(timeout=60)
+        except queue.Empty:
+            raise RuntimeError(f"the loopback receiver process gave no count within 60 s of the sender's end "
+                               f"({frame_bytes}-byte frames; alive: {receiver.is_alive()})") from None
     finally:
         receiver.join(timeout=10)
         if receiver.is_alive():
@@ -211,7 +220,6 @@ def _measure_stream(frame_bytes: int, duration_ms: int) -> tuple[float, float]:
     seconds = (end_ns - start_ns) / 1e9
     return frames / seconds, nbytes / MB / seconds
 
-
 def measure_loopback(budget_ms: int = 6000) -> dict:
     """Loopback TCP frames/s with 100-byte frames and MB/s with 64 KiB frames."""
     small_fps, _small_mbps = _measure_stream(100, budget_ms // 2)
@@ -219,11 +227,9 @@ def measure_loopback(budget_ms: int = 6000) -> dict:
     return {"loopback_small_frames_per_s": small_fps, "loopback_frame_bytes_small": 100,
             "loopback_mb_per_s": large_mbps, "loopback_frame_bytes_large": 64 * 1024}
 
-
 # --- raw codec speed -------------------------------------------------------------------------------
 
 RAW_CODEC_SPECS = ("zlib:5", "zstd:3", "lz4", "snappy")
-
 
 def measure_codecs(budget_ms: int = 8000, profile: str = "orders", batch_msgs: int = 256, seed: int = 1,
                    clock_ns: Callable[[], int] = time.perf_counter_ns) -> list[dict]:
@@ -249,7 +255,6 @@ def measure_codecs(budget_ms: int = 8000, profile: str = "orders", batch_msgs: i
                      "compression_ratio": raw / sum(len(p) for p in packed)})
     return rows
 
-
 def measure_all(directory: str | os.PathLike, budget_ms: int = 24000) -> dict:
     """Every limit, within about ``budget_ms`` plus process start-up."""
     quarter = budget_ms // 4
@@ -260,11 +265,9 @@ def measure_all(directory: str | os.PathLike, budget_ms: int = 24000) -> dict:
         "codecs": measure_codecs(budget_ms - 2 * quarter),
     }
 
-
 # --- the per-machine cache used by `mqbench run` -----------------------------------------------------
 
 CACHE_MAX_AGE_S = 24 * 3600
-
 
 def cache_dir() -> Path:
     """Where measured limits are kept: ``$MQBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/mqbench``, else
@@ -274,16 +277,13 @@ def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "mqbench"
 
-
 def cache_file(machine: dict, directory: Path | None = None) -> Path:
     """``limits-<hostname>.json`` in ``directory`` (default ``cache_dir()``): one file per machine."""
     host = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(machine.get("hostname") or "host"))
     return (directory or cache_dir()) / f"limits-{host}.json"
 
-
 def _disk_device(directory: str | os.PathLike) -> int:
     return os.stat(directory).st_dev
-
 
 def cached_limits(path: Path, machine: dict, device: int, now_s: float, max_age_s: float = CACHE_MAX_AGE_S) -> dict | None:
     """The limits in the cache ``path`` when they were measured on this machine (same hostname, CPU
@@ -303,7 +303,6 @@ def cached_limits(path: Path, machine: dict, device: int, now_s: float, max_age_
     if not 0 <= now_s - measured_s < max_age_s:
         return None
     return doc["limits"]
-
 
 def limits_for_run(mode: str, directory: str | os.PathLike, *, budget_ms: int = 24_000, cache: Path | None = None,
                    clock_s: Callable[[], float] = time.time, note: Callable[[str], None] | None = None) -> dict | None:
