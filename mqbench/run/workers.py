@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -72,8 +73,17 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc} ({traceback.format_exc(limit=3).splitlines()[-2].strip()})"
 
 
+def _blocking(conn) -> None:
+    """Put ``conn``'s descriptor back in blocking mode before a whole message is sent or read on it:
+    uvloop's ``add_reader`` (libuv's ``uv_poll_init``) makes it non-blocking and leaves it so, and a
+    message larger than the socket buffer then stopped half-written (``BlockingIOError``), or was
+    read half, as if the other end had ended."""
+    os.set_blocking(conn.fileno(), True)
+
+
 def _send(conn, message: dict) -> None:
     try:
+        _blocking(conn)
         conn.send(message)
     except (OSError, EOFError):
         pass  # the parent is gone; nothing to tell
@@ -94,6 +104,7 @@ async def _worker(spec: dict, conn) -> None:
 
     def on_readable() -> None:
         try:
+            _blocking(conn)
             message = conn.recv()
         except (EOFError, OSError):
             loop.remove_reader(conn.fileno())
@@ -183,6 +194,7 @@ class WorkerSet:
 
     def _on_readable(self, worker: WorkerHandle) -> None:
         try:
+            _blocking(worker.conn)
             message = worker.conn.recv()
         except (EOFError, OSError):
             self._close(worker)
@@ -219,6 +231,7 @@ class WorkerSet:
         for worker in workers:
             if not worker.finished and not worker.closed:
                 try:
+                    _blocking(worker.conn)
                     worker.conn.send(message)
                 except (OSError, EOFError, BrokenPipeError):
                     pass
