@@ -145,7 +145,8 @@ Each check lasts --check-interval after 0.5 s of settling at the new rate; drain
 last 1 s. For a search bounded at about 90 s wall on an idle machine: --warmup 3s
 --duration 60s (the soak then shortened, no confirmation); for three seeds that agree on this
 machine (slow phases of 30-60 s, fast ones up to a minute or more): --duration 180s (a
-confirmation is afforded when the first soak ends within about 110 s).
+confirmation is afforded when the first soak ends within about 110 s), 240s for capacities
+above about 10,000 msgs/s (stepping down from there takes most of 180 s).
 
 \b
 Table: profile, layout, cell, offered msgs/s, achieved msgs/s, verdict, pub p50/p99 ms,
