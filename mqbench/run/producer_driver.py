@@ -49,23 +49,20 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from mqbench.broker.formats.record import encode_properties
 from mqbench.client import OutgoingMessage, Producer
-from mqbench.client.send_receiver import SendReceiver
 from mqbench.client.pipeline import PropertyTemplate
 from mqbench.errors import MqbenchError
 from mqbench.harness.metrics import VALUE_US_MAX, RunMetrics, encode_histogram, new_histogram, record_values
 from mqbench.run.consumer_driver import Deliveries, spec_credentials
 from mqbench.run.pool import Pool, pool_size
+from mqbench.run.pooled_send import PooledSend, property_template
 from mqbench.run.schedule import Schedule
-from mqbench.run.stamps import PROPERTY_DELIVER_NS, PROPERTY_INTENDED_NS, stamp
+from mqbench.run.stamps import stamp
 from mqbench.workloads.message import TraceMessage
 from mqbench.workloads.source import is_trace_path, open_workload
 
 log = logging.getLogger(__name__)
 NS_PER_MS = 1_000_000
-# where a pooled message's per-send values go in its property template (NUL: never in the text)
-_MARK_INTENDED, _MARK_DELIVER, _MARK_ID = "\x00intended\x00", "\x00deliver\x00", "\x00id\x00"
 # Long enough for a batch of 64 to fill at 64 msgs/s per topic and producer worker, short enough
 # that a batch never holds a message longer than an application batching by hand would.
 LINGER_MS_DEFAULT = 1000
@@ -112,38 +109,6 @@ class ProducerTotals:
 def _wake(waiter: asyncio.Future) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-class _Send(SendReceiver):
-    """One pooled message's send (``Producer.submit_to``): the driver's record of it sits in the
-    channel's table of pending requests and its answer comes straight back here (no future)."""
-
-    __slots__ = ("driver", "intended", "message", "sent_ns", "template")
-
-    def delivered(self) -> None:
-        self.driver._acked_one(self.intended, self.message, self.sent_ns)
-
-    def given_up(self, exc: BaseException | None) -> None:
-        driver = self.driver
-        if driver._gave_up:
-            return
-        if exc is None:           # its retry was cancelled: neither acked nor failed
-            driver._window_release()
-        else:
-            driver._failed([(self.intended, self.message)], exc)
-
-    def failed(self, exc: BaseException) -> None:
-        if not self.driver._gave_up:      # after ``_wait_acks`` gave up: no retry of what is over
-            super().failed(exc)
-
-    def values(self, uniq_key: str) -> tuple[str, ...]:
-        """The template's per-send values: intended time, delivery time (delayed) and id."""
-        if len(self.template.slots) == 2:
-            return str(self.intended), uniq_key
-        return str(self.intended), str(self.sent_ns + self.message.delay_ms * NS_PER_MS), uniq_key
-
-    def text(self) -> str:
-        return self.template.fill(self.values(self.uniq_key))
 
 
 class ProducerDriver:
@@ -382,7 +347,7 @@ class ProducerDriver:
 
     def _send_one(self, producer: Producer, intended: int, message: TraceMessage, sent_ns: int) -> None:
         """Start the send of one message at ``sent_ns`` (the window has room): a pooled message
-        with a prebuilt property template goes as a ``_Send`` record (``Producer.submit_to``), with
+        with a prebuilt property template goes as a ``PooledSend`` record (``Producer.submit_to``), with
         one wall-clock reading for its id and born timestamp; anything else as ``_dispatch_now``."""
         entry = self._templates.get(id(message)) if self._pooled else None
         template = None
@@ -400,7 +365,7 @@ class ProducerDriver:
         try:
             born_ms = producer.clock_ms()
             uniq_key = producer.ids.next_at(born_ms)
-            send = _Send()       # no future: the channel hands the answer to it (``_Send``)
+            send = PooledSend()       # no future: the channel hands the answer to it
             send.driver, send.intended, send.message, send.sent_ns, send.template = \
                 self, intended, message, sent_ns, template
             wire = template.fill_wire_run(intended, uniq_key) if len(template.slots) == 2 else \
@@ -434,7 +399,7 @@ class ProducerDriver:
         self.totals.sent += len(items)
         self.totals.in_flight += 1
         # no Task per send: the producer queues the frame; the answer comes back in the loop turn
-        # that read it (a ``_Send`` record, or the on_done callback), so the ack is timed there
+        # that read it (a ``PooledSend`` record, or the on_done callback), so the ack is timed there
         answered = partial(self._answered, items, sent_ns)
         try:
             if len(items) > 1:
@@ -448,33 +413,8 @@ class ProducerDriver:
         self._replies.add(reply)
 
     def _property_template(self, message: TraceMessage) -> PropertyTemplate | None:
-        """The property text of a pooled message with slots for its intended time, delivery time
-        (delayed) and id, built once (for the whole pool in ``prepare``, before the clock starts);
-        None where a send needs the general path (an arbitrary delay's TIMER_DELIVER_MS is read
-        off the wall clock per send)."""
-        entry = self._templates.get(id(message))
-        if entry is None:          # the entry holds the message, so its id is not reused meanwhile
-            template = None
-            try:
-                template = self._build_property_template(message)
-            except MqbenchError:
-                pass               # a message the general path refuses: it does so at its send
-            entry = self._templates[id(message)] = (message, template)
-        return entry[1]
-
-    def _build_property_template(self, message: TraceMessage) -> PropertyTemplate | None:
-        """``_outgoing``'s message with marks for the per-send values, its text split at them."""
-        if message.delay_ms and not message.delay_level:
-            return None
-        properties = stamp(message.properties, self.spec["run_id"], 0, 0 if message.delay_ms else None)
-        properties[PROPERTY_INTENDED_NS] = _MARK_INTENDED
-        if message.delay_ms:
-            properties[PROPERTY_DELIVER_NS] = _MARK_DELIVER
-        out = OutgoingMessage(message.topic, message.body, tags=message.tags or None,
-                              keys=[message.key] if message.key else [], properties=properties,
-                              delay_level=message.delay_level)
-        text = encode_properties(out.wire_properties(_MARK_ID)).decode("utf-8")
-        return PropertyTemplate(text, (_MARK_INTENDED, _MARK_DELIVER, _MARK_ID))
+        """``pooled_send.property_template`` of a pooled message, kept in ``_templates``."""
+        return property_template(self._templates, message, self.spec["run_id"])
 
     async def _window_wait(self) -> None:
         while self.totals.in_flight >= self.in_flight_max:
@@ -541,7 +481,7 @@ class ProducerDriver:
             waiter.set_result(None)
 
     def _acked_one(self, intended: int, message: TraceMessage, sent_ns: int) -> None:
-        """``_acked`` of one pooled message's send (a ``_Send``): the same counts, without the
+        """``_acked`` of one pooled message's send (a ``PooledSend``): the same counts, without the
         list and the loop."""
         if self._gave_up:
             return

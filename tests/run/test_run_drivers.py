@@ -139,8 +139,8 @@ def test_batches_reach_their_size_at_the_default_linger(run_loop):
 
 
 def test_a_pooled_send_answered_busy_is_retried_with_its_own_properties(run_loop):
-    """A pooled send (``_Send``) answered SYSTEM_BUSY goes again with the same property text
-    (``_Send.text``: its intended time and id), and counts once as acknowledged."""
+    """A pooled send (``PooledSend``) answered SYSTEM_BUSY goes again with the same property text
+    (``PooledSend.text``: its intended time and id), and counts once as acknowledged."""
     busy = [scripted.codes.SYSTEM_BUSY] * 2     # fewer than a send's 3 attempts: never an error
     produced, _consumed, _reports, broker = run_loop(drive(fail_sends=busy, duration_ms=150))
     totals = produced["totals"]
