@@ -68,6 +68,7 @@ PURE = [
     "broker/formats/record_layout.py",
     "broker/formats/record_peek.py",
     "broker/formats/record_check.py",
+    "broker/formats/record_fields.py",
     "broker/formats/restamp.py",
     "broker/formats/timer_formats.py",
     "broker/formats/topics.py",

@@ -25,8 +25,8 @@
  *   decode_properties(text) -> dict or None
  *       record.decode_properties of a str (its rules, every string); None for bytes.
  *   decode_fields_run(buf, pos, end, check_crc, hosts, cls) -> (fields, pos)
- *       record.decode_fields_run: the RecordFields (``cls``) of the records from ``pos`` on that
- *       decode_fields' fast path takes (two IPv4 hosts already in ``hosts``, record._IPV4_HOSTS;
+ *       record_fields.decode_fields_run: the RecordFields (``cls``) of the records from ``pos`` on that
+ *       decode_fields' fast path takes (two IPv4 hosts already in ``hosts``, record_fields._IPV4_HOSTS;
  *       layout, CRC and UTF-8 checked), and the position after them; stops at the first record it
  *       does not take, which decode_fields decodes (or refuses). Never raises for input.
  *
@@ -65,7 +65,7 @@ static PyMethodDef METHODS[] = {
     {"encode_fields", encode_fields, METH_VARARGS, "record.encode_fields, or None"},
     {"decode_properties", decode_properties, METH_O, "record.decode_properties of a str, or None"},
     {"put_results", put_results, METH_VARARGS, "Proposals._results' loop, or None"},
-    {"decode_fields_run", decode_fields_run, METH_VARARGS, "record.decode_fields_run's loop"},
+    {"decode_fields_run", decode_fields_run, METH_VARARGS, "record_fields.decode_fields_run's loop"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -169,8 +169,8 @@ PyObject *decode_properties(PyObject *self, PyObject *text) {
 
 /* --- the fields of pulled records ------------------------------------------------------------ */
 
-/* The host tuple record._IPV4_HOSTS holds for (address, port), as a new reference; NULL when it is
- * not there (no error set) or on an error (set). The key is record._ipv4_host's. */
+/* The host tuple record_fields._IPV4_HOSTS holds for (address, port), as a new reference; NULL when it is
+ * not there (no error set) or on an error (set). The key is record_fields._ipv4_host's. */
 static PyObject *ipv4_host(PyObject *hosts, uint32_t address, int32_t port) {
     PyObject *key = PyLong_FromUnsignedLongLong(((unsigned long long)address << 32) | (uint32_t)port);
     if (key == NULL)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from mqbench.broker.formats import record as rec
+from mqbench.broker.formats import record_fields
 from mqbench.broker.formats import record_layout
 from mqbench.broker.formats.compression import decompress_body, inner_batch_items
 from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec
@@ -183,13 +184,13 @@ def decode_pulled(body: bytes, broker_name: str, *, body_size_max: int = BODY_SI
     pos, end = 0, len(body)
     where = f"pull body from {broker_name}"
     append = out.append
-    decode_fields, plain = rec.decode_fields, _PLAIN_FLAGS
+    decode_fields, plain = record_fields.decode_fields, _PLAIN_FLAGS
     if type(body) is not bytes:
         body = bytes(body)      # one copy, so every field below is a slice of bytes
     message = ReceivedMessage
-    decode_run = rec.decode_fields_run
+    decode_run = record_fields.decode_fields_run
     while pos < end:
-        # the usual records from here on in one call (C, rec.decode_fields_run), else the next one
+        # the usual records from here on in one call (C, record_fields.decode_fields_run), else the next one
         run, _ = decode_run(body, pos, end, check_crc)
         if not run:
             run = (decode_fields(body, pos, end, check_crc, where),)

@@ -1,5 +1,5 @@
-"""record.decode_fields_run (one C call for a pull body's usual records, _sendpath.c) against
-record.decode_fields, the reference, on the same bytes: random records (both magics, IPv4 and IPv6
+"""record_fields.decode_fields_run (one C call for a pull body's usual records, _sendpath.c) against
+record_fields.decode_fields, the reference, on the same bytes: random records (both magics, IPv4 and IPv6
 hosts, every field's range), damaged and truncated bodies, and every bound. Whatever the C call
 takes must be what decode_fields returns (values, types, the shared host tuples); what it leaves is
 decoded (or refused) by decode_fields. Without the accelerator it takes nothing."""
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mqbench.broker.formats import record as r
+from mqbench.broker.formats import record_fields as r
 from mqbench.broker.formats.record import Message, encode_message
 from mqbench.client import messages as client_messages
 from mqbench.errors import CorruptDataError

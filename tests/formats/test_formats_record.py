@@ -8,6 +8,7 @@ from hypothesis import given, strategies as st
 from mqbench.broker.formats import record as r
 from mqbench.broker.formats import record_peek
 from mqbench.broker.formats import record_check as rc
+from mqbench.broker.formats import record_fields
 from mqbench.broker.formats.record import Message, check_record, decode_message, decode_properties, encode_blank, encode_message, encode_properties, message_id, record_size
 from mqbench.broker.formats.record_layout import BLANK_MAGIC, MAGIC_V1, MAGIC_V2, RECORD_BLANK, RECORD_END
 from mqbench.broker.formats.tags import java_hash, message_tags_code, parse_delay_levels, tags_code
@@ -380,7 +381,7 @@ def _fields_of(msg: Message, size: int) -> tuple:
 def test_decode_fields_matches_decode_message(msg, trailing, check_crc):
     data = b"\0" * 3 + encode_message(msg) + trailing
     back, size = decode_message(data, 3, check_crc=check_crc)
-    f = r.decode_fields(data, 3, len(data), check_crc=check_crc)
+    f = record_fields.decode_fields(data, 3, len(data), check_crc=check_crc)
     assert (f.size, f.topic, f.body, decode_properties(f.properties_text), *f[4:]) == _fields_of(back, size)
 
 
@@ -394,10 +395,10 @@ def test_decode_fields_refuses_what_decode_message_refuses(msg, data):
         back, size = decode_message(bytes(raw), check_crc=check_crc)
     except CorruptDataError as exc:
         with pytest.raises(CorruptDataError) as info:
-            r.decode_fields(bytes(raw), 0, len(raw), check_crc=check_crc)
+            record_fields.decode_fields(bytes(raw), 0, len(raw), check_crc=check_crc)
         assert str(info.value) == str(exc)
         return
-    f = r.decode_fields(bytes(raw), 0, len(raw), check_crc=check_crc)
+    f = record_fields.decode_fields(bytes(raw), 0, len(raw), check_crc=check_crc)
     assert (f.size, f.topic, f.body, decode_properties(f.properties_text), *f[4:]) == _fields_of(back, size)
 
 
@@ -435,6 +436,6 @@ def test_is_record_of_never_vouches_for_a_damaged_record_the_full_check_refuses(
 def test_decode_fields_shares_one_host_tuple_per_ipv4_host():
     one = encode_message(Message("T", b"a", born_host=("10.1.2.3", 5), store_host=("10.1.2.3", 6)))
     two = encode_message(Message("T", b"b", born_host=("10.1.2.3", 5), store_host=("255.255.255.255", 65535)))
-    a, b = r.decode_fields(one, 0, len(one)), r.decode_fields(two, 0, len(two))
+    a, b = record_fields.decode_fields(one, 0, len(one)), record_fields.decode_fields(two, 0, len(two))
     assert (a.born_host, a.store_host, b.store_host) == (("10.1.2.3", 5), ("10.1.2.3", 6), ("255.255.255.255", 65535))
     assert a.born_host is b.born_host

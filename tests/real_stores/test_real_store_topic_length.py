@@ -12,7 +12,8 @@ import struct
 
 import pytest
 
-from mqbench.broker.formats.record import check_record, decode_fields, decode_message
+from mqbench.broker.formats.record import check_record, decode_message
+from mqbench.broker.formats.record_fields import decode_fields
 from mqbench.broker.formats.record_layout import MAGIC_V1, RECORD_END
 from mqbench.broker.formats.record_peek import _tail_positions, is_record_of
 from mqbench.errors import CorruptDataError
