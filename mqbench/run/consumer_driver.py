@@ -42,6 +42,7 @@ from mqbench.broker.formats.properties import PROPERTY_UNIQ_KEY
 from mqbench.client import Consumer, PopConsumer
 from mqbench.errors import MqbenchError
 from mqbench.harness.metrics import RunMetrics
+from mqbench.run.probes import with_own_cpu
 from mqbench.run.stamps import read_stamp
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class ConsumerTotals:
 class ConsumerDriver:
     def __init__(self, spec: dict, report: Callable[[dict], None], *, clock_ns: Callable[[], int] = time.monotonic_ns):
         self.spec = spec
-        self.report = report
+        self.report = with_own_cpu(report, clock_ns)   # every document carries this worker's CPU (probes)
         self.clock_ns = clock_ns
         # called once start-up is over; a worker process sets it to gc_pauses.settle_after_startup
         self.settle: Callable[[], object] = lambda: None

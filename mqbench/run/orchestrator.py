@@ -54,7 +54,7 @@ from mqbench.run.payload import measure_payload
 from mqbench.run.plan import WorkloadPlan, plan_workload
 from mqbench.run.producer_driver import LINGER_MS_DEFAULT
 from mqbench.run.pace import PaceMeter, machine_pace
-from mqbench.run.probes import CpuSample, allocated_bytes, cpu_figures, replication_bytes, sample_cpu
+from mqbench.run.probes import CpuSample, WorkerCpu, allocated_bytes, cpu_figures, replication_bytes, sample_cpu
 from mqbench.run.progress import ProgressLine, WindowLines, describe, window_line
 from mqbench.run.stored import predicted_footprint, stored_figures
 from mqbench.run.tracker import Tracker
@@ -222,43 +222,27 @@ class _Probe:
         return self.cpu.broker_s
 
 
-@dataclass(frozen=True)
-class _ClientPids:
-    """The load generator's processes: all of them (this one included) and, where they run on this
-    machine, each role's workers (``probes``: the producer / consumer split; None on Ray)."""
-
-    all: list[int]
-    producer: list[int] | None
-    consumer: list[int] | None
-
-
-def _client_pids(workers: WorkerSet, local: bool) -> _ClientPids:
-    def of(role: str) -> list[int] | None:
-        return [w.process.pid for w in workers.of_role(role) if w.process.pid] if local else None
-    return _ClientPids([os.getpid()] + [w.process.pid for w in workers.workers if w.process.pid],
-                       of("producer"), of("consumer"))
-
-
-def _cpu_now(env: Environment, client_pids: _ClientPids) -> CpuSample:
+def _cpu_now(env: Environment) -> CpuSample:
+    """The brokers' CPU seconds and this process's (the workers' come from their own reports:
+    ``probes.WorkerCpu``)."""
     if env.embedded and env.ray is not None and env.state is not None:
         # brokers on Ray nodes: their pids mean nothing here; each host's actor reads its own node's
         brokers = [r for r in env.state.processes.values() if r.kind == "broker"]
         readings = env.state.hosts().cpu_s(brokers)
-        sample = sample_cpu(None, client_pids.all, time.monotonic_ns(), client_pids.producer, client_pids.consumer)
+        sample = sample_cpu(None, [os.getpid()], time.monotonic_ns())
         return replace(sample, broker_s=sum(v for v in readings.values() if v is not None))
-    return sample_cpu(env.broker_pids if env.embedded else None, client_pids.all, time.monotonic_ns(),
-                      client_pids.producer, client_pids.consumer)
+    return sample_cpu(env.broker_pids if env.embedded else None, [os.getpid()], time.monotonic_ns())
 
 
-async def _cpu_sample(env: Environment, client_pids: _ClientPids) -> CpuSample:
+async def _cpu_sample(env: Environment) -> CpuSample:
     """``_cpu_now``; on Ray nodes off the event loop (actor calls), locally at once as ever."""
     if env.ray is None:
-        return _cpu_now(env, client_pids)
-    return await asyncio.to_thread(_cpu_now, env, client_pids)
+        return _cpu_now(env)
+    return await asyncio.to_thread(_cpu_now, env)
 
 
-async def _probe(env: Environment, client_pids: _ClientPids) -> _Probe:
-    cpu = await _cpu_sample(env, client_pids)
+async def _probe(env: Environment) -> _Probe:
+    cpu = await _cpu_sample(env)
     nodes = None if env.ray is None else await asyncio.to_thread(env.ray.sample_counters)
     if not env.embedded:
         return _Probe(cpu, nodes=nodes)
@@ -293,8 +277,15 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
         workers.workers = await asyncio.to_thread(env.ray.spawn_workers, _worker_specs(settings, plan, cell, env))
     search = MaxRateSearch(settings.search, settings.thresholds) if settings.rate == "max" else None
     progress = settings.progress
+    worker_cpu = WorkerCpu()   # the workers' own CPU reports: the producer / consumer split
     try:
-        workers.on_message = lambda worker, message: tracker.observe(worker.name, message)
+        for worker in workers.workers:
+            worker_cpu.add_worker(worker.name, worker.role)
+
+        def on_message(worker, message: dict) -> None:
+            tracker.observe(worker.name, message)
+            worker_cpu.observe(worker.name, worker.role, message)
+        workers.on_message = on_message
         workers.attach()
         await workers.wait_until(lambda: all(w.ready for w in workers.workers), READY_TIMEOUT_S,
                                  "the driver workers to connect")
@@ -309,7 +300,6 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             workers.send(producers, {"op": "rate", "rate_per_s": rate_now, "from_ns": start_ns})
         probe_start = probe_end = None
         hold_checks: list = []  # (state, rate, publish latency histogram) of every check
-        client_pids = _client_pids(workers, local=env.ray is None)
         cpu_edges: list[CpuSample] = []     # at each window edge of the measured phase
         check_started_ns = None
         pace = PaceMeter()  # the machine's pace during each check: context for the capacity (run.pace)
@@ -324,12 +314,12 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             await asyncio.sleep(0.25)
             now = time.monotonic_ns()
             if probe_start is None and now >= measure_ns:
-                probe_start = await _probe(env, client_pids)
+                probe_start = await _probe(env)
                 cpu_edges.append(probe_start.cpu)
             if probe_end is None and (now >= end_ns or stopped_ns is not None):
-                probe_end = await _probe(env, client_pids)
+                probe_end = await _probe(env)
             elif probe_start is not None and now >= measure_ns + len(cpu_edges) * settings.window_ms * NS_PER_MS:
-                cpu_edges.append(await _cpu_sample(env, client_pids))
+                cpu_edges.append(await _cpu_sample(env))
             if search is not None and now >= measure_ns and stopped_ns is None:
                 check_ms = settings.check_ms if search.state != DRAIN else min(settings.check_ms, DRAIN_CHECK_MS)
                 if check_started_ns is None:
@@ -374,9 +364,9 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
             progress.note(f"{label}: max-rate search out of time after {search.checks} checks: "
                           + _search_outcome(search))
         if probe_start is None:
-            probe_start = await _probe(env, client_pids)
+            probe_start = await _probe(env)
         if probe_end is None:
-            probe_end = await _probe(env, client_pids)
+            probe_end = await _probe(env)
         end_totals = tracker.totals()
         loop = asyncio.get_running_loop()
         drain_deadline = loop.time() + settings.drain_ms / 1000
@@ -445,6 +435,8 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
         "measured_acked_msgs": after_drain["measured_acked"],
         "measured_acked_on_time_msgs": after_drain["measured_acked_on_time"],
     })
+    cpu_edges = [worker_cpu.split(edge) for edge in cpu_edges]
+    probe_start.cpu, probe_end.cpu = worker_cpu.split(probe_start.cpu), worker_cpu.split(probe_end.cpu)
     doc.update(cpu_figures(probe_start.cpu, probe_end.cpu, merged.total().counters["published"],
                            broker_cpus=_broker_node_cpus(env, probe_end), consumed=merged.total().counters["consumed"]))
     edges = cpu_edges[:len(doc["windows"])] + [probe_end.cpu]

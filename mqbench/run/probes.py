@@ -22,15 +22,25 @@
   worker processes' CPU per acknowledged message (so they add up to the client figure minus the
   mqbench parent's share), and ``consumer_cpu_us_per_delivery`` the consumers' CPU per
   delivery (``consumed``: every group's deliveries, so a profile with three groups divides by
-  about three times the messages). None when the role's processes were not sampled (Ray workers
-  on other nodes) or nothing was counted.
+  about three times the messages). None when a worker of the role never reported its CPU or
+  nothing was counted.
+* The workers' CPU is reported by the workers themselves, on this machine and on Ray nodes alike
+  (the parent cannot read another machine's ``/proc``): ``with_own_cpu(report, clock_ns)`` wraps a
+  driver's report so that every ``ready``, ``progress`` and ``done`` document carries the worker
+  process's ``cpu_seconds`` (``cpu_s``, the same definition) and the time it was read
+  (``cpu_t_ns``, on the driver's clock: ``run.workers.driver_clock``). The parent's ``WorkerCpu``
+  keeps each worker's readings and gives a role's CPU seconds at any instant of the run (a probe,
+  a window edge), interpolated linearly between the two readings around it (every
+  ``progress_ms``, 500 ms by default; after a worker's last reading, that reading). The parent
+  samples only its own process through ``/proc`` (``client_s`` = the parent + the workers).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from bisect import bisect_right
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -71,11 +81,76 @@ class CpuSample:
     consumer_s: float | None = None   # the consumer workers' part of client_s
 
 
-def sample_cpu(broker_pids: Iterable[int] | None, client_pids: Iterable[int], t_ns: int,
-               producer_pids: Iterable[int] | None = None, consumer_pids: Iterable[int] | None = None) -> CpuSample:
-    return CpuSample(t_ns, None if broker_pids is None else cpu_seconds(broker_pids), cpu_seconds(client_pids),
-                     None if producer_pids is None else cpu_seconds(producer_pids),
-                     None if consumer_pids is None else cpu_seconds(consumer_pids))
+def sample_cpu(broker_pids: Iterable[int] | None, client_pids: Iterable[int], t_ns: int) -> CpuSample:
+    """The brokers' (None: not ours) and ``client_pids``' CPU seconds now; the role split is
+    ``WorkerCpu.split``'s."""
+    return CpuSample(t_ns, None if broker_pids is None else cpu_seconds(broker_pids), cpu_seconds(client_pids))
+
+
+CPU_REPORTED = ("ready", "progress", "done")   # the worker documents that carry the worker's CPU
+
+
+def with_own_cpu(report: Callable[[dict], None], clock_ns: Callable[[], int]) -> Callable[[dict], None]:
+    """``report``, adding this process's CPU seconds (``cpu_s``: ``cpu_seconds`` of its pid) and the
+    time of that reading (``cpu_t_ns`` on ``clock_ns``) to every document in ``CPU_REPORTED``."""
+    pid = os.getpid()
+
+    def stamped(message: dict) -> None:
+        if message.get("type") in CPU_REPORTED:
+            message["cpu_s"] = cpu_seconds((pid,))
+            message["cpu_t_ns"] = clock_ns()
+        report(message)
+    return stamped
+
+
+class WorkerCpu:
+    """The workers' own CPU readings (``with_own_cpu``), by worker; ``split`` gives each role's CPU
+    seconds at an instant (module doc)."""
+
+    def __init__(self) -> None:
+        self._readings: dict[str, tuple[str, list[tuple[int, float]]]] = {}  # worker -> (role, [(t_ns, cpu_s)])
+
+    def add_worker(self, worker: str, role: str) -> None:
+        self._readings.setdefault(worker, (role, []))
+
+    def observe(self, worker: str, role: str, message: dict) -> None:
+        cpu_s, t_ns = message.get("cpu_s"), message.get("cpu_t_ns")
+        if isinstance(cpu_s, (int, float)) and isinstance(t_ns, int):
+            readings = self._readings.setdefault(worker, (role, []))[1]
+            if not readings or t_ns >= readings[-1][0]:
+                readings.append((t_ns, float(cpu_s)))
+
+    def role_s(self, role: str, t_ns: int) -> float | None:
+        """The role's workers' CPU seconds at ``t_ns``; 0.0 with no worker of the role, None when one
+        of them has not reported yet."""
+        total = 0.0
+        for worker_role, readings in self._readings.values():
+            if worker_role != role:
+                continue
+            at = cpu_at(readings, t_ns)
+            if at is None:
+                return None
+            total += at
+        return total
+
+    def split(self, sample: CpuSample) -> CpuSample:
+        """``sample`` with the workers' CPU at its instant: ``producer_s``, ``consumer_s``, and both
+        added to ``client_s`` (which held the parent's own)."""
+        producer, consumer = self.role_s("producer", sample.t_ns), self.role_s("consumer", sample.t_ns)
+        return replace(sample, producer_s=producer, consumer_s=consumer,
+                       client_s=sample.client_s + (producer or 0.0) + (consumer or 0.0))
+
+
+def cpu_at(readings: list[tuple[int, float]], t_ns: int) -> float | None:
+    """CPU seconds at ``t_ns`` from time-ordered ``(t_ns, cpu_s)`` readings: linear between the two
+    around it, the last one after the last, None before the first (or with none)."""
+    if not readings or t_ns < readings[0][0]:
+        return None
+    at = bisect_right(readings, t_ns, key=lambda r: r[0])
+    if at == len(readings):
+        return readings[-1][1]
+    (t0, c0), (t1, c1) = readings[at - 1], readings[at]
+    return c0 + (c1 - c0) * (t_ns - t0) / (t1 - t0)
 
 
 def _used(a: float | None, b: float | None) -> float | None:

@@ -56,6 +56,7 @@ from mqbench.harness.metrics import VALUE_US_MAX, RunMetrics, encode_histogram, 
 from mqbench.run.consumer_driver import Deliveries, spec_credentials
 from mqbench.run.pool import Pool, pool_size
 from mqbench.run.pooled_send import PooledSend, property_template
+from mqbench.run.probes import with_own_cpu
 from mqbench.run.schedule import Schedule
 from mqbench.run.stamps import stamp
 from mqbench.workloads.message import TraceMessage
@@ -115,7 +116,7 @@ class ProducerDriver:
     def __init__(self, spec: dict, report: Callable[[dict], None], *,
                  clock_ns: Callable[[], int] = time.monotonic_ns, wall_ms: Callable[[], int] | None = None):
         self.spec = spec
-        self.report = report
+        self.report = with_own_cpu(report, clock_ns)   # every document carries this worker's CPU (probes)
         self.clock_ns = clock_ns
         # called once start-up is over; a worker process sets it to gc_pauses.settle_after_startup
         self.settle: Callable[[], object] = lambda: None

@@ -122,7 +122,7 @@ async def _worker(spec: dict, conn) -> None:
         for profile in profiles:
             if profile is not None:
                 profile.stop()
-    _send(conn, result)
+    driver.report(result)   # the driver's report: ``done`` carries the worker's CPU too (probes.with_own_cpu)
 
 
 def driver_clock(spec: dict):

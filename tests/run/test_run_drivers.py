@@ -7,6 +7,7 @@ it, and the publish latency itself stays the broker's answer time.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -80,6 +81,29 @@ def test_on_a_fast_broker_every_message_goes_on_time_and_arrives(run_loop):
     assert consumer_agg["e2e_latency_count"] + consumer_agg["events_after_end"] == totals["acked"] and consumer_agg["e2e_latency_ms_p50"] < 100
     assert any(r["type"] == "progress" and r["role"] == "producer" for r in reports)
     assert len(broker.stored("order_events")) + len(broker.stored("order_payment_timeout")) == totals["acked"]
+
+
+def test_every_worker_document_carries_the_workers_own_cpu_so_the_split_needs_no_proc_of_the_parent(run_loop):
+    # #20: on Ray the parent cannot read a worker's /proc; each worker reports its own process CPU
+    # (probes.with_own_cpu) in ready/progress documents (done: the worker's report, workers._worker)
+    from mqbench.run.probes import WorkerCpu, cpu_seconds
+
+    before_s, before_ns = cpu_seconds([os.getpid()]), time.monotonic_ns()
+    _produced, _consumed, reports, _broker = run_loop(drive(duration_ms=400, rate=100.0))
+    after_s, after_ns = cpu_seconds([os.getpid()]), time.monotonic_ns()
+    split = WorkerCpu()
+    for role in ("producer", "consumer"):
+        documents = [r for r in reports if r["role"] == role and r["type"] in ("ready", "progress")]
+        assert len(documents) >= 3 and all(isinstance(r["cpu_s"], float) for r in documents)
+        times = [r["cpu_t_ns"] for r in documents]
+        seconds = [r["cpu_s"] for r in documents]
+        assert times == sorted(times) and before_ns <= times[0] and times[-1] <= after_ns
+        assert seconds == sorted(seconds) and before_s <= seconds[0] and seconds[-1] <= after_s
+        for r in documents:
+            split.observe(role, role, r)
+    first = min(r["cpu_t_ns"] for r in reports if r["type"] == "progress")
+    last = max(r["cpu_t_ns"] for r in reports if r["type"] == "progress")
+    assert split.role_s("producer", last) > split.role_s("producer", first) > 0
 
 
 def test_a_slow_broker_shows_as_publish_delay_and_latency_includes_it(run_loop):

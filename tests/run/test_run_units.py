@@ -312,7 +312,7 @@ def test_cpu_figures_split_broker_and_load_generator_per_message_and_machine_sha
 def test_cpu_figures_split_the_load_generator_into_producers_and_consumers():
     # #15/#16: the producers' and the consumers' CPU each per acknowledged message, the consumers'
     # also per delivery (three groups: three deliveries per message)
-    from mqbench.run.probes import CpuSample, cpu_figures, sample_cpu
+    from mqbench.run.probes import CpuSample, cpu_figures
 
     first = CpuSample(0, broker_s=10.0, client_s=4.0, producer_s=1.0, consumer_s=2.0)
     last = CpuSample(2_000_000_000, broker_s=11.0, client_s=4.5, producer_s=1.1, consumer_s=2.3)
@@ -321,6 +321,27 @@ def test_cpu_figures_split_the_load_generator_into_producers_and_consumers():
     assert figures["consumer_cpu_us_per_msg"] == pytest.approx(300.0)
     assert figures["consumer_cpu_us_per_delivery"] == pytest.approx(100.0)
     assert cpu_figures(first, last, msgs=1000, cpus=2)["consumer_cpu_us_per_delivery"] is None
-    sample = sample_cpu(None, [os.getpid()], 5, producer_pids=[os.getpid()], consumer_pids=[])
-    assert sample.producer_s == sample.client_s or sample.producer_s > 0
-    assert sample.consumer_s == 0.0
+
+
+def test_the_workers_cpu_at_an_instant_is_interpolated_from_their_own_reports():
+    # #20: the producer / consumer split from the workers' reports (probes.WorkerCpu), on Ray and
+    # locally alike: linear between the two readings around the instant, the last after the last
+    from mqbench.run.probes import CpuSample, WorkerCpu, cpu_at
+
+    assert cpu_at([], 5) is None and cpu_at([(10, 1.0)], 5) is None
+    readings = [(10, 1.0), (20, 2.0), (30, 2.5)]
+    assert [cpu_at(readings, t) for t in (10, 15, 20, 29, 30, 99)] == [1.0, 1.5, 2.0, 2.45, 2.5, 2.5]
+    split = WorkerCpu()
+    for name in ("producer-0", "producer-1", "consumer-0"):
+        split.add_worker(name, name.split("-")[0])
+    for name, t_ns, cpu_s in (("producer-0", 0, 1.0), ("producer-0", 100, 2.0), ("producer-1", 0, 0.5),
+                              ("producer-1", 200, 1.5), ("consumer-0", 0, 3.0), ("consumer-0", 50, 3.1)):
+        split.observe(name, name.split("-")[0], {"type": "progress", "cpu_s": cpu_s, "cpu_t_ns": t_ns})
+    split.observe("consumer-0", "consumer", {"type": "progress", "cpu_s": 9.0, "cpu_t_ns": 10})  # out of order: dropped
+    split.observe("consumer-0", "consumer", {"type": "progress", "totals": {}})                 # no reading: ignored
+    sample = split.split(CpuSample(50, broker_s=None, client_s=0.25))
+    assert sample.producer_s == pytest.approx(1.5 + 0.75) and sample.consumer_s == pytest.approx(3.1)
+    assert sample.client_s == pytest.approx(0.25 + 2.25 + 3.1)
+    late = WorkerCpu()
+    late.add_worker("consumer-0", "consumer")   # has not reported yet: its role's CPU is unknown
+    assert late.role_s("consumer", 50) is None and late.role_s("producer", 50) == 0.0
