@@ -6,7 +6,10 @@ elections before queued heartbeats are read), every message the ``RaftTransport`
 every ``Ready`` handled in the documented order (``types.Ready``):
 
 1. persist: ``storage.append(rd.entries)`` (replacing a divergent suffix; ``on_append(first
-   index)`` is called first) and ``storage.set_hard_state(rd.hard_state)``;
+   index)`` is called first) and ``storage.set_hard_state(rd.hard_state)``. A new term or vote is
+   written in a worker thread (``set_hard_state`` with the commit point unchanged: the file and
+   its fsync), the loop serving meanwhile; the Ready's messages wait for it (a vote is durable
+   before it is answered), then the commit point moves on the loop;
 2. sync: ``storage.sync()`` in a worker thread when ``rd.must_sync`` and there are entries, so the
    loop keeps serving while the fdatasync runs;
 3. send: every message to the transport, once per Ready (the transport coalesces what is queued
@@ -281,7 +284,16 @@ class RaftDriver:
 
     async def _handle(self, rd: Ready) -> None:
         persisted = self.storage.initial_state()
-        await self._run_step("appending to the log", lambda: self._persist(rd), False)
+        voted = rd.hard_state is not None and (rd.hard_state.term, rd.hard_state.vote) != (persisted.term, persisted.vote)
+        await self._run_step("appending to the log", lambda: self._persist(rd, hard_state=not voted), False)
+        if voted:
+            # A new term or vote: its file is written and fsynced in a worker thread (tens of ms
+            # under load, on the loop before), and this Ready's messages (a vote's answer) wait for
+            # it, the loop does not; then the commit point moves here, on the loop (step 1).
+            hard_state = rd.hard_state
+            term_vote = hard_state._replace(commit=persisted.commit)
+            await self._run_step("writing term and vote", lambda: self.storage.set_hard_state(term_vote), True)
+            await self._run_step("appending to the log", lambda: self.storage.set_hard_state(hard_state), False)
         messages = self._as_stored(rd.messages, rd.entries) if rd.entries and rd.role == Role.LEADER else rd.messages
         early = rd.role == Role.LEADER and (rd.hard_state is None or (rd.hard_state.term, rd.hard_state.vote)
                                             == (persisted.term, persisted.vote))
@@ -299,15 +311,16 @@ class RaftDriver:
             if hop_trace.ON:
                 hop_trace.mark("D", entries[0].index, entries[-1].index)
 
-    def _persist(self, rd: Ready) -> None:
-        """Entries and hard state of a Ready (safe to repeat: ``storage.append`` replaces a suffix)."""
+    def _persist(self, rd: Ready, *, hard_state: bool = True) -> None:
+        """Entries and (``hard_state``) hard state of a Ready (safe to repeat: ``storage.append``
+        replaces a suffix)."""
         if rd.entries:
             if self._on_append is not None:
                 self._on_append(rd.entries[0].index)
             self.storage.append(rd.entries)
             if hop_trace.ON:
                 hop_trace.mark("F", rd.entries[0].index, rd.entries[-1].index)
-        if rd.hard_state is not None:
+        if hard_state and rd.hard_state is not None:
             self.storage.set_hard_state(rd.hard_state)
 
     def _as_stored(self, messages: list[Message], persisted: list[Entry]) -> list[Message]:
