@@ -35,7 +35,7 @@ MODULES: dict[str, list[str]] = {
     "mqbench.broker.formats._record_check": ["broker/formats/_record_check.c"],
     "mqbench.broker.formats._sendpath": ["broker/formats/_sendpath.c", "broker/formats/_sendpath_frames.c",
                                          "broker/formats/_sendpath_header.c", "broker/formats/_sendpath_answer.c",
-                                         "broker/formats/_sendpath_record.c"],
+                                         "broker/formats/_sendpath_record.c", "broker/formats/_sendpath_send.c"],
     "mqbench.broker.raft._wire": ["broker/raft/_wire.c"],
     "mqbench.broker.store._index_files": ["broker/store/_index_files.c"],
     "mqbench.broker.store._reader": ["broker/store/_reader.c"],

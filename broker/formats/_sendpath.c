@@ -29,6 +29,9 @@
  *       decode_fields' fast path takes (two IPv4 hosts already in ``hosts``, record_fields._IPV4_HOSTS;
  *       layout, CRC and UTF-8 checked), and the position after them; stops at the first record it
  *       does not take, which decode_fields decodes (or refuses). Never raises for input.
+ *   send_frame(head, wire, values, opaque, born_ms, body) -> bytes or None
+ *       client.pipeline.SendFrameTemplate.frame_filled: a load generator's send request frame with
+ *       its property template filled, in one step (_sendpath_send.c has the contract).
  *
  * One extension built from several sources, one job each (mqbench/native.py's MODULES lists them,
  * so the stale-build check covers every one and the headers beside them):
@@ -38,7 +41,8 @@
  *   _sendpath_frames.c  decode_frames and the JSON subset reader of the usual header;
  *   _sendpath_header.c  send_header_v2;
  *   _sendpath_answer.c  send_success_frame and put_results (what a stored send answers);
- *   _sendpath_record.c  encode_fields (with the body CRC), decode_properties and decode_fields_run.
+ *   _sendpath_record.c  encode_fields (with the body CRC), decode_properties and decode_fields_run;
+ *   _sendpath_send.c    send_frame (the client's side: a send request's frame).
  *
  * Input is untrusted (a peer's frame): every read is bounds-checked against the buffer. */
 #define PY_SSIZE_T_CLEAN
@@ -66,6 +70,7 @@ static PyMethodDef METHODS[] = {
     {"decode_properties", decode_properties, METH_O, "record.decode_properties of a str, or None"},
     {"put_results", put_results, METH_VARARGS, "Proposals._results' loop, or None"},
     {"decode_fields_run", decode_fields_run, METH_VARARGS, "record_fields.decode_fields_run's loop"},
+    {"send_frame", (PyCFunction)(void (*)(void))send_frame, METH_FASTCALL, "SendFrameTemplate.frame_filled, or None"},
     {NULL, NULL, 0, NULL},
 };
 

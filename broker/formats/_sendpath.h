@@ -42,6 +42,7 @@ SP_HIDDEN PyObject *put_results(PyObject *self, PyObject *args);         /* _sen
 SP_HIDDEN PyObject *encode_fields(PyObject *self, PyObject *args);       /* _sendpath_record.c */
 SP_HIDDEN PyObject *decode_properties(PyObject *self, PyObject *text);   /* _sendpath_record.c */
 SP_HIDDEN PyObject *decode_fields_run(PyObject *self, PyObject *args);   /* _sendpath_record.c */
+SP_HIDDEN PyObject *send_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs); /* _sendpath_send.c */
 
 /* _sendpath_record.c's set-up, called once by PyInit: the CRC table it reads (mq_crc32.h's table is
  * static, one per source file, so the file that calls mq_crc32 is the one that fills it). */

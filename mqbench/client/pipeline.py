@@ -35,6 +35,11 @@ from mqbench.broker.formats.command import LENGTH, RemotingCommand, encode_heade
 from mqbench.broker.formats.compression import encode_client_batch
 from mqbench.broker.formats.properties import PROPERTY_UNIQ_KEY, PROPERTY_WAIT
 from mqbench.errors import UserError
+from mqbench import native
+
+# C send_frame (``SendFrameTemplate.frame_filled``; broker/formats/_sendpath_send.c), or None
+_sendpath = native.load("mqbench.broker.formats._sendpath")
+_send_frame = getattr(_sendpath, "send_frame", None)
 
 _OPAQUE_MARK = 2147483646
 _BORN_MARK = "\x00born\x00"
@@ -120,12 +125,25 @@ class SendFrameTemplate:
         if order != [0, 1, 2]:
             raise UserError("send template: the header does not hold opaque, g and i in that order")
         self._p0, self._p1, self._p2, self._p3 = parts
+        self._head = tuple(parts)
 
     def frame(self, opaque: int, born_ms: int, properties: bytes, body: bytes) -> bytes:
         """The whole frame; ``properties`` is already JSON-string content (``json_string_content``)."""
         header = b"%b%d%b%d%b%b%b" % (self._p0, opaque, self._p1, born_ms, self._p2, properties, self._p3)
         header_len = len(header)      # one formatting and one pack: half the steps of piece by piece
         return b"".join((_LENGTHS.pack(4 + header_len + len(body), header_len), header, body))
+
+    def frame_filled(self, opaque: int, born_ms: int, properties: PropertyTemplate, values: tuple,
+                     body: bytes) -> bytes:
+        """``frame(opaque, born_ms, properties.fill_wire(texts), body)``, ``texts`` being the
+        ``str`` of each of ``values`` (one per slot: ints, or ids of ASCII letters and digits):
+        the property template's fill and the frame in one step, one C call where the accelerator
+        is loaded (``_sendpath.send_frame``; it leaves anything unusual to this code)."""
+        if _send_frame is not None:
+            frame: bytes | None = _send_frame(self._head, properties._wire, values, opaque, born_ms, body)
+            if frame is not None:
+                return frame
+        return self.frame(opaque, born_ms, properties.fill_values_wire(values), body)
 
 
 class PropertyTemplate:
@@ -151,7 +169,7 @@ class PropertyTemplate:
         parts.append(text[at:])
         self.slots: tuple[str, ...] = tuple(slots)
         self._parts = parts
-        self._wire = [json_string_content(part) for part in parts]   # each part as JSON-string content
+        self._wire = tuple(json_string_content(part) for part in parts)   # each part as JSON-string content
 
     def fill(self, values) -> str:
         parts = self._parts
@@ -173,6 +191,12 @@ class PropertyTemplate:
         if len(wire) == 3 and uniq_key.isascii() and uniq_key.isalnum() and intended_ns >= 0:
             return b"%b%d%b%b%b" % (wire[0], intended_ns, wire[1], uniq_key.encode(), wire[2])
         return self.fill_wire((str(intended_ns), uniq_key))
+
+    def fill_values_wire(self, values: tuple) -> bytes:
+        """``fill_wire`` of ``values`` given as ints or strs (each one's ``str``)."""
+        if len(values) == 2 and type(values[0]) is int and type(values[1]) is str:
+            return self.fill_wire_run(values[0], values[1])
+        return self.fill_wire(tuple(value if type(value) is str else str(value) for value in values))
 
     def fill_wire(self, values) -> bytes:
         """``json_string_content(fill(values))``, from the parts escaped once: JSON escapes

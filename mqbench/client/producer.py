@@ -49,7 +49,7 @@ from mqbench.broker.remoting.channel import RemotingClosedError
 from mqbench.client.connections import (TRANSPORT_ERRORS, ClientError, ConnectionPool, NameServerClient,
                                         RouteCache)
 from mqbench.client.messages import OutgoingMessage, UniqueIdGenerator
-from mqbench.client.pipeline import SendFrameTemplate, json_string_content
+from mqbench.client.pipeline import PropertyTemplate, SendFrameTemplate, json_string_content
 from mqbench.client.routes import MessageQueue, TopicRoute
 from mqbench.codecs.registry import BODY_SIZE_MAX_BYTES, Codec, parse_codec
 from mqbench.errors import UserError
@@ -273,8 +273,8 @@ class Producer(ClientBase):
         body, sys_flag = compress_body(body, self.codec, self.compress_over_bytes)
         return self._submit(codes.SEND_MESSAGE_V2, topic, body, sys_flag, flag, properties_text, [uniq_key], on_done)
 
-    def submit_to(self, receiver, topic: str, body: bytes, properties_wire: bytes,
-                  uniq_key: str, born_ms: int | None = None) -> bool:
+    def submit_to(self, receiver, topic: str, body: bytes, properties_wire: bytes | PropertyTemplate,
+                  uniq_key: str, born_ms: int | None = None, values: tuple | None = None) -> bool:
         """``submit_text``'s first attempt for a caller that keeps its own record of each send
         (a load generator): the frame is queued on the broker's channel with ``receiver`` filed
         under its opaque in the channel's table of pending requests, so no future, Task or
@@ -288,7 +288,10 @@ class Producer(ClientBase):
         credentials, a topic not validated yet, an empty or oversized body): the caller then
         sends through ``submit_text``, which connects, refreshes and refuses as ever. ``born_ms``:
         the request's born timestamp when the caller already read ``clock_ms`` for this send
-        (``ids.next_at``), so the clock is read once per send; None reads it here."""
+        (``ids.next_at``), so the clock is read once per send; None reads it here. With
+        ``values``, ``properties_wire`` is a ``PropertyTemplate`` and ``values`` its slots' values
+        (ints, or ids of ASCII letters and digits): the template is filled in the frame's own step
+        (``SendFrameTemplate.frame_filled``, one C call), not by the caller."""
         if born_ms is None:
             born_ms = self.clock_ms()
         lane = self._lanes.get(topic)
@@ -313,8 +316,11 @@ class Producer(ClientBase):
         receiver.producer, receiver.topic, receiver.body, receiver.sys_flag = self, topic, body, sys_flag
         receiver.queue, receiver.addr, receiver.uniq_key = queue, addr, uniq_key
         opaque = channel.next_opaque()
-        channel.submit_to(opaque, template.frame(opaque, born_ms, properties_wire, body), self.send_timeout_ms,
-                          receiver)
+        if values is None:
+            frame = template.frame(opaque, born_ms, properties_wire, body)
+        else:
+            frame = template.frame_filled(opaque, born_ms, properties_wire, values, body)
+        channel.submit_to(opaque, frame, self.send_timeout_ms, receiver)
         return True
 
     def _lane(self, topic: str) -> tuple | None:

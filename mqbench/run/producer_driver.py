@@ -287,7 +287,8 @@ class ProducerDriver:
             if intended is None or intended > now:
                 # nothing due: batches whose linger is up go now (when behind schedule, the due
                 # messages fill the batches first, so a late sender still sends full batches)
-                await self._flush_lingering(producer, now)
+                if self._buffers:     # (a coroutine per wake-up otherwise: the unbatched path has none)
+                    await self._flush_lingering(producer, now)
                 if intended is None and not self.schedule.paused:
                     return
                 wake_ns = self._next_linger_deadline()
@@ -369,9 +370,10 @@ class ProducerDriver:
             send = PooledSend()       # no future: the channel hands the answer to it
             send.driver, send.intended, send.message, send.sent_ns, send.template = \
                 self, intended, message, sent_ns, template
-            wire = template.fill_wire_run(intended, uniq_key) if len(template.slots) == 2 else \
-                template.fill_wire(send.values(uniq_key))
-            if producer.submit_to(send, message.topic, message.body, wire, uniq_key, born_ms):
+            # the template is filled in the frame's step (one C call: SendFrameTemplate.frame_filled)
+            values = (intended, uniq_key) if len(template.slots) == 2 else \
+                (intended, sent_ns + message.delay_ms * NS_PER_MS, uniq_key)
+            if producer.submit_to(send, message.topic, message.body, template, uniq_key, born_ms, values):
                 return
             items = [(intended, message)]
             reply = producer.submit_text(message.topic, message.body, template.fill(send.values(uniq_key)),

@@ -42,7 +42,7 @@ class _CountingProducer:
     def submit_text(self, _topic, _body, _text, _uniq_key, flag=0, on_done=None):
         return self.submit(None, on_done)
 
-    def submit_to(self, _receiver, _topic, _body, _wire, _uniq_key, _born_ms=None):
+    def submit_to(self, _receiver, _topic, _body, _wire, _uniq_key, _born_ms=None, _values=None):
         self.submit(None)
         return True
 
