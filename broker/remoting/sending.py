@@ -186,7 +186,10 @@ class Sending:
         if hop_trace.ON:
             hop_trace.mark("q", self._trace_key, opaque)
             self._trace_out.append(("w", opaque))
-        self._queue(frame)
+        self._out.append(frame)             # _queue, inline (once per send of a load generator)
+        self._out_bytes += len(frame)
+        if not self._in_read and self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def _check_deadlines(self) -> None:
         self._deadline_timer = None

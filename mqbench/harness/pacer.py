@@ -160,7 +160,14 @@ class Pacer:
             raise UserError("the send schedule has ended; nothing left to take")
         self.taken += 1
         self._last_ns = intended
-        self._index_in_segment += 1
+        index = self._index_in_segment = self._index_in_segment + 1
+        paced = self._paced
+        if paced is not None and paced[0] == self._segment and self._function is None:
+            # ``_compute_next`` of a segment at a positive rate, inline (a call pair per message)
+            candidate = paced[1] + (index * NS_PER_S * paced[3]) // paced[2]
+            if (paced[4] is None or candidate < paced[4]) and (self.end_ns is None or candidate < self.end_ns):
+                self._next_ns = candidate
+                return intended
         self._next_ns = self._compute_next()
         return intended
 

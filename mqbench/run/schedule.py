@@ -124,10 +124,15 @@ class Schedule:
         if not ahead:
             pacer = self.pacer
             if pacer is not None:       # _fill(1), taking straight from the pacer when due
-                intended = pacer.peek_ns()
+                intended = pacer._next_ns           # pacer.peek_ns(), inline
                 if intended is None or intended > now_ns:
                     return None
-                message = self._next_message()
+                if self._returned or self._exhausted or self.strip_delays:
+                    message = self._next_message()
+                else:                                # _next_message's usual case, inline
+                    message = next(self._messages, None)
+                    if message is None:
+                        self._exhausted = True
                 if message is None:
                     return None
                 pacer.take()
