@@ -3,6 +3,7 @@ durability, that its fsyncs never hold up an append, and the "did these queues g
 delay service reads on every commit."""
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -112,7 +113,7 @@ def test_growth_counts_only_records_dispatched_to_the_watched_topics(tmp_path):
 def test_the_delay_index_checkpoints_on_its_timer_only_when_the_store_syncs_on_one(tmp_path):
     with Store.open(tmp_path / "s", "v5-dledger", create=True, raft_mode=True, background_flush=False) as store:
         service = DelayService(store, put=None, clock_ms=lambda: 0, config=DelayConfig())
-        service._open_index()
+        asyncio.run(service._open_index())
         try:
             later = INDEX_CHECKPOINT_MS + 1
             assert service._checkpoint_due(later)
