@@ -216,6 +216,8 @@ def kill(target: str, directory: Path, signal_name: str, as_json: bool) -> None:
     """Signal an INSTANCE (group/nK), a HOST, a ROOM, a GROUP, 'namesrv' or 'all', for drills.
 
     A host, room or group means its broker instances; the name server is only hit by name or 'all'.
+    KILL returns once they are gone; one still alive 10 s after it (a thread stuck in the kernel still
+    holds its store and ports) is an error naming its pid (exit code 1).
     """
     from mqbench.cluster.launcher import kill as signal_targets
     from mqbench.cluster.processes import ClusterState

@@ -38,7 +38,7 @@ from mqbench.broker.formats.signature import Credentials
 from mqbench.broker.layout import Layout, load_layout
 from mqbench.broker.server.acl import load_acl_file
 from mqbench.cluster.owners import lifeline_for, owner_settings, release
-from mqbench.cluster.processes import LOCAL, ClusterState, ProcessRecord, python_argv
+from mqbench.cluster.processes import LOCAL, ClusterState, ProcessRecord, ProcessStillAlive, python_argv
 from mqbench.errors import UserError
 
 BROKER_MODULE = "mqbench.broker.server.main"
@@ -273,16 +273,27 @@ def start(state: ClusterState, target: str) -> list[str]:
     return started
 
 
-def kill(state: ClusterState, target: str, sig: int = signal.SIGKILL) -> list[str]:
-    """Send ``sig`` (SIGKILL by default) to the processes named by ``target``.
+KILL_WAIT_S = 5.0   # how long a SIGKILLed process may take to be gone, twice (see ``kill``)
 
-    After SIGKILL it waits (up to 5 s) until they are gone, so a following ``start`` can bind
-    their ports again; after SIGSTOP (up to 2 s) until they show as stopped."""
+
+def kill(state: ClusterState, target: str, sig: int = signal.SIGKILL, wait_s: float = KILL_WAIT_S) -> list[str]:
+    """Send ``sig`` (SIGKILL by default) to the processes named by ``target``; the names hit.
+
+    After SIGKILL it waits (up to ``wait_s``) until they are gone, so a following ``start`` can bind
+    their ports and lock their stores again. One still alive then gets SIGKILL once more and
+    ``wait_s`` more; one alive after that raises ``ProcessStillAlive`` naming it and its pid (a
+    thread stuck in the kernel, e.g. an fsync on a loaded disk, still holds its store and ports:
+    never left behind silently). After SIGSTOP it waits (up to 2 s) until they show as stopped."""
     records = state.select(target)
     hosts = state.hosts()
     hit = hosts.signal(records, sig)
     if sig == signal.SIGKILL:
-        hosts.wait_gone([r for r in records if r.name in hit], 5.0)
+        left = hosts.wait_gone([r for r in records if r.name in hit], wait_s)
+        if left:
+            hosts.signal(left, signal.SIGKILL)
+            left = hosts.wait_gone(left, wait_s)
+        if left:
+            raise ProcessStillAlive(left, 2 * wait_s)
     elif sig == signal.SIGSTOP:  # the kernel stops a process asynchronously: report it once it is
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline and "running" in hosts.states([r for r in records if r.name in hit]).values():

@@ -33,10 +33,23 @@ from pathlib import Path
 
 import psutil
 
-from mqbench.errors import UserError
+from mqbench.errors import MqbenchError, UserError
 
 STATE_FILE = "cluster.json"
 STATE_SCHEMA = "mqbench.cluster-state/1"
+
+
+class ProcessStillAlive(MqbenchError):
+    """Processes that SIGKILL did not end within the wait: a thread stuck in the kernel (an fsync
+    on a loaded disk, a debugger's stop) keeps the process, its store lock and its ports alive.
+    ``records`` are those processes; the CLI prints the message on one line (exit code 1)."""
+
+    def __init__(self, records: list[ProcessRecord], waited_s: float):
+        self.records = records
+        names = ", ".join(f"{r.name} (pid {r.pid})" for r in records)
+        super().__init__(f"{names} still alive {waited_s:g} s after SIGKILL: a thread stuck in the kernel holds "
+                         "its store lock and ports, so starting it again fails until it ends; "
+                         "see `ps -L -o pid,tid,stat,wchan -p PID`")
 
 
 @dataclass
@@ -272,16 +285,18 @@ def wait_gone(records: list[ProcessRecord], timeout_s: float) -> list[ProcessRec
     return alive
 
 
-def stop(records: list[ProcessRecord], timeout_s: float = 10.0) -> dict[str, str]:
-    """Clean stop (SIGTERM), then SIGKILL whatever is left after ``timeout_s``; name -> how it ended."""
+def stop(records: list[ProcessRecord], timeout_s: float = 10.0, kill_wait_s: float = 5.0) -> dict[str, str]:
+    """Clean stop (SIGTERM), then SIGKILL whatever is left after ``timeout_s``; name -> how it ended
+    (``still alive ... after SIGKILL`` for one not gone ``kill_wait_s`` after that)."""
     outcome = {r.name: "not running" for r in records if not r.alive()}
     running = [r for r in records if r.alive()]
     send_signal(running, signal.SIGTERM)
     left = wait_gone(running, timeout_s)
     send_signal(left, signal.SIGKILL)
-    wait_gone(left, 5.0)
+    stuck = wait_gone(left, kill_wait_s)
     for record in running:
-        outcome[record.name] = "killed after timeout" if record in left else "stopped"
+        outcome[record.name] = ("stopped" if record not in left else "killed after timeout" if record not in stuck
+                                else f"still alive {kill_wait_s:g} s after SIGKILL (pid {record.pid})")
     return outcome
 
 

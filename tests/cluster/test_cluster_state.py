@@ -18,7 +18,8 @@ import psutil
 import pytest
 from hypothesis import given, strategies as st
 
-from mqbench.cluster.processes import ClusterState, ProcessRecord, send_signal, wait_gone
+from mqbench.cluster import launcher
+from mqbench.cluster.processes import ClusterState, ProcessRecord, ProcessStillAlive, send_signal, stop, wait_gone
 from mqbench.errors import UserError
 
 VALID = {
@@ -167,3 +168,60 @@ def test_a_process_is_gone_only_when_its_last_thread_is(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+# A process that outlives SIGKILL, as one whose thread is stuck in the kernel does: its tracer asked
+# to see it exit (PTRACE_O_TRACEEXIT), so SIGKILL stops it at that event until the tracer lets it
+# go, which this one does when its stdin closes (then it reaps it). Prints the tracee's pid.
+_OUTLIVES_SIGKILL = """
+import ctypes, os, signal, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+PTRACE_TRACEME, PTRACE_CONT, PTRACE_SETOPTIONS, PTRACE_O_TRACEEXIT = 0, 7, 0x4200, 0x40
+pid = os.fork()
+if pid == 0:
+    if libc.ptrace(PTRACE_TRACEME, 0, None, None) != 0:
+        os._exit(3)
+    os.kill(os.getpid(), signal.SIGSTOP)
+    while True:
+        time.sleep(1)
+_, status = os.waitpid(pid, os.WUNTRACED)
+if not os.WIFSTOPPED(status) or libc.ptrace(PTRACE_SETOPTIONS, pid, None, ctypes.c_void_p(PTRACE_O_TRACEEXIT)) != 0 \
+        or libc.ptrace(PTRACE_CONT, pid, None, None) != 0:
+    print("no-ptrace", flush=True)
+    os.kill(pid, signal.SIGKILL)
+    sys.exit(0)
+print(pid, flush=True)
+sys.stdin.read()
+os.kill(pid, signal.SIGKILL)
+libc.ptrace(PTRACE_CONT, pid, None, None)
+os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.realproc
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ptrace exit stops are Linux's")
+def test_a_process_that_outlives_sigkill_is_a_named_error_not_left_behind(tmp_path):
+    """``launcher.kill`` after SIGKILL waits for the process to be gone, sends SIGKILL once more,
+    then raises ``ProcessStillAlive`` with its name and pid: it used to return as if the process
+    were gone, and the next ``start`` met its store lock or ports. ``stop`` says so in its outcome."""
+    tracer = subprocess.Popen([sys.executable, "-c", _OUTLIVES_SIGKILL], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        line = tracer.stdout.readline().strip()
+        if line == b"no-ptrace":
+            pytest.skip("this machine does not allow ptrace, which the test's SIGKILL-proof process needs")
+        pid = int(line)
+        doc = copy.deepcopy(VALID)
+        doc["processes"]["broker-a/n0"].update(pid=pid, started_at_s=psutil.Process(pid).create_time())
+        state = load(tmp_path, doc)
+        record = state.processes["broker-a/n0"]
+        started = time.monotonic()
+        with pytest.raises(ProcessStillAlive, match=rf"broker-a/n0 \(pid {pid}\) still alive 0.2 s after SIGKILL") as caught:
+            launcher.kill(state, "broker-a/n0", wait_s=0.1)
+        assert caught.value.records == [record] and time.monotonic() - started >= 0.2
+        assert record.alive()
+        assert stop([record], timeout_s=0.1, kill_wait_s=0.1) == {"broker-a/n0": f"still alive 0.1 s after SIGKILL (pid {pid})"}
+    finally:
+        tracer.stdin.close()            # the tracer lets its tracee finish exiting and reaps it
+        tracer.wait(10)
+    assert not record.alive()
