@@ -3,6 +3,9 @@
 The slow-broker test is the issue's: the pacer keeps the intended schedule when the broker is slow;
 what the sender could not keep up with shows as growing publish delay, end-to-end latency includes
 it, and the publish latency itself stays the broker's answer time.
+
+Time limits are judged against a reference pacer in the same loop (``loop_noise_probe``): what a
+starved machine makes every paced sender suffer is added to a limit, nothing else is.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import pytest
 
 from mqbench.broker.formats.compression import decode_client_batch
 from mqbench.harness.metrics import RunMetrics
+from loop_noise_probe import NoiseProbe
 from run_scripted_cluster import scripted
 
 S = 1_000_000_000
@@ -57,28 +61,38 @@ async def drive(slow_ms: int = 0, fail_sends=(), **overrides):
         start = time.monotonic_ns() + 50 * MS
         consumer.control({"op": "start", "start_ns": start})
         producer.control({"op": "start", "start_ns": start})
+        phase = spec(cluster.namesrv_addr, **overrides)
+        probe = NoiseProbe(start, period_ms=1000 / phase["rate"])   # an ideal pacer at the same rate
         produced = await producer_task
+        await probe.stop()
+        probe.end_ns = start + phase["duration_ms"] * MS
         deadline = time.monotonic() + 5
         while consumer.totals.consumed_undelayed < produced["totals"]["expected_deliveries"] and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         consumer.control({"op": "stop"})
         consumed = await consumer_task
-        return produced, consumed, reports, broker
+        return produced, consumed, reports, broker, probe
 
 
 def test_on_a_fast_broker_every_message_goes_on_time_and_arrives(run_loop):
-    produced, consumed, reports, broker = run_loop(drive())
+    produced, consumed, reports, broker, probe = run_loop(drive())
     totals = produced["totals"]
+    # What a starved machine (CI at load 18) does to any pacer in this loop, from the reference
+    # pacer: its lateness and the slots it had left at the phase end. ~0 on a quiet machine.
+    late_ms, left_at_end = probe.late_ms_p50(probe.end_ns), probe.backlog_at(probe.end_ns)
+    noise = probe.summary(probe.end_ns)
     # A stall of the machine at the very end can leave the last messages unsent: they are then the
     # publish backlog at the end, never silently dropped.
-    assert totals["intended"] + totals["publish_backlog"] == 300 and totals["intended"] >= 290
+    assert totals["intended"] + totals["publish_backlog"] == 300 and totals["publish_backlog"] <= 10 + left_at_end, noise
     assert totals["acked"] == totals["intended"] and totals["errors"] == 0
     assert consumed["totals"]["consumed"] == totals["expected_deliveries"] == totals["acked"]
     agg = RunMetrics.from_dict(produced["metrics"]).aggregates()
     # Acks that land after the measured phase are not counted in it (events_after_end).
-    assert totals["acked"] - 10 <= agg["published"] <= totals["acked"] and agg["publish_delay_ms_p50"] < 20  # on time, up to scheduling noise
+    assert totals["acked"] - 10 - left_at_end <= agg["published"] <= totals["acked"], noise
+    assert agg["publish_delay_ms_p50"] < 20 + late_ms, noise  # on time, up to scheduling noise
     consumer_agg = RunMetrics.from_dict(consumed["metrics"]).aggregates()
-    assert consumer_agg["e2e_latency_count"] + consumer_agg["events_after_end"] == totals["acked"] and consumer_agg["e2e_latency_ms_p50"] < 100
+    assert consumer_agg["e2e_latency_count"] + consumer_agg["events_after_end"] == totals["acked"]
+    assert consumer_agg["e2e_latency_ms_p50"] < 100 + late_ms, noise
     assert any(r["type"] == "progress" and r["role"] == "producer" for r in reports)
     assert len(broker.stored("order_events")) + len(broker.stored("order_payment_timeout")) == totals["acked"]
 
@@ -108,7 +122,7 @@ def test_every_worker_document_carries_the_workers_own_cpu_so_the_split_needs_no
 
 def test_a_slow_broker_shows_as_publish_delay_and_latency_includes_it(run_loop):
     # 40 ms per answer and 4 requests in flight: at most ~100 msgs/s against a 200 msgs/s schedule.
-    produced, consumed, _reports, _broker = run_loop(drive(slow_ms=40, in_flight_max=4))
+    produced, consumed, _reports, _broker, probe = run_loop(drive(slow_ms=40, in_flight_max=4))
     totals = produced["totals"]
     merged = RunMetrics.from_dict(produced["metrics"])
     merged.merge(RunMetrics.from_dict(consumed["metrics"]))
@@ -121,12 +135,13 @@ def test_a_slow_broker_shows_as_publish_delay_and_latency_includes_it(run_loop):
     assert agg["publish_delay_ms_max"] > 300  # grows through the run
     series = merged.window_series()
     assert series[-1]["publish_delay_ms_p50"] > series[0]["publish_delay_ms_p50"] * 2
-    assert 35 <= agg["publish_latency_ms_p50"] < 200  # the broker's answer time, not the queueing
+    # the broker's answer time, not the queueing (plus what a starved machine adds to any answer)
+    assert 35 <= agg["publish_latency_ms_p50"] < 200 + probe.late_ms_p50(probe.end_ns), probe.summary(probe.end_ns)
     assert agg["e2e_latency_ms_p50"] >= agg["publish_delay_ms_p50"]  # measured from the intended time
 
 
 def test_batches_fill_or_linger_and_delayed_messages_go_alone(run_loop):
-    produced, consumed, _reports, broker = run_loop(drive(
+    produced, consumed, _reports, broker, _probe = run_loop(drive(
         delay=True, batch_msgs={"order_events": 8, "order_payment_timeout": 8}, linger_ms=20))
     totals = produced["totals"]
     assert totals["acked"] == totals["intended"] == 300 - totals["publish_backlog"] and totals["delayed_acked"] > 0
@@ -153,7 +168,7 @@ def run_loop():
 def test_batches_reach_their_size_at_the_default_linger(run_loop):
     # Finding 2 of issue 16: at a rate a 64-message batch fills in well under a second, the 5 ms
     # linger sent batches of one or two. With the default linger every batch but the last is full.
-    produced, _consumed, _reports, broker = run_loop(drive(
+    produced, _consumed, _reports, broker, _probe = run_loop(drive(
         batch_msgs={"order_events": 64, "order_payment_timeout": 1}, rate=300.0))
     assert produced["totals"]["errors"] == 0
     sizes = [len(decode_client_batch(r.body, 0).items) for r in broker.requests
@@ -166,7 +181,7 @@ def test_a_pooled_send_answered_busy_is_retried_with_its_own_properties(run_loop
     """A pooled send (``PooledSend``) answered SYSTEM_BUSY goes again with the same property text
     (``PooledSend.text``: its intended time and id), and counts once as acknowledged."""
     busy = [scripted.codes.SYSTEM_BUSY] * 2     # fewer than a send's 3 attempts: never an error
-    produced, _consumed, _reports, broker = run_loop(drive(fail_sends=busy, duration_ms=150))
+    produced, _consumed, _reports, broker, _probe = run_loop(drive(fail_sends=busy, duration_ms=150))
     totals = produced["totals"]
     assert totals["acked"] == totals["sent"] == totals["intended"] > 3 and totals["errors"] == 0, totals
     sends = [cmd for cmd in broker.requests if cmd.code == scripted.codes.SEND_MESSAGE_V2]
