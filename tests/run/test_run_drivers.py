@@ -103,7 +103,7 @@ def test_every_worker_document_carries_the_workers_own_cpu_so_the_split_needs_no
     from mqbench.run.probes import WorkerCpu, cpu_seconds
 
     before_s, before_ns = cpu_seconds([os.getpid()]), time.monotonic_ns()
-    _produced, _consumed, reports, _broker = run_loop(drive(duration_ms=400, rate=100.0))
+    _produced, _consumed, reports, _broker, _probe = run_loop(drive(duration_ms=400, rate=100.0))
     after_s, after_ns = cpu_seconds([os.getpid()]), time.monotonic_ns()
     split = WorkerCpu()
     for role in ("producer", "consumer"):
