@@ -271,6 +271,26 @@ class Window:
         if len(values) >= PENDING_VALUES_MAX:
             self._flush()
 
+    def record_many(self, name: str, values_us: list[int]) -> None:
+        """``record(name, v)`` for each of ``values_us``, in one step (clamps counted per value)."""
+        if not values_us:
+            return
+        if min(values_us) < 0 or max(values_us) > VALUE_US_MAX:
+            values_us = [self._clamp(0) if v < 0 else self._clamp(VALUE_US_MAX) if v > VALUE_US_MAX else v
+                         for v in values_us]
+        values = self._pending.get(name)
+        if values is None:
+            if name not in self._histograms:
+                raise KeyError(name)
+            values = self._pending[name] = []
+        values.extend(values_us)
+        if len(values) >= PENDING_VALUES_MAX:
+            self._flush()
+
+    def _record_in_range(self, name: str, values_us: list[int]) -> None:
+        """Values already within the histogram's range, straight into it (``RunMetrics``' fold)."""
+        record_values(self._histograms[name], values_us)
+
     def _clamp(self, bound: int) -> int:
         self.counters["clamped_values"] += 1
         return bound
@@ -335,6 +355,14 @@ class RunMetrics:
 
     Every ``record_*`` call takes the times (integer ns, one monotonic clock for the whole run) at
     which things happened; nothing here reads a clock.
+
+    The per-message calls cost one Python call each: the window last recorded in stays *open* with
+    its bounds, and an event inside them whose value is within range only appends the value to a
+    list held here (an ack's count and bytes follow from its list). The lists go into the window's
+    histograms and counters (``_fold``) when the next event falls in another window, every
+    ``PENDING_VALUES_MAX`` values, and whenever ``windows`` is read, so every reader sees exactly
+    what one call per event would have recorded. The ``record_sends``/``record_acks``/
+    ``record_consumes`` forms take the events that happened at one time (one loop turn) together.
     """
 
     def __init__(self, start_ns: int, *, duration_ms: int, warmup_ms: int = 0, window_ms: int = DEFAULT_WINDOW_MS):
@@ -347,10 +375,23 @@ class RunMetrics:
         self.window_ms = int(window_ms)
         self.measure_start_ns = self.start_ns + self.warmup_ms * 1_000_000
         self.end_ns = self.measure_start_ns + self.duration_ms * 1_000_000
-        self.windows: dict[int, Window] = {}
-        self._recent: tuple[int, int, Window] | None = None   # (from ns, to ns, window) last recorded in
+        self._windows: dict[int, Window] = {}
         self.events_in_warmup = 0
         self.events_after_end = 0
+        # the open window and its bounds [from, to): [0, 0) holds nothing, the first event opens one
+        self._open: Window | None = None
+        self._open_from_ns = 0
+        self._open_to_ns = 0
+        self._delays: list[int] = []        # publish_delay values of the open window, in range
+        self._latencies: list[int] = []     # publish_latency values, in range: one per acked message
+        self._published_bytes = 0           # the bytes of the acks in ``_latencies``
+
+    @property
+    def windows(self) -> dict[int, Window]:
+        """Window index -> ``Window`` (created at its first event), every recorded event in it."""
+        if self._open is not None:
+            self._fold()
+        return self._windows
 
     # -- windowing --
 
@@ -369,39 +410,94 @@ class RunMetrics:
     def window_duration_ms(self, index: int) -> int:
         return min(self.window_ms, self.duration_ms - index * self.window_ms)
 
-    def _window_at(self, t_ns: int) -> Window | None:
-        recent = self._recent
-        if recent is not None and recent[0] <= t_ns < recent[1]:
-            return recent[2]      # events come in time order, mostly in the window of the one before
+    def _fold(self) -> None:
+        """The open window's held-back values and counts into it."""
+        window = self._open
+        if window is None:
+            return
+        if self._delays:
+            window._record_in_range("publish_delay", self._delays)
+            self._delays.clear()
+        latencies = self._latencies
+        if latencies:
+            window._record_in_range("publish_latency", latencies)
+            window.counters["published"] += len(latencies)
+            window.counters["published_bytes"] += self._published_bytes
+            self._published_bytes = 0
+            latencies.clear()
+
+    def _window_at(self, t_ns: int, events: int = 1) -> Window | None:
+        """The window of ``events`` events at ``t_ns`` (opened, the one before folded); None in the
+        warm-up or after the end, where the events are counted."""
+        if self._open_from_ns <= t_ns < self._open_to_ns:
+            return self._open      # events come in time order, mostly in the window of the one before
         index = self.window_index(t_ns)
         if index is None:
             if t_ns < self.measure_start_ns:
-                self.events_in_warmup += 1
+                self.events_in_warmup += events
             else:
-                self.events_after_end += 1
+                self.events_after_end += events
             return None
-        window = self.windows.get(index)
+        if self._open is not None:
+            self._fold()
+        window = self._windows.get(index)
         if window is None:
-            window = self.windows[index] = Window()
+            window = self._windows[index] = Window()
         window_from_ns = self.measure_start_ns + index * self.window_ms * 1_000_000
-        self._recent = (window_from_ns, min(window_from_ns + self.window_ms * 1_000_000, self.end_ns), window)
+        self._open = window
+        self._open_from_ns = window_from_ns
+        self._open_to_ns = min(window_from_ns + self.window_ms * 1_000_000, self.end_ns)
         return window
 
     # -- recording --
 
     def record_send(self, intended_ns: int, sent_ns: int) -> None:
         """A send started at ``sent_ns`` for a message the schedule wanted at ``intended_ns``."""
+        if self._open_from_ns <= sent_ns < self._open_to_ns:
+            value = (sent_ns - intended_ns) // 1000
+            if 0 <= value <= VALUE_US_MAX:
+                delays = self._delays
+                delays.append(value)
+                if len(delays) >= PENDING_VALUES_MAX:
+                    self._fold()
+                return
         window = self._window_at(sent_ns)
         if window is not None:
             window.record("publish_delay", (sent_ns - intended_ns) // 1000)
 
+    def record_sends(self, sent_ns: int, intended_ns: list[int]) -> None:
+        """``record_send(i, sent_ns)`` for each ``i`` of ``intended_ns`` (sends started together)."""
+        if intended_ns:
+            window = self._window_at(sent_ns, len(intended_ns))
+            if window is not None:
+                window.record_many("publish_delay", [(sent_ns - i) // 1000 for i in intended_ns])
+
     def record_ack(self, sent_ns: int, acked_ns: int, size_bytes: int) -> None:
         """The broker acknowledged a message of ``size_bytes`` sent at ``sent_ns``."""
+        if self._open_from_ns <= acked_ns < self._open_to_ns:
+            value = (acked_ns - sent_ns) // 1000
+            if 0 <= value <= VALUE_US_MAX:
+                latencies = self._latencies
+                latencies.append(value)
+                self._published_bytes += size_bytes
+                if len(latencies) >= PENDING_VALUES_MAX:
+                    self._fold()
+                return
         window = self._window_at(acked_ns)
         if window is not None:
             window.record("publish_latency", (acked_ns - sent_ns) // 1000)
             window.counters["published"] += 1
             window.counters["published_bytes"] += size_bytes
+
+    def record_acks(self, acked_ns: int, sent_ns: list[int], size_bytes: int) -> None:
+        """``record_ack(s, acked_ns, size)`` for each ``s`` of ``sent_ns`` (acks read together);
+        ``size_bytes``: their sizes' sum."""
+        if sent_ns:
+            window = self._window_at(acked_ns, len(sent_ns))
+            if window is not None:
+                window.record_many("publish_latency", [(acked_ns - s) // 1000 for s in sent_ns])
+                window.counters["published"] += len(sent_ns)
+                window.counters["published_bytes"] += size_bytes
 
     def record_publish_error(self, failed_ns: int) -> None:
         window = self._window_at(failed_ns)
@@ -417,27 +513,46 @@ class RunMetrics:
         ``redelivered``/``duplicate`` count it (module doc); ``gap_ns``: time since the previous
         delivery from the same queue.
         """
-        window = self._window_at(received_ns)
+        if deliver_at_ns is None:
+            self.record_consumes(received_ns, [born_ns], size_bytes, redeliveries=int(redelivered),
+                                 duplicates=int(duplicate), gap_max_ns=gap_ns)
+        else:
+            self.record_consumes(received_ns, [], size_bytes, [deliver_at_ns], redeliveries=int(redelivered),
+                                 duplicates=int(duplicate), gap_max_ns=gap_ns)
+
+    def record_consumes(self, received_ns: int, born_ns: list[int], size_bytes: int,
+                        deliver_at_ns: list[int] | tuple[()] = (), *, redeliveries: int = 0, duplicates: int = 0,
+                        gap_max_ns: int | None = None) -> None:
+        """Deliveries received together at ``received_ns``: ``record_consume`` of each message born at
+        one of ``born_ns`` (undelayed) and each delayed one due at one of ``deliver_at_ns``.
+        ``size_bytes``: their sizes' sum; ``redeliveries``/``duplicates``: how many of them are;
+        ``gap_max_ns``: the longest of their gaps (None: none had a previous delivery)."""
+        count = len(born_ns) + len(deliver_at_ns)
+        if not count:
+            return
+        window = self._window_at(received_ns, count)
         if window is None:
             return
-        window.counters["consumed"] += 1
-        window.counters["consumed_bytes"] += size_bytes
-        if redelivered:
-            window.counters["redeliveries"] += 1
-        if duplicate:
-            window.counters["duplicates"] += 1
-        if gap_ns is not None and gap_ns // 1000 > window.counters["consume_gap_max_us"]:
-            window.counters["consume_gap_max_us"] = gap_ns // 1000
-        if deliver_at_ns is None:
-            window.record("e2e_latency", (received_ns - born_ns) // 1000)
-            return
-        window.counters["delayed_consumed"] += 1
-        error_ns = received_ns - deliver_at_ns
-        if error_ns < 0:
-            window.counters["early_deliveries"] += 1
-            window.record("delay_error_early", (-error_ns) // 1000)
-        else:
-            window.record("delay_error_late", error_ns // 1000)
+        counters = window.counters
+        counters["consumed"] += count
+        counters["consumed_bytes"] += size_bytes
+        if redeliveries:
+            counters["redeliveries"] += redeliveries
+        if duplicates:
+            counters["duplicates"] += duplicates
+        if gap_max_ns is not None and gap_max_ns // 1000 > counters["consume_gap_max_us"]:
+            counters["consume_gap_max_us"] = gap_max_ns // 1000
+        if born_ns:
+            window.record_many("e2e_latency", [(received_ns - born) // 1000 for born in born_ns])
+        if deliver_at_ns:
+            counters["delayed_consumed"] += len(deliver_at_ns)
+            late = [error for error in [received_ns - due for due in deliver_at_ns] if error >= 0]
+            if late:
+                window.record_many("delay_error_late", [error // 1000 for error in late])
+            if len(late) < len(deliver_at_ns):
+                early = [(due - received_ns) // 1000 for due in deliver_at_ns if received_ns - due < 0]
+                counters["early_deliveries"] += len(early)
+                window.record_many("delay_error_early", early)
 
     # -- reading --
 
@@ -454,8 +569,9 @@ class RunMetrics:
     def total(self) -> Window:
         """The whole measured phase: every window merged."""
         merged = Window()
-        for index in sorted(self.windows):
-            merged.add(self.windows[index])
+        windows = self.windows
+        for index in sorted(windows):
+            merged.add(windows[index])
         return merged
 
     def aggregates(self) -> dict:
