@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 from mqbench.broker.formats import record as rec
 from mqbench.broker.formats import record_fields
@@ -128,6 +128,20 @@ class _LazyProperties:
 
     def __set__(self, obj, value) -> None:
         obj.__dict__["_properties"] = value
+
+
+def properties_of(messages: Iterable["ReceivedMessage"]) -> list[dict[str, str]]:
+    """``[m.properties for m in messages]`` (the lazy ones decoded and kept, as
+    ``_LazyProperties`` does) without a descriptor call per message."""
+    out: list[dict[str, str]] = []
+    append, decode = out.append, rec.decode_properties_text
+    for message in messages:
+        slots = message.__dict__
+        value = slots["_properties"]
+        if type(value) is str:
+            value = slots["_properties"] = decode(value) if value else {}
+        append(value)
+    return out
 
 
 @dataclass

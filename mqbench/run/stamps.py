@@ -18,6 +18,8 @@ message; ``disk_bytes_per_msg`` includes them.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 PROPERTY_RUN = "mqbRun"
 PROPERTY_INTENDED_NS = "mqbIntendedNs"
 PROPERTY_DELIVER_NS = "mqbDeliverNs"
@@ -36,12 +38,20 @@ def stamp(properties: dict[str, str], run_id: str, intended_ns: int, deliver_ns:
 def read_stamp(properties: dict[str, str], run_id: str) -> tuple[int, int | None] | None:
     """``(intended_ns, deliver_ns or None)`` of a message of this run; None for anything else
     (another run's message, or properties that do not parse)."""
-    if properties.get(PROPERTY_RUN) != run_id:
-        return None
-    try:
-        intended_ns = int(properties[PROPERTY_INTENDED_NS])
-        deliver = properties.get(PROPERTY_DELIVER_NS)
-        deliver_ns = None if deliver is None else int(deliver)
-    except (KeyError, ValueError):
-        return None
-    return intended_ns, deliver_ns
+    return read_stamps((properties,), run_id)[0]
+
+
+def read_stamps(properties: Iterable[dict[str, str]], run_id: str) -> list[tuple[int, int | None] | None]:
+    """``read_stamp`` of each of ``properties`` (a received batch's), in one call."""
+    out: list[tuple[int, int | None] | None] = []
+    append = out.append
+    for props in properties:
+        if props.get(PROPERTY_RUN) != run_id:
+            append(None)
+            continue
+        try:
+            deliver = props.get(PROPERTY_DELIVER_NS)
+            append((int(props[PROPERTY_INTENDED_NS]), None if deliver is None else int(deliver)))
+        except (KeyError, ValueError):
+            append(None)
+    return out
