@@ -1,12 +1,15 @@
 /* mqbench.broker.formats._record_check: broker/formats/record_check.py's place_fields in C.
  *
  * A follower checks and indexes every record entry the leader sends it with place_fields (sizes,
- * magic, BODYCRC, UTF-8 topic and properties, the TAGS hash) before it writes it. The Python
- * function is the reference and its docstring the contract: this returns the same tuple, or None,
- * for every input (the bytes are a peer's: every read is bounds-checked). The rare cases the
- * Python code hands to decode_properties (the schedule topic, a property string holding TAGS more
- * than once, non-ASCII tags) are passed to the Python function itself (set_fallback), so they stay
- * one implementation. tests/formats compare the two. */
+ * magic, BODYCRC, UTF-8 topic and properties, the consume-queue tags code) before it writes it. The
+ * Python function is the reference and its docstring the contract: this returns the same tuple, or
+ * None, for every input (the bytes are a peer's: every read is bounds-checked). The tags code is
+ * computed here in every common case: Java's String.hashCode of the last non-empty TAGS (UTF-16
+ * units, so non-ASCII tags too) or, on SCHEDULE_TOPIC_XXXX, the due time of the DELAY level (store
+ * time + the level's delay, the levels given by set_fallback: tags._DEFAULT_LEVELS_MS). The rare
+ * cases are passed to the Python function itself (set_fallback), so they stay one implementation:
+ * a DELAY that is not an optional sign and up to 18 ASCII digits (int() reads spaces, underscores
+ * and other digits too), and a due time past int64. tests/formats compare the two. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include "mq_bytes.h"
@@ -22,6 +25,9 @@
 #define V4_FIXED 88 /* the fixed fields of a record with IPv4 hosts; the body follows */
 
 static PyObject *fallback; /* record_check.place_fields (Python) */
+#define LEVELS_MAX 1024
+static long long levels_ms[LEVELS_MAX]; /* tags._DEFAULT_LEVELS_MS, given with the fallback */
+static Py_ssize_t n_levels;
 static const char SCHEDULE_TOPIC[] = "SCHEDULE_TOPIC_XXXX";
 static PyObject *last_topic; /* the str of the last topic seen (records of one topic repeat) */
 
@@ -44,6 +50,91 @@ static int is_ascii(const unsigned char *p, Py_ssize_t n) {
         if (p[i] & 0x80)
             return 0;
     return 1;
+}
+
+/* The last non-empty TAGS and DELAY values of a property string, by decode_properties' rules
+ * (record.py): segments split on \x02; a segment counts when its first \x01 is neither its first
+ * nor its last byte; key = the bytes before that \x01, value = the rest; the last one wins. NULL
+ * (length 0) for a key that no segment holds. */
+struct last_values {
+    const unsigned char *tags;
+    Py_ssize_t tags_len;
+    const unsigned char *delay;
+    Py_ssize_t delay_len;
+};
+
+static void last_values(const unsigned char *p, Py_ssize_t n, struct last_values *out) {
+    Py_ssize_t start = 0;
+    while (start < n) {
+        const unsigned char *stop = memchr(p + start, 2, (size_t)(n - start));
+        Py_ssize_t end = stop != NULL ? stop - p : n;
+        const unsigned char *sep = memchr(p + start, 1, (size_t)(end - start));
+        if (sep != NULL) {
+            Py_ssize_t key_len = sep - (p + start), value_at = sep - p + 1;
+            if (key_len > 0 && value_at < end) {
+                if (key_len == 4 && memcmp(p + start, "TAGS", 4) == 0) {
+                    out->tags = p + value_at;
+                    out->tags_len = end - value_at;
+                } else if (key_len == 5 && memcmp(p + start, "DELAY", 5) == 0) {
+                    out->delay = p + value_at;
+                    out->delay_len = end - value_at;
+                }
+            }
+        }
+        start = end + 1;
+    }
+}
+
+/* int(text) for the text Python reads the same way in every case: an optional sign and 1..18 ASCII
+ * digits (no overflow); 0 for anything else (spaces, underscores, other digits, not a number),
+ * which the caller leaves to the Python code. */
+static int parse_level(const unsigned char *p, Py_ssize_t n, long long *level) {
+    int negative = 0;
+    if (n > 0 && (p[0] == '+' || p[0] == '-')) {
+        negative = p[0] == '-';
+        p++;
+        n--;
+    }
+    if (n < 1 || n > 18)
+        return 0;
+    long long v = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+        v = v * 10 + (p[i] - '0');
+    }
+    *level = negative ? -v : v;
+    return 1;
+}
+
+/* tags.java_hash: Java's String.hashCode (31*h + c over UTF-16 code units) of UTF-8 text the caller
+ * has checked; -1 with an error set only when Python cannot decode it (out of memory). */
+static int java_hash(const unsigned char *p, Py_ssize_t n, int32_t *out) {
+    uint32_t h = 0;
+    if (is_ascii(p, n)) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            h = 31u * h + p[i];
+        *out = (int32_t)h;
+        return 0;
+    }
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)p, n, "strict");
+    if (text == NULL)
+        return -1;
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    for (Py_ssize_t i = 0; i < length; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c >= 0x10000) { /* a surrogate pair in UTF-16 */
+            c -= 0x10000;
+            h = 31u * h + (uint32_t)(0xD800 + (c >> 10));
+            c = 0xDC00 + (c & 0x3FF);
+        }
+        h = 31u * h + (uint32_t)c;
+    }
+    Py_DECREF(text);
+    *out = (int32_t)h;
+    return 0;
 }
 
 static PyObject *call_fallback(PyObject *buf) {
@@ -125,41 +216,67 @@ static PyObject *place_fields(PyObject *self, PyObject *buf) {
         }
         Py_DECREF(text);
     }
-    if (topic_len == (Py_ssize_t)sizeof(SCHEDULE_TOPIC) - 1 &&
-        memcmp(b + topic_at, SCHEDULE_TOPIC, sizeof(SCHEDULE_TOPIC) - 1) == 0) {
+    int schedule = topic_len == (Py_ssize_t)sizeof(SCHEDULE_TOPIC) - 1 &&
+                   memcmp(b + topic_at, SCHEDULE_TOPIC, sizeof(SCHEDULE_TOPIC) - 1) == 0;
+    struct last_values found = {NULL, 0, NULL, 0};
+    if (schedule || find(props, props_len, "TAGS\x01", 5) != NULL)
+        last_values(props, props_len, &found);
+    long long code = 0;
+    if (schedule && found.delay != NULL && n_levels == 0) {
         Py_DECREF(topic);
-        return call_fallback(buf); /* the delay level's due time is the tags code there */
+        return call_fallback(buf); /* set_fallback was not called: it raises */
     }
-    int32_t code = 0;
-    const unsigned char *at = find(props, props_len, "TAGS\x01", 5);
-    if (at != NULL) {
-        Py_ssize_t from = at - props;
-        if (find(at + 1, props_len - from - 1, "TAGS\x01", 5) != NULL) {
+    if (schedule && found.delay != NULL) {
+        /* the delay level's due time (tags.tags_code): store time + the level's delay, the level
+         * capped at the last one; +1000 ms for a level <= 0 */
+        long long level;
+        if (!parse_level(found.delay, found.delay_len, &level)) {
             Py_DECREF(topic);
-            return call_fallback(buf); /* TAGS more than once: decode_properties decides */
+            return call_fallback(buf); /* what int() makes of other text: the Python code decides */
         }
-        if (from == 0 || props[from - 1] == 2) {
-            const unsigned char *value = at + 5;
-            const unsigned char *stop = memchr(value, 2, (size_t)(props + props_len - value));
-            Py_ssize_t n = (stop != NULL ? stop : props + props_len) - value;
-            if (n > 0) {
-                if (!is_ascii(value, n)) {
-                    Py_DECREF(topic);
-                    return call_fallback(buf); /* a hash over UTF-16 units */
-                }
-                uint32_t h = 0;
-                for (Py_ssize_t i = 0; i < n; i++)
-                    h = 31u * h + value[i];
-                code = (int32_t)h;
-            }
+        if (level > n_levels)
+            level = n_levels;
+        long long delay_ms = level > 0 ? levels_ms[level - 1] : 1000;
+        if (__builtin_add_overflow((long long)store_ts, delay_ms, &code)) {
+            Py_DECREF(topic);
+            return call_fallback(buf); /* past int64: Python's int has no such limit */
         }
+    } else if (found.tags != NULL) {
+        int32_t hash;
+        if (java_hash(found.tags, found.tags_len, &hash) < 0) {
+            Py_DECREF(topic);
+            return NULL;
+        }
+        code = hash;
     }
-    return Py_BuildValue("(NiLiiLn)", topic, queue_id, (long long)queue_offset, sysflag, code, (long long)store_ts,
+    return Py_BuildValue("(NiLiLLn)", topic, queue_id, (long long)queue_offset, sysflag, code, (long long)store_ts,
                          size);
 }
 
-static PyObject *set_fallback(PyObject *self, PyObject *fn) {
+static PyObject *set_fallback(PyObject *self, PyObject *args) {
     (void)self;
+    PyObject *fn, *levels;
+    if (!PyArg_ParseTuple(args, "OO:set_fallback", &fn, &levels))
+        return NULL;
+    PyObject *seq = PySequence_Fast(levels, "delay levels must be a sequence of ints");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n < 1 || n > LEVELS_MAX) {
+        Py_DECREF(seq);
+        return PyErr_Format(PyExc_ValueError, "between 1 and %d delay levels, not %zd", LEVELS_MAX, n);
+    }
+    long long parsed[LEVELS_MAX];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        parsed[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (parsed[i] == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    memcpy(levels_ms, parsed, (size_t)n * sizeof parsed[0]);
+    n_levels = n;
     Py_INCREF(fn);
     Py_XSETREF(fallback, fn);
     Py_RETURN_NONE;
@@ -167,7 +284,8 @@ static PyObject *set_fallback(PyObject *self, PyObject *fn) {
 
 static PyMethodDef methods[] = {
     {"place_fields", place_fields, METH_O, "place_fields(buf): record_check.place_fields in C (same contract)."},
-    {"set_fallback", set_fallback, METH_O, "set_fallback(fn): the Python place_fields, for the rare cases."},
+    {"set_fallback", set_fallback, METH_VARARGS,
+     "set_fallback(fn, levels_ms): the Python place_fields, for the rare cases, and the delay levels (ms)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -18,7 +18,7 @@ from .buffers import ByteView
 from .record import Message, _parse, body_crc, decode_properties, verify_property_crc
 from .record_layout import _FIELD_PHYSICAL_OFFSET, _HEAD, _I16, _I32, _I64, _TAIL, BLANK_MAGIC, MAGIC_V1, MAGIC_V2, RECORD_BLANK, RECORD_END, SYSFLAG_BORNHOST_V6, SYSFLAG_STOREHOST_V6
 from .record_peek import _tail_positions
-from .tags import java_hash, tags_code
+from .tags import _DEFAULT_LEVELS_MS, java_hash, tags_code
 from .topics import SCHEDULE_TOPIC
 from .properties import PROPERTY_TAGS
 
@@ -296,5 +296,7 @@ def place_fields(buf: bytes) -> PlaceFields | None:
 place_fields_py = place_fields
 _native = native.load("mqbench.broker.formats._record_check")
 if _native is not None:
-    _native.set_fallback(place_fields_py)      # the rare cases that decode the property string
+    # the rare cases that decode the property string, and the delay levels tags_code uses by default
+    # (the schedule topic's due times: one home for them)
+    _native.set_fallback(place_fields_py, _DEFAULT_LEVELS_MS)
     place_fields = _native.place_fields  # noqa: F811 - the same function in C

@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 from mqbench.broker.formats import record_check as rc
 from mqbench.broker.formats.record import Message, encode_message, encode_messages_like
 from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK
+from mqbench.broker.formats.tags import _DEFAULT_LEVELS_MS
 from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.errors import CorruptDataError
 
@@ -113,7 +114,7 @@ def test_a_refused_record_is_refused_with_the_same_error_by_the_store(tmp_path):
 try:
     import importlib
     _native = importlib.import_module("mqbench.broker.formats._record_check")
-    _native.set_fallback(rc.place_fields_py)
+    _native.set_fallback(rc.place_fields_py, _DEFAULT_LEVELS_MS)
 except ImportError:          # not built (no compiler): only the Python path exists
     _native = None
 needs_c = pytest.mark.skipif(_native is None, reason="the _record_check accelerator is not built")
