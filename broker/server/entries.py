@@ -78,14 +78,25 @@ class TopicUpdate:
 
 def check_offset_update(update: OffsetUpdate) -> OffsetUpdate:
     """UserError naming the field when ``update`` cannot be stored."""
-    validate_group(update.group)
-    if "@" in update.group:
-        raise UserError(f"group {update.group!r} contains '@'")
-    validate_topic(update.topic)
-    for name, value in (("queue id", update.queue_id), ("offset", update.offset)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 63:
-            raise UserError(f"{name} {value!r} must be an integer from 0 to 2^63-1")
+    _check_offset_names(update.group, update.topic)
+    _check_offset_number("queue id", update.queue_id)
+    _check_offset_number("offset", update.offset)
     return update
+
+
+def _check_offset_names(group: str, topic: str) -> None:
+    validate_group(group)
+    if "@" in group:
+        raise UserError(f"group {group!r} contains '@'")
+    validate_topic(topic)
+
+
+_OFFSET_LIMIT = 1 << 63
+
+
+def _check_offset_number(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _OFFSET_LIMIT:
+        raise UserError(f"{name} {value!r} must be an integer from 0 to 2^63-1")
 
 
 def encode_meta(update: OffsetUpdate | OffsetsSnapshot | TopicUpdate) -> bytes:
@@ -136,12 +147,16 @@ def _decode_snapshot(doc: dict, where: str) -> OffsetsSnapshot:
         for topic, queues in topics.items():
             if not isinstance(queues, dict):
                 raise CorruptDataError(f"offsets snapshot: {group}/{topic} does not map queues", where=where)
+            _check_offset_names(group, topic)       # what check_offset_update checks, once per topic
             for queue_text, offset in queues.items():
-                if not queue_text.isdigit() or isinstance(offset, bool) or not isinstance(offset, int):
+                if not (queue_text.isascii() and queue_text.isdigit()) or type(offset) is not int:
                     raise CorruptDataError(f"offsets snapshot: {group}/{topic} queue {queue_text!r} "
                                            f"offset {offset!r}", where=where)
-                update = check_offset_update(OffsetUpdate(group, topic, int(queue_text), offset))
-                offsets[(update.group, update.topic, update.queue_id)] = update.offset
+                queue_id = int(queue_text)
+                if not (0 <= offset < _OFFSET_LIMIT and queue_id < _OFFSET_LIMIT):
+                    _check_offset_number("queue id", queue_id)      # raises, naming the field
+                    _check_offset_number("offset", offset)
+                offsets[(group, topic, queue_id)] = offset
     if not 0 < len(offsets) <= SNAPSHOT_OFFSETS_MAX:
         raise CorruptDataError(f"offsets snapshot holds {len(offsets)} offsets", where=where)
     return OffsetsSnapshot(offsets)
@@ -207,9 +222,7 @@ def apply_meta(store, data: bytes, index: int) -> Exception | None:
                 store.commit_offset(update.group, update.topic, update.queue_id, update.offset)
             return None
         if isinstance(update, OffsetsSnapshot):
-            for (group, topic, queue_id), offset in update.offsets.items():
-                if offset > store.query_offset(group, topic, queue_id):
-                    store.commit_offset(group, topic, queue_id, offset)
+            store.raise_offsets(update.offsets)     # each only if greater (module doc), in one pass
             return None
         cfg = update.config
         existing = store.topic_config(cfg.topic_name)

@@ -153,17 +153,56 @@ class Metadata:
 
     # -- consumer and delay offsets ----------------------------------------------------------
 
-    def commit_offset(self, group: str, topic: str, queue_id: int, offset: int) -> None:
+    @staticmethod
+    def _check_offset_names(group: str, topic: str) -> None:
         validate_group(group)
         validate_topic(topic)
         if "@" in group:
             raise UserError(f"group {group!r} contains '@'")
+
+    @staticmethod
+    def _check_offset_numbers(queue_id: int, offset: int) -> None:
         if queue_id < 0 or offset < 0:
             raise UserError(f"queue id {queue_id} and offset {offset} must not be negative")
+
+    def commit_offset(self, group: str, topic: str, queue_id: int, offset: int) -> None:
+        self._check_offset_names(group, topic)
+        self._check_offset_numbers(queue_id, offset)
         with self._lock:
             queues = self.offsets.offsets.setdefault((topic, group), {})
             if queues.get(queue_id) != offset:
                 queues[queue_id] = offset
+                self._dirty.add(CONSUMER_OFFSETS_FILE)
+
+    def raise_offsets(self, offsets: dict[tuple[str, str, int], int]) -> None:
+        """Commit each ``(group, topic, queue id) -> offset`` that is greater than the committed one
+        (an offsets snapshot applied: offsets never rewind), as ``commit_offset`` would one by one,
+        with the names checked once per (group, topic) and everything checked before anything
+        changes (UserError: nothing changed)."""
+        last: str | None = None
+        last_topic: str | None = None
+        for (group, topic, queue_id), offset in offsets.items():
+            if group is not last or topic is not last_topic:     # a snapshot runs queue by queue
+                self._check_offset_names(group, topic)
+                last, last_topic = group, topic
+            if queue_id < 0 or offset < 0:
+                self._check_offset_numbers(queue_id, offset)
+        table = self.offsets.offsets
+        with self._lock:
+            changed = False
+            last = last_topic = None
+            queues: dict[int, int] | None = None
+            for (group, topic, queue_id), offset in offsets.items():
+                if group is not last or topic is not last_topic:
+                    last, last_topic = group, topic
+                    queues = table.get((topic, group))
+                if queues is None:
+                    queues = table[(topic, group)] = {}
+                elif offset <= queues.get(queue_id, -1):
+                    continue
+                queues[queue_id] = offset
+                changed = True
+            if changed:
                 self._dirty.add(CONSUMER_OFFSETS_FILE)
 
     def query_offset(self, group: str, topic: str, queue_id: int) -> int:

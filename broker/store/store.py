@@ -444,6 +444,10 @@ class Store:
     def query_offset(self, group: str, topic: str, queue_id: int) -> int:
         return self.meta.query_offset(group, topic, queue_id)
 
+    def raise_offsets(self, offsets: dict[tuple[str, str, int], int]) -> None:
+        """``Metadata.raise_offsets``: an offsets snapshot's offsets, each only if greater."""
+        self.meta.raise_offsets(offsets)
+
     def set_delay_offset(self, level: int, offset: int) -> None:
         self.meta.set_delay_offset(level, offset)
 
