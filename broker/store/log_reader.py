@@ -39,6 +39,8 @@ from mqbench.broker.formats import dledger as dl
 from mqbench.broker.formats.record_layout import RECORD_BLANK, RECORD_END
 from mqbench.broker.formats.record_check import record_verdict
 
+from .log_runs import ROW_INDEX, LogRun, WindowCursor, WindowScan
+
 STOP, REPORT, RAISE = "stop", "report", "raise"
 WINDOW_BYTES = 8 << 20
 NAME_DIGITS = 20
@@ -298,10 +300,15 @@ class LogReader:
     data ends are what RocketMQ's recovery cuts after a killed broker: the walk ends there and
     ``torn_tail`` says where (file, offset, why) instead of raising; valid data or non-zero bytes
     in a later file still raise.
+
+    ``scan`` (``log_runs``; ``mqbench.migrate.scan``): read by windows, and yield the records the
+    scan passed as ``LogRun``s (many records each) instead of one ``LogItem`` each; everything
+    else, and every total, is as without it.
     """
 
     def __init__(self, files: LogFiles, *, dledger: bool, policy: str, check_crc: bool = True,
-                 window_bytes: int = WINDOW_BYTES, accept_torn_tail: bool = False):
+                 window_bytes: int = WINDOW_BYTES, accept_torn_tail: bool = False,
+                 scan: WindowScan | None = None):
         if policy not in (STOP, REPORT, RAISE):
             raise ValueError(f"unknown damage policy {policy!r}")
         self.files = files
@@ -315,6 +322,7 @@ class LogReader:
         self.records = self.entries = self.blanks = 0
         self._buf = b""
         self._base = 0
+        self._cursor = WindowCursor(files, dledger, scan, window_bytes) if scan is not None else None
 
     def _view(self, offset: int, need: int, seg_end: int) -> tuple[bytes, int, int]:
         """(buffer, position of ``offset`` in it, usable end) holding ``need`` bytes from
@@ -331,7 +339,7 @@ class LogReader:
         raise CorruptDataError(f"{detail} ({kind})", where=file, offset=offset)
 
     def items(self, start: int | None = None, stop: int | None = None,
-              expected_index: int | None = None) -> Iterator[LogItem | dict]:
+              expected_index: int | None = None) -> Iterator[LogItem | LogRun | dict]:
         files = self.files
         size = files.segment_size_bytes
         starts = files.starts
@@ -348,6 +356,19 @@ class LogReader:
                 break
             seg_end = seg + size
             file = files.file_name(seg)
+            cursor = self._cursor
+            if cursor is not None and ended is None:
+                run = cursor.run(pos, seg_end, file, seg, self._expected, stop)
+                if run is not None:
+                    count = len(run.rows)
+                    self.records += count
+                    if self.dledger:
+                        self.entries += count
+                        self._expected = run.rows[-1][ROW_INDEX] + 1
+                    pos = self.end = run.next
+                    yield run
+                    continue
+                self._buf, self._base = cursor.share()      # the item at pos is in that window
             step = self._step(pos, seg, seg_end, file) if ended is None or pos == seg else None
             if step is not None and ended is not None:
                 # valid data again after the end: that end was a corrupt record

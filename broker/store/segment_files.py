@@ -18,6 +18,7 @@ from typing import Iterator
 from mqbench.errors import CorruptDataError
 
 from .log_reader import REPORT, FolderFiles, LogItem, LogReader, Segment, SegmentDir, list_segments  # noqa: F401
+from .log_runs import LogRun, WindowScan
 from mqbench.broker.formats.record import decode_message
 from mqbench.broker.formats.record_peek import peek_fields
 from mqbench.broker.formats.record_check import DAMAGE_CRC
@@ -124,14 +125,17 @@ class WalkEnd:
     entries: int = 0
 
 
-def iter_log(segdir: SegmentDir, rel: str, dledger: bool, end: WalkEnd | None = None) -> Iterator[LogItem | dict]:
+def iter_log(segdir: SegmentDir, rel: str, dledger: bool, end: WalkEnd | None = None,
+             scan: WindowScan | None = None) -> Iterator[LogItem | LogRun | dict]:
     """Walk every record and DLedger entry of a log folder in address order with the one log
     reader (``log_reader``, policy REPORT): ``LogItem``s and damage dicts (``crc_mismatch``,
     ``wrong_physical_offset``, ``bad_entry_body``, ``dledger_index_gap``, ``corrupt_record``,
-    ``torn_tail``). A LogItem's ``buf`` is only valid until the walk resumes. Totals go to ``end``."""
+    ``torn_tail``). A LogItem's ``buf`` is only valid until the walk resumes. Totals go to ``end``.
+    With ``scan`` (``mqbench.migrate.scan``) the records it passes come as ``LogRun``s, many at a
+    time (``log_runs``); everything else is the same."""
     end = end if end is not None else WalkEnd(0)
     files = FolderFiles(segdir, rel)
-    reader = LogReader(files, dledger=dledger, policy=REPORT)
+    reader = LogReader(files, dledger=dledger, policy=REPORT, scan=scan)
     try:
         yield from reader.items()
     finally:

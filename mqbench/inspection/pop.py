@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from mqbench.broker.store.log_runs import ROW_AT, ROW_TOPIC, LogRun, WindowScan
 from mqbench.broker.store.segment_files import iter_log, log_dirs, list_segments
 from mqbench.broker.formats.record import decode_message
 from mqbench.broker.formats.topics import TIMER_TOPIC
@@ -30,42 +31,28 @@ from mqbench.broker.formats.properties import (
 )
 
 
-def pop_state_doc(root: str, offsets: dict | None) -> dict:
+def pop_state_doc(root: str, offsets: dict | None, scan: WindowScan | None = None) -> dict:
+    """The ``pop`` part of ``inspect``'s document (module doc). ``scan``: read the log by windows
+    (``broker.store.log_runs``), decoding only the records on a revive or timer topic; None: the
+    record-by-record walk (the reference; the same document)."""
     root = os.path.abspath(root)
     detection = detect(root)
     engines: dict[str, PopEngine] = {}       # revive topic -> engine (one cluster per store, in practice)
     bad = 0
     for rel, is_dl in log_dirs(root, detection.dledger_dirs):
-        for rec in iter_log(list_segments(os.path.join(root, rel), rel), rel, is_dl):
+        for rec in iter_log(list_segments(os.path.join(root, rel), rel), rel, is_dl, scan=scan):
+            if type(rec) is LogRun:
+                topics = rec.topics
+                wanted = {n for n, name in enumerate(topics) if name == _TIMER or name.startswith(_REVIVE)}
+                if wanted:
+                    buf = rec.buf
+                    for row in rec.rows:
+                        if row[ROW_TOPIC] in wanted:
+                            bad += _observe(buf, row[ROW_AT], engines, offsets)
+                continue
             if isinstance(rec, dict) or not rec.is_record:
                 continue
-            try:
-                msg, _ = decode_message(rec.buf, rec.at, check_crc=False)
-            except CorruptDataError:
-                continue
-            props = msg.properties
-            topic = props.get(PROPERTY_REAL_TOPIC) if msg.topic == TIMER_TOPIC else msg.topic
-            if not topic or not topic.startswith(handles.REVIVE_TOPIC_PREFIX):
-                continue
-            qid = int(props.get(PROPERTY_REAL_QID, "0") or 0) if msg.topic == TIMER_TOPIC else msg.queue_id
-            deliver = props.get(PROPERTY_TIMER_DELIVER_MS) or props.get(PROPERTY_TIMER_OUT_MS) or "0"
-            try:
-                item = records.parse(props.get(PROPERTY_TAGS), msg.body, int(deliver), qid)
-            except (records.RecordError, ValueError):
-                bad += 1
-                continue
-            if item is None:
-                continue
-            engine = engines.get(topic)
-            if engine is None:
-                engine = engines[topic] = PopEngine("", topic[len(handles.REVIVE_TOPIC_PREFIX):])
-                for (otopic, group), table in (offsets or {}).items():
-                    if otopic == topic and group == handles.REVIVE_GROUP:
-                        for q, off in table.items():
-                            engine.set_revive_offset(q, off)
-            delivered = (qid, msg.queue_offset) if msg.topic != TIMER_TOPIC and isinstance(item, records.CheckPoint) \
-                else None
-            engine.observe(item, delivered)
+            bad += _observe(rec.buf, rec.at, engines, offsets)
     groups: dict[tuple[str, str], dict] = {}
     for engine in engines.values():
         for ck, _state, acked in engine.checkpoints():
@@ -80,3 +67,38 @@ def pop_state_doc(root: str, offsets: dict | None) -> dict:
                 first = row["earliest_revive_time_ms"]
                 row["earliest_revive_time_ms"] = ck.revive_time_ms if first is None else min(first, ck.revive_time_ms)
     return {"revive_topics": sorted(engines), "groups": [groups[k] for k in sorted(groups)], "bad_records": bad}
+
+
+_TIMER = TIMER_TOPIC.encode()
+_REVIVE = handles.REVIVE_TOPIC_PREFIX.encode()
+
+
+def _observe(buf, at: int, engines: dict[str, PopEngine], offsets: dict | None) -> int:
+    """Feed the record at ``buf[at:]`` to its revive topic's engine when it is a ck/ack message;
+    1 when it is one whose body does not parse (damage), else 0."""
+    try:
+        msg, _ = decode_message(buf, at, check_crc=False)
+    except CorruptDataError:
+        return 0
+    props = msg.properties
+    topic = props.get(PROPERTY_REAL_TOPIC) if msg.topic == TIMER_TOPIC else msg.topic
+    if not topic or not topic.startswith(handles.REVIVE_TOPIC_PREFIX):
+        return 0
+    qid = int(props.get(PROPERTY_REAL_QID, "0") or 0) if msg.topic == TIMER_TOPIC else msg.queue_id
+    deliver = props.get(PROPERTY_TIMER_DELIVER_MS) or props.get(PROPERTY_TIMER_OUT_MS) or "0"
+    try:
+        item = records.parse(props.get(PROPERTY_TAGS), msg.body, int(deliver), qid)
+    except (records.RecordError, ValueError):
+        return 1
+    if item is None:
+        return 0
+    engine = engines.get(topic)
+    if engine is None:
+        engine = engines[topic] = PopEngine("", topic[len(handles.REVIVE_TOPIC_PREFIX):])
+        for (otopic, group), table in (offsets or {}).items():
+            if otopic == topic and group == handles.REVIVE_GROUP:
+                for q, off in table.items():
+                    engine.set_revive_offset(q, off)
+    delivered = (qid, msg.queue_offset) if msg.topic != TIMER_TOPIC and isinstance(item, records.CheckPoint) else None
+    engine.observe(item, delivered)
+    return 0

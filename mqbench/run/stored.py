@@ -34,12 +34,12 @@
   any other record one. ``BatchFigures.as_dict()`` is the result's ``batch_achieved`` field.
 
 How it reads (the figures are those of the one log reader's walk, ``iter_log``, whatever the
-path): each folder is read in windows that ``migrate.scan.summarize`` (relaxed: its ``ok`` rows
-are exactly the records the reader yields undamaged; in C where built) turns into rows, so a
-record costs a row and its property string, decoded only where a figure needs it (non-metadata
-records: the stamps, ``MQBENCH_DELAY_SRC``, ``INNER_NUM``). Any item that is not such a row (a
-blank, a Raft no-op, damage, where the data ends) is judged by the log reader itself at that
-position, as its walk would; inner-batch records take the reference's per-record path.
+path): the log reader reads each folder by windows through ``migrate.scan`` (``LogReader(...,
+scan=)``, ``broker.store.log_runs``: in C where built) and hands over the records the scan passed
+as runs of rows, so a record costs a row and its property string, decoded only where a figure
+needs it (non-metadata records: the stamps, ``MQBENCH_DELAY_SRC``, ``INNER_NUM``). Any other item
+(a blank, a Raft no-op, damage, where the data ends) is judged by the reader itself, as its walk
+would; inner-batch records take the reference's per-record path.
 
 Consume queues, index files and checkpoints are not counted: they are derived from the log and
 ``disk_bytes_per_msg`` (allocated bytes of the whole store) still shows them.
@@ -53,10 +53,11 @@ from dataclasses import dataclass, field
 from mqbench.broker.server.entries import META_TOPIC
 from mqbench.broker.store.segment_files import iter_log, list_segments, log_dirs
 from mqbench.broker.store.log_reader import REPORT, FolderFiles, LogItem, LogReader
+from mqbench.broker.store.log_runs import LogRun
 from mqbench.broker.formats import record as record_module
 from mqbench.broker.formats.record import decode_properties
 from mqbench.broker.formats.record_layout import _I32
-from mqbench.migrate.scan import hop, summarize
+from mqbench.migrate import scan as window_scan
 from mqbench.broker.formats.batch import BatchItem, encode_batch
 from mqbench.broker.formats.compression import compression_type_id, inner_batch_items
 from mqbench.broker.formats.record import decode_message
@@ -131,7 +132,6 @@ META_TOPICS = frozenset({META_TOPIC, PROGRESS_TOPIC})
 STAMP_PROPERTIES = frozenset({PROPERTY_RUN, PROPERTY_INTENDED_NS, PROPERTY_DELIVER_NS})
 
 _WINDOW_BYTES = 4 << 20         # one read and one summarize per window of a log file
-_JUDGE_WINDOW_BYTES = 64 << 10  # the reader judging one item reads this much (or the item) at it
 _SYSFLAG_AT = 36
 # record.decode_properties of a str: its C form where built (the same rules), one call less
 _decode_str = getattr(record_module._sendpath, "decode_properties", None) or decode_properties
@@ -197,17 +197,6 @@ def _records_walked(root: str, codec: Codec | None):
                 yield out
 
 
-def _reader_item(files: FolderFiles, dledger: bool, pos: int):
-    """(the LogItem the log reader yields at ``pos`` or None, where its walk goes on: ``pos``
-    itself where that walk of the file stops, at the valid data's end)."""
-    reader = LogReader(files, dledger=dledger, policy=REPORT, window_bytes=_JUDGE_WINDOW_BYTES)
-    found = None
-    for item in reader.items(start=pos, stop=pos + 1):
-        if isinstance(item, LogItem):
-            found = item
-    return found, reader.end
-
-
 def _add(tally: dict, figure) -> None:
     """Count one ``_figure`` (None: nothing) into ``tally``: (topic, count, delivered) ->
     [records, bytes, stamp bytes]."""
@@ -219,21 +208,17 @@ def _add(tally: dict, figure) -> None:
         row[2] += stamps
 
 
-def _window_tally(buf: bytes, end: int, pos: int, dledger: bool, codec: Codec | None,
-                  names: dict[bytes, str]) -> tuple[dict, int | None]:
-    """(``_add``'s tally of the rows of ``buf[:end]``, a window at ``pos`` holding whole items,
-    where the first item that is not an ``ok`` row starts, or None). Depends on those bytes,
-    ``pos``, ``dledger`` and ``codec`` only."""
+def _run_tally(run: LogRun, codec: Codec | None, names: dict[bytes, str]) -> dict:
+    """``_add``'s tally of the records of ``run`` (``broker.store.log_runs``). Depends on the
+    run's bytes, its position and ``codec`` only."""
     tally: dict = {}
+    buf = run.buf
     unpack = _I32.unpack_from
     decode_str = _decode_str
     stamp_keys = [(key, len(key) + 2) for key in STAMP_PROPERTIES]
     delay_source = PROPERTY_MQBENCH_DELAY_SOURCE
-    summary = summarize(buf, end, pos, dledger, False, None, relaxed=True)
-    topics = [names.get(t) or names.setdefault(t, t.decode()) for t in summary.topics]
-    for row in summary.rows:
-        if not row[2]:
-            return tally, row[0]
+    topics = [names.get(t) or names.setdefault(t, t.decode()) for t in run.topics]
+    for row in run.rows:
         at = row[3]
         topic = topics[row[8]]
         if topic in META_TOPICS or unpack(buf, at + _SYSFLAG_AT)[0] & SYSFLAG_INNER_BATCH:
@@ -256,48 +241,30 @@ def _window_tally(buf: bytes, end: int, pos: int, dledger: bool, codec: Codec | 
         counts[0] += 1
         counts[1] += row[1] - row[0]
         counts[2] += stamps
-    return tally, None
+    return tally
 
 
 def _folder_tally(files: FolderFiles, dledger: bool, codec: Codec | None, names: dict[bytes, str],
                   tally: dict, seen: dict) -> None:
-    """``_add`` every valid record of one log folder, read by windows (module doc). The log
-    reader's walk yields, in each file from its start, the items up to the first blank or invalid
-    position, and stops at a missing file; so does this. ``seen``: the windows already counted
-    (by position, size and SHA-256 of their bytes): a replica's window equal to one counted
-    before adds that one's tally again without reading its records."""
-    size = files.segment_size_bytes
-    known = set(files.starts)
-    seg = files.starts[0] if files.starts and size > 0 else None
-    while seg is not None and seg in known:
-        seg_end = seg + size
-        pos = seg
-        while pos < seg_end:
-            buf = files.read(pos, min(_WINDOW_BYTES, seg_end - pos))
-            end, _ = hop(buf, len(buf), dledger)
-            judge: int | None = pos
-            if end:
-                key = (dledger, pos, end, hashlib.sha256(memoryview(buf)[:end]).digest())
-                window = seen.get(key)
-                if window is None:
-                    window = seen[key] = _window_tally(buf, end, pos, dledger, codec, names)
-                counted, judge = window
-                for group, (records, nbytes, stamps) in counted.items():
-                    row = tally.setdefault(group, [0, 0, 0])
-                    row[0] += records
-                    row[1] += nbytes
-                    row[2] += stamps
-            if judge is None:
-                pos += end
-                continue
-            item, after = _reader_item(files, dledger, judge)
-            if item is not None and item.is_record and not item.damage:
-                _add(tally, _figure(item.buf, item.at, item.entry_size if item.entry_size is not None
-                                    else item.length, codec))
-            if after <= judge:
-                break
-            pos = after
-        seg = seg_end
+    """``_add`` every valid record of one log folder: the log reader's walk, by windows (module
+    doc). ``seen``: the runs already counted (by position, size and SHA-256 of their bytes): a
+    replica's run equal to one counted before adds that one's tally again without reading its
+    records."""
+    reader = LogReader(files, dledger=dledger, policy=REPORT, window_bytes=_WINDOW_BYTES, scan=window_scan)
+    for item in reader.items():
+        if type(item) is LogRun:
+            key = (dledger, item.pos, item.next, hashlib.sha256(item.data).digest())
+            counted = seen.get(key)
+            if counted is None:
+                counted = seen[key] = _run_tally(item, codec, names)
+            for group, (records, nbytes, stamps) in counted.items():
+                row = tally.setdefault(group, [0, 0, 0])
+                row[0] += records
+                row[1] += nbytes
+                row[2] += stamps
+        elif isinstance(item, LogItem) and item.is_record and not item.damage:
+            _add(tally, _figure(item.buf, item.at, item.entry_size if item.entry_size is not None else item.length,
+                                codec))
 
 
 def _store_tally(root: str, codec: Codec | None, tally: dict, seen: dict) -> None:

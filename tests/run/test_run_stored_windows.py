@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from types import SimpleNamespace
 
 import pytest
 
@@ -103,8 +104,8 @@ def _cut_after(root, keep: int, garbage: bytes = b"") -> None:
 def _both(stores, batch_topics, user_topics, codec, monkeypatch, python_scan: bool):
     with monkeypatch.context() as m:
         if python_scan:
-            m.setattr(stored, "hop", scan.hop_py)
-            m.setattr(stored, "summarize", lambda *a, relaxed: scan.summarize_py(bytes(a[0]), *a[1:], relaxed=relaxed))
+            m.setattr(stored, "window_scan", SimpleNamespace(
+                hop=scan.hop_py, summarize=lambda *a, relaxed: scan.summarize_py(bytes(a[0]), *a[1:], relaxed=relaxed)))
         got = stored.stored_figures(stores, batch_topics, user_topics, codec)
         m.setattr(stored, "_store_tally", stored._walked_tally)
         want = stored.stored_figures(stores, batch_topics, user_topics, codec)
@@ -140,9 +141,9 @@ def test_a_window_met_again_is_not_read_again(tmp_path, monkeypatch):
     _write(tmp_path / "n0", "v5-dledger", 40)
     _replica(tmp_path / "n0", tmp_path / "n1")
     calls = []
-    real = stored._window_tally
-    monkeypatch.setattr(stored, "_window_tally", lambda *a: calls.append(a[2]) or real(*a))
+    real = stored._run_tally
+    monkeypatch.setattr(stored, "_run_tally", lambda *a: calls.append(a[0].pos) or real(*a))
     two = stored.stored_figures([("a", tmp_path / "n0"), ("a", tmp_path / "n1")], set(), {"S"})
     one = stored.stored_figures([("a", tmp_path / "n0")], set(), {"S"})
-    assert len(calls) == 2 * len(set(calls))        # each window summarized once per call, not per replica
+    assert len(calls) == 2 * len(set(calls))        # each run tallied once per call, not per replica
     assert two.user_bytes == 2 * one.user_bytes and two.plain_msgs == one.plain_msgs
