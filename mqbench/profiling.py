@@ -12,11 +12,11 @@ loaded machine is not charged to the function that was running; other threads ar
 That clock is a system call (clock_gettime of the thread's CPU clock), read at every call and
 return: on this VM a loop of 600k call events took 0.04 s unprofiled, 1.0-1.1 s profiled with it
 and 0.19-0.25 s with cProfile's own monotonic clock. A broker costs about 3x its CPU with it (raft3
-at 2,000 msgs/s offered, load 11-12: 585 msgs/s achieved at 596 broker CPU us/msg, where the
-unprofiled run holds 2,000 at 132-206), so a profile taken at a moderate rate describes an
-overloaded broker whose Raft rounds and pulls carry many messages each, not the unprofiled one.
-``MQBENCH_PROFILE_TIMER=wall`` profiles with cProfile's monotonic clock instead: the same run
-achieved 1,669 msgs/s at 203 broker us/msg. Its times are wall time: they include preemption
+at 2,000 msgs/s offered, load 11-18: 448-585 msgs/s achieved at 596-676 broker CPU us/msg, where
+unprofiled runs achieved 1,868-2,018 at 132-206), so a profile taken at a moderate rate describes
+an overloaded broker whose Raft rounds and pulls carry many messages each, not the unprofiled one.
+``MQBENCH_PROFILE_TIMER=wall`` profiles with cProfile's monotonic clock instead: the same runs
+achieved 1,494-2,001 msgs/s at 188-218 broker us/msg. Its times are wall time: they include preemption
 (charged to whatever was running, often a write) and the loop's idle wait (the own time of the
 loop's run call), so compare busy functions with each other, not with the total. Counts are
 exact with either timer.
