@@ -233,11 +233,14 @@ field                                       meaning
 ``cells[].client_cpu_machine_share``        the measured phase; 1.0 = every core busy. With the
                                             brokers on Ray nodes the broker share divides by the
                                             summed CPU count of the nodes that host them (not
-                                            the driver's); the client share stays this machine's
+                                            the driver's); with workers on Ray nodes the client
+                                            share divides by this machine's CPUs plus theirs
 ``cells[].producer_cpu_us_per_msg``         the client figure split by role: the producer worker
 ``cells[].consumer_cpu_us_per_msg``         processes' and the consumer worker processes' CPU µs
                                             per acknowledged message (the rest of the client
-                                            figure is the mqbench parent); null on Ray
+                                            figure is the mqbench parent), as each worker reports
+                                            its own process CPU: on Ray too; null when a worker
+                                            of the role never reported
 ``cells[].consumer_cpu_us_per_delivery``    the consumer workers' CPU µs per delivery (every
                                             group's: orders has three per message)
 ==========================================  ========================================================

@@ -438,7 +438,8 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
     cpu_edges = [worker_cpu.split(edge) for edge in cpu_edges]
     probe_start.cpu, probe_end.cpu = worker_cpu.split(probe_start.cpu), worker_cpu.split(probe_end.cpu)
     doc.update(cpu_figures(probe_start.cpu, probe_end.cpu, merged.total().counters["published"],
-                           broker_cpus=_broker_node_cpus(env, probe_end), consumed=merged.total().counters["consumed"]))
+                           broker_cpus=_broker_node_cpus(env, probe_end), consumed=merged.total().counters["consumed"],
+                           client_cpus=_client_node_cpus(env, probe_end)))
     edges = cpu_edges[:len(doc["windows"])] + [probe_end.cpu]
     for index, window in enumerate(doc["windows"]):
         first, last = edges[index:index + 2] if index + 1 < len(edges) else (None, None)
@@ -448,6 +449,17 @@ async def _run_cell_async(settings: RunSettings, plan: WorkloadPlan, cell: CellS
     if env.ray is not None:
         doc["ray"] = env.ray.report(probe_start.nodes, probe_end.nodes)
     return doc
+
+
+def _client_node_cpus(env: Environment, probe: _Probe) -> int | None:
+    """This machine's CPU count plus that of the Ray nodes that host driver workers (the client
+    share's divisor on Ray: the workers report their own CPU, ``probes.WorkerCpu``); None locally
+    or when no such node answered."""
+    if env.ray is None or not probe.nodes:
+        return None
+    nodes = set(env.ray.placed["producer"]) | set(env.ray.placed["consumer"])
+    counts = [probe.nodes[node]["cpu_count"] for node in nodes if node in probe.nodes]
+    return (os.cpu_count() or 1) + sum(counts) if counts else None
 
 
 def _broker_node_cpus(env: Environment, probe: _Probe) -> int | None:

@@ -16,7 +16,8 @@
   (``*_cpu_machine_share``: CPU seconds / (wall seconds x ``os.cpu_count()``), 1.0 = every core
   busy). The broker side is None when the brokers are not ours (``--target``). With the brokers
   on other machines (Ray nodes) the broker share divides by those machines' CPUs instead
-  (``broker_cpus``: the summed CPU count of the distinct nodes that host brokers).
+  (``broker_cpus``: the summed CPU count of the distinct nodes that host brokers), and the client
+  share by this machine's CPUs plus those of the nodes that host its workers (``client_cpus``).
   The load generator is also split by role (``producer_pids`` / ``consumer_pids``, both parts of
   ``client_pids``): ``producer_cpu_us_per_msg`` and ``consumer_cpu_us_per_msg`` are each role's
   worker processes' CPU per acknowledged message (so they add up to the client figure minus the
@@ -158,16 +159,18 @@ def _used(a: float | None, b: float | None) -> float | None:
 
 
 def cpu_figures(first: CpuSample, last: CpuSample, msgs: int, cpus: int | None = None,
-                broker_cpus: int | None = None, consumed: int | None = None) -> dict:
+                broker_cpus: int | None = None, consumed: int | None = None,
+                client_cpus: int | None = None) -> dict:
     """The cell's CPU fields between two samples (module doc); None where not measurable.
     ``cpus``: this machine's CPU count (default ``os.cpu_count()``); ``broker_cpus``: the CPUs the
-    brokers run on when that is not this machine (their nodes' summed count); ``consumed``: the
+    brokers run on when that is not this machine (their nodes' summed count); ``client_cpus``: the
+    same for the load generator (this machine's plus its workers' Ray nodes'); ``consumed``: the
     deliveries of every group over the same time (``consumer_cpu_us_per_delivery``)."""
     cpus = cpus or os.cpu_count() or 1
     wall_s = (last.t_ns - first.t_ns) / 1e9
     out = {}
     for side, a, b, side_cpus in (("broker", first.broker_s, last.broker_s, broker_cpus or cpus),
-                                  ("client", first.client_s, last.client_s, cpus)):
+                                  ("client", first.client_s, last.client_s, client_cpus or cpus)):
         used = _used(a, b)
         out[f"{side}_cpu_us_per_msg"] = used * 1e6 / msgs if used is not None and msgs else None
         out[f"{side}_cpu_machine_share"] = used / (wall_s * side_cpus) if used is not None and wall_s > 0 else None

@@ -307,6 +307,10 @@ def test_cpu_figures_split_broker_and_load_generator_per_message_and_machine_sha
     # brokers on other machines (Ray nodes, 3 x 4 CPUs): their share divides by those CPUs, not this machine's
     placed = cpu_figures(first, last, msgs=1000, cpus=2, broker_cpus=12)
     assert placed["broker_cpu_machine_share"] == 1.0 / (2 * 12) and placed["client_cpu_machine_share"] == 0.125
+    # workers on Ray nodes (their CPU in the client figure, reported by themselves): this machine's
+    # 2 CPUs plus the worker nodes' 6
+    spread = cpu_figures(first, last, msgs=1000, cpus=2, client_cpus=8)
+    assert spread["client_cpu_machine_share"] == 0.5 / (2 * 8) and spread["client_cpu_us_per_msg"] == 500.0
 
 
 def test_cpu_figures_split_the_load_generator_into_producers_and_consumers():
