@@ -94,3 +94,31 @@ def test_a_turn_also_ends_when_its_time_is_up():
     per_turn = _sends_per_turn(clock)
     assert max(per_turn) < producer_driver.SEND_TURN_SENDS_MAX
     assert max(per_turn) * 400_000 <= producer_driver.SEND_TURN_NS + 3 * 400_000
+
+
+def test_an_on_time_sender_wakes_for_several_sends_each_time():
+    """Below capacity the sender sleeps at least ``SLEEP_MIN_NS`` (2 ms) between wake-ups, so at
+    2,000 msgs/s each wake-up carries about four sends (each still stamped with its own intended
+    time): a wake-up's timer, write and answer reads are paid per few messages, not per one or
+    two (1 ms). A fake clock that moves only when the sender sleeps: no real time involved."""
+    now = [1_000 * MS]
+    slept: list[int] = []
+
+    async def main():
+        driver = ProducerDriver(_spec(rate=2000.0, duration_ms=150), lambda _doc: None, clock_ns=lambda: now[0])
+        driver.begin(now[0])
+
+        async def sleep(seconds: float) -> None:
+            slept.append(round(seconds * 1e9))
+            now[0] += round(seconds * 1e9)
+            await asyncio.sleep(0)
+
+        driver._sleep = sleep
+        producer = _CountingProducer([0], 250, driver)
+        await driver._send_loop(producer)
+        return producer.turns
+
+    sends = len(asyncio.run(main()))
+    assert sends == 250
+    assert min(slept) >= producer_driver.SLEEP_MIN_NS
+    assert len(slept) <= sends // 3, (len(slept), sends)        # 1 ms sleeps: ~125 wake-ups for 250 sends
