@@ -253,6 +253,78 @@ static PyObject *place_fields(PyObject *self, PyObject *buf) {
                          size);
 }
 
+/* record_check.place_fields_run: the longest run of items[start:] ((term, body, magic) entries)
+ * that are records of one term place_fields takes, as ([(body, fields)], term, next index); ([],
+ * None, start) when items[start] is not one. Stops (taking nothing more) at anything else: an entry
+ * that is not a tuple of three, a magic other than the int 1, a body that is not bytes, another
+ * term, a record place_fields does not take. */
+static PyObject *place_fields_run(PyObject *self, PyObject *args) {
+    PyObject *items;
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "O!n:place_fields_run", &PyList_Type, &items, &start))
+        return NULL;
+    if (start < 0)
+        start = 0;
+    PyObject *run = PyList_New(0);
+    if (run == NULL)
+        return NULL;
+    PyObject *term = Py_None;
+    Py_INCREF(term);
+    Py_ssize_t i = start;
+    for (; i < PyList_GET_SIZE(items); i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3)
+            break;
+        PyObject *entry_term = PyTuple_GET_ITEM(item, 0), *body = PyTuple_GET_ITEM(item, 1),
+                 *magic = PyTuple_GET_ITEM(item, 2);
+        if (!PyLong_CheckExact(magic) || !PyLong_CheckExact(entry_term) || !PyBytes_CheckExact(body))
+            break;
+        int overflow;
+        if (PyLong_AsLongLongAndOverflow(magic, &overflow) != 1 || overflow)
+            break;
+        if (term != Py_None) {
+            int same = PyObject_RichCompareBool(entry_term, term, Py_EQ);
+            if (same < 0)
+                goto error;
+            if (!same)
+                break;
+        }
+        Py_INCREF(item); /* held while place_fields may run Python code (its fallback) */
+        PyObject *fields = place_fields(self, body);
+        if (fields == NULL) {
+            Py_DECREF(item);
+            goto error;
+        }
+        if (fields == Py_None) {
+            Py_DECREF(fields);
+            Py_DECREF(item);
+            break;
+        }
+        PyObject *pair = PyTuple_Pack(2, body, fields);
+        Py_DECREF(fields);
+        if (pair == NULL) {
+            Py_DECREF(item);
+            goto error;
+        }
+        int failed = PyList_Append(run, pair);
+        Py_DECREF(pair);
+        if (failed) {
+            Py_DECREF(item);
+            goto error;
+        }
+        if (term == Py_None) {
+            Py_INCREF(entry_term);
+            Py_SETREF(term, entry_term);
+        }
+        Py_DECREF(item);
+    }
+    return Py_BuildValue("(NNn)", run, term, i);
+error:
+    Py_DECREF(run);
+    Py_DECREF(term);
+    return NULL;
+}
+
 static PyObject *set_fallback(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *fn, *levels;
@@ -284,6 +356,8 @@ static PyObject *set_fallback(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"place_fields", place_fields, METH_O, "place_fields(buf): record_check.place_fields in C (same contract)."},
+    {"place_fields_run", place_fields_run, METH_VARARGS,
+     "place_fields_run(items, start): record_check.place_fields_run in C (same contract)."},
     {"set_fallback", set_fallback, METH_VARARGS,
      "set_fallback(fn, levels_ms): the Python place_fields, for the rare cases, and the delay levels (ms)."},
     {NULL, NULL, 0, NULL},

@@ -293,10 +293,45 @@ def place_fields(buf: bytes) -> PlaceFields | None:
     return topic, queue_id, queue_offset, sysflag, code, store_ts, size
 
 
+#: one entry of a follower's round: (term, body, magic), as ``append_replicated_batch`` takes them
+Entry = tuple[int, bytes, int]
+
+
+def place_fields_run(items: list[Entry], start: int) -> tuple[list[tuple[bytes, PlaceFields]], int | None, int]:
+    """The longest run of ``items[start:]`` that are records of one term ``place_fields`` takes:
+    ``([(body, fields)], term, next index)``; ``([], None, start)`` when ``items[start]`` is not one.
+    It stops at an entry that is not a record (magic other than 1, a body that is not ``bytes``),
+    of another term, or that ``place_fields`` does not take (the caller handles that one: its own
+    checks name the damage). A follower's round in one call (``_record_check.c``)."""
+    if type(items) is not list:
+        raise TypeError(f"place_fields_run wants a list of entries, not {type(items).__name__}")
+    run: list[tuple[bytes, PlaceFields]] = []
+    term: int | None = None
+    i = max(start, 0)
+    while i < len(items):
+        item = items[i]
+        if type(item) is not tuple or len(item) != 3:
+            break
+        entry_term, body, magic = item
+        if type(magic) is not int or magic != 1 or type(entry_term) is not int or type(body) is not bytes:
+            break
+        if term is not None and entry_term != term:
+            break
+        fields = place_fields(body)
+        if fields is None:
+            break
+        run.append((body, fields))
+        term = entry_term
+        i += 1
+    return run, term, i
+
+
 place_fields_py = place_fields
+place_fields_run_py = place_fields_run
 _native = native.load("mqbench.broker.formats._record_check")
 if _native is not None:
     # the rare cases that decode the property string, and the delay levels tags_code uses by default
     # (the schedule topic's due times: one home for them)
     _native.set_fallback(place_fields_py, _DEFAULT_LEVELS_MS)
     place_fields = _native.place_fields  # noqa: F811 - the same function in C
+    place_fields_run = _native.place_fields_run  # noqa: F811 - the same function in C

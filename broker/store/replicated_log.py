@@ -44,7 +44,7 @@ from mqbench.broker.formats.dledger import DLEDGER_BLANK_BYTES, ENTRY_HEADER_BYT
 from mqbench.broker.formats.properties import PROPERTY_INNER_BASE, PROPERTY_TAGS
 from mqbench.broker.formats.record import Message, decode_message, encode_fields, encode_message, encode_properties
 from mqbench.broker.formats.record_layout import SYSFLAG_INNER_BATCH, SYSFLAG_TX_MASK, SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK
-from mqbench.broker.formats.record_check import peek_record, peek_tags_code, place_fields
+from mqbench.broker.formats.record_check import peek_record, peek_tags_code, place_fields, place_fields_run
 from mqbench.broker.formats.restamp import restamp_inner_batch, restamp_record
 from mqbench.broker.formats.tags import message_tags_code, tags_code
 
@@ -398,7 +398,22 @@ class ReplicatedCommitLog:
                     # a follower has built nothing: no lookup per entry then
                     built_pop, magics = (self._built.pop if self._built else None), RECORD_MAGICS
                     try:
-                        for term, body, magic in items:
+                        i, count = 0, len(items)
+                        while i < count:
+                            if built_pop is None:
+                                # a follower: the records of one term from here on in one call
+                                # (C where built), each as the inlined case below takes it
+                                taken, term, after = place_fields_run(items, i)
+                                if taken:
+                                    if run and term != run_term:
+                                        placing, run = run, []
+                                        self._place_run(run_term, placing, out)
+                                    run += taken
+                                    run_term = term
+                                    i = after
+                                    continue
+                            term, body, magic = items[i]
+                            i += 1
                             # _record_fields inlined for its common cases (a record this replica
                             # built, one place_fields takes): a few Python calls less per entry
                             fields = None

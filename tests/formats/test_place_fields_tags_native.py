@@ -168,3 +168,48 @@ def test_set_fallback_wants_the_delay_levels():
     _native.set_fallback(rc.place_fields_py, _DEFAULT_LEVELS_MS)
     buf = record(SCHEDULE_TOPIC, b"DELAY\x012\x02", 10)
     assert _native.place_fields(buf)[4] == 10 + _DEFAULT_LEVELS_MS[1]
+
+
+# -- place_fields_run: a follower's round of entries in one call ----------------------------------
+
+def _entries(data) -> list:
+    good = [record("T", b"TAGS\x01a\x02"), record(SCHEDULE_TOPIC, b"DELAY\x013\x02"), record("U", b"")]
+    bad = bytearray(good[0])
+    bad[-3] ^= 0x80                       # properties no longer UTF-8: place_fields does not take it
+    kinds = st.sampled_from(["good", "good", "good", "bad", "meta", "magic0", "bytearray", "list", "short", "bool"])
+    out = []
+    for _ in range(data.draw(st.integers(0, 12))):
+        kind, term = data.draw(kinds), data.draw(st.sampled_from([1, 1, 1, 2, 2**70]))
+        body = data.draw(st.sampled_from(good))
+        out.append({"good": (term, body, 1), "bad": (term, bytes(bad), 1), "meta": (term, b"\x00" * 90, 1),
+                    "magic0": (term, body, 0), "bytearray": (term, bytearray(body), 1), "list": [term, body, 1],
+                    "short": (term, body), "bool": (term, body, True)}[kind])
+    return out
+
+
+@needs_c
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_place_fields_run_in_c_is_the_python_loop(data):
+    items = _entries(data)
+    for start in range(-1, len(items) + 2):
+        c_run, c_term, c_next = _native.place_fields_run(items, start)
+        py_run, py_term, py_next = rc.place_fields_run_py(items, start)
+        assert (c_run, c_term, c_next) == (py_run, py_term, py_next)
+        assert all(a[0] is b[0] for a, b in zip(c_run, py_run))      # the bodies themselves, not copies
+        assert all(fields == rc.place_fields_py(body) for body, fields in c_run)
+
+
+def test_place_fields_run_stops_at_what_the_caller_must_handle():
+    one, two = record("T", b"TAGS\x01a\x02"), record("T", b"TAGS\x01b\x02")
+    items = [(1, one, 1), (1, two, 1), (2, one, 1), (2, b"\x00" * 90, 1), (2, two, 1)]
+    for run_of in filter(None, (rc.place_fields_run_py, _native and _native.place_fields_run)):
+        run, term, after = run_of(items, 0)
+        assert ([body for body, _ in run], term, after) == ([one, two], 1, 2)
+        assert run_of(items, 2)[1:] == (2, 3)
+        assert run_of(items, 3) == ([], None, 3)
+        assert run_of(items, 4)[1:] == (2, 5)
+        assert run_of(items, 9) == ([], None, 9)
+    for run_of in filter(None, (rc.place_fields_run_py, _native and _native.place_fields_run)):
+        with pytest.raises(TypeError):
+            run_of((1, one, 1), 0)
