@@ -5,21 +5,15 @@ from __future__ import annotations
 
 from mqbench.admin.calls import create_topic, query_runtime_info
 from mqbench.broker.formats import codes
-from mqbench.broker.formats import record as rec
 from mqbench.broker.formats import record_layout
 from mqbench.broker.formats.batch import BatchItem, encode_batch
-from mqbench.broker.formats.headers import SendMessageHeader
 
+from send_requests import counted_proposals, read_topic, send_all, v2_header
 from test_broker_inprocess import InProcessCluster, run
-from test_send_many import _send_all
 
 
 def _v2(topic: str, properties: dict[str, str] | str | None = None, **fields) -> dict:
-    props = properties if isinstance(properties, str) else rec.encode_properties(properties or {}).decode()
-    header = SendMessageHeader(producer_group="PID_batches", topic=topic, queue_id=fields.pop("queue_id", 0),
-                               sys_flag=fields.pop("sys_flag", 0), born_timestamp_ms=1_700_000_000_000,
-                               properties=props, batch=True, **fields)
-    return header.to_v2()
+    return v2_header("PID_batches", topic, properties, batch=True, **fields)
 
 
 def _items(n: int, tag: str = "t", extra: dict[str, str] | None = None) -> bytes:
@@ -53,11 +47,8 @@ def _cases() -> list[tuple[int, dict, bytes]]:
 
 
 def _stored(store, topic: str) -> list[tuple]:
-    out = []
-    for queue_id in range(4):
-        out += [(queue_id, m.queue_offset, m.topic, m.body, m.properties, m.flag, m.sysflag, m.born_timestamp_ms)
-                for m in store.read_queue(topic, queue_id, 0, 1000).messages]
-    return out
+    return [(m.queue_id, m.queue_offset, m.topic, m.body, m.properties, m.flag, m.sysflag, m.born_timestamp_ms)
+            for m in read_topic(store, topic)]
 
 
 def test_the_batch_sends_of_one_read_are_one_proposal_answered_as_one_by_one(tmp_path):
@@ -74,18 +65,9 @@ def test_the_batch_sends_of_one_read_are_one_proposal_answered_as_one_by_one(tmp
                     leader.server.batch_handlers = {}    # new connections take the single-request path
                 await create_topic(addr, "B", queues=4, attributes={"queue.type": "BatchCQ"})
                 await create_topic(addr, "T", queues=4)
-                proposed: list[int] = []
-                driver = leader.group.driver
-                propose = driver.propose
-
-                def counting(datas, _propose=propose, proposed=proposed):
-                    proposed.append(len(datas))
-                    return _propose(datas)
-
-                driver.propose = counting
                 before = int((await query_runtime_info(addr, 5))["putMessageCount"])
-                answers = await _send_all(addr, cases, 100, one_read)
-                driver.propose = propose
+                with counted_proposals(leader.group.driver) as proposed:
+                    answers = await send_all(addr, cases, 100, one_read)
                 after = int((await query_runtime_info(addr, 5))["putMessageCount"])
                 store = leader.group.store
                 put = leader.ctx.counters.put_message_count, leader.ctx.counters.put_request_count

@@ -2,7 +2,6 @@
 and for every request the answer the single-request path gives (in process, one replica)."""
 from __future__ import annotations
 
-import asyncio
 import random
 
 import pytest
@@ -12,18 +11,13 @@ from mqbench.broker.formats import record as rec
 from mqbench.broker.formats import record_layout
 from mqbench.broker.formats.batch import BatchItem, encode_batch
 from mqbench.broker.formats.command import RemotingCommand, encode_command, send_success_frame
-from mqbench.broker.formats.frame import FrameDecoder
-from mqbench.broker.formats.headers import SendMessageHeader
 
+from send_requests import counted_proposals, read_topic, send_all, v2_header
 from test_broker_inprocess import InProcessCluster, run
 
 
 def _v2(topic: str, properties: dict[str, str] | str | None = None, **fields) -> dict:
-    props = properties if isinstance(properties, str) else rec.encode_properties(properties or {}).decode()
-    header = SendMessageHeader(producer_group="PID_many", topic=topic, queue_id=fields.pop("queue_id", 0),
-                               sys_flag=fields.pop("sys_flag", 0), born_timestamp_ms=1_700_000_000_000,
-                               properties=props, **fields)
-    return header.to_v2()
+    return v2_header("PID_many", topic, properties, **fields)
 
 
 def _cases() -> list[tuple[int, dict, bytes]]:
@@ -58,31 +52,6 @@ def _cases() -> list[tuple[int, dict, bytes]]:
     ]
 
 
-async def _send_all(addr: str, cases, first_opaque: int, one_read: bool) -> dict[int, RemotingCommand]:
-    """Send ``cases`` in one write (one read on loopback), or each on its own connection."""
-    frames = [encode_command(RemotingCommand.request(code, ext, body, opaque=first_opaque + i))
-              for i, (code, ext, body) in enumerate(cases)]
-    host, port = addr.split(":")
-    batches = [frames] if one_read else [[f] for f in frames]
-    got: dict[int, RemotingCommand] = {}
-    for batch in batches:
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(b"".join(batch))
-        decoder, answers = FrameDecoder(), []
-        while len(answers) < len(batch):
-            answers += decoder.feed(await asyncio.wait_for(reader.read(1 << 16), 10))
-        got.update((a.opaque, a) for a in answers)
-        writer.close()
-    return got
-
-
-def _stored(store, topic: str) -> list[rec.Message]:
-    out = []
-    for queue_id in range(4):
-        out += store.read_queue(topic, queue_id, 0, 1000).messages
-    return out
-
-
 def _comparable(msg: rec.Message) -> tuple:
     """What a record holds apart from where and when it was stored and the sender's port."""
     return (msg.topic, msg.body, msg.properties, msg.flag, msg.sysflag, msg.born_timestamp_ms, msg.born_host[0],
@@ -102,21 +71,12 @@ def test_the_sends_of_one_read_are_one_proposal_answered_as_the_single_path_answ
                 leader.ctx.rng.seed(7)
                 if not one_read:
                     leader.server.batch_handlers = {}    # new connections take the single-request path
-                warm = await _send_all(addr, [(codes.SEND_MESSAGE_V2, _v2("T"), b"creates T")], 1, True)
+                warm = await send_all(addr, [(codes.SEND_MESSAGE_V2, _v2("T"), b"creates T")], 1, True)
                 assert warm[1].code == codes.SUCCESS
-                proposed: list[int] = []
-                driver = leader.group.driver
-                propose = driver.propose
-
-                def counting(datas, _propose=propose, proposed=proposed):
-                    proposed.append(len(datas))
-                    return _propose(datas)
-
-                driver.propose = counting
-                answers = await _send_all(addr, cases, 100, one_read)
-                driver.propose = propose
+                with counted_proposals(leader.group.driver) as proposed:
+                    answers = await send_all(addr, cases, 100, one_read)
                 store = leader.group.store
-                results[one_read] = (answers, proposed, {t: _stored(store, t) for t in
+                results[one_read] = (answers, proposed, {t: read_topic(store, t) for t in
                                                          ("T", "Fresh", "SCHEDULE_TOPIC_XXXX", "rmq_sys_wheel_timer")})
         return results
 
