@@ -10,6 +10,7 @@ import pytest
 
 from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.store.consume_queue import BatchConsumeQueue
+from mqbench.broker.store.dispatch import CQ_DIR
 from mqbench.broker.formats.record import Message
 from mqbench.broker.store.segments import segment_name
 from mqbench.broker.store.store import Store
@@ -31,6 +32,23 @@ def open_store(path, version, *, create=True, flush_policy="none", **kw):
     args = dict(SMALL, clock_ms=FixedClock(), background_flush=False)
     args.update(kw)
     return Store.open(path, version, create=create, flush_policy=flush_policy, **args)
+
+
+def replica_store(root: Path, now_ms: int, *, batch_topic: str | None = None) -> Store:
+    """A replica's store as the replicated-log tests open it: v5-dledger in Raft mode, default
+    segment sizes, no background flush, store host 127.0.0.1:10911, the clock fixed at ``now_ms``;
+    ``batch_topic`` (if given) is created as a BatchCQ topic."""
+    store = Store.open(root, "v5-dledger", create=True, raft_mode=True, background_flush=False,
+                       store_host=("127.0.0.1", 10911), clock_ms=FixedClock(now_ms))
+    if batch_topic is not None:
+        store.create_topic(batch_topic, attributes={"queue.type": "BatchCQ"})
+    return store
+
+
+def queue_files(root: Path, dirs: tuple[str, ...] = (CQ_DIR,)) -> dict[str, bytes]:
+    """Every queue file under ``root``'s ``dirs`` (relative path -> bytes), to compare two stores."""
+    return {str(p.relative_to(root)): p.read_bytes() for kind in dirs
+            for p in sorted((root / kind).rglob("*")) if p.is_file()}
 
 
 

@@ -13,8 +13,9 @@ from mqbench.broker.formats.record_layout import SYSFLAG_TX_PREPARED
 from mqbench.broker.formats.restamp import restamp_inner_batch, restamp_record
 from mqbench.broker.store.dledger_log import DLedgerLog
 from mqbench.broker.store.record_builder import RecordBuilder
-from mqbench.broker.store.store import Store
 from mqbench.errors import UserError
+
+from store_files_helpers import replica_store
 
 CLOCK_MS = 1_700_000_000_123
 
@@ -95,16 +96,11 @@ def test_append_records_writes_the_per_entry_bytes_across_segment_ends(tmp_path)
         assert all(x.read_bytes() == y.read_bytes() for x, y in zip(a, b))
 
 
-def _store(root):
-    return Store.open(root, "v5-dledger", create=True, raft_mode=True, background_flush=False,
-                      store_host=("127.0.0.1", 10911), clock_ms=lambda: CLOCK_MS)
-
-
 def test_a_replica_places_a_batch_as_the_per_message_path_did(tmp_path):
     """Leader (its own built records), follower (the leader's stored bytes) and a reference store
     fed the per-message records one entry at a time hold the same log and the same queues."""
     rng = random.Random(3)
-    leader, follower, reference = (_store(tmp_path / n) for n in ("l", "f", "r"))
+    leader, follower, reference = (replica_store(tmp_path / n, CLOCK_MS) for n in ("l", "f", "r"))
     try:
         index = -1
         for queue_id in (0, 1, 0):
@@ -187,7 +183,7 @@ def test_a_replica_places_inner_batches_as_the_decoding_path_did(tmp_path, monke
 
     monkeypatch.setattr(replicated_log, "restamp_inner_batch", counted)
     rng = random.Random(11)
-    stores = leader, follower, reference = [_store(tmp_path / n) for n in ("l", "f", "r")]
+    stores = leader, follower, reference = [replica_store(tmp_path / n, CLOCK_MS) for n in ("l", "f", "r")]
     try:
         for s in stores:
             s.create_topic("B", attributes={"queue.type": "BatchCQ"})
@@ -233,7 +229,7 @@ def test_a_leaders_inner_batch_record_is_the_message_paths(tmp_path, born_host):
     from mqbench.broker.formats.record_layout import SYSFLAG_COMPRESSED
 
     rng = random.Random(f"inner{born_host}")
-    store = _store(tmp_path / "l")
+    store = replica_store(tmp_path / "l", CLOCK_MS)
     try:
         store.create_topic("B", attributes={"queue.type": "BatchCQ"})
         builder = RecordBuilder("v5-dledger", lambda: CLOCK_MS, ("127.0.0.1", 10911), lambda t: t == "B")

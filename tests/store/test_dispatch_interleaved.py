@@ -9,26 +9,15 @@ import random
 from mqbench.broker.formats.record import Message
 from mqbench.broker.formats.record_layout import SYSFLAG_TX_COMMIT, SYSFLAG_TX_PREPARED
 from mqbench.broker.store.dispatch import BCQ_DIR, CQ_DIR, Dispatcher
-from mqbench.broker.store.store import Store
+
+from store_files_helpers import queue_files, replica_store
 
 CLOCK_MS = 1_700_000_000_000
 
 
-def _store(root):
-    store = Store.open(root, "v5-dledger", create=True, raft_mode=True, background_flush=False,
-                       store_host=("127.0.0.1", 10911), clock_ms=lambda: CLOCK_MS)
-    store.create_topic("B", attributes={"queue.type": "BatchCQ"})
-    return store
-
-
-def _queue_files(root):
-    return {str(p.relative_to(root)): p.read_bytes() for kind in (CQ_DIR, BCQ_DIR)
-            for p in sorted((root / kind).rglob("*")) if p.is_file()}
-
-
 def test_interleaved_single_sends_give_the_per_record_queues(tmp_path, monkeypatch):
     rng = random.Random(5)
-    grouped, per_record = _store(tmp_path / "g"), _store(tmp_path / "p")
+    grouped, per_record = (replica_store(tmp_path / n, CLOCK_MS, batch_topic="B") for n in ("g", "p"))
     calls = {"grouped": 0}
     real = Dispatcher._dispatch_plain
 
@@ -61,7 +50,7 @@ def test_interleaved_single_sends_give_the_per_record_queues(tmp_path, monkeypat
             s.replicated.commit(index)
             s.flush()
         assert calls["grouped"] > 5
-        assert _queue_files(tmp_path / "g") == _queue_files(tmp_path / "p") != {}
+        assert queue_files(tmp_path / "g", (CQ_DIR, BCQ_DIR)) == queue_files(tmp_path / "p", (CQ_DIR, BCQ_DIR)) != {}
         for topic in ("T", "U", "B"):
             for queue_id in range(4):
                 assert grouped.max_offset(topic, queue_id) == per_record.max_offset(topic, queue_id)

@@ -11,15 +11,11 @@ from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.formats.queues import BcqUnit
 from mqbench.broker.store import replicated_log
 from mqbench.broker.store.consume_queue import BatchConsumeQueue
-from mqbench.broker.store.store import Store
 from mqbench.errors import InvariantViolation
 
+from store_files_helpers import replica_store
+
 CLOCK_MS = 1_700_000_000_123
-
-
-def _store(root):
-    return Store.open(root, "v5-dledger", create=True, raft_mode=True, background_flush=False,
-                      store_host=("127.0.0.1", 10911), clock_ms=lambda: CLOCK_MS)
 
 
 def _items(rng, n):
@@ -34,7 +30,7 @@ def _files(root, sub):
 def test_inner_batches_of_one_round_are_one_run_and_match_the_per_entry_decoding_path(tmp_path, monkeypatch):
     rng = random.Random(21)
     names = ("l", "f", "r")
-    stores = leader, follower, reference = [_store(tmp_path / n) for n in names]
+    stores = leader, follower, reference = [replica_store(tmp_path / n, CLOCK_MS) for n in names]
     real_restamp = replicated_log.restamp_inner_batch
     try:
         for s in stores:

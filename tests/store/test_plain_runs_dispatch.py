@@ -9,26 +9,16 @@ import random
 
 from mqbench.broker.formats.record import Message
 from mqbench.broker.formats.record_layout import SYSFLAG_TX_COMMIT, SYSFLAG_TX_PREPARED
-from mqbench.broker.store.dispatch import CQ_DIR, Dispatcher, PlainRun
-from mqbench.broker.store.store import Store
+from mqbench.broker.store.dispatch import Dispatcher, PlainRun
+
+from store_files_helpers import queue_files, replica_store
 
 CLOCK_MS = 1_700_000_000_000
 
 
-def _store(root):
-    store = Store.open(root, "v5-dledger", create=True, raft_mode=True, background_flush=False,
-                       store_host=("127.0.0.1", 10911), clock_ms=lambda: CLOCK_MS)
-    store.create_topic("B", attributes={"queue.type": "BatchCQ"})
-    return store
-
-
-def _cq_files(root):
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / CQ_DIR).rglob("*")) if p.is_file()}
-
-
 def test_plain_runs_dispatch_as_the_records_one_by_one(tmp_path, monkeypatch):
     rng = random.Random(9)
-    runs, reference = _store(tmp_path / "g"), _store(tmp_path / "p")
+    runs, reference = (replica_store(tmp_path / n, CLOCK_MS, batch_topic="B") for n in ("g", "p"))
     ref_dispatcher = reference.replicated._dispatcher
     # the reference: every record placed with its own DispatchInfo and dispatched alone
     monkeypatch.setattr(reference.replicated, "_place_run", reference.replicated._place_records)
@@ -77,7 +67,7 @@ def test_plain_runs_dispatch_as_the_records_one_by_one(tmp_path, monkeypatch):
             s.replicated.commit(index)
             s.flush()
         assert seen["runs"] > 5 and seen["expanded"] > 2
-        assert _cq_files(tmp_path / "g") == _cq_files(tmp_path / "p") != {}
+        assert queue_files(tmp_path / "g") == queue_files(tmp_path / "p") != {}
         assert growth[0].count == growth[1].count > 0
         for topic in ("T", "U", "B"):
             for queue_id in range(4):
