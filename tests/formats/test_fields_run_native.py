@@ -14,25 +14,15 @@ from mqbench.broker.formats.record import Message, encode_message
 from mqbench.client import messages as client_messages
 from mqbench.errors import CorruptDataError
 
+from record_strategies import messages
+
 # the tests that need the C run (the others hold with MQBENCH_NATIVE=0 too)
 needs_c = pytest.mark.skipif(r._sendpath is None, reason="the _sendpath accelerator is off or not built")
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-_text = st.text(st.characters(blacklist_characters="\x01\x02", blacklist_categories=("Cs",)), min_size=1, max_size=8)
-_hosts = st.tuples(st.sampled_from(["127.0.0.1", "10.1.2.3", "::1", "255.255.255.255"]), st.integers(0, 65535))
-_i32 = st.integers(-2**31, 2**31 - 1)
-_i64 = st.integers(-2**63, 2**63 - 1)
-
-
-@st.composite
-def _messages(draw):
-    return Message(
-        topic=draw(st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1, max_size=140)),
-        body=draw(st.binary(max_size=80)), properties=draw(st.dictionaries(_text, _text, max_size=3)),
-        queue_id=draw(_i32), flag=draw(_i32), queue_offset=draw(_i64), physical_offset=draw(_i64),
-        sysflag=draw(_i32) & ~0x30, born_timestamp_ms=draw(_i64), born_host=draw(_hosts),
-        store_timestamp_ms=draw(_i64), store_host=draw(_hosts), reconsume_times=draw(_i32),
-        prepared_tx_offset=draw(_i64))
+def _messages():
+    return messages(body_size_max=80, properties_max=3, text_size_max=8,
+                    hosts=("127.0.0.1", "10.1.2.3", "::1", "255.255.255.255"))
 
 
 def _typed(fields) -> tuple:

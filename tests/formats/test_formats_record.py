@@ -15,6 +15,8 @@ from mqbench.broker.formats.tags import java_hash, message_tags_code, parse_dela
 from mqbench.broker.formats.topics import SCHEDULE_TOPIC
 from mqbench.errors import CorruptDataError, UserError
 
+from record_strategies import messages
+
 COMMON = dict(born_timestamp_ms=1700000000000, store_timestamp_ms=1700000000001,
               born_host=("127.0.0.1", 12345), store_host=("127.0.0.1", 10911))
 
@@ -257,26 +259,6 @@ def test_set_physical_offset_and_peek():
 
 
 # --- Hypothesis round trips and fuzzing ---
-
-_text = st.text(st.characters(blacklist_characters="\x01\x02", blacklist_categories=("Cs",)), min_size=1, max_size=12)
-_hosts = st.tuples(st.sampled_from(["127.0.0.1", "10.1.2.3", "::1", "fe80::1", "255.255.255.255"]),
-                   st.integers(0, 65535))
-_i32 = st.integers(-2**31, 2**31 - 1)
-_i64 = st.integers(-2**63, 2**63 - 1)
-
-
-@st.composite
-def messages(draw):
-    return Message(
-        topic=draw(st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1, max_size=140)),
-        body=draw(st.binary(max_size=300)),
-        properties=draw(st.dictionaries(_text, _text, max_size=5)),
-        queue_id=draw(_i32), flag=draw(_i32), queue_offset=draw(_i64), physical_offset=draw(_i64),
-        sysflag=draw(_i32) & ~0x30, born_timestamp_ms=draw(_i64), born_host=draw(_hosts),
-        store_timestamp_ms=draw(_i64), store_host=draw(_hosts), reconsume_times=draw(_i32),
-        prepared_tx_offset=draw(_i64),
-    )
-
 
 @given(messages(), st.binary(max_size=20))
 def test_round_trip(msg, trailing):
