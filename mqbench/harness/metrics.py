@@ -499,10 +499,11 @@ class RunMetrics:
                 window.counters["published"] += len(sent_ns)
                 window.counters["published_bytes"] += size_bytes
 
-    def record_publish_error(self, failed_ns: int) -> None:
-        window = self._window_at(failed_ns)
+    def record_publish_error(self, failed_ns: int, count: int = 1) -> None:
+        """``count`` messages (one request's) failed at ``failed_ns``."""
+        window = self._window_at(failed_ns, count)
         if window is not None:
-            window.counters["publish_errors"] += 1
+            window.counters["publish_errors"] += count
 
     def record_consume(self, born_ns: int, received_ns: int, size_bytes: int, deliver_at_ns: int | None = None, *,
                        redelivered: bool = False, duplicate: bool = False, gap_ns: int | None = None) -> None:

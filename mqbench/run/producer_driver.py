@@ -400,8 +400,8 @@ class ProducerDriver:
             if (entry[1] if entry is not None else self._property_template(message)) is not None:
                 self._send_one(producer, intended, message, sent_ns)
                 return
+        self.metrics.record_sends(sent_ns, [intended for intended, _message in items])
         for intended, _message in items:
-            self.metrics.record_send(intended, sent_ns)
             if self.metrics.measure_start_ns <= intended < self.end_ns:
                 self.totals.measured_sent += 1
         self.totals.sent += len(items)
@@ -461,13 +461,13 @@ class ProducerDriver:
         latency_us = min(max(1, (acked_ns - sent_ns) // 1000), VALUE_US_MAX)
         interval = self._interval_values
         owed_by_id = self._owed
+        bytes_before = totals.acked_bytes
         for intended, message in items:
             size = len(message.body)
             if metrics.measure_start_ns <= intended < self.end_ns:
                 totals.measured_acked += 1
                 if on_time:
                     totals.measured_acked_on_time += 1
-            metrics.record_ack(sent_ns, acked_ns, size)
             interval.append(latency_us)
             totals.acked += 1
             totals.acked_bytes += size
@@ -483,6 +483,7 @@ class ProducerDriver:
                 totals.delayed_deliveries_owed += owed
             else:
                 totals.expected_deliveries += owed
+        metrics.record_acks(acked_ns, [sent_ns] * len(items), totals.acked_bytes - bytes_before)
         totals.in_flight -= 1         # _window_release, inline: once per answer
         waiter = self._window_free
         if waiter is not None and not waiter.done():
@@ -522,8 +523,7 @@ class ProducerDriver:
 
     def _failed(self, items: list[tuple[int, TraceMessage]], exc: BaseException) -> None:
         failed_ns = self.clock_ns()
-        for _ in items:
-            self.metrics.record_publish_error(failed_ns)
+        self.metrics.record_publish_error(failed_ns, len(items))
         self.totals.errors += len(items)
         self.last_error = f"{type(exc).__name__}: {exc}"
         log.debug("send failed: %s", exc)

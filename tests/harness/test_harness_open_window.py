@@ -198,8 +198,8 @@ def test_every_edge_and_clamp_one_by_one_and_in_bulk():
                     model.event(*event)
                 bulk.record_sends(t, [t - lag])
                 bulk.record_acks(t, [t - lag], 7)
-                bulk.record_publish_error(t)
                 bulk.record_consumes(t, [t - lag], 10, [t - lag], redeliveries=1, duplicates=1,
                                      gap_max_ns=lag if lag >= 0 else None)
+            bulk.record_publish_error(t, len(lags))        # one request of several messages failed
     _same(one, model, aggregates=True)
     _same(bulk, model)

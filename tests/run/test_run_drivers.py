@@ -150,6 +150,12 @@ def test_batches_fill_or_linger_and_delayed_messages_go_alone(run_loop):
     assert batch_requests and len(single_requests) >= totals["delayed_acked"]
     stored = broker.stored("order_payment_timeout")
     assert stored and all(m.properties.get("DELAY") == "16" for m in stored)
+    # every send and every ack of a batch is an event of the producer's metrics (record_sends/acks)
+    sent_metrics = RunMetrics.from_dict(produced["metrics"])
+    p_agg = sent_metrics.aggregates()
+    assert p_agg["publish_delay_count"] + p_agg["published"] + sent_metrics.events_in_warmup \
+        + sent_metrics.events_after_end == totals["sent"] + totals["acked"]
+    assert p_agg["publish_latency_count"] == p_agg["published"] > 0
     # The scripted broker ignores delays, so every delayed message arrives early: the signed error
     # is negative, about the 30-minute delay.
     agg = RunMetrics.from_dict(consumed["metrics"]).aggregates()
