@@ -41,7 +41,7 @@ from mqbench.broker.formats import codes, headers
 from mqbench.broker.formats.command import RemotingCommand
 from mqbench.broker.formats.topics import validate_group, validate_topic
 from mqbench.client.connections import TRANSPORT_ERRORS, ClientError
-from mqbench.client.messages import ReceivedMessage, decode_pulled, matches_tags
+from mqbench.client.messages import ReceivedMessage, decode_pulled, keep_pulled
 from mqbench.client.pipeline import FrameTemplate
 from mqbench.client.producer import ClientBase
 from mqbench.client.routes import MessageQueue, allocate_averagely
@@ -233,7 +233,7 @@ class Consumer(ClientBase):
             return None
         if tags is not None or not messages or messages[0].queue_offset < offset:
             # (an offset below the pull's was already seen: a broker may answer from an earlier one)
-            messages = [m for m in messages if m.queue_offset >= offset and matches_tags(m, tags)]
+            messages = keep_pulled(messages, offset, tags)
         chunk.messages, chunk.body = messages, b""
         self._buffered_msgs += len(messages) - chunk.count
         chunk.count = len(messages)

@@ -262,3 +262,12 @@ def _received(msg: rec.Message, broker_name: str, queue_offset: int, body: bytes
 def matches_tags(message: ReceivedMessage, tags: set[str] | None) -> bool:
     """Client-side tag filter (the broker filters by tag hash code only)."""
     return tags is None or message.tags in tags
+
+
+def keep_pulled(messages: list[ReceivedMessage], offset: int, tags: set[str] | None) -> list[ReceivedMessage]:
+    """The ``messages`` at ``offset`` or later that ``matches_tags`` keeps, in one call (the
+    properties read for the whole pull, ``properties_of``, instead of three calls per message)."""
+    if tags is None:
+        return [m for m in messages if m.queue_offset >= offset]
+    return [m for m, properties in zip(messages, properties_of(messages))
+            if m.queue_offset >= offset and properties.get(PROPERTY_TAGS) in tags]
