@@ -11,7 +11,10 @@ Lifecycle: ``subscribe(topic, "*" | "a || b")``, ``await start()``, then ``await
 * one long-poll loop per assigned queue: the start offset from QUERY_CONSUMER_OFFSET, or, when the
   group has none (QUERY_NOT_FOUND), GET_MIN_OFFSET (``consume_from="first"``) or GET_MAX_OFFSET
   (``"last"``); then PULL_MESSAGE with the suspend flag and ``suspend_timeout_ms``; answers 19/20/21
-  move to ``nextBeginOffset``; errors back off ``pull_error_backoff_ms`` and refresh the route;
+  move to ``nextBeginOffset``; errors back off ``pull_error_backoff_ms`` and refresh the route; when a
+  rebalance finds a queue's read address moved (a failover), its loop pulls anew from there at once
+  (a pull suspended on the old address, or hanging on a frozen broker, is dropped: nothing of it
+  was taken), so a long ``suspend_timeout_ms`` does not delay following a new leader;
 * offset commits (UPDATE_CONSUMER_OFFSET, one-way) every ``commit_interval_ms``, and a confirmed
   commit of every queue on ``close`` and when a queue is taken away by a rebalance.
 
@@ -89,6 +92,7 @@ class _QueueState:
     task: asyncio.Task | None = None
     pull_ext: dict | None = None                           # the PULL_MESSAGE header fields, built once
     pull_frame: FrameTemplate | None = None                # and encoded once (for pull_ext's subscription)
+    pull_addr: str | None = None                           # where the pull loop sends (its last pull)
 
     def commit_offset(self) -> int:
         """The oldest offset buffered and not handed out (a chunk not decoded yet: the offset its
@@ -294,11 +298,14 @@ class Consumer(ClientBase):
                 log.warning("rebalance failed: %s", exc)
 
     async def rebalance(self) -> None:
-        """Recompute this consumer's queues and start/stop pull loops to match."""
+        """Recompute this consumer's queues and start/stop pull loops to match; restart the loop of a
+        queue whose read address moved (module doc)."""
         async with self._rebalance_lock:
             wanted: set[MessageQueue] = set()
+            read_addrs: dict[str, str | None] = {}         # broker name -> where its queues are read
             for topic, _expression in sorted(self.subscriptions.items()):
                 route = await self.routes.refresh(topic)
+                read_addrs.update((name, broker.read_addr()) for name, broker in route.brokers.items())
                 queues = route.read_queues()
                 addrs = route.master_addrs() or [b.read_addr() for b in route.brokers.values() if b.read_addr()]
                 if not queues or not addrs:
@@ -323,9 +330,22 @@ class Consumer(ClientBase):
                 await self._commit_one(state, confirmed=True)
             if self._closed:
                 return
-            for queue in sorted(wanted - set(self.assigned)):
-                state = self.assigned[queue] = _QueueState(queue)
-                state.task = asyncio.get_running_loop().create_task(self._pull_loop(state), name=f"pull {queue}")
+            for queue, state in sorted(self.assigned.items()):
+                addr = read_addrs.get(queue.broker_name)
+                if (state.task is not None and not state.task.done() and state.pull_addr is not None and addr
+                        and addr != state.pull_addr):
+                    # the route moved (a failover) while a pull may be suspended on the old address
+                    # for up to suspend_timeout_ms (or hang on a frozen broker): pull anew from the
+                    # new one. Cancelling leaves the queue's offset and buffered chunks as they are.
+                    log.info("%s moved from %s to %s: pulling there", queue, state.pull_addr, addr)
+                    state.task.cancel()
+                    await asyncio.gather(state.task, return_exceptions=True)
+                    state.task = None
+            for queue in sorted(wanted):
+                state = self.assigned.get(queue) or _QueueState(queue)
+                self.assigned[queue] = state
+                if state.task is None:
+                    state.task = asyncio.get_running_loop().create_task(self._pull_loop(state), name=f"pull {queue}")
 
     async def commit(self, confirmed: bool = False) -> None:
         for state in list(self.assigned.values()):
@@ -385,6 +405,7 @@ class Consumer(ClientBase):
                     addr = await self._broker_addr(queue)
                     if addr is None:
                         raise ClientError(f"no broker address for {queue.broker_name}")
+                    state.pull_addr = addr
                     if state.next_offset < 0:
                         state.next_offset = await self._start_offset(addr, queue)
                         state.committed = state.next_offset
