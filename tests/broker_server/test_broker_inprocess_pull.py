@@ -20,15 +20,16 @@ def test_long_poll_returns_when_a_message_arrives(tmp_path):
             addr = (await cluster.leader()).instance.addr
             await create_topic(addr, "Poll", queues=2)
             started = time.monotonic()
-            pull = asyncio.ensure_future(request(addr, codes.PULL_MESSAGE, pull_fields("Poll", 1, 0, suspend_ms=8000),
-                                                 timeout_ms=12000))
+            # suspended 20 s: an arrival that did not wake it shows as ~20 s, far from the bound below
+            pull = asyncio.ensure_future(request(addr, codes.PULL_MESSAGE, pull_fields("Poll", 1, 0, suspend_ms=20000),
+                                                 timeout_ms=25000))
             await asyncio.sleep(0.3)
             assert not pull.done()      # suspended, not answered "not found"
             sent = await request(addr, codes.SEND_MESSAGE, send_v1_fields("Poll", queue_id=1), b"wake up")
             assert sent.code == codes.SUCCESS
             response = await pull
             elapsed = time.monotonic() - started
-            assert response.code == codes.SUCCESS and elapsed < 4, (response.code, elapsed)
+            assert response.code == codes.SUCCESS and elapsed < 10, (response.code, elapsed)
             [msg] = decode_pulled(response.body, "broker-t")
             assert msg.body == b"wake up" and msg.queue_offset == 0
             answer = headers.PullMessageResponseHeader.from_ext(response.ext_fields)
@@ -37,7 +38,7 @@ def test_long_poll_returns_when_a_message_arrives(tmp_path):
             started = time.monotonic()
             response = await request(addr, codes.PULL_MESSAGE, pull_fields("Poll", 1, 1, suspend_ms=400))
             assert response.code == codes.PULL_NOT_FOUND and time.monotonic() - started >= 0.35
-    run(scenario())
+    run(scenario(), timeout_s=45)
 
 
 def test_a_suspended_filtered_pull_waits_past_unmatched_messages_instead_of_a_retry_round_trip(tmp_path):
