@@ -16,12 +16,15 @@ scan is passed in, not imported: the store's files sit below ``migrate`` in the 
 """
 from __future__ import annotations
 
+from bisect import bisect_left
+from operator import itemgetter
 from typing import Any, Protocol
 
 # scan.ROW's fields a run's reader uses (the rest: mqbench.migrate.scan.ROW)
 ROW_POS, ROW_NEXT, ROW_OK, ROW_AT, ROW_TOTAL = 0, 1, 2, 3, 4
 ROW_PROPS_LEN_AT, ROW_PROPS_LEN, ROW_TOPIC, ROW_QUEUE_ID, ROW_QUEUE_OFFSET = 6, 7, 8, 9, 10
 ROW_INDEX, ROW_TERM = 12, 13
+_ok, _pos, _index = itemgetter(ROW_OK), itemgetter(ROW_POS), itemgetter(ROW_INDEX)
 
 
 class WindowScan(Protocol):
@@ -69,6 +72,7 @@ class WindowCursor:
         self.base = 0
         self.rows: list = []
         self.topics: list = []
+        self.oks: list = []
         self.i = 0
 
     def _load(self, pos: int, seg_end: int) -> bool:
@@ -76,10 +80,11 @@ class WindowCursor:
         end, _ = self.scan.hop(buf, len(buf), self.dledger)
         self.buf, self.base, self.i = buf, pos, 0
         if not end:
-            self.rows, self.topics = [], []
+            self.rows, self.topics, self.oks = [], [], []
             return False
         summary = self.scan.summarize(buf, end, pos, self.dledger, False, None, relaxed=True)
         self.rows, self.topics = summary.rows, summary.topics
+        self.oks = list(map(_ok, self.rows))
         return True
 
     def run(self, pos: int, seg_end: int, file: str, seg: int, expected: int | None,
@@ -95,18 +100,22 @@ class WindowCursor:
             if not self._load(pos, seg_end):
                 return None
             rows, i, n = self.rows, 0, len(self.rows)
-        j = i
-        if self.dledger:
-            while j < n:
-                row = rows[j]
-                if not row[ROW_OK] or (expected is not None and row[ROW_INDEX] != expected) \
-                        or (stop is not None and row[ROW_POS] >= stop):
-                    break
-                expected = row[ROW_INDEX] + 1
-                j += 1
-        else:
-            while j < n and rows[j][ROW_OK] and (stop is None or rows[j][ROW_POS] < stop):
-                j += 1
+        # the leading rows that passed (C-level passes over the columns; a DLedger index must follow
+        # the one before), none at or after ``stop``
+        try:
+            j = self.oks.index(0, i)
+        except ValueError:
+            j = n
+        if stop is not None and j > i and rows[j - 1][ROW_POS] >= stop:
+            j = bisect_left(rows, stop, i, j, key=_pos)
+        if self.dledger and j > i:
+            indexes = list(map(_index, rows[i:j]))
+            first = indexes[0] if expected is None else expected
+            if indexes != list(range(first, first + len(indexes))):
+                k = 0
+                while k < len(indexes) and indexes[k] == first + k:
+                    k += 1
+                j = i + k
         self.i = j
         if j == i:
             return None

@@ -13,6 +13,9 @@ characters) and its ASCII properties.
 from __future__ import annotations
 
 import struct
+from functools import reduce
+from itertools import groupby
+from operator import itemgetter, or_, sub
 
 from mqbench.broker.formats import dledger as dl
 from mqbench.broker.formats.properties import PROPERTY_INNER_NUM
@@ -29,6 +32,11 @@ _CQ = struct.Struct(">qiq")
 _INDEX = struct.Struct(">iqiqq")
 _SYSFLAG_AT = 36
 _NO_CQ_TX = (SYSFLAG_TX_PREPARED, SYSFLAG_TX_ROLLBACK)
+_first, _second, _unit_fields = itemgetter(0), itemgetter(1), itemgetter(1, 2, 3, 4)
+_row_pos, _row_next, _row_index, _row_term = itemgetter(ROW_POS), itemgetter(ROW_NEXT), itemgetter(ROW_INDEX), itemgetter(ROW_TERM)
+_row_at, _row_key, _row_qoffset, _row_total = (itemgetter(ROW_AT), itemgetter(ROW_TOPIC, ROW_QUEUE_ID),
+                                               itemgetter(ROW_QUEUE_OFFSET), itemgetter(ROW_TOTAL))
+_PER_RECORD_SYSFLAG = SYSFLAG_TX_MASK | SYSFLAG_INNER_BATCH
 
 
 def read_units(reader, first: int, count: int, unit_bytes: int) -> bytes:
@@ -53,6 +61,13 @@ def _index_mismatches(index_reader, rows: list) -> list[int]:
     """Numbers of the rows (consecutive DLedger indexes) whose index unit differs from the entry."""
     data = read_units(index_reader, rows[0][ROW_INDEX], len(rows), dl.INDEX_UNIT_BYTES)
     units = _INDEX.iter_unpack(memoryview(data)[:len(data) - len(data) % dl.INDEX_UNIT_BYTES])
+    if len(data) == len(rows) * dl.INDEX_UNIT_BYTES:
+        # the usual case in C-level passes: (pos, size, index, term) of each unit and entry
+        positions, nexts = list(map(_row_pos, rows)), list(map(_row_next, rows))
+        want = list(zip(positions, map(sub, nexts, positions), map(_row_index, rows), map(_row_term, rows)))
+        if list(map(_unit_fields, units)) == want:
+            return []
+        units = _INDEX.iter_unpack(memoryview(data)[:len(data) - len(data) % dl.INDEX_UNIT_BYTES])
     bad = []
     for n, (unit, row) in enumerate(zip(units, rows)):
         pos = row[ROW_POS]
@@ -72,7 +87,12 @@ def _cq_mismatches(reader, offsets: list[int], addresses: list[int], sizes: list
     if offsets[-1] - first != len(offsets) - 1:
         return None, False
     data = read_units(reader, first, len(offsets), CQ_UNIT_BYTES)
-    units = _CQ.iter_unpack(memoryview(data)[:len(data) - len(data) % CQ_UNIT_BYTES])
+    units = list(_CQ.iter_unpack(memoryview(data)[:len(data) - len(data) % CQ_UNIT_BYTES]))
+    if len(units) == len(offsets) and offsets == list(range(first, first + len(offsets))):
+        # the usual case in C-level passes: every unit points at its record, with its size
+        unit_sizes = list(map(_second, units))
+        if list(map(_first, units)) == addresses and min(unit_sizes) > 0 and CQ_FILLER_SIZE not in unit_sizes:
+            return [], unit_sizes == sizes
     bad = []
     exact = True
     expected = first
@@ -119,45 +139,14 @@ def check_run(ins, run: LogRun, is_dl: bool, ddir: str, index_reader, state: dic
                                          "offset": row[ROW_INDEX] * dl.INDEX_UNIT_BYTES, "detail": problem}))
     head = dl.ENTRY_HEADER_BYTES if is_dl else 0
     unpack = _I32.unpack_from
-    # each queue's records in the run: [queue, row numbers, queue offsets, addresses] (to check)
+    sysflags = [unpack(buf, at + _SYSFLAG_AT)[0] for at in map(_row_at, rows)]
+    # each queue's records in the run: [queue, row numbers, queue offsets, addresses, sizes] (to check)
     groups: dict[tuple[int, int], list] = {}
-    queues = ins.queues
-    for n, row in enumerate(rows):
-        at = row[ROW_AT]
-        sysflag = unpack(buf, at + _SYSFLAG_AT)[0]
-        if sysflag & SYSFLAG_TX_MASK in _NO_CQ_TX:
-            continue                     # no consume-queue entry by design
-        tid, queue_id, queue_offset = row[ROW_TOPIC], row[ROW_QUEUE_ID], row[ROW_QUEUE_OFFSET]
-        group = groups.get((tid, queue_id))
-        if group is None:
-            topic = names.get(topics[tid])
-            if topic is None:
-                topic = names[topics[tid]] = topics[tid].decode("utf-8")
-            q = queues.get((topic, queue_id))
-            if q is None:
-                q = ins.queue(topic, queue_id)
-            group = groups[(tid, queue_id)] = [q, [], [], [], []]
-        q = group[0]
-        count = 1
-        if sysflag & SYSFLAG_INNER_BATCH:
-            props_at = at + row[ROW_PROPS_LEN_AT] + 2
-            try:
-                count = max(1, int(decode_properties(buf[props_at:props_at + row[ROW_PROPS_LEN]])
-                                   .get(PROPERTY_INNER_NUM, "1")))
-            except ValueError:
-                count = 1
-        q.log_records += 1
-        last = queue_offset + count
-        if q.log_min_offset is None or queue_offset < q.log_min_offset:
-            q.log_min_offset = queue_offset
-        if q.log_max_offset is None or last > q.log_max_offset:
-            q.log_max_offset = last
-        if is_dl and committed is not None and row[ROW_INDEX] > committed:
-            continue                     # not dispatched yet: no entry expected
-        group[1].append(n)
-        group[2].append(queue_offset)
-        group[3].append(row[ROW_POS] + head)
-        group[4].append(row[ROW_TOTAL])
+    if reduce(or_, sysflags, 0) & _PER_RECORD_SYSFLAG or (is_dl and committed is not None
+                                                            and rows[-1][ROW_INDEX] > committed):
+        _group_each(ins, rows, buf, topics, sysflags, head, committed if is_dl else None, names, groups)
+    else:
+        _group_columns(ins, rows, topics, head, names, groups)
     for q, numbers, offsets, addresses, sizes in groups.values():
         if not numbers:
             continue
@@ -172,7 +161,6 @@ def check_run(ins, run: LogRun, is_dl: bool, ddir: str, index_reader, state: dic
         for k in range(len(numbers)) if bad is None else bad:
             problem = ins._cq_entry_problem(q, addresses[k], offsets[k], cq_readers)
             if problem:
-                row = rows[numbers[k]]
                 address = addresses[k]
                 found.append((numbers[k], 1, {
                     "kind": "cq_missing_entry", "file": run.file, "offset": address - run.seg, "topic": q.topic,
@@ -181,6 +169,79 @@ def check_run(ins, run: LogRun, is_dl: bool, ddir: str, index_reader, state: dic
     found.sort(key=lambda f: (f[0], f[1]))
     for _, _, doc in found:
         ins.damage(doc)
+
+
+def _queue_of(ins, topics: list, tid: int, queue_id: int, names: dict):
+    topic = names.get(topics[tid])
+    if topic is None:
+        topic = names[topics[tid]] = topics[tid].decode("utf-8")
+    q = ins.queues.get((topic, queue_id))
+    return q if q is not None else ins.queue(topic, queue_id)
+
+
+def _group_columns(ins, rows: list, topics: list, head: int, names: dict, groups: dict) -> None:
+    """``check_run``'s groups of a run of plain records (no transaction or inner-batch sysflag,
+    every one expected in its consume queue), its queues' log counts updated, in C-level passes
+    over the row columns."""
+    keys = list(map(_row_key, rows))
+    offsets_all = list(map(_row_qoffset, rows))
+    positions = list(map(_row_pos, rows))
+    totals = list(map(_row_total, rows))
+    for key in dict.fromkeys(keys):                        # queues in first-seen order
+        groups[key] = [_queue_of(ins, topics, key[0], key[1], names)]
+    order = sorted(range(len(rows)), key=keys.__getitem__)     # stable: walk order within a queue
+    for key, members in groupby(order, key=keys.__getitem__):
+        numbers = list(members)
+        offsets = list(map(offsets_all.__getitem__, numbers))
+        addresses = list(map(positions.__getitem__, numbers))
+        if head:
+            addresses = [a + head for a in addresses]
+        group = groups[key]
+        q = group[0]
+        group.extend((numbers, offsets, addresses, list(map(totals.__getitem__, numbers))))
+        q.log_records += len(numbers)
+        low, high = min(offsets), max(offsets) + 1
+        if q.log_min_offset is None or low < q.log_min_offset:
+            q.log_min_offset = low
+        if q.log_max_offset is None or high > q.log_max_offset:
+            q.log_max_offset = high
+
+
+def _group_each(ins, rows: list, buf, topics: list, sysflags: list, head: int, committed: int | None,
+                names: dict, groups: dict) -> None:
+    """``_group_columns`` record by record, for a run with a transaction or inner-batch record or
+    DLedger entries past the committed index (``committed``: None in a plain log): what
+    ``_Inspector.on_record`` does for each."""
+    for n, row in enumerate(rows):
+        sysflag = sysflags[n]
+        if sysflag & SYSFLAG_TX_MASK in _NO_CQ_TX:
+            continue                     # no consume-queue entry by design
+        tid, queue_id, queue_offset = row[ROW_TOPIC], row[ROW_QUEUE_ID], row[ROW_QUEUE_OFFSET]
+        group = groups.get((tid, queue_id))
+        if group is None:
+            group = groups[(tid, queue_id)] = [_queue_of(ins, topics, tid, queue_id, names), [], [], [], []]
+        q = group[0]
+        count = 1
+        if sysflag & SYSFLAG_INNER_BATCH:
+            at = row[ROW_AT]
+            props_at = at + row[ROW_PROPS_LEN_AT] + 2
+            try:
+                count = max(1, int(decode_properties(buf[props_at:props_at + row[ROW_PROPS_LEN]])
+                                   .get(PROPERTY_INNER_NUM, "1")))
+            except ValueError:
+                count = 1
+        q.log_records += 1
+        last = queue_offset + count
+        if q.log_min_offset is None or queue_offset < q.log_min_offset:
+            q.log_min_offset = queue_offset
+        if q.log_max_offset is None or last > q.log_max_offset:
+            q.log_max_offset = last
+        if committed is not None and row[ROW_INDEX] > committed:
+            continue                     # not dispatched yet: no entry expected
+        group[1].append(n)
+        group[2].append(queue_offset)
+        group[3].append(row[ROW_POS] + head)
+        group[4].append(row[ROW_TOTAL])
 
 
 def index_problem(index_reader, index: int, pos: int, entry_size: int, term: int) -> str | None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import struct
 from collections import defaultdict
+from operator import itemgetter
 from dataclasses import dataclass, field
 
 from mqbench.errors import CorruptDataError, UserError
@@ -52,6 +53,7 @@ from mqbench.broker.store.segment_files import (
 )
 from mqbench.broker.formats.queues import (
     BCQ_UNIT_BYTES,
+    CQ_FILLER_SIZE,
     CQ_UNIT_BYTES,
     decode_bcq_unit,
     decode_cq_unit,
@@ -71,6 +73,7 @@ from mqbench.broker.formats.properties import PROPERTY_INNER_NUM
 
 SCHEMA = "mqbench.inspect/1"
 _CQ_UNIT = struct.Struct(">qiq")
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 DAMAGE_LIST_MAX = 50  # per kind; damage_counts has the totals
 
 
@@ -176,27 +179,68 @@ class _Inspector:
             rel_file = f"{rel}/{os.path.basename(seg.path)}"
             with MappedFile(seg.path) as data:
                 whole = len(data) - len(data) % CQ_UNIT_BYTES
-                pos = whole
-                for n, (phys, size, _tags) in enumerate(_CQ_UNIT.iter_unpack(data[:whole])):
-                    if is_cq_filler(phys, size):
-                        continue
-                    if is_cq_end(phys, size):
-                        pos = n * CQ_UNIT_BYTES
-                        break
-                    index = (seg.start + n * CQ_UNIT_BYTES) // CQ_UNIT_BYTES
-                    if q.min_offset is None:
-                        q.min_offset = index
-                    q.max_offset = index + 1
-                    q.messages += 1
-                    while span is not None and span[1] <= index:
-                        span = next(checked, None)
-                    if span is not None and span[0] <= index:
-                        continue
-                    self._check_cq_entry(q, log, valid_end, phys, size, index, rel_file, n * CQ_UNIT_BYTES)
+                units = list(_CQ_UNIT.iter_unpack(data[:whole]))
+                span, pos = self._walk_cq_file(q, log, valid_end, rel_file, seg.start, units, checked, span)
+                if pos is None:
+                    pos = whole
+                    for n in range(len(units)):
+                        phys, size, _tags = units[n]
+                        if is_cq_filler(phys, size):
+                            continue
+                        if is_cq_end(phys, size):
+                            pos = n * CQ_UNIT_BYTES
+                            break
+                        index = (seg.start + n * CQ_UNIT_BYTES) // CQ_UNIT_BYTES
+                        if q.min_offset is None:
+                            q.min_offset = index
+                        q.max_offset = index + 1
+                        q.messages += 1
+                        while span is not None and span[1] <= index:
+                            span = next(checked, None)
+                        if span is not None and span[0] <= index:
+                            continue
+                        self._check_cq_entry(q, log, valid_end, phys, size, index, rel_file, n * CQ_UNIT_BYTES)
                 nonzero = count_nonzero(data, pos, len(data))
                 if nonzero:
                     self.damage({"kind": "cq_torn", "file": rel_file, "offset": pos, "nonzero_after_bytes": nonzero,
                                  "detail": "non-zero bytes after the last valid entry"})
+
+    def _walk_cq_file(self, q: _Queue, log, valid_end: int, rel_file: str, start: int, units: list, checked,
+                      span) -> tuple[list[int] | None, int | None]:
+        """``walk_cq``'s loop over one file's ``units`` in C-level passes where it can: a file whose
+        units up to the first zero size are all plain entries (no filler, no other end) counts
+        them at once and checks only those outside ``q.checked``. Returns (span, where the
+        entries end in the file) when done, or (span, None) for the unit-by-unit loop."""
+        if start % CQ_UNIT_BYTES or not q.checked:     # nothing to skip: the reference loop
+            return span, None
+        sizes = list(map(_SECOND, units))
+        try:
+            end = sizes.index(0)
+        except ValueError:
+            end = len(units)
+        if not end:
+            return span, (0 if units else None)
+        head = sizes[:end]
+        if min(head) <= 0 or CQ_FILLER_SIZE in head or min(map(_FIRST, units[:end])) < 0:
+            return span, None
+        first = start // CQ_UNIT_BYTES
+        if q.min_offset is None:
+            q.min_offset = first
+        q.max_offset = first + end
+        q.messages += end
+        index = first
+        while index < first + end:
+            while span is not None and span[1] <= index:
+                span = next(checked, None)
+            if span is not None and span[0] <= index:
+                index = span[1]
+                continue
+            upto = first + end if span is None else min(first + end, span[0])
+            for i in range(index, upto):
+                n = i - first
+                self._check_cq_entry(q, log, valid_end, units[n][0], units[n][1], i, rel_file, n * CQ_UNIT_BYTES)
+            index = upto
+        return span, end * CQ_UNIT_BYTES
 
     def walk_bcq(self, q: _Queue, log: SegmentReader, valid_end: int) -> None:
         rel = f"batchconsumequeue/{q.topic}/{q.queue_id}"
