@@ -38,6 +38,7 @@ from typing import Iterator
 from mqbench.broker.formats import dledger as dl
 from mqbench.broker.store.segment_files import log_dirs
 from mqbench.broker.store.log_reader import RAISE, FolderFiles, LogItem, LogReader, list_segments
+from mqbench.broker.store.log_runs import ROW_AT, ROW_INDEX, ROW_NEXT, ROW_POS, ROW_TERM, ROW_TOTAL, LogRun, WindowScan
 from mqbench.broker.formats.record import Message, decode_message
 from mqbench.broker.formats.record_check import peek_message
 from mqbench.broker.store.versions import detect
@@ -164,10 +165,12 @@ def torn_tail(root: str) -> dict | None:
     return found[0] if found else None
 
 
-def walk_log(root: str, start: Position | None = None, *, torn: list | None = None) -> Iterator[SourceItem]:
+def walk_log(root: str, start: Position | None = None, *, torn: list | None = None,
+             scan: WindowScan | None = None) -> Iterator[SourceItem]:
     """Every record and non-record entry of the log at ``root`` (see the module doc). In a killed
     broker's store (``killed_broker``) a torn tail ends the walk (appended to ``torn``) instead of
-    raising, as RocketMQ's recovery cuts it."""
+    raising, as RocketMQ's recovery cuts it. ``scan`` (``migrate.scan``): the reader reads by
+    windows and the records the scan passed are not judged again one by one (the same items)."""
     start = start or Position(0, -1)
     killed = killed_broker(root)
     for number, (rel, is_dl) in enumerate(source_folders(root)):
@@ -181,9 +184,12 @@ def walk_log(root: str, start: Position | None = None, *, torn: list | None = No
         begin = start.address if number == start.folder and start.address >= 0 else None
         files = FolderFiles(segdir, rel)
         try:
-            reader = LogReader(files, dledger=is_dl, policy=RAISE, accept_torn_tail=killed)
+            reader = LogReader(files, dledger=is_dl, policy=RAISE, accept_torn_tail=killed, scan=scan)
             for item in reader.items(begin):
-                yield source_item(item, number)
+                if type(item) is LogRun:
+                    yield from run_items(item, number, is_dl)
+                else:
+                    yield source_item(item, number)
             if reader.torn_tail is not None and torn is not None:
                 torn.append(reader.torn_tail)
         finally:
@@ -233,6 +239,19 @@ def _data_end(path: str) -> int:
         return 0
     finally:
         os.close(fd)
+
+
+def run_items(run: LogRun, folder: int, dledger: bool) -> Iterator[SourceItem]:
+    """The ``SourceItem`` of each record of a ``LogRun`` of log folder number ``folder`` (what
+    ``source_item`` gives for its ``LogItem``)."""
+    buf, seg, file = run.buf, run.seg, run.file
+    head = dl.ENTRY_HEADER_BYTES if dledger else 0
+    for row in run.rows:
+        at = row[ROW_AT]
+        address = row[ROW_POS] + head
+        yield SourceItem(bytes(buf[at:at + row[ROW_TOTAL]]), address, file, address - seg,
+                         Position(folder, row[ROW_NEXT]), *((row[ROW_INDEX], row[ROW_TERM], dl.DLEDGER_MAGIC)
+                                                           if dledger else (None, None, None)))
 
 
 def source_item(item: LogItem, folder: int) -> SourceItem:

@@ -47,6 +47,9 @@ from mqbench.errors import UserError
 
 from mqbench.broker.formats.properties import PROPERTY_CRC32
 
+from mqbench.broker.store.log_runs import WindowScan
+
+from . import scan as window_scan
 from .configs_carry import read_configs
 from .journal import read_journal
 from .reframe import expand_inner_batch, plain_body
@@ -56,9 +59,9 @@ from mqbench.broker.formats.properties import PROPERTY_INNER_NUM
 DIFFERENCES_MAX = 20
 
 
-def _messages(root: str, *, skip_after_index: int | None, entries: bool):
+def _messages(root: str, *, skip_after_index: int | None, entries: bool, scan: WindowScan | None):
     """(kind, key, value, place) per message or non-record entry of the log at ``root``."""
-    for item in walk_log(root):
+    for item in walk_log(root, scan=scan):
         place = f"{item.where} at offset {item.offset}"
         if item.record is None:
             if entries:
@@ -74,7 +77,7 @@ def _messages(root: str, *, skip_after_index: int | None, entries: bool):
                    (m.flag, tuple(sorted(props.items())), plain_body(m)), place)
 
 
-def _compare_logs(src: str, dst: str, result: dict, journal: dict | None) -> None:
+def _compare_logs(src: str, dst: str, result: dict, journal: dict | None, scan: WindowScan | None) -> None:
     src_version, dst_version = versions.detect_version(src), versions.detect_version(dst)
     src_dl, dst_dl = versions.is_dledger(src_version), versions.is_dledger(dst_version)
     committed = None
@@ -85,8 +88,8 @@ def _compare_logs(src: str, dst: str, result: dict, journal: dict | None) -> Non
     mapped = (journal or {}).get("progress", {}).get("timers_mapped", 0)
     same_index = None
     compared = extra = entries = 0
-    src_iter = _messages(src, skip_after_index=committed, entries=both_dl)
-    dst_iter = _messages(dst, skip_after_index=None, entries=both_dl)
+    src_iter = _messages(src, skip_after_index=committed, entries=both_dl, scan=scan)
+    dst_iter = _messages(dst, skip_after_index=None, entries=both_dl, scan=scan)
     tops = result.setdefault("_tops", {})
     for a, b in zip_longest(src_iter, dst_iter):
         if a is not None and a[0] == "message":
@@ -146,7 +149,7 @@ class _QueueReader:
         return bytes(hit[0][hit[1]:hit[1] + nbytes])
 
 
-def _check_queues(dst: str, result: dict) -> None:
+def _check_queues(dst: str, result: dict, scan: WindowScan | None) -> None:
     """Every DST record has its queue unit pointing at it (CQ unit at ``offset * 20``; BCQ units in
     order, base = the record's offset), no queue holds a unit past its last record, no queue folder
     is without records, and every queue reaches past the last message SRC holds for it."""
@@ -154,7 +157,7 @@ def _check_queues(dst: str, result: dict) -> None:
     batch_topics = versions.has_batch_cq(versions.detect_version(dst))
     readers: dict[tuple[str, str, int], _QueueReader] = {}
     tops: dict[tuple[str, str, int], int] = {}
-    for item in walk_log(dst):
+    for item in walk_log(dst, scan=scan):
         if item.record is None:
             continue
         msg = decode_item(item)
@@ -239,16 +242,17 @@ def _compare_configs(src: str, dst: str, result: dict) -> None:
     result["offsets_checked"] = checked
 
 
-def verify(src: str, dst: str) -> dict:
-    """Compare SRC and DST (see module doc)."""
+def verify(src: str, dst: str, *, scan: WindowScan | None = window_scan) -> dict:
+    """Compare SRC and DST (see module doc). Both logs are read by windows through ``scan``
+    (``migrate.scan``: in C where built; None: record by record, the same result)."""
     src, dst = os.path.abspath(src), os.path.abspath(dst)
     if not os.path.isdir(dst):
         raise UserError(f"no migrated store at {dst}")
     journal = read_journal(dst)
     result = {"ok": False, "difference_count": 0, "differences": [], "messages_compared": 0,
               "entries_compared": 0, "queues_checked": 0, "offsets_checked": 0}
-    _compare_logs(src, dst, result, journal)
-    _check_queues(dst, result)
+    _compare_logs(src, dst, result, journal, scan)
+    _check_queues(dst, result, scan)
     _compare_configs(src, dst, result)
     result["ok"] = result["difference_count"] == 0
     result["first_difference"] = result["differences"][0] if result["differences"] else None
