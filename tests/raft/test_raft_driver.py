@@ -15,6 +15,8 @@ from mqbench.broker.raft.driver import RaftDriver
 from mqbench.broker.raft.transport import RaftTransport
 from mqbench.broker.raft.types import ProposalDropped, Role
 
+from raft_peers import connect_all
+
 IDS = (1, 2, 3)
 
 
@@ -67,10 +69,7 @@ async def _group(tmp_path, durability: Durability):
         transport = RaftTransport(i, {}, lambda m: None)
         await transport.start()
         replicas[i] = Replica(config, storage, transport, applied[i])
-    for i in IDS:
-        for j in IDS:
-            if i != j:
-                replicas[i].transport.set_peer_address(j, (replicas[j].transport.host, replicas[j].transport.port))
+    connect_all({i: r.transport for i, r in replicas.items()})
     for r in replicas.values():
         r.driver.start()
     return replicas, applied
@@ -168,10 +167,7 @@ def test_appends_carry_the_entries_as_the_leader_stored_them():
             transport = RaftTransport(i, {}, lambda m: None)
             await transport.start()
             drivers[i] = RaftDriver(RaftNode(config, storages[i], random.Random(i)), storages[i], transport)
-        for i in ids:
-            for j in ids:
-                if i != j:
-                    drivers[i].transport.set_peer_address(j, (drivers[j].transport.host, drivers[j].transport.port))
+        connect_all({i: d.transport for i, d in drivers.items()})
         try:
             for d in drivers.values():
                 d.start()

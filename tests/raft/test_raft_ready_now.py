@@ -14,6 +14,8 @@ from mqbench.broker.raft.storage import MemoryStorage
 from mqbench.broker.raft.transport import RaftTransport
 from mqbench.broker.raft.types import Role
 
+from raft_peers import connect_all
+
 IDS = (1, 2, 3)
 
 
@@ -52,10 +54,7 @@ async def _group():
             finally:
                 in_read[i] = False
         transport.on_read = traced
-    for i in IDS:
-        for j in IDS:
-            if i != j:
-                drivers[i].transport.set_peer_address(j, (drivers[j].transport.host, drivers[j].transport.port))
+    connect_all({i: d.transport for i, d in drivers.items()})
     for d in drivers.values():
         d.start()
     return drivers, applied

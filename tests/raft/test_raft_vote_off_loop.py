@@ -21,6 +21,8 @@ from mqbench.broker.raft.transport import RaftTransport
 from mqbench.broker.raft.types import HardState, Message, MsgType, Role
 from mqbench.broker.store.dledger_storage import DLedgerStorage
 
+from raft_peers import connect_all
+
 IDS = (1, 2, 3)
 
 
@@ -69,10 +71,7 @@ def test_a_vote_is_written_off_the_loop_and_durable_before_it_is_answered(tmp_pa
                                            granted=granted)
             await transport.start()
             drivers[i] = RaftDriver(RaftNode(config, storages[i], random.Random(i)), storages[i], transport)
-        for i in IDS:
-            for j in IDS:
-                if i != j:
-                    drivers[i].transport.set_peer_address(j, (drivers[j].transport.host, drivers[j].transport.port))
+        connect_all({i: d.transport for i, d in drivers.items()})
         for d in drivers.values():
             d.start()
         try:
