@@ -254,15 +254,18 @@ static PyObject *place_fields(PyObject *self, PyObject *buf) {
 }
 
 /* record_check.place_fields_run: the longest run of items[start:] ((term, body, magic) entries)
- * that are records of one term place_fields takes, as ([(body, fields)], term, next index); ([],
- * None, start) when items[start] is not one. Stops (taking nothing more) at anything else: an entry
- * that is not a tuple of three, a magic other than the int 1, a body that is not bytes, another
- * term, a record place_fields does not take. */
+ * that are records of one term, each with its fields: built[id(body)][1] (popped) when ``built``
+ * (a dict or None) holds that very body, else what place_fields takes; as ([(body, fields)], term,
+ * next index), ([], None, start) when items[start] is not one. Stops (taking nothing more) at
+ * anything else: an entry that is not a tuple of three, a magic other than the int 1, a body that
+ * is not bytes or has no record magic, another term, a record place_fields does not take. */
 static PyObject *place_fields_run(PyObject *self, PyObject *args) {
-    PyObject *items;
+    PyObject *items, *built = Py_None;
     Py_ssize_t start;
-    if (!PyArg_ParseTuple(args, "O!n:place_fields_run", &PyList_Type, &items, &start))
+    if (!PyArg_ParseTuple(args, "O!n|O:place_fields_run", &PyList_Type, &items, &start, &built))
         return NULL;
+    if (built != Py_None && !PyDict_CheckExact(built))
+        return PyErr_Format(PyExc_TypeError, "built must be a dict or None, not %.100s", Py_TYPE(built)->tp_name);
     if (start < 0)
         start = 0;
     PyObject *run = PyList_New(0);
@@ -289,8 +292,43 @@ static PyObject *place_fields_run(PyObject *self, PyObject *args) {
             if (!same)
                 break;
         }
+        if (PyBytes_GET_SIZE(body) < 8)
+            break;
+        int32_t record_magic = mq_i32((const unsigned char *)PyBytes_AS_STRING(body) + 4);
+        if (record_magic != MAGIC_V1 && record_magic != MAGIC_V2)
+            break;
         Py_INCREF(item); /* held while place_fields may run Python code (its fallback) */
-        PyObject *fields = place_fields(self, body);
+        PyObject *fields = NULL;
+        if (built != Py_None && PyDict_GET_SIZE(built) > 0) {
+            PyObject *key = PyLong_FromVoidPtr(body); /* id(body) */
+            if (key == NULL) {
+                Py_DECREF(item);
+                goto error;
+            }
+            PyObject *entry = PyDict_GetItemWithError(built, key); /* borrowed */
+            if (entry == NULL && PyErr_Occurred()) {
+                Py_DECREF(key);
+                Py_DECREF(item);
+                goto error;
+            }
+            if (entry != NULL) {
+                Py_INCREF(entry);
+                if (PyDict_DelItem(built, key) < 0) {
+                    Py_DECREF(entry);
+                    Py_DECREF(key);
+                    Py_DECREF(item);
+                    goto error;
+                }
+                if (PyTuple_CheckExact(entry) && PyTuple_GET_SIZE(entry) == 2 && PyTuple_GET_ITEM(entry, 0) == body) {
+                    fields = PyTuple_GET_ITEM(entry, 1);
+                    Py_INCREF(fields);
+                }
+                Py_DECREF(entry);
+            }
+            Py_DECREF(key);
+        }
+        if (fields == NULL)
+            fields = place_fields(self, body);
         if (fields == NULL) {
             Py_DECREF(item);
             goto error;
@@ -357,7 +395,7 @@ static PyObject *set_fallback(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"place_fields", place_fields, METH_O, "place_fields(buf): record_check.place_fields in C (same contract)."},
     {"place_fields_run", place_fields_run, METH_VARARGS,
-     "place_fields_run(items, start): record_check.place_fields_run in C (same contract)."},
+     "place_fields_run(items, start, built=None): record_check.place_fields_run in C (same contract)."},
     {"set_fallback", set_fallback, METH_VARARGS,
      "set_fallback(fn, levels_ms): the Python place_fields, for the rare cases, and the delay levels (ms)."},
     {NULL, NULL, 0, NULL},

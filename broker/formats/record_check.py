@@ -293,18 +293,25 @@ def place_fields(buf: bytes) -> PlaceFields | None:
     return topic, queue_id, queue_offset, sysflag, code, store_ts, size
 
 
+_RECORD_MAGICS = frozenset((_I32.pack(MAGIC_V1), _I32.pack(MAGIC_V2)))   # bytes 4..8 of a record
+
 #: one entry of a follower's round: (term, body, magic), as ``append_replicated_batch`` takes them
 Entry = tuple[int, bytes, int]
 
 
-def place_fields_run(items: list[Entry], start: int) -> tuple[list[tuple[bytes, PlaceFields]], int | None, int]:
-    """The longest run of ``items[start:]`` that are records of one term ``place_fields`` takes:
+def place_fields_run(items: list[Entry], start: int, built: dict[int, tuple[bytes, PlaceFields]] | None = None
+                     ) -> tuple[list[tuple[bytes, PlaceFields]], int | None, int]:
+    """The longest run of ``items[start:]`` that are records of one term, each with its fields:
+    ``built[id(body)][1]`` (popped) when ``built`` holds that very body (a record this replica
+    built, as ``ReplicatedCommitLog`` files them), else what ``place_fields`` takes. Returns
     ``([(body, fields)], term, next index)``; ``([], None, start)`` when ``items[start]`` is not one.
-    It stops at an entry that is not a record (magic other than 1, a body that is not ``bytes``),
-    of another term, or that ``place_fields`` does not take (the caller handles that one: its own
-    checks name the damage). A follower's round in one call (``_record_check.c``)."""
+    It stops at an entry that is not a record (magic other than 1, a body that is not ``bytes`` or
+    has no record magic), of another term, or that ``place_fields`` does not take (the caller
+    handles that one: its own checks name the damage). A round in one call (``_record_check.c``)."""
     if type(items) is not list:
         raise TypeError(f"place_fields_run wants a list of entries, not {type(items).__name__}")
+    if built is not None and type(built) is not dict:
+        raise TypeError(f"built must be a dict or None, not {type(built).__name__}")
     run: list[tuple[bytes, PlaceFields]] = []
     term: int | None = None
     i = max(start, 0)
@@ -315,9 +322,15 @@ def place_fields_run(items: list[Entry], start: int) -> tuple[list[tuple[bytes, 
         entry_term, body, magic = item
         if type(magic) is not int or magic != 1 or type(entry_term) is not int or type(body) is not bytes:
             break
-        if term is not None and entry_term != term:
+        if (term is not None and entry_term != term) or body[4:8] not in _RECORD_MAGICS:
             break
-        fields = place_fields(body)
+        fields: PlaceFields | None = None
+        if built:
+            mine = built.pop(id(body), None)
+            if mine is not None and type(mine) is tuple and len(mine) == 2 and mine[0] is body:
+                fields = mine[1]
+        if fields is None:
+            fields = place_fields(body)
         if fields is None:
             break
         run.append((body, fields))

@@ -396,22 +396,23 @@ class ReplicatedCommitLog:
                     run: list[tuple[bytes, _Fields]] = []
                     run_term = 0
                     # a follower has built nothing: no lookup per entry then
-                    built_pop, magics = (self._built.pop if self._built else None), RECORD_MAGICS
+                    built = self._built
+                    built_pop, magics = (built.pop if built else None), RECORD_MAGICS
                     try:
                         i, count = 0, len(items)
                         while i < count:
-                            if built_pop is None:
-                                # a follower: the records of one term from here on in one call
-                                # (C where built), each as the inlined case below takes it
-                                taken, term, after = place_fields_run(items, i)
-                                if taken:
-                                    if run and term != run_term:
-                                        placing, run = run, []
-                                        self._place_run(run_term, placing, out)
-                                    run += taken
-                                    run_term = term
-                                    i = after
-                                    continue
+                            # the records of one term from here on in one call (C where built),
+                            # each as the inlined case below takes it (this replica's own built
+                            # records by their fields, the others by place_fields)
+                            taken, term, after = place_fields_run(items, i, built)
+                            if taken:
+                                if run and term != run_term:
+                                    placing, run = run, []
+                                    self._place_run(run_term, placing, out)
+                                run += taken
+                                run_term = term
+                                i = after
+                                continue
                             term, body, magic = items[i]
                             i += 1
                             # _record_fields inlined for its common cases (a record this replica

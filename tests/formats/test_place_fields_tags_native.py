@@ -192,12 +192,33 @@ def _entries(data) -> list:
 @given(st.data())
 def test_place_fields_run_in_c_is_the_python_loop(data):
     items = _entries(data)
+    # records this replica built (fields of its own, here marked by queue id -1), a stale entry
+    # (another object with the same bytes: not used), and an entry that is not a pair
+    built = {}
+    for item in items:
+        if type(item) is tuple and len(item) == 3 and data.draw(st.booleans()):
+            body = item[1]
+            built[id(body)] = (body, ("built", -1, 0, 0, 0, 0, len(body)))
+            if data.draw(st.booleans()):
+                built[id(body)] = (bytes(bytearray(body)), ("stale", -1, 0, 0, 0, 0, 0))
+            elif data.draw(st.booleans()):
+                built[id(body)] = "not a pair"
     for start in range(-1, len(items) + 2):
-        c_run, c_term, c_next = _native.place_fields_run(items, start)
-        py_run, py_term, py_next = rc.place_fields_run_py(items, start)
-        assert (c_run, c_term, c_next) == (py_run, py_term, py_next)
-        assert all(a[0] is b[0] for a, b in zip(c_run, py_run))      # the bodies themselves, not copies
-        assert all(fields == rc.place_fields_py(body) for body, fields in c_run)
+        for given_built in (None, {}, built):
+            c_built = dict(given_built) if given_built is not None else None
+            py_built = dict(given_built) if given_built is not None else None
+            c_run, c_term, c_next = _native.place_fields_run(items, start, c_built)
+            py_run, py_term, py_next = rc.place_fields_run_py(items, start, py_built)
+            assert (c_run, c_term, c_next) == (py_run, py_term, py_next)
+            assert c_built == py_built                                   # the same entries popped
+            assert all(a[0] is b[0] for a, b in zip(c_run, py_run))      # the bodies themselves, not copies
+            left = dict(given_built or {})
+            for body, fields in c_run:      # the same body twice: its built fields serve once
+                mine = left.pop(id(body), None)
+                if type(mine) is tuple and mine[0] is body:
+                    assert fields == mine[1]
+                else:
+                    assert fields == rc.place_fields_py(body)
 
 
 def test_place_fields_run_stops_at_what_the_caller_must_handle():
@@ -213,3 +234,6 @@ def test_place_fields_run_stops_at_what_the_caller_must_handle():
     for run_of in filter(None, (rc.place_fields_run_py, _native and _native.place_fields_run)):
         with pytest.raises(TypeError):
             run_of((1, one, 1), 0)
+        with pytest.raises(TypeError):
+            run_of(items, 0, [])
+        assert run_of([(1, b"\x00" * 100, 1)], 0) == ([], None, 0)      # no record magic

@@ -78,7 +78,7 @@ def test_a_follower_places_runs_as_the_per_entry_path_did(tmp_path, monkeypatch,
     if damaged:
         bad[88] ^= 1             # the body's first byte: BODYCRC no longer matches
     fast = _place(tmp_path / "fast", rounds, bytes(bad), damaged)
-    monkeypatch.setattr(replicated_log, "place_fields_run", lambda items, start: ([], None, start))
+    monkeypatch.setattr(replicated_log, "place_fields_run", lambda items, start, built=None: ([], None, start))
     slow = _place(tmp_path / "slow", rounds, bytes(bad), damaged)
     assert fast[0] == slow[0] and len(fast[0]) > 0
     assert [[(i, bytes(b)) for i, b in a] for a in fast[1]] == [[(i, bytes(b)) for i, b in a] for a in slow[1]]
