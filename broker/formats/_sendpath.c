@@ -10,6 +10,11 @@
  *       the first frame it does not take: a partial one, a malformed one, a binary header, a JSON
  *       header of any other shape. The Python loop decodes (or refuses) that frame, so every
  *       error and every unusual header keeps the Python code's answer. Never raises for input.
+ *   decode_frames(buffer, pos, frame_bytes_max, out, cmd_type, pending, taken) -> new pos
+ *       the same, and frame.take_answer's rule for each of those frames that is a response:
+ *       its receiver in ``pending`` (opaque -> receiver) goes to ``taken`` instead of its command
+ *       to ``out`` when its type's QUICK_CODES hold the code (a read's quick answers, handed over
+ *       together without a command built; the header is checked all the same).
  *   send_header_v2(ext, cls, default_topic[, names]) -> SendMessageHeader or None
  *       headers.send_header_v2 (or SendMessageHeader.from_ext with ``names``, the 14 long wire
  *       names in field order) for ext fields of plain strings whose numbers are plain decimals;
@@ -59,6 +64,7 @@ PyObject *S_PRODUCER_GROUP, *S_TOPIC, *S_DEFAULT_TOPIC, *S_DEFAULT_TOPIC_QUEUE_N
     *S_BORN_TIMESTAMP_MS, *S_PROPERTIES, *S_RECONSUME_TIMES, *S_UNIT_MODE, *S_MAX_RECONSUME_TIMES, *S_BATCH,
     *S_BROKER_NAME;
 PyObject *S_MSG_ID, *S_PHYSICAL_OFFSET, *S_QUEUE_OFFSET, *S_COUNT, *S_MSG_IDS, *S_INDEX;
+PyObject *S_QUICK_CODES;
 PyObject *K_V2[14]; /* "a".."n" */
 PyObject *ZERO, *ONE, *FOUR, *LANG_OTHER;
 
@@ -113,6 +119,7 @@ PyMODINIT_FUNC PyInit__sendpath(void) {
     INTERN(S_COUNT, "count");
     INTERN(S_MSG_IDS, "msg_ids");
     INTERN(S_INDEX, "index");
+    INTERN(S_QUICK_CODES, "QUICK_CODES");
     for (int i = 0; i < 14; i++) {
         char name[2] = {(char)('a' + i), 0};
         INTERN(K_V2[i], name);

@@ -97,6 +97,15 @@ static int read_string(Cursor *c, PyObject **out, int want) {
         return 0;
     const unsigned char *stop = p; /* the closing quote */
     PyObject *s;
+    if (!want && !escaped) { /* only checked: plain ASCII is valid UTF-8, no str needed */
+        const unsigned char *q = start;
+        while (q < stop && *q < 0x80)
+            q++;
+        if (q == stop) {
+            c->p = stop + 1;
+            return 1;
+        }
+    }
     if (!escaped) {
         s = PyUnicode_DecodeUTF8((const char *)start, stop - start, NULL);
     } else {
@@ -218,11 +227,43 @@ static int key_is(const unsigned char *key, Py_ssize_t len, const char *name) {
 }
 
 /* The extFields object: string keys to string values, no duplicates. 1 taken (*out a new dict),
- * 0 not, -1 error. */
-static int read_ext(Cursor *c, PyObject **out) {
+ * 0 not, -1 error. With build == 0 the object is only checked (out unused, nothing allocated for
+ * plain ASCII strings) and a repeated name is taken too: the Python reader keeps the last value,
+ * and a caller that only checks reads no value. */
+static int read_ext(Cursor *c, PyObject **out, int build) {
     if (c->p >= c->end || *c->p != '{')
         return 0;
     c->p++;
+    if (!build) {
+        skip_ws(c);
+        if (c->p < c->end && *c->p == '}') {
+            c->p++;
+            return 1;
+        }
+        for (;;) {
+            int r;
+            skip_ws(c);
+            if ((r = read_string(c, NULL, 0)) <= 0)
+                return r;
+            skip_ws(c);
+            if (c->p >= c->end || *c->p != ':')
+                return 0;
+            c->p++;
+            skip_ws(c);
+            if ((r = read_string(c, NULL, 0)) <= 0)
+                return r;
+            skip_ws(c);
+            if (c->p < c->end && *c->p == ',') {
+                c->p++;
+                continue;
+            }
+            if (c->p < c->end && *c->p == '}') {
+                c->p++;
+                return 1;
+            }
+            return 0;
+        }
+    }
     PyObject *ext = PyDict_New();
     if (ext == NULL)
         return -1;
@@ -285,19 +326,31 @@ static int read_ext(Cursor *c, PyObject **out) {
 
 enum { F_CODE = 1, F_LANGUAGE = 2, F_VERSION = 4, F_OPAQUE = 8, F_FLAG = 16, F_EXT = 32, F_STYPE = 64 };
 
-/* One frame's content (after the length field): 1 with *out a RemotingCommand, 0 not taken,
- * -1 error. */
-static int decode_one(const unsigned char *frame, Py_ssize_t size, PyObject *cls, PyObject **out) {
+/* A usual JSON header's values; language and ext are built (new references) only by a building
+ * parse, and are NULL otherwise or when absent. */
+typedef struct {
+    long code, version, opaque, flag;
+    unsigned seen;
+    Py_ssize_t header_len;
+    PyObject *language, *ext;
+} Header;
+
+/* One frame's content (after the length field) read as a usual JSON header: 1 taken, 0 not (the
+ * Python decoder decides), -1 error. With build == 0 the header is only checked: nothing is
+ * allocated for plain ASCII strings, and a repeated extFields name is taken (see read_ext). On 1
+ * with build the caller owns h->language and h->ext; on 0 or -1 nothing is left to release. */
+static int parse_header(const unsigned char *frame, Py_ssize_t size, Header *h, int build) {
+    h->code = h->version = h->opaque = h->flag = 0;
+    h->seen = 0;
+    h->language = h->ext = NULL;
     if (size < 4)
         return 0;
     uint32_t word = mq_u32(frame);
     Py_ssize_t header_len = word & 0xFFFFFF;
     if ((word >> 24) != 0 || header_len > size - 4)
         return 0; /* a binary header, or a malformed frame: the Python decoder */
+    h->header_len = header_len;
     Cursor c = {frame + 4, frame + 4 + header_len};
-    long code = 0, version = 0, opaque = 0, flag = 0;
-    PyObject *language = NULL, *ext = NULL;
-    unsigned seen = 0;
     int result = 0;
     skip_ws(&c);
     if (c.p >= c.end || *c.p != '{')
@@ -318,26 +371,26 @@ static int decode_one(const unsigned char *frame, Py_ssize_t size, PyObject *cls
         int r = 1;
         if (key_is(key, key_len, "code")) {
             field = F_CODE;
-            r = read_int32(&c, &code);
+            r = read_int32(&c, &h->code);
         } else if (key_is(key, key_len, "language")) {
             field = F_LANGUAGE;
-            if (seen & F_LANGUAGE)
+            if (h->seen & F_LANGUAGE)
                 goto done;
-            r = read_string(&c, &language, 1);
+            r = read_string(&c, &h->language, build);
         } else if (key_is(key, key_len, "version")) {
             field = F_VERSION;
-            r = read_int32(&c, &version);
+            r = read_int32(&c, &h->version);
         } else if (key_is(key, key_len, "opaque")) {
             field = F_OPAQUE;
-            r = read_int32(&c, &opaque);
+            r = read_int32(&c, &h->opaque);
         } else if (key_is(key, key_len, "flag")) {
             field = F_FLAG;
-            r = read_int32(&c, &flag);
+            r = read_int32(&c, &h->flag);
         } else if (key_is(key, key_len, "extFields")) {
             field = F_EXT;
-            if (seen & F_EXT)
+            if (h->seen & F_EXT)
                 goto done;
-            r = read_ext(&c, &ext);
+            r = read_ext(&c, &h->ext, build);
         } else if (key_is(key, key_len, "serializeTypeCurrentRPC")) {
             field = F_STYPE;
             r = read_string(&c, NULL, 0);
@@ -348,9 +401,9 @@ static int decode_one(const unsigned char *frame, Py_ssize_t size, PyObject *cls
             result = -1;
             goto done;
         }
-        if (r == 0 || (seen & field))
+        if (r == 0 || (h->seen & field))
             goto done;
-        seen |= field;
+        h->seen |= field;
         skip_ws(&c);
         if (c.p < c.end && *c.p == ',') {
             c.p++;
@@ -363,47 +416,121 @@ static int decode_one(const unsigned char *frame, Py_ssize_t size, PyObject *cls
         goto done;
     }
     skip_ws(&c);
-    if (c.p != c.end || !(seen & F_CODE) || !(seen & F_EXT))
-        goto done;
+    if (c.p == c.end && (h->seen & F_CODE) && (h->seen & F_EXT))
+        return 1;
+done:
+    Py_CLEAR(h->language);
+    Py_CLEAR(h->ext);
+    return result;
+}
+
+/* One frame's content as a RemotingCommand: 1 with *out, 0 not taken, -1 error. */
+static int decode_one(const unsigned char *frame, Py_ssize_t size, PyObject *cls, PyObject **out) {
+    Header h;
+    int result = parse_header(frame, size, &h, 1);
+    if (result <= 0)
+        return result;
+    result = -1;
+    Py_ssize_t header_len = h.header_len;
     PyObject *cmd = PyBaseObject_Type.tp_new((PyTypeObject *)cls, EMPTY_TUPLE, NULL);
-    if (cmd == NULL) {
-        result = -1;
+    if (cmd == NULL)
         goto done;
-    }
     PyObject *body = PyBytes_FromStringAndSize((const char *)frame + 4 + header_len, size - 4 - header_len);
-    PyObject *values[5] = {PyLong_FromLong(code), PyLong_FromLong(opaque), PyLong_FromLong(flag),
-                           PyLong_FromLong(version), body};
+    PyObject *values[5] = {PyLong_FromLong(h.code), PyLong_FromLong(h.opaque), PyLong_FromLong(h.flag),
+                           PyLong_FromLong(h.version), body};
     int failed = 0;
     for (int i = 0; i < 5; i++)
         failed |= values[i] == NULL;
     if (!failed)
         failed = PyObject_SetAttr(cmd, S_CODE, values[0]) < 0 || PyObject_SetAttr(cmd, S_OPAQUE, values[1]) < 0 ||
                  PyObject_SetAttr(cmd, S_FLAG, values[2]) < 0 ||
-                 PyObject_SetAttr(cmd, S_LANGUAGE, language != NULL ? language : LANG_OTHER) < 0 ||
+                 PyObject_SetAttr(cmd, S_LANGUAGE, h.language != NULL ? h.language : LANG_OTHER) < 0 ||
                  PyObject_SetAttr(cmd, S_VERSION, values[3]) < 0 || PyObject_SetAttr(cmd, S_REMARK, Py_None) < 0 ||
-                 PyObject_SetAttr(cmd, S_EXT_FIELDS, ext) < 0 || PyObject_SetAttr(cmd, S_BODY, values[4]) < 0 ||
+                 PyObject_SetAttr(cmd, S_EXT_FIELDS, h.ext) < 0 || PyObject_SetAttr(cmd, S_BODY, values[4]) < 0 ||
                  PyObject_SetAttr(cmd, S_SERIALIZE_TYPE, ZERO) < 0;
     for (int i = 0; i < 5; i++)
         Py_XDECREF(values[i]);
     if (failed) {
         Py_DECREF(cmd);
-        result = -1;
         goto done;
     }
     *out = cmd;
     result = 1;
 done:
-    Py_XDECREF(language);
-    Py_XDECREF(ext);
+    Py_XDECREF(h.language);
+    Py_XDECREF(h.ext);
+    return result;
+}
+
+/* What take_answer (frame.py) does for a response frame's checked header: its receiver in
+ * ``pending`` (opaque -> receiver) moved to ``taken`` when the receiver's type lists the code in
+ * its QUICK_CODES and is the type of the receivers taken before. 1 taken, 0 not, -1 error.
+ * ``kind``/``quick``: the last type whose QUICK_CODES was read, and what was read (NULL: none),
+ * both held with references of the caller's, so a read's frames look the attribute up once. */
+static int take_answer(const Header *h, PyObject *pending, PyObject *taken, PyObject **kind, PyObject **quick) {
+    PyObject *key = PyLong_FromLong(h->opaque);
+    if (key == NULL)
+        return -1;
+    int result = 0;
+    PyObject *receiver = PyDict_GetItemWithError(pending, key); /* borrowed */
+    if (receiver == NULL) {
+        result = PyErr_Occurred() ? -1 : 0;
+        goto done;
+    }
+    PyTypeObject *type = Py_TYPE(receiver);
+    if (PyList_GET_SIZE(taken) > 0 && Py_TYPE(PyList_GET_ITEM(taken, 0)) != type)
+        goto done;
+    if ((PyObject *)type != *kind) {
+        PyObject *codes = PyObject_GetAttr((PyObject *)type, S_QUICK_CODES);
+        if (codes == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                result = -1;
+                goto done;
+            }
+            PyErr_Clear();
+        }
+        Py_INCREF(type);
+        Py_XSETREF(*kind, (PyObject *)type);
+        Py_XSETREF(*quick, codes);
+    }
+    if (*quick == NULL)
+        goto done;
+    PyObject *code = PyLong_FromLong(h->code);
+    if (code == NULL) {
+        result = -1;
+        goto done;
+    }
+    int contains = PySequence_Contains(*quick, code);
+    Py_DECREF(code);
+    if (contains <= 0) {
+        result = contains;
+        goto done;
+    }
+    Py_INCREF(receiver); /* the table's reference goes with the delete */
+    if (PyList_Append(taken, receiver) < 0 || PyDict_DelItem(pending, key) < 0) {
+        Py_DECREF(receiver);
+        result = -1;
+        goto done;
+    }
+    Py_DECREF(receiver);
+    result = 1;
+done:
+    Py_DECREF(key);
     return result;
 }
 
 PyObject *decode_frames(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t pos, frame_bytes_max;
-    PyObject *out, *cls;
-    if (!PyArg_ParseTuple(args, "y*nnO!O!", &view, &pos, &frame_bytes_max, &PyList_Type, &out, &PyType_Type, &cls))
+    PyObject *out, *cls, *pending = NULL, *taken = NULL;
+    if (!PyArg_ParseTuple(args, "y*nnO!O!|O!O!", &view, &pos, &frame_bytes_max, &PyList_Type, &out, &PyType_Type,
+                          &cls, &PyDict_Type, &pending, &PyList_Type, &taken))
         return NULL;
+    if (pending != NULL && taken == NULL) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_TypeError, "pending without taken");
+        return NULL;
+    }
     const unsigned char *b = view.buf;
     Py_ssize_t n = view.len;
     if (pos < 0 || pos > n) {
@@ -411,26 +538,46 @@ PyObject *decode_frames(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "pos outside the buffer");
         return NULL;
     }
+    PyObject *kind = NULL, *quick = NULL; /* take_answer's cache */
+    int failed = 0;
     while (n - pos >= 4) {
         int32_t length = (int32_t)mq_u32(b + pos);
         if (length < 4 || (long long)length + 4 > (long long)frame_bytes_max || n - pos - 4 < length)
             break; /* refused or partial: the Python loop says which */
+        if (pending != NULL) {
+            Header h;
+            int r = parse_header(b + pos + 4, length, &h, 0);
+            if (r == 1 && (h.flag & 1))
+                r = take_answer(&h, pending, taken, &kind, &quick);
+            else if (r == 1)
+                r = 0;
+            if (r < 0) {
+                failed = 1;
+                break;
+            }
+            if (r == 1) {
+                pos += 4 + (Py_ssize_t)length;
+                continue;
+            }
+        }
         PyObject *cmd = NULL;
         int r = decode_one(b + pos + 4, length, cls, &cmd);
         if (r < 0) {
-            PyBuffer_Release(&view);
-            return NULL;
+            failed = 1;
+            break;
         }
         if (r == 0)
             break;
         r = PyList_Append(out, cmd);
         Py_DECREF(cmd);
         if (r < 0) {
-            PyBuffer_Release(&view);
-            return NULL;
+            failed = 1;
+            break;
         }
         pos += 4 + (Py_ssize_t)length;
     }
     PyBuffer_Release(&view);
-    return PyLong_FromSsize_t(pos);
+    Py_XDECREF(kind);
+    Py_XDECREF(quick);
+    return failed ? NULL : PyLong_FromSsize_t(pos);
 }

@@ -6,6 +6,11 @@ Contracts:
 
 * ``request(cmd, timeout_ms)`` assigns a fresh opaque, writes, and returns the response, or raises
   ``RemotingTimeoutError`` (the late response, if any, is dropped) or ``RemotingClosedError``.
+* A ``sending.Receiver`` filed by ``submit_to`` whose class lists an answer's code in
+  ``QUICK_CODES`` gets that answer with the other quick answers of its read, in one
+  ``answered_together`` call made before the read's other frames are handled (no command built
+  for them); the answers before a malformed frame in the same read are still handed over, then
+  the channel closes.
 * ``oneway(cmd)`` writes with the one-way flag; the peer never answers.
 * Writes are coalesced: every frame queued in one loop turn (the responses to all the requests of
   one read, the requests many tasks send at once) goes to the transport in ONE ``write`` at the
@@ -155,14 +160,22 @@ class Channel(Answering, Sending, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_read_s = self._loop.time()
+        pending = self._pending
+        taken: list = []        # the quick answers' receivers (module doc), out of ``pending``
         try:
-            commands = self._decoder.feed(data)
+            # only a table with requests in it can have answers to take; a traced hop marks each answer
+            commands = self._decoder.feed(data, pending, taken) if pending and not hop_trace.ON \
+                else self._decoder.feed(data)
         except PeerError as exc:
+            if taken:       # whole answers before the bad frame: they were answered
+                type(taken[0]).answered_together(taken)
             reason = f"malformed frame from {self.peer}: {exc}"
             log.warning("%s; closing that connection", reason)
             self.close(reason)
             return
-        if self._budget is not None and not self._track_partial(bool(commands)):
+        if taken:
+            type(taken[0]).answered_together(taken)
+        if self._budget is not None and not self._track_partial(bool(commands) or bool(taken)):
             reason = (f"incomplete frames of all connections exceed {self._budget.bytes_max} bytes "
                       f"({self._decoder.pending_bytes} of them from {self.peer})")
             log.warning("%s; closing that connection", reason)
@@ -172,7 +185,6 @@ class Channel(Answering, Sending, asyncio.Protocol):
             return
         self._in_read = True
         try:
-            pending = self._pending
             backlog = self._backlog
             if hop_trace.ON:
                 for cmd in commands:

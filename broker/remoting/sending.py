@@ -229,9 +229,24 @@ class Receiver:
     what happens in ``answered(response)`` / ``failed(exc)``. It answers the few questions the
     channel asks a pending future (``done``, ``cancelled``, ``exception``) as a future that is
     still waiting would: a receiver is done only by being taken out of the table, which is what
-    the channel does before handing it the outcome."""
+    the channel does before handing it the outcome.
+
+    Quick answers: an answer whose code is in the class's ``QUICK_CODES`` (a code that tells the
+    receiver all it reads of the answer, e.g. a send's SEND_OK) is not built into a command nor
+    handed over alone. The channel takes the quick answers of one read out of the table together
+    (``frame.take_answer``: receivers of one class a read) and calls the class's
+    ``answered_together(receivers)`` once, in the order their answers came, instead of
+    ``set_result`` per answer. It must not raise (it runs inside the read)."""
 
     __slots__ = ()
+
+    #: the answer codes ``answered_together`` takes for ``set_result`` (none here)
+    QUICK_CODES: frozenset[int] = frozenset()
+
+    @classmethod
+    def answered_together(cls, receivers: list["Receiver"]) -> None:
+        """A read's answers with codes in ``QUICK_CODES``, one receiver each (class doc)."""
+        raise NotImplementedError
 
     def done(self) -> bool:
         return False

@@ -25,9 +25,34 @@ class SendReceiver(Receiver):
     (the caller's record of the send) implements ``delivered``, ``given_up`` and ``text`` (the
     property text, for a retry). The answer's header is not parsed (the caller does not read a
     ``SendResult``). Hooks run inside the channel's read: an exception there is logged, never
-    raised into the read."""
+    raised into the read.
+
+    The deliveries of one read come together (``Receiver.QUICK_CODES``: the channel takes them
+    without building their commands): ``delivered_together(receivers)`` once, whose default calls
+    each one's ``delivered()``; a subclass may count them in one step instead."""
 
     __slots__ = ("producer", "topic", "body", "sys_flag", "queue", "addr", "uniq_key")
+
+    QUICK_CODES = frozenset(DELIVERED)
+
+    @classmethod
+    def delivered_together(cls, receivers: list["SendReceiver"]) -> None:
+        """``delivered()`` of each of a read's deliveries, in the order they came (class doc)."""
+        for receiver in receivers:
+            try:
+                receiver.delivered()
+            except Exception:  # noqa: BLE001 - as ``answered``: the others and the read go on
+                log.exception("send answer handling failed")
+
+    @classmethod
+    def answered_together(cls, receivers: list) -> None:
+        # the answers of one read came over one connection: one producer's, one broker address
+        first = receivers[0]
+        try:
+            first.producer._heartbeat_addrs.add(first.addr)
+            cls.delivered_together(receivers)
+        except Exception:  # noqa: BLE001 - the channel's read must go on
+            log.exception("send answer handling failed")
 
     def delivered(self) -> None:
         raise NotImplementedError

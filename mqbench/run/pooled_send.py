@@ -39,7 +39,13 @@ class PooledSend(SendReceiver):
     template: PropertyTemplate
 
     def delivered(self) -> None:
-        self.driver._acked_one(self.intended, self.message, self.sent_ns)
+        self.driver._acked_sends((self,), 1)
+
+    @classmethod
+    def delivered_together(cls, receivers: list) -> None:
+        """A read's deliveries counted in one step (``ProducerDriver._acked_sends``): the sends on
+        one connection are one producer's, so one driver's."""
+        receivers[0].driver._acked_sends(receivers, len(receivers))
 
     def given_up(self, exc: BaseException | None) -> None:
         driver = self.driver

@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple, Sequence
 
 from mqbench.client import OutgoingMessage, Producer
 from mqbench.client.pipeline import PropertyTemplate
@@ -110,6 +110,15 @@ class ProducerTotals:
 
     def as_dict(self) -> dict:
         return dict(vars(self))
+
+
+class _Acked(NamedTuple):
+    """A message of a batch or of the general path, as ``_acked_sends`` counts it (what a
+    ``PooledSend`` holds of its message)."""
+
+    intended: int
+    message: TraceMessage
+    sent_ns: int
 
 
 def _wake(waiter: asyncio.Future) -> None:
@@ -452,71 +461,54 @@ class ProducerDriver:
         self._acked(items, sent_ns)
 
     def _acked(self, items: list[tuple[int, TraceMessage]], sent_ns: int) -> None:
-        """One request's messages acknowledged now (its answer was just read)."""
+        """One request's messages (a batch, or a send of the general path) acknowledged now."""
+        self._acked_sends([_Acked(intended, message, sent_ns) for intended, message in items], 1)
+
+    def _acked_sends(self, sends: Sequence[PooledSend | _Acked], requests: int) -> None:
+        """The one home of the ack counts: the messages of ``sends`` (each with its intended ns,
+        message and sent ns), of ``requests`` requests whose answers were just read (the pooled
+        sends of one read, one request each; or one batch), acknowledged at one clock reading.
+        Each message's publish latency, measured-phase counts, bytes and owed deliveries are its
+        own; the totals are added once per call."""
         if self._gave_up:
             return
         acked_ns = self.clock_ns()
         totals, metrics = self.totals, self.metrics
-        on_time = acked_ns <= self.end_ns + self.ack_grace_ns
-        latency_us = min(max(1, (acked_ns - sent_ns) // 1000), VALUE_US_MAX)
-        interval = self._interval_values
-        owed_by_id = self._owed
-        bytes_before = totals.acked_bytes
-        for intended, message in items:
+        measure_from_ns, end_ns = metrics.measure_start_ns, self.end_ns
+        interval, owed_by_id, pooled = self._interval_values, self._owed, self._pooled
+        sent_ns_all: list[int] = []
+        measured = acked_bytes = expected = delayed = delayed_owed = 0
+        for send in sends:
+            message, sent_ns = send.message, send.sent_ns
             size = len(message.body)
-            if metrics.measure_start_ns <= intended < self.end_ns:
-                totals.measured_acked += 1
-                if on_time:
-                    totals.measured_acked_on_time += 1
-            interval.append(latency_us)
-            totals.acked += 1
-            totals.acked_bytes += size
-            entry = owed_by_id.get(id(message)) if self._pooled else None
+            if measure_from_ns <= send.intended < end_ns:
+                measured += 1
+            sent_ns_all.append(sent_ns)
+            latency_us = (acked_ns - sent_ns) // 1000
+            interval.append(latency_us if 0 < latency_us <= VALUE_US_MAX else min(max(1, latency_us), VALUE_US_MAX))
+            acked_bytes += size
+            entry = owed_by_id.get(id(message)) if pooled else None
             if entry is not None and entry[0] is message:
                 owed = entry[1]
             else:                # kept with the message itself, so its id is not reused meanwhile
                 owed = self.deliveries.count(message.topic, message.tags)
-                if self._pooled:
+                if pooled:
                     owed_by_id[id(message)] = (message, owed)
             if message.delay_ms:
-                totals.delayed_acked += 1
-                totals.delayed_deliveries_owed += owed
+                delayed += 1
+                delayed_owed += owed
             else:
-                totals.expected_deliveries += owed
-        metrics.record_acks(acked_ns, [sent_ns] * len(items), totals.acked_bytes - bytes_before)
-        totals.in_flight -= 1         # _window_release, inline: once per answer
-        waiter = self._window_free
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _acked_one(self, intended: int, message: TraceMessage, sent_ns: int) -> None:
-        """``_acked`` of one pooled message's send (a ``PooledSend``): the same counts, without the
-        list and the loop."""
-        if self._gave_up:
-            return
-        acked_ns = self.clock_ns()
-        totals, metrics = self.totals, self.metrics
-        size = len(message.body)
-        if metrics.measure_start_ns <= intended < self.end_ns:
-            totals.measured_acked += 1
-            if acked_ns <= self.end_ns + self.ack_grace_ns:
-                totals.measured_acked_on_time += 1
-        metrics.record_ack(sent_ns, acked_ns, size)
-        self._interval_values.append(min(max(1, (acked_ns - sent_ns) // 1000), VALUE_US_MAX))
-        totals.acked += 1
-        totals.acked_bytes += size
-        entry = self._owed.get(id(message))
-        if entry is not None and entry[0] is message:
-            owed = entry[1]
-        else:                # kept with the message itself, so its id is not reused meanwhile
-            owed = self.deliveries.count(message.topic, message.tags)
-            self._owed[id(message)] = (message, owed)
-        if message.delay_ms:
-            totals.delayed_acked += 1
-            totals.delayed_deliveries_owed += owed
-        else:
-            totals.expected_deliveries += owed
-        totals.in_flight -= 1         # _window_release, inline: once per answer
+                expected += owed
+        metrics.record_acks(acked_ns, sent_ns_all, acked_bytes)
+        totals.acked += len(sends)
+        totals.acked_bytes += acked_bytes
+        totals.measured_acked += measured
+        if acked_ns <= end_ns + self.ack_grace_ns:
+            totals.measured_acked_on_time += measured
+        totals.expected_deliveries += expected
+        totals.delayed_acked += delayed
+        totals.delayed_deliveries_owed += delayed_owed
+        totals.in_flight -= requests         # _window_release, inline
         waiter = self._window_free
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
