@@ -1,7 +1,7 @@
 """The run's pull consumers long-poll idle queues as RocketMQ's do (15 s suspend), and still end at
-once: ``/tmp/findings-lowrate.md`` found 2.7 pulls per message at 60 msgs/s, idle queues re-polled
-every 2 s (the driver's old ``suspend_timeout_ms``). Against the scripted broker: every queue gets
-one pull that stays suspended, and ``stop`` returns while they are."""
+once: the driver's old ``suspend_timeout_ms`` of 2 s re-polled every idle queue every 2 s. Against
+the scripted broker: every queue gets one pull that stays suspended, and ``stop`` returns while
+they are."""
 from __future__ import annotations
 
 import asyncio
