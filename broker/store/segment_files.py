@@ -18,7 +18,8 @@ from typing import Iterator
 from mqbench.errors import CorruptDataError
 
 from .log_reader import REPORT, FolderFiles, LogItem, LogReader, Segment, SegmentDir, list_segments  # noqa: F401
-from .log_runs import LogRun, WindowScan
+from .log_runs import ROW_AT, ROW_POS, ROW_TOTAL, LogRun, WindowScan
+from mqbench.broker.formats.dledger import ENTRY_HEADER_BYTES
 from mqbench.broker.formats.record import decode_message
 from mqbench.broker.formats.record_peek import peek_fields
 from mqbench.broker.formats.record_check import DAMAGE_CRC
@@ -198,10 +199,11 @@ class MultiReader:
             reader.close()
 
 
-def iter_messages(root: str, limit: int | None = None) -> Iterator[dict]:
+def iter_messages(root: str, limit: int | None = None, scan: WindowScan | None = None) -> Iterator[dict]:
     """Each message of the log in address order, as a dict with topic, queue_id, queue_offset,
     physical_offset, properties, body_size_bytes, store_timestamp_ms, file and offset. Streams:
-    one file mapped at a time. Records with a bad CRC are included with ``crc_ok`` False."""
+    one file mapped at a time. Records with a bad CRC are included with ``crc_ok`` False.
+    ``scan``: ``iter_log``'s (the same messages)."""
     root = os.path.abspath(root)
     detection = detect(root)
     if limit is not None and limit <= 0:
@@ -209,7 +211,21 @@ def iter_messages(root: str, limit: int | None = None) -> Iterator[dict]:
     count = 0
     for rel, is_dl in log_dirs(root, detection.dledger_dirs):
         segdir = list_segments(os.path.join(root, rel), rel)
-        for rec in iter_log(segdir, rel, is_dl):
+        head = ENTRY_HEADER_BYTES if is_dl else 0
+        for rec in iter_log(segdir, rel, is_dl, scan=scan):
+            if type(rec) is LogRun:
+                buf, seg, file = rec.buf, rec.seg, rec.file
+                for row in rec.rows:         # records the reader passed: they decode (ASCII topic, properties)
+                    msg, _ = decode_message(buf, row[ROW_AT], check_crc=False)
+                    address = row[ROW_POS] + head
+                    yield {"topic": msg.topic, "queue_id": msg.queue_id, "queue_offset": msg.queue_offset,
+                           "physical_offset": address, "size_bytes": row[ROW_TOTAL], "body_size_bytes": len(msg.body),
+                           "sysflag": msg.sysflag, "store_timestamp_ms": msg.store_timestamp_ms,
+                           "properties": msg.properties, "crc_ok": True, "file": file, "offset": address - seg}
+                    count += 1
+                    if limit is not None and count >= limit:
+                        return
+                continue
             if isinstance(rec, dict) or not rec.is_record:
                 continue
             crc_ok = rec.damage != DAMAGE_CRC

@@ -18,6 +18,7 @@ from mqbench.errors import CorruptDataError
 from mqbench.broker.formats import configs
 from mqbench.broker.store.index_files import INDEX_DIR, index_files, lookup
 from mqbench.broker.store.segment_files import MultiReader, iter_messages, list_segments, log_dirs
+from mqbench.migrate import scan as window_scan
 from mqbench.broker.formats.record import body_crc, decode_message
 from mqbench.broker.store.versions import detect
 from mqbench.broker.formats.properties import PROPERTY_KEYS, PROPERTY_UNIQ_KEY
@@ -48,7 +49,7 @@ def find_by_key(root: str, key: str, topic: str | None = None) -> Iterator[dict]
     root = os.path.abspath(root)
     detection = detect(root)
     if not index_files(os.path.join(root, INDEX_DIR)):
-        for msg in iter_messages(root):
+        for msg in iter_messages(root, scan=window_scan):
             if msg.get("topic") and (topic is None or msg["topic"] == topic) and _has_key(msg["properties"], key):
                 yield {**msg, "found_by": "log scan"}
         return

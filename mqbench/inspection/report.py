@@ -47,7 +47,6 @@ from mqbench.broker.store.segment_files import (
     folder_of,
     iter_files,
     iter_log,
-    iter_messages,  # noqa: F401 - part of this module's API
     list_segments,
     log_dirs,
 )
@@ -515,6 +514,14 @@ def inspect_store(root: str, *, scan: WindowScan | None = window_scan) -> dict:
         damage=ins.damage.entries,
         damage_counts=dict(sorted(ins.damage.counts.items())),
     )
+
+
+def iter_messages(root: str, limit: int | None = None, *, scan: WindowScan | None = window_scan):
+    """Each message of the log at ``root`` (``segment_files.iter_messages``), read by windows
+    through ``scan`` (None: record by record; the same messages)."""
+    from mqbench.broker.store.segment_files import iter_messages as messages
+
+    return messages(root, limit, scan)
 
 
 def _pop_doc(root: str, offsets_file, scan: WindowScan | None) -> dict:

@@ -15,7 +15,7 @@ import pytest
 from formats_storebuild import StoreBuilder
 from mqbench.broker.formats.batch import BatchItem
 from mqbench.broker.formats.record_layout import SYSFLAG_TX_PREPARED
-from mqbench.inspection.report import inspect_store
+from mqbench.inspection.report import inspect_store, iter_messages
 from mqbench.migrate import scan
 
 PY_SCAN = SimpleNamespace(hop=scan.hop_py,
@@ -30,6 +30,9 @@ def same(root) -> dict:
     want = inspect_store(str(root), scan=None)
     assert inspect_store(str(root)) == want
     assert inspect_store(str(root), scan=PY_SCAN) == want
+    messages = list(iter_messages(str(root), scan=None))            # --messages, --key without index
+    assert list(iter_messages(str(root))) == messages == list(iter_messages(str(root), scan=PY_SCAN))
+    assert list(iter_messages(str(root), 7)) == messages[:7]
     return want
 
 
