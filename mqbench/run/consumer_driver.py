@@ -49,7 +49,7 @@ from mqbench.run.stamps import read_stamps
 log = logging.getLogger(__name__)
 READY_WAIT_S = 15.0
 #: how long a pull consumer's PULL_MESSAGE waits on the broker for a message (RocketMQ's 15 s; was 2 s,
-#: which re-polled every idle queue every 2 s: in orders at 60 msgs/s 151 of 3,925 pulls). A run still ends
+#: which re-polled every idle queue every 2 s: in orders at 60 msgs/s 70 of 877 pulls). A run still ends
 #: at once (close cancels the suspended pulls) and follows a failover at its next rebalance
 #: (``Consumer.rebalance`` moves a queue's pull to the new read address). ``spec["suspend_timeout_ms"]``
 #: overrides it
