@@ -188,7 +188,7 @@ def _entries(data) -> list:
 
 
 @needs_c
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.data())
 def test_place_fields_run_in_c_is_the_python_loop(data):
     items = _entries(data)
