@@ -121,7 +121,7 @@ _delay = st.one_of(st.integers(-30, 30).map(str), st.sampled_from(["", " 1", "1_
 
 
 @needs_c
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.sampled_from([SCHEDULE_TOPIC, "T"]), st.lists(st.tuples(
     st.sampled_from(["TAGS", "DELAY", "KEYS", "XTAGS", "TAGSX", ""]),
     st.one_of(_delay, st.text(st.characters(min_codepoint=1, max_codepoint=0x10FFFF, blacklist_categories=("Cs",),
