@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 
-from mqbench.broker.store.log_runs import ROW_AT, ROW_TOPIC, LogRun, WindowScan
-from mqbench.broker.store.segment_files import iter_log, log_dirs, list_segments
+from mqbench.broker.formats import dledger as dl
+from mqbench.broker.store.log_runs import ROW_AT, ROW_POS, ROW_TOPIC, LogRun, WindowScan
+from mqbench.broker.store.segment_files import MultiReader, iter_log, log_dirs, list_segments
 from mqbench.broker.formats.record import decode_message
 from mqbench.broker.formats.topics import TIMER_TOPIC
 from mqbench.broker.store.versions import detect
@@ -31,15 +32,39 @@ from mqbench.broker.formats.properties import (
 )
 
 
-def pop_state_doc(root: str, offsets: dict | None, scan: WindowScan | None = None) -> dict:
+def pop_candidates(run: LogRun, dledger: bool) -> list[int]:
+    """The record addresses in ``run`` on a revive topic or the timer topic (the records
+    ``pop_state_doc`` decodes)."""
+    topics = run.topics
+    wanted = {n for n, name in enumerate(topics) if name == _TIMER or name.startswith(_REVIVE)}
+    if not wanted:
+        return []
+    head = dl.ENTRY_HEADER_BYTES if dledger else 0
+    return [row[ROW_POS] + head for row in run.rows if row[ROW_TOPIC] in wanted]
+
+
+def pop_state_doc(root: str, offsets: dict | None, scan: WindowScan | None = None,
+                  addresses: list[int] | None = None) -> dict:
     """The ``pop`` part of ``inspect``'s document (module doc). ``scan``: read the log by windows
     (``broker.store.log_runs``), decoding only the records on a revive or timer topic; None: the
-    record-by-record walk (the reference; the same document)."""
+    record-by-record walk (the reference; the same document). ``addresses``: instead of a walk,
+    the records to look at, in log order (the records of the runs ``pop_candidates`` picks and
+    every other record, as ``inspect``'s own walk found them)."""
     root = os.path.abspath(root)
     detection = detect(root)
     engines: dict[str, PopEngine] = {}       # revive topic -> engine (one cluster per store, in practice)
     bad = 0
-    for rel, is_dl in log_dirs(root, detection.dledger_dirs):
+    if addresses is not None:
+        reader = MultiReader([list_segments(os.path.join(root, rel), rel)
+                              for rel, _ in log_dirs(root, detection.dledger_dirs)])
+        try:
+            for address in addresses:
+                hit = reader.locate(address)
+                if hit is not None:
+                    bad += _observe(hit[0], hit[1], engines, offsets)
+        finally:
+            reader.close()
+    for rel, is_dl in log_dirs(root, detection.dledger_dirs) if addresses is None else ():
         for rec in iter_log(list_segments(os.path.join(root, rel), rel), rel, is_dl, scan=scan):
             if type(rec) is LogRun:
                 topics = rec.topics

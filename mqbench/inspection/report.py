@@ -66,6 +66,7 @@ from mqbench.broker.formats.record_peek import peek_fields, peek_properties, pee
 from mqbench.broker.store.log_runs import LogRun, WindowScan
 from mqbench.migrate import scan as window_scan
 from .log_runs import check_run, index_problem
+from .pop import pop_candidates
 from .state import check_dledger_state, checkpoint_doc, index_files_doc, read_dledger_state, timer_doc
 from mqbench.broker.store.versions import detect
 from mqbench.broker.formats.properties import PROPERTY_INNER_NUM
@@ -115,6 +116,8 @@ class _Inspector:
         self.notes: list[str] = []
         self.queues: dict[tuple[str, int], _Queue] = {}
         self.log_min_offset = 0
+        # with a scan: where the records that may be POP state are (pop.pop_state_doc), in log order
+        self.pop_addresses: list[int] | None = None
 
     def queue(self, topic: str, queue_id: int) -> _Queue:
         key = (topic, queue_id)
@@ -385,6 +388,8 @@ class _Inspector:
             for item in iter_log(segdir, rel, is_dl, end, scan):
                 if type(item) is LogRun:
                     check_run(self, item, is_dl, ddir, index_reader, state, committed, cq_readers, names)
+                    if self.pop_addresses is not None:
+                        self.pop_addresses.extend(pop_candidates(item, is_dl))
                     continue
                 if isinstance(item, dict):
                     self.damage(item)
@@ -395,6 +400,8 @@ class _Inspector:
                     continue
                 expect_cq = not (is_dl and committed is not None and item.index > committed)
                 self.on_record(item, cq_readers, expect_cq)
+                if self.pop_addresses is not None:
+                    self.pop_addresses.append(item.address)
             if index_reader:
                 index_reader.close()
             valid_end = max(valid_end, end.valid_end_offset)
@@ -443,6 +450,8 @@ def inspect_store(root: str, *, scan: WindowScan | None = window_scan) -> dict:
         _check_readable(root)
     detection = detect(root)
     ins = _Inspector(root)
+    if scan is not None:
+        ins.pop_addresses = []
     files: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for rel, size in iter_files(root):
         group = files[folder_of(rel)]
@@ -509,7 +518,7 @@ def inspect_store(root: str, *, scan: WindowScan | None = window_scan) -> dict:
         checkpoint=checkpoint_doc(root, ins.damage),
         timer=timer_doc(root, ins.damage),
         index_files=index_files_doc(root, ins.damage),
-        pop=_pop_doc(root, offsets_file, scan),
+        pop=_pop_doc(root, offsets_file, scan, ins.pop_addresses),
         notes=ins.notes,
         damage=ins.damage.entries,
         damage_counts=dict(sorted(ins.damage.counts.items())),
@@ -524,11 +533,12 @@ def iter_messages(root: str, limit: int | None = None, *, scan: WindowScan | Non
     return messages(root, limit, scan)
 
 
-def _pop_doc(root: str, offsets_file, scan: WindowScan | None) -> dict:
-    """POP checkpoints and unacked messages per group (``inspection.pop``)."""
+def _pop_doc(root: str, offsets_file, scan: WindowScan | None, addresses: list[int] | None) -> dict:
+    """POP checkpoints and unacked messages per group (``inspection.pop``; ``addresses``: the
+    records the log walk found that may hold POP state, so that the log is not walked again)."""
     from mqbench.inspection.pop import pop_state_doc
 
-    return pop_state_doc(root, offsets_file.offsets if offsets_file else None, scan)
+    return pop_state_doc(root, offsets_file.offsets if offsets_file else None, scan, addresses)
 
 
 def _queue_max(q: _Queue) -> int:
