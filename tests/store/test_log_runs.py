@@ -103,7 +103,7 @@ def test_start_and_stop_inside_a_run(tmp_path):
         assert got == want and runs
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(st.sampled_from(["v5", "v5-dledger"]),
        st.lists(st.tuples(st.integers(0, 1 << 30), st.integers(0, 257)), min_size=1, max_size=5))
 def test_runs_are_the_walk_on_damaged_logs(version, changes):
