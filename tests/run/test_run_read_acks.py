@@ -18,7 +18,7 @@ def _spec():
     return {"namesrv": "127.0.0.1:1", "run_id": "t1", "duration_ms": 10_000, "warmup_ms": 1000, "window_ms": 1000,
             "progress_ms": 100, "subscriptions": [("g-all", "order_events", "*"), ("g-two", "order_events", "*"),
                                                   ("g-pay", "order_payment_timeout", "*")],
-            "source": "orders", "seed": 2, "rate": 500.0, "codec": "none", "compress_over_bytes": 4096,
+            "source": "orders", "seed": 2, "rate": 20.0, "codec": "none", "compress_over_bytes": 4096,
             "batch_msgs": {"order_events": 1, "order_payment_timeout": 1}, "delay": True, "in_flight_max": 100_000,
             "send_timeout_ms": 3000, "group": "PID_t", "topics": ["order_events", "order_payment_timeout"],
             "worker_index": 0, "workers": 1}
