@@ -82,20 +82,31 @@ PENDING_VALUES_MAX = 4096
 
 def record_values(histogram: HdrHistogram, values: list[int]) -> None:
     """Record ``values`` (each within the histogram's range) in ``histogram``: the same counts, total,
-    percentiles, mean, min, max and encoding as one ``record_value`` per value, at a fifth of the cost
-    (a load generator records two or three values per message). Each value is first moved to the
-    lowest value of its bucket, which the histogram cannot tell apart from it, and each distinct one
-    is recorded once with its count."""
+    percentiles, mean, min, max and encoding as one ``record_value`` per value (the same fields
+    change), at a small part of its cost (a load generator records two or three values per
+    message): each value's counts index is computed in one expression and each index counted once.
+    A histogram of another layout (unit magnitude > 0) or a value out of its range goes one by one
+    (``record_value`` ignores a value it cannot hold)."""
     if not values:
         return
-    shift_from = histogram.sub_bucket_half_count_magnitude + 1 + histogram.unit_magnitude
-    if histogram.unit_magnitude:        # not our histograms' layout (1 us units): one by one
-        for value in values:
+    low, high = min(values), max(values)
+    if histogram.unit_magnitude or low < 0 or histogram.get_counts_array_index(high) >= histogram.counts_len:
+        for value in values:        # not our histograms' layout (1 us units), or out of range: one by one
             histogram.record_value(value)
         return
-    counts = Counter([v >> s << s if (s := v.bit_length() - shift_from) > 0 else v for v in values])
-    for value, count in counts.items():
-        histogram.record_value(value, count)
+    # hdrh's record_value, per value: counts index = ((bucket + 1) << half magnitude) + (value >>
+    # bucket) - half count, with bucket = bit length of (value | sub-bucket mask) - (half magnitude
+    # + 1); counted per index (one Counter pass in C), then each index's count added once, and the
+    # total, min and max updated once (the same fields record_value keeps).
+    magnitude, half = histogram.sub_bucket_half_count_magnitude, histogram.sub_bucket_half_count
+    mask, top = histogram.sub_bucket_mask, histogram.sub_bucket_half_count_magnitude + 1
+    counts = histogram.counts
+    for index, count in Counter([(((b := (v | mask).bit_length() - top) + 1) << magnitude) + (v >> b) - half
+                                 for v in values]).items():
+        counts[index] += count
+    histogram.total_count += len(values)
+    histogram.min_value = min(histogram.min_value, low)
+    histogram.max_value = max(histogram.max_value, high)
 
 
 def encode_histogram(histogram: HdrHistogram) -> str:

@@ -69,3 +69,12 @@ def test_clamped_values_are_still_counted_and_merged_runs_agree():
     assert window.histograms["publish_latency"].get_total_count() == 1
     merged = RunMetrics.from_dict(metrics.to_dict(), "test")
     assert merged.total().histograms["publish_delay"].get_total_count() == 1
+
+
+@settings(max_examples=15, deadline=None)
+@given(_values, st.lists(st.sampled_from([-1, -5000, VALUE_US_MAX * 4, 2 ** 62]), min_size=1, max_size=3))
+def test_values_a_histogram_cannot_hold_are_left_out_as_record_value_leaves_them(values, outside):
+    """Out of range (never from ``Window.record``, which clamps): each goes as ``record_value`` takes it."""
+    bulk = new_histogram()
+    record_values(bulk, values + outside)
+    _same(bulk, _one_by_one(values + outside))
