@@ -207,6 +207,11 @@ class ProducerDriver:
             if "run_id" in spec:                # each one's property text, now too
                 for message in pool.messages:
                     self._property_template(message)
+            # and the deliveries each one owes (what ``_acked_sends`` counts per ack): a pool sized
+            # to the run is never sent twice, so filling this at the first ack missed every time
+            count = self.deliveries.count
+            for message in pool.messages:
+                self._owed[id(message)] = (message, count(message.topic, message.tags))
             messages = iter(pool)
         else:
             first = next(messages, None)

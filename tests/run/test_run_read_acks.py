@@ -92,3 +92,14 @@ def test_the_same_counts_one_by_one_and_none_after_the_driver_gave_up():
     quit_._gave_up = True
     PooledSend.answered_together(sends_quit)
     assert quit_.totals.acked == 0 and quit_.totals.in_flight == 7
+
+
+def test_a_pooled_messages_deliveries_owed_are_counted_before_the_clock_starts():
+    """The pool is sized to the run, so its messages are rarely sent twice: what each owes is
+    counted once in ``prepare`` with the rest of its send, not looked up per ack."""
+    driver, sends, _readings = _read(30, 10_500 * MS)
+    calls: list[tuple] = []
+    count = driver.deliveries.count
+    driver.deliveries.count = lambda topic, tags: calls.append((topic, tags)) or count(topic, tags)
+    PooledSend.answered_together(sends)
+    assert calls == [] and driver.totals.acked == 30
