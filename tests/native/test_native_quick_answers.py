@@ -10,6 +10,7 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stream_mangling import mangled_reads
 
 from mqbench.broker.formats import codes, frame
 from mqbench.broker.formats.command import RemotingCommand, encode_command, send_success_frame
@@ -89,15 +90,7 @@ def test_c_takes_the_quick_answers_python_takes(seed, count, mangle) -> None:
     if table and rng.random() < 0.2:
         table[next(iter(table))] = None
     data = b"".join(_answer(rng, opaque) for opaque in opaques)
-    if mangle == 1 and data:
-        i = rng.randrange(len(data))
-        data = data[:i] + bytes([rng.randrange(256)]) + data[i + 1:]
-    elif mangle == 2:
-        data = data[:rng.randrange(len(data) + 1)]
-    cuts = sorted(rng.randrange(len(data) + 1) for _ in range(rng.randrange(4)))
-    pieces = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
-    if rng.random() < 0.3:
-        pieces = [bytearray(p) for p in pieces]
+    pieces = mangled_reads(rng, data, mangle)
     assert _run(pieces, table, native.decode_frames) == _run(pieces, table, None)
 
 

@@ -11,6 +11,7 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stream_mangling import mangled_reads
 
 from mqbench.broker.formats import codes, command, frame, headers, record
 from mqbench.broker.formats.command import RemotingCommand
@@ -114,15 +115,7 @@ def _send_frames(rng: random.Random, n: int) -> list[bytes]:
 def test_frames_decode_as_the_python_loop(parts, seed, mangle) -> None:
     rng = random.Random(seed)
     data = b"".join(_frame(h, b, t) for h, b, t in parts) + b"".join(_send_frames(rng, rng.randrange(3)))
-    if mangle == 1 and data:                     # any byte of the stream, length fields included
-        i = rng.randrange(len(data))
-        data = data[:i] + bytes([rng.randrange(256)]) + data[i + 1:]
-    elif mangle == 2:
-        data = data[:rng.randrange(len(data) + 1)]
-    cuts = sorted(rng.randrange(len(data) + 1) for _ in range(rng.randrange(4)))
-    pieces = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
-    if rng.random() < 0.3:
-        pieces = [bytearray(p) for p in pieces]
+    pieces = mangled_reads(rng, data, mangle)
     assert _feed(pieces, native.decode_frames) == _feed(pieces, None)
 
 
