@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 import math
 
-from mqbench.harness.metrics import decode_histogram, percentile_us
+from mqbench.harness.histograms import decode_histogram, percentile_us
 
 WIDTH, HEIGHT = 640, 260
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 24, 40

@@ -9,7 +9,8 @@ from typing import Any
 
 from mqbench import __version__
 from mqbench.errors import CorruptDataError
-from mqbench.harness.metrics import COUNTERS, HISTOGRAMS, decode_histogram
+from mqbench.harness.histograms import decode_histogram
+from mqbench.harness.metrics import COUNTERS, HISTOGRAMS
 from mqbench.harness.verdict import VERDICTS
 
 RESULT_SCHEMA = "mqbench.result/2"

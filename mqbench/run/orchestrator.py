@@ -45,7 +45,8 @@ from pathlib import Path
 from mqbench.cluster.owners import disown, remove_stale
 from mqbench.errors import UserError
 from mqbench.harness.maxrate import DRAIN, MaxRateSearch, SearchSettings, Thresholds
-from mqbench.harness.metrics import RunMetrics, merge_runs, percentile_us
+from mqbench.harness.histograms import percentile_us
+from mqbench.harness.metrics import RunMetrics, merge_runs
 from mqbench.harness.results import build_cell, build_result, workload_info
 from mqbench.harness.verdict import Bounds
 from mqbench.run.environment import Environment, prepare_topics, start_embedded, stop_embedded, target_layout
@@ -181,7 +182,7 @@ def _hold_latency(search: MaxRateSearch, checks: list) -> dict:
     """Publish latency p50/p99 over the hold's checks at the capacity (merged histograms), so a max
     cell's latency is the one at the rate it reports, not the whole search's (overload included)."""
     from mqbench.harness.maxrate import HOLD, SOAK
-    from mqbench.harness.metrics import merge_histograms
+    from mqbench.harness.histograms import merge_histograms
 
     at_capacity = [h for state, rate, h in checks if state in (HOLD, SOAK) and rate == search.capacity_msgs_per_s]
     merged = merge_histograms(at_capacity)

@@ -52,7 +52,8 @@ from typing import Callable, NamedTuple, Sequence
 from mqbench.client import OutgoingMessage, Producer
 from mqbench.client.pipeline import PropertyTemplate
 from mqbench.errors import MqbenchError
-from mqbench.harness.metrics import VALUE_US_MAX, RunMetrics, encode_histogram, new_histogram, record_values
+from mqbench.harness.histograms import VALUE_US_MAX, encode_histogram, new_histogram, record_values
+from mqbench.harness.metrics import RunMetrics
 from mqbench.run.consumer_driver import Deliveries, spec_credentials
 from mqbench.run.pool import Pool, pool_size
 from mqbench.run.pooled_send import PooledSend, property_template

@@ -26,7 +26,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 from mqbench.harness.maxrate import Observation
-from mqbench.harness.metrics import decode_histogram, new_histogram, percentile_us
+from mqbench.harness.histograms import decode_histogram, new_histogram, percentile_us
 
 PRODUCER_SUMS = ("intended", "sent", "acked", "errors", "acked_bytes", "expected_deliveries", "delayed_acked",
                  "delayed_deliveries_owed", "in_flight", "publish_backlog", "measured_sent", "measured_acked",

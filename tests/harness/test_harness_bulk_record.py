@@ -1,12 +1,12 @@
-"""``metrics.record_values`` and a ``Window``'s held-back values: the same histograms as one
+"""``histograms.record_values`` and a ``Window``'s held-back values: the same histograms as one
 ``record_value`` per value (counts, total, percentiles, min, max, mean and the encoding)."""
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqbench.harness.metrics import (PENDING_VALUES_MAX, VALUE_US_MAX, RunMetrics, Window, encode_histogram,
-                                     new_histogram, record_values)
+from mqbench.harness.histograms import VALUE_US_MAX, encode_histogram, new_histogram, record_values
+from mqbench.harness.metrics import PENDING_VALUES_MAX, RunMetrics, Window
 
 _values = st.lists(st.one_of(st.integers(0, 5000), st.integers(0, VALUE_US_MAX),
                              st.sampled_from([0, 1, 2047, 2048, 2049, 4095, 4096, VALUE_US_MAX - 1, VALUE_US_MAX])),

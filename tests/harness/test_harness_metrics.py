@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mqbench.errors import CorruptDataError, UserError
-from mqbench.harness.metrics import (VALUE_US_MAX, RunMetrics, Window, decode_histogram, encode_histogram,
-                                     merge_histograms, merge_runs, new_histogram, signed_percentile_us)
+from mqbench.harness.histograms import VALUE_US_MAX, decode_histogram, encode_histogram, merge_histograms, new_histogram, signed_percentile_us
+from mqbench.harness.metrics import RunMetrics, Window, merge_runs
 
 MS = 1_000_000
 START = 7_000_000_000
@@ -170,7 +170,7 @@ def test_bad_encodings_and_mismatched_merges_are_named():
 @given(values=st.lists(st.integers(0, 50_000_000), min_size=1, max_size=100),
        percentile=st.sampled_from([0.1, 1.0, 50.0, 99.0, 99.9, 100.0]))
 def test_fast_percentiles_agree_with_the_library(values, percentile):
-    from mqbench.harness.metrics import percentile_us
+    from mqbench.harness.histograms import percentile_us
 
     histogram = new_histogram()
     for value in values:
@@ -181,7 +181,7 @@ def test_fast_percentiles_agree_with_the_library(values, percentile):
 @settings(max_examples=30, deadline=None)   # a histogram per example: 100 took ~10 s of CI under load
 @given(values=st.lists(st.integers(0, 50_000_000), min_size=1, max_size=30))
 def test_fast_mean_agrees_with_the_library(values):
-    from mqbench.harness.metrics import mean_us
+    from mqbench.harness.histograms import mean_us
 
     histogram = new_histogram()
     for value in values:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqbench.harness.metrics import (COUNTERS, HISTOGRAMS, MAXIMA, PENDING_VALUES_MAX, VALUE_US_MAX, RunMetrics,
-                                     encode_histogram, new_histogram)
+from mqbench.harness.histograms import VALUE_US_MAX, encode_histogram, new_histogram
+from mqbench.harness.metrics import COUNTERS, HISTOGRAMS, MAXIMA, PENDING_VALUES_MAX, RunMetrics
 
 START_NS, WARMUP_MS, DURATION_MS, WINDOW_MS = 1_000_000_000, 2, 5, 2      # windows [2,4) [4,6) [6,7) ms
 MEASURE_NS = START_NS + WARMUP_MS * 1_000_000

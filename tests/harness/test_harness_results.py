@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from mqbench.cli import cli
 from mqbench.errors import CorruptDataError, UserError
-from mqbench.harness.metrics import decode_histogram
+from mqbench.harness.histograms import decode_histogram
 from mqbench.harness.results import (RESULT_FILE, RESULT_SCHEMA, TABLE_FILE, TIMESERIES_FILE, folder_name,
                                      git_info, load_result, validate_result, write_result)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mqbench.harness.metrics import VALUE_US_MAX
+from mqbench.harness.histograms import VALUE_US_MAX
 from mqbench.run.pooled_send import PooledSend
 from mqbench.run.producer_driver import ProducerDriver
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mqbench.codecs.registry import parse_codec
-from mqbench.harness.metrics import encode_histogram, new_histogram
+from mqbench.harness.histograms import encode_histogram, new_histogram
 from mqbench.run.consumer_driver import Deliveries
 from mqbench.run.payload import measure_payload
 from mqbench.run.probes import CLOCK_TICKS_PER_S, allocated_bytes, cpu_seconds, parse_proc_stat
